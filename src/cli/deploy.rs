@@ -1,0 +1,194 @@
+//! `cortex deploy [CONFIG_FILE]`.
+
+use std::io::IsTerminal;
+use std::path::Path;
+
+use anyhow::{bail, Context};
+
+use super::bundle::{self, Bundle};
+use super::environment::{self, Target};
+use super::output::print_structured;
+use super::{prompt, render, DeployArgs, ExitStatus};
+use crate::api::{DeployAction, DeployRequest, DeployResult};
+use crate::spec::ApiKind;
+
+/// Bundles above this many bytes (compressed) or files ask before uploading.
+const PROMPT_BYTES: u64 = 32 * 1024 * 1024;
+const PROMPT_FILES: usize = 1000;
+/// Bundles above this size are refused.
+const LIMIT_BYTES: u64 = 512 * 1024 * 1024;
+
+/// A size threshold, overridable through an environment variable (bytes).
+fn threshold(var: &str, default: u64) -> u64 {
+    std::env::var(var)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
+pub async fn run(args: DeployArgs) -> anyhow::Result<ExitStatus> {
+    let config_path = &args.config_file;
+    if !config_path.exists() {
+        if config_path == Path::new("cortex.yaml") {
+            bail!(
+                "no api config file was specified, and ./cortex.yaml does not exist; create cortex.yaml, or reference an existing config file by running `cortex deploy <config_file_path>`"
+            );
+        }
+        bail!("{} does not exist", config_path.display());
+    }
+    let specs = crate::spec::parse_file(config_path)?;
+    let config_text = std::fs::read_to_string(config_path)
+        .with_context(|| format!("cannot read {}", config_path.display()))?;
+    let root = config_path
+        .canonicalize()
+        .with_context(|| format!("cannot resolve {}", config_path.display()))?
+        .parent()
+        .map(Path::to_path_buf)
+        .context("the config file has no parent directory")?;
+    refuse_dangerous_root(&root)?;
+
+    let packed = {
+        let (root, cfg) = (root.clone(), config_path.clone());
+        tokio::task::spawn_blocking(move || bundle::pack(&root, &cfg)).await??
+    };
+    check_size(&packed, &root, args.yes)?;
+
+    let target = environment::connect(args.env.env.as_deref()).await?;
+    upload(&target, &packed).await?;
+    let config_file = config_path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_else(|| "cortex.yaml".to_string());
+    let results = target
+        .client
+        .deploy(&DeployRequest {
+            config_file,
+            config: config_text,
+            bundle: packed.sha256.clone(),
+            force: args.force,
+        })
+        .await?;
+    let failed = results.iter().any(|r| r.action == DeployAction::Failed);
+    if !print_structured(args.output, &results)? {
+        print_pretty(&results, &target, specs.len());
+    }
+    Ok(if failed {
+        ExitStatus::Failure
+    } else {
+        ExitStatus::Success
+    })
+}
+
+fn refuse_dangerous_root(root: &Path) -> anyhow::Result<()> {
+    if root == Path::new("/") {
+        bail!("cannot deploy from your root directory; move cortex.yaml and your project into a directory of its own");
+    }
+    if dirs::home_dir()
+        .and_then(|h| h.canonicalize().ok())
+        .is_some_and(|h| h == root)
+    {
+        bail!("cannot deploy from your home directory; move cortex.yaml and your project into a directory of its own");
+    }
+    Ok(())
+}
+
+fn check_size(b: &Bundle, root: &Path, yes: bool) -> anyhow::Result<()> {
+    let limit = threshold("CORTEX_UPLOAD_LIMIT_BYTES", LIMIT_BYTES);
+    if b.bytes.len() as u64 > limit {
+        bail!(
+            "the project is {} compressed, above the {} limit; add large files (models, data) to {}/.cortexignore and load them at start-up instead",
+            render::bytes(b.bytes.len() as u64),
+            render::bytes(limit),
+            root.display()
+        );
+    }
+    let prompt_bytes = threshold("CORTEX_UPLOAD_PROMPT_BYTES", PROMPT_BYTES);
+    if !yes && (b.bytes.len() as u64 > prompt_bytes || b.files > PROMPT_FILES) {
+        let question = format!(
+            "cortex will upload {} files ({} compressed, {} on disk) from {}; continue?",
+            b.files,
+            render::bytes(b.bytes.len() as u64),
+            render::bytes(b.raw_size),
+            root.display()
+        );
+        let hint = "re-run with --yes to upload anyway, or list what to leave out in .cortexignore";
+        if !prompt::confirm(&question, hint)? {
+            bail!("deploy cancelled; you can skip this prompt next time with `cortex deploy --yes`");
+        }
+    }
+    Ok(())
+}
+
+/// Uploads the bundle unless the server already has it, with a progress bar on a terminal.
+async fn upload(target: &Target, b: &Bundle) -> anyhow::Result<()> {
+    if target.client.has_bundle(&b.sha256).await? {
+        return Ok(());
+    }
+    let total = b.bytes.len() as u64;
+    let bar = (std::io::stderr().is_terminal() && total > 256 * 1024).then(|| {
+        let bar = indicatif::ProgressBar::new(total);
+        bar.set_style(
+            indicatif::ProgressStyle::with_template(
+                "uploading project {bar:30} {bytes}/{total_bytes} ({eta})",
+            )
+            .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+        );
+        bar
+    });
+    let chunks: Vec<bytes::Bytes> = bytes::Bytes::from(b.bytes.clone())
+        .chunks(64 * 1024)
+        .map(bytes::Bytes::copy_from_slice)
+        .collect();
+    let progress = bar.clone();
+    let stream = futures_util::stream::iter(chunks.into_iter().map(move |c| {
+        if let Some(bar) = &progress {
+            bar.inc(c.len() as u64);
+        }
+        Ok::<_, std::io::Error>(c)
+    }));
+    let body = reqwest::Body::wrap_stream(stream);
+    let result = target.client.put_bundle(&b.sha256, body).await;
+    if let Some(bar) = bar {
+        bar.finish_and_clear();
+    }
+    result?;
+    Ok(())
+}
+
+fn print_pretty(results: &[DeployResult], target: &Target, api_count: usize) {
+    let (ok, errors): (Vec<_>, Vec<_>) = results
+        .iter()
+        .partition(|r| r.action != DeployAction::Failed);
+    for r in &ok {
+        println!("{}", r.message);
+    }
+    if !errors.is_empty() {
+        if !ok.is_empty() {
+            eprintln!();
+        }
+        for r in &errors {
+            eprintln!("error: {}", r.message);
+        }
+    }
+    if ok.is_empty() {
+        return;
+    }
+    let env = target.env_suffix();
+    let name = if api_count == 1 {
+        ok[0].name.clone()
+    } else {
+        "<api_name>".to_string()
+    };
+    let mut hints = vec![
+        (format!("cortex get{env}"), "(show api statuses)"),
+        (format!("cortex get {name}{env}"), "(show api info)"),
+    ];
+    if ok.iter().any(|r| r.kind == ApiKind::RealtimeAPI) {
+        hints.push((format!("cortex logs {name}{env}"), "(stream api logs)"));
+    }
+    println!();
+    let width = hints.iter().map(|(c, _)| c.len()).max().unwrap_or(0).max(26);
+    for (cmd, what) in hints {
+        println!("{cmd:<width$} {what}");
+    }
+}

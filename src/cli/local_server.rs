@@ -1,0 +1,168 @@
+//! The embedded local server: started by the CLI on first use as a background daemon bound to
+//! loopback, with its state under `<config dir>/local/`.
+//!
+//! A lock file makes sure two CLI calls at once start one server.
+
+use std::io::IsTerminal;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context};
+
+use crate::api::RuntimeFile;
+use crate::client::Client;
+
+/// How long a new local server gets to answer `/healthz`.
+const START_DEADLINE: Duration = Duration::from_secs(30);
+
+/// The local server is not running (and the caller asked not to start it).
+#[derive(Debug, thiserror::Error)]
+#[error("the local cortex server is not running")]
+pub struct NotRunning;
+
+pub struct LocalServer {
+    data_dir: PathBuf,
+}
+
+impl LocalServer {
+    pub fn new(config_dir: &Path) -> LocalServer {
+        LocalServer {
+            data_dir: config_dir.join("local"),
+        }
+    }
+
+    pub fn data_dir(&self) -> &Path {
+        &self.data_dir
+    }
+
+    pub fn log_path(&self) -> PathBuf {
+        self.data_dir.join("server.log")
+    }
+
+    /// The runtime file, if the server wrote one (it may be stale).
+    pub fn runtime_file(&self) -> Option<RuntimeFile> {
+        let bytes = std::fs::read(self.data_dir.join(RuntimeFile::NAME)).ok()?;
+        serde_json::from_slice(&bytes).ok()
+    }
+
+    pub fn admin_token(&self) -> anyhow::Result<String> {
+        let path = self.data_dir.join(RuntimeFile::ADMIN_TOKEN);
+        let token = std::fs::read_to_string(&path)
+            .with_context(|| format!("cannot read {}", path.display()))?;
+        Ok(token.trim().to_string())
+    }
+
+    /// The URL of the running server, when its process is alive and answers `/healthz`.
+    pub async fn running_url(&self) -> Option<String> {
+        let rt = self.runtime_file()?;
+        if !process_alive(rt.pid) {
+            return None;
+        }
+        Client::new(&rt.url, None).health().await.ok()?;
+        Some(rt.url)
+    }
+
+    /// Returns the running server's URL, starting the server first if needed.
+    pub async fn ensure_running(&self) -> anyhow::Result<String> {
+        if let Some(url) = self.running_url().await {
+            return Ok(url);
+        }
+        std::fs::create_dir_all(&self.data_dir)
+            .with_context(|| format!("cannot create {}", self.data_dir.display()))?;
+        let lock_path = self.data_dir.join("start.lock");
+        let lock = std::fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&lock_path)
+            .with_context(|| format!("cannot open {}", lock_path.display()))?;
+        let lock = tokio::task::spawn_blocking(move || lock.lock().map(|()| lock))
+            .await?
+            .with_context(|| format!("cannot lock {}", lock_path.display()))?;
+        // Someone else may have started it while we waited for the lock.
+        if let Some(url) = self.running_url().await {
+            drop(lock);
+            return Ok(url);
+        }
+        let result = self.start().await;
+        drop(lock);
+        result
+    }
+
+    async fn start(&self) -> anyhow::Result<String> {
+        let exe = std::env::current_exe().context("cannot find the cortex executable")?;
+        let log_path = self.log_path();
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&log_path)
+            .with_context(|| format!("cannot open {}", log_path.display()))?;
+        let port = std::env::var("CORTEX_LOCAL_PORT").unwrap_or_else(|_| "8888".to_string());
+        let _ = std::fs::remove_file(self.data_dir.join(RuntimeFile::NAME));
+        let mut cmd = std::process::Command::new(exe);
+        cmd.arg("server")
+            .arg("--listen")
+            .arg(format!("127.0.0.1:{port}"))
+            .arg("--data-dir")
+            .arg(&self.data_dir)
+            .arg("--port-fallback")
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::from(log.try_clone()?))
+            .stderr(std::process::Stdio::from(log));
+        // SAFETY: setsid(2) is async-signal-safe; the daemon leaves our session so closing the
+        // terminal does not stop it.
+        unsafe {
+            use std::os::unix::process::CommandExt;
+            cmd.pre_exec(|| {
+                libc::setsid();
+                Ok(())
+            });
+        }
+        let mut child = cmd.spawn().context("cannot start the local cortex server")?;
+        let pid = child.id();
+
+        let spinner = std::io::stderr().is_terminal().then(|| {
+            let s = indicatif::ProgressBar::new_spinner();
+            s.set_message("starting the local cortex server");
+            s.enable_steady_tick(Duration::from_millis(100));
+            s
+        });
+        let deadline = Instant::now() + START_DEADLINE;
+        let outcome = loop {
+            if let Ok(Some(status)) = child.try_wait() {
+                break Err(status.to_string());
+            }
+            if let Some(rt) = self.runtime_file().filter(|rt| rt.pid == pid) {
+                if Client::new(&rt.url, None).health().await.is_ok() {
+                    break Ok(rt.url);
+                }
+            }
+            if Instant::now() > deadline {
+                break Err(format!("it did not answer within {}s", START_DEADLINE.as_secs()));
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        };
+        if let Some(s) = spinner {
+            s.finish_and_clear();
+        }
+        match outcome {
+            Ok(url) => Ok(url),
+            Err(why) => {
+                let tail = crate::engine::local::tail_lines(&log_path, 10).join("\n");
+                bail!(
+                    "the local cortex server did not start ({why}); its log {} ends with:\n{tail}",
+                    log_path.display()
+                )
+            }
+        }
+    }
+}
+
+/// Whether a process with this pid exists.
+pub fn process_alive(pid: u32) -> bool {
+    let Ok(pid) = i32::try_from(pid) else {
+        return false;
+    };
+    // SAFETY: kill(2) with signal 0 only checks for existence.
+    unsafe { libc::kill(pid, 0) == 0 }
+}

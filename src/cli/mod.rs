@@ -1,0 +1,244 @@
+//! The command line: clap grammar (this file), environment resolution, one module per command.
+
+mod bundle;
+mod completion;
+mod config;
+mod delete;
+mod deploy;
+mod env_cmd;
+mod environment;
+mod get;
+mod local_server;
+mod logs;
+mod output;
+mod prompt;
+mod render;
+mod server_cmd;
+mod version;
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand};
+
+pub use output::OutputFormat;
+
+/// How a command ended, for the process exit code.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ExitStatus {
+    /// 0: everything worked.
+    Success,
+    /// 1: the server or the spec said no (the command already printed why).
+    Failure,
+}
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "cortex",
+    version,
+    about = "deploy machine learning models as realtime and batch apis",
+    propagate_version = true,
+    infer_subcommands = true
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// create or update apis from a cortex.yaml
+    Deploy(DeployArgs),
+    /// get information about apis or jobs
+    Get(GetArgs),
+    /// stream logs from an api
+    Logs(LogsArgs),
+    /// delete an api or stop a job
+    Delete(DeleteArgs),
+    /// manage cli environments (which cortex server to talk to)
+    #[command(subcommand)]
+    Env(EnvCommand),
+    /// run the cortex server in the foreground, or manage the local one
+    Server(ServerArgs),
+    /// generate shell completion scripts
+    Completion(CompletionArgs),
+    /// print the cli and server versions
+    Version(VersionArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct EnvFlag {
+    /// environment to use (default: the configured default, usually "local")
+    #[arg(short = 'e', long = "env", value_name = "ENV")]
+    pub env: Option<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct DeployArgs {
+    /// path to the api configuration file
+    #[arg(value_name = "CONFIG_FILE", default_value = "cortex.yaml")]
+    pub config_file: PathBuf,
+    #[command(flatten)]
+    pub env: EnvFlag,
+    /// override the in-progress api update
+    #[arg(short, long)]
+    pub force: bool,
+    /// skip prompts
+    #[arg(short, long)]
+    pub yes: bool,
+    /// output format
+    #[arg(short, long, value_enum, default_value_t = OutputFormat::Pretty)]
+    pub output: OutputFormat,
+}
+
+#[derive(Debug, Args)]
+pub struct GetArgs {
+    /// the api to describe (all apis when absent)
+    pub api: Option<String>,
+    /// a batch job id
+    pub job_id: Option<String>,
+    #[command(flatten)]
+    pub env: EnvFlag,
+    /// re-run the command every 2 seconds
+    #[arg(short, long)]
+    pub watch: bool,
+    /// output format
+    #[arg(short, long, value_enum, default_value_t = OutputFormat::Pretty)]
+    pub output: OutputFormat,
+}
+
+#[derive(Debug, Args)]
+pub struct LogsArgs {
+    pub api: String,
+    /// a batch job id
+    pub job_id: Option<String>,
+    #[command(flatten)]
+    pub env: EnvFlag,
+    /// keep streaming new lines
+    #[arg(short, long)]
+    pub follow: bool,
+    /// only the last N lines
+    #[arg(long, value_name = "N")]
+    pub tail: Option<usize>,
+}
+
+#[derive(Debug, Args)]
+pub struct DeleteArgs {
+    pub api: String,
+    /// a batch job id to stop
+    pub job_id: Option<String>,
+    #[command(flatten)]
+    pub env: EnvFlag,
+    /// delete the api without confirmation
+    #[arg(short, long)]
+    pub force: bool,
+    /// skip prompts
+    #[arg(short, long)]
+    pub yes: bool,
+    /// output format
+    #[arg(short, long, value_enum, default_value_t = OutputFormat::Pretty)]
+    pub output: OutputFormat,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum EnvCommand {
+    /// add or update an environment (a remote cortex server)
+    Configure(EnvConfigureArgs),
+    /// list the configured environments
+    List {
+        /// output format
+        #[arg(short, long, value_enum, default_value_t = OutputFormat::Pretty)]
+        output: OutputFormat,
+    },
+    /// set (or print) the default environment
+    Default {
+        /// the environment to make the default
+        name: Option<String>,
+    },
+    /// delete an environment's configuration
+    Delete {
+        /// the environment to delete
+        name: String,
+    },
+    /// print an environment's token (for scripts and curl)
+    Token {
+        /// the environment (default: the default environment)
+        name: Option<String>,
+    },
+}
+
+#[derive(Debug, Args)]
+pub struct EnvConfigureArgs {
+    /// the environment's name
+    pub name: String,
+    /// the server's base url, e.g. https://cortex.example.com
+    #[arg(long)]
+    pub endpoint: Option<String>,
+    /// the token to authenticate with
+    #[arg(long)]
+    pub token: Option<String>,
+}
+
+#[derive(Debug, Args)]
+#[command(args_conflicts_with_subcommands = true)]
+pub struct ServerArgs {
+    #[command(subcommand)]
+    pub command: Option<ServerCommand>,
+    /// address to listen on
+    #[arg(long, default_value = "127.0.0.1:8888")]
+    pub listen: std::net::SocketAddr,
+    /// where the server keeps its database, bundles and logs (default: <config dir>/server)
+    #[arg(long, value_name = "DIR")]
+    pub data_dir: Option<PathBuf>,
+    /// if the port is taken, listen on a free one instead
+    #[arg(long, hide = true)]
+    pub port_fallback: bool,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ServerCommand {
+    /// show whether the local server is running
+    Status,
+    /// stop the local server
+    Stop,
+}
+
+#[derive(Debug, Args)]
+pub struct CompletionArgs {
+    /// the shell to generate completions for
+    #[arg(value_enum)]
+    pub shell: clap_complete::Shell,
+}
+
+#[derive(Debug, Args)]
+pub struct VersionArgs {
+    #[command(flatten)]
+    pub env: EnvFlag,
+}
+
+/// Runs a parsed command line.
+pub fn run(cli: Cli) -> anyhow::Result<ExitStatus> {
+    if let Command::Completion(args) = &cli.command {
+        completion::run(args.shell);
+        return Ok(ExitStatus::Success);
+    }
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
+    runtime.block_on(async move {
+        match cli.command {
+            Command::Deploy(args) => deploy::run(args).await,
+            Command::Get(args) => get::run(args).await,
+            Command::Logs(args) => logs::run(args).await,
+            Command::Delete(args) => delete::run(args).await,
+            Command::Env(cmd) => env_cmd::run(cmd).await,
+            Command::Server(args) => server_cmd::run(args).await,
+            Command::Version(args) => version::run(args).await,
+            Command::Completion(_) => Ok(ExitStatus::Success),
+        }
+    })
+}
+
+/// The clap command, for completions and docs.
+pub fn command() -> clap::Command {
+    <Cli as clap::CommandFactory>::command()
+}

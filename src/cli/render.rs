@@ -1,0 +1,97 @@
+//! Text rendering shared by commands: cortex-style tables, ages, sizes and latencies.
+
+use comfy_table::{presets, CellAlignment, Table};
+
+/// A borderless table with columns three spaces apart, as cortex prints them.
+pub fn table(headers: &[&str], rows: &[Vec<String>]) -> String {
+    let mut t = Table::new();
+    t.load_preset(presets::NOTHING);
+    t.set_header(headers.iter().copied());
+    for row in rows {
+        t.add_row(row.iter().cloned());
+    }
+    let last = headers.len().saturating_sub(1);
+    for (i, column) in t.column_iter_mut().enumerate() {
+        column.set_padding((0, if i == last { 0 } else { 3 }));
+        column.set_cell_alignment(CellAlignment::Left);
+    }
+    t.lines()
+        .map(|l| l.trim_end().to_string())
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+/// `Ns`, `Nm`, `Nh` or `Nd` since `then` (unix seconds), like cortex's ages.
+pub fn age(then: i64, now: i64) -> String {
+    let secs = (now - then).max(0);
+    match secs {
+        s if s < 60 => format!("{s}s"),
+        s if s < 3600 => format!("{}m", s / 60),
+        s if s < 48 * 3600 => format!("{}h", s / 3600),
+        s => format!("{}d", s / 86400),
+    }
+}
+
+/// Mean latency as cortex prints it: `%.6g ms` below a second, `%.6g s` above.
+pub fn latency(ms: Option<f64>) -> String {
+    match ms {
+        None => "-".to_string(),
+        Some(ms) if ms < 1000.0 => format!("{} ms", significant(ms, 6)),
+        Some(ms) => format!("{} s", significant(ms / 1000.0, 6)),
+    }
+}
+
+/// `%g`-like formatting with `digits` significant digits and no trailing zeros.
+fn significant(x: f64, digits: usize) -> String {
+    if x == 0.0 {
+        return "0".to_string();
+    }
+    let magnitude = x.abs().log10().floor() as i32;
+    let decimals = (digits as i32 - 1 - magnitude).max(0) as usize;
+    let s = format!("{x:.decimals$}");
+    if s.contains('.') {
+        s.trim_end_matches('0').trim_end_matches('.').to_string()
+    } else {
+        s
+    }
+}
+
+/// A byte count in binary units: `512 B`, `1.5 KiB`, `32.0 MiB`.
+pub fn bytes(n: u64) -> String {
+    const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
+    let mut value = n as f64;
+    let mut unit = 0;
+    while value >= 1024.0 && unit < UNITS.len() - 1 {
+        value /= 1024.0;
+        unit += 1;
+    }
+    if unit == 0 {
+        format!("{n} B")
+    } else {
+        format!("{value:.1} {}", UNITS[unit])
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tables_are_three_spaces_apart() {
+        let t = table(&["a", "long header"], &[vec!["xyz".into(), "1".into()]]);
+        assert_eq!(t, "a     long header\nxyz   1");
+    }
+
+    #[test]
+    fn ages_latencies_and_sizes() {
+        assert_eq!(age(0, 59), "59s");
+        assert_eq!(age(0, 61), "1m");
+        assert_eq!(age(0, 47 * 3600), "47h");
+        assert_eq!(age(0, 49 * 3600), "2d");
+        assert_eq!(latency(None), "-");
+        assert_eq!(latency(Some(3.12854)), "3.12854 ms");
+        assert_eq!(latency(Some(3128.5)), "3.1285 s");
+        assert_eq!(bytes(512), "512 B");
+        assert_eq!(bytes(1536), "1.5 KiB");
+    }
+}

@@ -1,0 +1,84 @@
+//! `cortex server` (foreground), `cortex server status`, `cortex server stop`.
+
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context};
+
+use super::config::config_dir;
+use super::local_server::{process_alive, LocalServer};
+use super::{ExitStatus, ServerArgs, ServerCommand};
+use crate::server::{self, ServerConfig};
+
+pub async fn run(args: ServerArgs) -> anyhow::Result<ExitStatus> {
+    match args.command {
+        None => {
+            init_tracing();
+            let data_dir = match args.data_dir {
+                Some(d) => d,
+                None => config_dir()?.join("server"),
+            };
+            server::run(ServerConfig {
+                listen: args.listen,
+                data_dir,
+                port_fallback: args.port_fallback,
+            })
+            .await?;
+            Ok(ExitStatus::Success)
+        }
+        Some(ServerCommand::Status) => status().await,
+        Some(ServerCommand::Stop) => stop().await,
+    }
+}
+
+fn init_tracing() {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("CORTEX_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .try_init();
+}
+
+async fn status() -> anyhow::Result<ExitStatus> {
+    let local = LocalServer::new(&config_dir()?);
+    match (local.running_url().await, local.runtime_file()) {
+        (Some(url), Some(rt)) => {
+            println!("the local cortex server is running");
+            println!("url:      {url}");
+            println!("pid:      {}", rt.pid);
+            println!("version:  {}", rt.version);
+            println!("data dir: {}", local.data_dir().display());
+            println!("log:      {}", local.log_path().display());
+            Ok(ExitStatus::Success)
+        }
+        _ => {
+            println!("the local cortex server is not running (it starts on the first command that needs it)");
+            Ok(ExitStatus::Failure)
+        }
+    }
+}
+
+async fn stop() -> anyhow::Result<ExitStatus> {
+    let local = LocalServer::new(&config_dir()?);
+    let Some(rt) = local.runtime_file().filter(|rt| process_alive(rt.pid)) else {
+        println!("the local cortex server is not running");
+        return Ok(ExitStatus::Success);
+    };
+    let pid = i32::try_from(rt.pid).context("the runtime file holds an invalid pid")?;
+    // SAFETY: kill(2) sends a signal; it touches no memory.
+    if unsafe { libc::kill(pid, libc::SIGTERM) } != 0 {
+        bail!(
+            "cannot stop the local cortex server (pid {pid}): {}",
+            std::io::Error::last_os_error()
+        );
+    }
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while process_alive(rt.pid) && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    if process_alive(rt.pid) {
+        bail!("the local cortex server (pid {pid}) did not stop within 20s; stop it with `kill -9 {pid}`");
+    }
+    println!("stopped the local cortex server (pid {pid})");
+    Ok(ExitStatus::Success)
+}

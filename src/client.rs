@@ -1,0 +1,183 @@
+//! Typed HTTP client for the control API; the CLI's only way to the server.
+
+use std::time::Duration;
+
+use reqwest::{Method, RequestBuilder, Response, StatusCode};
+use serde::de::DeserializeOwned;
+
+use crate::api::{
+    ApiResponse, BundleStored, DeployRequest, DeployResult, ErrorBody, Health, MessageResponse,
+    ServerInfo,
+};
+
+#[derive(Debug, thiserror::Error)]
+pub enum ClientError {
+    /// The server answered with an error body.
+    #[error("{message}")]
+    Api {
+        status: StatusCode,
+        kind: String,
+        message: String,
+    },
+    #[error("cannot reach the cortex server at {url}: {source}")]
+    Unreachable {
+        url: String,
+        #[source]
+        source: reqwest::Error,
+    },
+    #[error("unexpected answer from the cortex server at {url}: {detail}")]
+    Protocol { url: String, detail: String },
+}
+
+impl ClientError {
+    pub fn status(&self) -> Option<StatusCode> {
+        match self {
+            ClientError::Api { status, .. } => Some(*status),
+            _ => None,
+        }
+    }
+}
+
+/// A connection to one cortex server with one token.
+#[derive(Debug, Clone)]
+pub struct Client {
+    base: String,
+    token: Option<String>,
+    http: reqwest::Client,
+}
+
+impl Client {
+    pub fn new(base: &str, token: Option<String>) -> Client {
+        let http = reqwest::Client::builder()
+            .connect_timeout(Duration::from_secs(5))
+            .build()
+            .unwrap_or_default();
+        Client {
+            base: base.trim_end_matches('/').to_string(),
+            token,
+            http,
+        }
+    }
+
+    pub fn base_url(&self) -> &str {
+        &self.base
+    }
+
+    fn request(&self, method: Method, path: &str) -> RequestBuilder {
+        let mut req = self.http.request(method, format!("{}{path}", self.base));
+        if let Some(token) = &self.token {
+            req = req.bearer_auth(token);
+        }
+        req
+    }
+
+    async fn send(&self, req: RequestBuilder) -> Result<Response, ClientError> {
+        let resp = req.send().await.map_err(|source| ClientError::Unreachable {
+            url: self.base.clone(),
+            source,
+        })?;
+        if resp.status().is_success() {
+            return Ok(resp);
+        }
+        let status = resp.status();
+        let body = resp.bytes().await.unwrap_or_default();
+        Err(match serde_json::from_slice::<ErrorBody>(&body) {
+            Ok(e) => ClientError::Api {
+                status,
+                kind: e.kind,
+                message: e.message,
+            },
+            Err(_) => ClientError::Api {
+                status,
+                kind: "http".to_string(),
+                message: format!(
+                    "the server answered {status}: {}",
+                    String::from_utf8_lossy(&body).trim()
+                ),
+            },
+        })
+    }
+
+    async fn json<T: DeserializeOwned>(&self, req: RequestBuilder) -> Result<T, ClientError> {
+        let resp = self.send(req).await?;
+        let bytes = resp.bytes().await.map_err(|source| ClientError::Unreachable {
+            url: self.base.clone(),
+            source,
+        })?;
+        serde_json::from_slice(&bytes).map_err(|e| ClientError::Protocol {
+            url: self.base.clone(),
+            detail: e.to_string(),
+        })
+    }
+
+    pub async fn health(&self) -> Result<Health, ClientError> {
+        self.json(self.request(Method::GET, "/healthz").timeout(Duration::from_secs(2)))
+            .await
+    }
+
+    pub async fn info(&self) -> Result<ServerInfo, ClientError> {
+        self.json(self.request(Method::GET, "/api/v2/info")).await
+    }
+
+    /// Whether the server already has the bundle with this SHA-256.
+    pub async fn has_bundle(&self, sha256: &str) -> Result<bool, ClientError> {
+        let path = format!("/api/v2/bundles/{sha256}");
+        match self.send(self.request(Method::HEAD, &path)).await {
+            Ok(_) => Ok(true),
+            Err(e) if e.status() == Some(StatusCode::NOT_FOUND) => Ok(false),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Uploads a bundle; `body` may be a stream (to show progress).
+    pub async fn put_bundle(
+        &self,
+        sha256: &str,
+        body: reqwest::Body,
+    ) -> Result<BundleStored, ClientError> {
+        let path = format!("/api/v2/bundles/{sha256}");
+        self.json(
+            self.request(Method::PUT, &path)
+                .header(reqwest::header::CONTENT_TYPE, "application/gzip")
+                .body(body),
+        )
+        .await
+    }
+
+    pub async fn deploy(&self, req: &DeployRequest) -> Result<Vec<DeployResult>, ClientError> {
+        self.json(self.request(Method::POST, "/api/v2/apis").json(req))
+            .await
+    }
+
+    pub async fn list_apis(&self) -> Result<Vec<ApiResponse>, ClientError> {
+        self.json(self.request(Method::GET, "/api/v2/apis")).await
+    }
+
+    pub async fn get_api(&self, name: &str) -> Result<ApiResponse, ClientError> {
+        self.json(self.request(Method::GET, &format!("/api/v2/apis/{name}")))
+            .await
+    }
+
+    pub async fn delete_api(&self, name: &str) -> Result<MessageResponse, ClientError> {
+        self.json(self.request(Method::DELETE, &format!("/api/v2/apis/{name}")))
+            .await
+    }
+
+    /// The log stream of an API; read it with `Response::chunk`.
+    pub async fn logs(
+        &self,
+        name: &str,
+        follow: bool,
+        tail: Option<usize>,
+    ) -> Result<Response, ClientError> {
+        let mut query: Vec<(&str, String)> = vec![("follow", follow.to_string())];
+        if let Some(n) = tail {
+            query.push(("tail", n.to_string()));
+        }
+        self.send(
+            self.request(Method::GET, &format!("/api/v2/apis/{name}/logs"))
+                .query(&query),
+        )
+        .await
+    }
+}

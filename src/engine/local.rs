@@ -1,0 +1,398 @@
+//! The local engine: each replica is a child process of the server.
+//!
+//! A replica runs in its own process group, gets `PR_SET_PDEATHSIG(SIGKILL)` so it dies with
+//! the server (even when the server is SIGKILLed), appends stdout and stderr to its log file,
+//! is ready once `GET /healthz` answers 200, and is restarted with exponential back-off when it
+//! exits.
+
+use std::fs::OpenOptions;
+use std::io::Write;
+use std::net::TcpListener;
+use std::path::Path;
+use std::process::Stdio;
+use std::time::Duration;
+
+use tokio::process::{Child, Command};
+use tokio::sync::watch;
+
+use super::replica::ReplicaShared;
+use super::{Engine, Replica, ReplicaPlan, EXIT_INIT_FAILED};
+use crate::api::ReplicaPhase;
+
+/// How many lines of output an error message carries.
+const ERROR_TAIL_LINES: usize = 12;
+/// Exits before readiness in a row after which a replica is reported as failed.
+const CRASH_LOOP_AFTER: u32 = 2;
+const BACKOFF_START: Duration = Duration::from_millis(250);
+const BACKOFF_MAX: Duration = Duration::from_secs(30);
+/// How long a replica gets to exit after SIGTERM before SIGKILL.
+const STOP_GRACE: Duration = Duration::from_secs(5);
+
+/// Runs replicas as local child processes.
+#[derive(Debug, Clone)]
+pub struct LocalEngine {
+    http: reqwest::Client,
+}
+
+impl Default for LocalEngine {
+    fn default() -> Self {
+        LocalEngine::new()
+    }
+}
+
+impl LocalEngine {
+    pub fn new() -> LocalEngine {
+        let http = reqwest::Client::builder()
+            .timeout(Duration::from_secs(2))
+            .no_proxy()
+            .build()
+            .unwrap_or_default();
+        LocalEngine { http }
+    }
+}
+
+impl Engine for LocalEngine {
+    fn launch(&self, plan: ReplicaPlan) -> Replica {
+        let (replica, stop_rx, done_tx) = Replica::new(plan.replica_id.clone());
+        let shared = replica.shared.clone();
+        let http = self.http.clone();
+        tokio::spawn(async move {
+            supervise(plan, shared, stop_rx, http).await;
+            done_tx.send_replace(true);
+        });
+        replica
+    }
+}
+
+/// Why a run of the child ended.
+enum RunEnd {
+    Exited { code: Option<i32>, was_ready: bool },
+    Stopped,
+}
+
+async fn supervise(
+    plan: ReplicaPlan,
+    shared: std::sync::Arc<ReplicaShared>,
+    mut stop_rx: watch::Receiver<bool>,
+    http: reqwest::Client,
+) {
+    let mut failures_in_a_row: u32 = 0;
+    let mut attempt: u32 = 0;
+    loop {
+        if stop_requested(&stop_rx) {
+            break;
+        }
+        attempt += 1;
+        let port = match free_port() {
+            Ok(p) => p,
+            Err(e) => {
+                shared.update(|s| {
+                    s.phase = ReplicaPhase::Failed;
+                    s.last_error = Some(format!("cannot find a free port: {e}"));
+                });
+                if wait_or_stop(&mut stop_rx, BACKOFF_MAX).await {
+                    break;
+                }
+                continue;
+            }
+        };
+        append_log(
+            &plan.log_path,
+            &format!(
+                "cortex: starting replica {} of {} on port {port} (start #{attempt})",
+                plan.replica_id, plan.api
+            ),
+        );
+        let child = match spawn(&plan, port) {
+            Ok(c) => c,
+            Err(e) => {
+                failures_in_a_row += 1;
+                let msg = format!("cannot start `{}`: {e}", plan.argv.join(" "));
+                append_log(&plan.log_path, &format!("cortex: error: {msg}"));
+                shared.update(|s| {
+                    s.phase = ReplicaPhase::Failed;
+                    s.pid = None;
+                    s.port = None;
+                    s.last_error = Some(msg);
+                });
+                if wait_or_stop(&mut stop_rx, backoff(failures_in_a_row)).await {
+                    break;
+                }
+                continue;
+            }
+        };
+        let pid = child.id();
+        shared.update(|s| {
+            s.pid = pid;
+            s.port = Some(port);
+            if s.phase != ReplicaPhase::Failed {
+                s.phase = ReplicaPhase::Initializing;
+            }
+        });
+        match run(child, port, &shared, &mut stop_rx, &http).await {
+            RunEnd::Stopped => break,
+            RunEnd::Exited { code, was_ready } => {
+                let code_text = code.map_or("a signal".to_string(), |c| format!("status {c}"));
+                append_log(
+                    &plan.log_path,
+                    &format!("cortex: replica {} exited with {code_text}", plan.replica_id),
+                );
+                if was_ready {
+                    failures_in_a_row = 0;
+                } else {
+                    failures_in_a_row += 1;
+                }
+                let init_failed = code == Some(EXIT_INIT_FAILED);
+                let failed = init_failed || failures_in_a_row >= CRASH_LOOP_AFTER;
+                let error = describe_exit(&plan.log_path, &code_text);
+                shared.update(|s| {
+                    s.restarts += 1;
+                    s.pid = None;
+                    s.port = None;
+                    s.last_error = Some(error);
+                    s.phase = if failed {
+                        ReplicaPhase::Failed
+                    } else {
+                        ReplicaPhase::Restarting
+                    };
+                });
+                if wait_or_stop(&mut stop_rx, backoff(failures_in_a_row)).await {
+                    break;
+                }
+            }
+        }
+    }
+    shared.update(|s| {
+        s.phase = ReplicaPhase::Stopped;
+        s.pid = None;
+        s.port = None;
+    });
+}
+
+/// Runs one child until it exits or a stop is requested, marking it ready on the way.
+async fn run(
+    mut child: Child,
+    port: u16,
+    shared: &ReplicaShared,
+    stop_rx: &mut watch::Receiver<bool>,
+    http: &reqwest::Client,
+) -> RunEnd {
+    let mut was_ready = false;
+    let ready = wait_ready(http, port);
+    tokio::pin!(ready);
+    loop {
+        tokio::select! {
+            status = child.wait() => {
+                let code = status.ok().and_then(|s| s.code());
+                return RunEnd::Exited { code, was_ready };
+            }
+            _ = &mut ready, if !was_ready => {
+                was_ready = true;
+                shared.update(|s| {
+                    s.phase = ReplicaPhase::Ready;
+                    s.last_error = None;
+                });
+            }
+            _ = stopped(stop_rx) => {
+                terminate(&mut child).await;
+                return RunEnd::Stopped;
+            }
+        }
+    }
+}
+
+/// Polls `GET /healthz` until it answers 200. Never returns otherwise.
+async fn wait_ready(http: &reqwest::Client, port: u16) {
+    let url = format!("http://127.0.0.1:{port}/healthz");
+    let mut delay = Duration::from_millis(20);
+    loop {
+        if let Ok(resp) = http.get(&url).send().await {
+            if resp.status().is_success() {
+                return;
+            }
+        }
+        tokio::time::sleep(delay).await;
+        delay = (delay * 2).min(Duration::from_millis(250));
+    }
+}
+
+/// SIGTERM to the process group, then SIGKILL after a grace period.
+async fn terminate(child: &mut Child) {
+    let Some(pid) = child.id() else {
+        return;
+    };
+    signal_group(pid, libc::SIGTERM);
+    if tokio::time::timeout(STOP_GRACE, child.wait()).await.is_err() {
+        signal_group(pid, libc::SIGKILL);
+        let _ = child.wait().await;
+    }
+    // Anything the worker left behind in its group goes too.
+    signal_group(pid, libc::SIGKILL);
+}
+
+fn signal_group(pgid: u32, signal: i32) {
+    // SAFETY: kill(2) with a negative pid signals a process group; it touches no memory.
+    unsafe {
+        libc::kill(-(pgid as i32), signal);
+    }
+}
+
+fn spawn(plan: &ReplicaPlan, port: u16) -> std::io::Result<Child> {
+    let (program, args) = plan
+        .argv
+        .split_first()
+        .ok_or_else(|| std::io::Error::other("the command is empty"))?;
+    if let Some(dir) = plan.log_path.parent() {
+        std::fs::create_dir_all(dir)?;
+    }
+    let log = OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(&plan.log_path)?;
+    let mut cmd = Command::new(program);
+    cmd.args(args)
+        .current_dir(&plan.cwd)
+        .envs(plan.env.iter().map(|(k, v)| (k, v)))
+        .env("CORTEX_PORT", port.to_string())
+        .stdin(Stdio::null())
+        .stdout(Stdio::from(log.try_clone()?))
+        .stderr(Stdio::from(log))
+        .process_group(0)
+        .kill_on_drop(true);
+    // SAFETY: the closure runs in the child between fork and exec and only calls
+    // async-signal-safe functions (prctl, getppid, _exit).
+    unsafe {
+        cmd.pre_exec(|| {
+            if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) != 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            // The server may have died between fork and prctl.
+            if libc::getppid() == 1 {
+                libc::_exit(1);
+            }
+            Ok(())
+        });
+    }
+    cmd.spawn()
+}
+
+/// Sleeps for `delay` unless a stop comes first; true when stopping.
+async fn wait_or_stop(stop_rx: &mut watch::Receiver<bool>, delay: Duration) -> bool {
+    let stopped = tokio::select! {
+        _ = tokio::time::sleep(delay) => false,
+        _ = stopped(stop_rx) => true,
+    };
+    stopped || stop_requested(stop_rx)
+}
+
+/// Resolves once a stop is requested (or the handle is gone).
+async fn stopped(stop_rx: &mut watch::Receiver<bool>) {
+    let _ = stop_rx.wait_for(|stop| *stop).await.map(|_| ());
+}
+
+fn stop_requested(stop_rx: &watch::Receiver<bool>) -> bool {
+    *stop_rx.borrow()
+}
+
+fn backoff(failures_in_a_row: u32) -> Duration {
+    let factor = 1u32 << failures_in_a_row.min(10);
+    (BACKOFF_START * factor).min(BACKOFF_MAX)
+}
+
+/// An ephemeral loopback port that is free right now.
+fn free_port() -> std::io::Result<u16> {
+    Ok(TcpListener::bind(("127.0.0.1", 0))?.local_addr()?.port())
+}
+
+fn append_log(path: &Path, line: &str) {
+    if let Some(dir) = path.parent() {
+        let _ = std::fs::create_dir_all(dir);
+    }
+    if let Ok(mut f) = OpenOptions::new().create(true).append(true).open(path) {
+        let _ = writeln!(f, "{line}");
+    }
+}
+
+/// The error shown for an exit: the worker's own `cortex: error:` line when it wrote one, then
+/// the last lines of its output.
+fn describe_exit(log_path: &Path, code_text: &str) -> String {
+    let tail = tail_lines(log_path, 200);
+    // Only this run's output: after the last "starting replica" line.
+    let start = tail
+        .iter()
+        .rposition(|l| l.starts_with("cortex: starting replica"))
+        .map_or(0, |i| i + 1);
+    let run: Vec<&String> = tail[start..]
+        .iter()
+        .filter(|l| !l.starts_with("cortex: replica "))
+        .collect();
+    let headline = run
+        .iter()
+        .find_map(|l| l.strip_prefix("cortex: error: "))
+        .map(str::to_string)
+        .unwrap_or_else(|| format!("the replica exited with {code_text}"));
+    let last: Vec<&str> = run
+        .iter()
+        .rev()
+        .take(ERROR_TAIL_LINES)
+        .rev()
+        .map(|l| l.as_str())
+        .collect();
+    if last.is_empty() {
+        headline
+    } else {
+        format!("{headline}\n{}", last.join("\n"))
+    }
+}
+
+/// The last `n` lines of a file (reads at most the last 64 KiB).
+pub fn tail_lines(path: &Path, n: usize) -> Vec<String> {
+    use std::io::{Read, Seek, SeekFrom};
+    let Ok(mut f) = std::fs::File::open(path) else {
+        return Vec::new();
+    };
+    let len = f.metadata().map(|m| m.len()).unwrap_or(0);
+    let start = len.saturating_sub(64 * 1024);
+    if f.seek(SeekFrom::Start(start)).is_err() {
+        return Vec::new();
+    }
+    let mut buf = Vec::new();
+    if f.read_to_end(&mut buf).is_err() {
+        return Vec::new();
+    }
+    let text = String::from_utf8_lossy(&buf);
+    let mut lines: Vec<&str> = text.lines().collect();
+    if start > 0 && !lines.is_empty() {
+        lines.remove(0); // probably cut in the middle
+    }
+    let skip = lines.len().saturating_sub(n);
+    lines[skip..].iter().map(|s| s.to_string()).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_grows_and_is_capped() {
+        assert!(backoff(1) < backoff(2));
+        assert_eq!(backoff(40), BACKOFF_MAX);
+    }
+
+    #[test]
+    fn exit_description_prefers_the_workers_own_error_line() {
+        let dir = tempfile::tempdir().unwrap();
+        let log = dir.path().join("r.log");
+        std::fs::write(
+            &log,
+            "old run\ncortex: starting replica r of a on port 1 (start #2)\n\
+             cortex: error: failed to initialise the predictor: ValueError: boom\n\
+             Traceback ...\ncortex: replica r exited with status 3\n",
+        )
+        .unwrap();
+        let d = describe_exit(&log, "status 3");
+        assert!(d.starts_with("failed to initialise the predictor: ValueError: boom\n"));
+        assert!(!d.contains("old run"));
+        assert!(!d.contains("exited with"));
+    }
+}

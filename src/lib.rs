@@ -1,0 +1,15 @@
+//! cortex: deploy machine-learning model APIs from declarative YAML and run them.
+//!
+//! See ARCHITECTURE.md for the map of this crate.
+
+pub mod api;
+pub mod cli;
+pub mod client;
+pub mod engine;
+pub mod runtime;
+pub mod server;
+pub mod spec;
+pub mod store;
+
+/// The version of this binary; the CLI and the server report it.
+pub const VERSION: &str = env!("CARGO_PKG_VERSION");

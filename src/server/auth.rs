@@ -1,0 +1,60 @@
+//! Token checks. Control routes need a user token (`Authorization: Bearer <token>`); a job
+//! token there is refused with 401, as is a missing, unknown or expired token.
+
+use axum::extract::FromRequestParts;
+use axum::http::request::Parts;
+use axum::http::HeaderMap;
+
+use super::error::ApiError;
+use super::state::AppState;
+use crate::store::{users, TokenKind, UserRow};
+
+/// The user behind a valid user token.
+#[derive(Debug, Clone)]
+pub struct AuthUser(pub UserRow);
+
+/// The bearer token of a request, if it sent one.
+pub fn bearer(headers: &HeaderMap) -> Option<&str> {
+    let value = headers.get(axum::http::header::AUTHORIZATION)?.to_str().ok()?;
+    let (scheme, token) = value.split_once(' ')?;
+    scheme
+        .eq_ignore_ascii_case("bearer")
+        .then(|| token.trim())
+        .filter(|t| !t.is_empty())
+}
+
+/// Resolves a user token to its user.
+pub async fn user_from_headers(state: &AppState, headers: &HeaderMap) -> Result<UserRow, ApiError> {
+    let token = bearer(headers).ok_or_else(|| {
+        ApiError::Unauthorized(
+            "this route needs a token: send `Authorization: Bearer <token>` (`cortex env token` prints yours)"
+                .into(),
+        )
+    })?;
+    if token.len() > 512 {
+        return Err(ApiError::Unauthorized("the token is not valid".into()));
+    }
+    let token = token.to_string();
+    let found = state
+        .store
+        .call(move |conn| users::lookup_token(conn, &token))
+        .await?;
+    match found {
+        Some((row, Some(user))) if row.kind == TokenKind::User => Ok(user),
+        Some((row, _)) if row.kind == TokenKind::Job => Err(ApiError::Unauthorized(
+            "a job token cannot be used on this route; use a user token".into(),
+        )),
+        _ => Err(ApiError::Unauthorized(
+            "the token is not valid (unknown, revoked or expired); check `cortex env list` or get a new token"
+                .into(),
+        )),
+    }
+}
+
+impl FromRequestParts<AppState> for AuthUser {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Self::Rejection> {
+        user_from_headers(state, &parts.headers).await.map(AuthUser)
+    }
+}

@@ -1,0 +1,334 @@
+//! The live APIs: which replicas serve each one, the gateway's route table, and the rules that
+//! turn replica phases into API statuses.
+//!
+//! The route table is read on every prediction: a short `std::sync::RwLock` read that clones an
+//! `Arc`, never held across an await.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, OnceLock, RwLock};
+
+use crate::api::{ApiStatus, ReplicaInfo, ReplicaPhase};
+use crate::engine::{Engine, Replica, ReplicaPlan};
+use crate::runtime;
+use crate::spec::{ApiSpec, PredictorType};
+use crate::store::{models, users, DeployStatus, ModelRow, Store, StoreError};
+
+use super::metrics::Metrics;
+
+/// One deployed API with its replicas.
+pub struct ApiRuntime {
+    pub model_id: String,
+    pub spec: ApiSpec,
+    pub spec_hash: String,
+    pub last_updated: i64,
+    /// Replicas running the latest spec.
+    pub current: Replica,
+    /// Replicas of the spec before an update, serving until `current` is ready.
+    pub previous: Mutex<Option<Replica>>,
+    pub metrics: Arc<Metrics>,
+    pub log_path: PathBuf,
+}
+
+impl ApiRuntime {
+    /// A ready replica's address, preferring the latest spec. O(1), no IO.
+    pub fn pick(&self) -> Option<SocketAddr> {
+        self.current.ready_addr().or_else(|| {
+            self.previous
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .as_ref()
+                .and_then(Replica::ready_addr)
+        })
+    }
+
+    pub fn status(&self) -> ApiStatus {
+        match self.current.snapshot().phase {
+            ReplicaPhase::Ready => ApiStatus::Live,
+            ReplicaPhase::Failed => ApiStatus::Error,
+            ReplicaPhase::Stopped => ApiStatus::Stopped,
+            ReplicaPhase::Initializing | ReplicaPhase::Restarting => ApiStatus::Updating,
+        }
+    }
+
+    pub fn replicas(&self) -> Vec<ReplicaInfo> {
+        let info = |r: &Replica, up_to_date: bool| {
+            let s = r.snapshot();
+            ReplicaInfo {
+                id: s.id,
+                phase: s.phase,
+                up_to_date,
+                pid: s.pid,
+                port: s.port,
+                restarts: s.restarts,
+            }
+        };
+        let mut out = vec![info(&self.current, true)];
+        if let Some(prev) = self
+            .previous
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .as_ref()
+        {
+            out.push(info(prev, false));
+        }
+        out
+    }
+
+    /// Why the API is not live, if the replicas say.
+    pub fn errors(&self) -> Vec<String> {
+        let s = self.current.snapshot();
+        match (s.phase, s.last_error) {
+            (ReplicaPhase::Ready, _) | (_, None) => Vec::new(),
+            (_, Some(e)) => vec![e],
+        }
+    }
+}
+
+#[derive(Default)]
+struct Routes {
+    by_name: HashMap<String, Arc<ApiRuntime>>,
+    by_path: HashMap<String, Arc<ApiRuntime>>,
+}
+
+/// All live APIs of this server.
+pub struct Deployments {
+    engine: Arc<dyn Engine>,
+    store: Store,
+    data_dir: PathBuf,
+    shim_path: PathBuf,
+    server_url: OnceLock<String>,
+    routes: RwLock<Routes>,
+}
+
+impl Deployments {
+    pub fn new(engine: Arc<dyn Engine>, store: Store, data_dir: PathBuf, shim_path: PathBuf) -> Self {
+        Deployments {
+            engine,
+            store,
+            data_dir,
+            shim_path,
+            server_url: OnceLock::new(),
+            routes: RwLock::new(Routes::default()),
+        }
+    }
+
+    /// The URL replicas use to reach the server (`CORTEX_SERVER_URL`); set once it listens.
+    pub fn set_server_url(&self, url: String) {
+        let _ = self.server_url.set(url);
+    }
+
+    pub fn get(&self, name: &str) -> Option<Arc<ApiRuntime>> {
+        self.routes.read().unwrap_or_else(|p| p.into_inner()).by_name.get(name).cloned()
+    }
+
+    pub fn by_path(&self, path: &str) -> Option<Arc<ApiRuntime>> {
+        self.routes.read().unwrap_or_else(|p| p.into_inner()).by_path.get(path).cloned()
+    }
+
+    /// The directory holding an API's replica logs.
+    pub fn log_dir(&self, name: &str) -> PathBuf {
+        self.data_dir.join("logs").join(name)
+    }
+
+    /// Starts replicas for `row`'s spec; replaces what ran before (the old replicas keep serving
+    /// until the new ones are ready).
+    pub async fn apply(&self, row: &ModelRow, spec: ApiSpec, project_dir: &Path) -> Result<(), StoreError> {
+        let model_id = row.id.clone();
+        let job_token = self
+            .store
+            .call(move |conn| {
+                // One deployment, one live job token: the previous one is revoked.
+                users::revoke_job_tokens(conn, &model_id)?;
+                users::issue_job_token(conn, &model_id)
+            })
+            .await?;
+        let replica_id = format!("{}-{}", spec.name, &row.spec_hash[..8.min(row.spec_hash.len())]);
+        let log_path = self.log_dir(&spec.name).join(format!("{replica_id}.log"));
+        let plan = self.plan(&spec, project_dir, replica_id, log_path.clone(), job_token);
+        let current = self.engine.launch(plan);
+
+        let old = self.get(&spec.name);
+        let (previous, metrics) = match &old {
+            Some(old) => {
+                // A still-running older generation is superseded twice over: stop it now.
+                let stale = old.previous.lock().unwrap_or_else(|p| p.into_inner()).take();
+                if let Some(stale) = stale {
+                    tokio::spawn(async move { stale.stop().await });
+                }
+                let metrics = if old.spec_hash == row.spec_hash {
+                    old.metrics.clone()
+                } else {
+                    Arc::new(Metrics::default())
+                };
+                (Some(old.current.clone()), metrics)
+            }
+            None => (None, Arc::new(Metrics::default())),
+        };
+        let runtime = Arc::new(ApiRuntime {
+            model_id: row.id.clone(),
+            spec_hash: row.spec_hash.clone(),
+            last_updated: row.updated_at,
+            spec,
+            current,
+            previous: Mutex::new(previous),
+            metrics,
+            log_path,
+        });
+        {
+            let mut routes = self.routes.write().unwrap_or_else(|p| p.into_inner());
+            if let Some(old) = &old {
+                routes.by_path.remove(&old.spec.networking.endpoint);
+            }
+            routes
+                .by_path
+                .insert(runtime.spec.networking.endpoint.clone(), runtime.clone());
+            routes
+                .by_name
+                .insert(runtime.spec.name.clone(), runtime.clone());
+        }
+        tokio::spawn(watch_phases(self.store.clone(), runtime));
+        Ok(())
+    }
+
+    /// Stops an API's replicas and drops its routes. Returns false when it was not running.
+    pub async fn remove(&self, name: &str) -> bool {
+        let runtime = {
+            let mut routes = self.routes.write().unwrap_or_else(|p| p.into_inner());
+            let runtime = routes.by_name.remove(name);
+            if let Some(rt) = &runtime {
+                routes.by_path.remove(&rt.spec.networking.endpoint);
+            }
+            runtime
+        };
+        let Some(runtime) = runtime else {
+            return false;
+        };
+        stop_all(&runtime).await;
+        true
+    }
+
+    /// Stops every replica (server shutdown).
+    pub async fn shutdown(&self) {
+        let all: Vec<Arc<ApiRuntime>> = {
+            let mut routes = self.routes.write().unwrap_or_else(|p| p.into_inner());
+            routes.by_path.clear();
+            routes.by_name.drain().map(|(_, rt)| rt).collect()
+        };
+        futures_util::future::join_all(all.iter().map(|rt| stop_all(rt))).await;
+    }
+
+    fn plan(
+        &self,
+        spec: &ApiSpec,
+        project_dir: &Path,
+        replica_id: String,
+        log_path: PathBuf,
+        job_token: String,
+    ) -> ReplicaPlan {
+        let mut env: Vec<(String, String)> = Vec::new();
+        if let Ok(text) = std::fs::read_to_string(project_dir.join(".env")) {
+            env.extend(runtime::dotenv::parse(&text));
+        }
+        env.extend(spec.predictor.env.iter().map(|(k, v)| (k.clone(), v.clone())));
+        let project = project_dir.display().to_string();
+        env.extend([
+            ("CORTEX_API_NAME".to_string(), spec.name.clone()),
+            ("CORTEX_PROJECT_DIR".to_string(), project.clone()),
+            ("CORTEX_JOB_TOKEN".to_string(), job_token),
+            (
+                "CORTEX_SERVER_URL".to_string(),
+                self.server_url.get().cloned().unwrap_or_default(),
+            ),
+            ("PYTHONUNBUFFERED".to_string(), "1".to_string()),
+            (
+                "CORTEX_THREADS_PER_PROCESS".to_string(),
+                spec.predictor.threads_per_process.to_string(),
+            ),
+        ]);
+        let mut python_path = vec![project.clone()];
+        if let Some(extra) = &spec.predictor.python_path {
+            python_path.push(project_dir.join(extra).display().to_string());
+        }
+        if let Ok(existing) = std::env::var("PYTHONPATH") {
+            python_path.push(existing);
+        }
+        env.push(("PYTHONPATH".to_string(), python_path.join(":")));
+        let argv = match spec.predictor.kind {
+            PredictorType::Python => {
+                env.push((
+                    "CORTEX_PREDICTOR_PATH".to_string(),
+                    spec.predictor.path.clone().unwrap_or_default(),
+                ));
+                env.push((
+                    "CORTEX_PREDICTOR_CONFIG".to_string(),
+                    serde_json::Value::Object(spec.predictor.config.clone()).to_string(),
+                ));
+                vec![
+                    runtime::python_interpreter(),
+                    "-u".to_string(),
+                    self.shim_path.display().to_string(),
+                ]
+            }
+            PredictorType::Command => spec.predictor.command.clone().unwrap_or_default(),
+        };
+        ReplicaPlan {
+            api: spec.name.clone(),
+            replica_id,
+            argv,
+            cwd: project_dir.to_path_buf(),
+            env,
+            log_path,
+        }
+    }
+}
+
+async fn stop_all(runtime: &ApiRuntime) {
+    let previous = runtime
+        .previous
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .take();
+    if let Some(prev) = previous {
+        prev.stop().await;
+    }
+    runtime.current.stop().await;
+}
+
+/// Follows the latest replicas of an API: once they are ready the previous generation stops
+/// and the model is `complete`; when they fail it is `failed`.
+async fn watch_phases(store: Store, runtime: Arc<ApiRuntime>) {
+    let mut phases = runtime.current.phases();
+    loop {
+        let phase = *phases.borrow_and_update();
+        let status = match phase {
+            ReplicaPhase::Ready => {
+                let previous = runtime
+                    .previous
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .take();
+                if let Some(prev) = previous {
+                    prev.stop().await;
+                }
+                Some(DeployStatus::Complete)
+            }
+            ReplicaPhase::Failed => Some(DeployStatus::Failed),
+            ReplicaPhase::Stopped => return,
+            ReplicaPhase::Initializing | ReplicaPhase::Restarting => None,
+        };
+        if let Some(status) = status {
+            let (id, hash) = (runtime.model_id.clone(), runtime.spec_hash.clone());
+            let result = store
+                .call(move |conn| models::set_status_for_spec(conn, &id, &hash, status))
+                .await;
+            if let Err(e) = result {
+                tracing::warn!("cannot record the status of {}: {e}", runtime.spec.name);
+            }
+        }
+        if phases.changed().await.is_err() {
+            return;
+        }
+    }
+}

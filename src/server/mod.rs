@@ -1,0 +1,194 @@
+//! The control server: control API, gateway and replica supervision on one port.
+
+pub mod auth;
+pub mod deployments;
+pub mod error;
+pub mod gateway;
+pub mod metrics;
+pub mod routes;
+pub mod state;
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use anyhow::Context;
+
+use crate::api::RuntimeFile;
+use crate::engine::LocalEngine;
+use crate::spec::ApiSpec;
+use crate::store::{models, users, BundleStore, Store};
+use deployments::Deployments;
+use state::AppState;
+
+/// How `cortex server` was asked to run.
+#[derive(Debug, Clone)]
+pub struct ServerConfig {
+    pub listen: SocketAddr,
+    pub data_dir: PathBuf,
+    /// When `listen`'s port is taken, listen on any free port of the same address instead.
+    pub port_fallback: bool,
+}
+
+/// Runs the server until SIGINT or SIGTERM; stops every replica before returning.
+pub async fn run(config: ServerConfig) -> anyhow::Result<()> {
+    let data_dir = &config.data_dir;
+    std::fs::create_dir_all(data_dir)
+        .with_context(|| format!("cannot create the data directory {}", data_dir.display()))?;
+    let store = Store::open(&data_dir.join("cortex.db"))
+        .with_context(|| format!("cannot open the database in {}", data_dir.display()))?;
+    ensure_admin_token(&store, data_dir).await?;
+    let shim = crate::runtime::install_python_shim(&data_dir.join("runtime"))
+        .context("cannot write the python predictor shim")?;
+
+    let listener = match tokio::net::TcpListener::bind(config.listen).await {
+        Ok(l) => l,
+        Err(e) if config.port_fallback && e.kind() == std::io::ErrorKind::AddrInUse => {
+            tokio::net::TcpListener::bind(SocketAddr::new(config.listen.ip(), 0)).await?
+        }
+        Err(e) => {
+            return Err(e).with_context(|| format!("cannot listen on {}", config.listen));
+        }
+    };
+    let addr = listener.local_addr()?;
+    let url = format!("http://{addr}");
+
+    let bundles = BundleStore::new(data_dir.clone());
+    let engine = Arc::new(LocalEngine::new());
+    let deployments = Arc::new(Deployments::new(
+        engine,
+        store.clone(),
+        data_dir.clone(),
+        shim,
+    ));
+    deployments.set_server_url(url.clone());
+    let http = reqwest::Client::builder()
+        .no_proxy()
+        .pool_max_idle_per_host(256)
+        .tcp_nodelay(true)
+        .build()?;
+    let state = AppState {
+        store: store.clone(),
+        bundles: bundles.clone(),
+        deployments: deployments.clone(),
+        loopback_only: addr.ip().is_loopback(),
+        http,
+    };
+    restore(&store, &bundles, &deployments).await;
+
+    let runtime_file = data_dir.join(RuntimeFile::NAME);
+    let info = RuntimeFile {
+        pid: std::process::id(),
+        port: addr.port(),
+        url: url.clone(),
+        version: crate::VERSION.to_string(),
+    };
+    crate::store::bundles::write_atomically(&runtime_file, &serde_json::to_vec_pretty(&info)?)?;
+    tracing::info!("cortex server {} listening on {url}", crate::VERSION);
+    eprintln!("cortex server {} listening on {url}", crate::VERSION);
+
+    let app = routes::router(state);
+    let served = axum::serve(listener, app)
+        .with_graceful_shutdown(shutdown_signal())
+        .await;
+    deployments.shutdown().await;
+    // Only remove the runtime file if it is still ours.
+    if std::fs::read(&runtime_file)
+        .ok()
+        .and_then(|b| serde_json::from_slice::<RuntimeFile>(&b).ok())
+        .is_some_and(|f| f.pid == std::process::id())
+    {
+        let _ = std::fs::remove_file(&runtime_file);
+    }
+    served.context("the server stopped with an error")
+}
+
+async fn shutdown_signal() {
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut term = match signal(SignalKind::terminate()) {
+        Ok(s) => s,
+        Err(_) => return std::future::pending().await,
+    };
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = term.recv() => {}
+    }
+}
+
+/// Creates the admin user on first start, and (re)writes `admin.token` (mode 0600) when the
+/// file is missing: only the token's hash is stored, so a lost file means a new token.
+async fn ensure_admin_token(store: &Store, data_dir: &Path) -> anyhow::Result<()> {
+    let token_path = data_dir.join(RuntimeFile::ADMIN_TOKEN);
+    if token_path.is_file() {
+        return Ok(());
+    }
+    let token = store
+        .call(|conn| {
+            let user = match users::user_by_name(conn, "admin")? {
+                Some(u) => u,
+                None => users::create_user(conn, "admin", true)?,
+            };
+            users::issue_user_token(conn, &user.id, "admin.token", None)
+        })
+        .await?;
+    write_private(&token_path, token.as_bytes())
+        .with_context(|| format!("cannot write {}", token_path.display()))?;
+    eprintln!("admin token written to {}", token_path.display());
+    Ok(())
+}
+
+/// Writes a file only its owner can read (0600).
+fn write_private(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(path)?;
+    f.write_all(bytes)?;
+    f.sync_all()
+}
+
+/// Starts the replicas of every API that was deployed when the server last stopped.
+async fn restore(store: &Store, bundles: &BundleStore, deployments: &Deployments) {
+    let rows = match store.call(|c| models::list(c)).await {
+        Ok(rows) => rows,
+        Err(e) => {
+            tracing::error!("cannot list the deployed apis: {e}");
+            return;
+        }
+    };
+    for row in rows {
+        if matches!(
+            row.deploy_status,
+            models::DeployStatus::Stopped | models::DeployStatus::NotStarted
+        ) {
+            continue;
+        }
+        let spec: ApiSpec = match serde_json::from_str(&row.spec_json) {
+            Ok(s) => s,
+            Err(e) => {
+                tracing::error!("cannot read the stored spec of {}: {e}", row.name);
+                continue;
+            }
+        };
+        let b = bundles.clone();
+        let sha = row.bundle_sha256.clone();
+        let dir = match tokio::task::spawn_blocking(move || b.unpack(&sha)).await {
+            Ok(Ok(dir)) => dir,
+            Ok(Err(e)) => {
+                tracing::error!("cannot unpack the project of {}: {e}", row.name);
+                continue;
+            }
+            Err(e) => {
+                tracing::error!("cannot unpack the project of {}: {e}", row.name);
+                continue;
+            }
+        };
+        if let Err(e) = deployments.apply(&row, spec, &dir).await {
+            tracing::error!("cannot restart {}: {e}", row.name);
+        }
+    }
+}

@@ -1,0 +1,335 @@
+//! `/api/v2/apis`: deploy, list, describe, delete and stream logs of APIs.
+
+use std::collections::HashSet;
+use std::time::Duration;
+
+use axum::body::{Body, Bytes};
+use axum::extract::{Path, Query, State};
+use axum::http::{header, HeaderMap};
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use sha2::{Digest, Sha256};
+
+use super::parse_json;
+use crate::api::{
+    ApiResponse, ApiStatus, DeployAction, DeployRequest, DeployResult, LogsQuery, MessageResponse,
+};
+use crate::engine::local::tail_lines;
+use crate::server::auth::AuthUser;
+use crate::server::deployments::ApiRuntime;
+use crate::server::error::ApiError;
+use crate::server::state::AppState;
+use crate::spec::{self, ApiSpec, PredictorType};
+use crate::store::models::{self, Saved};
+use crate::store::{job_logs, JobLogLevel, ModelRow};
+
+/// The hash that decides "up to date": the API's validated spec and the project bundle.
+pub fn spec_hash(spec: &ApiSpec, bundle: &str) -> String {
+    let mut h = Sha256::new();
+    h.update(serde_json::to_vec(spec).unwrap_or_default());
+    h.update(b"\0");
+    h.update(bundle.as_bytes());
+    hex::encode(h.finalize())
+}
+
+pub async fn deploy(
+    State(state): State<AppState>,
+    AuthUser(user): AuthUser,
+    body: Bytes,
+) -> Result<Json<Vec<DeployResult>>, ApiError> {
+    let req: DeployRequest = parse_json(&body)?;
+    let specs = spec::parse_str(&req.config, &req.config_file)
+        .map_err(|e| ApiError::InvalidConfig(e.to_string()))?;
+    let bundles = state.bundles.clone();
+    let sha = req.bundle.clone();
+    let has_bundle = state.store.call(move |c| bundles.exists(c, &sha)).await?;
+    if !has_bundle {
+        return Err(ApiError::NotFound(format!(
+            "bundle {} was not uploaded; PUT it to /api/v2/bundles/{} first",
+            req.bundle, req.bundle
+        )));
+    }
+    let bundles = state.bundles.clone();
+    let sha = req.bundle.clone();
+    let project_dir = tokio::task::spawn_blocking(move || bundles.unpack(&sha))
+        .await
+        .map_err(|e| ApiError::Internal(e.to_string()))??;
+
+    let mut results = Vec::with_capacity(specs.len());
+    for spec in specs {
+        let name = spec.name.clone();
+        let kind = spec.kind;
+        let failed = |error: String| DeployResult {
+            name: name.clone(),
+            kind,
+            action: DeployAction::Failed,
+            model_id: None,
+            message: format!("{name} ({kind}): {error}"),
+            error: Some(error),
+        };
+        if let Err(e) = check_project(&spec, &project_dir, &req.config_file) {
+            results.push(failed(e));
+            continue;
+        }
+        if kind == spec::ApiKind::BatchAPI {
+            results.push(failed(
+                "BatchAPIs are not supported by this server yet; deploy a RealtimeAPI".to_string(),
+            ));
+            continue;
+        }
+        if let Some(running) = state.deployments.get(&name) {
+            let updating = running.status() == ApiStatus::Updating
+                && running.previous.lock().map(|p| p.is_some()).unwrap_or(false);
+            if updating && !req.force {
+                results.push(failed(format!("{name} is updating (override with --force)")));
+                continue;
+            }
+        }
+        let hash = spec_hash(&spec, &req.bundle);
+        let spec_json = serde_json::to_string(&spec).map_err(|e| ApiError::Internal(e.to_string()))?;
+        let (owner, bundle, config_file) =
+            (user.id.clone(), req.bundle.clone(), req.config_file.clone());
+        let kind_str = kind.as_str();
+        let n = name.clone();
+        let saved = state
+            .store
+            .call(move |c| {
+                models::save_spec(c, &n, kind_str, &owner, &spec_json, &hash, &bundle, &config_file)
+            })
+            .await;
+        let (row, saved) = match saved {
+            Ok(x) => x,
+            Err(crate::store::StoreError::Conflict(m)) => {
+                results.push(failed(m));
+                continue;
+            }
+            Err(e) => return Err(e.into()),
+        };
+        let running = state.deployments.get(&name).is_some();
+        let action = match saved {
+            Saved::Created => DeployAction::Created,
+            Saved::Updated => DeployAction::Updated,
+            Saved::Unchanged => DeployAction::UpToDate,
+        };
+        if action != DeployAction::UpToDate || !running {
+            state.deployments.apply(&row, spec, &project_dir).await?;
+        }
+        let message = match action {
+            DeployAction::Created => format!("creating {name} ({kind})"),
+            DeployAction::Updated => format!("updating {name} ({kind})"),
+            _ => format!("{name} ({kind}) is up to date"),
+        };
+        results.push(DeployResult {
+            name,
+            kind,
+            action,
+            model_id: Some(row.id),
+            message,
+            error: None,
+        });
+    }
+    Ok(Json(results))
+}
+
+/// Checks that the files the spec names are in the project.
+fn check_project(spec: &ApiSpec, project_dir: &std::path::Path, config_file: &str) -> Result<(), String> {
+    if spec.predictor.kind == PredictorType::Python {
+        let path = spec.predictor.path.as_deref().unwrap_or_default();
+        if !project_dir.join(path).is_file() {
+            return Err(format!(
+                "predictor.path: {path:?} is not in the project; put it next to {config_file} (paths are relative to that directory) or fix the path"
+            ));
+        }
+    }
+    Ok(())
+}
+
+pub async fn list(
+    State(state): State<AppState>,
+    _user: AuthUser,
+    headers: HeaderMap,
+) -> Result<Json<Vec<ApiResponse>>, ApiError> {
+    let rows = state.store.call(|c| models::list(c)).await?;
+    let base = base_url(&headers);
+    let mut out = Vec::with_capacity(rows.len());
+    for row in rows {
+        out.push(describe(&state, row, &base).await?);
+    }
+    Ok(Json(out))
+}
+
+pub async fn get_one(
+    State(state): State<AppState>,
+    _user: AuthUser,
+    headers: HeaderMap,
+    Path(name): Path<String>,
+) -> Result<Json<ApiResponse>, ApiError> {
+    let row = find(&state, &name).await?;
+    Ok(Json(describe(&state, row, &base_url(&headers)).await?))
+}
+
+pub async fn delete(
+    State(state): State<AppState>,
+    _user: AuthUser,
+    Path(name): Path<String>,
+) -> Result<Json<MessageResponse>, ApiError> {
+    let row = find(&state, &name).await?;
+    state.deployments.remove(&name).await;
+    let id = row.id.clone();
+    state.store.call(move |c| models::delete(c, &id)).await?;
+    let log_dir = state.deployments.log_dir(&name);
+    let _ = tokio::task::spawn_blocking(move || std::fs::remove_dir_all(log_dir)).await;
+    Ok(Json(MessageResponse {
+        message: format!("deleting {name}"),
+    }))
+}
+
+pub async fn logs(
+    State(state): State<AppState>,
+    _user: AuthUser,
+    Path(name): Path<String>,
+    Query(query): Query<LogsQuery>,
+) -> Result<Response, ApiError> {
+    find(&state, &name).await?;
+    let runtime = state.deployments.get(&name).ok_or_else(|| {
+        ApiError::NotFound(format!("{name} has no running replicas, so it has no logs"))
+    })?;
+    let path = runtime.log_path.clone();
+    let tail = query.tail;
+    let initial = tokio::task::spawn_blocking({
+        let path = path.clone();
+        move || read_initial(&path, tail)
+    })
+    .await
+    .map_err(|e| ApiError::Internal(e.to_string()))?;
+    let (text, offset) = initial;
+    let headers = [(header::CONTENT_TYPE, "text/plain; charset=utf-8")];
+    if !query.follow {
+        return Ok((headers, text).into_response());
+    }
+    let deployments = state.deployments.clone();
+    let stream = futures_util::stream::unfold(
+        (Some(text), offset, path, deployments, name, runtime),
+        |(first, offset, path, deployments, name, runtime)| async move {
+            if let Some(first) = first {
+                return Some((Ok::<_, std::io::Error>(Bytes::from(first)), (None, offset, path, deployments, name, runtime)));
+            }
+            let mut offset = offset;
+            loop {
+                // Stop when the API is deleted or replaced by a newer deploy.
+                let same = deployments
+                    .get(&name)
+                    .is_some_and(|rt| std::sync::Arc::ptr_eq(&rt, &runtime));
+                if !same {
+                    return None;
+                }
+                let p = path.clone();
+                let chunk = tokio::task::spawn_blocking(move || read_from(&p, offset))
+                    .await
+                    .ok()
+                    .flatten();
+                if let Some(chunk) = chunk.filter(|c| !c.is_empty()) {
+                    offset += chunk.len() as u64;
+                    return Some((Ok(Bytes::from(chunk)), (None, offset, path, deployments, name, runtime)));
+                }
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
+        },
+    );
+    Ok((headers, Body::from_stream(stream)).into_response())
+}
+
+/// The whole log (or its last `tail` lines) and the file length it was read up to.
+fn read_initial(path: &std::path::Path, tail: Option<usize>) -> (String, u64) {
+    let len = std::fs::metadata(path).map(|m| m.len()).unwrap_or(0);
+    let text = match tail {
+        Some(n) => {
+            let lines = tail_lines(path, n);
+            if lines.is_empty() {
+                String::new()
+            } else {
+                lines.join("\n") + "\n"
+            }
+        }
+        None => std::fs::read(path)
+            .map(|b| String::from_utf8_lossy(&b).into_owned())
+            .unwrap_or_default(),
+    };
+    (text, len)
+}
+
+/// New bytes of a file after `offset`, up to 64 KiB.
+fn read_from(path: &std::path::Path, offset: u64) -> Option<Vec<u8>> {
+    use std::io::{Read, Seek, SeekFrom};
+    let mut f = std::fs::File::open(path).ok()?;
+    f.seek(SeekFrom::Start(offset)).ok()?;
+    let mut buf = Vec::new();
+    f.take(64 * 1024).read_to_end(&mut buf).ok()?;
+    Some(buf)
+}
+
+async fn find(state: &AppState, name: &str) -> Result<ModelRow, ApiError> {
+    let n = name.to_string();
+    state
+        .store
+        .call(move |c| models::get_by_name(c, &n))
+        .await?
+        .ok_or_else(|| {
+            ApiError::NotFound(format!(
+                "api {name} is not deployed; run `cortex get` to see the deployed apis"
+            ))
+        })
+}
+
+/// `http://<host>` as the client reached us, for endpoint URLs.
+fn base_url(headers: &HeaderMap) -> String {
+    let host = headers
+        .get(header::HOST)
+        .and_then(|h| h.to_str().ok())
+        .unwrap_or("localhost");
+    format!("http://{host}")
+}
+
+async fn describe(state: &AppState, row: ModelRow, base: &str) -> Result<ApiResponse, ApiError> {
+    let spec: ApiSpec = serde_json::from_str(&row.spec_json)
+        .map_err(|e| ApiError::Internal(format!("stored spec of {} is unreadable: {e}", row.name)))?;
+    let runtime: Option<std::sync::Arc<ApiRuntime>> = state.deployments.get(&row.name);
+    let id = row.id.clone();
+    let mut errors = state
+        .store
+        .call(move |c| job_logs::list(c, &id, JobLogLevel::Error))
+        .await?;
+    let (status, replicas, metrics) = match &runtime {
+        Some(rt) => {
+            errors.extend(rt.errors());
+            (rt.status(), rt.replicas(), rt.metrics.snapshot())
+        }
+        None => (ApiStatus::Stopped, Vec::new(), Default::default()),
+    };
+    let up_to_date = replicas
+        .iter()
+        .filter(|r| r.up_to_date && r.phase == crate::api::ReplicaPhase::Ready)
+        .count() as u32;
+    // Keep the most recent errors only.
+    let unique: Vec<String> = {
+        let mut seen = HashSet::new();
+        let mut v: Vec<String> = errors.into_iter().rev().filter(|e| seen.insert(e.clone())).collect();
+        v.truncate(5);
+        v.reverse();
+        v
+    };
+    Ok(ApiResponse {
+        endpoint: format!("{base}{}", spec.networking.endpoint),
+        name: row.name,
+        kind: spec.kind,
+        model_id: row.id,
+        status,
+        last_updated: row.updated_at,
+        requested: 1,
+        up_to_date,
+        replicas,
+        metrics,
+        errors: unique,
+        spec,
+    })
+}

@@ -1,0 +1,44 @@
+//! The HTTP surface: control API (`/api/v2/...`), health, and the gateway as the fallback.
+
+mod apis;
+mod bundles;
+mod info;
+
+use axum::extract::DefaultBodyLimit;
+use axum::routing::{get, put};
+use axum::Router;
+
+use super::gateway;
+use super::state::AppState;
+
+/// The largest project bundle the server accepts.
+pub const MAX_BUNDLE_BYTES: usize = 512 * 1024 * 1024;
+/// The largest prediction request body the gateway accepts.
+pub const MAX_PREDICTION_BYTES: usize = 64 * 1024 * 1024;
+
+pub fn router(state: AppState) -> Router {
+    Router::new()
+        .route("/healthz", get(info::healthz))
+        .route("/api/v2/info", get(info::info))
+        .route(
+            "/api/v2/bundles/{sha256}",
+            put(bundles::put_bundle)
+                .head(bundles::head_bundle)
+                .layer(DefaultBodyLimit::max(MAX_BUNDLE_BYTES)),
+        )
+        .route("/api/v2/apis", get(apis::list).post(apis::deploy))
+        .route("/api/v2/apis/{name}", get(apis::get_one).delete(apis::delete))
+        .route("/api/v2/apis/{name}/logs", get(apis::logs))
+        .fallback(gateway::handle)
+        .layer(DefaultBodyLimit::max(MAX_PREDICTION_BYTES))
+        .with_state(state)
+}
+
+/// Parses a JSON body into `T`, answering 400 with serde's explanation when it does not fit.
+pub(crate) fn parse_json<T: serde::de::DeserializeOwned>(
+    body: &[u8],
+) -> Result<T, super::error::ApiError> {
+    serde_json::from_slice(body).map_err(|e| {
+        super::error::ApiError::BadRequest(format!("the request body is not valid: {e}"))
+    })
+}

@@ -1,0 +1,17 @@
+//! What every handler can reach.
+
+use std::sync::Arc;
+
+use super::deployments::Deployments;
+use crate::store::{BundleStore, Store};
+
+#[derive(Clone)]
+pub struct AppState {
+    pub store: Store,
+    pub bundles: BundleStore,
+    pub deployments: Arc<Deployments>,
+    /// True when the server listens on loopback only: predictions may then be anonymous.
+    pub loopback_only: bool,
+    /// Shared client for the gateway: pooled keep-alive connections to replicas.
+    pub http: reqwest::Client,
+}

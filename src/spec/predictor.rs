@@ -1,0 +1,446 @@
+//! The `predictor` section: what runs in each replica.
+//!
+//! - `type: python` needs `path` (a `.py` file inside the project) and refuses `command`;
+//! - `type: command` needs `command` (a string split like a shell would, or a list of words) and
+//!   refuses `path`;
+//! - `image` is accepted for compatibility with cortex v0.2x files and ignored (there are no
+//!   containers);
+//! - `tensorflow` and `onnx` predictors, `model_path` and `models` are refused with what to do
+//!   instead (see `schema.rs`).
+
+use std::collections::BTreeMap;
+
+use super::node::{Node, Value};
+use super::problem::{quote, Problem};
+use super::schema;
+use super::section::Section;
+use super::suggest::nearest;
+use super::types::{Predictor, PredictorType};
+
+pub(crate) const MAX_PROCESSES_PER_REPLICA: u64 = 100;
+
+pub(crate) fn predictor(api: &Section) -> Result<Predictor, Problem> {
+    let node = api.require(
+        "predictor",
+        "add a predictor section, e.g. \"predictor: {type: python, path: predictor.py}\"",
+    )?;
+    let sec = Section::new(node, "predictor", schema::PREDICTOR)?;
+    let kind = predictor_type(&sec)?;
+
+    let path = match kind {
+        PredictorType::Python => {
+            sec.require(
+                "path",
+                "set it to the python file that defines PythonPredictor, e.g. \
+                 \"path: predictor.py\"",
+            )?;
+            sec.parsed("path", "a path like \"predictor.py\"", |p| {
+                relative_path(p)?;
+                if !p.ends_with(".py") {
+                    return Err(format!(
+                        "must be a python file (ending in .py), got {}",
+                        quote(p)
+                    ));
+                }
+                Ok(p.to_string())
+            })?
+        }
+        PredictorType::Command => {
+            if sec.has("path") {
+                return Err(sec.problem(
+                    "path",
+                    "is only for python predictors; a command predictor runs predictor.command \
+                     (remove path, or set \"type: python\")",
+                ));
+            }
+            None
+        }
+    };
+
+    let command = match kind {
+        PredictorType::Command => {
+            let node = sec.require(
+                "command",
+                "set it to the program to run and its arguments, e.g. \
+                 \"command: python serve.py\"",
+            )?;
+            Some(command(node, &sec.field("command"))?)
+        }
+        PredictorType::Python => {
+            if sec.has("command") {
+                return Err(sec.problem(
+                    "command",
+                    "is only for command predictors; a python predictor loads predictor.path \
+                     (remove command, or set \"type: command\")",
+                ));
+            }
+            None
+        }
+    };
+
+    let config = match sec.get("config") {
+        None => serde_json::Map::new(),
+        Some(node) => {
+            let field = sec.field("config");
+            match node.to_json(&field)? {
+                serde_json::Value::Object(map) => map,
+                _ => {
+                    return Err(Problem::new(
+                        node.pos,
+                        field,
+                        format!(
+                            "expected a mapping of settings for PythonPredictor.__init__, got {}",
+                            node.describe()
+                        ),
+                    ))
+                }
+            }
+        }
+    };
+
+    let python_path = sec.parsed("python_path", "a directory path like \"src\"", |p| {
+        relative_path(p).map(|()| p.to_string())
+    })?;
+    // Accepted for compatibility; there are no images to run.
+    sec.text("image")?;
+    let env = env(&sec)?;
+    let processes_per_replica = sec.whole_u32(
+        "processes_per_replica",
+        1,
+        1,
+        MAX_PROCESSES_PER_REPLICA as u32,
+    )?;
+    let threads_per_process = sec.whole_u32("threads_per_process", 1, 1, u32::MAX)?;
+
+    Ok(Predictor {
+        kind,
+        path,
+        command,
+        config,
+        python_path,
+        env,
+        processes_per_replica,
+        threads_per_process,
+    })
+}
+
+fn predictor_type(sec: &Section) -> Result<PredictorType, Problem> {
+    let node = sec.require(
+        "type",
+        "add \"type: python\" (a PythonPredictor class) or \"type: command\" (any program)",
+    )?;
+    let field = sec.field("type");
+    let text = node.text(&field)?;
+    match text {
+        "python" => Ok(PredictorType::Python),
+        "command" => Ok(PredictorType::Command),
+        "tensorflow" | "onnx" => Err(Problem::new(
+            node.pos,
+            field,
+            format!(
+                "the {text} predictor is not supported; use \"type: python\" and load the model \
+                 in PythonPredictor.__init__, or \"type: command\" to run your own server"
+            ),
+        )),
+        _ => {
+            let hint = match nearest(text, &["python", "command"]) {
+                Some(near) => format!("; did you mean \"{near}\"?"),
+                None => String::new(),
+            };
+            Err(Problem::new(
+                node.pos,
+                field,
+                format!(
+                    "unknown predictor type {}{hint} (valid types are \"python\" and \"command\")",
+                    quote(text)
+                ),
+            ))
+        }
+    }
+}
+
+/// `command: python serve.py --port 8080` or `command: [python, serve.py]`.
+fn command(node: &Node, field: &str) -> Result<Vec<String>, Problem> {
+    let words = match &node.value {
+        Value::Seq(items) => items
+            .iter()
+            .enumerate()
+            .map(|(i, item)| item.text(&format!("{field}[{i}]")).map(str::to_string))
+            .collect::<Result<Vec<_>, _>>()?,
+        Value::Scalar(_) => {
+            let text = node.text(field)?;
+            shell_words::split(text).map_err(|e| {
+                Problem::new(
+                    node.pos,
+                    field,
+                    format!("cannot be split into words ({e}); check the quotes"),
+                )
+            })?
+        }
+        Value::Map(_) => {
+            return Err(Problem::new(
+                node.pos,
+                field,
+                format!(
+                    "expected a command line or a list of words, got {}",
+                    node.describe()
+                ),
+            ))
+        }
+    };
+    match words.first() {
+        None => Err(Problem::new(
+            node.pos,
+            field,
+            "is empty; set it to the program to run, e.g. \"python serve.py\"",
+        )),
+        Some(program) if program.trim().is_empty() => Err(Problem::new(
+            node.pos,
+            field,
+            "starts with an empty program name",
+        )),
+        Some(_) => Ok(words),
+    }
+}
+
+/// `env`: names to values; numbers and booleans are kept as written (`8080`, `true`).
+fn env(sec: &Section) -> Result<BTreeMap<String, String>, Problem> {
+    let mut env = BTreeMap::new();
+    let Some(node) = sec.get("env") else {
+        return Ok(env);
+    };
+    let field = sec.field("env");
+    let Value::Map(entries) = &node.value else {
+        return Err(Problem::new(
+            node.pos,
+            field,
+            format!(
+                "expected a mapping of variable names to values, got {}",
+                node.describe()
+            ),
+        ));
+    };
+    let mut lines = std::collections::HashMap::new();
+    for entry in entries {
+        let name = entry.key.key_text(&field)?;
+        let var = format!("{field}.{name}");
+        if !is_env_name(name) {
+            return Err(Problem::new(
+                entry.key.pos,
+                var,
+                "is not a valid environment variable name (use letters, digits and \
+                 underscores, not starting with a digit)",
+            ));
+        }
+        if let Some(first) = lines.insert(name, entry.key.pos.line) {
+            return Err(super::node::duplicate_key(&entry.key, &var, first));
+        }
+        if entry.value.is_null() {
+            return Err(Problem::new(
+                entry.value.pos,
+                var,
+                "has no value; write \"\" for an empty one",
+            ));
+        }
+        let value = entry.value.text(&var)?;
+        env.insert(name.to_string(), value.to_string());
+    }
+    Ok(env)
+}
+
+fn is_env_name(name: &str) -> bool {
+    let mut chars = name.chars();
+    chars
+        .next()
+        .is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
+        && chars.all(|c| c.is_ascii_alphanumeric() || c == '_')
+}
+
+/// A path inside the project directory: relative, and never leaving it through `..`.
+pub(crate) fn relative_path(path: &str) -> Result<(), String> {
+    if path.trim().is_empty() {
+        return Err("must not be empty".into());
+    }
+    if path.contains('\0') {
+        return Err("must not contain a NUL character".into());
+    }
+    let bytes = path.as_bytes();
+    let windows_drive =
+        bytes.len() >= 2 && bytes[0].is_ascii_alphabetic() && bytes[1] == b':';
+    if path.starts_with(['/', '\\', '~']) || windows_drive {
+        return Err(format!(
+            "must be relative to the project directory (the folder with cortex.yaml), got {}",
+            quote(path)
+        ));
+    }
+    let mut depth: i64 = 0;
+    for part in path.split(['/', '\\']) {
+        match part {
+            "" | "." => {}
+            ".." => {
+                depth -= 1;
+                if depth < 0 {
+                    return Err(format!(
+                        "must stay inside the project directory, but {} leaves it through \"..\"",
+                        quote(path)
+                    ));
+                }
+            }
+            _ => depth += 1,
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::load::load;
+    use super::*;
+
+    fn parse(yaml: &str) -> Result<Predictor, Problem> {
+        let node = load(yaml).unwrap().unwrap();
+        let api = Section::new(&node, "", schema::API).unwrap();
+        predictor(&api)
+    }
+
+    fn message(yaml: &str) -> String {
+        let p = parse(yaml).unwrap_err();
+        format!("{}: {}", p.field, p.message)
+    }
+
+    #[test]
+    fn python_defaults() {
+        let p = parse("predictor: {type: python, path: predictor.py}").unwrap();
+        assert_eq!(p.kind, PredictorType::Python);
+        assert_eq!(p.path.as_deref(), Some("predictor.py"));
+        assert_eq!(p.command, None);
+        assert!(p.config.is_empty());
+        assert!(p.env.is_empty());
+        assert_eq!(p.python_path, None);
+        assert_eq!((p.processes_per_replica, p.threads_per_process), (1, 1));
+    }
+
+    #[test]
+    fn command_from_a_string_or_a_list() {
+        let p = parse("predictor: {type: command, command: 'python serve.py --name \"a b\"'}")
+            .unwrap();
+        assert_eq!(
+            p.command.unwrap(),
+            ["python", "serve.py", "--name", "a b"]
+        );
+        let p = parse("predictor: {type: command, command: [./serve, --port, 80]}").unwrap();
+        assert_eq!(p.command.unwrap(), ["./serve", "--port", "80"]);
+        assert_eq!(p.path, None);
+    }
+
+    #[test]
+    fn command_problems() {
+        assert_eq!(
+            message("predictor: {type: command}"),
+            "predictor.command: is required; set it to the program to run and its arguments, \
+             e.g. \"command: python serve.py\""
+        );
+        assert_eq!(
+            message("predictor: {type: command, command: []}"),
+            "predictor.command: is empty; set it to the program to run, e.g. \"python serve.py\""
+        );
+        assert!(message("predictor: {type: command, command: 'a \"b'}")
+            .contains("cannot be split into words"));
+        assert!(message("predictor: {type: command, command: x, path: a.py}")
+            .starts_with("predictor.path: is only for python predictors"));
+        assert!(message("predictor: {type: python, path: a.py, command: x}")
+            .starts_with("predictor.command: is only for command predictors"));
+        assert_eq!(
+            message("predictor: {type: command, command: [a, [b]]}"),
+            "predictor.command[1]: expected text, got a list"
+        );
+    }
+
+    #[test]
+    fn type_problems() {
+        assert!(message("predictor: {type: tensorflow}")
+            .starts_with("predictor.type: the tensorflow predictor is not supported"));
+        assert_eq!(
+            message("predictor: {type: pyhton}"),
+            "predictor.type: unknown predictor type \"pyhton\"; did you mean \"python\"? \
+             (valid types are \"python\" and \"command\")"
+        );
+        assert!(message("predictor: {path: a.py}").starts_with("predictor.type: is required"));
+        assert!(message("predictor:").starts_with("predictor: is required"));
+    }
+
+    #[test]
+    fn paths_stay_inside_the_project() {
+        assert!(relative_path("predictor.py").is_ok());
+        assert!(relative_path("src/../predictor.py").is_ok());
+        assert!(relative_path("./a/b.py").is_ok());
+        assert!(relative_path("../predictor.py").unwrap_err().contains("leaves it"));
+        assert!(relative_path("a/../../b.py").unwrap_err().contains("leaves it"));
+        assert!(relative_path("/abs/p.py").unwrap_err().contains("relative"));
+        assert!(relative_path("C:\\p.py").unwrap_err().contains("relative"));
+        assert!(relative_path("~/p.py").unwrap_err().contains("relative"));
+        assert!(relative_path("").is_err());
+        assert_eq!(
+            message("predictor: {type: python, path: predictor}"),
+            "predictor.path: must be a python file (ending in .py), got \"predictor\""
+        );
+        assert!(message("predictor: {type: python, path: a.py, python_path: /usr/lib}")
+            .starts_with("predictor.python_path: must be relative"));
+    }
+
+    #[test]
+    fn config_env_and_image() {
+        let p = parse(
+            "predictor:\n  type: python\n  path: p.py\n  image: cortexlabs/python-predictor-cpu:0.22.0\n  \
+             config: {bucket: b, n: 3, f: 0.5, on: true, list: [1, x], nested: {k: ~}}\n  \
+             env: {PORT: 8080, DEBUG: true, NAME: x}\n  processes_per_replica: 4\n  \
+             threads_per_process: 8\n",
+        )
+        .unwrap();
+        assert_eq!(
+            serde_json::Value::Object(p.config),
+            serde_json::json!({"bucket": "b", "n": 3, "f": 0.5, "on": true, "list": [1, "x"],
+                               "nested": {"k": null}})
+        );
+        assert_eq!(p.env["PORT"], "8080");
+        assert_eq!(p.env["DEBUG"], "true");
+        assert_eq!((p.processes_per_replica, p.threads_per_process), (4, 8));
+    }
+
+    #[test]
+    fn config_and_env_problems() {
+        assert_eq!(
+            message("predictor: {type: python, path: a.py, config: [1]}"),
+            "predictor.config: expected a mapping of settings for PythonPredictor.__init__, \
+             got a list"
+        );
+        assert_eq!(
+            message("predictor: {type: python, path: a.py, config: {a: {b: .nan}}}"),
+            "predictor.config.a.b: \".nan\" cannot be passed on as JSON; quote it to pass it as \
+             text"
+        );
+        assert!(message("predictor: {type: python, path: a.py, env: {1X: a}}")
+            .starts_with("predictor.env.1X: is not a valid environment variable name"));
+        assert_eq!(
+            message("predictor: {type: python, path: a.py, env: {A: }}"),
+            "predictor.env.A: has no value; write \"\" for an empty one"
+        );
+        assert_eq!(
+            message("predictor: {type: python, path: a.py, env: {A: [1]}}"),
+            "predictor.env.A: expected text, got a list"
+        );
+        assert_eq!(
+            message("predictor: {type: python, path: a.py, processes_per_replica: one}"),
+            "predictor.processes_per_replica: expected a whole number, got \"one\""
+        );
+        assert_eq!(
+            message("predictor: {type: python, path: a.py, processes_per_replica: 101}"),
+            "predictor.processes_per_replica: must be between 1 and 100, got 101"
+        );
+        assert_eq!(
+            message("predictor: {type: python, path: a.py, model_path: s3://x}"),
+            "predictor.model_path: is not supported; put the model's location in \
+             predictor.config and load it in PythonPredictor.__init__"
+        );
+    }
+}

@@ -1,0 +1,139 @@
+//! Validated API specs: what `cortex.yaml` means once defaults are filled in.
+//!
+//! Everything downstream of `spec::parse*` uses these types and never re-checks input. They
+//! serialise to JSON for storage and for `cortex get X -o json`, using the YAML key names.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+use super::quantity::{Cpu, Duration, Mem, Surge};
+
+/// One entry of `cortex.yaml`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ApiSpec {
+    pub name: String,
+    pub kind: ApiKind,
+    pub predictor: Predictor,
+    pub compute: Compute,
+    /// Present for RealtimeAPIs (defaults filled in); `None` for BatchAPIs.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub autoscaling: Option<Autoscaling>,
+    /// Present for RealtimeAPIs (defaults filled in); `None` for BatchAPIs.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub update_strategy: Option<UpdateStrategy>,
+    pub networking: Networking,
+    /// Accepted and kept; not acted upon yet.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub monitoring: Option<Monitoring>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum ApiKind {
+    RealtimeAPI,
+    BatchAPI,
+}
+
+impl ApiKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ApiKind::RealtimeAPI => "RealtimeAPI",
+            ApiKind::BatchAPI => "BatchAPI",
+        }
+    }
+}
+
+impl std::fmt::Display for ApiKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum PredictorType {
+    Python,
+    Command,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Predictor {
+    #[serde(rename = "type")]
+    pub kind: PredictorType,
+    /// python: the file (relative to the project root) that defines `PythonPredictor`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub path: Option<String>,
+    /// command: the program and its arguments (a YAML string is split with shell words).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub command: Option<Vec<String>>,
+    /// Passed to `__init__(self, config)`; always a mapping (`{}` by default).
+    #[serde(default)]
+    pub config: serde_json::Map<String, serde_json::Value>,
+    /// Added to PYTHONPATH, relative to the project root (default: the project root).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub python_path: Option<String>,
+    #[serde(default)]
+    pub env: BTreeMap<String, String>,
+    pub processes_per_replica: u32,
+    pub threads_per_process: u32,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Compute {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cpu: Option<Cpu>,
+    pub gpu: u32,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mem: Option<Mem>,
+}
+
+/// cortex 0.2x autoscaling, with cortex's defaults.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Autoscaling {
+    pub min_replicas: u32,
+    pub max_replicas: u32,
+    pub init_replicas: u32,
+    pub target_replica_concurrency: f64,
+    pub max_replica_concurrency: u32,
+    pub window: Duration,
+    pub downscale_stabilization_period: Duration,
+    pub upscale_stabilization_period: Duration,
+    pub max_downscale_factor: f64,
+    pub max_upscale_factor: f64,
+    pub downscale_tolerance: f64,
+    pub upscale_tolerance: f64,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct UpdateStrategy {
+    pub max_surge: Surge,
+    pub max_unavailable: Surge,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Networking {
+    /// The gateway path, always starting with `/` (default `/<name>`).
+    pub endpoint: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Monitoring {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub model_type: Option<ModelType>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub key: Option<String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ModelType {
+    Classification,
+    Regression,
+}

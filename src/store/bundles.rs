@@ -1,0 +1,119 @@
+//! Project bundles (tar.gz), content-addressed by SHA-256 so an unchanged project is stored once.
+
+use std::fs;
+use std::io;
+use std::path::{Path, PathBuf};
+
+use rusqlite::{params, Connection};
+use sha2::{Digest, Sha256};
+
+use super::{now, StoreError};
+
+/// Where bundles and their unpacked projects live on disk.
+#[derive(Debug, Clone)]
+pub struct BundleStore {
+    root: PathBuf,
+}
+
+/// Whether `s` looks like a hex SHA-256 (64 lower-case hex digits).
+pub fn is_sha256(s: &str) -> bool {
+    s.len() == 64 && s.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+}
+
+impl BundleStore {
+    pub fn new(root: PathBuf) -> BundleStore {
+        BundleStore { root }
+    }
+
+    fn archive_path(&self, sha: &str) -> PathBuf {
+        self.root.join("bundles").join(format!("{sha}.tar.gz"))
+    }
+
+    /// The directory a bundle unpacks to (see [`BundleStore::unpack`]).
+    pub fn project_dir(&self, sha: &str) -> PathBuf {
+        self.root.join("projects").join(sha)
+    }
+
+    pub fn exists(&self, conn: &Connection, sha: &str) -> Result<bool, StoreError> {
+        let n: i64 = conn.query_row(
+            "SELECT COUNT(*) FROM bundles WHERE sha256 = ?1",
+            [sha],
+            |r| r.get(0),
+        )?;
+        Ok(n > 0 && self.archive_path(sha).is_file())
+    }
+
+    /// Stores `bytes` under `sha` after checking that they hash to it. Returns false when the
+    /// bundle was already stored (nothing is written again).
+    pub fn put(&self, conn: &Connection, sha: &str, bytes: &[u8]) -> Result<bool, StoreError> {
+        let actual = hex::encode(Sha256::digest(bytes));
+        if actual != sha {
+            return Err(StoreError::Conflict(format!(
+                "the bundle's SHA-256 is {actual}, not {sha}; the upload was corrupted, run the command again"
+            )));
+        }
+        if self.exists(conn, sha)? {
+            return Ok(false);
+        }
+        // Check that it is a readable tar.gz before keeping it.
+        let mut archive = tar::Archive::new(flate2::read::GzDecoder::new(bytes));
+        for entry in archive.entries().map_err(bad_archive)? {
+            entry.map_err(bad_archive)?;
+        }
+        let path = self.archive_path(sha);
+        write_atomically(&path, bytes)?;
+        conn.execute(
+            "INSERT INTO bundles (sha256, size, created_at) VALUES (?1, ?2, ?3)
+             ON CONFLICT(sha256) DO NOTHING",
+            params![sha, bytes.len() as i64, now()],
+        )?;
+        Ok(true)
+    }
+
+    /// Unpacks a stored bundle once into [`BundleStore::project_dir`] and returns that path.
+    /// Safe to call again: an existing directory is reused. Blocking.
+    pub fn unpack(&self, sha: &str) -> Result<PathBuf, StoreError> {
+        let dest = self.project_dir(sha);
+        if dest.is_dir() {
+            return Ok(dest);
+        }
+        let file = fs::File::open(self.archive_path(sha))?;
+        let parent = dest.parent().unwrap_or(&self.root);
+        fs::create_dir_all(parent)?;
+        let tmp = parent.join(format!(".{sha}.{}", std::process::id()));
+        let _ = fs::remove_dir_all(&tmp);
+        let mut archive = tar::Archive::new(flate2::read::GzDecoder::new(file));
+        archive.set_preserve_permissions(true);
+        archive.unpack(&tmp).map_err(bad_archive)?;
+        match fs::rename(&tmp, &dest) {
+            Ok(()) => Ok(dest),
+            Err(_) if dest.is_dir() => {
+                let _ = fs::remove_dir_all(&tmp);
+                Ok(dest)
+            }
+            Err(e) => Err(e.into()),
+        }
+    }
+}
+
+fn bad_archive(e: io::Error) -> StoreError {
+    StoreError::Conflict(format!("the bundle is not a valid tar.gz archive: {e}"))
+}
+
+/// Writes through a temporary file and a rename, so a crash never leaves a half-written file.
+pub fn write_atomically(path: &Path, bytes: &[u8]) -> io::Result<()> {
+    let dir = path.parent().unwrap_or(Path::new("."));
+    fs::create_dir_all(dir)?;
+    let tmp = dir.join(format!(
+        ".{}.{}.tmp",
+        path.file_name().and_then(|n| n.to_str()).unwrap_or("file"),
+        std::process::id()
+    ));
+    {
+        use std::io::Write;
+        let mut f = fs::File::create(&tmp)?;
+        f.write_all(bytes)?;
+        f.sync_all()?;
+    }
+    fs::rename(&tmp, path)
+}

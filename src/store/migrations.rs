@@ -1,0 +1,98 @@
+//! Schema migrations, applied in order and recorded in `PRAGMA user_version`.
+
+use rusqlite::Connection;
+
+use super::StoreError;
+
+/// Each entry moves the schema from version `index` to `index + 1`. Never edit a released entry;
+/// append a new one.
+const MIGRATIONS: &[&str] = &[
+    // 1: users, tokens, bundles, models (APIs), replicas, job logs.
+    r#"
+    CREATE TABLE users (
+        id          TEXT PRIMARY KEY,
+        username    TEXT NOT NULL UNIQUE,
+        admin       INTEGER NOT NULL DEFAULT 0,
+        created_at  INTEGER NOT NULL
+    );
+    CREATE TABLE tokens (
+        hash        TEXT PRIMARY KEY,          -- hex SHA-256 of the token; the token is never stored
+        kind        TEXT NOT NULL CHECK (kind IN ('user', 'job')),
+        user_id     TEXT REFERENCES users(id) ON DELETE CASCADE,
+        model_id    TEXT,                      -- job tokens: the model they are scoped to
+        name        TEXT NOT NULL DEFAULT '',
+        expires_at  INTEGER,
+        created_at  INTEGER NOT NULL
+    );
+    CREATE INDEX tokens_model ON tokens(model_id);
+    CREATE TABLE bundles (
+        sha256      TEXT PRIMARY KEY,
+        size        INTEGER NOT NULL,
+        created_at  INTEGER NOT NULL
+    );
+    CREATE TABLE models (
+        id                  TEXT PRIMARY KEY,
+        name                TEXT NOT NULL UNIQUE,
+        kind                TEXT NOT NULL,
+        owner_id            TEXT NOT NULL REFERENCES users(id),
+        access              TEXT NOT NULL DEFAULT 'private',
+        default_permission  TEXT NOT NULL DEFAULT 'read',
+        deploy_status       TEXT NOT NULL DEFAULT 'not_started',
+        spec_json           TEXT NOT NULL,
+        spec_hash           TEXT NOT NULL,
+        bundle_sha256       TEXT NOT NULL REFERENCES bundles(sha256),
+        config_file         TEXT NOT NULL,
+        created_at          INTEGER NOT NULL,
+        updated_at          INTEGER NOT NULL
+    );
+    CREATE TABLE replicas (
+        id          TEXT PRIMARY KEY,
+        model_id    TEXT NOT NULL REFERENCES models(id) ON DELETE CASCADE,
+        spec_hash   TEXT NOT NULL,
+        log_path    TEXT NOT NULL,
+        created_at  INTEGER NOT NULL
+    );
+    CREATE TABLE job_logs (
+        id          INTEGER PRIMARY KEY AUTOINCREMENT,
+        model_id    TEXT NOT NULL,
+        level       TEXT NOT NULL CHECK (level IN ('warning', 'error')),
+        message     TEXT NOT NULL,
+        created_at  INTEGER NOT NULL
+    );
+    CREATE INDEX job_logs_model ON job_logs(model_id);
+    "#,
+];
+
+pub(super) fn migrate(conn: &mut Connection) -> Result<(), StoreError> {
+    let current: i64 = conn.pragma_query_value(None, "user_version", |row| row.get(0))?;
+    let current = usize::try_from(current).unwrap_or(usize::MAX);
+    if current > MIGRATIONS.len() {
+        return Err(StoreError::Corrupt(format!(
+            "the database has schema version {current}, newer than this cortex understands ({}); upgrade cortex",
+            MIGRATIONS.len()
+        )));
+    }
+    for (index, sql) in MIGRATIONS.iter().enumerate().skip(current) {
+        let tx = conn.transaction()?;
+        tx.execute_batch(sql)?;
+        tx.pragma_update(None, "user_version", (index + 1) as i64)?;
+        tx.commit()?;
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn migrating_twice_is_a_no_op() {
+        let mut conn = Connection::open_in_memory().unwrap();
+        migrate(&mut conn).unwrap();
+        migrate(&mut conn).unwrap();
+        let v: i64 = conn
+            .pragma_query_value(None, "user_version", |r| r.get(0))
+            .unwrap();
+        assert_eq!(v as usize, MIGRATIONS.len());
+    }
+}

@@ -1,0 +1,235 @@
+//! Models: one row per deployed API (Model Bazaar calls them models), with the validated spec.
+
+use rusqlite::{params, Connection, OptionalExtension, Row};
+
+use super::{now, StoreError};
+
+/// Model Bazaar deploy statuses, exact strings.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DeployStatus {
+    NotStarted,
+    Starting,
+    InProgress,
+    Complete,
+    Stopped,
+    Failed,
+}
+
+impl DeployStatus {
+    pub const ALL: [DeployStatus; 6] = [
+        DeployStatus::NotStarted,
+        DeployStatus::Starting,
+        DeployStatus::InProgress,
+        DeployStatus::Complete,
+        DeployStatus::Stopped,
+        DeployStatus::Failed,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            DeployStatus::NotStarted => "not_started",
+            DeployStatus::Starting => "starting",
+            DeployStatus::InProgress => "in_progress",
+            DeployStatus::Complete => "complete",
+            DeployStatus::Stopped => "stopped",
+            DeployStatus::Failed => "failed",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<DeployStatus> {
+        DeployStatus::ALL.into_iter().find(|d| d.as_str() == s)
+    }
+
+    /// Whether replicas should be running for a model in this status.
+    pub fn is_active(self) -> bool {
+        matches!(
+            self,
+            DeployStatus::Starting | DeployStatus::InProgress | DeployStatus::Complete
+        )
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ModelRow {
+    pub id: String,
+    pub name: String,
+    pub kind: String,
+    pub owner_id: String,
+    pub deploy_status: DeployStatus,
+    pub spec_json: String,
+    pub spec_hash: String,
+    pub bundle_sha256: String,
+    pub config_file: String,
+    pub created_at: i64,
+    pub updated_at: i64,
+}
+
+const COLUMNS: &str = "id, name, kind, owner_id, deploy_status, spec_json, spec_hash, \
+                       bundle_sha256, config_file, created_at, updated_at";
+
+fn from_row(r: &Row<'_>) -> rusqlite::Result<ModelRow> {
+    let status: String = r.get(4)?;
+    Ok(ModelRow {
+        id: r.get(0)?,
+        name: r.get(1)?,
+        kind: r.get(2)?,
+        owner_id: r.get(3)?,
+        deploy_status: DeployStatus::parse(&status).unwrap_or(DeployStatus::Failed),
+        spec_json: r.get(5)?,
+        spec_hash: r.get(6)?,
+        bundle_sha256: r.get(7)?,
+        config_file: r.get(8)?,
+        created_at: r.get(9)?,
+        updated_at: r.get(10)?,
+    })
+}
+
+pub fn get_by_name(conn: &Connection, name: &str) -> Result<Option<ModelRow>, StoreError> {
+    Ok(conn
+        .query_row(
+            &format!("SELECT {COLUMNS} FROM models WHERE name = ?1"),
+            [name],
+            from_row,
+        )
+        .optional()?)
+}
+
+pub fn get(conn: &Connection, id: &str) -> Result<Option<ModelRow>, StoreError> {
+    Ok(conn
+        .query_row(
+            &format!("SELECT {COLUMNS} FROM models WHERE id = ?1"),
+            [id],
+            from_row,
+        )
+        .optional()?)
+}
+
+pub fn list(conn: &Connection) -> Result<Vec<ModelRow>, StoreError> {
+    let mut stmt = conn.prepare(&format!("SELECT {COLUMNS} FROM models ORDER BY name"))?;
+    let rows = stmt.query_map([], from_row)?;
+    Ok(rows.collect::<Result<_, _>>()?)
+}
+
+/// What [`save_spec`] did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Saved {
+    Created,
+    Updated,
+    Unchanged,
+}
+
+/// Creates the model or stores a new spec for it, in one transaction. An unchanged spec hash on
+/// an active model changes nothing.
+#[allow(clippy::too_many_arguments)]
+pub fn save_spec(
+    conn: &mut Connection,
+    name: &str,
+    kind: &str,
+    owner_id: &str,
+    spec_json: &str,
+    spec_hash: &str,
+    bundle_sha256: &str,
+    config_file: &str,
+) -> Result<(ModelRow, Saved), StoreError> {
+    let tx = conn.transaction()?;
+    let existing = get_by_name(&tx, name)?;
+    let saved = match &existing {
+        None => {
+            let id = uuid::Uuid::new_v4().to_string();
+            let t = now();
+            tx.execute(
+                "INSERT INTO models (id, name, kind, owner_id, deploy_status, spec_json, spec_hash,
+                                     bundle_sha256, config_file, created_at, updated_at)
+                 VALUES (?1, ?2, ?3, ?4, 'starting', ?5, ?6, ?7, ?8, ?9, ?9)",
+                params![id, name, kind, owner_id, spec_json, spec_hash, bundle_sha256, config_file, t],
+            )?;
+            Saved::Created
+        }
+        Some(row) if row.kind != kind => {
+            return Err(StoreError::Conflict(format!(
+                "{name} is already deployed as a {}; its kind cannot change (delete it first with `cortex delete {name}`)",
+                row.kind
+            )));
+        }
+        Some(row) if row.spec_hash == spec_hash && row.deploy_status.is_active() => {
+            Saved::Unchanged
+        }
+        Some(row) => {
+            tx.execute(
+                "UPDATE models SET spec_json = ?2, spec_hash = ?3, bundle_sha256 = ?4,
+                        config_file = ?5, deploy_status = 'starting', updated_at = ?6
+                 WHERE id = ?1",
+                params![row.id, spec_json, spec_hash, bundle_sha256, config_file, now()],
+            )?;
+            Saved::Updated
+        }
+    };
+    let row = get_by_name(&tx, name)?
+        .ok_or_else(|| StoreError::Corrupt(format!("model {name} vanished while saving")))?;
+    tx.commit()?;
+    Ok((row, saved))
+}
+
+pub fn set_status(conn: &Connection, id: &str, status: DeployStatus) -> Result<(), StoreError> {
+    conn.execute(
+        "UPDATE models SET deploy_status = ?2 WHERE id = ?1",
+        params![id, status.as_str()],
+    )?;
+    Ok(())
+}
+
+/// Forgets a model and everything hanging off it.
+pub fn delete(conn: &mut Connection, id: &str) -> Result<(), StoreError> {
+    let tx = conn.transaction()?;
+    tx.execute("DELETE FROM job_logs WHERE model_id = ?1", [id])?;
+    tx.execute("DELETE FROM tokens WHERE kind = 'job' AND model_id = ?1", [id])?;
+    tx.execute("DELETE FROM models WHERE id = ?1", [id])?;
+    tx.commit()?;
+    Ok(())
+}
+
+/// Sets the status only while the model still has the spec `spec_hash` (a newer deploy wins).
+pub fn set_status_for_spec(
+    conn: &Connection,
+    id: &str,
+    spec_hash: &str,
+    status: DeployStatus,
+) -> Result<(), StoreError> {
+    conn.execute(
+        "UPDATE models SET deploy_status = ?3 WHERE id = ?1 AND spec_hash = ?2",
+        params![id, spec_hash, status.as_str()],
+    )?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::{migrations::migrate, users};
+
+    #[test]
+    fn save_spec_creates_updates_and_detects_no_change() {
+        let mut c = Connection::open_in_memory().unwrap();
+        migrate(&mut c).unwrap();
+        let u = users::create_user(&c, "admin", true).unwrap();
+        c.execute(
+            "INSERT INTO bundles (sha256, size, created_at) VALUES ('b', 1, 0)",
+            [],
+        )
+        .unwrap();
+        let save = |c: &mut Connection, hash: &str, kind: &str| {
+            save_spec(c, "api", kind, &u.id, "{}", hash, "b", "cortex.yaml")
+        };
+        assert_eq!(save(&mut c, "h1", "RealtimeAPI").unwrap().1, Saved::Created);
+        assert_eq!(save(&mut c, "h1", "RealtimeAPI").unwrap().1, Saved::Unchanged);
+        assert_eq!(save(&mut c, "h2", "RealtimeAPI").unwrap().1, Saved::Updated);
+        assert!(matches!(
+            save(&mut c, "h2", "BatchAPI"),
+            Err(StoreError::Conflict(_))
+        ));
+        let row = get_by_name(&c, "api").unwrap().unwrap();
+        assert_eq!(row.spec_hash, "h2");
+        delete(&mut c, &row.id).unwrap();
+        assert!(get_by_name(&c, "api").unwrap().is_none());
+    }
+}

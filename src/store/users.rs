@@ -1,0 +1,212 @@
+//! Users and tokens. Tokens are opaque random strings; only their SHA-256 is stored.
+
+use rusqlite::{params, Connection, OptionalExtension};
+use sha2::{Digest, Sha256};
+
+use super::{now, StoreError};
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UserRow {
+    pub id: String,
+    pub username: String,
+    pub admin: bool,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TokenKind {
+    User,
+    Job,
+}
+
+impl TokenKind {
+    fn as_str(self) -> &'static str {
+        match self {
+            TokenKind::User => "user",
+            TokenKind::Job => "job",
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TokenRow {
+    pub kind: TokenKind,
+    pub user_id: Option<String>,
+    pub model_id: Option<String>,
+    pub expires_at: Option<i64>,
+}
+
+/// Hex SHA-256 of a token, the only form in which tokens are stored.
+pub fn hash_token(token: &str) -> String {
+    hex::encode(Sha256::digest(token.as_bytes()))
+}
+
+/// A new random token: 32 bytes of OS randomness, hex, with a prefix that says what it is.
+pub fn new_token(kind: TokenKind) -> String {
+    let bytes: [u8; 32] = rand::random();
+    let prefix = match kind {
+        TokenKind::User => "ctx_u_",
+        TokenKind::Job => "ctx_j_",
+    };
+    format!("{prefix}{}", hex::encode(bytes))
+}
+
+pub fn create_user(conn: &Connection, username: &str, admin: bool) -> Result<UserRow, StoreError> {
+    let id = uuid::Uuid::new_v4().to_string();
+    let inserted = conn.execute(
+        "INSERT INTO users (id, username, admin, created_at) VALUES (?1, ?2, ?3, ?4)
+         ON CONFLICT(username) DO NOTHING",
+        params![id, username, admin, now()],
+    )?;
+    if inserted == 0 {
+        return Err(StoreError::Conflict(format!(
+            "a user named {username:?} already exists"
+        )));
+    }
+    Ok(UserRow {
+        id,
+        username: username.to_string(),
+        admin,
+    })
+}
+
+pub fn count_users(conn: &Connection) -> Result<i64, StoreError> {
+    Ok(conn.query_row("SELECT COUNT(*) FROM users", [], |r| r.get(0))?)
+}
+
+pub fn user_by_name(conn: &Connection, username: &str) -> Result<Option<UserRow>, StoreError> {
+    Ok(conn
+        .query_row(
+            "SELECT id, username, admin FROM users WHERE username = ?1",
+            [username],
+            |r| {
+                Ok(UserRow {
+                    id: r.get(0)?,
+                    username: r.get(1)?,
+                    admin: r.get(2)?,
+                })
+            },
+        )
+        .optional()?)
+}
+
+/// Stores a new user token for `user_id` and returns its plain text (shown once, never stored).
+pub fn issue_user_token(
+    conn: &Connection,
+    user_id: &str,
+    name: &str,
+    expires_at: Option<i64>,
+) -> Result<String, StoreError> {
+    let token = new_token(TokenKind::User);
+    conn.execute(
+        "INSERT INTO tokens (hash, kind, user_id, name, expires_at, created_at)
+         VALUES (?1, 'user', ?2, ?3, ?4, ?5)",
+        params![hash_token(&token), user_id, name, expires_at, now()],
+    )?;
+    Ok(token)
+}
+
+/// Stores a new job token scoped to `model_id` and returns its plain text.
+pub fn issue_job_token(conn: &Connection, model_id: &str) -> Result<String, StoreError> {
+    let token = new_token(TokenKind::Job);
+    conn.execute(
+        "INSERT INTO tokens (hash, kind, model_id, created_at) VALUES (?1, 'job', ?2, ?3)",
+        params![hash_token(&token), model_id, now()],
+    )?;
+    Ok(token)
+}
+
+/// Revokes every job token of a model (when its deployment stops).
+pub fn revoke_job_tokens(conn: &Connection, model_id: &str) -> Result<(), StoreError> {
+    conn.execute(
+        "DELETE FROM tokens WHERE kind = 'job' AND model_id = ?1",
+        [model_id],
+    )?;
+    Ok(())
+}
+
+/// The token's row and, for user tokens, its user; `None` when unknown or expired.
+pub fn lookup_token(
+    conn: &Connection,
+    token: &str,
+) -> Result<Option<(TokenRow, Option<UserRow>)>, StoreError> {
+    let row = conn
+        .query_row(
+            "SELECT t.kind, t.user_id, t.model_id, t.expires_at, u.username, u.admin
+             FROM tokens t LEFT JOIN users u ON u.id = t.user_id
+             WHERE t.hash = ?1",
+            [hash_token(token)],
+            |r| {
+                let kind: String = r.get(0)?;
+                let user_id: Option<String> = r.get(1)?;
+                let username: Option<String> = r.get(4)?;
+                let admin: Option<bool> = r.get(5)?;
+                let user = match (&user_id, username) {
+                    (Some(id), Some(username)) => Some(UserRow {
+                        id: id.clone(),
+                        username,
+                        admin: admin.unwrap_or(false),
+                    }),
+                    _ => None,
+                };
+                Ok((
+                    TokenRow {
+                        kind: if kind == TokenKind::Job.as_str() {
+                            TokenKind::Job
+                        } else {
+                            TokenKind::User
+                        },
+                        user_id,
+                        model_id: r.get(2)?,
+                        expires_at: r.get(3)?,
+                    },
+                    user,
+                ))
+            },
+        )
+        .optional()?;
+    Ok(row.filter(|(t, _)| t.expires_at.is_none_or(|exp| exp > now())))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::migrations::migrate;
+
+    fn db() -> Connection {
+        let mut c = Connection::open_in_memory().unwrap();
+        migrate(&mut c).unwrap();
+        c
+    }
+
+    #[test]
+    fn tokens_are_stored_hashed_and_found_again() {
+        let c = db();
+        let u = create_user(&c, "admin", true).unwrap();
+        let t = issue_user_token(&c, &u.id, "cli", None).unwrap();
+        let stored: String = c.query_row("SELECT hash FROM tokens", [], |r| r.get(0)).unwrap();
+        assert_ne!(stored, t);
+        assert_eq!(stored, hash_token(&t));
+        let (row, user) = lookup_token(&c, &t).unwrap().unwrap();
+        assert_eq!(row.kind, TokenKind::User);
+        assert_eq!(user.unwrap().username, "admin");
+        assert!(lookup_token(&c, "ctx_u_wrong").unwrap().is_none());
+    }
+
+    #[test]
+    fn expired_tokens_are_refused() {
+        let c = db();
+        let u = create_user(&c, "a", false).unwrap();
+        let t = issue_user_token(&c, &u.id, "old", Some(now() - 1)).unwrap();
+        assert!(lookup_token(&c, &t).unwrap().is_none());
+    }
+
+    #[test]
+    fn duplicate_usernames_conflict() {
+        let c = db();
+        create_user(&c, "a", false).unwrap();
+        assert!(matches!(
+            create_user(&c, "a", false),
+            Err(StoreError::Conflict(_))
+        ));
+    }
+}
