@@ -84,7 +84,6 @@ pub async fn run(config: ServerConfig) -> anyhow::Result<()> {
         version: crate::VERSION.to_string(),
     };
     crate::store::bundles::write_atomically(&runtime_file, &serde_json::to_vec_pretty(&info)?)?;
-    tracing::info!("cortex server {} listening on {url}", crate::VERSION);
     eprintln!("cortex server {} listening on {url}", crate::VERSION);
 
     let app = routes::router(state);

@@ -135,13 +135,18 @@ impl Builder {
                         anchor,
                         entries,
                         ..
-                    }) => (
-                        Node {
-                            pos,
-                            value: Value::Map(merge(entries)?),
-                        },
-                        anchor,
-                    ),
+                    }) => {
+                        // A block mapping's start event is marked at its first ':'; the mapping
+                        // starts at its first key.
+                        let pos = entries.first().map_or(pos, |e| pos.min(e.key.pos));
+                        (
+                            Node {
+                                pos,
+                                value: Value::Map(merge(entries)?),
+                            },
+                            anchor,
+                        )
+                    }
                     None => return Ok(false),
                 };
                 self.finish(node, anchor)?;
@@ -258,9 +263,9 @@ fn merge(entries: Vec<Entry>) -> Result<Vec<Entry>, Problem> {
     let mut seen: HashSet<String> = explicit.iter().filter_map(text).collect();
     for source in sources {
         for entry in source {
-            match text(&entry) {
-                Some(key) if !seen.insert(key) => {}
-                _ => explicit.push(entry),
+            // Keys that are not text cannot clash with the schema's; keep them.
+            if text(&entry).is_none_or(|key| seen.insert(key)) {
+                explicit.push(entry);
             }
         }
     }

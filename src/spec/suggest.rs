@@ -27,22 +27,13 @@ fn fold(word: &str) -> String {
         .collect()
 }
 
-/// `"a", "b" or "c"`.
-pub(crate) fn one_of(words: &[&str]) -> String {
-    list(words, "or")
-}
-
 /// `"a", "b" and "c"`.
 pub(crate) fn all_of(words: &[&str]) -> String {
-    list(words, "and")
-}
-
-fn list(words: &[&str], conjunction: &str) -> String {
     let quoted: Vec<String> = words.iter().map(|w| format!("\"{w}\"")).collect();
     match quoted.split_last() {
         None => String::new(),
         Some((last, [])) => last.clone(),
-        Some((last, rest)) => format!("{} {conjunction} {last}", rest.join(", ")),
+        Some((last, rest)) => format!("{} and {last}", rest.join(", ")),
     }
 }
 
@@ -89,9 +80,8 @@ mod tests {
 
     #[test]
     fn lists_alternatives() {
-        assert_eq!(one_of(&["a"]), "\"a\"");
-        assert_eq!(one_of(&["a", "b"]), "\"a\" or \"b\"");
-        assert_eq!(one_of(&["a", "b", "c"]), "\"a\", \"b\" or \"c\"");
+        assert_eq!(all_of(&["a"]), "\"a\"");
+        assert_eq!(all_of(&["a", "b"]), "\"a\" and \"b\"");
         assert_eq!(all_of(&["a", "b", "c"]), "\"a\", \"b\" and \"c\"");
     }
 }

@@ -108,11 +108,42 @@ pub struct Autoscaling {
     pub upscale_tolerance: f64,
 }
 
+impl Autoscaling {
+    /// cortex's defaults, given the default `target_replica_concurrency`
+    /// (`processes_per_replica × threads_per_process`).
+    pub fn with_target(target_replica_concurrency: f64) -> Autoscaling {
+        Autoscaling {
+            min_replicas: 1,
+            max_replicas: 100,
+            init_replicas: 1,
+            target_replica_concurrency,
+            max_replica_concurrency: 1024,
+            window: Duration(60),
+            downscale_stabilization_period: Duration(5 * 60),
+            upscale_stabilization_period: Duration(60),
+            max_downscale_factor: 0.75,
+            max_upscale_factor: 1.5,
+            downscale_tolerance: 0.05,
+            upscale_tolerance: 0.05,
+        }
+    }
+}
+
+/// How a rolling update replaces replicas; `25%`/`25%` by default.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct UpdateStrategy {
     pub max_surge: Surge,
     pub max_unavailable: Surge,
+}
+
+impl Default for UpdateStrategy {
+    fn default() -> UpdateStrategy {
+        UpdateStrategy {
+            max_surge: Surge::Percent(25),
+            max_unavailable: Surge::Percent(25),
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

@@ -1,0 +1,287 @@
+//! One entry of `cortex.yaml` → [`ApiSpec`]: `name`, `kind`, and each section in turn.
+//!
+//! Checks run in a fixed order and the first problem is returned: unknown keys of the API,
+//! `name`, `kind`, `predictor`, `compute`, `autoscaling`, `update_strategy`, `networking`,
+//! `monitoring`.
+
+use super::autoscaling::autoscaling;
+use super::compute::compute;
+use super::monitoring::monitoring;
+use super::networking::networking;
+use super::node::{Node, Pos};
+use super::predictor::predictor;
+use super::problem::{quote, Problem};
+use super::schema;
+use super::section::Section;
+use super::suggest::nearest;
+use super::types::{ApiKind, ApiSpec};
+use super::update_strategy::update_strategy;
+
+pub(crate) const MAX_NAME_LEN: usize = 42;
+/// Names that would shadow the server's own routes.
+const RESERVED_NAMES: &[&str] = &["healthz"];
+
+/// A validated API and where its name and endpoint are written (for whole-file checks).
+pub(crate) struct Located {
+    pub spec: ApiSpec,
+    pub name_pos: Pos,
+    /// Where `networking.endpoint` is written; `None` when it is the default (`/<name>`).
+    pub endpoint_pos: Option<Pos>,
+}
+
+pub(crate) fn api(node: &Node) -> Result<Located, Problem> {
+    let sec = Section::new(node, "", schema::API)?;
+    let name_node = sec.require("name", "add e.g. \"name: my-api\"")?;
+    let name = name_node.text("name")?.to_string();
+    if let Err(message) = check_api_name(&name) {
+        return Err(Problem::new(name_node.pos, "name", message));
+    }
+    let kind = kind(&sec)?;
+    let predictor = predictor(&sec)?;
+    let compute = compute(&sec)?;
+
+    let (autoscaling, update_strategy) = match kind {
+        ApiKind::RealtimeAPI => {
+            let target = f64::from(predictor.processes_per_replica)
+                * f64::from(predictor.threads_per_process);
+            (Some(autoscaling(&sec, target)?), Some(update_strategy(&sec)?))
+        }
+        ApiKind::BatchAPI => {
+            realtime_only(&sec, "autoscaling", "a BatchAPI's workers are set per job")?;
+            realtime_only(&sec, "update_strategy", "a BatchAPI has no replicas to update")?;
+            realtime_only(&sec, "monitoring", "it is not collected for batch jobs")?;
+            (None, None)
+        }
+    };
+
+    let (networking, endpoint_pos) = networking(&sec, &name)?;
+    let monitoring = monitoring(&sec)?;
+
+    Ok(Located {
+        spec: ApiSpec {
+            name,
+            kind,
+            predictor,
+            compute,
+            autoscaling,
+            update_strategy,
+            networking,
+            monitoring,
+        },
+        name_pos: name_node.pos,
+        endpoint_pos,
+    })
+}
+
+/// The API's name if it is written as text, to say which API a problem is in.
+pub(crate) fn label(node: &Node) -> Option<String> {
+    let super::node::Value::Map(entries) = &node.value else {
+        return None;
+    };
+    entries
+        .iter()
+        .find(|e| e.key.scalar().is_some_and(|k| k.text == "name"))
+        .and_then(|e| e.value.text("name").ok())
+        .filter(|name| !name.trim().is_empty())
+        .map(str::to_string)
+}
+
+/// Whether `name` can name an API: DNS-1035 (a lowercase letter, then lowercase letters, digits
+/// and dashes, ending with a letter or digit), at most 42 characters, and not `healthz`.
+/// The error is a lower-case sentence for the user.
+pub fn check_api_name(name: &str) -> Result<(), String> {
+    if RESERVED_NAMES.contains(&name) {
+        return Err(format!(
+            "{} is reserved for the server's health check; choose another name",
+            quote(name)
+        ));
+    }
+    let bytes = name.as_bytes();
+    let valid = !bytes.is_empty()
+        && name.len() <= MAX_NAME_LEN
+        && bytes[0].is_ascii_lowercase()
+        && bytes
+            .iter()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || *b == b'-')
+        && bytes
+            .last()
+            .is_some_and(|b| b.is_ascii_lowercase() || b.is_ascii_digit());
+    if valid {
+        return Ok(());
+    }
+    let suggestion = match suggest_name(name) {
+        Some(fixed) => format!("; try {}", quote(&fixed)),
+        None => String::new(),
+    };
+    Err(format!(
+        "must start with a lowercase letter, contain only lowercase letters, digits and dashes, \
+         end with a letter or digit, and be at most {MAX_NAME_LEN} characters; got {}{suggestion}",
+        quote(name)
+    ))
+}
+
+/// A valid name close to `name` (`Iris_Classifier` → `iris-classifier`), if there is one.
+fn suggest_name(name: &str) -> Option<String> {
+    let mut fixed = String::new();
+    for c in name.chars().flat_map(char::to_lowercase) {
+        if c.is_ascii_lowercase() || c.is_ascii_digit() {
+            fixed.push(c);
+        } else if !fixed.is_empty() && !fixed.ends_with('-') {
+            fixed.push('-');
+        }
+    }
+    let fixed = fixed.trim_start_matches(|c: char| c.is_ascii_digit() || c == '-');
+    let mut fixed: String = fixed.chars().take(MAX_NAME_LEN).collect();
+    while fixed.ends_with('-') {
+        fixed.pop();
+    }
+    let valid = !fixed.is_empty() && !RESERVED_NAMES.contains(&fixed.as_str());
+    valid.then_some(fixed)
+}
+
+fn kind(sec: &Section) -> Result<ApiKind, Problem> {
+    const KINDS: &[&str] = &["RealtimeAPI", "BatchAPI"];
+    let node = sec.require("kind", "add \"kind: RealtimeAPI\" or \"kind: BatchAPI\"")?;
+    let text = node.text("kind")?;
+    let message = match text {
+        "RealtimeAPI" => return Ok(ApiKind::RealtimeAPI),
+        "BatchAPI" => return Ok(ApiKind::BatchAPI),
+        "TrafficSplitter" => {
+            "TrafficSplitter is not supported; kind must be \"RealtimeAPI\" or \"BatchAPI\"".into()
+        }
+        other => {
+            let hint = nearest(other, KINDS)
+                .map(|near| format!("; did you mean \"{near}\"?"))
+                .unwrap_or_default();
+            format!(
+                "unknown kind {}{hint} (valid kinds are \"RealtimeAPI\" and \"BatchAPI\")",
+                quote(other)
+            )
+        }
+    };
+    Err(Problem::new(node.pos, "kind", message))
+}
+
+fn realtime_only(sec: &Section, key: &str, why: &str) -> Result<(), Problem> {
+    if sec.has(key) {
+        return Err(Problem::new(
+            sec.key_pos(key),
+            key,
+            format!("is only for RealtimeAPIs; remove it ({why})"),
+        ));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::load::load;
+    use super::*;
+
+    fn parse(yaml: &str) -> Result<ApiSpec, Problem> {
+        api(&load(yaml).unwrap().unwrap()).map(|l| l.spec)
+    }
+
+    fn message(yaml: &str) -> String {
+        let p = parse(yaml).unwrap_err();
+        format!("{}: {}", p.field, p.message)
+    }
+
+    const PREDICTOR: &str = "predictor: {type: python, path: p.py}";
+
+    #[test]
+    fn names_follow_dns_1035() {
+        for ok in ["iris", "a", "iris-classifier-2", &"a".repeat(42)] {
+            assert_eq!(check_api_name(ok), Ok(()), "{ok}");
+        }
+        for bad in ["", "Iris", "1iris", "iris-", "-iris", "ir_is", "iris.v2", &"a".repeat(43)] {
+            assert!(check_api_name(bad).is_err(), "{bad}");
+        }
+        assert!(check_api_name("healthz").unwrap_err().contains("reserved"));
+    }
+
+    #[test]
+    fn bad_names_get_a_suggestion() {
+        assert!(check_api_name("Iris_Classifier")
+            .unwrap_err()
+            .ends_with("; got \"Iris_Classifier\"; try \"iris-classifier\""));
+        assert!(check_api_name("123")
+            .unwrap_err()
+            .ends_with("; got \"123\""));
+        assert_eq!(suggest_name("2fast_2Furious!"), Some("fast-2furious".into()));
+    }
+
+    #[test]
+    fn realtime_apis_get_scaling_defaults() {
+        let spec = parse(&format!("name: a\nkind: RealtimeAPI\n{PREDICTOR}")).unwrap();
+        assert!(spec.autoscaling.is_some());
+        assert!(spec.update_strategy.is_some());
+        assert_eq!(spec.networking.endpoint, "/a");
+        assert_eq!(spec.monitoring, None);
+    }
+
+    #[test]
+    fn target_concurrency_defaults_to_processes_times_threads() {
+        let spec = parse(
+            "name: a\nkind: RealtimeAPI\npredictor: {type: python, path: p.py, \
+             processes_per_replica: 2, threads_per_process: 3}",
+        )
+        .unwrap();
+        assert_eq!(spec.autoscaling.unwrap().target_replica_concurrency, 6.0);
+    }
+
+    #[test]
+    fn batch_apis_have_no_scaling_sections() {
+        let spec = parse(&format!("name: a\nkind: BatchAPI\n{PREDICTOR}")).unwrap();
+        assert_eq!(spec.autoscaling, None);
+        assert_eq!(spec.update_strategy, None);
+        assert_eq!(
+            message(&format!(
+                "name: a\nkind: BatchAPI\n{PREDICTOR}\nautoscaling: {{min_replicas: 2}}"
+            )),
+            "autoscaling: is only for RealtimeAPIs; remove it (a BatchAPI's workers are set per \
+             job)"
+        );
+        assert!(message(&format!(
+            "name: a\nkind: BatchAPI\n{PREDICTOR}\nupdate_strategy: {{max_surge: 1}}"
+        ))
+        .starts_with("update_strategy: is only for RealtimeAPIs"));
+        // An empty section is as good as none.
+        assert!(parse(&format!("name: a\nkind: BatchAPI\n{PREDICTOR}\nautoscaling:")).is_ok());
+    }
+
+    #[test]
+    fn kinds() {
+        assert_eq!(
+            message(&format!("name: a\nkind: TrafficSplitter\n{PREDICTOR}")),
+            "kind: TrafficSplitter is not supported; kind must be \"RealtimeAPI\" or \"BatchAPI\""
+        );
+        assert_eq!(
+            message(&format!("name: a\nkind: realtime\n{PREDICTOR}")),
+            "kind: unknown kind \"realtime\"; did you mean \"RealtimeAPI\"? (valid kinds are \
+             \"RealtimeAPI\" and \"BatchAPI\")"
+        );
+        assert_eq!(
+            message(&format!("name: a\n{PREDICTOR}")),
+            "kind: is required; add \"kind: RealtimeAPI\" or \"kind: BatchAPI\""
+        );
+    }
+
+    #[test]
+    fn unknown_keys_come_before_missing_ones() {
+        assert_eq!(
+            message("nmae: a\nkind: RealtimeAPI"),
+            "nmae: unknown key; did you mean \"name\"?"
+        );
+    }
+
+    #[test]
+    fn labels_need_text_names() {
+        let node = load("{name: iris, kind: x}").unwrap().unwrap();
+        assert_eq!(label(&node).as_deref(), Some("iris"));
+        let node = load("{name: [1], kind: x}").unwrap().unwrap();
+        assert_eq!(label(&node), None);
+        let node = load("- 1").unwrap().unwrap();
+        assert_eq!(label(&node), None);
+    }
+}

@@ -1,0 +1,125 @@
+//! The `networking` section: the gateway path of the API.
+//!
+//! `endpoint` defaults to `/<name>`; like cortex, a missing leading `/` is added and a trailing
+//! `/` removed. `api_gateway` (`public | none`) and `local_port` are accepted for compatibility
+//! with cortex v0.2x files and ignored: every API is served by the one server port.
+
+use super::node::Pos;
+use super::problem::{quote, Problem};
+use super::schema;
+use super::section::Section;
+use super::types::Networking;
+
+pub(crate) const MAX_ENDPOINT_LEN: usize = 1000;
+
+/// The section, and where `endpoint` is written when it is.
+pub(crate) fn networking(api: &Section, name: &str) -> Result<(Networking, Option<Pos>), Problem> {
+    let sec = api.section("networking", schema::NETWORKING)?;
+    let endpoint_pos = sec.has("endpoint").then(|| sec.value_pos("endpoint"));
+    let endpoint = sec
+        .parsed("endpoint", "a path like \"/my-api\"", endpoint)?
+        .unwrap_or_else(|| format!("/{name}"));
+
+    sec.parsed("api_gateway", "\"public\" or \"none\"", |text| match text {
+        "public" | "none" => Ok(()),
+        other => Err(format!(
+            "must be \"public\" or \"none\", got {}",
+            quote(other)
+        )),
+    })?;
+    sec.whole("local_port", 0, 1, 65535)?;
+    Ok((Networking { endpoint }, endpoint_pos))
+}
+
+/// Canonicalises an endpoint (`iris/` → `/iris`) and checks it is a plain URL path that does not
+/// shadow the server's own routes.
+pub(crate) fn endpoint(text: &str) -> Result<String, String> {
+    let mut path = text.trim().to_string();
+    if !path.starts_with('/') {
+        path.insert(0, '/');
+    }
+    while path.len() > 1 && path.ends_with('/') {
+        path.pop();
+    }
+    if path == "/" {
+        return Err("must name a path, e.g. \"/my-api\"; \"/\" alone is not allowed".into());
+    }
+    if path.len() > MAX_ENDPOINT_LEN {
+        return Err(format!(
+            "must be at most {MAX_ENDPOINT_LEN} characters, got {}",
+            path.len()
+        ));
+    }
+    if let Some(bad) = path
+        .chars()
+        .find(|c| !(c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.' | '~' | '/')))
+    {
+        return Err(format!(
+            "may only contain letters, digits, '-', '_', '.', '~' and '/', got {:?} in {}",
+            bad,
+            quote(text)
+        ));
+    }
+    if path[1..]
+        .split('/')
+        .any(|segment| matches!(segment, "" | "." | ".."))
+    {
+        return Err(format!(
+            "must not contain empty, \".\" or \"..\" segments, got {}",
+            quote(text)
+        ));
+    }
+    if path == "/healthz" || path.starts_with("/healthz/") || path.starts_with("/api/") {
+        return Err(format!(
+            "{} is reserved for the cortex server; choose another path",
+            quote(&path)
+        ));
+    }
+    Ok(path)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::load::load;
+    use super::*;
+
+    fn parse(yaml: &str) -> Result<Networking, Problem> {
+        let node = load(yaml).unwrap().unwrap();
+        let api = Section::new(&node, "", schema::API).unwrap();
+        networking(&api, "iris").map(|(n, _)| n)
+    }
+
+    #[test]
+    fn defaults_to_the_name() {
+        assert_eq!(parse("name: iris").unwrap().endpoint, "/iris");
+    }
+
+    #[test]
+    fn canonicalises_endpoints() {
+        assert_eq!(endpoint("iris").unwrap(), "/iris");
+        assert_eq!(endpoint("/iris/").unwrap(), "/iris");
+        assert_eq!(endpoint("/v1/iris-classifier").unwrap(), "/v1/iris-classifier");
+        let n = parse("networking: {endpoint: v2/iris, api_gateway: none, local_port: 8888}");
+        assert_eq!(n.unwrap().endpoint, "/v2/iris");
+    }
+
+    #[test]
+    fn refuses_bad_endpoints() {
+        assert!(endpoint("/").unwrap_err().contains("\"/\" alone"));
+        assert!(endpoint("/a b").unwrap_err().contains("' '"));
+        assert!(endpoint("/a?b").unwrap_err().contains("'?'"));
+        assert!(endpoint("/a//b").unwrap_err().contains("empty"));
+        assert!(endpoint("/a/../b").unwrap_err().contains("\"..\""));
+        assert!(endpoint("/healthz").unwrap_err().contains("reserved"));
+        assert!(endpoint("/api/v2/apis").unwrap_err().contains("reserved"));
+        assert!(endpoint("/api").is_ok());
+        assert!(endpoint(&format!("/{}", "a".repeat(1000)))
+            .unwrap_err()
+            .contains("at most 1000"));
+        let err = parse("networking: {api_gateway: private}").unwrap_err();
+        assert_eq!(err.field, "networking.api_gateway");
+        assert_eq!(err.message, "must be \"public\" or \"none\", got \"private\"");
+        let err = parse("networking: {local_port: 0}").unwrap_err();
+        assert_eq!(err.message, "must be between 1 and 65535, got 0");
+    }
+}

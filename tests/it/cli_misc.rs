@@ -1,0 +1,187 @@
+//! Completions, environments, version, watch, upload limits and unsupported commands.
+
+use std::process::Stdio;
+
+use crate::harness::*;
+
+#[test]
+fn completion_scripts_in_the_repo_match_the_binary() {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("completions");
+    for (shell, file) in [
+        ("bash", "cortex.bash"),
+        ("zsh", "_cortex"),
+        ("fish", "cortex.fish"),
+        ("powershell", "_cortex.ps1"),
+        ("elvish", "cortex.elv"),
+    ] {
+        let out = std::process::Command::new(cortex_bin())
+            .args(["completion", shell])
+            .output()
+            .unwrap();
+        assert!(out.status.success());
+        let committed = std::fs::read_to_string(root.join(file)).unwrap_or_default();
+        assert!(
+            committed == stdout(&out),
+            "completions/{file} is out of date; regenerate it with `cargo run -- completion {shell} > completions/{file}`"
+        );
+    }
+}
+
+#[test]
+fn env_configure_list_default_token_and_delete() {
+    let dir = tempfile::tempdir().unwrap();
+    let cortex = |args: &[&str]| {
+        std::process::Command::new(cortex_bin())
+            .env("CORTEX_CLI_CONFIG_DIR", dir.path())
+            .env_remove("CORTEX_ENDPOINT")
+            .env_remove("CORTEX_TOKEN")
+            .env_remove("CORTEX_ENV")
+            .args(args)
+            .output()
+            .unwrap()
+    };
+    let out = cortex(&["env", "configure", "prod", "--endpoint", "http://127.0.0.1:9/", "--token", "t0k"]);
+    assert_eq!(stdout(&out), "configured prod environment\n", "{}", stderr(&out));
+    let list = stdout(&cortex(&["env", "list"]));
+    assert_eq!(
+        list,
+        "name:     local (default)\nendpoint: embedded local server\n\nname:     prod\nendpoint: http://127.0.0.1:9\n"
+    );
+    assert_eq!(stdout(&cortex(&["env", "token", "prod"])), "t0k\n");
+    assert_eq!(stdout(&cortex(&["env", "default", "prod"])), "set prod as the default environment\n");
+    assert_eq!(stdout(&cortex(&["env", "default"])), "current default environment: prod\n");
+    let json: serde_json::Value = serde_json::from_slice(&cortex(&["env", "list", "-o", "json"]).stdout).unwrap();
+    assert_eq!(json[1]["default"], true);
+    // The default environment is used: nothing listens on port 9, and the error says where.
+    let get = cortex(&["get"]);
+    assert_eq!(get.status.code(), Some(1));
+    assert!(stderr(&get).contains("cannot reach the cortex server at http://127.0.0.1:9"), "{}", stderr(&get));
+    let missing = cortex(&["get", "-e", "staging"]);
+    assert!(stderr(&missing).contains("the staging environment is not configured; add it with `cortex env configure staging"));
+    assert_eq!(
+        stdout(&cortex(&["env", "delete", "prod"])),
+        "deleted the prod environment configuration\nset the default environment to local\n"
+    );
+    assert!(!cortex(&["env", "delete", "prod"]).status.success());
+    let bad = cortex(&["env", "configure", "x", "--endpoint", "ftp://h", "--token", "t"]);
+    assert!(stderr(&bad).contains("--endpoint must start with http:// or https://"));
+    use std::os::unix::fs::PermissionsExt;
+    let mode = std::fs::metadata(dir.path().join("cli.yaml")).unwrap().permissions().mode();
+    assert_eq!(mode & 0o777, 0o600);
+}
+
+#[test]
+fn version_prints_the_cli_and_server_versions() {
+    let s = Server::start();
+    let out = s.ok(s.dir.path(), &["version"]);
+    let v = env!("CARGO_PKG_VERSION");
+    assert_eq!(out, format!("cli version: {v}\nserver version: {v}\n"));
+}
+
+#[test]
+fn batch_job_commands_say_they_are_not_supported_yet() {
+    let s = Server::start();
+    for args in [["get", "api", "job1"], ["logs", "api", "job1"], ["delete", "api", "job1"]] {
+        let out = s.run(s.dir.path(), &args);
+        assert_eq!(out.status.code(), Some(1));
+        assert!(stderr(&out).contains("batch jobs are not supported"), "{}", stderr(&out));
+    }
+}
+
+#[test]
+fn get_watch_repeats_when_not_a_terminal() {
+    let s = Server::start();
+    let mut child = s
+        .cortex()
+        .args(["get", "--watch"])
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let lines = line_channel(child.stdout.take().unwrap());
+    let first = wait_line(&lines, "$ cortex get");
+    let second = wait_line(&lines, "$ cortex get");
+    let _ = child.kill();
+    let _ = child.wait();
+    assert!(second.iter().any(|l| l == "no apis are deployed"), "{first:?} {second:?}");
+    assert!(!second.concat().contains('\x1b'), "no escape codes when not a terminal");
+}
+
+#[test]
+fn deploying_from_home_is_refused() {
+    let s = Server::start();
+    let home = s.project("home");
+    write(&home, "cortex.yaml", "- name: a\n  kind: RealtimeAPI\n  predictor:\n    type: command\n    command: x\n");
+    let out = s.cortex().current_dir(&home).env("HOME", &home).arg("deploy").output().unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    assert!(stderr(&out).contains("cannot deploy from your home directory"), "{}", stderr(&out));
+}
+
+#[test]
+fn a_missing_config_file_explains_what_to_do() {
+    let s = Server::start();
+    let empty = s.project("empty");
+    let out = s.run(&empty, &["deploy"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(stderr(&out).contains("./cortex.yaml does not exist"), "{}", stderr(&out));
+}
+
+#[test]
+fn large_uploads_ask_first_and_oversized_ones_are_refused() {
+    let s = Server::start();
+    let p = s.example_project("command-realtime");
+    // Not a terminal and no --yes: refuse, saying how to go on.
+    let out = s
+        .cortex()
+        .current_dir(&p)
+        .env("CORTEX_UPLOAD_PROMPT_BYTES", "10")
+        .arg("deploy")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let err = stderr(&out);
+    assert!(err.contains("cortex will upload"), "{err}");
+    assert!(err.contains("re-run with --yes"), "{err}");
+    assert_eq!(s.ok(&p, &["get"]), "no apis are deployed\n", "nothing was deployed");
+    // --yes skips the question.
+    let out = s
+        .cortex()
+        .current_dir(&p)
+        .env("CORTEX_UPLOAD_PROMPT_BYTES", "10")
+        .args(["deploy", "--yes"])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    // Above the hard limit nothing helps.
+    let out = s
+        .cortex()
+        .current_dir(&p)
+        .env("CORTEX_UPLOAD_LIMIT_BYTES", "10")
+        .args(["deploy", "--yes"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    assert!(stderr(&out).contains("above the 10 B limit"), "{}", stderr(&out));
+}
+
+#[test]
+fn deploy_output_json_and_yaml_print_the_results() {
+    let s = Server::start();
+    let p = s.example_project("command-realtime");
+    let json: serde_json::Value = serde_json::from_str(&s.ok(&p, &["deploy", "-o", "json"])).unwrap();
+    assert_eq!(json[0]["name"], "reverser");
+    assert_eq!(json[0]["action"], "created");
+    let yaml = s.ok(&p, &["deploy", "-o", "yaml"]);
+    assert!(yaml.contains("action: up_to_date"), "{yaml}");
+}
+
+#[test]
+fn identical_projects_are_stored_once() {
+    let s = Server::start();
+    let p = s.example_project("command-realtime");
+    s.ok(&p, &["deploy"]);
+    write(&p, "cortex.yaml", "- name: other\n  kind: RealtimeAPI\n  predictor:\n    type: command\n    command: python3 server.py\n");
+    // The config file is not part of the bundle, so the project is unchanged.
+    s.ok(&p, &["deploy"]);
+    let bundles = std::fs::read_dir(s.data_dir().join("bundles")).unwrap().count();
+    assert_eq!(bundles, 1);
+}

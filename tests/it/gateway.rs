@@ -1,0 +1,69 @@
+//! The gateway: routing, usage messages, readiness and errors.
+
+use crate::harness::*;
+
+#[test]
+fn unknown_apis_are_404_and_get_answers_a_usage_message() {
+    let s = Server::start();
+    let resp = s.predict("nothing-here", "{}");
+    assert_eq!(resp.status(), 404);
+    let body: serde_json::Value = resp.json().unwrap();
+    assert_eq!(body["kind"], "not_found");
+
+    let project = s.example_project("command-realtime");
+    s.ok(&project, &["deploy"]);
+    s.wait_status("reverser", "live");
+    let usage: serde_json::Value = reqwest::blocking::get(format!("{}/reverser", s.url))
+        .unwrap()
+        .json()
+        .unwrap();
+    assert!(usage["message"].as_str().unwrap().contains("post request"));
+}
+
+#[test]
+fn an_api_that_is_not_ready_answers_503_then_serves_once_ready() {
+    let s = Server::start();
+    let p = s.project("slow");
+    let gate = s.dir.path().join("gate");
+    write(
+        &p,
+        "predictor.py",
+        "import os, time\n\nclass PythonPredictor:\n    def __init__(self, config):\n        while not os.path.exists(config['gate']):\n            time.sleep(0.05)\n\n    def predict(self, payload):\n        return 'ready now'\n",
+    );
+    write(
+        &p,
+        "cortex.yaml",
+        &format!(
+            "- name: slow\n  kind: RealtimeAPI\n  predictor:\n    type: python\n    path: predictor.py\n    config:\n      gate: {}\n",
+            gate.display()
+        ),
+    );
+    s.ok(&p, &["deploy"]);
+    let api = s.api_json("slow").unwrap();
+    assert_eq!(api["status"], "updating");
+    let resp = s.predict("slow", "{}");
+    assert_eq!(resp.status(), 503);
+    let body: serde_json::Value = resp.json().unwrap();
+    assert_eq!(body["kind"], "not_ready");
+    assert!(body["message"].as_str().unwrap().contains("cortex get slow"));
+
+    std::fs::write(&gate, "").unwrap();
+    s.wait_status("slow", "live");
+    assert_eq!(s.predict("slow", "{}").text().unwrap(), "ready now");
+}
+
+#[test]
+fn a_custom_endpoint_routes_to_the_api() {
+    let s = Server::start();
+    let p = s.example_project("command-realtime");
+    write(
+        &p,
+        "cortex.yaml",
+        "- name: reverser\n  kind: RealtimeAPI\n  predictor:\n    type: command\n    command: python3 server.py\n  networking:\n    endpoint: /v1/reverse\n",
+    );
+    s.ok(&p, &["deploy"]);
+    let api = s.wait_status("reverser", "live");
+    assert_eq!(api["endpoint"], format!("{}/v1/reverse", s.url));
+    assert_eq!(s.predict("v1/reverse", r#"{"text": "xy"}"#).status(), 200);
+    assert_eq!(s.predict("reverser", "{}").status(), 404);
+}

@@ -1,0 +1,268 @@
+//! The test harness: a real `cortex server` on an ephemeral loopback port with a temp data
+//! directory, the real `cortex` binary with a temp config directory, and polling helpers with
+//! deadlines. Everything started here is stopped on drop.
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+use tempfile::TempDir;
+
+/// The default deadline for anything the tests wait for.
+pub const DEADLINE: Duration = Duration::from_secs(60);
+
+pub fn cortex_bin() -> PathBuf {
+    PathBuf::from(env!("CARGO_BIN_EXE_cortex"))
+}
+
+/// Polls `f` until it returns `Some`, panicking with `what` after `deadline`.
+pub fn wait_for<T>(what: &str, deadline: Duration, mut f: impl FnMut() -> Option<T>) -> T {
+    let end = Instant::now() + deadline;
+    let mut delay = Duration::from_millis(10);
+    loop {
+        if let Some(v) = f() {
+            return v;
+        }
+        if Instant::now() > end {
+            panic!("timed out after {deadline:?} waiting for {what}");
+        }
+        std::thread::sleep(delay);
+        delay = (delay * 2).min(Duration::from_millis(200));
+    }
+}
+
+/// Copies a directory tree (for turning an example into a scratch project).
+pub fn copy_dir(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for entry in std::fs::read_dir(from).unwrap() {
+        let entry = entry.unwrap();
+        let dest = to.join(entry.file_name());
+        if entry.file_type().unwrap().is_dir() {
+            copy_dir(&entry.path(), &dest);
+        } else {
+            std::fs::copy(entry.path(), dest).unwrap();
+        }
+    }
+}
+
+pub fn example(name: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("examples").join(name)
+}
+
+/// A running server plus a scratch directory for projects and CLI config.
+pub struct Server {
+    pub dir: TempDir,
+    child: Option<Child>,
+    pub url: String,
+    pub token: String,
+}
+
+impl Server {
+    pub fn start() -> Server {
+        let dir = tempfile::tempdir().unwrap();
+        let mut s = Server {
+            dir,
+            child: None,
+            url: String::new(),
+            token: String::new(),
+        };
+        s.boot();
+        s
+    }
+
+    pub fn data_dir(&self) -> PathBuf {
+        self.dir.path().join("server")
+    }
+
+    pub fn cli_dir(&self) -> PathBuf {
+        self.dir.path().join("cli")
+    }
+
+    /// A fresh project directory inside the scratch dir.
+    pub fn project(&self, name: &str) -> PathBuf {
+        let p = self.dir.path().join("projects").join(name);
+        std::fs::create_dir_all(&p).unwrap();
+        p
+    }
+
+    /// A copy of an example project.
+    pub fn example_project(&self, example_name: &str) -> PathBuf {
+        let p = self.project(example_name);
+        copy_dir(&example(example_name), &p);
+        p
+    }
+
+    fn boot(&mut self) {
+        let data = self.data_dir();
+        let _ = std::fs::remove_file(data.join("server.json"));
+        let child = Command::new(cortex_bin())
+            .args(["server", "--listen", "127.0.0.1:0", "--data-dir"])
+            .arg(&data)
+            .env("CORTEX_CLI_CONFIG_DIR", self.cli_dir())
+            .env("CORTEX_LOG", "warn")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let pid = child.id();
+        self.child = Some(child);
+        let url = wait_for("the server's runtime file", DEADLINE, || {
+            let bytes = std::fs::read(data.join("server.json")).ok()?;
+            let v: Value = serde_json::from_slice(&bytes).ok()?;
+            (v["pid"].as_u64()? == pid as u64).then(|| v["url"].as_str().unwrap().to_string())
+        });
+        wait_for("/healthz", DEADLINE, || {
+            reqwest::blocking::get(format!("{url}/healthz"))
+                .ok()
+                .filter(|r| r.status().is_success())
+        });
+        self.token = std::fs::read_to_string(data.join("admin.token"))
+            .unwrap()
+            .trim()
+            .to_string();
+        self.url = url;
+    }
+
+    /// Stops the server with SIGTERM and waits for it to exit.
+    pub fn stop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            unsafe {
+                libc::kill(child.id() as i32, libc::SIGTERM);
+            }
+            let end = Instant::now() + DEADLINE;
+            loop {
+                if child.try_wait().unwrap().is_some() {
+                    break;
+                }
+                if Instant::now() > end {
+                    let _ = child.kill();
+                    let _ = child.wait();
+                    break;
+                }
+                std::thread::sleep(Duration::from_millis(20));
+            }
+        }
+    }
+
+    /// SIGKILLs the server (as a crash would).
+    pub fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    /// Starts the server again on the same data directory (a new port).
+    pub fn restart(&mut self) {
+        self.stop();
+        self.boot();
+    }
+
+    /// `cortex` configured for this server through `CORTEX_ENDPOINT`/`CORTEX_TOKEN`.
+    pub fn cortex(&self) -> Command {
+        let mut c = Command::new(cortex_bin());
+        c.env("CORTEX_CLI_CONFIG_DIR", self.cli_dir())
+            .env("CORTEX_ENDPOINT", &self.url)
+            .env("CORTEX_TOKEN", &self.token)
+            .env_remove("CORTEX_ENV")
+            .stdin(Stdio::null());
+        c
+    }
+
+    /// Runs `cortex args...` in `cwd` and returns its output.
+    pub fn run(&self, cwd: &Path, args: &[&str]) -> Output {
+        self.cortex().current_dir(cwd).args(args).output().unwrap()
+    }
+
+    /// Runs `cortex args...`, asserting success; returns stdout.
+    pub fn ok(&self, cwd: &Path, args: &[&str]) -> String {
+        let out = self.run(cwd, args);
+        assert!(
+            out.status.success(),
+            "cortex {args:?} failed ({}):\nstdout:\n{}\nstderr:\n{}",
+            out.status,
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout).unwrap()
+    }
+
+    /// `cortex get <api> -o json`.
+    pub fn api_json(&self, api: &str) -> Option<Value> {
+        let out = self.run(self.dir.path(), &["get", api, "-o", "json"]);
+        out.status
+            .success()
+            .then(|| serde_json::from_slice(&out.stdout).unwrap())
+    }
+
+    /// Waits until `cortex get <api>` reports `status`.
+    pub fn wait_status(&self, api: &str, status: &str) -> Value {
+        wait_for(&format!("{api} to be {status}"), DEADLINE, || {
+            self.api_json(api).filter(|v| v["status"] == status)
+        })
+    }
+
+    /// POSTs JSON to an API through the gateway.
+    pub fn predict(&self, api: &str, body: &str) -> reqwest::blocking::Response {
+        reqwest::blocking::Client::new()
+            .post(format!("{}/{api}", self.url))
+            .header("content-type", "application/json")
+            .body(body.to_string())
+            .send()
+            .unwrap()
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+pub fn stdout(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+pub fn stderr(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+/// Writes `text` to `dir/name`, creating directories.
+pub fn write(dir: &Path, name: &str, text: &str) {
+    let p = dir.join(name);
+    std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+    std::fs::write(p, text).unwrap();
+}
+
+/// Reads lines from a child's pipe on a thread, so tests can wait on them with a deadline.
+pub fn line_channel(pipe: impl std::io::Read + Send + 'static) -> std::sync::mpsc::Receiver<String> {
+    use std::io::BufRead;
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in std::io::BufReader::new(pipe).lines() {
+            let Ok(line) = line else { break };
+            if tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    rx
+}
+
+/// Waits for a line containing `needle`; returns every line read up to it.
+pub fn wait_line(rx: &std::sync::mpsc::Receiver<String>, needle: &str) -> Vec<String> {
+    let mut seen = Vec::new();
+    wait_for(&format!("a line with {needle:?}"), DEADLINE, || {
+        while let Ok(line) = rx.try_recv() {
+            let hit = line.contains(needle);
+            seen.push(line);
+            if hit {
+                return Some(());
+            }
+        }
+        None
+    });
+    seen
+}

@@ -1,0 +1,109 @@
+//! Server restarts, deletes and logs.
+
+use std::net::TcpStream;
+use std::process::Stdio;
+
+use crate::harness::*;
+
+fn port_of(api: &serde_json::Value) -> u16 {
+    api["replicas"][0]["port"].as_u64().unwrap() as u16
+}
+
+fn pid_alive(pid: i32) -> bool {
+    unsafe { libc::kill(pid, 0) == 0 }
+}
+
+#[test]
+fn apis_come_back_live_after_a_server_restart() {
+    let mut s = Server::start();
+    let project = s.example_project("python-realtime");
+    s.ok(&project, &["deploy"]);
+    s.wait_status("iris-classifier", "live");
+    s.restart();
+    let api = s.wait_status("iris-classifier", "live");
+    assert_eq!(api["endpoint"], format!("{}/iris-classifier", s.url));
+    let sample = std::fs::read_to_string(project.join("sample.json")).unwrap();
+    assert_eq!(s.predict("iris-classifier", &sample).text().unwrap(), "setosa");
+    // Nothing changed, so a deploy after the restart is a no-op.
+    assert!(s.ok(&project, &["deploy"]).contains("is up to date"));
+}
+
+#[test]
+fn replicas_die_with_a_sigkilled_server_and_come_back_with_it() {
+    let mut s = Server::start();
+    let project = s.example_project("command-realtime");
+    s.ok(&project, &["deploy"]);
+    let api = s.wait_status("reverser", "live");
+    let pid = api["replicas"][0]["pid"].as_u64().unwrap() as i32;
+    s.kill();
+    wait_for("the replica to die with the server", DEADLINE, || {
+        (!pid_alive(pid)).then_some(())
+    });
+    s.restart();
+    s.wait_status("reverser", "live");
+    assert_eq!(s.predict("reverser", r#"{"text": "ab"}"#).status(), 200);
+}
+
+#[test]
+fn delete_stops_the_replica_frees_its_port_and_forgets_the_api() {
+    let s = Server::start();
+    let project = s.example_project("command-realtime");
+    s.ok(&project, &["deploy"]);
+    let api = s.wait_status("reverser", "live");
+    let port = port_of(&api);
+    assert!(TcpStream::connect(("127.0.0.1", port)).is_ok());
+
+    let out = s.ok(&project, &["delete", "reverser"]);
+    assert_eq!(out, "deleting reverser\n");
+    // The process is gone once delete returns: nothing listens on the port any more.
+    assert!(TcpStream::connect(("127.0.0.1", port)).is_err(), "port {port} still open");
+    assert!(std::net::TcpListener::bind(("127.0.0.1", port)).is_ok());
+
+    let gone = s.run(&project, &["get", "reverser"]);
+    assert_eq!(gone.status.code(), Some(1));
+    assert!(stderr(&gone).contains("api reverser is not deployed"), "{}", stderr(&gone));
+    assert_eq!(s.ok(&project, &["get"]), "no apis are deployed\n");
+    assert_eq!(s.predict("reverser", "{}").status(), 404);
+    // Deleting again is an honest error.
+    let again = s.run(&project, &["delete", "reverser"]);
+    assert_eq!(again.status.code(), Some(1));
+    // And a new deploy creates it afresh.
+    assert!(s.ok(&project, &["deploy"]).starts_with("creating reverser"));
+}
+
+#[test]
+fn logs_print_the_replica_output_and_follow_new_lines() {
+    let s = Server::start();
+    let p = s.project("talker");
+    write(
+        &p,
+        "predictor.py",
+        "class PythonPredictor:\n    def __init__(self, config):\n        print('loading the model', flush=True)\n\n    def predict(self, payload):\n        print('predicting', payload['n'], flush=True)\n        return 'ok'\n",
+    );
+    write(
+        &p,
+        "cortex.yaml",
+        "- name: talker\n  kind: RealtimeAPI\n  predictor:\n    type: python\n    path: predictor.py\n",
+    );
+    s.ok(&p, &["deploy"]);
+    s.wait_status("talker", "live");
+    let logs = s.ok(&p, &["logs", "talker"]);
+    assert!(logs.contains("loading the model"), "{logs}");
+    let tail = s.ok(&p, &["logs", "talker", "--tail", "1"]);
+    assert_eq!(tail.lines().count(), 1, "{tail}");
+
+    let mut follow = s
+        .cortex()
+        .args(["logs", "talker", "-f"])
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let lines = line_channel(follow.stdout.take().unwrap());
+    // The history comes first...
+    wait_line(&lines, "loading the model");
+    // ...then lines written after the command started.
+    assert_eq!(s.predict("talker", r#"{"n": 7}"#).status(), 200);
+    wait_line(&lines, "predicting 7");
+    let _ = follow.kill();
+    let _ = follow.wait();
+}

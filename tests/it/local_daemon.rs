@@ -1,0 +1,86 @@
+//! The embedded local server the CLI starts by itself.
+
+use std::path::Path;
+use std::process::{Command, Stdio};
+
+use crate::harness::*;
+
+/// `cortex` with only a temp config dir: it must find or start the local server itself.
+fn local_cortex(config_dir: &Path) -> Command {
+    let mut c = Command::new(cortex_bin());
+    c.env("CORTEX_CLI_CONFIG_DIR", config_dir)
+        .env("CORTEX_LOCAL_PORT", "0")
+        .env_remove("CORTEX_ENDPOINT")
+        .env_remove("CORTEX_TOKEN")
+        .env_remove("CORTEX_ENV")
+        .stdin(Stdio::null());
+    c
+}
+
+/// Stops the local server when the test ends, whatever happened.
+struct StopOnDrop<'a>(&'a Path);
+
+impl Drop for StopOnDrop<'_> {
+    fn drop(&mut self) {
+        let _ = local_cortex(self.0).args(["server", "stop"]).output();
+    }
+}
+
+#[test]
+fn two_concurrent_first_calls_start_one_server() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = dir.path().join("config");
+    let _stop = StopOnDrop(&cfg);
+    let a = local_cortex(&cfg).arg("get").stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap();
+    let b = local_cortex(&cfg).arg("get").stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap();
+    for child in [a, b] {
+        let out = child.wait_with_output().unwrap();
+        assert!(out.status.success(), "{}", stderr(&out));
+        assert_eq!(stdout(&out), "no apis are deployed\n");
+    }
+    let log = std::fs::read_to_string(cfg.join("local/server.log")).unwrap();
+    assert_eq!(log.matches("listening on").count(), 1, "{log}");
+
+    let status = local_cortex(&cfg).args(["server", "status"]).output().unwrap();
+    assert!(status.status.success());
+    assert!(stdout(&status).contains("the local cortex server is running"));
+    let rt: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(cfg.join("local/server.json")).unwrap()).unwrap();
+    assert!(stdout(&status).contains(&format!("pid:      {}", rt["pid"])));
+
+    let stop = local_cortex(&cfg).args(["server", "stop"]).output().unwrap();
+    assert!(stdout(&stop).starts_with("stopped the local cortex server"), "{}", stdout(&stop));
+    let status = local_cortex(&cfg).args(["server", "status"]).output().unwrap();
+    assert_eq!(status.status.code(), Some(1));
+    assert!(stdout(&status).contains("is not running"));
+}
+
+#[test]
+fn deploy_with_no_setup_uses_the_local_server() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = dir.path().join("config");
+    let _stop = StopOnDrop(&cfg);
+    let project = dir.path().join("project");
+    copy_dir(&example("command-realtime"), &project);
+    let out = local_cortex(&cfg).current_dir(&project).arg("deploy").output().unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(stdout(&out).starts_with("creating reverser (RealtimeAPI)"));
+
+    let token = local_cortex(&cfg).args(["env", "token"]).output().unwrap();
+    let token = stdout(&token).trim().to_string();
+    assert_eq!(token, std::fs::read_to_string(cfg.join("local/admin.token")).unwrap().trim());
+
+    let api = wait_for("reverser to be live", DEADLINE, || {
+        let out = local_cortex(&cfg).args(["get", "reverser", "-o", "json"]).output().ok()?;
+        let v: serde_json::Value = serde_json::from_slice(&out.stdout).ok()?;
+        (v["status"] == "live").then_some(v)
+    });
+    let resp = reqwest::blocking::Client::new()
+        .post(api["endpoint"].as_str().unwrap())
+        .body(r#"{"text": "abc"}"#)
+        .header("content-type", "application/json")
+        .send()
+        .unwrap();
+    let body: serde_json::Value = resp.json().unwrap();
+    assert_eq!(body["reversed"], "cba");
+}

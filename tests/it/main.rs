@@ -1,0 +1,12 @@
+//! Integration tests: the real `cortex` binary against a real server on loopback.
+
+mod harness;
+
+mod auth;
+mod cli_misc;
+mod config_errors;
+mod gateway;
+mod lifecycle;
+mod local_daemon;
+mod realtime;
+mod shim;

@@ -1,0 +1,178 @@
+//! Deploying RealtimeAPIs and calling them.
+
+use crate::harness::*;
+
+#[test]
+fn python_example_deploys_and_answers_predictions() {
+    let s = Server::start();
+    let project = s.example_project("python-realtime");
+    let out = s.ok(&project, &["deploy"]);
+    assert!(out.starts_with("creating iris-classifier (RealtimeAPI)\n"), "{out}");
+    assert!(out.contains("cortex get iris-classifier"), "{out}");
+    assert!(out.contains("cortex logs iris-classifier"), "{out}");
+
+    let api = s.wait_status("iris-classifier", "live");
+    assert!(api["model_id"].as_str().is_some_and(|id| !id.is_empty()));
+    let endpoint = api["endpoint"].as_str().unwrap();
+    assert_eq!(endpoint, format!("{}/iris-classifier", s.url));
+
+    let sample = std::fs::read_to_string(project.join("sample.json")).unwrap();
+    let resp = s.predict("iris-classifier", &sample);
+    assert_eq!(resp.status(), 200);
+    assert_eq!(resp.text().unwrap(), "setosa");
+
+    let table = s.ok(&project, &["get"]);
+    let mut lines = table.lines();
+    let header = lines.next().unwrap();
+    assert!(header.starts_with("realtime api"), "{table}");
+    for col in ["status", "up-to-date", "requested", "last update", "avg request", "2XX"] {
+        assert!(header.contains(col), "missing {col}: {table}");
+    }
+    assert!(!header.contains("5XX"), "5XX is hidden while zero: {table}");
+    let row: Vec<&str> = lines.next().unwrap().split_whitespace().collect();
+    assert_eq!(&row[..4], &["iris-classifier", "live", "1", "1"], "{table}");
+    assert_eq!(row.last(), Some(&"1"), "one 2XX request: {table}");
+
+    let one = s.ok(&project, &["get", "iris-classifier"]);
+    assert!(one.contains(&format!("endpoint: {endpoint}")), "{one}");
+    assert!(one.contains(&format!("example curl: curl {endpoint} -X POST")), "{one}");
+    assert!(one.contains("configuration"), "{one}");
+    assert!(one.contains("model_path: model.json"), "{one}");
+}
+
+#[test]
+fn command_example_deploys_and_answers_predictions() {
+    let s = Server::start();
+    let project = s.example_project("command-realtime");
+    let out = s.ok(&project, &["deploy"]);
+    assert!(out.starts_with("creating reverser (RealtimeAPI)"), "{out}");
+    s.wait_status("reverser", "live");
+    let resp = s.predict("reverser", r#"{"text": "hello"}"#);
+    assert_eq!(resp.status(), 200);
+    let body: serde_json::Value = resp.json().unwrap();
+    assert_eq!(body["reversed"], "olleh");
+}
+
+const GREETER: &str = r#"
+class PythonPredictor:
+    def __init__(self, config):
+        self.greeting = config["greeting"]
+
+    def predict(self, payload, query_params):
+        return {"message": self.greeting + " " + payload["name"], "q": query_params.get("q")}
+"#;
+
+fn greeter_config(greeting: &str) -> String {
+    format!(
+        "- name: greeter\n  kind: RealtimeAPI\n  predictor:\n    type: python\n    path: predictor.py\n    config:\n      greeting: {greeting}\n"
+    )
+}
+
+#[test]
+fn redeploying_is_up_to_date_and_a_changed_config_updates() {
+    let s = Server::start();
+    let p = s.project("greeter");
+    write(&p, "predictor.py", GREETER);
+    write(&p, "cortex.yaml", &greeter_config("hello"));
+    assert!(s.ok(&p, &["deploy"]).starts_with("creating greeter (RealtimeAPI)"));
+    s.wait_status("greeter", "live");
+    let v: serde_json::Value = s.predict("greeter?q=1", r#"{"name": "ada"}"#).json().unwrap();
+    assert_eq!(v["message"], "hello ada");
+    assert_eq!(v["q"], "1");
+
+    let again = s.ok(&p, &["deploy"]);
+    assert!(again.starts_with("greeter (RealtimeAPI) is up to date"), "{again}");
+
+    write(&p, "cortex.yaml", &greeter_config("bonjour"));
+    let updated = s.ok(&p, &["deploy"]);
+    assert!(updated.starts_with("updating greeter (RealtimeAPI)"), "{updated}");
+    wait_for("the new greeting to be served", DEADLINE, || {
+        let v: serde_json::Value = s.predict("greeter", r#"{"name": "ada"}"#).json().ok()?;
+        (v["message"] == "bonjour ada").then_some(())
+    });
+    let api = s.wait_status("greeter", "live");
+    assert_eq!(api["replicas"].as_array().unwrap().len(), 1, "the old replica stopped: {api}");
+
+    // A changed project file (not the config) is an update too.
+    write(&p, "README.md", "docs");
+    assert!(s.ok(&p, &["deploy"]).starts_with("updating greeter"));
+}
+
+#[test]
+fn an_exception_in_init_makes_the_api_error_with_its_message() {
+    let s = Server::start();
+    let p = s.project("broken");
+    write(
+        &p,
+        "predictor.py",
+        "class PythonPredictor:\n    def __init__(self, config):\n        raise RuntimeError('the model file is missing')\n\n    def predict(self, payload):\n        return 1\n",
+    );
+    write(
+        &p,
+        "cortex.yaml",
+        "- name: broken\n  kind: RealtimeAPI\n  predictor:\n    type: python\n    path: predictor.py\n",
+    );
+    s.ok(&p, &["deploy"]);
+    let api = s.wait_status("broken", "error");
+    let errors = api["errors"].to_string();
+    assert!(errors.contains("RuntimeError: the model file is missing"), "{api}");
+    let text = s.ok(&p, &["get", "broken"]);
+    assert!(text.lines().next().unwrap().starts_with("status"), "{text}");
+    assert!(text.contains("error"), "{text}");
+    assert!(
+        text.contains("failed to initialise the predictor: RuntimeError: the model file is missing"),
+        "{text}"
+    );
+    let resp = s.predict("broken", "{}");
+    assert_eq!(resp.status(), 503);
+    let body: serde_json::Value = resp.json().unwrap();
+    assert_eq!(body["kind"], "not_ready");
+}
+
+#[test]
+fn an_exception_in_predict_is_a_500_with_the_traceback_in_the_logs() {
+    let s = Server::start();
+    let p = s.project("flaky");
+    write(
+        &p,
+        "predictor.py",
+        "class PythonPredictor:\n    def __init__(self, config):\n        pass\n\n    def predict(self, payload):\n        if payload.get('fail'):\n            raise ValueError('bad input ' + str(payload['fail']))\n        return payload\n",
+    );
+    write(
+        &p,
+        "cortex.yaml",
+        "- name: flaky\n  kind: RealtimeAPI\n  predictor:\n    type: python\n    path: predictor.py\n",
+    );
+    s.ok(&p, &["deploy"]);
+    s.wait_status("flaky", "live");
+    assert_eq!(s.predict("flaky", r#"{"fail": 42}"#).status(), 500);
+    assert_eq!(s.predict("flaky", r#"{"ok": 1}"#).status(), 200);
+    let logs = wait_for("the traceback in the logs", DEADLINE, || {
+        let logs = s.ok(&p, &["logs", "flaky"]);
+        logs.contains("ValueError: bad input 42").then_some(logs)
+    });
+    assert!(logs.contains("Traceback"), "{logs}");
+    let table = s.ok(&p, &["get"]);
+    let header = table.lines().next().unwrap();
+    assert!(header.ends_with("2XX   5XX"), "{table}");
+}
+
+#[test]
+fn a_replica_killed_with_sigkill_is_restarted_and_serves_again() {
+    let s = Server::start();
+    let project = s.example_project("python-realtime");
+    s.ok(&project, &["deploy"]);
+    let api = s.wait_status("iris-classifier", "live");
+    let pid = api["replicas"][0]["pid"].as_u64().unwrap() as i32;
+    unsafe {
+        libc::kill(pid, libc::SIGKILL);
+    }
+    let api = wait_for("a new replica process", DEADLINE, || {
+        let v = s.api_json("iris-classifier")?;
+        let r = &v["replicas"][0];
+        (v["status"] == "live" && r["pid"].as_u64()? as i32 != pid).then_some(v)
+    });
+    assert!(api["replicas"][0]["restarts"].as_u64().unwrap() >= 1);
+    let sample = std::fs::read_to_string(project.join("sample.json")).unwrap();
+    assert_eq!(s.predict("iris-classifier", &sample).text().unwrap(), "setosa");
+}
