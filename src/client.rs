@@ -72,10 +72,13 @@ impl Client {
     }
 
     async fn send(&self, req: RequestBuilder) -> Result<Response, ClientError> {
-        let resp = req.send().await.map_err(|source| ClientError::Unreachable {
-            url: self.base.clone(),
-            source,
-        })?;
+        let resp = req
+            .send()
+            .await
+            .map_err(|source| ClientError::Unreachable {
+                url: self.base.clone(),
+                source,
+            })?;
         if resp.status().is_success() {
             return Ok(resp);
         }
@@ -100,10 +103,13 @@ impl Client {
 
     async fn json<T: DeserializeOwned>(&self, req: RequestBuilder) -> Result<T, ClientError> {
         let resp = self.send(req).await?;
-        let bytes = resp.bytes().await.map_err(|source| ClientError::Unreachable {
-            url: self.base.clone(),
-            source,
-        })?;
+        let bytes = resp
+            .bytes()
+            .await
+            .map_err(|source| ClientError::Unreachable {
+                url: self.base.clone(),
+                source,
+            })?;
         serde_json::from_slice(&bytes).map_err(|e| ClientError::Protocol {
             url: self.base.clone(),
             detail: e.to_string(),
@@ -111,8 +117,11 @@ impl Client {
     }
 
     pub async fn health(&self) -> Result<Health, ClientError> {
-        self.json(self.request(Method::GET, "/healthz").timeout(Duration::from_secs(2)))
-            .await
+        self.json(
+            self.request(Method::GET, "/healthz")
+                .timeout(Duration::from_secs(2)),
+        )
+        .await
     }
 
     pub async fn info(&self) -> Result<ServerInfo, ClientError> {

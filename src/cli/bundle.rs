@@ -72,12 +72,15 @@ pub fn project_files(root: &Path, config_file: &Path) -> anyhow::Result<Vec<Path
 pub fn pack(root: &Path, config_file: &Path) -> anyhow::Result<Bundle> {
     use std::os::unix::fs::PermissionsExt;
     let files = project_files(root, config_file)?;
-    let gz = flate2::GzBuilder::new().mtime(0).write(Vec::new(), flate2::Compression::default());
+    let gz = flate2::GzBuilder::new()
+        .mtime(0)
+        .write(Vec::new(), flate2::Compression::default());
     let mut tar = tar::Builder::new(gz);
     let mut raw_size = 0u64;
     for rel in &files {
         let path = root.join(rel);
-        let data = std::fs::read(&path).with_context(|| format!("cannot read {}", path.display()))?;
+        let data =
+            std::fs::read(&path).with_context(|| format!("cannot read {}", path.display()))?;
         let mode = std::fs::metadata(&path)?.permissions().mode();
         let mut header = tar::Header::new_gnu();
         header.set_size(data.len() as u64);

@@ -51,7 +51,10 @@ impl CliConfig {
             return Ok(CliConfig::default());
         }
         serde_yaml::from_str(&text).with_context(|| {
-            format!("{} is not valid; fix it or delete it to start over", path.display())
+            format!(
+                "{} is not valid; fix it or delete it to start over",
+                path.display()
+            )
         })
     }
 
@@ -59,8 +62,7 @@ impl CliConfig {
     pub fn save(&self, dir: &Path) -> anyhow::Result<()> {
         use std::io::Write;
         use std::os::unix::fs::OpenOptionsExt;
-        std::fs::create_dir_all(dir)
-            .with_context(|| format!("cannot create {}", dir.display()))?;
+        std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
         let path = CliConfig::path(dir);
         let tmp = dir.join(".cli.yaml.tmp");
         let text = serde_yaml::to_string(self)?;

@@ -113,7 +113,9 @@ fn check_size(b: &Bundle, root: &Path, yes: bool) -> anyhow::Result<()> {
         );
         let hint = "re-run with --yes to upload anyway, or list what to leave out in .cortexignore";
         if !prompt::confirm(&question, hint)? {
-            bail!("deploy cancelled; you can skip this prompt next time with `cortex deploy --yes`");
+            bail!(
+                "deploy cancelled; you can skip this prompt next time with `cortex deploy --yes`"
+            );
         }
     }
     Ok(())
@@ -187,7 +189,12 @@ fn print_pretty(results: &[DeployResult], target: &Target, api_count: usize) {
         hints.push((format!("cortex logs {name}{env}"), "(stream api logs)"));
     }
     println!();
-    let width = hints.iter().map(|(c, _)| c.len()).max().unwrap_or(0).max(26);
+    let width = hints
+        .iter()
+        .map(|(c, _)| c.len())
+        .max()
+        .unwrap_or(0)
+        .max(26);
     for (cmd, what) in hints {
         println!("{cmd:<width$} {what}");
     }

@@ -53,7 +53,10 @@ async fn resolve(flag: Option<&str>, start: bool) -> anyhow::Result<Target> {
     let name = env_name(flag, &config);
     let explicit = name != config.default_env();
     let env_token = std::env::var("CORTEX_TOKEN").ok().filter(|s| !s.is_empty());
-    if let Some(endpoint) = std::env::var("CORTEX_ENDPOINT").ok().filter(|s| !s.is_empty()) {
+    if let Some(endpoint) = std::env::var("CORTEX_ENDPOINT")
+        .ok()
+        .filter(|s| !s.is_empty())
+    {
         return Ok(Target {
             name,
             client: Client::new(&endpoint, env_token),
@@ -81,7 +84,9 @@ async fn resolve(flag: Option<&str>, start: bool) -> anyhow::Result<Target> {
     };
     let token = match env_token {
         Some(t) => t,
-        None => local.admin_token().context("cannot read the local server's admin token")?,
+        None => local
+            .admin_token()
+            .context("cannot read the local server's admin token")?,
     };
     Ok(Target {
         name,

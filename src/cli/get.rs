@@ -37,11 +37,7 @@ async fn watch(target: &Target, args: &GetArgs) -> anyhow::Result<ExitStatus> {
             Ok(text) => text,
             Err(e) => format!("error: {e}\n"),
         };
-        let header = format!(
-            "$ cortex {}    {}\n\n",
-            command.join(" "),
-            clock()
-        );
+        let header = format!("$ cortex {}    {}\n\n", command.join(" "), clock());
         let mut out = std::io::stdout().lock();
         if tty {
             if shown_lines > 0 {
@@ -52,7 +48,7 @@ async fn watch(target: &Target, args: &GetArgs) -> anyhow::Result<ExitStatus> {
             shown_lines = frame.lines().count();
             write!(out, "{frame}")?;
         } else {
-            write!(out, "{header}{body}\n")?;
+            writeln!(out, "{header}{body}")?;
         }
         out.flush()?;
         drop(out);
@@ -109,14 +105,27 @@ fn realtime_table(apis: &[&ApiResponse], with_name: bool) -> String {
     if with_name {
         headers.push("realtime api");
     }
-    headers.extend(["status", "up-to-date", "requested", "last update", "avg request", "2XX"]);
+    headers.extend([
+        "status",
+        "up-to-date",
+        "requested",
+        "last update",
+        "avg request",
+        "2XX",
+    ]);
     if show_4xx {
         headers.push("4XX");
     }
     if show_5xx {
         headers.push("5XX");
     }
-    let count = |n: u64| if n == 0 { "-".to_string() } else { n.to_string() };
+    let count = |n: u64| {
+        if n == 0 {
+            "-".to_string()
+        } else {
+            n.to_string()
+        }
+    };
     let rows: Vec<Vec<String>> = apis
         .iter()
         .map(|a| {

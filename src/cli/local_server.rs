@@ -118,7 +118,9 @@ impl LocalServer {
                 Ok(())
             });
         }
-        let mut child = cmd.spawn().context("cannot start the local cortex server")?;
+        let mut child = cmd
+            .spawn()
+            .context("cannot start the local cortex server")?;
         let pid = child.id();
 
         let spinner = std::io::stderr().is_terminal().then(|| {
@@ -138,7 +140,10 @@ impl LocalServer {
                 }
             }
             if Instant::now() > deadline {
-                break Err(format!("it did not answer within {}s", START_DEADLINE.as_secs()));
+                break Err(format!(
+                    "it did not answer within {}s",
+                    START_DEADLINE.as_secs()
+                ));
             }
             tokio::time::sleep(Duration::from_millis(50)).await;
         };

@@ -12,7 +12,10 @@ pub async fn run(args: LogsArgs) -> anyhow::Result<ExitStatus> {
         bail!("batch jobs are not supported by this version of cortex yet; `cortex logs <api>` shows a RealtimeAPI's logs");
     }
     let target = environment::connect(args.env.env.as_deref()).await?;
-    let mut resp = target.client.logs(&args.api, args.follow, args.tail).await?;
+    let mut resp = target
+        .client
+        .logs(&args.api, args.follow, args.tail)
+        .await?;
     loop {
         let chunk = match resp.chunk().await {
             Ok(Some(c)) => c,

@@ -135,7 +135,10 @@ async fn supervise(
                 let code_text = code.map_or("a signal".to_string(), |c| format!("status {c}"));
                 append_log(
                     &plan.log_path,
-                    &format!("cortex: replica {} exited with {code_text}", plan.replica_id),
+                    &format!(
+                        "cortex: replica {} exited with {code_text}",
+                        plan.replica_id
+                    ),
                 );
                 if was_ready {
                     failures_in_a_row = 0;
@@ -222,7 +225,10 @@ async fn terminate(child: &mut Child) {
         return;
     };
     signal_group(pid, libc::SIGTERM);
-    if tokio::time::timeout(STOP_GRACE, child.wait()).await.is_err() {
+    if tokio::time::timeout(STOP_GRACE, child.wait())
+        .await
+        .is_err()
+    {
         signal_group(pid, libc::SIGKILL);
         let _ = child.wait().await;
     }

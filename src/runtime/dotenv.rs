@@ -12,9 +12,7 @@ pub fn parse(text: &str) -> Vec<(String, String)> {
             let (key, value) = line.split_once('=')?;
             let key = key.trim();
             let valid = !key.is_empty()
-                && key
-                    .chars()
-                    .all(|c| c.is_ascii_alphanumeric() || c == '_')
+                && key.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
                 && !key.starts_with(|c: char| c.is_ascii_digit());
             if !valid {
                 return None;
@@ -22,11 +20,7 @@ pub fn parse(text: &str) -> Vec<(String, String)> {
             let value = value.trim();
             let value = ['"', '\'']
                 .iter()
-                .find_map(|q| {
-                    value
-                        .strip_prefix(*q)
-                        .and_then(|v| v.strip_suffix(*q))
-                })
+                .find_map(|q| value.strip_prefix(*q).and_then(|v| v.strip_suffix(*q)))
                 .unwrap_or(value);
             Some((key.to_string(), value.to_string()))
         })

@@ -103,7 +103,12 @@ pub struct Deployments {
 }
 
 impl Deployments {
-    pub fn new(engine: Arc<dyn Engine>, store: Store, data_dir: PathBuf, shim_path: PathBuf) -> Self {
+    pub fn new(
+        engine: Arc<dyn Engine>,
+        store: Store,
+        data_dir: PathBuf,
+        shim_path: PathBuf,
+    ) -> Self {
         Deployments {
             engine,
             store,
@@ -120,11 +125,21 @@ impl Deployments {
     }
 
     pub fn get(&self, name: &str) -> Option<Arc<ApiRuntime>> {
-        self.routes.read().unwrap_or_else(|p| p.into_inner()).by_name.get(name).cloned()
+        self.routes
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .by_name
+            .get(name)
+            .cloned()
     }
 
     pub fn by_path(&self, path: &str) -> Option<Arc<ApiRuntime>> {
-        self.routes.read().unwrap_or_else(|p| p.into_inner()).by_path.get(path).cloned()
+        self.routes
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .by_path
+            .get(path)
+            .cloned()
     }
 
     /// The directory holding an API's replica logs.
@@ -134,7 +149,12 @@ impl Deployments {
 
     /// Starts replicas for `row`'s spec; replaces what ran before (the old replicas keep serving
     /// until the new ones are ready).
-    pub async fn apply(&self, row: &ModelRow, spec: ApiSpec, project_dir: &Path) -> Result<(), StoreError> {
+    pub async fn apply(
+        &self,
+        row: &ModelRow,
+        spec: ApiSpec,
+        project_dir: &Path,
+    ) -> Result<(), StoreError> {
         let model_id = row.id.clone();
         let job_token = self
             .store
@@ -144,7 +164,11 @@ impl Deployments {
                 users::issue_job_token(conn, &model_id)
             })
             .await?;
-        let replica_id = format!("{}-{}", spec.name, &row.spec_hash[..8.min(row.spec_hash.len())]);
+        let replica_id = format!(
+            "{}-{}",
+            spec.name,
+            &row.spec_hash[..8.min(row.spec_hash.len())]
+        );
         let log_path = self.log_dir(&spec.name).join(format!("{replica_id}.log"));
         let plan = self.plan(&spec, project_dir, replica_id, log_path.clone(), job_token);
         let current = self.engine.launch(plan);
@@ -153,7 +177,11 @@ impl Deployments {
         let (previous, metrics) = match &old {
             Some(old) => {
                 // A still-running older generation is superseded twice over: stop it now.
-                let stale = old.previous.lock().unwrap_or_else(|p| p.into_inner()).take();
+                let stale = old
+                    .previous
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .take();
                 if let Some(stale) = stale {
                     tokio::spawn(async move { stale.stop().await });
                 }
@@ -231,7 +259,12 @@ impl Deployments {
         if let Ok(text) = std::fs::read_to_string(project_dir.join(".env")) {
             env.extend(runtime::dotenv::parse(&text));
         }
-        env.extend(spec.predictor.env.iter().map(|(k, v)| (k.clone(), v.clone())));
+        env.extend(
+            spec.predictor
+                .env
+                .iter()
+                .map(|(k, v)| (k.clone(), v.clone())),
+        );
         let project = project_dir.display().to_string();
         env.extend([
             ("CORTEX_API_NAME".to_string(), spec.name.clone()),

@@ -74,7 +74,11 @@ pub async fn handle(State(state): State<AppState>, req: Request) -> Response {
     };
 
     let started = Instant::now();
-    let query = req.uri().query().map(|q| format!("?{q}")).unwrap_or_default();
+    let query = req
+        .uri()
+        .query()
+        .map(|q| format!("?{q}"))
+        .unwrap_or_default();
     let url = format!("http://{addr}/{query}");
     let (parts, body) = req.into_parts();
     let mut forward = state.http.post(url);
@@ -83,7 +87,22 @@ pub async fn handle(State(state): State<AppState>, req: Request) -> Response {
             forward = forward.header(k, v);
         }
     }
-    let forward = forward.body(reqwest::Body::wrap_stream(body.into_data_stream()));
+    // Buffered (bounded by the body limit) so replicas get a Content-Length: simple HTTP
+    // servers often do not read chunked bodies.
+    let body = match axum::body::to_bytes(body, super::routes::MAX_PREDICTION_BYTES).await {
+        Ok(b) => b,
+        Err(e) => {
+            return error_response(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "payload_too_large",
+                format!(
+                    "the request body could not be read ({e}); predictions are limited to {} MiB",
+                    super::routes::MAX_PREDICTION_BYTES / (1024 * 1024)
+                ),
+            )
+        }
+    };
+    let forward = forward.body(body);
     let response = match forward.send().await {
         Ok(r) => r,
         Err(e) => {
@@ -105,7 +124,5 @@ pub async fn handle(State(state): State<AppState>, req: Request) -> Response {
     }
     builder
         .body(Body::from_stream(response.bytes_stream()))
-        .unwrap_or_else(|e| {
-            error_response(StatusCode::BAD_GATEWAY, "bad_gateway", e.to_string())
-        })
+        .unwrap_or_else(|e| error_response(StatusCode::BAD_GATEWAY, "bad_gateway", e.to_string()))
 }

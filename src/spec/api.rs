@@ -8,7 +8,7 @@ use super::autoscaling::autoscaling;
 use super::compute::compute;
 use super::monitoring::monitoring;
 use super::networking::networking;
-use super::node::{Node, Pos};
+use super::node::{Node, Pos, Value};
 use super::predictor::predictor;
 use super::problem::{quote, Problem};
 use super::schema;
@@ -30,13 +30,20 @@ pub(crate) struct Located {
 }
 
 pub(crate) fn api(node: &Node) -> Result<Located, Problem> {
+    // A wrong kind explains the keys that follow (e.g. a TrafficSplitter's `apis`), so it is
+    // reported before them.
+    if let Some(kind_node) = raw_value(node, "kind") {
+        if !kind_node.is_null() {
+            kind(kind_node)?;
+        }
+    }
     let sec = Section::new(node, "", schema::API)?;
     let name_node = sec.require("name", "add e.g. \"name: my-api\"")?;
     let name = name_node.text("name")?.to_string();
     if let Err(message) = check_api_name(&name) {
         return Err(Problem::new(name_node.pos, "name", message));
     }
-    let kind = kind(&sec)?;
+    let kind = kind(sec.require("kind", "add \"kind: RealtimeAPI\" or \"kind: BatchAPI\"")?)?;
     let predictor = predictor(&sec)?;
     let compute = compute(&sec)?;
 
@@ -44,11 +51,18 @@ pub(crate) fn api(node: &Node) -> Result<Located, Problem> {
         ApiKind::RealtimeAPI => {
             let target = f64::from(predictor.processes_per_replica)
                 * f64::from(predictor.threads_per_process);
-            (Some(autoscaling(&sec, target)?), Some(update_strategy(&sec)?))
+            (
+                Some(autoscaling(&sec, target)?),
+                Some(update_strategy(&sec)?),
+            )
         }
         ApiKind::BatchAPI => {
             realtime_only(&sec, "autoscaling", "a BatchAPI's workers are set per job")?;
-            realtime_only(&sec, "update_strategy", "a BatchAPI has no replicas to update")?;
+            realtime_only(
+                &sec,
+                "update_strategy",
+                "a BatchAPI has no replicas to update",
+            )?;
             realtime_only(&sec, "monitoring", "it is not collected for batch jobs")?;
             (None, None)
         }
@@ -75,15 +89,21 @@ pub(crate) fn api(node: &Node) -> Result<Located, Problem> {
 
 /// The API's name if it is written as text, to say which API a problem is in.
 pub(crate) fn label(node: &Node) -> Option<String> {
-    let super::node::Value::Map(entries) = &node.value else {
+    raw_value(node, "name")
+        .and_then(|v| v.text("name").ok())
+        .filter(|name| !name.trim().is_empty())
+        .map(str::to_string)
+}
+
+/// The value of the first `key` in a mapping, before its keys are checked.
+fn raw_value<'a>(node: &'a Node, key: &str) -> Option<&'a Node> {
+    let Value::Map(entries) = &node.value else {
         return None;
     };
     entries
         .iter()
-        .find(|e| e.key.scalar().is_some_and(|k| k.text == "name"))
-        .and_then(|e| e.value.text("name").ok())
-        .filter(|name| !name.trim().is_empty())
-        .map(str::to_string)
+        .find(|e| e.key.scalar().is_some_and(|k| k.text == key))
+        .map(|e| &e.value)
 }
 
 /// Whether `name` can name an API: DNS-1035 (a lowercase letter, then lowercase letters, digits
@@ -139,9 +159,8 @@ fn suggest_name(name: &str) -> Option<String> {
     valid.then_some(fixed)
 }
 
-fn kind(sec: &Section) -> Result<ApiKind, Problem> {
+fn kind(node: &Node) -> Result<ApiKind, Problem> {
     const KINDS: &[&str] = &["RealtimeAPI", "BatchAPI"];
-    let node = sec.require("kind", "add \"kind: RealtimeAPI\" or \"kind: BatchAPI\"")?;
     let text = node.text("kind")?;
     let message = match text {
         "RealtimeAPI" => return Ok(ApiKind::RealtimeAPI),
@@ -194,7 +213,16 @@ mod tests {
         for ok in ["iris", "a", "iris-classifier-2", &"a".repeat(42)] {
             assert_eq!(check_api_name(ok), Ok(()), "{ok}");
         }
-        for bad in ["", "Iris", "1iris", "iris-", "-iris", "ir_is", "iris.v2", &"a".repeat(43)] {
+        for bad in [
+            "",
+            "Iris",
+            "1iris",
+            "iris-",
+            "-iris",
+            "ir_is",
+            "iris.v2",
+            &"a".repeat(43),
+        ] {
             assert!(check_api_name(bad).is_err(), "{bad}");
         }
         assert!(check_api_name("healthz").unwrap_err().contains("reserved"));
@@ -208,7 +236,10 @@ mod tests {
         assert!(check_api_name("123")
             .unwrap_err()
             .ends_with("; got \"123\""));
-        assert_eq!(suggest_name("2fast_2Furious!"), Some("fast-2furious".into()));
+        assert_eq!(
+            suggest_name("2fast_2Furious!"),
+            Some("fast-2furious".into())
+        );
     }
 
     #[test]
@@ -247,7 +278,10 @@ mod tests {
         ))
         .starts_with("update_strategy: is only for RealtimeAPIs"));
         // An empty section is as good as none.
-        assert!(parse(&format!("name: a\nkind: BatchAPI\n{PREDICTOR}\nautoscaling:")).is_ok());
+        assert!(parse(&format!(
+            "name: a\nkind: BatchAPI\n{PREDICTOR}\nautoscaling:"
+        ))
+        .is_ok());
     }
 
     #[test]
@@ -264,6 +298,14 @@ mod tests {
         assert_eq!(
             message(&format!("name: a\n{PREDICTOR}")),
             "kind: is required; add \"kind: RealtimeAPI\" or \"kind: BatchAPI\""
+        );
+    }
+
+    #[test]
+    fn a_wrong_kind_comes_before_unknown_keys() {
+        assert_eq!(
+            message("name: a\nkind: TrafficSplitter\napis: []"),
+            "kind: TrafficSplitter is not supported; kind must be \"RealtimeAPI\" or \"BatchAPI\""
         );
     }
 

@@ -36,9 +36,7 @@ pub(crate) fn autoscaling(api: &Section, default_target: f64) -> Result<Autoscal
     if init < min || init > max {
         return Err(sec.problem(
             "init_replicas",
-            format!(
-                "must be between min_replicas ({min}) and max_replicas ({max}), got {init}"
-            ),
+            format!("must be between min_replicas ({min}) and max_replicas ({max}), got {init}"),
         ));
     }
 
@@ -184,7 +182,10 @@ mod tests {
     #[test]
     fn init_replicas_follows_min_replicas() {
         let a = parse("autoscaling: {min_replicas: 3}").unwrap();
-        assert_eq!((a.min_replicas, a.init_replicas, a.max_replicas), (3, 3, 100));
+        assert_eq!(
+            (a.min_replicas, a.init_replicas, a.max_replicas),
+            (3, 3, 100)
+        );
     }
 
     #[test]
@@ -212,7 +213,10 @@ mod tests {
     #[test]
     fn refuses_out_of_range_values() {
         let cases = [
-            ("min_replicas: 0", "autoscaling.min_replicas: must be at least 1, got 0"),
+            (
+                "min_replicas: 0",
+                "autoscaling.min_replicas: must be at least 1, got 0",
+            ),
             (
                 "min_replicas: 5\n  max_replicas: 3",
                 "autoscaling.max_replicas: must be at least min_replicas (5), got 3",
@@ -281,7 +285,11 @@ mod tests {
             ),
         ];
         for (yaml, expected) in cases {
-            assert_eq!(message(&format!("autoscaling:\n  {yaml}\n")), expected, "{yaml}");
+            assert_eq!(
+                message(&format!("autoscaling:\n  {yaml}\n")),
+                expected,
+                "{yaml}"
+            );
         }
     }
 }

@@ -59,9 +59,23 @@ mod tests {
     #[test]
     fn defaults_reserve_nothing() {
         let c = parse("name: a").unwrap();
-        assert_eq!(c, Compute { cpu: None, gpu: 0, mem: None });
+        assert_eq!(
+            c,
+            Compute {
+                cpu: None,
+                gpu: 0,
+                mem: None
+            }
+        );
         let c = parse("compute:").unwrap();
-        assert_eq!(c, Compute { cpu: None, gpu: 0, mem: None });
+        assert_eq!(
+            c,
+            Compute {
+                cpu: None,
+                gpu: 0,
+                mem: None
+            }
+        );
     }
 
     #[test]

@@ -112,8 +112,13 @@ fn single_mapping(root: &Node) -> Problem {
         _ => None,
     };
     let hint = match first_key {
-        Some(key) => format!("put \"- \" before {} and indent the lines after it by two spaces", quote(&format!("{key}:"))),
-        None => "put \"- \" before the first key and indent the lines after it by two spaces".into(),
+        Some(key) => format!(
+            "put \"- \" before {} and indent the lines after it by two spaces",
+            quote(&format!("{key}:"))
+        ),
+        None => {
+            "put \"- \" before the first key and indent the lines after it by two spaces".into()
+        }
     };
     Problem::new(
         root.pos,
@@ -137,7 +142,10 @@ mod tests {
     fn empty_files_and_lists_define_no_apis() {
         for yaml in ["", "# nothing\n", "~", "[]"] {
             let err = parse(yaml).unwrap_err();
-            assert!(err.message.starts_with("no apis are defined"), "{yaml}: {err:?}");
+            assert!(
+                err.message.starts_with("no apis are defined"),
+                "{yaml}: {err:?}"
+            );
         }
     }
 
@@ -182,9 +190,8 @@ mod tests {
 
     #[test]
     fn duplicate_endpoints_point_at_the_second() {
-        let yaml = format!(
-            "- name: a\n  {API}\n  networking: {{endpoint: /b}}\n- name: b\n  {API}\n"
-        );
+        let yaml =
+            format!("- name: a\n  {API}\n  networking: {{endpoint: /b}}\n- name: b\n  {API}\n");
         let err = parse(&yaml).unwrap_err();
         assert_eq!(err.pos, Pos { line: 5, column: 9 });
         assert_eq!(err.api.as_deref(), Some("b"));
@@ -193,11 +200,16 @@ mod tests {
             "\"/b\" (the default, from the name) is already the endpoint of api \"a\" on line 4; \
              set a different networking.endpoint"
         );
-        let yaml = format!(
-            "- name: a\n  {API}\n- name: b\n  {API}\n  networking:\n    endpoint: a/\n"
-        );
+        let yaml =
+            format!("- name: a\n  {API}\n- name: b\n  {API}\n  networking:\n    endpoint: a/\n");
         let err = parse(&yaml).unwrap_err();
-        assert_eq!(err.pos, Pos { line: 8, column: 15 });
+        assert_eq!(
+            err.pos,
+            Pos {
+                line: 8,
+                column: 15
+            }
+        );
         assert_eq!(
             err.message,
             "\"/a\" is already the endpoint of api \"a\" on line 1; set a different \

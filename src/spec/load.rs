@@ -45,7 +45,20 @@ fn syntax_error(err: ScanError) -> Problem {
         Some(first) => first.to_lowercase().chain(chars).collect(),
         None => String::from("unreadable"),
     };
-    Problem::new(pos(*err.marker()), "", format!("invalid yaml: {info}"))
+    let hint = if info.contains("tab") {
+        "; indent with spaces, not tabs"
+    } else if info.contains("did not find expected key")
+        || info.contains("mapping values are not allowed")
+    {
+        "; check the indentation of this line and the lines above it"
+    } else {
+        ""
+    };
+    Problem::new(
+        pos(*err.marker()),
+        "",
+        format!("invalid yaml: {info}{hint}"),
+    )
 }
 
 enum Frame {
@@ -221,10 +234,7 @@ fn size(node: &Node) -> usize {
     1 + match &node.value {
         Value::Scalar(_) => 0,
         Value::Seq(items) => items.iter().map(size).sum(),
-        Value::Map(entries) => entries
-            .iter()
-            .map(|e| size(&e.key) + size(&e.value))
-            .sum(),
+        Value::Map(entries) => entries.iter().map(|e| size(&e.key) + size(&e.value)).sum(),
     }
 }
 
@@ -299,7 +309,9 @@ mod tests {
 
     #[test]
     fn positions_are_one_based() {
-        let root = load("- name: iris\n  kind: RealtimeAPI\n").unwrap().unwrap();
+        let root = load("- name: iris\n  kind: RealtimeAPI\n")
+            .unwrap()
+            .unwrap();
         assert_eq!(root.pos, Pos { line: 1, column: 1 });
         let Value::Seq(items) = &root.value else {
             panic!()

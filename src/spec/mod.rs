@@ -79,3 +79,6 @@ pub fn parse_str(text: &str, file: &str) -> Result<Vec<ApiSpec>, SpecError> {
             field: problem.field,
         })
 }
+
+#[cfg(test)]
+mod tests;

@@ -52,7 +52,9 @@ mod tests {
 
     #[test]
     fn reads_model_type_and_key() {
-        let m = parse("monitoring: {model_type: regression, key: price}").unwrap().unwrap();
+        let m = parse("monitoring: {model_type: regression, key: price}")
+            .unwrap()
+            .unwrap();
         assert_eq!(m.model_type, Some(ModelType::Regression));
         assert_eq!(m.key.as_deref(), Some("price"));
         let err = parse("monitoring: {model_type: clasification}").unwrap_err();

@@ -98,7 +98,10 @@ mod tests {
     fn canonicalises_endpoints() {
         assert_eq!(endpoint("iris").unwrap(), "/iris");
         assert_eq!(endpoint("/iris/").unwrap(), "/iris");
-        assert_eq!(endpoint("/v1/iris-classifier").unwrap(), "/v1/iris-classifier");
+        assert_eq!(
+            endpoint("/v1/iris-classifier").unwrap(),
+            "/v1/iris-classifier"
+        );
         let n = parse("networking: {endpoint: v2/iris, api_gateway: none, local_port: 8888}");
         assert_eq!(n.unwrap().endpoint, "/v2/iris");
     }
@@ -118,7 +121,10 @@ mod tests {
             .contains("at most 1000"));
         let err = parse("networking: {api_gateway: private}").unwrap_err();
         assert_eq!(err.field, "networking.api_gateway");
-        assert_eq!(err.message, "must be \"public\" or \"none\", got \"private\"");
+        assert_eq!(
+            err.message,
+            "must be \"public\" or \"none\", got \"private\""
+        );
         let err = parse("networking: {local_port: 0}").unwrap_err();
         assert_eq!(err.message, "must be between 1 and 65535, got 0");
     }

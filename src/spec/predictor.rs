@@ -265,8 +265,7 @@ pub(crate) fn relative_path(path: &str) -> Result<(), String> {
         return Err("must not contain a NUL character".into());
     }
     let bytes = path.as_bytes();
-    let windows_drive =
-        bytes.len() >= 2 && bytes[0].is_ascii_alphabetic() && bytes[1] == b':';
+    let windows_drive = bytes.len() >= 2 && bytes[0].is_ascii_alphabetic() && bytes[1] == b':';
     if path.starts_with(['/', '\\', '~']) || windows_drive {
         return Err(format!(
             "must be relative to the project directory (the folder with cortex.yaml), got {}",
@@ -322,12 +321,9 @@ mod tests {
 
     #[test]
     fn command_from_a_string_or_a_list() {
-        let p = parse("predictor: {type: command, command: 'python serve.py --name \"a b\"'}")
-            .unwrap();
-        assert_eq!(
-            p.command.unwrap(),
-            ["python", "serve.py", "--name", "a b"]
-        );
+        let p =
+            parse("predictor: {type: command, command: 'python serve.py --name \"a b\"'}").unwrap();
+        assert_eq!(p.command.unwrap(), ["python", "serve.py", "--name", "a b"]);
         let p = parse("predictor: {type: command, command: [./serve, --port, 80]}").unwrap();
         assert_eq!(p.command.unwrap(), ["./serve", "--port", "80"]);
         assert_eq!(p.path, None);
@@ -346,8 +342,10 @@ mod tests {
         );
         assert!(message("predictor: {type: command, command: 'a \"b'}")
             .contains("cannot be split into words"));
-        assert!(message("predictor: {type: command, command: x, path: a.py}")
-            .starts_with("predictor.path: is only for python predictors"));
+        assert!(
+            message("predictor: {type: command, command: x, path: a.py}")
+                .starts_with("predictor.path: is only for python predictors")
+        );
         assert!(message("predictor: {type: python, path: a.py, command: x}")
             .starts_with("predictor.command: is only for command predictors"));
         assert_eq!(
@@ -374,8 +372,12 @@ mod tests {
         assert!(relative_path("predictor.py").is_ok());
         assert!(relative_path("src/../predictor.py").is_ok());
         assert!(relative_path("./a/b.py").is_ok());
-        assert!(relative_path("../predictor.py").unwrap_err().contains("leaves it"));
-        assert!(relative_path("a/../../b.py").unwrap_err().contains("leaves it"));
+        assert!(relative_path("../predictor.py")
+            .unwrap_err()
+            .contains("leaves it"));
+        assert!(relative_path("a/../../b.py")
+            .unwrap_err()
+            .contains("leaves it"));
         assert!(relative_path("/abs/p.py").unwrap_err().contains("relative"));
         assert!(relative_path("C:\\p.py").unwrap_err().contains("relative"));
         assert!(relative_path("~/p.py").unwrap_err().contains("relative"));
@@ -384,8 +386,10 @@ mod tests {
             message("predictor: {type: python, path: predictor}"),
             "predictor.path: must be a python file (ending in .py), got \"predictor\""
         );
-        assert!(message("predictor: {type: python, path: a.py, python_path: /usr/lib}")
-            .starts_with("predictor.python_path: must be relative"));
+        assert!(
+            message("predictor: {type: python, path: a.py, python_path: /usr/lib}")
+                .starts_with("predictor.python_path: must be relative")
+        );
     }
 
     #[test]
@@ -419,8 +423,10 @@ mod tests {
             "predictor.config.a.b: \".nan\" cannot be passed on as JSON; quote it to pass it as \
              text"
         );
-        assert!(message("predictor: {type: python, path: a.py, env: {1X: a}}")
-            .starts_with("predictor.env.1X: is not a valid environment variable name"));
+        assert!(
+            message("predictor: {type: python, path: a.py, env: {1X: a}}")
+                .starts_with("predictor.env.1X: is not a valid environment variable name")
+        );
         assert_eq!(
             message("predictor: {type: python, path: a.py, env: {A: }}"),
             "predictor.env.A: has no value; write \"\" for an empty one"

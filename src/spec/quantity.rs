@@ -320,11 +320,7 @@ impl FromStr for Duration {
                         "use whole numbers, e.g. 1m30s rather than 1.5m, got \"{text}\""
                     ))
                 }
-                "" => {
-                    return err(format!(
-                        "\"{text}\" ends without a unit; add s, m or h"
-                    ))
-                }
+                "" => return err(format!("\"{text}\" ends without a unit; add s, m or h")),
                 _ => return expected(),
             };
             let Some(seconds) = digits
@@ -563,16 +559,20 @@ mod tests {
     fn mem_explains_common_mistakes() {
         assert_eq!(
             mem("200m"),
-            Err("\"200m\" would mean 200 thousandths of a byte; write 200M (megabytes) or 200Mi \
+            Err(
+                "\"200m\" would mean 200 thousandths of a byte; write 200M (megabytes) or 200Mi \
                  (mebibytes)"
-                .into())
+                    .into()
+            )
         );
         assert_eq!(
             mem("2GB"),
             Err("unknown unit \"GB\"; write 2G (powers of 1000) or 2Gi (powers of 1024)".into())
         );
         assert!(mem("512K").unwrap_err().contains("512k"));
-        assert!(mem("lots").unwrap_err().starts_with("expected a memory quantity"));
+        assert!(mem("lots")
+            .unwrap_err()
+            .starts_with("expected a memory quantity"));
         assert!(mem("Mi").is_err());
         assert!(mem("-1Gi").unwrap_err().contains("negative"));
         assert!(mem("100Ei").unwrap_err().contains("too large"));
@@ -611,7 +611,9 @@ mod tests {
         assert!(secs("soon").unwrap_err().starts_with("expected a duration"));
         assert!(secs("").is_err());
         assert!(secs("-5s").unwrap_err().contains("negative"));
-        assert!(secs("99999999999999999999h").unwrap_err().contains("too long"));
+        assert!(secs("99999999999999999999h")
+            .unwrap_err()
+            .contains("too long"));
         assert!(secs("1d").is_err());
     }
 
@@ -625,7 +627,10 @@ mod tests {
         assert_eq!(Duration(3600).to_string(), "1h");
         assert_eq!(Duration(3723).to_string(), "1h2m3s");
         for s in [0, 1, 59, 60, 61, 3599, 3600, 3601, 86400, 90061] {
-            assert_eq!(Duration(s).to_string().parse::<Duration>().unwrap(), Duration(s));
+            assert_eq!(
+                Duration(s).to_string().parse::<Duration>().unwrap(),
+                Duration(s)
+            );
         }
     }
 
@@ -634,7 +639,11 @@ mod tests {
         assert_eq!("25%".parse::<Surge>(), Ok(Surge::Percent(25)));
         assert_eq!("3".parse::<Surge>(), Ok(Surge::Count(3)));
         assert_eq!("0%".parse::<Surge>(), Ok(Surge::Percent(0)));
-        assert!("101%".parse::<Surge>().unwrap_err().0.contains("at most 100%"));
+        assert!("101%"
+            .parse::<Surge>()
+            .unwrap_err()
+            .0
+            .contains("at most 100%"));
         assert!("a lot".parse::<Surge>().is_err());
         assert!("%".parse::<Surge>().is_err());
         assert!("-1".parse::<Surge>().unwrap_err().0.contains("negative"));
@@ -664,9 +673,15 @@ mod tests {
         assert_eq!(serde_json::from_str::<Duration>("\"1m30s\"").unwrap(), d);
         assert_eq!(serde_json::from_str::<Duration>("90").unwrap(), d);
 
-        assert_eq!(serde_json::to_string(&Surge::Percent(25)).unwrap(), "\"25%\"");
+        assert_eq!(
+            serde_json::to_string(&Surge::Percent(25)).unwrap(),
+            "\"25%\""
+        );
         assert_eq!(serde_json::to_string(&Surge::Count(2)).unwrap(), "2");
-        assert_eq!(serde_json::from_str::<Surge>("\"25%\"").unwrap(), Surge::Percent(25));
+        assert_eq!(
+            serde_json::from_str::<Surge>("\"25%\"").unwrap(),
+            Surge::Percent(25)
+        );
         assert_eq!(serde_json::from_str::<Surge>("2").unwrap(), Surge::Count(2));
 
         assert!(serde_json::from_str::<Cpu>("\"lots\"").is_err());

@@ -183,7 +183,11 @@ mod tests {
     use super::super::load::load;
     use super::*;
 
-    fn with_section<T>(yaml: &str, allowed: &[&str], f: impl FnOnce(Result<Section, Problem>) -> T) -> T {
+    fn with_section<T>(
+        yaml: &str,
+        allowed: &[&str],
+        f: impl FnOnce(Result<Section, Problem>) -> T,
+    ) -> T {
         let node = load(yaml).unwrap().unwrap();
         f(Section::new(&node, "predictor", allowed))
     }
@@ -200,11 +204,18 @@ mod tests {
 
     #[test]
     fn duplicate_keys_name_the_first_line() {
-        with_section("type: python\npath: a.py\ntype: command\n", schema::PREDICTOR, |s| {
-            let err = s.err().unwrap();
-            assert_eq!(err.pos, Pos { line: 3, column: 1 });
-            assert_eq!(err.message, "is set twice; the first is on line 1; remove one of them");
-        });
+        with_section(
+            "type: python\npath: a.py\ntype: command\n",
+            schema::PREDICTOR,
+            |s| {
+                let err = s.err().unwrap();
+                assert_eq!(err.pos, Pos { line: 3, column: 1 });
+                assert_eq!(
+                    err.message,
+                    "is set twice; the first is on line 1; remove one of them"
+                );
+            },
+        );
     }
 
     #[test]
@@ -228,7 +239,13 @@ mod tests {
                 assert_eq!(s.whole("threads_per_process", 1, 1, u64::MAX).unwrap(), 1);
                 let err = s.whole("processes_per_replica", 1, 1, 100).unwrap_err();
                 assert_eq!(err.message, "must be between 1 and 100, got 0");
-                assert_eq!(err.pos, Pos { line: 1, column: 24 });
+                assert_eq!(
+                    err.pos,
+                    Pos {
+                        line: 1,
+                        column: 24
+                    }
+                );
                 let err = s.require("type", "add \"type: python\"").unwrap_err();
                 assert_eq!(err.field, "predictor.type");
                 assert_eq!(err.message, "is required; add \"type: python\"");

@@ -56,7 +56,10 @@ mod tests {
     fn suggests_near_misses() {
         assert_eq!(nearest("typ", KEYS), Some("type"));
         assert_eq!(nearest("pth", KEYS), Some("path"));
-        assert_eq!(nearest("proceses_per_replica", KEYS), Some("processes_per_replica"));
+        assert_eq!(
+            nearest("proceses_per_replica", KEYS),
+            Some("processes_per_replica")
+        );
         assert_eq!(nearest("threads", KEYS), Some("threads_per_process"));
         assert_eq!(nearest("pythonPath", KEYS), Some("python_path"));
         assert_eq!(nearest("cnfig", KEYS), Some("config"));

@@ -66,9 +66,14 @@ mod tests {
     fn refuses_bad_values() {
         let err = parse("update_strategy: {max_surge: 0, max_unavailable: 0}").unwrap_err();
         assert_eq!(err.field, "update_strategy.max_unavailable");
-        assert!(err.message.starts_with("max_surge and max_unavailable cannot both be 0"));
+        assert!(err
+            .message
+            .starts_with("max_surge and max_unavailable cannot both be 0"));
         let err = parse("update_strategy: {max_surge: 150%}").unwrap_err();
-        assert_eq!(err.message, "a percentage must be at most 100%, got \"150%\"");
+        assert_eq!(
+            err.message,
+            "a percentage must be at most 100%, got \"150%\""
+        );
         let err = parse("update_strategy: {max_surge: -1}").unwrap_err();
         assert_eq!(err.message, "must not be negative, got \"-1\"");
         let err = parse("update_strategy: {max_surge: [1]}").unwrap_err();

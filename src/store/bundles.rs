@@ -17,7 +17,9 @@ pub struct BundleStore {
 
 /// Whether `s` looks like a hex SHA-256 (64 lower-case hex digits).
 pub fn is_sha256(s: &str) -> bool {
-    s.len() == 64 && s.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+    s.len() == 64
+        && s.bytes()
+            .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
 }
 
 impl BundleStore {

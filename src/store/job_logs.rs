@@ -38,9 +38,8 @@ pub fn list(
     model_id: &str,
     level: JobLogLevel,
 ) -> Result<Vec<String>, StoreError> {
-    let mut stmt = conn.prepare(
-        "SELECT message FROM job_logs WHERE model_id = ?1 AND level = ?2 ORDER BY id",
-    )?;
+    let mut stmt = conn
+        .prepare("SELECT message FROM job_logs WHERE model_id = ?1 AND level = ?2 ORDER BY id")?;
     let rows = stmt.query_map(params![model_id, level.as_str()], |r| r.get(0))?;
     Ok(rows.collect::<Result<_, _>>()?)
 }

@@ -141,7 +141,17 @@ pub fn save_spec(
                 "INSERT INTO models (id, name, kind, owner_id, deploy_status, spec_json, spec_hash,
                                      bundle_sha256, config_file, created_at, updated_at)
                  VALUES (?1, ?2, ?3, ?4, 'starting', ?5, ?6, ?7, ?8, ?9, ?9)",
-                params![id, name, kind, owner_id, spec_json, spec_hash, bundle_sha256, config_file, t],
+                params![
+                    id,
+                    name,
+                    kind,
+                    owner_id,
+                    spec_json,
+                    spec_hash,
+                    bundle_sha256,
+                    config_file,
+                    t
+                ],
             )?;
             Saved::Created
         }
@@ -159,7 +169,14 @@ pub fn save_spec(
                 "UPDATE models SET spec_json = ?2, spec_hash = ?3, bundle_sha256 = ?4,
                         config_file = ?5, deploy_status = 'starting', updated_at = ?6
                  WHERE id = ?1",
-                params![row.id, spec_json, spec_hash, bundle_sha256, config_file, now()],
+                params![
+                    row.id,
+                    spec_json,
+                    spec_hash,
+                    bundle_sha256,
+                    config_file,
+                    now()
+                ],
             )?;
             Saved::Updated
         }
@@ -182,7 +199,10 @@ pub fn set_status(conn: &Connection, id: &str, status: DeployStatus) -> Result<(
 pub fn delete(conn: &mut Connection, id: &str) -> Result<(), StoreError> {
     let tx = conn.transaction()?;
     tx.execute("DELETE FROM job_logs WHERE model_id = ?1", [id])?;
-    tx.execute("DELETE FROM tokens WHERE kind = 'job' AND model_id = ?1", [id])?;
+    tx.execute(
+        "DELETE FROM tokens WHERE kind = 'job' AND model_id = ?1",
+        [id],
+    )?;
     tx.execute("DELETE FROM models WHERE id = ?1", [id])?;
     tx.commit()?;
     Ok(())
@@ -221,7 +241,10 @@ mod tests {
             save_spec(c, "api", kind, &u.id, "{}", hash, "b", "cortex.yaml")
         };
         assert_eq!(save(&mut c, "h1", "RealtimeAPI").unwrap().1, Saved::Created);
-        assert_eq!(save(&mut c, "h1", "RealtimeAPI").unwrap().1, Saved::Unchanged);
+        assert_eq!(
+            save(&mut c, "h1", "RealtimeAPI").unwrap().1,
+            Saved::Unchanged
+        );
         assert_eq!(save(&mut c, "h2", "RealtimeAPI").unwrap().1, Saved::Updated);
         assert!(matches!(
             save(&mut c, "h2", "BatchAPI"),

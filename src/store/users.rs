@@ -183,7 +183,9 @@ mod tests {
         let c = db();
         let u = create_user(&c, "admin", true).unwrap();
         let t = issue_user_token(&c, &u.id, "cli", None).unwrap();
-        let stored: String = c.query_row("SELECT hash FROM tokens", [], |r| r.get(0)).unwrap();
+        let stored: String = c
+            .query_row("SELECT hash FROM tokens", [], |r| r.get(0))
+            .unwrap();
         assert_ne!(stored, t);
         assert_eq!(stored, hash_token(&t));
         let (row, user) = lookup_token(&c, &t).unwrap().unwrap();

@@ -26,7 +26,10 @@ fn control_routes_answer_401_json_without_a_valid_token() {
             assert_eq!(resp.status(), 401, "{method} {path} with {token:?}");
             let body: serde_json::Value = resp.json().unwrap();
             assert_eq!(body["kind"], "unauthorized", "{body}");
-            assert!(body["message"].as_str().unwrap().contains("token"), "{body}");
+            assert!(
+                body["message"].as_str().unwrap().contains("token"),
+                "{body}"
+            );
         }
     }
     let ok = http
@@ -38,7 +41,13 @@ fn control_routes_answer_401_json_without_a_valid_token() {
     let info: serde_json::Value = ok.json().unwrap();
     assert_eq!(info["username"], "admin");
     // /healthz is open.
-    assert_eq!(http.get(format!("{}/healthz", s.url)).send().unwrap().status(), 200);
+    assert_eq!(
+        http.get(format!("{}/healthz", s.url))
+            .send()
+            .unwrap()
+            .status(),
+        200
+    );
 }
 
 #[test]
@@ -63,5 +72,8 @@ fn the_admin_token_file_is_private_and_only_its_hash_is_stored() {
     assert_eq!(meta.permissions().mode() & 0o777, 0o600);
     let db = std::fs::read(s.data_dir().join("cortex.db")).unwrap();
     let needle = s.token.as_bytes();
-    assert!(!db.windows(needle.len()).any(|w| w == needle), "the token is stored in clear");
+    assert!(
+        !db.windows(needle.len()).any(|w| w == needle),
+        "the token is stored in clear"
+    );
 }

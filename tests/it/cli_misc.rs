@@ -40,33 +40,70 @@ fn env_configure_list_default_token_and_delete() {
             .output()
             .unwrap()
     };
-    let out = cortex(&["env", "configure", "prod", "--endpoint", "http://127.0.0.1:9/", "--token", "t0k"]);
-    assert_eq!(stdout(&out), "configured prod environment\n", "{}", stderr(&out));
+    let out = cortex(&[
+        "env",
+        "configure",
+        "prod",
+        "--endpoint",
+        "http://127.0.0.1:9/",
+        "--token",
+        "t0k",
+    ]);
+    assert_eq!(
+        stdout(&out),
+        "configured prod environment\n",
+        "{}",
+        stderr(&out)
+    );
     let list = stdout(&cortex(&["env", "list"]));
     assert_eq!(
         list,
         "name:     local (default)\nendpoint: embedded local server\n\nname:     prod\nendpoint: http://127.0.0.1:9\n"
     );
     assert_eq!(stdout(&cortex(&["env", "token", "prod"])), "t0k\n");
-    assert_eq!(stdout(&cortex(&["env", "default", "prod"])), "set prod as the default environment\n");
-    assert_eq!(stdout(&cortex(&["env", "default"])), "current default environment: prod\n");
-    let json: serde_json::Value = serde_json::from_slice(&cortex(&["env", "list", "-o", "json"]).stdout).unwrap();
+    assert_eq!(
+        stdout(&cortex(&["env", "default", "prod"])),
+        "set prod as the default environment\n"
+    );
+    assert_eq!(
+        stdout(&cortex(&["env", "default"])),
+        "current default environment: prod\n"
+    );
+    let json: serde_json::Value =
+        serde_json::from_slice(&cortex(&["env", "list", "-o", "json"]).stdout).unwrap();
     assert_eq!(json[1]["default"], true);
     // The default environment is used: nothing listens on port 9, and the error says where.
     let get = cortex(&["get"]);
     assert_eq!(get.status.code(), Some(1));
-    assert!(stderr(&get).contains("cannot reach the cortex server at http://127.0.0.1:9"), "{}", stderr(&get));
+    assert!(
+        stderr(&get).contains("cannot reach the cortex server at http://127.0.0.1:9"),
+        "{}",
+        stderr(&get)
+    );
     let missing = cortex(&["get", "-e", "staging"]);
-    assert!(stderr(&missing).contains("the staging environment is not configured; add it with `cortex env configure staging"));
+    assert!(stderr(&missing).contains(
+        "the staging environment is not configured; add it with `cortex env configure staging"
+    ));
     assert_eq!(
         stdout(&cortex(&["env", "delete", "prod"])),
         "deleted the prod environment configuration\nset the default environment to local\n"
     );
     assert!(!cortex(&["env", "delete", "prod"]).status.success());
-    let bad = cortex(&["env", "configure", "x", "--endpoint", "ftp://h", "--token", "t"]);
+    let bad = cortex(&[
+        "env",
+        "configure",
+        "x",
+        "--endpoint",
+        "ftp://h",
+        "--token",
+        "t",
+    ]);
     assert!(stderr(&bad).contains("--endpoint must start with http:// or https://"));
     use std::os::unix::fs::PermissionsExt;
-    let mode = std::fs::metadata(dir.path().join("cli.yaml")).unwrap().permissions().mode();
+    let mode = std::fs::metadata(dir.path().join("cli.yaml"))
+        .unwrap()
+        .permissions()
+        .mode();
     assert_eq!(mode & 0o777, 0o600);
 }
 
@@ -81,10 +118,18 @@ fn version_prints_the_cli_and_server_versions() {
 #[test]
 fn batch_job_commands_say_they_are_not_supported_yet() {
     let s = Server::start();
-    for args in [["get", "api", "job1"], ["logs", "api", "job1"], ["delete", "api", "job1"]] {
+    for args in [
+        ["get", "api", "job1"],
+        ["logs", "api", "job1"],
+        ["delete", "api", "job1"],
+    ] {
         let out = s.run(s.dir.path(), &args);
         assert_eq!(out.status.code(), Some(1));
-        assert!(stderr(&out).contains("batch jobs are not supported"), "{}", stderr(&out));
+        assert!(
+            stderr(&out).contains("batch jobs are not supported"),
+            "{}",
+            stderr(&out)
+        );
     }
 }
 
@@ -102,18 +147,38 @@ fn get_watch_repeats_when_not_a_terminal() {
     let second = wait_line(&lines, "$ cortex get");
     let _ = child.kill();
     let _ = child.wait();
-    assert!(second.iter().any(|l| l == "no apis are deployed"), "{first:?} {second:?}");
-    assert!(!second.concat().contains('\x1b'), "no escape codes when not a terminal");
+    assert!(
+        second.iter().any(|l| l == "no apis are deployed"),
+        "{first:?} {second:?}"
+    );
+    assert!(
+        !second.concat().contains('\x1b'),
+        "no escape codes when not a terminal"
+    );
 }
 
 #[test]
 fn deploying_from_home_is_refused() {
     let s = Server::start();
     let home = s.project("home");
-    write(&home, "cortex.yaml", "- name: a\n  kind: RealtimeAPI\n  predictor:\n    type: command\n    command: x\n");
-    let out = s.cortex().current_dir(&home).env("HOME", &home).arg("deploy").output().unwrap();
+    write(
+        &home,
+        "cortex.yaml",
+        "- name: a\n  kind: RealtimeAPI\n  predictor:\n    type: command\n    command: x\n",
+    );
+    let out = s
+        .cortex()
+        .current_dir(&home)
+        .env("HOME", &home)
+        .arg("deploy")
+        .output()
+        .unwrap();
     assert_eq!(out.status.code(), Some(1));
-    assert!(stderr(&out).contains("cannot deploy from your home directory"), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("cannot deploy from your home directory"),
+        "{}",
+        stderr(&out)
+    );
 }
 
 #[test]
@@ -122,7 +187,11 @@ fn a_missing_config_file_explains_what_to_do() {
     let empty = s.project("empty");
     let out = s.run(&empty, &["deploy"]);
     assert_eq!(out.status.code(), Some(1));
-    assert!(stderr(&out).contains("./cortex.yaml does not exist"), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("./cortex.yaml does not exist"),
+        "{}",
+        stderr(&out)
+    );
 }
 
 #[test]
@@ -141,7 +210,11 @@ fn large_uploads_ask_first_and_oversized_ones_are_refused() {
     let err = stderr(&out);
     assert!(err.contains("cortex will upload"), "{err}");
     assert!(err.contains("re-run with --yes"), "{err}");
-    assert_eq!(s.ok(&p, &["get"]), "no apis are deployed\n", "nothing was deployed");
+    assert_eq!(
+        s.ok(&p, &["get"]),
+        "no apis are deployed\n",
+        "nothing was deployed"
+    );
     // --yes skips the question.
     let out = s
         .cortex()
@@ -160,14 +233,19 @@ fn large_uploads_ask_first_and_oversized_ones_are_refused() {
         .output()
         .unwrap();
     assert_eq!(out.status.code(), Some(1));
-    assert!(stderr(&out).contains("above the 10 B limit"), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("above the 10 B limit"),
+        "{}",
+        stderr(&out)
+    );
 }
 
 #[test]
 fn deploy_output_json_and_yaml_print_the_results() {
     let s = Server::start();
     let p = s.example_project("command-realtime");
-    let json: serde_json::Value = serde_json::from_str(&s.ok(&p, &["deploy", "-o", "json"])).unwrap();
+    let json: serde_json::Value =
+        serde_json::from_str(&s.ok(&p, &["deploy", "-o", "json"])).unwrap();
     assert_eq!(json[0]["name"], "reverser");
     assert_eq!(json[0]["action"], "created");
     let yaml = s.ok(&p, &["deploy", "-o", "yaml"]);
@@ -182,6 +260,8 @@ fn identical_projects_are_stored_once() {
     write(&p, "cortex.yaml", "- name: other\n  kind: RealtimeAPI\n  predictor:\n    type: command\n    command: python3 server.py\n");
     // The config file is not part of the bundle, so the project is unchanged.
     s.ok(&p, &["deploy"]);
-    let bundles = std::fs::read_dir(s.data_dir().join("bundles")).unwrap().count();
+    let bundles = std::fs::read_dir(s.data_dir().join("bundles"))
+        .unwrap()
+        .count();
     assert_eq!(bundles, 1);
 }

@@ -10,7 +10,12 @@ fn deploy_error(config: &str) -> String {
     write(&p, "predictor.py", "class PythonPredictor:\n    pass\n");
     let out = s.run(&p, &["deploy"]);
     assert_eq!(s.ok(&p, &["get"]), "no apis are deployed\n");
-    format!("exit: {:?}\nstdout: {}\nstderr: {}", out.status.code(), stdout(&out), stderr(&out))
+    format!(
+        "exit: {:?}\nstdout: {}\nstderr: {}",
+        out.status.code(),
+        stdout(&out),
+        stderr(&out)
+    )
 }
 
 #[test]

@@ -45,7 +45,10 @@ fn an_api_that_is_not_ready_answers_503_then_serves_once_ready() {
     assert_eq!(resp.status(), 503);
     let body: serde_json::Value = resp.json().unwrap();
     assert_eq!(body["kind"], "not_ready");
-    assert!(body["message"].as_str().unwrap().contains("cortex get slow"));
+    assert!(body["message"]
+        .as_str()
+        .unwrap()
+        .contains("cortex get slow"));
 
     std::fs::write(&gate, "").unwrap();
     s.wait_status("slow", "live");

@@ -47,7 +47,9 @@ pub fn copy_dir(from: &Path, to: &Path) {
 }
 
 pub fn example(name: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("examples").join(name)
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("examples")
+        .join(name)
 }
 
 /// A running server plus a scratch directory for projects and CLI config.
@@ -237,7 +239,9 @@ pub fn write(dir: &Path, name: &str, text: &str) {
 }
 
 /// Reads lines from a child's pipe on a thread, so tests can wait on them with a deadline.
-pub fn line_channel(pipe: impl std::io::Read + Send + 'static) -> std::sync::mpsc::Receiver<String> {
+pub fn line_channel(
+    pipe: impl std::io::Read + Send + 'static,
+) -> std::sync::mpsc::Receiver<String> {
     use std::io::BufRead;
     let (tx, rx) = std::sync::mpsc::channel();
     std::thread::spawn(move || {

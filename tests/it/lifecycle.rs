@@ -23,7 +23,10 @@ fn apis_come_back_live_after_a_server_restart() {
     let api = s.wait_status("iris-classifier", "live");
     assert_eq!(api["endpoint"], format!("{}/iris-classifier", s.url));
     let sample = std::fs::read_to_string(project.join("sample.json")).unwrap();
-    assert_eq!(s.predict("iris-classifier", &sample).text().unwrap(), "setosa");
+    assert_eq!(
+        s.predict("iris-classifier", &sample).text().unwrap(),
+        "setosa"
+    );
     // Nothing changed, so a deploy after the restart is a no-op.
     assert!(s.ok(&project, &["deploy"]).contains("is up to date"));
 }
@@ -56,12 +59,19 @@ fn delete_stops_the_replica_frees_its_port_and_forgets_the_api() {
     let out = s.ok(&project, &["delete", "reverser"]);
     assert_eq!(out, "deleting reverser\n");
     // The process is gone once delete returns: nothing listens on the port any more.
-    assert!(TcpStream::connect(("127.0.0.1", port)).is_err(), "port {port} still open");
+    assert!(
+        TcpStream::connect(("127.0.0.1", port)).is_err(),
+        "port {port} still open"
+    );
     assert!(std::net::TcpListener::bind(("127.0.0.1", port)).is_ok());
 
     let gone = s.run(&project, &["get", "reverser"]);
     assert_eq!(gone.status.code(), Some(1));
-    assert!(stderr(&gone).contains("api reverser is not deployed"), "{}", stderr(&gone));
+    assert!(
+        stderr(&gone).contains("api reverser is not deployed"),
+        "{}",
+        stderr(&gone)
+    );
     assert_eq!(s.ok(&project, &["get"]), "no apis are deployed\n");
     assert_eq!(s.predict("reverser", "{}").status(), 404);
     // Deleting again is an honest error.

@@ -31,8 +31,18 @@ fn two_concurrent_first_calls_start_one_server() {
     let dir = tempfile::tempdir().unwrap();
     let cfg = dir.path().join("config");
     let _stop = StopOnDrop(&cfg);
-    let a = local_cortex(&cfg).arg("get").stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap();
-    let b = local_cortex(&cfg).arg("get").stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap();
+    let a = local_cortex(&cfg)
+        .arg("get")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let b = local_cortex(&cfg)
+        .arg("get")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
     for child in [a, b] {
         let out = child.wait_with_output().unwrap();
         assert!(out.status.success(), "{}", stderr(&out));
@@ -41,16 +51,29 @@ fn two_concurrent_first_calls_start_one_server() {
     let log = std::fs::read_to_string(cfg.join("local/server.log")).unwrap();
     assert_eq!(log.matches("listening on").count(), 1, "{log}");
 
-    let status = local_cortex(&cfg).args(["server", "status"]).output().unwrap();
+    let status = local_cortex(&cfg)
+        .args(["server", "status"])
+        .output()
+        .unwrap();
     assert!(status.status.success());
     assert!(stdout(&status).contains("the local cortex server is running"));
     let rt: serde_json::Value =
         serde_json::from_slice(&std::fs::read(cfg.join("local/server.json")).unwrap()).unwrap();
     assert!(stdout(&status).contains(&format!("pid:      {}", rt["pid"])));
 
-    let stop = local_cortex(&cfg).args(["server", "stop"]).output().unwrap();
-    assert!(stdout(&stop).starts_with("stopped the local cortex server"), "{}", stdout(&stop));
-    let status = local_cortex(&cfg).args(["server", "status"]).output().unwrap();
+    let stop = local_cortex(&cfg)
+        .args(["server", "stop"])
+        .output()
+        .unwrap();
+    assert!(
+        stdout(&stop).starts_with("stopped the local cortex server"),
+        "{}",
+        stdout(&stop)
+    );
+    let status = local_cortex(&cfg)
+        .args(["server", "status"])
+        .output()
+        .unwrap();
     assert_eq!(status.status.code(), Some(1));
     assert!(stdout(&status).contains("is not running"));
 }
@@ -62,16 +85,28 @@ fn deploy_with_no_setup_uses_the_local_server() {
     let _stop = StopOnDrop(&cfg);
     let project = dir.path().join("project");
     copy_dir(&example("command-realtime"), &project);
-    let out = local_cortex(&cfg).current_dir(&project).arg("deploy").output().unwrap();
+    let out = local_cortex(&cfg)
+        .current_dir(&project)
+        .arg("deploy")
+        .output()
+        .unwrap();
     assert!(out.status.success(), "{}", stderr(&out));
     assert!(stdout(&out).starts_with("creating reverser (RealtimeAPI)"));
 
     let token = local_cortex(&cfg).args(["env", "token"]).output().unwrap();
     let token = stdout(&token).trim().to_string();
-    assert_eq!(token, std::fs::read_to_string(cfg.join("local/admin.token")).unwrap().trim());
+    assert_eq!(
+        token,
+        std::fs::read_to_string(cfg.join("local/admin.token"))
+            .unwrap()
+            .trim()
+    );
 
     let api = wait_for("reverser to be live", DEADLINE, || {
-        let out = local_cortex(&cfg).args(["get", "reverser", "-o", "json"]).output().ok()?;
+        let out = local_cortex(&cfg)
+            .args(["get", "reverser", "-o", "json"])
+            .output()
+            .ok()?;
         let v: serde_json::Value = serde_json::from_slice(&out.stdout).ok()?;
         (v["status"] == "live").then_some(v)
     });

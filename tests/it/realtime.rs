@@ -7,7 +7,10 @@ fn python_example_deploys_and_answers_predictions() {
     let s = Server::start();
     let project = s.example_project("python-realtime");
     let out = s.ok(&project, &["deploy"]);
-    assert!(out.starts_with("creating iris-classifier (RealtimeAPI)\n"), "{out}");
+    assert!(
+        out.starts_with("creating iris-classifier (RealtimeAPI)\n"),
+        "{out}"
+    );
     assert!(out.contains("cortex get iris-classifier"), "{out}");
     assert!(out.contains("cortex logs iris-classifier"), "{out}");
 
@@ -25,7 +28,14 @@ fn python_example_deploys_and_answers_predictions() {
     let mut lines = table.lines();
     let header = lines.next().unwrap();
     assert!(header.starts_with("realtime api"), "{table}");
-    for col in ["status", "up-to-date", "requested", "last update", "avg request", "2XX"] {
+    for col in [
+        "status",
+        "up-to-date",
+        "requested",
+        "last update",
+        "avg request",
+        "2XX",
+    ] {
         assert!(header.contains(col), "missing {col}: {table}");
     }
     assert!(!header.contains("5XX"), "5XX is hidden while zero: {table}");
@@ -35,7 +45,10 @@ fn python_example_deploys_and_answers_predictions() {
 
     let one = s.ok(&project, &["get", "iris-classifier"]);
     assert!(one.contains(&format!("endpoint: {endpoint}")), "{one}");
-    assert!(one.contains(&format!("example curl: curl {endpoint} -X POST")), "{one}");
+    assert!(
+        one.contains(&format!("example curl: curl {endpoint} -X POST")),
+        "{one}"
+    );
     assert!(one.contains("configuration"), "{one}");
     assert!(one.contains("model_path: model.json"), "{one}");
 }
@@ -74,24 +87,39 @@ fn redeploying_is_up_to_date_and_a_changed_config_updates() {
     let p = s.project("greeter");
     write(&p, "predictor.py", GREETER);
     write(&p, "cortex.yaml", &greeter_config("hello"));
-    assert!(s.ok(&p, &["deploy"]).starts_with("creating greeter (RealtimeAPI)"));
+    assert!(s
+        .ok(&p, &["deploy"])
+        .starts_with("creating greeter (RealtimeAPI)"));
     s.wait_status("greeter", "live");
-    let v: serde_json::Value = s.predict("greeter?q=1", r#"{"name": "ada"}"#).json().unwrap();
+    let v: serde_json::Value = s
+        .predict("greeter?q=1", r#"{"name": "ada"}"#)
+        .json()
+        .unwrap();
     assert_eq!(v["message"], "hello ada");
     assert_eq!(v["q"], "1");
 
     let again = s.ok(&p, &["deploy"]);
-    assert!(again.starts_with("greeter (RealtimeAPI) is up to date"), "{again}");
+    assert!(
+        again.starts_with("greeter (RealtimeAPI) is up to date"),
+        "{again}"
+    );
 
     write(&p, "cortex.yaml", &greeter_config("bonjour"));
     let updated = s.ok(&p, &["deploy"]);
-    assert!(updated.starts_with("updating greeter (RealtimeAPI)"), "{updated}");
+    assert!(
+        updated.starts_with("updating greeter (RealtimeAPI)"),
+        "{updated}"
+    );
     wait_for("the new greeting to be served", DEADLINE, || {
         let v: serde_json::Value = s.predict("greeter", r#"{"name": "ada"}"#).json().ok()?;
         (v["message"] == "bonjour ada").then_some(())
     });
     let api = s.wait_status("greeter", "live");
-    assert_eq!(api["replicas"].as_array().unwrap().len(), 1, "the old replica stopped: {api}");
+    assert_eq!(
+        api["replicas"].as_array().unwrap().len(),
+        1,
+        "the old replica stopped: {api}"
+    );
 
     // A changed project file (not the config) is an update too.
     write(&p, "README.md", "docs");
@@ -115,12 +143,17 @@ fn an_exception_in_init_makes_the_api_error_with_its_message() {
     s.ok(&p, &["deploy"]);
     let api = s.wait_status("broken", "error");
     let errors = api["errors"].to_string();
-    assert!(errors.contains("RuntimeError: the model file is missing"), "{api}");
+    assert!(
+        errors.contains("RuntimeError: the model file is missing"),
+        "{api}"
+    );
     let text = s.ok(&p, &["get", "broken"]);
     assert!(text.lines().next().unwrap().starts_with("status"), "{text}");
     assert!(text.contains("error"), "{text}");
     assert!(
-        text.contains("failed to initialise the predictor: RuntimeError: the model file is missing"),
+        text.contains(
+            "failed to initialise the predictor: RuntimeError: the model file is missing"
+        ),
         "{text}"
     );
     let resp = s.predict("broken", "{}");
@@ -174,5 +207,8 @@ fn a_replica_killed_with_sigkill_is_restarted_and_serves_again() {
     });
     assert!(api["replicas"][0]["restarts"].as_u64().unwrap() >= 1);
     let sample = std::fs::read_to_string(project.join("sample.json")).unwrap();
-    assert_eq!(s.predict("iris-classifier", &sample).text().unwrap(), "setosa");
+    assert_eq!(
+        s.predict("iris-classifier", &sample).text().unwrap(),
+        "setosa"
+    );
 }

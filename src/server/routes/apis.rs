@@ -79,14 +79,21 @@ pub async fn deploy(
         }
         if let Some(running) = state.deployments.get(&name) {
             let updating = running.status() == ApiStatus::Updating
-                && running.previous.lock().map(|p| p.is_some()).unwrap_or(false);
+                && running
+                    .previous
+                    .lock()
+                    .map(|p| p.is_some())
+                    .unwrap_or(false);
             if updating && !req.force {
-                results.push(failed(format!("{name} is updating (override with --force)")));
+                results.push(failed(format!(
+                    "{name} is updating (override with --force)"
+                )));
                 continue;
             }
         }
         let hash = spec_hash(&spec, &req.bundle);
-        let spec_json = serde_json::to_string(&spec).map_err(|e| ApiError::Internal(e.to_string()))?;
+        let spec_json =
+            serde_json::to_string(&spec).map_err(|e| ApiError::Internal(e.to_string()))?;
         let (owner, bundle, config_file) =
             (user.id.clone(), req.bundle.clone(), req.config_file.clone());
         let kind_str = kind.as_str();
@@ -94,7 +101,16 @@ pub async fn deploy(
         let saved = state
             .store
             .call(move |c| {
-                models::save_spec(c, &n, kind_str, &owner, &spec_json, &hash, &bundle, &config_file)
+                models::save_spec(
+                    c,
+                    &n,
+                    kind_str,
+                    &owner,
+                    &spec_json,
+                    &hash,
+                    &bundle,
+                    &config_file,
+                )
             })
             .await;
         let (row, saved) = match saved {
@@ -132,7 +148,11 @@ pub async fn deploy(
 }
 
 /// Checks that the files the spec names are in the project.
-fn check_project(spec: &ApiSpec, project_dir: &std::path::Path, config_file: &str) -> Result<(), String> {
+fn check_project(
+    spec: &ApiSpec,
+    project_dir: &std::path::Path,
+    config_file: &str,
+) -> Result<(), String> {
     if spec.predictor.kind == PredictorType::Python {
         let path = spec.predictor.path.as_deref().unwrap_or_default();
         if !project_dir.join(path).is_file() {
@@ -212,7 +232,10 @@ pub async fn logs(
         (Some(text), offset, path, deployments, name, runtime),
         |(first, offset, path, deployments, name, runtime)| async move {
             if let Some(first) = first {
-                return Some((Ok::<_, std::io::Error>(Bytes::from(first)), (None, offset, path, deployments, name, runtime)));
+                return Some((
+                    Ok::<_, std::io::Error>(Bytes::from(first)),
+                    (None, offset, path, deployments, name, runtime),
+                ));
             }
             let mut offset = offset;
             loop {
@@ -230,7 +253,10 @@ pub async fn logs(
                     .flatten();
                 if let Some(chunk) = chunk.filter(|c| !c.is_empty()) {
                     offset += chunk.len() as u64;
-                    return Some((Ok(Bytes::from(chunk)), (None, offset, path, deployments, name, runtime)));
+                    return Some((
+                        Ok(Bytes::from(chunk)),
+                        (None, offset, path, deployments, name, runtime),
+                    ));
                 }
                 tokio::time::sleep(Duration::from_millis(200)).await;
             }
@@ -291,8 +317,9 @@ fn base_url(headers: &HeaderMap) -> String {
 }
 
 async fn describe(state: &AppState, row: ModelRow, base: &str) -> Result<ApiResponse, ApiError> {
-    let spec: ApiSpec = serde_json::from_str(&row.spec_json)
-        .map_err(|e| ApiError::Internal(format!("stored spec of {} is unreadable: {e}", row.name)))?;
+    let spec: ApiSpec = serde_json::from_str(&row.spec_json).map_err(|e| {
+        ApiError::Internal(format!("stored spec of {} is unreadable: {e}", row.name))
+    })?;
     let runtime: Option<std::sync::Arc<ApiRuntime>> = state.deployments.get(&row.name);
     let id = row.id.clone();
     let mut errors = state
@@ -313,7 +340,11 @@ async fn describe(state: &AppState, row: ModelRow, base: &str) -> Result<ApiResp
     // Keep the most recent errors only.
     let unique: Vec<String> = {
         let mut seen = HashSet::new();
-        let mut v: Vec<String> = errors.into_iter().rev().filter(|e| seen.insert(e.clone())).collect();
+        let mut v: Vec<String> = errors
+            .into_iter()
+            .rev()
+            .filter(|e| seen.insert(e.clone()))
+            .collect();
         v.truncate(5);
         v.reverse();
         v

@@ -30,7 +30,11 @@ pub async fn head_bundle(
     check_sha(&sha)?;
     let bundles = state.bundles.clone();
     let exists = state.store.call(move |c| bundles.exists(c, &sha)).await?;
-    Ok(if exists { StatusCode::OK } else { StatusCode::NOT_FOUND })
+    Ok(if exists {
+        StatusCode::OK
+    } else {
+        StatusCode::NOT_FOUND
+    })
 }
 
 pub async fn put_bundle(

@@ -27,7 +27,10 @@ pub fn router(state: AppState) -> Router {
                 .layer(DefaultBodyLimit::max(MAX_BUNDLE_BYTES)),
         )
         .route("/api/v2/apis", get(apis::list).post(apis::deploy))
-        .route("/api/v2/apis/{name}", get(apis::get_one).delete(apis::delete))
+        .route(
+            "/api/v2/apis/{name}",
+            get(apis::get_one).delete(apis::delete),
+        )
         .route("/api/v2/apis/{name}/logs", get(apis::logs))
         .fallback(gateway::handle)
         .layer(DefaultBodyLimit::max(MAX_PREDICTION_BYTES))

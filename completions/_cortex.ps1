@@ -1,0 +1,302 @@
+
+using namespace System.Management.Automation
+using namespace System.Management.Automation.Language
+
+Register-ArgumentCompleter -Native -CommandName 'cortex' -ScriptBlock {
+    param($wordToComplete, $commandAst, $cursorPosition)
+
+    $commandElements = $commandAst.CommandElements
+    $command = @(
+        'cortex'
+        for ($i = 1; $i -lt $commandElements.Count; $i++) {
+            $element = $commandElements[$i]
+            if ($element -isnot [StringConstantExpressionAst] -or
+                $element.StringConstantType -ne [StringConstantType]::BareWord -or
+                $element.Value.StartsWith('-') -or
+                $element.Value -eq $wordToComplete) {
+                break
+        }
+        $element.Value
+    }) -join ';'
+
+    $completions = @(switch ($command) {
+        'cortex' {
+            [CompletionResult]::new('-h', '-h', [CompletionResultType]::ParameterName, 'Print help')
+            [CompletionResult]::new('--help', '--help', [CompletionResultType]::ParameterName, 'Print help')
+            [CompletionResult]::new('-V', '-V ', [CompletionResultType]::ParameterName, 'Print version')
+            [CompletionResult]::new('--version', '--version', [CompletionResultType]::ParameterName, 'Print version')
+            [CompletionResult]::new('deploy', 'deploy', [CompletionResultType]::ParameterValue, 'create or update apis from a cortex.yaml')
+            [CompletionResult]::new('get', 'get', [CompletionResultType]::ParameterValue, 'get information about apis or jobs')
+            [CompletionResult]::new('logs', 'logs', [CompletionResultType]::ParameterValue, 'stream logs from an api')
+            [CompletionResult]::new('delete', 'delete', [CompletionResultType]::ParameterValue, 'delete an api or stop a job')
+            [CompletionResult]::new('env', 'env', [CompletionResultType]::ParameterValue, 'manage cli environments (which cortex server to talk to)')
+            [CompletionResult]::new('server', 'server', [CompletionResultType]::ParameterValue, 'run the cortex server in the foreground, or manage the local one')
+            [CompletionResult]::new('completion', 'completion', [CompletionResultType]::ParameterValue, 'generate shell completion scripts')
+            [CompletionResult]::new('version', 'version', [CompletionResultType]::ParameterValue, 'print the cli and server versions')
+            [CompletionResult]::new('help', 'help', [CompletionResultType]::ParameterValue, 'Print this message or the help of the given subcommand(s)')
+            break
+        }
+        'cortex;deploy' {
+            [CompletionResult]::new('-e', '-e', [CompletionResultType]::ParameterName, 'environment to use (default: the configured default, usually "local")')
+            [CompletionResult]::new('--env', '--env', [CompletionResultType]::ParameterName, 'environment to use (default: the configured default, usually "local")')
+            [CompletionResult]::new('-o', '-o', [CompletionResultType]::ParameterName, 'output format')
+            [CompletionResult]::new('--output', '--output', [CompletionResultType]::ParameterName, 'output format')
+            [CompletionResult]::new('-f', '-f', [CompletionResultType]::ParameterName, 'override the in-progress api update')
+            [CompletionResult]::new('--force', '--force', [CompletionResultType]::ParameterName, 'override the in-progress api update')
+            [CompletionResult]::new('-y', '-y', [CompletionResultType]::ParameterName, 'skip prompts')
+            [CompletionResult]::new('--yes', '--yes', [CompletionResultType]::ParameterName, 'skip prompts')
+            [CompletionResult]::new('-h', '-h', [CompletionResultType]::ParameterName, 'Print help')
+            [CompletionResult]::new('--help', '--help', [CompletionResultType]::ParameterName, 'Print help')
+            [CompletionResult]::new('-V', '-V ', [CompletionResultType]::ParameterName, 'Print version')
+            [CompletionResult]::new('--version', '--version', [CompletionResultType]::ParameterName, 'Print version')
+            break
+        }
+        'cortex;get' {
+            [CompletionResult]::new('-e', '-e', [CompletionResultType]::ParameterName, 'environment to use (default: the configured default, usually "local")')
+            [CompletionResult]::new('--env', '--env', [CompletionResultType]::ParameterName, 'environment to use (default: the configured default, usually "local")')
+            [CompletionResult]::new('-o', '-o', [CompletionResultType]::ParameterName, 'output format')
+            [CompletionResult]::new('--output', '--output', [CompletionResultType]::ParameterName, 'output format')
+            [CompletionResult]::new('-w', '-w', [CompletionResultType]::ParameterName, 're-run the command every 2 seconds')
+            [CompletionResult]::new('--watch', '--watch', [CompletionResultType]::ParameterName, 're-run the command every 2 seconds')
+            [CompletionResult]::new('-h', '-h', [CompletionResultType]::ParameterName, 'Print help')
+            [CompletionResult]::new('--help', '--help', [CompletionResultType]::ParameterName, 'Print help')
+            [CompletionResult]::new('-V', '-V ', [CompletionResultType]::ParameterName, 'Print version')
+            [CompletionResult]::new('--version', '--version', [CompletionResultType]::ParameterName, 'Print version')
+            break
+        }
+        'cortex;logs' {
+            [CompletionResult]::new('-e', '-e', [CompletionResultType]::ParameterName, 'environment to use (default: the configured default, usually "local")')
+            [CompletionResult]::new('--env', '--env', [CompletionResultType]::ParameterName, 'environment to use (default: the configured default, usually "local")')
+            [CompletionResult]::new('--tail', '--tail', [CompletionResultType]::ParameterName, 'only the last N lines')
+            [CompletionResult]::new('-f', '-f', [CompletionResultType]::ParameterName, 'keep streaming new lines')
+            [CompletionResult]::new('--follow', '--follow', [CompletionResultType]::ParameterName, 'keep streaming new lines')
+            [CompletionResult]::new('-h', '-h', [CompletionResultType]::ParameterName, 'Print help')
+            [CompletionResult]::new('--help', '--help', [CompletionResultType]::ParameterName, 'Print help')
+            [CompletionResult]::new('-V', '-V ', [CompletionResultType]::ParameterName, 'Print version')
+            [CompletionResult]::new('--version', '--version', [CompletionResultType]::ParameterName, 'Print version')
+            break
+        }
+        'cortex;delete' {
+            [CompletionResult]::new('-e', '-e', [CompletionResultType]::ParameterName, 'environment to use (default: the configured default, usually "local")')
+            [CompletionResult]::new('--env', '--env', [CompletionResultType]::ParameterName, 'environment to use (default: the configured default, usually "local")')
+            [CompletionResult]::new('-o', '-o', [CompletionResultType]::ParameterName, 'output format')
+            [CompletionResult]::new('--output', '--output', [CompletionResultType]::ParameterName, 'output format')
+            [CompletionResult]::new('-f', '-f', [CompletionResultType]::ParameterName, 'delete the api without confirmation')
+            [CompletionResult]::new('--force', '--force', [CompletionResultType]::ParameterName, 'delete the api without confirmation')
+            [CompletionResult]::new('-y', '-y', [CompletionResultType]::ParameterName, 'skip prompts')
+            [CompletionResult]::new('--yes', '--yes', [CompletionResultType]::ParameterName, 'skip prompts')
+            [CompletionResult]::new('-h', '-h', [CompletionResultType]::ParameterName, 'Print help')
+            [CompletionResult]::new('--help', '--help', [CompletionResultType]::ParameterName, 'Print help')
+            [CompletionResult]::new('-V', '-V ', [CompletionResultType]::ParameterName, 'Print version')
+            [CompletionResult]::new('--version', '--version', [CompletionResultType]::ParameterName, 'Print version')
+            break
+        }
+        'cortex;env' {
+            [CompletionResult]::new('-h', '-h', [CompletionResultType]::ParameterName, 'Print help')
+            [CompletionResult]::new('--help', '--help', [CompletionResultType]::ParameterName, 'Print help')
+            [CompletionResult]::new('-V', '-V ', [CompletionResultType]::ParameterName, 'Print version')
+            [CompletionResult]::new('--version', '--version', [CompletionResultType]::ParameterName, 'Print version')
+            [CompletionResult]::new('configure', 'configure', [CompletionResultType]::ParameterValue, 'add or update an environment (a remote cortex server)')
+            [CompletionResult]::new('list', 'list', [CompletionResultType]::ParameterValue, 'list the configured environments')
+            [CompletionResult]::new('default', 'default', [CompletionResultType]::ParameterValue, 'set (or print) the default environment')
+            [CompletionResult]::new('delete', 'delete', [CompletionResultType]::ParameterValue, 'delete an environment''s configuration')
+            [CompletionResult]::new('token', 'token', [CompletionResultType]::ParameterValue, 'print an environment''s token (for scripts and curl)')
+            [CompletionResult]::new('help', 'help', [CompletionResultType]::ParameterValue, 'Print this message or the help of the given subcommand(s)')
+            break
+        }
+        'cortex;env;configure' {
+            [CompletionResult]::new('--endpoint', '--endpoint', [CompletionResultType]::ParameterName, 'the server''s base url, e.g. https://cortex.example.com')
+            [CompletionResult]::new('--token', '--token', [CompletionResultType]::ParameterName, 'the token to authenticate with')
+            [CompletionResult]::new('-h', '-h', [CompletionResultType]::ParameterName, 'Print help')
+            [CompletionResult]::new('--help', '--help', [CompletionResultType]::ParameterName, 'Print help')
+            [CompletionResult]::new('-V', '-V ', [CompletionResultType]::ParameterName, 'Print version')
+            [CompletionResult]::new('--version', '--version', [CompletionResultType]::ParameterName, 'Print version')
+            break
+        }
+        'cortex;env;list' {
+            [CompletionResult]::new('-o', '-o', [CompletionResultType]::ParameterName, 'output format')
+            [CompletionResult]::new('--output', '--output', [CompletionResultType]::ParameterName, 'output format')
+            [CompletionResult]::new('-h', '-h', [CompletionResultType]::ParameterName, 'Print help')
+            [CompletionResult]::new('--help', '--help', [CompletionResultType]::ParameterName, 'Print help')
+            [CompletionResult]::new('-V', '-V ', [CompletionResultType]::ParameterName, 'Print version')
+            [CompletionResult]::new('--version', '--version', [CompletionResultType]::ParameterName, 'Print version')
+            break
+        }
+        'cortex;env;default' {
+            [CompletionResult]::new('-h', '-h', [CompletionResultType]::ParameterName, 'Print help')
+            [CompletionResult]::new('--help', '--help', [CompletionResultType]::ParameterName, 'Print help')
+            [CompletionResult]::new('-V', '-V ', [CompletionResultType]::ParameterName, 'Print version')
+            [CompletionResult]::new('--version', '--version', [CompletionResultType]::ParameterName, 'Print version')
+            break
+        }
+        'cortex;env;delete' {
+            [CompletionResult]::new('-h', '-h', [CompletionResultType]::ParameterName, 'Print help')
+            [CompletionResult]::new('--help', '--help', [CompletionResultType]::ParameterName, 'Print help')
+            [CompletionResult]::new('-V', '-V ', [CompletionResultType]::ParameterName, 'Print version')
+            [CompletionResult]::new('--version', '--version', [CompletionResultType]::ParameterName, 'Print version')
+            break
+        }
+        'cortex;env;token' {
+            [CompletionResult]::new('-h', '-h', [CompletionResultType]::ParameterName, 'Print help')
+            [CompletionResult]::new('--help', '--help', [CompletionResultType]::ParameterName, 'Print help')
+            [CompletionResult]::new('-V', '-V ', [CompletionResultType]::ParameterName, 'Print version')
+            [CompletionResult]::new('--version', '--version', [CompletionResultType]::ParameterName, 'Print version')
+            break
+        }
+        'cortex;env;help' {
+            [CompletionResult]::new('configure', 'configure', [CompletionResultType]::ParameterValue, 'add or update an environment (a remote cortex server)')
+            [CompletionResult]::new('list', 'list', [CompletionResultType]::ParameterValue, 'list the configured environments')
+            [CompletionResult]::new('default', 'default', [CompletionResultType]::ParameterValue, 'set (or print) the default environment')
+            [CompletionResult]::new('delete', 'delete', [CompletionResultType]::ParameterValue, 'delete an environment''s configuration')
+            [CompletionResult]::new('token', 'token', [CompletionResultType]::ParameterValue, 'print an environment''s token (for scripts and curl)')
+            [CompletionResult]::new('help', 'help', [CompletionResultType]::ParameterValue, 'Print this message or the help of the given subcommand(s)')
+            break
+        }
+        'cortex;env;help;configure' {
+            break
+        }
+        'cortex;env;help;list' {
+            break
+        }
+        'cortex;env;help;default' {
+            break
+        }
+        'cortex;env;help;delete' {
+            break
+        }
+        'cortex;env;help;token' {
+            break
+        }
+        'cortex;env;help;help' {
+            break
+        }
+        'cortex;server' {
+            [CompletionResult]::new('--listen', '--listen', [CompletionResultType]::ParameterName, 'address to listen on')
+            [CompletionResult]::new('--data-dir', '--data-dir', [CompletionResultType]::ParameterName, 'where the server keeps its database, bundles and logs (default: <config dir>/server)')
+            [CompletionResult]::new('--port-fallback', '--port-fallback', [CompletionResultType]::ParameterName, 'if the port is taken, listen on a free one instead')
+            [CompletionResult]::new('-h', '-h', [CompletionResultType]::ParameterName, 'Print help')
+            [CompletionResult]::new('--help', '--help', [CompletionResultType]::ParameterName, 'Print help')
+            [CompletionResult]::new('-V', '-V ', [CompletionResultType]::ParameterName, 'Print version')
+            [CompletionResult]::new('--version', '--version', [CompletionResultType]::ParameterName, 'Print version')
+            [CompletionResult]::new('status', 'status', [CompletionResultType]::ParameterValue, 'show whether the local server is running')
+            [CompletionResult]::new('stop', 'stop', [CompletionResultType]::ParameterValue, 'stop the local server')
+            [CompletionResult]::new('help', 'help', [CompletionResultType]::ParameterValue, 'Print this message or the help of the given subcommand(s)')
+            break
+        }
+        'cortex;server;status' {
+            [CompletionResult]::new('-h', '-h', [CompletionResultType]::ParameterName, 'Print help')
+            [CompletionResult]::new('--help', '--help', [CompletionResultType]::ParameterName, 'Print help')
+            [CompletionResult]::new('-V', '-V ', [CompletionResultType]::ParameterName, 'Print version')
+            [CompletionResult]::new('--version', '--version', [CompletionResultType]::ParameterName, 'Print version')
+            break
+        }
+        'cortex;server;stop' {
+            [CompletionResult]::new('-h', '-h', [CompletionResultType]::ParameterName, 'Print help')
+            [CompletionResult]::new('--help', '--help', [CompletionResultType]::ParameterName, 'Print help')
+            [CompletionResult]::new('-V', '-V ', [CompletionResultType]::ParameterName, 'Print version')
+            [CompletionResult]::new('--version', '--version', [CompletionResultType]::ParameterName, 'Print version')
+            break
+        }
+        'cortex;server;help' {
+            [CompletionResult]::new('status', 'status', [CompletionResultType]::ParameterValue, 'show whether the local server is running')
+            [CompletionResult]::new('stop', 'stop', [CompletionResultType]::ParameterValue, 'stop the local server')
+            [CompletionResult]::new('help', 'help', [CompletionResultType]::ParameterValue, 'Print this message or the help of the given subcommand(s)')
+            break
+        }
+        'cortex;server;help;status' {
+            break
+        }
+        'cortex;server;help;stop' {
+            break
+        }
+        'cortex;server;help;help' {
+            break
+        }
+        'cortex;completion' {
+            [CompletionResult]::new('-h', '-h', [CompletionResultType]::ParameterName, 'Print help')
+            [CompletionResult]::new('--help', '--help', [CompletionResultType]::ParameterName, 'Print help')
+            [CompletionResult]::new('-V', '-V ', [CompletionResultType]::ParameterName, 'Print version')
+            [CompletionResult]::new('--version', '--version', [CompletionResultType]::ParameterName, 'Print version')
+            break
+        }
+        'cortex;version' {
+            [CompletionResult]::new('-e', '-e', [CompletionResultType]::ParameterName, 'environment to use (default: the configured default, usually "local")')
+            [CompletionResult]::new('--env', '--env', [CompletionResultType]::ParameterName, 'environment to use (default: the configured default, usually "local")')
+            [CompletionResult]::new('-h', '-h', [CompletionResultType]::ParameterName, 'Print help')
+            [CompletionResult]::new('--help', '--help', [CompletionResultType]::ParameterName, 'Print help')
+            [CompletionResult]::new('-V', '-V ', [CompletionResultType]::ParameterName, 'Print version')
+            [CompletionResult]::new('--version', '--version', [CompletionResultType]::ParameterName, 'Print version')
+            break
+        }
+        'cortex;help' {
+            [CompletionResult]::new('deploy', 'deploy', [CompletionResultType]::ParameterValue, 'create or update apis from a cortex.yaml')
+            [CompletionResult]::new('get', 'get', [CompletionResultType]::ParameterValue, 'get information about apis or jobs')
+            [CompletionResult]::new('logs', 'logs', [CompletionResultType]::ParameterValue, 'stream logs from an api')
+            [CompletionResult]::new('delete', 'delete', [CompletionResultType]::ParameterValue, 'delete an api or stop a job')
+            [CompletionResult]::new('env', 'env', [CompletionResultType]::ParameterValue, 'manage cli environments (which cortex server to talk to)')
+            [CompletionResult]::new('server', 'server', [CompletionResultType]::ParameterValue, 'run the cortex server in the foreground, or manage the local one')
+            [CompletionResult]::new('completion', 'completion', [CompletionResultType]::ParameterValue, 'generate shell completion scripts')
+            [CompletionResult]::new('version', 'version', [CompletionResultType]::ParameterValue, 'print the cli and server versions')
+            [CompletionResult]::new('help', 'help', [CompletionResultType]::ParameterValue, 'Print this message or the help of the given subcommand(s)')
+            break
+        }
+        'cortex;help;deploy' {
+            break
+        }
+        'cortex;help;get' {
+            break
+        }
+        'cortex;help;logs' {
+            break
+        }
+        'cortex;help;delete' {
+            break
+        }
+        'cortex;help;env' {
+            [CompletionResult]::new('configure', 'configure', [CompletionResultType]::ParameterValue, 'add or update an environment (a remote cortex server)')
+            [CompletionResult]::new('list', 'list', [CompletionResultType]::ParameterValue, 'list the configured environments')
+            [CompletionResult]::new('default', 'default', [CompletionResultType]::ParameterValue, 'set (or print) the default environment')
+            [CompletionResult]::new('delete', 'delete', [CompletionResultType]::ParameterValue, 'delete an environment''s configuration')
+            [CompletionResult]::new('token', 'token', [CompletionResultType]::ParameterValue, 'print an environment''s token (for scripts and curl)')
+            break
+        }
+        'cortex;help;env;configure' {
+            break
+        }
+        'cortex;help;env;list' {
+            break
+        }
+        'cortex;help;env;default' {
+            break
+        }
+        'cortex;help;env;delete' {
+            break
+        }
+        'cortex;help;env;token' {
+            break
+        }
+        'cortex;help;server' {
+            [CompletionResult]::new('status', 'status', [CompletionResultType]::ParameterValue, 'show whether the local server is running')
+            [CompletionResult]::new('stop', 'stop', [CompletionResultType]::ParameterValue, 'stop the local server')
+            break
+        }
+        'cortex;help;server;status' {
+            break
+        }
+        'cortex;help;server;stop' {
+            break
+        }
+        'cortex;help;completion' {
+            break
+        }
+        'cortex;help;version' {
+            break
+        }
+        'cortex;help;help' {
+            break
+        }
+    })
+
+    $completions.Where{ $_.CompletionText -like "$wordToComplete*" } |
+        Sort-Object -Property ListItemText
+}

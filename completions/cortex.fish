@@ -1,0 +1,130 @@
+# Print an optspec for argparse to handle cmd's options that are independent of any subcommand.
+function __fish_cortex_global_optspecs
+    string join \n h/help V/version
+end
+
+function __fish_cortex_needs_command
+    # Figure out if the current invocation already has a command.
+    set -l cmd (commandline -opc)
+    set -e cmd[1]
+    argparse -s (__fish_cortex_global_optspecs) -- $cmd 2>/dev/null
+    or return
+    if set -q argv[1]
+        # Also print the command, so this can be used to figure out what it is.
+        echo $argv[1]
+        return 1
+    end
+    return 0
+end
+
+function __fish_cortex_using_subcommand
+    set -l cmd (__fish_cortex_needs_command)
+    test -z "$cmd"
+    and return 1
+    contains -- $cmd[1] $argv
+end
+
+complete -c cortex -n "__fish_cortex_needs_command" -s h -l help -d 'Print help'
+complete -c cortex -n "__fish_cortex_needs_command" -s V -l version -d 'Print version'
+complete -c cortex -n "__fish_cortex_needs_command" -f -a "deploy" -d 'create or update apis from a cortex.yaml'
+complete -c cortex -n "__fish_cortex_needs_command" -f -a "get" -d 'get information about apis or jobs'
+complete -c cortex -n "__fish_cortex_needs_command" -f -a "logs" -d 'stream logs from an api'
+complete -c cortex -n "__fish_cortex_needs_command" -f -a "delete" -d 'delete an api or stop a job'
+complete -c cortex -n "__fish_cortex_needs_command" -f -a "env" -d 'manage cli environments (which cortex server to talk to)'
+complete -c cortex -n "__fish_cortex_needs_command" -f -a "server" -d 'run the cortex server in the foreground, or manage the local one'
+complete -c cortex -n "__fish_cortex_needs_command" -f -a "completion" -d 'generate shell completion scripts'
+complete -c cortex -n "__fish_cortex_needs_command" -f -a "version" -d 'print the cli and server versions'
+complete -c cortex -n "__fish_cortex_needs_command" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
+complete -c cortex -n "__fish_cortex_using_subcommand deploy" -s e -l env -d 'environment to use (default: the configured default, usually "local")' -r
+complete -c cortex -n "__fish_cortex_using_subcommand deploy" -s o -l output -d 'output format' -r -f -a "pretty\t''
+json\t''
+yaml\t''"
+complete -c cortex -n "__fish_cortex_using_subcommand deploy" -s f -l force -d 'override the in-progress api update'
+complete -c cortex -n "__fish_cortex_using_subcommand deploy" -s y -l yes -d 'skip prompts'
+complete -c cortex -n "__fish_cortex_using_subcommand deploy" -s h -l help -d 'Print help'
+complete -c cortex -n "__fish_cortex_using_subcommand deploy" -s V -l version -d 'Print version'
+complete -c cortex -n "__fish_cortex_using_subcommand get" -s e -l env -d 'environment to use (default: the configured default, usually "local")' -r
+complete -c cortex -n "__fish_cortex_using_subcommand get" -s o -l output -d 'output format' -r -f -a "pretty\t''
+json\t''
+yaml\t''"
+complete -c cortex -n "__fish_cortex_using_subcommand get" -s w -l watch -d 're-run the command every 2 seconds'
+complete -c cortex -n "__fish_cortex_using_subcommand get" -s h -l help -d 'Print help'
+complete -c cortex -n "__fish_cortex_using_subcommand get" -s V -l version -d 'Print version'
+complete -c cortex -n "__fish_cortex_using_subcommand logs" -s e -l env -d 'environment to use (default: the configured default, usually "local")' -r
+complete -c cortex -n "__fish_cortex_using_subcommand logs" -l tail -d 'only the last N lines' -r
+complete -c cortex -n "__fish_cortex_using_subcommand logs" -s f -l follow -d 'keep streaming new lines'
+complete -c cortex -n "__fish_cortex_using_subcommand logs" -s h -l help -d 'Print help'
+complete -c cortex -n "__fish_cortex_using_subcommand logs" -s V -l version -d 'Print version'
+complete -c cortex -n "__fish_cortex_using_subcommand delete" -s e -l env -d 'environment to use (default: the configured default, usually "local")' -r
+complete -c cortex -n "__fish_cortex_using_subcommand delete" -s o -l output -d 'output format' -r -f -a "pretty\t''
+json\t''
+yaml\t''"
+complete -c cortex -n "__fish_cortex_using_subcommand delete" -s f -l force -d 'delete the api without confirmation'
+complete -c cortex -n "__fish_cortex_using_subcommand delete" -s y -l yes -d 'skip prompts'
+complete -c cortex -n "__fish_cortex_using_subcommand delete" -s h -l help -d 'Print help'
+complete -c cortex -n "__fish_cortex_using_subcommand delete" -s V -l version -d 'Print version'
+complete -c cortex -n "__fish_cortex_using_subcommand env; and not __fish_seen_subcommand_from configure list default delete token help" -s h -l help -d 'Print help'
+complete -c cortex -n "__fish_cortex_using_subcommand env; and not __fish_seen_subcommand_from configure list default delete token help" -s V -l version -d 'Print version'
+complete -c cortex -n "__fish_cortex_using_subcommand env; and not __fish_seen_subcommand_from configure list default delete token help" -f -a "configure" -d 'add or update an environment (a remote cortex server)'
+complete -c cortex -n "__fish_cortex_using_subcommand env; and not __fish_seen_subcommand_from configure list default delete token help" -f -a "list" -d 'list the configured environments'
+complete -c cortex -n "__fish_cortex_using_subcommand env; and not __fish_seen_subcommand_from configure list default delete token help" -f -a "default" -d 'set (or print) the default environment'
+complete -c cortex -n "__fish_cortex_using_subcommand env; and not __fish_seen_subcommand_from configure list default delete token help" -f -a "delete" -d 'delete an environment\'s configuration'
+complete -c cortex -n "__fish_cortex_using_subcommand env; and not __fish_seen_subcommand_from configure list default delete token help" -f -a "token" -d 'print an environment\'s token (for scripts and curl)'
+complete -c cortex -n "__fish_cortex_using_subcommand env; and not __fish_seen_subcommand_from configure list default delete token help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
+complete -c cortex -n "__fish_cortex_using_subcommand env; and __fish_seen_subcommand_from configure" -l endpoint -d 'the server\'s base url, e.g. https://cortex.example.com' -r
+complete -c cortex -n "__fish_cortex_using_subcommand env; and __fish_seen_subcommand_from configure" -l token -d 'the token to authenticate with' -r
+complete -c cortex -n "__fish_cortex_using_subcommand env; and __fish_seen_subcommand_from configure" -s h -l help -d 'Print help'
+complete -c cortex -n "__fish_cortex_using_subcommand env; and __fish_seen_subcommand_from configure" -s V -l version -d 'Print version'
+complete -c cortex -n "__fish_cortex_using_subcommand env; and __fish_seen_subcommand_from list" -s o -l output -d 'output format' -r -f -a "pretty\t''
+json\t''
+yaml\t''"
+complete -c cortex -n "__fish_cortex_using_subcommand env; and __fish_seen_subcommand_from list" -s h -l help -d 'Print help'
+complete -c cortex -n "__fish_cortex_using_subcommand env; and __fish_seen_subcommand_from list" -s V -l version -d 'Print version'
+complete -c cortex -n "__fish_cortex_using_subcommand env; and __fish_seen_subcommand_from default" -s h -l help -d 'Print help'
+complete -c cortex -n "__fish_cortex_using_subcommand env; and __fish_seen_subcommand_from default" -s V -l version -d 'Print version'
+complete -c cortex -n "__fish_cortex_using_subcommand env; and __fish_seen_subcommand_from delete" -s h -l help -d 'Print help'
+complete -c cortex -n "__fish_cortex_using_subcommand env; and __fish_seen_subcommand_from delete" -s V -l version -d 'Print version'
+complete -c cortex -n "__fish_cortex_using_subcommand env; and __fish_seen_subcommand_from token" -s h -l help -d 'Print help'
+complete -c cortex -n "__fish_cortex_using_subcommand env; and __fish_seen_subcommand_from token" -s V -l version -d 'Print version'
+complete -c cortex -n "__fish_cortex_using_subcommand env; and __fish_seen_subcommand_from help" -f -a "configure" -d 'add or update an environment (a remote cortex server)'
+complete -c cortex -n "__fish_cortex_using_subcommand env; and __fish_seen_subcommand_from help" -f -a "list" -d 'list the configured environments'
+complete -c cortex -n "__fish_cortex_using_subcommand env; and __fish_seen_subcommand_from help" -f -a "default" -d 'set (or print) the default environment'
+complete -c cortex -n "__fish_cortex_using_subcommand env; and __fish_seen_subcommand_from help" -f -a "delete" -d 'delete an environment\'s configuration'
+complete -c cortex -n "__fish_cortex_using_subcommand env; and __fish_seen_subcommand_from help" -f -a "token" -d 'print an environment\'s token (for scripts and curl)'
+complete -c cortex -n "__fish_cortex_using_subcommand env; and __fish_seen_subcommand_from help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
+complete -c cortex -n "__fish_cortex_using_subcommand server; and not __fish_seen_subcommand_from status stop help" -l listen -d 'address to listen on' -r
+complete -c cortex -n "__fish_cortex_using_subcommand server; and not __fish_seen_subcommand_from status stop help" -l data-dir -d 'where the server keeps its database, bundles and logs (default: <config dir>/server)' -r -F
+complete -c cortex -n "__fish_cortex_using_subcommand server; and not __fish_seen_subcommand_from status stop help" -l port-fallback -d 'if the port is taken, listen on a free one instead'
+complete -c cortex -n "__fish_cortex_using_subcommand server; and not __fish_seen_subcommand_from status stop help" -s h -l help -d 'Print help'
+complete -c cortex -n "__fish_cortex_using_subcommand server; and not __fish_seen_subcommand_from status stop help" -s V -l version -d 'Print version'
+complete -c cortex -n "__fish_cortex_using_subcommand server; and not __fish_seen_subcommand_from status stop help" -f -a "status" -d 'show whether the local server is running'
+complete -c cortex -n "__fish_cortex_using_subcommand server; and not __fish_seen_subcommand_from status stop help" -f -a "stop" -d 'stop the local server'
+complete -c cortex -n "__fish_cortex_using_subcommand server; and not __fish_seen_subcommand_from status stop help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
+complete -c cortex -n "__fish_cortex_using_subcommand server; and __fish_seen_subcommand_from status" -s h -l help -d 'Print help'
+complete -c cortex -n "__fish_cortex_using_subcommand server; and __fish_seen_subcommand_from status" -s V -l version -d 'Print version'
+complete -c cortex -n "__fish_cortex_using_subcommand server; and __fish_seen_subcommand_from stop" -s h -l help -d 'Print help'
+complete -c cortex -n "__fish_cortex_using_subcommand server; and __fish_seen_subcommand_from stop" -s V -l version -d 'Print version'
+complete -c cortex -n "__fish_cortex_using_subcommand server; and __fish_seen_subcommand_from help" -f -a "status" -d 'show whether the local server is running'
+complete -c cortex -n "__fish_cortex_using_subcommand server; and __fish_seen_subcommand_from help" -f -a "stop" -d 'stop the local server'
+complete -c cortex -n "__fish_cortex_using_subcommand server; and __fish_seen_subcommand_from help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
+complete -c cortex -n "__fish_cortex_using_subcommand completion" -s h -l help -d 'Print help'
+complete -c cortex -n "__fish_cortex_using_subcommand completion" -s V -l version -d 'Print version'
+complete -c cortex -n "__fish_cortex_using_subcommand version" -s e -l env -d 'environment to use (default: the configured default, usually "local")' -r
+complete -c cortex -n "__fish_cortex_using_subcommand version" -s h -l help -d 'Print help'
+complete -c cortex -n "__fish_cortex_using_subcommand version" -s V -l version -d 'Print version'
+complete -c cortex -n "__fish_cortex_using_subcommand help; and not __fish_seen_subcommand_from deploy get logs delete env server completion version help" -f -a "deploy" -d 'create or update apis from a cortex.yaml'
+complete -c cortex -n "__fish_cortex_using_subcommand help; and not __fish_seen_subcommand_from deploy get logs delete env server completion version help" -f -a "get" -d 'get information about apis or jobs'
+complete -c cortex -n "__fish_cortex_using_subcommand help; and not __fish_seen_subcommand_from deploy get logs delete env server completion version help" -f -a "logs" -d 'stream logs from an api'
+complete -c cortex -n "__fish_cortex_using_subcommand help; and not __fish_seen_subcommand_from deploy get logs delete env server completion version help" -f -a "delete" -d 'delete an api or stop a job'
+complete -c cortex -n "__fish_cortex_using_subcommand help; and not __fish_seen_subcommand_from deploy get logs delete env server completion version help" -f -a "env" -d 'manage cli environments (which cortex server to talk to)'
+complete -c cortex -n "__fish_cortex_using_subcommand help; and not __fish_seen_subcommand_from deploy get logs delete env server completion version help" -f -a "server" -d 'run the cortex server in the foreground, or manage the local one'
+complete -c cortex -n "__fish_cortex_using_subcommand help; and not __fish_seen_subcommand_from deploy get logs delete env server completion version help" -f -a "completion" -d 'generate shell completion scripts'
+complete -c cortex -n "__fish_cortex_using_subcommand help; and not __fish_seen_subcommand_from deploy get logs delete env server completion version help" -f -a "version" -d 'print the cli and server versions'
+complete -c cortex -n "__fish_cortex_using_subcommand help; and not __fish_seen_subcommand_from deploy get logs delete env server completion version help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
+complete -c cortex -n "__fish_cortex_using_subcommand help; and __fish_seen_subcommand_from env" -f -a "configure" -d 'add or update an environment (a remote cortex server)'
+complete -c cortex -n "__fish_cortex_using_subcommand help; and __fish_seen_subcommand_from env" -f -a "list" -d 'list the configured environments'
+complete -c cortex -n "__fish_cortex_using_subcommand help; and __fish_seen_subcommand_from env" -f -a "default" -d 'set (or print) the default environment'
+complete -c cortex -n "__fish_cortex_using_subcommand help; and __fish_seen_subcommand_from env" -f -a "delete" -d 'delete an environment\'s configuration'
+complete -c cortex -n "__fish_cortex_using_subcommand help; and __fish_seen_subcommand_from env" -f -a "token" -d 'print an environment\'s token (for scripts and curl)'
+complete -c cortex -n "__fish_cortex_using_subcommand help; and __fish_seen_subcommand_from server" -f -a "status" -d 'show whether the local server is running'
+complete -c cortex -n "__fish_cortex_using_subcommand help; and __fish_seen_subcommand_from server" -f -a "stop" -d 'stop the local server'

@@ -1,0 +1,290 @@
+//! Whole-file tests of `parse_str`: cortex v0.2x examples, JSON round trips, robustness.
+
+use super::*;
+
+/// The iris example of cortex v0.22's docs, unchanged.
+const IRIS_0_22: &str = "\
+# cortex.yaml
+- name: iris-classifier
+  kind: RealtimeAPI
+  predictor:
+    type: python
+    path: predictor.py
+    config:
+      bucket: cortex-examples
+      key: sklearn/iris-classifier/model.pkl
+  monitoring:
+    model_type: classification
+  compute:
+    cpu: 0.2
+    mem: 200M
+";
+
+/// Every section set explicitly.
+const EXPLICIT: &str = "\
+- name: text-generator
+  kind: RealtimeAPI
+  predictor:
+    type: python
+    path: src/predictor.py
+    python_path: src
+    image: cortexlabs/python-predictor-cpu:0.22.0
+    processes_per_replica: 2
+    threads_per_process: 4
+    env:
+      MODEL: gpt2
+      WORKERS: 2
+    config:
+      num_words: 50
+      device: cpu
+  compute:
+    cpu: 1
+    gpu: 0
+    inf: 0
+    mem: 2Gi
+  autoscaling:
+    min_replicas: 2
+    max_replicas: 10
+    init_replicas: 3
+    target_replica_concurrency: 6
+    max_replica_concurrency: 64
+    window: 1m
+    downscale_stabilization_period: 10m
+    upscale_stabilization_period: 30s
+    max_downscale_factor: 0.5
+    max_upscale_factor: 2
+    downscale_tolerance: 0.1
+    upscale_tolerance: 0.1
+  update_strategy:
+    max_surge: 1
+    max_unavailable: 0%
+  networking:
+    endpoint: v1/generate
+    api_gateway: public
+    local_port: 8890
+  monitoring:
+    model_type: regression
+    key: score
+
+- name: image-classifier
+  kind: BatchAPI
+  predictor:
+    type: command
+    command: python batch.py --threads 2
+  networking:
+    endpoint: /classify
+  compute:
+    cpu: 500m
+    mem: 1G
+";
+
+fn parse(text: &str) -> Result<Vec<ApiSpec>, SpecError> {
+    parse_str(text, "cortex.yaml")
+}
+
+#[test]
+fn cortex_0_22_iris_example_parses_unchanged() {
+    let apis = parse(IRIS_0_22).unwrap();
+    assert_eq!(apis.len(), 1);
+    let api = &apis[0];
+    assert_eq!(api.name, "iris-classifier");
+    assert_eq!(api.kind, ApiKind::RealtimeAPI);
+    assert_eq!(api.predictor.kind, PredictorType::Python);
+    assert_eq!(api.predictor.path.as_deref(), Some("predictor.py"));
+    assert_eq!(
+        serde_json::Value::Object(api.predictor.config.clone()),
+        serde_json::json!({"bucket": "cortex-examples", "key": "sklearn/iris-classifier/model.pkl"})
+    );
+    assert_eq!(
+        api.monitoring,
+        Some(Monitoring {
+            model_type: Some(ModelType::Classification),
+            key: None
+        })
+    );
+    assert_eq!(api.compute.cpu, Some(Cpu(200)));
+    assert_eq!(api.compute.mem.as_ref().map(|m| m.bytes), Some(200_000_000));
+    assert_eq!(api.compute.gpu, 0);
+    assert_eq!(api.networking.endpoint, "/iris-classifier");
+    assert_eq!(api.autoscaling, Some(Autoscaling::with_target(1.0)));
+    assert_eq!(api.update_strategy, Some(UpdateStrategy::default()));
+}
+
+#[test]
+fn explicit_sections_are_kept() {
+    let apis = parse(EXPLICIT).unwrap();
+    assert_eq!(apis.len(), 2);
+    let rt = &apis[0];
+    assert_eq!(rt.predictor.python_path.as_deref(), Some("src"));
+    assert_eq!(
+        (
+            rt.predictor.processes_per_replica,
+            rt.predictor.threads_per_process
+        ),
+        (2, 4)
+    );
+    assert_eq!(rt.predictor.env["WORKERS"], "2");
+    assert_eq!(rt.compute.cpu, Some(Cpu(1000)));
+    assert_eq!(rt.compute.mem.as_ref().map(|m| m.bytes), Some(2 << 30));
+    let a = rt.autoscaling.as_ref().unwrap();
+    assert_eq!(
+        (a.min_replicas, a.max_replicas, a.init_replicas),
+        (2, 10, 3)
+    );
+    assert_eq!(a.target_replica_concurrency, 6.0);
+    assert_eq!(a.max_replica_concurrency, 64);
+    assert_eq!(a.window, Duration(60));
+    assert_eq!(a.downscale_stabilization_period, Duration(600));
+    assert_eq!(a.upscale_stabilization_period, Duration(30));
+    assert_eq!(
+        rt.update_strategy,
+        Some(UpdateStrategy {
+            max_surge: Surge::Count(1),
+            max_unavailable: Surge::Percent(0)
+        })
+    );
+    assert_eq!(rt.networking.endpoint, "/v1/generate");
+
+    let batch = &apis[1];
+    assert_eq!(batch.kind, ApiKind::BatchAPI);
+    assert_eq!(
+        batch.predictor.command.as_deref(),
+        Some(&["python", "batch.py", "--threads", "2"].map(String::from)[..])
+    );
+    assert_eq!(batch.autoscaling, None);
+    assert_eq!(batch.update_strategy, None);
+    assert_eq!(batch.compute.cpu, Some(Cpu(500)));
+    assert_eq!(batch.networking.endpoint, "/classify");
+}
+
+#[test]
+fn specs_round_trip_through_json() {
+    for text in [IRIS_0_22, EXPLICIT] {
+        for spec in parse(text).unwrap() {
+            let json = serde_json::to_string(&spec).unwrap();
+            let back: ApiSpec = serde_json::from_str(&json).unwrap();
+            assert_eq!(back, spec, "{json}");
+        }
+    }
+}
+
+#[test]
+fn json_uses_the_yaml_names_and_canonical_quantities() {
+    let spec = &parse(EXPLICIT).unwrap()[0];
+    let json = serde_json::to_value(spec).unwrap();
+    assert_eq!(json["kind"], "RealtimeAPI");
+    assert_eq!(json["predictor"]["type"], "python");
+    assert_eq!(json["compute"]["cpu"], "1");
+    assert_eq!(json["compute"]["mem"], "2Gi");
+    assert_eq!(json["autoscaling"]["window"], "1m");
+    assert_eq!(json["autoscaling"]["downscale_stabilization_period"], "10m");
+    assert_eq!(json["autoscaling"]["upscale_stabilization_period"], "30s");
+    assert_eq!(json["update_strategy"]["max_surge"], 1);
+    assert_eq!(json["update_strategy"]["max_unavailable"], "0%");
+    assert_eq!(json["networking"]["endpoint"], "/v1/generate");
+    let batch = serde_json::to_value(&parse(EXPLICIT).unwrap()[1]).unwrap();
+    assert!(batch.get("autoscaling").is_none());
+    assert!(batch.get("update_strategy").is_none());
+}
+
+#[test]
+fn errors_carry_file_line_column_and_field() {
+    let text = IRIS_0_22.replace("    type: python", "    typ: python");
+    let err = parse(&text).unwrap_err();
+    assert_eq!(err.file, "cortex.yaml");
+    assert_eq!((err.line, err.column), (5, 5));
+    assert_eq!(err.field, "predictor.typ");
+    assert_eq!(
+        err.to_string(),
+        "cortex.yaml:5:5: api \"iris-classifier\": predictor.typ: unknown key; did you mean \
+         \"type\"?"
+    );
+}
+
+#[test]
+fn anchors_share_sections_between_apis() {
+    let text = "\
+- name: a
+  kind: RealtimeAPI
+  predictor: &predictor
+    type: python
+    path: p.py
+  compute: &compute {cpu: 1, mem: 1Gi}
+- name: b
+  kind: RealtimeAPI
+  predictor:
+    <<: *predictor
+    processes_per_replica: 2
+  compute: *compute
+";
+    let apis = parse(text).unwrap();
+    assert_eq!(apis[1].predictor.path.as_deref(), Some("p.py"));
+    assert_eq!(apis[1].predictor.processes_per_replica, 2);
+    assert_eq!(apis[1].compute, apis[0].compute);
+}
+
+#[test]
+fn parse_file_reads_and_names_the_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("cortex.yaml");
+    std::fs::write(&path, IRIS_0_22).unwrap();
+    assert_eq!(parse_file(&path).unwrap().len(), 1);
+    std::fs::write(&path, "- name: Bad\n").unwrap();
+    let err = parse_file(&path).unwrap_err();
+    assert_eq!(err.file, path.display().to_string());
+    assert_eq!((err.line, err.column), (1, 9));
+    let err = parse_file(&dir.path().join("missing.yaml")).unwrap_err();
+    assert_eq!((err.line, err.column), (0, 0));
+    assert!(err.message.starts_with("cannot read the file: "));
+}
+
+/// Truncations, deletions and insertions of odd characters at every position of real configs:
+/// each must give specs or an error, never a panic, and errors must point inside the text.
+#[test]
+fn mangled_configs_never_panic() {
+    let odd = [
+        ":", "-", "[", "{", "\"", "'", "&a", "*a", "!!int ", "<<: ", "\t", "\n", "  ", "|",
+    ];
+    for text in [IRIS_0_22, EXPLICIT] {
+        let boundaries: Vec<usize> = text.char_indices().map(|(i, _)| i).collect();
+        for &i in &boundaries {
+            let mut variants = vec![text[..i].to_string()];
+            let next = text[i..].chars().next().map_or(i, |c| i + c.len_utf8());
+            variants.push(format!("{}{}", &text[..i], &text[next..]));
+            for o in odd {
+                variants.push(format!("{}{o}{}", &text[..i], &text[i..]));
+            }
+            for variant in variants {
+                if let Err(err) = parse(&variant) {
+                    let lines = variant.lines().count().max(1) + 1;
+                    assert!(
+                        err.line >= 1 && err.line <= lines && err.column >= 1,
+                        "{err:?} for {variant:?}"
+                    );
+                    assert!(!err.message.is_empty());
+                }
+            }
+        }
+    }
+}
+
+#[test]
+fn hostile_input_is_refused_without_panicking() {
+    let cases = [
+        "[".repeat(100_000),
+        "- ".repeat(10_000),
+        "{a: ".repeat(10_000),
+        "\u{feff}- name: a".to_string(),
+        "\0".to_string(),
+        "- name: \u{1F600}\n".to_string(),
+        "- *unknown".to_string(),
+        "- &a [*a]".to_string(),
+        "---\n---\n".to_string(),
+        "%YAML 1.2\n---\n- 1\n".to_string(),
+        "- !!binary aGVsbG8=\n".to_string(),
+        "- ? [complex, key]\n  : value\n".to_string(),
+    ];
+    for text in cases {
+        let _ = parse(&text);
+    }
+}
