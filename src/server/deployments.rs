@@ -13,7 +13,7 @@ use crate::api::{ApiStatus, ReplicaInfo, ReplicaPhase};
 use crate::engine::{Engine, Replica, ReplicaPlan};
 use crate::runtime;
 use crate::spec::{ApiSpec, PredictorType};
-use crate::store::{models, users, DeployStatus, ModelRow, Store, StoreError};
+use crate::store::{models, replicas, users, DeployStatus, ModelRow, Store, StoreError};
 
 use super::metrics::Metrics;
 
@@ -170,6 +170,15 @@ impl Deployments {
             &row.spec_hash[..8.min(row.spec_hash.len())]
         );
         let log_path = self.log_dir(&spec.name).join(format!("{replica_id}.log"));
+        let (rid, mid, hash, log) = (
+            replica_id.clone(),
+            row.id.clone(),
+            row.spec_hash.clone(),
+            log_path.display().to_string(),
+        );
+        self.store
+            .call(move |conn| replicas::record(conn, &rid, &mid, &hash, &log))
+            .await?;
         let plan = self.plan(&spec, project_dir, replica_id, log_path.clone(), job_token);
         let current = self.engine.launch(plan);
 

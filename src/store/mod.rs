@@ -7,6 +7,7 @@ pub mod bundles;
 pub mod job_logs;
 mod migrations;
 pub mod models;
+pub mod replicas;
 pub mod users;
 
 pub use bundles::BundleStore;

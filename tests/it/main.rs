@@ -3,6 +3,7 @@
 mod harness;
 
 mod auth;
+mod bad_input;
 mod cli_misc;
 mod config_errors;
 mod gateway;

@@ -21,6 +21,7 @@ use crate::server::error::ApiError;
 use crate::server::state::AppState;
 use crate::spec::{self, ApiSpec, PredictorType};
 use crate::store::models::{self, Saved};
+use crate::store::replicas;
 use crate::store::{job_logs, JobLogLevel, ModelRow};
 
 /// The hash that decides "up to date": the API's validated spec and the project bundle.
@@ -210,11 +211,23 @@ pub async fn logs(
     Path(name): Path<String>,
     Query(query): Query<LogsQuery>,
 ) -> Result<Response, ApiError> {
-    find(&state, &name).await?;
-    let runtime = state.deployments.get(&name).ok_or_else(|| {
-        ApiError::NotFound(format!("{name} has no running replicas, so it has no logs"))
-    })?;
-    let path = runtime.log_path.clone();
+    let row = find(&state, &name).await?;
+    let runtime = state.deployments.get(&name);
+    let path = match &runtime {
+        Some(rt) => rt.log_path.clone(),
+        None => {
+            let id = row.id.clone();
+            let logged = state
+                .store
+                .call(move |c| replicas::latest_log(c, &id))
+                .await?;
+            logged.map(std::path::PathBuf::from).ok_or_else(|| {
+                ApiError::NotFound(format!(
+                    "{name} has not started a replica yet, so it has no logs"
+                ))
+            })?
+        }
+    };
     let tail = query.tail;
     let initial = tokio::task::spawn_blocking({
         let path = path.clone();
@@ -224,9 +237,9 @@ pub async fn logs(
     .map_err(|e| ApiError::Internal(e.to_string()))?;
     let (text, offset) = initial;
     let headers = [(header::CONTENT_TYPE, "text/plain; charset=utf-8")];
-    if !query.follow {
+    let Some(runtime) = runtime.filter(|_| query.follow) else {
         return Ok((headers, text).into_response());
-    }
+    };
     let deployments = state.deployments.clone();
     let stream = futures_util::stream::unfold(
         (Some(text), offset, path, deployments, name, runtime),
