@@ -102,13 +102,14 @@ async fn supervise(
                 "cortex: starting replica {} of {} on port {port} (start #{attempt})",
                 plan.replica_id, plan.api
             ),
-        );
+        )
+        .await;
         let child = match spawn(&plan, port) {
             Ok(c) => c,
             Err(e) => {
                 failures_in_a_row += 1;
                 let msg = format!("cannot start `{}`: {e}", plan.argv.join(" "));
-                append_log(&plan.log_path, &format!("cortex: error: {msg}"));
+                append_log(&plan.log_path, &format!("cortex: error: {msg}")).await;
                 shared.update(|s| {
                     s.phase = ReplicaPhase::Failed;
                     s.pid = None;
@@ -139,7 +140,8 @@ async fn supervise(
                         "cortex: replica {} exited with {code_text}",
                         plan.replica_id
                     ),
-                );
+                )
+                .await;
                 if was_ready {
                     failures_in_a_row = 0;
                 } else {
@@ -147,7 +149,12 @@ async fn supervise(
                 }
                 let init_failed = code == Some(EXIT_INIT_FAILED);
                 let failed = init_failed || failures_in_a_row >= CRASH_LOOP_AFTER;
-                let error = describe_exit(&plan.log_path, &code_text);
+                let error = {
+                    let (path, text) = (plan.log_path.clone(), code_text.clone());
+                    tokio::task::spawn_blocking(move || describe_exit(&path, &text))
+                        .await
+                        .unwrap_or_else(|_| format!("the replica exited with {code_text}"))
+                };
                 shared.update(|s| {
                     s.restarts += 1;
                     s.pid = None;
@@ -310,13 +317,18 @@ fn free_port() -> std::io::Result<u16> {
     Ok(TcpListener::bind(("127.0.0.1", 0))?.local_addr()?.port())
 }
 
-fn append_log(path: &Path, line: &str) {
-    if let Some(dir) = path.parent() {
-        let _ = std::fs::create_dir_all(dir);
-    }
-    if let Ok(mut f) = OpenOptions::new().create(true).append(true).open(path) {
-        let _ = writeln!(f, "{line}");
-    }
+/// Appends one of the engine's own lines to a replica's log (on a blocking thread).
+async fn append_log(path: &Path, line: &str) {
+    let (path, line) = (path.to_path_buf(), line.to_string());
+    let _ = tokio::task::spawn_blocking(move || {
+        if let Some(dir) = path.parent() {
+            let _ = std::fs::create_dir_all(dir);
+        }
+        if let Ok(mut f) = OpenOptions::new().create(true).append(true).open(&path) {
+            let _ = writeln!(f, "{line}");
+        }
+    })
+    .await;
 }
 
 /// The error shown for an exit: the worker's own `cortex: error:` line when it wrote one, then

@@ -179,7 +179,21 @@ impl Deployments {
         self.store
             .call(move |conn| replicas::record(conn, &rid, &mid, &hash, &log))
             .await?;
-        let plan = self.plan(&spec, project_dir, replica_id, log_path.clone(), job_token);
+        let dotenv = {
+            let path = project_dir.join(".env");
+            tokio::task::spawn_blocking(move || std::fs::read_to_string(path).ok())
+                .await
+                .ok()
+                .flatten()
+        };
+        let plan = self.plan(
+            &spec,
+            project_dir,
+            dotenv.as_deref(),
+            replica_id,
+            log_path.clone(),
+            job_token,
+        );
         let current = self.engine.launch(plan);
 
         let old = self.get(&spec.name);
@@ -260,13 +274,14 @@ impl Deployments {
         &self,
         spec: &ApiSpec,
         project_dir: &Path,
+        dotenv: Option<&str>,
         replica_id: String,
         log_path: PathBuf,
         job_token: String,
     ) -> ReplicaPlan {
         let mut env: Vec<(String, String)> = Vec::new();
-        if let Ok(text) = std::fs::read_to_string(project_dir.join(".env")) {
-            env.extend(runtime::dotenv::parse(&text));
+        if let Some(text) = dotenv {
+            env.extend(runtime::dotenv::parse(text));
         }
         env.extend(
             spec.predictor
@@ -287,6 +302,10 @@ impl Deployments {
             (
                 "CORTEX_THREADS_PER_PROCESS".to_string(),
                 spec.predictor.threads_per_process.to_string(),
+            ),
+            (
+                "CORTEX_PROCESSES_PER_REPLICA".to_string(),
+                spec.predictor.processes_per_replica.to_string(),
             ),
         ]);
         let mut python_path = vec![project.clone()];

@@ -73,7 +73,10 @@ pub async fn run(config: ServerConfig) -> anyhow::Result<()> {
         deployments: deployments.clone(),
         loopback_only: addr.ip().is_loopback(),
         http,
+        changes: Arc::new(tokio::sync::Mutex::new(())),
+        shutdown: tokio_util::sync::CancellationToken::new(),
     };
+    let shutdown = state.shutdown.clone();
     restore(&store, &bundles, &deployments).await;
 
     let runtime_file = data_dir.join(RuntimeFile::NAME);
@@ -88,7 +91,10 @@ pub async fn run(config: ServerConfig) -> anyhow::Result<()> {
 
     let app = routes::router(state);
     let served = axum::serve(listener, app)
-        .with_graceful_shutdown(shutdown_signal())
+        .with_graceful_shutdown(async move {
+            shutdown_signal().await;
+            shutdown.cancel();
+        })
         .await;
     deployments.shutdown().await;
     // Only remove the runtime file if it is still ours.

@@ -14,4 +14,8 @@ pub struct AppState {
     pub loopback_only: bool,
     /// Shared client for the gateway: pooled keep-alive connections to replicas.
     pub http: reqwest::Client,
+    /// Held while deploying or deleting, so changes to APIs happen one at a time.
+    pub changes: Arc<tokio::sync::Mutex<()>>,
+    /// Cancelled when the server shuts down; long-lived streams (`logs -f`) end on it.
+    pub shutdown: tokio_util::sync::CancellationToken,
 }

@@ -1,8 +1,8 @@
 //! One entry of `cortex.yaml` → [`ApiSpec`]: `name`, `kind`, and each section in turn.
 //!
-//! Checks run in a fixed order and the first problem is returned: unknown keys of the API,
-//! `name`, `kind`, `predictor`, `compute`, `autoscaling`, `update_strategy`, `networking`,
-//! `monitoring`.
+//! Checks run in a fixed order and the first problem is returned: a wrong `kind` value, unknown
+//! keys of the API, `name`, a missing `kind`, then `predictor`, `compute`, `autoscaling`,
+//! `update_strategy`, `networking` and `monitoring`.
 
 use super::autoscaling::autoscaling;
 use super::compute::compute;

@@ -75,7 +75,7 @@ pub(crate) fn autoscaling(api: &Section, default_target: f64) -> Result<Autoscal
     }
 
     let window = duration(&sec, "window", d.window)?;
-    if window.0 < TICK_SECONDS || window.0 % TICK_SECONDS != 0 {
+    if window.0 < TICK_SECONDS || !window.0.is_multiple_of(TICK_SECONDS) {
         return Err(sec.problem(
             "window",
             format!("must be a multiple of 10s (at least 10s), e.g. 60s; got {window}"),

@@ -4,7 +4,7 @@
 //! name the file, line, column and field, and suggest the nearest valid key.
 //!
 //! How it reads a file (one module per step):
-//! - `load`: YAML text → a [`node`] tree where every key and value knows its line and column
+//! - `load`: YAML text → a `node` tree where every key and value knows its line and column
 //!   (yaml-rust2's event parser; anchors, aliases and merge keys expanded, size limits applied);
 //! - `document`: the file is a non-empty list of APIs with unique names and endpoints;
 //! - `api`: one entry → [`ApiSpec`] (`name`, `kind`), then one module per section: `predictor`,

@@ -73,7 +73,7 @@ impl FromStr for Cpu {
             let Some((digits, scale)) = decimal(millis) else {
                 return expected();
             };
-            if scale > 0 && digits % 10u128.pow(scale) != 0 {
+            if scale > 0 && !digits.is_multiple_of(10u128.pow(scale)) {
                 return err(format!(
                     "cannot be finer than 1m (a thousandth of a cpu), got \"{text}\""
                 ));
@@ -87,7 +87,7 @@ impl FromStr for Cpu {
         // cores × 1000 = digits × 1000 / 10^scale
         let scaled = digits * 1000;
         let divisor = 10u128.pow(scale);
-        if scaled % divisor != 0 {
+        if !scaled.is_multiple_of(divisor) {
             return err(format!(
                 "cannot be finer than 0.001 (1m, a thousandth of a cpu), got \"{text}\""
             ));
@@ -100,7 +100,7 @@ impl FromStr for Cpu {
 
 impl fmt::Display for Cpu {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        if self.0 % 1000 == 0 {
+        if self.0.is_multiple_of(1000) {
             write!(f, "{}", self.0 / 1000)
         } else {
             write!(f, "{}m", self.0)

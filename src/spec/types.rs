@@ -1,7 +1,9 @@
 //! Validated API specs: what `cortex.yaml` means once defaults are filled in.
 //!
 //! Everything downstream of `spec::parse*` uses these types and never re-checks input. They
-//! serialise to JSON for storage and for `cortex get X -o json`, using the YAML key names.
+//! serialise to JSON for storage and for `cortex get X -o json`, using the YAML key names, and
+//! read back unchanged. Quantities serialise as canonical text (`"200m"`, `"1Gi"` as written,
+//! `"1m30s"`, `"25%"` or a count); see [`Cpu`], [`Mem`], [`Duration`] and [`Surge`].
 
 use std::collections::BTreeMap;
 

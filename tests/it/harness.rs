@@ -127,24 +127,26 @@ impl Server {
         self.url = url;
     }
 
-    /// Stops the server with SIGTERM and waits for it to exit.
-    pub fn stop(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            unsafe {
-                libc::kill(child.id() as i32, libc::SIGTERM);
+    /// Stops the server with SIGTERM and waits for it to exit; true when it exited cleanly
+    /// (status 0) before the deadline, false when it had to be killed or failed.
+    pub fn stop(&mut self) -> bool {
+        let Some(mut child) = self.child.take() else {
+            return true;
+        };
+        unsafe {
+            libc::kill(child.id() as i32, libc::SIGTERM);
+        }
+        let end = Instant::now() + DEADLINE;
+        loop {
+            if let Some(status) = child.try_wait().unwrap() {
+                return status.success();
             }
-            let end = Instant::now() + DEADLINE;
-            loop {
-                if child.try_wait().unwrap().is_some() {
-                    break;
-                }
-                if Instant::now() > end {
-                    let _ = child.kill();
-                    let _ = child.wait();
-                    break;
-                }
-                std::thread::sleep(Duration::from_millis(20));
+            if Instant::now() > end {
+                let _ = child.kill();
+                let _ = child.wait();
+                return false;
             }
+            std::thread::sleep(Duration::from_millis(20));
         }
     }
 
@@ -158,7 +160,7 @@ impl Server {
 
     /// Starts the server again on the same data directory (a new port).
     pub fn restart(&mut self) {
-        self.stop();
+        assert!(self.stop(), "the server did not stop cleanly");
         self.boot();
     }
 
@@ -219,7 +221,7 @@ impl Server {
 
 impl Drop for Server {
     fn drop(&mut self) {
-        self.stop();
+        let _ = self.stop();
     }
 }
 

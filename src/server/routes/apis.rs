@@ -39,6 +39,7 @@ pub async fn deploy(
     body: Bytes,
 ) -> Result<Json<Vec<DeployResult>>, ApiError> {
     let req: DeployRequest = parse_json(&body)?;
+    let _changing = state.changes.lock().await;
     let specs = spec::parse_str(&req.config, &req.config_file)
         .map_err(|e| ApiError::InvalidConfig(e.to_string()))?;
     let bundles = state.bundles.clone();
@@ -194,6 +195,7 @@ pub async fn delete(
     _user: AuthUser,
     Path(name): Path<String>,
 ) -> Result<Json<MessageResponse>, ApiError> {
+    let _changing = state.changes.lock().await;
     let row = find(&state, &name).await?;
     state.deployments.remove(&name).await;
     let id = row.id.clone();
@@ -240,42 +242,62 @@ pub async fn logs(
     let Some(runtime) = runtime.filter(|_| query.follow) else {
         return Ok((headers, text).into_response());
     };
-    let deployments = state.deployments.clone();
-    let stream = futures_util::stream::unfold(
-        (Some(text), offset, path, deployments, name, runtime),
-        |(first, offset, path, deployments, name, runtime)| async move {
-            if let Some(first) = first {
-                return Some((
-                    Ok::<_, std::io::Error>(Bytes::from(first)),
-                    (None, offset, path, deployments, name, runtime),
-                ));
-            }
-            let mut offset = offset;
-            loop {
-                // Stop when the API is deleted or replaced by a newer deploy.
-                let same = deployments
-                    .get(&name)
-                    .is_some_and(|rt| std::sync::Arc::ptr_eq(&rt, &runtime));
-                if !same {
-                    return None;
-                }
-                let p = path.clone();
-                let chunk = tokio::task::spawn_blocking(move || read_from(&p, offset))
-                    .await
-                    .ok()
-                    .flatten();
-                if let Some(chunk) = chunk.filter(|c| !c.is_empty()) {
-                    offset += chunk.len() as u64;
-                    return Some((
-                        Ok(Bytes::from(chunk)),
-                        (None, offset, path, deployments, name, runtime),
-                    ));
-                }
-                tokio::time::sleep(Duration::from_millis(200)).await;
-            }
-        },
-    );
+    let follow = Follow {
+        pending: Some(text),
+        offset,
+        path,
+        name,
+        runtime,
+        deployments: state.deployments.clone(),
+        shutdown: state.shutdown.clone(),
+    };
+    let stream = futures_util::stream::unfold(follow, |mut f| async move {
+        let chunk = f.next_chunk().await?;
+        Some((Ok::<_, std::io::Error>(chunk), f))
+    });
     Ok((headers, Body::from_stream(stream)).into_response())
+}
+
+/// A `logs -f` stream: the history, then new bytes as the replica writes them, until the API
+/// is deleted or redeployed or the server shuts down.
+struct Follow {
+    pending: Option<String>,
+    offset: u64,
+    path: std::path::PathBuf,
+    name: String,
+    runtime: std::sync::Arc<ApiRuntime>,
+    deployments: std::sync::Arc<crate::server::deployments::Deployments>,
+    shutdown: tokio_util::sync::CancellationToken,
+}
+
+impl Follow {
+    async fn next_chunk(&mut self) -> Option<Bytes> {
+        if let Some(first) = self.pending.take() {
+            return Some(Bytes::from(first));
+        }
+        loop {
+            let same = self
+                .deployments
+                .get(&self.name)
+                .is_some_and(|rt| std::sync::Arc::ptr_eq(&rt, &self.runtime));
+            if !same || self.shutdown.is_cancelled() {
+                return None;
+            }
+            let (path, offset) = (self.path.clone(), self.offset);
+            let chunk = tokio::task::spawn_blocking(move || read_from(&path, offset))
+                .await
+                .ok()
+                .flatten();
+            if let Some(chunk) = chunk.filter(|c| !c.is_empty()) {
+                self.offset += chunk.len() as u64;
+                return Some(Bytes::from(chunk));
+            }
+            tokio::select! {
+                _ = tokio::time::sleep(Duration::from_millis(200)) => {}
+                _ = self.shutdown.cancelled() => return None,
+            }
+        }
+    }
 }
 
 /// The whole log (or its last `tail` lines) and the file length it was read up to.
