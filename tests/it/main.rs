@@ -11,3 +11,4 @@ mod lifecycle;
 mod local_daemon;
 mod realtime;
 mod shim;
+mod spec_errors;

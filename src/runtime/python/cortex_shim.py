@@ -12,13 +12,27 @@ with the project directory as the working directory and these variables:
     CORTEX_PROJECT_DIR           absolute project directory (default: cwd)
     CORTEX_PREDICTOR_PATH        predictor file, relative to the project dir, required
     CORTEX_PREDICTOR_CONFIG      JSON object passed as `config` to __init__ (default {})
-    CORTEX_THREADS_PER_PROCESS   max concurrent `predict` calls, >= 1 (default 1)
+    CORTEX_THREADS_PER_PROCESS   max concurrent `predict` calls per process, >= 1 (default 1)
+    CORTEX_PROCESSES_PER_REPLICA worker processes serving the port, >= 1 (default 1)
     CORTEX_API_NAME              the API's name, for log lines (default "api")
 
 Exit status: 0 after SIGTERM/SIGINT, 2 if the environment above is invalid,
 3 if the predictor could not be imported or initialised (the first stderr line
 is then `cortex: error: failed to initialise the predictor: <Type>: <message>`),
-4 if the port could not be bound.
+4 if the port could not be bound, 5 (several processes only) if a worker process
+could not be started or died after the replica became ready.
+
+Processes: with CORTEX_PROCESSES_PER_REPLICA=1 the predictor runs in this
+process. With N > 1 this process binds the port (without listening yet) and
+forks N worker processes; each imports the predictor, constructs its own
+PythonPredictor and serves up to CORTEX_THREADS_PER_PROCESS concurrent
+predictions on the shared socket. The socket starts listening (so /healthz
+answers) only once every worker is initialised; if one fails, the others are
+killed and the shim exits 3 with that worker's error. This process then only
+supervises: SIGTERM/SIGINT are forwarded to the workers (SIGKILL after 10 s),
+and if a worker dies the others are stopped and the shim exits 5 (the server
+restarts the whole replica). Workers die with this process (PR_SET_PDEATHSIG on
+Linux; elsewhere they stop when their pipe to this process closes).
 
 HTTP (HTTP/1.1, keep-alive, Content-Length always sent):
     GET  /healthz      200 {"status": "ok"} (503 while shutting down)
@@ -32,9 +46,12 @@ import importlib.util
 import inspect
 import json
 import os
+import select
 import signal
+import socket
 import sys
 import threading
+import time
 import traceback
 import urllib.parse
 from concurrent.futures import ThreadPoolExecutor
@@ -43,6 +60,7 @@ EXIT_OK = 0
 EXIT_BAD_ENV = 2
 EXIT_INIT_FAILED = 3
 EXIT_BIND_FAILED = 4
+EXIT_WORKER_DIED = 5
 
 INIT_ARGS = ("config", "job_spec", "python_client")
 PREDICT_ARGS = ("payload", "query_params", "headers")
@@ -54,6 +72,13 @@ GET_MESSAGE = "make a prediction by sending a post request to this endpoint with
 # idle timeout of common client pools so that a pooled connection is not closed
 # under a client's feet
 KEEP_ALIVE_TIMEOUT = 900
+
+# several processes: how long the supervisor lets workers finish after SIGTERM
+# before it SIGKILLs them
+WORKER_STOP_GRACE = 10.0
+# several processes: a worker whose prediction slots are all taken waits up to
+# this long before accepting a new connection, so that an idle worker gets it
+ACCEPT_DEFER = 1.0
 
 _SHIM_FILE = os.path.abspath(__file__)
 _output_lock = threading.Lock()
@@ -212,6 +237,14 @@ def read_settings():
     if threads < 1:
         raise EnvError("CORTEX_THREADS_PER_PROCESS must be at least 1, got %d" % threads)
 
+    processes_text = env.get("CORTEX_PROCESSES_PER_REPLICA", "").strip() or "1"
+    try:
+        processes = int(processes_text)
+    except ValueError:
+        raise EnvError("CORTEX_PROCESSES_PER_REPLICA is not an integer: %r" % processes_text) from None
+    if processes < 1:
+        raise EnvError("CORTEX_PROCESSES_PER_REPLICA must be at least 1, got %d" % processes)
+
     api_name = env.get("CORTEX_API_NAME", "").strip() or "api"
     return {
         "port": port,
@@ -219,6 +252,7 @@ def read_settings():
         "predictor_path": predictor_path,
         "config": config,
         "threads": threads,
+        "processes": processes,
         "api_name": api_name,
     }
 
@@ -333,7 +367,9 @@ class Server(http.server.ThreadingHTTPServer):
     request_queue_size = 256
     allow_reuse_address = True
 
-    def __init__(self, address, settings, predictor):
+    def __init__(self, address, settings, predictor, sock=None):
+        """Binds and listens on `address`, or, with `sock` (a worker process),
+        serves on that already bound socket, which its supervisor makes listen."""
         self.settings = settings
         self.predictor = predictor
         self.semaphore = threading.BoundedSemaphore(settings["threads"])
@@ -345,7 +381,53 @@ class Server(http.server.ThreadingHTTPServer):
         self.shutting_down = threading.Event()
         self.in_flight = 0
         self.in_flight_cond = threading.Condition()
-        super().__init__(address, Handler)
+        # worker processes share the listening socket: a worker whose prediction
+        # slots are taken (predictions in flight plus connections accepted but
+        # whose first request has not been read yet) defers accepting, so that
+        # concurrent connections spread over the workers
+        self.gate_accept = sock is not None
+        self.pending = set()
+        if sock is None:
+            super().__init__(address, Handler)
+        else:
+            super().__init__(address, Handler, bind_and_activate=False)
+            self.socket.close()
+            self.socket = sock
+            self.server_address = sock.getsockname()
+            self.server_name, self.server_port = self.server_address[:2]
+
+    def get_request(self):
+        if not self.gate_accept:
+            return super().get_request()
+        deadline = time.monotonic() + ACCEPT_DEFER
+        with self.in_flight_cond:
+            while (
+                self.in_flight + len(self.pending) >= self.settings["threads"]
+                and not self.shutting_down.is_set()
+            ):
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    break
+                self.in_flight_cond.wait(remaining)
+        # the socket is non-blocking: another worker may have taken the
+        # connection (BlockingIOError, an OSError, makes the caller skip it)
+        conn, addr = self.socket.accept()
+        with self.in_flight_cond:
+            self.pending.add(conn)
+        return conn, addr
+
+    def release_pending(self, conn):
+        """Marks an accepted connection as no longer waiting for its first
+        request (call with in_flight_cond held)."""
+        if conn in self.pending:
+            self.pending.discard(conn)
+            self.in_flight_cond.notify_all()
+
+    def shutdown_request(self, request):
+        if self.gate_accept:
+            with self.in_flight_cond:
+                self.release_pending(request)
+        super().shutdown_request(request)
 
     def handle_error(self, request, client_address):
         exc = sys.exc_info()[1]
@@ -431,8 +513,15 @@ class Handler(http.server.BaseHTTPRequestHandler):
             raise BadRequest("incomplete request body")
         return data
 
+    def _release_pending(self):
+        server = self.server
+        if server.gate_accept:
+            with server.in_flight_cond:
+                server.release_pending(self.request)
+
     # -- routes
     def do_GET(self):
+        self._release_pending()
         path = urllib.parse.urlsplit(self.path).path
         if path == "/healthz":
             if self.server.shutting_down.is_set():
@@ -445,6 +534,7 @@ class Handler(http.server.BaseHTTPRequestHandler):
     do_HEAD = do_GET
 
     def _not_allowed(self):
+        self._release_pending()
         try:
             self._read_body()
         except BadRequest:
@@ -462,10 +552,13 @@ class Handler(http.server.BaseHTTPRequestHandler):
     def do_POST(self):
         server = self.server
         if server.shutting_down.is_set():
+            self._release_pending()
             self._send_json(503, {"error": "the api is shutting down"}, close=True)
             return
         with server.in_flight_cond:
             server.in_flight += 1
+            if server.gate_accept:
+                server.release_pending(self.request)
         try:
             self._predict()
         finally:
@@ -548,6 +641,50 @@ def _early_signal(signum, frame):
     raise SystemExit(EXIT_OK)
 
 
+def _init_failure_text(exc):
+    """The text reported when the predictor cannot be loaded: the
+    `cortex: error: ...` line, then the traceback (unless the shim found the
+    problem itself)."""
+    text = "cortex: error: failed to initialise the predictor: %s\n" % _describe(exc)
+    if not isinstance(exc, PredictorError):
+        text += _format_traceback(exc)
+    return text
+
+
+def _write_stderr(text):
+    with _output_lock:
+        try:
+            sys.stderr.write(text if text.endswith("\n") else text + "\n")
+            sys.stderr.flush()
+        except (OSError, ValueError):
+            pass
+
+
+def _install_stop(server):
+    """SIGTERM/SIGINT stop `server` gracefully; returns the stop function."""
+
+    def stop(signum=None, frame=None):
+        if not server.shutting_down.is_set():
+            server.shutting_down.set()
+            threading.Thread(target=server.shutdown, daemon=True).start()
+
+    signal.signal(signal.SIGTERM, stop)
+    signal.signal(signal.SIGINT, stop)
+    return stop
+
+
+def _serve(server):
+    """Serves until stopped, then lets in-flight predictions finish (bounded)."""
+    try:
+        server.serve_forever(poll_interval=0.2)
+    finally:
+        with server.in_flight_cond:
+            server.in_flight_cond.wait_for(lambda: server.in_flight == 0, timeout=10)
+        if server.post_pool is not None:
+            server.post_pool.shutdown(wait=False, cancel_futures=True)
+        server.server_close()
+
+
 def main():
     signal.signal(signal.SIGTERM, _early_signal)
     signal.signal(signal.SIGINT, _early_signal)
@@ -567,6 +704,9 @@ def main():
     if sys.path[:1] != [settings["project_dir"]]:
         sys.path.insert(0, settings["project_dir"])
 
+    if settings["processes"] > 1:
+        return Supervisor(settings).run()
+
     api_name = settings["api_name"]
     _log("INFO", "%s: loading the predictor from %s" % (api_name, settings["predictor_path"]))
     try:
@@ -574,11 +714,7 @@ def main():
     except BaseException as e:
         if _stop_requested.is_set():
             return EXIT_OK
-        with _output_lock:
-            sys.stderr.write("cortex: error: failed to initialise the predictor: %s\n" % _describe(e))
-            if not isinstance(e, PredictorError):
-                sys.stderr.write(_format_traceback(e))
-            sys.stderr.flush()
+        _write_stderr(_init_failure_text(e))
         return EXIT_INIT_FAILED
 
     try:
@@ -587,26 +723,422 @@ def main():
         _log("ERROR", "%s: could not listen on 127.0.0.1:%d: %s" % (api_name, settings["port"], e))
         return EXIT_BIND_FAILED
 
-    def stop(signum, frame):
-        if not server.shutting_down.is_set():
-            server.shutting_down.set()
-            threading.Thread(target=server.shutdown, daemon=True).start()
-
-    signal.signal(signal.SIGTERM, stop)
-    signal.signal(signal.SIGINT, stop)
+    _install_stop(server)
 
     port = server.server_address[1]
     _log("INFO", "%s is ready on port %d" % (api_name, port))
-    try:
-        server.serve_forever(poll_interval=0.2)
-    finally:
-        # let in-flight predictions finish (bounded), then exit
-        with server.in_flight_cond:
-            server.in_flight_cond.wait_for(lambda: server.in_flight == 0, timeout=10)
-        if server.post_pool is not None:
-            server.post_pool.shutdown(wait=False, cancel_futures=True)
-        server.server_close()
+    _serve(server)
     _log("INFO", "%s: shut down" % api_name)
+    return EXIT_OK
+
+
+# ---------------------------------------------------------------------------
+# several processes per replica
+
+
+def _exit_text(status):
+    """A wait status in words: `exit status 1`, `killed by signal 9 (SIGKILL)`."""
+    if os.WIFSIGNALED(status):
+        sig = os.WTERMSIG(status)
+        try:
+            name = signal.Signals(sig).name
+        except ValueError:
+            return "killed by signal %d" % sig
+        return "killed by signal %d (%s)" % (sig, name)
+    if os.WIFEXITED(status):
+        return "exit status %d" % os.WEXITSTATUS(status)
+    return "wait status %d" % status
+
+
+def _pdeathsig_setter():
+    """A function that asks the kernel to SIGKILL the calling process when its
+    parent dies (Linux), or None. Resolved before forking."""
+    if not sys.platform.startswith("linux"):
+        return None
+    try:
+        import ctypes
+
+        prctl = ctypes.CDLL(None).prctl
+    except Exception:
+        return None
+
+    def set_pdeathsig():
+        prctl(1, ctypes.c_ulong(signal.SIGKILL))  # PR_SET_PDEATHSIG
+
+    return set_pdeathsig
+
+
+def _flush_output():
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except (OSError, ValueError):
+            pass
+
+
+def _close_quietly(fd):
+    if fd is not None:
+        try:
+            os.close(fd)
+        except OSError:
+            pass
+
+
+def _write_all(fd, data):
+    view = memoryview(data)
+    while view:
+        view = view[os.write(fd, view):]
+
+
+class Worker:
+    """The supervisor's view of one worker process."""
+
+    def __init__(self, pid, status_r, control_w):
+        self.pid = pid
+        self.status_r = status_r  # worker -> supervisor: b"ok\n" or b"fail\n<text>"
+        self.control_w = control_w  # supervisor -> worker: b"g" once listening; EOF = supervisor gone
+        self.buf = bytearray()
+        self.ready = False
+        self.status = None  # wait status once reaped
+
+    @property
+    def alive(self):
+        return self.status is None
+
+    def failure_text(self):
+        if self.buf.startswith(b"fail\n"):
+            return bytes(self.buf[5:]).decode("utf-8", "replace")
+        return None
+
+
+class Supervisor:
+    """Binds the port, forks the worker processes, makes the socket listen once
+    all of them are initialised, and supervises them (see the module doc)."""
+
+    SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGCHLD)
+
+    def __init__(self, settings):
+        self.settings = settings
+        self.api_name = settings["api_name"]
+        self.workers = []
+        self.stop_requested = False
+        self.sock = None
+        self.wake_r = self.wake_w = None
+
+    # -- signals: handlers only set a flag; the wakeup fd interrupts select()
+    def _on_signal(self, signum, frame):
+        if signum in (signal.SIGTERM, signal.SIGINT):
+            self.stop_requested = True
+
+    def run(self):
+        self.wake_r, self.wake_w = os.pipe()
+        os.set_blocking(self.wake_r, False)
+        os.set_blocking(self.wake_w, False)
+        for sig in self.SIGNALS:
+            signal.signal(sig, self._on_signal)
+        signal.set_wakeup_fd(self.wake_w, warn_on_full_buffer=False)
+        if _stop_requested.is_set():
+            return EXIT_OK
+        try:
+            return self._run()
+        finally:
+            # every path out of _run has reaped the workers
+            for w in self.workers:
+                _close_quietly(w.status_r)
+                _close_quietly(w.control_w)
+            if self.sock is not None:
+                self.sock.close()
+
+    def _run(self):
+        settings, api_name = self.settings, self.api_name
+        n = settings["processes"]
+        try:
+            self.sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+            self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            self.sock.bind(("127.0.0.1", settings["port"]))
+        except OSError as e:
+            _log("ERROR", "%s: could not listen on 127.0.0.1:%d: %s" % (api_name, settings["port"], e))
+            return EXIT_BIND_FAILED
+        # non-blocking: every worker wakes up for a new connection, one gets it
+        self.sock.setblocking(False)
+        port = self.sock.getsockname()[1]
+
+        set_pdeathsig = _pdeathsig_setter()
+        for index in range(1, n + 1):
+            if self.stop_requested:
+                return self._stop()
+            try:
+                self._spawn(index, n, set_pdeathsig)
+            except OSError as e:
+                _log("ERROR", "%s: could not start worker process %d of %d: %s" % (api_name, index, n, e))
+                self._terminate()
+                return EXIT_WORKER_DIED
+
+        # initialisation: wait for every worker's report
+        while True:
+            if self.stop_requested:
+                return self._stop()
+            failed = self._first_init_failure()
+            if failed is not None:
+                return self._init_failed(failed)
+            if all(w.ready for w in self.workers):
+                break
+            self._wait([w.status_r for w in self.workers if w.status_r is not None])
+            self._reap()
+
+        try:
+            self.sock.listen(Server.request_queue_size)
+        except OSError as e:
+            _log("ERROR", "%s: could not listen on 127.0.0.1:%d: %s" % (api_name, port, e))
+            self._terminate()
+            return EXIT_BIND_FAILED
+        for w in self.workers:
+            try:
+                os.write(w.control_w, b"g")
+            except OSError:
+                pass  # it died: reaped below
+        # the workers hold the socket; this process only supervises
+        self.sock.close()
+        self.sock = None
+        _log("INFO", "%s is ready on port %d (processes_per_replica=%d)" % (api_name, port, n))
+
+        while True:
+            if self.stop_requested:
+                return self._stop()
+            dead = [w for w in self.workers if not w.alive]
+            if dead:
+                for w in dead:
+                    _log(
+                        "ERROR",
+                        "%s: worker process %d died unexpectedly (%s); stopping the replica"
+                        % (api_name, w.pid, _exit_text(w.status)),
+                    )
+                self._terminate()
+                return EXIT_WORKER_DIED
+            self._wait([], timeout=1.0)
+            self._reap()
+
+    # -- worker processes
+    def _spawn(self, index, n, set_pdeathsig):
+        status_r, status_w = os.pipe()
+        try:
+            control_r, control_w = os.pipe()
+        except OSError:
+            _close_quietly(status_r)
+            _close_quietly(status_w)
+            raise
+        parent_pid = os.getpid()
+        inherited = [status_r, control_w, self.wake_r, self.wake_w]
+        for w in self.workers:
+            inherited += [w.status_r, w.control_w]
+        _flush_output()
+        # signals stay blocked until the worker has installed its own handlers
+        old_mask = signal.pthread_sigmask(signal.SIG_BLOCK, self.SIGNALS)
+        try:
+            pid = os.fork()
+        except BaseException:
+            signal.pthread_sigmask(signal.SIG_SETMASK, old_mask)
+            for fd in (status_r, status_w, control_r, control_w):
+                _close_quietly(fd)
+            raise
+        if pid == 0:
+            code = 1
+            try:
+                code = _worker_main(
+                    self.settings, self.sock, index, n, status_w, control_r,
+                    parent_pid, set_pdeathsig, old_mask, inherited,
+                )
+            except SystemExit as e:
+                code = e.code if isinstance(e.code, int) else 1
+            except BaseException as e:
+                _log("ERROR", "%s: worker process failed: %s" % (self.api_name, _describe(e)), _format_traceback(e))
+            finally:
+                # never return into the supervisor's code, even if a signal
+                # handler raises while flushing
+                try:
+                    signal.pthread_sigmask(signal.SIG_BLOCK, (signal.SIGTERM, signal.SIGINT))
+                    _flush_output()
+                finally:
+                    os._exit(code)
+        signal.pthread_sigmask(signal.SIG_SETMASK, old_mask)
+        os.close(status_w)
+        os.close(control_r)
+        self.workers.append(Worker(pid, status_r, control_w))
+
+    def _wait(self, fds, timeout=1.0):
+        """Waits for a signal (wakeup fd), a worker report or the timeout, and
+        reads the reports that arrived."""
+        try:
+            readable, _, _ = select.select([self.wake_r] + fds, [], [], timeout)
+        except InterruptedError:
+            readable = []
+        if self.wake_r in readable:
+            try:
+                while os.read(self.wake_r, 512):
+                    pass
+            except (BlockingIOError, InterruptedError):
+                pass
+        for w in self.workers:
+            if w.status_r is not None and w.status_r in readable:
+                self._read_report(w, block=True)
+
+    def _read_report(self, w, block):
+        """Reads what worker `w` has sent: once if `block` (select said it is
+        readable), else everything available without blocking."""
+        if not block:
+            os.set_blocking(w.status_r, False)
+        while w.status_r is not None:
+            try:
+                data = os.read(w.status_r, 65536)
+            except (BlockingIOError, InterruptedError):
+                return
+            except OSError:
+                data = b""
+            if data:
+                w.buf += data
+                if w.buf.startswith(b"ok\n"):
+                    w.ready = True
+            if not data or w.ready:
+                os.close(w.status_r)
+                w.status_r = None
+                return
+            if block:
+                return
+
+    def _reap(self):
+        for w in self.workers:
+            if not w.alive:
+                continue
+            try:
+                pid, status = os.waitpid(w.pid, os.WNOHANG)
+            except ChildProcessError:
+                pid, status = w.pid, 0
+            if pid == w.pid:
+                w.status = status
+
+    def _first_init_failure(self):
+        """The first worker whose initialisation failed (its report complete),
+        or that died before the socket listened."""
+        for w in self.workers:
+            if not w.alive and w.status_r is not None:
+                self._read_report(w, block=False)
+            if not w.alive or (w.status_r is None and not w.ready and w.failure_text() is not None):
+                return w
+        return None
+
+    def _init_failed(self, failed):
+        # kill the others first so that nothing else reaches stderr
+        for w in self.workers:
+            if w.alive:
+                try:
+                    os.kill(w.pid, signal.SIGKILL)
+                except OSError:
+                    pass
+        text = failed.failure_text()
+        if text is None:
+            if failed.alive:
+                what = "closed its pipe to the supervisor"
+            else:
+                what = "ended (%s)" % _exit_text(failed.status)
+            text = (
+                "cortex: error: failed to initialise the predictor: WorkerError: worker process %d %s "
+                "before the replica became ready\n" % (failed.pid, what)
+            )
+        _write_stderr(text)
+        self._reap_all()
+        return EXIT_INIT_FAILED
+
+    def _terminate(self):
+        """SIGTERM to the live workers, SIGKILL to those left after the grace period."""
+        for w in self.workers:
+            if w.alive:
+                try:
+                    os.kill(w.pid, signal.SIGTERM)
+                except OSError:
+                    pass
+        deadline = time.monotonic() + WORKER_STOP_GRACE
+        self._reap()
+        while any(w.alive for w in self.workers):
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                break
+            self._wait([], timeout=min(remaining, 0.5))
+            self._reap()
+        for w in self.workers:
+            if w.alive:
+                _log("WARNING", "%s: worker process %d did not stop in time; killing it" % (self.api_name, w.pid))
+                try:
+                    os.kill(w.pid, signal.SIGKILL)
+                except OSError:
+                    pass
+        self._reap_all()
+
+    def _reap_all(self):
+        for w in self.workers:
+            if w.alive:
+                try:
+                    _, w.status = os.waitpid(w.pid, 0)
+                except ChildProcessError:
+                    w.status = 0
+
+    def _stop(self):
+        self._terminate()
+        _log("INFO", "%s: shut down" % self.api_name)
+        return EXIT_OK
+
+
+def _worker_main(settings, sock, index, n, status_w, control_r, parent_pid, set_pdeathsig, old_mask, inherited):
+    """A worker process, right after fork (signals still blocked); returns its
+    exit status."""
+    signal.set_wakeup_fd(-1)
+    for fd in inherited:
+        _close_quietly(fd)
+    signal.signal(signal.SIGCHLD, signal.SIG_DFL)
+    signal.signal(signal.SIGTERM, _early_signal)
+    signal.signal(signal.SIGINT, _early_signal)
+    if set_pdeathsig is not None:
+        try:
+            set_pdeathsig()
+        except Exception:
+            pass
+    if os.getppid() != parent_pid:  # the supervisor died before prctl
+        return 1
+    signal.pthread_sigmask(signal.SIG_SETMASK, old_mask)
+
+    api_name = settings["api_name"]
+    _log(
+        "INFO",
+        "%s: loading the predictor from %s (process %d of %d)" % (api_name, settings["predictor_path"], index, n),
+    )
+    try:
+        predictor = load_predictor(settings)
+    except BaseException as e:
+        if _stop_requested.is_set():
+            return EXIT_OK
+        _write_all(status_w, b"fail\n" + _init_failure_text(e).encode("utf-8", "replace"))
+        return EXIT_INIT_FAILED
+    _write_all(status_w, b"ok\n")
+    os.close(status_w)
+
+    # wait until the supervisor makes the socket listen; EOF: it is gone
+    if os.read(control_r, 1) != b"g":
+        return 1
+
+    server = Server(None, settings, predictor, sock=sock)
+    stop = _install_stop(server)
+
+    def watch_supervisor():
+        # the supervisor never writes again: EOF means it is gone
+        try:
+            os.read(control_r, 1)
+        except OSError:
+            pass
+        stop()
+
+    threading.Thread(target=watch_supervisor, name="watch_supervisor", daemon=True).start()
+    _serve(server)
+    if server.post_pool is not None:
+        server.post_pool.shutdown(wait=True)
     return EXIT_OK
 
 

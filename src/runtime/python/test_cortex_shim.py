@@ -650,5 +650,268 @@ class TestSignals(ShimTestCase):
         self.assertEqual(shim.wait_exit(), 0)
 
 
+# ---------------------------------------------------------------------------
+# several processes per replica (CORTEX_PROCESSES_PER_REPLICA)
+
+
+def pid_alive(pid):
+    """True while `pid` runs (a zombie counts as gone: whoever reaps orphans
+    here may be slow or absent)."""
+    try:
+        with open("/proc/%d/stat" % pid) as f:
+            stat = f.read()
+    except FileNotFoundError:
+        return False
+    except OSError:
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return False
+        except PermissionError:
+            pass
+        return True
+    return stat.rsplit(")", 1)[1].split()[0] not in ("Z", "X")
+
+
+def marker_pids(shim, prefix):
+    """The pids of the marker files `<prefix><pid>` the predictor wrote."""
+    return sorted(int(n[len(prefix):]) for n in os.listdir(shim.dir) if n.startswith(prefix))
+
+
+# every worker writes init-<pid> in __init__; predict() returns its pid, after
+# a rendezvous with another request (across processes, through files) when
+# asked to
+PIDS = """
+import os, time
+
+class PythonPredictor:
+    def __init__(self, config):
+        open("init-%d" % os.getpid(), "w").close()
+
+    def predict(self, query_params):
+        tag = query_params.get("rendezvous")
+        if tag:
+            open("arrived-%s-%d" % (tag, os.getpid()), "w").close()
+            deadline = time.monotonic() + 10
+            while len([n for n in os.listdir(".") if n.startswith("arrived-%s-" % tag)]) < 2:
+                if time.monotonic() > deadline:
+                    raise RuntimeError("no other request arrived")
+                time.sleep(0.01)
+        return os.getpid()
+"""
+
+# the first worker to start initialising finishes at once, the other waits
+# for the file `gate`
+GATED = """
+import os, time
+
+class PythonPredictor:
+    def __init__(self, config):
+        open("init-%d" % os.getpid(), "w").close()
+        try:
+            os.close(os.open("first", os.O_CREAT | os.O_EXCL | os.O_WRONLY))
+        except FileExistsError:
+            deadline = time.monotonic() + 30
+            while not os.path.exists("gate"):
+                if time.monotonic() > deadline:
+                    raise RuntimeError("the gate never opened")
+                time.sleep(0.01)
+        open("initialised-%d" % os.getpid(), "w").close()
+
+    def predict(self):
+        return os.getpid()
+"""
+
+# the first worker fails once the other one is initialising; the other one
+# never finishes (the shim must kill it)
+ONE_FAILS = """
+import os, time
+
+class PythonPredictor:
+    def __init__(self, config):
+        open("init-%d" % os.getpid(), "w").close()
+        try:
+            os.close(os.open("first", os.O_CREAT | os.O_EXCL | os.O_WRONLY))
+        except FileExistsError:
+            while True:
+                time.sleep(0.05)
+        deadline = time.monotonic() + 10
+        while len([n for n in os.listdir(".") if n.startswith("init-")]) < 2 and time.monotonic() < deadline:
+            time.sleep(0.01)
+        raise ValueError("model file is corrupt")
+
+    def predict(self):
+        return 1
+"""
+
+BOTH_FAIL = """
+import os
+
+class PythonPredictor:
+    def __init__(self, config):
+        open("init-%d" % os.getpid(), "w").close()
+        raise ValueError("boom in %d" % os.getpid())
+
+    def predict(self):
+        return 1
+"""
+
+
+class TestProcesses(ShimTestCase):
+    def start_workers(self, predictor_src, processes=2, ready=True, **kwargs):
+        env = dict(kwargs.pop("env", {}) or {})
+        env["CORTEX_PROCESSES_PER_REPLICA"] = str(processes)
+        shim = self.start(predictor_src, env=env, ready=False, **kwargs)
+        self.addCleanup(self.kill_workers, shim)  # runs before shim.close
+        if ready:
+            shim.wait_ready()
+        return shim
+
+    def kill_workers(self, shim):
+        """Test hygiene: no worker survives a test, even a failed one."""
+        for pid in marker_pids(shim, "init-"):
+            try:
+                with open("/proc/%d/cmdline" % pid, "rb") as f:
+                    if b"cortex_shim.py" not in f.read():
+                        continue
+            except OSError:
+                continue
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except OSError:
+                pass
+
+    def wait_gone(self, pids, what):
+        wait_until(lambda: not any(pid_alive(p) for p in pids), what=what)
+
+    def worker_pids(self, shim, n=2):
+        return wait_until(
+            lambda: len(marker_pids(shim, "init-")) == n and marker_pids(shim, "init-"), what="%d workers" % n
+        )
+
+    def test_one_process_does_not_fork(self):
+        shim = self.start_workers(PIDS, processes=1)
+        status, _, body = shim.request("POST", "/")
+        self.assertEqual(status, 200)
+        self.assertEqual(json.loads(body), shim.proc.pid)
+        self.assertEqual(marker_pids(shim, "init-"), [shim.proc.pid])
+
+    def test_each_process_initialises_its_own_predictor(self):
+        shim = self.start_workers(PIDS, processes=2)
+        pids = marker_pids(shim, "init-")
+        self.assertEqual(len(pids), 2, pids)
+        self.assertNotIn(shim.proc.pid, pids)
+        out = shim.stdout()
+        ready = [l for l in out.splitlines() if "is ready on port" in l]
+        self.assertEqual(len(ready), 1, out)
+        self.assertRegex(
+            ready[0],
+            r"^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d\.\d+:cortex:pid-%d:INFO:test-api is ready on port %d "
+            r"\(processes_per_replica=2\)$" % (shim.proc.pid, shim.port),
+        )
+        for pid in pids:
+            self.assertIn(":cortex:pid-%d:INFO:test-api: loading the predictor from predictor.py" % pid, out)
+        self.assertEqual(shim.stderr(), "")
+
+    def test_concurrent_requests_reach_different_processes(self):
+        shim = self.start_workers(PIDS, processes=2)  # one thread per process
+        workers = set(marker_pids(shim, "init-"))
+        for round in range(3):
+            results = concurrent_posts(shim, "/?rendezvous=r%d" % round, 2)
+            for r in results:
+                self.assertIsInstance(r, tuple, r)
+                self.assertEqual(r[0], 200, (r, shim.stderr()))
+            pids = {json.loads(r[2]) for r in results}
+            self.assertEqual(pids, workers)
+
+    def test_ready_only_once_every_process_is_initialised(self):
+        shim = self.start_workers(GATED, processes=2, ready=False)
+        self.worker_pids(shim)
+        wait_until(lambda: len(marker_pids(shim, "initialised-")) == 1, what="one worker to be initialised")
+        for _ in range(5):
+            with self.assertRaises(ConnectionRefusedError):
+                shim.request("GET", "/healthz", timeout=1)
+            time.sleep(0.02)
+        self.assertNotIn("is ready", shim.stdout())
+        self.assertIsNone(shim.proc.poll())
+
+        open(os.path.join(shim.dir, "gate"), "w").close()
+        shim.wait_ready()
+        self.assertEqual(len(marker_pids(shim, "initialised-")), 2)
+        self.assertIn("is ready on port %d" % shim.port, shim.stdout())
+
+    def test_init_failure_in_one_process_exits_3_and_kills_the_other(self):
+        shim = self.start_workers(ONE_FAILS, processes=2, ready=False)
+        self.assertEqual(shim.wait_exit(), 3)
+        err = shim.stderr()
+        lines = err.splitlines()
+        self.assertEqual(lines[0], INIT_FAILED_PREFIX + "ValueError: model file is corrupt", err)
+        self.assertIn("Traceback (most recent call last):", err)
+        self.assertIn('raise ValueError("model file is corrupt")', err)
+        self.assertEqual(sum(l.startswith("cortex: error:") for l in lines), 1, err)
+        pids = marker_pids(shim, "init-")
+        self.assertEqual(len(pids), 2)
+        self.wait_gone(pids, "the workers to be gone")
+        self.assertNotIn("is ready", shim.stdout())
+
+    def test_init_failure_in_every_process_reports_one_error(self):
+        shim = self.start_workers(BOTH_FAIL, processes=3, ready=False)
+        self.assertEqual(shim.wait_exit(), 3)
+        err = shim.stderr()
+        lines = err.splitlines()
+        self.assertRegex(lines[0], "^" + INIT_FAILED_PREFIX + r"ValueError: boom in \d+$")
+        self.assertEqual(sum(l.startswith("cortex: error:") for l in lines), 1, err)
+        self.wait_gone(marker_pids(shim, "init-"), "the workers to be gone")
+
+    def test_sigterm_stops_every_process(self):
+        shim = self.start_workers(PIDS, processes=2)
+        pids = marker_pids(shim, "init-")
+        shim.proc.send_signal(signal.SIGTERM)
+        self.assertEqual(shim.wait_exit(), 0)
+        self.assertEqual(shim.stderr(), "")
+        self.wait_gone(pids, "the workers to be gone")
+        self.assertIn("test-api: shut down", shim.stdout())
+
+    def test_workers_die_with_a_sigkilled_supervisor(self):
+        shim = self.start_workers(PIDS, processes=2)
+        pids = marker_pids(shim, "init-")
+        self.assertTrue(all(pid_alive(p) for p in pids))
+        shim.proc.kill()
+        shim.wait_exit()
+        self.wait_gone(pids, "the workers to die with the supervisor")
+
+    def test_worker_death_stops_the_replica(self):
+        shim = self.start_workers(PIDS, processes=2)
+        victim, other = marker_pids(shim, "init-")
+        os.kill(victim, signal.SIGKILL)
+        self.assertEqual(shim.wait_exit(), 5)
+        self.assertRegex(
+            shim.stderr().splitlines()[0],
+            r":cortex:pid-%d:ERROR:test-api: worker process %d died unexpectedly "
+            r"\(killed by signal 9 \(SIGKILL\)\); stopping the replica$" % (shim.proc.pid, victim),
+        )
+        self.wait_gone([victim, other], "the workers to be gone")
+
+    def test_invalid_processes_exits_2(self):
+        for value, message in (
+            ("0", "CORTEX_PROCESSES_PER_REPLICA must be at least 1, got 0"),
+            ("two", "CORTEX_PROCESSES_PER_REPLICA is not an integer: 'two'"),
+        ):
+            with self.subTest(value=value):
+                shim = self.start(ECHO, env={"CORTEX_PROCESSES_PER_REPLICA": value}, ready=False)
+                self.assertEqual(shim.wait_exit(), 2)
+                self.assertIn(message, shim.stderr())
+
+    def test_port_in_use_exits_4(self):
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+            s.bind(("127.0.0.1", 0))
+            s.listen(1)
+            port = s.getsockname()[1]
+            shim = self.start_workers(PIDS, processes=2, ready=False, env={"CORTEX_PORT": str(port)})
+            self.assertEqual(shim.wait_exit(), 4)
+        self.assertIn("could not listen on 127.0.0.1:%d" % port, shim.stderr())
+        self.assertEqual(marker_pids(shim, "init-"), [])
+
+
 if __name__ == "__main__":
     unittest.main()

@@ -1,0 +1,191 @@
+//! Gateway overhead: the same python predictor called directly on its replica port and through
+//! the server's gateway, side by side in one run.
+//!
+//! Run: `cargo bench --bench gateway` (needs python3). Prints latency percentiles for sequential
+//! requests and throughput with several client threads.
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+const SEQUENTIAL: usize = 2000;
+const THREADS: usize = 4;
+const THROUGHPUT_FOR: Duration = Duration::from_secs(5);
+
+struct Server {
+    child: Child,
+    url: String,
+    token: String,
+    _dir: tempfile::TempDir,
+    cli_dir: PathBuf,
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        unsafe {
+            libc::kill(self.child.id() as i32, libc::SIGTERM);
+        }
+        let _ = self.child.wait();
+    }
+}
+
+fn poll<T>(what: &str, mut f: impl FnMut() -> Option<T>) -> T {
+    let end = Instant::now() + Duration::from_secs(60);
+    loop {
+        if let Some(v) = f() {
+            return v;
+        }
+        assert!(Instant::now() < end, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+fn start() -> Server {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("server");
+    let child = Command::new(env!("CARGO_BIN_EXE_cortex"))
+        .args(["server", "--listen", "127.0.0.1:0", "--data-dir"])
+        .arg(&data)
+        .env("CORTEX_LOG", "warn")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let pid = child.id() as u64;
+    let url = poll("server.json", || {
+        let v: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(data.join("server.json")).ok()?).ok()?;
+        (v["pid"].as_u64()? == pid).then(|| v["url"].as_str().unwrap().to_string())
+    });
+    let token = std::fs::read_to_string(data.join("admin.token")).unwrap();
+    let cli_dir = dir.path().join("cli");
+    Server {
+        child,
+        url,
+        token: token.trim().to_string(),
+        _dir: dir,
+        cli_dir,
+    }
+}
+
+fn cortex(s: &Server, cwd: &Path, args: &[&str]) -> String {
+    let out = Command::new(env!("CARGO_BIN_EXE_cortex"))
+        .env("CORTEX_CLI_CONFIG_DIR", &s.cli_dir)
+        .env("CORTEX_ENDPOINT", &s.url)
+        .env("CORTEX_TOKEN", &s.token)
+        .current_dir(cwd)
+        .args(args)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).unwrap()
+}
+
+fn percentile(sorted: &[Duration], p: f64) -> Duration {
+    sorted[((sorted.len() as f64 - 1.0) * p).round() as usize]
+}
+
+fn sequential(url: &str) -> Vec<Duration> {
+    let client = reqwest::blocking::Client::new();
+    let mut times = Vec::with_capacity(SEQUENTIAL);
+    for i in 0..SEQUENTIAL + 100 {
+        let t = Instant::now();
+        let r = client
+            .post(url)
+            .header("content-type", "application/json")
+            .body(r#"{"x": 1}"#)
+            .send()
+            .unwrap();
+        assert!(r.status().is_success());
+        r.bytes().unwrap();
+        if i >= 100 {
+            times.push(t.elapsed()); // the first 100 warm up
+        }
+    }
+    times.sort();
+    times
+}
+
+fn throughput(url: &str) -> f64 {
+    let done = Arc::new(AtomicU64::new(0));
+    let stop = Arc::new(AtomicBool::new(false));
+    let threads: Vec<_> = (0..THREADS)
+        .map(|_| {
+            let (url, done, stop) = (url.to_string(), done.clone(), stop.clone());
+            std::thread::spawn(move || {
+                let client = reqwest::blocking::Client::new();
+                while !stop.load(Ordering::Relaxed) {
+                    let r = client
+                        .post(&url)
+                        .header("content-type", "application/json")
+                        .body(r#"{"x": 1}"#)
+                        .send()
+                        .unwrap();
+                    assert!(r.status().is_success());
+                    r.bytes().unwrap();
+                    done.fetch_add(1, Ordering::Relaxed);
+                }
+            })
+        })
+        .collect();
+    std::thread::sleep(THROUGHPUT_FOR);
+    stop.store(true, Ordering::Relaxed);
+    for t in threads {
+        t.join().unwrap();
+    }
+    done.load(Ordering::Relaxed) as f64 / THROUGHPUT_FOR.as_secs_f64()
+}
+
+fn main() {
+    if std::env::args().any(|a| a == "--list") {
+        return; // `cargo test --benches` style probing
+    }
+    let s = start();
+    let project = s._dir.path().join("project");
+    std::fs::create_dir_all(&project).unwrap();
+    std::fs::write(
+        project.join("predictor.py"),
+        "class PythonPredictor:\n    def __init__(self, config):\n        pass\n\n    def predict(self, payload):\n        return payload\n",
+    )
+    .unwrap();
+    std::fs::write(
+        project.join("cortex.yaml"),
+        format!(
+            "- name: echo\n  kind: RealtimeAPI\n  predictor:\n    type: python\n    path: predictor.py\n    threads_per_process: {THREADS}\n"
+        ),
+    )
+    .unwrap();
+    cortex(&s, &project, &["deploy"]);
+    let api: serde_json::Value = poll("echo to be live", || {
+        let v: serde_json::Value =
+            serde_json::from_str(&cortex(&s, &project, &["get", "echo", "-o", "json"])).ok()?;
+        (v["status"] == "live").then_some(v)
+    });
+    let port = api["replicas"][0]["port"].as_u64().unwrap();
+    let direct = format!("http://127.0.0.1:{port}/");
+    let gateway = format!("{}/echo", s.url);
+
+    println!("python predictor echoing a small JSON body; {SEQUENTIAL} sequential requests after 100 warm-up ones, then {THREADS} client threads for {}s", THROUGHPUT_FOR.as_secs());
+    println!(
+        "{:<10} {:>10} {:>10} {:>10} {:>12}",
+        "path", "p50", "p90", "p99", "req/s"
+    );
+    for (name, url) in [("direct", &direct), ("gateway", &gateway)] {
+        let t = sequential(url);
+        let rps = throughput(url);
+        println!(
+            "{:<10} {:>10.3?} {:>10.3?} {:>10.3?} {:>12.0}",
+            name,
+            percentile(&t, 0.5),
+            percentile(&t, 0.9),
+            percentile(&t, 0.99),
+            rps
+        );
+    }
+}
