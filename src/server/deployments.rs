@@ -43,6 +43,34 @@ impl ApiRuntime {
         })
     }
 
+    /// Takes the previous generation's replicas out (to stop them).
+    pub fn take_previous(&self) -> Option<Replica> {
+        self.previous
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .take()
+    }
+
+    /// The previous generation's replicas, while they still serve.
+    pub fn previous_replica(&self) -> Option<Replica> {
+        self.previous
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
+    /// Whether an older generation is still serving while the latest one starts.
+    pub fn has_previous(&self) -> bool {
+        self.previous_replica().is_some()
+    }
+
+    /// Stops the previous generation, if any, and waits until it is gone.
+    pub async fn stop_previous(&self) {
+        if let Some(prev) = self.take_previous() {
+            prev.stop().await;
+        }
+    }
+
     pub fn status(&self) -> ApiStatus {
         match self.current.snapshot().phase {
             ReplicaPhase::Ready => ApiStatus::Live,
@@ -65,13 +93,8 @@ impl ApiRuntime {
             }
         };
         let mut out = vec![info(&self.current, true)];
-        if let Some(prev) = self
-            .previous
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .as_ref()
-        {
-            out.push(info(prev, false));
+        if let Some(prev) = self.previous_replica() {
+            out.push(info(&prev, false));
         }
         out
     }
@@ -200,12 +223,7 @@ impl Deployments {
         let (previous, metrics) = match &old {
             Some(old) => {
                 // A still-running older generation is superseded twice over: stop it now.
-                let stale = old
-                    .previous
-                    .lock()
-                    .unwrap_or_else(|p| p.into_inner())
-                    .take();
-                if let Some(stale) = stale {
+                if let Some(stale) = old.take_previous() {
                     tokio::spawn(async move { stale.stop().await });
                 }
                 let metrics = if old.spec_hash == row.spec_hash {
@@ -346,14 +364,7 @@ impl Deployments {
 }
 
 async fn stop_all(runtime: &ApiRuntime) {
-    let previous = runtime
-        .previous
-        .lock()
-        .unwrap_or_else(|p| p.into_inner())
-        .take();
-    if let Some(prev) = previous {
-        prev.stop().await;
-    }
+    runtime.stop_previous().await;
     runtime.current.stop().await;
 }
 
@@ -365,14 +376,7 @@ async fn watch_phases(store: Store, runtime: Arc<ApiRuntime>) {
         let phase = *phases.borrow_and_update();
         let status = match phase {
             ReplicaPhase::Ready => {
-                let previous = runtime
-                    .previous
-                    .lock()
-                    .unwrap_or_else(|p| p.into_inner())
-                    .take();
-                if let Some(prev) = previous {
-                    prev.stop().await;
-                }
+                runtime.stop_previous().await;
                 Some(DeployStatus::Complete)
             }
             ReplicaPhase::Failed => Some(DeployStatus::Failed),

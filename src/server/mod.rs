@@ -51,7 +51,13 @@ pub async fn run(config: ServerConfig) -> anyhow::Result<()> {
         }
     };
     let addr = listener.local_addr()?;
-    let url = format!("http://{addr}");
+    // A wildcard address is not something to connect to: advertise loopback instead.
+    let connectable = if addr.ip().is_unspecified() {
+        SocketAddr::new(std::net::Ipv4Addr::LOCALHOST.into(), addr.port())
+    } else {
+        addr
+    };
+    let url = format!("http://{connectable}");
 
     let bundles = BundleStore::new(data_dir.clone());
     let engine = Arc::new(LocalEngine::new());

@@ -77,3 +77,35 @@ fn the_admin_token_file_is_private_and_only_its_hash_is_stored() {
         "the token is stored in clear"
     );
 }
+
+#[test]
+fn predictions_need_a_token_when_the_server_is_not_loopback_only() {
+    let s = Server::start_on("0.0.0.0:0");
+    assert!(s.url.starts_with("http://127.0.0.1:"), "{}", s.url);
+    let p = s.example_project("command-realtime");
+    s.ok(&p, &["deploy"]);
+    s.wait_status("reverser", "live");
+    let http = reqwest::blocking::Client::new();
+    let call = |token: Option<&str>| {
+        let mut req = http
+            .post(format!("{}/reverser", s.url))
+            .header("content-type", "application/json")
+            .body(r#"{"text": "ab"}"#);
+        if let Some(t) = token {
+            req = req.bearer_auth(t);
+        }
+        req.send().unwrap().status().as_u16()
+    };
+    assert_eq!(call(None), 401);
+    assert_eq!(call(Some("ctx_u_wrong")), 401);
+    assert_eq!(call(Some(&s.token)), 200);
+}
+
+#[test]
+fn predictions_on_a_loopback_server_need_no_token() {
+    let s = Server::start();
+    let p = s.example_project("command-realtime");
+    s.ok(&p, &["deploy"]);
+    s.wait_status("reverser", "live");
+    assert_eq!(s.predict("reverser", r#"{"text": "ab"}"#).status(), 200);
+}

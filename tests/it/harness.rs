@@ -55,6 +55,7 @@ pub fn example(name: &str) -> PathBuf {
 /// A running server plus a scratch directory for projects and CLI config.
 pub struct Server {
     pub dir: TempDir,
+    listen: String,
     child: Option<Child>,
     pub url: String,
     pub token: String,
@@ -62,9 +63,15 @@ pub struct Server {
 
 impl Server {
     pub fn start() -> Server {
+        Server::start_on("127.0.0.1:0")
+    }
+
+    /// A server listening on `listen` (tests connect to it through loopback all the same).
+    pub fn start_on(listen: &str) -> Server {
         let dir = tempfile::tempdir().unwrap();
         let mut s = Server {
             dir,
+            listen: listen.to_string(),
             child: None,
             url: String::new(),
             token: String::new(),
@@ -99,7 +106,7 @@ impl Server {
         let data = self.data_dir();
         let _ = std::fs::remove_file(data.join("server.json"));
         let child = Command::new(cortex_bin())
-            .args(["server", "--listen", "127.0.0.1:0", "--data-dir"])
+            .args(["server", "--listen", &self.listen, "--data-dir"])
             .arg(&data)
             .env("CORTEX_CLI_CONFIG_DIR", self.cli_dir())
             .env("CORTEX_LOG", "warn")

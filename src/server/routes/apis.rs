@@ -80,12 +80,7 @@ pub async fn deploy(
             continue;
         }
         if let Some(running) = state.deployments.get(&name) {
-            let updating = running.status() == ApiStatus::Updating
-                && running
-                    .previous
-                    .lock()
-                    .map(|p| p.is_some())
-                    .unwrap_or(false);
+            let updating = running.status() == ApiStatus::Updating && running.has_previous();
             if updating && !req.force {
                 results.push(failed(format!(
                     "{name} is updating (override with --force)"
