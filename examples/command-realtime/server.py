@@ -16,6 +16,7 @@ import threading
 
 class Handler(http.server.BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"  # keep-alive: every response has a Content-Length
+    disable_nagle_algorithm = True  # headers and body are separate writes: avoid a 40 ms Nagle delay
 
     def log_message(self, format, *args):  # no access log
         pass

@@ -325,6 +325,10 @@ impl Deployments {
                 "CORTEX_PROCESSES_PER_REPLICA".to_string(),
                 spec.predictor.processes_per_replica.to_string(),
             ),
+            (
+                "CORTEX_VENVS_DIR".to_string(),
+                self.data_dir.join("venvs").display().to_string(),
+            ),
         ]);
         let mut python_path = vec![project.clone()];
         if let Some(extra) = &spec.predictor.python_path {

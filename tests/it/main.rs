@@ -10,5 +10,6 @@ mod gateway;
 mod lifecycle;
 mod local_daemon;
 mod realtime;
+mod requirements;
 mod shim;
 mod spec_errors;

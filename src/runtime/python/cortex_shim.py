@@ -15,6 +15,14 @@ with the project directory as the working directory and these variables:
     CORTEX_THREADS_PER_PROCESS   max concurrent `predict` calls per process, >= 1 (default 1)
     CORTEX_PROCESSES_PER_REPLICA worker processes serving the port, >= 1 (default 1)
     CORTEX_API_NAME              the API's name, for log lines (default "api")
+    CORTEX_VENVS_DIR             where virtualenvs for requirements.txt are kept (optional)
+
+requirements.txt: when the project has one and CORTEX_VENVS_DIR is set, the
+shim installs it (pip) into a virtualenv under CORTEX_VENVS_DIR named by the
+hash of the file and of this Python, created with --system-site-packages and
+reused by every replica with the same requirements, then re-executes itself
+with that virtualenv's python. A failed install exits 3 with the first stderr
+line `cortex: error: failed to install requirements.txt: ...`.
 
 Exit status: 0 after SIGTERM/SIGINT, 2 if the environment above is invalid,
 3 if the predictor could not be imported or initialised (the first stderr line
@@ -41,6 +49,8 @@ HTTP (HTTP/1.1, keep-alive, Content-Length always sent):
 """
 
 import datetime
+import fcntl
+import hashlib
 import http.server
 import importlib.util
 import inspect
@@ -48,7 +58,9 @@ import json
 import os
 import select
 import signal
+import shutil
 import socket
+import subprocess
 import sys
 import threading
 import time
@@ -438,6 +450,9 @@ class Server(http.server.ThreadingHTTPServer):
 
 class Handler(http.server.BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
+    # headers and body are separate writes: without TCP_NODELAY, Nagle's algorithm and the
+    # client's delayed ACK add ~40 ms to every keep-alive response
+    disable_nagle_algorithm = True
     server_version = "cortex"
     timeout = KEEP_ALIVE_TIMEOUT
 
@@ -701,6 +716,12 @@ def main():
         _log("ERROR", "invalid environment: %s" % e)
         return EXIT_BAD_ENV
 
+    try:
+        use_requirements(settings)
+    except RequirementsError as e:
+        _write_stderr("cortex: error: failed to install requirements.txt: %s\n" % e)
+        return EXIT_INIT_FAILED
+
     if sys.path[:1] != [settings["project_dir"]]:
         sys.path.insert(0, settings["project_dir"])
 
@@ -730,6 +751,86 @@ def main():
     _serve(server)
     _log("INFO", "%s: shut down" % api_name)
     return EXIT_OK
+
+
+# ---------------------------------------------------------------------------
+# requirements.txt
+
+
+class RequirementsError(Exception):
+    pass
+
+
+# set in the environment of the re-executed shim, so it does not install again
+_IN_VENV = "CORTEX_SHIM_IN_VENV"
+
+
+def _has_requirements(text):
+    for line in text.splitlines():
+        line = line.strip()
+        if line and not line.startswith("#"):
+            return True
+    return False
+
+
+def use_requirements(settings):
+    """Installs requirements.txt into a cached virtualenv and re-executes the shim with it.
+
+    Returns only when there is nothing to do (no requirements.txt, no CORTEX_VENVS_DIR, or
+    already running inside the virtualenv)."""
+    path = os.path.join(settings["project_dir"], "requirements.txt")
+    venvs_dir = os.environ.get("CORTEX_VENVS_DIR", "").strip()
+    if os.environ.get(_IN_VENV) == "1" or not venvs_dir or not os.path.isfile(path):
+        return
+    with open(path, "rb") as f:
+        content = f.read()
+    identity = ("%s\n%s\n" % (sys.version, os.path.realpath(sys.executable))).encode()
+    key = hashlib.sha256(identity + content).hexdigest()[:24]
+    venv = os.path.join(venvs_dir, key)
+    python = os.path.join(venv, "bin", "python")
+    ready = os.path.join(venv, ".cortex-ready")
+    api = settings["api_name"]
+    os.makedirs(venvs_dir, exist_ok=True)
+    with open(os.path.join(venvs_dir, key + ".lock"), "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if os.path.exists(ready):
+            _log("INFO", "%s: using the virtualenv %s for requirements.txt" % (api, venv))
+        else:
+            _create_venv(api, venv, python, path, content, settings["project_dir"])
+            with open(ready, "w") as f:
+                f.write(content.decode("utf-8", "replace"))
+    _flush_output()
+    env = dict(os.environ)
+    env[_IN_VENV] = "1"
+    os.execve(python, [python, "-u", _SHIM_FILE] + sys.argv[1:], env)
+
+
+def _create_venv(api, venv, python, path, content, project_dir):
+    shutil.rmtree(venv, ignore_errors=True)
+    _log("INFO", "%s: installing requirements.txt into a new virtualenv %s" % (api, venv))
+    _flush_output()
+    made = subprocess.run(
+        [sys.executable, "-m", "venv", "--system-site-packages", venv],
+        stdin=subprocess.DEVNULL,
+    )
+    if made.returncode != 0 or not os.path.exists(python):
+        shutil.rmtree(venv, ignore_errors=True)
+        raise RequirementsError(
+            "`%s -m venv` failed (exit status %d); on Debian or Ubuntu install the python3-venv package"
+            % (sys.executable, made.returncode)
+        )
+    if not _has_requirements(content.decode("utf-8", "replace")):
+        return
+    pip = subprocess.run(
+        [python, "-m", "pip", "install", "--disable-pip-version-check", "--no-input", "-r", path],
+        cwd=project_dir,
+        stdin=subprocess.DEVNULL,
+    )
+    if pip.returncode != 0:
+        shutil.rmtree(venv, ignore_errors=True)
+        raise RequirementsError(
+            "pip exited with status %d; its output is above (cortex logs %s)" % (pip.returncode, api)
+        )
 
 
 # ---------------------------------------------------------------------------

@@ -872,6 +872,37 @@ class TestProcesses(ShimTestCase):
         self.wait_gone(pids, "the workers to be gone")
         self.assertIn("test-api: shut down", shim.stdout())
 
+    def test_sigterm_during_initialisation_exits_0(self):
+        shim = self.start_workers(GATED, processes=2, ready=False)  # the gate never opens
+        pids = self.worker_pids(shim)
+        wait_until(lambda: len(marker_pids(shim, "initialised-")) == 1, what="one worker to be initialised")
+        shim.proc.send_signal(signal.SIGTERM)
+        self.assertEqual(shim.wait_exit(), 0)
+        self.assertEqual(shim.stderr(), "")
+        self.wait_gone(pids, "the workers to be gone")
+
+    def test_sigterm_waits_for_in_flight_request(self):
+        shim = self.start_workers(
+            """
+            import os, time
+            class PythonPredictor:
+                def predict(self):
+                    open("started", "w").close()
+                    time.sleep(0.5)
+                    return "done by %d" % os.getpid()
+            """,
+            processes=2,
+        )
+        result = {}
+        t = threading.Thread(target=lambda: result.update(r=shim.request("POST", "/")))
+        t.start()
+        wait_until(lambda: os.path.exists(os.path.join(shim.dir, "started")), what="the request to start")
+        shim.proc.send_signal(signal.SIGTERM)
+        t.join(DEADLINE)
+        self.assertTrue(result.get("r", (None, None, b""))[2].startswith(b"done by "), result)
+        self.assertEqual(shim.wait_exit(), 0)
+        self.assertEqual(shim.stderr(), "")
+
     def test_workers_die_with_a_sigkilled_supervisor(self):
         shim = self.start_workers(PIDS, processes=2)
         pids = marker_pids(shim, "init-")

@@ -1,0 +1,102 @@
+//! `requirements.txt`: installed into a virtualenv cached by its hash (offline: a local wheel).
+
+use std::path::Path;
+
+use crate::harness::*;
+
+/// Builds a pure-python wheel `hello_cortex-0.1-py3-none-any.whl` in `dir` (no network).
+fn build_wheel(dir: &Path) {
+    let script = r#"
+import base64, hashlib, sys, zipfile
+files = {
+    "hello_cortex/__init__.py": b"GREETING = 'hello from a wheel'\n",
+    "hello_cortex-0.1.dist-info/METADATA": b"Metadata-Version: 2.1\nName: hello-cortex\nVersion: 0.1\n",
+    "hello_cortex-0.1.dist-info/WHEEL": b"Wheel-Version: 1.0\nGenerator: cortex-tests\nRoot-Is-Purelib: true\nTag: py3-none-any\n",
+}
+record = []
+with zipfile.ZipFile(sys.argv[1], "w") as z:
+    for name, data in files.items():
+        z.writestr(name, data)
+        digest = base64.urlsafe_b64encode(hashlib.sha256(data).digest()).rstrip(b"=").decode()
+        record.append("%s,sha256=%s,%d" % (name, digest, len(data)))
+    record.append("hello_cortex-0.1.dist-info/RECORD,,")
+    z.writestr("hello_cortex-0.1.dist-info/RECORD", "\n".join(record) + "\n")
+"#;
+    let out = std::process::Command::new("python3")
+        .arg("-c")
+        .arg(script)
+        .arg(dir.join("hello_cortex-0.1-py3-none-any.whl"))
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+const PREDICTOR: &str = "import sys\nimport hello_cortex\n\nclass PythonPredictor:\n    def __init__(self, config):\n        pass\n\n    def predict(self, payload):\n        return {'greeting': hello_cortex.GREETING, 'prefix': sys.prefix}\n";
+
+fn config(name: &str) -> String {
+    format!("- name: {name}\n  kind: RealtimeAPI\n  predictor:\n    type: python\n    path: predictor.py\n")
+}
+
+#[test]
+fn requirements_are_installed_into_a_cached_virtualenv() {
+    let s = Server::start();
+    let p = s.project("withdeps");
+    build_wheel(&p);
+    write(
+        &p,
+        "requirements.txt",
+        "# offline: a local wheel\n./hello_cortex-0.1-py3-none-any.whl\n",
+    );
+    write(&p, "predictor.py", PREDICTOR);
+    write(
+        &p,
+        "cortex.yaml",
+        &format!("{}{}", config("first"), config("second")),
+    );
+    s.ok(&p, &["deploy"]);
+    let venvs = s.data_dir().join("venvs");
+    let mut prefixes = Vec::new();
+    for api in ["first", "second"] {
+        s.wait_status(api, "live");
+        let v: serde_json::Value = s.predict(api, "{}").json().unwrap();
+        assert_eq!(v["greeting"], "hello from a wheel");
+        let prefix = v["prefix"].as_str().unwrap().to_string();
+        assert!(Path::new(&prefix).starts_with(&venvs), "{prefix}");
+        prefixes.push(prefix);
+    }
+    assert_eq!(
+        prefixes[0], prefixes[1],
+        "the same requirements share one virtualenv"
+    );
+    let logs = s.ok(&p, &["logs", "first"]) + &s.ok(&p, &["logs", "second"]);
+    assert_eq!(
+        logs.matches("installing requirements.txt into a new virtualenv")
+            .count(),
+        1,
+        "{logs}"
+    );
+}
+
+#[test]
+fn a_failed_install_makes_the_api_error_with_pips_output() {
+    let s = Server::start();
+    let p = s.project("baddeps");
+    write(&p, "requirements.txt", "./no-such-dir\n");
+    write(&p, "predictor.py", "class PythonPredictor:\n    def __init__(self, config):\n        pass\n\n    def predict(self, payload):\n        return 1\n");
+    write(&p, "cortex.yaml", &config("baddeps"));
+    s.ok(&p, &["deploy"]);
+    let api = s.wait_status("baddeps", "error");
+    let error = api["errors"][0].as_str().unwrap();
+    assert!(
+        error.starts_with("failed to install requirements.txt: pip exited with status"),
+        "{error}"
+    );
+    assert!(
+        error.contains("no-such-dir"),
+        "pip's own words are shown: {error}"
+    );
+}
