@@ -13,6 +13,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use anyhow::Context;
+use axum::serve::ListenerExt;
 
 use crate::api::RuntimeFile;
 use crate::engine::LocalEngine;
@@ -96,6 +97,11 @@ pub async fn run(config: ServerConfig) -> anyhow::Result<()> {
     eprintln!("cortex server {} listening on {url}", crate::VERSION);
 
     let app = routes::router(state);
+    // Responses are written as headers then body: without TCP_NODELAY, Nagle's algorithm and
+    // the client's delayed ACK add ~40 ms to every keep-alive prediction.
+    let listener = listener.tap_io(|tcp| {
+        let _ = tcp.set_nodelay(true);
+    });
     let served = axum::serve(listener, app)
         .with_graceful_shutdown(async move {
             shutdown_signal().await;
