@@ -58,7 +58,14 @@ impl LocalServer {
         if !process_alive(rt.pid) {
             return None;
         }
-        Client::new(&rt.url, None).health().await.ok()?;
+        let health = Client::new(&rt.url, None).health().await.ok()?;
+        if health.version != crate::VERSION {
+            eprintln!(
+                "warning: the local cortex server runs version {}, but this cli is {}; restart it with `cortex server stop` (it starts again on the next command)",
+                health.version,
+                crate::VERSION
+            );
+        }
         Some(rt.url)
     }
 

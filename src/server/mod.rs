@@ -36,6 +36,9 @@ pub async fn run(config: ServerConfig) -> anyhow::Result<()> {
     let data_dir = &config.data_dir;
     std::fs::create_dir_all(data_dir)
         .with_context(|| format!("cannot create the data directory {}", data_dir.display()))?;
+    // One server per data directory: a second one would run every replica twice.
+    let lock_path = data_dir.join("server.lock");
+    let _lock = lock_data_dir(&lock_path)?;
     let store = Store::open(&data_dir.join("cortex.db"))
         .with_context(|| format!("cannot open the database in {}", data_dir.display()))?;
     ensure_admin_token(&store, data_dir).await?;
@@ -118,6 +121,35 @@ pub async fn run(config: ServerConfig) -> anyhow::Result<()> {
         let _ = std::fs::remove_file(&runtime_file);
     }
     served.context("the server stopped with an error")
+}
+
+/// Takes an exclusive lock on `path` for the life of the server (released when the process
+/// ends, however it ends).
+fn lock_data_dir(path: &Path) -> anyhow::Result<std::fs::File> {
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(path)
+        .with_context(|| format!("cannot open {}", path.display()))?;
+    match file.try_lock() {
+        Ok(()) => Ok(file),
+        Err(std::fs::TryLockError::WouldBlock) => {
+            let dir = path.parent().unwrap_or(path);
+            let owner = std::fs::read(dir.join(RuntimeFile::NAME))
+                .ok()
+                .and_then(|b| serde_json::from_slice::<RuntimeFile>(&b).ok())
+                .map(|rt| format!(" (pid {}, {})", rt.pid, rt.url))
+                .unwrap_or_default();
+            anyhow::bail!(
+                "another cortex server is already using {}{owner}; stop it first or choose another --data-dir",
+                dir.display()
+            )
+        }
+        Err(std::fs::TryLockError::Error(e)) => {
+            Err(e).with_context(|| format!("cannot lock {}", path.display()))
+        }
+    }
 }
 
 async fn shutdown_signal() {

@@ -265,3 +265,26 @@ fn identical_projects_are_stored_once() {
         .count();
     assert_eq!(bundles, 1);
 }
+
+#[test]
+fn get_watch_redraws_in_place_on_a_terminal() {
+    let s = Server::start();
+    // `script` runs the command on a pseudo-terminal.
+    let cmd = format!("{} get --watch", cortex_bin().display());
+    let mut child = std::process::Command::new("script")
+        .args(["-qfec", &cmd, "/dev/null"])
+        .env("CORTEX_CLI_CONFIG_DIR", s.cli_dir())
+        .env("CORTEX_ENDPOINT", &s.url)
+        .env("CORTEX_TOKEN", &s.token)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("`script` (util-linux) is needed for this test");
+    let lines = line_channel(child.stdout.take().unwrap());
+    wait_line(&lines, "$ cortex get");
+    // The second frame starts by moving the cursor up over the first one.
+    let second = wait_line(&lines, "\x1b[");
+    let _ = child.kill();
+    let _ = child.wait();
+    assert!(second.concat().contains("\x1b[J"), "{second:?}");
+}

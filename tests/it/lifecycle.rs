@@ -126,3 +126,24 @@ fn logs_print_the_replica_output_and_follow_new_lines() {
         "logs -f ends quietly when the server stops"
     );
 }
+
+#[test]
+fn a_second_server_on_the_same_data_dir_is_refused() {
+    let s = Server::start();
+    let out = std::process::Command::new(cortex_bin())
+        .args(["server", "--listen", "127.0.0.1:0", "--data-dir"])
+        .arg(s.data_dir())
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let err = stderr(&out);
+    assert!(
+        err.contains("another cortex server is already using"),
+        "{err}"
+    );
+    assert!(err.contains(&s.url), "{err}");
+    // The running server is untouched.
+    assert!(s
+        .ok(s.dir.path(), &["get"])
+        .contains("no apis are deployed"));
+}

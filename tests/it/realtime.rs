@@ -212,3 +212,72 @@ fn a_replica_killed_with_sigkill_is_restarted_and_serves_again() {
         "setosa"
     );
 }
+
+#[test]
+fn predictor_env_and_dotenv_reach_the_replica() {
+    let s = Server::start();
+    let p = s.project("envy");
+    write(&p, ".env", "FROM_DOTENV=dot\nOVERRIDDEN=from-dotenv\n");
+    write(
+        &p,
+        "predictor.py",
+        "import os\n\nclass PythonPredictor:\n    def __init__(self, config):\n        pass\n\n    def predict(self, payload):\n        return {k: os.environ.get(k) for k in ['FROM_DOTENV', 'FROM_SPEC', 'OVERRIDDEN']}\n",
+    );
+    write(
+        &p,
+        "cortex.yaml",
+        "- name: envy\n  kind: RealtimeAPI\n  predictor:\n    type: python\n    path: predictor.py\n    env:\n      FROM_SPEC: spec\n      OVERRIDDEN: from-spec\n",
+    );
+    s.ok(&p, &["deploy"]);
+    s.wait_status("envy", "live");
+    let v: serde_json::Value = s.predict("envy", "{}").json().unwrap();
+    assert_eq!(v["FROM_DOTENV"], "dot");
+    assert_eq!(v["FROM_SPEC"], "spec");
+    assert_eq!(
+        v["OVERRIDDEN"], "from-spec",
+        "the spec's env wins over .env"
+    );
+}
+
+#[test]
+fn several_processes_per_replica_serve_one_api() {
+    let s = Server::start();
+    let p = s.project("multi");
+    write(
+        &p,
+        "predictor.py",
+        "import os\n\nclass PythonPredictor:\n    def __init__(self, config):\n        pass\n\n    def predict(self, payload):\n        return os.getpid()\n",
+    );
+    write(
+        &p,
+        "cortex.yaml",
+        "- name: multi\n  kind: RealtimeAPI\n  predictor:\n    type: python\n    path: predictor.py\n    processes_per_replica: 2\n",
+    );
+    s.ok(&p, &["deploy"]);
+    let api = s.wait_status("multi", "live");
+    let parent = api["replicas"][0]["pid"].as_u64().unwrap();
+    let worker: u64 = s.predict("multi", "{}").text().unwrap().parse().unwrap();
+    assert_ne!(worker, parent, "predictions run in worker processes");
+    let logs = s.ok(&p, &["logs", "multi"]);
+    assert!(logs.contains("processes_per_replica=2"), "{logs}");
+}
+
+#[test]
+fn batch_apis_are_refused_with_a_clear_message() {
+    let s = Server::start();
+    let p = s.project("batch");
+    write(&p, "predictor.py", "class PythonPredictor:\n    pass\n");
+    write(
+        &p,
+        "cortex.yaml",
+        "- name: batcher\n  kind: BatchAPI\n  predictor:\n    type: python\n    path: predictor.py\n",
+    );
+    let out = s.run(&p, &["deploy"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        stderr(&out)
+            .contains("error: batcher (BatchAPI): BatchAPIs are not supported by this server yet"),
+        "{}",
+        stderr(&out)
+    );
+}
