@@ -194,7 +194,7 @@ fn print_pretty(results: &[DeployResult], target: &Target, api_count: usize) {
         .map(|(c, _)| c.len())
         .max()
         .unwrap_or(0)
-        .max(26);
+        .max(27);
     for (cmd, what) in hints {
         println!("{cmd:<width$} {what}");
     }

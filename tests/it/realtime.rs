@@ -281,3 +281,17 @@ fn batch_apis_are_refused_with_a_clear_message() {
         stderr(&out)
     );
 }
+
+#[test]
+fn deploy_prints_cortex_style_hints() {
+    let s = Server::start();
+    let p = s.example_project("command-realtime");
+    let out = s.ok(&p, &["deploy"]);
+    insta::assert_snapshot!(out, @r"
+    creating reverser (RealtimeAPI)
+
+    cortex get                  (show api statuses)
+    cortex get reverser         (show api info)
+    cortex logs reverser        (stream api logs)
+    ");
+}
