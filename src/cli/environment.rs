@@ -47,6 +47,24 @@ pub async fn connect_if_running(flag: Option<&str>) -> anyhow::Result<Option<Tar
     }
 }
 
+/// Whether `cortex get` with no API should list every configured environment, as cortex
+/// does: no `-e`, no `CORTEX_ENV`/`CORTEX_ENDPOINT`, and at least one remote environment.
+pub fn list_all_environments(flag: Option<&str>) -> anyhow::Result<Option<Vec<String>>> {
+    let overridden = ["CORTEX_ENV", "CORTEX_ENDPOINT"]
+        .iter()
+        .any(|v| std::env::var(v).is_ok_and(|s| !s.is_empty()));
+    if flag.is_some() || overridden {
+        return Ok(None);
+    }
+    let config = CliConfig::load(&config_dir()?)?;
+    if config.environments.is_empty() {
+        return Ok(None);
+    }
+    let mut names = vec![LOCAL.to_string()];
+    names.extend(config.environments.iter().map(|e| e.name.clone()));
+    Ok(Some(names))
+}
+
 async fn resolve(flag: Option<&str>, start: bool) -> anyhow::Result<Target> {
     let dir = config_dir()?;
     let config = CliConfig::load(&dir)?;

@@ -70,6 +70,11 @@ fn clock() -> String {
 }
 
 async fn render_once(target: &Target, args: &GetArgs) -> anyhow::Result<String> {
+    if args.api.is_none() {
+        if let Some(envs) = environment::list_all_environments(args.env.env.as_deref())? {
+            return all_environments(&envs, args.output).await;
+        }
+    }
     match &args.api {
         None => {
             let apis = target.client.list_apis().await?;
@@ -88,6 +93,65 @@ async fn render_once(target: &Target, args: &GetArgs) -> anyhow::Result<String> 
     }
 }
 
+/// One environment's answer when listing them all (`-o json`: cortex's shape).
+#[derive(serde::Serialize)]
+struct EnvApis {
+    env_name: String,
+    apis: Vec<ApiResponse>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    error: Option<String>,
+}
+
+/// `cortex get` with remote environments configured: every environment's APIs, with an `env`
+/// column. The local server is only asked when it runs (or is the default environment).
+async fn all_environments(envs: &[String], format: OutputFormat) -> anyhow::Result<String> {
+    let mut answers = Vec::new();
+    for name in envs {
+        let target = match environment::connect_if_running(Some(name)).await {
+            Ok(Some(t)) => t,
+            Ok(None) => continue,
+            Err(e) => {
+                answers.push(EnvApis {
+                    env_name: name.clone(),
+                    apis: Vec::new(),
+                    error: Some(format!("{e:#}")),
+                });
+                continue;
+            }
+        };
+        let (apis, error) = match target.client.list_apis().await {
+            Ok(apis) => (apis, None),
+            Err(e) => (Vec::new(), Some(e.to_string())),
+        };
+        answers.push(EnvApis {
+            env_name: name.clone(),
+            apis,
+            error,
+        });
+    }
+    if let Some(text) = structured(format, &answers)? {
+        return Ok(text);
+    }
+    let rows: Vec<(&str, &ApiResponse)> = answers
+        .iter()
+        .flat_map(|a| a.apis.iter().map(move |api| (a.env_name.as_str(), api)))
+        .collect();
+    let mut out = if rows.is_empty() {
+        "no apis are deployed\n".to_string()
+    } else {
+        let apis: Vec<&ApiResponse> = rows.iter().map(|(_, a)| *a).collect();
+        let envs: Vec<&str> = rows.iter().map(|(e, _)| *e).collect();
+        format!("{}\n", realtime_table(&apis, true, Some(&envs)))
+    };
+    for a in answers.iter().filter(|a| a.error.is_some()) {
+        out.push_str(&format!(
+            "\nunable to detect apis from the {0} environment; run `cortex get --env {0}` if this is unexpected\n",
+            a.env_name
+        ));
+    }
+    Ok(out)
+}
+
 fn structured<T: serde::Serialize>(format: OutputFormat, v: &T) -> anyhow::Result<Option<String>> {
     Ok(match format {
         OutputFormat::Pretty => None,
@@ -96,12 +160,16 @@ fn structured<T: serde::Serialize>(format: OutputFormat, v: &T) -> anyhow::Resul
     })
 }
 
-/// The realtime table; columns that only ever hold zero are hidden, as cortex does.
-fn realtime_table(apis: &[&ApiResponse], with_name: bool) -> String {
+/// The realtime table; columns that only ever hold zero are hidden, as cortex does. `envs`,
+/// when given, adds an `env` column (one entry per API).
+fn realtime_table(apis: &[&ApiResponse], with_name: bool, envs: Option<&[&str]>) -> String {
     let now = now();
     let show_4xx = apis.iter().any(|a| a.metrics.code_4xx > 0);
     let show_5xx = apis.iter().any(|a| a.metrics.code_5xx > 0);
     let mut headers = Vec::new();
+    if envs.is_some() {
+        headers.push("env");
+    }
     if with_name {
         headers.push("realtime api");
     }
@@ -128,8 +196,12 @@ fn realtime_table(apis: &[&ApiResponse], with_name: bool) -> String {
     };
     let rows: Vec<Vec<String>> = apis
         .iter()
-        .map(|a| {
+        .enumerate()
+        .map(|(i, a)| {
             let mut row = Vec::new();
+            if let Some(envs) = envs {
+                row.push(envs.get(i).copied().unwrap_or_default().to_string());
+            }
             if with_name {
                 row.push(a.name.clone());
             }
@@ -158,11 +230,11 @@ fn list_text(apis: &[ApiResponse]) -> String {
         return "no apis are deployed\n".to_string();
     }
     let all: Vec<&ApiResponse> = apis.iter().collect();
-    format!("{}\n", realtime_table(&all, true))
+    format!("{}\n", realtime_table(&all, true, None))
 }
 
 fn api_text(api: &ApiResponse) -> String {
-    let mut out = realtime_table(&[api], false);
+    let mut out = realtime_table(&[api], false, None);
     out.push_str("\n\n");
     out.push_str(&format!("endpoint: {}\n", api.endpoint));
     out.push_str(&format!(

@@ -288,3 +288,83 @@ fn get_watch_redraws_in_place_on_a_terminal() {
     let _ = child.wait();
     assert!(second.concat().contains("\x1b[J"), "{second:?}");
 }
+
+#[test]
+fn get_without_env_lists_every_configured_environment() {
+    let a = Server::start();
+    let b = Server::start();
+    let cfg = tempfile::tempdir().unwrap();
+    let cortex = |cwd: &std::path::Path, args: &[&str]| {
+        let out = std::process::Command::new(cortex_bin())
+            .env("CORTEX_CLI_CONFIG_DIR", cfg.path())
+            .env("CORTEX_LOCAL_PORT", "0")
+            .env_remove("CORTEX_ENDPOINT")
+            .env_remove("CORTEX_TOKEN")
+            .env_remove("CORTEX_ENV")
+            .current_dir(cwd)
+            .args(args)
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{args:?}: {}", stderr(&out));
+        stdout(&out)
+    };
+    let here = cfg.path();
+    cortex(
+        here,
+        &[
+            "env",
+            "configure",
+            "alpha",
+            "--endpoint",
+            &a.url,
+            "--token",
+            &a.token,
+        ],
+    );
+    cortex(
+        here,
+        &[
+            "env",
+            "configure",
+            "beta",
+            "--endpoint",
+            &b.url,
+            "--token",
+            &b.token,
+        ],
+    );
+    cortex(
+        here,
+        &[
+            "env",
+            "configure",
+            "down",
+            "--endpoint",
+            "http://127.0.0.1:9",
+            "--token",
+            "x",
+        ],
+    );
+    cortex(here, &["env", "default", "alpha"]);
+    let p = a.example_project("command-realtime");
+    cortex(&p, &["deploy"]);
+    cortex(&p, &["deploy", "-e", "beta"]);
+    let table = cortex(here, &["get"]);
+    let lines: Vec<&str> = table.lines().collect();
+    assert!(lines[0].starts_with("env     realtime api"), "{table}");
+    assert!(lines[1].starts_with("alpha   reverser"), "{table}");
+    assert!(lines[2].starts_with("beta    reverser"), "{table}");
+    assert!(
+        table.contains("unable to detect apis from the down environment; run `cortex get --env down` if this is unexpected"),
+        "{table}"
+    );
+    // The local server was not running and is not the default: it was not started.
+    assert!(!cfg.path().join("local/server.json").exists());
+    let json: serde_json::Value =
+        serde_json::from_str(&cortex(here, &["get", "-o", "json"])).unwrap();
+    assert_eq!(json[0]["env_name"], "alpha");
+    assert_eq!(json[0]["apis"][0]["name"], "reverser");
+    assert!(json[2]["error"].as_str().unwrap().contains("127.0.0.1:9"));
+    // With -e only that environment, without the env column.
+    assert!(cortex(here, &["get", "-e", "beta"]).starts_with("realtime api"));
+}
