@@ -135,11 +135,13 @@ async fn upload(target: &Target, b: &Bundle) -> anyhow::Result<()> {
             )
             .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
         );
+        bar.tick(); // draw at once, even if the upload is quick
         bar
     });
-    let chunks: Vec<bytes::Bytes> = bytes::Bytes::from(b.bytes.clone())
-        .chunks(64 * 1024)
-        .map(bytes::Bytes::copy_from_slice)
+    let all = bytes::Bytes::from(b.bytes.clone());
+    let chunks: Vec<bytes::Bytes> = (0..all.len())
+        .step_by(64 * 1024)
+        .map(|start| all.slice(start..(start + 64 * 1024).min(all.len())))
         .collect();
     let progress = bar.clone();
     let stream = futures_util::stream::iter(chunks.into_iter().map(move |c| {

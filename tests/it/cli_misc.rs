@@ -368,3 +368,42 @@ fn get_without_env_lists_every_configured_environment() {
     // With -e only that environment, without the env column.
     assert!(cortex(here, &["get", "-e", "beta"]).starts_with("realtime api"));
 }
+
+#[test]
+fn uploads_show_a_progress_bar_on_a_terminal() {
+    let s = Server::start();
+    let p = s.example_project("command-realtime");
+    // 1 MiB that does not compress, so the bundle is big enough for a bar.
+    let mut x: u64 = 0x9E37_79B9_7F4A_7C15;
+    let noise: Vec<u8> = (0..1024 * 1024)
+        .map(|_| {
+            // xorshift64: cheap, deterministic, incompressible
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            (x >> 32) as u8
+        })
+        .collect();
+    std::fs::write(p.join("weights.bin"), noise).unwrap();
+    let cmd = format!("{} deploy --yes", cortex_bin().display());
+    let out = std::process::Command::new("script")
+        .args(["-qfec", &cmd, "/dev/null"])
+        .current_dir(&p)
+        .env("CORTEX_CLI_CONFIG_DIR", s.cli_dir())
+        .env("CORTEX_ENDPOINT", &s.url)
+        .env("CORTEX_TOKEN", &s.token)
+        .stdin(Stdio::null())
+        .output()
+        .expect("`script` (util-linux) is needed for this test");
+    let text = stdout(&out);
+    assert!(text.contains("uploading project"), "{text:?}");
+    assert!(text.contains("creating reverser (RealtimeAPI)"), "{text:?}");
+    // Not on a terminal: no bar.
+    write(&p, "more.bin", "changed");
+    let plain = s.run(&p, &["deploy", "--yes"]);
+    assert!(
+        !stderr(&plain).contains("uploading project"),
+        "{}",
+        stderr(&plain)
+    );
+}
