@@ -407,3 +407,62 @@ fn uploads_show_a_progress_bar_on_a_terminal() {
         stderr(&plain)
     );
 }
+
+#[test]
+fn the_upload_prompt_on_a_terminal_takes_no_and_yes() {
+    use std::io::Write;
+    let s = Server::start();
+    let p = s.example_project("command-realtime");
+    let answer = |reply: &str| {
+        let cmd = format!("{} deploy", cortex_bin().display());
+        let mut child = std::process::Command::new("script")
+            .args(["-qfec", &cmd, "/dev/null"])
+            .current_dir(&p)
+            .env("CORTEX_CLI_CONFIG_DIR", s.cli_dir())
+            .env("CORTEX_ENDPOINT", &s.url)
+            .env("CORTEX_TOKEN", &s.token)
+            .env("CORTEX_UPLOAD_PROMPT_BYTES", "10")
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .spawn()
+            .expect("`script` (util-linux) is needed for this test");
+        // Raw chunks, not lines: the question ends without a newline.
+        let (tx, lines) = std::sync::mpsc::channel::<String>();
+        let mut out = child.stdout.take().unwrap();
+        std::thread::spawn(move || {
+            use std::io::Read;
+            let mut buf = [0u8; 4096];
+            while let Ok(n) = out.read(&mut buf) {
+                if n == 0
+                    || tx
+                        .send(String::from_utf8_lossy(&buf[..n]).into_owned())
+                        .is_err()
+                {
+                    break;
+                }
+            }
+        });
+        let mut stdin = child.stdin.take().unwrap();
+        // Wait for the question before answering it.
+        let mut seen = String::new();
+        wait_for("the prompt", DEADLINE, || {
+            while let Ok(l) = lines.try_recv() {
+                seen.push_str(&l);
+            }
+            seen.contains("continue? (y/n)").then_some(())
+        });
+        stdin.write_all(reply.as_bytes()).unwrap();
+        let status = child.wait().unwrap();
+        while let Ok(l) = lines.recv_timeout(std::time::Duration::from_secs(5)) {
+            seen.push_str(&l);
+        }
+        (status, seen)
+    };
+    let (status, text) = answer("n\n");
+    assert!(!status.success());
+    assert!(text.contains("deploy cancelled"), "{text}");
+    assert_eq!(s.ok(&p, &["get"]), "no apis are deployed\n");
+    let (status, text) = answer("y\n");
+    assert!(status.success(), "{text}");
+    assert!(text.contains("creating reverser"), "{text}");
+}
