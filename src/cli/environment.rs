@@ -48,9 +48,11 @@ pub async fn connect_if_running(flag: Option<&str>) -> anyhow::Result<Option<Tar
 }
 
 /// Whether `cortex get` with no API should list every configured environment, as cortex
-/// does: no `-e`, no `CORTEX_ENV`/`CORTEX_ENDPOINT`, and at least one remote environment.
+/// does: no `-e`, no `CORTEX_ENV`/`CORTEX_ENDPOINT`/`CORTEX_TOKEN`, and at least one remote
+/// environment.
 pub fn list_all_environments(flag: Option<&str>) -> anyhow::Result<Option<Vec<String>>> {
-    let overridden = ["CORTEX_ENV", "CORTEX_ENDPOINT"]
+    // CORTEX_TOKEN too: a CI token must not be sent to every configured server.
+    let overridden = ["CORTEX_ENV", "CORTEX_ENDPOINT", "CORTEX_TOKEN"]
         .iter()
         .any(|v| std::env::var(v).is_ok_and(|s| !s.is_empty()));
     if flag.is_some() || overridden {

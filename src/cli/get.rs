@@ -15,17 +15,26 @@ pub async fn run(args: GetArgs) -> anyhow::Result<ExitStatus> {
     if args.job_id.is_some() {
         bail!("batch jobs are not supported by this version of cortex yet; `cortex get <api>` describes a RealtimeAPI");
     }
-    let target = environment::connect(args.env.env.as_deref()).await?;
+    let source = match environment::list_all_environments(args.env.env.as_deref())? {
+        Some(envs) if args.api.is_none() => Source::All(envs),
+        _ => Source::One(environment::connect(args.env.env.as_deref()).await?),
+    };
     if !args.watch {
-        let text = render_once(&target, &args).await?;
+        let text = render_once(&source, &args).await?;
         print!("{text}");
         return Ok(ExitStatus::Success);
     }
-    watch(&target, &args).await
+    watch(&source, &args).await
+}
+
+/// Where `cortex get` reads from: one environment, or every configured one.
+enum Source {
+    One(Target),
+    All(Vec<String>),
 }
 
 /// Re-runs every 2 seconds: in place on a terminal, as repeated blocks otherwise.
-async fn watch(target: &Target, args: &GetArgs) -> anyhow::Result<ExitStatus> {
+async fn watch(source: &Source, args: &GetArgs) -> anyhow::Result<ExitStatus> {
     let tty = std::io::stdout().is_terminal();
     let mut shown_lines = 0usize;
     let command: Vec<String> = std::env::args()
@@ -33,7 +42,7 @@ async fn watch(target: &Target, args: &GetArgs) -> anyhow::Result<ExitStatus> {
         .filter(|a| a != "-w" && a != "--watch")
         .collect();
     loop {
-        let body = match render_once(target, args).await {
+        let body = match render_once(source, args).await {
             Ok(text) => text,
             Err(e) => format!("error: {e}\n"),
         };
@@ -69,12 +78,11 @@ fn clock() -> String {
     format!("{h12}:{m:02}:{s:02}{ampm} UTC")
 }
 
-async fn render_once(target: &Target, args: &GetArgs) -> anyhow::Result<String> {
-    if args.api.is_none() {
-        if let Some(envs) = environment::list_all_environments(args.env.env.as_deref())? {
-            return all_environments(&envs, args.output).await;
-        }
-    }
+async fn render_once(source: &Source, args: &GetArgs) -> anyhow::Result<String> {
+    let target = match source {
+        Source::All(envs) => return all_environments(envs, args.output).await,
+        Source::One(target) => target,
+    };
     match &args.api {
         None => {
             let apis = target.client.list_apis().await?;
@@ -128,6 +136,13 @@ async fn all_environments(envs: &[String], format: OutputFormat) -> anyhow::Resu
             apis,
             error,
         });
+    }
+    if !answers.is_empty() && answers.iter().all(|a| a.error.is_some()) {
+        let reasons: Vec<String> = answers
+            .iter()
+            .map(|a| format!("{}: {}", a.env_name, a.error.as_deref().unwrap_or_default()))
+            .collect();
+        bail!("no environment answered:\n  {}", reasons.join("\n  "));
     }
     if let Some(text) = structured(format, &answers)? {
         return Ok(text);
