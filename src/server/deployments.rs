@@ -115,6 +115,20 @@ struct Routes {
     by_path: HashMap<String, Arc<ApiRuntime>>,
 }
 
+impl Routes {
+    /// Removes `rt`'s path, only if the path still leads to it.
+    fn unroute(&mut self, rt: &Arc<ApiRuntime>) {
+        let path = &rt.spec.networking.endpoint;
+        if self
+            .by_path
+            .get(path)
+            .is_some_and(|cur| Arc::ptr_eq(cur, rt))
+        {
+            self.by_path.remove(path);
+        }
+    }
+}
+
 /// All live APIs of this server.
 pub struct Deployments {
     engine: Arc<dyn Engine>,
@@ -248,7 +262,7 @@ impl Deployments {
         {
             let mut routes = self.routes.write().unwrap_or_else(|p| p.into_inner());
             if let Some(old) = &old {
-                routes.by_path.remove(&old.spec.networking.endpoint);
+                routes.unroute(old);
             }
             routes
                 .by_path
@@ -267,7 +281,7 @@ impl Deployments {
             let mut routes = self.routes.write().unwrap_or_else(|p| p.into_inner());
             let runtime = routes.by_name.remove(name);
             if let Some(rt) = &runtime {
-                routes.by_path.remove(&rt.spec.networking.endpoint);
+                routes.unroute(rt);
             }
             runtime
         };

@@ -70,3 +70,32 @@ fn a_custom_endpoint_routes_to_the_api() {
     assert_eq!(s.predict("v1/reverse", r#"{"text": "xy"}"#).status(), 200);
     assert_eq!(s.predict("reverser", "{}").status(), 404);
 }
+
+#[test]
+fn an_endpoint_serves_one_api() {
+    let s = Server::start();
+    let first = s.example_project("command-realtime");
+    s.ok(&first, &["deploy"]);
+    s.wait_status("reverser", "live");
+    let second = s.project("thief");
+    copy_dir(&example("command-realtime"), &second);
+    write(
+        &second,
+        "cortex.yaml",
+        "- name: thief\n  kind: RealtimeAPI\n  predictor:\n    type: command\n    command: python3 server.py\n  networking:\n    endpoint: /reverser\n",
+    );
+    let out = s.run(&second, &["deploy"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        stderr(&out)
+            .contains("networking.endpoint: /reverser is already the endpoint of api reverser"),
+        "{}",
+        stderr(&out)
+    );
+    assert_eq!(
+        s.ok(&second, &["get"]).lines().count(),
+        2,
+        "thief was not stored"
+    );
+    assert_eq!(s.predict("reverser", r#"{"text": "ok"}"#).status(), 200);
+}

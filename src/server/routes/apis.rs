@@ -57,6 +57,17 @@ pub async fn deploy(
         .await
         .map_err(|e| ApiError::Internal(e.to_string()))??;
 
+    // Endpoints of the APIs already stored: a path serves one API.
+    let stored: Vec<(String, String)> = state
+        .store
+        .call(|c| models::list(c))
+        .await?
+        .into_iter()
+        .filter_map(|row| {
+            let spec: ApiSpec = serde_json::from_str(&row.spec_json).ok()?;
+            Some((row.name, spec.networking.endpoint))
+        })
+        .collect();
     let mut results = Vec::with_capacity(specs.len());
     for spec in specs {
         let name = spec.name.clone();
@@ -69,6 +80,13 @@ pub async fn deploy(
             message: format!("{name} ({kind}): {error}"),
             error: Some(error),
         };
+        if let Some(owner) = endpoint_owner(&stored, &spec) {
+            results.push(failed(format!(
+                "networking.endpoint: {} is already the endpoint of api {owner}; choose another endpoint, or delete {owner} first",
+                spec.networking.endpoint
+            )));
+            continue;
+        }
         if let Err(e) = check_project(&spec, &project_dir, &req.config_file) {
             results.push(failed(e));
             continue;
@@ -142,6 +160,14 @@ pub async fn deploy(
         });
     }
     Ok(Json(results))
+}
+
+/// The other API that already serves `spec`'s endpoint, if any.
+fn endpoint_owner<'a>(stored: &'a [(String, String)], spec: &ApiSpec) -> Option<&'a str> {
+    stored
+        .iter()
+        .find(|(name, endpoint)| *name != spec.name && *endpoint == spec.networking.endpoint)
+        .map(|(name, _)| name.as_str())
 }
 
 /// Checks that the files the spec names are in the project.
