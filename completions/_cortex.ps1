@@ -172,7 +172,7 @@ Register-ArgumentCompleter -Native -CommandName 'cortex' -ScriptBlock {
         }
         'cortex;server' {
             [CompletionResult]::new('--listen', '--listen', [CompletionResultType]::ParameterName, 'address to listen on')
-            [CompletionResult]::new('--data-dir', '--data-dir', [CompletionResultType]::ParameterName, 'where the server keeps its database, bundles and logs (default: <config dir>/server)')
+            [CompletionResult]::new('--data-dir', '--data-dir', [CompletionResultType]::ParameterName, 'where the server keeps its database, bundles and logs (default: <config dir>/local, the local environment''s server)')
             [CompletionResult]::new('--port-fallback', '--port-fallback', [CompletionResultType]::ParameterName, 'if the port is taken, listen on a free one instead')
             [CompletionResult]::new('-h', '-h', [CompletionResultType]::ParameterName, 'Print help')
             [CompletionResult]::new('--help', '--help', [CompletionResultType]::ParameterName, 'Print help')

@@ -151,7 +151,7 @@ set edit:completion:arg-completer[cortex] = {|@words|
         }
         &'cortex;server'= {
             cand --listen 'address to listen on'
-            cand --data-dir 'where the server keeps its database, bundles and logs (default: <config dir>/server)'
+            cand --data-dir 'where the server keeps its database, bundles and logs (default: <config dir>/local, the local environment''s server)'
             cand --port-fallback 'if the port is taken, listen on a free one instead'
             cand -h 'Print help'
             cand --help 'Print help'

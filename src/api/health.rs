@@ -6,4 +6,6 @@ use serde::{Deserialize, Serialize};
 pub struct Health {
     pub status: String,
     pub version: String,
+    /// The server's process id (so a CLI can tell it is talking to the process it means).
+    pub pid: u32,
 }

@@ -52,13 +52,29 @@ impl LocalServer {
         Ok(token.trim().to_string())
     }
 
-    /// The URL of the running server, when its process is alive and answers `/healthz`.
+    /// Whether a server holds the data directory's lock: it runs (maybe still starting, or
+    /// too busy to answer). This, not a pid, is the truth: pids get reused.
+    pub fn lock_held(&self) -> bool {
+        let Ok(file) = std::fs::OpenOptions::new()
+            .write(true)
+            .open(self.data_dir.join("server.lock"))
+        else {
+            return false;
+        };
+        matches!(file.try_lock(), Err(std::fs::TryLockError::WouldBlock))
+    }
+
+    /// The URL of the running server, when a server holds the lock and answers `/healthz`
+    /// as the process its runtime file names.
     pub async fn running_url(&self) -> Option<String> {
-        let rt = self.runtime_file()?;
-        if !process_alive(rt.pid) {
+        if !self.lock_held() {
             return None;
         }
+        let rt = self.runtime_file()?;
         let health = Client::new(&rt.url, None).health().await.ok()?;
+        if health.pid != rt.pid {
+            return None;
+        }
         if health.version != crate::VERSION {
             eprintln!(
                 "warning: the local cortex server runs version {}, but this cli is {}; restart it with `cortex server stop` (it starts again on the next command)",
@@ -91,9 +107,36 @@ impl LocalServer {
             drop(lock);
             return Ok(url);
         }
-        let result = self.start().await;
+        let result = if self.lock_held() {
+            // A server owns the data directory but does not answer yet: wait for it rather
+            // than start a second one.
+            self.wait_for_running().await
+        } else {
+            self.start().await
+        };
         drop(lock);
         result
+    }
+
+    async fn wait_for_running(&self) -> anyhow::Result<String> {
+        let deadline = Instant::now() + START_DEADLINE;
+        while Instant::now() < deadline {
+            if let Some(url) = self.running_url().await {
+                return Ok(url);
+            }
+            if !self.lock_held() {
+                return self.start().await;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        let who = self
+            .runtime_file()
+            .map(|rt| format!(" (pid {}, {})", rt.pid, rt.url))
+            .unwrap_or_default();
+        bail!(
+            "the local cortex server{who} runs but does not answer; see its log {} or stop it with `cortex server stop`",
+            self.log_path().display()
+        )
     }
 
     async fn start(&self) -> anyhow::Result<String> {

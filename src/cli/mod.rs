@@ -186,7 +186,8 @@ pub struct ServerArgs {
     /// address to listen on
     #[arg(long, default_value = "127.0.0.1:8888")]
     pub listen: std::net::SocketAddr,
-    /// where the server keeps its database, bundles and logs (default: <config dir>/server)
+    /// where the server keeps its database, bundles and logs (default: <config dir>/local, the
+    /// local environment's server)
     #[arg(long, value_name = "DIR")]
     pub data_dir: Option<PathBuf>,
     /// if the port is taken, listen on a free one instead

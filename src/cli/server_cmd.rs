@@ -15,7 +15,9 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<ExitStatus> {
             init_tracing();
             let data_dir = match args.data_dir {
                 Some(d) => d,
-                None => config_dir()?.join("server"),
+                // The same directory the local environment uses: a foreground `cortex server`
+                // is the local server, and the CLI finds it there.
+                None => config_dir()?.join("local"),
             };
             server::run(ServerConfig {
                 listen: args.listen,
@@ -60,9 +62,17 @@ async fn status() -> anyhow::Result<ExitStatus> {
 
 async fn stop() -> anyhow::Result<ExitStatus> {
     let local = LocalServer::new(&config_dir()?);
-    let Some(rt) = local.runtime_file().filter(|rt| process_alive(rt.pid)) else {
+    if !local.lock_held() {
         println!("the local cortex server is not running");
         return Ok(ExitStatus::Success);
+    }
+    // The lock holder writes the runtime file once it listens; its pid is the one to signal.
+    let rt = match local.runtime_file() {
+        Some(rt) if process_alive(rt.pid) => rt,
+        _ => bail!(
+            "the local cortex server is starting (no runtime file in {} yet); try again in a moment",
+            local.data_dir().display()
+        ),
     };
     let pid = i32::try_from(rt.pid).context("the runtime file holds an invalid pid")?;
     // SAFETY: kill(2) sends a signal; it touches no memory.
@@ -72,12 +82,12 @@ async fn stop() -> anyhow::Result<ExitStatus> {
             std::io::Error::last_os_error()
         );
     }
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while process_alive(rt.pid) && Instant::now() < deadline {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while local.lock_held() && Instant::now() < deadline {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    if process_alive(rt.pid) {
-        bail!("the local cortex server (pid {pid}) did not stop within 20s; stop it with `kill -9 {pid}`");
+    if local.lock_held() {
+        bail!("the local cortex server (pid {pid}) did not stop within 30s; stop it with `kill -9 {pid}`");
     }
     println!("stopped the local cortex server (pid {pid})");
     Ok(ExitStatus::Success)

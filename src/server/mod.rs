@@ -38,7 +38,10 @@ pub async fn run(config: ServerConfig) -> anyhow::Result<()> {
         .with_context(|| format!("cannot create the data directory {}", data_dir.display()))?;
     // One server per data directory: a second one would run every replica twice.
     let lock_path = data_dir.join("server.lock");
-    let _lock = lock_data_dir(&lock_path)?;
+    let _lock = lock_data_dir(&lock_path).await?;
+    // Whatever runtime file is here belongs to a server that is gone.
+    let runtime_file = data_dir.join(RuntimeFile::NAME);
+    let _ = std::fs::remove_file(&runtime_file);
     let store = Store::open(&data_dir.join("cortex.db"))
         .with_context(|| format!("cannot open the database in {}", data_dir.display()))?;
     ensure_admin_token(&store, data_dir).await?;
@@ -89,7 +92,6 @@ pub async fn run(config: ServerConfig) -> anyhow::Result<()> {
     let shutdown = state.shutdown.clone();
     restore(&store, &bundles, &deployments).await;
 
-    let runtime_file = data_dir.join(RuntimeFile::NAME);
     let info = RuntimeFile {
         pid: std::process::id(),
         port: addr.port(),
@@ -125,14 +127,25 @@ pub async fn run(config: ServerConfig) -> anyhow::Result<()> {
 
 /// Takes an exclusive lock on `path` for the life of the server (released when the process
 /// ends, however it ends).
-fn lock_data_dir(path: &Path) -> anyhow::Result<std::fs::File> {
+async fn lock_data_dir(path: &Path) -> anyhow::Result<std::fs::File> {
     let file = std::fs::OpenOptions::new()
         .create(true)
         .truncate(false)
         .write(true)
         .open(path)
         .with_context(|| format!("cannot open {}", path.display()))?;
-    match file.try_lock() {
+    // A CLI checking whether a server runs holds the lock for an instant: retry briefly.
+    let mut attempts = 0;
+    let result = loop {
+        match file.try_lock() {
+            Err(std::fs::TryLockError::WouldBlock) if attempts < 40 => {
+                attempts += 1;
+                tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+            }
+            other => break other,
+        }
+    };
+    match result {
         Ok(()) => Ok(file),
         Err(std::fs::TryLockError::WouldBlock) => {
             let dir = path.parent().unwrap_or(path);

@@ -119,3 +119,72 @@ fn deploy_with_no_setup_uses_the_local_server() {
     let body: serde_json::Value = resp.json().unwrap();
     assert_eq!(body["reversed"], "cba");
 }
+
+#[test]
+fn server_stop_never_signals_a_process_that_is_not_the_server() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = dir.path().join("config");
+    // A stale runtime file whose pid now belongs to an unrelated process.
+    let mut bystander = Command::new("sleep").arg("300").spawn().unwrap();
+    std::fs::create_dir_all(cfg.join("local")).unwrap();
+    std::fs::write(
+        cfg.join("local/server.json"),
+        format!(
+            r#"{{"pid": {}, "port": 9, "url": "http://127.0.0.1:9", "version": "0.0.0"}}"#,
+            bystander.id()
+        ),
+    )
+    .unwrap();
+    let stop = local_cortex(&cfg)
+        .args(["server", "stop"])
+        .output()
+        .unwrap();
+    assert_eq!(stdout(&stop), "the local cortex server is not running\n");
+    let status = local_cortex(&cfg)
+        .args(["server", "status"])
+        .output()
+        .unwrap();
+    assert_eq!(status.status.code(), Some(1));
+    assert!(
+        bystander.try_wait().unwrap().is_none(),
+        "the bystander was killed"
+    );
+    let _ = bystander.kill();
+    let _ = bystander.wait();
+}
+
+#[test]
+fn cortex_server_in_the_foreground_is_the_local_server() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = dir.path().join("config");
+    let mut server = local_cortex(&cfg)
+        .args(["server", "--listen", "127.0.0.1:0"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let pid = server.id();
+    wait_for("the foreground server", DEADLINE, || {
+        let rt: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(cfg.join("local/server.json")).ok()?).ok()?;
+        (rt["pid"] == pid).then_some(())
+    });
+    // The CLI uses it instead of starting a daemon.
+    let status = local_cortex(&cfg)
+        .args(["server", "status"])
+        .output()
+        .unwrap();
+    assert!(
+        stdout(&status).contains(&format!("pid:      {pid}")),
+        "{}",
+        stdout(&status)
+    );
+    let get = local_cortex(&cfg).arg("get").output().unwrap();
+    assert_eq!(stdout(&get), "no apis are deployed\n");
+    let stop = local_cortex(&cfg)
+        .args(["server", "stop"])
+        .output()
+        .unwrap();
+    assert!(stdout(&stop).starts_with("stopped the local cortex server"));
+    assert!(server.wait().unwrap().success());
+}

@@ -7,6 +7,7 @@ pub async fn healthz() -> Json<Health> {
     Json(Health {
         status: "ok".to_string(),
         version: crate::VERSION.to_string(),
+        pid: std::process::id(),
     })
 }
 
