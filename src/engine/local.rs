@@ -32,27 +32,70 @@ const STOP_GRACE: Duration = Duration::from_secs(5);
 #[derive(Debug, Clone)]
 pub struct LocalEngine {
     http: reqwest::Client,
+    /// Set as `CORTEX_ENGINE_OWNER` in every replica's environment (inherited by whatever the
+    /// replica starts), so a later server can find what an earlier one left behind.
+    owner: String,
 }
 
-impl Default for LocalEngine {
-    fn default() -> Self {
-        LocalEngine::new()
-    }
-}
+/// The environment variable that marks a process as started by one server (its data dir).
+const OWNER_VAR: &str = "CORTEX_ENGINE_OWNER";
 
 impl LocalEngine {
-    pub fn new() -> LocalEngine {
+    /// An engine whose replicas are marked as belonging to `owner` (the server's data dir).
+    pub fn new(owner: &str) -> LocalEngine {
         let http = reqwest::Client::builder()
             .timeout(Duration::from_secs(2))
             .no_proxy()
             .build()
             .unwrap_or_default();
-        LocalEngine { http }
+        LocalEngine {
+            http,
+            owner: owner.to_string(),
+        }
+    }
+
+    /// Kills processes a previous server with the same owner left behind: a replica's own
+    /// children survive a SIGKILLed server (only the direct child gets PR_SET_PDEATHSIG).
+    /// Call before launching anything. Returns how many were killed. Blocking (reads /proc).
+    pub fn reap_orphans(&self) -> usize {
+        let marker = format!("{OWNER_VAR}={}", self.owner).into_bytes();
+        let me = std::process::id();
+        let Ok(entries) = std::fs::read_dir("/proc") else {
+            return 0;
+        };
+        let mut killed = 0;
+        for entry in entries.flatten() {
+            let Some(pid) = entry
+                .file_name()
+                .to_str()
+                .and_then(|n| n.parse::<i32>().ok())
+            else {
+                continue;
+            };
+            if pid as u32 == me {
+                continue;
+            }
+            let Ok(environ) = std::fs::read(entry.path().join("environ")) else {
+                continue;
+            };
+            if environ
+                .split(|b| *b == 0)
+                .any(|var| var == marker.as_slice())
+            {
+                // SAFETY: kill(2) sends a signal; it touches no memory.
+                unsafe {
+                    libc::kill(pid, libc::SIGKILL);
+                }
+                killed += 1;
+            }
+        }
+        killed
     }
 }
 
 impl Engine for LocalEngine {
-    fn launch(&self, plan: ReplicaPlan) -> Replica {
+    fn launch(&self, mut plan: ReplicaPlan) -> Replica {
+        plan.env.push((OWNER_VAR.to_string(), self.owner.clone()));
         let (replica, stop_rx, done_tx) = Replica::new(plan.replica_id.clone());
         let shared = replica.shared.clone();
         let http = self.http.clone();
@@ -188,11 +231,16 @@ async fn run(
     http: &reqwest::Client,
 ) -> RunEnd {
     let mut was_ready = false;
+    let pid = child.id();
     let ready = wait_ready(http, port);
     tokio::pin!(ready);
     loop {
         tokio::select! {
             status = child.wait() => {
+                // What the replica started in its group must not outlive it.
+                if let Some(pid) = pid {
+                    signal_group(pid, libc::SIGKILL);
+                }
                 let code = status.ok().and_then(|s| s.code());
                 return RunEnd::Exited { code, was_ready };
             }

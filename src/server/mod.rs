@@ -67,7 +67,13 @@ pub async fn run(config: ServerConfig) -> anyhow::Result<()> {
     let url = format!("http://{connectable}");
 
     let bundles = BundleStore::new(data_dir.clone());
-    let engine = Arc::new(LocalEngine::new());
+    let owner = data_dir.canonicalize().unwrap_or_else(|_| data_dir.clone());
+    let engine = Arc::new(LocalEngine::new(&owner.display().to_string()));
+    let reaper = engine.clone();
+    let reaped = tokio::task::spawn_blocking(move || reaper.reap_orphans()).await?;
+    if reaped > 0 {
+        eprintln!("stopped {reaped} process(es) a previous server left running");
+    }
     let deployments = Arc::new(Deployments::new(
         engine,
         store.clone(),

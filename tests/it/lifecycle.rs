@@ -9,8 +9,15 @@ fn port_of(api: &serde_json::Value) -> u16 {
     api["replicas"][0]["port"].as_u64().unwrap() as u16
 }
 
+/// Whether a process runs (a zombie does not: an orphan may wait long for init to reap it).
 fn pid_alive(pid: i32) -> bool {
-    unsafe { libc::kill(pid, 0) == 0 }
+    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+        // The state is the first field after the parenthesised command name.
+        Ok(stat) => stat
+            .rsplit_once(')')
+            .is_some_and(|(_, rest)| !rest.trim_start().starts_with(['Z', 'X'])),
+        Err(_) => false,
+    }
 }
 
 #[test]
@@ -146,4 +153,74 @@ fn a_second_server_on_the_same_data_dir_is_refused() {
     assert!(s
         .ok(s.dir.path(), &["get"])
         .contains("no apis are deployed"));
+}
+
+fn read_pid(path: &std::path::Path) -> Option<i32> {
+    std::fs::read_to_string(path).ok()?.trim().parse().ok()
+}
+
+/// The unpacked project of the (single) deployed API, where its replica runs.
+fn project_dir_of(s: &Server) -> std::path::PathBuf {
+    let projects = s.data_dir().join("projects");
+    std::fs::read_dir(projects)
+        .unwrap()
+        .flatten()
+        .map(|e| e.path())
+        .find(|p| p.is_dir() && !p.file_name().unwrap().to_string_lossy().starts_with('.'))
+        .unwrap()
+}
+
+#[test]
+fn what_a_replica_started_dies_with_it() {
+    let s = Server::start();
+    let p = s.project("spawner");
+    write(
+        &p,
+        "cortex.yaml",
+        "- name: spawner\n  kind: RealtimeAPI\n  predictor:\n    type: command\n    command: [sh, -c, 'sleep 300 & echo $! > \"sleeper-$$.pid\"; exit 1']\n",
+    );
+    s.ok(&p, &["deploy"]);
+    let dir = wait_for("the project to be unpacked", DEADLINE, || {
+        s.data_dir()
+            .join("projects")
+            .is_dir()
+            .then(|| project_dir_of(&s))
+    });
+    let sleeper = wait_for("a sleeper pid file", DEADLINE, || {
+        let f = std::fs::read_dir(&dir)
+            .ok()?
+            .flatten()
+            .find(|e| e.file_name().to_string_lossy().starts_with("sleeper-"))?;
+        read_pid(&f.path())
+    });
+    wait_for("the sleeper to die with its replica", DEADLINE, || {
+        (!pid_alive(sleeper)).then_some(())
+    });
+}
+
+#[test]
+fn grandchildren_left_by_a_sigkilled_server_are_reaped_by_the_next() {
+    let mut s = Server::start();
+    let p = s.example_project("command-realtime");
+    write(
+        &p,
+        "cortex.yaml",
+        "- name: wrapped\n  kind: RealtimeAPI\n  predictor:\n    type: command\n    command: [sh, -c, 'echo $$ > wrapper.pid; python3 server.py & echo $! > server.pid; wait']\n",
+    );
+    s.ok(&p, &["deploy"]);
+    s.wait_status("wrapped", "live");
+    let dir = project_dir_of(&s);
+    let python = read_pid(&dir.join("server.pid")).unwrap();
+    s.kill();
+    // The direct child (sh) dies with the server; its python child is orphaned...
+    let wrapper = read_pid(&dir.join("wrapper.pid")).unwrap();
+    wait_for("the wrapper to die", DEADLINE, || {
+        (!pid_alive(wrapper)).then_some(())
+    });
+    // ...until the next server starts and reaps it.
+    s.restart();
+    wait_for("the orphan to be reaped", DEADLINE, || {
+        (!pid_alive(python)).then_some(())
+    });
+    s.wait_status("wrapped", "live");
 }
