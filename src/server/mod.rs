@@ -14,6 +14,7 @@ use std::sync::Arc;
 
 use anyhow::Context;
 use axum::serve::ListenerExt;
+use std::future::IntoFuture;
 
 use crate::api::RuntimeFile;
 use crate::engine::LocalEngine;
@@ -21,6 +22,9 @@ use crate::spec::ApiSpec;
 use crate::store::{models, users, BundleStore, Store};
 use deployments::Deployments;
 use state::AppState;
+
+/// How long in-flight requests may run on after SIGTERM before the server stops anyway.
+const SHUTDOWN_GRACE: std::time::Duration = std::time::Duration::from_secs(10);
 
 /// How `cortex server` was asked to run.
 #[derive(Debug, Clone)]
@@ -113,12 +117,23 @@ pub async fn run(config: ServerConfig) -> anyhow::Result<()> {
     let listener = listener.tap_io(|tcp| {
         let _ = tcp.set_nodelay(true);
     });
-    let served = axum::serve(listener, app)
-        .with_graceful_shutdown(async move {
-            shutdown_signal().await;
-            shutdown.cancel();
-        })
-        .await;
+    let graceful = shutdown.clone();
+    let serve = axum::serve(listener, app).with_graceful_shutdown(async move {
+        shutdown_signal().await;
+        graceful.cancel();
+    });
+    // In-flight requests get a grace period; a prediction that never ends must not keep the
+    // server (and every replica) alive forever.
+    let served = tokio::select! {
+        r = serve.into_future() => r,
+        _ = async {
+            shutdown.cancelled().await;
+            tokio::time::sleep(SHUTDOWN_GRACE).await;
+        } => {
+            eprintln!("requests still in flight after {}s; stopping anyway", SHUTDOWN_GRACE.as_secs());
+            Ok(())
+        }
+    };
     deployments.shutdown().await;
     // Only remove the runtime file if it is still ours.
     if std::fs::read(&runtime_file)

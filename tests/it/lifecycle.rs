@@ -224,3 +224,46 @@ fn grandchildren_left_by_a_sigkilled_server_are_reaped_by_the_next() {
     });
     s.wait_status("wrapped", "live");
 }
+
+#[test]
+fn a_prediction_that_never_ends_does_not_keep_the_server_from_stopping() {
+    let mut s = Server::start();
+    let p = s.project("stuck");
+    let marker = s.dir.path().join("in-flight");
+    write(
+        &p,
+        "predictor.py",
+        "import threading\n\nclass PythonPredictor:\n    def __init__(self, config):\n        self.marker = config['marker']\n\n    def predict(self, payload):\n        open(self.marker, 'w').close()\n        threading.Event().wait()\n",
+    );
+    write(
+        &p,
+        "cortex.yaml",
+        &format!(
+            "- name: stuck\n  kind: RealtimeAPI\n  predictor:\n    type: python\n    path: predictor.py\n    config:\n      marker: {}\n",
+            marker.display()
+        ),
+    );
+    s.ok(&p, &["deploy"]);
+    s.wait_status("stuck", "live");
+    let url = format!("{}/stuck", s.url);
+    let caller = std::thread::spawn(move || {
+        reqwest::blocking::Client::builder()
+            .timeout(None)
+            .build()
+            .unwrap()
+            .post(url)
+            .body("{}")
+            .send()
+    });
+    wait_for("the request to be in flight", DEADLINE, || {
+        marker.exists().then_some(())
+    });
+    assert!(
+        s.stop(),
+        "the server did not stop cleanly with a request in flight"
+    );
+    // The request is cut off: an error, or the gateway's 502 once the replica is stopped.
+    if let Ok(resp) = caller.join().unwrap() {
+        assert_eq!(resp.status(), 502);
+    }
+}
