@@ -4,6 +4,7 @@ pub mod auth;
 pub mod deployments;
 pub mod error;
 pub mod gateway;
+pub mod json_errors;
 pub mod metrics;
 pub mod routes;
 pub mod state;

@@ -151,3 +151,79 @@ fn a_missing_command_is_an_error_that_names_it() {
         "{errors}"
     );
 }
+
+#[test]
+fn errors_axum_makes_itself_are_json_too() {
+    let s = Server::start();
+    let c = reqwest::blocking::Client::new();
+    let (code, body) = error_of(c.post(format!("{}/healthz", s.url)).send().unwrap());
+    assert_eq!(
+        (code, body["kind"].as_str().unwrap()),
+        (405, "method_not_allowed"),
+        "{body}"
+    );
+    let (code, body) = error_of(
+        c.delete(format!("{}/api/v2/apis", s.url))
+            .bearer_auth(&s.token)
+            .send()
+            .unwrap(),
+    );
+    assert_eq!(
+        (code, body["kind"].as_str().unwrap()),
+        (405, "method_not_allowed"),
+        "{body}"
+    );
+
+    let p = s.example_project("command-realtime");
+    s.ok(&p, &["deploy"]);
+    let (code, body) = error_of(
+        c.get(format!("{}/api/v2/apis/reverser/logs?tail=abc", s.url))
+            .bearer_auth(&s.token)
+            .send()
+            .unwrap(),
+    );
+    assert_eq!(
+        (code, body["kind"].as_str().unwrap()),
+        (400, "bad_request"),
+        "{body}"
+    );
+    assert!(body["message"].as_str().unwrap().contains("tail"), "{body}");
+
+    let big = vec![b' '; 65 * 1024 * 1024];
+    let (code, body) = error_of(
+        c.post(format!("{}/api/v2/apis", s.url))
+            .bearer_auth(&s.token)
+            .header("content-type", "application/json")
+            .body(big)
+            .send()
+            .unwrap(),
+    );
+    assert_eq!(
+        (code, body["kind"].as_str().unwrap()),
+        (413, "payload_too_large"),
+        "{body}"
+    );
+}
+
+#[test]
+fn a_python_predictor_answers_bad_json_with_a_json_400() {
+    let s = Server::start();
+    let p = s.example_project("python-realtime");
+    s.ok(&p, &["deploy"]);
+    s.wait_status("iris-classifier", "live");
+    let (code, body) = error_of(s.predict("iris-classifier", "{not json"));
+    assert_eq!(
+        (code, body["kind"].as_str().unwrap()),
+        (400, "bad_request"),
+        "{body}"
+    );
+    assert!(
+        body["message"].as_str().unwrap().contains("not valid JSON"),
+        "{body}"
+    );
+    let table = s.ok(&p, &["get"]);
+    assert!(
+        table.lines().next().unwrap().ends_with("2XX   4XX"),
+        "{table}"
+    );
+}

@@ -554,7 +554,7 @@ class Handler(http.server.BaseHTTPRequestHandler):
             self._read_body()
         except BadRequest:
             self.close_connection = True
-        body = json.dumps({"error": "method %s is not allowed" % self.command}).encode()
+        body = json.dumps({"kind": "method_not_allowed", "message": "method %s is not allowed; send a POST to predict" % self.command}).encode()
         self.send_response(405)
         self.send_header("Allow", "GET, HEAD, POST")
         self.send_header("Content-Type", "application/json")
@@ -568,7 +568,7 @@ class Handler(http.server.BaseHTTPRequestHandler):
         server = self.server
         if server.shutting_down.is_set():
             self._release_pending()
-            self._send_json(503, {"error": "the api is shutting down"}, close=True)
+            self._send_json(503, {"kind": "not_ready", "message": "the api is shutting down"}, close=True)
             return
         with server.in_flight_cond:
             server.in_flight += 1
@@ -587,7 +587,7 @@ class Handler(http.server.BaseHTTPRequestHandler):
         try:
             body = self._read_body()
         except BadRequest as e:
-            self._send_json(400, {"error": str(e)}, close=True)
+            self._send_json(400, {"kind": "bad_request", "message": str(e)}, close=True)
             return
 
         content_type = self.headers.get("Content-Type", "")
@@ -595,7 +595,7 @@ class Handler(http.server.BaseHTTPRequestHandler):
             try:
                 payload = json.loads(body)
             except ValueError as e:
-                self._send_json(400, {"error": "the request body is not valid JSON: %s" % e})
+                self._send_json(400, {"kind": "bad_request", "message": "the request body is not valid JSON: %s" % e})
                 return
         else:
             payload = body
@@ -623,7 +623,7 @@ class Handler(http.server.BaseHTTPRequestHandler):
                     ) from e
         except Exception as e:
             _log("ERROR", "%s: exception in predict: %s" % (api_name, _describe(e)), _format_traceback(e))
-            self._send_json(500, {"error": "internal server error"})
+            self._send_json(500, {"kind": "internal", "message": "internal server error"})
             return
 
         self._send(200, body, ctype)

@@ -246,7 +246,7 @@ class TestBasics(ShimTestCase):
         status, ctype, body = self.shim.request("POST", "/", b"{not json", {"Content-Type": "application/json"})
         self.assertEqual(status, 400)
         self.assertEqual(ctype, "application/json")
-        err = json.loads(body)["error"]
+        err = json.loads(body)["message"]
         self.assertTrue(err.startswith("the request body is not valid JSON: "), err)
         # an empty JSON body is invalid too (cortex e2e readiness probe)
         status, _, _ = self.shim.request("POST", "/", b"", {"Content-Type": "application/json"})
@@ -328,7 +328,7 @@ class TestReturnTypes(ShimTestCase):
     def test_unserialisable_is_500(self):
         status, ctype, body = self.shim.request("POST", "/?kind=unserialisable")
         self.assertEqual((status, ctype), (500, "application/json"))
-        self.assertEqual(json.loads(body), {"error": "internal server error"})
+        self.assertEqual(json.loads(body), {"kind": "internal", "message": "internal server error"})
         err = wait_until(lambda: "not JSON serialisable" in self.shim.stderr() and self.shim.stderr(), what="stderr")
         self.assertIn("TypeError", err)
 
@@ -403,7 +403,7 @@ class TestErrors(ShimTestCase):
         )
         status, ctype, body = shim.post_json("/", {"a": 1})
         self.assertEqual((status, ctype), (500, "application/json"))
-        self.assertEqual(json.loads(body), {"error": "internal server error"})
+        self.assertEqual(json.loads(body), {"kind": "internal", "message": "internal server error"})
         err = wait_until(lambda: "ZeroDivisionError" in shim.stderr() and shim.stderr(), what="traceback on stderr")
         lines = err.splitlines()
         self.assertRegex(lines[0], r":cortex:pid-\d+:ERROR:broken-api: exception in predict: ZeroDivisionError: division by zero$")

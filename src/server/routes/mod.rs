@@ -8,8 +8,8 @@ use axum::extract::DefaultBodyLimit;
 use axum::routing::{get, put};
 use axum::Router;
 
-use super::gateway;
 use super::state::AppState;
+use super::{gateway, json_errors};
 
 /// The largest project bundle the server accepts.
 pub const MAX_BUNDLE_BYTES: usize = 512 * 1024 * 1024;
@@ -32,6 +32,9 @@ pub fn router(state: AppState) -> Router {
             get(apis::get_one).delete(apis::delete),
         )
         .route("/api/v2/apis/{name}/logs", get(apis::logs))
+        .method_not_allowed_fallback(json_errors::method_not_allowed)
+        // Only the routes above: the gateway (added after) passes replicas' answers through.
+        .layer(axum::middleware::map_response(json_errors::ensure_json))
         .fallback(gateway::handle)
         .layer(DefaultBodyLimit::max(MAX_PREDICTION_BYTES))
         .with_state(state)
