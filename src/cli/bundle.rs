@@ -29,7 +29,7 @@ pub fn project_files(root: &Path, config_file: &Path) -> anyhow::Result<Vec<Path
         .git_exclude(false)
         .ignore(false)
         .parents(false)
-        .follow_links(false)
+        .follow_links(true)
         .add_custom_ignore_filename(".cortexignore")
         .filter_entry(|entry| {
             let name = entry.file_name().to_string_lossy();
@@ -68,8 +68,10 @@ pub fn project_files(root: &Path, config_file: &Path) -> anyhow::Result<Vec<Path
     Ok(files)
 }
 
-/// Packs the project at `root` into a deterministic tar.gz.
-pub fn pack(root: &Path, config_file: &Path) -> anyhow::Result<Bundle> {
+/// Packs the project at `root` into a deterministic tar.gz. Files are streamed, and packing
+/// stops with an error as soon as the archive grows past `limit` bytes, so a huge directory
+/// is not read to the end first.
+pub fn pack(root: &Path, config_file: &Path, limit: u64) -> anyhow::Result<Bundle> {
     use std::os::unix::fs::PermissionsExt;
     let files = project_files(root, config_file)?;
     let gz = flate2::GzBuilder::new()
@@ -79,21 +81,40 @@ pub fn pack(root: &Path, config_file: &Path) -> anyhow::Result<Bundle> {
     let mut raw_size = 0u64;
     for rel in &files {
         let path = root.join(rel);
-        let data =
-            std::fs::read(&path).with_context(|| format!("cannot read {}", path.display()))?;
-        let mode = std::fs::metadata(&path)?.permissions().mode();
+        let file = std::fs::File::open(&path)
+            .with_context(|| format!("cannot read {}", path.display()))?;
+        let meta = file.metadata()?;
         let mut header = tar::Header::new_gnu();
-        header.set_size(data.len() as u64);
-        header.set_mode(if mode & 0o111 != 0 { 0o755 } else { 0o644 });
+        header.set_size(meta.len());
+        header.set_mode(if meta.permissions().mode() & 0o111 != 0 {
+            0o755
+        } else {
+            0o644
+        });
         header.set_mtime(0);
         header.set_uid(0);
         header.set_gid(0);
         header.set_entry_type(tar::EntryType::Regular);
-        tar.append_data(&mut header, rel, data.as_slice())
+        tar.append_data(&mut header, rel, file)
             .with_context(|| format!("cannot add {} to the bundle", rel.display()))?;
-        raw_size += data.len() as u64;
+        raw_size += meta.len();
+        let packed = tar.get_ref().get_ref().len() as u64;
+        if packed > limit {
+            return Err(TooLarge {
+                limit,
+                at: rel.clone(),
+            }
+            .into());
+        }
     }
     let bytes = tar.into_inner()?.finish()?;
+    if bytes.len() as u64 > limit {
+        return Err(TooLarge {
+            limit,
+            at: files.last().cloned().unwrap_or_default(),
+        }
+        .into());
+    }
     let sha256 = hex::encode(Sha256::digest(&bytes));
     Ok(Bundle {
         bytes,
@@ -101,6 +122,14 @@ pub fn pack(root: &Path, config_file: &Path) -> anyhow::Result<Bundle> {
         files: files.len(),
         raw_size,
     })
+}
+
+/// The project compresses to more than the upload limit.
+#[derive(Debug, thiserror::Error)]
+#[error("the project is larger than the {} upload limit (it passed the limit at {}); add large files (models, data) to .cortexignore and load them at start-up instead", crate::cli::render::bytes(*limit), at.display())]
+pub struct TooLarge {
+    pub limit: u64,
+    pub at: PathBuf,
 }
 
 #[cfg(test)]
@@ -141,16 +170,57 @@ mod tests {
     }
 
     #[test]
+    fn symlinked_files_are_packed_with_their_content() {
+        let dir = tempfile::tempdir().unwrap();
+        let outside = tempfile::tempdir().unwrap();
+        write(outside.path(), "weights.bin", "w");
+        write(dir.path(), "predictor.py", "p");
+        std::os::unix::fs::symlink(
+            outside.path().join("weights.bin"),
+            dir.path().join("model.bin"),
+        )
+        .unwrap();
+        std::os::unix::fs::symlink(dir.path().join("predictor.py"), dir.path().join("alias.py"))
+            .unwrap();
+        let cfg = dir.path().join("cortex.yaml");
+        let files = project_files(dir.path(), &cfg).unwrap();
+        assert_eq!(
+            files,
+            vec![
+                PathBuf::from("alias.py"),
+                PathBuf::from("model.bin"),
+                PathBuf::from("predictor.py")
+            ]
+        );
+        let b = pack(dir.path(), &cfg, u64::MAX).unwrap();
+        assert_eq!(b.raw_size, 3);
+    }
+
+    #[test]
+    fn packing_stops_at_the_limit() {
+        let dir = tempfile::tempdir().unwrap();
+        write(dir.path(), "a.txt", &"x".repeat(10_000));
+        let err = pack(dir.path(), &dir.path().join("cortex.yaml"), 10)
+            .err()
+            .unwrap();
+        assert!(
+            err.to_string()
+                .contains("larger than the 10 B upload limit"),
+            "{err}"
+        );
+    }
+
+    #[test]
     fn the_same_files_give_the_same_hash() {
         let dir = tempfile::tempdir().unwrap();
         write(dir.path(), "p.py", "print(1)");
         let cfg = dir.path().join("cortex.yaml");
-        let a = pack(dir.path(), &cfg).unwrap();
+        let a = pack(dir.path(), &cfg, u64::MAX).unwrap();
         // Touch the file: a new mtime must not change the bundle.
         write(dir.path(), "p.py", "print(1)");
-        let b = pack(dir.path(), &cfg).unwrap();
+        let b = pack(dir.path(), &cfg, u64::MAX).unwrap();
         assert_eq!(a.sha256, b.sha256);
         write(dir.path(), "p.py", "print(2)");
-        assert_ne!(pack(dir.path(), &cfg).unwrap().sha256, a.sha256);
+        assert_ne!(pack(dir.path(), &cfg, u64::MAX).unwrap().sha256, a.sha256);
     }
 }

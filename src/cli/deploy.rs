@@ -47,11 +47,12 @@ pub async fn run(args: DeployArgs) -> anyhow::Result<ExitStatus> {
         .context("the config file has no parent directory")?;
     refuse_dangerous_root(&root)?;
 
+    let limit = threshold("CORTEX_UPLOAD_LIMIT_BYTES", LIMIT_BYTES);
     let packed = {
         let (root, cfg) = (root.clone(), config_path.clone());
-        tokio::task::spawn_blocking(move || bundle::pack(&root, &cfg)).await??
+        tokio::task::spawn_blocking(move || bundle::pack(&root, &cfg, limit)).await??
     };
-    check_size(&packed, &root, args.yes)?;
+    ask_before_large_uploads(&packed, &root, args.yes)?;
 
     let target = environment::connect(args.env.env.as_deref()).await?;
     upload(&target, &packed).await?;
@@ -92,16 +93,7 @@ fn refuse_dangerous_root(root: &Path) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn check_size(b: &Bundle, root: &Path, yes: bool) -> anyhow::Result<()> {
-    let limit = threshold("CORTEX_UPLOAD_LIMIT_BYTES", LIMIT_BYTES);
-    if b.bytes.len() as u64 > limit {
-        bail!(
-            "the project is {} compressed, above the {} limit; add large files (models, data) to {}/.cortexignore and load them at start-up instead",
-            render::bytes(b.bytes.len() as u64),
-            render::bytes(limit),
-            root.display()
-        );
-    }
+fn ask_before_large_uploads(b: &Bundle, root: &Path, yes: bool) -> anyhow::Result<()> {
     let prompt_bytes = threshold("CORTEX_UPLOAD_PROMPT_BYTES", PROMPT_BYTES);
     if !yes && (b.bytes.len() as u64 > prompt_bytes || b.files > PROMPT_FILES) {
         let question = format!(

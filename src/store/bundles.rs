@@ -9,6 +9,9 @@ use sha2::{Digest, Sha256};
 
 use super::{now, StoreError};
 
+/// The most a bundle may unpack to (a guard against archives that expand enormously).
+pub const MAX_UNPACKED_BYTES: u64 = 4 << 30;
+
 /// Where bundles and their unpacked projects live on disk.
 #[derive(Debug, Clone)]
 pub struct BundleStore {
@@ -45,31 +48,40 @@ impl BundleStore {
         Ok(n > 0 && self.archive_path(sha).is_file())
     }
 
-    /// Stores `bytes` under `sha` after checking that they hash to it. Returns false when the
-    /// bundle was already stored (nothing is written again).
-    pub fn put(&self, conn: &Connection, sha: &str, bytes: &[u8]) -> Result<bool, StoreError> {
+    /// Checks that `bytes` hash to `sha` and are a tar.gz that unpacks to at most
+    /// [`MAX_UNPACKED_BYTES`], then writes them to disk. Blocking; needs no database, so it
+    /// runs without holding the connection. Record the bundle with [`BundleStore::record`].
+    pub fn write(&self, sha: &str, bytes: &[u8]) -> Result<(), StoreError> {
         let actual = hex::encode(Sha256::digest(bytes));
         if actual != sha {
             return Err(StoreError::Conflict(format!(
                 "the bundle's SHA-256 is {actual}, not {sha}; the upload was corrupted, run the command again"
             )));
         }
-        if self.exists(conn, sha)? {
-            return Ok(false);
-        }
-        // Check that it is a readable tar.gz before keeping it.
         let mut archive = tar::Archive::new(flate2::read::GzDecoder::new(bytes));
+        let mut unpacked: u64 = 0;
         for entry in archive.entries().map_err(bad_archive)? {
-            entry.map_err(bad_archive)?;
+            let entry = entry.map_err(bad_archive)?;
+            unpacked = unpacked.saturating_add(entry.header().size().unwrap_or(0));
+            if unpacked > MAX_UNPACKED_BYTES {
+                return Err(StoreError::Conflict(format!(
+                    "the bundle unpacks to more than {} GiB; leave large files out of the project (.cortexignore) and load them at start-up",
+                    MAX_UNPACKED_BYTES >> 30
+                )));
+            }
         }
-        let path = self.archive_path(sha);
-        write_atomically(&path, bytes)?;
+        write_atomically(&self.archive_path(sha), bytes)?;
+        Ok(())
+    }
+
+    /// Records a bundle written with [`BundleStore::write`].
+    pub fn record(&self, conn: &Connection, sha: &str, size: u64) -> Result<(), StoreError> {
         conn.execute(
             "INSERT INTO bundles (sha256, size, created_at) VALUES (?1, ?2, ?3)
              ON CONFLICT(sha256) DO NOTHING",
-            params![sha, bytes.len() as i64, now()],
+            params![sha, size as i64, now()],
         )?;
-        Ok(true)
+        Ok(())
     }
 
     /// Unpacks a stored bundle once into [`BundleStore::project_dir`] and returns that path.

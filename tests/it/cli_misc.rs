@@ -234,7 +234,7 @@ fn large_uploads_ask_first_and_oversized_ones_are_refused() {
         .unwrap();
     assert_eq!(out.status.code(), Some(1));
     assert!(
-        stderr(&out).contains("above the 10 B limit"),
+        stderr(&out).contains("larger than the 10 B upload limit"),
         "{}",
         stderr(&out)
     );

@@ -45,19 +45,27 @@ pub async fn put_bundle(
 ) -> Result<Json<BundleStored>, ApiError> {
     check_sha(&sha)?;
     let size = body.len() as u64;
-    let bundles = state.bundles.clone();
-    let sha2 = sha.clone();
-    let created = state
-        .store
-        .call(move |c| bundles.put(c, &sha2, &body))
-        .await
-        .map_err(|e| match e {
-            crate::store::StoreError::Conflict(m) => ApiError::Unprocessable(m),
-            other => other.into(),
-        })?;
+    let (bundles, s) = (state.bundles.clone(), sha.clone());
+    let exists = state.store.call(move |c| bundles.exists(c, &s)).await?;
+    if !exists {
+        // Hashing, checking and writing happen off the database connection.
+        let (bundles, s) = (state.bundles.clone(), sha.clone());
+        tokio::task::spawn_blocking(move || bundles.write(&s, &body))
+            .await
+            .map_err(|e| ApiError::Internal(e.to_string()))?
+            .map_err(|e| match e {
+                crate::store::StoreError::Conflict(m) => ApiError::Unprocessable(m),
+                other => other.into(),
+            })?;
+        let (bundles, s) = (state.bundles.clone(), sha.clone());
+        state
+            .store
+            .call(move |c| bundles.record(c, &s, size))
+            .await?;
+    }
     Ok(Json(BundleStored {
         sha256: sha,
         size,
-        created,
+        created: !exists,
     }))
 }
