@@ -19,7 +19,7 @@ pub enum ClientError {
         kind: String,
         message: String,
     },
-    #[error("cannot reach the cortex server at {url}: {source}")]
+    #[error("cannot reach the cortex server at {url}")]
     Unreachable {
         url: String,
         #[source]

@@ -382,7 +382,7 @@ async fn append_log(path: &Path, line: &str) {
 /// The error shown for an exit: the worker's own `cortex: error:` line when it wrote one, then
 /// the last lines of its output.
 fn describe_exit(log_path: &Path, code_text: &str) -> String {
-    let tail = tail_lines(log_path, 200);
+    let tail = super::logfile::tail_lines(log_path, 200);
     // Only this run's output: after the last "starting replica" line.
     let start = tail
         .iter()
@@ -409,30 +409,6 @@ fn describe_exit(log_path: &Path, code_text: &str) -> String {
     } else {
         format!("{headline}\n{}", last.join("\n"))
     }
-}
-
-/// The last `n` lines of a file (reads at most the last 64 KiB).
-pub fn tail_lines(path: &Path, n: usize) -> Vec<String> {
-    use std::io::{Read, Seek, SeekFrom};
-    let Ok(mut f) = std::fs::File::open(path) else {
-        return Vec::new();
-    };
-    let len = f.metadata().map(|m| m.len()).unwrap_or(0);
-    let start = len.saturating_sub(64 * 1024);
-    if f.seek(SeekFrom::Start(start)).is_err() {
-        return Vec::new();
-    }
-    let mut buf = Vec::new();
-    if f.read_to_end(&mut buf).is_err() {
-        return Vec::new();
-    }
-    let text = String::from_utf8_lossy(&buf);
-    let mut lines: Vec<&str> = text.lines().collect();
-    if start > 0 && !lines.is_empty() {
-        lines.remove(0); // probably cut in the middle
-    }
-    let skip = lines.len().saturating_sub(n);
-    lines[skip..].iter().map(|s| s.to_string()).collect()
 }
 
 #[cfg(test)]

@@ -5,6 +5,7 @@
 //! server.
 
 pub mod local;
+pub mod logfile;
 mod replica;
 
 pub use local::LocalEngine;

@@ -161,9 +161,9 @@ pub fn save_spec(
                 row.kind
             )));
         }
-        Some(row) if row.spec_hash == spec_hash && row.deploy_status.is_active() => {
-            Saved::Unchanged
-        }
+        // Decided by the hash alone: a failing API with the same spec keeps retrying on its
+        // own (with back-off), so redeploying it unchanged changes nothing.
+        Some(row) if row.spec_hash == spec_hash => Saved::Unchanged,
         Some(row) => {
             tx.execute(
                 "UPDATE models SET spec_json = ?2, spec_hash = ?3, bundle_sha256 = ?4,

@@ -1,27 +1,23 @@
 //! `/api/v2/apis`: deploy, list, describe, delete and stream logs of APIs.
 
 use std::collections::HashSet;
-use std::time::Duration;
 
-use axum::body::{Body, Bytes};
-use axum::extract::{Path, Query, State};
+use axum::body::Bytes;
+use axum::extract::{Path, State};
 use axum::http::{header, HeaderMap};
-use axum::response::{IntoResponse, Response};
 use axum::Json;
 use sha2::{Digest, Sha256};
 
 use super::parse_json;
 use crate::api::{
-    ApiResponse, ApiStatus, DeployAction, DeployRequest, DeployResult, LogsQuery, MessageResponse,
+    ApiResponse, ApiStatus, DeployAction, DeployRequest, DeployResult, MessageResponse,
 };
-use crate::engine::local::tail_lines;
 use crate::server::auth::AuthUser;
 use crate::server::deployments::ApiRuntime;
 use crate::server::error::ApiError;
 use crate::server::state::AppState;
 use crate::spec::{self, ApiSpec, PredictorType};
 use crate::store::models::{self, Saved};
-use crate::store::replicas;
 use crate::store::{job_logs, JobLogLevel, ModelRow};
 
 /// The hash that decides "up to date": the API's validated spec and the project bundle.
@@ -228,129 +224,7 @@ pub async fn delete(
     }))
 }
 
-pub async fn logs(
-    State(state): State<AppState>,
-    _user: AuthUser,
-    Path(name): Path<String>,
-    Query(query): Query<LogsQuery>,
-) -> Result<Response, ApiError> {
-    let row = find(&state, &name).await?;
-    let runtime = state.deployments.get(&name);
-    let path = match &runtime {
-        Some(rt) => rt.log_path.clone(),
-        None => {
-            let id = row.id.clone();
-            let logged = state
-                .store
-                .call(move |c| replicas::latest_log(c, &id))
-                .await?;
-            logged.map(std::path::PathBuf::from).ok_or_else(|| {
-                ApiError::NotFound(format!(
-                    "{name} has not started a replica yet, so it has no logs"
-                ))
-            })?
-        }
-    };
-    let tail = query.tail;
-    let initial = tokio::task::spawn_blocking({
-        let path = path.clone();
-        move || read_initial(&path, tail)
-    })
-    .await
-    .map_err(|e| ApiError::Internal(e.to_string()))?;
-    let (text, offset) = initial;
-    let headers = [(header::CONTENT_TYPE, "text/plain; charset=utf-8")];
-    let Some(runtime) = runtime.filter(|_| query.follow) else {
-        return Ok((headers, text).into_response());
-    };
-    let follow = Follow {
-        pending: Some(text),
-        offset,
-        path,
-        name,
-        runtime,
-        deployments: state.deployments.clone(),
-        shutdown: state.shutdown.clone(),
-    };
-    let stream = futures_util::stream::unfold(follow, |mut f| async move {
-        let chunk = f.next_chunk().await?;
-        Some((Ok::<_, std::io::Error>(chunk), f))
-    });
-    Ok((headers, Body::from_stream(stream)).into_response())
-}
-
-/// A `logs -f` stream: the history, then new bytes as the replica writes them, until the API
-/// is deleted or redeployed or the server shuts down.
-struct Follow {
-    pending: Option<String>,
-    offset: u64,
-    path: std::path::PathBuf,
-    name: String,
-    runtime: std::sync::Arc<ApiRuntime>,
-    deployments: std::sync::Arc<crate::server::deployments::Deployments>,
-    shutdown: tokio_util::sync::CancellationToken,
-}
-
-impl Follow {
-    async fn next_chunk(&mut self) -> Option<Bytes> {
-        if let Some(first) = self.pending.take() {
-            return Some(Bytes::from(first));
-        }
-        loop {
-            let same = self
-                .deployments
-                .get(&self.name)
-                .is_some_and(|rt| std::sync::Arc::ptr_eq(&rt, &self.runtime));
-            if !same || self.shutdown.is_cancelled() {
-                return None;
-            }
-            let (path, offset) = (self.path.clone(), self.offset);
-            let chunk = tokio::task::spawn_blocking(move || read_from(&path, offset))
-                .await
-                .ok()
-                .flatten();
-            if let Some(chunk) = chunk.filter(|c| !c.is_empty()) {
-                self.offset += chunk.len() as u64;
-                return Some(Bytes::from(chunk));
-            }
-            tokio::select! {
-                _ = tokio::time::sleep(Duration::from_millis(200)) => {}
-                _ = self.shutdown.cancelled() => return None,
-            }
-        }
-    }
-}
-
-/// The whole log (or its last `tail` lines) and the file length it was read up to.
-fn read_initial(path: &std::path::Path, tail: Option<usize>) -> (String, u64) {
-    let len = std::fs::metadata(path).map(|m| m.len()).unwrap_or(0);
-    let text = match tail {
-        Some(n) => {
-            let lines = tail_lines(path, n);
-            if lines.is_empty() {
-                String::new()
-            } else {
-                lines.join("\n") + "\n"
-            }
-        }
-        None => std::fs::read(path)
-            .map(|b| String::from_utf8_lossy(&b).into_owned())
-            .unwrap_or_default(),
-    };
-    (text, len)
-}
-
-/// New bytes of a file after `offset`, up to 64 KiB.
-fn read_from(path: &std::path::Path, offset: u64) -> Option<Vec<u8>> {
-    use std::io::{Read, Seek, SeekFrom};
-    let mut f = std::fs::File::open(path).ok()?;
-    f.seek(SeekFrom::Start(offset)).ok()?;
-    let mut buf = Vec::new();
-    f.take(64 * 1024).read_to_end(&mut buf).ok()?;
-    Some(buf)
-}
-
-async fn find(state: &AppState, name: &str) -> Result<ModelRow, ApiError> {
+pub(super) async fn find(state: &AppState, name: &str) -> Result<ModelRow, ApiError> {
     let n = name.to_string();
     state
         .store

@@ -3,6 +3,7 @@
 mod apis;
 mod bundles;
 mod info;
+mod logs;
 
 use axum::extract::DefaultBodyLimit;
 use axum::routing::{get, put};
@@ -31,7 +32,7 @@ pub fn router(state: AppState) -> Router {
             "/api/v2/apis/{name}",
             get(apis::get_one).delete(apis::delete),
         )
-        .route("/api/v2/apis/{name}/logs", get(apis::logs))
+        .route("/api/v2/apis/{name}/logs", get(logs::logs))
         .method_not_allowed_fallback(json_errors::method_not_allowed)
         // Only the routes above: the gateway (added after) passes replicas' answers through.
         .layer(axum::middleware::map_response(json_errors::ensure_json))
