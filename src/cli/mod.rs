@@ -93,6 +93,7 @@ pub struct DeployArgs {
 #[derive(Debug, Args)]
 pub struct GetArgs {
     /// the api to describe (all apis when absent)
+    #[arg(value_parser = api_name)]
     pub api: Option<String>,
     /// a batch job id
     pub job_id: Option<String>,
@@ -108,6 +109,7 @@ pub struct GetArgs {
 
 #[derive(Debug, Args)]
 pub struct LogsArgs {
+    #[arg(value_parser = api_name)]
     pub api: String,
     /// a batch job id
     pub job_id: Option<String>,
@@ -123,6 +125,7 @@ pub struct LogsArgs {
 
 #[derive(Debug, Args)]
 pub struct DeleteArgs {
+    #[arg(value_parser = api_name)]
     pub api: String,
     /// a batch job id to stop
     pub job_id: Option<String>,
@@ -214,6 +217,11 @@ pub struct CompletionArgs {
 pub struct VersionArgs {
     #[command(flatten)]
     pub env: EnvFlag,
+}
+
+/// Checks an API name argument with the same rule as `cortex.yaml` (it becomes a URL path).
+fn api_name(s: &str) -> Result<String, String> {
+    crate::spec::check_api_name(s).map(|()| s.to_string())
 }
 
 /// Runs a parsed command line.

@@ -348,6 +348,14 @@ impl Deployments {
         if let Some(extra) = &spec.predictor.python_path {
             python_path.push(project_dir.join(extra).display().to_string());
         }
+        // A PYTHONPATH from .env or the spec's env extends ours rather than replacing it.
+        let user_paths: Vec<String> = env
+            .iter()
+            .filter(|(k, _)| k == "PYTHONPATH")
+            .map(|(_, v)| v.clone())
+            .collect();
+        env.retain(|(k, _)| k != "PYTHONPATH");
+        python_path.extend(user_paths.into_iter().rev().take(1));
         if let Ok(existing) = std::env::var("PYTHONPATH") {
             python_path.push(existing);
         }

@@ -7,7 +7,7 @@ use super::StoreError;
 /// Each entry moves the schema from version `index` to `index + 1`. Never edit a released entry;
 /// append a new one.
 const MIGRATIONS: &[&str] = &[
-    // 1: users, tokens, bundles, models (APIs), replicas, job logs.
+    // 1: users, tokens, bundles, models (APIs), replicas.
     r#"
     CREATE TABLE users (
         id          TEXT PRIMARY KEY,
@@ -52,14 +52,6 @@ const MIGRATIONS: &[&str] = &[
         log_path    TEXT NOT NULL,
         created_at  INTEGER NOT NULL
     );
-    CREATE TABLE job_logs (
-        id          INTEGER PRIMARY KEY AUTOINCREMENT,
-        model_id    TEXT NOT NULL,
-        level       TEXT NOT NULL CHECK (level IN ('warning', 'error')),
-        message     TEXT NOT NULL,
-        created_at  INTEGER NOT NULL
-    );
-    CREATE INDEX job_logs_model ON job_logs(model_id);
     "#,
 ];
 

@@ -4,14 +4,12 @@
 //! server calls [`Store::call`], which runs the closure on tokio's blocking pool.
 
 pub mod bundles;
-pub mod job_logs;
 mod migrations;
 pub mod models;
 pub mod replicas;
 pub mod users;
 
 pub use bundles::BundleStore;
-pub use job_logs::JobLogLevel;
 pub use models::{DeployStatus, ModelRow};
 pub use users::{TokenKind, TokenRow, UserRow};
 

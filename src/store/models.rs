@@ -198,7 +198,6 @@ pub fn set_status(conn: &Connection, id: &str, status: DeployStatus) -> Result<(
 /// Forgets a model and everything hanging off it.
 pub fn delete(conn: &mut Connection, id: &str) -> Result<(), StoreError> {
     let tx = conn.transaction()?;
-    tx.execute("DELETE FROM job_logs WHERE model_id = ?1", [id])?;
     tx.execute(
         "DELETE FROM tokens WHERE kind = 'job' AND model_id = ?1",
         [id],

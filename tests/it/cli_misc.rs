@@ -466,3 +466,95 @@ fn the_upload_prompt_on_a_terminal_takes_no_and_yes() {
     assert!(status.success(), "{text}");
     assert!(text.contains("creating reverser"), "{text}");
 }
+
+#[test]
+fn api_name_arguments_are_checked_before_any_request() {
+    let s = Server::start();
+    for args in [["delete", ".."], ["logs", "Bad_Name"], ["get", "a/b"]] {
+        let out = s.run(s.dir.path(), &args);
+        assert_eq!(out.status.code(), Some(2), "{args:?}");
+        assert!(
+            stderr(&out).contains("must start with a lowercase letter"),
+            "{}",
+            stderr(&out)
+        );
+    }
+}
+
+#[test]
+fn cortex_env_selects_a_configured_environment() {
+    let s = Server::start();
+    let cfg = tempfile::tempdir().unwrap();
+    let cortex = |envs: &[(&str, &str)], args: &[&str]| {
+        let mut c = std::process::Command::new(cortex_bin());
+        c.env("CORTEX_CLI_CONFIG_DIR", cfg.path())
+            .env_remove("CORTEX_ENDPOINT")
+            .env_remove("CORTEX_TOKEN")
+            .env_remove("CORTEX_ENV")
+            .args(args);
+        for (k, v) in envs {
+            c.env(k, v);
+        }
+        c.output().unwrap()
+    };
+    cortex(
+        &[],
+        &[
+            "env",
+            "configure",
+            "ci",
+            "--endpoint",
+            &s.url,
+            "--token",
+            &s.token,
+        ],
+    );
+    // The default is still local (not running): CORTEX_ENV points at the ci server instead.
+    let out = cortex(&[("CORTEX_ENV", "ci")], &["version"]);
+    assert!(
+        stdout(&out).contains(&format!("server version: {}", env!("CARGO_PKG_VERSION"))),
+        "{}",
+        stdout(&out)
+    );
+    let out = cortex(&[("CORTEX_ENV", "ci")], &["get"]);
+    assert_eq!(stdout(&out), "no apis are deployed\n", "{}", stderr(&out));
+    // CORTEX_TOKEN overrides the stored token.
+    let out = cortex(
+        &[("CORTEX_ENV", "ci"), ("CORTEX_TOKEN", "ctx_u_bad")],
+        &["get"],
+    );
+    assert!(
+        stderr(&out).contains("the token is not valid"),
+        "{}",
+        stderr(&out)
+    );
+    assert!(
+        !cfg.path().join("local/server.json").exists(),
+        "the local server was not started"
+    );
+}
+
+#[test]
+fn a_cortex_0_22_config_deploys_unchanged() {
+    let s = Server::start();
+    let p = s.project("legacy");
+    write(
+        &p,
+        "cortex.yaml",
+        "# cortex.yaml\n\n- name: iris-classifier\n  kind: RealtimeAPI\n  predictor:\n    type: python\n    path: predictor.py\n    config:\n      bucket: cortex-examples\n      key: sklearn/iris-classifier/model.pkl\n  monitoring:\n    model_type: classification\n  compute:\n    cpu: 0.2\n    mem: 200M\n",
+    );
+    write(
+        &p,
+        "predictor.py",
+        "class PythonPredictor:\n    def __init__(self, config):\n        self.key = config['key']\n\n    def predict(self, payload):\n        return self.key\n",
+    );
+    s.ok(&p, &["deploy"]);
+    let api = s.wait_status("iris-classifier", "live");
+    assert_eq!(api["spec"]["monitoring"]["model_type"], "classification");
+    assert_eq!(api["spec"]["compute"]["mem"], "200M");
+    assert_eq!(api["spec"]["compute"]["cpu"], "200m");
+    assert_eq!(
+        s.predict("iris-classifier", "{}").text().unwrap(),
+        "sklearn/iris-classifier/model.pkl"
+    );
+}

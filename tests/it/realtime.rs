@@ -221,12 +221,12 @@ fn predictor_env_and_dotenv_reach_the_replica() {
     write(
         &p,
         "predictor.py",
-        "import os\n\nclass PythonPredictor:\n    def __init__(self, config):\n        pass\n\n    def predict(self, payload):\n        return {k: os.environ.get(k) for k in ['FROM_DOTENV', 'FROM_SPEC', 'OVERRIDDEN']}\n",
+        "import os\n\nclass PythonPredictor:\n    def __init__(self, config):\n        pass\n\n    def predict(self, payload):\n        return {k: os.environ.get(k) for k in ['FROM_DOTENV', 'FROM_SPEC', 'OVERRIDDEN', 'PYTHONPATH']}\n",
     );
     write(
         &p,
         "cortex.yaml",
-        "- name: envy\n  kind: RealtimeAPI\n  predictor:\n    type: python\n    path: predictor.py\n    env:\n      FROM_SPEC: spec\n      OVERRIDDEN: from-spec\n",
+        "- name: envy\n  kind: RealtimeAPI\n  predictor:\n    type: python\n    path: predictor.py\n    env:\n      FROM_SPEC: spec\n      OVERRIDDEN: from-spec\n      PYTHONPATH: /opt/extra\n",
     );
     s.ok(&p, &["deploy"]);
     s.wait_status("envy", "live");
@@ -236,6 +236,15 @@ fn predictor_env_and_dotenv_reach_the_replica() {
     assert_eq!(
         v["OVERRIDDEN"], "from-spec",
         "the spec's env wins over .env"
+    );
+    let python_path: Vec<&str> = v["PYTHONPATH"].as_str().unwrap().split(':').collect();
+    assert!(
+        python_path[0].contains("projects"),
+        "the project comes first: {python_path:?}"
+    );
+    assert!(
+        python_path.contains(&"/opt/extra"),
+        "the spec's PYTHONPATH is kept: {python_path:?}"
     );
 }
 

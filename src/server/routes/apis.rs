@@ -1,7 +1,5 @@
 //! `/api/v2/apis`: deploy, list, describe, delete and stream logs of APIs.
 
-use std::collections::HashSet;
-
 use axum::body::Bytes;
 use axum::extract::{Path, State};
 use axum::http::{header, HeaderMap};
@@ -18,7 +16,7 @@ use crate::server::error::ApiError;
 use crate::server::state::AppState;
 use crate::spec::{self, ApiSpec, PredictorType};
 use crate::store::models::{self, Saved};
-use crate::store::{job_logs, JobLogLevel, ModelRow};
+use crate::store::ModelRow;
 
 /// The hash that decides "up to date": the API's validated spec and the project bundle.
 pub fn spec_hash(spec: &ApiSpec, bundle: &str) -> String {
@@ -192,7 +190,7 @@ pub async fn list(
     let base = base_url(&headers);
     let mut out = Vec::with_capacity(rows.len());
     for row in rows {
-        out.push(describe(&state, row, &base).await?);
+        out.push(describe(&state, row, &base)?);
     }
     Ok(Json(out))
 }
@@ -204,7 +202,7 @@ pub async fn get_one(
     Path(name): Path<String>,
 ) -> Result<Json<ApiResponse>, ApiError> {
     let row = find(&state, &name).await?;
-    Ok(Json(describe(&state, row, &base_url(&headers)).await?))
+    Ok(Json(describe(&state, row, &base_url(&headers))?))
 }
 
 pub async fn delete(
@@ -246,39 +244,29 @@ fn base_url(headers: &HeaderMap) -> String {
     format!("http://{host}")
 }
 
-async fn describe(state: &AppState, row: ModelRow, base: &str) -> Result<ApiResponse, ApiError> {
+fn describe(state: &AppState, row: ModelRow, base: &str) -> Result<ApiResponse, ApiError> {
     let spec: ApiSpec = serde_json::from_str(&row.spec_json).map_err(|e| {
         ApiError::Internal(format!("stored spec of {} is unreadable: {e}", row.name))
     })?;
     let runtime: Option<std::sync::Arc<ApiRuntime>> = state.deployments.get(&row.name);
-    let id = row.id.clone();
-    let mut errors = state
-        .store
-        .call(move |c| job_logs::list(c, &id, JobLogLevel::Error))
-        .await?;
-    let (status, replicas, metrics) = match &runtime {
-        Some(rt) => {
-            errors.extend(rt.errors());
-            (rt.status(), rt.replicas(), rt.metrics.snapshot())
-        }
-        None => (ApiStatus::Stopped, Vec::new(), Default::default()),
+    let (status, replicas, metrics, errors) = match &runtime {
+        Some(rt) => (
+            rt.status(),
+            rt.replicas(),
+            rt.metrics.snapshot(),
+            rt.errors(),
+        ),
+        None => (
+            ApiStatus::Stopped,
+            Vec::new(),
+            Default::default(),
+            Vec::new(),
+        ),
     };
     let up_to_date = replicas
         .iter()
         .filter(|r| r.up_to_date && r.phase == crate::api::ReplicaPhase::Ready)
         .count() as u32;
-    // Keep the most recent errors only.
-    let unique: Vec<String> = {
-        let mut seen = HashSet::new();
-        let mut v: Vec<String> = errors
-            .into_iter()
-            .rev()
-            .filter(|e| seen.insert(e.clone()))
-            .collect();
-        v.truncate(5);
-        v.reverse();
-        v
-    };
     Ok(ApiResponse {
         endpoint: format!("{base}{}", spec.networking.endpoint),
         name: row.name,
@@ -290,7 +278,7 @@ async fn describe(state: &AppState, row: ModelRow, base: &str) -> Result<ApiResp
         up_to_date,
         replicas,
         metrics,
-        errors: unique,
+        errors,
         spec,
     })
 }
