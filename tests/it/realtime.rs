@@ -304,3 +304,33 @@ fn deploy_prints_cortex_style_hints() {
     cortex logs reverser        (stream api logs)
     ");
 }
+
+#[test]
+fn get_api_output_reads_like_cortex() {
+    let s = Server::start();
+    let p = s.example_project("command-realtime");
+    s.ok(&p, &["deploy"]);
+    s.wait_status("reverser", "live");
+    assert_eq!(s.predict("reverser", r#"{"text": "ab"}"#).status(), 200);
+    let text = s.ok(&p, &["get", "reverser"]);
+    // The table's age and latency change from run to run: check it apart from the snapshot.
+    let (table, rest) = text.split_once("\n\n").unwrap();
+    let mut lines = table.lines();
+    assert_eq!(
+        lines.next().unwrap(),
+        "status   up-to-date   requested   last update   avg request   2XX"
+    );
+    let row: Vec<&str> = lines.next().unwrap().split_whitespace().collect();
+    assert_eq!(
+        (row[0], row[1], row[2], row[6]),
+        ("live", "1", "1", "1"),
+        "{table}"
+    );
+    assert_eq!(row[5], "ms", "{table}");
+    insta::with_settings!({filters => vec![(r"127\.0\.0\.1:\d+", "[HOST]")]}, {
+        insta::assert_snapshot!(rest);
+    });
+    let yaml = s.ok(&p, &["get", "reverser", "-o", "yaml"]);
+    assert!(yaml.contains("status: live"), "{yaml}");
+    assert!(yaml.contains("model_id: "), "{yaml}");
+}
