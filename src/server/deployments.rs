@@ -236,16 +236,28 @@ impl Deployments {
         let old = self.get(&spec.name);
         let (previous, metrics) = match &old {
             Some(old) => {
-                // A still-running older generation is superseded twice over: stop it now.
-                if let Some(stale) = old.take_previous() {
-                    tokio::spawn(async move { stale.stop().await });
-                }
+                // Two generations are running (an update was still starting): keep the one
+                // that serves and stop the other, so the API stays available.
+                let serving = match old.take_previous() {
+                    Some(prev)
+                        if old.current.ready_addr().is_none() && prev.ready_addr().is_some() =>
+                    {
+                        let unready = old.current.clone();
+                        tokio::spawn(async move { unready.stop().await });
+                        prev
+                    }
+                    Some(prev) => {
+                        tokio::spawn(async move { prev.stop().await });
+                        old.current.clone()
+                    }
+                    None => old.current.clone(),
+                };
                 let metrics = if old.spec_hash == row.spec_hash {
                     old.metrics.clone()
                 } else {
                     Arc::new(Metrics::default())
                 };
-                (Some(old.current.clone()), metrics)
+                (Some(serving), metrics)
             }
             None => (None, Arc::new(Metrics::default())),
         };

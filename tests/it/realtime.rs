@@ -334,3 +334,58 @@ fn get_api_output_reads_like_cortex() {
     assert!(yaml.contains("status: live"), "{yaml}");
     assert!(yaml.contains("model_id: "), "{yaml}");
 }
+
+#[test]
+fn the_old_replica_serves_during_an_update_and_force_overrides_it() {
+    let s = Server::start();
+    let p = s.project("rolling");
+    let gate = s.dir.path().join("gate");
+    write(
+        &p,
+        "predictor.py",
+        "import os, time\n\nclass PythonPredictor:\n    def __init__(self, config):\n        if config['version'] != 1:\n            while not os.path.exists(config['gate']):\n                time.sleep(0.05)\n        self.version = config['version']\n\n    def predict(self, payload):\n        return {'version': self.version}\n",
+    );
+    let config = |version: u32| {
+        format!(
+            "- name: rolling\n  kind: RealtimeAPI\n  predictor:\n    type: python\n    path: predictor.py\n    config:\n      version: {version}\n      gate: {}\n",
+            gate.display()
+        )
+    };
+    write(&p, "cortex.yaml", &config(1));
+    s.ok(&p, &["deploy"]);
+    s.wait_status("rolling", "live");
+
+    write(&p, "cortex.yaml", &config(2));
+    assert!(s
+        .ok(&p, &["deploy"])
+        .starts_with("updating rolling (RealtimeAPI)"));
+    let api = s.api_json("rolling").unwrap();
+    assert_eq!(api["status"], "updating");
+    assert_eq!(api["replicas"].as_array().unwrap().len(), 2, "{api}");
+    // Version 2 is still initialising: version 1 keeps answering.
+    let v: serde_json::Value = s.predict("rolling", "{}").json().unwrap();
+    assert_eq!(v["version"], 1);
+
+    write(&p, "cortex.yaml", &config(3));
+    let refused = s.run(&p, &["deploy"]);
+    assert_eq!(refused.status.code(), Some(1));
+    assert!(
+        stderr(&refused).contains("rolling is updating (override with --force)"),
+        "{}",
+        stderr(&refused)
+    );
+    assert!(s
+        .ok(&p, &["deploy", "--force"])
+        .starts_with("updating rolling (RealtimeAPI)"));
+    std::fs::write(&gate, "").unwrap();
+    wait_for("version 3 to serve", DEADLINE, || {
+        let v: serde_json::Value = s.predict("rolling", "{}").json().ok()?;
+        (v["version"] == 3).then_some(())
+    });
+    let api = s.wait_status("rolling", "live");
+    assert_eq!(
+        api["replicas"].as_array().unwrap().len(),
+        1,
+        "the old replica stopped: {api}"
+    );
+}
