@@ -25,6 +25,20 @@ const ERROR_TAIL_LINES: usize = 12;
 const CRASH_LOOP_AFTER: u32 = 2;
 const BACKOFF_START: Duration = Duration::from_millis(250);
 const BACKOFF_MAX: Duration = Duration::from_secs(30);
+/// A replica that stayed ready this long and then exited is not crash-looping: its next start
+/// is immediate-ish and does not count towards `failed`.
+const HEALTHY_RUN: Duration = Duration::from_secs(30);
+/// After this long without an answer to `/healthz`, `cortex get` says so (the replica keeps
+/// its chance: installing requirements or loading a model can take longer). The server's
+/// `CORTEX_READY_WARN_SECS` changes it.
+const READY_WARN_AFTER: Duration = Duration::from_secs(60);
+
+fn ready_warn_after() -> Duration {
+    std::env::var("CORTEX_READY_WARN_SECS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .map_or(READY_WARN_AFTER, Duration::from_secs)
+}
 /// How long a replica gets to exit after SIGTERM before SIGKILL.
 const STOP_GRACE: Duration = Duration::from_secs(5);
 
@@ -32,6 +46,8 @@ const STOP_GRACE: Duration = Duration::from_secs(5);
 #[derive(Debug, Clone)]
 pub struct LocalEngine {
     http: reqwest::Client,
+    /// Ports handed to live replicas of this engine, so two never get the same one.
+    ports: PortPool,
     /// Set as `CORTEX_ENGINE_OWNER` in every replica's environment (inherited by whatever the
     /// replica starts), so a later server can find what an earlier one left behind.
     owner: String,
@@ -50,6 +66,7 @@ impl LocalEngine {
             .unwrap_or_default();
         LocalEngine {
             http,
+            ports: PortPool::default(),
             owner: owner.to_string(),
         }
     }
@@ -98,9 +115,9 @@ impl Engine for LocalEngine {
         plan.env.push((OWNER_VAR.to_string(), self.owner.clone()));
         let (replica, stop_rx, done_tx) = Replica::new(plan.replica_id.clone());
         let shared = replica.shared.clone();
-        let http = self.http.clone();
+        let (http, ports) = (self.http.clone(), self.ports.clone());
         tokio::spawn(async move {
-            supervise(plan, shared, stop_rx, http).await;
+            supervise(plan, shared, stop_rx, http, ports).await;
             done_tx.send_replace(true);
         });
         replica
@@ -109,8 +126,53 @@ impl Engine for LocalEngine {
 
 /// Why a run of the child ended.
 enum RunEnd {
-    Exited { code: Option<i32>, was_ready: bool },
+    /// The child exited; `ready_for` is how long it had been ready (`None`: never).
+    Exited {
+        code: Option<i32>,
+        ready_for: Option<Duration>,
+    },
     Stopped,
+}
+
+/// Free loopback ports, each handed to one replica at a time.
+#[derive(Debug, Clone, Default)]
+struct PortPool {
+    taken: std::sync::Arc<std::sync::Mutex<std::collections::HashSet<u16>>>,
+}
+
+/// A port reserved for one run of a replica; released on drop.
+struct PortLease {
+    port: u16,
+    pool: PortPool,
+}
+
+impl PortPool {
+    /// A port the OS says is free and no other replica of this engine holds.
+    fn lease(&self) -> std::io::Result<PortLease> {
+        for _ in 0..64 {
+            let port = free_port()?;
+            let mut taken = self.taken.lock().unwrap_or_else(|p| p.into_inner());
+            if taken.insert(port) {
+                return Ok(PortLease {
+                    port,
+                    pool: self.clone(),
+                });
+            }
+        }
+        Err(std::io::Error::other(
+            "every free port offered is already taken by a replica",
+        ))
+    }
+}
+
+impl Drop for PortLease {
+    fn drop(&mut self) {
+        self.pool
+            .taken
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(&self.port);
+    }
 }
 
 async fn supervise(
@@ -118,6 +180,7 @@ async fn supervise(
     shared: std::sync::Arc<ReplicaShared>,
     mut stop_rx: watch::Receiver<bool>,
     http: reqwest::Client,
+    ports: PortPool,
 ) {
     let mut failures_in_a_row: u32 = 0;
     let mut attempt: u32 = 0;
@@ -126,8 +189,8 @@ async fn supervise(
             break;
         }
         attempt += 1;
-        let port = match free_port() {
-            Ok(p) => p,
+        let lease = match ports.lease() {
+            Ok(l) => l,
             Err(e) => {
                 shared.update(|s| {
                     s.phase = ReplicaPhase::Failed;
@@ -139,6 +202,7 @@ async fn supervise(
                 continue;
             }
         };
+        let port = lease.port;
         append_log(
             &plan.log_path,
             &format!(
@@ -173,9 +237,11 @@ async fn supervise(
                 s.phase = ReplicaPhase::Initializing;
             }
         });
-        match run(child, port, &shared, &mut stop_rx, &http).await {
+        let end = run(child, port, &plan.api, &shared, &mut stop_rx, &http).await;
+        drop(lease);
+        match end {
             RunEnd::Stopped => break,
-            RunEnd::Exited { code, was_ready } => {
+            RunEnd::Exited { code, ready_for } => {
                 let code_text = code.map_or("a signal".to_string(), |c| format!("status {c}"));
                 append_log(
                     &plan.log_path,
@@ -185,7 +251,8 @@ async fn supervise(
                     ),
                 )
                 .await;
-                if was_ready {
+                // Exiting soon after readiness is crash-looping too; a long healthy run is not.
+                if ready_for.is_some_and(|d| d >= HEALTHY_RUN) {
                     failures_in_a_row = 0;
                 } else {
                     failures_in_a_row += 1;
@@ -226,14 +293,19 @@ async fn supervise(
 async fn run(
     mut child: Child,
     port: u16,
+    api: &str,
     shared: &ReplicaShared,
     stop_rx: &mut watch::Receiver<bool>,
     http: &reqwest::Client,
 ) -> RunEnd {
-    let mut was_ready = false;
+    let mut ready_since: Option<std::time::Instant> = None;
     let pid = child.id();
     let ready = wait_ready(http, port);
     tokio::pin!(ready);
+    let warn_after = ready_warn_after();
+    let slow = tokio::time::sleep(warn_after);
+    tokio::pin!(slow);
+    let mut warned = false;
     loop {
         tokio::select! {
             status = child.wait() => {
@@ -242,13 +314,23 @@ async fn run(
                     signal_group(pid, libc::SIGKILL);
                 }
                 let code = status.ok().and_then(|s| s.code());
-                return RunEnd::Exited { code, was_ready };
+                let ready_for = ready_since.map(|t| t.elapsed());
+                return RunEnd::Exited { code, ready_for };
             }
-            _ = &mut ready, if !was_ready => {
-                was_ready = true;
+            _ = &mut ready, if ready_since.is_none() => {
+                ready_since = Some(std::time::Instant::now());
                 shared.update(|s| {
                     s.phase = ReplicaPhase::Ready;
                     s.last_error = None;
+                });
+            }
+            _ = &mut slow, if ready_since.is_none() && !warned => {
+                warned = true;
+                shared.update(|s| {
+                    s.last_error = Some(format!(
+                        "the replica has not answered GET /healthz on 127.0.0.1:{port} for {}s; it is still starting, or it does not serve on $CORTEX_PORT (see `cortex logs {api}`)",
+                        warn_after.as_secs()
+                    ));
                 });
             }
             _ = stopped(stop_rx) => {

@@ -113,6 +113,8 @@ impl ApiRuntime {
 struct Routes {
     by_name: HashMap<String, Arc<ApiRuntime>>,
     by_path: HashMap<String, Arc<ApiRuntime>>,
+    /// Set by [`Deployments::shutdown`]: nothing new is routed (or started) after it.
+    closed: bool,
 }
 
 impl Routes {
@@ -137,6 +139,10 @@ pub struct Deployments {
     shim_path: PathBuf,
     server_url: OnceLock<String>,
     routes: RwLock<Routes>,
+    /// Background work (replica stops, phase watchers) that shutdown waits for.
+    tasks: tokio_util::task::TaskTracker,
+    /// Why APIs could not be started again at server start-up, by name.
+    restore_errors: Mutex<HashMap<String, String>>,
 }
 
 impl Deployments {
@@ -153,6 +159,8 @@ impl Deployments {
             shim_path,
             server_url: OnceLock::new(),
             routes: RwLock::new(Routes::default()),
+            tasks: tokio_util::task::TaskTracker::new(),
+            restore_errors: Mutex::new(HashMap::new()),
         }
     }
 
@@ -179,6 +187,23 @@ impl Deployments {
             .cloned()
     }
 
+    /// Remembers why an API could not be started at server start-up (shown by `cortex get`).
+    pub fn restore_failed(&self, name: &str, why: String) {
+        self.restore_errors
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(name.to_string(), why);
+    }
+
+    /// Why an API is not running after a restart, if it could not be started.
+    pub fn restore_error(&self, name: &str) -> Option<String> {
+        self.restore_errors
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(name)
+            .cloned()
+    }
+
     /// The directory holding an API's replica logs.
     pub fn log_dir(&self, name: &str) -> PathBuf {
         self.data_dir.join("logs").join(name)
@@ -192,15 +217,6 @@ impl Deployments {
         spec: ApiSpec,
         project_dir: &Path,
     ) -> Result<(), StoreError> {
-        let model_id = row.id.clone();
-        let job_token = self
-            .store
-            .call(move |conn| {
-                // One deployment, one live job token: the previous one is revoked.
-                users::revoke_job_tokens(conn, &model_id)?;
-                users::issue_job_token(conn, &model_id)
-            })
-            .await?;
         let replica_id = format!(
             "{}-{}",
             spec.name,
@@ -216,50 +232,20 @@ impl Deployments {
         self.store
             .call(move |conn| replicas::record(conn, &rid, &mid, &hash, &log))
             .await?;
-        let dotenv = {
-            let path = project_dir.join(".env");
-            tokio::task::spawn_blocking(move || std::fs::read_to_string(path).ok())
-                .await
-                .ok()
-                .flatten()
-        };
-        let plan = self.plan(
-            &spec,
-            project_dir,
-            dotenv.as_deref(),
-            replica_id,
-            log_path.clone(),
-            job_token,
-        );
-        let current = self.engine.launch(plan);
 
         let old = self.get(&spec.name);
-        let (previous, metrics) = match &old {
-            Some(old) => {
-                // Two generations are running (an update was still starting): keep the one
-                // that serves and stop the other, so the API stays available.
-                let serving = match old.take_previous() {
-                    Some(prev)
-                        if old.current.ready_addr().is_none() && prev.ready_addr().is_some() =>
-                    {
-                        let unready = old.current.clone();
-                        tokio::spawn(async move { unready.stop().await });
-                        prev
-                    }
-                    Some(prev) => {
-                        tokio::spawn(async move { prev.stop().await });
-                        old.current.clone()
-                    }
-                    None => old.current.clone(),
-                };
-                let metrics = if old.spec_hash == row.spec_hash {
-                    old.metrics.clone()
-                } else {
-                    Arc::new(Metrics::default())
-                };
-                (Some(serving), metrics)
+        let serving = old.as_ref().map(|old| self.keep_serving(old));
+        let (current, previous) = match serving {
+            // Back to a spec whose replicas still serve (A → B → A while B was starting).
+            Some(serving) if serving.snapshot().id == replica_id => (serving, None),
+            serving => {
+                let plan = self.plan_for(row, &spec, project_dir, replica_id, log_path.clone());
+                (self.engine.launch(plan.await?), serving)
             }
-            None => (None, Arc::new(Metrics::default())),
+        };
+        let metrics = match &old {
+            Some(old) if old.spec_hash == row.spec_hash => old.metrics.clone(),
+            _ => Arc::new(Metrics::default()),
         };
         let runtime = Arc::new(ApiRuntime {
             model_id: row.id.clone(),
@@ -271,20 +257,87 @@ impl Deployments {
             metrics,
             log_path,
         });
-        {
+        let closed = {
             let mut routes = self.routes.write().unwrap_or_else(|p| p.into_inner());
-            if let Some(old) = &old {
-                routes.unroute(old);
+            if routes.closed {
+                true
+            } else {
+                if let Some(old) = &old {
+                    routes.unroute(old);
+                }
+                routes
+                    .by_path
+                    .insert(runtime.spec.networking.endpoint.clone(), runtime.clone());
+                routes
+                    .by_name
+                    .insert(runtime.spec.name.clone(), runtime.clone());
+                false
             }
-            routes
-                .by_path
-                .insert(runtime.spec.networking.endpoint.clone(), runtime.clone());
-            routes
-                .by_name
-                .insert(runtime.spec.name.clone(), runtime.clone());
+        };
+        if closed {
+            // The server stopped while this deploy ran: what it started must not outlive it.
+            stop_all(&runtime).await;
+            return Err(StoreError::Conflict(
+                "the server is shutting down; deploy again once it is back".to_string(),
+            ));
         }
-        tokio::spawn(watch_phases(self.store.clone(), runtime));
+        self.restore_errors
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(&runtime.spec.name);
+        self.tasks.spawn(watch_phases(self.store.clone(), runtime));
         Ok(())
+    }
+
+    /// Of an API's running generations, the one to keep serving while a new one starts; the
+    /// other (an update that was still starting) is stopped.
+    fn keep_serving(&self, old: &ApiRuntime) -> Replica {
+        let (keep, stop) = match old.take_previous() {
+            Some(prev) if old.current.ready_addr().is_none() && prev.ready_addr().is_some() => {
+                (prev, Some(old.current.clone()))
+            }
+            Some(prev) => (old.current.clone(), Some(prev)),
+            None => (old.current.clone(), None),
+        };
+        if let Some(stop) = stop {
+            self.tasks.spawn(async move { stop.stop().await });
+        }
+        keep
+    }
+
+    /// Everything a new replica of `spec` needs: environment, job token, argv.
+    async fn plan_for(
+        &self,
+        row: &ModelRow,
+        spec: &ApiSpec,
+        project_dir: &Path,
+        replica_id: String,
+        log_path: PathBuf,
+    ) -> Result<ReplicaPlan, StoreError> {
+        let model_id = row.id.clone();
+        let job_token = self
+            .store
+            .call(move |conn| {
+                // One deployment, one live job token: the previous one is revoked.
+                users::revoke_job_tokens(conn, &model_id)?;
+                users::issue_job_token(conn, &model_id)
+            })
+            .await?;
+        let dotenv = {
+            let path = project_dir.join(".env");
+            tokio::task::spawn_blocking(move || std::fs::read_to_string(path).ok())
+                .await
+                .ok()
+                .flatten()
+        };
+        Ok(self.plan(
+            spec,
+            project_dir,
+            dotenv.as_deref(),
+            replica_id,
+            log_path,
+            job_token,
+        ))
     }
 
     /// Stops an API's replicas and drops its routes. Returns false when it was not running.
@@ -304,14 +357,17 @@ impl Deployments {
         true
     }
 
-    /// Stops every replica (server shutdown).
+    /// Stops every replica (server shutdown), and waits for the stops and watchers it spawned.
     pub async fn shutdown(&self) {
         let all: Vec<Arc<ApiRuntime>> = {
             let mut routes = self.routes.write().unwrap_or_else(|p| p.into_inner());
+            routes.closed = true;
             routes.by_path.clear();
             routes.by_name.drain().map(|(_, rt)| rt).collect()
         };
         futures_util::future::join_all(all.iter().map(|rt| stop_all(rt))).await;
+        self.tasks.close();
+        self.tasks.wait().await;
     }
 
     fn plan(

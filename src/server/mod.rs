@@ -24,8 +24,16 @@ use crate::store::{models, users, BundleStore, Store};
 use deployments::Deployments;
 use state::AppState;
 
-/// How long in-flight requests may run on after SIGTERM before the server stops anyway.
+/// How long in-flight requests may run on after SIGTERM before the server stops anyway
+/// (`CORTEX_SHUTDOWN_GRACE_SECS` changes it).
 const SHUTDOWN_GRACE: std::time::Duration = std::time::Duration::from_secs(10);
+
+fn shutdown_grace() -> std::time::Duration {
+    std::env::var("CORTEX_SHUTDOWN_GRACE_SECS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .map_or(SHUTDOWN_GRACE, std::time::Duration::from_secs)
+}
 
 /// How `cortex server` was asked to run.
 #[derive(Debug, Clone)]
@@ -125,13 +133,14 @@ pub async fn run(config: ServerConfig) -> anyhow::Result<()> {
     });
     // In-flight requests get a grace period; a prediction that never ends must not keep the
     // server (and every replica) alive forever.
+    let grace = shutdown_grace();
     let served = tokio::select! {
         r = serve.into_future() => r,
         _ = async {
             shutdown.cancelled().await;
-            tokio::time::sleep(SHUTDOWN_GRACE).await;
+            tokio::time::sleep(grace).await;
         } => {
-            eprintln!("requests still in flight after {}s; stopping anyway", SHUTDOWN_GRACE.as_secs());
+            eprintln!("requests still in flight after {}s; stopping anyway", grace.as_secs());
             Ok(())
         }
     };
@@ -260,19 +269,26 @@ async fn restore(store: &Store, bundles: &BundleStore, deployments: &Deployments
         };
         let b = bundles.clone();
         let sha = row.bundle_sha256.clone();
-        let dir = match tokio::task::spawn_blocking(move || b.unpack(&sha)).await {
-            Ok(Ok(dir)) => dir,
-            Ok(Err(e)) => {
-                tracing::error!("cannot unpack the project of {}: {e}", row.name);
-                continue;
-            }
-            Err(e) => {
-                tracing::error!("cannot unpack the project of {}: {e}", row.name);
+        let unpacked = tokio::task::spawn_blocking(move || b.unpack(&sha)).await;
+        let unpacked = unpacked
+            .map_err(|e| e.to_string())
+            .and_then(|r| r.map_err(|e| e.to_string()));
+        let dir = match unpacked {
+            Ok(dir) => dir,
+            Err(why) => {
+                let msg = format!(
+                    "cannot start {} again: its project bundle {} could not be unpacked ({why}); run `cortex deploy` again to upload it",
+                    row.name, row.bundle_sha256
+                );
+                eprintln!("{msg}");
+                deployments.restore_failed(&row.name, msg);
                 continue;
             }
         };
         if let Err(e) = deployments.apply(&row, spec, &dir).await {
-            tracing::error!("cannot restart {}: {e}", row.name);
+            let msg = format!("cannot start {} again: {e}", row.name);
+            eprintln!("{msg}");
+            deployments.restore_failed(&row.name, msg);
         }
     }
 }

@@ -452,7 +452,7 @@ fn the_upload_prompt_on_a_terminal_takes_no_and_yes() {
             seen.contains("continue? (y/n)").then_some(())
         });
         stdin.write_all(reply.as_bytes()).unwrap();
-        let status = child.wait().unwrap();
+        let status = wait_for("deploy to finish", DEADLINE, || child.try_wait().unwrap());
         while let Ok(l) = lines.recv_timeout(std::time::Duration::from_secs(5)) {
             seen.push_str(&l);
         }

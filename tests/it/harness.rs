@@ -56,6 +56,7 @@ pub fn example(name: &str) -> PathBuf {
 pub struct Server {
     pub dir: TempDir,
     listen: String,
+    server_env: Vec<(String, String)>,
     child: Option<Child>,
     pub url: String,
     pub token: String,
@@ -68,9 +69,19 @@ impl Server {
 
     /// A server listening on `listen` (tests connect to it through loopback all the same).
     pub fn start_on(listen: &str) -> Server {
+        Server::start_with(listen, &[])
+    }
+
+    /// A server with extra environment variables (tuning knobs such as
+    /// `CORTEX_READY_WARN_SECS`).
+    pub fn start_with(listen: &str, env: &[(&str, &str)]) -> Server {
         let dir = tempfile::tempdir().unwrap();
         let mut s = Server {
             dir,
+            server_env: env
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
             listen: listen.to_string(),
             child: None,
             url: String::new(),
@@ -78,6 +89,15 @@ impl Server {
         };
         s.boot();
         s
+    }
+
+    /// The server's own output (appended across restarts); printed when a test fails.
+    fn server_log(&self) -> std::fs::File {
+        std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.dir.path().join("server.log"))
+            .unwrap()
     }
 
     pub fn data_dir(&self) -> PathBuf {
@@ -110,9 +130,12 @@ impl Server {
             .arg(&data)
             .env("CORTEX_CLI_CONFIG_DIR", self.cli_dir())
             .env("CORTEX_LOG", "warn")
+            // Tests stop servers with requests in flight: a short grace keeps them quick.
+            .env("CORTEX_SHUTDOWN_GRACE_SECS", "1")
+            .envs(self.server_env.iter().map(|(k, v)| (k, v)))
             .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
+            .stdout(Stdio::from(self.server_log()))
+            .stderr(Stdio::from(self.server_log()))
             .spawn()
             .unwrap();
         let pid = child.id();
@@ -229,6 +252,11 @@ impl Server {
 impl Drop for Server {
     fn drop(&mut self) {
         let _ = self.stop();
+        if std::thread::panicking() {
+            let log =
+                std::fs::read_to_string(self.dir.path().join("server.log")).unwrap_or_default();
+            eprintln!("---- server output ----\n{log}-----------------------");
+        }
     }
 }
 

@@ -246,14 +246,17 @@ fn a_prediction_that_never_ends_does_not_keep_the_server_from_stopping() {
     s.ok(&p, &["deploy"]);
     s.wait_status("stuck", "live");
     let url = format!("{}/stuck", s.url);
-    let caller = std::thread::spawn(move || {
-        reqwest::blocking::Client::builder()
+    let (tx, answer) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let result = reqwest::blocking::Client::builder()
             .timeout(None)
             .build()
             .unwrap()
             .post(url)
             .body("{}")
             .send()
+            .map(|r| r.status().as_u16());
+        let _ = tx.send(result);
     });
     wait_for("the request to be in flight", DEADLINE, || {
         marker.exists().then_some(())
@@ -263,7 +266,54 @@ fn a_prediction_that_never_ends_does_not_keep_the_server_from_stopping() {
         "the server did not stop cleanly with a request in flight"
     );
     // The request is cut off: an error, or the gateway's 502 once the replica is stopped.
-    if let Ok(resp) = caller.join().unwrap() {
-        assert_eq!(resp.status(), 502);
+    if let Ok(status) = answer
+        .recv_timeout(DEADLINE)
+        .expect("the caller never returned")
+    {
+        assert_eq!(status, 502);
     }
+}
+
+#[test]
+fn an_api_whose_bundle_vanished_shows_why_and_a_deploy_brings_it_back() {
+    let mut s = Server::start();
+    let p = s.example_project("command-realtime");
+    s.ok(&p, &["deploy"]);
+    s.wait_status("reverser", "live");
+    assert!(s.stop());
+    for dir in ["bundles", "projects"] {
+        std::fs::remove_dir_all(s.data_dir().join(dir)).unwrap();
+    }
+    s.restart();
+    let api = s.wait_status("reverser", "error");
+    let why = api["errors"][0].as_str().unwrap();
+    assert!(
+        why.contains("run `cortex deploy` again to upload it"),
+        "{why}"
+    );
+    s.ok(&p, &["deploy"]);
+    s.wait_status("reverser", "live");
+    assert_eq!(s.predict("reverser", r#"{"text": "ok"}"#).status(), 200);
+}
+
+#[test]
+fn a_replica_that_never_answers_healthz_says_so() {
+    let s = Server::start_with("127.0.0.1:0", &[("CORTEX_READY_WARN_SECS", "1")]);
+    let p = s.project("deaf");
+    write(
+        &p,
+        "cortex.yaml",
+        "- name: deaf\n  kind: RealtimeAPI\n  predictor:\n    type: command\n    command: [sleep, '300']\n",
+    );
+    s.ok(&p, &["deploy"]);
+    let api = wait_for("the readiness warning", DEADLINE, || {
+        s.api_json("deaf").filter(|v| {
+            v["errors"][0]
+                .as_str()
+                .is_some_and(|e| e.contains("has not answered GET /healthz"))
+        })
+    });
+    assert_eq!(api["status"], "updating", "it keeps its chance: {api}");
+    let text = s.ok(&p, &["get", "deaf"]);
+    assert!(text.contains("does not serve on $CORTEX_PORT"), "{text}");
 }

@@ -26,6 +26,16 @@ impl Drop for StopOnDrop<'_> {
     }
 }
 
+/// Kills a child process when the test ends, whatever happened.
+struct KillOnDrop(std::process::Child);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
 #[test]
 fn two_concurrent_first_calls_start_one_server() {
     let dir = tempfile::tempdir().unwrap();
@@ -157,13 +167,16 @@ fn server_stop_never_signals_a_process_that_is_not_the_server() {
 fn cortex_server_in_the_foreground_is_the_local_server() {
     let dir = tempfile::tempdir().unwrap();
     let cfg = dir.path().join("config");
-    let mut server = local_cortex(&cfg)
-        .args(["server", "--listen", "127.0.0.1:0"])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let pid = server.id();
+    let _stop = StopOnDrop(&cfg);
+    let mut server = KillOnDrop(
+        local_cortex(&cfg)
+            .args(["server", "--listen", "127.0.0.1:0"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    let pid = server.0.id();
     wait_for("the foreground server", DEADLINE, || {
         let rt: serde_json::Value =
             serde_json::from_slice(&std::fs::read(cfg.join("local/server.json")).ok()?).ok()?;
@@ -186,5 +199,8 @@ fn cortex_server_in_the_foreground_is_the_local_server() {
         .output()
         .unwrap();
     assert!(stdout(&stop).starts_with("stopped the local cortex server"));
-    assert!(server.wait().unwrap().success());
+    let status = wait_for("the foreground server to exit", DEADLINE, || {
+        server.0.try_wait().unwrap()
+    });
+    assert!(status.success());
 }

@@ -114,12 +114,10 @@ fn redeploying_is_up_to_date_and_a_changed_config_updates() {
         let v: serde_json::Value = s.predict("greeter", r#"{"name": "ada"}"#).json().ok()?;
         (v["message"] == "bonjour ada").then_some(())
     });
-    let api = s.wait_status("greeter", "live");
-    assert_eq!(
-        api["replicas"].as_array().unwrap().len(),
-        1,
-        "the old replica stopped: {api}"
-    );
+    wait_for("the old replica to stop", DEADLINE, || {
+        let api = s.api_json("greeter")?;
+        (api["status"] == "live" && api["replicas"].as_array()?.len() == 1).then_some(())
+    });
 
     // A changed project file (not the config) is an update too.
     write(&p, "README.md", "docs");
@@ -382,10 +380,45 @@ fn the_old_replica_serves_during_an_update_and_force_overrides_it() {
         let v: serde_json::Value = s.predict("rolling", "{}").json().ok()?;
         (v["version"] == 3).then_some(())
     });
-    let api = s.wait_status("rolling", "live");
+    wait_for("the old replica to stop", DEADLINE, || {
+        let api = s.api_json("rolling")?;
+        (api["status"] == "live" && api["replicas"].as_array()?.len() == 1).then_some(())
+    });
+}
+
+#[test]
+fn going_back_to_the_serving_spec_during_an_update_reuses_its_replica() {
+    let s = Server::start();
+    let p = s.project("aba");
+    let gate = s.dir.path().join("gate-never");
+    write(
+        &p,
+        "predictor.py",
+        "import os, time\n\nclass PythonPredictor:\n    def __init__(self, config):\n        if config['version'] != 1:\n            while not os.path.exists(config['gate']):\n                time.sleep(0.05)\n        self.version = config['version']\n\n    def predict(self, payload):\n        return {'version': self.version}\n",
+    );
+    let config = |version: u32| {
+        format!(
+            "- name: aba\n  kind: RealtimeAPI\n  predictor:\n    type: python\n    path: predictor.py\n    config:\n      version: {version}\n      gate: {}\n",
+            gate.display()
+        )
+    };
+    write(&p, "cortex.yaml", &config(1));
+    s.ok(&p, &["deploy"]);
+    let before = s.wait_status("aba", "live");
+    let pid = before["replicas"][0]["pid"].clone();
+    write(&p, "cortex.yaml", &config(2));
+    s.ok(&p, &["deploy"]);
+    write(&p, "cortex.yaml", &config(1));
+    s.ok(&p, &["deploy", "--force"]);
+    let api = s.wait_status("aba", "live");
+    let replicas = api["replicas"].as_array().unwrap();
+    assert_eq!(replicas.len(), 1, "{api}");
     assert_eq!(
-        api["replicas"].as_array().unwrap().len(),
-        1,
-        "the old replica stopped: {api}"
+        replicas[0]["pid"], pid,
+        "version 1's replica kept serving: {api}"
+    );
+    assert_eq!(
+        s.predict("aba", "{}").json::<serde_json::Value>().unwrap()["version"],
+        1
     );
 }

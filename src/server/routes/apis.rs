@@ -256,12 +256,17 @@ fn describe(state: &AppState, row: ModelRow, base: &str) -> Result<ApiResponse, 
             rt.metrics.snapshot(),
             rt.errors(),
         ),
-        None => (
-            ApiStatus::Stopped,
-            Vec::new(),
-            Default::default(),
-            Vec::new(),
-        ),
+        // Not running: either it could not be started again after a restart (say why), or
+        // it is stopped.
+        None => match state.deployments.restore_error(&row.name) {
+            Some(why) => (ApiStatus::Error, Vec::new(), Default::default(), vec![why]),
+            None => (
+                ApiStatus::Stopped,
+                Vec::new(),
+                Default::default(),
+                Vec::new(),
+            ),
+        },
     };
     let up_to_date = replicas
         .iter()
