@@ -180,7 +180,7 @@ fn print_pretty(results: &[DeployResult], target: &Target, api_count: usize) {
         (format!("cortex get {name}{env}"), "(show api info)"),
     ];
     if ok.iter().any(|r| r.kind == ApiKind::RealtimeAPI) {
-        hints.push((format!("cortex logs {name}{env}"), "(stream api logs)"));
+        hints.push((format!("cortex logs {name}{env}"), "(show api logs)"));
     }
     println!();
     let width = hints

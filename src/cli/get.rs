@@ -65,17 +65,35 @@ async fn watch(source: &Source, args: &GetArgs) -> anyhow::Result<ExitStatus> {
     }
 }
 
-/// Local wall-clock time as `3:04:05pm` (UTC offset unknown without a tz database: UTC).
+/// Local wall-clock time as cortex prints it: `3:04:05pm CET` (from the C library's idea of
+/// the local zone: `TZ` or /etc/localtime).
 fn clock() -> String {
-    let secs = now().rem_euclid(86400);
-    let (h, m, s) = (secs / 3600, (secs / 60) % 60, secs % 60);
+    let now = now() as libc::time_t;
+    // SAFETY: localtime_r writes only into the `tm` we pass; `tm_zone` points into static
+    // storage of the C library and is read right away.
+    let (h, m, s, zone) = unsafe {
+        let mut tm: libc::tm = std::mem::zeroed();
+        if libc::localtime_r(&now, &mut tm).is_null() {
+            return String::new();
+        }
+        let zone = if tm.tm_zone.is_null() {
+            String::new()
+        } else {
+            std::ffi::CStr::from_ptr(tm.tm_zone)
+                .to_string_lossy()
+                .into_owned()
+        };
+        (tm.tm_hour, tm.tm_min, tm.tm_sec, zone)
+    };
     let (h12, ampm) = match h {
         0 => (12, "am"),
         1..=11 => (h, "am"),
         12 => (12, "pm"),
         _ => (h - 12, "pm"),
     };
-    format!("{h12}:{m:02}:{s:02}{ampm} UTC")
+    format!("{h12}:{m:02}:{s:02}{ampm} {zone}")
+        .trim_end()
+        .to_string()
 }
 
 async fn render_once(source: &Source, args: &GetArgs) -> anyhow::Result<String> {
@@ -175,12 +193,21 @@ fn structured<T: serde::Serialize>(format: OutputFormat, v: &T) -> anyhow::Resul
     })
 }
 
+/// Ready replicas still running an older spec (they serve while an update starts).
+fn stale(api: &ApiResponse) -> usize {
+    api.replicas
+        .iter()
+        .filter(|r| !r.up_to_date && r.phase == crate::api::ReplicaPhase::Ready)
+        .count()
+}
+
 /// The realtime table; columns that only ever hold zero are hidden, as cortex does. `envs`,
 /// when given, adds an `env` column (one entry per API).
 fn realtime_table(apis: &[&ApiResponse], with_name: bool, envs: Option<&[&str]>) -> String {
     let now = now();
     let show_4xx = apis.iter().any(|a| a.metrics.code_4xx > 0);
     let show_5xx = apis.iter().any(|a| a.metrics.code_5xx > 0);
+    let show_stale = apis.iter().any(|a| stale(a) > 0);
     let mut headers = Vec::new();
     if envs.is_some() {
         headers.push("env");
@@ -188,14 +215,11 @@ fn realtime_table(apis: &[&ApiResponse], with_name: bool, envs: Option<&[&str]>)
     if with_name {
         headers.push("realtime api");
     }
-    headers.extend([
-        "status",
-        "up-to-date",
-        "requested",
-        "last update",
-        "avg request",
-        "2XX",
-    ]);
+    headers.extend(["status", "up-to-date"]);
+    if show_stale {
+        headers.push("stale");
+    }
+    headers.extend(["requested", "last update", "avg request", "2XX"]);
     if show_4xx {
         headers.push("4XX");
     }
@@ -220,9 +244,11 @@ fn realtime_table(apis: &[&ApiResponse], with_name: bool, envs: Option<&[&str]>)
             if with_name {
                 row.push(a.name.clone());
             }
+            row.extend([a.status.to_string(), a.up_to_date.to_string()]);
+            if show_stale {
+                row.push(stale(a).to_string());
+            }
             row.extend([
-                a.status.to_string(),
-                a.up_to_date.to_string(),
                 a.requested.to_string(),
                 render::age(a.last_updated, now),
                 render::latency(a.metrics.latency_ms_avg),

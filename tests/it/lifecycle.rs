@@ -121,6 +121,15 @@ fn logs_print_the_replica_output_and_follow_new_lines() {
     // ...then lines written after the command started.
     assert_eq!(s.predict("talker", r#"{"n": 7}"#).status(), 200);
     wait_line(&lines, "predicting 7");
+    // A redeploy does not end the stream: it moves on to the new replica.
+    write(
+        &p,
+        "predictor.py",
+        "class PythonPredictor:\n    def __init__(self, config):\n        print('loading version 2', flush=True)\n\n    def predict(self, payload):\n        return 'ok'\n",
+    );
+    s.ok(&p, &["deploy"]);
+    wait_line(&lines, "was redeployed; following its new replica");
+    wait_line(&lines, "loading version 2");
     // A follower does not keep the server from stopping; the stream just ends.
     let mut s = s;
     assert!(

@@ -299,7 +299,7 @@ fn deploy_prints_cortex_style_hints() {
 
     cortex get                  (show api statuses)
     cortex get reverser         (show api info)
-    cortex logs reverser        (stream api logs)
+    cortex logs reverser        (show api logs)
     ");
 }
 
@@ -360,10 +360,31 @@ fn the_old_replica_serves_during_an_update_and_force_overrides_it() {
     let api = s.api_json("rolling").unwrap();
     assert_eq!(api["status"], "updating");
     assert_eq!(api["replicas"].as_array().unwrap().len(), 2, "{api}");
-    // Version 2 is still initialising: version 1 keeps answering.
+    // Version 2 is still initialising: version 1 keeps answering, as a stale replica.
     let v: serde_json::Value = s.predict("rolling", "{}").json().unwrap();
     assert_eq!(v["version"], 1);
+    let table = s.ok(&p, &["get"]);
+    let mut lines = table.lines();
+    assert!(
+        lines
+            .next()
+            .unwrap()
+            .starts_with("realtime api   status     up-to-date   stale   requested"),
+        "{table}"
+    );
+    let row: Vec<&str> = lines.next().unwrap().split_whitespace().collect();
+    assert_eq!(
+        &row[..5],
+        &["rolling", "updating", "0", "1", "1"],
+        "{table}"
+    );
 
+    // The same spec again: nothing to do, it is what the update rolls out.
+    let again = s.ok(&p, &["deploy"]);
+    assert!(
+        again.starts_with("rolling (RealtimeAPI) is already updating"),
+        "{again}"
+    );
     write(&p, "cortex.yaml", &config(3));
     let refused = s.run(&p, &["deploy"]);
     assert_eq!(refused.status.code(), Some(1));

@@ -91,8 +91,21 @@ pub async fn deploy(
             ));
             continue;
         }
+        let hash = spec_hash(&spec, &req.bundle);
         if let Some(running) = state.deployments.get(&name) {
             let updating = running.status() == ApiStatus::Updating && running.has_previous();
+            if updating && running.spec_hash == hash {
+                // This very spec is what the update is rolling out.
+                results.push(DeployResult {
+                    name: name.clone(),
+                    kind,
+                    action: DeployAction::UpToDate,
+                    model_id: Some(running.model_id.clone()),
+                    message: format!("{name} ({kind}) is already updating"),
+                    error: None,
+                });
+                continue;
+            }
             if updating && !req.force {
                 results.push(failed(format!(
                     "{name} is updating (override with --force)"
@@ -100,7 +113,6 @@ pub async fn deploy(
                 continue;
             }
         }
-        let hash = spec_hash(&spec, &req.bundle);
         let spec_json =
             serde_json::to_string(&spec).map_err(|e| ApiError::Internal(e.to_string()))?;
         let (owner, bundle, config_file) =

@@ -85,20 +85,11 @@ pub async fn logs(
         .into_response())
 }
 
-/// What a follower keeps following: the API's replicas as they were when it started.
+/// What a follower follows: an API's latest replicas.
 struct Follow {
     name: String,
     runtime: Arc<ApiRuntime>,
     deployments: Arc<Deployments>,
-}
-
-impl Follow {
-    /// False once the API is deleted or redeployed.
-    fn still_current(&self) -> bool {
-        self.deployments
-            .get(&self.name)
-            .is_some_and(|rt| Arc::ptr_eq(&rt, &self.runtime))
-    }
 }
 
 /// Chunks of a log file from `offset`, up to `end` (or on and on while following).
@@ -130,10 +121,26 @@ impl LogStream {
                 self.offset += chunk.len() as u64;
                 return Some(Bytes::from(chunk));
             }
-            // Nothing new: done, unless following a replica that is still current.
-            match &self.follow {
-                Some(f) if f.still_current() => {}
-                _ => return None,
+            // Nothing new: done, unless following. A follower moves on to the new replica when
+            // the API is redeployed and ends when it is deleted.
+            let Some(f) = &mut self.follow else {
+                return None;
+            };
+            match f.deployments.get(&f.name) {
+                None => return None,
+                Some(rt) if Arc::ptr_eq(&rt, &f.runtime) => {}
+                Some(rt) => {
+                    f.runtime = rt.clone();
+                    if rt.log_path != self.path {
+                        self.path = rt.log_path.clone();
+                        self.offset = 0;
+                        return Some(Bytes::from(format!(
+                            "cortex: {} was redeployed; following its new replica\n",
+                            f.name
+                        )));
+                    }
+                    continue;
+                }
             }
             tokio::select! {
                 _ = tokio::time::sleep(FOLLOW_POLL) => {}
