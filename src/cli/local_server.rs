@@ -176,6 +176,7 @@ impl LocalServer {
         let spinner = std::io::stderr().is_terminal().then(|| {
             let s = indicatif::ProgressBar::new_spinner();
             s.set_message("starting the local cortex server");
+            s.tick(); // draw at once: a quick start should still say what is happening
             s.enable_steady_tick(Duration::from_millis(100));
             s
         });

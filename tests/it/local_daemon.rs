@@ -204,3 +204,27 @@ fn cortex_server_in_the_foreground_is_the_local_server() {
     });
     assert!(status.success());
 }
+
+#[test]
+fn starting_the_local_server_shows_a_spinner_on_a_terminal() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = dir.path().join("config");
+    let _stop = StopOnDrop(&cfg);
+    let cmd = format!("{} get", cortex_bin().display());
+    let out = Command::new("script")
+        .args(["-qfec", &cmd, "/dev/null"])
+        .env("CORTEX_CLI_CONFIG_DIR", &cfg)
+        .env("CORTEX_LOCAL_PORT", "0")
+        .env_remove("CORTEX_ENDPOINT")
+        .env_remove("CORTEX_TOKEN")
+        .env_remove("CORTEX_ENV")
+        .stdin(Stdio::null())
+        .output()
+        .expect("`script` (util-linux) is needed for this test");
+    let text = stdout(&out);
+    assert!(
+        text.contains("starting the local cortex server"),
+        "{text:?}"
+    );
+    assert!(text.contains("no apis are deployed"), "{text:?}");
+}
