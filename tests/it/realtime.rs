@@ -336,19 +336,9 @@ fn get_api_output_reads_like_cortex() {
 #[test]
 fn the_old_replica_serves_during_an_update_and_force_overrides_it() {
     let s = Server::start();
-    let p = s.project("rolling");
     let gate = s.dir.path().join("gate");
-    write(
-        &p,
-        "predictor.py",
-        "import os, time\n\nclass PythonPredictor:\n    def __init__(self, config):\n        if config['version'] != 1:\n            while not os.path.exists(config['gate']):\n                time.sleep(0.05)\n        self.version = config['version']\n\n    def predict(self, payload):\n        return {'version': self.version}\n",
-    );
-    let config = |version: u32| {
-        format!(
-            "- name: rolling\n  kind: RealtimeAPI\n  predictor:\n    type: python\n    path: predictor.py\n    config:\n      version: {version}\n      gate: {}\n",
-            gate.display()
-        )
-    };
+    let p = versioned_project(&s, "rolling");
+    let config = |version: u32| versioned_config("rolling", version, &gate);
     write(&p, "cortex.yaml", &config(1));
     s.ok(&p, &["deploy"]);
     s.wait_status("rolling", "live");
@@ -410,19 +400,9 @@ fn the_old_replica_serves_during_an_update_and_force_overrides_it() {
 #[test]
 fn going_back_to_the_serving_spec_during_an_update_reuses_its_replica() {
     let s = Server::start();
-    let p = s.project("aba");
     let gate = s.dir.path().join("gate-never");
-    write(
-        &p,
-        "predictor.py",
-        "import os, time\n\nclass PythonPredictor:\n    def __init__(self, config):\n        if config['version'] != 1:\n            while not os.path.exists(config['gate']):\n                time.sleep(0.05)\n        self.version = config['version']\n\n    def predict(self, payload):\n        return {'version': self.version}\n",
-    );
-    let config = |version: u32| {
-        format!(
-            "- name: aba\n  kind: RealtimeAPI\n  predictor:\n    type: python\n    path: predictor.py\n    config:\n      version: {version}\n      gate: {}\n",
-            gate.display()
-        )
-    };
+    let p = versioned_project(&s, "aba");
+    let config = |version: u32| versioned_config("aba", version, &gate);
     write(&p, "cortex.yaml", &config(1));
     s.ok(&p, &["deploy"]);
     let before = s.wait_status("aba", "live");
@@ -442,4 +422,23 @@ fn going_back_to_the_serving_spec_during_an_update_reuses_its_replica() {
         s.predict("aba", "{}").json::<serde_json::Value>().unwrap()["version"],
         1
     );
+}
+
+/// A project whose predictor answers its `version`; versions other than 1 only finish
+/// `__init__` once the `gate` file exists (so an update can be held half-way).
+fn versioned_project(s: &Server, name: &str) -> std::path::PathBuf {
+    let p = s.project(name);
+    write(
+        &p,
+        "predictor.py",
+        "import os, time\n\nclass PythonPredictor:\n    def __init__(self, config):\n        if config['version'] != 1:\n            while not os.path.exists(config['gate']):\n                time.sleep(0.05)\n        self.version = config['version']\n\n    def predict(self, payload):\n        return {'version': self.version}\n",
+    );
+    p
+}
+
+fn versioned_config(name: &str, version: u32, gate: &std::path::Path) -> String {
+    format!(
+        "- name: {name}\n  kind: RealtimeAPI\n  predictor:\n    type: python\n    path: predictor.py\n    config:\n      version: {version}\n      gate: {}\n",
+        gate.display()
+    )
 }
