@@ -16,6 +16,17 @@ use super::problem::Problem;
 pub(crate) const MAX_DEPTH: usize = 100;
 /// How many nodes aliases may add in total (a "billion laughs" document stops here).
 pub(crate) const MAX_ALIAS_NODES: usize = 100_000;
+/// How much text aliases may add in total (one long anchored string used many times).
+pub(crate) const MAX_ALIAS_BYTES: usize = 4 << 20;
+
+/// An anchored node, with what an alias to it adds.
+#[derive(Debug)]
+struct Anchored {
+    node: Node,
+    size: usize,
+    depth: usize,
+    bytes: usize,
+}
 
 /// Parses one YAML document; `None` when the text holds no document (empty or only comments).
 pub(crate) fn load(text: &str) -> Result<Option<Node>, Problem> {
@@ -79,8 +90,9 @@ enum Frame {
 struct Builder {
     stack: Vec<Frame>,
     /// Finished anchored nodes with their sizes in nodes.
-    anchors: HashMap<usize, (Node, usize)>,
+    anchors: HashMap<usize, Anchored>,
     alias_nodes: usize,
+    alias_bytes: usize,
     documents: usize,
     root: Option<Node>,
 }
@@ -165,13 +177,33 @@ impl Builder {
                 self.finish(node, anchor)?;
             }
             Event::Alias(id) => {
-                let Some((node, size)) = self.anchors.get(&id) else {
+                let Some(Anchored { node, size, depth, bytes }) = self.anchors.get(&id) else {
                     return Err(Problem::new(
                         pos,
                         "",
                         "this alias refers to a node that contains it; it cannot be expanded",
                     ));
                 };
+                // The copy lands at the current depth: count its own depth too, or chained
+                // aliases would nest far deeper than the limit (and overflow the stack).
+                if self.stack.len() + depth > MAX_DEPTH {
+                    return Err(Problem::new(
+                        pos,
+                        "",
+                        format!("the yaml nests more than {MAX_DEPTH} levels deep once its aliases are expanded"),
+                    ));
+                }
+                self.alias_bytes = self.alias_bytes.saturating_add(*bytes);
+                if self.alias_bytes > MAX_ALIAS_BYTES {
+                    return Err(Problem::new(
+                        pos,
+                        "",
+                        format!(
+                            "aliases expand to more than {} MiB of text; the file is too large to read",
+                            MAX_ALIAS_BYTES >> 20
+                        ),
+                    ));
+                }
                 self.alias_nodes = self.alias_nodes.saturating_add(*size);
                 if self.alias_nodes > MAX_ALIAS_NODES {
                     return Err(Problem::new(
@@ -206,8 +238,13 @@ impl Builder {
     /// Hands a complete node to its parent (or makes it the document root).
     fn finish(&mut self, node: Node, anchor: usize) -> Result<(), Problem> {
         if anchor != 0 {
-            let size = size(&node);
-            self.anchors.insert(anchor, (node.clone(), size));
+            let anchored = Anchored {
+                size: size(&node),
+                depth: depth(&node),
+                bytes: bytes(&node),
+                node: node.clone(),
+            };
+            self.anchors.insert(anchor, anchored);
         }
         match self.stack.last_mut() {
             None => self.root = Some(node),
@@ -228,6 +265,31 @@ impl Builder {
 fn core_tag(tag: Option<Tag>) -> Option<String> {
     tag.filter(|t| t.handle == "tag:yaml.org,2002:")
         .map(|t| t.suffix)
+}
+
+/// How many levels of collections a node holds (a scalar: 0). Bounded by [`MAX_DEPTH`], so
+/// the recursion is too.
+fn depth(node: &Node) -> usize {
+    match &node.value {
+        Value::Scalar(_) => 0,
+        Value::Seq(items) => 1 + items.iter().map(depth).max().unwrap_or(0),
+        Value::Map(entries) => {
+            1 + entries
+                .iter()
+                .map(|e| depth(&e.key).max(depth(&e.value)))
+                .max()
+                .unwrap_or(0)
+        }
+    }
+}
+
+/// The text a node holds, in bytes.
+fn bytes(node: &Node) -> usize {
+    match &node.value {
+        Value::Scalar(s) => s.text.len(),
+        Value::Seq(items) => items.iter().map(bytes).sum(),
+        Value::Map(entries) => entries.iter().map(|e| bytes(&e.key) + bytes(&e.value)).sum(),
+    }
 }
 
 fn size(node: &Node) -> usize {

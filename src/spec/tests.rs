@@ -288,3 +288,46 @@ fn hostile_input_is_refused_without_panicking() {
         let _ = parse(&text);
     }
 }
+
+/// `config` holding `links` anchors, each nesting the previous one `levels` lists deeper.
+fn chained_aliases(links: usize, levels: usize) -> String {
+    let mut config = String::new();
+    for k in 0..links {
+        let inner = if k == 0 {
+            "x".to_string()
+        } else {
+            format!("*a{}", k - 1)
+        };
+        let nested = format!("{}{inner}{}", "[".repeat(levels), "]".repeat(levels));
+        config.push_str(&format!("      a{k}: &a{k} {nested}\n"));
+    }
+    format!(
+        "- name: c\n  kind: RealtimeAPI\n  predictor:\n    type: python\n    path: p.py\n    config:\n{config}"
+    )
+}
+
+#[test]
+fn chained_aliases_cannot_nest_past_the_depth_limit() {
+    // 10 links of 90 levels would be 900 deep once expanded: refused, not a stack overflow.
+    let err = parse(&chained_aliases(10, 90)).unwrap_err();
+    assert!(err.message.contains("once its aliases are expanded"), "{err}");
+    // Shallow chains are fine, and what is accepted stays readable by serde_json.
+    let specs = parse(&chained_aliases(3, 20)).unwrap();
+    let json = serde_json::to_string(&specs[0]).unwrap();
+    let _: ApiSpec = serde_json::from_str(&json).unwrap();
+    // Two anchors of 70 levels nested: 140 deep, refused.
+    assert!(parse(&chained_aliases(2, 70)).is_err());
+}
+
+#[test]
+fn aliases_cannot_multiply_a_long_string_without_bound() {
+    let big = "y".repeat(1 << 20);
+    let mut text = format!(
+        "- name: c\n  kind: RealtimeAPI\n  predictor:\n    type: python\n    path: p.py\n    config:\n      big: &big {big}\n      copies:\n"
+    );
+    for _ in 0..8 {
+        text.push_str("        - *big\n");
+    }
+    let err = parse(&text).unwrap_err();
+    assert!(err.message.contains("MiB of text"), "{err}");
+}
