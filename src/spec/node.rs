@@ -88,6 +88,18 @@ impl Scalar {
     }
 }
 
+/// YAML 1.1's extra booleans, for plain untagged scalars only (`"no"` stays text).
+fn yaml11_bool(scalar: &Scalar, text: &str) -> Option<bool> {
+    if !scalar.plain || scalar.tag.is_some() {
+        return None;
+    }
+    match text {
+        "y" | "Y" | "yes" | "Yes" | "YES" | "on" | "On" | "ON" => Some(true),
+        "n" | "N" | "no" | "No" | "NO" | "off" | "Off" | "OFF" => Some(false),
+        _ => None,
+    }
+}
+
 fn parse_bool(text: &str) -> Option<bool> {
     match text {
         "true" | "True" | "TRUE" => Some(true),
@@ -251,7 +263,12 @@ impl Node {
                     }
                 }
                 Resolved::Float(f) => float_json(f, self, field)?,
-                Resolved::Str(t) => J::String(t.to_string()),
+                // cortex 0.2x read cortex.yaml as YAML 1.1, where `yes`/`no`/`on`/`off` are
+                // booleans: a predictor's `config: {debug: no}` must not arrive as "no".
+                Resolved::Str(t) => match yaml11_bool(s, t) {
+                    Some(b) => J::Bool(b),
+                    None => J::String(t.to_string()),
+                },
             }),
             Value::Seq(items) => items
                 .iter()

@@ -331,3 +331,16 @@ fn aliases_cannot_multiply_a_long_string_without_bound() {
     let err = parse(&text).unwrap_err();
     assert!(err.message.contains("MiB of text"), "{err}");
 }
+
+#[test]
+fn config_reads_yaml_1_1_booleans_as_cortex_did() {
+    let specs = parse(
+        "- name: c\n  kind: RealtimeAPI\n  predictor:\n    type: python\n    path: p.py\n    config:\n      debug: no\n      cache: on\n      quoted: \"no\"\n      word: nope\n",
+    )
+    .unwrap();
+    let config = &specs[0].predictor.config;
+    assert_eq!(config["debug"], serde_json::json!(false));
+    assert_eq!(config["cache"], serde_json::json!(true));
+    assert_eq!(config["quoted"], serde_json::json!("no"));
+    assert_eq!(config["word"], serde_json::json!("nope"));
+}
