@@ -69,7 +69,12 @@ pub(crate) fn endpoint(text: &str) -> Result<String, String> {
             quote(text)
         ));
     }
-    if path == "/healthz" || path.starts_with("/healthz/") || path.starts_with("/api/") {
+    // The server's own routes: `/healthz` and the versioned control API (`/api/v2/...`).
+    let versioned_api = path
+        .strip_prefix("/api/v")
+        .and_then(|rest| rest.split('/').next())
+        .is_some_and(|v| !v.is_empty() && v.bytes().all(|b| b.is_ascii_digit()));
+    if path == "/healthz" || versioned_api {
         return Err(format!(
             "{} is reserved for the cortex server; choose another path",
             quote(&path)
@@ -115,7 +120,11 @@ mod tests {
         assert!(endpoint("/a/../b").unwrap_err().contains("\"..\""));
         assert!(endpoint("/healthz").unwrap_err().contains("reserved"));
         assert!(endpoint("/api/v2/apis").unwrap_err().contains("reserved"));
+        assert!(endpoint("/api/v1").unwrap_err().contains("reserved"));
         assert!(endpoint("/api").is_ok());
+        assert!(endpoint("/api/iris").is_ok());
+        assert!(endpoint("/api/versions").is_ok());
+        assert!(endpoint("/healthz/deep").is_ok());
         assert!(endpoint(&format!("/{}", "a".repeat(1000)))
             .unwrap_err()
             .contains("at most 1000"));
