@@ -34,7 +34,7 @@ pub(crate) fn load(text: &str) -> Result<Option<Node>, Problem> {
     let mut parser = Parser::new_from_str(text);
     let mut builder = Builder::default();
     loop {
-        let (event, mark) = parser.next_token().map_err(syntax_error)?;
+        let (event, mark) = parser.next_token().map_err(|e| syntax_error(e, text))?;
         if builder.on_event(event, pos(mark))? {
             return Ok(builder.root);
         }
@@ -49,7 +49,25 @@ fn pos(mark: Marker) -> Pos {
     }
 }
 
-fn syntax_error(err: ScanError) -> Problem {
+/// Where the first tab at or after `from` (a char index) is, if any: the parser reports tab
+/// errors at the token before the tab, often on the line above.
+fn tab_position(text: &str, from: usize) -> Option<Pos> {
+    let (mut line, mut column) = (1, 1);
+    for (i, c) in text.chars().enumerate() {
+        if c == '\t' && i >= from {
+            return Some(Pos { line, column });
+        }
+        if c == '\n' {
+            line += 1;
+            column = 1;
+        } else {
+            column += 1;
+        }
+    }
+    None
+}
+
+fn syntax_error(err: ScanError, text: &str) -> Problem {
     let info = err.info();
     let mut chars = info.chars();
     let info = match chars.next() {
@@ -65,11 +83,12 @@ fn syntax_error(err: ScanError) -> Problem {
     } else {
         ""
     };
-    Problem::new(
-        pos(*err.marker()),
-        "",
-        format!("invalid yaml: {info}{hint}"),
-    )
+    let at = if info.contains("tab") {
+        tab_position(text, err.marker().index()).unwrap_or_else(|| pos(*err.marker()))
+    } else {
+        pos(*err.marker())
+    };
+    Problem::new(at, "", format!("invalid yaml: {info}{hint}"))
 }
 
 enum Frame {
@@ -177,7 +196,13 @@ impl Builder {
                 self.finish(node, anchor)?;
             }
             Event::Alias(id) => {
-                let Some(Anchored { node, size, depth, bytes }) = self.anchors.get(&id) else {
+                let Some(Anchored {
+                    node,
+                    size,
+                    depth,
+                    bytes,
+                }) = self.anchors.get(&id)
+                else {
                     return Err(Problem::new(
                         pos,
                         "",
@@ -288,7 +313,10 @@ fn bytes(node: &Node) -> usize {
     match &node.value {
         Value::Scalar(s) => s.text.len(),
         Value::Seq(items) => items.iter().map(bytes).sum(),
-        Value::Map(entries) => entries.iter().map(|e| bytes(&e.key) + bytes(&e.value)).sum(),
+        Value::Map(entries) => entries
+            .iter()
+            .map(|e| bytes(&e.key) + bytes(&e.value))
+            .sum(),
     }
 }
 

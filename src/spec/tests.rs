@@ -310,7 +310,10 @@ fn chained_aliases(links: usize, levels: usize) -> String {
 fn chained_aliases_cannot_nest_past_the_depth_limit() {
     // 10 links of 90 levels would be 900 deep once expanded: refused, not a stack overflow.
     let err = parse(&chained_aliases(10, 90)).unwrap_err();
-    assert!(err.message.contains("once its aliases are expanded"), "{err}");
+    assert!(
+        err.message.contains("once its aliases are expanded"),
+        "{err}"
+    );
     // Shallow chains are fine, and what is accepted stays readable by serde_json.
     let specs = parse(&chained_aliases(3, 20)).unwrap();
     let json = serde_json::to_string(&specs[0]).unwrap();
@@ -343,4 +346,15 @@ fn config_reads_yaml_1_1_booleans_as_cortex_did() {
     assert_eq!(config["cache"], serde_json::json!(true));
     assert_eq!(config["quoted"], serde_json::json!("no"));
     assert_eq!(config["word"], serde_json::json!("nope"));
+}
+
+#[test]
+fn a_tab_is_reported_where_it_is() {
+    let err = parse("- name: a\n  kind: RealtimeAPI\n  predictor:\n    type: python\n    path: p.py\n\tconfig: {}\n")
+        .unwrap_err();
+    assert_eq!((err.line, err.column), (6, 1), "{err}");
+    assert!(
+        err.message.contains("indent with spaces, not tabs"),
+        "{err}"
+    );
 }
