@@ -63,12 +63,18 @@ pub(crate) fn autoscaling(api: &Section, default_target: f64) -> Result<Autoscal
                 ),
             )
         } else {
+            let written = if sec.has("max_replica_concurrency") {
+                ""
+            } else {
+                ", the default"
+            };
             sec.problem(
                 "max_replica_concurrency",
                 format!(
                     "must be at least target_replica_concurrency ({target}, which is \
                      processes_per_replica × threads_per_process by default), got \
-                     {max_concurrency}"
+                     {max_concurrency}{written}; lower predictor.threads_per_process or set \
+                     autoscaling.max_replica_concurrency"
                 ),
             )
         });
@@ -244,7 +250,8 @@ mod tests {
                 "max_replica_concurrency: 2",
                 "autoscaling.max_replica_concurrency: must be at least \
                  target_replica_concurrency (4, which is processes_per_replica × \
-                 threads_per_process by default), got 2",
+                 threads_per_process by default), got 2; lower predictor.threads_per_process or \
+                 set autoscaling.max_replica_concurrency",
             ),
             (
                 "max_replica_concurrency: 70000",
