@@ -62,8 +62,14 @@ pub(crate) fn apis(root: Option<&Node>) -> Result<Vec<ApiSpec>, Problem> {
         } = api(item).map_err(with_api)?;
 
         if let Some(first) = names.insert(spec.name.clone(), name_pos.line) {
+            // A name merged in from an anchor sits where the anchor is: point at this API.
+            let at = if name_pos.line == first {
+                item.pos
+            } else {
+                name_pos
+            };
             return Err(Problem::new(
-                name_pos,
+                at,
                 "name",
                 format!(
                     "{} is already the name of the api on line {first}; api names must be unique",

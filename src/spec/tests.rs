@@ -358,3 +358,17 @@ fn a_tab_is_reported_where_it_is() {
         "{err}"
     );
 }
+
+#[test]
+fn a_duplicate_name_from_a_merge_points_at_the_second_api() {
+    let err = parse(
+        "- &base\n  name: a\n  kind: RealtimeAPI\n  predictor: {type: python, path: p.py}\n- <<: *base\n",
+    )
+    .unwrap_err();
+    assert_eq!(err.line, 5, "{err}");
+    assert!(
+        err.message
+            .contains("already the name of the api on line 2"),
+        "{err}"
+    );
+}
