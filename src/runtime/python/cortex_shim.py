@@ -12,10 +12,12 @@ with the project directory as the working directory and these variables:
     CORTEX_PROJECT_DIR           absolute project directory (default: cwd)
     CORTEX_PREDICTOR_PATH        predictor file, relative to the project dir, required
     CORTEX_PREDICTOR_CONFIG      JSON object passed as `config` to __init__ (default {})
-    CORTEX_THREADS_PER_PROCESS   max concurrent `predict` calls per process, >= 1 (default 1)
+    CORTEX_THREADS_PER_PROCESS   threads running the predictor per process, >= 1 (default 1)
     CORTEX_PROCESSES_PER_REPLICA worker processes serving the port, >= 1 (default 1)
     CORTEX_API_NAME              the API's name, for log lines (default "api")
     CORTEX_VENVS_DIR             where virtualenvs for requirements.txt are kept (optional)
+    CORTEX_MAX_BODY_BYTES        largest request body accepted, >= 1 (default 64 MiB,
+                                 the limit of the server's gateway)
 
 requirements.txt: when the project has one and CORTEX_VENVS_DIR is set, the
 shim installs it (pip) into a virtualenv under CORTEX_VENVS_DIR named by the
@@ -30,30 +32,94 @@ is then `cortex: error: failed to initialise the predictor: <Type>: <message>`),
 4 if the port could not be bound, 5 (several processes only) if a worker process
 could not be started or died after the replica became ready.
 
+Threads (as in upstream cortex): each serving process has ONE thread pool of
+CORTEX_THREADS_PER_PROCESS threads, and only that pool runs user code: the
+import of the predictor file and `__init__` (submitted first, before the port
+serves), every `predict` and every `post_predict`. So at most that many
+predictions (and post_predicts) run at once per process, and with one thread
+everything runs on the same thread, one call at a time: a sqlite3 connection or
+a `threading.local` made in `__init__` can be used in `predict`. The HTTP
+threads only read and parse requests, wait for the pool, and serialise and
+write responses. `post_predict` is queued on the pool after the response is
+written.
+
 Processes: with CORTEX_PROCESSES_PER_REPLICA=1 the predictor runs in this
 process. With N > 1 this process binds the port (without listening yet) and
 forks N worker processes; each imports the predictor, constructs its own
-PythonPredictor and serves up to CORTEX_THREADS_PER_PROCESS concurrent
-predictions on the shared socket. The socket starts listening (so /healthz
-answers) only once every worker is initialised; if one fails, the others are
-killed and the shim exits 3 with that worker's error. This process then only
-supervises: SIGTERM/SIGINT are forwarded to the workers (SIGKILL after 10 s),
-and if a worker dies the others are stopped and the shim exits 5 (the server
-restarts the whole replica). Workers die with this process (PR_SET_PDEATHSIG on
-Linux; elsewhere they stop when their pipe to this process closes).
+PythonPredictor (in its own pool) and serves on the shared socket. The socket
+starts listening (so /healthz answers) only once every worker is initialised;
+if one fails, the others are killed and the shim exits 3 with that worker's
+error. A worker whose pool threads are all taken waits (up to 1 s) before
+accepting a new connection, so that an idle worker gets it. This process then
+only supervises: SIGTERM/SIGINT are forwarded to the workers (SIGKILL after
+4 s), and if a worker dies the others are stopped and the shim exits 5 (the
+server restarts the whole replica). Workers die with this process
+(PR_SET_PDEATHSIG on Linux; elsewhere they stop when their pipe to this process
+closes).
 
-HTTP (HTTP/1.1, keep-alive, Content-Length always sent):
+Shutdown: the server sends SIGTERM and SIGKILLs 5 s later. On SIGTERM a process
+stops accepting, /healthz answers 503, new predictions get 503, and in-flight
+requests get at most 3 s to finish; then the process exits at once (queued
+post_predicts are dropped and running ones are not waited for; atexit handlers
+get 0.5 s).
+
+HTTP (HTTP/1.1, keep-alive; Content-Length is sent on every response but 204/304):
     GET  /healthz      200 {"status": "ok"} (503 while shutting down)
     POST <any path>    prediction
     GET  <other path>  200 {"message": "make a prediction by sending a post request ..."}
+    PUT, DELETE, ...   405
+Errors are JSON objects {"kind": ..., "message": ...}.
+
+Request bodies (every method; GET/HEAD/405 bodies are read and discarded) are
+framed by Content-Length or chunked transfer encoding and read in 64 KiB
+pieces. A body larger than CORTEX_MAX_BODY_BYTES gets 413
+{"kind": "payload_too_large"} with `Connection: close` as soon as that is known
+(from Content-Length, Expect: 100-continue, or the chunk sizes) without reading
+the rest (before closing, what the client still sends is dropped for up to 1 s
+so that it is not reset before it reads the 413). Bad framing (an invalid Content-Length, a chunk size line that is not
+hex or has more than 16 significant digits, a truncated body, a transfer coding
+other than chunked) gets 400 {"kind": "bad_request"} with `Connection: close`.
+
+predict(payload, query_params, headers) (each optional, passed by name):
+    payload       by the request's Content-Type (as in upstream cortex):
+                    application/json (and */*+json): the parsed JSON; invalid -> 400
+                    application/x-www-form-urlencoded: a FormData of str values
+                    multipart/form-data: a FormData of str values (plain fields) and
+                      UploadFile objects (file parts: .filename, .content_type,
+                      .headers, .file (a BytesIO), .read(), .seek(), .close())
+                    anything else (or none): the raw body, bytes
+                  a malformed form body (or one that is not UTF-8) -> 400
+    query_params  a QueryParams: a read-only dict of the last value of each
+                  parameter; .getlist(name) gives every value
+    headers       a Headers: a read-only dict with lower-case keys whose lookups
+                  (`[]`, .get, `in`) ignore case; a repeated header's value is its
+                  first one (as Starlette's) and .getlist(name) gives every value
+    FormData is a read-only dict too ([], .get, .getlist, `in`, iteration; the
+    last value of a repeated field wins); all three are dict subclasses, so
+    json.dumps and dict() work on them.
+
+Return value of predict:
+    bytes -> application/octet-stream; str -> text/plain; charset=utf-8;
+    an object like a Starlette Response (a `body` of bytes and an int
+    `status_code`; optional `media_type` and `headers` mapping) -> sent with that
+    status, content type and headers (hop-by-hop and framing headers are
+    dropped); anything else -> JSON (500 if it is not serialisable).
+    An exception in predict -> 500 {"kind": "internal", "message": "internal
+    server error"}, with the traceback on stderr.
 """
 
+import atexit
+import concurrent.futures
 import datetime
+import email.parser
+import email.policy
+import email.utils
 import fcntl
 import hashlib
 import http.server
 import importlib.util
 import inspect
+import io
 import json
 import os
 import select
@@ -85,12 +151,27 @@ GET_MESSAGE = "make a prediction by sending a post request to this endpoint with
 # under a client's feet
 KEEP_ALIVE_TIMEOUT = 900
 
+# the server SIGKILLs a replica 5 s after its SIGTERM: in-flight requests get
+# this long to finish after SIGTERM
+REQUEST_STOP_GRACE = 3.0
+# ... then atexit handlers get this long before the process exits anyway
+EXIT_HOOKS_GRACE = 0.5
 # several processes: how long the supervisor lets workers finish after SIGTERM
 # before it SIGKILLs them
-WORKER_STOP_GRACE = 10.0
-# several processes: a worker whose prediction slots are all taken waits up to
-# this long before accepting a new connection, so that an idle worker gets it
+WORKER_STOP_GRACE = 4.0
+# several processes: a worker whose pool threads are all taken waits up to this
+# long before accepting a new connection, so that an idle worker gets it
 ACCEPT_DEFER = 1.0
+
+# request bodies: the default limit (the server's gateway has the same), the
+# size of the pieces they are read in, the longest chunk size or trailer line
+DEFAULT_MAX_BODY_BYTES = 64 * 1024 * 1024
+READ_CHUNK = 64 * 1024
+MAX_LINE = 8192
+# after a 413 the connection is closed; first the shim keeps reading (and
+# dropping) what the client still sends for up to this long, so that the
+# client is not reset before it has read the response
+LINGER_SECONDS = 1.0
 
 _SHIM_FILE = os.path.abspath(__file__)
 _output_lock = threading.Lock()
@@ -257,6 +338,17 @@ def read_settings():
     if processes < 1:
         raise EnvError("CORTEX_PROCESSES_PER_REPLICA must be at least 1, got %d" % processes)
 
+    max_body_text = env.get("CORTEX_MAX_BODY_BYTES", "").strip()
+    if max_body_text:
+        try:
+            max_body = int(max_body_text)
+        except ValueError:
+            raise EnvError("CORTEX_MAX_BODY_BYTES is not an integer: %r" % max_body_text) from None
+        if max_body < 1:
+            raise EnvError("CORTEX_MAX_BODY_BYTES must be at least 1, got %d" % max_body)
+    else:
+        max_body = DEFAULT_MAX_BODY_BYTES
+
     api_name = env.get("CORTEX_API_NAME", "").strip() or "api"
     return {
         "port": port,
@@ -266,6 +358,7 @@ def read_settings():
         "threads": threads,
         "processes": processes,
         "api_name": api_name,
+        "max_body_bytes": max_body,
     }
 
 
@@ -319,9 +412,6 @@ class Predictor:
         self.post_predict = post_predict
         self.post_predict_args = post_predict_args
 
-    def predict(self, values):
-        return self.instance.predict(**{n: values[n] for n in self.predict_args})
-
 
 def load_predictor(settings):
     path = os.path.join(settings["project_dir"], settings["predictor_path"])
@@ -362,16 +452,377 @@ def load_predictor(settings):
 
 
 # ---------------------------------------------------------------------------
-# HTTP
+# the thread pool that runs the user's code
+
+
+def _make_pool(settings):
+    return ThreadPoolExecutor(max_workers=settings["threads"], thread_name_prefix="cortex-predictor")
+
+
+def _call_guarded(fn, *args, **kwargs):
+    """Runs in the pool: (result, None), or (None, exception) so that the
+    exception's traceback holds the user's frames only, not the pool's."""
+    try:
+        return fn(*args, **kwargs), None
+    except BaseException as e:  # SystemExit in user code too: reported, not fatal
+        return None, e
+
+
+def _load_in_pool(pool, settings):
+    """Imports and constructs the predictor on the pool (its first task), and
+    waits for it here: in short waits, so that this (main) thread runs signal
+    handlers promptly whichever thread the kernel delivered the signal to."""
+    future = pool.submit(_call_guarded, load_predictor, settings)
+    while True:
+        try:
+            predictor, exc = future.result(timeout=0.1)
+            break
+        except concurrent.futures.TimeoutError:
+            continue
+    if exc is not None:
+        raise exc
+    return predictor
+
+
+def _run_post_predict(fn, args, api_name):
+    try:
+        fn(**args)
+    except BaseException as e:
+        _log("ERROR", "%s: exception in post_predict: %s" % (api_name, _describe(e)), _format_traceback(e))
+
+
+# ---------------------------------------------------------------------------
+# what predict() receives
+
+
+class _ReadOnlyDict(dict):
+    """A read-only dict built from (key, value) pairs that keeps every pair for
+    getlist(). A dict subclass so that json.dumps and dict() work on it."""
+
+    __slots__ = ("_list",)
+    _first_wins = False
+
+    def __init__(self, items=()):
+        if hasattr(items, "multi_items"):
+            items = items.multi_items()
+        elif hasattr(items, "items"):
+            items = items.items()
+        pairs = [(self._key(k), v) for k, v in items]
+        values = {}
+        for k, v in pairs:
+            if not (self._first_wins and k in values):
+                values[k] = v
+        dict.__init__(self, values)
+        self._list = pairs
+
+    @staticmethod
+    def _key(key):
+        return key
+
+    def __getitem__(self, key):
+        return dict.__getitem__(self, self._key(key))
+
+    def __contains__(self, key):
+        try:
+            return dict.__contains__(self, self._key(key))
+        except TypeError:  # unhashable
+            return False
+
+    def get(self, key, default=None):
+        try:
+            return dict.get(self, self._key(key), default)
+        except TypeError:
+            return default
+
+    def getlist(self, key):
+        """Every value of `key`, in request order ([] if none)."""
+        key = self._key(key)
+        return [v for k, v in self._list if k == key]
+
+    def multi_items(self):
+        """Every (key, value) pair, repeated keys included, in request order."""
+        return list(self._list)
+
+    def copy(self):
+        return type(self)(self._list)
+
+    def __copy__(self):
+        return self.copy()
+
+    def __reduce__(self):
+        return (type(self), (list(self._list),))
+
+    def __repr__(self):
+        return "%s(%s)" % (type(self).__name__, dict.__repr__(self))
+
+    def _read_only(self, *args, **kwargs):
+        raise TypeError("%s is read-only" % type(self).__name__)
+
+    __setitem__ = __delitem__ = __ior__ = _read_only
+    clear = pop = popitem = setdefault = update = _read_only
+
+
+class Headers(_ReadOnlyDict):
+    """The request headers: keys are lower case and lookups ignore case; a
+    repeated header's value is its first one (getlist gives all of them)."""
+
+    __slots__ = ()
+    _first_wins = True
+
+    @staticmethod
+    def _key(key):
+        return key.lower() if isinstance(key, str) else key
+
+
+class QueryParams(_ReadOnlyDict):
+    """The query parameters: the last value of a repeated one wins (getlist
+    gives all of them)."""
+
+    __slots__ = ()
+
+
+class FormData(_ReadOnlyDict):
+    """A form body (like Starlette's FormData): str values for plain fields,
+    UploadFile for files; the last value of a repeated field wins."""
+
+    __slots__ = ()
+
+    def close(self):
+        for _, v in self._list:
+            if isinstance(v, UploadFile):
+                v.close()
+
+
+class UploadFile:
+    """A file part of a multipart/form-data body (like Starlette's UploadFile,
+    with synchronous methods)."""
+
+    def __init__(self, filename, content_type, data, headers=None):
+        self.filename = filename
+        self.content_type = content_type
+        self.headers = headers if headers is not None else Headers()
+        self.size = len(data)
+        self.file = io.BytesIO(data)
+
+    def read(self, size=-1):
+        return self.file.read(size)
+
+    def seek(self, offset, whence=0):
+        return self.file.seek(offset, whence)
+
+    def close(self):
+        self.file.close()
+
+    def __repr__(self):
+        return "UploadFile(filename=%r, content_type=%r, size=%d)" % (self.filename, self.content_type, self.size)
 
 
 class BadRequest(Exception):
     pass
 
 
+class PayloadTooLarge(Exception):
+    pass
+
+
+def _media_type(content_type):
+    return content_type.split(";", 1)[0].strip().lower()
+
+
 def _is_json(content_type):
-    media = content_type.split(";", 1)[0].strip().lower()
+    media = _media_type(content_type)
     return media == "application/json" or (media.startswith("application/") and media.endswith("+json"))
+
+
+def parse_payload(content_type, body):
+    """The `payload` for a request body (see the module doc); raises BadRequest."""
+    if _is_json(content_type):
+        try:
+            return json.loads(body)
+        except ValueError as e:
+            raise BadRequest("the request body is not valid JSON: %s" % e) from None
+    media = _media_type(content_type)
+    if media == "application/x-www-form-urlencoded":
+        return parse_urlencoded(body)
+    if media == "multipart/form-data":
+        return parse_multipart(content_type, body)
+    return body
+
+
+def parse_urlencoded(body):
+    try:
+        text = body.decode("utf-8")
+        pairs = urllib.parse.parse_qsl(text, keep_blank_values=True, encoding="utf-8", errors="strict")
+    except UnicodeDecodeError:
+        raise BadRequest("the application/x-www-form-urlencoded body is not valid UTF-8") from None
+    except ValueError as e:
+        raise BadRequest("the application/x-www-form-urlencoded body is malformed: %s" % e) from None
+    return FormData(pairs)
+
+
+_MULTIPART_DEFECTS = {
+    "NoBoundaryInMultipartDefect": "the Content-Type has no boundary parameter",
+    "StartBoundaryNotFoundDefect": "the boundary was not found in the body",
+    "CloseBoundaryNotFoundDefect": "the closing boundary is missing (truncated body?)",
+}
+
+
+def _text(value):
+    """A header parameter as str: RFC 2231 values collapsed, undecodable bytes replaced."""
+    if isinstance(value, tuple):
+        value = email.utils.collapse_rfc2231_value(value)
+    value = str(value)
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:  # surrogate escapes from bytes that were not UTF-8
+        value = value.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
+    return value
+
+
+def parse_multipart(content_type, body):
+    what = "the multipart/form-data body is malformed"
+    header = " ".join(content_type.split())  # no line breaks into the synthetic message
+    raw = b"Content-Type: " + header.encode("latin-1", "replace") + b"\r\n\r\n" + body
+    try:
+        msg = email.parser.BytesParser(policy=email.policy.HTTP).parsebytes(raw)
+    except Exception as e:  # the email package reports defects, but be safe
+        raise BadRequest("%s: %s" % (what, _describe(e))) from None
+    boundary = msg.get_boundary()
+    if boundary is None:
+        raise BadRequest("%s: %s" % (what, _MULTIPART_DEFECTS["NoBoundaryInMultipartDefect"]))
+    stripped = body.strip()
+    if not stripped or stripped == b"--" + boundary.encode("latin-1", "replace") + b"--":
+        return FormData()  # no fields at all
+    for defect in msg.defects:
+        name = type(defect).__name__
+        if name in _MULTIPART_DEFECTS:
+            raise BadRequest("%s: %s" % (what, _MULTIPART_DEFECTS[name]))
+    if not msg.is_multipart() or msg.defects:
+        raise BadRequest("%s: %s" % (what, ", ".join(type(d).__name__ for d in msg.defects) or "no parts"))
+
+    pairs = []
+    for index, part in enumerate(msg.get_payload(), 1):
+        if part.is_multipart():
+            raise BadRequest("%s: part %d is itself multipart, which is not supported" % (what, index))
+        if part.get_content_disposition() != "form-data":
+            raise BadRequest("%s: part %d has no `Content-Disposition: form-data` header" % (what, index))
+        name = part.get_param("name", header="content-disposition")
+        if name is None:
+            raise BadRequest("%s: part %d has no name" % (what, index))
+        name = _text(name)
+        if part.defects:
+            raise BadRequest(
+                "%s: part %d (%r): %s" % (what, index, name, ", ".join(type(d).__name__ for d in part.defects))
+            )
+        data = part.get_payload(decode=True) or b""
+        filename = part.get_filename()
+        if filename is not None:
+            ctype = part.get("Content-Type")
+            value = UploadFile(
+                _text(filename),
+                _text(ctype) if ctype is not None else "",
+                data,
+                Headers((k, _text(v)) for k, v in part.items()),
+            )
+        else:
+            charset = part.get_content_charset() or "utf-8"
+            try:
+                value = data.decode(charset)
+            except (LookupError, UnicodeDecodeError):
+                raise BadRequest("%s: the field %r is not valid %s" % (what, name, charset)) from None
+        pairs.append((name, value))
+    return FormData(pairs)
+
+
+# ---------------------------------------------------------------------------
+# what predict() returns
+
+# not passed through from a returned Response: they describe the connection
+# or the framing, which the shim does itself
+_HOP_BY_HOP = frozenset(
+    ("connection", "keep-alive", "proxy-connection", "transfer-encoding", "te", "trailer", "upgrade", "content-length")
+)
+_TOKEN_CHARS = frozenset("!#$%&'*+-.^_`|~0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ")
+
+
+def _is_response(result):
+    """True for objects that look like a starlette.responses.Response."""
+    if isinstance(result, (bytes, bytearray, memoryview, str, dict, list, tuple, int, float)) or result is None:
+        return False
+    try:
+        body = getattr(result, "body", None)
+        status = getattr(result, "status_code", None)
+    except Exception:
+        return False
+    return isinstance(body, (bytes, bytearray, memoryview)) and isinstance(status, int) and not isinstance(status, bool)
+
+
+def _header_text(value, what):
+    if isinstance(value, (bytes, bytearray)):
+        value = bytes(value).decode("latin-1")
+    elif not isinstance(value, str):
+        value = str(value)
+    if any(c in value for c in "\r\n\0"):
+        raise ValueError("the response %s %r contains a line break" % (what, value))
+    try:
+        value.encode("latin-1")
+    except UnicodeEncodeError:
+        raise ValueError("the response %s %r is not latin-1" % (what, value)) from None
+    return value
+
+
+def _response_headers(result):
+    """The headers of a returned Response-like object as (name, value) pairs."""
+    headers = getattr(result, "headers", None)
+    if headers is None:
+        return []
+    if hasattr(headers, "multi_items"):
+        items = headers.multi_items()
+    elif hasattr(headers, "items"):
+        items = headers.items()
+    else:
+        items = headers
+    pairs = []
+    for item in items:
+        name, value = item
+        name = _header_text(name, "header name")
+        if not name or any(c not in _TOKEN_CHARS for c in name):
+            raise ValueError("invalid response header name %r" % name)
+        for v in value if isinstance(value, (list, tuple)) else [value]:
+            pairs.append((name, _header_text(v, "header %s" % name)))
+    return pairs
+
+
+def render(result):
+    """(status, body, [(header, value)]) for what predict() returned; raises
+    TypeError or ValueError if it cannot be sent."""
+    if isinstance(result, (bytes, bytearray, memoryview)):
+        return 200, bytes(result), [("Content-Type", "application/octet-stream")]
+    if isinstance(result, str):
+        return 200, result.encode("utf-8"), [("Content-Type", "text/plain; charset=utf-8")]
+    if _is_response(result):
+        status = result.status_code
+        if not 200 <= status <= 599:
+            raise ValueError("the Response returned by predict() has an invalid status_code %d" % status)
+        headers = [(k, v) for k, v in _response_headers(result) if k.lower() not in _HOP_BY_HOP]
+        if not any(k.lower() == "content-type" for k, _ in headers):
+            media_type = getattr(result, "media_type", None)
+            if media_type:
+                media_type = _header_text(media_type, "media_type")
+                if media_type.lower().startswith("text/") and "charset=" not in media_type.lower():
+                    charset = getattr(result, "charset", None) or "utf-8"
+                    media_type += "; charset=%s" % _header_text(charset, "charset")
+                headers.insert(0, ("Content-Type", media_type))
+        return status, bytes(result.body), headers
+    try:
+        body = json.dumps(result).encode("utf-8")
+    except (TypeError, ValueError) as e:
+        raise TypeError("the value returned by predict() is not JSON serialisable: %s" % e) from e
+    return 200, body, [("Content-Type", "application/json")]
+
+
+# ---------------------------------------------------------------------------
+# HTTP
 
 
 class Server(http.server.ThreadingHTTPServer):
@@ -379,24 +830,24 @@ class Server(http.server.ThreadingHTTPServer):
     request_queue_size = 256
     allow_reuse_address = True
 
-    def __init__(self, address, settings, predictor, sock=None):
+    def __init__(self, address, settings, predictor, pool, sock=None):
         """Binds and listens on `address`, or, with `sock` (a worker process),
-        serves on that already bound socket, which its supervisor makes listen."""
+        serves on that already bound socket, which its supervisor makes listen.
+        `pool` runs predict and post_predict."""
         self.settings = settings
         self.predictor = predictor
-        self.semaphore = threading.BoundedSemaphore(settings["threads"])
-        self.post_pool = None
-        if predictor.post_predict is not None:
-            self.post_pool = ThreadPoolExecutor(
-                max_workers=settings["threads"], thread_name_prefix="post_predict"
-            )
+        self.pool = pool
         self.shutting_down = threading.Event()
+        self.stop_time = None
+        # POST requests being handled, and post_predict calls queued or running:
+        # together the pool's busy slots (besides requests still being read)
         self.in_flight = 0
+        self.post_busy = 0
         self.in_flight_cond = threading.Condition()
-        # worker processes share the listening socket: a worker whose prediction
-        # slots are taken (predictions in flight plus connections accepted but
-        # whose first request has not been read yet) defers accepting, so that
-        # concurrent connections spread over the workers
+        # worker processes share the listening socket: a worker whose pool
+        # threads are all taken (predictions in flight, post_predicts, and
+        # connections accepted but whose first request has not been read yet)
+        # defers accepting, so that concurrent connections spread over the workers
         self.gate_accept = sock is not None
         self.pending = set()
         if sock is None:
@@ -408,19 +859,21 @@ class Server(http.server.ThreadingHTTPServer):
             self.server_address = sock.getsockname()
             self.server_name, self.server_port = self.server_address[:2]
 
+    def busy(self):
+        """Taken pool slots (call with in_flight_cond held)."""
+        return self.in_flight + self.post_busy + len(self.pending)
+
     def get_request(self):
         if not self.gate_accept:
             return super().get_request()
         deadline = time.monotonic() + ACCEPT_DEFER
         with self.in_flight_cond:
-            while (
-                self.in_flight + len(self.pending) >= self.settings["threads"]
-                and not self.shutting_down.is_set()
-            ):
+            while self.busy() >= self.settings["threads"] and not self.shutting_down.is_set():
                 remaining = deadline - time.monotonic()
                 if remaining <= 0:
                     break
-                self.in_flight_cond.wait(remaining)
+                # short waits: a stop signal (handled on this thread) ends the wait
+                self.in_flight_cond.wait(min(remaining, 0.1))
         # the socket is non-blocking: another worker may have taken the
         # connection (BlockingIOError, an OSError, makes the caller skip it)
         conn, addr = self.socket.accept()
@@ -433,6 +886,11 @@ class Server(http.server.ThreadingHTTPServer):
         request (call with in_flight_cond held)."""
         if conn in self.pending:
             self.pending.discard(conn)
+            self.in_flight_cond.notify_all()
+
+    def post_predict_done(self, future):
+        with self.in_flight_cond:
+            self.post_busy -= 1
             self.in_flight_cond.notify_all()
 
     def shutdown_request(self, request):
@@ -448,6 +906,9 @@ class Server(http.server.ThreadingHTTPServer):
         _log("ERROR", "error while handling a connection: %s" % _describe(exc), _format_traceback(exc))
 
 
+_HEX_DIGITS = frozenset(b"0123456789abcdefABCDEF")
+
+
 class Handler(http.server.BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
     # headers and body are separate writes: without TCP_NODELAY, Nagle's algorithm and the
@@ -455,6 +916,11 @@ class Handler(http.server.BaseHTTPRequestHandler):
     disable_nagle_algorithm = True
     server_version = "cortex"
     timeout = KEEP_ALIVE_TIMEOUT
+
+    # per request: send `Connection: close` (the body's framing is in doubt),
+    # and read for a while before closing (a 413 left the body unread)
+    _must_close = False
+    _linger = False
 
     def version_string(self):
         return self.server_version
@@ -469,19 +935,63 @@ class Handler(http.server.BaseHTTPRequestHandler):
             return
         _log("ERROR", "%s: %s" % (self.server.settings["api_name"], _one_line(msg)))
 
-    # -- helpers
-    def _send(self, status, body, content_type, close=False):
+    def parse_request(self):
+        self._must_close = False
+        self._linger = False
+        return super().parse_request()
+
+    def finish(self):
+        try:
+            super().finish()
+        finally:
+            if self._linger and not self.server.shutting_down.is_set():
+                self._linger_close()
+
+    def _linger_close(self):
+        """Sends FIN, then drops what the client still sends (until it closes
+        or LINGER_SECONDS pass), so that closing does not reset the
+        connection before the client has read the response."""
+        sock = self.connection
+        try:
+            sock.shutdown(socket.SHUT_WR)
+            deadline = time.monotonic() + LINGER_SECONDS
+            while True:
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    break
+                sock.settimeout(remaining)
+                if not sock.recv(READ_CHUNK):
+                    break
+        except OSError:
+            pass
+
+    # -- responses
+    def _send(self, status, body, headers, close=False):
+        """Sends a response; `headers` is a list of (name, value), or a
+        content type."""
         if isinstance(body, str):
             body = body.encode("utf-8")
+        if isinstance(headers, str):
+            headers = [("Content-Type", headers)]
+        close = close or self._must_close
         try:
-            self.send_response(status)
-            self.send_header("Content-Type", content_type)
-            self.send_header("Content-Length", str(len(body)))
+            self.send_response_only(status)
+            names = {name.lower() for name, _ in headers}
+            if "server" not in names:  # a returned Response may set its own
+                self.send_header("Server", self.version_string())
+            if "date" not in names:
+                self.send_header("Date", self.date_time_string())
+            for name, value in headers:
+                self.send_header(name, value)
+            if status not in (204, 304):
+                self.send_header("Content-Length", str(len(body)))
+            else:
+                body = b""
             if close:
                 self.send_header("Connection", "close")
                 self.close_connection = True
             self.end_headers()
-            if self.command != "HEAD":
+            if self.command != "HEAD" and body:
                 self.wfile.write(body)
             self.wfile.flush()
         except (ConnectionError, TimeoutError):
@@ -490,43 +1000,132 @@ class Handler(http.server.BaseHTTPRequestHandler):
     def _send_json(self, status, obj, close=False):
         self._send(status, json.dumps(obj), "application/json", close=close)
 
-    def _read_body(self):
-        te = self.headers.get("Transfer-Encoding", "")
-        if "chunked" in te.lower():
-            chunks = []
-            while True:
-                line = self.rfile.readline(65537)
-                if not line:
-                    raise BadRequest("incomplete chunked request body")
-                try:
-                    size = int(line.split(b";", 1)[0].strip(), 16)
-                except ValueError:
-                    raise BadRequest("invalid chunk size in request body") from None
-                if size == 0:
-                    # trailers, up to the empty line
-                    while True:
-                        trailer = self.rfile.readline(65537)
-                        if trailer in (b"\r\n", b"\n", b""):
-                            break
-                    return b"".join(chunks)
-                data = self.rfile.read(size)
-                if len(data) < size:
-                    raise BadRequest("incomplete chunked request body")
+    def _send_too_large(self):
+        self._linger = True
+        limit = self.server.settings["max_body_bytes"]
+        self._send_json(
+            413,
+            {
+                "kind": "payload_too_large",
+                "message": "the request body is larger than the limit of %d bytes" % limit,
+            },
+            close=True,
+        )
+
+    # -- request bodies
+    def _content_length(self):
+        """The declared Content-Length (None if there is none); raises
+        BadRequest or PayloadTooLarge."""
+        values = self.headers.get_all("Content-Length") or []
+        if not values:
+            return None
+        texts = {v.strip() for v in values}
+        text = texts.pop()
+        if texts or not text or not (text.isascii() and text.isdigit()):
+            raise BadRequest("invalid Content-Length")
+        digits = text.lstrip("0") or "0"
+        limit = self.server.settings["max_body_bytes"]
+        if len(digits) > len(str(limit)) or int(digits) > limit:
+            raise PayloadTooLarge()
+        return int(digits)
+
+    def _is_chunked(self):
+        values = self.headers.get_all("Transfer-Encoding") or []
+        codings = [c.strip().lower() for v in values for c in v.split(",") if c.strip()]
+        if not codings:
+            return False
+        if codings != ["chunked"]:
+            raise BadRequest("unsupported Transfer-Encoding: %s (only chunked is)" % ", ".join(codings))
+        return True
+
+    def _read_body(self, keep=True):
+        """Reads the request body in pieces: returns it (None if not `keep`).
+        Raises BadRequest (bad framing) or PayloadTooLarge; after either the
+        connection must close."""
+        if self._is_chunked():
+            if self.headers.get("Content-Length") is not None:
+                self._must_close = True  # both framings: never reuse the connection
+            return self._read_chunked(keep)
+        n = self._content_length()
+        chunks = [] if keep else None
+        remaining = n or 0
+        while remaining:
+            data = self.rfile.read(min(remaining, READ_CHUNK))
+            if not data:
+                raise BadRequest("incomplete request body")
+            remaining -= len(data)
+            if keep:
                 chunks.append(data)
-                self.rfile.readline(3)  # CRLF after the chunk
-        length = self.headers.get("Content-Length")
-        if length is None:
-            return b""
+        return b"".join(chunks) if keep else None
+
+    def _read_line(self, what):
+        line = self.rfile.readline(MAX_LINE + 1)
+        if not line:
+            raise BadRequest("incomplete chunked request body")
+        if len(line) > MAX_LINE or not line.endswith(b"\n"):
+            raise BadRequest("%s line is too long" % what)
+        return line
+
+    def _read_chunked(self, keep):
+        limit = self.server.settings["max_body_bytes"]
+        chunks = [] if keep else None
+        total = 0
+        while True:
+            line = self._read_line("a chunk size")
+            digits = line.split(b";", 1)[0].strip()
+            if not digits or any(c not in _HEX_DIGITS for c in digits):
+                raise BadRequest("invalid chunk size %r in the request body" % _one_line(digits.decode("latin-1"), 40))
+            significant = digits.lstrip(b"0")
+            if len(significant) > 16:
+                raise BadRequest("absurd chunk size %r in the request body" % _one_line(digits.decode("latin-1"), 40))
+            size = int(significant, 16) if significant else 0
+            if size == 0:
+                break
+            if total + size > limit:
+                raise PayloadTooLarge()
+            total += size
+            while size:
+                data = self.rfile.read(min(size, READ_CHUNK))
+                if not data:
+                    raise BadRequest("incomplete chunked request body")
+                size -= len(data)
+                if keep:
+                    chunks.append(data)
+            if self.rfile.readline(3) not in (b"\r\n", b"\n"):
+                raise BadRequest("a chunk of the request body does not end with CRLF")
+        # trailers, up to the empty line
+        trailers = 0
+        while True:
+            line = self._read_line("a trailer")
+            if line in (b"\r\n", b"\n"):
+                break
+            trailers += len(line)
+            if trailers > MAX_LINE:
+                raise BadRequest("the trailers of the chunked request body are too long")
+        return b"".join(chunks) if keep else None
+
+    def _body_or_error(self, keep=True):
+        """(True, body) or, after sending the error response, (False, None)."""
         try:
-            n = int(length)
-            if n < 0:
-                raise ValueError
-        except ValueError:
-            raise BadRequest("invalid Content-Length") from None
-        data = self.rfile.read(n) if n else b""
-        if len(data) < n:
-            raise BadRequest("incomplete request body")
-        return data
+            return True, self._read_body(keep)
+        except BadRequest as e:
+            self._send_json(400, {"kind": "bad_request", "message": str(e)}, close=True)
+        except PayloadTooLarge:
+            self._send_too_large()
+        return False, None
+
+    def handle_expect_100(self):
+        # refuse a body that is too large before the client sends it
+        try:
+            if not self._is_chunked():
+                self._content_length()
+        except PayloadTooLarge:
+            self._release_pending()
+            self._send_too_large()
+            return False
+        except BadRequest:
+            pass  # reported once the method's handler reads the body
+        return super().handle_expect_100()
 
     def _release_pending(self):
         server = self.server
@@ -537,6 +1136,9 @@ class Handler(http.server.BaseHTTPRequestHandler):
     # -- routes
     def do_GET(self):
         self._release_pending()
+        ok, _ = self._body_or_error(keep=False)
+        if not ok:
+            return
         path = urllib.parse.urlsplit(self.path).path
         if path == "/healthz":
             if self.server.shutting_down.is_set():
@@ -550,17 +1152,19 @@ class Handler(http.server.BaseHTTPRequestHandler):
 
     def _not_allowed(self):
         self._release_pending()
-        try:
-            self._read_body()
-        except BadRequest:
-            self.close_connection = True
-        body = json.dumps({"kind": "method_not_allowed", "message": "method %s is not allowed; send a POST to predict" % self.command}).encode()
-        self.send_response(405)
-        self.send_header("Allow", "GET, HEAD, POST")
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
+        ok, _ = self._body_or_error(keep=False)
+        if not ok:
+            return
+        self._send(
+            405,
+            json.dumps(
+                {
+                    "kind": "method_not_allowed",
+                    "message": "method %s is not allowed; send a POST to predict" % self.command,
+                }
+            ),
+            [("Allow", "GET, HEAD, POST"), ("Content-Type", "application/json")],
+        )
 
     do_PUT = do_DELETE = do_PATCH = do_OPTIONS = _not_allowed
 
@@ -583,65 +1187,52 @@ class Handler(http.server.BaseHTTPRequestHandler):
 
     def _predict(self):
         server = self.server
+        predictor = server.predictor
         api_name = server.settings["api_name"]
+        ok, body = self._body_or_error()
+        if not ok:
+            return
         try:
-            body = self._read_body()
+            payload = parse_payload(self.headers.get("Content-Type", ""), body)
         except BadRequest as e:
-            self._send_json(400, {"kind": "bad_request", "message": str(e)}, close=True)
+            self._send_json(400, {"kind": "bad_request", "message": str(e)})
             return
 
-        content_type = self.headers.get("Content-Type", "")
-        if _is_json(content_type):
-            try:
-                payload = json.loads(body)
-            except ValueError as e:
-                self._send_json(400, {"kind": "bad_request", "message": "the request body is not valid JSON: %s" % e})
-                return
-        else:
-            payload = body
-
         query = urllib.parse.urlsplit(self.path).query
-        query_params = {}
-        for k, v in urllib.parse.parse_qsl(query, keep_blank_values=True):
-            query_params[k] = v  # the last value wins when repeated
-        headers = {k.lower(): v for k, v in self.headers.items()}
+        query_params = QueryParams(urllib.parse.parse_qsl(query, keep_blank_values=True))
+        headers = Headers(self.headers.items())
         values = {"payload": payload, "query_params": query_params, "headers": headers}
+        kwargs = {n: values[n] for n in predictor.predict_args}
 
         try:
-            with server.semaphore:
-                result = server.predictor.predict(values)
-            if isinstance(result, (bytes, bytearray, memoryview)):
-                body, ctype = bytes(result), "application/octet-stream"
-            elif isinstance(result, str):
-                body, ctype = result.encode("utf-8"), "text/plain; charset=utf-8"
-            else:
-                try:
-                    body, ctype = json.dumps(result).encode("utf-8"), "application/json"
-                except (TypeError, ValueError) as e:
-                    raise TypeError(
-                        "the value returned by predict() is not JSON serialisable: %s" % e
-                    ) from e
-        except Exception as e:
-            _log("ERROR", "%s: exception in predict: %s" % (api_name, _describe(e)), _format_traceback(e))
+            future = server.pool.submit(_call_guarded, predictor.instance.predict, **kwargs)
+            result, exc = future.result()
+        except (RuntimeError, concurrent.futures.CancelledError):  # the pool is shut down
+            self._send_json(503, {"kind": "not_ready", "message": "the api is shutting down"}, close=True)
+            return
+        if exc is None:
+            try:
+                status, body, response_headers = render(result)
+            except Exception as e:
+                exc = e
+        if exc is not None:
+            _log("ERROR", "%s: exception in predict: %s" % (api_name, _describe(exc)), _format_traceback(exc))
             self._send_json(500, {"kind": "internal", "message": "internal server error"})
             return
 
-        self._send(200, body, ctype)
+        self._send(status, body, response_headers)
 
-        if server.post_pool is not None:
+        if predictor.post_predict is not None:
             values["response"] = result
-            args = {n: values[n] for n in server.predictor.post_predict_args}
+            args = {n: values[n] for n in predictor.post_predict_args}
+            with server.in_flight_cond:
+                server.post_busy += 1
             try:
-                server.post_pool.submit(_run_post_predict, server.predictor.post_predict, args, api_name)
-            except RuntimeError:  # pool shut down
-                pass
-
-
-def _run_post_predict(fn, args, api_name):
-    try:
-        fn(**args)
-    except Exception as e:
-        _log("ERROR", "%s: exception in post_predict: %s" % (api_name, _describe(e)), _format_traceback(e))
+                future = server.pool.submit(_run_post_predict, predictor.post_predict, args, api_name)
+            except RuntimeError:  # the pool is shut down
+                server.post_predict_done(None)
+                return
+            future.add_done_callback(server.post_predict_done)
 
 
 # ---------------------------------------------------------------------------
@@ -680,6 +1271,7 @@ def _install_stop(server):
 
     def stop(signum=None, frame=None):
         if not server.shutting_down.is_set():
+            server.stop_time = time.monotonic()
             server.shutting_down.set()
             threading.Thread(target=server.shutdown, daemon=True).start()
 
@@ -689,15 +1281,46 @@ def _install_stop(server):
 
 
 def _serve(server):
-    """Serves until stopped, then lets in-flight predictions finish (bounded)."""
+    """Serves until stopped, then lets in-flight requests finish for up to
+    REQUEST_STOP_GRACE after the stop signal. Queued post_predicts are dropped
+    and running ones are not waited for: the caller exits with _finish."""
     try:
         server.serve_forever(poll_interval=0.2)
     finally:
+        start = server.stop_time if server.stop_time is not None else time.monotonic()
+        deadline = start + REQUEST_STOP_GRACE
         with server.in_flight_cond:
-            server.in_flight_cond.wait_for(lambda: server.in_flight == 0, timeout=10)
-        if server.post_pool is not None:
-            server.post_pool.shutdown(wait=False, cancel_futures=True)
+            while server.in_flight > 0:
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    break
+                server.in_flight_cond.wait(remaining)
+        server.pool.shutdown(wait=False, cancel_futures=True)
         server.server_close()
+
+
+def _finish(code):
+    """Exits the process now with `code`. atexit handlers get EXIT_HOOKS_GRACE;
+    the pool's threads (a predict or post_predict still running, an __init__
+    interrupted by SIGTERM) are not waited for, unlike in a normal interpreter
+    exit, so that the process stops within the server's budget."""
+
+    def run_hooks():
+        try:
+            atexit._run_exitfuncs()
+        except BaseException:
+            pass
+
+    try:
+        signal.pthread_sigmask(signal.SIG_BLOCK, (signal.SIGTERM, signal.SIGINT))
+        hooks = threading.Thread(target=run_hooks, name="atexit", daemon=True)
+        hooks.start()
+        hooks.join(EXIT_HOOKS_GRACE)
+    finally:
+        try:
+            _flush_output()
+        finally:
+            os._exit(code)
 
 
 def main():
@@ -730,8 +1353,9 @@ def main():
 
     api_name = settings["api_name"]
     _log("INFO", "%s: loading the predictor from %s" % (api_name, settings["predictor_path"]))
+    pool = _make_pool(settings)
     try:
-        predictor = load_predictor(settings)
+        predictor = _load_in_pool(pool, settings)
     except BaseException as e:
         if _stop_requested.is_set():
             return EXIT_OK
@@ -739,7 +1363,7 @@ def main():
         return EXIT_INIT_FAILED
 
     try:
-        server = Server(("127.0.0.1", settings["port"]), settings, predictor)
+        server = Server(("127.0.0.1", settings["port"]), settings, predictor, pool)
     except OSError as e:
         _log("ERROR", "%s: could not listen on 127.0.0.1:%d: %s" % (api_name, settings["port"], e))
         return EXIT_BIND_FAILED
@@ -1055,12 +1679,11 @@ class Supervisor:
                 _log("ERROR", "%s: worker process failed: %s" % (self.api_name, _describe(e)), _format_traceback(e))
             finally:
                 # never return into the supervisor's code, even if a signal
-                # handler raises while flushing
+                # handler raises while exiting (_finish never returns)
                 try:
                     signal.pthread_sigmask(signal.SIG_BLOCK, (signal.SIGTERM, signal.SIGINT))
-                    _flush_output()
                 finally:
-                    os._exit(code)
+                    _finish(code)
         signal.pthread_sigmask(signal.SIG_SETMASK, old_mask)
         os.close(status_w)
         os.close(control_r)
@@ -1211,8 +1834,9 @@ def _worker_main(settings, sock, index, n, status_w, control_r, parent_pid, set_
         "INFO",
         "%s: loading the predictor from %s (process %d of %d)" % (api_name, settings["predictor_path"], index, n),
     )
+    pool = _make_pool(settings)
     try:
-        predictor = load_predictor(settings)
+        predictor = _load_in_pool(pool, settings)
     except BaseException as e:
         if _stop_requested.is_set():
             return EXIT_OK
@@ -1221,11 +1845,14 @@ def _worker_main(settings, sock, index, n, status_w, control_r, parent_pid, set_
     _write_all(status_w, b"ok\n")
     os.close(status_w)
 
-    # wait until the supervisor makes the socket listen; EOF: it is gone
+    # wait until the supervisor makes the socket listen; EOF: it is gone (short
+    # waits: this thread must run the signal handlers promptly)
+    while not select.select([control_r], [], [], 0.2)[0]:
+        pass
     if os.read(control_r, 1) != b"g":
         return 1
 
-    server = Server(None, settings, predictor, sock=sock)
+    server = Server(None, settings, predictor, pool, sock=sock)
     stop = _install_stop(server)
 
     def watch_supervisor():
@@ -1238,10 +1865,15 @@ def _worker_main(settings, sock, index, n, status_w, control_r, parent_pid, set_
 
     threading.Thread(target=watch_supervisor, name="watch_supervisor", daemon=True).start()
     _serve(server)
-    if server.post_pool is not None:
-        server.post_pool.shutdown(wait=True)
     return EXIT_OK
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    try:
+        _code = main()
+    except SystemExit as e:  # a signal before the handlers that do not raise
+        _code = e.code if isinstance(e.code, int) else (0 if e.code is None else 1)
+    except BaseException:
+        traceback.print_exc()
+        _code = 1
+    _finish(_code)

@@ -3,9 +3,12 @@
 Run: cd src/runtime/python && python3 -m unittest -v test_cortex_shim
 """
 
+import copy
 import http.client
+import io
 import json
 import os
+import pickle
 import shutil
 import signal
 import socket
@@ -16,6 +19,10 @@ import textwrap
 import threading
 import time
 import unittest
+from collections.abc import Mapping
+from unittest import mock
+
+import cortex_shim
 
 SHIM = os.path.join(os.path.dirname(os.path.abspath(__file__)), "cortex_shim.py")
 INIT_FAILED_PREFIX = "cortex: error: failed to initialise the predictor: "
@@ -37,6 +44,45 @@ def wait_until(predicate, timeout=DEADLINE, interval=0.02, what="condition"):
         if time.monotonic() > deadline:
             raise AssertionError("timed out after %.1fs waiting for %s" % (timeout, what))
         time.sleep(interval)
+
+
+class RawConn:
+    """A raw HTTP/1.1 connection: send exact bytes, read responses one by one
+    (through one buffered reader, so pipelined responses are not lost)."""
+
+    def __init__(self, port, timeout=DEADLINE):
+        self.sock = socket.create_connection(("127.0.0.1", port), timeout=timeout)
+        self.file = self.sock.makefile("rb")
+
+    def send(self, data):
+        self.sock.sendall(data)
+
+    def response(self, head=False):
+        """(status, {lower-case header: value}, body), or None at EOF."""
+        line = self.file.readline()
+        if not line:
+            return None
+        status = int(line.split()[1])
+        headers = {}
+        while True:
+            line = self.file.readline()
+            if line in (b"\r\n", b"\n", b""):
+                break
+            name, value = line.decode("latin-1").split(":", 1)
+            headers[name.strip().lower()] = value.strip()
+        n = 0 if head or status in (204, 304) else int(headers.get("content-length", "0"))
+        return status, headers, self.file.read(n)
+
+    def at_eof(self):
+        """True if the server closed the connection (waits for it)."""
+        try:
+            return self.file.read(1) == b""
+        except ConnectionResetError:
+            return True
+
+    def close(self):
+        self.file.close()
+        self.sock.close()
 
 
 class Shim:
@@ -651,6 +697,932 @@ class TestSignals(ShimTestCase):
 
 
 # ---------------------------------------------------------------------------
+# the thread model: one pool per process runs __init__, predict, post_predict
+
+THREAD_MODEL = """
+import sqlite3, threading, time
+
+class PythonPredictor:
+    def __init__(self, config):
+        self.use_sqlite = config.get("sqlite", False)
+        if self.use_sqlite:
+            # sqlite3 objects may only be used on the thread that made them
+            self.db = sqlite3.connect(":memory:")
+            self.db.execute("create table t (x)")
+        self.local = threading.local()
+        self.local.tag = "set in __init__"
+        self.init_thread = [threading.get_ident(), threading.current_thread().name]
+        self.lock = threading.Lock()
+        self.active = 0
+        self.max_active = 0
+        self.post_threads = []
+
+    def _enter(self):
+        with self.lock:
+            self.active += 1
+            self.max_active = max(self.max_active, self.active)
+
+    def _leave(self):
+        with self.lock:
+            self.active -= 1
+
+    def predict(self, payload):
+        self._enter()
+        try:
+            count = None
+            if self.use_sqlite:
+                self.db.execute("insert into t values (?)", (payload.get("i", 0),))
+                count = self.db.execute("select count(*) from t").fetchone()[0]
+            time.sleep(payload.get("sleep", 0))
+            return {
+                "count": count,
+                "tag": getattr(self.local, "tag", None),
+                "thread": [threading.get_ident(), threading.current_thread().name],
+                "main": threading.current_thread() is threading.main_thread(),
+                "init_thread": self.init_thread,
+                "post_threads": list(self.post_threads),
+                "max_active": self.max_active,
+            }
+        finally:
+            self._leave()
+
+    def post_predict(self, response, payload):
+        self._enter()
+        try:
+            if self.use_sqlite:
+                self.db.execute("insert into t values (-1)")
+            time.sleep(payload.get("post_sleep", 0))
+            self.post_threads.append(threading.get_ident())
+        finally:
+            self._leave()
+"""
+
+
+def concurrent_json_posts(shim, bodies):
+    results = [None] * len(bodies)
+
+    def run(i):
+        try:
+            results[i] = shim.post_json("/", bodies[i])
+        except Exception as e:  # reported by the assertions
+            results[i] = e
+
+    threads = [threading.Thread(target=run, args=(i,)) for i in range(len(bodies))]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(DEADLINE)
+    return results
+
+
+class TestThreadModel(ShimTestCase):
+    def assert_ok(self, results):
+        for r in results:
+            self.assertIsInstance(r, tuple, r)
+            self.assertEqual(r[0], 200, r)
+        return [json.loads(r[2]) for r in results]
+
+    def test_one_thread_runs_init_predict_and_post_predict(self):
+        shim = self.start(THREAD_MODEL, config={"sqlite": True}, threads=1)
+        outs = self.assert_ok(
+            concurrent_json_posts(shim, [{"i": i, "sleep": 0.05, "post_sleep": 0.05} for i in range(4)])
+        )
+        # wait for the 4 post_predicts (each probe queues one more)
+        out = wait_until(
+            lambda: (lambda o: len(o["post_threads"]) >= 4 and o)(json.loads(shim.post_json("/", {})[2])),
+            what="the post_predicts to run",
+        )
+        outs.append(out)
+        init_ident, init_name = out["init_thread"]
+        self.assertTrue(init_name.startswith("cortex-predictor"), init_name)
+        for o in outs:
+            self.assertEqual(o["thread"][0], init_ident, o)  # predict on the __init__ thread
+            self.assertEqual(o["tag"], "set in __init__")  # threading.local from __init__
+            self.assertFalse(o["main"])
+        self.assertEqual(set(out["post_threads"]), {init_ident})
+        self.assertEqual(out["max_active"], 1)  # never two calls at once
+        # the sqlite connection made in __init__ worked in predict and post_predict
+        self.assertGreaterEqual(out["count"], 5 + 4)
+        self.assertEqual(len({o["count"] for o in outs}), len(outs))
+        self.assertNotIn("exception", shim.stderr())
+
+    def test_threads_bound_concurrency(self):
+        shim = self.start(THREAD_MODEL, threads=2)
+        outs = self.assert_ok(concurrent_json_posts(shim, [{"sleep": 0.2} for _ in range(6)]))
+        init_ident, init_name = outs[0]["init_thread"]
+        self.assertTrue(init_name.startswith("cortex-predictor"), init_name)
+        idents = {o["thread"][0] for o in outs}
+        self.assertLessEqual(len(idents | {init_ident}), 2, outs)  # one pool of 2 threads
+        self.assertTrue(all(o["thread"][1].startswith("cortex-predictor") for o in outs), outs)
+        self.assertEqual(max(o["max_active"] for o in outs), 2)
+
+    def test_workers_each_run_their_pool(self):
+        shim = self.start(
+            THREAD_MODEL, config={"sqlite": True}, threads=1, env={"CORTEX_PROCESSES_PER_REPLICA": "2"}
+        )
+        outs = self.assert_ok(concurrent_json_posts(shim, [{"i": i} for i in range(4)]))
+        for o in outs:
+            self.assertEqual(o["thread"][0], o["init_thread"][0], o)
+            self.assertEqual(o["tag"], "set in __init__")
+        self.assertNotIn("exception", shim.stderr())
+
+
+# ---------------------------------------------------------------------------
+# headers, query_params, form bodies: unit tests of the types
+
+
+class TestRequestTypes(unittest.TestCase):
+    def test_headers(self):
+        h = cortex_shim.Headers(
+            [("Content-Type", "application/json"), ("X-Rep", "one"), ("x-rep", "two"), ("X-Empty", "")]
+        )
+        self.assertEqual(h["Content-Type"], "application/json")
+        self.assertEqual(h["content-type"], "application/json")
+        self.assertEqual(h["CONTENT-TYPE"], "application/json")
+        self.assertEqual(h.get("Content-type"), "application/json")
+        self.assertIsNone(h.get("missing"))
+        self.assertEqual(h.get("missing", "d"), "d")
+        self.assertIn("X-REP", h)
+        self.assertIn("x-empty", h)
+        self.assertNotIn("missing", h)
+        self.assertNotIn(["unhashable"], h)
+        self.assertEqual(list(h), ["content-type", "x-rep", "x-empty"])
+        self.assertEqual(h["X-Rep"], "one")  # the first value, as Starlette's Headers
+        self.assertEqual(h.getlist("X-REP"), ["one", "two"])
+        self.assertEqual(h.getlist("missing"), [])
+        self.assertEqual(dict(h), {"content-type": "application/json", "x-rep": "one", "x-empty": ""})
+        self.assertIsInstance(h, Mapping)
+        self.assertEqual(len(h), 3)
+        with self.assertRaises(KeyError):
+            h["missing"]
+        self.assertEqual(json.loads(json.dumps(h)), dict(h))
+        self.assertIn("Headers(", repr(h))
+
+    def test_read_only(self):
+        for obj in (
+            cortex_shim.Headers([("A", "1")]),
+            cortex_shim.QueryParams([("a", "1")]),
+            cortex_shim.FormData([("a", "1")]),
+        ):
+            with self.subTest(type(obj).__name__):
+                for mutate in (
+                    lambda: obj.__setitem__("a", "2"),
+                    lambda: obj.__delitem__("a"),
+                    lambda: obj.update({"b": "2"}),
+                    lambda: obj.pop("a"),
+                    lambda: obj.popitem(),
+                    lambda: obj.setdefault("c", "3"),
+                    lambda: obj.clear(),
+                ):
+                    with self.assertRaises(TypeError):
+                        mutate()
+                with self.assertRaises(TypeError):
+                    obj |= {"b": "2"}
+                self.assertEqual(obj["a"], "1")
+                # copies keep the type and every value
+                for other in (obj.copy(), copy.copy(obj), copy.deepcopy(obj), pickle.loads(pickle.dumps(obj))):
+                    self.assertIs(type(other), type(obj))
+                    self.assertEqual(other, obj)
+                    self.assertEqual(other.getlist("a"), ["1"])
+
+    def test_query_params(self):
+        q = cortex_shim.QueryParams([("a", "1"), ("b", "x"), ("a", "2"), ("empty", "")])
+        self.assertEqual(q["a"], "2")  # the last value wins
+        self.assertEqual(q.getlist("a"), ["1", "2"])
+        self.assertEqual(dict(q), {"a": "2", "b": "x", "empty": ""})
+        self.assertNotIn("A", q)  # case matters here
+        self.assertEqual(q.multi_items(), [("a", "1"), ("b", "x"), ("a", "2"), ("empty", "")])
+
+    def test_urlencoded(self):
+        form = cortex_shim.parse_payload(
+            "application/x-www-form-urlencoded; charset=utf-8", b"a=1&b=h%C3%A9llo+w&a=2&empty=&flag"
+        )
+        self.assertIsInstance(form, cortex_shim.FormData)
+        self.assertEqual(dict(form), {"a": "2", "b": "héllo w", "empty": "", "flag": ""})
+        self.assertEqual(form.getlist("a"), ["1", "2"])
+        self.assertEqual(dict(cortex_shim.parse_payload("application/x-www-form-urlencoded", b"")), {})
+        for bad in (b"a=%FF", b"a=\xff"):
+            with self.subTest(bad=bad), self.assertRaises(cortex_shim.BadRequest) as cm:
+                cortex_shim.parse_payload("application/x-www-form-urlencoded", bad)
+            self.assertIn("not valid UTF-8", str(cm.exception))
+
+    def test_multipart(self):
+        data = bytes(range(256)) + b"\r\n--XyZ-not-a-boundary\r\n\r\n\n\rend\r"
+        body = (
+            b"preamble\r\n"
+            b'--XyZ\r\nContent-Disposition: form-data; name="a"\r\n\r\n1\r\n'
+            b'--XyZ\r\nContent-Disposition: form-data; name="text"\r\n\r\nh\xc3\xa9llo\r\nline 2\r\n'
+            b'--XyZ\r\nContent-Disposition: form-data; name="file"; filename="x.bin"\r\n'
+            b"Content-Type: application/octet-stream\r\n\r\n" + data + b"\r\n"
+            b'--XyZ\r\nContent-Disposition: form-data; name="a"\r\n\r\n2\r\n'
+            b'--XyZ\r\nContent-Disposition: form-data; name="doc"; filename="na\xc3\xafve.txt"\r\n\r\nx\r\n'
+            b'--XyZ\r\nContent-Disposition: form-data; name="none"; filename=""\r\n\r\n\r\n'
+            b"--XyZ--\r\nepilogue"
+        )
+        form = cortex_shim.parse_payload("multipart/form-data; boundary=XyZ", body)
+        self.assertIsInstance(form, cortex_shim.FormData)
+        self.assertEqual(list(form), ["a", "text", "file", "doc", "none"])
+        self.assertEqual(form["a"], "2")
+        self.assertEqual(form.getlist("a"), ["1", "2"])
+        self.assertEqual(form["text"], "héllo\r\nline 2")
+        f = form["file"]
+        self.assertIsInstance(f, cortex_shim.UploadFile)
+        self.assertEqual((f.filename, f.content_type, f.size), ("x.bin", "application/octet-stream", len(data)))
+        self.assertIsInstance(f.file, io.BytesIO)
+        self.assertEqual(f.read(), data)
+        f.seek(0)
+        self.assertEqual(f.file.read(), data)
+        self.assertEqual(f.headers["content-disposition"], 'form-data; name="file"; filename="x.bin"')
+        self.assertEqual((form["doc"].filename, form["doc"].content_type, form["doc"].read()), ("naïve.txt", "", b"x"))
+        self.assertEqual((form["none"].filename, form["none"].read()), ("", b""))
+        self.assertIn("none", form)
+        self.assertIsNone(form.get("missing"))
+
+    def test_multipart_empty(self):
+        for body in (b"", b"--XyZ--\r\n", b"--XyZ--"):
+            with self.subTest(body=body):
+                form = cortex_shim.parse_payload("multipart/form-data; boundary=XyZ", body)
+                self.assertEqual((type(form), dict(form)), (cortex_shim.FormData, {}))
+
+    def test_multipart_malformed(self):
+        part = b'--XyZ\r\nContent-Disposition: form-data; name="a"\r\n\r\n1\r\n'
+        for content_type, body, message in (
+            ("multipart/form-data", part + b"--XyZ--\r\n", "no boundary"),
+            ("multipart/form-data; boundary=XyZ", part, "closing boundary is missing"),
+            ("multipart/form-data; boundary=XyZ", b"garbage", "boundary was not found"),
+            ("multipart/form-data; boundary=other", part + b"--XyZ--\r\n", "boundary was not found"),
+            ("multipart/form-data; boundary=XyZ", b"--XyZ\r\n\r\n1\r\n--XyZ--\r\n", "Content-Disposition"),
+            ("multipart/form-data; boundary=XyZ", b"--XyZ\r\nContent-Disposition: form-data\r\n\r\n1\r\n--XyZ--\r\n", "no name"),
+            (
+                "multipart/form-data; boundary=XyZ",
+                b'--XyZ\r\nContent-Disposition: form-data; name="a"\r\n\r\n\xff\r\n--XyZ--\r\n',
+                "not valid utf-8",
+            ),
+        ):
+            with self.subTest(body=body, content_type=content_type):
+                with self.assertRaises(cortex_shim.BadRequest) as cm:
+                    cortex_shim.parse_payload(content_type, body)
+                self.assertTrue(str(cm.exception).startswith("the multipart/form-data body is malformed: "))
+                self.assertIn(message, str(cm.exception))
+
+    def test_other_payloads(self):
+        self.assertEqual(cortex_shim.parse_payload("", b"\x00raw"), b"\x00raw")
+        self.assertEqual(cortex_shim.parse_payload("text/plain", b"a=1"), b"a=1")
+        self.assertEqual(cortex_shim.parse_payload("Application/JSON; charset=utf-8", b'{"a": 1}'), {"a": 1})
+
+
+class TestRender(unittest.TestCase):
+    class Response:
+        def __init__(self, body=b"", status_code=200, media_type=None, headers=None):
+            self.body, self.status_code, self.media_type = body, status_code, media_type
+            if headers is not None:
+                self.headers = headers
+
+    def test_plain_values(self):
+        self.assertEqual(cortex_shim.render(b"x"), (200, b"x", [("Content-Type", "application/octet-stream")]))
+        self.assertEqual(cortex_shim.render("é"), (200, "é".encode(), [("Content-Type", "text/plain; charset=utf-8")]))
+        self.assertEqual(cortex_shim.render({"a": 1}), (200, b'{"a": 1}', [("Content-Type", "application/json")]))
+        with self.assertRaises(TypeError):
+            cortex_shim.render({"a": object()})
+
+    def test_response_like(self):
+        R = self.Response
+        self.assertEqual(cortex_shim.render(R(b"x", 201)), (201, b"x", []))
+        self.assertEqual(
+            cortex_shim.render(R(b"x", 202, "text/csv")), (202, b"x", [("Content-Type", "text/csv; charset=utf-8")])
+        )
+        self.assertEqual(cortex_shim.render(R(b"x", 200, "image/png")), (200, b"x", [("Content-Type", "image/png")]))
+        status, body, headers = cortex_shim.render(
+            R(
+                b"{}",
+                200,
+                "text/plain",
+                {
+                    "content-type": "application/json",
+                    "Content-Length": "999",
+                    "Connection": "close",
+                    "Transfer-Encoding": "chunked",
+                    "Set-Cookie": ["a=1", "b=2"],
+                    "X-Num": 5,
+                },
+            )
+        )
+        self.assertEqual(
+            headers,
+            [("content-type", "application/json"), ("Set-Cookie", "a=1"), ("Set-Cookie", "b=2"), ("X-Num", "5")],
+        )
+        for bad in (R(b"", 99), R(b"", 600), R(b"", 200, None, {"X-A": "1\r\nX-B: 2"}), R(b"", 200, None, {"Bad Name": "1"})):
+            with self.assertRaises(ValueError):
+                cortex_shim.render(bad)
+
+    def test_not_response_like(self):
+        class HalfResponse:
+            body = "a str body"
+            status_code = 200
+
+        with self.assertRaises(TypeError):  # JSON then, which fails
+            cortex_shim.render(HalfResponse())
+
+
+class TestSettings(unittest.TestCase):
+    def settings(self, **env):
+        base = {"CORTEX_PORT": "8080", "CORTEX_PREDICTOR_PATH": "p.py"}
+        base.update(env)
+        with mock.patch.dict(os.environ, base, clear=True):
+            return cortex_shim.read_settings()
+
+    def test_max_body_bytes(self):
+        self.assertEqual(self.settings()["max_body_bytes"], 64 * 1024 * 1024)
+        self.assertEqual(self.settings(CORTEX_MAX_BODY_BYTES="1000")["max_body_bytes"], 1000)
+        for bad in ("0", "-1", "lots"):
+            with self.subTest(bad=bad), self.assertRaises(cortex_shim.EnvError):
+                self.settings(CORTEX_MAX_BODY_BYTES=bad)
+
+    def test_shutdown_budget(self):
+        # the server SIGKILLs 5 s after SIGTERM
+        self.assertLessEqual(cortex_shim.REQUEST_STOP_GRACE + cortex_shim.EXIT_HOOKS_GRACE, 4.0)
+        self.assertLessEqual(cortex_shim.WORKER_STOP_GRACE, 4.0)
+
+
+# ---------------------------------------------------------------------------
+# request bodies
+
+
+class RecordingReader(io.BufferedReader):
+    """The handler's rfile: records the sizes it is asked to read."""
+
+    def __init__(self, data):
+        super().__init__(io.BytesIO(data))
+        self.sizes = []
+
+    def read(self, size=-1):
+        self.sizes.append(size)
+        return super().read(size)
+
+
+def body_reader(head, body, limit=10 * 1024 * 1024):
+    """A Handler (not connected) about to read `body` after the headers `head`."""
+    handler = cortex_shim.Handler.__new__(cortex_shim.Handler)
+    handler.headers = http.client.parse_headers(io.BytesIO(head.encode("latin-1") + b"\r\n"))
+    handler.rfile = RecordingReader(body)
+    handler.server = mock.Mock(settings={"max_body_bytes": limit})
+    return handler
+
+
+class TestBodyReading(unittest.TestCase):
+    def test_content_length_in_pieces(self):
+        data = os.urandom(300 * 1024 + 7)
+        handler = body_reader("Content-Length: %d\r\n" % len(data), data + b"next request")
+        self.assertEqual(handler._read_body(), data)
+        self.assertLessEqual(max(handler.rfile.sizes), cortex_shim.READ_CHUNK)
+        self.assertEqual(handler.rfile.read(), b"next request")  # nothing more was read
+
+    def test_discard(self):
+        handler = body_reader("Content-Length: 5\r\n", b"abcdeGET")
+        self.assertIsNone(handler._read_body(keep=False))
+        self.assertEqual(handler.rfile.read(), b"GET")
+
+    def test_chunked(self):
+        big = os.urandom(200 * 1024)
+        body = b"5;ext=1\r\nhello\r\n" + (b"%x\r\n" % len(big)) + big + b"\r\n" + b"000\r\nX-Trailer: 1\r\n\r\nnext"
+        handler = body_reader("Transfer-Encoding: chunked\r\n", body)
+        self.assertEqual(handler._read_body(), b"hello" + big)
+        self.assertLessEqual(max(s for s in handler.rfile.sizes if s is not None), cortex_shim.READ_CHUNK)
+        self.assertEqual(handler.rfile.read(), b"next")
+        self.assertFalse(handler._must_close)
+        handler = body_reader("Transfer-Encoding: Chunked\r\nContent-Length: 3\r\n", b"1\r\na\r\n0\r\n\r\n")
+        self.assertEqual(handler._read_body(), b"a")
+        self.assertTrue(handler._must_close)  # both framings: never reuse the connection
+
+    def test_bad_framing(self):
+        for head, body, message in (
+            ("Content-Length: abc\r\n", b"", "invalid Content-Length"),
+            ("Content-Length: -1\r\n", b"", "invalid Content-Length"),
+            ("Content-Length: +5\r\n", b"abcde", "invalid Content-Length"),
+            ("Content-Length: 3\r\nContent-Length: 4\r\n", b"abcd", "invalid Content-Length"),
+            ("Content-Length: 10\r\n", b"short", "incomplete request body"),
+            ("Transfer-Encoding: gzip, chunked\r\n", b"", "unsupported Transfer-Encoding"),
+            ("Transfer-Encoding: chunked\r\n", b"zz\r\n", "invalid chunk size 'zz'"),
+            ("Transfer-Encoding: chunked\r\n", b"0x5\r\nhello\r\n0\r\n\r\n", "invalid chunk size '0x5'"),
+            ("Transfer-Encoding: chunked\r\n", b"-5\r\n", "invalid chunk size"),
+            ("Transfer-Encoding: chunked\r\n", b"\r\n", "invalid chunk size"),
+            ("Transfer-Encoding: chunked\r\n", b"1" * 17 + b"\r\n", "absurd chunk size"),
+            ("Transfer-Encoding: chunked\r\n", b"1" * 20000, "line is too long"),
+            ("Transfer-Encoding: chunked\r\n", b"5\r\nhel", "incomplete chunked request body"),
+            ("Transfer-Encoding: chunked\r\n", b"5\r\nhelloXX0\r\n\r\n", "does not end with CRLF"),
+            ("Transfer-Encoding: chunked\r\n", b"5\r\nhello\r\n", "incomplete chunked request body"),
+            ("Transfer-Encoding: chunked\r\n", b"0\r\nX-T: 1\r\n", "incomplete chunked request body"),
+        ):
+            with self.subTest(head=head, body=body[:30]):
+                with self.assertRaises(cortex_shim.BadRequest) as cm:
+                    body_reader(head, body)._read_body()
+                self.assertIn(message, str(cm.exception))
+
+    def test_too_large(self):
+        self.assertEqual(body_reader("Content-Length: 100\r\n", b"x" * 100, limit=100)._read_body(), b"x" * 100)
+        for head, body in (
+            ("Content-Length: 101\r\n", b"x" * 101),
+            ("Content-Length: %d\r\n" % (10 ** 30), b""),
+            ("Content-Length: 0000000000000000000000000000000101\r\n", b"x" * 101),
+            ("Transfer-Encoding: chunked\r\n", b"65\r\n" + b"x" * 101 + b"\r\n0\r\n\r\n"),
+            ("Transfer-Encoding: chunked\r\n", b"32\r\n" + b"x" * 50 + b"\r\n33\r\n"),
+            ("Transfer-Encoding: chunked\r\n", b"ffffffffffffffff\r\n"),
+        ):
+            with self.subTest(head=head, body=body[:30]):
+                handler = body_reader(head, body, limit=100)
+                with self.assertRaises(cortex_shim.PayloadTooLarge):
+                    handler._read_body()
+                # nothing of an over-long chunk or declared body was read
+                self.assertLessEqual(sum(s for s in handler.rfile.sizes if s is not None and s > 0), 100)
+        self.assertEqual(
+            body_reader("Content-Length: 00000000000000000000000000000000000005\r\n", b"hello", limit=100)._read_body(),
+            b"hello",
+        )
+
+
+class TestBodiesOverHTTP(ShimTestCase):
+    LIMIT = 1000
+
+    @classmethod
+    def setUpClass(cls):
+        cls.shim = Shim(ECHO, env={"CORTEX_MAX_BODY_BYTES": str(cls.LIMIT)})
+        cls.shim.wait_ready()
+
+    @classmethod
+    def tearDownClass(cls):
+        cls.shim.close()
+
+    def conn(self):
+        c = RawConn(self.shim.port)
+        self.addCleanup(c.close)
+        return c
+
+    def assert_error(self, response, status, kind):
+        self.assertIsNotNone(response, "the connection was closed without a response")
+        self.assertEqual(response[0], status, response)
+        self.assertEqual(response[1]["content-type"], "application/json")
+        err = json.loads(response[2])
+        self.assertEqual(set(err), {"kind", "message"})
+        self.assertEqual(err["kind"], kind)
+        return err
+
+    def test_limit_exactly(self):
+        body = json.dumps({"s": "x" * (self.LIMIT - len('{"s": ""}'))}).encode()
+        self.assertEqual(len(body), self.LIMIT)
+        status, _, out = self.shim.request("POST", "/", body, {"Content-Type": "application/json"})
+        self.assertEqual(status, 200)
+        self.assertEqual(json.loads(out)["payload"], json.loads(body))
+
+    def test_413_without_reading_the_body(self):
+        c = self.conn()
+        started = time.monotonic()
+        # declares a body it never sends: the answer cannot wait for it
+        c.send(b"POST / HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 1000000000\r\n\r\n")
+        response = c.response()
+        err = self.assert_error(response, 413, "payload_too_large")
+        self.assertIn("1000 bytes", err["message"])
+        self.assertEqual(response[1]["connection"], "close")
+        self.assertTrue(c.at_eof())
+        self.assertLess(time.monotonic() - started, 5)
+
+    def test_413_readable_after_sending_the_body(self):
+        c = self.conn()
+        c.send(b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 5000\r\n\r\n" + b"x" * 5000)
+        response = c.response()
+        self.assert_error(response, 413, "payload_too_large")
+        self.assertEqual(response[1]["connection"], "close")
+        self.assertTrue(c.at_eof())
+
+    def test_413_before_100_continue(self):
+        c = self.conn()
+        c.send(b"POST / HTTP/1.1\r\nHost: x\r\nExpect: 100-continue\r\nContent-Length: 5000\r\n\r\n")
+        response = c.response()
+        self.assert_error(response, 413, "payload_too_large")  # not 100 Continue
+        self.assertTrue(c.at_eof())
+        # a body within the limit gets its 100 Continue
+        c = self.conn()
+        c.send(b"POST / HTTP/1.1\r\nHost: x\r\nExpect: 100-continue\r\nContent-Length: 2\r\n\r\n")
+        self.assertEqual(c.file.readline(), b"HTTP/1.1 100 Continue\r\n")
+        self.assertEqual(c.file.readline(), b"\r\n")
+        c.send(b"ab")
+        status, _, out = c.response()
+        self.assertEqual((status, json.loads(out)["payload"]), (200, {"bytes": list(b"ab")}))
+
+    def test_413_chunked(self):
+        c = self.conn()
+        c.send(b"POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n")
+        for _ in range(3):
+            c.send(b"190\r\n" + b"x" * 400 + b"\r\n")  # 1200 bytes in all
+        response = c.response()
+        self.assert_error(response, 413, "payload_too_large")
+        self.assertEqual(response[1]["connection"], "close")
+        self.assertTrue(c.at_eof())
+
+    def test_bad_chunk_sizes_are_400(self):
+        for size_line in (b"zz", b"0x10", b"1" * 17):
+            with self.subTest(size_line=size_line):
+                c = self.conn()
+                c.send(b"POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n" + size_line + b"\r\n")
+                response = c.response()
+                self.assert_error(response, 400, "bad_request")
+                self.assertEqual(response[1]["connection"], "close")
+                self.assertTrue(c.at_eof())
+
+    def test_chunked_with_extensions_and_trailers(self):
+        c = self.conn()
+        c.send(
+            b"POST / HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\n"
+            b"3;name=value\r\n[1,\r\n2\r\n 2\r\n1\r\n]\r\n0\r\nX-Checksum: 1\r\n\r\n"
+            b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n"
+        )
+        status, headers, out = c.response()
+        self.assertEqual((status, json.loads(out)["payload"]), (200, [1, 2]))
+        self.assertNotIn("connection", headers)
+        self.assertEqual(c.response()[0], 200)
+
+    def test_get_head_and_405_bodies_are_discarded(self):
+        fake = b"POST /smuggled HTTP/1.1\r\nContent-Length: 0\r\n\r\n"  # a body that looks like a request
+        c = self.conn()
+        c.send(
+            b"GET /healthz HTTP/1.1\r\nHost: x\r\nContent-Length: %d\r\n\r\n%s" % (len(fake), fake)
+            + b"GET / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n%x\r\n%s\r\n0\r\n\r\n" % (len(fake), fake)
+            + b"HEAD / HTTP/1.1\r\nHost: x\r\nContent-Length: %d\r\n\r\n%s" % (len(fake), fake)
+            + b"PUT / HTTP/1.1\r\nHost: x\r\nContent-Length: %d\r\n\r\n%s" % (len(fake), fake)
+            + b"DELETE / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n%x\r\n%s\r\n0\r\n\r\n" % (len(fake), fake)
+            + b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n"
+        )
+        self.assertEqual(c.response()[:1], (200,))
+        status, _, body = c.response()
+        self.assertEqual((status, json.loads(body)["message"][:22]), (200, "make a prediction by s"))
+        status, headers, body = c.response(head=True)
+        self.assertEqual((status, body), (200, b""))
+        status, headers, body = c.response()
+        self.assertEqual((status, headers["allow"], json.loads(body)["kind"]), (405, "GET, HEAD, POST", "method_not_allowed"))
+        self.assertEqual(c.response()[0], 405)
+        status, headers, body = c.response()
+        self.assertEqual((status, json.loads(body)), (200, {"status": "ok"}))
+        self.assertNotIn("connection", headers)  # still keep-alive
+
+    def test_get_bodies_are_limited_too(self):
+        for method in (b"GET", b"PUT"):
+            with self.subTest(method=method):
+                c = self.conn()
+                c.send(method + b" / HTTP/1.1\r\nHost: x\r\nContent-Length: 1000000\r\n\r\n")
+                self.assert_error(c.response(), 413, "payload_too_large")
+                self.assertTrue(c.at_eof())
+        c = self.conn()
+        c.send(b"GET / HTTP/1.1\r\nHost: x\r\nContent-Length: nope\r\n\r\n")
+        response = c.response()
+        self.assert_error(response, 400, "bad_request")
+        self.assertEqual(response[1]["connection"], "close")
+
+    def test_invalid_content_length_is_400(self):
+        for value in (b"abc", b"-1", b"+5", b"1_0"):
+            with self.subTest(value=value):
+                c = self.conn()
+                c.send(b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: " + value + b"\r\n\r\n")
+                response = c.response()
+                err = self.assert_error(response, 400, "bad_request")
+                self.assertEqual(err["message"], "invalid Content-Length")
+                self.assertEqual(response[1]["connection"], "close")
+
+    def test_unsupported_transfer_encoding_is_400(self):
+        c = self.conn()
+        c.send(b"POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: gzip\r\n\r\n")
+        self.assert_error(c.response(), 400, "bad_request")
+        self.assertTrue(c.at_eof())
+
+
+# ---------------------------------------------------------------------------
+# headers, query_params, forms and Response objects over HTTP
+
+REQUEST_VIEW = """
+import json
+from collections.abc import Mapping
+
+class PythonPredictor:
+    def predict(self, payload, query_params, headers):
+        try:
+            headers["x-new"] = "1"
+            writable = True
+        except TypeError:
+            writable = False
+        out = {
+            "writable": writable,
+            "is_mapping": isinstance(headers, Mapping) and isinstance(query_params, Mapping),
+            "ct": [headers["Content-Type"], headers["content-type"], headers.get("CONTENT-TYPE")],
+            "missing": headers.get("X-Missing", "default"),
+            "in": ["X-Custom" in headers, "x-custom" in headers, "X-Missing" in headers],
+            "keys_lower": all(k == k.lower() for k in headers),
+            "rep": [headers.get("X-Rep"), headers.getlist("x-rep")],
+            "dict": dict(headers),
+            "q": [dict(query_params), query_params.get("a"), query_params.getlist("a"), query_params.getlist("zzz")],
+            "payload_type": type(payload).__name__,
+        }
+        if not isinstance(payload, (bytes, list, dict)) or type(payload).__name__ == "FormData":
+            fields = {}
+            for key in payload:
+                values = []
+                for v in payload.getlist(key):
+                    if isinstance(v, str):
+                        values.append(v)
+                    else:
+                        data = v.read()
+                        v.seek(0)
+                        values.append({
+                            "filename": v.filename,
+                            "content_type": v.content_type,
+                            "hex": data.hex(),
+                            "again": v.file.read() == data,
+                        })
+                fields[key] = values
+            out["fields"] = fields
+            out["form_get"] = [payload.get("a"), payload.get("missing", "dflt"), "a" in payload]
+        return out
+"""
+
+
+class TestRequestView(ShimTestCase):
+    @classmethod
+    def setUpClass(cls):
+        cls.shim = Shim(REQUEST_VIEW)
+        cls.shim.wait_ready()
+
+    @classmethod
+    def tearDownClass(cls):
+        cls.shim.close()
+
+    def post(self, path, body, content_type, extra=()):
+        conn = http.client.HTTPConnection("127.0.0.1", self.shim.port, timeout=DEADLINE)
+        try:
+            conn.putrequest("POST", path, skip_accept_encoding=True)
+            conn.putheader("Content-Type", content_type)
+            conn.putheader("Content-Length", str(len(body)))
+            for name, value in extra:
+                conn.putheader(name, value)
+            conn.endheaders(body)
+            resp = conn.getresponse()
+            return resp.status, resp.getheader("Content-Type"), resp.read()
+        finally:
+            conn.close()
+
+    def test_headers_and_query_params(self):
+        status, _, body = self.post(
+            "/p?a=1&b=x&a=2&empty=",
+            b"{}",
+            "application/json",
+            [("X-Custom", "v"), ("X-Rep", "one"), ("X-Rep", "two")],
+        )
+        self.assertEqual(status, 200, body)
+        out = json.loads(body)
+        self.assertFalse(out["writable"])
+        self.assertTrue(out["is_mapping"])
+        self.assertEqual(out["ct"], ["application/json"] * 3)
+        self.assertEqual(out["missing"], "default")
+        self.assertEqual(out["in"], [True, True, False])
+        self.assertTrue(out["keys_lower"])
+        self.assertEqual(out["rep"], ["one", ["one", "two"]])
+        self.assertEqual(out["dict"]["x-custom"], "v")
+        self.assertEqual(out["q"], [{"a": "2", "b": "x", "empty": ""}, "2", ["1", "2"], []])
+        self.assertEqual(out["payload_type"], "dict")
+
+    def test_urlencoded_form(self):
+        status, _, body = self.post("/", b"a=1&b=h%C3%A9llo+w&a=2&empty=", "application/x-www-form-urlencoded")
+        self.assertEqual(status, 200, body)
+        out = json.loads(body)
+        self.assertEqual(out["payload_type"], "FormData")
+        self.assertEqual(out["fields"], {"a": ["1", "2"], "b": ["héllo w"], "empty": [""]})
+        self.assertEqual(out["form_get"], ["2", "dflt", True])
+
+    def test_multipart_form(self):
+        data = bytes(range(256))
+        body = (
+            b'--b0undary\r\nContent-Disposition: form-data; name="a"\r\n\r\n1\r\n'
+            b'--b0undary\r\nContent-Disposition: form-data; name="img"; filename="pic.png"\r\n'
+            b"Content-Type: image/png\r\n\r\n" + data + b"\r\n"
+            b'--b0undary\r\nContent-Disposition: form-data; name="a"\r\n\r\nzw\xc3\xa9i\r\n'
+            b"--b0undary--\r\n"
+        )
+        status, _, out = self.post("/", body, 'multipart/form-data; boundary="b0undary"')
+        self.assertEqual(status, 200, out)
+        out = json.loads(out)
+        self.assertEqual(out["payload_type"], "FormData")
+        self.assertEqual(out["fields"]["a"], ["1", "zwéi"])
+        self.assertEqual(
+            out["fields"]["img"],
+            [{"filename": "pic.png", "content_type": "image/png", "hex": data.hex(), "again": True}],
+        )
+        self.assertEqual(out["form_get"], ["zwéi", "dflt", True])
+
+    def test_malformed_forms_are_400(self):
+        for content_type, body in (
+            ("multipart/form-data", b"--x\r\n"),
+            ("multipart/form-data; boundary=x", b'--x\r\nContent-Disposition: form-data; name="a"\r\n\r\n1\r\n'),
+            ("multipart/form-data; boundary=x", b"nothing like a multipart body"),
+            ("application/x-www-form-urlencoded", b"a=%ff"),
+        ):
+            with self.subTest(content_type=content_type, body=body):
+                status, ctype, out = self.post("/", body, content_type)
+                self.assertEqual((status, ctype), (400, "application/json"), out)
+                err = json.loads(out)
+                self.assertEqual(set(err), {"kind", "message"})
+                self.assertEqual(err["kind"], "bad_request")
+        # the server keeps serving on the same terms
+        self.assertEqual(self.post("/", b"a=1", "application/x-www-form-urlencoded")[0], 200)
+
+
+RESPONSES = """
+class Response:  # shaped like starlette.responses.Response
+    def __init__(self, content=b"", status_code=200, headers=None, media_type=None):
+        self.body = content if isinstance(content, bytes) else content.encode("utf-8")
+        self.status_code = status_code
+        self.media_type = media_type
+        if headers is not None:
+            self.headers = headers
+
+class RawHeaders:  # like Starlette's Headers: items() gives every pair
+    def __init__(self, pairs):
+        self.pairs = pairs
+    def items(self):
+        return list(self.pairs)
+
+class PythonPredictor:
+    def predict(self, query_params):
+        kind = query_params.get("kind")
+        if kind == "created":
+            return Response(b'{"id": 7}', 201, {"X-Request-Id": "abc", "Set-Cookie": ["a=1", "b=2"],
+                            "Content-Length": "999", "Connection": "close", "Server": "custom"}, "application/json")
+        if kind == "text":
+            return Response("h\u00e9llo", 202, media_type="text/csv")
+        if kind == "starlette":
+            return Response(b"<p>hi</p>", 200, RawHeaders([("content-length", "9"),
+                            ("content-type", "text/html; charset=utf-8"), ("x-a", "1"), ("x-a", "2")]), "text/html")
+        if kind == "untyped":
+            return Response(b"raw", 418)
+        if kind == "no_content":
+            return Response(b"dropped", 204, {"X-A": "1"})
+        if kind == "bad_status":
+            return Response(b"", 99)
+        if kind == "bad_header":
+            return Response(b"", 200, {"X-Evil": "a\\r\\nInjected: 1"})
+        return "plain"
+"""
+
+
+class TestResponses(ShimTestCase):
+    @classmethod
+    def setUpClass(cls):
+        cls.shim = Shim(RESPONSES)
+        cls.shim.wait_ready()
+
+    @classmethod
+    def tearDownClass(cls):
+        cls.shim.close()
+
+    def test_passed_through_on_a_kept_alive_connection(self):
+        conn = http.client.HTTPConnection("127.0.0.1", self.shim.port, timeout=DEADLINE)
+        self.addCleanup(conn.close)
+        conn.connect()
+        sock = conn.sock
+
+        conn.request("POST", "/?kind=created")
+        resp = conn.getresponse()
+        self.assertEqual((resp.status, resp.read()), (201, b'{"id": 7}'))
+        self.assertEqual(resp.getheader("Content-Type"), "application/json")
+        self.assertEqual(resp.getheader("X-Request-Id"), "abc")
+        self.assertEqual(resp.msg.get_all("Set-Cookie"), ["a=1", "b=2"])
+        self.assertEqual(resp.getheader("Content-Length"), "9")  # the shim frames the body itself
+        self.assertIsNone(resp.getheader("Connection"))
+        self.assertEqual(resp.msg.get_all("Server"), ["custom"])
+        self.assertEqual(len(resp.msg.get_all("Date")), 1)
+
+        conn.request("POST", "/?kind=text")
+        resp = conn.getresponse()
+        self.assertEqual((resp.status, resp.read().decode("utf-8")), (202, "héllo"))
+        self.assertEqual(resp.getheader("Content-Type"), "text/csv; charset=utf-8")
+
+        conn.request("POST", "/?kind=starlette")
+        resp = conn.getresponse()
+        self.assertEqual((resp.status, resp.read()), (200, b"<p>hi</p>"))
+        self.assertEqual(resp.msg.get_all("Content-Type"), ["text/html; charset=utf-8"])
+        self.assertEqual(resp.msg.get_all("Content-Length"), ["9"])
+        self.assertEqual(resp.msg.get_all("x-a"), ["1", "2"])
+
+        conn.request("POST", "/?kind=untyped")
+        resp = conn.getresponse()
+        self.assertEqual((resp.status, resp.read(), resp.getheader("Content-Type")), (418, b"raw", None))
+
+        conn.request("POST", "/?kind=no_content")
+        resp = conn.getresponse()
+        self.assertEqual((resp.status, resp.read(), resp.getheader("X-A")), (204, b"", "1"))
+
+        conn.request("POST", "/")
+        resp = conn.getresponse()
+        self.assertEqual((resp.status, resp.read()), (200, b"plain"))
+        self.assertEqual(resp.msg.get_all("Server"), ["cortex"])
+        self.assertIs(conn.sock, sock, "the connection was not kept alive")
+
+    def test_invalid_response_is_500(self):
+        for kind, message in (("bad_status", "invalid status_code 99"), ("bad_header", "contains a line break")):
+            with self.subTest(kind=kind):
+                status, ctype, body = self.shim.request("POST", "/?kind=" + kind)
+                self.assertEqual((status, ctype), (500, "application/json"))
+                self.assertEqual(json.loads(body), {"kind": "internal", "message": "internal server error"})
+                wait_until(lambda: message in self.shim.stderr(), what="the error on stderr")
+
+
+# ---------------------------------------------------------------------------
+# shutdown within the server's budget (SIGKILL 5 s after SIGTERM)
+
+STUCK = """
+import os, threading, time
+
+class PythonPredictor:
+    def __init__(self, config):
+        open("init-%d" % os.getpid(), "w").close()
+
+    def predict(self, query_params):
+        mode = query_params.get("mode")
+        if mode == "stuck":
+            open("stuck-%d" % os.getpid(), "w").close()
+            deadline = time.monotonic() + 30
+            while time.monotonic() < deadline:
+                time.sleep(0.05)
+        if mode == "stop":
+            import signal
+            open("stopped-%d" % os.getpid(), "w").close()
+            os.kill(os.getpid(), signal.SIGSTOP)
+        return os.getpid()
+
+    def post_predict(self, query_params):
+        if query_params.get("post") == "forever":
+            open("post-%d" % os.getpid(), "w").close()
+            threading.Event().wait()
+"""
+
+
+def background_request(shim, path, timeout=DEADLINE):
+    """Sends a POST from a thread; returns (thread, result dict)."""
+    result = {}
+
+    def run():
+        try:
+            result["r"] = shim.request("POST", path, timeout=timeout)
+        except Exception as e:
+            result["r"] = e
+
+    t = threading.Thread(target=run, daemon=True)
+    t.start()
+    return t, result
+
+
+class TestShutdownBudget(ShimTestCase):
+    def test_in_flight_request_gets_3_seconds(self):
+        shim = self.start(STUCK)
+        t, result = background_request(shim, "/?mode=stuck")
+        wait_until(lambda: marker_pids(shim, "stuck-"), what="the request to start")
+        started = time.monotonic()
+        shim.proc.send_signal(signal.SIGTERM)
+        self.assertEqual(shim.wait_exit(), 0)
+        elapsed = time.monotonic() - started
+        self.assertGreater(elapsed, 2.5)  # it did wait for the request...
+        self.assertLess(elapsed, 4.5)  # ... but not past the budget
+        t.join(DEADLINE)
+        self.assertIsInstance(result.get("r"), Exception)  # cut off without a response
+        self.assertEqual(shim.stderr(), "")
+
+    def test_post_predict_does_not_delay_exit(self):
+        shim = self.start(STUCK)
+        self.assertEqual(shim.request("POST", "/?post=forever")[0], 200)
+        wait_until(lambda: marker_pids(shim, "post-"), what="post_predict to start")
+        started = time.monotonic()
+        shim.proc.send_signal(signal.SIGTERM)
+        self.assertEqual(shim.wait_exit(), 0)
+        self.assertLess(time.monotonic() - started, 2.0)
+        self.assertIn("test-api: shut down", shim.stdout())
+
+    def test_sigterm_during_slow_init_exits_at_once(self):
+        shim = self.start(
+            """
+            import time
+            class PythonPredictor:
+                def __init__(self, config):
+                    open("initialising", "w").close()
+                    time.sleep(30)
+                def predict(self):
+                    return 1
+            """,
+            ready=False,
+        )
+        wait_until(lambda: os.path.exists(os.path.join(shim.dir, "initialising")), what="__init__ to start")
+        started = time.monotonic()
+        shim.proc.send_signal(signal.SIGTERM)
+        self.assertEqual(shim.wait_exit(), 0)
+        self.assertLess(time.monotonic() - started, 2.0)
+        self.assertEqual(shim.stderr(), "")
+
+
+# ---------------------------------------------------------------------------
 # several processes per replica (CORTEX_PROCESSES_PER_REPLICA)
 
 
@@ -922,6 +1894,48 @@ class TestProcesses(ShimTestCase):
             r"\(killed by signal 9 \(SIGKILL\)\); stopping the replica$" % (shim.proc.pid, victim),
         )
         self.wait_gone([victim, other], "the workers to be gone")
+
+    def test_sigterm_within_budget(self):
+        # worker A: a request that never ends (A stops by itself after 3 s);
+        # worker B: stopped (SIGSTOP), so only SIGKILL ends it, after 4 s
+        shim = self.start_workers(STUCK, processes=2)
+        t1, _ = background_request(shim, "/?mode=stuck")
+        stuck = wait_until(lambda: marker_pids(shim, "stuck-"), what="the first request to start")[0]
+        # the busy worker defers accepting: the other one takes this request
+        t2, _ = background_request(shim, "/?mode=stop")
+        stopped = wait_until(lambda: marker_pids(shim, "stopped-"), what="the second request to start")[0]
+        self.assertNotEqual(stuck, stopped)
+        started = time.monotonic()
+        shim.proc.send_signal(signal.SIGTERM)
+        self.assertEqual(shim.wait_exit(), 0)
+        elapsed = time.monotonic() - started
+        self.assertLess(elapsed, 4.8)
+        self.assertGreater(elapsed, 3.5)
+        out = shim.stdout()
+        self.assertIn("worker process %d did not stop in time; killing it" % stopped, out)
+        self.assertNotIn("worker process %d did not stop in time" % stuck, out)
+        self.wait_gone([stuck, stopped], "the workers to be gone")
+        t1.join(DEADLINE)
+        t2.join(DEADLINE)
+
+    def test_post_predict_counts_as_busy(self):
+        # threads=1: a worker running a post_predict has no free thread, so a
+        # new connection goes to the other worker
+        shim = self.start_workers(STUCK, processes=2)
+        status, _, body = shim.request("POST", "/?post=forever")
+        self.assertEqual(status, 200)
+        busy = json.loads(body)
+        wait_until(lambda: marker_pids(shim, "post-") == [busy], what="post_predict to start")
+        for _ in range(3):
+            status, _, body = shim.request("POST", "/", timeout=5)
+            self.assertEqual(status, 200)
+            self.assertNotEqual(json.loads(body), busy)
+        # and it does not delay the shutdown
+        started = time.monotonic()
+        shim.proc.send_signal(signal.SIGTERM)
+        self.assertEqual(shim.wait_exit(), 0)
+        self.assertLess(time.monotonic() - started, 2.0)
+        self.assertEqual(shim.stderr(), "")
 
     def test_invalid_processes_exits_2(self):
         for value, message in (
