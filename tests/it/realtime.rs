@@ -442,3 +442,43 @@ fn versioned_config(name: &str, version: u32, gate: &std::path::Path) -> String 
         gate.display()
     )
 }
+
+#[test]
+fn form_bodies_headers_and_bytes_reach_the_predictor_through_the_gateway() {
+    let s = Server::start();
+    let p = s.project("forms");
+    write(
+        &p,
+        "predictor.py",
+        "class PythonPredictor:\n    def __init__(self, config):\n        pass\n\n    def predict(self, payload, headers):\n        if isinstance(payload, bytes):\n            return payload[::-1]\n        return {'a': payload['a'], 'ua': headers['X-Client']}\n",
+    );
+    write(
+        &p,
+        "cortex.yaml",
+        "- name: forms\n  kind: RealtimeAPI\n  predictor:\n    type: python\n    path: predictor.py\n",
+    );
+    s.ok(&p, &["deploy"]);
+    s.wait_status("forms", "live");
+    let http = reqwest::blocking::Client::new();
+    let form: serde_json::Value = http
+        .post(format!("{}/forms", s.url))
+        .header("content-type", "application/x-www-form-urlencoded")
+        .header("x-client", "tests")
+        .body("a=1&b=2")
+        .send()
+        .unwrap()
+        .json()
+        .unwrap();
+    assert_eq!(form, serde_json::json!({"a": "1", "ua": "tests"}));
+    let raw = http
+        .post(format!("{}/forms", s.url))
+        .header("content-type", "application/octet-stream")
+        .body(vec![1u8, 2, 3])
+        .send()
+        .unwrap();
+    assert_eq!(
+        raw.headers()["content-type"].to_str().unwrap(),
+        "application/octet-stream"
+    );
+    assert_eq!(raw.bytes().unwrap().as_ref(), &[3u8, 2, 1]);
+}
