@@ -86,6 +86,9 @@ fn delete_stops_the_replica_frees_its_port_and_forgets_the_api() {
     assert_eq!(again.status.code(), Some(1));
     // And a new deploy creates it afresh.
     assert!(s.ok(&project, &["deploy"]).starts_with("creating reverser"));
+    let json: serde_json::Value =
+        serde_json::from_str(&s.ok(&project, &["delete", "reverser", "-o", "json"])).unwrap();
+    assert_eq!(json, serde_json::json!({"message": "deleting reverser"}));
 }
 
 #[test]
