@@ -99,3 +99,53 @@ fn an_endpoint_serves_one_api() {
     );
     assert_eq!(s.predict("reverser", r#"{"text": "ok"}"#).status(), 200);
 }
+
+#[test]
+fn a_replicas_own_answers_pass_through_untouched() {
+    let s = Server::start();
+    let p = s.project("teapot");
+    write(
+        &p,
+        "server.py",
+        r#"import http.server, os
+
+class H(http.server.BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    disable_nagle_algorithm = True
+
+    def log_message(self, *args):
+        pass
+
+    def reply(self, status, body):
+        self.send_response(status)
+        self.send_header("Content-Type", "text/plain")
+        self.send_header("X-Replica", "yes")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def do_GET(self):
+        self.reply(200, b"ok")
+
+    def do_POST(self):
+        self.rfile.read(int(self.headers.get("Content-Length") or 0))
+        self.reply(418, b"i am a teapot")
+
+http.server.ThreadingHTTPServer(("127.0.0.1", int(os.environ["CORTEX_PORT"])), H).serve_forever()
+"#,
+    );
+    write(
+        &p,
+        "cortex.yaml",
+        "- name: teapot\n  kind: RealtimeAPI\n  predictor:\n    type: command\n    command: python3 server.py\n",
+    );
+    s.ok(&p, &["deploy"]);
+    s.wait_status("teapot", "live");
+    let resp = s.predict("teapot", "{}");
+    assert_eq!(resp.status(), 418);
+    assert_eq!(resp.headers()["x-replica"], "yes");
+    assert_eq!(resp.headers()["content-type"], "text/plain");
+    assert_eq!(resp.text().unwrap(), "i am a teapot");
+    let api = s.api_json("teapot").unwrap();
+    assert_eq!(api["metrics"]["code_4xx"], 1);
+}
