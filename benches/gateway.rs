@@ -91,19 +91,24 @@ fn percentile(sorted: &[Duration], p: f64) -> Duration {
     sorted[((sorted.len() as f64 - 1.0) * p).round() as usize]
 }
 
+/// One prediction, read to the end.
+fn echo(client: &reqwest::blocking::Client, url: &str) {
+    let r = client
+        .post(url)
+        .header("content-type", "application/json")
+        .body(r#"{"x": 1}"#)
+        .send()
+        .unwrap();
+    assert!(r.status().is_success());
+    r.bytes().unwrap();
+}
+
 fn sequential(url: &str) -> Vec<Duration> {
     let client = reqwest::blocking::Client::new();
     let mut times = Vec::with_capacity(SEQUENTIAL);
     for i in 0..SEQUENTIAL + 100 {
         let t = Instant::now();
-        let r = client
-            .post(url)
-            .header("content-type", "application/json")
-            .body(r#"{"x": 1}"#)
-            .send()
-            .unwrap();
-        assert!(r.status().is_success());
-        r.bytes().unwrap();
+        echo(&client, url);
         if i >= 100 {
             times.push(t.elapsed()); // the first 100 warm up
         }
@@ -121,14 +126,7 @@ fn throughput(url: &str) -> f64 {
             std::thread::spawn(move || {
                 let client = reqwest::blocking::Client::new();
                 while !stop.load(Ordering::Relaxed) {
-                    let r = client
-                        .post(&url)
-                        .header("content-type", "application/json")
-                        .body(r#"{"x": 1}"#)
-                        .send()
-                        .unwrap();
-                    assert!(r.status().is_success());
-                    r.bytes().unwrap();
+                    echo(&client, &url);
                     done.fetch_add(1, Ordering::Relaxed);
                 }
             })

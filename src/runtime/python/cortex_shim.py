@@ -292,6 +292,20 @@ def load_dotenv(path):
     return loaded
 
 
+def _positive_int(env, name, default):
+    """A whole number >= 1 from the environment; `default` when unset or empty."""
+    text = env.get(name, "").strip()
+    if not text:
+        return default
+    try:
+        value = int(text)
+    except ValueError:
+        raise EnvError("%s is not an integer: %r" % (name, text)) from None
+    if value < 1:
+        raise EnvError("%s must be at least 1, got %d" % (name, value))
+    return value
+
+
 def read_settings():
     env = os.environ
     port_text = env.get("CORTEX_PORT", "").strip()
@@ -322,32 +336,9 @@ def read_settings():
     if not isinstance(config, dict):
         raise EnvError("CORTEX_PREDICTOR_CONFIG is not a JSON object")
 
-    threads_text = env.get("CORTEX_THREADS_PER_PROCESS", "").strip() or "1"
-    try:
-        threads = int(threads_text)
-    except ValueError:
-        raise EnvError("CORTEX_THREADS_PER_PROCESS is not an integer: %r" % threads_text) from None
-    if threads < 1:
-        raise EnvError("CORTEX_THREADS_PER_PROCESS must be at least 1, got %d" % threads)
-
-    processes_text = env.get("CORTEX_PROCESSES_PER_REPLICA", "").strip() or "1"
-    try:
-        processes = int(processes_text)
-    except ValueError:
-        raise EnvError("CORTEX_PROCESSES_PER_REPLICA is not an integer: %r" % processes_text) from None
-    if processes < 1:
-        raise EnvError("CORTEX_PROCESSES_PER_REPLICA must be at least 1, got %d" % processes)
-
-    max_body_text = env.get("CORTEX_MAX_BODY_BYTES", "").strip()
-    if max_body_text:
-        try:
-            max_body = int(max_body_text)
-        except ValueError:
-            raise EnvError("CORTEX_MAX_BODY_BYTES is not an integer: %r" % max_body_text) from None
-        if max_body < 1:
-            raise EnvError("CORTEX_MAX_BODY_BYTES must be at least 1, got %d" % max_body)
-    else:
-        max_body = DEFAULT_MAX_BODY_BYTES
+    threads = _positive_int(env, "CORTEX_THREADS_PER_PROCESS", 1)
+    processes = _positive_int(env, "CORTEX_PROCESSES_PER_REPLICA", 1)
+    max_body = _positive_int(env, "CORTEX_MAX_BODY_BYTES", DEFAULT_MAX_BODY_BYTES)
 
     api_name = env.get("CORTEX_API_NAME", "").strip() or "api"
     return {
