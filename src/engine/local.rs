@@ -2,19 +2,21 @@
 //!
 //! A replica runs in its own process group, gets `PR_SET_PDEATHSIG(SIGKILL)` so it dies with
 //! the server (even when the server is SIGKILLed), appends stdout and stderr to its log file,
-//! is ready once `GET /healthz` answers 200, and is restarted with exponential back-off when it
-//! exits.
+//! is ready once `GET /healthz` answers 200 from a process of its own group (see
+//! [`super::port_owner`]), and is restarted with exponential back-off when it exits.
 
 use std::fs::OpenOptions;
 use std::io::Write;
 use std::net::TcpListener;
 use std::path::Path;
 use std::process::Stdio;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use tokio::process::{Child, Command};
 use tokio::sync::watch;
 
+use super::port_owner::{listener_owner, Owner};
 use super::replica::ReplicaShared;
 use super::{Engine, Replica, ReplicaPlan, EXIT_INIT_FAILED};
 use crate::api::ReplicaPhase;
@@ -300,7 +302,8 @@ async fn run(
 ) -> RunEnd {
     let mut ready_since: Option<std::time::Instant> = None;
     let pid = child.id();
-    let ready = wait_ready(http, port);
+    let stranger = AtomicBool::new(false);
+    let ready = wait_ready(http, port, pid, &stranger);
     tokio::pin!(ready);
     let warn_after = ready_warn_after();
     let slow = tokio::time::sleep(warn_after);
@@ -326,12 +329,18 @@ async fn run(
             }
             _ = &mut slow, if ready_since.is_none() && !warned => {
                 warned = true;
-                shared.update(|s| {
-                    s.last_error = Some(format!(
+                let why = if stranger.load(Ordering::Relaxed) {
+                    format!(
+                        "127.0.0.1:{port} is answered by a process outside the replica's process group for {}s; the replica must listen on $CORTEX_PORT itself (see `cortex logs {api}`)",
+                        warn_after.as_secs()
+                    )
+                } else {
+                    format!(
                         "the replica has not answered GET /healthz on 127.0.0.1:{port} for {}s; it is still starting, or it does not serve on $CORTEX_PORT (see `cortex logs {api}`)",
                         warn_after.as_secs()
-                    ));
-                });
+                    )
+                };
+                shared.update(|s| s.last_error = Some(why));
             }
             _ = stopped(stop_rx) => {
                 terminate(&mut child).await;
@@ -341,15 +350,28 @@ async fn run(
     }
 }
 
-/// Polls `GET /healthz` until it answers 200. Never returns otherwise.
-async fn wait_ready(http: &reqwest::Client, port: u16) {
+/// Polls `GET /healthz` until it answers 200 from a process of the replica's group (`pgid`).
+/// Never returns otherwise. Sets `stranger` when the answer came from someone else: another
+/// program took the port between its lease and the replica's `bind`.
+async fn wait_ready(http: &reqwest::Client, port: u16, pgid: Option<u32>, stranger: &AtomicBool) {
     let url = format!("http://127.0.0.1:{port}/healthz");
     let mut delay = Duration::from_millis(20);
     loop {
-        if let Ok(resp) = http.get(&url).send().await {
-            if resp.status().is_success() {
+        let answered = match http.get(&url).send().await {
+            Ok(resp) => resp.status().is_success(),
+            Err(_) => false,
+        };
+        if answered {
+            let owner = match pgid {
+                Some(pgid) => tokio::task::spawn_blocking(move || listener_owner(port, pgid))
+                    .await
+                    .unwrap_or(Owner::Unknown),
+                None => Owner::Unknown,
+            };
+            if owner != Owner::Stranger {
                 return;
             }
+            stranger.store(true, Ordering::Relaxed);
         }
         tokio::time::sleep(delay).await;
         delay = (delay * 2).min(Duration::from_millis(250));

@@ -6,6 +6,7 @@
 
 pub mod local;
 pub mod logfile;
+mod port_owner;
 mod replica;
 
 pub use local::LocalEngine;

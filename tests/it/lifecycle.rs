@@ -329,3 +329,67 @@ fn a_replica_that_never_answers_healthz_says_so() {
     let text = s.ok(&p, &["get", "deaf"]);
     assert!(text.contains("does not serve on $CORTEX_PORT"), "{text}");
 }
+
+/// Another program on the replica's port (it took the port between the engine's lease and the
+/// replica's `bind`) may answer `/healthz` too: that must not make the API live, or
+/// predictions would go to a stranger. Here the listener runs in its own session, outside the
+/// replica's process group.
+#[test]
+fn a_healthz_answer_from_outside_the_replica_does_not_make_it_live() {
+    let s = Server::start_with("127.0.0.1:0", &[("CORTEX_READY_WARN_SECS", "1")]);
+    let p = s.project("impostor");
+    let pid_file = p.join("stranger.pid");
+    write(
+        &p,
+        "server.py",
+        r#"import http.server, os, threading, time
+if os.fork() == 0:
+    os.setsid()  # a new session and process group: not the replica's
+    with open(os.environ["STRANGER_PID"], "w") as f:
+        f.write(str(os.getpid()))
+    threading.Timer(300, os._exit, [0]).start()  # never outlive a crashed test for long
+    class H(http.server.BaseHTTPRequestHandler):
+        def do_GET(self):
+            self.send_response(200)
+            self.end_headers()
+    http.server.HTTPServer(("127.0.0.1", int(os.environ["CORTEX_PORT"])), H).serve_forever()
+else:
+    while True:
+        time.sleep(60)
+"#,
+    );
+    write(
+        &p,
+        "cortex.yaml",
+        &format!(
+            "- name: impostor\n  kind: RealtimeAPI\n  predictor:\n    type: command\n    command: python3 server.py\n    env:\n      STRANGER_PID: '{}'\n",
+            pid_file.display()
+        ),
+    );
+    struct KillOnDrop(std::path::PathBuf);
+    impl Drop for KillOnDrop {
+        fn drop(&mut self) {
+            if let Some(pid) = std::fs::read_to_string(&self.0)
+                .ok()
+                .and_then(|t| t.trim().parse::<i32>().ok())
+            {
+                // SAFETY: kill(2) sends a signal; it touches no memory.
+                unsafe { libc::kill(pid, libc::SIGKILL) };
+            }
+        }
+    }
+    let _stranger = KillOnDrop(pid_file.clone());
+    s.ok(&p, &["deploy"]);
+    wait_for("the stranger to listen", DEADLINE, || {
+        pid_file.exists().then_some(())
+    });
+    let api = wait_for("the warning about the stranger", DEADLINE, || {
+        s.api_json("impostor").filter(|v| {
+            v["errors"][0]
+                .as_str()
+                .is_some_and(|e| e.contains("outside the replica's process group"))
+        })
+    });
+    assert_eq!(api["status"], "updating", "{api}");
+    assert_eq!(s.predict("impostor", "{}").status(), 503);
+}
