@@ -10,7 +10,6 @@ use std::io::Write;
 use std::net::TcpListener;
 use std::path::Path;
 use std::process::Stdio;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use tokio::process::{Child, Command};
@@ -133,6 +132,8 @@ enum RunEnd {
         code: Option<i32>,
         ready_for: Option<Duration>,
     },
+    /// `/healthz` kept being answered by a process outside the replica: it was stopped.
+    PortTaken,
     Stopped,
 }
 
@@ -241,8 +242,17 @@ async fn supervise(
         });
         let end = run(child, port, &plan.api, &shared, &mut stop_rx, &http).await;
         drop(lease);
-        match end {
+        let (error, failed) = match end {
             RunEnd::Stopped => break,
+            RunEnd::PortTaken => {
+                failures_in_a_row += 1;
+                let error = format!(
+                    "127.0.0.1:{port} answered GET /healthz from a process outside the replica's process group for {}s (another program took the port, or the replica's server left its group, e.g. with setsid); starting again on another port",
+                    STRANGER_GRACE.as_secs()
+                );
+                append_log(&plan.log_path, &format!("cortex: error: {error}")).await;
+                (error, failures_in_a_row >= CRASH_LOOP_AFTER)
+            }
             RunEnd::Exited { code, ready_for } => {
                 let code_text = code.map_or("a signal".to_string(), |c| format!("status {c}"));
                 append_log(
@@ -260,28 +270,28 @@ async fn supervise(
                     failures_in_a_row += 1;
                 }
                 let init_failed = code == Some(EXIT_INIT_FAILED);
-                let failed = init_failed || failures_in_a_row >= CRASH_LOOP_AFTER;
                 let error = {
                     let (path, text) = (plan.log_path.clone(), code_text.clone());
                     tokio::task::spawn_blocking(move || describe_exit(&path, &text))
                         .await
                         .unwrap_or_else(|_| format!("the replica exited with {code_text}"))
                 };
-                shared.update(|s| {
-                    s.restarts += 1;
-                    s.pid = None;
-                    s.port = None;
-                    s.last_error = Some(error);
-                    s.phase = if failed {
-                        ReplicaPhase::Failed
-                    } else {
-                        ReplicaPhase::Restarting
-                    };
-                });
-                if wait_or_stop(&mut stop_rx, backoff(failures_in_a_row)).await {
-                    break;
-                }
+                (error, init_failed || failures_in_a_row >= CRASH_LOOP_AFTER)
             }
+        };
+        shared.update(|s| {
+            s.restarts += 1;
+            s.pid = None;
+            s.port = None;
+            s.last_error = Some(error);
+            s.phase = if failed {
+                ReplicaPhase::Failed
+            } else {
+                ReplicaPhase::Restarting
+            };
+        });
+        if wait_or_stop(&mut stop_rx, backoff(failures_in_a_row)).await {
+            break;
         }
     }
     shared.update(|s| {
@@ -302,8 +312,7 @@ async fn run(
 ) -> RunEnd {
     let mut ready_since: Option<std::time::Instant> = None;
     let pid = child.id();
-    let stranger = AtomicBool::new(false);
-    let ready = wait_ready(http, port, pid, &stranger);
+    let ready = wait_ready(http, port, pid);
     tokio::pin!(ready);
     let warn_after = ready_warn_after();
     let slow = tokio::time::sleep(warn_after);
@@ -320,7 +329,11 @@ async fn run(
                 let ready_for = ready_since.map(|t| t.elapsed());
                 return RunEnd::Exited { code, ready_for };
             }
-            _ = &mut ready, if ready_since.is_none() => {
+            answer = &mut ready, if ready_since.is_none() => {
+                if answer == Answer::Stranger {
+                    terminate(&mut child).await;
+                    return RunEnd::PortTaken;
+                }
                 ready_since = Some(std::time::Instant::now());
                 shared.update(|s| {
                     s.phase = ReplicaPhase::Ready;
@@ -329,17 +342,10 @@ async fn run(
             }
             _ = &mut slow, if ready_since.is_none() && !warned => {
                 warned = true;
-                let why = if stranger.load(Ordering::Relaxed) {
-                    format!(
-                        "127.0.0.1:{port} is answered by a process outside the replica's process group for {}s; the replica must listen on $CORTEX_PORT itself (see `cortex logs {api}`)",
-                        warn_after.as_secs()
-                    )
-                } else {
-                    format!(
-                        "the replica has not answered GET /healthz on 127.0.0.1:{port} for {}s; it is still starting, or it does not serve on $CORTEX_PORT (see `cortex logs {api}`)",
-                        warn_after.as_secs()
-                    )
-                };
+                let why = format!(
+                    "the replica has not answered GET /healthz on 127.0.0.1:{port} for {}s; it is still starting, or it does not serve on $CORTEX_PORT (see `cortex logs {api}`)",
+                    warn_after.as_secs()
+                );
                 shared.update(|s| s.last_error = Some(why));
             }
             _ = stopped(stop_rx) => {
@@ -350,12 +356,26 @@ async fn run(
     }
 }
 
-/// Polls `GET /healthz` until it answers 200 from a process of the replica's group (`pgid`).
-/// Never returns otherwise. Sets `stranger` when the answer came from someone else: another
-/// program took the port between its lease and the replica's `bind`.
-async fn wait_ready(http: &reqwest::Client, port: u16, pgid: Option<u32>, stranger: &AtomicBool) {
+/// Who answered the replica's `/healthz`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Answer {
+    /// The replica itself (or `/proc` cannot tell otherwise).
+    Replica,
+    /// A process outside the replica's group, for [`STRANGER_GRACE`]: another program took the
+    /// port between its lease and the replica's `bind`, or the replica's listener left the group.
+    Stranger,
+}
+
+/// How long `/healthz` may be answered by a stranger before the replica gives the port up and
+/// starts again on another one (the replica itself usually exits first: its `bind` failed).
+const STRANGER_GRACE: Duration = Duration::from_secs(3);
+
+/// Polls `GET /healthz` until it answers 200 from a process of the replica's group (`pgid`),
+/// or a stranger has held the port for [`STRANGER_GRACE`]. Never returns otherwise.
+async fn wait_ready(http: &reqwest::Client, port: u16, pgid: Option<u32>) -> Answer {
     let url = format!("http://127.0.0.1:{port}/healthz");
     let mut delay = Duration::from_millis(20);
+    let mut stranger_since: Option<std::time::Instant> = None;
     loop {
         let answered = match http.get(&url).send().await {
             Ok(resp) => resp.status().is_success(),
@@ -369,9 +389,14 @@ async fn wait_ready(http: &reqwest::Client, port: u16, pgid: Option<u32>, strang
                 None => Owner::Unknown,
             };
             if owner != Owner::Stranger {
-                return;
+                return Answer::Replica;
             }
-            stranger.store(true, Ordering::Relaxed);
+            let since = *stranger_since.get_or_insert_with(std::time::Instant::now);
+            if since.elapsed() >= STRANGER_GRACE {
+                return Answer::Stranger;
+            }
+        } else {
+            stranger_since = None;
         }
         tokio::time::sleep(delay).await;
         delay = (delay * 2).min(Duration::from_millis(250));

@@ -68,8 +68,19 @@ pub fn listener_owner(port: u16, pgid: u32) -> Owner {
     Owner::Stranger
 }
 
+/// Local addresses (as `/proc/net/tcp{,6}` spell them) that take connections to
+/// `127.0.0.1`: loopback itself, the IPv4 wildcard, the IPv6 wildcard (dual-stack) and the
+/// IPv4-mapped loopback. A listener on the same port but another address (`[::1]`, a LAN
+/// address) is not the one that answered.
+const REACHES_LOOPBACK: [&str; 4] = [
+    "0100007F",
+    "00000000",
+    "00000000000000000000000000000000",
+    "0000000000000000FFFF00000100007F",
+];
+
 /// The inodes of the sockets in `table` (the text of `/proc/net/tcp` or `tcp6`) that listen on
-/// `port`.
+/// `port` where a connection to `127.0.0.1:port` lands.
 fn listening_inodes(table: &str, port: u16) -> Vec<u64> {
     const LISTEN: &str = "0A";
     table
@@ -80,9 +91,10 @@ fn listening_inodes(table: &str, port: u16) -> Vec<u64> {
             let local = fields.get(1)?;
             let state = fields.get(3)?;
             let inode = fields.get(9)?;
-            let (_, hex_port) = local.rsplit_once(':')?;
-            let listening_here =
-                *state == LISTEN && u16::from_str_radix(hex_port, 16).ok()? == port;
+            let (address, hex_port) = local.rsplit_once(':')?;
+            let listening_here = *state == LISTEN
+                && REACHES_LOOPBACK.contains(&address)
+                && u16::from_str_radix(hex_port, 16).ok()? == port;
             listening_here.then(|| inode.parse().ok()).flatten()
         })
         .filter(|inode| *inode != 0)
@@ -122,6 +134,13 @@ mod tests {
    0: 0100007F:1F90 00000000:0000 0A 00000000:00000000 00:00000000 00000000  1000        0 123456 1 0000000000000000 100 0 0 10 0
    1: 0100007F:1F90 0100007F:9C40 01 00000000:00000000 00:00000000 00000000  1000        0 654321 1 0000000000000000 20 4 30 10 -1
    2: 00000000:1F91 00000000:0000 0A 00000000:00000000 00:00000000 00000000  1000        0 777 1 0000000000000000 100 0 0 10 0
+   3: 0A00020F:1F92 00000000:0000 0A 00000000:00000000 00:00000000 00000000  1000        0 888 1 0000000000000000 100 0 0 10 0
+";
+
+    const TABLE6: &str = "  sl  local_address                         remote_address                        st tx_queue rx_queue tr tm->when retrnsmt   uid  timeout inode
+   0: 00000000000000000000000001000000:1F90 00000000000000000000000000000000:0000 0A 00000000:00000000 00:00000000 00000000  1000        0 9001 1 0000000000000000 100 0 0 10 0
+   1: 00000000000000000000000000000000:1F91 00000000000000000000000000000000:0000 0A 00000000:00000000 00:00000000 00000000  1000        0 9002 1 0000000000000000 100 0 0 10 0
+   2: 0000000000000000FFFF00000100007F:1F92 00000000000000000000000000000000:0000 0A 00000000:00000000 00:00000000 00000000  1000        0 9003 1 0000000000000000 100 0 0 10 0
 ";
 
     #[test]
@@ -129,6 +148,12 @@ mod tests {
         assert_eq!(listening_inodes(TABLE, 0x1F90), vec![123456]);
         assert_eq!(listening_inodes(TABLE, 0x1F91), vec![777]);
         assert!(listening_inodes(TABLE, 80).is_empty());
+        // 10.2.0.15 does not take connections to 127.0.0.1.
+        assert!(listening_inodes(TABLE, 0x1F92).is_empty());
+        // [::1] does not either; [::] and [::ffff:127.0.0.1] do.
+        assert!(listening_inodes(TABLE6, 0x1F90).is_empty());
+        assert_eq!(listening_inodes(TABLE6, 0x1F91), vec![9002]);
+        assert_eq!(listening_inodes(TABLE6, 0x1F92), vec![9003]);
         assert!(listening_inodes("garbage\nmore garbage here", 80).is_empty());
     }
 
