@@ -35,8 +35,12 @@ pub fn tail_offset(path: &Path, n: usize) -> u64 {
         return 0;
     };
     let len = f.metadata().map(|m| m.len()).unwrap_or(0);
-    // A trailing newline ends the last line; it does not start another.
-    let mut newlines_wanted = n + 1;
+    if n == 0 {
+        return len;
+    }
+    // The last `n` lines start after the `n`-th newline from the end; a trailing newline ends
+    // the last line, it does not start another.
+    let mut newlines_seen = 0usize;
     let mut end = len;
     let mut skip_last_newline = true;
     let mut buf = vec![0u8; BLOCK as usize];
@@ -54,8 +58,8 @@ pub fn tail_offset(path: &Path, n: usize) -> u64 {
             if std::mem::take(&mut skip_last_newline) {
                 continue;
             }
-            newlines_wanted -= 1;
-            if newlines_wanted == 1 {
+            newlines_seen += 1;
+            if newlines_seen == n {
                 return start + i as u64 + 1;
             }
         }
@@ -86,6 +90,8 @@ mod tests {
         assert_eq!(tail_offset(&p, 2), 4);
         assert_eq!(tail_offset(&p, 3), 0);
         assert_eq!(tail_offset(&p, 10), 0);
+        assert_eq!(tail_offset(&p, 0), 14, "no lines: start at the end");
+        assert_eq!(tail_offset(&p, usize::MAX), 0);
         std::fs::write(&p, "one\ntwo").unwrap();
         assert_eq!(tail_offset(&p, 1), 4);
         assert_eq!(tail_offset(&dir.path().join("missing"), 1), 0);

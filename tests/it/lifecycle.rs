@@ -111,6 +111,9 @@ fn logs_print_the_replica_output_and_follow_new_lines() {
     assert!(logs.contains("loading the model"), "{logs}");
     let tail = s.ok(&p, &["logs", "talker", "--tail", "1"]);
     assert_eq!(tail.lines().count(), 1, "{tail}");
+    assert_eq!(s.ok(&p, &["logs", "talker", "--tail", "0"]), "");
+    let all = s.ok(&p, &["logs", "talker", "--tail", &usize::MAX.to_string()]);
+    assert!(all.contains("loading the model"), "{all}");
 
     let mut follow = s
         .cortex()
