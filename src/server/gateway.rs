@@ -12,6 +12,7 @@ use axum::response::{IntoResponse, Response};
 use axum::Json;
 
 use super::auth::user_from_headers;
+use super::deployments::ApiRuntime;
 use super::error::error_response;
 use super::state::AppState;
 
@@ -34,13 +35,16 @@ fn is_hop_by_hop(name: &HeaderName) -> bool {
 
 pub async fn handle(State(state): State<AppState>, req: Request) -> Response {
     let path = req.uri().path().trim_end_matches('/');
-    let path = if path.is_empty() { "/" } else { path };
-    let Some(api) = state.deployments.by_path(path) else {
-        return error_response(
+    let path = if path.is_empty() { "/" } else { path }.to_string();
+    let not_found = |path: &str| {
+        error_response(
             StatusCode::NOT_FOUND,
             "not_found",
             format!("no api is deployed at {path}; run `cortex get` to see the deployed apis"),
-        );
+        )
+    };
+    let Some(api) = state.deployments.by_path(&path) else {
+        return not_found(&path);
     };
     if !state.loopback_only {
         if let Err(e) = user_from_headers(&state, req.headers()).await {
@@ -64,14 +68,18 @@ pub async fn handle(State(state): State<AppState>, req: Request) -> Response {
             )
         }
     }
-    let Some(addr) = api.pick() else {
-        let status = api.status();
-        return error_response(
+    let not_ready = |api: &ApiRuntime| {
+        let (name, status) = (&api.spec.name, api.status());
+        error_response(
             StatusCode::SERVICE_UNAVAILABLE,
             "not_ready",
             format!("{name} is not ready (status: {status}); run `cortex get {name}` to see why"),
-        );
+        )
     };
+    // Refuse early rather than read a large body for nothing.
+    if api.pick().is_none() {
+        return not_ready(&api);
+    }
 
     let started = Instant::now();
     let query = req
@@ -79,14 +87,7 @@ pub async fn handle(State(state): State<AppState>, req: Request) -> Response {
         .query()
         .map(|q| format!("?{q}"))
         .unwrap_or_default();
-    let url = format!("http://{addr}/{query}");
     let (parts, body) = req.into_parts();
-    let mut forward = state.http.post(url);
-    for (k, v) in parts.headers.iter() {
-        if !is_hop_by_hop(k) && k != header::AUTHORIZATION {
-            forward = forward.header(k, v);
-        }
-    }
     // Buffered (bounded by the body limit) so replicas get a Content-Length: simple HTTP
     // servers often do not read chunked bodies.
     let body = match axum::body::to_bytes(body, super::routes::MAX_PREDICTION_BYTES).await {
@@ -102,6 +103,21 @@ pub async fn handle(State(state): State<AppState>, req: Request) -> Response {
             )
         }
     };
+    // Routed again once the body is in: a slow upload must go to what serves the path now,
+    // not to a generation that an update, a restart or a delete has stopped meanwhile.
+    let Some(api) = state.deployments.by_path(&path) else {
+        return not_found(&path);
+    };
+    let Some(addr) = api.pick() else {
+        return not_ready(&api);
+    };
+    let name = &api.spec.name;
+    let mut forward = state.http.post(format!("http://{addr}/{query}"));
+    for (k, v) in parts.headers.iter() {
+        if !is_hop_by_hop(k) && k != header::AUTHORIZATION {
+            forward = forward.header(k, v);
+        }
+    }
     let forward = forward.body(body);
     let response = match forward.send().await {
         Ok(r) => r,

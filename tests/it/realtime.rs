@@ -482,3 +482,44 @@ fn form_bodies_headers_and_bytes_reach_the_predictor_through_the_gateway() {
     );
     assert_eq!(raw.bytes().unwrap().as_ref(), &[3u8, 2, 1]);
 }
+
+/// A slow upload that spans an update goes to the replica serving when the body is in, not
+/// to the one that served when it began (stopped by then).
+#[test]
+fn a_slow_upload_during_an_update_reaches_the_new_replica() {
+    use std::io::Write as _;
+    let s = Server::start();
+    let gate = s.dir.path().join("gate");
+    std::fs::write(&gate, "").unwrap();
+    let p = versioned_project(&s, "upload");
+    write(&p, "cortex.yaml", &versioned_config("upload", 1, &gate));
+    s.ok(&p, &["deploy"]);
+    s.wait_status("upload", "live");
+
+    let (reader, mut writer) = std::io::pipe().unwrap();
+    let url = format!("{}/upload", s.url);
+    let sender = std::thread::spawn(move || {
+        let resp = reqwest::blocking::Client::new()
+            .post(url)
+            .header("content-type", "application/json")
+            .body(reqwest::blocking::Body::new(reader))
+            .send()
+            .unwrap();
+        (resp.status().as_u16(), resp.text().unwrap())
+    });
+    writer.write_all(b"{\"n\":").unwrap();
+    writer.flush().unwrap();
+
+    write(&p, "cortex.yaml", &versioned_config("upload", 2, &gate));
+    s.ok(&p, &["deploy"]);
+    wait_for("version 1 to stop", DEADLINE, || {
+        let api = s.api_json("upload")?;
+        (api["status"] == "live" && api["replicas"].as_array()?.len() == 1).then_some(())
+    });
+    writer.write_all(b" 1}").unwrap();
+    drop(writer);
+    let (status, body) = sender.join().unwrap();
+    assert_eq!(status, 200, "{body}");
+    let v: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(v["version"], 2, "{body}");
+}
