@@ -3,6 +3,7 @@
 //! See ARCHITECTURE.md for the map of this crate.
 
 pub mod api;
+pub mod atomic_file;
 pub mod cli;
 pub mod client;
 pub mod engine;

@@ -12,7 +12,7 @@ pub const PYTHON_SHIM: &str = include_str!("python/cortex_shim.py");
 pub fn install_python_shim(dir: &Path) -> std::io::Result<PathBuf> {
     let path = dir.join("cortex_shim.py");
     if std::fs::read_to_string(&path).ok().as_deref() != Some(PYTHON_SHIM) {
-        crate::store::bundles::write_atomically(&path, PYTHON_SHIM.as_bytes())?;
+        crate::atomic_file::write(&path, PYTHON_SHIM.as_bytes())?;
     }
     Ok(path)
 }

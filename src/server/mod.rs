@@ -117,7 +117,7 @@ pub async fn run(config: ServerConfig) -> anyhow::Result<()> {
         url: url.clone(),
         version: crate::VERSION.to_string(),
     };
-    crate::store::bundles::write_atomically(&runtime_file, &serde_json::to_vec_pretty(&info)?)?;
+    crate::atomic_file::write(&runtime_file, &serde_json::to_vec_pretty(&info)?)?;
     eprintln!("cortex server {} listening on {url}", crate::VERSION);
 
     let app = routes::router(state);
@@ -208,40 +208,35 @@ async fn shutdown_signal() {
     }
 }
 
-/// Creates the admin user on first start, and (re)writes `admin.token` (mode 0600) when the
-/// file is missing: only the token's hash is stored, so a lost file means a new token.
+/// Creates the admin user on first start, and (re)writes `admin.token` (mode 0600, atomically)
+/// when the file is missing or does not hold a valid admin token (empty after a full disk,
+/// edited by hand): only the token's hash is stored, so a lost token means a new one.
 async fn ensure_admin_token(store: &Store, data_dir: &Path) -> anyhow::Result<()> {
     let token_path = data_dir.join(RuntimeFile::ADMIN_TOKEN);
-    if token_path.is_file() {
-        return Ok(());
-    }
+    let existing = std::fs::read_to_string(&token_path).ok();
     let token = store
-        .call(|conn| {
+        .call(move |conn| {
+            if let Some(token) = existing.as_deref().map(str::trim) {
+                let valid = users::lookup_token(conn, token)?.is_some_and(|(row, user)| {
+                    row.kind == users::TokenKind::User && user.is_some_and(|u| u.admin)
+                });
+                if valid {
+                    return Ok(None);
+                }
+            }
             let user = match users::user_by_name(conn, "admin")? {
                 Some(u) => u,
                 None => users::create_user(conn, "admin", true)?,
             };
-            users::issue_user_token(conn, &user.id, "admin.token", None)
+            users::issue_user_token(conn, &user.id, "admin.token", None).map(Some)
         })
         .await?;
-    write_private(&token_path, token.as_bytes())
-        .with_context(|| format!("cannot write {}", token_path.display()))?;
-    eprintln!("admin token written to {}", token_path.display());
+    if let Some(token) = token {
+        crate::atomic_file::write_private(&token_path, token.as_bytes())
+            .with_context(|| format!("cannot write {}", token_path.display()))?;
+        eprintln!("admin token written to {}", token_path.display());
+    }
     Ok(())
-}
-
-/// Writes a file only its owner can read (0600).
-fn write_private(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
-    use std::io::Write;
-    use std::os::unix::fs::OpenOptionsExt;
-    let mut f = std::fs::OpenOptions::new()
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .mode(0o600)
-        .open(path)?;
-    f.write_all(bytes)?;
-    f.sync_all()
 }
 
 /// Starts the replicas of every API that was deployed when the server last stopped.

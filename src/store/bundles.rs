@@ -2,7 +2,7 @@
 
 use std::fs;
 use std::io;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use rusqlite::{params, Connection};
 use sha2::{Digest, Sha256};
@@ -70,7 +70,7 @@ impl BundleStore {
                 )));
             }
         }
-        write_atomically(&self.archive_path(sha), bytes)?;
+        crate::atomic_file::write(&self.archive_path(sha), bytes)?;
         Ok(())
     }
 
@@ -112,22 +112,4 @@ impl BundleStore {
 
 fn bad_archive(e: io::Error) -> StoreError {
     StoreError::Conflict(format!("the bundle is not a valid tar.gz archive: {e}"))
-}
-
-/// Writes through a temporary file and a rename, so a crash never leaves a half-written file.
-pub fn write_atomically(path: &Path, bytes: &[u8]) -> io::Result<()> {
-    let dir = path.parent().unwrap_or(Path::new("."));
-    fs::create_dir_all(dir)?;
-    let tmp = dir.join(format!(
-        ".{}.{}.tmp",
-        path.file_name().and_then(|n| n.to_str()).unwrap_or("file"),
-        std::process::id()
-    ));
-    {
-        use std::io::Write;
-        let mut f = fs::File::create(&tmp)?;
-        f.write_all(bytes)?;
-        f.sync_all()?;
-    }
-    fs::rename(&tmp, path)
 }

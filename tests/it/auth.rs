@@ -109,3 +109,25 @@ fn predictions_on_a_loopback_server_need_no_token() {
     s.wait_status("reverser", "live");
     assert_eq!(s.predict("reverser", r#"{"text": "ab"}"#).status(), 200);
 }
+
+#[test]
+fn a_restart_keeps_a_valid_admin_token_and_replaces_a_broken_one() {
+    use std::os::unix::fs::PermissionsExt;
+    let mut s = Server::start();
+    let token_file = s.data_dir().join("admin.token");
+    let first = s.token.clone();
+    s.restart();
+    assert_eq!(s.token, first, "a valid token is kept");
+
+    // A full disk or a stray edit left the file empty: the next start writes a new token
+    // rather than trust the file forever.
+    assert!(s.stop());
+    std::fs::write(&token_file, "").unwrap();
+    s.restart();
+    assert!(s.token.starts_with("ctx_u_"), "{}", s.token);
+    assert_ne!(s.token, first);
+    let mode = std::fs::metadata(&token_file).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode, 0o600);
+    let p = s.project("any");
+    assert_eq!(s.ok(&p, &["get"]), "no apis are deployed\n");
+}
