@@ -233,15 +233,24 @@ impl Deployments {
             .call(move |conn| replicas::record(conn, &rid, &mid, &hash, &log))
             .await?;
 
+        // Everything that can fail comes before the running generations are touched: a deploy
+        // that fails leaves what serves as it was.
+        let (plan, job_token) = self
+            .plan_for(
+                row,
+                &spec,
+                project_dir,
+                replica_id.clone(),
+                log_path.clone(),
+            )
+            .await?;
+        // From here to the route switch nothing awaits.
         let old = self.get(&spec.name);
         let serving = old.as_ref().map(|old| self.keep_serving(old));
-        let (current, previous) = match serving {
+        let (current, previous, unused_token) = match serving {
             // Back to a spec whose replicas still serve (A → B → A while B was starting).
-            Some(serving) if serving.snapshot().id == replica_id => (serving, None),
-            serving => {
-                let plan = self.plan_for(row, &spec, project_dir, replica_id, log_path.clone());
-                (self.engine.launch(plan.await?), serving)
-            }
+            Some(serving) if serving.snapshot().id == replica_id => (serving, None, true),
+            serving => (self.engine.launch(plan), serving, false),
         };
         let metrics = match &old {
             Some(old) if old.spec_hash == row.spec_hash => old.metrics.clone(),
@@ -285,6 +294,22 @@ impl Deployments {
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .remove(&runtime.spec.name);
+        // One deployment, one live job token: the new replicas' (best effort: a token left
+        // behind is still scoped to this model).
+        let model_id = runtime.model_id.clone();
+        let revoked = self
+            .store
+            .call(move |conn| {
+                if unused_token {
+                    users::revoke_token(conn, &job_token)
+                } else {
+                    users::revoke_job_tokens_except(conn, &model_id, &job_token)
+                }
+            })
+            .await;
+        if let Err(e) = revoked {
+            tracing::warn!("cannot revoke old job tokens of {}: {e}", runtime.spec.name);
+        }
         self.tasks.spawn(watch_phases(self.store.clone(), runtime));
         Ok(())
     }
@@ -305,7 +330,8 @@ impl Deployments {
         keep
     }
 
-    /// Everything a new replica of `spec` needs: environment, job token, argv.
+    /// Everything a new replica of `spec` needs (environment, argv), and the new job token in
+    /// its environment.
     async fn plan_for(
         &self,
         row: &ModelRow,
@@ -313,15 +339,11 @@ impl Deployments {
         project_dir: &Path,
         replica_id: String,
         log_path: PathBuf,
-    ) -> Result<ReplicaPlan, StoreError> {
+    ) -> Result<(ReplicaPlan, String), StoreError> {
         let model_id = row.id.clone();
         let job_token = self
             .store
-            .call(move |conn| {
-                // One deployment, one live job token: the previous one is revoked.
-                users::revoke_job_tokens(conn, &model_id)?;
-                users::issue_job_token(conn, &model_id)
-            })
+            .call(move |conn| users::issue_job_token(conn, &model_id))
             .await?;
         let dotenv = {
             let path = project_dir.join(".env");
@@ -330,14 +352,15 @@ impl Deployments {
                 .ok()
                 .flatten()
         };
-        Ok(self.plan(
+        let plan = self.plan(
             spec,
             project_dir,
             dotenv.as_deref(),
             replica_id,
             log_path,
-            job_token,
-        ))
+            job_token.clone(),
+        );
+        Ok((plan, job_token))
     }
 
     /// Stops an API's replicas and drops its routes. Returns false when it was not running.

@@ -115,12 +115,22 @@ pub fn issue_job_token(conn: &Connection, model_id: &str) -> Result<String, Stor
     Ok(token)
 }
 
-/// Revokes every job token of a model (when its deployment stops).
-pub fn revoke_job_tokens(conn: &Connection, model_id: &str) -> Result<(), StoreError> {
+/// Revokes every job token of a model but `keep` (the one its newest replicas were given).
+pub fn revoke_job_tokens_except(
+    conn: &Connection,
+    model_id: &str,
+    keep: &str,
+) -> Result<(), StoreError> {
     conn.execute(
-        "DELETE FROM tokens WHERE kind = 'job' AND model_id = ?1",
-        [model_id],
+        "DELETE FROM tokens WHERE kind = 'job' AND model_id = ?1 AND hash <> ?2",
+        params![model_id, hash_token(keep)],
     )?;
+    Ok(())
+}
+
+/// Revokes one token.
+pub fn revoke_token(conn: &Connection, token: &str) -> Result<(), StoreError> {
+    conn.execute("DELETE FROM tokens WHERE hash = ?1", [hash_token(token)])?;
     Ok(())
 }
 
@@ -192,6 +202,22 @@ mod tests {
         assert_eq!(row.kind, TokenKind::User);
         assert_eq!(user.unwrap().username, "admin");
         assert!(lookup_token(&c, "ctx_u_wrong").unwrap().is_none());
+    }
+
+    #[test]
+    fn a_new_job_token_revokes_the_models_others_and_only_them() {
+        let c = db();
+        let (old, new) = (
+            issue_job_token(&c, "m1").unwrap(),
+            issue_job_token(&c, "m1").unwrap(),
+        );
+        let other_model = issue_job_token(&c, "m2").unwrap();
+        revoke_job_tokens_except(&c, "m1", &new).unwrap();
+        assert!(lookup_token(&c, &old).unwrap().is_none());
+        assert!(lookup_token(&c, &new).unwrap().is_some());
+        assert!(lookup_token(&c, &other_model).unwrap().is_some());
+        revoke_token(&c, &new).unwrap();
+        assert!(lookup_token(&c, &new).unwrap().is_none());
     }
 
     #[test]

@@ -306,7 +306,9 @@ fn an_api_whose_bundle_vanished_shows_why_and_a_deploy_brings_it_back() {
         why.contains("run `cortex deploy` again to upload it"),
         "{why}"
     );
-    s.ok(&p, &["deploy"]);
+    // The stored spec is unchanged but does not run: the deploy starts it, and says so.
+    let out = s.ok(&p, &["deploy"]);
+    assert!(out.starts_with("updating reverser (RealtimeAPI)"), "{out}");
     s.wait_status("reverser", "live");
     assert_eq!(s.predict("reverser", r#"{"text": "ok"}"#).status(), 200);
 }

@@ -142,13 +142,19 @@ pub async fn deploy(
             }
             Err(e) => return Err(e.into()),
         };
-        let running = state.deployments.get(&name).is_some();
+        // What runs can differ from what is stored when an earlier deploy saved its spec and then
+        // failed to start it: the stored spec is what must run.
+        let runs_stored_spec = state
+            .deployments
+            .get(&name)
+            .is_some_and(|rt| rt.spec_hash == row.spec_hash);
         let action = match saved {
             Saved::Created => DeployAction::Created,
             Saved::Updated => DeployAction::Updated,
-            Saved::Unchanged => DeployAction::UpToDate,
+            Saved::Unchanged if runs_stored_spec => DeployAction::UpToDate,
+            Saved::Unchanged => DeployAction::Updated,
         };
-        if action != DeployAction::UpToDate || !running {
+        if action != DeployAction::UpToDate {
             state.deployments.apply(&row, spec, &project_dir).await?;
         }
         let message = match action {
