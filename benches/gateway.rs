@@ -1,5 +1,6 @@
-//! Gateway overhead: the same python predictor called directly on its replica port and through
-//! the server's gateway, side by side in one run.
+//! Gateway overhead: the same python predictor called directly on its replica port, through the
+//! gateway of a loopback server (anonymous predictions), and through the gateway of a server on
+//! all interfaces (every prediction carries a token that is checked), side by side in one run.
 //!
 //! Run: `cargo bench --bench gateway` (needs python3). Prints latency percentiles for sequential
 //! requests and throughput with several client threads.
@@ -42,11 +43,11 @@ fn poll<T>(what: &str, mut f: impl FnMut() -> Option<T>) -> T {
     }
 }
 
-fn start() -> Server {
+fn start(listen: &str) -> Server {
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("server");
     let child = Command::new(env!("CARGO_BIN_EXE_cortex"))
-        .args(["server", "--listen", "127.0.0.1:0", "--data-dir"])
+        .args(["server", "--listen", listen, "--data-dir"])
         .arg(&data)
         .env("CORTEX_LOG", "warn")
         .stdout(Stdio::null())
@@ -92,23 +93,25 @@ fn percentile(sorted: &[Duration], p: f64) -> Duration {
 }
 
 /// One prediction, read to the end.
-fn echo(client: &reqwest::blocking::Client, url: &str) {
-    let r = client
+fn echo(client: &reqwest::blocking::Client, url: &str, token: Option<&str>) {
+    let mut req = client
         .post(url)
         .header("content-type", "application/json")
-        .body(r#"{"x": 1}"#)
-        .send()
-        .unwrap();
+        .body(r#"{"x": 1}"#);
+    if let Some(token) = token {
+        req = req.bearer_auth(token);
+    }
+    let r = req.send().unwrap();
     assert!(r.status().is_success());
     r.bytes().unwrap();
 }
 
-fn sequential(url: &str) -> Vec<Duration> {
+fn sequential(url: &str, token: Option<&str>) -> Vec<Duration> {
     let client = reqwest::blocking::Client::new();
     let mut times = Vec::with_capacity(SEQUENTIAL);
     for i in 0..SEQUENTIAL + 100 {
         let t = Instant::now();
-        echo(&client, url);
+        echo(&client, url, token);
         if i >= 100 {
             times.push(t.elapsed()); // the first 100 warm up
         }
@@ -117,16 +120,17 @@ fn sequential(url: &str) -> Vec<Duration> {
     times
 }
 
-fn throughput(url: &str) -> f64 {
+fn throughput(url: &str, token: Option<&str>) -> f64 {
     let done = Arc::new(AtomicU64::new(0));
     let stop = Arc::new(AtomicBool::new(false));
     let threads: Vec<_> = (0..THREADS)
         .map(|_| {
             let (url, done, stop) = (url.to_string(), done.clone(), stop.clone());
+            let token = token.map(str::to_string);
             std::thread::spawn(move || {
                 let client = reqwest::blocking::Client::new();
                 while !stop.load(Ordering::Relaxed) {
-                    echo(&client, &url);
+                    echo(&client, &url, token.as_deref());
                     done.fetch_add(1, Ordering::Relaxed);
                 }
             })
@@ -144,7 +148,8 @@ fn main() {
     if std::env::args().any(|a| a == "--list") {
         return; // `cargo test --benches` style probing
     }
-    let s = start();
+    let s = start("127.0.0.1:0");
+    let open = start("0.0.0.0:0");
     let project = s._dir.path().join("project");
     std::fs::create_dir_all(&project).unwrap();
     std::fs::write(
@@ -159,24 +164,35 @@ fn main() {
         ),
     )
     .unwrap();
-    cortex(&s, &project, &["deploy"]);
-    let api: serde_json::Value = poll("echo to be live", || {
-        let v: serde_json::Value =
-            serde_json::from_str(&cortex(&s, &project, &["get", "echo", "-o", "json"])).ok()?;
-        (v["status"] == "live").then_some(v)
-    });
+    let live = |server: &Server| -> serde_json::Value {
+        cortex(server, &project, &["deploy"]);
+        poll("echo to be live", || {
+            let v: serde_json::Value =
+                serde_json::from_str(&cortex(server, &project, &["get", "echo", "-o", "json"]))
+                    .ok()?;
+            (v["status"] == "live").then_some(v)
+        })
+    };
+    let api = live(&s);
+    live(&open);
     let port = api["replicas"][0]["port"].as_u64().unwrap();
     let direct = format!("http://127.0.0.1:{port}/");
     let gateway = format!("{}/echo", s.url);
+    let with_token = format!("{}/echo", open.url);
 
     println!("python predictor echoing a small JSON body; {SEQUENTIAL} sequential requests after 100 warm-up ones, then {THREADS} client threads for {}s", THROUGHPUT_FOR.as_secs());
     println!(
         "{:<10} {:>10} {:>10} {:>10} {:>12}",
         "path", "p50", "p90", "p99", "req/s"
     );
-    for (name, url) in [("direct", &direct), ("gateway", &gateway)] {
-        let t = sequential(url);
-        let rps = throughput(url);
+    let cases = [
+        ("direct", &direct, None),
+        ("gateway", &gateway, None),
+        ("+token", &with_token, Some(open.token.as_str())),
+    ];
+    for (name, url, token) in cases {
+        let t = sequential(url, token);
+        let rps = throughput(url, token);
         println!(
             "{:<10} {:>10.3?} {:>10.3?} {:>10.3?} {:>12.0}",
             name,

@@ -8,6 +8,7 @@ pub mod json_errors;
 pub mod metrics;
 pub mod routes;
 pub mod state;
+pub mod token_cache;
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -106,6 +107,7 @@ pub async fn run(config: ServerConfig) -> anyhow::Result<()> {
         loopback_only: addr.ip().is_loopback(),
         http,
         changes: Arc::new(tokio::sync::Mutex::new(())),
+        tokens: Arc::default(),
         shutdown: tokio_util::sync::CancellationToken::new(),
     };
     let shutdown = state.shutdown.clone();

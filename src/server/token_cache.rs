@@ -1,0 +1,71 @@
+//! Valid user tokens, remembered in memory so a token check (every prediction on a
+//! non-loopback server, every control call) does not queue on the database.
+//!
+//! Only tokens the database accepted are kept, by hash, with their expiry; an unknown token
+//! always goes to the database, so a new token works at once. Whoever revokes a user token
+//! must call [`TokenCache::forget_all`].
+
+use std::collections::HashMap;
+use std::sync::RwLock;
+
+use crate::store::{now, UserRow};
+
+/// Beyond this many remembered tokens the cache starts again empty (a bound, not a policy).
+const MAX_ENTRIES: usize = 10_000;
+
+#[derive(Default)]
+pub struct TokenCache {
+    by_hash: RwLock<HashMap<String, (UserRow, Option<i64>)>>,
+}
+
+impl TokenCache {
+    /// The user of a remembered, unexpired token.
+    pub fn get(&self, hash: &str) -> Option<UserRow> {
+        let map = self.by_hash.read().unwrap_or_else(|p| p.into_inner());
+        let (user, expires_at) = map.get(hash)?;
+        expires_at
+            .is_none_or(|exp| exp > now())
+            .then(|| user.clone())
+    }
+
+    pub fn remember(&self, hash: String, user: UserRow, expires_at: Option<i64>) {
+        let mut map = self.by_hash.write().unwrap_or_else(|p| p.into_inner());
+        if map.len() >= MAX_ENTRIES {
+            map.clear();
+        }
+        map.insert(hash, (user, expires_at));
+    }
+
+    /// Forgets every token: call after revoking any user token.
+    pub fn forget_all(&self) {
+        self.by_hash
+            .write()
+            .unwrap_or_else(|p| p.into_inner())
+            .clear();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn user() -> UserRow {
+        UserRow {
+            id: "u1".into(),
+            username: "ada".into(),
+            admin: false,
+        }
+    }
+
+    #[test]
+    fn remembered_tokens_are_found_until_they_expire_or_are_forgotten() {
+        let cache = TokenCache::default();
+        assert!(cache.get("h").is_none());
+        cache.remember("h".into(), user(), None);
+        assert_eq!(cache.get("h").unwrap().username, "ada");
+        cache.remember("old".into(), user(), Some(now() - 1));
+        assert!(cache.get("old").is_none(), "expired");
+        cache.forget_all();
+        assert!(cache.get("h").is_none());
+    }
+}
