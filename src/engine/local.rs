@@ -168,6 +168,46 @@ impl PortPool {
     }
 }
 
+/// The port a replica run serves on: leased (the replica binds it) or bound by the engine and
+/// handed to the replica.
+enum PortHold {
+    Lease(PortLease),
+    Socket(socket2::Socket),
+}
+
+impl PortHold {
+    fn port(&self) -> u16 {
+        match self {
+            PortHold::Lease(lease) => lease.port,
+            PortHold::Socket(socket) => socket
+                .local_addr()
+                .ok()
+                .and_then(|a| a.as_socket())
+                .map_or(0, |a| a.port()),
+        }
+    }
+
+    fn socket_fd(&self) -> Option<i32> {
+        use std::os::fd::AsRawFd;
+        match self {
+            PortHold::Lease(_) => None,
+            PortHold::Socket(socket) => Some(socket.as_raw_fd()),
+        }
+    }
+}
+
+/// A TCP socket bound to a free loopback port, not listening yet (the replica listens once it
+/// is ready), close-on-exec (only the duplicate made for the child is inherited).
+fn bound_socket() -> std::io::Result<socket2::Socket> {
+    use socket2::{Domain, Socket, Type};
+    let socket = Socket::new(Domain::IPV4, Type::STREAM, None)?;
+    socket.bind(&std::net::SocketAddr::from(([127, 0, 0, 1], 0)).into())?;
+    Ok(socket)
+}
+
+/// The descriptor number a handed socket has in the replica (`CORTEX_LISTEN_FD`).
+const LISTEN_FD: i32 = 3;
+
 impl Drop for PortLease {
     fn drop(&mut self) {
         self.pool
@@ -192,8 +232,13 @@ async fn supervise(
             break;
         }
         attempt += 1;
-        let lease = match ports.lease() {
-            Ok(l) => l,
+        let hold = if plan.takes_socket {
+            bound_socket().map(PortHold::Socket)
+        } else {
+            ports.lease().map(PortHold::Lease)
+        };
+        let hold = match hold {
+            Ok(h) => h,
             Err(e) => {
                 shared.update(|s| {
                     s.phase = ReplicaPhase::Failed;
@@ -205,7 +250,7 @@ async fn supervise(
                 continue;
             }
         };
-        let port = lease.port;
+        let port = hold.port();
         append_log(
             &plan.log_path,
             &format!(
@@ -214,7 +259,7 @@ async fn supervise(
             ),
         )
         .await;
-        let child = match spawn(&plan, port) {
+        let child = match spawn(&plan, port, hold.socket_fd()) {
             Ok(c) => c,
             Err(e) => {
                 failures_in_a_row += 1;
@@ -240,6 +285,15 @@ async fn supervise(
                 s.phase = ReplicaPhase::Initializing;
             }
         });
+        // A handed socket lives on in the child: the server's copy must not keep the port
+        // bound once the child is gone. A lease is held while the child runs.
+        let lease = match hold {
+            PortHold::Socket(socket) => {
+                drop(socket);
+                None
+            }
+            PortHold::Lease(lease) => Some(lease),
+        };
         let end = run(child, port, &plan.api, &shared, &mut stop_rx, &http).await;
         drop(lease);
         let (error, failed) = match end {
@@ -427,7 +481,7 @@ fn signal_group(pgid: u32, signal: i32) {
     }
 }
 
-fn spawn(plan: &ReplicaPlan, port: u16) -> std::io::Result<Child> {
+fn spawn(plan: &ReplicaPlan, port: u16, socket_fd: Option<i32>) -> std::io::Result<Child> {
     let (program, args) = plan
         .argv
         .split_first()
@@ -449,12 +503,27 @@ fn spawn(plan: &ReplicaPlan, port: u16) -> std::io::Result<Child> {
         .stderr(Stdio::from(log))
         .process_group(0)
         .kill_on_drop(true);
+    if socket_fd.is_some() {
+        cmd.env("CORTEX_LISTEN_FD", LISTEN_FD.to_string());
+    }
     // SAFETY: the closure runs in the child between fork and exec and only calls
-    // async-signal-safe functions (prctl, getppid, _exit).
+    // async-signal-safe functions (prctl, getppid, dup2, fcntl, _exit).
     unsafe {
-        cmd.pre_exec(|| {
+        cmd.pre_exec(move || {
             if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) != 0 {
                 return Err(std::io::Error::last_os_error());
+            }
+            if let Some(fd) = socket_fd {
+                // dup2 clears close-on-exec on the copy; when the socket already is fd 3,
+                // clear it on the socket itself.
+                let handed = if fd == LISTEN_FD {
+                    libc::fcntl(fd, libc::F_SETFD, 0)
+                } else {
+                    libc::dup2(fd, LISTEN_FD)
+                };
+                if handed == -1 {
+                    return Err(std::io::Error::last_os_error());
+                }
             }
             // The server may have died between fork and prctl.
             if libc::getppid() == 1 {

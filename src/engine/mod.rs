@@ -27,6 +27,11 @@ pub struct ReplicaPlan {
     pub cwd: PathBuf,
     /// Environment variables on top of the server's own. The engine adds `CORTEX_PORT`.
     pub env: Vec<(String, String)>,
+    /// True when the program takes its socket from the engine: a TCP socket bound to
+    /// `127.0.0.1:$CORTEX_PORT` (not yet listening) on file descriptor 3, announced as
+    /// `CORTEX_LISTEN_FD=3`. No other program can take the port between its choice and the
+    /// replica's start. False: the program binds `$CORTEX_PORT` itself.
+    pub takes_socket: bool,
     /// Where the replica's stdout and stderr are appended.
     pub log_path: PathBuf,
 }

@@ -475,6 +475,8 @@ impl Deployments {
             argv,
             cwd: project_dir.to_path_buf(),
             env,
+            // The shim serves on the socket it is handed; a command binds its port itself.
+            takes_socket: spec.predictor.kind == PredictorType::Python,
             log_path,
         }
     }

@@ -398,3 +398,40 @@ else:
     let logs = s.ok(&p, &["logs", "impostor"]);
     assert!(logs.contains("starting again on another port"), "{logs}");
 }
+
+/// A python replica's port is bound by the server and handed to the shim: while `__init__`
+/// runs, no other program can take it, and nothing answers on it yet.
+#[test]
+fn a_python_replicas_port_is_held_for_it_while_it_initialises() {
+    let s = Server::start();
+    let gate = s.dir.path().join("gate");
+    let p = s.project("held");
+    write(
+        &p,
+        "predictor.py",
+        "import os, time\n\nclass PythonPredictor:\n    def __init__(self, config):\n        while not os.path.exists(config['gate']):\n            time.sleep(0.02)\n\n    def predict(self, payload):\n        return 'served'\n",
+    );
+    write(
+        &p,
+        "cortex.yaml",
+        &format!(
+            "- name: held\n  kind: RealtimeAPI\n  predictor:\n    type: python\n    path: predictor.py\n    config:\n      gate: {}\n",
+            gate.display()
+        ),
+    );
+    s.ok(&p, &["deploy"]);
+    let api = wait_for("the replica to have a port", DEADLINE, || {
+        s.api_json("held")
+            .filter(|v| v["replicas"][0]["port"].is_u64())
+    });
+    let port = port_of(&api);
+    assert!(
+        std::net::TcpListener::bind(("127.0.0.1", port)).is_err(),
+        "port {port} could be taken while the replica initialised"
+    );
+    assert!(TcpStream::connect(("127.0.0.1", port)).is_err());
+    assert_eq!(s.api_json("held").unwrap()["status"], "updating");
+    std::fs::write(&gate, "").unwrap();
+    s.wait_status("held", "live");
+    assert_eq!(s.predict("held", "{}").text().unwrap(), "served");
+}

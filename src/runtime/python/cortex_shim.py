@@ -18,6 +18,10 @@ with the project directory as the working directory and these variables:
     CORTEX_VENVS_DIR             where virtualenvs for requirements.txt are kept (optional)
     CORTEX_MAX_BODY_BYTES        largest request body accepted, >= 1 (default 64 MiB,
                                  the limit of the server's gateway)
+    CORTEX_LISTEN_FD             a TCP socket already bound to 127.0.0.1:$CORTEX_PORT,
+                                 not listening, to serve on instead of binding the port
+                                 (optional; the cortex server hands one on fd 3 so that no
+                                 other program can take the port before the shim serves)
 
 requirements.txt: when the project has one and CORTEX_VENVS_DIR is set, the
 shim installs it (pip) into a virtualenv under CORTEX_VENVS_DIR named by the
@@ -340,8 +344,19 @@ def read_settings():
     processes = _positive_int(env, "CORTEX_PROCESSES_PER_REPLICA", 1)
     max_body = _positive_int(env, "CORTEX_MAX_BODY_BYTES", DEFAULT_MAX_BODY_BYTES)
 
+    listen_fd = None
+    fd_text = env.get("CORTEX_LISTEN_FD", "").strip()
+    if fd_text:
+        try:
+            listen_fd = int(fd_text)
+        except ValueError:
+            raise EnvError("CORTEX_LISTEN_FD is not an integer: %r" % fd_text) from None
+        if listen_fd < 0:
+            raise EnvError("CORTEX_LISTEN_FD must be at least 0, got %d" % listen_fd)
+
     api_name = env.get("CORTEX_API_NAME", "").strip() or "api"
     return {
+        "listen_fd": listen_fd,
         "port": port,
         "project_dir": project_dir,
         "predictor_path": predictor_path,
@@ -816,15 +831,36 @@ def render(result):
 # HTTP
 
 
+def open_socket(settings):
+    """The socket to serve on, bound but not listening: the one handed on
+    CORTEX_LISTEN_FD, or a new one bound to 127.0.0.1:CORTEX_PORT."""
+    fd = settings.get("listen_fd")
+    if fd is not None:
+        sock = socket.socket(fileno=fd)
+        if sock.type != socket.SOCK_STREAM:
+            sock.detach()
+            raise OSError("CORTEX_LISTEN_FD=%d is not a TCP socket" % fd)
+        return sock
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind(("127.0.0.1", settings["port"]))
+    except OSError:
+        sock.close()
+        raise
+    return sock
+
+
 class Server(http.server.ThreadingHTTPServer):
     daemon_threads = True
     request_queue_size = 256
     allow_reuse_address = True
 
-    def __init__(self, address, settings, predictor, pool, sock=None):
-        """Binds and listens on `address`, or, with `sock` (a worker process),
-        serves on that already bound socket, which its supervisor makes listen.
-        `pool` runs predict and post_predict."""
+    def __init__(self, address, settings, predictor, pool, sock=None, gate_accept=False):
+        """Binds and listens on `address`, or, with `sock`, serves on that
+        already bound socket, which the caller makes listen (a worker process's
+        supervisor, or `server_activate`). `pool` runs predict and post_predict.
+        `gate_accept`: this process shares the socket with other workers."""
         self.settings = settings
         self.predictor = predictor
         self.pool = pool
@@ -839,7 +875,7 @@ class Server(http.server.ThreadingHTTPServer):
         # threads are all taken (predictions in flight, post_predicts, and
         # connections accepted but whose first request has not been read yet)
         # defers accepting, so that concurrent connections spread over the workers
-        self.gate_accept = sock is not None
+        self.gate_accept = gate_accept
         self.pending = set()
         if sock is None:
             super().__init__(address, Handler)
@@ -1354,7 +1390,8 @@ def main():
         return EXIT_INIT_FAILED
 
     try:
-        server = Server(("127.0.0.1", settings["port"]), settings, predictor, pool)
+        server = Server(None, settings, predictor, pool, sock=open_socket(settings))
+        server.server_activate()
     except OSError as e:
         _log("ERROR", "%s: could not listen on 127.0.0.1:%d: %s" % (api_name, settings["port"], e))
         return EXIT_BIND_FAILED
@@ -1569,9 +1606,7 @@ class Supervisor:
         settings, api_name = self.settings, self.api_name
         n = settings["processes"]
         try:
-            self.sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-            self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-            self.sock.bind(("127.0.0.1", settings["port"]))
+            self.sock = open_socket(settings)
         except OSError as e:
             _log("ERROR", "%s: could not listen on 127.0.0.1:%d: %s" % (api_name, settings["port"], e))
             return EXIT_BIND_FAILED
@@ -1843,7 +1878,7 @@ def _worker_main(settings, sock, index, n, status_w, control_r, parent_pid, set_
     if os.read(control_r, 1) != b"g":
         return 1
 
-    server = Server(None, settings, predictor, pool, sock=sock)
+    server = Server(None, settings, predictor, pool, sock=sock, gate_accept=True)
     stop = _install_stop(server)
 
     def watch_supervisor():

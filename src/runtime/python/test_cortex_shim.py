@@ -95,7 +95,14 @@ class Shim:
         for name, content in (files or {}).items():
             with open(os.path.join(self.dir, name), "w") as f:
                 f.write(textwrap.dedent(content))
-        self.port = free_port()
+        # Like the cortex server, hand the shim a socket bound to a free port, so
+        # that no other test can take the port before the shim serves on it; a
+        # test that sets CORTEX_PORT itself makes the shim bind that port.
+        handed = None
+        if "CORTEX_PORT" not in (env or {}):
+            handed = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+            handed.bind(("127.0.0.1", 0))
+        self.port = handed.getsockname()[1] if handed else free_port()
         self.stdout_path = os.path.join(self.dir, ".stdout")
         self.stderr_path = os.path.join(self.dir, ".stderr")
         full_env = dict(os.environ)
@@ -113,17 +120,24 @@ class Shim:
                 "PYTHONPATH": self.dir,
             }
         )
+        if handed:
+            full_env["CORTEX_LISTEN_FD"] = str(handed.fileno())
         full_env.update(env or {})
         self._out = open(self.stdout_path, "wb")
         self._err = open(self.stderr_path, "wb")
-        self.proc = subprocess.Popen(
-            [sys.executable, "-u", SHIM],
-            cwd=self.dir,
-            env=full_env,
-            stdin=subprocess.DEVNULL,
-            stdout=self._out,
-            stderr=self._err,
-        )
+        try:
+            self.proc = subprocess.Popen(
+                [sys.executable, "-u", SHIM],
+                cwd=self.dir,
+                env=full_env,
+                stdin=subprocess.DEVNULL,
+                stdout=self._out,
+                stderr=self._err,
+                pass_fds=(handed.fileno(),) if handed else (),
+            )
+        finally:
+            if handed:
+                handed.close()  # the shim holds its own copy
 
     def stdout(self):
         with open(self.stdout_path, encoding="utf-8", errors="replace") as f:
@@ -557,6 +571,50 @@ class TestErrors(ShimTestCase):
             shim = self.start(ECHO, env={"CORTEX_PORT": str(port)}, ready=False)
             self.assertEqual(shim.wait_exit(), 4)
         self.assertIn("could not listen on 127.0.0.1:%d" % port, shim.stderr())
+
+
+class TestHandedSocket(ShimTestCase):
+    def test_the_handed_socket_is_served_and_listens_only_once_ready(self):
+        gate = os.path.join(tempfile.mkdtemp(prefix="cortex-gate-"), "open")
+        shim = self.start(
+            """
+            import os, time
+            class PythonPredictor:
+                def __init__(self, config):
+                    while not os.path.exists(config["gate"]):
+                        time.sleep(0.02)
+                def predict(self, payload):
+                    return payload
+            """,
+            config={"gate": gate},
+            ready=False,
+        )
+        # bound by the test, held by the shim: nobody else can bind it
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as other:
+            with self.assertRaises(OSError):
+                other.bind(("127.0.0.1", shim.port))
+        # still in __init__: not listening yet, so a connection is refused
+        with self.assertRaises(ConnectionRefusedError):
+            socket.create_connection(("127.0.0.1", shim.port), timeout=DEADLINE).close()
+        open(gate, "w").close()
+        shim.wait_ready()
+        status, _, body = shim.post_json("/", {"a": 1})
+        self.assertEqual((status, json.loads(body)), (200, {"a": 1}))
+
+    def test_a_handed_descriptor_that_is_not_a_socket_exits_4(self):
+        r, w = os.pipe()
+        try:
+            shim = self.start(ECHO, env={"CORTEX_LISTEN_FD": str(r)}, ready=False)
+            self.assertEqual(shim.wait_exit(), 4)
+        finally:
+            os.close(r)
+            os.close(w)
+        self.assertIn("could not listen on", shim.stderr())
+
+    def test_a_bad_listen_fd_setting_exits_2(self):
+        shim = self.start(ECHO, env={"CORTEX_LISTEN_FD": "three"}, ready=False)
+        self.assertEqual(shim.wait_exit(), 2)
+        self.assertIn("CORTEX_LISTEN_FD is not an integer: 'three'", shim.stderr())
 
 
 class TestDotenv(ShimTestCase):
