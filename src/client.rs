@@ -48,10 +48,12 @@ pub struct Client {
 
 impl Client {
     pub fn new(base: &str, token: Option<String>) -> Client {
-        let http = reqwest::Client::builder()
-            .connect_timeout(Duration::from_secs(5))
-            .build()
-            .unwrap_or_default();
+        let mut builder = reqwest::Client::builder().connect_timeout(Duration::from_secs(5));
+        if is_loopback(base) {
+            // An HTTP(S)_PROXY meant for the outside world must not see local traffic.
+            builder = builder.no_proxy();
+        }
+        let http = builder.build().unwrap_or_default();
         Client {
             base: base.trim_end_matches('/').to_string(),
             token,
@@ -188,5 +190,44 @@ impl Client {
                 .query(&query),
         )
         .await
+    }
+}
+
+/// Whether `base` names this machine (`localhost` or a loopback address).
+fn is_loopback(base: &str) -> bool {
+    let Ok(url) = reqwest::Url::parse(base) else {
+        return false;
+    };
+    let Some(host) = url.host_str() else {
+        return false;
+    };
+    let host = host.trim_start_matches('[').trim_end_matches(']');
+    host.eq_ignore_ascii_case("localhost")
+        || host
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::is_loopback;
+
+    #[test]
+    fn loopback_endpoints_are_recognised() {
+        for local in [
+            "http://127.0.0.1:8888",
+            "http://localhost:1",
+            "http://[::1]:80/",
+            "http://127.1.2.3",
+        ] {
+            assert!(is_loopback(local), "{local}");
+        }
+        for remote in [
+            "https://cortex.example.com",
+            "http://10.0.0.1:8888",
+            "not a url",
+        ] {
+            assert!(!is_loopback(remote), "{remote}");
+        }
     }
 }

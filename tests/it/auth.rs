@@ -5,7 +5,7 @@ use crate::harness::*;
 #[test]
 fn control_routes_answer_401_json_without_a_valid_token() {
     let s = Server::start();
-    let http = reqwest::blocking::Client::new();
+    let http = http();
     for (method, path) in [
         ("GET", "/api/v2/apis"),
         ("POST", "/api/v2/apis"),
@@ -85,7 +85,7 @@ fn predictions_need_a_token_when_the_server_is_not_loopback_only() {
     let p = s.example_project("command-realtime");
     s.ok(&p, &["deploy"]);
     s.wait_status("reverser", "live");
-    let http = reqwest::blocking::Client::new();
+    let http = http();
     let call = |token: Option<&str>| {
         let mut req = http
             .post(format!("{}/reverser", s.url))

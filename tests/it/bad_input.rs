@@ -3,11 +3,6 @@
 
 use crate::harness::*;
 
-fn http(s: &Server) -> reqwest::blocking::Client {
-    let _ = s;
-    reqwest::blocking::Client::new()
-}
-
 fn error_of(resp: reqwest::blocking::Response) -> (u16, serde_json::Value) {
     let status = resp.status().as_u16();
     (status, resp.json().unwrap())
@@ -16,7 +11,7 @@ fn error_of(resp: reqwest::blocking::Response) -> (u16, serde_json::Value) {
 #[test]
 fn malformed_control_requests_get_json_errors_with_honest_codes() {
     let s = Server::start();
-    let c = http(&s);
+    let c = http();
     let post = |body: &str| {
         c.post(format!("{}/api/v2/apis", s.url))
             .bearer_auth(&s.token)
@@ -155,7 +150,7 @@ fn a_missing_command_is_an_error_that_names_it() {
 #[test]
 fn errors_axum_makes_itself_are_json_too() {
     let s = Server::start();
-    let c = reqwest::blocking::Client::new();
+    let c = http();
     let (code, body) = error_of(c.post(format!("{}/healthz", s.url)).send().unwrap());
     assert_eq!(
         (code, body["kind"].as_str().unwrap()),

@@ -116,6 +116,25 @@ fn version_prints_the_cli_and_server_versions() {
 }
 
 #[test]
+fn a_proxy_meant_for_the_outside_world_does_not_see_local_traffic() {
+    let s = Server::start();
+    // A proxy that does not exist: any request sent through it would fail.
+    let out = s
+        .cortex()
+        .current_dir(s.dir.path())
+        .args(["get"])
+        .env("HTTP_PROXY", "http://127.0.0.1:9")
+        .env("http_proxy", "http://127.0.0.1:9")
+        .env("ALL_PROXY", "http://127.0.0.1:9")
+        .env_remove("NO_PROXY")
+        .env_remove("no_proxy")
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(stdout(&out), "no apis are deployed\n");
+}
+
+#[test]
 fn batch_job_commands_say_they_are_not_supported_yet() {
     let s = Server::start();
     for args in [
@@ -136,17 +155,17 @@ fn batch_job_commands_say_they_are_not_supported_yet() {
 #[test]
 fn get_watch_repeats_when_not_a_terminal() {
     let s = Server::start();
-    let mut child = s
-        .cortex()
-        .args(["get", "--watch"])
-        .stdout(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let lines = line_channel(child.stdout.take().unwrap());
+    let mut child = KillOnDrop(
+        s.cortex()
+            .args(["get", "--watch"])
+            .stdout(Stdio::piped())
+            .spawn()
+            .unwrap(),
+    );
+    let lines = line_channel(child.0.stdout.take().unwrap());
     let first = wait_line(&lines, "$ cortex get");
     let second = wait_line(&lines, "$ cortex get");
-    let _ = child.kill();
-    let _ = child.wait();
+    drop(child);
     assert!(
         second.iter().any(|l| l == "no apis are deployed"),
         "{first:?} {second:?}"
@@ -271,21 +290,24 @@ fn get_watch_redraws_in_place_on_a_terminal() {
     let s = Server::start();
     // `script` runs the command on a pseudo-terminal.
     let cmd = format!("{} get --watch", cortex_bin().display());
-    let mut child = std::process::Command::new("script")
-        .args(["-qfec", &cmd, "/dev/null"])
-        .env("CORTEX_CLI_CONFIG_DIR", s.cli_dir())
-        .env("CORTEX_ENDPOINT", &s.url)
-        .env("CORTEX_TOKEN", &s.token)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .spawn()
-        .expect("`script` (util-linux) is needed for this test");
-    let lines = line_channel(child.stdout.take().unwrap());
+    let mut child = KillOnDrop(
+        std::process::Command::new("script")
+            // `script` runs the command with $SHELL -c: a CI user's login shell may be nologin.
+            .env("SHELL", "/bin/sh")
+            .args(["-qfec", &cmd, "/dev/null"])
+            .env("CORTEX_CLI_CONFIG_DIR", s.cli_dir())
+            .env("CORTEX_ENDPOINT", &s.url)
+            .env("CORTEX_TOKEN", &s.token)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .spawn()
+            .expect("`script` (util-linux) is needed for this test"),
+    );
+    let lines = line_channel(child.0.stdout.take().unwrap());
     wait_line(&lines, "$ cortex get");
     // The second frame starts by moving the cursor up over the first one.
     let second = wait_line(&lines, "\x1b[");
-    let _ = child.kill();
-    let _ = child.wait();
+    drop(child);
     assert!(second.concat().contains("\x1b[J"), "{second:?}");
 }
 
@@ -387,6 +409,8 @@ fn uploads_show_a_progress_bar_on_a_terminal() {
     std::fs::write(p.join("weights.bin"), noise).unwrap();
     let cmd = format!("{} deploy --yes", cortex_bin().display());
     let out = std::process::Command::new("script")
+        // `script` runs the command with $SHELL -c: a CI user's login shell may be nologin.
+        .env("SHELL", "/bin/sh")
         .args(["-qfec", &cmd, "/dev/null"])
         .current_dir(&p)
         .env("CORTEX_CLI_CONFIG_DIR", s.cli_dir())
@@ -416,6 +440,8 @@ fn the_upload_prompt_on_a_terminal_takes_no_and_yes() {
     let answer = |reply: &str| {
         let cmd = format!("{} deploy", cortex_bin().display());
         let mut child = std::process::Command::new("script")
+            // `script` runs the command with $SHELL -c: a CI user's login shell may be nologin.
+            .env("SHELL", "/bin/sh")
             .args(["-qfec", &cmd, "/dev/null"])
             .current_dir(&p)
             .env("CORTEX_CLI_CONFIG_DIR", s.cli_dir())

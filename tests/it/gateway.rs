@@ -13,7 +13,9 @@ fn unknown_apis_are_404_and_get_answers_a_usage_message() {
     let project = s.example_project("command-realtime");
     s.ok(&project, &["deploy"]);
     s.wait_status("reverser", "live");
-    let usage: serde_json::Value = reqwest::blocking::get(format!("{}/reverser", s.url))
+    let usage: serde_json::Value = http()
+        .get(format!("{}/reverser", s.url))
+        .send()
         .unwrap()
         .json()
         .unwrap();

@@ -12,6 +12,26 @@ use tempfile::TempDir;
 /// The default deadline for anything the tests wait for.
 pub const DEADLINE: Duration = Duration::from_secs(60);
 
+/// Kills a child process when the test ends, whatever happened (a failed assertion included).
+pub struct KillOnDrop(pub Child);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// An HTTP client for the tests' loopback servers: never through a proxy from the
+/// environment, and no overall timeout (a test's own deadline decides).
+pub fn http() -> reqwest::blocking::Client {
+    reqwest::blocking::Client::builder()
+        .no_proxy()
+        .timeout(None)
+        .build()
+        .unwrap()
+}
+
 pub fn cortex_bin() -> PathBuf {
     PathBuf::from(env!("CARGO_BIN_EXE_cortex"))
 }
@@ -146,7 +166,9 @@ impl Server {
             (v["pid"].as_u64()? == pid as u64).then(|| v["url"].as_str().unwrap().to_string())
         });
         wait_for("/healthz", DEADLINE, || {
-            reqwest::blocking::get(format!("{url}/healthz"))
+            http()
+                .get(format!("{url}/healthz"))
+                .send()
                 .ok()
                 .filter(|r| r.status().is_success())
         });
@@ -240,7 +262,7 @@ impl Server {
 
     /// POSTs JSON to an API through the gateway.
     pub fn predict(&self, api: &str, body: &str) -> reqwest::blocking::Response {
-        reqwest::blocking::Client::new()
+        http()
             .post(format!("{}/{api}", self.url))
             .header("content-type", "application/json")
             .body(body.to_string())

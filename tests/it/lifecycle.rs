@@ -93,7 +93,9 @@ fn delete_stops_the_replica_frees_its_port_and_forgets_the_api() {
 
 #[test]
 fn logs_print_the_replica_output_and_follow_new_lines() {
-    let s = Server::start();
+    // The follower must see the stream end cleanly, not the server give up on it: a grace
+    // that a loaded machine cannot run out of.
+    let s = Server::start_with("127.0.0.1:0", &[("CORTEX_SHUTDOWN_GRACE_SECS", "10")]);
     let p = s.project("talker");
     write(
         &p,
@@ -225,10 +227,13 @@ fn grandchildren_left_by_a_sigkilled_server_are_reaped_by_the_next() {
     s.ok(&p, &["deploy"]);
     s.wait_status("wrapped", "live");
     let dir = project_dir_of(&s);
-    let python = read_pid(&dir.join("server.pid")).unwrap();
+    // sh writes the pids right after forking: poll, it may not have been scheduled yet.
+    let python = wait_for("server.pid", DEADLINE, || read_pid(&dir.join("server.pid")));
+    let wrapper = wait_for("wrapper.pid", DEADLINE, || {
+        read_pid(&dir.join("wrapper.pid"))
+    });
     s.kill();
     // The direct child (sh) dies with the server; its python child is orphaned...
-    let wrapper = read_pid(&dir.join("wrapper.pid")).unwrap();
     wait_for("the wrapper to die", DEADLINE, || {
         (!pid_alive(wrapper)).then_some(())
     });
@@ -263,10 +268,7 @@ fn a_prediction_that_never_ends_does_not_keep_the_server_from_stopping() {
     let url = format!("{}/stuck", s.url);
     let (tx, answer) = std::sync::mpsc::channel();
     std::thread::spawn(move || {
-        let result = reqwest::blocking::Client::builder()
-            .timeout(None)
-            .build()
-            .unwrap()
+        let result = http()
             .post(url)
             .body("{}")
             .send()
@@ -341,9 +343,23 @@ fn a_replica_that_never_answers_healthz_says_so() {
 /// replica's process group.
 #[test]
 fn a_healthz_answer_from_outside_the_replica_does_not_make_it_live() {
+    // Declared before the server, so it is dropped after it: no new stranger can be started
+    // once the guard reads the pid file, pass or fail.
+    let pids = tempfile::tempdir().unwrap();
+    let pid_file = pids.path().join("stranger.pid");
+    struct KillPidsOnDrop(std::path::PathBuf);
+    impl Drop for KillPidsOnDrop {
+        fn drop(&mut self) {
+            let pids = std::fs::read_to_string(&self.0).unwrap_or_default();
+            for pid in pids.lines().filter_map(|l| l.trim().parse::<i32>().ok()) {
+                // SAFETY: kill(2) sends a signal; it touches no memory.
+                unsafe { libc::kill(pid, libc::SIGKILL) };
+            }
+        }
+    }
+    let _strangers = KillPidsOnDrop(pid_file.clone());
     let s = Server::start();
     let p = s.project("impostor");
-    let pid_file = p.join("stranger.pid");
     write(
         &p,
         "server.py",
@@ -371,17 +387,6 @@ else:
             pid_file.display()
         ),
     );
-    struct KillOnDrop(std::path::PathBuf);
-    impl Drop for KillOnDrop {
-        fn drop(&mut self) {
-            let pids = std::fs::read_to_string(&self.0).unwrap_or_default();
-            for pid in pids.lines().filter_map(|l| l.trim().parse::<i32>().ok()) {
-                // SAFETY: kill(2) sends a signal; it touches no memory.
-                unsafe { libc::kill(pid, libc::SIGKILL) };
-            }
-        }
-    }
-    let _stranger = KillOnDrop(pid_file.clone());
     s.ok(&p, &["deploy"]);
     wait_for("the stranger to listen", DEADLINE, || {
         pid_file.exists().then_some(())

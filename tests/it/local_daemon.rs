@@ -26,16 +26,6 @@ impl Drop for StopOnDrop<'_> {
     }
 }
 
-/// Kills a child process when the test ends, whatever happened.
-struct KillOnDrop(std::process::Child);
-
-impl Drop for KillOnDrop {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
 #[test]
 fn two_concurrent_first_calls_start_one_server() {
     let dir = tempfile::tempdir().unwrap();
@@ -120,7 +110,7 @@ fn deploy_with_no_setup_uses_the_local_server() {
         let v: serde_json::Value = serde_json::from_slice(&out.stdout).ok()?;
         (v["status"] == "live").then_some(v)
     });
-    let resp = reqwest::blocking::Client::new()
+    let resp = http()
         .post(api["endpoint"].as_str().unwrap())
         .body(r#"{"text": "abc"}"#)
         .header("content-type", "application/json")
@@ -135,13 +125,13 @@ fn server_stop_never_signals_a_process_that_is_not_the_server() {
     let dir = tempfile::tempdir().unwrap();
     let cfg = dir.path().join("config");
     // A stale runtime file whose pid now belongs to an unrelated process.
-    let mut bystander = Command::new("sleep").arg("300").spawn().unwrap();
+    let mut bystander = KillOnDrop(Command::new("sleep").arg("300").spawn().unwrap());
     std::fs::create_dir_all(cfg.join("local")).unwrap();
     std::fs::write(
         cfg.join("local/server.json"),
         format!(
             r#"{{"pid": {}, "port": 9, "url": "http://127.0.0.1:9", "version": "0.0.0"}}"#,
-            bystander.id()
+            bystander.0.id()
         ),
     )
     .unwrap();
@@ -156,11 +146,9 @@ fn server_stop_never_signals_a_process_that_is_not_the_server() {
         .unwrap();
     assert_eq!(status.status.code(), Some(1));
     assert!(
-        bystander.try_wait().unwrap().is_none(),
+        bystander.0.try_wait().unwrap().is_none(),
         "the bystander was killed"
     );
-    let _ = bystander.kill();
-    let _ = bystander.wait();
 }
 
 #[test]
@@ -212,6 +200,8 @@ fn starting_the_local_server_shows_a_spinner_on_a_terminal() {
     let _stop = StopOnDrop(&cfg);
     let cmd = format!("{} get", cortex_bin().display());
     let out = Command::new("script")
+        // `script` runs the command with $SHELL -c: a CI user's login shell may be nologin.
+        .env("SHELL", "/bin/sh")
         .args(["-qfec", &cmd, "/dev/null"])
         .env("CORTEX_CLI_CONFIG_DIR", &cfg)
         .env("CORTEX_LOCAL_PORT", "0")

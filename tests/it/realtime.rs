@@ -324,7 +324,8 @@ fn get_api_output_reads_like_cortex() {
         ("live", "1", "1", "1"),
         "{table}"
     );
-    assert_eq!(row[5], "ms", "{table}");
+    // One quick prediction: milliseconds, or seconds on a very slow machine.
+    assert!(matches!(row[5], "ms" | "s"), "{table}");
     insta::with_settings!({filters => vec![(r"127\.0\.0\.1:\d+", "[HOST]")]}, {
         insta::assert_snapshot!(rest);
     });
@@ -459,7 +460,7 @@ fn form_bodies_headers_and_bytes_reach_the_predictor_through_the_gateway() {
     );
     s.ok(&p, &["deploy"]);
     s.wait_status("forms", "live");
-    let http = reqwest::blocking::Client::new();
+    let http = http();
     let form: serde_json::Value = http
         .post(format!("{}/forms", s.url))
         .header("content-type", "application/x-www-form-urlencoded")
@@ -499,7 +500,7 @@ fn a_slow_upload_during_an_update_reaches_the_new_replica() {
     let (reader, mut writer) = std::io::pipe().unwrap();
     let url = format!("{}/upload", s.url);
     let sender = std::thread::spawn(move || {
-        let resp = reqwest::blocking::Client::new()
+        let resp = http()
             .post(url)
             .header("content-type", "application/json")
             .body(reqwest::blocking::Body::new(reader))

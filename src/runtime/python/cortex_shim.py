@@ -165,7 +165,17 @@ EXIT_HOOKS_GRACE = 0.5
 WORKER_STOP_GRACE = 4.0
 # several processes: a worker whose pool threads are all taken waits up to this
 # long before accepting a new connection, so that an idle worker gets it
-ACCEPT_DEFER = 1.0
+# (CORTEX_ACCEPT_DEFER_SECS changes it; the shim's tests use a longer wait, so
+# that a loaded test machine does not make them flaky)
+def _accept_defer():
+    try:
+        value = float(os.environ.get("CORTEX_ACCEPT_DEFER_SECS", "1"))
+    except ValueError:
+        return 1.0
+    return value if 0 <= value <= 60 else 1.0
+
+
+ACCEPT_DEFER = _accept_defer()
 
 # request bodies: the default limit (the server's gateway has the same), the
 # size of the pieces they are read in, the longest chunk size or trailer line

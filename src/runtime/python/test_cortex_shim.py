@@ -27,6 +27,7 @@ import cortex_shim
 SHIM = os.path.join(os.path.dirname(os.path.abspath(__file__)), "cortex_shim.py")
 INIT_FAILED_PREFIX = "cortex: error: failed to initialise the predictor: "
 DEADLINE = 15.0  # seconds; generous for slow CI machines
+AT_ONCE = 2.5  # seconds: "exits at once" (below the 3 s request drain it is told apart from)
 
 
 def free_port():
@@ -1644,7 +1645,7 @@ class TestShutdownBudget(ShimTestCase):
         self.assertEqual(shim.wait_exit(), 0)
         elapsed = time.monotonic() - started
         self.assertGreater(elapsed, 2.5)  # it did wait for the request...
-        self.assertLess(elapsed, 4.5)  # ... but not past the budget
+        self.assertLess(elapsed, 6.0)  # ... but not forever (slack for a loaded machine)
         t.join(DEADLINE)
         self.assertIsInstance(result.get("r"), Exception)  # cut off without a response
         self.assertEqual(shim.stderr(), "")
@@ -1656,7 +1657,7 @@ class TestShutdownBudget(ShimTestCase):
         started = time.monotonic()
         shim.proc.send_signal(signal.SIGTERM)
         self.assertEqual(shim.wait_exit(), 0)
-        self.assertLess(time.monotonic() - started, 2.0)
+        self.assertLess(time.monotonic() - started, AT_ONCE)
         self.assertIn("test-api: shut down", shim.stdout())
 
     def test_sigterm_during_slow_init_exits_at_once(self):
@@ -1676,7 +1677,7 @@ class TestShutdownBudget(ShimTestCase):
         started = time.monotonic()
         shim.proc.send_signal(signal.SIGTERM)
         self.assertEqual(shim.wait_exit(), 0)
-        self.assertLess(time.monotonic() - started, 2.0)
+        self.assertLess(time.monotonic() - started, AT_ONCE)
         self.assertEqual(shim.stderr(), "")
 
 
@@ -1791,6 +1792,9 @@ class TestProcesses(ShimTestCase):
     def start_workers(self, predictor_src, processes=2, ready=True, **kwargs):
         env = dict(kwargs.pop("env", {}) or {})
         env["CORTEX_PROCESSES_PER_REPLICA"] = str(processes)
+        # a busy worker leaves new connections to an idle one for up to this long: generous,
+        # so that a descheduled idle worker on a loaded machine still gets them
+        env.setdefault("CORTEX_ACCEPT_DEFER_SECS", "5")
         shim = self.start(predictor_src, env=env, ready=False, **kwargs)
         self.addCleanup(self.kill_workers, shim)  # runs before shim.close
         if ready:
@@ -1967,7 +1971,7 @@ class TestProcesses(ShimTestCase):
         shim.proc.send_signal(signal.SIGTERM)
         self.assertEqual(shim.wait_exit(), 0)
         elapsed = time.monotonic() - started
-        self.assertLess(elapsed, 4.8)
+        self.assertLess(elapsed, 6.5)  # the 4 s budget, with slack for a loaded machine
         self.assertGreater(elapsed, 3.5)
         out = shim.stdout()
         self.assertIn("worker process %d did not stop in time; killing it" % stopped, out)
@@ -1992,7 +1996,7 @@ class TestProcesses(ShimTestCase):
         started = time.monotonic()
         shim.proc.send_signal(signal.SIGTERM)
         self.assertEqual(shim.wait_exit(), 0)
-        self.assertLess(time.monotonic() - started, 2.0)
+        self.assertLess(time.monotonic() - started, AT_ONCE)
         self.assertEqual(shim.stderr(), "")
 
     def test_invalid_processes_exits_2(self):
