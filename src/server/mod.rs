@@ -58,6 +58,7 @@ pub async fn run(config: ServerConfig) -> anyhow::Result<()> {
     let _ = std::fs::remove_file(&runtime_file);
     let store = Store::open(&data_dir.join("cortex.db"))
         .with_context(|| format!("cannot open the database in {}", data_dir.display()))?;
+    let signals = ShutdownSignals::catch();
     ensure_admin_token(&store, data_dir).await?;
     let shim = crate::runtime::install_python_shim(&data_dir.join("runtime"))
         .context("cannot write the python predictor shim")?;
@@ -130,7 +131,7 @@ pub async fn run(config: ServerConfig) -> anyhow::Result<()> {
     });
     let graceful = shutdown.clone();
     let serve = axum::serve(listener, app).with_graceful_shutdown(async move {
-        shutdown_signal().await;
+        signals.received().await;
         graceful.cancel();
     });
     // In-flight requests get a grace period; a prediction that never ends must not keep the
@@ -198,15 +199,36 @@ async fn lock_data_dir(path: &Path) -> anyhow::Result<std::fs::File> {
     }
 }
 
-async fn shutdown_signal() {
-    use tokio::signal::unix::{signal, SignalKind};
-    let mut term = match signal(SignalKind::terminate()) {
-        Ok(s) => s,
-        Err(_) => return std::future::pending().await,
-    };
-    tokio::select! {
-        _ = tokio::signal::ctrl_c() => {}
-        _ = term.recv() => {}
+/// SIGTERM and SIGINT, caught from the moment this is made: a signal that arrives while the
+/// server is still starting (restoring APIs) is kept and ends it once it serves, instead of
+/// killing it with its replicas half started.
+struct ShutdownSignals {
+    term: Option<tokio::signal::unix::Signal>,
+    int: Option<tokio::signal::unix::Signal>,
+}
+
+impl ShutdownSignals {
+    fn catch() -> ShutdownSignals {
+        use tokio::signal::unix::{signal, SignalKind};
+        ShutdownSignals {
+            term: signal(SignalKind::terminate()).ok(),
+            int: signal(SignalKind::interrupt()).ok(),
+        }
+    }
+
+    async fn received(mut self) {
+        async fn recv(signal: &mut Option<tokio::signal::unix::Signal>) {
+            match signal {
+                Some(s) => {
+                    s.recv().await;
+                }
+                None => std::future::pending().await,
+            }
+        }
+        tokio::select! {
+            _ = recv(&mut self.term) => {}
+            _ = recv(&mut self.int) => {}
+        }
     }
 }
 
