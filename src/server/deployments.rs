@@ -505,7 +505,12 @@ async fn watch_phases(store: Store, runtime: Arc<ApiRuntime>) {
         if let Some(status) = status {
             let (id, hash) = (runtime.model_id.clone(), runtime.spec_hash.clone());
             let result = store
-                .call(move |conn| models::set_status_for_spec(conn, &id, &hash, status))
+                .call(move |conn| {
+                    if status == DeployStatus::Complete {
+                        models::mark_serving(conn, &id, &hash)?;
+                    }
+                    models::set_status_for_spec(conn, &id, &hash, status)
+                })
                 .await;
             if let Err(e) = result {
                 tracing::warn!("cannot record the status of {}: {e}", runtime.spec.name);

@@ -286,13 +286,7 @@ async fn restore(store: &Store, bundles: &BundleStore, deployments: &Deployments
                 continue;
             }
         };
-        let b = bundles.clone();
-        let sha = row.bundle_sha256.clone();
-        let unpacked = tokio::task::spawn_blocking(move || b.unpack(&sha)).await;
-        let unpacked = unpacked
-            .map_err(|e| e.to_string())
-            .and_then(|r| r.map_err(|e| e.to_string()));
-        let dir = match unpacked {
+        let dir = match unpack(bundles, &row.bundle_sha256).await {
             Ok(dir) => dir,
             Err(why) => {
                 let msg = format!(
@@ -304,10 +298,58 @@ async fn restore(store: &Store, bundles: &BundleStore, deployments: &Deployments
                 continue;
             }
         };
+        // A newer spec that never served comes back as an update over the one that did, as
+        // before the restart: the old generation answers until the new one is ready.
+        if let Some(serving) = &row.serving {
+            restore_serving(bundles, deployments, &row, serving).await;
+        }
         if let Err(e) = deployments.apply(&row, spec, &dir).await {
             let msg = format!("cannot start {} again: {e}", row.name);
             eprintln!("{msg}");
             deployments.restore_failed(&row.name, msg);
         }
+    }
+}
+
+/// The unpacked project of bundle `sha` (on a blocking thread).
+async fn unpack(bundles: &BundleStore, sha: &str) -> Result<PathBuf, String> {
+    let (b, sha) = (bundles.clone(), sha.to_string());
+    tokio::task::spawn_blocking(move || b.unpack(&sha))
+        .await
+        .map_err(|e| e.to_string())
+        .and_then(|r| r.map_err(|e| e.to_string()))
+}
+
+/// Starts the generation of `row` that served before the restart (best effort: the API's
+/// own spec is started after it either way).
+async fn restore_serving(
+    bundles: &BundleStore,
+    deployments: &Deployments,
+    row: &models::ModelRow,
+    serving: &models::ServingSpec,
+) {
+    let spec: ApiSpec = match serde_json::from_str(&serving.spec_json) {
+        Ok(s) => s,
+        Err(e) => {
+            tracing::warn!("cannot read the serving spec of {}: {e}", row.name);
+            return;
+        }
+    };
+    let dir = match unpack(bundles, &serving.bundle_sha256).await {
+        Ok(dir) => dir,
+        Err(e) => {
+            tracing::warn!("cannot unpack the serving bundle of {}: {e}", row.name);
+            return;
+        }
+    };
+    let served = models::ModelRow {
+        spec_json: serving.spec_json.clone(),
+        spec_hash: serving.spec_hash.clone(),
+        bundle_sha256: serving.bundle_sha256.clone(),
+        serving: None,
+        ..row.clone()
+    };
+    if let Err(e) = deployments.apply(&served, spec, &dir).await {
+        tracing::warn!("cannot start the serving generation of {}: {e}", row.name);
     }
 }

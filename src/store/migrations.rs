@@ -53,6 +53,13 @@ const MIGRATIONS: &[&str] = &[
         created_at  INTEGER NOT NULL
     );
     "#,
+    // 2: the spec that last served (became ready), so a restart brings it back next to a newer
+    // spec that never did.
+    r#"
+    ALTER TABLE models ADD COLUMN serving_spec_json TEXT;
+    ALTER TABLE models ADD COLUMN serving_spec_hash TEXT;
+    ALTER TABLE models ADD COLUMN serving_bundle_sha256 TEXT REFERENCES bundles(sha256);
+    "#,
 ];
 
 pub(super) fn migrate(conn: &mut Connection) -> Result<(), StoreError> {

@@ -62,13 +62,40 @@ pub struct ModelRow {
     pub config_file: String,
     pub created_at: i64,
     pub updated_at: i64,
+    /// The spec that last became ready, when it is not `spec_hash` (a newer spec that has not
+    /// served yet): what a restart starts next to it so predictions keep being answered.
+    pub serving: Option<ServingSpec>,
+}
+
+/// A spec that served: its JSON, hash and bundle.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ServingSpec {
+    pub spec_json: String,
+    pub spec_hash: String,
+    pub bundle_sha256: String,
 }
 
 const COLUMNS: &str = "id, name, kind, owner_id, deploy_status, spec_json, spec_hash, \
-                       bundle_sha256, config_file, created_at, updated_at";
+                       bundle_sha256, config_file, created_at, updated_at, \
+                       serving_spec_json, serving_spec_hash, serving_bundle_sha256";
 
 fn from_row(r: &Row<'_>) -> rusqlite::Result<ModelRow> {
     let status: String = r.get(4)?;
+    let spec_hash: String = r.get(6)?;
+    let serving = match (
+        r.get::<_, Option<String>>(11)?,
+        r.get::<_, Option<String>>(12)?,
+        r.get::<_, Option<String>>(13)?,
+    ) {
+        (Some(spec_json), Some(serving_hash), Some(bundle_sha256)) if serving_hash != spec_hash => {
+            Some(ServingSpec {
+                spec_json,
+                spec_hash: serving_hash,
+                bundle_sha256,
+            })
+        }
+        _ => None,
+    };
     Ok(ModelRow {
         id: r.get(0)?,
         name: r.get(1)?,
@@ -76,11 +103,12 @@ fn from_row(r: &Row<'_>) -> rusqlite::Result<ModelRow> {
         owner_id: r.get(3)?,
         deploy_status: DeployStatus::parse(&status).unwrap_or(DeployStatus::Failed),
         spec_json: r.get(5)?,
-        spec_hash: r.get(6)?,
+        spec_hash,
         bundle_sha256: r.get(7)?,
         config_file: r.get(8)?,
         created_at: r.get(9)?,
         updated_at: r.get(10)?,
+        serving,
     })
 }
 
@@ -221,6 +249,18 @@ pub fn set_status_for_spec(
     Ok(())
 }
 
+/// Records that the spec `spec_hash` serves (its replicas became ready), while it is still the
+/// model's spec.
+pub fn mark_serving(conn: &Connection, id: &str, spec_hash: &str) -> Result<(), StoreError> {
+    conn.execute(
+        "UPDATE models SET serving_spec_json = spec_json, serving_spec_hash = spec_hash,
+                serving_bundle_sha256 = bundle_sha256
+         WHERE id = ?1 AND spec_hash = ?2",
+        params![id, spec_hash],
+    )?;
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -253,5 +293,53 @@ mod tests {
         assert_eq!(row.spec_hash, "h2");
         delete(&mut c, &row.id).unwrap();
         assert!(get_by_name(&c, "api").unwrap().is_none());
+    }
+
+    #[test]
+    fn the_spec_that_served_is_kept_while_a_newer_one_has_not() {
+        let mut c = Connection::open_in_memory().unwrap();
+        migrate(&mut c).unwrap();
+        let u = users::create_user(&c, "admin", true).unwrap();
+        c.execute(
+            "INSERT INTO bundles (sha256, size, created_at) VALUES ('b1', 1, 0), ('b2', 1, 0)",
+            [],
+        )
+        .unwrap();
+        let save = |c: &mut Connection, json: &str, hash: &str, bundle: &str| {
+            save_spec(
+                c,
+                "api",
+                "RealtimeAPI",
+                &u.id,
+                json,
+                hash,
+                bundle,
+                "cortex.yaml",
+            )
+            .unwrap()
+            .0
+        };
+        let a = save(&mut c, "{\"v\":1}", "h1", "b1");
+        assert_eq!(a.serving, None, "nothing served yet");
+        mark_serving(&c, &a.id, "h1").unwrap();
+        assert_eq!(
+            get(&c, &a.id).unwrap().unwrap().serving,
+            None,
+            "it is the spec"
+        );
+        let b = save(&mut c, "{\"v\":2}", "h2", "b2");
+        assert_eq!(
+            b.serving,
+            Some(ServingSpec {
+                spec_json: "{\"v\":1}".into(),
+                spec_hash: "h1".into(),
+                bundle_sha256: "b1".into(),
+            })
+        );
+        // A generation that is no longer the spec cannot claim to serve it.
+        mark_serving(&c, &a.id, "h1").unwrap();
+        assert_eq!(get(&c, &a.id).unwrap().unwrap().serving, b.serving);
+        mark_serving(&c, &a.id, "h2").unwrap();
+        assert_eq!(get(&c, &a.id).unwrap().unwrap().serving, None);
     }
 }

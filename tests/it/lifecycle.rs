@@ -440,3 +440,67 @@ fn a_python_replicas_port_is_held_for_it_while_it_initialises() {
     s.wait_status("held", "live");
     assert_eq!(s.predict("held", "{}").text().unwrap(), "served");
 }
+
+/// A is live, B fails in `__init__`: A keeps answering. A restart must bring back that same
+/// picture, not only B (which would leave the API answering 503 until someone redeploys A).
+#[test]
+fn a_restart_keeps_the_generation_that_served_next_to_a_failed_update() {
+    let mut s = Server::start();
+    let p = s.project("keeper");
+    write(
+        &p,
+        "predictor.py",
+        "class PythonPredictor:\n    def __init__(self, config):\n        if config['version'] == 2:\n            raise RuntimeError('version 2 cannot load its model')\n        self.version = config['version']\n\n    def predict(self, payload):\n        return {'version': self.version}\n",
+    );
+    let config = |v: u32| {
+        format!("- name: keeper\n  kind: RealtimeAPI\n  predictor:\n    type: python\n    path: predictor.py\n    config:\n      version: {v}\n")
+    };
+    write(&p, "cortex.yaml", &config(1));
+    s.ok(&p, &["deploy"]);
+    s.wait_status("keeper", "live");
+    write(&p, "cortex.yaml", &config(2));
+    s.ok(&p, &["deploy"]);
+    let before = s.wait_status("keeper", "error");
+    let version = |s: &Server| -> Option<u64> {
+        let v: serde_json::Value = s.predict("keeper", "{}").json().ok()?;
+        v["version"].as_u64()
+    };
+    assert_eq!(
+        version(&s),
+        Some(1),
+        "version 1 serves during the failed update"
+    );
+
+    s.restart();
+    wait_for("version 1 to answer again", DEADLINE, || {
+        (version(&s) == Some(1)).then_some(())
+    });
+    let after = s.wait_status("keeper", "error");
+    assert!(
+        after["errors"][0]
+            .as_str()
+            .is_some_and(|e| e.contains("version 2 cannot load its model")),
+        "{after}"
+    );
+    assert_eq!(
+        after["replicas"].as_array().map(Vec::len),
+        before["replicas"].as_array().map(Vec::len),
+        "before: {before}\nafter: {after}"
+    );
+
+    // Fixing the spec rolls out as usual, and the old generation goes.
+    write(&p, "cortex.yaml", &config(3));
+    s.ok(&p, &["deploy"]);
+    wait_for("version 3 to serve alone", DEADLINE, || {
+        let api = s.api_json("keeper")?;
+        (api["status"] == "live"
+            && api["replicas"].as_array()?.len() == 1
+            && version(&s) == Some(3))
+        .then_some(())
+    });
+    // And after another restart, only version 3 comes back.
+    s.restart();
+    let api = s.wait_status("keeper", "live");
+    assert_eq!(api["replicas"].as_array().map(Vec::len), Some(1), "{api}");
+    assert_eq!(version(&s), Some(3));
+}
