@@ -1382,6 +1382,16 @@ def main():
         _write_stderr("cortex: error: failed to install requirements.txt: %s\n" % e)
         return EXIT_INIT_FAILED
 
+    # The handed socket crossed the exec into a virtualenv above; from here on it is this
+    # process's (and its forked workers') alone: no program the predictor starts may inherit
+    # it and keep the port after the replica is gone.
+    if settings["listen_fd"] is not None:
+        try:
+            os.set_inheritable(settings["listen_fd"], False)
+        except OSError:
+            pass  # not a valid descriptor: open_socket says so
+        os.environ.pop("CORTEX_LISTEN_FD", None)
+
     if sys.path[:1] != [settings["project_dir"]]:
         sys.path.insert(0, settings["project_dir"])
 

@@ -602,6 +602,32 @@ class TestHandedSocket(ShimTestCase):
         status, _, body = shim.post_json("/", {"a": 1})
         self.assertEqual((status, json.loads(body)), (200, {"a": 1}))
 
+    def test_programs_the_predictor_starts_do_not_inherit_the_socket(self):
+        shim = self.start(
+            """
+            import os, subprocess, sys
+            CHILD = (
+                "import os, stat\\n"
+                "def is_socket(fd):\\n"
+                "    try:\\n"
+                "        return stat.S_ISSOCK(os.fstat(int(fd)).st_mode)\\n"
+                "    except OSError:\\n"
+                "        return False\\n"
+                "print([fd for fd in os.listdir('/proc/self/fd') if is_socket(fd)])\\n"
+            )
+            class PythonPredictor:
+                def __init__(self, config):
+                    self.seen = subprocess.run(
+                        [sys.executable, "-c", CHILD], close_fds=False, capture_output=True, text=True
+                    ).stdout.strip() or "child failed"
+                def predict(self, payload):
+                    return {"child_sockets": self.seen, "env": os.environ.get("CORTEX_LISTEN_FD")}
+            """
+        )
+        status, _, body = shim.post_json("/", {})
+        self.assertEqual(status, 200, body)
+        self.assertEqual(json.loads(body), {"child_sockets": "[]", "env": None})
+
     def test_a_handed_descriptor_that_is_not_a_socket_exits_4(self):
         r, w = os.pipe()
         try:
