@@ -152,14 +152,38 @@ struct PortLease {
 impl PortPool {
     /// A port the OS says is free and no other replica of this engine holds.
     fn lease(&self) -> std::io::Result<PortLease> {
+        self.first_unclaimed(|| free_port().map(|port| (port, ())))
+            .map(|(lease, ())| lease)
+    }
+
+    /// A socket bound to a free loopback port that no other replica of this engine holds (a
+    /// command replica's leased port is free in the OS's eyes until the replica binds it).
+    fn bound(&self) -> std::io::Result<(PortLease, socket2::Socket)> {
+        self.first_unclaimed(|| {
+            let socket = bound_socket()?;
+            let port = socket
+                .local_addr()?
+                .as_socket()
+                .map(|a| a.port())
+                .ok_or_else(|| std::io::Error::other("the bound socket has no port"))?;
+            Ok((port, socket))
+        })
+    }
+
+    /// Claims the first port `next` offers that is not taken yet.
+    fn first_unclaimed<T>(
+        &self,
+        mut next: impl FnMut() -> std::io::Result<(u16, T)>,
+    ) -> std::io::Result<(PortLease, T)> {
         for _ in 0..64 {
-            let port = free_port()?;
+            let (port, value) = next()?;
             let mut taken = self.taken.lock().unwrap_or_else(|p| p.into_inner());
             if taken.insert(port) {
-                return Ok(PortLease {
+                let lease = PortLease {
                     port,
                     pool: self.clone(),
-                });
+                };
+                return Ok((lease, value));
             }
         }
         Err(std::io::Error::other(
@@ -168,31 +192,17 @@ impl PortPool {
     }
 }
 
-/// The port a replica run serves on: leased (the replica binds it) or bound by the engine and
-/// handed to the replica.
-enum PortHold {
-    Lease(PortLease),
-    Socket(socket2::Socket),
+/// The port a replica run serves on, held for the run; for a replica that takes its socket,
+/// also the socket the engine bound (given up once the replica has its own copy).
+struct PortHold {
+    lease: PortLease,
+    socket: Option<socket2::Socket>,
 }
 
 impl PortHold {
-    fn port(&self) -> u16 {
-        match self {
-            PortHold::Lease(lease) => lease.port,
-            PortHold::Socket(socket) => socket
-                .local_addr()
-                .ok()
-                .and_then(|a| a.as_socket())
-                .map_or(0, |a| a.port()),
-        }
-    }
-
     fn socket_fd(&self) -> Option<i32> {
         use std::os::fd::AsRawFd;
-        match self {
-            PortHold::Lease(_) => None,
-            PortHold::Socket(socket) => Some(socket.as_raw_fd()),
-        }
+        self.socket.as_ref().map(|s| s.as_raw_fd())
     }
 }
 
@@ -233,9 +243,15 @@ async fn supervise(
         }
         attempt += 1;
         let hold = if plan.takes_socket {
-            bound_socket().map(PortHold::Socket)
+            ports.bound().map(|(lease, socket)| PortHold {
+                lease,
+                socket: Some(socket),
+            })
         } else {
-            ports.lease().map(PortHold::Lease)
+            ports.lease().map(|lease| PortHold {
+                lease,
+                socket: None,
+            })
         };
         let hold = match hold {
             Ok(h) => h,
@@ -250,7 +266,7 @@ async fn supervise(
                 continue;
             }
         };
-        let port = hold.port();
+        let port = hold.lease.port;
         append_log(
             &plan.log_path,
             &format!(
@@ -286,14 +302,9 @@ async fn supervise(
             }
         });
         // A handed socket lives on in the child: the server's copy must not keep the port
-        // bound once the child is gone. A lease is held while the child runs.
-        let lease = match hold {
-            PortHold::Socket(socket) => {
-                drop(socket);
-                None
-            }
-            PortHold::Lease(lease) => Some(lease),
-        };
+        // bound once the child is gone. The lease is held while the child runs.
+        let PortHold { lease, socket } = hold;
+        drop(socket);
         let end = run(child, port, &plan.api, &shared, &mut stop_rx, &http).await;
         drop(lease);
         let (error, failed) = match end {

@@ -294,14 +294,16 @@ impl Deployments {
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .remove(&runtime.spec.name);
-        // One deployment, one live job token: the new replicas' (best effort: a token left
-        // behind is still scoped to this model).
+        // One model, one live job token: the newest generation's (best effort: a token left
+        // behind is still scoped to this model). A generation that keeps serving during an
+        // update, or is reused, holds a revoked token until it is replaced; nothing accepts job
+        // tokens yet (the Model Bazaar routes will, with a token per generation).
         let model_id = runtime.model_id.clone();
         let revoked = self
             .store
             .call(move |conn| {
                 if unused_token {
-                    users::revoke_token(conn, &job_token)
+                    users::revoke_job_token(conn, &job_token)
                 } else {
                     users::revoke_job_tokens_except(conn, &model_id, &job_token)
                 }
@@ -494,14 +496,13 @@ async fn watch_phases(store: Store, runtime: Arc<ApiRuntime>) {
     loop {
         let phase = *phases.borrow_and_update();
         let status = match phase {
-            ReplicaPhase::Ready => {
-                runtime.stop_previous().await;
-                Some(DeployStatus::Complete)
-            }
+            ReplicaPhase::Ready => Some(DeployStatus::Complete),
             ReplicaPhase::Failed => Some(DeployStatus::Failed),
             ReplicaPhase::Stopped => return,
             ReplicaPhase::Initializing | ReplicaPhase::Restarting => None,
         };
+        // Recorded before the previous generation is stopped (which can take its grace period):
+        // a deploy made meanwhile must find this spec recorded as the one that serves.
         if let Some(status) = status {
             let (id, hash) = (runtime.model_id.clone(), runtime.spec_hash.clone());
             let result = store
@@ -515,6 +516,9 @@ async fn watch_phases(store: Store, runtime: Arc<ApiRuntime>) {
             if let Err(e) = result {
                 tracing::warn!("cannot record the status of {}: {e}", runtime.spec.name);
             }
+        }
+        if phase == ReplicaPhase::Ready {
+            runtime.stop_previous().await;
         }
         if phases.changed().await.is_err() {
             return;

@@ -286,6 +286,12 @@ async fn restore(store: &Store, bundles: &BundleStore, deployments: &Deployments
                 continue;
             }
         };
+        // A newer spec that never served comes back as an update over the one that did, as
+        // before the restart: the old generation answers until the new one is ready (started
+        // first, and even when the newer spec cannot start).
+        if let Some(serving) = &row.serving {
+            restore_serving(bundles, deployments, &row, serving).await;
+        }
         let dir = match unpack(bundles, &row.bundle_sha256).await {
             Ok(dir) => dir,
             Err(why) => {
@@ -298,11 +304,6 @@ async fn restore(store: &Store, bundles: &BundleStore, deployments: &Deployments
                 continue;
             }
         };
-        // A newer spec that never served comes back as an update over the one that did, as
-        // before the restart: the old generation answers until the new one is ready.
-        if let Some(serving) = &row.serving {
-            restore_serving(bundles, deployments, &row, serving).await;
-        }
         if let Err(e) = deployments.apply(&row, spec, &dir).await {
             let msg = format!("cannot start {} again: {e}", row.name);
             eprintln!("{msg}");

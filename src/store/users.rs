@@ -128,9 +128,13 @@ pub fn revoke_job_tokens_except(
     Ok(())
 }
 
-/// Revokes one token.
-pub fn revoke_token(conn: &Connection, token: &str) -> Result<(), StoreError> {
-    conn.execute("DELETE FROM tokens WHERE hash = ?1", [hash_token(token)])?;
+/// Revokes one job token (user tokens are remembered by the server's token cache: revoking
+/// one needs the cache told too).
+pub fn revoke_job_token(conn: &Connection, token: &str) -> Result<(), StoreError> {
+    conn.execute(
+        "DELETE FROM tokens WHERE kind = 'job' AND hash = ?1",
+        [hash_token(token)],
+    )?;
     Ok(())
 }
 
@@ -216,7 +220,7 @@ mod tests {
         assert!(lookup_token(&c, &old).unwrap().is_none());
         assert!(lookup_token(&c, &new).unwrap().is_some());
         assert!(lookup_token(&c, &other_model).unwrap().is_some());
-        revoke_token(&c, &new).unwrap();
+        revoke_job_token(&c, &new).unwrap();
         assert!(lookup_token(&c, &new).unwrap().is_none());
     }
 
