@@ -279,37 +279,47 @@ async fn restore(store: &Store, bundles: &BundleStore, deployments: &Deployments
         ) {
             continue;
         }
-        let spec: ApiSpec = match serde_json::from_str(&row.spec_json) {
-            Ok(s) => s,
-            Err(e) => {
-                tracing::error!("cannot read the stored spec of {}: {e}", row.name);
-                continue;
-            }
-        };
         // A newer spec that never served comes back as an update over the one that did, as
         // before the restart: the old generation answers until the new one is ready (started
         // first, and even when the newer spec cannot start).
         if let Some(serving) = &row.serving {
-            restore_serving(bundles, deployments, &row, serving).await;
-        }
-        let dir = match unpack(bundles, &row.bundle_sha256).await {
-            Ok(dir) => dir,
-            Err(why) => {
-                let msg = format!(
-                    "cannot start {} again: its project bundle {} could not be unpacked ({why}); run `cortex deploy` again to upload it",
-                    row.name, row.bundle_sha256
-                );
-                eprintln!("{msg}");
-                deployments.restore_failed(&row.name, msg);
-                continue;
+            let served = models::ModelRow {
+                spec_json: serving.spec_json.clone(),
+                spec_hash: serving.spec_hash.clone(),
+                bundle_sha256: serving.bundle_sha256.clone(),
+                serving: None,
+                ..row.clone()
+            };
+            if let Err(e) = start_again(bundles, deployments, &served).await {
+                tracing::warn!("the generation of {} that served: {e}", row.name);
             }
-        };
-        if let Err(e) = deployments.apply(&row, spec, &dir).await {
-            let msg = format!("cannot start {} again: {e}", row.name);
+        }
+        if let Err(msg) = start_again(bundles, deployments, &row).await {
             eprintln!("{msg}");
             deployments.restore_failed(&row.name, msg);
         }
     }
+}
+
+/// Starts `row`'s spec from its stored JSON and bundle; the error says why it could not.
+async fn start_again(
+    bundles: &BundleStore,
+    deployments: &Deployments,
+    row: &models::ModelRow,
+) -> Result<(), String> {
+    let name = &row.name;
+    let spec: ApiSpec = serde_json::from_str(&row.spec_json)
+        .map_err(|e| format!("cannot start {name} again: its stored spec is unreadable ({e})"))?;
+    let dir = unpack(bundles, &row.bundle_sha256).await.map_err(|why| {
+        format!(
+            "cannot start {name} again: its project bundle {} could not be unpacked ({why}); run `cortex deploy` again to upload it",
+            row.bundle_sha256
+        )
+    })?;
+    deployments
+        .apply(row, spec, &dir)
+        .await
+        .map_err(|e| format!("cannot start {name} again: {e}"))
 }
 
 /// The unpacked project of bundle `sha` (on a blocking thread).
@@ -319,38 +329,4 @@ async fn unpack(bundles: &BundleStore, sha: &str) -> Result<PathBuf, String> {
         .await
         .map_err(|e| e.to_string())
         .and_then(|r| r.map_err(|e| e.to_string()))
-}
-
-/// Starts the generation of `row` that served before the restart (best effort: the API's
-/// own spec is started after it either way).
-async fn restore_serving(
-    bundles: &BundleStore,
-    deployments: &Deployments,
-    row: &models::ModelRow,
-    serving: &models::ServingSpec,
-) {
-    let spec: ApiSpec = match serde_json::from_str(&serving.spec_json) {
-        Ok(s) => s,
-        Err(e) => {
-            tracing::warn!("cannot read the serving spec of {}: {e}", row.name);
-            return;
-        }
-    };
-    let dir = match unpack(bundles, &serving.bundle_sha256).await {
-        Ok(dir) => dir,
-        Err(e) => {
-            tracing::warn!("cannot unpack the serving bundle of {}: {e}", row.name);
-            return;
-        }
-    };
-    let served = models::ModelRow {
-        spec_json: serving.spec_json.clone(),
-        spec_hash: serving.spec_hash.clone(),
-        bundle_sha256: serving.bundle_sha256.clone(),
-        serving: None,
-        ..row.clone()
-    };
-    if let Err(e) = deployments.apply(&served, spec, &dir).await {
-        tracing::warn!("cannot start the serving generation of {}: {e}", row.name);
-    }
 }
