@@ -1085,15 +1085,19 @@ class Handler(http.server.BaseHTTPRequestHandler):
             return self._read_chunked(keep)
         n = self._content_length()
         chunks = [] if keep else None
-        remaining = n or 0
-        while remaining:
-            data = self.rfile.read(min(remaining, READ_CHUNK))
-            if not data:
-                raise BadRequest("incomplete request body")
-            remaining -= len(data)
-            if keep:
-                chunks.append(data)
+        self._read_exactly(n or 0, chunks, "incomplete request body")
         return b"".join(chunks) if keep else None
+
+    def _read_exactly(self, size, chunks, incomplete):
+        """Reads `size` bytes in pieces, appended to `chunks` unless it is None
+        (the bytes are then dropped); BadRequest(`incomplete`) at an early EOF."""
+        while size:
+            data = self.rfile.read(min(size, READ_CHUNK))
+            if not data:
+                raise BadRequest(incomplete)
+            size -= len(data)
+            if chunks is not None:
+                chunks.append(data)
 
     def _read_line(self, what):
         line = self.rfile.readline(MAX_LINE + 1)
@@ -1121,13 +1125,7 @@ class Handler(http.server.BaseHTTPRequestHandler):
             if total + size > limit:
                 raise PayloadTooLarge()
             total += size
-            while size:
-                data = self.rfile.read(min(size, READ_CHUNK))
-                if not data:
-                    raise BadRequest("incomplete chunked request body")
-                size -= len(data)
-                if keep:
-                    chunks.append(data)
+            self._read_exactly(size, chunks, "incomplete chunked request body")
             if self.rfile.readline(3) not in (b"\r\n", b"\n"):
                 raise BadRequest("a chunk of the request body does not end with CRLF")
         # trailers, up to the empty line
