@@ -74,12 +74,7 @@ fn env_configure_list_default_token_and_delete() {
     assert_eq!(json[1]["default"], true);
     // The default environment is used: nothing listens on port 9, and the error says where.
     let get = cortex(&["get"]);
-    assert_eq!(get.status.code(), Some(1));
-    assert!(
-        stderr(&get).contains("cannot reach the cortex server at http://127.0.0.1:9"),
-        "{}",
-        stderr(&get)
-    );
+    assert_refused(&get, "cannot reach the cortex server at http://127.0.0.1:9");
     let missing = cortex(&["get", "-e", "staging"]);
     assert!(stderr(&missing).contains(
         "the staging environment is not configured; add it with `cortex env configure staging"
@@ -143,12 +138,7 @@ fn batch_job_commands_say_they_are_not_supported_yet() {
         ["delete", "api", "job1"],
     ] {
         let out = s.run(s.dir.path(), &args);
-        assert_eq!(out.status.code(), Some(1));
-        assert!(
-            stderr(&out).contains("batch jobs are not supported"),
-            "{}",
-            stderr(&out)
-        );
+        assert_refused(&out, "batch jobs are not supported");
     }
 }
 
@@ -192,12 +182,7 @@ fn deploying_from_home_is_refused() {
         .arg("deploy")
         .output()
         .unwrap();
-    assert_eq!(out.status.code(), Some(1));
-    assert!(
-        stderr(&out).contains("cannot deploy from your home directory"),
-        "{}",
-        stderr(&out)
-    );
+    assert_refused(&out, "cannot deploy from your home directory");
 }
 
 #[test]
@@ -205,12 +190,7 @@ fn a_missing_config_file_explains_what_to_do() {
     let s = Server::start();
     let empty = s.project("empty");
     let out = s.run(&empty, &["deploy"]);
-    assert_eq!(out.status.code(), Some(1));
-    assert!(
-        stderr(&out).contains("./cortex.yaml does not exist"),
-        "{}",
-        stderr(&out)
-    );
+    assert_refused(&out, "./cortex.yaml does not exist");
 }
 
 #[test]
@@ -251,12 +231,7 @@ fn large_uploads_ask_first_and_oversized_ones_are_refused() {
         .args(["deploy", "--yes"])
         .output()
         .unwrap();
-    assert_eq!(out.status.code(), Some(1));
-    assert!(
-        stderr(&out).contains("larger than the 10 B upload limit"),
-        "{}",
-        stderr(&out)
-    );
+    assert_refused(&out, "larger than the 10 B upload limit");
 }
 
 #[test]

@@ -87,12 +87,9 @@ fn an_endpoint_serves_one_api() {
         "- name: thief\n  kind: RealtimeAPI\n  predictor:\n    type: command\n    command: python3 server.py\n  networking:\n    endpoint: /reverser\n",
     );
     let out = s.run(&second, &["deploy"]);
-    assert_eq!(out.status.code(), Some(1));
-    assert!(
-        stderr(&out)
-            .contains("networking.endpoint: /reverser is already the endpoint of api reverser"),
-        "{}",
-        stderr(&out)
+    assert_refused(
+        &out,
+        "networking.endpoint: /reverser is already the endpoint of api reverser",
     );
     assert_eq!(
         s.ok(&second, &["get"]).lines().count(),

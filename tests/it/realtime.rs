@@ -280,12 +280,9 @@ fn batch_apis_are_refused_with_a_clear_message() {
         "- name: batcher\n  kind: BatchAPI\n  predictor:\n    type: python\n    path: predictor.py\n",
     );
     let out = s.run(&p, &["deploy"]);
-    assert_eq!(out.status.code(), Some(1));
-    assert!(
-        stderr(&out)
-            .contains("error: batcher (BatchAPI): BatchAPIs are not supported by this server yet"),
-        "{}",
-        stderr(&out)
+    assert_refused(
+        &out,
+        "error: batcher (BatchAPI): BatchAPIs are not supported by this server yet",
     );
 }
 
@@ -378,12 +375,7 @@ fn the_old_replica_serves_during_an_update_and_force_overrides_it() {
     );
     write(&p, "cortex.yaml", &config(3));
     let refused = s.run(&p, &["deploy"]);
-    assert_eq!(refused.status.code(), Some(1));
-    assert!(
-        stderr(&refused).contains("rolling is updating (override with --force)"),
-        "{}",
-        stderr(&refused)
-    );
+    assert_refused(&refused, "rolling is updating (override with --force)");
     assert!(s
         .ok(&p, &["deploy", "--force"])
         .starts_with("updating rolling (RealtimeAPI)"));
