@@ -6,11 +6,13 @@ pub mod api;
 pub mod atomic_file;
 pub mod cli;
 pub mod client;
+pub mod clock;
 pub mod engine;
 pub mod runtime;
 pub mod server;
 pub mod spec;
 pub mod store;
+pub mod tail;
 
 /// The version of this binary; the CLI and the server report it.
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");

@@ -2,7 +2,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::spec::{ApiKind, ApiSpec};
+use super::config::{ApiConfig, ApiKind};
 
 /// `HEAD|PUT /api/v2/bundles/{sha256}`: the body of PUT is the project tar.gz whose SHA-256 is
 /// the path's last segment. This is the answer to PUT.
@@ -144,7 +144,8 @@ pub struct ApiResponse {
     pub metrics: ApiMetrics,
     /// Why the API is not live (recent init failures, crash output), newest last.
     pub errors: Vec<String>,
-    pub spec: ApiSpec,
+    /// The configuration it runs (the latest deployed).
+    pub spec: ApiConfig,
 }
 
 /// `DELETE /api/v2/apis/{name}` and other plain acknowledgements.

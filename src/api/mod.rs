@@ -3,11 +3,13 @@
 //! Nothing here does IO. Tests in `tests/it/wire.rs` pin the JSON shapes.
 
 mod apis;
+mod config;
 mod error;
 mod health;
 mod runtime_file;
 
 pub use apis::*;
+pub use config::*;
 pub use error::ErrorBody;
 pub use health::Health;
 pub use runtime_file::RuntimeFile;

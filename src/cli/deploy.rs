@@ -9,8 +9,8 @@ use super::bundle::{self, Bundle};
 use super::environment::{self, Target};
 use super::output::print_structured;
 use super::{prompt, render, DeployArgs, ExitStatus};
+use crate::api::ApiKind;
 use crate::api::{DeployAction, DeployRequest, DeployResult};
-use crate::spec::ApiKind;
 
 /// Bundles above this many bytes (compressed) or files ask before uploading.
 const PROMPT_BYTES: u64 = 32 * 1024 * 1024;

@@ -9,7 +9,7 @@ use super::environment::{self, Target};
 use super::output::OutputFormat;
 use super::{render, ExitStatus, GetArgs};
 use crate::api::ApiResponse;
-use crate::store::now;
+use crate::clock::now;
 
 pub async fn run(args: GetArgs) -> anyhow::Result<ExitStatus> {
     if args.job_id.is_some() {

@@ -204,7 +204,7 @@ impl LocalServer {
         match outcome {
             Ok(url) => Ok(url),
             Err(why) => {
-                let tail = crate::engine::logfile::tail_lines(&log_path, 10).join("\n");
+                let tail = crate::tail::tail_lines(&log_path, 10).join("\n");
                 bail!(
                     "the local cortex server did not start ({why}); its log {} ends with:\n{tail}",
                     log_path.display()

@@ -1,26 +1,54 @@
-//! Engines run replicas (worker processes) and report their state.
+//! Engines run workers (realtime replicas, later batch workers) and report their state.
 //!
 //! An engine knows how to start a program with an environment and keep it running; it knows
 //! nothing about HTTP routes, specs or the database. `local` runs child processes of the
-//! server.
+//! server; a Ray engine (actors) or a Kubernetes one (pods) implements the same [`Engine`]
+//! trait.
 
+#[cfg(test)]
+pub(crate) mod fake;
 pub mod local;
-pub mod logfile;
-mod port_owner;
+mod logs;
 mod replica;
 
 pub use local::LocalEngine;
-pub use replica::{Replica, ReplicaSnapshot};
+pub use logs::{follow, LogEvent, ReplicaLogs};
+pub use replica::{Replica, ReplicaPhase, ReplicaSnapshot};
 
 use std::path::PathBuf;
+use std::sync::Arc;
 
-/// Everything an engine needs to start one replica.
+use futures_util::future::BoxFuture;
+
+/// What a worker is for. The engine runs every worker the same way; it only uses this to say
+/// what it starts in the worker's log.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Purpose {
+    /// A replica of a RealtimeAPI: serves predictions on `$CORTEX_PORT`.
+    Realtime,
+    /// A worker of one batch job of a BatchAPI.
+    BatchWorker { job_id: String },
+}
+
+impl Purpose {
+    /// What the worker is called in log lines: `replica` or `worker`.
+    pub fn noun(&self) -> &'static str {
+        match self {
+            Purpose::Realtime => "replica",
+            Purpose::BatchWorker { .. } => "worker",
+        }
+    }
+}
+
+/// Everything an engine needs to start one worker.
 #[derive(Debug, Clone)]
 pub struct ReplicaPlan {
-    /// The API the replica serves (for log lines).
+    /// The API the worker belongs to (for log lines and where its logs are kept).
     pub api: String,
-    /// Unique id of this replica; names its log file.
+    /// Unique id of this worker among the API's workers; names its logs.
     pub replica_id: String,
+    /// A realtime replica or a batch worker of a job.
+    pub purpose: Purpose,
     /// The program and its arguments.
     pub argv: Vec<String>,
     /// The working directory (the unpacked project).
@@ -30,17 +58,38 @@ pub struct ReplicaPlan {
     /// True when the program takes its socket from the engine: a TCP socket bound to
     /// `127.0.0.1:$CORTEX_PORT` (not yet listening) on file descriptor 3, announced as
     /// `CORTEX_LISTEN_FD=3`. No other program can take the port between its choice and the
-    /// replica's start. False: the program binds `$CORTEX_PORT` itself.
+    /// worker's start. False: the program binds `$CORTEX_PORT` itself.
     pub takes_socket: bool,
-    /// Where the replica's stdout and stderr are appended.
-    pub log_path: PathBuf,
 }
 
 /// The worker contract every engine implements.
+///
+/// - [`Engine::start`] starts the worker a [`ReplicaPlan`] describes and returns at once with
+///   an opaque [`Replica`] handle. From then on the engine keeps the worker running: it
+///   restarts it when it exits (with a back-off), and reports its [`ReplicaPhase`]
+///   (`initializing` → `ready` once `GET /healthz` on its address answers 200; `restarting`
+///   after an exit; `failed` when it crash-loops or exits with [`EXIT_INIT_FAILED`]; `stopped`
+///   once stopped, for good).
+/// - The handle gives the phase and its changes, the address to send requests to while it is
+///   ready (cheap: no IO, no lock held; the gateway asks on every request), and
+///   [`Replica::stop`]: a graceful stop (SIGTERM or the engine's equivalent) that forces the
+///   worker down after the given grace period, and resolves once it is gone.
+/// - Logs: everything the worker writes (stdout and stderr) is kept by the engine and readable
+///   through [`ReplicaLogs`] (the last N lines, where they start, the bytes from an offset; and
+///   [`follow`] on top), from the handle or, once the worker is gone, from
+///   [`Engine::logs`] by the worker's API and id, until [`Engine::remove_logs`] forgets them.
+///
+/// An engine never learns about routes, specs, tokens or the database: what a worker needs is
+/// in its plan's argv and environment.
 pub trait Engine: Send + Sync + 'static {
-    /// Starts a replica and keeps it running (restarting it when it exits) until
-    /// [`Replica::stop`] is called.
-    fn launch(&self, plan: ReplicaPlan) -> Replica;
+    /// Starts a worker and keeps it running until [`Replica::stop`].
+    fn start(&self, plan: ReplicaPlan) -> Arc<dyn Replica>;
+
+    /// The logs of a worker this engine ran, running or not (empty when it has none).
+    fn logs(&self, api: &str, replica_id: &str) -> Arc<dyn ReplicaLogs>;
+
+    /// Forgets the logs of every worker of `api` (after the API is deleted).
+    fn remove_logs(&self, api: &str) -> BoxFuture<'static, ()>;
 }
 
 /// Exit status a worker uses to say "my initialisation failed" (the python shim does). The

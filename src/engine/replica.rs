@@ -1,13 +1,28 @@
-//! The handle the server keeps for one replica, shared with the engine's supervisor task.
+//! The handle an engine gives for one running worker, and what it reports.
 
 use std::net::SocketAddr;
-use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
+use futures_util::future::BoxFuture;
 use tokio::sync::watch;
 
-use crate::api::ReplicaPhase;
+use super::ReplicaLogs;
 
-/// What is known about a replica right now.
+/// The state of one worker.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ReplicaPhase {
+    /// Started, not answering `/healthz` yet.
+    Initializing,
+    Ready,
+    /// Exited; waiting for the back-off before the next start.
+    Restarting,
+    /// Crash-looping or failed to initialise (the engine keeps retrying).
+    Failed,
+    /// Stopped for good.
+    Stopped,
+}
+
+/// What is known about a worker right now.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ReplicaSnapshot {
     pub id: String,
@@ -19,89 +34,26 @@ pub struct ReplicaSnapshot {
     pub last_error: Option<String>,
 }
 
-/// Shared between the supervisor (writer) and the server (readers).
-#[derive(Debug)]
-pub(crate) struct ReplicaShared {
-    pub(crate) state: Mutex<ReplicaSnapshot>,
-    pub(crate) phase_tx: watch::Sender<ReplicaPhase>,
-}
+/// A running (or restarting) worker, as the engine that started it lets the server see it.
+/// See [`super::Engine`] for the contract.
+pub trait Replica: Send + Sync + std::fmt::Debug {
+    /// The id its plan gave it.
+    fn id(&self) -> &str;
 
-impl ReplicaShared {
-    pub(crate) fn update(&self, f: impl FnOnce(&mut ReplicaSnapshot)) {
-        let phase = {
-            let mut s = self.state.lock().unwrap_or_else(|p| p.into_inner());
-            f(&mut s);
-            s.phase
-        };
-        self.phase_tx.send_if_modified(|p| {
-            let changed = *p != phase;
-            *p = phase;
-            changed
-        });
-    }
-}
+    /// Its phase, process and port, and why it last failed.
+    fn snapshot(&self) -> ReplicaSnapshot;
 
-/// A running (or restarting) replica. Cloning shares the same replica.
-#[derive(Debug, Clone)]
-pub struct Replica {
-    pub(crate) shared: Arc<ReplicaShared>,
-    pub(crate) stop_tx: Arc<watch::Sender<bool>>,
-    pub(crate) done_rx: watch::Receiver<bool>,
-}
+    /// The address to send requests to, when it is ready. On the prediction hot path: no IO,
+    /// no lock held beyond the call.
+    fn ready_addr(&self) -> Option<SocketAddr>;
 
-impl Replica {
-    pub(crate) fn new(id: String) -> (Replica, watch::Receiver<bool>, watch::Sender<bool>) {
-        let (phase_tx, _) = watch::channel(ReplicaPhase::Initializing);
-        let (stop_tx, stop_rx) = watch::channel(false);
-        let (done_tx, done_rx) = watch::channel(false);
-        let shared = Arc::new(ReplicaShared {
-            state: Mutex::new(ReplicaSnapshot {
-                id,
-                phase: ReplicaPhase::Initializing,
-                pid: None,
-                port: None,
-                restarts: 0,
-                last_error: None,
-            }),
-            phase_tx,
-        });
-        (
-            Replica {
-                shared,
-                stop_tx: Arc::new(stop_tx),
-                done_rx,
-            },
-            stop_rx,
-            done_tx,
-        )
-    }
+    /// Follows its phase changes.
+    fn phases(&self) -> watch::Receiver<ReplicaPhase>;
 
-    pub fn snapshot(&self) -> ReplicaSnapshot {
-        self.shared
-            .state
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .clone()
-    }
+    /// Stops it: a graceful stop, forced after `grace`. Resolves once it is gone (at once when
+    /// it already is). Stopping twice is harmless.
+    fn stop(&self, grace: Duration) -> BoxFuture<'static, ()>;
 
-    /// The address to send requests to, when the replica is ready. Cheap: no IO, a short lock.
-    pub fn ready_addr(&self) -> Option<SocketAddr> {
-        let s = self.shared.state.lock().unwrap_or_else(|p| p.into_inner());
-        match (s.phase, s.port) {
-            (ReplicaPhase::Ready, Some(port)) => Some(SocketAddr::from(([127, 0, 0, 1], port))),
-            _ => None,
-        }
-    }
-
-    /// Follows phase changes.
-    pub fn phases(&self) -> watch::Receiver<ReplicaPhase> {
-        self.shared.phase_tx.subscribe()
-    }
-
-    /// Stops the replica (its whole process group) and waits until it is gone.
-    pub async fn stop(&self) {
-        self.stop_tx.send_replace(true);
-        let mut done = self.done_rx.clone();
-        let _ = done.wait_for(|d| *d).await;
-    }
+    /// Its output.
+    fn logs(&self) -> std::sync::Arc<dyn ReplicaLogs>;
 }

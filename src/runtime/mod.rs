@@ -2,6 +2,7 @@
 //! written to the server's data directory at start-up.
 
 pub mod dotenv;
+pub mod plan;
 
 use std::path::{Path, PathBuf};
 

@@ -1,6 +1,6 @@
 //! Token checks. Control routes need a user token (`Authorization: Bearer <token>`); a job
 //! token there is refused with 401, as is a missing, unknown or expired token. Valid user tokens
-//! are remembered in [`super::token_cache`], so checks do not wait on the database.
+//! are remembered by [`super::tokens`], so checks do not wait on the database.
 
 use axum::extract::FromRequestParts;
 use axum::http::request::Parts;
@@ -8,7 +8,8 @@ use axum::http::HeaderMap;
 
 use super::error::ApiError;
 use super::state::AppState;
-use crate::store::{users, TokenKind, UserRow};
+use super::tokens::TokenError;
+use crate::store::UserRow;
 
 /// The user behind a valid user token.
 #[derive(Debug, Clone)]
@@ -35,31 +36,14 @@ pub async fn user_from_headers(state: &AppState, headers: &HeaderMap) -> Result<
                 .into(),
         )
     })?;
-    if token.len() > 512 {
-        return Err(ApiError::Unauthorized("the token is not valid".into()));
-    }
-    let hash = users::hash_token(token);
-    if let Some(user) = state.tokens.get(&hash) {
-        return Ok(user);
-    }
-    let token = token.to_string();
-    let found = state
-        .store
-        .call(move |conn| users::lookup_token(conn, &token))
-        .await?;
-    match found {
-        Some((row, Some(user))) if row.kind == TokenKind::User => {
-            state.tokens.remember(hash, user.clone(), row.expires_at);
-            Ok(user)
-        }
-        Some((row, _)) if row.kind == TokenKind::Job => Err(ApiError::Unauthorized(
-            "a job token cannot be used on this route; use a user token".into(),
-        )),
-        _ => Err(ApiError::Unauthorized(
+    state.tokens.user(token).await.map_err(|e| match e {
+        TokenError::Invalid => ApiError::Unauthorized(
             "the token is not valid (unknown, revoked or expired); check `cortex env list` or get a new token"
                 .into(),
-        )),
-    }
+        ),
+        TokenError::JobTokenOnUserRoute => ApiError::Unauthorized(e.to_string()),
+        TokenError::Store(e) => e.into(),
+    })
 }
 
 impl FromRequestParts<AppState> for AuthUser {

@@ -12,9 +12,11 @@ use axum::response::{IntoResponse, Response};
 use axum::Json;
 
 use super::auth::user_from_headers;
-use super::deployments::ApiRuntime;
 use super::error::error_response;
+use super::limits::MAX_PREDICTION_BYTES;
+use super::live_api::LiveApi;
 use super::state::AppState;
+use super::status::api_status;
 
 /// Headers that describe one hop, not the message (RFC 9110 §7.6.1), plus the ones we set.
 fn is_hop_by_hop(name: &HeaderName) -> bool {
@@ -68,8 +70,8 @@ pub async fn handle(State(state): State<AppState>, req: Request) -> Response {
             )
         }
     }
-    let not_ready = |api: &ApiRuntime| {
-        let (name, status) = (&api.spec.name, api.status());
+    let not_ready = |api: &LiveApi| {
+        let (name, status) = (&api.spec.name, api_status(api));
         error_response(
             StatusCode::SERVICE_UNAVAILABLE,
             "not_ready",
@@ -90,7 +92,7 @@ pub async fn handle(State(state): State<AppState>, req: Request) -> Response {
     let (parts, body) = req.into_parts();
     // Buffered (bounded by the body limit) so replicas get a Content-Length: simple HTTP
     // servers often do not read chunked bodies.
-    let body = match axum::body::to_bytes(body, super::routes::MAX_PREDICTION_BYTES).await {
+    let body = match axum::body::to_bytes(body, MAX_PREDICTION_BYTES).await {
         Ok(b) => b,
         Err(e) => {
             return error_response(
@@ -98,7 +100,7 @@ pub async fn handle(State(state): State<AppState>, req: Request) -> Response {
                 "payload_too_large",
                 format!(
                     "the request body could not be read ({e}); predictions are limited to {} MiB",
-                    super::routes::MAX_PREDICTION_BYTES / (1024 * 1024)
+                    MAX_PREDICTION_BYTES / (1024 * 1024)
                 ),
             )
         }

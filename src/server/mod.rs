@@ -5,10 +5,16 @@ pub mod deployments;
 pub mod error;
 pub mod gateway;
 pub mod json_errors;
+pub mod limits;
+pub mod live_api;
 pub mod metrics;
+pub mod replica_set;
+pub mod route_table;
 pub mod routes;
 pub mod state;
-pub mod token_cache;
+pub mod status;
+pub mod tokens;
+mod wire;
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -21,7 +27,7 @@ use std::future::IntoFuture;
 use crate::api::RuntimeFile;
 use crate::engine::LocalEngine;
 use crate::spec::ApiSpec;
-use crate::store::{models, users, BundleStore, Store};
+use crate::store::{models, BundleStore, Store};
 use deployments::Deployments;
 use state::AppState;
 
@@ -59,7 +65,7 @@ pub async fn run(config: ServerConfig) -> anyhow::Result<()> {
     let store = Store::open(&data_dir.join("cortex.db"))
         .with_context(|| format!("cannot open the database in {}", data_dir.display()))?;
     let signals = ShutdownSignals::catch();
-    ensure_admin_token(&store, data_dir).await?;
+    tokens::ensure_admin_token(&store, data_dir).await?;
     let shim = crate::runtime::install_python_shim(&data_dir.join("runtime"))
         .context("cannot write the python predictor shim")?;
 
@@ -83,15 +89,20 @@ pub async fn run(config: ServerConfig) -> anyhow::Result<()> {
 
     let bundles = BundleStore::new(data_dir.clone());
     let owner = data_dir.canonicalize().unwrap_or_else(|_| data_dir.clone());
-    let engine = Arc::new(LocalEngine::new(&owner.display().to_string()));
+    let engine = Arc::new(LocalEngine::new(
+        &owner.display().to_string(),
+        data_dir.join("logs"),
+    ));
     let reaper = engine.clone();
     let reaped = tokio::task::spawn_blocking(move || reaper.reap_orphans()).await?;
     if reaped > 0 {
         eprintln!("stopped {reaped} process(es) a previous server left running");
     }
+    let tokens = Arc::new(tokens::Tokens::new(store.clone()));
     let deployments = Arc::new(Deployments::new(
         engine,
         store.clone(),
+        tokens.clone(),
         data_dir.clone(),
         shim,
     ));
@@ -108,7 +119,7 @@ pub async fn run(config: ServerConfig) -> anyhow::Result<()> {
         loopback_only: addr.ip().is_loopback(),
         http,
         changes: Arc::new(tokio::sync::Mutex::new(())),
-        tokens: Arc::default(),
+        tokens,
         shutdown: tokio_util::sync::CancellationToken::new(),
     };
     let shutdown = state.shutdown.clone();
@@ -230,37 +241,6 @@ impl ShutdownSignals {
             _ = recv(&mut self.int) => {}
         }
     }
-}
-
-/// Creates the admin user on first start, and (re)writes `admin.token` (mode 0600, atomically)
-/// when the file is missing or does not hold a valid admin token (empty after a full disk,
-/// edited by hand): only the token's hash is stored, so a lost token means a new one.
-async fn ensure_admin_token(store: &Store, data_dir: &Path) -> anyhow::Result<()> {
-    let token_path = data_dir.join(RuntimeFile::ADMIN_TOKEN);
-    let existing = std::fs::read_to_string(&token_path).ok();
-    let token = store
-        .call(move |conn| {
-            if let Some(token) = existing.as_deref().map(str::trim) {
-                let valid = users::lookup_token(conn, token)?.is_some_and(|(row, user)| {
-                    row.kind == users::TokenKind::User && user.is_some_and(|u| u.admin)
-                });
-                if valid {
-                    return Ok(None);
-                }
-            }
-            let user = match users::user_by_name(conn, "admin")? {
-                Some(u) => u,
-                None => users::create_user(conn, "admin", true)?,
-            };
-            users::issue_user_token(conn, &user.id, "admin.token", None).map(Some)
-        })
-        .await?;
-    if let Some(token) = token {
-        crate::atomic_file::write_private(&token_path, token.as_bytes())
-            .with_context(|| format!("cannot write {}", token_path.display()))?;
-        eprintln!("admin token written to {}", token_path.display());
-    }
-    Ok(())
 }
 
 /// Starts the replicas of every API that was deployed when the server last stopped.

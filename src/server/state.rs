@@ -3,7 +3,7 @@
 use std::sync::Arc;
 
 use super::deployments::Deployments;
-use super::token_cache::TokenCache;
+use super::tokens::Tokens;
 use crate::store::{BundleStore, Store};
 
 #[derive(Clone)]
@@ -17,8 +17,8 @@ pub struct AppState {
     pub http: reqwest::Client,
     /// Held while deploying or deleting, so changes to APIs happen one at a time.
     pub changes: Arc<tokio::sync::Mutex<()>>,
-    /// Valid user tokens seen so far: token checks skip the database.
-    pub tokens: Arc<TokenCache>,
+    /// Issues and checks tokens (valid user tokens are remembered: checks skip the database).
+    pub tokens: Arc<Tokens>,
     /// Cancelled when the server shuts down; long-lived streams (`logs -f`) end on it.
     pub shutdown: tokio_util::sync::CancellationToken,
 }

@@ -7,7 +7,8 @@ use std::path::PathBuf;
 use rusqlite::{params, Connection};
 use sha2::{Digest, Sha256};
 
-use super::{now, StoreError};
+use super::StoreError;
+use crate::clock::now;
 
 /// The most a bundle may unpack to (a guard against archives that expand enormously).
 pub const MAX_UNPACKED_BYTES: u64 = 4 << 30;

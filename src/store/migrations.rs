@@ -60,6 +60,10 @@ const MIGRATIONS: &[&str] = &[
     ALTER TABLE models ADD COLUMN serving_spec_hash TEXT;
     ALTER TABLE models ADD COLUMN serving_bundle_sha256 TEXT REFERENCES bundles(sha256);
     "#,
+    // 3: replica logs are the engine's to keep and find (by API and replica id), not a path.
+    r#"
+    ALTER TABLE replicas DROP COLUMN log_path;
+    "#,
 ];
 
 pub(super) fn migrate(conn: &mut Connection) -> Result<(), StoreError> {

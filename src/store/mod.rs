@@ -79,11 +79,3 @@ impl Store {
         .map_err(|e| StoreError::Join(e.to_string()))?
     }
 }
-
-/// Seconds since the Unix epoch.
-pub fn now() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs() as i64)
-        .unwrap_or(0)
-}

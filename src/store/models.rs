@@ -2,7 +2,8 @@
 
 use rusqlite::{params, Connection, OptionalExtension, Row};
 
-use super::{now, StoreError};
+use super::StoreError;
+use crate::clock::now;
 
 /// Model Bazaar deploy statuses, exact strings.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -1,38 +1,42 @@
-//! Replicas: which replica (and log file) serves each model's current spec. Kept so logs stay
-//! reachable when a model's replicas are not running (e.g. after a failed restore).
+//! Replicas: which replicas run each model's current spec. Kept so their logs stay reachable
+//! (through the engine, by API and replica id) when a model's replicas are not running, e.g.
+//! after a failed restore.
 
 use rusqlite::{params, Connection, OptionalExtension};
 
-use super::{now, StoreError};
+use super::StoreError;
+use crate::clock::now;
 
-/// Records the replica that now serves `model_id`, replacing the rows of older specs.
+/// Records the replicas that now run `model_id`'s spec `spec_hash`, replacing the rows of
+/// other specs.
 pub fn record(
     conn: &mut Connection,
-    id: &str,
     model_id: &str,
     spec_hash: &str,
-    log_path: &str,
+    replica_ids: &[String],
 ) -> Result<(), StoreError> {
     let tx = conn.transaction()?;
     tx.execute(
-        "DELETE FROM replicas WHERE model_id = ?1 AND id <> ?2",
-        params![model_id, id],
+        "DELETE FROM replicas WHERE model_id = ?1 AND spec_hash <> ?2",
+        params![model_id, spec_hash],
     )?;
-    tx.execute(
-        "INSERT INTO replicas (id, model_id, spec_hash, log_path, created_at)
-         VALUES (?1, ?2, ?3, ?4, ?5)
-         ON CONFLICT(id) DO UPDATE SET spec_hash = excluded.spec_hash, log_path = excluded.log_path",
-        params![id, model_id, spec_hash, log_path, now()],
-    )?;
+    let created = now();
+    for id in replica_ids {
+        tx.execute(
+            "INSERT INTO replicas (id, model_id, spec_hash, created_at) VALUES (?1, ?2, ?3, ?4)
+             ON CONFLICT(id) DO UPDATE SET spec_hash = excluded.spec_hash",
+            params![id, model_id, spec_hash, created],
+        )?;
+    }
     tx.commit()?;
     Ok(())
 }
 
-/// The log file of the model's latest replica.
-pub fn latest_log(conn: &Connection, model_id: &str) -> Result<Option<String>, StoreError> {
+/// The id of the model's latest replica.
+pub fn latest(conn: &Connection, model_id: &str) -> Result<Option<String>, StoreError> {
     Ok(conn
         .query_row(
-            "SELECT log_path FROM replicas WHERE model_id = ?1 ORDER BY created_at DESC LIMIT 1",
+            "SELECT id FROM replicas WHERE model_id = ?1 ORDER BY created_at DESC, id LIMIT 1",
             [model_id],
             |r| r.get(0),
         )

@@ -3,7 +3,8 @@
 use rusqlite::{params, Connection, OptionalExtension};
 use sha2::{Digest, Sha256};
 
-use super::{now, StoreError};
+use super::StoreError;
+use crate::clock::now;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct UserRow {
@@ -136,6 +137,16 @@ pub fn revoke_job_token(conn: &Connection, token: &str) -> Result<(), StoreError
         [hash_token(token)],
     )?;
     Ok(())
+}
+
+/// Revokes one user token; false when there was none. The server's memory of valid user
+/// tokens must be cleared too (`server::tokens` does).
+pub fn revoke_user_token(conn: &Connection, token: &str) -> Result<bool, StoreError> {
+    let n = conn.execute(
+        "DELETE FROM tokens WHERE kind = 'user' AND hash = ?1",
+        [hash_token(token)],
+    )?;
+    Ok(n > 0)
 }
 
 /// The token's row and, for user tokens, its user; `None` when unknown or expired.

@@ -11,9 +11,9 @@ use crate::api::{
     ApiResponse, ApiStatus, DeployAction, DeployRequest, DeployResult, MessageResponse,
 };
 use crate::server::auth::AuthUser;
-use crate::server::deployments::ApiRuntime;
 use crate::server::error::ApiError;
 use crate::server::state::AppState;
+use crate::server::status;
 use crate::spec::{self, ApiSpec, PredictorType};
 use crate::store::models::{self, Saved};
 use crate::store::ModelRow;
@@ -66,9 +66,10 @@ pub async fn deploy(
     for spec in specs {
         let name = spec.name.clone();
         let kind = spec.kind;
+        let wire_kind = kind.into();
         let failed = |error: String| DeployResult {
             name: name.clone(),
-            kind,
+            kind: wire_kind,
             action: DeployAction::Failed,
             model_id: None,
             message: format!("{name} ({kind}): {error}"),
@@ -93,12 +94,13 @@ pub async fn deploy(
         }
         let hash = spec_hash(&spec, &req.bundle);
         if let Some(running) = state.deployments.get(&name) {
-            let updating = running.status() == ApiStatus::Updating && running.has_previous();
+            let updating =
+                status::api_status(&running) == ApiStatus::Updating && running.has_older();
             if updating && running.spec_hash == hash {
                 // This very spec is what the update is rolling out.
                 results.push(DeployResult {
                     name: name.clone(),
-                    kind,
+                    kind: wire_kind,
                     action: DeployAction::UpToDate,
                     model_id: Some(running.model_id.clone()),
                     message: format!("{name} ({kind}) is already updating"),
@@ -164,7 +166,7 @@ pub async fn deploy(
         };
         results.push(DeployResult {
             name,
-            kind,
+            kind: wire_kind,
             action,
             model_id: Some(row.id),
             message,
@@ -233,8 +235,7 @@ pub async fn delete(
     state.deployments.remove(&name).await;
     let id = row.id.clone();
     state.store.call(move |c| models::delete(c, &id)).await?;
-    let log_dir = state.deployments.log_dir(&name);
-    let _ = tokio::task::spawn_blocking(move || std::fs::remove_dir_all(log_dir)).await;
+    state.deployments.remove_logs(&name).await;
     Ok(Json(MessageResponse {
         message: format!("deleting {name}"),
     }))
@@ -266,13 +267,12 @@ fn describe(state: &AppState, row: ModelRow, base: &str) -> Result<ApiResponse, 
     let spec: ApiSpec = serde_json::from_str(&row.spec_json).map_err(|e| {
         ApiError::Internal(format!("stored spec of {} is unreadable: {e}", row.name))
     })?;
-    let runtime: Option<std::sync::Arc<ApiRuntime>> = state.deployments.get(&row.name);
-    let (status, replicas, metrics, errors) = match &runtime {
-        Some(rt) => (
-            rt.status(),
-            rt.replicas(),
-            rt.metrics.snapshot(),
-            rt.errors(),
+    let (status, replicas, metrics, errors) = match state.deployments.get(&row.name) {
+        Some(live) => (
+            status::api_status(&live),
+            status::replicas(&live),
+            live.metrics.snapshot(),
+            status::errors(&live),
         ),
         // Not running: either it could not be started again after a restart (say why), or
         // it is stopped.
@@ -293,7 +293,7 @@ fn describe(state: &AppState, row: ModelRow, base: &str) -> Result<ApiResponse, 
     Ok(ApiResponse {
         endpoint: format!("{base}{}", spec.networking.endpoint),
         name: row.name,
-        kind: spec.kind,
+        kind: spec.kind.into(),
         model_id: row.id,
         status,
         last_updated: row.updated_at,
@@ -302,6 +302,6 @@ fn describe(state: &AppState, row: ModelRow, base: &str) -> Result<ApiResponse, 
         replicas,
         metrics,
         errors,
-        spec,
+        spec: (&spec).into(),
     })
 }

@@ -1,7 +1,6 @@
 //! `GET /api/v2/apis/{name}/logs`: a replica's log, streamed in chunks (never read whole into
 //! memory); with `follow=true` it keeps streaming what the replica writes.
 
-use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -10,13 +9,16 @@ use axum::extract::rejection::QueryRejection;
 use axum::extract::{Path, Query, State};
 use axum::http::header;
 use axum::response::{IntoResponse, Response};
+use futures_util::stream::BoxStream;
+use futures_util::StreamExt;
 
 use super::apis::find;
 use crate::api::LogsQuery;
-use crate::engine::logfile::{read_from, tail_offset};
+use crate::engine::{follow, LogEvent, Replica, ReplicaLogs};
 use crate::server::auth::AuthUser;
-use crate::server::deployments::{ApiRuntime, Deployments};
+use crate::server::deployments::Deployments;
 use crate::server::error::ApiError;
+use crate::server::live_api::LiveApi;
 use crate::server::state::AppState;
 use crate::store::replicas;
 
@@ -36,115 +38,115 @@ pub async fn logs(
         ))
     })?;
     let row = find(&state, &name).await?;
-    let runtime = state.deployments.get(&name);
-    let path = match &runtime {
-        Some(rt) => rt.log_path.clone(),
+    let live = state.deployments.get(&name);
+    let (replica_id, logs) = match live.as_ref().and_then(|live| followed_replica(live)) {
+        Some(replica) => (replica.id().to_string(), replica.logs()),
         None => {
             let id = row.id.clone();
-            let logged = state
+            let latest = state
                 .store
-                .call(move |c| replicas::latest_log(c, &id))
-                .await?;
-            logged.map(PathBuf::from).ok_or_else(|| {
-                ApiError::NotFound(format!(
-                    "{name} has not started a replica yet, so it has no logs"
-                ))
-            })?
+                .call(move |c| replicas::latest(c, &id))
+                .await?
+                .ok_or_else(|| {
+                    ApiError::NotFound(format!(
+                        "{name} has not started a replica yet, so it has no logs"
+                    ))
+                })?;
+            let logs = state.deployments.replica_logs(&name, &latest);
+            (latest, logs)
         }
     };
-    let (start, end) = {
-        let path = path.clone();
-        let tail = query.tail;
-        tokio::task::spawn_blocking(move || {
-            let len = std::fs::metadata(&path).map(|m| m.len()).unwrap_or(0);
-            (tail.map_or(0, |n| tail_offset(&path, n)), len)
-        })
-        .await
-        .map_err(|e| ApiError::Internal(e.to_string()))?
+    let start = match query.tail {
+        Some(n) => logs.tail_offset(n).await,
+        None => 0,
     };
-    let follow = runtime.filter(|_| query.follow).map(|runtime| Follow {
-        name,
-        runtime,
-        deployments: state.deployments.clone(),
-    });
-    let stream = LogStream {
-        path,
-        offset: start,
-        end: if follow.is_some() { None } else { Some(end) },
-        follow,
-        shutdown: state.shutdown.clone(),
+    let shutdown = state.shutdown.clone();
+    let body: BoxStream<'static, Bytes> = match live.filter(|_| query.follow) {
+        Some(live) => Following {
+            name,
+            live,
+            replica_id,
+            events: follow(logs, start, FOLLOW_POLL),
+            deployments: state.deployments.clone(),
+        }
+        .into_stream(),
+        None => {
+            let end = logs.size().await;
+            up_to(logs, start, end)
+        }
     };
-    let body = futures_util::stream::unfold(stream, |mut s| async move {
-        let chunk = s.next_chunk().await?;
-        Some((Ok::<_, std::io::Error>(chunk), s))
-    });
+    let body = body.take_until(async move { shutdown.cancelled().await });
     Ok((
         [(header::CONTENT_TYPE, "text/plain; charset=utf-8")],
-        Body::from_stream(body),
+        Body::from_stream(body.map(Ok::<_, std::io::Error>)),
     )
         .into_response())
 }
 
-/// What a follower follows: an API's latest replicas.
-struct Follow {
+/// The replica whose log `cortex logs` shows: the first of the newest version.
+fn followed_replica(live: &LiveApi) -> Option<Arc<dyn Replica>> {
+    live.versions.newest().members().into_iter().next()
+}
+
+/// The log from `start` to `end`, in chunks (never read whole into memory).
+fn up_to(logs: Arc<dyn ReplicaLogs>, start: u64, end: u64) -> BoxStream<'static, Bytes> {
+    Box::pin(futures_util::stream::unfold(start, move |offset| {
+        let logs = logs.clone();
+        async move {
+            if offset >= end {
+                return None;
+            }
+            let mut chunk = logs.read_from(offset).await.unwrap_or_default();
+            if chunk.is_empty() {
+                return None;
+            }
+            chunk.truncate((end - offset) as usize);
+            let next = offset + chunk.len() as u64;
+            Some((chunk, next))
+        }
+    }))
+}
+
+/// A follower of an API's log: what its newest version's replica writes; it moves on to the
+/// new replica when the API is redeployed and ends when the API is deleted.
+struct Following {
     name: String,
-    runtime: Arc<ApiRuntime>,
+    live: Arc<LiveApi>,
+    replica_id: String,
+    events: BoxStream<'static, LogEvent>,
     deployments: Arc<Deployments>,
 }
 
-/// Chunks of a log file from `offset`, up to `end` (or on and on while following).
-struct LogStream {
-    path: PathBuf,
-    offset: u64,
-    end: Option<u64>,
-    follow: Option<Follow>,
-    shutdown: tokio_util::sync::CancellationToken,
-}
+impl Following {
+    fn into_stream(self) -> BoxStream<'static, Bytes> {
+        Box::pin(futures_util::stream::unfold(self, |mut f| async move {
+            let chunk = f.next_chunk().await?;
+            Some((chunk, f))
+        }))
+    }
 
-impl LogStream {
     async fn next_chunk(&mut self) -> Option<Bytes> {
         loop {
-            if self.end.is_some_and(|end| self.offset >= end) || self.shutdown.is_cancelled() {
-                return None;
+            match self.events.next().await? {
+                LogEvent::Data(chunk) => return Some(chunk),
+                LogEvent::Idle => {}
             }
-            let (path, offset) = (self.path.clone(), self.offset);
-            let chunk = tokio::task::spawn_blocking(move || read_from(&path, offset))
-                .await
-                .ok()
-                .flatten()
-                .unwrap_or_default();
-            if !chunk.is_empty() {
-                let mut chunk = chunk;
-                if let Some(end) = self.end {
-                    chunk.truncate((end - self.offset) as usize);
-                }
-                self.offset += chunk.len() as u64;
-                return Some(Bytes::from(chunk));
+            // Nothing new: has the API been redeployed or deleted meanwhile?
+            let live = self.deployments.get(&self.name)?;
+            if Arc::ptr_eq(&live, &self.live) {
+                continue;
             }
-            // Nothing new: done, unless following. A follower moves on to the new replica when
-            // the API is redeployed and ends when it is deleted.
-            let Some(f) = &mut self.follow else {
-                return None;
+            self.live = live.clone();
+            let Some(replica) = followed_replica(&live) else {
+                continue;
             };
-            match f.deployments.get(&f.name) {
-                None => return None,
-                Some(rt) if Arc::ptr_eq(&rt, &f.runtime) => {}
-                Some(rt) => {
-                    f.runtime = rt.clone();
-                    if rt.log_path != self.path {
-                        self.path = rt.log_path.clone();
-                        self.offset = 0;
-                        return Some(Bytes::from(format!(
-                            "cortex: {} was redeployed; following its new replica\n",
-                            f.name
-                        )));
-                    }
-                    continue;
-                }
-            }
-            tokio::select! {
-                _ = tokio::time::sleep(FOLLOW_POLL) => {}
-                _ = self.shutdown.cancelled() => return None,
+            if replica.id() != self.replica_id {
+                self.replica_id = replica.id().to_string();
+                self.events = follow(replica.logs(), 0, FOLLOW_POLL);
+                return Some(Bytes::from(format!(
+                    "cortex: {} was redeployed; following its new replica\n",
+                    self.name
+                )));
             }
         }
     }

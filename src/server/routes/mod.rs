@@ -9,13 +9,9 @@ use axum::extract::DefaultBodyLimit;
 use axum::routing::{get, put};
 use axum::Router;
 
+use super::limits::{MAX_BUNDLE_BYTES, MAX_PREDICTION_BYTES};
 use super::state::AppState;
 use super::{gateway, json_errors};
-
-/// The largest project bundle the server accepts.
-pub const MAX_BUNDLE_BYTES: usize = 512 * 1024 * 1024;
-/// The largest prediction request body the gateway accepts.
-pub const MAX_PREDICTION_BYTES: usize = 64 * 1024 * 1024;
 
 pub fn router(state: AppState) -> Router {
     Router::new()

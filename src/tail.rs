@@ -1,10 +1,11 @@
-//! Reading replica log files: the last lines, where the last lines start, and new bytes.
+//! The end of text files (logs): the last lines, where the last lines start, and the bytes
+//! from an offset. Blocking: call it from a blocking thread in async code.
 
 use std::io::{Read, Seek, SeekFrom};
 use std::path::Path;
 
-/// How much is read per step when scanning or streaming a log.
-const BLOCK: u64 = 64 * 1024;
+/// How much is read per step when scanning or streaming a file.
+pub const BLOCK: u64 = 64 * 1024;
 
 /// The last `n` lines of a file (looks at most at the last 64 KiB).
 pub fn tail_lines(path: &Path, n: usize) -> Vec<String> {

@@ -1,24 +1,19 @@
-//! The local engine: each replica is a child process of the server.
-//!
-//! A replica runs in its own process group, gets `PR_SET_PDEATHSIG(SIGKILL)` so it dies with
-//! the server (even when the server is SIGKILLed), appends stdout and stderr to its log file,
-//! is ready once `GET /healthz` answers 200 from a process of its own group (see
-//! [`super::port_owner`]), and is restarted with exponential back-off when it exits.
+//! The local engine's supervisor: one task per replica that starts the child, watches for
+//! readiness, restarts it with back-off when it exits, and stops it on request.
 
 use std::fs::OpenOptions;
 use std::io::Write;
-use std::net::TcpListener;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::time::Duration;
 
 use tokio::process::{Child, Command};
 use tokio::sync::watch;
 
+use super::handle::ReplicaShared;
 use super::port_owner::{listener_owner, Owner};
-use super::replica::ReplicaShared;
-use super::{Engine, Replica, ReplicaPlan, EXIT_INIT_FAILED};
-use crate::api::ReplicaPhase;
+use super::ports::{PortHold, PortPool, LISTEN_FD};
+use crate::engine::{ReplicaPhase, ReplicaPlan, EXIT_INIT_FAILED};
 
 /// How many lines of output an error message carries.
 const ERROR_TAIL_LINES: usize = 12;
@@ -40,88 +35,20 @@ fn ready_warn_after() -> Duration {
         .and_then(|v| v.parse().ok())
         .map_or(READY_WARN_AFTER, Duration::from_secs)
 }
-/// How long a replica gets to exit after SIGTERM before SIGKILL.
-const STOP_GRACE: Duration = Duration::from_secs(5);
 
-/// Runs replicas as local child processes.
-#[derive(Debug, Clone)]
-pub struct LocalEngine {
-    http: reqwest::Client,
-    /// Ports handed to live replicas of this engine, so two never get the same one.
-    ports: PortPool,
-    /// Set as `CORTEX_ENGINE_OWNER` in every replica's environment (inherited by whatever the
-    /// replica starts), so a later server can find what an earlier one left behind.
-    owner: String,
-}
+/// How long a replica's group gets after SIGTERM when the engine itself stops it (its port was
+/// taken), or when a stop came without a grace period.
+const STRANGER_STOP_GRACE: Duration = Duration::from_secs(5);
 
-/// The environment variable that marks a process as started by one server (its data dir).
-const OWNER_VAR: &str = "CORTEX_ENGINE_OWNER";
-
-impl LocalEngine {
-    /// An engine whose replicas are marked as belonging to `owner` (the server's data dir).
-    pub fn new(owner: &str) -> LocalEngine {
-        let http = reqwest::Client::builder()
-            .timeout(Duration::from_secs(2))
-            .no_proxy()
-            .build()
-            .unwrap_or_default();
-        LocalEngine {
-            http,
-            ports: PortPool::default(),
-            owner: owner.to_string(),
+/// What a plan starts, for log lines: `replica iris-1a2b3c4d-0 of iris`, or
+/// `worker w-0 of job 69d6… of sum`.
+fn what(plan: &ReplicaPlan) -> String {
+    let noun = plan.purpose.noun();
+    match &plan.purpose {
+        crate::engine::Purpose::Realtime => format!("{noun} {} of {}", plan.replica_id, plan.api),
+        crate::engine::Purpose::BatchWorker { job_id } => {
+            format!("{noun} {} of job {job_id} of {}", plan.replica_id, plan.api)
         }
-    }
-
-    /// Kills processes a previous server with the same owner left behind: a replica's own
-    /// children survive a SIGKILLed server (only the direct child gets PR_SET_PDEATHSIG).
-    /// Call before launching anything. Returns how many were killed. Blocking (reads /proc).
-    pub fn reap_orphans(&self) -> usize {
-        let marker = format!("{OWNER_VAR}={}", self.owner).into_bytes();
-        let me = std::process::id();
-        let Ok(entries) = std::fs::read_dir("/proc") else {
-            return 0;
-        };
-        let mut killed = 0;
-        for entry in entries.flatten() {
-            let Some(pid) = entry
-                .file_name()
-                .to_str()
-                .and_then(|n| n.parse::<i32>().ok())
-            else {
-                continue;
-            };
-            if pid as u32 == me {
-                continue;
-            }
-            let Ok(environ) = std::fs::read(entry.path().join("environ")) else {
-                continue;
-            };
-            if environ
-                .split(|b| *b == 0)
-                .any(|var| var == marker.as_slice())
-            {
-                // SAFETY: kill(2) sends a signal; it touches no memory.
-                unsafe {
-                    libc::kill(pid, libc::SIGKILL);
-                }
-                killed += 1;
-            }
-        }
-        killed
-    }
-}
-
-impl Engine for LocalEngine {
-    fn launch(&self, mut plan: ReplicaPlan) -> Replica {
-        plan.env.push((OWNER_VAR.to_string(), self.owner.clone()));
-        let (replica, stop_rx, done_tx) = Replica::new(plan.replica_id.clone());
-        let shared = replica.shared.clone();
-        let (http, ports) = (self.http.clone(), self.ports.clone());
-        tokio::spawn(async move {
-            supervise(plan, shared, stop_rx, http, ports).await;
-            done_tx.send_replace(true);
-        });
-        replica
     }
 }
 
@@ -137,101 +64,12 @@ enum RunEnd {
     Stopped,
 }
 
-/// Free loopback ports, each handed to one replica at a time.
-#[derive(Debug, Clone, Default)]
-struct PortPool {
-    taken: std::sync::Arc<std::sync::Mutex<std::collections::HashSet<u16>>>,
-}
-
-/// A port reserved for one run of a replica; released on drop.
-struct PortLease {
-    port: u16,
-    pool: PortPool,
-}
-
-impl PortPool {
-    /// A port the OS says is free and no other replica of this engine holds.
-    fn lease(&self) -> std::io::Result<PortLease> {
-        self.first_unclaimed(|| free_port().map(|port| (port, ())))
-            .map(|(lease, ())| lease)
-    }
-
-    /// A socket bound to a free loopback port that no other replica of this engine holds (a
-    /// command replica's leased port is free in the OS's eyes until the replica binds it).
-    fn bound(&self) -> std::io::Result<(PortLease, socket2::Socket)> {
-        self.first_unclaimed(|| {
-            let socket = bound_socket()?;
-            let port = socket
-                .local_addr()?
-                .as_socket()
-                .map(|a| a.port())
-                .ok_or_else(|| std::io::Error::other("the bound socket has no port"))?;
-            Ok((port, socket))
-        })
-    }
-
-    /// Claims the first port `next` offers that is not taken yet.
-    fn first_unclaimed<T>(
-        &self,
-        mut next: impl FnMut() -> std::io::Result<(u16, T)>,
-    ) -> std::io::Result<(PortLease, T)> {
-        for _ in 0..64 {
-            let (port, value) = next()?;
-            let mut taken = self.taken.lock().unwrap_or_else(|p| p.into_inner());
-            if taken.insert(port) {
-                let lease = PortLease {
-                    port,
-                    pool: self.clone(),
-                };
-                return Ok((lease, value));
-            }
-        }
-        Err(std::io::Error::other(
-            "every free port offered is already taken by a replica",
-        ))
-    }
-}
-
-/// The port a replica run serves on, held for the run; for a replica that takes its socket,
-/// also the socket the engine bound (given up once the replica has its own copy).
-struct PortHold {
-    lease: PortLease,
-    socket: Option<socket2::Socket>,
-}
-
-impl PortHold {
-    fn socket_fd(&self) -> Option<i32> {
-        use std::os::fd::AsRawFd;
-        self.socket.as_ref().map(|s| s.as_raw_fd())
-    }
-}
-
-/// A TCP socket bound to a free loopback port, not listening yet (the replica listens once it
-/// is ready), close-on-exec (only the duplicate made for the child is inherited).
-fn bound_socket() -> std::io::Result<socket2::Socket> {
-    use socket2::{Domain, Socket, Type};
-    let socket = Socket::new(Domain::IPV4, Type::STREAM, None)?;
-    socket.bind(&std::net::SocketAddr::from(([127, 0, 0, 1], 0)).into())?;
-    Ok(socket)
-}
-
-/// The descriptor number a handed socket has in the replica (`CORTEX_LISTEN_FD`).
-const LISTEN_FD: i32 = 3;
-
-impl Drop for PortLease {
-    fn drop(&mut self) {
-        self.pool
-            .taken
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .remove(&self.port);
-    }
-}
-
-async fn supervise(
+/// Keeps `plan`'s child running until a stop is requested; its output goes to `log_path`.
+pub(super) async fn supervise(
     plan: ReplicaPlan,
+    log_path: PathBuf,
     shared: std::sync::Arc<ReplicaShared>,
-    mut stop_rx: watch::Receiver<bool>,
+    mut stop_rx: watch::Receiver<Option<Duration>>,
     http: reqwest::Client,
     ports: PortPool,
 ) {
@@ -268,19 +106,19 @@ async fn supervise(
         };
         let port = hold.lease.port;
         append_log(
-            &plan.log_path,
+            &log_path,
             &format!(
-                "cortex: starting replica {} of {} on port {port} (start #{attempt})",
-                plan.replica_id, plan.api
+                "cortex: starting {} on port {port} (start #{attempt})",
+                what(&plan)
             ),
         )
         .await;
-        let child = match spawn(&plan, port, hold.socket_fd()) {
+        let child = match spawn(&plan, &log_path, port, hold.socket_fd()) {
             Ok(c) => c,
             Err(e) => {
                 failures_in_a_row += 1;
                 let msg = format!("cannot start `{}`: {e}", plan.argv.join(" "));
-                append_log(&plan.log_path, &format!("cortex: error: {msg}")).await;
+                append_log(&log_path, &format!("cortex: error: {msg}")).await;
                 shared.update(|s| {
                     s.phase = ReplicaPhase::Failed;
                     s.pid = None;
@@ -315,15 +153,16 @@ async fn supervise(
                     "127.0.0.1:{port} answered GET /healthz from a process outside the replica's process group for {}s (another program took the port, or the replica's server left its group, e.g. with setsid); starting again on another port",
                     STRANGER_GRACE.as_secs()
                 );
-                append_log(&plan.log_path, &format!("cortex: error: {error}")).await;
+                append_log(&log_path, &format!("cortex: error: {error}")).await;
                 (error, failures_in_a_row >= CRASH_LOOP_AFTER)
             }
             RunEnd::Exited { code, ready_for } => {
                 let code_text = code.map_or("a signal".to_string(), |c| format!("status {c}"));
                 append_log(
-                    &plan.log_path,
+                    &log_path,
                     &format!(
-                        "cortex: replica {} exited with {code_text}",
+                        "cortex: {} {} exited with {code_text}",
+                        plan.purpose.noun(),
                         plan.replica_id
                     ),
                 )
@@ -336,8 +175,9 @@ async fn supervise(
                 }
                 let init_failed = code == Some(EXIT_INIT_FAILED);
                 let error = {
-                    let (path, text) = (plan.log_path.clone(), code_text.clone());
-                    tokio::task::spawn_blocking(move || describe_exit(&path, &text))
+                    let (path, text) = (log_path.clone(), code_text.clone());
+                    let noun = plan.purpose.noun();
+                    tokio::task::spawn_blocking(move || describe_exit(&path, noun, &text))
                         .await
                         .unwrap_or_else(|_| format!("the replica exited with {code_text}"))
                 };
@@ -372,7 +212,7 @@ async fn run(
     port: u16,
     api: &str,
     shared: &ReplicaShared,
-    stop_rx: &mut watch::Receiver<bool>,
+    stop_rx: &mut watch::Receiver<Option<Duration>>,
     http: &reqwest::Client,
 ) -> RunEnd {
     let mut ready_since: Option<std::time::Instant> = None;
@@ -396,7 +236,7 @@ async fn run(
             }
             answer = &mut ready, if ready_since.is_none() => {
                 if answer == Answer::Stranger {
-                    terminate(&mut child).await;
+                    terminate(&mut child, STRANGER_STOP_GRACE).await;
                     return RunEnd::PortTaken;
                 }
                 ready_since = Some(std::time::Instant::now());
@@ -414,7 +254,8 @@ async fn run(
                 shared.update(|s| s.last_error = Some(why));
             }
             _ = stopped(stop_rx) => {
-                terminate(&mut child).await;
+                let grace = stop_rx.borrow().unwrap_or(STRANGER_STOP_GRACE);
+                terminate(&mut child, grace).await;
                 return RunEnd::Stopped;
             }
         }
@@ -468,16 +309,13 @@ async fn wait_ready(http: &reqwest::Client, port: u16, pgid: Option<u32>) -> Ans
     }
 }
 
-/// SIGTERM to the process group, then SIGKILL after a grace period.
-async fn terminate(child: &mut Child) {
+/// SIGTERM to the process group, then SIGKILL after `grace`.
+async fn terminate(child: &mut Child, grace: Duration) {
     let Some(pid) = child.id() else {
         return;
     };
     signal_group(pid, libc::SIGTERM);
-    if tokio::time::timeout(STOP_GRACE, child.wait())
-        .await
-        .is_err()
-    {
+    if tokio::time::timeout(grace, child.wait()).await.is_err() {
         signal_group(pid, libc::SIGKILL);
         let _ = child.wait().await;
     }
@@ -492,18 +330,23 @@ fn signal_group(pgid: u32, signal: i32) {
     }
 }
 
-fn spawn(plan: &ReplicaPlan, port: u16, socket_fd: Option<i32>) -> std::io::Result<Child> {
+fn spawn(
+    plan: &ReplicaPlan,
+    log_path: &Path,
+    port: u16,
+    socket_fd: Option<i32>,
+) -> std::io::Result<Child> {
     let (program, args) = plan
         .argv
         .split_first()
         .ok_or_else(|| std::io::Error::other("the command is empty"))?;
-    if let Some(dir) = plan.log_path.parent() {
+    if let Some(dir) = log_path.parent() {
         std::fs::create_dir_all(dir)?;
     }
     let log = OpenOptions::new()
         .create(true)
         .append(true)
-        .open(&plan.log_path)?;
+        .open(log_path)?;
     let mut cmd = Command::new(program);
     cmd.args(args)
         .current_dir(&plan.cwd)
@@ -547,7 +390,7 @@ fn spawn(plan: &ReplicaPlan, port: u16, socket_fd: Option<i32>) -> std::io::Resu
 }
 
 /// Sleeps for `delay` unless a stop comes first; true when stopping.
-async fn wait_or_stop(stop_rx: &mut watch::Receiver<bool>, delay: Duration) -> bool {
+async fn wait_or_stop(stop_rx: &mut watch::Receiver<Option<Duration>>, delay: Duration) -> bool {
     let stopped = tokio::select! {
         _ = tokio::time::sleep(delay) => false,
         _ = stopped(stop_rx) => true,
@@ -556,22 +399,17 @@ async fn wait_or_stop(stop_rx: &mut watch::Receiver<bool>, delay: Duration) -> b
 }
 
 /// Resolves once a stop is requested (or the handle is gone).
-async fn stopped(stop_rx: &mut watch::Receiver<bool>) {
-    let _ = stop_rx.wait_for(|stop| *stop).await.map(|_| ());
+async fn stopped(stop_rx: &mut watch::Receiver<Option<Duration>>) {
+    let _ = stop_rx.wait_for(Option::is_some).await.map(|_| ());
 }
 
-fn stop_requested(stop_rx: &watch::Receiver<bool>) -> bool {
-    *stop_rx.borrow()
+fn stop_requested(stop_rx: &watch::Receiver<Option<Duration>>) -> bool {
+    stop_rx.borrow().is_some()
 }
 
 fn backoff(failures_in_a_row: u32) -> Duration {
     let factor = 1u32 << failures_in_a_row.min(10);
     (BACKOFF_START * factor).min(BACKOFF_MAX)
-}
-
-/// An ephemeral loopback port that is free right now.
-fn free_port() -> std::io::Result<u16> {
-    Ok(TcpListener::bind(("127.0.0.1", 0))?.local_addr()?.port())
 }
 
 /// Appends one of the engine's own lines to a replica's log (on a blocking thread).
@@ -590,16 +428,17 @@ async fn append_log(path: &Path, line: &str) {
 
 /// The error shown for an exit: the worker's own `cortex: error:` line when it wrote one, then
 /// the last lines of its output.
-fn describe_exit(log_path: &Path, code_text: &str) -> String {
-    let tail = super::logfile::tail_lines(log_path, 200);
-    // Only this run's output: after the last "starting replica" line.
+fn describe_exit(log_path: &Path, noun: &str, code_text: &str) -> String {
+    let tail = crate::tail::tail_lines(log_path, 200);
+    // Only this run's output: after the last "starting" line, without the engine's exit lines.
     let start = tail
         .iter()
-        .rposition(|l| l.starts_with("cortex: starting replica"))
+        .rposition(|l| l.starts_with("cortex: starting "))
         .map_or(0, |i| i + 1);
+    let exit_line = format!("cortex: {noun} ");
     let run: Vec<&String> = tail[start..]
         .iter()
-        .filter(|l| !l.starts_with("cortex: replica "))
+        .filter(|l| !l.starts_with(&exit_line))
         .collect();
     let headline = run
         .iter()
@@ -641,7 +480,7 @@ mod tests {
              Traceback ...\ncortex: replica r exited with status 3\n",
         )
         .unwrap();
-        let d = describe_exit(&log, "status 3");
+        let d = describe_exit(&log, "replica", "status 3");
         assert!(d.starts_with("failed to initialise the predictor: ValueError: boom\n"));
         assert!(!d.contains("old run"));
         assert!(!d.contains("exited with"));

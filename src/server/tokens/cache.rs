@@ -8,7 +8,8 @@
 use std::collections::HashMap;
 use std::sync::RwLock;
 
-use crate::store::{now, UserRow};
+use crate::clock::now;
+use crate::store::UserRow;
 
 /// Beyond this many remembered tokens the cache starts again empty (a bound, not a policy).
 const MAX_ENTRIES: usize = 10_000;

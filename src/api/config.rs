@@ -1,0 +1,130 @@
+//! An API's configuration as the control API describes it (`cortex get X` and its `-o json`):
+//! the validated `cortex.yaml` entry with defaults filled in, under the YAML key names.
+//!
+//! These are the wire's own types. The server converts its specs into them at the edge, so a
+//! change to `spec/` cannot change this JSON without a change here. Quantities are the canonical
+//! text the spec writes (`"200m"`, `"1Gi"`, `"1m30s"`, `"25%"`); a surge is a count or a
+//! percentage.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+/// The kind of an API.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum ApiKind {
+    RealtimeAPI,
+    BatchAPI,
+}
+
+impl ApiKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ApiKind::RealtimeAPI => "RealtimeAPI",
+            ApiKind::BatchAPI => "BatchAPI",
+        }
+    }
+}
+
+impl std::fmt::Display for ApiKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// One API's configuration.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ApiConfig {
+    pub name: String,
+    pub kind: ApiKind,
+    pub predictor: PredictorConfig,
+    pub compute: ComputeConfig,
+    /// RealtimeAPIs only.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub autoscaling: Option<AutoscalingConfig>,
+    /// RealtimeAPIs only.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub update_strategy: Option<UpdateStrategyConfig>,
+    pub networking: NetworkingConfig,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub monitoring: Option<MonitoringConfig>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PredictorConfig {
+    /// `python` or `command`.
+    #[serde(rename = "type")]
+    pub kind: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub path: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub command: Option<Vec<String>>,
+    #[serde(default)]
+    pub config: serde_json::Map<String, serde_json::Value>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub python_path: Option<String>,
+    #[serde(default)]
+    pub env: BTreeMap<String, String>,
+    pub processes_per_replica: u32,
+    pub threads_per_process: u32,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ComputeConfig {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cpu: Option<String>,
+    pub gpu: u32,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mem: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AutoscalingConfig {
+    pub min_replicas: u32,
+    pub max_replicas: u32,
+    pub init_replicas: u32,
+    pub target_replica_concurrency: f64,
+    pub max_replica_concurrency: u32,
+    pub window: String,
+    pub downscale_stabilization_period: String,
+    pub upscale_stabilization_period: String,
+    pub max_downscale_factor: f64,
+    pub max_upscale_factor: f64,
+    pub downscale_tolerance: f64,
+    pub upscale_tolerance: f64,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct UpdateStrategyConfig {
+    pub max_surge: Surge,
+    pub max_unavailable: Surge,
+}
+
+/// A count of replicas (`1`) or a percentage of them (`"25%"`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum Surge {
+    Count(u32),
+    Percent(String),
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NetworkingConfig {
+    pub endpoint: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MonitoringConfig {
+    /// `classification` or `regression`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub model_type: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub key: Option<String>,
+}

@@ -1,0 +1,130 @@
+//! The local engine: each replica is a child process of the server.
+//!
+//! A replica runs in its own process group, gets `PR_SET_PDEATHSIG(SIGKILL)` so it dies with
+//! the server (even when the server is SIGKILLed), appends stdout and stderr to its log file
+//! (`file_logs.rs`), is ready once `GET /healthz` answers 200 from a process of its own group
+//! (`port_owner.rs`), and is restarted with exponential back-off when it exits
+//! (`supervise.rs`). Ports come from `ports.rs`; `handle.rs` is what the server holds.
+
+mod file_logs;
+mod handle;
+mod port_owner;
+mod ports;
+mod supervise;
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures_util::future::BoxFuture;
+
+use super::{Engine, Replica, ReplicaLogs, ReplicaPlan};
+use file_logs::FileLogs;
+use handle::LocalReplica;
+use ports::PortPool;
+
+/// Runs replicas as local child processes.
+#[derive(Debug, Clone)]
+pub struct LocalEngine {
+    http: reqwest::Client,
+    /// Ports handed to live replicas of this engine, so two never get the same one.
+    ports: PortPool,
+    /// Set as `CORTEX_ENGINE_OWNER` in every replica's environment (inherited by whatever the
+    /// replica starts), so a later server can find what an earlier one left behind.
+    owner: String,
+    /// Where replica logs are kept: `<log_root>/<api>/<replica id>.log`.
+    log_root: PathBuf,
+}
+
+/// The environment variable that marks a process as started by one server (its data dir).
+const OWNER_VAR: &str = "CORTEX_ENGINE_OWNER";
+
+impl LocalEngine {
+    /// An engine whose replicas are marked as belonging to `owner` (the server's data dir),
+    /// keeping their logs under `log_root`.
+    pub fn new(owner: &str, log_root: PathBuf) -> LocalEngine {
+        let http = reqwest::Client::builder()
+            .timeout(Duration::from_secs(2))
+            .no_proxy()
+            .build()
+            .unwrap_or_default();
+        LocalEngine {
+            http,
+            ports: PortPool::default(),
+            owner: owner.to_string(),
+            log_root,
+        }
+    }
+
+    fn log_path(&self, api: &str, replica_id: &str) -> PathBuf {
+        self.log_root.join(api).join(format!("{replica_id}.log"))
+    }
+
+    /// Kills processes a previous server with the same owner left behind: a replica's own
+    /// children survive a SIGKILLed server (only the direct child gets PR_SET_PDEATHSIG).
+    /// Call before launching anything. Returns how many were killed. Blocking (reads /proc).
+    pub fn reap_orphans(&self) -> usize {
+        let marker = format!("{OWNER_VAR}={}", self.owner).into_bytes();
+        let me = std::process::id();
+        let Ok(entries) = std::fs::read_dir("/proc") else {
+            return 0;
+        };
+        let mut killed = 0;
+        for entry in entries.flatten() {
+            let Some(pid) = entry
+                .file_name()
+                .to_str()
+                .and_then(|n| n.parse::<i32>().ok())
+            else {
+                continue;
+            };
+            if pid as u32 == me {
+                continue;
+            }
+            let Ok(environ) = std::fs::read(entry.path().join("environ")) else {
+                continue;
+            };
+            if environ
+                .split(|b| *b == 0)
+                .any(|var| var == marker.as_slice())
+            {
+                // SAFETY: kill(2) sends a signal; it touches no memory.
+                unsafe {
+                    libc::kill(pid, libc::SIGKILL);
+                }
+                killed += 1;
+            }
+        }
+        killed
+    }
+}
+
+impl Engine for LocalEngine {
+    fn start(&self, mut plan: ReplicaPlan) -> Arc<dyn Replica> {
+        plan.env.push((OWNER_VAR.to_string(), self.owner.clone()));
+        let log_path = self.log_path(&plan.api, &plan.replica_id);
+        let logs = Arc::new(FileLogs {
+            path: log_path.clone(),
+        });
+        let (replica, ends) = LocalReplica::new(plan.replica_id.clone(), logs);
+        let (http, ports) = (self.http.clone(), self.ports.clone());
+        tokio::spawn(async move {
+            supervise::supervise(plan, log_path, ends.shared, ends.stop_rx, http, ports).await;
+            ends.done_tx.send_replace(true);
+        });
+        Arc::new(replica)
+    }
+
+    fn logs(&self, api: &str, replica_id: &str) -> Arc<dyn ReplicaLogs> {
+        Arc::new(FileLogs {
+            path: self.log_path(api, replica_id),
+        })
+    }
+
+    fn remove_logs(&self, api: &str) -> BoxFuture<'static, ()> {
+        let dir = self.log_root.join(api);
+        Box::pin(async move {
+            let _ = tokio::task::spawn_blocking(move || std::fs::remove_dir_all(dir)).await;
+        })
+    }
+}

@@ -1,0 +1,121 @@
+//! Planning: an API version (its spec and unpacked bundle) → the [`ReplicaPlan`] its replicas
+//! run. This is where the worker protocol's environment is written: what the python shim and
+//! command predictors read (`CORTEX_*`), the predictor's own `env` and `.env`, `PYTHONPATH`.
+//! Pure: the caller reads `.env` and issues the job token.
+
+use std::path::{Path, PathBuf};
+
+use crate::engine::{Purpose, ReplicaPlan};
+use crate::spec::{ApiSpec, PredictorType};
+
+/// What every plan of one server shares.
+#[derive(Debug, Clone)]
+pub struct PlanContext {
+    /// How replicas reach the server (`CORTEX_SERVER_URL`).
+    pub server_url: String,
+    /// The python shim the server installed.
+    pub shim_path: PathBuf,
+    /// Where `requirements.txt` virtualenvs are cached (`CORTEX_VENVS_DIR`).
+    pub venvs_dir: PathBuf,
+}
+
+/// One version of an API to plan for.
+#[derive(Debug, Clone, Copy)]
+pub struct Version<'a> {
+    pub spec: &'a ApiSpec,
+    /// The unpacked bundle: the replicas' working directory.
+    pub project_dir: &'a Path,
+    /// The text of the project's top-level `.env`, if it has one.
+    pub dotenv: Option<&'a str>,
+    /// The version's job token (`CORTEX_JOB_TOKEN`).
+    pub job_token: &'a str,
+}
+
+/// The plan of a worker of `version` with id `replica_id`.
+pub fn plan(
+    ctx: &PlanContext,
+    version: Version<'_>,
+    replica_id: String,
+    purpose: Purpose,
+) -> ReplicaPlan {
+    let Version {
+        spec,
+        project_dir,
+        dotenv,
+        job_token,
+    } = version;
+    let mut env: Vec<(String, String)> = Vec::new();
+    if let Some(text) = dotenv {
+        env.extend(super::dotenv::parse(text));
+    }
+    env.extend(
+        spec.predictor
+            .env
+            .iter()
+            .map(|(k, v)| (k.clone(), v.clone())),
+    );
+    let project = project_dir.display().to_string();
+    env.extend([
+        ("CORTEX_API_NAME".to_string(), spec.name.clone()),
+        ("CORTEX_PROJECT_DIR".to_string(), project.clone()),
+        ("CORTEX_JOB_TOKEN".to_string(), job_token.to_string()),
+        ("CORTEX_SERVER_URL".to_string(), ctx.server_url.clone()),
+        ("PYTHONUNBUFFERED".to_string(), "1".to_string()),
+        (
+            "CORTEX_THREADS_PER_PROCESS".to_string(),
+            spec.predictor.threads_per_process.to_string(),
+        ),
+        (
+            "CORTEX_PROCESSES_PER_REPLICA".to_string(),
+            spec.predictor.processes_per_replica.to_string(),
+        ),
+        (
+            "CORTEX_VENVS_DIR".to_string(),
+            ctx.venvs_dir.display().to_string(),
+        ),
+    ]);
+    let mut python_path = vec![project.clone()];
+    if let Some(extra) = &spec.predictor.python_path {
+        python_path.push(project_dir.join(extra).display().to_string());
+    }
+    // A PYTHONPATH from .env or the spec's env extends ours rather than replacing it.
+    let user_paths: Vec<String> = env
+        .iter()
+        .filter(|(k, _)| k == "PYTHONPATH")
+        .map(|(_, v)| v.clone())
+        .collect();
+    env.retain(|(k, _)| k != "PYTHONPATH");
+    python_path.extend(user_paths.into_iter().rev().take(1));
+    if let Ok(existing) = std::env::var("PYTHONPATH") {
+        python_path.push(existing);
+    }
+    env.push(("PYTHONPATH".to_string(), python_path.join(":")));
+    let argv = match spec.predictor.kind {
+        PredictorType::Python => {
+            env.push((
+                "CORTEX_PREDICTOR_PATH".to_string(),
+                spec.predictor.path.clone().unwrap_or_default(),
+            ));
+            env.push((
+                "CORTEX_PREDICTOR_CONFIG".to_string(),
+                serde_json::Value::Object(spec.predictor.config.clone()).to_string(),
+            ));
+            vec![
+                super::python_interpreter(),
+                "-u".to_string(),
+                ctx.shim_path.display().to_string(),
+            ]
+        }
+        PredictorType::Command => spec.predictor.command.clone().unwrap_or_default(),
+    };
+    ReplicaPlan {
+        api: spec.name.clone(),
+        replica_id,
+        purpose,
+        argv,
+        cwd: project_dir.to_path_buf(),
+        env,
+        // The shim serves on the socket it is handed; a command binds its port itself.
+        takes_socket: spec.predictor.kind == PredictorType::Python,
+    }
+}

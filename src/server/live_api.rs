@@ -1,0 +1,180 @@
+//! One deployed API as the server runs it: its spec, the replica sets that serve it, and its
+//! request counters. What the route table holds.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use super::metrics::Metrics;
+use super::replica_set::ReplicaSets;
+use super::route_table::Routed;
+use crate::spec::ApiSpec;
+
+pub struct LiveApi {
+    pub model_id: String,
+    /// The latest deployed spec (what the newest replica set runs).
+    pub spec: ApiSpec,
+    /// The latest deployed version: the hash of the spec and the bundle.
+    pub spec_hash: String,
+    pub last_updated: i64,
+    pub versions: ReplicaSets,
+    pub metrics: Arc<Metrics>,
+}
+
+impl LiveApi {
+    /// A ready replica's address, preferring the latest version. No IO, no lock held.
+    pub fn pick(&self) -> Option<SocketAddr> {
+        self.versions.pick()
+    }
+
+    /// Whether an older version still serves while the latest one starts.
+    pub fn has_older(&self) -> bool {
+        !self.versions.older().is_empty()
+    }
+}
+
+impl Routed for LiveApi {
+    fn name(&self) -> &str {
+        &self.spec.name
+    }
+
+    fn path(&self) -> &str {
+        &self.spec.networking.endpoint
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::HashMap;
+
+    use super::*;
+    use crate::engine::fake::FakeReplica;
+    use crate::engine::{Replica, ReplicaPhase};
+    use crate::server::replica_set::ReplicaSet;
+    use crate::server::route_table::RouteTable;
+
+    fn live(name: &str, endpoint: &str, sets: ReplicaSets) -> Arc<LiveApi> {
+        let yaml = format!(
+            "- name: {name}\n  kind: RealtimeAPI\n  predictor: {{type: command, command: x}}\n  networking: {{endpoint: {endpoint}}}\n"
+        );
+        let spec = crate::spec::parse_str(&yaml, "cortex.yaml")
+            .unwrap()
+            .remove(0);
+        Arc::new(LiveApi {
+            model_id: format!("model-{name}"),
+            spec,
+            spec_hash: "0123456789abcdef".to_string(),
+            last_updated: 0,
+            versions: sets,
+            metrics: Arc::default(),
+        })
+    }
+
+    fn set_of(version: &str, replicas: &[&Arc<FakeReplica>]) -> Arc<ReplicaSet> {
+        let members: Vec<Arc<dyn Replica>> = replicas
+            .iter()
+            .map(|r| (*r).clone() as Arc<dyn Replica>)
+            .collect();
+        Arc::new(ReplicaSet::of("iris", version, members))
+    }
+
+    /// How often each port is picked in `n` picks.
+    fn picks(api: &LiveApi, n: usize) -> HashMap<u16, usize> {
+        let mut seen = HashMap::new();
+        for _ in 0..n {
+            if let Some(addr) = api.pick() {
+                *seen.entry(addr.port()).or_default() += 1;
+            }
+        }
+        seen
+    }
+
+    #[test]
+    fn the_route_table_and_replica_sets_pick_ready_replicas_in_turn() {
+        let replicas: Vec<Arc<FakeReplica>> = (0..3)
+            .map(|i| FakeReplica::new(&format!("r{i}"), 9000 + i, ReplicaPhase::Ready))
+            .collect();
+        let table: RouteTable<LiveApi> = RouteTable::default();
+        let set = set_of("aaaaaaaa", &replicas.iter().collect::<Vec<_>>());
+        table
+            .insert(live("iris", "/v1/iris", ReplicaSets::new(set, Vec::new())))
+            .unwrap();
+        assert!(
+            table.by_path("/iris").is_none(),
+            "routed by its endpoint only"
+        );
+        let api = table.by_path("/v1/iris").expect("routed by path");
+        assert!(Arc::ptr_eq(&api, &table.get("iris").unwrap()));
+
+        // Three ready replicas are chosen in turn.
+        let order: Vec<u16> = (0..6).map(|_| api.pick().unwrap().port()).collect();
+        assert_eq!(order, [9000, 9001, 9002, 9000, 9001, 9002]);
+
+        // One that becomes unready is skipped; the others keep answering.
+        replicas[1].set_phase(ReplicaPhase::Restarting);
+        let seen = picks(&api, 30);
+        assert_eq!(seen.get(&9001), None, "{seen:?}");
+        assert!(seen[&9000] > 0 && seen[&9002] > 0, "{seen:?}");
+        assert_eq!(seen.values().sum::<usize>(), 30);
+
+        // Ready again: back in turn.
+        replicas[1].set_phase(ReplicaPhase::Ready);
+        assert!(picks(&api, 3).contains_key(&9001));
+
+        // None ready: none picked.
+        for r in &replicas {
+            r.set_phase(ReplicaPhase::Failed);
+        }
+        assert_eq!(api.pick(), None);
+    }
+
+    #[test]
+    fn an_empty_set_yields_none_and_an_older_version_serves_until_the_newest_is_ready() {
+        let empty = Arc::new(ReplicaSet::of("iris", "bbbbbbbb", Vec::new()));
+        assert_eq!(empty.pick(), None);
+        let api = live("iris", "/iris", ReplicaSets::new(empty, Vec::new()));
+        assert_eq!(api.pick(), None);
+
+        let old = FakeReplica::new("old", 9100, ReplicaPhase::Ready);
+        let new = FakeReplica::new("new", 9200, ReplicaPhase::Initializing);
+        let api = live(
+            "iris",
+            "/iris",
+            ReplicaSets::new(
+                set_of("cccccccc", &[&new]),
+                vec![set_of("dddddddd", &[&old])],
+            ),
+        );
+        assert_eq!(api.pick().unwrap().port(), 9100, "the older version serves");
+        assert!(api.has_older());
+        new.set_phase(ReplicaPhase::Ready);
+        assert_eq!(api.pick().unwrap().port(), 9200, "the newest is preferred");
+        let retired = api.versions.retire_older();
+        assert_eq!(retired.len(), 1);
+        assert!(!api.has_older());
+    }
+
+    #[test]
+    fn replacing_an_api_moves_its_path_and_removing_it_unroutes_it() {
+        let r = FakeReplica::new("r", 9300, ReplicaPhase::Ready);
+        let table: RouteTable<LiveApi> = RouteTable::default();
+        let first = live(
+            "iris",
+            "/a",
+            ReplicaSets::new(set_of("eeeeeeee", &[&r]), Vec::new()),
+        );
+        assert!(table.insert(first.clone()).unwrap().is_none());
+        let second = live(
+            "iris",
+            "/b",
+            ReplicaSets::new(set_of("ffffffff", &[&r]), Vec::new()),
+        );
+        let replaced = table.insert(second.clone()).unwrap().unwrap();
+        assert!(Arc::ptr_eq(&replaced, &first));
+        assert!(table.by_path("/a").is_none());
+        assert!(Arc::ptr_eq(&table.by_path("/b").unwrap(), &second));
+        assert!(table.remove("iris").is_some());
+        assert!(table.by_path("/b").is_none() && table.get("iris").is_none());
+        assert!(table.close().is_empty());
+        assert!(table.insert(first).is_err(), "closed tables route nothing");
+    }
+}

@@ -1,0 +1,197 @@
+//! Replica sets: the replicas of one API version, and the versions of one API that serve.
+//!
+//! A [`ReplicaSet`] holds N replicas started from one plan (one spec and bundle, one job
+//! token) and picks a ready one round-robin: one atomic increment, then the next member that
+//! is ready (members that are not are skipped). [`ReplicaSets`] is what serves one API: the
+//! newest set, and older sets that keep serving while it starts. An update is "grow the new
+//! set, shrink (retire) the old ones".
+
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU32, AtomicUsize, Ordering};
+use std::sync::{Arc, RwLock};
+use std::time::Duration;
+
+use crate::engine::{Engine, Replica, ReplicaPlan};
+
+/// The replicas of one version of an API.
+pub struct ReplicaSet {
+    /// `<api>-<first 8 of the version>`; members are `<id>-<n>`.
+    id: String,
+    /// The version these replicas run (the hash of the spec and bundle).
+    version: String,
+    /// The job token this version's replicas were given (`CORTEX_JOB_TOKEN`).
+    job_token: String,
+    /// What a new member runs (its id aside).
+    template: Option<ReplicaPlan>,
+    /// How many replicas the set should have; set by [`ReplicaSet::scale_to`].
+    desired: AtomicU32,
+    /// The number the next new member gets.
+    next_member: AtomicU32,
+    members: RwLock<Vec<Arc<dyn Replica>>>,
+    /// Round-robin position.
+    next: AtomicUsize,
+}
+
+impl std::fmt::Debug for ReplicaSet {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ReplicaSet")
+            .field("id", &self.id)
+            .field("desired", &self.desired())
+            .field("members", &self.members().len())
+            .finish()
+    }
+}
+
+impl ReplicaSet {
+    /// An empty set of `version`'s replicas; [`ReplicaSet::scale_to`] starts them from
+    /// `template` (its `replica_id` is replaced by each member's).
+    pub fn new(api: &str, version: &str, job_token: String, template: ReplicaPlan) -> Self {
+        ReplicaSet {
+            id: set_id(api, version),
+            version: version.to_string(),
+            job_token,
+            template: Some(template),
+            desired: AtomicU32::new(0),
+            next_member: AtomicU32::new(0),
+            members: RwLock::new(Vec::new()),
+            next: AtomicUsize::new(0),
+        }
+    }
+
+    /// A set of replicas that already run (tests: no engine).
+    #[cfg(test)]
+    pub(crate) fn of(api: &str, version: &str, members: Vec<Arc<dyn Replica>>) -> Self {
+        ReplicaSet {
+            id: set_id(api, version),
+            version: version.to_string(),
+            job_token: String::new(),
+            template: None,
+            desired: AtomicU32::new(members.len() as u32),
+            next_member: AtomicU32::new(members.len() as u32),
+            members: RwLock::new(members),
+            next: AtomicUsize::new(0),
+        }
+    }
+
+    pub fn id(&self) -> &str {
+        &self.id
+    }
+
+    pub fn version(&self) -> &str {
+        &self.version
+    }
+
+    pub fn job_token(&self) -> &str {
+        &self.job_token
+    }
+
+    /// How many replicas the set should have.
+    pub fn desired(&self) -> u32 {
+        self.desired.load(Ordering::Relaxed)
+    }
+
+    /// The ids the first `n` members of a new set of `version` get.
+    pub fn first_member_ids(api: &str, version: &str, n: u32) -> Vec<String> {
+        let id = set_id(api, version);
+        (0..n).map(|i| format!("{id}-{i}")).collect()
+    }
+
+    /// The members, oldest first.
+    pub fn members(&self) -> Vec<Arc<dyn Replica>> {
+        self.members
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
+    /// Makes the set `n` replicas strong: starts new members through `engine` or takes the
+    /// newest ones out. Returns the members taken out; the caller stops them.
+    pub fn scale_to(&self, n: u32, engine: &dyn Engine) -> Vec<Arc<dyn Replica>> {
+        self.desired.store(n, Ordering::Relaxed);
+        let mut members = self.members.write().unwrap_or_else(|p| p.into_inner());
+        let n = n as usize;
+        if members.len() > n {
+            return members.split_off(n);
+        }
+        if let Some(template) = &self.template {
+            while members.len() < n {
+                let number = self.next_member.fetch_add(1, Ordering::Relaxed);
+                let mut plan = template.clone();
+                plan.replica_id = format!("{}-{number}", self.id);
+                members.push(engine.start(plan));
+            }
+        }
+        Vec::new()
+    }
+
+    /// A ready member's address, round-robin; `None` when no member is ready.
+    pub fn pick(&self) -> Option<SocketAddr> {
+        let members = self.members.read().unwrap_or_else(|p| p.into_inner());
+        let n = members.len();
+        if n == 0 {
+            return None;
+        }
+        let start = self.next.fetch_add(1, Ordering::Relaxed);
+        (0..n).find_map(|i| members[(start + i) % n].ready_addr())
+    }
+
+    /// Stops every member (each gets `grace`), and waits until they are gone.
+    pub async fn stop(&self, grace: Duration) {
+        let members = self.members();
+        futures_util::future::join_all(members.iter().map(|m| m.stop(grace))).await;
+    }
+}
+
+fn set_id(api: &str, version: &str) -> String {
+    format!("{api}-{}", &version[..8.min(version.len())])
+}
+
+/// The replica sets that serve one API: the newest, and older ones that serve until it is
+/// ready. The newest set never changes; older ones are retired.
+pub struct ReplicaSets {
+    newest: Arc<ReplicaSet>,
+    older: RwLock<Vec<Arc<ReplicaSet>>>,
+}
+
+impl ReplicaSets {
+    pub fn new(newest: Arc<ReplicaSet>, older: Vec<Arc<ReplicaSet>>) -> Self {
+        ReplicaSets {
+            newest,
+            older: RwLock::new(older),
+        }
+    }
+
+    /// The set running the latest deployed version.
+    pub fn newest(&self) -> &Arc<ReplicaSet> {
+        &self.newest
+    }
+
+    /// Older versions' sets that still serve, newest first.
+    pub fn older(&self) -> Vec<Arc<ReplicaSet>> {
+        self.older.read().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    /// Takes the older sets out of service (to stop them).
+    pub fn retire_older(&self) -> Vec<Arc<ReplicaSet>> {
+        std::mem::take(&mut *self.older.write().unwrap_or_else(|p| p.into_inner()))
+    }
+
+    /// A ready replica's address, preferring the newest version.
+    pub fn pick(&self) -> Option<SocketAddr> {
+        self.newest.pick().or_else(|| {
+            self.older
+                .read()
+                .unwrap_or_else(|p| p.into_inner())
+                .iter()
+                .find_map(|set| set.pick())
+        })
+    }
+
+    /// Stops every set, newest last, and waits until all are gone.
+    pub async fn stop(&self, grace: Duration) {
+        for set in self.retire_older() {
+            set.stop(grace).await;
+        }
+        self.newest.stop(grace).await;
+    }
+}

@@ -1,0 +1,105 @@
+//! The gateway's route table: API name → live API, and path → live API. O(1) lookups, no IO;
+//! the lock is held only to clone an `Arc` in or out, never across an await.
+
+use std::collections::HashMap;
+use std::sync::{Arc, RwLock, RwLockReadGuard, RwLockWriteGuard};
+
+/// What the table routes to: something with a name and a path.
+pub trait Routed {
+    fn name(&self) -> &str;
+    fn path(&self) -> &str;
+}
+
+/// Routes by name and by path; one entry per name, one per path.
+pub struct RouteTable<T> {
+    inner: RwLock<Inner<T>>,
+}
+
+struct Inner<T> {
+    by_name: HashMap<String, Arc<T>>,
+    by_path: HashMap<String, Arc<T>>,
+    /// Set by [`RouteTable::close`]: nothing is routed after it.
+    closed: bool,
+}
+
+/// Why an entry was not routed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Closed;
+
+impl<T: Routed> Default for RouteTable<T> {
+    fn default() -> Self {
+        RouteTable {
+            inner: RwLock::new(Inner {
+                by_name: HashMap::new(),
+                by_path: HashMap::new(),
+                closed: false,
+            }),
+        }
+    }
+}
+
+impl<T: Routed> RouteTable<T> {
+    fn read(&self) -> RwLockReadGuard<'_, Inner<T>> {
+        self.inner.read().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn write(&self) -> RwLockWriteGuard<'_, Inner<T>> {
+        self.inner.write().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// The entry named `name`.
+    pub fn get(&self, name: &str) -> Option<Arc<T>> {
+        self.read().by_name.get(name).cloned()
+    }
+
+    /// The entry that serves `path`.
+    pub fn by_path(&self, path: &str) -> Option<Arc<T>> {
+        self.read().by_path.get(path).cloned()
+    }
+
+    /// Routes `entry`'s name and path to it; the entry it replaces under that name loses its
+    /// path too (when the path still leads to it). Refused once the table is closed.
+    pub fn insert(&self, entry: Arc<T>) -> Result<Option<Arc<T>>, Closed> {
+        let mut routes = self.write();
+        if routes.closed {
+            return Err(Closed);
+        }
+        let old = routes
+            .by_name
+            .insert(entry.name().to_string(), entry.clone());
+        if let Some(old) = &old {
+            routes.unroute(old);
+        }
+        routes.by_path.insert(entry.path().to_string(), entry);
+        Ok(old)
+    }
+
+    /// Takes the entry named `name` out, with its path.
+    pub fn remove(&self, name: &str) -> Option<Arc<T>> {
+        let mut routes = self.write();
+        let old = routes.by_name.remove(name)?;
+        routes.unroute(&old);
+        Some(old)
+    }
+
+    /// Closes the table and takes every entry out.
+    pub fn close(&self) -> Vec<Arc<T>> {
+        let mut routes = self.write();
+        routes.closed = true;
+        routes.by_path.clear();
+        routes.by_name.drain().map(|(_, entry)| entry).collect()
+    }
+}
+
+impl<T: Routed> Inner<T> {
+    /// Removes `entry`'s path, only if the path still leads to it.
+    fn unroute(&mut self, entry: &Arc<T>) {
+        if self
+            .by_path
+            .get(entry.path())
+            .is_some_and(|cur| Arc::ptr_eq(cur, entry))
+        {
+            self.by_path.remove(entry.path());
+        }
+    }
+}
