@@ -4,6 +4,12 @@
 //!
 //! Run: `cargo bench --bench gateway` (needs python3). Prints latency percentiles for sequential
 //! requests and throughput with several client threads.
+//!
+//! To compare two builds in one run, point `CORTEX_BENCH_BEFORE` at another `cortex` binary (for
+//! example a release build of an earlier commit): its servers run beside this build's and are
+//! measured in the same run as `gateway (before)` and `+token (before)`, in two rounds: this
+//! build first in the first round, the other first in the second (all servers and replicas run
+//! throughout both).
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -16,6 +22,7 @@ const THREADS: usize = 4;
 const THROUGHPUT_FOR: Duration = Duration::from_secs(5);
 
 struct Server {
+    bin: PathBuf,
     child: Child,
     url: String,
     token: String,
@@ -43,10 +50,10 @@ fn poll<T>(what: &str, mut f: impl FnMut() -> Option<T>) -> T {
     }
 }
 
-fn start(listen: &str) -> Server {
+fn start(bin: &Path, listen: &str) -> Server {
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("server");
-    let child = Command::new(env!("CARGO_BIN_EXE_cortex"))
+    let child = Command::new(bin)
         .args(["server", "--listen", listen, "--data-dir"])
         .arg(&data)
         .env("CORTEX_LOG", "warn")
@@ -63,6 +70,7 @@ fn start(listen: &str) -> Server {
     let token = std::fs::read_to_string(data.join("admin.token")).unwrap();
     let cli_dir = dir.path().join("cli");
     Server {
+        bin: bin.to_path_buf(),
         child,
         url,
         token: token.trim().to_string(),
@@ -72,7 +80,7 @@ fn start(listen: &str) -> Server {
 }
 
 fn cortex(s: &Server, cwd: &Path, args: &[&str]) -> String {
-    let out = Command::new(env!("CARGO_BIN_EXE_cortex"))
+    let out = Command::new(&s.bin)
         .env("CORTEX_CLI_CONFIG_DIR", &s.cli_dir)
         .env("CORTEX_ENDPOINT", &s.url)
         .env("CORTEX_TOKEN", &s.token)
@@ -148,10 +156,10 @@ fn main() {
     if std::env::args().any(|a| a == "--list") {
         return; // `cargo test --benches` style probing
     }
-    let s = start("127.0.0.1:0");
-    let open = start("0.0.0.0:0");
-    let project = s._dir.path().join("project");
-    std::fs::create_dir_all(&project).unwrap();
+    let this = PathBuf::from(env!("CARGO_BIN_EXE_cortex"));
+    let before = std::env::var_os("CORTEX_BENCH_BEFORE").map(PathBuf::from);
+    let project_dir = tempfile::tempdir().unwrap();
+    let project = project_dir.path().to_path_buf();
     std::fs::write(
         project.join("predictor.py"),
         "class PythonPredictor:\n    def __init__(self, config):\n        pass\n\n    def predict(self, payload):\n        return payload\n",
@@ -173,33 +181,67 @@ fn main() {
             (v["status"] == "live").then_some(v)
         })
     };
-    let api = live(&s);
-    live(&open);
-    let port = api["replicas"][0]["port"].as_u64().unwrap();
-    let direct = format!("http://127.0.0.1:{port}/");
-    let gateway = format!("{}/echo", s.url);
-    let with_token = format!("{}/echo", open.url);
+    // (label suffix, loopback server, all-interfaces server) per build.
+    let mut builds = vec![("", start(&this, "127.0.0.1:0"), start(&this, "0.0.0.0:0"))];
+    if let Some(bin) = &before {
+        builds.push((
+            " (before)",
+            start(bin, "127.0.0.1:0"),
+            start(bin, "0.0.0.0:0"),
+        ));
+    }
+    let mut direct = String::new();
+    for (i, (_, s, open)) in builds.iter().enumerate() {
+        let api = live(s);
+        live(open);
+        if i == 0 {
+            let port = api["replicas"][0]["port"].as_u64().unwrap();
+            direct = format!("http://127.0.0.1:{port}/");
+        }
+    }
 
     println!("python predictor echoing a small JSON body; {SEQUENTIAL} sequential requests after 100 warm-up ones, then {THREADS} client threads for {}s", THROUGHPUT_FOR.as_secs());
+    if let Some(bin) = &before {
+        println!("(before) rows: the servers of {}", bin.display());
+    }
     println!(
-        "{:<10} {:>10} {:>10} {:>10} {:>12}",
+        "{:<18} {:>10} {:>10} {:>10} {:>12}",
         "path", "p50", "p90", "p99", "req/s"
     );
-    let cases = [
-        ("direct", &direct, None),
-        ("gateway", &gateway, None),
-        ("+token", &with_token, Some(open.token.as_str())),
-    ];
-    for (name, url, token) in cases {
-        let t = sequential(url, token);
-        let rps = throughput(url, token);
-        println!(
-            "{:<10} {:>10.3?} {:>10.3?} {:>10.3?} {:>12.0}",
-            name,
-            percentile(&t, 0.5),
-            percentile(&t, 0.9),
-            percentile(&t, 0.99),
-            rps
-        );
+    let rounds = if before.is_some() { 2 } else { 1 };
+    for round in 0..rounds {
+        if rounds > 1 {
+            println!("round {}", round + 1);
+        }
+        let mut cases: Vec<(String, String, Option<&str>)> =
+            vec![("direct".to_string(), direct.clone(), None)];
+        for kind in ["gateway", "+token"] {
+            let mut order: Vec<_> = builds.iter().collect();
+            if round % 2 == 1 {
+                order.reverse();
+            }
+            for (suffix, s, open) in order {
+                cases.push(match kind {
+                    "gateway" => (format!("gateway{suffix}"), format!("{}/echo", s.url), None),
+                    _ => (
+                        format!("+token{suffix}"),
+                        format!("{}/echo", open.url),
+                        Some(open.token.as_str()),
+                    ),
+                });
+            }
+        }
+        for (name, url, token) in &cases {
+            let t = sequential(url, *token);
+            let rps = throughput(url, *token);
+            println!(
+                "{:<18} {:>10.3?} {:>10.3?} {:>10.3?} {:>12.0}",
+                name,
+                percentile(&t, 0.5),
+                percentile(&t, 0.9),
+                percentile(&t, 0.99),
+                rps
+            );
+        }
     }
 }

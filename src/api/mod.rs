@@ -1,6 +1,7 @@
 //! Request and response types shared by the client and the server: the wire contract.
 //!
-//! Nothing here does IO. Tests in `tests/it/wire.rs` pin the JSON shapes.
+//! Nothing here does IO. The server converts its own types into these at the edge
+//! (`server/wire.rs`, whose tests pin the JSON of an API's configuration).
 
 mod apis;
 mod config;

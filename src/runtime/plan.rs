@@ -1,7 +1,7 @@
 //! Planning: an API version (its spec and unpacked bundle) → the [`ReplicaPlan`] its replicas
 //! run. This is where the worker protocol's environment is written: what the python shim and
 //! command predictors read (`CORTEX_*`), the predictor's own `env` and `.env`, `PYTHONPATH`.
-//! Pure: the caller reads `.env` and issues the job token.
+//! Pure: the caller reads `.env`, the server's own environment and issues the job token.
 
 use std::path::{Path, PathBuf};
 
@@ -17,6 +17,24 @@ pub struct PlanContext {
     pub shim_path: PathBuf,
     /// Where `requirements.txt` virtualenvs are cached (`CORTEX_VENVS_DIR`).
     pub venvs_dir: PathBuf,
+    /// The python interpreter that runs the shim.
+    pub python: String,
+    /// The server's own `PYTHONPATH`, which replicas' paths extend.
+    pub inherited_pythonpath: Option<String>,
+}
+
+impl PlanContext {
+    /// The context of a server with this shim and data directory, in this process's
+    /// environment (`CORTEX_PYTHON`, `PYTHONPATH`).
+    pub fn from_env(server_url: String, shim_path: PathBuf, data_dir: &Path) -> PlanContext {
+        PlanContext {
+            server_url,
+            shim_path,
+            venvs_dir: data_dir.join("venvs"),
+            python: super::python_interpreter(),
+            inherited_pythonpath: std::env::var("PYTHONPATH").ok(),
+        }
+    }
 }
 
 /// One version of an API to plan for.
@@ -86,8 +104,8 @@ pub fn plan(
         .collect();
     env.retain(|(k, _)| k != "PYTHONPATH");
     python_path.extend(user_paths.into_iter().rev().take(1));
-    if let Ok(existing) = std::env::var("PYTHONPATH") {
-        python_path.push(existing);
+    if let Some(existing) = &ctx.inherited_pythonpath {
+        python_path.push(existing.clone());
     }
     env.push(("PYTHONPATH".to_string(), python_path.join(":")));
     let argv = match spec.predictor.kind {
@@ -101,7 +119,7 @@ pub fn plan(
                 serde_json::Value::Object(spec.predictor.config.clone()).to_string(),
             ));
             vec![
-                super::python_interpreter(),
+                ctx.python.clone(),
                 "-u".to_string(),
                 ctx.shim_path.display().to_string(),
             ]

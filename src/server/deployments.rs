@@ -5,16 +5,15 @@
 //! keep serving, and watches its phases (`status`) until it is ready; then the older versions
 //! are retired. Nothing here is on the prediction hot path: the gateway reads the route table.
 
-use std::collections::HashMap;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use super::live_api::LiveApi;
 use super::metrics::Metrics;
 use super::replica_set::{ReplicaSet, ReplicaSets};
 use super::route_table::RouteTable;
-use super::status;
+use super::status::{self, RestoreErrors};
 use super::tokens::Tokens;
 use crate::engine::{Engine, Purpose, ReplicaLogs, ReplicaPhase};
 use crate::runtime::plan::{self, PlanContext};
@@ -42,7 +41,7 @@ pub struct Deployments {
     /// Background work (replica stops, phase watchers) that shutdown waits for.
     tasks: tokio_util::task::TaskTracker,
     /// Why APIs could not be started again at server start-up, by name.
-    restore_errors: Mutex<HashMap<String, String>>,
+    restore_errors: RestoreErrors,
 }
 
 impl Deployments {
@@ -62,7 +61,7 @@ impl Deployments {
             server_url: OnceLock::new(),
             routes: RouteTable::default(),
             tasks: tokio_util::task::TaskTracker::new(),
-            restore_errors: Mutex::new(HashMap::new()),
+            restore_errors: RestoreErrors::default(),
         }
     }
 
@@ -83,19 +82,12 @@ impl Deployments {
 
     /// Remembers why an API could not be started at server start-up (shown by `cortex get`).
     pub fn restore_failed(&self, name: &str, why: String) {
-        self.restore_errors
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .insert(name.to_string(), why);
+        self.restore_errors.set(name, why);
     }
 
     /// Why an API is not running after a restart, if it could not be started.
     pub fn restore_error(&self, name: &str) -> Option<String> {
-        self.restore_errors
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .get(name)
-            .cloned()
+        self.restore_errors.get(name)
     }
 
     /// The logs of one of `api`'s replicas, running or not.
@@ -120,18 +112,6 @@ impl Deployments {
         let desired = desired_replicas(&spec);
         // Everything that can fail comes before the running versions are touched: a deploy
         // that fails leaves what serves as it was.
-        let old = self.get(&name);
-        let reused = old
-            .as_ref()
-            .and_then(|old| serving_set_of_version(old, &row.spec_hash));
-        let replica_ids = match &reused {
-            Some(set) => set.members().iter().map(|m| m.id().to_string()).collect(),
-            None => ReplicaSet::first_member_ids(&name, &row.spec_hash, desired),
-        };
-        let (mid, hash) = (row.id.clone(), row.spec_hash.clone());
-        self.store
-            .call(move |conn| replicas::record(conn, &mid, &hash, &replica_ids))
-            .await?;
         let job_token = self.tokens.issue_job_token(&row.id).await?;
         let dotenv = read_dotenv(project_dir).await;
         let template = plan::plan(
@@ -183,10 +163,23 @@ impl Deployments {
                 "the server is shutting down; deploy again once it is back".to_string(),
             ));
         }
-        self.restore_errors
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .remove(&name);
+        self.restore_errors.clear(&name);
+        // Which replicas run this version, so their logs stay reachable when nothing runs.
+        let replica_ids: Vec<String> = live
+            .versions
+            .newest()
+            .members()
+            .iter()
+            .map(|m| m.id().to_string())
+            .collect();
+        let (mid, hash) = (row.id.clone(), row.spec_hash.clone());
+        let recorded = self
+            .store
+            .call(move |conn| replicas::record(conn, &mid, &hash, &replica_ids))
+            .await;
+        if let Err(e) = recorded {
+            tracing::warn!("cannot record the replicas of {name}: {e}");
+        }
         // One model, one live job token: the newest version's (best effort: a token left
         // behind is still scoped to this model). A version that keeps serving during an
         // update, or is reused, holds a revoked token until it is replaced; nothing accepts job
@@ -207,11 +200,11 @@ impl Deployments {
     }
 
     fn plan_context(&self) -> PlanContext {
-        PlanContext {
-            server_url: self.server_url.get().cloned().unwrap_or_default(),
-            shim_path: self.shim_path.clone(),
-            venvs_dir: self.data_dir.join("venvs"),
-        }
+        PlanContext::from_env(
+            self.server_url.get().cloned().unwrap_or_default(),
+            self.shim_path.clone(),
+            &self.data_dir,
+        )
     }
 
     /// Of an API's serving versions, the one to keep serving while a new one starts: the
@@ -221,7 +214,7 @@ impl Deployments {
         let newest = old.versions.newest().clone();
         let mut older = old.versions.retire_older().into_iter();
         let (keep, stop): (Arc<ReplicaSet>, Vec<Arc<ReplicaSet>>) = match older.next() {
-            Some(prev) if newest.pick().is_none() && prev.pick().is_some() => {
+            Some(prev) if !newest.is_ready() && prev.is_ready() => {
                 (prev, std::iter::once(newest).chain(older).collect())
             }
             Some(prev) => (newest, std::iter::once(prev).chain(older).collect()),
@@ -256,13 +249,6 @@ impl Deployments {
     }
 }
 
-/// The set of `old` that runs `version` and still serves, if any.
-fn serving_set_of_version(old: &LiveApi, version: &str) -> Option<Arc<ReplicaSet>> {
-    std::iter::once(old.versions.newest().clone())
-        .chain(old.versions.older())
-        .find(|set| set.version() == version)
-}
-
 /// The text of the project's `.env`, if it has one (read on a blocking thread).
 async fn read_dotenv(project_dir: &Path) -> Option<String> {
     let path = project_dir.join(".env");
@@ -272,41 +258,54 @@ async fn read_dotenv(project_dir: &Path) -> Option<String> {
         .flatten()
 }
 
-/// Follows the newest version of an API: its status is recorded as it changes, and once it is
-/// ready the older versions are retired.
+/// Follows the newest version of an API: its status is recorded when it changes, and once it
+/// is ready the older versions are retired. Members that join later are followed too.
 async fn watch_newest(store: Store, live: Arc<LiveApi>) {
-    let mut phases: Vec<_> = live
-        .versions
-        .newest()
-        .members()
-        .iter()
-        .map(|m| m.phases())
-        .collect();
+    let set = live.versions.newest().clone();
+    let mut membership = set.membership();
+    let mut recorded: Option<ReplicaPhase> = None;
     loop {
-        for rx in &mut phases {
-            rx.borrow_and_update();
-        }
-        let phase = status::set_phase(live.versions.newest());
+        membership.borrow_and_update();
+        // Subscribed before the phase is read, so no change between the two is missed.
+        let mut phases: Vec<_> = set.members().iter().map(|m| m.phases()).collect();
+        let phase = status::set_phase(&set);
         if phase == ReplicaPhase::Stopped {
             return;
         }
-        // Recorded before the older versions are stopped (which can take their grace period):
-        // a deploy made meanwhile must find this version recorded as the one that serves.
-        if let Some(deploy_status) = status::deploy_status(phase) {
-            status::record(&store, &live, deploy_status).await;
-        }
-        if phase == ReplicaPhase::Ready {
-            for set in live.versions.retire_older() {
-                set.stop(REPLICA_STOP_GRACE).await;
+        if recorded != Some(phase) {
+            recorded = Some(phase);
+            // Recorded before the older versions are stopped (which can take their grace
+            // period): a deploy made meanwhile must find this version recorded as serving.
+            if let Some(deploy_status) = status::deploy_status(phase) {
+                status::record(&store, &live, deploy_status).await;
+            }
+            if phase == ReplicaPhase::Ready {
+                for older in live.versions.retire_older() {
+                    older.stop(REPLICA_STOP_GRACE).await;
+                }
             }
         }
-        if phases.is_empty() {
-            return;
-        }
-        let changes = phases.iter_mut().map(|rx| Box::pin(rx.changed()));
-        let (changed, _, _) = futures_util::future::select_all(changes).await;
-        if changed.is_err() {
-            return;
+        let any_phase_change = async {
+            if phases.is_empty() {
+                return std::future::pending().await;
+            }
+            let changes = phases.iter_mut().map(|rx| {
+                Box::pin(async move {
+                    // A member whose handle is gone says nothing more.
+                    if rx.changed().await.is_err() {
+                        std::future::pending::<()>().await;
+                    }
+                })
+            });
+            futures_util::future::select_all(changes).await;
+        };
+        tokio::select! {
+            _ = any_phase_change => {}
+            changed = membership.changed() => {
+                if changed.is_err() {
+                    return;
+                }
+            }
         }
     }
 }

@@ -79,7 +79,7 @@ pub async fn handle(State(state): State<AppState>, req: Request) -> Response {
         )
     };
     // Refuse early rather than read a large body for nothing.
-    if api.pick().is_none() {
+    if !api.is_ready() {
         return not_ready(&api);
     }
 

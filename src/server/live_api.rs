@@ -26,6 +26,11 @@ impl LiveApi {
         self.versions.pick()
     }
 
+    /// Whether a replica is ready to answer (the round-robin does not move).
+    pub fn is_ready(&self) -> bool {
+        self.versions.is_ready()
+    }
+
     /// Whether an older version still serves while the latest one starts.
     pub fn has_older(&self) -> bool {
         !self.versions.older().is_empty()
@@ -105,6 +110,8 @@ mod tests {
         let api = table.by_path("/v1/iris").expect("routed by path");
         assert!(Arc::ptr_eq(&api, &table.get("iris").unwrap()));
 
+        // Asking whether it is ready does not move the turn on.
+        assert!(api.is_ready() && api.is_ready());
         // Three ready replicas are chosen in turn.
         let order: Vec<u16> = (0..6).map(|_| api.pick().unwrap().port()).collect();
         assert_eq!(order, [9000, 9001, 9002, 9000, 9001, 9002]);
@@ -125,6 +132,7 @@ mod tests {
             r.set_phase(ReplicaPhase::Failed);
         }
         assert_eq!(api.pick(), None);
+        assert!(!api.is_ready());
     }
 
     #[test]

@@ -11,6 +11,8 @@ use std::sync::atomic::{AtomicU32, AtomicUsize, Ordering};
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
+use tokio::sync::watch;
+
 use crate::engine::{Engine, Replica, ReplicaPlan};
 
 /// The replicas of one version of an API.
@@ -28,6 +30,8 @@ pub struct ReplicaSet {
     /// The number the next new member gets.
     next_member: AtomicU32,
     members: RwLock<Vec<Arc<dyn Replica>>>,
+    /// Bumped whenever members join or leave, for whoever watches their phases.
+    membership: watch::Sender<u64>,
     /// Round-robin position.
     next: AtomicUsize,
 }
@@ -54,6 +58,7 @@ impl ReplicaSet {
             desired: AtomicU32::new(0),
             next_member: AtomicU32::new(0),
             members: RwLock::new(Vec::new()),
+            membership: watch::Sender::new(0),
             next: AtomicUsize::new(0),
         }
     }
@@ -69,6 +74,7 @@ impl ReplicaSet {
             desired: AtomicU32::new(members.len() as u32),
             next_member: AtomicU32::new(members.len() as u32),
             members: RwLock::new(members),
+            membership: watch::Sender::new(0),
             next: AtomicUsize::new(0),
         }
     }
@@ -90,10 +96,9 @@ impl ReplicaSet {
         self.desired.load(Ordering::Relaxed)
     }
 
-    /// The ids the first `n` members of a new set of `version` get.
-    pub fn first_member_ids(api: &str, version: &str, n: u32) -> Vec<String> {
-        let id = set_id(api, version);
-        (0..n).map(|i| format!("{id}-{i}")).collect()
+    /// Follows changes of membership (members started or taken out).
+    pub fn membership(&self) -> watch::Receiver<u64> {
+        self.membership.subscribe()
     }
 
     /// The members, oldest first.
@@ -105,23 +110,40 @@ impl ReplicaSet {
     }
 
     /// Makes the set `n` replicas strong: starts new members through `engine` or takes the
-    /// newest ones out. Returns the members taken out; the caller stops them.
+    /// newest ones out. Returns the members taken out; the caller stops them. The engine is
+    /// asked outside the members' lock, so predictions never wait on it.
     pub fn scale_to(&self, n: u32, engine: &dyn Engine) -> Vec<Arc<dyn Replica>> {
         self.desired.store(n, Ordering::Relaxed);
-        let mut members = self.members.write().unwrap_or_else(|p| p.into_inner());
         let n = n as usize;
-        if members.len() > n {
-            return members.split_off(n);
-        }
-        if let Some(template) = &self.template {
-            while members.len() < n {
-                let number = self.next_member.fetch_add(1, Ordering::Relaxed);
-                let mut plan = template.clone();
-                plan.replica_id = format!("{}-{number}", self.id);
-                members.push(engine.start(plan));
-            }
-        }
-        Vec::new()
+        let have = self.members.read().unwrap_or_else(|p| p.into_inner()).len();
+        let started: Vec<Arc<dyn Replica>> = match &self.template {
+            Some(template) if have < n => (have..n)
+                .map(|_| {
+                    let number = self.next_member.fetch_add(1, Ordering::Relaxed);
+                    let mut plan = template.clone();
+                    plan.replica_id = member_id(&self.id, number);
+                    engine.start(plan)
+                })
+                .collect(),
+            _ => Vec::new(),
+        };
+        let removed = {
+            let mut members = self.members.write().unwrap_or_else(|p| p.into_inner());
+            members.extend(started);
+            let keep = n.min(members.len());
+            members.split_off(keep)
+        };
+        self.membership.send_modify(|generation| *generation += 1);
+        removed
+    }
+
+    /// Whether a member is ready (without moving the round-robin on).
+    pub fn is_ready(&self) -> bool {
+        self.members
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .iter()
+            .any(|m| m.ready_addr().is_some())
     }
 
     /// A ready member's address, round-robin; `None` when no member is ready.
@@ -144,6 +166,10 @@ impl ReplicaSet {
 
 fn set_id(api: &str, version: &str) -> String {
     format!("{api}-{}", &version[..8.min(version.len())])
+}
+
+fn member_id(set_id: &str, number: u32) -> String {
+    format!("{set_id}-{number}")
 }
 
 /// The replica sets that serve one API: the newest, and older ones that serve until it is
@@ -174,6 +200,17 @@ impl ReplicaSets {
     /// Takes the older sets out of service (to stop them).
     pub fn retire_older(&self) -> Vec<Arc<ReplicaSet>> {
         std::mem::take(&mut *self.older.write().unwrap_or_else(|p| p.into_inner()))
+    }
+
+    /// Whether any version has a ready replica (without moving any round-robin on).
+    pub fn is_ready(&self) -> bool {
+        self.newest.is_ready()
+            || self
+                .older
+                .read()
+                .unwrap_or_else(|p| p.into_inner())
+                .iter()
+                .any(|set| set.is_ready())
     }
 
     /// A ready replica's address, preferring the newest version.

@@ -1,6 +1,9 @@
 //! Status: what replica phases mean for an API (`live`, `updating`, `error`, `stopped`), the
 //! replicas and errors `cortex get` shows, and the deploy status recorded in the database.
 
+use std::collections::HashMap;
+use std::sync::Mutex;
+
 use super::live_api::LiveApi;
 use super::replica_set::ReplicaSet;
 use crate::api::{ApiStatus, ReplicaInfo};
@@ -78,6 +81,77 @@ pub fn errors(api: &LiveApi) -> Vec<String> {
         }
     }
     out
+}
+
+/// What `cortex get` shows of an API's replicas.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Summary {
+    pub status: ApiStatus,
+    /// How many replicas the newest version should have.
+    pub requested: u32,
+    /// Ready replicas of the newest version.
+    pub up_to_date: u32,
+    pub replicas: Vec<ReplicaInfo>,
+    pub errors: Vec<String>,
+}
+
+/// The summary of an API: from what runs, or, when nothing does, from why it could not be
+/// started again after a restart (`error`) or `stopped`.
+pub fn summary(live: Option<&LiveApi>, restore_error: Option<String>) -> Summary {
+    let Some(live) = live else {
+        return Summary {
+            status: if restore_error.is_some() {
+                ApiStatus::Error
+            } else {
+                ApiStatus::Stopped
+            },
+            requested: 0,
+            up_to_date: 0,
+            replicas: Vec::new(),
+            errors: restore_error.into_iter().collect(),
+        };
+    };
+    let replicas = replicas(live);
+    let up_to_date = replicas
+        .iter()
+        .filter(|r| r.up_to_date && r.phase == crate::api::ReplicaPhase::Ready)
+        .count() as u32;
+    Summary {
+        status: api_status(live),
+        requested: live.versions.newest().desired(),
+        up_to_date,
+        replicas,
+        errors: errors(live),
+    }
+}
+
+/// Why APIs could not be started again when the server started, by name (until they are
+/// deployed again).
+#[derive(Debug, Default)]
+pub struct RestoreErrors(Mutex<HashMap<String, String>>);
+
+impl RestoreErrors {
+    pub fn set(&self, name: &str, why: String) {
+        self.0
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(name.to_string(), why);
+    }
+
+    pub fn get(&self, name: &str) -> Option<String> {
+        self.0
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(name)
+            .cloned()
+    }
+
+    pub fn clear(&self, name: &str) {
+        self.0
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(name);
+    }
 }
 
 /// Records `status` for the API's latest version; a version that became ready is recorded as

@@ -100,6 +100,47 @@ fn surge(s: &spec::Surge) -> api::Surge {
 mod tests {
     use super::*;
 
+    /// The wire's JSON of a small config, written out: the contract `cortex get X -o json`
+    /// shows (every default filled in).
+    #[test]
+    fn the_wire_config_json_is_pinned() {
+        let yaml = "- name: echo\n  kind: RealtimeAPI\n  predictor:\n    type: command\n    command: python3 server.py\n  compute: {mem: 200Mi}\n";
+        let spec = spec::parse_str(yaml, "cortex.yaml").unwrap().remove(0);
+        let wire = serde_json::to_value(api::ApiConfig::from(&spec)).unwrap();
+        let expected = serde_json::json!({
+            "name": "echo",
+            "kind": "RealtimeAPI",
+            "predictor": {
+                "type": "command",
+                "command": ["python3", "server.py"],
+                "config": {},
+                "env": {},
+                "processes_per_replica": 1,
+                "threads_per_process": 1
+            },
+            "compute": {"gpu": 0, "mem": "200Mi"},
+            "autoscaling": {
+                "min_replicas": 1,
+                "max_replicas": 100,
+                "init_replicas": 1,
+                "target_replica_concurrency": 1.0,
+                "max_replica_concurrency": 1024,
+                "window": "1m",
+                "downscale_stabilization_period": "5m",
+                "upscale_stabilization_period": "1m",
+                "max_downscale_factor": 0.75,
+                "max_upscale_factor": 1.5,
+                "downscale_tolerance": 0.05,
+                "upscale_tolerance": 0.05
+            },
+            "update_strategy": {"max_surge": "25%", "max_unavailable": "25%"},
+            "networking": {"endpoint": "/echo"}
+        });
+        assert_eq!(wire, expected);
+        let back: api::ApiConfig = serde_json::from_value(expected).unwrap();
+        assert_eq!(back, api::ApiConfig::from(&spec));
+    }
+
     /// The wire's JSON of a config is exactly what the spec itself serialises to (the shape
     /// `cortex get X -o json` has always had), for a config that sets every section.
     #[test]

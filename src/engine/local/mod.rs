@@ -2,9 +2,10 @@
 //!
 //! A replica runs in its own process group, gets `PR_SET_PDEATHSIG(SIGKILL)` so it dies with
 //! the server (even when the server is SIGKILLed), appends stdout and stderr to its log file
-//! (`file_logs.rs`), is ready once `GET /healthz` answers 200 from a process of its own group
-//! (`port_owner.rs`), and is restarted with exponential back-off when it exits
-//! (`supervise.rs`). Ports come from `ports.rs`; `handle.rs` is what the server holds.
+//! (read back through `file_logs.rs`), is ready once `GET /healthz` answers 200 from a process
+//! of its own group (`port_owner.rs`), and is restarted with exponential back-off when it exits
+//! (`supervise.rs` does all of that). Ports come from `ports.rs`; `handle.rs` is what the
+//! server holds.
 
 mod file_logs;
 mod handle;

@@ -431,9 +431,10 @@ async fn append_log(path: &Path, line: &str) {
 fn describe_exit(log_path: &Path, noun: &str, code_text: &str) -> String {
     let tail = crate::tail::tail_lines(log_path, 200);
     // Only this run's output: after the last "starting" line, without the engine's exit lines.
+    let starting = format!("cortex: starting {noun} ");
     let start = tail
         .iter()
-        .rposition(|l| l.starts_with("cortex: starting "))
+        .rposition(|l| l.starts_with(&starting))
         .map_or(0, |i| i + 1);
     let exit_line = format!("cortex: {noun} ");
     let run: Vec<&String> = tail[start..]

@@ -267,41 +267,24 @@ fn describe(state: &AppState, row: ModelRow, base: &str) -> Result<ApiResponse, 
     let spec: ApiSpec = serde_json::from_str(&row.spec_json).map_err(|e| {
         ApiError::Internal(format!("stored spec of {} is unreadable: {e}", row.name))
     })?;
-    let (status, replicas, metrics, errors) = match state.deployments.get(&row.name) {
-        Some(live) => (
-            status::api_status(&live),
-            status::replicas(&live),
-            live.metrics.snapshot(),
-            status::errors(&live),
-        ),
-        // Not running: either it could not be started again after a restart (say why), or
-        // it is stopped.
-        None => match state.deployments.restore_error(&row.name) {
-            Some(why) => (ApiStatus::Error, Vec::new(), Default::default(), vec![why]),
-            None => (
-                ApiStatus::Stopped,
-                Vec::new(),
-                Default::default(),
-                Vec::new(),
-            ),
-        },
-    };
-    let up_to_date = replicas
-        .iter()
-        .filter(|r| r.up_to_date && r.phase == crate::api::ReplicaPhase::Ready)
-        .count() as u32;
+    let live = state.deployments.get(&row.name);
+    let metrics = live
+        .as_ref()
+        .map(|live| live.metrics.snapshot())
+        .unwrap_or_default();
+    let summary = status::summary(live.as_deref(), state.deployments.restore_error(&row.name));
     Ok(ApiResponse {
         endpoint: format!("{base}{}", spec.networking.endpoint),
         name: row.name,
         kind: spec.kind.into(),
         model_id: row.id,
-        status,
+        status: summary.status,
         last_updated: row.updated_at,
-        requested: 1,
-        up_to_date,
-        replicas,
+        requested: summary.requested,
+        up_to_date: summary.up_to_date,
+        replicas: summary.replicas,
         metrics,
-        errors,
+        errors: summary.errors,
         spec: (&spec).into(),
     })
 }

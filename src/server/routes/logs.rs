@@ -56,6 +56,8 @@ pub async fn logs(
             (latest, logs)
         }
     };
+    // The end is read first: lines written meanwhile can only shorten `--tail`, never lengthen it.
+    let end = logs.size().await;
     let start = match query.tail {
         Some(n) => logs.tail_offset(n).await,
         None => 0,
@@ -70,10 +72,7 @@ pub async fn logs(
             deployments: state.deployments.clone(),
         }
         .into_stream(),
-        None => {
-            let end = logs.size().await;
-            up_to(logs, start, end)
-        }
+        None => up_to(logs, start, end),
     };
     let body = body.take_until(async move { shutdown.cancelled().await });
     Ok((

@@ -6,6 +6,7 @@
 //! must call [`TokenCache::forget_all`].
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::RwLock;
 
 use crate::clock::now;
@@ -17,6 +18,9 @@ const MAX_ENTRIES: usize = 10_000;
 #[derive(Default)]
 pub struct TokenCache {
     by_hash: RwLock<HashMap<String, (UserRow, Option<i64>)>>,
+    /// Bumped by [`TokenCache::forget_all`]: a lookup that began before a revocation must not
+    /// remember what it found.
+    generation: AtomicU64,
 }
 
 impl TokenCache {
@@ -29,8 +33,19 @@ impl TokenCache {
             .then(|| user.clone())
     }
 
-    pub fn remember(&self, hash: String, user: UserRow, expires_at: Option<i64>) {
+    /// Where the cache stands: take it before looking a token up in the database, and hand it
+    /// to [`TokenCache::remember`].
+    pub fn generation(&self) -> u64 {
+        self.generation.load(Ordering::Acquire)
+    }
+
+    /// Remembers a token the database accepted, unless the cache was cleared since
+    /// `generation` (a revocation may have raced the lookup).
+    pub fn remember(&self, generation: u64, hash: String, user: UserRow, expires_at: Option<i64>) {
         let mut map = self.by_hash.write().unwrap_or_else(|p| p.into_inner());
+        if self.generation.load(Ordering::Acquire) != generation {
+            return;
+        }
         if map.len() >= MAX_ENTRIES {
             map.clear();
         }
@@ -39,10 +54,9 @@ impl TokenCache {
 
     /// Forgets every token: call after revoking any user token.
     pub fn forget_all(&self) {
-        self.by_hash
-            .write()
-            .unwrap_or_else(|p| p.into_inner())
-            .clear();
+        let mut map = self.by_hash.write().unwrap_or_else(|p| p.into_inner());
+        self.generation.fetch_add(1, Ordering::AcqRel);
+        map.clear();
     }
 }
 
@@ -62,11 +76,20 @@ mod tests {
     fn remembered_tokens_are_found_until_they_expire_or_are_forgotten() {
         let cache = TokenCache::default();
         assert!(cache.get("h").is_none());
-        cache.remember("h".into(), user(), None);
+        cache.remember(cache.generation(), "h".into(), user(), None);
         assert_eq!(cache.get("h").unwrap().username, "ada");
-        cache.remember("old".into(), user(), Some(now() - 1));
+        cache.remember(cache.generation(), "old".into(), user(), Some(now() - 1));
         assert!(cache.get("old").is_none(), "expired");
         cache.forget_all();
+        assert!(cache.get("h").is_none());
+    }
+
+    #[test]
+    fn a_lookup_that_raced_a_revocation_is_not_remembered() {
+        let cache = TokenCache::default();
+        let before = cache.generation();
+        cache.forget_all(); // a revocation lands while the lookup runs
+        cache.remember(before, "h".into(), user(), None);
         assert!(cache.get("h").is_none());
     }
 }

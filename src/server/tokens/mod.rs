@@ -52,6 +52,7 @@ impl Tokens {
         if let Some(user) = self.users.get(&hash) {
             return Ok(user);
         }
+        let generation = self.users.generation();
         let token = token.to_string();
         let found = self
             .store
@@ -59,7 +60,8 @@ impl Tokens {
             .await?;
         match found {
             Some((row, Some(user))) if row.kind == TokenKind::User => {
-                self.users.remember(hash, user.clone(), row.expires_at);
+                self.users
+                    .remember(generation, hash, user.clone(), row.expires_at);
                 Ok(user)
             }
             Some((row, _)) if row.kind == TokenKind::Job => Err(TokenError::JobTokenOnUserRoute),
