@@ -173,6 +173,8 @@ Register-ArgumentCompleter -Native -CommandName 'cortex' -ScriptBlock {
         'cortex;server' {
             [CompletionResult]::new('--listen', '--listen', [CompletionResultType]::ParameterName, 'address to listen on')
             [CompletionResult]::new('--data-dir', '--data-dir', [CompletionResultType]::ParameterName, 'where the server keeps its database, bundles and logs (default: <config dir>/local, the local environment''s server)')
+            [CompletionResult]::new('--min-free-disk-mb', '--min-free-disk-mb', [CompletionResultType]::ParameterName, 'refuse deploys (507) while the data directory''s disk has less free space than this (MiB)')
+            [CompletionResult]::new('--log-tail-lines', '--log-tail-lines', [CompletionResultType]::ParameterName, 'lines of stdout and of stderr per replica that `GET /api/v2/deploy/{id}/logs` returns')
             [CompletionResult]::new('--port-fallback', '--port-fallback', [CompletionResultType]::ParameterName, 'if the port is taken, listen on a free one instead')
             [CompletionResult]::new('-h', '-h', [CompletionResultType]::ParameterName, 'Print help')
             [CompletionResult]::new('--help', '--help', [CompletionResultType]::ParameterName, 'Print help')

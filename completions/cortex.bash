@@ -732,7 +732,7 @@ _cortex() {
             return 0
             ;;
         cortex__subcmd__server)
-            opts="-h -V --listen --data-dir --port-fallback --help --version status stop help"
+            opts="-h -V --listen --data-dir --port-fallback --min-free-disk-mb --log-tail-lines --help --version status stop help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -743,6 +743,14 @@ _cortex() {
                     return 0
                     ;;
                 --data-dir)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --min-free-disk-mb)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --log-tail-lines)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;

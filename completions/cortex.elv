@@ -152,6 +152,8 @@ set edit:completion:arg-completer[cortex] = {|@words|
         &'cortex;server'= {
             cand --listen 'address to listen on'
             cand --data-dir 'where the server keeps its database, bundles and logs (default: <config dir>/local, the local environment''s server)'
+            cand --min-free-disk-mb 'refuse deploys (507) while the data directory''s disk has less free space than this (MiB)'
+            cand --log-tail-lines 'lines of stdout and of stderr per replica that `GET /api/v2/deploy/{id}/logs` returns'
             cand --port-fallback 'if the port is taken, listen on a free one instead'
             cand -h 'Print help'
             cand --help 'Print help'

@@ -94,6 +94,8 @@ complete -c cortex -n "__fish_cortex_using_subcommand env; and __fish_seen_subco
 complete -c cortex -n "__fish_cortex_using_subcommand env; and __fish_seen_subcommand_from help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
 complete -c cortex -n "__fish_cortex_using_subcommand server; and not __fish_seen_subcommand_from status stop help" -l listen -d 'address to listen on' -r
 complete -c cortex -n "__fish_cortex_using_subcommand server; and not __fish_seen_subcommand_from status stop help" -l data-dir -d 'where the server keeps its database, bundles and logs (default: <config dir>/local, the local environment\'s server)' -r -F
+complete -c cortex -n "__fish_cortex_using_subcommand server; and not __fish_seen_subcommand_from status stop help" -l min-free-disk-mb -d 'refuse deploys (507) while the data directory\'s disk has less free space than this (MiB)' -r
+complete -c cortex -n "__fish_cortex_using_subcommand server; and not __fish_seen_subcommand_from status stop help" -l log-tail-lines -d 'lines of stdout and of stderr per replica that `GET /api/v2/deploy/{id}/logs` returns' -r
 complete -c cortex -n "__fish_cortex_using_subcommand server; and not __fish_seen_subcommand_from status stop help" -l port-fallback -d 'if the port is taken, listen on a free one instead'
 complete -c cortex -n "__fish_cortex_using_subcommand server; and not __fish_seen_subcommand_from status stop help" -s h -l help -d 'Print help'
 complete -c cortex -n "__fish_cortex_using_subcommand server; and not __fish_seen_subcommand_from status stop help" -s V -l version -d 'Print version'

@@ -2,6 +2,7 @@
 
 use serde::{Deserialize, Serialize};
 
+use super::bazaar::DeploymentInfo;
 use super::config::{ApiConfig, ApiKind};
 
 /// `HEAD|PUT /api/v2/bundles/{sha256}`: the body of PUT is the project tar.gz whose SHA-256 is
@@ -146,6 +147,8 @@ pub struct ApiResponse {
     pub errors: Vec<String>,
     /// The configuration it runs (the latest deployed).
     pub spec: ApiConfig,
+    /// Its deployment, as the Model Bazaar API sees it.
+    pub deployment: DeploymentInfo,
 }
 
 /// `DELETE /api/v2/apis/{name}` and other plain acknowledgements.

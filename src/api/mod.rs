@@ -4,12 +4,14 @@
 //! (`server/wire.rs`, whose tests pin the JSON of an API's configuration).
 
 mod apis;
+mod bazaar;
 mod config;
 mod error;
 mod health;
 mod runtime_file;
 
 pub use apis::*;
+pub use bazaar::*;
 pub use config::*;
 pub use error::ErrorBody;
 pub use health::Health;

@@ -196,6 +196,17 @@ pub struct ServerArgs {
     /// if the port is taken, listen on a free one instead
     #[arg(long, hide = true)]
     pub port_fallback: bool,
+    /// refuse deploys (507) while the data directory's disk has less free space than this (MiB)
+    #[arg(
+        long,
+        value_name = "MIB",
+        env = "CORTEX_MIN_FREE_DISK_MB",
+        default_value_t = 1024
+    )]
+    pub min_free_disk_mb: u64,
+    /// lines of stdout and of stderr per replica that `GET /api/v2/deploy/{id}/logs` returns
+    #[arg(long, value_name = "LINES", default_value_t = 200)]
+    pub log_tail_lines: usize,
 }
 
 #[derive(Debug, Subcommand)]

@@ -23,6 +23,8 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<ExitStatus> {
                 listen: args.listen,
                 data_dir,
                 port_fallback: args.port_fallback,
+                min_free_disk_mb: args.min_free_disk_mb,
+                log_tail_lines: args.log_tail_lines,
             })
             .await?;
             Ok(ExitStatus::Success)

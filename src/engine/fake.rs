@@ -86,4 +86,8 @@ impl ReplicaLogs for NoLogs {
     fn read_from(&self, _offset: u64) -> BoxFuture<'static, Option<Bytes>> {
         Box::pin(async { Some(Bytes::new()) })
     }
+
+    fn streams(&self, _n: usize) -> BoxFuture<'static, Result<(String, String), String>> {
+        Box::pin(async { Ok((String::new(), String::new())) })
+    }
 }

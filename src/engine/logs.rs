@@ -22,6 +22,10 @@ pub trait ReplicaLogs: Send + Sync {
     /// The next bytes from `offset` (a bounded chunk; empty when there is nothing new, `None`
     /// when the logs cannot be read).
     fn read_from(&self, offset: u64) -> BoxFuture<'static, Option<Bytes>>;
+
+    /// The last `n` lines of stdout and of stderr, each on its own (without the engine's
+    /// lines); an `Err` says why they cannot be read.
+    fn streams(&self, n: usize) -> BoxFuture<'static, Result<(String, String), String>>;
 }
 
 /// What following a log yields.

@@ -8,7 +8,7 @@ use axum::http::HeaderMap;
 
 use super::error::ApiError;
 use super::state::AppState;
-use super::tokens::TokenError;
+use super::tokens::{Identity, JobIdentity, TokenError};
 use crate::store::UserRow;
 
 /// The user behind a valid user token.
@@ -30,20 +30,62 @@ pub fn bearer(headers: &HeaderMap) -> Option<&str> {
 
 /// Resolves a user token to its user.
 pub async fn user_from_headers(state: &AppState, headers: &HeaderMap) -> Result<UserRow, ApiError> {
+    identity_from_headers(state, headers).await.map(|i| i.user)
+}
+
+/// Resolves a user token to its user and their teams.
+pub async fn identity_from_headers(
+    state: &AppState,
+    headers: &HeaderMap,
+) -> Result<Identity, ApiError> {
     let token = bearer(headers).ok_or_else(|| {
         ApiError::Unauthorized(
             "this route needs a token: send `Authorization: Bearer <token>` (`cortex env token` prints yours)"
                 .into(),
         )
     })?;
-    state.tokens.user(token).await.map_err(|e| match e {
+    state.tokens.identity(token).await.map_err(refused)
+}
+
+/// A refused token as the answer: 401, or 500 when the database failed.
+fn refused(e: TokenError) -> ApiError {
+    match e {
         TokenError::Invalid => ApiError::Unauthorized(
             "the token is not valid (unknown, revoked or expired); check `cortex env list` or get a new token"
                 .into(),
         ),
-        TokenError::JobTokenOnUserRoute => ApiError::Unauthorized(e.to_string()),
+        TokenError::JobTokenOnUserRoute | TokenError::UserTokenOnJobRoute => {
+            ApiError::Unauthorized(e.to_string())
+        }
         TokenError::Store(e) => e.into(),
-    })
+    }
+}
+
+/// The deployment behind a valid job token (routes a deployment's replicas call).
+#[derive(Debug, Clone)]
+pub struct JobAuth(pub JobIdentity);
+
+impl FromRequestParts<AppState> for JobAuth {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(
+        parts: &mut Parts,
+        state: &AppState,
+    ) -> Result<Self, Self::Rejection> {
+        let token = bearer(&parts.headers).ok_or_else(|| {
+            ApiError::Unauthorized(
+                "this route needs a job token: send `Authorization: Bearer $CORTEX_JOB_TOKEN`"
+                    .into(),
+            )
+        })?;
+        state.tokens.job(token).await.map(JobAuth).map_err(|e| match e {
+            TokenError::Invalid => ApiError::Unauthorized(
+                "the job token is not valid (unknown, revoked when its deployment stopped, or expired)"
+                    .into(),
+            ),
+            other => refused(other),
+        })
+    }
 }
 
 impl FromRequestParts<AppState> for AuthUser {

@@ -18,7 +18,7 @@ use super::tokens::Tokens;
 use crate::engine::{Engine, Purpose, ReplicaLogs, ReplicaPhase};
 use crate::runtime::plan::{self, PlanContext};
 use crate::spec::ApiSpec;
-use crate::store::{replicas, ModelRow, Store, StoreError};
+use crate::store::{models, replicas, ModelRow, Store, StoreError};
 
 /// How long a replica gets to finish in-flight work after it is asked to stop.
 const REPLICA_STOP_GRACE: Duration = Duration::from_secs(5);
@@ -112,7 +112,7 @@ impl Deployments {
         let desired = desired_replicas(&spec);
         // Everything that can fail comes before the running versions are touched: a deploy
         // that fails leaves what serves as it was.
-        let job_token = self.tokens.issue_job_token(&row.id).await?;
+        let (deployment, job_token) = self.tokens.issue_job_token(&row.id).await?;
         let dotenv = read_dotenv(project_dir).await;
         let template = plan::plan(
             &self.plan_context(),
@@ -136,7 +136,7 @@ impl Deployments {
                 let set = Arc::new(ReplicaSet::new(
                     &name,
                     &row.spec_hash,
-                    job_token.clone(),
+                    (deployment, job_token.clone()),
                     template,
                 ));
                 let surplus = set.scale_to(desired, self.engine.as_ref());
@@ -155,10 +155,14 @@ impl Deployments {
             spec,
             versions: ReplicaSets::new(newest, older),
             metrics,
+            extra_path: row.deployment_name.as_ref().map(|n| format!("/{n}")),
+            access: row.into(),
         });
         if self.routes.insert(live.clone()).is_err() {
             // The server stopped while this deploy ran: what it started must not outlive it.
-            live.versions.stop(REPLICA_STOP_GRACE).await;
+            for set in live.versions.retire_all() {
+                retire(&self.tokens, &set).await;
+            }
             return Err(StoreError::Conflict(
                 "the server is shutting down; deploy again once it is back".to_string(),
             ));
@@ -180,22 +184,20 @@ impl Deployments {
         if let Err(e) = recorded {
             tracing::warn!("cannot record the replicas of {name}: {e}");
         }
-        // One model, one live job token: the newest version's (best effort: a token left
-        // behind is still scoped to this model). A version that keeps serving during an
-        // update, or is reused, holds a revoked token until it is replaced; nothing accepts job
-        // tokens yet (the Model Bazaar routes will, with a token per version).
-        let newest_token = live.versions.newest().job_token().to_string();
-        let revoked = if unused_token {
-            self.tokens.revoke_job_token(&job_token).await
-        } else {
-            self.tokens
-                .keep_only_job_token(&live.model_id, &newest_token)
+        if unused_token {
+            // Back to a version that serves: it keeps its deployment (number, token, logs).
+            let (id, reused) = (row.id.clone(), live.versions.newest().deployment());
+            let result = self
+                .store
+                .call(move |conn| models::set_deployment(conn, &id, reused))
                 .await
-        };
-        if let Err(e) = revoked {
-            tracing::warn!("cannot revoke old job tokens of {name}: {e}");
+                .and(self.tokens.revoke_job_token(&job_token).await);
+            if let Err(e) = result {
+                tracing::warn!("cannot go back to deployment {reused} of {name}: {e}");
+            }
         }
-        self.tasks.spawn(watch_newest(self.store.clone(), live));
+        self.tasks
+            .spawn(watch_newest(self.store.clone(), self.tokens.clone(), live));
         Ok(())
     }
 
@@ -221,8 +223,8 @@ impl Deployments {
             None => (newest, Vec::new()),
         };
         for set in stop {
-            self.tasks
-                .spawn(async move { set.stop(REPLICA_STOP_GRACE).await });
+            let tokens = self.tokens.clone();
+            self.tasks.spawn(async move { retire(&tokens, &set).await });
         }
         keep
     }
@@ -232,20 +234,32 @@ impl Deployments {
         let Some(live) = self.routes.remove(name) else {
             return false;
         };
-        live.versions.stop(REPLICA_STOP_GRACE).await;
+        for set in live.versions.retire_all() {
+            retire(&self.tokens, &set).await;
+        }
         true
     }
 
     /// Stops every replica (server shutdown), and waits for the stops and watchers it spawned.
+    /// Job tokens stay: the next start revokes them all before starting the APIs again.
     pub async fn shutdown(&self) {
-        let all = self.routes.close();
-        futures_util::future::join_all(
-            all.iter()
-                .map(|live| live.versions.stop(REPLICA_STOP_GRACE)),
-        )
-        .await;
+        let sets: Vec<Arc<ReplicaSet>> = self
+            .routes
+            .close()
+            .iter()
+            .flat_map(|live| live.versions.retire_all())
+            .collect();
+        futures_util::future::join_all(sets.iter().map(|set| set.stop(REPLICA_STOP_GRACE))).await;
         self.tasks.close();
         self.tasks.wait().await;
+    }
+}
+
+/// Takes a version out of service for good: its replicas stop and its job token is revoked.
+async fn retire(tokens: &Tokens, set: &ReplicaSet) {
+    set.stop(REPLICA_STOP_GRACE).await;
+    if let Err(e) = tokens.revoke_job_token(set.job_token()).await {
+        tracing::warn!("cannot revoke the job token of {}: {e}", set.id());
     }
 }
 
@@ -260,7 +274,7 @@ async fn read_dotenv(project_dir: &Path) -> Option<String> {
 
 /// Follows the newest version of an API: its status is recorded when it changes, and once it
 /// is ready the older versions are retired. Members that join later are followed too.
-async fn watch_newest(store: Store, live: Arc<LiveApi>) {
+async fn watch_newest(store: Store, tokens: Arc<Tokens>, live: Arc<LiveApi>) {
     let set = live.versions.newest().clone();
     let mut membership = set.membership();
     let mut recorded: Option<ReplicaPhase> = None;
@@ -281,7 +295,7 @@ async fn watch_newest(store: Store, live: Arc<LiveApi>) {
             }
             if phase == ReplicaPhase::Ready {
                 for older in live.versions.retire_older() {
-                    older.stop(REPLICA_STOP_GRACE).await;
+                    retire(&tokens, &older).await;
                 }
             }
         }

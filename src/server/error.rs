@@ -29,6 +29,8 @@ pub enum ApiError {
     #[error("{0}")]
     BadGateway(String),
     #[error("{0}")]
+    InsufficientStorage(String),
+    #[error("{0}")]
     Internal(String),
 }
 
@@ -44,6 +46,9 @@ impl ApiError {
             ApiError::Unprocessable(_) => (StatusCode::UNPROCESSABLE_ENTITY, "unprocessable"),
             ApiError::NotReady(_) => (StatusCode::SERVICE_UNAVAILABLE, "not_ready"),
             ApiError::BadGateway(_) => (StatusCode::BAD_GATEWAY, "bad_gateway"),
+            ApiError::InsufficientStorage(_) => {
+                (StatusCode::INSUFFICIENT_STORAGE, "insufficient_storage")
+            }
             ApiError::Internal(_) => (StatusCode::INTERNAL_SERVER_ERROR, "internal"),
         }
     }
@@ -58,6 +63,15 @@ impl From<StoreError> for ApiError {
                 tracing::error!("store: {other}");
                 ApiError::Internal(other.to_string())
             }
+        }
+    }
+}
+
+impl From<crate::server::versions::VersionError> for ApiError {
+    fn from(e: crate::server::versions::VersionError) -> Self {
+        match e {
+            crate::server::versions::VersionError::Store(e) => e.into(),
+            other => ApiError::Internal(other.to_string()),
         }
     }
 }

@@ -11,8 +11,9 @@ use axum::http::{header, HeaderName, Method, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 
-use super::auth::user_from_headers;
-use super::error::error_response;
+use super::access::{self, Access, Level};
+use super::auth::identity_from_headers;
+use super::error::{error_response, ApiError};
 use super::limits::MAX_PREDICTION_BYTES;
 use super::live_api::LiveApi;
 use super::state::AppState;
@@ -35,6 +36,32 @@ fn is_hop_by_hop(name: &HeaderName) -> bool {
     )
 }
 
+/// Paths under `/api/v<n>/` belong to the control API (no API may take them).
+fn is_control_path(path: &str) -> bool {
+    let Some(rest) = path.strip_prefix("/api/v") else {
+        return false;
+    };
+    let digits = rest.bytes().take_while(u8::is_ascii_digit).count();
+    digits > 0 && matches!(rest.as_bytes().get(digits), None | Some(b'/'))
+}
+
+/// On a server beyond loopback, a prediction needs a user token with Read on the model.
+async fn check_caller(
+    state: &AppState,
+    api: &LiveApi,
+    headers: &axum::http::HeaderMap,
+) -> Result<(), ApiError> {
+    let identity = identity_from_headers(state, headers).await?;
+    let level = access::level(&identity.caller(), &api.access);
+    if level < Level::Read {
+        return Err(ApiError::Forbidden(format!(
+            "user {} may not call {}: it needs read access to the model (ask its owner, e.g. `cortex access {} --access protected --team <team>`)",
+            identity.user.username, api.spec.name, api.spec.name
+        )));
+    }
+    Ok(())
+}
+
 pub async fn handle(State(state): State<AppState>, req: Request) -> Response {
     let path = req.uri().path().trim_end_matches('/');
     let path = if path.is_empty() { "/" } else { path }.to_string();
@@ -45,11 +72,21 @@ pub async fn handle(State(state): State<AppState>, req: Request) -> Response {
             format!("no api is deployed at {path}; run `cortex get` to see the deployed apis"),
         )
     };
+    if is_control_path(&path) {
+        return error_response(
+            StatusCode::NOT_FOUND,
+            "not_found",
+            format!(
+                "{} {path} is not a route of the control API; see the README for its routes",
+                req.method()
+            ),
+        );
+    }
     let Some(api) = state.deployments.by_path(&path) else {
         return not_found(&path);
     };
-    if !state.loopback_only {
-        if let Err(e) = user_from_headers(&state, req.headers()).await {
+    if !state.loopback_only && api.access.access != Access::Public {
+        if let Err(e) = check_caller(&state, &api, req.headers()).await {
             return e.into_response();
         }
     }
@@ -143,4 +180,26 @@ pub async fn handle(State(state): State<AppState>, req: Request) -> Response {
     builder
         .body(Body::from_stream(response.bytes_stream()))
         .unwrap_or_else(|e| error_response(StatusCode::BAD_GATEWAY, "bad_gateway", e.to_string()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::is_control_path;
+
+    #[test]
+    fn control_paths_are_the_versioned_api() {
+        for path in ["/api/v2/deploy/x", "/api/v2", "/api/v10/x"] {
+            assert!(is_control_path(path), "{path}");
+        }
+        for path in [
+            "/api",
+            "/api/v",
+            "/api/vx/y",
+            "/apis/v2",
+            "/iris",
+            "/api/v2x",
+        ] {
+            assert!(!is_control_path(path), "{path}");
+        }
+    }
 }

@@ -4,6 +4,7 @@
 use std::net::SocketAddr;
 use std::sync::Arc;
 
+use super::access::ModelAccess;
 use super::metrics::Metrics;
 use super::replica_set::ReplicaSets;
 use super::route_table::Routed;
@@ -18,6 +19,10 @@ pub struct LiveApi {
     pub last_updated: i64,
     pub versions: ReplicaSets,
     pub metrics: Arc<Metrics>,
+    /// A second path it answers at (`/<deployment_name>` of a Model Bazaar deploy).
+    pub extra_path: Option<String>,
+    /// Who may call it when predictions need permission (a server not bound to loopback).
+    pub access: ModelAccess,
 }
 
 impl LiveApi {
@@ -42,8 +47,10 @@ impl Routed for LiveApi {
         &self.spec.name
     }
 
-    fn path(&self) -> &str {
-        &self.spec.networking.endpoint
+    fn paths(&self) -> Vec<&str> {
+        std::iter::once(self.spec.networking.endpoint.as_str())
+            .chain(self.extra_path.as_deref())
+            .collect()
     }
 }
 
@@ -71,6 +78,13 @@ mod tests {
             last_updated: 0,
             versions: sets,
             metrics: Arc::default(),
+            extra_path: None,
+            access: ModelAccess {
+                owner_id: "owner".into(),
+                access: crate::server::access::Access::Private,
+                default_permission: crate::server::access::DefaultPermission::Read,
+                team_id: None,
+            },
         })
     }
 

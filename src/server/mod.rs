@@ -1,7 +1,9 @@
 //! The control server: control API, gateway and replica supervision on one port.
 
+pub mod access;
 pub mod auth;
 pub mod deployments;
+pub mod disk;
 pub mod error;
 pub mod gateway;
 pub mod json_errors;
@@ -14,6 +16,7 @@ pub mod routes;
 pub mod state;
 pub mod status;
 pub mod tokens;
+pub mod versions;
 mod wire;
 
 use std::net::SocketAddr;
@@ -26,7 +29,6 @@ use std::future::IntoFuture;
 
 use crate::api::RuntimeFile;
 use crate::engine::LocalEngine;
-use crate::spec::ApiSpec;
 use crate::store::{models, BundleStore, Store};
 use deployments::Deployments;
 use state::AppState;
@@ -49,6 +51,10 @@ pub struct ServerConfig {
     pub data_dir: PathBuf,
     /// When `listen`'s port is taken, listen on any free port of the same address instead.
     pub port_fallback: bool,
+    /// Deploys are refused while the data directory's disk has less free space (MiB).
+    pub min_free_disk_mb: u64,
+    /// Lines of each stream the Model Bazaar logs route returns per replica.
+    pub log_tail_lines: usize,
 }
 
 /// Runs the server until SIGINT or SIGTERM; stops every replica before returning.
@@ -99,6 +105,12 @@ pub async fn run(config: ServerConfig) -> anyhow::Result<()> {
         eprintln!("stopped {reaped} process(es) a previous server left running");
     }
     let tokens = Arc::new(tokens::Tokens::new(store.clone()));
+    // The replicas a previous server started are gone, and so are their deployments: their
+    // job tokens must not work any more (restored APIs get new ones).
+    tokens
+        .revoke_deployment_tokens()
+        .await
+        .context("cannot revoke the job tokens of the previous server's deployments")?;
     let deployments = Arc::new(Deployments::new(
         engine,
         store.clone(),
@@ -120,6 +132,8 @@ pub async fn run(config: ServerConfig) -> anyhow::Result<()> {
         http,
         changes: Arc::new(tokio::sync::Mutex::new(())),
         tokens,
+        disk: disk::DiskGuard::new(data_dir.clone(), config.min_free_disk_mb),
+        log_tail_lines: config.log_tail_lines,
         shutdown: tokio_util::sync::CancellationToken::new(),
     };
     let shutdown = state.shutdown.clone();
@@ -281,32 +295,13 @@ async fn restore(store: &Store, bundles: &BundleStore, deployments: &Deployments
     }
 }
 
-/// Starts `row`'s spec from its stored JSON and bundle; the error says why it could not.
+/// Starts `row`'s version again; the error says why it could not.
 async fn start_again(
     bundles: &BundleStore,
     deployments: &Deployments,
     row: &models::ModelRow,
 ) -> Result<(), String> {
-    let name = &row.name;
-    let spec: ApiSpec = serde_json::from_str(&row.spec_json)
-        .map_err(|e| format!("cannot start {name} again: its stored spec is unreadable ({e})"))?;
-    let dir = unpack(bundles, &row.bundle_sha256).await.map_err(|why| {
-        format!(
-            "cannot start {name} again: its project bundle {} could not be unpacked ({why}); run `cortex deploy` again to upload it",
-            row.bundle_sha256
-        )
-    })?;
-    deployments
-        .apply(row, spec, &dir)
+    versions::start(bundles, deployments, row)
         .await
-        .map_err(|e| format!("cannot start {name} again: {e}"))
-}
-
-/// The unpacked project of bundle `sha` (on a blocking thread).
-async fn unpack(bundles: &BundleStore, sha: &str) -> Result<PathBuf, String> {
-    let (b, sha) = (bundles.clone(), sha.to_string());
-    tokio::task::spawn_blocking(move || b.unpack(&sha))
-        .await
-        .map_err(|e| e.to_string())
-        .and_then(|r| r.map_err(|e| e.to_string()))
+        .map_err(|e| format!("cannot start {} again: {e}", row.name))
 }

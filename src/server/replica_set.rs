@@ -21,8 +21,11 @@ pub struct ReplicaSet {
     id: String,
     /// The version these replicas run (the hash of the spec and bundle).
     version: String,
-    /// The job token this version's replicas were given (`CORTEX_JOB_TOKEN`).
+    /// The job token this version's replicas were given (`CORTEX_JOB_TOKEN`), valid while the
+    /// version serves.
     job_token: String,
+    /// Which deployment of the model this version is (its job token's).
+    deployment: i64,
     /// What a new member runs (its id aside).
     template: Option<ReplicaPlan>,
     /// How many replicas the set should have; set by [`ReplicaSet::scale_to`].
@@ -49,11 +52,17 @@ impl std::fmt::Debug for ReplicaSet {
 impl ReplicaSet {
     /// An empty set of `version`'s replicas; [`ReplicaSet::scale_to`] starts them from
     /// `template` (its `replica_id` is replaced by each member's).
-    pub fn new(api: &str, version: &str, job_token: String, template: ReplicaPlan) -> Self {
+    pub fn new(
+        api: &str,
+        version: &str,
+        (deployment, job_token): (i64, String),
+        template: ReplicaPlan,
+    ) -> Self {
         ReplicaSet {
             id: set_id(api, version),
             version: version.to_string(),
             job_token,
+            deployment,
             template: Some(template),
             desired: AtomicU32::new(0),
             next_member: AtomicU32::new(0),
@@ -70,6 +79,7 @@ impl ReplicaSet {
             id: set_id(api, version),
             version: version.to_string(),
             job_token: String::new(),
+            deployment: 0,
             template: None,
             desired: AtomicU32::new(members.len() as u32),
             next_member: AtomicU32::new(members.len() as u32),
@@ -89,6 +99,10 @@ impl ReplicaSet {
 
     pub fn job_token(&self) -> &str {
         &self.job_token
+    }
+
+    pub fn deployment(&self) -> i64 {
+        self.deployment
     }
 
     /// How many replicas the set should have.
@@ -224,11 +238,10 @@ impl ReplicaSets {
         })
     }
 
-    /// Stops every set, newest last, and waits until all are gone.
-    pub async fn stop(&self, grace: Duration) {
-        for set in self.retire_older() {
-            set.stop(grace).await;
-        }
-        self.newest.stop(grace).await;
+    /// Takes every set out of service, the older ones first, the newest last (to stop them).
+    pub fn retire_all(&self) -> Vec<Arc<ReplicaSet>> {
+        let mut all = self.retire_older();
+        all.push(self.newest.clone());
+        all
     }
 }

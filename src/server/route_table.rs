@@ -1,16 +1,16 @@
-//! The gateway's route table: API name → live API, and path → live API. O(1) lookups, no IO;
+//! The gateway's route table: API name → live API, and paths → live API. O(1) lookups, no IO;
 //! the lock is held only to clone an `Arc` in or out, never across an await.
 
 use std::collections::HashMap;
 use std::sync::{Arc, RwLock, RwLockReadGuard, RwLockWriteGuard};
 
-/// What the table routes to: something with a name and a path.
+/// What the table routes to: something with a name and the paths it serves.
 pub trait Routed {
     fn name(&self) -> &str;
-    fn path(&self) -> &str;
+    fn paths(&self) -> Vec<&str>;
 }
 
-/// Routes by name and by path; one entry per name, one per path.
+/// Routes by name and by path; one entry per name, one per path (an entry may have several).
 pub struct RouteTable<T> {
     inner: RwLock<Inner<T>>,
 }
@@ -57,8 +57,8 @@ impl<T: Routed> RouteTable<T> {
         self.read().by_path.get(path).cloned()
     }
 
-    /// Routes `entry`'s name and path to it; the entry it replaces under that name loses its
-    /// path too (when the path still leads to it). Refused once the table is closed.
+    /// Routes `entry`'s name and paths to it; the entry it replaces under that name loses its
+    /// paths too (those that still lead to it). Refused once the table is closed.
     pub fn insert(&self, entry: Arc<T>) -> Result<Option<Arc<T>>, Closed> {
         let mut routes = self.write();
         if routes.closed {
@@ -70,7 +70,9 @@ impl<T: Routed> RouteTable<T> {
         if let Some(old) = &old {
             routes.unroute(old);
         }
-        routes.by_path.insert(entry.path().to_string(), entry);
+        for path in entry.paths() {
+            routes.by_path.insert(path.to_string(), entry.clone());
+        }
         Ok(old)
     }
 
@@ -92,14 +94,16 @@ impl<T: Routed> RouteTable<T> {
 }
 
 impl<T: Routed> Inner<T> {
-    /// Removes `entry`'s path, only if the path still leads to it.
+    /// Removes `entry`'s paths, those that still lead to it.
     fn unroute(&mut self, entry: &Arc<T>) {
-        if self
-            .by_path
-            .get(entry.path())
-            .is_some_and(|cur| Arc::ptr_eq(cur, entry))
-        {
-            self.by_path.remove(entry.path());
+        for path in entry.paths() {
+            if self
+                .by_path
+                .get(path)
+                .is_some_and(|cur| Arc::ptr_eq(cur, entry))
+            {
+                self.by_path.remove(path);
+            }
         }
     }
 }

@@ -19,6 +19,10 @@ pub struct AppState {
     pub changes: Arc<tokio::sync::Mutex<()>>,
     /// Issues and checks tokens (valid user tokens are remembered: checks skip the database).
     pub tokens: Arc<Tokens>,
+    /// Refuses deploys while the data directory's disk is nearly full.
+    pub disk: super::disk::DiskGuard,
+    /// How many lines of each stream `GET /api/v2/deploy/{id}/logs` returns per replica.
+    pub log_tail_lines: usize,
     /// Cancelled when the server shuts down; long-lived streams (`logs -f`) end on it.
     pub shutdown: tokio_util::sync::CancellationToken,
 }

@@ -6,9 +6,9 @@ use std::sync::Mutex;
 
 use super::live_api::LiveApi;
 use super::replica_set::ReplicaSet;
-use crate::api::{ApiStatus, ReplicaInfo};
+use crate::api::{ApiStatus, DeploymentInfo, DeploymentMessage, DeploymentStatus, ReplicaInfo};
 use crate::engine::ReplicaPhase;
-use crate::store::{models, DeployStatus, Store};
+use crate::store::{deploy_logs, models, DeployStatus, ModelRow, Store, StoreError};
 
 /// What a set's members say together: ready when one is, failed when none is ready and one
 /// failed, stopped when all are, initializing otherwise (starting, restarting, or empty).
@@ -169,4 +169,53 @@ pub async fn record(store: &Store, api: &LiveApi, status: DeployStatus) {
     if let Err(e) = result {
         tracing::warn!("cannot record the status of {}: {e}", api.spec.name);
     }
+}
+
+/// A model's deployment as the Model Bazaar API and `cortex get` show it: its recorded status,
+/// the current deployment's errors and warnings (with what its replicas say when it failed),
+/// what it reported, and the messages of every deployment.
+pub async fn deployment(
+    store: &Store,
+    row: &ModelRow,
+    live: Option<&LiveApi>,
+    restore_error: Option<String>,
+) -> Result<DeploymentInfo, StoreError> {
+    let id = row.id.clone();
+    let history = store.call(move |c| deploy_logs::all(c, &id)).await?;
+    let (mut errors, mut warnings) = (Vec::new(), Vec::new());
+    for e in history.iter().filter(|e| e.deployment == row.deployment) {
+        match e.level {
+            deploy_logs::Level::Error => errors.push(e.message.clone()),
+            deploy_logs::Level::Warning => warnings.push(e.message.clone()),
+        }
+    }
+    if row.deploy_status == DeployStatus::Failed {
+        for e in summary(live, restore_error).errors {
+            if !errors.contains(&e) {
+                errors.push(e);
+            }
+        }
+    }
+    Ok(DeploymentInfo {
+        number: row.deployment,
+        status: DeploymentStatus {
+            status: row.deploy_status.as_str().to_string(),
+            errors,
+            warnings,
+        },
+        metadata: row
+            .metadata_json
+            .as_deref()
+            .and_then(|m| serde_json::from_str(m).ok()),
+        deployment_name: row.deployment_name.clone(),
+        history: history
+            .into_iter()
+            .map(|e| DeploymentMessage {
+                deployment: e.deployment,
+                level: e.level.as_str().to_string(),
+                message: e.message,
+                time: e.created_at,
+            })
+            .collect(),
+    })
 }

@@ -64,6 +64,38 @@ const MIGRATIONS: &[&str] = &[
     r#"
     ALTER TABLE replicas DROP COLUMN log_path;
     "#,
+    // 4: teams and model access (Model Bazaar), deployments numbered with their own job tokens,
+    // errors and warnings per deployment, deploy parameters and metadata.
+    r#"
+    CREATE TABLE teams (
+        id          TEXT PRIMARY KEY,
+        name        TEXT NOT NULL UNIQUE,
+        created_at  INTEGER NOT NULL
+    );
+    CREATE TABLE team_members (
+        team_id     TEXT NOT NULL REFERENCES teams(id) ON DELETE CASCADE,
+        user_id     TEXT NOT NULL REFERENCES users(id) ON DELETE CASCADE,
+        team_admin  INTEGER NOT NULL DEFAULT 0,
+        PRIMARY KEY (team_id, user_id)
+    );
+    ALTER TABLE models ADD COLUMN team_id TEXT REFERENCES teams(id) ON DELETE SET NULL;
+    ALTER TABLE models ADD COLUMN deployment_name TEXT;
+    CREATE UNIQUE INDEX models_deployment_name ON models(deployment_name)
+        WHERE deployment_name IS NOT NULL;
+    ALTER TABLE models ADD COLUMN deploy_params_json TEXT;
+    ALTER TABLE models ADD COLUMN metadata_json TEXT;
+    ALTER TABLE models ADD COLUMN deployment INTEGER NOT NULL DEFAULT 0;
+    ALTER TABLE tokens ADD COLUMN deployment INTEGER;
+    CREATE TABLE deploy_logs (
+        id          INTEGER PRIMARY KEY,
+        model_id    TEXT NOT NULL REFERENCES models(id) ON DELETE CASCADE,
+        deployment  INTEGER NOT NULL,
+        level       TEXT NOT NULL CHECK (level IN ('warning', 'error')),
+        message     TEXT NOT NULL,
+        created_at  INTEGER NOT NULL
+    );
+    CREATE INDEX deploy_logs_model ON deploy_logs(model_id, deployment);
+    "#,
 ];
 
 pub(super) fn migrate(conn: &mut Connection) -> Result<(), StoreError> {

@@ -4,9 +4,11 @@
 //! server calls [`Store::call`], which runs the closure on tokio's blocking pool.
 
 pub mod bundles;
+pub mod deploy_logs;
 mod migrations;
 pub mod models;
 pub mod replicas;
+pub mod teams;
 pub mod users;
 
 pub use bundles::BundleStore;

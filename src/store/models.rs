@@ -66,6 +66,20 @@ pub struct ModelRow {
     /// The spec that last became ready, when it is not `spec_hash` (a newer spec that has not
     /// served yet): what a restart starts next to it so predictions keep being answered.
     pub serving: Option<ServingSpec>,
+    /// `private`, `protected` or `public`.
+    pub access: String,
+    /// `read` or `write`: what team members (protected) or everyone (public) may do.
+    pub default_permission: String,
+    /// The team of a protected model.
+    pub team_id: Option<String>,
+    /// The extra route `/<deployment_name>` a Model Bazaar deploy asked for.
+    pub deployment_name: Option<String>,
+    /// The parameters of the last Model Bazaar deploy (JSON), applied over the spec.
+    pub deploy_params_json: Option<String>,
+    /// What the deployment reported with `update-status` (JSON).
+    pub metadata_json: Option<String>,
+    /// The number of the current deployment (each deploy of a new version counts one up).
+    pub deployment: i64,
 }
 
 /// A spec that served: its JSON, hash and bundle.
@@ -78,7 +92,9 @@ pub struct ServingSpec {
 
 const COLUMNS: &str = "id, name, kind, owner_id, deploy_status, spec_json, spec_hash, \
                        bundle_sha256, config_file, created_at, updated_at, \
-                       serving_spec_json, serving_spec_hash, serving_bundle_sha256";
+                       serving_spec_json, serving_spec_hash, serving_bundle_sha256, \
+                       access, default_permission, team_id, deployment_name, \
+                       deploy_params_json, metadata_json, deployment";
 
 fn from_row(r: &Row<'_>) -> rusqlite::Result<ModelRow> {
     let status: String = r.get(4)?;
@@ -110,6 +126,13 @@ fn from_row(r: &Row<'_>) -> rusqlite::Result<ModelRow> {
         created_at: r.get(9)?,
         updated_at: r.get(10)?,
         serving,
+        access: r.get(14)?,
+        default_permission: r.get(15)?,
+        team_id: r.get(16)?,
+        deployment_name: r.get(17)?,
+        deploy_params_json: r.get(18)?,
+        metadata_json: r.get(19)?,
+        deployment: r.get(20)?,
     })
 }
 
@@ -220,6 +243,90 @@ pub fn set_status(conn: &Connection, id: &str, status: DeployStatus) -> Result<(
     conn.execute(
         "UPDATE models SET deploy_status = ?2 WHERE id = ?1",
         params![id, status.as_str()],
+    )?;
+    Ok(())
+}
+
+/// Sets who may see the model beyond its owner.
+pub fn set_access(
+    conn: &Connection,
+    id: &str,
+    access: &str,
+    team_id: Option<&str>,
+    default_permission: &str,
+) -> Result<(), StoreError> {
+    conn.execute(
+        "UPDATE models SET access = ?2, team_id = ?3, default_permission = ?4 WHERE id = ?1",
+        params![id, access, team_id, default_permission],
+    )?;
+    Ok(())
+}
+
+/// Stores the parameters of a Model Bazaar deploy; `deployment_name` is unique among models.
+pub fn set_deploy_params(
+    conn: &Connection,
+    id: &str,
+    deployment_name: Option<&str>,
+    params_json: &str,
+) -> Result<(), StoreError> {
+    let taken: Option<String> = match deployment_name {
+        Some(name) => conn
+            .query_row(
+                "SELECT name FROM models WHERE deployment_name = ?1 AND id <> ?2",
+                params![name, id],
+                |r| r.get(0),
+            )
+            .optional()?,
+        None => None,
+    };
+    if let (Some(other), Some(name)) = (taken, deployment_name) {
+        return Err(StoreError::Conflict(format!(
+            "deployment_name {name:?} is already used by model {other}; choose another name"
+        )));
+    }
+    conn.execute(
+        "UPDATE models SET deployment_name = ?2, deploy_params_json = ?3 WHERE id = ?1",
+        params![id, deployment_name, params_json],
+    )?;
+    Ok(())
+}
+
+/// Makes `spec_hash` the model's version (its parameters changed) and marks it starting.
+pub fn set_version(conn: &Connection, id: &str, spec_hash: &str) -> Result<(), StoreError> {
+    conn.execute(
+        "UPDATE models SET spec_hash = ?2, deploy_status = 'starting', updated_at = ?3
+         WHERE id = ?1",
+        params![id, spec_hash, now()],
+    )?;
+    Ok(())
+}
+
+/// Counts a new deployment of the model and returns its number.
+pub fn next_deployment(conn: &Connection, id: &str) -> Result<i64, StoreError> {
+    conn.query_row(
+        "UPDATE models SET deployment = deployment + 1 WHERE id = ?1 RETURNING deployment",
+        [id],
+        |r| r.get(0),
+    )
+    .optional()?
+    .ok_or_else(|| StoreError::NotFound(format!("model {id} does not exist")))
+}
+
+/// Makes `deployment` the model's current one again (a deploy went back to a version that
+/// still serves).
+pub fn set_deployment(conn: &Connection, id: &str, deployment: i64) -> Result<(), StoreError> {
+    conn.execute(
+        "UPDATE models SET deployment = ?2 WHERE id = ?1",
+        params![id, deployment],
+    )?;
+    Ok(())
+}
+
+/// Stores what the deployment reported about itself.
+pub fn set_metadata(conn: &Connection, id: &str, metadata_json: &str) -> Result<(), StoreError> {
+    conn.execute(
+        "UPDATE models SET metadata_json = ?2 WHERE id = ?1",
+        params![id, metadata_json],
     )?;
     Ok(())
 }

@@ -33,6 +33,8 @@ pub struct TokenRow {
     pub kind: TokenKind,
     pub user_id: Option<String>,
     pub model_id: Option<String>,
+    /// Job tokens: the deployment of the model they were issued for.
+    pub deployment: Option<i64>,
     pub expires_at: Option<i64>,
 }
 
@@ -106,27 +108,20 @@ pub fn issue_user_token(
     Ok(token)
 }
 
-/// Stores a new job token scoped to `model_id` and returns its plain text.
-pub fn issue_job_token(conn: &Connection, model_id: &str) -> Result<String, StoreError> {
-    let token = new_token(TokenKind::Job);
-    conn.execute(
-        "INSERT INTO tokens (hash, kind, model_id, created_at) VALUES (?1, 'job', ?2, ?3)",
-        params![hash_token(&token), model_id, now()],
-    )?;
-    Ok(token)
-}
-
-/// Revokes every job token of a model but `keep` (the one its newest replicas were given).
-pub fn revoke_job_tokens_except(
+/// Stores a new job token scoped to `model_id`'s deployment `deployment` and returns its plain
+/// text.
+pub fn issue_job_token(
     conn: &Connection,
     model_id: &str,
-    keep: &str,
-) -> Result<(), StoreError> {
+    deployment: i64,
+) -> Result<String, StoreError> {
+    let token = new_token(TokenKind::Job);
     conn.execute(
-        "DELETE FROM tokens WHERE kind = 'job' AND model_id = ?1 AND hash <> ?2",
-        params![model_id, hash_token(keep)],
+        "INSERT INTO tokens (hash, kind, model_id, deployment, created_at)
+         VALUES (?1, 'job', ?2, ?3, ?4)",
+        params![hash_token(&token), model_id, deployment, now()],
     )?;
-    Ok(())
+    Ok(token)
 }
 
 /// Revokes one job token (user tokens are remembered by the server's token cache: revoking
@@ -135,6 +130,15 @@ pub fn revoke_job_token(conn: &Connection, token: &str) -> Result<(), StoreError
     conn.execute(
         "DELETE FROM tokens WHERE kind = 'job' AND hash = ?1",
         [hash_token(token)],
+    )?;
+    Ok(())
+}
+
+/// Revokes the job tokens of every deployment (update tokens, bound to no deployment, stay).
+pub fn revoke_deployment_tokens(conn: &Connection) -> Result<(), StoreError> {
+    conn.execute(
+        "DELETE FROM tokens WHERE kind = 'job' AND deployment IS NOT NULL",
+        [],
     )?;
     Ok(())
 }
@@ -156,7 +160,7 @@ pub fn lookup_token(
 ) -> Result<Option<(TokenRow, Option<UserRow>)>, StoreError> {
     let row = conn
         .query_row(
-            "SELECT t.kind, t.user_id, t.model_id, t.expires_at, u.username, u.admin
+            "SELECT t.kind, t.user_id, t.model_id, t.expires_at, u.username, u.admin, t.deployment
              FROM tokens t LEFT JOIN users u ON u.id = t.user_id
              WHERE t.hash = ?1",
             [hash_token(token)],
@@ -182,6 +186,7 @@ pub fn lookup_token(
                         },
                         user_id,
                         model_id: r.get(2)?,
+                        deployment: r.get(6)?,
                         expires_at: r.get(3)?,
                     },
                     user,
@@ -220,19 +225,27 @@ mod tests {
     }
 
     #[test]
-    fn a_new_job_token_revokes_the_models_others_and_only_them() {
+    fn job_tokens_are_revoked_one_by_one_or_all_at_start_up() {
         let c = db();
         let (old, new) = (
-            issue_job_token(&c, "m1").unwrap(),
-            issue_job_token(&c, "m1").unwrap(),
+            issue_job_token(&c, "m1", 1).unwrap(),
+            issue_job_token(&c, "m1", 2).unwrap(),
         );
-        let other_model = issue_job_token(&c, "m2").unwrap();
-        revoke_job_tokens_except(&c, "m1", &new).unwrap();
+        let other_model = issue_job_token(&c, "m2", 1).unwrap();
+        revoke_job_token(&c, &old).unwrap();
         assert!(lookup_token(&c, &old).unwrap().is_none());
-        assert!(lookup_token(&c, &new).unwrap().is_some());
+        let (row, _) = lookup_token(&c, &new).unwrap().unwrap();
+        assert_eq!(
+            (row.model_id.as_deref(), row.deployment),
+            (Some("m1"), Some(2))
+        );
         assert!(lookup_token(&c, &other_model).unwrap().is_some());
-        revoke_job_token(&c, &new).unwrap();
+        let user = create_user(&c, "ada", false).unwrap();
+        let user_token = issue_user_token(&c, &user.id, "t", None).unwrap();
+        revoke_deployment_tokens(&c).unwrap();
         assert!(lookup_token(&c, &new).unwrap().is_none());
+        assert!(lookup_token(&c, &other_model).unwrap().is_none());
+        assert!(lookup_token(&c, &user_token).unwrap().is_some());
     }
 
     #[test]

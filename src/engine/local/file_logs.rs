@@ -5,6 +5,7 @@ use std::path::PathBuf;
 use bytes::Bytes;
 use futures_util::future::BoxFuture;
 
+use super::output::OutputPaths;
 use crate::engine::ReplicaLogs;
 use crate::tail;
 
@@ -45,5 +46,21 @@ impl ReplicaLogs for FileLogs {
 
     fn read_from(&self, offset: u64) -> BoxFuture<'static, Option<Bytes>> {
         self.blocking(None, move |p| tail::read_from(p, offset).map(Bytes::from))
+    }
+
+    fn streams(&self, n: usize) -> BoxFuture<'static, Result<(String, String), String>> {
+        let fallback = Err("the log reader stopped".to_string());
+        self.blocking(fallback, move |p| {
+            let paths = OutputPaths::of(p);
+            let read = |path: &std::path::Path| -> Result<String, String> {
+                match std::fs::metadata(path) {
+                    Ok(_) => Ok(tail::tail_lines(path, n).join("\n")),
+                    // Nothing written to that stream yet.
+                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(String::new()),
+                    Err(e) => Err(format!("cannot read {}: {e}", path.display())),
+                }
+            };
+            Ok((read(&paths.stdout)?, read(&paths.stderr)?))
+        })
     }
 }

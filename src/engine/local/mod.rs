@@ -9,6 +9,7 @@
 
 mod file_logs;
 mod handle;
+mod output;
 mod port_owner;
 mod ports;
 mod supervise;

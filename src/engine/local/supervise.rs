@@ -11,6 +11,7 @@ use tokio::process::{Child, Command};
 use tokio::sync::watch;
 
 use super::handle::ReplicaShared;
+use super::output::{Capture, OutputPaths};
 use super::port_owner::{listener_owner, Owner};
 use super::ports::{PortHold, PortPool, LISTEN_FD};
 use crate::engine::{ReplicaPhase, ReplicaPlan, EXIT_INIT_FAILED};
@@ -113,7 +114,7 @@ pub(super) async fn supervise(
             ),
         )
         .await;
-        let child = match spawn(&plan, &log_path, port, hold.socket_fd()) {
+        let (child, capture) = match spawn(&plan, &log_path, port, hold.socket_fd()) {
             Ok(c) => c,
             Err(e) => {
                 failures_in_a_row += 1;
@@ -145,6 +146,8 @@ pub(super) async fn supervise(
         drop(socket);
         let end = run(child, port, &plan.api, &shared, &mut stop_rx, &http).await;
         drop(lease);
+        // The last words of the run are in the log before it is read for the error.
+        capture.drained().await;
         let (error, failed) = match end {
             RunEnd::Stopped => break,
             RunEnd::PortTaken => {
@@ -335,7 +338,7 @@ fn spawn(
     log_path: &Path,
     port: u16,
     socket_fd: Option<i32>,
-) -> std::io::Result<Child> {
+) -> std::io::Result<(Child, Capture)> {
     let (program, args) = plan
         .argv
         .split_first()
@@ -343,18 +346,14 @@ fn spawn(
     if let Some(dir) = log_path.parent() {
         std::fs::create_dir_all(dir)?;
     }
-    let log = OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(log_path)?;
     let mut cmd = Command::new(program);
     cmd.args(args)
         .current_dir(&plan.cwd)
         .envs(plan.env.iter().map(|(k, v)| (k, v)))
         .env("CORTEX_PORT", port.to_string())
         .stdin(Stdio::null())
-        .stdout(Stdio::from(log.try_clone()?))
-        .stderr(Stdio::from(log))
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
         .process_group(0)
         .kill_on_drop(true);
     if socket_fd.is_some() {
@@ -386,7 +385,17 @@ fn spawn(
             Ok(())
         });
     }
-    cmd.spawn()
+    let mut child = cmd.spawn()?;
+    match Capture::start(&mut child, &OutputPaths::of(log_path)) {
+        Ok(capture) => Ok((child, capture)),
+        Err(e) => {
+            // Nothing may run whose output goes nowhere.
+            if let Some(pid) = child.id() {
+                signal_group(pid, libc::SIGKILL);
+            }
+            Err(e)
+        }
+    }
 }
 
 /// Sleeps for `delay` unless a stop comes first; true when stopping.

@@ -4,7 +4,6 @@ use axum::body::Bytes;
 use axum::extract::{Path, State};
 use axum::http::{header, HeaderMap};
 use axum::Json;
-use sha2::{Digest, Sha256};
 
 use super::parse_json;
 use crate::api::{
@@ -13,19 +12,10 @@ use crate::api::{
 use crate::server::auth::AuthUser;
 use crate::server::error::ApiError;
 use crate::server::state::AppState;
-use crate::server::status;
+use crate::server::{status, versions};
 use crate::spec::{self, ApiSpec, PredictorType};
 use crate::store::models::{self, Saved};
 use crate::store::ModelRow;
-
-/// The hash that decides "up to date": the API's validated spec and the project bundle.
-pub fn spec_hash(spec: &ApiSpec, bundle: &str) -> String {
-    let mut h = Sha256::new();
-    h.update(serde_json::to_vec(spec).unwrap_or_default());
-    h.update(b"\0");
-    h.update(bundle.as_bytes());
-    hex::encode(h.finalize())
-}
 
 pub async fn deploy(
     State(state): State<AppState>,
@@ -51,15 +41,16 @@ pub async fn deploy(
         .await
         .map_err(|e| ApiError::Internal(e.to_string()))??;
 
-    // Endpoints of the APIs already stored: a path serves one API.
+    // Paths of the APIs already stored: a path serves one API.
     let stored: Vec<(String, String)> = state
         .store
         .call(|c| models::list(c))
         .await?
-        .into_iter()
-        .filter_map(|row| {
-            let spec: ApiSpec = serde_json::from_str(&row.spec_json).ok()?;
-            Some((row.name, spec.networking.endpoint))
+        .iter()
+        .flat_map(|row| {
+            versions::paths_of(row)
+                .into_iter()
+                .map(|path| (row.name.clone(), path))
         })
         .collect();
     let mut results = Vec::with_capacity(specs.len());
@@ -92,7 +83,24 @@ pub async fn deploy(
             ));
             continue;
         }
-        let hash = spec_hash(&spec, &req.bundle);
+        // A Model Bazaar deploy's parameters stay applied over the new spec.
+        let n = name.clone();
+        let existing = state
+            .store
+            .call(move |c| models::get_by_name(c, &n))
+            .await?;
+        let (params, deployment_name) = match &existing {
+            Some(row) => (
+                versions::stored_params(row).map_err(|e| ApiError::Internal(e.to_string()))?,
+                row.deployment_name.clone(),
+            ),
+            None => Default::default(),
+        };
+        let hash = versions::version_hash(
+            &versions::effective_spec(&spec, &params),
+            deployment_name.as_deref(),
+            &req.bundle,
+        );
         if let Some(running) = state.deployments.get(&name) {
             let updating =
                 status::api_status(&running) == ApiStatus::Updating && running.has_older();
@@ -157,7 +165,15 @@ pub async fn deploy(
             Saved::Unchanged => DeployAction::Updated,
         };
         if action != DeployAction::UpToDate {
-            state.deployments.apply(&row, spec, &project_dir).await?;
+            if !row.deploy_status.is_active() {
+                // Undeployed (or failed) before: it starts again.
+                let id = row.id.clone();
+                state
+                    .store
+                    .call(move |c| models::set_status(c, &id, crate::store::DeployStatus::Starting))
+                    .await?;
+            }
+            versions::start(&state.bundles, &state.deployments, &row).await?;
         }
         let message = match action {
             DeployAction::Created => format!("creating {name} ({kind})"),
@@ -210,7 +226,7 @@ pub async fn list(
     let base = base_url(&headers);
     let mut out = Vec::with_capacity(rows.len());
     for row in rows {
-        out.push(describe(&state, row, &base)?);
+        out.push(describe(&state, row, &base).await?);
     }
     Ok(Json(out))
 }
@@ -222,7 +238,7 @@ pub async fn get_one(
     Path(name): Path<String>,
 ) -> Result<Json<ApiResponse>, ApiError> {
     let row = find(&state, &name).await?;
-    Ok(Json(describe(&state, row, &base_url(&headers))?))
+    Ok(Json(describe(&state, row, &base_url(&headers)).await?))
 }
 
 pub async fn delete(
@@ -263,16 +279,22 @@ fn base_url(headers: &HeaderMap) -> String {
     format!("http://{host}")
 }
 
-fn describe(state: &AppState, row: ModelRow, base: &str) -> Result<ApiResponse, ApiError> {
-    let spec: ApiSpec = serde_json::from_str(&row.spec_json).map_err(|e| {
-        ApiError::Internal(format!("stored spec of {} is unreadable: {e}", row.name))
+async fn describe(state: &AppState, row: ModelRow, base: &str) -> Result<ApiResponse, ApiError> {
+    let spec = versions::spec_of(&row).map_err(|e| {
+        ApiError::Internal(format!(
+            "the configuration of {} is unreadable: {e}",
+            row.name
+        ))
     })?;
     let live = state.deployments.get(&row.name);
     let metrics = live
         .as_ref()
         .map(|live| live.metrics.snapshot())
         .unwrap_or_default();
-    let summary = status::summary(live.as_deref(), state.deployments.restore_error(&row.name));
+    let restore_error = state.deployments.restore_error(&row.name);
+    let deployment =
+        status::deployment(&state.store, &row, live.as_deref(), restore_error.clone()).await?;
+    let summary = status::summary(live.as_deref(), restore_error);
     Ok(ApiResponse {
         endpoint: format!("{base}{}", spec.networking.endpoint),
         name: row.name,
@@ -286,5 +308,6 @@ fn describe(state: &AppState, row: ModelRow, base: &str) -> Result<ApiResponse, 
         metrics,
         errors: summary.errors,
         spec: (&spec).into(),
+        deployment,
     })
 }

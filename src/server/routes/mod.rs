@@ -1,12 +1,13 @@
 //! The HTTP surface: control API (`/api/v2/...`), health, and the gateway as the fallback.
 
 mod apis;
+mod bazaar;
 mod bundles;
 mod info;
 mod logs;
 
 use axum::extract::DefaultBodyLimit;
-use axum::routing::{get, put};
+use axum::routing::{get, post, put};
 use axum::Router;
 
 use super::limits::{MAX_BUNDLE_BYTES, MAX_PREDICTION_BYTES};
@@ -29,6 +30,26 @@ pub fn router(state: AppState) -> Router {
             get(apis::get_one).delete(apis::delete),
         )
         .route("/api/v2/apis/{name}/logs", get(logs::logs))
+        // Model Bazaar v2: the static internal routes first, so no model id shadows them.
+        .route(
+            "/api/v2/deploy/status-internal",
+            get(bazaar::status_internal),
+        )
+        .route("/api/v2/deploy/update-status", post(bazaar::update_status))
+        .route("/api/v2/deploy/log", get(bazaar::log).post(bazaar::log))
+        .route(
+            "/api/v2/deploy/{model_id}",
+            post(bazaar::deploy).delete(bazaar::undeploy),
+        )
+        .route(
+            "/api/v2/deploy/{model_id}/status",
+            get(bazaar::deploy_status),
+        )
+        .route("/api/v2/deploy/{model_id}/logs", get(bazaar::deploy_logs))
+        .route(
+            "/api/v2/deploy/{model_id}/status-internal",
+            get(bazaar::status_internal_of),
+        )
         .method_not_allowed_fallback(json_errors::method_not_allowed)
         // Only the routes above: the gateway (added after) passes replicas' answers through.
         .layer(axum::middleware::map_response(json_errors::ensure_json))

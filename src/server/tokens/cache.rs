@@ -1,4 +1,4 @@
-//! Valid user tokens, remembered in memory so a token check (every prediction on a
+//! Valid user tokens (with their user's teams), remembered in memory so a token check (every prediction on a
 //! non-loopback server, every control call) does not queue on the database.
 //!
 //! Only tokens the database accepted are kept, by hash, with their expiry; an unknown token
@@ -9,23 +9,23 @@ use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::RwLock;
 
+use super::Identity;
 use crate::clock::now;
-use crate::store::UserRow;
 
 /// Beyond this many remembered tokens the cache starts again empty (a bound, not a policy).
 const MAX_ENTRIES: usize = 10_000;
 
 #[derive(Default)]
 pub struct TokenCache {
-    by_hash: RwLock<HashMap<String, (UserRow, Option<i64>)>>,
+    by_hash: RwLock<HashMap<String, (Identity, Option<i64>)>>,
     /// Bumped by [`TokenCache::forget_all`]: a lookup that began before a revocation must not
     /// remember what it found.
     generation: AtomicU64,
 }
 
 impl TokenCache {
-    /// The user of a remembered, unexpired token.
-    pub fn get(&self, hash: &str) -> Option<UserRow> {
+    /// Who a remembered, unexpired token belongs to.
+    pub fn get(&self, hash: &str) -> Option<Identity> {
         let map = self.by_hash.read().unwrap_or_else(|p| p.into_inner());
         let (user, expires_at) = map.get(hash)?;
         expires_at
@@ -41,7 +41,7 @@ impl TokenCache {
 
     /// Remembers a token the database accepted, unless the cache was cleared since
     /// `generation` (a revocation may have raced the lookup).
-    pub fn remember(&self, generation: u64, hash: String, user: UserRow, expires_at: Option<i64>) {
+    pub fn remember(&self, generation: u64, hash: String, user: Identity, expires_at: Option<i64>) {
         let mut map = self.by_hash.write().unwrap_or_else(|p| p.into_inner());
         if self.generation.load(Ordering::Acquire) != generation {
             return;
@@ -52,7 +52,7 @@ impl TokenCache {
         map.insert(hash, (user, expires_at));
     }
 
-    /// Forgets every token: call after revoking any user token.
+    /// Forgets every token: call after revoking any user token or changing a team.
     pub fn forget_all(&self) {
         let mut map = self.by_hash.write().unwrap_or_else(|p| p.into_inner());
         self.generation.fetch_add(1, Ordering::AcqRel);
@@ -64,11 +64,14 @@ impl TokenCache {
 mod tests {
     use super::*;
 
-    fn user() -> UserRow {
-        UserRow {
-            id: "u1".into(),
-            username: "ada".into(),
-            admin: false,
+    fn user() -> Identity {
+        Identity {
+            user: crate::store::UserRow {
+                id: "u1".into(),
+                username: "ada".into(),
+                admin: false,
+            },
+            teams: Vec::new(),
         }
     }
 
@@ -77,7 +80,7 @@ mod tests {
         let cache = TokenCache::default();
         assert!(cache.get("h").is_none());
         cache.remember(cache.generation(), "h".into(), user(), None);
-        assert_eq!(cache.get("h").unwrap().username, "ada");
+        assert_eq!(cache.get("h").unwrap().user.username, "ada");
         cache.remember(cache.generation(), "old".into(), user(), Some(now() - 1));
         assert!(cache.get("old").is_none(), "expired");
         cache.forget_all();

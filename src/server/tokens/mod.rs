@@ -12,7 +12,8 @@ use std::path::Path;
 use anyhow::Context;
 
 use crate::api::RuntimeFile;
-use crate::store::{users, Store, StoreError, TokenKind, UserRow};
+use crate::server::access::Caller;
+use crate::store::{models, teams, users, Store, StoreError, TokenKind, UserRow};
 use cache::TokenCache;
 
 /// The longest token worth looking up; anything longer is not one of ours.
@@ -25,8 +26,37 @@ pub enum TokenError {
     Invalid,
     #[error("a job token cannot be used on this route; use a user token")]
     JobTokenOnUserRoute,
+    #[error("this route takes a job token (the one a deployment's replicas get as CORTEX_JOB_TOKEN), not a user token")]
+    UserTokenOnJobRoute,
     #[error(transparent)]
     Store(#[from] StoreError),
+}
+
+/// Who a user token belongs to, with what permissions need: their teams.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Identity {
+    pub user: UserRow,
+    /// The teams the user belongs to, and whether they are each team's admin.
+    pub teams: Vec<(String, bool)>,
+}
+
+impl Identity {
+    /// The caller, as permissions see it.
+    pub fn caller(&self) -> Caller {
+        Caller {
+            user_id: self.user.id.clone(),
+            admin: self.user.admin,
+            teams: self.teams.clone(),
+        }
+    }
+}
+
+/// Who a job token speaks for.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct JobIdentity {
+    pub model_id: String,
+    /// The deployment it was issued for (`None`: not bound to one, e.g. an update token).
+    pub deployment: Option<i64>,
 }
 
 /// Issues, checks and revokes tokens.
@@ -45,43 +75,92 @@ impl Tokens {
 
     /// The user behind a valid user token.
     pub async fn user(&self, token: &str) -> Result<UserRow, TokenError> {
+        self.identity(token).await.map(|i| i.user)
+    }
+
+    /// The user behind a valid user token, with their teams.
+    pub async fn identity(&self, token: &str) -> Result<Identity, TokenError> {
         if token.len() > MAX_TOKEN_LEN {
             return Err(TokenError::Invalid);
         }
         let hash = users::hash_token(token);
-        if let Some(user) = self.users.get(&hash) {
-            return Ok(user);
+        if let Some(identity) = self.users.get(&hash) {
+            return Ok(identity);
         }
         let generation = self.users.generation();
+        let token = token.to_string();
+        let found = self
+            .store
+            .call(move |conn| {
+                let Some((row, user)) = users::lookup_token(conn, &token)? else {
+                    return Ok(None);
+                };
+                let teams = match &user {
+                    Some(u) => teams::memberships(conn, &u.id)?,
+                    None => Vec::new(),
+                };
+                Ok(Some((row, user, teams)))
+            })
+            .await?;
+        match found {
+            Some((row, Some(user), teams)) if row.kind == TokenKind::User => {
+                let identity = Identity { user, teams };
+                self.users
+                    .remember(generation, hash, identity.clone(), row.expires_at);
+                Ok(identity)
+            }
+            Some((row, _, _)) if row.kind == TokenKind::Job => Err(TokenError::JobTokenOnUserRoute),
+            _ => Err(TokenError::Invalid),
+        }
+    }
+
+    /// Forgets what is remembered of valid tokens and their teams (after a team changed).
+    pub fn forget_identities(&self) {
+        self.users.forget_all();
+    }
+
+    /// A new deployment of `model_id`: its number and its job token (one transaction).
+    pub async fn issue_job_token(&self, model_id: &str) -> Result<(i64, String), StoreError> {
+        let model_id = model_id.to_string();
+        self.store
+            .call(move |conn| {
+                let tx = conn.transaction()?;
+                let deployment = models::next_deployment(&tx, &model_id)?;
+                let token = users::issue_job_token(&tx, &model_id, deployment)?;
+                tx.commit()?;
+                Ok((deployment, token))
+            })
+            .await
+    }
+
+    /// The model and deployment a job token belongs to.
+    pub async fn job(&self, token: &str) -> Result<JobIdentity, TokenError> {
+        if token.len() > MAX_TOKEN_LEN {
+            return Err(TokenError::Invalid);
+        }
         let token = token.to_string();
         let found = self
             .store
             .call(move |conn| users::lookup_token(conn, &token))
             .await?;
         match found {
-            Some((row, Some(user))) if row.kind == TokenKind::User => {
-                self.users
-                    .remember(generation, hash, user.clone(), row.expires_at);
-                Ok(user)
-            }
-            Some((row, _)) if row.kind == TokenKind::Job => Err(TokenError::JobTokenOnUserRoute),
-            _ => Err(TokenError::Invalid),
+            Some((row, _)) if row.kind == TokenKind::Job => match row.model_id {
+                Some(model_id) => Ok(JobIdentity {
+                    model_id,
+                    deployment: row.deployment,
+                }),
+                None => Err(TokenError::Invalid),
+            },
+            Some(_) => Err(TokenError::UserTokenOnJobRoute),
+            None => Err(TokenError::Invalid),
         }
     }
 
-    /// A new job token for a version of `model_id`.
-    pub async fn issue_job_token(&self, model_id: &str) -> Result<String, StoreError> {
-        let model_id = model_id.to_string();
+    /// Revokes the job tokens of every deployment (at start-up: the replicas they were given to
+    /// are gone with the server that started them).
+    pub async fn revoke_deployment_tokens(&self) -> Result<(), StoreError> {
         self.store
-            .call(move |conn| users::issue_job_token(conn, &model_id))
-            .await
-    }
-
-    /// Revokes every job token of `model_id` but `keep` (the one its newest version holds).
-    pub async fn keep_only_job_token(&self, model_id: &str, keep: &str) -> Result<(), StoreError> {
-        let (model_id, keep) = (model_id.to_string(), keep.to_string());
-        self.store
-            .call(move |conn| users::revoke_job_tokens_except(conn, &model_id, &keep))
+            .call(|conn| users::revoke_deployment_tokens(conn))
             .await
     }
 
@@ -165,7 +244,29 @@ mod tests {
     async fn a_job_token_is_refused_as_a_user_token() {
         let store = Store::open_in_memory().unwrap();
         let tokens = Tokens::new(store);
-        let job = tokens.issue_job_token("m1").await.unwrap();
+        let store2 = tokens.store.clone();
+        let model = store2
+            .call(|c| {
+                let u = users::create_user(c, "ada", false)?;
+                c.execute(
+                    "INSERT INTO bundles (sha256, size, created_at) VALUES ('b', 1, 0)",
+                    [],
+                )?;
+                models::save_spec(c, "m", "RealtimeAPI", &u.id, "{}", "h", "b", "cortex.yaml")
+            })
+            .await
+            .unwrap()
+            .0;
+        let (first, _) = tokens.issue_job_token(&model.id).await.unwrap();
+        let (deployment, job) = tokens.issue_job_token(&model.id).await.unwrap();
+        assert_eq!((first, deployment), (1, 2), "deployments are numbered");
+        assert_eq!(
+            tokens.job(&job).await.unwrap(),
+            JobIdentity {
+                model_id: model.id.clone(),
+                deployment: Some(2)
+            }
+        );
         assert!(matches!(
             tokens.user(&job).await,
             Err(TokenError::JobTokenOnUserRoute)

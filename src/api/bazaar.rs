@@ -1,0 +1,94 @@
+//! The Model Bazaar v2 deployment API (`/api/v2/deploy/...`): bodies and answers exactly as
+//! its documentation writes them. Success without a payload is `{}`.
+
+use serde::{Deserialize, Serialize};
+
+/// `POST /api/v2/deploy/{model_id}`: every field optional; an empty body is `{}`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DeployParams {
+    /// Also serve the model at `/<deployment_name>`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub deployment_name: Option<String>,
+    /// False: one replica; true: between `autoscaling_min` and `autoscaling_max`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub autoscaling_enabled: Option<bool>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub autoscaling_min: Option<i64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub autoscaling_max: Option<i64>,
+    /// Memory per replica, in MB (overrides `compute.mem`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub memory: Option<i64>,
+}
+
+/// `GET /api/v2/deploy/{model_id}/status` and `.../status-internal`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DeploymentStatus {
+    /// `not_started`, `starting`, `in_progress`, `complete`, `stopped` or `failed`.
+    pub status: String,
+    /// The current deployment's errors, oldest first (never null).
+    pub errors: Vec<String>,
+    /// The current deployment's warnings, oldest first (never null).
+    pub warnings: Vec<String>,
+}
+
+/// One element of `GET /api/v2/deploy/{model_id}/logs`: the recent output of one replica.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ReplicaOutput {
+    pub stdout: String,
+    pub stderr: String,
+}
+
+/// `POST /api/v2/deploy/update-status` (job token).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct UpdateStatus {
+    pub status: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub metadata: Option<serde_json::Value>,
+}
+
+/// `GET|POST /api/v2/deploy/log` (job token).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct JobLog {
+    /// `warning` or `error`.
+    pub level: String,
+    pub message: String,
+}
+
+/// One message a deployment logged, with its time, for `cortex get X -o json`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DeploymentMessage {
+    /// Which deployment of the model logged it (the current one is `ApiResponse::deployment`).
+    pub deployment: i64,
+    /// `warning` or `error`.
+    pub level: String,
+    pub message: String,
+    /// Unix seconds.
+    pub time: i64,
+}
+
+/// A model's deployment as `cortex get X -o json` shows it: the Model Bazaar status (the same
+/// as `GET /api/v2/deploy/{model_id}/status`), what the deployment reported, and every message
+/// of earlier deployments.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DeploymentInfo {
+    /// The number of the current deployment (each new version counts one up).
+    pub number: i64,
+    #[serde(flatten)]
+    pub status: DeploymentStatus,
+    /// What the deployment set with `update-status`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub metadata: Option<serde_json::Value>,
+    /// The extra route of a Model Bazaar deploy (`/<deployment_name>`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub deployment_name: Option<String>,
+    /// Every warning and error of every deployment, oldest first.
+    pub history: Vec<DeploymentMessage>,
+}

@@ -1,0 +1,93 @@
+//! Where a replica's output goes: stdout and stderr each to a file of their own, and both, in
+//! the order they arrive, to the replica's log (which also holds the engine's own lines).
+//! Copied by one thread per stream, so the async runtime never writes to disk.
+
+use std::fs::{File, OpenOptions};
+use std::io::{Read, Write};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use tokio::process::Child;
+
+/// The files of one replica's output.
+#[derive(Debug, Clone)]
+pub(super) struct OutputPaths {
+    /// Both streams and the engine's lines: what `cortex logs` shows.
+    pub(super) combined: PathBuf,
+    pub(super) stdout: PathBuf,
+    pub(super) stderr: PathBuf,
+}
+
+impl OutputPaths {
+    /// The files beside `<replica>.log`: `<replica>.stdout.log` and `<replica>.stderr.log`.
+    pub(super) fn of(combined: &Path) -> OutputPaths {
+        OutputPaths {
+            combined: combined.to_path_buf(),
+            stdout: combined.with_extension("stdout.log"),
+            stderr: combined.with_extension("stderr.log"),
+        }
+    }
+}
+
+/// The copying of one run's output; it ends when every holder of the pipes (the replica and
+/// what it started) is gone.
+pub(super) struct Capture {
+    threads: Vec<std::thread::JoinHandle<()>>,
+}
+
+/// How long an exit waits for the last output to be copied (a process that left the replica's
+/// group may keep a pipe open for ever).
+const DRAIN: Duration = Duration::from_secs(2);
+
+impl Capture {
+    /// Starts copying `child`'s piped stdout and stderr.
+    pub(super) fn start(child: &mut Child, paths: &OutputPaths) -> std::io::Result<Capture> {
+        let open = |p: &Path| OpenOptions::new().create(true).append(true).open(p);
+        let mut threads = Vec::new();
+        if let Some(out) = child.stdout.take() {
+            let pipe = File::from(out.into_owned_fd()?);
+            let files = (open(&paths.stdout)?, open(&paths.combined)?);
+            threads.push(copy_thread("stdout", pipe, files)?);
+        }
+        if let Some(err) = child.stderr.take() {
+            let pipe = File::from(err.into_owned_fd()?);
+            let files = (open(&paths.stderr)?, open(&paths.combined)?);
+            threads.push(copy_thread("stderr", pipe, files)?);
+        }
+        Ok(Capture { threads })
+    }
+
+    /// Waits (a bounded time) until everything the replica wrote is in the files.
+    pub(super) async fn drained(self) {
+        let threads = self.threads;
+        let join = tokio::task::spawn_blocking(move || {
+            for t in threads {
+                let _ = t.join();
+            }
+        });
+        let _ = tokio::time::timeout(DRAIN, join).await;
+    }
+}
+
+fn copy_thread(
+    stream: &str,
+    mut pipe: File,
+    (mut own, mut combined): (File, File),
+) -> std::io::Result<std::thread::JoinHandle<()>> {
+    std::thread::Builder::new()
+        .name(format!("replica-{stream}"))
+        .spawn(move || {
+            let mut buf = vec![0u8; 16 * 1024];
+            loop {
+                match pipe.read(&mut buf) {
+                    Ok(0) => return,
+                    Ok(n) => {
+                        let _ = own.write_all(&buf[..n]);
+                        let _ = combined.write_all(&buf[..n]);
+                    }
+                    Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                    Err(_) => return,
+                }
+            }
+        })
+}

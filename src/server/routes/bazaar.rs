@@ -1,0 +1,329 @@
+//! The Model Bazaar v2 deployment API (`/api/v2/deploy/...`), as its documentation writes it:
+//! deploy, undeploy, status and logs for users with the right permission on the model, and
+//! the internal routes a deployment's replicas call with their job token.
+
+use axum::body::Bytes;
+use axum::extract::{Path, State};
+use axum::Json;
+use serde_json::{json, Value};
+
+use super::parse_json;
+use crate::api::{DeployParams, DeploymentStatus, JobLog, ReplicaOutput, UpdateStatus};
+use crate::server::access::{self, Caller, Level, ModelAccess};
+use crate::server::auth::{AuthUser, JobAuth};
+use crate::server::error::ApiError;
+use crate::server::state::AppState;
+use crate::server::{status, versions};
+use crate::store::{deploy_logs, models, teams, DeployStatus, ModelRow, UserRow};
+
+/// `{}`: what the Model Bazaar API answers when there is nothing to say.
+fn empty() -> Json<Value> {
+    Json(json!({}))
+}
+
+/// The model id of a path: a UUID (400 otherwise).
+fn model_id(raw: &str) -> Result<String, ApiError> {
+    uuid::Uuid::parse_str(raw)
+        .map(|u| u.to_string())
+        .map_err(|_| {
+            ApiError::BadRequest(format!(
+                "{raw:?} is not a model id; model ids are UUIDs (`cortex get <api> -o json` shows an api's model_id)"
+            ))
+        })
+}
+
+async fn load_model(state: &AppState, id: &str) -> Result<ModelRow, ApiError> {
+    let id_ = id.to_string();
+    state
+        .store
+        .call(move |c| models::get(c, &id_))
+        .await?
+        .ok_or_else(|| ApiError::NotFound(format!("model {id} does not exist")))
+}
+
+/// The caller's permission level on `row`.
+pub(crate) async fn level_on(
+    state: &AppState,
+    user: &UserRow,
+    row: &ModelRow,
+) -> Result<Level, ApiError> {
+    let user_id = user.id.clone();
+    let memberships = state
+        .store
+        .call(move |c| teams::memberships(c, &user_id))
+        .await?;
+    let caller = Caller {
+        user_id: user.id.clone(),
+        admin: user.admin,
+        teams: memberships,
+    };
+    Ok(access::level(&caller, &ModelAccess::from(row)))
+}
+
+/// The model of the path, when the caller has at least `needed` on it (403 otherwise).
+async fn model_for(
+    state: &AppState,
+    user: &UserRow,
+    raw_id: &str,
+    needed: Level,
+) -> Result<ModelRow, ApiError> {
+    let id = model_id(raw_id)?;
+    let row = load_model(state, &id).await?;
+    let level = level_on(state, user, &row).await?;
+    if level < needed {
+        return Err(ApiError::Forbidden(format!(
+            "user {} does not have the permission this needs on model {id} ({}): it needs {}, and has {}",
+            user.username,
+            row.name,
+            needed.as_str(),
+            level.as_str()
+        )));
+    }
+    Ok(row)
+}
+
+/// `POST /api/v2/deploy/{model_id}` (Owner).
+pub async fn deploy(
+    State(state): State<AppState>,
+    AuthUser(user): AuthUser,
+    Path(raw_id): Path<String>,
+    body: Bytes,
+) -> Result<Json<Value>, ApiError> {
+    let params: DeployParams = if body.iter().all(u8::is_ascii_whitespace) {
+        DeployParams::default()
+    } else {
+        parse_json(&body)?
+    };
+    let row = model_for(&state, &user, &raw_id, Level::Owner).await?;
+    versions::check_params(&params).map_err(ApiError::Unprocessable)?;
+    state.disk.check()?;
+    if row.kind != crate::spec::ApiKind::RealtimeAPI.as_str() {
+        return Err(ApiError::Unprocessable(format!(
+            "{} is a {}; only RealtimeAPIs can be deployed here",
+            row.name, row.kind
+        )));
+    }
+    let _changing = state.changes.lock().await;
+    let row = load_model(&state, &row.id).await?;
+    if let Some(name) = &params.deployment_name {
+        let path = format!("/{name}");
+        let others = state.store.call(|c| models::list(c)).await?;
+        if let Some(other) = others
+            .iter()
+            .find(|o| o.id != row.id && versions::paths_of(o).contains(&path))
+        {
+            return Err(ApiError::Conflict(format!(
+                "deployment_name {name:?}: {path} already serves model {} ({}); choose another name",
+                other.id, other.name
+            )));
+        }
+    }
+    let params_json =
+        serde_json::to_string(&params).map_err(|e| ApiError::Internal(e.to_string()))?;
+    let (id, name) = (row.id.clone(), params.deployment_name.clone());
+    state
+        .store
+        .call(move |c| models::set_deploy_params(c, &id, name.as_deref(), &params_json))
+        .await?;
+    let row = load_model(&state, &row.id).await?;
+    let spec = versions::spec_of(&row)?;
+    let hash = versions::version_hash(&spec, row.deployment_name.as_deref(), &row.bundle_sha256);
+    let running = state.deployments.get(&row.name);
+    let serving_this = running.as_ref().is_some_and(|live| live.spec_hash == hash);
+    if row.deploy_status.is_active() && serving_this {
+        return Ok(empty());
+    }
+    if !row.deploy_status.is_active() {
+        // Failed or stopped: start afresh rather than keep what crash-loops.
+        state.deployments.remove(&row.name).await;
+    }
+    let id = row.id.clone();
+    let h = hash.clone();
+    state
+        .store
+        .call(move |c| models::set_version(c, &id, &h))
+        .await?;
+    let row = load_model(&state, &row.id).await?;
+    versions::start(&state.bundles, &state.deployments, &row).await?;
+    Ok(empty())
+}
+
+/// `DELETE /api/v2/deploy/{model_id}` (Owner): replicas stopped, job tokens revoked, status
+/// `stopped`; the model stays and can be deployed again.
+pub async fn undeploy(
+    State(state): State<AppState>,
+    AuthUser(user): AuthUser,
+    Path(raw_id): Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    let row = model_for(&state, &user, &raw_id, Level::Owner).await?;
+    let _changing = state.changes.lock().await;
+    state.deployments.remove(&row.name).await;
+    let id = row.id.clone();
+    state
+        .store
+        .call(move |c| models::set_status(c, &id, DeployStatus::Stopped))
+        .await?;
+    Ok(empty())
+}
+
+/// The status of a model's current deployment: what it logged, and what its replicas say.
+async fn status_of(state: &AppState, row: &ModelRow) -> Result<DeploymentStatus, ApiError> {
+    let live = state.deployments.get(&row.name);
+    let restore_error = state.deployments.restore_error(&row.name);
+    let info = status::deployment(&state.store, row, live.as_deref(), restore_error).await?;
+    Ok(info.status)
+}
+
+/// `GET /api/v2/deploy/{model_id}/status` (Read).
+pub async fn deploy_status(
+    State(state): State<AppState>,
+    AuthUser(user): AuthUser,
+    Path(raw_id): Path<String>,
+) -> Result<Json<DeploymentStatus>, ApiError> {
+    let row = model_for(&state, &user, &raw_id, Level::Read).await?;
+    Ok(Json(status_of(&state, &row).await?))
+}
+
+/// `GET /api/v2/deploy/{model_id}/logs` (Read): the recent output of each replica of the
+/// current deployment. A replica whose output cannot be read gets an entry saying so.
+pub async fn deploy_logs(
+    State(state): State<AppState>,
+    AuthUser(user): AuthUser,
+    Path(raw_id): Path<String>,
+) -> Result<Json<Vec<ReplicaOutput>>, ApiError> {
+    let row = model_for(&state, &user, &raw_id, Level::Read).await?;
+    let Some(live) = state.deployments.get(&row.name) else {
+        return Ok(Json(Vec::new()));
+    };
+    let mut out = Vec::new();
+    for replica in live.versions.newest().members() {
+        let entry = match replica.logs().streams(state.log_tail_lines).await {
+            Ok((stdout, stderr)) => ReplicaOutput { stdout, stderr },
+            Err(why) => ReplicaOutput {
+                stdout: String::new(),
+                stderr: format!(
+                    "cortex: the output of replica {} cannot be read: {why}",
+                    replica.id()
+                ),
+            },
+        };
+        out.push(entry);
+    }
+    Ok(Json(out))
+}
+
+/// The model a job token speaks for; with a model in the path, it must be that one (403).
+async fn job_model(
+    state: &AppState,
+    job: &JobAuth,
+    path_id: Option<&str>,
+) -> Result<ModelRow, ApiError> {
+    if let Some(raw) = path_id {
+        let id = model_id(raw)?;
+        if id != job.0.model_id {
+            return Err(ApiError::Forbidden(format!(
+                "this job token belongs to model {}, not to model {id}",
+                job.0.model_id
+            )));
+        }
+    }
+    load_model(state, &job.0.model_id).await
+}
+
+/// `GET /api/v2/deploy/status-internal` (job token).
+pub async fn status_internal(
+    State(state): State<AppState>,
+    job: JobAuth,
+) -> Result<Json<DeploymentStatus>, ApiError> {
+    let row = job_model(&state, &job, None).await?;
+    Ok(Json(status_of(&state, &row).await?))
+}
+
+/// `GET /api/v2/deploy/{model_id}/status-internal` (job token of that model).
+pub async fn status_internal_of(
+    State(state): State<AppState>,
+    job: JobAuth,
+    Path(raw_id): Path<String>,
+) -> Result<Json<DeploymentStatus>, ApiError> {
+    let row = job_model(&state, &job, Some(&raw_id)).await?;
+    Ok(Json(status_of(&state, &row).await?))
+}
+
+/// `POST /api/v2/deploy/update-status` (job token): `in_progress`, `complete` or `failed`,
+/// from the current deployment only.
+pub async fn update_status(
+    State(state): State<AppState>,
+    job: JobAuth,
+    body: Bytes,
+) -> Result<Json<Value>, ApiError> {
+    let req: UpdateStatus = parse_json(&body)?;
+    let status = DeployStatus::parse(&req.status).ok_or_else(|| {
+        ApiError::Unprocessable(format!(
+            "invalid status {:?}: use one of not_started, starting, in_progress, complete, stopped, failed",
+            req.status
+        ))
+    })?;
+    let _changing = state.changes.lock().await;
+    let row = job_model(&state, &job, None).await?;
+    if !matches!(
+        status,
+        DeployStatus::InProgress | DeployStatus::Complete | DeployStatus::Failed
+    ) {
+        return Err(ApiError::Conflict(format!(
+            "a deployment cannot set its own status to {}; it reports in_progress, complete or failed",
+            status.as_str()
+        )));
+    }
+    if row.deploy_status == DeployStatus::Stopped {
+        return Err(ApiError::Conflict(format!(
+            "model {} was undeployed (stopped); its deployment cannot set it {}",
+            row.id,
+            status.as_str()
+        )));
+    }
+    if job.0.deployment.is_some_and(|d| d != row.deployment) {
+        return Err(ApiError::Conflict(format!(
+            "this token belongs to deployment {} of model {}, which a newer deployment ({}) superseded",
+            job.0.deployment.unwrap_or_default(),
+            row.id,
+            row.deployment
+        )));
+    }
+    let id = row.id.clone();
+    let metadata = match &req.metadata {
+        Some(m) => Some(serde_json::to_string(m).map_err(|e| ApiError::Internal(e.to_string()))?),
+        None => None,
+    };
+    state
+        .store
+        .call(move |c| {
+            if let Some(m) = &metadata {
+                models::set_metadata(c, &id, m)?;
+            }
+            models::set_status(c, &id, status)
+        })
+        .await?;
+    Ok(empty())
+}
+
+/// `GET|POST /api/v2/deploy/log` (job token): a warning or an error of the deployment.
+pub async fn log(
+    State(state): State<AppState>,
+    job: JobAuth,
+    body: Bytes,
+) -> Result<Json<Value>, ApiError> {
+    let req: JobLog = parse_json(&body)?;
+    let level = deploy_logs::Level::parse(&req.level).ok_or_else(|| {
+        ApiError::Unprocessable(format!(
+            "invalid log level {:?}: use \"warning\" or \"error\"",
+            req.level
+        ))
+    })?;
+    let row = job_model(&state, &job, None).await?;
+    let (id, deployment) = (row.id.clone(), job.0.deployment.unwrap_or(row.deployment));
+    state
+        .store
+        .call(move |c| deploy_logs::add(c, &id, deployment, level, &req.message))
+        .await?;
+    Ok(empty())
+}
