@@ -58,11 +58,23 @@ pub fn router(state: AppState) -> Router {
         .with_state(state)
 }
 
-/// Parses a JSON body into `T`, answering 400 with serde's explanation when it does not fit.
+/// Parses a JSON body into `T`, answering 400 with serde's explanation when it does not fit,
+/// naming the field at fault.
 pub(crate) fn parse_json<T: serde::de::DeserializeOwned>(
     body: &[u8],
 ) -> Result<T, super::error::ApiError> {
-    serde_json::from_slice(body).map_err(|e| {
-        super::error::ApiError::BadRequest(format!("the request body is not valid: {e}"))
-    })
+    let bad = |why: String| {
+        super::error::ApiError::BadRequest(format!("the request body is not valid: {why}"))
+    };
+    let mut de = serde_json::Deserializer::from_slice(body);
+    let value: T = serde_path_to_error::deserialize(&mut de).map_err(|e| {
+        let path = e.path().to_string();
+        if path == "." {
+            bad(e.inner().to_string())
+        } else {
+            bad(format!("{path}: {}", e.inner()))
+        }
+    })?;
+    de.end().map_err(|e| bad(e.to_string()))?;
+    Ok(value)
 }
