@@ -31,6 +31,10 @@ Register-ArgumentCompleter -Native -CommandName 'cortex' -ScriptBlock {
             [CompletionResult]::new('delete', 'delete', [CompletionResultType]::ParameterValue, 'delete an api or stop a job')
             [CompletionResult]::new('env', 'env', [CompletionResultType]::ParameterValue, 'manage cli environments (which cortex server to talk to)')
             [CompletionResult]::new('server', 'server', [CompletionResultType]::ParameterValue, 'run the cortex server in the foreground, or manage the local one')
+            [CompletionResult]::new('users', 'users', [CompletionResultType]::ParameterValue, 'manage the users of a server (admins)')
+            [CompletionResult]::new('teams', 'teams', [CompletionResultType]::ParameterValue, 'manage teams and their members')
+            [CompletionResult]::new('tokens', 'tokens', [CompletionResultType]::ParameterValue, 'create, list and revoke tokens')
+            [CompletionResult]::new('access', 'access', [CompletionResultType]::ParameterValue, 'set who may use an api: private, protected (a team) or public')
             [CompletionResult]::new('completion', 'completion', [CompletionResultType]::ParameterValue, 'generate shell completion scripts')
             [CompletionResult]::new('version', 'version', [CompletionResultType]::ParameterValue, 'print the cli and server versions')
             [CompletionResult]::new('help', 'help', [CompletionResultType]::ParameterValue, 'Print this message or the help of the given subcommand(s)')
@@ -214,6 +218,247 @@ Register-ArgumentCompleter -Native -CommandName 'cortex' -ScriptBlock {
         'cortex;server;help;help' {
             break
         }
+        'cortex;users' {
+            [CompletionResult]::new('-h', '-h', [CompletionResultType]::ParameterName, 'Print help')
+            [CompletionResult]::new('--help', '--help', [CompletionResultType]::ParameterName, 'Print help')
+            [CompletionResult]::new('-V', '-V ', [CompletionResultType]::ParameterName, 'Print version')
+            [CompletionResult]::new('--version', '--version', [CompletionResultType]::ParameterName, 'Print version')
+            [CompletionResult]::new('create', 'create', [CompletionResultType]::ParameterValue, 'create a user and print their first token')
+            [CompletionResult]::new('list', 'list', [CompletionResultType]::ParameterValue, 'list the users (admins only)')
+            [CompletionResult]::new('delete', 'delete', [CompletionResultType]::ParameterValue, 'delete a user; their apis become yours')
+            [CompletionResult]::new('help', 'help', [CompletionResultType]::ParameterValue, 'Print this message or the help of the given subcommand(s)')
+            break
+        }
+        'cortex;users;create' {
+            [CompletionResult]::new('-e', '-e', [CompletionResultType]::ParameterName, 'environment to use (default: the configured default, usually "local")')
+            [CompletionResult]::new('--env', '--env', [CompletionResultType]::ParameterName, 'environment to use (default: the configured default, usually "local")')
+            [CompletionResult]::new('-o', '-o', [CompletionResultType]::ParameterName, 'output format')
+            [CompletionResult]::new('--output', '--output', [CompletionResultType]::ParameterName, 'output format')
+            [CompletionResult]::new('--admin', '--admin', [CompletionResultType]::ParameterName, 'a global admin may do everything')
+            [CompletionResult]::new('-h', '-h', [CompletionResultType]::ParameterName, 'Print help')
+            [CompletionResult]::new('--help', '--help', [CompletionResultType]::ParameterName, 'Print help')
+            [CompletionResult]::new('-V', '-V ', [CompletionResultType]::ParameterName, 'Print version')
+            [CompletionResult]::new('--version', '--version', [CompletionResultType]::ParameterName, 'Print version')
+            break
+        }
+        'cortex;users;list' {
+            [CompletionResult]::new('-e', '-e', [CompletionResultType]::ParameterName, 'environment to use (default: the configured default, usually "local")')
+            [CompletionResult]::new('--env', '--env', [CompletionResultType]::ParameterName, 'environment to use (default: the configured default, usually "local")')
+            [CompletionResult]::new('-o', '-o', [CompletionResultType]::ParameterName, 'output format')
+            [CompletionResult]::new('--output', '--output', [CompletionResultType]::ParameterName, 'output format')
+            [CompletionResult]::new('-h', '-h', [CompletionResultType]::ParameterName, 'Print help')
+            [CompletionResult]::new('--help', '--help', [CompletionResultType]::ParameterName, 'Print help')
+            [CompletionResult]::new('-V', '-V ', [CompletionResultType]::ParameterName, 'Print version')
+            [CompletionResult]::new('--version', '--version', [CompletionResultType]::ParameterName, 'Print version')
+            break
+        }
+        'cortex;users;delete' {
+            [CompletionResult]::new('-e', '-e', [CompletionResultType]::ParameterName, 'environment to use (default: the configured default, usually "local")')
+            [CompletionResult]::new('--env', '--env', [CompletionResultType]::ParameterName, 'environment to use (default: the configured default, usually "local")')
+            [CompletionResult]::new('-o', '-o', [CompletionResultType]::ParameterName, 'output format')
+            [CompletionResult]::new('--output', '--output', [CompletionResultType]::ParameterName, 'output format')
+            [CompletionResult]::new('-h', '-h', [CompletionResultType]::ParameterName, 'Print help')
+            [CompletionResult]::new('--help', '--help', [CompletionResultType]::ParameterName, 'Print help')
+            [CompletionResult]::new('-V', '-V ', [CompletionResultType]::ParameterName, 'Print version')
+            [CompletionResult]::new('--version', '--version', [CompletionResultType]::ParameterName, 'Print version')
+            break
+        }
+        'cortex;users;help' {
+            [CompletionResult]::new('create', 'create', [CompletionResultType]::ParameterValue, 'create a user and print their first token')
+            [CompletionResult]::new('list', 'list', [CompletionResultType]::ParameterValue, 'list the users (admins only)')
+            [CompletionResult]::new('delete', 'delete', [CompletionResultType]::ParameterValue, 'delete a user; their apis become yours')
+            [CompletionResult]::new('help', 'help', [CompletionResultType]::ParameterValue, 'Print this message or the help of the given subcommand(s)')
+            break
+        }
+        'cortex;users;help;create' {
+            break
+        }
+        'cortex;users;help;list' {
+            break
+        }
+        'cortex;users;help;delete' {
+            break
+        }
+        'cortex;users;help;help' {
+            break
+        }
+        'cortex;teams' {
+            [CompletionResult]::new('-h', '-h', [CompletionResultType]::ParameterName, 'Print help')
+            [CompletionResult]::new('--help', '--help', [CompletionResultType]::ParameterName, 'Print help')
+            [CompletionResult]::new('-V', '-V ', [CompletionResultType]::ParameterName, 'Print version')
+            [CompletionResult]::new('--version', '--version', [CompletionResultType]::ParameterName, 'Print version')
+            [CompletionResult]::new('create', 'create', [CompletionResultType]::ParameterValue, 'create a team (admins only)')
+            [CompletionResult]::new('list', 'list', [CompletionResultType]::ParameterValue, 'list the teams you can see, with their members')
+            [CompletionResult]::new('delete', 'delete', [CompletionResultType]::ParameterValue, 'delete a team; its protected apis become private')
+            [CompletionResult]::new('add', 'add', [CompletionResultType]::ParameterValue, 'add a user to a team (or change whether they are its admin)')
+            [CompletionResult]::new('remove', 'remove', [CompletionResultType]::ParameterValue, 'remove a user from a team')
+            [CompletionResult]::new('help', 'help', [CompletionResultType]::ParameterValue, 'Print this message or the help of the given subcommand(s)')
+            break
+        }
+        'cortex;teams;create' {
+            [CompletionResult]::new('-e', '-e', [CompletionResultType]::ParameterName, 'environment to use (default: the configured default, usually "local")')
+            [CompletionResult]::new('--env', '--env', [CompletionResultType]::ParameterName, 'environment to use (default: the configured default, usually "local")')
+            [CompletionResult]::new('-o', '-o', [CompletionResultType]::ParameterName, 'output format')
+            [CompletionResult]::new('--output', '--output', [CompletionResultType]::ParameterName, 'output format')
+            [CompletionResult]::new('-h', '-h', [CompletionResultType]::ParameterName, 'Print help')
+            [CompletionResult]::new('--help', '--help', [CompletionResultType]::ParameterName, 'Print help')
+            [CompletionResult]::new('-V', '-V ', [CompletionResultType]::ParameterName, 'Print version')
+            [CompletionResult]::new('--version', '--version', [CompletionResultType]::ParameterName, 'Print version')
+            break
+        }
+        'cortex;teams;list' {
+            [CompletionResult]::new('-e', '-e', [CompletionResultType]::ParameterName, 'environment to use (default: the configured default, usually "local")')
+            [CompletionResult]::new('--env', '--env', [CompletionResultType]::ParameterName, 'environment to use (default: the configured default, usually "local")')
+            [CompletionResult]::new('-o', '-o', [CompletionResultType]::ParameterName, 'output format')
+            [CompletionResult]::new('--output', '--output', [CompletionResultType]::ParameterName, 'output format')
+            [CompletionResult]::new('-h', '-h', [CompletionResultType]::ParameterName, 'Print help')
+            [CompletionResult]::new('--help', '--help', [CompletionResultType]::ParameterName, 'Print help')
+            [CompletionResult]::new('-V', '-V ', [CompletionResultType]::ParameterName, 'Print version')
+            [CompletionResult]::new('--version', '--version', [CompletionResultType]::ParameterName, 'Print version')
+            break
+        }
+        'cortex;teams;delete' {
+            [CompletionResult]::new('-e', '-e', [CompletionResultType]::ParameterName, 'environment to use (default: the configured default, usually "local")')
+            [CompletionResult]::new('--env', '--env', [CompletionResultType]::ParameterName, 'environment to use (default: the configured default, usually "local")')
+            [CompletionResult]::new('-o', '-o', [CompletionResultType]::ParameterName, 'output format')
+            [CompletionResult]::new('--output', '--output', [CompletionResultType]::ParameterName, 'output format')
+            [CompletionResult]::new('-h', '-h', [CompletionResultType]::ParameterName, 'Print help')
+            [CompletionResult]::new('--help', '--help', [CompletionResultType]::ParameterName, 'Print help')
+            [CompletionResult]::new('-V', '-V ', [CompletionResultType]::ParameterName, 'Print version')
+            [CompletionResult]::new('--version', '--version', [CompletionResultType]::ParameterName, 'Print version')
+            break
+        }
+        'cortex;teams;add' {
+            [CompletionResult]::new('-e', '-e', [CompletionResultType]::ParameterName, 'environment to use (default: the configured default, usually "local")')
+            [CompletionResult]::new('--env', '--env', [CompletionResultType]::ParameterName, 'environment to use (default: the configured default, usually "local")')
+            [CompletionResult]::new('-o', '-o', [CompletionResultType]::ParameterName, 'output format')
+            [CompletionResult]::new('--output', '--output', [CompletionResultType]::ParameterName, 'output format')
+            [CompletionResult]::new('--admin', '--admin', [CompletionResultType]::ParameterName, 'a team admin manages the team and owns its protected apis')
+            [CompletionResult]::new('-h', '-h', [CompletionResultType]::ParameterName, 'Print help')
+            [CompletionResult]::new('--help', '--help', [CompletionResultType]::ParameterName, 'Print help')
+            [CompletionResult]::new('-V', '-V ', [CompletionResultType]::ParameterName, 'Print version')
+            [CompletionResult]::new('--version', '--version', [CompletionResultType]::ParameterName, 'Print version')
+            break
+        }
+        'cortex;teams;remove' {
+            [CompletionResult]::new('-e', '-e', [CompletionResultType]::ParameterName, 'environment to use (default: the configured default, usually "local")')
+            [CompletionResult]::new('--env', '--env', [CompletionResultType]::ParameterName, 'environment to use (default: the configured default, usually "local")')
+            [CompletionResult]::new('-o', '-o', [CompletionResultType]::ParameterName, 'output format')
+            [CompletionResult]::new('--output', '--output', [CompletionResultType]::ParameterName, 'output format')
+            [CompletionResult]::new('-h', '-h', [CompletionResultType]::ParameterName, 'Print help')
+            [CompletionResult]::new('--help', '--help', [CompletionResultType]::ParameterName, 'Print help')
+            [CompletionResult]::new('-V', '-V ', [CompletionResultType]::ParameterName, 'Print version')
+            [CompletionResult]::new('--version', '--version', [CompletionResultType]::ParameterName, 'Print version')
+            break
+        }
+        'cortex;teams;help' {
+            [CompletionResult]::new('create', 'create', [CompletionResultType]::ParameterValue, 'create a team (admins only)')
+            [CompletionResult]::new('list', 'list', [CompletionResultType]::ParameterValue, 'list the teams you can see, with their members')
+            [CompletionResult]::new('delete', 'delete', [CompletionResultType]::ParameterValue, 'delete a team; its protected apis become private')
+            [CompletionResult]::new('add', 'add', [CompletionResultType]::ParameterValue, 'add a user to a team (or change whether they are its admin)')
+            [CompletionResult]::new('remove', 'remove', [CompletionResultType]::ParameterValue, 'remove a user from a team')
+            [CompletionResult]::new('help', 'help', [CompletionResultType]::ParameterValue, 'Print this message or the help of the given subcommand(s)')
+            break
+        }
+        'cortex;teams;help;create' {
+            break
+        }
+        'cortex;teams;help;list' {
+            break
+        }
+        'cortex;teams;help;delete' {
+            break
+        }
+        'cortex;teams;help;add' {
+            break
+        }
+        'cortex;teams;help;remove' {
+            break
+        }
+        'cortex;teams;help;help' {
+            break
+        }
+        'cortex;tokens' {
+            [CompletionResult]::new('-h', '-h', [CompletionResultType]::ParameterName, 'Print help')
+            [CompletionResult]::new('--help', '--help', [CompletionResultType]::ParameterName, 'Print help')
+            [CompletionResult]::new('-V', '-V ', [CompletionResultType]::ParameterName, 'Print version')
+            [CompletionResult]::new('--version', '--version', [CompletionResultType]::ParameterName, 'Print version')
+            [CompletionResult]::new('create', 'create', [CompletionResultType]::ParameterValue, 'create a token (printed once; only its hash is stored)')
+            [CompletionResult]::new('list', 'list', [CompletionResultType]::ParameterValue, 'list your tokens (an admin sees everyone''s)')
+            [CompletionResult]::new('revoke', 'revoke', [CompletionResultType]::ParameterValue, 'revoke a token by the id `cortex tokens list` shows')
+            [CompletionResult]::new('help', 'help', [CompletionResultType]::ParameterValue, 'Print this message or the help of the given subcommand(s)')
+            break
+        }
+        'cortex;tokens;create' {
+            [CompletionResult]::new('--name', '--name', [CompletionResultType]::ParameterName, 'a name to recognise it by in `cortex tokens list`')
+            [CompletionResult]::new('--expires-in', '--expires-in', [CompletionResultType]::ParameterName, 'when it expires, e.g. 1h or 720h (default: never)')
+            [CompletionResult]::new('--user', '--user', [CompletionResultType]::ParameterName, 'the user it is for (admins only; default: you)')
+            [CompletionResult]::new('--api', '--api', [CompletionResultType]::ParameterName, 'scope it to one api: it works on that api alone')
+            [CompletionResult]::new('-e', '-e', [CompletionResultType]::ParameterName, 'environment to use (default: the configured default, usually "local")')
+            [CompletionResult]::new('--env', '--env', [CompletionResultType]::ParameterName, 'environment to use (default: the configured default, usually "local")')
+            [CompletionResult]::new('-o', '-o', [CompletionResultType]::ParameterName, 'output format')
+            [CompletionResult]::new('--output', '--output', [CompletionResultType]::ParameterName, 'output format')
+            [CompletionResult]::new('-h', '-h', [CompletionResultType]::ParameterName, 'Print help')
+            [CompletionResult]::new('--help', '--help', [CompletionResultType]::ParameterName, 'Print help')
+            [CompletionResult]::new('-V', '-V ', [CompletionResultType]::ParameterName, 'Print version')
+            [CompletionResult]::new('--version', '--version', [CompletionResultType]::ParameterName, 'Print version')
+            break
+        }
+        'cortex;tokens;list' {
+            [CompletionResult]::new('-e', '-e', [CompletionResultType]::ParameterName, 'environment to use (default: the configured default, usually "local")')
+            [CompletionResult]::new('--env', '--env', [CompletionResultType]::ParameterName, 'environment to use (default: the configured default, usually "local")')
+            [CompletionResult]::new('-o', '-o', [CompletionResultType]::ParameterName, 'output format')
+            [CompletionResult]::new('--output', '--output', [CompletionResultType]::ParameterName, 'output format')
+            [CompletionResult]::new('-h', '-h', [CompletionResultType]::ParameterName, 'Print help')
+            [CompletionResult]::new('--help', '--help', [CompletionResultType]::ParameterName, 'Print help')
+            [CompletionResult]::new('-V', '-V ', [CompletionResultType]::ParameterName, 'Print version')
+            [CompletionResult]::new('--version', '--version', [CompletionResultType]::ParameterName, 'Print version')
+            break
+        }
+        'cortex;tokens;revoke' {
+            [CompletionResult]::new('-e', '-e', [CompletionResultType]::ParameterName, 'environment to use (default: the configured default, usually "local")')
+            [CompletionResult]::new('--env', '--env', [CompletionResultType]::ParameterName, 'environment to use (default: the configured default, usually "local")')
+            [CompletionResult]::new('-o', '-o', [CompletionResultType]::ParameterName, 'output format')
+            [CompletionResult]::new('--output', '--output', [CompletionResultType]::ParameterName, 'output format')
+            [CompletionResult]::new('-h', '-h', [CompletionResultType]::ParameterName, 'Print help')
+            [CompletionResult]::new('--help', '--help', [CompletionResultType]::ParameterName, 'Print help')
+            [CompletionResult]::new('-V', '-V ', [CompletionResultType]::ParameterName, 'Print version')
+            [CompletionResult]::new('--version', '--version', [CompletionResultType]::ParameterName, 'Print version')
+            break
+        }
+        'cortex;tokens;help' {
+            [CompletionResult]::new('create', 'create', [CompletionResultType]::ParameterValue, 'create a token (printed once; only its hash is stored)')
+            [CompletionResult]::new('list', 'list', [CompletionResultType]::ParameterValue, 'list your tokens (an admin sees everyone''s)')
+            [CompletionResult]::new('revoke', 'revoke', [CompletionResultType]::ParameterValue, 'revoke a token by the id `cortex tokens list` shows')
+            [CompletionResult]::new('help', 'help', [CompletionResultType]::ParameterValue, 'Print this message or the help of the given subcommand(s)')
+            break
+        }
+        'cortex;tokens;help;create' {
+            break
+        }
+        'cortex;tokens;help;list' {
+            break
+        }
+        'cortex;tokens;help;revoke' {
+            break
+        }
+        'cortex;tokens;help;help' {
+            break
+        }
+        'cortex;access' {
+            [CompletionResult]::new('--access', '--access', [CompletionResultType]::ParameterName, 'who besides its owner may use it: private, protected (a team) or public (everyone)')
+            [CompletionResult]::new('--team', '--team', [CompletionResultType]::ParameterName, 'the team of a protected api')
+            [CompletionResult]::new('--permission', '--permission', [CompletionResultType]::ParameterName, 'what the team (protected) or everyone (public) may do')
+            [CompletionResult]::new('-e', '-e', [CompletionResultType]::ParameterName, 'environment to use (default: the configured default, usually "local")')
+            [CompletionResult]::new('--env', '--env', [CompletionResultType]::ParameterName, 'environment to use (default: the configured default, usually "local")')
+            [CompletionResult]::new('-o', '-o', [CompletionResultType]::ParameterName, 'output format')
+            [CompletionResult]::new('--output', '--output', [CompletionResultType]::ParameterName, 'output format')
+            [CompletionResult]::new('-h', '-h', [CompletionResultType]::ParameterName, 'Print help')
+            [CompletionResult]::new('--help', '--help', [CompletionResultType]::ParameterName, 'Print help')
+            [CompletionResult]::new('-V', '-V ', [CompletionResultType]::ParameterName, 'Print version')
+            [CompletionResult]::new('--version', '--version', [CompletionResultType]::ParameterName, 'Print version')
+            break
+        }
         'cortex;completion' {
             [CompletionResult]::new('-h', '-h', [CompletionResultType]::ParameterName, 'Print help')
             [CompletionResult]::new('--help', '--help', [CompletionResultType]::ParameterName, 'Print help')
@@ -237,6 +482,10 @@ Register-ArgumentCompleter -Native -CommandName 'cortex' -ScriptBlock {
             [CompletionResult]::new('delete', 'delete', [CompletionResultType]::ParameterValue, 'delete an api or stop a job')
             [CompletionResult]::new('env', 'env', [CompletionResultType]::ParameterValue, 'manage cli environments (which cortex server to talk to)')
             [CompletionResult]::new('server', 'server', [CompletionResultType]::ParameterValue, 'run the cortex server in the foreground, or manage the local one')
+            [CompletionResult]::new('users', 'users', [CompletionResultType]::ParameterValue, 'manage the users of a server (admins)')
+            [CompletionResult]::new('teams', 'teams', [CompletionResultType]::ParameterValue, 'manage teams and their members')
+            [CompletionResult]::new('tokens', 'tokens', [CompletionResultType]::ParameterValue, 'create, list and revoke tokens')
+            [CompletionResult]::new('access', 'access', [CompletionResultType]::ParameterValue, 'set who may use an api: private, protected (a team) or public')
             [CompletionResult]::new('completion', 'completion', [CompletionResultType]::ParameterValue, 'generate shell completion scripts')
             [CompletionResult]::new('version', 'version', [CompletionResultType]::ParameterValue, 'print the cli and server versions')
             [CompletionResult]::new('help', 'help', [CompletionResultType]::ParameterValue, 'Print this message or the help of the given subcommand(s)')
@@ -286,6 +535,62 @@ Register-ArgumentCompleter -Native -CommandName 'cortex' -ScriptBlock {
             break
         }
         'cortex;help;server;stop' {
+            break
+        }
+        'cortex;help;users' {
+            [CompletionResult]::new('create', 'create', [CompletionResultType]::ParameterValue, 'create a user and print their first token')
+            [CompletionResult]::new('list', 'list', [CompletionResultType]::ParameterValue, 'list the users (admins only)')
+            [CompletionResult]::new('delete', 'delete', [CompletionResultType]::ParameterValue, 'delete a user; their apis become yours')
+            break
+        }
+        'cortex;help;users;create' {
+            break
+        }
+        'cortex;help;users;list' {
+            break
+        }
+        'cortex;help;users;delete' {
+            break
+        }
+        'cortex;help;teams' {
+            [CompletionResult]::new('create', 'create', [CompletionResultType]::ParameterValue, 'create a team (admins only)')
+            [CompletionResult]::new('list', 'list', [CompletionResultType]::ParameterValue, 'list the teams you can see, with their members')
+            [CompletionResult]::new('delete', 'delete', [CompletionResultType]::ParameterValue, 'delete a team; its protected apis become private')
+            [CompletionResult]::new('add', 'add', [CompletionResultType]::ParameterValue, 'add a user to a team (or change whether they are its admin)')
+            [CompletionResult]::new('remove', 'remove', [CompletionResultType]::ParameterValue, 'remove a user from a team')
+            break
+        }
+        'cortex;help;teams;create' {
+            break
+        }
+        'cortex;help;teams;list' {
+            break
+        }
+        'cortex;help;teams;delete' {
+            break
+        }
+        'cortex;help;teams;add' {
+            break
+        }
+        'cortex;help;teams;remove' {
+            break
+        }
+        'cortex;help;tokens' {
+            [CompletionResult]::new('create', 'create', [CompletionResultType]::ParameterValue, 'create a token (printed once; only its hash is stored)')
+            [CompletionResult]::new('list', 'list', [CompletionResultType]::ParameterValue, 'list your tokens (an admin sees everyone''s)')
+            [CompletionResult]::new('revoke', 'revoke', [CompletionResultType]::ParameterValue, 'revoke a token by the id `cortex tokens list` shows')
+            break
+        }
+        'cortex;help;tokens;create' {
+            break
+        }
+        'cortex;help;tokens;list' {
+            break
+        }
+        'cortex;help;tokens;revoke' {
+            break
+        }
+        'cortex;help;access' {
             break
         }
         'cortex;help;completion' {

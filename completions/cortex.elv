@@ -28,6 +28,10 @@ set edit:completion:arg-completer[cortex] = {|@words|
             cand delete 'delete an api or stop a job'
             cand env 'manage cli environments (which cortex server to talk to)'
             cand server 'run the cortex server in the foreground, or manage the local one'
+            cand users 'manage the users of a server (admins)'
+            cand teams 'manage teams and their members'
+            cand tokens 'create, list and revoke tokens'
+            cand access 'set who may use an api: private, protected (a team) or public'
             cand completion 'generate shell completion scripts'
             cand version 'print the cli and server versions'
             cand help 'Print this message or the help of the given subcommand(s)'
@@ -186,6 +190,215 @@ set edit:completion:arg-completer[cortex] = {|@words|
         }
         &'cortex;server;help;help'= {
         }
+        &'cortex;users'= {
+            cand -h 'Print help'
+            cand --help 'Print help'
+            cand -V 'Print version'
+            cand --version 'Print version'
+            cand create 'create a user and print their first token'
+            cand list 'list the users (admins only)'
+            cand delete 'delete a user; their apis become yours'
+            cand help 'Print this message or the help of the given subcommand(s)'
+        }
+        &'cortex;users;create'= {
+            cand -e 'environment to use (default: the configured default, usually "local")'
+            cand --env 'environment to use (default: the configured default, usually "local")'
+            cand -o 'output format'
+            cand --output 'output format'
+            cand --admin 'a global admin may do everything'
+            cand -h 'Print help'
+            cand --help 'Print help'
+            cand -V 'Print version'
+            cand --version 'Print version'
+        }
+        &'cortex;users;list'= {
+            cand -e 'environment to use (default: the configured default, usually "local")'
+            cand --env 'environment to use (default: the configured default, usually "local")'
+            cand -o 'output format'
+            cand --output 'output format'
+            cand -h 'Print help'
+            cand --help 'Print help'
+            cand -V 'Print version'
+            cand --version 'Print version'
+        }
+        &'cortex;users;delete'= {
+            cand -e 'environment to use (default: the configured default, usually "local")'
+            cand --env 'environment to use (default: the configured default, usually "local")'
+            cand -o 'output format'
+            cand --output 'output format'
+            cand -h 'Print help'
+            cand --help 'Print help'
+            cand -V 'Print version'
+            cand --version 'Print version'
+        }
+        &'cortex;users;help'= {
+            cand create 'create a user and print their first token'
+            cand list 'list the users (admins only)'
+            cand delete 'delete a user; their apis become yours'
+            cand help 'Print this message or the help of the given subcommand(s)'
+        }
+        &'cortex;users;help;create'= {
+        }
+        &'cortex;users;help;list'= {
+        }
+        &'cortex;users;help;delete'= {
+        }
+        &'cortex;users;help;help'= {
+        }
+        &'cortex;teams'= {
+            cand -h 'Print help'
+            cand --help 'Print help'
+            cand -V 'Print version'
+            cand --version 'Print version'
+            cand create 'create a team (admins only)'
+            cand list 'list the teams you can see, with their members'
+            cand delete 'delete a team; its protected apis become private'
+            cand add 'add a user to a team (or change whether they are its admin)'
+            cand remove 'remove a user from a team'
+            cand help 'Print this message or the help of the given subcommand(s)'
+        }
+        &'cortex;teams;create'= {
+            cand -e 'environment to use (default: the configured default, usually "local")'
+            cand --env 'environment to use (default: the configured default, usually "local")'
+            cand -o 'output format'
+            cand --output 'output format'
+            cand -h 'Print help'
+            cand --help 'Print help'
+            cand -V 'Print version'
+            cand --version 'Print version'
+        }
+        &'cortex;teams;list'= {
+            cand -e 'environment to use (default: the configured default, usually "local")'
+            cand --env 'environment to use (default: the configured default, usually "local")'
+            cand -o 'output format'
+            cand --output 'output format'
+            cand -h 'Print help'
+            cand --help 'Print help'
+            cand -V 'Print version'
+            cand --version 'Print version'
+        }
+        &'cortex;teams;delete'= {
+            cand -e 'environment to use (default: the configured default, usually "local")'
+            cand --env 'environment to use (default: the configured default, usually "local")'
+            cand -o 'output format'
+            cand --output 'output format'
+            cand -h 'Print help'
+            cand --help 'Print help'
+            cand -V 'Print version'
+            cand --version 'Print version'
+        }
+        &'cortex;teams;add'= {
+            cand -e 'environment to use (default: the configured default, usually "local")'
+            cand --env 'environment to use (default: the configured default, usually "local")'
+            cand -o 'output format'
+            cand --output 'output format'
+            cand --admin 'a team admin manages the team and owns its protected apis'
+            cand -h 'Print help'
+            cand --help 'Print help'
+            cand -V 'Print version'
+            cand --version 'Print version'
+        }
+        &'cortex;teams;remove'= {
+            cand -e 'environment to use (default: the configured default, usually "local")'
+            cand --env 'environment to use (default: the configured default, usually "local")'
+            cand -o 'output format'
+            cand --output 'output format'
+            cand -h 'Print help'
+            cand --help 'Print help'
+            cand -V 'Print version'
+            cand --version 'Print version'
+        }
+        &'cortex;teams;help'= {
+            cand create 'create a team (admins only)'
+            cand list 'list the teams you can see, with their members'
+            cand delete 'delete a team; its protected apis become private'
+            cand add 'add a user to a team (or change whether they are its admin)'
+            cand remove 'remove a user from a team'
+            cand help 'Print this message or the help of the given subcommand(s)'
+        }
+        &'cortex;teams;help;create'= {
+        }
+        &'cortex;teams;help;list'= {
+        }
+        &'cortex;teams;help;delete'= {
+        }
+        &'cortex;teams;help;add'= {
+        }
+        &'cortex;teams;help;remove'= {
+        }
+        &'cortex;teams;help;help'= {
+        }
+        &'cortex;tokens'= {
+            cand -h 'Print help'
+            cand --help 'Print help'
+            cand -V 'Print version'
+            cand --version 'Print version'
+            cand create 'create a token (printed once; only its hash is stored)'
+            cand list 'list your tokens (an admin sees everyone''s)'
+            cand revoke 'revoke a token by the id `cortex tokens list` shows'
+            cand help 'Print this message or the help of the given subcommand(s)'
+        }
+        &'cortex;tokens;create'= {
+            cand --name 'a name to recognise it by in `cortex tokens list`'
+            cand --expires-in 'when it expires, e.g. 1h or 720h (default: never)'
+            cand --user 'the user it is for (admins only; default: you)'
+            cand --api 'scope it to one api: it works on that api alone'
+            cand -e 'environment to use (default: the configured default, usually "local")'
+            cand --env 'environment to use (default: the configured default, usually "local")'
+            cand -o 'output format'
+            cand --output 'output format'
+            cand -h 'Print help'
+            cand --help 'Print help'
+            cand -V 'Print version'
+            cand --version 'Print version'
+        }
+        &'cortex;tokens;list'= {
+            cand -e 'environment to use (default: the configured default, usually "local")'
+            cand --env 'environment to use (default: the configured default, usually "local")'
+            cand -o 'output format'
+            cand --output 'output format'
+            cand -h 'Print help'
+            cand --help 'Print help'
+            cand -V 'Print version'
+            cand --version 'Print version'
+        }
+        &'cortex;tokens;revoke'= {
+            cand -e 'environment to use (default: the configured default, usually "local")'
+            cand --env 'environment to use (default: the configured default, usually "local")'
+            cand -o 'output format'
+            cand --output 'output format'
+            cand -h 'Print help'
+            cand --help 'Print help'
+            cand -V 'Print version'
+            cand --version 'Print version'
+        }
+        &'cortex;tokens;help'= {
+            cand create 'create a token (printed once; only its hash is stored)'
+            cand list 'list your tokens (an admin sees everyone''s)'
+            cand revoke 'revoke a token by the id `cortex tokens list` shows'
+            cand help 'Print this message or the help of the given subcommand(s)'
+        }
+        &'cortex;tokens;help;create'= {
+        }
+        &'cortex;tokens;help;list'= {
+        }
+        &'cortex;tokens;help;revoke'= {
+        }
+        &'cortex;tokens;help;help'= {
+        }
+        &'cortex;access'= {
+            cand --access 'who besides its owner may use it: private, protected (a team) or public (everyone)'
+            cand --team 'the team of a protected api'
+            cand --permission 'what the team (protected) or everyone (public) may do'
+            cand -e 'environment to use (default: the configured default, usually "local")'
+            cand --env 'environment to use (default: the configured default, usually "local")'
+            cand -o 'output format'
+            cand --output 'output format'
+            cand -h 'Print help'
+            cand --help 'Print help'
+            cand -V 'Print version'
+            cand --version 'Print version'
+        }
         &'cortex;completion'= {
             cand -h 'Print help'
             cand --help 'Print help'
@@ -207,6 +420,10 @@ set edit:completion:arg-completer[cortex] = {|@words|
             cand delete 'delete an api or stop a job'
             cand env 'manage cli environments (which cortex server to talk to)'
             cand server 'run the cortex server in the foreground, or manage the local one'
+            cand users 'manage the users of a server (admins)'
+            cand teams 'manage teams and their members'
+            cand tokens 'create, list and revoke tokens'
+            cand access 'set who may use an api: private, protected (a team) or public'
             cand completion 'generate shell completion scripts'
             cand version 'print the cli and server versions'
             cand help 'Print this message or the help of the given subcommand(s)'
@@ -243,6 +460,47 @@ set edit:completion:arg-completer[cortex] = {|@words|
         &'cortex;help;server;status'= {
         }
         &'cortex;help;server;stop'= {
+        }
+        &'cortex;help;users'= {
+            cand create 'create a user and print their first token'
+            cand list 'list the users (admins only)'
+            cand delete 'delete a user; their apis become yours'
+        }
+        &'cortex;help;users;create'= {
+        }
+        &'cortex;help;users;list'= {
+        }
+        &'cortex;help;users;delete'= {
+        }
+        &'cortex;help;teams'= {
+            cand create 'create a team (admins only)'
+            cand list 'list the teams you can see, with their members'
+            cand delete 'delete a team; its protected apis become private'
+            cand add 'add a user to a team (or change whether they are its admin)'
+            cand remove 'remove a user from a team'
+        }
+        &'cortex;help;teams;create'= {
+        }
+        &'cortex;help;teams;list'= {
+        }
+        &'cortex;help;teams;delete'= {
+        }
+        &'cortex;help;teams;add'= {
+        }
+        &'cortex;help;teams;remove'= {
+        }
+        &'cortex;help;tokens'= {
+            cand create 'create a token (printed once; only its hash is stored)'
+            cand list 'list your tokens (an admin sees everyone''s)'
+            cand revoke 'revoke a token by the id `cortex tokens list` shows'
+        }
+        &'cortex;help;tokens;create'= {
+        }
+        &'cortex;help;tokens;list'= {
+        }
+        &'cortex;help;tokens;revoke'= {
+        }
+        &'cortex;help;access'= {
         }
         &'cortex;help;completion'= {
         }

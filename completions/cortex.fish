@@ -32,6 +32,10 @@ complete -c cortex -n "__fish_cortex_needs_command" -f -a "logs" -d 'stream logs
 complete -c cortex -n "__fish_cortex_needs_command" -f -a "delete" -d 'delete an api or stop a job'
 complete -c cortex -n "__fish_cortex_needs_command" -f -a "env" -d 'manage cli environments (which cortex server to talk to)'
 complete -c cortex -n "__fish_cortex_needs_command" -f -a "server" -d 'run the cortex server in the foreground, or manage the local one'
+complete -c cortex -n "__fish_cortex_needs_command" -f -a "users" -d 'manage the users of a server (admins)'
+complete -c cortex -n "__fish_cortex_needs_command" -f -a "teams" -d 'manage teams and their members'
+complete -c cortex -n "__fish_cortex_needs_command" -f -a "tokens" -d 'create, list and revoke tokens'
+complete -c cortex -n "__fish_cortex_needs_command" -f -a "access" -d 'set who may use an api: private, protected (a team) or public'
 complete -c cortex -n "__fish_cortex_needs_command" -f -a "completion" -d 'generate shell completion scripts'
 complete -c cortex -n "__fish_cortex_needs_command" -f -a "version" -d 'print the cli and server versions'
 complete -c cortex -n "__fish_cortex_needs_command" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
@@ -109,20 +113,142 @@ complete -c cortex -n "__fish_cortex_using_subcommand server; and __fish_seen_su
 complete -c cortex -n "__fish_cortex_using_subcommand server; and __fish_seen_subcommand_from help" -f -a "status" -d 'show whether the local server is running'
 complete -c cortex -n "__fish_cortex_using_subcommand server; and __fish_seen_subcommand_from help" -f -a "stop" -d 'stop the local server'
 complete -c cortex -n "__fish_cortex_using_subcommand server; and __fish_seen_subcommand_from help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
+complete -c cortex -n "__fish_cortex_using_subcommand users; and not __fish_seen_subcommand_from create list delete help" -s h -l help -d 'Print help'
+complete -c cortex -n "__fish_cortex_using_subcommand users; and not __fish_seen_subcommand_from create list delete help" -s V -l version -d 'Print version'
+complete -c cortex -n "__fish_cortex_using_subcommand users; and not __fish_seen_subcommand_from create list delete help" -f -a "create" -d 'create a user and print their first token'
+complete -c cortex -n "__fish_cortex_using_subcommand users; and not __fish_seen_subcommand_from create list delete help" -f -a "list" -d 'list the users (admins only)'
+complete -c cortex -n "__fish_cortex_using_subcommand users; and not __fish_seen_subcommand_from create list delete help" -f -a "delete" -d 'delete a user; their apis become yours'
+complete -c cortex -n "__fish_cortex_using_subcommand users; and not __fish_seen_subcommand_from create list delete help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
+complete -c cortex -n "__fish_cortex_using_subcommand users; and __fish_seen_subcommand_from create" -s e -l env -d 'environment to use (default: the configured default, usually "local")' -r
+complete -c cortex -n "__fish_cortex_using_subcommand users; and __fish_seen_subcommand_from create" -s o -l output -d 'output format' -r -f -a "pretty\t''
+json\t''
+yaml\t''"
+complete -c cortex -n "__fish_cortex_using_subcommand users; and __fish_seen_subcommand_from create" -l admin -d 'a global admin may do everything'
+complete -c cortex -n "__fish_cortex_using_subcommand users; and __fish_seen_subcommand_from create" -s h -l help -d 'Print help'
+complete -c cortex -n "__fish_cortex_using_subcommand users; and __fish_seen_subcommand_from create" -s V -l version -d 'Print version'
+complete -c cortex -n "__fish_cortex_using_subcommand users; and __fish_seen_subcommand_from list" -s e -l env -d 'environment to use (default: the configured default, usually "local")' -r
+complete -c cortex -n "__fish_cortex_using_subcommand users; and __fish_seen_subcommand_from list" -s o -l output -d 'output format' -r -f -a "pretty\t''
+json\t''
+yaml\t''"
+complete -c cortex -n "__fish_cortex_using_subcommand users; and __fish_seen_subcommand_from list" -s h -l help -d 'Print help'
+complete -c cortex -n "__fish_cortex_using_subcommand users; and __fish_seen_subcommand_from list" -s V -l version -d 'Print version'
+complete -c cortex -n "__fish_cortex_using_subcommand users; and __fish_seen_subcommand_from delete" -s e -l env -d 'environment to use (default: the configured default, usually "local")' -r
+complete -c cortex -n "__fish_cortex_using_subcommand users; and __fish_seen_subcommand_from delete" -s o -l output -d 'output format' -r -f -a "pretty\t''
+json\t''
+yaml\t''"
+complete -c cortex -n "__fish_cortex_using_subcommand users; and __fish_seen_subcommand_from delete" -s h -l help -d 'Print help'
+complete -c cortex -n "__fish_cortex_using_subcommand users; and __fish_seen_subcommand_from delete" -s V -l version -d 'Print version'
+complete -c cortex -n "__fish_cortex_using_subcommand users; and __fish_seen_subcommand_from help" -f -a "create" -d 'create a user and print their first token'
+complete -c cortex -n "__fish_cortex_using_subcommand users; and __fish_seen_subcommand_from help" -f -a "list" -d 'list the users (admins only)'
+complete -c cortex -n "__fish_cortex_using_subcommand users; and __fish_seen_subcommand_from help" -f -a "delete" -d 'delete a user; their apis become yours'
+complete -c cortex -n "__fish_cortex_using_subcommand users; and __fish_seen_subcommand_from help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
+complete -c cortex -n "__fish_cortex_using_subcommand teams; and not __fish_seen_subcommand_from create list delete add remove help" -s h -l help -d 'Print help'
+complete -c cortex -n "__fish_cortex_using_subcommand teams; and not __fish_seen_subcommand_from create list delete add remove help" -s V -l version -d 'Print version'
+complete -c cortex -n "__fish_cortex_using_subcommand teams; and not __fish_seen_subcommand_from create list delete add remove help" -f -a "create" -d 'create a team (admins only)'
+complete -c cortex -n "__fish_cortex_using_subcommand teams; and not __fish_seen_subcommand_from create list delete add remove help" -f -a "list" -d 'list the teams you can see, with their members'
+complete -c cortex -n "__fish_cortex_using_subcommand teams; and not __fish_seen_subcommand_from create list delete add remove help" -f -a "delete" -d 'delete a team; its protected apis become private'
+complete -c cortex -n "__fish_cortex_using_subcommand teams; and not __fish_seen_subcommand_from create list delete add remove help" -f -a "add" -d 'add a user to a team (or change whether they are its admin)'
+complete -c cortex -n "__fish_cortex_using_subcommand teams; and not __fish_seen_subcommand_from create list delete add remove help" -f -a "remove" -d 'remove a user from a team'
+complete -c cortex -n "__fish_cortex_using_subcommand teams; and not __fish_seen_subcommand_from create list delete add remove help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
+complete -c cortex -n "__fish_cortex_using_subcommand teams; and __fish_seen_subcommand_from create" -s e -l env -d 'environment to use (default: the configured default, usually "local")' -r
+complete -c cortex -n "__fish_cortex_using_subcommand teams; and __fish_seen_subcommand_from create" -s o -l output -d 'output format' -r -f -a "pretty\t''
+json\t''
+yaml\t''"
+complete -c cortex -n "__fish_cortex_using_subcommand teams; and __fish_seen_subcommand_from create" -s h -l help -d 'Print help'
+complete -c cortex -n "__fish_cortex_using_subcommand teams; and __fish_seen_subcommand_from create" -s V -l version -d 'Print version'
+complete -c cortex -n "__fish_cortex_using_subcommand teams; and __fish_seen_subcommand_from list" -s e -l env -d 'environment to use (default: the configured default, usually "local")' -r
+complete -c cortex -n "__fish_cortex_using_subcommand teams; and __fish_seen_subcommand_from list" -s o -l output -d 'output format' -r -f -a "pretty\t''
+json\t''
+yaml\t''"
+complete -c cortex -n "__fish_cortex_using_subcommand teams; and __fish_seen_subcommand_from list" -s h -l help -d 'Print help'
+complete -c cortex -n "__fish_cortex_using_subcommand teams; and __fish_seen_subcommand_from list" -s V -l version -d 'Print version'
+complete -c cortex -n "__fish_cortex_using_subcommand teams; and __fish_seen_subcommand_from delete" -s e -l env -d 'environment to use (default: the configured default, usually "local")' -r
+complete -c cortex -n "__fish_cortex_using_subcommand teams; and __fish_seen_subcommand_from delete" -s o -l output -d 'output format' -r -f -a "pretty\t''
+json\t''
+yaml\t''"
+complete -c cortex -n "__fish_cortex_using_subcommand teams; and __fish_seen_subcommand_from delete" -s h -l help -d 'Print help'
+complete -c cortex -n "__fish_cortex_using_subcommand teams; and __fish_seen_subcommand_from delete" -s V -l version -d 'Print version'
+complete -c cortex -n "__fish_cortex_using_subcommand teams; and __fish_seen_subcommand_from add" -s e -l env -d 'environment to use (default: the configured default, usually "local")' -r
+complete -c cortex -n "__fish_cortex_using_subcommand teams; and __fish_seen_subcommand_from add" -s o -l output -d 'output format' -r -f -a "pretty\t''
+json\t''
+yaml\t''"
+complete -c cortex -n "__fish_cortex_using_subcommand teams; and __fish_seen_subcommand_from add" -l admin -d 'a team admin manages the team and owns its protected apis'
+complete -c cortex -n "__fish_cortex_using_subcommand teams; and __fish_seen_subcommand_from add" -s h -l help -d 'Print help'
+complete -c cortex -n "__fish_cortex_using_subcommand teams; and __fish_seen_subcommand_from add" -s V -l version -d 'Print version'
+complete -c cortex -n "__fish_cortex_using_subcommand teams; and __fish_seen_subcommand_from remove" -s e -l env -d 'environment to use (default: the configured default, usually "local")' -r
+complete -c cortex -n "__fish_cortex_using_subcommand teams; and __fish_seen_subcommand_from remove" -s o -l output -d 'output format' -r -f -a "pretty\t''
+json\t''
+yaml\t''"
+complete -c cortex -n "__fish_cortex_using_subcommand teams; and __fish_seen_subcommand_from remove" -s h -l help -d 'Print help'
+complete -c cortex -n "__fish_cortex_using_subcommand teams; and __fish_seen_subcommand_from remove" -s V -l version -d 'Print version'
+complete -c cortex -n "__fish_cortex_using_subcommand teams; and __fish_seen_subcommand_from help" -f -a "create" -d 'create a team (admins only)'
+complete -c cortex -n "__fish_cortex_using_subcommand teams; and __fish_seen_subcommand_from help" -f -a "list" -d 'list the teams you can see, with their members'
+complete -c cortex -n "__fish_cortex_using_subcommand teams; and __fish_seen_subcommand_from help" -f -a "delete" -d 'delete a team; its protected apis become private'
+complete -c cortex -n "__fish_cortex_using_subcommand teams; and __fish_seen_subcommand_from help" -f -a "add" -d 'add a user to a team (or change whether they are its admin)'
+complete -c cortex -n "__fish_cortex_using_subcommand teams; and __fish_seen_subcommand_from help" -f -a "remove" -d 'remove a user from a team'
+complete -c cortex -n "__fish_cortex_using_subcommand teams; and __fish_seen_subcommand_from help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
+complete -c cortex -n "__fish_cortex_using_subcommand tokens; and not __fish_seen_subcommand_from create list revoke help" -s h -l help -d 'Print help'
+complete -c cortex -n "__fish_cortex_using_subcommand tokens; and not __fish_seen_subcommand_from create list revoke help" -s V -l version -d 'Print version'
+complete -c cortex -n "__fish_cortex_using_subcommand tokens; and not __fish_seen_subcommand_from create list revoke help" -f -a "create" -d 'create a token (printed once; only its hash is stored)'
+complete -c cortex -n "__fish_cortex_using_subcommand tokens; and not __fish_seen_subcommand_from create list revoke help" -f -a "list" -d 'list your tokens (an admin sees everyone\'s)'
+complete -c cortex -n "__fish_cortex_using_subcommand tokens; and not __fish_seen_subcommand_from create list revoke help" -f -a "revoke" -d 'revoke a token by the id `cortex tokens list` shows'
+complete -c cortex -n "__fish_cortex_using_subcommand tokens; and not __fish_seen_subcommand_from create list revoke help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
+complete -c cortex -n "__fish_cortex_using_subcommand tokens; and __fish_seen_subcommand_from create" -l name -d 'a name to recognise it by in `cortex tokens list`' -r
+complete -c cortex -n "__fish_cortex_using_subcommand tokens; and __fish_seen_subcommand_from create" -l expires-in -d 'when it expires, e.g. 1h or 720h (default: never)' -r
+complete -c cortex -n "__fish_cortex_using_subcommand tokens; and __fish_seen_subcommand_from create" -l user -d 'the user it is for (admins only; default: you)' -r
+complete -c cortex -n "__fish_cortex_using_subcommand tokens; and __fish_seen_subcommand_from create" -l api -d 'scope it to one api: it works on that api alone' -r
+complete -c cortex -n "__fish_cortex_using_subcommand tokens; and __fish_seen_subcommand_from create" -s e -l env -d 'environment to use (default: the configured default, usually "local")' -r
+complete -c cortex -n "__fish_cortex_using_subcommand tokens; and __fish_seen_subcommand_from create" -s o -l output -d 'output format' -r -f -a "pretty\t''
+json\t''
+yaml\t''"
+complete -c cortex -n "__fish_cortex_using_subcommand tokens; and __fish_seen_subcommand_from create" -s h -l help -d 'Print help'
+complete -c cortex -n "__fish_cortex_using_subcommand tokens; and __fish_seen_subcommand_from create" -s V -l version -d 'Print version'
+complete -c cortex -n "__fish_cortex_using_subcommand tokens; and __fish_seen_subcommand_from list" -s e -l env -d 'environment to use (default: the configured default, usually "local")' -r
+complete -c cortex -n "__fish_cortex_using_subcommand tokens; and __fish_seen_subcommand_from list" -s o -l output -d 'output format' -r -f -a "pretty\t''
+json\t''
+yaml\t''"
+complete -c cortex -n "__fish_cortex_using_subcommand tokens; and __fish_seen_subcommand_from list" -s h -l help -d 'Print help'
+complete -c cortex -n "__fish_cortex_using_subcommand tokens; and __fish_seen_subcommand_from list" -s V -l version -d 'Print version'
+complete -c cortex -n "__fish_cortex_using_subcommand tokens; and __fish_seen_subcommand_from revoke" -s e -l env -d 'environment to use (default: the configured default, usually "local")' -r
+complete -c cortex -n "__fish_cortex_using_subcommand tokens; and __fish_seen_subcommand_from revoke" -s o -l output -d 'output format' -r -f -a "pretty\t''
+json\t''
+yaml\t''"
+complete -c cortex -n "__fish_cortex_using_subcommand tokens; and __fish_seen_subcommand_from revoke" -s h -l help -d 'Print help'
+complete -c cortex -n "__fish_cortex_using_subcommand tokens; and __fish_seen_subcommand_from revoke" -s V -l version -d 'Print version'
+complete -c cortex -n "__fish_cortex_using_subcommand tokens; and __fish_seen_subcommand_from help" -f -a "create" -d 'create a token (printed once; only its hash is stored)'
+complete -c cortex -n "__fish_cortex_using_subcommand tokens; and __fish_seen_subcommand_from help" -f -a "list" -d 'list your tokens (an admin sees everyone\'s)'
+complete -c cortex -n "__fish_cortex_using_subcommand tokens; and __fish_seen_subcommand_from help" -f -a "revoke" -d 'revoke a token by the id `cortex tokens list` shows'
+complete -c cortex -n "__fish_cortex_using_subcommand tokens; and __fish_seen_subcommand_from help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
+complete -c cortex -n "__fish_cortex_using_subcommand access" -l access -d 'who besides its owner may use it: private, protected (a team) or public (everyone)' -r -f -a "private\t''
+protected\t''
+public\t''"
+complete -c cortex -n "__fish_cortex_using_subcommand access" -l team -d 'the team of a protected api' -r
+complete -c cortex -n "__fish_cortex_using_subcommand access" -l permission -d 'what the team (protected) or everyone (public) may do' -r -f -a "read\t''
+write\t''"
+complete -c cortex -n "__fish_cortex_using_subcommand access" -s e -l env -d 'environment to use (default: the configured default, usually "local")' -r
+complete -c cortex -n "__fish_cortex_using_subcommand access" -s o -l output -d 'output format' -r -f -a "pretty\t''
+json\t''
+yaml\t''"
+complete -c cortex -n "__fish_cortex_using_subcommand access" -s h -l help -d 'Print help'
+complete -c cortex -n "__fish_cortex_using_subcommand access" -s V -l version -d 'Print version'
 complete -c cortex -n "__fish_cortex_using_subcommand completion" -s h -l help -d 'Print help'
 complete -c cortex -n "__fish_cortex_using_subcommand completion" -s V -l version -d 'Print version'
 complete -c cortex -n "__fish_cortex_using_subcommand version" -s e -l env -d 'environment to use (default: the configured default, usually "local")' -r
 complete -c cortex -n "__fish_cortex_using_subcommand version" -s h -l help -d 'Print help'
 complete -c cortex -n "__fish_cortex_using_subcommand version" -s V -l version -d 'Print version'
-complete -c cortex -n "__fish_cortex_using_subcommand help; and not __fish_seen_subcommand_from deploy get logs delete env server completion version help" -f -a "deploy" -d 'create or update apis from a cortex.yaml'
-complete -c cortex -n "__fish_cortex_using_subcommand help; and not __fish_seen_subcommand_from deploy get logs delete env server completion version help" -f -a "get" -d 'get information about apis or jobs'
-complete -c cortex -n "__fish_cortex_using_subcommand help; and not __fish_seen_subcommand_from deploy get logs delete env server completion version help" -f -a "logs" -d 'stream logs from an api'
-complete -c cortex -n "__fish_cortex_using_subcommand help; and not __fish_seen_subcommand_from deploy get logs delete env server completion version help" -f -a "delete" -d 'delete an api or stop a job'
-complete -c cortex -n "__fish_cortex_using_subcommand help; and not __fish_seen_subcommand_from deploy get logs delete env server completion version help" -f -a "env" -d 'manage cli environments (which cortex server to talk to)'
-complete -c cortex -n "__fish_cortex_using_subcommand help; and not __fish_seen_subcommand_from deploy get logs delete env server completion version help" -f -a "server" -d 'run the cortex server in the foreground, or manage the local one'
-complete -c cortex -n "__fish_cortex_using_subcommand help; and not __fish_seen_subcommand_from deploy get logs delete env server completion version help" -f -a "completion" -d 'generate shell completion scripts'
-complete -c cortex -n "__fish_cortex_using_subcommand help; and not __fish_seen_subcommand_from deploy get logs delete env server completion version help" -f -a "version" -d 'print the cli and server versions'
-complete -c cortex -n "__fish_cortex_using_subcommand help; and not __fish_seen_subcommand_from deploy get logs delete env server completion version help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
+complete -c cortex -n "__fish_cortex_using_subcommand help; and not __fish_seen_subcommand_from deploy get logs delete env server users teams tokens access completion version help" -f -a "deploy" -d 'create or update apis from a cortex.yaml'
+complete -c cortex -n "__fish_cortex_using_subcommand help; and not __fish_seen_subcommand_from deploy get logs delete env server users teams tokens access completion version help" -f -a "get" -d 'get information about apis or jobs'
+complete -c cortex -n "__fish_cortex_using_subcommand help; and not __fish_seen_subcommand_from deploy get logs delete env server users teams tokens access completion version help" -f -a "logs" -d 'stream logs from an api'
+complete -c cortex -n "__fish_cortex_using_subcommand help; and not __fish_seen_subcommand_from deploy get logs delete env server users teams tokens access completion version help" -f -a "delete" -d 'delete an api or stop a job'
+complete -c cortex -n "__fish_cortex_using_subcommand help; and not __fish_seen_subcommand_from deploy get logs delete env server users teams tokens access completion version help" -f -a "env" -d 'manage cli environments (which cortex server to talk to)'
+complete -c cortex -n "__fish_cortex_using_subcommand help; and not __fish_seen_subcommand_from deploy get logs delete env server users teams tokens access completion version help" -f -a "server" -d 'run the cortex server in the foreground, or manage the local one'
+complete -c cortex -n "__fish_cortex_using_subcommand help; and not __fish_seen_subcommand_from deploy get logs delete env server users teams tokens access completion version help" -f -a "users" -d 'manage the users of a server (admins)'
+complete -c cortex -n "__fish_cortex_using_subcommand help; and not __fish_seen_subcommand_from deploy get logs delete env server users teams tokens access completion version help" -f -a "teams" -d 'manage teams and their members'
+complete -c cortex -n "__fish_cortex_using_subcommand help; and not __fish_seen_subcommand_from deploy get logs delete env server users teams tokens access completion version help" -f -a "tokens" -d 'create, list and revoke tokens'
+complete -c cortex -n "__fish_cortex_using_subcommand help; and not __fish_seen_subcommand_from deploy get logs delete env server users teams tokens access completion version help" -f -a "access" -d 'set who may use an api: private, protected (a team) or public'
+complete -c cortex -n "__fish_cortex_using_subcommand help; and not __fish_seen_subcommand_from deploy get logs delete env server users teams tokens access completion version help" -f -a "completion" -d 'generate shell completion scripts'
+complete -c cortex -n "__fish_cortex_using_subcommand help; and not __fish_seen_subcommand_from deploy get logs delete env server users teams tokens access completion version help" -f -a "version" -d 'print the cli and server versions'
+complete -c cortex -n "__fish_cortex_using_subcommand help; and not __fish_seen_subcommand_from deploy get logs delete env server users teams tokens access completion version help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
 complete -c cortex -n "__fish_cortex_using_subcommand help; and __fish_seen_subcommand_from env" -f -a "configure" -d 'add or update an environment (a remote cortex server)'
 complete -c cortex -n "__fish_cortex_using_subcommand help; and __fish_seen_subcommand_from env" -f -a "list" -d 'list the configured environments'
 complete -c cortex -n "__fish_cortex_using_subcommand help; and __fish_seen_subcommand_from env" -f -a "default" -d 'set (or print) the default environment'
@@ -130,3 +256,14 @@ complete -c cortex -n "__fish_cortex_using_subcommand help; and __fish_seen_subc
 complete -c cortex -n "__fish_cortex_using_subcommand help; and __fish_seen_subcommand_from env" -f -a "token" -d 'print an environment\'s token (for scripts and curl)'
 complete -c cortex -n "__fish_cortex_using_subcommand help; and __fish_seen_subcommand_from server" -f -a "status" -d 'show whether the local server is running'
 complete -c cortex -n "__fish_cortex_using_subcommand help; and __fish_seen_subcommand_from server" -f -a "stop" -d 'stop the local server'
+complete -c cortex -n "__fish_cortex_using_subcommand help; and __fish_seen_subcommand_from users" -f -a "create" -d 'create a user and print their first token'
+complete -c cortex -n "__fish_cortex_using_subcommand help; and __fish_seen_subcommand_from users" -f -a "list" -d 'list the users (admins only)'
+complete -c cortex -n "__fish_cortex_using_subcommand help; and __fish_seen_subcommand_from users" -f -a "delete" -d 'delete a user; their apis become yours'
+complete -c cortex -n "__fish_cortex_using_subcommand help; and __fish_seen_subcommand_from teams" -f -a "create" -d 'create a team (admins only)'
+complete -c cortex -n "__fish_cortex_using_subcommand help; and __fish_seen_subcommand_from teams" -f -a "list" -d 'list the teams you can see, with their members'
+complete -c cortex -n "__fish_cortex_using_subcommand help; and __fish_seen_subcommand_from teams" -f -a "delete" -d 'delete a team; its protected apis become private'
+complete -c cortex -n "__fish_cortex_using_subcommand help; and __fish_seen_subcommand_from teams" -f -a "add" -d 'add a user to a team (or change whether they are its admin)'
+complete -c cortex -n "__fish_cortex_using_subcommand help; and __fish_seen_subcommand_from teams" -f -a "remove" -d 'remove a user from a team'
+complete -c cortex -n "__fish_cortex_using_subcommand help; and __fish_seen_subcommand_from tokens" -f -a "create" -d 'create a token (printed once; only its hash is stored)'
+complete -c cortex -n "__fish_cortex_using_subcommand help; and __fish_seen_subcommand_from tokens" -f -a "list" -d 'list your tokens (an admin sees everyone\'s)'
+complete -c cortex -n "__fish_cortex_using_subcommand help; and __fish_seen_subcommand_from tokens" -f -a "revoke" -d 'revoke a token by the id `cortex tokens list` shows'

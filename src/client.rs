@@ -6,8 +6,9 @@ use reqwest::{Method, RequestBuilder, Response, StatusCode};
 use serde::de::DeserializeOwned;
 
 use crate::api::{
-    ApiResponse, BundleStored, DeployRequest, DeployResult, ErrorBody, Health, MessageResponse,
-    ServerInfo,
+    AccessInfo, ApiResponse, BundleStored, CreateTeam, CreateToken, CreateUser, CreatedToken,
+    CreatedUser, DeployRequest, DeployResult, ErrorBody, Health, MessageResponse, ServerInfo,
+    SetAccess, SetMember, TeamInfo, TokenInfo, UserInfo,
 };
 
 #[derive(Debug, thiserror::Error)]
@@ -172,6 +173,68 @@ impl Client {
     pub async fn delete_api(&self, name: &str) -> Result<MessageResponse, ClientError> {
         self.json(self.request(Method::DELETE, &format!("/api/v2/apis/{name}")))
             .await
+    }
+
+    pub async fn list_users(&self) -> Result<Vec<UserInfo>, ClientError> {
+        self.json(self.request(Method::GET, "/api/v2/users")).await
+    }
+
+    pub async fn create_user(&self, req: &CreateUser) -> Result<CreatedUser, ClientError> {
+        self.json(self.request(Method::POST, "/api/v2/users").json(req))
+            .await
+    }
+
+    pub async fn delete_user(&self, username: &str) -> Result<MessageResponse, ClientError> {
+        self.json(self.request(Method::DELETE, &format!("/api/v2/users/{username}")))
+            .await
+    }
+
+    pub async fn list_teams(&self) -> Result<Vec<TeamInfo>, ClientError> {
+        self.json(self.request(Method::GET, "/api/v2/teams")).await
+    }
+
+    pub async fn create_team(&self, req: &CreateTeam) -> Result<TeamInfo, ClientError> {
+        self.json(self.request(Method::POST, "/api/v2/teams").json(req))
+            .await
+    }
+
+    pub async fn delete_team(&self, name: &str) -> Result<MessageResponse, ClientError> {
+        self.json(self.request(Method::DELETE, &format!("/api/v2/teams/{name}")))
+            .await
+    }
+
+    pub async fn set_member(
+        &self,
+        team: &str,
+        username: &str,
+        req: &SetMember,
+    ) -> Result<TeamInfo, ClientError> {
+        let path = format!("/api/v2/teams/{team}/members/{username}");
+        self.json(self.request(Method::PUT, &path).json(req)).await
+    }
+
+    pub async fn remove_member(&self, team: &str, username: &str) -> Result<TeamInfo, ClientError> {
+        let path = format!("/api/v2/teams/{team}/members/{username}");
+        self.json(self.request(Method::DELETE, &path)).await
+    }
+
+    pub async fn list_tokens(&self) -> Result<Vec<TokenInfo>, ClientError> {
+        self.json(self.request(Method::GET, "/api/v2/tokens")).await
+    }
+
+    pub async fn create_token(&self, req: &CreateToken) -> Result<CreatedToken, ClientError> {
+        self.json(self.request(Method::POST, "/api/v2/tokens").json(req))
+            .await
+    }
+
+    pub async fn revoke_token(&self, id: &str) -> Result<MessageResponse, ClientError> {
+        self.json(self.request(Method::DELETE, &format!("/api/v2/tokens/{id}")))
+            .await
+    }
+
+    pub async fn set_access(&self, api: &str, req: &SetAccess) -> Result<AccessInfo, ClientError> {
+        let path = format!("/api/v2/apis/{api}/access");
+        self.json(self.request(Method::PUT, &path).json(req)).await
     }
 
     /// The log stream of an API; read it with `Response::chunk`.

@@ -8,6 +8,7 @@ mod bazaar;
 mod config;
 mod error;
 mod health;
+mod identity;
 mod runtime_file;
 
 pub use apis::*;
@@ -15,4 +16,5 @@ pub use bazaar::*;
 pub use config::*;
 pub use error::ErrorBody;
 pub use health::Health;
+pub use identity::*;
 pub use runtime_file::RuntimeFile;

@@ -8,6 +8,7 @@ mod deploy;
 mod env_cmd;
 mod environment;
 mod get;
+mod identity;
 mod local_server;
 mod logs;
 mod output;
@@ -59,6 +60,17 @@ pub enum Command {
     Env(EnvCommand),
     /// run the cortex server in the foreground, or manage the local one
     Server(ServerArgs),
+    /// manage the users of a server (admins)
+    #[command(subcommand)]
+    Users(identity::UsersCommand),
+    /// manage teams and their members
+    #[command(subcommand)]
+    Teams(identity::TeamsCommand),
+    /// create, list and revoke tokens
+    #[command(subcommand)]
+    Tokens(identity::TokensCommand),
+    /// set who may use an api: private, protected (a team) or public
+    Access(identity::AccessArgs),
     /// generate shell completion scripts
     Completion(CompletionArgs),
     /// print the cli and server versions
@@ -251,6 +263,10 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitStatus> {
             Command::Logs(args) => logs::run(args).await,
             Command::Delete(args) => delete::run(args).await,
             Command::Env(cmd) => env_cmd::run(cmd).await,
+            Command::Users(cmd) => identity::users(cmd).await,
+            Command::Teams(cmd) => identity::teams(cmd).await,
+            Command::Tokens(cmd) => identity::tokens(cmd).await,
+            Command::Access(args) => identity::access(args).await,
             Command::Server(args) => server_cmd::run(args).await,
             Command::Version(args) => version::run(args).await,
             Command::Completion(_) => Ok(ExitStatus::Success),

@@ -86,11 +86,14 @@ pub struct Caller {
     pub admin: bool,
     /// The teams the caller belongs to, and whether they are that team's admin.
     pub teams: Vec<(String, bool)>,
+    /// A token scoped to one model acts on that model alone.
+    pub scope: Option<String>,
 }
 
 /// A model, as far as permissions go.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ModelAccess {
+    pub model_id: String,
     pub owner_id: String,
     pub access: Access,
     pub default_permission: DefaultPermission,
@@ -101,6 +104,7 @@ pub struct ModelAccess {
 impl From<&crate::store::ModelRow> for ModelAccess {
     fn from(row: &crate::store::ModelRow) -> ModelAccess {
         ModelAccess {
+            model_id: row.id.clone(),
             owner_id: row.owner_id.clone(),
             access: Access::parse(&row.access).unwrap_or(Access::Private),
             default_permission: DefaultPermission::parse(&row.default_permission)
@@ -112,8 +116,16 @@ impl From<&crate::store::ModelRow> for ModelAccess {
 
 /// The caller's level on the model: a global admin or the owner is Owner; a public model gives
 /// everyone its default permission; a protected model gives its team's admins Owner and its
-/// members the default permission; anything else is None.
+/// members the default permission; anything else is None. A token scoped to another model
+/// has None.
 pub fn level(caller: &Caller, model: &ModelAccess) -> Level {
+    if caller
+        .scope
+        .as_ref()
+        .is_some_and(|scope| *scope != model.model_id)
+    {
+        return Level::None;
+    }
     if caller.admin || caller.user_id == model.owner_id {
         return Level::Owner;
     }
@@ -137,11 +149,13 @@ mod tests {
             user_id: id.to_string(),
             admin,
             teams: teams.iter().map(|(t, a)| (t.to_string(), *a)).collect(),
+            scope: None,
         }
     }
 
     fn model(access: Access, default: DefaultPermission, team: Option<&str>) -> ModelAccess {
         ModelAccess {
+            model_id: "m1".to_string(),
             owner_id: "owner".to_string(),
             access,
             default_permission: default,
@@ -176,6 +190,15 @@ mod tests {
         for (who, m, want) in cases {
             assert_eq!(level(who, &m), want, "{who:?} on {m:?}");
         }
+        let mut scoped = admin.clone();
+        scoped.scope = Some("m2".into());
+        assert_eq!(
+            level(&scoped, &model(Public, W, None)),
+            Level::None,
+            "scoped elsewhere"
+        );
+        scoped.scope = Some("m1".into());
+        assert_eq!(level(&scoped, &model(Private, R, None)), Level::Owner);
         assert!(Level::None < Level::Read && Level::Read < Level::Write);
         assert!(Level::Write < Level::Owner);
     }

@@ -28,11 +28,6 @@ pub fn bearer(headers: &HeaderMap) -> Option<&str> {
         .filter(|t| !t.is_empty())
 }
 
-/// Resolves a user token to its user.
-pub async fn user_from_headers(state: &AppState, headers: &HeaderMap) -> Result<UserRow, ApiError> {
-    identity_from_headers(state, headers).await.map(|i| i.user)
-}
-
 /// Resolves a user token to its user and their teams.
 pub async fn identity_from_headers(
     state: &AppState,
@@ -95,6 +90,31 @@ impl FromRequestParts<AppState> for AuthUser {
         parts: &mut Parts,
         state: &AppState,
     ) -> Result<Self, Self::Rejection> {
-        user_from_headers(state, &parts.headers).await.map(AuthUser)
+        let identity = identity_from_headers(state, &parts.headers).await?;
+        if identity.scope.is_some() {
+            return Err(ApiError::Forbidden(
+                "this token is scoped to one api: it works on that api's predictions and /api/v2/deploy/{model_id} routes only; use an unscoped token here"
+                    .into(),
+            ));
+        }
+        Ok(AuthUser(identity.user))
+    }
+}
+
+/// The caller behind a valid user token, scoped or not, with their teams: for routes that
+/// check permissions on one model.
+#[derive(Debug, Clone)]
+pub struct AuthCaller(pub Identity);
+
+impl FromRequestParts<AppState> for AuthCaller {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(
+        parts: &mut Parts,
+        state: &AppState,
+    ) -> Result<Self, Self::Rejection> {
+        identity_from_headers(state, &parts.headers)
+            .await
+            .map(AuthCaller)
     }
 }

@@ -100,6 +100,17 @@ impl Deployments {
         self.engine.remove_logs(api).await;
     }
 
+    /// Reads every live API's access from the database again (after a change that touched
+    /// many, such as a deleted team).
+    pub async fn refresh_access(&self) -> Result<(), StoreError> {
+        for row in self.store.call(|c| models::list(c)).await? {
+            if let Some(live) = self.get(&row.name) {
+                live.set_access((&row).into());
+            }
+        }
+        Ok(())
+    }
+
     /// Starts replicas for `row`'s spec; replaces what ran before (the old replicas keep serving
     /// until the new ones are ready).
     pub async fn apply(
@@ -156,7 +167,7 @@ impl Deployments {
             versions: ReplicaSets::new(newest, older),
             metrics,
             extra_path: row.deployment_name.as_ref().map(|n| format!("/{n}")),
-            access: row.into(),
+            access: std::sync::RwLock::new(row.into()),
         });
         if self.routes.insert(live.clone()).is_err() {
             // The server stopped while this deploy ran: what it started must not outlive it.

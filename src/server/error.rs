@@ -59,6 +59,8 @@ impl From<StoreError> for ApiError {
         match e {
             StoreError::Conflict(m) => ApiError::Conflict(m),
             StoreError::NotFound(m) => ApiError::NotFound(m),
+            StoreError::Forbidden(m) => ApiError::Forbidden(m),
+            StoreError::Unprocessable(m) => ApiError::Unprocessable(m),
             other => {
                 tracing::error!("store: {other}");
                 ApiError::Internal(other.to_string())

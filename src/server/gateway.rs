@@ -52,7 +52,7 @@ async fn check_caller(
     headers: &axum::http::HeaderMap,
 ) -> Result<(), ApiError> {
     let identity = identity_from_headers(state, headers).await?;
-    let level = access::level(&identity.caller(), &api.access);
+    let level = access::level(&identity.caller(), &api.access());
     if level < Level::Read {
         return Err(ApiError::Forbidden(format!(
             "user {} may not call {}: it needs read access to the model (ask its owner, e.g. `cortex access {} --access protected --team <team>`)",
@@ -85,7 +85,7 @@ pub async fn handle(State(state): State<AppState>, req: Request) -> Response {
     let Some(api) = state.deployments.by_path(&path) else {
         return not_found(&path);
     };
-    if !state.loopback_only && api.access.access != Access::Public {
+    if !state.loopback_only && api.access().access != Access::Public {
         if let Err(e) = check_caller(&state, &api, req.headers()).await {
             return e.into_response();
         }

@@ -21,14 +21,28 @@ pub struct LiveApi {
     pub metrics: Arc<Metrics>,
     /// A second path it answers at (`/<deployment_name>` of a Model Bazaar deploy).
     pub extra_path: Option<String>,
-    /// Who may call it when predictions need permission (a server not bound to loopback).
-    pub access: ModelAccess,
+    /// Who may call it when predictions need permission (a server not bound to loopback);
+    /// `cortex access` changes it while it runs.
+    pub access: std::sync::RwLock<ModelAccess>,
 }
 
 impl LiveApi {
     /// A ready replica's address, preferring the latest version. No IO, no lock held.
     pub fn pick(&self) -> Option<SocketAddr> {
         self.versions.pick()
+    }
+
+    /// Who may call it now.
+    pub fn access(&self) -> ModelAccess {
+        self.access
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
+    /// Changes who may call it.
+    pub fn set_access(&self, access: ModelAccess) {
+        *self.access.write().unwrap_or_else(|p| p.into_inner()) = access;
     }
 
     /// Whether a replica is ready to answer (the round-robin does not move).
@@ -79,12 +93,13 @@ mod tests {
             versions: sets,
             metrics: Arc::default(),
             extra_path: None,
-            access: ModelAccess {
+            access: std::sync::RwLock::new(ModelAccess {
+                model_id: format!("model-{name}"),
                 owner_id: "owner".into(),
                 access: crate::server::access::Access::Private,
                 default_permission: crate::server::access::DefaultPermission::Read,
                 team_id: None,
-            },
+            }),
         })
     }
 

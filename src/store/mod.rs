@@ -30,6 +30,10 @@ pub enum StoreError {
     Conflict(String),
     #[error("{0}")]
     NotFound(String),
+    #[error("{0}")]
+    Forbidden(String),
+    #[error("{0}")]
+    Unprocessable(String),
     #[error("stored data is corrupt: {0}")]
     Corrupt(String),
     #[error("the database thread stopped: {0}")]

@@ -99,13 +99,111 @@ pub fn issue_user_token(
     name: &str,
     expires_at: Option<i64>,
 ) -> Result<String, StoreError> {
+    issue_scoped_user_token(conn, user_id, name, expires_at, None)
+}
+
+/// A user token that, with `model_id`, acts on that model alone.
+pub fn issue_scoped_user_token(
+    conn: &Connection,
+    user_id: &str,
+    name: &str,
+    expires_at: Option<i64>,
+    model_id: Option<&str>,
+) -> Result<String, StoreError> {
     let token = new_token(TokenKind::User);
     conn.execute(
-        "INSERT INTO tokens (hash, kind, user_id, name, expires_at, created_at)
-         VALUES (?1, 'user', ?2, ?3, ?4, ?5)",
-        params![hash_token(&token), user_id, name, expires_at, now()],
+        "INSERT INTO tokens (hash, kind, user_id, name, expires_at, model_id, created_at)
+         VALUES (?1, 'user', ?2, ?3, ?4, ?5, ?6)",
+        params![
+            hash_token(&token),
+            user_id,
+            name,
+            expires_at,
+            model_id,
+            now()
+        ],
     )?;
     Ok(token)
+}
+
+/// How a token is listed: never the token itself, an id made of its hash's first digits.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TokenInfo {
+    pub id: String,
+    pub username: String,
+    pub name: String,
+    pub model_id: Option<String>,
+    pub expires_at: Option<i64>,
+    pub created_at: i64,
+}
+
+/// How many hex digits of a token's hash make its id.
+pub const TOKEN_ID_LEN: usize = 16;
+
+/// The user tokens of `user_id` (every user's with `None`), newest first.
+pub fn list_user_tokens(
+    conn: &Connection,
+    user_id: Option<&str>,
+) -> Result<Vec<TokenInfo>, StoreError> {
+    let mut stmt = conn.prepare(
+        "SELECT substr(t.hash, 1, ?1), u.username, t.name, t.model_id, t.expires_at, t.created_at
+         FROM tokens t JOIN users u ON u.id = t.user_id
+         WHERE t.kind = 'user' AND (?2 IS NULL OR t.user_id = ?2)
+         ORDER BY t.created_at DESC, t.hash",
+    )?;
+    let rows = stmt.query_map(params![TOKEN_ID_LEN as i64, user_id], |r| {
+        Ok(TokenInfo {
+            id: r.get(0)?,
+            username: r.get(1)?,
+            name: r.get(2)?,
+            model_id: r.get(3)?,
+            expires_at: r.get(4)?,
+            created_at: r.get(5)?,
+        })
+    })?;
+    Ok(rows.collect::<Result<_, _>>()?)
+}
+
+/// Revokes the user token with this id (of `user_id` only, unless `None`); false when none.
+pub fn revoke_user_token_by_id(
+    conn: &Connection,
+    id: &str,
+    user_id: Option<&str>,
+) -> Result<bool, StoreError> {
+    if id.len() != TOKEN_ID_LEN || !id.bytes().all(|b| b.is_ascii_hexdigit()) {
+        return Ok(false);
+    }
+    let n = conn.execute(
+        "DELETE FROM tokens WHERE kind = 'user' AND substr(hash, 1, ?1) = ?2
+         AND (?3 IS NULL OR user_id = ?3)",
+        params![TOKEN_ID_LEN as i64, id.to_ascii_lowercase(), user_id],
+    )?;
+    Ok(n > 0)
+}
+
+/// Every user, by name.
+pub fn list_users(conn: &Connection) -> Result<Vec<UserRow>, StoreError> {
+    let mut stmt = conn.prepare("SELECT id, username, admin FROM users ORDER BY username")?;
+    let rows = stmt.query_map([], |r| {
+        Ok(UserRow {
+            id: r.get(0)?,
+            username: r.get(1)?,
+            admin: r.get(2)?,
+        })
+    })?;
+    Ok(rows.collect::<Result<_, _>>()?)
+}
+
+/// Deletes a user; their models go to `heir` (their tokens and memberships go with them).
+pub fn delete_user(conn: &mut Connection, user_id: &str, heir: &str) -> Result<(), StoreError> {
+    let tx = conn.transaction()?;
+    tx.execute(
+        "UPDATE models SET owner_id = ?2 WHERE owner_id = ?1",
+        params![user_id, heir],
+    )?;
+    tx.execute("DELETE FROM users WHERE id = ?1", [user_id])?;
+    tx.commit()?;
+    Ok(())
 }
 
 /// Stores a new job token scoped to `model_id`'s deployment `deployment` and returns its plain

@@ -41,13 +41,13 @@ http.server.ThreadingHTTPServer(("127.0.0.1", int(os.environ["CORTEX_PORT"])), H
 "#;
 
 /// A project with one worker API named `name`; its token and fail files live in the project.
-struct Worker {
-    dir: PathBuf,
-    name: String,
+pub struct Worker {
+    pub dir: PathBuf,
+    pub name: String,
 }
 
 impl Worker {
-    fn new(s: &Server, name: &str) -> Worker {
+    pub fn new(s: &Server, name: &str) -> Worker {
         let dir = s.project(name);
         write(&dir, "worker.py", WORKER);
         let (token, fail) = (dir.join("token"), dir.join("fail"));
@@ -75,7 +75,7 @@ impl Worker {
     }
 
     /// Deploys with the CLI, waits until it is live, and returns its model id.
-    fn deploy(&self, s: &Server) -> String {
+    pub fn deploy(&self, s: &Server) -> String {
         s.ok(&self.dir, &["deploy", "-y"]);
         let api = s.wait_status(&self.name, "live");
         api["model_id"].as_str().unwrap().to_string()
@@ -83,7 +83,7 @@ impl Worker {
 
     /// The job token its current replica was given (waits until a replica wrote one that
     /// differs from `not`).
-    fn job_token(&self, not: Option<&str>) -> String {
+    pub fn job_token(&self, not: Option<&str>) -> String {
         wait_for("the replica's job token", DEADLINE, || {
             let t = std::fs::read_to_string(self.token_file()).ok()?;
             (!t.is_empty() && Some(t.as_str()) != not).then_some(t)
@@ -93,7 +93,7 @@ impl Worker {
 
 /// `curl -s -X METHOD URL [-H Authorization] [-d BODY]`: status code and JSON body, the way
 /// the seed document shows its requests.
-fn curl(method: &str, url: &str, token: Option<&str>, body: Option<&str>) -> (u16, Value) {
+pub fn curl(method: &str, url: &str, token: Option<&str>, body: Option<&str>) -> (u16, Value) {
     let mut cmd = std::process::Command::new("curl");
     cmd.args(["-s", "-o", "-", "-w", "\n%{http_code}", "-X", method, url]);
     if let Some(t) = token {
@@ -113,12 +113,12 @@ fn curl(method: &str, url: &str, token: Option<&str>, body: Option<&str>) -> (u1
     (code.parse().unwrap(), value)
 }
 
-fn deploy_url(s: &Server, id: &str, rest: &str) -> String {
+pub fn deploy_url(s: &Server, id: &str, rest: &str) -> String {
     format!("{}/api/v2/deploy/{id}{rest}", s.url)
 }
 
 /// Waits until the Model Bazaar status of `id` is `status`; returns the whole answer.
-fn wait_deploy_status(s: &Server, id: &str, status: &str) -> Value {
+pub fn wait_deploy_status(s: &Server, id: &str, status: &str) -> Value {
     wait_for(&format!("model {id} to be {status}"), DEADLINE, || {
         let (code, v) = curl("GET", &deploy_url(s, id, "/status"), Some(&s.token), None);
         (code == 200 && v["status"] == status).then_some(v)

@@ -10,6 +10,7 @@ mod config_errors;
 mod gateway;
 mod lifecycle;
 mod local_daemon;
+mod permissions;
 mod realtime;
 mod requirements;
 mod shim;

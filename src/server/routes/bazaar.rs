@@ -9,12 +9,13 @@ use serde_json::{json, Value};
 
 use super::parse_json;
 use crate::api::{DeployParams, DeploymentStatus, JobLog, ReplicaOutput, UpdateStatus};
-use crate::server::access::{self, Caller, Level, ModelAccess};
-use crate::server::auth::{AuthUser, JobAuth};
+use crate::server::access::{self, Level, ModelAccess};
+use crate::server::auth::{AuthCaller, JobAuth};
 use crate::server::error::ApiError;
 use crate::server::state::AppState;
+use crate::server::tokens::Identity;
 use crate::server::{status, versions};
-use crate::store::{deploy_logs, models, teams, DeployStatus, ModelRow, UserRow};
+use crate::store::{deploy_logs, models, DeployStatus, ModelRow};
 
 /// `{}`: what the Model Bazaar API answers when there is nothing to say.
 fn empty() -> Json<Value> {
@@ -41,35 +42,17 @@ async fn load_model(state: &AppState, id: &str) -> Result<ModelRow, ApiError> {
         .ok_or_else(|| ApiError::NotFound(format!("model {id} does not exist")))
 }
 
-/// The caller's permission level on `row`.
-pub(crate) async fn level_on(
-    state: &AppState,
-    user: &UserRow,
-    row: &ModelRow,
-) -> Result<Level, ApiError> {
-    let user_id = user.id.clone();
-    let memberships = state
-        .store
-        .call(move |c| teams::memberships(c, &user_id))
-        .await?;
-    let caller = Caller {
-        user_id: user.id.clone(),
-        admin: user.admin,
-        teams: memberships,
-    };
-    Ok(access::level(&caller, &ModelAccess::from(row)))
-}
-
 /// The model of the path, when the caller has at least `needed` on it (403 otherwise).
 async fn model_for(
     state: &AppState,
-    user: &UserRow,
+    caller: &Identity,
     raw_id: &str,
     needed: Level,
 ) -> Result<ModelRow, ApiError> {
     let id = model_id(raw_id)?;
     let row = load_model(state, &id).await?;
-    let level = level_on(state, user, &row).await?;
+    let level = access::level(&caller.caller(), &ModelAccess::from(&row));
+    let user = &caller.user;
     if level < needed {
         return Err(ApiError::Forbidden(format!(
             "user {} does not have the permission this needs on model {id} ({}): it needs {}, and has {}",
@@ -85,7 +68,7 @@ async fn model_for(
 /// `POST /api/v2/deploy/{model_id}` (Owner).
 pub async fn deploy(
     State(state): State<AppState>,
-    AuthUser(user): AuthUser,
+    AuthCaller(user): AuthCaller,
     Path(raw_id): Path<String>,
     body: Bytes,
 ) -> Result<Json<Value>, ApiError> {
@@ -152,7 +135,7 @@ pub async fn deploy(
 /// `stopped`; the model stays and can be deployed again.
 pub async fn undeploy(
     State(state): State<AppState>,
-    AuthUser(user): AuthUser,
+    AuthCaller(user): AuthCaller,
     Path(raw_id): Path<String>,
 ) -> Result<Json<Value>, ApiError> {
     let row = model_for(&state, &user, &raw_id, Level::Owner).await?;
@@ -177,7 +160,7 @@ async fn status_of(state: &AppState, row: &ModelRow) -> Result<DeploymentStatus,
 /// `GET /api/v2/deploy/{model_id}/status` (Read).
 pub async fn deploy_status(
     State(state): State<AppState>,
-    AuthUser(user): AuthUser,
+    AuthCaller(user): AuthCaller,
     Path(raw_id): Path<String>,
 ) -> Result<Json<DeploymentStatus>, ApiError> {
     let row = model_for(&state, &user, &raw_id, Level::Read).await?;
@@ -188,7 +171,7 @@ pub async fn deploy_status(
 /// current deployment. A replica whose output cannot be read gets an entry saying so.
 pub async fn deploy_logs(
     State(state): State<AppState>,
-    AuthUser(user): AuthUser,
+    AuthCaller(user): AuthCaller,
     Path(raw_id): Path<String>,
 ) -> Result<Json<Vec<ReplicaOutput>>, ApiError> {
     let row = model_for(&state, &user, &raw_id, Level::Read).await?;

@@ -1,13 +1,17 @@
 //! The HTTP surface: control API (`/api/v2/...`), health, and the gateway as the fallback.
 
+mod access;
 mod apis;
 mod bazaar;
 mod bundles;
 mod info;
 mod logs;
+mod teams;
+mod tokens;
+mod users;
 
 use axum::extract::DefaultBodyLimit;
-use axum::routing::{get, post, put};
+use axum::routing::{delete, get, post, put};
 use axum::Router;
 
 use super::limits::{MAX_BUNDLE_BYTES, MAX_PREDICTION_BYTES};
@@ -30,6 +34,17 @@ pub fn router(state: AppState) -> Router {
             get(apis::get_one).delete(apis::delete),
         )
         .route("/api/v2/apis/{name}/logs", get(logs::logs))
+        .route("/api/v2/apis/{name}/access", put(access::set_access))
+        .route("/api/v2/users", get(users::list).post(users::create))
+        .route("/api/v2/users/{username}", delete(users::delete))
+        .route("/api/v2/teams", get(teams::list).post(teams::create))
+        .route("/api/v2/teams/{team}", delete(teams::delete))
+        .route(
+            "/api/v2/teams/{team}/members/{username}",
+            put(teams::set_member).delete(teams::remove_member),
+        )
+        .route("/api/v2/tokens", get(tokens::list).post(tokens::create))
+        .route("/api/v2/tokens/{id}", delete(tokens::revoke))
         // Model Bazaar v2: the static internal routes first, so no model id shadows them.
         .route(
             "/api/v2/deploy/status-internal",

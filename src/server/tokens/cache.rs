@@ -72,6 +72,7 @@ mod tests {
                 admin: false,
             },
             teams: Vec::new(),
+            scope: None,
         }
     }
 

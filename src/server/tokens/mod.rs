@@ -38,6 +38,8 @@ pub struct Identity {
     pub user: UserRow,
     /// The teams the user belongs to, and whether they are each team's admin.
     pub teams: Vec<(String, bool)>,
+    /// The one model a scoped token may act on.
+    pub scope: Option<String>,
 }
 
 impl Identity {
@@ -47,6 +49,7 @@ impl Identity {
             user_id: self.user.id.clone(),
             admin: self.user.admin,
             teams: self.teams.clone(),
+            scope: self.scope.clone(),
         }
     }
 }
@@ -104,7 +107,11 @@ impl Tokens {
             .await?;
         match found {
             Some((row, Some(user), teams)) if row.kind == TokenKind::User => {
-                let identity = Identity { user, teams };
+                let identity = Identity {
+                    user,
+                    teams,
+                    scope: row.model_id.clone(),
+                };
                 self.users
                     .remember(generation, hash, identity.clone(), row.expires_at);
                 Ok(identity)

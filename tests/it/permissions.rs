@@ -1,0 +1,394 @@
+//! Who may do what: users, teams, tokens and model access, as one table of every deploy route
+//! against every kind of caller, and predictions on a server beyond loopback.
+
+use serde_json::Value;
+
+use crate::bazaar::{curl, deploy_url, Worker};
+use crate::harness::*;
+
+/// `cortex <args>` with `token`, asserting success; stdout.
+fn cortex_as(s: &Server, token: &str, cwd: &std::path::Path, args: &[&str]) -> String {
+    let out = s
+        .cortex()
+        .env("CORTEX_TOKEN", token)
+        .current_dir(cwd)
+        .args(args)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "cortex {args:?}: {}{}",
+        stdout(&out),
+        stderr(&out)
+    );
+    stdout(&out)
+}
+
+/// Creates a user and returns their first token.
+fn user(s: &Server, name: &str) -> String {
+    let out = s.ok(s.dir.path(), &["users", "create", name, "-o", "json"]);
+    let v: Value = serde_json::from_str(&out).unwrap();
+    v["token"].as_str().unwrap().to_string()
+}
+
+/// A new token of the caller's (`-o json`), with extra `cortex tokens create` flags.
+fn token(s: &Server, as_token: &str, flags: &[&str]) -> Value {
+    let mut args = vec!["tokens", "create", "-o", "json"];
+    args.extend_from_slice(flags);
+    serde_json::from_str(&cortex_as(s, as_token, s.dir.path(), &args)).unwrap()
+}
+
+/// `cortex deploy` of a worker as the user holding `token`; waits until live; the model id.
+fn deploy_as(s: &Server, token: &str, w: &Worker) -> String {
+    cortex_as(s, token, &w.dir, &["deploy", "-y"]);
+    s.wait_status(&w.name, "live")["model_id"]
+        .as_str()
+        .unwrap()
+        .to_string()
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+enum Route {
+    Deploy,
+    Status,
+    Logs,
+    StatusInternal,
+    StatusInternalOf,
+    UpdateStatus,
+    LogGet,
+    LogPost,
+    Undeploy,
+}
+
+const ROUTES: [Route; 9] = [
+    Route::Deploy,
+    Route::Status,
+    Route::Logs,
+    Route::StatusInternal,
+    Route::StatusInternalOf,
+    Route::UpdateStatus,
+    Route::LogGet,
+    Route::LogPost,
+    // Last: it stops the model (an allowed caller deploys it again right after).
+    Route::Undeploy,
+];
+
+/// The deploy parameters the models of the matrix run with.
+const PARAMS: &str = r#"{"memory": 300}"#;
+
+fn call(s: &Server, route: Route, model: &str, token: Option<&str>) -> u16 {
+    let base = format!("{}/api/v2/deploy", s.url);
+    let log = Some(r#"{"level": "warning", "message": "from the matrix"}"#);
+    match route {
+        // The parameters the model already has: a no-op for those allowed.
+        Route::Deploy => curl("POST", &deploy_url(s, model, ""), token, Some(PARAMS)).0,
+        Route::Undeploy => curl("DELETE", &deploy_url(s, model, ""), token, None).0,
+        Route::Status => curl("GET", &deploy_url(s, model, "/status"), token, None).0,
+        Route::Logs => curl("GET", &deploy_url(s, model, "/logs"), token, None).0,
+        Route::StatusInternal => curl("GET", &format!("{base}/status-internal"), token, None).0,
+        Route::StatusInternalOf => {
+            curl(
+                "GET",
+                &deploy_url(s, model, "/status-internal"),
+                token,
+                None,
+            )
+            .0
+        }
+        Route::UpdateStatus => {
+            let body = Some(r#"{"status": "in_progress"}"#);
+            curl("POST", &format!("{base}/update-status"), token, body).0
+        }
+        Route::LogGet => curl("GET", &format!("{base}/log"), token, log).0,
+        Route::LogPost => curl("POST", &format!("{base}/log"), token, log).0,
+    }
+}
+
+#[test]
+fn every_deploy_route_answers_every_kind_of_caller_as_the_permission_rules_say() {
+    let s = Server::start();
+    let admin = s.token.clone();
+    // olive owns the models; tara is an admin of team t, mia a member; sam is a stranger.
+    let olive = user(&s, "olive");
+    let tara = user(&s, "tara");
+    let mia = user(&s, "mia");
+    let sam = user(&s, "sam");
+    s.ok(s.dir.path(), &["teams", "create", "t"]);
+    s.ok(s.dir.path(), &["teams", "add", "t", "olive"]);
+    s.ok(s.dir.path(), &["teams", "add", "t", "tara", "--admin"]);
+    s.ok(s.dir.path(), &["teams", "add", "t", "mia"]);
+
+    let read_model = Worker::new(&s, "shared-read");
+    let write_model = Worker::new(&s, "shared-write");
+    let other = Worker::new(&s, "elsewhere");
+    let m = deploy_as(&s, &olive, &read_model);
+    let mw = deploy_as(&s, &olive, &write_model);
+    deploy_as(&s, &olive, &other);
+    let out = cortex_as(
+        &s,
+        &olive,
+        s.dir.path(),
+        &[
+            "access",
+            "shared-read",
+            "--access",
+            "protected",
+            "--team",
+            "t",
+            "--permission",
+            "read",
+        ],
+    );
+    assert!(
+        out.contains("shared-read: protected (team t), default permission read; owner olive"),
+        "{out}"
+    );
+    cortex_as(
+        &s,
+        &olive,
+        s.dir.path(),
+        &[
+            "access",
+            "shared-write",
+            "--access",
+            "protected",
+            "--team",
+            "t",
+            "--permission",
+            "write",
+        ],
+    );
+
+    // A job token of an earlier deployment: revoked once the new version took over.
+    let revoked_job = read_model.job_token(None);
+    let (code, _) = curl("POST", &deploy_url(&s, &m, ""), Some(&olive), Some(PARAMS));
+    assert_eq!(code, 200);
+    let (code, _) = curl("POST", &deploy_url(&s, &mw, ""), Some(&olive), Some(PARAMS));
+    assert_eq!(code, 200);
+    let job = read_model.job_token(Some(&revoked_job));
+    wait_for("the old deployment's token to be revoked", DEADLINE, || {
+        let (code, _) = curl(
+            "GET",
+            &format!("{}/api/v2/deploy/status-internal", s.url),
+            Some(&revoked_job),
+            None,
+        );
+        (code == 401).then_some(())
+    });
+    let other_job = other.job_token(None);
+
+    // A token that expires in a second, and one that is revoked.
+    let expiring = token(&s, &sam, &["--expires-in", "1s"])["token"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    wait_for("the token to expire", DEADLINE, || {
+        let (code, _) = curl(
+            "GET",
+            &format!("{}/api/v2/info", s.url),
+            Some(&expiring),
+            None,
+        );
+        (code == 401).then_some(())
+    });
+    let revoked = token(&s, &sam, &["--name", "gone"]);
+    cortex_as(
+        &s,
+        &sam,
+        s.dir.path(),
+        &["tokens", "revoke", revoked["id"].as_str().unwrap()],
+    );
+    let revoked = revoked["token"].as_str().unwrap().to_string();
+
+    use Route::*;
+    // Expected status per route, in ROUTES order.
+    let user_routes =
+        |deploy: u16, read: u16| [deploy, read, read, 401, 401, 401, 401, 401, deploy];
+    let unauthorized = [401; 9];
+    let job_of_this = [401, 401, 401, 200, 200, 200, 200, 200, 401];
+    let job_of_other = [401, 401, 401, 200, 403, 200, 200, 200, 401];
+    let rows: Vec<(&str, Option<&str>, &str, [u16; 9])> = vec![
+        ("anonymous", None, &m, unauthorized),
+        ("malformed token", Some("not a token"), &m, unauthorized),
+        ("expired token", Some(&expiring), &m, unauthorized),
+        ("revoked token", Some(&revoked), &m, unauthorized),
+        ("user without access", Some(&sam), &m, user_routes(403, 403)),
+        (
+            "reader (team member, read)",
+            Some(&mia),
+            &m,
+            user_routes(403, 200),
+        ),
+        (
+            "writer (team member, write)",
+            Some(&mia),
+            &mw,
+            user_routes(403, 200),
+        ),
+        ("team admin", Some(&tara), &m, user_routes(200, 200)),
+        ("owner", Some(&olive), &m, user_routes(200, 200)),
+        ("global admin", Some(&admin), &m, user_routes(200, 200)),
+        ("job token of this model", Some(&job), &m, job_of_this),
+        (
+            "job token of another model",
+            Some(&other_job),
+            &m,
+            job_of_other,
+        ),
+        (
+            "revoked job token of this model",
+            Some(&revoked_job),
+            &m,
+            unauthorized,
+        ),
+    ];
+    let mut failures = Vec::new();
+    for (i, route) in ROUTES.iter().enumerate() {
+        for (who, token, model, expected) in &rows {
+            let got = call(&s, *route, model, *token);
+            if got != expected[i] {
+                failures.push(format!(
+                    "{route:?} by {who}: {got}, expected {}",
+                    expected[i]
+                ));
+            }
+            if *route == Undeploy && got == 200 {
+                // Put it back for the next caller (job tokens are not used any more).
+                assert_eq!(call(&s, Deploy, model, Some(&admin)), 200);
+            }
+        }
+    }
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+}
+
+#[test]
+fn beyond_loopback_predictions_need_read_access_unless_the_api_is_public() {
+    let s = Server::start_on("0.0.0.0:0");
+    let olive = user(&s, "olive");
+    let sam = user(&s, "sam");
+    let w = Worker::new(&s, "guarded");
+    deploy_as(&s, &olive, &w);
+    let predict = |token: Option<&str>| {
+        let mut req = http()
+            .post(format!("{}/guarded", s.url))
+            .header("content-type", "application/json")
+            .body("{}");
+        if let Some(t) = token {
+            req = req.bearer_auth(t);
+        }
+        req.send().unwrap().status().as_u16()
+    };
+    assert_eq!(predict(None), 401);
+    assert_eq!(predict(Some(&sam)), 403);
+    assert_eq!(predict(Some(&olive)), 200);
+    assert_eq!(predict(Some(&s.token)), 200, "a global admin");
+
+    // A token scoped to this api works for it and nowhere else.
+    let scoped = token(&s, &olive, &["--api", "guarded"])["token"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert_eq!(predict(Some(&scoped)), 200);
+    let out = s
+        .cortex()
+        .env("CORTEX_TOKEN", &scoped)
+        .args(["get"])
+        .output()
+        .unwrap();
+    assert_refused(&out, "scoped to one api");
+
+    // Shared with a team, then with everyone.
+    s.ok(s.dir.path(), &["teams", "create", "t"]);
+    s.ok(s.dir.path(), &["teams", "add", "t", "olive"]);
+    s.ok(s.dir.path(), &["teams", "add", "t", "sam"]);
+    cortex_as(
+        &s,
+        &olive,
+        s.dir.path(),
+        &["access", "guarded", "--access", "protected", "--team", "t"],
+    );
+    assert_eq!(predict(Some(&sam)), 200);
+    assert_eq!(predict(None), 401);
+    s.ok(s.dir.path(), &["teams", "remove", "t", "sam"]);
+    assert_eq!(predict(Some(&sam)), 403, "membership changes apply at once");
+    cortex_as(
+        &s,
+        &olive,
+        s.dir.path(),
+        &["access", "guarded", "--access", "public"],
+    );
+    assert_eq!(predict(None), 200);
+
+    // Refusals say what to change.
+    let out = s
+        .cortex()
+        .env("CORTEX_TOKEN", &sam)
+        .args(["access", "guarded", "--access", "private"])
+        .output()
+        .unwrap();
+    assert_refused(&out, "only the owner of guarded");
+    let out = s
+        .cortex()
+        .env("CORTEX_TOKEN", &sam)
+        .args(["users", "list"])
+        .output()
+        .unwrap();
+    assert_refused(&out, "only an admin may list users");
+    let out = s
+        .cortex()
+        .args(["access", "guarded", "--access", "protected"])
+        .output()
+        .unwrap();
+    assert_refused(&out, "protected access needs a team");
+}
+
+#[test]
+fn users_teams_and_tokens_are_managed_from_the_cli() {
+    let s = Server::start();
+    let ada = user(&s, "ada");
+    let list = s.ok(s.dir.path(), &["users", "list"]);
+    assert!(list.contains("ada") && list.contains("admin"), "{list}");
+    let out = s.run(s.dir.path(), &["users", "create", "ada"]);
+    assert_refused(&out, "already exists");
+
+    s.ok(s.dir.path(), &["teams", "create", "research"]);
+    let team = s.ok(
+        s.dir.path(),
+        &["teams", "add", "research", "ada", "--admin"],
+    );
+    assert!(team.contains("team research: ada (admin)"), "{team}");
+    let teams = cortex_as(&s, &ada, s.dir.path(), &["teams", "list"]);
+    assert!(
+        teams.contains("research") && teams.contains("ada"),
+        "{teams}"
+    );
+
+    let created = token(&s, &ada, &["--name", "ci", "--expires-in", "1h"]);
+    let id = created["id"].as_str().unwrap();
+    let tokens = cortex_as(&s, &ada, s.dir.path(), &["tokens", "list"]);
+    assert!(tokens.contains(id) && tokens.contains("ci"), "{tokens}");
+    assert!(
+        tokens.contains("in 59m") || tokens.contains("in 1h"),
+        "{tokens}"
+    );
+    cortex_as(&s, &ada, s.dir.path(), &["tokens", "revoke", id]);
+    let (code, _) = curl(
+        "GET",
+        &format!("{}/api/v2/info", s.url),
+        created["token"].as_str(),
+        None,
+    );
+    assert_eq!(code, 401);
+    let out = s
+        .cortex()
+        .env("CORTEX_TOKEN", &ada)
+        .args(["tokens", "revoke", id])
+        .output()
+        .unwrap();
+    assert_refused(&out, "no token of yours");
+
+    let out = s.ok(s.dir.path(), &["users", "delete", "ada"]);
+    assert!(out.contains("deleted user ada"), "{out}");
+    let (code, _) = curl("GET", &format!("{}/api/v2/info", s.url), Some(&ada), None);
+    assert_eq!(code, 401, "a deleted user's tokens go with them");
+}
