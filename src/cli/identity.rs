@@ -148,6 +148,15 @@ fn show<T: serde::Serialize>(
     Ok(ExitStatus::Success)
 }
 
+/// `name`, or `name (admin)` for a team admin.
+fn marked_admin(name: &str, team_admin: bool) -> String {
+    if team_admin {
+        format!("{name} (admin)")
+    } else {
+        name.to_string()
+    }
+}
+
 fn yes_no(b: bool) -> String {
     if b { "yes" } else { "-" }.to_string()
 }
@@ -179,13 +188,7 @@ pub async fn users(cmd: UsersCommand) -> anyhow::Result<ExitStatus> {
                     let teams: Vec<String> = u
                         .teams
                         .iter()
-                        .map(|m| {
-                            if m.team_admin {
-                                format!("{} (admin)", m.team)
-                            } else {
-                                m.team.clone()
-                            }
-                        })
+                        .map(|m| marked_admin(&m.team, m.team_admin))
                         .collect();
                     vec![u.username.clone(), yes_no(u.admin), teams.join(", ")]
                 })
@@ -206,13 +209,7 @@ pub async fn teams(cmd: TeamsCommand) -> anyhow::Result<ExitStatus> {
         let members: Vec<String> = t
             .members
             .iter()
-            .map(|m| {
-                if m.team_admin {
-                    format!("{} (admin)", m.username)
-                } else {
-                    m.username.clone()
-                }
-            })
+            .map(|m| marked_admin(&m.username, m.team_admin))
             .collect();
         format!("team {}: {}\n", t.name, members.join(", "))
     };

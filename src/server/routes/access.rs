@@ -34,16 +34,7 @@ pub async fn set_access(
         None => None,
     };
     let _changing = state.changes.lock().await;
-    let n = name.clone();
-    let row = state
-        .store
-        .call(move |c| models::get_by_name(c, &n))
-        .await?
-        .ok_or_else(|| {
-            ApiError::NotFound(format!(
-                "api {name} is not deployed; run `cortex get` to see the deployed apis"
-            ))
-        })?;
+    let row = super::apis::find(&state, &name).await?;
     let current = ModelAccess::from(&row);
     if access::level(&caller.caller(), &current) < Level::Owner {
         return Err(ApiError::Forbidden(format!(

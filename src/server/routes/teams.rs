@@ -6,7 +6,7 @@ use axum::extract::{Path, State};
 use axum::Json;
 
 use super::parse_json;
-use super::users::require_admin;
+use super::users::{check_name, require_admin};
 use crate::api::{CreateTeam, MessageResponse, SetMember, TeamInfo, TeamMember};
 use crate::server::auth::AuthUser;
 use crate::server::error::ApiError;
@@ -62,9 +62,7 @@ pub async fn create(
 ) -> Result<Json<TeamInfo>, ApiError> {
     require_admin(&user, "create teams")?;
     let req: CreateTeam = parse_json(&body)?;
-    crate::spec::check_api_name(&req.name).map_err(|e| {
-        ApiError::Unprocessable(format!("name: {}", e.replace("api name", "team name")))
-    })?;
+    check_name("team name", &req.name)?;
     let team = state
         .store
         .call(move |c| {

@@ -22,6 +22,11 @@ pub(super) fn require_admin(user: &UserRow, what: &str) -> Result<(), ApiError> 
     }
 }
 
+/// Users and teams are named like apis (lower case, digits, dashes): 422 otherwise.
+pub(super) fn check_name(field: &str, name: &str) -> Result<(), ApiError> {
+    crate::spec::check_api_name(name).map_err(|e| ApiError::Unprocessable(format!("{field}: {e}")))
+}
+
 /// A user with their teams.
 pub(super) fn info(
     conn: &rusqlite::Connection,
