@@ -251,6 +251,48 @@ impl Deployments {
         true
     }
 
+    /// Repairs drift between the statuses in the database and what runs, every few seconds,
+    /// until `shutdown` is cancelled. Each pass holds `changes`, the lock deploys and deletes
+    /// hold, so a version being started is never taken for one that is gone.
+    pub async fn reconcile_loop(
+        self: Arc<Self>,
+        changes: Arc<tokio::sync::Mutex<()>>,
+        shutdown: tokio_util::sync::CancellationToken,
+    ) {
+        loop {
+            tokio::select! {
+                _ = tokio::time::sleep(reconcile_every()) => {}
+                _ = shutdown.cancelled() => return,
+            }
+            let _changing = changes.lock().await;
+            if let Err(e) = self.reconcile().await {
+                tracing::warn!("cannot reconcile the deploy statuses: {e}");
+            }
+        }
+    }
+
+    /// One pass: each model's recorded status against its newest version's phase.
+    async fn reconcile(&self) -> Result<(), StoreError> {
+        for row in self.store.call(|c| models::list(c)).await? {
+            let live = self.get(&row.name);
+            let newest = live
+                .as_ref()
+                .filter(|live| live.spec_hash == row.spec_hash)
+                .map(|live| status::set_phase(live.versions.newest()));
+            // What runs is another version than the recorded one: not this pass's to judge.
+            if live.is_some() && newest.is_none() {
+                continue;
+            }
+            if let Some(repaired) = status::reconciled(row.deploy_status, newest) {
+                let (id, hash) = (row.id.clone(), row.spec_hash.clone());
+                self.store
+                    .call(move |c| models::set_status_for_spec(c, &id, &hash, repaired))
+                    .await?;
+            }
+        }
+        Ok(())
+    }
+
     /// Stops every replica (server shutdown), and waits for the stops and watchers it spawned.
     /// Job tokens stay: the next start revokes them all before starting the APIs again.
     pub async fn shutdown(&self) {
@@ -264,6 +306,15 @@ impl Deployments {
         self.tasks.close();
         self.tasks.wait().await;
     }
+}
+
+/// How often the reconcile loop compares the recorded statuses with what runs
+/// (`CORTEX_RECONCILE_SECS` changes it).
+fn reconcile_every() -> Duration {
+    std::env::var("CORTEX_RECONCILE_SECS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .map_or(Duration::from_secs(3), Duration::from_secs)
 }
 
 /// Takes a version out of service for good: its replicas stop and its job token is revoked.

@@ -138,6 +138,11 @@ pub async fn run(config: ServerConfig) -> anyhow::Result<()> {
     };
     let shutdown = state.shutdown.clone();
     restore(&store, &bundles, &deployments).await;
+    let reconciler = tokio::spawn(
+        deployments
+            .clone()
+            .reconcile_loop(state.changes.clone(), shutdown.clone()),
+    );
 
     let info = RuntimeFile {
         pid: std::process::id(),
@@ -172,6 +177,8 @@ pub async fn run(config: ServerConfig) -> anyhow::Result<()> {
             Ok(())
         }
     };
+    shutdown.cancel();
+    let _ = reconciler.await;
     deployments.shutdown().await;
     // Only remove the runtime file if it is still ours.
     if std::fs::read(&runtime_file)

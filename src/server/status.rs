@@ -44,6 +44,22 @@ pub fn deploy_status(phase: ReplicaPhase) -> Option<DeployStatus> {
     }
 }
 
+/// What the reconcile loop records when the status in the database and reality disagree:
+/// an active model whose newest version failed, or that nothing runs, is `failed`; a
+/// starting one whose newest version is ready is `complete`. Anything else (`in_progress`
+/// and `failed` reported by a deployment itself, `stopped`) is left as it is.
+pub fn reconciled(recorded: DeployStatus, newest: Option<ReplicaPhase>) -> Option<DeployStatus> {
+    let active = recorded.is_active();
+    match newest {
+        None if active => Some(DeployStatus::Failed),
+        Some(ReplicaPhase::Failed) if active => Some(DeployStatus::Failed),
+        Some(ReplicaPhase::Ready) if recorded == DeployStatus::Starting => {
+            Some(DeployStatus::Complete)
+        }
+        _ => None,
+    }
+}
+
 /// Every replica of every version that serves, newest version first.
 pub fn replicas(api: &LiveApi) -> Vec<ReplicaInfo> {
     let info = |set: &ReplicaSet, up_to_date: bool| -> Vec<ReplicaInfo> {
@@ -218,4 +234,33 @@ pub async fn deployment(
             })
             .collect(),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reconciling_repairs_drift_and_respects_what_deployments_report() {
+        use DeployStatus::*;
+        let cases = [
+            (Complete, None, Some(Failed)),
+            (Starting, None, Some(Failed)),
+            (InProgress, Some(ReplicaPhase::Failed), Some(Failed)),
+            (Starting, Some(ReplicaPhase::Ready), Some(Complete)),
+            (InProgress, Some(ReplicaPhase::Ready), None),
+            (Complete, Some(ReplicaPhase::Ready), None),
+            (Complete, Some(ReplicaPhase::Restarting), None),
+            (Failed, Some(ReplicaPhase::Ready), None),
+            (Stopped, None, None),
+            (NotStarted, None, None),
+        ];
+        for (recorded, newest, want) in cases {
+            assert_eq!(
+                reconciled(recorded, newest),
+                want,
+                "{recorded:?} {newest:?}"
+            );
+        }
+    }
 }

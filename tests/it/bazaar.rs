@@ -540,3 +540,60 @@ fn unknown_control_routes_say_so() {
         );
     }
 }
+
+#[test]
+fn python_predictors_report_warnings_and_init_failures_through_the_shim() {
+    let s = Server::start();
+    let dir = s.project("reporting");
+    write(
+        &dir,
+        "predictor.py",
+        "import os\nimport cortex_runtime\n\nclass PythonPredictor:\n    def __init__(self, config):\n        cortex_runtime.warn('the model is a little stale')\n        if os.path.exists(config['fail_file']):\n            raise ValueError('bad weights')\n\n    def predict(self, payload):\n        return payload\n",
+    );
+    let fail = dir.join("fail");
+    write(
+        &dir,
+        "cortex.yaml",
+        &format!(
+            "- name: reporting\n  kind: RealtimeAPI\n  predictor:\n    type: python\n    path: predictor.py\n    config:\n      fail_file: {}\n",
+            fail.display()
+        ),
+    );
+    s.ok(&dir, &["deploy", "-y"]);
+    let id = s.wait_status("reporting", "live")["model_id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let ok = wait_deploy_status(&s, &id, "complete");
+    assert_eq!(
+        ok["warnings"],
+        json!(["the model is a little stale"]),
+        "{ok}"
+    );
+    assert_eq!(ok["errors"], json!([]), "{ok}");
+
+    // A new deployment whose __init__ raises: failed, with the error in the new lists.
+    write(&dir, "fail", "");
+    let t = Some(s.token.as_str());
+    assert_eq!(
+        curl(
+            "POST",
+            &deploy_url(&s, &id, ""),
+            t,
+            Some(r#"{"memory": 500}"#)
+        ),
+        (200, json!({}))
+    );
+    let failed = wait_deploy_status(&s, &id, "failed");
+    let errors = failed["errors"].as_array().unwrap();
+    assert!(
+        errors.iter().any(|e| e.as_str().unwrap()
+            == "failed to initialise the predictor: ValueError: bad weights"),
+        "{failed}"
+    );
+    assert_eq!(
+        failed["warnings"],
+        json!(["the model is a little stale"]),
+        "{failed}"
+    );
+}

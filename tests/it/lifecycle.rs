@@ -303,11 +303,40 @@ fn an_api_whose_bundle_vanished_shows_why_and_a_deploy_brings_it_back() {
         why.contains("run `cortex deploy` again to upload it"),
         "{why}"
     );
+    // The reconcile loop records what the restart found: the deployment failed, and why.
+    let status_url = format!(
+        "{}/api/v2/deploy/{}/status",
+        s.url,
+        api["model_id"].as_str().unwrap()
+    );
+    let deploy_status = |s: &Server| -> serde_json::Value {
+        http()
+            .get(&status_url)
+            .bearer_auth(&s.token)
+            .send()
+            .unwrap()
+            .json()
+            .unwrap()
+    };
+    let failed = wait_for("the reconcile loop to record the failure", DEADLINE, || {
+        Some(deploy_status(&s)).filter(|v| v["status"] == "failed")
+    });
+    assert!(
+        failed["errors"][0]
+            .as_str()
+            .unwrap()
+            .contains("could not be unpacked"),
+        "{failed}"
+    );
     // The stored spec is unchanged but does not run: the deploy starts it, and says so.
     let out = s.ok(&p, &["deploy"]);
     assert!(out.starts_with("updating reverser (RealtimeAPI)"), "{out}");
     s.wait_status("reverser", "live");
     assert_eq!(s.predict("reverser", r#"{"text": "ok"}"#).status(), 200);
+    wait_for("the deployment to be complete again", DEADLINE, || {
+        Some(deploy_status(&s))
+            .filter(|v| v["status"] == "complete" && v["errors"] == serde_json::json!([]))
+    });
 }
 
 #[test]

@@ -135,7 +135,10 @@ import sys
 import threading
 import time
 import traceback
+import types
+import urllib.error
 import urllib.parse
+import urllib.request
 from concurrent.futures import ThreadPoolExecutor
 
 EXIT_OK = 0
@@ -1377,7 +1380,9 @@ def main():
     try:
         use_requirements(settings)
     except RequirementsError as e:
-        _write_stderr("cortex: error: failed to install requirements.txt: %s\n" % e)
+        text = "cortex: error: failed to install requirements.txt: %s\n" % e
+        _write_stderr(text)
+        report_init_failure(text)
         return EXIT_INIT_FAILED
 
     # The handed socket crossed the exec into a virtualenv above; from here on it is this
@@ -1404,7 +1409,9 @@ def main():
     except BaseException as e:
         if _stop_requested.is_set():
             return EXIT_OK
-        _write_stderr(_init_failure_text(e))
+        text = _init_failure_text(e)
+        _write_stderr(text)
+        report_init_failure(text)
         return EXIT_INIT_FAILED
 
     try:
@@ -1418,9 +1425,86 @@ def main():
 
     port = server.server_address[1]
     _log("INFO", "%s is ready on port %d" % (api_name, port))
+    threading.Thread(target=report_status, args=("complete",), daemon=True).start()
     _serve(server)
     _log("INFO", "%s: shut down" % api_name)
     return EXIT_OK
+
+
+# ---------------------------------------------------------------------------
+# reporting to the cortex server (Model Bazaar job routes)
+
+REPORT_TIMEOUT = 5.0
+
+
+def _report(path, body):
+    """POSTs `body` (JSON) to the cortex server's `path` with the replica's job
+    token; True when it was accepted. Best effort: without CORTEX_SERVER_URL and
+    CORTEX_JOB_TOKEN (a shim run by hand) nothing is sent, and a refusal is only
+    logged (the engine tells the server what the replica does anyway)."""
+    url = os.environ.get("CORTEX_SERVER_URL", "")
+    token = os.environ.get("CORTEX_JOB_TOKEN", "")
+    if not url or not token:
+        return False
+    req = urllib.request.Request(
+        url.rstrip("/") + path,
+        data=json.dumps(body).encode("utf-8"),
+        headers={"Authorization": "Bearer " + token, "Content-Type": "application/json"},
+        method="POST",
+    )
+    # loopback or not, a proxy meant for the outside world must not see this
+    opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+    try:
+        with opener.open(req, timeout=REPORT_TIMEOUT) as resp:
+            resp.read()
+        return True
+    except urllib.error.HTTPError as e:
+        _log("WARNING", "the cortex server refused %s (%d): %s" % (path, e.code, _one_line(e.read().decode("utf-8", "replace"))))
+    except (OSError, ValueError) as e:
+        _log("WARNING", "could not reach the cortex server for %s: %s" % (path, e))
+    return False
+
+
+def report_log(level, message):
+    """Records a warning or an error of this deployment (`cortex get`, and the
+    Model Bazaar status route, show it)."""
+    return _report("/api/v2/deploy/log", {"level": level, "message": str(message)})
+
+
+def report_status(status):
+    return _report("/api/v2/deploy/update-status", {"status": status})
+
+
+def report_init_failure(text):
+    """Tells the server why the replica could not start: the `cortex: error:`
+    line as an error of the deployment, and the status `failed`."""
+    first = text.splitlines()[0] if text else "the predictor could not be initialised"
+    if first.startswith("cortex: error: "):
+        first = first[len("cortex: error: "):]
+    report_log("error", first)
+    report_status("failed")
+
+
+def _runtime_module():
+    """`import cortex_runtime` in predictor code: warn(message) and
+    error(message) record messages of the deployment."""
+    module = types.ModuleType("cortex_runtime")
+    module.__doc__ = "Helpers the cortex shim gives predictor code."
+
+    def warn(message):
+        """Records a warning of this deployment; shown by `cortex get <api>`."""
+        return report_log("warning", message)
+
+    def error(message):
+        """Records an error of this deployment (it does not stop the replica)."""
+        return report_log("error", message)
+
+    module.warn = warn
+    module.error = error
+    return module
+
+
+sys.modules.setdefault("cortex_runtime", _runtime_module())
 
 
 # ---------------------------------------------------------------------------
@@ -1670,6 +1754,7 @@ class Supervisor:
         self.sock.close()
         self.sock = None
         _log("INFO", "%s is ready on port %d (processes_per_replica=%d)" % (api_name, port, n))
+        threading.Thread(target=report_status, args=("complete",), daemon=True).start()
 
         while True:
             if self.stop_requested:
@@ -1813,6 +1898,7 @@ class Supervisor:
                 "before the replica became ready\n" % (failed.pid, what)
             )
         _write_stderr(text)
+        report_init_failure(text)
         self._reap_all()
         return EXIT_INIT_FAILED
 
