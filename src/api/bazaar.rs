@@ -60,6 +60,22 @@ pub struct JobLog {
     pub message: String,
 }
 
+/// `POST /api/v2/deploy/{model_id}/save`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SaveRequest {
+    pub model_name: String,
+}
+
+/// The answer to `POST /api/v2/deploy/{model_id}/save`: the new model, and the token that
+/// uploads its files (`PUT /api/v2/deploy/{model_id}/files`) and marks it complete.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SaveAnswer {
+    pub model_id: String,
+    pub update_token: String,
+}
+
 /// One message a deployment logged, with its time, for `cortex get X -o json`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]

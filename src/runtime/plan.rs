@@ -47,6 +47,8 @@ pub struct Version<'a> {
     pub dotenv: Option<&'a str>,
     /// The version's job token (`CORTEX_JOB_TOKEN`).
     pub job_token: &'a str,
+    /// The model it is a version of (`CORTEX_MODEL_ID`).
+    pub model_id: &'a str,
 }
 
 /// The plan of a worker of `version` with id `replica_id`.
@@ -61,6 +63,7 @@ pub fn plan(
         project_dir,
         dotenv,
         job_token,
+        model_id,
     } = version;
     let mut env: Vec<(String, String)> = Vec::new();
     if let Some(text) = dotenv {
@@ -77,6 +80,7 @@ pub fn plan(
         ("CORTEX_API_NAME".to_string(), spec.name.clone()),
         ("CORTEX_PROJECT_DIR".to_string(), project.clone()),
         ("CORTEX_JOB_TOKEN".to_string(), job_token.to_string()),
+        ("CORTEX_MODEL_ID".to_string(), model_id.to_string()),
         ("CORTEX_SERVER_URL".to_string(), ctx.server_url.clone()),
         ("PYTHONUNBUFFERED".to_string(), "1".to_string()),
         (

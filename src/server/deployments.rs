@@ -132,6 +132,7 @@ impl Deployments {
                 project_dir,
                 dotenv: dotenv.as_deref(),
                 job_token: &job_token,
+                model_id: &row.id,
             },
             String::new(),
             Purpose::Realtime,

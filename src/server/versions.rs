@@ -100,8 +100,9 @@ pub fn effective_spec(spec: &ApiSpec, p: &DeployParams) -> ApiSpec {
     spec
 }
 
-/// The hash that decides "up to date": the effective spec, the extra route and the bundle.
-/// Without an extra route it is the hash earlier versions of cortex stored.
+/// The hash that decides "up to date": the effective spec, the extra route and the bundle (a
+/// saved model's is `<bundle>+<its files>`). Without an extra route it is the hash earlier
+/// versions of cortex stored.
 pub fn version_hash(spec: &ApiSpec, deployment_name: Option<&str>, bundle: &str) -> String {
     let mut h = Sha256::new();
     h.update(serde_json::to_vec(spec).unwrap_or_default());
@@ -112,6 +113,14 @@ pub fn version_hash(spec: &ApiSpec, deployment_name: Option<&str>, bundle: &str)
         h.update(name.as_bytes());
     }
     hex::encode(h.finalize())
+}
+
+/// What `version_hash` takes as the bundle of `row`: its bundle, with its saved files.
+pub fn bundle_key(row: &ModelRow) -> String {
+    match &row.overlay_sha256 {
+        Some(overlay) => format!("{}+{overlay}", row.bundle_sha256),
+        None => row.bundle_sha256.clone(),
+    }
 }
 
 /// The stored spec of `row` with its parameters over it.
@@ -141,8 +150,12 @@ pub async fn start(
     row: &ModelRow,
 ) -> Result<(), VersionError> {
     let spec = spec_of(row)?;
-    let (b, sha) = (bundles.clone(), row.bundle_sha256.clone());
-    let dir = tokio::task::spawn_blocking(move || b.unpack(&sha))
+    let (b, sha, overlay) = (
+        bundles.clone(),
+        row.bundle_sha256.clone(),
+        row.overlay_sha256.clone(),
+    );
+    let dir = tokio::task::spawn_blocking(move || b.unpack_layers(&sha, overlay.as_deref()))
         .await
         .map_err(|e| e.to_string())
         .and_then(|r| r.map_err(|e| e.to_string()))

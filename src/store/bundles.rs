@@ -88,18 +88,34 @@ impl BundleStore {
     /// Unpacks a stored bundle once into [`BundleStore::project_dir`] and returns that path.
     /// Safe to call again: an existing directory is reused. Blocking.
     pub fn unpack(&self, sha: &str) -> Result<PathBuf, StoreError> {
-        let dest = self.project_dir(sha);
+        self.unpack_layers(sha, None)
+    }
+
+    /// Unpacks a bundle with another one over it (a saved model's files over its base's), once,
+    /// into `projects/<bundle>+<overlay>`. Blocking.
+    pub fn unpack_layers(&self, sha: &str, overlay: Option<&str>) -> Result<PathBuf, StoreError> {
+        let dest = match overlay {
+            Some(o) => self.root.join("projects").join(format!("{sha}+{o}")),
+            None => self.project_dir(sha),
+        };
         if dest.is_dir() {
             return Ok(dest);
         }
-        let file = fs::File::open(self.archive_path(sha))?;
         let parent = dest.parent().unwrap_or(&self.root);
         fs::create_dir_all(parent)?;
-        let tmp = parent.join(format!(".{sha}.{}", std::process::id()));
+        let tmp = parent.join(format!(
+            ".{}.{}",
+            dest.file_name().and_then(|n| n.to_str()).unwrap_or(sha),
+            std::process::id()
+        ));
         let _ = fs::remove_dir_all(&tmp);
-        let mut archive = tar::Archive::new(flate2::read::GzDecoder::new(file));
-        archive.set_preserve_permissions(true);
-        archive.unpack(&tmp).map_err(bad_archive)?;
+        for layer in std::iter::once(sha).chain(overlay) {
+            let file = fs::File::open(self.archive_path(layer))?;
+            let mut archive = tar::Archive::new(flate2::read::GzDecoder::new(file));
+            archive.set_preserve_permissions(true);
+            archive.set_overwrite(true);
+            archive.unpack(&tmp).map_err(bad_archive)?;
+        }
         match fs::rename(&tmp, &dest) {
             Ok(()) => Ok(dest),
             Err(_) if dest.is_dir() => {

@@ -65,7 +65,8 @@ const MIGRATIONS: &[&str] = &[
     ALTER TABLE replicas DROP COLUMN log_path;
     "#,
     // 4: teams and model access (Model Bazaar), deployments numbered with their own job tokens,
-    // errors and warnings per deployment, deploy parameters and metadata.
+    // errors and warnings per deployment, deploy parameters and metadata, saved models (a
+    // base model's bundle with the saved files over it).
     r#"
     CREATE TABLE teams (
         id          TEXT PRIMARY KEY,
@@ -85,6 +86,9 @@ const MIGRATIONS: &[&str] = &[
     ALTER TABLE models ADD COLUMN deploy_params_json TEXT;
     ALTER TABLE models ADD COLUMN metadata_json TEXT;
     ALTER TABLE models ADD COLUMN deployment INTEGER NOT NULL DEFAULT 0;
+    ALTER TABLE models ADD COLUMN base_model_id TEXT;
+    ALTER TABLE models ADD COLUMN save_pending INTEGER NOT NULL DEFAULT 0;
+    ALTER TABLE models ADD COLUMN overlay_sha256 TEXT REFERENCES bundles(sha256);
     ALTER TABLE tokens ADD COLUMN deployment INTEGER;
     CREATE TABLE deploy_logs (
         id          INTEGER PRIMARY KEY,

@@ -80,6 +80,12 @@ pub struct ModelRow {
     pub metadata_json: Option<String>,
     /// The number of the current deployment (each deploy of a new version counts one up).
     pub deployment: i64,
+    /// A saved model's base.
+    pub base_model_id: Option<String>,
+    /// A saved model whose files are not complete yet: it cannot be deployed.
+    pub save_pending: bool,
+    /// Files unpacked over the bundle (a saved model's).
+    pub overlay_sha256: Option<String>,
 }
 
 /// A spec that served: its JSON, hash and bundle.
@@ -94,7 +100,8 @@ const COLUMNS: &str = "id, name, kind, owner_id, deploy_status, spec_json, spec_
                        bundle_sha256, config_file, created_at, updated_at, \
                        serving_spec_json, serving_spec_hash, serving_bundle_sha256, \
                        access, default_permission, team_id, deployment_name, \
-                       deploy_params_json, metadata_json, deployment";
+                       deploy_params_json, metadata_json, deployment, base_model_id, \
+                       save_pending, overlay_sha256";
 
 fn from_row(r: &Row<'_>) -> rusqlite::Result<ModelRow> {
     let status: String = r.get(4)?;
@@ -133,6 +140,9 @@ fn from_row(r: &Row<'_>) -> rusqlite::Result<ModelRow> {
         deploy_params_json: r.get(18)?,
         metadata_json: r.get(19)?,
         deployment: r.get(20)?,
+        base_model_id: r.get(21)?,
+        save_pending: r.get(22)?,
+        overlay_sha256: r.get(23)?,
     })
 }
 
@@ -219,7 +229,8 @@ pub fn save_spec(
         Some(row) => {
             tx.execute(
                 "UPDATE models SET spec_json = ?2, spec_hash = ?3, bundle_sha256 = ?4,
-                        config_file = ?5, deploy_status = 'starting', updated_at = ?6
+                        config_file = ?5, deploy_status = 'starting', updated_at = ?6,
+                        overlay_sha256 = NULL
                  WHERE id = ?1",
                 params![
                     row.id,
@@ -298,6 +309,59 @@ pub fn set_version(conn: &Connection, id: &str, spec_hash: &str) -> Result<(), S
          WHERE id = ?1",
         params![id, spec_hash, now()],
     )?;
+    Ok(())
+}
+
+/// Creates a saved model from `base`: `spec_json` (the base's, renamed), the base's bundle,
+/// owned by `owner_id`, private, not started, and pending until its files are complete. A
+/// name already taken is a conflict.
+pub fn create_saved(
+    conn: &Connection,
+    base: &ModelRow,
+    name: &str,
+    owner_id: &str,
+    spec_json: &str,
+) -> Result<ModelRow, StoreError> {
+    let id = uuid::Uuid::new_v4().to_string();
+    let t = now();
+    let inserted = conn.execute(
+        "INSERT INTO models (id, name, kind, owner_id, deploy_status, spec_json, spec_hash,
+                             bundle_sha256, config_file, created_at, updated_at,
+                             base_model_id, save_pending)
+         VALUES (?1, ?2, ?3, ?4, 'not_started', ?5, '', ?6, ?7, ?8, ?8, ?9, 1)
+         ON CONFLICT(name) DO NOTHING",
+        params![
+            id,
+            name,
+            base.kind,
+            owner_id,
+            spec_json,
+            base.bundle_sha256,
+            base.config_file,
+            t,
+            base.id
+        ],
+    )?;
+    if inserted == 0 {
+        return Err(StoreError::Conflict(format!(
+            "a model named {name:?} already exists; choose another model_name"
+        )));
+    }
+    get(conn, &id)?.ok_or_else(|| StoreError::Corrupt(format!("model {id} vanished")))
+}
+
+/// Puts `overlay_sha256` (a saved model's files) over the model's bundle.
+pub fn set_overlay(conn: &Connection, id: &str, overlay_sha256: &str) -> Result<(), StoreError> {
+    conn.execute(
+        "UPDATE models SET overlay_sha256 = ?2 WHERE id = ?1",
+        params![id, overlay_sha256],
+    )?;
+    Ok(())
+}
+
+/// A saved model's files are complete: it can be deployed.
+pub fn finish_save(conn: &Connection, id: &str) -> Result<(), StoreError> {
+    conn.execute("UPDATE models SET save_pending = 0 WHERE id = ?1", [id])?;
     Ok(())
 }
 

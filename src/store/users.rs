@@ -232,6 +232,22 @@ pub fn revoke_job_token(conn: &Connection, token: &str) -> Result<(), StoreError
     Ok(())
 }
 
+/// Stores a token that may complete a saved model's files (a job token of that model bound to
+/// no deployment) until `expires_at`.
+pub fn issue_update_token(
+    conn: &Connection,
+    model_id: &str,
+    expires_at: i64,
+) -> Result<String, StoreError> {
+    let token = new_token(TokenKind::Job);
+    conn.execute(
+        "INSERT INTO tokens (hash, kind, model_id, name, expires_at, created_at)
+         VALUES (?1, 'job', ?2, 'update', ?3, ?4)",
+        params![hash_token(&token), model_id, expires_at, now()],
+    )?;
+    Ok(token)
+}
+
 /// Revokes the job tokens of every deployment (update tokens, bound to no deployment, stay).
 pub fn revoke_deployment_tokens(conn: &Connection) -> Result<(), StoreError> {
     conn.execute(

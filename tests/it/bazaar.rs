@@ -597,3 +597,145 @@ fn python_predictors_report_warnings_and_init_failures_through_the_shim() {
         "{failed}"
     );
 }
+
+#[test]
+fn a_predictor_saves_a_new_model_that_deploys_with_its_files() {
+    let s = Server::start();
+    let dir = s.project("trainer");
+    write(&dir, "weights.txt", "v1\n");
+    write(
+        &dir,
+        "predictor.py",
+        r#"import os, tempfile
+import cortex_runtime
+
+class PythonPredictor:
+    def __init__(self, config):
+        with open(os.path.join(os.environ["CORTEX_PROJECT_DIR"], "weights.txt")) as f:
+            self.weights = f.read().strip()
+
+    def predict(self, payload):
+        if "save_as" in payload:
+            d = tempfile.mkdtemp()
+            with open(os.path.join(d, "weights.txt"), "w") as f:
+                f.write(payload["weights"])
+            return {"model_id": cortex_runtime.save_model(payload["save_as"], d)}
+        return {"weights": self.weights}
+"#,
+    );
+    write(
+        &dir,
+        "cortex.yaml",
+        "- name: trainer\n  kind: RealtimeAPI\n  predictor:\n    type: python\n    path: predictor.py\n",
+    );
+    s.ok(&dir, &["deploy", "-y"]);
+    let base = s.wait_status("trainer", "live")["model_id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let t = Some(s.token.as_str());
+    let resp = s.predict("trainer", r#"{"save_as": "trainer-v2", "weights": "v2"}"#);
+    assert_eq!(resp.status(), 200);
+    let saved = resp.json::<Value>().unwrap()["model_id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert_eq!(
+        curl("GET", &deploy_url(&s, &saved, "/status"), t, None),
+        (
+            200,
+            json!({"status": "not_started", "errors": [], "warnings": []})
+        )
+    );
+    assert_eq!(
+        curl("POST", &deploy_url(&s, &saved, ""), t, None),
+        (200, json!({}))
+    );
+    wait_deploy_status(&s, &saved, "complete");
+    let answer = s.predict("trainer-v2", "{}").json::<Value>().unwrap();
+    assert_eq!(
+        answer,
+        json!({"weights": "v2"}),
+        "the saved files over the base's"
+    );
+    assert_eq!(
+        s.predict("trainer", "{}").json::<Value>().unwrap(),
+        json!({"weights": "v1"})
+    );
+
+    // The same through the API as a user: not deployable until its update token completes it,
+    // and the update token touches nothing else.
+    let (code, v) = curl(
+        "POST",
+        &deploy_url(&s, &base, "/save"),
+        t,
+        Some(r#"{"model_name": "trainer-v3"}"#),
+    );
+    assert_eq!(code, 200, "{v}");
+    let (v3, update) = (
+        v["model_id"].as_str().unwrap().to_string(),
+        v["update_token"].as_str().unwrap().to_string(),
+    );
+    let (code, v) = curl("POST", &deploy_url(&s, &v3, ""), t, None);
+    assert_eq!(code, 422, "{v}");
+    assert!(
+        v["message"].as_str().unwrap().contains("still being saved"),
+        "{v}"
+    );
+    assert_eq!(
+        curl(
+            "PUT",
+            &deploy_url(&s, &base, "/files"),
+            Some(&update),
+            Some("x")
+        )
+        .0,
+        403
+    );
+    assert_eq!(
+        curl(
+            "GET",
+            &deploy_url(&s, &base, "/status-internal"),
+            Some(&update),
+            None
+        )
+        .0,
+        403
+    );
+    assert_eq!(
+        curl(
+            "GET",
+            &deploy_url(&s, &base, "/status"),
+            Some(&update),
+            None
+        )
+        .0,
+        401
+    );
+    let (code, v) = curl(
+        "POST",
+        &deploy_url(&s, &base, "/save"),
+        t,
+        Some(r#"{"model_name": "trainer-v3"}"#),
+    );
+    assert_eq!(code, 409, "{v}");
+    let update_status = format!("{}/api/v2/deploy/update-status", s.url);
+    assert_eq!(
+        curl(
+            "POST",
+            &update_status,
+            Some(&update),
+            Some(r#"{"status": "complete"}"#)
+        ),
+        (200, json!({}))
+    );
+    assert_eq!(
+        curl("POST", &deploy_url(&s, &v3, ""), t, None),
+        (200, json!({}))
+    );
+    wait_deploy_status(&s, &v3, "complete");
+    assert_eq!(
+        s.predict("trainer-v3", "{}").json::<Value>().unwrap(),
+        json!({"weights": "v1"})
+    );
+}

@@ -18,6 +18,9 @@ with the project directory as the working directory and these variables:
     CORTEX_VENVS_DIR             where virtualenvs for requirements.txt are kept (optional)
     CORTEX_MAX_BODY_BYTES        largest request body accepted, >= 1 (default 64 MiB,
                                  the limit of the server's gateway)
+    CORTEX_SERVER_URL            the cortex server, for the Model Bazaar job routes (optional)
+    CORTEX_JOB_TOKEN             this deployment's job token for those routes (optional)
+    CORTEX_MODEL_ID              the model this replica serves (for save_model, optional)
     CORTEX_LISTEN_FD             a TCP socket already bound to 127.0.0.1:$CORTEX_PORT,
                                  not listening, to serve on instead of binding the port
                                  (optional; the cortex server hands one on fd 3 so that no
@@ -132,6 +135,7 @@ import shutil
 import socket
 import subprocess
 import sys
+import tarfile
 import threading
 import time
 import traceback
@@ -1437,32 +1441,83 @@ def main():
 REPORT_TIMEOUT = 5.0
 
 
+class ServerError(Exception):
+    """The cortex server refused a request, or could not be reached."""
+
+
+def _call_server(method, path, data=None, token=None, content_type="application/json"):
+    """Sends `data` (bytes) to the cortex server's `path` with `token` (default:
+    the replica's job token); the parsed JSON answer. Raises ServerError."""
+    url = os.environ.get("CORTEX_SERVER_URL", "")
+    token = token or os.environ.get("CORTEX_JOB_TOKEN", "")
+    if not url or not token:
+        raise ServerError("CORTEX_SERVER_URL and CORTEX_JOB_TOKEN are not set (is this replica run by cortex?)")
+    headers = {"Authorization": "Bearer " + token}
+    if data is not None:
+        headers["Content-Type"] = content_type
+    req = urllib.request.Request(url.rstrip("/") + path, data=data, headers=headers, method=method)
+    # loopback or not, a proxy meant for the outside world must not see this
+    opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+    try:
+        with opener.open(req, timeout=REPORT_TIMEOUT) as resp:
+            body = resp.read()
+    except urllib.error.HTTPError as e:
+        detail = e.read().decode("utf-8", "replace")
+        try:
+            detail = json.loads(detail).get("message", detail)
+        except (ValueError, AttributeError):
+            pass
+        raise ServerError("%s %s: %d %s" % (method, path, e.code, _one_line(detail)))
+    except (OSError, ValueError) as e:
+        raise ServerError("%s %s: %s" % (method, path, e))
+    try:
+        return json.loads(body or b"null")
+    except ValueError:
+        return None
+
+
 def _report(path, body):
     """POSTs `body` (JSON) to the cortex server's `path` with the replica's job
     token; True when it was accepted. Best effort: without CORTEX_SERVER_URL and
     CORTEX_JOB_TOKEN (a shim run by hand) nothing is sent, and a refusal is only
     logged (the engine tells the server what the replica does anyway)."""
-    url = os.environ.get("CORTEX_SERVER_URL", "")
-    token = os.environ.get("CORTEX_JOB_TOKEN", "")
-    if not url or not token:
+    if not os.environ.get("CORTEX_SERVER_URL") or not os.environ.get("CORTEX_JOB_TOKEN"):
         return False
-    req = urllib.request.Request(
-        url.rstrip("/") + path,
-        data=json.dumps(body).encode("utf-8"),
-        headers={"Authorization": "Bearer " + token, "Content-Type": "application/json"},
-        method="POST",
-    )
-    # loopback or not, a proxy meant for the outside world must not see this
-    opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
     try:
-        with opener.open(req, timeout=REPORT_TIMEOUT) as resp:
-            resp.read()
+        _call_server("POST", path, json.dumps(body).encode("utf-8"))
         return True
-    except urllib.error.HTTPError as e:
-        _log("WARNING", "the cortex server refused %s (%d): %s" % (path, e.code, _one_line(e.read().decode("utf-8", "replace"))))
-    except (OSError, ValueError) as e:
-        _log("WARNING", "could not reach the cortex server for %s: %s" % (path, e))
-    return False
+    except ServerError as e:
+        _log("WARNING", "the cortex server did not take a report: %s" % e)
+        return False
+
+
+def save_model(name, directory):
+    """Saves `directory` as a new model named `name`: this model's spec and files,
+    with the directory's files over them. Returns the new model's id; it is
+    private to this model's owner and can be deployed once this returns."""
+    model = os.environ.get("CORTEX_MODEL_ID", "")
+    if not model:
+        raise ServerError("CORTEX_MODEL_ID is not set (is this replica run by cortex?)")
+    if not os.path.isdir(directory):
+        raise ValueError("%r is not a directory" % (directory,))
+    answer = _call_server(
+        "POST", "/api/v2/deploy/%s/save" % model, json.dumps({"model_name": name}).encode("utf-8")
+    )
+    new_id, update_token = answer["model_id"], answer["update_token"]
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w:gz") as tar:
+        for entry in sorted(os.listdir(directory)):
+            tar.add(os.path.join(directory, entry), arcname=entry)
+    _call_server(
+        "PUT", "/api/v2/deploy/%s/files" % new_id, buf.getvalue(), update_token, "application/gzip"
+    )
+    _call_server(
+        "POST",
+        "/api/v2/deploy/update-status",
+        json.dumps({"status": "complete"}).encode("utf-8"),
+        update_token,
+    )
+    return new_id
 
 
 def report_log(level, message):
@@ -1487,7 +1542,8 @@ def report_init_failure(text):
 
 def _runtime_module():
     """`import cortex_runtime` in predictor code: warn(message) and
-    error(message) record messages of the deployment."""
+    error(message) record messages of the deployment; save_model(name,
+    directory) saves a new model."""
     module = types.ModuleType("cortex_runtime")
     module.__doc__ = "Helpers the cortex shim gives predictor code."
 
@@ -1501,6 +1557,8 @@ def _runtime_module():
 
     module.warn = warn
     module.error = error
+    module.save_model = save_model
+    module.ServerError = ServerError
     return module
 
 

@@ -65,6 +65,11 @@ pub fn router(state: AppState) -> Router {
             "/api/v2/deploy/{model_id}/status-internal",
             get(bazaar::status_internal_of),
         )
+        .route("/api/v2/deploy/{model_id}/save", post(bazaar::save))
+        .route(
+            "/api/v2/deploy/{model_id}/files",
+            put(bazaar::save_files).layer(DefaultBodyLimit::max(MAX_BUNDLE_BYTES)),
+        )
         .method_not_allowed_fallback(json_errors::method_not_allowed)
         // Only the routes above: the gateway (added after) passes replicas' answers through.
         .layer(axum::middleware::map_response(json_errors::ensure_json))
