@@ -274,6 +274,32 @@ fn list_text(apis: &[ApiResponse]) -> String {
     format!("{}\n", realtime_table(&all, true, None))
 }
 
+/// The deployment's own reports: its status as the Model Bazaar API gives it, what it
+/// reported, and the warnings and errors of every deployment with their times.
+fn deployment_text(d: &crate::api::DeploymentInfo) -> String {
+    let mut out = format!("\ndeployment {}: {}\n", d.number, d.status.status);
+    if let Some(name) = &d.deployment_name {
+        out.push_str(&format!("  also at: /{name}\n"));
+    }
+    if let Some(m) = &d.metadata {
+        out.push_str(&format!("  metadata: {m}\n"));
+    }
+    let now = now();
+    for m in &d.history {
+        let when = if m.deployment == d.number {
+            format!("{} ago", render::age(m.time, now))
+        } else {
+            format!(
+                "deployment {}, {} ago",
+                m.deployment,
+                render::age(m.time, now)
+            )
+        };
+        out.push_str(&format!("  {} ({when}): {}\n", m.level, m.message));
+    }
+    out
+}
+
 fn api_text(api: &ApiResponse) -> String {
     let mut out = realtime_table(&[api], false, None);
     out.push_str("\n\n");
@@ -291,6 +317,7 @@ fn api_text(api: &ApiResponse) -> String {
             }
         }
     }
+    out.push_str(&deployment_text(&api.deployment));
     out.push_str("\nconfiguration\n");
     let yaml = serde_yaml::to_string(&api.spec).unwrap_or_default();
     for line in yaml.lines() {

@@ -212,10 +212,19 @@ pub async fn deployment(
             }
         }
     }
+    // A version that became ready a moment ago is complete, even before its watcher (or the
+    // reconcile loop) has written it down: the status route and `cortex get` follow reality.
+    let ready_now = live.is_some_and(|live| {
+        live.spec_hash == row.spec_hash && set_phase(live.versions.newest()) == ReplicaPhase::Ready
+    });
+    let status = match row.deploy_status {
+        DeployStatus::Starting if ready_now => DeployStatus::Complete,
+        recorded => recorded,
+    };
     Ok(DeploymentInfo {
         number: row.deployment,
         status: DeploymentStatus {
-            status: row.deploy_status.as_str().to_string(),
+            status: status.as_str().to_string(),
             errors,
             warnings,
         },

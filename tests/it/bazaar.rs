@@ -394,6 +394,23 @@ fn a_deployment_reports_through_its_job_token_and_its_status_follows_reality() {
         "{api}"
     );
     assert!(api["deployment"]["number"].as_i64().unwrap() > 1, "{api}");
+    let text = s.ok(s.dir.path(), &["get", "lifecycle"]);
+    assert!(
+        text.contains(&format!(
+            "deployment {}: complete",
+            api["deployment"]["number"]
+        )),
+        "{text}"
+    );
+    assert!(
+        text.contains("warning (deployment 1, ") && text.contains("): probably fine"),
+        "{text}"
+    );
+    assert!(
+        text.contains("error (deployment 1, ") && text.contains("): uh oh"),
+        "{text}"
+    );
+    assert!(text.contains(r#"metadata: {"key":"value"}"#), "{text}");
 }
 
 #[test]
