@@ -57,10 +57,12 @@ enum Route {
     UpdateStatus,
     LogGet,
     LogPost,
+    Save,
+    Files,
     Undeploy,
 }
 
-const ROUTES: [Route; 9] = [
+const ROUTES: [Route; 11] = [
     Route::Deploy,
     Route::Status,
     Route::Logs,
@@ -69,6 +71,8 @@ const ROUTES: [Route; 9] = [
     Route::UpdateStatus,
     Route::LogGet,
     Route::LogPost,
+    Route::Save,
+    Route::Files,
     // Last: it stops the model (an allowed caller deploys it again right after).
     Route::Undeploy,
 ];
@@ -77,6 +81,7 @@ const ROUTES: [Route; 9] = [
 const PARAMS: &str = r#"{"memory": 300}"#;
 
 fn call(s: &Server, route: Route, model: &str, token: Option<&str>) -> u16 {
+    static SAVES: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
     let base = format!("{}/api/v2/deploy", s.url);
     let log = Some(r#"{"level": "warning", "message": "from the matrix"}"#);
     match route {
@@ -101,6 +106,12 @@ fn call(s: &Server, route: Route, model: &str, token: Option<&str>) -> u16 {
         }
         Route::LogGet => curl("GET", &format!("{base}/log"), token, log).0,
         Route::LogPost => curl("POST", &format!("{base}/log"), token, log).0,
+        Route::Save => {
+            let n = SAVES.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            let body = format!(r#"{{"model_name": "saved-{n}"}}"#);
+            curl("POST", &deploy_url(s, model, "/save"), token, Some(&body)).0
+        }
+        Route::Files => curl("PUT", &deploy_url(s, model, "/files"), token, Some("x")).0,
     }
 }
 
@@ -199,15 +210,30 @@ fn every_deploy_route_answers_every_kind_of_caller_as_the_permission_rules_say()
         &["tokens", "revoke", revoked["id"].as_str().unwrap()],
     );
     let revoked = revoked["token"].as_str().unwrap().to_string();
+    // The update token of a model being saved from this one.
+    let (code, saved) = curl(
+        "POST",
+        &deploy_url(&s, &m, "/save"),
+        Some(&olive),
+        Some(r#"{"model_name": "being-saved"}"#),
+    );
+    assert_eq!(code, 200, "{saved}");
+    let update = saved["update_token"].as_str().unwrap().to_string();
 
     use Route::*;
-    // Expected status per route, in ROUTES order.
-    let user_routes =
-        |deploy: u16, read: u16| [deploy, read, read, 401, 401, 401, 401, 401, deploy];
-    let unauthorized = [401; 9];
-    let job_of_this = [401, 401, 401, 200, 200, 200, 200, 200, 401];
-    let job_of_other = [401, 401, 401, 200, 403, 200, 200, 200, 401];
-    let rows: Vec<(&str, Option<&str>, &str, [u16; 9])> = vec![
+    // Expected status per route, in ROUTES order: deploy, status, logs, status-internal,
+    // status-internal of the model, update-status, log (GET), log (POST), save, files,
+    // undeploy. A token without a model in the path acts on its own model.
+    let user_routes = |deploy: u16, read: u16| {
+        [
+            deploy, read, read, 401, 401, 401, 401, 401, read, 401, deploy,
+        ]
+    };
+    let unauthorized = [401; 11];
+    let job_of_this = [401, 401, 401, 200, 200, 200, 200, 200, 200, 403, 401];
+    let job_of_other = [401, 401, 401, 200, 403, 200, 200, 200, 403, 403, 401];
+    let update_token = [401, 401, 401, 200, 403, 200, 200, 200, 401, 403, 401];
+    let rows: Vec<(&str, Option<&str>, &str, [u16; 11])> = vec![
         ("anonymous", None, &m, unauthorized),
         ("malformed token", Some("not a token"), &m, unauthorized),
         ("expired token", Some(&expiring), &m, unauthorized),
@@ -240,6 +266,12 @@ fn every_deploy_route_answers_every_kind_of_caller_as_the_permission_rules_say()
             Some(&revoked_job),
             &m,
             unauthorized,
+        ),
+        (
+            "update token of a model saved from it",
+            Some(&update),
+            &m,
+            update_token,
         ),
     ];
     let mut failures = Vec::new();
