@@ -49,6 +49,10 @@ pub struct UpdateStatus {
     pub status: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub metadata: Option<serde_json::Value>,
+    /// Why (Model Bazaar v1 jobs send it with `failed`): recorded as an error of the
+    /// deployment with `failed`, as a warning otherwise.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub message: Option<String>,
 }
 
 /// `GET|POST /api/v2/deploy/log` (job token).

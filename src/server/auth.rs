@@ -90,6 +90,24 @@ impl FromRequestParts<AppState> for AuthUser {
         parts: &mut Parts,
         state: &AppState,
     ) -> Result<Self, Self::Rejection> {
+        AuthMember::from_request_parts(parts, state)
+            .await
+            .map(|AuthMember(identity)| AuthUser(identity.user))
+    }
+}
+
+/// The caller behind a valid unscoped user token, with their teams: for control routes that
+/// check permissions on the apis they touch.
+#[derive(Debug, Clone)]
+pub struct AuthMember(pub Identity);
+
+impl FromRequestParts<AppState> for AuthMember {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(
+        parts: &mut Parts,
+        state: &AppState,
+    ) -> Result<Self, Self::Rejection> {
         let identity = identity_from_headers(state, &parts.headers).await?;
         if identity.scope.is_some() {
             return Err(ApiError::Forbidden(
@@ -97,7 +115,7 @@ impl FromRequestParts<AppState> for AuthUser {
                     .into(),
             ));
         }
-        Ok(AuthUser(identity.user))
+        Ok(AuthMember(identity))
     }
 }
 

@@ -285,9 +285,12 @@ impl Deployments {
                 continue;
             }
             if let Some(repaired) = status::reconciled(row.deploy_status, newest) {
-                let (id, hash) = (row.id.clone(), row.spec_hash.clone());
+                // Only if nothing changed it since it was read.
+                let (id, deployment, from) = (row.id.clone(), row.deployment, row.deploy_status);
                 self.store
-                    .call(move |c| models::set_status_for_spec(c, &id, &hash, repaired))
+                    .call(move |c| {
+                        models::compare_and_set_status(c, &id, deployment, from, repaired)
+                    })
                     .await?;
             }
         }

@@ -174,12 +174,13 @@ impl RestoreErrors {
 /// the one that serves (a restart brings it back).
 pub async fn record(store: &Store, api: &LiveApi, status: DeployStatus) {
     let (id, hash) = (api.model_id.clone(), api.spec_hash.clone());
+    let deployment = api.versions.newest().deployment();
     let result = store
         .call(move |conn| {
             if status == DeployStatus::Complete {
                 models::mark_serving(conn, &id, &hash)?;
             }
-            models::set_status_for_spec(conn, &id, &hash, status)
+            models::set_status_of_deployment(conn, &id, deployment, status)
         })
         .await;
     if let Err(e) = result {

@@ -23,6 +23,9 @@ pub enum VersionError {
     Store(#[from] crate::store::StoreError),
 }
 
+/// The most memory a deploy may ask for per replica: 1 TiB, in MB.
+const MAX_MEMORY_MB: i64 = 1 << 20;
+
 /// Checks deploy parameters; the message says what to change (a 422).
 pub fn check_params(p: &DeployParams) -> Result<(), String> {
     if let Some(name) = &p.deployment_name {
@@ -50,6 +53,11 @@ pub fn check_params(p: &DeployParams) -> Result<(), String> {
         }
     }
     if let Some(mb) = p.memory {
+        if mb > MAX_MEMORY_MB {
+            return Err(format!(
+                "memory: {mb} MB is more than a replica can have (at most {MAX_MEMORY_MB} MB)"
+            ));
+        }
         if mb <= 0 {
             return Err(format!(
                 "memory: {mb} is not a positive number of MB; give the memory per replica, e.g. 800"
@@ -165,6 +173,40 @@ pub async fn start(
         })?;
     deployments.apply(row, spec, &dir).await?;
     Ok(())
+}
+
+/// [`start`], and when it fails, the model is recorded `failed` with why as an error of its
+/// deployment (a client polling the status learns it, instead of `starting` for ever).
+pub async fn start_or_fail(
+    bundles: &BundleStore,
+    deployments: &Deployments,
+    store: &crate::store::Store,
+    row: &ModelRow,
+) -> Result<(), VersionError> {
+    let Err(e) = start(bundles, deployments, row).await else {
+        return Ok(());
+    };
+    let (id, why) = (row.id.clone(), format!("cannot start {}: {e}", row.name));
+    let recorded = store
+        .call(move |c| {
+            let current = crate::store::models::get(c, &id)?.map_or(0, |m| m.deployment);
+            crate::store::deploy_logs::add(
+                c,
+                &id,
+                current,
+                crate::store::deploy_logs::Level::Error,
+                &why,
+            )?;
+            crate::store::models::set_status(c, &id, crate::store::DeployStatus::Failed)
+        })
+        .await;
+    if let Err(store_error) = recorded {
+        tracing::warn!(
+            "cannot record that {} failed to start: {store_error}",
+            row.name
+        );
+    }
+    Err(e)
 }
 
 #[cfg(test)]

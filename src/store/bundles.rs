@@ -91,11 +91,15 @@ impl BundleStore {
         self.unpack_layers(sha, None)
     }
 
-    /// Unpacks a bundle with another one over it (a saved model's files over its base's), once,
-    /// into `projects/<bundle>+<overlay>`. Blocking.
+    /// Unpacks a bundle with others over it (a saved model's files over its base's; `overlay`
+    /// lists them, comma-separated, oldest first), once, into `projects/<bundle>+<overlays>`.
+    /// Blocking.
     pub fn unpack_layers(&self, sha: &str, overlay: Option<&str>) -> Result<PathBuf, StoreError> {
         let dest = match overlay {
-            Some(o) => self.root.join("projects").join(format!("{sha}+{o}")),
+            Some(o) => self
+                .root
+                .join("projects")
+                .join(format!("{sha}+{}", o.replace(',', "+"))),
             None => self.project_dir(sha),
         };
         if dest.is_dir() {
@@ -109,7 +113,8 @@ impl BundleStore {
             std::process::id()
         ));
         let _ = fs::remove_dir_all(&tmp);
-        for layer in std::iter::once(sha).chain(overlay) {
+        let overlays = overlay.into_iter().flat_map(|o| o.split(','));
+        for layer in std::iter::once(sha).chain(overlays) {
             let file = fs::File::open(self.archive_path(layer))?;
             let mut archive = tar::Archive::new(flate2::read::GzDecoder::new(file));
             archive.set_preserve_permissions(true);

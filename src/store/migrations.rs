@@ -88,8 +88,12 @@ const MIGRATIONS: &[&str] = &[
     ALTER TABLE models ADD COLUMN deployment INTEGER NOT NULL DEFAULT 0;
     ALTER TABLE models ADD COLUMN base_model_id TEXT;
     ALTER TABLE models ADD COLUMN save_pending INTEGER NOT NULL DEFAULT 0;
-    ALTER TABLE models ADD COLUMN overlay_sha256 TEXT REFERENCES bundles(sha256);
+    ALTER TABLE models ADD COLUMN overlay_sha256 TEXT;
+    ALTER TABLE models ADD COLUMN inherits_env INTEGER NOT NULL DEFAULT 1;
     ALTER TABLE tokens ADD COLUMN deployment INTEGER;
+    -- Job tokens from before deployments were numbered belong to replicas of a server that is
+    -- gone; left bound to no deployment they would pass for update tokens.
+    DELETE FROM tokens WHERE kind = 'job';
     CREATE TABLE deploy_logs (
         id          INTEGER PRIMARY KEY,
         model_id    TEXT NOT NULL REFERENCES models(id) ON DELETE CASCADE,

@@ -84,8 +84,11 @@ pub struct ModelRow {
     pub base_model_id: Option<String>,
     /// A saved model whose files are not complete yet: it cannot be deployed.
     pub save_pending: bool,
-    /// Files unpacked over the bundle (a saved model's).
+    /// Files unpacked over the bundle (a saved model's), oldest first, comma-separated.
     pub overlay_sha256: Option<String>,
+    /// False for a model saved by someone who could not see the base's secrets: its replicas
+    /// do not load the project's `.env`.
+    pub inherits_env: bool,
 }
 
 /// A spec that served: its JSON, hash and bundle.
@@ -101,7 +104,7 @@ const COLUMNS: &str = "id, name, kind, owner_id, deploy_status, spec_json, spec_
                        serving_spec_json, serving_spec_hash, serving_bundle_sha256, \
                        access, default_permission, team_id, deployment_name, \
                        deploy_params_json, metadata_json, deployment, base_model_id, \
-                       save_pending, overlay_sha256";
+                       save_pending, overlay_sha256, inherits_env";
 
 fn from_row(r: &Row<'_>) -> rusqlite::Result<ModelRow> {
     let status: String = r.get(4)?;
@@ -143,6 +146,7 @@ fn from_row(r: &Row<'_>) -> rusqlite::Result<ModelRow> {
         base_model_id: r.get(21)?,
         save_pending: r.get(22)?,
         overlay_sha256: r.get(23)?,
+        inherits_env: r.get(24)?,
     })
 }
 
@@ -312,23 +316,25 @@ pub fn set_version(conn: &Connection, id: &str, spec_hash: &str) -> Result<(), S
     Ok(())
 }
 
-/// Creates a saved model from `base`: `spec_json` (the base's, renamed), the base's bundle,
-/// owned by `owner_id`, private, not started, and pending until its files are complete. A
-/// name already taken is a conflict.
+/// Creates a saved model from `base`: `spec_json` (the base's, renamed), the base's bundle and
+/// saved files, owned by `owner_id`, private, not started, and pending until its files are
+/// complete. Without `inherits_env` its replicas do not load the project's `.env`. A name
+/// already taken is a conflict.
 pub fn create_saved(
     conn: &Connection,
     base: &ModelRow,
     name: &str,
     owner_id: &str,
     spec_json: &str,
+    inherits_env: bool,
 ) -> Result<ModelRow, StoreError> {
     let id = uuid::Uuid::new_v4().to_string();
     let t = now();
     let inserted = conn.execute(
         "INSERT INTO models (id, name, kind, owner_id, deploy_status, spec_json, spec_hash,
                              bundle_sha256, config_file, created_at, updated_at,
-                             base_model_id, save_pending)
-         VALUES (?1, ?2, ?3, ?4, 'not_started', ?5, '', ?6, ?7, ?8, ?8, ?9, 1)
+                             base_model_id, save_pending, overlay_sha256, inherits_env)
+         VALUES (?1, ?2, ?3, ?4, 'not_started', ?5, '', ?6, ?7, ?8, ?8, ?9, 1, ?10, ?11)
          ON CONFLICT(name) DO NOTHING",
         params![
             id,
@@ -339,7 +345,9 @@ pub fn create_saved(
             base.bundle_sha256,
             base.config_file,
             t,
-            base.id
+            base.id,
+            base.overlay_sha256,
+            inherits_env && base.inherits_env,
         ],
     )?;
     if inserted == 0 {
@@ -350,18 +358,32 @@ pub fn create_saved(
     get(conn, &id)?.ok_or_else(|| StoreError::Corrupt(format!("model {id} vanished")))
 }
 
-/// Puts `overlay_sha256` (a saved model's files) over the model's bundle.
+/// Puts `overlay_sha256` (a saved model's files) over the model's bundle and over the files
+/// it already has (a model saved from a saved model keeps both), while the save is pending.
 pub fn set_overlay(conn: &Connection, id: &str, overlay_sha256: &str) -> Result<(), StoreError> {
-    conn.execute(
-        "UPDATE models SET overlay_sha256 = ?2 WHERE id = ?1",
+    let n = conn.execute(
+        "UPDATE models SET overlay_sha256 = CASE WHEN overlay_sha256 IS NULL THEN ?2
+                                             ELSE overlay_sha256 || ',' || ?2 END
+         WHERE id = ?1 AND save_pending = 1",
         params![id, overlay_sha256],
     )?;
+    if n == 0 {
+        return Err(StoreError::Conflict(format!(
+            "model {id} is not being saved any more; its files cannot change"
+        )));
+    }
     Ok(())
 }
 
-/// A saved model's files are complete: it can be deployed.
-pub fn finish_save(conn: &Connection, id: &str) -> Result<(), StoreError> {
-    conn.execute("UPDATE models SET save_pending = 0 WHERE id = ?1", [id])?;
+/// A saved model's files are complete: it can be deployed, and its update tokens are spent.
+pub fn finish_save(conn: &mut Connection, id: &str) -> Result<(), StoreError> {
+    let tx = conn.transaction()?;
+    tx.execute("UPDATE models SET save_pending = 0 WHERE id = ?1", [id])?;
+    tx.execute(
+        "DELETE FROM tokens WHERE kind = 'job' AND model_id = ?1 AND deployment IS NULL",
+        [id],
+    )?;
+    tx.commit()?;
     Ok(())
 }
 
@@ -407,18 +429,36 @@ pub fn delete(conn: &mut Connection, id: &str) -> Result<(), StoreError> {
     Ok(())
 }
 
-/// Sets the status only while the model still has the spec `spec_hash` (a newer deploy wins).
-pub fn set_status_for_spec(
+/// Sets the status of deployment `deployment`, while it is still the model's current one and
+/// the model is not stopped (a newer deploy, or an undeploy, wins). True when it was written.
+pub fn set_status_of_deployment(
     conn: &Connection,
     id: &str,
-    spec_hash: &str,
+    deployment: i64,
     status: DeployStatus,
-) -> Result<(), StoreError> {
-    conn.execute(
-        "UPDATE models SET deploy_status = ?3 WHERE id = ?1 AND spec_hash = ?2",
-        params![id, spec_hash, status.as_str()],
+) -> Result<bool, StoreError> {
+    let n = conn.execute(
+        "UPDATE models SET deploy_status = ?3
+         WHERE id = ?1 AND deployment = ?2 AND deploy_status <> 'stopped'",
+        params![id, deployment, status.as_str()],
     )?;
-    Ok(())
+    Ok(n > 0)
+}
+
+/// Changes the status from `from` to `to`, only if it still is `from` for that deployment.
+pub fn compare_and_set_status(
+    conn: &Connection,
+    id: &str,
+    deployment: i64,
+    from: DeployStatus,
+    to: DeployStatus,
+) -> Result<bool, StoreError> {
+    let n = conn.execute(
+        "UPDATE models SET deploy_status = ?4
+         WHERE id = ?1 AND deployment = ?2 AND deploy_status = ?3",
+        params![id, deployment, from.as_str(), to.as_str()],
+    )?;
+    Ok(n > 0)
 }
 
 /// Records that the spec `spec_hash` serves (its replicas became ready), while it is still the

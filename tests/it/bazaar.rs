@@ -441,10 +441,30 @@ fn a_superseded_deployment_cannot_report_complete() {
     );
     assert_eq!(code, 409, "{v}");
     assert!(v["message"].as_str().unwrap().contains("superseded"), "{v}");
+    wait_deploy_status(&s, &id, "failed");
+
+    // Trying the failed version again keeps the old one serving while it fails again...
+    let t = Some(s.token.as_str());
     assert_eq!(
-        curl("GET", &deploy_url(&s, &id, "/status"), Some(&s.token), None).1["status"],
-        "failed"
+        curl("POST", &deploy_url(&s, &id, ""), t, Some("{}")),
+        (200, json!({}))
     );
+    wait_deploy_status(&s, &id, "failed");
+    assert_eq!(
+        s.predict("superseded", "{}").status(),
+        200,
+        "the old version still serves"
+    );
+    // ...and once it is fixed, the new version takes over.
+    std::fs::remove_file(w.fail_file()).unwrap();
+    assert_eq!(
+        curl("POST", &deploy_url(&s, &id, ""), t, Some("{}")),
+        (200, json!({}))
+    );
+    wait_deploy_status(&s, &id, "complete");
+    assert_eq!(s.predict("superseded", "{}").status(), 200);
+    let new_job = w.job_token(Some(&old_job));
+    assert_ne!(new_job, old_job);
 }
 
 #[test]

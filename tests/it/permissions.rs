@@ -232,7 +232,7 @@ fn every_deploy_route_answers_every_kind_of_caller_as_the_permission_rules_say()
     let unauthorized = [401; 11];
     let job_of_this = [401, 401, 401, 200, 200, 200, 200, 200, 200, 403, 401];
     let job_of_other = [401, 401, 401, 200, 403, 200, 200, 200, 403, 403, 401];
-    let update_token = [401, 401, 401, 200, 403, 200, 200, 200, 401, 403, 401];
+    let update_token = [401, 401, 401, 200, 403, 200, 403, 403, 401, 403, 401];
     let rows: Vec<(&str, Option<&str>, &str, [u16; 11])> = vec![
         ("anonymous", None, &m, unauthorized),
         ("malformed token", Some("not a token"), &m, unauthorized),
@@ -321,13 +321,18 @@ fn beyond_loopback_predictions_need_read_access_unless_the_api_is_public() {
         .unwrap()
         .to_string();
     assert_eq!(predict(Some(&scoped)), 200);
-    let out = s
-        .cortex()
-        .env("CORTEX_TOKEN", &scoped)
-        .args(["get"])
-        .output()
-        .unwrap();
-    assert_refused(&out, "scoped to one api");
+    for args in [
+        &["get"][..],
+        &["access", "guarded", "--access", "public"][..],
+    ] {
+        let out = s
+            .cortex()
+            .env("CORTEX_TOKEN", &scoped)
+            .args(args)
+            .output()
+            .unwrap();
+        assert_refused(&out, "scoped to one api");
+    }
 
     // Shared with a team, then with everyone.
     s.ok(s.dir.path(), &["teams", "create", "t"]);
@@ -341,6 +346,39 @@ fn beyond_loopback_predictions_need_read_access_unless_the_api_is_public() {
     );
     assert_eq!(predict(Some(&sam)), 200);
     assert_eq!(predict(None), 401);
+    // A reader sees it and may save it, but the saved model does not carry its secrets.
+    let as_sam = |args: &[&str]| {
+        s.cortex()
+            .env("CORTEX_TOKEN", &sam)
+            .args(args)
+            .output()
+            .unwrap()
+    };
+    assert!(stdout(&as_sam(&["get"])).contains("guarded"));
+    let id = s.api_json("guarded").unwrap()["model_id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let (code, v) = curl(
+        "POST",
+        &deploy_url(&s, &id, "/save"),
+        Some(&sam),
+        Some(r#"{"model_name": "sams-copy"}"#),
+    );
+    assert_eq!(code, 200, "{v}");
+    let copy: Value =
+        serde_json::from_slice(&as_sam(&["get", "sams-copy", "-o", "json"]).stdout).unwrap();
+    assert_eq!(
+        copy["spec"]["predictor"]["env"],
+        serde_json::json!({}),
+        "{copy}"
+    );
+    let mine: Value =
+        serde_json::from_slice(&as_sam(&["get", "guarded", "-o", "json"]).stdout).unwrap();
+    assert!(
+        mine["spec"]["predictor"]["env"]["TOKEN_FILE"].is_string(),
+        "{mine}"
+    );
     s.ok(s.dir.path(), &["teams", "remove", "t", "sam"]);
     assert_eq!(predict(Some(&sam)), 403, "membership changes apply at once");
     cortex_as(
@@ -366,6 +404,41 @@ fn beyond_loopback_predictions_need_read_access_unless_the_api_is_public() {
         .output()
         .unwrap();
     assert_refused(&out, "only an admin may list users");
+    // The control API keeps other users' apis to their owners.
+    let private = Worker::new(&s, "olives-own");
+    deploy_as(&s, &olive, &private);
+    let as_sam = |args: &[&str]| {
+        s.cortex()
+            .env("CORTEX_TOKEN", &sam)
+            .args(args)
+            .output()
+            .unwrap()
+    };
+    assert!(!stdout(&as_sam(&["get"])).contains("olives-own"));
+    assert_refused(
+        &as_sam(&["get", "olives-own"]),
+        "does not have the permission",
+    );
+    assert_refused(
+        &as_sam(&["logs", "olives-own"]),
+        "does not have the permission",
+    );
+    assert_refused(
+        &as_sam(&["delete", "olives-own"]),
+        "does not have the permission",
+    );
+    let out = s
+        .cortex()
+        .env("CORTEX_TOKEN", &sam)
+        .current_dir(&private.dir)
+        .args(["deploy", "-y"])
+        .output()
+        .unwrap();
+    assert_refused(&out, "does not have the permission");
+    assert!(
+        stdout(&as_sam(&["get", "guarded"])).contains("guarded"),
+        "public: readable"
+    );
     let out = s
         .cortex()
         .args(["access", "guarded", "--access", "protected"])

@@ -32,7 +32,8 @@ impl OutputPaths {
 /// The copying of one run's output; it ends when every holder of the pipes (the replica and
 /// what it started) is gone.
 pub(super) struct Capture {
-    threads: Vec<std::thread::JoinHandle<()>>,
+    /// One per copying thread, sent when it has copied everything.
+    done: Vec<tokio::sync::oneshot::Receiver<()>>,
 }
 
 /// How long an exit waits for the last output to be copied (a process that left the replica's
@@ -43,29 +44,26 @@ impl Capture {
     /// Starts copying `child`'s piped stdout and stderr.
     pub(super) fn start(child: &mut Child, paths: &OutputPaths) -> std::io::Result<Capture> {
         let open = |p: &Path| OpenOptions::new().create(true).append(true).open(p);
-        let mut threads = Vec::new();
+        let mut done = Vec::new();
         if let Some(out) = child.stdout.take() {
             let pipe = File::from(out.into_owned_fd()?);
             let files = (open(&paths.stdout)?, open(&paths.combined)?);
-            threads.push(copy_thread("stdout", pipe, files)?);
+            done.push(copy_thread("stdout", pipe, files)?);
         }
         if let Some(err) = child.stderr.take() {
             let pipe = File::from(err.into_owned_fd()?);
             let files = (open(&paths.stderr)?, open(&paths.combined)?);
-            threads.push(copy_thread("stderr", pipe, files)?);
+            done.push(copy_thread("stderr", pipe, files)?);
         }
-        Ok(Capture { threads })
+        Ok(Capture { done })
     }
 
-    /// Waits (a bounded time) until everything the replica wrote is in the files.
+    /// Waits (a bounded time) until everything the replica wrote is in the files. A copy
+    /// that goes on (a pipe kept open by a process that left the group) is left to its thread,
+    /// which ends with the pipe.
     pub(super) async fn drained(self) {
-        let threads = self.threads;
-        let join = tokio::task::spawn_blocking(move || {
-            for t in threads {
-                let _ = t.join();
-            }
-        });
-        let _ = tokio::time::timeout(DRAIN, join).await;
+        let all = futures_util::future::join_all(self.done);
+        let _ = tokio::time::timeout(DRAIN, all).await;
     }
 }
 
@@ -73,21 +71,24 @@ fn copy_thread(
     stream: &str,
     mut pipe: File,
     (mut own, mut combined): (File, File),
-) -> std::io::Result<std::thread::JoinHandle<()>> {
+) -> std::io::Result<tokio::sync::oneshot::Receiver<()>> {
+    let (done_tx, done_rx) = tokio::sync::oneshot::channel();
     std::thread::Builder::new()
         .name(format!("replica-{stream}"))
         .spawn(move || {
             let mut buf = vec![0u8; 16 * 1024];
             loop {
                 match pipe.read(&mut buf) {
-                    Ok(0) => return,
+                    Ok(0) => break,
                     Ok(n) => {
                         let _ = own.write_all(&buf[..n]);
                         let _ = combined.write_all(&buf[..n]);
                     }
                     Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
-                    Err(_) => return,
+                    Err(_) => break,
                 }
             }
-        })
+            let _ = done_tx.send(());
+        })?;
+    Ok(done_rx)
 }

@@ -1438,14 +1438,16 @@ def main():
 # ---------------------------------------------------------------------------
 # reporting to the cortex server (Model Bazaar job routes)
 
-REPORT_TIMEOUT = 5.0
+REPORT_TIMEOUT = 10.0
+# saving waits for the server's deploy lock, which an API being stopped holds for seconds
+SAVE_TIMEOUT = 120.0
 
 
 class ServerError(Exception):
     """The cortex server refused a request, or could not be reached."""
 
 
-def _call_server(method, path, data=None, token=None, content_type="application/json"):
+def _call_server(method, path, data=None, token=None, content_type="application/json", timeout=REPORT_TIMEOUT):
     """Sends `data` (bytes) to the cortex server's `path` with `token` (default:
     the replica's job token); the parsed JSON answer. Raises ServerError."""
     url = os.environ.get("CORTEX_SERVER_URL", "")
@@ -1459,7 +1461,7 @@ def _call_server(method, path, data=None, token=None, content_type="application/
     # loopback or not, a proxy meant for the outside world must not see this
     opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
     try:
-        with opener.open(req, timeout=REPORT_TIMEOUT) as resp:
+        with opener.open(req, timeout=timeout) as resp:
             body = resp.read()
     except urllib.error.HTTPError as e:
         detail = e.read().decode("utf-8", "replace")
@@ -1501,7 +1503,10 @@ def save_model(name, directory):
     if not os.path.isdir(directory):
         raise ValueError("%r is not a directory" % (directory,))
     answer = _call_server(
-        "POST", "/api/v2/deploy/%s/save" % model, json.dumps({"model_name": name}).encode("utf-8")
+        "POST",
+        "/api/v2/deploy/%s/save" % model,
+        json.dumps({"model_name": name}).encode("utf-8"),
+        timeout=SAVE_TIMEOUT,
     )
     new_id, update_token = answer["model_id"], answer["update_token"]
     buf = io.BytesIO()
@@ -1509,7 +1514,12 @@ def save_model(name, directory):
         for entry in sorted(os.listdir(directory)):
             tar.add(os.path.join(directory, entry), arcname=entry)
     _call_server(
-        "PUT", "/api/v2/deploy/%s/files" % new_id, buf.getvalue(), update_token, "application/gzip"
+        "PUT",
+        "/api/v2/deploy/%s/files" % new_id,
+        buf.getvalue(),
+        update_token,
+        "application/gzip",
+        timeout=SAVE_TIMEOUT,
     )
     _call_server(
         "POST",

@@ -7,14 +7,14 @@ use axum::Json;
 use super::parse_json;
 use crate::api::{AccessInfo, SetAccess};
 use crate::server::access::{self, Access, DefaultPermission, Level, ModelAccess};
-use crate::server::auth::AuthCaller;
+use crate::server::auth::AuthMember;
 use crate::server::error::ApiError;
 use crate::server::state::AppState;
 use crate::store::{models, teams, users, StoreError};
 
 pub async fn set_access(
     State(state): State<AppState>,
-    AuthCaller(caller): AuthCaller,
+    AuthMember(caller): AuthMember,
     Path(name): Path<String>,
     body: Bytes,
 ) -> Result<Json<AccessInfo>, ApiError> {

@@ -9,7 +9,8 @@ use super::parse_json;
 use crate::api::{
     ApiResponse, ApiStatus, DeployAction, DeployRequest, DeployResult, MessageResponse,
 };
-use crate::server::auth::AuthUser;
+use crate::server::access::Level;
+use crate::server::auth::AuthMember;
 use crate::server::error::ApiError;
 use crate::server::state::AppState;
 use crate::server::{status, versions};
@@ -19,7 +20,7 @@ use crate::store::ModelRow;
 
 pub async fn deploy(
     State(state): State<AppState>,
-    AuthUser(user): AuthUser,
+    AuthMember(caller): AuthMember,
     body: Bytes,
 ) -> Result<Json<Vec<DeployResult>>, ApiError> {
     let req: DeployRequest = parse_json(&body)?;
@@ -89,6 +90,14 @@ pub async fn deploy(
             .store
             .call(move |c| models::get_by_name(c, &n))
             .await?;
+        // Updating an api is its owner's (or a team admin's, or an admin's) to do.
+        if let Some(Err(e)) = existing
+            .as_ref()
+            .map(|row| super::require(&caller, row, Level::Owner))
+        {
+            results.push(failed(e.to_string()));
+            continue;
+        }
         let (params, deployment_name) = match &existing {
             Some(row) => (
                 versions::stored_params(row).map_err(|e| ApiError::Internal(e.to_string()))?,
@@ -125,8 +134,11 @@ pub async fn deploy(
         }
         let spec_json =
             serde_json::to_string(&spec).map_err(|e| ApiError::Internal(e.to_string()))?;
-        let (owner, bundle, config_file) =
-            (user.id.clone(), req.bundle.clone(), req.config_file.clone());
+        let (owner, bundle, config_file) = (
+            caller.user.id.clone(),
+            req.bundle.clone(),
+            req.config_file.clone(),
+        );
         let kind_str = kind.as_str();
         let n = name.clone();
         let saved = state
@@ -173,7 +185,7 @@ pub async fn deploy(
                     .call(move |c| models::set_status(c, &id, crate::store::DeployStatus::Starting))
                     .await?;
             }
-            versions::start(&state.bundles, &state.deployments, &row).await?;
+            versions::start_or_fail(&state.bundles, &state.deployments, &state.store, &row).await?;
         }
         let message = match action {
             DeployAction::Created => format!("creating {name} ({kind})"),
@@ -219,13 +231,17 @@ fn check_project(
 
 pub async fn list(
     State(state): State<AppState>,
-    _user: AuthUser,
+    AuthMember(caller): AuthMember,
     headers: HeaderMap,
 ) -> Result<Json<Vec<ApiResponse>>, ApiError> {
     let rows = state.store.call(|c| models::list(c)).await?;
     let base = base_url(&headers);
     let mut out = Vec::with_capacity(rows.len());
-    for row in rows {
+    // Only the apis the caller may read.
+    for row in rows
+        .into_iter()
+        .filter(|row| super::require(&caller, row, Level::Read).is_ok())
+    {
         out.push(describe(&state, row, &base).await?);
     }
     Ok(Json(out))
@@ -233,21 +249,23 @@ pub async fn list(
 
 pub async fn get_one(
     State(state): State<AppState>,
-    _user: AuthUser,
+    AuthMember(caller): AuthMember,
     headers: HeaderMap,
     Path(name): Path<String>,
 ) -> Result<Json<ApiResponse>, ApiError> {
     let row = find(&state, &name).await?;
+    super::require(&caller, &row, Level::Read)?;
     Ok(Json(describe(&state, row, &base_url(&headers)).await?))
 }
 
 pub async fn delete(
     State(state): State<AppState>,
-    _user: AuthUser,
+    AuthMember(caller): AuthMember,
     Path(name): Path<String>,
 ) -> Result<Json<MessageResponse>, ApiError> {
     let _changing = state.changes.lock().await;
     let row = find(&state, &name).await?;
+    super::require(&caller, &row, Level::Owner)?;
     state.deployments.remove(&name).await;
     let id = row.id.clone();
     state.store.call(move |c| models::delete(c, &id)).await?;

@@ -11,7 +11,7 @@ use super::parse_json;
 use crate::api::{
     DeployParams, DeploymentStatus, JobLog, ReplicaOutput, SaveAnswer, SaveRequest, UpdateStatus,
 };
-use crate::server::access::{self, Level, ModelAccess};
+use crate::server::access::Level;
 use crate::server::auth::{AuthCaller, JobAuth};
 use crate::server::error::ApiError;
 use crate::server::state::AppState;
@@ -53,17 +53,7 @@ async fn model_for(
 ) -> Result<ModelRow, ApiError> {
     let id = model_id(raw_id)?;
     let row = load_model(state, &id).await?;
-    let level = access::level(&caller.caller(), &ModelAccess::from(&row));
-    let user = &caller.user;
-    if level < needed {
-        return Err(ApiError::Forbidden(format!(
-            "user {} does not have the permission this needs on model {id} ({}): it needs {}, and has {}",
-            user.username,
-            row.name,
-            needed.as_str(),
-            level.as_str()
-        )));
-    }
+    super::require(caller, &row, needed)?;
     Ok(row)
 }
 
@@ -128,8 +118,9 @@ pub async fn deploy(
     if row.deploy_status.is_active() && serving_this {
         return Ok(empty());
     }
-    if !row.deploy_status.is_active() {
-        // Failed or stopped: start afresh rather than keep what crash-loops.
+    if !row.deploy_status.is_active() && !running.as_ref().is_some_and(|live| live.is_ready()) {
+        // Failed or stopped, and nothing of it answers: start afresh rather than keep what
+        // crash-loops. (A version that still serves keeps serving until the new one is ready.)
         state.deployments.remove(&row.name).await;
     }
     let id = row.id.clone();
@@ -139,7 +130,7 @@ pub async fn deploy(
         .call(move |c| models::set_version(c, &id, &h))
         .await?;
     let row = load_model(&state, &row.id).await?;
-    versions::start(&state.bundles, &state.deployments, &row).await?;
+    versions::start_or_fail(&state.bundles, &state.deployments, &state.store, &row).await?;
     Ok(empty())
 }
 
@@ -152,12 +143,13 @@ pub async fn undeploy(
 ) -> Result<Json<Value>, ApiError> {
     let row = model_for(&state, &user, &raw_id, Level::Owner).await?;
     let _changing = state.changes.lock().await;
-    state.deployments.remove(&row.name).await;
+    // Stopped first: from now on nothing the replicas report changes it.
     let id = row.id.clone();
     state
         .store
         .call(move |c| models::set_status(c, &id, DeployStatus::Stopped))
         .await?;
+    state.deployments.remove(&row.name).await;
     Ok(empty())
 }
 
@@ -258,7 +250,8 @@ pub async fn update_status(
             req.status
         ))
     })?;
-    let _changing = state.changes.lock().await;
+    // No deploy lock: a deployment reporting must not wait for another API's stop. The
+    // writes below are guarded by the deployment number instead.
     let row = job_model(&state, &job, None).await?;
     if job.0.deployment.is_none() {
         return finish_save(&state, &row, status).await;
@@ -287,7 +280,7 @@ pub async fn update_status(
             row.deployment
         )));
     }
-    let id = row.id.clone();
+    let (id, deployment) = (row.id.clone(), row.deployment);
     let metadata = match &req.metadata {
         Some(m) => Some(serde_json::to_string(m).map_err(|e| ApiError::Internal(e.to_string()))?),
         None => None,
@@ -299,18 +292,33 @@ pub async fn update_status(
         .get(&row.name)
         .is_some_and(|live| live.versions.newest().is_ready());
     let record = status != DeployStatus::Complete || serving;
-    state
+    let message = req.message.clone();
+    let written = state
         .store
         .call(move |c| {
             if let Some(m) = &metadata {
                 models::set_metadata(c, &id, m)?;
             }
-            if !record {
-                return Ok(());
+            if let Some(text) = &message {
+                let level = if status == DeployStatus::Failed {
+                    deploy_logs::Level::Error
+                } else {
+                    deploy_logs::Level::Warning
+                };
+                deploy_logs::add(c, &id, deployment, level, text)?;
             }
-            models::set_status(c, &id, status)
+            if !record {
+                return Ok(true);
+            }
+            models::set_status_of_deployment(c, &id, deployment, status)
         })
         .await?;
+    if !written {
+        return Err(ApiError::Conflict(format!(
+            "deployment {deployment} of model {} was superseded or undeployed meanwhile; its status stays",
+            row.id
+        )));
+    }
     Ok(empty())
 }
 
@@ -379,7 +387,9 @@ pub async fn save(
     Path(raw_id): Path<String>,
     body: Bytes,
 ) -> Result<Json<SaveAnswer>, ApiError> {
-    let (base, owner) = match &saver {
+    // Who saves without being the base's owner gets its configuration and files, not its
+    // secrets: neither the predictor's `env` nor the project's `.env`.
+    let (base, owner, inherits_env) = match &saver {
         Saver::Job(model) => {
             let id = model_id(&raw_id)?;
             if *model != id {
@@ -389,12 +399,13 @@ pub async fn save(
             }
             let base = load_model(&state, &id).await?;
             let owner = base.owner_id.clone();
-            (base, owner)
+            (base, owner, true)
         }
-        Saver::User(caller) => (
-            model_for(&state, caller, &raw_id, Level::Read).await?,
-            caller.user.id.clone(),
-        ),
+        Saver::User(caller) => {
+            let base = model_for(&state, caller, &raw_id, Level::Read).await?;
+            let owns = super::require(caller, &base, Level::Owner).is_ok();
+            (base, caller.user.id.clone(), owns)
+        }
     };
     let req: SaveRequest = parse_json(&body)?;
     crate::spec::check_api_name(&req.model_name)
@@ -403,6 +414,9 @@ pub async fn save(
         .map_err(|e| ApiError::Internal(format!("the spec of {} is unreadable: {e}", base.name)))?;
     spec.name = req.model_name.clone();
     spec.networking.endpoint = format!("/{}", req.model_name);
+    if !inherits_env {
+        spec.predictor.env.clear();
+    }
     let spec_json = serde_json::to_string(&spec).map_err(|e| ApiError::Internal(e.to_string()))?;
     let _changing = state.changes.lock().await;
     let paths = state.store.call(|c| models::list(c)).await?;
@@ -419,7 +433,8 @@ pub async fn save(
     let answer = state
         .store
         .call(move |c| {
-            let saved = models::create_saved(c, &base, &req.model_name, &owner, &spec_json)?;
+            let saved =
+                models::create_saved(c, &base, &req.model_name, &owner, &spec_json, inherits_env)?;
             let update_token = crate::store::users::issue_update_token(c, &saved.id, expires_at)?;
             Ok(SaveAnswer {
                 model_id: saved.id,
@@ -475,8 +490,13 @@ pub async fn log(
             req.level
         ))
     })?;
+    let Some(deployment) = job.0.deployment else {
+        return Err(ApiError::Forbidden(
+            "an update token only uploads its saved model's files and marks it complete; log with the deployment's job token".into(),
+        ));
+    };
     let row = job_model(&state, &job, None).await?;
-    let (id, deployment) = (row.id.clone(), job.0.deployment.unwrap_or(row.deployment));
+    let id = row.id.clone();
     state
         .store
         .call(move |c| deploy_logs::add(c, &id, deployment, level, &req.message))

@@ -15,7 +15,7 @@ use futures_util::StreamExt;
 use super::apis::find;
 use crate::api::LogsQuery;
 use crate::engine::{follow, LogEvent, Replica, ReplicaLogs};
-use crate::server::auth::AuthUser;
+use crate::server::auth::AuthMember;
 use crate::server::deployments::Deployments;
 use crate::server::error::ApiError;
 use crate::server::live_api::LiveApi;
@@ -27,7 +27,7 @@ const FOLLOW_POLL: Duration = Duration::from_millis(200);
 
 pub async fn logs(
     State(state): State<AppState>,
-    _user: AuthUser,
+    AuthMember(caller): AuthMember,
     Path(name): Path<String>,
     query: Result<Query<LogsQuery>, QueryRejection>,
 ) -> Result<Response, ApiError> {
@@ -38,6 +38,7 @@ pub async fn logs(
         ))
     })?;
     let row = find(&state, &name).await?;
+    super::require(&caller, &row, crate::server::access::Level::Read)?;
     let live = state.deployments.get(&name);
     let (replica_id, logs) = match live.as_ref().and_then(|live| followed_replica(live)) {
         Some(replica) => (replica.id().to_string(), replica.logs()),

@@ -78,6 +78,27 @@ pub fn router(state: AppState) -> Router {
         .with_state(state)
 }
 
+/// 403 unless `caller` has at least `needed` on the model of `row`.
+pub(crate) fn require(
+    caller: &crate::server::tokens::Identity,
+    row: &crate::store::ModelRow,
+    needed: crate::server::access::Level,
+) -> Result<(), super::error::ApiError> {
+    use crate::server::access::{level, ModelAccess};
+    let level = level(&caller.caller(), &ModelAccess::from(row));
+    if level >= needed {
+        return Ok(());
+    }
+    Err(super::error::ApiError::Forbidden(format!(
+        "user {} does not have the permission this needs on api {} (model {}): it needs {}, and has {}",
+        caller.user.username,
+        row.name,
+        row.id,
+        needed.as_str(),
+        level.as_str()
+    )))
+}
+
 /// Parses a JSON body into `T`, answering 400 with serde's explanation when it does not fit,
 /// naming the field at fault.
 pub(crate) fn parse_json<T: serde::de::DeserializeOwned>(
