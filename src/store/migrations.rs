@@ -139,3 +139,63 @@ mod tests {
         assert_eq!(v as usize, MIGRATIONS.len());
     }
 }
+
+#[cfg(test)]
+mod upgrade_tests {
+    use rusqlite::Connection;
+
+    use super::{migrate, MIGRATIONS};
+    use crate::store::{models, users};
+
+    /// A database as cortex left it before deployments were numbered (schema 3), with an API,
+    /// a user token and a job token, brought up to date.
+    #[test]
+    fn a_schema_3_database_with_data_is_brought_up_to_date() {
+        let mut c = Connection::open_in_memory().unwrap();
+        c.pragma_update(None, "foreign_keys", "ON").unwrap();
+        for (i, sql) in MIGRATIONS[..3].iter().enumerate() {
+            c.execute_batch(sql).unwrap();
+            c.pragma_update(None, "user_version", (i + 1) as i64)
+                .unwrap();
+        }
+        let admin = users::create_user(&c, "admin", true).unwrap();
+        let user_token = users::issue_user_token(&c, &admin.id, "cli", None).unwrap();
+        c.execute_batch(
+            "INSERT INTO bundles (sha256, size, created_at) VALUES ('b', 1, 0);
+             INSERT INTO tokens (hash, kind, model_id, created_at) VALUES ('old-job', 'job', 'm1', 0);",
+        )
+        .unwrap();
+        c.execute(
+            "INSERT INTO models (id, name, kind, owner_id, deploy_status, spec_json, spec_hash,
+                                 bundle_sha256, config_file, created_at, updated_at)
+             VALUES ('m1', 'iris', 'RealtimeAPI', ?1, 'complete', '{}', 'h', 'b', 'cortex.yaml', 0, 0)",
+            [&admin.id],
+        )
+        .unwrap();
+
+        migrate(&mut c).unwrap();
+
+        let row = models::get(&c, "m1").unwrap().unwrap();
+        assert_eq!(row.deploy_status, models::DeployStatus::Complete);
+        assert_eq!(
+            (row.access.as_str(), row.default_permission.as_str()),
+            ("private", "read")
+        );
+        assert_eq!(
+            (row.deployment, row.save_pending, row.inherits_env),
+            (0, false, true)
+        );
+        assert_eq!(row.team_id, None);
+        let jobs: i64 = c
+            .query_row("SELECT COUNT(*) FROM tokens WHERE kind = 'job'", [], |r| {
+                r.get(0)
+            })
+            .unwrap();
+        assert_eq!(jobs, 0, "job tokens of the old server are gone");
+        assert!(
+            users::lookup_token(&c, &user_token).unwrap().is_some(),
+            "user tokens stay"
+        );
+        assert_eq!(models::next_deployment(&c, "m1").unwrap(), 1);
+    }
+}
