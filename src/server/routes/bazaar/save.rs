@@ -1,0 +1,150 @@
+//! Saving a deployed model: a new model with the base's configuration and files, whose update
+//! token uploads the saved files over them and marks it complete.
+
+use axum::body::Bytes;
+use axum::extract::{Path, State};
+use axum::Json;
+use serde_json::Value;
+
+use super::{empty, job_model, load_model, model_for, model_id};
+use crate::api::{SaveAnswer, SaveRequest};
+use crate::server::access::Level;
+use crate::server::auth::{AuthCaller, JobAuth};
+use crate::server::error::ApiError;
+use crate::server::routes::parse_json;
+use crate::server::state::AppState;
+use crate::server::tokens::Identity;
+use crate::server::versions;
+use crate::store::models;
+
+/// How long an update token lives (`CORTEX_UPDATE_TOKEN_SECS` changes it).
+fn update_token_lifetime() -> i64 {
+    std::env::var("CORTEX_UPDATE_TOKEN_SECS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(3600)
+}
+
+/// Who asks to save a model: a user with Read on it, or the job token of one of its
+/// deployments (the shim's `cortex_runtime.save_model`), which saves as the model's owner.
+pub enum Saver {
+    User(Identity),
+    /// The job token of a deployment of this model.
+    Job(String),
+}
+
+impl axum::extract::FromRequestParts<AppState> for Saver {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(
+        parts: &mut axum::http::request::Parts,
+        state: &AppState,
+    ) -> Result<Self, Self::Rejection> {
+        match AuthCaller::from_request_parts(parts, state).await {
+            Ok(AuthCaller(identity)) => Ok(Saver::User(identity)),
+            Err(user_error) => match JobAuth::from_request_parts(parts, state).await {
+                Ok(JobAuth(job)) if job.deployment.is_some() => Ok(Saver::Job(job.model_id)),
+                _ => Err(user_error),
+            },
+        }
+    }
+}
+
+/// `POST /api/v2/deploy/{model_id}/save` (Read, or a job token of that model): a new private
+/// model with the base's spec and bundle, not deployable until its update token marks it
+/// complete. Answers `{model_id, update_token}`.
+pub async fn save(
+    State(state): State<AppState>,
+    saver: Saver,
+    Path(raw_id): Path<String>,
+    body: Bytes,
+) -> Result<Json<SaveAnswer>, ApiError> {
+    // Who saves without being the base's owner gets its configuration and files, not its
+    // secrets: neither the predictor's `env` nor the project's `.env`.
+    let (base, owner, inherits_env) = match &saver {
+        Saver::Job(model) => {
+            let id = model_id(&raw_id)?;
+            if *model != id {
+                return Err(ApiError::Forbidden(format!(
+                    "this job token belongs to model {model}, not to model {id}"
+                )));
+            }
+            let base = load_model(&state, &id).await?;
+            let owner = base.owner_id.clone();
+            (base, owner, true)
+        }
+        Saver::User(caller) => {
+            let base = model_for(&state, caller, &raw_id, Level::Read).await?;
+            let owns = crate::server::routes::require(caller, &base, Level::Owner).is_ok();
+            (base, caller.user.id.clone(), owns)
+        }
+    };
+    let req: SaveRequest = parse_json(&body)?;
+    crate::spec::check_api_name(&req.model_name)
+        .map_err(|e| ApiError::Unprocessable(format!("model_name: {e}")))?;
+    let mut spec: crate::spec::ApiSpec = serde_json::from_str(&base.spec_json)
+        .map_err(|e| ApiError::Internal(format!("the spec of {} is unreadable: {e}", base.name)))?;
+    spec.name = req.model_name.clone();
+    spec.networking.endpoint = format!("/{}", req.model_name);
+    if !inherits_env {
+        spec.predictor.env.clear();
+    }
+    let spec_json = serde_json::to_string(&spec).map_err(|e| ApiError::Internal(e.to_string()))?;
+    let _changing = state.changes.lock().await;
+    let paths = state.store.call(|c| models::list(c)).await?;
+    if let Some(other) = paths
+        .iter()
+        .find(|o| versions::paths_of(o).contains(&spec.networking.endpoint))
+    {
+        return Err(ApiError::Conflict(format!(
+            "{} already serves api {}; choose another model_name",
+            spec.networking.endpoint, other.name
+        )));
+    }
+    let expires_at = crate::clock::now() + update_token_lifetime();
+    let answer = state
+        .store
+        .call(move |c| {
+            let saved =
+                models::create_saved(c, &base, &req.model_name, &owner, &spec_json, inherits_env)?;
+            let update_token = crate::store::users::issue_update_token(c, &saved.id, expires_at)?;
+            Ok(SaveAnswer {
+                model_id: saved.id,
+                update_token,
+            })
+        })
+        .await?;
+    Ok(Json(answer))
+}
+
+/// `PUT /api/v2/deploy/{model_id}/files` (the saved model's update token): a tar.gz of the
+/// saved files, unpacked over the base model's bundle when the model runs.
+pub async fn save_files(
+    State(state): State<AppState>,
+    job: JobAuth,
+    Path(raw_id): Path<String>,
+    body: Bytes,
+) -> Result<Json<Value>, ApiError> {
+    let row = job_model(&state, &job, Some(&raw_id)).await?;
+    if job.0.deployment.is_some() || !row.save_pending {
+        return Err(ApiError::Forbidden(format!(
+            "only the update token of a model being saved may upload its files; model {} is not being saved",
+            row.id
+        )));
+    }
+    let sha = hex::encode(<sha2::Sha256 as sha2::Digest>::digest(&body));
+    let size = body.len() as u64;
+    let (bundles, s) = (state.bundles.clone(), sha.clone());
+    tokio::task::spawn_blocking(move || bundles.write(&s, &body))
+        .await
+        .map_err(|e| ApiError::Internal(e.to_string()))??;
+    let (bundles, id) = (state.bundles.clone(), row.id.clone());
+    state
+        .store
+        .call(move |c| {
+            bundles.record(c, &sha, size)?;
+            models::set_overlay(c, &id, &sha)
+        })
+        .await?;
+    Ok(empty())
+}
