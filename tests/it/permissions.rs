@@ -492,8 +492,87 @@ fn users_teams_and_tokens_are_managed_from_the_cli() {
         .unwrap();
     assert_refused(&out, "no token of yours");
 
+    // ada shares an api with her team; deleting the team makes it private again.
+    let w = Worker::new(&s, "adas-api");
+    deploy_as(&s, &ada, &w);
+    let bob = user(&s, "bob");
+    s.ok(s.dir.path(), &["teams", "add", "research", "bob"]);
+    cortex_as(
+        &s,
+        &ada,
+        s.dir.path(),
+        &[
+            "access",
+            "adas-api",
+            "--access",
+            "protected",
+            "--team",
+            "research",
+        ],
+    );
+    let bob_sees = || {
+        stdout(
+            &s.cortex()
+                .env("CORTEX_TOKEN", &bob)
+                .args(["get"])
+                .output()
+                .unwrap(),
+        )
+    };
+    assert!(bob_sees().contains("adas-api"));
+    s.ok(s.dir.path(), &["teams", "delete", "research"]);
+    assert!(
+        !bob_sees().contains("adas-api"),
+        "private once its team is gone"
+    );
+
     let out = s.ok(s.dir.path(), &["users", "delete", "ada"]);
-    assert!(out.contains("deleted user ada"), "{out}");
+    assert!(
+        out.contains("deleted user ada; their apis now belong to admin"),
+        "{out}"
+    );
     let (code, _) = curl("GET", &format!("{}/api/v2/info", s.url), Some(&ada), None);
     assert_eq!(code, 401, "a deleted user's tokens go with them");
+    let access = s.ok(s.dir.path(), &["access", "adas-api"]);
+    assert!(
+        access.contains("adas-api: private, default permission read; owner admin"),
+        "{access}"
+    );
+}
+
+#[test]
+fn an_update_token_expires() {
+    let s = Server::start_with("127.0.0.1:0", &[("CORTEX_UPDATE_TOKEN_SECS", "1")]);
+    let w = Worker::new(&s, "base");
+    let id = w.deploy(&s);
+    let (code, v) = curl(
+        "POST",
+        &deploy_url(&s, &id, "/save"),
+        Some(&s.token),
+        Some(r#"{"model_name": "too-late"}"#),
+    );
+    assert_eq!(code, 200, "{v}");
+    let update = v["update_token"].as_str().unwrap().to_string();
+    // Probed with a route that changes nothing (an update-status would complete the save).
+    let probe = format!("{}/api/v2/deploy/status-internal", s.url);
+    wait_for("the update token to expire", DEADLINE, || {
+        let (code, _) = curl("GET", &probe, Some(&update), None);
+        (code == 401).then_some(())
+    });
+    let url = format!("{}/api/v2/deploy/update-status", s.url);
+    let (code, _) = curl(
+        "POST",
+        &url,
+        Some(&update),
+        Some(r#"{"status": "complete"}"#),
+    );
+    assert_eq!(code, 401);
+    let saved = s.api_json("too-late").unwrap();
+    let (code, v) = curl(
+        "POST",
+        &deploy_url(&s, saved["model_id"].as_str().unwrap(), ""),
+        Some(&s.token),
+        None,
+    );
+    assert_eq!(code, 422, "still not deployable: {v}");
 }
