@@ -104,6 +104,38 @@ const MIGRATIONS: &[&str] = &[
     );
     CREATE INDEX deploy_logs_model ON deploy_logs(model_id, deployment);
     "#,
+    // 5: BatchAPI jobs and their batches: the durable queue.
+    r#"
+    CREATE TABLE jobs (
+        id                  TEXT PRIMARY KEY,
+        model_id            TEXT NOT NULL REFERENCES models(id) ON DELETE CASCADE,
+        api_name            TEXT NOT NULL,
+        workers             INTEGER NOT NULL,
+        config_json         TEXT NOT NULL,
+        timeout_secs        INTEGER,
+        max_receive_count   INTEGER NOT NULL,
+        status              TEXT NOT NULL,
+        total_batches       INTEGER NOT NULL DEFAULT 0,
+        failure             TEXT,
+        created_at          INTEGER NOT NULL,
+        start_time          INTEGER,
+        end_time            INTEGER
+    );
+    CREATE INDEX jobs_model ON jobs(model_id);
+    CREATE TABLE batches (
+        job_id          TEXT NOT NULL REFERENCES jobs(id) ON DELETE CASCADE,
+        seq             INTEGER NOT NULL,
+        payload         TEXT NOT NULL,
+        state           TEXT NOT NULL CHECK (state IN ('queued', 'leased', 'succeeded', 'failed')),
+        receive_count   INTEGER NOT NULL DEFAULT 0,
+        lease_id        TEXT,
+        lease_until_ms  INTEGER,
+        last_error      TEXT,
+        duration_ms     INTEGER,
+        PRIMARY KEY (job_id, seq)
+    );
+    CREATE INDEX batches_state ON batches(job_id, state);
+    "#,
 ];
 
 pub(super) fn migrate(conn: &mut Connection) -> Result<(), StoreError> {

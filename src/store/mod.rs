@@ -5,6 +5,7 @@
 
 pub mod bundles;
 pub mod deploy_logs;
+pub mod jobs;
 mod migrations;
 pub mod models;
 pub mod replicas;

@@ -1,0 +1,254 @@
+//! A job submission (`POST /<batch-api>`): checked field by field, then cut into batches.
+
+use serde_json::Value;
+
+/// The largest submission body (larger inputs go through `delimited_files`).
+pub const MAX_BODY_BYTES: usize = 10 * 1024 * 1024;
+/// The largest item, as JSON.
+pub const MAX_ITEM_BYTES: usize = 256 * 1024;
+
+/// A checked submission with its items (for `item_list`).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Submission {
+    pub workers: u32,
+    pub batch_size: u32,
+    pub items: Vec<Value>,
+    /// Merged over `predictor.config` for the job's workers.
+    pub config: serde_json::Map<String, Value>,
+    /// Seconds after submission at which the job is stopped as `status_timed_out`.
+    pub timeout: Option<u64>,
+    /// Deliveries of a batch before it counts as failed (1 without `dead_letter`).
+    pub max_receive_count: u32,
+}
+
+/// What is wrong with a submission: the field and what to change (a 400).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{field}: {message}")]
+pub struct SubmissionError {
+    pub field: String,
+    pub message: String,
+}
+
+fn problem(field: &str, message: impl Into<String>) -> SubmissionError {
+    SubmissionError {
+        field: field.to_string(),
+        message: message.into(),
+    }
+}
+
+/// A whole number ≥ 1 at `field` of `obj`, when present.
+fn positive(
+    obj: &serde_json::Map<String, Value>,
+    field: &str,
+) -> Result<Option<u64>, SubmissionError> {
+    match obj.get(field) {
+        None | Some(Value::Null) => Ok(None),
+        Some(v) => match v.as_u64() {
+            Some(n) if n >= 1 => Ok(Some(n)),
+            _ => Err(problem(
+                field,
+                format!("expected a whole number of at least 1, got {v}"),
+            )),
+        },
+    }
+}
+
+/// Checks a submission body (already parsed as JSON).
+pub fn check(body: &Value) -> Result<Submission, SubmissionError> {
+    let Some(obj) = body.as_object() else {
+        return Err(problem(
+            "(body)",
+            "expected a JSON object with workers and item_list (or delimited_files)",
+        ));
+    };
+    const KNOWN: [&str; 6] = [
+        "workers",
+        "item_list",
+        "delimited_files",
+        "config",
+        "timeout",
+        "dead_letter",
+    ];
+    if let Some(unknown) = obj.keys().find(|k| !KNOWN.contains(&k.as_str())) {
+        return Err(problem(
+            unknown,
+            format!("unknown field; use {}", KNOWN.join(", ")),
+        ));
+    }
+    let workers = positive(obj, "workers")?
+        .ok_or_else(|| problem("workers", "required: how many workers run the job, e.g. 1"))?;
+    let workers = u32::try_from(workers).map_err(|_| problem("workers", "too large"))?;
+    let Some(list) = obj.get("item_list") else {
+        return Err(if obj.contains_key("delimited_files") {
+            problem(
+                "delimited_files",
+                "not supported by this server yet; send item_list",
+            )
+        } else {
+            problem(
+                "item_list",
+                "required: {\"items\": [...], \"batch_size\": N}",
+            )
+        });
+    };
+    let list = list.as_object().ok_or_else(|| {
+        problem(
+            "item_list",
+            "expected {\"items\": [...], \"batch_size\": N}",
+        )
+    })?;
+    let items = match list.get("items") {
+        Some(Value::Array(items)) if !items.is_empty() => items.clone(),
+        Some(Value::Array(_)) => {
+            return Err(problem(
+                "item_list.items",
+                "is empty; give at least one item",
+            ))
+        }
+        _ => return Err(problem("item_list.items", "required: a list of items")),
+    };
+    let batch_size = positive(list, "batch_size")
+        .map_err(|e| problem("item_list.batch_size", e.message))?
+        .ok_or_else(|| problem("item_list.batch_size", "required: items per batch, e.g. 10"))?;
+    let batch_size =
+        u32::try_from(batch_size).map_err(|_| problem("item_list.batch_size", "too large"))?;
+    for (i, item) in items.iter().enumerate() {
+        let size = serde_json::to_vec(item)
+            .map(|v| v.len())
+            .unwrap_or(usize::MAX);
+        if size > MAX_ITEM_BYTES {
+            return Err(problem(
+                &format!("item_list.items[{i}]"),
+                format!("is {size} bytes; an item may be at most {MAX_ITEM_BYTES} bytes (256 KiB)"),
+            ));
+        }
+    }
+    let config = match obj.get("config") {
+        None | Some(Value::Null) => serde_json::Map::new(),
+        Some(Value::Object(m)) => m.clone(),
+        Some(other) => {
+            return Err(problem(
+                "config",
+                format!("expected a mapping, got {other}"),
+            ))
+        }
+    };
+    let timeout = positive(obj, "timeout")?;
+    let max_receive_count = match obj.get("dead_letter") {
+        None | Some(Value::Null) => 1,
+        Some(Value::Object(d)) => {
+            let n = positive(d, "max_receive_count")
+                .map_err(|e| problem("dead_letter.max_receive_count", e.message))?
+                .ok_or_else(|| problem("dead_letter.max_receive_count", "required, e.g. 3"))?;
+            u32::try_from(n).map_err(|_| problem("dead_letter.max_receive_count", "too large"))?
+        }
+        Some(other) => {
+            return Err(problem(
+                "dead_letter",
+                format!("expected {{\"max_receive_count\": N}}, got {other}"),
+            ))
+        }
+    };
+    Ok(Submission {
+        workers,
+        batch_size,
+        items,
+        config,
+        timeout,
+        max_receive_count,
+    })
+}
+
+/// The items cut into batches of `batch_size`, each a JSON array.
+pub fn batches(items: &[Value], batch_size: u32) -> Vec<String> {
+    items
+        .chunks(batch_size.max(1) as usize)
+        .map(|chunk| Value::Array(chunk.to_vec()).to_string())
+        .collect()
+}
+
+/// `batches_per_worker` of the job spec: batches divided among the workers, rounded up.
+pub fn batches_per_worker(total: usize, workers: u32) -> usize {
+    total.div_ceil(workers.max(1) as usize)
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+
+    #[test]
+    fn a_good_submission_is_cut_into_batches() {
+        let s = check(&json!({
+            "workers": 2,
+            "item_list": {"items": [1, 2, 3, 4, 5], "batch_size": 2},
+            "config": {"k": "v"},
+            "timeout": 60,
+            "dead_letter": {"max_receive_count": 3}
+        }))
+        .unwrap();
+        assert_eq!(
+            (s.workers, s.batch_size, s.timeout, s.max_receive_count),
+            (2, 2, Some(60), 3)
+        );
+        let b = batches(&s.items, s.batch_size);
+        assert_eq!(b, ["[1,2]", "[3,4]", "[5]"]);
+        assert_eq!(batches_per_worker(b.len(), s.workers), 2);
+        let plain =
+            check(&json!({"workers": 1, "item_list": {"items": [1], "batch_size": 1}})).unwrap();
+        assert_eq!(plain.max_receive_count, 1, "no dead_letter: one delivery");
+    }
+
+    #[test]
+    fn each_problem_names_its_field() {
+        let cases = [
+            (json!([]), "(body)"),
+            (
+                json!({"item_list": {"items": [1], "batch_size": 1}}),
+                "workers",
+            ),
+            (
+                json!({"workers": 0, "item_list": {"items": [1], "batch_size": 1}}),
+                "workers",
+            ),
+            (json!({"workers": 1}), "item_list"),
+            (
+                json!({"workers": 1, "item_list": {"items": [], "batch_size": 1}}),
+                "item_list.items",
+            ),
+            (
+                json!({"workers": 1, "item_list": {"items": [1]}}),
+                "item_list.batch_size",
+            ),
+            (
+                json!({"workers": 1, "item_list": {"items": [1], "batch_size": "2"}}),
+                "item_list.batch_size",
+            ),
+            (
+                json!({"workers": 1, "item_list": {"items": [1], "batch_size": 1}, "config": 3}),
+                "config",
+            ),
+            (
+                json!({"workers": 1, "item_list": {"items": [1], "batch_size": 1}, "timeout": -1}),
+                "timeout",
+            ),
+            (
+                json!({"workers": 1, "item_list": {"items": [1], "batch_size": 1}, "dead_letter": {}}),
+                "dead_letter.max_receive_count",
+            ),
+            (
+                json!({"workers": 1, "item_list": {"items": [1], "batch_size": 1}, "extra": 1}),
+                "extra",
+            ),
+        ];
+        for (body, field) in cases {
+            assert_eq!(check(&body).unwrap_err().field, field, "{body}");
+        }
+        let big = "x".repeat(MAX_ITEM_BYTES);
+        let e = check(&json!({"workers": 1, "item_list": {"items": [1, big], "batch_size": 1}}))
+            .unwrap_err();
+        assert_eq!(e.field, "item_list.items[1]");
+        assert!(e.message.contains("256 KiB"), "{e}");
+    }
+}

@@ -1,0 +1,437 @@
+//! BatchAPI jobs and the durable queue of their batches.
+//!
+//! A batch is `queued` until a worker leases it (`leased`, with a lease id and a deadline the
+//! worker extends while it works), then `succeeded` (acked) or, after `max_receive_count`
+//! deliveries that did not succeed, `failed` (a dead letter, kept with its last error). A
+//! lease that lapses (its worker died) makes the batch deliverable again. Every change is one
+//! SQLite statement or transaction, so a crash never loses or doubles a batch.
+
+use rusqlite::{params, Connection, OptionalExtension, Row};
+
+use super::StoreError;
+
+/// A job as stored.
+#[derive(Debug, Clone, PartialEq)]
+pub struct JobRow {
+    pub id: String,
+    pub model_id: String,
+    pub api_name: String,
+    pub workers: u32,
+    pub config_json: String,
+    pub timeout_secs: Option<u64>,
+    pub max_receive_count: u32,
+    /// A `batch::status::JobStatus` string.
+    pub status: String,
+    pub total_batches: u64,
+    /// Why it ended badly (enqueue failure, worker error, ...).
+    pub failure: Option<String>,
+    pub created_at: i64,
+    pub start_time: Option<i64>,
+    pub end_time: Option<i64>,
+}
+
+/// A new job, before its batches.
+#[derive(Debug, Clone, PartialEq)]
+pub struct NewJob<'a> {
+    pub id: &'a str,
+    pub model_id: &'a str,
+    pub api_name: &'a str,
+    pub workers: u32,
+    pub config_json: &'a str,
+    pub timeout_secs: Option<u64>,
+    pub max_receive_count: u32,
+    pub created_at: i64,
+}
+
+/// A batch handed to a worker.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Lease {
+    pub seq: i64,
+    pub payload: String,
+    /// Proves the worker holds this delivery (a later delivery gets another).
+    pub lease_id: String,
+    /// Which delivery this is (1 for the first).
+    pub receive_count: u32,
+}
+
+/// How the job's batches stand.
+#[derive(Debug, Clone, Copy, PartialEq, Default)]
+pub struct Counts {
+    pub queued: u64,
+    pub leased: u64,
+    pub succeeded: u64,
+    pub failed: u64,
+    /// Mean milliseconds of the batches that succeeded or failed with a measured time.
+    pub avg_time_ms: Option<f64>,
+}
+
+impl Counts {
+    pub fn total(&self) -> u64 {
+        self.queued + self.leased + self.succeeded + self.failed
+    }
+}
+
+/// A batch that failed for good, and why.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DeadLetter {
+    pub seq: i64,
+    pub receive_count: u32,
+    pub last_error: Option<String>,
+}
+
+const JOB_COLUMNS: &str = "id, model_id, api_name, workers, config_json, timeout_secs, \
+                           max_receive_count, status, total_batches, failure, created_at, \
+                           start_time, end_time";
+
+fn job_from_row(r: &Row<'_>) -> rusqlite::Result<JobRow> {
+    Ok(JobRow {
+        id: r.get(0)?,
+        model_id: r.get(1)?,
+        api_name: r.get(2)?,
+        workers: r.get(3)?,
+        config_json: r.get(4)?,
+        timeout_secs: r.get::<_, Option<i64>>(5)?.map(|t| t.max(0) as u64),
+        max_receive_count: r.get(6)?,
+        status: r.get(7)?,
+        total_batches: r.get::<_, i64>(8)?.max(0) as u64,
+        failure: r.get(9)?,
+        created_at: r.get(10)?,
+        start_time: r.get(11)?,
+        end_time: r.get(12)?,
+    })
+}
+
+/// Stores a job with all its batches in one transaction (all or nothing), `status_running`.
+pub fn create(
+    conn: &mut Connection,
+    job: &NewJob<'_>,
+    batches: &[String],
+) -> Result<JobRow, StoreError> {
+    let tx = conn.transaction()?;
+    tx.execute(
+        &format!(
+            "INSERT INTO jobs ({JOB_COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, 'status_running', ?8, NULL, ?9, ?9, NULL)"
+        ),
+        params![
+            job.id,
+            job.model_id,
+            job.api_name,
+            job.workers,
+            job.config_json,
+            job.timeout_secs.map(|t| i64::try_from(t).unwrap_or(i64::MAX)),
+            job.max_receive_count,
+            batches.len() as i64,
+            job.created_at
+        ],
+    )?;
+    {
+        let mut insert = tx.prepare(
+            "INSERT INTO batches (job_id, seq, payload, state) VALUES (?1, ?2, ?3, 'queued')",
+        )?;
+        for (seq, payload) in batches.iter().enumerate() {
+            insert.execute(params![job.id, seq as i64, payload])?;
+        }
+    }
+    let row = tx.query_row(
+        &format!("SELECT {JOB_COLUMNS} FROM jobs WHERE id = ?1"),
+        [job.id],
+        job_from_row,
+    )?;
+    tx.commit()?;
+    Ok(row)
+}
+
+pub fn get(conn: &Connection, id: &str) -> Result<Option<JobRow>, StoreError> {
+    Ok(conn
+        .query_row(
+            &format!("SELECT {JOB_COLUMNS} FROM jobs WHERE id = ?1"),
+            [id],
+            job_from_row,
+        )
+        .optional()?)
+}
+
+/// The jobs of a model, newest first (job ids sort that way).
+pub fn list(conn: &Connection, model_id: &str) -> Result<Vec<JobRow>, StoreError> {
+    let mut stmt = conn.prepare(&format!(
+        "SELECT {JOB_COLUMNS} FROM jobs WHERE model_id = ?1 ORDER BY id"
+    ))?;
+    let rows = stmt.query_map([model_id], job_from_row)?;
+    Ok(rows.collect::<Result<_, _>>()?)
+}
+
+/// Ends a job that has not ended: `status` (terminal), `end_time`, and why. False when it had
+/// already ended (the first ending stands).
+pub fn finish(
+    conn: &Connection,
+    id: &str,
+    status: &str,
+    end_time: i64,
+    failure: Option<&str>,
+) -> Result<bool, StoreError> {
+    let n = conn.execute(
+        "UPDATE jobs SET status = ?2, end_time = ?3, failure = ?4
+         WHERE id = ?1 AND end_time IS NULL",
+        params![id, status, end_time, failure],
+    )?;
+    Ok(n > 0)
+}
+
+/// Leases the next deliverable batch of a job until `now_ms + visibility_ms`: a queued one, or
+/// one whose lease lapsed. A lapsed batch that has had its `max_receive_count` deliveries
+/// fails instead (its worker died each time). `None`: nothing to deliver now.
+pub fn lease(
+    conn: &mut Connection,
+    job_id: &str,
+    now_ms: i64,
+    visibility_ms: i64,
+) -> Result<Option<Lease>, StoreError> {
+    let tx = conn.transaction()?;
+    let max: u32 = tx.query_row(
+        "SELECT max_receive_count FROM jobs WHERE id = ?1",
+        [job_id],
+        |r| r.get(0),
+    )?;
+    tx.execute(
+        "UPDATE batches SET state = 'failed', lease_id = NULL, lease_until_ms = NULL,
+                last_error = COALESCE(last_error, 'its worker stopped before finishing it')
+         WHERE job_id = ?1 AND state = 'leased' AND lease_until_ms <= ?2 AND receive_count >= ?3",
+        params![job_id, now_ms, max],
+    )?;
+    let next: Option<(i64, String, u32)> = tx
+        .query_row(
+            "SELECT seq, payload, receive_count FROM batches
+             WHERE job_id = ?1 AND (state = 'queued' OR (state = 'leased' AND lease_until_ms <= ?2))
+             ORDER BY seq LIMIT 1",
+            params![job_id, now_ms],
+            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+        )
+        .optional()?;
+    let Some((seq, payload, received)) = next else {
+        tx.commit()?;
+        return Ok(None);
+    };
+    let lease_id = uuid::Uuid::new_v4().to_string();
+    tx.execute(
+        "UPDATE batches SET state = 'leased', lease_id = ?3, lease_until_ms = ?4,
+                receive_count = receive_count + 1
+         WHERE job_id = ?1 AND seq = ?2",
+        params![job_id, seq, lease_id, now_ms + visibility_ms],
+    )?;
+    tx.commit()?;
+    Ok(Some(Lease {
+        seq,
+        payload,
+        lease_id,
+        receive_count: received + 1,
+    }))
+}
+
+/// Extends a lease the worker still holds; false when it lost it (it lapsed and was given to
+/// another worker, or the batch is done).
+pub fn extend(
+    conn: &Connection,
+    job_id: &str,
+    seq: i64,
+    lease_id: &str,
+    until_ms: i64,
+) -> Result<bool, StoreError> {
+    let n = conn.execute(
+        "UPDATE batches SET lease_until_ms = ?4
+         WHERE job_id = ?1 AND seq = ?2 AND lease_id = ?3 AND state = 'leased'",
+        params![job_id, seq, lease_id, until_ms],
+    )?;
+    Ok(n > 0)
+}
+
+/// The batch succeeded; false when the lease was not (or no longer) the worker's.
+pub fn ack(
+    conn: &Connection,
+    job_id: &str,
+    seq: i64,
+    lease_id: &str,
+    duration_ms: i64,
+) -> Result<bool, StoreError> {
+    let n = conn.execute(
+        "UPDATE batches SET state = 'succeeded', lease_id = NULL, lease_until_ms = NULL,
+                duration_ms = ?4
+         WHERE job_id = ?1 AND seq = ?2 AND lease_id = ?3 AND state = 'leased'",
+        params![job_id, seq, lease_id, duration_ms],
+    )?;
+    Ok(n > 0)
+}
+
+/// The batch failed this delivery: queued again while it has deliveries left, else failed for
+/// good (a dead letter) with `error`. False when the lease was not the worker's.
+pub fn nack(
+    conn: &Connection,
+    job_id: &str,
+    seq: i64,
+    lease_id: &str,
+    error: &str,
+    duration_ms: i64,
+) -> Result<bool, StoreError> {
+    let n = conn.execute(
+        "UPDATE batches SET
+            state = CASE WHEN receive_count >= (SELECT max_receive_count FROM jobs WHERE id = ?1)
+                         THEN 'failed' ELSE 'queued' END,
+            lease_id = NULL, lease_until_ms = NULL, last_error = ?4, duration_ms = ?5
+         WHERE job_id = ?1 AND seq = ?2 AND lease_id = ?3 AND state = 'leased'",
+        params![job_id, seq, lease_id, error, duration_ms],
+    )?;
+    Ok(n > 0)
+}
+
+/// How the job's batches stand.
+pub fn counts(conn: &Connection, job_id: &str) -> Result<Counts, StoreError> {
+    let mut c = Counts::default();
+    let mut stmt =
+        conn.prepare("SELECT state, COUNT(*) FROM batches WHERE job_id = ?1 GROUP BY state")?;
+    let rows = stmt.query_map([job_id], |r| {
+        Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?))
+    })?;
+    for row in rows {
+        let (state, n) = row?;
+        let n = n as u64;
+        match state.as_str() {
+            "queued" => c.queued = n,
+            "leased" => c.leased = n,
+            "succeeded" => c.succeeded = n,
+            _ => c.failed = n,
+        }
+    }
+    c.avg_time_ms = conn.query_row(
+        "SELECT AVG(duration_ms) FROM batches
+         WHERE job_id = ?1 AND state IN ('succeeded', 'failed') AND duration_ms IS NOT NULL",
+        [job_id],
+        |r| r.get(0),
+    )?;
+    Ok(c)
+}
+
+/// The batches that failed for good, in order.
+pub fn dead_letters(conn: &Connection, job_id: &str) -> Result<Vec<DeadLetter>, StoreError> {
+    let mut stmt = conn.prepare(
+        "SELECT seq, receive_count, last_error FROM batches
+         WHERE job_id = ?1 AND state = 'failed' ORDER BY seq",
+    )?;
+    let rows = stmt.query_map([job_id], |r| {
+        Ok(DeadLetter {
+            seq: r.get(0)?,
+            receive_count: r.get(1)?,
+            last_error: r.get(2)?,
+        })
+    })?;
+    Ok(rows.collect::<Result<_, _>>()?)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn db(max_receive_count: u32, batches: &[&str]) -> Connection {
+        let mut c = Connection::open_in_memory().unwrap();
+        crate::store::migrations::migrate(&mut c).unwrap();
+        c.execute_batch(
+            "INSERT INTO users (id, username, admin, created_at) VALUES ('u', 'u', 1, 0);
+             INSERT INTO bundles (sha256, size, created_at) VALUES ('b', 1, 0);
+             INSERT INTO models (id, name, kind, owner_id, spec_json, spec_hash, bundle_sha256,
+                                 config_file, created_at, updated_at)
+             VALUES ('m', 'sum', 'BatchAPI', 'u', '{}', 'h', 'b', 'c', 0, 0);",
+        )
+        .unwrap();
+        let batches: Vec<String> = batches.iter().map(|b| b.to_string()).collect();
+        create(
+            &mut c,
+            &NewJob {
+                id: "j1",
+                model_id: "m",
+                api_name: "sum",
+                workers: 1,
+                config_json: "{}",
+                timeout_secs: None,
+                max_receive_count,
+                created_at: 100,
+            },
+            &batches,
+        )
+        .unwrap();
+        c
+    }
+
+    #[test]
+    fn batches_are_leased_in_order_and_counted_once() {
+        let mut c = db(1, &["[1]", "[2]"]);
+        let a = lease(&mut c, "j1", 0, 1000).unwrap().unwrap();
+        let b = lease(&mut c, "j1", 0, 1000).unwrap().unwrap();
+        assert_eq!((a.seq, a.payload.as_str(), a.receive_count), (0, "[1]", 1));
+        assert_eq!(b.seq, 1);
+        assert_eq!(lease(&mut c, "j1", 10, 1000).unwrap(), None, "both are out");
+        assert!(ack(&c, "j1", 0, &a.lease_id, 5).unwrap());
+        assert!(!ack(&c, "j1", 0, &a.lease_id, 5).unwrap(), "acked once");
+        assert!(nack(&c, "j1", 1, &b.lease_id, "boom", 7).unwrap());
+        let n = counts(&c, "j1").unwrap();
+        assert_eq!((n.succeeded, n.failed, n.total()), (1, 1, 2));
+        assert_eq!(n.avg_time_ms, Some(6.0));
+        assert_eq!(
+            dead_letters(&c, "j1").unwrap(),
+            vec![DeadLetter {
+                seq: 1,
+                receive_count: 1,
+                last_error: Some("boom".into())
+            }]
+        );
+    }
+
+    #[test]
+    fn a_lapsed_lease_is_delivered_again_until_its_deliveries_run_out() {
+        let mut c = db(2, &["[1]"]);
+        let first = lease(&mut c, "j1", 0, 100).unwrap().unwrap();
+        assert!(extend(&c, "j1", 0, &first.lease_id, 200).unwrap());
+        assert_eq!(lease(&mut c, "j1", 150, 100).unwrap(), None, "extended");
+        let second = lease(&mut c, "j1", 200, 100).unwrap().unwrap();
+        assert_eq!(second.receive_count, 2, "redelivered after the lapse");
+        assert!(
+            !ack(&c, "j1", 0, &first.lease_id, 1).unwrap(),
+            "the first worker lost it"
+        );
+        assert!(!extend(&c, "j1", 0, &first.lease_id, 900).unwrap());
+        // The second worker dies too: no deliveries left, so it fails.
+        assert_eq!(lease(&mut c, "j1", 300, 100).unwrap(), None);
+        let dead = dead_letters(&c, "j1").unwrap();
+        assert_eq!(dead.len(), 1);
+        assert!(dead[0]
+            .last_error
+            .as_deref()
+            .unwrap()
+            .contains("worker stopped"));
+    }
+
+    #[test]
+    fn a_failed_delivery_is_retried_while_deliveries_remain() {
+        let mut c = db(3, &["[1]"]);
+        for attempt in 1..=3 {
+            let l = lease(&mut c, "j1", 0, 100).unwrap().unwrap();
+            assert_eq!(l.receive_count, attempt);
+            assert!(nack(&c, "j1", 0, &l.lease_id, &format!("try {attempt}"), 1).unwrap());
+        }
+        assert_eq!(lease(&mut c, "j1", 0, 100).unwrap(), None);
+        assert_eq!(
+            dead_letters(&c, "j1").unwrap()[0].last_error.as_deref(),
+            Some("try 3")
+        );
+    }
+
+    #[test]
+    fn a_job_ends_once() {
+        let c = db(1, &["[1]"]);
+        assert!(finish(&c, "j1", "status_stopped", 200, None).unwrap());
+        assert!(!finish(&c, "j1", "status_succeeded", 300, None).unwrap());
+        let job = get(&c, "j1").unwrap().unwrap();
+        assert_eq!(
+            (job.status.as_str(), job.end_time),
+            ("status_stopped", Some(200))
+        );
+        assert_eq!(list(&c, "m").unwrap().len(), 1);
+    }
+}
