@@ -148,6 +148,11 @@ fn show<T: serde::Serialize>(
     Ok(ExitStatus::Success)
 }
 
+/// Prints a plain acknowledgement: its message, or all of it as `-o` asks.
+fn show_message(common: &Common, resp: &crate::api::MessageResponse) -> anyhow::Result<ExitStatus> {
+    show(common, resp, format!("{}\n", resp.message))
+}
+
 /// `name`, or `name (admin)` for a team admin.
 fn marked_admin(name: &str, team_admin: bool) -> String {
     if team_admin {
@@ -198,8 +203,7 @@ pub async fn users(cmd: UsersCommand) -> anyhow::Result<ExitStatus> {
         }
         UsersCommand::Delete { username, common } => {
             let resp = client(&common).await?.delete_user(&username).await?;
-            let text = format!("{}\n", resp.message);
-            show(&common, &resp, text)
+            show_message(&common, &resp)
         }
     }
 }
@@ -247,8 +251,7 @@ pub async fn teams(cmd: TeamsCommand) -> anyhow::Result<ExitStatus> {
         }
         TeamsCommand::Delete { name, common } => {
             let resp = client(&common).await?.delete_team(&name).await?;
-            let text = format!("{}\n", resp.message);
-            show(&common, &resp, text)
+            show_message(&common, &resp)
         }
         TeamsCommand::Add {
             team,
@@ -345,8 +348,7 @@ pub async fn tokens(cmd: TokensCommand) -> anyhow::Result<ExitStatus> {
         }
         TokensCommand::Revoke { id, common } => {
             let resp = client(&common).await?.revoke_token(&id).await?;
-            let text = format!("{}\n", resp.message);
-            show(&common, &resp, text)
+            show_message(&common, &resp)
         }
     }
 }
