@@ -24,6 +24,14 @@ fn cortex_as(s: &Server, token: &str, cwd: &std::path::Path, args: &[&str]) -> S
     stdout(&out)
 }
 
+/// Waits until `token` is refused (401) on `GET url`: expired or revoked.
+fn wait_refused(what: &str, url: &str, token: &str) {
+    wait_for(what, DEADLINE, || {
+        let (code, _) = curl("GET", url, Some(token), None);
+        (code == 401).then_some(())
+    });
+}
+
 /// Creates a user and returns their first token.
 fn user(s: &Server, name: &str) -> String {
     let out = s.ok(s.dir.path(), &["users", "create", name, "-o", "json"]);
@@ -177,15 +185,11 @@ fn every_deploy_route_answers_every_kind_of_caller_as_the_permission_rules_say()
     let (code, _) = curl("POST", &deploy_url(&s, &mw, ""), Some(&olive), Some(PARAMS));
     assert_eq!(code, 200);
     let job = read_model.job_token(Some(&revoked_job));
-    wait_for("the old deployment's token to be revoked", DEADLINE, || {
-        let (code, _) = curl(
-            "GET",
-            &format!("{}/api/v2/deploy/status-internal", s.url),
-            Some(&revoked_job),
-            None,
-        );
-        (code == 401).then_some(())
-    });
+    wait_refused(
+        "the old deployment's token to be revoked",
+        &format!("{}/api/v2/deploy/status-internal", s.url),
+        &revoked_job,
+    );
     let other_job = other.job_token(None);
 
     // A token that expires in a second, and one that is revoked.
@@ -193,15 +197,11 @@ fn every_deploy_route_answers_every_kind_of_caller_as_the_permission_rules_say()
         .as_str()
         .unwrap()
         .to_string();
-    wait_for("the token to expire", DEADLINE, || {
-        let (code, _) = curl(
-            "GET",
-            &format!("{}/api/v2/info", s.url),
-            Some(&expiring),
-            None,
-        );
-        (code == 401).then_some(())
-    });
+    wait_refused(
+        "the token to expire",
+        &format!("{}/api/v2/info", s.url),
+        &expiring,
+    );
     let revoked = token(&s, &sam, &["--name", "gone"]);
     cortex_as(
         &s,
@@ -555,10 +555,7 @@ fn an_update_token_expires() {
     let update = v["update_token"].as_str().unwrap().to_string();
     // Probed with a route that changes nothing (an update-status would complete the save).
     let probe = format!("{}/api/v2/deploy/status-internal", s.url);
-    wait_for("the update token to expire", DEADLINE, || {
-        let (code, _) = curl("GET", &probe, Some(&update), None);
-        (code == 401).then_some(())
-    });
+    wait_refused("the update token to expire", &probe, &update);
     let url = format!("{}/api/v2/deploy/update-status", s.url);
     let (code, _) = curl(
         "POST",
