@@ -9,6 +9,7 @@ mod config;
 mod error;
 mod health;
 mod identity;
+mod jobs;
 mod runtime_file;
 
 pub use apis::*;
@@ -17,4 +18,5 @@ pub use config::*;
 pub use error::ErrorBody;
 pub use health::Health;
 pub use identity::*;
+pub use jobs::*;
 pub use runtime_file::RuntimeFile;

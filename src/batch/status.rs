@@ -72,6 +72,8 @@ impl JobStatus {
     }
 }
 
+const NANOS: i64 = 1_000_000_000;
+
 /// What is known for certain about a job.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct JobFacts {
@@ -81,9 +83,9 @@ pub struct JobFacts {
     pub total: u64,
     pub succeeded: u64,
     pub failed: u64,
-    /// Unix seconds of the submission, and of now.
-    pub created_at: i64,
-    pub now: i64,
+    /// Nanoseconds since the Unix epoch of the submission, and of now.
+    pub created_ns: i64,
+    pub now_ns: i64,
     /// Seconds after submission at which the job is stopped.
     pub timeout: Option<u64>,
     /// A worker was killed for using too much memory.
@@ -106,10 +108,12 @@ pub fn derive(f: &JobFacts) -> JobStatus {
         return JobStatus::WorkerError;
     }
     if let Some(timeout) = f.timeout {
-        let deadline = f
-            .created_at
-            .saturating_add(i64::try_from(timeout).unwrap_or(i64::MAX));
-        if f.now >= deadline {
+        let deadline = f.created_ns.saturating_add(
+            i64::try_from(timeout)
+                .unwrap_or(i64::MAX)
+                .saturating_mul(NANOS),
+        );
+        if f.now_ns >= deadline {
             return JobStatus::TimedOut;
         }
     }
@@ -134,8 +138,8 @@ mod tests {
             total,
             succeeded,
             failed,
-            created_at: 1000,
-            now: 1010,
+            created_ns: 1000 * NANOS,
+            now_ns: 1010 * NANOS,
             timeout: None,
             worker_oom: false,
             worker_failed: false,

@@ -141,3 +141,115 @@ pub fn plan(
         takes_socket: spec.predictor.kind == PredictorType::Python,
     }
 }
+
+/// What makes a worker of a batch job differ from its API's template plan.
+#[derive(Debug, Clone, Copy)]
+pub struct JobWorker<'a> {
+    pub job_id: &'a str,
+    /// The worker's number in the job, from 0.
+    pub index: u32,
+    /// The seed's job fields, as JSON (the shim passes them to `__init__` as `job_spec`).
+    pub job_spec_json: &'a str,
+    /// The job's config merged over `predictor.config`.
+    pub config: &'a serde_json::Map<String, serde_json::Value>,
+    /// The job's own token (`CORTEX_JOB_TOKEN`).
+    pub job_token: &'a str,
+}
+
+/// The id of worker `index` of job `job_id`: `<job_id>-<index>`.
+pub fn worker_id(job_id: &str, index: u32) -> String {
+    format!("{job_id}-{index}")
+}
+
+/// The plan of one worker of a batch job, from its API's template plan: the job's config, its
+/// token, and `CORTEX_JOB_ID` / `CORTEX_JOB_SPEC` (the python shim then runs in batch mode;
+/// a command predictor reads them if it wants).
+pub fn for_job(template: &ReplicaPlan, job: JobWorker<'_>) -> ReplicaPlan {
+    let mut plan = template.clone();
+    plan.replica_id = worker_id(job.job_id, job.index);
+    plan.purpose = Purpose::BatchWorker {
+        job_id: job.job_id.to_string(),
+    };
+    let config = serde_json::Value::Object(job.config.clone()).to_string();
+    let set = |env: &mut Vec<(String, String)>, key: &str, value: String| {
+        env.retain(|(k, _)| k != key);
+        env.push((key.to_string(), value));
+    };
+    if plan.env.iter().any(|(k, _)| k == "CORTEX_PREDICTOR_CONFIG") {
+        set(&mut plan.env, "CORTEX_PREDICTOR_CONFIG", config);
+    }
+    set(&mut plan.env, "CORTEX_JOB_TOKEN", job.job_token.to_string());
+    set(&mut plan.env, "CORTEX_JOB_ID", job.job_id.to_string());
+    set(
+        &mut plan.env,
+        "CORTEX_JOB_SPEC",
+        job.job_spec_json.to_string(),
+    );
+    set(&mut plan.env, "CORTEX_KIND", "BatchAPI".to_string());
+    plan
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_job_worker_gets_the_job_config_spec_and_token() {
+        let yaml = "- name: sum\n  kind: BatchAPI\n  predictor: {type: python, path: p.py, config: {a: 1, b: 2}}\n";
+        let spec = crate::spec::parse_str(yaml, "cortex.yaml")
+            .unwrap()
+            .remove(0);
+        let ctx = PlanContext {
+            server_url: "http://127.0.0.1:1".into(),
+            shim_path: "/shim.py".into(),
+            venvs_dir: "/venvs".into(),
+            python: "python3".into(),
+            inherited_pythonpath: None,
+        };
+        let template = plan(
+            &ctx,
+            Version {
+                spec: &spec,
+                project_dir: Path::new("/p"),
+                dotenv: None,
+                job_token: "deploy-token",
+                model_id: "m",
+            },
+            String::new(),
+            Purpose::Realtime,
+        );
+        let mut config = spec.predictor.config.clone();
+        config.insert("b".into(), serde_json::json!(3));
+        let w = for_job(
+            &template,
+            JobWorker {
+                job_id: "7fff",
+                index: 2,
+                job_spec_json: "{\"job_id\":\"7fff\"}",
+                config: &config,
+                job_token: "job-token",
+            },
+        );
+        let env = |k: &str| {
+            let found: Vec<&str> = w
+                .env
+                .iter()
+                .filter(|(key, _)| key == k)
+                .map(|(_, v)| v.as_str())
+                .collect();
+            assert_eq!(found.len(), 1, "{k} once");
+            found[0].to_string()
+        };
+        assert_eq!(w.replica_id, "7fff-2");
+        assert_eq!(
+            w.purpose,
+            Purpose::BatchWorker {
+                job_id: "7fff".into()
+            }
+        );
+        assert_eq!(env("CORTEX_PREDICTOR_CONFIG"), "{\"a\":1,\"b\":3}");
+        assert_eq!(env("CORTEX_JOB_TOKEN"), "job-token");
+        assert_eq!(env("CORTEX_JOB_SPEC"), "{\"job_id\":\"7fff\"}");
+        assert_eq!(env("CORTEX_KIND"), "BatchAPI");
+    }
+}

@@ -25,8 +25,12 @@ const REPLICA_STOP_GRACE: Duration = Duration::from_secs(5);
 
 /// How many replicas a version of `spec` runs. The one place that decides it: one per
 /// version today; the autoscaler will decide it from the spec's `autoscaling` and the load.
-fn desired_replicas(_spec: &ApiSpec) -> u32 {
-    1
+/// A BatchAPI runs none: its jobs start their own workers from the version's plan.
+fn desired_replicas(spec: &ApiSpec) -> u32 {
+    match spec.kind {
+        crate::spec::ApiKind::RealtimeAPI => 1,
+        crate::spec::ApiKind::BatchAPI => 0,
+    }
 }
 
 /// All live APIs of this server.
@@ -208,8 +212,16 @@ impl Deployments {
                 tracing::warn!("cannot go back to deployment {reused} of {name}: {e}");
             }
         }
-        self.tasks
-            .spawn(watch_newest(self.store.clone(), self.tokens.clone(), live));
+        if live.is_batch() {
+            // Nothing to wait for: the API takes jobs from now on.
+            for older in live.versions.retire_older() {
+                retire(&self.tokens, &older).await;
+            }
+            status::record(&self.store, &live, crate::store::DeployStatus::Complete).await;
+        } else {
+            self.tasks
+                .spawn(watch_newest(self.store.clone(), self.tokens.clone(), live));
+        }
         Ok(())
     }
 

@@ -46,7 +46,7 @@ fn is_control_path(path: &str) -> bool {
 }
 
 /// On a server beyond loopback, a prediction needs a user token with Read on the model.
-async fn check_caller(
+pub(crate) async fn check_caller(
     state: &AppState,
     api: &LiveApi,
     headers: &axum::http::HeaderMap,

@@ -50,6 +50,11 @@ impl LiveApi {
         self.versions.is_ready()
     }
 
+    /// Whether it is a BatchAPI (it takes jobs; its workers belong to them).
+    pub fn is_batch(&self) -> bool {
+        self.spec.kind == crate::spec::ApiKind::BatchAPI
+    }
+
     /// Whether an older version still serves while the latest one starts.
     pub fn has_older(&self) -> bool {
         !self.versions.older().is_empty()

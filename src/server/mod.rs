@@ -6,6 +6,7 @@ pub mod deployments;
 pub mod disk;
 pub mod error;
 pub mod gateway;
+pub mod jobs;
 pub mod json_errors;
 pub mod limits;
 pub mod live_api;
@@ -112,7 +113,7 @@ pub async fn run(config: ServerConfig) -> anyhow::Result<()> {
         .await
         .context("cannot revoke the job tokens of the previous server's deployments")?;
     let deployments = Arc::new(Deployments::new(
-        engine,
+        engine.clone(),
         store.clone(),
         tokens.clone(),
         data_dir.clone(),
@@ -124,10 +125,19 @@ pub async fn run(config: ServerConfig) -> anyhow::Result<()> {
         .pool_max_idle_per_host(256)
         .tcp_nodelay(true)
         .build()?;
+    let jobs = Arc::new(jobs::Jobs::new(
+        store.clone(),
+        engine,
+        tokens.clone(),
+        http.clone(),
+        data_dir,
+    ));
+    jobs.set_server_url(url.clone());
     let state = AppState {
         store: store.clone(),
         bundles: bundles.clone(),
         deployments: deployments.clone(),
+        jobs: jobs.clone(),
         loopback_only: addr.ip().is_loopback(),
         http,
         changes: Arc::new(tokio::sync::Mutex::new(())),
@@ -138,6 +148,7 @@ pub async fn run(config: ServerConfig) -> anyhow::Result<()> {
     };
     let shutdown = state.shutdown.clone();
     restore(&store, &bundles, &deployments).await;
+    jobs.resume(|name| deployments.get(name)).await;
     let reconciler = tokio::spawn(
         deployments
             .clone()
@@ -179,6 +190,7 @@ pub async fn run(config: ServerConfig) -> anyhow::Result<()> {
     };
     shutdown.cancel();
     let _ = reconciler.await;
+    jobs.shutdown().await;
     deployments.shutdown().await;
     // Only remove the runtime file if it is still ours.
     if std::fs::read(&runtime_file)

@@ -97,6 +97,11 @@ impl ReplicaSet {
         &self.version
     }
 
+    /// What a new member runs (a BatchAPI's job workers start from it too).
+    pub fn template(&self) -> Option<&ReplicaPlan> {
+        self.template.as_ref()
+    }
+
     pub fn job_token(&self) -> &str {
         &self.job_token
     }

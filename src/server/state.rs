@@ -11,6 +11,8 @@ pub struct AppState {
     pub store: Store,
     pub bundles: BundleStore,
     pub deployments: Arc<Deployments>,
+    /// BatchAPI jobs and their workers.
+    pub jobs: Arc<super::jobs::Jobs>,
     /// True when the server listens on loopback only: predictions may then be anonymous.
     pub loopback_only: bool,
     /// Shared client for the gateway: pooled keep-alive connections to replicas.

@@ -27,6 +27,10 @@ pub fn set_phase(set: &ReplicaSet) -> ReplicaPhase {
 
 /// The API's status: its newest version's.
 pub fn api_status(api: &LiveApi) -> ApiStatus {
+    if api.is_batch() {
+        // Deployed is ready: it takes jobs, whose workers have their own status.
+        return ApiStatus::Live;
+    }
     match set_phase(api.versions.newest()) {
         ReplicaPhase::Ready => ApiStatus::Live,
         ReplicaPhase::Failed => ApiStatus::Error,

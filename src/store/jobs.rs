@@ -10,7 +10,7 @@ use rusqlite::{params, Connection, OptionalExtension, Row};
 
 use super::StoreError;
 
-/// A job as stored.
+/// A job as stored. Times are nanoseconds since the Unix epoch.
 #[derive(Debug, Clone, PartialEq)]
 pub struct JobRow {
     pub id: String,
@@ -25,9 +25,14 @@ pub struct JobRow {
     pub total_batches: u64,
     /// Why it ended badly (enqueue failure, worker error, ...).
     pub failure: Option<String>,
-    pub created_at: i64,
-    pub start_time: Option<i64>,
-    pub end_time: Option<i64>,
+    pub created_ns: i64,
+    pub start_ns: Option<i64>,
+    pub end_ns: Option<i64>,
+    /// `on_job_complete` was started (it is not started twice, even across a restart).
+    pub completion_started: bool,
+    /// How its workers ended, once it has.
+    pub workers_succeeded: u32,
+    pub workers_failed: u32,
 }
 
 /// A new job, before its batches.
@@ -40,7 +45,7 @@ pub struct NewJob<'a> {
     pub config_json: &'a str,
     pub timeout_secs: Option<u64>,
     pub max_receive_count: u32,
-    pub created_at: i64,
+    pub created_ns: i64,
 }
 
 /// A batch handed to a worker.
@@ -69,6 +74,11 @@ impl Counts {
     pub fn total(&self) -> u64 {
         self.queued + self.leased + self.succeeded + self.failed
     }
+
+    /// Batches still to be done (in the queue or with a worker).
+    pub fn open(&self) -> u64 {
+        self.queued + self.leased
+    }
 }
 
 /// A batch that failed for good, and why.
@@ -80,8 +90,8 @@ pub struct DeadLetter {
 }
 
 const JOB_COLUMNS: &str = "id, model_id, api_name, workers, config_json, timeout_secs, \
-                           max_receive_count, status, total_batches, failure, created_at, \
-                           start_time, end_time";
+                           max_receive_count, status, total_batches, failure, created_ns, \
+                           start_ns, end_ns, completion_started, workers_succeeded, workers_failed";
 
 fn job_from_row(r: &Row<'_>) -> rusqlite::Result<JobRow> {
     Ok(JobRow {
@@ -95,9 +105,12 @@ fn job_from_row(r: &Row<'_>) -> rusqlite::Result<JobRow> {
         status: r.get(7)?,
         total_batches: r.get::<_, i64>(8)?.max(0) as u64,
         failure: r.get(9)?,
-        created_at: r.get(10)?,
-        start_time: r.get(11)?,
-        end_time: r.get(12)?,
+        created_ns: r.get(10)?,
+        start_ns: r.get(11)?,
+        end_ns: r.get(12)?,
+        completion_started: r.get(13)?,
+        workers_succeeded: r.get(14)?,
+        workers_failed: r.get(15)?,
     })
 }
 
@@ -109,19 +122,20 @@ pub fn create(
 ) -> Result<JobRow, StoreError> {
     let tx = conn.transaction()?;
     tx.execute(
-        &format!(
-            "INSERT INTO jobs ({JOB_COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, 'status_running', ?8, NULL, ?9, ?9, NULL)"
-        ),
+        "INSERT INTO jobs (id, model_id, api_name, workers, config_json, timeout_secs,
+                           max_receive_count, status, total_batches, created_ns, start_ns)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, 'status_running', ?8, ?9, ?9)",
         params![
             job.id,
             job.model_id,
             job.api_name,
             job.workers,
             job.config_json,
-            job.timeout_secs.map(|t| i64::try_from(t).unwrap_or(i64::MAX)),
+            job.timeout_secs
+                .map(|t| i64::try_from(t).unwrap_or(i64::MAX)),
             job.max_receive_count,
             batches.len() as i64,
-            job.created_at
+            job.created_ns
         ],
     )?;
     {
@@ -160,19 +174,50 @@ pub fn list(conn: &Connection, model_id: &str) -> Result<Vec<JobRow>, StoreError
     Ok(rows.collect::<Result<_, _>>()?)
 }
 
-/// Ends a job that has not ended: `status` (terminal), `end_time`, and why. False when it had
-/// already ended (the first ending stands).
-pub fn finish(
-    conn: &Connection,
-    id: &str,
-    status: &str,
-    end_time: i64,
-    failure: Option<&str>,
-) -> Result<bool, StoreError> {
+/// Every job that has not ended, oldest first (to run again after a restart).
+pub fn unfinished(conn: &Connection) -> Result<Vec<JobRow>, StoreError> {
+    let mut stmt = conn.prepare(&format!(
+        "SELECT {JOB_COLUMNS} FROM jobs WHERE end_ns IS NULL ORDER BY id DESC"
+    ))?;
+    let rows = stmt.query_map([], job_from_row)?;
+    Ok(rows.collect::<Result<_, _>>()?)
+}
+
+/// How a job ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Ending<'a> {
+    /// A terminal `JobStatus` string.
+    pub status: &'a str,
+    pub end_ns: i64,
+    pub failure: Option<&'a str>,
+    pub workers_succeeded: u32,
+    pub workers_failed: u32,
+}
+
+/// Ends a job that has not ended. False when it had already ended (the first ending stands).
+pub fn finish(conn: &Connection, id: &str, ending: &Ending<'_>) -> Result<bool, StoreError> {
     let n = conn.execute(
-        "UPDATE jobs SET status = ?2, end_time = ?3, failure = ?4
-         WHERE id = ?1 AND end_time IS NULL",
-        params![id, status, end_time, failure],
+        "UPDATE jobs SET status = ?2, end_ns = ?3, failure = ?4, workers_succeeded = ?5,
+                         workers_failed = ?6
+         WHERE id = ?1 AND end_ns IS NULL",
+        params![
+            id,
+            ending.status,
+            ending.end_ns,
+            ending.failure,
+            ending.workers_succeeded,
+            ending.workers_failed
+        ],
+    )?;
+    Ok(n > 0)
+}
+
+/// Marks that `on_job_complete` starts; false when it already started once (or the job ended).
+pub fn start_completion(conn: &Connection, id: &str) -> Result<bool, StoreError> {
+    let n = conn.execute(
+        "UPDATE jobs SET completion_started = 1
+         WHERE id = ?1 AND completion_started = 0 AND end_ns IS NULL",
+        [id],
     )?;
     Ok(n > 0)
 }
@@ -282,6 +327,34 @@ pub fn nack(
     Ok(n > 0)
 }
 
+/// Gives a leased batch back to the queue without counting the delivery: its worker died under
+/// it (the worker's crashes are counted instead). False when the lease was not held.
+pub fn release(
+    conn: &Connection,
+    job_id: &str,
+    seq: i64,
+    lease_id: &str,
+) -> Result<bool, StoreError> {
+    let n = conn.execute(
+        "UPDATE batches SET state = 'queued', lease_id = NULL, lease_until_ms = NULL,
+                receive_count = MAX(receive_count - 1, 0)
+         WHERE job_id = ?1 AND seq = ?2 AND lease_id = ?3 AND state = 'leased'",
+        params![job_id, seq, lease_id],
+    )?;
+    Ok(n > 0)
+}
+
+/// Gives every leased batch of a job back to the queue without counting the delivery (the
+/// server restarted: the workers that held them are gone with it). Returns how many.
+pub fn release_all(conn: &Connection, job_id: &str) -> Result<usize, StoreError> {
+    Ok(conn.execute(
+        "UPDATE batches SET state = 'queued', lease_id = NULL, lease_until_ms = NULL,
+                receive_count = MAX(receive_count - 1, 0)
+         WHERE job_id = ?1 AND state = 'leased'",
+        [job_id],
+    )?)
+}
+
 /// How the job's batches stand.
 pub fn counts(conn: &Connection, job_id: &str) -> Result<Counts, StoreError> {
     let mut c = Counts::default();
@@ -351,7 +424,7 @@ mod tests {
                 config_json: "{}",
                 timeout_secs: None,
                 max_receive_count,
-                created_at: 100,
+                created_ns: 100,
             },
             &batches,
         )
@@ -408,6 +481,19 @@ mod tests {
     }
 
     #[test]
+    fn a_released_batch_keeps_its_deliveries() {
+        let mut c = db(1, &["[1]", "[2]"]);
+        let a = lease(&mut c, "j1", 0, 1000).unwrap().unwrap();
+        assert!(release(&c, "j1", a.seq, &a.lease_id).unwrap());
+        let again = lease(&mut c, "j1", 0, 1000).unwrap().unwrap();
+        assert_eq!((again.seq, again.receive_count), (0, 1));
+        let _b = lease(&mut c, "j1", 0, 1000).unwrap().unwrap();
+        assert_eq!(release_all(&c, "j1").unwrap(), 2);
+        let n = counts(&c, "j1").unwrap();
+        assert_eq!((n.queued, n.open()), (2, 2));
+    }
+
+    #[test]
     fn a_failed_delivery_is_retried_while_deliveries_remain() {
         let mut c = db(3, &["[1]"]);
         for attempt in 1..=3 {
@@ -425,13 +511,24 @@ mod tests {
     #[test]
     fn a_job_ends_once() {
         let c = db(1, &["[1]"]);
-        assert!(finish(&c, "j1", "status_stopped", 200, None).unwrap());
-        assert!(!finish(&c, "j1", "status_succeeded", 300, None).unwrap());
+        let ending = |status, end_ns| Ending {
+            status,
+            end_ns,
+            failure: None,
+            workers_succeeded: 0,
+            workers_failed: 0,
+        };
+        assert_eq!(unfinished(&c).unwrap().len(), 1);
+        assert!(start_completion(&c, "j1").unwrap());
+        assert!(!start_completion(&c, "j1").unwrap(), "once");
+        assert!(finish(&c, "j1", &ending("status_stopped", 200)).unwrap());
+        assert!(!finish(&c, "j1", &ending("status_succeeded", 300)).unwrap());
         let job = get(&c, "j1").unwrap().unwrap();
         assert_eq!(
-            (job.status.as_str(), job.end_time),
+            (job.status.as_str(), job.end_ns),
             ("status_stopped", Some(200))
         );
+        assert!(unfinished(&c).unwrap().is_empty());
         assert_eq!(list(&c, "m").unwrap().len(), 1);
     }
 }

@@ -136,6 +136,46 @@ const MIGRATIONS: &[&str] = &[
     );
     CREATE INDEX batches_state ON batches(job_id, state);
     "#,
+    // 6: jobs as the server runs them (no server wrote schema 5's jobs: they are made again),
+    // times in nanoseconds for the seed's time format, and job tokens bound to one job.
+    r#"
+    DROP TABLE batches;
+    DROP TABLE jobs;
+    CREATE TABLE jobs (
+        id                  TEXT PRIMARY KEY,
+        model_id            TEXT NOT NULL REFERENCES models(id) ON DELETE CASCADE,
+        api_name            TEXT NOT NULL,
+        workers             INTEGER NOT NULL,
+        config_json         TEXT NOT NULL,
+        timeout_secs        INTEGER,
+        max_receive_count   INTEGER NOT NULL,
+        status              TEXT NOT NULL,
+        total_batches       INTEGER NOT NULL DEFAULT 0,
+        failure             TEXT,
+        created_ns          INTEGER NOT NULL,
+        start_ns            INTEGER,
+        end_ns              INTEGER,
+        completion_started  INTEGER NOT NULL DEFAULT 0,
+        workers_succeeded   INTEGER NOT NULL DEFAULT 0,
+        workers_failed      INTEGER NOT NULL DEFAULT 0
+    );
+    CREATE INDEX jobs_model ON jobs(model_id);
+    CREATE INDEX jobs_open ON jobs(end_ns);
+    CREATE TABLE batches (
+        job_id          TEXT NOT NULL REFERENCES jobs(id) ON DELETE CASCADE,
+        seq             INTEGER NOT NULL,
+        payload         TEXT NOT NULL,
+        state           TEXT NOT NULL CHECK (state IN ('queued', 'leased', 'succeeded', 'failed')),
+        receive_count   INTEGER NOT NULL DEFAULT 0,
+        lease_id        TEXT,
+        lease_until_ms  INTEGER,
+        last_error      TEXT,
+        duration_ms     INTEGER,
+        PRIMARY KEY (job_id, seq)
+    );
+    CREATE INDEX batches_state ON batches(job_id, state);
+    ALTER TABLE tokens ADD COLUMN job_id TEXT;
+    "#,
 ];
 
 pub(super) fn migrate(conn: &mut Connection) -> Result<(), StoreError> {

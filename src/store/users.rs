@@ -35,6 +35,8 @@ pub struct TokenRow {
     pub model_id: Option<String>,
     /// Job tokens: the deployment of the model they were issued for.
     pub deployment: Option<i64>,
+    /// Batch job tokens: the one job they act for.
+    pub job_id: Option<String>,
     pub expires_at: Option<i64>,
 }
 
@@ -222,6 +224,23 @@ pub fn issue_job_token(
     Ok(token)
 }
 
+/// Stores a new job token for batch job `job_id` of `model_id` (deployment `deployment`) and
+/// returns its plain text: what the job's workers use on the queue and job routes.
+pub fn issue_batch_job_token(
+    conn: &Connection,
+    model_id: &str,
+    deployment: i64,
+    job_id: &str,
+) -> Result<String, StoreError> {
+    let token = new_token(TokenKind::Job);
+    conn.execute(
+        "INSERT INTO tokens (hash, kind, model_id, deployment, job_id, created_at)
+         VALUES (?1, 'job', ?2, ?3, ?4, ?5)",
+        params![hash_token(&token), model_id, deployment, job_id, now()],
+    )?;
+    Ok(token)
+}
+
 /// Revokes one job token (user tokens are remembered by the server's token cache: revoking
 /// one needs the cache told too).
 pub fn revoke_job_token(conn: &Connection, token: &str) -> Result<(), StoreError> {
@@ -274,7 +293,8 @@ pub fn lookup_token(
 ) -> Result<Option<(TokenRow, Option<UserRow>)>, StoreError> {
     let row = conn
         .query_row(
-            "SELECT t.kind, t.user_id, t.model_id, t.expires_at, u.username, u.admin, t.deployment
+            "SELECT t.kind, t.user_id, t.model_id, t.expires_at, u.username, u.admin, t.deployment,
+                    t.job_id
              FROM tokens t LEFT JOIN users u ON u.id = t.user_id
              WHERE t.hash = ?1",
             [hash_token(token)],
@@ -301,6 +321,7 @@ pub fn lookup_token(
                         user_id,
                         model_id: r.get(2)?,
                         deployment: r.get(6)?,
+                        job_id: r.get(7)?,
                         expires_at: r.get(3)?,
                     },
                     user,

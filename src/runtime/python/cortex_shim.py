@@ -21,6 +21,10 @@ with the project directory as the working directory and these variables:
     CORTEX_SERVER_URL            the cortex server, for the Model Bazaar job routes (optional)
     CORTEX_JOB_TOKEN             this deployment's job token for those routes (optional)
     CORTEX_MODEL_ID              the model this replica serves (for save_model, optional)
+    CORTEX_KIND                  "BatchAPI" for a worker of a batch job: predict takes
+                                 payload (the batch) and batch_id, __init__ may take
+                                 job_spec, and POST /on-job-complete calls on_job_complete
+    CORTEX_JOB_SPEC              the job's fields as a JSON object (batch workers)
     CORTEX_LISTEN_FD             a TCP socket already bound to 127.0.0.1:$CORTEX_PORT,
                                  not listening, to serve on instead of binding the port
                                  (optional; the cortex server hands one on fd 3 so that no
@@ -153,6 +157,7 @@ EXIT_WORKER_DIED = 5
 
 INIT_ARGS = ("config", "job_spec", "python_client")
 PREDICT_ARGS = ("payload", "query_params", "headers")
+BATCH_PREDICT_ARGS = ("payload", "batch_id")
 POST_PREDICT_ARGS = ("response", "payload", "query_params", "headers")
 
 GET_MESSAGE = "make a prediction by sending a post request to this endpoint with a json payload"
@@ -372,7 +377,19 @@ def read_settings():
             raise EnvError("CORTEX_LISTEN_FD must be at least 0, got %d" % listen_fd)
 
     api_name = env.get("CORTEX_API_NAME", "").strip() or "api"
+
+    batch = env.get("CORTEX_KIND", "").strip() == "BatchAPI"
+    job_spec = None
+    if batch:
+        try:
+            job_spec = json.loads(env.get("CORTEX_JOB_SPEC", "").strip() or "{}")
+        except ValueError as e:
+            raise EnvError("CORTEX_JOB_SPEC is not valid JSON: %s" % e) from None
+        if not isinstance(job_spec, dict):
+            raise EnvError("CORTEX_JOB_SPEC is not a JSON object")
     return {
+        "batch": batch,
+        "job_spec": job_spec,
         "listen_fd": listen_fd,
         "port": port,
         "project_dir": project_dir,
@@ -458,10 +475,11 @@ def load_predictor(settings):
         raise PredictorError("class PythonPredictor in %s has no predict method" % rel)
 
     init_args = _select_args(cls, INIT_ARGS, "PythonPredictor.__init__")
-    values = {"config": settings["config"], "job_spec": None, "python_client": None}
+    values = {"config": settings["config"], "job_spec": settings.get("job_spec"), "python_client": None}
     instance = cls(**{n: values[n] for n in init_args})
 
-    predict_args = _select_args(instance.predict, PREDICT_ARGS, "PythonPredictor.predict")
+    allowed = BATCH_PREDICT_ARGS if settings.get("batch") else PREDICT_ARGS
+    predict_args = _select_args(instance.predict, allowed, "PythonPredictor.predict")
     post_predict = getattr(instance, "post_predict", None)
     post_predict_args = []
     if post_predict is not None:
@@ -1212,6 +1230,9 @@ class Handler(http.server.BaseHTTPRequestHandler):
 
     def do_POST(self):
         server = self.server
+        if server.settings.get("batch") and urllib.parse.urlsplit(self.path).path == "/on-job-complete":
+            self._on_job_complete()
+            return
         if server.shutting_down.is_set():
             self._release_pending()
             self._send_json(503, {"kind": "not_ready", "message": "the api is shutting down"}, close=True)
@@ -1243,7 +1264,12 @@ class Handler(http.server.BaseHTTPRequestHandler):
         query = urllib.parse.urlsplit(self.path).query
         query_params = QueryParams(urllib.parse.parse_qsl(query, keep_blank_values=True))
         headers = Headers(self.headers.items())
-        values = {"payload": payload, "query_params": query_params, "headers": headers}
+        values = {
+            "payload": payload,
+            "query_params": query_params,
+            "headers": headers,
+            "batch_id": self.headers.get("X-Cortex-Batch-ID", ""),
+        }
         kwargs = {n: values[n] for n in predictor.predict_args}
 
         try:
@@ -1259,7 +1285,9 @@ class Handler(http.server.BaseHTTPRequestHandler):
                 exc = e
         if exc is not None:
             _log("ERROR", "%s: exception in predict: %s" % (api_name, _describe(exc)), _format_traceback(exc))
-            self._send_json(500, {"kind": "internal", "message": "internal server error"})
+            # A batch's failure is kept with the job (its dead letters): say what it was.
+            message = "predict raised %s" % _describe(exc) if server.settings.get("batch") else "internal server error"
+            self._send_json(500, {"kind": "internal", "message": message})
             return
 
         self._send(status, body, response_headers)
@@ -1275,6 +1303,32 @@ class Handler(http.server.BaseHTTPRequestHandler):
                 server.post_predict_done(None)
                 return
             future.add_done_callback(server.post_predict_done)
+
+
+    def _on_job_complete(self):
+        """POST /on-job-complete of a batch worker: runs the predictor's
+        on_job_complete() once every batch of the job is done; 404 when it has
+        none."""
+        server = self.server
+        self._release_pending()
+        ok, _ = self._body_or_error(keep=False)
+        if not ok:
+            return
+        hook = getattr(server.predictor.instance, "on_job_complete", None)
+        if hook is None or not callable(hook):
+            self._send_json(404, {"kind": "not_found", "message": "the predictor has no on_job_complete"})
+            return
+        api_name = server.settings["api_name"]
+        try:
+            _, exc = server.pool.submit(_call_guarded, hook).result()
+        except (RuntimeError, concurrent.futures.CancelledError):
+            self._send_json(503, {"kind": "not_ready", "message": "the worker is shutting down"}, close=True)
+            return
+        if exc is not None:
+            _log("ERROR", "%s: exception in on_job_complete: %s" % (api_name, _describe(exc)), _format_traceback(exc))
+            self._send_json(500, {"kind": "internal", "message": "on_job_complete raised %s" % _describe(exc)})
+            return
+        self._send_json(200, {"message": "on_job_complete ran"})
 
 
 # ---------------------------------------------------------------------------

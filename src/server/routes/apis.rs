@@ -78,12 +78,6 @@ pub async fn deploy(
             results.push(failed(e));
             continue;
         }
-        if kind == spec::ApiKind::BatchAPI {
-            results.push(failed(
-                "BatchAPIs are not supported by this server yet; deploy a RealtimeAPI".to_string(),
-            ));
-            continue;
-        }
         // A Model Bazaar deploy's parameters stay applied over the new spec.
         let n = name.clone();
         let existing = state
@@ -266,10 +260,14 @@ pub async fn delete(
     let _changing = state.changes.lock().await;
     let row = find(&state, &name).await?;
     super::require(&caller, &row, Level::Owner)?;
+    if let Some(live) = state.deployments.get(&name).filter(|l| l.is_batch()) {
+        state.jobs.stop_all(&live).await?;
+    }
     state.deployments.remove(&name).await;
     let id = row.id.clone();
     state.store.call(move |c| models::delete(c, &id)).await?;
     state.deployments.remove_logs(&name).await;
+    state.jobs.remove_logs(&name).await;
     Ok(Json(MessageResponse {
         message: format!("deleting {name}"),
     }))

@@ -5,7 +5,9 @@ mod apis;
 mod bazaar;
 mod bundles;
 mod info;
+mod jobs;
 mod logs;
+mod queue;
 mod teams;
 mod tokens;
 mod users;
@@ -14,9 +16,9 @@ use axum::extract::DefaultBodyLimit;
 use axum::routing::{delete, get, post, put};
 use axum::Router;
 
+use super::json_errors;
 use super::limits::{MAX_BUNDLE_BYTES, MAX_PREDICTION_BYTES};
 use super::state::AppState;
-use super::{gateway, json_errors};
 
 pub fn router(state: AppState) -> Router {
     Router::new()
@@ -70,10 +72,14 @@ pub fn router(state: AppState) -> Router {
             "/api/v2/deploy/{model_id}/files",
             put(bazaar::save_files).layer(DefaultBodyLimit::max(MAX_BUNDLE_BYTES)),
         )
+        .route("/api/v2/queues/{job_id}/receive", post(queue::receive))
+        .route("/api/v2/queues/{job_id}/ack", post(queue::ack))
+        .route("/api/v2/queues/{job_id}/nack", post(queue::nack))
+        .route("/api/v2/queues/{job_id}/extend", post(queue::extend))
         .method_not_allowed_fallback(json_errors::method_not_allowed)
         // Only the routes above: the gateway (added after) passes replicas' answers through.
         .layer(axum::middleware::map_response(json_errors::ensure_json))
-        .fallback(gateway::handle)
+        .fallback(jobs::fallback)
         .layer(DefaultBodyLimit::max(MAX_PREDICTION_BYTES))
         .with_state(state)
 }

@@ -60,6 +60,8 @@ pub struct JobIdentity {
     pub model_id: String,
     /// The deployment it was issued for (`None`: not bound to one, e.g. an update token).
     pub deployment: Option<i64>,
+    /// The batch job it acts for, when it is a job's token.
+    pub job_id: Option<String>,
 }
 
 /// Issues, checks and revokes tokens.
@@ -140,6 +142,22 @@ impl Tokens {
             .await
     }
 
+    /// A token for batch job `job_id` of `model_id`, bound to the model's current deployment
+    /// (its workers report through the Model Bazaar job routes with it, and use the queue).
+    pub async fn issue_batch_job_token(
+        &self,
+        model_id: &str,
+        job_id: &str,
+    ) -> Result<String, StoreError> {
+        let (model_id, job_id) = (model_id.to_string(), job_id.to_string());
+        self.store
+            .call(move |conn| {
+                let deployment = models::get(conn, &model_id)?.map_or(0, |m| m.deployment);
+                users::issue_batch_job_token(conn, &model_id, deployment, &job_id)
+            })
+            .await
+    }
+
     /// The model and deployment a job token belongs to.
     pub async fn job(&self, token: &str) -> Result<JobIdentity, TokenError> {
         if token.len() > MAX_TOKEN_LEN {
@@ -155,6 +173,7 @@ impl Tokens {
                 Some(model_id) => Ok(JobIdentity {
                     model_id,
                     deployment: row.deployment,
+                    job_id: row.job_id,
                 }),
                 None => Err(TokenError::Invalid),
             },
@@ -271,7 +290,8 @@ mod tests {
             tokens.job(&job).await.unwrap(),
             JobIdentity {
                 model_id: model.id.clone(),
-                deployment: Some(2)
+                deployment: Some(2),
+                job_id: None,
             }
         );
         assert!(matches!(

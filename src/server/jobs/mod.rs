@@ -1,0 +1,441 @@
+//! BatchAPI jobs as the server runs them: submission (the batches are stored in one
+//! transaction before the answer), one runner per job (`runner.rs`) with a feeder per worker
+//! (`feeder.rs`), stopping, resuming after a restart, and what the API says about a job
+//! (`view.rs`). The pure rules are in `batch/`; the queue is `store/jobs.rs`.
+
+mod feeder;
+mod job_log;
+mod runner;
+pub mod view;
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::{Arc, Mutex, OnceLock, RwLock};
+
+use tokio::sync::watch;
+use tokio_util::sync::CancellationToken;
+
+pub use feeder::visibility_ms;
+pub use job_log::JobLog;
+
+use super::live_api::LiveApi;
+use super::tokens::Tokens;
+use crate::api;
+use crate::batch::submission::{self, Submission};
+use crate::clock::now_ns;
+use crate::engine::{Engine, Replica, ReplicaPhase, ReplicaPlan};
+use crate::store::jobs::{self, Ending, JobRow, NewJob};
+use crate::store::{Store, StoreError};
+
+/// What runners and feeders share.
+pub(crate) struct Shared {
+    pub store: Store,
+    pub engine: Arc<dyn Engine>,
+    pub tokens: Arc<Tokens>,
+    pub http: reqwest::Client,
+    server_url: OnceLock<String>,
+}
+
+impl Shared {
+    pub fn server_url(&self) -> String {
+        self.server_url.get().cloned().unwrap_or_default()
+    }
+}
+
+/// A job whose runner is running.
+pub struct RunningJob {
+    pub api: String,
+    stop: CancellationToken,
+    workers: RwLock<Vec<Arc<dyn Replica>>>,
+    done: watch::Sender<bool>,
+}
+
+impl RunningJob {
+    fn workers(&self) -> Vec<Arc<dyn Replica>> {
+        self.workers
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
+    fn set_workers(&self, workers: Vec<Arc<dyn Replica>>) {
+        *self.workers.write().unwrap_or_else(|p| p.into_inner()) = workers;
+    }
+
+    fn finished(&self) {
+        self.done.send_replace(true);
+    }
+
+    /// What its workers are doing (the seed's `worker_stats`).
+    pub fn worker_stats(&self) -> api::WorkerStats {
+        let mut stats = api::WorkerStats::default();
+        for w in self.workers() {
+            match w.snapshot().phase {
+                ReplicaPhase::Initializing | ReplicaPhase::Restarting => stats.initializing += 1,
+                ReplicaPhase::Ready => stats.running += 1,
+                ReplicaPhase::Failed => stats.failed += 1,
+                ReplicaPhase::Stopped => stats.succeeded += 1,
+            }
+        }
+        stats
+    }
+}
+
+/// Every job of this server.
+pub struct Jobs {
+    shared: Arc<Shared>,
+    logs_dir: PathBuf,
+    running: Arc<Mutex<HashMap<String, Arc<RunningJob>>>>,
+    tasks: tokio_util::task::TaskTracker,
+    shutdown: CancellationToken,
+    /// The creation time of the last job, so two jobs never share an id.
+    last_created_ns: AtomicI64,
+}
+
+impl Jobs {
+    pub fn new(
+        store: Store,
+        engine: Arc<dyn Engine>,
+        tokens: Arc<Tokens>,
+        http: reqwest::Client,
+        data_dir: &std::path::Path,
+    ) -> Jobs {
+        Jobs {
+            shared: Arc::new(Shared {
+                store,
+                engine,
+                tokens,
+                http,
+                server_url: OnceLock::new(),
+            }),
+            logs_dir: data_dir.join("jobs"),
+            running: Arc::default(),
+            tasks: tokio_util::task::TaskTracker::new(),
+            shutdown: CancellationToken::new(),
+            last_created_ns: AtomicI64::new(0),
+        }
+    }
+
+    /// The URL this server answers at (jobs' `sqs_url` is under it); set once it listens.
+    pub fn set_server_url(&self, url: String) {
+        let _ = self.shared.server_url.set(url);
+    }
+
+    pub fn server_url(&self) -> String {
+        self.shared.server_url()
+    }
+
+    /// The server's log of a job.
+    pub fn log_of(&self, api: &str, job_id: &str) -> JobLog {
+        JobLog::new(&self.logs_dir, api, job_id)
+    }
+
+    /// Forgets the job logs of `api` (it was deleted).
+    pub async fn remove_logs(&self, api: &str) {
+        job_log::remove_all(&self.logs_dir, api).await;
+    }
+
+    /// The running job `job_id`, if its runner runs.
+    pub fn running(&self, job_id: &str) -> Option<Arc<RunningJob>> {
+        self.lock().get(job_id).cloned()
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, Arc<RunningJob>>> {
+        self.running.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// A creation time later than every job's so far (job ids are made from it).
+    fn next_created_ns(&self) -> i64 {
+        let now = now_ns();
+        let mut last = self.last_created_ns.load(Ordering::Relaxed);
+        loop {
+            let next = now.max(last + 1);
+            match self.last_created_ns.compare_exchange(
+                last,
+                next,
+                Ordering::Relaxed,
+                Ordering::Relaxed,
+            ) {
+                Ok(_) => return next,
+                Err(seen) => last = seen,
+            }
+        }
+    }
+
+    /// Stores a job and its batches (one transaction) and starts it. `live` is the BatchAPI.
+    pub async fn submit(
+        &self,
+        live: &LiveApi,
+        sub: Submission,
+    ) -> Result<api::JobSpec, StoreError> {
+        let template = live.versions.newest().template().cloned().ok_or_else(|| {
+            StoreError::Conflict(format!("{} has no version to run", live.spec.name))
+        })?;
+        let mut config = live.spec.predictor.config.clone();
+        config.extend(sub.config.clone());
+        let created_ns = self.next_created_ns();
+        let id = crate::batch::ids::job_id(created_ns);
+        let batches = submission::batches(&sub.items, sub.batch_size);
+        let (model_id, api_name) = (live.model_id.clone(), live.spec.name.clone());
+        let config_json = serde_json::Value::Object(config).to_string();
+        let (job_id, n_batches) = (id.clone(), batches.len());
+        let row = self
+            .shared
+            .store
+            .call(move |c| {
+                jobs::create(
+                    c,
+                    &NewJob {
+                        id: &job_id,
+                        model_id: &model_id,
+                        api_name: &api_name,
+                        workers: sub.workers,
+                        config_json: &config_json,
+                        timeout_secs: sub.timeout,
+                        max_receive_count: sub.max_receive_count,
+                        created_ns,
+                    },
+                    &batches,
+                )
+            })
+            .await?;
+        let log = self.log_of(&row.api_name, &row.id);
+        log.line(format!(
+            "partitioning {} items found in job submission into {n_batches} batches of size {}",
+            sub.items.len(),
+            sub.batch_size
+        ))
+        .await;
+        log.line(format!("validations passed; enqueued {n_batches} batches"))
+            .await;
+        let spec = view::job_spec(&row, &self.server_url());
+        self.start(row, template, log);
+        Ok(spec)
+    }
+
+    /// Starts the runner of a stored job.
+    fn start(&self, job: JobRow, template: ReplicaPlan, log: JobLog) {
+        let handle = Arc::new(RunningJob {
+            api: job.api_name.clone(),
+            stop: CancellationToken::new(),
+            workers: RwLock::new(Vec::new()),
+            done: watch::Sender::new(false),
+        });
+        self.lock().insert(job.id.clone(), handle.clone());
+        let run = runner::Run {
+            shared: self.shared.clone(),
+            job,
+            template,
+            handle,
+            log,
+            shutdown: self.shutdown.clone(),
+        };
+        let (id, running) = (run.job.id.clone(), self.running.clone());
+        self.tasks.spawn(async move {
+            run.run().await;
+            running
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .remove(&id);
+        });
+    }
+
+    /// The job `job_id` of `live`, with its status.
+    pub async fn status(
+        &self,
+        live: &LiveApi,
+        job_id: &str,
+        all_dead_letters: bool,
+    ) -> Result<api::JobStatus, StoreError> {
+        let (id, model) = (job_id.to_string(), live.model_id.clone());
+        let found = self
+            .shared
+            .store
+            .call(move |c| {
+                let Some(job) = jobs::get(c, &id)?.filter(|j| j.model_id == model) else {
+                    return Ok(None);
+                };
+                let counts = jobs::counts(c, &id)?;
+                let mut dead = jobs::dead_letters(c, &id)?;
+                if !all_dead_letters {
+                    dead.truncate(100);
+                }
+                Ok(Some((job, counts, dead)))
+            })
+            .await?;
+        let Some((job, counts, dead)) = found else {
+            return Err(StoreError::NotFound(format!(
+                "{} has no job {job_id}; `cortex get {}` lists its jobs",
+                live.spec.name, live.spec.name
+            )));
+        };
+        let workers = self.running(&job.id).map(|r| r.worker_stats());
+        Ok(view::job_status(
+            &job,
+            &counts,
+            dead,
+            workers,
+            &self.server_url(),
+            now_ns(),
+        ))
+    }
+
+    /// The jobs of `live`, newest first.
+    pub async fn list(&self, live: &LiveApi) -> Result<Vec<api::JobStatus>, StoreError> {
+        let model = live.model_id.clone();
+        let rows = self
+            .shared
+            .store
+            .call(move |c| {
+                jobs::list(c, &model)?
+                    .into_iter()
+                    .map(|job| {
+                        let counts = jobs::counts(c, &job.id)?;
+                        Ok((job, counts))
+                    })
+                    .collect::<Result<Vec<_>, StoreError>>()
+            })
+            .await?;
+        let url = self.server_url();
+        Ok(rows
+            .into_iter()
+            .map(|(job, counts)| {
+                let workers = self.running(&job.id).map(|r| r.worker_stats());
+                view::job_status(&job, &counts, Vec::new(), workers, &url, now_ns())
+            })
+            .collect())
+    }
+
+    /// Stops a job: recorded `status_stopped` first, then its workers are stopped (this waits
+    /// for them). A job that already ended is a conflict.
+    pub async fn stop(&self, live: &LiveApi, job_id: &str) -> Result<(), StoreError> {
+        let (id, model) = (job_id.to_string(), live.model_id.clone());
+        let name = live.spec.name.clone();
+        self.shared
+            .store
+            .call(move |c| {
+                let Some(job) = jobs::get(c, &id)?.filter(|j| j.model_id == model) else {
+                    return Err(StoreError::NotFound(format!(
+                        "{name} has no job {id}; `cortex get {name}` lists its jobs"
+                    )));
+                };
+                let ended = !jobs::finish(
+                    c,
+                    &id,
+                    &Ending {
+                        status: crate::batch::status::JobStatus::Stopped.as_str(),
+                        end_ns: now_ns(),
+                        failure: None,
+                        workers_succeeded: 0,
+                        workers_failed: 0,
+                    },
+                )?;
+                if ended {
+                    let status = crate::batch::status::JobStatus::parse(&job.status)
+                        .map_or(job.status.clone(), |s| s.message().to_string());
+                    return Err(StoreError::Conflict(format!(
+                        "job {id} already ended ({status}); there is nothing to stop"
+                    )));
+                }
+                Ok(())
+            })
+            .await?;
+        self.log_of(&live.spec.name, job_id)
+            .line(format!("job {job_id} stopped"))
+            .await;
+        if let Some(running) = self.running(job_id) {
+            running.stop.cancel();
+            let mut done = running.done.subscribe();
+            let _ = done.wait_for(|d| *d).await;
+        }
+        Ok(())
+    }
+
+    /// Stops every job of `live` that has not ended (before the API is deleted).
+    pub async fn stop_all(&self, live: &LiveApi) -> Result<usize, StoreError> {
+        let model = live.model_id.clone();
+        let open: Vec<String> = self
+            .shared
+            .store
+            .call(move |c| {
+                Ok(jobs::list(c, &model)?
+                    .into_iter()
+                    .filter(|j| j.end_ns.is_none())
+                    .map(|j| j.id)
+                    .collect())
+            })
+            .await?;
+        for id in &open {
+            match self.stop(live, id).await {
+                Ok(()) | Err(StoreError::Conflict(_)) => {}
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(open.len())
+    }
+
+    /// Runs again the jobs that had not ended when the server stopped: batches their workers
+    /// held go back to the queue (that delivery is not counted) and new workers start. A job
+    /// whose API no longer runs ends `status_unexpected_error`.
+    pub async fn resume(&self, find: impl Fn(&str) -> Option<Arc<LiveApi>>) {
+        let open = match self.shared.store.call(|c| jobs::unfinished(c)).await {
+            Ok(open) => open,
+            Err(e) => {
+                tracing::error!("cannot list the jobs to resume: {e}");
+                return;
+            }
+        };
+        for job in open {
+            let id = job.id.clone();
+            let released = self
+                .shared
+                .store
+                .call(move |c| jobs::release_all(c, &id))
+                .await
+                .unwrap_or(0);
+            let log = self.log_of(&job.api_name, &job.id);
+            let template = find(&job.api_name)
+                .filter(|live| live.model_id == job.model_id)
+                .and_then(|live| live.versions.newest().template().cloned());
+            let Some(template) = template else {
+                let id = job.id.clone();
+                let why = format!("{} is not running after the server restarted", job.api_name);
+                let ended = self
+                    .shared
+                    .store
+                    .call(move |c| {
+                        jobs::finish(
+                            c,
+                            &id,
+                            &Ending {
+                                status: crate::batch::status::JobStatus::UnexpectedError.as_str(),
+                                end_ns: now_ns(),
+                                failure: Some(&why),
+                                workers_succeeded: 0,
+                                workers_failed: 0,
+                            },
+                        )
+                    })
+                    .await;
+                if let Err(e) = ended {
+                    tracing::error!("cannot end job {}: {e}", job.id);
+                }
+                continue;
+            };
+            log.line(format!(
+                "the server restarted; resuming job {} ({released} batch(es) in flight go back to the queue)",
+                job.id
+            ))
+            .await;
+            self.start(job, template, log);
+        }
+    }
+
+    /// Stops every runner and its workers (server shutdown); the jobs resume at the next start.
+    pub async fn shutdown(&self) {
+        self.shutdown.cancel();
+        self.tasks.close();
+        self.tasks.wait().await;
+    }
+}

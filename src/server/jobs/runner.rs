@@ -1,0 +1,275 @@
+//! One job from start to end: its workers started through the engine, a feeder per worker,
+//! and a watch over the job until every batch is done (then `on_job_complete`, once), a worker
+//! fails, its timeout passes, or it is stopped. The ending is recorded, the workers stopped and
+//! the job's token revoked.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::Notify;
+use tokio_util::sync::CancellationToken;
+
+use super::feeder::Feeder;
+use super::job_log::JobLog;
+use super::{RunningJob, Shared};
+use crate::batch::status::JobStatus;
+use crate::clock::now_ns;
+use crate::engine::{Replica, ReplicaPhase, ReplicaPlan};
+use crate::runtime::plan::{self, JobWorker};
+use crate::store::jobs::{self, Ending, JobRow};
+
+/// How long a worker gets to finish after the job ends or is stopped.
+const WORKER_STOP_GRACE: Duration = Duration::from_secs(5);
+
+/// How long `on_job_complete` may take.
+const ON_COMPLETE_TIMEOUT: Duration = Duration::from_secs(600);
+
+/// How a job's run ended.
+enum Outcome {
+    /// The job ended this way (to be recorded).
+    Ended {
+        status: JobStatus,
+        why: Option<String>,
+    },
+    /// Stopped by a user (already recorded) or by the server shutting down (the job resumes
+    /// at the next start).
+    Interrupted,
+}
+
+/// Everything one run needs.
+pub(super) struct Run {
+    pub shared: Arc<Shared>,
+    pub job: JobRow,
+    pub template: ReplicaPlan,
+    pub handle: Arc<RunningJob>,
+    pub log: JobLog,
+    /// The server's shutdown.
+    pub shutdown: CancellationToken,
+}
+
+impl Run {
+    /// Runs the job to its end.
+    pub async fn run(self) {
+        let token = self
+            .shared
+            .tokens
+            .issue_batch_job_token(&self.job.model_id, &self.job.id)
+            .await;
+        let outcome = match &token {
+            Ok(token) => self.drive(token).await,
+            Err(e) => Outcome::Ended {
+                status: JobStatus::UnexpectedError,
+                why: Some(format!("cannot issue the job's token: {e}")),
+            },
+        };
+        let workers = self.handle.workers();
+        let failed_workers = workers
+            .iter()
+            .filter(|w| w.snapshot().phase == ReplicaPhase::Failed)
+            .count() as u32;
+        futures_util::future::join_all(workers.iter().map(|w| w.stop(WORKER_STOP_GRACE))).await;
+        if let Outcome::Ended { status, why } = outcome {
+            let succeeded = matches!(
+                status,
+                JobStatus::Succeeded | JobStatus::CompletedWithFailures
+            );
+            let ending_status = status.as_str();
+            let (id, why_text) = (self.job.id.clone(), why.clone());
+            let workers_succeeded = if succeeded { self.job.workers } else { 0 };
+            let recorded = self
+                .shared
+                .store
+                .call(move |c| {
+                    jobs::finish(
+                        c,
+                        &id,
+                        &Ending {
+                            status: ending_status,
+                            end_ns: now_ns(),
+                            failure: why_text.as_deref(),
+                            workers_succeeded,
+                            workers_failed: failed_workers,
+                        },
+                    )
+                })
+                .await;
+            match recorded {
+                Ok(true) => {
+                    let because = why.map(|w| format!(": {w}")).unwrap_or_default();
+                    self.log
+                        .line(format!("job {} {}{because}", self.job.id, status.message()))
+                        .await;
+                }
+                Ok(false) => {}
+                Err(e) => tracing::error!("cannot record the end of job {}: {e}", self.job.id),
+            }
+        }
+        if let Ok(token) = token {
+            if let Err(e) = self.shared.tokens.revoke_job_token(&token).await {
+                tracing::warn!("cannot revoke the token of job {}: {e}", self.job.id);
+            }
+        }
+        self.handle.finished();
+    }
+
+    /// Starts the workers and feeds them until the job ends.
+    async fn drive(&self, token: &str) -> Outcome {
+        let job = &self.job;
+        let config: serde_json::Map<String, serde_json::Value> =
+            serde_json::from_str(&job.config_json).unwrap_or_default();
+        let spec = super::view::job_spec(job, &self.shared.server_url());
+        let spec_json = serde_json::to_string(&spec).unwrap_or_default();
+        let workers: Vec<Arc<dyn Replica>> = (0..job.workers)
+            .map(|index| {
+                self.shared.engine.start(plan::for_job(
+                    &self.template,
+                    JobWorker {
+                        job_id: &job.id,
+                        index,
+                        job_spec_json: &spec_json,
+                        config: &config,
+                        job_token: token,
+                    },
+                ))
+            })
+            .collect();
+        self.handle.set_workers(workers.clone());
+        self.log
+            .line(format!(
+                "starting {} worker{} for job {}",
+                job.workers,
+                if job.workers == 1 { "" } else { "s" },
+                job.id
+            ))
+            .await;
+        let progress = Arc::new(Notify::new());
+        let feeders_stop = CancellationToken::new();
+        let _stop_feeders = feeders_stop.clone().drop_guard();
+        let mut feeders = tokio::task::JoinSet::new();
+        for worker in &workers {
+            feeders.spawn(
+                Feeder {
+                    shared: self.shared.clone(),
+                    job_id: job.id.clone(),
+                    worker: worker.clone(),
+                    progress: progress.clone(),
+                    stop: feeders_stop.clone(),
+                }
+                .run(),
+            );
+        }
+        let deadline = job.timeout_secs.map(|t| {
+            let end_ns = job.created_ns.saturating_add(
+                i64::try_from(t)
+                    .unwrap_or(i64::MAX)
+                    .saturating_mul(1_000_000_000),
+            );
+            let left = end_ns.saturating_sub(now_ns()).max(0) as u64;
+            tokio::time::Instant::now() + Duration::from_nanos(left)
+        });
+        let mut tick = tokio::time::interval(Duration::from_millis(500));
+        let counts = loop {
+            tokio::select! {
+                _ = self.handle.stop.cancelled() => return Outcome::Interrupted,
+                _ = self.shutdown.cancelled() => return Outcome::Interrupted,
+                _ = sleep_until(deadline) => {
+                    return Outcome::Ended {
+                        status: JobStatus::TimedOut,
+                        why: Some(format!(
+                            "the job did not finish within its timeout of {}s",
+                            job.timeout_secs.unwrap_or_default()
+                        )),
+                    };
+                }
+                _ = progress.notified() => {}
+                _ = tick.tick() => {}
+            }
+            if let Some(why) = failed_worker(&workers) {
+                return Outcome::Ended {
+                    status: JobStatus::WorkerError,
+                    why: Some(why),
+                };
+            }
+            let id = job.id.clone();
+            match self.shared.store.call(move |c| jobs::counts(c, &id)).await {
+                Ok(counts) if counts.open() == 0 => break counts,
+                Ok(_) => {}
+                Err(e) => tracing::warn!("cannot count the batches of job {}: {e}", job.id),
+            }
+        };
+        feeders_stop.cancel();
+        self.complete(&workers).await;
+        Outcome::Ended {
+            status: if counts.failed > 0 {
+                JobStatus::CompletedWithFailures
+            } else {
+                JobStatus::Succeeded
+            },
+            why: None,
+        }
+    }
+
+    /// Runs `on_job_complete` on one ready worker, once (never again, even after a restart).
+    async fn complete(&self, workers: &[Arc<dyn Replica>]) {
+        let id = self.job.id.clone();
+        let first = self
+            .shared
+            .store
+            .call(move |c| jobs::start_completion(c, &id))
+            .await;
+        if !matches!(first, Ok(true)) {
+            return;
+        }
+        let Some((worker, addr)) = workers
+            .iter()
+            .find_map(|w| w.ready_addr().map(|a| (w.clone(), a)))
+        else {
+            self.log
+                .line("no worker is ready to run on_job_complete; it is skipped".to_string())
+                .await;
+            return;
+        };
+        let answer = self
+            .shared
+            .http
+            .post(format!("http://{addr}/on-job-complete"))
+            .header("x-cortex-job-id", &self.job.id)
+            .timeout(ON_COMPLETE_TIMEOUT)
+            .send()
+            .await;
+        let line = match answer {
+            Ok(r) if r.status().is_success() => {
+                format!("on_job_complete ran on worker {}", worker.id())
+            }
+            Ok(r) if r.status() == reqwest::StatusCode::NOT_FOUND => return,
+            Ok(r) => format!(
+                "on_job_complete failed on worker {}: it answered {}",
+                worker.id(),
+                r.status().as_u16()
+            ),
+            Err(e) => format!("on_job_complete failed on worker {}: {e}", worker.id()),
+        };
+        self.log.line(line).await;
+    }
+}
+
+/// Sleeps until `deadline`, or forever without one.
+async fn sleep_until(deadline: Option<tokio::time::Instant>) {
+    match deadline {
+        Some(d) => tokio::time::sleep_until(d).await,
+        None => std::future::pending().await,
+    }
+}
+
+/// Why a worker failed (it could not initialise, or keeps crashing), if one did.
+fn failed_worker(workers: &[Arc<dyn Replica>]) -> Option<String> {
+    workers.iter().find_map(|w| {
+        let s = w.snapshot();
+        (s.phase == ReplicaPhase::Failed).then(|| {
+            let why = s
+                .last_error
+                .unwrap_or_else(|| "it keeps exiting".to_string());
+            format!("worker {} failed: {why}", s.id)
+        })
+    })
+}

@@ -1,0 +1,141 @@
+//! A BatchAPI's own routes on the gateway's paths: `POST /<api>` submits a job, `GET /<api>`
+//! lists its jobs, `GET /<api>/<job_id>` is a job's status (`?failed=true`: every dead
+//! letter), `DELETE /<api>/<job_id>` stops it. Everything else goes to the prediction gateway.
+
+use axum::extract::{Request, State};
+use axum::http::{Method, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+
+use crate::api::{JobList, JobStatusResponse, MessageResponse};
+use crate::batch::submission::{self, MAX_BODY_BYTES};
+use crate::server::access::Access;
+use crate::server::error::{error_response, ApiError};
+use crate::server::gateway;
+use crate::server::live_api::LiveApi;
+use crate::server::state::AppState;
+
+/// The gateway's fallback: a BatchAPI's routes, or a prediction.
+pub async fn fallback(State(state): State<AppState>, req: Request) -> Response {
+    let path = req.uri().path().trim_end_matches('/');
+    match state.deployments.by_path(path) {
+        Some(live) if live.is_batch() => {
+            return guarded(&state, &live, req, |state, live, req| async move {
+                api_route(state, live, req).await
+            })
+            .await
+        }
+        Some(_) => {}
+        None => {
+            if let Some((prefix, job_id)) = path.rsplit_once('/') {
+                if let Some(live) = state.deployments.by_path(prefix).filter(|l| l.is_batch()) {
+                    let job_id = job_id.to_string();
+                    return guarded(&state, &live, req, |state, live, req| async move {
+                        job_route(state, live, &job_id, req).await
+                    })
+                    .await;
+                }
+            }
+        }
+    }
+    gateway::handle(State(state), req).await
+}
+
+/// Checks the caller as a prediction is checked, then runs `route`.
+async fn guarded<F, Fut>(
+    state: &AppState,
+    live: &std::sync::Arc<LiveApi>,
+    req: Request,
+    route: F,
+) -> Response
+where
+    F: FnOnce(AppState, std::sync::Arc<LiveApi>, Request) -> Fut,
+    Fut: std::future::Future<Output = Result<Response, ApiError>>,
+{
+    if !state.loopback_only && live.access().access != Access::Public {
+        if let Err(e) = gateway::check_caller(state, live, req.headers()).await {
+            return e.into_response();
+        }
+    }
+    route(state.clone(), live.clone(), req)
+        .await
+        .unwrap_or_else(IntoResponse::into_response)
+}
+
+async fn api_route(
+    state: AppState,
+    live: std::sync::Arc<LiveApi>,
+    req: Request,
+) -> Result<Response, ApiError> {
+    match *req.method() {
+        Method::POST => submit(&state, &live, req).await,
+        Method::GET => Ok(Json(JobList {
+            jobs: state.jobs.list(&live).await?,
+        })
+        .into_response()),
+        _ => Ok(not_allowed(
+            &live,
+            req.method(),
+            "POST (submit a job) and GET (list its jobs)",
+        )),
+    }
+}
+
+async fn job_route(
+    state: AppState,
+    live: std::sync::Arc<LiveApi>,
+    job_id: &str,
+    req: Request,
+) -> Result<Response, ApiError> {
+    match *req.method() {
+        Method::GET => {
+            let all = req
+                .uri()
+                .query()
+                .is_some_and(|q| q.split('&').any(|kv| kv == "failed=true"));
+            let job_status = state.jobs.status(&live, job_id, all).await?;
+            Ok(Json(JobStatusResponse { job_status }).into_response())
+        }
+        Method::DELETE => {
+            state.jobs.stop(&live, job_id).await?;
+            Ok(Json(MessageResponse {
+                message: format!("stopped job {job_id}"),
+            })
+            .into_response())
+        }
+        _ => Ok(not_allowed(
+            &live,
+            req.method(),
+            "GET (the job's status) and DELETE (stop it) on a job",
+        )),
+    }
+}
+
+fn not_allowed(live: &LiveApi, method: &Method, allowed: &str) -> Response {
+    error_response(
+        StatusCode::METHOD_NOT_ALLOWED,
+        "method_not_allowed",
+        format!(
+            "{} is a BatchAPI: it answers {allowed}; {method} is not supported",
+            live.spec.name
+        ),
+    )
+}
+
+/// `POST /<api>`: checks the submission, stores the job and its batches, starts it.
+async fn submit(state: &AppState, live: &LiveApi, req: Request) -> Result<Response, ApiError> {
+    let body = axum::body::to_bytes(req.into_body(), MAX_BODY_BYTES)
+        .await
+        .map_err(|_| {
+            ApiError::PayloadTooLarge(format!(
+                "the job submission is larger than {} MB; write the items to files as newline-delimited JSON and submit them with delimited_files",
+                MAX_BODY_BYTES / (1024 * 1024)
+            ))
+        })?;
+    let value: serde_json::Value = serde_json::from_slice(&body)
+        .map_err(|e| ApiError::BadRequest(format!("the job submission is not valid JSON: {e}")))?;
+    let sub = submission::check(&value).map_err(|e| ApiError::BadRequest(e.to_string()))?;
+    state.disk.check()?;
+    let spec = state.jobs.submit(live, sub).await?;
+    Ok(Json(spec).into_response())
+}
