@@ -7,8 +7,8 @@ use serde::de::DeserializeOwned;
 
 use crate::api::{
     AccessInfo, ApiResponse, BundleStored, CreateTeam, CreateToken, CreateUser, CreatedToken,
-    CreatedUser, DeployRequest, DeployResult, ErrorBody, Health, MessageResponse, ServerInfo,
-    SetAccess, SetMember, TeamInfo, TokenInfo, UserInfo,
+    CreatedUser, DeployRequest, DeployResult, ErrorBody, Health, JobList, JobStatusResponse,
+    MessageResponse, ServerInfo, SetAccess, SetMember, TeamInfo, TokenInfo, UserInfo,
 };
 
 #[derive(Debug, thiserror::Error)]
@@ -235,6 +235,49 @@ impl Client {
     pub async fn set_access(&self, api: &str, req: &SetAccess) -> Result<AccessInfo, ClientError> {
         let path = format!("/api/v2/apis/{api}/access");
         self.json(self.request(Method::PUT, &path).json(req)).await
+    }
+
+    /// The jobs of a BatchAPI, newest first.
+    pub async fn list_jobs(&self, api: &str) -> Result<JobList, ClientError> {
+        self.json(self.request(Method::GET, &format!("/api/v2/apis/{api}/jobs")))
+            .await
+    }
+
+    /// One job of a BatchAPI; `failed`: every batch that failed for good, not the first 100.
+    pub async fn job_status(
+        &self,
+        api: &str,
+        job_id: &str,
+        failed: bool,
+    ) -> Result<JobStatusResponse, ClientError> {
+        self.json(
+            self.request(Method::GET, &format!("/api/v2/apis/{api}/jobs/{job_id}"))
+                .query(&[("failed", failed)]),
+        )
+        .await
+    }
+
+    /// Stops a job.
+    pub async fn stop_job(&self, api: &str, job_id: &str) -> Result<MessageResponse, ClientError> {
+        self.json(self.request(Method::DELETE, &format!("/api/v2/apis/{api}/jobs/{job_id}")))
+            .await
+    }
+
+    /// The log stream of a job; read it with `Response::chunk`.
+    pub async fn job_logs(
+        &self,
+        api: &str,
+        job_id: &str,
+        follow: bool,
+    ) -> Result<Response, ClientError> {
+        self.send(
+            self.request(
+                Method::GET,
+                &format!("/api/v2/apis/{api}/jobs/{job_id}/logs"),
+            )
+            .query(&[("follow", follow)]),
+        )
+        .await
     }
 
     /// The log stream of an API; read it with `Response::chunk`.

@@ -149,6 +149,9 @@ pub struct ApiResponse {
     pub spec: ApiConfig,
     /// Its deployment, as the Model Bazaar API sees it.
     pub deployment: DeploymentInfo,
+    /// A BatchAPI's jobs, in short.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub batch: Option<super::BatchSummary>,
 }
 
 /// `DELETE /api/v2/apis/{name}` and other plain acknowledgements.

@@ -98,8 +98,11 @@ pub struct JobList {
 /// What `cortex get` lists of a BatchAPI.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct BatchSummary {
+    /// Jobs enqueuing or running.
     pub running_jobs: u32,
     pub latest_job_id: Option<String>,
+    /// When the latest job was submitted (RFC 3339).
+    pub latest_job_created_time: Option<String>,
 }
 
 /// A batch handed out by `POST <sqs_url>/receive`.

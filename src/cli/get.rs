@@ -7,14 +7,11 @@ use anyhow::bail;
 
 use super::environment::{self, Target};
 use super::output::OutputFormat;
-use super::{render, ExitStatus, GetArgs};
-use crate::api::ApiResponse;
+use super::{get_batch, render, ExitStatus, GetArgs};
+use crate::api::{ApiKind, ApiResponse};
 use crate::clock::now;
 
 pub async fn run(args: GetArgs) -> anyhow::Result<ExitStatus> {
-    if args.job_id.is_some() {
-        bail!("batch jobs are not supported by this version of cortex yet; `cortex get <api>` describes a RealtimeAPI");
-    }
     let source = match environment::list_all_environments(args.env.env.as_deref())? {
         Some(envs) if args.api.is_none() => Source::All(envs),
         _ => Source::One(environment::connect(args.env.env.as_deref()).await?),
@@ -111,12 +108,87 @@ async fn render_once(source: &Source, args: &GetArgs) -> anyhow::Result<String> 
         }
         Some(name) => {
             let api = target.client.get_api(name).await?;
+            if api.kind == ApiKind::BatchAPI {
+                return batch_text(target, &api, args).await;
+            }
+            if args.job_id.is_some() {
+                bail!("{name} is a RealtimeAPI: only BatchAPIs have jobs; run `cortex get {name}`");
+            }
             if let Some(text) = structured(args.output, &api)? {
                 return Ok(text);
             }
             Ok(api_text(&api))
         }
     }
+}
+
+/// A BatchAPI's jobs (`-o json`: the API with its jobs), or one job (`-o json`: the seed's
+/// `{"job_status": ...}`).
+async fn batch_text(target: &Target, api: &ApiResponse, args: &GetArgs) -> anyhow::Result<String> {
+    match &args.job_id {
+        Some(job_id) => {
+            let status = target
+                .client
+                .job_status(&api.name, job_id, args.failed)
+                .await?;
+            if let Some(text) = structured(args.output, &status)? {
+                return Ok(text);
+            }
+            Ok(get_batch::job_text(
+                &status.job_status,
+                &api.endpoint,
+                args.failed,
+            ))
+        }
+        None => {
+            let jobs = target.client.list_jobs(&api.name).await?.jobs;
+            #[derive(serde::Serialize)]
+            struct BatchApi<'a> {
+                api: &'a ApiResponse,
+                jobs: &'a [crate::api::JobStatus],
+            }
+            if let Some(text) = structured(args.output, &BatchApi { api, jobs: &jobs })? {
+                return Ok(text);
+            }
+            Ok(get_batch::api_text(api, &jobs))
+        }
+    }
+}
+
+/// The realtime table and the batch table (each only when it has rows), with an `env`
+/// column when `envs` is given.
+fn tables(apis: &[&ApiResponse], envs: Option<&[&str]>) -> String {
+    let (mut realtime, mut batch) = (Vec::new(), Vec::new());
+    let (mut realtime_envs, mut batch_envs) = (Vec::new(), Vec::new());
+    for (i, api) in apis.iter().enumerate() {
+        let env = envs.and_then(|e| e.get(i).copied()).unwrap_or_default();
+        if api.kind == ApiKind::BatchAPI {
+            batch.push(*api);
+            batch_envs.push(env);
+        } else {
+            realtime.push(*api);
+            realtime_envs.push(env);
+        }
+    }
+    let mut parts = Vec::new();
+    if !realtime.is_empty() {
+        parts.push(realtime_table(
+            &realtime,
+            true,
+            envs.map(|_| realtime_envs.as_slice()),
+        ));
+    }
+    if !batch.is_empty() {
+        parts.push(get_batch::list_table(
+            &batch,
+            envs.map(|_| batch_envs.as_slice()),
+        ));
+    }
+    format!(
+        "{}
+",
+        parts.join("\n\n")
+    )
 }
 
 /// One environment's answer when listing them all (`-o json`: cortex's shape).
@@ -174,7 +246,7 @@ async fn all_environments(envs: &[String], format: OutputFormat) -> anyhow::Resu
     } else {
         let apis: Vec<&ApiResponse> = rows.iter().map(|(_, a)| *a).collect();
         let envs: Vec<&str> = rows.iter().map(|(e, _)| *e).collect();
-        format!("{}\n", realtime_table(&apis, true, Some(&envs)))
+        tables(&apis, Some(&envs))
     };
     for a in answers.iter().filter(|a| a.error.is_some()) {
         out.push_str(&format!(
@@ -271,7 +343,7 @@ fn list_text(apis: &[ApiResponse]) -> String {
         return "no apis are deployed\n".to_string();
     }
     let all: Vec<&ApiResponse> = apis.iter().collect();
-    format!("{}\n", realtime_table(&all, true, None))
+    tables(&all, None)
 }
 
 /// The deployment's own reports: its status as the Model Bazaar API gives it, what it

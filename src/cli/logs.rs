@@ -1,4 +1,5 @@
-//! `cortex logs API [JOB_ID] [-f] [--tail N]`.
+//! `cortex logs API [JOB_ID] [-f] [--tail N]`: an API's log, or a job's (the server's lines
+//! about it and every worker's, `-f` until the job ends).
 
 use std::io::Write;
 
@@ -8,14 +9,21 @@ use super::environment;
 use super::{ExitStatus, LogsArgs};
 
 pub async fn run(args: LogsArgs) -> anyhow::Result<ExitStatus> {
-    if args.job_id.is_some() {
-        bail!("batch jobs are not supported by this version of cortex yet; `cortex logs <api>` shows a RealtimeAPI's logs");
-    }
     let target = environment::connect(args.env.env.as_deref()).await?;
-    let mut resp = target
-        .client
-        .logs(&args.api, args.follow, args.tail)
-        .await?;
+    let mut resp = match &args.job_id {
+        Some(job_id) => {
+            target
+                .client
+                .job_logs(&args.api, job_id, args.follow)
+                .await?
+        }
+        None => {
+            target
+                .client
+                .logs(&args.api, args.follow, args.tail)
+                .await?
+        }
+    };
     loop {
         let chunk = match resp.chunk().await {
             Ok(Some(c)) => c,

@@ -8,6 +8,7 @@ mod deploy;
 mod env_cmd;
 mod environment;
 mod get;
+mod get_batch;
 mod identity;
 mod local_server;
 mod logs;
@@ -114,6 +115,9 @@ pub struct GetArgs {
     /// re-run the command every 2 seconds
     #[arg(short, long)]
     pub watch: bool,
+    /// with a job id: list every batch that failed for good, not only the first 10
+    #[arg(long, requires = "job_id")]
+    pub failed: bool,
     /// output format
     #[arg(short, long, value_enum, default_value_t = OutputFormat::Pretty)]
     pub output: OutputFormat,

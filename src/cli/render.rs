@@ -95,3 +95,89 @@ mod tests {
         assert_eq!(bytes(1536), "1.5 KiB");
     }
 }
+
+/// A time as cortex prints a job's: `29 Jul 2020 14:38:01 UTC`, from an RFC 3339 time (the
+/// text itself when it is not one).
+pub fn utc_time(rfc3339: &str) -> String {
+    let Some(ns) = crate::clock::parse_rfc3339(rfc3339) else {
+        return rfc3339.to_string();
+    };
+    let secs = (ns / 1_000_000_000) as libc::time_t;
+    // SAFETY: gmtime_r writes only into the `tm` we pass.
+    let tm = unsafe {
+        let mut tm: libc::tm = std::mem::zeroed();
+        if libc::gmtime_r(&secs, &mut tm).is_null() {
+            return rfc3339.to_string();
+        }
+        tm
+    };
+    const MONTHS: [&str; 12] = [
+        "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
+    ];
+    let month = MONTHS
+        .get(tm.tm_mon.clamp(0, 11) as usize)
+        .copied()
+        .unwrap_or("?");
+    format!(
+        "{:02} {month} {} {:02}:{:02}:{:02} UTC",
+        tm.tm_mday,
+        tm.tm_year + 1900,
+        tm.tm_hour,
+        tm.tm_min,
+        tm.tm_sec
+    )
+}
+
+/// Whole seconds in Go's duration format, as cortex prints a job's: `30s`, `5m20s`, `1h0m5s`.
+pub fn go_duration(secs: i64) -> String {
+    let secs = secs.max(0);
+    let (h, m, s) = (secs / 3600, (secs % 3600) / 60, secs % 60);
+    if h > 0 {
+        format!("{h}h{m}m{s}s")
+    } else if m > 0 {
+        format!("{m}m{s}s")
+    } else {
+        format!("{s}s")
+    }
+}
+
+/// Seconds in Go's duration format truncated to the millisecond: `12ms`, `1.5s`, `2m3.25s`.
+pub fn go_duration_ms(secs: f64) -> String {
+    let ms = (secs * 1000.0).max(0.0) as i64;
+    if ms < 1000 {
+        return format!("{ms}ms");
+    }
+    let (whole, frac) = (ms / 1000, ms % 1000);
+    let seconds = if frac == 0 {
+        format!("{}s", whole % 60)
+    } else {
+        let f = format!("{frac:03}");
+        format!("{}.{}s", whole % 60, f.trim_end_matches('0'))
+    };
+    match whole / 60 {
+        0 => seconds,
+        m if m < 60 => format!("{m}m{seconds}"),
+        m => format!("{}h{}m{seconds}", m / 60, m % 60),
+    }
+}
+
+#[cfg(test)]
+mod job_time_tests {
+    use super::*;
+
+    #[test]
+    fn job_times_read_as_cortex_prints_them() {
+        assert_eq!(
+            utc_time("2020-07-29T14:38:01.276007415Z"),
+            "29 Jul 2020 14:38:01 UTC"
+        );
+        assert_eq!(utc_time("not a time"), "not a time");
+        assert_eq!(go_duration(30), "30s");
+        assert_eq!(go_duration(320), "5m20s");
+        assert_eq!(go_duration(3605), "1h0m5s");
+        assert_eq!(go_duration_ms(0.012), "12ms");
+        assert_eq!(go_duration_ms(1.5), "1.5s");
+        assert_eq!(go_duration_ms(20.0), "20s");
+        assert_eq!(go_duration_ms(123.25), "2m3.25s");
+    }
+}

@@ -277,7 +277,6 @@ impl Jobs {
             dead,
             workers,
             &self.server_url(),
-            now_ns(),
         ))
     }
 
@@ -302,7 +301,7 @@ impl Jobs {
             .into_iter()
             .map(|(job, counts)| {
                 let workers = self.running(&job.id).map(|r| r.worker_stats());
-                view::job_status(&job, &counts, Vec::new(), workers, &url, now_ns())
+                view::job_status(&job, &counts, Vec::new(), workers, &url)
             })
             .collect())
     }

@@ -12,7 +12,7 @@ use tokio_util::sync::CancellationToken;
 use super::feeder::Feeder;
 use super::job_log::JobLog;
 use super::{RunningJob, Shared};
-use crate::batch::status::JobStatus;
+use crate::batch::status::{derive, JobFacts, JobStatus};
 use crate::clock::now_ns;
 use crate::engine::{Replica, ReplicaPhase, ReplicaPlan};
 use crate::runtime::plan::{self, JobWorker};
@@ -168,44 +168,61 @@ impl Run {
             tokio::time::Instant::now() + Duration::from_nanos(left)
         });
         let mut tick = tokio::time::interval(Duration::from_millis(500));
-        let counts = loop {
+        let timed_out = || {
+            Some(format!(
+                "the job did not finish within its timeout of {}s",
+                job.timeout_secs.unwrap_or_default()
+            ))
+        };
+        loop {
             tokio::select! {
                 _ = self.handle.stop.cancelled() => return Outcome::Interrupted,
                 _ = self.shutdown.cancelled() => return Outcome::Interrupted,
-                _ = sleep_until(deadline) => {
-                    return Outcome::Ended {
-                        status: JobStatus::TimedOut,
-                        why: Some(format!(
-                            "the job did not finish within its timeout of {}s",
-                            job.timeout_secs.unwrap_or_default()
-                        )),
-                    };
-                }
+                _ = sleep_until(deadline) => {}
                 _ = progress.notified() => {}
                 _ = tick.tick() => {}
             }
-            if let Some(why) = failed_worker(&workers) {
-                return Outcome::Ended {
-                    status: JobStatus::WorkerError,
-                    why: Some(why),
-                };
-            }
+            let failed = failed_worker(&workers);
             let id = job.id.clone();
-            match self.shared.store.call(move |c| jobs::counts(c, &id)).await {
-                Ok(counts) if counts.open() == 0 => break counts,
-                Ok(_) => {}
-                Err(e) => tracing::warn!("cannot count the batches of job {}: {e}", job.id),
+            let counts = match self.shared.store.call(move |c| jobs::counts(c, &id)).await {
+                Ok(counts) => counts,
+                Err(e) => {
+                    tracing::warn!("cannot count the batches of job {}: {e}", job.id);
+                    continue;
+                }
+            };
+            // The pure rule decides; this loop only gathers the facts.
+            let status = derive(&JobFacts {
+                recorded: JobStatus::Running,
+                total: job.total_batches,
+                succeeded: counts.succeeded,
+                failed: counts.failed,
+                created_ns: job.created_ns,
+                now_ns: now_ns(),
+                timeout: job.timeout_secs,
+                worker_oom: false,
+                worker_failed: failed.is_some(),
+            });
+            match status {
+                JobStatus::Running | JobStatus::Enqueuing => {}
+                JobStatus::Succeeded | JobStatus::CompletedWithFailures => {
+                    feeders_stop.cancel();
+                    self.complete(&workers).await;
+                    return Outcome::Ended { status, why: None };
+                }
+                JobStatus::TimedOut => {
+                    return Outcome::Ended {
+                        status,
+                        why: timed_out(),
+                    }
+                }
+                status => {
+                    return Outcome::Ended {
+                        status,
+                        why: failed,
+                    }
+                }
             }
-        };
-        feeders_stop.cancel();
-        self.complete(&workers).await;
-        Outcome::Ended {
-            status: if counts.failed > 0 {
-                JobStatus::CompletedWithFailures
-            } else {
-                JobStatus::Succeeded
-            },
-            why: None,
         }
     }
 

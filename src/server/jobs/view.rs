@@ -2,7 +2,7 @@
 //! and its workers. Pure.
 
 use crate::api;
-use crate::batch::status::{derive, JobFacts, JobStatus};
+use crate::batch::status::JobStatus;
 use crate::batch::submission::batches_per_worker;
 use crate::clock::rfc3339_nanos;
 use crate::store::jobs::{Counts, DeadLetter, JobRow};
@@ -29,23 +29,6 @@ pub fn job_spec(job: &JobRow, server_url: &str) -> api::JobSpec {
     }
 }
 
-/// The status a job has now: what was recorded, unless the facts already say more (every batch
-/// done, its timeout passed) while its runner is about to record it.
-pub fn current_status(job: &JobRow, counts: &Counts, now_ns: i64) -> JobStatus {
-    let recorded = JobStatus::parse(&job.status).unwrap_or(JobStatus::UnexpectedError);
-    derive(&JobFacts {
-        recorded,
-        total: job.total_batches,
-        succeeded: counts.succeeded,
-        failed: counts.failed,
-        created_ns: job.created_ns,
-        now_ns,
-        timeout: job.timeout_secs,
-        worker_oom: false,
-        worker_failed: false,
-    })
-}
-
 /// The seed's `job_status` object. `workers` is what its running workers say (`None` once the
 /// job ended: then how they ended is stored).
 pub fn job_status(
@@ -54,9 +37,10 @@ pub fn job_status(
     dead_letters: Vec<DeadLetter>,
     workers: Option<api::WorkerStats>,
     server_url: &str,
-    now_ns: i64,
 ) -> api::JobStatus {
-    let status = current_status(job, counts, now_ns);
+    // What the job's runner recorded: it decides (`batch::status::derive`) and records before
+    // anyone is told, so a job seen `status_succeeded` has run its `on_job_complete` too.
+    let status = JobStatus::parse(&job.status).unwrap_or(JobStatus::UnexpectedError);
     let worker_stats = match workers {
         Some(w) if job.end_ns.is_none() => w,
         _ => api::WorkerStats {
@@ -134,7 +118,6 @@ mod tests {
             Vec::new(),
             Some(running.clone()),
             "http://h",
-            0,
         );
         assert_eq!(s.status, "status_running");
         assert_eq!(s.spec.batches_per_worker, 3);
@@ -178,9 +161,11 @@ mod tests {
             Vec::new(),
             Some(api::WorkerStats::default()),
             "http://h",
-            0,
         );
         assert_eq!(s.worker_stats.succeeded, 2);
-        assert_eq!(s.end_time.as_deref(), Some("2020-07-16T14:56:11.000000000Z"));
+        assert_eq!(
+            s.end_time.as_deref(),
+            Some("2020-07-16T14:56:11.000000000Z")
+        );
     }
 }

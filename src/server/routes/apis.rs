@@ -311,7 +311,25 @@ async fn describe(state: &AppState, row: ModelRow, base: &str) -> Result<ApiResp
     let deployment =
         status::deployment(&state.store, &row, live.as_deref(), restore_error.clone()).await?;
     let summary = status::summary(live.as_deref(), restore_error);
+    let batch = match spec.kind {
+        spec::ApiKind::BatchAPI => {
+            let id = row.id.clone();
+            let jobs = state
+                .store
+                .call(move |c| crate::store::jobs::list(c, &id))
+                .await?;
+            Some(crate::api::BatchSummary {
+                running_jobs: jobs.iter().filter(|j| j.end_ns.is_none()).count() as u32,
+                latest_job_id: jobs.first().map(|j| j.id.clone()),
+                latest_job_created_time: jobs
+                    .first()
+                    .map(|j| crate::clock::rfc3339_nanos(j.created_ns)),
+            })
+        }
+        spec::ApiKind::RealtimeAPI => None,
+    };
     Ok(ApiResponse {
+        batch,
         endpoint: format!("{base}{}", spec.networking.endpoint),
         name: row.name,
         kind: spec.kind.into(),

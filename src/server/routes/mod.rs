@@ -1,10 +1,12 @@
 //! The HTTP surface: control API (`/api/v2/...`), health, and the gateway as the fallback.
 
 mod access;
+mod api_jobs;
 mod apis;
 mod bazaar;
 mod bundles;
 mod info;
+mod job_logs;
 mod jobs;
 mod logs;
 mod queue;
@@ -36,6 +38,15 @@ pub fn router(state: AppState) -> Router {
             get(apis::get_one).delete(apis::delete),
         )
         .route("/api/v2/apis/{name}/logs", get(logs::logs))
+        .route("/api/v2/apis/{name}/jobs", get(api_jobs::list))
+        .route(
+            "/api/v2/apis/{name}/jobs/{job_id}",
+            get(api_jobs::get_one).delete(api_jobs::stop),
+        )
+        .route(
+            "/api/v2/apis/{name}/jobs/{job_id}/logs",
+            get(job_logs::job_logs),
+        )
         .route("/api/v2/apis/{name}/access", put(access::set_access))
         .route("/api/v2/users", get(users::list).post(users::create))
         .route("/api/v2/users/{username}", delete(users::delete))
