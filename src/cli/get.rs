@@ -122,7 +122,7 @@ async fn render_once(source: &Source, args: &GetArgs) -> anyhow::Result<String> 
     }
 }
 
-/// A BatchAPI's jobs (`-o json`: the API with its jobs), or one job (`-o json`: the seed's
+/// A BatchAPI's jobs (`-o json`: the API's fields and `jobs`), or one job (`-o json`: the seed's
 /// `{"job_status": ...}`).
 async fn batch_text(target: &Target, api: &ApiResponse, args: &GetArgs) -> anyhow::Result<String> {
     match &args.job_id {
@@ -144,6 +144,7 @@ async fn batch_text(target: &Target, api: &ApiResponse, args: &GetArgs) -> anyho
             let jobs = target.client.list_jobs(&api.name).await?.jobs;
             #[derive(serde::Serialize)]
             struct BatchApi<'a> {
+                #[serde(flatten)]
                 api: &'a ApiResponse,
                 jobs: &'a [crate::api::JobStatus],
             }

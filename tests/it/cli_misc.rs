@@ -130,15 +130,25 @@ fn a_proxy_meant_for_the_outside_world_does_not_see_local_traffic() {
 }
 
 #[test]
-fn batch_job_commands_say_they_are_not_supported_yet() {
+fn job_commands_on_a_realtime_api_or_an_unknown_api_say_why_not() {
     let s = Server::start();
+    let p = s.example_project("command-realtime");
+    s.ok(&p, &["deploy"]);
     for args in [
-        ["get", "api", "job1"],
-        ["logs", "api", "job1"],
-        ["delete", "api", "job1"],
+        ["get", "reverser", "7fffffffffffffff"],
+        ["logs", "reverser", "7fffffffffffffff"],
+        ["delete", "reverser", "7fffffffffffffff"],
     ] {
         let out = s.run(s.dir.path(), &args);
-        assert_refused(&out, "batch jobs are not supported");
+        assert_refused(&out, "reverser is a RealtimeAPI");
+    }
+    for args in [
+        ["get", "nothing", "7fffffffffffffff"],
+        ["logs", "nothing", "7fffffffffffffff"],
+        ["delete", "nothing", "7fffffffffffffff"],
+    ] {
+        let out = s.run(s.dir.path(), &args);
+        assert_refused(&out, "api nothing is not deployed");
     }
 }
 

@@ -210,6 +210,12 @@ impl Server {
         }
     }
 
+    /// Starts the server again after [`Server::kill`] (same data directory, a new port).
+    pub fn restart_after_kill(&mut self) {
+        assert!(self.child.is_none(), "kill the server first");
+        self.boot();
+    }
+
     /// Starts the server again on the same data directory (a new port).
     pub fn restart(&mut self) {
         assert!(self.stop(), "the server did not stop cleanly");

@@ -4,6 +4,7 @@ mod harness;
 
 mod auth;
 mod bad_input;
+mod batch;
 mod bazaar;
 mod cli_misc;
 mod config_errors;

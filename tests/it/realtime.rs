@@ -270,23 +270,6 @@ fn several_processes_per_replica_serve_one_api() {
 }
 
 #[test]
-fn batch_apis_are_refused_with_a_clear_message() {
-    let s = Server::start();
-    let p = s.project("batch");
-    write(&p, "predictor.py", "class PythonPredictor:\n    pass\n");
-    write(
-        &p,
-        "cortex.yaml",
-        "- name: batcher\n  kind: BatchAPI\n  predictor:\n    type: python\n    path: predictor.py\n",
-    );
-    let out = s.run(&p, &["deploy"]);
-    assert_refused(
-        &out,
-        "error: batcher (BatchAPI): BatchAPIs are not supported by this server yet",
-    );
-}
-
-#[test]
 fn deploy_prints_cortex_style_hints() {
     let s = Server::start();
     let p = s.example_project("command-realtime");

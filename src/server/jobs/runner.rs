@@ -251,6 +251,8 @@ impl Run {
             .http
             .post(format!("http://{addr}/on-job-complete"))
             .header("x-cortex-job-id", &self.job.id)
+            // An empty body, said so: simple servers read Content-Length.
+            .header(reqwest::header::CONTENT_LENGTH, "0")
             .timeout(ON_COMPLETE_TIMEOUT)
             .send()
             .await;

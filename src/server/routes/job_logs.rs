@@ -126,6 +126,12 @@ pub async fn job_logs(
         .map_err(|e| ApiError::BadRequest(format!("{}; use follow=true|false", e.body_text())))?;
     let row = find(&state, &name).await?;
     super::require(&caller, &row, Level::Read)?;
+    if row.kind != "BatchAPI" {
+        return Err(ApiError::Unprocessable(format!(
+            "{name} is a {}, not a BatchAPI: it has no jobs; `cortex logs {name}` shows its logs",
+            row.kind
+        )));
+    }
     let id = job_id.clone();
     let job = state
         .store

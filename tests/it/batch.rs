@@ -1,0 +1,661 @@
+//! BatchAPIs: deploy, submit, the seed's job fields and statuses, failures kept as dead letters,
+//! retries, timeouts, stop, worker failures, faults (worker and server killed), the queue behind
+//! `sqs_url`, command workers, and the CLI's tables.
+
+use std::path::{Path, PathBuf};
+
+use serde_json::{json, Value};
+
+use crate::harness::{http, wait_for, write, Server, DEADLINE};
+
+/// A BatchAPI named `name` with this predictor (and extra YAML under `predictor:`), deployed.
+fn deploy_batch(s: &Server, name: &str, predictor: &str, config_yaml: &str) -> PathBuf {
+    let p = s.project(name);
+    write(&p, "predictor.py", predictor);
+    write(
+        &p,
+        "cortex.yaml",
+        &format!(
+            "- name: {name}\n  kind: BatchAPI\n  predictor:\n    type: python\n    path: predictor.py\n{config_yaml}"
+        ),
+    );
+    s.ok(&p, &["deploy"]);
+    s.wait_status(name, "live");
+    p
+}
+
+/// `POST /<api>` with `body`; the answer's status and JSON.
+fn submit_raw(s: &Server, api: &str, body: &str) -> (u16, Value) {
+    let resp = http()
+        .post(format!("{}/{api}", s.url))
+        .header("content-type", "application/json")
+        .body(body.to_string())
+        .send()
+        .unwrap();
+    let status = resp.status().as_u16();
+    (status, resp.json().unwrap_or(Value::Null))
+}
+
+/// Submits a job that must be accepted; returns its id.
+fn submit(s: &Server, api: &str, body: Value) -> String {
+    let (status, v) = submit_raw(s, api, &body.to_string());
+    assert_eq!(status, 200, "{v}");
+    v["job_id"].as_str().unwrap().to_string()
+}
+
+/// `GET /<api>/<job_id>`: the seed's `job_status`.
+fn job(s: &Server, api: &str, id: &str) -> Value {
+    let resp = http().get(format!("{}/{api}/{id}", s.url)).send().unwrap();
+    assert_eq!(resp.status(), 200);
+    resp.json::<Value>().unwrap()["job_status"].clone()
+}
+
+/// Waits until the job has ended, and checks that it ended as `status`.
+#[track_caller]
+fn wait_job(s: &Server, api: &str, id: &str, status: &str) -> Value {
+    let ended = wait_for(&format!("job {id} to end"), DEADLINE, || {
+        let j = job(s, api, id);
+        j.get("end_time").is_some().then_some(j)
+    });
+    assert_eq!(ended["status"], status, "{ended:#}");
+    ended
+}
+
+fn read(path: &Path) -> String {
+    std::fs::read_to_string(path).unwrap_or_default()
+}
+
+/// Sums each batch into `results/<batch_id>`; `on_job_complete` appends to `results/complete`.
+const SUMMER: &str = r#"
+import json, os
+
+class PythonPredictor:
+    def __init__(self, config, job_spec):
+        self.config = config
+        self.job_spec = job_spec
+        self.out = config["results"]
+        with open(os.path.join(self.out, "init-" + str(os.getpid())), "w") as f:
+            json.dump({"config": config, "job_spec": job_spec}, f)
+
+    def predict(self, payload, batch_id):
+        with open(os.path.join(self.out, batch_id), "w") as f:
+            json.dump({"sum": sum(payload), "n": len(payload)}, f)
+
+    def on_job_complete(self):
+        with open(os.path.join(self.out, "complete"), "a") as f:
+            f.write("done\n")
+"#;
+
+#[test]
+fn a_job_is_split_into_batches_processed_by_its_workers_and_completed_once() {
+    let s = Server::start();
+    let p = deploy_batch(
+        &s,
+        "summer",
+        SUMMER,
+        "    config:\n      scale: 1\n      keep: api\n",
+    );
+    let results = p.join("results");
+    std::fs::create_dir_all(&results).unwrap();
+    let items: Vec<u32> = (1..=25).collect();
+    let (status, answer) = submit_raw(
+        &s,
+        "summer",
+        &json!({
+            "workers": 3,
+            "item_list": {"items": items, "batch_size": 4},
+            "config": {"results": results, "scale": 2}
+        })
+        .to_string(),
+    );
+    assert_eq!(status, 200, "{answer}");
+    for field in [
+        "job_id",
+        "api_name",
+        "workers",
+        "batches_per_worker",
+        "config",
+        "api_id",
+        "sqs_url",
+        "created_time",
+        "total_batch_count",
+    ] {
+        assert!(answer.get(field).is_some(), "{field} missing: {answer}");
+    }
+    let id = answer["job_id"].as_str().unwrap().to_string();
+    assert_eq!(answer["api_name"], "summer");
+    assert_eq!(answer["workers"], 3);
+    assert_eq!(answer["total_batch_count"], 7);
+    assert_eq!(answer["batches_per_worker"], 3);
+    assert_eq!(
+        answer["config"],
+        json!({"scale": 2, "keep": "api", "results": results}),
+        "the job's config goes over predictor.config"
+    );
+    assert_eq!(
+        answer["sqs_url"],
+        format!("{}/api/v2/queues/{id}", s.url).as_str()
+    );
+    let created = answer["created_time"].as_str().unwrap();
+    assert!(
+        created.len() == "2020-07-16T14:56:10.276007415Z".len() && created.ends_with('Z'),
+        "{created}"
+    );
+
+    let done = wait_job(&s, "summer", &id, "status_succeeded");
+    assert_eq!(
+        done["batch_metrics"],
+        json!({"succeeded": 7, "failed": 0, "total": 7, "avg_time_per_batch": done["batch_metrics"]["avg_time_per_batch"]})
+    );
+    assert!(
+        done["batch_metrics"]["avg_time_per_batch"]
+            .as_f64()
+            .unwrap()
+            >= 0.0
+    );
+    assert_eq!(done["batches_in_queue"], 0);
+    assert_eq!(done["worker_stats"]["succeeded"], 3);
+    assert!(done["start_time"].is_string() && done["end_time"].is_string());
+
+    // Every batch was processed, once each, with the right items.
+    let mut total = 0;
+    for seq in 0..7 {
+        let batch: Value =
+            serde_json::from_str(&read(&results.join(format!("{id}-{seq}")))).unwrap();
+        total += batch["sum"].as_u64().unwrap();
+    }
+    assert_eq!(total, (1..=25).sum::<u64>());
+    assert_eq!(
+        read(&results.join("complete")),
+        "done\n",
+        "on_job_complete ran once"
+    );
+    // Three workers, each given the merged config and the seed's job fields.
+    let inits: Vec<Value> = std::fs::read_dir(&results)
+        .unwrap()
+        .filter_map(|e| {
+            let e = e.unwrap();
+            let name = e.file_name().to_string_lossy().into_owned();
+            name.starts_with("init-")
+                .then(|| serde_json::from_str(&read(&e.path())).unwrap())
+        })
+        .collect();
+    assert_eq!(inits.len(), 3);
+    for init in &inits {
+        assert_eq!(init["config"]["scale"], 2);
+        assert_eq!(init["config"]["keep"], "api");
+        assert_eq!(init["job_spec"]["job_id"], id.as_str());
+        assert_eq!(init["job_spec"]["workers"], 3);
+    }
+
+    // The job list, newest first.
+    let second = submit(
+        &s,
+        "summer",
+        json!({"workers": 1, "item_list": {"items": [1], "batch_size": 1}, "config": {"results": results}}),
+    );
+    wait_job(&s, "summer", &second, "status_succeeded");
+    let list: Value = http()
+        .get(format!("{}/summer", s.url))
+        .send()
+        .unwrap()
+        .json()
+        .unwrap();
+    let ids: Vec<&str> = list["jobs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|j| j["job_id"].as_str().unwrap())
+        .collect();
+    assert_eq!(ids, [second.as_str(), id.as_str()]);
+}
+
+#[test]
+fn bad_submissions_are_refused_naming_what_to_change() {
+    let s = Server::start();
+    deploy_batch(&s, "strict", SUMMER, "");
+    let cases = [
+        ("not json", 400, "not valid JSON"),
+        (
+            r#"{"item_list": {"items": [1], "batch_size": 1}}"#,
+            400,
+            "workers: required",
+        ),
+        (
+            r#"{"workers": 0, "item_list": {"items": [1], "batch_size": 1}}"#,
+            400,
+            "workers: expected a whole number",
+        ),
+        (r#"{"workers": 1}"#, 400, "item_list: required"),
+        (
+            r#"{"workers": 1, "item_list": {"items": [], "batch_size": 1}}"#,
+            400,
+            "item_list.items: is empty",
+        ),
+        (
+            r#"{"workers": 1, "item_list": {"items": [1]}}"#,
+            400,
+            "item_list.batch_size: required",
+        ),
+        (
+            r#"{"workers": 1, "item_list": {"items": [1], "batch_size": "two"}}"#,
+            400,
+            "item_list.batch_size: expected a whole number",
+        ),
+        (
+            r#"{"workers": 1, "item_list": {"items": [1], "batch_size": 1}, "config": 3}"#,
+            400,
+            "config: expected a mapping",
+        ),
+        (
+            r#"{"workers": 1, "item_list": {"items": [1], "batch_size": 1}, "dead_letter": {}}"#,
+            400,
+            "dead_letter.max_receive_count: required",
+        ),
+        (
+            r#"{"workers": 1, "item_list": {"items": [1], "batch_size": 1}, "wokers": 2}"#,
+            400,
+            "wokers: unknown field",
+        ),
+    ];
+    for (body, code, needle) in cases {
+        let (status, v) = submit_raw(&s, "strict", body);
+        assert_eq!(status, code, "{body}: {v}");
+        assert_eq!(v["kind"], "bad_request", "{body}: {v}");
+        let message = v["message"].as_str().unwrap();
+        assert!(
+            message.contains(needle),
+            "{body}: {needle:?} not in {message:?}"
+        );
+    }
+    // An item over 256 KiB is named by its index.
+    let big = "x".repeat(300 * 1024);
+    let (status, v) = submit_raw(
+        &s,
+        "strict",
+        &json!({"workers": 1, "item_list": {"items": [1, big], "batch_size": 1}}).to_string(),
+    );
+    assert_eq!(status, 400, "{v}");
+    assert!(
+        v["message"]
+            .as_str()
+            .unwrap()
+            .starts_with("item_list.items[1]: is "),
+        "{v}"
+    );
+    // A body over 10 MB is 413, with the advice to use delimited files.
+    let items: Vec<String> = (0..50).map(|_| "y".repeat(220 * 1024)).collect();
+    let (status, v) = submit_raw(
+        &s,
+        "strict",
+        &json!({"workers": 1, "item_list": {"items": items, "batch_size": 1}}).to_string(),
+    );
+    assert_eq!(status, 413, "{v}");
+    assert!(
+        v["message"].as_str().unwrap().contains("delimited_files"),
+        "{v}"
+    );
+    // Nothing was stored by any of them.
+    let list: Value = http()
+        .get(format!("{}/strict", s.url))
+        .send()
+        .unwrap()
+        .json()
+        .unwrap();
+    assert_eq!(list["jobs"], json!([]));
+    // Unknown jobs are 404; methods other than the seed's are 405.
+    let resp = http()
+        .get(format!("{}/strict/7fffffffffffffff", s.url))
+        .send()
+        .unwrap();
+    assert_eq!(resp.status(), 404);
+    let resp = http().put(format!("{}/strict", s.url)).send().unwrap();
+    assert_eq!(resp.status(), 405);
+}
+
+/// Fails the batches whose first item is odd (every delivery), or, with `flaky`, the first
+/// delivery of every batch (a marker file remembers it).
+const PICKY: &str = r#"
+import os
+
+class PythonPredictor:
+    def __init__(self, config):
+        self.config = config
+
+    def predict(self, payload, batch_id):
+        if self.config.get("flaky"):
+            marker = os.path.join(self.config["results"], "seen-" + batch_id)
+            if not os.path.exists(marker):
+                open(marker, "w").close()
+                raise RuntimeError("first delivery of " + batch_id + " fails")
+            return
+        if payload[0] % 2 == 1:
+            raise ValueError("odd batch " + str(payload))
+"#;
+
+#[test]
+fn failed_batches_are_kept_as_dead_letters_and_retried_with_dead_letter() {
+    let s = Server::start();
+    let p = deploy_batch(&s, "picky", PICKY, "");
+    let id = submit(
+        &s,
+        "picky",
+        json!({"workers": 2, "item_list": {"items": [1, 2, 3, 4, 5, 6], "batch_size": 1}}),
+    );
+    let done = wait_job(&s, "picky", &id, "status_completed_with_failures");
+    assert_eq!(done["batch_metrics"]["succeeded"], 3);
+    assert_eq!(done["batch_metrics"]["failed"], 3);
+    let dead = done["dead_letters"].as_array().unwrap();
+    let batches: Vec<u64> = dead.iter().map(|d| d["batch"].as_u64().unwrap()).collect();
+    assert_eq!(batches, [0, 2, 4]);
+    assert_eq!(
+        dead[0]["receive_count"], 1,
+        "one delivery without dead_letter"
+    );
+    let error = dead[0]["error"].as_str().unwrap();
+    assert!(error.contains("ValueError: odd batch [1]"), "{error}");
+    // The CLI lists them.
+    let text = s.ok(&p, &["get", "picky", &id]);
+    assert!(text.contains("status: completed with failures"), "{text}");
+    assert!(text.contains("failed batches"), "{text}");
+    assert!(text.contains(&format!("{id}-2")), "{text}");
+
+    // With dead_letter, a batch that fails once is delivered again and succeeds.
+    let results = p.join("results");
+    std::fs::create_dir_all(&results).unwrap();
+    let id = submit(
+        &s,
+        "picky",
+        json!({
+            "workers": 1,
+            "item_list": {"items": [1, 2, 3], "batch_size": 1},
+            "config": {"flaky": true, "results": results},
+            "dead_letter": {"max_receive_count": 2}
+        }),
+    );
+    let done = wait_job(&s, "picky", &id, "status_succeeded");
+    assert_eq!(done["batch_metrics"]["succeeded"], 3);
+    assert_eq!(done["dead_letters"], json!([]));
+}
+
+/// Waits in predict until `results/go` exists (or 60 s), then succeeds.
+const GATED: &str = r#"
+import os, time
+
+class PythonPredictor:
+    def __init__(self, config, job_spec):
+        self.results = config["results"]
+        with open(os.path.join(self.results, "token"), "w") as f:
+            f.write(os.environ["CORTEX_JOB_TOKEN"])
+
+    def predict(self, payload, batch_id):
+        with open(os.path.join(self.results, "started-" + batch_id), "w") as f:
+            f.write(str(os.getpid()))
+        end = time.time() + 60
+        while not os.path.exists(os.path.join(self.results, "go")) and time.time() < end:
+            time.sleep(0.02)
+        with open(os.path.join(self.results, "done-" + batch_id), "a") as f:
+            f.write("done\n")
+"#;
+
+fn gated(s: &Server, name: &str) -> PathBuf {
+    let p = deploy_batch(s, name, GATED, "");
+    std::fs::create_dir_all(p.join("results")).unwrap();
+    p.join("results")
+}
+
+#[test]
+fn a_job_past_its_timeout_is_timed_out_and_a_stopped_job_stays_stopped() {
+    let s = Server::start();
+    let results = gated(&s, "slow");
+    let id = submit(
+        &s,
+        "slow",
+        json!({"workers": 1, "item_list": {"items": [1, 2], "batch_size": 1}, "config": {"results": results}, "timeout": 1}),
+    );
+    let done = wait_job(&s, "slow", &id, "status_timed_out");
+    assert!(
+        done["message"].as_str().unwrap().contains("timeout of 1s"),
+        "{done}"
+    );
+
+    let id = submit(
+        &s,
+        "slow",
+        json!({"workers": 1, "item_list": {"items": [1, 2], "batch_size": 1}, "config": {"results": results}}),
+    );
+    wait_for("the first batch to start", DEADLINE, || {
+        results
+            .join(format!("started-{id}-0"))
+            .exists()
+            .then_some(())
+    });
+    let out = s.ok(&s.dir.path().to_path_buf(), &["delete", "slow", &id]);
+    assert_eq!(out, format!("stopped job {id}\n"));
+    let stopped = job(&s, "slow", &id);
+    assert_eq!(stopped["status"], "status_stopped");
+    assert!(stopped["end_time"].is_string());
+    // Its worker is gone: the batch it held never finishes.
+    let pid: i32 = read(&results.join(format!("started-{id}-0")))
+        .parse()
+        .unwrap();
+    wait_for("the worker to exit", DEADLINE, || {
+        (unsafe { libc::kill(pid, 0) } != 0).then_some(())
+    });
+    // Stopping it again is a conflict; an unknown job is 404.
+    let resp = http()
+        .delete(format!("{}/slow/{id}", s.url))
+        .send()
+        .unwrap();
+    assert_eq!(resp.status(), 409);
+    let v: Value = resp.json().unwrap();
+    assert!(
+        v["message"].as_str().unwrap().contains("already ended"),
+        "{v}"
+    );
+    let resp = http()
+        .delete(format!("{}/slow/7fffffffffffffff", s.url))
+        .send()
+        .unwrap();
+    assert_eq!(resp.status(), 404);
+}
+
+#[test]
+fn a_worker_whose_init_fails_ends_the_job_with_worker_error() {
+    let s = Server::start();
+    deploy_batch(
+        &s,
+        "broken",
+        "class PythonPredictor:\n    def __init__(self, config):\n        raise RuntimeError('no model file')\n\n    def predict(self, payload):\n        pass\n",
+        "",
+    );
+    let id = submit(
+        &s,
+        "broken",
+        json!({"workers": 2, "item_list": {"items": [1, 2], "batch_size": 1}}),
+    );
+    let done = wait_job(&s, "broken", &id, "status_worker_error");
+    let message = done["message"].as_str().unwrap();
+    assert!(message.contains("no model file"), "{message}");
+    assert!(
+        done["worker_stats"]["failed"].as_u64().unwrap() >= 1,
+        "{done}"
+    );
+}
+
+#[test]
+fn a_worker_killed_mid_batch_gives_the_batch_back_and_the_job_succeeds() {
+    let s = Server::start();
+    let results = gated(&s, "sturdy");
+    let id = submit(
+        &s,
+        "sturdy",
+        json!({"workers": 1, "item_list": {"items": [1, 2, 3], "batch_size": 1}, "config": {"results": results}}),
+    );
+    let started = results.join(format!("started-{id}-0"));
+    wait_for("the first batch to start", DEADLINE, || {
+        started.exists().then_some(())
+    });
+    let pid: i32 = wait_for("the worker's pid", DEADLINE, || read(&started).parse().ok());
+    unsafe {
+        libc::kill(pid, libc::SIGKILL);
+    }
+    std::fs::write(results.join("go"), "").unwrap();
+    let done = wait_job(&s, "sturdy", &id, "status_succeeded");
+    assert_eq!(done["batch_metrics"]["succeeded"], 3);
+    assert_eq!(done["batch_metrics"]["failed"], 0);
+    // The killed delivery never finished; the next one did, once.
+    assert_eq!(read(&results.join(format!("done-{id}-0"))), "done\n");
+}
+
+#[test]
+fn a_server_killed_mid_job_resumes_it_and_counts_every_batch_once() {
+    let mut s = Server::start();
+    let results = gated(&s, "durable");
+    let id = submit(
+        &s,
+        "durable",
+        json!({"workers": 2, "item_list": {"items": [1, 2, 3, 4, 5], "batch_size": 1}, "config": {"results": results}}),
+    );
+    wait_for("two batches to start", DEADLINE, || {
+        (results.join(format!("started-{id}-0")).exists()
+            && results.join(format!("started-{id}-1")).exists())
+        .then_some(())
+    });
+    s.kill();
+    std::fs::write(results.join("go"), "").unwrap();
+    s.restart_after_kill();
+    let done = wait_job(&s, "durable", &id, "status_succeeded");
+    assert_eq!(done["batch_metrics"]["succeeded"], 5);
+    assert_eq!(done["batch_metrics"]["failed"], 0);
+    assert_eq!(done["batch_metrics"]["total"], 5);
+    for seq in 0..5 {
+        assert!(
+            results.join(format!("done-{id}-{seq}")).exists(),
+            "batch {seq} was processed"
+        );
+    }
+    let log = s.ok(&s.dir.path().to_path_buf(), &["logs", "durable", &id]);
+    assert!(log.contains("the server restarted; resuming job"), "{log}");
+}
+
+#[test]
+fn the_queue_behind_sqs_url_serves_remote_workers_with_the_job_token() {
+    let s = Server::start();
+    let results = gated(&s, "remote");
+    let answer: Value = {
+        let (status, v) = submit_raw(
+            &s,
+            "remote",
+            &json!({"workers": 1, "item_list": {"items": [1, 2, 3], "batch_size": 1}, "config": {"results": results}})
+                .to_string(),
+        );
+        assert_eq!(status, 200);
+        v
+    };
+    let id = answer["job_id"].as_str().unwrap().to_string();
+    let sqs = answer["sqs_url"].as_str().unwrap().to_string();
+    // The local worker holds batch 0 (gated); the job's token is what it was given.
+    wait_for("the first batch to start", DEADLINE, || {
+        results
+            .join(format!("started-{id}-0"))
+            .exists()
+            .then_some(())
+    });
+    let token = read(&results.join("token"));
+    let post = |path: &str, token: &str, body: Value| {
+        http()
+            .post(format!("{sqs}/{path}"))
+            .bearer_auth(token)
+            .json(&body)
+            .send()
+            .unwrap()
+    };
+    assert_eq!(
+        post("receive", &s.token, json!({})).status(),
+        401,
+        "a user token"
+    );
+    assert_eq!(post("receive", "nonsense", json!({})).status(), 401);
+    let got = post("receive?wait_seconds=5", &token, json!({}));
+    assert_eq!(got.status(), 200);
+    let batch: Value = got.json().unwrap();
+    assert_eq!(batch["body"], "[2]", "{batch}");
+    assert_eq!(batch["receive_count"], 1);
+    let receipt =
+        json!({"batch_id": batch["batch_id"], "receipt": batch["receipt"], "duration_ms": 3});
+    assert_eq!(post("extend", &token, receipt.clone()).status(), 200);
+    assert_eq!(post("ack", &token, receipt.clone()).status(), 200);
+    assert_eq!(post("ack", &token, receipt).status(), 409, "acked once");
+    let bad = post("ack", &token, json!({"batch_id": "nope", "receipt": "x"}));
+    assert_eq!(bad.status(), 400);
+    std::fs::write(results.join("go"), "").unwrap();
+    let done = wait_job(&s, "remote", &id, "status_succeeded");
+    assert_eq!(done["batch_metrics"]["succeeded"], 3);
+    assert!(
+        !results.join(format!("done-{id}-1")).exists(),
+        "the batch the remote worker acked was not delivered again"
+    );
+    // Once the job ended its token no longer works.
+    assert_eq!(post("receive", &token, json!({})).status(), 401);
+}
+
+#[test]
+fn a_command_worker_gets_batches_on_post_with_the_job_id() {
+    let s = Server::start();
+    let p = s.project("cmd-batch");
+    write(
+        &p,
+        "worker.py",
+        r#"
+import http.server, json, os
+
+OUT = os.environ["RESULTS"]
+
+class H(http.server.BaseHTTPRequestHandler):
+    def do_GET(self):
+        self.send_response(200)
+        self.end_headers()
+        self.wfile.write(b"ok")
+
+    def do_POST(self):
+        body = self.rfile.read(int(self.headers["Content-Length"]))
+        if self.path == "/on-job-complete":
+            open(os.path.join(OUT, "complete"), "a").write("done\n")
+        else:
+            job = self.headers["X-Cortex-Job-ID"]
+            with open(os.path.join(OUT, job + "-" + str(sum(json.loads(body)))), "w") as f:
+                f.write(body.decode())
+        self.send_response(200)
+        self.end_headers()
+
+    def log_message(self, *args):
+        pass
+
+http.server.HTTPServer(("127.0.0.1", int(os.environ["CORTEX_PORT"])), H).serve_forever()
+"#,
+    );
+    let results = p.join("results");
+    std::fs::create_dir_all(&results).unwrap();
+    write(
+        &p,
+        "cortex.yaml",
+        &format!(
+            "- name: cmd-batch\n  kind: BatchAPI\n  predictor:\n    type: command\n    command: [python3, worker.py]\n    env:\n      RESULTS: {}\n",
+            results.display()
+        ),
+    );
+    s.ok(&p, &["deploy"]);
+    s.wait_status("cmd-batch", "live");
+    let id = submit(
+        &s,
+        "cmd-batch",
+        json!({"workers": 2, "item_list": {"items": [1, 2, 3, 4], "batch_size": 2}}),
+    );
+    wait_job(&s, "cmd-batch", &id, "status_succeeded");
+    assert_eq!(read(&results.join(format!("{id}-3"))), "[1,2]");
+    assert_eq!(read(&results.join(format!("{id}-7"))), "[3,4]");
+    let log = s.ok(&p, &["logs", "cmd-batch", &id]);
+    assert_eq!(read(&results.join("complete")), "done\n", "{log}");
+    assert!(log.contains("on_job_complete ran on worker"), "{log}");
+}
