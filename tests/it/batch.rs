@@ -430,7 +430,7 @@ fn a_job_past_its_timeout_is_timed_out_and_a_stopped_job_stays_stopped() {
             .exists()
             .then_some(())
     });
-    let out = s.ok(&s.dir.path().to_path_buf(), &["delete", "slow", &id]);
+    let out = s.ok(s.dir.path(), &["delete", "slow", &id]);
     assert_eq!(out, format!("stopped job {id}\n"));
     let stopped = job(&s, "slow", &id);
     assert_eq!(stopped["status"], "status_stopped");
@@ -535,7 +535,7 @@ fn a_server_killed_mid_job_resumes_it_and_counts_every_batch_once() {
             "batch {seq} was processed"
         );
     }
-    let log = s.ok(&s.dir.path().to_path_buf(), &["logs", "durable", &id]);
+    let log = s.ok(s.dir.path(), &["logs", "durable", &id]);
     assert!(log.contains("the server restarted; resuming job"), "{log}");
 }
 
