@@ -621,7 +621,7 @@ _cortex() {
             return 0
             ;;
         cortex__subcmd__get)
-            opts="-e -w -o -h -V --env --watch --output --help --version"
+            opts="-e -w -o -h -V --env --watch --failed --output --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -1125,7 +1125,7 @@ _cortex() {
             return 0
             ;;
         cortex__subcmd__server)
-            opts="-h -V --listen --data-dir --port-fallback --min-free-disk-mb --log-tail-lines --help --version status stop help"
+            opts="-h -V --listen --data-dir --port-fallback --min-free-disk-mb --log-tail-lines --data-root --help --version status stop help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -1144,6 +1144,10 @@ _cortex() {
                     return 0
                     ;;
                 --log-tail-lines)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --data-root)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;

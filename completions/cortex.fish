@@ -52,6 +52,7 @@ complete -c cortex -n "__fish_cortex_using_subcommand get" -s o -l output -d 'ou
 json\t''
 yaml\t''"
 complete -c cortex -n "__fish_cortex_using_subcommand get" -s w -l watch -d 're-run the command every 2 seconds'
+complete -c cortex -n "__fish_cortex_using_subcommand get" -l failed -d 'with a job id: list every batch that failed for good, not only the first 10'
 complete -c cortex -n "__fish_cortex_using_subcommand get" -s h -l help -d 'Print help'
 complete -c cortex -n "__fish_cortex_using_subcommand get" -s V -l version -d 'Print version'
 complete -c cortex -n "__fish_cortex_using_subcommand logs" -s e -l env -d 'environment to use (default: the configured default, usually "local")' -r
@@ -100,6 +101,7 @@ complete -c cortex -n "__fish_cortex_using_subcommand server; and not __fish_see
 complete -c cortex -n "__fish_cortex_using_subcommand server; and not __fish_seen_subcommand_from status stop help" -l data-dir -d 'where the server keeps its database, bundles and logs (default: <config dir>/local, the local environment\'s server)' -r -F
 complete -c cortex -n "__fish_cortex_using_subcommand server; and not __fish_seen_subcommand_from status stop help" -l min-free-disk-mb -d 'refuse deploys (507) while the data directory\'s disk has less free space than this (MiB)' -r
 complete -c cortex -n "__fish_cortex_using_subcommand server; and not __fish_seen_subcommand_from status stop help" -l log-tail-lines -d 'lines of stdout and of stderr per replica that `GET /api/v2/deploy/{id}/logs` returns' -r
+complete -c cortex -n "__fish_cortex_using_subcommand server; and not __fish_seen_subcommand_from status stop help" -l data-root -d 'let batch jobs read `delimited_files` from this directory (paths outside it are refused)' -r -F
 complete -c cortex -n "__fish_cortex_using_subcommand server; and not __fish_seen_subcommand_from status stop help" -l port-fallback -d 'if the port is taken, listen on a free one instead'
 complete -c cortex -n "__fish_cortex_using_subcommand server; and not __fish_seen_subcommand_from status stop help" -s h -l help -d 'Print help'
 complete -c cortex -n "__fish_cortex_using_subcommand server; and not __fish_seen_subcommand_from status stop help" -s V -l version -d 'Print version'

@@ -7,12 +7,22 @@ pub const MAX_BODY_BYTES: usize = 10 * 1024 * 1024;
 /// The largest item, as JSON.
 pub const MAX_ITEM_BYTES: usize = 256 * 1024;
 
-/// A checked submission with its items (for `item_list`).
+/// Where a job's items come from.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Input {
+    /// `item_list.items`: in the submission itself.
+    Items(Vec<Value>),
+    /// `delimited_files.paths`: newline-delimited JSON read by the server, from `http(s)://`
+    /// URLs or local paths (which the server checks against its `--data-root`).
+    Files(Vec<String>),
+}
+
+/// A checked submission.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Submission {
     pub workers: u32,
     pub batch_size: u32,
-    pub items: Vec<Value>,
+    pub input: Input,
     /// Merged over `predictor.config` for the job's workers.
     pub config: serde_json::Map<String, Value>,
     /// Seconds after submission at which the job is stopped as `status_timed_out`.
@@ -78,51 +88,22 @@ pub fn check(body: &Value) -> Result<Submission, SubmissionError> {
     let workers = positive(obj, "workers")?
         .ok_or_else(|| problem("workers", "required: how many workers run the job, e.g. 1"))?;
     let workers = u32::try_from(workers).map_err(|_| problem("workers", "too large"))?;
-    let Some(list) = obj.get("item_list") else {
-        return Err(if obj.contains_key("delimited_files") {
-            problem(
-                "delimited_files",
-                "not supported by this server yet; send item_list",
-            )
-        } else {
-            problem(
-                "item_list",
-                "required: {\"items\": [...], \"batch_size\": N}",
-            )
-        });
-    };
-    let list = list.as_object().ok_or_else(|| {
-        problem(
-            "item_list",
-            "expected {\"items\": [...], \"batch_size\": N}",
-        )
-    })?;
-    let items = match list.get("items") {
-        Some(Value::Array(items)) if !items.is_empty() => items.clone(),
-        Some(Value::Array(_)) => {
+    let (input, batch_size) = match (obj.get("item_list"), obj.get("delimited_files")) {
+        (Some(_), Some(_)) => {
             return Err(problem(
-                "item_list.items",
-                "is empty; give at least one item",
+                "delimited_files",
+                "give item_list or delimited_files, not both",
             ))
         }
-        _ => return Err(problem("item_list.items", "required: a list of items")),
-    };
-    let batch_size = positive(list, "batch_size")
-        .map_err(|e| problem("item_list.batch_size", e.message))?
-        .ok_or_else(|| problem("item_list.batch_size", "required: items per batch, e.g. 10"))?;
-    let batch_size =
-        u32::try_from(batch_size).map_err(|_| problem("item_list.batch_size", "too large"))?;
-    for (i, item) in items.iter().enumerate() {
-        let size = serde_json::to_vec(item)
-            .map(|v| v.len())
-            .unwrap_or(usize::MAX);
-        if size > MAX_ITEM_BYTES {
+        (Some(list), None) => item_list(list)?,
+        (None, Some(files)) => delimited_files(files)?,
+        (None, None) => {
             return Err(problem(
-                &format!("item_list.items[{i}]"),
-                format!("is {size} bytes; an item may be at most {MAX_ITEM_BYTES} bytes (256 KiB)"),
-            ));
+                "item_list",
+                "required: {\"items\": [...], \"batch_size\": N} (or delimited_files for inputs over 10 MB)",
+            ))
         }
-    }
+    };
     let config = match obj.get("config") {
         None | Some(Value::Null) => serde_json::Map::new(),
         Some(Value::Object(m)) => m.clone(),
@@ -152,11 +133,108 @@ pub fn check(body: &Value) -> Result<Submission, SubmissionError> {
     Ok(Submission {
         workers,
         batch_size,
-        items,
+        input,
         config,
         timeout,
         max_receive_count,
     })
+}
+
+/// `item_list`: its items and batch size.
+fn item_list(list: &Value) -> Result<(Input, u32), SubmissionError> {
+    let list = list.as_object().ok_or_else(|| {
+        problem(
+            "item_list",
+            "expected {\"items\": [...], \"batch_size\": N}",
+        )
+    })?;
+    let items = match list.get("items") {
+        Some(Value::Array(items)) if !items.is_empty() => items.clone(),
+        Some(Value::Array(_)) => {
+            return Err(problem(
+                "item_list.items",
+                "is empty; give at least one item",
+            ))
+        }
+        _ => return Err(problem("item_list.items", "required: a list of items")),
+    };
+    let batch_size = batch_size_of(list, "item_list")?;
+    for (i, item) in items.iter().enumerate() {
+        check_item(item).map_err(|message| problem(&format!("item_list.items[{i}]"), message))?;
+    }
+    Ok((Input::Items(items), batch_size))
+}
+
+/// `delimited_files`: its paths and batch size.
+fn delimited_files(files: &Value) -> Result<(Input, u32), SubmissionError> {
+    let files = files.as_object().ok_or_else(|| {
+        problem(
+            "delimited_files",
+            "expected {\"paths\": [\"https://...\" or a path under the server's --data-root], \"batch_size\": N}",
+        )
+    })?;
+    if let Some(unknown) = files
+        .keys()
+        .find(|k| !["paths", "batch_size"].contains(&k.as_str()))
+    {
+        return Err(problem(
+            &format!("delimited_files.{unknown}"),
+            "unknown field; use paths and batch_size",
+        ));
+    }
+    let paths = match files.get("paths") {
+        Some(Value::Array(paths)) if !paths.is_empty() => paths,
+        Some(Value::Array(_)) => {
+            return Err(problem(
+                "delimited_files.paths",
+                "is empty; give at least one file",
+            ))
+        }
+        _ => {
+            return Err(problem(
+                "delimited_files.paths",
+                "required: a list of http(s):// URLs or paths under the server's --data-root",
+            ))
+        }
+    };
+    let mut out = Vec::with_capacity(paths.len());
+    for (i, path) in paths.iter().enumerate() {
+        match path.as_str() {
+            Some(p) if !p.trim().is_empty() => out.push(p.to_string()),
+            _ => {
+                return Err(problem(
+                    &format!("delimited_files.paths[{i}]"),
+                    format!("expected a URL or a path, got {path}"),
+                ))
+            }
+        }
+    }
+    let batch_size = batch_size_of(files, "delimited_files")?;
+    Ok((Input::Files(out), batch_size))
+}
+
+fn batch_size_of(
+    obj: &serde_json::Map<String, Value>,
+    parent: &str,
+) -> Result<u32, SubmissionError> {
+    let field = format!("{parent}.batch_size");
+    let n = positive(obj, "batch_size")
+        .map_err(|e| problem(&field, e.message))?
+        .ok_or_else(|| problem(&field, "required: items per batch, e.g. 10"))?;
+    u32::try_from(n).map_err(|_| problem(&field, "too large"))
+}
+
+/// An item's size against [`MAX_ITEM_BYTES`]; the message says what is wrong.
+pub fn check_item(item: &Value) -> Result<(), String> {
+    let size = serde_json::to_vec(item)
+        .map(|v| v.len())
+        .unwrap_or(usize::MAX);
+    if size > MAX_ITEM_BYTES {
+        return Err(format!(
+            "is {size} bytes; an item may be at most {MAX_ITEM_BYTES} bytes (256 KiB)"
+        ));
+    }
+    Ok(())
 }
 
 /// The items cut into batches of `batch_size`, each a JSON array.
@@ -192,7 +270,10 @@ mod tests {
             (s.workers, s.batch_size, s.timeout, s.max_receive_count),
             (2, 2, Some(60), 3)
         );
-        let b = batches(&s.items, s.batch_size);
+        let Input::Items(items) = &s.input else {
+            panic!("items expected")
+        };
+        let b = batches(items, s.batch_size);
         assert_eq!(b, ["[1,2]", "[3,4]", "[5]"]);
         assert_eq!(batches_per_worker(b.len(), s.workers), 2);
         let plain =
@@ -243,6 +324,43 @@ mod tests {
             ),
         ];
         for (body, field) in cases {
+            assert_eq!(check(&body).unwrap_err().field, field, "{body}");
+        }
+        let files = check(&json!({"workers": 1, "delimited_files": {"paths": ["https://h/a.jsonl", "b.jsonl"], "batch_size": 5}}))
+            .unwrap();
+        assert_eq!(
+            (files.input, files.batch_size),
+            (
+                Input::Files(vec!["https://h/a.jsonl".into(), "b.jsonl".into()]),
+                5
+            )
+        );
+        for (body, field) in [
+            (
+                json!({"workers": 1, "delimited_files": {"batch_size": 1}}),
+                "delimited_files.paths",
+            ),
+            (
+                json!({"workers": 1, "delimited_files": {"paths": [], "batch_size": 1}}),
+                "delimited_files.paths",
+            ),
+            (
+                json!({"workers": 1, "delimited_files": {"paths": [3], "batch_size": 1}}),
+                "delimited_files.paths[0]",
+            ),
+            (
+                json!({"workers": 1, "delimited_files": {"paths": ["a"]}}),
+                "delimited_files.batch_size",
+            ),
+            (
+                json!({"workers": 1, "delimited_files": {"paths": ["a"], "batch_size": 1, "s3_paths": []}}),
+                "delimited_files.s3_paths",
+            ),
+            (
+                json!({"workers": 1, "delimited_files": {"paths": ["a"], "batch_size": 1}, "item_list": {"items": [1], "batch_size": 1}}),
+                "delimited_files",
+            ),
+        ] {
             assert_eq!(check(&body).unwrap_err().field, field, "{body}");
         }
         let big = "x".repeat(MAX_ITEM_BYTES);

@@ -223,6 +223,9 @@ pub struct ServerArgs {
     /// lines of stdout and of stderr per replica that `GET /api/v2/deploy/{id}/logs` returns
     #[arg(long, value_name = "LINES", default_value_t = 200)]
     pub log_tail_lines: usize,
+    /// let batch jobs read `delimited_files` from this directory (paths outside it are refused)
+    #[arg(long, value_name = "DIR", env = "CORTEX_DATA_ROOT")]
+    pub data_root: Option<PathBuf>,
 }
 
 #[derive(Debug, Subcommand)]

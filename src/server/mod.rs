@@ -56,6 +56,8 @@ pub struct ServerConfig {
     pub min_free_disk_mb: u64,
     /// Lines of each stream the Model Bazaar logs route returns per replica.
     pub log_tail_lines: usize,
+    /// The directory whose files jobs may name in `delimited_files` (none: URLs only).
+    pub data_root: Option<PathBuf>,
 }
 
 /// Runs the server until SIGINT or SIGTERM; stops every replica before returning.
@@ -71,6 +73,14 @@ pub async fn run(config: ServerConfig) -> anyhow::Result<()> {
     let _ = std::fs::remove_file(&runtime_file);
     let store = Store::open(&data_dir.join("cortex.db"))
         .with_context(|| format!("cannot open the database in {}", data_dir.display()))?;
+    if let Some(root) = &config.data_root {
+        if !root.is_dir() {
+            anyhow::bail!(
+                "--data-root {} is not a directory; give the directory jobs may read delimited files from",
+                root.display()
+            );
+        }
+    }
     let signals = ShutdownSignals::catch();
     tokens::ensure_admin_token(&store, data_dir).await?;
     let shim = crate::runtime::install_python_shim(&data_dir.join("runtime"))
@@ -131,6 +141,7 @@ pub async fn run(config: ServerConfig) -> anyhow::Result<()> {
         tokens.clone(),
         http.clone(),
         data_dir,
+        config.data_root.clone(),
     ));
     jobs.set_server_url(url.clone());
     let state = AppState {

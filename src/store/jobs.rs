@@ -155,6 +155,67 @@ pub fn create(
     Ok(row)
 }
 
+/// Stores a job whose batches are still being read (`status_enqueuing`, no batches yet).
+pub fn create_enqueuing(conn: &Connection, job: &NewJob<'_>) -> Result<JobRow, StoreError> {
+    conn.execute(
+        "INSERT INTO jobs (id, model_id, api_name, workers, config_json, timeout_secs,
+                           max_receive_count, status, total_batches, created_ns)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, 'status_enqueuing', 0, ?8)",
+        params![
+            job.id,
+            job.model_id,
+            job.api_name,
+            job.workers,
+            job.config_json,
+            job.timeout_secs
+                .map(|t| i64::try_from(t).unwrap_or(i64::MAX)),
+            job.max_receive_count,
+            job.created_ns
+        ],
+    )?;
+    get(conn, job.id)?.ok_or_else(|| StoreError::NotFound(format!("job {} vanished", job.id)))
+}
+
+/// Appends batches to a job that is enqueuing (one transaction); returns its batch count.
+pub fn append_batches(
+    conn: &mut Connection,
+    job_id: &str,
+    batches: &[String],
+) -> Result<u64, StoreError> {
+    let tx = conn.transaction()?;
+    let total: i64 = tx.query_row(
+        "SELECT total_batches FROM jobs WHERE id = ?1 AND status = 'status_enqueuing'",
+        [job_id],
+        |r| r.get(0),
+    )?;
+    {
+        let mut insert = tx.prepare(
+            "INSERT INTO batches (job_id, seq, payload, state) VALUES (?1, ?2, ?3, 'queued')",
+        )?;
+        for (i, payload) in batches.iter().enumerate() {
+            insert.execute(params![job_id, total + i as i64, payload])?;
+        }
+    }
+    let total = total + batches.len() as i64;
+    tx.execute(
+        "UPDATE jobs SET total_batches = ?2 WHERE id = ?1",
+        params![job_id, total],
+    )?;
+    tx.commit()?;
+    Ok(total as u64)
+}
+
+/// Every batch is in: the job runs from `start_ns`. False when it is not enqueuing any more
+/// (it was stopped meanwhile).
+pub fn start_running(conn: &Connection, job_id: &str, start_ns: i64) -> Result<bool, StoreError> {
+    let n = conn.execute(
+        "UPDATE jobs SET status = 'status_running', start_ns = ?2
+         WHERE id = ?1 AND status = 'status_enqueuing' AND end_ns IS NULL",
+        params![job_id, start_ns],
+    )?;
+    Ok(n > 0)
+}
+
 pub fn get(conn: &Connection, id: &str) -> Result<Option<JobRow>, StoreError> {
     Ok(conn
         .query_row(
@@ -506,6 +567,43 @@ mod tests {
             dead_letters(&c, "j1").unwrap()[0].last_error.as_deref(),
             Some("try 3")
         );
+    }
+
+    #[test]
+    fn an_enqueuing_job_takes_batches_until_it_runs() {
+        let mut c = db(1, &[]);
+        create_enqueuing(
+            &c,
+            &NewJob {
+                id: "j2",
+                model_id: "m",
+                api_name: "sum",
+                workers: 1,
+                config_json: "{}",
+                timeout_secs: None,
+                max_receive_count: 1,
+                created_ns: 5,
+            },
+        )
+        .unwrap();
+        assert_eq!(
+            append_batches(&mut c, "j2", &["[1]".into(), "[2]".into()]).unwrap(),
+            2
+        );
+        assert_eq!(append_batches(&mut c, "j2", &["[3]".into()]).unwrap(), 3);
+        assert!(start_running(&c, "j2", 9).unwrap());
+        assert!(!start_running(&c, "j2", 9).unwrap(), "once");
+        assert!(
+            append_batches(&mut c, "j2", &["[4]".into()]).is_err(),
+            "closed"
+        );
+        let job = get(&c, "j2").unwrap().unwrap();
+        assert_eq!(
+            (job.status.as_str(), job.total_batches, job.start_ns),
+            ("status_running", 3, Some(9))
+        );
+        let l = lease(&mut c, "j2", 0, 10).unwrap().unwrap();
+        assert_eq!((l.seq, l.payload.as_str()), (0, "[1]"));
     }
 
     #[test]

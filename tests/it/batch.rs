@@ -659,3 +659,158 @@ http.server.HTTPServer(("127.0.0.1", int(os.environ["CORTEX_PORT"])), H).serve_f
     assert_eq!(read(&results.join("complete")), "done\n", "{log}");
     assert!(log.contains("on_job_complete ran on worker"), "{log}");
 }
+
+/// Serves `body` to every GET on a loopback port (one thread per connection); the URL.
+fn serve_file(body: String) -> String {
+    use std::io::{Read, Write};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("http://{}/items.jsonl", listener.local_addr().unwrap());
+    std::thread::spawn(move || {
+        for conn in listener.incoming() {
+            let Ok(mut conn) = conn else { break };
+            let body = body.clone();
+            std::thread::spawn(move || {
+                let mut buf = [0u8; 4096];
+                let _ = conn.read(&mut buf);
+                let head = if buf.starts_with(b"GET /missing") {
+                    "HTTP/1.1 404 Not Found\r\ncontent-length: 0\r\nconnection: close\r\n\r\n"
+                        .to_string()
+                } else {
+                    format!(
+                        "HTTP/1.1 200 OK\r\ncontent-length: {}\r\nconnection: close\r\n\r\n",
+                        body.len()
+                    )
+                };
+                let _ = conn.write_all(head.as_bytes());
+                if head.starts_with("HTTP/1.1 200") {
+                    let _ = conn.write_all(body.as_bytes());
+                }
+            });
+        }
+    });
+    url
+}
+
+#[test]
+fn delimited_files_stream_from_urls_and_the_data_root_and_nothing_else() {
+    let root = tempfile::tempdir().unwrap();
+    let s = Server::start_with(
+        "127.0.0.1:0",
+        &[("CORTEX_DATA_ROOT", root.path().to_str().unwrap())],
+    );
+    let p = deploy_batch(&s, "files", SUMMER, "");
+    let results = p.join("results");
+    std::fs::create_dir_all(&results).unwrap();
+    // 1..=10 over HTTP (with a blank line), 11..=15 from a file under the data root.
+    let url = serve_file((1..=10).map(|i| format!("{i}\n")).collect::<String>() + "\n");
+    std::fs::create_dir(root.path().join("in")).unwrap();
+    write(
+        root.path(),
+        "in/more.jsonl",
+        &(11..=15).map(|i| format!("{i}\n")).collect::<String>(),
+    );
+    let (status, answer) = submit_raw(
+        &s,
+        "files",
+        &json!({
+            "workers": 2,
+            "delimited_files": {"paths": [url, "in/more.jsonl"], "batch_size": 4},
+            "config": {"results": results}
+        })
+        .to_string(),
+    );
+    assert_eq!(status, 200, "{answer}");
+    let id = answer["job_id"].as_str().unwrap();
+    let done = wait_job(&s, "files", id, "status_succeeded");
+    assert_eq!(
+        done["batch_metrics"]["total"], 4,
+        "15 items in batches of 4"
+    );
+    let mut total = 0;
+    for seq in 0..4 {
+        let batch: Value =
+            serde_json::from_str(&read(&results.join(format!("{id}-{seq}")))).unwrap();
+        total += batch["sum"].as_u64().unwrap();
+    }
+    assert_eq!(total, (1..=15).sum::<u64>());
+    let log = s.ok(&p, &["logs", "files", id]);
+    assert!(
+        log.contains("partitioning 15 items found in 2 file(s) into 4 batches of size 4"),
+        "{log}"
+    );
+
+    // Outside the data root, or escaping it: 403, and no job.
+    let outside = tempfile::tempdir().unwrap();
+    write(outside.path(), "secret.jsonl", "1\n");
+    for path in [
+        outside.path().join("secret.jsonl").display().to_string(),
+        "../secret.jsonl".to_string(),
+        "in/../../secret.jsonl".to_string(),
+    ] {
+        let (status, v) = submit_raw(
+            &s,
+            "files",
+            &json!({"workers": 1, "delimited_files": {"paths": [path], "batch_size": 1}})
+                .to_string(),
+        );
+        assert_eq!(status, 403, "{path}: {v}");
+        assert!(
+            v["message"]
+                .as_str()
+                .unwrap()
+                .contains("outside the server's data root"),
+            "{v}"
+        );
+    }
+    let (status, v) = submit_raw(
+        &s,
+        "files",
+        &json!({"workers": 1, "delimited_files": {"paths": ["s3://bucket/a"], "batch_size": 1}})
+            .to_string(),
+    );
+    assert_eq!(status, 400, "{v}");
+
+    // A source that cannot be read ends the job as status_enqueue_failed, saying which.
+    let missing = url.replace("/items.jsonl", "/missing.jsonl");
+    let id = submit(
+        &s,
+        "files",
+        json!({"workers": 1, "delimited_files": {"paths": [missing], "batch_size": 1}}),
+    );
+    let failed = wait_job(&s, "files", &id, "status_enqueue_failed");
+    assert!(
+        failed["message"].as_str().unwrap().contains("answered 404"),
+        "{failed}"
+    );
+    write(root.path(), "in/bad.jsonl", "1\n{oops\n");
+    let id = submit(
+        &s,
+        "files",
+        json!({"workers": 1, "delimited_files": {"paths": ["in/bad.jsonl"], "batch_size": 1}}),
+    );
+    let failed = wait_job(&s, "files", &id, "status_enqueue_failed");
+    assert!(
+        failed["message"]
+            .as_str()
+            .unwrap()
+            .contains("bad.jsonl line 2: not a JSON value"),
+        "{failed}"
+    );
+}
+
+#[test]
+fn a_server_without_a_data_root_reads_no_local_files() {
+    let s = Server::start();
+    deploy_batch(&s, "urls-only", SUMMER, "");
+    let (status, v) = submit_raw(
+        &s,
+        "urls-only",
+        &json!({"workers": 1, "delimited_files": {"paths": ["/etc/passwd"], "batch_size": 1}})
+            .to_string(),
+    );
+    assert_eq!(status, 403, "{v}");
+    assert!(
+        v["message"].as_str().unwrap().contains("--data-root"),
+        "{v}"
+    );
+}

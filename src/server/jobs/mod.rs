@@ -6,6 +6,7 @@
 mod feeder;
 mod job_log;
 mod runner;
+pub mod sources;
 pub mod view;
 
 use std::collections::HashMap;
@@ -22,11 +23,12 @@ pub use job_log::JobLog;
 use super::live_api::LiveApi;
 use super::tokens::Tokens;
 use crate::api;
-use crate::batch::submission::{self, Submission};
+use crate::batch::submission::{self, Input, Submission};
 use crate::clock::now_ns;
 use crate::engine::{Engine, Replica, ReplicaPhase, ReplicaPlan};
 use crate::store::jobs::{self, Ending, JobRow, NewJob};
 use crate::store::{Store, StoreError};
+use sources::SourceError;
 
 /// What runners and feeders share.
 pub(crate) struct Shared {
@@ -82,13 +84,54 @@ impl RunningJob {
     }
 }
 
-/// Every job of this server.
-pub struct Jobs {
+/// Starts runners and remembers the running ones (cheap to clone into tasks).
+#[derive(Clone)]
+struct Runners {
     shared: Arc<Shared>,
-    logs_dir: PathBuf,
     running: Arc<Mutex<HashMap<String, Arc<RunningJob>>>>,
     tasks: tokio_util::task::TaskTracker,
     shutdown: CancellationToken,
+}
+
+impl Runners {
+    /// Starts the runner of a stored job.
+    fn start(&self, job: JobRow, template: ReplicaPlan, log: JobLog) {
+        let handle = Arc::new(RunningJob {
+            api: job.api_name.clone(),
+            stop: CancellationToken::new(),
+            workers: RwLock::new(Vec::new()),
+            done: watch::Sender::new(false),
+        });
+        self.running
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(job.id.clone(), handle.clone());
+        let run = runner::Run {
+            shared: self.shared.clone(),
+            job,
+            template,
+            handle,
+            log,
+            shutdown: self.shutdown.clone(),
+        };
+        let (id, running) = (run.job.id.clone(), self.running.clone());
+        self.tasks.spawn(async move {
+            run.run().await;
+            running
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .remove(&id);
+        });
+    }
+}
+
+/// Every job of this server.
+pub struct Jobs {
+    runners: Runners,
+    shared: Arc<Shared>,
+    logs_dir: PathBuf,
+    /// Where `delimited_files` may name local files (`cortex server --data-root`).
+    data_root: Option<PathBuf>,
     /// The creation time of the last job, so two jobs never share an id.
     last_created_ns: AtomicI64,
 }
@@ -100,19 +143,25 @@ impl Jobs {
         tokens: Arc<Tokens>,
         http: reqwest::Client,
         data_dir: &std::path::Path,
+        data_root: Option<PathBuf>,
     ) -> Jobs {
+        let shared = Arc::new(Shared {
+            store,
+            engine,
+            tokens,
+            http,
+            server_url: OnceLock::new(),
+        });
         Jobs {
-            shared: Arc::new(Shared {
-                store,
-                engine,
-                tokens,
-                http,
-                server_url: OnceLock::new(),
-            }),
+            runners: Runners {
+                shared: shared.clone(),
+                running: Arc::default(),
+                tasks: tokio_util::task::TaskTracker::new(),
+                shutdown: CancellationToken::new(),
+            },
+            shared,
             logs_dir: data_dir.join("jobs"),
-            running: Arc::default(),
-            tasks: tokio_util::task::TaskTracker::new(),
-            shutdown: CancellationToken::new(),
+            data_root,
             last_created_ns: AtomicI64::new(0),
         }
     }
@@ -138,11 +187,12 @@ impl Jobs {
 
     /// The running job `job_id`, if its runner runs.
     pub fn running(&self, job_id: &str) -> Option<Arc<RunningJob>> {
-        self.lock().get(job_id).cloned()
-    }
-
-    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, Arc<RunningJob>>> {
-        self.running.lock().unwrap_or_else(|p| p.into_inner())
+        self.runners
+            .running
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(job_id)
+            .cloned()
     }
 
     /// A creation time later than every job's so far (job ids are made from it).
@@ -163,11 +213,28 @@ impl Jobs {
         }
     }
 
-    /// Stores a job and its batches (one transaction) and starts it. `live` is the BatchAPI.
+    /// Checks where a submission's files come from (before anything is stored).
+    pub fn check_sources(&self, sub: &Submission) -> Result<Vec<sources::Source>, SourceError> {
+        match &sub.input {
+            Input::Items(_) => Ok(Vec::new()),
+            Input::Files(paths) => paths
+                .iter()
+                .enumerate()
+                .map(|(i, p)| sources::resolve(i, p, self.data_root.as_deref()))
+                .collect(),
+        }
+    }
+
+    /// Stores a job and starts it. Items: the job and all its batches in one transaction,
+    /// before the answer. Files (`files`, checked by [`Jobs::check_sources`]): the job is
+    /// stored `status_enqueuing`, its files are read into batches in the background, and it
+    /// runs once they are all in (`status_enqueue_failed`, naming the file and line, when one
+    /// cannot be read). `live` is the BatchAPI.
     pub async fn submit(
         &self,
         live: &LiveApi,
         sub: Submission,
+        files: Vec<sources::Source>,
     ) -> Result<api::JobSpec, StoreError> {
         let template = live.versions.newest().template().cloned().ok_or_else(|| {
             StoreError::Conflict(format!("{} has no version to run", live.spec.name))
@@ -176,69 +243,67 @@ impl Jobs {
         config.extend(sub.config.clone());
         let created_ns = self.next_created_ns();
         let id = crate::batch::ids::job_id(created_ns);
-        let batches = submission::batches(&sub.items, sub.batch_size);
         let (model_id, api_name) = (live.model_id.clone(), live.spec.name.clone());
         let config_json = serde_json::Value::Object(config).to_string();
-        let (job_id, n_batches) = (id.clone(), batches.len());
+        let (workers, timeout, max_receive_count, batch_size) = (
+            sub.workers,
+            sub.timeout,
+            sub.max_receive_count,
+            sub.batch_size,
+        );
+        let log = self.log_of(&api_name, &id);
+        let (items, batches) = match sub.input {
+            Input::Items(items) => {
+                let batches = submission::batches(&items, batch_size);
+                (Some(items.len()), batches)
+            }
+            Input::Files(_) => (None, Vec::new()),
+        };
+        let n_batches = batches.len();
+        let job_id = id.clone();
         let row = self
             .shared
             .store
             .call(move |c| {
-                jobs::create(
-                    c,
-                    &NewJob {
-                        id: &job_id,
-                        model_id: &model_id,
-                        api_name: &api_name,
-                        workers: sub.workers,
-                        config_json: &config_json,
-                        timeout_secs: sub.timeout,
-                        max_receive_count: sub.max_receive_count,
-                        created_ns,
-                    },
-                    &batches,
-                )
+                let job = NewJob {
+                    id: &job_id,
+                    model_id: &model_id,
+                    api_name: &api_name,
+                    workers,
+                    config_json: &config_json,
+                    timeout_secs: timeout,
+                    max_receive_count,
+                    created_ns,
+                };
+                match items {
+                    Some(_) => jobs::create(c, &job, &batches),
+                    None => jobs::create_enqueuing(c, &job),
+                }
             })
             .await?;
-        let log = self.log_of(&row.api_name, &row.id);
-        log.line(format!(
-            "partitioning {} items found in job submission into {n_batches} batches of size {}",
-            sub.items.len(),
-            sub.batch_size
-        ))
-        .await;
-        log.line(format!("validations passed; enqueued {n_batches} batches"))
-            .await;
-        let spec = view::job_spec(&row, &self.server_url());
-        self.start(row, template, log);
-        Ok(spec)
-    }
-
-    /// Starts the runner of a stored job.
-    fn start(&self, job: JobRow, template: ReplicaPlan, log: JobLog) {
-        let handle = Arc::new(RunningJob {
-            api: job.api_name.clone(),
-            stop: CancellationToken::new(),
-            workers: RwLock::new(Vec::new()),
-            done: watch::Sender::new(false),
-        });
-        self.lock().insert(job.id.clone(), handle.clone());
-        let run = runner::Run {
-            shared: self.shared.clone(),
-            job,
-            template,
-            handle,
-            log,
-            shutdown: self.shutdown.clone(),
-        };
-        let (id, running) = (run.job.id.clone(), self.running.clone());
-        self.tasks.spawn(async move {
-            run.run().await;
-            running
-                .lock()
-                .unwrap_or_else(|p| p.into_inner())
-                .remove(&id);
-        });
+        match items {
+            Some(items) => {
+                log.line(format!(
+                    "partitioning {items} items found in job submission into {n_batches} batches of size {batch_size}"
+                ))
+                .await;
+                log.line(format!("validations passed; enqueued {n_batches} batches"))
+                    .await;
+                self.runners.start(row.clone(), template, log);
+            }
+            None => {
+                log.line(format!(
+                    "started enqueuing batches from {} file(s)",
+                    files.len()
+                ))
+                .await;
+                let (runners, job_id) = (self.runners.clone(), row.id.clone());
+                self.runners.tasks.spawn(async move {
+                    enqueue(runners, job_id, files, batch_size, template, log).await;
+                });
+            }
+        }
+        Ok(view::job_spec(&row, &self.server_url()))
     }
 
     /// The job `job_id` of `live`, with its status.
@@ -395,11 +460,24 @@ impl Jobs {
                 .unwrap_or(0);
             let log = self.log_of(&job.api_name, &job.id);
             let template = find(&job.api_name)
+                .filter(|_| job.status != crate::batch::status::JobStatus::Enqueuing.as_str())
                 .filter(|live| live.model_id == job.model_id)
                 .and_then(|live| live.versions.newest().template().cloned());
             let Some(template) = template else {
                 let id = job.id.clone();
-                let why = format!("{} is not running after the server restarted", job.api_name);
+                let (status, why) = if job.status
+                    == crate::batch::status::JobStatus::Enqueuing.as_str()
+                {
+                    (
+                        crate::batch::status::JobStatus::EnqueueFailed,
+                        "the server restarted while the job's files were read; submit the job again".to_string(),
+                    )
+                } else {
+                    (
+                        crate::batch::status::JobStatus::UnexpectedError,
+                        format!("{} is not running after the server restarted", job.api_name),
+                    )
+                };
                 let ended = self
                     .shared
                     .store
@@ -408,7 +486,7 @@ impl Jobs {
                             c,
                             &id,
                             &Ending {
-                                status: crate::batch::status::JobStatus::UnexpectedError.as_str(),
+                                status: status.as_str(),
                                 end_ns: now_ns(),
                                 failure: Some(&why),
                                 workers_succeeded: 0,
@@ -427,14 +505,105 @@ impl Jobs {
                 job.id
             ))
             .await;
-            self.start(job, template, log);
+            self.runners.start(job, template, log);
         }
     }
 
     /// Stops every runner and its workers (server shutdown); the jobs resume at the next start.
     pub async fn shutdown(&self) {
-        self.shutdown.cancel();
-        self.tasks.close();
-        self.tasks.wait().await;
+        self.runners.shutdown.cancel();
+        self.runners.tasks.close();
+        self.runners.tasks.wait().await;
+    }
+}
+
+/// Reads a job's files into batches, then starts it; records `status_enqueue_failed` with the
+/// reason when a file cannot be read (and stops when the job was stopped meanwhile).
+async fn enqueue(
+    runners: Runners,
+    job_id: String,
+    files: Vec<sources::Source>,
+    batch_size: u32,
+    template: ReplicaPlan,
+    log: JobLog,
+) {
+    let shared = runners.shared.clone();
+    let read = sources::read_batches(&shared.http, &files, batch_size, |batches| {
+        let (store, id) = (shared.store.clone(), job_id.clone());
+        async move {
+            store
+                .call(move |c| jobs::append_batches(c, &id, &batches))
+                .await
+                .map(|_| ())
+                .map_err(|e| format!("cannot store its batches: {e}"))
+        }
+    });
+    let read = tokio::select! {
+        read = read => read,
+        _ = runners.shutdown.cancelled() => return,
+    };
+    let id = job_id.clone();
+    let Ok(Some(job)) = shared.store.call(move |c| jobs::get(c, &id)).await else {
+        return;
+    };
+    if job.end_ns.is_some() {
+        // Stopped while its files were read.
+        return;
+    }
+    let failure = match read {
+        Ok(0) => Some("the files hold no items; each line of a file is one JSON item".to_string()),
+        Ok(items) => {
+            log.line(format!(
+                "partitioning {items} items found in {} file(s) into {} batches of size {batch_size}",
+                files.len(),
+                job.total_batches
+            ))
+            .await;
+            log.line(format!(
+                "completed enqueuing a total of {} batches",
+                job.total_batches
+            ))
+            .await;
+            None
+        }
+        Err(why) => Some(why),
+    };
+    let id = job_id.clone();
+    if let Some(why) = failure {
+        let text = why.clone();
+        let ended = shared
+            .store
+            .call(move |c| {
+                jobs::finish(
+                    c,
+                    &id,
+                    &Ending {
+                        status: crate::batch::status::JobStatus::EnqueueFailed.as_str(),
+                        end_ns: now_ns(),
+                        failure: Some(&text),
+                        workers_succeeded: 0,
+                        workers_failed: 0,
+                    },
+                )
+            })
+            .await;
+        if matches!(ended, Ok(true)) {
+            log.line(format!("failed while enqueuing: {why}")).await;
+        }
+        return;
+    }
+    let started = shared
+        .store
+        .call(move |c| {
+            if !jobs::start_running(c, &id, now_ns())? {
+                return Ok(None);
+            }
+            jobs::get(c, &id)
+        })
+        .await;
+    match started {
+        Ok(Some(job)) => runners.start(job, template, log),
+        Ok(None) => {}
+        Err(e) => tracing::error!("cannot start job {job_id}: {e}"),
     }
 }

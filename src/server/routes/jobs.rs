@@ -12,6 +12,7 @@ use crate::batch::submission::{self, MAX_BODY_BYTES};
 use crate::server::access::Access;
 use crate::server::error::{error_response, ApiError};
 use crate::server::gateway;
+use crate::server::jobs::sources::SourceError;
 use crate::server::live_api::LiveApi;
 use crate::server::state::AppState;
 
@@ -135,7 +136,11 @@ async fn submit(state: &AppState, live: &LiveApi, req: Request) -> Result<Respon
     let value: serde_json::Value = serde_json::from_slice(&body)
         .map_err(|e| ApiError::BadRequest(format!("the job submission is not valid JSON: {e}")))?;
     let sub = submission::check(&value).map_err(|e| ApiError::BadRequest(e.to_string()))?;
+    let files = state.jobs.check_sources(&sub).map_err(|e| match e {
+        SourceError::Invalid(m) => ApiError::BadRequest(m),
+        SourceError::Forbidden(m) => ApiError::Forbidden(m),
+    })?;
     state.disk.check()?;
-    let spec = state.jobs.submit(live, sub).await?;
+    let spec = state.jobs.submit(live, sub, files).await?;
     Ok(Json(spec).into_response())
 }
