@@ -1,4 +1,4 @@
-//! The free-space guard: deploys are refused (507) while the data directory's disk has less
+//! The free-space guard: deploys and job submissions are refused (507) while the data directory's disk has less
 //! free space than the operator allowed (`cortex server --min-free-disk-mb`).
 
 use std::path::PathBuf;
@@ -28,7 +28,7 @@ impl DiskGuard {
             return Ok(());
         }
         Err(ApiError::InsufficientStorage(format!(
-            "the server's disk has {} MiB free in {}, below the {} MiB it keeps free; free some space (or start the server with a lower --min-free-disk-mb) and deploy again",
+            "the server's disk has {} MiB free in {}, below the {} MiB it keeps free; free some space (or start the server with a lower --min-free-disk-mb) and try again",
             free / (1024 * 1024),
             self.dir.display(),
             self.min_free_bytes / (1024 * 1024)

@@ -64,6 +64,12 @@ impl From<StoreError> for ApiError {
             StoreError::NotFound(m) => ApiError::NotFound(m),
             StoreError::Forbidden(m) => ApiError::Forbidden(m),
             StoreError::Unprocessable(m) => ApiError::Unprocessable(m),
+            // The transaction that hit it was rolled back: nothing half-written stays.
+            StoreError::Sqlite(e) if e.sqlite_error_code() == Some(rusqlite::ErrorCode::DiskFull) => {
+                ApiError::InsufficientStorage(format!(
+                    "the server's disk is full ({e}); nothing was stored: free some space and try again"
+                ))
+            }
             other => {
                 tracing::error!("store: {other}");
                 ApiError::Internal(other.to_string())

@@ -814,3 +814,131 @@ fn a_server_without_a_data_root_reads_no_local_files() {
         "{v}"
     );
 }
+
+#[test]
+fn a_submission_on_a_nearly_full_disk_is_507_and_stores_nothing() {
+    let mut s = Server::start();
+    deploy_batch(&s, "tight", SUMMER, "");
+    s.set_env("CORTEX_MIN_FREE_DISK_MB", "999999999999");
+    s.restart();
+    s.wait_status("tight", "live");
+    let (status, v) = submit_raw(
+        &s,
+        "tight",
+        &json!({"workers": 1, "item_list": {"items": [1, 2], "batch_size": 1}}).to_string(),
+    );
+    assert_eq!(status, 507, "{v}");
+    assert_eq!(v["kind"], "insufficient_storage");
+    assert!(
+        v["message"].as_str().unwrap().contains("free some space"),
+        "{v}"
+    );
+    let list: Value = http()
+        .get(format!("{}/tight", s.url))
+        .send()
+        .unwrap()
+        .json()
+        .unwrap();
+    assert_eq!(list["jobs"], json!([]), "no half job");
+}
+
+#[test]
+fn the_cli_shows_batch_apis_their_jobs_and_one_job_as_cortex_does() {
+    let s = Server::start();
+    let p = deploy_batch(&s, "tables", PICKY, "");
+    let empty = s.ok(&p, &["get", "tables"]);
+    assert!(
+        empty.starts_with("no submitted jobs\n\nendpoint: "),
+        "{empty}"
+    );
+    let id = submit(
+        &s,
+        "tables",
+        json!({"workers": 1, "item_list": {"items": [1, 2, 4, 6], "batch_size": 1}}),
+    );
+    wait_job(&s, "tables", &id, "status_completed_with_failures");
+    let filters = vec![
+        (r"127\.0\.0\.1:\d+", "[HOST]"),
+        (r"\b[0-9a-f]{16}\b", "[JOB_ID]"),
+        (r"\d{2} \w{3} \d{4} \d{2}:\d{2}:\d{2} UTC", "[TIME]"),
+        (r"\d{4}-\d{2}-\d{2}T[\d:.]+Z", "[RFC3339]"),
+        (
+            r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}",
+            "[MODEL_ID]",
+        ),
+        (r"\b\d+(\.\d+)?m?s\b", "[DURATION]"),
+        (
+            r"submitted \d+[smhd] ago\)\s+\d+[smhd]",
+            "submitted [AGE] ago)   [AGE]",
+        ),
+        (r"line \d+, in", "line [N], in"),
+    ];
+    let list = s.ok(&p, &["get"]);
+    let api = s.ok(&p, &["get", "tables"]);
+    let one = s.ok(&p, &["get", "tables", &id]);
+    insta::with_settings!({filters => filters}, {
+        insta::assert_snapshot!("batch_list", list);
+        insta::assert_snapshot!("batch_api", api);
+        insta::assert_snapshot!("batch_job", one);
+    });
+    // -o json is the seed's object.
+    let json: Value =
+        serde_json::from_str(&s.ok(&p, &["get", "tables", &id, "-o", "json"])).unwrap();
+    assert_eq!(json["job_status"]["job_id"], id.as_str());
+    assert_eq!(json["job_status"]["batch_metrics"]["failed"], 1);
+    let yaml = s.ok(&p, &["get", "tables", &id, "-o", "yaml"]);
+    assert!(
+        yaml.contains("status: status_completed_with_failures"),
+        "{yaml}"
+    );
+}
+
+#[test]
+fn logs_follow_a_job_until_it_ends_and_deleting_an_api_with_running_jobs_asks_first() {
+    let s = Server::start();
+    let results = gated(&s, "followed");
+    let id = submit(
+        &s,
+        "followed",
+        json!({"workers": 2, "item_list": {"items": [1, 2, 3], "batch_size": 1}, "config": {"results": results}}),
+    );
+    let mut follower = crate::harness::KillOnDrop(
+        s.cortex()
+            .args(["logs", "followed", &id, "-f"])
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .unwrap(),
+    );
+    let lines = crate::harness::line_channel(follower.0.stdout.take().unwrap());
+    crate::harness::wait_line(
+        &lines,
+        "partitioning 3 items found in job submission into 3 batches of size 1",
+    );
+    crate::harness::wait_line(&lines, "[w1] ");
+    // Deleting the API while the job runs is asked first; -y goes ahead and stops it.
+    let out = s.run(s.dir.path(), &["delete", "followed"]);
+    crate::harness::assert_refused(&out, "followed has 1 running job; deleting it stops it");
+    std::fs::write(results.join("go"), "").unwrap();
+    let seen = crate::harness::wait_line(&lines, &format!("job {id} succeeded"));
+    assert!(seen.iter().any(|l| l.starts_with("[w0] ")), "{seen:?}");
+    // The follower ends with the job.
+    wait_for("logs -f to end with the job", DEADLINE, || {
+        follower.0.try_wait().unwrap()
+    });
+    let out = s.ok(s.dir.path(), &["delete", "followed"]);
+    assert_eq!(out, "deleting followed\n", "no running job: no question");
+
+    let results = gated(&s, "stopped-by-delete");
+    let id = submit(
+        &s,
+        "stopped-by-delete",
+        json!({"workers": 1, "item_list": {"items": [1], "batch_size": 1}, "config": {"results": results}}),
+    );
+    let started = results.join(format!("started-{id}-0"));
+    let pid: i32 = wait_for("the worker's pid", DEADLINE, || read(&started).parse().ok());
+    let out = s.ok(s.dir.path(), &["delete", "stopped-by-delete", "-y"]);
+    assert_eq!(out, "deleting stopped-by-delete\n");
+    wait_for("the job's worker to be stopped", DEADLINE, || {
+        (unsafe { libc::kill(pid, 0) } != 0).then_some(())
+    });
+}

@@ -210,6 +210,12 @@ impl Server {
         }
     }
 
+    /// Sets an environment variable of the server for its next start.
+    pub fn set_env(&mut self, key: &str, value: &str) {
+        self.server_env.retain(|(k, _)| k != key);
+        self.server_env.push((key.to_string(), value.to_string()));
+    }
+
     /// Starts the server again after [`Server::kill`] (same data directory, a new port).
     pub fn restart_after_kill(&mut self) {
         assert!(self.child.is_none(), "kill the server first");

@@ -215,7 +215,11 @@ impl Feeder {
 
 /// What a failed batch is remembered with: the worker's status and the start of its answer.
 fn failure_text(status: u16, body: &str) -> String {
-    let body = body.trim();
+    // A JSON error (the python shim's) says it best in its message.
+    let message = serde_json::from_str::<serde_json::Value>(body)
+        .ok()
+        .and_then(|v| v.get("message").and_then(|m| m.as_str()).map(str::to_string));
+    let body = message.as_deref().unwrap_or(body).trim();
     let mut text = format!("the worker answered {status}");
     if !body.is_empty() {
         text.push_str(": ");
@@ -235,6 +239,10 @@ mod tests {
             "the worker answered 500: boom"
         );
         assert_eq!(failure_text(502, ""), "the worker answered 502");
+        assert_eq!(
+            failure_text(500, r#"{"kind": "internal", "message": "predict raised E: x"}"#),
+            "the worker answered 500: predict raised E: x"
+        );
         assert_eq!(failure_text(500, &"x".repeat(5000)).len(), 2000 + 25);
     }
 }
