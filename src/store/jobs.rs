@@ -292,39 +292,122 @@ pub fn lease(
     now_ms: i64,
     visibility_ms: i64,
 ) -> Result<Option<Lease>, StoreError> {
+    let (_, mut leases) = settle_and_lease(conn, job_id, &[], now_ms, visibility_ms, 1)?;
+    Ok(leases.pop())
+}
+
+/// What became of one delivery.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Settle {
+    /// It succeeded.
+    Ack {
+        seq: i64,
+        lease_id: String,
+        duration_ms: i64,
+    },
+    /// It failed: queued again while deliveries remain, else a dead letter with `error`.
+    Nack {
+        seq: i64,
+        lease_id: String,
+        error: String,
+        duration_ms: i64,
+    },
+    /// Its worker died under it: back to the queue, the delivery not counted.
+    Release { seq: i64, lease_id: String },
+}
+
+/// Settles deliveries and leases up to `n` more batches, in one transaction (a feeder's round
+/// trip to the database per `n` batches). Returns which settles held their lease, and the new
+/// leases.
+pub fn settle_and_lease(
+    conn: &mut Connection,
+    job_id: &str,
+    settles: &[Settle],
+    now_ms: i64,
+    visibility_ms: i64,
+    n: usize,
+) -> Result<(Vec<bool>, Vec<Lease>), StoreError> {
     let tx = conn.transaction()?;
-    let max: u32 = tx.query_row(
-        "SELECT max_receive_count FROM jobs WHERE id = ?1",
-        [job_id],
-        |r| r.get(0),
-    )?;
-    tx.execute(
-        "UPDATE batches SET state = 'failed', lease_id = NULL, lease_until_ms = NULL,
-                last_error = COALESCE(last_error, 'its worker stopped before finishing it')
-         WHERE job_id = ?1 AND state = 'leased' AND lease_until_ms <= ?2 AND receive_count >= ?3",
-        params![job_id, now_ms, max],
-    )?;
-    let next: Option<(i64, String, u32)> = tx
-        .query_row(
+    let mut settled = Vec::with_capacity(settles.len());
+    for s in settles {
+        settled.push(match s {
+            Settle::Ack {
+                seq,
+                lease_id,
+                duration_ms,
+            } => ack(&tx, job_id, *seq, lease_id, *duration_ms)?,
+            Settle::Nack {
+                seq,
+                lease_id,
+                error,
+                duration_ms,
+            } => nack(&tx, job_id, *seq, lease_id, error, *duration_ms)?,
+            Settle::Release { seq, lease_id } => release(&tx, job_id, *seq, lease_id)?,
+        });
+    }
+    let mut leases = Vec::new();
+    if n > 0 {
+        let max: Option<u32> = tx
+            .prepare_cached("SELECT max_receive_count FROM jobs WHERE id = ?1")?
+            .query_row([job_id], |r| r.get(0))
+            .optional()?;
+        if let Some(max) = max {
+            tx.prepare_cached(
+                "UPDATE batches SET state = 'failed', lease_id = NULL, lease_until_ms = NULL,
+                        last_error = COALESCE(last_error, 'its worker stopped before finishing it')
+                 WHERE job_id = ?1 AND state = 'leased' AND lease_until_ms <= ?2
+                   AND receive_count >= ?3",
+            )?
+            .execute(params![job_id, now_ms, max])?;
+            while leases.len() < n {
+                match lease_one(&tx, job_id, now_ms, visibility_ms)? {
+                    Some(l) => leases.push(l),
+                    None => break,
+                }
+            }
+        }
+    }
+    tx.commit()?;
+    Ok((settled, leases))
+}
+
+/// Leases one batch (inside the caller's transaction).
+fn lease_one(
+    conn: &Connection,
+    job_id: &str,
+    now_ms: i64,
+    visibility_ms: i64,
+) -> Result<Option<Lease>, StoreError> {
+    // Two indexed lookups (an OR of both would scan the job's batches): the first queued
+    // batch, else the first whose lease lapsed.
+    let row = |r: &Row<'_>| Ok((r.get(0)?, r.get(1)?, r.get(2)?));
+    let mut next: Option<(i64, String, u32)> = conn
+        .prepare_cached(
             "SELECT seq, payload, receive_count FROM batches
-             WHERE job_id = ?1 AND (state = 'queued' OR (state = 'leased' AND lease_until_ms <= ?2))
-             ORDER BY seq LIMIT 1",
-            params![job_id, now_ms],
-            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
-        )
+             WHERE job_id = ?1 AND state = 'queued' ORDER BY seq LIMIT 1",
+        )?
+        .query_row(params![job_id], row)
         .optional()?;
+    if next.is_none() {
+        next = conn
+            .prepare_cached(
+                "SELECT seq, payload, receive_count FROM batches
+                 WHERE job_id = ?1 AND state = 'leased' AND lease_until_ms <= ?2
+                 ORDER BY lease_until_ms LIMIT 1",
+            )?
+            .query_row(params![job_id, now_ms], row)
+            .optional()?;
+    }
     let Some((seq, payload, received)) = next else {
-        tx.commit()?;
         return Ok(None);
     };
-    let lease_id = uuid::Uuid::new_v4().to_string();
-    tx.execute(
+    let lease_id = uuid::Uuid::new_v4().simple().to_string();
+    conn.prepare_cached(
         "UPDATE batches SET state = 'leased', lease_id = ?3, lease_until_ms = ?4,
                 receive_count = receive_count + 1
          WHERE job_id = ?1 AND seq = ?2",
-        params![job_id, seq, lease_id, now_ms + visibility_ms],
-    )?;
-    tx.commit()?;
+    )?
+    .execute(params![job_id, seq, lease_id, now_ms + visibility_ms])?;
     Ok(Some(Lease {
         seq,
         payload,
@@ -342,12 +425,28 @@ pub fn extend(
     lease_id: &str,
     until_ms: i64,
 ) -> Result<bool, StoreError> {
-    let n = conn.execute(
-        "UPDATE batches SET lease_until_ms = ?4
-         WHERE job_id = ?1 AND seq = ?2 AND lease_id = ?3 AND state = 'leased'",
-        params![job_id, seq, lease_id, until_ms],
-    )?;
+    let n = conn
+        .prepare_cached(
+            "UPDATE batches SET lease_until_ms = ?4
+             WHERE job_id = ?1 AND seq = ?2 AND lease_id = ?3 AND state = 'leased'",
+        )?
+        .execute(params![job_id, seq, lease_id, until_ms])?;
     Ok(n > 0)
+}
+
+/// Extends every lease in `held` (one transaction).
+pub fn extend_all(
+    conn: &mut Connection,
+    job_id: &str,
+    held: &[(i64, String)],
+    until_ms: i64,
+) -> Result<(), StoreError> {
+    let tx = conn.transaction()?;
+    for (seq, lease_id) in held {
+        extend(&tx, job_id, *seq, lease_id, until_ms)?;
+    }
+    tx.commit()?;
+    Ok(())
 }
 
 /// The batch succeeded; false when the lease was not (or no longer) the worker's.
@@ -358,12 +457,13 @@ pub fn ack(
     lease_id: &str,
     duration_ms: i64,
 ) -> Result<bool, StoreError> {
-    let n = conn.execute(
-        "UPDATE batches SET state = 'succeeded', lease_id = NULL, lease_until_ms = NULL,
-                duration_ms = ?4
-         WHERE job_id = ?1 AND seq = ?2 AND lease_id = ?3 AND state = 'leased'",
-        params![job_id, seq, lease_id, duration_ms],
-    )?;
+    let n = conn
+        .prepare_cached(
+            "UPDATE batches SET state = 'succeeded', lease_id = NULL, lease_until_ms = NULL,
+                    duration_ms = ?4
+             WHERE job_id = ?1 AND seq = ?2 AND lease_id = ?3 AND state = 'leased'",
+        )?
+        .execute(params![job_id, seq, lease_id, duration_ms])?;
     Ok(n > 0)
 }
 
@@ -377,14 +477,15 @@ pub fn nack(
     error: &str,
     duration_ms: i64,
 ) -> Result<bool, StoreError> {
-    let n = conn.execute(
-        "UPDATE batches SET
-            state = CASE WHEN receive_count >= (SELECT max_receive_count FROM jobs WHERE id = ?1)
-                         THEN 'failed' ELSE 'queued' END,
-            lease_id = NULL, lease_until_ms = NULL, last_error = ?4, duration_ms = ?5
-         WHERE job_id = ?1 AND seq = ?2 AND lease_id = ?3 AND state = 'leased'",
-        params![job_id, seq, lease_id, error, duration_ms],
-    )?;
+    let n = conn
+        .prepare_cached(
+            "UPDATE batches SET
+                state = CASE WHEN receive_count >= (SELECT max_receive_count FROM jobs WHERE id = ?1)
+                             THEN 'failed' ELSE 'queued' END,
+                lease_id = NULL, lease_until_ms = NULL, last_error = ?4, duration_ms = ?5
+             WHERE job_id = ?1 AND seq = ?2 AND lease_id = ?3 AND state = 'leased'",
+        )?
+        .execute(params![job_id, seq, lease_id, error, duration_ms])?;
     Ok(n > 0)
 }
 
@@ -396,12 +497,13 @@ pub fn release(
     seq: i64,
     lease_id: &str,
 ) -> Result<bool, StoreError> {
-    let n = conn.execute(
-        "UPDATE batches SET state = 'queued', lease_id = NULL, lease_until_ms = NULL,
-                receive_count = MAX(receive_count - 1, 0)
-         WHERE job_id = ?1 AND seq = ?2 AND lease_id = ?3 AND state = 'leased'",
-        params![job_id, seq, lease_id],
-    )?;
+    let n = conn
+        .prepare_cached(
+            "UPDATE batches SET state = 'queued', lease_id = NULL, lease_until_ms = NULL,
+                    receive_count = MAX(receive_count - 1, 0)
+             WHERE job_id = ?1 AND seq = ?2 AND lease_id = ?3 AND state = 'leased'",
+        )?
+        .execute(params![job_id, seq, lease_id])?;
     Ok(n > 0)
 }
 
@@ -552,6 +654,44 @@ mod tests {
         assert_eq!(release_all(&c, "j1").unwrap(), 2);
         let n = counts(&c, "j1").unwrap();
         assert_eq!((n.queued, n.open()), (2, 2));
+    }
+
+    #[test]
+    fn settles_and_leases_go_together() {
+        let mut c = db(2, &["[1]", "[2]", "[3]"]);
+        let (_, got) = settle_and_lease(&mut c, "j1", &[], 0, 1000, 2).unwrap();
+        assert_eq!(got.iter().map(|l| l.seq).collect::<Vec<_>>(), [0, 1]);
+        let settles = [
+            Settle::Ack {
+                seq: 0,
+                lease_id: got[0].lease_id.clone(),
+                duration_ms: 1,
+            },
+            Settle::Nack {
+                seq: 1,
+                lease_id: got[1].lease_id.clone(),
+                error: "once".into(),
+                duration_ms: 1,
+            },
+            Settle::Release {
+                seq: 1,
+                lease_id: "not-held".into(),
+            },
+        ];
+        let (settled, more) = settle_and_lease(&mut c, "j1", &settles, 0, 1000, 5).unwrap();
+        assert_eq!(settled, [true, true, false]);
+        assert_eq!(
+            more.iter()
+                .map(|l| (l.seq, l.receive_count))
+                .collect::<Vec<_>>(),
+            [(1, 2), (2, 1)],
+            "the nacked batch is queued again, in order"
+        );
+        let held: Vec<(i64, String)> = more.iter().map(|l| (l.seq, l.lease_id.clone())).collect();
+        extend_all(&mut c, "j1", &held, 5000).unwrap();
+        assert_eq!(lease(&mut c, "j1", 2000, 10).unwrap(), None, "extended");
+        let n = counts(&c, "j1").unwrap();
+        assert_eq!((n.succeeded, n.leased), (1, 2));
     }
 
     #[test]

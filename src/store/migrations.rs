@@ -173,7 +173,8 @@ const MIGRATIONS: &[&str] = &[
         duration_ms     INTEGER,
         PRIMARY KEY (job_id, seq)
     );
-    CREATE INDEX batches_state ON batches(job_id, state);
+    CREATE INDEX batches_next ON batches(job_id, state, seq);
+    CREATE INDEX batches_lapsing ON batches(job_id, state, lease_until_ms);
     ALTER TABLE tokens ADD COLUMN job_id TEXT;
     "#,
 ];

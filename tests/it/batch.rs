@@ -180,7 +180,9 @@ fn a_job_is_split_into_batches_processed_by_its_workers_and_completed_once() {
                 .then(|| serde_json::from_str(&read(&e.path())).unwrap())
         })
         .collect();
-    assert_eq!(inits.len(), 3);
+    // Three workers started; one that was still starting when the last batch was done was
+    // stopped before its __init__ ran.
+    assert!((1..=3).contains(&inits.len()), "{inits:?}");
     for init in &inits {
         assert_eq!(init["config"]["scale"], 2);
         assert_eq!(init["config"]["keep"], "api");
@@ -398,6 +400,18 @@ class PythonPredictor:
             f.write("done\n")
 "#;
 
+/// Waits until a gated worker started a batch of job `id`: which one, and the worker's pid.
+fn wait_started(results: &Path, id: &str) -> (u32, i32) {
+    wait_for("a batch to start", DEADLINE, || {
+        (0..64).find_map(|seq| {
+            let pid = read(&results.join(format!("started-{id}-{seq}")))
+                .parse()
+                .ok()?;
+            Some((seq, pid))
+        })
+    })
+}
+
 fn gated(s: &Server, name: &str) -> PathBuf {
     let p = deploy_batch(s, name, GATED, "");
     std::fs::create_dir_all(p.join("results")).unwrap();
@@ -424,21 +438,13 @@ fn a_job_past_its_timeout_is_timed_out_and_a_stopped_job_stays_stopped() {
         "slow",
         json!({"workers": 1, "item_list": {"items": [1, 2], "batch_size": 1}, "config": {"results": results}}),
     );
-    wait_for("the first batch to start", DEADLINE, || {
-        results
-            .join(format!("started-{id}-0"))
-            .exists()
-            .then_some(())
-    });
+    let (_, pid) = wait_started(&results, &id);
     let out = s.ok(s.dir.path(), &["delete", "slow", &id]);
     assert_eq!(out, format!("stopped job {id}\n"));
     let stopped = job(&s, "slow", &id);
     assert_eq!(stopped["status"], "status_stopped");
     assert!(stopped["end_time"].is_string());
     // Its worker is gone: the batch it held never finishes.
-    let pid: i32 = read(&results.join(format!("started-{id}-0")))
-        .parse()
-        .unwrap();
     wait_for("the worker to exit", DEADLINE, || {
         (unsafe { libc::kill(pid, 0) } != 0).then_some(())
     });
@@ -492,11 +498,7 @@ fn a_worker_killed_mid_batch_gives_the_batch_back_and_the_job_succeeds() {
         "sturdy",
         json!({"workers": 1, "item_list": {"items": [1, 2, 3], "batch_size": 1}, "config": {"results": results}}),
     );
-    let started = results.join(format!("started-{id}-0"));
-    wait_for("the first batch to start", DEADLINE, || {
-        started.exists().then_some(())
-    });
-    let pid: i32 = wait_for("the worker's pid", DEADLINE, || read(&started).parse().ok());
+    let (seq, pid) = wait_started(&results, &id);
     unsafe {
         libc::kill(pid, libc::SIGKILL);
     }
@@ -505,7 +507,7 @@ fn a_worker_killed_mid_batch_gives_the_batch_back_and_the_job_succeeds() {
     assert_eq!(done["batch_metrics"]["succeeded"], 3);
     assert_eq!(done["batch_metrics"]["failed"], 0);
     // The killed delivery never finished; the next one did, once.
-    assert_eq!(read(&results.join(format!("done-{id}-0"))), "done\n");
+    assert_eq!(read(&results.join(format!("done-{id}-{seq}"))), "done\n");
 }
 
 #[test]
@@ -517,10 +519,11 @@ fn a_server_killed_mid_job_resumes_it_and_counts_every_batch_once() {
         "durable",
         json!({"workers": 2, "item_list": {"items": [1, 2, 3, 4, 5], "batch_size": 1}, "config": {"results": results}}),
     );
-    wait_for("two batches to start", DEADLINE, || {
-        (results.join(format!("started-{id}-0")).exists()
-            && results.join(format!("started-{id}-1")).exists())
-        .then_some(())
+    wait_for("a batch on each worker to start", DEADLINE, || {
+        let started = (0..5)
+            .filter(|seq| results.join(format!("started-{id}-{seq}")).exists())
+            .count();
+        (started >= 2).then_some(())
     });
     s.kill();
     std::fs::write(results.join("go"), "").unwrap();
@@ -543,11 +546,12 @@ fn a_server_killed_mid_job_resumes_it_and_counts_every_batch_once() {
 fn the_queue_behind_sqs_url_serves_remote_workers_with_the_job_token() {
     let s = Server::start();
     let results = gated(&s, "remote");
+    let items: Vec<u32> = (1..=6).collect();
     let answer: Value = {
         let (status, v) = submit_raw(
             &s,
             "remote",
-            &json!({"workers": 1, "item_list": {"items": [1, 2, 3], "batch_size": 1}, "config": {"results": results}})
+            &json!({"workers": 1, "item_list": {"items": items, "batch_size": 1}, "config": {"results": results}})
                 .to_string(),
         );
         assert_eq!(status, 200);
@@ -555,13 +559,8 @@ fn the_queue_behind_sqs_url_serves_remote_workers_with_the_job_token() {
     };
     let id = answer["job_id"].as_str().unwrap().to_string();
     let sqs = answer["sqs_url"].as_str().unwrap().to_string();
-    // The local worker holds batch 0 (gated); the job's token is what it was given.
-    wait_for("the first batch to start", DEADLINE, || {
-        results
-            .join(format!("started-{id}-0"))
-            .exists()
-            .then_some(())
-    });
+    // The local worker holds the first batches (gated); the job's token is what it was given.
+    wait_started(&results, &id);
     let token = read(&results.join("token"));
     let post = |path: &str, token: &str, body: Value| {
         http()
@@ -580,10 +579,11 @@ fn the_queue_behind_sqs_url_serves_remote_workers_with_the_job_token() {
     let got = post("receive?wait_seconds=5", &token, json!({}));
     assert_eq!(got.status(), 200);
     let batch: Value = got.json().unwrap();
-    assert_eq!(batch["body"], "[2]", "{batch}");
+    let batch_id = batch["batch_id"].as_str().unwrap().to_string();
+    let seq: u32 = batch_id.rsplit_once('-').unwrap().1.parse().unwrap();
+    assert_eq!(batch["body"], format!("[{}]", seq + 1), "{batch}");
     assert_eq!(batch["receive_count"], 1);
-    let receipt =
-        json!({"batch_id": batch["batch_id"], "receipt": batch["receipt"], "duration_ms": 3});
+    let receipt = json!({"batch_id": batch_id, "receipt": batch["receipt"], "duration_ms": 3});
     assert_eq!(post("extend", &token, receipt.clone()).status(), 200);
     assert_eq!(post("ack", &token, receipt.clone()).status(), 200);
     assert_eq!(post("ack", &token, receipt).status(), 409, "acked once");
@@ -591,9 +591,9 @@ fn the_queue_behind_sqs_url_serves_remote_workers_with_the_job_token() {
     assert_eq!(bad.status(), 400);
     std::fs::write(results.join("go"), "").unwrap();
     let done = wait_job(&s, "remote", &id, "status_succeeded");
-    assert_eq!(done["batch_metrics"]["succeeded"], 3);
+    assert_eq!(done["batch_metrics"]["succeeded"], 6);
     assert!(
-        !results.join(format!("done-{id}-1")).exists(),
+        !results.join(format!("done-{batch_id}")).exists(),
         "the batch the remote worker acked was not delivered again"
     );
     // Once the job ended its token no longer works.
@@ -934,8 +934,7 @@ fn logs_follow_a_job_until_it_ends_and_deleting_an_api_with_running_jobs_asks_fi
         "stopped-by-delete",
         json!({"workers": 1, "item_list": {"items": [1], "batch_size": 1}, "config": {"results": results}}),
     );
-    let started = results.join(format!("started-{id}-0"));
-    let pid: i32 = wait_for("the worker's pid", DEADLINE, || read(&started).parse().ok());
+    let (_, pid) = wait_started(&results, &id);
     let out = s.ok(s.dir.path(), &["delete", "stopped-by-delete", "-y"]);
     assert_eq!(out, "deleting stopped-by-delete\n");
     wait_for("the job's worker to be stopped", DEADLINE, || {

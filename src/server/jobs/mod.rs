@@ -95,7 +95,7 @@ struct Runners {
 
 impl Runners {
     /// Starts the runner of a stored job.
-    fn start(&self, job: JobRow, template: ReplicaPlan, log: JobLog) {
+    fn start(&self, job: JobRow, template: ReplicaPlan, log: JobLog, in_flight: u32) {
         let handle = Arc::new(RunningJob {
             api: job.api_name.clone(),
             stop: CancellationToken::new(),
@@ -112,6 +112,7 @@ impl Runners {
             template,
             handle,
             log,
+            in_flight,
             shutdown: self.shutdown.clone(),
         };
         let (id, running) = (run.job.id.clone(), self.running.clone());
@@ -123,6 +124,15 @@ impl Runners {
                 .remove(&id);
         });
     }
+}
+
+/// Batches a worker of `spec` is sent at a time: as many as its predictor runs at once, plus
+/// one waiting, so a worker never idles between batches.
+fn in_flight(spec: &crate::spec::ApiSpec) -> u32 {
+    spec.predictor
+        .processes_per_replica
+        .saturating_mul(spec.predictor.threads_per_process)
+        .saturating_add(1)
 }
 
 /// Every job of this server.
@@ -289,7 +299,8 @@ impl Jobs {
                 .await;
                 log.line(format!("validations passed; enqueued {n_batches} batches"))
                     .await;
-                self.runners.start(row.clone(), template, log);
+                self.runners
+                    .start(row.clone(), template, log, in_flight(&live.spec));
             }
             None => {
                 log.line(format!(
@@ -298,8 +309,9 @@ impl Jobs {
                 ))
                 .await;
                 let (runners, job_id) = (self.runners.clone(), row.id.clone());
+                let depth = in_flight(&live.spec);
                 self.runners.tasks.spawn(async move {
-                    enqueue(runners, job_id, files, batch_size, template, log).await;
+                    enqueue(runners, job_id, files, batch_size, (template, depth), log).await;
                 });
             }
         }
@@ -462,7 +474,10 @@ impl Jobs {
             let template = find(&job.api_name)
                 .filter(|_| job.status != crate::batch::status::JobStatus::Enqueuing.as_str())
                 .filter(|live| live.model_id == job.model_id)
-                .and_then(|live| live.versions.newest().template().cloned());
+                .and_then(|live| {
+                    let t = live.versions.newest().template().cloned()?;
+                    Some((t, in_flight(&live.spec)))
+                });
             let Some(template) = template else {
                 let id = job.id.clone();
                 let (status, why) = if job.status
@@ -505,7 +520,8 @@ impl Jobs {
                 job.id
             ))
             .await;
-            self.runners.start(job, template, log);
+            let (template, depth) = template;
+            self.runners.start(job, template, log, depth);
         }
     }
 
@@ -524,7 +540,7 @@ async fn enqueue(
     job_id: String,
     files: Vec<sources::Source>,
     batch_size: u32,
-    template: ReplicaPlan,
+    (template, in_flight): (ReplicaPlan, u32),
     log: JobLog,
 ) {
     let shared = runners.shared.clone();
@@ -602,7 +618,7 @@ async fn enqueue(
         })
         .await;
     match started {
-        Ok(Some(job)) => runners.start(job, template, log),
+        Ok(Some(job)) => runners.start(job, template, log, in_flight),
         Ok(None) => {}
         Err(e) => tracing::error!("cannot start job {job_id}: {e}"),
     }

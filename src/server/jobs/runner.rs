@@ -43,6 +43,9 @@ pub(super) struct Run {
     pub template: ReplicaPlan,
     pub handle: Arc<RunningJob>,
     pub log: JobLog,
+    /// Batches each worker is sent at a time (its predictor's concurrency, plus one so that
+    /// the next batch is already there when it finishes one).
+    pub in_flight: u32,
     /// The server's shutdown.
     pub shutdown: CancellationToken,
 }
@@ -146,7 +149,13 @@ impl Run {
         let feeders_stop = CancellationToken::new();
         let _stop_feeders = feeders_stop.clone().drop_guard();
         let mut feeders = tokio::task::JoinSet::new();
-        for worker in &workers {
+        let per_worker = self.in_flight.max(1) as usize;
+        let lease_ahead =
+            super::feeder::lease_ahead(job.total_batches, (workers.len() * per_worker) as u64);
+        for worker in workers
+            .iter()
+            .flat_map(|w| std::iter::repeat_n(w, per_worker))
+        {
             feeders.spawn(
                 Feeder {
                     shared: self.shared.clone(),
@@ -154,6 +163,7 @@ impl Run {
                     worker: worker.clone(),
                     progress: progress.clone(),
                     stop: feeders_stop.clone(),
+                    lease_ahead,
                 }
                 .run(),
             );
