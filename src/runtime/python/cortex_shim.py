@@ -1230,9 +1230,14 @@ class Handler(http.server.BaseHTTPRequestHandler):
 
     def do_POST(self):
         server = self.server
-        if server.settings.get("batch") and urllib.parse.urlsplit(self.path).path == "/on-job-complete":
-            self._on_job_complete()
-            return
+        if server.settings.get("batch"):
+            path = urllib.parse.urlsplit(self.path).path
+            if path == "/on-job-complete":
+                self._on_job_complete()
+                return
+            if path == "/batches":
+                self._batches()
+                return
         if server.shutting_down.is_set():
             self._release_pending()
             self._send_json(503, {"kind": "not_ready", "message": "the api is shutting down"}, close=True)
@@ -1304,6 +1309,63 @@ class Handler(http.server.BaseHTTPRequestHandler):
                 return
             future.add_done_callback(server.post_predict_done)
 
+
+    def _batches(self):
+        """POST /batches of a batch worker (the cortex server's own protocol with the shim):
+        several batches in one request, `[{"batch_id": ..., "payload": [...]}, ...]`, each
+        given to predict in turn on the predictor's thread; the answer says how each went,
+        in order: `[{"ok": true, "ms": 1.2}, {"ok": false, "error": "...", "ms": 0.4}]`.
+        One request per several batches: the HTTP and thread hand-off cost is shared."""
+        server = self.server
+        self._release_pending()
+        ok, body = self._body_or_error()
+        if not ok:
+            return
+        try:
+            batches = json.loads(body)
+            if not isinstance(batches, list) or not all(
+                isinstance(b, dict) and "payload" in b for b in batches
+            ):
+                raise ValueError("expected a list of {batch_id, payload}")
+        except ValueError as e:
+            self._send_json(400, {"kind": "bad_request", "message": "the batches are not valid: %s" % e})
+            return
+        predictor = server.predictor
+        api_name = server.settings["api_name"]
+
+        def run_all():
+            out = []
+            for b in batches:
+                values = {"payload": b["payload"], "batch_id": str(b.get("batch_id", ""))}
+                kwargs = {n: values[n] for n in predictor.predict_args}
+                start = time.perf_counter()
+                try:
+                    predictor.instance.predict(**kwargs)
+                    out.append({"ok": True, "ms": (time.perf_counter() - start) * 1000})
+                except BaseException as e:  # SystemExit in user code too: this batch failed
+                    _log("ERROR", "%s: exception in predict: %s" % (api_name, _describe(e)), _format_traceback(e))
+                    out.append(
+                        {
+                            "ok": False,
+                            "error": "predict raised %s" % _describe(e),
+                            "ms": (time.perf_counter() - start) * 1000,
+                        }
+                    )
+            return out
+
+        with server.in_flight_cond:
+            server.in_flight += 1
+        try:
+            try:
+                results = server.pool.submit(run_all).result()
+            except (RuntimeError, concurrent.futures.CancelledError):
+                self._send_json(503, {"kind": "not_ready", "message": "the worker is shutting down"}, close=True)
+                return
+            self._send_json(200, results)
+        finally:
+            with server.in_flight_cond:
+                server.in_flight -= 1
+                server.in_flight_cond.notify_all()
 
     def _on_job_complete(self):
         """POST /on-job-complete of a batch worker: runs the predictor's

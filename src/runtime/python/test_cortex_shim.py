@@ -359,6 +359,60 @@ class TestBasics(ShimTestCase):
         self.assertNotIn("POST", self.shim.stdout())
 
 
+BATCH = """
+import os
+
+class PythonPredictor:
+    def __init__(self, config, job_spec):
+        self.job_spec = job_spec
+        self.seen = []
+
+    def predict(self, payload, batch_id):
+        if payload and payload[0] == "boom":
+            raise ValueError("bad batch " + batch_id)
+        self.seen.append((batch_id, payload))
+
+    def on_job_complete(self):
+        with open(os.path.join(self.job_spec["out"], "complete"), "w") as f:
+            f.write(repr(self.seen))
+"""
+
+
+class TestBatchWorker(ShimTestCase):
+    def batch_shim(self, out):
+        env = {"CORTEX_KIND": "BatchAPI", "CORTEX_JOB_SPEC": json.dumps({"job_id": "j", "out": out})}
+        return self.start(BATCH, env=env)
+
+    def test_one_batch_per_post_and_several_per_batches_request(self):
+        out = tempfile.mkdtemp()
+        shim = self.batch_shim(out)
+        status, _, body = shim.request(
+            "POST", "/", json.dumps([1, 2]).encode(), {"Content-Type": "application/json", "X-Cortex-Batch-ID": "j-0"}
+        )
+        self.assertEqual(status, 200, body)
+        many = [{"batch_id": "j-1", "payload": [3]}, {"batch_id": "j-2", "payload": ["boom"]}, {"batch_id": "j-3", "payload": [4]}]
+        status, _, body = shim.post_json("/batches", many)
+        self.assertEqual(status, 200, body)
+        outcomes = json.loads(body)
+        self.assertEqual([o["ok"] for o in outcomes], [True, False, True])
+        self.assertEqual(outcomes[1]["error"], "predict raised ValueError: bad batch j-2")
+        self.assertTrue(all(o["ms"] >= 0 for o in outcomes))
+        status, _, body = shim.post_json("/batches", {"not": "a list"})
+        self.assertEqual(status, 400, body)
+        status, _, _ = shim.request("POST", "/on-job-complete", b"")
+        self.assertEqual(status, 200)
+        with open(os.path.join(out, "complete")) as f:
+            self.assertEqual(f.read(), repr([("j-0", [1, 2]), ("j-1", [3]), ("j-3", [4])]))
+
+    def test_a_predictor_without_on_job_complete_answers_404(self):
+        shim = self.start(
+            "class PythonPredictor:\n    def __init__(self, config):\n        pass\n    def predict(self, payload):\n        pass\n",
+            env={"CORTEX_KIND": "BatchAPI"},
+        )
+        status, _, _ = shim.request("POST", "/on-job-complete", b"")
+        self.assertEqual(status, 404)
+
+
 class TestReturnTypes(ShimTestCase):
     @classmethod
     def setUpClass(cls):

@@ -35,15 +35,17 @@ const EXIT_NOTICE: Duration = Duration::from_secs(2);
 const MAX_ERROR_CHARS: usize = 2000;
 
 /// The most batches a feeder leases at once (and settles at once): one database transaction
-/// per this many batches.
-const LEASE_AHEAD: usize = 4;
+/// per this many batches; a worker that takes several batches per request (the python shim)
+/// gets them in one request.
+pub const LEASE_AHEAD: usize = 4;
+pub const LEASE_AHEAD_MULTI: usize = 16;
 
-/// How many batches each of `feeders` feeders leases at once for a job of `total` batches:
-/// several only when there are many batches per feeder, so that no worker holds batches
-/// another one could be working on.
-pub fn lease_ahead(total: u64, feeders: u64) -> usize {
+/// How many batches each of `feeders` feeders leases at once for a job of `total` batches (at
+/// most `max`): several only when there are many batches per feeder, so that no worker holds
+/// batches another one could be working on.
+pub fn lease_ahead(total: u64, feeders: u64, max: usize) -> usize {
     let per_feeder = total / feeders.max(1);
-    (per_feeder / 16).clamp(1, LEASE_AHEAD as u64) as usize
+    (per_feeder / 16).clamp(1, max.max(1) as u64) as usize
 }
 
 /// What one feeder needs.
@@ -56,6 +58,9 @@ pub(super) struct Feeder {
     pub stop: CancellationToken,
     /// Batches leased at once (see [`lease_ahead`]).
     pub lease_ahead: usize,
+    /// The worker takes every leased batch in one request (`POST /batches`, the python shim's
+    /// batch mode) rather than one batch per `POST /`.
+    pub multi: bool,
 }
 
 impl Feeder {
@@ -102,13 +107,14 @@ impl Feeder {
                     continue;
                 }
             }
-            let Some(lease) = held.pop_front() else {
-                continue;
-            };
-            match self.deliver(addr, &lease, &held).await {
-                Some(settle) => done.push(settle),
+            let take = if self.multi { held.len() } else { 1 };
+            let group: Vec<jobs::Lease> = held.drain(..take).collect();
+            match self.deliver(addr, &group, &held).await {
+                Some(settles) => done.extend(settles),
                 None => {
-                    held.push_front(lease);
+                    for lease in group.into_iter().rev() {
+                        held.push_front(lease);
+                    }
                     break;
                 }
             }
@@ -160,66 +166,118 @@ impl Feeder {
         }
     }
 
-    /// Posts one batch; what became of it (`None`: the job stopped meanwhile). The leases in
-    /// `held` are kept alive too while it works.
+    /// Posts a group of batches (one, unless the worker takes several per request); what
+    /// became of each (`None`: the job stopped meanwhile). The leases in `held` are kept alive
+    /// too while it works.
     async fn deliver(
         &self,
         addr: SocketAddr,
-        lease: &jobs::Lease,
+        group: &[jobs::Lease],
         held: &VecDeque<jobs::Lease>,
-    ) -> Option<jobs::Settle> {
-        let batch_id = format!("{}-{}", self.job_id, lease.seq);
+    ) -> Option<Vec<jobs::Settle>> {
         let started = Instant::now();
-        let send = async {
-            let resp = self
-                .shared
-                .http
-                .post(format!("http://{addr}/"))
-                .header("content-type", "application/json")
-                .header("x-cortex-job-id", &self.job_id)
-                .header("x-cortex-batch-id", &batch_id)
-                .body(lease.payload.clone())
-                .send()
-                .await?;
-            let status = resp.status();
-            let body = resp.text().await.unwrap_or_default();
-            Ok::<_, reqwest::Error>((status, body))
-        };
-        let mut all_held: Vec<(i64, String)> = vec![(lease.seq, lease.lease_id.clone())];
+        let mut all_held: Vec<(i64, String)> =
+            group.iter().map(|l| (l.seq, l.lease_id.clone())).collect();
         all_held.extend(held.iter().map(|l| (l.seq, l.lease_id.clone())));
         let answer = tokio::select! {
-            answer = send => answer,
+            answer = self.send(addr, group) => answer,
             _ = self.extend_while_working(all_held) => unreachable!("extending never ends"),
             _ = self.stop.cancelled() => return None,
         };
         let took = started.elapsed().as_millis() as i64;
-        let (seq, lease_id) = (lease.seq, lease.lease_id.clone());
+        let settle = |lease: &jobs::Lease, outcome: Result<i64, String>| match outcome {
+            Ok(ms) => jobs::Settle::Ack {
+                seq: lease.seq,
+                lease_id: lease.lease_id.clone(),
+                duration_ms: ms,
+            },
+            Err(error) => jobs::Settle::Nack {
+                seq: lease.seq,
+                lease_id: lease.lease_id.clone(),
+                error,
+                duration_ms: took,
+            },
+        };
         Some(match answer {
-            Ok((status, _)) if status.is_success() => jobs::Settle::Ack {
-                seq,
-                lease_id,
-                duration_ms: took,
-            },
-            Ok((status, body)) => jobs::Settle::Nack {
-                seq,
-                lease_id,
-                error: failure_text(status.as_u16(), &body),
-                duration_ms: took,
-            },
+            Ok(outcomes) => group
+                .iter()
+                .zip(outcomes)
+                .map(|(lease, outcome)| settle(lease, outcome))
+                .collect(),
             Err(e) if self.worker_exited().await => {
                 tracing::info!(
-                    "worker {} exited with batch {batch_id}: it goes back to the queue ({e})",
-                    self.worker.id()
+                    "worker {} exited with {} batch(es) of job {}: they go back to the queue ({e})",
+                    self.worker.id(),
+                    group.len(),
+                    self.job_id
                 );
-                jobs::Settle::Release { seq, lease_id }
+                group
+                    .iter()
+                    .map(|l| jobs::Settle::Release {
+                        seq: l.seq,
+                        lease_id: l.lease_id.clone(),
+                    })
+                    .collect()
             }
-            Err(e) => jobs::Settle::Nack {
-                seq,
-                lease_id,
-                error: format!("the worker did not answer: {e}"),
-                duration_ms: took,
-            },
+            Err(e) => group
+                .iter()
+                .map(|l| settle(l, Err(format!("the worker did not answer: {e}"))))
+                .collect(),
         })
+    }
+
+    /// Sends the group; each batch's outcome (its milliseconds, or why it failed), one per
+    /// batch in order. `Err`: no answer (the connection failed).
+    async fn send(
+        &self,
+        addr: SocketAddr,
+        group: &[jobs::Lease],
+    ) -> Result<Vec<Result<i64, String>>, reqwest::Error> {
+        let started = Instant::now();
+        let batch_id = |l: &jobs::Lease| format!("{}-{}", self.job_id, l.seq);
+        let request = if self.multi {
+            // The payloads are JSON already: spliced in, not parsed again.
+            let mut body = String::from("[");
+            for (i, l) in group.iter().enumerate() {
+                if i > 0 {
+                    body.push(',');
+                }
+                body.push_str(&format!(
+                    "{{\"batch_id\":\"{}\",\"payload\":{}}}",
+                    batch_id(l),
+                    l.payload
+                ));
+            }
+            body.push(']');
+            self.shared
+                .http
+                .post(format!("http://{addr}/batches"))
+                .header("x-cortex-job-id", &self.job_id)
+                .body(body)
+        } else {
+            let l = &group[0];
+            self.shared
+                .http
+                .post(format!("http://{addr}/"))
+                .header("x-cortex-job-id", &self.job_id)
+                .header("x-cortex-batch-id", batch_id(l))
+                .body(l.payload.clone())
+        };
+        let resp = request
+            .header("content-type", "application/json")
+            .send()
+            .await?;
+        let status = resp.status();
+        let body = resp.text().await?;
+        let took = started.elapsed().as_millis() as i64;
+        if !status.is_success() {
+            let why = failure_text(status.as_u16(), &body);
+            return Ok(group.iter().map(|_| Err(why.clone())).collect());
+        }
+        if !self.multi {
+            return Ok(vec![Ok(took)]);
+        }
+        Ok(multi_outcomes(&body, group.len()))
     }
 
     /// Keeps the leases while the worker works.
@@ -258,6 +316,40 @@ impl Feeder {
     }
 }
 
+/// Each batch's outcome from a `POST /batches` answer (`[{"ok", "error", "ms"}, ...]`); an
+/// answer that does not fit fails every batch, saying so.
+fn multi_outcomes(body: &str, n: usize) -> Vec<Result<i64, String>> {
+    #[derive(serde::Deserialize)]
+    struct Outcome {
+        ok: bool,
+        #[serde(default)]
+        error: Option<String>,
+        #[serde(default)]
+        ms: Option<f64>,
+    }
+    match serde_json::from_str::<Vec<Outcome>>(body) {
+        Ok(outcomes) if outcomes.len() == n => outcomes
+            .into_iter()
+            .map(|o| {
+                if o.ok {
+                    Ok(o.ms.unwrap_or(0.0).round() as i64)
+                } else {
+                    Err(o
+                        .error
+                        .unwrap_or_else(|| "the worker said it failed".to_string()))
+                }
+            })
+            .collect(),
+        _ => {
+            let why = format!(
+                "the worker's answer to {n} batch(es) was not one outcome per batch: {}",
+                body.chars().take(200).collect::<String>()
+            );
+            (0..n).map(|_| Err(why.clone())).collect()
+        }
+    }
+}
+
 /// What a failed batch is remembered with: the worker's status and the start of its answer.
 fn failure_text(status: u16, body: &str) -> String {
     // A JSON error (the python shim's) says it best in its message.
@@ -284,10 +376,28 @@ mod tests {
     #[test]
     fn only_long_queues_are_leased_ahead() {
         use super::lease_ahead;
-        assert_eq!(lease_ahead(5, 4), 1);
-        assert_eq!(lease_ahead(100, 4), 1);
-        assert_eq!(lease_ahead(10_000, 8), 4);
-        assert_eq!(lease_ahead(0, 0), 1);
+        assert_eq!(lease_ahead(5, 4, 4), 1);
+        assert_eq!(lease_ahead(100, 4, 4), 1);
+        assert_eq!(lease_ahead(10_000, 8, 4), 4);
+        assert_eq!(lease_ahead(10_000, 8, 16), 16);
+        assert_eq!(lease_ahead(0, 0, 4), 1);
+    }
+
+    #[test]
+    fn a_multi_batch_answer_settles_each_batch() {
+        use super::multi_outcomes;
+        assert_eq!(
+            multi_outcomes(
+                r#"[{"ok": true, "ms": 1.6}, {"ok": false, "error": "boom"}]"#,
+                2
+            ),
+            vec![Ok(2), Err("boom".to_string())]
+        );
+        let short = multi_outcomes(r#"[{"ok": true}]"#, 2);
+        assert!(short.iter().all(|o| o
+            .as_ref()
+            .unwrap_err()
+            .contains("not one outcome per batch")));
     }
 
     #[test]

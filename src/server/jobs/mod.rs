@@ -95,7 +95,7 @@ struct Runners {
 
 impl Runners {
     /// Starts the runner of a stored job.
-    fn start(&self, job: JobRow, template: ReplicaPlan, log: JobLog, in_flight: u32) {
+    fn start(&self, job: JobRow, template: ReplicaPlan, log: JobLog, feeding: Feeding) {
         let handle = Arc::new(RunningJob {
             api: job.api_name.clone(),
             stop: CancellationToken::new(),
@@ -112,7 +112,8 @@ impl Runners {
             template,
             handle,
             log,
-            in_flight,
+            in_flight: feeding.in_flight,
+            multi: feeding.multi,
             shutdown: self.shutdown.clone(),
         };
         let (id, running) = (run.job.id.clone(), self.running.clone());
@@ -126,13 +127,26 @@ impl Runners {
     }
 }
 
-/// Batches a worker of `spec` is sent at a time: as many as its predictor runs at once, plus
-/// one waiting, so a worker never idles between batches.
-fn in_flight(spec: &crate::spec::ApiSpec) -> u32 {
-    spec.predictor
-        .processes_per_replica
-        .saturating_mul(spec.predictor.threads_per_process)
-        .saturating_add(1)
+/// How a job's workers are fed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Feeding {
+    /// Requests each worker gets at a time: as many as its predictor runs at once, plus one
+    /// waiting, so a worker never idles between batches.
+    in_flight: u32,
+    /// Several batches per request: the python shim takes them (`POST /batches`); a command
+    /// worker gets one batch per `POST /`, as the contract says.
+    multi: bool,
+}
+
+fn feeding(spec: &crate::spec::ApiSpec) -> Feeding {
+    Feeding {
+        in_flight: spec
+            .predictor
+            .processes_per_replica
+            .saturating_mul(spec.predictor.threads_per_process)
+            .saturating_add(1),
+        multi: spec.predictor.kind == crate::spec::PredictorType::Python,
+    }
 }
 
 /// Every job of this server.
@@ -300,7 +314,7 @@ impl Jobs {
                 log.line(format!("validations passed; enqueued {n_batches} batches"))
                     .await;
                 self.runners
-                    .start(row.clone(), template, log, in_flight(&live.spec));
+                    .start(row.clone(), template, log, feeding(&live.spec));
             }
             None => {
                 log.line(format!(
@@ -309,7 +323,7 @@ impl Jobs {
                 ))
                 .await;
                 let (runners, job_id) = (self.runners.clone(), row.id.clone());
-                let depth = in_flight(&live.spec);
+                let depth = feeding(&live.spec);
                 self.runners.tasks.spawn(async move {
                     enqueue(runners, job_id, files, batch_size, (template, depth), log).await;
                 });
@@ -476,7 +490,7 @@ impl Jobs {
                 .filter(|live| live.model_id == job.model_id)
                 .and_then(|live| {
                     let t = live.versions.newest().template().cloned()?;
-                    Some((t, in_flight(&live.spec)))
+                    Some((t, feeding(&live.spec)))
                 });
             let Some(template) = template else {
                 let id = job.id.clone();
@@ -540,7 +554,7 @@ async fn enqueue(
     job_id: String,
     files: Vec<sources::Source>,
     batch_size: u32,
-    (template, in_flight): (ReplicaPlan, u32),
+    (template, how): (ReplicaPlan, Feeding),
     log: JobLog,
 ) {
     let shared = runners.shared.clone();
@@ -618,7 +632,7 @@ async fn enqueue(
         })
         .await;
     match started {
-        Ok(Some(job)) => runners.start(job, template, log, in_flight),
+        Ok(Some(job)) => runners.start(job, template, log, how),
         Ok(None) => {}
         Err(e) => tracing::error!("cannot start job {job_id}: {e}"),
     }

@@ -46,6 +46,8 @@ pub(super) struct Run {
     /// Batches each worker is sent at a time (its predictor's concurrency, plus one so that
     /// the next batch is already there when it finishes one).
     pub in_flight: u32,
+    /// Its workers take several batches per request (the python shim does).
+    pub multi: bool,
     /// The server's shutdown.
     pub shutdown: CancellationToken,
 }
@@ -150,8 +152,16 @@ impl Run {
         let _stop_feeders = feeders_stop.clone().drop_guard();
         let mut feeders = tokio::task::JoinSet::new();
         let per_worker = self.in_flight.max(1) as usize;
-        let lease_ahead =
-            super::feeder::lease_ahead(job.total_batches, (workers.len() * per_worker) as u64);
+        let max_ahead = if self.multi {
+            super::feeder::LEASE_AHEAD_MULTI
+        } else {
+            super::feeder::LEASE_AHEAD
+        };
+        let lease_ahead = super::feeder::lease_ahead(
+            job.total_batches,
+            (workers.len() * per_worker) as u64,
+            max_ahead,
+        );
         for worker in workers
             .iter()
             .flat_map(|w| std::iter::repeat_n(w, per_worker))
@@ -164,6 +174,7 @@ impl Run {
                     progress: progress.clone(),
                     stop: feeders_stop.clone(),
                     lease_ahead,
+                    multi: self.multi,
                 }
                 .run(),
             );
