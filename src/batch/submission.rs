@@ -6,6 +6,10 @@ use serde_json::Value;
 pub const MAX_BODY_BYTES: usize = 10 * 1024 * 1024;
 /// The largest item, as JSON.
 pub const MAX_ITEM_BYTES: usize = 256 * 1024;
+/// The most workers one job may ask for.
+pub const MAX_WORKERS: u32 = 256;
+/// The largest job `config`, as JSON (it reaches workers through their environment).
+pub const MAX_CONFIG_BYTES: usize = 64 * 1024;
 
 /// Where a job's items come from.
 #[derive(Debug, Clone, PartialEq)]
@@ -87,7 +91,15 @@ pub fn check(body: &Value) -> Result<Submission, SubmissionError> {
     }
     let workers = positive(obj, "workers")?
         .ok_or_else(|| problem("workers", "required: how many workers run the job, e.g. 1"))?;
-    let workers = u32::try_from(workers).map_err(|_| problem("workers", "too large"))?;
+    let workers = u32::try_from(workers)
+        .ok()
+        .filter(|w| *w <= MAX_WORKERS)
+        .ok_or_else(|| {
+            problem(
+                "workers",
+                format!("{workers} is more than a job may have; ask for at most {MAX_WORKERS}"),
+            )
+        })?;
     let (input, batch_size) = match (obj.get("item_list"), obj.get("delimited_files")) {
         (Some(_), Some(_)) => {
             return Err(problem(
@@ -106,7 +118,16 @@ pub fn check(body: &Value) -> Result<Submission, SubmissionError> {
     };
     let config = match obj.get("config") {
         None | Some(Value::Null) => serde_json::Map::new(),
-        Some(Value::Object(m)) => m.clone(),
+        Some(Value::Object(m)) => {
+            let size = serde_json::to_vec(m).map_or(usize::MAX, |v| v.len());
+            if size > MAX_CONFIG_BYTES {
+                return Err(problem(
+                    "config",
+                    format!("is {size} bytes; a job's config may be at most {MAX_CONFIG_BYTES} bytes (64 KiB): put large data in files the predictor reads"),
+                ));
+            }
+            m.clone()
+        }
         Some(other) => {
             return Err(problem(
                 "config",
@@ -363,6 +384,14 @@ mod tests {
         ] {
             assert_eq!(check(&body).unwrap_err().field, field, "{body}");
         }
+        let e = check(&json!({"workers": 257, "item_list": {"items": [1], "batch_size": 1}}))
+            .unwrap_err();
+        assert_eq!(e.field, "workers");
+        assert!(e.message.contains("at most 256"), "{e}");
+        let huge = "c".repeat(MAX_CONFIG_BYTES);
+        let e = check(&json!({"workers": 1, "item_list": {"items": [1], "batch_size": 1}, "config": {"k": huge}}))
+            .unwrap_err();
+        assert_eq!(e.field, "config");
         let big = "x".repeat(MAX_ITEM_BYTES);
         let e = check(&json!({"workers": 1, "item_list": {"items": [1, big], "batch_size": 1}}))
             .unwrap_err();

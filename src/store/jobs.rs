@@ -235,6 +235,15 @@ pub fn list(conn: &Connection, model_id: &str) -> Result<Vec<JobRow>, StoreError
     Ok(rows.collect::<Result<_, _>>()?)
 }
 
+/// The latest creation time of any job (job ids are made from creation times).
+pub fn latest_created_ns(conn: &Connection) -> Result<i64, StoreError> {
+    Ok(
+        conn.query_row("SELECT COALESCE(MAX(created_ns), 0) FROM jobs", [], |r| {
+            r.get(0)
+        })?,
+    )
+}
+
 /// Every job that has not ended, oldest first (to run again after a restart).
 pub fn unfinished(conn: &Connection) -> Result<Vec<JobRow>, StoreError> {
     let mut stmt = conn.prepare(&format!(
@@ -312,8 +321,14 @@ pub enum Settle {
         error: String,
         duration_ms: i64,
     },
-    /// Its worker died under it: back to the queue, the delivery not counted.
-    Release { seq: i64, lease_id: String },
+    /// Back to the queue, the delivery not counted: the batch was only held (never sent), or
+    /// its worker died while working on it (`crashed`; after [`MAX_CRASHES`] of those it fails:
+    /// a batch that kills its worker must not loop for ever).
+    Release {
+        seq: i64,
+        lease_id: String,
+        crashed: bool,
+    },
 }
 
 /// Settles deliveries and leases up to `n` more batches, in one transaction (a feeder's round
@@ -342,7 +357,11 @@ pub fn settle_and_lease(
                 error,
                 duration_ms,
             } => nack(&tx, job_id, *seq, lease_id, error, *duration_ms)?,
-            Settle::Release { seq, lease_id } => release(&tx, job_id, *seq, lease_id)?,
+            Settle::Release {
+                seq,
+                lease_id,
+                crashed,
+            } => release(&tx, job_id, *seq, lease_id, *crashed)?,
         });
     }
     let mut leases = Vec::new();
@@ -489,21 +508,33 @@ pub fn nack(
     Ok(n > 0)
 }
 
-/// Gives a leased batch back to the queue without counting the delivery: its worker died under
-/// it (the worker's crashes are counted instead). False when the lease was not held.
+/// How many times a batch's worker may die while working on it before the batch fails.
+pub const MAX_CRASHES: u32 = 3;
+
+/// Gives a leased batch back to the queue without counting the delivery. `crashed`: its worker
+/// died while working on it, which is counted apart; the [`MAX_CRASHES`]th time the batch fails
+/// (a dead letter saying so). False when the lease was not held.
 pub fn release(
     conn: &Connection,
     job_id: &str,
     seq: i64,
     lease_id: &str,
+    crashed: bool,
 ) -> Result<bool, StoreError> {
     let n = conn
         .prepare_cached(
-            "UPDATE batches SET state = 'queued', lease_id = NULL, lease_until_ms = NULL,
-                    receive_count = MAX(receive_count - 1, 0)
+            "UPDATE batches SET
+                crashes = crashes + ?4,
+                state = CASE WHEN crashes + ?4 >= ?5 THEN 'failed' ELSE 'queued' END,
+                last_error = CASE WHEN crashes + ?4 >= ?5
+                    THEN 'its worker died while working on it ' || (crashes + ?4) || ' times (killed, out of memory, or crashed; see cortex logs)'
+                    ELSE last_error END,
+                receive_count = CASE WHEN crashes + ?4 >= ?5 THEN receive_count
+                    ELSE MAX(receive_count - 1, 0) END,
+                lease_id = NULL, lease_until_ms = NULL
              WHERE job_id = ?1 AND seq = ?2 AND lease_id = ?3 AND state = 'leased'",
         )?
-        .execute(params![job_id, seq, lease_id])?;
+        .execute(params![job_id, seq, lease_id, i64::from(crashed), MAX_CRASHES])?;
     Ok(n > 0)
 }
 
@@ -545,13 +576,18 @@ pub fn counts(conn: &Connection, job_id: &str) -> Result<Counts, StoreError> {
     Ok(c)
 }
 
-/// The batches that failed for good, in order.
-pub fn dead_letters(conn: &Connection, job_id: &str) -> Result<Vec<DeadLetter>, StoreError> {
+/// The batches that failed for good, in order (the first `limit` of them).
+pub fn dead_letters(
+    conn: &Connection,
+    job_id: &str,
+    limit: Option<usize>,
+) -> Result<Vec<DeadLetter>, StoreError> {
     let mut stmt = conn.prepare(
         "SELECT seq, receive_count, last_error FROM batches
-         WHERE job_id = ?1 AND state = 'failed' ORDER BY seq",
+         WHERE job_id = ?1 AND state = 'failed' ORDER BY seq LIMIT ?2",
     )?;
-    let rows = stmt.query_map([job_id], |r| {
+    let limit = limit.map_or(-1, |n| i64::try_from(n).unwrap_or(i64::MAX));
+    let rows = stmt.query_map(params![job_id, limit], |r| {
         Ok(DeadLetter {
             seq: r.get(0)?,
             receive_count: r.get(1)?,
@@ -610,7 +646,7 @@ mod tests {
         assert_eq!((n.succeeded, n.failed, n.total()), (1, 1, 2));
         assert_eq!(n.avg_time_ms, Some(6.0));
         assert_eq!(
-            dead_letters(&c, "j1").unwrap(),
+            dead_letters(&c, "j1", None).unwrap(),
             vec![DeadLetter {
                 seq: 1,
                 receive_count: 1,
@@ -634,7 +670,7 @@ mod tests {
         assert!(!extend(&c, "j1", 0, &first.lease_id, 900).unwrap());
         // The second worker dies too: no deliveries left, so it fails.
         assert_eq!(lease(&mut c, "j1", 300, 100).unwrap(), None);
-        let dead = dead_letters(&c, "j1").unwrap();
+        let dead = dead_letters(&c, "j1", None).unwrap();
         assert_eq!(dead.len(), 1);
         assert!(dead[0]
             .last_error
@@ -647,13 +683,32 @@ mod tests {
     fn a_released_batch_keeps_its_deliveries() {
         let mut c = db(1, &["[1]", "[2]"]);
         let a = lease(&mut c, "j1", 0, 1000).unwrap().unwrap();
-        assert!(release(&c, "j1", a.seq, &a.lease_id).unwrap());
+        assert!(release(&c, "j1", a.seq, &a.lease_id, false).unwrap());
         let again = lease(&mut c, "j1", 0, 1000).unwrap().unwrap();
         assert_eq!((again.seq, again.receive_count), (0, 1));
         let _b = lease(&mut c, "j1", 0, 1000).unwrap().unwrap();
         assert_eq!(release_all(&c, "j1").unwrap(), 2);
         let n = counts(&c, "j1").unwrap();
         assert_eq!((n.queued, n.open()), (2, 2));
+    }
+
+    #[test]
+    fn a_batch_that_keeps_killing_its_worker_fails() {
+        let mut c = db(1, &["[1]"]);
+        for crash in 1..=MAX_CRASHES {
+            let l = lease(&mut c, "j1", 0, 100).unwrap().unwrap();
+            assert_eq!(l.receive_count, 1, "a crash does not use up a delivery");
+            assert!(release(&c, "j1", l.seq, &l.lease_id, true).unwrap());
+            let n = counts(&c, "j1").unwrap();
+            assert_eq!(n.failed, u64::from(crash == MAX_CRASHES), "crash {crash}");
+        }
+        let dead = dead_letters(&c, "j1", Some(10)).unwrap();
+        assert!(dead[0]
+            .last_error
+            .as_deref()
+            .unwrap()
+            .contains("died while working on it 3 times"));
+        assert_eq!(latest_created_ns(&c).unwrap(), 100);
     }
 
     #[test]
@@ -676,6 +731,7 @@ mod tests {
             Settle::Release {
                 seq: 1,
                 lease_id: "not-held".into(),
+                crashed: false,
             },
         ];
         let (settled, more) = settle_and_lease(&mut c, "j1", &settles, 0, 1000, 5).unwrap();
@@ -704,7 +760,9 @@ mod tests {
         }
         assert_eq!(lease(&mut c, "j1", 0, 100).unwrap(), None);
         assert_eq!(
-            dead_letters(&c, "j1").unwrap()[0].last_error.as_deref(),
+            dead_letters(&c, "j1", None).unwrap()[0]
+                .last_error
+                .as_deref(),
             Some("try 3")
         );
     }

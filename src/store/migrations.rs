@@ -167,6 +167,7 @@ const MIGRATIONS: &[&str] = &[
         payload         TEXT NOT NULL,
         state           TEXT NOT NULL CHECK (state IN ('queued', 'leased', 'succeeded', 'failed')),
         receive_count   INTEGER NOT NULL DEFAULT 0,
+        crashes         INTEGER NOT NULL DEFAULT 0,
         lease_id        TEXT,
         lease_until_ms  INTEGER,
         last_error      TEXT,

@@ -941,3 +941,27 @@ fn logs_follow_a_job_until_it_ends_and_deleting_an_api_with_running_jobs_asks_fi
         (unsafe { libc::kill(pid, 0) } != 0).then_some(())
     });
 }
+
+#[test]
+fn beyond_loopback_anyone_may_submit_to_a_public_batch_api_but_only_writers_stop_jobs() {
+    let s = Server::start_on("0.0.0.0:0");
+    let p = deploy_batch(&s, "open", GATED, "");
+    let results = p.join("results");
+    std::fs::create_dir_all(&results).unwrap();
+    let body = json!({"workers": 1, "item_list": {"items": [1], "batch_size": 1}, "config": {"results": results}});
+    let (status, _) = submit_raw(&s, "open", &body.to_string());
+    assert_eq!(status, 401, "private: a caller is needed");
+    s.ok(&p, &["access", "open", "--access", "public"]);
+    let (status, v) = submit_raw(&s, "open", &body.to_string());
+    assert_eq!(status, 200, "{v}");
+    let id = v["job_id"].as_str().unwrap();
+    let stop = |token: Option<&str>| {
+        let mut req = http().delete(format!("{}/open/{id}", s.url));
+        if let Some(t) = token {
+            req = req.bearer_auth(t);
+        }
+        req.send().unwrap().status().as_u16()
+    };
+    assert_eq!(stop(None), 401, "stopping needs a caller");
+    assert_eq!(stop(Some(&s.token)), 200, "the owner stops it");
+}

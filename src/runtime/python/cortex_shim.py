@@ -1317,6 +1317,10 @@ class Handler(http.server.BaseHTTPRequestHandler):
         in order: `[{"ok": true, "ms": 1.2}, {"ok": false, "error": "...", "ms": 0.4}]`.
         One request per several batches: the HTTP and thread hand-off cost is shared."""
         server = self.server
+        if server.shutting_down.is_set():
+            self._release_pending()
+            self._send_json(503, {"kind": "not_ready", "message": "the worker is shutting down"}, close=True)
+            return
         self._release_pending()
         ok, body = self._body_or_error()
         if not ok:

@@ -1,25 +1,28 @@
 //! A job whose items are in `delimited_files`: stored `status_enqueuing`, its files read into
 //! batches in the background (`sources.rs`), then started; `status_enqueue_failed`, naming the
-//! file and line, when one cannot be read.
+//! file and line, when one cannot be read; `status_timed_out` when its `timeout` passes first.
+
+use std::time::Duration;
 
 use super::sources;
 use super::{Feeding, JobLog, Runners};
+use crate::batch::status::JobStatus;
 use crate::clock::now_ns;
 use crate::engine::ReplicaPlan;
-use crate::store::jobs::{self, Ending};
+use crate::store::jobs::{self, Ending, JobRow};
 
-/// Reads a job's files into batches, then starts it; records `status_enqueue_failed` with the
-/// reason when a file cannot be read (and stops when the job was stopped meanwhile).
+/// Reads a job's files into batches, then starts it (unless it was stopped meanwhile).
 pub(super) async fn enqueue(
     runners: Runners,
-    job_id: String,
+    job: JobRow,
     files: Vec<sources::Source>,
     batch_size: u32,
     (template, how): (ReplicaPlan, Feeding),
     log: JobLog,
 ) {
     let shared = runners.shared.clone();
-    let read = sources::read_batches(&shared.http, &files, batch_size, |batches| {
+    let job_id = job.id.clone();
+    let read = sources::read_batches(&shared.sources_http, &files, batch_size, |batches| {
         let (store, id) = (shared.store.clone(), job_id.clone());
         async move {
             store
@@ -29,60 +32,84 @@ pub(super) async fn enqueue(
                 .map_err(|e| format!("cannot store its batches: {e}"))
         }
     });
+    let deadline = async {
+        match job.timeout_secs {
+            Some(t) => {
+                let end_ns = job.created_ns.saturating_add(
+                    i64::try_from(t)
+                        .unwrap_or(i64::MAX)
+                        .saturating_mul(1_000_000_000),
+                );
+                let left = end_ns.saturating_sub(now_ns()).max(0) as u64;
+                tokio::time::sleep(Duration::from_nanos(left)).await;
+            }
+            None => std::future::pending().await,
+        }
+    };
     let read = tokio::select! {
-        read = read => read,
+        read = read => read.map_err(|why| (JobStatus::EnqueueFailed, why)),
+        _ = deadline => Err((
+            JobStatus::TimedOut,
+            format!(
+                "the job's files were still being read when its timeout of {}s passed",
+                job.timeout_secs.unwrap_or_default()
+            ),
+        )),
         _ = runners.shutdown.cancelled() => return,
     };
     let id = job_id.clone();
-    let Ok(Some(job)) = shared.store.call(move |c| jobs::get(c, &id)).await else {
-        return;
+    let stored = match shared.store.call(move |c| jobs::get(c, &id)).await {
+        Ok(Some(stored)) => stored,
+        // Deleted with its API meanwhile.
+        Ok(None) => return,
+        Err(e) => {
+            end(
+                &runners,
+                &log,
+                &job_id,
+                JobStatus::UnexpectedError,
+                format!("cannot read the job: {e}"),
+            )
+            .await;
+            return;
+        }
     };
-    if job.end_ns.is_some() {
+    if stored.end_ns.is_some() {
         // Stopped while its files were read.
         return;
     }
-    let failure = match read {
-        Ok(0) => Some("the files hold no items; each line of a file is one JSON item".to_string()),
+    match read {
+        Ok(0) => {
+            let why = "the files hold no items; each line of a file is one JSON item";
+            end(
+                &runners,
+                &log,
+                &job_id,
+                JobStatus::EnqueueFailed,
+                why.to_string(),
+            )
+            .await;
+            return;
+        }
         Ok(items) => {
             log.line(format!(
                 "partitioning {items} items found in {} file(s) into {} batches of size {batch_size}",
                 files.len(),
-                job.total_batches
+                stored.total_batches
             ))
             .await;
             log.line(format!(
                 "completed enqueuing a total of {} batches",
-                job.total_batches
+                stored.total_batches
             ))
             .await;
-            None
         }
-        Err(why) => Some(why),
-    };
-    let id = job_id.clone();
-    if let Some(why) = failure {
-        let text = why.clone();
-        let ended = shared
-            .store
-            .call(move |c| {
-                jobs::finish(
-                    c,
-                    &id,
-                    &Ending {
-                        status: crate::batch::status::JobStatus::EnqueueFailed.as_str(),
-                        end_ns: now_ns(),
-                        failure: Some(&text),
-                        workers_succeeded: 0,
-                        workers_failed: 0,
-                    },
-                )
-            })
-            .await;
-        if matches!(ended, Ok(true)) {
-            log.line(format!("failed while enqueuing: {why}")).await;
+        Err((status, why)) => {
+            end(&runners, &log, &job_id, status, why).await;
+            return;
         }
-        return;
     }
+    let id = job_id.clone();
     let started = shared
         .store
         .call(move |c| {
@@ -95,6 +122,39 @@ pub(super) async fn enqueue(
     match started {
         Ok(Some(job)) => runners.start(job, template, log, how),
         Ok(None) => {}
-        Err(e) => tracing::error!("cannot start job {job_id}: {e}"),
+        Err(e) => {
+            let why = format!("cannot start the job: {e}");
+            end(&runners, &log, &job_id, JobStatus::UnexpectedError, why).await;
+        }
+    }
+}
+
+/// Records how the job ended before it ran (the first ending recorded stands).
+async fn end(runners: &Runners, log: &JobLog, job_id: &str, status: JobStatus, why: String) {
+    let (id, text) = (job_id.to_string(), why.clone());
+    let ended = runners
+        .shared
+        .store
+        .call(move |c| {
+            jobs::finish(
+                c,
+                &id,
+                &Ending {
+                    status: status.as_str(),
+                    end_ns: now_ns(),
+                    failure: Some(&text),
+                    workers_succeeded: 0,
+                    workers_failed: 0,
+                },
+            )
+        })
+        .await;
+    match ended {
+        Ok(true) => {
+            log.line(format!("job {job_id} {}: {why}", status.message()))
+                .await
+        }
+        Ok(false) => {}
+        Err(e) => tracing::error!("cannot record the end of job {job_id}: {e}"),
     }
 }

@@ -65,12 +65,18 @@ pub(super) struct Feeder {
 
 impl Feeder {
     /// Feeds the worker until the queue has nothing left for it or the job stops. Leases and
-    /// settles go to the database together, [`LEASE_AHEAD`] at a time; the worker's requests
-    /// are the only thing on each batch's path.
+    /// settles go to the database together, several at a time on long queues; the worker's
+    /// requests are the only thing on each batch's path. Everything the feeder holds (leases
+    /// not yet sent, outcomes not yet written) is kept alive while the worker works, and given
+    /// back or written before the feeder waits for its worker or ends.
     pub async fn run(self) {
         let mut held: VecDeque<jobs::Lease> = VecDeque::new();
         let mut done: Vec<jobs::Settle> = Vec::new();
         loop {
+            if self.worker.ready_addr().is_none() && !(held.is_empty() && done.is_empty()) {
+                // The worker is restarting (or not up yet): that can take longer than a lease.
+                self.flush(&mut held, &mut done).await;
+            }
             let Some(addr) = self.ready_addr().await else {
                 break;
             };
@@ -107,9 +113,9 @@ impl Feeder {
                     continue;
                 }
             }
-            let take = if self.multi { held.len() } else { 1 };
-            let group: Vec<jobs::Lease> = held.drain(..take).collect();
-            match self.deliver(addr, &group, &held).await {
+            let group = take_group(&mut held, self.multi);
+            let unwritten: Vec<(i64, String)> = done.iter().filter_map(still_leased).collect();
+            match self.deliver(addr, &group, &held, unwritten).await {
                 Some(settles) => done.extend(settles),
                 None => {
                     for lease in group.into_iter().rev() {
@@ -119,21 +125,27 @@ impl Feeder {
                 }
             }
         }
-        // What was done counts; what was not started goes back.
-        done.extend(held.into_iter().map(|l| jobs::Settle::Release {
+        self.flush(&mut held, &mut done).await;
+    }
+
+    /// Writes the outcomes in `done` and gives the unsent leases in `held` back to the queue.
+    async fn flush(&self, held: &mut VecDeque<jobs::Lease>, done: &mut Vec<jobs::Settle>) {
+        done.extend(held.drain(..).map(|l| jobs::Settle::Release {
             seq: l.seq,
             lease_id: l.lease_id,
+            crashed: false,
         }));
-        if !done.is_empty() {
-            let job_id = self.job_id.clone();
-            let flushed = self
-                .shared
-                .store
-                .call(move |c| jobs::settle_and_lease(c, &job_id, &done, now_ms(), 0, 0))
-                .await;
-            if let Err(e) = flushed {
-                tracing::warn!("cannot settle the batches of job {}: {e}", self.job_id);
-            }
+        if done.is_empty() {
+            return;
+        }
+        let (job_id, settles) = (self.job_id.clone(), std::mem::take(done));
+        let flushed = self
+            .shared
+            .store
+            .call(move |c| jobs::settle_and_lease(c, &job_id, &settles, now_ms(), 0, 0))
+            .await;
+        if let Err(e) = flushed {
+            tracing::warn!("cannot settle the batches of job {}: {e}", self.job_id);
         }
     }
 
@@ -153,10 +165,13 @@ impl Feeder {
             if self.stop.is_cancelled() {
                 return None;
             }
+            // The phase is marked seen before the address is read: a change after this read
+            // wakes the wait below.
+            let phase = *phases.borrow_and_update();
             if let Some(addr) = self.worker.ready_addr() {
                 return Some(addr);
             }
-            if *phases.borrow_and_update() == ReplicaPhase::Stopped {
+            if phase == ReplicaPhase::Stopped {
                 return None;
             }
             tokio::select! {
@@ -167,18 +182,20 @@ impl Feeder {
     }
 
     /// Posts a group of batches (one, unless the worker takes several per request); what
-    /// became of each (`None`: the job stopped meanwhile). The leases in `held` are kept alive
-    /// too while it works.
+    /// became of each (`None`: the job stopped meanwhile). The leases in `held` and those of
+    /// outcomes not written yet (`unwritten`) are kept alive too while it works.
     async fn deliver(
         &self,
         addr: SocketAddr,
         group: &[jobs::Lease],
         held: &VecDeque<jobs::Lease>,
+        unwritten: Vec<(i64, String)>,
     ) -> Option<Vec<jobs::Settle>> {
         let started = Instant::now();
         let mut all_held: Vec<(i64, String)> =
             group.iter().map(|l| (l.seq, l.lease_id.clone())).collect();
         all_held.extend(held.iter().map(|l| (l.seq, l.lease_id.clone())));
+        all_held.extend(unwritten);
         let answer = tokio::select! {
             answer = self.send(addr, group) => answer,
             _ = self.extend_while_working(all_held) => unreachable!("extending never ends"),
@@ -216,6 +233,7 @@ impl Feeder {
                     .map(|l| jobs::Settle::Release {
                         seq: l.seq,
                         lease_id: l.lease_id.clone(),
+                        crashed: true,
                     })
                     .collect()
             }
@@ -316,6 +334,35 @@ impl Feeder {
     }
 }
 
+/// The most bytes of batches one `POST /batches` carries (the shim takes 64 MiB).
+const MAX_GROUP_BYTES: usize = 8 * 1024 * 1024;
+
+/// The next batches to send: one, or (`multi`) as many held ones as fit in
+/// [`MAX_GROUP_BYTES`] (always at least one).
+fn take_group(held: &mut VecDeque<jobs::Lease>, multi: bool) -> Vec<jobs::Lease> {
+    let mut group = Vec::new();
+    let mut bytes = 0;
+    while let Some(next) = held.front() {
+        let fits = group.is_empty() || (multi && bytes + next.payload.len() <= MAX_GROUP_BYTES);
+        if !fits {
+            break;
+        }
+        bytes += next.payload.len();
+        group.extend(held.pop_front());
+    }
+    group
+}
+
+/// The lease an outcome not yet written still holds (a release gives it up anyway).
+fn still_leased(settle: &jobs::Settle) -> Option<(i64, String)> {
+    match settle {
+        jobs::Settle::Ack { seq, lease_id, .. } | jobs::Settle::Nack { seq, lease_id, .. } => {
+            Some((*seq, lease_id.clone()))
+        }
+        jobs::Settle::Release { .. } => None,
+    }
+}
+
 /// Each batch's outcome from a `POST /batches` answer (`[{"ok", "error", "ms"}, ...]`); an
 /// answer that does not fit fails every batch, saying so.
 fn multi_outcomes(body: &str, n: usize) -> Vec<Result<i64, String>> {
@@ -381,6 +428,27 @@ mod tests {
         assert_eq!(lease_ahead(10_000, 8, 4), 4);
         assert_eq!(lease_ahead(10_000, 8, 16), 16);
         assert_eq!(lease_ahead(0, 0, 4), 1);
+    }
+
+    #[test]
+    fn groups_are_one_batch_or_as_many_as_fit() {
+        use super::{take_group, MAX_GROUP_BYTES};
+        let lease = |seq: i64, size: usize| crate::store::jobs::Lease {
+            seq,
+            payload: "x".repeat(size),
+            lease_id: seq.to_string(),
+            receive_count: 1,
+        };
+        let mut held: std::collections::VecDeque<_> =
+            [lease(0, 10), lease(1, 10), lease(2, MAX_GROUP_BYTES)].into();
+        assert_eq!(take_group(&mut held, false).len(), 1);
+        assert_eq!(
+            take_group(&mut held, true).len(),
+            1,
+            "the big one does not fit after it"
+        );
+        assert_eq!(take_group(&mut held, true).len(), 1, "alone it goes");
+        assert!(held.is_empty());
     }
 
     #[test]

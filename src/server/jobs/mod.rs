@@ -36,7 +36,11 @@ pub(crate) struct Shared {
     pub store: Store,
     pub engine: Arc<dyn Engine>,
     pub tokens: Arc<Tokens>,
+    /// To workers on loopback (pooled, no proxy).
     pub http: reqwest::Client,
+    /// To `delimited_files` URLs: the environment's proxy settings, and time limits so a
+    /// source that stalls fails the job instead of holding it.
+    pub sources_http: reqwest::Client,
     server_url: OnceLock<String>,
 }
 
@@ -85,6 +89,21 @@ impl RunningJob {
     }
 }
 
+/// Forgets a runner once it ended, however it ended (a panic included).
+struct Forget {
+    id: String,
+    running: Arc<Mutex<HashMap<String, Arc<RunningJob>>>>,
+}
+
+impl Drop for Forget {
+    fn drop(&mut self) {
+        self.running
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(&self.id);
+    }
+}
+
 /// Starts runners and remembers the running ones (cheap to clone into tasks).
 #[derive(Clone)]
 struct Runners {
@@ -117,13 +136,13 @@ impl Runners {
             multi: feeding.multi,
             shutdown: self.shutdown.clone(),
         };
-        let (id, running) = (run.job.id.clone(), self.running.clone());
+        let forget = Forget {
+            id: run.job.id.clone(),
+            running: self.running.clone(),
+        };
         self.tasks.spawn(async move {
+            let _forget = forget;
             run.run().await;
-            running
-                .lock()
-                .unwrap_or_else(|p| p.into_inner())
-                .remove(&id);
         });
     }
 }
@@ -170,11 +189,17 @@ impl Jobs {
         data_dir: &std::path::Path,
         data_root: Option<PathBuf>,
     ) -> Jobs {
+        let sources_http = reqwest::Client::builder()
+            .connect_timeout(std::time::Duration::from_secs(10))
+            .read_timeout(std::time::Duration::from_secs(60))
+            .build()
+            .unwrap_or_else(|_| http.clone());
         let shared = Arc::new(Shared {
             store,
             engine,
             tokens,
             http,
+            sources_http,
             server_url: OnceLock::new(),
         });
         Jobs {
@@ -323,11 +348,10 @@ impl Jobs {
                     files.len()
                 ))
                 .await;
-                let (runners, job_id) = (self.runners.clone(), row.id.clone());
+                let (runners, job) = (self.runners.clone(), row.clone());
                 let depth = feeding(&live.spec);
                 self.runners.tasks.spawn(async move {
-                    enqueue::enqueue(runners, job_id, files, batch_size, (template, depth), log)
-                        .await;
+                    enqueue::enqueue(runners, job, files, batch_size, (template, depth), log).await;
                 });
             }
         }
@@ -350,10 +374,7 @@ impl Jobs {
                     return Ok(None);
                 };
                 let counts = jobs::counts(c, &id)?;
-                let mut dead = jobs::dead_letters(c, &id)?;
-                if !all_dead_letters {
-                    dead.truncate(100);
-                }
+                let dead = jobs::dead_letters(c, &id, (!all_dead_letters).then_some(100))?;
                 Ok(Some((job, counts, dead)))
             })
             .await?;
@@ -471,6 +492,14 @@ impl Jobs {
     /// held go back to the queue (that delivery is not counted) and new workers start. A job
     /// whose API no longer runs ends `status_unexpected_error`.
     pub async fn resume(&self, find: impl Fn(&str) -> Option<Arc<LiveApi>>) {
+        // Ids are made from creation times: never again one that was made before the restart
+        // (the clock may have been set back).
+        match self.shared.store.call(|c| jobs::latest_created_ns(c)).await {
+            Ok(latest) => {
+                self.last_created_ns.fetch_max(latest, Ordering::Relaxed);
+            }
+            Err(e) => tracing::warn!("cannot read the latest job's time: {e}"),
+        }
         let open = match self.shared.store.call(|c| jobs::unfinished(c)).await {
             Ok(open) => open,
             Err(e) => {

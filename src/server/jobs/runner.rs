@@ -18,11 +18,30 @@ use crate::engine::{Replica, ReplicaPhase, ReplicaPlan};
 use crate::runtime::plan::{self, JobWorker};
 use crate::store::jobs::{self, Ending, JobRow};
 
+/// Tells whoever waits for a runner that it ended, however it ended (a panic included).
+struct FinishOnDrop(Arc<RunningJob>);
+
+impl Drop for FinishOnDrop {
+    fn drop(&mut self) {
+        self.0.finished();
+    }
+}
+
 /// How long a worker gets to finish after the job ends or is stopped.
 const WORKER_STOP_GRACE: Duration = Duration::from_secs(5);
 
 /// How long `on_job_complete` may take.
 const ON_COMPLETE_TIMEOUT: Duration = Duration::from_secs(600);
+
+/// How long the feeders get to write what they hold once the job ends.
+const FEEDERS_STOP_GRACE: Duration = Duration::from_secs(10);
+
+/// What watching a job found.
+enum Watched {
+    /// Every batch is done: `on_job_complete`, then this ending.
+    Done(JobStatus),
+    Ended(Outcome),
+}
 
 /// How a job's run ended.
 enum Outcome {
@@ -55,6 +74,7 @@ pub(super) struct Run {
 impl Run {
     /// Runs the job to its end.
     pub async fn run(self) {
+        let _finished = FinishOnDrop(self.handle.clone());
         let token = self
             .shared
             .tokens
@@ -114,12 +134,17 @@ impl Run {
                 tracing::warn!("cannot revoke the token of job {}: {e}", self.job.id);
             }
         }
-        self.handle.finished();
     }
 
     /// Starts the workers and feeds them until the job ends.
     async fn drive(&self, token: &str) -> Outcome {
         let job = &self.job;
+        // It may have been stopped between the decision to start it and now.
+        match self.recorded().await {
+            Ok(Some((row, _))) if row.end_ns.is_none() => {}
+            Ok(_) => return Outcome::Interrupted,
+            Err(e) => tracing::warn!("cannot read job {}: {e}", job.id),
+        }
         let config: serde_json::Map<String, serde_json::Value> =
             serde_json::from_str(&job.config_json).unwrap_or_default();
         let spec = super::view::job_spec(job, &self.shared.server_url());
@@ -149,7 +174,6 @@ impl Run {
             .await;
         let progress = Arc::new(Notify::new());
         let feeders_stop = CancellationToken::new();
-        let _stop_feeders = feeders_stop.clone().drop_guard();
         let mut feeders = tokio::task::JoinSet::new();
         let per_worker = self.in_flight.max(1) as usize;
         let max_ahead = if self.multi {
@@ -179,6 +203,48 @@ impl Run {
                 .run(),
             );
         }
+        let watched = self.watch(&workers, &progress).await;
+        // The feeders stop and write what they hold (outcomes, leases not sent) before
+        // anything else happens to the job.
+        feeders_stop.cancel();
+        let drained = tokio::time::timeout(FEEDERS_STOP_GRACE, async {
+            while feeders.join_next().await.is_some() {}
+        })
+        .await;
+        if drained.is_err() {
+            tracing::warn!("the feeders of job {} did not stop in time", job.id);
+        }
+        let status = match watched {
+            Watched::Done(status) => status,
+            Watched::Ended(outcome) => return outcome,
+        };
+        tokio::select! {
+            _ = self.complete(&workers) => {}
+            _ = self.handle.stop.cancelled() => return Outcome::Interrupted,
+            _ = self.shutdown.cancelled() => return Outcome::Interrupted,
+        }
+        Outcome::Ended { status, why: None }
+    }
+
+    /// The job's row and its batches' counts, as stored (`None`: the job is gone, with its API).
+    async fn recorded(&self) -> Result<Option<(JobRow, jobs::Counts)>, crate::store::StoreError> {
+        let id = self.job.id.clone();
+        self.shared
+            .store
+            .call(move |c| {
+                let Some(row) = jobs::get(c, &id)? else {
+                    return Ok(None);
+                };
+                let counts = jobs::counts(c, &id)?;
+                Ok(Some((row, counts)))
+            })
+            .await
+    }
+
+    /// Watches the job until it ends: every batch done, a worker failed, its timeout passed, or
+    /// it was stopped (or deleted) elsewhere.
+    async fn watch(&self, workers: &[Arc<dyn Replica>], progress: &Notify) -> Watched {
+        let job = &self.job;
         let deadline = job.timeout_secs.map(|t| {
             let end_ns = job.created_ns.saturating_add(
                 i64::try_from(t)
@@ -197,24 +263,29 @@ impl Run {
         };
         loop {
             tokio::select! {
-                _ = self.handle.stop.cancelled() => return Outcome::Interrupted,
-                _ = self.shutdown.cancelled() => return Outcome::Interrupted,
+                _ = self.handle.stop.cancelled() => return Watched::Ended(Outcome::Interrupted),
+                _ = self.shutdown.cancelled() => return Watched::Ended(Outcome::Interrupted),
                 _ = sleep_until(deadline) => {}
                 _ = progress.notified() => {}
                 _ = tick.tick() => {}
             }
-            let failed = failed_worker(&workers);
-            let id = job.id.clone();
-            let counts = match self.shared.store.call(move |c| jobs::counts(c, &id)).await {
-                Ok(counts) => counts,
+            let failed = failed_worker(workers);
+            let (row, counts) = match self.recorded().await {
+                Ok(Some(found)) => found,
+                // Its API was deleted with it.
+                Ok(None) => return Watched::Ended(Outcome::Interrupted),
                 Err(e) => {
                     tracing::warn!("cannot count the batches of job {}: {e}", job.id);
                     continue;
                 }
             };
+            if row.end_ns.is_some() {
+                // Ended elsewhere (stopped): that ending stands.
+                return Watched::Ended(Outcome::Interrupted);
+            }
             // The pure rule decides; this loop only gathers the facts.
             let status = derive(&JobFacts {
-                recorded: JobStatus::Running,
+                recorded: JobStatus::parse(&row.status).unwrap_or(JobStatus::Running),
                 total: job.total_batches,
                 succeeded: counts.succeeded,
                 failed: counts.failed,
@@ -227,21 +298,19 @@ impl Run {
             match status {
                 JobStatus::Running | JobStatus::Enqueuing => {}
                 JobStatus::Succeeded | JobStatus::CompletedWithFailures => {
-                    feeders_stop.cancel();
-                    self.complete(&workers).await;
-                    return Outcome::Ended { status, why: None };
+                    return Watched::Done(status)
                 }
                 JobStatus::TimedOut => {
-                    return Outcome::Ended {
+                    return Watched::Ended(Outcome::Ended {
                         status,
                         why: timed_out(),
-                    }
+                    })
                 }
                 status => {
-                    return Outcome::Ended {
+                    return Watched::Ended(Outcome::Ended {
                         status,
                         why: failed,
-                    }
+                    })
                 }
             }
         }

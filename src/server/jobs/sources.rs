@@ -72,14 +72,20 @@ pub fn resolve(i: usize, path: &str, data_root: Option<&Path>) -> Result<Source,
     {
         return Err(outside());
     }
+    let root_canon = root
+        .canonicalize()
+        .map_err(|e| SourceError::Invalid(format!("the server's data root is unreadable: {e}")))?;
     let full = if candidate.is_absolute() {
+        // Refused before the file system is asked: whether a file exists outside the root is
+        // none of the caller's business.
+        if !candidate.starts_with(root) && !candidate.starts_with(&root_canon) {
+            return Err(outside());
+        }
         candidate.to_path_buf()
     } else {
         root.join(candidate)
     };
-    let root = root
-        .canonicalize()
-        .map_err(|e| SourceError::Invalid(format!("the server's data root is unreadable: {e}")))?;
+    let root = root_canon;
     let full = full
         .canonicalize()
         .map_err(|e| SourceError::Invalid(format!("{field}: {path:?} cannot be read: {e}")))?;

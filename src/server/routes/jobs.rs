@@ -9,7 +9,8 @@ use axum::Json;
 
 use crate::api::{JobList, JobStatusResponse, MessageResponse};
 use crate::batch::submission::{self, MAX_BODY_BYTES};
-use crate::server::access::Access;
+use crate::server::access::{self, Access, Level};
+use crate::server::auth::identity_from_headers;
 use crate::server::error::{error_response, ApiError};
 use crate::server::gateway;
 use crate::server::jobs::sources::SourceError;
@@ -30,6 +31,13 @@ pub async fn fallback(State(state): State<AppState>, req: Request) -> Response {
         None => {
             if let Some((prefix, job_id)) = path.rsplit_once('/') {
                 if let Some(live) = state.deployments.by_path(prefix).filter(|l| l.is_batch()) {
+                    // Stopping someone's job takes more than reading: write access, even on a
+                    // public API (a server on loopback only lets everyone in, as cortex did).
+                    if req.method() == Method::DELETE && !state.loopback_only {
+                        if let Err(e) = needs_write(&state, &live, req.headers()).await {
+                            return e.into_response();
+                        }
+                    }
                     let job_id = job_id.to_string();
                     return guarded(&state, &live, req, |state, live, req| async move {
                         job_route(state, live, &job_id, req).await
@@ -40,6 +48,22 @@ pub async fn fallback(State(state): State<AppState>, req: Request) -> Response {
         }
     }
     gateway::handle(State(state), req).await
+}
+
+/// 403 unless the caller has write access to the API's model.
+async fn needs_write(
+    state: &AppState,
+    live: &LiveApi,
+    headers: &axum::http::HeaderMap,
+) -> Result<(), ApiError> {
+    let identity = identity_from_headers(state, headers).await?;
+    if access::level(&identity.caller(), &live.access()) < Level::Write {
+        return Err(ApiError::Forbidden(format!(
+            "user {} may not stop jobs of {}: it needs write access to the model",
+            identity.user.username, live.spec.name
+        )));
+    }
+    Ok(())
 }
 
 /// Checks the caller as a prediction is checked, then runs `route`.
