@@ -367,7 +367,8 @@ pub fn settle_and_lease(
     let mut leases = Vec::new();
     if n > 0 {
         let max: Option<u32> = tx
-            .prepare_cached("SELECT max_receive_count FROM jobs WHERE id = ?1")?
+            // A job that ended (stopped, timed out) hands out nothing more.
+            .prepare_cached("SELECT max_receive_count FROM jobs WHERE id = ?1 AND end_ns IS NULL")?
             .query_row([job_id], |r| r.get(0))
             .optional()?;
         if let Some(max) = max {
@@ -806,7 +807,7 @@ mod tests {
 
     #[test]
     fn a_job_ends_once() {
-        let c = db(1, &["[1]"]);
+        let mut c = db(1, &["[1]"]);
         let ending = |status, end_ns| Ending {
             status,
             end_ns,
@@ -825,6 +826,11 @@ mod tests {
             ("status_stopped", Some(200))
         );
         assert!(unfinished(&c).unwrap().is_empty());
+        assert_eq!(
+            lease(&mut c, "j1", 0, 10).unwrap(),
+            None,
+            "an ended job hands out nothing"
+        );
         assert_eq!(list(&c, "m").unwrap().len(), 1);
     }
 }
