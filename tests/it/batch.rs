@@ -965,3 +965,23 @@ fn beyond_loopback_anyone_may_submit_to_a_public_batch_api_but_only_writers_stop
     assert_eq!(stop(None), 401, "stopping needs a caller");
     assert_eq!(stop(Some(&s.token)), 200, "the owner stops it");
 }
+
+#[test]
+fn a_worker_that_keeps_crashing_ends_the_job_with_worker_error() {
+    let s = Server::start();
+    deploy_batch(
+        &s,
+        "crashy",
+        "import os\n\nclass PythonPredictor:\n    def __init__(self, config):\n        pass\n\n    def predict(self, payload, batch_id):\n        os._exit(7)\n",
+        "",
+    );
+    let id = submit(
+        &s,
+        "crashy",
+        json!({"workers": 1, "item_list": {"items": [1, 2, 3], "batch_size": 1}}),
+    );
+    let done = wait_job(&s, "crashy", &id, "status_worker_error");
+    let message = done["message"].as_str().unwrap();
+    assert!(message.contains("exited with status 7"), "{message}");
+    assert_eq!(done["batch_metrics"]["succeeded"], 0);
+}
