@@ -4,6 +4,7 @@
 
 pub mod api;
 pub mod atomic_file;
+pub mod autoscale;
 pub mod batch;
 pub mod cli;
 pub mod client;
