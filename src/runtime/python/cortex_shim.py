@@ -1321,7 +1321,21 @@ class Handler(http.server.BaseHTTPRequestHandler):
             self._release_pending()
             self._send_json(503, {"kind": "not_ready", "message": "the worker is shutting down"}, close=True)
             return
-        self._release_pending()
+        # Counted in flight as the connection stops being pending, as do_POST does, so a
+        # process's accept gate never sees it as idle in between.
+        with server.in_flight_cond:
+            server.in_flight += 1
+            if server.gate_accept:
+                server.release_pending(self.request)
+        try:
+            self._run_batches()
+        finally:
+            with server.in_flight_cond:
+                server.in_flight -= 1
+                server.in_flight_cond.notify_all()
+
+    def _run_batches(self):
+        server = self.server
         ok, body = self._body_or_error()
         if not ok:
             return
@@ -1357,19 +1371,12 @@ class Handler(http.server.BaseHTTPRequestHandler):
                     )
             return out
 
-        with server.in_flight_cond:
-            server.in_flight += 1
         try:
-            try:
-                results = server.pool.submit(run_all).result()
-            except (RuntimeError, concurrent.futures.CancelledError):
-                self._send_json(503, {"kind": "not_ready", "message": "the worker is shutting down"}, close=True)
-                return
-            self._send_json(200, results)
-        finally:
-            with server.in_flight_cond:
-                server.in_flight -= 1
-                server.in_flight_cond.notify_all()
+            results = server.pool.submit(run_all).result()
+        except (RuntimeError, concurrent.futures.CancelledError):
+            self._send_json(503, {"kind": "not_ready", "message": "the worker is shutting down"}, close=True)
+            return
+        self._send_json(200, results)
 
     def _on_job_complete(self):
         """POST /on-job-complete of a batch worker: runs the predictor's

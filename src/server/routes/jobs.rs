@@ -151,11 +151,18 @@ fn not_allowed(live: &LiveApi, method: &Method, allowed: &str) -> Response {
 async fn submit(state: &AppState, live: &LiveApi, req: Request) -> Result<Response, ApiError> {
     let body = axum::body::to_bytes(req.into_body(), MAX_BODY_BYTES)
         .await
-        .map_err(|_| {
-            ApiError::PayloadTooLarge(format!(
-                "the job submission is larger than {} MB; write the items to files as newline-delimited JSON and submit them with delimited_files",
-                MAX_BODY_BYTES / (1024 * 1024)
-            ))
+        .map_err(|e| {
+            let e = e.into_inner();
+            if e.is::<http_body_util::LengthLimitError>() {
+                ApiError::PayloadTooLarge(format!(
+                    "the job submission is larger than {} MB; write the items to files as newline-delimited JSON and submit them with delimited_files",
+                    MAX_BODY_BYTES / (1024 * 1024)
+                ))
+            } else {
+                ApiError::BadRequest(format!(
+                    "the job submission could not be read ({e}); send it again"
+                ))
+            }
         })?;
     let value: serde_json::Value = serde_json::from_slice(&body)
         .map_err(|e| ApiError::BadRequest(format!("the job submission is not valid JSON: {e}")))?;
