@@ -1238,16 +1238,23 @@ class Handler(http.server.BaseHTTPRequestHandler):
             if path == "/batches":
                 self._batches()
                 return
+        self._in_flight(self._predict, "the api is shutting down")
+
+    def _in_flight(self, handle, shutting_down_message):
+        """Runs `handle` counted as in flight (the count graceful shutdown waits for), counted
+        as the connection stops being pending so a process's accept gate never sees it idle in
+        between; 503 once the server is shutting down."""
+        server = self.server
         if server.shutting_down.is_set():
             self._release_pending()
-            self._send_json(503, {"kind": "not_ready", "message": "the api is shutting down"}, close=True)
+            self._send_json(503, {"kind": "not_ready", "message": shutting_down_message}, close=True)
             return
         with server.in_flight_cond:
             server.in_flight += 1
             if server.gate_accept:
                 server.release_pending(self.request)
         try:
-            self._predict()
+            handle()
         finally:
             with server.in_flight_cond:
                 server.in_flight -= 1
@@ -1316,23 +1323,7 @@ class Handler(http.server.BaseHTTPRequestHandler):
         given to predict in turn on the predictor's thread; the answer says how each went,
         in order: `[{"ok": true, "ms": 1.2}, {"ok": false, "error": "...", "ms": 0.4}]`.
         One request per several batches: the HTTP and thread hand-off cost is shared."""
-        server = self.server
-        if server.shutting_down.is_set():
-            self._release_pending()
-            self._send_json(503, {"kind": "not_ready", "message": "the worker is shutting down"}, close=True)
-            return
-        # Counted in flight as the connection stops being pending, as do_POST does, so a
-        # process's accept gate never sees it as idle in between.
-        with server.in_flight_cond:
-            server.in_flight += 1
-            if server.gate_accept:
-                server.release_pending(self.request)
-        try:
-            self._run_batches()
-        finally:
-            with server.in_flight_cond:
-                server.in_flight -= 1
-                server.in_flight_cond.notify_all()
+        self._in_flight(self._run_batches, "the worker is shutting down")
 
     def _run_batches(self):
         server = self.server
