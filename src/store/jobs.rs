@@ -121,22 +121,12 @@ pub fn create(
     batches: &[String],
 ) -> Result<JobRow, StoreError> {
     let tx = conn.transaction()?;
-    tx.execute(
-        "INSERT INTO jobs (id, model_id, api_name, workers, config_json, timeout_secs,
-                           max_receive_count, status, total_batches, created_ns, start_ns)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, 'status_running', ?8, ?9, ?9)",
-        params![
-            job.id,
-            job.model_id,
-            job.api_name,
-            job.workers,
-            job.config_json,
-            job.timeout_secs
-                .map(|t| i64::try_from(t).unwrap_or(i64::MAX)),
-            job.max_receive_count,
-            batches.len() as i64,
-            job.created_ns
-        ],
+    insert_job(
+        &tx,
+        job,
+        "status_running",
+        batches.len(),
+        Some(job.created_ns),
     )?;
     {
         let mut insert = tx.prepare(
@@ -157,10 +147,22 @@ pub fn create(
 
 /// Stores a job whose batches are still being read (`status_enqueuing`, no batches yet).
 pub fn create_enqueuing(conn: &Connection, job: &NewJob<'_>) -> Result<JobRow, StoreError> {
+    insert_job(conn, job, "status_enqueuing", 0, None)?;
+    get(conn, job.id)?.ok_or_else(|| StoreError::NotFound(format!("job {} vanished", job.id)))
+}
+
+/// The job's row, with its status, batch count and start.
+fn insert_job(
+    conn: &Connection,
+    job: &NewJob<'_>,
+    status: &str,
+    total_batches: usize,
+    start_ns: Option<i64>,
+) -> Result<(), StoreError> {
     conn.execute(
         "INSERT INTO jobs (id, model_id, api_name, workers, config_json, timeout_secs,
-                           max_receive_count, status, total_batches, created_ns)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, 'status_enqueuing', 0, ?8)",
+                           max_receive_count, status, total_batches, created_ns, start_ns)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
         params![
             job.id,
             job.model_id,
@@ -170,10 +172,13 @@ pub fn create_enqueuing(conn: &Connection, job: &NewJob<'_>) -> Result<JobRow, S
             job.timeout_secs
                 .map(|t| i64::try_from(t).unwrap_or(i64::MAX)),
             job.max_receive_count,
-            job.created_ns
+            status,
+            total_batches as i64,
+            job.created_ns,
+            start_ns
         ],
     )?;
-    get(conn, job.id)?.ok_or_else(|| StoreError::NotFound(format!("job {} vanished", job.id)))
+    Ok(())
 }
 
 /// Appends batches to a job that is enqueuing (one transaction); returns its batch count.

@@ -9,7 +9,7 @@ use super::{Feeding, JobLog, Runners};
 use crate::batch::status::JobStatus;
 use crate::clock::now_ns;
 use crate::engine::ReplicaPlan;
-use crate::store::jobs::{self, Ending, JobRow};
+use crate::store::jobs::{self, JobRow};
 
 /// Reads a job's files into batches, then starts it (unless it was stopped meanwhile).
 pub(super) async fn enqueue(
@@ -63,14 +63,14 @@ pub(super) async fn enqueue(
         // Deleted with its API meanwhile.
         Ok(None) => return,
         Err(e) => {
-            end(
-                &runners,
-                &log,
-                &job_id,
-                JobStatus::UnexpectedError,
-                format!("cannot read the job: {e}"),
-            )
-            .await;
+            runners
+                .end_unstarted(
+                    &log,
+                    &job_id,
+                    JobStatus::UnexpectedError,
+                    format!("cannot read the job: {e}"),
+                )
+                .await;
             return;
         }
     };
@@ -81,14 +81,9 @@ pub(super) async fn enqueue(
     match read {
         Ok(0) => {
             let why = "the files hold no items; each line of a file is one JSON item";
-            end(
-                &runners,
-                &log,
-                &job_id,
-                JobStatus::EnqueueFailed,
-                why.to_string(),
-            )
-            .await;
+            runners
+                .end_unstarted(&log, &job_id, JobStatus::EnqueueFailed, why.to_string())
+                .await;
             return;
         }
         Ok(items) => {
@@ -105,7 +100,7 @@ pub(super) async fn enqueue(
             .await;
         }
         Err((status, why)) => {
-            end(&runners, &log, &job_id, status, why).await;
+            runners.end_unstarted(&log, &job_id, status, why).await;
             return;
         }
     }
@@ -124,37 +119,9 @@ pub(super) async fn enqueue(
         Ok(None) => {}
         Err(e) => {
             let why = format!("cannot start the job: {e}");
-            end(&runners, &log, &job_id, JobStatus::UnexpectedError, why).await;
+            runners
+                .end_unstarted(&log, &job_id, JobStatus::UnexpectedError, why)
+                .await;
         }
-    }
-}
-
-/// Records how the job ended before it ran (the first ending recorded stands).
-async fn end(runners: &Runners, log: &JobLog, job_id: &str, status: JobStatus, why: String) {
-    let (id, text) = (job_id.to_string(), why.clone());
-    let ended = runners
-        .shared
-        .store
-        .call(move |c| {
-            jobs::finish(
-                c,
-                &id,
-                &Ending {
-                    status: status.as_str(),
-                    end_ns: now_ns(),
-                    failure: Some(&text),
-                    workers_succeeded: 0,
-                    workers_failed: 0,
-                },
-            )
-        })
-        .await;
-    match ended {
-        Ok(true) => {
-            log.line(format!("job {job_id} {}: {why}", status.message()))
-                .await
-        }
-        Ok(false) => {}
-        Err(e) => tracing::error!("cannot record the end of job {job_id}: {e}"),
     }
 }

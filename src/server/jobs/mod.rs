@@ -24,6 +24,7 @@ pub use job_log::JobLog;
 use super::live_api::LiveApi;
 use super::tokens::Tokens;
 use crate::api;
+use crate::batch::status::JobStatus;
 use crate::batch::submission::{self, Input, Submission};
 use crate::clock::now_ns;
 use crate::engine::{Engine, Replica, ReplicaPhase, ReplicaPlan};
@@ -144,6 +145,36 @@ impl Runners {
             let _forget = forget;
             run.run().await;
         });
+    }
+
+    /// Records how the job ended before it ran (the first ending recorded stands).
+    async fn end_unstarted(&self, log: &JobLog, job_id: &str, status: JobStatus, why: String) {
+        let (id, text) = (job_id.to_string(), why.clone());
+        let ended = self
+            .shared
+            .store
+            .call(move |c| {
+                jobs::finish(
+                    c,
+                    &id,
+                    &Ending {
+                        status: status.as_str(),
+                        end_ns: now_ns(),
+                        failure: Some(&text),
+                        workers_succeeded: 0,
+                        workers_failed: 0,
+                    },
+                )
+            })
+            .await;
+        match ended {
+            Ok(true) => {
+                log.line(format!("job {job_id} {}: {why}", status.message()))
+                    .await
+            }
+            Ok(false) => {}
+            Err(e) => tracing::error!("cannot record the end of job {job_id}: {e}"),
+        }
     }
 }
 
@@ -524,7 +555,6 @@ impl Jobs {
                     Some((t, feeding(&live.spec)))
                 });
             let Some(template) = template else {
-                let id = job.id.clone();
                 let (status, why) = if job.status
                     == crate::batch::status::JobStatus::Enqueuing.as_str()
                 {
@@ -538,26 +568,7 @@ impl Jobs {
                         format!("{} is not running after the server restarted", job.api_name),
                     )
                 };
-                let ended = self
-                    .shared
-                    .store
-                    .call(move |c| {
-                        jobs::finish(
-                            c,
-                            &id,
-                            &Ending {
-                                status: status.as_str(),
-                                end_ns: now_ns(),
-                                failure: Some(&why),
-                                workers_succeeded: 0,
-                                workers_failed: 0,
-                            },
-                        )
-                    })
-                    .await;
-                if let Err(e) = ended {
-                    tracing::error!("cannot end job {}: {e}", job.id);
-                }
+                self.runners.end_unstarted(&log, &job.id, status, why).await;
                 continue;
             };
             log.line(format!(
