@@ -46,6 +46,7 @@ impl Replica for FakeReplica {
             port: Some(self.port),
             restarts: 0,
             last_error: None,
+            out_of_memory: false,
         }
     }
 

@@ -60,6 +60,9 @@ pub struct ReplicaPlan {
     /// `CORTEX_LISTEN_FD=3`. No other program can take the port between its choice and the
     /// worker's start. False: the program binds `$CORTEX_PORT` itself.
     pub takes_socket: bool,
+    /// At most this many bytes resident across the worker's processes (`compute.mem`); over
+    /// it the engine kills the worker and reports it as killed for memory.
+    pub mem_limit: Option<u64>,
 }
 
 /// The worker contract every engine implements.

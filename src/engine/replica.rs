@@ -32,6 +32,9 @@ pub struct ReplicaSnapshot {
     pub restarts: u32,
     /// Why the last start failed: the worker's own message and the last lines of its output.
     pub last_error: Option<String>,
+    /// Whether its last run ended because it used more memory than its limit (cleared once it
+    /// is ready again).
+    pub out_of_memory: bool,
 }
 
 /// A running (or restarting) worker, as the engine that started it lets the server see it.

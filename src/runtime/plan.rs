@@ -139,6 +139,7 @@ pub fn plan(
         env,
         // The shim serves on the socket it is handed; a command binds its port itself.
         takes_socket: spec.predictor.kind == PredictorType::Python,
+        mem_limit: spec.compute.mem.as_ref().map(|m| m.bytes),
     }
 }
 

@@ -31,8 +31,14 @@ pub fn api_status(api: &LiveApi) -> ApiStatus {
         // Deployed is ready: it takes jobs, whose workers have their own status.
         return ApiStatus::Live;
     }
-    match set_phase(api.versions.newest()) {
+    let newest = api.versions.newest();
+    match set_phase(newest) {
         ReplicaPhase::Ready => ApiStatus::Live,
+        ReplicaPhase::Failed | ReplicaPhase::Initializing | ReplicaPhase::Restarting
+            if newest.members().iter().any(|m| m.snapshot().out_of_memory) =>
+        {
+            ApiStatus::ErrorOutOfMemory
+        }
         ReplicaPhase::Failed => ApiStatus::Error,
         ReplicaPhase::Stopped => ApiStatus::Stopped,
         ReplicaPhase::Initializing | ReplicaPhase::Restarting => ApiStatus::Updating,

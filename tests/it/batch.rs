@@ -985,3 +985,36 @@ fn a_worker_that_keeps_crashing_ends_the_job_with_worker_error() {
     assert!(message.contains("exited with status 7"), "{message}");
     assert_eq!(done["batch_metrics"]["succeeded"], 0);
 }
+
+#[test]
+fn a_worker_killed_for_memory_ends_the_job_with_worker_oom() {
+    let s = Server::start();
+    let p = s.project("hog");
+    write(
+        &p,
+        "predictor.py",
+        "class PythonPredictor:\n    def __init__(self, config):\n        pass\n\n    def predict(self, payload, batch_id):\n        self.blob = b'x' * (400 << 20)\n",
+    );
+    write(
+        &p,
+        "cortex.yaml",
+        "- name: hog\n  kind: BatchAPI\n  predictor:\n    type: python\n    path: predictor.py\n  compute:\n    mem: 100Mi\n",
+    );
+    s.ok(&p, &["deploy"]);
+    s.wait_status("hog", "live");
+    let id = submit(
+        &s,
+        "hog",
+        json!({"workers": 1, "item_list": {"items": [1, 2], "batch_size": 1}}),
+    );
+    let done = wait_job(&s, "hog", &id, "status_worker_oom");
+    let message = done["message"].as_str().unwrap();
+    assert!(
+        message.contains("out of memory") && message.contains("compute.mem allows 100MiB"),
+        "{message}"
+    );
+    assert_eq!(done["batch_metrics"]["succeeded"], 0);
+    assert_eq!(done["worker_stats"]["failed"], 1, "{done:#}");
+    let text = s.ok(&p, &["get", "hog", &id]);
+    assert!(text.contains("out of memory"), "{text}");
+}

@@ -10,6 +10,7 @@ mod cli_misc;
 mod config_errors;
 mod gateway;
 mod lifecycle;
+mod limits;
 mod local_daemon;
 mod permissions;
 mod realtime;

@@ -74,6 +74,7 @@ impl LocalReplica {
                 port: None,
                 restarts: 0,
                 last_error: None,
+                out_of_memory: false,
             }),
             ready_port: AtomicU32::new(0),
             phase_tx,

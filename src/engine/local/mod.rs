@@ -9,6 +9,7 @@
 
 mod file_logs;
 mod handle;
+mod memory;
 mod output;
 mod port_owner;
 mod ports;

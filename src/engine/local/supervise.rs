@@ -11,6 +11,7 @@ use tokio::process::{Child, Command};
 use tokio::sync::watch;
 
 use super::handle::ReplicaShared;
+use super::memory;
 use super::output::{Capture, OutputPaths};
 use super::port_owner::{listener_owner, Owner};
 use super::ports::{PortHold, PortPool, LISTEN_FD};
@@ -62,6 +63,10 @@ enum RunEnd {
     },
     /// `/healthz` kept being answered by a process outside the replica: it was stopped.
     PortTaken,
+    /// Its processes used more memory than the plan allows (`used` bytes): they were killed.
+    OutOfMemory {
+        used: u64,
+    },
     Stopped,
 }
 
@@ -144,12 +149,34 @@ pub(super) async fn supervise(
         // bound once the child is gone. The lease is held while the child runs.
         let PortHold { lease, socket } = hold;
         drop(socket);
-        let end = run(child, port, &plan.api, &shared, &mut stop_rx, &http).await;
+        let end = run(
+            child,
+            (port, plan.mem_limit),
+            &plan.api,
+            &shared,
+            &mut stop_rx,
+            &http,
+        )
+        .await;
         drop(lease);
         // The last words of the run are in the log before it is read for the error.
         capture.drained().await;
+        let mut out_of_memory = false;
         let (error, failed) = match end {
             RunEnd::Stopped => break,
+            RunEnd::OutOfMemory { used } => {
+                failures_in_a_row += 1;
+                out_of_memory = true;
+                let limit = plan.mem_limit.unwrap_or_default();
+                let error = format!(
+                    "out of memory: the {noun}'s processes used {} while compute.mem allows {}, so it was killed; raise compute.mem in cortex.yaml or make the predictor use less memory",
+                    memory::mib(used),
+                    memory::mib(limit),
+                    noun = plan.purpose.noun(),
+                );
+                append_log(&log_path, &format!("cortex: error: {error}")).await;
+                (error, failures_in_a_row >= CRASH_LOOP_AFTER)
+            }
             RunEnd::PortTaken => {
                 failures_in_a_row += 1;
                 let error = format!(
@@ -192,6 +219,7 @@ pub(super) async fn supervise(
             s.pid = None;
             s.port = None;
             s.last_error = Some(error);
+            s.out_of_memory = out_of_memory;
             s.phase = if failed {
                 ReplicaPhase::Failed
             } else {
@@ -212,7 +240,7 @@ pub(super) async fn supervise(
 /// Runs one child until it exits or a stop is requested, marking it ready on the way.
 async fn run(
     mut child: Child,
-    port: u16,
+    (port, mem_limit): (u16, Option<u64>),
     api: &str,
     shared: &ReplicaShared,
     stop_rx: &mut watch::Receiver<Option<Duration>>,
@@ -226,6 +254,13 @@ async fn run(
     let slow = tokio::time::sleep(warn_after);
     tokio::pin!(slow);
     let mut warned = false;
+    let over_memory = async {
+        match (pid, mem_limit) {
+            (Some(pgid), Some(limit)) => memory::exceeded(pgid, limit).await,
+            _ => std::future::pending().await,
+        }
+    };
+    tokio::pin!(over_memory);
     loop {
         tokio::select! {
             status = child.wait() => {
@@ -246,6 +281,7 @@ async fn run(
                 shared.update(|s| {
                     s.phase = ReplicaPhase::Ready;
                     s.last_error = None;
+                    s.out_of_memory = false;
                 });
             }
             _ = &mut slow, if ready_since.is_none() && !warned => {
@@ -255,6 +291,13 @@ async fn run(
                     warn_after.as_secs()
                 );
                 shared.update(|s| s.last_error = Some(why));
+            }
+            used = &mut over_memory => {
+                if let Some(pid) = pid {
+                    signal_group(pid, libc::SIGKILL);
+                }
+                let _ = child.wait().await;
+                return RunEnd::OutOfMemory { used };
             }
             _ = stopped(stop_rx) => {
                 let grace = stop_rx.borrow().unwrap_or(STRANGER_STOP_GRACE);

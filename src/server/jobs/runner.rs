@@ -90,7 +90,10 @@ impl Run {
         let workers = self.handle.workers();
         let failed_workers = workers
             .iter()
-            .filter(|w| w.snapshot().phase == ReplicaPhase::Failed)
+            .filter(|w| {
+                let s = w.snapshot();
+                s.phase == ReplicaPhase::Failed || s.out_of_memory
+            })
             .count() as u32;
         futures_util::future::join_all(workers.iter().map(|w| w.stop(WORKER_STOP_GRACE))).await;
         if let Outcome::Ended { status, why } = outcome {
@@ -292,7 +295,7 @@ impl Run {
                 created_ns: job.created_ns,
                 now_ns: now_ns(),
                 timeout: job.timeout_secs,
-                worker_oom: false,
+                worker_oom: failed.as_ref().is_some_and(|f| f.out_of_memory),
                 worker_failed: failed.is_some(),
             });
             match status {
@@ -309,7 +312,7 @@ impl Run {
                 status => {
                     return Watched::Ended(Outcome::Ended {
                         status,
-                        why: failed,
+                        why: failed.map(|f| f.why),
                     })
                 }
             }
@@ -370,15 +373,27 @@ async fn sleep_until(deadline: Option<tokio::time::Instant>) {
     }
 }
 
-/// Why a worker failed (it could not initialise, or keeps crashing), if one did.
-fn failed_worker(workers: &[Arc<dyn Replica>]) -> Option<String> {
-    workers.iter().find_map(|w| {
-        let s = w.snapshot();
-        (s.phase == ReplicaPhase::Failed).then(|| {
-            let why = s
-                .last_error
-                .unwrap_or_else(|| "it keeps exiting".to_string());
-            format!("worker {} failed: {why}", s.id)
-        })
+/// A worker that ends the job.
+struct FailedWorker {
+    why: String,
+    /// It was killed for using more memory than `compute.mem` allows.
+    out_of_memory: bool,
+}
+
+/// Why a worker failed (killed for memory, could not initialise, or keeps crashing), if one
+/// did. A worker killed for memory fails the job at once: it would only be killed again.
+fn failed_worker(workers: &[Arc<dyn Replica>]) -> Option<FailedWorker> {
+    let snapshots: Vec<_> = workers.iter().map(|w| w.snapshot()).collect();
+    let failed = snapshots
+        .iter()
+        .find(|s| s.out_of_memory)
+        .or_else(|| snapshots.iter().find(|s| s.phase == ReplicaPhase::Failed))?;
+    let why = failed
+        .last_error
+        .clone()
+        .unwrap_or_else(|| "it keeps exiting".to_string());
+    Some(FailedWorker {
+        why: format!("worker {} failed: {why}", failed.id),
+        out_of_memory: failed.out_of_memory,
     })
 }

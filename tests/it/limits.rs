@@ -1,0 +1,91 @@
+//! What a replica may use and how it fails: memory limits (`compute.mem`) and the
+//! `error (out of memory)` status, crash loops shown as `error` and mended by a redeploy.
+
+use crate::harness::{write, Server};
+
+/// A python RealtimeAPI named `name` with this predictor and extra YAML for the API.
+fn write_python_api(
+    s: &Server,
+    name: &str,
+    predictor: &str,
+    extra_yaml: &str,
+) -> std::path::PathBuf {
+    let p = s.project(name);
+    write(&p, "predictor.py", predictor);
+    write(
+        &p,
+        "cortex.yaml",
+        &format!(
+            "- name: {name}\n  kind: RealtimeAPI\n  predictor:\n    type: python\n    path: predictor.py\n{extra_yaml}"
+        ),
+    );
+    p
+}
+
+const HOG: &str = "class PythonPredictor:\n    def __init__(self, config):\n        self.blob = b'x' * (400 << 20)\n\n    def predict(self, payload):\n        return 'ok'\n";
+const LEAN: &str =
+    "class PythonPredictor:\n    def __init__(self, config):\n        pass\n\n    def predict(self, payload):\n        return 'lean'\n";
+
+#[test]
+fn a_replica_over_its_memory_limit_is_killed_and_shown_out_of_memory_until_a_fix_is_deployed() {
+    let s = Server::start();
+    let p = write_python_api(&s, "hog", HOG, "  compute:\n    mem: 100Mi\n");
+    s.ok(&p, &["deploy"]);
+    let api = s.wait_status("hog", "error_out_of_memory");
+    let error = api["errors"][0].as_str().unwrap();
+    assert!(
+        error.starts_with("out of memory: the replica's processes used")
+            && error.contains("compute.mem allows 100MiB"),
+        "{error}"
+    );
+    let text = s.ok(&p, &["get", "hog"]);
+    assert!(text.contains("error (out of memory)"), "{text}");
+    let logs = s.ok(&p, &["logs", "hog"]);
+    assert!(logs.contains("cortex: error: out of memory"), "{logs}");
+
+    // The fix, deployed: live, and answering.
+    write(&p, "predictor.py", LEAN);
+    s.ok(&p, &["deploy"]);
+    s.wait_status("hog", "live");
+    let resp = s.predict("hog", "{}");
+    assert_eq!(resp.status(), 200);
+    assert_eq!(resp.text().unwrap(), "lean");
+}
+
+#[test]
+fn the_same_predictor_without_a_memory_limit_runs() {
+    let s = Server::start();
+    let p = write_python_api(&s, "roomy", HOG, "");
+    s.ok(&p, &["deploy"]);
+    s.wait_status("roomy", "live");
+    assert_eq!(s.predict("roomy", "{}").status(), 200);
+}
+
+#[test]
+fn a_crash_looping_replica_shows_error_and_a_redeploy_that_fixes_it_makes_it_live() {
+    let s = Server::start();
+    let crashing = "import os\n\nclass PythonPredictor:\n    def __init__(self, config):\n        pass\n\n    def predict(self, payload):\n        os._exit(9)\n";
+    let p = write_python_api(&s, "flaky", crashing, "");
+    s.ok(&p, &["deploy"]);
+    s.wait_status("flaky", "live");
+    // Each request makes the replica exit; the engine restarts it with back-off.
+    let mut answered_error = false;
+    let api = crate::harness::wait_for("error status", crate::harness::DEADLINE, || {
+        if let Ok(resp) = crate::harness::http()
+            .post(format!("{}/flaky", s.url))
+            .body("{}")
+            .send()
+        {
+            answered_error |= resp.status().as_u16() >= 500;
+        }
+        let v = s.api_json("flaky")?;
+        (v["status"] == "error").then_some(v)
+    });
+    assert!(answered_error, "a crashing replica's caller gets a 5xx");
+    let error = api["errors"][0].as_str().unwrap();
+    assert!(error.contains("exited with status 9"), "{error}");
+    write(&p, "predictor.py", LEAN);
+    s.ok(&p, &["deploy"]);
+    s.wait_status("flaky", "live");
+    assert_eq!(s.predict("flaky", "{}").text().unwrap(), "lean");
+}
