@@ -96,6 +96,12 @@ pub struct AutoscalingConfig {
     pub max_upscale_factor: f64,
     pub downscale_tolerance: f64,
     pub upscale_tolerance: f64,
+    #[serde(default = "default_max_queue_length")]
+    pub max_queue_length: u32,
+}
+
+fn default_max_queue_length() -> u32 {
+    100
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -117,6 +123,12 @@ pub enum Surge {
 #[serde(deny_unknown_fields)]
 pub struct NetworkingConfig {
     pub endpoint: String,
+    /// e.g. `5m`.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub timeout: String,
+    /// e.g. `64Mi`.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub max_request_size: String,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

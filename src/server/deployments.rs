@@ -11,8 +11,10 @@ use std::time::Duration;
 
 use super::live_api::LiveApi;
 use super::metrics::Metrics;
-use super::replica_set::{ReplicaSet, ReplicaSets};
+use super::replica_set::{Member, ReplicaSet, ReplicaSets};
+use super::rollout;
 use super::route_table::RouteTable;
+use super::scaler;
 use super::status::{self, RestoreErrors};
 use super::tokens::Tokens;
 use crate::engine::{Engine, Purpose, ReplicaLogs, ReplicaPhase};
@@ -23,13 +25,18 @@ use crate::store::{models, replicas, ModelRow, Store, StoreError};
 /// How long a replica gets to finish in-flight work after it is asked to stop.
 const REPLICA_STOP_GRACE: Duration = Duration::from_secs(5);
 
-/// How many replicas a version of `spec` runs. The one place that decides it: one per
-/// version today; the autoscaler will decide it from the spec's `autoscaling` and the load.
-/// A BatchAPI runs none: its jobs start their own workers from the version's plan.
-fn desired_replicas(spec: &ApiSpec) -> u32 {
-    match spec.kind {
-        crate::spec::ApiKind::RealtimeAPI => 1,
-        crate::spec::ApiKind::BatchAPI => 0,
+/// How many replicas a new version of `spec` runs once it is rolled out: as many as the
+/// version it replaces ran (within the new bounds), or `init_replicas` for a first deploy
+/// (at least one: a deploy shows whether the API works). The autoscaler decides from then
+/// on. A BatchAPI runs none: its jobs start their own workers from the version's plan.
+fn desired_replicas(spec: &ApiSpec, running: Option<u32>) -> u32 {
+    match (&spec.kind, &spec.autoscaling) {
+        (crate::spec::ApiKind::BatchAPI, _) => 0,
+        (_, None) => 1,
+        (_, Some(a)) => running
+            .filter(|n| *n > 0)
+            .unwrap_or(a.init_replicas)
+            .clamp(a.min_replicas.max(1), a.max_replicas.max(1)),
     }
 }
 
@@ -124,7 +131,6 @@ impl Deployments {
         project_dir: &Path,
     ) -> Result<(), StoreError> {
         let name = spec.name.clone();
-        let desired = desired_replicas(&spec);
         // Everything that can fail comes before the running versions are touched: a deploy
         // that fails leaves what serves as it was.
         let (deployment, job_token) = self.tokens.issue_job_token(&row.id).await?;
@@ -144,6 +150,11 @@ impl Deployments {
 
         // From here to the route switch nothing awaits.
         let old = self.get(&name);
+        let target = desired_replicas(&spec, old.as_ref().map(|o| o.versions.newest().desired()));
+        let freed = old
+            .as_ref()
+            .map(|o| o.versions.freed().clone())
+            .unwrap_or_default();
         let serving = old.as_ref().map(|old| self.keep_serving(old));
         let (newest, older, unused_token) = match serving {
             // Back to a version whose replicas still serve (A → B → A while B was starting).
@@ -154,8 +165,25 @@ impl Deployments {
                     &row.spec_hash,
                     (deployment, job_token.clone()),
                     template,
+                    freed,
                 ));
-                let surplus = set.scale_to(desired, self.engine.as_ref());
+                // An update starts as many as its first step allows; `follow_newest` takes
+                // it on from there.
+                let first = match &serving {
+                    None => target,
+                    Some(serving) => {
+                        let strategy = spec.update_strategy.clone().unwrap_or_default();
+                        let counts = rollout::Counts {
+                            target,
+                            new_started: 0,
+                            new_ready: 0,
+                            old_members: serving.members().len() as u32,
+                            old_ready: ready_members(serving),
+                        };
+                        rollout::step(counts, rollout::allowance(&strategy, target)).new_members
+                    }
+                };
+                let surplus = set.scale_to(first.max(1), self.engine.as_ref());
                 debug_assert!(surplus.is_empty());
                 (set, serving.into_iter().collect(), false)
             }
@@ -173,8 +201,14 @@ impl Deployments {
             metrics,
             extra_path: row.deployment_name.as_ref().map(|n| format!("/{n}")),
             access: std::sync::RwLock::new(row.into()),
+            queue: Default::default(),
+            ended: Default::default(),
         });
-        if self.routes.insert(live.clone()).is_err() {
+        let replaced = self.routes.insert(live.clone());
+        if let Ok(Some(replaced)) = &replaced {
+            replaced.ended.cancel();
+        }
+        if replaced.is_err() {
             // The server stopped while this deploy ran: what it started must not outlive it.
             for set in live.versions.retire_all() {
                 retire(&self.tokens, &set).await;
@@ -185,21 +219,7 @@ impl Deployments {
         }
         self.restore_errors.clear(&name);
         // Which replicas run this version, so their logs stay reachable when nothing runs.
-        let replica_ids: Vec<String> = live
-            .versions
-            .newest()
-            .members()
-            .iter()
-            .map(|m| m.id().to_string())
-            .collect();
-        let (mid, hash) = (row.id.clone(), row.spec_hash.clone());
-        let recorded = self
-            .store
-            .call(move |conn| replicas::record(conn, &mid, &hash, &replica_ids))
-            .await;
-        if let Err(e) = recorded {
-            tracing::warn!("cannot record the replicas of {name}: {e}");
-        }
+        record_replicas(&self.store, &live).await;
         if unused_token {
             // Back to a version that serves: it keeps its deployment (number, token, logs).
             let (id, reused) = (row.id.clone(), live.versions.newest().deployment());
@@ -219,8 +239,23 @@ impl Deployments {
             }
             status::record(&self.store, &live, crate::store::DeployStatus::Complete).await;
         } else {
-            self.tasks
-                .spawn(watch_newest(self.store.clone(), self.tokens.clone(), live));
+            let follow = Follow {
+                store: self.store.clone(),
+                tokens: self.tokens.clone(),
+                engine: self.engine.clone(),
+                tasks: self.tasks.clone(),
+                target,
+            };
+            if scaler::scales(&live) {
+                let scaling = scaler::Scaling {
+                    engine: self.engine.clone(),
+                    store: self.store.clone(),
+                    tasks: self.tasks.clone(),
+                    grace: REPLICA_STOP_GRACE,
+                };
+                self.tasks.spawn(scaler::run(live.clone(), scaling));
+            }
+            self.tasks.spawn(follow_newest(follow, live));
         }
         Ok(())
     }
@@ -258,6 +293,7 @@ impl Deployments {
         let Some(live) = self.routes.remove(name) else {
             return false;
         };
+        live.ended.cancel();
         for set in live.versions.retire_all() {
             retire(&self.tokens, &set).await;
         }
@@ -316,7 +352,10 @@ impl Deployments {
             .routes
             .close()
             .iter()
-            .flat_map(|live| live.versions.retire_all())
+            .flat_map(|live| {
+                live.ended.cancel();
+                live.versions.retire_all()
+            })
             .collect();
         futures_util::future::join_all(sets.iter().map(|set| set.stop(REPLICA_STOP_GRACE))).await;
         self.tasks.close();
@@ -350,32 +389,30 @@ async fn read_dotenv(project_dir: &Path) -> Option<String> {
         .flatten()
 }
 
-/// Follows the newest version of an API: its status is recorded when it changes, and once it
-/// is ready the older versions are retired. Members that join later are followed too.
-async fn watch_newest(store: Store, tokens: Arc<Tokens>, live: Arc<LiveApi>) {
+/// Follows the newest version of an API until it stops or the API is replaced: its status
+/// is recorded when it changes, an update is rolled out step by step (`rollout`), and the
+/// older versions are retired once they have no member left.
+async fn follow_newest(ctx: Follow, live: Arc<LiveApi>) {
     let set = live.versions.newest().clone();
     let mut membership = set.membership();
     let mut recorded: Option<ReplicaPhase> = None;
+    let mut tick = tokio::time::interval(Duration::from_millis(250));
     loop {
         membership.borrow_and_update();
         // Subscribed before the phase is read, so no change between the two is missed.
         let mut phases: Vec<_> = set.members().iter().map(|m| m.phases()).collect();
         let phase = status::set_phase(&set);
-        if phase == ReplicaPhase::Stopped {
+        if phase == ReplicaPhase::Stopped || live.ended.is_cancelled() {
             return;
         }
         if recorded != Some(phase) {
             recorded = Some(phase);
-            // Recorded before the older versions are stopped (which can take their grace
-            // period): a deploy made meanwhile must find this version recorded as serving.
             if let Some(deploy_status) = status::deploy_status(phase) {
-                status::record(&store, &live, deploy_status).await;
+                status::record(&ctx.store, &live, deploy_status).await;
             }
-            if phase == ReplicaPhase::Ready {
-                for older in live.versions.retire_older() {
-                    retire(&tokens, &older).await;
-                }
-            }
+        }
+        if live.has_older() {
+            ctx.roll(&live).await;
         }
         let any_phase_change = async {
             if phases.is_empty() {
@@ -398,6 +435,97 @@ async fn watch_newest(store: Store, tokens: Arc<Tokens>, live: Arc<LiveApi>) {
                     return;
                 }
             }
+            // While rolling out, old members' phases matter too.
+            _ = tick.tick(), if live.has_older() => {}
+            _ = live.ended.cancelled() => return,
         }
+    }
+}
+
+/// What following a version needs.
+#[derive(Clone)]
+struct Follow {
+    store: Store,
+    tokens: Arc<Tokens>,
+    engine: Arc<dyn Engine>,
+    tasks: tokio_util::task::TaskTracker,
+    /// The replicas the update ends with.
+    target: u32,
+}
+
+impl Follow {
+    /// One step of the update: starts new members as room allows, takes old ones out
+    /// (drained, then stopped), and retires the older versions once they are empty.
+    async fn roll(&self, live: &LiveApi) {
+        let newest = live.versions.newest();
+        let older = live.versions.older();
+        let counts = rollout::Counts {
+            target: self.target,
+            new_started: newest.desired(),
+            new_ready: ready_members(newest),
+            old_members: older.iter().map(|s| s.members().len() as u32).sum(),
+            old_ready: older.iter().map(|s| ready_members(s)).sum(),
+        };
+        let strategy = live.spec.update_strategy.clone().unwrap_or_default();
+        let step = rollout::step(counts, rollout::allowance(&strategy, self.target));
+        if step.new_members > newest.desired() {
+            for member in newest.scale_to(step.new_members, self.engine.as_ref()) {
+                self.drain(member);
+            }
+            record_replicas(&self.store, live).await;
+        }
+        // The oldest members go first.
+        let mut left = step.remove_old;
+        for set in older.iter().rev() {
+            let have = set.members().len() as u32;
+            let take = left.min(have);
+            if take > 0 {
+                for member in set.scale_to(have - take, self.engine.as_ref()) {
+                    self.drain(member);
+                }
+                left -= take;
+            }
+        }
+        if older.iter().all(|s| s.members().is_empty()) {
+            for set in live.versions.retire_older() {
+                retire(&self.tokens, &set).await;
+            }
+        }
+    }
+
+    fn drain(&self, member: Arc<Member>) {
+        self.tasks
+            .spawn(async move { member.drain_and_stop(REPLICA_STOP_GRACE).await });
+    }
+}
+
+/// How many of a set's members are ready.
+fn ready_members(set: &ReplicaSet) -> u32 {
+    set.members()
+        .iter()
+        .filter(|m| m.ready_addr().is_some())
+        .count() as u32
+}
+
+/// Records which replicas run the API's newest version, so their logs stay reachable when
+/// nothing runs.
+async fn record_replicas(store: &Store, live: &LiveApi) {
+    let ids: Vec<String> = live
+        .versions
+        .newest()
+        .members()
+        .iter()
+        .map(|m| m.id().to_string())
+        .collect();
+    let (mid, hash, name) = (
+        live.model_id.clone(),
+        live.spec_hash.clone(),
+        &live.spec.name,
+    );
+    let recorded = store
+        .call(move |conn| replicas::record(conn, &mid, &hash, &ids))
+        .await;
+    if let Err(e) = recorded {
+        tracing::warn!("cannot record the replicas of {name}: {e}");
     }
 }

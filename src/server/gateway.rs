@@ -1,5 +1,8 @@
 //! The prediction gateway: `POST /<api>` (or the API's `networking.endpoint`) is proxied to a
 //! ready replica over a pooled keep-alive connection; `GET` answers a usage message.
+//! Admission (`admission`) decides when a request may go: a replica with room, a bounded wait,
+//! or a refusal (503 `not_ready` / `overloaded`); `networking.timeout` bounds the whole request
+//! (504), `networking.max_request_size` its body (413).
 //!
 //! Hot path rules: no database, no lock held across an await, replica picked in O(1).
 
@@ -12,9 +15,9 @@ use axum::response::{IntoResponse, Response};
 use axum::Json;
 
 use super::access::{self, Access, Level};
+use super::admission::{self, Refusal};
 use super::auth::identity_from_headers;
 use super::error::{error_response, ApiError};
-use super::limits::MAX_PREDICTION_BYTES;
 use super::live_api::LiveApi;
 use super::state::AppState;
 use super::status::api_status;
@@ -116,11 +119,15 @@ pub async fn handle(State(state): State<AppState>, req: Request) -> Response {
         )
     };
     // Refuse early rather than read a large body for nothing.
-    if !api.is_ready() {
+    if !api.is_ready() && !api.versions.newest().holds_requests() {
         return not_ready(&api);
     }
 
     let started = Instant::now();
+    let timeout = api.spec.networking.timeout.to_std();
+    let deadline = tokio::time::Instant::now() + timeout;
+    let max_body =
+        usize::try_from(api.spec.networking.max_request_size.bytes).unwrap_or(usize::MAX);
     let query = req
         .uri()
         .query()
@@ -129,27 +136,65 @@ pub async fn handle(State(state): State<AppState>, req: Request) -> Response {
     let (parts, body) = req.into_parts();
     // Buffered (bounded by the body limit) so replicas get a Content-Length: simple HTTP
     // servers often do not read chunked bodies.
-    let body = match axum::body::to_bytes(body, MAX_PREDICTION_BYTES).await {
-        Ok(b) => b,
-        Err(e) => {
+    let too_large = |api: &LiveApi| {
+        let (name, limit) = (&api.spec.name, &api.spec.networking.max_request_size);
+        error_response(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "payload_too_large",
+            format!(
+                "the request body is larger than {name}'s limit of {limit}; send less, or raise networking.max_request_size in its cortex.yaml"
+            ),
+        )
+    };
+    if parts
+        .headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok()?.parse::<u64>().ok())
+        .is_some_and(|n| n > max_body as u64)
+    {
+        api.metrics.record(413, started.elapsed());
+        return too_large(&api);
+    }
+    let body = match tokio::time::timeout_at(deadline, axum::body::to_bytes(body, max_body)).await {
+        Ok(Ok(b)) => b,
+        Ok(Err(e)) => {
+            // Over the limit, or the client went away mid-body.
+            let over = std::error::Error::source(&e)
+                .is_some_and(|s| s.is::<http_body_util::LengthLimitError>());
+            if over {
+                api.metrics.record(413, started.elapsed());
+                return too_large(&api);
+            }
             return error_response(
-                StatusCode::PAYLOAD_TOO_LARGE,
-                "payload_too_large",
-                format!(
-                    "the request body could not be read ({e}); predictions are limited to {} MiB",
-                    MAX_PREDICTION_BYTES / (1024 * 1024)
-                ),
-            )
+                StatusCode::BAD_REQUEST,
+                "bad_request",
+                format!("the request body could not be read: {e}"),
+            );
         }
+        Err(_) => return timed_out(&api, timeout, started),
     };
     // Routed again once the body is in: a slow upload must go to what serves the path now,
     // not to a generation that an update, a restart or a delete has stopped meanwhile.
     let Some(api) = state.deployments.by_path(&path) else {
         return not_found(&path);
     };
-    let Some(addr) = api.pick() else {
-        return not_ready(&api);
+    let slot = match admission::admit(&api, deadline).await {
+        Ok(slot) => slot,
+        Err(Refusal::NotReady) => return not_ready(&api),
+        Err(Refusal::TimedOut) => return timed_out(&api, timeout, started),
+        Err(Refusal::Overloaded) => {
+            api.metrics.record(503, started.elapsed());
+            let name = &api.spec.name;
+            return error_response(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "overloaded",
+                format!(
+                    "{name} is at capacity: every replica has autoscaling.max_replica_concurrency requests in flight and the queue (autoscaling.max_queue_length per replica) is full; retry later, or raise max_replicas"
+                ),
+            );
+        }
     };
+    let addr = slot.addr();
     let name = &api.spec.name;
     let mut forward = state.http.post(format!("http://{addr}/{query}"));
     for (k, v) in parts.headers.iter() {
@@ -158,9 +203,10 @@ pub async fn handle(State(state): State<AppState>, req: Request) -> Response {
         }
     }
     let forward = forward.body(body);
-    let response = match forward.send().await {
-        Ok(r) => r,
-        Err(e) => {
+    let response = match tokio::time::timeout_at(deadline, forward.send()).await {
+        Err(_) => return timed_out(&api, timeout, started),
+        Ok(Ok(r)) => r,
+        Ok(Err(e)) => {
             api.metrics.record(502, started.elapsed());
             return error_response(
                 StatusCode::BAD_GATEWAY,
@@ -177,9 +223,28 @@ pub async fn handle(State(state): State<AppState>, req: Request) -> Response {
             builder = builder.header(k, v);
         }
     }
+    // The slot is held until the answer has been passed on: the replica is busy until then.
+    let stream = futures_util::StreamExt::map(response.bytes_stream(), move |chunk| {
+        let _held = &slot;
+        chunk
+    });
     builder
-        .body(Body::from_stream(response.bytes_stream()))
+        .body(Body::from_stream(stream))
         .unwrap_or_else(|e| error_response(StatusCode::BAD_GATEWAY, "bad_gateway", e.to_string()))
+}
+
+/// 504: `api` did not answer within its `networking.timeout`.
+fn timed_out(api: &LiveApi, timeout: std::time::Duration, started: Instant) -> Response {
+    api.metrics.record(504, started.elapsed());
+    let name = &api.spec.name;
+    error_response(
+        StatusCode::GATEWAY_TIMEOUT,
+        "timed_out",
+        format!(
+            "{name} did not answer within its timeout of {}s; raise networking.timeout in its cortex.yaml, or see `cortex logs {name}`",
+            timeout.as_secs()
+        ),
+    )
 }
 
 #[cfg(test)]

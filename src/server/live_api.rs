@@ -1,10 +1,10 @@
 //! One deployed API as the server runs it: its spec, the replica sets that serve it, and its
 //! request counters. What the route table holds.
 
-use std::net::SocketAddr;
 use std::sync::Arc;
 
 use super::access::ModelAccess;
+use super::admission::Queue;
 use super::metrics::Metrics;
 use super::replica_set::ReplicaSets;
 use super::route_table::Routed;
@@ -24,14 +24,13 @@ pub struct LiveApi {
     /// Who may call it when predictions need permission (a server not bound to loopback);
     /// `cortex access` changes it while it runs.
     pub access: std::sync::RwLock<ModelAccess>,
+    /// Requests waiting for a replica.
+    pub queue: Queue,
+    /// Cancelled once another deploy replaced it or it was removed: what follows it stops.
+    pub ended: tokio_util::sync::CancellationToken,
 }
 
 impl LiveApi {
-    /// A ready replica's address, preferring the latest version. No IO, no lock held.
-    pub fn pick(&self) -> Option<SocketAddr> {
-        self.versions.pick()
-    }
-
     /// Who may call it now.
     pub fn access(&self) -> ModelAccess {
         self.access
@@ -80,7 +79,7 @@ mod tests {
     use super::*;
     use crate::engine::fake::FakeReplica;
     use crate::engine::{Replica, ReplicaPhase};
-    use crate::server::replica_set::ReplicaSet;
+    use crate::server::replica_set::{Pick, ReplicaSet};
     use crate::server::route_table::RouteTable;
 
     fn live(name: &str, endpoint: &str, sets: ReplicaSets) -> Arc<LiveApi> {
@@ -98,6 +97,8 @@ mod tests {
             versions: sets,
             metrics: Arc::default(),
             extra_path: None,
+            queue: Default::default(),
+            ended: Default::default(),
             access: std::sync::RwLock::new(ModelAccess {
                 model_id: format!("model-{name}"),
                 owner_id: "owner".into(),
@@ -116,11 +117,19 @@ mod tests {
         Arc::new(ReplicaSet::of("iris", version, members))
     }
 
+    /// A ready replica's port (the slot is given back at once).
+    fn pick(api: &LiveApi) -> Option<std::net::SocketAddr> {
+        match api.versions.pick(u32::MAX) {
+            Pick::Slot(slot) => Some(slot.addr()),
+            Pick::Full | Pick::NoneReady => None,
+        }
+    }
+
     /// How often each port is picked in `n` picks.
     fn picks(api: &LiveApi, n: usize) -> HashMap<u16, usize> {
         let mut seen = HashMap::new();
         for _ in 0..n {
-            if let Some(addr) = api.pick() {
+            if let Some(addr) = pick(api) {
                 *seen.entry(addr.port()).or_default() += 1;
             }
         }
@@ -147,7 +156,7 @@ mod tests {
         // Asking whether it is ready does not move the turn on.
         assert!(api.is_ready() && api.is_ready());
         // Three ready replicas are chosen in turn.
-        let order: Vec<u16> = (0..6).map(|_| api.pick().unwrap().port()).collect();
+        let order: Vec<u16> = (0..6).map(|_| pick(&api).unwrap().port()).collect();
         assert_eq!(order, [9000, 9001, 9002, 9000, 9001, 9002]);
 
         // One that becomes unready is skipped; the others keep answering.
@@ -165,16 +174,16 @@ mod tests {
         for r in &replicas {
             r.set_phase(ReplicaPhase::Failed);
         }
-        assert_eq!(api.pick(), None);
+        assert_eq!(pick(&api), None);
         assert!(!api.is_ready());
     }
 
     #[test]
     fn an_empty_set_yields_none_and_an_older_version_serves_until_the_newest_is_ready() {
         let empty = Arc::new(ReplicaSet::of("iris", "bbbbbbbb", Vec::new()));
-        assert_eq!(empty.pick(), None);
+        assert!(matches!(empty.pick(1), Pick::NoneReady));
         let api = live("iris", "/iris", ReplicaSets::new(empty, Vec::new()));
-        assert_eq!(api.pick(), None);
+        assert_eq!(pick(&api), None);
 
         let old = FakeReplica::new("old", 9100, ReplicaPhase::Ready);
         let new = FakeReplica::new("new", 9200, ReplicaPhase::Initializing);
@@ -186,10 +195,10 @@ mod tests {
                 vec![set_of("dddddddd", &[&old])],
             ),
         );
-        assert_eq!(api.pick().unwrap().port(), 9100, "the older version serves");
+        assert_eq!(pick(&api).unwrap().port(), 9100, "the older version serves");
         assert!(api.has_older());
         new.set_phase(ReplicaPhase::Ready);
-        assert_eq!(api.pick().unwrap().port(), 9200, "the newest is preferred");
+        assert_eq!(pick(&api).unwrap().port(), 9200, "the newest is preferred");
         let retired = api.versions.retire_older();
         assert_eq!(retired.len(), 1);
         assert!(!api.has_older());
@@ -218,5 +227,31 @@ mod tests {
         assert!(table.by_path("/b").is_none() && table.get("iris").is_none());
         assert!(table.close().is_empty());
         assert!(table.insert(first).is_err(), "closed tables route nothing");
+    }
+
+    #[test]
+    fn a_replica_takes_at_most_max_in_flight_requests_and_a_given_back_slot_frees_room() {
+        let a = FakeReplica::new("a", 9400, ReplicaPhase::Ready);
+        let b = FakeReplica::new("b", 9401, ReplicaPhase::Ready);
+        let api = live(
+            "iris",
+            "/iris",
+            ReplicaSets::new(set_of("abababab", &[&a, &b]), Vec::new()),
+        );
+        let take = || match api.versions.pick(2) {
+            Pick::Slot(slot) => Some(slot),
+            _ => None,
+        };
+        let held: Vec<_> = (0..4).map(|_| take().expect("room")).collect();
+        let ports: Vec<u16> = held.iter().map(|s| s.addr().port()).collect();
+        assert_eq!(ports.iter().filter(|p| **p == 9400).count(), 2, "{ports:?}");
+        assert_eq!(api.versions.in_flight(), 4);
+        assert!(matches!(api.versions.pick(2), Pick::Full));
+        drop(held);
+        assert_eq!(api.versions.in_flight(), 0);
+        assert!(take().is_some());
+        a.set_phase(ReplicaPhase::Failed);
+        b.set_phase(ReplicaPhase::Failed);
+        assert!(matches!(api.versions.pick(2), Pick::NoneReady));
     }
 }

@@ -1,6 +1,7 @@
 //! The control server: control API, gateway and replica supervision on one port.
 
 pub mod access;
+pub mod admission;
 pub mod auth;
 pub mod deployments;
 pub mod disk;
@@ -12,8 +13,10 @@ pub mod limits;
 pub mod live_api;
 pub mod metrics;
 pub mod replica_set;
+pub mod rollout;
 pub mod route_table;
 pub mod routes;
+pub mod scaler;
 pub mod state;
 pub mod status;
 pub mod tokens;

@@ -2,16 +2,17 @@
 //!
 //! A [`ReplicaSet`] holds N replicas started from one plan (one spec and bundle, one job
 //! token) and picks a ready one round-robin: one atomic increment, then the next member that
-//! is ready (members that are not are skipped). [`ReplicaSets`] is what serves one API: the
-//! newest set, and older sets that keep serving while it starts. An update is "grow the new
-//! set, shrink (retire) the old ones".
+//! is ready and has room (members that are not are skipped). A pick is a [`Slot`]: one
+//! request in flight on that member until it is dropped. [`ReplicaSets`] is what serves one
+//! API: the newest set, and older sets that keep serving while it starts. An update is "grow
+//! the new set, shrink (retire) the old ones".
 
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicU32, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicUsize, Ordering};
 use std::sync::{Arc, RwLock};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
-use tokio::sync::watch;
+use tokio::sync::{watch, Notify};
 
 use crate::engine::{Engine, Replica, ReplicaPlan};
 
@@ -32,7 +33,14 @@ pub struct ReplicaSet {
     desired: AtomicU32,
     /// The number the next new member gets.
     next_member: AtomicU32,
-    members: RwLock<Vec<Arc<dyn Replica>>>,
+    members: RwLock<Vec<Arc<Member>>>,
+    /// Told whenever a slot is given back (shared by every set of the API).
+    freed: Arc<Notify>,
+    /// Started from zero replicas by a request: requests wait for it instead of being
+    /// refused as not ready.
+    cold_start: AtomicBool,
+    /// Set once it is stopped for good.
+    stopped: AtomicBool,
     /// Bumped whenever members join or leave, for whoever watches their phases.
     membership: watch::Sender<u64>,
     /// Round-robin position.
@@ -57,6 +65,7 @@ impl ReplicaSet {
         version: &str,
         (deployment, job_token): (i64, String),
         template: ReplicaPlan,
+        freed: Arc<Notify>,
     ) -> Self {
         ReplicaSet {
             id: set_id(api, version),
@@ -67,6 +76,9 @@ impl ReplicaSet {
             desired: AtomicU32::new(0),
             next_member: AtomicU32::new(0),
             members: RwLock::new(Vec::new()),
+            freed,
+            cold_start: AtomicBool::new(false),
+            stopped: AtomicBool::new(false),
             membership: watch::Sender::new(0),
             next: AtomicUsize::new(0),
         }
@@ -83,7 +95,10 @@ impl ReplicaSet {
             template: None,
             desired: AtomicU32::new(members.len() as u32),
             next_member: AtomicU32::new(members.len() as u32),
-            members: RwLock::new(members),
+            members: RwLock::new(members.into_iter().map(Member::new).collect()),
+            freed: Arc::default(),
+            cold_start: AtomicBool::new(false),
+            stopped: AtomicBool::new(false),
             membership: watch::Sender::new(0),
             next: AtomicUsize::new(0),
         }
@@ -125,23 +140,55 @@ impl ReplicaSet {
         self.members
             .read()
             .unwrap_or_else(|p| p.into_inner())
-            .clone()
+            .iter()
+            .map(|m| m.replica.clone())
+            .collect()
+    }
+
+    /// Requests in flight on its members through the gateway.
+    pub fn in_flight(&self) -> u32 {
+        self.members
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .iter()
+            .map(|m| m.in_flight())
+            .sum()
+    }
+
+    /// Whether it was stopped for good.
+    pub fn is_stopped(&self) -> bool {
+        self.stopped.load(Ordering::Relaxed)
+    }
+
+    /// Whether requests wait for it to start rather than being refused: it has no replica
+    /// (scaled to zero), or it is starting from zero.
+    pub fn holds_requests(&self) -> bool {
+        self.desired() == 0 || self.cold_start.load(Ordering::Relaxed)
+    }
+
+    /// Marks it as started from zero by traffic (see [`ReplicaSet::holds_requests`]); cleared
+    /// when it goes back to zero.
+    pub fn mark_cold_start(&self) {
+        self.cold_start.store(true, Ordering::Relaxed);
     }
 
     /// Makes the set `n` replicas strong: starts new members through `engine` or takes the
-    /// newest ones out. Returns the members taken out; the caller stops them. The engine is
-    /// asked outside the members' lock, so predictions never wait on it.
-    pub fn scale_to(&self, n: u32, engine: &dyn Engine) -> Vec<Arc<dyn Replica>> {
+    /// newest ones out. Returns the members taken out; the caller drains and stops them. The
+    /// engine is asked outside the members' lock, so predictions never wait on it.
+    pub fn scale_to(&self, n: u32, engine: &dyn Engine) -> Vec<Arc<Member>> {
         self.desired.store(n, Ordering::Relaxed);
+        if n == 0 {
+            self.cold_start.store(false, Ordering::Relaxed);
+        }
         let n = n as usize;
         let have = self.members.read().unwrap_or_else(|p| p.into_inner()).len();
-        let started: Vec<Arc<dyn Replica>> = match &self.template {
+        let started: Vec<Arc<Member>> = match &self.template {
             Some(template) if have < n => (have..n)
                 .map(|_| {
                     let number = self.next_member.fetch_add(1, Ordering::Relaxed);
                     let mut plan = template.clone();
                     plan.replica_id = member_id(&self.id, number);
-                    engine.start(plan)
+                    Member::new(engine.start(plan))
                 })
                 .collect(),
             _ => Vec::new(),
@@ -162,24 +209,118 @@ impl ReplicaSet {
             .read()
             .unwrap_or_else(|p| p.into_inner())
             .iter()
-            .any(|m| m.ready_addr().is_some())
+            .any(|m| m.replica.ready_addr().is_some())
     }
 
-    /// A ready member's address, round-robin; `None` when no member is ready.
-    pub fn pick(&self) -> Option<SocketAddr> {
+    /// A slot on a ready member with fewer than `max_in_flight` requests, round-robin.
+    pub fn pick(&self, max_in_flight: u32) -> Pick {
         let members = self.members.read().unwrap_or_else(|p| p.into_inner());
         let n = members.len();
         if n == 0 {
-            return None;
+            return Pick::NoneReady;
         }
         let start = self.next.fetch_add(1, Ordering::Relaxed);
-        (0..n).find_map(|i| members[(start + i) % n].ready_addr())
+        let mut any_ready = false;
+        for i in 0..n {
+            let member = &members[(start + i) % n];
+            let Some(addr) = member.replica.ready_addr() else {
+                continue;
+            };
+            any_ready = true;
+            let taken = member
+                .in_flight
+                .fetch_update(Ordering::AcqRel, Ordering::Acquire, |c| {
+                    (c < max_in_flight).then_some(c + 1)
+                });
+            if taken.is_ok() {
+                return Pick::Slot(Slot {
+                    member: member.clone(),
+                    freed: self.freed.clone(),
+                    addr,
+                });
+            }
+        }
+        if any_ready {
+            Pick::Full
+        } else {
+            Pick::NoneReady
+        }
     }
 
-    /// Stops every member (each gets `grace`), and waits until they are gone.
+    /// Stops every member (each gets `grace` once its requests have finished), and waits
+    /// until they are gone.
     pub async fn stop(&self, grace: Duration) {
-        let members = self.members();
-        futures_util::future::join_all(members.iter().map(|m| m.stop(grace))).await;
+        self.stopped.store(true, Ordering::Relaxed);
+        self.membership.send_modify(|generation| *generation += 1);
+        let members = self
+            .members
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone();
+        futures_util::future::join_all(members.iter().map(|m| m.drain_and_stop(grace))).await;
+    }
+}
+
+/// What [`ReplicaSet::pick`] found.
+pub enum Pick {
+    Slot(Slot),
+    /// Members are ready, and each has as many requests in flight as it may.
+    Full,
+    NoneReady,
+}
+
+/// One replica of a set, and the requests it has in flight through the gateway.
+pub struct Member {
+    replica: Arc<dyn Replica>,
+    in_flight: AtomicU32,
+}
+
+impl Member {
+    fn new(replica: Arc<dyn Replica>) -> Arc<Member> {
+        Arc::new(Member {
+            replica,
+            in_flight: AtomicU32::new(0),
+        })
+    }
+
+    pub fn replica(&self) -> &Arc<dyn Replica> {
+        &self.replica
+    }
+
+    pub fn in_flight(&self) -> u32 {
+        self.in_flight.load(Ordering::Acquire)
+    }
+
+    /// Waits (at most `grace`) until its requests in flight have finished, then stops it,
+    /// giving it `grace` again; resolves once it is gone. Nothing new reaches a member that
+    /// was taken out of its set, so in-flight requests are all it has to finish.
+    pub async fn drain_and_stop(&self, grace: Duration) {
+        let deadline = Instant::now() + grace;
+        while self.in_flight() > 0 && Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        self.replica.stop(grace).await;
+    }
+}
+
+/// One request in flight on a member, from [`ReplicaSet::pick`] until dropped.
+pub struct Slot {
+    member: Arc<Member>,
+    freed: Arc<Notify>,
+    addr: SocketAddr,
+}
+
+impl Slot {
+    /// Where to send the request.
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+}
+
+impl Drop for Slot {
+    fn drop(&mut self) {
+        self.member.in_flight.fetch_sub(1, Ordering::AcqRel);
+        self.freed.notify_one();
     }
 }
 
@@ -232,15 +373,37 @@ impl ReplicaSets {
                 .any(|set| set.is_ready())
     }
 
-    /// A ready replica's address, preferring the newest version.
-    pub fn pick(&self) -> Option<SocketAddr> {
-        self.newest.pick().or_else(|| {
-            self.older
+    /// A slot on a ready replica with room, preferring the newest version.
+    pub fn pick(&self, max_in_flight: u32) -> Pick {
+        let mut found = self.newest.pick(max_in_flight);
+        if matches!(found, Pick::Slot(_)) {
+            return found;
+        }
+        for set in self.older.read().unwrap_or_else(|p| p.into_inner()).iter() {
+            match set.pick(max_in_flight) {
+                Pick::Slot(slot) => return Pick::Slot(slot),
+                Pick::Full => found = Pick::Full,
+                Pick::NoneReady => {}
+            }
+        }
+        found
+    }
+
+    /// Requests in flight on every version's replicas.
+    pub fn in_flight(&self) -> u32 {
+        self.newest.in_flight()
+            + self
+                .older
                 .read()
                 .unwrap_or_else(|p| p.into_inner())
                 .iter()
-                .find_map(|set| set.pick())
-        })
+                .map(|set| set.in_flight())
+                .sum::<u32>()
+    }
+
+    /// Told whenever a slot on any version is given back.
+    pub fn freed(&self) -> &Arc<Notify> {
+        &self.newest.freed
     }
 
     /// Takes every set out of service, the older ones first, the newest last (to stop them).

@@ -10,10 +10,17 @@ use crate::api::{ApiStatus, DeploymentInfo, DeploymentMessage, DeploymentStatus,
 use crate::engine::ReplicaPhase;
 use crate::store::{deploy_logs, models, DeployStatus, ModelRow, Store, StoreError};
 
-/// What a set's members say together: ready when one is, failed when none is ready and one
-/// failed, stopped when all are, initializing otherwise (starting, restarting, or empty).
+/// What a set's members say together: stopped once it is stopped, ready when one member is
+/// (or when it is scaled to zero: it serves by starting one), failed when none is ready and
+/// one failed, stopped when all are, initializing otherwise (starting, restarting, or empty).
 pub fn set_phase(set: &ReplicaSet) -> ReplicaPhase {
+    if set.is_stopped() {
+        return ReplicaPhase::Stopped;
+    }
     let phases: Vec<ReplicaPhase> = set.members().iter().map(|m| m.snapshot().phase).collect();
+    if phases.is_empty() && set.desired() == 0 {
+        return ReplicaPhase::Ready;
+    }
     if phases.contains(&ReplicaPhase::Ready) {
         ReplicaPhase::Ready
     } else if phases.contains(&ReplicaPhase::Failed) {

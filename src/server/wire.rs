@@ -64,6 +64,7 @@ impl From<&spec::ApiSpec> for api::ApiConfig {
                 max_upscale_factor: a.max_upscale_factor,
                 downscale_tolerance: a.downscale_tolerance,
                 upscale_tolerance: a.upscale_tolerance,
+                max_queue_length: a.max_queue_length,
             }),
             update_strategy: s
                 .update_strategy
@@ -72,8 +73,15 @@ impl From<&spec::ApiSpec> for api::ApiConfig {
                     max_surge: surge(&u.max_surge),
                     max_unavailable: surge(&u.max_unavailable),
                 }),
-            networking: api::NetworkingConfig {
-                endpoint: s.networking.endpoint.clone(),
+            networking: {
+                // The gateway's limits; a BatchAPI's submissions have their own.
+                let realtime = s.kind == spec::ApiKind::RealtimeAPI;
+                let shown = |text: String| if realtime { text } else { String::new() };
+                api::NetworkingConfig {
+                    endpoint: s.networking.endpoint.clone(),
+                    timeout: shown(s.networking.timeout.to_string()),
+                    max_request_size: shown(s.networking.max_request_size.to_string()),
+                }
             },
             monitoring: s.monitoring.as_ref().map(|m| api::MonitoringConfig {
                 model_type: m.model_type.map(|t| {
@@ -131,10 +139,11 @@ mod tests {
                 "max_downscale_factor": 0.75,
                 "max_upscale_factor": 1.5,
                 "downscale_tolerance": 0.05,
-                "upscale_tolerance": 0.05
+                "upscale_tolerance": 0.05,
+                "max_queue_length": 100
             },
             "update_strategy": {"max_surge": "25%", "max_unavailable": "25%"},
-            "networking": {"endpoint": "/echo"}
+            "networking": {"endpoint": "/echo", "timeout": "5m", "max_request_size": "64Mi"}
         });
         assert_eq!(wire, expected);
         let back: api::ApiConfig = serde_json::from_value(expected).unwrap();

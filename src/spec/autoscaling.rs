@@ -14,7 +14,8 @@ pub(crate) fn autoscaling(api: &Section, default_target: f64) -> Result<Autoscal
     let sec = api.section("autoscaling", schema::AUTOSCALING)?;
     let d = Autoscaling::with_target(default_target);
 
-    let min = sec.whole_u32("min_replicas", d.min_replicas, 1, u32::MAX)?;
+    // 0 scales to zero when there is no traffic (cortex required at least 1).
+    let min = sec.whole_u32("min_replicas", d.min_replicas, 0, u32::MAX)?;
     let max = sec.whole_u32("max_replicas", d.max_replicas, 1, u32::MAX)?;
     if max < min {
         return Err(if sec.has("max_replicas") {
@@ -32,7 +33,9 @@ pub(crate) fn autoscaling(api: &Section, default_target: f64) -> Result<Autoscal
             )
         });
     }
-    let init = sec.whole_u32("init_replicas", min, 0, u32::MAX)?;
+    // An API that may scale to zero still starts with a replica: its deploy shows at once
+    // whether it works, and it goes to zero once quiet.
+    let init = sec.whole_u32("init_replicas", min.max(1).min(max), 0, u32::MAX)?;
     if init < min || init > max {
         return Err(sec.problem(
             "init_replicas",
@@ -119,6 +122,7 @@ pub(crate) fn autoscaling(api: &Section, default_target: f64) -> Result<Autoscal
             format!("must be at least 0 and less than 1, got {downscale_tolerance}"),
         ));
     }
+    let max_queue_length = sec.whole_u32("max_queue_length", d.max_queue_length, 0, 1 << 20)?;
     let upscale_tolerance = sec.number("upscale_tolerance", d.upscale_tolerance)?;
     if upscale_tolerance < 0.0 {
         return Err(sec.problem(
@@ -140,6 +144,7 @@ pub(crate) fn autoscaling(api: &Section, default_target: f64) -> Result<Autoscal
         max_upscale_factor,
         downscale_tolerance,
         upscale_tolerance,
+        max_queue_length,
     })
 }
 
@@ -217,11 +222,19 @@ mod tests {
     }
 
     #[test]
+    fn min_replicas_0_scales_to_zero_but_starts_with_one() {
+        let a = parse("autoscaling: {min_replicas: 0, max_replicas: 3}").unwrap();
+        assert_eq!((a.min_replicas, a.init_replicas), (0, 1));
+        let a = parse("autoscaling: {min_replicas: 0, init_replicas: 0}").unwrap();
+        assert_eq!(a.init_replicas, 0);
+    }
+
+    #[test]
     fn refuses_out_of_range_values() {
         let cases = [
             (
-                "min_replicas: 0",
-                "autoscaling.min_replicas: must be at least 1, got 0",
+                "max_queue_length: -1",
+                "autoscaling.max_queue_length: must not be negative, got -1",
             ),
             (
                 "min_replicas: 5\n  max_replicas: 3",

@@ -3,14 +3,19 @@
 //! `endpoint` defaults to `/<name>`; like cortex, a missing leading `/` is added and a trailing
 //! `/` removed. `api_gateway` (`public | none`) and `local_port` are accepted for compatibility
 //! with cortex v0.2x files and ignored: every API is served by the one server port.
+//! `timeout` (default 5m) bounds a prediction, waiting included (then 504), and
+//! `max_request_size` (default 64Mi) its body (then 413).
 
 use super::node::Pos;
 use super::problem::{quote, Problem};
+use super::quantity::{Duration, Mem, QuantityError};
 use super::schema;
 use super::section::Section;
 use super::types::Networking;
 
 pub(crate) const MAX_ENDPOINT_LEN: usize = 1000;
+/// The most `max_request_size` may be: the gateway holds a request body in memory.
+const MAX_REQUEST_BYTES: u64 = 1 << 30;
 
 /// The section, and where `endpoint` is written when it is.
 pub(crate) fn networking(api: &Section, name: &str) -> Result<(Networking, Option<Pos>), Problem> {
@@ -28,7 +33,33 @@ pub(crate) fn networking(api: &Section, name: &str) -> Result<(Networking, Optio
         )),
     })?;
     sec.whole("local_port", 0, 1, 65535)?;
-    Ok((Networking { endpoint }, endpoint_pos))
+    let defaults = Networking::at(endpoint);
+    let timeout = sec
+        .parsed("timeout", "a duration like 30s, 5m or 1h30m", |text| {
+            let d: Duration = text.parse().map_err(|e: QuantityError| e.0)?;
+            if d.seconds() == 0 {
+                return Err(format!("must be at least 1s, got {text}"));
+            }
+            Ok(d)
+        })?
+        .unwrap_or(defaults.timeout);
+    let max_request_size = sec
+        .parsed("max_request_size", "a size like 10Mi or 1Gi", |text| {
+            let m: Mem = text.parse().map_err(|e: QuantityError| e.0)?;
+            if m.bytes == 0 || m.bytes > MAX_REQUEST_BYTES {
+                return Err(format!("must be between 1 and 1Gi, got {text}"));
+            }
+            Ok(m)
+        })?
+        .unwrap_or(defaults.max_request_size);
+    Ok((
+        Networking {
+            timeout,
+            max_request_size,
+            ..defaults
+        },
+        endpoint_pos,
+    ))
 }
 
 /// Canonicalises an endpoint (`iris/` → `/iris`) and checks it is a plain URL path that does not

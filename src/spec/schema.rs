@@ -40,11 +40,18 @@ pub(crate) const AUTOSCALING: &[&str] = &[
     "max_upscale_factor",
     "downscale_tolerance",
     "upscale_tolerance",
+    "max_queue_length",
 ];
 
 pub(crate) const UPDATE_STRATEGY: &[&str] = &["max_surge", "max_unavailable"];
 
-pub(crate) const NETWORKING: &[&str] = &["endpoint", "api_gateway", "local_port"];
+pub(crate) const NETWORKING: &[&str] = &[
+    "endpoint",
+    "api_gateway",
+    "local_port",
+    "timeout",
+    "max_request_size",
+];
 
 pub(crate) const MONITORING: &[&str] = &["model_type", "key"];
 

@@ -108,7 +108,18 @@ pub struct Autoscaling {
     pub max_upscale_factor: f64,
     pub downscale_tolerance: f64,
     pub upscale_tolerance: f64,
+    /// Requests that may wait per replica (at least one replica's worth, even at zero) when
+    /// every replica has `max_replica_concurrency` in flight; beyond it: 503 `overloaded`.
+    #[serde(default = "default_max_queue_length")]
+    pub max_queue_length: u32,
 }
+
+fn default_max_queue_length() -> u32 {
+    DEFAULT_MAX_QUEUE_LENGTH
+}
+
+/// Requests that may wait per replica by default (cortex 0.36's `max_queue_length`).
+pub const DEFAULT_MAX_QUEUE_LENGTH: u32 = 100;
 
 impl Autoscaling {
     /// cortex's defaults, given the default `target_replica_concurrency`
@@ -127,6 +138,7 @@ impl Autoscaling {
             max_upscale_factor: 1.5,
             downscale_tolerance: 0.05,
             upscale_tolerance: 0.05,
+            max_queue_length: DEFAULT_MAX_QUEUE_LENGTH,
         }
     }
 }
@@ -153,6 +165,39 @@ impl Default for UpdateStrategy {
 pub struct Networking {
     /// The gateway path, always starting with `/` (default `/<name>`).
     pub endpoint: String,
+    /// How long a prediction may take, waiting for a replica included; then 504.
+    #[serde(default = "default_timeout")]
+    pub timeout: Duration,
+    /// The largest prediction request body; larger ones get 413.
+    #[serde(default = "default_max_request_size")]
+    pub max_request_size: Mem,
+}
+
+/// How long a prediction may take by default: generous, for slow models.
+pub const DEFAULT_TIMEOUT: Duration = Duration(300);
+/// The largest prediction request body by default.
+pub const DEFAULT_MAX_REQUEST_BYTES: u64 = 64 << 20;
+
+fn default_timeout() -> Duration {
+    DEFAULT_TIMEOUT
+}
+
+fn default_max_request_size() -> Mem {
+    Mem {
+        bytes: DEFAULT_MAX_REQUEST_BYTES,
+        text: "64Mi".to_string(),
+    }
+}
+
+impl Networking {
+    /// An endpoint with the default limits.
+    pub fn at(endpoint: String) -> Networking {
+        Networking {
+            endpoint,
+            timeout: DEFAULT_TIMEOUT,
+            max_request_size: default_max_request_size(),
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

@@ -10,15 +10,7 @@ use crate::harness::{http, wait_for, write, Server, DEADLINE};
 
 /// A BatchAPI named `name` with this predictor (and extra YAML under `predictor:`), deployed.
 fn deploy_batch(s: &Server, name: &str, predictor: &str, config_yaml: &str) -> PathBuf {
-    let p = s.project(name);
-    write(&p, "predictor.py", predictor);
-    write(
-        &p,
-        "cortex.yaml",
-        &format!(
-            "- name: {name}\n  kind: BatchAPI\n  predictor:\n    type: python\n    path: predictor.py\n{config_yaml}"
-        ),
-    );
+    let p = s.python_project(name, "BatchAPI", predictor, config_yaml);
     s.ok(&p, &["deploy"]);
     s.wait_status(name, "live");
     p
@@ -989,16 +981,11 @@ fn a_worker_that_keeps_crashing_ends_the_job_with_worker_error() {
 #[test]
 fn a_worker_killed_for_memory_ends_the_job_with_worker_oom() {
     let s = Server::start();
-    let p = s.project("hog");
-    write(
-        &p,
-        "predictor.py",
+    let p = s.python_project(
+        "hog",
+        "BatchAPI",
         "class PythonPredictor:\n    def __init__(self, config):\n        pass\n\n    def predict(self, payload, batch_id):\n        self.blob = b'x' * (400 << 20)\n",
-    );
-    write(
-        &p,
-        "cortex.yaml",
-        "- name: hog\n  kind: BatchAPI\n  predictor:\n    type: python\n    path: predictor.py\n  compute:\n    mem: 100Mi\n",
+        "  compute:\n    mem: 100Mi\n",
     );
     s.ok(&p, &["deploy"]);
     s.wait_status("hog", "live");

@@ -136,6 +136,27 @@ impl Server {
     }
 
     /// A copy of an example project.
+    /// A project with one python API: `predictor.py` holds `predictor`, and `cortex.yaml`
+    /// declares `name` of `kind` with `extra_yaml` (indented as the API's keys) after it.
+    pub fn python_project(
+        &self,
+        name: &str,
+        kind: &str,
+        predictor: &str,
+        extra_yaml: &str,
+    ) -> PathBuf {
+        let p = self.project(name);
+        write(&p, "predictor.py", predictor);
+        write(
+            &p,
+            "cortex.yaml",
+            &format!(
+                "- name: {name}\n  kind: {kind}\n  predictor:\n    type: python\n    path: predictor.py\n{extra_yaml}"
+            ),
+        );
+        p
+    }
+
     pub fn example_project(&self, example_name: &str) -> PathBuf {
         let p = self.project(example_name);
         copy_dir(&example(example_name), &p);

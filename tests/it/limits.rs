@@ -1,25 +1,13 @@
 //! What a replica may use and how it fails: memory limits (`compute.mem`) and the
 //! `error (out of memory)` status, crash loops shown as `error` and mended by a redeploy.
 
+use std::path::PathBuf;
+
 use crate::harness::{write, Server};
 
 /// A python RealtimeAPI named `name` with this predictor and extra YAML for the API.
-fn write_python_api(
-    s: &Server,
-    name: &str,
-    predictor: &str,
-    extra_yaml: &str,
-) -> std::path::PathBuf {
-    let p = s.project(name);
-    write(&p, "predictor.py", predictor);
-    write(
-        &p,
-        "cortex.yaml",
-        &format!(
-            "- name: {name}\n  kind: RealtimeAPI\n  predictor:\n    type: python\n    path: predictor.py\n{extra_yaml}"
-        ),
-    );
-    p
+fn write_python_api(s: &Server, name: &str, predictor: &str, extra_yaml: &str) -> PathBuf {
+    s.python_project(name, "RealtimeAPI", predictor, extra_yaml)
 }
 
 const HOG: &str = "class PythonPredictor:\n    def __init__(self, config):\n        self.blob = b'x' * (400 << 20)\n\n    def predict(self, payload):\n        return 'ok'\n";

@@ -15,5 +15,6 @@ mod local_daemon;
 mod permissions;
 mod realtime;
 mod requirements;
+mod scaling;
 mod shim;
 mod spec_errors;

@@ -1,0 +1,109 @@
+//! Admission control for predictions: a request gets a [`Slot`] on a ready replica with fewer
+//! than `max_replica_concurrency` requests in flight; when every replica is that busy it waits
+//! in a bounded queue (`max_queue_length` per replica), and beyond it is refused at once
+//! (503 `overloaded`: no waiting for a queue that is full). While an API is scaled to zero, or
+//! starting from zero, requests wait for its first replica. Every wait ends at the request's
+//! deadline (`networking.timeout`, then 504).
+//!
+//! No lock is held across an await; a wait is woken when a slot is given back.
+
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::Duration;
+
+use tokio::sync::Notify;
+use tokio::time::Instant;
+
+use super::live_api::LiveApi;
+use super::replica_set::{Pick, Slot};
+
+/// How often a waiting request looks again without being told (replicas becoming ready do
+/// not tell).
+const RECHECK: Duration = Duration::from_millis(25);
+
+/// The waiting requests of one API.
+#[derive(Debug, Default)]
+pub struct Queue {
+    waiting: AtomicU32,
+    /// Told when a request starts waiting (the autoscaler starts a replica for it at once
+    /// when there is none).
+    demand: Notify,
+}
+
+impl Queue {
+    /// Requests waiting for a slot now.
+    pub fn waiting(&self) -> u32 {
+        self.waiting.load(Ordering::Relaxed)
+    }
+
+    /// Resolves when a request starts waiting.
+    pub async fn demand(&self) {
+        self.demand.notified().await
+    }
+
+    /// A place in the queue if it has fewer than `cap` waiting.
+    fn enter(&self, cap: u32) -> Option<Waiting<'_>> {
+        self.waiting
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| {
+                (n < cap).then_some(n + 1)
+            })
+            .ok()?;
+        self.demand.notify_waiters();
+        Some(Waiting(self))
+    }
+}
+
+/// A place in the queue, given up when dropped.
+struct Waiting<'a>(&'a Queue);
+
+impl Drop for Waiting<'_> {
+    fn drop(&mut self) {
+        self.0.waiting.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
+/// Why a request was not admitted.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Refusal {
+    /// No replica is ready, and none is starting for it.
+    NotReady,
+    /// Every replica is at `max_replica_concurrency` and the queue is full.
+    Overloaded,
+    /// The deadline passed while it waited.
+    TimedOut,
+}
+
+/// A slot on one of `api`'s replicas, waiting for one (until `deadline`) when they are busy or
+/// starting from zero.
+pub async fn admit(api: &LiveApi, deadline: Instant) -> Result<Slot, Refusal> {
+    let (max_in_flight, max_queue_length) = api
+        .spec
+        .autoscaling
+        .as_ref()
+        .map_or((u32::MAX, crate::spec::DEFAULT_MAX_QUEUE_LENGTH), |a| {
+            (a.max_replica_concurrency, a.max_queue_length)
+        });
+    let freed = api.versions.freed().clone();
+    let mut waiting = None;
+    loop {
+        // Registered before looking, so a slot given back in between is not missed.
+        let notified = freed.notified();
+        tokio::pin!(notified);
+        notified.as_mut().enable();
+        match api.versions.pick(max_in_flight) {
+            Pick::Slot(slot) => return Ok(slot),
+            Pick::Full => {}
+            Pick::NoneReady if api.versions.newest().holds_requests() => {}
+            Pick::NoneReady => return Err(Refusal::NotReady),
+        }
+        if waiting.is_none() {
+            let replicas = api.versions.newest().desired().max(1);
+            let cap = max_queue_length.saturating_mul(replicas);
+            waiting = Some(api.queue.enter(cap).ok_or(Refusal::Overloaded)?);
+        }
+        tokio::select! {
+            _ = &mut notified => {}
+            _ = tokio::time::sleep(RECHECK) => {}
+            _ = tokio::time::sleep_until(deadline) => return Err(Refusal::TimedOut),
+        }
+    }
+}

@@ -1,0 +1,307 @@
+//! RealtimeAPIs at production grade: autoscaling up and down under load, scale to zero and
+//! the cold start that answers the next request, rolling updates under load without a failed
+//! request, and admission control (503 when over capacity, 413, 504).
+
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
+use std::sync::{mpsc, Arc};
+use std::thread;
+
+use crate::harness::{http, wait_for, write, Server, DEADLINE};
+
+/// A python RealtimeAPI named `name` with this predictor and extra YAML for the API.
+fn python_api(s: &Server, name: &str, predictor: &str, extra_yaml: &str) -> PathBuf {
+    s.python_project(name, "RealtimeAPI", predictor, extra_yaml)
+}
+
+/// Answers `<version>` after `delay` seconds.
+fn slow_predictor(version: u32, delay: f64) -> String {
+    format!(
+        "import time\n\nclass PythonPredictor:\n    def __init__(self, config):\n        pass\n\n    def predict(self, payload):\n        time.sleep({delay})\n        return 'v{version}'\n"
+    )
+}
+
+/// `threads` clients sending predictions in a loop until told to stop; counts the answers
+/// by status and remembers the bodies of successful ones.
+struct Load {
+    stop: Arc<AtomicBool>,
+    ok: Arc<AtomicU32>,
+    failed: Arc<std::sync::Mutex<Vec<String>>>,
+    last_body: Arc<std::sync::Mutex<String>>,
+    threads: Vec<thread::JoinHandle<()>>,
+}
+
+impl Load {
+    fn start(url: String, threads: usize) -> Load {
+        let stop = Arc::new(AtomicBool::new(false));
+        let ok = Arc::new(AtomicU32::new(0));
+        let failed = Arc::new(std::sync::Mutex::new(Vec::new()));
+        let last_body = Arc::new(std::sync::Mutex::new(String::new()));
+        let threads = (0..threads)
+            .map(|_| {
+                let (url, stop, ok, failed, last_body) = (
+                    url.clone(),
+                    stop.clone(),
+                    ok.clone(),
+                    failed.clone(),
+                    last_body.clone(),
+                );
+                thread::spawn(move || {
+                    let client = http();
+                    while !stop.load(Ordering::Relaxed) {
+                        match client.post(&url).body("{}").send() {
+                            Ok(r) if r.status() == 200 => {
+                                ok.fetch_add(1, Ordering::Relaxed);
+                                *last_body.lock().unwrap() = r.text().unwrap_or_default();
+                            }
+                            Ok(r) => failed.lock().unwrap().push(format!(
+                                "{}: {}",
+                                r.status(),
+                                r.text().unwrap_or_default()
+                            )),
+                            Err(e) => failed.lock().unwrap().push(e.to_string()),
+                        }
+                    }
+                })
+            })
+            .collect();
+        Load {
+            stop,
+            ok,
+            failed,
+            last_body,
+            threads,
+        }
+    }
+
+    fn last_body(&self) -> String {
+        self.last_body.lock().unwrap().clone()
+    }
+
+    /// Stops the clients; the failures they saw.
+    fn finish(self) -> (u32, Vec<String>) {
+        self.stop.store(true, Ordering::Relaxed);
+        for t in self.threads {
+            t.join().unwrap();
+        }
+        let failed = self.failed.lock().unwrap().clone();
+        (self.ok.load(Ordering::Relaxed), failed)
+    }
+}
+
+fn replicas(v: &serde_json::Value) -> usize {
+    v["replicas"].as_array().map_or(0, Vec::len)
+}
+
+#[test]
+fn an_api_scales_up_under_load_and_back_down_once_it_stops() {
+    let s = Server::start();
+    let p = python_api(
+        &s,
+        "elastic",
+        &slow_predictor(1, 0.05),
+        "  autoscaling:\n    min_replicas: 1\n    max_replicas: 2\n    window: 10s\n    upscale_stabilization_period: 0s\n    downscale_stabilization_period: 3s\n",
+    );
+    s.ok(&p, &["deploy"]);
+    s.wait_status("elastic", "live");
+    assert_eq!(s.api_json("elastic").unwrap()["requested"], 1);
+
+    let load = Load::start(format!("{}/elastic", s.url), 4);
+    wait_for("a second replica, ready", DEADLINE, || {
+        let v = s.api_json("elastic")?;
+        (v["requested"] == 2 && v["up_to_date"] == 2).then_some(())
+    });
+    let (ok, failed) = load.finish();
+    assert!(failed.is_empty(), "{failed:?}");
+    assert!(ok > 0);
+
+    wait_for("back to one replica", DEADLINE, || {
+        let v = s.api_json("elastic")?;
+        (v["requested"] == 1 && replicas(&v) == 1 && v["status"] == "live").then_some(())
+    });
+    assert_eq!(s.predict("elastic", "{}").text().unwrap(), "v1");
+}
+
+#[test]
+fn an_api_with_min_replicas_0_scales_to_zero_and_its_next_request_is_answered() {
+    let s = Server::start();
+    let p = python_api(
+        &s,
+        "sleepy",
+        &slow_predictor(1, 0.0),
+        "  autoscaling:\n    min_replicas: 0\n    max_replicas: 1\n    downscale_stabilization_period: 2s\n",
+    );
+    s.ok(&p, &["deploy"]);
+    s.wait_status("sleepy", "live");
+    assert_eq!(s.predict("sleepy", "{}").text().unwrap(), "v1");
+
+    let idle = wait_for("no replica", DEADLINE, || {
+        let v = s.api_json("sleepy")?;
+        (v["requested"] == 0 && replicas(&v) == 0).then_some(v)
+    });
+    assert_eq!(
+        idle["status"], "live",
+        "zero replicas is not an error: {idle}"
+    );
+    let table = s.ok(&p, &["get", "sleepy"]);
+    let row: Vec<&str> = table.lines().nth(1).unwrap().split_whitespace().collect();
+    assert_eq!(&row[..3], &["live", "0", "0"], "{table}");
+
+    // The next request waits for a replica to start, then is answered.
+    let resp = s.predict("sleepy", "{}");
+    assert_eq!(resp.status(), 200);
+    assert_eq!(resp.text().unwrap(), "v1");
+    let v = s.api_json("sleepy").unwrap();
+    assert_eq!(v["requested"], 1, "{v}");
+}
+
+#[test]
+fn a_redeploy_under_steady_load_fails_no_request_and_ends_on_the_new_version() {
+    let s = Server::start();
+    let p = python_api(
+        &s,
+        "steady",
+        &slow_predictor(1, 0.01),
+        "  autoscaling:\n    min_replicas: 2\n    max_replicas: 2\n",
+    );
+    s.ok(&p, &["deploy"]);
+    wait_for("two ready replicas", DEADLINE, || {
+        let v = s.api_json("steady")?;
+        (v["up_to_date"] == 2).then_some(())
+    });
+    let load = Load::start(format!("{}/steady", s.url), 4);
+    wait_for("load flowing", DEADLINE, || {
+        (load.ok.load(Ordering::Relaxed) > 20).then_some(())
+    });
+
+    write(&p, "predictor.py", &slow_predictor(2, 0.01));
+    s.ok(&p, &["deploy"]);
+    wait_for("only version 2 serving", DEADLINE, || {
+        let v = s.api_json("steady")?;
+        let all_new = v["replicas"]
+            .as_array()?
+            .iter()
+            .all(|r| r["up_to_date"] == true);
+        (v["status"] == "live" && replicas(&v) == 2 && all_new && load.last_body() == "v2")
+            .then_some(())
+    });
+    let (ok, failed) = load.finish();
+    assert!(
+        failed.is_empty(),
+        "{} failed of {}: {failed:?}",
+        failed.len(),
+        ok
+    );
+    assert_eq!(s.predict("steady", "{}").text().unwrap(), "v2");
+}
+
+#[test]
+fn a_new_version_that_cannot_start_leaves_the_old_one_serving_and_says_why() {
+    let s = Server::start();
+    let p = python_api(&s, "sturdy", &slow_predictor(1, 0.0), "");
+    s.ok(&p, &["deploy"]);
+    s.wait_status("sturdy", "live");
+    write(
+        &p,
+        "predictor.py",
+        "class PythonPredictor:\n    def __init__(self, config):\n        raise RuntimeError('weights missing')\n\n    def predict(self, payload):\n        return 'v2'\n",
+    );
+    s.ok(&p, &["deploy"]);
+    let api = s.wait_status("sturdy", "error");
+    assert!(
+        api["errors"].to_string().contains("weights missing"),
+        "{api}"
+    );
+    for _ in 0..5 {
+        assert_eq!(s.predict("sturdy", "{}").text().unwrap(), "v1");
+    }
+}
+
+/// Blocks in `predict` until `gate` exists; writes `started-<n>` files as requests begin.
+fn gated_predictor(dir: &std::path::Path) -> String {
+    format!(
+        "import os, time, uuid\n\nclass PythonPredictor:\n    def __init__(self, config):\n        pass\n\n    def predict(self, payload):\n        open(os.path.join({dir:?}, 'started-' + uuid.uuid4().hex), 'w').close()\n        while not os.path.exists(os.path.join({dir:?}, 'gate')):\n            time.sleep(0.02)\n        return 'done'\n",
+        dir = dir.display().to_string()
+    )
+}
+
+#[test]
+fn over_capacity_requests_are_refused_at_once_with_503_overloaded() {
+    let s = Server::start();
+    let dir = s.dir.path().join("gated");
+    std::fs::create_dir_all(&dir).unwrap();
+    let p = python_api(
+        &s,
+        "narrow",
+        &gated_predictor(&dir),
+        "  autoscaling:\n    min_replicas: 1\n    max_replicas: 1\n    max_replica_concurrency: 1\n    target_replica_concurrency: 1\n    max_queue_length: 1\n",
+    );
+    s.ok(&p, &["deploy"]);
+    s.wait_status("narrow", "live");
+    let url = format!("{}/narrow", s.url);
+    let send = |tx: mpsc::Sender<(u16, String)>| {
+        let url = url.clone();
+        thread::spawn(move || {
+            let r = http().post(&url).body("{}").send().unwrap();
+            let status = r.status().as_u16();
+            tx.send((status, r.text().unwrap_or_default())).unwrap();
+        })
+    };
+    let (tx, rx) = mpsc::channel();
+    let first = send(tx.clone());
+    wait_for("the first request in predict", DEADLINE, || {
+        (std::fs::read_dir(&dir).ok()?.count() == 1).then_some(())
+    });
+    // One more may wait in the queue; of two more, one is refused at once.
+    let second = send(tx.clone());
+    let third = send(tx.clone());
+    let (status, body) = rx.recv_timeout(DEADLINE).unwrap();
+    assert_eq!(status, 503, "{body}");
+    let body: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(body["kind"], "overloaded");
+    assert!(body["message"]
+        .as_str()
+        .unwrap()
+        .contains("max_replica_concurrency"));
+    std::fs::write(dir.join("gate"), "").unwrap();
+    for _ in 0..2 {
+        let (status, body) = rx.recv_timeout(DEADLINE).unwrap();
+        assert_eq!((status, body.as_str()), (200, "done"));
+    }
+    for t in [first, second, third] {
+        t.join().unwrap();
+    }
+}
+
+#[test]
+fn a_body_over_the_limit_is_413_and_a_slow_answer_504() {
+    let s = Server::start();
+    let p = python_api(
+        &s,
+        "bounded",
+        &slow_predictor(1, 3.0),
+        "  networking:\n    timeout: 1s\n    max_request_size: 1Ki\n",
+    );
+    s.ok(&p, &["deploy"]);
+    s.wait_status("bounded", "live");
+    let resp = s.predict("bounded", &format!("\"{}\"", "x".repeat(2048)));
+    assert_eq!(resp.status(), 413);
+    let body: serde_json::Value = resp.json().unwrap();
+    assert_eq!(body["kind"], "payload_too_large");
+    assert!(
+        body["message"]
+            .as_str()
+            .unwrap()
+            .contains("networking.max_request_size"),
+        "{body}"
+    );
+
+    let resp = s.predict("bounded", "{}");
+    assert_eq!(resp.status(), 504);
+    let body: serde_json::Value = resp.json().unwrap();
+    assert_eq!(body["kind"], "timed_out");
+    assert!(
+        body["message"].as_str().unwrap().contains("timeout of 1s"),
+        "{body}"
+    );
+}
