@@ -305,3 +305,31 @@ fn a_body_over_the_limit_is_413_and_a_slow_answer_504() {
         "{body}"
     );
 }
+
+#[test]
+fn logs_of_several_replicas_come_merged_each_line_naming_its_replica() {
+    let s = Server::start();
+    let p = python_api(
+        &s,
+        "pair",
+        "import os\n\nclass PythonPredictor:\n    def __init__(self, config):\n        print('loaded in', os.getpid(), flush=True)\n\n    def predict(self, payload):\n        return 'ok'\n",
+        "  autoscaling:\n    min_replicas: 2\n    max_replicas: 2\n",
+    );
+    s.ok(&p, &["deploy"]);
+    let api = wait_for("two ready replicas", DEADLINE, || {
+        let v = s.api_json("pair")?;
+        (v["up_to_date"] == 2).then_some(v)
+    });
+    let logs = s.ok(&p, &["logs", "pair"]);
+    for replica in api["replicas"].as_array().unwrap() {
+        let id = replica["id"].as_str().unwrap();
+        let prefix = format!("[{}] ", id.strip_prefix("pair-").unwrap());
+        assert!(
+            logs.lines()
+                .any(|l| l.starts_with(&prefix) && l.contains("loaded in")),
+            "{prefix}: {logs}"
+        );
+    }
+    let tail = s.ok(&p, &["logs", "pair", "--tail", "1"]);
+    assert_eq!(tail.lines().count(), 2, "one line of each: {tail}");
+}

@@ -9,10 +9,12 @@ use axum::extract::rejection::QueryRejection;
 use axum::extract::{Path, Query, State};
 use axum::http::header;
 use axum::response::{IntoResponse, Response};
+use futures_util::future::BoxFuture;
 use futures_util::stream::BoxStream;
 use futures_util::StreamExt;
 
 use super::apis::find;
+use super::merged_logs::{merged, Feed, Origin, Source};
 use crate::api::LogsQuery;
 use crate::engine::{follow, LogEvent, Replica, ReplicaLogs};
 use crate::server::auth::AuthMember;
@@ -40,6 +42,9 @@ pub async fn logs(
     let row = find(&state, &name).await?;
     super::require(&caller, &row, crate::server::access::Level::Read)?;
     let live = state.deployments.get(&name);
+    if let Some(live) = live.clone().filter(|live| merges_replicas(live)) {
+        return Ok(replicas_merged(&state, live, query).await);
+    }
     let (replica_id, logs) = match live.as_ref().and_then(|live| followed_replica(live)) {
         Some(replica) => (replica.id().to_string(), replica.logs()),
         None => {
@@ -81,6 +86,93 @@ pub async fn logs(
         Body::from_stream(body.map(Ok::<_, std::io::Error>)),
     )
         .into_response())
+}
+
+/// Whether `cortex logs` shows several replicas' lines, each with a prefix: when the API runs
+/// more than one. (With one, its lines come as they are, and a follower moves on to the next
+/// version's replica after a redeploy.)
+fn merges_replicas(live: &LiveApi) -> bool {
+    let members = live.versions.newest().members().len()
+        + live
+            .versions
+            .older()
+            .iter()
+            .map(|s| s.members().len())
+            .sum::<usize>();
+    members > 1
+}
+
+/// Every serving replica of `live`, oldest version first.
+fn serving_replicas(live: &LiveApi) -> Vec<Arc<dyn Replica>> {
+    let mut sets = live.versions.older();
+    sets.reverse();
+    sets.push(live.versions.newest().clone());
+    sets.iter().flat_map(|s| s.members()).collect()
+}
+
+/// The short name a replica's lines carry: its id without the API's name
+/// (`iris-1a2b3c4d-0` → `[1a2b3c4d-0] `).
+fn replica_prefix(api: &str, replica_id: &str) -> String {
+    let short = replica_id
+        .strip_prefix(api)
+        .and_then(|rest| rest.strip_prefix('-'))
+        .unwrap_or(replica_id);
+    format!("[{short}] ")
+}
+
+/// The merged log of every replica of `live` (the last `tail` lines of each); following, it
+/// takes in replicas as they start and ends when the API is deleted.
+async fn replicas_merged(state: &AppState, live: Arc<LiveApi>, query: LogsQuery) -> Response {
+    let name = live.spec.name.clone();
+    let mut sources = Vec::new();
+    for replica in serving_replicas(&live) {
+        let logs = replica.logs();
+        let start = match query.tail {
+            Some(n) => logs.tail_offset(n).await,
+            None => 0,
+        };
+        sources.push(Source::from_offset(
+            Origin::Worker(logs),
+            replica_prefix(&name, replica.id()),
+            start,
+        ));
+    }
+    let feed = ReplicasFeed {
+        name,
+        deployments: state.deployments.clone(),
+    };
+    let shutdown = state.shutdown.clone();
+    let body =
+        merged(sources, query.follow, feed).take_until(async move { shutdown.cancelled().await });
+    (
+        [(header::CONTENT_TYPE, "text/plain; charset=utf-8")],
+        Body::from_stream(body.map(Ok::<_, std::io::Error>)),
+    )
+        .into_response()
+}
+
+/// Follows an API's replicas: new ones join (from their first line); over once the API is
+/// deleted.
+struct ReplicasFeed {
+    name: String,
+    deployments: Arc<Deployments>,
+}
+
+impl Feed for ReplicasFeed {
+    fn check<'a>(&'a mut self, sources: &'a mut Vec<Source>) -> BoxFuture<'a, bool> {
+        Box::pin(async move {
+            let Some(live) = self.deployments.get(&self.name) else {
+                return true;
+            };
+            for replica in serving_replicas(&live) {
+                let prefix = replica_prefix(&self.name, replica.id());
+                if !sources.iter().any(|s| s.prefix() == prefix) {
+                    sources.push(Source::new(Origin::Worker(replica.logs()), prefix));
+                }
+            }
+            false
+        })
+    }
 }
 
 /// The replica whose log `cortex logs` shows: the first of the newest version.

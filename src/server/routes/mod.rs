@@ -9,6 +9,7 @@ mod info;
 mod job_logs;
 mod jobs;
 mod logs;
+mod merged_logs;
 mod queue;
 mod teams;
 mod tokens;
