@@ -55,6 +55,9 @@ pub struct DeployResult {
     /// Why it failed, when `action` is `failed`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
+    /// Where it answers (the URL as the caller reached the server), once stored.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub endpoint: Option<String>,
 }
 
 /// The realtime status words `cortex get` shows.

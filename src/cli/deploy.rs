@@ -157,6 +157,9 @@ fn print_pretty(results: &[DeployResult], target: &Target, api_count: usize) {
         .partition(|r| r.action != DeployAction::Failed);
     for r in &ok {
         println!("{}", r.message);
+        if let Some(endpoint) = &r.endpoint {
+            println!("endpoint: {endpoint}");
+        }
     }
     if !errors.is_empty() {
         if !ok.is_empty() {

@@ -273,9 +273,10 @@ fn several_processes_per_replica_serve_one_api() {
 fn deploy_prints_cortex_style_hints() {
     let s = Server::start();
     let p = s.example_project("command-realtime");
-    let out = s.ok(&p, &["deploy"]);
+    let out = s.ok(&p, &["deploy"]).replace(&s.url, "http://<server>");
     insta::assert_snapshot!(out, @r"
     creating reverser (RealtimeAPI)
+    endpoint: http://<server>/reverser
 
     cortex get                  (show api statuses)
     cortex get reverser         (show api info)

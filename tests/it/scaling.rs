@@ -102,7 +102,16 @@ fn an_api_scales_up_under_load_and_back_down_once_it_stops() {
         &slow_predictor(1, 0.05),
         "  autoscaling:\n    min_replicas: 1\n    max_replicas: 2\n    window: 10s\n    upscale_stabilization_period: 0s\n    downscale_stabilization_period: 3s\n",
     );
-    s.ok(&p, &["deploy"]);
+    let out = s.ok(&p, &["deploy"]);
+    let first: Vec<&str> = out.lines().take(2).collect();
+    assert_eq!(
+        first,
+        [
+            "creating elastic (RealtimeAPI)",
+            &format!("endpoint: {}/elastic", s.url)
+        ],
+        "deploy says where the api answers: {out}"
+    );
     s.wait_status("elastic", "live");
     assert_eq!(s.api_json("elastic").unwrap()["requested"], 1);
 

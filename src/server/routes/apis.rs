@@ -21,9 +21,11 @@ use crate::store::ModelRow;
 pub async fn deploy(
     State(state): State<AppState>,
     AuthMember(caller): AuthMember,
+    headers: HeaderMap,
     body: Bytes,
 ) -> Result<Json<Vec<DeployResult>>, ApiError> {
     let req: DeployRequest = parse_json(&body)?;
+    let base = base_url(&headers);
     let _changing = state.changes.lock().await;
     let specs = spec::parse_str(&req.config, &req.config_file)
         .map_err(|e| ApiError::InvalidConfig(e.to_string()))?;
@@ -66,6 +68,7 @@ pub async fn deploy(
             model_id: None,
             message: format!("{name} ({kind}): {error}"),
             error: Some(error),
+            endpoint: None,
         };
         if let Some(owner) = endpoint_owner(&stored, &spec) {
             results.push(failed(format!(
@@ -116,6 +119,7 @@ pub async fn deploy(
                     model_id: Some(running.model_id.clone()),
                     message: format!("{name} ({kind}) is already updating"),
                     error: None,
+                    endpoint: Some(format!("{base}{}", spec.networking.endpoint)),
                 });
                 continue;
             }
@@ -193,6 +197,7 @@ pub async fn deploy(
             model_id: Some(row.id),
             message,
             error: None,
+            endpoint: Some(format!("{base}{}", spec.networking.endpoint)),
         });
     }
     Ok(Json(results))
