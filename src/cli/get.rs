@@ -274,6 +274,15 @@ fn stale(api: &ApiResponse) -> usize {
         .count()
 }
 
+/// Replicas of the latest spec that failed (crash-looping, or killed for memory again and
+/// again).
+fn failed(api: &ApiResponse) -> usize {
+    api.replicas
+        .iter()
+        .filter(|r| r.up_to_date && r.phase == crate::api::ReplicaPhase::Failed)
+        .count()
+}
+
 /// The realtime table; columns that only ever hold zero are hidden, as cortex does. `envs`,
 /// when given, adds an `env` column (one entry per API).
 fn realtime_table(apis: &[&ApiResponse], with_name: bool, envs: Option<&[&str]>) -> String {
@@ -281,6 +290,7 @@ fn realtime_table(apis: &[&ApiResponse], with_name: bool, envs: Option<&[&str]>)
     let show_4xx = apis.iter().any(|a| a.metrics.code_4xx > 0);
     let show_5xx = apis.iter().any(|a| a.metrics.code_5xx > 0);
     let show_stale = apis.iter().any(|a| stale(a) > 0);
+    let show_failed = apis.iter().any(|a| failed(a) > 0);
     let mut headers = Vec::new();
     if envs.is_some() {
         headers.push("env");
@@ -292,7 +302,11 @@ fn realtime_table(apis: &[&ApiResponse], with_name: bool, envs: Option<&[&str]>)
     if show_stale {
         headers.push("stale");
     }
-    headers.extend(["requested", "last update", "avg request", "2XX"]);
+    headers.push("requested");
+    if show_failed {
+        headers.push("failed");
+    }
+    headers.extend(["last update", "avg request", "2XX"]);
     if show_4xx {
         headers.push("4XX");
     }
@@ -321,8 +335,11 @@ fn realtime_table(apis: &[&ApiResponse], with_name: bool, envs: Option<&[&str]>)
             if show_stale {
                 row.push(stale(a).to_string());
             }
+            row.push(a.requested.to_string());
+            if show_failed {
+                row.push(failed(a).to_string());
+            }
             row.extend([
-                a.requested.to_string(),
                 render::age(a.last_updated, now),
                 render::latency(a.metrics.latency_ms_avg),
                 count(a.metrics.code_2xx),

@@ -202,7 +202,10 @@ impl LocalServer {
             s.finish_and_clear();
         }
         match outcome {
-            Ok(url) => Ok(url),
+            Ok(url) => {
+                tell_if_port_moved(&port, &url);
+                Ok(url)
+            }
             Err(why) => {
                 let tail = crate::tail::tail_lines(&log_path, 10).join("\n");
                 bail!(
@@ -211,6 +214,17 @@ impl LocalServer {
                 )
             }
         }
+    }
+}
+
+/// When the port asked for was taken, the server took another one: says so (on stderr), since
+/// URLs with the usual port would reach whatever holds it instead.
+fn tell_if_port_moved(asked: &str, url: &str) {
+    let took = url.rsplit(':').next().unwrap_or_default();
+    if asked != "0" && took != asked {
+        eprintln!(
+            "note: port {asked} is in use by another program, so the local cortex server listens on port {took}; send predictions to {url}/<api> (`cortex get <api>` prints the endpoint), or free port {asked} and run `cortex server stop`"
+        );
     }
 }
 

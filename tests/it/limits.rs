@@ -28,6 +28,31 @@ fn a_replica_over_its_memory_limit_is_killed_and_shown_out_of_memory_until_a_fix
     );
     let text = s.ok(&p, &["get", "hog"]);
     assert!(text.contains("error (out of memory)"), "{text}");
+    // The list shows the failed replica in its own column (hidden while none failed).
+    crate::harness::wait_for("a failed replica", crate::harness::DEADLINE, || {
+        let v = s.api_json("hog")?;
+        (v["replicas"][0]["phase"] == "failed").then_some(())
+    });
+    let list = s.ok(&p, &["get"]);
+    let mut lines = list.lines();
+    assert!(
+        lines.next().unwrap().starts_with(
+            "realtime api   status                  up-to-date   requested   failed   last update"
+        ),
+        "{list}"
+    );
+    let row: Vec<&str> = lines
+        .next()
+        .unwrap()
+        .split("   ")
+        .map(str::trim)
+        .filter(|c| !c.is_empty())
+        .collect();
+    assert_eq!(
+        &row[..5],
+        &["hog", "error (out of memory)", "0", "1", "1"],
+        "{list}"
+    );
     let logs = s.ok(&p, &["logs", "hog"]);
     assert!(logs.contains("cortex: error: out of memory"), "{logs}");
 

@@ -218,3 +218,31 @@ fn starting_the_local_server_shows_a_spinner_on_a_terminal() {
     );
     assert!(text.contains("no apis are deployed"), "{text:?}");
 }
+
+#[test]
+fn a_taken_port_is_said_with_the_port_the_local_server_took_instead() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = dir.path().join("config");
+    let _stop = StopOnDrop(&cfg);
+    let holder = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let taken = holder.local_addr().unwrap().port().to_string();
+    let out = local_cortex(&cfg)
+        .env("CORTEX_LOCAL_PORT", &taken)
+        .arg("get")
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    let note = stderr(&out);
+    assert!(
+        note.contains(&format!(
+            "port {taken} is in use by another program, so the local cortex server listens on port"
+        )),
+        "{note}"
+    );
+    let running: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(cfg.join("local/server.json")).unwrap())
+            .unwrap();
+    let url = running["url"].as_str().unwrap();
+    assert!(note.contains(url), "{note}");
+    assert!(!url.ends_with(&format!(":{taken}")));
+}
