@@ -64,7 +64,7 @@ complete -c cortex -n "__fish_cortex_using_subcommand delete" -s e -l env -d 'en
 complete -c cortex -n "__fish_cortex_using_subcommand delete" -s o -l output -d 'output format' -r -f -a "pretty\t''
 json\t''
 yaml\t''"
-complete -c cortex -n "__fish_cortex_using_subcommand delete" -s f -l force -d 'delete the api without confirmation'
+complete -c cortex -n "__fish_cortex_using_subcommand delete" -s f -l force -d 'delete without confirmation, even an api that a traffic splitter uses'
 complete -c cortex -n "__fish_cortex_using_subcommand delete" -s y -l yes -d 'skip prompts'
 complete -c cortex -n "__fish_cortex_using_subcommand delete" -s h -l help -d 'Print help'
 complete -c cortex -n "__fish_cortex_using_subcommand delete" -s V -l version -d 'Print version'

@@ -170,9 +170,17 @@ impl Client {
             .await
     }
 
-    pub async fn delete_api(&self, name: &str) -> Result<MessageResponse, ClientError> {
-        self.json(self.request(Method::DELETE, &format!("/api/v2/apis/{name}")))
-            .await
+    /// Deletes an API; `force` even when a TrafficSplitter uses it.
+    pub async fn delete_api(
+        &self,
+        name: &str,
+        force: bool,
+    ) -> Result<MessageResponse, ClientError> {
+        self.json(
+            self.request(Method::DELETE, &format!("/api/v2/apis/{name}"))
+                .query(&[("force", force)]),
+        )
+        .await
     }
 
     pub async fn list_users(&self) -> Result<Vec<UserInfo>, ClientError> {

@@ -183,3 +183,10 @@ pub struct LogsQuery {
     #[serde(default)]
     pub tail: Option<usize>,
 }
+
+/// `DELETE /api/v2/apis/{name}?force=true`: delete even when a TrafficSplitter uses it.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct DeleteQuery {
+    #[serde(default)]
+    pub force: bool,
+}

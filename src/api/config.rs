@@ -15,6 +15,7 @@ use serde::{Deserialize, Serialize};
 pub enum ApiKind {
     RealtimeAPI,
     BatchAPI,
+    TrafficSplitter,
 }
 
 impl ApiKind {
@@ -22,6 +23,7 @@ impl ApiKind {
         match self {
             ApiKind::RealtimeAPI => "RealtimeAPI",
             ApiKind::BatchAPI => "BatchAPI",
+            ApiKind::TrafficSplitter => "TrafficSplitter",
         }
     }
 }
@@ -38,8 +40,15 @@ impl std::fmt::Display for ApiKind {
 pub struct ApiConfig {
     pub name: String,
     pub kind: ApiKind,
-    pub predictor: PredictorConfig,
-    pub compute: ComputeConfig,
+    /// None for a TrafficSplitter.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub predictor: Option<PredictorConfig>,
+    /// A TrafficSplitter's RealtimeAPIs and their weights (percent).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub apis: Vec<BackendConfig>,
+    /// None for a TrafficSplitter.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub compute: Option<ComputeConfig>,
     /// RealtimeAPIs only.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub autoscaling: Option<AutoscalingConfig>,
@@ -49,6 +58,14 @@ pub struct ApiConfig {
     pub networking: NetworkingConfig,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub monitoring: Option<MonitoringConfig>,
+}
+
+/// One RealtimeAPI of a TrafficSplitter.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BackendConfig {
+    pub name: String,
+    pub weight: u32,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

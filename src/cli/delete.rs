@@ -37,7 +37,7 @@ pub async fn run(args: DeleteArgs) -> anyhow::Result<ExitStatus> {
             }
         }
     }
-    let resp = target.client.delete_api(&args.api).await?;
+    let resp = target.client.delete_api(&args.api, args.force).await?;
     if !print_structured(args.output, &resp)? {
         println!("{}", resp.message);
     }

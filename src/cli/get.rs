@@ -7,7 +7,7 @@ use anyhow::bail;
 
 use super::environment::{self, Target};
 use super::output::OutputFormat;
-use super::{get_batch, render, ExitStatus, GetArgs};
+use super::{get_batch, get_splitter, render, ExitStatus, GetArgs};
 use crate::api::{ApiKind, ApiResponse};
 use crate::clock::now;
 
@@ -112,10 +112,16 @@ async fn render_once(source: &Source, args: &GetArgs) -> anyhow::Result<String> 
                 return batch_text(target, &api, args).await;
             }
             if args.job_id.is_some() {
-                bail!("{name} is a RealtimeAPI: only BatchAPIs have jobs; run `cortex get {name}`");
+                bail!(
+                    "{name} is a {}: only BatchAPIs have jobs; run `cortex get {name}`",
+                    api.kind
+                );
             }
             if let Some(text) = structured(args.output, &api)? {
                 return Ok(text);
+            }
+            if api.kind == ApiKind::TrafficSplitter {
+                return Ok(get_splitter::splitter_text(&target.client, &api).await);
             }
             Ok(api_text(&api))
         }
@@ -159,16 +165,24 @@ async fn batch_text(target: &Target, api: &ApiResponse, args: &GetArgs) -> anyho
 /// The realtime table and the batch table (each only when it has rows), with an `env`
 /// column when `envs` is given.
 fn tables(apis: &[&ApiResponse], envs: Option<&[&str]>) -> String {
-    let (mut realtime, mut batch) = (Vec::new(), Vec::new());
-    let (mut realtime_envs, mut batch_envs) = (Vec::new(), Vec::new());
+    let (mut realtime, mut batch, mut splitters) = (Vec::new(), Vec::new(), Vec::new());
+    let (mut realtime_envs, mut batch_envs, mut splitter_envs) =
+        (Vec::new(), Vec::new(), Vec::new());
     for (i, api) in apis.iter().enumerate() {
         let env = envs.and_then(|e| e.get(i).copied()).unwrap_or_default();
-        if api.kind == ApiKind::BatchAPI {
-            batch.push(*api);
-            batch_envs.push(env);
-        } else {
-            realtime.push(*api);
-            realtime_envs.push(env);
+        match api.kind {
+            ApiKind::BatchAPI => {
+                batch.push(*api);
+                batch_envs.push(env);
+            }
+            ApiKind::TrafficSplitter => {
+                splitters.push(*api);
+                splitter_envs.push(env);
+            }
+            ApiKind::RealtimeAPI => {
+                realtime.push(*api);
+                realtime_envs.push(env);
+            }
         }
     }
     let mut parts = Vec::new();
@@ -183,6 +197,12 @@ fn tables(apis: &[&ApiResponse], envs: Option<&[&str]>) -> String {
         parts.push(get_batch::list_table(
             &batch,
             envs.map(|_| batch_envs.as_slice()),
+        ));
+    }
+    if !splitters.is_empty() {
+        parts.push(get_splitter::list_table(
+            &splitters,
+            envs.map(|_| splitter_envs.as_slice()),
         ));
     }
     format!(
@@ -408,10 +428,6 @@ fn api_text(api: &ApiResponse) -> String {
         }
     }
     out.push_str(&deployment_text(&api.deployment));
-    out.push_str("\nconfiguration\n");
-    let yaml = serde_yaml::to_string(&api.spec).unwrap_or_default();
-    for line in yaml.lines() {
-        out.push_str(&format!("  {line}\n"));
-    }
+    out.push_str(&render::configuration("configuration", &api.spec));
     out
 }

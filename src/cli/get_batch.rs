@@ -119,11 +119,7 @@ pub fn api_text(api: &ApiResponse, jobs: &[JobStatus]) -> String {
         "example: curl {} -X POST -H \"Content-Type: application/json\" -d '{{\"workers\": 1, \"item_list\": {{\"items\": [1, 2, 3], \"batch_size\": 2}}}}'\n",
         api.endpoint
     ));
-    out.push_str("\nbatch api configuration\n");
-    let yaml = serde_yaml::to_string(&api.spec).unwrap_or_default();
-    for line in yaml.lines() {
-        out.push_str(&format!("  {line}\n"));
-    }
+    out.push_str(&render::configuration("batch api configuration", &api.spec));
     out
 }
 

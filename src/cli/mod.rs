@@ -9,6 +9,7 @@ mod env_cmd;
 mod environment;
 mod get;
 mod get_batch;
+mod get_splitter;
 mod identity;
 mod local_server;
 mod logs;
@@ -147,7 +148,7 @@ pub struct DeleteArgs {
     pub job_id: Option<String>,
     #[command(flatten)]
     pub env: EnvFlag,
-    /// delete the api without confirmation
+    /// delete without confirmation, even an api that a traffic splitter uses
     #[arg(short, long)]
     pub force: bool,
     /// skip prompts

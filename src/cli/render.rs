@@ -181,3 +181,13 @@ mod job_time_tests {
         assert_eq!(go_duration_ms(123.25), "2m3.25s");
     }
 }
+
+/// An API's configuration under a `title` line, indented as YAML.
+pub fn configuration(title: &str, spec: &crate::api::ApiConfig) -> String {
+    let mut out = format!("\n{title}\n");
+    let yaml = serde_yaml::to_string(spec).unwrap_or_default();
+    for line in yaml.lines() {
+        out.push_str(&format!("  {line}\n"));
+    }
+    out
+}

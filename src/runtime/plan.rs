@@ -6,7 +6,7 @@
 use std::path::{Path, PathBuf};
 
 use crate::engine::{Purpose, ReplicaPlan};
-use crate::spec::{ApiSpec, PredictorType};
+use crate::spec::{ApiSpec, Predictor, PredictorType};
 
 /// What every plan of one server shares.
 #[derive(Debug, Clone)]
@@ -41,6 +41,8 @@ impl PlanContext {
 #[derive(Debug, Clone, Copy)]
 pub struct Version<'a> {
     pub spec: &'a ApiSpec,
+    /// Its predictor (what a TrafficSplitter, which runs nothing, has none of).
+    pub predictor: &'a Predictor,
     /// The unpacked bundle: the replicas' working directory.
     pub project_dir: &'a Path,
     /// The text of the project's top-level `.env`, if it has one.
@@ -60,6 +62,7 @@ pub fn plan(
 ) -> ReplicaPlan {
     let Version {
         spec,
+        predictor,
         project_dir,
         dotenv,
         job_token,
@@ -69,12 +72,7 @@ pub fn plan(
     if let Some(text) = dotenv {
         env.extend(super::dotenv::parse(text));
     }
-    env.extend(
-        spec.predictor
-            .env
-            .iter()
-            .map(|(k, v)| (k.clone(), v.clone())),
-    );
+    env.extend(predictor.env.iter().map(|(k, v)| (k.clone(), v.clone())));
     let project = project_dir.display().to_string();
     env.extend([
         ("CORTEX_API_NAME".to_string(), spec.name.clone()),
@@ -85,11 +83,11 @@ pub fn plan(
         ("PYTHONUNBUFFERED".to_string(), "1".to_string()),
         (
             "CORTEX_THREADS_PER_PROCESS".to_string(),
-            spec.predictor.threads_per_process.to_string(),
+            predictor.threads_per_process.to_string(),
         ),
         (
             "CORTEX_PROCESSES_PER_REPLICA".to_string(),
-            spec.predictor.processes_per_replica.to_string(),
+            predictor.processes_per_replica.to_string(),
         ),
         (
             "CORTEX_VENVS_DIR".to_string(),
@@ -97,7 +95,7 @@ pub fn plan(
         ),
     ]);
     let mut python_path = vec![project.clone()];
-    if let Some(extra) = &spec.predictor.python_path {
+    if let Some(extra) = &predictor.python_path {
         python_path.push(project_dir.join(extra).display().to_string());
     }
     // A PYTHONPATH from .env or the spec's env extends ours rather than replacing it.
@@ -112,15 +110,15 @@ pub fn plan(
         python_path.push(existing.clone());
     }
     env.push(("PYTHONPATH".to_string(), python_path.join(":")));
-    let argv = match spec.predictor.kind {
+    let argv = match predictor.kind {
         PredictorType::Python => {
             env.push((
                 "CORTEX_PREDICTOR_PATH".to_string(),
-                spec.predictor.path.clone().unwrap_or_default(),
+                predictor.path.clone().unwrap_or_default(),
             ));
             env.push((
                 "CORTEX_PREDICTOR_CONFIG".to_string(),
-                serde_json::Value::Object(spec.predictor.config.clone()).to_string(),
+                serde_json::Value::Object(predictor.config.clone()).to_string(),
             ));
             vec![
                 ctx.python.clone(),
@@ -128,7 +126,7 @@ pub fn plan(
                 ctx.shim_path.display().to_string(),
             ]
         }
-        PredictorType::Command => spec.predictor.command.clone().unwrap_or_default(),
+        PredictorType::Command => predictor.command.clone().unwrap_or_default(),
     };
     ReplicaPlan {
         api: spec.name.clone(),
@@ -138,7 +136,7 @@ pub fn plan(
         cwd: project_dir.to_path_buf(),
         env,
         // The shim serves on the socket it is handed; a command binds its port itself.
-        takes_socket: spec.predictor.kind == PredictorType::Python,
+        takes_socket: predictor.kind == PredictorType::Python,
         mem_limit: spec.compute.mem.as_ref().map(|m| m.bytes),
     }
 }
@@ -211,6 +209,7 @@ mod tests {
             &ctx,
             Version {
                 spec: &spec,
+                predictor: spec.predictor.as_ref().unwrap(),
                 project_dir: Path::new("/p"),
                 dotenv: None,
                 job_token: "deploy-token",
@@ -219,7 +218,7 @@ mod tests {
             String::new(),
             Purpose::Realtime,
         );
-        let mut config = spec.predictor.config.clone();
+        let mut config = spec.predictor.as_ref().unwrap().config.clone();
         config.insert("b".into(), serde_json::json!(3));
         let w = for_job(
             &template,

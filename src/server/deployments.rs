@@ -15,6 +15,7 @@ use super::replica_set::{Member, ReplicaSet, ReplicaSets};
 use super::rollout;
 use super::route_table::RouteTable;
 use super::scaler;
+use super::splitter::Splitter;
 use super::status::{self, RestoreErrors};
 use super::tokens::Tokens;
 use crate::engine::{Engine, Purpose, ReplicaLogs, ReplicaPhase};
@@ -131,6 +132,9 @@ impl Deployments {
         project_dir: &Path,
     ) -> Result<(), StoreError> {
         let name = spec.name.clone();
+        let Some(predictor) = spec.predictor.clone() else {
+            return self.apply_splitter(row, spec).await;
+        };
         // Everything that can fail comes before the running versions are touched: a deploy
         // that fails leaves what serves as it was.
         let (deployment, job_token) = self.tokens.issue_job_token(&row.id).await?;
@@ -139,6 +143,7 @@ impl Deployments {
             &self.plan_context(),
             plan::Version {
                 spec: &spec,
+                predictor: &predictor,
                 project_dir,
                 dotenv: dotenv.as_deref(),
                 job_token: &job_token,
@@ -203,6 +208,7 @@ impl Deployments {
             access: std::sync::RwLock::new(row.into()),
             queue: Default::default(),
             ended: Default::default(),
+            splitter: None,
         });
         let replaced = self.routes.insert(live.clone());
         if let Ok(Some(replaced)) = &replaced {
@@ -257,6 +263,39 @@ impl Deployments {
             }
             self.tasks.spawn(follow_newest(follow, live));
         }
+        Ok(())
+    }
+
+    /// Makes a TrafficSplitter live: it runs nothing; the gateway passes each request to one of
+    /// its APIs. What ran under its name before (a kind changed) is stopped.
+    async fn apply_splitter(&self, row: &ModelRow, spec: ApiSpec) -> Result<(), StoreError> {
+        let set = Arc::new(ReplicaSet::idle(&spec.name, &row.spec_hash));
+        let live = Arc::new(LiveApi {
+            model_id: row.id.clone(),
+            spec_hash: row.spec_hash.clone(),
+            last_updated: row.updated_at,
+            splitter: Some(Splitter::new(spec.apis.clone())),
+            spec,
+            versions: ReplicaSets::new(set, Vec::new()),
+            metrics: Arc::new(Metrics::default()),
+            extra_path: row.deployment_name.as_ref().map(|n| format!("/{n}")),
+            access: std::sync::RwLock::new(row.into()),
+            queue: Default::default(),
+            ended: Default::default(),
+        });
+        let replaced = self.routes.insert(live.clone()).map_err(|_| {
+            StoreError::Conflict(
+                "the server is shutting down; deploy again once it is back".to_string(),
+            )
+        })?;
+        if let Some(replaced) = replaced {
+            replaced.ended.cancel();
+            for set in replaced.versions.retire_all() {
+                retire(&self.tokens, &set).await;
+            }
+        }
+        self.restore_errors.clear(&live.spec.name);
+        status::record(&self.store, &live, crate::store::DeployStatus::Complete).await;
         Ok(())
     }
 

@@ -118,6 +118,36 @@ pub async fn handle(State(state): State<AppState>, req: Request) -> Response {
             format!("{name} is not ready (status: {status}); run `cortex get {name}` to see why"),
         )
     };
+    // A TrafficSplitter passes the request to one of its apis, chosen by weight.
+    let split_to = match &api.splitter {
+        None => None,
+        Some(splitter) => {
+            let Some(chosen) = splitter.pick().map(str::to_string) else {
+                return error_response(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "not_ready",
+                    format!("traffic splitter {name} gives no api any weight; change its weights"),
+                );
+            };
+            Some(chosen)
+        }
+    };
+    let route = |state: &AppState| match &split_to {
+        None => state.deployments.by_path(&path),
+        Some(chosen) => state.deployments.get(chosen).filter(|a| a.is_realtime()),
+    };
+    let backend_missing = |chosen: &str| {
+        error_response(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "not_ready",
+            format!("{chosen}, one of traffic splitter {name}'s apis, is not deployed; deploy it, or change the splitter's apis"),
+        )
+    };
+    let api = match (&split_to, route(&state)) {
+        (_, Some(api)) => api,
+        (Some(chosen), None) => return backend_missing(chosen),
+        (None, None) => return not_found(&path),
+    };
     // Refuse early rather than read a large body for nothing.
     if !api.is_ready() && !api.versions.newest().holds_requests() {
         return not_ready(&api);
@@ -175,8 +205,10 @@ pub async fn handle(State(state): State<AppState>, req: Request) -> Response {
     };
     // Routed again once the body is in: a slow upload must go to what serves the path now,
     // not to a generation that an update, a restart or a delete has stopped meanwhile.
-    let Some(api) = state.deployments.by_path(&path) else {
-        return not_found(&path);
+    let api = match (&split_to, route(&state)) {
+        (_, Some(api)) => api,
+        (Some(chosen), None) => return backend_missing(chosen),
+        (None, None) => return not_found(&path),
     };
     let slot = match admission::admit(&api, deadline).await {
         Ok(slot) => slot,

@@ -8,6 +8,7 @@ use super::admission::Queue;
 use super::metrics::Metrics;
 use super::replica_set::ReplicaSets;
 use super::route_table::Routed;
+use super::splitter::Splitter;
 use crate::spec::ApiSpec;
 
 pub struct LiveApi {
@@ -28,6 +29,8 @@ pub struct LiveApi {
     pub queue: Queue,
     /// Cancelled once another deploy replaced it or it was removed: what follows it stops.
     pub ended: tokio_util::sync::CancellationToken,
+    /// A TrafficSplitter's choice of API per request (it runs no replica itself).
+    pub splitter: Option<Splitter>,
 }
 
 impl LiveApi {
@@ -52,6 +55,11 @@ impl LiveApi {
     /// Whether it is a BatchAPI (it takes jobs; its workers belong to them).
     pub fn is_batch(&self) -> bool {
         self.spec.kind == crate::spec::ApiKind::BatchAPI
+    }
+
+    /// Whether it is a RealtimeAPI (it runs replicas that answer predictions).
+    pub fn is_realtime(&self) -> bool {
+        self.spec.kind == crate::spec::ApiKind::RealtimeAPI
     }
 
     /// Whether an older version still serves while the latest one starts.
@@ -99,6 +107,7 @@ mod tests {
             extra_path: None,
             queue: Default::default(),
             ended: Default::default(),
+            splitter: None,
             access: std::sync::RwLock::new(ModelAccess {
                 model_id: format!("model-{name}"),
                 owner_id: "owner".into(),

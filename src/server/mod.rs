@@ -17,6 +17,7 @@ pub mod rollout;
 pub mod route_table;
 pub mod routes;
 pub mod scaler;
+pub mod splitter;
 pub mod state;
 pub mod status;
 pub mod tokens;

@@ -84,24 +84,35 @@ impl ReplicaSet {
         }
     }
 
-    /// A set of replicas that already run (tests: no engine).
-    #[cfg(test)]
-    pub(crate) fn of(api: &str, version: &str, members: Vec<Arc<dyn Replica>>) -> Self {
+    /// A set that runs nothing (a TrafficSplitter's: its APIs serve).
+    pub fn idle(api: &str, version: &str) -> Self {
         ReplicaSet {
             id: set_id(api, version),
             version: version.to_string(),
             job_token: String::new(),
             deployment: 0,
             template: None,
-            desired: AtomicU32::new(members.len() as u32),
-            next_member: AtomicU32::new(members.len() as u32),
-            members: RwLock::new(members.into_iter().map(Member::new).collect()),
+            desired: AtomicU32::new(0),
+            next_member: AtomicU32::new(0),
+            members: RwLock::new(Vec::new()),
             freed: Arc::default(),
             cold_start: AtomicBool::new(false),
             stopped: AtomicBool::new(false),
             membership: watch::Sender::new(0),
             next: AtomicUsize::new(0),
         }
+    }
+
+    /// A set of replicas that already run (tests: no engine).
+    #[cfg(test)]
+    pub(crate) fn of(api: &str, version: &str, members: Vec<Arc<dyn Replica>>) -> Self {
+        let set = ReplicaSet::idle(api, version);
+        set.desired.store(members.len() as u32, Ordering::Relaxed);
+        set.next_member
+            .store(members.len() as u32, Ordering::Relaxed);
+        *set.members.write().unwrap_or_else(|p| p.into_inner()) =
+            members.into_iter().map(Member::new).collect();
+        set
     }
 
     pub fn id(&self) -> &str {

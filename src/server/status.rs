@@ -34,8 +34,9 @@ pub fn set_phase(set: &ReplicaSet) -> ReplicaPhase {
 
 /// The API's status: its newest version's.
 pub fn api_status(api: &LiveApi) -> ApiStatus {
-    if api.is_batch() {
-        // Deployed is ready: it takes jobs, whose workers have their own status.
+    if !api.is_realtime() {
+        // Deployed is ready: a BatchAPI takes jobs (whose workers have their own status), a
+        // TrafficSplitter passes requests on (its APIs have their own).
         return ApiStatus::Live;
     }
     let newest = api.versions.newest();

@@ -10,6 +10,7 @@ impl From<spec::ApiKind> for api::ApiKind {
         match kind {
             spec::ApiKind::RealtimeAPI => api::ApiKind::RealtimeAPI,
             spec::ApiKind::BatchAPI => api::ApiKind::BatchAPI,
+            spec::ApiKind::TrafficSplitter => api::ApiKind::TrafficSplitter,
         }
     }
 }
@@ -28,11 +29,11 @@ impl From<ReplicaPhase> for api::ReplicaPhase {
 
 impl From<&spec::ApiSpec> for api::ApiConfig {
     fn from(s: &spec::ApiSpec) -> api::ApiConfig {
-        let p = &s.predictor;
+        let splitter = s.kind == spec::ApiKind::TrafficSplitter;
         api::ApiConfig {
             name: s.name.clone(),
             kind: s.kind.into(),
-            predictor: api::PredictorConfig {
+            predictor: s.predictor.as_ref().map(|p| api::PredictorConfig {
                 kind: match p.kind {
                     spec::PredictorType::Python => "python",
                     spec::PredictorType::Command => "command",
@@ -45,12 +46,20 @@ impl From<&spec::ApiSpec> for api::ApiConfig {
                 env: p.env.clone(),
                 processes_per_replica: p.processes_per_replica,
                 threads_per_process: p.threads_per_process,
-            },
-            compute: api::ComputeConfig {
+            }),
+            apis: s
+                .apis
+                .iter()
+                .map(|b| api::BackendConfig {
+                    name: b.name.clone(),
+                    weight: b.weight,
+                })
+                .collect(),
+            compute: (!splitter).then(|| api::ComputeConfig {
                 cpu: s.compute.cpu.as_ref().map(ToString::to_string),
                 gpu: s.compute.gpu,
                 mem: s.compute.mem.as_ref().map(ToString::to_string),
-            },
+            }),
             autoscaling: s.autoscaling.as_ref().map(|a| api::AutoscalingConfig {
                 min_replicas: a.min_replicas,
                 max_replicas: a.max_replicas,

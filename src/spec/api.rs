@@ -13,6 +13,7 @@ use super::predictor::predictor;
 use super::problem::{quote, Problem};
 use super::schema;
 use super::section::Section;
+use super::splitter::backends;
 use super::suggest::nearest;
 use super::types::{ApiKind, ApiSpec};
 use super::update_strategy::update_strategy;
@@ -44,6 +45,16 @@ pub(crate) fn api(node: &Node) -> Result<Located, Problem> {
         return Err(Problem::new(name_node.pos, "name", message));
     }
     let kind = kind(sec.require("kind", "add \"kind: RealtimeAPI\" or \"kind: BatchAPI\"")?)?;
+    if kind == ApiKind::TrafficSplitter {
+        return traffic_splitter(&sec, name, name_node.pos);
+    }
+    if sec.has("apis") {
+        return Err(Problem::new(
+            sec.key_pos("apis"),
+            "apis",
+            "is only for TrafficSplitters; remove it, or set \"kind: TrafficSplitter\"",
+        ));
+    }
     let predictor = predictor(&sec)?;
     let compute = compute(&sec)?;
 
@@ -56,7 +67,7 @@ pub(crate) fn api(node: &Node) -> Result<Located, Problem> {
                 Some(update_strategy(&sec)?),
             )
         }
-        ApiKind::BatchAPI => {
+        ApiKind::BatchAPI | ApiKind::TrafficSplitter => {
             realtime_only(&sec, "autoscaling", "a BatchAPI's workers are set per job")?;
             realtime_only(
                 &sec,
@@ -75,7 +86,8 @@ pub(crate) fn api(node: &Node) -> Result<Located, Problem> {
         spec: ApiSpec {
             name,
             kind,
-            predictor,
+            predictor: Some(predictor),
+            apis: Vec::new(),
             compute,
             autoscaling,
             update_strategy,
@@ -83,6 +95,44 @@ pub(crate) fn api(node: &Node) -> Result<Located, Problem> {
             monitoring,
         },
         name_pos: name_node.pos,
+        endpoint_pos,
+    })
+}
+
+/// A TrafficSplitter: `apis` and `networking`, nothing that runs.
+fn traffic_splitter(sec: &Section, name: String, name_pos: Pos) -> Result<Located, Problem> {
+    for key in [
+        "predictor",
+        "compute",
+        "autoscaling",
+        "update_strategy",
+        "monitoring",
+    ] {
+        if sec.has(key) {
+            return Err(Problem::new(
+                sec.key_pos(key),
+                key,
+                "is not for TrafficSplitters; remove it (a TrafficSplitter only has apis and networking: its apis serve)",
+            ));
+        }
+    }
+    let apis = backends(sec)?;
+    let (mut networking, endpoint_pos) = networking(sec, &name)?;
+    // The gateway's limits are its apis'.
+    networking = crate::spec::Networking::at(networking.endpoint);
+    Ok(Located {
+        spec: ApiSpec {
+            name,
+            kind: ApiKind::TrafficSplitter,
+            predictor: None,
+            apis,
+            compute: crate::spec::Compute::default(),
+            autoscaling: None,
+            update_strategy: None,
+            networking,
+            monitoring: None,
+        },
+        name_pos,
         endpoint_pos,
     })
 }
@@ -160,20 +210,18 @@ fn suggest_name(name: &str) -> Option<String> {
 }
 
 fn kind(node: &Node) -> Result<ApiKind, Problem> {
-    const KINDS: &[&str] = &["RealtimeAPI", "BatchAPI"];
+    const KINDS: &[&str] = &["RealtimeAPI", "BatchAPI", "TrafficSplitter"];
     let text = node.text("kind")?;
     let message = match text {
         "RealtimeAPI" => return Ok(ApiKind::RealtimeAPI),
         "BatchAPI" => return Ok(ApiKind::BatchAPI),
-        "TrafficSplitter" => {
-            "TrafficSplitter is not supported; kind must be \"RealtimeAPI\" or \"BatchAPI\"".into()
-        }
+        "TrafficSplitter" => return Ok(ApiKind::TrafficSplitter),
         other => {
             let hint = nearest(other, KINDS)
                 .map(|near| format!("; did you mean \"{near}\"?"))
                 .unwrap_or_default();
             format!(
-                "unknown kind {}{hint} (valid kinds are \"RealtimeAPI\" and \"BatchAPI\")",
+                "unknown kind {}{hint} (valid kinds are \"RealtimeAPI\", \"BatchAPI\" and \"TrafficSplitter\")",
                 quote(other)
             )
         }
@@ -288,12 +336,12 @@ mod tests {
     fn kinds() {
         assert_eq!(
             message(&format!("name: a\nkind: TrafficSplitter\n{PREDICTOR}")),
-            "kind: TrafficSplitter is not supported; kind must be \"RealtimeAPI\" or \"BatchAPI\""
+            "predictor: is not for TrafficSplitters; remove it (a TrafficSplitter only has apis and networking: its apis serve)"
         );
         assert_eq!(
             message(&format!("name: a\nkind: realtime\n{PREDICTOR}")),
             "kind: unknown kind \"realtime\"; did you mean \"RealtimeAPI\"? (valid kinds are \
-             \"RealtimeAPI\" and \"BatchAPI\")"
+             \"RealtimeAPI\", \"BatchAPI\" and \"TrafficSplitter\")"
         );
         assert_eq!(
             message(&format!("name: a\n{PREDICTOR}")),
@@ -303,9 +351,11 @@ mod tests {
 
     #[test]
     fn a_wrong_kind_comes_before_unknown_keys() {
+        assert!(message("name: a\nkind: Splitter\napis: []\nodd: 1")
+            .starts_with("kind: unknown kind \"Splitter\""));
         assert_eq!(
             message("name: a\nkind: TrafficSplitter\napis: []"),
-            "kind: TrafficSplitter is not supported; kind must be \"RealtimeAPI\" or \"BatchAPI\""
+            "apis: must list at least one RealtimeAPI"
         );
     }
 
@@ -325,5 +375,47 @@ mod tests {
         assert_eq!(label(&node), None);
         let node = load("- 1").unwrap().unwrap();
         assert_eq!(label(&node), None);
+    }
+
+    #[test]
+    fn a_traffic_splitter_has_apis_whose_weights_add_up_to_100() {
+        let spec = parse(
+            "name: s\nkind: TrafficSplitter\napis: [{name: a, weight: 80}, {name: b, weight: 20}]",
+        )
+        .unwrap();
+        assert_eq!(spec.kind, ApiKind::TrafficSplitter);
+        assert_eq!(spec.predictor, None);
+        assert_eq!(
+            spec.apis
+                .iter()
+                .map(|b| (b.name.as_str(), b.weight))
+                .collect::<Vec<_>>(),
+            [("a", 80), ("b", 20)]
+        );
+        assert_eq!(spec.networking.endpoint, "/s");
+        assert_eq!(
+            message("name: s\nkind: TrafficSplitter\napis: [{name: a, weight: 70}, {name: b, weight: 20}]"),
+            "apis: the weights must add up to 100, got 70 + 20 (90); change them so they do"
+        );
+        assert_eq!(
+            message("name: s\nkind: TrafficSplitter\napis: [{name: a, weight: 101}]"),
+            "apis[0].weight: must be between 0 and 100, got 101"
+        );
+        assert_eq!(
+            message("name: s\nkind: TrafficSplitter\napis: [{name: a, weight: 50}, {name: a, weight: 50}]"),
+            "apis[1].name: \"a\" is listed twice; list each api once"
+        );
+        assert_eq!(
+            message("name: s\nkind: TrafficSplitter"),
+            "apis: is required; list the RealtimeAPIs to split traffic between, e.g. \"apis: [{name: a, weight: 80}, {name: b, weight: 20}]\""
+        );
+        assert_eq!(
+            message("name: s\nkind: TrafficSplitter\napis: [{name: a}]"),
+            "apis[0].weight: is required; give its share of the traffic in percent, e.g. \"weight: 20\""
+        );
+        assert!(message(&format!(
+            "name: a\nkind: RealtimeAPI\n{PREDICTOR}\napis: []"
+        ))
+        .starts_with("apis: is only for TrafficSplitters"));
     }
 }

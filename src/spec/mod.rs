@@ -28,6 +28,7 @@ mod problem;
 mod quantity;
 mod schema;
 mod section;
+mod splitter;
 mod suggest;
 mod types;
 mod update_strategy;

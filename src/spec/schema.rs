@@ -11,7 +11,11 @@ pub(crate) const API: &[&str] = &[
     "update_strategy",
     "networking",
     "monitoring",
+    "apis",
 ];
+
+/// The keys of one entry of a TrafficSplitter's `apis`.
+pub(crate) const SPLITTER_API: &[&str] = &["name", "weight"];
 
 pub(crate) const PREDICTOR: &[&str] = &[
     "type",

@@ -89,10 +89,13 @@ fn cortex_0_22_iris_example_parses_unchanged() {
     let api = &apis[0];
     assert_eq!(api.name, "iris-classifier");
     assert_eq!(api.kind, ApiKind::RealtimeAPI);
-    assert_eq!(api.predictor.kind, PredictorType::Python);
-    assert_eq!(api.predictor.path.as_deref(), Some("predictor.py"));
+    assert_eq!(api.predictor.as_ref().unwrap().kind, PredictorType::Python);
     assert_eq!(
-        serde_json::Value::Object(api.predictor.config.clone()),
+        api.predictor.as_ref().unwrap().path.as_deref(),
+        Some("predictor.py")
+    );
+    assert_eq!(
+        serde_json::Value::Object(api.predictor.as_ref().unwrap().config.clone()),
         serde_json::json!({"bucket": "cortex-examples", "key": "sklearn/iris-classifier/model.pkl"})
     );
     assert_eq!(
@@ -115,15 +118,18 @@ fn explicit_sections_are_kept() {
     let apis = parse(EXPLICIT).unwrap();
     assert_eq!(apis.len(), 2);
     let rt = &apis[0];
-    assert_eq!(rt.predictor.python_path.as_deref(), Some("src"));
+    assert_eq!(
+        rt.predictor.as_ref().unwrap().python_path.as_deref(),
+        Some("src")
+    );
     assert_eq!(
         (
-            rt.predictor.processes_per_replica,
-            rt.predictor.threads_per_process
+            rt.predictor.as_ref().unwrap().processes_per_replica,
+            rt.predictor.as_ref().unwrap().threads_per_process
         ),
         (2, 4)
     );
-    assert_eq!(rt.predictor.env["WORKERS"], "2");
+    assert_eq!(rt.predictor.as_ref().unwrap().env["WORKERS"], "2");
     assert_eq!(rt.compute.cpu, Some(Cpu(1000)));
     assert_eq!(rt.compute.mem.as_ref().map(|m| m.bytes), Some(2 << 30));
     let a = rt.autoscaling.as_ref().unwrap();
@@ -148,7 +154,7 @@ fn explicit_sections_are_kept() {
     let batch = &apis[1];
     assert_eq!(batch.kind, ApiKind::BatchAPI);
     assert_eq!(
-        batch.predictor.command.as_deref(),
+        batch.predictor.as_ref().unwrap().command.as_deref(),
         Some(&["python", "batch.py", "--threads", "2"].map(String::from)[..])
     );
     assert_eq!(batch.autoscaling, None);
@@ -218,8 +224,11 @@ fn anchors_share_sections_between_apis() {
   compute: *compute
 ";
     let apis = parse(text).unwrap();
-    assert_eq!(apis[1].predictor.path.as_deref(), Some("p.py"));
-    assert_eq!(apis[1].predictor.processes_per_replica, 2);
+    assert_eq!(
+        apis[1].predictor.as_ref().unwrap().path.as_deref(),
+        Some("p.py")
+    );
+    assert_eq!(apis[1].predictor.as_ref().unwrap().processes_per_replica, 2);
     assert_eq!(apis[1].compute, apis[0].compute);
 }
 
@@ -341,7 +350,7 @@ fn config_reads_yaml_1_1_booleans_as_cortex_did() {
         "- name: c\n  kind: RealtimeAPI\n  predictor:\n    type: python\n    path: p.py\n    config:\n      debug: no\n      cache: on\n      quoted: \"no\"\n      word: nope\n",
     )
     .unwrap();
-    let config = &specs[0].predictor.config;
+    let config = &specs[0].predictor.as_ref().unwrap().config;
     assert_eq!(config["debug"], serde_json::json!(false));
     assert_eq!(config["cache"], serde_json::json!(true));
     assert_eq!(config["quoted"], serde_json::json!("no"));

@@ -17,7 +17,12 @@ use super::quantity::{Cpu, Duration, Mem, Surge};
 pub struct ApiSpec {
     pub name: String,
     pub kind: ApiKind,
-    pub predictor: Predictor,
+    /// What serves it; `None` for a TrafficSplitter (its `apis` serve).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub predictor: Option<Predictor>,
+    /// A TrafficSplitter's RealtimeAPIs and their shares; empty for other kinds.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub apis: Vec<Backend>,
     pub compute: Compute,
     /// Present for RealtimeAPIs (defaults filled in); `None` for BatchAPIs.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -35,6 +40,7 @@ pub struct ApiSpec {
 pub enum ApiKind {
     RealtimeAPI,
     BatchAPI,
+    TrafficSplitter,
 }
 
 impl ApiKind {
@@ -42,8 +48,17 @@ impl ApiKind {
         match self {
             ApiKind::RealtimeAPI => "RealtimeAPI",
             ApiKind::BatchAPI => "BatchAPI",
+            ApiKind::TrafficSplitter => "TrafficSplitter",
         }
     }
+}
+
+/// One RealtimeAPI of a TrafficSplitter and its share of the requests, in percent.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Backend {
+    pub name: String,
+    pub weight: u32,
 }
 
 impl std::fmt::Display for ApiKind {
@@ -82,7 +97,7 @@ pub struct Predictor {
     pub threads_per_process: u32,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Compute {
     #[serde(default, skip_serializing_if = "Option::is_none")]

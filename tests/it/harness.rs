@@ -370,3 +370,12 @@ pub fn wait_line(rx: &std::sync::mpsc::Receiver<String>, needle: &str) -> Vec<St
     });
     seen
 }
+
+/// The cells of a table row as `cortex get` draws it (columns are 3 spaces apart; a cell may
+/// hold single spaces, as `error (out of memory)` does).
+pub fn cells(line: &str) -> Vec<&str> {
+    line.split("   ")
+        .map(str::trim)
+        .filter(|c| !c.is_empty())
+        .collect()
+}

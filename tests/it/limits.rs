@@ -41,13 +41,7 @@ fn a_replica_over_its_memory_limit_is_killed_and_shown_out_of_memory_until_a_fix
         ),
         "{list}"
     );
-    let row: Vec<&str> = lines
-        .next()
-        .unwrap()
-        .split("   ")
-        .map(str::trim)
-        .filter(|c| !c.is_empty())
-        .collect();
+    let row = crate::harness::cells(lines.next().unwrap());
     assert_eq!(
         &row[..5],
         &["hog", "error (out of memory)", "0", "1", "1"],

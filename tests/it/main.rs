@@ -18,3 +18,4 @@ mod requirements;
 mod scaling;
 mod shim;
 mod spec_errors;
+mod splitter;

@@ -143,10 +143,26 @@ fn bad_kind() {
         "bad_kind",
         "\
 - name: iris
-  kind: TrafficSplitter
+  kind: TraficSplitter
   apis:
     - name: iris-a
       weight: 100
+",
+    );
+}
+
+#[test]
+fn splitter_weights() {
+    check(
+        "splitter_weights",
+        "\
+- name: canary
+  kind: TrafficSplitter
+  apis:
+    - name: blue
+      weight: 80
+    - name: green
+      weight: 30
 ",
     );
 }

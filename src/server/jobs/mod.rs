@@ -190,13 +190,16 @@ struct Feeding {
 }
 
 fn feeding(spec: &crate::spec::ApiSpec) -> Feeding {
+    let (processes, threads, python) = spec.predictor.as_ref().map_or((1, 1, false), |p| {
+        (
+            p.processes_per_replica,
+            p.threads_per_process,
+            p.kind == crate::spec::PredictorType::Python,
+        )
+    });
     Feeding {
-        in_flight: spec
-            .predictor
-            .processes_per_replica
-            .saturating_mul(spec.predictor.threads_per_process)
-            .saturating_add(1),
-        multi: spec.predictor.kind == crate::spec::PredictorType::Python,
+        in_flight: processes.saturating_mul(threads).saturating_add(1),
+        multi: python,
     }
 }
 
@@ -320,7 +323,12 @@ impl Jobs {
         let template = live.versions.newest().template().cloned().ok_or_else(|| {
             StoreError::Conflict(format!("{} has no version to run", live.spec.name))
         })?;
-        let mut config = live.spec.predictor.config.clone();
+        let mut config = live
+            .spec
+            .predictor
+            .as_ref()
+            .map(|p| p.config.clone())
+            .unwrap_or_default();
         config.extend(sub.config.clone());
         let created_ns = self.next_created_ns();
         let id = crate::batch::ids::job_id(created_ns);

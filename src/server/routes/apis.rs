@@ -7,7 +7,7 @@ use axum::Json;
 
 use super::parse_json;
 use crate::api::{
-    ApiResponse, ApiStatus, DeployAction, DeployRequest, DeployResult, MessageResponse,
+    ApiResponse, ApiStatus, DeleteQuery, DeployAction, DeployRequest, DeployResult, MessageResponse,
 };
 use crate::server::access::Level;
 use crate::server::auth::AuthMember;
@@ -27,8 +27,12 @@ pub async fn deploy(
     let req: DeployRequest = parse_json(&body)?;
     let base = base_url(&headers);
     let _changing = state.changes.lock().await;
-    let specs = spec::parse_str(&req.config, &req.config_file)
+    let mut specs = spec::parse_str(&req.config, &req.config_file)
         .map_err(|e| ApiError::InvalidConfig(e.to_string()))?;
+    // TrafficSplitters last, as cortex deploys them: their apis are in place first.
+    specs.sort_by_key(|s| s.kind == spec::ApiKind::TrafficSplitter);
+    let in_file: Vec<(String, spec::ApiKind)> =
+        specs.iter().map(|s| (s.name.clone(), s.kind)).collect();
     let bundles = state.bundles.clone();
     let sha = req.bundle.clone();
     let has_bundle = state.store.call(move |c| bundles.exists(c, &sha)).await?;
@@ -45,10 +49,8 @@ pub async fn deploy(
         .map_err(|e| ApiError::Internal(e.to_string()))??;
 
     // Paths of the APIs already stored: a path serves one API.
-    let stored: Vec<(String, String)> = state
-        .store
-        .call(|c| models::list(c))
-        .await?
+    let rows = state.store.call(|c| models::list(c)).await?;
+    let stored: Vec<(String, String)> = rows
         .iter()
         .flat_map(|row| {
             versions::paths_of(row)
@@ -78,6 +80,10 @@ pub async fn deploy(
             continue;
         }
         if let Err(e) = check_project(&spec, &project_dir, &req.config_file) {
+            results.push(failed(e));
+            continue;
+        }
+        if let Err(e) = check_backends(&spec, &in_file, &rows) {
             results.push(failed(e));
             continue;
         }
@@ -217,8 +223,11 @@ fn check_project(
     project_dir: &std::path::Path,
     config_file: &str,
 ) -> Result<(), String> {
-    if spec.predictor.kind == PredictorType::Python {
-        let path = spec.predictor.path.as_deref().unwrap_or_default();
+    let Some(predictor) = &spec.predictor else {
+        return Ok(());
+    };
+    if predictor.kind == PredictorType::Python {
+        let path = predictor.path.as_deref().unwrap_or_default();
         if !project_dir.join(path).is_file() {
             return Err(format!(
                 "predictor.path: {path:?} is not in the project; put it next to {config_file} (paths are relative to that directory) or fix the path"
@@ -261,10 +270,24 @@ pub async fn delete(
     State(state): State<AppState>,
     AuthMember(caller): AuthMember,
     Path(name): Path<String>,
+    query: Result<axum::extract::Query<DeleteQuery>, axum::extract::rejection::QueryRejection>,
 ) -> Result<Json<MessageResponse>, ApiError> {
+    let axum::extract::Query(query) = query
+        .map_err(|e| ApiError::BadRequest(format!("{}; use force=true|false", e.body_text())))?;
     let _changing = state.changes.lock().await;
     let row = find(&state, &name).await?;
     super::require(&caller, &row, Level::Owner)?;
+    if !query.force {
+        let rows = state.store.call(|c| models::list(c)).await?;
+        let users = splitters_using(&rows, &name);
+        if !users.is_empty() {
+            return Err(ApiError::Conflict(format!(
+                "{name} is used by traffic splitter {}; delete {} first, or delete {name} with -f (its share of their requests then gets 503)",
+                users.join(", "),
+                if users.len() == 1 { "it" } else { "them" },
+            )));
+        }
+    }
     if let Some(live) = state.deployments.get(&name).filter(|l| l.is_batch()) {
         state.jobs.stop_all(&live).await?;
     }
@@ -276,6 +299,54 @@ pub async fn delete(
     Ok(Json(MessageResponse {
         message: format!("deleting {name}"),
     }))
+}
+
+/// A TrafficSplitter's apis must be RealtimeAPIs: of the same file, or deployed.
+fn check_backends(
+    spec: &ApiSpec,
+    in_file: &[(String, spec::ApiKind)],
+    rows: &[ModelRow],
+) -> Result<(), String> {
+    for (i, backend) in spec.apis.iter().enumerate() {
+        let name = &backend.name;
+        if *name == spec.name {
+            return Err(format!(
+                "apis[{i}].name: a TrafficSplitter cannot send requests to itself; name a RealtimeAPI"
+            ));
+        }
+        let kind = in_file
+            .iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, k)| k.as_str().to_string())
+            .or_else(|| {
+                rows.iter()
+                    .find(|r| r.name == *name)
+                    .map(|r| r.kind.clone())
+            });
+        match kind.as_deref() {
+            Some("RealtimeAPI") => {}
+            Some(other) => {
+                return Err(format!(
+                    "apis[{i}].name: {name} is a {other}; a TrafficSplitter sends requests to RealtimeAPIs only"
+                ))
+            }
+            None => {
+                return Err(format!(
+                    "apis[{i}].name: {name} is not deployed and not in this file; deploy it first or add it to the file"
+                ))
+            }
+        }
+    }
+    Ok(())
+}
+
+/// The TrafficSplitters (stored) that send requests to `name`.
+fn splitters_using(rows: &[ModelRow], name: &str) -> Vec<String> {
+    rows.iter()
+        .filter(|r| r.kind == spec::ApiKind::TrafficSplitter.as_str())
+        .filter(|r| versions::spec_of(r).is_ok_and(|s| s.apis.iter().any(|b| b.name == name)))
+        .map(|r| r.name.clone())
+        .collect()
 }
 
 pub(super) async fn find(state: &AppState, name: &str) -> Result<ModelRow, ApiError> {
@@ -331,7 +402,7 @@ async fn describe(state: &AppState, row: ModelRow, base: &str) -> Result<ApiResp
                     .map(|j| crate::clock::rfc3339_nanos(j.created_ns)),
             })
         }
-        spec::ApiKind::RealtimeAPI => None,
+        spec::ApiKind::RealtimeAPI | spec::ApiKind::TrafficSplitter => None,
     };
     Ok(ApiResponse {
         batch,

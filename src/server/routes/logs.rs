@@ -41,6 +41,11 @@ pub async fn logs(
     })?;
     let row = find(&state, &name).await?;
     super::require(&caller, &row, crate::server::access::Level::Read)?;
+    if row.kind == crate::spec::ApiKind::TrafficSplitter.as_str() {
+        return Err(ApiError::Unprocessable(format!(
+            "{name} is a TrafficSplitter: it runs nothing, so it has no logs; `cortex get {name}` lists its apis, whose logs `cortex logs <api>` shows"
+        )));
+    }
     let live = state.deployments.get(&name);
     if let Some(live) = live.clone().filter(|live| merges_replicas(live)) {
         return Ok(replicas_merged(&state, live, query).await);

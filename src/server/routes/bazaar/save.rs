@@ -86,8 +86,8 @@ pub async fn save(
         .map_err(|e| ApiError::Internal(format!("the spec of {} is unreadable: {e}", base.name)))?;
     spec.name = req.model_name.clone();
     spec.networking.endpoint = format!("/{}", req.model_name);
-    if !inherits_env {
-        spec.predictor.env.clear();
+    if let (false, Some(predictor)) = (inherits_env, spec.predictor.as_mut()) {
+        predictor.env.clear();
     }
     let spec_json = serde_json::to_string(&spec).map_err(|e| ApiError::Internal(e.to_string()))?;
     let _changing = state.changes.lock().await;
