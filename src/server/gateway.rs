@@ -158,11 +158,10 @@ pub async fn handle(State(state): State<AppState>, req: Request) -> Response {
     let deadline = tokio::time::Instant::now() + timeout;
     let max_body =
         usize::try_from(api.spec.networking.max_request_size.bytes).unwrap_or(usize::MAX);
-    let query = req
-        .uri()
-        .query()
-        .map(|q| format!("?{q}"))
-        .unwrap_or_default();
+    let path_and_query = match req.uri().query() {
+        Some(q) => format!("/?{q}"),
+        None => "/".to_string(),
+    };
     let (parts, body) = req.into_parts();
     // Buffered (bounded by the body limit) so replicas get a Content-Length: simple HTTP
     // servers often do not read chunked bodies.
@@ -228,14 +227,11 @@ pub async fn handle(State(state): State<AppState>, req: Request) -> Response {
     };
     let addr = slot.addr();
     let name = &api.spec.name;
-    let mut forward = state.http.post(format!("http://{addr}/{query}"));
-    for (k, v) in parts.headers.iter() {
-        if !is_hop_by_hop(k) && k != header::AUTHORIZATION {
-            forward = forward.header(k, v);
-        }
-    }
-    let forward = forward.body(body);
-    let response = match tokio::time::timeout_at(deadline, forward.send()).await {
+    let mut headers = parts.headers;
+    strip_hop_by_hop(&mut headers);
+    headers.remove(header::AUTHORIZATION);
+    let forward = state.replicas.post(addr, &path_and_query, headers, body);
+    let response = match tokio::time::timeout_at(deadline, forward).await {
         Err(_) => return timed_out(&api, timeout, started),
         Ok(Ok(r)) => r,
         Ok(Err(e)) => {
@@ -247,22 +243,28 @@ pub async fn handle(State(state): State<AppState>, req: Request) -> Response {
             );
         }
     };
-    let status = response.status();
-    api.metrics.record(status.as_u16(), started.elapsed());
-    let mut builder = Response::builder().status(status.as_u16());
-    for (k, v) in response.headers() {
-        if !is_hop_by_hop(k) {
-            builder = builder.header(k, v);
-        }
-    }
+    api.metrics
+        .record(response.status().as_u16(), started.elapsed());
+    let (mut parts, incoming) = response.into_parts();
+    strip_hop_by_hop(&mut parts.headers);
     // The slot is held until the answer has been passed on: the replica is busy until then.
-    let stream = futures_util::StreamExt::map(response.bytes_stream(), move |chunk| {
+    let body = http_body_util::BodyExt::map_frame(incoming, move |frame| {
         let _held = &slot;
-        chunk
+        frame
     });
-    builder
-        .body(Body::from_stream(stream))
-        .unwrap_or_else(|e| error_response(StatusCode::BAD_GATEWAY, "bad_gateway", e.to_string()))
+    Response::from_parts(parts, Body::new(body))
+}
+
+/// Removes the headers that describe one hop (and the framing, which the next hop sets).
+fn strip_hop_by_hop(headers: &mut axum::http::HeaderMap) {
+    let hop: Vec<HeaderName> = headers
+        .keys()
+        .filter(|k| is_hop_by_hop(k))
+        .cloned()
+        .collect();
+    for name in hop {
+        headers.remove(name);
+    }
 }
 
 /// 504: `api` did not answer within its `networking.timeout`.

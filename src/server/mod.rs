@@ -12,6 +12,7 @@ pub mod json_errors;
 pub mod limits;
 pub mod live_api;
 pub mod metrics;
+pub mod replica_client;
 pub mod replica_set;
 pub mod rollout;
 pub mod route_table;
@@ -155,6 +156,7 @@ pub async fn run(config: ServerConfig) -> anyhow::Result<()> {
         jobs: jobs.clone(),
         loopback_only: addr.ip().is_loopback(),
         http,
+        replicas: Default::default(),
         changes: Arc::new(tokio::sync::Mutex::new(())),
         tokens,
         disk: disk::DiskGuard::new(data_dir.clone(), config.min_free_disk_mb),

@@ -15,8 +15,10 @@ pub struct AppState {
     pub jobs: Arc<super::jobs::Jobs>,
     /// True when the server listens on loopback only: predictions may then be anonymous.
     pub loopback_only: bool,
-    /// Shared client for the gateway: pooled keep-alive connections to replicas.
+    /// Shared client for batch workers and the server's own calls.
     pub http: reqwest::Client,
+    /// The gateway's client: pooled keep-alive connections to replicas.
+    pub replicas: super::replica_client::ReplicaClient,
     /// Held while deploying or deleting, so changes to APIs happen one at a time.
     pub changes: Arc<tokio::sync::Mutex<()>>,
     /// Issues and checks tokens (valid user tokens are remembered: checks skip the database).

@@ -326,7 +326,7 @@ const STRANGER_GRACE: Duration = Duration::from_secs(3);
 /// or a stranger has held the port for [`STRANGER_GRACE`]. Never returns otherwise.
 async fn wait_ready(http: &reqwest::Client, port: u16, pgid: Option<u32>) -> Answer {
     let url = format!("http://127.0.0.1:{port}/healthz");
-    let mut delay = Duration::from_millis(20);
+    let mut delay = Duration::from_millis(10);
     let mut stranger_since: Option<std::time::Instant> = None;
     loop {
         let answered = match http.get(&url).send().await {
@@ -351,7 +351,8 @@ async fn wait_ready(http: &reqwest::Client, port: u16, pgid: Option<u32>) -> Ans
             stranger_since = None;
         }
         tokio::time::sleep(delay).await;
-        delay = (delay * 2).min(Duration::from_millis(250));
+        // Checked often at first: a cold start waits on this.
+        delay = (delay * 2).min(Duration::from_millis(100));
     }
 }
 

@@ -1,0 +1,448 @@
+#!/usr/bin/env python3
+"""RealtimeAPI benchmarks, side by side in one run (see BENCHMARKS.md).
+
+    python3 bench/realtime.py [--quick] [--skip-ray] [--only=gateway,python,lifecycle,many]
+
+Needs `wrk` (Debian: apt-get install wrk) and, for the python comparisons, a virtualenv with
+uvicorn, starlette and ray[serve] whose python is given by $BENCH_PYTHON (default: python3).
+Builds the release binary and the no-op command worker first, then measures:
+
+1. gateway overhead: a no-op command worker called directly vs through the gateway, at
+   concurrency 1/8/32/128: p50, p99, req/s, server CPU-seconds per 1,000 requests;
+2. the python path: a no-op python predictor through the gateway vs the same handler under bare
+   uvicorn+starlette, and vs Ray Serve (default proxy, and RAY_SERVE_ENABLE_HA_PROXY=1), one
+   replica each, at concurrency 1 and 32;
+3. deploy -> first 200, scale-up 1 -> 2 under load, 0 -> 1 cold start;
+4. `cortex get` wall time with 100 APIs; server RSS idle and with 100 APIs.
+"""
+
+import json
+import os
+import re
+import shutil
+import signal
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import urllib.request
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+QUICK = "--quick" in sys.argv
+SKIP_RAY = "--skip-ray" in sys.argv
+ONLY = next((a.split("=", 1)[1].split(",") for a in sys.argv if a.startswith("--only=")), None)
+DURATION = "3s" if QUICK else "5s"
+BENCH_PYTHON = os.environ.get("BENCH_PYTHON", "python3")
+
+NOOP_PREDICTOR = """
+class PythonPredictor:
+    def __init__(self, config):
+        pass
+
+    def predict(self, payload):
+        return {}
+"""
+
+UVICORN_APP = """
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse
+from starlette.routing import Route
+
+from predictor import PythonPredictor
+
+predictor = PythonPredictor({})
+
+
+async def predict(request: Request):
+    return JSONResponse(predictor.predict(await request.json()))
+
+
+app = Starlette(routes=[Route("/", predict, methods=["POST"])])
+"""
+
+RAY_APP = """
+import sys, time
+from ray import serve
+from starlette.requests import Request
+
+sys.path.insert(0, {project!r})
+from predictor import PythonPredictor
+
+
+@serve.deployment(num_replicas=1, max_ongoing_requests=1024)
+class Noop:
+    def __init__(self):
+        self.predictor = PythonPredictor({{}})
+
+    async def __call__(self, request: Request):
+        return self.predictor.predict(await request.json())
+
+
+serve.start(http_options={{"host": "127.0.0.1", "port": {port}}})
+serve.run(Noop.bind(), route_prefix="/")
+print("ready", flush=True)
+while True:
+    time.sleep(3600)
+"""
+
+POST_LUA = """
+wrk.method = "POST"
+wrk.body = '{"x": 1}'
+wrk.headers["Content-Type"] = "application/json"
+"""
+
+
+def sh(*args, **kw):
+    return subprocess.run(args, check=True, **kw)
+
+
+def free_port():
+    import socket
+
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    port = s.getsockname()[1]
+    s.close()
+    return port
+
+
+def poll(what, f, timeout=120, every=0.02):
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        try:
+            v = f()
+        except Exception:
+            v = None
+        if v:
+            return v
+        time.sleep(every)
+    raise SystemExit("timed out waiting for %s" % what)
+
+
+def post(url, body=b'{"x": 1}', timeout=30):
+    req = urllib.request.Request(url, data=body, headers={"Content-Type": "application/json"})
+    with urllib.request.urlopen(req, timeout=timeout) as r:
+        return r.status
+
+
+def cpu_seconds(pid):
+    with open("/proc/%d/stat" % pid) as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    ticks = os.sysconf("SC_CLK_TCK")
+    return (int(fields[11]) + int(fields[12])) / ticks
+
+
+def rss_mib(pid):
+    with open("/proc/%d/status" % pid) as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024
+    return 0.0
+
+
+def to_ms(text):
+    m = re.match(r"([\d.]+)(us|ms|s)", text)
+    value, unit = float(m.group(1)), m.group(2)
+    return value / 1000 if unit == "us" else value * 1000 if unit == "s" else value
+
+
+def wrk(url, connections, lua, duration=DURATION):
+    threads = max(1, min(connections, 2))
+    out = subprocess.run(
+        ["wrk", "-t", str(threads), "-c", str(connections), "-d", duration, "--latency", "-s", lua, url],
+        check=True,
+        capture_output=True,
+        text=True,
+    ).stdout
+    p50 = to_ms(re.search(r"^\s+50%\s+(\S+)", out, re.M).group(1))
+    p99 = to_ms(re.search(r"^\s+99%\s+(\S+)", out, re.M).group(1))
+    rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))
+    total = int(re.search(r"(\d+) requests in", out).group(1))
+    errors = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
+    socket_errors = re.search(r"Socket errors: (.*)", out)
+    return {
+        "p50": p50,
+        "p99": p99,
+        "rps": rps,
+        "requests": total,
+        "non2xx": int(errors.group(1)) if errors else 0,
+        "socket_errors": socket_errors.group(1) if socket_errors else "",
+    }
+
+
+class Cortex:
+    def __init__(self, bin_path, work):
+        self.bin = bin_path
+        self.work = work
+        self.port = free_port()
+        self.url = "http://127.0.0.1:%d" % self.port
+        self.data = os.path.join(work, "server")
+        self.cli = os.path.join(work, "cli")
+        log = open(os.path.join(work, "server.log"), "w")
+        self.proc = subprocess.Popen(
+            [bin_path, "server", "--listen", "127.0.0.1:%d" % self.port, "--data-dir", self.data],
+            stdout=log,
+            stderr=log,
+            env=dict(os.environ, CORTEX_LOG="warn"),
+        )
+        poll("the server", lambda: urllib.request.urlopen(self.url + "/healthz").status == 200)
+        token = open(os.path.join(self.data, "admin.token")).read().strip()
+        self.token = token
+        self.env = dict(os.environ, CORTEX_CLI_CONFIG_DIR=self.cli)
+        self.cortex("env", "configure", "bench", "--endpoint", self.url, "--token", token)
+        self.cortex("env", "default", "bench")
+
+    def cortex(self, *args, cwd=None):
+        return subprocess.run(
+            [self.bin, *args], cwd=cwd, env=self.env, check=True, capture_output=True, text=True
+        ).stdout
+
+    def api(self, name):
+        req = urllib.request.Request(
+            "%s/api/v2/apis/%s" % (self.url, name), headers={"Authorization": "Bearer " + self.token}
+        )
+        with urllib.request.urlopen(req) as r:
+            return json.load(r)
+
+    def wait_live(self, name, up_to_date=1):
+        return poll(
+            name + " live",
+            lambda: (lambda v: v if v["status"] == "live" and v["up_to_date"] >= up_to_date else None)(
+                self.api(name)
+            ),
+        )
+
+    def stop(self):
+        self.proc.send_signal(signal.SIGTERM)
+        self.proc.wait(timeout=60)
+
+
+def project(work, name, yaml, predictor=NOOP_PREDICTOR):
+    path = os.path.join(work, name)
+    os.makedirs(path, exist_ok=True)
+    with open(os.path.join(path, "predictor.py"), "w") as f:
+        f.write(predictor)
+    with open(os.path.join(path, "cortex.yaml"), "w") as f:
+        f.write(yaml)
+    return path
+
+
+def row(cells):
+    print("| " + " | ".join(str(c) for c in cells) + " |", flush=True)
+
+
+def fmt_ms(ms):
+    return "%.0f µs" % (ms * 1000) if ms < 1 else "%.2f ms" % ms
+
+
+def gateway_overhead(c, work, worker, lua):
+    print("\n## Gateway overhead: no-op command worker, direct vs through the gateway\n")
+    yaml = (
+        "- name: noop\n  kind: RealtimeAPI\n  predictor:\n    type: command\n    command: [%s]\n"
+        "  autoscaling:\n    min_replicas: 1\n    max_replicas: 1\n" % json.dumps(worker)
+    )
+    c.cortex("deploy", cwd=project(work, "noop", yaml))
+    api = c.wait_live("noop")
+    direct = "http://127.0.0.1:%d/" % api["replicas"][0]["port"]
+    gateway = c.url + "/noop"
+    row(["concurrency", "path", "p50", "p99", "req/s", "server CPU-s / 1,000 req", "non-2xx"])
+    row(["---"] * 7)
+    for conns in [1, 8, 32, 128]:
+        d = wrk(direct, conns, lua)
+        before = cpu_seconds(c.proc.pid)
+        g = wrk(gateway, conns, lua)
+        cpu = (cpu_seconds(c.proc.pid) - before) / max(g["requests"], 1) * 1000
+        row([conns, "direct", fmt_ms(d["p50"]), fmt_ms(d["p99"]), "%.0f" % d["rps"], "-", d["non2xx"]])
+        row([conns, "gateway", fmt_ms(g["p50"]), fmt_ms(g["p99"]), "%.0f" % g["rps"], "%.3f" % cpu, g["non2xx"]])
+        print(
+            "<!-- c=%d: gateway adds %s at p50, keeps %.0f%% of direct throughput -->"
+            % (conns, fmt_ms(g["p50"] - d["p50"]), 100 * g["rps"] / d["rps"]),
+            flush=True,
+        )
+    c.cortex("delete", "noop", "-y")
+
+
+def python_path(c, work, lua):
+    print("\n## Python path: a no-op python predictor, one replica\n")
+    yaml = (
+        "- name: pynoop\n  kind: RealtimeAPI\n  predictor:\n    type: python\n    path: predictor.py\n"
+        "  autoscaling:\n    min_replicas: 1\n    max_replicas: 1\n"
+    )
+    path = project(work, "pynoop", yaml)
+    c.cortex("deploy", cwd=path)
+    c.wait_live("pynoop")
+    targets = [("cortex gateway (python shim)", c.url + "/pynoop", None)]
+
+    procs = []
+    have_uvicorn = subprocess.run([BENCH_PYTHON, "-c", "import uvicorn, starlette"]).returncode == 0
+    if have_uvicorn:
+        with open(os.path.join(path, "app.py"), "w") as f:
+            f.write(UVICORN_APP)
+        port = free_port()
+        p = subprocess.Popen(
+            [BENCH_PYTHON, "-m", "uvicorn", "app:app", "--port", str(port), "--log-level", "warning", "--workers", "1"],
+            cwd=path,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        procs.append(p)
+        url = "http://127.0.0.1:%d/" % port
+        poll("uvicorn", lambda: post(url) == 200)
+        targets.append(("bare uvicorn + starlette, direct", url, None))
+    else:
+        print("(uvicorn/starlette not installed for %s: skipped)" % BENCH_PYTHON)
+
+    rows = []
+    for label, url, _ in targets:
+        for conns in [1, 32]:
+            r = wrk(url, conns, lua)
+            rows.append((label, conns, r))
+    for p in procs:
+        p.terminate()
+        p.wait()
+    c.cortex("delete", "pynoop", "-y")
+
+    have_ray = not SKIP_RAY and subprocess.run([BENCH_PYTHON, "-c", "import ray.serve"]).returncode == 0
+    if have_ray:
+        for label, extra_env in [("Ray Serve (default proxy)", {}), ("Ray Serve (RAY_SERVE_ENABLE_HA_PROXY=1)", {"RAY_SERVE_ENABLE_HA_PROXY": "1"})]:
+            port = free_port()
+            script = os.path.join(path, "ray_app.py")
+            with open(script, "w") as f:
+                f.write(RAY_APP.format(project=path, port=port))
+            log = open(os.path.join(work, "ray.log"), "a")
+            p = subprocess.Popen(
+                [BENCH_PYTHON, script],
+                cwd=path,
+                stdout=subprocess.PIPE,
+                stderr=log,
+                text=True,
+                env=dict(os.environ, RAY_USAGE_STATS_ENABLED="0", **extra_env),
+                start_new_session=True,
+            )
+            ready = poll("ray serve", lambda: p.stdout.readline().strip() == "ready" or None, timeout=300)
+            url = "http://127.0.0.1:%d/" % port
+            poll("ray answering", lambda: post(url) == 200, timeout=120)
+            for conns in [1, 32]:
+                rows.append((label, conns, wrk(url, conns, lua)))
+            os.killpg(p.pid, signal.SIGTERM)
+            p.wait()
+            subprocess.run([BENCH_PYTHON, "-m", "ray.scripts.scripts", "stop", "--force"], capture_output=True)
+            del ready
+    else:
+        print("(ray[serve] not installed for %s, or --skip-ray: skipped)" % BENCH_PYTHON)
+
+    row(["server", "concurrency", "p50", "p99", "req/s", "non-2xx"])
+    row(["---"] * 6)
+    for label, conns, r in rows:
+        row([label, conns, fmt_ms(r["p50"]), fmt_ms(r["p99"]), "%.0f" % r["rps"], r["non2xx"] or r["socket_errors"] or 0])
+
+
+def lifecycle(c, work, lua):
+    print("\n## Deploy, scale-up, cold start\n")
+    times = []
+    for i in range(3):
+        name = "first%d" % i
+        yaml = "- name: %s\n  kind: RealtimeAPI\n  predictor:\n    type: python\n    path: predictor.py\n" % name
+        path = project(work, name, yaml)
+        start = time.monotonic()
+        c.cortex("deploy", cwd=path)
+        poll("first 200", lambda: post(c.url + "/" + name, timeout=5) == 200, every=0.005)
+        times.append(time.monotonic() - start)
+        c.cortex("delete", name, "-y")
+    row(["measure", "result"])
+    row(["---", "---"])
+    row(["deploy -> first 200 (stdlib python predictor, median of 3)", "%.0f ms" % (statistics.median(times) * 1000)])
+
+    slow = NOOP_PREDICTOR.replace("return {}", "import time; time.sleep(0.05); return {}")
+    yaml = (
+        "- name: elastic\n  kind: RealtimeAPI\n  predictor:\n    type: python\n    path: predictor.py\n"
+        "  autoscaling:\n    min_replicas: 1\n    max_replicas: 2\n    window: 10s\n"
+        "    upscale_stabilization_period: 0s\n"
+    )
+    c.cortex("deploy", cwd=project(work, "elastic", yaml, slow))
+    c.wait_live("elastic")
+    # A whole window without traffic first, as for an API that has been idle.
+    time.sleep(10)
+    load = threading.Thread(target=lambda: wrk(c.url + "/elastic", 8, lua, duration="40s"))
+    start = time.monotonic()
+    load.start()
+    poll("a second replica", lambda: c.api("elastic")["up_to_date"] >= 2, timeout=60, every=0.05)
+    row(["scale-up 1 -> 2 under load (8 clients, 50 ms predictor, window 10s): load start -> 2nd replica ready", "%.1f s" % (time.monotonic() - start)])
+    load.join()
+    c.cortex("delete", "elastic", "-y")
+
+    yaml = (
+        "- name: sleepy\n  kind: RealtimeAPI\n  predictor:\n    type: python\n    path: predictor.py\n"
+        "  autoscaling:\n    min_replicas: 0\n    max_replicas: 1\n    downscale_stabilization_period: 2s\n"
+    )
+    c.cortex("deploy", cwd=project(work, "sleepy", yaml))
+    c.wait_live("sleepy")
+    poll("scaled to zero", lambda: not c.api("sleepy")["replicas"], timeout=60, every=0.05)
+    start = time.monotonic()
+    status = post(c.url + "/sleepy")
+    row(["0 -> 1 cold start: request sent to a scaled-to-zero API -> its answer (%d)" % status, "%.0f ms" % ((time.monotonic() - start) * 1000)])
+    c.cortex("delete", "sleepy", "-y")
+
+
+def many_apis(c, work, worker):
+    print("\n## 100 APIs\n")
+    idle = rss_mib(c.proc.pid)
+    entries = "".join(
+        "- name: api%03d\n  kind: RealtimeAPI\n  predictor:\n    type: command\n    command: [%s]\n"
+        "  autoscaling:\n    min_replicas: 1\n    max_replicas: 1\n" % (i, json.dumps(worker))
+        for i in range(100)
+    )
+    path = project(work, "hundred", entries)
+    c.cortex("deploy", cwd=path)
+    poll(
+        "100 live apis",
+        lambda: (lambda apis: len(apis) == 100 and all(a["status"] == "live" for a in apis))(
+            json.loads(c.cortex("get", "--env", "bench", "-o", "json"))
+        ),
+        timeout=300,
+        every=0.5,
+    )
+    walls = []
+    for _ in range(10):
+        start = time.monotonic()
+        c.cortex("get", "--env", "bench")
+        walls.append(time.monotonic() - start)
+    loaded = rss_mib(c.proc.pid)
+    row(["measure", "result"])
+    row(["---", "---"])
+    row(["`cortex get` wall time, 100 APIs (median of 10)", "%.1f ms" % (statistics.median(walls) * 1000)])
+    row(["server RSS, idle", "%.1f MiB" % idle])
+    row(["server RSS, 100 APIs deployed", "%.1f MiB" % loaded])
+
+
+def main():
+    if not shutil.which("wrk"):
+        raise SystemExit("wrk is needed: apt-get install wrk")
+    sh("cargo", "build", "--release", "--bin", "cortex", "--example", "noop-worker", cwd=ROOT)
+    bin_path = os.path.join(ROOT, "target", "release", "cortex")
+    worker = os.path.join(ROOT, "target", "release", "examples", "noop-worker")
+    print("machine: %s, %d cores; %s" % (os.uname().machine, os.cpu_count(), time.strftime("%Y-%m-%d")))
+    with tempfile.TemporaryDirectory() as work:
+        lua = os.path.join(work, "post.lua")
+        with open(lua, "w") as f:
+            f.write(POST_LUA)
+        c = Cortex(bin_path, work)
+        try:
+            sections = {
+                "gateway": lambda: gateway_overhead(c, work, worker, lua),
+                "python": lambda: python_path(c, work, lua),
+                "lifecycle": lambda: lifecycle(c, work, lua),
+                "many": lambda: many_apis(c, work, worker),
+            }
+            for name, run in sections.items():
+                if ONLY is None or name in ONLY:
+                    run()
+        finally:
+            c.stop()
+
+
+if __name__ == "__main__":
+    main()
