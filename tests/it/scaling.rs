@@ -115,11 +115,30 @@ fn an_api_scales_up_under_load_and_back_down_once_it_stops() {
     s.wait_status("elastic", "live");
     assert_eq!(s.api_json("elastic").unwrap()["requested"], 1);
 
+    // A follower of its logs takes in the replica that starts.
+    let mut follow = s
+        .cortex()
+        .args(["logs", "elastic", "-f"])
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let lines = crate::harness::line_channel(follow.stdout.take().unwrap());
+    crate::harness::wait_line(&lines, "loading the predictor");
+
     let load = Load::start(format!("{}/elastic", s.url), 4);
-    wait_for("a second replica, ready", DEADLINE, || {
+    let api = wait_for("a second replica, ready", DEADLINE, || {
         let v = s.api_json("elastic")?;
-        (v["requested"] == 2 && v["up_to_date"] == 2).then_some(())
+        (v["requested"] == 2 && v["up_to_date"] == 2).then_some(v)
     });
+    let second = api["replicas"][1]["id"].as_str().unwrap().to_string();
+    let short = second.strip_prefix("elastic-").unwrap();
+    crate::harness::wait_line(
+        &lines,
+        &format!("cortex: elastic started a replica; following its new replica [{short}]"),
+    );
+    crate::harness::wait_line(&lines, &format!("[{short}] "));
+    let _ = follow.kill();
+    let _ = follow.wait();
     let (ok, failed) = load.finish();
     assert!(failed.is_empty(), "{failed:?}");
     assert!(ok > 0);

@@ -12,7 +12,7 @@ use futures_util::future::BoxFuture;
 use futures_util::StreamExt;
 
 use super::apis::find;
-use super::merged_logs::{merged, Feed, Origin, Source};
+use super::merged_logs::{merged, Check, Feed, Origin, Source};
 use crate::api::LogsQuery;
 use crate::runtime::plan::worker_id;
 use crate::server::access::Level;
@@ -84,8 +84,13 @@ struct JobFeed {
 }
 
 impl Feed for JobFeed {
-    fn check<'a>(&'a mut self, _: &'a mut Vec<Source>) -> BoxFuture<'a, bool> {
-        Box::pin(job_ended(&self.store, &self.job_id))
+    fn check<'a>(&'a mut self, _: &'a mut Vec<Source>) -> BoxFuture<'a, Check> {
+        Box::pin(async move {
+            Check {
+                ended: job_ended(&self.store, &self.job_id).await,
+                note: Vec::new(),
+            }
+        })
     }
 }
 

@@ -14,7 +14,7 @@ use futures_util::stream::BoxStream;
 use futures_util::StreamExt;
 
 use super::apis::find;
-use super::merged_logs::{merged, Feed, Origin, Source};
+use super::merged_logs::{merged, Check, Feed, Origin, Source};
 use crate::api::LogsQuery;
 use crate::engine::{follow, LogEvent, Replica, ReplicaLogs};
 use crate::server::auth::AuthMember;
@@ -93,18 +93,17 @@ pub async fn logs(
         .into_response())
 }
 
-/// Whether `cortex logs` shows several replicas' lines, each with a prefix: when the API runs
-/// more than one. (With one, its lines come as they are, and a follower moves on to the next
-/// version's replica after a redeploy.)
+/// Whether `cortex logs` shows its replicas' lines merged, each with a prefix: when the API
+/// runs more than one, or runs one and may run more (it autoscales: a follower then takes in
+/// the replicas that start). An API with one replica for good shows its lines as they are.
 fn merges_replicas(live: &LiveApi) -> bool {
-    let members = live.versions.newest().members().len()
-        + live
-            .versions
-            .older()
-            .iter()
-            .map(|s| s.members().len())
-            .sum::<usize>();
-    members > 1
+    let members = serving_replicas(live).len();
+    let may_grow = live
+        .spec
+        .autoscaling
+        .as_ref()
+        .is_some_and(|a| a.max_replicas > 1);
+    members > 1 || (members == 1 && may_grow)
 }
 
 /// Every serving replica of `live`, oldest version first.
@@ -145,6 +144,7 @@ async fn replicas_merged(state: &AppState, live: Arc<LiveApi>, query: LogsQuery)
     let feed = ReplicasFeed {
         name,
         deployments: state.deployments.clone(),
+        versions: vec![live.versions.newest().version().to_string()],
     };
     let shutdown = state.shutdown.clone();
     let body =
@@ -156,26 +156,47 @@ async fn replicas_merged(state: &AppState, live: Arc<LiveApi>, query: LogsQuery)
         .into_response()
 }
 
-/// Follows an API's replicas: new ones join (from their first line); over once the API is
-/// deleted.
+/// Follows an API's replicas: new ones join (from their first line), with a line saying so;
+/// over once the API is deleted.
 struct ReplicasFeed {
     name: String,
     deployments: Arc<Deployments>,
+    /// The versions whose replicas were seen.
+    versions: Vec<String>,
 }
 
 impl Feed for ReplicasFeed {
-    fn check<'a>(&'a mut self, sources: &'a mut Vec<Source>) -> BoxFuture<'a, bool> {
+    fn check<'a>(&'a mut self, sources: &'a mut Vec<Source>) -> BoxFuture<'a, Check> {
         Box::pin(async move {
+            let mut note = Vec::new();
             let Some(live) = self.deployments.get(&self.name) else {
-                return true;
+                return Check { ended: true, note };
             };
+            let version = live.versions.newest().version().to_string();
+            let redeployed = !self.versions.contains(&version);
             for replica in serving_replicas(&live) {
                 let prefix = replica_prefix(&self.name, replica.id());
                 if !sources.iter().any(|s| s.prefix() == prefix) {
+                    let why = if redeployed {
+                        "was redeployed"
+                    } else {
+                        "started a replica"
+                    };
+                    note.extend_from_slice(
+                        format!(
+                            "cortex: {} {why}; following its new replica {}\n",
+                            self.name,
+                            prefix.trim()
+                        )
+                        .as_bytes(),
+                    );
                     sources.push(Source::new(Origin::Worker(replica.logs()), prefix));
                 }
             }
-            false
+            if redeployed {
+                self.versions.push(version);
+            }
+            Check { ended: false, note }
         })
     }
 }

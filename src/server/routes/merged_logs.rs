@@ -128,10 +128,18 @@ fn prefixed_lines(partial: &mut Vec<u8>, prefix: &str, out: &mut Vec<u8>) {
     }
 }
 
+/// What a [`Feed`] says before a read.
+pub(super) struct Check {
+    /// Nothing more will be written.
+    pub ended: bool,
+    /// Lines of its own to send first (e.g. that a source joined).
+    pub note: Vec<u8>,
+}
+
 /// Says, while a merged log is followed, whether it is over; may add sources meanwhile.
 pub(super) trait Feed: Send + 'static {
-    /// Called before each read: true once nothing more will be written.
-    fn check<'a>(&'a mut self, sources: &'a mut Vec<Source>) -> BoxFuture<'a, bool>;
+    /// Called before each read.
+    fn check<'a>(&'a mut self, sources: &'a mut Vec<Source>) -> BoxFuture<'a, Check>;
 }
 
 /// The merged lines of `sources`: what is written so far, or with `follow`, on until `feed`
@@ -149,8 +157,13 @@ pub(super) fn merged<F: Feed>(
             }
             loop {
                 // Asked before reading: lines written before the end are then all read.
-                let ended = !follow || feed.check(&mut sources).await;
-                let (mut out, mut more) = (Vec::new(), false);
+                let (ended, note) = if follow {
+                    let check = feed.check(&mut sources).await;
+                    (check.ended, check.note)
+                } else {
+                    (true, Vec::new())
+                };
+                let (mut out, mut more) = (note, false);
                 for s in &mut sources {
                     let (lines, unread) = s.new_lines().await;
                     out.extend(lines);
