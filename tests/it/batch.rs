@@ -902,16 +902,19 @@ fn logs_follow_a_job_until_it_ends_and_deleting_an_api_with_running_jobs_asks_fi
             .unwrap(),
     );
     let lines = crate::harness::line_channel(follower.0.stdout.take().unwrap());
-    crate::harness::wait_line(
+    let mut seen = crate::harness::wait_line(
         &lines,
         "partitioning 3 items found in job submission into 3 batches of size 1",
     );
-    crate::harness::wait_line(&lines, "[w1] ");
+    seen.extend(crate::harness::wait_line(&lines, "[w1] "));
     // Deleting the API while the job runs is asked first; -y goes ahead and stops it.
     let out = s.run(s.dir.path(), &["delete", "followed"]);
     crate::harness::assert_refused(&out, "followed has 1 running job; deleting it stops it");
     std::fs::write(results.join("go"), "").unwrap();
-    let seen = crate::harness::wait_line(&lines, &format!("job {id} succeeded"));
+    seen.extend(crate::harness::wait_line(
+        &lines,
+        &format!("job {id} succeeded"),
+    ));
     assert!(seen.iter().any(|l| l.starts_with("[w0] ")), "{seen:?}");
     // The follower ends with the job.
     wait_for("logs -f to end with the job", DEADLINE, || {
