@@ -96,6 +96,8 @@ impl std::fmt::Display for ApiStatus {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum ReplicaPhase {
+    /// Waiting for the CPU or memory it asks for to be free on the machine.
+    Pending,
     /// Started, not answering `/healthz` yet.
     Initializing,
     Ready,

@@ -63,6 +63,9 @@ pub struct ReplicaPlan {
     /// At most this many bytes resident across the worker's processes (`compute.mem`); over
     /// it the engine kills the worker and reports it as killed for memory.
     pub mem_limit: Option<u64>,
+    /// CPU it asks for (`compute.cpu`, millicores): reserved on the machine while it runs,
+    /// with its memory limit; a worker that does not fit waits, `pending`.
+    pub cpu_millis: Option<u64>,
 }
 
 /// The worker contract every engine implements.

@@ -11,6 +11,8 @@ use super::ReplicaLogs;
 /// The state of one worker.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ReplicaPhase {
+    /// Waiting for the CPU or memory it asks for to be free on the machine.
+    Pending,
     /// Started, not answering `/healthz` yet.
     Initializing,
     Ready,

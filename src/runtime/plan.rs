@@ -138,6 +138,7 @@ pub fn plan(
         // The shim serves on the socket it is handed; a command binds its port itself.
         takes_socket: predictor.kind == PredictorType::Python,
         mem_limit: spec.compute.mem.as_ref().map(|m| m.bytes),
+        cpu_millis: spec.compute.cpu.map(|c| c.millicores()),
     }
 }
 

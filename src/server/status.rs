@@ -12,7 +12,8 @@ use crate::store::{deploy_logs, models, DeployStatus, ModelRow, Store, StoreErro
 
 /// What a set's members say together: stopped once it is stopped, ready when one member is
 /// (or when it is scaled to zero: it serves by starting one), failed when none is ready and
-/// one failed, stopped when all are, initializing otherwise (starting, restarting, or empty).
+/// one failed, stopped when all are, pending when one waits for compute, initializing
+/// otherwise (starting, restarting, or empty).
 pub fn set_phase(set: &ReplicaSet) -> ReplicaPhase {
     if set.is_stopped() {
         return ReplicaPhase::Stopped;
@@ -27,6 +28,8 @@ pub fn set_phase(set: &ReplicaSet) -> ReplicaPhase {
         ReplicaPhase::Failed
     } else if !phases.is_empty() && phases.iter().all(|p| *p == ReplicaPhase::Stopped) {
         ReplicaPhase::Stopped
+    } else if phases.contains(&ReplicaPhase::Pending) {
+        ReplicaPhase::Pending
     } else {
         ReplicaPhase::Initializing
     }
@@ -49,6 +52,7 @@ pub fn api_status(api: &LiveApi) -> ApiStatus {
         }
         ReplicaPhase::Failed => ApiStatus::Error,
         ReplicaPhase::Stopped => ApiStatus::Stopped,
+        ReplicaPhase::Pending => ApiStatus::ComputeUnavailable,
         ReplicaPhase::Initializing | ReplicaPhase::Restarting => ApiStatus::Updating,
     }
 }
@@ -58,7 +62,10 @@ pub fn deploy_status(phase: ReplicaPhase) -> Option<DeployStatus> {
     match phase {
         ReplicaPhase::Ready => Some(DeployStatus::Complete),
         ReplicaPhase::Failed => Some(DeployStatus::Failed),
-        ReplicaPhase::Initializing | ReplicaPhase::Restarting | ReplicaPhase::Stopped => None,
+        ReplicaPhase::Pending
+        | ReplicaPhase::Initializing
+        | ReplicaPhase::Restarting
+        | ReplicaPhase::Stopped => None,
     }
 }
 

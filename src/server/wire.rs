@@ -18,6 +18,7 @@ impl From<spec::ApiKind> for api::ApiKind {
 impl From<ReplicaPhase> for api::ReplicaPhase {
     fn from(phase: ReplicaPhase) -> api::ReplicaPhase {
         match phase {
+            ReplicaPhase::Pending => api::ReplicaPhase::Pending,
             ReplicaPhase::Initializing => api::ReplicaPhase::Initializing,
             ReplicaPhase::Ready => api::ReplicaPhase::Ready,
             ReplicaPhase::Restarting => api::ReplicaPhase::Restarting,

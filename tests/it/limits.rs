@@ -1,5 +1,6 @@
 //! What a replica may use and how it fails: memory limits (`compute.mem`) and the
-//! `error (out of memory)` status, crash loops shown as `error` and mended by a redeploy.
+//! `error (out of memory)` status, crash loops shown as `error` and mended by a redeploy, and
+//! replicas that wait for CPU as `compute unavailable`.
 
 use std::path::PathBuf;
 
@@ -95,4 +96,46 @@ fn a_crash_looping_replica_shows_error_and_a_redeploy_that_fixes_it_makes_it_liv
     s.ok(&p, &["deploy"]);
     s.wait_status("flaky", "live");
     assert_eq!(s.predict("flaky", "{}").text().unwrap(), "lean");
+}
+
+#[test]
+fn a_replica_that_does_not_fit_waits_as_compute_unavailable_until_room_is_made() {
+    let s = Server::start_with("127.0.0.1:0", &[("CORTEX_ENGINE_CPUS", "1")]);
+    let one_cpu =
+        "  compute:\n    cpu: 1\n  autoscaling:\n    min_replicas: 1\n    max_replicas: 1\n";
+    let first = write_python_api(&s, "first", LEAN, one_cpu);
+    s.ok(&first, &["deploy"]);
+    s.wait_status("first", "live");
+
+    let second = write_python_api(&s, "second", LEAN, one_cpu);
+    s.ok(&second, &["deploy"]);
+    let api = s.wait_status("second", "compute_unavailable");
+    assert_eq!(api["replicas"][0]["phase"], "pending", "{api}");
+    let why = api["errors"][0].as_str().unwrap();
+    assert!(
+        why.starts_with("waiting for compute: it needs 1 cpu (compute.cpu) while 0 of this machine's 1 are free"),
+        "{why}"
+    );
+    let text = s.ok(&second, &["get", "second"]);
+    assert!(
+        text.starts_with("status") && text.contains("compute unavailable"),
+        "{text}"
+    );
+
+    // Room made: it starts.
+    s.ok(&first, &["delete", "first", "-y"]);
+    s.wait_status("second", "live");
+    assert_eq!(s.predict("second", "{}").text().unwrap(), "lean");
+
+    // More than the machine has: it says it can never start here.
+    let huge = write_python_api(&s, "huge", LEAN, "  compute:\n    cpu: 64\n");
+    s.ok(&huge, &["deploy"]);
+    let api = s.wait_status("huge", "compute_unavailable");
+    assert!(
+        api["errors"][0]
+            .as_str()
+            .unwrap()
+            .contains("it can never start here; lower compute in cortex.yaml"),
+        "{api}"
+    );
 }

@@ -7,6 +7,7 @@
 //! (`supervise.rs` does all of that). Ports come from `ports.rs`; `handle.rs` is what the
 //! server holds.
 
+mod capacity;
 mod file_logs;
 mod handle;
 mod memory;
@@ -37,6 +38,8 @@ pub struct LocalEngine {
     owner: String,
     /// Where replica logs are kept: `<log_root>/<api>/<replica id>.log`.
     log_root: PathBuf,
+    /// The CPUs and memory replicas that ask for them reserve.
+    capacity: capacity::Capacity,
 }
 
 /// The environment variable that marks a process as started by one server (its data dir).
@@ -56,6 +59,7 @@ impl LocalEngine {
             ports: PortPool::default(),
             owner: owner.to_string(),
             log_root,
+            capacity: capacity::Capacity::of_this_machine(),
         }
     }
 
@@ -110,9 +114,11 @@ impl Engine for LocalEngine {
             path: log_path.clone(),
         });
         let (replica, ends) = LocalReplica::new(plan.replica_id.clone(), logs);
-        let (http, ports) = (self.http.clone(), self.ports.clone());
+        let (http, ports, capacity) =
+            (self.http.clone(), self.ports.clone(), self.capacity.clone());
         tokio::spawn(async move {
-            supervise::supervise(plan, log_path, ends.shared, ends.stop_rx, http, ports).await;
+            let resources = supervise::Resources { ports, capacity };
+            supervise::supervise(plan, log_path, ends.shared, ends.stop_rx, http, resources).await;
             ends.done_tx.send_replace(true);
         });
         Arc::new(replica)

@@ -10,6 +10,7 @@ use std::time::Duration;
 use tokio::process::{Child, Command};
 use tokio::sync::watch;
 
+use super::capacity::{Capacity, Need, Reservation};
 use super::handle::ReplicaShared;
 use super::memory;
 use super::output::{Capture, OutputPaths};
@@ -70,15 +71,38 @@ enum RunEnd {
     Stopped,
 }
 
+/// What the machine lends a replica: a port per run, and the CPU and memory it asks for.
+pub(super) struct Resources {
+    pub ports: PortPool,
+    pub capacity: Capacity,
+}
+
 /// Keeps `plan`'s child running until a stop is requested; its output goes to `log_path`.
+/// A replica that asks for CPU or memory first waits until the machine has them free.
 pub(super) async fn supervise(
     plan: ReplicaPlan,
     log_path: PathBuf,
     shared: std::sync::Arc<ReplicaShared>,
     mut stop_rx: watch::Receiver<Option<Duration>>,
     http: reqwest::Client,
-    ports: PortPool,
+    resources: Resources,
 ) {
+    let Resources { ports, capacity } = resources;
+    let need = Need {
+        cpu_millis: plan.cpu_millis.unwrap_or(0),
+        mem_bytes: plan.mem_limit.unwrap_or(0),
+    };
+    let _reservation = if need.is_empty() {
+        None
+    } else {
+        match reserve(&capacity, need, &shared, &mut stop_rx).await {
+            Some(r) => Some(r),
+            None => {
+                shared.update(|s| s.phase = ReplicaPhase::Stopped);
+                return;
+            }
+        }
+    };
     let mut failures_in_a_row: u32 = 0;
     let mut attempt: u32 = 0;
     loop {
@@ -235,6 +259,38 @@ pub(super) async fn supervise(
         s.pid = None;
         s.port = None;
     });
+}
+
+/// Waits until `need` fits the machine (the replica is `pending` meanwhile, saying why); `None`
+/// when a stop came first.
+async fn reserve(
+    capacity: &Capacity,
+    need: Need,
+    shared: &ReplicaShared,
+    stop_rx: &mut watch::Receiver<Option<Duration>>,
+) -> Option<Reservation> {
+    loop {
+        // Subscribed before trying, so a reservation given back in between is not missed.
+        let freed = capacity.freed();
+        tokio::pin!(freed);
+        match capacity.try_reserve(need) {
+            Ok(r) => {
+                shared.update(|s| {
+                    s.phase = ReplicaPhase::Initializing;
+                    s.last_error = None;
+                });
+                return Some(r);
+            }
+            Err(why) => shared.update(|s| {
+                s.phase = ReplicaPhase::Pending;
+                s.last_error = Some(why);
+            }),
+        }
+        tokio::select! {
+            _ = &mut freed => {}
+            _ = stopped(stop_rx) => return None,
+        }
+    }
 }
 
 /// Runs one child until it exits or a stop is requested, marking it ready on the way.

@@ -80,6 +80,7 @@ impl RunningJob {
         let mut stats = api::WorkerStats::default();
         for w in self.workers() {
             match w.snapshot().phase {
+                ReplicaPhase::Pending => stats.pending += 1,
                 ReplicaPhase::Initializing | ReplicaPhase::Restarting => stats.initializing += 1,
                 ReplicaPhase::Ready => stats.running += 1,
                 ReplicaPhase::Failed => stats.failed += 1,
