@@ -7,10 +7,8 @@
 //!
 //! No lock is held across an await; a wait is woken when a slot is given back.
 
-use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::Duration;
 
-use tokio::sync::Notify;
 use tokio::time::Instant;
 
 use super::live_api::LiveApi;
@@ -19,47 +17,6 @@ use super::replica_set::{Pick, Slot};
 /// How often a waiting request looks again without being told (replicas becoming ready do
 /// not tell).
 const RECHECK: Duration = Duration::from_millis(25);
-
-/// The waiting requests of one API.
-#[derive(Debug, Default)]
-pub struct Queue {
-    waiting: AtomicU32,
-    /// Told when a request starts waiting (the autoscaler starts a replica for it at once
-    /// when there is none).
-    demand: Notify,
-}
-
-impl Queue {
-    /// Requests waiting for a slot now.
-    pub fn waiting(&self) -> u32 {
-        self.waiting.load(Ordering::Relaxed)
-    }
-
-    /// Resolves when a request starts waiting.
-    pub async fn demand(&self) {
-        self.demand.notified().await
-    }
-
-    /// A place in the queue if it has fewer than `cap` waiting.
-    fn enter(&self, cap: u32) -> Option<Waiting<'_>> {
-        self.waiting
-            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| {
-                (n < cap).then_some(n + 1)
-            })
-            .ok()?;
-        self.demand.notify_waiters();
-        Some(Waiting(self))
-    }
-}
-
-/// A place in the queue, given up when dropped.
-struct Waiting<'a>(&'a Queue);
-
-impl Drop for Waiting<'_> {
-    fn drop(&mut self) {
-        self.0.waiting.fetch_sub(1, Ordering::AcqRel);
-    }
-}
 
 /// Why a request was not admitted.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -4,11 +4,11 @@
 use std::sync::Arc;
 
 use super::access::ModelAccess;
-use super::admission::Queue;
 use super::metrics::Metrics;
 use super::replica_set::ReplicaSets;
 use super::route_table::Routed;
 use super::splitter::Splitter;
+use super::waiting::Queue;
 use crate::spec::ApiSpec;
 
 pub struct LiveApi {

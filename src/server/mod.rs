@@ -23,6 +23,7 @@ pub mod state;
 pub mod status;
 pub mod tokens;
 pub mod versions;
+pub mod waiting;
 mod wire;
 
 use std::net::SocketAddr;
