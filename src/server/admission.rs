@@ -54,7 +54,8 @@ pub async fn admit(api: &LiveApi, deadline: Instant) -> Result<Slot, Refusal> {
         }
         if waiting.is_none() {
             let replicas = api.versions.newest().desired().max(1);
-            let cap = max_queue_length.saturating_mul(replicas);
+            // Starting from zero, at least this request waits (it is what wakes a replica).
+            let cap = max_queue_length.saturating_mul(replicas).max(1);
             waiting = Some(api.queue.enter(cap).ok_or(Refusal::Overloaded)?);
         }
         tokio::select! {

@@ -509,7 +509,7 @@ impl Follow {
         let step = rollout::step(counts, rollout::allowance(&strategy, self.target));
         if step.new_members > newest.desired() {
             for member in newest.scale_to(step.new_members, self.engine.as_ref()) {
-                self.drain(member);
+                self.drain(member, live.spec.networking.timeout.to_std());
             }
             record_replicas(&self.store, live).await;
         }
@@ -520,7 +520,7 @@ impl Follow {
             let take = left.min(have);
             if take > 0 {
                 for member in set.scale_to(have - take, self.engine.as_ref()) {
-                    self.drain(member);
+                    self.drain(member, live.spec.networking.timeout.to_std());
                 }
                 left -= take;
             }
@@ -532,9 +532,10 @@ impl Follow {
         }
     }
 
-    fn drain(&self, member: Arc<Member>) {
+    /// Stops `member` once its requests have finished (within the API's `networking.timeout`).
+    fn drain(&self, member: Arc<Member>, drain: Duration) {
         self.tasks
-            .spawn(async move { member.drain_and_stop(REPLICA_STOP_GRACE).await });
+            .spawn(async move { member.drain_and_stop(drain, REPLICA_STOP_GRACE).await });
     }
 }
 

@@ -148,6 +148,12 @@ pub async fn handle(State(state): State<AppState>, req: Request) -> Response {
         (Some(chosen), None) => return backend_missing(chosen),
         (None, None) => return not_found(&path),
     };
+    // A splitter's caller needs what a direct caller of the chosen api needs.
+    if split_to.is_some() && !state.loopback_only && api.access().access != Access::Public {
+        if let Err(e) = check_caller(&state, &api, req.headers()).await {
+            return e.into_response();
+        }
+    }
     // Refuse early rather than read a large body for nothing.
     if !api.is_ready() && !api.versions.newest().holds_requests() {
         return not_ready(&api);

@@ -206,6 +206,10 @@ impl ReplicaSet {
         };
         let removed = {
             let mut members = self.members.write().unwrap_or_else(|p| p.into_inner());
+            if self.is_stopped() {
+                // Stopped meanwhile: what was just started goes back to be stopped.
+                return started;
+            }
             members.extend(started);
             let keep = n.min(members.len());
             members.split_off(keep)
@@ -244,6 +248,10 @@ impl ReplicaSet {
                     (c < max_in_flight).then_some(c + 1)
                 });
             if taken.is_ok() {
+                // Started from zero and serving: requests no longer wait for it when it fails.
+                if self.cold_start.load(Ordering::Relaxed) {
+                    self.cold_start.store(false, Ordering::Relaxed);
+                }
                 return Pick::Slot(Slot {
                     member: member.clone(),
                     freed: self.freed.clone(),
@@ -268,7 +276,8 @@ impl ReplicaSet {
             .read()
             .unwrap_or_else(|p| p.into_inner())
             .clone();
-        futures_util::future::join_all(members.iter().map(|m| m.drain_and_stop(grace))).await;
+        futures_util::future::join_all(members.iter().map(|m| m.drain_and_stop(grace, grace)))
+            .await;
     }
 }
 
@@ -302,11 +311,11 @@ impl Member {
         self.in_flight.load(Ordering::Acquire)
     }
 
-    /// Waits (at most `grace`) until its requests in flight have finished, then stops it,
-    /// giving it `grace` again; resolves once it is gone. Nothing new reaches a member that
-    /// was taken out of its set, so in-flight requests are all it has to finish.
-    pub async fn drain_and_stop(&self, grace: Duration) {
-        let deadline = Instant::now() + grace;
+    /// Waits (at most `drain`) until its requests in flight have finished, then stops it,
+    /// giving it `grace`; resolves once it is gone. Nothing new reaches a member that was
+    /// taken out of its set, so in-flight requests are all it has to finish.
+    pub async fn drain_and_stop(&self, drain: Duration, grace: Duration) {
+        let deadline = Instant::now() + drain;
         while self.in_flight() > 0 && Instant::now() < deadline {
             tokio::time::sleep(Duration::from_millis(10)).await;
         }

@@ -60,10 +60,11 @@ pub fn step(c: Counts, (surge, unavailable): (u32, u32)) -> Step {
             .saturating_sub(min_available)
             .min(c.old_ready)
     };
-    let old_after = c.old_members - remove_old;
+    // Old members that are not ready hold no room: they do not keep new ones from starting.
+    let old_ready_after = c.old_ready.saturating_sub(remove_old);
     let new_members = c
         .target
-        .min(max_total.saturating_sub(old_after))
+        .min(max_total.saturating_sub(old_ready_after))
         .max(c.new_started);
     Step {
         new_members,
@@ -157,5 +158,25 @@ mod tests {
         // An old replica that is not ready (starting again after a restart) stays too.
         let c = Counts { old_ready: 0, ..c };
         assert_eq!(step(c, allowed).remove_old, 0);
+    }
+
+    #[test]
+    fn old_members_that_are_not_ready_do_not_keep_the_update_from_finishing() {
+        let allowed = allowance(&UpdateStrategy::default(), 2);
+        let c = Counts {
+            target: 2,
+            new_started: 1,
+            new_ready: 1,
+            old_members: 2,
+            old_ready: 1,
+        };
+        let s = step(c, allowed);
+        assert_eq!(s.new_members, 2, "{s:?}");
+        let done = Counts {
+            new_started: 2,
+            new_ready: 2,
+            ..c
+        };
+        assert_eq!(step(done, allowed).remove_old, 2);
     }
 }

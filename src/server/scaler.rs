@@ -79,10 +79,11 @@ pub async fn run(live: Arc<LiveApi>, scaling: Scaling) {
             set.mark_cold_start();
         }
         for member in set.scale_to(wanted, scaling.engine.as_ref()) {
-            let grace = scaling.grace;
+            // Its requests may take as long as the API lets them.
+            let (drain, grace) = (live.spec.networking.timeout.to_std(), scaling.grace);
             scaling
                 .tasks
-                .spawn(async move { member.drain_and_stop(grace).await });
+                .spawn(async move { member.drain_and_stop(drain, grace).await });
         }
         // Their logs stay reachable once they are gone.
         let ids: Vec<String> = set.members().iter().map(|m| m.id().to_string()).collect();

@@ -110,9 +110,9 @@ impl Capacity {
         ))
     }
 
-    /// Resolves when a reservation is given back.
-    pub(super) async fn freed(&self) {
-        self.0.freed.notified().await
+    /// Resolves when a reservation is given back; `enable` it before looking at what is free.
+    pub(super) fn freed(&self) -> tokio::sync::futures::Notified<'_> {
+        self.0.freed.notified()
     }
 }
 

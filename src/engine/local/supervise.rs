@@ -273,6 +273,7 @@ async fn reserve(
         // Subscribed before trying, so a reservation given back in between is not missed.
         let freed = capacity.freed();
         tokio::pin!(freed);
+        freed.as_mut().enable();
         match capacity.try_reserve(need) {
             Ok(r) => {
                 shared.update(|s| {
