@@ -17,6 +17,7 @@ use axum::Json;
 use super::access::{self, Access, Level};
 use super::admission::{self, Refusal};
 use super::auth::identity_from_headers;
+use super::deadline_body::DeadlineBody;
 use super::error::{error_response, ApiError};
 use super::live_api::LiveApi;
 use super::state::AppState;
@@ -254,10 +255,12 @@ pub async fn handle(State(state): State<AppState>, req: Request) -> Response {
     let (mut parts, incoming) = response.into_parts();
     strip_hop_by_hop(&mut parts.headers);
     // The slot is held until the answer has been passed on: the replica is busy until then.
+    // The deadline covers the body too: a replica that stalls mid-answer is cut off.
     let body = http_body_util::BodyExt::map_frame(incoming, move |frame| {
         let _held = &slot;
         frame
     });
+    let body = DeadlineBody::new(Body::new(body), deadline, timeout);
     Response::from_parts(parts, Body::new(body))
 }
 

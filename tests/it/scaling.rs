@@ -361,3 +361,53 @@ fn logs_of_several_replicas_come_merged_each_line_naming_its_replica() {
     let tail = s.ok(&p, &["logs", "pair", "--tail", "1"]);
     assert_eq!(tail.lines().count(), 2, "one line of each: {tail}");
 }
+
+/// A command worker that answers `GET /healthz`, and to a `POST` sends its status line, its
+/// headers and the start of its body, then stalls.
+const STALLING_WORKER: &str = r#"
+import http.server, os, threading
+
+class H(http.server.BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    def log_message(self, *a):
+        pass
+    def do_GET(self):
+        self.send_response(200)
+        self.send_header("Content-Length", "2")
+        self.end_headers()
+        self.wfile.write(b"ok")
+    def do_POST(self):
+        self.rfile.read(int(self.headers.get("Content-Length") or 0))
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", "100")
+        self.end_headers()
+        self.wfile.write(b'{"partial": ')
+        self.wfile.flush()
+        threading.Event().wait()
+
+http.server.ThreadingHTTPServer(("127.0.0.1", int(os.environ["CORTEX_PORT"])), H).serve_forever()
+"#;
+
+#[test]
+fn a_replica_that_stalls_mid_answer_is_cut_off_at_the_timeout_and_frees_its_slot() {
+    let s = Server::start();
+    let dir = s.project("stall");
+    write(&dir, "worker.py", STALLING_WORKER);
+    write(
+        &dir,
+        "cortex.yaml",
+        "- name: stall\n  kind: RealtimeAPI\n  predictor:\n    type: command\n    command: python3 worker.py\n  autoscaling:\n    max_replica_concurrency: 1\n    max_queue_length: 0\n  networking:\n    timeout: 1s\n",
+    );
+    s.ok(&dir, &["deploy"]);
+    s.wait_status("stall", "live");
+    // The head arrives, the rest never does: the gateway ends the answer at the deadline
+    // (the client sees its body fail) instead of holding the caller forever.
+    for _ in 0..2 {
+        let resp = s.predict("stall", "{}");
+        assert_eq!(resp.status(), 200);
+        assert!(resp.bytes().is_err(), "the body should be cut off");
+    }
+    // The second request was admitted, so the first one's slot (the only one, with no
+    // queue) was given back when its body was cut off.
+}

@@ -1,0 +1,100 @@
+//! A response body that ends with an error once a deadline passes: the gateway's
+//! `networking.timeout` bounds the whole answer, not only its head. A replica that sends its
+//! headers and then stalls does not hold its admission slot (or the caller) past the deadline;
+//! the caller's connection is cut, since the status line has already gone out.
+
+use std::future::Future;
+use std::pin::Pin;
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use axum::body::{Body, Bytes};
+use http_body::{Frame, SizeHint};
+use tokio::time::{Instant, Sleep};
+
+/// Why the body ended early.
+#[derive(Debug, thiserror::Error)]
+#[error("the replica did not finish its answer within the api's timeout of {}s", .0.as_secs())]
+pub struct BodyTimedOut(Duration);
+
+pub struct DeadlineBody {
+    inner: Body,
+    sleep: Pin<Box<Sleep>>,
+    timeout: Duration,
+}
+
+impl DeadlineBody {
+    /// `inner` until `deadline`; `timeout` is only for the error's message.
+    pub fn new(inner: Body, deadline: Instant, timeout: Duration) -> Self {
+        DeadlineBody {
+            inner,
+            sleep: Box::pin(tokio::time::sleep_until(deadline)),
+            timeout,
+        }
+    }
+}
+
+impl http_body::Body for DeadlineBody {
+    type Data = Bytes;
+    type Error = axum::Error;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, Self::Error>>> {
+        let this = &mut *self;
+        if let Poll::Ready(frame) = Pin::new(&mut this.inner).poll_frame(cx) {
+            return Poll::Ready(frame);
+        }
+        match this.sleep.as_mut().poll(cx) {
+            Poll::Ready(()) => Poll::Ready(Some(Err(axum::Error::new(BodyTimedOut(this.timeout))))),
+            Poll::Pending => Poll::Pending,
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.inner.size_hint()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use http_body_util::BodyExt;
+
+    #[tokio::test(start_paused = true)]
+    async fn a_finished_body_passes_through() {
+        let body = DeadlineBody::new(
+            Body::from("done"),
+            Instant::now() + Duration::from_secs(1),
+            Duration::from_secs(1),
+        );
+        let bytes = body.collect().await.unwrap().to_bytes();
+        assert_eq!(&bytes[..], b"done");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_stalled_body_ends_with_an_error_at_the_deadline() {
+        let (_tx, rx) = tokio::sync::mpsc::channel::<Result<Frame<Bytes>, std::io::Error>>(1);
+        let stalled = Body::new(http_body_util::StreamBody::new(tokio_stream_from(rx)));
+        let started = Instant::now();
+        let body = DeadlineBody::new(
+            stalled,
+            started + Duration::from_secs(3),
+            Duration::from_secs(3),
+        );
+        let err = body.collect().await.err().expect("timed out");
+        assert!(err.to_string().contains("timeout of 3s"), "{err}");
+        assert_eq!(started.elapsed(), Duration::from_secs(3));
+    }
+
+    fn tokio_stream_from<T>(
+        mut rx: tokio::sync::mpsc::Receiver<T>,
+    ) -> impl futures_util::Stream<Item = T> {
+        futures_util::stream::poll_fn(move |cx| rx.poll_recv(cx))
+    }
+}
