@@ -174,7 +174,18 @@ impl Feed for ReplicasFeed {
             };
             let version = live.versions.newest().version().to_string();
             let redeployed = !self.versions.contains(&version);
-            for replica in serving_replicas(&live) {
+            let serving = serving_replicas(&live);
+            // Replicas that stopped serving (scaled down, replaced) are read a while more, then
+            // dropped: a long follow does not keep every replica the API ever ran.
+            for source in sources.iter_mut() {
+                if !serving
+                    .iter()
+                    .any(|r| replica_prefix(&self.name, r.id()) == source.prefix())
+                {
+                    source.retire();
+                }
+            }
+            for replica in serving {
                 let prefix = replica_prefix(&self.name, replica.id());
                 if !sources.iter().any(|s| s.prefix() == prefix) {
                     let why = if redeployed {

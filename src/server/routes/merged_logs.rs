@@ -6,7 +6,7 @@
 
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use axum::body::Bytes;
 use futures_util::future::BoxFuture;
@@ -19,6 +19,14 @@ const FOLLOW_POLL: Duration = Duration::from_millis(200);
 
 /// About how much of one source is read per chunk sent (logs are never read whole into memory).
 const MAX_READ: usize = 1024 * 1024;
+
+/// The longest line kept whole: output with no newline for longer (a progress bar drawn with
+/// `\r`, a binary dump) is sent in pieces of this size, so a follower's memory stays bounded.
+const MAX_LINE: usize = 64 * 1024;
+
+/// How long a retired source (a replica that no longer serves) is still read: it writes its
+/// last lines while it drains and stops (the engine kills it 5 s after asking it to stop).
+const RETIRED_READ_FOR: Duration = Duration::from_secs(30);
 
 /// Where one part of a job's log comes from.
 pub(super) enum Origin {
@@ -33,6 +41,8 @@ pub(super) struct Source {
     prefix: String,
     offset: u64,
     partial: Vec<u8>,
+    /// When it stopped being one of the log's parts (read on for [`RETIRED_READ_FOR`]).
+    retired: Option<Instant>,
 }
 
 impl Source {
@@ -48,7 +58,19 @@ impl Source {
             prefix,
             offset,
             partial: Vec::new(),
+            retired: None,
         }
+    }
+
+    /// Marks it as no longer part of the log: it is read for a while more, then dropped.
+    pub(super) fn retire(&mut self) {
+        self.retired.get_or_insert_with(Instant::now);
+    }
+
+    /// Whether it is retired and has been read long enough.
+    fn expired(&self) -> bool {
+        self.retired
+            .is_some_and(|at| at.elapsed() >= RETIRED_READ_FOR)
     }
 
     /// Its prefix (which names it).
@@ -88,6 +110,9 @@ impl Source {
             self.partial.extend_from_slice(&chunk);
         };
         prefixed_lines(&mut self.partial, &self.prefix, &mut out);
+        if self.partial.len() > MAX_LINE {
+            out.extend(self.rest());
+        }
         (out, more)
     }
 
@@ -164,14 +189,20 @@ pub(super) fn merged<F: Feed>(
                     (true, Vec::new())
                 };
                 let (mut out, mut more) = (note, false);
-                for s in &mut sources {
+                let mut kept = Vec::with_capacity(sources.len());
+                for mut s in sources {
                     let (lines, unread) = s.new_lines().await;
                     out.extend(lines);
                     more |= unread;
-                    if ended && !unread {
+                    let gone = s.expired() && !unread;
+                    if (ended || gone) && !unread {
                         out.extend(s.rest());
                     }
+                    if !gone {
+                        kept.push(s);
+                    }
                 }
+                sources = kept;
                 if ended && !more {
                     return Some((Bytes::from(out), (sources, feed, true)));
                 }
@@ -186,7 +217,30 @@ pub(super) fn merged<F: Feed>(
 
 #[cfg(test)]
 mod tests {
-    use super::prefixed_lines;
+    use super::*;
+
+    #[tokio::test]
+    async fn a_line_longer_than_the_limit_is_sent_in_pieces() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("log");
+        std::fs::write(&path, vec![b'.'; MAX_LINE + 10]).unwrap();
+        let mut source = Source::new(Origin::Server(path), "[s] ".to_string());
+        let (out, more) = source.new_lines().await;
+        assert!(!more);
+        assert_eq!(out.len(), "[s] ".len() + MAX_LINE + 10 + 1);
+        assert!(out.starts_with(b"[s] ..") && out.ends_with(b"..\n"));
+        assert!(source.partial.is_empty());
+    }
+
+    #[test]
+    fn a_retired_source_expires_only_after_its_grace() {
+        let mut source = Source::new(Origin::Server("x".into()), String::new());
+        assert!(!source.expired());
+        source.retire();
+        assert!(!source.expired());
+        source.retired = Some(Instant::now() - RETIRED_READ_FOR);
+        assert!(source.expired());
+    }
 
     #[test]
     fn only_complete_lines_are_sent_each_with_the_prefix() {
