@@ -87,7 +87,9 @@ mod tests {
             started + Duration::from_secs(3),
             Duration::from_secs(3),
         );
-        let err = body.collect().await.err().expect("timed out");
+        let Err(err) = body.collect().await else {
+            panic!("the body should end with a timeout")
+        };
         assert!(err.to_string().contains("timeout of 3s"), "{err}");
         assert_eq!(started.elapsed(), Duration::from_secs(3));
     }
