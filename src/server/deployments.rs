@@ -160,11 +160,19 @@ impl Deployments {
             .as_ref()
             .map(|o| o.versions.freed().clone())
             .unwrap_or_default();
-        let serving = old.as_ref().map(|old| self.keep_serving(old));
-        let (newest, older, unused_token) = match serving {
-            // Back to a version whose replicas still serve (A → B → A while B was starting).
-            Some(serving) if serving.version() == row.spec_hash => (serving, Vec::new(), true),
-            serving => {
+        let mut serving = old
+            .as_ref()
+            .map(|old| self.carry_over(old))
+            .unwrap_or_default();
+        let back_to = serving.iter().position(|s| s.version() == row.spec_hash);
+        let (newest, older, unused_token) = match back_to {
+            // Back to a version whose replicas still serve (A → B → A while B was starting);
+            // the others roll out as it becomes ready.
+            Some(i) => {
+                let back = serving.remove(i);
+                (back, serving, true)
+            }
+            None => {
                 let set = Arc::new(ReplicaSet::new(
                     &name,
                     &row.spec_hash,
@@ -174,23 +182,22 @@ impl Deployments {
                 ));
                 // An update starts as many as its first step allows; `follow_newest` takes
                 // it on from there.
-                let first = match &serving {
-                    None => target,
-                    Some(serving) => {
-                        let strategy = spec.update_strategy.clone().unwrap_or_default();
-                        let counts = rollout::Counts {
-                            target,
-                            new_started: 0,
-                            new_ready: 0,
-                            old_members: serving.members().len() as u32,
-                            old_ready: ready_members(serving),
-                        };
-                        rollout::step(counts, rollout::allowance(&strategy, target)).new_members
-                    }
+                let first = if serving.is_empty() {
+                    target
+                } else {
+                    let strategy = spec.update_strategy.clone().unwrap_or_default();
+                    let counts = rollout::Counts {
+                        target,
+                        new_started: 0,
+                        new_ready: 0,
+                        old_members: serving.iter().map(|s| s.members().len() as u32).sum(),
+                        old_ready: serving.iter().map(|s| ready_members(s)).sum(),
+                    };
+                    rollout::step(counts, rollout::allowance(&strategy, target)).new_members
                 };
                 let surplus = set.scale_to(first.max(1), self.engine.as_ref());
                 debug_assert!(surplus.is_empty());
-                (set, serving.into_iter().collect(), false)
+                (set, serving, false)
             }
         };
         let metrics = match &old {
@@ -307,19 +314,14 @@ impl Deployments {
         )
     }
 
-    /// Of an API's serving versions, the one to keep serving while a new one starts: the
-    /// newest, unless it is not ready and an older one is. The others (an update that was still
-    /// starting) are stopped.
-    fn keep_serving(&self, old: &LiveApi) -> Arc<ReplicaSet> {
-        let newest = old.versions.newest().clone();
-        let mut older = old.versions.retire_older().into_iter();
-        let (keep, stop): (Arc<ReplicaSet>, Vec<Arc<ReplicaSet>>) = match older.next() {
-            Some(prev) if !newest.is_ready() && prev.is_ready() => {
-                (prev, std::iter::once(newest).chain(older).collect())
-            }
-            Some(prev) => (newest, std::iter::once(prev).chain(older).collect()),
-            None => (newest, Vec::new()),
-        };
+    /// Of an API's running versions, the ones that keep serving while a new one rolls out,
+    /// newest first: every version with a ready replica (a redeploy in the middle of an update
+    /// takes both the old and the half-rolled-out version along, and retires them as the new
+    /// one becomes ready), or the newest when none is ready. The others are stopped.
+    fn carry_over(&self, old: &LiveApi) -> Vec<Arc<ReplicaSet>> {
+        let mut sets = vec![old.versions.newest().clone()];
+        sets.extend(old.versions.retire_older());
+        let (keep, stop) = carried_sets(sets);
         for set in stop {
             let tokens = self.tokens.clone();
             self.tasks.spawn(async move { retire(&tokens, &set).await });
@@ -536,6 +538,17 @@ impl Follow {
     fn drain(&self, member: Arc<Member>, drain: Duration) {
         self.tasks
             .spawn(async move { member.drain_and_stop(drain, REPLICA_STOP_GRACE).await });
+    }
+}
+
+/// Splits an API's versions (newest first) into those carried into an update and those to
+/// stop: see [`Deployments::carry_over`].
+fn carried_sets(sets: Vec<Arc<ReplicaSet>>) -> (Vec<Arc<ReplicaSet>>, Vec<Arc<ReplicaSet>>) {
+    if sets.iter().any(|s| s.is_ready()) {
+        sets.into_iter().partition(|s| s.is_ready())
+    } else {
+        let mut sets = sets.into_iter();
+        (sets.next().into_iter().collect(), sets.collect())
     }
 }
 

@@ -411,3 +411,88 @@ fn a_replica_that_stalls_mid_answer_is_cut_off_at_the_timeout_and_frees_its_slot
     // The second request was admitted, so the first one's slot (the only one, with no
     // queue) was given back when its body was cut off.
 }
+
+/// Answers `v<version>`; its `__init__` waits until `gate` exists (or, with `only_one`, lets
+/// the first replica through and holds every other one).
+fn gated_version(version: u32, gate: &std::path::Path, only_one: bool) -> String {
+    let wait = if only_one {
+        format!(
+            "        try:\n            os.close(os.open({gate:?}, os.O_CREAT | os.O_EXCL))\n        except FileExistsError:\n            time.sleep(3600)\n"
+        )
+    } else {
+        format!("        while not os.path.exists({gate:?}):\n            time.sleep(0.05)\n")
+    };
+    format!(
+        "import os, time\n\nclass PythonPredictor:\n    def __init__(self, config):\n{wait}\n    def predict(self, payload):\n        time.sleep(0.01)\n        return 'v{version}'\n"
+    )
+}
+
+/// Ready replicas of `v`: (up to date, stale).
+fn ready_counts(v: &serde_json::Value) -> (usize, usize) {
+    let ready: Vec<_> = v["replicas"]
+        .as_array()
+        .map(|r| r.iter().filter(|r| r["phase"] == "ready").collect())
+        .unwrap_or_default();
+    let new = ready.iter().filter(|r| r["up_to_date"] == true).count();
+    (new, ready.len() - new)
+}
+
+#[test]
+fn a_redeploy_in_the_middle_of_an_update_keeps_both_older_versions_serving_until_the_newest_is_ready(
+) {
+    let s = Server::start();
+    let yaml = "  autoscaling:\n    min_replicas: 2\n    max_replicas: 2\n  update_strategy:\n    max_surge: 1\n    max_unavailable: 0\n";
+    let p = python_api(&s, "midway", &slow_predictor(1, 0.01), yaml);
+    s.ok(&p, &["deploy"]);
+    wait_for("two ready replicas", DEADLINE, || {
+        (ready_counts(&s.api_json("midway")?) == (2, 0)).then_some(())
+    });
+    let load = Load::start(format!("{}/midway", s.url), 4);
+    wait_for("load flowing", DEADLINE, || {
+        (load.ok.load(Ordering::Relaxed) > 20).then_some(())
+    });
+
+    // Version 2 gets one replica ready and no more: the update stops halfway, one replica of
+    // each version serving.
+    write(
+        &p,
+        "predictor.py",
+        &gated_version(2, &p.join("claimed"), true),
+    );
+    s.ok(&p, &["deploy"]);
+    wait_for("one replica of each version", DEADLINE, || {
+        (ready_counts(&s.api_json("midway")?) == (1, 1)).then_some(())
+    });
+
+    // Version 3 waits for its gate: meanwhile both older versions keep serving.
+    let gate = p.join("gate");
+    write(&p, "predictor.py", &gated_version(3, &gate, false));
+    s.ok(&p, &["deploy"]);
+    wait_for("version 3 starting", DEADLINE, || {
+        let v = s.api_json("midway")?;
+        v["replicas"]
+            .as_array()?
+            .iter()
+            .any(|r| r["up_to_date"] == true && r["phase"] == "initializing")
+            .then_some(())
+    });
+    let v = s.api_json("midway").unwrap();
+    assert_eq!(ready_counts(&v), (0, 2), "{v:#}");
+
+    write(&p, "gate", "");
+    wait_for("only version 3 serving", DEADLINE, || {
+        let v = s.api_json("midway")?;
+        (v["status"] == "live"
+            && ready_counts(&v) == (2, 0)
+            && replicas(&v) == 2
+            && load.last_body() == "v3")
+            .then_some(())
+    });
+    let (ok, failed) = load.finish();
+    assert!(
+        failed.is_empty(),
+        "{} failed of {}: {failed:?}",
+        failed.len(),
+        ok
+    );
+}
