@@ -49,10 +49,13 @@ import of the predictor file and `__init__` (submitted first, before the port
 serves), every `predict` and every `post_predict`. So at most that many
 predictions (and post_predicts) run at once per process, and with one thread
 everything runs on the same thread, one call at a time: a sqlite3 connection or
-a `threading.local` made in `__init__` can be used in `predict`. The HTTP
-threads only read and parse requests, wait for the pool, and serialise and
-write responses. `post_predict` is queued on the pool after the response is
-written.
+a `threading.local` made in `__init__` can be used in `predict`. HTTP is served
+by one asyncio event loop per process with a lean HTTP/1.1 parser: with one
+thread the loop runs on the pool's thread and calls the predictor itself
+(`predict` then runs with no event loop running, so it may use `asyncio.run`);
+with more, the loop has its own thread and hands each call to the pool. The
+loop only reads and parses requests and serialises and writes responses.
+`post_predict` runs on the pool after the response is written.
 
 Processes: with CORTEX_PROCESSES_PER_REPLICA=1 the predictor runs in this
 process. With N > 1 this process binds the port (without listening yet) and
@@ -82,8 +85,8 @@ HTTP (HTTP/1.1, keep-alive; Content-Length is sent on every response but 204/304
 Errors are JSON objects {"kind": ..., "message": ...}.
 
 Request bodies (every method; GET/HEAD/405 bodies are read and discarded) are
-framed by Content-Length or chunked transfer encoding and read in 64 KiB
-pieces. A body larger than CORTEX_MAX_BODY_BYTES gets 413
+framed by Content-Length or chunked transfer encoding. A request line and
+headers over 64 KiB get 431. A body larger than CORTEX_MAX_BODY_BYTES gets 413
 {"kind": "payload_too_large"} with `Connection: close` as soon as that is known
 (from Content-Length, Expect: 100-continue, or the chunk sizes) without reading
 the rest (before closing, what the client still sends is dropped for up to 1 s
@@ -119,6 +122,7 @@ Return value of predict:
     server error"}, with the traceback on stderr.
 """
 
+import asyncio
 import atexit
 import concurrent.futures
 import datetime
@@ -127,7 +131,7 @@ import email.policy
 import email.utils
 import fcntl
 import hashlib
-import http.server
+import http
 import importlib.util
 import inspect
 import io
@@ -190,9 +194,8 @@ def _accept_defer():
 ACCEPT_DEFER = _accept_defer()
 
 # request bodies: the default limit (the server's gateway has the same), the
-# size of the pieces they are read in, the longest chunk size or trailer line
+# longest chunk size or trailer line
 DEFAULT_MAX_BODY_BYTES = 64 * 1024 * 1024
-READ_CHUNK = 64 * 1024
 MAX_LINE = 8192
 # after a 413 the connection is closed; first the shim keeps reading (and
 # dropping) what the client still sends for up to this long, so that the
@@ -886,458 +889,796 @@ def open_socket(settings):
     return sock
 
 
-class Server(http.server.ThreadingHTTPServer):
-    daemon_threads = True
-    request_queue_size = 256
-    allow_reuse_address = True
+# The request line and headers may take up to this many bytes (431 beyond)
+HEAD_LIMIT = 64 * 1024
+# a connection reading (or answering) nothing for this long is closed
+IDLE_SWEEP_SECONDS = 30.0
+# what a connection buffers beyond the request it is answering before it stops reading
+BUFFER_HIGH_WATER = 1024 * 1024
 
-    def __init__(self, address, settings, predictor, pool, sock=None, gate_accept=False):
-        """Binds and listens on `address`, or, with `sock`, serves on that
-        already bound socket, which the caller makes listen (a worker process's
-        supervisor, or `server_activate`). `pool` runs predict and post_predict.
-        `gate_accept`: this process shares the socket with other workers."""
+_REASONS = {s.value: s.phrase for s in http.HTTPStatus}
+_HEX_DIGITS = frozenset(b"0123456789abcdefABCDEF")
+_METHODS_NOT_ALLOWED = frozenset(("PUT", "DELETE", "PATCH", "OPTIONS"))
+
+
+class HeadTooLarge(Exception):
+    """The request line and headers are longer than HEAD_LIMIT."""
+
+
+class RequestHead:
+    """A request's line and headers (as sent: a list of (name, value) pairs)."""
+
+    __slots__ = ("method", "target", "version", "headers", "path", "query", "keep_alive")
+
+    def __init__(self, method, target, version, headers):
+        self.method = method
+        self.target = target
+        self.version = version
+        self.headers = headers
+        if target.startswith("/"):
+            path, _, query = target.partition("?")
+            self.path, self.query = path, query.partition("#")[0]
+        else:  # absolute form (or "*")
+            split = urllib.parse.urlsplit(target)
+            self.path, self.query = split.path or "/", split.query
+        connection = {t.strip().lower() for v in self.get_all("Connection") for t in v.split(",")}
+        if version == "HTTP/1.0":
+            self.keep_alive = "keep-alive" in connection
+        else:
+            self.keep_alive = "close" not in connection
+
+    def get(self, name, default=None):
+        name = name.lower()
+        for k, v in self.headers:
+            if k.lower() == name:
+                return v
+        return default
+
+    def get_all(self, name):
+        name = name.lower()
+        return [v for k, v in self.headers if k.lower() == name]
+
+
+def _head_end(buf):
+    """(end of the head's last line, bytes the head takes with its blank line) or None."""
+    crlf = buf.find(b"\n\r\n")
+    lf = buf.find(b"\n\n")
+    if crlf < 0 and lf < 0:
+        return None
+    if lf < 0 or 0 <= crlf < lf:
+        return crlf, crlf + 3
+    return lf, lf + 2
+
+
+def parse_head(buf):
+    """Parses a request head from the start of `buf` (a bytearray; empty lines before it
+    are dropped): (RequestHead, bytes it takes), or None until it is complete. Raises
+    HeadTooLarge, or BadRequest for a malformed request line or header."""
+    while buf[:2] == b"\r\n" or buf[:1] == b"\n":
+        del buf[: 2 if buf[:1] == b"\r" else 1]
+    found = _head_end(buf)
+    if found is None:
+        if len(buf) > HEAD_LIMIT:
+            raise HeadTooLarge()
+        return None
+    end, taken = found
+    if taken > HEAD_LIMIT:
+        raise HeadTooLarge()
+    lines = bytes(buf[:end]).decode("latin-1").split("\n")
+    words = lines[0].rstrip("\r").split(" ")
+    if len(words) != 3 or not words[0] or not words[1]:
+        raise BadRequest("malformed request line %r" % _one_line(lines[0].rstrip("\r"), 80))
+    method, target, version = words
+    if version not in ("HTTP/1.1", "HTTP/1.0"):
+        raise BadRequest("unsupported HTTP version %r (HTTP/1.1 and HTTP/1.0 are)" % _one_line(version, 20))
+    if any(c not in _TOKEN_CHARS for c in method):
+        raise BadRequest("malformed method %r" % _one_line(method, 20))
+    headers = []
+    for line in lines[1:]:
+        line = line.rstrip("\r")
+        name, sep, value = line.partition(":")
+        if not sep or not name or any(c not in _TOKEN_CHARS for c in name):
+            raise BadRequest("malformed header line %r" % _one_line(line, 80))
+        headers.append((name, value.strip(" \t")))
+    return RequestHead(method, target, version, headers), taken
+
+
+def request_body(head, limit):
+    """A reader of the body of `head` as its framing says: a LengthBody (its Content-Length,
+    0 without a body), or a ChunkedBody. Raises BadRequest or PayloadTooLarge."""
+    codings = [c.strip().lower() for v in head.get_all("Transfer-Encoding") for c in v.split(",") if c.strip()]
+    if codings:
+        if codings != ["chunked"]:
+            raise BadRequest("unsupported Transfer-Encoding: %s (only chunked is)" % ", ".join(codings))
+        return ChunkedBody(limit, both_framings=bool(head.get_all("Content-Length")))
+    values = head.get_all("Content-Length")
+    if not values:
+        return LengthBody(0)
+    texts = {v.strip() for v in values}
+    text = texts.pop()
+    if texts or not text or not (text.isascii() and text.isdigit()):
+        raise BadRequest("invalid Content-Length")
+    digits = text.lstrip("0") or "0"
+    if len(digits) > len(str(limit)) or int(digits) > limit:
+        raise PayloadTooLarge()
+    return LengthBody(int(digits))
+
+
+class LengthBody:
+    """A request body of a known length."""
+
+    both_framings = False
+    incomplete = "incomplete request body"
+
+    def __init__(self, length):
+        self.length = length
+
+    def take(self, buf):
+        """The body, taken from `buf`, once it is all in; else None."""
+        n = self.length
+        if len(buf) < n:
+            return None
+        body = bytes(buf[:n])
+        del buf[:n]
+        return body
+
+    def missing(self, buf):
+        """Whether more of it is to come than `buf` holds."""
+        return len(buf) < self.length
+
+
+class ChunkedBody:
+    """Decodes a chunked request body as it arrives."""
+
+    incomplete = "incomplete chunked request body"
+
+    def __init__(self, limit, both_framings=False):
+        self.limit = limit
+        # both framings: the connection is never reused
+        self.both_framings = both_framings
+        self.state = "size"
+        self.remaining = 0
+        self.total = 0
+        self.trailers = 0
+        self.chunks = []
+
+    def _line(self, buf, what):
+        i = buf.find(b"\n", 0, MAX_LINE + 1)
+        if i < 0:
+            if len(buf) > MAX_LINE:
+                raise BadRequest("%s line is too long" % what)
+            return None
+        line = bytes(buf[: i + 1])
+        del buf[: i + 1]
+        return line
+
+    def feed(self, buf):
+        """Takes what it can from `buf`; True once the body and its trailers are in.
+        Raises BadRequest or PayloadTooLarge."""
+        while True:
+            if self.state == "size":
+                line = self._line(buf, "a chunk size")
+                if line is None:
+                    return False
+                digits = line.split(b";", 1)[0].strip()
+                if not digits or any(c not in _HEX_DIGITS for c in digits):
+                    raise BadRequest(
+                        "invalid chunk size %r in the request body" % _one_line(digits.decode("latin-1"), 40)
+                    )
+                significant = digits.lstrip(b"0")
+                if len(significant) > 16:
+                    raise BadRequest(
+                        "absurd chunk size %r in the request body" % _one_line(digits.decode("latin-1"), 40)
+                    )
+                size = int(significant, 16) if significant else 0
+                if size == 0:
+                    self.state = "trailer"
+                    continue
+                if self.total + size > self.limit:
+                    raise PayloadTooLarge()
+                self.total += size
+                self.remaining = size
+                self.state = "data"
+            elif self.state == "data":
+                if not buf:
+                    return False
+                n = min(self.remaining, len(buf))
+                self.chunks.append(bytes(buf[:n]))
+                del buf[:n]
+                self.remaining -= n
+                if self.remaining:
+                    return False
+                self.state = "crlf"
+            elif self.state == "crlf":
+                if buf[:1] == b"\n":
+                    del buf[:1]
+                elif buf[:2] == b"\r\n":
+                    del buf[:2]
+                elif not buf or buf == b"\r":
+                    return False
+                else:
+                    raise BadRequest("a chunk of the request body does not end with CRLF")
+                self.state = "size"
+            else:  # trailers, up to the empty line
+                line = self._line(buf, "a trailer")
+                if line is None:
+                    return False
+                if line in (b"\r\n", b"\n"):
+                    return True
+                self.trailers += len(line)
+                if self.trailers > MAX_LINE:
+                    raise BadRequest("the trailers of the chunked request body are too long")
+
+    def take(self, buf):
+        """The body, decoded from what `buf` holds (taken from it), once it is all in;
+        else None. Raises BadRequest or PayloadTooLarge."""
+        return b"".join(self.chunks) if self.feed(buf) else None
+
+    def missing(self, buf):
+        return True
+
+
+_date_cache = [0, ""]
+
+
+def _http_date():
+    now = int(time.time())
+    if now != _date_cache[0]:
+        _date_cache[0], _date_cache[1] = now, email.utils.formatdate(now, usegmt=True)
+    return _date_cache[1]
+
+
+class _ShutDown(Exception):
+    """The pool was shut down before the call ran."""
+
+
+class Server:
+    """Serves HTTP on `sock` (bound; `server_activate` makes it listen, or a supervisor
+    does) from one asyncio event loop. With one thread per process the loop runs on the
+    pool's thread, the one that ran `__init__`, and calls the predictor itself (one call
+    at a time, as the pool would); with more, the loop has its own thread and the pool runs
+    the predictor. `gate_accept`: this process shares the socket with other workers."""
+
+    request_queue_size = 256
+
+    def __init__(self, settings, predictor, pool, sock, gate_accept=False):
         self.settings = settings
         self.predictor = predictor
         self.pool = pool
+        self.inline = settings["threads"] == 1
+        self.socket = sock
+        self.fd = sock.fileno()
+        self.server_address = sock.getsockname()
         self.shutting_down = threading.Event()
         self.stop_time = None
-        # POST requests being handled, and post_predict calls queued or running:
-        # together the pool's busy slots (besides requests still being read)
+        self.loop = None
+        self.loop_ended = threading.Event()
+        # POST requests being answered, and post_predict calls queued or running:
+        # together the pool's busy slots (besides connections whose first request
+        # has not been read yet, `pending`)
         self.in_flight = 0
         self.post_busy = 0
         self.in_flight_cond = threading.Condition()
-        # worker processes share the listening socket: a worker whose pool
-        # threads are all taken (predictions in flight, post_predicts, and
-        # connections accepted but whose first request has not been read yet)
-        # defers accepting, so that concurrent connections spread over the workers
+        # worker processes share the listening socket: a worker whose threads are all
+        # taken defers accepting (up to ACCEPT_DEFER), so that an idle worker gets it
         self.gate_accept = gate_accept
-        self.pending = set()
-        if sock is None:
-            super().__init__(address, Handler)
-        else:
-            super().__init__(address, Handler, bind_and_activate=False)
-            self.socket.close()
-            self.socket = sock
-            self.server_address = sock.getsockname()
-            self.server_name, self.server_port = self.server_address[:2]
+        self.pending = 0
+        self.accepting = False
+        self.defer_until = None
+        self.defer_handle = None
+        self.connections = set()
+
+    def server_activate(self):
+        self.socket.listen(self.request_queue_size)
 
     def busy(self):
-        """Taken pool slots (call with in_flight_cond held)."""
-        return self.in_flight + self.post_busy + len(self.pending)
+        """Taken slots (call with in_flight_cond held, or on the loop)."""
+        return self.in_flight + self.post_busy + self.pending
 
-    def get_request(self):
-        if not self.gate_accept:
-            return super().get_request()
-        deadline = time.monotonic() + ACCEPT_DEFER
-        with self.in_flight_cond:
-            while self.busy() >= self.settings["threads"] and not self.shutting_down.is_set():
-                remaining = deadline - time.monotonic()
-                if remaining <= 0:
-                    break
-                # short waits: a stop signal (handled on this thread) ends the wait
-                self.in_flight_cond.wait(min(remaining, 0.1))
-        # the socket is non-blocking: another worker may have taken the
-        # connection (BlockingIOError, an OSError, makes the caller skip it)
-        conn, addr = self.socket.accept()
-        with self.in_flight_cond:
-            self.pending.add(conn)
-        return conn, addr
+    # -- the loop
+    def start(self):
+        """Runs the loop on its thread: the pool's (one thread), or a new one."""
+        if self.inline:
+            self.pool.submit(self._run)
+        else:
+            threading.Thread(target=self._run, name="cortex-http", daemon=True).start()
 
-    def release_pending(self, conn):
-        """Marks an accepted connection as no longer waiting for its first
-        request (call with in_flight_cond held)."""
-        if conn in self.pending:
-            self.pending.discard(conn)
+    def _run(self):
+        try:
+            loop = asyncio.new_event_loop()
+            self.loop = loop
+            self.socket.setblocking(False)
+            loop.call_soon(self._listen)
+            loop.call_later(IDLE_SWEEP_SECONDS, self._sweep_idle)
+            if self.shutting_down.is_set():
+                loop.call_soon(self._begin_shutdown)
+            loop.run_forever()
+        except BaseException as e:
+            _log("ERROR", "%s: the HTTP server failed: %s" % (self.settings["api_name"], _describe(e)),
+                 _format_traceback(e))
+        finally:
+            self.loop_ended.set()
+            with self.in_flight_cond:
+                self.in_flight_cond.notify_all()
+
+    def shutdown(self):
+        """Stops accepting and closes idle connections (any thread)."""
+        loop = self.loop
+        if loop is not None:
+            try:
+                loop.call_soon_threadsafe(self._begin_shutdown)
+            except RuntimeError:  # the loop is closed
+                pass
+
+    def _begin_shutdown(self):
+        self._stop_accepting()
+        try:
+            self.socket.close()
+        except OSError:
+            pass
+        for conn in list(self.connections):
+            conn.close_if_idle()
+
+    # -- accepting
+    def _listen(self):
+        if not self.shutting_down.is_set():
+            self.loop.add_reader(self.fd, self._accept)
+            self.accepting = True
+
+    def _stop_accepting(self):
+        if self.accepting:
+            self.loop.remove_reader(self.fd)
+            self.accepting = False
+        if self.defer_handle is not None:
+            self.defer_handle.cancel()
+            self.defer_handle = None
+
+    def _accept(self):
+        if self.gate_accept and self.busy() >= self.settings["threads"]:
+            now = time.monotonic()
+            if self.defer_until is None:
+                self.defer_until = now + ACCEPT_DEFER
+            if now < self.defer_until:
+                # wait for a free slot (`slot_freed`) or the end of the deferral
+                self._stop_accepting()
+                self.defer_handle = self.loop.call_later(self.defer_until - now, self._resume_accept)
+                return
+        self.defer_until = None
+        for _ in range(1 if self.gate_accept else 16):
+            try:
+                conn, _ = self.socket.accept()
+            except (BlockingIOError, InterruptedError):
+                return  # another worker took it
+            except OSError as e:
+                _log("ERROR", "%s: cannot accept a connection: %s" % (self.settings["api_name"], e))
+                return
+            conn.setblocking(False)
+            self.pending += 1
+            self.loop.create_task(self._connect(conn))
+
+    async def _connect(self, conn):
+        protocol = Connection(self)
+        try:
+            await self.loop.connect_accepted_socket(lambda: protocol, conn)
+        except OSError:
+            protocol.release_pending()
+            conn.close()
+
+    def _resume_accept(self):
+        self.defer_handle = None
+        if not self.accepting and not self.shutting_down.is_set():
+            self._listen()
+
+    def slot_freed(self):
+        """A slot was given back (on the loop): a deferred accept may go on."""
+        if self.gate_accept and not self.accepting and self.defer_until is not None:
+            if self.defer_handle is not None:
+                self.defer_handle.cancel()
+            self._resume_accept()
+
+    def _sweep_idle(self):
+        deadline = time.monotonic() - KEEP_ALIVE_TIMEOUT
+        for conn in list(self.connections):
+            if conn.last_active < deadline and not conn.busy:
+                conn.close()
+        self.loop.call_later(IDLE_SWEEP_SECONDS, self._sweep_idle)
+
+    # -- running user code
+    def call(self, fn, args, kwargs, then, conn):
+        """fn(*args, **kwargs) on the predictor's thread, then `then(result)` on the loop
+        (`then(_ShutDown)` if the pool is shut down before it runs)."""
+        if self.inline:
+            # a predictor may run its own event loop (asyncio.run): this one is
+            # not running while it is called
+            asyncio._set_running_loop(None)
+            try:
+                result = fn(*args, **kwargs)
+            finally:
+                asyncio._set_running_loop(self.loop)
+            then(result)
+            return
+        loop = self.loop
+        try:
+            future = self.pool.submit(fn, *args, **kwargs)
+        except RuntimeError:
+            then(_ShutDown)
+            return
+        conn.busy = True
+
+        def done(f):
+            try:
+                loop.call_soon_threadsafe(conn.called, f, then)
+            except RuntimeError:  # the loop is closed: the process is exiting
+                pass
+
+        future.add_done_callback(done)
+
+    def enter(self):
+        """A request starts being answered (counted for a graceful stop)."""
+        with self.in_flight_cond:
+            self.in_flight += 1
+
+    def leave(self):
+        with self.in_flight_cond:
+            self.in_flight -= 1
             self.in_flight_cond.notify_all()
+        self.slot_freed()
+
+    def post_predict(self, fn, args):
+        api_name = self.settings["api_name"]
+        if self.inline:
+            asyncio._set_running_loop(None)
+            try:
+                _run_post_predict(fn, args, api_name)
+            finally:
+                asyncio._set_running_loop(self.loop)
+            return
+        with self.in_flight_cond:
+            self.post_busy += 1
+        try:
+            future = self.pool.submit(_run_post_predict, fn, args, api_name)
+        except RuntimeError:  # the pool is shut down
+            self.post_predict_done(None)
+            return
+        future.add_done_callback(self.post_predict_done)
 
     def post_predict_done(self, future):
         with self.in_flight_cond:
             self.post_busy -= 1
             self.in_flight_cond.notify_all()
+        loop = self.loop
+        if loop is not None and self.gate_accept:
+            try:
+                loop.call_soon_threadsafe(self.slot_freed)
+            except RuntimeError:
+                pass
 
-    def shutdown_request(self, request):
-        if self.gate_accept:
-            with self.in_flight_cond:
-                self.release_pending(request)
-        super().shutdown_request(request)
+    def flushed(self):
+        """Whether every answer written has gone out (any thread: a glance, not a lock)."""
+        for conn in list(self.connections):
+            transport = conn.transport
+            if transport is not None and transport.get_write_buffer_size():
+                return False
+        return True
 
-    def handle_error(self, request, client_address):
-        exc = sys.exc_info()[1]
-        if isinstance(exc, (ConnectionError, TimeoutError)):
-            return
-        _log("ERROR", "error while handling a connection: %s" % _describe(exc), _format_traceback(exc))
-
-
-_HEX_DIGITS = frozenset(b"0123456789abcdefABCDEF")
+    def server_close(self):
+        """Nothing to do here: the loop closed the socket when the stop began, and the
+        process exits next."""
 
 
-class Handler(http.server.BaseHTTPRequestHandler):
-    protocol_version = "HTTP/1.1"
-    # headers and body are separate writes: without TCP_NODELAY, Nagle's algorithm and the
-    # client's delayed ACK add ~40 ms to every keep-alive response
-    disable_nagle_algorithm = True
-    server_version = "cortex"
-    timeout = KEEP_ALIVE_TIMEOUT
+class Connection(asyncio.Protocol):
+    """One client connection: reads requests one after another (keep-alive), answers
+    each before reading the next."""
 
-    # per request: send `Connection: close` (the body's framing is in doubt),
-    # and read for a while before closing (a 413 left the body unread)
-    _must_close = False
-    _linger = False
+    def __init__(self, server):
+        self.server = server
+        self.transport = None
+        self.buf = bytearray()
+        self.head = None  # the request being read
+        self.body = None  # its body's reader: a LengthBody or a ChunkedBody
+        self.busy = False  # the pool runs a call for it
+        self.eof = False
+        self.closed = False
+        self.lingering = False
+        self.paused = False
+        self.pending = True
+        self.must_close = False
+        self.method = "GET"
+        self.last_active = time.monotonic()
 
-    def version_string(self):
-        return self.server_version
-
-    # -- logging: quiet per request, errors only
-    def log_message(self, format, *args):
-        pass
-
-    def log_error(self, format, *args):
-        msg = format % args if args else format
-        if msg.startswith("Request timed out"):
-            return
-        _log("ERROR", "%s: %s" % (self.server.settings["api_name"], _one_line(msg)))
-
-    def parse_request(self):
-        self._must_close = False
-        self._linger = False
-        return super().parse_request()
-
-    def finish(self):
+    # -- asyncio callbacks
+    def connection_made(self, transport):
+        self.transport = transport
+        sock = transport.get_extra_info("socket")
         try:
-            super().finish()
-        finally:
-            if self._linger and not self.server.shutting_down.is_set():
-                self._linger_close()
-
-    def _linger_close(self):
-        """Sends FIN, then drops what the client still sends (until it closes
-        or LINGER_SECONDS pass), so that closing does not reset the
-        connection before the client has read the response."""
-        sock = self.connection
-        try:
-            sock.shutdown(socket.SHUT_WR)
-            deadline = time.monotonic() + LINGER_SECONDS
-            while True:
-                remaining = deadline - time.monotonic()
-                if remaining <= 0:
-                    break
-                sock.settimeout(remaining)
-                if not sock.recv(READ_CHUNK):
-                    break
-        except OSError:
+            # responses go out in one write, but a client's delayed ACK must not hold them
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        except (OSError, AttributeError):
             pass
+        self.server.connections.add(self)
+        if self.server.shutting_down.is_set():
+            self.close()
+
+    def connection_lost(self, exc):
+        self.closed = True
+        self.server.connections.discard(self)
+        self.release_pending()
+
+    def data_received(self, data):
+        if self.lingering or self.closed:
+            return
+        self.buf += data
+        self.last_active = time.monotonic()
+        if self.busy:
+            if len(self.buf) > BUFFER_HIGH_WATER and not self.paused:
+                self.paused = True
+                self.transport.pause_reading()
+            return
+        self._process()
+
+    def eof_received(self):
+        self.eof = True
+        if self.lingering:
+            self.close()
+        elif not self.busy:
+            self._process()
+        return True  # half-closed: the answer may still be written
+
+    # -- state
+    def release_pending(self):
+        if self.pending:
+            self.pending = False
+            self.server.pending -= 1
+            self.server.slot_freed()
+
+    def close(self):
+        if not self.closed:
+            self.closed = True
+            self.transport.close()
+
+    def close_if_idle(self):
+        """At shutdown: closes the connection unless a request is being read or answered."""
+        if not self.busy and self.head is None and not self.buf:
+            self.close()
+
+    def called(self, future, then):
+        """A pool call ended (on the loop)."""
+        self.busy = False
+        try:
+            result = future.result()
+        except (concurrent.futures.CancelledError, RuntimeError):
+            result = _ShutDown
+        then(result)
+        if self.paused and not self.closed:
+            self.paused = False
+            self.transport.resume_reading()
+        if not self.closed:
+            self._process()
+
+    # -- reading requests
+    def _process(self):
+        try:
+            self._read_requests()
+        except Exception as e:
+            _log("ERROR", "error while handling a connection: %s" % _describe(e), _format_traceback(e))
+            self.close()
+
+    def _read_requests(self):
+        server = self.server
+        limit = server.settings["max_body_bytes"]
+        while not self.busy and not self.closed and not self.lingering:
+            if self.head is None:
+                try:
+                    parsed = parse_head(self.buf)
+                except HeadTooLarge:
+                    self.method = "GET"
+                    self.send_json(431, {"kind": "bad_request", "message": "the request headers are too large"},
+                                   close=True)
+                    return
+                except BadRequest as e:
+                    self.method = "GET"
+                    self.send_json(400, {"kind": "bad_request", "message": str(e)}, close=True)
+                    return
+                if parsed is None:
+                    if self.eof:
+                        self.close()
+                    elif server.shutting_down.is_set() and not self.buf:
+                        self.close()
+                    return
+                head, taken = parsed
+                del self.buf[:taken]
+                self.release_pending()
+                self.head, self.method = head, head.method
+                self.must_close = not head.keep_alive
+                if head.method == "POST" and server.shutting_down.is_set():
+                    message = "the worker is shutting down" if server.settings.get("batch") else "the api is shutting down"
+                    self.send_json(503, {"kind": "not_ready", "message": message}, close=True)
+                    return
+                try:
+                    self.body = request_body(head, limit)
+                except PayloadTooLarge:
+                    self.send_too_large()
+                    return
+                except BadRequest as e:
+                    self.send_json(400, {"kind": "bad_request", "message": str(e)}, close=True)
+                    return
+                if self.body.both_framings:
+                    self.must_close = True
+                if (
+                    head.version == "HTTP/1.1"
+                    and (head.get("Expect") or "").strip().lower() == "100-continue"
+                    and self.body.missing(self.buf)
+                ):
+                    self.transport.write(b"HTTP/1.1 100 Continue\r\n\r\n")
+            try:
+                body = self.body.take(self.buf)
+            except BadRequest as e:
+                self.send_json(400, {"kind": "bad_request", "message": str(e)}, close=True)
+                return
+            except PayloadTooLarge:
+                self.send_too_large()
+                return
+            if body is None:
+                if self.eof:
+                    self.send_json(400, {"kind": "bad_request", "message": self.body.incomplete}, close=True)
+                return
+            head, self.head, self.body = self.head, None, None
+            self._dispatch(head, body)
 
     # -- responses
-    def _send(self, status, body, headers, close=False):
-        """Sends a response; `headers` is a list of (name, value), or a
-        content type."""
+    def send(self, status, body, headers, close=False, linger=False):
+        """Sends a response in one write; `headers` is a list of (name, value), or a
+        content type. `linger`: after the answer, FIN, then what the client still sends is
+        dropped (until it closes or LINGER_SECONDS pass), so that it is not reset before it
+        reads the answer."""
+        if self.closed:
+            return
         if isinstance(body, str):
             body = body.encode("utf-8")
         if isinstance(headers, str):
             headers = [("Content-Type", headers)]
-        close = close or self._must_close
-        try:
-            self.send_response_only(status)
-            names = {name.lower() for name, _ in headers}
-            if "server" not in names:  # a returned Response may set its own
-                self.send_header("Server", self.version_string())
-            if "date" not in names:
-                self.send_header("Date", self.date_time_string())
-            for name, value in headers:
-                self.send_header(name, value)
-            if status not in (204, 304):
-                self.send_header("Content-Length", str(len(body)))
-            else:
-                body = b""
-            if close:
-                self.send_header("Connection", "close")
-                self.close_connection = True
-            self.end_headers()
-            if self.command != "HEAD" and body:
-                self.wfile.write(body)
-            self.wfile.flush()
-        except (ConnectionError, TimeoutError):
-            self.close_connection = True
+        close = close or linger or self.must_close or self.server.shutting_down.is_set()
+        lines = ["HTTP/1.1 %d %s\r\n" % (status, _REASONS.get(status, ""))]
+        names = {name.lower() for name, _ in headers}
+        if "server" not in names:  # a returned Response may set its own
+            lines.append("Server: cortex\r\n")
+        if "date" not in names:
+            lines.append("Date: %s\r\n" % _http_date())
+        for name, value in headers:
+            lines.append("%s: %s\r\n" % (name, value))
+        if status not in (204, 304):
+            lines.append("Content-Length: %d\r\n" % len(body))
+        else:
+            body = b""
+        if close:
+            lines.append("Connection: close\r\n")
+        lines.append("\r\n")
+        data = "".join(lines).encode("latin-1")
+        if self.method != "HEAD" and body:
+            data += body
+        self.transport.write(data)
+        if linger and not self.server.shutting_down.is_set():
+            self.lingering = True
+            self.head, self.buf = None, bytearray()
+            try:
+                self.transport.write_eof()
+            except (OSError, RuntimeError):
+                pass
+            self.server.loop.call_later(LINGER_SECONDS, self.close)
+        elif close:
+            self.close()
 
-    def _send_json(self, status, obj, close=False):
-        self._send(status, json.dumps(obj), "application/json", close=close)
+    def send_json(self, status, obj, close=False, linger=False):
+        self.send(status, json.dumps(obj), "application/json", close=close, linger=linger)
 
-    def _send_too_large(self):
-        self._linger = True
+    def send_too_large(self):
         limit = self.server.settings["max_body_bytes"]
-        self._send_json(
+        self.send_json(
             413,
-            {
-                "kind": "payload_too_large",
-                "message": "the request body is larger than the limit of %d bytes" % limit,
-            },
-            close=True,
+            {"kind": "payload_too_large", "message": "the request body is larger than the limit of %d bytes" % limit},
+            linger=True,
         )
-
-    # -- request bodies
-    def _content_length(self):
-        """The declared Content-Length (None if there is none); raises
-        BadRequest or PayloadTooLarge."""
-        values = self.headers.get_all("Content-Length") or []
-        if not values:
-            return None
-        texts = {v.strip() for v in values}
-        text = texts.pop()
-        if texts or not text or not (text.isascii() and text.isdigit()):
-            raise BadRequest("invalid Content-Length")
-        digits = text.lstrip("0") or "0"
-        limit = self.server.settings["max_body_bytes"]
-        if len(digits) > len(str(limit)) or int(digits) > limit:
-            raise PayloadTooLarge()
-        return int(digits)
-
-    def _is_chunked(self):
-        values = self.headers.get_all("Transfer-Encoding") or []
-        codings = [c.strip().lower() for v in values for c in v.split(",") if c.strip()]
-        if not codings:
-            return False
-        if codings != ["chunked"]:
-            raise BadRequest("unsupported Transfer-Encoding: %s (only chunked is)" % ", ".join(codings))
-        return True
-
-    def _read_body(self, keep=True):
-        """Reads the request body in pieces: returns it (None if not `keep`).
-        Raises BadRequest (bad framing) or PayloadTooLarge; after either the
-        connection must close."""
-        if self._is_chunked():
-            if self.headers.get("Content-Length") is not None:
-                self._must_close = True  # both framings: never reuse the connection
-            return self._read_chunked(keep)
-        n = self._content_length()
-        chunks = [] if keep else None
-        self._read_exactly(n or 0, chunks, "incomplete request body")
-        return b"".join(chunks) if keep else None
-
-    def _read_exactly(self, size, chunks, incomplete):
-        """Reads `size` bytes in pieces, appended to `chunks` unless it is None
-        (the bytes are then dropped); BadRequest(`incomplete`) at an early EOF."""
-        while size:
-            data = self.rfile.read(min(size, READ_CHUNK))
-            if not data:
-                raise BadRequest(incomplete)
-            size -= len(data)
-            if chunks is not None:
-                chunks.append(data)
-
-    def _read_line(self, what):
-        line = self.rfile.readline(MAX_LINE + 1)
-        if not line:
-            raise BadRequest("incomplete chunked request body")
-        if len(line) > MAX_LINE or not line.endswith(b"\n"):
-            raise BadRequest("%s line is too long" % what)
-        return line
-
-    def _read_chunked(self, keep):
-        limit = self.server.settings["max_body_bytes"]
-        chunks = [] if keep else None
-        total = 0
-        while True:
-            line = self._read_line("a chunk size")
-            digits = line.split(b";", 1)[0].strip()
-            if not digits or any(c not in _HEX_DIGITS for c in digits):
-                raise BadRequest("invalid chunk size %r in the request body" % _one_line(digits.decode("latin-1"), 40))
-            significant = digits.lstrip(b"0")
-            if len(significant) > 16:
-                raise BadRequest("absurd chunk size %r in the request body" % _one_line(digits.decode("latin-1"), 40))
-            size = int(significant, 16) if significant else 0
-            if size == 0:
-                break
-            if total + size > limit:
-                raise PayloadTooLarge()
-            total += size
-            self._read_exactly(size, chunks, "incomplete chunked request body")
-            if self.rfile.readline(3) not in (b"\r\n", b"\n"):
-                raise BadRequest("a chunk of the request body does not end with CRLF")
-        # trailers, up to the empty line
-        trailers = 0
-        while True:
-            line = self._read_line("a trailer")
-            if line in (b"\r\n", b"\n"):
-                break
-            trailers += len(line)
-            if trailers > MAX_LINE:
-                raise BadRequest("the trailers of the chunked request body are too long")
-        return b"".join(chunks) if keep else None
-
-    def _body_or_error(self, keep=True):
-        """(True, body) or, after sending the error response, (False, None)."""
-        try:
-            return True, self._read_body(keep)
-        except BadRequest as e:
-            self._send_json(400, {"kind": "bad_request", "message": str(e)}, close=True)
-        except PayloadTooLarge:
-            self._send_too_large()
-        return False, None
-
-    def handle_expect_100(self):
-        # refuse a body that is too large before the client sends it
-        try:
-            if not self._is_chunked():
-                self._content_length()
-        except PayloadTooLarge:
-            self._release_pending()
-            self._send_too_large()
-            return False
-        except BadRequest:
-            pass  # reported once the method's handler reads the body
-        return super().handle_expect_100()
-
-    def _release_pending(self):
-        server = self.server
-        if server.gate_accept:
-            with server.in_flight_cond:
-                server.release_pending(self.request)
 
     # -- routes
-    def do_GET(self):
-        self._release_pending()
-        ok, _ = self._body_or_error(keep=False)
-        if not ok:
-            return
-        path = urllib.parse.urlsplit(self.path).path
-        if path == "/healthz":
-            if self.server.shutting_down.is_set():
-                self._send_json(503, {"status": "shutting down"}, close=True)
-            else:
-                self._send_json(200, {"status": "ok"})
-            return
-        self._send_json(200, {"message": GET_MESSAGE})
-
-    do_HEAD = do_GET
-
-    def _not_allowed(self):
-        self._release_pending()
-        ok, _ = self._body_or_error(keep=False)
-        if not ok:
-            return
-        self._send(
-            405,
-            json.dumps(
-                {
-                    "kind": "method_not_allowed",
-                    "message": "method %s is not allowed; send a POST to predict" % self.command,
-                }
-            ),
-            [("Allow", "GET, HEAD, POST"), ("Content-Type", "application/json")],
-        )
-
-    do_PUT = do_DELETE = do_PATCH = do_OPTIONS = _not_allowed
-
-    def do_POST(self):
-        server = self.server
-        if server.settings.get("batch"):
-            path = urllib.parse.urlsplit(self.path).path
-            if path == "/on-job-complete":
+    def _dispatch(self, head, body):
+        method = head.method
+        if method in ("GET", "HEAD"):
+            if head.path == "/healthz":
+                if self.server.shutting_down.is_set():
+                    self.send_json(503, {"status": "shutting down"}, close=True)
+                else:
+                    self.send_json(200, {"status": "ok"})
+                return
+            self.send_json(200, {"message": GET_MESSAGE})
+        elif method == "POST":
+            settings = self.server.settings
+            if settings.get("batch") and head.path == "/on-job-complete":
                 self._on_job_complete()
-                return
-            if path == "/batches":
-                self._batches()
-                return
-        self._in_flight(self._predict, "the api is shutting down")
+            elif settings.get("batch") and head.path == "/batches":
+                self._batches(body)
+            else:
+                self._predict(head, body)
+        elif method in _METHODS_NOT_ALLOWED:
+            self.send(
+                405,
+                json.dumps(
+                    {
+                        "kind": "method_not_allowed",
+                        "message": "method %s is not allowed; send a POST to predict" % method,
+                    }
+                ),
+                [("Allow", "GET, HEAD, POST"), ("Content-Type", "application/json")],
+            )
+        else:
+            self.send_json(
+                501,
+                {"kind": "not_implemented", "message": "method %s is not supported; send a POST to predict" % method},
+            )
 
-    def _in_flight(self, handle, shutting_down_message):
-        """Runs `handle` counted as in flight (the count graceful shutdown waits for), counted
-        as the connection stops being pending so a process's accept gate never sees it idle in
-        between; 503 once the server is shutting down."""
-        server = self.server
-        if server.shutting_down.is_set():
-            self._release_pending()
-            self._send_json(503, {"kind": "not_ready", "message": shutting_down_message}, close=True)
-            return
-        with server.in_flight_cond:
-            server.in_flight += 1
-            if server.gate_accept:
-                server.release_pending(self.request)
-        try:
-            handle()
-        finally:
-            with server.in_flight_cond:
-                server.in_flight -= 1
-                server.in_flight_cond.notify_all()
+    def _shut_down(self, message):
+        self.send_json(503, {"kind": "not_ready", "message": message}, close=True)
 
-    def _predict(self):
+    def _predict(self, head, body):
         server = self.server
         predictor = server.predictor
         api_name = server.settings["api_name"]
-        ok, body = self._body_or_error()
-        if not ok:
-            return
         try:
-            payload = parse_payload(self.headers.get("Content-Type", ""), body)
+            payload = parse_payload(head.get("Content-Type", ""), body)
         except BadRequest as e:
-            self._send_json(400, {"kind": "bad_request", "message": str(e)})
+            self.send_json(400, {"kind": "bad_request", "message": str(e)})
             return
-
-        query = urllib.parse.urlsplit(self.path).query
-        query_params = QueryParams(urllib.parse.parse_qsl(query, keep_blank_values=True))
-        headers = Headers(self.headers.items())
         values = {
             "payload": payload,
-            "query_params": query_params,
-            "headers": headers,
-            "batch_id": self.headers.get("X-Cortex-Batch-ID", ""),
+            "query_params": QueryParams(urllib.parse.parse_qsl(head.query, keep_blank_values=True))
+            if head.query
+            else QueryParams(),
+            "headers": Headers(head.headers),
+            "batch_id": head.get("X-Cortex-Batch-ID", ""),
         }
         kwargs = {n: values[n] for n in predictor.predict_args}
+        server.enter()
 
-        try:
-            future = server.pool.submit(_call_guarded, predictor.instance.predict, **kwargs)
-            result, exc = future.result()
-        except (RuntimeError, concurrent.futures.CancelledError):  # the pool is shut down
-            self._send_json(503, {"kind": "not_ready", "message": "the api is shutting down"}, close=True)
-            return
-        if exc is None:
+        def predicted(outcome):
             try:
-                status, body, response_headers = render(result)
-            except Exception as e:
-                exc = e
-        if exc is not None:
-            _log("ERROR", "%s: exception in predict: %s" % (api_name, _describe(exc)), _format_traceback(exc))
-            # A batch's failure is kept with the job (its dead letters): say what it was.
-            message = "predict raised %s" % _describe(exc) if server.settings.get("batch") else "internal server error"
-            self._send_json(500, {"kind": "internal", "message": message})
-            return
+                if outcome is _ShutDown:
+                    self._shut_down("the api is shutting down")
+                    return
+                result, exc = outcome
+                if exc is None:
+                    try:
+                        status, out, response_headers = render(result)
+                    except Exception as e:
+                        exc = e
+                if exc is not None:
+                    _log("ERROR", "%s: exception in predict: %s" % (api_name, _describe(exc)), _format_traceback(exc))
+                    # A batch's failure is kept with the job (its dead letters): say what it was.
+                    message = (
+                        "predict raised %s" % _describe(exc) if server.settings.get("batch") else "internal server error"
+                    )
+                    self.send_json(500, {"kind": "internal", "message": message})
+                    return
+                self.send(status, out, response_headers)
+            finally:
+                server.leave()
+            if predictor.post_predict is not None:
+                values["response"] = result
+                server.post_predict(predictor.post_predict, {n: values[n] for n in predictor.post_predict_args})
 
-        self._send(status, body, response_headers)
+        server.call(_call_guarded, (predictor.instance.predict,), kwargs, predicted, self)
 
-        if predictor.post_predict is not None:
-            values["response"] = result
-            args = {n: values[n] for n in predictor.post_predict_args}
-            with server.in_flight_cond:
-                server.post_busy += 1
-            try:
-                future = server.pool.submit(_run_post_predict, predictor.post_predict, args, api_name)
-            except RuntimeError:  # the pool is shut down
-                server.post_predict_done(None)
-                return
-            future.add_done_callback(server.post_predict_done)
-
-
-    def _batches(self):
+    def _batches(self, body):
         """POST /batches of a batch worker (the cortex server's own protocol with the shim):
         several batches in one request, `[{"batch_id": ..., "payload": [...]}, ...]`, each
         given to predict in turn on the predictor's thread; the answer says how each went,
         in order: `[{"ok": true, "ms": 1.2}, {"ok": false, "error": "...", "ms": 0.4}]`.
         One request per several batches: the HTTP and thread hand-off cost is shared."""
-        self._in_flight(self._run_batches, "the worker is shutting down")
-
-    def _run_batches(self):
         server = self.server
-        ok, body = self._body_or_error()
-        if not ok:
-            return
         try:
             batches = json.loads(body)
-            if not isinstance(batches, list) or not all(
-                isinstance(b, dict) and "payload" in b for b in batches
-            ):
+            if not isinstance(batches, list) or not all(isinstance(b, dict) and "payload" in b for b in batches):
                 raise ValueError("expected a list of {batch_id, payload}")
         except ValueError as e:
-            self._send_json(400, {"kind": "bad_request", "message": "the batches are not valid: %s" % e})
+            self.send_json(400, {"kind": "bad_request", "message": "the batches are not valid: %s" % e})
             return
         predictor = server.predictor
         api_name = server.settings["api_name"]
@@ -1362,37 +1703,44 @@ class Handler(http.server.BaseHTTPRequestHandler):
                     )
             return out
 
-        try:
-            results = server.pool.submit(run_all).result()
-        except (RuntimeError, concurrent.futures.CancelledError):
-            self._send_json(503, {"kind": "not_ready", "message": "the worker is shutting down"}, close=True)
-            return
-        self._send_json(200, results)
+        server.enter()
+
+        def done(results):
+            try:
+                if results is _ShutDown:
+                    self._shut_down("the worker is shutting down")
+                else:
+                    self.send_json(200, results)
+            finally:
+                server.leave()
+
+        server.call(run_all, (), {}, done, self)
 
     def _on_job_complete(self):
         """POST /on-job-complete of a batch worker: runs the predictor's
         on_job_complete() once every batch of the job is done; 404 when it has
         none."""
         server = self.server
-        self._release_pending()
-        ok, _ = self._body_or_error(keep=False)
-        if not ok:
-            return
         hook = getattr(server.predictor.instance, "on_job_complete", None)
         if hook is None or not callable(hook):
-            self._send_json(404, {"kind": "not_found", "message": "the predictor has no on_job_complete"})
+            self.send_json(404, {"kind": "not_found", "message": "the predictor has no on_job_complete"})
             return
         api_name = server.settings["api_name"]
-        try:
-            _, exc = server.pool.submit(_call_guarded, hook).result()
-        except (RuntimeError, concurrent.futures.CancelledError):
-            self._send_json(503, {"kind": "not_ready", "message": "the worker is shutting down"}, close=True)
-            return
-        if exc is not None:
-            _log("ERROR", "%s: exception in on_job_complete: %s" % (api_name, _describe(exc)), _format_traceback(exc))
-            self._send_json(500, {"kind": "internal", "message": "on_job_complete raised %s" % _describe(exc)})
-            return
-        self._send_json(200, {"message": "on_job_complete ran"})
+
+        def done(outcome):
+            if outcome is _ShutDown:
+                self._shut_down("the worker is shutting down")
+                return
+            _, exc = outcome
+            if exc is not None:
+                _log(
+                    "ERROR", "%s: exception in on_job_complete: %s" % (api_name, _describe(exc)), _format_traceback(exc)
+                )
+                self.send_json(500, {"kind": "internal", "message": "on_job_complete raised %s" % _describe(exc)})
+                return
+            self.send_json(200, {"message": "on_job_complete ran"})
+
+        server.call(_call_guarded, (hook,), {}, done, self)
 
 
 # ---------------------------------------------------------------------------
@@ -1433,7 +1781,7 @@ def _install_stop(server):
         if not server.shutting_down.is_set():
             server.stop_time = time.monotonic()
             server.shutting_down.set()
-            threading.Thread(target=server.shutdown, daemon=True).start()
+            server.shutdown()
 
     signal.signal(signal.SIGTERM, stop)
     signal.signal(signal.SIGINT, stop)
@@ -1441,22 +1789,29 @@ def _install_stop(server):
 
 
 def _serve(server):
-    """Serves until stopped, then lets in-flight requests finish for up to
-    REQUEST_STOP_GRACE after the stop signal. Queued post_predicts are dropped
-    and running ones are not waited for: the caller exits with _finish."""
+    """Serves until stopped (this thread waits, running the signal handlers), then lets
+    in-flight requests finish and their answers go out for up to REQUEST_STOP_GRACE after
+    the stop signal. Queued post_predicts are dropped and running ones are not waited for:
+    the caller exits with _finish. Returns the exit status."""
+    server.start()
+    failed = False
     try:
-        server.serve_forever(poll_interval=0.2)
+        while not server.shutting_down.wait(0.2):
+            if server.loop_ended.is_set():
+                failed = True
+                break
     finally:
         start = server.stop_time if server.stop_time is not None else time.monotonic()
         deadline = start + REQUEST_STOP_GRACE
         with server.in_flight_cond:
-            while server.in_flight > 0:
+            while not server.loop_ended.is_set() and (server.in_flight > 0 or not server.flushed()):
                 remaining = deadline - time.monotonic()
                 if remaining <= 0:
                     break
-                server.in_flight_cond.wait(remaining)
+                server.in_flight_cond.wait(min(remaining, 0.05))
         server.pool.shutdown(wait=False, cancel_futures=True)
         server.server_close()
+    return 1 if failed else EXIT_OK
 
 
 def _finish(code):
@@ -1537,7 +1892,7 @@ def main():
         return EXIT_INIT_FAILED
 
     try:
-        server = Server(None, settings, predictor, pool, sock=open_socket(settings))
+        server = Server(settings, predictor, pool, open_socket(settings))
         server.server_activate()
     except OSError as e:
         _log("ERROR", "%s: could not listen on 127.0.0.1:%d: %s" % (api_name, settings["port"], e))
@@ -1548,9 +1903,9 @@ def main():
     port = server.server_address[1]
     _log("INFO", "%s is ready on port %d" % (api_name, port))
     threading.Thread(target=report_status, args=("complete",), daemon=True).start()
-    _serve(server)
+    code = _serve(server)
     _log("INFO", "%s: shut down" % api_name)
-    return EXIT_OK
+    return code
 
 
 # ---------------------------------------------------------------------------
@@ -2168,7 +2523,7 @@ def _worker_main(settings, sock, index, n, status_w, control_r, parent_pid, set_
     if os.read(control_r, 1) != b"g":
         return 1
 
-    server = Server(None, settings, predictor, pool, sock=sock, gate_accept=True)
+    server = Server(settings, predictor, pool, sock, gate_accept=True)
     stop = _install_stop(server)
 
     def watch_supervisor():
@@ -2180,8 +2535,7 @@ def _worker_main(settings, sock, index, n, status_w, control_r, parent_pid, set_
         stop()
 
     threading.Thread(target=watch_supervisor, name="watch_supervisor", daemon=True).start()
-    _serve(server)
-    return EXIT_OK
+    return _serve(server)
 
 
 if __name__ == "__main__":
