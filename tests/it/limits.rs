@@ -15,9 +15,21 @@ const HOG: &str = "class PythonPredictor:\n    def __init__(self, config):\n    
 const LEAN: &str =
     "class PythonPredictor:\n    def __init__(self, config):\n        pass\n\n    def predict(self, payload):\n        return 'lean'\n";
 
+/// Whether the server (logging at `info`) said it enforces memory limits with cgroups (it
+/// does wherever it may make one; elsewhere it samples each replica's memory).
+fn enforced_by_kernel(s: &Server) -> bool {
+    let log = std::fs::read_to_string(s.data_dir().with_file_name("server.log")).unwrap();
+    let kernel = log.contains("memory limits (compute.mem) are enforced by the kernel");
+    assert!(
+        kernel || log.contains("memory limits (compute.mem) are enforced by sampling"),
+        "{log}"
+    );
+    kernel
+}
+
 #[test]
 fn a_replica_over_its_memory_limit_is_killed_and_shown_out_of_memory_until_a_fix_is_deployed() {
-    let s = Server::start();
+    let s = Server::start_with("127.0.0.1:0", &[("CORTEX_LOG", "info")]);
     let p = write_python_api(&s, "hog", HOG, "  compute:\n    mem: 100Mi\n");
     s.ok(&p, &["deploy"]);
     let api = s.wait_status("hog", "error_out_of_memory");
@@ -27,6 +39,12 @@ fn a_replica_over_its_memory_limit_is_killed_and_shown_out_of_memory_until_a_fix
             && error.contains("compute.mem allows 100MiB"),
         "{error}"
     );
+    let killer = if enforced_by_kernel(&s) {
+        "so the kernel killed them"
+    } else {
+        "so it was killed"
+    };
+    assert!(error.contains(killer), "{error}");
     let text = s.ok(&p, &["get", "hog"]);
     assert!(text.contains("error (out of memory)"), "{text}");
     // The list shows the failed replica in its own column (hidden while none failed).
@@ -58,6 +76,24 @@ fn a_replica_over_its_memory_limit_is_killed_and_shown_out_of_memory_until_a_fix
     let resp = s.predict("hog", "{}");
     assert_eq!(resp.status(), 200);
     assert_eq!(resp.text().unwrap(), "lean");
+}
+
+#[test]
+fn where_no_cgroup_is_used_memory_is_sampled_and_the_replica_killed_all_the_same() {
+    let s = Server::start_with(
+        "127.0.0.1:0",
+        &[("CORTEX_MEMORY_LIMITS", "sample"), ("CORTEX_LOG", "info")],
+    );
+    assert!(!enforced_by_kernel(&s));
+    let p = write_python_api(&s, "hog", HOG, "  compute:\n    mem: 100Mi\n");
+    s.ok(&p, &["deploy"]);
+    let api = s.wait_status("hog", "error_out_of_memory");
+    let error = api["errors"][0].as_str().unwrap();
+    assert!(
+        error.starts_with("out of memory: the replica's processes used")
+            && error.contains("compute.mem allows 100MiB, so it was killed"),
+        "{error}"
+    );
 }
 
 #[test]

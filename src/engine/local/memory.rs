@@ -1,10 +1,12 @@
-//! Memory limits of the local engine. A replica with `compute.mem` may keep at most that many
-//! bytes resident across its process group (the shim's worker processes and whatever the
-//! predictor starts count too). The engine samples the group's resident memory and kills the
-//! group once it is over, as a cgroup's OOM killer would; the replica is then reported as
-//! killed for memory. It needs no privileges and works the same for python and command
-//! predictors (a limit on the address space would break programs that reserve much more than
-//! they use, such as numpy's BLAS threads).
+//! Memory limits of the local engine where no memory cgroup can be made (`cgroup.rs` is the
+//! first choice): a replica with `compute.mem` may keep at most that many bytes resident across
+//! its process group (the shim's worker processes and whatever the predictor starts count too).
+//! The engine samples the group's resident memory and kills the group once it is over, as a
+//! cgroup's OOM killer would; the replica is then reported as killed for memory. It needs no
+//! privileges and works the same for python and command predictors. It is chosen over a limit
+//! on the address space (`RLIMIT_AS`), which would break programs that reserve much more than
+//! they use (numpy's BLAS threads, PyTorch, every thread's stack) and makes allocations fail
+//! with `MemoryError` instead of ending the replica in a way the engine can tell apart.
 
 use std::time::Duration;
 

@@ -8,6 +8,7 @@
 //! server holds.
 
 mod capacity;
+mod cgroup;
 mod file_logs;
 mod handle;
 mod memory;
@@ -40,6 +41,8 @@ pub struct LocalEngine {
     log_root: PathBuf,
     /// The CPUs and memory replicas that ask for them reserve.
     capacity: capacity::Capacity,
+    /// Where replicas' memory cgroups are made (`None`: memory limits are sampled).
+    cgroups: Option<Arc<cgroup::Hierarchy>>,
 }
 
 /// The environment variable that marks a process as started by one server (its data dir).
@@ -60,6 +63,7 @@ impl LocalEngine {
             owner: owner.to_string(),
             log_root,
             capacity: capacity::Capacity::of_this_machine(),
+            cgroups: memory_cgroups(),
         }
     }
 
@@ -106,6 +110,25 @@ impl LocalEngine {
     }
 }
 
+/// The hierarchy replicas' memory cgroups are made in, said once in the server's log.
+fn memory_cgroups() -> Option<Arc<cgroup::Hierarchy>> {
+    let found = cgroup::Hierarchy::detect();
+    match &found {
+        Some(h) => {
+            h.remove_stale();
+            tracing::info!(
+                "memory limits (compute.mem) are enforced by the kernel: cgroup {:?} under {}",
+                h.version(),
+                h.parent().display()
+            );
+        }
+        None => tracing::info!(
+            "memory limits (compute.mem) are enforced by sampling each replica's memory: no memory cgroup can be made here"
+        ),
+    }
+    found.map(Arc::new)
+}
+
 impl Engine for LocalEngine {
     fn start(&self, mut plan: ReplicaPlan) -> Arc<dyn Replica> {
         plan.env.push((OWNER_VAR.to_string(), self.owner.clone()));
@@ -114,10 +137,18 @@ impl Engine for LocalEngine {
             path: log_path.clone(),
         });
         let (replica, ends) = LocalReplica::new(plan.replica_id.clone(), logs);
-        let (http, ports, capacity) =
-            (self.http.clone(), self.ports.clone(), self.capacity.clone());
+        let (http, ports, capacity, cgroups) = (
+            self.http.clone(),
+            self.ports.clone(),
+            self.capacity.clone(),
+            self.cgroups.clone(),
+        );
         tokio::spawn(async move {
-            let resources = supervise::Resources { ports, capacity };
+            let resources = supervise::Resources {
+                ports,
+                capacity,
+                cgroups,
+            };
             supervise::supervise(plan, log_path, ends.shared, ends.stop_rx, http, resources).await;
             ends.done_tx.send_replace(true);
         });

@@ -11,6 +11,7 @@ use tokio::process::{Child, Command};
 use tokio::sync::watch;
 
 use super::capacity::{Capacity, Need, Reservation};
+use super::cgroup::{self, Cgroup, Hierarchy};
 use super::handle::ReplicaShared;
 use super::memory;
 use super::output::{Capture, OutputPaths};
@@ -64,17 +65,60 @@ enum RunEnd {
     },
     /// `/healthz` kept being answered by a process outside the replica: it was stopped.
     PortTaken,
-    /// Its processes used more memory than the plan allows (`used` bytes): they were killed.
+    /// Its processes used more memory than the plan allows (`used` bytes): they were killed,
+    /// by the kernel (`by_kernel`, its cgroup's limit) or by the engine (sampling).
     OutOfMemory {
         used: u64,
+        by_kernel: bool,
     },
     Stopped,
 }
 
-/// What the machine lends a replica: a port per run, and the CPU and memory it asks for.
+/// What the machine lends a replica: a port per run, and the CPU and memory it asks for;
+/// `cgroups`, where the server may make memory cgroups, to enforce its memory limit.
 pub(super) struct Resources {
     pub ports: PortPool,
     pub capacity: Capacity,
+    pub cgroups: Option<std::sync::Arc<Hierarchy>>,
+}
+
+/// How a replica's `compute.mem` is enforced.
+pub(super) enum MemoryGuard {
+    Unlimited,
+    /// By the kernel: the replica runs in this cgroup.
+    Cgroup(Cgroup),
+    /// By the engine, sampling the replica's resident memory against this many bytes.
+    Sampled(u64),
+}
+
+impl MemoryGuard {
+    /// A cgroup for `plan` where one can be made, else sampling (saying why in the log).
+    async fn for_plan(
+        plan: &ReplicaPlan,
+        cgroups: Option<&Hierarchy>,
+        log_path: &Path,
+    ) -> MemoryGuard {
+        let Some(limit) = plan.mem_limit else {
+            return MemoryGuard::Unlimited;
+        };
+        let Some(hierarchy) = cgroups.cloned() else {
+            return MemoryGuard::Sampled(limit);
+        };
+        let name = plan.replica_id.clone();
+        let made = tokio::task::spawn_blocking(move || hierarchy.create(&name, limit)).await;
+        match made {
+            Ok(Ok(cgroup)) => MemoryGuard::Cgroup(cgroup),
+            Ok(Err(e)) => {
+                append_log(
+                    log_path,
+                    &format!("cortex: cannot make a memory cgroup for the replica ({e}); its memory is sampled instead"),
+                )
+                .await;
+                MemoryGuard::Sampled(limit)
+            }
+            Err(_) => MemoryGuard::Sampled(limit),
+        }
+    }
 }
 
 /// Keeps `plan`'s child running until a stop is requested; its output goes to `log_path`.
@@ -87,7 +131,11 @@ pub(super) async fn supervise(
     http: reqwest::Client,
     resources: Resources,
 ) {
-    let Resources { ports, capacity } = resources;
+    let Resources {
+        ports,
+        capacity,
+        cgroups,
+    } = resources;
     let need = Need {
         cpu_millis: plan.cpu_millis.unwrap_or(0),
         mem_bytes: plan.mem_limit.unwrap_or(0),
@@ -104,6 +152,7 @@ pub(super) async fn supervise(
         }
     };
     let mut failures_in_a_row: u32 = 0;
+    let mut guard = MemoryGuard::Unlimited;
     let mut attempt: u32 = 0;
     loop {
         if stop_requested(&stop_rx) {
@@ -143,7 +192,14 @@ pub(super) async fn supervise(
             ),
         )
         .await;
-        let (child, capture) = match spawn(&plan, &log_path, port, hold.socket_fd()) {
+        if matches!(guard, MemoryGuard::Unlimited) {
+            guard = MemoryGuard::for_plan(&plan, cgroups.as_deref(), &log_path).await;
+        }
+        let procs = match &guard {
+            MemoryGuard::Cgroup(cgroup) => Some(cgroup.procs_file()),
+            _ => None,
+        };
+        let (child, capture) = match spawn(&plan, &log_path, port, hold.socket_fd(), procs) {
             Ok(c) => c,
             Err(e) => {
                 failures_in_a_row += 1;
@@ -175,7 +231,7 @@ pub(super) async fn supervise(
         drop(socket);
         let end = run(
             child,
-            (port, plan.mem_limit),
+            (port, &guard),
             &plan.api,
             &shared,
             &mut stop_rx,
@@ -188,14 +244,15 @@ pub(super) async fn supervise(
         let mut out_of_memory = false;
         let (error, failed) = match end {
             RunEnd::Stopped => break,
-            RunEnd::OutOfMemory { used } => {
+            RunEnd::OutOfMemory { used, by_kernel } => {
                 failures_in_a_row += 1;
                 out_of_memory = true;
                 let limit = plan.mem_limit.unwrap_or_default();
                 let error = format!(
-                    "out of memory: the {noun}'s processes used {} while compute.mem allows {}, so it was killed; raise compute.mem in cortex.yaml or make the predictor use less memory",
+                    "out of memory: the {noun}'s processes used {} while compute.mem allows {}, so {}; raise compute.mem in cortex.yaml or make the predictor use less memory",
                     memory::mib(used),
                     memory::mib(limit),
+                    if by_kernel { "the kernel killed them" } else { "it was killed" },
                     noun = plan.purpose.noun(),
                 );
                 append_log(&log_path, &format!("cortex: error: {error}")).await;
@@ -254,11 +311,31 @@ pub(super) async fn supervise(
             break;
         }
     }
+    if let MemoryGuard::Cgroup(cgroup) = guard {
+        remove_cgroup(cgroup).await;
+    }
     shared.update(|s| {
         s.phase = ReplicaPhase::Stopped;
         s.pid = None;
         s.port = None;
     });
+}
+
+/// Removes a replica's cgroup once the processes killed in it are gone (the kernel frees a
+/// cgroup only when its last process has exited); one still busy after a few seconds is left
+/// for the next server's clean-up.
+async fn remove_cgroup(cgroup: Cgroup) {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+    loop {
+        let dir = cgroup.dir().to_path_buf();
+        let removed = tokio::task::spawn_blocking(move || std::fs::remove_dir(dir))
+            .await
+            .is_ok_and(|r| r.is_ok());
+        if removed || tokio::time::Instant::now() >= deadline {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
 }
 
 /// Waits until `need` fits the machine (the replica is `pending` meanwhile, saying why); `None`
@@ -297,7 +374,7 @@ async fn reserve(
 /// Runs one child until it exits or a stop is requested, marking it ready on the way.
 async fn run(
     mut child: Child,
-    (port, mem_limit): (u16, Option<u64>),
+    (port, guard): (u16, &MemoryGuard),
     api: &str,
     shared: &ReplicaShared,
     stop_rx: &mut watch::Receiver<Option<Duration>>,
@@ -312,10 +389,14 @@ async fn run(
     tokio::pin!(slow);
     let mut warned = false;
     let over_memory = async {
-        match (pid, mem_limit) {
-            (Some(pgid), Some(limit)) => memory::exceeded(pgid, limit).await,
+        match (pid, guard) {
+            (Some(pgid), MemoryGuard::Sampled(limit)) => memory::exceeded(pgid, *limit).await,
             _ => std::future::pending().await,
         }
+    };
+    let kills_before = match guard {
+        MemoryGuard::Cgroup(cgroup) => cgroup.oom_kills(),
+        _ => 0,
     };
     tokio::pin!(over_memory);
     loop {
@@ -324,6 +405,13 @@ async fn run(
                 // What the replica started in its group must not outlive it.
                 if let Some(pid) = pid {
                     signal_group(pid, libc::SIGKILL);
+                }
+                // The kernel killed one of its processes for memory: the replica ended for that.
+                if let MemoryGuard::Cgroup(cgroup) = guard {
+                    if cgroup.oom_kills() > kills_before {
+                        let used = cgroup.peak().unwrap_or_default();
+                        return RunEnd::OutOfMemory { used, by_kernel: true };
+                    }
                 }
                 let code = status.ok().and_then(|s| s.code());
                 let ready_for = ready_since.map(|t| t.elapsed());
@@ -354,7 +442,7 @@ async fn run(
                     signal_group(pid, libc::SIGKILL);
                 }
                 let _ = child.wait().await;
-                return RunEnd::OutOfMemory { used };
+                return RunEnd::OutOfMemory { used, by_kernel: false };
             }
             _ = stopped(stop_rx) => {
                 let grace = stop_rx.borrow().unwrap_or(STRANGER_STOP_GRACE);
@@ -434,11 +522,14 @@ fn signal_group(pgid: u32, signal: i32) {
     }
 }
 
+/// Starts `plan`'s child on `port` (with the handed socket `socket_fd`), in the memory cgroup
+/// whose `cgroup.procs` is `cgroup_procs`, if any.
 fn spawn(
     plan: &ReplicaPlan,
     log_path: &Path,
     port: u16,
     socket_fd: Option<i32>,
+    cgroup_procs: Option<std::ffi::CString>,
 ) -> std::io::Result<(Child, Capture)> {
     let (program, args) = plan
         .argv
@@ -461,9 +552,13 @@ fn spawn(
         cmd.env("CORTEX_LISTEN_FD", LISTEN_FD.to_string());
     }
     // SAFETY: the closure runs in the child between fork and exec and only calls
-    // async-signal-safe functions (prctl, getppid, dup2, fcntl, _exit).
+    // async-signal-safe functions (prctl, getppid, dup2, fcntl, open, write, close, _exit).
     unsafe {
         cmd.pre_exec(move || {
+            // Into its memory cgroup before it runs anything: all it starts is counted too.
+            if let Some(procs) = &cgroup_procs {
+                cgroup::join(procs)?;
+            }
             if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) != 0 {
                 return Err(std::io::Error::last_os_error());
             }

@@ -1,0 +1,355 @@
+//! Kernel-enforced memory limits. A replica with `compute.mem` runs in its own memory cgroup,
+//! made under the server's own cgroup: cgroup v2 when the server may enable the memory
+//! controller for its children, else the v1 memory hierarchy. The kernel then keeps the
+//! replica's processes within the limit and OOM-kills them past it; the cgroup counts those
+//! kills, which is how the engine tells a replica killed for memory from one that crashed.
+//! Where neither can be made (no permission, no memory controller), `memory.rs` samples the
+//! replica's resident memory instead. `CORTEX_MEMORY_LIMITS=sample` chooses sampling anyway.
+
+use std::ffi::CString;
+use std::os::unix::ffi::OsStrExt;
+use std::path::{Path, PathBuf};
+
+/// Which cgroup interface a hierarchy speaks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Version {
+    V1,
+    V2,
+}
+
+impl Version {
+    fn limit_file(self) -> &'static str {
+        match self {
+            Version::V1 => "memory.limit_in_bytes",
+            Version::V2 => "memory.max",
+        }
+    }
+
+    fn events_file(self) -> &'static str {
+        match self {
+            Version::V1 => "memory.oom_control",
+            Version::V2 => "memory.events",
+        }
+    }
+
+    fn peak_file(self) -> &'static str {
+        match self {
+            Version::V1 => "memory.max_usage_in_bytes",
+            Version::V2 => "memory.peak",
+        }
+    }
+}
+
+/// Where replicas' cgroups are made: the server's own memory cgroup.
+#[derive(Debug, Clone)]
+pub struct Hierarchy {
+    version: Version,
+    parent: PathBuf,
+}
+
+impl Hierarchy {
+    /// The hierarchy this server may make memory cgroups in, if any (`None` also when
+    /// `CORTEX_MEMORY_LIMITS=sample`).
+    pub fn detect() -> Option<Hierarchy> {
+        if std::env::var("CORTEX_MEMORY_LIMITS").is_ok_and(|v| v == "sample") {
+            return None;
+        }
+        let mountinfo = std::fs::read_to_string("/proc/self/mountinfo").ok()?;
+        let cgroups = std::fs::read_to_string("/proc/self/cgroup").ok()?;
+        let v2 = own_dir(&mountinfo, &cgroups, Version::V2)
+            .map(|parent| Hierarchy {
+                version: Version::V2,
+                parent,
+            })
+            .filter(|h| h.v2_delegates_memory());
+        let found = v2.or_else(|| {
+            own_dir(&mountinfo, &cgroups, Version::V1).map(|parent| Hierarchy {
+                version: Version::V1,
+                parent,
+            })
+        })?;
+        found.usable().then_some(found)
+    }
+
+    pub fn version(&self) -> Version {
+        self.version
+    }
+
+    pub fn parent(&self) -> &Path {
+        &self.parent
+    }
+
+    /// v2: whether children of the server's cgroup get the memory controller (enabling it
+    /// fails when the server's cgroup holds processes, unless it is the root).
+    fn v2_delegates_memory(&self) -> bool {
+        let control = self.parent.join("cgroup.subtree_control");
+        let enabled = |text: &str| text.split_whitespace().any(|c| c == "memory");
+        if std::fs::read_to_string(&control).is_ok_and(|t| enabled(&t)) {
+            return true;
+        }
+        std::fs::write(&control, "+memory").is_ok()
+            && std::fs::read_to_string(&control).is_ok_and(|t| enabled(&t))
+    }
+
+    /// Whether a cgroup with a limit can be made here (tried once, then removed).
+    fn usable(&self) -> bool {
+        let probe = format!("probe-{}", std::process::id());
+        match self.create(&probe, 64 << 20) {
+            Ok(cgroup) => {
+                cgroup.remove();
+                true
+            }
+            Err(_) => false,
+        }
+    }
+
+    /// A new cgroup for replica `name` whose processes may use at most `limit` bytes.
+    pub fn create(&self, name: &str, limit: u64) -> std::io::Result<Cgroup> {
+        let dir = self
+            .parent
+            .join(format!("cortex-{}-{name}", std::process::id()));
+        match std::fs::create_dir(&dir) {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
+            Err(e) => return Err(e),
+        }
+        let cgroup = Cgroup {
+            version: self.version,
+            dir,
+        };
+        let configured = cgroup.configure(limit);
+        if let Err(e) = configured {
+            cgroup.remove();
+            return Err(e);
+        }
+        Ok(cgroup)
+    }
+
+    /// Removes the empty cgroups that servers which are gone left behind.
+    pub fn remove_stale(&self) {
+        let Ok(entries) = std::fs::read_dir(&self.parent) else {
+            return;
+        };
+        for entry in entries.flatten() {
+            let name = entry.file_name();
+            let Some(pid) = name
+                .to_str()
+                .and_then(|n| n.strip_prefix("cortex-"))
+                .and_then(|rest| rest.split('-').next())
+                .and_then(|pid| pid.parse::<u32>().ok())
+            else {
+                continue;
+            };
+            if !Path::new(&format!("/proc/{pid}")).exists() {
+                let _ = std::fs::remove_dir(entry.path());
+            }
+        }
+    }
+}
+
+/// One replica's memory cgroup.
+#[derive(Debug)]
+pub struct Cgroup {
+    version: Version,
+    dir: PathBuf,
+}
+
+impl Cgroup {
+    fn configure(&self, limit: u64) -> std::io::Result<()> {
+        std::fs::write(self.dir.join(self.version.limit_file()), limit.to_string())?;
+        match self.version {
+            // Swap counts too where it is accounted (memsw may not be lower than the limit).
+            Version::V1 => {
+                let _ = std::fs::write(
+                    self.dir.join("memory.memsw.limit_in_bytes"),
+                    limit.to_string(),
+                );
+            }
+            // Past the limit the whole replica is killed, not one of its processes, and it
+            // may not swap instead.
+            Version::V2 => {
+                let _ = std::fs::write(self.dir.join("memory.oom.group"), "1");
+                let _ = std::fs::write(self.dir.join("memory.swap.max"), "0");
+            }
+        }
+        Ok(())
+    }
+
+    /// The file a process joins the cgroup by writing `0` to (for a child between fork and
+    /// exec, before it allocates anything).
+    pub fn procs_file(&self) -> CString {
+        CString::new(self.dir.join("cgroup.procs").as_os_str().as_bytes()).unwrap_or_default()
+    }
+
+    /// How many times the kernel OOM-killed a process of this cgroup.
+    pub fn oom_kills(&self) -> u64 {
+        std::fs::read_to_string(self.dir.join(self.version.events_file()))
+            .map(|text| oom_kill_count(&text))
+            .unwrap_or(0)
+    }
+
+    /// The most memory its processes used at once, in bytes, where the kernel says.
+    pub fn peak(&self) -> Option<u64> {
+        std::fs::read_to_string(self.dir.join(self.version.peak_file()))
+            .ok()?
+            .trim()
+            .parse()
+            .ok()
+    }
+
+    /// Removes the cgroup (once its processes are gone; a failure leaves it for the next
+    /// server's `remove_stale`).
+    pub fn remove(&self) {
+        let _ = std::fs::remove_dir(&self.dir);
+    }
+
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+}
+
+/// The `oom_kill N` line of `memory.events` (v2) or `memory.oom_control` (v1).
+fn oom_kill_count(text: &str) -> u64 {
+    text.lines()
+        .find_map(|line| line.strip_prefix("oom_kill "))
+        .and_then(|n| n.trim().parse().ok())
+        .unwrap_or(0)
+}
+
+/// The directory of this process's cgroup in the hierarchy of `version` (the memory one for
+/// v1), from `/proc/self/mountinfo` and `/proc/self/cgroup`.
+fn own_dir(mountinfo: &str, cgroups: &str, version: Version) -> Option<PathBuf> {
+    let own_path = cgroups.lines().find_map(|line| {
+        let mut parts = line.splitn(3, ':');
+        let (id, controllers, path) = (parts.next()?, parts.next()?, parts.next()?);
+        let matches = match version {
+            Version::V2 => id == "0" && controllers.is_empty(),
+            Version::V1 => controllers.split(',').any(|c| c == "memory"),
+        };
+        matches.then(|| path.to_string())
+    })?;
+    mountinfo.lines().find_map(|line| {
+        let (mount, fs) = line.split_once(" - ")?;
+        let mut fs_fields = fs.split_whitespace();
+        let fstype = fs_fields.next()?;
+        let super_options = fs_fields.nth(1).unwrap_or("");
+        let matches = match version {
+            Version::V2 => fstype == "cgroup2",
+            Version::V1 => fstype == "cgroup" && super_options.split(',').any(|o| o == "memory"),
+        };
+        if !matches {
+            return None;
+        }
+        let fields: Vec<&str> = mount.split_whitespace().collect();
+        let (root, mount_point) = (*fields.get(3)?, *fields.get(4)?);
+        // The mount may show a subtree (a container's view): the path is relative to it.
+        let relative = if root == "/" {
+            own_path.as_str()
+        } else {
+            own_path.strip_prefix(root)?
+        };
+        let dir = Path::new(mount_point).join(relative.trim_start_matches('/'));
+        dir.is_dir().then_some(dir)
+    })
+}
+
+/// Moves the calling process into the cgroup whose `cgroup.procs` is `procs` (for a child
+/// between fork and exec: only async-signal-safe calls).
+pub fn join(procs: &CString) -> std::io::Result<()> {
+    // SAFETY: open, write and close on a NUL-terminated path and a static buffer.
+    unsafe {
+        let fd = libc::open(procs.as_ptr(), libc::O_WRONLY | libc::O_CLOEXEC);
+        if fd < 0 {
+            return Err(std::io::Error::last_os_error());
+        }
+        let written = libc::write(fd, b"0".as_ptr().cast(), 1);
+        let err = std::io::Error::last_os_error();
+        libc::close(fd);
+        if written != 1 {
+            return Err(err);
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const MOUNTINFO: &str = "\
+31 23 0:28 / /sys/fs/cgroup rw,relatime - tmpfs tmpfs rw,mode=755
+32 31 0:29 / /sys/fs/cgroup/cpu rw,relatime - cgroup cgroup rw,cpu
+35 31 0:32 / /sys/fs/cgroup/memory rw,relatime - cgroup cgroup rw,memory
+41 31 0:38 / /sys/fs/cgroup/unified rw,relatime - cgroup2 cgroup2 rw
+";
+
+    #[test]
+    fn the_servers_own_cgroup_is_found_per_version() {
+        let cgroups = "4:memory:/\n1:cpu:/\n0::/\n";
+        assert_eq!(
+            own_dir(MOUNTINFO, cgroups, Version::V1),
+            Some(PathBuf::from("/sys/fs/cgroup/memory"))
+        );
+        // Only found where the directory exists on this machine: the parsing is what is
+        // tested here, so the v2 mount is checked through a path every machine has.
+        let mounted_at_root = "41 31 0:38 / / rw - cgroup2 cgroup2 rw\n";
+        assert_eq!(
+            own_dir(mounted_at_root, "0::/tmp\n", Version::V2),
+            Some(PathBuf::from("/tmp"))
+        );
+        assert_eq!(own_dir(mounted_at_root, "0::/tmp\n", Version::V1), None);
+        assert_eq!(own_dir("", cgroups, Version::V1), None);
+    }
+
+    #[test]
+    fn a_mount_of_a_subtree_is_followed() {
+        let mountinfo = "41 31 0:38 /outer / rw - cgroup2 cgroup2 rw\n";
+        assert_eq!(
+            own_dir(mountinfo, "0::/outer/tmp\n", Version::V2),
+            Some(PathBuf::from("/tmp"))
+        );
+        assert_eq!(own_dir(mountinfo, "0::/elsewhere\n", Version::V2), None);
+    }
+
+    #[test]
+    fn oom_kills_are_read_from_either_file() {
+        assert_eq!(
+            oom_kill_count("oom_kill_disable 0\nunder_oom 0\noom_kill 3\n"),
+            3
+        );
+        assert_eq!(
+            oom_kill_count("low 0\nhigh 0\nmax 5\noom 1\noom_kill 1\noom_group_kill 1\n"),
+            1
+        );
+        assert_eq!(oom_kill_count(""), 0);
+    }
+
+    /// On a machine where the server may make memory cgroups, a process over the limit is
+    /// killed by the kernel and the kill is counted. Elsewhere there is nothing to run.
+    #[test]
+    fn a_process_over_the_limit_is_oom_killed_and_counted() {
+        let Some(hierarchy) = Hierarchy::detect() else {
+            eprintln!("no memory cgroup can be made here: the sampling fallback is tested instead");
+            return;
+        };
+        let cgroup = hierarchy.create("unit-test", 32 << 20).unwrap();
+        let procs = cgroup.procs_file();
+        let mut cmd = std::process::Command::new("python3");
+        cmd.args(["-c", "b = bytearray(256 << 20)"]);
+        // SAFETY: open/write/close are async-signal-safe; the path was made before the fork.
+        unsafe {
+            use std::os::unix::process::CommandExt;
+            cmd.pre_exec(move || join(&procs));
+        }
+        let status = cmd.status().unwrap();
+        assert!(!status.success());
+        assert_eq!(cgroup.oom_kills(), 1);
+        assert!(
+            cgroup.peak().is_some_and(|p| p > 1 << 20),
+            "{:?}",
+            cgroup.peak()
+        );
+        cgroup.remove();
+        assert!(!cgroup.dir().exists());
+    }
+}
