@@ -906,37 +906,39 @@ class HeadTooLarge(Exception):
 
 
 class RequestHead:
-    """A request's line and headers (as sent: a list of (name, value) pairs)."""
+    """A request's line and headers (as sent: a list of (name, value) pairs; `by_name` holds
+    each lower-case name's values)."""
 
-    __slots__ = ("method", "target", "version", "headers", "path", "query", "keep_alive")
+    __slots__ = ("method", "target", "version", "headers", "by_name", "path", "query", "keep_alive")
 
     def __init__(self, method, target, version, headers):
         self.method = method
         self.target = target
         self.version = version
         self.headers = headers
+        by_name = {}
+        for k, v in headers:
+            by_name.setdefault(k.lower(), []).append(v)
+        self.by_name = by_name
         if target.startswith("/"):
             path, _, query = target.partition("?")
             self.path, self.query = path, query.partition("#")[0]
         else:  # absolute form (or "*")
             split = urllib.parse.urlsplit(target)
             self.path, self.query = split.path or "/", split.query
-        connection = {t.strip().lower() for v in self.get_all("Connection") for t in v.split(",")}
+        connection = by_name.get("connection")
+        tokens = {t.strip().lower() for v in connection for t in v.split(",")} if connection else ()
         if version == "HTTP/1.0":
-            self.keep_alive = "keep-alive" in connection
+            self.keep_alive = "keep-alive" in tokens
         else:
-            self.keep_alive = "close" not in connection
+            self.keep_alive = "close" not in tokens
 
     def get(self, name, default=None):
-        name = name.lower()
-        for k, v in self.headers:
-            if k.lower() == name:
-                return v
-        return default
+        values = self.by_name.get(name.lower())
+        return values[0] if values else default
 
     def get_all(self, name):
-        name = name.lower()
-        return [v for k, v in self.headers if k.lower() == name]
+        return self.by_name.get(name.lower(), [])
 
 
 def _head_end(buf):
@@ -1448,7 +1450,11 @@ class Connection(asyncio.Protocol):
             result = future.result()
         except (concurrent.futures.CancelledError, RuntimeError):
             result = _ShutDown
-        then(result)
+        try:
+            then(result)
+        except Exception as e:
+            _log("ERROR", "error while answering a request: %s" % _describe(e), _format_traceback(e))
+            self.close()
         if self.paused and not self.closed:
             self.paused = False
             self.transport.resume_reading()
