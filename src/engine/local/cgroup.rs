@@ -1,6 +1,8 @@
-//! Kernel-enforced memory limits. A replica with `compute.mem` runs in its own memory cgroup,
-//! made under the server's own cgroup: cgroup v2 when the server may enable the memory
-//! controller for its children, else the v1 memory hierarchy. The kernel then keeps the
+//! Kernel-enforced memory limits. Each run of a replica with `compute.mem` is in its own memory
+//! cgroup, made under the server's own cgroup: cgroup v2 when the memory controller is already
+//! enabled for the server's children (the server never changes a cgroup it does not own; v2
+//! forbids it for a cgroup that holds processes anyway, unless it is the root), else the v1
+//! memory hierarchy. The kernel then keeps the
 //! replica's processes within the limit and OOM-kills them past it; the cgroup counts those
 //! kills, which is how the engine tells a replica killed for memory from one that crashed.
 //! Where neither can be made (no permission, no memory controller), `memory.rs` samples the
@@ -9,6 +11,10 @@
 use std::ffi::CString;
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+
+/// Makes every cgroup name this server uses unique (replica ids may repeat).
+static NEXT: AtomicU64 = AtomicU64::new(0);
 
 /// Which cgroup interface a hierarchy speaks.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -79,40 +85,41 @@ impl Hierarchy {
         &self.parent
     }
 
-    /// v2: whether children of the server's cgroup get the memory controller (enabling it
-    /// fails when the server's cgroup holds processes, unless it is the root).
+    /// v2: whether children of the server's cgroup get the memory controller.
     fn v2_delegates_memory(&self) -> bool {
-        let control = self.parent.join("cgroup.subtree_control");
-        let enabled = |text: &str| text.split_whitespace().any(|c| c == "memory");
-        if std::fs::read_to_string(&control).is_ok_and(|t| enabled(&t)) {
-            return true;
-        }
-        std::fs::write(&control, "+memory").is_ok()
-            && std::fs::read_to_string(&control).is_ok_and(|t| enabled(&t))
+        std::fs::read_to_string(self.parent.join("cgroup.subtree_control"))
+            .is_ok_and(|text| text.split_whitespace().any(|c| c == "memory"))
     }
 
-    /// Whether a cgroup with a limit can be made here (tried once, then removed).
+    /// Whether a cgroup with a limit can be made here and a process can join it (tried once
+    /// with `true`, then removed).
     fn usable(&self) -> bool {
-        let probe = format!("probe-{}", std::process::id());
-        match self.create(&probe, 64 << 20) {
-            Ok(cgroup) => {
-                cgroup.remove();
-                true
-            }
-            Err(_) => false,
+        let Ok(cgroup) = self.create("probe", 64 << 20) else {
+            return false;
+        };
+        let procs = cgroup.procs_file();
+        let mut cmd = std::process::Command::new("true");
+        cmd.stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null());
+        // SAFETY: `join` only makes async-signal-safe calls; the path was made before the fork.
+        unsafe {
+            use std::os::unix::process::CommandExt;
+            cmd.pre_exec(move || join(&procs));
         }
+        let joined = cmd.status().is_ok_and(|s| s.success());
+        cgroup.remove();
+        joined
     }
 
-    /// A new cgroup for replica `name` whose processes may use at most `limit` bytes.
+    /// A new cgroup for (a run of) replica `name` whose processes may use at most `limit`
+    /// bytes.
     pub fn create(&self, name: &str, limit: u64) -> std::io::Result<Cgroup> {
+        let n = NEXT.fetch_add(1, Ordering::Relaxed);
         let dir = self
             .parent
-            .join(format!("cortex-{}-{name}", std::process::id()));
-        match std::fs::create_dir(&dir) {
-            Ok(()) => {}
-            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
-            Err(e) => return Err(e),
-        }
+            .join(format!("cortex-{}-{n}-{name}", std::process::id()));
+        std::fs::create_dir(&dir)?;
         let cgroup = Cgroup {
             version: self.version,
             dir,
@@ -188,7 +195,8 @@ impl Cgroup {
             .unwrap_or(0)
     }
 
-    /// The most memory its processes used at once, in bytes, where the kernel says.
+    /// The most memory its processes used at once, in bytes, where the kernel says (v2 before
+    /// Linux 5.19 does not).
     pub fn peak(&self) -> Option<u64> {
         std::fs::read_to_string(self.dir.join(self.version.peak_file()))
             .ok()?
@@ -197,10 +205,26 @@ impl Cgroup {
             .ok()
     }
 
+    /// SIGKILLs every process still in the cgroup (those that left the replica's process
+    /// group too); returns how many there were.
+    pub fn kill_all(&self) -> usize {
+        let Ok(text) = std::fs::read_to_string(self.dir.join("cgroup.procs")) else {
+            return 0;
+        };
+        let pids: Vec<i32> = text.lines().filter_map(|l| l.trim().parse().ok()).collect();
+        for pid in &pids {
+            // SAFETY: kill(2) sends a signal; it touches no memory.
+            unsafe {
+                libc::kill(*pid, libc::SIGKILL);
+            }
+        }
+        pids.len()
+    }
+
     /// Removes the cgroup (once its processes are gone; a failure leaves it for the next
-    /// server's `remove_stale`).
-    pub fn remove(&self) {
-        let _ = std::fs::remove_dir(&self.dir);
+    /// server's `remove_stale`). True when it is gone.
+    pub fn remove(&self) -> bool {
+        std::fs::remove_dir(&self.dir).is_ok() || !self.dir.exists()
     }
 
     pub fn dir(&self) -> &Path {
@@ -246,7 +270,9 @@ fn own_dir(mountinfo: &str, cgroups: &str, version: Version) -> Option<PathBuf> 
         let relative = if root == "/" {
             own_path.as_str()
         } else {
-            own_path.strip_prefix(root)?
+            own_path
+                .strip_prefix(root)
+                .filter(|rest| rest.is_empty() || rest.starts_with('/'))?
         };
         let dir = Path::new(mount_point).join(relative.trim_start_matches('/'));
         dir.is_dir().then_some(dir)
@@ -309,6 +335,7 @@ mod tests {
             Some(PathBuf::from("/tmp"))
         );
         assert_eq!(own_dir(mountinfo, "0::/elsewhere\n", Version::V2), None);
+        assert_eq!(own_dir(mountinfo, "0::/outerx/tmp\n", Version::V2), None);
     }
 
     #[test]
@@ -349,7 +376,13 @@ mod tests {
             "{:?}",
             cgroup.peak()
         );
-        cgroup.remove();
+        assert_eq!(cgroup.kill_all(), 0);
+        assert!(cgroup.remove());
         assert!(!cgroup.dir().exists());
+        // Names never repeat.
+        let a = hierarchy.create("same", 32 << 20).unwrap();
+        let b = hierarchy.create("same", 32 << 20).unwrap();
+        assert_ne!(a.dir(), b.dir());
+        assert!(a.remove() && b.remove());
     }
 }

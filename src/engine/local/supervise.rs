@@ -85,14 +85,23 @@ pub(super) struct Resources {
 /// How a replica's `compute.mem` is enforced.
 pub(super) enum MemoryGuard {
     Unlimited,
-    /// By the kernel: the replica runs in this cgroup.
-    Cgroup(Cgroup),
+    /// By the kernel: this run of the replica is in this cgroup, limited to this many bytes.
+    Cgroup(Cgroup, u64),
     /// By the engine, sampling the replica's resident memory against this many bytes.
     Sampled(u64),
 }
 
 impl MemoryGuard {
-    /// A cgroup for `plan` where one can be made, else sampling (saying why in the log).
+    /// The `cgroup.procs` file a child joins its cgroup through.
+    fn procs_file(&self) -> Option<std::ffi::CString> {
+        match self {
+            MemoryGuard::Cgroup(cgroup, _) => Some(cgroup.procs_file()),
+            _ => None,
+        }
+    }
+
+    /// A new cgroup for a run of `plan` where one can be made, else sampling (saying why in
+    /// the log).
     async fn for_plan(
         plan: &ReplicaPlan,
         cgroups: Option<&Hierarchy>,
@@ -107,7 +116,7 @@ impl MemoryGuard {
         let name = plan.replica_id.clone();
         let made = tokio::task::spawn_blocking(move || hierarchy.create(&name, limit)).await;
         match made {
-            Ok(Ok(cgroup)) => MemoryGuard::Cgroup(cgroup),
+            Ok(Ok(cgroup)) => MemoryGuard::Cgroup(cgroup, limit),
             Ok(Err(e)) => {
                 append_log(
                     log_path,
@@ -152,7 +161,6 @@ pub(super) async fn supervise(
         }
     };
     let mut failures_in_a_row: u32 = 0;
-    let mut guard = MemoryGuard::Unlimited;
     let mut attempt: u32 = 0;
     loop {
         if stop_requested(&stop_rx) {
@@ -192,14 +200,21 @@ pub(super) async fn supervise(
             ),
         )
         .await;
-        if matches!(guard, MemoryGuard::Unlimited) {
-            guard = MemoryGuard::for_plan(&plan, cgroups.as_deref(), &log_path).await;
+        let mut guard = MemoryGuard::for_plan(&plan, cgroups.as_deref(), &log_path).await;
+        let mut spawned = spawn(&plan, &log_path, port, hold.socket_fd(), guard.procs_file());
+        if let (Err(e), MemoryGuard::Cgroup(cgroup, limit)) = (&spawned, &guard) {
+            // It could not join its cgroup: sampled instead, rather than not run at all.
+            let limit = *limit;
+            append_log(
+                &log_path,
+                &format!("cortex: cannot start the replica in its memory cgroup ({e}); its memory is sampled instead"),
+            )
+            .await;
+            remove_cgroup(cgroup).await;
+            guard = MemoryGuard::Sampled(limit);
+            spawned = spawn(&plan, &log_path, port, hold.socket_fd(), None);
         }
-        let procs = match &guard {
-            MemoryGuard::Cgroup(cgroup) => Some(cgroup.procs_file()),
-            _ => None,
-        };
-        let (child, capture) = match spawn(&plan, &log_path, port, hold.socket_fd(), procs) {
+        let (child, capture) = match spawned {
             Ok(c) => c,
             Err(e) => {
                 failures_in_a_row += 1;
@@ -238,6 +253,11 @@ pub(super) async fn supervise(
             &http,
         )
         .await;
+        if let MemoryGuard::Cgroup(cgroup, _) = &guard {
+            // What left the replica's process group is in its cgroup all the same.
+            cgroup.kill_all();
+            remove_cgroup(cgroup).await;
+        }
         drop(lease);
         // The last words of the run are in the log before it is read for the error.
         capture.drained().await;
@@ -311,9 +331,6 @@ pub(super) async fn supervise(
             break;
         }
     }
-    if let MemoryGuard::Cgroup(cgroup) = guard {
-        remove_cgroup(cgroup).await;
-    }
     shared.update(|s| {
         s.phase = ReplicaPhase::Stopped;
         s.pid = None;
@@ -321,16 +338,17 @@ pub(super) async fn supervise(
     });
 }
 
-/// Removes a replica's cgroup once the processes killed in it are gone (the kernel frees a
-/// cgroup only when its last process has exited); one still busy after a few seconds is left
-/// for the next server's clean-up.
-async fn remove_cgroup(cgroup: Cgroup) {
+/// Removes a run's cgroup once the processes killed in it are gone (the kernel frees a cgroup
+/// only when its last process has exited); one still busy after a few seconds is left for the
+/// next server's clean-up.
+async fn remove_cgroup(cgroup: &Cgroup) {
     let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
     loop {
         let dir = cgroup.dir().to_path_buf();
-        let removed = tokio::task::spawn_blocking(move || std::fs::remove_dir(dir))
-            .await
-            .is_ok_and(|r| r.is_ok());
+        let removed =
+            tokio::task::spawn_blocking(move || std::fs::remove_dir(&dir).is_ok() || !dir.exists())
+                .await
+                .unwrap_or(false);
         if removed || tokio::time::Instant::now() >= deadline {
             return;
         }
@@ -394,10 +412,7 @@ async fn run(
             _ => std::future::pending().await,
         }
     };
-    let kills_before = match guard {
-        MemoryGuard::Cgroup(cgroup) => cgroup.oom_kills(),
-        _ => 0,
-    };
+
     tokio::pin!(over_memory);
     loop {
         tokio::select! {
@@ -407,9 +422,10 @@ async fn run(
                     signal_group(pid, libc::SIGKILL);
                 }
                 // The kernel killed one of its processes for memory: the replica ended for that.
-                if let MemoryGuard::Cgroup(cgroup) = guard {
-                    if cgroup.oom_kills() > kills_before {
-                        let used = cgroup.peak().unwrap_or_default();
+                // (The cgroup is this run's own: any kill it counts is this run's.)
+                if let MemoryGuard::Cgroup(cgroup, limit) = guard {
+                    if cgroup.oom_kills() > 0 {
+                        let used = cgroup.peak().unwrap_or(*limit);
                         return RunEnd::OutOfMemory { used, by_kernel: true };
                     }
                 }

@@ -145,6 +145,7 @@ async fn replicas_merged(state: &AppState, live: Arc<LiveApi>, query: LogsQuery)
         name,
         deployments: state.deployments.clone(),
         versions: vec![live.versions.newest().version().to_string()],
+        followed: sources.iter().map(|s| s.prefix().to_string()).collect(),
     };
     let shutdown = state.shutdown.clone();
     let body =
@@ -163,6 +164,15 @@ struct ReplicasFeed {
     deployments: Arc<Deployments>,
     /// The versions whose replicas were seen.
     versions: Vec<String>,
+    /// The prefixes of every replica followed so far (a replica id can come back: its log
+    /// file is then read on from its end, not again from the start).
+    followed: std::collections::HashSet<String>,
+}
+
+/// How long a replica that stopped serving is still read: it drains (up to the API's
+/// `networking.timeout`), is asked to stop and gets 5 s more; then its lines are over.
+fn retired_read_for(live: &LiveApi) -> Duration {
+    live.spec.networking.timeout.to_std() + Duration::from_secs(30)
 }
 
 impl Feed for ReplicasFeed {
@@ -177,12 +187,15 @@ impl Feed for ReplicasFeed {
             let serving = serving_replicas(&live);
             // Replicas that stopped serving (scaled down, replaced) are read a while more, then
             // dropped: a long follow does not keep every replica the API ever ran.
+            let read_for = retired_read_for(&live);
             for source in sources.iter_mut() {
-                if !serving
+                if serving
                     .iter()
                     .any(|r| replica_prefix(&self.name, r.id()) == source.prefix())
                 {
-                    source.retire();
+                    source.unretire();
+                } else {
+                    source.retire(read_for);
                 }
             }
             for replica in serving {
@@ -201,7 +214,14 @@ impl Feed for ReplicasFeed {
                         )
                         .as_bytes(),
                     );
-                    sources.push(Source::new(Origin::Worker(replica.logs()), prefix));
+                    let logs = replica.logs();
+                    let start = if self.followed.contains(&prefix) {
+                        logs.size().await
+                    } else {
+                        0
+                    };
+                    self.followed.insert(prefix.clone());
+                    sources.push(Source::from_offset(Origin::Worker(logs), prefix, start));
                 }
             }
             if redeployed {

@@ -24,10 +24,6 @@ const MAX_READ: usize = 1024 * 1024;
 /// `\r`, a binary dump) is sent in pieces of this size, so a follower's memory stays bounded.
 const MAX_LINE: usize = 64 * 1024;
 
-/// How long a retired source (a replica that no longer serves) is still read: it writes its
-/// last lines while it drains and stops (the engine kills it 5 s after asking it to stop).
-const RETIRED_READ_FOR: Duration = Duration::from_secs(30);
-
 /// Where one part of a job's log comes from.
 pub(super) enum Origin {
     /// The server's own lines (a file the jobs module appends to).
@@ -41,7 +37,8 @@ pub(super) struct Source {
     prefix: String,
     offset: u64,
     partial: Vec<u8>,
-    /// When it stopped being one of the log's parts (read on for [`RETIRED_READ_FOR`]).
+    /// When it stops being read (it is no longer one of the log's parts, but may still write
+    /// its last lines until then).
     retired: Option<Instant>,
 }
 
@@ -62,15 +59,20 @@ impl Source {
         }
     }
 
-    /// Marks it as no longer part of the log: it is read for a while more, then dropped.
-    pub(super) fn retire(&mut self) {
-        self.retired.get_or_insert_with(Instant::now);
+    /// Marks it as no longer part of the log: it is read for `read_for` more, then dropped.
+    pub(super) fn retire(&mut self, read_for: Duration) {
+        self.retired
+            .get_or_insert_with(|| Instant::now() + read_for);
+    }
+
+    /// Takes back a retirement (it is part of the log again).
+    pub(super) fn unretire(&mut self) {
+        self.retired = None;
     }
 
     /// Whether it is retired and has been read long enough.
     fn expired(&self) -> bool {
-        self.retired
-            .is_some_and(|at| at.elapsed() >= RETIRED_READ_FOR)
+        self.retired.is_some_and(|until| Instant::now() >= until)
     }
 
     /// Its prefix (which names it).
@@ -236,10 +238,13 @@ mod tests {
     fn a_retired_source_expires_only_after_its_grace() {
         let mut source = Source::new(Origin::Server("x".into()), String::new());
         assert!(!source.expired());
-        source.retire();
+        source.retire(Duration::from_secs(30));
         assert!(!source.expired());
-        source.retired = Some(Instant::now() - RETIRED_READ_FOR);
+        source.unretire();
+        source.retire(Duration::ZERO);
         assert!(source.expired());
+        source.unretire();
+        assert!(!source.expired());
     }
 
     #[test]
