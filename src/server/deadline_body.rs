@@ -1,7 +1,8 @@
 //! A response body that ends with an error once a deadline passes: the gateway's
 //! `networking.timeout` bounds the whole answer, not only its head. A replica that sends its
 //! headers and then stalls does not hold its admission slot (or the caller) past the deadline;
-//! the caller's connection is cut, since the status line has already gone out.
+//! the caller's connection is cut, since the status line has already gone out. (A caller that
+//! stops reading holds the slot until its connection goes: the body is not polled meanwhile.)
 
 use std::future::Future;
 use std::pin::Pin;
@@ -43,11 +44,17 @@ impl http_body::Body for DeadlineBody {
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, Self::Error>>> {
         let this = &mut *self;
+        let timeout = this.timeout;
+        let timed_out = move || Poll::Ready(Some(Err(axum::Error::new(BodyTimedOut(timeout)))));
+        // Checked first as well: a body that always has a frame ready must end too.
+        if Instant::now() >= this.sleep.deadline() {
+            return timed_out();
+        }
         if let Poll::Ready(frame) = Pin::new(&mut this.inner).poll_frame(cx) {
             return Poll::Ready(frame);
         }
         match this.sleep.as_mut().poll(cx) {
-            Poll::Ready(()) => Poll::Ready(Some(Err(axum::Error::new(BodyTimedOut(this.timeout))))),
+            Poll::Ready(()) => timed_out(),
             Poll::Pending => Poll::Pending,
         }
     }
@@ -75,6 +82,34 @@ mod tests {
         );
         let bytes = body.collect().await.unwrap().to_bytes();
         assert_eq!(&bytes[..], b"done");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_body_that_never_pauses_ends_at_the_deadline_too() {
+        let endless = futures_util::stream::repeat_with(|| {
+            Ok::<_, std::io::Error>(Frame::data(Bytes::from_static(b"x")))
+        });
+        let started = Instant::now();
+        let mut body = DeadlineBody::new(
+            Body::new(http_body_util::StreamBody::new(endless)),
+            started + Duration::from_secs(1),
+            Duration::from_secs(1),
+        );
+        let mut frames = 0u64;
+        loop {
+            match body.frame().await {
+                Some(Ok(_)) => frames += 1,
+                Some(Err(e)) => {
+                    assert!(e.to_string().contains("timeout of 1s"), "{e}");
+                    break;
+                }
+                None => panic!("an endless body ended"),
+            }
+            if frames.is_multiple_of(1000) {
+                tokio::time::advance(Duration::from_millis(100)).await;
+            }
+        }
+        assert!(started.elapsed() >= Duration::from_secs(1));
     }
 
     #[tokio::test(start_paused = true)]

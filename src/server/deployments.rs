@@ -155,7 +155,15 @@ impl Deployments {
 
         // From here to the route switch nothing awaits.
         let old = self.get(&name);
-        let target = desired_replicas(&spec, old.as_ref().map(|o| o.versions.newest().desired()));
+        // In the middle of an update the newest version's size is a step, not the size.
+        let running = old.as_ref().map(|o| {
+            if o.has_older() {
+                o.target
+            } else {
+                o.versions.newest().desired()
+            }
+        });
+        let target = desired_replicas(&spec, running);
         let freed = old
             .as_ref()
             .map(|o| o.versions.freed().clone())
@@ -170,6 +178,16 @@ impl Deployments {
             // the others roll out as it becomes ready.
             Some(i) => {
                 let back = serving.remove(i);
+                if serving.is_empty() {
+                    // Nothing older to roll from: it takes the whole size at once (a partial
+                    // update left it short, or the spec's size changed).
+                    for member in back.scale_to(target.max(1), self.engine.as_ref()) {
+                        let drain = spec.networking.timeout.to_std();
+                        self.tasks.spawn(async move {
+                            member.drain_and_stop(drain, REPLICA_STOP_GRACE).await
+                        });
+                    }
+                }
                 (back, serving, true)
             }
             None => {
@@ -216,6 +234,7 @@ impl Deployments {
             queue: Default::default(),
             ended: Default::default(),
             splitter: None,
+            target,
         });
         let replaced = self.routes.insert(live.clone());
         if let Ok(Some(replaced)) = &replaced {
@@ -289,6 +308,7 @@ impl Deployments {
             access: std::sync::RwLock::new(row.into()),
             queue: Default::default(),
             ended: Default::default(),
+            target: 0,
         });
         let replaced = self.routes.insert(live.clone()).map_err(|_| {
             StoreError::Conflict(

@@ -31,6 +31,9 @@ pub struct LiveApi {
     pub ended: tokio_util::sync::CancellationToken,
     /// A TrafficSplitter's choice of API per request (it runs no replica itself).
     pub splitter: Option<Splitter>,
+    /// How many replicas the newest version rolls out to while older ones still serve (the
+    /// autoscaler sets the size once the update is done).
+    pub target: u32,
 }
 
 impl LiveApi {
@@ -108,6 +111,7 @@ mod tests {
             queue: Default::default(),
             ended: Default::default(),
             splitter: None,
+            target: 1,
             access: std::sync::RwLock::new(ModelAccess {
                 model_id: format!("model-{name}"),
                 owner_id: "owner".into(),

@@ -403,10 +403,21 @@ fn a_replica_that_stalls_mid_answer_is_cut_off_at_the_timeout_and_frees_its_slot
     s.wait_status("stall", "live");
     // The head arrives, the rest never does: the gateway ends the answer at the deadline
     // (the client sees its body fail) instead of holding the caller forever.
+    // (A client timeout far past the api's, so that without the cut this fails, not hangs.)
+    let client = reqwest::blocking::Client::builder()
+        .no_proxy()
+        .timeout(std::time::Duration::from_secs(30))
+        .build()
+        .unwrap();
     for _ in 0..2 {
-        let resp = s.predict("stall", "{}");
+        let resp = client
+            .post(format!("{}/stall", s.url))
+            .body("{}")
+            .send()
+            .unwrap();
         assert_eq!(resp.status(), 200);
-        assert!(resp.bytes().is_err(), "the body should be cut off");
+        let err = resp.bytes().expect_err("the body should be cut off");
+        assert!(!err.is_timeout(), "the client gave up first: {err}");
     }
     // The second request was admitted, so the first one's slot (the only one, with no
     // queue) was given back when its body was cut off.
@@ -495,4 +506,47 @@ fn a_redeploy_in_the_middle_of_an_update_keeps_both_older_versions_serving_until
         failed.len(),
         ok
     );
+}
+
+#[test]
+fn going_back_to_a_version_that_an_update_had_shrunk_gives_it_its_whole_size_again() {
+    let s = Server::start();
+    let claim = s.data_dir().with_file_name("claimed");
+    let p = s.project("shrunk");
+    // Version 2: its first replica gets ready and dies at its first request; every other
+    // start of it hangs in __init__.
+    write(
+        &p,
+        "predictor.py",
+        "import os, time\n\nclass PythonPredictor:\n    def __init__(self, config):\n        self.version = config['version']\n        if self.version == 2:\n            try:\n                os.close(os.open(config['claim'], os.O_CREAT | os.O_EXCL))\n            except FileExistsError:\n                time.sleep(3600)\n\n    def predict(self, payload):\n        if self.version == 2:\n            os._exit(1)\n        return 'v%d' % self.version\n",
+    );
+    let config = |version: u32| {
+        format!(
+            "- name: shrunk\n  kind: RealtimeAPI\n  predictor:\n    type: python\n    path: predictor.py\n    config:\n      version: {version}\n      claim: {}\n  autoscaling:\n    min_replicas: 2\n    max_replicas: 2\n  update_strategy:\n    max_surge: 1\n    max_unavailable: 0\n",
+            claim.display()
+        )
+    };
+    write(&p, "cortex.yaml", &config(1));
+    s.ok(&p, &["deploy"]);
+    wait_for("two ready replicas", DEADLINE, || {
+        (ready_counts(&s.api_json("shrunk")?) == (2, 0)).then_some(())
+    });
+    write(&p, "cortex.yaml", &config(2));
+    s.ok(&p, &["deploy"]);
+    wait_for("the update half-way", DEADLINE, || {
+        (ready_counts(&s.api_json("shrunk")?) == (1, 1)).then_some(())
+    });
+    // The newest version takes the request and dies; it never gets ready again.
+    let _ = s.predict("shrunk", "{}");
+    wait_for("version 2 down", DEADLINE, || {
+        (ready_counts(&s.api_json("shrunk")?) == (0, 1)).then_some(())
+    });
+
+    write(&p, "cortex.yaml", &config(1));
+    s.ok(&p, &["deploy", "--force"]);
+    wait_for("version 1 at its whole size", DEADLINE, || {
+        let v = s.api_json("shrunk")?;
+        (v["status"] == "live" && ready_counts(&v) == (2, 0) && replicas(&v) == 2).then_some(())
+    });
+    assert_eq!(s.predict("shrunk", "{}").text().unwrap(), "v1");
 }
