@@ -1249,10 +1249,14 @@ class Server:
         for _ in range(1 if self.gate_accept else 16):
             try:
                 conn, _ = self.socket.accept()
-            except (BlockingIOError, InterruptedError):
-                return  # another worker took it
+            except (BlockingIOError, InterruptedError, ConnectionAbortedError):
+                return  # another worker took it, or the client went away first
             except OSError as e:
-                _log("ERROR", "%s: cannot accept a connection: %s" % (self.settings["api_name"], e))
+                # out of descriptors (EMFILE, ENFILE) or memory: the socket stays readable, so
+                # accepting pauses a moment instead of spinning; said once per pause
+                _log("WARNING", "%s: cannot accept a connection: %s; retrying in 0.1 s" % (self.settings["api_name"], e))
+                self._stop_accepting()
+                self.defer_handle = self.loop.call_later(0.1, self._resume_accept)
                 return
             conn.setblocking(False)
             self.pending += 1
@@ -1316,7 +1320,7 @@ class Server:
         future.add_done_callback(done)
 
     def enter(self):
-        """A request starts being answered (counted for a graceful stop)."""
+        """A request starts (counted for a graceful stop; see `Connection.enter`)."""
         with self.in_flight_cond:
             self.in_flight += 1
 
@@ -1326,14 +1330,20 @@ class Server:
             self.in_flight_cond.notify_all()
         self.slot_freed()
 
-    def post_predict(self, fn, args):
+    def post_predict(self, fn, args, conn):
+        """Runs post_predict after the answer `conn` just wrote: on the pool, or (one thread)
+        on this thread once the answer has gone out."""
         api_name = self.settings["api_name"]
         if self.inline:
-            asyncio._set_running_loop(None)
-            try:
-                _run_post_predict(fn, args, api_name)
-            finally:
-                asyncio._set_running_loop(self.loop)
+
+            def run():
+                asyncio._set_running_loop(None)
+                try:
+                    _run_post_predict(fn, args, api_name)
+                finally:
+                    asyncio._set_running_loop(self.loop)
+
+            conn.after_flush(run)
             return
         with self.in_flight_cond:
             self.post_busy += 1
@@ -1382,8 +1392,11 @@ class Connection(asyncio.Protocol):
         self.eof = False
         self.closed = False
         self.lingering = False
-        self.paused = False
+        self.reading_paused = False
+        self.write_paused = False  # the client reads slower than answers are written
+        self.flush_waiters = []  # called once what is written has gone out
         self.pending = True
+        self.counted = False  # its POST counts as in flight (from its head to its answer)
         self.must_close = False
         self.method = "GET"
         self.last_active = time.monotonic()
@@ -1405,16 +1418,28 @@ class Connection(asyncio.Protocol):
         self.closed = True
         self.server.connections.discard(self)
         self.release_pending()
+        self.leave()
+        self._run_flush_waiters()
+
+    def pause_writing(self):
+        self.write_paused = True
+        self._update_reading()
+
+    def resume_writing(self):
+        self.write_paused = False
+        self._update_reading()
+        if not self.transport.get_write_buffer_size():
+            self._run_flush_waiters()
+        if not self.closed and not self.busy:
+            self._process()
 
     def data_received(self, data):
         if self.lingering or self.closed:
             return
         self.buf += data
         self.last_active = time.monotonic()
-        if self.busy:
-            if len(self.buf) > BUFFER_HIGH_WATER and not self.paused:
-                self.paused = True
-                self.transport.pause_reading()
+        if self.busy or self.write_paused:
+            self._update_reading()
             return
         self._process()
 
@@ -1427,6 +1452,53 @@ class Connection(asyncio.Protocol):
         return True  # half-closed: the answer may still be written
 
     # -- state
+    def _update_reading(self):
+        """Stops reading while answers wait to go out, or while a request is answered with
+        much more already buffered; reads again once neither holds."""
+        pause = self.write_paused or (self.busy and len(self.buf) > BUFFER_HIGH_WATER)
+        if pause != self.reading_paused and not self.closed:
+            self.reading_paused = pause
+            if pause:
+                self.transport.pause_reading()
+            else:
+                self.transport.resume_reading()
+
+    def enter(self):
+        """Its request counts as in flight (a graceful stop waits for it)."""
+        if not self.counted:
+            self.counted = True
+            self.server.enter()
+
+    def leave(self):
+        if self.counted:
+            self.counted = False
+            self.server.leave()
+
+    def after_flush(self, fn):
+        """Calls `fn` once what is written has gone out (at once if it has)."""
+        if self.closed or not self.transport.get_write_buffer_size():
+            fn()
+            return
+        self.flush_waiters.append(fn)
+        if len(self.flush_waiters) == 1:
+            self.server.loop.call_later(0.005, self._check_flushed)
+
+    def _check_flushed(self):
+        if not self.flush_waiters:
+            return
+        if self.closed or not self.transport.get_write_buffer_size():
+            self._run_flush_waiters()
+        elif not self.write_paused:  # paused: resume_writing says when
+            self.server.loop.call_later(0.005, self._check_flushed)
+
+    def _run_flush_waiters(self):
+        waiters, self.flush_waiters = self.flush_waiters, []
+        for fn in waiters:
+            try:
+                fn()
+            except Exception as e:
+                _log("ERROR", "error after an answer: %s" % _describe(e), _format_traceback(e))
+
     def release_pending(self):
         if self.pending:
             self.pending = False
@@ -1454,11 +1526,10 @@ class Connection(asyncio.Protocol):
             then(result)
         except Exception as e:
             _log("ERROR", "error while answering a request: %s" % _describe(e), _format_traceback(e))
+            self.leave()
             self.close()
-        if self.paused and not self.closed:
-            self.paused = False
-            self.transport.resume_reading()
-        if not self.closed:
+        self._update_reading()
+        if not self.closed and not self.write_paused:
             self._process()
 
     # -- reading requests
@@ -1472,7 +1543,7 @@ class Connection(asyncio.Protocol):
     def _read_requests(self):
         server = self.server
         limit = server.settings["max_body_bytes"]
-        while not self.busy and not self.closed and not self.lingering:
+        while not self.busy and not self.closed and not self.lingering and not self.write_paused:
             if self.head is None:
                 try:
                     parsed = parse_head(self.buf)
@@ -1493,13 +1564,18 @@ class Connection(asyncio.Protocol):
                     return
                 head, taken = parsed
                 del self.buf[:taken]
-                self.release_pending()
                 self.head, self.method = head, head.method
                 self.must_close = not head.keep_alive
                 if head.method == "POST" and server.shutting_down.is_set():
+                    self.release_pending()
                     message = "the worker is shutting down" if server.settings.get("batch") else "the api is shutting down"
                     self.send_json(503, {"kind": "not_ready", "message": message}, close=True)
                     return
+                if head.method == "POST":
+                    # in flight from its head on (its body may still be coming), counted
+                    # before it stops being pending so the accept gate never sees it idle
+                    self.enter()
+                self.release_pending()
                 try:
                     self.body = request_body(head, limit)
                 except PayloadTooLarge:
@@ -1538,6 +1614,7 @@ class Connection(asyncio.Protocol):
         dropped (until it closes or LINGER_SECONDS pass), so that it is not reset before it
         reads the answer."""
         if self.closed:
+            self.leave()
             return
         if isinstance(body, str):
             body = body.encode("utf-8")
@@ -1563,6 +1640,7 @@ class Connection(asyncio.Protocol):
         if self.method != "HEAD" and body:
             data += body
         self.transport.write(data)
+        self.leave()  # the request is answered
         if linger and not self.server.shutting_down.is_set():
             self.lingering = True
             self.head, self.buf = None, bytearray()
@@ -1642,33 +1720,30 @@ class Connection(asyncio.Protocol):
             "batch_id": head.get("X-Cortex-Batch-ID", ""),
         }
         kwargs = {n: values[n] for n in predictor.predict_args}
-        server.enter()
 
         def predicted(outcome):
-            try:
-                if outcome is _ShutDown:
-                    self._shut_down("the api is shutting down")
-                    return
-                result, exc = outcome
-                if exc is None:
-                    try:
-                        status, out, response_headers = render(result)
-                    except Exception as e:
-                        exc = e
-                if exc is not None:
-                    _log("ERROR", "%s: exception in predict: %s" % (api_name, _describe(exc)), _format_traceback(exc))
-                    # A batch's failure is kept with the job (its dead letters): say what it was.
-                    message = (
-                        "predict raised %s" % _describe(exc) if server.settings.get("batch") else "internal server error"
-                    )
-                    self.send_json(500, {"kind": "internal", "message": message})
-                    return
-                self.send(status, out, response_headers)
-            finally:
-                server.leave()
+            if outcome is _ShutDown:
+                self._shut_down("the api is shutting down")
+                return
+            result, exc = outcome
+            if exc is None:
+                try:
+                    status, out, response_headers = render(result)
+                except Exception as e:
+                    exc = e
+            if exc is not None:
+                _log("ERROR", "%s: exception in predict: %s" % (api_name, _describe(exc)), _format_traceback(exc))
+                # A batch's failure is kept with the job (its dead letters): say what it was.
+                message = (
+                    "predict raised %s" % _describe(exc) if server.settings.get("batch") else "internal server error"
+                )
+                self.send_json(500, {"kind": "internal", "message": message})
+                return
+            self.send(status, out, response_headers)
             if predictor.post_predict is not None:
                 values["response"] = result
-                server.post_predict(predictor.post_predict, {n: values[n] for n in predictor.post_predict_args})
+                args = {n: values[n] for n in predictor.post_predict_args}
+                server.post_predict(predictor.post_predict, args, self)
 
         server.call(_call_guarded, (predictor.instance.predict,), kwargs, predicted, self)
 
@@ -1709,16 +1784,11 @@ class Connection(asyncio.Protocol):
                     )
             return out
 
-        server.enter()
-
         def done(results):
-            try:
-                if results is _ShutDown:
-                    self._shut_down("the worker is shutting down")
-                else:
-                    self.send_json(200, results)
-            finally:
-                server.leave()
+            if results is _ShutDown:
+                self._shut_down("the worker is shutting down")
+            else:
+                self.send_json(200, results)
 
         server.call(run_all, (), {}, done, self)
 

@@ -835,6 +835,130 @@ class TestSignals(ShimTestCase):
         self.assertEqual(shim.wait_exit(), 0)
 
 
+    def test_sigterm_answers_a_post_whose_body_is_still_coming(self):
+        for threads in (1, 4):
+            with self.subTest(threads=threads):
+                shim = self.start(ECHO, threads=threads)
+                conn = RawConn(shim.port)
+                self.addCleanup(conn.close)
+                body = b'{"text": "late"}'
+                # the 100 Continue says the head was read; then the stop begins
+                conn.send(
+                    b"POST / HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+                    b"Expect: 100-continue\r\nContent-Length: %d\r\n\r\n" % len(body)
+                )
+                self.assertEqual(conn.file.readline(), b"HTTP/1.1 100 Continue\r\n")
+                self.assertEqual(conn.file.readline(), b"\r\n")
+                shim.proc.send_signal(signal.SIGTERM)
+
+                def refused():
+                    try:
+                        socket.create_connection(("127.0.0.1", shim.port), timeout=1).close()
+                        return False
+                    except OSError:
+                        return True
+
+                wait_until(refused, what="the shim to stop accepting")
+                conn.send(body)
+                status, headers, answer = conn.response()
+                self.assertEqual(status, 200)
+                self.assertEqual(json.loads(answer)["payload"], {"text": "late"})
+                self.assertEqual(headers.get("connection"), "close")
+                self.assertEqual(shim.wait_exit(), 0)
+
+
+class FakeTransport:
+    """What a Connection writes to, without a socket."""
+
+    def __init__(self):
+        self.written = bytearray()
+        self.unsent = 0  # bytes "still in the buffer"
+        self.reading = True
+        self.closed = False
+
+    def get_extra_info(self, name):
+        return None
+
+    def write(self, data):
+        self.written += data
+
+    def get_write_buffer_size(self):
+        return self.unsent
+
+    def pause_reading(self):
+        self.reading = False
+
+    def resume_reading(self):
+        self.reading = True
+
+    def close(self):
+        self.closed = True
+
+
+class FakeLoop:
+    def __init__(self):
+        self.later = []
+
+    def call_later(self, delay, fn, *args):
+        self.later.append((fn, args))
+
+
+def fake_connection(predict, post_predict=None):
+    """A Connection of a one-thread server (predict runs inline) on a FakeTransport."""
+    settings = {"threads": 1, "max_body_bytes": 1 << 20, "api_name": "t"}
+    instance = mock.Mock(predict=predict)
+    predictor = cortex_shim.Predictor(instance, ("payload",), post_predict, ("response",) if post_predict else ())
+    server = cortex_shim.Server.__new__(cortex_shim.Server)
+    server.__init__(settings, predictor, None, mock.Mock(getsockname=lambda: ("127.0.0.1", 1), fileno=lambda: -1))
+    server.loop = FakeLoop()
+    conn = cortex_shim.Connection(server)
+    conn.connection_made(FakeTransport())
+    return server, conn
+
+
+POST = b"POST / HTTP/1.1\r\nContent-Type: application/json\r\nContent-Length: 2\r\n\r\n{}"
+
+
+class TestBackpressure(unittest.TestCase):
+    def test_no_request_is_answered_while_answers_wait_to_go_out(self):
+        calls = []
+        server, conn = fake_connection(lambda payload: calls.append(payload) or "ok")
+        conn.data_received(POST)
+        self.assertEqual(len(calls), 1)
+        conn.pause_writing()  # the client reads slower than answers are written
+        self.assertFalse(conn.transport.reading)
+        conn.data_received(POST + POST)
+        self.assertEqual(len(calls), 1, "a request was answered while writing was paused")
+        conn.resume_writing()
+        self.assertTrue(conn.transport.reading)
+        self.assertEqual(len(calls), 3)
+        self.assertEqual(conn.transport.written.count(b"HTTP/1.1 200 OK"), 3)
+        self.assertEqual(server.in_flight, 0)
+
+    def test_post_predict_runs_once_the_answer_has_gone_out(self):
+        order = []
+        server, conn = fake_connection(lambda payload: "ok", post_predict=lambda response: order.append("post"))
+        conn.transport.unsent = 10 << 20  # a large answer, still being sent
+        conn.data_received(POST)
+        self.assertEqual(conn.transport.written.count(b"200 OK"), 1)
+        self.assertEqual(order, [], "post_predict ran before the answer went out")
+        conn.transport.unsent = 0
+        for fn, args in server.loop.later:
+            fn(*args)
+        self.assertEqual(order, ["post"])
+
+    def test_a_post_counts_as_in_flight_from_its_head_until_its_answer(self):
+        server, conn = fake_connection(lambda payload: "ok")
+        conn.data_received(POST[:-2])  # the head, not the body yet
+        self.assertEqual(server.in_flight, 1)
+        conn.data_received(POST[-2:])
+        self.assertEqual(server.in_flight, 0)
+        conn.data_received(POST[:-1])
+        self.assertEqual(server.in_flight, 1)
+        conn.connection_lost(None)  # the client went away mid-body
+        self.assertEqual(server.in_flight, 0)
+
+
 # ---------------------------------------------------------------------------
 # the thread model: one pool per process runs __init__, predict, post_predict
 
