@@ -46,13 +46,11 @@ async fn watch(source: &Source, args: &GetArgs) -> anyhow::Result<ExitStatus> {
         let header = format!("$ cortex {}    {}\n\n", command.join(" "), clock());
         let mut out = std::io::stdout().lock();
         if tty {
-            if shown_lines > 0 {
-                // Up to where the last frame began, then clear to the end of the screen.
-                write!(out, "\x1b[{shown_lines}A\x1b[J")?;
-            }
             let frame = format!("{header}{body}");
+            let redraw = in_place(&frame, shown_lines);
             shown_lines = frame.lines().count();
-            write!(out, "{frame}")?;
+            // One write: the terminal never shows a cleared or half-drawn frame.
+            out.write_all(redraw.as_bytes())?;
         } else {
             writeln!(out, "{header}{body}")?;
         }
@@ -60,6 +58,22 @@ async fn watch(source: &Source, args: &GetArgs) -> anyhow::Result<ExitStatus> {
         drop(out);
         tokio::time::sleep(Duration::from_secs(2)).await;
     }
+}
+
+/// What redraws `frame` over the `previous` lines drawn last: up to where they began, then
+/// each line over the old one (clearing what is left of it), then whatever the old frame had
+/// below. Nothing is cleared before it is drawn over, so nothing flickers.
+fn in_place(frame: &str, previous: usize) -> String {
+    let mut out = String::with_capacity(frame.len() + 8 * previous + 16);
+    if previous > 0 {
+        out.push_str(&format!("\x1b[{previous}A\r"));
+    }
+    for line in frame.lines() {
+        out.push_str(line);
+        out.push_str("\x1b[K\n");
+    }
+    out.push_str("\x1b[J");
+    out
 }
 
 /// Local wall-clock time as cortex prints it: `3:04:05pm CET` (from the C library's idea of
@@ -430,4 +444,13 @@ fn api_text(api: &ApiResponse) -> String {
     out.push_str(&deployment_text(&api.deployment));
     out.push_str(&render::configuration("configuration", &api.spec));
     out
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn a_redraw_overwrites_in_place_and_clears_only_what_is_left() {
+        assert_eq!(super::in_place("a\nb\n", 0), "a\x1b[K\nb\x1b[K\n\x1b[J");
+        assert_eq!(super::in_place("c\n", 2), "\x1b[2A\rc\x1b[K\n\x1b[J");
+    }
 }

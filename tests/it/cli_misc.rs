@@ -290,10 +290,16 @@ fn get_watch_redraws_in_place_on_a_terminal() {
     );
     let lines = line_channel(child.0.stdout.take().unwrap());
     wait_line(&lines, "$ cortex get");
-    // The second frame starts by moving the cursor up over the first one.
-    let second = wait_line(&lines, "\x1b[");
+    // The second frame moves the cursor up over the first and draws over it line by line,
+    // clearing only what is left of each line (nothing is cleared before it is redrawn).
+    let second = wait_line(&lines, "A\r$ cortex get");
     drop(child);
-    assert!(second.concat().contains("\x1b[J"), "{second:?}");
+    let header = second.last().unwrap();
+    assert!(
+        header.starts_with("\x1b[J\x1b[") && header.ends_with("\x1b[K"),
+        "{second:?}"
+    );
+    assert!(!second.concat().contains("\x1b[2J"), "{second:?}");
 }
 
 #[test]
