@@ -430,7 +430,8 @@ def main():
     if not shutil.which("wrk"):
         raise SystemExit("wrk is needed: apt-get install wrk")
     sh("cargo", "build", "--release", "--bin", "cortex", "--example", "noop-worker", cwd=ROOT)
-    bin_path = os.path.join(ROOT, "target", "release", "cortex")
+    # CORTEX_BENCH_BIN: another cortex binary to measure (e.g. an earlier build, to compare)
+    bin_path = os.environ.get("CORTEX_BENCH_BIN") or os.path.join(ROOT, "target", "release", "cortex")
     worker = os.path.join(ROOT, "target", "release", "examples", "noop-worker")
     print("machine: %s, %d cores; %s" % (os.uname().machine, os.cpu_count(), time.strftime("%Y-%m-%d")))
     with tempfile.TemporaryDirectory() as work:
