@@ -4,7 +4,7 @@
 
 use std::path::PathBuf;
 
-use crate::harness::{write, Server};
+use crate::harness::{wait_for, write, Server, DEADLINE};
 
 /// A python RealtimeAPI named `name` with this predictor and extra YAML for the API.
 fn write_python_api(s: &Server, name: &str, predictor: &str, extra_yaml: &str) -> PathBuf {
@@ -174,4 +174,66 @@ fn a_replica_that_does_not_fit_waits_as_compute_unavailable_until_room_is_made()
             .contains("it can never start here; lower compute in cortex.yaml"),
         "{api}"
     );
+}
+
+/// A command replica that starts a process in a session of its own (out of the replica's
+/// process group, which the engine kills) and writes that process's pid to `escaped.pid`.
+const ESCAPER: &str = r#"
+import http.server, os, subprocess
+p = subprocess.Popen(["sleep", "300"], start_new_session=True)
+open(os.environ["PID_FILE"] + ".tmp", "w").write(str(p.pid))
+os.rename(os.environ["PID_FILE"] + ".tmp", os.environ["PID_FILE"])
+
+class H(http.server.BaseHTTPRequestHandler):
+    def do_GET(self):
+        self.send_response(200)
+        self.send_header("Content-Length", "0")
+        self.end_headers()
+    def log_message(self, *a):
+        pass
+
+http.server.HTTPServer(("127.0.0.1", int(os.environ["CORTEX_PORT"])), H).serve_forever()
+"#;
+
+#[test]
+fn a_process_that_left_the_replicas_group_is_stopped_with_it_where_a_cgroup_holds_them() {
+    let s = Server::start_with("127.0.0.1:0", &[("CORTEX_LOG", "info")]);
+    let dir = s.project("escaper");
+    let pid_file = dir.join("escaped.pid");
+    write(&dir, "worker.py", ESCAPER);
+    write(
+        &dir,
+        "cortex.yaml",
+        &format!(
+            "- name: escaper\n  kind: RealtimeAPI\n  predictor:\n    type: command\n    command: python3 worker.py\n    env:\n      PID_FILE: {}\n  compute:\n    mem: 500Mi\n",
+            pid_file.display()
+        ),
+    );
+    s.ok(&dir, &["deploy"]);
+    s.wait_status("escaper", "live");
+    let pid: i32 = std::fs::read_to_string(&pid_file).unwrap().parse().unwrap();
+    let alive = |pid: i32| {
+        std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|stat| {
+            !stat
+                .rsplit(')')
+                .next()
+                .unwrap_or("")
+                .trim_start()
+                .starts_with('Z')
+        })
+    };
+    assert!(alive(pid));
+    s.ok(&dir, &["delete", "escaper", "-y"]);
+    if enforced_by_kernel(&s) {
+        wait_for("the escaped process to be killed", DEADLINE, || {
+            (!alive(pid)).then_some(())
+        });
+    } else {
+        // Without a cgroup nothing holds it: the engine cannot know of it. (Not this
+        // machine's case wherever the server may make memory cgroups.)
+        // SAFETY: kill(2) sends a signal; it touches no memory.
+        unsafe {
+            libc::kill(pid, libc::SIGKILL);
+        }
+    }
 }
