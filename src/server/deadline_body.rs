@@ -20,7 +20,10 @@ pub struct BodyTimedOut(Duration);
 
 pub struct DeadlineBody {
     inner: Body,
-    sleep: Pin<Box<Sleep>>,
+    deadline: Instant,
+    /// Made the first time the body has to wait: an answer that is all there when its head
+    /// is (most are) never allocates a timer.
+    sleep: Option<Pin<Box<Sleep>>>,
     timeout: Duration,
 }
 
@@ -29,7 +32,8 @@ impl DeadlineBody {
     pub fn new(inner: Body, deadline: Instant, timeout: Duration) -> Self {
         DeadlineBody {
             inner,
-            sleep: Box::pin(tokio::time::sleep_until(deadline)),
+            deadline,
+            sleep: None,
             timeout,
         }
     }
@@ -47,13 +51,17 @@ impl http_body::Body for DeadlineBody {
         let timeout = this.timeout;
         let timed_out = move || Poll::Ready(Some(Err(axum::Error::new(BodyTimedOut(timeout)))));
         // Checked first as well: a body that always has a frame ready must end too.
-        if Instant::now() >= this.sleep.deadline() {
+        if Instant::now() >= this.deadline {
             return timed_out();
         }
         if let Poll::Ready(frame) = Pin::new(&mut this.inner).poll_frame(cx) {
             return Poll::Ready(frame);
         }
-        match this.sleep.as_mut().poll(cx) {
+        let deadline = this.deadline;
+        let sleep = this
+            .sleep
+            .get_or_insert_with(|| Box::pin(tokio::time::sleep_until(deadline)));
+        match sleep.as_mut().poll(cx) {
             Poll::Ready(()) => timed_out(),
             Poll::Pending => Poll::Pending,
         }

@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use super::live_api::LiveApi;
 use super::metrics::Metrics;
-use super::replica_set::{Member, ReplicaSet, ReplicaSets};
+use super::replica_set::{drain_in_background, ReplicaSet, ReplicaSets};
 use super::rollout;
 use super::route_table::RouteTable;
 use super::scaler;
@@ -181,12 +181,9 @@ impl Deployments {
                 if serving.is_empty() {
                     // Nothing older to roll from: it takes the whole size at once (a partial
                     // update left it short, or the spec's size changed).
-                    for member in back.scale_to(target.max(1), self.engine.as_ref()) {
-                        let drain = spec.networking.timeout.to_std();
-                        self.tasks.spawn(async move {
-                            member.drain_and_stop(drain, REPLICA_STOP_GRACE).await
-                        });
-                    }
+                    let surplus = back.scale_to(target.max(1), self.engine.as_ref());
+                    let drain = spec.networking.timeout.to_std();
+                    drain_in_background(&self.tasks, surplus, drain, REPLICA_STOP_GRACE);
                 }
                 (back, serving, true)
             }
@@ -529,10 +526,10 @@ impl Follow {
         };
         let strategy = live.spec.update_strategy.clone().unwrap_or_default();
         let step = rollout::step(counts, rollout::allowance(&strategy, self.target));
+        let drain = live.spec.networking.timeout.to_std();
         if step.new_members > newest.desired() {
-            for member in newest.scale_to(step.new_members, self.engine.as_ref()) {
-                self.drain(member, live.spec.networking.timeout.to_std());
-            }
+            let surplus = newest.scale_to(step.new_members, self.engine.as_ref());
+            drain_in_background(&self.tasks, surplus, drain, REPLICA_STOP_GRACE);
             record_replicas(&self.store, live).await;
         }
         // The oldest members go first.
@@ -541,9 +538,8 @@ impl Follow {
             let have = set.members().len() as u32;
             let take = left.min(have);
             if take > 0 {
-                for member in set.scale_to(have - take, self.engine.as_ref()) {
-                    self.drain(member, live.spec.networking.timeout.to_std());
-                }
+                let taken = set.scale_to(have - take, self.engine.as_ref());
+                drain_in_background(&self.tasks, taken, drain, REPLICA_STOP_GRACE);
                 left -= take;
             }
         }
@@ -552,12 +548,6 @@ impl Follow {
                 retire(&self.tokens, &set).await;
             }
         }
-    }
-
-    /// Stops `member` once its requests have finished (within the API's `networking.timeout`).
-    fn drain(&self, member: Arc<Member>, drain: Duration) {
-        self.tasks
-            .spawn(async move { member.drain_and_stop(drain, REPLICA_STOP_GRACE).await });
     }
 }
 

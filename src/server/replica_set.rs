@@ -16,6 +16,19 @@ use tokio::sync::{watch, Notify};
 
 use crate::engine::{Engine, Replica, ReplicaPlan};
 
+/// Stops `members` (taken out by [`ReplicaSet::scale_to`]) once their requests have finished,
+/// within `drain`, each then getting `grace` to exit; in tasks of `tasks`.
+pub fn drain_in_background(
+    tasks: &tokio_util::task::TaskTracker,
+    members: Vec<Arc<Member>>,
+    drain: Duration,
+    grace: Duration,
+) {
+    for member in members {
+        tasks.spawn(async move { member.drain_and_stop(drain, grace).await });
+    }
+}
+
 /// The replicas of one version of an API.
 pub struct ReplicaSet {
     /// `<api>-<first 8 of the version>`; members are `<id>-<n>`.
@@ -184,7 +197,8 @@ impl ReplicaSet {
     }
 
     /// Makes the set `n` replicas strong: starts new members through `engine` or takes the
-    /// newest ones out. Returns the members taken out; the caller drains and stops them. The
+    /// newest ones out. Returns the members taken out; the caller drains and stops them
+    /// ([`drain_in_background`]). The
     /// engine is asked outside the members' lock, so predictions never wait on it.
     pub fn scale_to(&self, n: u32, engine: &dyn Engine) -> Vec<Arc<Member>> {
         self.desired.store(n, Ordering::Relaxed);

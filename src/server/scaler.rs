@@ -10,6 +10,7 @@ use std::time::Duration;
 use tokio::time::Instant;
 
 use super::live_api::LiveApi;
+use super::replica_set::drain_in_background;
 use crate::autoscale::{Autoscaler, Policy, Sample};
 use crate::engine::Engine;
 use crate::store::{replicas, Store};
@@ -78,13 +79,10 @@ pub async fn run(live: Arc<LiveApi>, scaling: Scaling) {
         if current == 0 {
             set.mark_cold_start();
         }
-        for member in set.scale_to(wanted, scaling.engine.as_ref()) {
-            // Its requests may take as long as the API lets them.
-            let (drain, grace) = (live.spec.networking.timeout.to_std(), scaling.grace);
-            scaling
-                .tasks
-                .spawn(async move { member.drain_and_stop(drain, grace).await });
-        }
+        // Their requests may take as long as the API lets them.
+        let surplus = set.scale_to(wanted, scaling.engine.as_ref());
+        let drain = live.spec.networking.timeout.to_std();
+        drain_in_background(&scaling.tasks, surplus, drain, scaling.grace);
         // Their logs stay reachable once they are gone.
         let ids: Vec<String> = set.members().iter().map(|m| m.id().to_string()).collect();
         if !ids.is_empty() {

@@ -87,6 +87,17 @@ impl Load {
         let failed = self.failed.lock().unwrap().clone();
         (self.ok.load(Ordering::Relaxed), failed)
     }
+
+    /// Stops the clients, asserting that none of their requests failed.
+    fn finish_without_failures(self) {
+        let (ok, failed) = self.finish();
+        assert!(
+            failed.is_empty(),
+            "{} failed of {}: {failed:?}",
+            failed.len(),
+            ok
+        );
+    }
 }
 
 fn replicas(v: &serde_json::Value) -> usize {
@@ -213,13 +224,7 @@ fn a_redeploy_under_steady_load_fails_no_request_and_ends_on_the_new_version() {
         (v["status"] == "live" && replicas(&v) == 2 && all_new && load.last_body() == "v2")
             .then_some(())
     });
-    let (ok, failed) = load.finish();
-    assert!(
-        failed.is_empty(),
-        "{} failed of {}: {failed:?}",
-        failed.len(),
-        ok
-    );
+    load.finish_without_failures();
     assert_eq!(s.predict("steady", "{}").text().unwrap(), "v2");
 }
 
@@ -499,13 +504,7 @@ fn a_redeploy_in_the_middle_of_an_update_keeps_both_older_versions_serving_until
             && load.last_body() == "v3")
             .then_some(())
     });
-    let (ok, failed) = load.finish();
-    assert!(
-        failed.is_empty(),
-        "{} failed of {}: {failed:?}",
-        failed.len(),
-        ok
-    );
+    load.finish_without_failures();
 }
 
 #[test]

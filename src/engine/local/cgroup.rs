@@ -97,17 +97,11 @@ impl Hierarchy {
         let Ok(cgroup) = self.create("probe", 64 << 20) else {
             return false;
         };
-        let procs = cgroup.procs_file();
         let mut cmd = std::process::Command::new("true");
         cmd.stdin(std::process::Stdio::null())
             .stdout(std::process::Stdio::null())
             .stderr(std::process::Stdio::null());
-        // SAFETY: `join` only makes async-signal-safe calls; the path was made before the fork.
-        unsafe {
-            use std::os::unix::process::CommandExt;
-            cmd.pre_exec(move || join(&procs));
-        }
-        let joined = cmd.status().is_ok_and(|s| s.success());
+        let joined = cgroup.status_of(&mut cmd).is_ok_and(|s| s.success());
         cgroup.remove();
         joined
     }
@@ -186,6 +180,20 @@ impl Cgroup {
     /// exec, before it allocates anything).
     pub fn procs_file(&self) -> CString {
         CString::new(self.dir.join("cgroup.procs").as_os_str().as_bytes()).unwrap_or_default()
+    }
+
+    /// Runs `cmd` in this cgroup (joined before exec) and waits for it (a blocking call).
+    fn status_of(
+        &self,
+        cmd: &mut std::process::Command,
+    ) -> std::io::Result<std::process::ExitStatus> {
+        let procs = self.procs_file();
+        // SAFETY: `join` only makes async-signal-safe calls; the path was made before the fork.
+        unsafe {
+            use std::os::unix::process::CommandExt;
+            cmd.pre_exec(move || join(&procs));
+        }
+        cmd.status()
     }
 
     /// How many times the kernel OOM-killed a process of this cgroup.
@@ -360,15 +368,9 @@ mod tests {
             return;
         };
         let cgroup = hierarchy.create("unit-test", 32 << 20).unwrap();
-        let procs = cgroup.procs_file();
         let mut cmd = std::process::Command::new("python3");
         cmd.args(["-c", "b = bytearray(256 << 20)"]);
-        // SAFETY: open/write/close are async-signal-safe; the path was made before the fork.
-        unsafe {
-            use std::os::unix::process::CommandExt;
-            cmd.pre_exec(move || join(&procs));
-        }
-        let status = cmd.status().unwrap();
+        let status = cgroup.status_of(&mut cmd).unwrap();
         assert!(!status.success());
         assert_eq!(cgroup.oom_kills(), 1);
         assert!(

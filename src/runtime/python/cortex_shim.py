@@ -1290,18 +1290,20 @@ class Server:
         self.loop.call_later(IDLE_SWEEP_SECONDS, self._sweep_idle)
 
     # -- running user code
+    def _outside_loop(self, fn, *args, **kwargs):
+        """fn(...) on the loop's thread, with the loop not running meanwhile: a predictor may
+        run an event loop of its own (asyncio.run)."""
+        asyncio._set_running_loop(None)
+        try:
+            return fn(*args, **kwargs)
+        finally:
+            asyncio._set_running_loop(self.loop)
+
     def call(self, fn, args, kwargs, then, conn):
         """fn(*args, **kwargs) on the predictor's thread, then `then(result)` on the loop
         (`then(_ShutDown)` if the pool is shut down before it runs)."""
         if self.inline:
-            # a predictor may run its own event loop (asyncio.run): this one is
-            # not running while it is called
-            asyncio._set_running_loop(None)
-            try:
-                result = fn(*args, **kwargs)
-            finally:
-                asyncio._set_running_loop(self.loop)
-            then(result)
+            then(self._outside_loop(fn, *args, **kwargs))
             return
         loop = self.loop
         try:
@@ -1335,15 +1337,7 @@ class Server:
         on this thread once the answer has gone out."""
         api_name = self.settings["api_name"]
         if self.inline:
-
-            def run():
-                asyncio._set_running_loop(None)
-                try:
-                    _run_post_predict(fn, args, api_name)
-                finally:
-                    asyncio._set_running_loop(self.loop)
-
-            conn.after_flush(run)
+            conn.after_flush(lambda: self._outside_loop(_run_post_predict, fn, args, api_name))
             return
         with self.in_flight_cond:
             self.post_busy += 1
@@ -1372,10 +1366,6 @@ class Server:
             if transport is not None and transport.get_write_buffer_size():
                 return False
         return True
-
-    def server_close(self):
-        """Nothing to do here: the loop closed the socket when the stop began, and the
-        process exits next."""
 
 
 class Connection(asyncio.Protocol):
@@ -1885,8 +1875,8 @@ def _serve(server):
                 if remaining <= 0:
                     break
                 server.in_flight_cond.wait(min(remaining, 0.05))
+        # (the loop closed the listening socket when the stop began; the process exits next)
         server.pool.shutdown(wait=False, cancel_futures=True)
-        server.server_close()
     return 1 if failed else EXIT_OK
 
 

@@ -184,45 +184,46 @@ impl Feed for ReplicasFeed {
             };
             let version = live.versions.newest().version().to_string();
             let redeployed = !self.versions.contains(&version);
-            let serving = serving_replicas(&live);
+            let serving: Vec<(String, Arc<dyn Replica>)> = serving_replicas(&live)
+                .into_iter()
+                .map(|r| (replica_prefix(&self.name, r.id()), r))
+                .collect();
             // Replicas that stopped serving (scaled down, replaced) are read a while more, then
             // dropped: a long follow does not keep every replica the API ever ran.
             let read_for = retired_read_for(&live);
             for source in sources.iter_mut() {
-                if serving
-                    .iter()
-                    .any(|r| replica_prefix(&self.name, r.id()) == source.prefix())
-                {
+                if serving.iter().any(|(prefix, _)| prefix == source.prefix()) {
                     source.unretire();
                 } else {
                     source.retire(read_for);
                 }
             }
-            for replica in serving {
-                let prefix = replica_prefix(&self.name, replica.id());
-                if !sources.iter().any(|s| s.prefix() == prefix) {
-                    let why = if redeployed {
-                        "was redeployed"
-                    } else {
-                        "started a replica"
-                    };
-                    note.extend_from_slice(
-                        format!(
-                            "cortex: {} {why}; following its new replica {}\n",
-                            self.name,
-                            prefix.trim()
-                        )
-                        .as_bytes(),
-                    );
-                    let logs = replica.logs();
-                    let start = if self.followed.contains(&prefix) {
-                        logs.size().await
-                    } else {
-                        0
-                    };
-                    self.followed.insert(prefix.clone());
-                    sources.push(Source::from_offset(Origin::Worker(logs), prefix, start));
+            for (prefix, replica) in serving {
+                if sources.iter().any(|s| s.prefix() == prefix) {
+                    continue;
                 }
+                let why = if redeployed {
+                    "was redeployed"
+                } else {
+                    "started a replica"
+                };
+                note.extend_from_slice(
+                    format!(
+                        "cortex: {} {why}; following its new replica {}\n",
+                        self.name,
+                        prefix.trim()
+                    )
+                    .as_bytes(),
+                );
+                let logs = replica.logs();
+                // A replica id seen before (its set was made again): its file is read on from
+                // its end, not again from the start.
+                let start = if self.followed.insert(prefix.clone()) {
+                    0
+                } else {
+                    logs.size().await
+                };
+                sources.push(Source::from_offset(Origin::Worker(logs), prefix, start));
             }
             if redeployed {
                 self.versions.push(version);
