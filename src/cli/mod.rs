@@ -227,6 +227,28 @@ pub struct ServerArgs {
     /// let batch jobs read `delimited_files` from this directory (paths outside it are refused)
     #[arg(long, value_name = "DIR", env = "CORTEX_DATA_ROOT")]
     pub data_root: Option<PathBuf>,
+    #[command(flatten)]
+    pub isolation: IsolationArgs,
+}
+
+/// How `cortex server` holds its tenants' replicas in.
+#[derive(Debug, clap::Args)]
+pub struct IsolationArgs {
+    /// what replicas may reach: standard (everything but the server's files and other apis'),
+    /// strict (system paths, their own files and --replica-path directories only), or off
+    #[arg(long, value_name = "LEVEL", default_value = "standard")]
+    pub sandbox: crate::engine::local::sandbox::SandboxMode,
+    /// a directory every replica may read (or read and write, with :rw) in strict mode
+    /// (repeatable)
+    #[arg(long = "replica-path", value_name = "DIR[:rw]")]
+    pub replica_paths: Vec<crate::engine::local::sandbox::Grant>,
+    /// the unprivileged user replicas run as when the server runs as root [default: nobody]
+    #[arg(long, value_name = "NAME")]
+    pub replica_user: Option<String>,
+    /// listen beyond loopback even when replicas cannot be sandboxed (no Landlock, or
+    /// --sandbox off)
+    #[arg(long)]
+    pub allow_unsandboxed_replicas: bool,
 }
 
 #[derive(Debug, Subcommand)]

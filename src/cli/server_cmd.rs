@@ -26,6 +26,12 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<ExitStatus> {
                 min_free_disk_mb: args.min_free_disk_mb,
                 log_tail_lines: args.log_tail_lines,
                 data_root: args.data_root,
+                isolation: server::isolation::IsolationConfig {
+                    sandbox: args.isolation.sandbox,
+                    replica_paths: args.isolation.replica_paths,
+                    replica_user: args.isolation.replica_user,
+                    allow_unsandboxed: args.isolation.allow_unsandboxed_replicas,
+                },
             })
             .await?;
             Ok(ExitStatus::Success)

@@ -53,7 +53,8 @@ pub struct ReplicaPlan {
     pub argv: Vec<String>,
     /// The working directory (the unpacked project).
     pub cwd: PathBuf,
-    /// Environment variables on top of the server's own. The engine adds `CORTEX_PORT`.
+    /// The worker's environment. The engine adds `CORTEX_PORT`, and passes on only the
+    /// harmless part of the server's own (`PATH`, locale, TLS and pip settings).
     pub env: Vec<(String, String)>,
     /// True when the program takes its socket from the engine: a TCP socket bound to
     /// `127.0.0.1:$CORTEX_PORT` (not yet listening) on file descriptor 3, announced as
@@ -66,6 +67,19 @@ pub struct ReplicaPlan {
     /// CPU it asks for (`compute.cpu`, millicores): reserved on the machine while it runs,
     /// with its memory limit; a worker that does not fit waits, `pending`.
     pub cpu_millis: Option<u64>,
+    /// The files the worker needs from the server beside what every worker may reach (its
+    /// project, the shim, its virtualenv). An engine that isolates workers grants exactly these.
+    pub access: ReplicaAccess,
+}
+
+/// What one worker may reach of the server's own files.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ReplicaAccess {
+    /// Read (and execute) beneath these: its project, the shim, `--data-root` for a job.
+    pub read: Vec<PathBuf>,
+    /// Read and write beneath these (made by the engine, owned by the worker's user): its
+    /// virtualenvs.
+    pub write: Vec<PathBuf>,
 }
 
 /// The worker contract every engine implements.

@@ -18,6 +18,17 @@ pub fn install_python_shim(dir: &Path) -> std::io::Result<PathBuf> {
     Ok(path)
 }
 
+/// What every replica of one server runs with.
+#[derive(Debug, Clone)]
+pub struct ReplicaRuntime {
+    /// The python shim the server installed.
+    pub shim_path: PathBuf,
+    /// Where each model's virtualenvs go (`<venvs_dir>/<model id>`).
+    pub venvs_dir: PathBuf,
+    /// The interpreter that runs the shim.
+    pub python: String,
+}
+
 /// The python interpreter replicas run: `$CORTEX_PYTHON`, else `python3`.
 pub fn python_interpreter() -> String {
     std::env::var("CORTEX_PYTHON").unwrap_or_else(|_| "python3".to_string())

@@ -5,7 +5,7 @@
 
 use std::path::{Path, PathBuf};
 
-use crate::engine::{Purpose, ReplicaPlan};
+use crate::engine::{Purpose, ReplicaAccess, ReplicaPlan};
 use crate::spec::{ApiSpec, Predictor, PredictorType};
 
 /// What every plan of one server shares.
@@ -15,7 +15,8 @@ pub struct PlanContext {
     pub server_url: String,
     /// The python shim the server installed.
     pub shim_path: PathBuf,
-    /// Where `requirements.txt` virtualenvs are cached (`CORTEX_VENVS_DIR`).
+    /// Where `requirements.txt` virtualenvs are cached, one directory per model
+    /// (`CORTEX_VENVS_DIR` is the model's): a tenant never builds or reads another's.
     pub venvs_dir: PathBuf,
     /// The python interpreter that runs the shim.
     pub python: String,
@@ -24,14 +25,19 @@ pub struct PlanContext {
 }
 
 impl PlanContext {
-    /// The context of a server with this shim and data directory, in this process's
-    /// environment (`CORTEX_PYTHON`, `PYTHONPATH`).
-    pub fn from_env(server_url: String, shim_path: PathBuf, data_dir: &Path) -> PlanContext {
+    /// The context of a server with this shim, virtualenv directory and interpreter, in this
+    /// process's environment (`PYTHONPATH`).
+    pub fn from_env(
+        server_url: String,
+        shim_path: PathBuf,
+        venvs_dir: PathBuf,
+        python: String,
+    ) -> PlanContext {
         PlanContext {
             server_url,
             shim_path,
-            venvs_dir: data_dir.join("venvs"),
-            python: super::python_interpreter(),
+            venvs_dir,
+            python,
             inherited_pythonpath: std::env::var("PYTHONPATH").ok(),
         }
     }
@@ -74,6 +80,7 @@ pub fn plan(
     }
     env.extend(predictor.env.iter().map(|(k, v)| (k.clone(), v.clone())));
     let project = project_dir.display().to_string();
+    let venvs_dir = ctx.venvs_dir.join(path_safe(model_id));
     env.extend([
         ("CORTEX_API_NAME".to_string(), spec.name.clone()),
         ("CORTEX_PROJECT_DIR".to_string(), project.clone()),
@@ -91,7 +98,7 @@ pub fn plan(
         ),
         (
             "CORTEX_VENVS_DIR".to_string(),
-            ctx.venvs_dir.display().to_string(),
+            venvs_dir.display().to_string(),
         ),
     ]);
     let mut python_path = vec![project.clone()];
@@ -110,6 +117,10 @@ pub fn plan(
         python_path.push(existing.clone());
     }
     env.push(("PYTHONPATH".to_string(), python_path.join(":")));
+    let mut access = ReplicaAccess {
+        read: vec![project_dir.to_path_buf()],
+        write: Vec::new(),
+    };
     let argv = match predictor.kind {
         PredictorType::Python => {
             env.push((
@@ -120,6 +131,10 @@ pub fn plan(
                 "CORTEX_PREDICTOR_CONFIG".to_string(),
                 serde_json::Value::Object(predictor.config.clone()).to_string(),
             ));
+            access
+                .read
+                .extend(ctx.shim_path.parent().map(Path::to_path_buf));
+            access.write.push(venvs_dir);
             vec![
                 ctx.python.clone(),
                 "-u".to_string(),
@@ -139,6 +154,23 @@ pub fn plan(
         takes_socket: predictor.kind == PredictorType::Python,
         mem_limit: spec.compute.mem.as_ref().map(|m| m.bytes),
         cpu_millis: spec.compute.cpu.map(|c| c.millicores()),
+        access,
+    }
+}
+
+/// `id` as one path component: anything but `[A-Za-z0-9._-]` becomes `_` (model ids are UUIDs).
+fn path_safe(id: &str) -> String {
+    let safe: String = id
+        .chars()
+        .map(|c| match c {
+            'a'..='z' | 'A'..='Z' | '0'..='9' | '-' | '_' => c,
+            _ => '_',
+        })
+        .collect();
+    if safe.is_empty() {
+        "_".to_string()
+    } else {
+        safe
     }
 }
 
@@ -163,9 +195,14 @@ pub fn worker_id(job_id: &str, index: u32) -> String {
 
 /// The plan of one worker of a batch job, from its API's template plan: the job's config, its
 /// token, and `CORTEX_JOB_ID` / `CORTEX_JOB_SPEC` (the python shim then runs in batch mode;
-/// a command predictor reads them if it wants).
-pub fn for_job(template: &ReplicaPlan, job: JobWorker<'_>) -> ReplicaPlan {
+/// a command predictor reads them if it wants). It may read `data_root` (`--data-root`).
+pub fn for_job(
+    template: &ReplicaPlan,
+    job: JobWorker<'_>,
+    data_root: Option<&Path>,
+) -> ReplicaPlan {
     let mut plan = template.clone();
+    plan.access.read.extend(data_root.map(Path::to_path_buf));
     plan.replica_id = worker_id(job.job_id, job.index);
     plan.purpose = Purpose::BatchWorker {
         job_id: job.job_id.to_string(),
@@ -230,6 +267,7 @@ mod tests {
                 config: &config,
                 job_token: "job-token",
             },
+            Some(Path::new("/data")),
         );
         let env = |k: &str| {
             let found: Vec<&str> = w
@@ -252,5 +290,13 @@ mod tests {
         assert_eq!(env("CORTEX_JOB_TOKEN"), "job-token");
         assert_eq!(env("CORTEX_JOB_SPEC"), "{\"job_id\":\"7fff\"}");
         assert_eq!(env("CORTEX_KIND"), "BatchAPI");
+        assert_eq!(env("CORTEX_VENVS_DIR"), "/venvs/m");
+        assert_eq!(
+            w.access,
+            ReplicaAccess {
+                read: vec!["/p".into(), "/".into(), "/data".into()],
+                write: vec!["/venvs/m".into()],
+            }
+        );
     }
 }

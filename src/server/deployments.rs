@@ -5,7 +5,7 @@
 //! keep serving, and watches its phases (`status`) until it is ready; then the older versions
 //! are retired. Nothing here is on the prediction hot path: the gateway reads the route table.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
@@ -46,8 +46,8 @@ pub struct Deployments {
     engine: Arc<dyn Engine>,
     store: Store,
     tokens: Arc<Tokens>,
-    data_dir: PathBuf,
-    shim_path: PathBuf,
+    /// What every replica runs with: the shim, its interpreter, where virtualenvs go.
+    runtime: crate::runtime::ReplicaRuntime,
     server_url: OnceLock<String>,
     routes: RouteTable<LiveApi>,
     /// Background work (replica stops, phase watchers) that shutdown waits for.
@@ -61,15 +61,13 @@ impl Deployments {
         engine: Arc<dyn Engine>,
         store: Store,
         tokens: Arc<Tokens>,
-        data_dir: PathBuf,
-        shim_path: PathBuf,
+        runtime: crate::runtime::ReplicaRuntime,
     ) -> Self {
         Deployments {
             engine,
             store,
             tokens,
-            data_dir,
-            shim_path,
+            runtime,
             server_url: OnceLock::new(),
             routes: RouteTable::default(),
             tasks: tokio_util::task::TaskTracker::new(),
@@ -326,8 +324,9 @@ impl Deployments {
     fn plan_context(&self) -> PlanContext {
         PlanContext::from_env(
             self.server_url.get().cloned().unwrap_or_default(),
-            self.shim_path.clone(),
-            &self.data_dir,
+            self.runtime.shim_path.clone(),
+            self.runtime.venvs_dir.clone(),
+            self.runtime.python.clone(),
         )
     }
 

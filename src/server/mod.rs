@@ -8,6 +8,7 @@ pub mod deployments;
 pub mod disk;
 pub mod error;
 pub mod gateway;
+pub mod isolation;
 pub mod jobs;
 pub mod json_errors;
 pub mod limits;
@@ -15,6 +16,7 @@ pub mod live_api;
 pub mod metrics;
 pub mod replica_client;
 pub mod replica_set;
+pub mod replica_tree;
 pub mod rollout;
 pub mod route_table;
 pub mod routes;
@@ -65,11 +67,18 @@ pub struct ServerConfig {
     pub log_tail_lines: usize,
     /// The directory whose files jobs may name in `delimited_files` (none: URLs only).
     pub data_root: Option<PathBuf>,
+    /// How replicas are held in (sandbox, user, paths).
+    pub isolation: isolation::IsolationConfig,
 }
 
 /// Runs the server until SIGINT or SIGTERM; stops every replica before returning.
 pub async fn run(config: ServerConfig) -> anyhow::Result<()> {
     let data_dir = &config.data_dir;
+    // What the server makes is its own: other OS users read nothing of the data directory.
+    // SAFETY: umask(2) only sets the process's file mode mask.
+    unsafe {
+        libc::umask(0o077);
+    }
     std::fs::create_dir_all(data_dir)
         .with_context(|| format!("cannot create the data directory {}", data_dir.display()))?;
     // One server per data directory: a second one would run every replica twice.
@@ -90,8 +99,16 @@ pub async fn run(config: ServerConfig) -> anyhow::Result<()> {
     }
     let signals = ShutdownSignals::catch();
     tokens::ensure_admin_token(&store, data_dir).await?;
-    let shim = crate::runtime::install_python_shim(&data_dir.join("runtime"))
+    let isolated = {
+        let (wanted, dir, listen) = (config.isolation.clone(), data_dir.clone(), config.listen);
+        tokio::task::spawn_blocking(move || isolation::set_up(&wanted, &dir, listen)).await??
+    };
+    let shim = crate::runtime::install_python_shim(&isolated.tree.runtime)
         .context("cannot write the python predictor shim")?;
+    isolated
+        .tree
+        .share_file(&shim, isolated.user.as_ref())
+        .context("cannot let replicas read the python predictor shim")?;
 
     let listener = match tokio::net::TcpListener::bind(config.listen).await {
         Ok(l) => l,
@@ -111,11 +128,12 @@ pub async fn run(config: ServerConfig) -> anyhow::Result<()> {
     };
     let url = format!("http://{connectable}");
 
-    let bundles = BundleStore::new(data_dir.clone());
+    let bundles = BundleStore::new(data_dir.clone()).with_projects(isolated.tree.projects.clone());
     let owner = data_dir.canonicalize().unwrap_or_else(|_| data_dir.clone());
     let engine = Arc::new(LocalEngine::new(
         &owner.display().to_string(),
         data_dir.join("logs"),
+        isolated.sandbox.clone(),
     ));
     let reaper = engine.clone();
     let reaped = tokio::task::spawn_blocking(move || reaper.reap_orphans()).await?;
@@ -133,8 +151,11 @@ pub async fn run(config: ServerConfig) -> anyhow::Result<()> {
         engine.clone(),
         store.clone(),
         tokens.clone(),
-        data_dir.clone(),
-        shim,
+        crate::runtime::ReplicaRuntime {
+            shim_path: shim,
+            venvs_dir: isolated.tree.venvs.clone(),
+            python: isolated.python.clone(),
+        },
     ));
     deployments.set_server_url(url.clone());
     let http = reqwest::Client::builder()
@@ -164,6 +185,7 @@ pub async fn run(config: ServerConfig) -> anyhow::Result<()> {
         disk: disk::DiskGuard::new(data_dir.clone(), config.min_free_disk_mb),
         log_tail_lines: config.log_tail_lines,
         shutdown: tokio_util::sync::CancellationToken::new(),
+        isolation: Arc::new(isolated.report.clone()),
     };
     let shutdown = state.shutdown.clone();
     restore(&store, &bundles, &deployments).await;

@@ -29,4 +29,6 @@ pub struct AppState {
     pub log_tail_lines: usize,
     /// Cancelled when the server shuts down; long-lived streams (`logs -f`) end on it.
     pub shutdown: tokio_util::sync::CancellationToken,
+    /// How replicas are isolated (reported by `/healthz`).
+    pub isolation: Arc<crate::api::Isolation>,
 }

@@ -17,6 +17,8 @@ pub const MAX_UNPACKED_BYTES: u64 = 4 << 30;
 #[derive(Debug, Clone)]
 pub struct BundleStore {
     root: PathBuf,
+    /// Where bundles are unpacked (`<root>/projects` unless the replicas' files live elsewhere).
+    projects: PathBuf,
 }
 
 /// Whether `s` looks like a hex SHA-256 (64 lower-case hex digits).
@@ -28,7 +30,15 @@ pub fn is_sha256(s: &str) -> bool {
 
 impl BundleStore {
     pub fn new(root: PathBuf) -> BundleStore {
-        BundleStore { root }
+        BundleStore {
+            projects: root.join("projects"),
+            root,
+        }
+    }
+
+    /// The same store, unpacking into `projects` instead.
+    pub fn with_projects(self, projects: PathBuf) -> BundleStore {
+        BundleStore { projects, ..self }
     }
 
     fn archive_path(&self, sha: &str) -> PathBuf {
@@ -37,7 +47,7 @@ impl BundleStore {
 
     /// The directory a bundle unpacks to (see [`BundleStore::unpack`]).
     pub fn project_dir(&self, sha: &str) -> PathBuf {
-        self.root.join("projects").join(sha)
+        self.projects.join(sha)
     }
 
     pub fn exists(&self, conn: &Connection, sha: &str) -> Result<bool, StoreError> {
@@ -96,16 +106,13 @@ impl BundleStore {
     /// Blocking.
     pub fn unpack_layers(&self, sha: &str, overlay: Option<&str>) -> Result<PathBuf, StoreError> {
         let dest = match overlay {
-            Some(o) => self
-                .root
-                .join("projects")
-                .join(format!("{sha}+{}", o.replace(',', "+"))),
+            Some(o) => self.projects.join(format!("{sha}+{}", o.replace(',', "+"))),
             None => self.project_dir(sha),
         };
         if dest.is_dir() {
             return Ok(dest);
         }
-        let parent = dest.parent().unwrap_or(&self.root);
+        let parent = dest.parent().unwrap_or(&self.projects);
         fs::create_dir_all(parent)?;
         let tmp = parent.join(format!(
             ".{}.{}",
@@ -121,6 +128,7 @@ impl BundleStore {
             archive.set_overwrite(true);
             archive.unpack(&tmp).map_err(bad_archive)?;
         }
+        normalize_modes(&tmp)?;
         match fs::rename(&tmp, &dest) {
             Ok(()) => Ok(dest),
             Err(_) if dest.is_dir() => {
@@ -130,6 +138,30 @@ impl BundleStore {
             Err(e) => Err(e.into()),
         }
     }
+}
+
+/// Gives everything under an unpacked project the modes the CLI's packer would: directories
+/// 0755, files 0755 when executable and 0644 otherwise (never setuid, setgid or sticky, and
+/// whatever the server's umask). Who may enter the project is decided by the directory it is
+/// in. Links are left alone.
+fn normalize_modes(dir: &std::path::Path) -> io::Result<()> {
+    use std::os::unix::fs::PermissionsExt;
+    let mut todo = vec![dir.to_path_buf()];
+    while let Some(d) = todo.pop() {
+        fs::set_permissions(&d, fs::Permissions::from_mode(0o755))?;
+        for entry in fs::read_dir(&d)? {
+            let entry = entry?;
+            let kind = entry.file_type()?;
+            if kind.is_dir() {
+                todo.push(entry.path());
+            } else if kind.is_file() {
+                let exec = entry.metadata()?.permissions().mode() & 0o100 != 0;
+                let mode = if exec { 0o755 } else { 0o644 };
+                fs::set_permissions(entry.path(), fs::Permissions::from_mode(mode))?;
+            }
+        }
+    }
+    Ok(())
 }
 
 fn bad_archive(e: io::Error) -> StoreError {

@@ -15,6 +15,7 @@ mod memory;
 mod output;
 mod port_owner;
 mod ports;
+pub mod sandbox;
 mod supervise;
 
 use std::path::PathBuf;
@@ -43,6 +44,8 @@ pub struct LocalEngine {
     capacity: capacity::Capacity,
     /// Where replicas' memory cgroups are made (`None`: memory limits are sampled).
     cgroups: Option<Arc<cgroup::Hierarchy>>,
+    /// What replicas may reach and who they run as.
+    sandbox: Arc<sandbox::Sandbox>,
 }
 
 /// The environment variable that marks a process as started by one server (its data dir).
@@ -50,8 +53,8 @@ const OWNER_VAR: &str = "CORTEX_ENGINE_OWNER";
 
 impl LocalEngine {
     /// An engine whose replicas are marked as belonging to `owner` (the server's data dir),
-    /// keeping their logs under `log_root`.
-    pub fn new(owner: &str, log_root: PathBuf) -> LocalEngine {
+    /// keeping their logs under `log_root`, confined by `sandbox`.
+    pub fn new(owner: &str, log_root: PathBuf, sandbox: Arc<sandbox::Sandbox>) -> LocalEngine {
         let http = reqwest::Client::builder()
             .timeout(Duration::from_secs(2))
             .no_proxy()
@@ -64,6 +67,7 @@ impl LocalEngine {
             log_root,
             capacity: capacity::Capacity::of_this_machine(),
             cgroups: memory_cgroups(),
+            sandbox,
         }
     }
 
@@ -137,17 +141,19 @@ impl Engine for LocalEngine {
             path: log_path.clone(),
         });
         let (replica, ends) = LocalReplica::new(plan.replica_id.clone(), logs);
-        let (http, ports, capacity, cgroups) = (
+        let (http, ports, capacity, cgroups, sandbox) = (
             self.http.clone(),
             self.ports.clone(),
             self.capacity.clone(),
             self.cgroups.clone(),
+            self.sandbox.clone(),
         );
         tokio::spawn(async move {
             let resources = supervise::Resources {
                 ports,
                 capacity,
                 cgroups,
+                sandbox,
             };
             supervise::supervise(plan, log_path, ends.shared, ends.stop_rx, http, resources).await;
             ends.done_tx.send_replace(true);

@@ -17,6 +17,7 @@ use super::memory;
 use super::output::{Capture, OutputPaths};
 use super::port_owner::{listener_owner, Owner};
 use super::ports::{PortHold, PortPool, LISTEN_FD};
+use super::sandbox::{Jail, Sandbox};
 use crate::engine::{ReplicaPhase, ReplicaPlan, EXIT_INIT_FAILED};
 
 /// How many lines of output an error message carries.
@@ -80,6 +81,7 @@ pub(super) struct Resources {
     pub ports: PortPool,
     pub capacity: Capacity,
     pub cgroups: Option<std::sync::Arc<Hierarchy>>,
+    pub sandbox: std::sync::Arc<Sandbox>,
 }
 
 /// How a replica's `compute.mem` is enforced.
@@ -144,6 +146,7 @@ pub(super) async fn supervise(
         ports,
         capacity,
         cgroups,
+        sandbox,
     } = resources;
     let need = Need {
         cpu_millis: plan.cpu_millis.unwrap_or(0),
@@ -200,8 +203,35 @@ pub(super) async fn supervise(
             ),
         )
         .await;
+        let jail = {
+            let (sandbox, plan) = (sandbox.clone(), plan.clone());
+            tokio::task::spawn_blocking(move || sandbox.prepare(&plan))
+                .await
+                .unwrap_or_else(|e| Err(std::io::Error::other(e)))
+        };
+        let jail = match jail {
+            Ok(jail) => jail,
+            Err(e) => {
+                failures_in_a_row += 1;
+                let msg = format!("cannot prepare the {}'s sandbox: {e}", plan.purpose.noun());
+                append_log(&log_path, &format!("cortex: error: {msg}")).await;
+                shared.update(|s| {
+                    s.phase = ReplicaPhase::Failed;
+                    s.last_error = Some(msg);
+                });
+                if wait_or_stop(&mut stop_rx, backoff(failures_in_a_row)).await {
+                    break;
+                }
+                continue;
+            }
+        };
         let mut guard = MemoryGuard::for_plan(&plan, cgroups.as_deref(), &log_path).await;
-        let mut spawned = spawn(&plan, &log_path, port, hold.socket_fd(), guard.procs_file());
+        let how = Start {
+            port,
+            socket_fd: hold.socket_fd(),
+            jail: &jail,
+        };
+        let mut spawned = spawn(&plan, &log_path, &how, guard.procs_file());
         if let (Err(e), MemoryGuard::Cgroup(cgroup, limit)) = (&spawned, &guard) {
             // It could not join its cgroup: sampled instead, rather than not run at all.
             let limit = *limit;
@@ -212,11 +242,12 @@ pub(super) async fn supervise(
             .await;
             remove_cgroup(cgroup).await;
             guard = MemoryGuard::Sampled(limit);
-            spawned = spawn(&plan, &log_path, port, hold.socket_fd(), None);
+            spawned = spawn(&plan, &log_path, &how, None);
         }
         let (child, capture) = match spawned {
             Ok(c) => c,
             Err(e) => {
+                jail.remove().await;
                 failures_in_a_row += 1;
                 let msg = format!("cannot start `{}`: {e}", plan.argv.join(" "));
                 append_log(&log_path, &format!("cortex: error: {msg}")).await;
@@ -259,6 +290,7 @@ pub(super) async fn supervise(
             remove_cgroup(cgroup).await;
         }
         drop(lease);
+        jail.remove().await;
         // The last words of the run are in the log before it is read for the error.
         capture.drained().await;
         let mut out_of_memory = false;
@@ -538,15 +570,28 @@ fn signal_group(pgid: u32, signal: i32) {
     }
 }
 
-/// Starts `plan`'s child on `port` (with the handed socket `socket_fd`), in the memory cgroup
-/// whose `cgroup.procs` is `cgroup_procs`, if any.
+/// How one run starts: its port (and the socket handed on it), and its jail.
+#[derive(Clone, Copy)]
+struct Start<'a> {
+    port: u16,
+    socket_fd: Option<i32>,
+    jail: &'a Jail,
+}
+
+/// Starts `plan`'s child as `how` says, in the memory cgroup whose `cgroup.procs` is
+/// `cgroup_procs`, if any.
 fn spawn(
     plan: &ReplicaPlan,
     log_path: &Path,
-    port: u16,
-    socket_fd: Option<i32>,
+    how: &Start<'_>,
     cgroup_procs: Option<std::ffi::CString>,
 ) -> std::io::Result<(Child, Capture)> {
+    let Start {
+        port,
+        socket_fd,
+        jail,
+    } = *how;
+    let entry = jail.entry();
     let (program, args) = plan
         .argv
         .split_first()
@@ -557,6 +602,9 @@ fn spawn(
     let mut cmd = Command::new(program);
     cmd.args(args)
         .current_dir(&plan.cwd)
+        .env_clear()
+        .envs(super::sandbox::inherited_env())
+        .envs(jail.env())
         .envs(plan.env.iter().map(|(k, v)| (k, v)))
         .env("CORTEX_PORT", port.to_string())
         .stdin(Stdio::null())
@@ -568,13 +616,16 @@ fn spawn(
         cmd.env("CORTEX_LISTEN_FD", LISTEN_FD.to_string());
     }
     // SAFETY: the closure runs in the child between fork and exec and only calls
-    // async-signal-safe functions (prctl, getppid, dup2, fcntl, open, write, close, _exit).
+    // async-signal-safe functions (prctl, getppid, dup2, fcntl, open, write, close, setuid,
+    // setgid, setgroups, syscall, _exit).
     unsafe {
         cmd.pre_exec(move || {
             // Into its memory cgroup before it runs anything: all it starts is counted too.
             if let Some(procs) = &cgroup_procs {
                 cgroup::join(procs)?;
             }
+            // A change of user resets the parent-death signal: first the user, then the signal.
+            entry.drop_user()?;
             if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) != 0 {
                 return Err(std::io::Error::last_os_error());
             }
@@ -590,6 +641,7 @@ fn spawn(
                     return Err(std::io::Error::last_os_error());
                 }
             }
+            entry.restrict()?;
             // The server may have died between fork and prctl.
             if libc::getppid() == 1 {
                 libc::_exit(1);

@@ -43,6 +43,8 @@ pub(crate) struct Shared {
     /// source that stalls fails the job instead of holding it.
     pub sources_http: reqwest::Client,
     server_url: OnceLock<String>,
+    /// `--data-root`, which workers may read.
+    pub data_root: Option<PathBuf>,
 }
 
 impl Shared {
@@ -236,6 +238,7 @@ impl Jobs {
             http,
             sources_http,
             server_url: OnceLock::new(),
+            data_root: data_root.clone(),
         });
         Jobs {
             runners: Runners {

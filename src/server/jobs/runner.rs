@@ -163,6 +163,7 @@ impl Run {
                         config: &config,
                         job_token: token,
                     },
+                    self.shared.data_root.as_deref(),
                 ))
             })
             .collect();

@@ -1,13 +1,16 @@
+use axum::extract::State;
 use axum::Json;
 
 use crate::api::{Health, ServerInfo};
 use crate::server::auth::AuthUser;
+use crate::server::state::AppState;
 
-pub async fn healthz() -> Json<Health> {
+pub async fn healthz(State(state): State<AppState>) -> Json<Health> {
     Json(Health {
         status: "ok".to_string(),
         version: crate::VERSION.to_string(),
         pid: std::process::id(),
+        isolation: Some(state.isolation.as_ref().clone()),
     })
 }
 
