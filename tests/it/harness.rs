@@ -2,6 +2,7 @@
 //! directory, the real `cortex` binary with a temp config directory, and polling helpers with
 //! deadlines. Everything started here is stopped on drop.
 
+use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
@@ -20,6 +21,21 @@ impl Drop for KillOnDrop {
         let _ = self.0.kill();
         let _ = self.0.wait();
     }
+}
+
+/// A temp dir for a test's projects and what its replicas write: when the tests run as root,
+/// replicas run as an unprivileged user, who must be able to pass through it (0711) and
+/// write what the test makes in it (the test process's umask is 0, as a user who shares
+/// a results directory with their predictors would set it).
+pub fn shared_tempdir() -> TempDir {
+    static UMASK: std::sync::Once = std::sync::Once::new();
+    // SAFETY: umask(2) only sets the process's file mode mask.
+    UMASK.call_once(|| unsafe {
+        libc::umask(0);
+    });
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o711)).unwrap();
+    dir
 }
 
 /// An HTTP client for the tests' loopback servers: never through a proxy from the
@@ -95,7 +111,11 @@ impl Server {
     /// A server with extra environment variables (tuning knobs such as
     /// `CORTEX_READY_WARN_SECS`).
     pub fn start_with(listen: &str, env: &[(&str, &str)]) -> Server {
-        let dir = tempfile::tempdir().unwrap();
+        let dir = shared_tempdir();
+        // The data dir lies under a directory no other user may enter, as under root's home.
+        let private = dir.path().join("private");
+        std::fs::create_dir(&private).unwrap();
+        std::fs::set_permissions(&private, std::fs::Permissions::from_mode(0o700)).unwrap();
         let mut s = Server {
             dir,
             server_env: env
@@ -121,7 +141,7 @@ impl Server {
     }
 
     pub fn data_dir(&self) -> PathBuf {
-        self.dir.path().join("server")
+        self.dir.path().join("private").join("server")
     }
 
     pub fn cli_dir(&self) -> PathBuf {
