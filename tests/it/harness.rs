@@ -144,6 +144,20 @@ impl Server {
         self.dir.path().join("private").join("server")
     }
 
+    /// Where the server keeps replicas' files (`projects/`, `venvs/`, `scratch/`): its data
+    /// dir, or, when replicas run as a user who cannot reach it, its tree in the temp dir.
+    pub fn replica_tree(&self) -> PathBuf {
+        use sha2::Digest;
+        let data = self.data_dir().canonicalize().unwrap();
+        if data.join("projects").is_dir() {
+            return data;
+        }
+        let hash = hex::encode(sha2::Sha256::digest(data.as_os_str().as_encoded_bytes()));
+        std::env::temp_dir()
+            .join("cortex-replicas")
+            .join(&hash[..16])
+    }
+
     pub fn cli_dir(&self) -> PathBuf {
         self.dir.path().join("cli")
     }

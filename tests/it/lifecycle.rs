@@ -172,32 +172,21 @@ fn read_pid(path: &std::path::Path) -> Option<i32> {
 }
 
 /// The unpacked project of the (single) deployed API, where its replica runs.
-fn project_dir_of(s: &Server) -> std::path::PathBuf {
-    let projects = s.data_dir().join("projects");
-    std::fs::read_dir(projects)
-        .unwrap()
-        .flatten()
-        .map(|e| e.path())
-        .find(|p| p.is_dir() && !p.file_name().unwrap().to_string_lossy().starts_with('.'))
-        .unwrap()
-}
-
 #[test]
 fn what_a_replica_started_dies_with_it() {
     let s = Server::start();
     let p = s.project("spawner");
+    // Replicas write their pids where the test reads them (their project is read-only).
+    let dir = s.project("pids");
     write(
         &p,
         "cortex.yaml",
-        "- name: spawner\n  kind: RealtimeAPI\n  predictor:\n    type: command\n    command: [sh, -c, 'sleep 300 & echo $! > \"sleeper-$$.pid\"; exit 1']\n",
+        &format!(
+            "- name: spawner\n  kind: RealtimeAPI\n  predictor:\n    type: command\n    command: [sh, -c, 'sleep 300 & echo $! > \"$PIDS/sleeper-$$.pid\"; exit 1']\n    env:\n      PIDS: {}\n",
+            dir.display()
+        ),
     );
     s.ok(&p, &["deploy"]);
-    let dir = wait_for("the project to be unpacked", DEADLINE, || {
-        s.data_dir()
-            .join("projects")
-            .is_dir()
-            .then(|| project_dir_of(&s))
-    });
     let sleeper = wait_for("a sleeper pid file", DEADLINE, || {
         let f = std::fs::read_dir(&dir)
             .ok()?
@@ -214,14 +203,17 @@ fn what_a_replica_started_dies_with_it() {
 fn grandchildren_left_by_a_sigkilled_server_are_reaped_by_the_next() {
     let mut s = Server::start();
     let p = s.example_project("command-realtime");
+    let dir = s.project("pids");
     write(
         &p,
         "cortex.yaml",
-        "- name: wrapped\n  kind: RealtimeAPI\n  predictor:\n    type: command\n    command: [sh, -c, 'echo $$ > wrapper.pid; python3 server.py & echo $! > server.pid; wait']\n",
+        &format!(
+            "- name: wrapped\n  kind: RealtimeAPI\n  predictor:\n    type: command\n    command: [sh, -c, 'echo $$ > $PIDS/wrapper.pid; python3 server.py & echo $! > $PIDS/server.pid; wait']\n    env:\n      PIDS: {}\n",
+            dir.display()
+        ),
     );
     s.ok(&p, &["deploy"]);
     s.wait_status("wrapped", "live");
-    let dir = project_dir_of(&s);
     // sh writes the pids right after forking: poll, it may not have been scheduled yet.
     let python = wait_for("server.pid", DEADLINE, || read_pid(&dir.join("server.pid")));
     let wrapper = wait_for("wrapper.pid", DEADLINE, || {
@@ -244,7 +236,7 @@ fn grandchildren_left_by_a_sigkilled_server_are_reaped_by_the_next() {
 fn a_prediction_that_never_ends_does_not_keep_the_server_from_stopping() {
     let mut s = Server::start();
     let p = s.project("stuck");
-    let marker = s.dir.path().join("in-flight");
+    let marker = s.project("out").join("in-flight");
     write(
         &p,
         "predictor.py",
@@ -293,8 +285,11 @@ fn an_api_whose_bundle_vanished_shows_why_and_a_deploy_brings_it_back() {
     s.ok(&p, &["deploy"]);
     s.wait_status("reverser", "live");
     assert!(s.stop());
-    for dir in ["bundles", "projects"] {
-        std::fs::remove_dir_all(s.data_dir().join(dir)).unwrap();
+    for dir in [
+        s.data_dir().join("bundles"),
+        s.replica_tree().join("projects"),
+    ] {
+        std::fs::remove_dir_all(dir).unwrap();
     }
     s.restart();
     let api = s.wait_status("reverser", "error");
@@ -369,8 +364,9 @@ fn a_replica_that_never_answers_healthz_says_so() {
 fn a_healthz_answer_from_outside_the_replica_does_not_make_it_live() {
     // Declared before the server, so it is dropped after it: no new stranger can be started
     // once the guard reads the pid file, pass or fail.
-    let pids = tempfile::tempdir().unwrap();
-    let pid_file = pids.path().join("stranger.pid");
+    let pids = crate::harness::shared_tempdir();
+    std::fs::create_dir(pids.path().join("out")).unwrap();
+    let pid_file = pids.path().join("out").join("stranger.pid");
     struct KillPidsOnDrop(std::path::PathBuf);
     impl Drop for KillPidsOnDrop {
         fn drop(&mut self) {

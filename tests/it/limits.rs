@@ -18,7 +18,7 @@ const LEAN: &str =
 /// Whether the server (logging at `info`) said it enforces memory limits with cgroups (it
 /// does wherever it may make one; elsewhere it samples each replica's memory).
 fn enforced_by_kernel(s: &Server) -> bool {
-    let log = std::fs::read_to_string(s.data_dir().with_file_name("server.log")).unwrap();
+    let log = std::fs::read_to_string(s.dir.path().join("server.log")).unwrap();
     let kernel = log.contains("memory limits (compute.mem) are enforced by the kernel");
     assert!(
         kernel || log.contains("memory limits (compute.mem) are enforced by sampling"),

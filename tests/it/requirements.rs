@@ -58,27 +58,35 @@ fn requirements_are_installed_into_a_cached_virtualenv() {
         &format!("{}{}", config("first"), config("second")),
     );
     s.ok(&p, &["deploy"]);
-    let venvs = s.data_dir().join("venvs");
-    let mut prefixes = Vec::new();
-    for api in ["first", "second"] {
+    let venvs = s.replica_tree().join("venvs");
+    let prefix_of = |api: &str| {
         s.wait_status(api, "live");
         let v: serde_json::Value = s.predict(api, "{}").json().unwrap();
         assert_eq!(v["greeting"], "hello from a wheel");
         let prefix = v["prefix"].as_str().unwrap().to_string();
         assert!(Path::new(&prefix).starts_with(&venvs), "{prefix}");
-        prefixes.push(prefix);
+        prefix
+    };
+    let (first, second) = (prefix_of("first"), prefix_of("second"));
+    // Each api builds its own: one tenant never runs what another's install left.
+    assert_ne!(first, second, "two apis share a virtualenv");
+    for api in ["first", "second"] {
+        let logs = s.ok(&p, &["logs", api]);
+        assert_eq!(
+            logs.matches("installing requirements.txt into a new virtualenv")
+                .count(),
+            1,
+            "{logs}"
+        );
     }
-    assert_eq!(
-        prefixes[0], prefixes[1],
-        "the same requirements share one virtualenv"
-    );
-    let logs = s.ok(&p, &["logs", "first"]) + &s.ok(&p, &["logs", "second"]);
-    assert_eq!(
-        logs.matches("installing requirements.txt into a new virtualenv")
-            .count(),
-        1,
-        "{logs}"
-    );
+    // A new version of an api with the same requirements reuses its virtualenv.
+    write(&p, "predictor.py", &format!("{PREDICTOR}\n# version 2\n"));
+    s.ok(&p, &["deploy"]);
+    wait_for("the second version of first", DEADLINE, || {
+        let logs = s.ok(&p, &["logs", "first"]);
+        logs.contains("using the virtualenv").then_some(())
+    });
+    assert_eq!(prefix_of("first"), first);
 }
 
 #[test]

@@ -510,7 +510,7 @@ fn a_redeploy_in_the_middle_of_an_update_keeps_both_older_versions_serving_until
 #[test]
 fn going_back_to_a_version_that_an_update_had_shrunk_gives_it_its_whole_size_again() {
     let s = Server::start();
-    let claim = s.data_dir().with_file_name("claimed");
+    let claim = s.project("out").join("claimed");
     let p = s.project("shrunk");
     // Version 2: its first replica gets ready and dies at its first request; every other
     // start of it hangs in __init__.
