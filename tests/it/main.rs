@@ -16,6 +16,7 @@ mod permissions;
 mod realtime;
 mod requirements;
 mod scaling;
+mod secrets;
 mod shim;
 mod spec_errors;
 mod splitter;

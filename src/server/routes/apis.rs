@@ -13,6 +13,7 @@ use crate::server::access::Level;
 use crate::server::auth::AuthMember;
 use crate::server::error::ApiError;
 use crate::server::state::AppState;
+use crate::server::tokens::Identity;
 use crate::server::{status, versions};
 use crate::spec::{self, ApiSpec, PredictorType};
 use crate::store::models::{self, Saved};
@@ -250,7 +251,7 @@ pub async fn list(
         .into_iter()
         .filter(|row| super::require(&caller, row, Level::Read).is_ok())
     {
-        out.push(describe(&state, row, &base).await?);
+        out.push(describe(&state, &caller, row, &base).await?);
     }
     Ok(Json(out))
 }
@@ -263,7 +264,9 @@ pub async fn get_one(
 ) -> Result<Json<ApiResponse>, ApiError> {
     let row = find(&state, &name).await?;
     super::require(&caller, &row, Level::Read)?;
-    Ok(Json(describe(&state, row, &base_url(&headers)).await?))
+    Ok(Json(
+        describe(&state, &caller, row, &base_url(&headers)).await?,
+    ))
 }
 
 pub async fn delete(
@@ -371,7 +374,13 @@ fn base_url(headers: &HeaderMap) -> String {
     format!("http://{host}")
 }
 
-async fn describe(state: &AppState, row: ModelRow, base: &str) -> Result<ApiResponse, ApiError> {
+/// The api as `caller` may see it: `predictor.env` values only for its owners (and admins).
+async fn describe(
+    state: &AppState,
+    caller: &Identity,
+    row: ModelRow,
+    base: &str,
+) -> Result<ApiResponse, ApiError> {
     let spec = versions::spec_of(&row).map_err(|e| {
         ApiError::Internal(format!(
             "the configuration of {} is unreadable: {e}",
@@ -404,6 +413,10 @@ async fn describe(state: &AppState, row: ModelRow, base: &str) -> Result<ApiResp
         }
         spec::ApiKind::RealtimeAPI | spec::ApiKind::TrafficSplitter => None,
     };
+    let mut config = crate::api::ApiConfig::from(&spec);
+    if super::require(caller, &row, Level::Owner).is_err() {
+        config.redact_env();
+    }
     Ok(ApiResponse {
         batch,
         endpoint: format!("{base}{}", spec.networking.endpoint),
@@ -417,7 +430,7 @@ async fn describe(state: &AppState, row: ModelRow, base: &str) -> Result<ApiResp
         replicas: summary.replicas,
         metrics,
         errors: summary.errors,
-        spec: (&spec).into(),
+        spec: config,
         deployment,
     })
 }

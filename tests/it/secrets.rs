@@ -1,0 +1,139 @@
+//! Secrets stay with their owner: other readers see `predictor.env` keys without their values,
+//! a copy saved by a reader runs without the base's `.env` and `predictor.env`, and a bundle is
+//! usable only by who uploaded it (or owns an api that runs it).
+
+use std::path::{Path, PathBuf};
+
+use serde_json::{json, Value};
+
+use crate::bazaar::curl;
+use crate::harness::*;
+use crate::permissions::{cortex_as, user};
+
+/// A command predictor that answers each POST with what it can see of its secrets: its whole
+/// environment and the project's `.env` (`MARK` tells which version of it runs).
+const SPY: &str = r#"
+import http.server, json, os
+
+MARK = "base"
+
+def seen():
+    dotenv = None
+    if os.path.exists(".env"):
+        with open(".env") as f:
+            dotenv = f.read()
+    return {"mark": MARK, "environ": dict(os.environ), "dotenv": dotenv}
+
+class H(http.server.BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    def log_message(self, *a):
+        pass
+    def reply(self, body):
+        body = json.dumps(body).encode()
+        self.send_response(200)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+    def do_GET(self):
+        self.reply({"ok": True})
+    def do_POST(self):
+        self.rfile.read(int(self.headers.get("Content-Length") or 0))
+        self.reply(seen())
+
+http.server.ThreadingHTTPServer(("127.0.0.1", int(os.environ["CORTEX_PORT"])), H).serve_forever()
+"#;
+
+const DOTENV_SECRET: &str = "hunter2-from-dotenv";
+const ENV_SECRET: &str = "sk-live-from-predictor-env";
+
+/// A project whose api `name` runs [`SPY`] with a secret in `.env` and one in `predictor.env`.
+fn secret_project(s: &Server, name: &str) -> PathBuf {
+    let dir = s.project(name);
+    write(&dir, "spy.py", SPY);
+    write(&dir, ".env", &format!("DB_PASSWORD={DOTENV_SECRET}\n"));
+    write(
+        &dir,
+        "cortex.yaml",
+        &format!(
+            "- name: {name}\n  kind: RealtimeAPI\n  predictor:\n    type: command\n    command: python3 spy.py\n    env:\n      API_KEY: {ENV_SECRET}\n      MODE: prod\n"
+        ),
+    );
+    dir
+}
+
+/// `cortex deploy` of `dir` as the holder of `token`; waits until `name` is live; its model id.
+fn deploy_dir(s: &Server, token: &str, dir: &Path, name: &str) -> String {
+    cortex_as(s, token, dir, &["deploy", "-y"]);
+    s.wait_status(name, "live")["model_id"]
+        .as_str()
+        .unwrap()
+        .to_string()
+}
+
+/// `GET /api/v2/apis[/name]` with `token`.
+fn get_apis(s: &Server, token: &str, name: Option<&str>) -> Value {
+    let url = match name {
+        Some(n) => format!("{}/api/v2/apis/{n}", s.url),
+        None => format!("{}/api/v2/apis", s.url),
+    };
+    let (code, v) = curl("GET", &url, Some(token), None);
+    assert_eq!(code, 200, "{v}");
+    v
+}
+
+#[test]
+fn readers_see_the_keys_of_predictor_env_but_only_owners_see_the_values() {
+    let s = Server::start();
+    let olive = user(&s, "olive");
+    let sam = user(&s, "sam");
+    let dir = secret_project(&s, "vault");
+    deploy_dir(&s, &olive, &dir, "vault");
+    cortex_as(
+        &s,
+        &olive,
+        s.dir.path(),
+        &["access", "vault", "--access", "public"],
+    );
+
+    let redacted = json!({"API_KEY": "<redacted>", "MODE": "<redacted>"});
+    let shown = json!({"API_KEY": ENV_SECRET, "MODE": "prod"});
+    assert_eq!(
+        get_apis(&s, &sam, Some("vault"))["spec"]["predictor"]["env"],
+        redacted
+    );
+    let listed = get_apis(&s, &sam, None);
+    let entry = listed
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|a| a["name"] == "vault")
+        .unwrap();
+    assert_eq!(entry["spec"]["predictor"]["env"], redacted);
+    for args in [
+        &["get", "vault", "-o", "json"][..],
+        &["get", "vault", "-o", "yaml"],
+        &["get", "vault"],
+        &["get"],
+    ] {
+        let out = cortex_as(&s, &sam, s.dir.path(), args);
+        assert!(
+            !out.contains(ENV_SECRET),
+            "cortex {args:?} as a reader: {out}"
+        );
+    }
+    let out = cortex_as(&s, &sam, s.dir.path(), &["get", "vault", "-o", "json"]);
+    let v: Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(v["spec"]["predictor"]["env"], redacted);
+
+    // Its owner and an admin see the values.
+    assert_eq!(
+        get_apis(&s, &olive, Some("vault"))["spec"]["predictor"]["env"],
+        shown
+    );
+    assert_eq!(
+        get_apis(&s, &s.token, Some("vault"))["spec"]["predictor"]["env"],
+        shown
+    );
+    let out = cortex_as(&s, &olive, s.dir.path(), &["get", "vault", "-o", "json"]);
+    assert!(out.contains(ENV_SECRET), "{out}");
+}
