@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 
 use serde_json::{json, Value};
 
-use crate::bazaar::curl;
+use crate::bazaar::{curl, deploy_url};
 use crate::harness::*;
 use crate::permissions::{cortex_as, user};
 
@@ -136,4 +136,101 @@ fn readers_see_the_keys_of_predictor_env_but_only_owners_see_the_values() {
     );
     let out = cortex_as(&s, &olive, s.dir.path(), &["get", "vault", "-o", "json"]);
     assert!(out.contains(ENV_SECRET), "{out}");
+}
+
+/// What `api`'s replica sees, asked by the holder of `token`.
+fn spy_on(s: &Server, api: &str, token: &str) -> Value {
+    wait_for(&format!("{api} to answer"), DEADLINE, || {
+        let resp = http()
+            .post(format!("{}/{api}", s.url))
+            .bearer_auth(token)
+            .header("content-type", "application/json")
+            .body("{}")
+            .send()
+            .ok()?;
+        (resp.status() == 200).then(|| resp.json::<Value>().unwrap())
+    })
+}
+
+/// A `.tar.gz` of `files` (name, text), made with `tar` as any user could.
+fn tarball(s: &Server, name: &str, files: &[(&str, &str)]) -> Vec<u8> {
+    let dir = s.project(name);
+    for (file, text) in files {
+        write(&dir, file, text);
+    }
+    let archive = s.dir.path().join(format!("{name}.tar.gz"));
+    let mut cmd = std::process::Command::new("tar");
+    cmd.arg("czf").arg(&archive).arg("-C").arg(&dir);
+    cmd.args(files.iter().map(|(f, _)| *f));
+    assert!(cmd.status().unwrap().success());
+    std::fs::read(archive).unwrap()
+}
+
+#[test]
+fn a_reader_who_saves_overlays_a_spy_and_deploys_gets_none_of_the_owners_secrets() {
+    let s = Server::start();
+    let olive = user(&s, "olive");
+    let sam = user(&s, "sam");
+    let dir = secret_project(&s, "vault");
+    let base = deploy_dir(&s, &olive, &dir, "vault");
+    cortex_as(
+        &s,
+        &olive,
+        s.dir.path(),
+        &["access", "vault", "--access", "public"],
+    );
+    // The owner's replicas get both secrets.
+    let owners = spy_on(&s, "vault", &olive);
+    assert_eq!(owners["environ"]["API_KEY"], ENV_SECRET, "{owners}");
+    assert_eq!(owners["environ"]["DB_PASSWORD"], DOTENV_SECRET, "{owners}");
+
+    // The reader saves a copy, puts a spy of their own over its files, completes and deploys it.
+    let (code, v) = curl(
+        "POST",
+        &deploy_url(&s, &base, "/save"),
+        Some(&sam),
+        Some(r#"{"model_name": "sams-copy"}"#),
+    );
+    assert_eq!(code, 200, "{v}");
+    let copy = v["model_id"].as_str().unwrap().to_string();
+    let update = v["update_token"].as_str().unwrap().to_string();
+    let spy = SPY.replace("MARK = \"base\"", "MARK = \"sams\"");
+    let overlay = tarball(&s, "sams-files", &[("spy.py", &spy)]);
+    let resp = http()
+        .put(deploy_url(&s, &copy, "/files"))
+        .bearer_auth(&update)
+        .body(overlay)
+        .send()
+        .unwrap();
+    assert_eq!(resp.status(), 200, "{}", resp.text().unwrap());
+    let done = format!("{}/api/v2/deploy/update-status", s.url);
+    let (code, v) = curl(
+        "POST",
+        &done,
+        Some(&update),
+        Some(r#"{"status": "complete"}"#),
+    );
+    assert_eq!(code, 200, "{v}");
+    let (code, v) = curl("POST", &deploy_url(&s, &copy, ""), Some(&sam), None);
+    assert_eq!(code, 200, "{v}");
+
+    let seen = spy_on(&s, "sams-copy", &sam);
+    assert_eq!(seen["mark"], "sams", "the reader's own spy runs: {seen}");
+    let text = seen.to_string();
+    assert!(
+        !text.contains(DOTENV_SECRET),
+        "the base's .env leaked: {seen}"
+    );
+    assert!(
+        !text.contains(ENV_SECRET),
+        "the base's predictor.env leaked: {seen}"
+    );
+    assert_eq!(
+        seen["dotenv"],
+        Value::Null,
+        "the copy's project has no .env"
+    );
+    // The base keeps its secrets.
+    let owners = spy_on(&s, "vault", &olive);
+    assert_eq!(owners["environ"]["DB_PASSWORD"], DOTENV_SECRET, "{owners}");
 }

@@ -197,6 +197,12 @@ pub async fn deploy(
             DeployAction::Updated => format!("updating {name} ({kind})"),
             _ => format!("{name} ({kind}) is up to date"),
         };
+        let message = match row.inherits_env {
+            true => message,
+            false => format!(
+                "{message}; it is a copy saved without its base's secrets, so it runs without .env and predictor.env (deploy under another name to use yours)"
+            ),
+        };
         results.push(DeployResult {
             name,
             kind: wire_kind,
