@@ -234,3 +234,135 @@ fn a_reader_who_saves_overlays_a_spy_and_deploys_gets_none_of_the_owners_secrets
     let owners = spy_on(&s, "vault", &olive);
     assert_eq!(owners["environ"]["DB_PASSWORD"], DOTENV_SECRET, "{owners}");
 }
+
+/// The SHA-256 of the one bundle the server stores.
+fn the_stored_bundle(s: &Server) -> (String, Vec<u8>) {
+    let bundles: Vec<PathBuf> = std::fs::read_dir(s.data_dir().join("bundles"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.to_string_lossy().ends_with(".tar.gz"))
+        .collect();
+    assert_eq!(bundles.len(), 1, "{bundles:?}");
+    let name = bundles[0]
+        .file_name()
+        .unwrap()
+        .to_string_lossy()
+        .into_owned();
+    let sha = name.trim_end_matches(".tar.gz").to_string();
+    (sha, std::fs::read(&bundles[0]).unwrap())
+}
+
+fn head_bundle(s: &Server, token: &str, sha: &str) -> u16 {
+    http()
+        .head(format!("{}/api/v2/bundles/{sha}", s.url))
+        .bearer_auth(token)
+        .send()
+        .unwrap()
+        .status()
+        .as_u16()
+}
+
+/// `POST /api/v2/apis` of an api `name` that runs `bundle`, as the holder of `token`.
+fn deploy_bundle(s: &Server, token: &str, name: &str, bundle: &str) -> (u16, Value) {
+    let config = format!(
+        "- name: {name}\n  kind: RealtimeAPI\n  predictor:\n    type: command\n    command: python3 spy.py\n"
+    );
+    let body = json!({"config_file": "cortex.yaml", "config": config, "bundle": bundle});
+    curl(
+        "POST",
+        &format!("{}/api/v2/apis", s.url),
+        Some(token),
+        Some(&body.to_string()),
+    )
+}
+
+#[test]
+fn a_bundle_serves_only_who_uploaded_it_and_another_users_looks_absent() {
+    let s = Server::start();
+    let olive = user(&s, "olive");
+    let sam = user(&s, "sam");
+    let tara = user(&s, "tara");
+    let mia = user(&s, "mia");
+    s.ok(s.dir.path(), &["teams", "create", "t"]);
+    for (who, flags) in [("olive", &[][..]), ("tara", &["--admin"]), ("mia", &[])] {
+        let mut args = vec!["teams", "add", "t", who];
+        args.extend_from_slice(flags);
+        s.ok(s.dir.path(), &args);
+    }
+    let dir = secret_project(&s, "vault");
+    let base = deploy_dir(&s, &olive, &dir, "vault");
+    cortex_as(
+        &s,
+        &olive,
+        s.dir.path(),
+        &[
+            "access",
+            "vault",
+            "--access",
+            "protected",
+            "--team",
+            "t",
+            "--permission",
+            "write",
+        ],
+    );
+    let (sha, bytes) = the_stored_bundle(&s);
+    let guessed = "0".repeat(64);
+
+    // Another user's bundle answers exactly as one nobody uploaded.
+    assert_eq!(head_bundle(&s, &sam, &sha), 404);
+    assert_eq!(head_bundle(&s, &sam, &guessed), 404);
+    let (code, stolen) = deploy_bundle(&s, &sam, "stolen", &sha);
+    let (absent_code, absent) = deploy_bundle(&s, &sam, "stolen", &guessed);
+    assert_eq!((code, absent_code), (404, 404), "{stolen} {absent}");
+    assert_eq!(
+        stolen["message"].as_str().unwrap().replace(&sha, "SHA"),
+        absent["message"].as_str().unwrap().replace(&guessed, "SHA"),
+    );
+    // A team member who may submit work (write) does not get the project either; whoever
+    // owns the api it runs (its owner, the team's admin) and an admin do.
+    assert_eq!(head_bundle(&s, &mia, &sha), 404);
+    assert_eq!(deploy_bundle(&s, &mia, "stolen", &sha).0, 404);
+    assert_eq!(head_bundle(&s, &olive, &sha), 200);
+    assert_eq!(head_bundle(&s, &tara, &sha), 200);
+    assert_eq!(head_bundle(&s, &s.token, &sha), 200);
+
+    // A copy saved by a reader does not make its bundle the reader's.
+    cortex_as(
+        &s,
+        &olive,
+        s.dir.path(),
+        &["access", "vault", "--access", "public"],
+    );
+    let (code, v) = curl(
+        "POST",
+        &deploy_url(&s, &base, "/save"),
+        Some(&sam),
+        Some(r#"{"model_name": "sams-copy"}"#),
+    );
+    assert_eq!(code, 200, "{v}");
+    assert_eq!(head_bundle(&s, &sam, &sha), 404);
+    assert_eq!(deploy_bundle(&s, &sam, "stolen", &sha).0, 404);
+
+    // Uploading other bytes under its name is refused; uploading the same bytes (sam has the
+    // same project) makes it sam's too.
+    let put = |body: Vec<u8>| {
+        http()
+            .put(format!("{}/api/v2/bundles/{sha}", s.url))
+            .bearer_auth(&sam)
+            .body(body)
+            .send()
+            .unwrap()
+    };
+    let wrong = put(b"not the project".to_vec());
+    assert_eq!(wrong.status(), 422);
+    assert_eq!(head_bundle(&s, &sam, &sha), 404);
+    let right = put(bytes);
+    assert_eq!(right.status(), 200);
+    assert_eq!(right.json::<Value>().unwrap()["created"], true);
+    assert_eq!(head_bundle(&s, &sam, &sha), 200);
+    let (code, v) = deploy_bundle(&s, &sam, "sams-own", &sha);
+    assert_eq!(code, 200, "{v}");
+    assert_eq!(v[0]["action"], "created", "{v}");
+    assert_eq!(head_bundle(&s, &mia, &sha), 404, "still not mia's");
+}

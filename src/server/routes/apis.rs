@@ -34,10 +34,8 @@ pub async fn deploy(
     specs.sort_by_key(|s| s.kind == spec::ApiKind::TrafficSplitter);
     let in_file: Vec<(String, spec::ApiKind)> =
         specs.iter().map(|s| (s.name.clone(), s.kind)).collect();
-    let bundles = state.bundles.clone();
-    let sha = req.bundle.clone();
-    let has_bundle = state.store.call(move |c| bundles.exists(c, &sha)).await?;
-    if !has_bundle {
+    // Only a bundle the caller may use: another user's answers as if it were not stored.
+    if !crate::server::bundle_access::check(&state, &caller, &req.bundle).await? {
         return Err(ApiError::NotFound(format!(
             "bundle {} was not uploaded; PUT it to /api/v2/bundles/{} first",
             req.bundle, req.bundle
