@@ -168,7 +168,7 @@ fn tarball(s: &Server, name: &str, files: &[(&str, &str)]) -> Vec<u8> {
 
 #[test]
 fn a_reader_who_saves_overlays_a_spy_and_deploys_gets_none_of_the_owners_secrets() {
-    let s = Server::start();
+    let mut s = Server::start();
     let olive = user(&s, "olive");
     let sam = user(&s, "sam");
     let dir = secret_project(&s, "vault");
@@ -233,6 +233,15 @@ fn a_reader_who_saves_overlays_a_spy_and_deploys_gets_none_of_the_owners_secrets
     // The base keeps its secrets.
     let owners = spy_on(&s, "vault", &olive);
     assert_eq!(owners["environ"]["DB_PASSWORD"], DOTENV_SECRET, "{owners}");
+
+    // And so it stays when the server starts both again.
+    s.restart();
+    let seen = spy_on(&s, "sams-copy", &sam);
+    assert_eq!(seen["mark"], "sams", "{seen}");
+    assert!(!seen.to_string().contains(DOTENV_SECRET), "{seen}");
+    assert!(!seen.to_string().contains(ENV_SECRET), "{seen}");
+    let owners = spy_on(&s, "vault", &olive);
+    assert_eq!(owners["environ"]["API_KEY"], ENV_SECRET, "{owners}");
 }
 
 /// The SHA-256 of the one bundle the server stores.
