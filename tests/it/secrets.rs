@@ -199,7 +199,7 @@ fn a_reader_who_saves_overlays_a_spy_and_deploys_gets_none_of_the_owners_secrets
     let resp = http()
         .put(deploy_url(&s, &copy, "/files"))
         .bearer_auth(&update)
-        .body(overlay)
+        .body(overlay.clone())
         .send()
         .unwrap();
     assert_eq!(resp.status(), 200, "{}", resp.text().unwrap());
@@ -233,6 +233,27 @@ fn a_reader_who_saves_overlays_a_spy_and_deploys_gets_none_of_the_owners_secrets
     // The base keeps its secrets.
     let owners = spy_on(&s, "vault", &olive);
     assert_eq!(owners["environ"]["DB_PASSWORD"], DOTENV_SECRET, "{owners}");
+
+    // The files the reader sent are theirs to deploy; deployed over the copy they still run
+    // without the base's secrets, and the deploy says so.
+    let files_sha = {
+        use sha2::Digest;
+        hex::encode(sha2::Sha256::digest(&overlay))
+    };
+    assert_eq!(head_bundle(&s, &sam, &files_sha), 200);
+    let (code, v) = deploy_bundle(&s, &sam, "sams-copy", &files_sha);
+    assert_eq!((code, &v[0]["action"]), (200, &json!("updated")), "{v}");
+    let message = v[0]["message"].as_str().unwrap();
+    assert!(
+        message.contains("without .env and predictor.env"),
+        "{message}"
+    );
+    let first = seen["environ"]["CORTEX_JOB_TOKEN"].clone();
+    let seen = wait_for("the redeployed copy to answer", DEADLINE, || {
+        let seen = spy_on(&s, "sams-copy", &sam);
+        (seen["environ"]["CORTEX_JOB_TOKEN"] != first).then_some(seen)
+    });
+    assert!(!seen.to_string().contains(DOTENV_SECRET), "{seen}");
 
     // And so it stays when the server starts both again.
     s.restart();
