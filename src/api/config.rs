@@ -34,6 +34,10 @@ impl std::fmt::Display for ApiKind {
     }
 }
 
+/// What each `predictor.env` value reads as to a caller who is not the API's owner: the keys
+/// stay visible, the values (often secrets) do not.
+pub const REDACTED: &str = "<redacted>";
+
 /// One API's configuration.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -58,6 +62,17 @@ pub struct ApiConfig {
     pub networking: NetworkingConfig,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub monitoring: Option<MonitoringConfig>,
+}
+
+impl ApiConfig {
+    /// Replaces every `predictor.env` value with [`REDACTED`].
+    pub fn redact_env(&mut self) {
+        if let Some(predictor) = self.predictor.as_mut() {
+            for value in predictor.env.values_mut() {
+                *value = REDACTED.to_string();
+            }
+        }
+    }
 }
 
 /// One RealtimeAPI of a TrafficSplitter.

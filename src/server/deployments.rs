@@ -130,13 +130,21 @@ impl Deployments {
         project_dir: &Path,
     ) -> Result<(), StoreError> {
         let name = spec.name.clone();
-        let Some(predictor) = spec.predictor.clone() else {
+        let Some(mut predictor) = spec.predictor.clone() else {
             return self.apply_splitter(row, spec).await;
         };
         // Everything that can fail comes before the running versions are touched: a deploy
         // that fails leaves what serves as it was.
         let (deployment, job_token) = self.tokens.issue_job_token(&row.id).await?;
-        let dotenv = read_dotenv(project_dir).await;
+        // A copy saved by someone who may not see the base's secrets runs without them: no
+        // `.env` and no `predictor.env` (its saved spec has none; this holds whatever it says).
+        let dotenv = match row.inherits_env {
+            true => read_dotenv(project_dir).await,
+            false => {
+                predictor.env.clear();
+                None
+            }
+        };
         let template = plan::plan(
             &self.plan_context(),
             plan::Version {

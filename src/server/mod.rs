@@ -3,6 +3,7 @@
 pub mod access;
 pub mod admission;
 pub mod auth;
+pub mod bundle_access;
 pub mod deadline_body;
 pub mod deployments;
 pub mod disk;

@@ -158,19 +158,24 @@ pub async fn start(
     row: &ModelRow,
 ) -> Result<(), VersionError> {
     let spec = spec_of(row)?;
-    let (b, sha, overlay) = (
+    let (b, sha, overlay, with_env) = (
         bundles.clone(),
         row.bundle_sha256.clone(),
         row.overlay_sha256.clone(),
+        row.inherits_env,
     );
-    let dir = tokio::task::spawn_blocking(move || b.unpack_layers(&sha, overlay.as_deref()))
-        .await
-        .map_err(|e| e.to_string())
-        .and_then(|r| r.map_err(|e| e.to_string()))
-        .map_err(|why| VersionError::Bundle {
-            sha: row.bundle_sha256.clone(),
-            why,
-        })?;
+    // A copy saved without its base's secrets gets its files, never its `.env`.
+    let dir = tokio::task::spawn_blocking(move || match with_env {
+        true => b.unpack_layers(&sha, overlay.as_deref()),
+        false => b.unpack_without_env(&sha, overlay.as_deref()),
+    })
+    .await
+    .map_err(|e| e.to_string())
+    .and_then(|r| r.map_err(|e| e.to_string()))
+    .map_err(|why| VersionError::Bundle {
+        sha: row.bundle_sha256.clone(),
+        why,
+    })?;
     deployments.apply(row, spec, &dir).await?;
     Ok(())
 }

@@ -105,9 +105,36 @@ impl BundleStore {
     /// lists them, comma-separated, oldest first), once, into `projects/<bundle>+<overlays>`.
     /// Blocking.
     pub fn unpack_layers(&self, sha: &str, overlay: Option<&str>) -> Result<PathBuf, StoreError> {
+        self.unpack_project(sha, overlay, true)
+    }
+
+    /// [`BundleStore::unpack_layers`] for a copy saved without its base's secrets: the same
+    /// layers, in a directory of their own (`projects/<bundle>[+<overlays>]-noenv`), with no
+    /// top-level `.env`. Blocking.
+    pub fn unpack_without_env(
+        &self,
+        sha: &str,
+        overlay: Option<&str>,
+    ) -> Result<PathBuf, StoreError> {
+        self.unpack_project(sha, overlay, false)
+    }
+
+    fn unpack_project(
+        &self,
+        sha: &str,
+        overlay: Option<&str>,
+        with_env: bool,
+    ) -> Result<PathBuf, StoreError> {
         let dest = match overlay {
             Some(o) => self.projects.join(format!("{sha}+{}", o.replace(',', "+"))),
             None => self.project_dir(sha),
+        };
+        let dest = match with_env {
+            true => dest,
+            false => dest.with_file_name(format!(
+                "{}-noenv",
+                dest.file_name().and_then(|n| n.to_str()).unwrap_or(sha)
+            )),
         };
         if dest.is_dir() {
             return Ok(dest);
@@ -129,6 +156,9 @@ impl BundleStore {
             archive.unpack(&tmp).map_err(bad_archive)?;
         }
         normalize_modes(&tmp)?;
+        if !with_env {
+            remove_dotenv(&tmp)?;
+        }
         match fs::rename(&tmp, &dest) {
             Ok(()) => Ok(dest),
             Err(_) if dest.is_dir() => {
@@ -162,6 +192,17 @@ fn normalize_modes(dir: &std::path::Path) -> io::Result<()> {
         }
     }
     Ok(())
+}
+
+/// Removes a project's top-level `.env`, whatever the archive made it (file, link, directory).
+fn remove_dotenv(project: &std::path::Path) -> io::Result<()> {
+    let path = project.join(".env");
+    match fs::symlink_metadata(&path) {
+        Ok(meta) if meta.is_dir() => fs::remove_dir_all(&path),
+        Ok(_) => fs::remove_file(&path),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
+        Err(e) => Err(e),
+    }
 }
 
 fn bad_archive(e: io::Error) -> StoreError {

@@ -178,6 +178,23 @@ const MIGRATIONS: &[&str] = &[
     CREATE INDEX batches_lapsing ON batches(job_id, state, lease_until_ms);
     ALTER TABLE tokens ADD COLUMN job_id TEXT;
     "#,
+    // 7: bundles are bound to the users who uploaded them: a deploy may name only a bundle its
+    // caller uploaded (or one an api the caller owns runs). The owners of the apis that run a
+    // bundle today count as its uploaders, except owners of copies saved without the base's
+    // secrets.
+    r#"
+    CREATE TABLE bundle_uploaders (
+        sha256      TEXT NOT NULL REFERENCES bundles(sha256) ON DELETE CASCADE,
+        user_id     TEXT NOT NULL REFERENCES users(id) ON DELETE CASCADE,
+        created_at  INTEGER NOT NULL,
+        PRIMARY KEY (sha256, user_id)
+    ) WITHOUT ROWID;
+    INSERT OR IGNORE INTO bundle_uploaders (sha256, user_id, created_at)
+        SELECT bundle_sha256, owner_id, created_at FROM models WHERE inherits_env = 1;
+    INSERT OR IGNORE INTO bundle_uploaders (sha256, user_id, created_at)
+        SELECT serving_bundle_sha256, owner_id, created_at FROM models
+        WHERE inherits_env = 1 AND serving_bundle_sha256 IS NOT NULL;
+    "#,
 ];
 
 pub(super) fn migrate(conn: &mut Connection) -> Result<(), StoreError> {
@@ -271,5 +288,39 @@ mod upgrade_tests {
             "user tokens stay"
         );
         assert_eq!(models::next_deployment(&c, "m1").unwrap(), 1);
+    }
+
+    /// The owners of the apis that ran a bundle before uploads were bound to their uploaders
+    /// may still use it; the owner of a copy saved without the base's secrets may not.
+    #[test]
+    fn the_owners_of_stored_apis_become_their_bundles_uploaders() {
+        let mut c = Connection::open_in_memory().unwrap();
+        c.pragma_update(None, "foreign_keys", "ON").unwrap();
+        for (i, sql) in MIGRATIONS[..6].iter().enumerate() {
+            c.execute_batch(sql).unwrap();
+            c.pragma_update(None, "user_version", (i + 1) as i64)
+                .unwrap();
+        }
+        let olive = users::create_user(&c, "olive", false).unwrap();
+        let sam = users::create_user(&c, "sam", false).unwrap();
+        c.execute_batch("INSERT INTO bundles (sha256, size, created_at) VALUES ('b', 1, 0);")
+            .unwrap();
+        for (id, name, owner, inherits) in
+            [("m1", "iris", &olive.id, 1), ("m2", "copy", &sam.id, 0)]
+        {
+            c.execute(
+                "INSERT INTO models (id, name, kind, owner_id, deploy_status, spec_json, spec_hash,
+                                     bundle_sha256, config_file, created_at, updated_at, inherits_env)
+                 VALUES (?1, ?2, 'RealtimeAPI', ?3, 'complete', '{}', 'h', 'b', 'cortex.yaml', 0, 0, ?4)",
+                rusqlite::params![id, name, owner, inherits],
+            )
+            .unwrap();
+        }
+
+        migrate(&mut c).unwrap();
+
+        use crate::store::bundle_uploaders::uploaded_by;
+        assert!(uploaded_by(&c, "b", &olive.id).unwrap());
+        assert!(!uploaded_by(&c, "b", &sam.id).unwrap());
     }
 }

@@ -3,6 +3,7 @@
 //! Every durable state change is committed here before the server acknowledges it. The async
 //! server calls [`Store::call`], which runs the closure on tokio's blocking pool.
 
+pub mod bundle_uploaders;
 pub mod bundles;
 pub mod deploy_logs;
 pub mod jobs;

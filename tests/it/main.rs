@@ -17,6 +17,7 @@ mod realtime;
 mod requirements;
 mod sandbox;
 mod scaling;
+mod secrets;
 mod shim;
 mod spec_errors;
 mod splitter;

@@ -7,7 +7,7 @@ use crate::bazaar::{curl, deploy_url, Worker};
 use crate::harness::*;
 
 /// `cortex <args>` with `token`, asserting success; stdout.
-fn cortex_as(s: &Server, token: &str, cwd: &std::path::Path, args: &[&str]) -> String {
+pub fn cortex_as(s: &Server, token: &str, cwd: &std::path::Path, args: &[&str]) -> String {
     let out = s
         .cortex()
         .env("CORTEX_TOKEN", token)
@@ -33,7 +33,7 @@ fn wait_refused(what: &str, url: &str, token: &str) {
 }
 
 /// Creates a user and returns their first token.
-fn user(s: &Server, name: &str) -> String {
+pub fn user(s: &Server, name: &str) -> String {
     let out = s.ok(s.dir.path(), &["users", "create", name, "-o", "json"]);
     let v: Value = serde_json::from_str(&out).unwrap();
     v["token"].as_str().unwrap().to_string()
@@ -47,7 +47,7 @@ fn token(s: &Server, as_token: &str, flags: &[&str]) -> Value {
 }
 
 /// `cortex deploy` of a worker as the user holding `token`; waits until live; the model id.
-fn deploy_as(s: &Server, token: &str, w: &Worker) -> String {
+pub fn deploy_as(s: &Server, token: &str, w: &Worker) -> String {
     cortex_as(s, token, &w.dir, &["deploy", "-y"]);
     s.wait_status(&w.name, "live")["model_id"]
         .as_str()

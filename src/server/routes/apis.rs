@@ -13,6 +13,7 @@ use crate::server::access::Level;
 use crate::server::auth::AuthMember;
 use crate::server::error::ApiError;
 use crate::server::state::AppState;
+use crate::server::tokens::Identity;
 use crate::server::{status, versions};
 use crate::spec::{self, ApiSpec, PredictorType};
 use crate::store::models::{self, Saved};
@@ -33,10 +34,8 @@ pub async fn deploy(
     specs.sort_by_key(|s| s.kind == spec::ApiKind::TrafficSplitter);
     let in_file: Vec<(String, spec::ApiKind)> =
         specs.iter().map(|s| (s.name.clone(), s.kind)).collect();
-    let bundles = state.bundles.clone();
-    let sha = req.bundle.clone();
-    let has_bundle = state.store.call(move |c| bundles.exists(c, &sha)).await?;
-    if !has_bundle {
+    // Only a bundle the caller may use: another user's answers as if it were not stored.
+    if !crate::server::bundle_access::check(&state, &caller, &req.bundle).await? {
         return Err(ApiError::NotFound(format!(
             "bundle {} was not uploaded; PUT it to /api/v2/bundles/{} first",
             req.bundle, req.bundle
@@ -196,6 +195,12 @@ pub async fn deploy(
             DeployAction::Updated => format!("updating {name} ({kind})"),
             _ => format!("{name} ({kind}) is up to date"),
         };
+        let message = match row.inherits_env {
+            true => message,
+            false => format!(
+                "{message}; it is a copy saved without its base's secrets, so it runs without .env and predictor.env (deploy under another name to use yours)"
+            ),
+        };
         results.push(DeployResult {
             name,
             kind: wire_kind,
@@ -250,7 +255,7 @@ pub async fn list(
         .into_iter()
         .filter(|row| super::require(&caller, row, Level::Read).is_ok())
     {
-        out.push(describe(&state, row, &base).await?);
+        out.push(describe(&state, &caller, row, &base).await?);
     }
     Ok(Json(out))
 }
@@ -263,7 +268,9 @@ pub async fn get_one(
 ) -> Result<Json<ApiResponse>, ApiError> {
     let row = find(&state, &name).await?;
     super::require(&caller, &row, Level::Read)?;
-    Ok(Json(describe(&state, row, &base_url(&headers)).await?))
+    Ok(Json(
+        describe(&state, &caller, row, &base_url(&headers)).await?,
+    ))
 }
 
 pub async fn delete(
@@ -371,7 +378,13 @@ fn base_url(headers: &HeaderMap) -> String {
     format!("http://{host}")
 }
 
-async fn describe(state: &AppState, row: ModelRow, base: &str) -> Result<ApiResponse, ApiError> {
+/// The api as `caller` may see it: `predictor.env` values only for its owners (and admins).
+async fn describe(
+    state: &AppState,
+    caller: &Identity,
+    row: ModelRow,
+    base: &str,
+) -> Result<ApiResponse, ApiError> {
     let spec = versions::spec_of(&row).map_err(|e| {
         ApiError::Internal(format!(
             "the configuration of {} is unreadable: {e}",
@@ -404,6 +417,10 @@ async fn describe(state: &AppState, row: ModelRow, base: &str) -> Result<ApiResp
         }
         spec::ApiKind::RealtimeAPI | spec::ApiKind::TrafficSplitter => None,
     };
+    let mut config = crate::api::ApiConfig::from(&spec);
+    if super::require(caller, &row, Level::Owner).is_err() {
+        config.redact_env();
+    }
     Ok(ApiResponse {
         batch,
         endpoint: format!("{base}{}", spec.networking.endpoint),
@@ -417,7 +434,7 @@ async fn describe(state: &AppState, row: ModelRow, base: &str) -> Result<ApiResp
         replicas: summary.replicas,
         metrics,
         errors: summary.errors,
-        spec: (&spec).into(),
+        spec: config,
         deployment,
     })
 }

@@ -138,11 +138,13 @@ pub async fn save_files(
     tokio::task::spawn_blocking(move || bundles.write(&s, &body))
         .await
         .map_err(|e| ApiError::Internal(e.to_string()))??;
-    let (bundles, id) = (state.bundles.clone(), row.id.clone());
+    // The saved model's owner sent these files (through its update token).
+    let (bundles, id, owner) = (state.bundles.clone(), row.id.clone(), row.owner_id.clone());
     state
         .store
         .call(move |c| {
             bundles.record(c, &sha, size)?;
+            crate::store::bundle_uploaders::add(c, &sha, &owner)?;
             models::set_overlay(c, &id, &sha)
         })
         .await?;
