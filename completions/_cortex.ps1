@@ -181,6 +181,7 @@ Register-ArgumentCompleter -Native -CommandName 'cortex' -ScriptBlock {
             [CompletionResult]::new('--min-free-disk-mb', '--min-free-disk-mb', [CompletionResultType]::ParameterName, 'refuse deploys (507) while the data directory''s disk has less free space than this (MiB)')
             [CompletionResult]::new('--log-tail-lines', '--log-tail-lines', [CompletionResultType]::ParameterName, 'lines of stdout and of stderr per replica that `GET /api/v2/deploy/{id}/logs` returns')
             [CompletionResult]::new('--data-root', '--data-root', [CompletionResultType]::ParameterName, 'let batch jobs read `delimited_files` from this directory (paths outside it are refused)')
+            [CompletionResult]::new('--allow-fetch', '--allow-fetch', [CompletionResultType]::ParameterName, 'let batch jobs fetch `delimited_files` URLs from this network (CIDR) or host name too, although it is loopback, private or otherwise special (repeatable)')
             [CompletionResult]::new('--port-fallback', '--port-fallback', [CompletionResultType]::ParameterName, 'if the port is taken, listen on a free one instead')
             [CompletionResult]::new('-h', '-h', [CompletionResultType]::ParameterName, 'Print help')
             [CompletionResult]::new('--help', '--help', [CompletionResultType]::ParameterName, 'Print help')

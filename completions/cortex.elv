@@ -160,6 +160,7 @@ set edit:completion:arg-completer[cortex] = {|@words|
             cand --min-free-disk-mb 'refuse deploys (507) while the data directory''s disk has less free space than this (MiB)'
             cand --log-tail-lines 'lines of stdout and of stderr per replica that `GET /api/v2/deploy/{id}/logs` returns'
             cand --data-root 'let batch jobs read `delimited_files` from this directory (paths outside it are refused)'
+            cand --allow-fetch 'let batch jobs fetch `delimited_files` URLs from this network (CIDR) or host name too, although it is loopback, private or otherwise special (repeatable)'
             cand --port-fallback 'if the port is taken, listen on a free one instead'
             cand -h 'Print help'
             cand --help 'Print help'

@@ -7,6 +7,7 @@ pub mod deadline_body;
 pub mod deployments;
 pub mod disk;
 pub mod error;
+pub mod fetch;
 pub mod gateway;
 pub mod jobs;
 pub mod json_errors;
@@ -65,6 +66,8 @@ pub struct ServerConfig {
     pub log_tail_lines: usize,
     /// The directory whose files jobs may name in `delimited_files` (none: URLs only).
     pub data_root: Option<PathBuf>,
+    /// Special addresses (loopback, private, ...) `delimited_files` URLs may be fetched from.
+    pub allow_fetch: Vec<fetch::Allowed>,
 }
 
 /// Runs the server until SIGINT or SIGTERM; stops every replica before returning.
@@ -147,6 +150,7 @@ pub async fn run(config: ServerConfig) -> anyhow::Result<()> {
         engine,
         tokens.clone(),
         http.clone(),
+        fetch::Fetcher::new(fetch::FetchPolicy::new(config.allow_fetch.clone()))?,
         data_dir,
         config.data_root.clone(),
     ));

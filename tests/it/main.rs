@@ -8,6 +8,7 @@ mod batch;
 mod bazaar;
 mod cli_misc;
 mod config_errors;
+mod fetch_safety;
 mod gateway;
 mod lifecycle;
 mod limits;
