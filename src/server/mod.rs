@@ -3,6 +3,7 @@
 pub mod access;
 pub mod admission;
 pub mod auth;
+mod data_check;
 pub mod deadline_body;
 pub mod deployments;
 pub mod disk;
@@ -81,8 +82,14 @@ pub async fn run(config: ServerConfig) -> anyhow::Result<()> {
     // Whatever runtime file is here belongs to a server that is gone.
     let runtime_file = data_dir.join(RuntimeFile::NAME);
     let _ = std::fs::remove_file(&runtime_file);
-    let store = Store::open(&data_dir.join("cortex.db"))
-        .with_context(|| format!("cannot open the database in {}", data_dir.display()))?;
+    data_check::check_database(data_dir, "cortex.db")?;
+    let db = data_dir.join("cortex.db");
+    let store = Store::open(&db).with_context(|| {
+        format!(
+            "cannot open the database {}; restore it from a backup",
+            db.display()
+        )
+    })?;
     if let Some(root) = &config.data_root {
         if !root.is_dir() {
             anyhow::bail!(

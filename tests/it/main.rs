@@ -13,6 +13,7 @@ mod gateway;
 mod lifecycle;
 mod limits;
 mod local_daemon;
+mod nothing_lost;
 mod permissions;
 mod realtime;
 mod requirements;
