@@ -512,27 +512,23 @@ impl Jobs {
         Ok(())
     }
 
-    /// Stops every job of `live` that has not ended (before the API is deleted).
-    pub async fn stop_all(&self, live: &LiveApi) -> Result<usize, StoreError> {
-        let model = live.model_id.clone();
-        let open: Vec<String> = self
-            .shared
-            .store
-            .call(move |c| {
-                Ok(jobs::list(c, &model)?
-                    .into_iter()
-                    .filter(|j| j.end_ns.is_none())
-                    .map(|j| j.id)
-                    .collect())
-            })
-            .await?;
-        for id in &open {
-            match self.stop(live, id).await {
-                Ok(()) | Err(StoreError::Conflict(_)) => {}
-                Err(e) => return Err(e),
-            }
+    /// Stops the runners of `api`'s jobs, whose records were deleted with the API (nothing is
+    /// recorded: there is nothing left to record it in). Waits for their workers to stop.
+    pub async fn stop_runners_of(&self, api: &str) {
+        let running: Vec<Arc<RunningJob>> = self
+            .runners
+            .running
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .values()
+            .filter(|r| r.api == api)
+            .cloned()
+            .collect();
+        for job in running {
+            job.stop.cancel();
+            let mut done = job.done.subscribe();
+            let _ = done.wait_for(|d| *d).await;
         }
-        Ok(open.len())
     }
 
     /// Runs again the jobs that had not ended when the server stopped: batches their workers
