@@ -112,11 +112,8 @@ fn describe(e: &reqwest::Error) -> String {
         }
         cause = c.source();
     }
-    if e.is_timeout() {
-        "no answer in time".to_string()
-    } else {
-        "no answer".to_string()
-    }
+    // Refused, reset, timed out or not HTTP: all the same to a tenant.
+    "no answer".to_string()
 }
 
 #[cfg(test)]
