@@ -227,6 +227,15 @@ pub struct ServerArgs {
     /// let batch jobs read `delimited_files` from this directory (paths outside it are refused)
     #[arg(long, value_name = "DIR", env = "CORTEX_DATA_ROOT")]
     pub data_root: Option<PathBuf>,
+    /// let batch jobs fetch `delimited_files` URLs from this network (CIDR) or host name too,
+    /// although it is loopback, private or otherwise special (repeatable)
+    #[arg(
+        long,
+        value_name = "CIDR|HOST",
+        env = "CORTEX_ALLOW_FETCH",
+        value_delimiter = ','
+    )]
+    pub allow_fetch: Vec<crate::server::fetch::Allowed>,
     #[command(flatten)]
     pub isolation: IsolationArgs,
 }

@@ -32,6 +32,7 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<ExitStatus> {
                     replica_user: args.isolation.replica_user,
                     allow_unsandboxed: args.isolation.allow_unsandboxed_replicas,
                 },
+                allow_fetch: args.allow_fetch,
             })
             .await?;
             Ok(ExitStatus::Success)

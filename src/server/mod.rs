@@ -4,10 +4,12 @@ pub mod access;
 pub mod admission;
 pub mod auth;
 pub mod bundle_access;
+mod data_check;
 pub mod deadline_body;
 pub mod deployments;
 pub mod disk;
 pub mod error;
+pub mod fetch;
 pub mod gateway;
 pub mod isolation;
 pub mod jobs;
@@ -70,6 +72,8 @@ pub struct ServerConfig {
     pub data_root: Option<PathBuf>,
     /// How replicas are held in (sandbox, user, paths).
     pub isolation: isolation::IsolationConfig,
+    /// Special addresses (loopback, private, ...) `delimited_files` URLs may be fetched from.
+    pub allow_fetch: Vec<fetch::Allowed>,
 }
 
 /// Runs the server until SIGINT or SIGTERM; stops every replica before returning.
@@ -88,8 +92,14 @@ pub async fn run(config: ServerConfig) -> anyhow::Result<()> {
     // Whatever runtime file is here belongs to a server that is gone.
     let runtime_file = data_dir.join(RuntimeFile::NAME);
     let _ = std::fs::remove_file(&runtime_file);
-    let store = Store::open(&data_dir.join("cortex.db"))
-        .with_context(|| format!("cannot open the database in {}", data_dir.display()))?;
+    data_check::check_database(data_dir, "cortex.db")?;
+    let db = data_dir.join("cortex.db");
+    let store = Store::open(&db).with_context(|| {
+        format!(
+            "cannot open the database {}; restore it from a backup",
+            db.display()
+        )
+    })?;
     if let Some(root) = &config.data_root {
         if !root.is_dir() {
             anyhow::bail!(
@@ -169,6 +179,7 @@ pub async fn run(config: ServerConfig) -> anyhow::Result<()> {
         engine,
         tokens.clone(),
         http.clone(),
+        fetch::Fetcher::new(fetch::FetchPolicy::new(config.allow_fetch.clone()))?,
         data_dir,
         config.data_root.clone(),
     ));

@@ -215,9 +215,68 @@ pub(super) fn migrate(conn: &mut Connection) -> Result<(), StoreError> {
     Ok(())
 }
 
+/// Checks that the database has every table and column its schema version promises (a
+/// database damaged or edited by hand fails here, at start-up, rather than on every request
+/// that reads what is missing).
+pub(super) fn verify(conn: &Connection) -> Result<(), StoreError> {
+    let mut expected = Connection::open_in_memory()?;
+    migrate(&mut expected)?;
+    let version: i64 = conn.pragma_query_value(None, "user_version", |row| row.get(0))?;
+    let have = columns(conn)?;
+    for (table, cols) in columns(&expected)? {
+        let Some(present) = have.iter().find(|(t, _)| *t == table).map(|(_, c)| c) else {
+            return Err(StoreError::Corrupt(format!(
+                "the database has no table `{table}` although its schema version is {version}"
+            )));
+        };
+        if let Some(col) = cols.iter().find(|c| !present.contains(c)) {
+            return Err(StoreError::Corrupt(format!(
+                "the database's table `{table}` has no column `{col}` although its schema version is {version}"
+            )));
+        }
+    }
+    Ok(())
+}
+
+/// Every table of the database with its columns.
+fn columns(conn: &Connection) -> Result<Vec<(String, Vec<String>)>, StoreError> {
+    let mut tables = conn.prepare(
+        "SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%' ORDER BY name",
+    )?;
+    let names = tables
+        .query_map([], |r| r.get::<_, String>(0))?
+        .collect::<Result<Vec<_>, _>>()?;
+    names
+        .into_iter()
+        .map(|table| {
+            let mut info = conn.prepare("SELECT name FROM pragma_table_info(?1)")?;
+            let cols = info
+                .query_map([&table], |r| r.get::<_, String>(0))?
+                .collect::<Result<Vec<_>, _>>()?;
+            Ok((table, cols))
+        })
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_missing_table_or_column_is_named() {
+        let mut conn = Connection::open_in_memory().unwrap();
+        migrate(&mut conn).unwrap();
+        verify(&conn).unwrap();
+        conn.execute_batch("ALTER TABLE batches DROP COLUMN crashes")
+            .unwrap();
+        let e = verify(&conn).unwrap_err().to_string();
+        assert!(e.contains("table `batches` has no column `crashes`"), "{e}");
+        let mut conn = Connection::open_in_memory().unwrap();
+        migrate(&mut conn).unwrap();
+        conn.execute_batch("DROP TABLE deploy_logs").unwrap();
+        let e = verify(&conn).unwrap_err().to_string();
+        assert!(e.contains("no table `deploy_logs`"), "{e}");
+    }
 
     #[test]
     fn migrating_twice_is_a_no_op() {

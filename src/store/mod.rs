@@ -49,7 +49,8 @@ pub struct Store {
 }
 
 impl Store {
-    /// Opens (creating if needed) the database file and brings its schema up to date.
+    /// Opens (creating if needed) the database file, brings its schema up to date and checks
+    /// that every table and column of it is there.
     pub fn open(path: &Path) -> Result<Store, StoreError> {
         let mut conn = Connection::open(path)?;
         conn.pragma_update(None, "journal_mode", "WAL")?;
@@ -57,6 +58,7 @@ impl Store {
         conn.pragma_update(None, "foreign_keys", "ON")?;
         conn.busy_timeout(std::time::Duration::from_secs(5))?;
         migrations::migrate(&mut conn)?;
+        migrations::verify(&conn)?;
         Ok(Store {
             conn: Arc::new(Mutex::new(conn)),
         })

@@ -9,7 +9,7 @@ use serde_json::{json, Value};
 use crate::harness::{http, wait_for, write, Server, DEADLINE};
 
 /// A BatchAPI named `name` with this predictor (and extra YAML under `predictor:`), deployed.
-fn deploy_batch(s: &Server, name: &str, predictor: &str, config_yaml: &str) -> PathBuf {
+pub(crate) fn deploy_batch(s: &Server, name: &str, predictor: &str, config_yaml: &str) -> PathBuf {
     let p = s.python_project(name, "BatchAPI", predictor, config_yaml);
     s.ok(&p, &["deploy"]);
     s.wait_status(name, "live");
@@ -17,7 +17,7 @@ fn deploy_batch(s: &Server, name: &str, predictor: &str, config_yaml: &str) -> P
 }
 
 /// `POST /<api>` with `body`; the answer's status and JSON.
-fn submit_raw(s: &Server, api: &str, body: &str) -> (u16, Value) {
+pub(crate) fn submit_raw(s: &Server, api: &str, body: &str) -> (u16, Value) {
     let resp = http()
         .post(format!("{}/{api}", s.url))
         .header("content-type", "application/json")
@@ -29,7 +29,7 @@ fn submit_raw(s: &Server, api: &str, body: &str) -> (u16, Value) {
 }
 
 /// Submits a job that must be accepted; returns its id.
-fn submit(s: &Server, api: &str, body: Value) -> String {
+pub(crate) fn submit(s: &Server, api: &str, body: Value) -> String {
     let (status, v) = submit_raw(s, api, &body.to_string());
     assert_eq!(status, 200, "{v}");
     v["job_id"].as_str().unwrap().to_string()
@@ -44,7 +44,7 @@ fn job(s: &Server, api: &str, id: &str) -> Value {
 
 /// Waits until the job has ended, and checks that it ended as `status`.
 #[track_caller]
-fn wait_job(s: &Server, api: &str, id: &str, status: &str) -> Value {
+pub(crate) fn wait_job(s: &Server, api: &str, id: &str, status: &str) -> Value {
     let ended = wait_for(&format!("job {id} to end"), DEADLINE, || {
         let j = job(s, api, id);
         j.get("end_time").is_some().then_some(j)
@@ -53,12 +53,12 @@ fn wait_job(s: &Server, api: &str, id: &str, status: &str) -> Value {
     ended
 }
 
-fn read(path: &Path) -> String {
+pub(crate) fn read(path: &Path) -> String {
     std::fs::read_to_string(path).unwrap_or_default()
 }
 
 /// Sums each batch into `results/<batch_id>`; `on_job_complete` appends to `results/complete`.
-const SUMMER: &str = r#"
+pub(crate) const SUMMER: &str = r#"
 import json, os
 
 class PythonPredictor:
@@ -686,9 +686,11 @@ fn serve_file(body: String) -> String {
 #[test]
 fn delimited_files_stream_from_urls_and_the_data_root_and_nothing_else() {
     let root = tempfile::tempdir().unwrap();
-    let s = Server::start_with(
+    // The files are served on loopback, which the operator has to allow.
+    let s = Server::start_with_args(
         "127.0.0.1:0",
         &[("CORTEX_DATA_ROOT", root.path().to_str().unwrap())],
+        &["--allow-fetch", "127.0.0.1/32"],
     );
     let p = deploy_batch(&s, "files", SUMMER, "");
     let results = p.join("results");

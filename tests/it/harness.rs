@@ -93,6 +93,7 @@ pub struct Server {
     pub dir: TempDir,
     listen: String,
     server_env: Vec<(String, String)>,
+    server_args: Vec<String>,
     child: Option<Child>,
     pub url: String,
     pub token: String,
@@ -111,6 +112,11 @@ impl Server {
     /// A server with extra environment variables (tuning knobs such as
     /// `CORTEX_READY_WARN_SECS`).
     pub fn start_with(listen: &str, env: &[(&str, &str)]) -> Server {
+        Server::start_with_args(listen, env, &[])
+    }
+
+    /// A server with extra environment variables and extra `cortex server` flags.
+    pub fn start_with_args(listen: &str, env: &[(&str, &str)], args: &[&str]) -> Server {
         let dir = shared_tempdir();
         // The data dir lies under a directory no other user may enter, as under root's home.
         let private = dir.path().join("private");
@@ -122,6 +128,7 @@ impl Server {
                 .iter()
                 .map(|(k, v)| (k.to_string(), v.to_string()))
                 .collect(),
+            server_args: args.iter().map(|a| a.to_string()).collect(),
             listen: listen.to_string(),
             child: None,
             url: String::new(),
@@ -203,6 +210,7 @@ impl Server {
         let child = Command::new(cortex_bin())
             .args(["server", "--listen", &self.listen, "--data-dir"])
             .arg(&data)
+            .args(&self.server_args)
             .env("CORTEX_CLI_CONFIG_DIR", self.cli_dir())
             .env("CORTEX_LOG", "warn")
             // Tests stop servers with requests in flight: a short grace keeps them quick.

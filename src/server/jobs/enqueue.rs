@@ -22,7 +22,7 @@ pub(super) async fn enqueue(
 ) {
     let shared = runners.shared.clone();
     let job_id = job.id.clone();
-    let read = sources::read_batches(&shared.sources_http, &files, batch_size, |batches| {
+    let read = sources::read_batches(&shared.fetcher, &files, batch_size, |batches| {
         let (store, id) = (shared.store.clone(), job_id.clone());
         async move {
             store

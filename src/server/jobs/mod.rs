@@ -21,6 +21,7 @@ use tokio_util::sync::CancellationToken;
 pub use feeder::visibility_ms;
 pub use job_log::JobLog;
 
+use super::fetch::Fetcher;
 use super::live_api::LiveApi;
 use super::tokens::Tokens;
 use crate::api;
@@ -39,9 +40,9 @@ pub(crate) struct Shared {
     pub tokens: Arc<Tokens>,
     /// To workers on loopback (pooled, no proxy).
     pub http: reqwest::Client,
-    /// To `delimited_files` URLs: the environment's proxy settings, and time limits so a
-    /// source that stalls fails the job instead of holding it.
-    pub sources_http: reqwest::Client,
+    /// To `delimited_files` URLs: allowed addresses only, and time limits so a source that
+    /// stalls fails the job instead of holding it.
+    pub fetcher: Fetcher,
     server_url: OnceLock<String>,
     /// `--data-root`, which workers may read.
     pub data_root: Option<PathBuf>,
@@ -223,20 +224,16 @@ impl Jobs {
         engine: Arc<dyn Engine>,
         tokens: Arc<Tokens>,
         http: reqwest::Client,
+        fetcher: Fetcher,
         data_dir: &std::path::Path,
         data_root: Option<PathBuf>,
     ) -> Jobs {
-        let sources_http = reqwest::Client::builder()
-            .connect_timeout(std::time::Duration::from_secs(10))
-            .read_timeout(std::time::Duration::from_secs(60))
-            .build()
-            .unwrap_or_else(|_| http.clone());
         let shared = Arc::new(Shared {
             store,
             engine,
             tokens,
             http,
-            sources_http,
+            fetcher,
             server_url: OnceLock::new(),
             data_root: data_root.clone(),
         });
@@ -301,16 +298,26 @@ impl Jobs {
         }
     }
 
-    /// Checks where a submission's files come from (before anything is stored).
-    pub fn check_sources(&self, sub: &Submission) -> Result<Vec<sources::Source>, SourceError> {
-        match &sub.input {
-            Input::Items(_) => Ok(Vec::new()),
-            Input::Files(paths) => paths
-                .iter()
-                .enumerate()
-                .map(|(i, p)| sources::resolve(i, p, self.data_root.as_deref()))
-                .collect(),
+    /// Checks where a submission's files come from (before anything is stored): local paths
+    /// under the data root, URLs on addresses the server may fetch from.
+    pub async fn check_sources(
+        &self,
+        sub: &Submission,
+    ) -> Result<Vec<sources::Source>, SourceError> {
+        let Input::Files(paths) = &sub.input else {
+            return Ok(Vec::new());
+        };
+        let mut checked = Vec::with_capacity(paths.len());
+        for (i, path) in paths.iter().enumerate() {
+            let source = sources::resolve(i, path, self.data_root.as_deref())?;
+            if let sources::Source::Url(url) = &source {
+                self.shared.fetcher.check(url).await.map_err(|refusal| {
+                    SourceError::Forbidden(format!("delimited_files.paths[{i}]: {url}: {refusal}"))
+                })?;
+            }
+            checked.push(source);
         }
+        Ok(checked)
     }
 
     /// Stores a job and starts it. Items: the job and all its batches in one transaction,
@@ -508,27 +515,23 @@ impl Jobs {
         Ok(())
     }
 
-    /// Stops every job of `live` that has not ended (before the API is deleted).
-    pub async fn stop_all(&self, live: &LiveApi) -> Result<usize, StoreError> {
-        let model = live.model_id.clone();
-        let open: Vec<String> = self
-            .shared
-            .store
-            .call(move |c| {
-                Ok(jobs::list(c, &model)?
-                    .into_iter()
-                    .filter(|j| j.end_ns.is_none())
-                    .map(|j| j.id)
-                    .collect())
-            })
-            .await?;
-        for id in &open {
-            match self.stop(live, id).await {
-                Ok(()) | Err(StoreError::Conflict(_)) => {}
-                Err(e) => return Err(e),
-            }
+    /// Stops the runners of `api`'s jobs, whose records were deleted with the API (nothing is
+    /// recorded: there is nothing left to record it in). Waits for their workers to stop.
+    pub async fn stop_runners_of(&self, api: &str) {
+        let running: Vec<Arc<RunningJob>> = self
+            .runners
+            .running
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .values()
+            .filter(|r| r.api == api)
+            .cloned()
+            .collect();
+        for job in running {
+            job.stop.cancel();
+            let mut done = job.done.subscribe();
+            let _ = done.wait_for(|d| *d).await;
         }
-        Ok(open.len())
     }
 
     /// Runs again the jobs that had not ended when the server stopped: batches their workers

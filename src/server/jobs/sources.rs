@@ -5,23 +5,30 @@
 use std::path::{Component, Path, PathBuf};
 
 use futures_util::{StreamExt, TryStreamExt};
+use reqwest::Url;
 use serde_json::Value;
 use tokio_util::codec::{FramedRead, LinesCodec, LinesCodecError};
 
 use crate::batch::submission::{check_item, MAX_ITEM_BYTES};
+use crate::open_beneath::{open_beneath, BeneathError};
+use crate::server::fetch::Fetcher;
 
 /// One file of a job's input.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Source {
-    Url(String),
-    File(PathBuf),
+    Url(Url),
+    /// `rel` beneath the data root `root`, opened without following links when it is read.
+    File {
+        root: PathBuf,
+        rel: PathBuf,
+    },
 }
 
 impl std::fmt::Display for Source {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
-            Source::Url(u) => f.write_str(u),
-            Source::File(p) => write!(f, "{}", p.display()),
+            Source::Url(u) => write!(f, "{u}"),
+            Source::File { rel, .. } => write!(f, "{}", rel.display()),
         }
     }
 }
@@ -32,21 +39,21 @@ pub enum SourceError {
     /// Not something the server can read (a 400).
     #[error("{0}")]
     Invalid(String),
-    /// A local path the operator did not allow (a 403).
+    /// A local path the operator did not allow, or a URL on an address the server does not
+    /// fetch from (a 403).
     #[error("{0}")]
     Forbidden(String),
 }
 
 /// Where `path` (the `i`th of `delimited_files.paths`) is read from. Local paths must be
-/// under `data_root` (relative ones are taken from it), with no `..` and no link out of it.
+/// beneath `data_root` (relative ones are taken from it), with no `..` and no link on the way.
+/// (Where a URL may be fetched from is the fetcher's to check.)
 pub fn resolve(i: usize, path: &str, data_root: Option<&Path>) -> Result<Source, SourceError> {
     let field = format!("delimited_files.paths[{i}]");
     if path.starts_with("http://") || path.starts_with("https://") {
-        return reqwest::Url::parse(path)
-            .map(|u| Source::Url(u.to_string()))
-            .map_err(|e| {
-                SourceError::Invalid(format!("{field}: {path:?} is not a valid URL: {e}"))
-            });
+        return Url::parse(path).map(Source::Url).map_err(|e| {
+            SourceError::Invalid(format!("{field}: {path:?} is not a valid URL: {e}"))
+        });
     }
     let local = path.strip_prefix("file://").unwrap_or(path);
     if local.contains("://") {
@@ -59,52 +66,82 @@ pub fn resolve(i: usize, path: &str, data_root: Option<&Path>) -> Result<Source,
             "{field}: this server reads no local files; give http(s):// URLs, or start the server with `cortex server --data-root DIR` and use paths under DIR"
         )));
     };
-    let outside = || {
+    let rel = beneath(root, Path::new(local)).ok_or_else(|| {
         SourceError::Forbidden(format!(
             "{field}: {path:?} is outside the server's data root {}; use a path under it",
             root.display()
         ))
-    };
-    let candidate = Path::new(local);
+    })?;
+    // Opened now to answer at once, and again (the same way) when it is read.
+    open_beneath(root, &rel).map_err(|e| match e {
+        BeneathError::Link => SourceError::Forbidden(format!(
+            "{field}: {path:?}: {e}; the server reads only files beneath its data root"
+        )),
+        other => SourceError::Invalid(format!("{field}: {path:?}: {other}")),
+    })?;
+    Ok(Source::File {
+        root: root.to_path_buf(),
+        rel,
+    })
+}
+
+/// `candidate` as a path relative to `root` (it is relative, or absolute under `root` as
+/// given or canonical), with no `..`; `None` when it is not beneath `root`. Whether a file
+/// exists outside the root is none of the caller's business: nothing is opened here.
+fn beneath(root: &Path, candidate: &Path) -> Option<PathBuf> {
     if candidate
         .components()
         .any(|c| matches!(c, Component::ParentDir))
     {
-        return Err(outside());
+        return None;
     }
-    let root_canon = root
-        .canonicalize()
-        .map_err(|e| SourceError::Invalid(format!("the server's data root is unreadable: {e}")))?;
-    let full = if candidate.is_absolute() {
-        // Refused before the file system is asked: whether a file exists outside the root is
-        // none of the caller's business.
-        if !candidate.starts_with(root) && !candidate.starts_with(&root_canon) {
-            return Err(outside());
-        }
-        candidate.to_path_buf()
+    let rel = if candidate.is_absolute() {
+        let canonical = root.canonicalize().ok();
+        candidate
+            .strip_prefix(root)
+            .ok()
+            .or_else(|| candidate.strip_prefix(canonical.as_deref()?).ok())?
     } else {
-        root.join(candidate)
+        candidate
     };
-    let root = root_canon;
-    let full = full
-        .canonicalize()
-        .map_err(|e| SourceError::Invalid(format!("{field}: {path:?} cannot be read: {e}")))?;
-    if !full.starts_with(&root) {
-        return Err(outside());
+    let rel: PathBuf = rel
+        .components()
+        .filter(|c| matches!(c, Component::Normal(_)))
+        .collect();
+    (!rel.as_os_str().is_empty()).then_some(rel)
+}
+
+/// Opens a source for reading; the error is what a tenant may hear.
+async fn open(
+    fetcher: &Fetcher,
+    source: &Source,
+) -> Result<Box<dyn tokio::io::AsyncRead + Unpin + Send>, String> {
+    match source {
+        Source::File { root, rel } => {
+            let (root, rel) = (root.clone(), rel.clone());
+            let file = tokio::task::spawn_blocking(move || open_beneath(&root, &rel))
+                .await
+                .map_err(|e| format!("{source}: cannot open it: {e}"))?
+                .map_err(|e| format!("{source}: cannot open it: {e}"))?;
+            Ok(Box::new(tokio::fs::File::from_std(file)))
+        }
+        Source::Url(url) => {
+            let resp = fetcher
+                .get(url)
+                .await
+                .map_err(|why| format!("{source}: {why}"))?;
+            Ok(Box::new(tokio_util::io::StreamReader::new(
+                resp.bytes_stream().map_err(std::io::Error::other),
+            )))
+        }
     }
-    if !full.is_file() {
-        return Err(SourceError::Invalid(format!(
-            "{field}: {path:?} is not a file"
-        )));
-    }
-    Ok(Source::File(full))
 }
 
 /// Reads `sources` in order, one JSON item per non-empty line, and hands every `batch_size`
 /// items to `emit` as a batch (the last one may be shorter), `emit` getting up to 100 batches
 /// at a time. Returns how many items were read; an error names the file and line.
 pub async fn read_batches<F, Fut>(
-    http: &reqwest::Client,
+    fetcher: &Fetcher,
     sources: &[Source],
     batch_size: u32,
     mut emit: F,
@@ -116,26 +153,7 @@ where
     let batch_size = batch_size.max(1) as usize;
     let (mut items, mut batches, mut count) = (Vec::new(), Vec::new(), 0u64);
     for source in sources {
-        let reader: Box<dyn tokio::io::AsyncRead + Unpin + Send> = match source {
-            Source::File(path) => Box::new(
-                tokio::fs::File::open(path)
-                    .await
-                    .map_err(|e| format!("{source}: cannot open it: {e}"))?,
-            ),
-            Source::Url(url) => {
-                let resp = http
-                    .get(url)
-                    .send()
-                    .await
-                    .map_err(|e| format!("{source}: cannot fetch it: {e}"))?;
-                if !resp.status().is_success() {
-                    return Err(format!("{source}: GET answered {}", resp.status()));
-                }
-                Box::new(tokio_util::io::StreamReader::new(
-                    resp.bytes_stream().map_err(std::io::Error::other),
-                ))
-            }
-        };
+        let reader = open(fetcher, source).await?;
         // A line longer than an item may be is refused without being held whole.
         let mut lines =
             FramedRead::new(reader, LinesCodec::new_with_max_length(MAX_ITEM_BYTES + 1));
@@ -146,6 +164,9 @@ where
                 LinesCodecError::MaxLineLengthExceeded => format!(
                     "{source} line {n}: the item is more than {MAX_ITEM_BYTES} bytes (256 KiB)"
                 ),
+                LinesCodecError::Io(_) if matches!(source, Source::Url(_)) => {
+                    format!("{source} line {n}: the download broke off")
+                }
                 LinesCodecError::Io(e) => format!("{source} line {n}: cannot read it: {e}"),
             })?;
             let line = line.trim();
@@ -186,11 +207,11 @@ mod tests {
         let outside = tempfile::tempdir().unwrap();
         std::fs::write(outside.path().join("secret.jsonl"), "1\n").unwrap();
         let r = Some(root.path());
-        assert!(matches!(resolve(0, "in.jsonl", r), Ok(Source::File(_))));
+        assert!(matches!(resolve(0, "in.jsonl", r), Ok(Source::File { .. })));
         let abs = root.path().join("in.jsonl");
         assert!(matches!(
             resolve(0, abs.to_str().unwrap(), r),
-            Ok(Source::File(_))
+            Ok(Source::File { .. })
         ));
         assert!(matches!(
             resolve(1, "https://example.com/a.jsonl", r),
@@ -214,6 +235,13 @@ mod tests {
         .unwrap();
         assert!(matches!(
             resolve(3, "link.jsonl", r),
+            Err(SourceError::Forbidden(_))
+        ));
+        // Links are not followed at all, even one that stays inside.
+        std::os::unix::fs::symlink(root.path().join("in.jsonl"), root.path().join("alias"))
+            .unwrap();
+        assert!(matches!(
+            resolve(3, "alias", r),
             Err(SourceError::Forbidden(_))
         ));
         assert!(matches!(

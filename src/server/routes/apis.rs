@@ -295,12 +295,21 @@ pub async fn delete(
             )));
         }
     }
-    if let Some(live) = state.deployments.get(&name).filter(|l| l.is_batch()) {
-        state.jobs.stop_all(&live).await?;
-    }
-    state.deployments.remove(&name).await;
+    // All or nothing: the durable change first (the model, its jobs and their batches, its
+    // tokens, in one transaction). When it cannot be stored, nothing has been stopped yet.
     let id = row.id.clone();
-    state.store.call(move |c| models::delete(c, &id)).await?;
+    state
+        .store
+        .call(move |c| models::delete(c, &id))
+        .await
+        .map_err(|e| match ApiError::from(e) {
+            ApiError::InsufficientStorage(why) => ApiError::InsufficientStorage(format!(
+                "{why}; {name} was not deleted and keeps running"
+            )),
+            other => other,
+        })?;
+    state.jobs.stop_runners_of(&name).await;
+    state.deployments.remove(&name).await;
     state.deployments.remove_logs(&name).await;
     state.jobs.remove_logs(&name).await;
     Ok(Json(MessageResponse {

@@ -167,7 +167,7 @@ async fn submit(state: &AppState, live: &LiveApi, req: Request) -> Result<Respon
     let value: serde_json::Value = serde_json::from_slice(&body)
         .map_err(|e| ApiError::BadRequest(format!("the job submission is not valid JSON: {e}")))?;
     let sub = submission::check(&value).map_err(|e| ApiError::BadRequest(e.to_string()))?;
-    let files = state.jobs.check_sources(&sub).map_err(|e| match e {
+    let files = state.jobs.check_sources(&sub).await.map_err(|e| match e {
         SourceError::Invalid(m) => ApiError::BadRequest(m),
         SourceError::Forbidden(m) => ApiError::Forbidden(m),
     })?;

@@ -1,0 +1,234 @@
+//! Nothing is lost silently: a server does not start over on a database that was emptied or
+//! damaged beside an earlier server's data, and a delete that cannot be stored stops nothing.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+
+use serde_json::Value;
+
+use crate::harness::{copy_dir, cortex_bin, http, wait_for, KillOnDrop, Server, DEADLINE};
+
+/// Starts `cortex server` on `data_dir`, which must refuse to start: its error output.
+fn start_refused(data_dir: &Path) -> String {
+    let log = tempfile::NamedTempFile::new().unwrap();
+    let child = Command::new(cortex_bin())
+        .args(["server", "--listen", "127.0.0.1:0", "--data-dir"])
+        .arg(data_dir)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(log.reopen().unwrap())
+        .spawn()
+        .unwrap();
+    let mut child = KillOnDrop(child);
+    let status = wait_for("the server to exit (or start)", DEADLINE, || {
+        if let Some(status) = child.0.try_wait().unwrap() {
+            return Some(status);
+        }
+        assert!(
+            !data_dir.join("server.json").exists(),
+            "the server started: {}",
+            std::fs::read_to_string(log.path()).unwrap_or_default()
+        );
+        None
+    });
+    assert_eq!(status.code(), Some(1));
+    std::fs::read_to_string(log.path()).unwrap()
+}
+
+/// A server with one deployed API (so bundles and projects exist), stopped.
+fn stopped_server_with_data() -> Server {
+    let mut s = Server::start();
+    let p = s.example_project("command-realtime");
+    s.ok(&p, &["deploy"]);
+    s.wait_status("reverser", "live");
+    assert!(s.stop());
+    s
+}
+
+#[test]
+fn an_empty_database_beside_an_earlier_servers_data_refuses_to_start() {
+    let s = stopped_server_with_data();
+    let data = s.data_dir();
+    let token = std::fs::read_to_string(data.join("admin.token")).unwrap();
+    std::fs::write(data.join("cortex.db"), "").unwrap();
+    for side in ["cortex.db-wal", "cortex.db-shm"] {
+        let _ = std::fs::remove_file(data.join(side));
+    }
+    let err = start_refused(&data);
+    let db = data.join("cortex.db");
+    assert!(err.contains(&format!("{} is empty", db.display())), "{err}");
+    assert!(err.contains("(admin.token, bundles, projects)"), "{err}");
+    assert!(err.contains("Restore cortex.db from a backup"), "{err}");
+    assert_eq!(
+        std::fs::read_to_string(data.join("admin.token")).unwrap(),
+        token,
+        "the admin token is kept"
+    );
+    assert_eq!(
+        std::fs::metadata(&db).unwrap().len(),
+        0,
+        "nothing was written"
+    );
+}
+
+#[test]
+fn a_database_missing_a_table_refuses_to_start_naming_it() {
+    let s = stopped_server_with_data();
+    let db = s.data_dir().join("cortex.db");
+    let conn = rusqlite::Connection::open(&db).unwrap();
+    conn.execute_batch("DROP TABLE deploy_logs").unwrap();
+    drop(conn);
+    let err = start_refused(&s.data_dir());
+    assert!(
+        err.contains(&format!("cannot open the database {}", db.display())),
+        "{err}"
+    );
+    assert!(err.contains("no table `deploy_logs`"), "{err}");
+}
+
+/// A server whose data directory is a small tmpfs of its own, mounted in a private mount
+/// namespace (so nothing is left mounted however the test ends); the test reaches its files
+/// through `/proc/<pid>/root`.
+struct SmallDiskServer {
+    child: KillOnDrop,
+    dir: tempfile::TempDir,
+    view: PathBuf,
+    url: String,
+    token: String,
+}
+
+impl SmallDiskServer {
+    /// `None` when this process may not mount (not root).
+    fn start() -> Option<SmallDiskServer> {
+        // SAFETY: geteuid has no preconditions.
+        if unsafe { libc::geteuid() } != 0 {
+            eprintln!("skipped: mounting a small tmpfs needs root");
+            return None;
+        }
+        let dir = tempfile::tempdir().unwrap();
+        let data = dir.path().join("server");
+        std::fs::create_dir_all(&data).unwrap();
+        let child = Command::new("unshare")
+            .args(["--mount", "--propagation", "private", "sh", "-c"])
+            .arg(r#"mount -t tmpfs -o size=24m cortex-small "$1" && shift && exec "$@""#)
+            .arg("sh")
+            .arg(&data)
+            .arg(cortex_bin())
+            .args(["server", "--listen", "127.0.0.1:0", "--data-dir"])
+            .arg(&data)
+            .env("CORTEX_CLI_CONFIG_DIR", dir.path().join("cli"))
+            .env("CORTEX_LOG", "warn")
+            .env("CORTEX_SHUTDOWN_GRACE_SECS", "1")
+            // The disk is small on purpose: the free-space guard must not refuse the deploy.
+            .env("CORTEX_MIN_FREE_DISK_MB", "0")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let pid = child.id();
+        let mut child = KillOnDrop(child);
+        let view = PathBuf::from(format!("/proc/{pid}/root")).join(data.strip_prefix("/").unwrap());
+        let url = wait_for("the server on a small disk", DEADLINE, || {
+            if let Some(status) = child.0.try_wait().unwrap() {
+                panic!("the server on a small disk exited: {status}");
+            }
+            let v: Value =
+                serde_json::from_slice(&std::fs::read(view.join("server.json")).ok()?).ok()?;
+            (v["pid"].as_u64()? == u64::from(pid)).then(|| v["url"].as_str().unwrap().to_string())
+        });
+        let token = std::fs::read_to_string(view.join("admin.token"))
+            .unwrap()
+            .trim()
+            .to_string();
+        Some(SmallDiskServer {
+            child,
+            dir,
+            view,
+            url,
+            token,
+        })
+    }
+
+    fn deploy_example(&self, example: &str) {
+        let project = self.dir.path().join(example);
+        copy_dir(&crate::harness::example(example), &project);
+        let out = Command::new(cortex_bin())
+            .arg("deploy")
+            .current_dir(&project)
+            .env("CORTEX_CLI_CONFIG_DIR", self.dir.path().join("cli"))
+            .env("CORTEX_ENDPOINT", &self.url)
+            .env("CORTEX_TOKEN", &self.token)
+            .env_remove("CORTEX_ENV")
+            .stdin(Stdio::null())
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{}", crate::harness::stderr(&out));
+    }
+
+    fn predict(&self, api: &str) -> u16 {
+        http()
+            .post(format!("{}/{api}", self.url))
+            .header("content-type", "application/json")
+            .body(r#"{"text": "ab"}"#)
+            .send()
+            .map(|r| r.status().as_u16())
+            .unwrap_or(0)
+    }
+
+    fn delete(&self, api: &str) -> (u16, Value) {
+        let resp = http()
+            .delete(format!("{}/api/v2/apis/{api}", self.url))
+            .bearer_auth(&self.token)
+            .send()
+            .unwrap();
+        (resp.status().as_u16(), resp.json().unwrap_or(Value::Null))
+    }
+
+    /// Fills the disk to the last byte; the file to remove to free it again.
+    fn fill(&self) -> PathBuf {
+        let filler = self.view.join("filler");
+        let mut f = std::fs::File::create(&filler).unwrap();
+        for chunk in [1 << 20, 4096, 1] {
+            let zeros = vec![0u8; chunk];
+            while f.write_all(&zeros).is_ok() {}
+        }
+        let _ = f.sync_all();
+        filler
+    }
+}
+
+#[test]
+fn a_delete_that_cannot_be_stored_on_a_full_disk_stops_nothing() {
+    let Some(s) = SmallDiskServer::start() else {
+        return;
+    };
+    s.deploy_example("command-realtime");
+    wait_for("reverser to answer", DEADLINE, || {
+        (s.predict("reverser") == 200).then_some(())
+    });
+
+    let filler = s.fill();
+    let (status, v) = s.delete("reverser");
+    assert_eq!(status, 507, "{v}");
+    assert_eq!(v["kind"], "insufficient_storage", "{v}");
+    assert_eq!(s.predict("reverser"), 200, "the api still answers: {v}");
+    assert!(
+        v["message"]
+            .as_str()
+            .unwrap()
+            .contains("reverser was not deleted and keeps running"),
+        "{v}"
+    );
+
+    std::fs::remove_file(filler).unwrap();
+    let (status, v) = s.delete("reverser");
+    assert_eq!(status, 200, "{v}");
+    assert_eq!(
+        s.predict("reverser"),
+        404,
+        "deleted once it could be stored"
+    );
+    drop(s.child);
+}
