@@ -26,6 +26,11 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<ExitStatus> {
                 min_free_disk_mb: args.min_free_disk_mb,
                 log_tail_lines: args.log_tail_lines,
                 data_root: args.data_root,
+                max_connections: args.max_connections,
+                header_read_timeout: Duration::from_secs(args.header_read_timeout.max(1)),
+                idle_timeout: Duration::from_secs(args.idle_timeout.max(1)),
+                replica_idle_timeout: Duration::from_secs(args.replica_idle_timeout.max(1)),
+                max_buffered_bodies: args.max_buffered_bodies_mb.saturating_mul(1 << 20),
             })
             .await?;
             Ok(ExitStatus::Success)

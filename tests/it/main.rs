@@ -15,6 +15,7 @@ mod local_daemon;
 mod permissions;
 mod realtime;
 mod requirements;
+mod resources;
 mod scaling;
 mod shim;
 mod spec_errors;

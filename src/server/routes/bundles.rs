@@ -1,6 +1,6 @@
 //! `HEAD|PUT /api/v2/bundles/{sha256}`: content-addressed project uploads.
 
-use axum::body::Bytes;
+use axum::body::Body;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::Json;
@@ -8,8 +8,11 @@ use axum::Json;
 use crate::api::BundleStored;
 use crate::server::auth::AuthUser;
 use crate::server::error::ApiError;
+use crate::server::limits::MAX_BUNDLE_BYTES;
 use crate::server::state::AppState;
+use crate::server::upload::{self, ReceiveError};
 use crate::store::bundles::is_sha256;
+use crate::store::StoreError;
 
 fn check_sha(sha: &str) -> Result<(), ApiError> {
     if is_sha256(sha) {
@@ -37,24 +40,29 @@ pub async fn head_bundle(
     })
 }
 
+/// Stores a bundle: the body goes to a temporary file, hashed as it arrives, and is kept
+/// only when its SHA-256 is the one in the path (and it is a tar.gz within the limits).
 pub async fn put_bundle(
     State(state): State<AppState>,
     _user: AuthUser,
     Path(sha): Path<String>,
-    body: Bytes,
+    body: Body,
 ) -> Result<Json<BundleStored>, ApiError> {
     check_sha(&sha)?;
-    let size = body.len() as u64;
     let (bundles, s) = (state.bundles.clone(), sha.clone());
     let exists = state.store.call(move |c| bundles.exists(c, &s)).await?;
+    let received = upload::receive(body, &state.bundles.upload_dir(), MAX_BUNDLE_BYTES as u64)
+        .await
+        .map_err(not_received)?;
+    let size = received.size;
     if !exists {
-        // Hashing, checking and writing happen off the database connection.
         let (bundles, s) = (state.bundles.clone(), sha.clone());
-        tokio::task::spawn_blocking(move || bundles.write(&s, &body))
+        tokio::task::spawn_blocking(move || bundles.keep(&s, &received.sha256, received.file))
             .await
             .map_err(|e| ApiError::Internal(e.to_string()))?
             .map_err(|e| match e {
-                crate::store::StoreError::Conflict(m) => ApiError::Unprocessable(m),
+                StoreError::Conflict(m) => ApiError::Unprocessable(m),
+                StoreError::Io(e) if upload::is_disk_full(&e) => disk_full(),
                 other => other.into(),
             })?;
         let (bundles, s) = (state.bundles.clone(), sha.clone());
@@ -68,4 +76,25 @@ pub async fn put_bundle(
         size,
         created: !exists,
     }))
+}
+
+fn not_received(e: ReceiveError) -> ApiError {
+    match e {
+        ReceiveError::TooLarge(max) => ApiError::PayloadTooLarge(format!(
+            "the bundle is larger than {} MiB; leave large files out of the project (.cortexignore) and load them at start-up",
+            max >> 20
+        )),
+        ReceiveError::Read(e) => ApiError::BadRequest(format!("the upload could not be read: {e}")),
+        ReceiveError::Write(e) if upload::is_disk_full(&e) => disk_full(),
+        ReceiveError::Write(e) => {
+            tracing::error!("cannot write an upload: {e}");
+            ApiError::Internal("the upload could not be written to the server's disk".into())
+        }
+    }
+}
+
+fn disk_full() -> ApiError {
+    ApiError::InsufficientStorage(
+        "the server's disk is full; nothing was stored: free some space and try again".into(),
+    )
 }
