@@ -26,7 +26,7 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<ExitStatus> {
                 min_free_disk_mb: args.min_free_disk_mb,
                 log_tail_lines: args.log_tail_lines,
                 data_root: args.data_root,
-                max_connections: args.max_connections,
+                max_connections: args.max_connections.map(|n| n.max(1)),
                 header_read_timeout: Duration::from_secs(args.header_read_timeout.max(1)),
                 idle_timeout: Duration::from_secs(args.idle_timeout.max(1)),
                 replica_idle_timeout: Duration::from_secs(args.replica_idle_timeout.max(1)),

@@ -11,6 +11,9 @@ use bytes::BytesMut;
 use http_body_util::BodyExt;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
+/// How much of a body past its limit is read (and dropped) before the answer.
+const DRAINED_PAST_LIMIT: usize = 1 << 20;
+
 /// Why a body was not read whole.
 #[derive(Debug, thiserror::Error)]
 pub enum BufferError {
@@ -62,10 +65,13 @@ impl BodyBudget {
                 continue;
             };
             size = size.saturating_add(data.len());
-            if size > max {
+            // Some of what follows the limit is read and dropped too, so a client that is
+            // still sending hears the answer rather than a reset.
+            if size > max.saturating_add(DRAINED_PAST_LIMIT) {
                 return Err(BufferError::TooLarge);
             }
-            if over_budget {
+            if over_budget || size > max {
+                (buf, held) = (BytesMut::new(), None);
                 continue;
             }
             let permit = u32::try_from(data.len())
@@ -82,6 +88,9 @@ impl BodyBudget {
                 None => held = Some(permit),
             }
             buf.extend_from_slice(&data);
+        }
+        if size > max {
+            return Err(BufferError::TooLarge);
         }
         if over_budget {
             return Err(BufferError::OverBudget);

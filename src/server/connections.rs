@@ -171,7 +171,7 @@ async fn drive(
     shutdown: CancellationToken,
 ) {
     tokio::pin!(conn);
-    let mut tick = tokio::time::interval(idle_timeout / 4);
+    let mut tick = tokio::time::interval((idle_timeout / 4).max(Duration::from_millis(10)));
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut seen = activity.io.load(Ordering::Relaxed);
     let mut quiet_since = tokio::time::Instant::now();
