@@ -1125,7 +1125,7 @@ _cortex() {
             return 0
             ;;
         cortex__subcmd__server)
-            opts="-h -V --listen --data-dir --port-fallback --min-free-disk-mb --log-tail-lines --data-root --sandbox --replica-path --replica-user --allow-unsandboxed-replicas --help --version status stop help"
+            opts="-h -V --listen --data-dir --port-fallback --min-free-disk-mb --log-tail-lines --data-root --allow-fetch --max-connections --header-read-timeout --idle-timeout --replica-idle-timeout --max-buffered-bodies-mb --sandbox --replica-path --replica-user --allow-unsandboxed-replicas --help --version status stop help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -1148,6 +1148,30 @@ _cortex() {
                     return 0
                     ;;
                 --data-root)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --allow-fetch)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --max-connections)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --header-read-timeout)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --idle-timeout)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --replica-idle-timeout)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --max-buffered-bodies-mb)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;

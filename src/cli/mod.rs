@@ -236,6 +236,45 @@ pub struct ServerArgs {
         value_delimiter = ','
     )]
     pub allow_fetch: Vec<crate::server::fetch::Allowed>,
+    /// open client connections at most; more wait to be accepted (default: half the open-file
+    /// limit, which the server raises to its hard limit)
+    #[arg(long, value_name = "N", env = "CORTEX_MAX_CONNECTIONS")]
+    pub max_connections: Option<usize>,
+    /// close a connection that has not sent a request's headers this long after it opened or
+    /// after its previous answer (seconds)
+    #[arg(
+        long,
+        value_name = "SECS",
+        env = "CORTEX_HEADER_READ_TIMEOUT_SECS",
+        default_value_t = 10
+    )]
+    pub header_read_timeout: u64,
+    /// close a keep-alive connection that sends nothing this long after its last answer
+    /// (seconds)
+    #[arg(
+        long,
+        value_name = "SECS",
+        env = "CORTEX_IDLE_TIMEOUT_SECS",
+        default_value_t = 5
+    )]
+    pub idle_timeout: u64,
+    /// close a pooled connection from the gateway to a replica after this long unused (seconds)
+    #[arg(
+        long,
+        value_name = "SECS",
+        env = "CORTEX_REPLICA_IDLE_TIMEOUT_SECS",
+        default_value_t = 30
+    )]
+    pub replica_idle_timeout: u64,
+    /// memory that prediction bodies sent without a Content-Length (read whole before they go
+    /// to a replica) may use together; past it they are refused with 503 (MiB)
+    #[arg(
+        long,
+        value_name = "MIB",
+        env = "CORTEX_MAX_BUFFERED_BODIES_MB",
+        default_value_t = 256
+    )]
+    pub max_buffered_bodies_mb: usize,
     #[command(flatten)]
     pub isolation: IsolationArgs,
 }

@@ -33,6 +33,11 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<ExitStatus> {
                     allow_unsandboxed: args.isolation.allow_unsandboxed_replicas,
                 },
                 allow_fetch: args.allow_fetch,
+                max_connections: args.max_connections.map(|n| n.max(1)),
+                header_read_timeout: Duration::from_secs(args.header_read_timeout.max(1)),
+                idle_timeout: Duration::from_secs(args.idle_timeout.max(1)),
+                replica_idle_timeout: Duration::from_secs(args.replica_idle_timeout.max(1)),
+                max_buffered_bodies: args.max_buffered_bodies_mb.saturating_mul(1 << 20),
             })
             .await?;
             Ok(ExitStatus::Success)

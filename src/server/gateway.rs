@@ -6,6 +6,8 @@
 //!
 //! Hot path rules: no database, no lock held across an await, replica picked in O(1).
 
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 use std::time::Instant;
 
 use axum::body::Body;
@@ -13,10 +15,12 @@ use axum::extract::{Request, State};
 use axum::http::{header, HeaderName, Method, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
+use http_body_util::BodyExt;
 
 use super::access::{self, Access, Level};
 use super::admission::{self, Refusal};
 use super::auth::identity_from_headers;
+use super::body_budget::{BufferError, Held};
 use super::deadline_body::DeadlineBody;
 use super::error::{error_response, ApiError};
 use super::live_api::LiveApi;
@@ -170,51 +174,57 @@ pub async fn handle(State(state): State<AppState>, req: Request) -> Response {
         None => "/".to_string(),
     };
     let (parts, body) = req.into_parts();
-    // Buffered (bounded by the body limit) so replicas get a Content-Length: simple HTTP
-    // servers often do not read chunked bodies.
-    let too_large = |api: &LiveApi| {
-        let (name, limit) = (&api.spec.name, &api.spec.networking.max_request_size);
-        error_response(
-            StatusCode::PAYLOAD_TOO_LARGE,
-            "payload_too_large",
-            format!(
-                "the request body is larger than {name}'s limit of {limit}; send less, or raise networking.max_request_size in its cortex.yaml"
-            ),
-        )
+    let declared = match parts.headers.get(header::CONTENT_LENGTH) {
+        None => None,
+        Some(v) => v.to_str().ok().and_then(|v| v.parse::<u64>().ok()),
     };
-    if parts
-        .headers
-        .get(header::CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok()?.parse::<u64>().ok())
-        .is_some_and(|n| n > max_body as u64)
-    {
+    if declared.is_some_and(|n| n > max_body as u64) {
         api.metrics.record(413, started.elapsed());
         return too_large(&api);
     }
-    let body = match tokio::time::timeout_at(deadline, axum::body::to_bytes(body, max_body)).await {
-        Ok(Ok(b)) => b,
-        Ok(Err(e)) => {
-            // Over the limit, or the client went away mid-body.
-            let over = std::error::Error::source(&e)
-                .is_some_and(|s| s.is::<http_body_util::LengthLimitError>());
-            if over {
-                api.metrics.record(413, started.elapsed());
-                return too_large(&api);
-            }
-            return error_response(
-                StatusCode::BAD_REQUEST,
-                "bad_request",
-                format!("the request body could not be read: {e}"),
-            );
+    let client_failed = Arc::new(AtomicBool::new(false));
+    let (body, _held, api) = match declared {
+        // Streamed as it arrives, once admitted (below): a request that waits holds no
+        // memory. hyper ends the body at the declared length.
+        Some(_) => {
+            let failed = client_failed.clone();
+            let body = body.map_err(move |e| {
+                failed.store(true, Ordering::Relaxed);
+                e
+            });
+            (Body::new(body), Held::nothing(), api)
         }
-        Err(_) => return timed_out(&api, timeout, started),
-    };
-    // Routed again once the body is in: a slow upload must go to what serves the path now,
-    // not to a generation that an update, a restart or a delete has stopped meanwhile.
-    let api = match (&split_to, route(&state)) {
-        (_, Some(api)) => api,
-        (Some(chosen), None) => return backend_missing(chosen),
-        (None, None) => return not_found(&path),
+        // Read whole (bounded by the limit and the server's budget) so the replica gets a
+        // Content-Length: simple HTTP servers often do not read chunked bodies.
+        None => {
+            let read = state.bodies.read_whole(body, max_body);
+            let (bytes, held) = match tokio::time::timeout_at(deadline, read).await {
+                Ok(Ok(read)) => read,
+                Ok(Err(BufferError::TooLarge)) => {
+                    api.metrics.record(413, started.elapsed());
+                    return too_large(&api);
+                }
+                Ok(Err(BufferError::OverBudget)) => {
+                    api.metrics.record(503, started.elapsed());
+                    return error_response(
+                        StatusCode::SERVICE_UNAVAILABLE,
+                        "overloaded",
+                        "the server holds as many request bodies without a Content-Length as its memory allows; retry later, or send a Content-Length (such bodies are streamed)",
+                    );
+                }
+                Ok(Err(BufferError::Read(e))) => return unreadable_body(e),
+                Err(_) => return timed_out(&api, timeout, started),
+            };
+            // Routed again once the body is in: a slow upload must go to what serves the
+            // path now, not to a generation that an update, a restart or a delete has
+            // stopped meanwhile.
+            let api = match (&split_to, route(&state)) {
+                (_, Some(api)) => api,
+                (Some(chosen), None) => return backend_missing(chosen),
+                (None, None) => return not_found(&path),
+            };
+            (Body::from(bytes), held, api)
+        }
     };
     let slot = match admission::admit(&api, deadline).await {
         Ok(slot) => slot,
@@ -237,10 +247,14 @@ pub async fn handle(State(state): State<AppState>, req: Request) -> Response {
     let mut headers = parts.headers;
     strip_hop_by_hop(&mut headers);
     headers.remove(header::AUTHORIZATION);
+    if let Some(length) = declared {
+        headers.insert(header::CONTENT_LENGTH, length.into());
+    }
     let forward = state.replicas.post(addr, &path_and_query, headers, body);
     let response = match tokio::time::timeout_at(deadline, forward).await {
         Err(_) => return timed_out(&api, timeout, started),
         Ok(Ok(r)) => r,
+        Ok(Err(e)) if client_failed.load(Ordering::Relaxed) => return unreadable_body(e),
         Ok(Err(e)) => {
             api.metrics.record(502, started.elapsed());
             return error_response(
@@ -262,6 +276,27 @@ pub async fn handle(State(state): State<AppState>, req: Request) -> Response {
     });
     let body = DeadlineBody::new(Body::new(body), deadline, timeout);
     Response::from_parts(parts, Body::new(body))
+}
+
+/// 413: the body is over `api`'s `networking.max_request_size`.
+fn too_large(api: &LiveApi) -> Response {
+    let (name, limit) = (&api.spec.name, &api.spec.networking.max_request_size);
+    error_response(
+        StatusCode::PAYLOAD_TOO_LARGE,
+        "payload_too_large",
+        format!(
+            "the request body is larger than {name}'s limit of {limit}; send less, or raise networking.max_request_size in its cortex.yaml"
+        ),
+    )
+}
+
+/// 400: the client's body ended before it was all there.
+fn unreadable_body(e: impl std::fmt::Display) -> Response {
+    error_response(
+        StatusCode::BAD_REQUEST,
+        "bad_request",
+        format!("the request body could not be read: {e}"),
+    )
 }
 
 /// Removes the headers that describe one hop (and the framing, which the next hop sets).

@@ -3,7 +3,9 @@
 pub mod access;
 pub mod admission;
 pub mod auth;
+pub mod body_budget;
 pub mod bundle_access;
+pub mod connections;
 mod data_check;
 pub mod deadline_body;
 pub mod deployments;
@@ -28,6 +30,7 @@ pub mod splitter;
 pub mod state;
 pub mod status;
 pub mod tokens;
+pub mod upload;
 pub mod versions;
 pub mod waiting;
 mod wire;
@@ -37,8 +40,6 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use anyhow::Context;
-use axum::serve::ListenerExt;
-use std::future::IntoFuture;
 
 use crate::api::RuntimeFile;
 use crate::engine::LocalEngine;
@@ -74,10 +75,21 @@ pub struct ServerConfig {
     pub isolation: isolation::IsolationConfig,
     /// Special addresses (loopback, private, ...) `delimited_files` URLs may be fetched from.
     pub allow_fetch: Vec<fetch::Allowed>,
+    /// Open client connections at most (none: half the open-file limit).
+    pub max_connections: Option<usize>,
+    /// How long a client has to send a request's headers.
+    pub header_read_timeout: std::time::Duration,
+    /// How long a keep-alive connection may wait for its next request.
+    pub idle_timeout: std::time::Duration,
+    /// How long a pooled connection to a replica may stay unused before it is closed.
+    pub replica_idle_timeout: std::time::Duration,
+    /// The memory prediction bodies without a Content-Length may use together (bytes).
+    pub max_buffered_bodies: usize,
 }
 
 /// Runs the server until SIGINT or SIGTERM; stops every replica before returning.
 pub async fn run(config: ServerConfig) -> anyhow::Result<()> {
+    let open_files = connections::raise_open_files_limit();
     let data_dir = &config.data_dir;
     // What the server makes is its own: other OS users read nothing of the data directory.
     // SAFETY: umask(2) only sets the process's file mode mask.
@@ -140,6 +152,7 @@ pub async fn run(config: ServerConfig) -> anyhow::Result<()> {
     let url = format!("http://{connectable}");
 
     let bundles = BundleStore::new(data_dir.clone()).with_projects(isolated.tree.projects.clone());
+    bundles.remove_partial_uploads();
     let owner = data_dir.canonicalize().unwrap_or_else(|_| data_dir.clone());
     let engine = Arc::new(LocalEngine::new(
         &owner.display().to_string(),
@@ -191,7 +204,8 @@ pub async fn run(config: ServerConfig) -> anyhow::Result<()> {
         jobs: jobs.clone(),
         loopback_only: addr.ip().is_loopback(),
         http,
-        replicas: Default::default(),
+        replicas: replica_client::ReplicaClient::new(config.replica_idle_timeout),
+        bodies: body_budget::BodyBudget::new(config.max_buffered_bodies),
         changes: Arc::new(tokio::sync::Mutex::new(())),
         tokens,
         disk: disk::DiskGuard::new(data_dir.clone(), config.min_free_disk_mb),
@@ -218,27 +232,29 @@ pub async fn run(config: ServerConfig) -> anyhow::Result<()> {
     eprintln!("cortex server {} listening on {url}", crate::VERSION);
 
     let app = routes::router(state);
-    // Responses are written as headers then body: without TCP_NODELAY, Nagle's algorithm and
-    // the client's delayed ACK add ~40 ms to every keep-alive prediction.
-    let listener = listener.tap_io(|tcp| {
-        let _ = tcp.set_nodelay(true);
-    });
+    let limits = connections::ConnectionLimits {
+        max_connections: config
+            .max_connections
+            .unwrap_or_else(|| connections::default_max_connections(open_files)),
+        header_read_timeout: config.header_read_timeout,
+        idle_timeout: config.idle_timeout,
+    };
     let graceful = shutdown.clone();
-    let serve = axum::serve(listener, app).with_graceful_shutdown(async move {
+    tokio::spawn(async move {
         signals.received().await;
         graceful.cancel();
     });
+    let serve = connections::serve(listener, app, limits, shutdown.clone());
     // In-flight requests get a grace period; a prediction that never ends must not keep the
     // server (and every replica) alive forever.
     let grace = shutdown_grace();
-    let served = tokio::select! {
-        r = serve.into_future() => r,
+    tokio::select! {
+        () = serve => {}
         _ = async {
             shutdown.cancelled().await;
             tokio::time::sleep(grace).await;
         } => {
             eprintln!("requests still in flight after {}s; stopping anyway", grace.as_secs());
-            Ok(())
         }
     };
     shutdown.cancel();
@@ -253,7 +269,7 @@ pub async fn run(config: ServerConfig) -> anyhow::Result<()> {
     {
         let _ = std::fs::remove_file(&runtime_file);
     }
-    served.context("the server stopped with an error")
+    Ok(())
 }
 
 /// Takes an exclusive lock on `path` for the life of the server (released when the process

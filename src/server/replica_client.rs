@@ -1,16 +1,18 @@
 //! The gateway's client to replicas: hyper's pooled HTTP/1 client (keep-alive, `TCP_NODELAY`).
 //! A replica is an address, not a URL: nothing to resolve, parse or IDNA-check per request, as
 //! a general-purpose client would (it cost about 3% of the gateway's CPU in a profile).
+//! Connections idle for longer than the pool's idle timeout are closed.
 
 use std::net::SocketAddr;
 
+use std::time::Duration;
+
+use axum::body::Body;
 use axum::http::{HeaderMap, Method, Request, Response, Uri};
-use bytes::Bytes;
-use http_body_util::Full;
 use hyper::body::Incoming;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::client::legacy::Client;
-use hyper_util::rt::TokioExecutor;
+use hyper_util::rt::{TokioExecutor, TokioTimer};
 
 /// Why a replica did not answer.
 #[derive(Debug, thiserror::Error)]
@@ -23,29 +25,30 @@ pub enum ReplicaError {
 
 #[derive(Clone)]
 pub struct ReplicaClient {
-    inner: Client<HttpConnector, Full<Bytes>>,
+    inner: Client<HttpConnector, Body>,
 }
 
-impl Default for ReplicaClient {
-    fn default() -> Self {
+impl ReplicaClient {
+    /// A client whose pooled connections are closed after `idle_timeout` unused.
+    pub fn new(idle_timeout: Duration) -> Self {
         let mut connector = HttpConnector::new();
         connector.set_nodelay(true);
         ReplicaClient {
             inner: Client::builder(TokioExecutor::new())
                 .pool_max_idle_per_host(256)
+                .pool_idle_timeout(idle_timeout)
+                .pool_timer(TokioTimer::new())
                 .build(connector),
         }
     }
-}
 
-impl ReplicaClient {
     /// `POST http://<addr><path_and_query>` with `headers` and `body`.
     pub async fn post(
         &self,
         addr: SocketAddr,
         path_and_query: &str,
         headers: HeaderMap,
-        body: Bytes,
+        body: Body,
     ) -> Result<Response<Incoming>, ReplicaError> {
         let uri = Uri::builder()
             .scheme("http")
@@ -55,7 +58,7 @@ impl ReplicaClient {
         let mut request = Request::builder()
             .method(Method::POST)
             .uri(uri)
-            .body(Full::new(body))?;
+            .body(body)?;
         *request.headers_mut() = headers;
         Ok(self.inner.request(request).await?)
     }

@@ -19,6 +19,8 @@ pub struct AppState {
     pub http: reqwest::Client,
     /// The gateway's client: pooled keep-alive connections to replicas.
     pub replicas: super::replica_client::ReplicaClient,
+    /// The memory prediction bodies read whole (without a Content-Length) may use together.
+    pub bodies: super::body_budget::BodyBudget,
     /// Held while deploying or deleting, so changes to APIs happen one at a time.
     pub changes: Arc<tokio::sync::Mutex<()>>,
     /// Issues and checks tokens (valid user tokens are remembered: checks skip the database).

@@ -63,26 +63,49 @@ impl BundleStore {
     /// [`MAX_UNPACKED_BYTES`], then writes them to disk. Blocking; needs no database, so it
     /// runs without holding the connection. Record the bundle with [`BundleStore::record`].
     pub fn write(&self, sha: &str, bytes: &[u8]) -> Result<(), StoreError> {
-        let actual = hex::encode(Sha256::digest(bytes));
-        if actual != sha {
-            return Err(StoreError::Conflict(format!(
-                "the bundle's SHA-256 is {actual}, not {sha}; the upload was corrupted, run the command again"
-            )));
-        }
-        let mut archive = tar::Archive::new(flate2::read::GzDecoder::new(bytes));
-        let mut unpacked: u64 = 0;
-        for entry in archive.entries().map_err(bad_archive)? {
-            let entry = entry.map_err(bad_archive)?;
-            unpacked = unpacked.saturating_add(entry.header().size().unwrap_or(0));
-            if unpacked > MAX_UNPACKED_BYTES {
-                return Err(StoreError::Conflict(format!(
-                    "the bundle unpacks to more than {} GiB; leave large files out of the project (.cortexignore) and load them at start-up",
-                    MAX_UNPACKED_BYTES >> 30
-                )));
-            }
-        }
+        same_sha(&hex::encode(Sha256::digest(bytes)), sha)?;
+        check_archive(bytes)?;
         crate::atomic_file::write(&self.archive_path(sha), bytes)?;
         Ok(())
+    }
+
+    /// Where uploads are written while they arrive: beside the bundles, so keeping one is a
+    /// rename.
+    pub fn upload_dir(&self) -> PathBuf {
+        self.root.join("bundles")
+    }
+
+    /// Keeps `upload` (a file in [`BundleStore::upload_dir`] whose SHA-256 is `actual`) as
+    /// bundle `sha`, with the checks of [`BundleStore::write`]; a refused upload is removed.
+    /// Blocking. Record the bundle with [`BundleStore::record`].
+    pub fn keep(
+        &self,
+        sha: &str,
+        actual: &str,
+        upload: tempfile::NamedTempFile,
+    ) -> Result<(), StoreError> {
+        same_sha(actual, sha)?;
+        check_archive(io::BufReader::new(upload.reopen()?))?;
+        upload
+            .persist(self.archive_path(sha))
+            .map_err(|e| StoreError::Io(e.error))?;
+        Ok(())
+    }
+
+    /// Removes what uploads cut short by a crash left in [`BundleStore::upload_dir`].
+    pub fn remove_partial_uploads(&self) {
+        let Ok(entries) = fs::read_dir(self.upload_dir()) else {
+            return;
+        };
+        for entry in entries.flatten() {
+            if entry
+                .file_name()
+                .to_string_lossy()
+                .starts_with(UPLOAD_PREFIX)
+            {
+                let _ = fs::remove_file(entry.path());
+            }
+        }
     }
 
     /// Records a bundle written with [`BundleStore::write`].
@@ -189,6 +212,36 @@ fn normalize_modes(dir: &std::path::Path) -> io::Result<()> {
                 let mode = if exec { 0o755 } else { 0o644 };
                 fs::set_permissions(entry.path(), fs::Permissions::from_mode(mode))?;
             }
+        }
+    }
+    Ok(())
+}
+
+/// How the names of uploads in progress begin.
+pub const UPLOAD_PREFIX: &str = ".upload-";
+
+/// Refuses a bundle whose content hashes to `actual` when `sha` was announced.
+pub fn same_sha(actual: &str, sha: &str) -> Result<(), StoreError> {
+    if actual == sha {
+        return Ok(());
+    }
+    Err(StoreError::Conflict(format!(
+        "the bundle's SHA-256 is {actual}, not {sha}; the upload was corrupted, run the command again"
+    )))
+}
+
+/// Checks that `archive` is a tar.gz that unpacks to at most [`MAX_UNPACKED_BYTES`].
+fn check_archive(archive: impl io::Read) -> Result<(), StoreError> {
+    let mut archive = tar::Archive::new(flate2::read::GzDecoder::new(archive));
+    let mut unpacked: u64 = 0;
+    for entry in archive.entries().map_err(bad_archive)? {
+        let entry = entry.map_err(bad_archive)?;
+        unpacked = unpacked.saturating_add(entry.header().size().unwrap_or(0));
+        if unpacked > MAX_UNPACKED_BYTES {
+            return Err(StoreError::Conflict(format!(
+                "the bundle unpacks to more than {} GiB; leave large files out of the project (.cortexignore) and load them at start-up",
+                MAX_UNPACKED_BYTES >> 30
+            )));
         }
     }
     Ok(())

@@ -17,6 +17,7 @@ mod nothing_lost;
 mod permissions;
 mod realtime;
 mod requirements;
+mod resources;
 mod sandbox;
 mod scaling;
 mod secrets;

@@ -1,19 +1,21 @@
 //! `HEAD|PUT /api/v2/bundles/{sha256}`: content-addressed project uploads, bound to the users
 //! who uploaded them (`server/bundle_access.rs`).
 
-use axum::body::Bytes;
+use axum::body::Body;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::Json;
-use sha2::{Digest, Sha256};
 
 use crate::api::BundleStored;
 use crate::server::auth::AuthMember;
 use crate::server::bundle_access;
 use crate::server::error::ApiError;
+use crate::server::limits::MAX_BUNDLE_BYTES;
 use crate::server::state::AppState;
+use crate::server::upload::{self, ReceiveError};
 use crate::store::bundle_uploaders;
 use crate::store::bundles::is_sha256;
+use crate::store::StoreError;
 
 fn check_sha(sha: &str) -> Result<(), ApiError> {
     if is_sha256(sha) {
@@ -40,18 +42,26 @@ pub async fn head_bundle(
     })
 }
 
-/// Stores the bundle (unless it is stored already) and records the caller as one of its
-/// uploaders once the bytes they sent hash to `sha`. `created` is from the caller's side:
-/// false only when they could already use it.
+/// Stores a bundle and records the caller as one of its uploaders: the body goes to a
+/// temporary file, hashed as it arrives, and counts only when its SHA-256 is the one in the
+/// path (a bundle stored already, from someone else, is not written again). `created` is from
+/// the caller's side: false only when they could already use it.
 pub async fn put_bundle(
     State(state): State<AppState>,
     AuthMember(caller): AuthMember,
     Path(sha): Path<String>,
-    body: Bytes,
+    body: Body,
 ) -> Result<Json<BundleStored>, ApiError> {
     check_sha(&sha)?;
-    let size = body.len() as u64;
-    if bundle_access::check(&state, &caller, &sha).await? {
+    state.disk.check()?;
+    let usable = bundle_access::check(&state, &caller, &sha).await?;
+    let (bundles, s) = (state.bundles.clone(), sha.clone());
+    let stored = state.store.call(move |c| bundles.exists(c, &s)).await?;
+    let received = upload::receive(body, &state.bundles.upload_dir(), MAX_BUNDLE_BYTES as u64)
+        .await
+        .map_err(not_received)?;
+    let size = received.size;
+    if usable {
         return Ok(Json(BundleStored {
             sha256: sha,
             size,
@@ -59,18 +69,16 @@ pub async fn put_bundle(
         }));
     }
     let (bundles, s) = (state.bundles.clone(), sha.clone());
-    let stored = state.store.call(move |c| bundles.exists(c, &s)).await?;
-    // Hashing, checking and writing happen off the database connection.
-    let (bundles, s) = (state.bundles.clone(), sha.clone());
     tokio::task::spawn_blocking(move || match stored {
-        // Someone else's upload: these bytes must be the same before the caller may use it.
-        true => same_bytes(&s, &body),
-        false => bundles.write(&s, &body),
+        // Someone else's upload: the bytes sent must be the same before the caller may use it.
+        true => crate::store::bundles::same_sha(&received.sha256, &s),
+        false => bundles.keep(&s, &received.sha256, received.file),
     })
     .await
     .map_err(|e| ApiError::Internal(e.to_string()))?
     .map_err(|e| match e {
-        crate::store::StoreError::Conflict(m) => ApiError::Unprocessable(m),
+        StoreError::Conflict(m) => ApiError::Unprocessable(m),
+        StoreError::Io(e) if upload::is_disk_full(&e) => disk_full(),
         other => other.into(),
     })?;
     let (bundles, s, user_id) = (state.bundles.clone(), sha.clone(), caller.user.id.clone());
@@ -88,13 +96,23 @@ pub async fn put_bundle(
     }))
 }
 
-/// Checks that `bytes` hash to `sha`, with the answer `BundleStore::write` gives.
-fn same_bytes(sha: &str, bytes: &[u8]) -> Result<(), crate::store::StoreError> {
-    let actual = hex::encode(Sha256::digest(bytes));
-    if actual == sha {
-        return Ok(());
+fn not_received(e: ReceiveError) -> ApiError {
+    match e {
+        ReceiveError::TooLarge(max) => ApiError::PayloadTooLarge(format!(
+            "the bundle is larger than {} MiB; leave large files out of the project (.cortexignore) and load them at start-up",
+            max >> 20
+        )),
+        ReceiveError::Read(e) => ApiError::BadRequest(format!("the upload could not be read: {e}")),
+        ReceiveError::Write(e) if upload::is_disk_full(&e) => disk_full(),
+        ReceiveError::Write(e) => {
+            tracing::error!("cannot write an upload: {e}");
+            ApiError::Internal("the upload could not be written to the server's disk".into())
+        }
     }
-    Err(crate::store::StoreError::Conflict(format!(
-        "the bundle's SHA-256 is {actual}, not {sha}; the upload was corrupted, run the command again"
-    )))
+}
+
+fn disk_full() -> ApiError {
+    ApiError::InsufficientStorage(
+        "the server's disk is full; nothing was stored: free some space and try again".into(),
+    )
 }

@@ -1,0 +1,296 @@
+//! The server's side of its clients' connections (HTTP/1.1): at most `max_connections` open
+//! at once (past the cap the listener is not accepted from, and the kernel's backlog holds
+//! new ones until a connection ends); a request's headers must arrive within
+//! `header_read_timeout` of the moment the connection starts waiting for them (it opened,
+//! or the previous answer ended); a keep-alive connection that sends nothing for
+//! `idle_timeout` after its last answer is closed. Together they keep slow or idle clients
+//! from holding every file descriptor: a slowloris connection ends at the header timeout and
+//! its place goes to the next client.
+
+use std::convert::Infallible;
+use std::future::Future;
+use std::io;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use axum::body::Body;
+use axum::Router;
+use hyper::body::Incoming;
+use hyper_util::rt::{TokioIo, TokioTimer};
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::Semaphore;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+/// How the server treats its clients' connections (`cortex server` flags).
+#[derive(Debug, Clone, Copy)]
+pub struct ConnectionLimits {
+    pub max_connections: usize,
+    pub header_read_timeout: Duration,
+    pub idle_timeout: Duration,
+}
+
+/// Raises the soft limit on open files to the hard limit (a server holds a descriptor per
+/// connection, replica socket and log file); returns the soft limit in force.
+pub fn raise_open_files_limit() -> u64 {
+    let mut limit = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit and setrlimit only read and write the struct they are given.
+    unsafe {
+        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) != 0 {
+            return 1024;
+        }
+        if limit.rlim_cur < limit.rlim_max {
+            let raised = libc::rlimit {
+                rlim_cur: limit.rlim_max,
+                rlim_max: limit.rlim_max,
+            };
+            if libc::setrlimit(libc::RLIMIT_NOFILE, &raised) == 0 {
+                limit = raised;
+            }
+        }
+    }
+    limit.rlim_cur
+}
+
+/// The default cap on open connections: half the open-file limit, leaving the rest to
+/// replica sockets, log files and the database.
+pub fn default_max_connections(open_files_limit: u64) -> usize {
+    usize::try_from(open_files_limit / 2)
+        .unwrap_or(usize::MAX)
+        .clamp(16, 1 << 20)
+}
+
+/// Serves `app` on `listener` until `shutdown` is cancelled, then lets every connection
+/// finish its request in flight and returns once all are closed.
+pub async fn serve(
+    listener: TcpListener,
+    app: Router,
+    limits: ConnectionLimits,
+    shutdown: CancellationToken,
+) {
+    let permits = Arc::new(Semaphore::new(limits.max_connections));
+    let connections = TaskTracker::new();
+    let mut http = hyper::server::conn::http1::Builder::new();
+    http.timer(TokioTimer::new())
+        .header_read_timeout(limits.header_read_timeout);
+    loop {
+        let permit = tokio::select! {
+            p = permits.clone().acquire_owned() => p.expect("the semaphore is never closed"),
+            _ = shutdown.cancelled() => break,
+        };
+        let tcp = tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok((tcp, _)) => tcp,
+                Err(e) => {
+                    accept_failed(e, &shutdown).await;
+                    continue;
+                }
+            },
+            _ = shutdown.cancelled() => break,
+        };
+        // Responses are written as headers then body: without TCP_NODELAY, Nagle's algorithm
+        // and the client's delayed ACK add ~40 ms to every keep-alive prediction.
+        let _ = tcp.set_nodelay(true);
+        let activity = Arc::new(Activity::default());
+        let io = TokioIo::new(Tracked {
+            inner: tcp,
+            activity: activity.clone(),
+        });
+        let service = Counted {
+            app: app.clone(),
+            activity: activity.clone(),
+        };
+        let conn = http.serve_connection(io, service);
+        let shutdown = shutdown.clone();
+        let idle_timeout = limits.idle_timeout;
+        connections.spawn(async move {
+            let _permit = permit;
+            drive(conn, activity, idle_timeout, shutdown).await;
+        });
+    }
+    connections.close();
+    connections.wait().await;
+}
+
+/// A failed accept: the client's own trouble is skipped; anything else (out of file
+/// descriptors) waits a moment instead of spinning.
+async fn accept_failed(e: io::Error, shutdown: &CancellationToken) {
+    use io::ErrorKind::*;
+    if matches!(
+        e.kind(),
+        ConnectionRefused | ConnectionAborted | ConnectionReset
+    ) {
+        return;
+    }
+    tracing::error!("cannot accept a connection: {e}");
+    tokio::select! {
+        _ = tokio::time::sleep(Duration::from_millis(200)) => {}
+        _ = shutdown.cancelled() => {}
+    }
+}
+
+type Connection = hyper::server::conn::http1::Connection<TokioIo<Tracked>, Counted>;
+
+/// `app` for one connection, counting the requests it is handling.
+#[derive(Clone)]
+struct Counted {
+    app: Router,
+    activity: Arc<Activity>,
+}
+
+impl hyper::service::Service<hyper::Request<Incoming>> for Counted {
+    type Response = axum::response::Response;
+    type Error = Infallible;
+    type Future = Pin<Box<dyn Future<Output = Result<Self::Response, Infallible>> + Send>>;
+
+    fn call(&self, req: hyper::Request<Incoming>) -> Self::Future {
+        use tower_service::Service;
+        let busy = Busy::new(self.activity.clone());
+        let mut app = self.app.clone();
+        Box::pin(async move {
+            let response = app.call(req.map(Body::new)).await;
+            drop(busy);
+            response
+        })
+    }
+}
+
+/// Runs one connection until it ends: closed gracefully when the server shuts down or when
+/// it has been idle for `idle_timeout`.
+async fn drive(
+    conn: Connection,
+    activity: Arc<Activity>,
+    idle_timeout: Duration,
+    shutdown: CancellationToken,
+) {
+    tokio::pin!(conn);
+    let mut tick = tokio::time::interval((idle_timeout / 4).max(Duration::from_millis(10)));
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut seen = activity.io.load(Ordering::Relaxed);
+    let mut quiet_since = tokio::time::Instant::now();
+    let mut closing = false;
+    loop {
+        tokio::select! {
+            _ = conn.as_mut() => return,
+            _ = shutdown.cancelled(), if !closing => {
+                closing = true;
+                conn.as_mut().graceful_shutdown();
+            }
+            _ = tick.tick(), if !closing => {
+                let now = activity.io.load(Ordering::Relaxed);
+                if now != seen || activity.requests.load(Ordering::Relaxed) > 0 {
+                    seen = now;
+                    quiet_since = tokio::time::Instant::now();
+                } else if quiet_since.elapsed() >= idle_timeout {
+                    // Between requests, this closes the connection at once.
+                    closing = true;
+                    conn.as_mut().graceful_shutdown();
+                }
+            }
+        }
+    }
+}
+
+/// What a connection is doing: reads and writes so far, requests being handled.
+#[derive(Default)]
+struct Activity {
+    io: AtomicU64,
+    requests: AtomicUsize,
+}
+
+/// A request being handled (until its handler answers; its body's writes count as IO).
+struct Busy(Arc<Activity>);
+
+impl Busy {
+    fn new(activity: Arc<Activity>) -> Busy {
+        activity.requests.fetch_add(1, Ordering::Relaxed);
+        Busy(activity)
+    }
+}
+
+impl Drop for Busy {
+    fn drop(&mut self) {
+        self.0.requests.fetch_sub(1, Ordering::Relaxed);
+        self.0.io.fetch_add(1, Ordering::Relaxed);
+    }
+}
+
+/// A TCP stream that counts the reads and writes that moved bytes.
+struct Tracked {
+    inner: TcpStream,
+    activity: Arc<Activity>,
+}
+
+impl Tracked {
+    fn moved<T>(&self, polled: Poll<io::Result<T>>) -> Poll<io::Result<T>> {
+        if let Poll::Ready(Ok(_)) = &polled {
+            self.activity.io.fetch_add(1, Ordering::Relaxed);
+        }
+        polled
+    }
+}
+
+impl AsyncRead for Tracked {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        let this = self.get_mut();
+        let polled = Pin::new(&mut this.inner).poll_read(cx, buf);
+        this.moved(polled)
+    }
+}
+
+impl AsyncWrite for Tracked {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        let this = self.get_mut();
+        let polled = Pin::new(&mut this.inner).poll_write(cx, buf);
+        this.moved(polled)
+    }
+
+    fn poll_write_vectored(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        let this = self.get_mut();
+        let polled = Pin::new(&mut this.inner).poll_write_vectored(cx, bufs);
+        this.moved(polled)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.inner.is_write_vectored()
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.get_mut().inner).poll_flush(cx)
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.get_mut().inner).poll_shutdown(cx)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::default_max_connections;
+
+    #[test]
+    fn the_default_cap_leaves_half_the_descriptors_to_the_rest() {
+        assert_eq!(default_max_connections(1024), 512);
+        assert_eq!(default_max_connections(10), 16);
+        assert_eq!(default_max_connections(u64::MAX), 1 << 20);
+    }
+}
