@@ -227,6 +227,15 @@ pub struct ServerArgs {
     /// let batch jobs read `delimited_files` from this directory (paths outside it are refused)
     #[arg(long, value_name = "DIR", env = "CORTEX_DATA_ROOT")]
     pub data_root: Option<PathBuf>,
+    /// batch workers that may run at once across all jobs; the others wait as pending
+    #[arg(
+        long,
+        value_name = "N",
+        env = "CORTEX_MAX_BATCH_WORKERS",
+        default_value_t = 32,
+        value_parser = clap::value_parser!(u32).range(1..)
+    )]
+    pub max_batch_workers: u32,
 }
 
 #[derive(Debug, Subcommand)]

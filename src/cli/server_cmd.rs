@@ -26,6 +26,7 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<ExitStatus> {
                 min_free_disk_mb: args.min_free_disk_mb,
                 log_tail_lines: args.log_tail_lines,
                 data_root: args.data_root,
+                max_batch_workers: args.max_batch_workers as usize,
             })
             .await?;
             Ok(ExitStatus::Success)

@@ -65,6 +65,8 @@ pub struct ServerConfig {
     pub log_tail_lines: usize,
     /// The directory whose files jobs may name in `delimited_files` (none: URLs only).
     pub data_root: Option<PathBuf>,
+    /// Batch workers that may run at once, across jobs (the others wait as `pending`).
+    pub max_batch_workers: usize,
 }
 
 /// Runs the server until SIGINT or SIGTERM; stops every replica before returning.
@@ -149,6 +151,7 @@ pub async fn run(config: ServerConfig) -> anyhow::Result<()> {
         http.clone(),
         data_dir,
         config.data_root.clone(),
+        jobs::WorkerSlots::new(config.max_batch_workers),
     ));
     jobs.set_server_url(url.clone());
     let state = AppState {

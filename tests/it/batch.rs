@@ -9,7 +9,7 @@ use serde_json::{json, Value};
 use crate::harness::{http, wait_for, write, Server, DEADLINE};
 
 /// A BatchAPI named `name` with this predictor (and extra YAML under `predictor:`), deployed.
-fn deploy_batch(s: &Server, name: &str, predictor: &str, config_yaml: &str) -> PathBuf {
+pub(crate) fn deploy_batch(s: &Server, name: &str, predictor: &str, config_yaml: &str) -> PathBuf {
     let p = s.python_project(name, "BatchAPI", predictor, config_yaml);
     s.ok(&p, &["deploy"]);
     s.wait_status(name, "live");
@@ -17,7 +17,7 @@ fn deploy_batch(s: &Server, name: &str, predictor: &str, config_yaml: &str) -> P
 }
 
 /// `POST /<api>` with `body`; the answer's status and JSON.
-fn submit_raw(s: &Server, api: &str, body: &str) -> (u16, Value) {
+pub(crate) fn submit_raw(s: &Server, api: &str, body: &str) -> (u16, Value) {
     let resp = http()
         .post(format!("{}/{api}", s.url))
         .header("content-type", "application/json")
@@ -29,14 +29,14 @@ fn submit_raw(s: &Server, api: &str, body: &str) -> (u16, Value) {
 }
 
 /// Submits a job that must be accepted; returns its id.
-fn submit(s: &Server, api: &str, body: Value) -> String {
+pub(crate) fn submit(s: &Server, api: &str, body: Value) -> String {
     let (status, v) = submit_raw(s, api, &body.to_string());
     assert_eq!(status, 200, "{v}");
     v["job_id"].as_str().unwrap().to_string()
 }
 
 /// `GET /<api>/<job_id>`: the seed's `job_status`.
-fn job(s: &Server, api: &str, id: &str) -> Value {
+pub(crate) fn job(s: &Server, api: &str, id: &str) -> Value {
     let resp = http().get(format!("{}/{api}/{id}", s.url)).send().unwrap();
     assert_eq!(resp.status(), 200);
     resp.json::<Value>().unwrap()["job_status"].clone()
@@ -44,7 +44,7 @@ fn job(s: &Server, api: &str, id: &str) -> Value {
 
 /// Waits until the job has ended, and checks that it ended as `status`.
 #[track_caller]
-fn wait_job(s: &Server, api: &str, id: &str, status: &str) -> Value {
+pub(crate) fn wait_job(s: &Server, api: &str, id: &str, status: &str) -> Value {
     let ended = wait_for(&format!("job {id} to end"), DEADLINE, || {
         let j = job(s, api, id);
         j.get("end_time").is_some().then_some(j)
@@ -373,7 +373,7 @@ fn failed_batches_are_kept_as_dead_letters_and_retried_with_dead_letter() {
 }
 
 /// Waits in predict until `results/go` exists (or 60 s), then succeeds.
-const GATED: &str = r#"
+pub(crate) const GATED: &str = r#"
 import os, time
 
 class PythonPredictor:
@@ -393,7 +393,7 @@ class PythonPredictor:
 "#;
 
 /// Waits until a gated worker started a batch of job `id`: which one, and the worker's pid.
-fn wait_started(results: &Path, id: &str) -> (u32, i32) {
+pub(crate) fn wait_started(results: &Path, id: &str) -> (u32, i32) {
     wait_for("a batch to start", DEADLINE, || {
         (0..64).find_map(|seq| {
             let pid = read(&results.join(format!("started-{id}-{seq}")))
@@ -404,7 +404,7 @@ fn wait_started(results: &Path, id: &str) -> (u32, i32) {
     })
 }
 
-fn gated(s: &Server, name: &str) -> PathBuf {
+pub(crate) fn gated(s: &Server, name: &str) -> PathBuf {
     let p = deploy_batch(s, name, GATED, "");
     std::fs::create_dir_all(p.join("results")).unwrap();
     p.join("results")

@@ -19,3 +19,4 @@ mod scaling;
 mod shim;
 mod spec_errors;
 mod splitter;
+mod worker_caps;

@@ -3,6 +3,7 @@
 //! (`feeder.rs`), stopping, resuming after a restart, and what the API says about a job
 //! (`view.rs`). The pure rules are in `batch/`; the queue is `store/jobs.rs`.
 
+mod crew;
 mod enqueue;
 mod feeder;
 mod job_log;
@@ -12,12 +13,13 @@ pub mod view;
 
 use std::collections::HashMap;
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::atomic::{AtomicI64, AtomicU32, Ordering};
 use std::sync::{Arc, Mutex, OnceLock, RwLock};
 
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
+pub use crew::WorkerSlots;
 pub use feeder::visibility_ms;
 pub use job_log::JobLog;
 
@@ -42,6 +44,8 @@ pub(crate) struct Shared {
     /// To `delimited_files` URLs: the environment's proxy settings, and time limits so a
     /// source that stalls fails the job instead of holding it.
     pub sources_http: reqwest::Client,
+    /// The server-wide cap on batch workers running at once.
+    pub slots: WorkerSlots,
     server_url: OnceLock<String>,
 }
 
@@ -56,6 +60,8 @@ pub struct RunningJob {
     pub api: String,
     stop: CancellationToken,
     workers: RwLock<Vec<Arc<dyn Replica>>>,
+    /// Workers waiting for one of the server's batch-worker slots.
+    waiting: AtomicU32,
     done: watch::Sender<bool>,
 }
 
@@ -71,13 +77,20 @@ impl RunningJob {
         *self.workers.write().unwrap_or_else(|p| p.into_inner()) = workers;
     }
 
+    fn set_waiting(&self, n: u32) {
+        self.waiting.store(n, Ordering::Relaxed);
+    }
+
     fn finished(&self) {
         self.done.send_replace(true);
     }
 
     /// What its workers are doing (the seed's `worker_stats`).
     pub fn worker_stats(&self) -> api::WorkerStats {
-        let mut stats = api::WorkerStats::default();
+        let mut stats = api::WorkerStats {
+            pending: self.waiting.load(Ordering::Relaxed),
+            ..api::WorkerStats::default()
+        };
         for w in self.workers() {
             match w.snapshot().phase {
                 ReplicaPhase::Pending => stats.pending += 1,
@@ -122,6 +135,7 @@ impl Runners {
             api: job.api_name.clone(),
             stop: CancellationToken::new(),
             workers: RwLock::new(Vec::new()),
+            waiting: AtomicU32::new(0),
             done: watch::Sender::new(false),
         });
         self.running
@@ -223,6 +237,7 @@ impl Jobs {
         http: reqwest::Client,
         data_dir: &std::path::Path,
         data_root: Option<PathBuf>,
+        slots: WorkerSlots,
     ) -> Jobs {
         let sources_http = reqwest::Client::builder()
             .connect_timeout(std::time::Duration::from_secs(10))
@@ -235,6 +250,7 @@ impl Jobs {
             tokens,
             http,
             sources_http,
+            slots,
             server_url: OnceLock::new(),
         });
         Jobs {
@@ -350,6 +366,12 @@ impl Jobs {
             Input::Files(_) => (None, Vec::new()),
         };
         let n_batches = batches.len();
+        // A worker without a batch would only start and stop (files: the runner decides once
+        // they are read).
+        let workers = match items {
+            Some(_) => crew::planned_workers(workers, n_batches as u64),
+            None => workers,
+        };
         let job_id = id.clone();
         let row = self
             .shared
