@@ -227,6 +227,22 @@ pub struct ServerArgs {
     /// let batch jobs read `delimited_files` from this directory (paths outside it are refused)
     #[arg(long, value_name = "DIR", env = "CORTEX_DATA_ROOT")]
     pub data_root: Option<PathBuf>,
+    /// refuse bundles (422) that unpack to more than this (MiB)
+    #[arg(
+        long,
+        value_name = "MIB",
+        env = "CORTEX_MAX_UNPACKED_MB",
+        default_value_t = 2048
+    )]
+    pub max_unpacked_mb: u64,
+    /// refuse bundles (422) that hold more files than this
+    #[arg(
+        long,
+        value_name = "N",
+        env = "CORTEX_MAX_BUNDLE_FILES",
+        default_value_t = 100_000
+    )]
+    pub max_bundle_files: u64,
     /// batch workers that may run at once across all jobs; the others wait as pending
     #[arg(
         long,

@@ -26,6 +26,10 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<ExitStatus> {
                 min_free_disk_mb: args.min_free_disk_mb,
                 log_tail_lines: args.log_tail_lines,
                 data_root: args.data_root,
+                unpack_limits: crate::store::unpack_limits::UnpackLimits {
+                    max_bytes: args.max_unpacked_mb.saturating_mul(1 << 20),
+                    max_files: args.max_bundle_files,
+                },
                 max_batch_workers: args.max_batch_workers as usize,
             })
             .await?;

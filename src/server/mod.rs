@@ -3,6 +3,7 @@
 pub mod access;
 pub mod admission;
 pub mod auth;
+pub mod cleanup;
 pub mod deadline_body;
 pub mod deployments;
 pub mod disk;
@@ -65,6 +66,8 @@ pub struct ServerConfig {
     pub log_tail_lines: usize,
     /// The directory whose files jobs may name in `delimited_files` (none: URLs only).
     pub data_root: Option<PathBuf>,
+    /// What one bundle may unpack to (bytes and files).
+    pub unpack_limits: crate::store::unpack_limits::UnpackLimits,
     /// Batch workers that may run at once, across jobs (the others wait as `pending`).
     pub max_batch_workers: usize,
 }
@@ -113,7 +116,8 @@ pub async fn run(config: ServerConfig) -> anyhow::Result<()> {
     };
     let url = format!("http://{connectable}");
 
-    let bundles = BundleStore::new(data_dir.clone());
+    let bundles = BundleStore::new(data_dir.clone()).with_limits(config.unpack_limits);
+    cleanup::at_start(&store, &bundles).await;
     let owner = data_dir.canonicalize().unwrap_or_else(|_| data_dir.clone());
     let engine = Arc::new(LocalEngine::new(
         &owner.display().to_string(),

@@ -19,4 +19,5 @@ mod scaling;
 mod shim;
 mod spec_errors;
 mod splitter;
+mod unpack_limits;
 mod worker_caps;

@@ -13,7 +13,7 @@ use crate::server::access::Level;
 use crate::server::auth::AuthMember;
 use crate::server::error::ApiError;
 use crate::server::state::AppState;
-use crate::server::{status, versions};
+use crate::server::{cleanup, status, versions};
 use crate::spec::{self, ApiSpec, PredictorType};
 use crate::store::models::{self, Saved};
 use crate::store::ModelRow;
@@ -27,6 +27,7 @@ pub async fn deploy(
     let req: DeployRequest = parse_json(&body)?;
     let base = base_url(&headers);
     let _changing = state.changes.lock().await;
+    state.disk.check()?;
     let mut specs = spec::parse_str(&req.config, &req.config_file)
         .map_err(|e| ApiError::InvalidConfig(e.to_string()))?;
     // TrafficSplitters last, as cortex deploys them: their apis are in place first.
@@ -296,6 +297,7 @@ pub async fn delete(
     state.store.call(move |c| models::delete(c, &id)).await?;
     state.deployments.remove_logs(&name).await;
     state.jobs.remove_logs(&name).await;
+    cleanup::sweep(&state.store, &state.bundles, Some(cleanup::layers_of(&row))).await;
     Ok(Json(MessageResponse {
         message: format!("deleting {name}"),
     }))

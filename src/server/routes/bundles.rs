@@ -44,19 +44,24 @@ pub async fn put_bundle(
     body: Bytes,
 ) -> Result<Json<BundleStored>, ApiError> {
     check_sha(&sha)?;
+    state.disk.check()?;
     let size = body.len() as u64;
     let (bundles, s) = (state.bundles.clone(), sha.clone());
     let exists = state.store.call(move |c| bundles.exists(c, &s)).await?;
     if !exists {
         // Hashing, checking and writing happen off the database connection.
         let (bundles, s) = (state.bundles.clone(), sha.clone());
-        tokio::task::spawn_blocking(move || bundles.write(&s, &body))
-            .await
-            .map_err(|e| ApiError::Internal(e.to_string()))?
-            .map_err(|e| match e {
-                crate::store::StoreError::Conflict(m) => ApiError::Unprocessable(m),
-                other => other.into(),
-            })?;
+        tokio::task::spawn_blocking(move || {
+            bundles.write(&s, &body)?;
+            // Refused here (422), not at deploy: archives that cannot be unpacked safely.
+            bundles.check_stored(&s)
+        })
+        .await
+        .map_err(|e| ApiError::Internal(e.to_string()))?
+        .map_err(|e| match e {
+            crate::store::StoreError::Conflict(m) => ApiError::Unprocessable(m),
+            other => other.into(),
+        })?;
         let (bundles, s) = (state.bundles.clone(), sha.clone());
         state
             .store
