@@ -227,6 +227,16 @@ pub struct ServerArgs {
     /// let batch jobs read `delimited_files` from this directory (paths outside it are refused)
     #[arg(long, value_name = "DIR", env = "CORTEX_DATA_ROOT")]
     pub data_root: Option<PathBuf>,
+    /// cap each replica log file at this size (MiB); past it the file is rotated, and one
+    /// rotated generation is kept
+    #[arg(
+        long,
+        value_name = "MIB",
+        env = "CORTEX_LOG_MAX_MB",
+        default_value_t = 10,
+        value_parser = clap::value_parser!(u64).range(1..)
+    )]
+    pub log_max_mb: u64,
     /// refuse bundles (422) that unpack to more than this (MiB)
     #[arg(
         long,

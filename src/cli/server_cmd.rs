@@ -26,6 +26,7 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<ExitStatus> {
                 min_free_disk_mb: args.min_free_disk_mb,
                 log_tail_lines: args.log_tail_lines,
                 data_root: args.data_root,
+                log_max_bytes: args.log_max_mb.saturating_mul(1 << 20),
                 unpack_limits: crate::store::unpack_limits::UnpackLimits {
                     max_bytes: args.max_unpacked_mb.saturating_mul(1 << 20),
                     max_files: args.max_bundle_files,

@@ -66,6 +66,8 @@ pub struct ServerConfig {
     pub log_tail_lines: usize,
     /// The directory whose files jobs may name in `delimited_files` (none: URLs only).
     pub data_root: Option<PathBuf>,
+    /// The cap of each replica log file (bytes); one rotated generation is kept.
+    pub log_max_bytes: u64,
     /// What one bundle may unpack to (bytes and files).
     pub unpack_limits: crate::store::unpack_limits::UnpackLimits,
     /// Batch workers that may run at once, across jobs (the others wait as `pending`).
@@ -116,6 +118,7 @@ pub async fn run(config: ServerConfig) -> anyhow::Result<()> {
     };
     let url = format!("http://{connectable}");
 
+    crate::engine::local::rotating::set_cap(config.log_max_bytes);
     let bundles = BundleStore::new(data_dir.clone()).with_limits(config.unpack_limits);
     cleanup::at_start(&store, &bundles).await;
     let owner = data_dir.canonicalize().unwrap_or_else(|_| data_dir.clone());

@@ -12,6 +12,7 @@ mod gateway;
 mod lifecycle;
 mod limits;
 mod local_daemon;
+mod log_caps;
 mod permissions;
 mod realtime;
 mod requirements;
