@@ -102,6 +102,10 @@ complete -c cortex -n "__fish_cortex_using_subcommand server; and not __fish_see
 complete -c cortex -n "__fish_cortex_using_subcommand server; and not __fish_seen_subcommand_from status stop help" -l min-free-disk-mb -d 'refuse deploys (507) while the data directory\'s disk has less free space than this (MiB)' -r
 complete -c cortex -n "__fish_cortex_using_subcommand server; and not __fish_seen_subcommand_from status stop help" -l log-tail-lines -d 'lines of stdout and of stderr per replica that `GET /api/v2/deploy/{id}/logs` returns' -r
 complete -c cortex -n "__fish_cortex_using_subcommand server; and not __fish_seen_subcommand_from status stop help" -l data-root -d 'let batch jobs read `delimited_files` from this directory (paths outside it are refused)' -r -F
+complete -c cortex -n "__fish_cortex_using_subcommand server; and not __fish_seen_subcommand_from status stop help" -l log-max-mb -d 'cap each replica log file at this size (MiB); past it the file is rotated, and one rotated generation is kept' -r
+complete -c cortex -n "__fish_cortex_using_subcommand server; and not __fish_seen_subcommand_from status stop help" -l max-unpacked-mb -d 'refuse bundles (422) that unpack to more than this (MiB)' -r
+complete -c cortex -n "__fish_cortex_using_subcommand server; and not __fish_seen_subcommand_from status stop help" -l max-bundle-files -d 'refuse bundles (422) that hold more files than this' -r
+complete -c cortex -n "__fish_cortex_using_subcommand server; and not __fish_seen_subcommand_from status stop help" -l max-batch-workers -d 'batch workers that may run at once across all jobs; the others wait as pending' -r
 complete -c cortex -n "__fish_cortex_using_subcommand server; and not __fish_seen_subcommand_from status stop help" -l port-fallback -d 'if the port is taken, listen on a free one instead'
 complete -c cortex -n "__fish_cortex_using_subcommand server; and not __fish_seen_subcommand_from status stop help" -s h -l help -d 'Print help'
 complete -c cortex -n "__fish_cortex_using_subcommand server; and not __fish_seen_subcommand_from status stop help" -s V -l version -d 'Print version'

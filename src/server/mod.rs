@@ -161,6 +161,14 @@ pub async fn run(config: ServerConfig) -> anyhow::Result<()> {
         jobs::WorkerSlots::new(config.max_batch_workers),
     ));
     jobs.set_server_url(url.clone());
+    let changes = Arc::new(tokio::sync::Mutex::new(()));
+    let sweeper = Arc::new(cleanup::Sweeper::new(
+        store.clone(),
+        bundles.clone(),
+        deployments.clone(),
+        jobs.clone(),
+        changes.clone(),
+    ));
     let state = AppState {
         store: store.clone(),
         bundles: bundles.clone(),
@@ -169,15 +177,17 @@ pub async fn run(config: ServerConfig) -> anyhow::Result<()> {
         loopback_only: addr.ip().is_loopback(),
         http,
         replicas: Default::default(),
-        changes: Arc::new(tokio::sync::Mutex::new(())),
+        changes,
         tokens,
         disk: disk::DiskGuard::new(data_dir.clone(), config.min_free_disk_mb),
         log_tail_lines: config.log_tail_lines,
         shutdown: tokio_util::sync::CancellationToken::new(),
+        sweeper: sweeper.clone(),
     };
     let shutdown = state.shutdown.clone();
     restore(&store, &bundles, &deployments).await;
     jobs.resume(|name| deployments.get(name)).await;
+    let sweeping = tokio::spawn(sweeper.run(shutdown.clone()));
     let reconciler = tokio::spawn(
         deployments
             .clone()
@@ -219,6 +229,7 @@ pub async fn run(config: ServerConfig) -> anyhow::Result<()> {
     };
     shutdown.cancel();
     let _ = reconciler.await;
+    let _ = sweeping.await;
     jobs.shutdown().await;
     deployments.shutdown().await;
     // Only remove the runtime file if it is still ours.

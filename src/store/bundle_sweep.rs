@@ -1,6 +1,6 @@
-//! Removing bundles and unpacked projects that no API references: after an API is deleted
-//! (its own bundles, at once) and at server start (every unreferenced bundle older than a grace
-//! period, so one just uploaded for a deploy that has not come yet stays). A bundle is
+//! Removing bundles and unpacked projects that no API references: those an API stopped using at
+//! once, the others (uploaded, never deployed) after a grace period, so one just uploaded for a
+//! deploy that has not come yet stays. A bundle is
 //! referenced by a model (an API or a saved model) as its bundle, as the bundle of the version
 //! that served last (still serving during an update), or as one of its saved files' layers.
 
@@ -43,16 +43,18 @@ fn referenced(conn: &Connection) -> Result<HashSet<String>, StoreError> {
     Ok(refs)
 }
 
-/// Forgets the bundles no model references: `candidates` whatever their age (the bundles of an
-/// API just deleted), or, without candidates, every one older than `grace_secs`. One
-/// transaction; remove their files afterwards with [`remove_files`].
+/// Forgets the bundles no model references and nothing runs from (`in_use`): those `released`
+/// (an API stopped using them) whatever their age, the others once older than `grace_secs`.
+/// One transaction; remove their files afterwards with [`remove_files`].
 pub fn forget_unreferenced(
     conn: &mut Connection,
-    candidates: Option<&[String]>,
+    released: &HashSet<String>,
+    in_use: &HashSet<String>,
     grace_secs: i64,
 ) -> Result<Forgotten, StoreError> {
     let tx = conn.transaction()?;
-    let refs = referenced(&tx)?;
+    let mut refs = referenced(&tx)?;
+    refs.extend(in_use.iter().cloned());
     let all: Vec<(String, i64)> = {
         let mut stmt = tx.prepare("SELECT sha256, created_at FROM bundles")?;
         let rows = stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?;
@@ -61,11 +63,7 @@ pub fn forget_unreferenced(
     let cutoff = now() - grace_secs;
     let mut forgotten = Forgotten::default();
     for (sha, created) in all {
-        let unused = !refs.contains(&sha)
-            && match candidates {
-                Some(c) => c.contains(&sha),
-                None => created <= cutoff,
-            };
+        let unused = !refs.contains(&sha) && (released.contains(&sha) || created <= cutoff);
         if unused {
             tx.execute("DELETE FROM bundles WHERE sha256 = ?1", params![sha])?;
             forgotten.removed.push(sha);

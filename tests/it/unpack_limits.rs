@@ -230,3 +230,39 @@ fn a_deleted_apis_bundle_and_project_are_removed_and_partial_unpacks_at_start() 
     let (status, v) = deploy(&s, &sha);
     assert_eq!(status, 200, "{v}");
 }
+
+/// The bundles stored on the server (their SHA-256s).
+fn stored_bundles(s: &Server) -> Vec<String> {
+    let mut shas: Vec<String> = std::fs::read_dir(s.data_dir().join("bundles"))
+        .unwrap()
+        .filter_map(|e| {
+            let name = e.unwrap().file_name().to_string_lossy().into_owned();
+            name.strip_suffix(".tar.gz").map(str::to_string)
+        })
+        .collect();
+    shas.sort();
+    shas
+}
+
+#[test]
+fn a_redeployed_apis_old_bundle_and_project_are_removed_once_nothing_runs_from_them() {
+    let s = Server::start_with("127.0.0.1:0", &[("CORTEX_SWEEP_SECS", "1")]);
+    let p = s.python_project("bits", "RealtimeAPI", PREDICTOR, "");
+    s.ok(&p, &["deploy"]);
+    s.wait_status("bits", "live");
+    let old = stored_bundles(&s);
+    assert_eq!(old.len(), 1, "{old:?}");
+    crate::harness::write(&p, "extra.txt", "v2");
+    s.ok(&p, &["deploy"]);
+    s.wait_status("bits", "live");
+    let old_project = s.data_dir().join("projects").join(&old[0]);
+    crate::harness::wait_for(
+        "the old version's files to go",
+        crate::harness::DEADLINE,
+        || (!old_project.exists() && stored_bundles(&s).len() == 1).then_some(()),
+    );
+    let new = stored_bundles(&s);
+    assert_ne!(new, old);
+    assert!(s.data_dir().join("projects").join(&new[0]).is_dir());
+    assert_eq!(s.predict("bits", "{}").status(), 200);
+}

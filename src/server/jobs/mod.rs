@@ -60,6 +60,8 @@ pub struct RunningJob {
     pub api: String,
     stop: CancellationToken,
     workers: RwLock<Vec<Arc<dyn Replica>>>,
+    /// The unpacked project its workers run from.
+    project: PathBuf,
     /// Workers waiting for one of the server's batch-worker slots.
     waiting: AtomicU32,
     done: watch::Sender<bool>,
@@ -135,6 +137,7 @@ impl Runners {
             api: job.api_name.clone(),
             stop: CancellationToken::new(),
             workers: RwLock::new(Vec::new()),
+            project: template.cwd.clone(),
             waiting: AtomicU32::new(0),
             done: watch::Sender::new(false),
         });
@@ -287,6 +290,17 @@ impl Jobs {
     }
 
     /// The running job `job_id`, if its runner runs.
+    /// The projects running jobs' workers run from (they must stay on disk).
+    pub fn projects_in_use(&self) -> Vec<PathBuf> {
+        self.runners
+            .running
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .values()
+            .map(|r| r.project.clone())
+            .collect()
+    }
+
     pub fn running(&self, job_id: &str) -> Option<Arc<RunningJob>> {
         self.runners
             .running

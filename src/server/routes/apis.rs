@@ -13,7 +13,7 @@ use crate::server::access::Level;
 use crate::server::auth::AuthMember;
 use crate::server::error::ApiError;
 use crate::server::state::AppState;
-use crate::server::{cleanup, status, versions};
+use crate::server::{status, versions};
 use crate::spec::{self, ApiSpec, PredictorType};
 use crate::store::models::{self, Saved};
 use crate::store::ModelRow;
@@ -162,7 +162,16 @@ pub async fn deploy(
             })
             .await;
         let (row, saved) = match saved {
-            Ok(x) => x,
+            Ok(x) => {
+                // The version it replaces is swept once nothing runs from it.
+                if let Some(old) = existing
+                    .as_ref()
+                    .filter(|old| old.bundle_sha256 != x.0.bundle_sha256)
+                {
+                    state.sweeper.release(old);
+                }
+                x
+            }
             Err(crate::store::StoreError::Conflict(m)) => {
                 results.push(failed(m));
                 continue;
@@ -297,7 +306,8 @@ pub async fn delete(
     state.store.call(move |c| models::delete(c, &id)).await?;
     state.deployments.remove_logs(&name).await;
     state.jobs.remove_logs(&name).await;
-    cleanup::sweep(&state.store, &state.bundles, Some(cleanup::layers_of(&row))).await;
+    state.sweeper.release(&row);
+    state.sweeper.sweep_locked().await;
     Ok(Json(MessageResponse {
         message: format!("deleting {name}"),
     }))
