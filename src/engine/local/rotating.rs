@@ -20,9 +20,17 @@ const MIN_CAP: u64 = 64 << 10;
 
 static CAP: AtomicU64 = AtomicU64::new(DEFAULT_CAP);
 
-/// Checks and rotations of every log happen one at a time, so two writers of one file (its
-/// stdout, its stderr, the engine's lines) never rotate it twice.
-static WRITING: Mutex<()> = Mutex::new(());
+/// Writes to one file (its checks and rotations) happen one at a time, so two writers of one
+/// file (its stdout, its stderr, the engine's lines) never rotate it twice. Files share a lock
+/// by the hash of their path, so replicas rarely wait for each other.
+static WRITING: [Mutex<()>; 16] = [const { Mutex::new(()) }; 16];
+
+fn lock_of(path: &Path) -> &'static Mutex<()> {
+    use std::hash::{Hash, Hasher};
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    path.hash(&mut h);
+    &WRITING[(h.finish() % WRITING.len() as u64) as usize]
+}
 
 /// Sets the cap of every replica log file (once, at server start).
 pub fn set_cap(bytes: u64) {
@@ -61,7 +69,7 @@ fn base(path: &Path) -> u64 {
 
 /// Appends `data` to the log at `path`, rotating it first when it would pass the cap.
 pub fn append(path: &Path, data: &[u8]) -> std::io::Result<()> {
-    let _one_at_a_time = WRITING.lock().unwrap_or_else(|p| p.into_inner());
+    let _one_at_a_time = lock_of(path).lock().unwrap_or_else(|p| p.into_inner());
     let now = len(path);
     if now > 0 && now.saturating_add(data.len() as u64) > cap() {
         let next_base = base(path) + now;
