@@ -71,3 +71,41 @@ fn a_replica_that_prints_fast_stays_under_the_log_cap_and_its_latest_lines_show(
     wait_line(&lines, "burst 2 done");
     assert!(bytes_under(&dir) <= 6 << 20);
 }
+
+/// A batch worker that prints `lines` lines of 100 bytes per batch, then `batch <id> printed`.
+const BATCH_PRINTER: &str = r#"
+import sys
+
+class PythonPredictor:
+    def __init__(self, config, job_spec):
+        self.lines = config["lines"]
+
+    def predict(self, payload, batch_id):
+        for i in range(self.lines):
+            sys.stdout.write(f"line {i:>93}\n")
+        print(f"batch {batch_id} printed", flush=True)
+"#;
+
+#[test]
+fn a_jobs_merged_log_reads_across_rotations() {
+    let s = Server::start_with("127.0.0.1:0", &[("CORTEX_LOG_MAX_MB", "1")]);
+    crate::batch::deploy_batch(&s, "loud", BATCH_PRINTER, "");
+    let id = crate::batch::submit(
+        &s,
+        "loud",
+        serde_json::json!({"workers": 1, "item_list": {"items": [1], "batch_size": 1}, "config": {"lines": 100000}}),
+    );
+    crate::batch::wait_job(&s, "loud", &id, "status_succeeded");
+    let log = s.ok(s.dir.path(), &["logs", "loud", &id]);
+    assert!(
+        log.contains(&format!("batch {id}-0 printed")),
+        "{}",
+        &log[log.len().saturating_sub(2000)..]
+    );
+    assert!(
+        log.len() < 4 << 20,
+        "what was rotated away is not shown: {} bytes",
+        log.len()
+    );
+    assert!(bytes_under(&s.data_dir().join("logs").join("loud")) <= 6 << 20);
+}
