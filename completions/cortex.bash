@@ -1125,7 +1125,7 @@ _cortex() {
             return 0
             ;;
         cortex__subcmd__server)
-            opts="-h -V --listen --data-dir --port-fallback --min-free-disk-mb --log-tail-lines --data-root --allow-fetch --max-connections --header-read-timeout --idle-timeout --replica-idle-timeout --max-buffered-bodies-mb --sandbox --replica-path --replica-user --allow-unsandboxed-replicas --help --version status stop help"
+            opts="-h -V --listen --data-dir --port-fallback --min-free-disk-mb --log-tail-lines --data-root --allow-fetch --max-connections --header-read-timeout --idle-timeout --replica-idle-timeout --max-buffered-bodies-mb --log-max-mb --max-unpacked-mb --max-bundle-files --max-batch-workers --sandbox --replica-path --replica-user --allow-unsandboxed-replicas --help --version status stop help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -1172,6 +1172,22 @@ _cortex() {
                     return 0
                     ;;
                 --max-buffered-bodies-mb)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --log-max-mb)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --max-unpacked-mb)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --max-bundle-files)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --max-batch-workers)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;

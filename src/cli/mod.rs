@@ -275,6 +275,41 @@ pub struct ServerArgs {
         default_value_t = 256
     )]
     pub max_buffered_bodies_mb: usize,
+    /// cap each replica log file at this size (MiB); past it the file is rotated, and one
+    /// rotated generation is kept
+    #[arg(
+        long,
+        value_name = "MIB",
+        env = "CORTEX_LOG_MAX_MB",
+        default_value_t = 10,
+        value_parser = clap::value_parser!(u64).range(1..)
+    )]
+    pub log_max_mb: u64,
+    /// refuse bundles (422) that unpack to more than this (MiB)
+    #[arg(
+        long,
+        value_name = "MIB",
+        env = "CORTEX_MAX_UNPACKED_MB",
+        default_value_t = 2048
+    )]
+    pub max_unpacked_mb: u64,
+    /// refuse bundles (422) that hold more files than this
+    #[arg(
+        long,
+        value_name = "N",
+        env = "CORTEX_MAX_BUNDLE_FILES",
+        default_value_t = 100_000
+    )]
+    pub max_bundle_files: u64,
+    /// batch workers that may run at once across all jobs; the others wait as pending
+    #[arg(
+        long,
+        value_name = "N",
+        env = "CORTEX_MAX_BATCH_WORKERS",
+        default_value_t = 32,
+        value_parser = clap::value_parser!(u32).range(1..)
+    )]
+    pub max_batch_workers: u32,
     #[command(flatten)]
     pub isolation: IsolationArgs,
 }

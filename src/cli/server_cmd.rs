@@ -38,6 +38,12 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<ExitStatus> {
                 idle_timeout: Duration::from_secs(args.idle_timeout.max(1)),
                 replica_idle_timeout: Duration::from_secs(args.replica_idle_timeout.max(1)),
                 max_buffered_bodies: args.max_buffered_bodies_mb.saturating_mul(1 << 20),
+                log_max_bytes: args.log_max_mb.saturating_mul(1 << 20),
+                unpack_limits: crate::store::unpack_limits::UnpackLimits {
+                    max_bytes: args.max_unpacked_mb.saturating_mul(1 << 20),
+                    max_files: args.max_bundle_files,
+                },
+                max_batch_workers: args.max_batch_workers as usize,
             })
             .await?;
             Ok(ExitStatus::Success)

@@ -23,6 +23,14 @@ pub trait ReplicaLogs: Send + Sync {
     /// when the logs cannot be read).
     fn read_from(&self, offset: u64) -> BoxFuture<'static, Option<Bytes>>;
 
+    /// Like [`ReplicaLogs::read_from`], with the offset the bytes start at: later than
+    /// `offset` when the logs no longer keep that part (rotated away). Readers that follow a
+    /// log go on from there.
+    fn read_next(&self, offset: u64) -> BoxFuture<'static, Option<(u64, Bytes)>> {
+        let read = self.read_from(offset);
+        Box::pin(async move { read.await.map(|bytes| (offset, bytes)) })
+    }
+
     /// The last `n` lines of stdout and of stderr, each on its own (without the engine's
     /// lines); an `Err` says why they cannot be read.
     fn streams(&self, n: usize) -> BoxFuture<'static, Result<(String, String), String>>;
@@ -60,12 +68,12 @@ pub fn follow(
             if s.idle {
                 tokio::time::sleep(poll).await;
             }
-            let chunk = s.logs.read_from(s.offset).await.unwrap_or_default();
+            let (from, chunk) = s.logs.read_next(s.offset).await.unwrap_or_default();
             s.idle = chunk.is_empty();
             if s.idle {
                 return Some((LogEvent::Idle, s));
             }
-            s.offset += chunk.len() as u64;
+            s.offset = from.max(s.offset) + chunk.len() as u64;
             Some((LogEvent::Data(chunk), s))
         },
     ))

@@ -28,9 +28,8 @@ impl DiskGuard {
             return Ok(());
         }
         Err(ApiError::InsufficientStorage(format!(
-            "the server's disk has {} MiB free in {}, below the {} MiB it keeps free; free some space (or start the server with a lower --min-free-disk-mb) and try again",
+            "the server's disk has {} MiB free for its data, below the {} MiB it keeps free; free some space (or start the server with a lower --min-free-disk-mb) and try again",
             free / (1024 * 1024),
-            self.dir.display(),
             self.min_free_bytes / (1024 * 1024)
         )))
     }

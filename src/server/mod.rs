@@ -5,6 +5,7 @@ pub mod admission;
 pub mod auth;
 pub mod body_budget;
 pub mod bundle_access;
+pub mod cleanup;
 pub mod connections;
 mod data_check;
 pub mod deadline_body;
@@ -85,6 +86,12 @@ pub struct ServerConfig {
     pub replica_idle_timeout: std::time::Duration,
     /// The memory prediction bodies without a Content-Length may use together (bytes).
     pub max_buffered_bodies: usize,
+    /// The cap of each replica log file (bytes); one rotated generation is kept.
+    pub log_max_bytes: u64,
+    /// What one bundle may unpack to (bytes and files).
+    pub unpack_limits: crate::store::unpack_limits::UnpackLimits,
+    /// Batch workers that may run at once, across jobs (the others wait as `pending`).
+    pub max_batch_workers: usize,
 }
 
 /// Runs the server until SIGINT or SIGTERM; stops every replica before returning.
@@ -151,8 +158,11 @@ pub async fn run(config: ServerConfig) -> anyhow::Result<()> {
     };
     let url = format!("http://{connectable}");
 
-    let bundles = BundleStore::new(data_dir.clone()).with_projects(isolated.tree.projects.clone());
-    bundles.remove_partial_uploads();
+    crate::engine::local::rotating::set_cap(config.log_max_bytes);
+    let bundles = BundleStore::new(data_dir.clone())
+        .with_projects(isolated.tree.projects.clone())
+        .with_limits(config.unpack_limits);
+    cleanup::at_start(&store, &bundles).await;
     let owner = data_dir.canonicalize().unwrap_or_else(|_| data_dir.clone());
     let engine = Arc::new(LocalEngine::new(
         &owner.display().to_string(),
@@ -195,8 +205,17 @@ pub async fn run(config: ServerConfig) -> anyhow::Result<()> {
         fetch::Fetcher::new(fetch::FetchPolicy::new(config.allow_fetch.clone()))?,
         data_dir,
         config.data_root.clone(),
+        jobs::WorkerSlots::new(config.max_batch_workers),
     ));
     jobs.set_server_url(url.clone());
+    let changes = Arc::new(tokio::sync::Mutex::new(()));
+    let sweeper = Arc::new(cleanup::Sweeper::new(
+        store.clone(),
+        bundles.clone(),
+        deployments.clone(),
+        jobs.clone(),
+        changes.clone(),
+    ));
     let state = AppState {
         store: store.clone(),
         bundles: bundles.clone(),
@@ -206,16 +225,18 @@ pub async fn run(config: ServerConfig) -> anyhow::Result<()> {
         http,
         replicas: replica_client::ReplicaClient::new(config.replica_idle_timeout),
         bodies: body_budget::BodyBudget::new(config.max_buffered_bodies),
-        changes: Arc::new(tokio::sync::Mutex::new(())),
+        changes,
         tokens,
         disk: disk::DiskGuard::new(data_dir.clone(), config.min_free_disk_mb),
         log_tail_lines: config.log_tail_lines,
         shutdown: tokio_util::sync::CancellationToken::new(),
         isolation: Arc::new(isolated.report.clone()),
+        sweeper: sweeper.clone(),
     };
     let shutdown = state.shutdown.clone();
     restore(&store, &bundles, &deployments).await;
     jobs.resume(|name| deployments.get(name)).await;
+    let sweeping = tokio::spawn(sweeper.run(shutdown.clone()));
     let reconciler = tokio::spawn(
         deployments
             .clone()
@@ -259,6 +280,7 @@ pub async fn run(config: ServerConfig) -> anyhow::Result<()> {
     };
     shutdown.cancel();
     let _ = reconciler.await;
+    let _ = sweeping.await;
     jobs.shutdown().await;
     deployments.shutdown().await;
     // Only remove the runtime file if it is still ours.

@@ -29,6 +29,8 @@ pub struct AppState {
     pub disk: super::disk::DiskGuard,
     /// How many lines of each stream `GET /api/v2/deploy/{id}/logs` returns per replica.
     pub log_tail_lines: usize,
+    /// Removes bundles and projects no API uses any more.
+    pub sweeper: Arc<super::cleanup::Sweeper>,
     /// Cancelled when the server shuts down; long-lived streams (`logs -f`) end on it.
     pub shutdown: tokio_util::sync::CancellationToken,
     /// How replicas are isolated (reported by `/healthz`).

@@ -7,11 +7,9 @@ use std::path::PathBuf;
 use rusqlite::{params, Connection};
 use sha2::{Digest, Sha256};
 
+use super::unpack_limits::{self, UnpackLimits};
 use super::StoreError;
 use crate::clock::now;
-
-/// The most a bundle may unpack to (a guard against archives that expand enormously).
-pub const MAX_UNPACKED_BYTES: u64 = 4 << 30;
 
 /// Where bundles and their unpacked projects live on disk.
 #[derive(Debug, Clone)]
@@ -19,6 +17,7 @@ pub struct BundleStore {
     root: PathBuf,
     /// Where bundles are unpacked (`<root>/projects` unless the replicas' files live elsewhere).
     projects: PathBuf,
+    limits: UnpackLimits,
 }
 
 /// Whether `s` looks like a hex SHA-256 (64 lower-case hex digits).
@@ -33,6 +32,7 @@ impl BundleStore {
         BundleStore {
             projects: root.join("projects"),
             root,
+            limits: UnpackLimits::default(),
         }
     }
 
@@ -41,7 +41,17 @@ impl BundleStore {
         BundleStore { projects, ..self }
     }
 
-    fn archive_path(&self, sha: &str) -> PathBuf {
+    /// The same store, unpacking bundles within `limits`.
+    pub fn with_limits(self, limits: UnpackLimits) -> BundleStore {
+        BundleStore { limits, ..self }
+    }
+
+    /// Where bundles are unpacked.
+    pub(super) fn projects_dir(&self) -> &std::path::Path {
+        &self.projects
+    }
+
+    pub(super) fn archive_path(&self, sha: &str) -> PathBuf {
         self.root.join("bundles").join(format!("{sha}.tar.gz"))
     }
 
@@ -59,12 +69,12 @@ impl BundleStore {
         Ok(n > 0 && self.archive_path(sha).is_file())
     }
 
-    /// Checks that `bytes` hash to `sha` and are a tar.gz that unpacks to at most
-    /// [`MAX_UNPACKED_BYTES`], then writes them to disk. Blocking; needs no database, so it
-    /// runs without holding the connection. Record the bundle with [`BundleStore::record`].
+    /// Checks that `bytes` hash to `sha`, then writes them to disk; check what they unpack to
+    /// with [`BundleStore::check_stored`]. Blocking; needs no database, so it runs without
+    /// holding the connection. Record the bundle with [`BundleStore::record`].
     pub fn write(&self, sha: &str, bytes: &[u8]) -> Result<(), StoreError> {
         same_sha(&hex::encode(Sha256::digest(bytes)), sha)?;
-        check_archive(bytes)?;
+        check_archive(bytes, &self.limits)?;
         crate::atomic_file::write(&self.archive_path(sha), bytes)?;
         Ok(())
     }
@@ -85,27 +95,23 @@ impl BundleStore {
         upload: tempfile::NamedTempFile,
     ) -> Result<(), StoreError> {
         same_sha(actual, sha)?;
-        check_archive(io::BufReader::new(upload.reopen()?))?;
+        check_archive(io::BufReader::new(upload.reopen()?), &self.limits)?;
         upload
             .persist(self.archive_path(sha))
             .map_err(|e| StoreError::Io(e.error))?;
         Ok(())
     }
 
-    /// Removes what uploads cut short by a crash left in [`BundleStore::upload_dir`].
-    pub fn remove_partial_uploads(&self) {
-        let Ok(entries) = fs::read_dir(self.upload_dir()) else {
-            return;
-        };
-        for entry in entries.flatten() {
-            if entry
-                .file_name()
-                .to_string_lossy()
-                .starts_with(UPLOAD_PREFIX)
-            {
-                let _ = fs::remove_file(entry.path());
-            }
-        }
+    /// Checks that the stored bundle `sha` can be unpacked safely within the limits (see
+    /// `unpack_limits.rs`); one that cannot is removed, and the error says why. Blocking.
+    pub fn check_stored(&self, sha: &str) -> Result<(), StoreError> {
+        let path = self.archive_path(sha);
+        let checked =
+            unpack_limits::check(io::BufReader::new(fs::File::open(&path)?), &self.limits);
+        checked.map_err(|refused| {
+            let _ = fs::remove_file(&path);
+            StoreError::Conflict(refused.to_string())
+        })
     }
 
     /// Records a bundle written with [`BundleStore::write`].
@@ -170,13 +176,12 @@ impl BundleStore {
             std::process::id()
         ));
         let _ = fs::remove_dir_all(&tmp);
-        let overlays = overlay.into_iter().flat_map(|o| o.split(','));
-        for layer in std::iter::once(sha).chain(overlays) {
-            let file = fs::File::open(self.archive_path(layer))?;
-            let mut archive = tar::Archive::new(flate2::read::GzDecoder::new(file));
-            archive.set_preserve_permissions(true);
-            archive.set_overwrite(true);
-            archive.unpack(&tmp).map_err(bad_archive)?;
+        let layers: Vec<&str> = std::iter::once(sha)
+            .chain(overlay.into_iter().flat_map(|o| o.split(',')))
+            .collect();
+        if let Err(e) = self.unpack_into(&layers, &tmp) {
+            let _ = fs::remove_dir_all(&tmp);
+            return Err(e);
         }
         normalize_modes(&tmp)?;
         if !with_env {
@@ -190,6 +195,48 @@ impl BundleStore {
             }
             Err(e) => Err(e.into()),
         }
+    }
+
+    /// Unpacks `layers` (bundles, one over the other) into `dir`, each checked first.
+    fn unpack_into(&self, layers: &[&str], dir: &std::path::Path) -> Result<(), StoreError> {
+        for layer in layers {
+            let path = self.archive_path(layer);
+            unpack_limits::check(io::BufReader::new(fs::File::open(&path)?), &self.limits)
+                .map_err(|refused| StoreError::Conflict(refused.to_string()))?;
+            let file = io::BufReader::new(fs::File::open(&path)?);
+            let mut archive = tar::Archive::new(flate2::read::GzDecoder::new(file));
+            // Only the executable bit is kept: never setuid, setgid or sticky, never writable
+            // by others (mode & 0o755).
+            archive.set_preserve_permissions(false);
+            archive.set_mask(0o022);
+            archive.set_overwrite(true);
+            archive.unpack(dir).map_err(bad_archive)?;
+        }
+        Ok(())
+    }
+
+    /// Removes what a server that stopped in the middle left behind: partial unpacks
+    /// (`projects/.<name>.<pid>`) and temporary files of uploads (`bundles/.*`). Call it at
+    /// start, while no unpack or upload runs. Blocking; returns how many it removed.
+    pub fn clean_partial(&self) -> usize {
+        let mut removed = 0;
+        for dir in [&self.projects, &self.upload_dir()] {
+            let Ok(entries) = fs::read_dir(dir) else {
+                continue;
+            };
+            for entry in entries.flatten() {
+                if !entry.file_name().to_string_lossy().starts_with('.') {
+                    continue;
+                }
+                let path = entry.path();
+                let gone = match entry.file_type() {
+                    Ok(t) if t.is_dir() => fs::remove_dir_all(&path),
+                    _ => fs::remove_file(&path),
+                };
+                removed += usize::from(gone.is_ok());
+            }
+        }
+        removed
     }
 }
 
@@ -230,21 +277,10 @@ pub fn same_sha(actual: &str, sha: &str) -> Result<(), StoreError> {
     )))
 }
 
-/// Checks that `archive` is a tar.gz that unpacks to at most [`MAX_UNPACKED_BYTES`].
-fn check_archive(archive: impl io::Read) -> Result<(), StoreError> {
-    let mut archive = tar::Archive::new(flate2::read::GzDecoder::new(archive));
-    let mut unpacked: u64 = 0;
-    for entry in archive.entries().map_err(bad_archive)? {
-        let entry = entry.map_err(bad_archive)?;
-        unpacked = unpacked.saturating_add(entry.header().size().unwrap_or(0));
-        if unpacked > MAX_UNPACKED_BYTES {
-            return Err(StoreError::Conflict(format!(
-                "the bundle unpacks to more than {} GiB; leave large files out of the project (.cortexignore) and load them at start-up",
-                MAX_UNPACKED_BYTES >> 30
-            )));
-        }
-    }
-    Ok(())
+/// Checks that `archive` is a tar.gz that can be unpacked safely within `limits`.
+fn check_archive(archive: impl io::Read, limits: &UnpackLimits) -> Result<(), StoreError> {
+    unpack_limits::check(archive, limits)
+        .map_err(|refused| StoreError::Conflict(refused.to_string()))
 }
 
 /// Removes a project's top-level `.env`, whatever the archive made it (file, link, directory).

@@ -3,6 +3,7 @@
 //! Every durable state change is committed here before the server acknowledges it. The async
 //! server calls [`Store::call`], which runs the closure on tokio's blocking pool.
 
+pub mod bundle_sweep;
 pub mod bundle_uploaders;
 pub mod bundles;
 pub mod deploy_logs;
@@ -11,6 +12,7 @@ mod migrations;
 pub mod models;
 pub mod replicas;
 pub mod teams;
+pub mod unpack_limits;
 pub mod users;
 
 pub use bundles::BundleStore;

@@ -36,7 +36,7 @@ pub(crate) fn submit(s: &Server, api: &str, body: Value) -> String {
 }
 
 /// `GET /<api>/<job_id>`: the seed's `job_status`.
-fn job(s: &Server, api: &str, id: &str) -> Value {
+pub(crate) fn job(s: &Server, api: &str, id: &str) -> Value {
     let resp = http().get(format!("{}/{api}/{id}", s.url)).send().unwrap();
     assert_eq!(resp.status(), 200);
     resp.json::<Value>().unwrap()["job_status"].clone()
@@ -373,7 +373,7 @@ fn failed_batches_are_kept_as_dead_letters_and_retried_with_dead_letter() {
 }
 
 /// Waits in predict until `results/go` exists (or 60 s), then succeeds.
-const GATED: &str = r#"
+pub(crate) const GATED: &str = r#"
 import os, time
 
 class PythonPredictor:
@@ -393,7 +393,7 @@ class PythonPredictor:
 "#;
 
 /// Waits until a gated worker started a batch of job `id`: which one, and the worker's pid.
-fn wait_started(results: &Path, id: &str) -> (u32, i32) {
+pub(crate) fn wait_started(results: &Path, id: &str) -> (u32, i32) {
     wait_for("a batch to start", DEADLINE, || {
         (0..64).find_map(|seq| {
             let pid = read(&results.join(format!("started-{id}-{seq}")))
@@ -404,7 +404,7 @@ fn wait_started(results: &Path, id: &str) -> (u32, i32) {
     })
 }
 
-fn gated(s: &Server, name: &str) -> PathBuf {
+pub(crate) fn gated(s: &Server, name: &str) -> PathBuf {
     let p = deploy_batch(s, name, GATED, "");
     std::fs::create_dir_all(p.join("results")).unwrap();
     p.join("results")

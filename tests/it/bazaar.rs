@@ -534,13 +534,13 @@ fn deploy_parameters_are_checked_and_deployment_names_are_unique() {
 
 #[test]
 fn a_nearly_full_disk_refuses_deploys_with_507() {
-    let s = Server::start_with(
-        "127.0.0.1:0",
-        &[("CORTEX_MIN_FREE_DISK_MB", "999999999999")],
-    );
+    let mut s = Server::start();
     let w = Worker::new(&s, "full");
     let out = s.run(&w.dir, &["deploy", "-y"]);
     assert!(out.status.success(), "{}", stderr(&out));
+    // Uploads and deploys are refused on a nearly full disk too: fill it after this one.
+    s.set_env("CORTEX_MIN_FREE_DISK_MB", "999999999999");
+    s.restart();
     let id = s.api_json("full").unwrap()["model_id"]
         .as_str()
         .unwrap()

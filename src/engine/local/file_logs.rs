@@ -1,4 +1,5 @@
-//! The local engine keeps each replica's output in one file: `<log root>/<api>/<replica>.log`.
+//! The local engine keeps each replica's output in one log: `<log root>/<api>/<replica>.log`,
+//! capped and rotated (`rotating.rs`), read here as one log whose offsets only grow.
 
 use std::path::PathBuf;
 
@@ -6,8 +7,8 @@ use bytes::Bytes;
 use futures_util::future::BoxFuture;
 
 use super::output::OutputPaths;
+use super::rotating;
 use crate::engine::ReplicaLogs;
-use crate::tail;
 
 /// One replica's log file, read on blocking threads.
 #[derive(Debug)]
@@ -33,19 +34,27 @@ impl FileLogs {
 
 impl ReplicaLogs for FileLogs {
     fn tail_lines(&self, n: usize) -> BoxFuture<'static, Vec<String>> {
-        self.blocking(Vec::new(), move |p| tail::tail_lines(p, n))
+        self.blocking(Vec::new(), move |p| rotating::tail_lines(p, n))
     }
 
     fn tail_offset(&self, n: usize) -> BoxFuture<'static, u64> {
-        self.blocking(0, move |p| tail::tail_offset(p, n))
+        self.blocking(0, move |p| rotating::tail_offset(p, n))
     }
 
     fn size(&self) -> BoxFuture<'static, u64> {
-        self.blocking(0, |p| std::fs::metadata(p).map(|m| m.len()).unwrap_or(0))
+        self.blocking(0, rotating::size)
     }
 
     fn read_from(&self, offset: u64) -> BoxFuture<'static, Option<Bytes>> {
-        self.blocking(None, move |p| tail::read_from(p, offset).map(Bytes::from))
+        self.blocking(None, move |p| {
+            rotating::read_from(p, offset).map(|(_, bytes)| Bytes::from(bytes))
+        })
+    }
+
+    fn read_next(&self, offset: u64) -> BoxFuture<'static, Option<(u64, Bytes)>> {
+        self.blocking(None, move |p| {
+            rotating::read_from(p, offset).map(|(from, bytes)| (from, Bytes::from(bytes)))
+        })
     }
 
     fn streams(&self, n: usize) -> BoxFuture<'static, Result<(String, String), String>> {
@@ -54,7 +63,7 @@ impl ReplicaLogs for FileLogs {
             let paths = OutputPaths::of(p);
             let read = |path: &std::path::Path| -> Result<String, String> {
                 match std::fs::metadata(path) {
-                    Ok(_) => Ok(tail::tail_lines(path, n).join("\n")),
+                    Ok(_) => Ok(rotating::tail_lines(path, n).join("\n")),
                     // Nothing written to that stream yet.
                     Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(String::new()),
                     Err(e) => Err(format!("cannot read {}: {e}", path.display())),

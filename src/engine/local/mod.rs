@@ -15,6 +15,7 @@ mod memory;
 mod output;
 mod port_owner;
 mod ports;
+pub mod rotating;
 pub mod sandbox;
 mod supervise;
 

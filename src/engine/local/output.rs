@@ -1,9 +1,10 @@
 //! Where a replica's output goes: stdout and stderr each to a file of their own, and both, in
 //! the order they arrive, to the replica's log (which also holds the engine's own lines).
-//! Copied by one thread per stream, so the async runtime never writes to disk.
+//! Copied by one thread per stream, so the async runtime never writes to disk. Every file is
+//! capped and rotated (`rotating.rs`).
 
-use std::fs::{File, OpenOptions};
-use std::io::{Read, Write};
+use std::fs::File;
+use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -43,16 +44,15 @@ const DRAIN: Duration = Duration::from_secs(2);
 impl Capture {
     /// Starts copying `child`'s piped stdout and stderr.
     pub(super) fn start(child: &mut Child, paths: &OutputPaths) -> std::io::Result<Capture> {
-        let open = |p: &Path| OpenOptions::new().create(true).append(true).open(p);
         let mut done = Vec::new();
         if let Some(out) = child.stdout.take() {
             let pipe = File::from(out.into_owned_fd()?);
-            let files = (open(&paths.stdout)?, open(&paths.combined)?);
+            let files = (paths.stdout.clone(), paths.combined.clone());
             done.push(copy_thread("stdout", pipe, files)?);
         }
         if let Some(err) = child.stderr.take() {
             let pipe = File::from(err.into_owned_fd()?);
-            let files = (open(&paths.stderr)?, open(&paths.combined)?);
+            let files = (paths.stderr.clone(), paths.combined.clone());
             done.push(copy_thread("stderr", pipe, files)?);
         }
         Ok(Capture { done })
@@ -70,7 +70,7 @@ impl Capture {
 fn copy_thread(
     stream: &str,
     mut pipe: File,
-    (mut own, mut combined): (File, File),
+    (own, combined): (PathBuf, PathBuf),
 ) -> std::io::Result<tokio::sync::oneshot::Receiver<()>> {
     let (done_tx, done_rx) = tokio::sync::oneshot::channel();
     std::thread::Builder::new()
@@ -81,8 +81,8 @@ fn copy_thread(
                 match pipe.read(&mut buf) {
                     Ok(0) => break,
                     Ok(n) => {
-                        let _ = own.write_all(&buf[..n]);
-                        let _ = combined.write_all(&buf[..n]);
+                        let _ = super::rotating::append(&own, &buf[..n]);
+                        let _ = super::rotating::append(&combined, &buf[..n]);
                     }
                     Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
                     Err(_) => break,

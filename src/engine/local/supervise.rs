@@ -1,8 +1,6 @@
 //! The local engine's supervisor: one task per replica that starts the child, watches for
 //! readiness, restarts it with back-off when it exits, and stops it on request.
 
-use std::fs::OpenOptions;
-use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::time::Duration;
@@ -692,9 +690,7 @@ async fn append_log(path: &Path, line: &str) {
         if let Some(dir) = path.parent() {
             let _ = std::fs::create_dir_all(dir);
         }
-        if let Ok(mut f) = OpenOptions::new().create(true).append(true).open(&path) {
-            let _ = writeln!(f, "{line}");
-        }
+        let _ = super::rotating::append(&path, format!("{line}\n").as_bytes());
     })
     .await;
 }
@@ -702,7 +698,7 @@ async fn append_log(path: &Path, line: &str) {
 /// The error shown for an exit: the worker's own `cortex: error:` line when it wrote one, then
 /// the last lines of its output.
 fn describe_exit(log_path: &Path, noun: &str, code_text: &str) -> String {
-    let tail = crate::tail::tail_lines(log_path, 200);
+    let tail = super::rotating::tail_lines(log_path, 200);
     // Only this run's output: after the last "starting" line, without the engine's exit lines.
     let starting = format!("cortex: starting {noun} ");
     let start = tail

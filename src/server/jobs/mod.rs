@@ -3,6 +3,7 @@
 //! (`feeder.rs`), stopping, resuming after a restart, and what the API says about a job
 //! (`view.rs`). The pure rules are in `batch/`; the queue is `store/jobs.rs`.
 
+mod crew;
 mod enqueue;
 mod feeder;
 mod job_log;
@@ -12,12 +13,13 @@ pub mod view;
 
 use std::collections::HashMap;
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::atomic::{AtomicI64, AtomicU32, Ordering};
 use std::sync::{Arc, Mutex, OnceLock, RwLock};
 
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
+pub use crew::WorkerSlots;
 pub use feeder::visibility_ms;
 pub use job_log::JobLog;
 
@@ -43,6 +45,8 @@ pub(crate) struct Shared {
     /// To `delimited_files` URLs: allowed addresses only, and time limits so a source that
     /// stalls fails the job instead of holding it.
     pub fetcher: Fetcher,
+    /// The server-wide cap on batch workers running at once.
+    pub slots: WorkerSlots,
     server_url: OnceLock<String>,
     /// `--data-root`, which workers may read.
     pub data_root: Option<PathBuf>,
@@ -59,6 +63,10 @@ pub struct RunningJob {
     pub api: String,
     stop: CancellationToken,
     workers: RwLock<Vec<Arc<dyn Replica>>>,
+    /// The unpacked project its workers run from.
+    project: PathBuf,
+    /// Workers waiting for one of the server's batch-worker slots.
+    waiting: AtomicU32,
     done: watch::Sender<bool>,
 }
 
@@ -74,13 +82,20 @@ impl RunningJob {
         *self.workers.write().unwrap_or_else(|p| p.into_inner()) = workers;
     }
 
+    fn set_waiting(&self, n: u32) {
+        self.waiting.store(n, Ordering::Relaxed);
+    }
+
     fn finished(&self) {
         self.done.send_replace(true);
     }
 
     /// What its workers are doing (the seed's `worker_stats`).
     pub fn worker_stats(&self) -> api::WorkerStats {
-        let mut stats = api::WorkerStats::default();
+        let mut stats = api::WorkerStats {
+            pending: self.waiting.load(Ordering::Relaxed),
+            ..api::WorkerStats::default()
+        };
         for w in self.workers() {
             match w.snapshot().phase {
                 ReplicaPhase::Pending => stats.pending += 1,
@@ -125,6 +140,8 @@ impl Runners {
             api: job.api_name.clone(),
             stop: CancellationToken::new(),
             workers: RwLock::new(Vec::new()),
+            project: template.cwd.clone(),
+            waiting: AtomicU32::new(0),
             done: watch::Sender::new(false),
         });
         self.running
@@ -227,6 +244,7 @@ impl Jobs {
         fetcher: Fetcher,
         data_dir: &std::path::Path,
         data_root: Option<PathBuf>,
+        slots: WorkerSlots,
     ) -> Jobs {
         let shared = Arc::new(Shared {
             store,
@@ -234,6 +252,7 @@ impl Jobs {
             tokens,
             http,
             fetcher,
+            slots,
             server_url: OnceLock::new(),
             data_root: data_root.clone(),
         });
@@ -271,6 +290,17 @@ impl Jobs {
     }
 
     /// The running job `job_id`, if its runner runs.
+    /// The projects running jobs' workers run from (they must stay on disk).
+    pub fn projects_in_use(&self) -> Vec<PathBuf> {
+        self.runners
+            .running
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .values()
+            .map(|r| r.project.clone())
+            .collect()
+    }
+
     pub fn running(&self, job_id: &str) -> Option<Arc<RunningJob>> {
         self.runners
             .running
@@ -360,6 +390,12 @@ impl Jobs {
             Input::Files(_) => (None, Vec::new()),
         };
         let n_batches = batches.len();
+        // A worker without a batch would only start and stop (files: the runner decides once
+        // they are read).
+        let workers = match items {
+            Some(_) => crew::planned_workers(workers, n_batches as u64),
+            None => workers,
+        };
         let job_id = id.clone();
         let row = self
             .shared

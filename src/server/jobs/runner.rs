@@ -6,9 +6,10 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::sync::Notify;
+use tokio::sync::{Notify, OwnedSemaphorePermit};
 use tokio_util::sync::CancellationToken;
 
+use super::crew::Crew;
 use super::feeder::Feeder;
 use super::job_log::JobLog;
 use super::{RunningJob, Shared};
@@ -55,6 +56,19 @@ enum Outcome {
     Interrupted,
 }
 
+/// What starting a worker of the job takes.
+struct Starter<'a> {
+    config: serde_json::Map<String, serde_json::Value>,
+    spec_json: String,
+    token: &'a str,
+    /// Told by a feeder that found the queue empty.
+    progress: Arc<Notify>,
+    feeders_stop: CancellationToken,
+    /// Feeders per worker (requests it gets at a time).
+    per_worker: usize,
+    lease_ahead: usize,
+}
+
 /// Everything one run needs.
 pub(super) struct Run {
     pub shared: Arc<Shared>,
@@ -80,8 +94,11 @@ impl Run {
             .tokens
             .issue_batch_job_token(&self.job.model_id, &self.job.id)
             .await;
+        let planned = super::crew::planned_workers(self.job.workers, self.job.total_batches);
+        // Dropped at the end of the run, after its workers were stopped: their slots go back.
+        let mut crew = Crew::new(self.handle.clone(), planned);
         let outcome = match &token {
-            Ok(token) => self.drive(token).await,
+            Ok(token) => self.drive(token, &mut crew).await,
             Err(e) => Outcome::Ended {
                 status: JobStatus::UnexpectedError,
                 why: Some(format!("cannot issue the job's token: {e}")),
@@ -139,8 +156,8 @@ impl Run {
         }
     }
 
-    /// Starts the workers and feeds them until the job ends.
-    async fn drive(&self, token: &str) -> Outcome {
+    /// Starts the workers (each once it has a slot) and feeds them until the job ends.
+    async fn drive(&self, token: &str, crew: &mut Crew) -> Outcome {
         let job = &self.job;
         // It may have been stopped between the decision to start it and now.
         match self.recorded().await {
@@ -148,71 +165,48 @@ impl Run {
             Ok(_) => return Outcome::Interrupted,
             Err(e) => tracing::warn!("cannot read job {}: {e}", job.id),
         }
-        let config: serde_json::Map<String, serde_json::Value> =
-            serde_json::from_str(&job.config_json).unwrap_or_default();
-        let spec = super::view::job_spec(job, &self.shared.server_url());
-        let spec_json = serde_json::to_string(&spec).unwrap_or_default();
-        let workers: Vec<Arc<dyn Replica>> = (0..job.workers)
-            .map(|index| {
-                self.shared.engine.start(plan::for_job(
-                    &self.template,
-                    JobWorker {
-                        job_id: &job.id,
-                        index,
-                        job_spec_json: &spec_json,
-                        config: &config,
-                        job_token: token,
-                    },
-                    self.shared.data_root.as_deref(),
-                ))
-            })
-            .collect();
-        self.handle.set_workers(workers.clone());
+        let planned = crew.waiting();
+        let max = self.shared.slots.max();
+        let wait = if planned as usize > max {
+            format!(" (the server runs at most {max} batch workers at once: the others wait as pending)")
+        } else {
+            String::new()
+        };
         self.log
             .line(format!(
-                "starting {} worker{} for job {}",
-                job.workers,
-                if job.workers == 1 { "" } else { "s" },
+                "starting {planned} worker{} for job {}{wait}",
+                if planned == 1 { "" } else { "s" },
                 job.id
             ))
             .await;
-        let progress = Arc::new(Notify::new());
-        let feeders_stop = CancellationToken::new();
-        let mut feeders = tokio::task::JoinSet::new();
-        let per_worker = self.in_flight.max(1) as usize;
-        let max_ahead = if self.multi {
-            super::feeder::LEASE_AHEAD_MULTI
-        } else {
-            super::feeder::LEASE_AHEAD
+        let starter = Starter {
+            config: serde_json::from_str(&job.config_json).unwrap_or_default(),
+            spec_json: serde_json::to_string(&super::view::job_spec(
+                job,
+                &self.shared.server_url(),
+            ))
+            .unwrap_or_default(),
+            token,
+            progress: Arc::new(Notify::new()),
+            feeders_stop: CancellationToken::new(),
+            per_worker: self.in_flight.max(1) as usize,
+            lease_ahead: super::feeder::lease_ahead(
+                job.total_batches,
+                planned as u64 * u64::from(self.in_flight.max(1)),
+                if self.multi {
+                    super::feeder::LEASE_AHEAD_MULTI
+                } else {
+                    super::feeder::LEASE_AHEAD
+                },
+            ),
         };
-        let lease_ahead = super::feeder::lease_ahead(
-            job.total_batches,
-            (workers.len() * per_worker) as u64,
-            max_ahead,
-        );
-        for worker in workers
-            .iter()
-            .flat_map(|w| std::iter::repeat_n(w, per_worker))
-        {
-            feeders.spawn(
-                Feeder {
-                    shared: self.shared.clone(),
-                    job_id: job.id.clone(),
-                    worker: worker.clone(),
-                    progress: progress.clone(),
-                    stop: feeders_stop.clone(),
-                    lease_ahead,
-                    multi: self.multi,
-                }
-                .run(),
-            );
-        }
-        let watched = self.watch(&workers, &progress).await;
+        let watched = self.watch(crew, &starter).await;
+        crew.stop_waiting();
         // The feeders stop and write what they hold (outcomes, leases not sent) before
         // anything else happens to the job.
-        feeders_stop.cancel();
+        starter.feeders_stop.cancel();
         let drained = tokio::time::timeout(FEEDERS_STOP_GRACE, async {
-            while feeders.join_next().await.is_some() {}
+            while crew.feeders.join_next().await.is_some() {}
         })
         .await;
         if drained.is_err() {
@@ -223,11 +217,41 @@ impl Run {
             Watched::Ended(outcome) => return outcome,
         };
         tokio::select! {
-            _ = self.complete(&workers) => {}
+            _ = self.complete(crew.workers()) => {}
             _ = self.handle.stop.cancelled() => return Outcome::Interrupted,
             _ = self.shutdown.cancelled() => return Outcome::Interrupted,
         }
         Outcome::Ended { status, why: None }
+    }
+
+    /// Starts one more worker of the job, holding `permit`, with its feeders.
+    fn start_worker(&self, crew: &mut Crew, starter: &Starter<'_>, permit: OwnedSemaphorePermit) {
+        let worker = self.shared.engine.start(plan::for_job(
+            &self.template,
+            JobWorker {
+                job_id: &self.job.id,
+                index: crew.next_index(),
+                job_spec_json: &starter.spec_json,
+                config: &starter.config,
+                job_token: starter.token,
+            },
+            self.shared.data_root.as_deref(),
+        ));
+        for _ in 0..starter.per_worker {
+            crew.feeders.spawn(
+                Feeder {
+                    shared: self.shared.clone(),
+                    job_id: self.job.id.clone(),
+                    worker: worker.clone(),
+                    progress: starter.progress.clone(),
+                    stop: starter.feeders_stop.clone(),
+                    lease_ahead: starter.lease_ahead,
+                    multi: self.multi,
+                }
+                .run(),
+            );
+        }
+        crew.add(worker, permit);
     }
 
     /// The job's row and its batches' counts, as stored (`None`: the job is gone, with its API).
@@ -247,7 +271,7 @@ impl Run {
 
     /// Watches the job until it ends: every batch done, a worker failed, its timeout passed, or
     /// it was stopped (or deleted) elsewhere.
-    async fn watch(&self, workers: &[Arc<dyn Replica>], progress: &Notify) -> Watched {
+    async fn watch(&self, crew: &mut Crew, starter: &Starter<'_>) -> Watched {
         let job = &self.job;
         let deadline = job.timeout_secs.map(|t| {
             let end_ns = job.created_ns.saturating_add(
@@ -270,10 +294,13 @@ impl Run {
                 _ = self.handle.stop.cancelled() => return Watched::Ended(Outcome::Interrupted),
                 _ = self.shutdown.cancelled() => return Watched::Ended(Outcome::Interrupted),
                 _ = sleep_until(deadline) => {}
-                _ = progress.notified() => {}
+                _ = starter.progress.notified() => {}
                 _ = tick.tick() => {}
+                permit = self.shared.slots.acquire(), if crew.waiting() > 0 => {
+                    self.start_worker(crew, starter, permit);
+                }
             }
-            let failed = failed_worker(workers);
+            let failed = failed_worker(crew.workers());
             let (row, counts) = match self.recorded().await {
                 Ok(Some(found)) => found,
                 // Its API was deleted with it.

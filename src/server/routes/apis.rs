@@ -28,6 +28,7 @@ pub async fn deploy(
     let req: DeployRequest = parse_json(&body)?;
     let base = base_url(&headers);
     let _changing = state.changes.lock().await;
+    state.disk.check()?;
     let mut specs = spec::parse_str(&req.config, &req.config_file)
         .map_err(|e| ApiError::InvalidConfig(e.to_string()))?;
     // TrafficSplitters last, as cortex deploys them: their apis are in place first.
@@ -160,7 +161,16 @@ pub async fn deploy(
             })
             .await;
         let (row, saved) = match saved {
-            Ok(x) => x,
+            Ok(x) => {
+                // The version it replaces is swept once nothing runs from it.
+                if let Some(old) = existing
+                    .as_ref()
+                    .filter(|old| old.bundle_sha256 != x.0.bundle_sha256)
+                {
+                    state.sweeper.release(old);
+                }
+                x
+            }
             Err(crate::store::StoreError::Conflict(m)) => {
                 results.push(failed(m));
                 continue;
@@ -312,6 +322,8 @@ pub async fn delete(
     state.deployments.remove(&name).await;
     state.deployments.remove_logs(&name).await;
     state.jobs.remove_logs(&name).await;
+    state.sweeper.release(&row);
+    state.sweeper.sweep_locked().await;
     Ok(Json(MessageResponse {
         message: format!("deleting {name}"),
     }))

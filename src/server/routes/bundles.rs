@@ -72,6 +72,7 @@ pub async fn put_bundle(
     tokio::task::spawn_blocking(move || match stored {
         // Someone else's upload: the bytes sent must be the same before the caller may use it.
         true => crate::store::bundles::same_sha(&received.sha256, &s),
+        // Refused here (422), not at deploy: archives that cannot be unpacked safely.
         false => bundles.keep(&s, &received.sha256, received.file),
     })
     .await

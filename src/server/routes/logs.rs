@@ -246,8 +246,9 @@ fn up_to(logs: Arc<dyn ReplicaLogs>, start: u64, end: u64) -> BoxStream<'static,
             if offset >= end {
                 return None;
             }
-            let mut chunk = logs.read_from(offset).await.unwrap_or_default();
-            if chunk.is_empty() {
+            let (from, mut chunk) = logs.read_next(offset).await.unwrap_or_default();
+            let offset = from.max(offset);
+            if chunk.is_empty() || offset >= end {
                 return None;
             }
             chunk.truncate((end - offset) as usize);

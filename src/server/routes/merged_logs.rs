@@ -84,7 +84,12 @@ impl Source {
 impl Source {
     async fn read(&mut self) -> Option<Bytes> {
         match &self.origin {
-            Origin::Worker(logs) => logs.read_from(self.offset).await,
+            Origin::Worker(logs) => {
+                let (from, bytes) = logs.read_next(self.offset).await?;
+                // What was rotated away is skipped.
+                self.offset = from.max(self.offset);
+                Some(bytes)
+            }
             Origin::Server(path) => {
                 let (path, offset) = (path.clone(), self.offset);
                 tokio::task::spawn_blocking(move || read_file_from(&path, offset))

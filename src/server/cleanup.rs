@@ -1,0 +1,156 @@
+//! What the server cleans on disk: bundles and unpacked projects no API references any more,
+//! and what an interrupted server left half written (at start). A bundle an API stopped using
+//! (delete, redeploy) is removed at the next sweep once nothing runs from it (a version still
+//! serving during an update, a job's workers); one uploaded but never deployed gets an hour.
+//! Sweeps run after a delete and every 10 minutes (`CORTEX_SWEEP_SECS`), holding the lock of
+//! API changes, so a deploy never loses the bundle it is unpacking.
+
+use std::collections::HashSet;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use super::deployments::Deployments;
+use super::jobs::Jobs;
+use crate::store::bundle_sweep::{self, GRACE_SECS};
+use crate::store::{models, BundleStore, ModelRow, Store};
+
+/// The bundles a model uses: its bundle, the one that served last and its saved files.
+pub fn layers_of(row: &ModelRow) -> Vec<String> {
+    let mut layers = vec![row.bundle_sha256.clone()];
+    layers.extend(row.serving.as_ref().map(|s| s.bundle_sha256.clone()));
+    if let Some(o) = &row.overlay_sha256 {
+        layers.extend(o.split(',').map(str::to_string));
+    }
+    layers
+}
+
+/// Sweeps unused bundles and projects.
+pub struct Sweeper {
+    store: Store,
+    bundles: BundleStore,
+    deployments: Arc<Deployments>,
+    jobs: Arc<Jobs>,
+    changes: Arc<tokio::sync::Mutex<()>>,
+    /// Bundles an API stopped using: no grace period for them.
+    released: Mutex<HashSet<String>>,
+}
+
+impl Sweeper {
+    pub fn new(
+        store: Store,
+        bundles: BundleStore,
+        deployments: Arc<Deployments>,
+        jobs: Arc<Jobs>,
+        changes: Arc<tokio::sync::Mutex<()>>,
+    ) -> Sweeper {
+        Sweeper {
+            store,
+            bundles,
+            deployments,
+            jobs,
+            changes,
+            released: Mutex::default(),
+        }
+    }
+
+    /// `row`'s bundles may no longer be used (it is deleted or redeployed).
+    pub fn release(&self, row: &ModelRow) {
+        self.released
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .extend(layers_of(row));
+    }
+
+    /// Bundles something runs from: every serving version of every API, and running jobs.
+    async fn in_use(&self) -> HashSet<String> {
+        let rows = self
+            .store
+            .call(|c| models::list(c))
+            .await
+            .unwrap_or_default();
+        let mut dirs = self.jobs.projects_in_use();
+        for live in rows.iter().filter_map(|r| self.deployments.get(&r.name)) {
+            let sets = std::iter::once(live.versions.newest().clone()).chain(live.versions.older());
+            dirs.extend(sets.filter_map(|s| s.template().map(|t| t.cwd.clone())));
+        }
+        dirs.iter()
+            .filter_map(|d| d.file_name()?.to_str().map(str::to_string))
+            .flat_map(|name| name.split('+').map(str::to_string).collect::<Vec<_>>())
+            .collect()
+    }
+
+    /// One sweep; the caller holds the lock of API changes. A failure is logged: nothing
+    /// depends on it.
+    pub async fn sweep_locked(&self) {
+        let in_use = self.in_use().await;
+        let released = self
+            .released
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone();
+        let keep = in_use.clone();
+        let forgotten = self
+            .store
+            .call(move |c| bundle_sweep::forget_unreferenced(c, &released, &keep, GRACE_SECS))
+            .await;
+        let forgotten = match forgotten {
+            Ok(f) => f,
+            Err(e) => {
+                tracing::warn!("cannot sweep unused bundles: {e}");
+                return;
+            }
+        };
+        // Still released: those that are in use now (swept once they are not).
+        self.released
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .retain(|sha| in_use.contains(sha) && !forgotten.removed.contains(sha));
+        let bundles = self.bundles.clone();
+        let removed =
+            tokio::task::spawn_blocking(move || bundle_sweep::remove_files(&bundles, &forgotten))
+                .await;
+        if let Ok((b, p)) = removed {
+            if b + p > 0 {
+                tracing::info!("removed {b} unused bundle(s) and {p} unpacked project(s)");
+            }
+        }
+    }
+
+    /// Sweeps every `CORTEX_SWEEP_SECS` (10 minutes) until `shutdown`.
+    pub async fn run(self: Arc<Self>, shutdown: tokio_util::sync::CancellationToken) {
+        let every = std::env::var("CORTEX_SWEEP_SECS")
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .map_or(Duration::from_secs(600), Duration::from_secs);
+        loop {
+            tokio::select! {
+                _ = shutdown.cancelled() => return,
+                _ = tokio::time::sleep(every) => {}
+            }
+            let _changing = self.changes.lock().await;
+            self.sweep_locked().await;
+        }
+    }
+}
+
+/// At start, before anything unpacks or runs: partial unpacks and upload leftovers, then
+/// unused bundles past the grace period.
+pub async fn at_start(store: &Store, bundles: &BundleStore) {
+    let b = bundles.clone();
+    if let Ok(n) = tokio::task::spawn_blocking(move || b.clean_partial()).await {
+        if n > 0 {
+            eprintln!("removed {n} partial unpack(s) or upload(s) a previous server left");
+        }
+    }
+    let (none, keep) = (HashSet::new(), HashSet::new());
+    let forgotten = store
+        .call(move |c| bundle_sweep::forget_unreferenced(c, &none, &keep, GRACE_SECS))
+        .await;
+    match forgotten {
+        Ok(f) => {
+            let b = bundles.clone();
+            let _ = tokio::task::spawn_blocking(move || bundle_sweep::remove_files(&b, &f)).await;
+        }
+        Err(e) => tracing::warn!("cannot sweep unused bundles: {e}"),
+    }
+}

@@ -1,0 +1,111 @@
+//! Replica logs are capped: past `--log-max-mb` a log file is rotated (one generation kept), so
+//! a replica that prints fast stays under the cap on disk, and `cortex logs` (and `logs -f`)
+//! still show its latest lines.
+
+use std::path::Path;
+use std::process::Stdio;
+
+use crate::harness::{line_channel, wait_line, write, KillOnDrop, Server};
+
+/// Prints `lines` lines of 100 bytes each, then `burst <id> done`.
+const PRINTER: &str = r#"
+import sys
+
+class PythonPredictor:
+    def __init__(self, config):
+        print("ready to print", flush=True)
+
+    def predict(self, payload):
+        for i in range(payload["lines"]):
+            sys.stdout.write(f"line {i:>93}\n")
+        print(f"burst {payload['id']} done", flush=True)
+        return "ok"
+"#;
+
+/// Bytes of every file under `dir`.
+fn bytes_under(dir: &Path) -> u64 {
+    std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().metadata().unwrap().len())
+        .sum()
+}
+
+#[test]
+fn a_replica_that_prints_fast_stays_under_the_log_cap_and_its_latest_lines_show() {
+    let s = Server::start_with("127.0.0.1:0", &[("CORTEX_LOG_MAX_MB", "1")]);
+    let p = s.project("printer");
+    write(&p, "predictor.py", PRINTER);
+    write(
+        &p,
+        "cortex.yaml",
+        "- name: printer\n  kind: RealtimeAPI\n  predictor:\n    type: python\n    path: predictor.py\n",
+    );
+    s.ok(&p, &["deploy"]);
+    s.wait_status("printer", "live");
+    let mut follow = s
+        .cortex()
+        .args(["logs", "printer", "-f"])
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let lines = line_channel(follow.stdout.take().unwrap());
+    let _follow = KillOnDrop(follow);
+    wait_line(&lines, "ready to print");
+    // 24 MiB of output, through stdout into two files (its own and the combined log).
+    let resp = s.predict("printer", r#"{"lines": 250000, "id": 1}"#);
+    assert_eq!(resp.status(), 200);
+    wait_line(&lines, "burst 1 done");
+    let tail = s.ok(&p, &["logs", "printer", "--tail", "2"]);
+    assert!(tail.ends_with("burst 1 done\n"), "{tail}");
+    assert!(tail.lines().next().unwrap().contains("line "), "{tail}");
+    let dir = s.data_dir().join("logs").join("printer");
+    let on_disk = bytes_under(&dir);
+    // Three files (combined, stdout, stderr), each at most 1 MiB with one rotated generation.
+    assert!(on_disk <= 6 << 20, "{on_disk} bytes of logs on disk");
+    // Once more: the follower goes on across further rotations.
+    assert_eq!(
+        s.predict("printer", r#"{"lines": 50000, "id": 2}"#)
+            .status(),
+        200
+    );
+    wait_line(&lines, "burst 2 done");
+    assert!(bytes_under(&dir) <= 6 << 20);
+}
+
+/// A batch worker that prints `lines` lines of 100 bytes per batch, then `batch <id> printed`.
+const BATCH_PRINTER: &str = r#"
+import sys
+
+class PythonPredictor:
+    def __init__(self, config, job_spec):
+        self.lines = config["lines"]
+
+    def predict(self, payload, batch_id):
+        for i in range(self.lines):
+            sys.stdout.write(f"line {i:>93}\n")
+        print(f"batch {batch_id} printed", flush=True)
+"#;
+
+#[test]
+fn a_jobs_merged_log_reads_across_rotations() {
+    let s = Server::start_with("127.0.0.1:0", &[("CORTEX_LOG_MAX_MB", "1")]);
+    crate::batch::deploy_batch(&s, "loud", BATCH_PRINTER, "");
+    let id = crate::batch::submit(
+        &s,
+        "loud",
+        serde_json::json!({"workers": 1, "item_list": {"items": [1], "batch_size": 1}, "config": {"lines": 100000}}),
+    );
+    crate::batch::wait_job(&s, "loud", &id, "status_succeeded");
+    let log = s.ok(s.dir.path(), &["logs", "loud", &id]);
+    assert!(
+        log.contains(&format!("batch {id}-0 printed")),
+        "{}",
+        &log[log.len().saturating_sub(2000)..]
+    );
+    assert!(
+        log.len() < 4 << 20,
+        "what was rotated away is not shown: {} bytes",
+        log.len()
+    );
+    assert!(bytes_under(&s.data_dir().join("logs").join("loud")) <= 6 << 20);
+}
