@@ -14,6 +14,7 @@ mod limits;
 mod local_daemon;
 mod permissions;
 mod realtime;
+mod redelivery;
 mod requirements;
 mod scaling;
 mod shim;

@@ -7,6 +7,7 @@ mod enqueue;
 mod feeder;
 mod job_log;
 mod runner;
+mod settler;
 pub mod sources;
 pub mod view;
 
