@@ -9,6 +9,7 @@ mod bazaar;
 mod cli_misc;
 mod config_errors;
 mod gateway;
+mod honest_answers;
 mod lifecycle;
 mod limits;
 mod local_daemon;
