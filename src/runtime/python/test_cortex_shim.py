@@ -372,6 +372,7 @@ class PythonPredictor:
             raise ValueError("bad batch " + batch_id)
         if payload and payload[0] == "wait":
             # waits for the test's go (polled; the test's deadline bounds it)
+            open(os.path.join(self.job_spec["out"], "started"), "w").close()
             gate = os.path.join(self.job_spec["out"], "go")
             end = time.monotonic() + 15
             while not os.path.exists(gate) and time.monotonic() < end:
@@ -441,6 +442,25 @@ class TestBatchWorker(ShimTestCase):
 
     def test_each_outcome_streams_as_its_batch_ends_on_a_pool(self):
         self.check_each_outcome_streams_as_its_batch_ends(2)
+
+    def test_a_stopping_worker_ends_the_stream_after_the_batch_it_runs(self):
+        out = tempfile.mkdtemp()
+        self.addCleanup(shutil.rmtree, out, True)
+        env = {"CORTEX_KIND": "BatchAPI", "CORTEX_JOB_SPEC": json.dumps({"job_id": "j", "out": out})}
+        shim = self.start(BATCH, threads=2, env=env)
+        conn = http.client.HTTPConnection("127.0.0.1", shim.port, timeout=DEADLINE)
+        self.addCleanup(conn.close)
+        many = [{"batch_id": "j-1", "payload": ["wait"]}, {"batch_id": "j-2", "payload": [2]}]
+        conn.request("POST", "/batches", body=json.dumps(many), headers={"Content-Type": "application/json"})
+        wait_until(lambda: os.path.exists(os.path.join(out, "started")), what="the first batch to start")
+        shim.proc.send_signal(signal.SIGTERM)
+        open(os.path.join(out, "go"), "w").close()
+        resp = conn.getresponse()
+        self.assertEqual(resp.status, 200)
+        lines = resp.read().decode().splitlines()
+        # The batch in progress finished and said so; the next one never started.
+        self.assertEqual([json.loads(line)["batch_id"] for line in lines], ["j-1"])
+        self.assertEqual(shim.wait_exit(), 0)
 
     def test_a_predictor_without_on_job_complete_answers_404(self):
         shim = self.start(

@@ -205,8 +205,7 @@ impl Feeder {
     }
 
     /// Sends the group and settles each batch's outcome as it comes, counting them in
-    /// `settled`. `Err`: the answer stopped before every batch had its outcome (the
-    /// connection failed, or the worker is stopping).
+    /// `settled`. `Err`: the connection failed before every batch had its outcome.
     async fn send(
         &self,
         addr: SocketAddr,
@@ -270,11 +269,17 @@ impl Feeder {
         let mut lines = Lines::default();
         while *settled < group.len() {
             let Some(chunk) = resp.chunk().await.map_err(|e| e.to_string())? else {
-                return Err(format!(
-                    "the worker answered {} of {} batch(es) before it stopped",
-                    *settled,
-                    group.len()
-                ));
+                // The worker ended its answer early (it is stopping): the batches without an
+                // outcome never started, and go back to the queue as they are.
+                for l in &group[*settled..] {
+                    settler.settle(jobs::Settle::Release {
+                        seq: l.seq,
+                        lease_id: l.lease_id.clone(),
+                        crashed: false,
+                    });
+                }
+                *settled = group.len();
+                return Ok(());
             };
             for line in lines.push(&chunk) {
                 let Some(lease) = group.get(*settled) else {
