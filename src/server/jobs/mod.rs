@@ -6,6 +6,7 @@
 mod enqueue;
 mod feeder;
 mod job_log;
+mod outcome;
 mod runner;
 mod settler;
 pub mod sources;
