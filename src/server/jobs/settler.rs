@@ -1,9 +1,9 @@
 //! A feeder's way to the database: one task per feeder that writes each batch's outcome as
 //! soon as it is known, and leases the next batches in the same transaction as the outcomes
 //! still waiting. Outcomes that arrive while a write is under way go into the next one, so a
-//! worker's batches are committed one by one as they complete (the window a server SIGKILL
-//! re-runs stays one batch in progress and one whose outcome was being written), while a fast
-//! worker's outcomes still share transactions.
+//! worker's batches are committed one by one as they complete (what a server SIGKILL re-runs
+//! is the batch in progress and the outcomes not yet written: one while the server keeps up),
+//! while a fast worker's outcomes still share transactions.
 
 use std::sync::Arc;
 use std::time::Duration;
