@@ -71,27 +71,35 @@ pub(crate) async fn check_caller(
 }
 
 pub async fn handle(State(state): State<AppState>, req: Request) -> Response {
-    let path = req.uri().path().trim_end_matches('/');
+    // Messages name the path as it was given (an API's path is matched without a trailing
+    // slash).
+    let given = req.uri().path().to_string();
+    let path = given.trim_end_matches('/');
     let path = if path.is_empty() { "/" } else { path }.to_string();
-    let not_found = |path: &str| {
+    let not_found = || {
         error_response(
             StatusCode::NOT_FOUND,
             "not_found",
-            format!("no api is deployed at {path}; run `cortex get` to see the deployed apis"),
+            format!("no api is deployed at {given}; run `cortex get` to see the deployed apis"),
         )
     };
     if is_control_path(&path) {
+        let slash = if given.len() > 1 && given.ends_with('/') {
+            " (its routes take no trailing slash)"
+        } else {
+            ""
+        };
         return error_response(
             StatusCode::NOT_FOUND,
             "not_found",
             format!(
-                "{} {path} is not a route of the control API; see the README for its routes",
+                "{} {given} is not a route of the control API{slash}; see the README for its routes",
                 req.method()
             ),
         );
     }
     let Some(api) = state.deployments.by_path(&path) else {
-        return not_found(&path);
+        return not_found();
     };
     if !state.loopback_only && api.access().access != Access::Public {
         if let Err(e) = check_caller(&state, &api, req.headers()).await {
@@ -151,7 +159,7 @@ pub async fn handle(State(state): State<AppState>, req: Request) -> Response {
     let api = match (&split_to, route(&state)) {
         (_, Some(api)) => api,
         (Some(chosen), None) => return backend_missing(chosen),
-        (None, None) => return not_found(&path),
+        (None, None) => return not_found(),
     };
     // A splitter's caller needs what a direct caller of the chosen api needs.
     if split_to.is_some() && !state.loopback_only && api.access().access != Access::Public {
@@ -221,7 +229,7 @@ pub async fn handle(State(state): State<AppState>, req: Request) -> Response {
             let api = match (&split_to, route(&state)) {
                 (_, Some(api)) => api,
                 (Some(chosen), None) => return backend_missing(chosen),
-                (None, None) => return not_found(&path),
+                (None, None) => return not_found(),
             };
             (Body::from(bytes), held, api)
         }

@@ -11,9 +11,11 @@ mod data_check;
 pub mod deadline_body;
 pub mod deployments;
 pub mod disk;
+pub mod endpoints;
 pub mod error;
 pub mod fetch;
 pub mod gateway;
+pub mod head_limits;
 pub mod isolation;
 pub mod jobs;
 pub mod json_errors;
@@ -202,9 +204,11 @@ pub async fn run(config: ServerConfig) -> anyhow::Result<()> {
         engine,
         tokens.clone(),
         http.clone(),
-        fetch::Fetcher::new(fetch::FetchPolicy::new(config.allow_fetch.clone()))?,
+        jobs::Sources {
+            fetcher: fetch::Fetcher::new(fetch::FetchPolicy::new(config.allow_fetch.clone()))?,
+            data_root: config.data_root.clone(),
+        },
         data_dir,
-        config.data_root.clone(),
         jobs::WorkerSlots::new(config.max_batch_workers),
     ));
     jobs.set_server_url(url.clone());

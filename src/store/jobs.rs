@@ -379,7 +379,8 @@ pub fn settle_and_lease(
         if let Some(max) = max {
             tx.prepare_cached(
                 "UPDATE batches SET state = 'failed', lease_id = NULL, lease_until_ms = NULL,
-                        last_error = COALESCE(last_error, 'its worker stopped before finishing it')
+                        last_error = COALESCE(last_error, 'its lease lapsed ' || receive_count
+                            || ' time(s): the worker that received it did not ack, nack or extend it in time')
                  WHERE job_id = ?1 AND state = 'leased' AND lease_until_ms <= ?2
                    AND receive_count >= ?3",
             )?
@@ -682,7 +683,7 @@ mod tests {
             .last_error
             .as_deref()
             .unwrap()
-            .contains("worker stopped"));
+            .contains("its lease lapsed 2 time(s)"));
     }
 
     #[test]

@@ -1388,6 +1388,7 @@ class Connection(asyncio.Protocol):
         self.pending = True
         self.counted = False  # its POST counts as in flight (from its head to its answer)
         self.must_close = False
+        self.streaming = False  # an answer is being streamed (start_stream .. end_stream)
         self.method = "GET"
         self.last_active = time.monotonic()
 
@@ -1642,6 +1643,33 @@ class Connection(asyncio.Protocol):
         elif close:
             self.close()
 
+    def start_stream(self, status, content_type):
+        """Starts an answer whose body follows in chunks (`write_chunk`, then `end_stream`)."""
+        self.streaming = True
+        head = "HTTP/1.1 %d %s\r\nServer: cortex\r\nDate: %s\r\nContent-Type: %s\r\nTransfer-Encoding: chunked\r\n\r\n" % (
+            status,
+            _REASONS.get(status, ""),
+            _http_date(),
+            content_type,
+        )
+        if not self.closed:
+            self.transport.write(head.encode("latin-1"))
+
+    def write_chunk(self, data):
+        if data and not self.closed:
+            self.transport.write(b"%x\r\n%s\r\n" % (len(data), data))
+
+    def end_stream(self):
+        """Ends a streamed answer: the request is answered."""
+        if not self.streaming:
+            return
+        self.streaming = False
+        if not self.closed:
+            self.transport.write(b"0\r\n\r\n")
+        self.leave()
+        if self.must_close or self.server.shutting_down.is_set():
+            self.close()
+
     def send_json(self, status, obj, close=False, linger=False):
         self.send(status, json.dumps(obj), "application/json", close=close, linger=linger)
 
@@ -1740,9 +1768,13 @@ class Connection(asyncio.Protocol):
     def _batches(self, body):
         """POST /batches of a batch worker (the cortex server's own protocol with the shim):
         several batches in one request, `[{"batch_id": ..., "payload": [...]}, ...]`, each
-        given to predict in turn on the predictor's thread; the answer says how each went,
-        in order: `[{"ok": true, "ms": 1.2}, {"ok": false, "error": "...", "ms": 0.4}]`.
-        One request per several batches: the HTTP and thread hand-off cost is shared."""
+        given to predict in turn on the predictor's thread. The answer streams (chunked,
+        `application/x-ndjson`) one line per batch as soon as it is done, in order:
+        `{"batch_id": "...", "ok": true, "ms": 1.2}` or `{..., "ok": false, "error": "..."}`,
+        so the server settles each batch as it completes, not when the last one does. The
+        stream ends early (fewer lines than batches) when the worker is shutting down: the
+        batches without a line never ran. One request per several batches: the HTTP cost is
+        shared."""
         server = self.server
         try:
             batches = json.loads(body)
@@ -1754,33 +1786,41 @@ class Connection(asyncio.Protocol):
         predictor = server.predictor
         api_name = server.settings["api_name"]
 
-        def run_all():
-            out = []
-            for b in batches:
-                values = {"payload": b["payload"], "batch_id": str(b.get("batch_id", ""))}
-                kwargs = {n: values[n] for n in predictor.predict_args}
-                start = time.perf_counter()
-                try:
-                    predictor.instance.predict(**kwargs)
-                    out.append({"ok": True, "ms": (time.perf_counter() - start) * 1000})
-                except BaseException as e:  # SystemExit in user code too: this batch failed
-                    _log("ERROR", "%s: exception in predict: %s" % (api_name, _describe(e)), _format_traceback(e))
-                    out.append(
-                        {
-                            "ok": False,
-                            "error": "predict raised %s" % _describe(e),
-                            "ms": (time.perf_counter() - start) * 1000,
-                        }
-                    )
-            return out
+        def run_one(b):
+            batch_id = str(b.get("batch_id", ""))
+            values = {"payload": b["payload"], "batch_id": batch_id}
+            kwargs = {n: values[n] for n in predictor.predict_args}
+            start = time.perf_counter()
+            try:
+                predictor.instance.predict(**kwargs)
+                return {"batch_id": batch_id, "ok": True, "ms": (time.perf_counter() - start) * 1000}
+            except BaseException as e:  # SystemExit in user code too: this batch failed
+                _log("ERROR", "%s: exception in predict: %s" % (api_name, _describe(e)), _format_traceback(e))
+                return {
+                    "batch_id": batch_id,
+                    "ok": False,
+                    "error": "predict raised %s" % _describe(e),
+                    "ms": (time.perf_counter() - start) * 1000,
+                }
 
-        def done(results):
-            if results is _ShutDown:
-                self._shut_down("the worker is shutting down")
-            else:
-                self.send_json(200, results)
+        remaining = iter(batches)
 
-        server.call(run_all, (), {}, done, self)
+        def next_batch():
+            b = next(remaining, None)
+            if b is None or self.closed or server.shutting_down.is_set():
+                self.end_stream()
+                return
+            server.call(run_one, (b,), {}, ran, self)
+
+        def ran(outcome):
+            if outcome is _ShutDown:
+                self.end_stream()
+                return
+            self.write_chunk((json.dumps(outcome) + "\n").encode("utf-8"))
+            next_batch()
+
+        self.start_stream(200, "application/x-ndjson")
+        next_batch()
 
     def _on_job_complete(self):
         """POST /on-job-complete of a batch worker: runs the predictor's

@@ -360,7 +360,7 @@ class TestBasics(ShimTestCase):
 
 
 BATCH = """
-import os
+import os, time
 
 class PythonPredictor:
     def __init__(self, config, job_spec):
@@ -370,6 +370,13 @@ class PythonPredictor:
     def predict(self, payload, batch_id):
         if payload and payload[0] == "boom":
             raise ValueError("bad batch " + batch_id)
+        if payload and payload[0] == "wait":
+            # waits for the test's go (polled; the test's deadline bounds it)
+            open(os.path.join(self.job_spec["out"], "started"), "w").close()
+            gate = os.path.join(self.job_spec["out"], "go")
+            end = time.monotonic() + 15
+            while not os.path.exists(gate) and time.monotonic() < end:
+                time.sleep(0.01)
         self.seen.append((batch_id, payload))
 
     def on_job_complete(self):
@@ -391,9 +398,11 @@ class TestBatchWorker(ShimTestCase):
         )
         self.assertEqual(status, 200, body)
         many = [{"batch_id": "j-1", "payload": [3]}, {"batch_id": "j-2", "payload": ["boom"]}, {"batch_id": "j-3", "payload": [4]}]
-        status, _, body = shim.post_json("/batches", many)
+        status, content_type, body = shim.post_json("/batches", many)
         self.assertEqual(status, 200, body)
-        outcomes = json.loads(body)
+        self.assertEqual(content_type, "application/x-ndjson")
+        outcomes = [json.loads(line) for line in body.decode().splitlines()]
+        self.assertEqual([o["batch_id"] for o in outcomes], ["j-1", "j-2", "j-3"])
         self.assertEqual([o["ok"] for o in outcomes], [True, False, True])
         self.assertEqual(outcomes[1]["error"], "predict raised ValueError: bad batch j-2")
         self.assertTrue(all(o["ms"] >= 0 for o in outcomes))
@@ -403,6 +412,55 @@ class TestBatchWorker(ShimTestCase):
         self.assertEqual(status, 200)
         with open(os.path.join(out, "complete")) as f:
             self.assertEqual(f.read(), repr([("j-0", [1, 2]), ("j-1", [3]), ("j-3", [4])]))
+
+    def check_each_outcome_streams_as_its_batch_ends(self, threads):
+        out = tempfile.mkdtemp()
+        self.addCleanup(shutil.rmtree, out, True)
+        env = {"CORTEX_KIND": "BatchAPI", "CORTEX_JOB_SPEC": json.dumps({"job_id": "j", "out": out})}
+        shim = self.start(BATCH, threads=threads, env=env)
+        conn = http.client.HTTPConnection("127.0.0.1", shim.port, timeout=DEADLINE)
+        self.addCleanup(conn.close)
+        many = [{"batch_id": "j-1", "payload": [1]}, {"batch_id": "j-2", "payload": ["wait"]}]
+        conn.request("POST", "/batches", body=json.dumps(many), headers={"Content-Type": "application/json"})
+        resp = conn.getresponse()
+        self.assertEqual(resp.status, 200)
+        self.assertEqual(resp.getheader("Transfer-Encoding"), "chunked")
+        # The first batch's outcome arrives while the second one is still running.
+        first = json.loads(resp.readline())
+        self.assertEqual((first["batch_id"], first["ok"]), ("j-1", True))
+        self.assertFalse(os.path.exists(os.path.join(out, "go")))
+        open(os.path.join(out, "go"), "w").close()
+        second = json.loads(resp.readline())
+        self.assertEqual((second["batch_id"], second["ok"]), ("j-2", True))
+        self.assertEqual(resp.read(), b"")
+        # The connection serves the next request after the stream.
+        conn.request("GET", "/healthz")
+        self.assertEqual(conn.getresponse().status, 200)
+
+    def test_each_outcome_streams_as_its_batch_ends_on_one_thread(self):
+        self.check_each_outcome_streams_as_its_batch_ends(1)
+
+    def test_each_outcome_streams_as_its_batch_ends_on_a_pool(self):
+        self.check_each_outcome_streams_as_its_batch_ends(2)
+
+    def test_a_stopping_worker_ends_the_stream_after_the_batch_it_runs(self):
+        out = tempfile.mkdtemp()
+        self.addCleanup(shutil.rmtree, out, True)
+        env = {"CORTEX_KIND": "BatchAPI", "CORTEX_JOB_SPEC": json.dumps({"job_id": "j", "out": out})}
+        shim = self.start(BATCH, threads=2, env=env)
+        conn = http.client.HTTPConnection("127.0.0.1", shim.port, timeout=DEADLINE)
+        self.addCleanup(conn.close)
+        many = [{"batch_id": "j-1", "payload": ["wait"]}, {"batch_id": "j-2", "payload": [2]}]
+        conn.request("POST", "/batches", body=json.dumps(many), headers={"Content-Type": "application/json"})
+        wait_until(lambda: os.path.exists(os.path.join(out, "started")), what="the first batch to start")
+        shim.proc.send_signal(signal.SIGTERM)
+        open(os.path.join(out, "go"), "w").close()
+        resp = conn.getresponse()
+        self.assertEqual(resp.status, 200)
+        lines = resp.read().decode().splitlines()
+        # The batch in progress finished and said so; the next one never started.
+        self.assertEqual([json.loads(line)["batch_id"] for line in lines], ["j-1"])
+        self.assertEqual(shim.wait_exit(), 0)
 
     def test_a_predictor_without_on_job_complete_answers_404(self):
         shim = self.start(

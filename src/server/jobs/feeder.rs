@@ -1,6 +1,8 @@
 //! One feeder per worker of a job: leases a batch from the durable queue, posts it to the
 //! worker (`POST /`, the batch as a JSON array, `X-Cortex-Job-ID` and `X-Cortex-Batch-ID`),
-//! extends the lease while the worker works, and acks or nacks by the answer. This is the
+//! extends the lease while the worker works, and acks or nacks each batch as its outcome
+//! comes (a python worker given several batches in one `POST /batches` streams one outcome
+//! line per batch). This is the
 //! queue's consumer for the workers the server runs itself; workers elsewhere use the same
 //! queue over HTTP (`routes/queue.rs`).
 
@@ -12,6 +14,8 @@ use std::time::{Duration, Instant};
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
+use super::outcome::{failure_text, stream_outcome, Lines};
+use super::settler::Settler;
 use super::Shared;
 use crate::clock::now_ms;
 use crate::engine::{Replica, ReplicaPhase};
@@ -31,12 +35,9 @@ pub fn visibility_ms() -> i64 {
 /// batch is counted as failed by it instead.
 const EXIT_NOTICE: Duration = Duration::from_secs(2);
 
-/// The longest error text kept for a failed batch.
-const MAX_ERROR_CHARS: usize = 2000;
-
-/// The most batches a feeder leases at once (and settles at once): one database transaction
-/// per this many batches; a worker that takes several batches per request (the python shim)
-/// gets them in one request.
+/// The most batches a feeder leases at once: one database transaction per this many leases; a
+/// worker that takes several batches per request (the python shim) gets them in one request
+/// and reports each as it ends. Outcomes are written one by one as they come (`settler.rs`).
 pub const LEASE_AHEAD: usize = 4;
 pub const LEASE_AHEAD_MULTI: usize = 16;
 
@@ -64,39 +65,29 @@ pub(super) struct Feeder {
 }
 
 impl Feeder {
-    /// Feeds the worker until the queue has nothing left for it or the job stops. Leases and
-    /// settles go to the database together, several at a time on long queues; the worker's
-    /// requests are the only thing on each batch's path. Everything the feeder holds (leases
-    /// not yet sent, outcomes not yet written) is kept alive while the worker works, and given
-    /// back or written before the feeder waits for its worker or ends.
+    /// Feeds the worker until the queue has nothing left for it or the job stops. Each
+    /// batch's outcome goes to the database as soon as the worker reports it (a python
+    /// worker reports each batch of a group as it ends); leases are taken with the outcomes
+    /// still waiting, several at a time on long queues. The leases the feeder holds are kept
+    /// alive while the worker works, and given back before the feeder waits for its worker or
+    /// ends.
     pub async fn run(self) {
+        let settler = Settler::spawn(self.shared.clone(), self.job_id.clone());
         let mut held: VecDeque<jobs::Lease> = VecDeque::new();
-        let mut done: Vec<jobs::Settle> = Vec::new();
         loop {
-            if self.worker.ready_addr().is_none() && !(held.is_empty() && done.is_empty()) {
+            if self.worker.ready_addr().is_none() && !held.is_empty() {
                 // The worker is restarting (or not up yet): that can take longer than a lease.
-                self.flush(&mut held, &mut done).await;
+                release_all(&settler, &mut held);
             }
             let Some(addr) = self.ready_addr().await else {
                 break;
             };
             if held.is_empty() {
-                let (job_id, visibility) = (self.job_id.clone(), visibility_ms());
-                let settles = std::mem::take(&mut done);
-                let (kept, n) = (settles.clone(), self.lease_ahead);
-                let round = self
-                    .shared
-                    .store
-                    .call(move |c| {
-                        jobs::settle_and_lease(c, &job_id, &settles, now_ms(), visibility, n)
-                    })
-                    .await;
-                match round {
-                    Ok((_, leases)) => held.extend(leases),
+                match settler.lease(self.lease_ahead, visibility_ms()).await {
+                    Ok(leases) => held.extend(leases),
                     Err(e) => {
                         // Nothing of the transaction was applied: try again.
                         tracing::warn!("cannot lease batches of job {}: {e}", self.job_id);
-                        done = kept;
                         if self.wait(Duration::from_secs(1)).await {
                             break;
                         }
@@ -113,40 +104,18 @@ impl Feeder {
                     continue;
                 }
             }
-            let group = take_group(&mut held, self.multi);
-            let unwritten: Vec<(i64, String)> = done.iter().filter_map(still_leased).collect();
-            match self.deliver(addr, &group, &held, unwritten).await {
-                Some(settles) => done.extend(settles),
-                None => {
-                    for lease in group.into_iter().rev() {
-                        held.push_front(lease);
-                    }
-                    break;
+            let mut group = take_group(&mut held, self.multi);
+            let settled = self.deliver(addr, &group, &held, &settler).await;
+            if settled < group.len() {
+                // The job stopped meanwhile: what was not settled goes back.
+                for lease in group.drain(settled..).rev() {
+                    held.push_front(lease);
                 }
+                break;
             }
         }
-        self.flush(&mut held, &mut done).await;
-    }
-
-    /// Writes the outcomes in `done` and gives the unsent leases in `held` back to the queue.
-    async fn flush(&self, held: &mut VecDeque<jobs::Lease>, done: &mut Vec<jobs::Settle>) {
-        done.extend(held.drain(..).map(|l| jobs::Settle::Release {
-            seq: l.seq,
-            lease_id: l.lease_id,
-            crashed: false,
-        }));
-        if done.is_empty() {
-            return;
-        }
-        let (job_id, settles) = (self.job_id.clone(), std::mem::take(done));
-        let flushed = self
-            .shared
-            .store
-            .call(move |c| jobs::settle_and_lease(c, &job_id, &settles, now_ms(), 0, 0))
-            .await;
-        if let Err(e) = flushed {
-            tracing::warn!("cannot settle the batches of job {}: {e}", self.job_id);
-        }
+        release_all(&settler, &mut held);
+        settler.flushed().await;
     }
 
     /// Sleeps for `d`; true when the job stopped meanwhile.
@@ -181,76 +150,67 @@ impl Feeder {
         }
     }
 
-    /// Posts a group of batches (one, unless the worker takes several per request); what
-    /// became of each (`None`: the job stopped meanwhile). The leases in `held` and those of
-    /// outcomes not written yet (`unwritten`) are kept alive too while it works.
+    /// Posts a group of batches (one, unless the worker takes several per request) and
+    /// settles each as its outcome comes; how many of the group it settled (fewer than all
+    /// only when the job stopped meanwhile). The leases in `held` are kept alive too while
+    /// the worker works.
     async fn deliver(
         &self,
         addr: SocketAddr,
         group: &[jobs::Lease],
         held: &VecDeque<jobs::Lease>,
-        unwritten: Vec<(i64, String)>,
-    ) -> Option<Vec<jobs::Settle>> {
+        settler: &Settler,
+    ) -> usize {
         let started = Instant::now();
-        let mut all_held: Vec<(i64, String)> =
-            group.iter().map(|l| (l.seq, l.lease_id.clone())).collect();
-        all_held.extend(held.iter().map(|l| (l.seq, l.lease_id.clone())));
-        all_held.extend(unwritten);
+        let all_held: Vec<(i64, String)> = group
+            .iter()
+            .chain(held.iter())
+            .map(|l| (l.seq, l.lease_id.clone()))
+            .collect();
+        let mut settled = 0;
         let answer = tokio::select! {
-            answer = self.send(addr, group) => answer,
+            answer = self.send(addr, group, settler, &mut settled) => answer,
             _ = self.extend_while_working(all_held) => unreachable!("extending never ends"),
-            _ = self.stop.cancelled() => return None,
+            _ = self.stop.cancelled() => return settled,
         };
+        let rest = &group[settled..];
         let took = started.elapsed().as_millis() as i64;
-        let settle = |lease: &jobs::Lease, outcome: Result<i64, String>| match outcome {
-            Ok(ms) => jobs::Settle::Ack {
-                seq: lease.seq,
-                lease_id: lease.lease_id.clone(),
-                duration_ms: ms,
-            },
-            Err(error) => jobs::Settle::Nack {
-                seq: lease.seq,
-                lease_id: lease.lease_id.clone(),
-                error,
-                duration_ms: took,
-            },
-        };
-        Some(match answer {
-            Ok(outcomes) => group
-                .iter()
-                .zip(outcomes)
-                .map(|(lease, outcome)| settle(lease, outcome))
-                .collect(),
+        match answer {
+            Ok(()) => {}
             Err(e) if self.worker_exited().await => {
                 tracing::info!(
                     "worker {} exited with {} batch(es) of job {}: they go back to the queue ({e})",
                     self.worker.id(),
-                    group.len(),
+                    rest.len(),
                     self.job_id
                 );
-                group
-                    .iter()
-                    .map(|l| jobs::Settle::Release {
+                // The first was in progress; the others never started.
+                for (i, l) in rest.iter().enumerate() {
+                    settler.settle(jobs::Settle::Release {
                         seq: l.seq,
                         lease_id: l.lease_id.clone(),
-                        crashed: true,
-                    })
-                    .collect()
+                        crashed: i == 0,
+                    });
+                }
             }
-            Err(e) => group
-                .iter()
-                .map(|l| settle(l, Err(format!("the worker did not answer: {e}"))))
-                .collect(),
-        })
+            Err(e) => {
+                for l in rest {
+                    settler.settle(nack(l, format!("the worker did not answer: {e}"), took));
+                }
+            }
+        }
+        group.len()
     }
 
-    /// Sends the group; each batch's outcome (its milliseconds, or why it failed), one per
-    /// batch in order. `Err`: no answer (the connection failed).
+    /// Sends the group and settles each batch's outcome as it comes, counting them in
+    /// `settled`. `Err`: the connection failed before every batch had its outcome.
     async fn send(
         &self,
         addr: SocketAddr,
         group: &[jobs::Lease],
-    ) -> Result<Vec<Result<i64, String>>, reqwest::Error> {
+        settler: &Settler,
+        settled: &mut usize,
+    ) -> Result<(), String> {
         let started = Instant::now();
         let batch_id = |l: &jobs::Lease| format!("{}-{}", self.job_id, l.seq);
         let request = if self.multi {
@@ -281,21 +241,53 @@ impl Feeder {
                 .header("x-cortex-batch-id", batch_id(l))
                 .body(l.payload.clone())
         };
-        let resp = request
+        let mut resp = request
             .header("content-type", "application/json")
             .send()
-            .await?;
+            .await
+            .map_err(|e| e.to_string())?;
         let status = resp.status();
-        let body = resp.text().await?;
-        let took = started.elapsed().as_millis() as i64;
         if !status.is_success() {
+            let body = resp.text().await.map_err(|e| e.to_string())?;
             let why = failure_text(status.as_u16(), &body);
-            return Ok(group.iter().map(|_| Err(why.clone())).collect());
+            let took = started.elapsed().as_millis() as i64;
+            for l in group {
+                settler.settle(nack(l, why.clone(), took));
+                *settled += 1;
+            }
+            return Ok(());
         }
         if !self.multi {
-            return Ok(vec![Ok(took)]);
+            resp.bytes().await.map_err(|e| e.to_string())?;
+            settler.settle(settle(&group[0], Ok(started.elapsed().as_millis() as i64)));
+            *settled = 1;
+            return Ok(());
         }
-        Ok(multi_outcomes(&body, group.len()))
+        // One line per batch, in order, each as its batch ends.
+        let mut lines = Lines::default();
+        while *settled < group.len() {
+            let Some(chunk) = resp.chunk().await.map_err(|e| e.to_string())? else {
+                // The worker ended its answer early (it is stopping): the batches without an
+                // outcome never started, and go back to the queue as they are.
+                for l in &group[*settled..] {
+                    settler.settle(jobs::Settle::Release {
+                        seq: l.seq,
+                        lease_id: l.lease_id.clone(),
+                        crashed: false,
+                    });
+                }
+                *settled = group.len();
+                return Ok(());
+            };
+            for line in lines.push(&chunk) {
+                let Some(lease) = group.get(*settled) else {
+                    break;
+                };
+                settler.settle(settle(lease, stream_outcome(&line, &batch_id(lease))));
+                *settled += 1;
+            }
+        }
+        Ok(())
     }
 
     /// Keeps the leases while the worker works.
@@ -353,73 +345,40 @@ fn take_group(held: &mut VecDeque<jobs::Lease>, multi: bool) -> Vec<jobs::Lease>
     group
 }
 
-/// The lease an outcome not yet written still holds (a release gives it up anyway).
-fn still_leased(settle: &jobs::Settle) -> Option<(i64, String)> {
-    match settle {
-        jobs::Settle::Ack { seq, lease_id, .. } | jobs::Settle::Nack { seq, lease_id, .. } => {
-            Some((*seq, lease_id.clone()))
-        }
-        jobs::Settle::Release { .. } => None,
-    }
-}
-
-/// Each batch's outcome from a `POST /batches` answer (`[{"ok", "error", "ms"}, ...]`); an
-/// answer that does not fit fails every batch, saying so.
-fn multi_outcomes(body: &str, n: usize) -> Vec<Result<i64, String>> {
-    #[derive(serde::Deserialize)]
-    struct Outcome {
-        ok: bool,
-        #[serde(default)]
-        error: Option<String>,
-        #[serde(default)]
-        ms: Option<f64>,
-    }
-    match serde_json::from_str::<Vec<Outcome>>(body) {
-        Ok(outcomes) if outcomes.len() == n => outcomes
-            .into_iter()
-            .map(|o| {
-                if o.ok {
-                    Ok(o.ms.unwrap_or(0.0).round() as i64)
-                } else {
-                    Err(o
-                        .error
-                        .unwrap_or_else(|| "the worker said it failed".to_string()))
-                }
-            })
-            .collect(),
-        _ => {
-            let why = format!(
-                "the worker's answer to {n} batch(es) was not one outcome per batch: {}",
-                body.chars().take(200).collect::<String>()
-            );
-            (0..n).map(|_| Err(why.clone())).collect()
-        }
-    }
-}
-
-/// What a failed batch is remembered with: the worker's status and the start of its answer.
-fn failure_text(status: u16, body: &str) -> String {
-    // A JSON error (the python shim's) says it best in its message.
-    let message = serde_json::from_str::<serde_json::Value>(body)
-        .ok()
-        .and_then(|v| {
-            v.get("message")
-                .and_then(|m| m.as_str())
-                .map(str::to_string)
+/// Gives every lease in `held` back to the queue, the delivery not counted.
+fn release_all(settler: &Settler, held: &mut VecDeque<jobs::Lease>) {
+    for l in held.drain(..) {
+        settler.settle(jobs::Settle::Release {
+            seq: l.seq,
+            lease_id: l.lease_id,
+            crashed: false,
         });
-    let body = message.as_deref().unwrap_or(body).trim();
-    let mut text = format!("the worker answered {status}");
-    if !body.is_empty() {
-        text.push_str(": ");
-        text.extend(body.chars().take(MAX_ERROR_CHARS));
     }
-    text
+}
+
+/// A batch's settle from its outcome (its milliseconds, or why it failed).
+fn settle(lease: &jobs::Lease, outcome: Result<i64, String>) -> jobs::Settle {
+    match outcome {
+        Ok(ms) => jobs::Settle::Ack {
+            seq: lease.seq,
+            lease_id: lease.lease_id.clone(),
+            duration_ms: ms,
+        },
+        Err(error) => nack(lease, error, 0),
+    }
+}
+
+fn nack(lease: &jobs::Lease, error: String, duration_ms: i64) -> jobs::Settle {
+    jobs::Settle::Nack {
+        seq: lease.seq,
+        lease_id: lease.lease_id.clone(),
+        error,
+        duration_ms,
+    }
 }
 
 #[cfg(test)]
 mod tests {
-    use super::failure_text;
-
     #[test]
     fn only_long_queues_are_leased_ahead() {
         use super::lease_ahead;
@@ -449,39 +408,5 @@ mod tests {
         );
         assert_eq!(take_group(&mut held, true).len(), 1, "alone it goes");
         assert!(held.is_empty());
-    }
-
-    #[test]
-    fn a_multi_batch_answer_settles_each_batch() {
-        use super::multi_outcomes;
-        assert_eq!(
-            multi_outcomes(
-                r#"[{"ok": true, "ms": 1.6}, {"ok": false, "error": "boom"}]"#,
-                2
-            ),
-            vec![Ok(2), Err("boom".to_string())]
-        );
-        let short = multi_outcomes(r#"[{"ok": true}]"#, 2);
-        assert!(short.iter().all(|o| o
-            .as_ref()
-            .unwrap_err()
-            .contains("not one outcome per batch")));
-    }
-
-    #[test]
-    fn a_failure_keeps_the_start_of_the_answer() {
-        assert_eq!(
-            failure_text(500, " boom \n"),
-            "the worker answered 500: boom"
-        );
-        assert_eq!(failure_text(502, ""), "the worker answered 502");
-        assert_eq!(
-            failure_text(
-                500,
-                r#"{"kind": "internal", "message": "predict raised E: x"}"#
-            ),
-            "the worker answered 500: predict raised E: x"
-        );
-        assert_eq!(failure_text(500, &"x".repeat(5000)).len(), 2000 + 25);
     }
 }

@@ -7,7 +7,9 @@ mod crew;
 mod enqueue;
 mod feeder;
 mod job_log;
+mod outcome;
 mod runner;
+mod settler;
 pub mod sources;
 pub mod view;
 
@@ -224,6 +226,14 @@ fn feeding(spec: &crate::spec::ApiSpec) -> Feeding {
     }
 }
 
+/// Where a job's `delimited_files` may come from.
+pub struct Sources {
+    /// URLs: fetched from allowed addresses only.
+    pub fetcher: Fetcher,
+    /// Files: beneath `cortex server --data-root`, if given.
+    pub data_root: Option<PathBuf>,
+}
+
 /// Every job of this server.
 pub struct Jobs {
     runners: Runners,
@@ -241,11 +251,11 @@ impl Jobs {
         engine: Arc<dyn Engine>,
         tokens: Arc<Tokens>,
         http: reqwest::Client,
-        fetcher: Fetcher,
+        sources: Sources,
         data_dir: &std::path::Path,
-        data_root: Option<PathBuf>,
         slots: WorkerSlots,
     ) -> Jobs {
+        let Sources { fetcher, data_root } = sources;
         let shared = Arc::new(Shared {
             store,
             engine,

@@ -14,7 +14,7 @@ use crate::server::auth::AuthMember;
 use crate::server::error::ApiError;
 use crate::server::state::AppState;
 use crate::server::tokens::Identity;
-use crate::server::{status, versions};
+use crate::server::{endpoints, status, versions};
 use crate::spec::{self, ApiSpec, PredictorType};
 use crate::store::models::{self, Saved};
 use crate::store::ModelRow;
@@ -50,12 +50,16 @@ pub async fn deploy(
 
     // Paths of the APIs already stored: a path serves one API.
     let rows = state.store.call(|c| models::list(c)).await?;
-    let stored: Vec<(String, String)> = rows
+    let stored: Vec<endpoints::Taken> = rows
         .iter()
         .flat_map(|row| {
             versions::paths_of(row)
                 .into_iter()
-                .map(|path| (row.name.clone(), path))
+                .map(|path| endpoints::Taken {
+                    api: row.name.clone(),
+                    path,
+                    batch: row.kind == spec::ApiKind::BatchAPI.as_str(),
+                })
         })
         .collect();
     let mut results = Vec::with_capacity(specs.len());
@@ -72,18 +76,16 @@ pub async fn deploy(
             error: Some(error),
             endpoint: None,
         };
-        if let Some(owner) = endpoint_owner(&stored, &spec) {
-            results.push(failed(format!(
-                "networking.endpoint: {} is already the endpoint of api {owner}; choose another endpoint, or delete {owner} first",
-                spec.networking.endpoint
-            )));
+        let batch = kind == spec::ApiKind::BatchAPI;
+        if let Some(why) = endpoints::conflict(&stored, &name, &spec.networking.endpoint, batch) {
+            results.push(failed(why));
             continue;
         }
         if let Err(e) = check_project(&spec, &project_dir, &req.config_file) {
             results.push(failed(e));
             continue;
         }
-        if let Err(e) = check_backends(&spec, &in_file, &rows) {
+        if let Err(e) = check_backends(&spec, &in_file, &rows, &caller) {
             results.push(failed(e));
             continue;
         }
@@ -224,14 +226,6 @@ pub async fn deploy(
     Ok(Json(results))
 }
 
-/// The other API that already serves `spec`'s endpoint, if any.
-fn endpoint_owner<'a>(stored: &'a [(String, String)], spec: &ApiSpec) -> Option<&'a str> {
-    stored
-        .iter()
-        .find(|(name, endpoint)| *name != spec.name && *endpoint == spec.networking.endpoint)
-        .map(|(name, _)| name.as_str())
-}
-
 /// Checks that the files the spec names are in the project.
 fn check_project(
     spec: &ApiSpec,
@@ -330,11 +324,16 @@ pub async fn delete(
 }
 
 /// A TrafficSplitter's apis must be RealtimeAPIs: of the same file, or deployed.
+/// A TrafficSplitter's apis are RealtimeAPIs of this file or deployed ones `caller` may read;
+/// one it may not read answers as one that does not exist.
 fn check_backends(
     spec: &ApiSpec,
     in_file: &[(String, spec::ApiKind)],
     rows: &[ModelRow],
+    caller: &crate::server::tokens::Identity,
 ) -> Result<(), String> {
+    use crate::server::access::{level, ModelAccess};
+    let unreadable = |r: &ModelRow| level(&caller.caller(), &ModelAccess::from(r)) < Level::Read;
     for (i, backend) in spec.apis.iter().enumerate() {
         let name = &backend.name;
         if *name == spec.name {
@@ -342,15 +341,16 @@ fn check_backends(
                 "apis[{i}].name: a TrafficSplitter cannot send requests to itself; name a RealtimeAPI"
             ));
         }
-        let kind = in_file
-            .iter()
-            .find(|(n, _)| n == name)
-            .map(|(_, k)| k.as_str().to_string())
-            .or_else(|| {
-                rows.iter()
-                    .find(|r| r.name == *name)
-                    .map(|r| r.kind.clone())
-            });
+        let stored = rows.iter().find(|r| r.name == *name);
+        let kind = if stored.is_some_and(unreadable) {
+            None
+        } else {
+            in_file
+                .iter()
+                .find(|(n, _)| n == name)
+                .map(|(_, k)| k.as_str().to_string())
+                .or_else(|| stored.map(|r| r.kind.clone()))
+        };
         match kind.as_deref() {
             Some("RealtimeAPI") => {}
             Some(other) => {

@@ -93,6 +93,7 @@ pub fn router(state: AppState) -> Router {
         .layer(axum::middleware::map_response(json_errors::ensure_json))
         .fallback(jobs::fallback)
         .layer(DefaultBodyLimit::max(MAX_PREDICTION_BYTES))
+        .layer(axum::middleware::from_fn(super::head_limits::check))
         .with_state(state)
 }
 
@@ -117,7 +118,20 @@ pub(crate) fn require(
     )))
 }
 
-/// Parses a JSON body into `T`, answering 400 with serde's explanation when it does not fit,
+/// What a JSON body starting with `first` is, for an error message.
+fn json_shape(first: Option<u8>) -> &'static str {
+    match first {
+        None => "an empty body",
+        Some(b'[') => "an array",
+        Some(b'"') => "a string",
+        Some(b'-' | b'0'..=b'9') => "a number",
+        Some(b't' | b'f') => "a boolean",
+        Some(b'n') => "null",
+        Some(_) => "something that is not JSON",
+    }
+}
+
+/// Parses a JSON object body into `T`, answering 400 with serde's explanation when it does not fit,
 /// naming the field at fault.
 pub(crate) fn parse_json<T: serde::de::DeserializeOwned>(
     body: &[u8],
@@ -125,6 +139,14 @@ pub(crate) fn parse_json<T: serde::de::DeserializeOwned>(
     let bad = |why: String| {
         super::error::ApiError::BadRequest(format!("the request body is not valid: {why}"))
     };
+    // Every body is an object: serde would take `[]` for a struct whose fields have defaults.
+    let first = body.iter().find(|b| !b.is_ascii_whitespace());
+    if first != Some(&b'{') {
+        return Err(bad(format!(
+            "expected a JSON object ({{...}}), got {}",
+            json_shape(first.copied())
+        )));
+    }
     let mut de = serde_json::Deserializer::from_slice(body);
     let value: T = serde_path_to_error::deserialize(&mut de).map_err(|e| {
         let path = e.path().to_string();

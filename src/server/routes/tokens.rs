@@ -51,11 +51,7 @@ pub async fn create(
     AuthUser(caller): AuthUser,
     body: Bytes,
 ) -> Result<Json<CreatedToken>, ApiError> {
-    let req: CreateToken = if body.iter().all(u8::is_ascii_whitespace) {
-        CreateToken::default()
-    } else {
-        parse_json(&body)?
-    };
+    let req: CreateToken = parse_json(&body)?;
     if req.username.as_ref().is_some_and(|u| *u != caller.username) && !caller.admin {
         return Err(ApiError::Forbidden(
             "only an admin may create tokens for another user".into(),

@@ -1,0 +1,255 @@
+//! Honest answers at the edges: request heads too large, bodies that are not objects, paths
+//! named as given, paths under a BatchAPI's, TrafficSplitters over APIs their creator cannot
+//! read, and a batch whose lease lapsed.
+
+use std::path::Path;
+
+use serde_json::{json, Value};
+
+use crate::harness::*;
+
+fn error_of(resp: reqwest::blocking::Response) -> (u16, Value) {
+    let status = resp.status().as_u16();
+    let body = resp.text().unwrap();
+    let json = serde_json::from_str(&body)
+        .unwrap_or_else(|_| panic!("a {status} answer that is not JSON: {body:?}"));
+    (status, json)
+}
+
+/// Creates a user and returns their first token.
+fn user(s: &Server, name: &str) -> String {
+    let out = s.ok(s.dir.path(), &["users", "create", name, "-o", "json"]);
+    let v: Value = serde_json::from_str(&out).unwrap();
+    v["token"].as_str().unwrap().to_string()
+}
+
+/// `cortex deploy -y` in `dir` as the holder of `token`; its output (success or not).
+fn deploy_as(s: &Server, token: &str, dir: &Path) -> String {
+    let out = s
+        .cortex()
+        .env("CORTEX_TOKEN", token)
+        .current_dir(dir)
+        .args(["deploy", "-y"])
+        .output()
+        .unwrap();
+    format!("{}{}", stdout(&out), stderr(&out))
+}
+
+const ECHO: &str = "class PythonPredictor:\n    def __init__(self, config):\n        pass\n\n    def predict(self, payload):\n        return payload\n";
+
+#[test]
+fn an_oversized_uri_or_header_gets_a_json_414_or_431() {
+    let s = Server::start();
+    let c = http();
+    let long = "x".repeat(20 * 1024);
+    for path in ["/api/v2/apis", "/some-api"] {
+        let resp = c
+            .get(format!("{}{path}?q={long}", s.url))
+            .bearer_auth(&s.token)
+            .send()
+            .unwrap();
+        let (code, body) = error_of(resp);
+        assert_eq!((code, body["kind"].as_str()), (414, Some("uri_too_long")));
+        assert!(
+            body["message"].as_str().unwrap().contains("limit of 16384"),
+            "{body}"
+        );
+        let resp = c
+            .get(format!("{}{path}", s.url))
+            .bearer_auth(&s.token)
+            .header("x-big", "y".repeat(70 * 1024))
+            .send()
+            .unwrap();
+        let (code, body) = error_of(resp);
+        assert_eq!(
+            (code, body["kind"].as_str()),
+            (431, Some("headers_too_large")),
+            "{body}"
+        );
+    }
+}
+
+#[test]
+fn a_body_that_is_not_a_json_object_is_a_400() {
+    let s = Server::start();
+    let c = http();
+    let post = |path: &str, body: &str| {
+        c.post(format!("{}{path}", s.url))
+            .bearer_auth(&s.token)
+            .header("content-type", "application/json")
+            .body(body.to_string())
+            .send()
+            .unwrap()
+    };
+    for (body, got) in [("[]", "an array"), ("", "an empty body"), ("7", "a number")] {
+        let (code, answer) = error_of(post("/api/v2/tokens", body));
+        assert_eq!(
+            (code, answer["kind"].as_str()),
+            (400, Some("bad_request")),
+            "{body:?}: {answer}"
+        );
+        let message = answer["message"].as_str().unwrap();
+        assert!(
+            message.contains(&format!("expected a JSON object ({{...}}), got {got}")),
+            "{message}"
+        );
+    }
+    // Nothing was created by them: the admin has only the token it started with.
+    let tokens: Value = c
+        .get(format!("{}/api/v2/tokens", s.url))
+        .bearer_auth(&s.token)
+        .send()
+        .unwrap()
+        .json()
+        .unwrap();
+    assert_eq!(tokens.as_array().unwrap().len(), 1, "{tokens}");
+    // `[]` for any other struct too.
+    let (code, _) = error_of(post("/api/v2/teams", "[]"));
+    assert_eq!(code, 400);
+    // An object still works.
+    assert_eq!(post("/api/v2/tokens", "{}").status(), 200);
+}
+
+#[test]
+fn a_path_with_a_trailing_slash_is_named_as_given() {
+    let s = Server::start();
+    let c = http();
+    for (path, named) in [
+        ("/api/v2/apis/", "GET /api/v2/apis/ is not a route"),
+        ("/no-such-api/", "no api is deployed at /no-such-api/;"),
+    ] {
+        let resp = c
+            .get(format!("{}{path}", s.url))
+            .bearer_auth(&s.token)
+            .send()
+            .unwrap();
+        let (code, body) = error_of(resp);
+        assert_eq!(code, 404, "{body}");
+        let message = body["message"].as_str().unwrap();
+        assert!(message.contains(named), "{message}");
+    }
+}
+
+#[test]
+fn no_api_takes_a_path_under_a_batch_apis_and_a_splitter_names_only_readable_apis() {
+    let s = Server::start();
+    let mallory = user(&s, "mallory");
+    let batch = s.python_project(
+        "jobs",
+        "BatchAPI",
+        "class PythonPredictor:\n    def __init__(self, config, job_spec):\n        pass\n\n    def predict(self, payload, batch_id):\n        pass\n",
+        "",
+    );
+    s.ok(&batch, &["deploy", "-y"]);
+    let secret = s.python_project("secret", "RealtimeAPI", ECHO, "");
+    s.ok(&secret, &["deploy", "-y"]);
+
+    // A job's status URL is /jobs/<job_id>: no other api may answer there.
+    let shadow = s.python_project(
+        "shadow",
+        "RealtimeAPI",
+        ECHO,
+        "  networking:\n    endpoint: /jobs/69e0c1d2a3b4c5d6\n",
+    );
+    let out = deploy_as(&s, &mallory, &shadow);
+    assert!(
+        out.contains("is under the endpoint of BatchAPI jobs, where its jobs' status is served"),
+        "{out}"
+    );
+    assert!(s.api_json("shadow").is_none(), "shadow was not deployed");
+
+    // A splitter over an api its creator cannot read is refused as one over no api at all.
+    let split = |over: &str| {
+        let p = s.project(&format!("split-{over}"));
+        write(
+            &p,
+            "cortex.yaml",
+            &format!("- name: split-{over}\n  kind: TrafficSplitter\n  apis:\n    - name: {over}\n      weight: 100\n"),
+        );
+        deploy_as(&s, &mallory, &p)
+    };
+    let absent = split("nothing");
+    assert!(
+        absent.contains("apis[0].name: nothing is not deployed and not in this file"),
+        "{absent}"
+    );
+    let hidden = split("secret");
+    assert_eq!(
+        hidden.replace("secret", "nothing"),
+        absent,
+        "an api mallory cannot read answers like an absent one"
+    );
+    assert!(s.api_json("split-secret").is_none());
+}
+
+/// Holds each batch until `results/go` exists (polled, at most 60 s); writes the job's token.
+const HOLDER: &str = r#"
+import os, time
+
+class PythonPredictor:
+    def __init__(self, config, job_spec):
+        self.results = config["results"]
+        with open(os.path.join(self.results, "token"), "w") as f:
+            f.write(os.environ["CORTEX_JOB_TOKEN"])
+
+    def predict(self, payload, batch_id):
+        open(os.path.join(self.results, "started"), "w").close()
+        end = time.time() + 60
+        while not os.path.exists(os.path.join(self.results, "go")) and time.time() < end:
+            time.sleep(0.02)
+"#;
+
+#[test]
+fn a_batch_whose_lease_lapsed_says_so_not_that_its_worker_stopped() {
+    let s = Server::start_with("127.0.0.1:0", &[("CORTEX_BATCH_VISIBILITY_MS", "500")]);
+    let results = tempfile::tempdir().unwrap();
+    let p = s.python_project("lapse", "BatchAPI", HOLDER, "");
+    s.ok(&p, &["deploy", "-y"]);
+    s.wait_status("lapse", "live");
+    let body = json!({
+        "workers": 1,
+        "item_list": {"items": [1, 2, 3, 4, 5, 6], "batch_size": 1},
+        "config": {"results": results.path()},
+    });
+    let answer: Value = http()
+        .post(format!("{}/lapse", s.url))
+        .json(&body)
+        .send()
+        .unwrap()
+        .json()
+        .unwrap();
+    let (id, sqs) = (
+        answer["job_id"].as_str().unwrap().to_string(),
+        answer["sqs_url"].as_str().unwrap().to_string(),
+    );
+    // The local worker holds its batches; an external worker takes one and never answers.
+    wait_for("the local worker to start", DEADLINE, || {
+        results.path().join("started").exists().then_some(())
+    });
+    let token = std::fs::read_to_string(results.path().join("token")).unwrap();
+    let got = http()
+        .post(format!("{sqs}/receive?wait_seconds=5"))
+        .bearer_auth(&token)
+        .json(&json!({}))
+        .send()
+        .unwrap();
+    assert_eq!(got.status(), 200);
+    std::fs::write(results.path().join("go"), "").unwrap();
+    let done = wait_for("the job to end", DEADLINE, || {
+        let j: Value = http()
+            .get(format!("{}/lapse/{id}", s.url))
+            .send()
+            .unwrap()
+            .json()
+            .unwrap();
+        let j = j["job_status"].clone();
+        j.get("end_time").is_some().then_some(j)
+    });
+    assert_eq!(done["status"], "status_completed_with_failures", "{done:#}");
+    let error = done["dead_letters"][0]["error"].as_str().unwrap();
+    assert!(!error.contains("worker stopped"), "{error}");
+    assert!(
+        error.contains("its lease lapsed 1 time(s): the worker that received it did not ack, nack or extend it in time"),
+        "{error}"
+    );
+}

@@ -1,0 +1,99 @@
+//! At-least-once with a small window: a server SIGKILLed in the middle of a job re-runs only
+//! the batches its workers were running (and at most one more per worker), not every batch
+//! a worker had taken.
+
+use std::path::Path;
+
+use serde_json::{json, Value};
+
+use crate::harness::{http, wait_for, Server, DEADLINE};
+
+/// Appends each batch it ran to `runs` (one line per run), slowly enough that a kill lands
+/// in the middle of a worker's work.
+const RECORDER: &str = r#"
+import os, time
+
+class PythonPredictor:
+    def __init__(self, config, job_spec):
+        self.runs = os.path.join(config["results"], "runs")
+
+    def predict(self, payload, batch_id):
+        time.sleep(0.04)
+        with open(self.runs, "a") as f:
+            f.write(batch_id + "\n")
+"#;
+
+fn runs(results: &Path) -> Vec<String> {
+    std::fs::read_to_string(results.join("runs"))
+        .unwrap_or_default()
+        .lines()
+        .map(str::to_string)
+        .collect()
+}
+
+fn job(s: &Server, id: &str) -> Value {
+    let resp = http()
+        .get(format!("{}/recorder/{id}", s.url))
+        .send()
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    resp.json::<Value>().unwrap()["job_status"].clone()
+}
+
+#[test]
+fn a_server_killed_mid_job_re_runs_at_most_two_batches_per_worker() {
+    const WORKERS: usize = 2;
+    const ITEMS: usize = 800;
+    const KILLS: usize = 3;
+    let mut s = Server::start();
+    // The results live in a directory the test owns, outside the server's data directory.
+    let results = tempfile::tempdir().unwrap();
+    let p = s.python_project("recorder", "BatchAPI", RECORDER, "");
+    s.ok(&p, &["deploy"]);
+    s.wait_status("recorder", "live");
+    let items: Vec<usize> = (0..ITEMS).collect();
+    let body = json!({
+        "workers": WORKERS,
+        "item_list": {"items": items, "batch_size": 1},
+        "config": {"results": results.path()},
+    });
+    let resp = http()
+        .post(format!("{}/recorder", s.url))
+        .json(&body)
+        .send()
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    let id = resp.json::<Value>().unwrap()["job_id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    for kill in 1..=KILLS {
+        // Kill once the workers have run a good share of the job since the last start.
+        let before = runs(results.path()).len();
+        wait_for("the workers to run batches", DEADLINE, || {
+            (runs(results.path()).len() >= before + 60).then_some(())
+        });
+        let distinct: std::collections::HashSet<String> =
+            runs(results.path()).into_iter().collect();
+        assert!(
+            distinct.len() < ITEMS,
+            "kill {kill} lands in the middle of the job"
+        );
+        s.kill();
+        s.restart_after_kill();
+    }
+    let done = wait_for("the job to end", DEADLINE, || {
+        let j = job(&s, &id);
+        j.get("end_time").is_some().then_some(j)
+    });
+    assert_eq!(done["status"], "status_succeeded", "{done:#}");
+    assert_eq!(done["batch_metrics"]["succeeded"], ITEMS);
+    let ran = runs(results.path());
+    let distinct: std::collections::HashSet<&String> = ran.iter().collect();
+    assert_eq!(distinct.len(), ITEMS, "every batch ran");
+    let re_runs = ran.len() - ITEMS;
+    assert!(
+        re_runs <= KILLS * WORKERS * 2,
+        "{re_runs} batches ran again after {KILLS} kills of the server with {WORKERS} workers"
+    );
+}
