@@ -74,6 +74,10 @@ async fn status() -> anyhow::Result<ExitStatus> {
             println!("version:  {}", rt.version);
             println!("data dir: {}", local.data_dir().display());
             println!("log:      {}", local.log_path().display());
+            let health = crate::client::Client::new(&url, None).health().await;
+            if let Some(iso) = health.ok().and_then(|h| h.isolation) {
+                println!("replicas: {}", iso.summary);
+            }
             Ok(ExitStatus::Success)
         }
         _ => {

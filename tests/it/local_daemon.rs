@@ -60,6 +60,12 @@ fn two_concurrent_first_calls_start_one_server() {
     let rt: serde_json::Value =
         serde_json::from_slice(&std::fs::read(cfg.join("local/server.json")).unwrap()).unwrap();
     assert!(stdout(&status).contains(&format!("pid:      {}", rt["pid"])));
+    // The isolation its replicas run under.
+    assert!(
+        stdout(&status).contains("replicas: sandboxed (standard landlock, abi "),
+        "{}",
+        stdout(&status)
+    );
 
     let stop = local_cortex(&cfg)
         .args(["server", "stop"])
