@@ -344,3 +344,98 @@ fn a_server_beyond_loopback_will_not_run_unsandboxed_replicas_unless_told_to() {
     assert_eq!(health["isolation"]["sandbox"], "off", "{health}");
     assert_eq!(health["isolation"]["landlock_abi"], Value::Null, "{health}");
 }
+
+#[test]
+fn a_strict_sandbox_reaches_only_system_paths_its_own_files_and_granted_directories() {
+    let shared = crate::harness::shared_tempdir();
+    let (granted, other) = (shared.path().join("granted"), shared.path().join("other"));
+    for d in [&granted, &other] {
+        std::fs::create_dir(d).unwrap();
+        write(d, "data.txt", "x");
+    }
+    let grant = format!("{}:rw", granted.display());
+    let s = Server::start_with_args(
+        "127.0.0.1:0",
+        &[],
+        &["--sandbox", "strict", "--replica-path", &grant],
+    );
+    let health: Value = http()
+        .get(format!("{}/healthz", s.url))
+        .send()
+        .unwrap()
+        .json()
+        .unwrap();
+    assert_eq!(health["isolation"]["sandbox"], "strict", "{health}");
+    let p = probe_project(&s, "strict");
+    s.ok(&p, &["deploy", "-y"]);
+    s.wait_status("strict", "live");
+    let path = |d: &Path, f: &str| d.join(f).display().to_string();
+    let got = ask(
+        &s,
+        &s.token,
+        "strict",
+        json!({
+            "read": [path(&granted, "data.txt"), path(&other, "data.txt"), "/etc/hostname"],
+            "write": [path(&granted, "out.txt"), path(&other, "out.txt")],
+        }),
+    );
+    assert_eq!(
+        got[format!("read {}", path(&granted, "data.txt"))],
+        "ok",
+        "{got}"
+    );
+    assert_eq!(
+        got[format!("write {}", path(&granted, "out.txt"))],
+        "ok",
+        "{got}"
+    );
+    assert_eq!(got["read /etc/hostname"], "ok", "{got}");
+    // The same OS permissions, but not granted: out of reach.
+    assert_ne!(
+        got[format!("read {}", path(&other, "data.txt"))],
+        "ok",
+        "{got}"
+    );
+    assert_ne!(
+        got[format!("write {}", path(&other, "out.txt"))],
+        "ok",
+        "{got}"
+    );
+    // The python shim runs there too.
+    let py = s.python_project(
+        "strictpy",
+        "RealtimeAPI",
+        "class PythonPredictor:\n    def __init__(self, config):\n        pass\n\n    def predict(self, payload):\n        return 'held'\n",
+        "",
+    );
+    s.ok(&py, &["deploy", "-y"]);
+    s.wait_status("strictpy", "live");
+    assert_eq!(s.predict("strictpy", "{}").text().unwrap(), "held");
+}
+
+#[test]
+fn the_data_dir_is_closed_to_other_os_users() {
+    use std::os::unix::fs::PermissionsExt;
+    let s = Server::start();
+    let p = probe_project(&s, "closed");
+    s.ok(&p, &["deploy", "-y"]);
+    s.wait_status("closed", "live");
+    let mode = |rel: &str| {
+        std::fs::metadata(s.data_dir().join(rel))
+            .unwrap()
+            .permissions()
+            .mode()
+            & 0o777
+    };
+    for file in ["cortex.db", "admin.token"] {
+        assert_eq!(mode(file), 0o600, "{file}");
+    }
+    for dir in ["bundles", "logs"] {
+        assert_eq!(mode(dir), 0o700, "{dir}");
+    }
+    assert_eq!(
+        mode("") & 0o066,
+        0,
+        "the data dir lets others read or write it"
+    );
+}
