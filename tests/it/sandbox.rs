@@ -5,6 +5,7 @@ use std::path::{Path, PathBuf};
 use serde_json::{json, Value};
 
 use crate::harness::{http, wait_for, write, Server, DEADLINE};
+use crate::permissions::user;
 
 /// A command predictor that tries every read, listing and write it is asked to (the request
 /// body) and answers with what it got: `{"<path>": "ok" | "<error>"}` per attempt.
@@ -63,13 +64,6 @@ fn probe_project(s: &Server, name: &str) -> PathBuf {
         ),
     );
     p
-}
-
-/// Creates a user and returns their token.
-fn user(s: &Server, name: &str) -> String {
-    let out = s.ok(s.dir.path(), &["users", "create", name, "-o", "json"]);
-    let v: Value = serde_json::from_str(&out).unwrap();
-    v["token"].as_str().unwrap().to_string()
 }
 
 fn deploy_as(s: &Server, token: &str, dir: &Path, api: &str) {
@@ -379,28 +373,13 @@ fn a_strict_sandbox_reaches_only_system_paths_its_own_files_and_granted_director
             "write": [path(&granted, "out.txt"), path(&other, "out.txt")],
         }),
     );
-    assert_eq!(
-        got[format!("read {}", path(&granted, "data.txt"))],
-        "ok",
-        "{got}"
-    );
-    assert_eq!(
-        got[format!("write {}", path(&granted, "out.txt"))],
-        "ok",
-        "{got}"
-    );
+    let outcome = |what: &str, d: &Path, f: &str| got[format!("{what} {}", path(d, f))].clone();
+    assert_eq!(outcome("read", &granted, "data.txt"), "ok", "{got}");
+    assert_eq!(outcome("write", &granted, "out.txt"), "ok", "{got}");
     assert_eq!(got["read /etc/hostname"], "ok", "{got}");
     // The same OS permissions, but not granted: out of reach.
-    assert_ne!(
-        got[format!("read {}", path(&other, "data.txt"))],
-        "ok",
-        "{got}"
-    );
-    assert_ne!(
-        got[format!("write {}", path(&other, "out.txt"))],
-        "ok",
-        "{got}"
-    );
+    assert_ne!(outcome("read", &other, "data.txt"), "ok", "{got}");
+    assert_ne!(outcome("write", &other, "out.txt"), "ok", "{got}");
     // The python shim runs there too.
     let py = s.python_project(
         "strictpy",
