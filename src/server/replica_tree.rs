@@ -107,7 +107,8 @@ fn external_root(data_dir: &Path, user: &ReplicaUser) -> anyhow::Result<PathBuf>
         user.name,
         root.display()
     );
-    Ok(root)
+    // Hidden from replicas by its real path (the temp dir may be reached through a link).
+    Ok(root.canonicalize()?)
 }
 
 /// A directory of the tree: 0700 for the server's own user, or root's with the replica

@@ -155,7 +155,7 @@ impl Server {
     /// dir, or, when replicas run as a user who cannot reach it, its tree in the temp dir.
     pub fn replica_tree(&self) -> PathBuf {
         use sha2::Digest;
-        let data = self.data_dir().canonicalize().unwrap();
+        let data = self.data_dir().canonicalize().unwrap_or_else(|_| self.data_dir());
         if data.join("projects").is_dir() {
             return data;
         }
@@ -349,6 +349,11 @@ impl Server {
 impl Drop for Server {
     fn drop(&mut self) {
         let _ = self.stop();
+        // A tree of the server's own in the temp dir outlives the test's temp dir otherwise.
+        let tree = self.replica_tree();
+        if !tree.starts_with(self.dir.path()) {
+            let _ = std::fs::remove_dir_all(tree);
+        }
         if std::thread::panicking() {
             let log =
                 std::fs::read_to_string(self.dir.path().join("server.log")).unwrap_or_default();
