@@ -155,7 +155,10 @@ impl Server {
     /// dir, or, when replicas run as a user who cannot reach it, its tree in the temp dir.
     pub fn replica_tree(&self) -> PathBuf {
         use sha2::Digest;
-        let data = self.data_dir().canonicalize().unwrap_or_else(|_| self.data_dir());
+        let data = self
+            .data_dir()
+            .canonicalize()
+            .unwrap_or_else(|_| self.data_dir());
         if data.join("projects").is_dir() {
             return data;
         }
