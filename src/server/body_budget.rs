@@ -12,7 +12,7 @@ use http_body_util::BodyExt;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 /// How much of a body past its limit is read (and dropped) before the answer.
-const DRAINED_PAST_LIMIT: usize = 1 << 20;
+pub const DRAINED_PAST_LIMIT: usize = 1 << 20;
 
 /// Why a body was not read whole.
 #[derive(Debug, thiserror::Error)]
@@ -23,6 +23,12 @@ pub enum BufferError {
     OverBudget,
     #[error("{0}")]
     Read(axum::Error),
+}
+
+/// Reads what is left of `body` and drops it, so that a client still sending hears an early
+/// answer (413) rather than a reset. Call only for a body of known, bounded size.
+pub async fn discard(mut body: Body) {
+    while let Some(Ok(_)) = body.frame().await {}
 }
 
 #[derive(Clone)]

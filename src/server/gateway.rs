@@ -20,7 +20,7 @@ use http_body_util::BodyExt;
 use super::access::{self, Access, Level};
 use super::admission::{self, Refusal};
 use super::auth::identity_from_headers;
-use super::body_budget::{BufferError, Held};
+use super::body_budget::{discard, BufferError, Held, DRAINED_PAST_LIMIT};
 use super::deadline_body::DeadlineBody;
 use super::error::{error_response, ApiError};
 use super::live_api::LiveApi;
@@ -186,8 +186,13 @@ pub async fn handle(State(state): State<AppState>, req: Request) -> Response {
         None => None,
         Some(v) => v.to_str().ok().and_then(|v| v.parse::<u64>().ok()),
     };
-    if declared.is_some_and(|n| n > max_body as u64) {
+    if let Some(n) = declared.filter(|n| *n > max_body as u64) {
         api.metrics.record(413, started.elapsed());
+        // A body not much over the limit is read and dropped first: a client still sending
+        // it hears the 413 instead of a reset. Larger ones are refused at once.
+        if n <= (max_body as u64).saturating_add(DRAINED_PAST_LIMIT as u64) {
+            let _ = tokio::time::timeout_at(deadline, discard(body)).await;
+        }
         return too_large(&api);
     }
     let client_failed = Arc::new(AtomicBool::new(false));
