@@ -131,7 +131,9 @@ fn an_api_a_splitter_uses_is_kept_from_deletion_until_forced() {
     let s = Server::start();
     let p = project(&s, SPLIT_80_20);
     s.ok(&p, &["deploy"]);
+    // Both: blue answers its share once green is gone.
     s.wait_status("green", "live");
+    s.wait_status("blue", "live");
     let refused = s.run(&p, &["delete", "green", "-y"]);
     assert_refused(
         &refused,
