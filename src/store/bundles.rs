@@ -69,8 +69,8 @@ impl BundleStore {
         Ok(n > 0 && self.archive_path(sha).is_file())
     }
 
-    /// Checks that `bytes` hash to `sha`, then writes them to disk; check what they unpack to
-    /// with [`BundleStore::check_stored`]. Blocking; needs no database, so it runs without
+    /// Checks that `bytes` hash to `sha` and unpack safely within the limits (see
+    /// `unpack_limits.rs`), then writes them to disk. Blocking; needs no database, so it runs without
     /// holding the connection. Record the bundle with [`BundleStore::record`].
     pub fn write(&self, sha: &str, bytes: &[u8]) -> Result<(), StoreError> {
         same_sha(&hex::encode(Sha256::digest(bytes)), sha)?;
@@ -100,18 +100,6 @@ impl BundleStore {
             .persist(self.archive_path(sha))
             .map_err(|e| StoreError::Io(e.error))?;
         Ok(())
-    }
-
-    /// Checks that the stored bundle `sha` can be unpacked safely within the limits (see
-    /// `unpack_limits.rs`); one that cannot is removed, and the error says why. Blocking.
-    pub fn check_stored(&self, sha: &str) -> Result<(), StoreError> {
-        let path = self.archive_path(sha);
-        let checked =
-            unpack_limits::check(io::BufReader::new(fs::File::open(&path)?), &self.limits);
-        checked.map_err(|refused| {
-            let _ = fs::remove_file(&path);
-            StoreError::Conflict(refused.to_string())
-        })
     }
 
     /// Records a bundle written with [`BundleStore::write`].

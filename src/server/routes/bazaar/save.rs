@@ -136,16 +136,14 @@ pub async fn save_files(
     let sha = hex::encode(<sha2::Sha256 as sha2::Digest>::digest(&body));
     let size = body.len() as u64;
     let (bundles, s) = (state.bundles.clone(), sha.clone());
-    tokio::task::spawn_blocking(move || {
-        bundles.write(&s, &body)?;
-        bundles.check_stored(&s)
-    })
-    .await
-    .map_err(|e| ApiError::Internal(e.to_string()))?
-    .map_err(|e| match e {
-        crate::store::StoreError::Conflict(m) => ApiError::Unprocessable(m),
-        other => other.into(),
-    })?;
+    // Refused here (422), not at deploy: archives that cannot be unpacked safely.
+    tokio::task::spawn_blocking(move || bundles.write(&s, &body))
+        .await
+        .map_err(|e| ApiError::Internal(e.to_string()))?
+        .map_err(|e| match e {
+            crate::store::StoreError::Conflict(m) => ApiError::Unprocessable(m),
+            other => other.into(),
+        })?;
     // The saved model's owner sent these files (through its update token).
     let (bundles, id, owner) = (state.bundles.clone(), row.id.clone(), row.owner_id.clone());
     state
