@@ -166,7 +166,7 @@ impl Client {
     }
 
     pub async fn get_api(&self, name: &str) -> Result<ApiResponse, ClientError> {
-        self.json(self.request(Method::GET, &format!("/api/v2/apis/{name}")))
+        self.json(self.request(Method::GET, &format!("/api/v2/apis/{}", segment(name))))
             .await
     }
 
@@ -177,7 +177,7 @@ impl Client {
         force: bool,
     ) -> Result<MessageResponse, ClientError> {
         self.json(
-            self.request(Method::DELETE, &format!("/api/v2/apis/{name}"))
+            self.request(Method::DELETE, &format!("/api/v2/apis/{}", segment(name)))
                 .query(&[("force", force)]),
         )
         .await
@@ -241,13 +241,13 @@ impl Client {
     }
 
     pub async fn set_access(&self, api: &str, req: &SetAccess) -> Result<AccessInfo, ClientError> {
-        let path = format!("/api/v2/apis/{api}/access");
+        let path = format!("/api/v2/apis/{}/access", segment(api));
         self.json(self.request(Method::PUT, &path).json(req)).await
     }
 
     /// The jobs of a BatchAPI, newest first.
     pub async fn list_jobs(&self, api: &str) -> Result<JobList, ClientError> {
-        self.json(self.request(Method::GET, &format!("/api/v2/apis/{api}/jobs")))
+        self.json(self.request(Method::GET, &format!("/api/v2/apis/{}/jobs", segment(api))))
             .await
     }
 
@@ -259,16 +259,22 @@ impl Client {
         failed: bool,
     ) -> Result<JobStatusResponse, ClientError> {
         self.json(
-            self.request(Method::GET, &format!("/api/v2/apis/{api}/jobs/{job_id}"))
-                .query(&[("failed", failed)]),
+            self.request(
+                Method::GET,
+                &format!("/api/v2/apis/{}/jobs/{job_id}", segment(api)),
+            )
+            .query(&[("failed", failed)]),
         )
         .await
     }
 
     /// Stops a job.
     pub async fn stop_job(&self, api: &str, job_id: &str) -> Result<MessageResponse, ClientError> {
-        self.json(self.request(Method::DELETE, &format!("/api/v2/apis/{api}/jobs/{job_id}")))
-            .await
+        self.json(self.request(
+            Method::DELETE,
+            &format!("/api/v2/apis/{}/jobs/{job_id}", segment(api)),
+        ))
+        .await
     }
 
     /// The log stream of a job; read it with `Response::chunk`.
@@ -281,7 +287,7 @@ impl Client {
         self.send(
             self.request(
                 Method::GET,
-                &format!("/api/v2/apis/{api}/jobs/{job_id}/logs"),
+                &format!("/api/v2/apis/{}/jobs/{job_id}/logs", segment(api)),
             )
             .query(&[("follow", follow)]),
         )
@@ -300,7 +306,7 @@ impl Client {
             query.push(("tail", n.to_string()));
         }
         self.send(
-            self.request(Method::GET, &format!("/api/v2/apis/{name}/logs"))
+            self.request(Method::GET, &format!("/api/v2/apis/{}/logs", segment(name)))
                 .query(&query),
         )
         .await
@@ -322,9 +328,25 @@ fn is_loopback(base: &str) -> bool {
             .is_ok_and(|ip| ip.is_loopback())
 }
 
+/// `name` as one URL path segment: a model's given name may hold spaces, slashes or `?`.
+fn segment(name: &str) -> String {
+    let mut url = reqwest::Url::parse("http://x/").expect("a valid url");
+    url.path_segments_mut()
+        .expect("an http url has a path")
+        .pop_if_empty()
+        .push(name);
+    url.path()[1..].to_string()
+}
+
 #[cfg(test)]
 mod tests {
     use super::is_loopback;
+
+    #[test]
+    fn a_given_name_is_one_path_segment() {
+        assert_eq!(super::segment("iris"), "iris");
+        assert_eq!(super::segment("a b/c?d#e"), "a%20b%2Fc%3Fd%23e");
+    }
 
     #[test]
     fn loopback_endpoints_are_recognised() {

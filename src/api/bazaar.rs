@@ -3,9 +3,9 @@
 
 use serde::{Deserialize, Serialize};
 
-/// `POST /api/v2/deploy/{model_id}`: every field optional; an empty body is `{}`.
+/// `POST /api/v2/deploy/{model_id}`: every field optional; an empty or `null` body is `{}`,
+/// and fields it does not know are ignored (as Model Bazaar's own server does).
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
 pub struct DeployParams {
     /// Also serve the model at `/<deployment_name>`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -43,9 +43,10 @@ pub struct ReplicaOutput {
 }
 
 /// `POST /api/v2/deploy/update-status` (job token).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct UpdateStatus {
+    /// Missing: empty, which no status is (422).
+    #[serde(default)]
     pub status: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub metadata: Option<serde_json::Value>,
@@ -56,18 +57,19 @@ pub struct UpdateStatus {
 }
 
 /// `GET|POST /api/v2/deploy/log` (job token).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct JobLog {
     /// `warning` or `error`.
+    #[serde(default)]
     pub level: String,
+    #[serde(default)]
     pub message: String,
 }
 
 /// `POST /api/v2/deploy/{model_id}/save`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct SaveRequest {
+    #[serde(default)]
     pub model_name: String,
 }
 
@@ -111,4 +113,17 @@ pub struct DeploymentInfo {
     pub deployment_name: Option<String>,
     /// Every warning and error of every deployment, oldest first.
     pub history: Vec<DeploymentMessage>,
+}
+
+/// `GET /api/v2/model/{model_id}/permissions`: what the calling token may do with the model
+/// (upstream's `ModelPermissions`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ModelPermissions {
+    pub read: bool,
+    pub write: bool,
+    pub owner: bool,
+    pub username: String,
+    /// When the token expires, RFC 3339 (UTC); `9999-12-31T23:59:59Z` when it does not.
+    pub exp: String,
 }

@@ -355,9 +355,10 @@ pub struct VersionArgs {
     pub env: EnvFlag,
 }
 
-/// Checks an API name argument with the same rule as `cortex.yaml` (it becomes a URL path).
+/// Checks an API name argument: a name `cortex.yaml` may give, or a saved model's free-form
+/// name (sent as one URL path segment).
 fn api_name(s: &str) -> Result<String, String> {
-    crate::spec::check_api_name(s).map(|()| s.to_string())
+    crate::spec::check_given_name(s).map(|()| s.to_string())
 }
 
 /// Runs a parsed command line.

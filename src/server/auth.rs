@@ -28,14 +28,30 @@ pub fn bearer(headers: &HeaderMap) -> Option<&str> {
         .filter(|t| !t.is_empty())
 }
 
-/// Resolves a user token to its user and their teams.
+/// The `X-API-Key` header Model Bazaar's clients may send instead of a bearer token.
+pub const API_KEY: &str = "x-api-key";
+
+/// The user token of a request: its bearer token, or its `X-API-Key` (as Model Bazaar's
+/// clients send an API key).
+pub fn user_token(headers: &HeaderMap) -> Option<&str> {
+    bearer(headers).or_else(|| {
+        headers
+            .get(API_KEY)?
+            .to_str()
+            .ok()
+            .map(str::trim)
+            .filter(|t| !t.is_empty())
+    })
+}
+
+/// Resolves a user token (bearer or `X-API-Key`) to its user and their teams.
 pub async fn identity_from_headers(
     state: &AppState,
     headers: &HeaderMap,
 ) -> Result<Identity, ApiError> {
-    let token = bearer(headers).ok_or_else(|| {
+    let token = user_token(headers).ok_or_else(|| {
         ApiError::Unauthorized(
-            "this route needs a token: send `Authorization: Bearer <token>` (`cortex env token` prints yours)"
+            "this route needs a token: send `Authorization: Bearer <token>` or `X-API-Key: <token>` (`cortex env token` prints yours)"
                 .into(),
         )
     })?;

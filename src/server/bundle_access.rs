@@ -78,6 +78,7 @@ mod tests {
             },
             teams: teams.iter().map(|(t, a)| (t.to_string(), *a)).collect(),
             scope: None,
+            expires_at: None,
         }
     }
 
@@ -106,6 +107,8 @@ mod tests {
             save_pending: false,
             overlay_sha256: None,
             inherits_env: true,
+            given_name: None,
+            reported_deployment: None,
         }
     }
 

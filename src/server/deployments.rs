@@ -90,6 +90,12 @@ impl Deployments {
         self.routes.by_path(path)
     }
 
+    /// The live RealtimeAPI that serves every path under `/<segment>/` (its model id, or its
+    /// Model Bazaar `deployment_name`).
+    pub fn by_prefix(&self, segment: &str) -> Option<Arc<LiveApi>> {
+        self.routes.by_prefix(segment)
+    }
+
     /// Remembers why an API could not be started at server start-up (shown by `cortex get`).
     pub fn restore_failed(&self, name: &str, why: String) {
         self.restore_errors.set(name, why);
@@ -397,7 +403,7 @@ impl Deployments {
             if live.is_some() && newest.is_none() {
                 continue;
             }
-            if let Some(repaired) = status::reconciled(row.deploy_status, newest) {
+            if let Some(repaired) = status::reconciled(row.deploy_status, newest, row.reported()) {
                 // Only if nothing changed it since it was read.
                 let (id, deployment, from) = (row.id.clone(), row.deployment, row.deploy_status);
                 self.store
@@ -437,10 +443,24 @@ fn reconcile_every() -> Duration {
         .map_or(Duration::from_secs(3), Duration::from_secs)
 }
 
-/// Takes a version out of service for good: its replicas stop and its job token is revoked.
+/// How long a retired version's job token still reads its status after its replicas stopped
+/// (`CORTEX_JOB_TOKEN_GRACE_SECS` changes it): a job's shutdown hook asks whether it was
+/// undeployed. Its writes are refused (409) meanwhile; afterwards it is not valid (401).
+fn job_token_grace() -> Duration {
+    std::env::var("CORTEX_JOB_TOKEN_GRACE_SECS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .map_or(Duration::from_secs(30), Duration::from_secs)
+}
+
+/// Takes a version out of service for good: its replicas stop, and its job token ends a short
+/// grace later.
 async fn retire(tokens: &Tokens, set: &ReplicaSet) {
     set.stop(REPLICA_STOP_GRACE).await;
-    if let Err(e) = tokens.revoke_job_token(set.job_token()).await {
+    if let Err(e) = tokens
+        .retire_job_token(set.job_token(), job_token_grace())
+        .await
+    {
         tracing::warn!("cannot revoke the job token of {}: {e}", set.id());
     }
 }

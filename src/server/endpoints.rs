@@ -1,7 +1,9 @@
 //! Which path an API may take, given the paths stored APIs serve. A path serves one API, and
 //! the paths one segment under a BatchAPI's (`/<batch>/<job_id>`) are its jobs' status URLs:
 //! no other API may take one (it would answer instead of a real job), and a BatchAPI may not
-//! take a path with another API's endpoint one segment under it. Pure.
+//! take a path with another API's endpoint one segment under it. Every path under a
+//! RealtimeAPI's `/<model_id>/` and `/<deployment_name>/` is that API's (Model Bazaar's
+//! prefix routes): no other API may take one. Pure.
 
 /// A path a stored API serves.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -9,12 +11,21 @@ pub struct Taken {
     pub api: String,
     pub path: String,
     pub batch: bool,
+    /// Every path under `path/` is the API's too.
+    pub prefix: bool,
 }
 
 /// Why API `name` (a BatchAPI when `batch`) may not serve at `endpoint`; `None` when it may.
 pub fn conflict(taken: &[Taken], name: &str, endpoint: &str, batch: bool) -> Option<String> {
     let others = taken.iter().filter(|t| t.api != name);
     for t in others {
+        if t.prefix && (t.path == endpoint || under(endpoint, &t.path)) {
+            return Some(format!(
+                "networking.endpoint: {endpoint} is under {}/, where api {owner} serves every path (its model id or deployment_name); choose another endpoint",
+                t.path,
+                owner = t.api
+            ));
+        }
         if t.path == endpoint {
             return Some(format!(
                 "networking.endpoint: {endpoint} is already the endpoint of api {owner}; choose another endpoint, or delete {owner} first",
@@ -38,6 +49,12 @@ pub fn conflict(taken: &[Taken], name: &str, endpoint: &str, batch: bool) -> Opt
     None
 }
 
+/// Whether `path` is under `base/`, at any depth.
+fn under(path: &str, base: &str) -> bool {
+    path.strip_prefix(base.trim_end_matches('/'))
+        .is_some_and(|rest| rest.starts_with('/'))
+}
+
 /// Whether `path` is `base` with one more segment.
 fn one_under(path: &str, base: &str) -> bool {
     let base = base.trim_end_matches('/');
@@ -55,7 +72,22 @@ mod tests {
             api: api.into(),
             path: path.into(),
             batch,
+            prefix: false,
         }
+    }
+
+    #[test]
+    fn nothing_takes_a_path_under_a_model_id_or_deployment_name() {
+        let mut id = taken("rt", "/0b7f2c56-1d1e-4c1a-9a55-3d2f1b0c9e11", false);
+        id.prefix = true;
+        let t = [id];
+        let health = "/0b7f2c56-1d1e-4c1a-9a55-3d2f1b0c9e11/health";
+        assert!(conflict(&t, "x", health, false)
+            .unwrap()
+            .contains("where api rt serves every path"));
+        assert!(conflict(&t, "x", "/0b7f2c56-1d1e-4c1a-9a55-3d2f1b0c9e11/a/b", false).is_some());
+        assert_eq!(conflict(&t, "rt", health, false), None, "its own");
+        assert_eq!(conflict(&t, "x", "/0b7f2c56", false), None);
     }
 
     #[test]

@@ -1,5 +1,8 @@
 //! The prediction gateway: `POST /<api>` (or the API's `networking.endpoint`) is proxied to a
-//! ready replica over a pooled keep-alive connection; `GET` answers a usage message.
+//! ready replica over a pooled keep-alive connection; `GET` answers a usage message. As Model
+//! Bazaar routes its deployments, any request under `/<model_id>/` or `/<deployment_name>/`
+//! of a RealtimeAPI goes to a replica too, with that prefix taken off (`GET /<id>/health` is
+//! the replica's `GET /health`), under the same access rules and admission.
 //! Admission (`admission`) decides when a request may go: a replica with room, a bounded wait,
 //! or a refusal (503 `not_ready` / `overloaded`); `networking.timeout` bounds the whole request
 //! (504), `networking.max_request_size` its body (413).
@@ -53,7 +56,7 @@ fn is_control_path(path: &str) -> bool {
     digits > 0 && matches!(rest.as_bytes().get(digits), None | Some(b'/'))
 }
 
-/// On a server beyond loopback, a prediction needs a user token with Read on the model.
+/// A prediction needs a user token with Read on the model (see [`check_access`]).
 pub(crate) async fn check_caller(
     state: &AppState,
     api: &LiveApi,
@@ -76,13 +79,6 @@ pub async fn handle(State(state): State<AppState>, req: Request) -> Response {
     let given = req.uri().path().to_string();
     let path = given.trim_end_matches('/');
     let path = if path.is_empty() { "/" } else { path }.to_string();
-    let not_found = || {
-        error_response(
-            StatusCode::NOT_FOUND,
-            "not_found",
-            format!("no api is deployed at {given}; run `cortex get` to see the deployed apis"),
-        )
-    };
     if is_control_path(&path) {
         let slash = if given.len() > 1 && given.ends_with('/') {
             " (its routes take no trailing slash)"
@@ -98,13 +94,95 @@ pub async fn handle(State(state): State<AppState>, req: Request) -> Response {
             ),
         );
     }
-    let Some(api) = state.deployments.by_path(&path) else {
-        return not_found();
-    };
-    if !state.loopback_only && api.access().access != Access::Public {
-        if let Err(e) = check_caller(&state, &api, req.headers()).await {
-            return e.into_response();
+    if let Some(api) = state.deployments.by_path(&path) {
+        return predict(state, api, path, req).await;
+    }
+    if let Some((segment, rest)) = prefix_of(&given) {
+        if let Some(api) = state.deployments.by_prefix(segment) {
+            let route = Route::Prefix(segment.to_string());
+            let path_and_query = match req.uri().query() {
+                Some(q) => format!("{rest}?{q}"),
+                None => rest.to_string(),
+            };
+            if let Err(e) = check_access(&state, &api, req.headers()).await {
+                return e.into_response();
+            }
+            return proxy(state, api, route, path_and_query, req).await;
         }
+    }
+    not_found(&given)
+}
+
+/// 404: nothing is deployed at `given`.
+fn not_found(given: &str) -> Response {
+    error_response(
+        StatusCode::NOT_FOUND,
+        "not_found",
+        format!("no api is deployed at {given}; run `cortex get` to see the deployed apis"),
+    )
+}
+
+/// `/<segment>/<rest>`: the first segment and the rest (from its `/`), when there is a rest.
+fn prefix_of(path: &str) -> Option<(&str, &str)> {
+    let tail = path.strip_prefix('/')?;
+    let slash = tail.find('/')?;
+    let (segment, rest) = tail.split_at(slash);
+    (!segment.is_empty()).then_some((segment, rest))
+}
+
+/// What a request is routed by, again once its body is in (a deploy may have replaced what
+/// served it meanwhile).
+enum Route {
+    /// An API's path.
+    Path(String),
+    /// The API a TrafficSplitter chose.
+    Split { splitter: String, chosen: String },
+    /// `/<model_id>/...` or `/<deployment_name>/...`.
+    Prefix(String),
+}
+
+impl Route {
+    fn resolve(&self, state: &AppState) -> Option<Arc<LiveApi>> {
+        match self {
+            Route::Path(path) => state.deployments.by_path(path),
+            Route::Split { chosen, .. } => {
+                state.deployments.get(chosen).filter(|a| a.is_realtime())
+            }
+            Route::Prefix(segment) => state.deployments.by_prefix(segment),
+        }
+    }
+
+    /// The answer when nothing serves the route any more.
+    fn gone(&self) -> Response {
+        match self {
+            Route::Path(path) => not_found(path),
+            Route::Prefix(segment) => not_found(&format!("/{segment}/")),
+            Route::Split { splitter, chosen } => error_response(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "not_ready",
+                format!("{chosen}, one of traffic splitter {splitter}'s apis, is not deployed; deploy it, or change the splitter's apis"),
+            ),
+        }
+    }
+}
+
+/// On a server beyond loopback, a non-public API needs a caller with Read on it.
+async fn check_access(
+    state: &AppState,
+    api: &LiveApi,
+    headers: &axum::http::HeaderMap,
+) -> Result<(), ApiError> {
+    if state.loopback_only || api.access().access == Access::Public {
+        return Ok(());
+    }
+    check_caller(state, api, headers).await
+}
+
+/// A request to an API's path: `POST` predicts (through a TrafficSplitter's choice, for a
+/// splitter), `GET` says how.
+async fn predict(state: AppState, api: Arc<LiveApi>, path: String, req: Request) -> Response {
+    if let Err(e) = check_access(&state, &api, req.headers()).await {
+        return e.into_response();
     }
     let name = api.spec.name.clone();
     match *req.method() {
@@ -123,17 +201,9 @@ pub async fn handle(State(state): State<AppState>, req: Request) -> Response {
             )
         }
     }
-    let not_ready = |api: &LiveApi| {
-        let (name, status) = (&api.spec.name, api_status(api));
-        error_response(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "not_ready",
-            format!("{name} is not ready (status: {status}); run `cortex get {name}` to see why"),
-        )
-    };
     // A TrafficSplitter passes the request to one of its apis, chosen by weight.
-    let split_to = match &api.splitter {
-        None => None,
+    let route = match &api.splitter {
+        None => Route::Path(path),
         Some(splitter) => {
             let Some(chosen) = splitter.pick().map(str::to_string) else {
                 return error_response(
@@ -142,31 +212,45 @@ pub async fn handle(State(state): State<AppState>, req: Request) -> Response {
                     format!("traffic splitter {name} gives no api any weight; change its weights"),
                 );
             };
-            Some(chosen)
+            Route::Split {
+                splitter: name,
+                chosen,
+            }
         }
     };
-    let route = |state: &AppState| match &split_to {
-        None => state.deployments.by_path(&path),
-        Some(chosen) => state.deployments.get(chosen).filter(|a| a.is_realtime()),
-    };
-    let backend_missing = |chosen: &str| {
-        error_response(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "not_ready",
-            format!("{chosen}, one of traffic splitter {name}'s apis, is not deployed; deploy it, or change the splitter's apis"),
-        )
-    };
-    let api = match (&split_to, route(&state)) {
-        (_, Some(api)) => api,
-        (Some(chosen), None) => return backend_missing(chosen),
-        (None, None) => return not_found(),
+    let Some(api) = route.resolve(&state) else {
+        return route.gone();
     };
     // A splitter's caller needs what a direct caller of the chosen api needs.
-    if split_to.is_some() && !state.loopback_only && api.access().access != Access::Public {
-        if let Err(e) = check_caller(&state, &api, req.headers()).await {
+    if matches!(route, Route::Split { .. }) {
+        if let Err(e) = check_access(&state, &api, req.headers()).await {
             return e.into_response();
         }
     }
+    let path_and_query = match req.uri().query() {
+        Some(q) => format!("/?{q}"),
+        None => "/".to_string(),
+    };
+    proxy(state, api, route, path_and_query, req).await
+}
+
+/// Passes `req` (its method, headers and body) to a ready replica of `api` at
+/// `path_and_query`, once admitted, and its answer back.
+async fn proxy(
+    state: AppState,
+    api: Arc<LiveApi>,
+    route: Route,
+    path_and_query: String,
+    req: Request,
+) -> Response {
+    let not_ready = |api: &LiveApi| {
+        let (name, status) = (&api.spec.name, api_status(api));
+        error_response(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "not_ready",
+            format!("{name} is not ready (status: {status}); run `cortex get {name}` to see why"),
+        )
+    };
     // Refuse early rather than read a large body for nothing.
     if !api.is_ready() && !api.versions.newest().holds_requests() {
         return not_ready(&api);
@@ -177,10 +261,6 @@ pub async fn handle(State(state): State<AppState>, req: Request) -> Response {
     let deadline = tokio::time::Instant::now() + timeout;
     let max_body =
         usize::try_from(api.spec.networking.max_request_size.bytes).unwrap_or(usize::MAX);
-    let path_and_query = match req.uri().query() {
-        Some(q) => format!("/?{q}"),
-        None => "/".to_string(),
-    };
     let (parts, body) = req.into_parts();
     let declared = match parts.headers.get(header::CONTENT_LENGTH) {
         None => None,
@@ -231,10 +311,8 @@ pub async fn handle(State(state): State<AppState>, req: Request) -> Response {
             // Routed again once the body is in: a slow upload must go to what serves the
             // path now, not to a generation that an update, a restart or a delete has
             // stopped meanwhile.
-            let api = match (&split_to, route(&state)) {
-                (_, Some(api)) => api,
-                (Some(chosen), None) => return backend_missing(chosen),
-                (None, None) => return not_found(),
+            let Some(api) = route.resolve(&state) else {
+                return route.gone();
             };
             (Body::from(bytes), held, api)
         }
@@ -259,11 +337,15 @@ pub async fn handle(State(state): State<AppState>, req: Request) -> Response {
     let name = &api.spec.name;
     let mut headers = parts.headers;
     strip_hop_by_hop(&mut headers);
+    // The caller's credentials are the server's to check, not the replica's to keep.
     headers.remove(header::AUTHORIZATION);
+    headers.remove(super::auth::API_KEY);
     if let Some(length) = declared {
         headers.insert(header::CONTENT_LENGTH, length.into());
     }
-    let forward = state.replicas.post(addr, &path_and_query, headers, body);
+    let forward = state
+        .replicas
+        .send(parts.method, addr, &path_and_query, headers, body);
     let response = match tokio::time::timeout_at(deadline, forward).await {
         Err(_) => return timed_out(&api, timeout, started),
         Ok(Ok(r)) => r,

@@ -81,6 +81,21 @@ impl Routed for LiveApi {
             .chain(self.extra_path.as_deref())
             .collect()
     }
+
+    /// A RealtimeAPI serves every path under `/<model_id>/` and `/<deployment_name>/`, as Model
+    /// Bazaar routes its deployments (the rest of the path goes to the replica).
+    fn prefixes(&self) -> Vec<&str> {
+        if !self.is_realtime() {
+            return Vec::new();
+        }
+        std::iter::once(self.model_id.as_str())
+            .chain(
+                self.extra_path
+                    .as_deref()
+                    .map(|p| p.trim_start_matches('/')),
+            )
+            .collect()
+    }
 }
 
 #[cfg(test)]

@@ -42,9 +42,10 @@ impl ReplicaClient {
         }
     }
 
-    /// `POST http://<addr><path_and_query>` with `headers` and `body`.
-    pub async fn post(
+    /// `METHOD http://<addr><path_and_query>` with `headers` and `body`.
+    pub async fn send(
         &self,
+        method: Method,
         addr: SocketAddr,
         path_and_query: &str,
         headers: HeaderMap,
@@ -55,10 +56,7 @@ impl ReplicaClient {
             .authority(addr.to_string())
             .path_and_query(path_and_query)
             .build()?;
-        let mut request = Request::builder()
-            .method(Method::POST)
-            .uri(uri)
-            .body(body)?;
+        let mut request = Request::builder().method(method).uri(uri).body(body)?;
         *request.headers_mut() = headers;
         Ok(self.inner.request(request).await?)
     }

@@ -1,5 +1,6 @@
-//! The gateway's route table: API name → live API, and paths → live API. O(1) lookups, no IO;
-//! the lock is held only to clone an `Arc` in or out, never across an await.
+//! The gateway's route table: API name → live API, paths → live API, and first path segments
+//! (`/<segment>/...`, Model Bazaar's prefix routes) → live API. O(1) lookups, no IO; the lock
+//! is held only to clone an `Arc` in or out, never across an await.
 
 use std::collections::HashMap;
 use std::sync::{Arc, RwLock, RwLockReadGuard, RwLockWriteGuard};
@@ -8,6 +9,8 @@ use std::sync::{Arc, RwLock, RwLockReadGuard, RwLockWriteGuard};
 pub trait Routed {
     fn name(&self) -> &str;
     fn paths(&self) -> Vec<&str>;
+    /// The first path segments under which it serves every path (`/<segment>/<rest>`).
+    fn prefixes(&self) -> Vec<&str>;
 }
 
 /// Routes by name and by path; one entry per name, one per path (an entry may have several).
@@ -18,6 +21,7 @@ pub struct RouteTable<T> {
 struct Inner<T> {
     by_name: HashMap<String, Arc<T>>,
     by_path: HashMap<String, Arc<T>>,
+    by_prefix: HashMap<String, Arc<T>>,
     /// Set by [`RouteTable::close`]: nothing is routed after it.
     closed: bool,
 }
@@ -32,6 +36,7 @@ impl<T: Routed> Default for RouteTable<T> {
             inner: RwLock::new(Inner {
                 by_name: HashMap::new(),
                 by_path: HashMap::new(),
+                by_prefix: HashMap::new(),
                 closed: false,
             }),
         }
@@ -57,6 +62,11 @@ impl<T: Routed> RouteTable<T> {
         self.read().by_path.get(path).cloned()
     }
 
+    /// The entry that serves every path under `/<segment>/`.
+    pub fn by_prefix(&self, segment: &str) -> Option<Arc<T>> {
+        self.read().by_prefix.get(segment).cloned()
+    }
+
     /// Routes `entry`'s name and paths to it; the entry it replaces under that name loses its
     /// paths too (those that still lead to it). Refused once the table is closed.
     pub fn insert(&self, entry: Arc<T>) -> Result<Option<Arc<T>>, Closed> {
@@ -72,6 +82,9 @@ impl<T: Routed> RouteTable<T> {
         }
         for path in entry.paths() {
             routes.by_path.insert(path.to_string(), entry.clone());
+        }
+        for segment in entry.prefixes() {
+            routes.by_prefix.insert(segment.to_string(), entry.clone());
         }
         Ok(old)
     }
@@ -89,21 +102,26 @@ impl<T: Routed> RouteTable<T> {
         let mut routes = self.write();
         routes.closed = true;
         routes.by_path.clear();
+        routes.by_prefix.clear();
         routes.by_name.drain().map(|(_, entry)| entry).collect()
     }
 }
 
 impl<T: Routed> Inner<T> {
-    /// Removes `entry`'s paths, those that still lead to it.
+    /// Removes `entry`'s paths and prefixes, those that still lead to it.
     fn unroute(&mut self, entry: &Arc<T>) {
         for path in entry.paths() {
-            if self
-                .by_path
-                .get(path)
-                .is_some_and(|cur| Arc::ptr_eq(cur, entry))
-            {
-                self.by_path.remove(path);
-            }
+            remove_if_to(&mut self.by_path, path, entry);
         }
+        for segment in entry.prefixes() {
+            remove_if_to(&mut self.by_prefix, segment, entry);
+        }
+    }
+}
+
+/// Removes `key` from `map` when it leads to `entry`.
+fn remove_if_to<T>(map: &mut HashMap<String, Arc<T>>, key: &str, entry: &Arc<T>) {
+    if map.get(key).is_some_and(|cur| Arc::ptr_eq(cur, entry)) {
+        map.remove(key);
     }
 }

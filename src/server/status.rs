@@ -71,14 +71,19 @@ pub fn deploy_status(phase: ReplicaPhase) -> Option<DeployStatus> {
 
 /// What the reconcile loop records when the status in the database and reality disagree:
 /// an active model whose newest version failed, or that nothing runs, is `failed`; a
-/// starting one whose newest version is ready is `complete`. Anything else (`in_progress`
-/// and `failed` reported by a deployment itself, `stopped`) is left as it is.
-pub fn reconciled(recorded: DeployStatus, newest: Option<ReplicaPhase>) -> Option<DeployStatus> {
+/// starting one whose newest version is ready is `complete`, unless its job has `reported`
+/// its own status (its word stands). Anything else (`in_progress` and `failed` reported by a
+/// deployment itself, `stopped`) is left as it is.
+pub fn reconciled(
+    recorded: DeployStatus,
+    newest: Option<ReplicaPhase>,
+    reported: bool,
+) -> Option<DeployStatus> {
     let active = recorded.is_active();
     match newest {
         None if active => Some(DeployStatus::Failed),
         Some(ReplicaPhase::Failed) if active => Some(DeployStatus::Failed),
-        Some(ReplicaPhase::Ready) if recorded == DeployStatus::Starting => {
+        Some(ReplicaPhase::Ready) if recorded == DeployStatus::Starting && !reported => {
             Some(DeployStatus::Complete)
         }
         _ => None,
@@ -205,7 +210,7 @@ pub async fn record(store: &Store, api: &LiveApi, status: DeployStatus) {
             if status == DeployStatus::Complete {
                 models::mark_serving(conn, &id, &hash)?;
             }
-            models::set_status_of_deployment(conn, &id, deployment, status)
+            models::observe_status(conn, &id, deployment, status)
         })
         .await;
     if let Err(e) = result {
@@ -231,20 +236,21 @@ pub async fn deployment(
             deploy_logs::Level::Warning => warnings.push(e.message.clone()),
         }
     }
-    if row.deploy_status == DeployStatus::Failed {
-        for e in summary(live, restore_error).errors {
-            if !errors.contains(&e) {
-                errors.push(e);
-            }
+    // A deployment whose job reports owns its errors; for one that never did, the server says
+    // why it failed, in one short line (the replica's output is in its logs).
+    if row.deploy_status == DeployStatus::Failed && !row.reported() {
+        if let Some(why) = summary(live, restore_error).errors.first() {
+            errors.push(short_line(why));
         }
     }
     // A version that became ready a moment ago is complete, even before its watcher (or the
-    // reconcile loop) has written it down: the status route and `cortex get` follow reality.
+    // reconcile loop) has written it down: the status route and `cortex get` follow reality,
+    // unless the deployment's job reported its own status.
     let ready_now = live.is_some_and(|live| {
         live.spec_hash == row.spec_hash && set_phase(live.versions.newest()) == ReplicaPhase::Ready
     });
     let status = match row.deploy_status {
-        DeployStatus::Starting if ready_now => DeployStatus::Complete,
+        DeployStatus::Starting if ready_now && !row.reported() => DeployStatus::Complete,
         recorded => recorded,
     };
     Ok(DeploymentInfo {
@@ -271,9 +277,37 @@ pub async fn deployment(
     })
 }
 
+/// The longest line the server adds to a deployment's `errors`.
+const SHORT_LINE: usize = 200;
+
+/// The first line of `text`, at most [`SHORT_LINE`] characters (`…` when cut).
+fn short_line(text: &str) -> String {
+    let first = text
+        .lines()
+        .find(|l| !l.trim().is_empty())
+        .unwrap_or("")
+        .trim();
+    if first.chars().count() <= SHORT_LINE {
+        return first.to_string();
+    }
+    let mut cut: String = first.chars().take(SHORT_LINE - 1).collect();
+    cut.push('…');
+    cut
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_server_adds_one_short_line() {
+        assert_eq!(
+            short_line("\n  exit 3: bad model\nTraceback..."),
+            "exit 3: bad model"
+        );
+        let long = "x".repeat(500);
+        assert_eq!(short_line(&long).chars().count(), SHORT_LINE);
+    }
 
     #[test]
     fn reconciling_repairs_drift_and_respects_what_deployments_report() {
@@ -292,10 +326,16 @@ mod tests {
         ];
         for (recorded, newest, want) in cases {
             assert_eq!(
-                reconciled(recorded, newest),
+                reconciled(recorded, newest, false),
                 want,
                 "{recorded:?} {newest:?}"
             );
         }
+        // A job that reported keeps its word over readiness, not over a crash loop.
+        assert_eq!(reconciled(Starting, Some(ReplicaPhase::Ready), true), None);
+        assert_eq!(
+            reconciled(Complete, Some(ReplicaPhase::Failed), true),
+            Some(Failed)
+        );
     }
 }

@@ -29,7 +29,7 @@ const MAX_MEMORY_MB: i64 = 1 << 20;
 /// Checks deploy parameters; the message says what to change (a 422).
 pub fn check_params(p: &DeployParams) -> Result<(), String> {
     if let Some(name) = &p.deployment_name {
-        spec::check_api_name(name).map_err(|e| format!("deployment_name: {e}"))?;
+        check_deployment_name(name).map_err(|e| format!("deployment_name: {e}"))?;
     }
     for (field, value) in [
         ("autoscaling_min", p.autoscaling_min),
@@ -63,6 +63,41 @@ pub fn check_params(p: &DeployParams) -> Result<(), String> {
                 "memory: {mb} is not a positive number of MB; give the memory per replica, e.g. 800"
             ));
         }
+    }
+    Ok(())
+}
+
+/// The longest `deployment_name`.
+const MAX_DEPLOYMENT_NAME: usize = 64;
+
+/// A `deployment_name` is one URL path segment, as Model Bazaar's clients send it:
+/// `[A-Za-z0-9._-]`, 1 to 64 characters; not `.` or `..` (clients resolve those away), not
+/// a model id (`/<model_id>/...` routes to that model) and not a path the server keeps.
+pub fn check_deployment_name(name: &str) -> Result<(), String> {
+    let fits = !name.is_empty()
+        && name.len() <= MAX_DEPLOYMENT_NAME
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'));
+    if !fits {
+        return Err(format!(
+            "{name:?} is not a URL path segment: use 1 to {MAX_DEPLOYMENT_NAME} letters, digits, dots, underscores or dashes"
+        ));
+    }
+    if name == "." || name == ".." {
+        return Err(format!(
+            "{name:?} is not a name a URL can carry; choose another"
+        ));
+    }
+    if uuid::Uuid::parse_str(name).is_ok() {
+        return Err(format!(
+            "{name:?} is a model id, and /<model_id>/ routes to that model; choose a name that is not a UUID"
+        ));
+    }
+    if matches!(name, "api" | "healthz" | "metrics") {
+        return Err(format!(
+            "/{name} belongs to the server; choose another name"
+        ));
     }
     Ok(())
 }
@@ -148,6 +183,32 @@ pub fn paths_of(row: &ModelRow) -> Vec<String> {
         .into_iter()
         .chain(row.deployment_name.as_ref().map(|n| format!("/{n}")))
         .collect()
+}
+
+/// The paths `row` takes: its endpoint and `/<deployment_name>`; for a RealtimeAPI, every
+/// path under `/<model_id>/` and `/<deployment_name>/` too.
+pub fn taken_by(row: &ModelRow) -> Vec<super::endpoints::Taken> {
+    let batch = row.kind == spec::ApiKind::BatchAPI.as_str();
+    let realtime = row.kind == spec::ApiKind::RealtimeAPI.as_str();
+    let named = row.deployment_name.as_ref().map(|n| format!("/{n}"));
+    let mut taken: Vec<super::endpoints::Taken> = paths_of(row)
+        .into_iter()
+        .map(|path| super::endpoints::Taken {
+            api: row.name.clone(),
+            prefix: realtime && named.as_ref() == Some(&path),
+            path,
+            batch,
+        })
+        .collect();
+    if realtime {
+        taken.push(super::endpoints::Taken {
+            api: row.name.clone(),
+            path: format!("/{}", row.id),
+            batch: false,
+            prefix: true,
+        });
+    }
+    taken
 }
 
 /// Starts the version `row` describes; replaces what ran before (which serves until it is

@@ -191,6 +191,55 @@ pub fn check_api_name(name: &str) -> Result<(), String> {
 }
 
 /// A valid name close to `name` (`Iris_Classifier` → `iris-classifier`), if there is one.
+/// The longest name a caller may give a model (Model Bazaar names are free-form).
+pub const MAX_GIVEN_NAME_LEN: usize = 256;
+
+/// Checks a free-form model name (Model Bazaar's `model_name`): 1 to 256 characters, no
+/// control characters, not `.` or `..`.
+pub fn check_given_name(name: &str) -> Result<(), String> {
+    if name.trim().is_empty() {
+        return Err("must not be empty".to_string());
+    }
+    if name.chars().count() > MAX_GIVEN_NAME_LEN {
+        return Err(format!("is longer than {MAX_GIVEN_NAME_LEN} characters"));
+    }
+    if name.chars().any(char::is_control) {
+        return Err("must not contain control characters (newlines, tabs)".to_string());
+    }
+    if name == "." || name == ".." {
+        return Err(format!(
+            "{name:?} cannot be sent as part of a URL; choose another name"
+        ));
+    }
+    Ok(())
+}
+
+/// The name a model named `given` is routed by (`/<name>`): `given` itself when it is a valid
+/// API name; otherwise `given` lowercased, with every run of other characters made one dash,
+/// trimmed to start with a letter and to 42 characters (`model` when nothing is left). When
+/// that is `taken`, `-<salt>` is appended (the base cut to fit). Pure.
+pub fn route_name(given: &str, salt: &str, taken: impl Fn(&str) -> bool) -> String {
+    if check_api_name(given).is_ok() {
+        return given.to_string();
+    }
+    let base = suggest_name(given).unwrap_or_else(|| "model".to_string());
+    if !taken(&base) {
+        return base;
+    }
+    let salt: String = salt
+        .chars()
+        .filter(char::is_ascii_alphanumeric)
+        .map(|c| c.to_ascii_lowercase())
+        .take(8)
+        .collect();
+    let keep = MAX_NAME_LEN.saturating_sub(salt.len() + 1);
+    let mut cut: String = base.chars().take(keep).collect();
+    while cut.ends_with('-') {
+        cut.pop();
+    }
+    format!("{cut}-{salt}")
+}
+
 fn suggest_name(name: &str) -> Option<String> {
     let mut fixed = String::new();
     for c in name.chars().flat_map(char::to_lowercase) {
@@ -244,6 +293,34 @@ fn realtime_only(sec: &Section, key: &str, why: &str) -> Result<(), Problem> {
 mod tests {
     use super::super::load::load;
     use super::*;
+
+    #[test]
+    fn a_given_name_is_routed_by_a_name_derived_from_it() {
+        let free = |_: &str| false;
+        assert_eq!(route_name("iris", "abc", free), "iris");
+        assert_eq!(
+            route_name("name for new saved model", "abc", free),
+            "name-for-new-saved-model"
+        );
+        assert_eq!(
+            route_name("custom_deployment_name", "abc", free),
+            "custom-deployment-name"
+        );
+        assert_eq!(route_name("日本", "abc", free), "model");
+        let taken = |n: &str| n == "my-model";
+        assert_eq!(
+            route_name("My Model", "3F2a-99xyz", taken),
+            "my-model-3f2a99xy"
+        );
+        let long = "A".repeat(100);
+        let routed = route_name(&long, "0123456789", |_| true);
+        assert!(routed.len() <= MAX_NAME_LEN && routed.ends_with("-01234567"));
+        assert!(check_api_name(&routed).is_ok());
+        assert!(check_given_name("name for new saved model").is_ok());
+        assert!(check_given_name(" ").is_err());
+        assert!(check_given_name("a\nb").is_err());
+        assert!(check_given_name("..").is_err());
+    }
 
     fn parse(yaml: &str) -> Result<ApiSpec, Problem> {
         api(&load(yaml).unwrap().unwrap()).map(|l| l.spec)

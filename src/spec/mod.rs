@@ -33,7 +33,7 @@ mod suggest;
 mod types;
 mod update_strategy;
 
-pub use api::check_api_name;
+pub use api::{check_api_name, check_given_name, route_name};
 pub use quantity::{Cpu, Duration, Mem, QuantityError, Surge};
 pub use types::*;
 

@@ -195,6 +195,14 @@ const MIGRATIONS: &[&str] = &[
         SELECT serving_bundle_sha256, owner_id, created_at FROM models
         WHERE inherits_env = 1 AND serving_bundle_sha256 IS NOT NULL;
     "#,
+    // 8: Model Bazaar's clients. A model keeps the name its caller gave when that name is not a
+    // route segment (`name` is then derived from it), and the deployment whose job reported its
+    // own status is remembered: its word stands over what the server observes.
+    r#"
+    ALTER TABLE models ADD COLUMN given_name TEXT;
+    CREATE UNIQUE INDEX models_given_name ON models(given_name) WHERE given_name IS NOT NULL;
+    ALTER TABLE models ADD COLUMN reported_deployment INTEGER;
+    "#,
 ];
 
 pub(super) fn migrate(conn: &mut Connection) -> Result<(), StoreError> {

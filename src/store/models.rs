@@ -89,6 +89,23 @@ pub struct ModelRow {
     /// False for a model saved by someone who could not see the base's secrets: its replicas
     /// do not load the project's `.env`.
     pub inherits_env: bool,
+    /// The name its caller gave, when it is not a route segment (`name` is derived from it).
+    pub given_name: Option<String>,
+    /// The deployment whose job reported its own status (`update-status`): while it is the
+    /// current one, its word stands over what the server observes, but for a crash loop.
+    pub reported_deployment: Option<i64>,
+}
+
+impl ModelRow {
+    /// The name to show: what its caller gave.
+    pub fn display_name(&self) -> &str {
+        self.given_name.as_deref().unwrap_or(&self.name)
+    }
+
+    /// Whether the current deployment's job has reported its status.
+    pub fn reported(&self) -> bool {
+        self.reported_deployment == Some(self.deployment)
+    }
 }
 
 /// A spec that served: its JSON, hash and bundle.
@@ -104,7 +121,8 @@ const COLUMNS: &str = "id, name, kind, owner_id, deploy_status, spec_json, spec_
                        serving_spec_json, serving_spec_hash, serving_bundle_sha256, \
                        access, default_permission, team_id, deployment_name, \
                        deploy_params_json, metadata_json, deployment, base_model_id, \
-                       save_pending, overlay_sha256, inherits_env";
+                       save_pending, overlay_sha256, inherits_env, given_name, \
+                       reported_deployment";
 
 fn from_row(r: &Row<'_>) -> rusqlite::Result<ModelRow> {
     let status: String = r.get(4)?;
@@ -147,13 +165,15 @@ fn from_row(r: &Row<'_>) -> rusqlite::Result<ModelRow> {
         save_pending: r.get(22)?,
         overlay_sha256: r.get(23)?,
         inherits_env: r.get(24)?,
+        given_name: r.get(25)?,
+        reported_deployment: r.get(26)?,
     })
 }
 
 pub fn get_by_name(conn: &Connection, name: &str) -> Result<Option<ModelRow>, StoreError> {
     Ok(conn
         .query_row(
-            &format!("SELECT {COLUMNS} FROM models WHERE name = ?1"),
+            &format!("SELECT {COLUMNS} FROM models WHERE name = ?1 OR given_name = ?1"),
             [name],
             from_row,
         )
@@ -324,6 +344,7 @@ pub fn create_saved(
     conn: &Connection,
     base: &ModelRow,
     name: &str,
+    given_name: Option<&str>,
     owner_id: &str,
     spec_json: &str,
     inherits_env: bool,
@@ -333,9 +354,10 @@ pub fn create_saved(
     let inserted = conn.execute(
         "INSERT INTO models (id, name, kind, owner_id, deploy_status, spec_json, spec_hash,
                              bundle_sha256, config_file, created_at, updated_at,
-                             base_model_id, save_pending, overlay_sha256, inherits_env)
-         VALUES (?1, ?2, ?3, ?4, 'not_started', ?5, '', ?6, ?7, ?8, ?8, ?9, 1, ?10, ?11)
-         ON CONFLICT(name) DO NOTHING",
+                             base_model_id, save_pending, overlay_sha256, inherits_env,
+                             given_name)
+         VALUES (?1, ?2, ?3, ?4, 'not_started', ?5, '', ?6, ?7, ?8, ?8, ?9, 1, ?10, ?11, ?12)
+         ON CONFLICT DO NOTHING",
         params![
             id,
             name,
@@ -348,11 +370,13 @@ pub fn create_saved(
             base.id,
             base.overlay_sha256,
             inherits_env && base.inherits_env,
+            given_name,
         ],
     )?;
     if inserted == 0 {
         return Err(StoreError::Conflict(format!(
-            "a model named {name:?} already exists; choose another model_name"
+            "a model named {:?} already exists; choose another model_name",
+            given_name.unwrap_or(name)
         )));
     }
     get(conn, &id)?.ok_or_else(|| StoreError::Corrupt(format!("model {id} vanished")))
@@ -375,15 +399,11 @@ pub fn set_overlay(conn: &Connection, id: &str, overlay_sha256: &str) -> Result<
     Ok(())
 }
 
-/// A saved model's files are complete: it can be deployed, and its update tokens are spent.
-pub fn finish_save(conn: &mut Connection, id: &str) -> Result<(), StoreError> {
-    let tx = conn.transaction()?;
-    tx.execute("UPDATE models SET save_pending = 0 WHERE id = ?1", [id])?;
-    tx.execute(
-        "DELETE FROM tokens WHERE kind = 'job' AND model_id = ?1 AND deployment IS NULL",
-        [id],
-    )?;
-    tx.commit()?;
+/// A saved model's files are complete: it can be deployed. Its update token stays valid until
+/// it expires (Model Bazaar's save job may say `complete` more than once); it uploads no more
+/// files once the save is complete.
+pub fn finish_save(conn: &Connection, id: &str) -> Result<(), StoreError> {
+    conn.execute("UPDATE models SET save_pending = 0 WHERE id = ?1", [id])?;
     Ok(())
 }
 
@@ -429,9 +449,11 @@ pub fn delete(conn: &mut Connection, id: &str) -> Result<(), StoreError> {
     Ok(())
 }
 
-/// Sets the status of deployment `deployment`, while it is still the model's current one and
-/// the model is not stopped (a newer deploy, or an undeploy, wins). True when it was written.
-pub fn set_status_of_deployment(
+/// Records what the server observed of deployment `deployment`, while it is still the model's
+/// current one and the model is not stopped (a newer deploy, or an undeploy, wins). A
+/// deployment whose job reported its own status keeps it, but for `failed` (a crash loop).
+/// True when it was written.
+pub fn observe_status(
     conn: &Connection,
     id: &str,
     deployment: i64,
@@ -439,10 +461,38 @@ pub fn set_status_of_deployment(
 ) -> Result<bool, StoreError> {
     let n = conn.execute(
         "UPDATE models SET deploy_status = ?3
-         WHERE id = ?1 AND deployment = ?2 AND deploy_status <> 'stopped'",
+         WHERE id = ?1 AND deployment = ?2 AND deploy_status <> 'stopped'
+           AND (?3 = 'failed' OR reported_deployment IS NOT ?2)",
         params![id, deployment, status.as_str()],
     )?;
     Ok(n > 0)
+}
+
+/// Records the status deployment `deployment`'s job reported, while it is the model's current
+/// one and was not undeployed (a job may report `stopped` itself and go on). True when it was
+/// written.
+pub fn report_status(
+    conn: &Connection,
+    id: &str,
+    deployment: i64,
+    status: DeployStatus,
+) -> Result<bool, StoreError> {
+    let n = conn.execute(
+        "UPDATE models SET deploy_status = ?3, reported_deployment = ?2
+         WHERE id = ?1 AND deployment = ?2
+           AND (deploy_status <> 'stopped' OR reported_deployment IS ?2)",
+        params![id, deployment, status.as_str()],
+    )?;
+    Ok(n > 0)
+}
+
+/// Undeploys the model: `stopped`, and no job of its may report again.
+pub fn undeploy(conn: &Connection, id: &str) -> Result<(), StoreError> {
+    conn.execute(
+        "UPDATE models SET deploy_status = 'stopped', reported_deployment = NULL WHERE id = ?1",
+        [id],
+    )?;
+    Ok(())
 }
 
 /// Changes the status from `from` to `to`, only if it still is `from` for that deployment.

@@ -251,6 +251,17 @@ pub fn revoke_job_token(conn: &Connection, token: &str) -> Result<(), StoreError
     Ok(())
 }
 
+/// Lets a job token work until `at` only (Unix seconds): a retired deployment's, so its
+/// replicas' shutdown can still read their status.
+pub fn expire_job_token(conn: &Connection, token: &str, at: i64) -> Result<(), StoreError> {
+    conn.execute(
+        "UPDATE tokens SET expires_at = ?2
+         WHERE kind = 'job' AND hash = ?1 AND (expires_at IS NULL OR expires_at > ?2)",
+        params![hash_token(token), at],
+    )?;
+    Ok(())
+}
+
 /// Stores a token that may complete a saved model's files (a job token of that model bound to
 /// no deployment) until `expires_at`.
 pub fn issue_update_token(

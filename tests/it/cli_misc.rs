@@ -487,11 +487,17 @@ fn the_upload_prompt_on_a_terminal_takes_no_and_yes() {
 #[test]
 fn api_name_arguments_are_checked_before_any_request() {
     let s = Server::start();
-    for args in [["delete", ".."], ["logs", "Bad_Name"], ["get", "a/b"]] {
+    for args in [["delete", ".."], ["logs", "."], ["get", "a\nb"]] {
         let out = s.run(s.dir.path(), &args);
         assert_eq!(out.status.code(), Some(2), "{args:?}");
+        assert!(stderr(&out).contains("invalid value"), "{}", stderr(&out));
+    }
+    // A saved model's free-form name is sent as one path segment: a slash stays in the name.
+    for args in [["logs", "Bad_Name"], ["get", "a/b"], ["delete", "a b?c"]] {
+        let out = s.run(s.dir.path(), &args);
+        assert_eq!(out.status.code(), Some(1), "{args:?}");
         assert!(
-            stderr(&out).contains("must start with a lowercase letter"),
+            stderr(&out).contains(&format!("api {} is not deployed", args[1])),
             "{}",
             stderr(&out)
         );

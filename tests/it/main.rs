@@ -6,6 +6,7 @@ mod auth;
 mod bad_input;
 mod batch;
 mod bazaar;
+mod bazaar_clients;
 mod cli_misc;
 mod config_errors;
 mod fetch_safety;

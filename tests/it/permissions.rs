@@ -67,10 +67,13 @@ enum Route {
     LogPost,
     Save,
     Files,
+    TrainStatus,
+    TrainUpdateStatus,
+    Permissions,
     Undeploy,
 }
 
-const ROUTES: [Route; 11] = [
+const ROUTES: [Route; 14] = [
     Route::Deploy,
     Route::Status,
     Route::Logs,
@@ -81,6 +84,9 @@ const ROUTES: [Route; 11] = [
     Route::LogPost,
     Route::Save,
     Route::Files,
+    Route::TrainStatus,
+    Route::TrainUpdateStatus,
+    Route::Permissions,
     // Last: it stops the model (an allowed caller deploys it again right after).
     Route::Undeploy,
 ];
@@ -120,12 +126,25 @@ fn call(s: &Server, route: Route, model: &str, token: Option<&str>) -> u16 {
             curl("POST", &deploy_url(s, model, "/save"), token, Some(&body)).0
         }
         Route::Files => curl("PUT", &deploy_url(s, model, "/files"), token, Some("x")).0,
+        Route::TrainStatus => {
+            let url = format!("{}/api/v2/train/{model}/status", s.url);
+            curl("GET", &url, token, None).0
+        }
+        Route::TrainUpdateStatus => {
+            let url = format!("{}/api/v2/train/update-status", s.url);
+            curl("POST", &url, token, Some(r#"{"status": "in_progress"}"#)).0
+        }
+        Route::Permissions => {
+            let url = format!("{}/api/v2/model/{model}/permissions", s.url);
+            curl("GET", &url, token, None).0
+        }
     }
 }
 
 #[test]
 fn every_deploy_route_answers_every_kind_of_caller_as_the_permission_rules_say() {
-    let s = Server::start();
+    // A retired deployment's token reads its status for a second after its replicas stopped.
+    let s = Server::start_with("127.0.0.1:0", &[("CORTEX_JOB_TOKEN_GRACE_SECS", "1")]);
     let admin = s.token.clone();
     // olive owns the models; tara is an admin of team t, mia a member; sam is a stranger.
     let olive = user(&s, "olive");
@@ -223,17 +242,25 @@ fn every_deploy_route_answers_every_kind_of_caller_as_the_permission_rules_say()
     use Route::*;
     // Expected status per route, in ROUTES order: deploy, status, logs, status-internal,
     // status-internal of the model, update-status, log (GET), log (POST), save, files,
-    // undeploy. A token without a model in the path acts on its own model.
+    // train status, train update-status, permissions, undeploy. A token without a model in
+    // the path acts on its own model. Any valid user token may ask its permissions (a
+    // caller without access hears `false`, as upstream answers).
     let user_routes = |deploy: u16, read: u16| {
         [
-            deploy, read, read, 401, 401, 401, 401, 401, read, 401, deploy,
+            deploy, read, read, 401, 401, 401, 401, 401, read, 401, read, 401, 200, deploy,
         ]
     };
-    let unauthorized = [401; 11];
-    let job_of_this = [401, 401, 401, 200, 200, 200, 200, 200, 200, 403, 401];
-    let job_of_other = [401, 401, 401, 200, 403, 200, 200, 200, 403, 403, 401];
-    let update_token = [401, 401, 401, 200, 403, 200, 403, 403, 401, 403, 401];
-    let rows: Vec<(&str, Option<&str>, &str, [u16; 11])> = vec![
+    let unauthorized = [401; 14];
+    let job_of_this = [
+        401, 401, 401, 200, 200, 200, 200, 200, 200, 403, 401, 403, 401, 401,
+    ];
+    let job_of_other = [
+        401, 401, 401, 200, 403, 200, 200, 200, 403, 403, 401, 403, 401, 401,
+    ];
+    let update_token = [
+        401, 401, 401, 200, 403, 200, 403, 403, 401, 403, 401, 200, 401, 401,
+    ];
+    let rows: Vec<(&str, Option<&str>, &str, [u16; 14])> = vec![
         ("anonymous", None, &m, unauthorized),
         ("malformed token", Some("not a token"), &m, unauthorized),
         ("expired token", Some(&expiring), &m, unauthorized),

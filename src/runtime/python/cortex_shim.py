@@ -79,6 +79,7 @@ get 0.5 s).
 
 HTTP (HTTP/1.1, keep-alive; Content-Length is sent on every response but 204/304):
     GET  /healthz      200 {"status": "ok"} (503 while shutting down)
+    GET  /health       200 {"status": "success"} (Model Bazaar's health probe)
     POST <any path>    prediction
     GET  <other path>  200 {"message": "make a prediction by sending a post request ..."}
     PUT, DELETE, ...   405
@@ -1691,6 +1692,14 @@ class Connection(asyncio.Protocol):
                 else:
                     self.send_json(200, {"status": "ok"})
                 return
+            if head.path.split("?", 1)[0] == "/health":
+                # What Model Bazaar deployments answer (its SDK waits for it through
+                # `/<model_id>/health`).
+                if self.server.shutting_down.is_set():
+                    self.send_json(503, {"status": "shutting down"}, close=True)
+                else:
+                    self.send_json(200, {"status": "success"})
+                return
             self.send_json(200, {"message": GET_MESSAGE})
         elif method == "POST":
             settings = self.server.settings
@@ -2008,7 +2017,6 @@ def main():
 
     port = server.server_address[1]
     _log("INFO", "%s is ready on port %d" % (api_name, port))
-    threading.Thread(target=report_status, args=("complete",), daemon=True).start()
     code = _serve(server)
     _log("INFO", "%s: shut down" % api_name)
     return code
@@ -2401,7 +2409,6 @@ class Supervisor:
         self.sock.close()
         self.sock = None
         _log("INFO", "%s is ready on port %d (processes_per_replica=%d)" % (api_name, port, n))
-        threading.Thread(target=report_status, args=("complete",), daemon=True).start()
 
         while True:
             if self.stop_requested:

@@ -35,6 +35,8 @@ pub async fn set_access(
     };
     let _changing = state.changes.lock().await;
     let row = super::apis::find(&state, &name).await?;
+    // A model's given name finds it too; from here on, the name it is routed by.
+    let name = row.name.clone();
     let current = ModelAccess::from(&row);
     if access::level(&caller.caller(), &current) < Level::Owner {
         return Err(ApiError::Forbidden(format!(

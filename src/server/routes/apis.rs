@@ -50,18 +50,7 @@ pub async fn deploy(
 
     // Paths of the APIs already stored: a path serves one API.
     let rows = state.store.call(|c| models::list(c)).await?;
-    let stored: Vec<endpoints::Taken> = rows
-        .iter()
-        .flat_map(|row| {
-            versions::paths_of(row)
-                .into_iter()
-                .map(|path| endpoints::Taken {
-                    api: row.name.clone(),
-                    path,
-                    batch: row.kind == spec::ApiKind::BatchAPI.as_str(),
-                })
-        })
-        .collect();
+    let stored: Vec<endpoints::Taken> = rows.iter().flat_map(versions::taken_by).collect();
     let mut results = Vec::with_capacity(specs.len());
     for spec in specs {
         let name = spec.name.clone();
@@ -287,6 +276,8 @@ pub async fn delete(
         .map_err(|e| ApiError::BadRequest(format!("{}; use force=true|false", e.body_text())))?;
     let _changing = state.changes.lock().await;
     let row = find(&state, &name).await?;
+    // A model's given name finds it too; from here on, the name it is routed by.
+    let name = row.name.clone();
     super::require(&caller, &row, Level::Owner)?;
     if !query.force {
         let rows = state.store.call(|c| models::list(c)).await?;
@@ -445,7 +436,7 @@ async fn describe(
     Ok(ApiResponse {
         batch,
         endpoint: format!("{base}{}", spec.networking.endpoint),
-        name: row.name,
+        name: row.display_name().to_string(),
         kind: spec.kind.into(),
         model_id: row.id,
         status: summary.status,

@@ -30,6 +30,8 @@ pub async fn job_logs(
     let Query(query) = query
         .map_err(|e| ApiError::BadRequest(format!("{}; use follow=true|false", e.body_text())))?;
     let row = find(&state, &name).await?;
+    // A model's given name finds it too; from here on, the name it is routed by.
+    let name = row.name.clone();
     super::require(&caller, &row, Level::Read)?;
     if row.kind != "BatchAPI" {
         return Err(ApiError::Unprocessable(format!(

@@ -40,6 +40,8 @@ pub async fn logs(
         ))
     })?;
     let row = find(&state, &name).await?;
+    // A model's given name finds it too; from here on, the name it is routed by.
+    let name = row.name.clone();
     super::require(&caller, &row, crate::server::access::Level::Read)?;
     if row.kind == crate::spec::ApiKind::TrafficSplitter.as_str() {
         return Err(ApiError::Unprocessable(format!(

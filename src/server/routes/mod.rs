@@ -65,6 +65,15 @@ pub fn router(state: AppState) -> Router {
             get(bazaar::status_internal),
         )
         .route("/api/v2/deploy/update-status", post(bazaar::update_status))
+        .route(
+            "/api/v2/train/update-status",
+            post(bazaar::train_update_status),
+        )
+        .route("/api/v2/train/{model_id}/status", get(bazaar::train_status))
+        .route(
+            "/api/v2/model/{model_id}/permissions",
+            get(bazaar::permissions),
+        )
         .route("/api/v2/deploy/log", get(bazaar::log).post(bazaar::log))
         .route(
             "/api/v2/deploy/{model_id}",

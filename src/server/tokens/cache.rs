@@ -73,6 +73,7 @@ mod tests {
             },
             teams: Vec::new(),
             scope: None,
+            expires_at: None,
         }
     }
 

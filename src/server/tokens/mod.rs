@@ -8,6 +8,7 @@
 mod cache;
 
 use std::path::Path;
+use std::time::Duration;
 
 use anyhow::Context;
 
@@ -40,6 +41,8 @@ pub struct Identity {
     pub teams: Vec<(String, bool)>,
     /// The one model a scoped token may act on.
     pub scope: Option<String>,
+    /// When the token stops working (Unix seconds); `None`: until it is revoked.
+    pub expires_at: Option<i64>,
 }
 
 impl Identity {
@@ -113,6 +116,7 @@ impl Tokens {
                     user,
                     teams,
                     scope: row.model_id.clone(),
+                    expires_at: row.expires_at,
                 };
                 self.users
                     .remember(generation, hash, identity.clone(), row.expires_at);
@@ -200,6 +204,16 @@ impl Tokens {
             .await?;
         self.users.forget_all();
         Ok(revoked)
+    }
+
+    /// Lets a retired deployment's job token work for `grace` more (its replicas have
+    /// stopped; their shutdown may still read their status), then not at all.
+    pub async fn retire_job_token(&self, token: &str, grace: Duration) -> Result<(), StoreError> {
+        let token = token.to_string();
+        let at = crate::clock::now() + i64::try_from(grace.as_secs()).unwrap_or(i64::MAX / 2);
+        self.store
+            .call(move |conn| users::expire_job_token(conn, &token, at))
+            .await
     }
 
     /// Revokes one job token.

@@ -5,15 +5,14 @@ use axum::extract::{Path, State};
 use axum::Json;
 use serde_json::Value;
 
-use super::{empty, load_model, model_for, status_of};
+use super::{body_or_default, empty, load_model, model_for, status_of};
 use crate::api::{DeployParams, DeploymentStatus, ReplicaOutput};
 use crate::server::access::Level;
 use crate::server::auth::AuthCaller;
 use crate::server::error::ApiError;
-use crate::server::routes::parse_json;
 use crate::server::state::AppState;
 use crate::server::versions;
-use crate::store::{models, DeployStatus};
+use crate::store::models;
 
 /// `POST /api/v2/deploy/{model_id}` (Owner).
 pub async fn deploy(
@@ -22,12 +21,11 @@ pub async fn deploy(
     Path(raw_id): Path<String>,
     body: Bytes,
 ) -> Result<Json<Value>, ApiError> {
-    let params: DeployParams = if body.iter().all(u8::is_ascii_whitespace) {
-        DeployParams::default()
-    } else {
-        parse_json(&body)?
-    };
+    // Who may deploy is checked before what they sent: a caller without access hears 403.
     let row = model_for(&state, &user, &raw_id, Level::Owner).await?;
+    let mut params: DeployParams = body_or_default(&body)?;
+    // Model Bazaar's SDK sends `"deployment_name": ""` when it wants no name.
+    params.deployment_name = params.deployment_name.filter(|n| !n.is_empty());
     versions::check_params(&params).map_err(ApiError::Unprocessable)?;
     state.disk.check()?;
     if row.kind != crate::spec::ApiKind::RealtimeAPI.as_str() {
@@ -47,10 +45,14 @@ pub async fn deploy(
     if let Some(name) = &params.deployment_name {
         let path = format!("/{name}");
         let others = state.store.call(|c| models::list(c)).await?;
-        if let Some(other) = others
-            .iter()
-            .find(|o| o.id != row.id && versions::paths_of(o).contains(&path))
-        {
+        // Every path under `/<deployment_name>/` is this model's: no other api's may be there.
+        let under = format!("{path}/");
+        if let Some(other) = others.iter().find(|o| {
+            o.id != row.id
+                && versions::paths_of(o)
+                    .iter()
+                    .any(|p| *p == path || p.starts_with(&under))
+        }) {
             return Err(ApiError::Conflict(format!(
                 "deployment_name {name:?}: {path} already serves model {} ({}); choose another name",
                 other.id, other.name
@@ -103,10 +105,7 @@ pub async fn undeploy(
     let _changing = state.changes.lock().await;
     // Stopped first: from now on nothing the replicas report changes it.
     let id = row.id.clone();
-    state
-        .store
-        .call(move |c| models::set_status(c, &id, DeployStatus::Stopped))
-        .await?;
+    state.store.call(move |c| models::undeploy(c, &id)).await?;
     state.deployments.remove(&row.name).await;
     Ok(empty())
 }

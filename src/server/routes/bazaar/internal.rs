@@ -6,11 +6,10 @@ use axum::extract::{Path, State};
 use axum::Json;
 use serde_json::Value;
 
-use super::{empty, job_model, status_of};
+use super::{body_or_default, empty, job_model, status_of};
 use crate::api::{DeploymentStatus, JobLog, UpdateStatus};
 use crate::server::auth::JobAuth;
 use crate::server::error::ApiError;
-use crate::server::routes::parse_json;
 use crate::server::state::AppState;
 use crate::store::{deploy_logs, models, DeployStatus, ModelRow};
 
@@ -33,66 +32,45 @@ pub async fn status_internal_of(
     Ok(Json(status_of(&state, &row).await?))
 }
 
-/// `POST /api/v2/deploy/update-status` (job token): `in_progress`, `complete` or `failed`,
-/// from the current deployment only.
+/// `POST /api/v2/deploy/update-status` (job token): any status of the seed, from the current
+/// deployment. Once a deployment's job has reported, its latest word stands over what the
+/// server observes (but for a crash loop, which makes it `failed`). A saved model's update
+/// token completes its save here too (as on `/api/v2/train/update-status`).
 pub async fn update_status(
     State(state): State<AppState>,
     job: JobAuth,
     body: Bytes,
 ) -> Result<Json<Value>, ApiError> {
-    let req: UpdateStatus = parse_json(&body)?;
-    let status = DeployStatus::parse(&req.status).ok_or_else(|| {
-        ApiError::Unprocessable(format!(
-            "invalid status {:?}: use one of not_started, starting, in_progress, complete, stopped, failed",
-            req.status
-        ))
-    })?;
     // No deploy lock: a deployment reporting must not wait for another API's stop. The
     // writes below are guarded by the deployment number instead.
     let row = job_model(&state, &job, None).await?;
-    if job.0.deployment.is_none() {
+    let req: UpdateStatus = body_or_default(&body)?;
+    let status = parse_status(&req.status)?;
+    let Some(deployment) = job.0.deployment else {
         return finish_save(&state, &row, status).await;
-    }
-    if !matches!(
-        status,
-        DeployStatus::InProgress | DeployStatus::Complete | DeployStatus::Failed
-    ) {
+    };
+    if deployment != row.deployment {
         return Err(ApiError::Conflict(format!(
-            "a deployment cannot set its own status to {}; it reports in_progress, complete or failed",
-            status.as_str()
+            "this token belongs to deployment {deployment} of model {}, which a newer deployment ({}) superseded",
+            row.id, row.deployment
         )));
     }
-    if row.deploy_status == DeployStatus::Stopped {
-        return Err(ApiError::Conflict(format!(
-            "model {} was undeployed (stopped); its deployment cannot set it {}",
-            row.id,
-            status.as_str()
-        )));
+    if row.deploy_status == DeployStatus::Stopped && !row.reported() {
+        return Err(undeployed(&row, status));
     }
-    if job.0.deployment.is_some_and(|d| d != row.deployment) {
-        return Err(ApiError::Conflict(format!(
-            "this token belongs to deployment {} of model {}, which a newer deployment ({}) superseded",
-            job.0.deployment.unwrap_or_default(),
-            row.id,
-            row.deployment
-        )));
-    }
-    let (id, deployment) = (row.id.clone(), row.deployment);
-    let metadata = match &req.metadata {
+    let id = row.id.clone();
+    // `{}` or no metadata leaves what is stored.
+    let metadata = match req.metadata.as_ref().filter(|m| !is_empty_object(m)) {
         Some(m) => Some(serde_json::to_string(m).map_err(|e| ApiError::Internal(e.to_string()))?),
         None => None,
     };
-    // `complete` is what the server sees, not only what a replica says: until the version
-    // answers through the gateway it stays `starting` (the watcher records `complete` then).
-    let serving = state
-        .deployments
-        .get(&row.name)
-        .is_some_and(|live| live.versions.newest().is_ready());
-    let record = status != DeployStatus::Complete || serving;
     let message = req.message.clone();
     let written = state
         .store
         .call(move |c| {
+            if !models::report_status(c, &id, deployment, status)? {
+                return Ok(false);
+            }
             if let Some(m) = &metadata {
                 models::set_metadata(c, &id, m)?;
             }
@@ -104,10 +82,7 @@ pub async fn update_status(
                 };
                 deploy_logs::add(c, &id, deployment, level, text)?;
             }
-            if !record {
-                return Ok(true);
-            }
-            models::set_status_of_deployment(c, &id, deployment, status)
+            Ok(true)
         })
         .await?;
     if !written {
@@ -117,6 +92,47 @@ pub async fn update_status(
         )));
     }
     Ok(empty())
+}
+
+/// `POST /api/v2/train/update-status` (a saved model's update token): `complete` makes the
+/// saved model deployable (again and again while the token lives), `in_progress` changes
+/// nothing. This is how Model Bazaar's deployment job completes a save.
+pub async fn train_update_status(
+    State(state): State<AppState>,
+    job: JobAuth,
+    body: Bytes,
+) -> Result<Json<Value>, ApiError> {
+    let row = job_model(&state, &job, None).await?;
+    let req: UpdateStatus = body_or_default(&body)?;
+    let status = parse_status(&req.status)?;
+    if job.0.deployment.is_some() || job.0.job_id.is_some() {
+        return Err(ApiError::Forbidden(
+            "this is a deployment's job token: a deployment reports at /api/v2/deploy/update-status; /api/v2/train/update-status takes a saved model's update token".into(),
+        ));
+    }
+    finish_save(&state, &row, status).await
+}
+
+/// A status string of the seed (422 otherwise).
+fn parse_status(raw: &str) -> Result<DeployStatus, ApiError> {
+    DeployStatus::parse(raw).ok_or_else(|| {
+        ApiError::Unprocessable(format!(
+            "invalid status {raw:?}: use one of not_started, starting, in_progress, complete, stopped, failed"
+        ))
+    })
+}
+
+/// 409: the model was undeployed, so its deployment's job no longer reports.
+fn undeployed(row: &ModelRow, status: DeployStatus) -> ApiError {
+    ApiError::Conflict(format!(
+        "model {} was undeployed (stopped); its deployment cannot set it {}",
+        row.id,
+        status.as_str()
+    ))
+}
+
+fn is_empty_object(v: &Value) -> bool {
+    v.as_object().is_some_and(|o| o.is_empty()) || v.is_null()
 }
 
 /// `update-status` with a saved model's update token: `complete` makes it deployable.
@@ -148,19 +164,27 @@ pub async fn log(
     job: JobAuth,
     body: Bytes,
 ) -> Result<Json<Value>, ApiError> {
-    let req: JobLog = parse_json(&body)?;
-    let level = deploy_logs::Level::parse(&req.level).ok_or_else(|| {
-        ApiError::Unprocessable(format!(
-            "invalid log level {:?}: use \"warning\" or \"error\"",
-            req.level
-        ))
-    })?;
     let Some(deployment) = job.0.deployment else {
         return Err(ApiError::Forbidden(
             "an update token only uploads its saved model's files and marks it complete; log with the deployment's job token".into(),
         ));
     };
     let row = job_model(&state, &job, None).await?;
+    let req: JobLog = body_or_default(&body)?;
+    let level = deploy_logs::Level::parse(&req.level).ok_or_else(|| {
+        ApiError::Unprocessable(format!(
+            "invalid log level {:?}: use \"warning\" or \"error\"",
+            req.level
+        ))
+    })?;
+    if deployment != row.deployment
+        || (row.deploy_status == DeployStatus::Stopped && !row.reported())
+    {
+        return Err(ApiError::Conflict(format!(
+            "deployment {deployment} of model {} is no longer current (superseded or undeployed); it logs no more",
+            row.id
+        )));
+    }
     let id = row.id.clone();
     state
         .store

@@ -3,14 +3,17 @@
 //! the internal routes a deployment's replicas call with their job token.
 //!
 //! `deploy.rs` holds the user routes (deploy, undeploy, status, logs), `internal.rs` the routes
-//! a deployment calls with its job token, `save.rs` saving a model and its update token.
+//! a deployment calls with its job token, `save.rs` saving a model and its update token,
+//! `model.rs` a model's train status and the caller's permissions on it.
 
 mod deploy;
 mod internal;
+mod model;
 mod save;
 
 pub use deploy::{deploy, deploy_logs, deploy_status, undeploy};
-pub use internal::{log, status_internal, status_internal_of, update_status};
+pub use internal::{log, status_internal, status_internal_of, train_update_status, update_status};
+pub use model::{permissions, train_status};
 pub use save::{save, save_files};
 
 use axum::Json;
@@ -28,6 +31,18 @@ use crate::store::{models, ModelRow};
 /// `{}`: what the Model Bazaar API answers when there is nothing to say.
 pub(super) fn empty() -> Json<Value> {
     Json(json!({}))
+}
+
+/// A Model Bazaar body: an empty or `null` body is `T`'s default (`{}`); otherwise a JSON
+/// object (fields it does not know are ignored, as upstream's server does).
+pub(super) fn body_or_default<T: serde::de::DeserializeOwned + Default>(
+    body: &[u8],
+) -> Result<T, ApiError> {
+    let text = body.trim_ascii();
+    if text.is_empty() || text == b"null" {
+        return Ok(T::default());
+    }
+    crate::server::routes::parse_json(body)
 }
 
 /// The model id of a path: a UUID (400 otherwise).

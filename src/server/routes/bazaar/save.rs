@@ -6,12 +6,11 @@ use axum::extract::{Path, State};
 use axum::Json;
 use serde_json::Value;
 
-use super::{empty, job_model, load_model, model_for, model_id};
+use super::{body_or_default, empty, job_model, load_model, model_for, model_id};
 use crate::api::{SaveAnswer, SaveRequest};
 use crate::server::access::Level;
 use crate::server::auth::{AuthCaller, JobAuth};
 use crate::server::error::ApiError;
-use crate::server::routes::parse_json;
 use crate::server::state::AppState;
 use crate::server::tokens::Identity;
 use crate::server::versions;
@@ -79,34 +78,56 @@ pub async fn save(
             (base, caller.user.id.clone(), owns)
         }
     };
-    let req: SaveRequest = parse_json(&body)?;
-    crate::spec::check_api_name(&req.model_name)
+    let req: SaveRequest = body_or_default(&body)?;
+    let given = req.model_name;
+    crate::spec::check_given_name(&given)
         .map_err(|e| ApiError::Unprocessable(format!("model_name: {e}")))?;
     let mut spec: crate::spec::ApiSpec = serde_json::from_str(&base.spec_json)
         .map_err(|e| ApiError::Internal(format!("the spec of {} is unreadable: {e}", base.name)))?;
-    spec.name = req.model_name.clone();
-    spec.networking.endpoint = format!("/{}", req.model_name);
     if let (false, Some(predictor)) = (inherits_env, spec.predictor.as_mut()) {
         predictor.env.clear();
     }
-    let spec_json = serde_json::to_string(&spec).map_err(|e| ApiError::Internal(e.to_string()))?;
     let _changing = state.changes.lock().await;
-    let paths = state.store.call(|c| models::list(c)).await?;
-    if let Some(other) = paths
+    let rows = state.store.call(|c| models::list(c)).await?;
+    if let Some(other) = rows
         .iter()
-        .find(|o| versions::paths_of(o).contains(&spec.networking.endpoint))
+        .find(|o| o.name == given || o.given_name.as_deref() == Some(given.as_str()))
     {
         return Err(ApiError::Conflict(format!(
-            "{} already serves api {}; choose another model_name",
-            spec.networking.endpoint, other.name
+            "a model named {given:?} already exists (model {}); choose another model_name",
+            other.id
         )));
     }
+    // A name that is not a route segment is routed by one derived from it (see the README).
+    let taken = |name: &str| {
+        let path = format!("/{name}");
+        rows.iter()
+            .any(|o| o.name == name || versions::paths_of(o).contains(&path))
+    };
+    let salt = uuid::Uuid::new_v4().simple().to_string();
+    let name = crate::spec::route_name(&given, &salt, taken);
+    if taken(&name) {
+        return Err(ApiError::Conflict(format!(
+            "/{name} already serves another api; choose another model_name"
+        )));
+    }
+    spec.name = name.clone();
+    spec.networking.endpoint = format!("/{name}");
+    let spec_json = serde_json::to_string(&spec).map_err(|e| ApiError::Internal(e.to_string()))?;
+    let given_name = (given != name).then_some(given);
     let expires_at = crate::clock::now() + update_token_lifetime();
     let answer = state
         .store
         .call(move |c| {
-            let saved =
-                models::create_saved(c, &base, &req.model_name, &owner, &spec_json, inherits_env)?;
+            let saved = models::create_saved(
+                c,
+                &base,
+                &name,
+                given_name.as_deref(),
+                &owner,
+                &spec_json,
+                inherits_env,
+            )?;
             let update_token = crate::store::users::issue_update_token(c, &saved.id, expires_at)?;
             Ok(SaveAnswer {
                 model_id: saved.id,
