@@ -365,8 +365,8 @@ fn get_status(s: &Server, id: &str) -> Value {
 }
 
 #[test]
-fn the_deployment_jobs_word_on_its_status_stands_and_its_token_outlives_its_shutdown() {
-    let s = Server::start_with("127.0.0.1:0", &[("CORTEX_JOB_TOKEN_GRACE_SECS", "3")]);
+fn the_deployment_job_reports_every_seed_status_and_complete_before_ready_is_kept() {
+    let s = Server::start();
     let job = Job::new(&s, "job");
     s.ok(&job.dir, &["deploy", "-y"]);
     let id = s.wait_status("job", "live")["model_id"]
@@ -428,6 +428,19 @@ fn the_deployment_jobs_word_on_its_status_stands_and_its_token_outlives_its_shut
         s.api_json("job").unwrap()["deployment"]["metadata"],
         json!({"k": "v"})
     );
+}
+
+#[test]
+fn a_retired_deployments_token_reads_its_status_from_its_shutdown_hook_then_ends() {
+    let s = Server::start_with("127.0.0.1:0", &[("CORTEX_JOB_TOKEN_GRACE_SECS", "3")]);
+    let job = Job::new(&s, "job");
+    s.ok(&job.dir, &["deploy", "-y"]);
+    let id = s.wait_status("job", "live")["model_id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let first_token = job.read("token").unwrap();
+    let update = format!("{}/api/v2/deploy/update-status", s.url);
 
     // A redeploy: the old replica's shutdown hook still reads the status; its writes are 409.
     job.configure("job", "2");
