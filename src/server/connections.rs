@@ -26,6 +26,9 @@ use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
+use super::head_guard::{self, HeadGuard};
+use super::limits::MAX_HEADER_FIELDS;
+
 /// How the server treats its clients' connections (`cortex server` flags).
 #[derive(Debug, Clone, Copy)]
 pub struct ConnectionLimits {
@@ -78,8 +81,12 @@ pub async fn serve(
     let permits = Arc::new(Semaphore::new(limits.max_connections));
     let connections = TaskTracker::new();
     let mut http = hyper::server::conn::http1::Builder::new();
+    // Half-close: a client's end of input (or the head guard's, at a refused head) does not
+    // cancel the answer in flight.
     http.timer(TokioTimer::new())
-        .header_read_timeout(limits.header_read_timeout);
+        .header_read_timeout(limits.header_read_timeout)
+        .half_close(true)
+        .max_headers(MAX_HEADER_FIELDS);
     loop {
         let permit = tokio::select! {
             p = permits.clone().acquire_owned() => p.expect("the semaphore is never closed"),
@@ -102,6 +109,7 @@ pub async fn serve(
         let io = TokioIo::new(Tracked {
             inner: tcp,
             activity: activity.clone(),
+            guard: HeadGuard::default(),
         });
         let service = Counted {
             app: app.clone(),
@@ -163,14 +171,28 @@ impl hyper::service::Service<hyper::Request<Incoming>> for Counted {
 }
 
 /// Runs one connection until it ends: closed gracefully when the server shuts down or when
-/// it has been idle for `idle_timeout`.
+/// it has been idle for `idle_timeout`; a head the guard refused is answered once hyper is
+/// done with the connection.
 async fn drive(
-    conn: Connection,
+    mut conn: Connection,
     activity: Arc<Activity>,
     idle_timeout: Duration,
     shutdown: CancellationToken,
 ) {
-    tokio::pin!(conn);
+    serve_until_done(&mut conn, activity, idle_timeout, shutdown).await;
+    let mut tracked = conn.into_parts().io.into_inner();
+    if let Some(refusal) = tracked.guard.refusal().cloned() {
+        head_guard::answer(&mut tracked.inner, &refusal).await;
+    }
+}
+
+async fn serve_until_done(
+    conn: &mut Connection,
+    activity: Arc<Activity>,
+    idle_timeout: Duration,
+    shutdown: CancellationToken,
+) {
+    let mut conn = Pin::new(conn);
     let mut tick = tokio::time::interval((idle_timeout / 4).max(Duration::from_millis(10)));
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut seen = activity.io.load(Ordering::Relaxed);
@@ -222,10 +244,12 @@ impl Drop for Busy {
     }
 }
 
-/// A TCP stream that counts the reads and writes that moved bytes.
+/// A TCP stream that counts the reads and writes that moved bytes; its reads pass through
+/// the head guard.
 struct Tracked {
     inner: TcpStream,
     activity: Arc<Activity>,
+    guard: HeadGuard,
 }
 
 impl Tracked {
@@ -243,9 +267,18 @@ impl AsyncRead for Tracked {
         cx: &mut Context<'_>,
         buf: &mut ReadBuf<'_>,
     ) -> Poll<io::Result<()>> {
-        let this = self.get_mut();
-        let polled = Pin::new(&mut this.inner).poll_read(cx, buf);
-        this.moved(polled)
+        let Tracked {
+            inner,
+            activity,
+            guard,
+        } = self.get_mut();
+        guard.poll_read(cx, buf, &mut |cx, buf| {
+            let polled = Pin::new(&mut *inner).poll_read(cx, buf);
+            if let Poll::Ready(Ok(())) = polled {
+                activity.io.fetch_add(1, Ordering::Relaxed);
+            }
+            polled
+        })
     }
 }
 
@@ -278,8 +311,13 @@ impl AsyncWrite for Tracked {
         Pin::new(&mut self.get_mut().inner).poll_flush(cx)
     }
 
+    /// Left to the connection's driver after a refused head: it answers, then shuts down.
     fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.get_mut().inner).poll_shutdown(cx)
+        let this = self.get_mut();
+        if this.guard.refusal().is_some() {
+            return Poll::Ready(Ok(()));
+        }
+        Pin::new(&mut this.inner).poll_shutdown(cx)
     }
 }
 

@@ -4,10 +4,18 @@
 pub const MAX_BUNDLE_BYTES: usize = 512 * 1024 * 1024;
 /// The largest prediction request body the gateway accepts.
 pub const MAX_PREDICTION_BYTES: usize = 64 * 1024 * 1024;
+// The limits on a request's head, enforced by `head_guard` before hyper sees the head. Each
+// is below hyper's own (a target of 65,534 bytes, a head of about 408 KiB, 100 fields),
+// which would answer a bare status with no body.
+
 /// The longest request target (path and query) the server answers; longer ones get a JSON
-/// 414. hyper answers 414 itself, with no body, past 65,534 bytes.
+/// 414.
 pub const MAX_URI_BYTES: usize = 16 * 1024;
 /// The most bytes of header fields (names and values) a request may carry; more get a JSON
-/// 431. hyper answers 431 itself, with no body, to a head past about 408 KiB or with more than
-/// 100 header fields.
+/// 431.
 pub const MAX_HEADER_BYTES: usize = 64 * 1024;
+/// The most header fields a request may carry; more get a JSON 431 (hyper is told the same).
+pub const MAX_HEADER_FIELDS: usize = 100;
+/// The largest request head: the target and the fields at their limits, with room for the
+/// method, the version and each field's separators and spaces; larger gets a JSON 431.
+pub const MAX_HEAD_BYTES: usize = MAX_URI_BYTES + MAX_HEADER_BYTES + 8 * 1024;

@@ -15,7 +15,7 @@ pub mod endpoints;
 pub mod error;
 pub mod fetch;
 pub mod gateway;
-pub mod head_limits;
+pub mod head_guard;
 pub mod isolation;
 pub mod jobs;
 pub mod json_errors;

@@ -1,8 +1,12 @@
-//! Honest answers at the edges: request heads too large, bodies that are not objects, paths
-//! named as given, paths under a BatchAPI's, TrafficSplitters over APIs their creator cannot
-//! read, and a batch whose lease lapsed.
+//! Honest answers at the edges: request heads too large or not HTTP at all (on any request
+//! of a connection), bodies that are not objects, paths named as given, paths under a
+//! BatchAPI's, TrafficSplitters over APIs their creator cannot read, and a batch whose lease
+//! lapsed.
 
+use std::io::{Read, Write};
+use std::net::TcpStream;
 use std::path::Path;
+use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
 
@@ -67,6 +71,212 @@ fn an_oversized_uri_or_header_gets_a_json_414_or_431() {
             "{body}"
         );
     }
+}
+
+/// One answer read off a raw connection.
+#[derive(Debug)]
+struct RawAnswer {
+    status_line: String,
+    /// The header fields, lower-cased.
+    head: String,
+    body: String,
+}
+
+impl RawAnswer {
+    fn json(&self) -> Value {
+        serde_json::from_str(&self.body)
+            .unwrap_or_else(|_| panic!("an answer that is not JSON: {self:?}"))
+    }
+}
+
+/// Sends `bytes` on a fresh connection (from another thread, so a server that stops reading
+/// cannot stall the test) and reads until the server closes it; the answers, in order.
+fn exchange(s: &Server, bytes: Vec<u8>) -> Vec<RawAnswer> {
+    let port: u16 = s.url.rsplit(':').next().unwrap().parse().unwrap();
+    let mut conn = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    let mut writer = conn.try_clone().unwrap();
+    let sending = std::thread::spawn(move || {
+        let _ = writer.write_all(&bytes);
+    });
+    conn.set_read_timeout(Some(Duration::from_millis(200)))
+        .unwrap();
+    let started = Instant::now();
+    let (mut got, mut buf) = (Vec::new(), [0u8; 8192]);
+    loop {
+        assert!(
+            started.elapsed() < Duration::from_secs(20),
+            "the server did not close the connection; so far: {:?}",
+            String::from_utf8_lossy(&got)
+        );
+        match conn.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => got.extend_from_slice(&buf[..n]),
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                ) => {}
+            Err(e) => panic!("{e} after {:?}", String::from_utf8_lossy(&got)),
+        }
+    }
+    sending.join().unwrap();
+    answers(&got)
+}
+
+/// Splits what a server sent into answers (each with a content-length).
+fn answers(mut got: &[u8]) -> Vec<RawAnswer> {
+    let mut out = Vec::new();
+    while !got.is_empty() {
+        let text = String::from_utf8_lossy(got).to_string();
+        let end = text
+            .find("\r\n\r\n")
+            .unwrap_or_else(|| panic!("no head in {text:?}"));
+        let (status_line, head) = text[..end].split_once("\r\n").unwrap_or((&text[..end], ""));
+        let head = head.to_ascii_lowercase();
+        let length: usize = head
+            .lines()
+            .find_map(|l| l.strip_prefix("content-length: "))
+            .unwrap_or_else(|| panic!("no content-length in {text:?}"))
+            .parse()
+            .unwrap();
+        let body = got[end + 4..end + 4 + length].to_vec();
+        out.push(RawAnswer {
+            status_line: status_line.to_string(),
+            head,
+            body: String::from_utf8(body).unwrap(),
+        });
+        got = &got[end + 4 + length..];
+    }
+    out
+}
+
+/// `answer` is the server's JSON refusal with `status_line` and `kind`, whose message says
+/// `says`, and the connection's last.
+fn assert_refused_with(answer: &RawAnswer, status_line: &str, kind: &str, says: &str) {
+    assert_eq!(answer.status_line, status_line, "{answer:?}");
+    assert!(
+        answer.head.contains("content-type: application/json"),
+        "{answer:?}"
+    );
+    assert!(answer.head.contains("connection: close"), "{answer:?}");
+    let body = answer.json();
+    assert_eq!(body["kind"], kind, "{body}");
+    let message = body["message"].as_str().unwrap();
+    assert!(message.contains(says), "{message}");
+    assert!(
+        !message.contains('/') || !message.contains("/tmp"),
+        "{message}"
+    );
+}
+
+fn get_with(target: &str, fields: &str) -> Vec<u8> {
+    format!("GET {target} HTTP/1.1\r\nhost: x\r\n{fields}\r\n").into_bytes()
+}
+
+#[test]
+fn a_head_past_hypers_limits_gets_a_json_431_or_414_and_the_connection_closes() {
+    let s = Server::start();
+    let huge = format!("x-big: {}\r\n", "y".repeat(500 * 1024));
+    let many: String = (0..150).map(|i| format!("x-field-{i}: v\r\n")).collect();
+    let target = format!("/{}", "t".repeat(69_999));
+    let cases = [
+        (
+            get_with("/healthz", &huge),
+            "431 Request Header Fields Too Large",
+            "headers_too_large",
+            "the request's head is more than",
+        ),
+        (
+            get_with("/healthz", &many),
+            "431 Request Header Fields Too Large",
+            "headers_too_large",
+            "has 151 header fields, more than the limit of 100",
+        ),
+        (
+            get_with(&target, ""),
+            "414 URI Too Long",
+            "uri_too_long",
+            "are 70000 bytes, more than the limit of 16384",
+        ),
+    ];
+    for (request, status, kind, says) in cases {
+        let got = exchange(&s, request);
+        assert_eq!(got.len(), 1, "{got:?}");
+        assert_refused_with(&got[0], &format!("HTTP/1.1 {status}"), kind, says);
+    }
+}
+
+#[test]
+fn bytes_that_are_not_http_get_a_json_400_that_says_what_they_looked_like() {
+    let s = Server::start();
+    let mut tls = b"\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03".to_vec();
+    tls.extend_from_slice(&[7u8; 32]);
+    let cases: [(Vec<u8>, &str); 3] = [
+        (
+            tls,
+            "TLS handshake, but this port speaks plain HTTP; use http://",
+        ),
+        (
+            b"hello\r\n\r\n".to_vec(),
+            "the request line \"hello\" is not an HTTP request line",
+        ),
+        (
+            b"GET /\r\n\r\n".to_vec(),
+            "the request line \"GET /\" does not read `METHOD /path HTTP/1.1`",
+        ),
+    ];
+    for (request, says) in cases {
+        let got = exchange(&s, request);
+        assert_eq!(got.len(), 1, "{got:?}");
+        assert_refused_with(&got[0], "HTTP/1.1 400 Bad Request", "bad_request", says);
+    }
+}
+
+#[test]
+fn a_bad_head_after_a_request_with_a_body_on_a_keep_alive_connection_gets_a_json_answer() {
+    let s = Server::start();
+    let auth = format!("authorization: Bearer {}\r\n", s.token);
+    let with_length = format!(
+        "POST /api/v2/tokens HTTP/1.1\r\nhost: x\r\n{auth}content-type: application/json\r\ncontent-length: 2\r\n\r\n{{}}"
+    );
+    let chunked = format!(
+        "POST /api/v2/tokens HTTP/1.1\r\nhost: x\r\n{auth}content-type: application/json\r\ntransfer-encoding: chunked\r\n\r\n1;part=one\r\n{{\r\n1\r\n}}\r\n0\r\nx-trailer: t\r\n\r\n"
+    );
+    let many: String = (0..150).map(|i| format!("x-field-{i}: v\r\n")).collect();
+    let huge = format!("x-big: {}\r\n", "y".repeat(500 * 1024));
+    for first in [with_length, chunked] {
+        for (bad, status) in [
+            (get_with("/healthz", &many), "431"),
+            (get_with("/healthz", &huge), "431"),
+            (b"hello\r\n\r\n".to_vec(), "400"),
+        ] {
+            let mut request = first.clone().into_bytes();
+            request.extend_from_slice(&get_with("/healthz", ""));
+            request.extend_from_slice(&bad);
+            let got = exchange(&s, request);
+            let statuses: Vec<&str> = got.iter().map(|a| &a.status_line[9..12]).collect();
+            assert_eq!(statuses, ["200", "200", status], "{got:?}");
+            assert!(got[2].json()["kind"].is_string(), "{got:?}");
+            assert!(got[2].head.contains("connection: close"), "{got:?}");
+        }
+    }
+}
+
+#[test]
+fn a_bad_head_on_a_gateway_path_is_answered_by_the_server() {
+    let s = Server::start();
+    let many: String = (0..150).map(|i| format!("x-field-{i}: v\r\n")).collect();
+    let request = format!(
+        "POST /no-such-api HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\ncontent-length: 2\r\n{many}\r\n{{}}"
+    );
+    let got = exchange(&s, request.into_bytes());
+    assert_eq!(got.len(), 1, "{got:?}");
+    assert_refused_with(
+        &got[0],
+        "HTTP/1.1 431 Request Header Fields Too Large",
+        "headers_too_large",
+        "more than the limit of 100",
+    );
 }
 
 #[test]

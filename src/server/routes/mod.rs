@@ -102,7 +102,6 @@ pub fn router(state: AppState) -> Router {
         .layer(axum::middleware::map_response(json_errors::ensure_json))
         .fallback(jobs::fallback)
         .layer(DefaultBodyLimit::max(MAX_PREDICTION_BYTES))
-        .layer(axum::middleware::from_fn(super::head_limits::check))
         .with_state(state)
 }
 
