@@ -245,6 +245,13 @@ class TestBasics(ShimTestCase):
         self.assertEqual(ctype, "application/json")
         self.assertEqual(json.loads(body), {"status": "ok"})
 
+    def test_health_as_model_bazaar_deployments_answer_it(self):
+        for path in ("/health", "/health?probe=1"):
+            status, ctype, body = self.shim.request("GET", path)
+            self.assertEqual(status, 200)
+            self.assertEqual(ctype, "application/json")
+            self.assertEqual(json.loads(body), {"status": "success"})
+
     def test_get_other_path(self):
         for path in ("/", "/echo-api", "/anything?x=1"):
             status, ctype, body = self.shim.request("GET", path)
