@@ -30,7 +30,73 @@ pub(crate) struct Located {
     pub endpoint_pos: Option<Pos>,
 }
 
-pub(crate) fn api(node: &Node) -> Result<Located, Problem> {
+pub(crate) fn api(node: &Node) -> Result<Located, Vec<Problem>> {
+    let (sec, name, name_pos, kind) = head(node).map_err(|p| vec![p])?;
+    if kind == ApiKind::TrafficSplitter {
+        return traffic_splitter(&sec, name, name_pos).map_err(|p| vec![p]);
+    }
+    if sec.has("apis") {
+        return Err(vec![Problem::new(
+            sec.key_pos("apis"),
+            "apis",
+            "is only for TrafficSplitters; remove it, or set \"kind: TrafficSplitter\"",
+        )]);
+    }
+    // Each section is checked whatever the others hold: every problem is reported at once.
+    let mut problems = Vec::new();
+    let predictor = keep(predictor(&sec), &mut problems);
+    let compute = keep(compute(&sec), &mut problems);
+    let (autoscaling, update_strategy) = match kind {
+        ApiKind::RealtimeAPI => {
+            let target = predictor.as_ref().map_or(1.0, |p| {
+                f64::from(p.processes_per_replica) * f64::from(p.threads_per_process)
+            });
+            (
+                keep(autoscaling(&sec, target), &mut problems),
+                keep(update_strategy(&sec), &mut problems),
+            )
+        }
+        ApiKind::BatchAPI | ApiKind::TrafficSplitter => {
+            for (key, why) in [
+                ("autoscaling", "a BatchAPI's workers are set per job"),
+                ("update_strategy", "a BatchAPI has no replicas to update"),
+                ("monitoring", "it is not collected for batch jobs"),
+            ] {
+                keep(realtime_only(&sec, key, why), &mut problems);
+            }
+            (None, None)
+        }
+    };
+    let networking = keep(networking(&sec, &name), &mut problems);
+    let monitoring = keep(monitoring(&sec), &mut problems);
+    let (Some(predictor), Some(compute), Some((networking, endpoint_pos)), Some(monitoring)) =
+        (predictor, compute, networking, monitoring)
+    else {
+        return Err(problems);
+    };
+    if !problems.is_empty() {
+        return Err(problems);
+    }
+    Ok(Located {
+        spec: ApiSpec {
+            name,
+            kind,
+            predictor: Some(predictor),
+            apis: Vec::new(),
+            compute,
+            autoscaling,
+            update_strategy,
+            networking,
+            monitoring,
+        },
+        name_pos,
+        endpoint_pos,
+    })
+}
+
+/// What an API is before its sections: its keys, name and kind. A problem here stops the
+/// API's checks (the sections' rules depend on its kind).
+fn head(node: &Node) -> Result<(Section<'_>, String, Pos, ApiKind), Problem> {
     // A wrong kind explains the keys that follow (e.g. a TrafficSplitter's `apis`), so it is
     // reported before them.
     if let Some(kind_node) = raw_value(node, "kind") {
@@ -45,58 +111,12 @@ pub(crate) fn api(node: &Node) -> Result<Located, Problem> {
         return Err(Problem::new(name_node.pos, "name", message));
     }
     let kind = kind(sec.require("kind", "add \"kind: RealtimeAPI\" or \"kind: BatchAPI\"")?)?;
-    if kind == ApiKind::TrafficSplitter {
-        return traffic_splitter(&sec, name, name_node.pos);
-    }
-    if sec.has("apis") {
-        return Err(Problem::new(
-            sec.key_pos("apis"),
-            "apis",
-            "is only for TrafficSplitters; remove it, or set \"kind: TrafficSplitter\"",
-        ));
-    }
-    let predictor = predictor(&sec)?;
-    let compute = compute(&sec)?;
+    Ok((sec, name, name_node.pos, kind))
+}
 
-    let (autoscaling, update_strategy) = match kind {
-        ApiKind::RealtimeAPI => {
-            let target = f64::from(predictor.processes_per_replica)
-                * f64::from(predictor.threads_per_process);
-            (
-                Some(autoscaling(&sec, target)?),
-                Some(update_strategy(&sec)?),
-            )
-        }
-        ApiKind::BatchAPI | ApiKind::TrafficSplitter => {
-            realtime_only(&sec, "autoscaling", "a BatchAPI's workers are set per job")?;
-            realtime_only(
-                &sec,
-                "update_strategy",
-                "a BatchAPI has no replicas to update",
-            )?;
-            realtime_only(&sec, "monitoring", "it is not collected for batch jobs")?;
-            (None, None)
-        }
-    };
-
-    let (networking, endpoint_pos) = networking(&sec, &name)?;
-    let monitoring = monitoring(&sec)?;
-
-    Ok(Located {
-        spec: ApiSpec {
-            name,
-            kind,
-            predictor: Some(predictor),
-            apis: Vec::new(),
-            compute,
-            autoscaling,
-            update_strategy,
-            networking,
-            monitoring,
-        },
-        name_pos: name_node.pos,
-        endpoint_pos,
-    })
+/// `result`'s value, or `None` with its problem added to `problems`.
+fn keep<T>(result: Result<T, Problem>, problems: &mut Vec<Problem>) -> Option<T> {
+    result.map_err(|p| problems.push(p)).ok()
 }
 
 /// A TrafficSplitter: `apis` and `networking`, nothing that runs.
@@ -323,7 +343,9 @@ mod tests {
     }
 
     fn parse(yaml: &str) -> Result<ApiSpec, Problem> {
-        api(&load(yaml).unwrap().unwrap()).map(|l| l.spec)
+        api(&load(yaml).unwrap().unwrap())
+            .map(|l| l.spec)
+            .map_err(|mut problems| problems.remove(0))
     }
 
     fn message(yaml: &str) -> String {

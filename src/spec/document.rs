@@ -7,7 +7,14 @@ use super::node::{Node, Pos, Value};
 use super::problem::{quote, Problem};
 use super::types::ApiSpec;
 
-pub(crate) fn apis(root: Option<&Node>) -> Result<Vec<ApiSpec>, Problem> {
+/// The file's APIs; every problem found, in file order (each API's sections are all checked,
+/// whatever the other APIs hold).
+pub(crate) fn apis(root: Option<&Node>) -> Result<Vec<ApiSpec>, Vec<Problem>> {
+    list(root).map_err(|p| vec![p]).and_then(each_api)
+}
+
+/// The items of the list of APIs.
+fn list(root: Option<&Node>) -> Result<&[Node], Problem> {
     let start = Pos { line: 1, column: 1 };
     let root = match root {
         Some(node) if !node.is_null() => node,
@@ -31,14 +38,19 @@ pub(crate) fn apis(root: Option<&Node>) -> Result<Vec<ApiSpec>, Problem> {
     if items.is_empty() {
         return Err(no_apis(root.pos));
     }
+    Ok(items)
+}
 
+/// Each item as an API, names and endpoints unique.
+fn each_api(items: &[Node]) -> Result<Vec<ApiSpec>, Vec<Problem>> {
     let mut specs = Vec::with_capacity(items.len());
+    let mut problems = Vec::new();
     // name → line; endpoint → (line, api name)
     let mut names: HashMap<String, usize> = HashMap::new();
     let mut endpoints: HashMap<String, (usize, String)> = HashMap::new();
     for (index, item) in items.iter().enumerate() {
         if !matches!(item.value, Value::Map(_)) {
-            return Err(Problem::new(
+            problems.push(Problem::new(
                 item.pos,
                 "",
                 format!(
@@ -47,6 +59,7 @@ pub(crate) fn apis(root: Option<&Node>) -> Result<Vec<ApiSpec>, Problem> {
                     item.describe()
                 ),
             ));
+            continue;
         }
         let name = label(item);
         let with_api = |mut problem: Problem| {
@@ -59,7 +72,13 @@ pub(crate) fn apis(root: Option<&Node>) -> Result<Vec<ApiSpec>, Problem> {
             spec,
             name_pos,
             endpoint_pos,
-        } = api(item).map_err(with_api)?;
+        } = match api(item) {
+            Ok(located) => located,
+            Err(found) => {
+                problems.extend(found.into_iter().map(with_api));
+                continue;
+            }
+        };
 
         if let Some(first) = names.insert(spec.name.clone(), name_pos.line) {
             // A name merged in from an anchor sits where the anchor is: point at this API.
@@ -68,7 +87,7 @@ pub(crate) fn apis(root: Option<&Node>) -> Result<Vec<ApiSpec>, Problem> {
             } else {
                 name_pos
             };
-            return Err(Problem::new(
+            problems.push(Problem::new(
                 at,
                 "name",
                 format!(
@@ -76,6 +95,7 @@ pub(crate) fn apis(root: Option<&Node>) -> Result<Vec<ApiSpec>, Problem> {
                     quote(&spec.name)
                 ),
             ));
+            continue;
         }
         let endpoint = &spec.networking.endpoint;
         let line = endpoint_pos.unwrap_or(name_pos).line;
@@ -85,7 +105,7 @@ pub(crate) fn apis(root: Option<&Node>) -> Result<Vec<ApiSpec>, Problem> {
             } else {
                 format!("{} (the default, from the name)", quote(endpoint))
             };
-            return Err(with_api(Problem::new(
+            problems.push(with_api(Problem::new(
                 endpoint_pos.unwrap_or(name_pos),
                 "networking.endpoint",
                 format!(
@@ -94,11 +114,16 @@ pub(crate) fn apis(root: Option<&Node>) -> Result<Vec<ApiSpec>, Problem> {
                     quote(other)
                 ),
             )));
+            continue;
         }
         endpoints.insert(endpoint.clone(), (line, spec.name.clone()));
         specs.push(spec);
     }
-    Ok(specs)
+    if problems.is_empty() {
+        Ok(specs)
+    } else {
+        Err(problems)
+    }
 }
 
 fn no_apis(pos: Pos) -> Problem {
@@ -138,8 +163,9 @@ mod tests {
     use super::super::load::load;
     use super::*;
 
+    /// The first problem.
     fn parse(yaml: &str) -> Result<Vec<ApiSpec>, Problem> {
-        apis(load(yaml).unwrap().as_ref())
+        apis(load(yaml).unwrap().as_ref()).map_err(|mut found| found.remove(0))
     }
 
     const API: &str = "kind: RealtimeAPI\n  predictor: {type: python, path: p.py}";

@@ -12,7 +12,8 @@
 //! - `section`: a mapping whose keys are checked against `schema` (unknown keys get the nearest
 //!   valid key from `suggest`), with typed lookups; `quantity`: cpu, memory, durations, surges.
 //!
-//! The first problem found is returned as a [`SpecError`], e.g.
+//! Every problem found is returned at once, as a compiler does, in a [`SpecError`], one line
+//! each, e.g.
 //! `cortex.yaml:5:5: api "iris": predictor.typ: unknown key; did you mean "type"?`.
 
 mod api;
@@ -39,9 +40,9 @@ pub use types::*;
 
 use std::path::Path;
 
-/// A problem with a `cortex.yaml`, located in the file.
+/// The problems of a `cortex.yaml`, located in the file: the first one, and `also` every other
+/// one found (each API's sections are all checked), in file order.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("{file}:{line}:{column}: {message}")]
 pub struct SpecError {
     pub file: String,
     /// 1-based; 0 when the problem has no position (e.g. an unreadable file).
@@ -53,6 +54,51 @@ pub struct SpecError {
     /// not the name), the field and what is wrong, e.g.
     /// `api "iris": predictor.typ: unknown key; did you mean "type"?`.
     pub message: String,
+    /// The other problems of the file (each without `also` of its own).
+    pub also: Vec<SpecError>,
+}
+
+/// One line per problem, `file:line:column: message`.
+impl std::fmt::Display for SpecError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "{}:{}:{}: {}",
+            self.file, self.line, self.column, self.message
+        )?;
+        for other in &self.also {
+            write!(f, "\n{other}")?;
+        }
+        Ok(())
+    }
+}
+
+impl SpecError {
+    /// Every problem, the first one included.
+    pub fn count(&self) -> usize {
+        1 + self.also.len()
+    }
+
+    fn from_problems(file: &str, problems: Vec<problem::Problem>) -> SpecError {
+        let mut located = problems.into_iter().map(|problem| SpecError {
+            file: file.to_string(),
+            line: problem.pos.line,
+            column: problem.pos.column,
+            message: problem.sentence(),
+            field: problem.field,
+            also: Vec::new(),
+        });
+        let mut first = located.next().unwrap_or_else(|| SpecError {
+            file: file.to_string(),
+            line: 0,
+            column: 0,
+            field: String::new(),
+            message: "the file has a problem that could not be located".to_string(),
+            also: Vec::new(),
+        });
+        first.also = located.collect();
+        first
+    }
 }
 
 /// Reads and validates a config file; errors name it as `path` is written.
@@ -64,21 +110,15 @@ pub fn parse_file(path: &Path) -> Result<Vec<ApiSpec>, SpecError> {
         column: 0,
         field: String::new(),
         message: format!("cannot read the file: {e}"),
+        also: Vec::new(),
     })?;
     parse_str(&text, &name)
 }
 
 /// Validates config text; `file` is how errors name it.
 pub fn parse_str(text: &str, file: &str) -> Result<Vec<ApiSpec>, SpecError> {
-    load::load(text)
-        .and_then(|root| document::apis(root.as_ref()))
-        .map_err(|problem| SpecError {
-            file: file.to_string(),
-            line: problem.pos.line,
-            column: problem.pos.column,
-            message: problem.sentence(),
-            field: problem.field,
-        })
+    let root = load::load(text).map_err(|p| SpecError::from_problems(file, vec![p]))?;
+    document::apis(root.as_ref()).map_err(|found| SpecError::from_problems(file, found))
 }
 
 #[cfg(test)]

@@ -381,3 +381,41 @@ fn a_duplicate_name_from_a_merge_points_at_the_second_api() {
         "{err}"
     );
 }
+
+#[test]
+fn every_problem_of_a_file_is_reported_at_once() {
+    let yaml = "\
+- name: one
+  kind: RealtimeAPI
+  predictor: {type: python, path: p.py, threads_per_proces: 2}
+  compute: {cpu: lots}
+- name: two
+  kind: RealtimeAPI
+  predictor: {type: python, path: p.py}
+- name: Three
+  kind: RealtimeAPI
+- name: two
+  kind: BatchAPI
+  predictor: {type: python, path: p.py}
+";
+    let err = parse(yaml).unwrap_err();
+    let lines: Vec<String> = err.to_string().lines().map(str::to_string).collect();
+    assert_eq!(err.count(), 4, "{err}");
+    assert_eq!(lines.len(), 4, "{err}");
+    assert!(
+        lines[0].starts_with("cortex.yaml:3:") && lines[0].contains("threads_per_proces"),
+        "{err}"
+    );
+    assert!(
+        lines[1].starts_with("cortex.yaml:4:") && lines[1].contains("compute.cpu"),
+        "{err}"
+    );
+    assert!(
+        lines[2].starts_with("cortex.yaml:8:") && lines[2].contains("name"),
+        "{err}"
+    );
+    assert!(
+        lines[3].contains("already the name of the api on line 5"),
+        "{err}"
+    );
+}

@@ -204,6 +204,18 @@ pub enum Saved {
     Unchanged,
 }
 
+/// A spec to store for the model of its name (see [`save_specs`]).
+#[derive(Debug, Clone)]
+pub struct NewSpec {
+    pub name: String,
+    pub kind: String,
+    pub owner_id: String,
+    pub spec_json: String,
+    pub spec_hash: String,
+    pub bundle_sha256: String,
+    pub config_file: String,
+}
+
 /// Creates the model or stores a new spec for it, in one transaction. An unchanged spec hash on
 /// an active model changes nothing.
 #[allow(clippy::too_many_arguments)]
@@ -217,8 +229,44 @@ pub fn save_spec(
     bundle_sha256: &str,
     config_file: &str,
 ) -> Result<(ModelRow, Saved), StoreError> {
+    let new = NewSpec {
+        name: name.to_string(),
+        kind: kind.to_string(),
+        owner_id: owner_id.to_string(),
+        spec_json: spec_json.to_string(),
+        spec_hash: spec_hash.to_string(),
+        bundle_sha256: bundle_sha256.to_string(),
+        config_file: config_file.to_string(),
+    };
+    Ok(save_specs(conn, std::slice::from_ref(&new))?.remove(0))
+}
+
+/// Stores every spec of a file in one transaction: all of them, or none (a conflict or a
+/// failed write leaves every model as it was).
+pub fn save_specs(
+    conn: &mut Connection,
+    specs: &[NewSpec],
+) -> Result<Vec<(ModelRow, Saved)>, StoreError> {
     let tx = conn.transaction()?;
-    let existing = get_by_name(&tx, name)?;
+    let mut out = Vec::with_capacity(specs.len());
+    for new in specs {
+        out.push(save_one(&tx, new)?);
+    }
+    tx.commit()?;
+    Ok(out)
+}
+
+fn save_one(tx: &Connection, new: &NewSpec) -> Result<(ModelRow, Saved), StoreError> {
+    let NewSpec {
+        name,
+        kind,
+        owner_id,
+        spec_json,
+        spec_hash,
+        bundle_sha256,
+        config_file,
+    } = new;
+    let existing = get_by_name(tx, name)?;
     let saved = match &existing {
         None => {
             let id = uuid::Uuid::new_v4().to_string();
@@ -241,7 +289,7 @@ pub fn save_spec(
             )?;
             Saved::Created
         }
-        Some(row) if row.kind != kind => {
+        Some(row) if row.kind != *kind => {
             return Err(StoreError::Conflict(format!(
                 "{name} is already deployed as a {}; its kind cannot change (delete it first with `cortex delete {name}`)",
                 row.kind
@@ -249,7 +297,7 @@ pub fn save_spec(
         }
         // Decided by the hash alone: a failing API with the same spec keeps retrying on its
         // own (with back-off), so redeploying it unchanged changes nothing.
-        Some(row) if row.spec_hash == spec_hash => Saved::Unchanged,
+        Some(row) if row.spec_hash == *spec_hash => Saved::Unchanged,
         Some(row) => {
             tx.execute(
                 "UPDATE models SET spec_json = ?2, spec_hash = ?3, bundle_sha256 = ?4,
@@ -268,9 +316,8 @@ pub fn save_spec(
             Saved::Updated
         }
     };
-    let row = get_by_name(&tx, name)?
+    let row = get_by_name(tx, name)?
         .ok_or_else(|| StoreError::Corrupt(format!("model {name} vanished while saving")))?;
-    tx.commit()?;
     Ok((row, saved))
 }
 

@@ -52,3 +52,39 @@ fn missing_predictor_file() {
         "- name: iris\n  kind: RealtimeAPI\n  predictor:\n    type: python\n    path: model/predictor.py\n"
     ));
 }
+
+#[test]
+fn every_problem_of_the_file_at_once() {
+    insta::assert_snapshot!(deploy_error(
+        "- name: iris\n  kind: RealtimeAPI\n  predictor:\n    type: python\n    path: predictor.py\n    threads_per_proces: 2\n  compute:\n    cpu: lots\n- name: Second\n  kind: RealtimeAPI\n- name: third\n  kind: BatchAPI\n  predictor:\n    type: python\n    path: predictor.py\n  autoscaling:\n    min_replicas: 2\n"
+    ));
+}
+
+#[test]
+fn a_file_with_a_valid_api_and_a_refused_one_changes_nothing() {
+    let s = Server::start();
+    let p = s.project("mixed");
+    write(&p, "predictor.py", "class PythonPredictor:\n    def __init__(self, config):\n        pass\n    def predict(self, payload):\n        return payload\n");
+    write(
+        &p,
+        "cortex.yaml",
+        "- name: good\n  kind: RealtimeAPI\n  predictor:\n    type: python\n    path: predictor.py\n- name: missing\n  kind: RealtimeAPI\n  predictor:\n    type: python\n    path: nowhere.py\n- name: split\n  kind: TrafficSplitter\n  apis:\n    - name: good\n      weight: 50\n    - name: absent\n      weight: 50\n",
+    );
+    let out = s.run(&p, &["deploy"]);
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    let text = format!("{}{}", stdout(&out), stderr(&out));
+    // Each refusal says why; the API that passed says it was not deployed because of them.
+    assert!(
+        text.contains("predictor.path: \"nowhere.py\" is not in the project"),
+        "{text}"
+    );
+    assert!(
+        text.contains("apis[1].name: absent is not deployed and not in this file"),
+        "{text}"
+    );
+    assert!(
+        text.contains("not deployed: missing, split of cortex.yaml could not be deployed"),
+        "{text}"
+    );
+    assert_eq!(s.ok(&p, &["get"]), "no apis are deployed\n");
+}

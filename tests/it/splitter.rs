@@ -122,8 +122,21 @@ fn bad_weights_and_unknown_apis_are_refused_naming_what_to_change() {
         &out,
         "apis[1].name: nowhere is not deployed and not in this file",
     );
-    // The apis of the file were deployed all the same.
+    // A file deploys all or nothing: blue and green passed their checks, but nothing changed.
+    assert_refused(
+        &out,
+        "not deployed: canary of cortex.yaml could not be deployed, and a file deploys all or nothing",
+    );
+    assert_eq!(out.status.code(), Some(1));
+    assert_eq!(s.ok(&p, &["get"]), "no apis are deployed\n");
+    // Fixed, the whole file deploys.
+    let fixed = std::fs::read_to_string(p.join("cortex.yaml"))
+        .unwrap()
+        .replace("name: nowhere", "name: green");
+    write(&p, "cortex.yaml", &fixed);
+    s.ok(&p, &["deploy"]);
     s.wait_status("blue", "live");
+    s.wait_status("canary", "live");
 }
 
 #[test]

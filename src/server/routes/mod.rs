@@ -3,6 +3,7 @@
 mod access;
 mod api_jobs;
 mod apis;
+mod apis_deploy;
 mod bazaar;
 mod bundles;
 mod info;
@@ -33,7 +34,7 @@ pub fn router(state: AppState) -> Router {
                 .head(bundles::head_bundle)
                 .layer(DefaultBodyLimit::max(MAX_BUNDLE_BYTES)),
         )
-        .route("/api/v2/apis", get(apis::list).post(apis::deploy))
+        .route("/api/v2/apis", get(apis::list).post(apis_deploy::deploy))
         .route(
             "/api/v2/apis/{name}",
             get(apis::get_one).delete(apis::delete),
