@@ -75,6 +75,8 @@ pub(super) struct Feeder {
     /// Told when the queue looked empty (the job may be done).
     pub progress: Arc<Notify>,
     pub stop: CancellationToken,
+    /// The job's writer, shared by its feeders.
+    pub settler: Arc<Settler>,
     /// Batches leased at once (see [`lease_ahead`]).
     pub lease_ahead: usize,
     /// The worker takes every leased batch in one streamed request (`POST /batches`, the
@@ -90,7 +92,7 @@ impl Feeder {
     /// alive while the worker works, and given back before the feeder waits for its worker or
     /// ends.
     pub async fn run(self) {
-        let settler = Settler::spawn(self.shared.clone(), self.job_id.clone());
+        let settler = self.settler.clone();
         let mut held: VecDeque<jobs::Lease> = VecDeque::new();
         loop {
             if self.worker.ready_addr().is_none() && !held.is_empty() {
@@ -278,13 +280,17 @@ impl Feeder {
         // The ticket of each settled batch's outcome.
         let mut tickets: Vec<Ticket> = Vec::with_capacity(group.len());
         let mut sent = 0;
-        // Writes every line the window allows, and ends the body after the last one.
+        // Writes every line the window allows (in one chunk), and ends the body after the
+        // last one.
         let mut send_allowed = |tickets: &[Ticket], committed: u64, sent: &mut usize| {
+            let mut chunk = Vec::new();
             while *sent < group.len() && may_send(*sent, tickets, committed) {
-                if let Some(tx) = &lines {
-                    let _ = tx.send(Ok(self.batch_line(&group[*sent])));
-                }
+                let l = &group[*sent];
+                batch_line(&self.batch_id(l), &l.payload, &mut chunk);
                 *sent += 1;
+            }
+            if let (Some(tx), false) = (&lines, chunk.is_empty()) {
+                let _ = tx.send(Ok(chunk));
             }
             if *sent == group.len() {
                 lines = None;
@@ -357,22 +363,6 @@ impl Feeder {
         format!("{}-{}", self.job_id, lease.seq)
     }
 
-    /// A batch's line of a `POST /batches` body. The payload is JSON already: spliced in, not
-    /// parsed again (a raw line break in JSON can only be whitespace, so it becomes a space).
-    fn batch_line(&self, lease: &jobs::Lease) -> Vec<u8> {
-        let mut line =
-            format!("{{\"batch_id\":\"{}\",\"payload\":", self.batch_id(lease)).into_bytes();
-        let start = line.len();
-        line.extend_from_slice(lease.payload.as_bytes());
-        for b in &mut line[start..] {
-            if *b == b'\n' || *b == b'\r' {
-                *b = b' ';
-            }
-        }
-        line.extend_from_slice(b"}\n");
-        line
-    }
-
     /// Keeps the leases while the worker works.
     async fn extend_while_working(&self, held: Vec<(i64, String)>) {
         let visibility = visibility_ms();
@@ -426,6 +416,23 @@ fn take_group(held: &mut VecDeque<jobs::Lease>, multi: bool) -> Vec<jobs::Lease>
         group.extend(held.pop_front());
     }
     group
+}
+
+/// Appends a batch's line of a `POST /batches` body to `out`. The payload is JSON
+/// already: spliced in, not parsed again (a raw line break in JSON can only be
+/// whitespace, so it becomes a space).
+fn batch_line(batch_id: &str, payload: &str, out: &mut Vec<u8>) {
+    out.extend_from_slice(b"{\"batch_id\":\"");
+    out.extend_from_slice(batch_id.as_bytes());
+    out.extend_from_slice(b"\",\"payload\":");
+    let start = out.len();
+    out.extend_from_slice(payload.as_bytes());
+    for b in &mut out[start..] {
+        if *b == b'\n' || *b == b'\r' {
+            *b = b' ';
+        }
+    }
+    out.extend_from_slice(b"}\n");
 }
 
 /// Whether the line of batch `k` of a stream may be written, given the tickets of the
@@ -500,6 +507,25 @@ mod tests {
         // Tickets count every settle of the feeder (releases of other groups too).
         assert!(!may_send(3, &[7, 9], 8));
         assert!(may_send(3, &[7, 9], 9));
+    }
+
+    #[test]
+    fn a_batch_line_is_one_line_whatever_its_payload() {
+        let mut out = Vec::new();
+        super::batch_line("j-0", "[1,\n 2]", &mut out);
+        super::batch_line("j-1", "[\"a\\nb\"]\r\n", &mut out);
+        let text = String::from_utf8(out).unwrap();
+        let lines: Vec<serde_json::Value> = text
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect();
+        assert_eq!(
+            lines,
+            [
+                serde_json::json!({"batch_id": "j-0", "payload": [1, 2]}),
+                serde_json::json!({"batch_id": "j-1", "payload": ["a\nb"]}),
+            ]
+        );
     }
 
     #[test]

@@ -1,13 +1,13 @@
-//! A feeder's way to the database: one task per feeder that writes each batch's outcome as
-//! soon as it is known, and leases the next batches in the same transaction as the outcomes
-//! still waiting. Outcomes that arrive while a write is under way go into the next one, so a
-//! worker's batches are committed one by one as they complete, while a fast worker's outcomes
-//! still share transactions. Each outcome given gets a ticket, and the feeder can wait until
-//! the outcomes up to a ticket are committed ([`Settler::committed`]): that is how it holds a
-//! worker to at most one batch completed but not committed (see `feeder.rs`).
+//! A job's way to the database: one task per job, shared by its feeders, that writes each
+//! batch's outcome as soon as it is known, and leases the next batches in the same
+//! transaction as the outcomes still waiting. Outcomes that arrive while a write is under way
+//! go into the next one (whichever worker they come from), so a worker's batches are
+//! committed one by one as they complete, while the outcomes of fast or many workers still
+//! share transactions. Each outcome given gets a ticket, and a feeder can wait until the
+//! outcomes up to a ticket are committed ([`Settler::committed`]): that is how it holds a
+//! worker to at most two batches whose outcomes are not committed (see `feeder.rs`).
 
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use tokio::sync::{mpsc, oneshot, watch};
@@ -30,11 +30,11 @@ enum Msg {
     Flush(oneshot::Sender<()>),
 }
 
-/// The handle a feeder holds; the writing task ends when it is dropped.
+/// The handle a job's feeders share; the writing task ends when it is dropped.
 pub(super) struct Settler {
-    tx: mpsc::UnboundedSender<Msg>,
-    /// Settles given so far (the last one's ticket).
-    given: AtomicU64,
+    /// The way to the writer, with the settles given so far (the last one's ticket): a
+    /// settle's ticket is its place in the channel.
+    tx: Mutex<(mpsc::UnboundedSender<Msg>, u64)>,
     /// How many of the settles given are written (or given up on): the writer moves it on
     /// after each transaction.
     written: watch::Receiver<u64>,
@@ -50,16 +50,22 @@ impl Settler {
         let (written_tx, written) = watch::channel(0);
         tokio::spawn(write_loop(shared, job_id, rx, written_tx));
         Settler {
-            tx,
-            given: AtomicU64::new(0),
+            tx: Mutex::new((tx, 0)),
             written,
         }
     }
 
+    fn send(&self, msg: Msg) -> Result<(), ()> {
+        let tx = self.tx.lock().unwrap_or_else(|p| p.into_inner());
+        tx.0.send(msg).map_err(|_| ())
+    }
+
     /// Writes `settle` as soon as the database is free; its ticket.
     pub fn settle(&self, settle: jobs::Settle) -> Ticket {
-        let _ = self.tx.send(Msg::Settle(settle));
-        self.given.fetch_add(1, Ordering::Relaxed) + 1
+        let mut tx = self.tx.lock().unwrap_or_else(|p| p.into_inner());
+        let _ = tx.0.send(Msg::Settle(settle));
+        tx.1 += 1;
+        tx.1
     }
 
     /// How many of the settles given so far are written (or given up on after
@@ -78,7 +84,7 @@ impl Settler {
             visibility_ms,
             reply,
         };
-        if self.tx.send(msg).is_err() {
+        if self.send(msg).is_err() {
             return Err("the job's writer ended".to_string());
         }
         answer
@@ -89,7 +95,7 @@ impl Settler {
     /// Waits until every outcome given so far is written (or given up).
     pub async fn flushed(&self) {
         let (done, wait) = oneshot::channel();
-        if self.tx.send(Msg::Flush(done)).is_ok() {
+        if self.send(Msg::Flush(done)).is_ok() {
             let _ = wait.await;
         }
     }
@@ -108,7 +114,7 @@ async fn write_loop(
     // them are written (or given up on).
     let mut taken: u64 = 0;
     while let Some(first) = rx.recv().await {
-        let (mut lease, mut flushes) = (None, Vec::new());
+        let (mut leases, mut flushes) = (Vec::new(), Vec::new());
         let mut take = |msg| match msg {
             Msg::Settle(s) => {
                 settles.push(s);
@@ -118,7 +124,7 @@ async fn write_loop(
                 n,
                 visibility_ms,
                 reply,
-            } => lease = Some((n, visibility_ms, reply)),
+            } => leases.push((n, visibility_ms, reply)),
             Msg::Flush(done) => flushes.push(done),
         };
         take(first);
@@ -126,25 +132,28 @@ async fn write_loop(
             take(msg);
         }
         loop {
-            let (n, visibility) = lease.as_ref().map_or((0, 0), |(n, v, _)| (*n, *v));
+            // Every feeder asking gets its share of one round's leases, in the order asked.
+            let n: usize = leases.iter().map(|(n, _, _)| *n).sum();
+            let visibility = leases.iter().map(|(_, v, _)| *v).max().unwrap_or(0);
             let (id, batch) = (job_id.clone(), settles.clone());
             let round = shared
                 .store
                 .call(move |c| jobs::settle_and_lease(c, &id, &batch, now_ms(), visibility, n))
                 .await;
             match round {
-                Ok((_, leases)) => {
+                Ok((_, leased)) => {
                     settles.clear();
                     failures = 0;
-                    if let Some((_, _, reply)) = lease.take() {
-                        let _ = reply.send(Ok(leases));
+                    let mut leased = leased.into_iter();
+                    for (n, _, reply) in leases.drain(..) {
+                        let _ = reply.send(Ok(leased.by_ref().take(n).collect()));
                     }
                     break;
                 }
                 Err(e) => {
                     tracing::warn!("cannot write the batches of job {job_id}: {e}");
                     failures += 1;
-                    if let Some((_, _, reply)) = lease.take() {
+                    for (_, _, reply) in leases.drain(..) {
                         let _ = reply.send(Err(e.to_string()));
                     }
                     if failures >= WRITE_ATTEMPTS {
