@@ -12,11 +12,11 @@
 //!
 //! At least once, with a window of [`WINDOW`]: the line of batch k+2 is written only once
 //! the outcome of batch k is committed, so the worker starts batch k+2 only then. A worker
-//! runs its batches one after the other, so at any moment a stream has at most one batch
-//! in progress and one completed whose outcome is not committed yet, however slow the server
-//! (starved of CPU, stopped): a server SIGKILL runs again at most those two per stream. The
-//! window of two keeps the worker busy meanwhile: it runs batch k+1 while the outcome of k
-//! is written. Leasing ahead does not widen the window: a leased batch not yet sent is only
+//! runs a stream's batches one after the other, so at any moment a stream has at most two
+//! batches whose outcomes are not committed (the one in progress and the one before it, or,
+//! between batches, the last two), however slow the server (starved of CPU, stopped): a
+//! server SIGKILL runs again at most those two per stream. The window of two keeps the
+//! worker busy meanwhile: it runs batch k+1 while the outcome of k is written. Leasing ahead does not widen the window: a leased batch not yet sent is only
 //! invisible to other workers, and goes back to the queue when its lease lapses.
 
 use std::collections::VecDeque;
@@ -439,7 +439,7 @@ fn batch_line(batch_id: &str, payload: &str, out: &mut Vec<u8>) {
 /// outcomes settled so far (batch i's at `tickets[i]`) and how many settles are committed:
 /// the first [`WINDOW`] at once, then batch k once the outcome of batch k-WINDOW is
 /// committed. With a worker that runs its batches in order, one at a time, that leaves at
-/// most one batch in progress and WINDOW-1 completed but not committed.
+/// most WINDOW batches run or running whose outcomes are not committed.
 fn may_send(k: usize, tickets: &[Ticket], committed: u64) -> bool {
     k < WINDOW
         || tickets
