@@ -5,9 +5,11 @@
 //! predictor called over the same batches in one plain python loop without cortex, in the same
 //! run.
 //!
-//! Run: `cargo bench --bench batch` (needs python3). For each job it prints the job's time
-//! (submission to its end, as the server records them: workers' start-up included), batches
-//! per second, and the server's CPU-seconds per 1,000 batches (from /proc).
+//! Run: `cargo bench --bench batch` (needs python3); `CORTEX_BENCH_BIN=path/to/cortex` measures
+//! another build of the server (an earlier commit's) with the same jobs. For each job it
+//! prints the job's time (submission to its end, as the server records them: workers'
+//! start-up included), batches per second, and the server's CPU-seconds per 1,000 batches
+//! (from /proc).
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -179,7 +181,9 @@ fn main() {
     if std::env::args().any(|a| a == "--list") {
         return;
     }
-    let bin = PathBuf::from(env!("CARGO_BIN_EXE_cortex"));
+    let bin = std::env::var_os("CORTEX_BENCH_BIN")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_BIN_EXE_cortex")));
     let this = std::env::current_exe().unwrap();
     let dir = tempfile::tempdir().unwrap();
     let project = dir.path().to_path_buf();

@@ -75,6 +75,19 @@ impl Store {
         })
     }
 
+    /// Runs `f` with the connection on this thread: only for a thread of its own (a job's
+    /// writer, `server/jobs/settler.rs`), never on the async runtime.
+    pub fn call_here<F, R>(&self, f: F) -> Result<R, StoreError>
+    where
+        F: FnOnce(&mut Connection) -> Result<R, StoreError>,
+    {
+        let mut guard = self
+            .conn
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        f(&mut guard)
+    }
+
     /// Runs `f` with the connection on a blocking thread, so the async runtime never waits on
     /// SQLite.
     pub async fn call<F, R>(&self, f: F) -> Result<R, StoreError>

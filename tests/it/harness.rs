@@ -276,6 +276,14 @@ impl Server {
         }
     }
 
+    /// Sends `signal` to the server process (SIGSTOP, SIGCONT, ...).
+    pub fn signal(&self, signal: i32) {
+        let child = self.child.as_ref().expect("the server is running");
+        // SAFETY: kill(2) only sends a signal, to the child this harness started.
+        let sent = unsafe { libc::kill(child.id() as i32, signal) };
+        assert_eq!(sent, 0, "cannot send signal {signal} to the server");
+    }
+
     /// Sets an environment variable of the server for its next start.
     pub fn set_env(&mut self, key: &str, value: &str) {
         self.server_env.retain(|(k, _)| k != key);

@@ -81,6 +81,8 @@ HTTP (HTTP/1.1, keep-alive; Content-Length is sent on every response but 204/304
     GET  /healthz      200 {"status": "ok"} (503 while shutting down)
     GET  /health       200 {"status": "success"} (Model Bazaar's health probe)
     POST <any path>    prediction
+    POST /batches      batch workers: a stream of batches in, a stream of outcomes out
+                       (see `BatchStream`)
     GET  <other path>  200 {"message": "make a prediction by sending a post request ..."}
     PUT, DELETE, ...   405
 Errors are JSON objects {"kind": ..., "message": ...}.
@@ -125,6 +127,7 @@ Return value of predict:
 
 import asyncio
 import atexit
+import collections
 import concurrent.futures
 import datetime
 import email.parser
@@ -1131,6 +1134,64 @@ def _http_date():
     return _date_cache[1]
 
 
+class BatchStream:
+    """A POST /batches of a batch worker (the cortex server's own protocol with the shim): the
+    request body is a stream of batches, one JSON object per line
+    (`{"batch_id": "...", "payload": [...]}`), sent chunked; the answer streams (chunked,
+    `application/x-ndjson`) one line per batch, in order, as soon as it is done:
+    `{"batch_id": "...", "ok": true, "ms": 1.2}` or `{..., "ok": false, "error": "..."}`.
+
+    Each batch runs as soon as its line is in and the one before it has run, so the sender
+    decides how far ahead of the outcomes the worker may go: the cortex server sends the line
+    of batch k+1 only once the outcome of batch k-1 is committed, which bounds what a server
+    SIGKILL runs again (see `feeder.rs`). The answer ends once the body has ended and every
+    batch in it has run; it ends early (fewer lines than batches, then the connection closes)
+    when the worker is shutting down: the batches without a line never ran. A line that is not
+    a batch gets `{"ok": false, "error": ...}` in its place; a body whose framing breaks (or a
+    line longer than the body limit) gets one such line, then the connection closes."""
+
+    __slots__ = ("limit", "partial", "lines", "body_done")
+
+    def __init__(self, limit):
+        self.limit = limit
+        self.partial = bytearray()  # the start of a line not complete yet
+        self.lines = collections.deque()
+        self.body_done = False
+
+    def push(self, body, buf):
+        """Takes what has come of `body` (a LengthBody or ChunkedBody) from `buf`. Raises
+        BadRequest or PayloadTooLarge."""
+        if isinstance(body, ChunkedBody):
+            self.body_done = body.feed(buf)
+            data, body.chunks = b"".join(body.chunks), []
+        else:
+            n = min(body.length, len(buf))
+            data = bytes(buf[:n])
+            del buf[:n]
+            body.length -= n
+            self.body_done = body.length == 0
+        partial = self.partial
+        partial += data
+        start = 0
+        while True:
+            end = partial.find(b"\n", start)
+            if end < 0:
+                break
+            line = bytes(partial[start:end]).strip()
+            if line:
+                self.lines.append(line)
+            start = end + 1
+        del partial[:start]
+        if len(partial) > self.limit:
+            raise PayloadTooLarge()
+        if self.body_done and partial.strip():
+            self.lines.append(bytes(partial).strip())
+            partial.clear()
+
+    def next_line(self):
+        return self.lines.popleft() if self.lines else None
+
+
 class _ShutDown(Exception):
     """The pool was shut down before the call ran."""
 
@@ -1220,6 +1281,8 @@ class Server:
         except OSError:
             pass
         for conn in list(self.connections):
+            if conn.batches is not None and not conn.busy:
+                conn._process()  # a stream waiting for its next batch ends now
             conn.close_if_idle()
 
     # -- accepting
@@ -1390,6 +1453,7 @@ class Connection(asyncio.Protocol):
         self.counted = False  # its POST counts as in flight (from its head to its answer)
         self.must_close = False
         self.streaming = False  # an answer is being streamed (start_stream .. end_stream)
+        self.batches = None  # the BatchStream of a POST /batches being read and answered
         self.method = "GET"
         self.last_active = time.monotonic()
 
@@ -1584,6 +1648,14 @@ class Connection(asyncio.Protocol):
                     and self.body.missing(self.buf)
                 ):
                     self.transport.write(b"HTTP/1.1 100 Continue\r\n\r\n")
+                if head.method == "POST" and head.path == "/batches" and server.settings.get("batch"):
+                    # read as it comes, a batch per line, each run as soon as it is in
+                    self.batches = BatchStream(limit)
+                    self.start_stream(200, "application/x-ndjson")
+            if self.batches is not None:
+                if not self._stream_batches():
+                    return
+                continue
             try:
                 body = self.body.take(self.buf)
             except BadRequest as e:
@@ -1705,8 +1777,6 @@ class Connection(asyncio.Protocol):
             settings = self.server.settings
             if settings.get("batch") and head.path == "/on-job-complete":
                 self._on_job_complete()
-            elif settings.get("batch") and head.path == "/batches":
-                self._batches(body)
             else:
                 self._predict(head, body)
         elif method in _METHODS_NOT_ALLOWED:
@@ -1774,30 +1844,58 @@ class Connection(asyncio.Protocol):
 
         server.call(_call_guarded, (predictor.instance.predict,), kwargs, predicted, self)
 
-    def _batches(self, body):
-        """POST /batches of a batch worker (the cortex server's own protocol with the shim):
-        several batches in one request, `[{"batch_id": ..., "payload": [...]}, ...]`, each
-        given to predict in turn on the predictor's thread. The answer streams (chunked,
-        `application/x-ndjson`) one line per batch as soon as it is done, in order:
-        `{"batch_id": "...", "ok": true, "ms": 1.2}` or `{..., "ok": false, "error": "..."}`,
-        so the server settles each batch as it completes, not when the last one does. The
-        stream ends early (fewer lines than batches) when the worker is shutting down: the
-        batches without a line never ran. One request per several batches: the HTTP cost is
-        shared."""
+    def _stream_batches(self):
+        """Reads the batches of a POST /batches as they come and runs each once it is in
+        (see `BatchStream`). True when the stream is over (the connection may read its next
+        request); False while it waits for more of the body or for a batch to run."""
+        stream, server = self.batches, self.server
+        while not self.busy and not self.closed:
+            if not stream.body_done:
+                try:
+                    stream.push(self.body, self.buf)
+                except (BadRequest, PayloadTooLarge) as e:
+                    # the framing is lost: say why in place of the next outcome, and close
+                    message = str(e) or "the batches are larger than the limit of %d bytes" % stream.limit
+                    self.write_chunk((json.dumps({"ok": False, "error": message}) + "\n").encode("utf-8"))
+                    return self._end_batches(close=True)
+            if server.shutting_down.is_set():
+                # the batches not started never run: the server delivers them again
+                return self._end_batches(close=not stream.body_done)
+            line = stream.next_line()
+            if line is not None:
+                self._run_batch(line)
+                continue
+            if stream.body_done:
+                return self._end_batches()
+            if self.eof:
+                return self._end_batches(close=True)
+            return False
+        return False
+
+    def _end_batches(self, close=False):
+        self.batches, self.head, self.body = None, None, None
+        if close:
+            self.must_close = True
+        self.end_stream()
+        return not self.closed
+
+    def _run_batch(self, line):
+        """Runs one batch of a POST /batches on the predictor's thread and streams its
+        outcome line."""
         server = self.server
-        try:
-            batches = json.loads(body)
-            if not isinstance(batches, list) or not all(isinstance(b, dict) and "payload" in b for b in batches):
-                raise ValueError("expected a list of {batch_id, payload}")
-        except ValueError as e:
-            self.send_json(400, {"kind": "bad_request", "message": "the batches are not valid: %s" % e})
-            return
         predictor = server.predictor
         api_name = server.settings["api_name"]
+        try:
+            batch = json.loads(line)
+            if not isinstance(batch, dict) or "payload" not in batch:
+                raise ValueError("expected {\"batch_id\": ..., \"payload\": ...}")
+        except ValueError as e:
+            self.write_chunk((json.dumps({"ok": False, "error": "the batch is not valid: %s" % e}) + "\n").encode())
+            return
+        batch_id = str(batch.get("batch_id", ""))
 
-        def run_one(b):
-            batch_id = str(b.get("batch_id", ""))
-            values = {"payload": b["payload"], "batch_id": batch_id}
+        def run_one():
+            values = {"payload": batch["payload"], "batch_id": batch_id}
             kwargs = {n: values[n] for n in predictor.predict_args}
             start = time.perf_counter()
             try:
@@ -1812,24 +1910,14 @@ class Connection(asyncio.Protocol):
                     "ms": (time.perf_counter() - start) * 1000,
                 }
 
-        remaining = iter(batches)
-
-        def next_batch():
-            b = next(remaining, None)
-            if b is None or self.closed or server.shutting_down.is_set():
-                self.end_stream()
-                return
-            server.call(run_one, (b,), {}, ran, self)
-
         def ran(outcome):
             if outcome is _ShutDown:
-                self.end_stream()
+                # the pool is shut down: this batch never ran, nor will the others
+                self._end_batches(close=True)
                 return
             self.write_chunk((json.dumps(outcome) + "\n").encode("utf-8"))
-            next_batch()
 
-        self.start_stream(200, "application/x-ndjson")
-        next_batch()
+        server.call(run_one, (), {}, ran, self)
 
     def _on_job_complete(self):
         """POST /on-job-complete of a batch worker: runs the predictor's

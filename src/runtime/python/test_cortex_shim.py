@@ -86,6 +86,58 @@ class RawConn:
         self.sock.close()
 
 
+def ndjson(batches):
+    return b"".join(json.dumps(b).encode() + b"\n" for b in batches)
+
+
+class StreamConn(RawConn):
+    """A POST /batches as the cortex server makes it: batch lines sent one chunk at a time,
+    outcome lines read as they come."""
+
+    def start_batches(self):
+        self.send(
+            b"POST /batches HTTP/1.1\r\nHost: x\r\nContent-Type: application/x-ndjson\r\n"
+            b"Transfer-Encoding: chunked\r\n\r\n"
+        )
+        self.chunks = bytearray()
+
+    def send_batch(self, batch):
+        line = ndjson([batch])
+        self.send(b"%x\r\n%s\r\n" % (len(line), line))
+
+    def end_batches(self):
+        self.send(b"0\r\n\r\n")
+
+    def head(self):
+        """(status, {lower-case header: value}) of the streamed answer."""
+        status = int(self.file.readline().split()[1])
+        headers = {}
+        while True:
+            line = self.file.readline()
+            if line in (b"\r\n", b"\n", b""):
+                return status, headers
+            name, value = line.decode("latin-1").split(":", 1)
+            headers[name.strip().lower()] = value.strip()
+
+    def outcome(self):
+        """The next outcome line, parsed; None at the end of the answer."""
+        while b"\n" not in self.chunks:
+            size = int(self.file.readline().strip(), 16)
+            if size == 0:
+                self.assertEmpty(self.file.readline())
+                return None
+            self.chunks += self.file.read(size)
+            self.file.readline()  # its CRLF
+        line, _, rest = bytes(self.chunks).partition(b"\n")
+        self.chunks = bytearray(rest)
+        return json.loads(line)
+
+    @staticmethod
+    def assertEmpty(line):
+        if line not in (b"\r\n", b"\n"):
+            raise AssertionError("the answer goes on after its last chunk: %r" % line)
+
+
 class Shim:
     """A running shim process on a temporary project."""
 
@@ -397,15 +449,17 @@ class TestBatchWorker(ShimTestCase):
         env = {"CORTEX_KIND": "BatchAPI", "CORTEX_JOB_SPEC": json.dumps({"job_id": "j", "out": out})}
         return self.start(BATCH, env=env)
 
-    def test_one_batch_per_post_and_several_per_batches_request(self):
+    def test_one_batch_per_post_and_a_stream_of_them_per_batches_request(self):
         out = tempfile.mkdtemp()
+        self.addCleanup(shutil.rmtree, out, True)
         shim = self.batch_shim(out)
         status, _, body = shim.request(
             "POST", "/", json.dumps([1, 2]).encode(), {"Content-Type": "application/json", "X-Cortex-Batch-ID": "j-0"}
         )
         self.assertEqual(status, 200, body)
         many = [{"batch_id": "j-1", "payload": [3]}, {"batch_id": "j-2", "payload": ["boom"]}, {"batch_id": "j-3", "payload": [4]}]
-        status, content_type, body = shim.post_json("/batches", many)
+        # a body with a Content-Length is read as a stream too; the last line needs no newline
+        status, content_type, body = shim.request("POST", "/batches", ndjson(many).rstrip(b"\n"))
         self.assertEqual(status, 200, body)
         self.assertEqual(content_type, "application/x-ndjson")
         outcomes = [json.loads(line) for line in body.decode().splitlines()]
@@ -413,61 +467,98 @@ class TestBatchWorker(ShimTestCase):
         self.assertEqual([o["ok"] for o in outcomes], [True, False, True])
         self.assertEqual(outcomes[1]["error"], "predict raised ValueError: bad batch j-2")
         self.assertTrue(all(o["ms"] >= 0 for o in outcomes))
-        status, _, body = shim.post_json("/batches", {"not": "a list"})
-        self.assertEqual(status, 400, body)
+        # a line that is not a batch fails in its place; the others run
+        status, _, body = shim.request("POST", "/batches", b'[1]\n{"batch_id": "j-4", "payload": [5]}\n')
+        self.assertEqual(status, 200, body)
+        outcomes = [json.loads(line) for line in body.decode().splitlines()]
+        self.assertEqual([o["ok"] for o in outcomes], [False, True])
+        self.assertIn("the batch is not valid", outcomes[0]["error"])
         status, _, _ = shim.request("POST", "/on-job-complete", b"")
         self.assertEqual(status, 200)
         with open(os.path.join(out, "complete")) as f:
-            self.assertEqual(f.read(), repr([("j-0", [1, 2]), ("j-1", [3]), ("j-3", [4])]))
+            self.assertEqual(f.read(), repr([("j-0", [1, 2]), ("j-1", [3]), ("j-3", [4]), ("j-4", [5])]))
 
-    def check_each_outcome_streams_as_its_batch_ends(self, threads):
+    def check_batches_run_as_their_lines_come(self, threads):
         out = tempfile.mkdtemp()
         self.addCleanup(shutil.rmtree, out, True)
         env = {"CORTEX_KIND": "BatchAPI", "CORTEX_JOB_SPEC": json.dumps({"job_id": "j", "out": out})}
         shim = self.start(BATCH, threads=threads, env=env)
-        conn = http.client.HTTPConnection("127.0.0.1", shim.port, timeout=DEADLINE)
+        conn = StreamConn(shim.port)
         self.addCleanup(conn.close)
-        many = [{"batch_id": "j-1", "payload": [1]}, {"batch_id": "j-2", "payload": ["wait"]}]
-        conn.request("POST", "/batches", body=json.dumps(many), headers={"Content-Type": "application/json"})
-        resp = conn.getresponse()
-        self.assertEqual(resp.status, 200)
-        self.assertEqual(resp.getheader("Transfer-Encoding"), "chunked")
-        # The first batch's outcome arrives while the second one is still running.
-        first = json.loads(resp.readline())
-        self.assertEqual((first["batch_id"], first["ok"]), ("j-1", True))
-        self.assertFalse(os.path.exists(os.path.join(out, "go")))
+        conn.start_batches()
+        status, headers = conn.head()
+        self.assertEqual((status, headers["transfer-encoding"]), (200, "chunked"))
+        # The worker runs a batch as soon as its line is in: the sender paces it.
+        conn.send_batch({"batch_id": "j-1", "payload": [1]})
+        self.assertEqual(conn.outcome(), {"batch_id": "j-1", "ok": True, "ms": mock.ANY})
+        conn.send_batch({"batch_id": "j-2", "payload": ["wait"]})
+        # The outcome of a batch streams while the next one, already sent, waits its turn.
+        conn.send_batch({"batch_id": "j-3", "payload": [3]})
+        wait_until(lambda: os.path.exists(os.path.join(out, "started")), what="the second batch to start")
         open(os.path.join(out, "go"), "w").close()
-        second = json.loads(resp.readline())
-        self.assertEqual((second["batch_id"], second["ok"]), ("j-2", True))
-        self.assertEqual(resp.read(), b"")
+        self.assertEqual(conn.outcome()["batch_id"], "j-2")
+        self.assertEqual(conn.outcome()["batch_id"], "j-3")
+        conn.end_batches()
+        self.assertIsNone(conn.outcome(), "the answer ends with the body")
         # The connection serves the next request after the stream.
-        conn.request("GET", "/healthz")
-        self.assertEqual(conn.getresponse().status, 200)
+        conn.send(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+        status, _, _ = conn.response()
+        self.assertEqual(status, 200)
 
-    def test_each_outcome_streams_as_its_batch_ends_on_one_thread(self):
-        self.check_each_outcome_streams_as_its_batch_ends(1)
+    def test_batches_run_as_their_lines_come_on_one_thread(self):
+        self.check_batches_run_as_their_lines_come(1)
 
-    def test_each_outcome_streams_as_its_batch_ends_on_a_pool(self):
-        self.check_each_outcome_streams_as_its_batch_ends(2)
+    def test_batches_run_as_their_lines_come_on_a_pool(self):
+        self.check_batches_run_as_their_lines_come(2)
 
     def test_a_stopping_worker_ends_the_stream_after_the_batch_it_runs(self):
         out = tempfile.mkdtemp()
         self.addCleanup(shutil.rmtree, out, True)
         env = {"CORTEX_KIND": "BatchAPI", "CORTEX_JOB_SPEC": json.dumps({"job_id": "j", "out": out})}
         shim = self.start(BATCH, threads=2, env=env)
-        conn = http.client.HTTPConnection("127.0.0.1", shim.port, timeout=DEADLINE)
+        conn = StreamConn(shim.port)
         self.addCleanup(conn.close)
-        many = [{"batch_id": "j-1", "payload": ["wait"]}, {"batch_id": "j-2", "payload": [2]}]
-        conn.request("POST", "/batches", body=json.dumps(many), headers={"Content-Type": "application/json"})
+        conn.start_batches()
+        conn.send_batch({"batch_id": "j-1", "payload": ["wait"]})
+        conn.send_batch({"batch_id": "j-2", "payload": [2]})
         wait_until(lambda: os.path.exists(os.path.join(out, "started")), what="the first batch to start")
         shim.proc.send_signal(signal.SIGTERM)
         open(os.path.join(out, "go"), "w").close()
-        resp = conn.getresponse()
-        self.assertEqual(resp.status, 200)
-        lines = resp.read().decode().splitlines()
+        self.assertEqual(conn.head()[0], 200)
         # The batch in progress finished and said so; the next one never started.
-        self.assertEqual([json.loads(line)["batch_id"] for line in lines], ["j-1"])
+        self.assertEqual(conn.outcome()["batch_id"], "j-1")
+        self.assertIsNone(conn.outcome())
+        self.assertTrue(conn.at_eof())
         self.assertEqual(shim.wait_exit(), 0)
+
+    def test_a_stream_waiting_for_its_next_batch_ends_at_once_on_sigterm(self):
+        out = tempfile.mkdtemp()
+        self.addCleanup(shutil.rmtree, out, True)
+        shim = self.batch_shim(out)
+        conn = StreamConn(shim.port)
+        self.addCleanup(conn.close)
+        conn.start_batches()
+        conn.send_batch({"batch_id": "j-1", "payload": [1]})
+        self.assertEqual(conn.head()[0], 200)
+        self.assertEqual(conn.outcome()["batch_id"], "j-1")
+        started = time.monotonic()
+        shim.proc.send_signal(signal.SIGTERM)
+        self.assertIsNone(conn.outcome())
+        self.assertEqual(shim.wait_exit(), 0)
+        self.assertLess(time.monotonic() - started, AT_ONCE, "the stream did not wait out the stop grace")
+
+    def test_a_broken_stream_says_why_and_closes(self):
+        shim = self.batch_shim(tempfile.mkdtemp())
+        conn = StreamConn(shim.port)
+        self.addCleanup(conn.close)
+        conn.start_batches()
+        conn.send(b"zz\r\n")  # not a chunk size
+        self.assertEqual(conn.head()[0], 200)
+        outcome = conn.outcome()
+        self.assertFalse(outcome["ok"])
+        self.assertIn("invalid chunk size", outcome["error"])
+        self.assertIsNone(conn.outcome())
+        self.assertTrue(conn.at_eof())
 
     def test_a_predictor_without_on_job_complete_answers_404(self):
         shim = self.start(

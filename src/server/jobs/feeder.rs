@@ -1,10 +1,23 @@
-//! One feeder per worker of a job: leases a batch from the durable queue, posts it to the
-//! worker (`POST /`, the batch as a JSON array, `X-Cortex-Job-ID` and `X-Cortex-Batch-ID`),
-//! extends the lease while the worker works, and acks or nacks each batch as its outcome
-//! comes (a python worker given several batches in one `POST /batches` streams one outcome
-//! line per batch). This is the
-//! queue's consumer for the workers the server runs itself; workers elsewhere use the same
-//! queue over HTTP (`routes/queue.rs`).
+//! One feeder per worker stream of a job: leases batches from the durable queue, delivers
+//! them to the worker, extends the leases while the worker works, and acks or nacks each
+//! batch as its outcome comes. This is the queue's consumer for the workers the server runs
+//! itself; workers elsewhere use the same queue over HTTP (`routes/queue.rs`).
+//!
+//! Two ways to deliver:
+//! - a command worker gets one batch per `POST /` (the batch as a JSON array,
+//!   `X-Cortex-Job-ID` and `X-Cortex-Batch-ID`), the next one only after the answer;
+//! - the python shim gets the batches a feeder leased as one streamed `POST /batches`: the
+//!   request body carries one batch per line, the answer one outcome per line as each batch
+//!   ends (`cortex_shim.py`, `BatchStream`).
+//!
+//! At least once, with a window of [`WINDOW`]: the line of batch k+2 is written only once
+//! the outcome of batch k is committed, so the worker starts batch k+2 only then. A worker
+//! runs a stream's batches one after the other, so at any moment a stream has at most two
+//! batches whose outcomes are not committed (the one in progress and the one before it, or,
+//! between batches, the last two), however slow the server (starved of CPU, stopped): a
+//! server SIGKILL runs again at most those two per stream. The window of two keeps the
+//! worker busy meanwhile: it runs batch k+1 while the outcome of k is written. Leasing ahead does not widen the window: a leased batch not yet sent is only
+//! invisible to other workers, and goes back to the queue when its lease lapses.
 
 use std::collections::VecDeque;
 use std::net::SocketAddr;
@@ -15,7 +28,7 @@ use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
 use super::outcome::{failure_text, stream_outcome, Lines};
-use super::settler::Settler;
+use super::settler::{Settler, Ticket};
 use super::Shared;
 use crate::clock::now_ms;
 use crate::engine::{Replica, ReplicaPhase};
@@ -36,10 +49,15 @@ pub fn visibility_ms() -> i64 {
 const EXIT_NOTICE: Duration = Duration::from_secs(2);
 
 /// The most batches a feeder leases at once: one database transaction per this many leases; a
-/// worker that takes several batches per request (the python shim) gets them in one request
-/// and reports each as it ends. Outcomes are written one by one as they come (`settler.rs`).
+/// worker that takes several batches per request (the python shim) gets them in one streamed
+/// request and reports each as it ends. Outcomes are written one by one as they come
+/// (`settler.rs`).
 pub const LEASE_AHEAD: usize = 4;
 pub const LEASE_AHEAD_MULTI: usize = 16;
+
+/// Batches of a stream sent to the worker whose outcome is not committed: the line of batch
+/// k+WINDOW is written once the outcome of batch k is committed.
+pub const WINDOW: usize = 2;
 
 /// How many batches each of `feeders` feeders leases at once for a job of `total` batches (at
 /// most `max`): several only when there are many batches per feeder, so that no worker holds
@@ -57,10 +75,12 @@ pub(super) struct Feeder {
     /// Told when the queue looked empty (the job may be done).
     pub progress: Arc<Notify>,
     pub stop: CancellationToken,
+    /// The job's writer, shared by its feeders.
+    pub settler: Arc<Settler>,
     /// Batches leased at once (see [`lease_ahead`]).
     pub lease_ahead: usize,
-    /// The worker takes every leased batch in one request (`POST /batches`, the python shim's
-    /// batch mode) rather than one batch per `POST /`.
+    /// The worker takes every leased batch in one streamed request (`POST /batches`, the
+    /// python shim's batch mode) rather than one batch per `POST /`.
     pub multi: bool,
 }
 
@@ -72,7 +92,7 @@ impl Feeder {
     /// alive while the worker works, and given back before the feeder waits for its worker or
     /// ends.
     pub async fn run(self) {
-        let settler = Settler::spawn(self.shared.clone(), self.job_id.clone());
+        let settler = self.settler.clone();
         let mut held: VecDeque<jobs::Lease> = VecDeque::new();
         loop {
             if self.worker.ready_addr().is_none() && !held.is_empty() {
@@ -211,38 +231,79 @@ impl Feeder {
         settler: &Settler,
         settled: &mut usize,
     ) -> Result<(), String> {
+        if self.multi {
+            return self.stream(addr, group, settler, settled).await;
+        }
         let started = Instant::now();
-        let batch_id = |l: &jobs::Lease| format!("{}-{}", self.job_id, l.seq);
-        let request = if self.multi {
-            // The payloads are JSON already: spliced in, not parsed again.
-            let mut body = String::from("[");
-            for (i, l) in group.iter().enumerate() {
-                if i > 0 {
-                    body.push(',');
-                }
-                body.push_str(&format!(
-                    "{{\"batch_id\":\"{}\",\"payload\":{}}}",
-                    batch_id(l),
-                    l.payload
-                ));
-            }
-            body.push(']');
-            self.shared
-                .http
-                .post(format!("http://{addr}/batches"))
-                .header("x-cortex-job-id", &self.job_id)
-                .body(body)
-        } else {
-            let l = &group[0];
-            self.shared
-                .http
-                .post(format!("http://{addr}/"))
-                .header("x-cortex-job-id", &self.job_id)
-                .header("x-cortex-batch-id", batch_id(l))
-                .body(l.payload.clone())
-        };
-        let mut resp = request
+        let l = &group[0];
+        let resp = self
+            .shared
+            .http
+            .post(format!("http://{addr}/"))
+            .header("x-cortex-job-id", &self.job_id)
+            .header("x-cortex-batch-id", self.batch_id(l))
             .header("content-type", "application/json")
+            .body(l.payload.clone())
+            .send()
+            .await
+            .map_err(|e| e.to_string())?;
+        let status = resp.status();
+        let body = resp.bytes().await.map_err(|e| e.to_string())?;
+        let took = started.elapsed().as_millis() as i64;
+        settler.settle(if status.is_success() {
+            settle(l, Ok(took))
+        } else {
+            let body = String::from_utf8_lossy(&body);
+            nack(l, failure_text(status.as_u16(), &body), took)
+        });
+        *settled = 1;
+        Ok(())
+    }
+
+    /// A group as one streamed `POST /batches`: a batch per line of the body, written as the
+    /// window allows ([`may_send`]); an outcome per line of the answer, settled as it comes.
+    async fn stream(
+        &self,
+        addr: SocketAddr,
+        group: &[jobs::Lease],
+        settler: &Settler,
+        settled: &mut usize,
+    ) -> Result<(), String> {
+        use futures_util::StreamExt;
+        let started = Instant::now();
+        let (lines, body) =
+            tokio::sync::mpsc::unbounded_channel::<Result<Vec<u8>, std::io::Error>>();
+        let mut lines = Some(lines);
+        let mut body = body;
+        let body = futures_util::stream::poll_fn(move |cx| body.poll_recv(cx));
+        let mut committed = settler.committed();
+        // The ticket of each settled batch's outcome.
+        let mut tickets: Vec<Ticket> = Vec::with_capacity(group.len());
+        let mut sent = 0;
+        // Writes every line the window allows (in one chunk), and ends the body after the
+        // last one.
+        let mut send_allowed = |tickets: &[Ticket], committed: u64, sent: &mut usize| {
+            let mut chunk = Vec::new();
+            while *sent < group.len() && may_send(*sent, tickets, committed) {
+                let l = &group[*sent];
+                batch_line(&self.batch_id(l), &l.payload, &mut chunk);
+                *sent += 1;
+            }
+            if let (Some(tx), false) = (&lines, chunk.is_empty()) {
+                let _ = tx.send(Ok(chunk));
+            }
+            if *sent == group.len() {
+                lines = None;
+            }
+        };
+        send_allowed(&tickets, *committed.borrow_and_update(), &mut sent);
+        let resp = self
+            .shared
+            .http
+            .post(format!("http://{addr}/batches"))
+            .header("x-cortex-job-id", &self.job_id)
+            .header("content-type", "application/x-ndjson")
+            .body(reqwest::Body::wrap_stream(body))
             .send()
             .await
             .map_err(|e| e.to_string())?;
@@ -257,37 +318,49 @@ impl Feeder {
             }
             return Ok(());
         }
-        if !self.multi {
-            resp.bytes().await.map_err(|e| e.to_string())?;
-            settler.settle(settle(&group[0], Ok(started.elapsed().as_millis() as i64)));
-            *settled = 1;
-            return Ok(());
-        }
         // One line per batch, in order, each as its batch ends.
-        let mut lines = Lines::default();
+        let mut answer = resp.bytes_stream();
+        let mut outcomes = Lines::default();
         while *settled < group.len() {
-            let Some(chunk) = resp.chunk().await.map_err(|e| e.to_string())? else {
-                // The worker ended its answer early (it is stopping): the batches without an
-                // outcome never started, and go back to the queue as they are.
-                for l in &group[*settled..] {
-                    settler.settle(jobs::Settle::Release {
-                        seq: l.seq,
-                        lease_id: l.lease_id.clone(),
-                        crashed: false,
-                    });
+            let waiting = sent < group.len() && !may_send(sent, &tickets, *committed.borrow());
+            tokio::select! {
+                chunk = answer.next() => {
+                    let Some(chunk) = chunk.transpose().map_err(|e| e.to_string())? else {
+                        // The worker ended its answer early (it is stopping): the batches
+                        // without an outcome never started, and go back to the queue as
+                        // they are.
+                        for l in &group[*settled..] {
+                            settler.settle(jobs::Settle::Release {
+                                seq: l.seq,
+                                lease_id: l.lease_id.clone(),
+                                crashed: false,
+                            });
+                        }
+                        *settled = group.len();
+                        return Ok(());
+                    };
+                    for line in outcomes.push(&chunk) {
+                        let Some(lease) = group.get(*settled) else {
+                            break;
+                        };
+                        let outcome = stream_outcome(&line, &self.batch_id(lease));
+                        tickets.push(settler.settle(settle(lease, outcome)));
+                        *settled += 1;
+                    }
                 }
-                *settled = group.len();
-                return Ok(());
-            };
-            for line in lines.push(&chunk) {
-                let Some(lease) = group.get(*settled) else {
-                    break;
-                };
-                settler.settle(settle(lease, stream_outcome(&line, &batch_id(lease))));
-                *settled += 1;
+                changed = committed.changed(), if waiting => {
+                    if changed.is_err() {
+                        return Err("the job's writer ended".to_string());
+                    }
+                }
             }
+            send_allowed(&tickets, *committed.borrow_and_update(), &mut sent);
         }
         Ok(())
+    }
+
+    fn batch_id(&self, lease: &jobs::Lease) -> String {
+        format!("{}-{}", self.job_id, lease.seq)
     }
 
     /// Keeps the leases while the worker works.
@@ -345,6 +418,35 @@ fn take_group(held: &mut VecDeque<jobs::Lease>, multi: bool) -> Vec<jobs::Lease>
     group
 }
 
+/// Appends a batch's line of a `POST /batches` body to `out`. The payload is JSON
+/// already: spliced in, not parsed again (a raw line break in JSON can only be
+/// whitespace, so it becomes a space).
+fn batch_line(batch_id: &str, payload: &str, out: &mut Vec<u8>) {
+    out.extend_from_slice(b"{\"batch_id\":\"");
+    out.extend_from_slice(batch_id.as_bytes());
+    out.extend_from_slice(b"\",\"payload\":");
+    let start = out.len();
+    out.extend_from_slice(payload.as_bytes());
+    for b in &mut out[start..] {
+        if *b == b'\n' || *b == b'\r' {
+            *b = b' ';
+        }
+    }
+    out.extend_from_slice(b"}\n");
+}
+
+/// Whether the line of batch `k` of a stream may be written, given the tickets of the
+/// outcomes settled so far (batch i's at `tickets[i]`) and how many settles are committed:
+/// the first [`WINDOW`] at once, then batch k once the outcome of batch k-WINDOW is
+/// committed. With a worker that runs its batches in order, one at a time, that leaves at
+/// most WINDOW batches run or running whose outcomes are not committed.
+fn may_send(k: usize, tickets: &[Ticket], committed: u64) -> bool {
+    k < WINDOW
+        || tickets
+            .get(k - WINDOW)
+            .is_some_and(|ticket| *ticket <= committed)
+}
+
 /// Gives every lease in `held` back to the queue, the delivery not counted.
 fn release_all(settler: &Settler, held: &mut VecDeque<jobs::Lease>) {
     for l in held.drain(..) {
@@ -387,6 +489,43 @@ mod tests {
         assert_eq!(lease_ahead(10_000, 8, 4), 4);
         assert_eq!(lease_ahead(10_000, 8, 16), 16);
         assert_eq!(lease_ahead(0, 0, 4), 1);
+    }
+
+    #[test]
+    fn a_stream_sends_a_batch_once_the_outcome_two_before_it_is_committed() {
+        use super::may_send;
+        // Nothing settled: the first two go, the third waits.
+        assert!(may_send(0, &[], 0) && may_send(1, &[], 0));
+        assert!(!may_send(2, &[], 0));
+        // Batch 0 ended (its outcome is settle 1) but is not committed: batch 2 waits...
+        assert!(!may_send(2, &[1], 0));
+        // ... until it is; batch 3 waits for batch 1's.
+        assert!(may_send(2, &[1], 1));
+        assert!(!may_send(3, &[1], 1));
+        assert!(!may_send(3, &[1, 2], 1));
+        assert!(may_send(3, &[1, 2], 2));
+        // Tickets count every settle of the feeder (releases of other groups too).
+        assert!(!may_send(3, &[7, 9], 8));
+        assert!(may_send(3, &[7, 9], 9));
+    }
+
+    #[test]
+    fn a_batch_line_is_one_line_whatever_its_payload() {
+        let mut out = Vec::new();
+        super::batch_line("j-0", "[1,\n 2]", &mut out);
+        super::batch_line("j-1", "[\"a\\nb\"]\r\n", &mut out);
+        let text = String::from_utf8(out).unwrap();
+        let lines: Vec<serde_json::Value> = text
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect();
+        assert_eq!(
+            lines,
+            [
+                serde_json::json!({"batch_id": "j-0", "payload": [1, 2]}),
+                serde_json::json!({"batch_id": "j-1", "payload": ["a\nb"]}),
+            ]
+        );
     }
 
     #[test]

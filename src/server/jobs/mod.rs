@@ -204,11 +204,12 @@ impl Runners {
 /// How a job's workers are fed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 struct Feeding {
-    /// Requests each worker gets at a time: as many as its predictor runs at once, plus one
-    /// waiting, so a worker never idles between batches.
+    /// Feeders per worker, each with one request at a time: as many as its predictor runs at
+    /// once; a command worker gets one more, waiting, so that it never idles between batches
+    /// (a stream to the python shim already holds its next batch: `feeder::WINDOW`).
     in_flight: u32,
-    /// Several batches per request: the python shim takes them (`POST /batches`); a command
-    /// worker gets one batch per `POST /`, as the contract says.
+    /// Several batches per request: the python shim takes them as a stream
+    /// (`POST /batches`); a command worker gets one batch per `POST /`, as the contract says.
     multi: bool,
 }
 
@@ -221,7 +222,9 @@ fn feeding(spec: &crate::spec::ApiSpec) -> Feeding {
         )
     });
     Feeding {
-        in_flight: processes.saturating_mul(threads).saturating_add(1),
+        in_flight: processes
+            .saturating_mul(threads)
+            .saturating_add(u32::from(!python)),
         multi: python,
     }
 }

@@ -66,6 +66,8 @@ struct Starter<'a> {
     feeders_stop: CancellationToken,
     /// Feeders per worker (requests it gets at a time).
     per_worker: usize,
+    /// The job's writer, shared by its feeders.
+    settler: Arc<super::settler::Settler>,
     lease_ahead: usize,
 }
 
@@ -76,8 +78,8 @@ pub(super) struct Run {
     pub template: ReplicaPlan,
     pub handle: Arc<RunningJob>,
     pub log: JobLog,
-    /// Batches each worker is sent at a time (its predictor's concurrency, plus one so that
-    /// the next batch is already there when it finishes one).
+    /// Feeders per worker: its predictor's concurrency (a command worker gets one more, so
+    /// that its next batch is already there when it finishes one; see `Feeding`).
     pub in_flight: u32,
     /// Its workers take several batches per request (the python shim does).
     pub multi: bool,
@@ -190,6 +192,10 @@ impl Run {
             progress: Arc::new(Notify::new()),
             feeders_stop: CancellationToken::new(),
             per_worker: self.in_flight.max(1) as usize,
+            settler: Arc::new(super::settler::Settler::spawn(
+                self.shared.clone(),
+                job.id.clone(),
+            )),
             lease_ahead: super::feeder::lease_ahead(
                 job.total_batches,
                 planned as u64 * u64::from(self.in_flight.max(1)),
@@ -245,6 +251,7 @@ impl Run {
                     worker: worker.clone(),
                     progress: starter.progress.clone(),
                     stop: starter.feeders_stop.clone(),
+                    settler: starter.settler.clone(),
                     lease_ahead: starter.lease_ahead,
                     multi: self.multi,
                 }
