@@ -147,7 +147,11 @@ impl LocalServer {
             .append(true)
             .open(&log_path)
             .with_context(|| format!("cannot open {}", log_path.display()))?;
-        let port = std::env::var("CORTEX_LOCAL_PORT").unwrap_or_else(|_| "8888".to_string());
+        let asked = std::env::var("CORTEX_LOCAL_PORT").unwrap_or_else(|_| "8888".to_string());
+        // The port it had last time, while it is free: saved endpoints keep working.
+        let port = last_port(&self.data_dir, &asked)
+            .filter(|p| port_is_free(*p))
+            .map_or_else(|| asked.clone(), |p| p.to_string());
         let _ = std::fs::remove_file(self.data_dir.join(RuntimeFile::NAME));
         let mut cmd = std::process::Command::new(exe);
         cmd.arg("server")
@@ -203,7 +207,8 @@ impl LocalServer {
         }
         match outcome {
             Ok(url) => {
-                tell_if_port_moved(&port, &url);
+                tell_if_port_moved(&asked, &port, &url, &self.data_dir.join(PORT_FILE));
+                remember_port(&self.data_dir, &asked, &url);
                 Ok(url)
             }
             Err(why) => {
@@ -217,13 +222,44 @@ impl LocalServer {
     }
 }
 
-/// When the port asked for was taken, the server took another one: says so (on stderr), since
-/// URLs with the usual port would reach whatever holds it instead.
-fn tell_if_port_moved(asked: &str, url: &str) {
+/// Where the local server remembers the port it was asked for and the one it took.
+const PORT_FILE: &str = "port";
+
+/// The port the local server took when it was last started with `asked`.
+fn last_port(data_dir: &std::path::Path, asked: &str) -> Option<u16> {
+    let text = std::fs::read_to_string(data_dir.join(PORT_FILE)).ok()?;
+    let (was_asked, took) = text.trim().split_once(' ')?;
+    (was_asked == asked).then(|| took.parse().ok()).flatten()
+}
+
+/// Remembers the port the server at `url` took when asked for `asked`.
+fn remember_port(data_dir: &std::path::Path, asked: &str, url: &str) {
+    if let Some(took) = url.rsplit(':').next().filter(|p| p.parse::<u16>().is_ok()) {
+        let _ = crate::atomic_file::write(&data_dir.join(PORT_FILE), format!("{asked} {took}\n").as_bytes());
+    }
+}
+
+/// Whether nothing listens on `port` of loopback now.
+fn port_is_free(port: u16) -> bool {
+    port != 0 && std::net::TcpListener::bind((std::net::Ipv4Addr::LOCALHOST, port)).is_ok()
+}
+
+/// When the server is not on the port asked for, says so (on stderr), since URLs with the usual
+/// port would reach whatever holds it instead: `tried` was taken (the server took another), or
+/// the server kept the port it had before, when `asked` was taken.
+fn tell_if_port_moved(asked: &str, tried: &str, url: &str, port_file: &std::path::Path) {
     let took = url.rsplit(':').next().unwrap_or_default();
-    if asked != "0" && took != asked {
+    if asked == "0" || took == asked {
+        return;
+    }
+    if took != tried {
         eprintln!(
-            "note: port {asked} is in use by another program, so the local cortex server listens on port {took}; send predictions to {url}/<api> (`cortex get <api>` prints the endpoint), or free port {asked} and run `cortex server stop`"
+            "note: port {tried} is in use by another program, so the local cortex server listens on port {took}; send predictions to {url}/<api> (`cortex get <api>` prints the endpoint), or free port {tried} and run `cortex server stop`"
+        );
+    } else {
+        eprintln!(
+            "note: the local cortex server keeps port {took}, the one it had before (port {asked} was in use then), so saved endpoints still work; to move it to {asked}, delete {} and run `cortex server stop`",
+            port_file.display()
         );
     }
 }

@@ -252,3 +252,57 @@ fn a_taken_port_is_said_with_the_port_the_local_server_took_instead() {
     assert!(note.contains(url), "{note}");
     assert!(!url.ends_with(&format!(":{taken}")));
 }
+
+/// The local server's URL, from its runtime file.
+fn local_url(cfg: &Path) -> String {
+    let running: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(cfg.join("local/server.json")).unwrap())
+            .unwrap();
+    running["url"].as_str().unwrap().to_string()
+}
+
+#[test]
+fn the_local_server_keeps_its_port_across_restarts() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = dir.path().join("config");
+    let _stop = StopOnDrop(&cfg);
+    // Any port the first time (`CORTEX_LOCAL_PORT=0`); the same one after each restart.
+    let get = || {
+        let out = local_cortex(&cfg).arg("get").output().unwrap();
+        assert!(out.status.success(), "{}", stderr(&out));
+        local_url(&cfg)
+    };
+    let first = get();
+    for _ in 0..2 {
+        let out = local_cortex(&cfg).args(["server", "stop"]).output().unwrap();
+        assert!(out.status.success(), "{}", stderr(&out));
+        assert_eq!(get(), first);
+    }
+
+    // Asked for a port that was taken, it took another; once the asked one is free again, it
+    // keeps the one it had, and says so.
+    let cfg2 = dir.path().join("config2");
+    let _stop2 = StopOnDrop(&cfg2);
+    let holder = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let taken = holder.local_addr().unwrap().port().to_string();
+    let run = || {
+        local_cortex(&cfg2)
+            .env("CORTEX_LOCAL_PORT", &taken)
+            .arg("get")
+            .output()
+            .unwrap()
+    };
+    assert!(run().status.success());
+    let had = local_url(&cfg2);
+    drop(holder);
+    let out = local_cortex(&cfg2).args(["server", "stop"]).output().unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    let out = run();
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(local_url(&cfg2), had);
+    assert!(
+        stderr(&out).contains("keeps port") && stderr(&out).contains("the one it had before"),
+        "{}",
+        stderr(&out)
+    );
+}
