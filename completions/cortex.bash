@@ -1099,7 +1099,7 @@ _cortex() {
             return 0
             ;;
         cortex__subcmd__logs)
-            opts="-e -f -h -V --env --follow --tail --help --version"
+            opts="-e -f -h -V --env --follow --no-follow --tail --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0

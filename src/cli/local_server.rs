@@ -235,7 +235,10 @@ fn last_port(data_dir: &std::path::Path, asked: &str) -> Option<u16> {
 /// Remembers the port the server at `url` took when asked for `asked`.
 fn remember_port(data_dir: &std::path::Path, asked: &str, url: &str) {
     if let Some(took) = url.rsplit(':').next().filter(|p| p.parse::<u16>().is_ok()) {
-        let _ = crate::atomic_file::write(&data_dir.join(PORT_FILE), format!("{asked} {took}\n").as_bytes());
+        let _ = crate::atomic_file::write(
+            &data_dir.join(PORT_FILE),
+            format!("{asked} {took}\n").as_bytes(),
+        );
     }
 }
 

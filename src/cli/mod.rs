@@ -53,7 +53,7 @@ pub enum Command {
     Deploy(DeployArgs),
     /// get information about apis or jobs
     Get(GetArgs),
-    /// stream logs from an api
+    /// stream logs from an api (on a terminal; piped, print them and exit unless -f)
     Logs(LogsArgs),
     /// delete an api or stop a job
     Delete(DeleteArgs),
@@ -126,15 +126,19 @@ pub struct GetArgs {
 
 #[derive(Debug, Args)]
 pub struct LogsArgs {
+    /// the api whose logs to show
     #[arg(value_parser = api_name)]
     pub api: String,
     /// a batch job id
     pub job_id: Option<String>,
     #[command(flatten)]
     pub env: EnvFlag,
-    /// keep streaming new lines
-    #[arg(short, long)]
+    /// keep streaming new lines (the default on a terminal)
+    #[arg(short, long, conflicts_with = "no_follow")]
     pub follow: bool,
+    /// print the lines there are and exit (the default when stdout is not a terminal)
+    #[arg(long)]
+    pub no_follow: bool,
     /// only the last N lines
     #[arg(long, value_name = "N")]
     pub tail: Option<usize>,
@@ -142,6 +146,7 @@ pub struct LogsArgs {
 
 #[derive(Debug, Args)]
 pub struct DeleteArgs {
+    /// the api to delete (with a job id: the api whose job to stop)
     #[arg(value_parser = api_name)]
     pub api: String,
     /// a batch job id to stop

@@ -524,3 +524,33 @@ fn a_restart_keeps_the_generation_that_served_next_to_a_failed_update() {
     assert_eq!(api["replicas"].as_array().map(Vec::len), Some(1), "{api}");
     assert_eq!(version(&s), Some(3));
 }
+
+#[test]
+fn logs_follow_says_when_its_api_is_deleted() {
+    let s = Server::start();
+    let p = s.python_project(
+        "brief",
+        "RealtimeAPI",
+        "class PythonPredictor:\n    def __init__(self, config):\n        print('up', flush=True)\n\n    def predict(self, payload):\n        return 'ok'\n",
+        "",
+    );
+    s.ok(&p, &["deploy"]);
+    s.wait_status("brief", "live");
+    let mut follow = s
+        .cortex()
+        .args(["logs", "brief", "-f"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let lines = line_channel(follow.stdout.take().unwrap());
+    wait_line(&lines, "up");
+    s.ok(&p, &["delete", "brief", "-y"]);
+    let out = follow.wait_with_output().unwrap();
+    assert!(out.status.success());
+    assert!(
+        stderr(&out).contains("brief was deleted: no more logs will come"),
+        "{}",
+        stderr(&out)
+    );
+}

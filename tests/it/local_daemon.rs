@@ -274,7 +274,10 @@ fn the_local_server_keeps_its_port_across_restarts() {
     };
     let first = get();
     for _ in 0..2 {
-        let out = local_cortex(&cfg).args(["server", "stop"]).output().unwrap();
+        let out = local_cortex(&cfg)
+            .args(["server", "stop"])
+            .output()
+            .unwrap();
         assert!(out.status.success(), "{}", stderr(&out));
         assert_eq!(get(), first);
     }
@@ -295,7 +298,10 @@ fn the_local_server_keeps_its_port_across_restarts() {
     assert!(run().status.success());
     let had = local_url(&cfg2);
     drop(holder);
-    let out = local_cortex(&cfg2).args(["server", "stop"]).output().unwrap();
+    let out = local_cortex(&cfg2)
+        .args(["server", "stop"])
+        .output()
+        .unwrap();
     assert!(out.status.success(), "{}", stderr(&out));
     let out = run();
     assert!(out.status.success(), "{}", stderr(&out));
