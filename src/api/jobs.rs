@@ -70,6 +70,9 @@ pub struct JobStatus {
     pub batches_in_queue: u64,
     pub batch_metrics: BatchMetrics,
     pub worker_stats: WorkerStats,
+    /// The same numbers as `worker_stats`, under the name upstream cortex's server used.
+    #[serde(default)]
+    pub worker_counts: WorkerStats,
     pub start_time: String,
     /// Only once the job ended.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -83,10 +86,17 @@ pub struct JobStatus {
     pub dead_letters: Vec<DeadLetter>,
 }
 
-/// `GET /<batch-api>/<job_id>`.
+/// `GET /<batch-api>/<job_id>` (or `?jobID=<job_id>`): the seed's `job_status`, and beside it
+/// what upstream cortex's server answered too: the API's endpoint and configuration.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct JobStatusResponse {
     pub job_status: JobStatus,
+    /// The BatchAPI's endpoint, e.g. `http://localhost:8888/sum-batch`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub endpoint: Option<String>,
+    /// The BatchAPI's configuration (its predictor's `env` redacted).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub api_spec: Option<crate::api::ApiConfig>,
 }
 
 /// `GET /<batch-api>`: its jobs, newest first.

@@ -5,6 +5,7 @@ mod harness;
 mod auth;
 mod bad_input;
 mod batch;
+mod batch_compat;
 mod bazaar;
 mod bazaar_clients;
 mod cli_misc;

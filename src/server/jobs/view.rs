@@ -59,6 +59,7 @@ pub fn job_status(
             avg_time_per_batch: counts.avg_time_ms.map(|ms| ms / 1000.0),
             total: job.total_batches,
         },
+        worker_counts: worker_stats.clone(),
         worker_stats,
         start_time: rfc3339_nanos(job.start_ns.unwrap_or(job.created_ns)),
         end_time: job.end_ns.map(rfc3339_nanos),

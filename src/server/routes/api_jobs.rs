@@ -62,7 +62,11 @@ pub async fn get_one(
 ) -> Result<Json<JobStatusResponse>, ApiError> {
     let live = batch_api(&state, &caller, &name, Level::Read).await?;
     let job_status = state.jobs.status(&live, &job_id, q.failed).await?;
-    Ok(Json(JobStatusResponse { job_status }))
+    Ok(Json(JobStatusResponse {
+        job_status,
+        endpoint: None,
+        api_spec: None,
+    }))
 }
 
 pub async fn stop(

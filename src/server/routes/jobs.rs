@@ -1,6 +1,8 @@
-//! A BatchAPI's own routes on the gateway's paths: `POST /<api>` submits a job, `GET /<api>`
-//! lists its jobs, `GET /<api>/<job_id>` is a job's status (`?failed=true`: every dead
-//! letter), `DELETE /<api>/<job_id>` stops it. Everything else goes to the prediction gateway.
+//! A BatchAPI's own routes on the gateway's paths: `POST /<api>` submits a job (`?dryRun=true`:
+//! checks it and says what would be enqueued, creating nothing), `GET /<api>` lists its jobs,
+//! `GET /<api>/<job_id>` is a job's status (`?failed=true`: every dead letter), `DELETE
+//! /<api>/<job_id>` stops it; `?jobID=<job_id>` on `/<api>` is the same as `/<api>/<job_id>`,
+//! as cortex 0.2x wrote it. Everything else goes to the prediction gateway.
 
 use axum::extract::{Request, State};
 use axum::http::{Method, StatusCode};
@@ -8,7 +10,7 @@ use axum::response::{IntoResponse, Response};
 use axum::Json;
 
 use crate::api::{JobList, JobStatusResponse, MessageResponse};
-use crate::batch::submission::{self, MAX_BODY_BYTES};
+use crate::batch::submission::{self, Input, Submission, MAX_BODY_BYTES};
 use crate::server::access::{self, Access, Level};
 use crate::server::auth::identity_from_headers;
 use crate::server::error::{error_response, ApiError};
@@ -22,32 +24,53 @@ pub async fn fallback(State(state): State<AppState>, req: Request) -> Response {
     let path = req.uri().path().trim_end_matches('/');
     match state.deployments.by_path(path) {
         Some(live) if live.is_batch() => {
+            if let Some(job_id) = query_param(req.uri().query(), "jobID") {
+                return job(state, live, job_id, req).await;
+            }
             return guarded(&state, &live, req, |state, live, req| async move {
                 api_route(state, live, req).await
             })
-            .await
+            .await;
         }
         Some(_) => {}
         None => {
             if let Some((prefix, job_id)) = path.rsplit_once('/') {
                 if let Some(live) = state.deployments.by_path(prefix).filter(|l| l.is_batch()) {
-                    // Stopping someone's job takes more than reading: write access, even on a
-                    // public API (a server on loopback only lets everyone in, as cortex did).
-                    if req.method() == Method::DELETE && !state.loopback_only {
-                        if let Err(e) = needs_write(&state, &live, req.headers()).await {
-                            return e.into_response();
-                        }
-                    }
                     let job_id = job_id.to_string();
-                    return guarded(&state, &live, req, |state, live, req| async move {
-                        job_route(state, live, &job_id, req).await
-                    })
-                    .await;
+                    return job(state, live, job_id, req).await;
                 }
             }
         }
     }
     gateway::handle(State(state), req).await
+}
+
+/// One job's routes (its status, or stopping it).
+async fn job(
+    state: AppState,
+    live: std::sync::Arc<LiveApi>,
+    job_id: String,
+    req: Request,
+) -> Response {
+    // Stopping someone's job takes more than reading: write access, even on a public API (a
+    // server on loopback only lets everyone in, as cortex did).
+    if req.method() == Method::DELETE && !state.loopback_only {
+        if let Err(e) = needs_write(&state, &live, req.headers()).await {
+            return e.into_response();
+        }
+    }
+    guarded(&state, &live, req, |state, live, req| async move {
+        job_route(state, live, &job_id, req).await
+    })
+    .await
+}
+
+/// The value of `key` in a query string (`a=1&key=value`), when it has one.
+fn query_param(query: Option<&str>, key: &str) -> Option<String> {
+    query?.split('&').find_map(|kv| {
+        let (k, v) = kv.split_once('=')?;
+        (k == key && !v.is_empty()).then(|| v.to_string())
+    })
 }
 
 /// 403 unless the caller has write access to the API's model.
@@ -119,7 +142,19 @@ async fn job_route(
                 .query()
                 .is_some_and(|q| q.split('&').any(|kv| kv == "failed=true"));
             let job_status = state.jobs.status(&live, job_id, all).await?;
-            Ok(Json(JobStatusResponse { job_status }).into_response())
+            let mut api_spec = crate::api::ApiConfig::from(&live.spec);
+            api_spec.redact_env();
+            let endpoint = format!(
+                "{}{}",
+                super::apis::base_url(req.headers()),
+                live.spec.networking.endpoint
+            );
+            Ok(Json(JobStatusResponse {
+                job_status,
+                endpoint: Some(endpoint),
+                api_spec: Some(api_spec),
+            })
+            .into_response())
         }
         Method::DELETE => {
             state.jobs.stop(&live, job_id).await?;
@@ -147,8 +182,10 @@ fn not_allowed(live: &LiveApi, method: &Method, allowed: &str) -> Response {
     )
 }
 
-/// `POST /<api>`: checks the submission, stores the job and its batches, starts it.
+/// `POST /<api>`: checks the submission, stores the job and its batches, starts it; with
+/// `?dryRun=true`, only says what would be enqueued.
 async fn submit(state: &AppState, live: &LiveApi, req: Request) -> Result<Response, ApiError> {
+    let dry_run = query_param(req.uri().query(), "dryRun").is_some_and(|v| v == "true");
     let body = axum::body::to_bytes(req.into_body(), MAX_BODY_BYTES)
         .await
         .map_err(|e| {
@@ -171,7 +208,48 @@ async fn submit(state: &AppState, live: &LiveApi, req: Request) -> Result<Respon
         SourceError::Invalid(m) => ApiError::BadRequest(m),
         SourceError::Forbidden(m) => ApiError::Forbidden(m),
     })?;
+    if dry_run {
+        return Ok(dry_run_answer(&sub));
+    }
     state.disk.check()?;
     let spec = state.jobs.submit(live, sub, files).await?;
     Ok(Json(spec).into_response())
+}
+
+/// What a job of `sub` would enqueue, in plain text as cortex 0.2x answered a dry run: the
+/// files it would read, one per line (or how many items in how many batches), then
+/// `validations passed`.
+fn dry_run_answer(sub: &Submission) -> Response {
+    let mut text = String::new();
+    match &sub.input {
+        Input::Files(paths) => {
+            for path in paths {
+                text.push_str(path);
+                text.push('\n');
+            }
+            text.push_str(&format!(
+                "{} file(s): their items are read into batches of {} when the job runs\n",
+                paths.len(),
+                sub.batch_size
+            ));
+        }
+        Input::Items(items) => {
+            let batches = items.len().div_ceil(sub.batch_size.max(1) as usize);
+            text.push_str(&format!(
+                "{} item(s) in {batches} batch(es) of up to {}, for {} worker(s)\n",
+                items.len(),
+                sub.batch_size,
+                sub.workers.min(batches.max(1) as u32)
+            ));
+        }
+    }
+    text.push_str("validations passed");
+    (
+        [(
+            axum::http::header::CONTENT_TYPE,
+            "text/plain; charset=utf-8",
+        )],
+        text,
+    )
+        .into_response()
 }
