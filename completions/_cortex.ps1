@@ -35,6 +35,7 @@ Register-ArgumentCompleter -Native -CommandName 'cortex' -ScriptBlock {
             [CompletionResult]::new('teams', 'teams', [CompletionResultType]::ParameterValue, 'manage teams and their members')
             [CompletionResult]::new('tokens', 'tokens', [CompletionResultType]::ParameterValue, 'create, list and revoke tokens')
             [CompletionResult]::new('access', 'access', [CompletionResultType]::ParameterValue, 'set who may use an api: private, protected (a team) or public')
+            [CompletionResult]::new('predict', 'predict', [CompletionResultType]::ParameterValue, 'make a prediction: post a json file to an api and print its answer')
             [CompletionResult]::new('completion', 'completion', [CompletionResultType]::ParameterValue, 'generate shell completion scripts')
             [CompletionResult]::new('version', 'version', [CompletionResultType]::ParameterValue, 'print the cli and server versions')
             [CompletionResult]::new('help', 'help', [CompletionResultType]::ParameterValue, 'Print this message or the help of the given subcommand(s)')
@@ -476,6 +477,15 @@ Register-ArgumentCompleter -Native -CommandName 'cortex' -ScriptBlock {
             [CompletionResult]::new('--version', '--version', [CompletionResultType]::ParameterName, 'Print version')
             break
         }
+        'cortex;predict' {
+            [CompletionResult]::new('-e', '-e', [CompletionResultType]::ParameterName, 'environment to use (default: the configured default, usually "local")')
+            [CompletionResult]::new('--env', '--env', [CompletionResultType]::ParameterName, 'environment to use (default: the configured default, usually "local")')
+            [CompletionResult]::new('-h', '-h', [CompletionResultType]::ParameterName, 'Print help')
+            [CompletionResult]::new('--help', '--help', [CompletionResultType]::ParameterName, 'Print help')
+            [CompletionResult]::new('-V', '-V ', [CompletionResultType]::ParameterName, 'Print version')
+            [CompletionResult]::new('--version', '--version', [CompletionResultType]::ParameterName, 'Print version')
+            break
+        }
         'cortex;completion' {
             [CompletionResult]::new('-h', '-h', [CompletionResultType]::ParameterName, 'Print help')
             [CompletionResult]::new('--help', '--help', [CompletionResultType]::ParameterName, 'Print help')
@@ -503,6 +513,7 @@ Register-ArgumentCompleter -Native -CommandName 'cortex' -ScriptBlock {
             [CompletionResult]::new('teams', 'teams', [CompletionResultType]::ParameterValue, 'manage teams and their members')
             [CompletionResult]::new('tokens', 'tokens', [CompletionResultType]::ParameterValue, 'create, list and revoke tokens')
             [CompletionResult]::new('access', 'access', [CompletionResultType]::ParameterValue, 'set who may use an api: private, protected (a team) or public')
+            [CompletionResult]::new('predict', 'predict', [CompletionResultType]::ParameterValue, 'make a prediction: post a json file to an api and print its answer')
             [CompletionResult]::new('completion', 'completion', [CompletionResultType]::ParameterValue, 'generate shell completion scripts')
             [CompletionResult]::new('version', 'version', [CompletionResultType]::ParameterValue, 'print the cli and server versions')
             [CompletionResult]::new('help', 'help', [CompletionResultType]::ParameterValue, 'Print this message or the help of the given subcommand(s)')
@@ -608,6 +619,9 @@ Register-ArgumentCompleter -Native -CommandName 'cortex' -ScriptBlock {
             break
         }
         'cortex;help;access' {
+            break
+        }
+        'cortex;help;predict' {
             break
         }
         'cortex;help;completion' {

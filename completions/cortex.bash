@@ -40,6 +40,9 @@ _cortex() {
             cortex,logs)
                 cmd="cortex__subcmd__logs"
                 ;;
+            cortex,predict)
+                cmd="cortex__subcmd__predict"
+                ;;
             cortex,server)
                 cmd="cortex__subcmd__server"
                 ;;
@@ -114,6 +117,9 @@ _cortex() {
                 ;;
             cortex__subcmd__help,logs)
                 cmd="cortex__subcmd__help__subcmd__logs"
+                ;;
+            cortex__subcmd__help,predict)
+                cmd="cortex__subcmd__help__subcmd__predict"
                 ;;
             cortex__subcmd__help,server)
                 cmd="cortex__subcmd__help__subcmd__server"
@@ -293,7 +299,7 @@ _cortex() {
 
     case "${cmd}" in
         cortex)
-            opts="-h -V --help --version deploy get logs delete env server users teams tokens access completion version help"
+            opts="-h -V --help --version deploy get logs delete env server users teams tokens access predict completion version help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 1 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -651,7 +657,7 @@ _cortex() {
             return 0
             ;;
         cortex__subcmd__help)
-            opts="deploy get logs delete env server users teams tokens access completion version help"
+            opts="deploy get logs delete env server users teams tokens access predict completion version help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -833,6 +839,20 @@ _cortex() {
             return 0
             ;;
         cortex__subcmd__help__subcmd__logs)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        cortex__subcmd__help__subcmd__predict)
             opts=""
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
@@ -1114,6 +1134,28 @@ _cortex() {
                     return 0
                     ;;
                 --tail)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        cortex__subcmd__predict)
+            opts="-e -h -V --env --help --version"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                --env)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                -e)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;

@@ -32,6 +32,7 @@ set edit:completion:arg-completer[cortex] = {|@words|
             cand teams 'manage teams and their members'
             cand tokens 'create, list and revoke tokens'
             cand access 'set who may use an api: private, protected (a team) or public'
+            cand predict 'make a prediction: post a json file to an api and print its answer'
             cand completion 'generate shell completion scripts'
             cand version 'print the cli and server versions'
             cand help 'Print this message or the help of the given subcommand(s)'
@@ -416,6 +417,14 @@ set edit:completion:arg-completer[cortex] = {|@words|
             cand -V 'Print version'
             cand --version 'Print version'
         }
+        &'cortex;predict'= {
+            cand -e 'environment to use (default: the configured default, usually "local")'
+            cand --env 'environment to use (default: the configured default, usually "local")'
+            cand -h 'Print help'
+            cand --help 'Print help'
+            cand -V 'Print version'
+            cand --version 'Print version'
+        }
         &'cortex;completion'= {
             cand -h 'Print help'
             cand --help 'Print help'
@@ -441,6 +450,7 @@ set edit:completion:arg-completer[cortex] = {|@words|
             cand teams 'manage teams and their members'
             cand tokens 'create, list and revoke tokens'
             cand access 'set who may use an api: private, protected (a team) or public'
+            cand predict 'make a prediction: post a json file to an api and print its answer'
             cand completion 'generate shell completion scripts'
             cand version 'print the cli and server versions'
             cand help 'Print this message or the help of the given subcommand(s)'
@@ -518,6 +528,8 @@ set edit:completion:arg-completer[cortex] = {|@words|
         &'cortex;help;tokens;revoke'= {
         }
         &'cortex;help;access'= {
+        }
+        &'cortex;help;predict'= {
         }
         &'cortex;help;completion'= {
         }

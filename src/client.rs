@@ -165,6 +165,31 @@ impl Client {
         self.json(self.request(Method::GET, "/api/v2/apis")).await
     }
 
+    /// `POST`s `body` (JSON) to an API's `endpoint` with this client's token; the answer's
+    /// status and body, whatever the status.
+    pub async fn predict(
+        &self,
+        endpoint: &str,
+        body: Vec<u8>,
+    ) -> Result<(StatusCode, bytes::Bytes), ClientError> {
+        let mut req = self
+            .http
+            .post(endpoint)
+            .header(reqwest::header::CONTENT_TYPE, "application/json")
+            .body(body);
+        if let Some(token) = &self.token {
+            req = req.bearer_auth(token);
+        }
+        let unreachable = |source| ClientError::Unreachable {
+            url: endpoint.to_string(),
+            source,
+        };
+        let resp = req.send().await.map_err(unreachable)?;
+        let status = resp.status();
+        let body = resp.bytes().await.map_err(unreachable)?;
+        Ok((status, body))
+    }
+
     pub async fn get_api(&self, name: &str) -> Result<ApiResponse, ClientError> {
         self.json(self.request(Method::GET, &format!("/api/v2/apis/{}", segment(name))))
             .await

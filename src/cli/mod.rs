@@ -14,6 +14,7 @@ mod identity;
 mod local_server;
 mod logs;
 mod output;
+mod predict;
 mod prompt;
 mod render;
 mod server_cmd;
@@ -73,6 +74,8 @@ pub enum Command {
     Tokens(identity::TokensCommand),
     /// set who may use an api: private, protected (a team) or public
     Access(identity::AccessArgs),
+    /// make a prediction: post a json file to an api and print its answer
+    Predict(PredictArgs),
     /// generate shell completion scripts
     Completion(CompletionArgs),
     /// print the cli and server versions
@@ -142,6 +145,17 @@ pub struct LogsArgs {
     /// only the last N lines
     #[arg(long, value_name = "N")]
     pub tail: Option<usize>,
+}
+
+#[derive(Debug, Args)]
+pub struct PredictArgs {
+    /// the RealtimeAPI (or TrafficSplitter) to call
+    #[arg(value_parser = api_name)]
+    pub api: String,
+    /// a file holding the JSON payload
+    pub json_file: std::path::PathBuf,
+    #[command(flatten)]
+    pub env: EnvFlag,
 }
 
 #[derive(Debug, Args)]
@@ -386,6 +400,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitStatus> {
             Command::Teams(cmd) => identity::teams(cmd).await,
             Command::Tokens(cmd) => identity::tokens(cmd).await,
             Command::Access(args) => identity::access(args).await,
+            Command::Predict(args) => predict::run(args).await,
             Command::Server(args) => server_cmd::run(args).await,
             Command::Version(args) => version::run(args).await,
             Command::Completion(_) => Ok(ExitStatus::Success),

@@ -19,6 +19,7 @@ mod local_daemon;
 mod log_caps;
 mod nothing_lost;
 mod permissions;
+mod predict_cmd;
 mod realtime;
 mod redelivery;
 mod requirements;
