@@ -36,6 +36,7 @@ Register-ArgumentCompleter -Native -CommandName 'cortex' -ScriptBlock {
             [CompletionResult]::new('tokens', 'tokens', [CompletionResultType]::ParameterValue, 'create, list and revoke tokens')
             [CompletionResult]::new('access', 'access', [CompletionResultType]::ParameterValue, 'set who may use an api: private, protected (a team) or public')
             [CompletionResult]::new('predict', 'predict', [CompletionResultType]::ParameterValue, 'make a prediction: post a json file to an api and print its answer')
+            [CompletionResult]::new('refresh', 'refresh', [CompletionResultType]::ParameterValue, 'restart every replica of an api with a rolling update (no downtime)')
             [CompletionResult]::new('completion', 'completion', [CompletionResultType]::ParameterValue, 'generate shell completion scripts')
             [CompletionResult]::new('version', 'version', [CompletionResultType]::ParameterValue, 'print the cli and server versions')
             [CompletionResult]::new('help', 'help', [CompletionResultType]::ParameterValue, 'Print this message or the help of the given subcommand(s)')
@@ -486,6 +487,17 @@ Register-ArgumentCompleter -Native -CommandName 'cortex' -ScriptBlock {
             [CompletionResult]::new('--version', '--version', [CompletionResultType]::ParameterName, 'Print version')
             break
         }
+        'cortex;refresh' {
+            [CompletionResult]::new('-e', '-e', [CompletionResultType]::ParameterName, 'environment to use (default: the configured default, usually "local")')
+            [CompletionResult]::new('--env', '--env', [CompletionResultType]::ParameterName, 'environment to use (default: the configured default, usually "local")')
+            [CompletionResult]::new('-o', '-o', [CompletionResultType]::ParameterName, 'output format')
+            [CompletionResult]::new('--output', '--output', [CompletionResultType]::ParameterName, 'output format')
+            [CompletionResult]::new('-h', '-h', [CompletionResultType]::ParameterName, 'Print help')
+            [CompletionResult]::new('--help', '--help', [CompletionResultType]::ParameterName, 'Print help')
+            [CompletionResult]::new('-V', '-V ', [CompletionResultType]::ParameterName, 'Print version')
+            [CompletionResult]::new('--version', '--version', [CompletionResultType]::ParameterName, 'Print version')
+            break
+        }
         'cortex;completion' {
             [CompletionResult]::new('-h', '-h', [CompletionResultType]::ParameterName, 'Print help')
             [CompletionResult]::new('--help', '--help', [CompletionResultType]::ParameterName, 'Print help')
@@ -514,6 +526,7 @@ Register-ArgumentCompleter -Native -CommandName 'cortex' -ScriptBlock {
             [CompletionResult]::new('tokens', 'tokens', [CompletionResultType]::ParameterValue, 'create, list and revoke tokens')
             [CompletionResult]::new('access', 'access', [CompletionResultType]::ParameterValue, 'set who may use an api: private, protected (a team) or public')
             [CompletionResult]::new('predict', 'predict', [CompletionResultType]::ParameterValue, 'make a prediction: post a json file to an api and print its answer')
+            [CompletionResult]::new('refresh', 'refresh', [CompletionResultType]::ParameterValue, 'restart every replica of an api with a rolling update (no downtime)')
             [CompletionResult]::new('completion', 'completion', [CompletionResultType]::ParameterValue, 'generate shell completion scripts')
             [CompletionResult]::new('version', 'version', [CompletionResultType]::ParameterValue, 'print the cli and server versions')
             [CompletionResult]::new('help', 'help', [CompletionResultType]::ParameterValue, 'Print this message or the help of the given subcommand(s)')
@@ -622,6 +635,9 @@ Register-ArgumentCompleter -Native -CommandName 'cortex' -ScriptBlock {
             break
         }
         'cortex;help;predict' {
+            break
+        }
+        'cortex;help;refresh' {
             break
         }
         'cortex;help;completion' {

@@ -43,6 +43,9 @@ _cortex() {
             cortex,predict)
                 cmd="cortex__subcmd__predict"
                 ;;
+            cortex,refresh)
+                cmd="cortex__subcmd__refresh"
+                ;;
             cortex,server)
                 cmd="cortex__subcmd__server"
                 ;;
@@ -120,6 +123,9 @@ _cortex() {
                 ;;
             cortex__subcmd__help,predict)
                 cmd="cortex__subcmd__help__subcmd__predict"
+                ;;
+            cortex__subcmd__help,refresh)
+                cmd="cortex__subcmd__help__subcmd__refresh"
                 ;;
             cortex__subcmd__help,server)
                 cmd="cortex__subcmd__help__subcmd__server"
@@ -299,7 +305,7 @@ _cortex() {
 
     case "${cmd}" in
         cortex)
-            opts="-h -V --help --version deploy get logs delete env server users teams tokens access predict completion version help"
+            opts="-h -V --help --version deploy get logs delete env server users teams tokens access predict refresh completion version help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 1 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -657,7 +663,7 @@ _cortex() {
             return 0
             ;;
         cortex__subcmd__help)
-            opts="deploy get logs delete env server users teams tokens access predict completion version help"
+            opts="deploy get logs delete env server users teams tokens access predict refresh completion version help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -853,6 +859,20 @@ _cortex() {
             return 0
             ;;
         cortex__subcmd__help__subcmd__predict)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        cortex__subcmd__help__subcmd__refresh)
             opts=""
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
@@ -1157,6 +1177,36 @@ _cortex() {
                     ;;
                 -e)
                     COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        cortex__subcmd__refresh)
+            opts="-e -o -h -V --env --output --help --version"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                --env)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                -e)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --output)
+                    COMPREPLY=($(compgen -W "pretty json yaml" -- "${cur}"))
+                    return 0
+                    ;;
+                -o)
+                    COMPREPLY=($(compgen -W "pretty json yaml" -- "${cur}"))
                     return 0
                     ;;
                 *)

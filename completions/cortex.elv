@@ -33,6 +33,7 @@ set edit:completion:arg-completer[cortex] = {|@words|
             cand tokens 'create, list and revoke tokens'
             cand access 'set who may use an api: private, protected (a team) or public'
             cand predict 'make a prediction: post a json file to an api and print its answer'
+            cand refresh 'restart every replica of an api with a rolling update (no downtime)'
             cand completion 'generate shell completion scripts'
             cand version 'print the cli and server versions'
             cand help 'Print this message or the help of the given subcommand(s)'
@@ -425,6 +426,16 @@ set edit:completion:arg-completer[cortex] = {|@words|
             cand -V 'Print version'
             cand --version 'Print version'
         }
+        &'cortex;refresh'= {
+            cand -e 'environment to use (default: the configured default, usually "local")'
+            cand --env 'environment to use (default: the configured default, usually "local")'
+            cand -o 'output format'
+            cand --output 'output format'
+            cand -h 'Print help'
+            cand --help 'Print help'
+            cand -V 'Print version'
+            cand --version 'Print version'
+        }
         &'cortex;completion'= {
             cand -h 'Print help'
             cand --help 'Print help'
@@ -451,6 +462,7 @@ set edit:completion:arg-completer[cortex] = {|@words|
             cand tokens 'create, list and revoke tokens'
             cand access 'set who may use an api: private, protected (a team) or public'
             cand predict 'make a prediction: post a json file to an api and print its answer'
+            cand refresh 'restart every replica of an api with a rolling update (no downtime)'
             cand completion 'generate shell completion scripts'
             cand version 'print the cli and server versions'
             cand help 'Print this message or the help of the given subcommand(s)'
@@ -530,6 +542,8 @@ set edit:completion:arg-completer[cortex] = {|@words|
         &'cortex;help;access'= {
         }
         &'cortex;help;predict'= {
+        }
+        &'cortex;help;refresh'= {
         }
         &'cortex;help;completion'= {
         }

@@ -190,6 +190,15 @@ impl Client {
         Ok((status, body))
     }
 
+    /// Starts every replica of a RealtimeAPI again, with a rolling update.
+    pub async fn refresh_api(&self, name: &str) -> Result<MessageResponse, ClientError> {
+        self.json(self.request(
+            Method::POST,
+            &format!("/api/v2/apis/{}/refresh", segment(name)),
+        ))
+        .await
+    }
+
     pub async fn get_api(&self, name: &str) -> Result<ApiResponse, ClientError> {
         self.json(self.request(Method::GET, &format!("/api/v2/apis/{}", segment(name))))
             .await

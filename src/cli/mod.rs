@@ -76,6 +76,8 @@ pub enum Command {
     Access(identity::AccessArgs),
     /// make a prediction: post a json file to an api and print its answer
     Predict(PredictArgs),
+    /// restart every replica of an api with a rolling update (no downtime)
+    Refresh(RefreshArgs),
     /// generate shell completion scripts
     Completion(CompletionArgs),
     /// print the cli and server versions
@@ -156,6 +158,18 @@ pub struct PredictArgs {
     pub json_file: std::path::PathBuf,
     #[command(flatten)]
     pub env: EnvFlag,
+}
+
+#[derive(Debug, Args)]
+pub struct RefreshArgs {
+    /// the RealtimeAPI whose replicas to restart
+    #[arg(value_parser = api_name)]
+    pub api: String,
+    #[command(flatten)]
+    pub env: EnvFlag,
+    /// output format
+    #[arg(short, long, value_enum, default_value_t = OutputFormat::Pretty)]
+    pub output: OutputFormat,
 }
 
 #[derive(Debug, Args)]
@@ -401,6 +415,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitStatus> {
             Command::Tokens(cmd) => identity::tokens(cmd).await,
             Command::Access(args) => identity::access(args).await,
             Command::Predict(args) => predict::run(args).await,
+            Command::Refresh(args) => predict::refresh(args).await,
             Command::Server(args) => server_cmd::run(args).await,
             Command::Version(args) => version::run(args).await,
             Command::Completion(_) => Ok(ExitStatus::Success),

@@ -1,12 +1,14 @@
 //! `cortex predict API JSON_FILE`: posts the file to the API's endpoint and prints the answer,
-//! as cortex did through v0.25. A refused prediction exits 1 with the server's reason.
+//! as cortex did through v0.25 (a refused prediction exits 1 with the server's reason); and
+//! `cortex refresh API`, which restarts an API's replicas with a rolling update.
 
 use std::io::Write;
 
 use anyhow::{bail, Context};
 
 use super::environment;
-use super::{ExitStatus, PredictArgs};
+use super::output::print_structured;
+use super::{ExitStatus, PredictArgs, RefreshArgs};
 
 pub async fn run(args: PredictArgs) -> anyhow::Result<ExitStatus> {
     let body = std::fs::read(&args.json_file)
@@ -38,6 +40,15 @@ pub async fn run(args: PredictArgs) -> anyhow::Result<ExitStatus> {
     out.write_all(&answer)?;
     if !answer.ends_with(b"\n") {
         out.write_all(b"\n")?;
+    }
+    Ok(ExitStatus::Success)
+}
+
+pub async fn refresh(args: RefreshArgs) -> anyhow::Result<ExitStatus> {
+    let target = environment::connect(args.env.env.as_deref()).await?;
+    let resp = target.client.refresh_api(&args.api).await?;
+    if !print_structured(args.output, &resp)? {
+        println!("{}", resp.message);
     }
     Ok(ExitStatus::Success)
 }

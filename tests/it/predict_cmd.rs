@@ -38,3 +38,84 @@ fn predict_posts_the_file_and_prints_the_answer() {
         "api nothing is not deployed",
     );
 }
+
+#[test]
+fn refresh_replaces_every_replica_while_predictions_keep_succeeding() {
+    use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+    use std::sync::Arc;
+
+    let s = Server::start();
+    let p = s.python_project(
+        "steady",
+        "RealtimeAPI",
+        "class PythonPredictor:\n    def __init__(self, config):\n        pass\n\n    def predict(self, payload):\n        return 'ok'\n",
+        "  autoscaling:\n    min_replicas: 2\n    max_replicas: 2\n",
+    );
+    s.ok(&p, &["deploy"]);
+    let ids = |api: &serde_json::Value| -> Vec<String> {
+        api["replicas"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|r| r["id"].as_str().unwrap().to_string())
+            .collect()
+    };
+    let before = wait_for("two ready replicas", DEADLINE, || {
+        s.api_json("steady")
+            .filter(|a| a["status"] == "live" && a["up_to_date"] == 2)
+    });
+    let old = ids(&before);
+    let (stop, ok, failed) = (
+        Arc::new(AtomicBool::new(false)),
+        Arc::new(AtomicUsize::new(0)),
+        Arc::new(AtomicUsize::new(0)),
+    );
+    let load = {
+        let (stop, ok, failed, url) = (stop.clone(), ok.clone(), failed.clone(), s.url.clone());
+        std::thread::spawn(move || {
+            let client = http();
+            while !stop.load(Ordering::Relaxed) {
+                let resp = client
+                    .post(format!("{url}/steady"))
+                    .header("content-type", "application/json")
+                    .body("{}")
+                    .send();
+                match resp {
+                    Ok(r) if r.status() == 200 => ok.fetch_add(1, Ordering::Relaxed),
+                    _ => failed.fetch_add(1, Ordering::Relaxed),
+                };
+            }
+        })
+    };
+    let out = s.ok(&p, &["refresh", "steady"]);
+    assert!(out.contains("refreshing steady"), "{out}");
+    wait_for("every replica to be replaced", DEADLINE, || {
+        s.api_json("steady").filter(|a| {
+            let now = ids(a);
+            a["status"] == "live"
+                && a["up_to_date"] == 2
+                && now.len() == 2
+                && now.iter().all(|id| !old.contains(id))
+        })
+    });
+    stop.store(true, Ordering::Relaxed);
+    load.join().unwrap();
+    assert_eq!(
+        failed.load(Ordering::Relaxed),
+        0,
+        "a prediction failed during the refresh"
+    );
+    assert!(ok.load(Ordering::Relaxed) > 0);
+    // A BatchAPI has no replicas to refresh.
+    let b = s.python_project(
+        "jobs",
+        "BatchAPI",
+        "class PythonPredictor:\n    def __init__(self, config, job_spec):\n        pass\n\n    def predict(self, payload, batch_id):\n        pass\n",
+        "",
+    );
+    s.ok(&b, &["deploy"]);
+    assert_refused(
+        &s.run(&b, &["refresh", "jobs"]),
+        "only a RealtimeAPI's replicas are refreshed",
+    );
+}

@@ -12,6 +12,7 @@ mod jobs;
 mod logs;
 mod merged_logs;
 mod queue;
+mod refresh;
 mod teams;
 mod tokens;
 mod users;
@@ -40,6 +41,7 @@ pub fn router(state: AppState) -> Router {
             get(apis::get_one).delete(apis::delete),
         )
         .route("/api/v2/apis/{name}/logs", get(logs::logs))
+        .route("/api/v2/apis/{name}/refresh", post(refresh::refresh))
         .route("/api/v2/apis/{name}/jobs", get(api_jobs::list))
         .route(
             "/api/v2/apis/{name}/jobs/{job_id}",
