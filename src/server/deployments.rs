@@ -222,7 +222,13 @@ impl Deployments {
                     };
                     rollout::step(counts, rollout::allowance(&strategy, target)).new_members
                 };
-                let surplus = set.scale_to(first.max(1), self.engine.as_ref());
+                // A BatchAPI runs nothing (and reserves no compute) until a job starts workers.
+                let size = if spec.kind == crate::spec::ApiKind::BatchAPI {
+                    0
+                } else {
+                    first.max(1)
+                };
+                let surplus = set.scale_to(size, self.engine.as_ref());
                 debug_assert!(surplus.is_empty());
                 (set, serving, false)
             }

@@ -241,3 +241,41 @@ fn a_process_that_left_the_replicas_group_is_stopped_with_it_where_a_cgroup_hold
         }
     }
 }
+
+#[test]
+fn an_idle_batch_api_reserves_no_compute_and_a_job_counts_only_workers_that_ran() {
+    let s = Server::start_with("127.0.0.1:0", &[("CORTEX_ENGINE_CPUS", "1")]);
+    let one_cpu = "  compute:\n    cpu: 1\n";
+    let batch = s.python_project(
+        "idle-batch",
+        "BatchAPI",
+        "class PythonPredictor:\n    def __init__(self, config, job_spec):\n        pass\n\n    def predict(self, payload, batch_id):\n        pass\n",
+        one_cpu,
+    );
+    s.ok(&batch, &["deploy"]);
+    s.wait_status("idle-batch", "live");
+    // The BatchAPI runs nothing while no job runs: a realtime api of the whole machine starts.
+    let rt = write_python_api(
+        &s,
+        "realtime",
+        LEAN,
+        "  compute:\n    cpu: 1\n  autoscaling:\n    min_replicas: 1\n    max_replicas: 1\n",
+    );
+    s.ok(&rt, &["deploy"]);
+    s.wait_status("realtime", "live");
+    s.ok(&rt, &["delete", "realtime", "-y"]);
+
+    // Room for one worker of a cpu: a job asking for two runs on one, and says so.
+    let id = crate::batch::submit(
+        &s,
+        "idle-batch",
+        serde_json::json!({"workers": 2, "item_list": {"items": [1, 2, 3, 4], "batch_size": 1}}),
+    );
+    let status = crate::batch::wait_job(&s, "idle-batch", &id, "status_succeeded");
+    let succeeded = status["worker_stats"]["succeeded"].as_u64().unwrap();
+    let ran = status["batch_metrics"]["succeeded"].as_u64().unwrap();
+    assert_eq!(ran, 4, "{status}");
+    // One worker ran every batch; the other never got compute and counts nowhere.
+    assert_eq!(succeeded, 1, "{status}");
+    assert_eq!(status["worker_stats"]["failed"], 0, "{status}");
+}

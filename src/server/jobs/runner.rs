@@ -114,6 +114,11 @@ impl Run {
                 s.phase == ReplicaPhase::Failed || s.out_of_memory
             })
             .count() as u32;
+        // A worker that waited for compute the whole job never ran: it counts nowhere.
+        let ran = workers
+            .iter()
+            .filter(|w| w.snapshot().phase != ReplicaPhase::Pending)
+            .count() as u32;
         futures_util::future::join_all(workers.iter().map(|w| w.stop(WORKER_STOP_GRACE))).await;
         if let Outcome::Ended { status, why } = outcome {
             let succeeded = matches!(
@@ -122,7 +127,11 @@ impl Run {
             );
             let ending_status = status.as_str();
             let (id, why_text) = (self.job.id.clone(), why.clone());
-            let workers_succeeded = if succeeded { self.job.workers } else { 0 };
+            let workers_succeeded = if succeeded {
+                ran.saturating_sub(failed_workers)
+            } else {
+                0
+            };
             let recorded = self
                 .shared
                 .store
