@@ -110,7 +110,10 @@ fn head(node: &Node) -> Result<(Section<'_>, String, Pos, ApiKind), Problem> {
     if let Err(message) = check_api_name(&name) {
         return Err(Problem::new(name_node.pos, "name", message));
     }
-    let kind = kind(sec.require("kind", "add \"kind: RealtimeAPI\" or \"kind: BatchAPI\"")?)?;
+    let kind = kind(sec.require(
+        "kind",
+        "add \"kind: RealtimeAPI\", \"kind: BatchAPI\" or \"kind: TrafficSplitter\"",
+    )?)?;
     Ok((sec, name, name_node.pos, kind))
 }
 
@@ -166,7 +169,7 @@ pub(crate) fn label(node: &Node) -> Option<String> {
 }
 
 /// The value of the first `key` in a mapping, before its keys are checked.
-fn raw_value<'a>(node: &'a Node, key: &str) -> Option<&'a Node> {
+pub(crate) fn raw_value<'a>(node: &'a Node, key: &str) -> Option<&'a Node> {
     let Value::Map(entries) = &node.value else {
         return None;
     };
@@ -444,7 +447,7 @@ mod tests {
         );
         assert_eq!(
             message(&format!("name: a\n{PREDICTOR}")),
-            "kind: is required; add \"kind: RealtimeAPI\" or \"kind: BatchAPI\""
+            "kind: is required; add \"kind: RealtimeAPI\", \"kind: BatchAPI\" or \"kind: TrafficSplitter\""
         );
     }
 

@@ -24,6 +24,12 @@ pub(crate) fn predictor(api: &Section) -> Result<Predictor, Problem> {
         "predictor",
         "add a predictor section, e.g. \"predictor: {type: python, path: predictor.py}\"",
     )?;
+    // An unsupported type explains its keys (`model_path`, `signature_key`...): said first.
+    if let Some(type_node) = super::api::raw_value(node, "type") {
+        if let Some(problem) = unsupported_type(type_node) {
+            return Err(problem);
+        }
+    }
     let sec = Section::new(node, "predictor", schema::PREDICTOR)?;
     let kind = predictor_type(&sec)?;
 
@@ -124,6 +130,24 @@ pub(crate) fn predictor(api: &Section) -> Result<Predictor, Problem> {
     })
 }
 
+/// The problem with `type: tensorflow` or `type: onnx`, saying the way forward.
+fn unsupported_type(node: &Node) -> Option<Problem> {
+    let (text, package) = match node.text("predictor.type").ok()? {
+        "tensorflow" => ("tensorflow", "tensorflow"),
+        "onnx" => ("onnx", "onnxruntime"),
+        _ => return None,
+    };
+    Some(Problem::new(
+        node.pos,
+        "predictor.type",
+        format!(
+            "the {text} predictor is not supported yet; use \"type: python\" with the {package} \
+             package (add it to requirements.txt, and load the model from predictor.config in \
+             PythonPredictor.__init__), or \"type: command\" to run your own model server"
+        ),
+    ))
+}
+
 fn predictor_type(sec: &Section) -> Result<PredictorType, Problem> {
     let node = sec.require(
         "type",
@@ -134,14 +158,13 @@ fn predictor_type(sec: &Section) -> Result<PredictorType, Problem> {
     match text {
         "python" => Ok(PredictorType::Python),
         "command" => Ok(PredictorType::Command),
-        "tensorflow" | "onnx" => Err(Problem::new(
-            node.pos,
-            field,
-            format!(
-                "the {text} predictor is not supported; use \"type: python\" and load the model \
-                 in PythonPredictor.__init__, or \"type: command\" to run your own server"
-            ),
-        )),
+        "tensorflow" | "onnx" => Err(unsupported_type(node).unwrap_or_else(|| {
+            Problem::new(
+                node.pos,
+                field,
+                format!("the {text} predictor is not supported"),
+            )
+        })),
         _ => {
             let hint = match nearest(text, &["python", "command"]) {
                 Some(near) => format!("; did you mean \"{near}\"?"),
@@ -295,6 +318,24 @@ pub(crate) fn relative_path(path: &str) -> Result<(), String> {
 mod tests {
     use super::super::load::load;
     use super::*;
+
+    #[test]
+    fn an_unsupported_type_is_said_before_its_keys() {
+        for (yaml, package) in [
+            (
+                "predictor: {type: tensorflow, path: a.py, model_path: s3://x, signature_key: s}",
+                "tensorflow",
+            ),
+            ("predictor: {model_path: m.onnx, type: onnx}", "onnxruntime"),
+        ] {
+            let text = message(yaml);
+            assert!(
+                text.starts_with("predictor.type: the ")
+                    && text.contains(&format!("with the {package} package")),
+                "{text}"
+            );
+        }
+    }
 
     fn parse(yaml: &str) -> Result<Predictor, Problem> {
         let node = load(yaml).unwrap().unwrap();
