@@ -1,7 +1,7 @@
 //! What `GET /metrics` reads of jobs and batches: every job's API and status (the jobs table is
 //! small), and one job's batches counted by state with a histogram of the time the batches
 //! that succeeded took. A tally reads only its job's batches (through `batches_next`); the
-//! caller keeps the tallies of ended jobs, whose batches no longer change.
+//! caller keeps the tallies of jobs that ended a while ago, whose batches no longer change.
 
 use rusqlite::Connection;
 
@@ -20,21 +20,20 @@ pub struct JobEntry {
     pub api: String,
     /// A `batch::status::JobStatus` string (`status_running`, ...).
     pub status: String,
-    /// It ended: its batches no longer change.
-    pub ended: bool,
+    /// When it ended (nanoseconds since the Unix epoch).
+    pub end_ns: Option<i64>,
 }
 
 /// Every stored job.
 pub fn jobs(conn: &Connection) -> Result<Vec<JobEntry>, StoreError> {
-    let mut stmt = conn.prepare_cached(
-        "SELECT id, api_name, status, end_ns IS NOT NULL FROM jobs ORDER BY created_ns",
-    )?;
+    let mut stmt =
+        conn.prepare_cached("SELECT id, api_name, status, end_ns FROM jobs ORDER BY created_ns")?;
     let rows = stmt.query_map([], |r| {
         Ok(JobEntry {
             id: r.get(0)?,
             api: r.get(1)?,
             status: r.get(2)?,
-            ended: r.get(3)?,
+            end_ns: r.get(3)?,
         })
     })?;
     Ok(rows.collect::<Result<_, _>>()?)
@@ -188,6 +187,6 @@ mod tests {
 
         let listed = jobs(&c).unwrap();
         assert_eq!(listed.len(), 1);
-        assert_eq!((listed[0].api.as_str(), listed[0].ended), ("sum", false));
+        assert_eq!((listed[0].api.as_str(), listed[0].end_ns), ("sum", None));
     }
 }

@@ -1,7 +1,7 @@
 //! What the BatchAPIs' jobs say at scrape time, from the database: jobs by status, batches
 //! succeeded, failed, queued and with a worker, and a histogram of the time the batches that
-//! succeeded took. The tallies of ended jobs are kept (their batches no longer change), so a
-//! scrape reads the batches of open jobs (and of jobs that ended since the last scrape) only,
+//! succeeded took. The tallies of jobs that ended over a minute ago are kept (their batches no
+//! longer change), so a scrape reads the batches of open and just-ended jobs only,
 //! one job per database call so other users of the database get in between.
 
 use std::collections::{BTreeMap, HashMap};
@@ -13,8 +13,12 @@ use prometheus_client::metrics::MetricType;
 use prometheus_client::registry::Unit;
 
 use crate::batch::status::JobStatus;
+use crate::clock::now_ns;
 use crate::store::job_stats::{self, Tally, DURATION_BOUNDS_MS};
 use crate::store::{Store, StoreError};
+
+/// How long after its end a job's tally is kept rather than read again (nanoseconds).
+const SETTLED_NS: i64 = 60 * 1_000_000_000;
 
 /// A batch number of a [`Tally`], with its name and help.
 type Field = (&'static str, &'static str, fn(&Tally) -> u64);
@@ -63,19 +67,24 @@ impl EndedTallies {
         let jobs = store.call(|c| job_stats::jobs(c)).await?;
         self.retain(&jobs.iter().map(|j| j.id.as_str()).collect::<Vec<_>>());
         let mut out: BTreeMap<String, BatchSample> = BTreeMap::new();
+        let now = now_ns();
         for job in jobs {
-            let mut tally = match self.get(&job.id).filter(|_| job.ended) {
+            // A stopped job's workers may still settle the batches they held for a moment.
+            let settled = job
+                .end_ns
+                .is_some_and(|end| now.saturating_sub(end) > SETTLED_NS);
+            let mut tally = match self.get(&job.id).filter(|_| settled) {
                 Some(t) => t,
                 None => {
                     let id = job.id.clone();
                     let t = store.call(move |c| job_stats::tally(c, &id)).await?;
-                    if job.ended {
+                    if settled {
                         self.keep(&job.id, t);
                     }
                     t
                 }
             };
-            if job.ended {
+            if job.end_ns.is_some() {
                 (tally.queued, tally.leased) = (0, 0);
             }
             let sample = out.entry(job.api).or_default();

@@ -183,3 +183,75 @@ fn the_process_collector_writes_the_usual_names() {
         "not read: left out"
     );
 }
+
+#[tokio::test]
+async fn a_job_that_ended_a_while_ago_is_tallied_once_and_forgotten_with_its_api() {
+    use crate::store::jobs::{self, Ending, NewJob};
+    let store = crate::store::Store::open_in_memory().unwrap();
+    store
+        .call(|c| {
+            c.execute_batch(
+                "INSERT INTO users (id, username, admin, created_at) VALUES ('u', 'u', 1, 0);
+                 INSERT INTO bundles (sha256, size, created_at) VALUES ('b', 1, 0);
+                 INSERT INTO models (id, name, kind, owner_id, spec_json, spec_hash,
+                                     bundle_sha256, config_file, created_at, updated_at)
+                 VALUES ('m', 'sum', 'BatchAPI', 'u', '{}', 'h', 'b', 'c', 0, 0);",
+            )?;
+            let batches = vec!["[1]".to_string(), "[2]".to_string()];
+            let job = |id| NewJob {
+                id,
+                model_id: "m",
+                api_name: "sum",
+                workers: 1,
+                config_json: "{}",
+                timeout_secs: None,
+                max_receive_count: 1,
+                created_ns: 100,
+            };
+            jobs::create(c, &job("old"), &batches)?;
+            jobs::create(c, &job("open"), &batches)?;
+            c.execute(
+                "UPDATE batches SET state = 'succeeded', duration_ms = 20 WHERE job_id = 'old'",
+                [],
+            )?;
+            let ending = Ending {
+                status: "status_succeeded",
+                end_ns: 1_000,
+                failure: None,
+                workers_succeeded: 1,
+                workers_failed: 0,
+            };
+            jobs::finish(c, "old", &ending)?;
+            Ok(())
+        })
+        .await
+        .unwrap();
+    let tallies = super::batch::EndedTallies::default();
+    let first = tallies.sample(&store).await.unwrap();
+    let sum = &first["sum"];
+    assert_eq!(
+        (sum.jobs[1], sum.jobs[2]),
+        (1, 1),
+        "one running, one succeeded"
+    );
+    assert_eq!((sum.batches.succeeded, sum.batches.queued), (2, 2));
+
+    // The ended job's batches are not read again (a late change does not show)...
+    store
+        .call(|c| {
+            Ok(c.execute(
+                "UPDATE batches SET state = 'failed' WHERE job_id = 'old'",
+                [],
+            )?)
+        })
+        .await
+        .unwrap();
+    let again = tallies.sample(&store).await.unwrap();
+    assert_eq!(again["sum"].batches.succeeded, 2);
+    // ...and a job that is gone (its API was deleted) is forgotten.
+    store
+        .call(|c| Ok(c.execute_batch("DELETE FROM batches; DELETE FROM jobs;")?))
+        .await
+        .unwrap();
+    assert!(tallies.sample(&store).await.unwrap().is_empty());
+}
