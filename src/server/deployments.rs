@@ -85,6 +85,11 @@ impl Deployments {
         self.routes.get(name)
     }
 
+    /// Every live API, in no particular order.
+    pub fn all(&self) -> Vec<Arc<LiveApi>> {
+        self.routes.all()
+    }
+
     /// The live API that serves `path`.
     pub fn by_path(&self, path: &str) -> Option<Arc<LiveApi>> {
         self.routes.by_path(path)

@@ -1,45 +1,92 @@
-//! Request counters and latency per API, in memory (lock-free).
+//! Request counters and latency per API, in memory (lock-free): what `cortex get` shows, and
+//! what `GET /metrics` exposes (`prometheus`). Recording is a few relaxed atomic additions: it
+//! runs on the gateway's hot path.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use crate::api::ApiMetrics;
 
+/// The upper bounds of the latency histogram's buckets, in microseconds (5 ms to 60 s; a
+/// last bucket takes the rest).
+pub const LATENCY_BOUNDS_US: [u64; 13] = [
+    5_000, 10_000, 25_000, 50_000, 100_000, 250_000, 500_000, 1_000_000, 2_500_000, 5_000_000,
+    10_000_000, 30_000_000, 60_000_000,
+];
+
+/// The status classes counted apart: `1xx` to `5xx`.
+pub const CLASSES: [&str; 5] = ["1xx", "2xx", "3xx", "4xx", "5xx"];
+
 #[derive(Debug, Default)]
 pub struct Metrics {
-    code_2xx: AtomicU64,
-    code_4xx: AtomicU64,
-    code_5xx: AtomicU64,
+    /// Requests by status class (`CLASSES`); other statuses count in `requests` only.
+    by_class: [AtomicU64; 5],
     requests: AtomicU64,
     latency_us_total: AtomicU64,
+    /// Requests per latency bucket (not cumulative); the last is beyond every bound.
+    buckets: [AtomicU64; LATENCY_BOUNDS_US.len() + 1],
+}
+
+/// The latency histogram as read: buckets not cumulative, as `prometheus-client` takes them.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Latency {
+    pub sum_seconds: f64,
+    pub count: u64,
+    /// `(upper bound in seconds, requests in that bucket only)`, the last bound `+Inf`.
+    pub buckets: Vec<(f64, u64)>,
 }
 
 impl Metrics {
     pub fn record(&self, status: u16, latency: Duration) {
-        let counter = match status {
-            200..=299 => &self.code_2xx,
-            400..=499 => &self.code_4xx,
-            500..=599 => &self.code_5xx,
-            _ => {
-                self.requests.fetch_add(1, Ordering::Relaxed);
-                self.latency_us_total
-                    .fetch_add(latency.as_micros() as u64, Ordering::Relaxed);
-                return;
+        if let Some(class) = (status / 100).checked_sub(1).map(usize::from) {
+            if let Some(counter) = self.by_class.get(class) {
+                counter.fetch_add(1, Ordering::Relaxed);
             }
-        };
-        counter.fetch_add(1, Ordering::Relaxed);
+        }
+        let us = u64::try_from(latency.as_micros()).unwrap_or(u64::MAX);
+        let bucket = LATENCY_BOUNDS_US
+            .iter()
+            .position(|bound| us <= *bound)
+            .unwrap_or(LATENCY_BOUNDS_US.len());
+        self.buckets[bucket].fetch_add(1, Ordering::Relaxed);
         self.requests.fetch_add(1, Ordering::Relaxed);
-        self.latency_us_total
-            .fetch_add(latency.as_micros() as u64, Ordering::Relaxed);
+        self.latency_us_total.fetch_add(us, Ordering::Relaxed);
+    }
+
+    /// Requests answered in each status class of `CLASSES`.
+    pub fn by_class(&self) -> [u64; 5] {
+        std::array::from_fn(|i| self.by_class[i].load(Ordering::Relaxed))
+    }
+
+    /// The latency histogram; its count is the sum of its buckets, so it stays consistent
+    /// while requests are recorded.
+    pub fn latency(&self) -> Latency {
+        let buckets: Vec<(f64, u64)> = self
+            .buckets
+            .iter()
+            .enumerate()
+            .map(|(i, n)| {
+                let bound = LATENCY_BOUNDS_US
+                    .get(i)
+                    .map_or(f64::INFINITY, |us| *us as f64 / 1e6);
+                (bound, n.load(Ordering::Relaxed))
+            })
+            .collect();
+        Latency {
+            sum_seconds: self.latency_us_total.load(Ordering::Relaxed) as f64 / 1e6,
+            count: buckets.iter().map(|(_, n)| n).sum(),
+            buckets,
+        }
     }
 
     pub fn snapshot(&self) -> ApiMetrics {
         let requests = self.requests.load(Ordering::Relaxed);
         let total = self.latency_us_total.load(Ordering::Relaxed);
+        let [_, code_2xx, _, code_4xx, code_5xx] = self.by_class();
         ApiMetrics {
-            code_2xx: self.code_2xx.load(Ordering::Relaxed),
-            code_4xx: self.code_4xx.load(Ordering::Relaxed),
-            code_5xx: self.code_5xx.load(Ordering::Relaxed),
+            code_2xx,
+            code_4xx,
+            code_5xx,
             latency_ms_avg: (requests > 0).then(|| total as f64 / requests as f64 / 1000.0),
         }
     }
@@ -59,5 +106,22 @@ mod tests {
         let s = m.snapshot();
         assert_eq!((s.code_2xx, s.code_4xx, s.code_5xx), (1, 1, 1));
         assert_eq!(s.latency_ms_avg, Some(4.0));
+    }
+
+    #[test]
+    fn latency_lands_in_the_first_bucket_whose_bound_it_does_not_pass() {
+        let m = Metrics::default();
+        m.record(200, Duration::from_millis(5));
+        m.record(200, Duration::from_millis(7));
+        m.record(301, Duration::from_secs(61));
+        m.record(101, Duration::ZERO);
+        let l = m.latency();
+        assert_eq!(l.count, 4);
+        assert_eq!(l.buckets.len(), LATENCY_BOUNDS_US.len() + 1);
+        assert_eq!(l.buckets[0], (0.005, 2), "0 and 5 ms are within 5 ms");
+        assert_eq!(l.buckets[1], (0.01, 1));
+        assert_eq!(*l.buckets.last().unwrap(), (f64::INFINITY, 1));
+        assert!((l.sum_seconds - 61.012).abs() < 1e-9, "{}", l.sum_seconds);
+        assert_eq!(m.by_class(), [1, 2, 1, 0, 0]);
     }
 }

@@ -13,6 +13,7 @@ pub mod deployments;
 pub mod disk;
 pub mod endpoints;
 pub mod error;
+pub mod exposition;
 pub mod fetch;
 pub mod gateway;
 pub mod head_guard;
@@ -236,6 +237,7 @@ pub async fn run(config: ServerConfig) -> anyhow::Result<()> {
         shutdown: tokio_util::sync::CancellationToken::new(),
         isolation: Arc::new(isolated.report.clone()),
         sweeper: sweeper.clone(),
+        exporter: Arc::default(),
     };
     let shutdown = state.shutdown.clone();
     restore(&store, &bundles, &deployments).await;

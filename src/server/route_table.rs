@@ -57,6 +57,11 @@ impl<T: Routed> RouteTable<T> {
         self.read().by_name.get(name).cloned()
     }
 
+    /// Every entry, in no particular order.
+    pub fn all(&self) -> Vec<Arc<T>> {
+        self.read().by_name.values().cloned().collect()
+    }
+
     /// The entry that serves `path`.
     pub fn by_path(&self, path: &str) -> Option<Arc<T>> {
         self.read().by_path.get(path).cloned()

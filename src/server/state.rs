@@ -35,4 +35,6 @@ pub struct AppState {
     pub shutdown: tokio_util::sync::CancellationToken,
     /// How replicas are isolated (reported by `/healthz`).
     pub isolation: Arc<crate::api::Isolation>,
+    /// Answers `GET /metrics`.
+    pub exporter: Arc<super::exposition::Exporter>,
 }

@@ -7,6 +7,7 @@ pub mod bundle_sweep;
 pub mod bundle_uploaders;
 pub mod bundles;
 pub mod deploy_logs;
+pub mod job_stats;
 pub mod jobs;
 mod migrations;
 pub mod models;

@@ -17,6 +17,7 @@ mod lifecycle;
 mod limits;
 mod local_daemon;
 mod log_caps;
+mod metrics;
 mod nothing_lost;
 mod permissions;
 mod predict_cmd;

@@ -11,6 +11,7 @@ mod job_logs;
 mod jobs;
 mod logs;
 mod merged_logs;
+mod metrics;
 mod queue;
 mod refresh;
 mod teams;
@@ -28,6 +29,7 @@ use super::state::AppState;
 pub fn router(state: AppState) -> Router {
     Router::new()
         .route("/healthz", get(info::healthz))
+        .route("/metrics", get(metrics::metrics))
         .route("/api/v2/info", get(info::info))
         .route(
             "/api/v2/bundles/{sha256}",
