@@ -20,7 +20,7 @@ use super::update_strategy::update_strategy;
 
 pub(crate) const MAX_NAME_LEN: usize = 42;
 /// Names that would shadow the server's own routes.
-const RESERVED_NAMES: &[&str] = &["healthz"];
+const RESERVED_NAMES: &[&str] = &["healthz", "metrics"];
 
 /// A validated API and where its name and endpoint are written (for whole-file checks).
 pub(crate) struct Located {
@@ -180,12 +180,12 @@ pub(crate) fn raw_value<'a>(node: &'a Node, key: &str) -> Option<&'a Node> {
 }
 
 /// Whether `name` can name an API: DNS-1035 (a lowercase letter, then lowercase letters, digits
-/// and dashes, ending with a letter or digit), at most 42 characters, and not `healthz`.
+/// and dashes, ending with a letter or digit), at most 42 characters, and not `healthz` or `metrics` (the server's own routes).
 /// The error is a lower-case sentence for the user.
 pub fn check_api_name(name: &str) -> Result<(), String> {
     if RESERVED_NAMES.contains(&name) {
         return Err(format!(
-            "{} is reserved for the server's health check; choose another name",
+            "{} is reserved for the server's own route (/healthz, /metrics); choose another name",
             quote(name)
         ));
     }
@@ -376,6 +376,7 @@ mod tests {
             assert!(check_api_name(bad).is_err(), "{bad}");
         }
         assert!(check_api_name("healthz").unwrap_err().contains("reserved"));
+        assert!(check_api_name("metrics").unwrap_err().contains("reserved"));
     }
 
     #[test]

@@ -100,12 +100,13 @@ pub(crate) fn endpoint(text: &str) -> Result<String, String> {
             quote(text)
         ));
     }
-    // The server's own routes: `/healthz` and the versioned control API (`/api/v2/...`).
+    // The server's own routes: `/healthz`, `/metrics` and the versioned control API
+    // (`/api/v2/...`).
     let versioned_api = path
         .strip_prefix("/api/v")
         .and_then(|rest| rest.split('/').next())
         .is_some_and(|v| !v.is_empty() && v.bytes().all(|b| b.is_ascii_digit()));
-    if path == "/healthz" || versioned_api {
+    if path == "/healthz" || path == "/metrics" || versioned_api {
         return Err(format!(
             "{} is reserved for the cortex server; choose another path",
             quote(&path)
@@ -150,6 +151,7 @@ mod tests {
         assert!(endpoint("/a//b").unwrap_err().contains("empty"));
         assert!(endpoint("/a/../b").unwrap_err().contains("\"..\""));
         assert!(endpoint("/healthz").unwrap_err().contains("reserved"));
+        assert!(endpoint("/metrics").unwrap_err().contains("reserved"));
         assert!(endpoint("/api/v2/apis").unwrap_err().contains("reserved"));
         assert!(endpoint("/api/v1").unwrap_err().contains("reserved"));
         assert!(endpoint("/api").is_ok());
