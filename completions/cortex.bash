@@ -55,6 +55,9 @@ _cortex() {
             cortex,version)
                 cmd="cortex__subcmd__version"
                 ;;
+            cortex,wait)
+                cmd="cortex__subcmd__wait"
+                ;;
             cortex__subcmd__env,configure)
                 cmd="cortex__subcmd__env__subcmd__configure"
                 ;;
@@ -129,6 +132,9 @@ _cortex() {
                 ;;
             cortex__subcmd__help,version)
                 cmd="cortex__subcmd__help__subcmd__version"
+                ;;
+            cortex__subcmd__help,wait)
+                cmd="cortex__subcmd__help__subcmd__wait"
                 ;;
             cortex__subcmd__help__subcmd__env,configure)
                 cmd="cortex__subcmd__help__subcmd__env__subcmd__configure"
@@ -293,7 +299,7 @@ _cortex() {
 
     case "${cmd}" in
         cortex)
-            opts="-h -V --help --version deploy get logs delete env server users teams tokens access completion version help"
+            opts="-h -V --help --version deploy get logs delete wait env server users teams tokens access completion version help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 1 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -393,7 +399,7 @@ _cortex() {
             return 0
             ;;
         cortex__subcmd__deploy)
-            opts="-e -f -y -o -h -V --env --force --yes --output --help --version"
+            opts="-e -f -y -o -h -V --env --force --yes --wait --timeout --output --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -404,6 +410,10 @@ _cortex() {
                     return 0
                     ;;
                 -e)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --timeout)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
@@ -651,7 +661,7 @@ _cortex() {
             return 0
             ;;
         cortex__subcmd__help)
-            opts="deploy get logs delete env server users teams tokens access completion version help"
+            opts="deploy get logs delete wait env server users teams tokens access completion version help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -1085,6 +1095,20 @@ _cortex() {
             return 0
             ;;
         cortex__subcmd__help__subcmd__version)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        cortex__subcmd__help__subcmd__wait)
             opts=""
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
@@ -1933,6 +1957,40 @@ _cortex() {
                     ;;
                 -e)
                     COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        cortex__subcmd__wait)
+            opts="-e -o -h -V --env --timeout --output --help --version"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                --env)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                -e)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --timeout)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --output)
+                    COMPREPLY=($(compgen -W "pretty json yaml" -- "${cur}"))
+                    return 0
+                    ;;
+                -o)
+                    COMPREPLY=($(compgen -W "pretty json yaml" -- "${cur}"))
                     return 0
                     ;;
                 *)
