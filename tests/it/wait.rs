@@ -159,6 +159,26 @@ fn a_broken_redeploy_fails_the_wait_while_the_old_version_still_serves() {
 }
 
 #[test]
+fn going_back_to_the_serving_version_during_an_update_is_waited_for_as_live() {
+    use crate::realtime::{versioned_config, versioned_project};
+    let s = Server::start();
+    let gate = s.dir.path().join("gate-never");
+    let p = versioned_project(&s, "aba");
+    write(&p, "cortex.yaml", &versioned_config("aba", 1, &gate));
+    assert!(run(&s, &p, &["deploy", "--wait"]).status.success());
+    // Version 2 never finishes `__init__`: the update hangs half-way.
+    write(&p, "cortex.yaml", &versioned_config("aba", 2, &gate));
+    s.ok(&p, &["deploy"]);
+    // Going back makes version 1's deployment number current again: a change, and live.
+    write(&p, "cortex.yaml", &versioned_config("aba", 1, &gate));
+    let out = run(&s, &p, &["deploy", "--force", "--wait", "-o", "json"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let docs: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(docs[0]["deployment"]["number"], 1, "{docs:#}");
+    assert_eq!(docs[0]["status"], "live");
+}
+
+#[test]
 fn json_output_is_the_final_document() {
     let s = Server::start();
     let p = s.python_project("doc", "RealtimeAPI", LEAN, "");

@@ -41,8 +41,8 @@ pub async fn numbers_before(client: &Client) -> anyhow::Result<HashMap<String, i
         .collect())
 }
 
-/// The APIs a deploy created or updated (each to be seen past its number `before`), and those
-/// it found up to date (whatever version runs).
+/// The APIs a deploy created or updated (each to be seen with another number than `before`),
+/// and those it found up to date (whatever version runs).
 pub fn awaited(results: &[DeployResult], before: &HashMap<String, i64>) -> Vec<Awaited> {
     results
         .iter()
@@ -114,7 +114,14 @@ where
 {
     let since = Instant::now();
     loop {
-        match f().await {
+        // A server that hangs must not hold the wait past its timeout.
+        let left = deadline.saturating_duration_since(Instant::now()).max(POLL);
+        let Ok(answer) = tokio::time::timeout(left, f()).await else {
+            anyhow::bail!(
+                "the cortex server did not answer before the wait's --timeout ran out; check that it runs (`cortex version` asks it)"
+            );
+        };
+        match answer {
             Ok(v) => return Ok(v),
             Err(e)
                 if transient(&e)

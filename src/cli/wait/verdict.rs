@@ -3,8 +3,10 @@
 //!
 //! The rule. An API is done when its status is `live` and the version that is live is the one
 //! the wait is for: a deploy records each API's deployment number before it sends the new
-//! configuration, and an API whose number has not moved past it is still the old version
-//! (whatever it says). It fails at once when it is `error`, `error (out of memory)` or
+//! configuration, and an API whose number is still that one is still the old version
+//! (whatever it says). The number usually counts one up; a deploy that goes back to the
+//! version still serving during an update makes that version's number current again, which
+//! is a change all the same. It fails at once when it is `error`, `error (out of memory)` or
 //! `stopped`: a failed `__init__` (a python exception, a command exiting 3), a crash loop or a
 //! memory kill will not mend themselves. `updating` and `compute unavailable` are waited on
 //! (compute may free up) until the timeout. A job is done when it ended: `status_succeeded`
@@ -27,7 +29,7 @@ pub enum Verdict {
 /// An API's verdict; `before`: the deployment number it had before the deploy being waited
 /// for (`None`: whatever version it runs).
 pub fn api(api: &ApiResponse, before: Option<i64>) -> Verdict {
-    if before.is_some_and(|n| api.deployment.number <= n) {
+    if before.is_some_and(|n| api.deployment.number == n) {
         return Verdict::Waiting("the new version is not in place yet".to_string());
     }
     match api.status {
@@ -110,6 +112,11 @@ mod tests {
             api(&realtime(ApiStatus::Live, 1, true), Some(1)),
             Verdict::Waiting(_)
         ));
+        // Back to the version that still served during an update (2 was the update).
+        assert_eq!(
+            api(&realtime(ApiStatus::Live, 1, true), Some(2)),
+            Verdict::Done
+        );
         assert_eq!(
             api(&realtime(ApiStatus::Updating, 2, false), Some(1)),
             Verdict::Waiting("updating: 0 of 1 replicas ready".to_string())
