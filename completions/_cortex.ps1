@@ -29,6 +29,7 @@ Register-ArgumentCompleter -Native -CommandName 'cortex' -ScriptBlock {
             [CompletionResult]::new('get', 'get', [CompletionResultType]::ParameterValue, 'get information about apis or jobs')
             [CompletionResult]::new('logs', 'logs', [CompletionResultType]::ParameterValue, 'stream logs from an api (on a terminal; piped, print them and exit unless -f)')
             [CompletionResult]::new('delete', 'delete', [CompletionResultType]::ParameterValue, 'delete an api or stop a job')
+            [CompletionResult]::new('wait', 'wait', [CompletionResultType]::ParameterValue, 'wait until an api is live or a job has ended (exit 1 if it fails or times out)')
             [CompletionResult]::new('env', 'env', [CompletionResultType]::ParameterValue, 'manage cli environments (which cortex server to talk to)')
             [CompletionResult]::new('server', 'server', [CompletionResultType]::ParameterValue, 'run the cortex server in the foreground, or manage the local one')
             [CompletionResult]::new('users', 'users', [CompletionResultType]::ParameterValue, 'manage the users of a server (admins)')
@@ -45,12 +46,14 @@ Register-ArgumentCompleter -Native -CommandName 'cortex' -ScriptBlock {
         'cortex;deploy' {
             [CompletionResult]::new('-e', '-e', [CompletionResultType]::ParameterName, 'environment to use (default: the configured default, usually "local")')
             [CompletionResult]::new('--env', '--env', [CompletionResultType]::ParameterName, 'environment to use (default: the configured default, usually "local")')
-            [CompletionResult]::new('-o', '-o', [CompletionResultType]::ParameterName, 'output format')
-            [CompletionResult]::new('--output', '--output', [CompletionResultType]::ParameterName, 'output format')
+            [CompletionResult]::new('--timeout', '--timeout', [CompletionResultType]::ParameterName, 'with --wait: how long to wait, e.g. 90s, 10m, 1h')
+            [CompletionResult]::new('-o', '-o', [CompletionResultType]::ParameterName, 'output format (with --wait: the `cortex get API -o json` documents, at the end)')
+            [CompletionResult]::new('--output', '--output', [CompletionResultType]::ParameterName, 'output format (with --wait: the `cortex get API -o json` documents, at the end)')
             [CompletionResult]::new('-f', '-f', [CompletionResultType]::ParameterName, 'override the in-progress api update')
             [CompletionResult]::new('--force', '--force', [CompletionResultType]::ParameterName, 'override the in-progress api update')
             [CompletionResult]::new('-y', '-y', [CompletionResultType]::ParameterName, 'skip prompts')
             [CompletionResult]::new('--yes', '--yes', [CompletionResultType]::ParameterName, 'skip prompts')
+            [CompletionResult]::new('--wait', '--wait', [CompletionResultType]::ParameterName, 'then wait until every api of the deploy is live (exit 1 as soon as one fails)')
             [CompletionResult]::new('-h', '-h', [CompletionResultType]::ParameterName, 'Print help')
             [CompletionResult]::new('--help', '--help', [CompletionResultType]::ParameterName, 'Print help')
             [CompletionResult]::new('-V', '-V ', [CompletionResultType]::ParameterName, 'Print version')
@@ -93,6 +96,18 @@ Register-ArgumentCompleter -Native -CommandName 'cortex' -ScriptBlock {
             [CompletionResult]::new('--force', '--force', [CompletionResultType]::ParameterName, 'delete without confirmation, even an api that a traffic splitter uses')
             [CompletionResult]::new('-y', '-y', [CompletionResultType]::ParameterName, 'skip prompts')
             [CompletionResult]::new('--yes', '--yes', [CompletionResultType]::ParameterName, 'skip prompts')
+            [CompletionResult]::new('-h', '-h', [CompletionResultType]::ParameterName, 'Print help')
+            [CompletionResult]::new('--help', '--help', [CompletionResultType]::ParameterName, 'Print help')
+            [CompletionResult]::new('-V', '-V ', [CompletionResultType]::ParameterName, 'Print version')
+            [CompletionResult]::new('--version', '--version', [CompletionResultType]::ParameterName, 'Print version')
+            break
+        }
+        'cortex;wait' {
+            [CompletionResult]::new('-e', '-e', [CompletionResultType]::ParameterName, 'environment to use (default: the configured default, usually "local")')
+            [CompletionResult]::new('--env', '--env', [CompletionResultType]::ParameterName, 'environment to use (default: the configured default, usually "local")')
+            [CompletionResult]::new('--timeout', '--timeout', [CompletionResultType]::ParameterName, 'how long to wait, e.g. 90s, 10m, 1h')
+            [CompletionResult]::new('-o', '-o', [CompletionResultType]::ParameterName, 'output format (json, yaml: the `cortex get API [JOB_ID] -o json` document, at the end)')
+            [CompletionResult]::new('--output', '--output', [CompletionResultType]::ParameterName, 'output format (json, yaml: the `cortex get API [JOB_ID] -o json` document, at the end)')
             [CompletionResult]::new('-h', '-h', [CompletionResultType]::ParameterName, 'Print help')
             [CompletionResult]::new('--help', '--help', [CompletionResultType]::ParameterName, 'Print help')
             [CompletionResult]::new('-V', '-V ', [CompletionResultType]::ParameterName, 'Print version')
@@ -519,6 +534,7 @@ Register-ArgumentCompleter -Native -CommandName 'cortex' -ScriptBlock {
             [CompletionResult]::new('get', 'get', [CompletionResultType]::ParameterValue, 'get information about apis or jobs')
             [CompletionResult]::new('logs', 'logs', [CompletionResultType]::ParameterValue, 'stream logs from an api (on a terminal; piped, print them and exit unless -f)')
             [CompletionResult]::new('delete', 'delete', [CompletionResultType]::ParameterValue, 'delete an api or stop a job')
+            [CompletionResult]::new('wait', 'wait', [CompletionResultType]::ParameterValue, 'wait until an api is live or a job has ended (exit 1 if it fails or times out)')
             [CompletionResult]::new('env', 'env', [CompletionResultType]::ParameterValue, 'manage cli environments (which cortex server to talk to)')
             [CompletionResult]::new('server', 'server', [CompletionResultType]::ParameterValue, 'run the cortex server in the foreground, or manage the local one')
             [CompletionResult]::new('users', 'users', [CompletionResultType]::ParameterValue, 'manage the users of a server (admins)')
@@ -542,6 +558,9 @@ Register-ArgumentCompleter -Native -CommandName 'cortex' -ScriptBlock {
             break
         }
         'cortex;help;delete' {
+            break
+        }
+        'cortex;help;wait' {
             break
         }
         'cortex;help;env' {

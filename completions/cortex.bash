@@ -61,6 +61,9 @@ _cortex() {
             cortex,version)
                 cmd="cortex__subcmd__version"
                 ;;
+            cortex,wait)
+                cmd="cortex__subcmd__wait"
+                ;;
             cortex__subcmd__env,configure)
                 cmd="cortex__subcmd__env__subcmd__configure"
                 ;;
@@ -141,6 +144,9 @@ _cortex() {
                 ;;
             cortex__subcmd__help,version)
                 cmd="cortex__subcmd__help__subcmd__version"
+                ;;
+            cortex__subcmd__help,wait)
+                cmd="cortex__subcmd__help__subcmd__wait"
                 ;;
             cortex__subcmd__help__subcmd__env,configure)
                 cmd="cortex__subcmd__help__subcmd__env__subcmd__configure"
@@ -305,7 +311,7 @@ _cortex() {
 
     case "${cmd}" in
         cortex)
-            opts="-h -V --help --version deploy get logs delete env server users teams tokens access predict refresh completion version help"
+            opts="-h -V --help --version deploy get logs delete wait env server users teams tokens access predict refresh completion version help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 1 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -405,7 +411,7 @@ _cortex() {
             return 0
             ;;
         cortex__subcmd__deploy)
-            opts="-e -f -y -o -h -V --env --force --yes --output --help --version"
+            opts="-e -f -y -o -h -V --env --force --yes --wait --timeout --output --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -416,6 +422,10 @@ _cortex() {
                     return 0
                     ;;
                 -e)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --timeout)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
@@ -663,7 +673,7 @@ _cortex() {
             return 0
             ;;
         cortex__subcmd__help)
-            opts="deploy get logs delete env server users teams tokens access predict refresh completion version help"
+            opts="deploy get logs delete wait env server users teams tokens access predict refresh completion version help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -1125,6 +1135,20 @@ _cortex() {
             return 0
             ;;
         cortex__subcmd__help__subcmd__version)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        cortex__subcmd__help__subcmd__wait)
             opts=""
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
@@ -2025,6 +2049,40 @@ _cortex() {
                     ;;
                 -e)
                     COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        cortex__subcmd__wait)
+            opts="-e -o -h -V --env --timeout --output --help --version"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                --env)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                -e)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --timeout)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --output)
+                    COMPREPLY=($(compgen -W "pretty json yaml" -- "${cur}"))
+                    return 0
+                    ;;
+                -o)
+                    COMPREPLY=($(compgen -W "pretty json yaml" -- "${cur}"))
                     return 0
                     ;;
                 *)

@@ -26,6 +26,7 @@ set edit:completion:arg-completer[cortex] = {|@words|
             cand get 'get information about apis or jobs'
             cand logs 'stream logs from an api (on a terminal; piped, print them and exit unless -f)'
             cand delete 'delete an api or stop a job'
+            cand wait 'wait until an api is live or a job has ended (exit 1 if it fails or times out)'
             cand env 'manage cli environments (which cortex server to talk to)'
             cand server 'run the cortex server in the foreground, or manage the local one'
             cand users 'manage the users of a server (admins)'
@@ -41,12 +42,14 @@ set edit:completion:arg-completer[cortex] = {|@words|
         &'cortex;deploy'= {
             cand -e 'environment to use (default: the configured default, usually "local")'
             cand --env 'environment to use (default: the configured default, usually "local")'
-            cand -o 'output format'
-            cand --output 'output format'
+            cand --timeout 'with --wait: how long to wait, e.g. 90s, 10m, 1h'
+            cand -o 'output format (with --wait: the `cortex get API -o json` documents, at the end)'
+            cand --output 'output format (with --wait: the `cortex get API -o json` documents, at the end)'
             cand -f 'override the in-progress api update'
             cand --force 'override the in-progress api update'
             cand -y 'skip prompts'
             cand --yes 'skip prompts'
+            cand --wait 'then wait until every api of the deploy is live (exit 1 as soon as one fails)'
             cand -h 'Print help'
             cand --help 'Print help'
             cand -V 'Print version'
@@ -86,6 +89,17 @@ set edit:completion:arg-completer[cortex] = {|@words|
             cand --force 'delete without confirmation, even an api that a traffic splitter uses'
             cand -y 'skip prompts'
             cand --yes 'skip prompts'
+            cand -h 'Print help'
+            cand --help 'Print help'
+            cand -V 'Print version'
+            cand --version 'Print version'
+        }
+        &'cortex;wait'= {
+            cand -e 'environment to use (default: the configured default, usually "local")'
+            cand --env 'environment to use (default: the configured default, usually "local")'
+            cand --timeout 'how long to wait, e.g. 90s, 10m, 1h'
+            cand -o 'output format (json, yaml: the `cortex get API [JOB_ID] -o json` document, at the end)'
+            cand --output 'output format (json, yaml: the `cortex get API [JOB_ID] -o json` document, at the end)'
             cand -h 'Print help'
             cand --help 'Print help'
             cand -V 'Print version'
@@ -455,6 +469,7 @@ set edit:completion:arg-completer[cortex] = {|@words|
             cand get 'get information about apis or jobs'
             cand logs 'stream logs from an api (on a terminal; piped, print them and exit unless -f)'
             cand delete 'delete an api or stop a job'
+            cand wait 'wait until an api is live or a job has ended (exit 1 if it fails or times out)'
             cand env 'manage cli environments (which cortex server to talk to)'
             cand server 'run the cortex server in the foreground, or manage the local one'
             cand users 'manage the users of a server (admins)'
@@ -474,6 +489,8 @@ set edit:completion:arg-completer[cortex] = {|@words|
         &'cortex;help;logs'= {
         }
         &'cortex;help;delete'= {
+        }
+        &'cortex;help;wait'= {
         }
         &'cortex;help;env'= {
             cand configure 'add or update an environment (a remote cortex server)'

@@ -7,8 +7,8 @@ use anyhow::{bail, Context};
 
 use super::bundle::{self, Bundle};
 use super::environment::{self, Target};
-use super::output::print_structured;
-use super::{prompt, render, DeployArgs, ExitStatus};
+use super::output::{print_structured, OutputFormat};
+use super::{prompt, render, wait, DeployArgs, ExitStatus};
 use crate::api::ApiKind;
 use crate::api::{DeployAction, DeployRequest, DeployResult};
 
@@ -56,6 +56,10 @@ pub async fn run(args: DeployArgs) -> anyhow::Result<ExitStatus> {
 
     let target = environment::connect(args.env.env.as_deref()).await?;
     upload(&target, &packed).await?;
+    let before = match args.wait {
+        true => wait::numbers_before(&target.client).await?,
+        false => Default::default(),
+    };
     let config_file = config_path
         .file_name()
         .map(|n| n.to_string_lossy().into_owned())
@@ -70,8 +74,23 @@ pub async fn run(args: DeployArgs) -> anyhow::Result<ExitStatus> {
         })
         .await?;
     let failed = results.iter().any(|r| r.action == DeployAction::Failed);
-    if !print_structured(args.output, &results)? {
+    let wait = args.wait && !failed;
+    // Waiting with -o json|yaml, the documents at the end say what the deploy did and more.
+    if args.output == OutputFormat::Pretty {
         print_pretty(&results, &target, specs.len());
+    } else if !wait {
+        print_structured(args.output, &results)?;
+    }
+    if wait {
+        let awaited = wait::awaited(&results, &before);
+        return wait::apis(
+            &target,
+            &awaited,
+            args.timeout,
+            args.output,
+            wait::Shape::List,
+        )
+        .await;
     }
     Ok(if failed {
         ExitStatus::Failure

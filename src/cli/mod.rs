@@ -19,6 +19,7 @@ mod prompt;
 mod render;
 mod server_cmd;
 mod version;
+mod wait;
 
 use std::path::PathBuf;
 
@@ -58,6 +59,8 @@ pub enum Command {
     Logs(LogsArgs),
     /// delete an api or stop a job
     Delete(DeleteArgs),
+    /// wait until an api is live or a job has ended (exit 1 if it fails or times out)
+    Wait(WaitArgs),
     /// manage cli environments (which cortex server to talk to)
     #[command(subcommand)]
     Env(EnvCommand),
@@ -104,7 +107,30 @@ pub struct DeployArgs {
     /// skip prompts
     #[arg(short, long)]
     pub yes: bool,
-    /// output format
+    /// then wait until every api of the deploy is live (exit 1 as soon as one fails)
+    #[arg(long)]
+    pub wait: bool,
+    /// with --wait: how long to wait, e.g. 90s, 10m, 1h
+    #[arg(long, value_name = "DURATION", requires = "wait", default_value = wait::DEFAULT_TIMEOUT)]
+    pub timeout: crate::spec::Duration,
+    /// output format (with --wait: the `cortex get API -o json` documents, at the end)
+    #[arg(short, long, value_enum, default_value_t = OutputFormat::Pretty)]
+    pub output: OutputFormat,
+}
+
+#[derive(Debug, Args)]
+pub struct WaitArgs {
+    /// the api to wait for (until it is live)
+    #[arg(value_parser = api_name)]
+    pub api: String,
+    /// a batch job id (wait until the job ends)
+    pub job_id: Option<String>,
+    #[command(flatten)]
+    pub env: EnvFlag,
+    /// how long to wait, e.g. 90s, 10m, 1h
+    #[arg(long, value_name = "DURATION", default_value = wait::DEFAULT_TIMEOUT)]
+    pub timeout: crate::spec::Duration,
+    /// output format (json, yaml: the `cortex get API [JOB_ID] -o json` document, at the end)
     #[arg(short, long, value_enum, default_value_t = OutputFormat::Pretty)]
     pub output: OutputFormat,
 }
@@ -409,6 +435,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitStatus> {
             Command::Get(args) => get::run(args).await,
             Command::Logs(args) => logs::run(args).await,
             Command::Delete(args) => delete::run(args).await,
+            Command::Wait(args) => wait::run(args).await,
             Command::Env(cmd) => env_cmd::run(cmd).await,
             Command::Users(cmd) => identity::users(cmd).await,
             Command::Teams(cmd) => identity::teams(cmd).await,

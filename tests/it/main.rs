@@ -32,4 +32,5 @@ mod shim;
 mod spec_errors;
 mod splitter;
 mod unpack_limits;
+mod wait;
 mod worker_caps;

@@ -403,7 +403,7 @@ fn going_back_to_the_serving_spec_during_an_update_reuses_its_replica() {
 
 /// A project whose predictor answers its `version`; versions other than 1 only finish
 /// `__init__` once the `gate` file exists (so an update can be held half-way).
-fn versioned_project(s: &Server, name: &str) -> std::path::PathBuf {
+pub(crate) fn versioned_project(s: &Server, name: &str) -> std::path::PathBuf {
     let p = s.project(name);
     write(
         &p,
@@ -413,7 +413,7 @@ fn versioned_project(s: &Server, name: &str) -> std::path::PathBuf {
     p
 }
 
-fn versioned_config(name: &str, version: u32, gate: &std::path::Path) -> String {
+pub(crate) fn versioned_config(name: &str, version: u32, gate: &std::path::Path) -> String {
     format!(
         "- name: {name}\n  kind: RealtimeAPI\n  predictor:\n    type: python\n    path: predictor.py\n    config:\n      version: {version}\n      gate: {}\n",
         gate.display()
