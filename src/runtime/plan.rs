@@ -74,11 +74,16 @@ pub fn plan(
         job_token,
         model_id,
     } = version;
-    let mut env: Vec<(String, String)> = Vec::new();
+    // The API's `env`, then `.env` over it (as cortex 0.2x sourced it after): `.env` wins.
+    let mut env: Vec<(String, String)> = predictor
+        .env
+        .iter()
+        .map(|(k, v)| (k.clone(), v.clone()))
+        .collect();
     if let Some(text) = dotenv {
-        env.extend(super::dotenv::parse(text));
+        let from_file = super::dotenv::parse(text, &env);
+        env.extend(from_file);
     }
-    env.extend(predictor.env.iter().map(|(k, v)| (k.clone(), v.clone())));
     let project = project_dir.display().to_string();
     let venvs_dir = ctx.venvs_dir.join(path_safe(model_id));
     env.extend([

@@ -215,11 +215,15 @@ fn a_replica_killed_with_sigkill_is_restarted_and_serves_again() {
 fn predictor_env_and_dotenv_reach_the_replica() {
     let s = Server::start();
     let p = s.project("envy");
-    write(&p, ".env", "FROM_DOTENV=dot\nOVERRIDDEN=from-dotenv\n");
+    write(
+        &p,
+        ".env",
+        "FROM_DOTENV=dot\nOVERRIDDEN=from-dotenv\nEXPANDED=${FROM_SPEC}-$FROM_DOTENV\nLITERAL='$FROM_SPEC'\n",
+    );
     write(
         &p,
         "predictor.py",
-        "import os\n\nclass PythonPredictor:\n    def __init__(self, config):\n        pass\n\n    def predict(self, payload):\n        return {k: os.environ.get(k) for k in ['FROM_DOTENV', 'FROM_SPEC', 'OVERRIDDEN', 'PYTHONPATH']}\n",
+        "import os\n\nclass PythonPredictor:\n    def __init__(self, config):\n        pass\n\n    def predict(self, payload):\n        return {k: os.environ.get(k) for k in ['FROM_DOTENV', 'FROM_SPEC', 'OVERRIDDEN', 'EXPANDED', 'LITERAL', 'PYTHONPATH']}\n",
     );
     write(
         &p,
@@ -232,9 +236,11 @@ fn predictor_env_and_dotenv_reach_the_replica() {
     assert_eq!(v["FROM_DOTENV"], "dot");
     assert_eq!(v["FROM_SPEC"], "spec");
     assert_eq!(
-        v["OVERRIDDEN"], "from-spec",
-        "the spec's env wins over .env"
+        v["OVERRIDDEN"], "from-dotenv",
+        ".env is sourced after the spec's env, as cortex 0.2x did: .env wins"
     );
+    assert_eq!(v["EXPANDED"], "spec-dot", "$VAR and ${{VAR}} expand");
+    assert_eq!(v["LITERAL"], "$FROM_SPEC", "single quotes stay literal");
     let python_path: Vec<&str> = v["PYTHONPATH"].as_str().unwrap().split(':').collect();
     assert!(
         python_path[0].contains("projects"),
