@@ -67,6 +67,8 @@ set edit:completion:arg-completer[cortex] = {|@words|
             cand -e 'environment to use (default: the configured default, usually "local")'
             cand --env 'environment to use (default: the configured default, usually "local")'
             cand --tail 'only the last N lines'
+            cand -o 'output format (json: one `{"line": ...}` document per log line)'
+            cand --output 'output format (json: one `{"line": ...}` document per log line)'
             cand -f 'keep streaming new lines'
             cand --follow 'keep streaming new lines'
             cand -h 'Print help'

@@ -57,6 +57,9 @@ complete -c cortex -n "__fish_cortex_using_subcommand get" -s h -l help -d 'Prin
 complete -c cortex -n "__fish_cortex_using_subcommand get" -s V -l version -d 'Print version'
 complete -c cortex -n "__fish_cortex_using_subcommand logs" -s e -l env -d 'environment to use (default: the configured default, usually "local")' -r
 complete -c cortex -n "__fish_cortex_using_subcommand logs" -l tail -d 'only the last N lines' -r
+complete -c cortex -n "__fish_cortex_using_subcommand logs" -s o -l output -d 'output format (json: one `{"line": ...}` document per log line)' -r -f -a "pretty\t''
+json\t''
+yaml\t''"
 complete -c cortex -n "__fish_cortex_using_subcommand logs" -s f -l follow -d 'keep streaming new lines'
 complete -c cortex -n "__fish_cortex_using_subcommand logs" -s h -l help -d 'Print help'
 complete -c cortex -n "__fish_cortex_using_subcommand logs" -s V -l version -d 'Print version'
