@@ -78,6 +78,8 @@ Register-ArgumentCompleter -Native -CommandName 'cortex' -ScriptBlock {
             [CompletionResult]::new('-e', '-e', [CompletionResultType]::ParameterName, 'environment to use (default: the configured default, usually "local")')
             [CompletionResult]::new('--env', '--env', [CompletionResultType]::ParameterName, 'environment to use (default: the configured default, usually "local")')
             [CompletionResult]::new('--tail', '--tail', [CompletionResultType]::ParameterName, 'only the last N lines')
+            [CompletionResult]::new('-o', '-o', [CompletionResultType]::ParameterName, 'output format (json: one `{"line": ...}` document per log line)')
+            [CompletionResult]::new('--output', '--output', [CompletionResultType]::ParameterName, 'output format (json: one `{"line": ...}` document per log line)')
             [CompletionResult]::new('-f', '-f', [CompletionResultType]::ParameterName, 'keep streaming new lines (the default on a terminal)')
             [CompletionResult]::new('--follow', '--follow', [CompletionResultType]::ParameterName, 'keep streaming new lines (the default on a terminal)')
             [CompletionResult]::new('--no-follow', '--no-follow', [CompletionResultType]::ParameterName, 'print the lines there are and exit (the default when stdout is not a terminal)')

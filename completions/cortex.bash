@@ -1163,7 +1163,7 @@ _cortex() {
             return 0
             ;;
         cortex__subcmd__logs)
-            opts="-e -f -h -V --env --follow --no-follow --tail --help --version"
+            opts="-e -f -o -h -V --env --follow --no-follow --tail --output --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -1179,6 +1179,14 @@ _cortex() {
                     ;;
                 --tail)
                     COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --output)
+                    COMPREPLY=($(compgen -W "pretty json yaml" -- "${cur}"))
+                    return 0
+                    ;;
+                -o)
+                    COMPREPLY=($(compgen -W "pretty json yaml" -- "${cur}"))
                     return 0
                     ;;
                 *)

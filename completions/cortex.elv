@@ -72,6 +72,8 @@ set edit:completion:arg-completer[cortex] = {|@words|
             cand -e 'environment to use (default: the configured default, usually "local")'
             cand --env 'environment to use (default: the configured default, usually "local")'
             cand --tail 'only the last N lines'
+            cand -o 'output format (json: one `{"line": ...}` document per log line)'
+            cand --output 'output format (json: one `{"line": ...}` document per log line)'
             cand -f 'keep streaming new lines (the default on a terminal)'
             cand --follow 'keep streaming new lines (the default on a terminal)'
             cand --no-follow 'print the lines there are and exit (the default when stdout is not a terminal)'

@@ -62,6 +62,9 @@ complete -c cortex -n "__fish_cortex_using_subcommand get" -s h -l help -d 'Prin
 complete -c cortex -n "__fish_cortex_using_subcommand get" -s V -l version -d 'Print version'
 complete -c cortex -n "__fish_cortex_using_subcommand logs" -s e -l env -d 'environment to use (default: the configured default, usually "local")' -r
 complete -c cortex -n "__fish_cortex_using_subcommand logs" -l tail -d 'only the last N lines' -r
+complete -c cortex -n "__fish_cortex_using_subcommand logs" -s o -l output -d 'output format (json: one `{"line": ...}` document per log line)' -r -f -a "pretty\t''
+json\t''
+yaml\t''"
 complete -c cortex -n "__fish_cortex_using_subcommand logs" -s f -l follow -d 'keep streaming new lines (the default on a terminal)'
 complete -c cortex -n "__fish_cortex_using_subcommand logs" -l no-follow -d 'print the lines there are and exit (the default when stdout is not a terminal)'
 complete -c cortex -n "__fish_cortex_using_subcommand logs" -s h -l help -d 'Print help'

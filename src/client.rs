@@ -11,33 +11,14 @@ use crate::api::{
     MessageResponse, ServerInfo, SetAccess, SetMember, TeamInfo, TokenInfo, UserInfo,
 };
 
-#[derive(Debug, thiserror::Error)]
-pub enum ClientError {
-    /// The server answered with an error body.
-    #[error("{message}")]
-    Api {
-        status: StatusCode,
-        kind: String,
-        message: String,
-    },
-    #[error("cannot reach the cortex server at {url}")]
-    Unreachable {
-        url: String,
-        #[source]
-        source: reqwest::Error,
-    },
-    #[error("unexpected answer from the cortex server at {url}: {detail}")]
-    Protocol { url: String, detail: String },
-}
+mod error;
+mod timeout;
 
-impl ClientError {
-    pub fn status(&self) -> Option<StatusCode> {
-        match self {
-            ClientError::Api { status, .. } => Some(*status),
-            _ => None,
-        }
-    }
-}
+pub use error::ClientError;
+pub use timeout::{
+    from_env as timeout_from_env, Waiting, CONNECT as CONNECT_TIMEOUT, DEFAULT as DEFAULT_TIMEOUT,
+    VAR as TIMEOUT_VAR,
+};
 
 /// A connection to one cortex server with one token.
 #[derive(Debug, Clone)]
@@ -45,11 +26,29 @@ pub struct Client {
     base: String,
     token: Option<String>,
     http: reqwest::Client,
+    timeout: Duration,
 }
 
 impl Client {
+    /// A client with the timeout `CORTEX_CLIENT_TIMEOUT` asks for (the default when it is unset
+    /// or invalid; `cli/environment.rs` refuses an invalid one first).
     pub fn new(base: &str, token: Option<String>) -> Client {
-        let mut builder = reqwest::Client::builder().connect_timeout(Duration::from_secs(5));
+        let timeout = timeout::from_env()
+            .ok()
+            .flatten()
+            .unwrap_or(DEFAULT_TIMEOUT);
+        Client::with_timeout(base, token, timeout)
+    }
+
+    /// A client that waits at most `timeout` for a connection (and never more than 5 s), an
+    /// answer, each read of a body, or an upload's progress.
+    pub fn with_timeout(base: &str, token: Option<String>, timeout: Duration) -> Client {
+        let mut builder = reqwest::Client::builder()
+            .connect_timeout(timeout.min(CONNECT_TIMEOUT))
+            // A followed log stream has no read timeout: keep-alive notices a vanished server.
+            .tcp_keepalive(Duration::from_secs(15))
+            .tcp_keepalive_interval(Duration::from_secs(15))
+            .tcp_keepalive_retries(4u32);
         if is_loopback(base) {
             // An HTTP(S)_PROXY meant for the outside world must not see local traffic.
             builder = builder.no_proxy();
@@ -59,11 +58,17 @@ impl Client {
             base: base.trim_end_matches('/').to_string(),
             token,
             http,
+            timeout,
         }
     }
 
     pub fn base_url(&self) -> &str {
         &self.base
+    }
+
+    /// How long the client waits for an answer, a read or an upload's progress.
+    pub fn timeout(&self) -> Duration {
+        self.timeout
     }
 
     fn request(&self, method: Method, path: &str) -> RequestBuilder {
@@ -74,45 +79,120 @@ impl Client {
         req
     }
 
+    /// `METHOD /path` of a request, for messages.
+    fn what(request: &reqwest::Request) -> String {
+        format!("{} {}", request.method(), request.url().path())
+    }
+
+    fn timed_out(&self, what: &str, waiting: Waiting) -> ClientError {
+        ClientError::TimedOut {
+            url: self.base.clone(),
+            what: what.to_string(),
+            waiting,
+            after: self.timeout,
+        }
+    }
+
+    fn transport(&self, what: &str, source: reqwest::Error) -> ClientError {
+        if source.is_timeout() {
+            let waiting = if source.is_connect() {
+                Waiting::Connecting
+            } else {
+                Waiting::Answer
+            };
+            return self.timed_out(what, waiting);
+        }
+        ClientError::Unreachable {
+            url: self.base.clone(),
+            source,
+        }
+    }
+
+    fn build(&self, req: RequestBuilder) -> Result<reqwest::Request, ClientError> {
+        req.build().map_err(|e| ClientError::Protocol {
+            url: self.base.clone(),
+            detail: format!("cannot build the request: {e}"),
+        })
+    }
+
+    /// Sends a request and waits at most the timeout for the answer's head; an error answer
+    /// becomes [`ClientError::Api`]. The body is the caller's to read.
     async fn send(&self, req: RequestBuilder) -> Result<Response, ClientError> {
-        let resp = req
-            .send()
-            .await
-            .map_err(|source| ClientError::Unreachable {
-                url: self.base.clone(),
-                source,
-            })?;
+        let request = self.build(req)?;
+        Ok(self.execute(request).await?.0)
+    }
+
+    /// [`Client::send`] for a built request; also `METHOD /path`, for messages.
+    async fn execute(&self, request: reqwest::Request) -> Result<(Response, String), ClientError> {
+        let what = Self::what(&request);
+        let resp = match tokio::time::timeout(self.timeout, self.http.execute(request)).await {
+            Ok(r) => r.map_err(|e| self.transport(&what, e))?,
+            Err(_) => return Err(self.timed_out(&what, Waiting::Answer)),
+        };
+        Ok((self.check(resp, &what).await?, what))
+    }
+
+    /// The answer itself when it is a success, else its error.
+    async fn check(&self, resp: Response, what: &str) -> Result<Response, ClientError> {
         if resp.status().is_success() {
             return Ok(resp);
         }
         let status = resp.status();
-        let body = resp.bytes().await.unwrap_or_default();
+        let body = self.body(resp, what).await.unwrap_or_default();
         Err(match serde_json::from_slice::<ErrorBody>(&body) {
             Ok(e) => ClientError::Api {
                 status,
                 kind: e.kind,
                 message: e.message,
             },
-            Err(_) => ClientError::Api {
-                status,
-                kind: "http".to_string(),
-                message: format!(
-                    "the server answered {status}: {}",
-                    String::from_utf8_lossy(&body).trim()
-                ),
-            },
+            Err(_) => {
+                let text = String::from_utf8_lossy(&body).trim().to_string();
+                let message = if text.is_empty() {
+                    format!("the server answered {status} to {what}")
+                } else {
+                    format!("the server answered {status} to {what}: {text}")
+                };
+                ClientError::Api {
+                    status,
+                    kind: "http".to_string(),
+                    message,
+                }
+            }
         })
     }
 
+    /// A whole body, each read within the timeout (a body that keeps coming is never cut).
+    async fn body(&self, mut resp: Response, what: &str) -> Result<Vec<u8>, ClientError> {
+        let mut out = Vec::new();
+        while let Some(chunk) = self.next_chunk(&mut resp, what).await? {
+            out.extend_from_slice(&chunk);
+        }
+        Ok(out)
+    }
+
+    /// The next piece of a body within the timeout; `None` at its end.
+    pub async fn next_chunk(
+        &self,
+        resp: &mut Response,
+        what: &str,
+    ) -> Result<Option<bytes::Bytes>, ClientError> {
+        match tokio::time::timeout(self.timeout, resp.chunk()).await {
+            Ok(r) => r.map_err(|e| self.transport(what, e)),
+            Err(_) => Err(self.timed_out(what, Waiting::Answer)),
+        }
+    }
+
     async fn json<T: DeserializeOwned>(&self, req: RequestBuilder) -> Result<T, ClientError> {
-        let resp = self.send(req).await?;
-        let bytes = resp
-            .bytes()
-            .await
-            .map_err(|source| ClientError::Unreachable {
-                url: self.base.clone(),
-                source,
-            })?;
+        let (resp, what) = self.execute(self.build(req)?).await?;
+        self.decode(resp, &what).await
+    }
+
+    async fn decode<T: DeserializeOwned>(
+        &self,
+        resp: Response,
+        what: &str,
+    ) -> Result<T, ClientError> {
+        let bytes = self.body(resp, what).await?;
         serde_json::from_slice(&bytes).map_err(|e| ClientError::Protocol {
             url: self.base.clone(),
             detail: e.to_string(),
@@ -137,23 +217,47 @@ impl Client {
         match self.send(self.request(Method::HEAD, &path)).await {
             Ok(_) => Ok(true),
             Err(e) if e.status() == Some(StatusCode::NOT_FOUND) => Ok(false),
+            // An answer to HEAD has no body to say why: the server's own words (a missing or
+            // wrong token, most often) come from a GET that fails the same way.
+            Err(e @ ClientError::Api { .. }) => match self.info().await {
+                Err(why @ ClientError::Api { .. }) if why.status() == e.status() => Err(why),
+                _ => Err(e),
+            },
             Err(e) => Err(e),
         }
     }
 
-    /// Uploads a bundle; `body` may be a stream (to show progress).
+    /// Uploads a bundle in `chunks`, calling `sent` with each chunk's size as the connection
+    /// takes it. It fails when the upload makes no progress for the timeout, never for its
+    /// total length.
     pub async fn put_bundle(
         &self,
         sha256: &str,
-        body: reqwest::Body,
+        chunks: Vec<bytes::Bytes>,
+        sent: impl Fn(u64) + Send + Sync + 'static,
     ) -> Result<BundleStored, ClientError> {
+        let progress = timeout::Progress::new();
+        let touched = progress.clone();
+        let stream = futures_util::stream::iter(chunks.into_iter().map(move |c| {
+            touched.touch();
+            sent(c.len() as u64);
+            Ok::<_, std::io::Error>(c)
+        }));
         let path = format!("/api/v2/bundles/{sha256}");
-        self.json(
+        let request = self.build(
             self.request(Method::PUT, &path)
                 .header(reqwest::header::CONTENT_TYPE, "application/gzip")
-                .body(body),
-        )
-        .await
+                .body(reqwest::Body::wrap_stream(stream)),
+        )?;
+        let what = Self::what(&request);
+        let resp = tokio::select! {
+            r = self.http.execute(request) => r.map_err(|e| self.transport(&what, e))?,
+            () = progress.stalled(self.timeout) => {
+                return Err(self.timed_out(&what, Waiting::Upload));
+            }
+        };
+        let resp = self.check(resp, &what).await?;
+        self.decode(resp, &what).await
     }
 
     pub async fn deploy(&self, req: &DeployRequest) -> Result<Vec<DeployResult>, ClientError> {

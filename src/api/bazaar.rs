@@ -95,16 +95,17 @@ pub struct DeploymentMessage {
     pub time: i64,
 }
 
-/// A model's deployment as `cortex get X -o json` shows it: the Model Bazaar status (the same
-/// as `GET /api/v2/deploy/{model_id}/status`), what the deployment reported, and every message
-/// of earlier deployments.
+/// A model's deployment as `cortex get X -o json` shows it: its status word (the same as
+/// `GET /api/v2/deploy/{model_id}/status` gives), what the deployment reported, and every
+/// message of every deployment. Its errors and warnings are in `history` only (the current
+/// ones have its `number`); why the API's replicas do not run is the API's `errors`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct DeploymentInfo {
     /// The number of the current deployment (each new version counts one up).
     pub number: i64,
-    #[serde(flatten)]
-    pub status: DeploymentStatus,
+    /// `not_started`, `starting`, `in_progress`, `complete`, `stopped` or `failed`.
+    pub status: String,
     /// What the deployment set with `update-status`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub metadata: Option<serde_json::Value>,

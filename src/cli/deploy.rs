@@ -7,6 +7,7 @@ use anyhow::{bail, Context};
 
 use super::bundle::{self, Bundle};
 use super::environment::{self, Target};
+use super::failure::Refusal;
 use super::output::{print_structured, OutputFormat};
 use super::{prompt, render, wait, DeployArgs, ExitStatus};
 use crate::api::ApiKind;
@@ -30,11 +31,12 @@ pub async fn run(args: DeployArgs) -> anyhow::Result<ExitStatus> {
     let config_path = &args.config_file;
     if !config_path.exists() {
         if config_path == Path::new("cortex.yaml") {
-            bail!(
-                "no api config file was specified, and ./cortex.yaml does not exist; create cortex.yaml, or reference an existing config file by running `cortex deploy <config_file_path>`"
-            );
+            return Err(Refusal::InvalidConfig(
+                "no api config file was specified, and ./cortex.yaml does not exist; create cortex.yaml, or reference an existing config file by running `cortex deploy <config_file_path>`".into()
+            ).into());
         }
-        bail!("{} does not exist", config_path.display());
+        let missing = format!("{} does not exist", config_path.display());
+        return Err(Refusal::InvalidConfig(missing).into());
     }
     let specs = crate::spec::parse_file(config_path)?;
     let config_text = std::fs::read_to_string(config_path)
@@ -155,14 +157,12 @@ async fn upload(target: &Target, b: &Bundle) -> anyhow::Result<()> {
         .map(|start| all.slice(start..(start + 64 * 1024).min(all.len())))
         .collect();
     let progress = bar.clone();
-    let stream = futures_util::stream::iter(chunks.into_iter().map(move |c| {
+    let sent = move |n: u64| {
         if let Some(bar) = &progress {
-            bar.inc(c.len() as u64);
+            bar.inc(n);
         }
-        Ok::<_, std::io::Error>(c)
-    }));
-    let body = reqwest::Body::wrap_stream(stream);
-    let result = target.client.put_bundle(&b.sha256, body).await;
+    };
+    let result = target.client.put_bundle(&b.sha256, chunks, sent).await;
     if let Some(bar) = bar {
         bar.finish_and_clear();
     }

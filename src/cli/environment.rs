@@ -1,9 +1,10 @@
 //! Which server a command talks to: flags, `CORTEX_*` variables and `cli.yaml` resolved into a
 //! client.
 
-use anyhow::{bail, Context};
+use anyhow::Context;
 
 use super::config::{config_dir, CliConfig, LOCAL};
+use super::failure::Refusal;
 use super::local_server;
 use crate::client::Client;
 
@@ -68,6 +69,8 @@ pub fn list_all_environments(flag: Option<&str>) -> anyhow::Result<Option<Vec<St
 }
 
 async fn resolve(flag: Option<&str>, start: bool) -> anyhow::Result<Target> {
+    // A timeout the user set but mistyped is refused rather than silently replaced.
+    crate::client::timeout_from_env().map_err(Refusal::InvalidRequest)?;
     let dir = config_dir()?;
     let config = CliConfig::load(&dir)?;
     let name = env_name(flag, &config);
@@ -92,9 +95,10 @@ async fn resolve(flag: Option<&str>, start: bool) -> anyhow::Result<Target> {
         });
     }
     if name != LOCAL {
-        bail!(
+        return Err(Refusal::InvalidRequest(format!(
             "the {name} environment is not configured; add it with `cortex env configure {name} --endpoint <url> --token <token>`, or see `cortex env list`"
-        );
+        ))
+        .into());
     }
     let local = local_server::LocalServer::new(&dir);
     let url = if start {

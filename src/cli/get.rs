@@ -3,11 +3,10 @@
 use std::io::{IsTerminal, Write};
 use std::time::Duration;
 
-use anyhow::bail;
-
 use super::environment::{self, Target};
+use super::failure::{self, Refusal};
 use super::output::OutputFormat;
-use super::{get_batch, get_splitter, render, ExitStatus, GetArgs};
+use super::{get_batch, get_envs, get_splitter, render, ExitStatus, GetArgs};
 use crate::api::{ApiKind, ApiResponse};
 use crate::clock::now;
 
@@ -30,8 +29,12 @@ enum Source {
     All(Vec<String>),
 }
 
-/// Re-runs every 2 seconds: in place on a terminal, as repeated blocks otherwise.
+/// Re-runs every 2 seconds: in place on a terminal, as repeated blocks otherwise, as one
+/// document per refresh with `-o json|yaml`.
 async fn watch(source: &Source, args: &GetArgs) -> anyhow::Result<ExitStatus> {
+    if args.output != OutputFormat::Pretty {
+        return watch_documents(source, args).await;
+    }
     let tty = std::io::stdout().is_terminal();
     let mut shown_lines = 0usize;
     let command: Vec<String> = std::env::args()
@@ -54,6 +57,22 @@ async fn watch(source: &Source, args: &GetArgs) -> anyhow::Result<ExitStatus> {
         } else {
             writeln!(out, "{header}{body}")?;
         }
+        out.flush()?;
+        drop(out);
+        tokio::time::sleep(Duration::from_secs(2)).await;
+    }
+}
+
+/// `-w -o json|yaml`: one document per refresh (a line of JSON, or a YAML document), the
+/// error document when a refresh fails; no header.
+async fn watch_documents(source: &Source, args: &GetArgs) -> anyhow::Result<ExitStatus> {
+    loop {
+        let doc = match render_once(source, args).await {
+            Ok(text) => text,
+            Err(e) => failure::document(args.output, &e).unwrap_or_default(),
+        };
+        let mut out = std::io::stdout().lock();
+        out.write_all(doc.as_bytes())?;
         out.flush()?;
         drop(out);
         tokio::time::sleep(Duration::from_secs(2)).await;
@@ -109,37 +128,30 @@ fn clock() -> String {
 
 async fn render_once(source: &Source, args: &GetArgs) -> anyhow::Result<String> {
     let target = match source {
-        Source::All(envs) => return all_environments(envs, args.output).await,
+        Source::All(envs) => return get_envs::all(envs, args).await,
         Source::One(target) => target,
     };
-    match &args.api {
-        None => {
-            let apis = target.client.list_apis().await?;
-            if let Some(text) = structured(args.output, &apis)? {
-                return Ok(text);
-            }
-            Ok(list_text(&apis))
-        }
-        Some(name) => {
-            let api = target.client.get_api(name).await?;
-            if api.kind == ApiKind::BatchAPI {
-                return batch_text(target, &api, args).await;
-            }
-            if args.job_id.is_some() {
-                bail!(
-                    "{name} is a {}: only BatchAPIs have jobs; run `cortex get {name}`",
-                    api.kind
-                );
-            }
-            if let Some(text) = structured(args.output, &api)? {
-                return Ok(text);
-            }
-            if api.kind == ApiKind::TrafficSplitter {
-                return Ok(get_splitter::splitter_text(&target.client, &api).await);
-            }
-            Ok(api_text(&api))
-        }
+    let Some(name) = &args.api else {
+        return get_envs::one(target, args).await;
+    };
+    let api = target.client.get_api(name).await?;
+    if api.kind == ApiKind::BatchAPI {
+        return batch_text(target, &api, args).await;
     }
+    if args.job_id.is_some() {
+        return Err(Refusal::InvalidRequest(format!(
+            "{name} is a {}: only BatchAPIs have jobs; run `cortex get {name}`",
+            api.kind
+        ))
+        .into());
+    }
+    if let Some(text) = structured(args, &api)? {
+        return Ok(text);
+    }
+    if api.kind == ApiKind::TrafficSplitter {
+        return Ok(get_splitter::splitter_text(&target.client, &api).await);
+    }
+    Ok(api_text(&api))
 }
 
 /// A BatchAPI's jobs (`-o json`: the API's fields and `jobs`), or one job (`-o json`: the seed's
@@ -151,7 +163,7 @@ async fn batch_text(target: &Target, api: &ApiResponse, args: &GetArgs) -> anyho
                 .client
                 .job_status(&api.name, job_id, args.failed)
                 .await?;
-            if let Some(text) = structured(args.output, &status)? {
+            if let Some(text) = structured(args, &status)? {
                 return Ok(text);
             }
             Ok(get_batch::job_text(
@@ -168,7 +180,7 @@ async fn batch_text(target: &Target, api: &ApiResponse, args: &GetArgs) -> anyho
                 api: &'a ApiResponse,
                 jobs: &'a [crate::api::JobStatus],
             }
-            if let Some(text) = structured(args.output, &BatchApi { api, jobs: &jobs })? {
+            if let Some(text) = structured(args, &BatchApi { api, jobs: &jobs })? {
                 return Ok(text);
             }
             Ok(get_batch::api_text(api, &jobs))
@@ -178,7 +190,7 @@ async fn batch_text(target: &Target, api: &ApiResponse, args: &GetArgs) -> anyho
 
 /// The realtime table and the batch table (each only when it has rows), with an `env`
 /// column when `envs` is given.
-fn tables(apis: &[&ApiResponse], envs: Option<&[&str]>) -> String {
+pub(super) fn tables(apis: &[&ApiResponse], envs: Option<&[&str]>) -> String {
     let (mut realtime, mut batch, mut splitters) = (Vec::new(), Vec::new(), Vec::new());
     let (mut realtime_envs, mut batch_envs, mut splitter_envs) =
         (Vec::new(), Vec::new(), Vec::new());
@@ -226,77 +238,18 @@ fn tables(apis: &[&ApiResponse], envs: Option<&[&str]>) -> String {
     )
 }
 
-/// One environment's answer when listing them all (`-o json`: cortex's shape).
-#[derive(serde::Serialize)]
-struct EnvApis {
-    env_name: String,
-    apis: Vec<ApiResponse>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    error: Option<String>,
-}
-
-/// `cortex get` with remote environments configured: every environment's APIs, with an `env`
-/// column. The local server is only asked when it runs (or is the default environment).
-async fn all_environments(envs: &[String], format: OutputFormat) -> anyhow::Result<String> {
-    let mut answers = Vec::new();
-    for name in envs {
-        let target = match environment::connect_if_running(Some(name)).await {
-            Ok(Some(t)) => t,
-            Ok(None) => continue,
-            Err(e) => {
-                answers.push(EnvApis {
-                    env_name: name.clone(),
-                    apis: Vec::new(),
-                    error: Some(format!("{e:#}")),
-                });
-                continue;
-            }
-        };
-        let (apis, error) = match target.client.list_apis().await {
-            Ok(apis) => (apis, None),
-            Err(e) => (Vec::new(), Some(e.to_string())),
-        };
-        answers.push(EnvApis {
-            env_name: name.clone(),
-            apis,
-            error,
-        });
-    }
-    if !answers.is_empty() && answers.iter().all(|a| a.error.is_some()) {
-        let reasons: Vec<String> = answers
-            .iter()
-            .map(|a| format!("{}: {}", a.env_name, a.error.as_deref().unwrap_or_default()))
-            .collect();
-        bail!("no environment answered:\n  {}", reasons.join("\n  "));
-    }
-    if let Some(text) = structured(format, &answers)? {
-        return Ok(text);
-    }
-    let rows: Vec<(&str, &ApiResponse)> = answers
-        .iter()
-        .flat_map(|a| a.apis.iter().map(move |api| (a.env_name.as_str(), api)))
-        .collect();
-    let mut out = if rows.is_empty() {
-        "no apis are deployed\n".to_string()
-    } else {
-        let apis: Vec<&ApiResponse> = rows.iter().map(|(_, a)| *a).collect();
-        let envs: Vec<&str> = rows.iter().map(|(e, _)| *e).collect();
-        tables(&apis, Some(&envs))
-    };
-    for a in answers.iter().filter(|a| a.error.is_some()) {
-        out.push_str(&format!(
-            "\nunable to detect apis from the {0} environment; run `cortex get --env {0}` if this is unexpected\n",
-            a.env_name
-        ));
-    }
-    Ok(out)
-}
-
-fn structured<T: serde::Serialize>(format: OutputFormat, v: &T) -> anyhow::Result<Option<String>> {
-    Ok(match format {
-        OutputFormat::Pretty => None,
-        OutputFormat::Json => Some(serde_json::to_string_pretty(v)? + "\n"),
-        OutputFormat::Yaml => Some(serde_yaml::to_string(v)?),
+/// `v` as `-o json|yaml` writes it (`None` for `pretty`); with `--watch`, each refresh is one
+/// line of JSON (JSON lines) or one YAML document after `---`.
+pub(super) fn structured<T: serde::Serialize>(
+    args: &GetArgs,
+    v: &T,
+) -> anyhow::Result<Option<String>> {
+    Ok(match (args.output, args.watch) {
+        (OutputFormat::Pretty, _) => None,
+        (OutputFormat::Json, false) => Some(serde_json::to_string_pretty(v)? + "\n"),
+        (OutputFormat::Json, true) => Some(serde_json::to_string(v)? + "\n"),
+        (OutputFormat::Yaml, false) => Some(serde_yaml::to_string(v)?),
+        (OutputFormat::Yaml, true) => Some(format!("---\n{}", serde_yaml::to_string(v)?)),
     })
 }
 
@@ -390,18 +343,10 @@ fn realtime_table(apis: &[&ApiResponse], with_name: bool, envs: Option<&[&str]>)
     render::table(&headers, &rows)
 }
 
-fn list_text(apis: &[ApiResponse]) -> String {
-    if apis.is_empty() {
-        return "no apis are deployed\n".to_string();
-    }
-    let all: Vec<&ApiResponse> = apis.iter().collect();
-    tables(&all, None)
-}
-
 /// The deployment's own reports: its status as the Model Bazaar API gives it, what it
 /// reported, and the warnings and errors of every deployment with their times.
 fn deployment_text(d: &crate::api::DeploymentInfo) -> String {
-    let mut out = format!("\ndeployment {}: {}\n", d.number, d.status.status);
+    let mut out = format!("\ndeployment {}: {}\n", d.number, d.status);
     if let Some(name) = &d.deployment_name {
         out.push_str(&format!("  also at: /{name}\n"));
     }

@@ -120,6 +120,41 @@ pub struct AccessArgs {
     pub common: Common,
 }
 
+impl UsersCommand {
+    /// The `-o` it was given.
+    pub fn output(&self) -> OutputFormat {
+        match self {
+            Self::Create { common, .. } | Self::List { common } | Self::Delete { common, .. } => {
+                common.output
+            }
+        }
+    }
+}
+
+impl TeamsCommand {
+    /// The `-o` it was given.
+    pub fn output(&self) -> OutputFormat {
+        match self {
+            Self::Create { common, .. }
+            | Self::List { common }
+            | Self::Delete { common, .. }
+            | Self::Add { common, .. }
+            | Self::Remove { common, .. } => common.output,
+        }
+    }
+}
+
+impl TokensCommand {
+    /// The `-o` it was given.
+    pub fn output(&self) -> OutputFormat {
+        match self {
+            Self::Create { common, .. } | Self::List { common } | Self::Revoke { common, .. } => {
+                common.output
+            }
+        }
+    }
+}
+
 /// `-e ENV` and `-o FORMAT`, on every identity command.
 #[derive(Debug, Args)]
 pub struct Common {

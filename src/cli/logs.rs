@@ -1,38 +1,44 @@
-//! `cortex logs API [JOB_ID] [-f|--no-follow] [--tail N]`: an API's log, or a job's (the
-//! server's lines about it and every worker's). On a terminal it streams, as upstream cortex
-//! did; piped (scripts, CI) it prints what there is and exits, unless `-f`.
+//! `cortex logs API [JOB_ID] [-f|--no-follow] [--tail N] [-o json|yaml]`: an API's log, or a
+//! job's (the server's lines about it and every worker's). On a terminal it streams, as upstream
+//! cortex did; piped (scripts, CI) it prints what there is and exits, unless `-f`.
+//!
+//! Without following, a stream that stalls for the client's timeout fails; when following, the
+//! stream may stay quiet as long as the server keeps it open (TCP keep-alive notices a vanished
+//! server).
 
 use std::io::{IsTerminal, Write};
 
-use anyhow::bail;
-
 use super::environment;
+use super::output::OutputFormat;
 use super::{ExitStatus, LogsArgs};
 
 pub async fn run(args: LogsArgs) -> anyhow::Result<ExitStatus> {
     let target = environment::connect(args.env.env.as_deref()).await?;
     let follow = args.follow || (!args.no_follow && std::io::stdout().is_terminal());
+    let client = &target.client;
     let mut resp = match &args.job_id {
-        Some(job_id) => target.client.job_logs(&args.api, job_id, follow).await?,
-        None => target.client.logs(&args.api, follow, args.tail).await?,
+        Some(job_id) => client.job_logs(&args.api, job_id, follow).await?,
+        None => client.logs(&args.api, follow, args.tail).await?,
     };
+    let what = format!("GET {}", resp.url().path());
+    let mut lines = Lines::new(args.output);
     loop {
-        let chunk = match resp.chunk().await {
-            Ok(Some(c)) => c,
-            Ok(None) => break,
-            Err(e) => bail!("the log stream broke: {e}"),
+        let next = if follow {
+            resp.chunk()
+                .await
+                .map_err(|e| anyhow::anyhow!("the log stream broke: {e}"))?
+        } else {
+            client.next_chunk(&mut resp, &what).await?
         };
-        let mut out = std::io::stdout().lock();
-        if let Err(e) = out.write_all(&chunk).and_then(|()| out.flush()) {
-            if e.kind() == std::io::ErrorKind::BrokenPipe {
-                break;
-            }
-            return Err(e.into());
+        let Some(chunk) = next else { break };
+        if !write(&lines.take(&chunk))? {
+            return Ok(ExitStatus::Success);
         }
     }
+    write(&lines.finish())?;
     if follow && args.job_id.is_none() {
         // A followed api's stream ends when the api is deleted, or when the server stops.
-        let why = match target.client.get_api(&args.api).await {
+        let why = match client.get_api(&args.api).await {
             Err(e) if e.status() == Some(reqwest::StatusCode::NOT_FOUND) => {
                 format!("{} was deleted: no more logs will come", args.api)
             }
@@ -41,4 +47,89 @@ pub async fn run(args: LogsArgs) -> anyhow::Result<ExitStatus> {
         eprintln!("cortex: {why}");
     }
     Ok(ExitStatus::Success)
+}
+
+/// Writes to stdout; false when its reader went away.
+fn write(bytes: &[u8]) -> anyhow::Result<bool> {
+    if bytes.is_empty() {
+        return Ok(true);
+    }
+    let mut out = std::io::stdout().lock();
+    match out.write_all(bytes).and_then(|()| out.flush()) {
+        Ok(()) => Ok(true),
+        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(false),
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// The log as it is (`pretty`), or one `{"line": ...}` document per line.
+struct Lines {
+    format: OutputFormat,
+    partial: Vec<u8>,
+}
+
+#[derive(serde::Serialize)]
+struct Line<'a> {
+    line: &'a str,
+}
+
+impl Lines {
+    fn new(format: OutputFormat) -> Lines {
+        Lines {
+            format,
+            partial: Vec::new(),
+        }
+    }
+
+    /// What to print for `chunk`: itself, or the documents of the lines it completes.
+    fn take(&mut self, chunk: &[u8]) -> Vec<u8> {
+        if self.format == OutputFormat::Pretty {
+            return chunk.to_vec();
+        }
+        self.partial.extend_from_slice(chunk);
+        let Some(end) = self.partial.iter().rposition(|&b| b == b'\n') else {
+            return Vec::new();
+        };
+        let rest = self.partial.split_off(end + 1);
+        let done = std::mem::replace(&mut self.partial, rest);
+        let text = String::from_utf8_lossy(&done);
+        text.lines()
+            .map(|l| self.document(l))
+            .collect::<String>()
+            .into_bytes()
+    }
+
+    /// The document of an unterminated last line.
+    fn finish(&mut self) -> Vec<u8> {
+        if self.partial.is_empty() || self.format == OutputFormat::Pretty {
+            return Vec::new();
+        }
+        let last = String::from_utf8_lossy(&std::mem::take(&mut self.partial)).into_owned();
+        self.document(&last).into_bytes()
+    }
+
+    fn document(&self, line: &str) -> String {
+        let line = Line { line };
+        match self.format {
+            OutputFormat::Yaml => {
+                format!("---\n{}", serde_yaml::to_string(&line).unwrap_or_default())
+            }
+            _ => serde_json::to_string(&line).unwrap_or_default() + "\n",
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{Lines, OutputFormat};
+
+    #[test]
+    fn json_lines_wait_for_the_end_of_a_line() {
+        let mut l = Lines::new(OutputFormat::Json);
+        assert_eq!(l.take(b"one\ntw"), b"{\"line\":\"one\"}\n");
+        assert_eq!(l.take(b"o\n"), b"{\"line\":\"two\"}\n");
+        assert_eq!(l.take(b"three"), b"");
+        assert_eq!(l.finish(), b"{\"line\":\"three\"}\n");
+        assert_eq!(Lines::new(OutputFormat::Pretty).take(b"x"), b"x");
+    }
 }

@@ -7,8 +7,10 @@ mod delete;
 mod deploy;
 mod env_cmd;
 mod environment;
+mod failure;
 mod get;
 mod get_batch;
+mod get_envs;
 mod get_splitter;
 mod identity;
 mod local_server;
@@ -18,6 +20,7 @@ mod predict;
 mod prompt;
 mod render;
 mod server_cmd;
+mod style;
 mod version;
 mod wait;
 
@@ -173,6 +176,9 @@ pub struct LogsArgs {
     /// only the last N lines
     #[arg(long, value_name = "N")]
     pub tail: Option<usize>,
+    /// output format (json: one `{"line": ...}` document per log line)
+    #[arg(short, long, value_enum, default_value_t = OutputFormat::Pretty)]
+    pub output: OutputFormat,
 }
 
 #[derive(Debug, Args)]
@@ -426,10 +432,11 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitStatus> {
         completion::run(args.shell);
         return Ok(ExitStatus::Success);
     }
+    let format = output_format(&cli.command);
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;
-    runtime.block_on(async move {
+    let result = runtime.block_on(async move {
         match cli.command {
             Command::Deploy(args) => deploy::run(args).await,
             Command::Get(args) => get::run(args).await,
@@ -447,7 +454,32 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitStatus> {
             Command::Version(args) => version::run(args).await,
             Command::Completion(_) => Ok(ExitStatus::Success),
         }
-    })
+    });
+    if let Err(e) = &result {
+        // The document on stdout for scripts; `main` still says why on stderr.
+        if let Some(doc) = failure::document(format, e) {
+            use std::io::Write;
+            let mut out = std::io::stdout().lock();
+            let _ = out.write_all(doc.as_bytes()).and_then(|()| out.flush());
+        }
+    }
+    result
+}
+
+/// The `-o` a command was given (`pretty` for commands without one).
+fn output_format(command: &Command) -> OutputFormat {
+    match command {
+        Command::Deploy(a) => a.output,
+        Command::Get(a) => a.output,
+        Command::Logs(a) => a.output,
+        Command::Delete(a) => a.output,
+        Command::Env(EnvCommand::List { output }) => *output,
+        Command::Users(c) => c.output(),
+        Command::Teams(c) => c.output(),
+        Command::Tokens(c) => c.output(),
+        Command::Access(a) => a.common.output,
+        _ => OutputFormat::Pretty,
+    }
 }
 
 /// The clap command, for completions and docs.

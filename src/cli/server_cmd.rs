@@ -56,10 +56,9 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<ExitStatus> {
 fn init_tracing() {
     let filter = tracing_subscriber::EnvFilter::try_from_env("CORTEX_LOG")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    use std::io::IsTerminal;
     let _ = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_ansi(std::io::stderr().is_terminal())
+        .with_ansi(super::style::colors())
         .with_writer(std::io::stderr)
         .try_init();
 }

@@ -218,15 +218,16 @@ pub async fn record(store: &Store, api: &LiveApi, status: DeployStatus) {
     }
 }
 
-/// A model's deployment as the Model Bazaar API and `cortex get` show it: its recorded status,
-/// the current deployment's errors and warnings (with what its replicas say when it failed),
-/// what it reported, and the messages of every deployment.
+/// A model's deployment: as the Model Bazaar status route shows it (its recorded status, the
+/// current deployment's errors and warnings, with what its replicas say when it failed), and as
+/// `cortex get` shows it (the status, what it reported, and the messages of every deployment,
+/// each once: the replicas' errors are the API's own `errors` there).
 pub async fn deployment(
     store: &Store,
     row: &ModelRow,
     live: Option<&LiveApi>,
     restore_error: Option<String>,
-) -> Result<DeploymentInfo, StoreError> {
+) -> Result<(DeploymentStatus, DeploymentInfo), StoreError> {
     let id = row.id.clone();
     let history = store.call(move |c| deploy_logs::all(c, &id)).await?;
     let (mut errors, mut warnings) = (Vec::new(), Vec::new());
@@ -253,13 +254,9 @@ pub async fn deployment(
         DeployStatus::Starting if ready_now && !row.reported() => DeployStatus::Complete,
         recorded => recorded,
     };
-    Ok(DeploymentInfo {
+    let info = DeploymentInfo {
         number: row.deployment,
-        status: DeploymentStatus {
-            status: status.as_str().to_string(),
-            errors,
-            warnings,
-        },
+        status: status.as_str().to_string(),
         metadata: row
             .metadata_json
             .as_deref()
@@ -274,7 +271,13 @@ pub async fn deployment(
                 time: e.created_at,
             })
             .collect(),
-    })
+    };
+    let status = DeploymentStatus {
+        status: info.status.clone(),
+        errors,
+        warnings,
+    };
+    Ok((status, info))
 }
 
 /// The longest line the server adds to a deployment's `errors`.

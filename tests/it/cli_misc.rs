@@ -377,7 +377,11 @@ fn get_without_env_lists_every_configured_environment() {
         serde_json::from_str(&cortex(here, &["get", "-o", "json"])).unwrap();
     assert_eq!(json[0]["env_name"], "alpha");
     assert_eq!(json[0]["apis"][0]["name"], "reverser");
-    assert!(json[2]["error"].as_str().unwrap().contains("127.0.0.1:9"));
+    assert!(json[2]["error"]["message"]
+        .as_str()
+        .unwrap()
+        .contains("127.0.0.1:9"));
+    assert_eq!(json[2]["error"]["kind"], "unreachable");
     // With -e only that environment, without the env column.
     assert!(cortex(here, &["get", "-e", "beta"]).starts_with("realtime api"));
 }

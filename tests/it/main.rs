@@ -9,6 +9,7 @@ mod batch_compat;
 mod bazaar;
 mod bazaar_clients;
 mod cli_misc;
+mod cli_trust;
 mod config_errors;
 mod fetch_safety;
 mod gateway;

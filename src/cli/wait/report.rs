@@ -55,12 +55,11 @@ pub async fn apis_timed_out(
     out
 }
 
-/// Why an API is not live, one line each: its newest version's errors (their first lines;
-/// the log below has the rest), then its deployment's that add something.
+/// Why an API is not live, one line each: the first lines of its errors (the log below has
+/// the rest), each once.
 fn reasons(api: &ApiResponse) -> Vec<String> {
     let mut all: Vec<String> = Vec::new();
-    let errors = api.errors.iter().chain(&api.deployment.status.errors);
-    for e in errors {
+    for e in &api.errors {
         let line = e
             .lines()
             .find(|l| !l.trim().is_empty())

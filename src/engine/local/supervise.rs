@@ -696,7 +696,7 @@ async fn append_log(path: &Path, line: &str) {
 }
 
 /// The error shown for an exit: the worker's own `cortex: error:` line when it wrote one, then
-/// the last lines of its output.
+/// the last lines of its output (without that line again).
 fn describe_exit(log_path: &Path, noun: &str, code_text: &str) -> String {
     let tail = super::rotating::tail_lines(log_path, 200);
     // Only this run's output: after the last "starting" line, without the engine's exit lines.
@@ -715,13 +715,14 @@ fn describe_exit(log_path: &Path, noun: &str, code_text: &str) -> String {
         .find_map(|l| l.strip_prefix("cortex: error: "))
         .map(str::to_string)
         .unwrap_or_else(|| format!("the replica exited with {code_text}"));
-    let last: Vec<&str> = run
+    // The headline is said once: not again in the output below it.
+    let own_line = format!("cortex: error: {headline}");
+    let output: Vec<&str> = run
         .iter()
-        .rev()
-        .take(ERROR_TAIL_LINES)
-        .rev()
         .map(|l| l.as_str())
+        .filter(|l| *l != own_line)
         .collect();
+    let last = &output[output.len().saturating_sub(ERROR_TAIL_LINES)..];
     if last.is_empty() {
         headline
     } else {
@@ -752,6 +753,7 @@ mod tests {
         .unwrap();
         let d = describe_exit(&log, "replica", "status 3");
         assert!(d.starts_with("failed to initialise the predictor: ValueError: boom\n"));
+        assert_eq!(d.matches("ValueError: boom").count(), 1, "{d}");
         assert!(!d.contains("old run"));
         assert!(!d.contains("exited with"));
     }

@@ -252,11 +252,40 @@ def _keep_frame(frame):
     return os.path.abspath(filename) != _SHIM_FILE
 
 
+def _project_roots():
+    """The project directory as this replica runs it (the server's unpacked copy), both as
+    written and with links resolved."""
+    root = os.environ.get("CORTEX_PROJECT_DIR") or os.getcwd()
+    return {os.path.abspath(root), os.path.realpath(root)}
+
+
+def _as_in_project(filename):
+    """`filename` relative to the project when it lies in it, as its author knows it
+    (`predictor.py`), not as the server's copy's path; other paths as they are."""
+    if not filename or filename.startswith("<"):
+        return filename
+    path = os.path.abspath(filename)
+    for root in _project_roots():
+        if path.startswith(root.rstrip(os.sep) + os.sep):
+            return os.path.relpath(path, root)
+    return filename
+
+
+def _relative_frame(frame):
+    frame.line  # read the source line while the real path still names the file
+    frame.filename = _as_in_project(frame.filename)
+    return frame
+
+
 def _trim(te, seen):
     if te is None or id(te) in seen:
         return
     seen.add(id(te))
-    te.stack = traceback.StackSummary.from_list([f for f in te.stack if _keep_frame(f)])
+    te.stack = traceback.StackSummary.from_list(
+        [_relative_frame(f) for f in te.stack if _keep_frame(f)]
+    )
+    if getattr(te, "filename", None):  # a SyntaxError names its file itself
+        te.filename = _as_in_project(te.filename)
     _trim(te.__cause__, seen)
     _trim(te.__context__, seen)
 

@@ -1390,6 +1390,29 @@ class TestRequestTypes(unittest.TestCase):
         self.assertEqual(cortex_shim.parse_payload("Application/JSON; charset=utf-8", b'{"a": 1}'), {"a": 1})
 
 
+class TestTracebackPaths(unittest.TestCase):
+    """Tracebacks name the project's files as the project has them, not the server's copy."""
+
+    def test_frames_in_the_project_are_relative_and_others_are_kept(self):
+        with tempfile.TemporaryDirectory() as project:
+            path = os.path.join(project, "pkg", "model.py")
+            os.makedirs(os.path.dirname(path))
+            with open(path, "w") as f:
+                f.write("def load():\n    raise ValueError('no weights')\n")
+            with mock.patch.dict(os.environ, {"CORTEX_PROJECT_DIR": project}):
+                namespace = {}
+                exec(compile(open(path).read(), path, "exec"), namespace)
+                try:
+                    namespace["load"]()
+                except ValueError as e:
+                    text = cortex_shim._format_traceback(e)
+                self.assertIn('File "pkg/model.py", line 2, in load', text)
+                self.assertIn("raise ValueError('no weights')", text)
+                self.assertNotIn(project, text)
+                self.assertEqual(cortex_shim._as_in_project("/usr/lib/x.py"), "/usr/lib/x.py")
+                self.assertEqual(cortex_shim._as_in_project("<string>"), "<string>")
+
+
 class TestRender(unittest.TestCase):
     class Response:
         def __init__(self, body=b"", status_code=200, media_type=None, headers=None):

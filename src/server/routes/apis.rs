@@ -144,7 +144,7 @@ async fn describe(
         .map(|live| live.metrics.snapshot())
         .unwrap_or_default();
     let restore_error = state.deployments.restore_error(&row.name);
-    let deployment =
+    let (_, deployment) =
         status::deployment(&state.store, &row, live.as_deref(), restore_error.clone()).await?;
     let summary = status::summary(live.as_deref(), restore_error);
     let batch = match spec.kind {

@@ -85,8 +85,8 @@ pub(super) async fn status_of(
 ) -> Result<DeploymentStatus, ApiError> {
     let live = state.deployments.get(&row.name);
     let restore_error = state.deployments.restore_error(&row.name);
-    let info = status::deployment(&state.store, row, live.as_deref(), restore_error).await?;
-    Ok(info.status)
+    let (status, _) = status::deployment(&state.store, row, live.as_deref(), restore_error).await?;
+    Ok(status)
 }
 
 /// The model a job token speaks for; with a model in the path, it must be that one (403).
