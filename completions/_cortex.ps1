@@ -98,6 +98,8 @@ Register-ArgumentCompleter -Native -CommandName 'cortex' -ScriptBlock {
             [CompletionResult]::new('--force', '--force', [CompletionResultType]::ParameterName, 'delete without confirmation, even an api that a traffic splitter uses')
             [CompletionResult]::new('-y', '-y', [CompletionResultType]::ParameterName, 'skip prompts')
             [CompletionResult]::new('--yes', '--yes', [CompletionResultType]::ParameterName, 'skip prompts')
+            [CompletionResult]::new('-c', '-c', [CompletionResultType]::ParameterName, 'keep the api''s uploaded project on the server for an hour, so deploying it again uploads nothing')
+            [CompletionResult]::new('--keep-cache', '--keep-cache', [CompletionResultType]::ParameterName, 'keep the api''s uploaded project on the server for an hour, so deploying it again uploads nothing')
             [CompletionResult]::new('-h', '-h', [CompletionResultType]::ParameterName, 'Print help')
             [CompletionResult]::new('--help', '--help', [CompletionResultType]::ParameterName, 'Print help')
             [CompletionResult]::new('-V', '-V ', [CompletionResultType]::ParameterName, 'Print version')

@@ -381,7 +381,7 @@ _cortex() {
             return 0
             ;;
         cortex__subcmd__delete)
-            opts="-e -f -y -o -h -V --env --force --yes --output --help --version"
+            opts="-e -f -y -c -o -h -V --env --force --yes --keep-cache --output --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0

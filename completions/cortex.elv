@@ -91,6 +91,8 @@ set edit:completion:arg-completer[cortex] = {|@words|
             cand --force 'delete without confirmation, even an api that a traffic splitter uses'
             cand -y 'skip prompts'
             cand --yes 'skip prompts'
+            cand -c 'keep the api''s uploaded project on the server for an hour, so deploying it again uploads nothing'
+            cand --keep-cache 'keep the api''s uploaded project on the server for an hour, so deploying it again uploads nothing'
             cand -h 'Print help'
             cand --help 'Print help'
             cand -V 'Print version'

@@ -75,6 +75,7 @@ json\t''
 yaml\t''"
 complete -c cortex -n "__fish_cortex_using_subcommand delete" -s f -l force -d 'delete without confirmation, even an api that a traffic splitter uses'
 complete -c cortex -n "__fish_cortex_using_subcommand delete" -s y -l yes -d 'skip prompts'
+complete -c cortex -n "__fish_cortex_using_subcommand delete" -s c -l keep-cache -d 'keep the api\'s uploaded project on the server for an hour, so deploying it again uploads nothing'
 complete -c cortex -n "__fish_cortex_using_subcommand delete" -s h -l help -d 'Print help'
 complete -c cortex -n "__fish_cortex_using_subcommand delete" -s V -l version -d 'Print version'
 complete -c cortex -n "__fish_cortex_using_subcommand wait" -s e -l env -d 'environment to use (default: the configured default, usually "local")' -r

@@ -308,15 +308,17 @@ impl Client {
             .await
     }
 
-    /// Deletes an API; `force` even when a TrafficSplitter uses it.
+    /// Deletes an API; `force` even when a TrafficSplitter uses it, `keep_cache` keeps its
+    /// bundle for a while.
     pub async fn delete_api(
         &self,
         name: &str,
         force: bool,
+        keep_cache: bool,
     ) -> Result<MessageResponse, ClientError> {
         self.json(
             self.request(Method::DELETE, &format!("/api/v2/apis/{}", segment(name)))
-                .query(&[("force", force)]),
+                .query(&[("force", force), ("keepCache", keep_cache)]),
         )
         .await
     }

@@ -191,4 +191,8 @@ pub struct LogsQuery {
 pub struct DeleteQuery {
     #[serde(default)]
     pub force: bool,
+    /// Keep the API's stored bundle for the usual hour of an unused upload, so deploying it
+    /// again uploads nothing (upstream's `cortex delete --keep-cache`).
+    #[serde(default, rename = "keepCache")]
+    pub keep_cache: bool,
 }

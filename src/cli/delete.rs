@@ -37,7 +37,10 @@ pub async fn run(args: DeleteArgs) -> anyhow::Result<ExitStatus> {
             }
         }
     }
-    let resp = target.client.delete_api(&args.api, args.force).await?;
+    let resp = target
+        .client
+        .delete_api(&args.api, args.force, args.keep_cache)
+        .await?;
     if !print_structured(args.output, &resp)? {
         println!("{}", resp.message);
     }

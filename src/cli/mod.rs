@@ -219,6 +219,9 @@ pub struct DeleteArgs {
     /// skip prompts
     #[arg(short, long)]
     pub yes: bool,
+    /// keep the api's uploaded project on the server for an hour, so deploying it again uploads nothing
+    #[arg(short = 'c', long)]
+    pub keep_cache: bool,
     /// output format
     #[arg(short, long, value_enum, default_value_t = OutputFormat::Pretty)]
     pub output: OutputFormat,

@@ -22,6 +22,7 @@ pub mod jobs;
 pub mod json_errors;
 pub mod limits;
 pub mod live_api;
+pub mod local_ports;
 pub mod metrics;
 pub mod replica_client;
 pub mod replica_set;
@@ -221,6 +222,15 @@ pub async fn run(config: ServerConfig) -> anyhow::Result<()> {
         jobs.clone(),
         changes.clone(),
     ));
+    let limits = connections::ConnectionLimits {
+        max_connections: config
+            .max_connections
+            .unwrap_or_else(|| connections::default_max_connections(open_files)),
+        header_read_timeout: config.header_read_timeout,
+        idle_timeout: config.idle_timeout,
+    };
+    let shutdown = tokio_util::sync::CancellationToken::new();
+    let local_ports = Arc::new(local_ports::LocalPorts::new(addr, limits, shutdown.clone()));
     let state = AppState {
         store: store.clone(),
         bundles: bundles.clone(),
@@ -234,12 +244,12 @@ pub async fn run(config: ServerConfig) -> anyhow::Result<()> {
         tokens,
         disk: disk::DiskGuard::new(data_dir.clone(), config.min_free_disk_mb),
         log_tail_lines: config.log_tail_lines,
-        shutdown: tokio_util::sync::CancellationToken::new(),
+        shutdown: shutdown.clone(),
+        local_ports,
         isolation: Arc::new(isolated.report.clone()),
         sweeper: sweeper.clone(),
         exporter: Arc::default(),
     };
-    let shutdown = state.shutdown.clone();
     restore(&store, &bundles, &deployments).await;
     jobs.resume(|name| deployments.get(name)).await;
     let sweeping = tokio::spawn(sweeper.run(shutdown.clone()));
@@ -258,14 +268,9 @@ pub async fn run(config: ServerConfig) -> anyhow::Result<()> {
     crate::atomic_file::write(&runtime_file, &serde_json::to_vec_pretty(&info)?)?;
     eprintln!("cortex server {} listening on {url}", crate::VERSION);
 
-    let app = routes::router(state);
-    let limits = connections::ConnectionLimits {
-        max_connections: config
-            .max_connections
-            .unwrap_or_else(|| connections::default_max_connections(open_files)),
-        header_read_timeout: config.header_read_timeout,
-        idle_timeout: config.idle_timeout,
-    };
+    let app = routes::router(state.clone());
+    state.local_ports.set_app(app.clone());
+    local_ports::sync_stored(&state).await;
     let graceful = shutdown.clone();
     tokio::spawn(async move {
         signals.received().await;

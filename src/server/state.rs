@@ -35,6 +35,8 @@ pub struct AppState {
     pub shutdown: tokio_util::sync::CancellationToken,
     /// How replicas are isolated (reported by `/healthz`).
     pub isolation: Arc<crate::api::Isolation>,
+    /// The loopback ports APIs asked for with `networking.local_port`.
+    pub local_ports: Arc<super::local_ports::LocalPorts>,
     /// Answers `GET /metrics`.
     pub exporter: Arc<super::exposition::Exporter>,
 }

@@ -21,6 +21,7 @@ mod autoscaling;
 mod compute;
 mod document;
 mod load;
+mod locate;
 mod monitoring;
 mod networking;
 mod node;
@@ -35,6 +36,7 @@ mod types;
 mod update_strategy;
 
 pub use api::{check_api_name, check_given_name, route_name};
+pub use locate::locate;
 pub use quantity::{Cpu, Duration, Mem, QuantityError, Surge};
 pub use types::*;
 

@@ -1,8 +1,9 @@
 //! The `networking` section: the gateway path of the API.
 //!
 //! `endpoint` defaults to `/<name>`; like cortex, a missing leading `/` is added and a trailing
-//! `/` removed. `api_gateway` (`public | none`) and `local_port` are accepted for compatibility
-//! with cortex v0.2x files and ignored: every API is served by the one server port.
+//! `/` removed. `api_gateway: public` is what every API has here (served through the server's
+//! gateway); `none` is refused, since there is no other way in. `local_port` (1024–65535) opens
+//! that loopback port for the API on the local server, as cortex's local environment did.
 //! `timeout` (default 5m) bounds a prediction, waiting included (then 504), and
 //! `max_request_size` (default 64Mi) its body (then 413).
 
@@ -25,14 +26,24 @@ pub(crate) fn networking(api: &Section, name: &str) -> Result<(Networking, Optio
         .parsed("endpoint", "a path like \"/my-api\"", endpoint)?
         .unwrap_or_else(|| format!("/{name}"));
 
-    sec.parsed("api_gateway", "\"public\" or \"none\"", |text| match text {
-        "public" | "none" => Ok(()),
+    sec.parsed("api_gateway", "\"public\"", |text| match text {
+        "public" => Ok(()),
+        "none" => Err("\"none\" is not supported: every api is served through the server's gateway, at its endpoint; remove api_gateway (or set it to \"public\")".to_string()),
         other => Err(format!(
-            "must be \"public\" or \"none\", got {}",
+            "must be \"public\" (the only gateway there is), got {}",
             quote(other)
         )),
     })?;
-    sec.whole("local_port", 0, 1, 65535)?;
+    let local_port = match sec.whole("local_port", 0, 1024, 65535) {
+        Ok(0) => None,
+        Ok(port) => u16::try_from(port).ok(),
+        Err(mut problem) => {
+            problem
+                .message
+                .push_str(" (ports below 1024 are the system's)");
+            return Err(problem);
+        }
+    };
     let defaults = Networking::at(endpoint);
     let timeout = sec
         .parsed("timeout", "a duration like 30s, 5m or 1h30m", |text| {
@@ -56,6 +67,7 @@ pub(crate) fn networking(api: &Section, name: &str) -> Result<(Networking, Optio
         Networking {
             timeout,
             max_request_size,
+            local_port,
             ..defaults
         },
         endpoint_pos,
@@ -139,8 +151,10 @@ mod tests {
             endpoint("/v1/iris-classifier").unwrap(),
             "/v1/iris-classifier"
         );
-        let n = parse("networking: {endpoint: v2/iris, api_gateway: none, local_port: 8888}");
-        assert_eq!(n.unwrap().endpoint, "/v2/iris");
+        let n = parse("networking: {endpoint: v2/iris, api_gateway: public, local_port: 8890}")
+            .unwrap();
+        assert_eq!(n.endpoint, "/v2/iris");
+        assert_eq!(n.local_port, Some(8890));
     }
 
     #[test]
@@ -165,9 +179,18 @@ mod tests {
         assert_eq!(err.field, "networking.api_gateway");
         assert_eq!(
             err.message,
-            "must be \"public\" or \"none\", got \"private\""
+            "must be \"public\" (the only gateway there is), got \"private\""
         );
-        let err = parse("networking: {local_port: 0}").unwrap_err();
-        assert_eq!(err.message, "must be between 1 and 65535, got 0");
+        let err = parse("networking: {api_gateway: none}").unwrap_err();
+        assert!(
+            err.message.contains("\"none\" is not supported"),
+            "{}",
+            err.message
+        );
+        let err = parse("networking: {local_port: 80}").unwrap_err();
+        assert_eq!(
+            err.message,
+            "must be between 1024 and 65535, got 80 (ports below 1024 are the system's)"
+        );
     }
 }

@@ -186,6 +186,10 @@ pub struct Networking {
     /// The largest prediction request body; larger ones get 413.
     #[serde(default = "default_max_request_size")]
     pub max_request_size: Mem,
+    /// A port of the local server's host where the API also answers at `/` (as cortex's local
+    /// environment had it): `http://localhost:<local_port>/`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub local_port: Option<u16>,
 }
 
 /// How long a prediction may take by default: generous, for slow models.
@@ -211,6 +215,7 @@ impl Networking {
             endpoint,
             timeout: DEFAULT_TIMEOUT,
             max_request_size: default_max_request_size(),
+            local_port: None,
         }
     }
 }

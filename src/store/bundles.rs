@@ -112,6 +112,18 @@ impl BundleStore {
         Ok(())
     }
 
+    /// Counts the grace period of unreferenced bundles (an hour) for `shas` from now: a
+    /// deleted API's bundles kept for a quick deploy again (`cortex delete --keep-cache`).
+    pub fn keep_for_now(&self, conn: &Connection, shas: &[String]) -> Result<(), StoreError> {
+        for sha in shas {
+            conn.execute(
+                "UPDATE bundles SET created_at = ?2 WHERE sha256 = ?1",
+                params![sha, now()],
+            )?;
+        }
+        Ok(())
+    }
+
     /// Unpacks a stored bundle once into [`BundleStore::project_dir`] and returns that path.
     /// Safe to call again: an existing directory is reused. Blocking.
     pub fn unpack(&self, sha: &str) -> Result<PathBuf, StoreError> {

@@ -120,7 +120,7 @@ fn bad_weights_and_unknown_apis_are_refused_naming_what_to_change() {
     let out = s.run(&p, &["deploy"]);
     assert_refused(
         &out,
-        "apis[1].name: nowhere is not deployed and not in this file",
+        "cortex.yaml:18:13: apis[1].name: nowhere is not deployed and not in this file",
     );
     // A file deploys all or nothing: blue and green passed their checks, but nothing changed.
     assert_refused(

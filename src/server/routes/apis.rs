@@ -52,8 +52,12 @@ pub async fn delete(
     Path(name): Path<String>,
     query: Result<axum::extract::Query<DeleteQuery>, axum::extract::rejection::QueryRejection>,
 ) -> Result<Json<MessageResponse>, ApiError> {
-    let axum::extract::Query(query) = query
-        .map_err(|e| ApiError::BadRequest(format!("{}; use force=true|false", e.body_text())))?;
+    let axum::extract::Query(query) = query.map_err(|e| {
+        ApiError::BadRequest(format!(
+            "{}; use force=true|false and keepCache=true|false",
+            e.body_text()
+        ))
+    })?;
     let _changing = state.changes.lock().await;
     let row = find(&state, &name).await?;
     // A model's given name finds it too; from here on, the name it is routed by.
@@ -87,8 +91,21 @@ pub async fn delete(
     state.deployments.remove(&name).await;
     state.deployments.remove_logs(&name).await;
     state.jobs.remove_logs(&name).await;
-    state.sweeper.release(&row);
+    if query.keep_cache {
+        let layers = super::super::cleanup::layers_of(&row);
+        let bundles = state.bundles.clone();
+        if let Err(e) = state
+            .store
+            .call(move |c| bundles.keep_for_now(c, &layers))
+            .await
+        {
+            tracing::warn!("cannot keep the bundles of {name}: {e}");
+        }
+    } else {
+        state.sweeper.release(&row);
+    }
     state.sweeper.sweep_locked().await;
+    crate::server::local_ports::sync_stored(&state).await;
     Ok(Json(MessageResponse {
         message: format!("deleting {name}"),
     }))

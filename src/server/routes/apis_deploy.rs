@@ -58,6 +58,7 @@ pub async fn deploy(
         base: &base,
         in_file: specs.iter().map(|s| (s.name.clone(), s.kind)).collect(),
         taken: rows.iter().flat_map(versions::taken_by).collect(),
+        ports: ports_taken(&rows, &specs),
     };
     let mut checked = Vec::with_capacity(specs.len());
     for spec in specs {
@@ -67,7 +68,11 @@ pub async fn deploy(
         return Ok(Json(refuse_all(checked, &req.config_file)));
     }
     match save_all(&state, &caller, &req, &checked).await? {
-        Ok(saved) => Ok(Json(start_all(&state, &base, checked, saved).await?)),
+        Ok(saved) => {
+            let results = start_all(&state, &base, checked, saved).await?;
+            crate::server::local_ports::sync_stored(&state).await;
+            Ok(Json(results))
+        }
         Err(why) => Ok(Json(refuse_all(
             checked
                 .into_iter()
@@ -105,6 +110,8 @@ struct Checks<'a> {
     base: &'a str,
     in_file: Vec<(String, spec::ApiKind)>,
     taken: Vec<endpoints::Taken>,
+    /// The local ports of the file's APIs and of the stored ones it does not redeploy.
+    ports: Vec<(String, u16)>,
 }
 
 impl Checks<'_> {
@@ -117,6 +124,10 @@ impl Checks<'_> {
             .or_else(|| check_project(&spec, self.project_dir, &self.req.config_file).err())
             .or_else(|| check_backends(&spec, &self.in_file, self.rows, self.caller).err())
             .or_else(|| {
+                let port = spec.networking.local_port?;
+                self.state.local_ports.refusal(&name, port, &self.ports)
+            })
+            .or_else(|| {
                 let row = existing.as_ref()?;
                 // Updating an api is its owner's (or a team admin's, or an admin's) to do.
                 if let Err(e) = super::require(self.caller, row, Level::Owner) {
@@ -128,6 +139,7 @@ impl Checks<'_> {
                 ))
             });
         if let Some(why) = refusal {
+            let why = located(self.req, &name, why);
             return Ok(Checked::Refused(failed(&spec, why)));
         }
         // A Model Bazaar deploy's parameters stay applied over the new spec.
@@ -168,6 +180,36 @@ impl Checks<'_> {
             existing: existing.map(Box::new),
         })
     }
+}
+
+/// `why`, after the place in the file of the field it starts with (`apis[1].name: ...`), as
+/// the parser's messages are: `cortex.yaml:8:13: apis[1].name: ...`.
+fn located(req: &DeployRequest, api: &str, why: String) -> String {
+    let field = why.split_once(": ").map(|(f, _)| f).unwrap_or_default();
+    let is_field = !field.is_empty()
+        && field
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "_.[]".contains(c));
+    match is_field
+        .then(|| spec::locate(&req.config, api, field))
+        .flatten()
+    {
+        Some((line, column)) => format!("{}:{line}:{column}: {why}", req.config_file),
+        None => why,
+    }
+}
+
+/// Which API has which local port once the file is deployed: the file's, and the stored ones
+/// it does not redeploy.
+fn ports_taken(rows: &[ModelRow], specs: &[ApiSpec]) -> Vec<(String, u16)> {
+    let stored = crate::server::local_ports::wanted(rows)
+        .into_iter()
+        .filter(|w| !specs.iter().any(|s| s.name == w.api))
+        .map(|w| (w.api, w.port));
+    let in_file = specs
+        .iter()
+        .filter_map(|s| Some((s.name.clone(), s.networking.local_port?)));
+    stored.chain(in_file).collect()
 }
 
 /// A refused API's result.
