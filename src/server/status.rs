@@ -122,11 +122,29 @@ pub fn errors(api: &LiveApi) -> Vec<String> {
         let s = member.snapshot();
         if let (false, Some(e)) = (s.phase == ReplicaPhase::Ready, s.last_error) {
             if !out.contains(&e) {
+                let hint = missing_module_hint(&e);
                 out.push(e);
+                out.extend(hint.filter(|h| !out.contains(h)));
             }
         }
     }
     out
+}
+
+/// For an error that is a `ModuleNotFoundError`, what to do about it: cortex 0.2x images came
+/// with packages that a project here must list itself.
+fn missing_module_hint(error: &str) -> Option<String> {
+    let at = error.rfind("ModuleNotFoundError: No module named ")?;
+    let rest = &error[at + "ModuleNotFoundError: No module named ".len()..];
+    let module = rest
+        .trim_start_matches(['\'', '"'])
+        .split(['\'', '"', '\n'])
+        .next()?
+        .split('.')
+        .next()?;
+    Some(format!(
+        "hint: the predictor imports {module:?}, which is not installed; cortex 0.2x images came with some packages installed, here add the package that provides it to requirements.txt next to cortex.yaml"
+    ))
 }
 
 /// What `cortex get` shows of an API's replicas.
@@ -300,6 +318,15 @@ fn short_line(text: &str) -> String {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn a_missing_module_gets_the_hint_naming_its_top_package() {
+        let e = "Traceback (most recent call last):\n  File \"predictor.py\", line 1\nModuleNotFoundError: No module named 'sklearn.linear_model'";
+        let hint = super::missing_module_hint(e).unwrap();
+        assert!(hint.contains("\"sklearn\""), "{hint}");
+        assert!(hint.contains("requirements.txt"), "{hint}");
+        assert_eq!(super::missing_module_hint("ValueError: no"), None);
+    }
+
     use super::*;
 
     #[test]

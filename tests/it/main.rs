@@ -21,6 +21,7 @@ mod local_daemon;
 mod local_port;
 mod log_caps;
 mod metrics;
+mod missing_module;
 mod nothing_lost;
 mod permissions;
 mod predict_cmd;
