@@ -67,6 +67,9 @@ pub struct ReplicaPlan {
     /// CPU it asks for (`compute.cpu`, millicores): reserved on the machine while it runs,
     /// with its memory limit; a worker that does not fit waits, `pending`.
     pub cpu_millis: Option<u64>,
+    /// Whole GPUs it asks for (`compute.gpu`), reserved like its CPU and handed over as
+    /// `CUDA_VISIBLE_DEVICES`.
+    pub gpus: u32,
     /// The files the worker needs from the server beside what every worker may reach (its
     /// project, the shim, its virtualenv). An engine that isolates workers grants exactly these.
     pub access: ReplicaAccess,

@@ -159,6 +159,7 @@ pub fn plan(
         takes_socket: predictor.kind == PredictorType::Python,
         mem_limit: spec.compute.mem.as_ref().map(|m| m.bytes),
         cpu_millis: spec.compute.cpu.map(|c| c.millicores()),
+        gpus: spec.compute.gpu,
         access,
     }
 }

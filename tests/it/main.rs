@@ -13,6 +13,7 @@ mod cli_trust;
 mod config_errors;
 mod fetch_safety;
 mod gateway;
+mod gpus;
 mod honest_answers;
 mod keep_cache;
 mod lifecycle;

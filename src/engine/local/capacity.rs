@@ -1,4 +1,5 @@
-//! What the machine has for replicas that ask for resources (`compute.cpu`, `compute.mem`):
+//! What the machine has for replicas that ask for resources (`compute.cpu`, `compute.mem`,
+//! `compute.gpu`, whole GPUs: see `gpus.rs`):
 //! each such replica holds a reservation while it runs, and one that does not fit what is free
 //! waits (`pending`, which `cortex get` shows as `compute unavailable`) until another gives its
 //! reservation back, as a cluster scheduler keeps a pod pending. Replicas that ask for nothing
@@ -9,23 +10,34 @@ use std::sync::{Arc, Mutex};
 
 use tokio::sync::Notify;
 
-/// A reservation request: millicores and bytes.
+/// A reservation request: millicores, bytes and whole GPUs.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub(super) struct Need {
     pub cpu_millis: u64,
     pub mem_bytes: u64,
+    pub gpus: u32,
 }
 
 impl Need {
     pub(super) fn is_empty(self) -> bool {
-        self.cpu_millis == 0 && self.mem_bytes == 0
+        self.cpu_millis == 0 && self.mem_bytes == 0 && self.gpus == 0
     }
+}
+
+#[derive(Debug, Default)]
+struct Held {
+    need: Need,
+    /// The GPUs reserved, by id.
+    gpus: Vec<String>,
 }
 
 #[derive(Debug)]
 struct Inner {
+    /// CPU and memory (`total.gpus` is `gpus.len()`).
     total: Need,
-    reserved: Mutex<Need>,
+    /// The machine's GPUs, by id.
+    gpus: Vec<String>,
+    reserved: Mutex<Held>,
     /// Told when a reservation is given back.
     freed: Notify,
 }
@@ -35,12 +47,21 @@ struct Inner {
 pub(super) struct Capacity(Arc<Inner>);
 
 impl Capacity {
-    pub(super) fn new(total: Need) -> Capacity {
+    pub(super) fn new(total: Need, gpus: Vec<String>) -> Capacity {
         Capacity(Arc::new(Inner {
-            total,
-            reserved: Mutex::new(Need::default()),
+            total: Need {
+                gpus: gpus.len() as u32,
+                ..total
+            },
+            gpus,
+            reserved: Mutex::new(Held::default()),
             freed: Notify::new(),
         }))
+    }
+
+    /// True when the machine has GPUs to hand out.
+    pub(super) fn has_gpus(&self) -> bool {
+        !self.0.gpus.is_empty()
     }
 
     /// This machine's CPUs and memory, or what `CORTEX_ENGINE_CPUS` and
@@ -58,10 +79,14 @@ impl Capacity {
             .and_then(|v| v.parse::<u64>().ok())
             .map(|m| m << 20)
             .unwrap_or_else(total_memory);
-        Capacity::new(Need {
-            cpu_millis: cpus,
-            mem_bytes: mem,
-        })
+        Capacity::new(
+            Need {
+                cpu_millis: cpus,
+                mem_bytes: mem,
+                gpus: 0,
+            },
+            super::gpus::of_this_machine(),
+        )
     }
 
     /// A reservation of `need` if it fits what is free, or why not.
@@ -69,15 +94,30 @@ impl Capacity {
         let mut reserved = self.0.reserved.lock().unwrap_or_else(|p| p.into_inner());
         let total = self.0.total;
         let free = Need {
-            cpu_millis: total.cpu_millis.saturating_sub(reserved.cpu_millis),
-            mem_bytes: total.mem_bytes.saturating_sub(reserved.mem_bytes),
+            cpu_millis: total.cpu_millis.saturating_sub(reserved.need.cpu_millis),
+            mem_bytes: total.mem_bytes.saturating_sub(reserved.need.mem_bytes),
+            gpus: total.gpus.saturating_sub(reserved.need.gpus),
         };
-        if need.cpu_millis <= free.cpu_millis && need.mem_bytes <= free.mem_bytes {
-            reserved.cpu_millis += need.cpu_millis;
-            reserved.mem_bytes += need.mem_bytes;
+        let fits = need.cpu_millis <= free.cpu_millis
+            && need.mem_bytes <= free.mem_bytes
+            && need.gpus <= free.gpus;
+        if fits {
+            let gpus: Vec<String> = self
+                .0
+                .gpus
+                .iter()
+                .filter(|id| !reserved.gpus.contains(id))
+                .take(need.gpus as usize)
+                .cloned()
+                .collect();
+            reserved.need.cpu_millis += need.cpu_millis;
+            reserved.need.mem_bytes += need.mem_bytes;
+            reserved.need.gpus += need.gpus;
+            reserved.gpus.extend(gpus.iter().cloned());
             return Ok(Reservation {
                 capacity: self.clone(),
                 need,
+                gpus,
             });
         }
         let cpu = |m: u64| format!("{}", m as f64 / 1000.0);
@@ -99,7 +139,16 @@ impl Capacity {
                 mib(total.mem_bytes)
             ));
         }
-        let fix = if need.cpu_millis > total.cpu_millis || need.mem_bytes > total.mem_bytes {
+        if need.gpus > free.gpus {
+            short.push(format!(
+                "{} gpu (compute.gpu) while {} of this machine's {} are free",
+                need.gpus, free.gpus, total.gpus
+            ));
+        }
+        let never = need.cpu_millis > total.cpu_millis
+            || need.mem_bytes > total.mem_bytes
+            || need.gpus > total.gpus;
+        let fix = if never {
             "it can never start here; lower compute in cortex.yaml"
         } else {
             "it starts when other replicas give theirs back; delete or scale down an api, or lower compute in cortex.yaml"
@@ -121,6 +170,8 @@ impl Capacity {
 pub(super) struct Reservation {
     capacity: Capacity,
     need: Need,
+    /// The ids of its GPUs.
+    pub(super) gpus: Vec<String>,
 }
 
 impl Drop for Reservation {
@@ -128,8 +179,10 @@ impl Drop for Reservation {
         let inner = &self.capacity.0;
         {
             let mut reserved = inner.reserved.lock().unwrap_or_else(|p| p.into_inner());
-            reserved.cpu_millis -= self.need.cpu_millis;
-            reserved.mem_bytes -= self.need.mem_bytes;
+            reserved.need.cpu_millis -= self.need.cpu_millis;
+            reserved.need.mem_bytes -= self.need.mem_bytes;
+            reserved.need.gpus -= self.need.gpus;
+            reserved.gpus.retain(|id| !self.gpus.contains(id));
         }
         inner.freed.notify_waiters();
     }
@@ -153,13 +206,17 @@ mod tests {
 
     #[test]
     fn reservations_fit_what_is_free_and_give_it_back_when_dropped() {
-        let c = Capacity::new(Need {
-            cpu_millis: 2000,
-            mem_bytes: 1 << 30,
-        });
+        let c = Capacity::new(
+            Need {
+                cpu_millis: 2000,
+                mem_bytes: 1 << 30,
+                gpus: 0,
+            },
+            Vec::new(),
+        );
         let one = Need {
             cpu_millis: 1500,
-            mem_bytes: 0,
+            ..Need::default()
         };
         let held = c.try_reserve(one).unwrap();
         let why = c.try_reserve(one).unwrap_err();
@@ -170,14 +227,44 @@ mod tests {
         drop(held);
         assert!(c.try_reserve(one).is_ok());
         let too_big = Need {
-            cpu_millis: 0,
             mem_bytes: 2 << 30,
+            ..Need::default()
         };
         assert!(c
             .try_reserve(too_big)
             .unwrap_err()
             .ends_with("it can never start here; lower compute in cortex.yaml"));
         assert!(c.try_reserve(Need::default()).is_ok());
+    }
+
+    #[test]
+    fn gpus_are_handed_out_whole_and_come_back() {
+        let c = Capacity::new(Need::default(), vec!["0".into(), "1".into()]);
+        let one = Need {
+            gpus: 1,
+            ..Need::default()
+        };
+        let a = c.try_reserve(one).unwrap();
+        let b = c.try_reserve(one).unwrap();
+        assert_eq!(
+            (a.gpus.clone(), b.gpus.clone()),
+            (vec!["0".into()], vec!["1".into()])
+        );
+        let why = c.try_reserve(one).unwrap_err();
+        assert!(
+            why.contains("1 gpu (compute.gpu) while 0 of this machine's 2 are free"),
+            "{why}"
+        );
+        drop(a);
+        assert_eq!(c.try_reserve(one).unwrap().gpus, vec!["0".to_string()]);
+        let three = Need {
+            gpus: 3,
+            ..Need::default()
+        };
+        assert!(c
+            .try_reserve(three)
+            .unwrap_err()
+            .contains("it can never start here"));
     }
 
     #[test]

@@ -10,6 +10,7 @@
 mod capacity;
 mod cgroup;
 mod file_logs;
+mod gpus;
 mod handle;
 mod memory;
 mod output;

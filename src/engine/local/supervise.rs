@@ -149,8 +149,9 @@ pub(super) async fn supervise(
     let need = Need {
         cpu_millis: plan.cpu_millis.unwrap_or(0),
         mem_bytes: plan.mem_limit.unwrap_or(0),
+        gpus: plan.gpus,
     };
-    let _reservation = if need.is_empty() {
+    let reservation = if need.is_empty() {
         None
     } else {
         match reserve(&capacity, need, &shared, &mut stop_rx).await {
@@ -160,6 +161,11 @@ pub(super) async fn supervise(
                 return;
             }
         }
+    };
+    // Its GPUs; none visible to a replica that asked for none on a machine that has some.
+    let cuda_visible = match &reservation {
+        Some(r) if !r.gpus.is_empty() => Some(r.gpus.join(",")),
+        _ => capacity.has_gpus().then(String::new),
     };
     let mut failures_in_a_row: u32 = 0;
     let mut attempt: u32 = 0;
@@ -228,6 +234,7 @@ pub(super) async fn supervise(
             port,
             socket_fd: hold.socket_fd(),
             jail: &jail,
+            cuda_visible: cuda_visible.as_deref(),
         };
         let mut spawned = spawn(&plan, &log_path, &how, guard.procs_file());
         if let (Err(e), MemoryGuard::Cgroup(cgroup, limit)) = (&spawned, &guard) {
@@ -574,6 +581,8 @@ struct Start<'a> {
     port: u16,
     socket_fd: Option<i32>,
     jail: &'a Jail,
+    /// `CUDA_VISIBLE_DEVICES`, when the machine has GPUs.
+    cuda_visible: Option<&'a str>,
 }
 
 /// Starts `plan`'s child as `how` says, in the memory cgroup whose `cgroup.procs` is
@@ -588,6 +597,7 @@ fn spawn(
         port,
         socket_fd,
         jail,
+        cuda_visible,
     } = *how;
     let entry = jail.entry();
     let (program, args) = plan
@@ -612,6 +622,9 @@ fn spawn(
         .kill_on_drop(true);
     if socket_fd.is_some() {
         cmd.env("CORTEX_LISTEN_FD", LISTEN_FD.to_string());
+    }
+    if let Some(devices) = cuda_visible {
+        cmd.env("CUDA_VISIBLE_DEVICES", devices);
     }
     // SAFETY: the closure runs in the child between fork and exec and only calls
     // async-signal-safe functions (prctl, getppid, dup2, fcntl, open, write, close, setuid,
