@@ -67,6 +67,10 @@ pub struct ReplicaPlan {
     /// CPU it asks for (`compute.cpu`, millicores): reserved on the machine while it runs,
     /// with its memory limit; a worker that does not fit waits, `pending`.
     pub cpu_millis: Option<u64>,
+    /// A program to run to completion before the worker starts (in its sandbox, as its user,
+    /// outside its memory limit), e.g. the shim installing `requirements.txt`; a failure
+    /// fails the worker with its output's last lines.
+    pub prepare: Option<Vec<String>>,
     /// Whole GPUs it asks for (`compute.gpu`), reserved like its CPU and handed over as
     /// `CUDA_VISIBLE_DEVICES`.
     pub gpus: u32,

@@ -1,6 +1,7 @@
 //! The worker side: what replicas run. The python predictor shim ships inside the binary and is
 //! written to the server's data directory at start-up.
 
+pub mod conda;
 pub mod dotenv;
 pub mod plan;
 

@@ -53,6 +53,8 @@ pub struct Version<'a> {
     pub project_dir: &'a Path,
     /// The text of the project's top-level `.env`, if it has one.
     pub dotenv: Option<&'a str>,
+    /// The interpreter its project asks for (`conda-packages.txt`), instead of the server's.
+    pub python: Option<&'a str>,
     /// The version's job token (`CORTEX_JOB_TOKEN`).
     pub job_token: &'a str,
     /// The model it is a version of (`CORTEX_MODEL_ID`).
@@ -71,6 +73,7 @@ pub fn plan(
         predictor,
         project_dir,
         dotenv,
+        python,
         job_token,
         model_id,
     } = version;
@@ -140,8 +143,13 @@ pub fn plan(
                 .read
                 .extend(ctx.shim_path.parent().map(Path::to_path_buf));
             access.write.push(venvs_dir);
+            // A project's own interpreter: its installation may be read (`<prefix>/bin/python`).
+            if let Some(p) = python {
+                let prefix = Path::new(p).parent().and_then(Path::parent);
+                access.read.extend(prefix.map(Path::to_path_buf));
+            }
             vec![
-                ctx.python.clone(),
+                python.map_or_else(|| ctx.python.clone(), str::to_string),
                 "-u".to_string(),
                 ctx.shim_path.display().to_string(),
             ]
@@ -160,6 +168,7 @@ pub fn plan(
         mem_limit: spec.compute.mem.as_ref().map(|m| m.bytes),
         cpu_millis: spec.compute.cpu.map(|c| c.millicores()),
         gpus: spec.compute.gpu,
+        prepare: None,
         access,
     }
 }
@@ -256,6 +265,7 @@ mod tests {
                 predictor: spec.predictor.as_ref().unwrap(),
                 project_dir: Path::new("/p"),
                 dotenv: None,
+                python: None,
                 job_token: "deploy-token",
                 model_id: "m",
             },

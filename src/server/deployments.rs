@@ -54,6 +54,8 @@ pub struct Deployments {
     tasks: tokio_util::task::TaskTracker,
     /// Why APIs could not be started again at server start-up, by name.
     restore_errors: RestoreErrors,
+    /// The pythons projects may ask for (`conda-packages.txt`).
+    interpreters: Arc<super::interpreters::Interpreters>,
 }
 
 impl Deployments {
@@ -62,17 +64,24 @@ impl Deployments {
         store: Store,
         tokens: Arc<Tokens>,
         runtime: crate::runtime::ReplicaRuntime,
+        interpreters: Arc<super::interpreters::Interpreters>,
     ) -> Self {
         Deployments {
             engine,
             store,
             tokens,
             runtime,
+            interpreters,
             server_url: OnceLock::new(),
             routes: RouteTable::default(),
             tasks: tokio_util::task::TaskTracker::new(),
             restore_errors: RestoreErrors::default(),
         }
+    }
+
+    /// The pythons projects may ask for.
+    pub fn interpreters(&self) -> &Arc<super::interpreters::Interpreters> {
+        &self.interpreters
     }
 
     /// The URL replicas use to reach the server (`CORTEX_SERVER_URL`); set once it listens.
@@ -156,6 +165,13 @@ impl Deployments {
                 None
             }
         };
+        // A python it asks for that is gone since the deploy's checks: the start says so.
+        let python = super::project_python::resolve(project_dir, &self.interpreters)
+            .await
+            .unwrap_or_else(|why| {
+                tracing::warn!("{name}: {why}");
+                None
+            });
         let template = plan::plan(
             &self.plan_context(),
             plan::Version {
@@ -163,6 +179,7 @@ impl Deployments {
                 predictor: &predictor,
                 project_dir,
                 dotenv: dotenv.as_deref(),
+                python: python.as_deref(),
                 job_token: &job_token,
                 model_id: &row.id,
             },

@@ -17,6 +17,7 @@ pub mod exposition;
 pub mod fetch;
 pub mod gateway;
 pub mod head_guard;
+pub mod interpreters;
 pub mod isolation;
 pub mod jobs;
 pub mod json_errors;
@@ -24,6 +25,7 @@ pub mod limits;
 pub mod live_api;
 pub mod local_ports;
 pub mod metrics;
+pub mod project_python;
 pub mod replica_client;
 pub mod replica_set;
 pub mod replica_tree;
@@ -194,6 +196,10 @@ pub async fn run(config: ServerConfig) -> anyhow::Result<()> {
             venvs_dir: isolated.tree.venvs.clone(),
             python: isolated.python.clone(),
         },
+        Arc::new(interpreters::Interpreters::new(
+            isolated.python.clone(),
+            isolated.user.clone(),
+        )),
     ));
     deployments.set_server_url(url.clone());
     let http = reqwest::Client::builder()

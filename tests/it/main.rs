@@ -10,6 +10,7 @@ mod bazaar;
 mod bazaar_clients;
 mod cli_misc;
 mod cli_trust;
+mod conda_python;
 mod config_errors;
 mod fetch_safety;
 mod gateway;

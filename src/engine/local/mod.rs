@@ -16,6 +16,7 @@ mod memory;
 mod output;
 mod port_owner;
 mod ports;
+mod prepare;
 pub mod rotating;
 pub mod sandbox;
 mod supervise;

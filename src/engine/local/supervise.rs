@@ -15,6 +15,7 @@ use super::memory;
 use super::output::{Capture, OutputPaths};
 use super::port_owner::{listener_owner, Owner};
 use super::ports::{PortHold, PortPool, LISTEN_FD};
+use super::prepare::{prepare, Prepared};
 use super::sandbox::{Jail, Sandbox};
 use crate::engine::{ReplicaPhase, ReplicaPlan, EXIT_INIT_FAILED};
 
@@ -169,6 +170,7 @@ pub(super) async fn supervise(
     };
     let mut failures_in_a_row: u32 = 0;
     let mut attempt: u32 = 0;
+    let mut prepared = false;
     loop {
         if stop_requested(&stop_rx) {
             break;
@@ -229,6 +231,33 @@ pub(super) async fn supervise(
                 continue;
             }
         };
+        if !prepared {
+            match prepare(&plan, &log_path, &jail, &mut stop_rx).await {
+                Prepared::Done => prepared = true,
+                Prepared::Stopped => {
+                    jail.remove().await;
+                    break;
+                }
+                Prepared::Failed { error, for_good } => {
+                    jail.remove().await;
+                    failures_in_a_row += 1;
+                    append_log(&log_path, &format!("cortex: error: {error}")).await;
+                    let failed = for_good || failures_in_a_row >= CRASH_LOOP_AFTER;
+                    shared.update(|s| {
+                        s.last_error = Some(error);
+                        s.phase = if failed {
+                            ReplicaPhase::Failed
+                        } else {
+                            ReplicaPhase::Restarting
+                        };
+                    });
+                    if wait_or_stop(&mut stop_rx, backoff(failures_in_a_row)).await {
+                        break;
+                    }
+                    continue;
+                }
+            }
+        }
         let mut guard = MemoryGuard::for_plan(&plan, cgroups.as_deref(), &log_path).await;
         let how = Start {
             port,
@@ -577,17 +606,17 @@ fn signal_group(pgid: u32, signal: i32) {
 
 /// How one run starts: its port (and the socket handed on it), and its jail.
 #[derive(Clone, Copy)]
-struct Start<'a> {
-    port: u16,
-    socket_fd: Option<i32>,
-    jail: &'a Jail,
+pub(super) struct Start<'a> {
+    pub port: u16,
+    pub socket_fd: Option<i32>,
+    pub jail: &'a Jail,
     /// `CUDA_VISIBLE_DEVICES`, when the machine has GPUs.
-    cuda_visible: Option<&'a str>,
+    pub cuda_visible: Option<&'a str>,
 }
 
 /// Starts `plan`'s child as `how` says, in the memory cgroup whose `cgroup.procs` is
 /// `cgroup_procs`, if any.
-fn spawn(
+pub(super) fn spawn(
     plan: &ReplicaPlan,
     log_path: &Path,
     how: &Start<'_>,
@@ -683,7 +712,7 @@ async fn wait_or_stop(stop_rx: &mut watch::Receiver<Option<Duration>>, delay: Du
 }
 
 /// Resolves once a stop is requested (or the handle is gone).
-async fn stopped(stop_rx: &mut watch::Receiver<Option<Duration>>) {
+pub(super) async fn stopped(stop_rx: &mut watch::Receiver<Option<Duration>>) {
     let _ = stop_rx.wait_for(Option::is_some).await.map(|_| ());
 }
 
@@ -697,7 +726,7 @@ fn backoff(failures_in_a_row: u32) -> Duration {
 }
 
 /// Appends one of the engine's own lines to a replica's log (on a blocking thread).
-async fn append_log(path: &Path, line: &str) {
+pub(super) async fn append_log(path: &Path, line: &str) {
     let (path, line) = (path.to_path_buf(), line.to_string());
     let _ = tokio::task::spawn_blocking(move || {
         if let Some(dir) = path.parent() {
@@ -710,7 +739,7 @@ async fn append_log(path: &Path, line: &str) {
 
 /// The error shown for an exit: the worker's own `cortex: error:` line when it wrote one, then
 /// the last lines of its output (without that line again).
-fn describe_exit(log_path: &Path, noun: &str, code_text: &str) -> String {
+pub(super) fn describe_exit(log_path: &Path, noun: &str, code_text: &str) -> String {
     let tail = super::rotating::tail_lines(log_path, 200);
     // Only this run's output: after the last "starting" line, without the engine's exit lines.
     let starting = format!("cortex: starting {noun} ");

@@ -120,8 +120,18 @@ impl Checks<'_> {
         let batch = kind == spec::ApiKind::BatchAPI;
         let endpoint = &spec.networking.endpoint;
         let existing = self.rows.iter().find(|r| r.name == name).cloned();
+        let python = match spec.predictor.as_ref().map(|p| p.kind) {
+            Some(PredictorType::Python) => {
+                let interpreters = self.state.deployments.interpreters();
+                crate::server::project_python::resolve(self.project_dir, interpreters)
+                    .await
+                    .err()
+            }
+            _ => None,
+        };
         let refusal = endpoints::conflict(&self.taken, &name, endpoint, batch)
             .or_else(|| check_project(&spec, self.project_dir, &self.req.config_file).err())
+            .or(python)
             .or_else(|| check_backends(&spec, &self.in_file, self.rows, self.caller).err())
             .or_else(|| {
                 let port = spec.networking.local_port?;
