@@ -1,17 +1,28 @@
 //! The python predictor shim's own unit tests (Python's unittest, stdlib only).
 
-#[test]
-fn python_shim_unit_tests_pass() {
-    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("src/runtime/python");
-    let out = std::process::Command::new("python3")
-        .args(["-m", "unittest", "-q", "test_cortex_shim"])
-        .current_dir(&dir)
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+fn python_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("src/runtime/python")
+}
+
+/// Runs every test module under `tests/` with `python`.
+fn run_suite(python: &str) {
+    let out = Command::new(python)
+        .args(["-m", "unittest", "discover", "-q", "-s", "tests", "-t", "."])
+        .current_dir(python_dir())
         .output()
-        .expect("python3 must be installed to run the tests");
+        .unwrap_or_else(|e| panic!("{python} must be installed to run the tests: {e}"));
     assert!(
         out.status.success(),
-        "python shim tests failed:\n{}\n{}",
+        "python shim tests failed on {python}:\n{}\n{}",
         String::from_utf8_lossy(&out.stdout),
         String::from_utf8_lossy(&out.stderr)
     );
+}
+
+#[test]
+fn python_shim_unit_tests_pass() {
+    run_suite("python3");
 }
