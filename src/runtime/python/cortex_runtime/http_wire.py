@@ -16,6 +16,7 @@ HEAD_LIMIT = 64 * 1024
 MAX_LINE = 8192
 _REASONS = {s.value: s.phrase for s in http.HTTPStatus}
 _HEX_DIGITS = frozenset(b"0123456789abcdefABCDEF")
+_DIGITS = frozenset("0123456789")
 _TOKEN_CHARS = frozenset("!#$%&'*+-.^_`|~0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ")
 
 
@@ -124,7 +125,7 @@ def request_body(head, limit):
         return LengthBody(0)
     texts = {v.strip() for v in values}
     text = texts.pop()
-    if texts or not text or not (text.isascii() and text.isdigit()):
+    if texts or not text or any(c not in _DIGITS for c in text):
         raise BadRequest("invalid Content-Length")
     digits = text.lstrip("0") or "0"
     if len(digits) > len(str(limit)) or int(digits) > limit:

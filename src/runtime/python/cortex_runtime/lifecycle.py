@@ -8,6 +8,7 @@ import threading
 import time
 
 from .log import _flush_output
+from .predictor import shutdown_pool
 from .settings import EXIT_OK
 
 
@@ -60,7 +61,7 @@ def _serve(server):
                     break
                 server.in_flight_cond.wait(min(remaining, 0.05))
         # (the loop closed the listening socket when the stop began; the process exits next)
-        server.pool.shutdown(wait=False, cancel_futures=True)
+        shutdown_pool(server.pool)
     return 1 if failed else EXIT_OK
 
 

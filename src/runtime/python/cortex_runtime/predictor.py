@@ -6,6 +6,7 @@ import concurrent.futures
 import importlib.util
 import inspect
 import os
+import queue
 import sys
 from concurrent.futures import ThreadPoolExecutor
 
@@ -125,6 +126,23 @@ class _ShutDown(Exception):
 def _make_pool(settings):
     return ThreadPoolExecutor(max_workers=settings["threads"], thread_name_prefix="cortex-predictor")
 
+
+def shutdown_pool(pool):
+    """Shuts the pool down without waiting: calls not started yet are cancelled, running ones
+    go on (the process is about to exit anyway)."""
+    if sys.version_info >= (3, 9):
+        pool.shutdown(wait=False, cancel_futures=True)
+        return
+    # before 3.9 `shutdown` cannot cancel: drain the queue as 3.9 does
+    pool.shutdown(wait=False)
+    while True:
+        try:
+            item = pool._work_queue.get_nowait()
+        except queue.Empty:
+            break
+        if item is not None:
+            item.future.cancel()
+    pool._work_queue.put(None)  # wakes an idle thread, which then exits
 
 
 def _call_guarded(fn, *args, **kwargs):

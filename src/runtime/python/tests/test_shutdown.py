@@ -6,6 +6,10 @@ import signal
 import socket
 import threading
 import time
+import unittest
+from concurrent.futures import ThreadPoolExecutor
+
+from cortex_runtime.predictor import shutdown_pool
 
 from .support import AT_ONCE, DEADLINE, ECHO, RawConn, STUCK, ShimTestCase, background_request, marker_pids, wait_until
 
@@ -114,3 +118,22 @@ class TestShutdownBudget(ShimTestCase):
         self.assertEqual(shim.wait_exit(), 0)
         self.assertLess(time.monotonic() - started, AT_ONCE)
         self.assertEqual(shim.stderr(), "")
+
+
+class TestShutdownPool(unittest.TestCase):
+    def test_queued_calls_are_cancelled_and_the_running_one_goes_on(self):
+        pool = ThreadPoolExecutor(max_workers=1)
+        release = threading.Event()
+        running = pool.submit(release.wait, DEADLINE)
+        wait_until(running.running, what="the first call to start")
+        queued = [pool.submit(time.sleep, 0) for _ in range(3)]
+        shutdown_pool(pool)
+        self.assertTrue(all(f.cancelled() for f in queued))
+        self.assertFalse(running.done())
+        with self.assertRaises(RuntimeError):
+            pool.submit(time.sleep, 0)
+        release.set()
+        self.assertTrue(running.result(timeout=DEADLINE))
+        for t in list(pool._threads):
+            t.join(DEADLINE)
+            self.assertFalse(t.is_alive(), "a pool thread did not exit")
