@@ -125,12 +125,6 @@ mod tests {
             embedded, on_disk,
             "PYTHON_SHIM_FILES must list every module"
         );
-        for (relative, content) in PYTHON_SHIM_FILES {
-            assert_eq!(
-                std::fs::read_to_string(dir.join(relative)).unwrap(),
-                *content
-            );
-        }
     }
 
     #[test]

@@ -145,7 +145,7 @@ def _is_json(content_type):
 
 
 def parse_payload(content_type, body):
-    """The `payload` for a request body (see the module doc); raises BadRequest."""
+    """The `payload` for a request body (see `main`'s doc); raises BadRequest."""
     if _is_json(content_type):
         try:
             return json.loads(body)

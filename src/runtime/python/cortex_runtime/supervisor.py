@@ -92,7 +92,7 @@ class Worker:
 
 class Supervisor:
     """Binds the port, forks the worker processes, makes the socket listen once
-    all of them are initialised, and supervises them (see the module doc)."""
+    all of them are initialised, and supervises them (see `main`'s doc)."""
 
     SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGCHLD)
 
