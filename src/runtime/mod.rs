@@ -7,22 +7,88 @@ pub mod plan;
 
 use std::path::{Path, PathBuf};
 
-/// The cortex 0.2x python predictor shim (Python stdlib only).
-pub const PYTHON_SHIM: &str = include_str!("python/cortex_shim.py");
+/// The file replicas run (`python3 -u <runtime dir>/cortex_shim.py`): it runs the
+/// `cortex_runtime` package beside it, which predictor code imports too.
+pub const PYTHON_SHIM_ENTRY: &str = "cortex_shim.py";
 
-/// Writes the shim under `dir` (if its content changed) and returns its path.
-pub fn install_python_shim(dir: &Path) -> std::io::Result<PathBuf> {
-    let path = dir.join("cortex_shim.py");
-    if std::fs::read_to_string(&path).ok().as_deref() != Some(PYTHON_SHIM) {
-        crate::atomic_file::write(&path, PYTHON_SHIM.as_bytes())?;
+/// The package the shim is (its directory in the runtime directory).
+pub const PYTHON_SHIM_PACKAGE: &str = "cortex_runtime";
+
+/// `(path in the runtime directory, content)` of one module of the package.
+macro_rules! module {
+    ($file:literal) => {
+        (
+            concat!("cortex_runtime/", $file),
+            include_str!(concat!("python/cortex_runtime/", $file)),
+        )
+    };
+}
+
+/// The cortex 0.2x python predictor shim (Python stdlib only): every file, by its path in the
+/// runtime directory. The entry file comes last, so that it is written after the modules it runs.
+pub const PYTHON_SHIM_FILES: &[(&str, &str)] = &[
+    module!("__init__.py"),
+    module!("__main__.py"),
+    module!("batch.py"),
+    module!("connection.py"),
+    module!("http_wire.py"),
+    module!("lifecycle.py"),
+    module!("log.py"),
+    module!("main.py"),
+    module!("payload.py"),
+    module!("predictor.py"),
+    module!("reporting.py"),
+    module!("responses.py"),
+    module!("server.py"),
+    module!("settings.py"),
+    module!("supervisor.py"),
+    module!("tracebacks.py"),
+    module!("venv.py"),
+    (PYTHON_SHIM_ENTRY, include_str!("python/cortex_shim.py")),
+];
+
+/// The shim as installed in a runtime directory.
+#[derive(Debug, Clone)]
+pub struct InstalledShim {
+    /// The file replicas run.
+    pub entry: PathBuf,
+    /// Every file and directory of the shim, the entry included: what replicas must be able to
+    /// read.
+    pub paths: Vec<PathBuf>,
+}
+
+/// Writes the shim under `dir`: each file whose content changed (atomically, one by one), then
+/// removes the package's python files that are not the binary's (a previous layout's).
+pub fn install_python_shim(dir: &Path) -> std::io::Result<InstalledShim> {
+    let package = dir.join(PYTHON_SHIM_PACKAGE);
+    std::fs::create_dir_all(&package)?;
+    let mut paths = vec![package.clone()];
+    for (relative, content) in PYTHON_SHIM_FILES {
+        let path = dir.join(relative);
+        if std::fs::read_to_string(&path).ok().as_deref() != Some(*content) {
+            crate::atomic_file::write(&path, content.as_bytes())?;
+        }
+        paths.push(path);
     }
-    Ok(path)
+    for entry in std::fs::read_dir(&package)?.flatten() {
+        let path = entry.path();
+        let stale = path.extension().is_some_and(|e| e == "py")
+            && entry.file_type().is_ok_and(|t| t.is_file())
+            && !paths.contains(&path);
+        if stale {
+            std::fs::remove_file(&path)?;
+        }
+    }
+    Ok(InstalledShim {
+        entry: dir.join(PYTHON_SHIM_ENTRY),
+        paths,
+    })
 }
 
 /// What every replica of one server runs with.
 #[derive(Debug, Clone)]
 pub struct ReplicaRuntime {
-    /// The python shim the server installed.
+    /// The entry file of the python shim the server installed ([`InstalledShim::entry`]).
     pub shim_path: PathBuf,
     /// Where each model's virtualenvs go (`<venvs_dir>/<model id>`).
     pub venvs_dir: PathBuf,
@@ -33,4 +99,60 @@ pub struct ReplicaRuntime {
 /// The python interpreter replicas run: `$CORTEX_PYTHON`, else `python3`.
 pub fn python_interpreter() -> String {
     std::env::var("CORTEX_PYTHON").unwrap_or_else(|_| "python3".to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_module_of_the_package_is_embedded() {
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("src/runtime/python");
+        let mut on_disk: Vec<String> = std::fs::read_dir(dir.join(PYTHON_SHIM_PACKAGE))
+            .unwrap()
+            .flatten()
+            .map(|e| e.file_name().to_string_lossy().into_owned())
+            .filter(|n| n.ends_with(".py"))
+            .map(|n| format!("{PYTHON_SHIM_PACKAGE}/{n}"))
+            .collect();
+        on_disk.push(PYTHON_SHIM_ENTRY.to_string());
+        on_disk.sort();
+        let mut embedded: Vec<String> = PYTHON_SHIM_FILES
+            .iter()
+            .map(|(p, _)| p.to_string())
+            .collect();
+        embedded.sort();
+        assert_eq!(
+            embedded, on_disk,
+            "PYTHON_SHIM_FILES must list every module"
+        );
+    }
+
+    #[test]
+    fn installing_writes_what_changed_and_removes_stale_modules() {
+        let dir = tempfile::tempdir().unwrap();
+        let package = dir.path().join(PYTHON_SHIM_PACKAGE);
+        std::fs::create_dir_all(package.join("__pycache__")).unwrap();
+        std::fs::write(package.join("old_layout.py"), "x = 1\n").unwrap();
+        std::fs::write(package.join("notes.txt"), "kept\n").unwrap();
+        std::fs::write(dir.path().join(PYTHON_SHIM_ENTRY), "stale entry\n").unwrap();
+        let shim = install_python_shim(dir.path()).unwrap();
+        assert_eq!(shim.entry, dir.path().join(PYTHON_SHIM_ENTRY));
+        assert_eq!(shim.paths.len(), PYTHON_SHIM_FILES.len() + 1);
+        assert!(shim.paths.contains(&package));
+        for (relative, content) in PYTHON_SHIM_FILES {
+            let path = dir.path().join(relative);
+            assert_eq!(std::fs::read_to_string(&path).unwrap(), *content);
+            assert!(shim.paths.contains(&path));
+        }
+        assert!(!package.join("old_layout.py").exists());
+        assert!(package.join("notes.txt").exists());
+        assert!(package.join("__pycache__").is_dir());
+        // A second install rewrites nothing: the files keep their identity.
+        let inode = |p: &Path| std::os::unix::fs::MetadataExt::ino(&std::fs::metadata(p).unwrap());
+        let before: Vec<u64> = shim.paths.iter().map(|p| inode(p)).collect();
+        install_python_shim(dir.path()).unwrap();
+        let after: Vec<u64> = shim.paths.iter().map(|p| inode(p)).collect();
+        assert_eq!(before, after);
+    }
 }

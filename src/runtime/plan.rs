@@ -13,7 +13,7 @@ use crate::spec::{ApiSpec, Predictor, PredictorType};
 pub struct PlanContext {
     /// How replicas reach the server (`CORTEX_SERVER_URL`).
     pub server_url: String,
-    /// The python shim the server installed.
+    /// The entry file of the python shim the server installed.
     pub shim_path: PathBuf,
     /// Where `requirements.txt` virtualenvs are cached, one directory per model
     /// (`CORTEX_VENVS_DIR` is the model's): a tenant never builds or reads another's.

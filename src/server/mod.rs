@@ -141,10 +141,12 @@ pub async fn run(config: ServerConfig) -> anyhow::Result<()> {
     };
     let shim = crate::runtime::install_python_shim(&isolated.tree.runtime)
         .context("cannot write the python predictor shim")?;
-    isolated
-        .tree
-        .share_file(&shim, isolated.user.as_ref())
-        .context("cannot let replicas read the python predictor shim")?;
+    for path in &shim.paths {
+        isolated
+            .tree
+            .share(path, isolated.user.as_ref())
+            .context("cannot let replicas read the python predictor shim")?;
+    }
 
     let listener = match tokio::net::TcpListener::bind(config.listen).await {
         Ok(l) => l,
@@ -192,7 +194,7 @@ pub async fn run(config: ServerConfig) -> anyhow::Result<()> {
         store.clone(),
         tokens.clone(),
         crate::runtime::ReplicaRuntime {
-            shim_path: shim,
+            shim_path: shim.entry,
             venvs_dir: isolated.tree.venvs.clone(),
             python: isolated.python.clone(),
         },

@@ -66,11 +66,17 @@ impl ReplicaTree {
         Ok(tree)
     }
 
-    /// Makes a file the server wrote into the tree (the shim) readable by replicas.
-    pub fn share_file(&self, path: &Path, user: Option<&ReplicaUser>) -> std::io::Result<()> {
+    /// Makes a file or directory the server wrote into the tree (the shim's) readable by
+    /// replicas: the replica user's group, 0640 (a directory 0750).
+    pub fn share(&self, path: &Path, user: Option<&ReplicaUser>) -> std::io::Result<()> {
         if let Some(u) = user {
+            let mode = if std::fs::symlink_metadata(path)?.is_dir() {
+                0o750
+            } else {
+                0o640
+            };
             std::os::unix::fs::chown(path, None, Some(u.gid))?;
-            std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o640))?;
+            std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode))?;
         }
         Ok(())
     }

@@ -8,7 +8,7 @@
 //!   `X-Cortex-Job-ID` and `X-Cortex-Batch-ID`), the next one only after the answer;
 //! - the python shim gets the batches a feeder leased as one streamed `POST /batches`: the
 //!   request body carries one batch per line, the answer one outcome per line as each batch
-//!   ends (`cortex_shim.py`, `BatchStream`).
+//!   ends (`cortex_runtime/batch.py`, `BatchStream`).
 //!
 //! At least once, with a window of [`WINDOW`]: the line of batch k+2 is written only once
 //! the outcome of batch k is committed, so the worker starts batch k+2 only then. A worker

@@ -1,0 +1,177 @@
+"""The user's `PythonPredictor`: importing the predictor file, checking the arguments its
+methods declare, constructing it, and the one thread pool per process that runs every call
+of user code."""
+
+import concurrent.futures
+import importlib.util
+import inspect
+import os
+import queue
+import sys
+from concurrent.futures import ThreadPoolExecutor
+
+from .log import _describe, _log
+from .tracebacks import _format_traceback
+
+INIT_ARGS = ("config", "job_spec", "python_client")
+PREDICT_ARGS = ("payload", "query_params", "headers")
+BATCH_PREDICT_ARGS = ("payload", "batch_id")
+POST_PREDICT_ARGS = ("response", "payload", "query_params", "headers")
+
+
+class PredictorError(Exception):
+    """A problem with the user's predictor detected by the shim itself."""
+
+
+def _parameters(fn):
+    """(names, required names, accepts **kwargs) of a callable's parameters."""
+    try:
+        sig = inspect.signature(fn)
+    except (TypeError, ValueError):
+        return [], [], False
+    names, required, var_kw = [], [], False
+    for p in sig.parameters.values():
+        if p.kind == p.VAR_KEYWORD:
+            var_kw = True
+        elif p.kind == p.VAR_POSITIONAL:
+            continue
+        else:
+            names.append(p.name)
+            if p.default is p.empty:
+                required.append(p.name)
+    return names, required, var_kw
+
+
+def _select_args(fn, allowed, what):
+    """Returns the argument names among `allowed` that `fn` declares; raises
+    PredictorError if `fn` requires an argument that cortex does not provide."""
+    names, required, var_kw = _parameters(fn)
+    unknown = [n for n in required if n not in allowed]
+    if unknown:
+        raise PredictorError(
+            "%s has unexpected required argument%s %s (allowed: %s)"
+            % (
+                what,
+                "s" if len(unknown) > 1 else "",
+                ", ".join(repr(n) for n in unknown),
+                ", ".join(allowed),
+            )
+        )
+    if var_kw:
+        return list(allowed)
+    return [n for n in allowed if n in names]
+
+
+class Predictor:
+    def __init__(self, instance, predict_args, post_predict, post_predict_args):
+        self.instance = instance
+        self.predict_args = predict_args
+        self.post_predict = post_predict
+        self.post_predict_args = post_predict_args
+
+
+def load_predictor(settings):
+    path = os.path.join(settings["project_dir"], settings["predictor_path"])
+    rel = settings["predictor_path"]
+    if not os.path.isfile(path):
+        raise PredictorError("predictor file %s does not exist" % rel)
+
+    spec = importlib.util.spec_from_file_location("cortex_predictor", path)
+    if spec is None or spec.loader is None:
+        raise PredictorError("cannot import %s as a python module" % rel)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules["cortex_predictor"] = module
+    spec.loader.exec_module(module)
+
+    cls = getattr(module, "PythonPredictor", None)
+    if cls is None:
+        raise PredictorError("%s does not define a class named PythonPredictor" % rel)
+    if not inspect.isclass(cls):
+        raise PredictorError("PythonPredictor in %s is not a class" % rel)
+    if not callable(getattr(cls, "predict", None)):
+        raise PredictorError("class PythonPredictor in %s has no predict method" % rel)
+
+    init_args = _select_args(cls, INIT_ARGS, "PythonPredictor.__init__")
+    values = {"config": settings["config"], "job_spec": settings.get("job_spec"), "python_client": None}
+    instance = cls(**{n: values[n] for n in init_args})
+
+    allowed = BATCH_PREDICT_ARGS if settings.get("batch") else PREDICT_ARGS
+    predict_args = _select_args(instance.predict, allowed, "PythonPredictor.predict")
+    post_predict = getattr(instance, "post_predict", None)
+    post_predict_args = []
+    if post_predict is not None:
+        if not callable(post_predict):
+            post_predict = None
+        else:
+            post_predict_args = _select_args(
+                post_predict, POST_PREDICT_ARGS, "PythonPredictor.post_predict"
+            )
+    return Predictor(instance, predict_args, post_predict, post_predict_args)
+
+
+def _init_failure_text(exc):
+    """The text reported when the predictor cannot be loaded: the
+    `cortex: error: ...` line, then the traceback (unless the shim found the
+    problem itself)."""
+    text = "cortex: error: failed to initialise the predictor: %s\n" % _describe(exc)
+    if not isinstance(exc, PredictorError):
+        text += _format_traceback(exc)
+    return text
+
+
+class _ShutDown(Exception):
+    """The pool was shut down before the call ran."""
+
+
+def _make_pool(settings):
+    return ThreadPoolExecutor(max_workers=settings["threads"], thread_name_prefix="cortex-predictor")
+
+
+def shutdown_pool(pool):
+    """Shuts the pool down without waiting: calls not started yet are cancelled, running ones
+    go on (the process is about to exit anyway)."""
+    if sys.version_info >= (3, 9):
+        pool.shutdown(wait=False, cancel_futures=True)
+        return
+    # before 3.9 `shutdown` cannot cancel: drain the queue as 3.9 does
+    pool.shutdown(wait=False)
+    while True:
+        try:
+            item = pool._work_queue.get_nowait()
+        except queue.Empty:
+            break
+        if item is not None:
+            item.future.cancel()
+    pool._work_queue.put(None)  # wakes an idle thread, which then exits
+
+
+def _call_guarded(fn, *args, **kwargs):
+    """Runs in the pool: (result, None), or (None, exception) so that the
+    exception's traceback holds the user's frames only, not the pool's."""
+    try:
+        return fn(*args, **kwargs), None
+    except BaseException as e:  # SystemExit in user code too: reported, not fatal
+        return None, e
+
+
+def _load_in_pool(pool, settings):
+    """Imports and constructs the predictor on the pool (its first task), and
+    waits for it here: in short waits, so that this (main) thread runs signal
+    handlers promptly whichever thread the kernel delivered the signal to."""
+    future = pool.submit(_call_guarded, load_predictor, settings)
+    while True:
+        try:
+            predictor, exc = future.result(timeout=0.1)
+            break
+        except concurrent.futures.TimeoutError:
+            continue
+    if exc is not None:
+        raise exc
+    return predictor
+
+
+def _run_post_predict(fn, args, api_name):
+    try:
+        fn(**args)
+    except BaseException as e:
+        _log("ERROR", "%s: exception in post_predict: %s" % (api_name, _describe(e)), _format_traceback(e))
