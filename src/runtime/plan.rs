@@ -55,6 +55,9 @@ pub struct Version<'a> {
     pub dotenv: Option<&'a str>,
     /// The interpreter its project asks for (`conda-packages.txt`), instead of the server's.
     pub python: Option<&'a str>,
+    /// The project has a `requirements.txt` or a `dependencies.sh`: a python worker prepares
+    /// its virtualenv first (`--prepare`), outside its memory limit.
+    pub prepares: bool,
     /// The version's job token (`CORTEX_JOB_TOKEN`).
     pub job_token: &'a str,
     /// The model it is a version of (`CORTEX_MODEL_ID`).
@@ -74,6 +77,7 @@ pub fn plan(
         project_dir,
         dotenv,
         python,
+        prepares,
         job_token,
         model_id,
     } = version;
@@ -156,6 +160,11 @@ pub fn plan(
         }
         PredictorType::Command => predictor.command.clone().unwrap_or_default(),
     };
+    let prepare = (prepares && predictor.kind == PredictorType::Python).then(|| {
+        let mut prepare = argv.clone();
+        prepare.push("--prepare".to_string());
+        prepare
+    });
     ReplicaPlan {
         api: spec.name.clone(),
         replica_id,
@@ -168,7 +177,7 @@ pub fn plan(
         mem_limit: spec.compute.mem.as_ref().map(|m| m.bytes),
         cpu_millis: spec.compute.cpu.map(|c| c.millicores()),
         gpus: spec.compute.gpu,
-        prepare: None,
+        prepare,
         access,
     }
 }
@@ -266,6 +275,7 @@ mod tests {
                 project_dir: Path::new("/p"),
                 dotenv: None,
                 python: None,
+                prepares: false,
                 job_token: "deploy-token",
                 model_id: "m",
             },

@@ -180,6 +180,7 @@ impl Deployments {
                 project_dir,
                 dotenv: dotenv.as_deref(),
                 python: python.as_deref(),
+                prepares: prepares(project_dir).await,
                 job_token: &job_token,
                 model_id: &row.id,
             },
@@ -491,6 +492,19 @@ async fn retire(tokens: &Tokens, set: &ReplicaSet) {
     {
         tracing::warn!("cannot revoke the job token of {}: {e}", set.id());
     }
+}
+
+/// Whether the project has what a python worker prepares before it starts: a
+/// `requirements.txt` or a `dependencies.sh`.
+async fn prepares(project_dir: &Path) -> bool {
+    let dir = project_dir.to_path_buf();
+    tokio::task::spawn_blocking(move || {
+        ["requirements.txt", "dependencies.sh"]
+            .iter()
+            .any(|f| dir.join(f).is_file())
+    })
+    .await
+    .unwrap_or(false)
 }
 
 /// The text of the project's `.env`, if it has one (read on a blocking thread).

@@ -12,6 +12,7 @@ mod cli_misc;
 mod cli_trust;
 mod conda_python;
 mod config_errors;
+mod dependencies;
 mod fetch_safety;
 mod gateway;
 mod gpus;

@@ -31,12 +31,16 @@ with the project directory as the working directory and these variables:
                                  (optional; the cortex server hands one on fd 3 so that no
                                  other program can take the port before the shim serves)
 
-requirements.txt: when the project has one and CORTEX_VENVS_DIR is set, the
-shim installs it (pip) into a virtualenv under CORTEX_VENVS_DIR named by the
-hash of the file and of this Python, created with --system-site-packages and
-reused by every replica with the same requirements, then re-executes itself
-with that virtualenv's python. A failed install exits 3 with the first stderr
-line `cortex: error: failed to install requirements.txt: ...`.
+requirements.txt and dependencies.sh: when the project has either and
+CORTEX_VENVS_DIR is set, the shim makes a virtualenv under CORTEX_VENVS_DIR
+named by the hash of both files and of this Python, created with
+--system-site-packages, installs requirements.txt (pip) and runs
+dependencies.sh (`bash -e`, in the project directory) in it, once for every
+replica with the same files, then re-executes itself with that virtualenv
+activated (its bin first on PATH, VIRTUAL_ENV set). With `--prepare` it only
+makes the virtualenv and exits 0 (the server runs that first, outside the
+replica's memory limit). A failure exits 3 with the stderr line
+`cortex: error: failed to prepare the virtualenv: ...`.
 
 Exit status: 0 after SIGTERM/SIGINT, 2 if the environment above is invalid,
 3 if the predictor could not be imported or initialised (the first stderr line
@@ -138,7 +142,7 @@ from .reporting import report_init_failure
 from .server import Server, open_socket
 from .settings import EXIT_BAD_ENV, EXIT_BIND_FAILED, EXIT_INIT_FAILED, EXIT_OK, EnvError, load_dotenv, read_settings
 from .supervisor import Supervisor
-from .venv import RequirementsError, use_requirements
+from .venv import RequirementsError, prepare, use_requirements
 
 
 def main():
@@ -157,10 +161,21 @@ def main():
         _log("ERROR", "invalid environment: %s" % e)
         return EXIT_BAD_ENV
 
+    if "--prepare" in sys.argv[1:]:
+        # The server's preparation run: make the virtualenv, then exit.
+        try:
+            prepare(settings)
+        except RequirementsError as e:
+            text = "cortex: error: failed to prepare the virtualenv: %s\n" % e
+            _write_stderr(text)
+            report_init_failure(text)
+            return EXIT_INIT_FAILED
+        return EXIT_OK
+
     try:
         use_requirements(settings)
     except RequirementsError as e:
-        text = "cortex: error: failed to install requirements.txt: %s\n" % e
+        text = "cortex: error: failed to prepare the virtualenv: %s\n" % e
         _write_stderr(text)
         report_init_failure(text)
         return EXIT_INIT_FAILED

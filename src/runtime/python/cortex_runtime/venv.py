@@ -1,4 +1,7 @@
-"""requirements.txt: installed into a cached virtualenv, in which the shim then runs again."""
+"""The API's virtualenv: requirements.txt installed and dependencies.sh run into a cached
+virtualenv (by the server's `--prepare` run, outside the replica's memory limit, or else by the
+replica itself), in which the shim then runs again, activated (its python and pip first on
+PATH, VIRTUAL_ENV set)."""
 
 import fcntl
 import hashlib
@@ -27,41 +30,112 @@ def _has_requirements(text):
     return False
 
 
-def use_requirements(settings):
-    """Installs requirements.txt into a cached virtualenv and re-executes the shim with it.
+def _environment(settings):
+    """The API's virtualenv for this project, or None when there is none to make: no
+    requirements.txt and no dependencies.sh, or no CORTEX_VENVS_DIR.
 
-    Returns only when there is nothing to do (no requirements.txt, no CORTEX_VENVS_DIR, or
-    already running inside the virtualenv)."""
-    path = os.path.join(settings["project_dir"], "requirements.txt")
+    Named by the interpreter and both files' contents, so an unchanged project is prepared
+    once and every replica of it shares the virtualenv."""
     venvs_dir = os.environ.get("CORTEX_VENVS_DIR", "").strip()
-    if os.environ.get(_IN_VENV) == "1" or not venvs_dir or not os.path.isfile(path):
-        return
-    with open(path, "rb") as f:
-        content = f.read()
+    project_dir = settings["project_dir"]
+    requirements = os.path.join(project_dir, "requirements.txt")
+    dependencies = os.path.join(project_dir, "dependencies.sh")
+    has_requirements = os.path.isfile(requirements)
+    has_dependencies = os.path.isfile(dependencies)
+    if not venvs_dir or not (has_requirements or has_dependencies):
+        return None
+    content = _read(requirements) if has_requirements else b""
     identity = ("%s\n%s\n" % (sys.version, os.path.realpath(sys.executable))).encode()
-    key = hashlib.sha256(identity + content).hexdigest()[:24]
-    venv = os.path.join(venvs_dir, key)
-    python = os.path.join(venv, "bin", "python")
+    digest = hashlib.sha256(identity + content)
+    if has_dependencies:
+        digest.update(b"\0dependencies.sh\0" + _read(dependencies))
+    venv = os.path.join(venvs_dir, digest.hexdigest()[:24])
+    return {
+        "venvs_dir": venvs_dir,
+        "venv": venv,
+        "python": os.path.join(venv, "bin", "python"),
+        "requirements": requirements if has_requirements else None,
+        "requirements_text": content.decode("utf-8", "replace"),
+        "dependencies": dependencies if has_dependencies else None,
+        "project_dir": project_dir,
+        "api": settings["api_name"],
+    }
+
+
+def _read(path):
+    with open(path, "rb") as f:
+        return f.read()
+
+
+def _activated(venv):
+    """The environment with `venv` active: its bin first on PATH, VIRTUAL_ENV set."""
+    env = dict(os.environ)
+    env["VIRTUAL_ENV"] = venv
+    env["PATH"] = os.path.join(venv, "bin") + os.pathsep + env.get("PATH", os.defpath)
+    env.pop("PYTHONHOME", None)
+    return env
+
+
+def prepare(settings):
+    """Makes the API's virtualenv if it is not made yet: requirements.txt installed, then
+    dependencies.sh run in it (`bash -e`, in the project directory). Returns it, or None.
+    Raises RequirementsError when a step fails (the virtualenv is then removed)."""
+    wanted = _environment(settings)
+    if wanted is None:
+        return None
+    venv = wanted["venv"]
     ready = os.path.join(venv, ".cortex-ready")
-    api = settings["api_name"]
-    os.makedirs(venvs_dir, exist_ok=True)
-    with open(os.path.join(venvs_dir, key + ".lock"), "w") as lock:
+    os.makedirs(wanted["venvs_dir"], exist_ok=True)
+    with open(venv + ".lock", "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
         if os.path.exists(ready):
-            _log("INFO", "%s: using the virtualenv %s for requirements.txt" % (api, venv))
-        else:
-            _create_venv(api, venv, python, path, content, settings["project_dir"])
-            with open(ready, "w") as f:
-                f.write(content.decode("utf-8", "replace"))
+            _log("INFO", "%s: using the virtualenv %s" % (wanted["api"], venv))
+            return wanted
+        _create_venv(wanted)
+        if wanted["dependencies"]:
+            _run_dependencies(wanted)
+        with open(ready, "w") as f:
+            f.write(wanted["requirements_text"])
+    return wanted
+
+
+def use_requirements(settings):
+    """Prepares the API's virtualenv (when the server has not yet) and re-executes the shim
+    in it, activated. Returns only when there is nothing to do (no requirements.txt or
+    dependencies.sh, no CORTEX_VENVS_DIR, or already running inside the virtualenv)."""
+    if os.environ.get(_IN_VENV) == "1":
+        return
+    wanted = prepare(settings)
+    if wanted is None:
+        return
     _flush_output()
-    env = dict(os.environ)
+    env = _activated(wanted["venv"])
     env[_IN_VENV] = "1"
+    python = wanted["python"]
     os.execve(python, [python, "-u", ENTRY_FILE] + sys.argv[1:], env)
 
 
-def _create_venv(api, venv, python, path, content, project_dir):
+def _run_dependencies(wanted):
+    _log("INFO", "%s: running dependencies.sh in the virtualenv" % wanted["api"])
+    _flush_output()
+    ran = subprocess.run(
+        ["bash", "-e", wanted["dependencies"]],
+        cwd=wanted["project_dir"],
+        env=_activated(wanted["venv"]),
+        stdin=subprocess.DEVNULL,
+    )
+    if ran.returncode != 0:
+        shutil.rmtree(wanted["venv"], ignore_errors=True)
+        raise RequirementsError(
+            "dependencies.sh exited with status %d; its output is above (cortex logs %s)"
+            % (ran.returncode, wanted["api"])
+        )
+
+
+def _create_venv(wanted):
+    venv, python, api = wanted["venv"], wanted["python"], wanted["api"]
     shutil.rmtree(venv, ignore_errors=True)
-    _log("INFO", "%s: installing requirements.txt into a new virtualenv %s" % (api, venv))
+    _log("INFO", "%s: making a new virtualenv %s" % (api, venv))
     _flush_output()
     made = subprocess.run(
         [sys.executable, "-m", "venv", "--system-site-packages", venv],
@@ -73,11 +147,14 @@ def _create_venv(api, venv, python, path, content, project_dir):
             "`%s -m venv` failed (exit status %d); on Debian or Ubuntu install the python3-venv package"
             % (sys.executable, made.returncode)
         )
-    if not _has_requirements(content.decode("utf-8", "replace")):
+    if not wanted["requirements"] or not _has_requirements(wanted["requirements_text"]):
         return
+    _log("INFO", "%s: installing requirements.txt" % api)
+    _flush_output()
     pip = subprocess.run(
-        [python, "-m", "pip", "install", "--disable-pip-version-check", "--no-input", "-r", path],
-        cwd=project_dir,
+        [python, "-m", "pip", "install", "--disable-pip-version-check", "--no-input", "-r", wanted["requirements"]],
+        cwd=wanted["project_dir"],
+        env=_activated(venv),
         stdin=subprocess.DEVNULL,
     )
     if pip.returncode != 0:

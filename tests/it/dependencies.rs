@@ -1,0 +1,64 @@
+//! What a replica's environment is prepared with, as cortex 0.2x projects expect:
+//! `requirements.txt` and `dependencies.sh` in the API's virtualenv, whose `python` and `pip`
+//! come first on `PATH`; prepared outside `compute.mem`, which limits the predictor only.
+
+use crate::harness::*;
+
+const WHERE: &str = "import os, shutil, sys\n\nclass PythonPredictor:\n    def __init__(self, config):\n        pass\n\n    def predict(self, payload):\n        venv = os.environ.get('VIRTUAL_ENV', '')\n        marker = os.path.join(venv, 'from-dependencies.txt')\n        return {\n            'venv': venv,\n            'prefix': sys.prefix,\n            'python': shutil.which('python'),\n            'python3': shutil.which('python3'),\n            'pip': shutil.which('pip'),\n            'marker': open(marker).read() if os.path.exists(marker) else None,\n        }\n";
+
+#[test]
+fn dependencies_sh_runs_in_the_apis_virtualenv_outside_its_memory_limit() {
+    let s = Server::start();
+    let p = s.python_project(
+        "prepared",
+        "RealtimeAPI",
+        WHERE,
+        "  compute:\n    mem: 150Mi\n",
+    );
+    write(&p, "requirements.txt", "# nothing to install\n");
+    // More memory than compute.mem allows: the preparation is not the predictor.
+    write(
+        &p,
+        "dependencies.sh",
+        "echo \"dependencies.sh runs in $PWD with $(command -v python)\"\npython -c \"x = bytearray(300 << 20); x[::4096] = b'1' * len(x[::4096]); print('held', len(x) >> 20, 'MiB')\"\necho installed > \"$VIRTUAL_ENV/from-dependencies.txt\"\n",
+    );
+    s.ok(&p, &["deploy"]);
+    s.wait_status("prepared", "live");
+    let v: serde_json::Value = s.predict("prepared", "{}").json().unwrap();
+    let venv = v["venv"].as_str().unwrap();
+    assert!(!venv.is_empty(), "VIRTUAL_ENV is set: {v}");
+    assert_eq!(
+        v["prefix"], venv,
+        "the predictor runs in the virtualenv: {v}"
+    );
+    for program in ["python", "python3", "pip"] {
+        assert!(
+            v[program].as_str().is_some_and(|p| p.starts_with(venv)),
+            "{program} on PATH is the virtualenv's: {v}"
+        );
+    }
+    assert_eq!(v["marker"], "installed\n", "{v}");
+    let logs = s.ok(&p, &["logs", "prepared", "--no-follow"]);
+    assert!(logs.contains("dependencies.sh runs in "), "{logs}");
+    assert!(logs.contains("held 300 MiB"), "{logs}");
+}
+
+#[test]
+fn a_failing_dependencies_sh_makes_the_api_error_with_its_last_lines() {
+    let s = Server::start();
+    let p = s.python_project("unprepared", "RealtimeAPI", WHERE, "");
+    write(
+        &p,
+        "dependencies.sh",
+        "echo 'fetching the model weights'\nfalse\necho 'never printed'\n",
+    );
+    s.ok(&p, &["deploy"]);
+    let api = s.wait_status("unprepared", "error");
+    let errors = api["errors"].to_string();
+    assert!(errors.contains("dependencies.sh"), "{api}");
+    assert!(errors.contains("fetching the model weights"), "{api}");
+    assert!(
+        !errors.contains("never printed"),
+        "bash -e stops at the failure: {api}"
+    );
+}
