@@ -73,8 +73,7 @@ fn requirements_are_installed_into_a_cached_virtualenv() {
     for api in ["first", "second"] {
         let logs = s.ok(&p, &["logs", api]);
         assert_eq!(
-            logs.matches("installing requirements.txt into a new virtualenv")
-                .count(),
+            logs.matches("making a new virtualenv").count(),
             1,
             "{logs}"
         );
@@ -100,7 +99,7 @@ fn a_failed_install_makes_the_api_error_with_pips_output() {
     let api = s.wait_status("baddeps", "error");
     let error = api["errors"][0].as_str().unwrap();
     assert!(
-        error.starts_with("failed to install requirements.txt: pip exited with status"),
+        error.starts_with("failed to prepare the virtualenv: pip exited with status"),
         "{error}"
     );
     assert!(
