@@ -72,11 +72,7 @@ fn requirements_are_installed_into_a_cached_virtualenv() {
     assert_ne!(first, second, "two apis share a virtualenv");
     for api in ["first", "second"] {
         let logs = s.ok(&p, &["logs", api]);
-        assert_eq!(
-            logs.matches("making a new virtualenv").count(),
-            1,
-            "{logs}"
-        );
+        assert_eq!(logs.matches("making a new virtualenv").count(), 1, "{logs}");
     }
     // A new version of an api with the same requirements reuses its virtualenv.
     write(&p, "predictor.py", &format!("{PREDICTOR}\n# version 2\n"));
