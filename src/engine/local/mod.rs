@@ -19,6 +19,7 @@ mod ports;
 mod prepare;
 pub mod rotating;
 pub mod sandbox;
+mod spawn;
 mod supervise;
 
 use std::path::PathBuf;

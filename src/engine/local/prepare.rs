@@ -8,7 +8,8 @@ use std::path::Path;
 use tokio::sync::watch;
 
 use super::sandbox::Jail;
-use super::supervise::{append_log, describe_exit, spawn, stopped, Start};
+use super::spawn::{spawn, Start};
+use super::supervise::{append_log, describe_exit, stopped};
 use crate::engine::{ReplicaPlan, EXIT_INIT_FAILED};
 
 /// How a preparation ended.

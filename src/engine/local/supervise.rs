@@ -2,21 +2,20 @@
 //! readiness, restarts it with back-off when it exits, and stops it on request.
 
 use std::path::{Path, PathBuf};
-use std::process::Stdio;
 use std::time::Duration;
 
-use tokio::process::{Child, Command};
+use tokio::process::Child;
 use tokio::sync::watch;
 
 use super::capacity::{Capacity, Need, Reservation};
-use super::cgroup::{self, Cgroup, Hierarchy};
+use super::cgroup::{Cgroup, Hierarchy};
 use super::handle::ReplicaShared;
 use super::memory;
-use super::output::{Capture, OutputPaths};
 use super::port_owner::{listener_owner, Owner};
-use super::ports::{PortHold, PortPool, LISTEN_FD};
+use super::ports::{PortHold, PortPool};
 use super::prepare::{prepare, Prepared};
-use super::sandbox::{Jail, Sandbox};
+use super::sandbox::Sandbox;
+use super::spawn::{signal_group, spawn, terminate, Start};
 use crate::engine::{ReplicaPhase, ReplicaPlan, EXIT_INIT_FAILED};
 
 /// How many lines of output an error message carries.
@@ -580,125 +579,6 @@ async fn wait_ready(http: &reqwest::Client, port: u16, pgid: Option<u32>) -> Ans
         tokio::time::sleep(delay).await;
         // Checked often at first: a cold start waits on this.
         delay = (delay * 2).min(Duration::from_millis(100));
-    }
-}
-
-/// SIGTERM to the process group, then SIGKILL after `grace`.
-async fn terminate(child: &mut Child, grace: Duration) {
-    let Some(pid) = child.id() else {
-        return;
-    };
-    signal_group(pid, libc::SIGTERM);
-    if tokio::time::timeout(grace, child.wait()).await.is_err() {
-        signal_group(pid, libc::SIGKILL);
-        let _ = child.wait().await;
-    }
-    // Anything the worker left behind in its group goes too.
-    signal_group(pid, libc::SIGKILL);
-}
-
-fn signal_group(pgid: u32, signal: i32) {
-    // SAFETY: kill(2) with a negative pid signals a process group; it touches no memory.
-    unsafe {
-        libc::kill(-(pgid as i32), signal);
-    }
-}
-
-/// How one run starts: its port (and the socket handed on it), and its jail.
-#[derive(Clone, Copy)]
-pub(super) struct Start<'a> {
-    pub port: u16,
-    pub socket_fd: Option<i32>,
-    pub jail: &'a Jail,
-    /// `CUDA_VISIBLE_DEVICES`, when the machine has GPUs.
-    pub cuda_visible: Option<&'a str>,
-}
-
-/// Starts `plan`'s child as `how` says, in the memory cgroup whose `cgroup.procs` is
-/// `cgroup_procs`, if any.
-pub(super) fn spawn(
-    plan: &ReplicaPlan,
-    log_path: &Path,
-    how: &Start<'_>,
-    cgroup_procs: Option<std::ffi::CString>,
-) -> std::io::Result<(Child, Capture)> {
-    let Start {
-        port,
-        socket_fd,
-        jail,
-        cuda_visible,
-    } = *how;
-    let entry = jail.entry();
-    let (program, args) = plan
-        .argv
-        .split_first()
-        .ok_or_else(|| std::io::Error::other("the command is empty"))?;
-    if let Some(dir) = log_path.parent() {
-        std::fs::create_dir_all(dir)?;
-    }
-    let mut cmd = Command::new(program);
-    cmd.args(args)
-        .current_dir(&plan.cwd)
-        .env_clear()
-        .envs(super::sandbox::inherited_env())
-        .envs(jail.env())
-        .envs(plan.env.iter().map(|(k, v)| (k, v)))
-        .env("CORTEX_PORT", port.to_string())
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .process_group(0)
-        .kill_on_drop(true);
-    if socket_fd.is_some() {
-        cmd.env("CORTEX_LISTEN_FD", LISTEN_FD.to_string());
-    }
-    if let Some(devices) = cuda_visible {
-        cmd.env("CUDA_VISIBLE_DEVICES", devices);
-    }
-    // SAFETY: the closure runs in the child between fork and exec and only calls
-    // async-signal-safe functions (prctl, getppid, dup2, fcntl, open, write, close, setuid,
-    // setgid, setgroups, syscall, _exit).
-    unsafe {
-        cmd.pre_exec(move || {
-            // Into its memory cgroup before it runs anything: all it starts is counted too.
-            if let Some(procs) = &cgroup_procs {
-                cgroup::join(procs)?;
-            }
-            // A change of user resets the parent-death signal: first the user, then the signal.
-            entry.drop_user()?;
-            if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) != 0 {
-                return Err(std::io::Error::last_os_error());
-            }
-            if let Some(fd) = socket_fd {
-                // dup2 clears close-on-exec on the copy; when the socket already is fd 3,
-                // clear it on the socket itself.
-                let handed = if fd == LISTEN_FD {
-                    libc::fcntl(fd, libc::F_SETFD, 0)
-                } else {
-                    libc::dup2(fd, LISTEN_FD)
-                };
-                if handed == -1 {
-                    return Err(std::io::Error::last_os_error());
-                }
-            }
-            entry.restrict()?;
-            // The server may have died between fork and prctl.
-            if libc::getppid() == 1 {
-                libc::_exit(1);
-            }
-            Ok(())
-        });
-    }
-    let mut child = cmd.spawn()?;
-    match Capture::start(&mut child, &OutputPaths::of(log_path)) {
-        Ok(capture) => Ok((child, capture)),
-        Err(e) => {
-            // Nothing may run whose output goes nowhere.
-            if let Some(pid) = child.id() {
-                signal_group(pid, libc::SIGKILL);
-            }
-            Err(e)
-        }
     }
 }
 
