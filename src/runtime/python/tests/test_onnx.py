@@ -281,6 +281,73 @@ class TestModelPaths(unittest.TestCase):
         self.assertIn("no .onnx files", str(e.exception))
 
 
+class TestDownloads(unittest.TestCase):
+    """An http(s) model_path: fetched once per version into CORTEX_VENVS_DIR/models/."""
+
+    def setUp(self):
+        import http.server
+        import threading
+
+        self.requests = []
+        requests = self.requests
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def do_GET(self):
+                requests.append(self.path)
+                if self.path.endswith("/missing.onnx"):
+                    self.send_error(404)
+                    return
+                body = b"model bytes"
+                self.send_response(200)
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def log_message(self, *args):
+                pass
+
+        self.http = http.server.HTTPServer(("127.0.0.1", 0), Handler)
+        threading.Thread(target=self.http.serve_forever, daemon=True).start()
+        self.base = "http://127.0.0.1:%d" % self.http.server_address[1]
+        self.venvs = tempfile.mkdtemp(prefix="cortex-onnx-venvs-")
+        self.saved = {k: os.environ.get(k) for k in ("CORTEX_VENVS_DIR", "CORTEX_API_VERSION")}
+        os.environ["CORTEX_VENVS_DIR"] = self.venvs
+        os.environ["CORTEX_API_VERSION"] = "v1"
+
+    def tearDown(self):
+        self.http.shutdown()
+        self.http.server_close()
+        for k, v in self.saved.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+
+    def settings(self, url):
+        return {"project_dir": self.venvs, "api_name": "iris", "model_path": url}
+
+    def test_fetched_once_per_version(self):
+        url = self.base + "/exported/iris.onnx"
+        path = models.local_model(self.settings(url))
+        self.assertTrue(path.startswith(os.path.join(self.venvs, "models") + os.sep), path)
+        self.assertEqual(os.path.basename(path), "iris.onnx")
+        with open(path, "rb") as f:
+            self.assertEqual(f.read(), b"model bytes")
+        self.assertEqual(models.local_model(self.settings(url)), path)
+        self.assertEqual(self.requests, ["/exported/iris.onnx"])
+        os.environ["CORTEX_API_VERSION"] = "v2"
+        self.assertNotEqual(models.local_model(self.settings(url)), path)
+        self.assertEqual(len(self.requests), 2)
+
+    def test_a_failed_download_says_why_and_leaves_nothing(self):
+        with self.assertRaises(models.ModelError) as e:
+            models.local_model(self.settings(self.base + "/missing.onnx"))
+        self.assertIn("cannot download the model from %s/missing.onnx" % self.base, str(e.exception))
+        self.assertIn("404", str(e.exception))
+        left = [f for _, _, files in os.walk(os.path.join(self.venvs, "models")) for f in files if not f.endswith(".lock")]
+        self.assertEqual(left, [])
+
+
 ONNX_PREDICTOR = """
 class ONNXPredictor:
     def __init__(self, onnx_client, config):
