@@ -5,6 +5,7 @@
 
 use std::io::{BufRead, BufReader, Write};
 use std::net::TcpListener;
+use std::os::unix::fs::PermissionsExt;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
@@ -171,28 +172,34 @@ fn api(name: &str, model_path: &str, extra: &str) -> String {
 }
 
 #[test]
-fn onnx_predictor_runs_a_project_model_and_one_fetched_by_url() {
+fn onnx_predictor_runs_a_project_model_a_file_url_and_one_fetched_by_http() {
     let s = Server::start();
     let p = s.project("onnx-iris");
     let bytes = model();
     std::fs::write(p.join("model.onnx"), &bytes).unwrap();
     write(&p, "predictor.py", PREDICTOR);
+    // Outside the project, where the replicas' user may read it.
+    let outside = shared_tempdir();
+    let file = outside.path().join("model.onnx");
+    std::fs::write(&file, &bytes).unwrap();
+    std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o644)).unwrap();
     let (port, requests) = serve_file(bytes);
     let url = format!("http://127.0.0.1:{port}/exported/model.onnx");
     write(
         &p,
         "cortex.yaml",
         &format!(
-            "{}{}",
+            "{}{}{}",
             api("iris-local", "model.onnx", ""),
-            api("iris-url", &url, "    processes_per_replica: 2\n")
+            api("iris-url", &url, "    processes_per_replica: 2\n"),
+            api("iris-file", &format!("file://{}", file.display()), ""),
         ),
     );
     assert!(!p.join("requirements.txt").exists());
     s.ok(&p, &["deploy"]);
 
     let input = json!({"a": 1.0, "b": 2.0, "c": 3.5, "d": -1.0});
-    for name in ["iris-local", "iris-url"] {
+    for name in ["iris-local", "iris-url", "iris-file"] {
         wait_live(&s, name);
         let r = s.predict(name, &input.to_string());
         assert_eq!(r.status(), 200, "{name}");
