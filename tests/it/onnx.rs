@@ -263,3 +263,73 @@ fn onnx_model_path_problems_are_refused_at_deploy() {
     let out = s.run(&p, &["deploy"]);
     assert_refused(&out, "predictor.model_path: is required");
 }
+
+/// A BatchAPI's workers get an `onnx_client` too (and `job_spec`, and `batch_id` in predict).
+const BATCH_PREDICTOR: &str = "\
+import json, os
+
+class ONNXPredictor:
+    def __init__(self, onnx_client, config, job_spec):
+        self.client = onnx_client
+        self.out = config[\"results\"]
+        self.job_id = job_spec[\"job_id\"]
+
+    def predict(self, payload, batch_id):
+        outputs = self.client.predict({\"input\": payload})
+        with open(os.path.join(self.out, batch_id), \"w\") as f:
+            json.dump({\"y\": outputs[0].tolist(), \"job\": self.job_id}, f)
+";
+
+#[test]
+fn onnx_batch_api_workers_run_the_model() {
+    let s = Server::start();
+    let p = s.project("onnx-batch");
+    std::fs::write(p.join("model.onnx"), model()).unwrap();
+    write(&p, "predictor.py", BATCH_PREDICTOR);
+    write(
+        &p,
+        "cortex.yaml",
+        "- name: iris-batch\n  kind: BatchAPI\n  predictor:\n    type: onnx\n    path: predictor.py\n    model_path: model.onnx\n",
+    );
+    s.ok(&p, &["deploy"]);
+    s.wait_status("iris-batch", "live");
+    let results = p.join("results");
+    std::fs::create_dir_all(&results).unwrap();
+    // One batch: one item of four numbers.
+    let resp = http()
+        .post(format!("{}/iris-batch", s.url))
+        .json(&json!({
+            "workers": 1,
+            "item_list": {"items": [[0.0, 1.0, 2.0, 3.0]], "batch_size": 1},
+            "config": {"results": results}
+        }))
+        .send()
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    let id = resp.json::<Value>().unwrap()["job_id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let ended = wait_for("the onnx job to end", INSTALL_DEADLINE, || {
+        let j: Value = http()
+            .get(format!("{}/iris-batch/{id}", s.url))
+            .send()
+            .unwrap()
+            .json()
+            .unwrap();
+        let j = j["job_status"].clone();
+        j.get("end_time").is_some().then_some(j)
+    });
+    assert_eq!(ended["status"], "status_succeeded", "{ended:#}");
+    let written: Vec<Value> = std::fs::read_dir(&results)
+        .unwrap()
+        .map(|e| {
+            serde_json::from_str(&std::fs::read_to_string(e.unwrap().path()).unwrap()).unwrap()
+        })
+        .collect();
+    assert_eq!(
+        written,
+        [json!({"y": [[1.0, 3.0, 5.0, 7.0]], "job": id})],
+        "{written:?}"
+    );
+}
