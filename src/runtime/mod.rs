@@ -35,6 +35,8 @@ pub const PYTHON_SHIM_FILES: &[(&str, &str)] = &[
     module!("lifecycle.py"),
     module!("log.py"),
     module!("main.py"),
+    module!("models.py"),
+    module!("onnx_client.py"),
     module!("payload.py"),
     module!("predictor.py"),
     module!("reporting.py"),

@@ -56,8 +56,12 @@ pub struct Version<'a> {
     /// The interpreter its project asks for (`conda-packages.txt`), instead of the server's.
     pub python: Option<&'a str>,
     /// The project has a `requirements.txt` or a `dependencies.sh`: a python worker prepares
-    /// its virtualenv first (`--prepare`), outside its memory limit.
+    /// its virtualenv first (`--prepare`), outside its memory limit. An onnx worker always
+    /// does (onnxruntime and numpy, and a model given by URL).
     pub prepares: bool,
+    /// The version's hash (`CORTEX_API_VERSION`): an onnx model given by URL is downloaded
+    /// once per version.
+    pub version: &'a str,
     /// The version's job token (`CORTEX_JOB_TOKEN`).
     pub job_token: &'a str,
     /// The model it is a version of (`CORTEX_MODEL_ID`).
@@ -78,6 +82,7 @@ pub fn plan(
         dotenv,
         python,
         prepares,
+        version,
         job_token,
         model_id,
     } = version;
@@ -134,7 +139,15 @@ pub fn plan(
         write: Vec::new(),
     };
     let argv = match predictor.kind {
-        PredictorType::Python => {
+        PredictorType::Python | PredictorType::Onnx => {
+            if predictor.kind == PredictorType::Onnx {
+                env.push(("CORTEX_PREDICTOR_TYPE".to_string(), "onnx".to_string()));
+                env.push((
+                    "CORTEX_MODEL_PATH".to_string(),
+                    predictor.model_path.clone().unwrap_or_default(),
+                ));
+                env.push(("CORTEX_API_VERSION".to_string(), version.to_string()));
+            }
             env.push((
                 "CORTEX_PREDICTOR_PATH".to_string(),
                 predictor.path.clone().unwrap_or_default(),
@@ -160,7 +173,14 @@ pub fn plan(
         }
         PredictorType::Command => predictor.command.clone().unwrap_or_default(),
     };
-    let prepare = (prepares && predictor.kind == PredictorType::Python).then(|| {
+    // onnx: onnxruntime and numpy go into the API's virtualenv (and a URL's model is fetched)
+    // before the worker starts, whatever the project has.
+    let prepares = match predictor.kind {
+        PredictorType::Python => prepares,
+        PredictorType::Onnx => true,
+        PredictorType::Command => false,
+    };
+    let prepare = prepares.then(|| {
         let mut prepare = argv.clone();
         prepare.push("--prepare".to_string());
         prepare
@@ -173,7 +193,7 @@ pub fn plan(
         cwd: project_dir.to_path_buf(),
         env,
         // The shim serves on the socket it is handed; a command binds its port itself.
-        takes_socket: predictor.kind == PredictorType::Python,
+        takes_socket: predictor.kind.runs_shim(),
         mem_limit: spec.compute.mem.as_ref().map(|m| m.bytes),
         cpu_millis: spec.compute.cpu.map(|c| c.millicores()),
         gpus: spec.compute.gpu,
@@ -276,6 +296,7 @@ mod tests {
                 dotenv: None,
                 python: None,
                 prepares: false,
+                version: "v1",
                 job_token: "deploy-token",
                 model_id: "m",
             },
@@ -323,6 +344,53 @@ mod tests {
                 read: vec!["/p".into(), "/".into(), "/data".into()],
                 write: vec!["/venvs/m".into()],
             }
+        );
+    }
+
+    #[test]
+    fn an_onnx_worker_runs_the_shim_and_always_prepares() {
+        let yaml = "- name: iris\n  kind: RealtimeAPI\n  predictor: {type: onnx, path: p.py, model_path: 'http://h/m.onnx'}\n";
+        let spec = crate::spec::parse_str(yaml, "cortex.yaml")
+            .unwrap()
+            .remove(0);
+        let ctx = PlanContext {
+            server_url: "http://127.0.0.1:1".into(),
+            shim_path: "/shim/cortex_shim.py".into(),
+            venvs_dir: "/venvs".into(),
+            python: "python3".into(),
+            inherited_pythonpath: None,
+        };
+        let p = plan(
+            &ctx,
+            Version {
+                spec: &spec,
+                predictor: spec.predictor.as_ref().unwrap(),
+                project_dir: Path::new("/p"),
+                dotenv: None,
+                python: None,
+                prepares: false,
+                version: "abc123",
+                job_token: "t",
+                model_id: "m",
+            },
+            "abc1-0".into(),
+            Purpose::Realtime,
+        );
+        let env = |k: &str| {
+            p.env
+                .iter()
+                .find(|(key, _)| key == k)
+                .map(|(_, v)| v.clone())
+        };
+        assert_eq!(env("CORTEX_PREDICTOR_TYPE").as_deref(), Some("onnx"));
+        assert_eq!(env("CORTEX_MODEL_PATH").as_deref(), Some("http://h/m.onnx"));
+        assert_eq!(env("CORTEX_API_VERSION").as_deref(), Some("abc123"));
+        assert_eq!(env("CORTEX_PREDICTOR_PATH").as_deref(), Some("p.py"));
+        assert!(p.takes_socket);
+        assert_eq!(p.argv, ["python3", "-u", "/shim/cortex_shim.py"]);
+        assert_eq!(
+            p.prepare.as_deref(),
+            Some(&["python3", "-u", "/shim/cortex_shim.py", "--prepare"].map(String::from)[..])
         );
     }
 }

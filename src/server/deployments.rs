@@ -181,6 +181,7 @@ impl Deployments {
                 dotenv: dotenv.as_deref(),
                 python: python.as_deref(),
                 prepares: prepares(project_dir).await,
+                version: &row.spec_hash,
                 job_token: &job_token,
                 model_id: &row.id,
             },

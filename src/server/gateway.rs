@@ -179,14 +179,21 @@ async fn check_access(
 }
 
 /// A request to an API's path: `POST` predicts (through a TrafficSplitter's choice, for a
-/// splitter), `GET` says how.
+/// splitter), `GET` says how (an onnx API's replica answers it, with its model's input
+/// signature, as cortex did).
 async fn predict(state: AppState, api: Arc<LiveApi>, path: String, req: Request) -> Response {
     if let Err(e) = check_access(&state, &api, req.headers()).await {
         return e.into_response();
     }
     let name = api.spec.name.clone();
+    let replica_answers_get = api
+        .spec
+        .predictor
+        .as_ref()
+        .is_some_and(|p| p.kind == crate::spec::PredictorType::Onnx);
     match *req.method() {
         Method::POST => {}
+        Method::GET if replica_answers_get => {}
         Method::GET => {
             return Json(serde_json::json!({
                 "message": "make a prediction by sending a post request to this endpoint with a json payload"

@@ -38,10 +38,12 @@ impl From<&spec::ApiSpec> for api::ApiConfig {
                 kind: match p.kind {
                     spec::PredictorType::Python => "python",
                     spec::PredictorType::Command => "command",
+                    spec::PredictorType::Onnx => "onnx",
                 }
                 .to_string(),
                 path: p.path.clone(),
                 command: p.command.clone(),
+                model_path: p.model_path.clone(),
                 config: p.config.clone(),
                 python_path: p.python_path.clone(),
                 env: p.env.clone(),

@@ -1,12 +1,14 @@
 //! The `predictor` section: what runs in each replica.
 //!
 //! - `type: python` needs `path` (a `.py` file inside the project) and refuses `command`;
+//! - `type: onnx` needs `path` (the file defining `ONNXPredictor`) and `model_path` (a file or
+//!   directory in the project, `file:///...` or an `http(s)://` URL; `s3://` is refused for now);
 //! - `type: command` needs `command` (a string split like a shell would, or a list of words) and
 //!   refuses `path`;
 //! - `image` is accepted for compatibility with cortex v0.2x files and ignored (there are no
 //!   containers);
-//! - `tensorflow` and `onnx` predictors, `model_path` and `models` are refused with what to do
-//!   instead (see `schema.rs`).
+//! - the `tensorflow` predictor, `models`, and `model_path` outside onnx predictors are refused
+//!   with what to do instead (see `schema.rs`).
 
 use std::collections::BTreeMap;
 
@@ -34,11 +36,13 @@ pub(crate) fn predictor(api: &Section) -> Result<Predictor, Problem> {
     let kind = predictor_type(&sec)?;
 
     let path = match kind {
-        PredictorType::Python => {
+        PredictorType::Python | PredictorType::Onnx => {
             sec.require(
                 "path",
-                "set it to the python file that defines PythonPredictor, e.g. \
-                 \"path: predictor.py\"",
+                &format!(
+                    "set it to the python file that defines {}, e.g. \"path: predictor.py\"",
+                    kind.class_name()
+                ),
             )?;
             sec.parsed("path", "a path like \"predictor.py\"", |p| {
                 relative_path(p)?;
@@ -55,8 +59,8 @@ pub(crate) fn predictor(api: &Section) -> Result<Predictor, Problem> {
             if sec.has("path") {
                 return Err(sec.problem(
                     "path",
-                    "is only for python predictors; a command predictor runs predictor.command \
-                     (remove path, or set \"type: python\")",
+                    "is only for python and onnx predictors; a command predictor runs \
+                     predictor.command (remove path, or set \"type: python\")",
                 ));
             }
             None
@@ -72,12 +76,43 @@ pub(crate) fn predictor(api: &Section) -> Result<Predictor, Problem> {
             )?;
             Some(command(node, &sec.field("command"))?)
         }
-        PredictorType::Python => {
+        PredictorType::Python | PredictorType::Onnx => {
             if sec.has("command") {
                 return Err(sec.problem(
                     "command",
-                    "is only for command predictors; a python predictor loads predictor.path \
-                     (remove command, or set \"type: command\")",
+                    format!(
+                        "is only for command predictors; {} predictor loads predictor.path \
+                         (remove command, or set \"type: command\")",
+                        if kind == PredictorType::Onnx {
+                            "an onnx"
+                        } else {
+                            "a python"
+                        }
+                    ),
+                ));
+            }
+            None
+        }
+    };
+
+    let model_path = match kind {
+        PredictorType::Onnx => {
+            sec.require(
+                "model_path",
+                "set it to the exported model: a .onnx file in the project (e.g. \
+                 \"model_path: model.onnx\"), file:///an/absolute/path.onnx or an http(s):// URL",
+            )?;
+            sec.parsed("model_path", "a path or URL like \"model.onnx\"", |p| {
+                model_path(p).map(|()| p.to_string())
+            })?
+        }
+        _ => {
+            if sec.has("model_path") {
+                return Err(sec.problem(
+                    "model_path",
+                    "is only for onnx predictors (\"type: onnx\"); for a python predictor put \
+                     the model's location in predictor.config and load it in \
+                     PythonPredictor.__init__",
                 ));
             }
             None
@@ -95,7 +130,8 @@ pub(crate) fn predictor(api: &Section) -> Result<Predictor, Problem> {
                         node.pos,
                         field,
                         format!(
-                            "expected a mapping of settings for PythonPredictor.__init__, got {}",
+                            "expected a mapping of settings for {}.__init__, got {}",
+                            kind.class_name(),
                             node.describe()
                         ),
                     ))
@@ -122,6 +158,7 @@ pub(crate) fn predictor(api: &Section) -> Result<Predictor, Problem> {
         kind,
         path,
         command,
+        model_path,
         config,
         python_path,
         env,
@@ -130,11 +167,10 @@ pub(crate) fn predictor(api: &Section) -> Result<Predictor, Problem> {
     })
 }
 
-/// The problem with `type: tensorflow` or `type: onnx`, saying the way forward.
+/// The problem with `type: tensorflow`, saying the way forward.
 fn unsupported_type(node: &Node) -> Option<Problem> {
     let (text, package) = match node.text("predictor.type").ok()? {
         "tensorflow" => ("tensorflow", "tensorflow"),
-        "onnx" => ("onnx", "onnxruntime"),
         _ => return None,
     };
     Some(Problem::new(
@@ -151,14 +187,16 @@ fn unsupported_type(node: &Node) -> Option<Problem> {
 fn predictor_type(sec: &Section) -> Result<PredictorType, Problem> {
     let node = sec.require(
         "type",
-        "add \"type: python\" (a PythonPredictor class) or \"type: command\" (any program)",
+        "add \"type: python\" (a PythonPredictor class), \"type: onnx\" (an ONNXPredictor \
+         class and its model_path) or \"type: command\" (any program)",
     )?;
     let field = sec.field("type");
     let text = node.text(&field)?;
     match text {
         "python" => Ok(PredictorType::Python),
         "command" => Ok(PredictorType::Command),
-        "tensorflow" | "onnx" => Err(unsupported_type(node).unwrap_or_else(|| {
+        "onnx" => Ok(PredictorType::Onnx),
+        "tensorflow" => Err(unsupported_type(node).unwrap_or_else(|| {
             Problem::new(
                 node.pos,
                 field,
@@ -166,7 +204,7 @@ fn predictor_type(sec: &Section) -> Result<PredictorType, Problem> {
             )
         })),
         _ => {
-            let hint = match nearest(text, &["python", "command"]) {
+            let hint = match nearest(text, &["python", "command", "onnx"]) {
                 Some(near) => format!("; did you mean \"{near}\"?"),
                 None => String::new(),
             };
@@ -174,7 +212,8 @@ fn predictor_type(sec: &Section) -> Result<PredictorType, Problem> {
                 node.pos,
                 field,
                 format!(
-                    "unknown predictor type {}{hint} (valid types are \"python\" and \"command\")",
+                    "unknown predictor type {}{hint} (valid types are \"python\", \"onnx\" and \
+                     \"command\")",
                     quote(text)
                 ),
             ))
@@ -279,6 +318,48 @@ fn is_env_name(name: &str) -> bool {
         && chars.all(|c| c.is_ascii_alphanumeric() || c == '_')
 }
 
+/// An onnx predictor's `model_path`: a path inside the project, `file:///<absolute path>`, or an
+/// `http(s)://` URL with a host. `s3://` (cortex's usual form) is not supported yet.
+pub(crate) fn model_path(text: &str) -> Result<(), String> {
+    let Some((scheme, rest)) = text.split_once("://") else {
+        return relative_path(text);
+    };
+    match scheme.to_ascii_lowercase().as_str() {
+        "s3" => Err(format!(
+            "{} is on S3, which is not supported yet; put the model in the project \
+             (e.g. \"model_path: model.onnx\"), or give a file:/// path or an http(s):// URL",
+            quote(text)
+        )),
+        "file" => {
+            if !rest.starts_with('/') || rest.len() < 2 {
+                return Err(format!(
+                    "must be an absolute path after file://, like \"file:///models/model.onnx\", \
+                     got {}",
+                    quote(text)
+                ));
+            }
+            if rest.contains('\0') {
+                return Err("must not contain a NUL character".into());
+            }
+            Ok(())
+        }
+        "http" | "https" => {
+            let host = rest.split(['/', '?', '#']).next().unwrap_or_default();
+            let host = host.rsplit('@').next().unwrap_or_default();
+            if host.is_empty() || text.chars().any(|c| c.is_whitespace() || c.is_control()) {
+                return Err(format!("is not a valid URL: {}", quote(text)));
+            }
+            Ok(())
+        }
+        _ => Err(format!(
+            "{} uses {}://, which is not supported; use a path in the project, file:/// or \
+             http(s)://",
+            quote(text),
+            scheme
+        )),
+    }
+}
+
 /// A path inside the project directory: relative, and never leaving it through `..`.
 pub(crate) fn relative_path(path: &str) -> Result<(), String> {
     if path.trim().is_empty() {
@@ -321,20 +402,14 @@ mod tests {
 
     #[test]
     fn an_unsupported_type_is_said_before_its_keys() {
-        for (yaml, package) in [
-            (
-                "predictor: {type: tensorflow, path: a.py, model_path: s3://x, signature_key: s}",
-                "tensorflow",
-            ),
-            ("predictor: {model_path: m.onnx, type: onnx}", "onnxruntime"),
-        ] {
-            let text = message(yaml);
-            assert!(
-                text.starts_with("predictor.type: the ")
-                    && text.contains(&format!("with the {package} package")),
-                "{text}"
-            );
-        }
+        let text = message(
+            "predictor: {type: tensorflow, path: a.py, model_path: s3://x, signature_key: s}",
+        );
+        assert!(
+            text.starts_with("predictor.type: the tensorflow predictor is not supported yet")
+                && text.contains("with the tensorflow package"),
+            "{text}"
+        );
     }
 
     fn parse(yaml: &str) -> Result<Predictor, Problem> {
@@ -385,7 +460,7 @@ mod tests {
             .contains("cannot be split into words"));
         assert!(
             message("predictor: {type: command, command: x, path: a.py}")
-                .starts_with("predictor.path: is only for python predictors")
+                .starts_with("predictor.path: is only for python and onnx predictors")
         );
         assert!(message("predictor: {type: python, path: a.py, command: x}")
             .starts_with("predictor.command: is only for command predictors"));
@@ -402,7 +477,7 @@ mod tests {
         assert_eq!(
             message("predictor: {type: pyhton}"),
             "predictor.type: unknown predictor type \"pyhton\"; did you mean \"python\"? \
-             (valid types are \"python\" and \"command\")"
+             (valid types are \"python\", \"onnx\" and \"command\")"
         );
         assert!(message("predictor: {path: a.py}").starts_with("predictor.type: is required"));
         assert!(message("predictor:").starts_with("predictor: is required"));
@@ -486,8 +561,80 @@ mod tests {
         );
         assert_eq!(
             message("predictor: {type: python, path: a.py, model_path: s3://x}"),
-            "predictor.model_path: is not supported; put the model's location in \
-             predictor.config and load it in PythonPredictor.__init__"
+            "predictor.model_path: is only for onnx predictors (\"type: onnx\"); for a python \
+             predictor put the model's location in predictor.config and load it in \
+             PythonPredictor.__init__"
+        );
+    }
+
+    #[test]
+    fn onnx_takes_a_path_and_a_model_path() {
+        for model_path in [
+            "model.onnx",
+            "models/iris/",
+            "file:///srv/models/iris.onnx",
+            "http://127.0.0.1:8000/model.onnx",
+            "https://example.com/m/model.onnx?v=2",
+        ] {
+            let p = parse(&format!(
+                "predictor: {{type: onnx, path: predictor.py, model_path: '{model_path}', \
+                 config: {{k: 1}}}}"
+            ))
+            .unwrap();
+            assert_eq!(p.kind, PredictorType::Onnx);
+            assert!(p.kind.runs_shim());
+            assert_eq!(p.path.as_deref(), Some("predictor.py"));
+            assert_eq!(p.model_path.as_deref(), Some(model_path));
+            assert_eq!(p.config["k"], 1);
+        }
+    }
+
+    #[test]
+    fn onnx_problems() {
+        assert_eq!(
+            message("predictor: {type: onnx, path: predictor.py}"),
+            "predictor.model_path: is required; set it to the exported model: a .onnx file in \
+             the project (e.g. \"model_path: model.onnx\"), file:///an/absolute/path.onnx or an \
+             http(s):// URL"
+        );
+        assert!(
+            message("predictor: {type: onnx, model_path: m.onnx}").starts_with(
+                "predictor.path: is required; set it to the python file that defines ONNXPredictor"
+            )
+        );
+        let s3 = message("predictor: {type: onnx, path: p.py, model_path: 's3://bucket/iris/'}");
+        assert!(
+            s3.starts_with(
+                "predictor.model_path: \"s3://bucket/iris/\" is on S3, which is not supported yet"
+            ),
+            "{s3}"
+        );
+        for (model_path, needle) in [
+            ("gs://b/m.onnx", "gs://, which is not supported"),
+            ("../m.onnx", "leaves it"),
+            ("/abs/m.onnx", "relative to the project directory"),
+            ("file://m.onnx", "absolute path after file://"),
+            ("http:///m.onnx", "is not a valid URL"),
+        ] {
+            let text = message(&format!(
+                "predictor: {{type: onnx, path: p.py, model_path: '{model_path}'}}"
+            ));
+            assert!(
+                text.starts_with("predictor.model_path: ") && text.contains(needle),
+                "{text}"
+            );
+        }
+        assert!(
+            message("predictor: {type: onnx, path: p.py, model_path: m.onnx, command: x}")
+                .starts_with("predictor.command: is only for command predictors; an onnx")
+        );
+        assert!(
+            message("predictor: {type: command, command: x, model_path: m.onnx}")
+                .starts_with("predictor.model_path: is only for onnx predictors")
+        );
+        assert!(
+            message("predictor: {type: tensorflow, path: p.py, model_path: s3://x}")
+                .starts_with("predictor.type: the tensorflow predictor is not supported")
         );
     }
 }

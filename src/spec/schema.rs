@@ -21,6 +21,7 @@ pub(crate) const PREDICTOR: &[&str] = &[
     "type",
     "path",
     "command",
+    "model_path",
     "config",
     "python_path",
     "image",
@@ -70,22 +71,16 @@ const SECTIONS: &[(&str, &[&str])] = &[
     ("monitoring", MONITORING),
 ];
 
-const NO_TENSORFLOW: &str = "is only for the tensorflow and onnx predictors, which are not \
-                             supported; use \"type: python\" and load the model in \
-                             PythonPredictor.__init__";
+const NO_TENSORFLOW: &str = "is only for the tensorflow predictor, which is not supported; use \
+                             \"type: python\" and load the model in PythonPredictor.__init__";
 
 /// Keys of cortex v0.2x that this cortex does not support, with what to do instead.
 ///
-/// `predictor.model_path` and `predictor.models` (python predictor, v0.22) are refused rather
-/// than kept: cortex downloaded those models and passed a `python_client` to `__init__`, which
-/// this cortex does not do, so accepting them would silently change what the predictor gets.
+/// `predictor.models` (v0.22) is refused rather than kept: cortex downloaded those models and
+/// passed a client to `__init__`, which this cortex does not do, so accepting it would silently
+/// change what the predictor gets. (`model_path` is a key: onnx predictors take it, the others
+/// refuse it in `predictor.rs`.)
 const UNSUPPORTED: &[(&str, &str, &str)] = &[
-    (
-        "predictor",
-        "model_path",
-        "is not supported; put the model's location in predictor.config and load it in \
-         PythonPredictor.__init__",
-    ),
     (
         "predictor",
         "models",
@@ -165,7 +160,7 @@ mod tests {
 
     #[test]
     fn explains_unsupported_keys() {
-        assert!(unknown_key("predictor", "model_path", PREDICTOR).starts_with("is not supported"));
+        assert!(unknown_key("predictor", "models", PREDICTOR).starts_with("is not supported"));
         assert!(unknown_key("predictor", "signature_key", PREDICTOR).contains("tensorflow"));
     }
 }

@@ -72,6 +72,23 @@ impl std::fmt::Display for ApiKind {
 pub enum PredictorType {
     Python,
     Command,
+    /// An `ONNXPredictor` with an `onnx_client` (the python shim, with onnxruntime).
+    Onnx,
+}
+
+impl PredictorType {
+    /// Whether its replicas run the python shim (`python` and `onnx`), rather than a command.
+    pub fn runs_shim(self) -> bool {
+        matches!(self, PredictorType::Python | PredictorType::Onnx)
+    }
+
+    /// The class the predictor file defines.
+    pub fn class_name(self) -> &'static str {
+        match self {
+            PredictorType::Onnx => "ONNXPredictor",
+            _ => "PythonPredictor",
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -85,6 +102,10 @@ pub struct Predictor {
     /// command: the program and its arguments (a YAML string is split with shell words).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub command: Option<Vec<String>>,
+    /// onnx: where the model is: a file or directory in the project (relative), `file:///...`
+    /// or an `http(s)://` URL.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub model_path: Option<String>,
     /// Passed to `__init__(self, config)`; always a mapping (`{}` by default).
     #[serde(default)]
     pub config: serde_json::Map<String, serde_json::Value>,

@@ -26,6 +26,7 @@ mod log_caps;
 mod metrics;
 mod missing_module;
 mod nothing_lost;
+mod onnx;
 mod permissions;
 mod predict_cmd;
 mod realtime;

@@ -218,7 +218,7 @@ fn feeding(spec: &crate::spec::ApiSpec) -> Feeding {
         (
             p.processes_per_replica,
             p.threads_per_process,
-            p.kind == crate::spec::PredictorType::Python,
+            p.kind.runs_shim(),
         )
     });
     Feeding {

@@ -17,7 +17,7 @@ use crate::server::error::ApiError;
 use crate::server::state::AppState;
 use crate::server::tokens::Identity;
 use crate::server::{endpoints, status, versions};
-use crate::spec::{self, ApiSpec, PredictorType};
+use crate::spec::{self, ApiSpec};
 use crate::store::models::{self, NewSpec, Saved};
 use crate::store::{ModelRow, StoreError};
 
@@ -121,7 +121,7 @@ impl Checks<'_> {
         let endpoint = &spec.networking.endpoint;
         let existing = self.rows.iter().find(|r| r.name == name).cloned();
         let python = match spec.predictor.as_ref().map(|p| p.kind) {
-            Some(PredictorType::Python) => {
+            Some(kind) if kind.runs_shim() => {
                 let interpreters = self.state.deployments.interpreters();
                 crate::server::project_python::resolve(self.project_dir, interpreters)
                     .await
@@ -388,7 +388,7 @@ fn check_project(
     let Some(predictor) = &spec.predictor else {
         return Ok(());
     };
-    if predictor.kind == PredictorType::Python {
+    if predictor.kind.runs_shim() {
         let path = predictor.path.as_deref().unwrap_or_default();
         if !project_dir.join(path).is_file() {
             return Err(format!(
@@ -396,7 +396,34 @@ fn check_project(
             ));
         }
     }
+    // A model in the project: the file, or a directory holding one `.onnx` file (cortex's form).
+    if let Some(model_path) = predictor.model_path.as_deref() {
+        if !model_path.contains("://") {
+            let at = project_dir.join(model_path);
+            let found = at.is_file() || (at.is_dir() && onnx_files_in(&at) == 1);
+            if !found {
+                let what = if at.is_dir() {
+                    "a directory without exactly one .onnx file in it"
+                } else {
+                    "not in the project"
+                };
+                return Err(format!(
+                    "predictor.model_path: {model_path:?} is {what}; put the model next to {config_file} (paths are relative to that directory), or give a file:/// path or an http(s):// URL"
+                ));
+            }
+        }
+    }
     Ok(())
+}
+
+/// How many `.onnx` files `dir` holds (not counting its subdirectories).
+fn onnx_files_in(dir: &std::path::Path) -> usize {
+    std::fs::read_dir(dir).map_or(0, |entries| {
+        entries
+            .flatten()
+            .filter(|e| e.path().is_file() && e.file_name().to_string_lossy().ends_with(".onnx"))
+            .count()
+    })
 }
 
 /// A TrafficSplitter's apis must be RealtimeAPIs: of the same file, or deployed.

@@ -366,7 +366,9 @@ class Connection(BatchRoutes, asyncio.Protocol):
                 else:
                     self.send_json(200, {"status": "success"})
                 return
-            self.send_json(200, {"message": GET_MESSAGE})
+            answer = {"message": GET_MESSAGE}
+            answer.update(getattr(self.server.predictor, "summary", None) or {})
+            self.send_json(200, answer)
         elif method == "POST":
             settings = self.server.settings
             if settings.get("batch") and head.path == "/on-job-complete":

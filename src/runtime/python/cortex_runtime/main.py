@@ -13,6 +13,14 @@ with the project directory as the working directory and these variables:
     CORTEX_PROJECT_DIR           absolute project directory (default: cwd)
     CORTEX_PREDICTOR_PATH        predictor file, relative to the project dir, required
     CORTEX_PREDICTOR_CONFIG      JSON object passed as `config` to __init__ (default {})
+    CORTEX_PREDICTOR_TYPE        "python" (a PythonPredictor, the default) or "onnx" (an
+                                 ONNXPredictor, whose __init__ may take `onnx_client`:
+                                 see `onnx_client`; onnxruntime and numpy are installed
+                                 into the API's virtualenv)
+    CORTEX_MODEL_PATH            onnx: the model, a path in the project, file:///... or an
+                                 http(s):// URL (see `models`)
+    CORTEX_API_VERSION           the API version's hash (a URL's model is fetched once per
+                                 version)
     CORTEX_THREADS_PER_PROCESS   threads running the predictor per process, >= 1 (default 1)
     CORTEX_PROCESSES_PER_REPLICA worker processes serving the port, >= 1 (default 1)
     CORTEX_API_NAME              the API's name, for log lines (default "api")
@@ -37,10 +45,12 @@ named by the hash of both files and of this Python, created with
 --system-site-packages, installs requirements.txt (pip) and runs
 dependencies.sh (`bash -e`, in the project directory) in it, once for every
 replica with the same files, then re-executes itself with that virtualenv
-activated (its bin first on PATH, VIRTUAL_ENV set). With `--prepare` it only
-makes the virtualenv and exits 0 (the server runs that first, outside the
-replica's memory limit). A failure exits 3 with the stderr line
-`cortex: error: failed to prepare the virtualenv: ...`.
+activated (its bin first on PATH, VIRTUAL_ENV set). An onnx predictor always
+has one, with onnxruntime and numpy installed too. With `--prepare` it only
+makes the virtualenv (and downloads an onnx model given by URL) and exits 0
+(the server runs that first, outside the replica's memory limit). A failure
+exits 3 with the stderr line `cortex: error: failed to prepare the virtualenv:
+...` (or `failed to fetch the model: ...`).
 
 Exit status: 0 after SIGTERM/SIGINT, 2 if the environment above is invalid,
 3 if the predictor could not be imported or initialised (the first stderr line
@@ -89,6 +99,8 @@ HTTP (HTTP/1.1, keep-alive; Content-Length is sent on every response but 204/304
     POST /batches      batch workers: a stream of batches in, a stream of outcomes out
                        (see `BatchStream`)
     GET  <other path>  200 {"message": "make a prediction by sending a post request ..."}
+                       (onnx: and "model_signatures": {"_cortex_default": {<input name>:
+                       {"shape": [...], "type": "float32"}}}, as cortex 0.21 answered)
     PUT, DELETE, ...   405
 Errors are JSON objects {"kind": ..., "message": ...}.
 
@@ -137,6 +149,7 @@ import traceback
 
 from .lifecycle import _early_signal, _finish, _install_stop, _serve, _stop_requested
 from .log import _describe, _log, _write_stderr
+from .models import ModelError, local_model
 from .predictor import _init_failure_text, _load_in_pool, _make_pool
 from .reporting import report_init_failure
 from .server import Server, open_socket
@@ -170,6 +183,14 @@ def main():
             _write_stderr(text)
             report_init_failure(text)
             return EXIT_INIT_FAILED
+        if settings["predictor_type"] == "onnx":
+            try:
+                local_model(settings)
+            except ModelError as e:
+                text = "cortex: error: failed to fetch the model: %s\n" % e
+                _write_stderr(text)
+                report_init_failure(text)
+                return EXIT_INIT_FAILED
         return EXIT_OK
 
     try:

@@ -1,6 +1,6 @@
-"""The user's `PythonPredictor`: importing the predictor file, checking the arguments its
-methods declare, constructing it, and the one thread pool per process that runs every call
-of user code."""
+"""The user's `PythonPredictor` (or `ONNXPredictor`): importing the predictor file, checking
+the arguments its methods declare, constructing it, and the one thread pool per process that
+runs every call of user code."""
 
 import concurrent.futures
 import importlib.util
@@ -14,6 +14,7 @@ from .log import _describe, _log
 from .tracebacks import _format_traceback
 
 INIT_ARGS = ("config", "job_spec", "python_client")
+ONNX_INIT_ARGS = ("onnx_client", "config", "job_spec")
 PREDICT_ARGS = ("payload", "query_params", "headers")
 BATCH_PREDICT_ARGS = ("payload", "batch_id")
 POST_PREDICT_ARGS = ("response", "payload", "query_params", "headers")
@@ -63,11 +64,18 @@ def _select_args(fn, allowed, what):
 
 
 class Predictor:
-    def __init__(self, instance, predict_args, post_predict, post_predict_args):
+    def __init__(self, instance, predict_args, post_predict, post_predict_args, summary=None):
         self.instance = instance
         self.predict_args = predict_args
         self.post_predict = post_predict
         self.post_predict_args = post_predict_args
+        # what `GET` on the API adds to its message (an onnx model's input signatures)
+        self.summary = summary or {}
+
+
+def class_name(settings):
+    """The class the predictor file must define."""
+    return "ONNXPredictor" if settings.get("predictor_type") == "onnx" else "PythonPredictor"
 
 
 def load_predictor(settings):
@@ -83,20 +91,31 @@ def load_predictor(settings):
     sys.modules["cortex_predictor"] = module
     spec.loader.exec_module(module)
 
-    cls = getattr(module, "PythonPredictor", None)
+    name = class_name(settings)
+    cls = getattr(module, name, None)
     if cls is None:
-        raise PredictorError("%s does not define a class named PythonPredictor" % rel)
+        raise PredictorError("%s does not define a class named %s" % (rel, name))
     if not inspect.isclass(cls):
-        raise PredictorError("PythonPredictor in %s is not a class" % rel)
+        raise PredictorError("%s in %s is not a class" % (name, rel))
     if not callable(getattr(cls, "predict", None)):
-        raise PredictorError("class PythonPredictor in %s has no predict method" % rel)
+        raise PredictorError("class %s in %s has no predict method" % (name, rel))
 
-    init_args = _select_args(cls, INIT_ARGS, "PythonPredictor.__init__")
+    onnx = settings.get("predictor_type") == "onnx"
+    init_args = _select_args(cls, ONNX_INIT_ARGS if onnx else INIT_ARGS, "%s.__init__" % name)
     values = {"config": settings["config"], "job_spec": settings.get("job_spec"), "python_client": None}
+    summary = {}
+    if onnx:
+        # imported here: onnxruntime and numpy are in the API's virtualenv only
+        from .models import local_model
+        from .onnx_client import load_client
+
+        client = load_client(local_model(settings))
+        values["onnx_client"] = client
+        summary["model_signatures"] = client.input_signatures
     instance = cls(**{n: values[n] for n in init_args})
 
     allowed = BATCH_PREDICT_ARGS if settings.get("batch") else PREDICT_ARGS
-    predict_args = _select_args(instance.predict, allowed, "PythonPredictor.predict")
+    predict_args = _select_args(instance.predict, allowed, "%s.predict" % name)
     post_predict = getattr(instance, "post_predict", None)
     post_predict_args = []
     if post_predict is not None:
@@ -104,9 +123,9 @@ def load_predictor(settings):
             post_predict = None
         else:
             post_predict_args = _select_args(
-                post_predict, POST_PREDICT_ARGS, "PythonPredictor.post_predict"
+                post_predict, POST_PREDICT_ARGS, "%s.post_predict" % name
             )
-    return Predictor(instance, predict_args, post_predict, post_predict_args)
+    return Predictor(instance, predict_args, post_predict, post_predict_args, summary)
 
 
 def _init_failure_text(exc):

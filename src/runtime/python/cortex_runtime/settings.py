@@ -124,6 +124,13 @@ def read_settings():
 
     api_name = env.get("CORTEX_API_NAME", "").strip() or "api"
 
+    predictor_type = env.get("CORTEX_PREDICTOR_TYPE", "").strip() or "python"
+    if predictor_type not in ("python", "onnx"):
+        raise EnvError("CORTEX_PREDICTOR_TYPE must be python or onnx, got %r" % predictor_type)
+    model_path = env.get("CORTEX_MODEL_PATH", "").strip() or None
+    if predictor_type == "onnx" and model_path is None:
+        raise EnvError("CORTEX_MODEL_PATH is not set (an onnx predictor needs its model)")
+
     batch = env.get("CORTEX_KIND", "").strip() == "BatchAPI"
     job_spec = None
     if batch:
@@ -140,6 +147,8 @@ def read_settings():
         "port": port,
         "project_dir": project_dir,
         "predictor_path": predictor_path,
+        "predictor_type": predictor_type,
+        "model_path": model_path,
         "config": config,
         "threads": threads,
         "processes": processes,

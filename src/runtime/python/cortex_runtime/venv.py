@@ -30,25 +30,38 @@ def _has_requirements(text):
     return False
 
 
+# What the predictor type's cortex image came with, installed into its virtualenv.
+PACKAGES = {"onnx": ("onnxruntime", "numpy")}
+
+
+def packages(settings):
+    """The packages the API's virtualenv gets whatever its project says (its predictor type's)."""
+    return PACKAGES.get(settings.get("predictor_type") or "python", ())
+
+
 def _environment(settings):
     """The API's virtualenv for this project, or None when there is none to make: no
-    requirements.txt and no dependencies.sh, or no CORTEX_VENVS_DIR.
+    requirements.txt, no dependencies.sh and no packages of its predictor type, or no
+    CORTEX_VENVS_DIR.
 
-    Named by the interpreter and both files' contents, so an unchanged project is prepared
-    once and every replica of it shares the virtualenv."""
+    Named by the interpreter, both files' contents and those packages, so an unchanged project
+    is prepared once and every replica of it shares the virtualenv."""
     venvs_dir = os.environ.get("CORTEX_VENVS_DIR", "").strip()
     project_dir = settings["project_dir"]
     requirements = os.path.join(project_dir, "requirements.txt")
     dependencies = os.path.join(project_dir, "dependencies.sh")
     has_requirements = os.path.isfile(requirements)
     has_dependencies = os.path.isfile(dependencies)
-    if not venvs_dir or not (has_requirements or has_dependencies):
+    extra = packages(settings)
+    if not venvs_dir or not (has_requirements or has_dependencies or extra):
         return None
     content = _read(requirements) if has_requirements else b""
     identity = ("%s\n%s\n" % (sys.version, os.path.realpath(sys.executable))).encode()
     digest = hashlib.sha256(identity + content)
     if has_dependencies:
         digest.update(b"\0dependencies.sh\0" + _read(dependencies))
+    if extra:
+        digest.update(b"\0packages\0" + " ".join(extra).encode())
     venv = os.path.join(venvs_dir, digest.hexdigest()[:24])
     return {
         "venvs_dir": venvs_dir,
@@ -57,6 +70,7 @@ def _environment(settings):
         "requirements": requirements if has_requirements else None,
         "requirements_text": content.decode("utf-8", "replace"),
         "dependencies": dependencies if has_dependencies else None,
+        "packages": list(extra),
         "project_dir": project_dir,
         "api": settings["api_name"],
     }
@@ -147,12 +161,20 @@ def _create_venv(wanted):
             "`%s -m venv` failed (exit status %d); on Debian or Ubuntu install the python3-venv package"
             % (sys.executable, made.returncode)
         )
-    if not wanted["requirements"] or not _has_requirements(wanted["requirements_text"]):
+    args = []
+    if wanted["requirements"] and _has_requirements(wanted["requirements_text"]):
+        args += ["-r", wanted["requirements"]]
+        _log("INFO", "%s: installing requirements.txt" % api)
+    extra = wanted.get("packages") or []
+    if extra:
+        # one pip run with requirements.txt, so that its pins of these are honoured
+        _log("INFO", "%s: installing %s (the predictor type's packages)" % (api, ", ".join(extra)))
+        args += list(extra)
+    if not args:
         return
-    _log("INFO", "%s: installing requirements.txt" % api)
     _flush_output()
     pip = subprocess.run(
-        [python, "-m", "pip", "install", "--disable-pip-version-check", "--no-input", "-r", wanted["requirements"]],
+        [python, "-m", "pip", "install", "--disable-pip-version-check", "--no-input"] + args,
         cwd=wanted["project_dir"],
         env=_activated(venv),
         stdin=subprocess.DEVNULL,
