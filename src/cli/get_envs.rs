@@ -6,7 +6,8 @@
 use anyhow::bail;
 
 use super::environment::{self, Target};
-use super::get::{structured, tables};
+use super::get_tables::tables;
+use super::output::structured;
 use super::{failure, GetArgs};
 use crate::api::{ApiResponse, ErrorBody};
 
@@ -27,7 +28,7 @@ pub async fn one(target: &Target, args: &GetArgs) -> anyhow::Result<String> {
         apis,
         error: None,
     }];
-    if let Some(text) = structured(args, &answer)? {
+    if let Some(text) = structured(args.output, args.watch, &answer)? {
         return Ok(text);
     }
     let [EnvApis { apis, .. }] = answer;
@@ -77,7 +78,7 @@ pub async fn all(envs: &[String], args: &GetArgs) -> anyhow::Result<String> {
             .collect();
         bail!("no environment answered:\n  {}", reasons.join("\n  "));
     }
-    if let Some(text) = structured(args, &answers)? {
+    if let Some(text) = structured(args.output, args.watch, &answers)? {
         return Ok(text);
     }
     Ok(text(&answers))

@@ -12,6 +12,7 @@ mod get;
 mod get_batch;
 mod get_envs;
 mod get_splitter;
+mod get_tables;
 mod identity;
 mod local_server;
 mod logs;

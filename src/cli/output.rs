@@ -23,3 +23,19 @@ pub fn print_structured<T: Serialize>(format: OutputFormat, value: &T) -> anyhow
         }
     }
 }
+
+/// `v` as `-o json|yaml` writes it (`None` for `pretty`); with `--watch`, each refresh is one
+/// line of JSON (JSON lines) or one YAML document after `---`.
+pub fn structured<T: Serialize>(
+    output: OutputFormat,
+    watch: bool,
+    v: &T,
+) -> anyhow::Result<Option<String>> {
+    Ok(match (output, watch) {
+        (OutputFormat::Pretty, _) => None,
+        (OutputFormat::Json, false) => Some(serde_json::to_string_pretty(v)? + "\n"),
+        (OutputFormat::Json, true) => Some(serde_json::to_string(v)? + "\n"),
+        (OutputFormat::Yaml, false) => Some(serde_yaml::to_string(v)?),
+        (OutputFormat::Yaml, true) => Some(format!("---\n{}", serde_yaml::to_string(v)?)),
+    })
+}

@@ -158,10 +158,10 @@ pub fn wanted(rows: &[crate::store::ModelRow]) -> Vec<Wanted> {
         .collect()
 }
 
-/// Brings the open ports in line with what is stored (after a deploy or a delete).
-pub async fn sync_stored(state: &super::state::AppState) {
-    match state.store.call(|c| crate::store::models::list(c)).await {
-        Ok(rows) => state.local_ports.sync(wanted(&rows)).await,
+/// Brings the open ports in line with what `store` holds (after a deploy or a delete).
+pub async fn sync_stored(store: &crate::store::Store, ports: &LocalPorts) {
+    match store.call(|c| crate::store::models::list(c)).await {
+        Ok(rows) => ports.sync(wanted(&rows)).await,
         Err(e) => tracing::warn!("cannot list the apis for their local ports: {e}"),
     }
 }

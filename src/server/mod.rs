@@ -278,7 +278,7 @@ pub async fn run(config: ServerConfig) -> anyhow::Result<()> {
 
     let app = routes::router(state.clone());
     state.local_ports.set_app(app.clone());
-    local_ports::sync_stored(&state).await;
+    local_ports::sync_stored(&state.store, &state.local_ports).await;
     let graceful = shutdown.clone();
     tokio::spawn(async move {
         signals.received().await;

@@ -18,8 +18,10 @@ mod port_owner;
 mod ports;
 mod prepare;
 pub mod rotating;
+mod run_log;
 pub mod sandbox;
 mod spawn;
+mod stopping;
 mod supervise;
 
 use std::path::PathBuf;

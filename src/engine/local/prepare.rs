@@ -7,9 +7,10 @@ use std::path::Path;
 
 use tokio::sync::watch;
 
+use super::run_log::{append_log, describe_exit};
 use super::sandbox::Jail;
 use super::spawn::{spawn, Start};
-use super::supervise::{append_log, describe_exit, stopped};
+use super::stopping::stopped;
 use crate::engine::{ReplicaPlan, EXIT_INIT_FAILED};
 
 /// How a preparation ended.

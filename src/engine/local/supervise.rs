@@ -14,12 +14,12 @@ use super::memory;
 use super::port_owner::{listener_owner, Owner};
 use super::ports::{PortHold, PortPool};
 use super::prepare::{prepare, Prepared};
+use super::run_log::{append_log, describe_exit};
 use super::sandbox::Sandbox;
 use super::spawn::{signal_group, spawn, terminate, Start};
+use super::stopping::{stop_requested, stopped, wait_or_stop};
 use crate::engine::{ReplicaPhase, ReplicaPlan, EXIT_INIT_FAILED};
 
-/// How many lines of output an error message carries.
-const ERROR_TAIL_LINES: usize = 12;
 /// Exits before readiness in a row after which a replica is reported as failed.
 const CRASH_LOOP_AFTER: u32 = 2;
 const BACKOFF_START: Duration = Duration::from_millis(250);
@@ -582,74 +582,9 @@ async fn wait_ready(http: &reqwest::Client, port: u16, pgid: Option<u32>) -> Ans
     }
 }
 
-/// Sleeps for `delay` unless a stop comes first; true when stopping.
-async fn wait_or_stop(stop_rx: &mut watch::Receiver<Option<Duration>>, delay: Duration) -> bool {
-    let stopped = tokio::select! {
-        _ = tokio::time::sleep(delay) => false,
-        _ = stopped(stop_rx) => true,
-    };
-    stopped || stop_requested(stop_rx)
-}
-
-/// Resolves once a stop is requested (or the handle is gone).
-pub(super) async fn stopped(stop_rx: &mut watch::Receiver<Option<Duration>>) {
-    let _ = stop_rx.wait_for(Option::is_some).await.map(|_| ());
-}
-
-fn stop_requested(stop_rx: &watch::Receiver<Option<Duration>>) -> bool {
-    stop_rx.borrow().is_some()
-}
-
 fn backoff(failures_in_a_row: u32) -> Duration {
     let factor = 1u32 << failures_in_a_row.min(10);
     (BACKOFF_START * factor).min(BACKOFF_MAX)
-}
-
-/// Appends one of the engine's own lines to a replica's log (on a blocking thread).
-pub(super) async fn append_log(path: &Path, line: &str) {
-    let (path, line) = (path.to_path_buf(), line.to_string());
-    let _ = tokio::task::spawn_blocking(move || {
-        if let Some(dir) = path.parent() {
-            let _ = std::fs::create_dir_all(dir);
-        }
-        let _ = super::rotating::append(&path, format!("{line}\n").as_bytes());
-    })
-    .await;
-}
-
-/// The error shown for an exit: the worker's own `cortex: error:` line when it wrote one, then
-/// the last lines of its output (without that line again).
-pub(super) fn describe_exit(log_path: &Path, noun: &str, code_text: &str) -> String {
-    let tail = super::rotating::tail_lines(log_path, 200);
-    // Only this run's output: after the last "starting" line, without the engine's exit lines.
-    let starting = format!("cortex: starting {noun} ");
-    let start = tail
-        .iter()
-        .rposition(|l| l.starts_with(&starting))
-        .map_or(0, |i| i + 1);
-    let exit_line = format!("cortex: {noun} ");
-    let run: Vec<&String> = tail[start..]
-        .iter()
-        .filter(|l| !l.starts_with(&exit_line))
-        .collect();
-    let headline = run
-        .iter()
-        .find_map(|l| l.strip_prefix("cortex: error: "))
-        .map(str::to_string)
-        .unwrap_or_else(|| format!("the replica exited with {code_text}"));
-    // The headline is said once: not again in the output below it.
-    let own_line = format!("cortex: error: {headline}");
-    let output: Vec<&str> = run
-        .iter()
-        .map(|l| l.as_str())
-        .filter(|l| *l != own_line)
-        .collect();
-    let last = &output[output.len().saturating_sub(ERROR_TAIL_LINES)..];
-    if last.is_empty() {
-        headline
-    } else {
-        format!("{headline}\n{}", last.join("\n"))
-    }
 }
 
 #[cfg(test)]

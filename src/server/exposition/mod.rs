@@ -19,8 +19,8 @@ use prometheus_client::registry::{Registry, Unit};
 
 pub use prometheus_client::encoding::prometheus_text::CONTENT_TYPE;
 
-use super::state::AppState;
-use crate::store::StoreError;
+use super::deployments::Deployments;
+use crate::store::{Store, StoreError};
 use batch::{BatchCollector, EndedTallies};
 use process::{ProcessCollector, ProcessSample};
 use realtime::{ApiSample, RealtimeCollector};
@@ -42,16 +42,19 @@ impl Default for Exporter {
 }
 
 impl Exporter {
-    /// The text a scrape answers.
-    pub async fn scrape(&self, state: &AppState) -> Result<String, StoreError> {
-        let mut apis: Vec<ApiSample> = state
-            .deployments
+    /// The text a scrape answers, from the live APIs and the store's jobs.
+    pub async fn scrape(
+        &self,
+        deployments: &Deployments,
+        store: &Store,
+    ) -> Result<String, StoreError> {
+        let mut apis: Vec<ApiSample> = deployments
             .all()
             .iter()
             .filter_map(|live| ApiSample::of(live))
             .collect();
         apis.sort_by(|a, b| a.api.cmp(&b.api));
-        let batches = self.ended.sample(&state.store).await?;
+        let batches = self.ended.sample(store).await?;
         let process = tokio::task::spawn_blocking(ProcessSample::read)
             .await
             .ok()

@@ -105,7 +105,7 @@ pub async fn delete(
         state.sweeper.release(&row);
     }
     state.sweeper.sweep_locked().await;
-    crate::server::local_ports::sync_stored(&state).await;
+    crate::server::local_ports::sync_stored(&state.store, &state.local_ports).await;
     Ok(Json(MessageResponse {
         message: format!("deleting {name}"),
     }))

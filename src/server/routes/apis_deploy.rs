@@ -70,7 +70,7 @@ pub async fn deploy(
     match save_all(&state, &caller, &req, &checked).await? {
         Ok(saved) => {
             let results = start_all(&state, &base, checked, saved).await?;
-            crate::server::local_ports::sync_stored(&state).await;
+            crate::server::local_ports::sync_stored(&state.store, &state.local_ports).await;
             Ok(Json(results))
         }
         Err(why) => Ok(Json(refuse_all(

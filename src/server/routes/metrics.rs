@@ -24,6 +24,9 @@ pub async fn metrics(
             )));
         }
     }
-    let text = state.exporter.scrape(&state).await?;
+    let text = state
+        .exporter
+        .scrape(&state.deployments, &state.store)
+        .await?;
     Ok(([(header::CONTENT_TYPE, CONTENT_TYPE)], text).into_response())
 }
