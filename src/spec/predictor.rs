@@ -177,9 +177,11 @@ fn unsupported_type(node: &Node) -> Option<Problem> {
         node.pos,
         "predictor.type",
         format!(
-            "the {text} predictor is not supported yet; use \"type: python\" with the {package} \
-             package (add it to requirements.txt, and load the model from predictor.config in \
-             PythonPredictor.__init__), or \"type: command\" to run your own model server"
+            "the {text} predictor is not supported yet; convert the model with tf2onnx and use \
+             \"type: onnx\" (an ONNXPredictor and its model_path), or use \"type: python\" with \
+             the {package} package (add it to requirements.txt, and load the model from \
+             predictor.config in PythonPredictor.__init__), or \"type: command\" to run your own \
+             model server"
         ),
     ))
 }

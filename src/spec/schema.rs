@@ -90,12 +90,6 @@ const UNSUPPORTED: &[(&str, &str, &str)] = &[
     ("predictor", "signature_key", NO_TENSORFLOW),
     ("predictor", "server_side_batching", NO_TENSORFLOW),
     ("predictor", "tensorflow_serving_image", NO_TENSORFLOW),
-    (
-        "",
-        "apis",
-        "is only for TrafficSplitters, which are not supported (kind must be RealtimeAPI or \
-         BatchAPI)",
-    ),
 ];
 
 /// What is wrong with `key` in the section at `path` whose valid keys are `allowed`.
