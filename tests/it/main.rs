@@ -39,6 +39,7 @@ mod secrets;
 mod shim;
 mod spec_errors;
 mod splitter;
+mod streaming_response;
 mod unpack_limits;
 mod wait;
 mod worker_caps;

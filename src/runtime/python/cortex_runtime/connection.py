@@ -13,7 +13,7 @@ from .http_wire import BadRequest, HeadTooLarge, PayloadTooLarge, _REASONS, _htt
 from .log import _describe, _log
 from .payload import Headers, QueryParams, parse_payload
 from .predictor import _ShutDown, _call_guarded
-from .responses import render
+from .responses import predict_whole, render
 from .tracebacks import _format_traceback
 
 GET_MESSAGE = "make a prediction by sending a post request to this endpoint with a json payload"
@@ -438,4 +438,4 @@ class Connection(BatchRoutes, asyncio.Protocol):
                 args = {n: values[n] for n in predictor.post_predict_args}
                 server.post_predict(predictor.post_predict, args, self)
 
-        server.call(_call_guarded, (predictor.instance.predict,), kwargs, predicted, self)
+        server.call(_call_guarded, (predict_whole, predictor.instance.predict), kwargs, predicted, self)

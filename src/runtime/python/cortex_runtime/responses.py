@@ -1,5 +1,6 @@
 """What predict() returns, made into an answer: status, body and headers."""
 
+import asyncio
 import json
 
 from .http_wire import _TOKEN_CHARS
@@ -22,6 +23,51 @@ def _is_response(result):
     except Exception:
         return False
     return isinstance(body, (bytes, bytearray, memoryview)) and isinstance(status, int) and not isinstance(status, bool)
+
+
+class _Drained:
+    """A streaming response read whole: what `render` sends like any other response."""
+
+    def __init__(self, response, body):
+        self.status_code = response.status_code
+        self.headers = getattr(response, "headers", None)
+        self.media_type = getattr(response, "media_type", None)
+        self.charset = getattr(response, "charset", None)
+        self.body = body
+
+
+def drained(result):
+    """A streaming response (a `body_iterator` of bytes or str, sync or async, as starlette's
+    StreamingResponse has) read whole, in the calling thread (the predictor's pool, never the
+    event loop); anything else as it is."""
+    if isinstance(result, (bytes, bytearray, memoryview, str, dict, list, tuple, int, float)) or result is None:
+        return result
+    iterator = getattr(result, "body_iterator", None)
+    status = getattr(result, "status_code", None)
+    if iterator is None or not isinstance(status, int) or isinstance(status, bool):
+        return result
+    chunks = []
+    if hasattr(iterator, "__aiter__"):
+
+        async def collect():
+            async for chunk in iterator:
+                chunks.append(chunk)
+
+        loop = asyncio.new_event_loop()
+        try:
+            loop.run_until_complete(collect())
+        finally:
+            loop.close()
+    else:
+        chunks.extend(iterator)
+    charset = getattr(result, "charset", None) or "utf-8"
+    body = b"".join(c.encode(charset) if isinstance(c, str) else bytes(c) for c in chunks)
+    return _Drained(result, body)
+
+
+def predict_whole(predict, **kwargs):
+    """`predict(**kwargs)`, a streaming response read whole."""
+    return drained(predict(**kwargs))
 
 
 def _header_text(value, what):

@@ -4,7 +4,7 @@ import http.client
 import json
 import unittest
 
-from cortex_runtime.responses import render
+from cortex_runtime.responses import drained, render
 
 from .support import DEADLINE, Shim, ShimTestCase, wait_until
 
@@ -160,3 +160,33 @@ class TestResponses(ShimTestCase):
                 self.assertEqual((status, ctype), (500, "application/json"))
                 self.assertEqual(json.loads(body), {"kind": "internal", "message": "internal server error"})
                 wait_until(lambda: message in self.shim.stderr(), what="the error on stderr")
+
+
+class Streaming:  # shaped like starlette.responses.StreamingResponse
+    def __init__(self, iterator, media_type="text/csv"):
+        self.body_iterator = iterator
+        self.status_code = 200
+        self.media_type = media_type
+        self.charset = "utf-8"
+        self.headers = {"content-type": media_type, "x-rows": "2"}
+
+
+class TestDrained(unittest.TestCase):
+    def test_sync_and_async_iterators_are_read_whole(self):
+        def rows():
+            yield "a,b\n"
+            yield b"1,2\n"
+
+        async def async_rows():
+            yield b"a,b\n"
+            yield "1,2\n"
+
+        for iterator in (rows(), async_rows()):
+            status, body, headers = render(drained(Streaming(iterator)))
+            self.assertEqual((status, body), (200, b"a,b\n1,2\n"))
+            self.assertIn(("x-rows", "2"), headers)
+            self.assertIn(("content-type", "text/csv"), headers)
+
+    def test_everything_else_is_left_as_it_is(self):
+        for value in (b"x", "x", {"a": 1}, None, 3, object()):
+            self.assertIs(drained(value), value)
