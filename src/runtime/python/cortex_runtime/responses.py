@@ -2,6 +2,7 @@
 
 import asyncio
 import json
+import threading
 
 from .http_wire import _TOKEN_CHARS
 
@@ -48,21 +49,45 @@ def drained(result):
         return result
     chunks = []
     if hasattr(iterator, "__aiter__"):
-
-        async def collect():
-            async for chunk in iterator:
-                chunks.append(chunk)
-
-        loop = asyncio.new_event_loop()
-        try:
-            loop.run_until_complete(collect())
-        finally:
-            loop.close()
+        _drain_async(iterator, chunks)
     else:
         chunks.extend(iterator)
     charset = getattr(result, "charset", None) or "utf-8"
     body = b"".join(c.encode(charset) if isinstance(c, str) else bytes(c) for c in chunks)
     return _Drained(result, body)
+
+
+def _drain_async(iterator, chunks):
+    """Appends what an async iterator yields to `chunks`, on an event loop of its own: in this
+    thread, or in a helper thread when this one already runs a loop."""
+
+    async def collect():
+        async for chunk in iterator:
+            chunks.append(chunk)
+
+    def run():
+        loop = asyncio.new_event_loop()
+        try:
+            loop.run_until_complete(collect())
+        finally:
+            loop.close()
+
+    if asyncio._get_running_loop() is None:
+        run()
+        return
+    failed = []
+
+    def in_thread():
+        try:
+            run()
+        except BaseException as e:  # re-raised in the caller's thread
+            failed.append(e)
+
+    helper = threading.Thread(target=in_thread, name="cortex-drain", daemon=True)
+    helper.start()
+    helper.join()
+    if failed:
+        raise failed[0]
 
 
 def predict_whole(predict, **kwargs):
