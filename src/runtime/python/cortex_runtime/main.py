@@ -158,6 +158,14 @@ from .supervisor import Supervisor
 from .venv import RequirementsError, prepare, use_requirements
 
 
+def _init_failed(message):
+    """Says why the replica cannot start (stderr and the server) and gives its exit status."""
+    text = "cortex: error: %s\n" % message
+    _write_stderr(text)
+    report_init_failure(text)
+    return EXIT_INIT_FAILED
+
+
 def main():
     signal.signal(signal.SIGTERM, _early_signal)
     signal.signal(signal.SIGINT, _early_signal)
@@ -175,31 +183,22 @@ def main():
         return EXIT_BAD_ENV
 
     if "--prepare" in sys.argv[1:]:
-        # The server's preparation run: make the virtualenv, then exit.
+        # The server's preparation run: make the virtualenv (and fetch an onnx model), then exit.
         try:
             prepare(settings)
         except RequirementsError as e:
-            text = "cortex: error: failed to prepare the virtualenv: %s\n" % e
-            _write_stderr(text)
-            report_init_failure(text)
-            return EXIT_INIT_FAILED
+            return _init_failed("failed to prepare the virtualenv: %s" % e)
         if settings["predictor_type"] == "onnx":
             try:
                 local_model(settings)
             except ModelError as e:
-                text = "cortex: error: failed to fetch the model: %s\n" % e
-                _write_stderr(text)
-                report_init_failure(text)
-                return EXIT_INIT_FAILED
+                return _init_failed("failed to fetch the model: %s" % e)
         return EXIT_OK
 
     try:
         use_requirements(settings)
     except RequirementsError as e:
-        text = "cortex: error: failed to prepare the virtualenv: %s\n" % e
-        _write_stderr(text)
-        report_init_failure(text)
-        return EXIT_INIT_FAILED
+        return _init_failed("failed to prepare the virtualenv: %s" % e)
 
     # The handed socket crossed the exec into a virtualenv above; from here on it is this
     # process's (and its forked workers') alone: no program the predictor starts may inherit
