@@ -93,9 +93,12 @@ pub struct PredictorConfig {
     pub path: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub command: Option<Vec<String>>,
-    /// onnx: the model's location (as written in `cortex.yaml`).
+    /// python and onnx: the model's location (as written in `cortex.yaml`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub model_path: Option<String>,
+    /// python and onnx: several models (instead of `model_path`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub models: Option<ModelsConfig>,
     #[serde(default)]
     pub config: serde_json::Map<String, serde_json::Value>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -104,6 +107,39 @@ pub struct PredictorConfig {
     pub env: BTreeMap<String, String>,
     pub processes_per_replica: u32,
     pub threads_per_process: u32,
+}
+
+/// `predictor.models` (cortex 0.22): the models a predictor serves, each from its own location
+/// (`paths`) or every subdirectory of one (`dir`), and how many stay loaded (`cache_size` in
+/// memory, `disk_cache_size` downloaded).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ModelsConfig {
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub paths: Vec<NamedModel>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dir: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cache_size: Option<u32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub disk_cache_size: Option<u32>,
+}
+
+impl ModelsConfig {
+    /// Every location the models come from.
+    pub fn locations(&self) -> impl Iterator<Item = &str> {
+        self.dir
+            .as_deref()
+            .into_iter()
+            .chain(self.paths.iter().map(|p| p.model_path.as_str()))
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NamedModel {
+    pub name: String,
+    pub model_path: String,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

@@ -142,10 +142,9 @@ pub fn plan(
         PredictorType::Python | PredictorType::Onnx => {
             if predictor.kind == PredictorType::Onnx {
                 env.push(("CORTEX_PREDICTOR_TYPE".to_string(), "onnx".to_string()));
-                env.push((
-                    "CORTEX_MODEL_PATH".to_string(),
-                    predictor.model_path.clone().unwrap_or_default(),
-                ));
+            }
+            if let Some(models) = models_env(predictor) {
+                env.push(("CORTEX_MODELS".to_string(), models));
                 env.push(("CORTEX_API_VERSION".to_string(), version.to_string()));
             }
             env.push((
@@ -270,6 +269,16 @@ pub fn for_job(
     plan
 }
 
+/// `CORTEX_MODELS`: the predictor's `model_path` or `models` as the runtime reads them.
+fn models_env(predictor: &crate::spec::Predictor) -> Option<String> {
+    let value = match (&predictor.model_path, &predictor.models) {
+        (Some(path), _) => serde_json::json!({ "model_path": path }),
+        (None, Some(models)) => serde_json::to_value(models).ok()?,
+        (None, None) => return None,
+    };
+    Some(value.to_string())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -383,7 +392,10 @@ mod tests {
                 .map(|(_, v)| v.clone())
         };
         assert_eq!(env("CORTEX_PREDICTOR_TYPE").as_deref(), Some("onnx"));
-        assert_eq!(env("CORTEX_MODEL_PATH").as_deref(), Some("http://h/m.onnx"));
+        assert_eq!(
+            env("CORTEX_MODELS").as_deref(),
+            Some(r#"{"model_path":"http://h/m.onnx"}"#)
+        );
         assert_eq!(env("CORTEX_API_VERSION").as_deref(), Some("abc123"));
         assert_eq!(env("CORTEX_PREDICTOR_PATH").as_deref(), Some("p.py"));
         assert!(p.takes_socket);

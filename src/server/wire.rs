@@ -44,6 +44,7 @@ impl From<&spec::ApiSpec> for api::ApiConfig {
                 path: p.path.clone(),
                 command: p.command.clone(),
                 model_path: p.model_path.clone(),
+                models: p.models.clone(),
                 config: p.config.clone(),
                 python_path: p.python_path.clone(),
                 env: p.env.clone(),

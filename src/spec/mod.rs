@@ -22,6 +22,7 @@ mod compute;
 mod document;
 mod load;
 mod locate;
+mod models;
 mod monitoring;
 mod networking;
 mod node;

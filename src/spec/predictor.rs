@@ -1,23 +1,25 @@
 //! The `predictor` section: what runs in each replica.
 //!
 //! - `type: python` needs `path` (a `.py` file inside the project) and refuses `command`;
-//! - `type: onnx` needs `path` (the file defining `ONNXPredictor`) and `model_path` (a file or
-//!   directory in the project, `file:///...` or an `http(s)://` URL; `s3://` is refused for now);
+//! - `type: onnx` needs `path` (the file defining `ONNXPredictor`) and `model_path` or `models`;
+//!   `type: python` may take either (its `PythonPredictor` then gets a `python_client`), see
+//!   `models.rs`;
 //! - `type: command` needs `command` (a string split like a shell would, or a list of words) and
 //!   refuses `path`;
 //! - `image` is accepted for compatibility with cortex v0.2x files and ignored (there are no
 //!   containers);
-//! - the `tensorflow` predictor, `models`, and `model_path` outside onnx predictors are refused
+//! - the `tensorflow` predictor, and `model_path` or `models` in command predictors, are refused
 //!   with what to do instead (see `schema.rs`).
 
 use std::collections::BTreeMap;
 
+use super::models;
 use super::node::{Node, Value};
 use super::problem::{quote, Problem};
 use super::schema;
 use super::section::Section;
 use super::suggest::nearest;
-use super::types::{Predictor, PredictorType};
+use super::types::{ModelsConfig, Predictor, PredictorType};
 
 pub(crate) const MAX_PROCESSES_PER_REPLICA: u64 = 100;
 
@@ -95,29 +97,7 @@ pub(crate) fn predictor(api: &Section) -> Result<Predictor, Problem> {
         }
     };
 
-    let model_path = match kind {
-        PredictorType::Onnx => {
-            sec.require(
-                "model_path",
-                "set it to the exported model: a .onnx file in the project (e.g. \
-                 \"model_path: model.onnx\"), file:///an/absolute/path.onnx or an http(s):// URL",
-            )?;
-            sec.parsed("model_path", "a path or URL like \"model.onnx\"", |p| {
-                model_path(p).map(|()| p.to_string())
-            })?
-        }
-        _ => {
-            if sec.has("model_path") {
-                return Err(sec.problem(
-                    "model_path",
-                    "is only for onnx predictors (\"type: onnx\"); for a python predictor put \
-                     the model's location in predictor.config and load it in \
-                     PythonPredictor.__init__",
-                ));
-            }
-            None
-        }
-    };
+    let (model_path, models) = model_locations(&sec, kind)?;
 
     let config = match sec.get("config") {
         None => serde_json::Map::new(),
@@ -153,12 +133,20 @@ pub(crate) fn predictor(api: &Section) -> Result<Predictor, Problem> {
         MAX_PROCESSES_PER_REPLICA as u32,
     )?;
     let threads_per_process = sec.whole_u32("threads_per_process", 1, 1, u32::MAX)?;
+    if processes_per_replica > 1 && models.as_ref().is_some_and(|m| m.cache_size.is_some()) {
+        return Err(sec.problem(
+            "processes_per_replica",
+            "must be 1 when predictor.models has a cache_size (each process would keep its own \
+             cache); remove cache_size and disk_cache_size, or use threads_per_process",
+        ));
+    }
 
     Ok(Predictor {
         kind,
         path,
         command,
         model_path,
+        models,
         config,
         python_path,
         env,
@@ -320,46 +308,45 @@ fn is_env_name(name: &str) -> bool {
         && chars.all(|c| c.is_ascii_alphanumeric() || c == '_')
 }
 
-/// An onnx predictor's `model_path`: a path inside the project, `file:///<absolute path>`, or an
-/// `http(s)://` URL with a host. `s3://` (cortex's usual form) is not supported yet.
-pub(crate) fn model_path(text: &str) -> Result<(), String> {
-    let Some((scheme, rest)) = text.split_once("://") else {
-        return relative_path(text);
-    };
-    match scheme.to_ascii_lowercase().as_str() {
-        "s3" => Err(format!(
-            "{} is on S3, which is not supported yet; put the model in the project \
-             (e.g. \"model_path: model.onnx\"), or give a file:/// path or an http(s):// URL",
-            quote(text)
-        )),
-        "file" => {
-            if !rest.starts_with('/') || rest.len() < 2 {
-                return Err(format!(
-                    "must be an absolute path after file://, like \"file:///models/model.onnx\", \
-                     got {}",
-                    quote(text)
+/// `model_path` and `models`: python and onnx predictors take one of them (onnx must),
+/// command predictors neither.
+fn model_locations(
+    sec: &Section,
+    kind: PredictorType,
+) -> Result<(Option<String>, Option<ModelsConfig>), Problem> {
+    if kind == PredictorType::Command {
+        for key in ["model_path", "models"] {
+            if sec.has(key) {
+                return Err(sec.problem(
+                    key,
+                    "is only for python and onnx predictors; a command predictor finds its \
+                     model itself (pass its location in predictor.env or the command)",
                 ));
             }
-            if rest.contains('\0') {
-                return Err("must not contain a NUL character".into());
-            }
-            Ok(())
         }
-        "http" | "https" => {
-            let host = rest.split(['/', '?', '#']).next().unwrap_or_default();
-            let host = host.rsplit('@').next().unwrap_or_default();
-            if host.is_empty() || text.chars().any(|c| c.is_whitespace() || c.is_control()) {
-                return Err(format!("is not a valid URL: {}", quote(text)));
-            }
-            Ok(())
-        }
-        _ => Err(format!(
-            "{} uses {}://, which is not supported; use a path in the project, file:/// or \
-             http(s)://",
-            quote(text),
-            scheme
-        )),
+        return Ok((None, None));
     }
+    let model_path = sec.parsed("model_path", "a location like \"model.onnx\"", |p| {
+        models::location(p).map(|()| p.to_string())
+    })?;
+    let models = models::models(sec)?;
+    if model_path.is_some() && models.is_some() {
+        return Err(sec.problem(
+            "models",
+            "cannot be given with predictor.model_path; use model_path for one model, or list \
+             them all in models.paths",
+        ));
+    }
+    if kind == PredictorType::Onnx && model_path.is_none() && models.is_none() {
+        return Err(Problem::new(
+            sec.pos,
+            sec.field("model_path"),
+            "is required; set it to the exported model: a .onnx file in the project (e.g. \
+             \"model_path: model.onnx\"), file:///an/absolute/path.onnx, an http(s):// URL or \
+             s3://bucket/prefix (or list several models in predictor.models)",
+        ));
+    }
+    Ok((model_path, models))
 }
 
 /// A path inside the project directory: relative, and never leaving it through `..`.
@@ -561,12 +548,83 @@ mod tests {
             message("predictor: {type: python, path: a.py, processes_per_replica: 101}"),
             "predictor.processes_per_replica: must be between 1 and 100, got 101"
         );
+    }
+
+    #[test]
+    fn python_and_onnx_take_model_path_or_models() {
+        let p =
+            parse("predictor: {type: python, path: a.py, model_path: 's3://bucket/m/'}").unwrap();
+        assert_eq!(p.model_path.as_deref(), Some("s3://bucket/m/"));
+        let p = parse(
+            "predictor: {type: onnx, path: a.py, models: {paths: [{name: a, model_path: a/}, \
+             {name: b, model_path: 's3://bucket/b/'}], cache_size: 1, disk_cache_size: 2}}",
+        )
+        .unwrap();
+        let models = p.models.unwrap();
+        assert_eq!(models.paths.len(), 2);
         assert_eq!(
-            message("predictor: {type: python, path: a.py, model_path: s3://x}"),
-            "predictor.model_path: is only for onnx predictors (\"type: onnx\"); for a python \
-             predictor put the model's location in predictor.config and load it in \
-             PythonPredictor.__init__"
+            (models.cache_size, models.disk_cache_size),
+            (Some(1), Some(2))
         );
+        let p = parse("predictor: {type: python, path: a.py, models: {dir: models/}}").unwrap();
+        assert_eq!(p.models.unwrap().dir.as_deref(), Some("models/"));
+    }
+
+    #[test]
+    fn models_problems() {
+        for (yaml, expected) in [
+            (
+                "{type: python, path: a.py, model_path: m, models: {dir: d}}",
+                "predictor.models: cannot be given with predictor.model_path",
+            ),
+            (
+                "{type: python, path: a.py, models: {}}",
+                "predictor.models: needs paths (a list of {name, model_path}) or dir",
+            ),
+            (
+                "{type: python, path: a.py, models: {dir: d, paths: [{name: a, model_path: a}]}}",
+                "predictor.models.dir: cannot be given with models.paths",
+            ),
+            (
+                "{type: python, path: a.py, models: {dir: 'https://h/models/'}}",
+                "predictor.models.dir: \"https://h/models/\" is a URL, which cannot be listed",
+            ),
+            (
+                "{type: python, path: a.py, models: {paths: [{name: a, model_path: a}, {name: a, model_path: b}]}}",
+                "predictor.models.paths[1].name: \"a\" is listed twice",
+            ),
+            (
+                "{type: python, path: a.py, models: {paths: [{name: a}]}}",
+                "predictor.models.paths[0].model_path: is required",
+            ),
+            (
+                "{type: python, path: a.py, models: {paths: [{name: a, model_path: 's3://A_B/x'}]}}",
+                "predictor.models.paths[0].model_path: \"s3://A_B/x\": \"A_B\" is not a valid bucket name",
+            ),
+            (
+                "{type: python, path: a.py, models: {dir: d, cache_size: 2}}",
+                "predictor.models.cache_size: needs models.disk_cache_size too",
+            ),
+            (
+                "{type: python, path: a.py, models: {dir: d, cache_size: 2, disk_cache_size: 1}}",
+                "predictor.models.disk_cache_size: must be at least cache_size (2)",
+            ),
+            (
+                "{type: python, path: a.py, processes_per_replica: 2, models: {dir: d, cache_size: 1, disk_cache_size: 1}}",
+                "predictor.processes_per_replica: must be 1 when predictor.models has a cache_size",
+            ),
+            (
+                "{type: python, path: a.py, models: {dir: d, signature_key: s}}",
+                "predictor.models.signature_key: is only for the tensorflow predictor",
+            ),
+            (
+                "{type: command, command: x, models: {dir: d}}",
+                "predictor.models: is only for python and onnx predictors",
+            ),
+        ] {
+            let text = message(&format!("predictor: {yaml}"));
+            assert!(text.starts_with(expected), "{yaml}:\n{text}");
+        }
     }
 
     #[test]
@@ -577,6 +635,7 @@ mod tests {
             "file:///srv/models/iris.onnx",
             "http://127.0.0.1:8000/model.onnx",
             "https://example.com/m/model.onnx?v=2",
+            "s3://bucket/iris/",
         ] {
             let p = parse(&format!(
                 "predictor: {{type: onnx, path: predictor.py, model_path: '{model_path}', \
@@ -596,20 +655,13 @@ mod tests {
         assert_eq!(
             message("predictor: {type: onnx, path: predictor.py}"),
             "predictor.model_path: is required; set it to the exported model: a .onnx file in \
-             the project (e.g. \"model_path: model.onnx\"), file:///an/absolute/path.onnx or an \
-             http(s):// URL"
+             the project (e.g. \"model_path: model.onnx\"), file:///an/absolute/path.onnx, an \
+             http(s):// URL or s3://bucket/prefix (or list several models in predictor.models)"
         );
         assert!(
             message("predictor: {type: onnx, model_path: m.onnx}").starts_with(
                 "predictor.path: is required; set it to the python file that defines ONNXPredictor"
             )
-        );
-        let s3 = message("predictor: {type: onnx, path: p.py, model_path: 's3://bucket/iris/'}");
-        assert!(
-            s3.starts_with(
-                "predictor.model_path: \"s3://bucket/iris/\" is on S3, which is not supported yet"
-            ),
-            "{s3}"
         );
         for (model_path, needle) in [
             ("gs://b/m.onnx", "gs://, which is not supported"),
@@ -632,7 +684,7 @@ mod tests {
         );
         assert!(
             message("predictor: {type: command, command: x, model_path: m.onnx}")
-                .starts_with("predictor.model_path: is only for onnx predictors")
+                .starts_with("predictor.model_path: is only for python and onnx predictors")
         );
         assert!(
             message("predictor: {type: tensorflow, path: p.py, model_path: s3://x}")

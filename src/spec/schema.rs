@@ -22,6 +22,7 @@ pub(crate) const PREDICTOR: &[&str] = &[
     "path",
     "command",
     "model_path",
+    "models",
     "config",
     "python_path",
     "image",
@@ -60,6 +61,11 @@ pub(crate) const NETWORKING: &[&str] = &[
 
 pub(crate) const MONITORING: &[&str] = &["model_type", "key"];
 
+pub(crate) const MODELS: &[&str] = &["paths", "dir", "cache_size", "disk_cache_size"];
+
+/// One entry of `predictor.models.paths`.
+pub(crate) const MODEL_PATH: &[&str] = &["name", "model_path"];
+
 /// Every section by its path (`""` is the API itself).
 const SECTIONS: &[(&str, &[&str])] = &[
     ("", API),
@@ -69,24 +75,15 @@ const SECTIONS: &[(&str, &[&str])] = &[
     ("update_strategy", UPDATE_STRATEGY),
     ("networking", NETWORKING),
     ("monitoring", MONITORING),
+    ("predictor.models", MODELS),
 ];
 
 const NO_TENSORFLOW: &str = "is only for the tensorflow predictor, which is not supported; use \
                              \"type: python\" and load the model in PythonPredictor.__init__";
 
 /// Keys of cortex v0.2x that this cortex does not support, with what to do instead.
-///
-/// `predictor.models` (v0.22) is refused rather than kept: cortex downloaded those models and
-/// passed a client to `__init__`, which this cortex does not do, so accepting it would silently
-/// change what the predictor gets. (`model_path` is a key: onnx predictors take it, the others
-/// refuse it in `predictor.rs`.)
 const UNSUPPORTED: &[(&str, &str, &str)] = &[
-    (
-        "predictor",
-        "models",
-        "is not supported; put the models' locations in predictor.config and load them in \
-         PythonPredictor.__init__",
-    ),
+    ("predictor.models", "signature_key", NO_TENSORFLOW),
     ("predictor", "signature_key", NO_TENSORFLOW),
     ("predictor", "server_side_batching", NO_TENSORFLOW),
     ("predictor", "tensorflow_serving_image", NO_TENSORFLOW),
@@ -154,7 +151,8 @@ mod tests {
 
     #[test]
     fn explains_unsupported_keys() {
-        assert!(unknown_key("predictor", "models", PREDICTOR).starts_with("is not supported"));
+        assert!(unknown_key("predictor.models", "signature_key", MODELS)
+            .starts_with("is only for the tensorflow predictor"));
         assert!(unknown_key("predictor", "signature_key", PREDICTOR).contains("tensorflow"));
     }
 }

@@ -10,6 +10,7 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 
 use super::quantity::{Cpu, Duration, Mem, Surge};
+pub use crate::api::{ModelsConfig, NamedModel};
 
 /// One entry of `cortex.yaml`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -102,10 +103,13 @@ pub struct Predictor {
     /// command: the program and its arguments (a YAML string is split with shell words).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub command: Option<Vec<String>>,
-    /// onnx: where the model is: a file or directory in the project (relative), `file:///...`
-    /// or an `http(s)://` URL.
+    /// python and onnx: where the model is: a file or directory in the project (relative),
+    /// `file:///...`, an `http(s)://` URL or `s3://bucket/prefix`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub model_path: Option<String>,
+    /// python and onnx: several models (instead of `model_path`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub models: Option<ModelsConfig>,
     /// Passed to `__init__(self, config)`; always a mapping (`{}` by default).
     #[serde(default)]
     pub config: serde_json::Map<String, serde_json::Value>,

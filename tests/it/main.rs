@@ -25,6 +25,7 @@ mod local_port;
 mod log_caps;
 mod metrics;
 mod missing_module;
+mod models;
 mod nothing_lost;
 mod onnx;
 mod permissions;

@@ -85,12 +85,17 @@ fn node(op: &str, inputs: &[&str], output: &str) -> Vec<u8> {
 
 /// The model: input `input` [None, 4] float, output `output` = input * 2 + 1.
 fn model() -> Vec<u8> {
+    affine(2.0, 1.0)
+}
+
+/// A model whose output is input * `mul` + `add`.
+fn affine(mul: f32, add: f32) -> Vec<u8> {
     let graph = message(|m| {
         bytes_field(m, 1, &node("Mul", &["input", "two"], "doubled"));
         bytes_field(m, 1, &node("Add", &["doubled", "one"], "output"));
         bytes_field(m, 2, b"affine");
-        bytes_field(m, 5, &scalar("two", 2.0));
-        bytes_field(m, 5, &scalar("one", 1.0));
+        bytes_field(m, 5, &scalar("two", mul));
+        bytes_field(m, 5, &scalar("one", add));
         bytes_field(m, 11, &value_info("input"));
         bytes_field(m, 12, &value_info("output"));
     });
@@ -125,7 +130,7 @@ class ONNXPredictor:
 ";
 
 /// Serves `body` at any path on a loopback port; counts the requests.
-fn serve_file(body: Vec<u8>) -> (u16, Arc<AtomicUsize>) {
+pub(crate) fn serve_file(body: Vec<u8>) -> (u16, Arc<AtomicUsize>) {
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
     let port = listener.local_addr().unwrap().port();
     let count = Arc::new(AtomicUsize::new(0));
@@ -242,11 +247,11 @@ fn onnx_model_path_problems_are_refused_at_deploy() {
     write(
         &p,
         "cortex.yaml",
-        &api("iris", "s3://cortex-examples/onnx/iris-classifier/", ""),
+        &api("iris", "s3://Cortex_Examples/onnx/iris-classifier/", ""),
     );
     let out = s.run(&p, &["deploy"]);
     assert_refused(&out, "cortex.yaml:6");
-    assert_refused(&out, "is on S3, which is not supported yet");
+    assert_refused(&out, "is not a valid bucket name");
 
     write(&p, "cortex.yaml", &api("iris", "missing.onnx", ""));
     let out = s.run(&p, &["deploy"]);
@@ -332,4 +337,75 @@ fn onnx_batch_api_workers_run_the_model() {
         [json!({"y": [[1.0, 3.0, 5.0, 7.0]], "job": id})],
         "{written:?}"
     );
+}
+
+/// As cortex 0.22's examples/onnx/multi-model-classifier called its client.
+const MULTI_PREDICTOR: &str = "\
+class ONNXPredictor:
+    def __init__(self, onnx_client, config):
+        self.client = onnx_client
+
+    def predict(self, payload, query_params):
+        model_name = query_params['model']
+        model_version = query_params.get('version', 'latest')
+        results = self.client.predict(payload, model_name, model_version)[0]
+        return {'y': results[0].tolist(), 'model': {'name': model_name, 'version': model_version}}
+";
+
+#[test]
+fn onnx_predictor_serves_several_models_and_their_versions() {
+    let s = Server::start();
+    let p = s.project("onnx-multi");
+    write(&p, "predictor.py", MULTI_PREDICTOR);
+    std::fs::create_dir_all(p.join("models/affine/1")).unwrap();
+    std::fs::create_dir_all(p.join("models/affine/2")).unwrap();
+    std::fs::write(p.join("models/affine/1/model.onnx"), affine(2.0, 1.0)).unwrap();
+    std::fs::write(p.join("models/affine/2/m.onnx"), affine(3.0, 0.0)).unwrap();
+    std::fs::write(p.join("models/plain.onnx"), affine(1.0, 0.0)).unwrap();
+    write(
+        &p,
+        "cortex.yaml",
+        "- name: multi\n  kind: RealtimeAPI\n  predictor:\n    type: onnx\n    path: predictor.py\n    \
+         models:\n      paths:\n        - name: affine\n          model_path: models/affine/\n        \
+         - name: plain\n          model_path: models/plain.onnx\n",
+    );
+    s.ok(&p, &["deploy"]);
+    wait_live(&s, "multi");
+    let ask = |query: &str| -> (u16, Value) {
+        let resp = http()
+            .post(format!("{}/multi?{query}", s.url))
+            .json(&json!([1, 2, 3, 4]))
+            .send()
+            .unwrap();
+        (resp.status().as_u16(), resp.json().unwrap_or(Value::Null))
+    };
+    assert_eq!(ask("model=affine").1["y"], json!([3.0, 6.0, 9.0, 12.0]));
+    assert_eq!(
+        ask("model=affine&version=1").1["y"],
+        json!([3.0, 5.0, 7.0, 9.0])
+    );
+    assert_eq!(ask("model=plain").1["y"], json!([1.0, 2.0, 3.0, 4.0]));
+    let (status, body) = ask("model=affine&version=7");
+    assert_eq!(status, 404, "{body}");
+    assert!(
+        body["message"]
+            .as_str()
+            .unwrap()
+            .contains("model 'affine' has no version 7; it has 1, 2"),
+        "{body}"
+    );
+    // GET shows each model's input signature.
+    let get: Value = http()
+        .get(format!("{}/multi", s.url))
+        .send()
+        .unwrap()
+        .json()
+        .unwrap();
+    for name in ["affine", "plain"] {
+        assert_eq!(
+            get["model_signatures"][name]["input"],
+            json!({"shape": [null, 4], "type": "float32"}),
+            "{get:#}"
+        );
+    }
 }

@@ -11,6 +11,7 @@ import urllib.parse
 from .batch import BatchRoutes, BatchStream
 from .http_wire import BadRequest, HeadTooLarge, PayloadTooLarge, _REASONS, _http_date, parse_head, request_body
 from .log import _describe, _log
+from .model_store import ModelNotFound, ModelRequestError
 from .payload import Headers, QueryParams, parse_payload
 from .predictor import _ShutDown, _call_guarded
 from .responses import predict_whole, render
@@ -424,6 +425,14 @@ class Connection(BatchRoutes, asyncio.Protocol):
                     status, out, response_headers = render(result)
                 except Exception as e:
                     exc = e
+            if isinstance(exc, (ModelNotFound, ModelRequestError)) and not server.settings.get("batch"):
+                # the predictor asked its client for a model the API does not have: the
+                # request's fault (a name or version from its query), said to its sender
+                _log("WARNING", "%s: %s" % (api_name, exc))
+                status = 404 if isinstance(exc, ModelNotFound) else 400
+                kind = "model_not_found" if status == 404 else "bad_request"
+                self.send_json(status, {"kind": kind, "message": str(exc)})
+                return
             if exc is not None:
                 _log("ERROR", "%s: exception in predict: %s" % (api_name, _describe(exc)), _format_traceback(exc))
                 # A batch's failure is kept with the job (its dead letters): say what it was.

@@ -17,8 +17,11 @@ with the project directory as the working directory and these variables:
                                  ONNXPredictor, whose __init__ may take `onnx_client`:
                                  see `onnx_client`; onnxruntime and numpy are installed
                                  into the API's virtualenv)
-    CORTEX_MODEL_PATH            onnx: the model, a path in the project, file:///... or an
-                                 http(s):// URL (see `models`)
+    CORTEX_MODELS                the predictor's model_path or models as JSON (required for
+                                 onnx; a python predictor then gets `python_client`): see
+                                 `model_store`, `model_sources`
+    CORTEX_MODEL_RELOAD_SECONDS  how often the models' locations are checked for new
+                                 versions (default 10)
     CORTEX_API_VERSION           the API version's hash (a URL's model is fetched once per
                                  version)
     CORTEX_THREADS_PER_PROCESS   threads running the predictor per process, >= 1 (default 1)
@@ -149,7 +152,8 @@ import traceback
 
 from .lifecycle import _early_signal, _finish, _install_stop, _serve, _stop_requested
 from .log import _describe, _log, _write_stderr
-from .models import ModelError, local_model
+from .model_store import store_for
+from .models import ModelError
 from .predictor import _init_failure_text, _load_in_pool, _make_pool
 from .reporting import report_init_failure
 from .server import Server, open_socket
@@ -188,9 +192,10 @@ def main():
             prepare(settings)
         except RequirementsError as e:
             return _init_failed("failed to prepare the virtualenv: %s" % e)
-        if settings["predictor_type"] == "onnx":
+        store = store_for(settings)
+        if store is not None:
             try:
-                local_model(settings)
+                store.prefetch()
             except ModelError as e:
                 return _init_failed("failed to fetch the model: %s" % e)
         return EXIT_OK

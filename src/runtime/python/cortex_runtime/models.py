@@ -1,8 +1,7 @@
-"""An onnx predictor's model (`predictor.model_path`, `CORTEX_MODEL_PATH`) as a local file:
-a file or directory in the project, a `file:///` path, or an `http(s)://` URL downloaded once
-per API version (`CORTEX_API_VERSION`) into the API's own writable directory
-(`CORTEX_VENVS_DIR/models/`), by the preparation run when the server makes one, else by the
-first replica. A directory stands for the one `.onnx` file in it (cortex's form)."""
+"""Model files kept on this machine: the API's model directory (`CORTEX_VENVS_DIR/models/`,
+writable by its replicas and shared by them), downloads into it (`http(s)://` model files,
+once, under a lock, written whole before they are seen), and the one `.onnx` file a model
+directory stands for (cortex's form)."""
 
 import fcntl
 import hashlib
@@ -21,44 +20,32 @@ class ModelError(Exception):
     """The model cannot be found or fetched."""
 
 
-def is_url(model_path):
-    return model_path.split("://", 1)[0].lower() in ("http", "https") and "://" in model_path
+def is_url(location):
+    return location.split("://", 1)[0].lower() in ("http", "https") and "://" in location
 
 
-def local_model(settings):
-    """The local file of the settings' model, downloaded first when it is a URL."""
-    model_path = settings["model_path"]
-    if is_url(model_path):
-        path = _download(settings, model_path)
-    elif model_path.lower().startswith("file://"):
-        path = urllib.parse.unquote(model_path[len("file://"):])
-    elif "://" in model_path:
-        raise ModelError("model_path %s: only paths in the project, file:/// and http(s):// are supported" % model_path)
-    else:
-        path = os.path.join(settings["project_dir"], model_path)
-    return _model_file(path, model_path)
+def model_dir(key, per_api_version=False):
+    """Where the download named by `key` is kept (`per_api_version`: a new version of the API
+    downloads it again, for what cannot tell a changed file from an unchanged one)."""
+    base = os.environ.get("CORTEX_VENVS_DIR", "").strip() or os.path.join(tempfile.gettempdir(), "cortex")
+    if per_api_version:
+        key = "%s\0%s" % (os.environ.get("CORTEX_API_VERSION", ""), key)
+    return os.path.join(base, "models", hashlib.sha256(key.encode()).hexdigest()[:24])
 
 
-def _model_file(path, model_path):
+def onnx_file(path, location):
+    """The .onnx file of a model: `path` itself, or the one .onnx file in the directory."""
     if os.path.isdir(path):
         found = sorted(f for f in os.listdir(path) if f.endswith(".onnx") and os.path.isfile(os.path.join(path, f)))
         if len(found) != 1:
             raise ModelError(
-                "model_path %s is a directory with %s .onnx file%s; it must hold exactly one"
-                % (model_path, len(found) or "no", "" if len(found) == 1 else "s")
+                "%s is a directory with %s .onnx file%s; it must hold exactly one"
+                % (location, len(found) or "no", "" if len(found) == 1 else "s")
             )
         return os.path.join(path, found[0])
     if not os.path.isfile(path):
-        raise ModelError("model_path %s: there is no file at %s" % (model_path, path))
+        raise ModelError("%s: there is no file at %s" % (location, path))
     return path
-
-
-def download_dir(settings, url):
-    """Where `url`'s model is kept for this version of the API."""
-    base = os.environ.get("CORTEX_VENVS_DIR", "").strip() or os.path.join(tempfile.gettempdir(), "cortex")
-    version = os.environ.get("CORTEX_API_VERSION", "")
-    key = hashlib.sha256(("%s\0%s\0%s" % (settings["api_name"], version, url)).encode()).hexdigest()[:24]
-    return os.path.join(base, "models", key)
 
 
 def _file_name(url):
@@ -68,17 +55,17 @@ def _file_name(url):
     return name
 
 
-def _download(settings, url):
-    directory = download_dir(settings, url)
+def download(url, directory):
+    """The local copy of the file at `url` in `directory` (downloaded if it is not there)."""
     target = os.path.join(directory, _file_name(url))
     if os.path.isfile(target):
-        return target
+        return directory
     os.makedirs(os.path.dirname(directory), exist_ok=True)
     with open(directory + ".lock", "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
         if os.path.isfile(target):
-            return target
-        _log("INFO", "%s: downloading the model from %s" % (settings["api_name"], _redacted(url)))
+            return directory
+        _log("INFO", "downloading the model from %s" % _redacted(url))
         _flush_output()
         os.makedirs(directory, exist_ok=True)
         fd, partial = tempfile.mkstemp(dir=directory, prefix=".download-")
@@ -96,9 +83,8 @@ def _download(settings, url):
             except OSError:
                 pass
             raise ModelError("cannot download the model from %s: %s" % (_redacted(url), e)) from None
-        size = os.path.getsize(target)
-        _log("INFO", "%s: downloaded the model (%d bytes)" % (settings["api_name"], size))
-    return target
+        _log("INFO", "downloaded the model (%d bytes)" % os.path.getsize(target))
+    return directory
 
 
 def _opener(url):

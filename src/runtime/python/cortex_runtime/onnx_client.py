@@ -18,8 +18,7 @@ argument, so it can be tested without them."""
 
 import os
 
-# The model name cortex used for `predictor.model_path` (one model per API).
-SINGLE_MODEL_NAME = "_cortex_default"
+from .model_store import SINGLE_MODEL_NAME
 
 # onnxruntime's type names -> numpy's.
 ONNX_TO_NP_TYPE = {
@@ -119,54 +118,53 @@ def signatures(metas):
 
 
 class ONNXClient:
-    """One onnxruntime session (the model of `predictor.model_path`)."""
+    """The API's onnx models (one for `predictor.model_path`, or `predictor.models`), each
+    version an onnxruntime session made when the store loads it."""
 
-    def __init__(self, session, np, model_file=None):
-        self._session = session
+    def __init__(self, store, np):
+        self._store = store
         self._np = np
-        self._model_file = model_file
-        self._inputs = list(session.get_inputs())
-        self._input_signatures = {SINGLE_MODEL_NAME: signatures(self._inputs)}
 
     def predict(self, model_input, model_name=None, model_version="latest"):
-        """Converts `model_input` to the model's inputs and runs it: the list of its outputs.
-        `model_name` and `model_version` are accepted as cortex 0.22 did (an API serves one
-        model: any name picks it; the version must be "latest" or a number)."""
-        model_version = str(model_version)
-        if model_version != "latest" and not model_version.isnumeric():
-            raise ONNXInputError("model_version must be either a parse-able numeric value or 'latest'")
-        inputs = onnx_inputs(self._np, model_input, self._inputs, SINGLE_MODEL_NAME)
-        return self._session.run([], inputs)
+        """Converts `model_input` to the model's inputs and runs it: the list of its outputs."""
+        model = self._store.get(model_name, model_version)
+        inputs = onnx_inputs(self._np, model_input, model["signatures"], model_name or SINGLE_MODEL_NAME)
+        return model["session"].run([], inputs)
 
     def get_model(self, model_name=None, model_version="latest"):
         """The model as cortex 0.22 returned it: its session and input signatures."""
-        return {
-            "session": self._session,
-            "signatures": self._inputs,
-            "input_signatures": self._input_signatures[SINGLE_MODEL_NAME],
-        }
-
-    @property
-    def sessions(self):
-        return {SINGLE_MODEL_NAME: self._session}
+        model = self._store.get(model_name, model_version)
+        return {k: model[k] for k in ("session", "signatures", "input_signatures")}
 
     @property
     def input_signatures(self):
-        return self._input_signatures
+        """model name -> input signatures, of the models loaded now (`GET` on the API)."""
+        return {name: model["input_signatures"] for name, model in self._store.loaded().items()}
 
 
-def load_client(model_file):
-    """An ONNXClient for the model in `model_file` (onnxruntime's CPU session unless the
-    replica was given a GPU)."""
-    import numpy
+def session_loader(np):
+    """The store's loader for onnx models: a session of the version's .onnx file (onnxruntime's
+    CPU session unless the replica was given a GPU)."""
     import onnxruntime
+
+    from .models import onnx_file
 
     available = list(onnxruntime.get_available_providers())
     providers = [p for p in available if p == "CUDAExecutionProvider" and os.environ.get("CUDA_VISIBLE_DEVICES")]
     providers.append("CPUExecutionProvider")
     providers = [p for p in providers if p in available] or None
-    try:
-        session = onnxruntime.InferenceSession(model_file, providers=providers)
-    except TypeError:  # onnxruntime before 1.3 takes no providers
-        session = onnxruntime.InferenceSession(model_file)
-    return ONNXClient(session, numpy, model_file)
+
+    def load(path, location):
+        model_file = onnx_file(path, location)
+        try:
+            session = onnxruntime.InferenceSession(model_file, providers=providers)
+        except TypeError:  # onnxruntime before 1.3 takes no providers
+            session = onnxruntime.InferenceSession(model_file)
+        inputs = list(session.get_inputs())
+        return {
+            "session": session,
+            "signatures": inputs,
+            "input_signatures": signatures(inputs),
+        }
+
+    return load

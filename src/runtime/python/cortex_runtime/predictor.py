@@ -11,6 +11,8 @@ import sys
 from concurrent.futures import ThreadPoolExecutor
 
 from .log import _describe, _log
+from .model_store import store_for
+from .python_client import PythonClient
 from .tracebacks import _format_traceback
 
 INIT_ARGS = ("config", "job_spec", "python_client")
@@ -69,8 +71,12 @@ class Predictor:
         self.predict_args = predict_args
         self.post_predict = post_predict
         self.post_predict_args = post_predict_args
-        # what `GET` on the API adds to its message (an onnx model's input signatures)
-        self.summary = summary or {}
+        # what `GET` on the API adds to its message (onnx models' input signatures), when asked
+        self._summary = summary
+
+    @property
+    def summary(self):
+        return self._summary() if self._summary is not None else {}
 
 
 def class_name(settings):
@@ -103,16 +109,27 @@ def load_predictor(settings):
     onnx = settings.get("predictor_type") == "onnx"
     init_args = _select_args(cls, ONNX_INIT_ARGS if onnx else INIT_ARGS, "%s.__init__" % name)
     values = {"config": settings["config"], "job_spec": settings.get("job_spec"), "python_client": None}
-    summary = {}
+    summary = None
+    store = store_for(settings)
     if onnx:
         # imported here: onnxruntime and numpy are in the API's virtualenv only
-        from .models import local_model
-        from .onnx_client import load_client
+        import numpy
 
-        client = load_client(local_model(settings))
+        from .onnx_client import ONNXClient, session_loader
+
+        store.start(session_loader(numpy))
+        client = ONNXClient(store, numpy)
         values["onnx_client"] = client
-        summary["model_signatures"] = client.input_signatures
+
+        def summary():
+            return {"model_signatures": client.input_signatures}
+
+    elif store is not None:
+        _check_model_methods(cls, init_args, rel)
+        values["python_client"] = PythonClient(store)
     instance = cls(**{n: values[n] for n in init_args})
+    if store is not None and not onnx:
+        store.start(lambda path, location: instance.load_model(path))
 
     allowed = BATCH_PREDICT_ARGS if settings.get("batch") else PREDICT_ARGS
     predict_args = _select_args(instance.predict, allowed, "%s.predict" % name)
@@ -126,6 +143,24 @@ def load_predictor(settings):
                 post_predict, POST_PREDICT_ARGS, "%s.post_predict" % name
             )
     return Predictor(instance, predict_args, post_predict, post_predict_args, summary)
+
+
+def _check_model_methods(cls, init_args, rel):
+    """A python predictor whose API names models takes `python_client` and loads with
+    `load_model(self, model_path)`."""
+    if "python_client" not in init_args:
+        raise PredictorError(
+            "PythonPredictor.__init__ in %s must take python_client when predictor.model_path or "
+            "predictor.models is set (def __init__(self, config, python_client)); keep it and call "
+            "python_client.get_model() in predict" % rel
+        )
+    if not callable(getattr(cls, "load_model", None)):
+        raise PredictorError(
+            "PythonPredictor in %s must define load_model(self, model_path) when predictor.model_path "
+            "or predictor.models is set: it loads one version of a model from the directory "
+            "model_path and returns it (python_client.get_model() hands it to predict)" % rel
+        )
+    _select_args(cls.load_model, ("self", "model_path"), "PythonPredictor.load_model")
 
 
 def _init_failure_text(exc):

@@ -78,6 +78,30 @@ def _positive_int(env, name, default):
     return value
 
 
+def _models(env):
+    """`CORTEX_MODELS`: the predictor's `model_path` or `models` as JSON ({"model_path": ...},
+    or {"paths": [{"name", "model_path"}...]} or {"dir": ...}, with "cache_size" and
+    "disk_cache_size"), or None."""
+    text = env.get("CORTEX_MODELS", "").strip()
+    if not text:
+        return None
+    try:
+        models = json.loads(text)
+    except ValueError as e:
+        raise EnvError("CORTEX_MODELS is not valid JSON: %s" % e) from None
+    if not isinstance(models, dict) or not (models.get("model_path") or models.get("dir") or models.get("paths")):
+        raise EnvError("CORTEX_MODELS must be an object with model_path, dir or paths")
+    return models
+
+
+def model_locations(settings):
+    """Every location the API's models come from."""
+    models = settings.get("models") or {}
+    found = [models.get("model_path"), models.get("dir")]
+    found += [p.get("model_path") for p in models.get("paths") or [] if isinstance(p, dict)]
+    return [f for f in found if isinstance(f, str) and f]
+
+
 def read_settings():
     env = os.environ
     port_text = env.get("CORTEX_PORT", "").strip()
@@ -127,9 +151,9 @@ def read_settings():
     predictor_type = env.get("CORTEX_PREDICTOR_TYPE", "").strip() or "python"
     if predictor_type not in ("python", "onnx"):
         raise EnvError("CORTEX_PREDICTOR_TYPE must be python or onnx, got %r" % predictor_type)
-    model_path = env.get("CORTEX_MODEL_PATH", "").strip() or None
-    if predictor_type == "onnx" and model_path is None:
-        raise EnvError("CORTEX_MODEL_PATH is not set (an onnx predictor needs its model)")
+    models = _models(env)
+    if predictor_type == "onnx" and models is None:
+        raise EnvError("CORTEX_MODELS is not set (an onnx predictor needs its model)")
 
     batch = env.get("CORTEX_KIND", "").strip() == "BatchAPI"
     job_spec = None
@@ -148,7 +172,7 @@ def read_settings():
         "project_dir": project_dir,
         "predictor_path": predictor_path,
         "predictor_type": predictor_type,
-        "model_path": model_path,
+        "models": models,
         "config": config,
         "threads": threads,
         "processes": processes,

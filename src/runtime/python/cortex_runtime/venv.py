@@ -11,7 +11,7 @@ import subprocess
 import sys
 
 from .log import _flush_output, _log
-from .settings import ENTRY_FILE
+from .settings import ENTRY_FILE, model_locations
 
 
 class RequirementsError(Exception):
@@ -35,8 +35,12 @@ PACKAGES = {"onnx": ("onnxruntime", "numpy")}
 
 
 def packages(settings):
-    """The packages the API's virtualenv gets whatever its project says (its predictor type's)."""
-    return PACKAGES.get(settings.get("predictor_type") or "python", ())
+    """The packages the API's virtualenv gets whatever its project says: its predictor type's,
+    and boto3 when a model is on S3 (cortex's images had it)."""
+    extra = list(PACKAGES.get(settings.get("predictor_type") or "python", ()))
+    if any(loc.lower().startswith("s3://") for loc in model_locations(settings)):
+        extra.append("boto3")
+    return tuple(extra)
 
 
 def _environment(settings):

@@ -138,6 +138,7 @@ class Shim:
         with open(os.path.join(self.dir, "predictor.py"), "w") as f:
             f.write(textwrap.dedent(predictor_src))
         for name, content in (files or {}).items():
+            os.makedirs(os.path.dirname(os.path.join(self.dir, name)), exist_ok=True)
             with open(os.path.join(self.dir, name), "w") as f:
                 f.write(textwrap.dedent(content))
         # Like the cortex server, hand the shim a socket bound to a free port, so

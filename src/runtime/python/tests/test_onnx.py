@@ -10,7 +10,9 @@ import types
 import unittest
 
 from cortex_runtime import models
-from cortex_runtime.onnx_client import ONNXClient, ONNXInputError, onnx_inputs, target_shape, to_array
+from cortex_runtime.model_sources import HttpSource
+from cortex_runtime.model_store import ModelRequestError, ModelStore
+from cortex_runtime.onnx_client import ONNXClient, ONNXInputError, onnx_inputs, signatures, target_shape, to_array
 
 from .support import Shim, ShimTestCase
 
@@ -232,17 +234,23 @@ class ShapingCases:
 
     def test_the_client_runs_the_session_and_returns_its_outputs(self):
         session = FakeSession([Meta("x", "tensor(float)", [None, 2])])
-        client = ONNXClient(session, self.np)
+        project = tempfile.mkdtemp(prefix="cortex-onnx-client-")
+        with open(os.path.join(project, "model.onnx"), "w") as f:
+            f.write("x")
+        store = ModelStore({"model_path": "model.onnx"}, project, "api")
+        inputs = list(session.get_inputs())
+        store.start(lambda path, location: {"session": session, "signatures": inputs, "input_signatures": signatures(inputs)})
+        client = ONNXClient(store, self.np)
         out = client.predict([1, 2])
         self.assertEqual(out[0].tolist(), [[1.0, 2.0]])
         self.assertEqual(client.predict([1, 2], "any-name", "1")[0].tolist(), [[1.0, 2.0]])
-        with self.assertRaises(ONNXInputError):
+        with self.assertRaises(ModelRequestError):
             client.predict([1, 2], model_version="newest")
         self.assertEqual(
             client.input_signatures,
             {"_cortex_default": {"x": {"shape": [None, 2], "type": "float32"}}},
         )
-        self.assertIs(client.sessions["_cortex_default"], session)
+        self.assertIs(client.get_model()["session"], session)
         self.assertEqual(client.get_model()["input_signatures"], {"x": {"shape": [None, 2], "type": "float32"}})
 
 
@@ -255,29 +263,24 @@ class TestShapingWithNumpy(ShapingCases, unittest.TestCase):
     np = real_numpy
 
 
-class TestModelPaths(unittest.TestCase):
+class TestModelFiles(unittest.TestCase):
     def setUp(self):
         self.dir = tempfile.mkdtemp(prefix="cortex-onnx-test-")
-        self.settings = {"project_dir": self.dir, "api_name": "iris", "model_path": None}
 
-    def resolve(self, model_path):
-        self.settings["model_path"] = model_path
-        return models.local_model(self.settings)
-
-    def test_project_files_directories_and_file_urls(self):
+    def test_a_file_or_the_one_onnx_file_of_a_directory(self):
         os.makedirs(os.path.join(self.dir, "m"))
         for name in ("model.onnx", "m/iris.onnx", "m/notes.txt"):
             with open(os.path.join(self.dir, name), "w") as f:
                 f.write("x")
-        self.assertEqual(self.resolve("model.onnx"), os.path.join(self.dir, "model.onnx"))
-        self.assertEqual(self.resolve("m"), os.path.join(self.dir, "m", "iris.onnx"))
-        self.assertEqual(self.resolve("file://" + self.dir + "/m/"), os.path.join(self.dir, "m", "iris.onnx"))
+        at = lambda rel: os.path.join(self.dir, rel)
+        self.assertEqual(models.onnx_file(at("model.onnx"), "model.onnx"), at("model.onnx"))
+        self.assertEqual(models.onnx_file(at("m"), "m"), at("m/iris.onnx"))
         with self.assertRaises(models.ModelError) as e:
-            self.resolve("missing.onnx")
+            models.onnx_file(at("missing.onnx"), "missing.onnx")
         self.assertIn("there is no file", str(e.exception))
-        os.makedirs(os.path.join(self.dir, "empty"))
+        os.makedirs(at("empty"))
         with self.assertRaises(models.ModelError) as e:
-            self.resolve("empty")
+            models.onnx_file(at("empty"), "empty")
         self.assertIn("no .onnx files", str(e.exception))
 
 
@@ -323,25 +326,24 @@ class TestDownloads(unittest.TestCase):
             else:
                 os.environ[k] = v
 
-    def settings(self, url):
-        return {"project_dir": self.venvs, "api_name": "iris", "model_path": url}
+    def fetch(self, url):
+        return HttpSource(url).local_path(1, None)
 
     def test_fetched_once_per_version(self):
         url = self.base + "/exported/iris.onnx"
-        path = models.local_model(self.settings(url))
+        path = self.fetch(url)
         self.assertTrue(path.startswith(os.path.join(self.venvs, "models") + os.sep), path)
-        self.assertEqual(os.path.basename(path), "iris.onnx")
-        with open(path, "rb") as f:
+        with open(os.path.join(path, "iris.onnx"), "rb") as f:
             self.assertEqual(f.read(), b"model bytes")
-        self.assertEqual(models.local_model(self.settings(url)), path)
+        self.assertEqual(self.fetch(url), path)
         self.assertEqual(self.requests, ["/exported/iris.onnx"])
         os.environ["CORTEX_API_VERSION"] = "v2"
-        self.assertNotEqual(models.local_model(self.settings(url)), path)
+        self.assertNotEqual(self.fetch(url), path)
         self.assertEqual(len(self.requests), 2)
 
     def test_a_failed_download_says_why_and_leaves_nothing(self):
         with self.assertRaises(models.ModelError) as e:
-            models.local_model(self.settings(self.base + "/missing.onnx"))
+            self.fetch(self.base + "/missing.onnx")
         self.assertIn("cannot download the model from %s/missing.onnx" % self.base, str(e.exception))
         self.assertIn("404", str(e.exception))
         left = [f for _, _, files in os.walk(os.path.join(self.venvs, "models")) for f in files if not f.endswith(".lock")]
@@ -371,7 +373,7 @@ class TestONNXPredictor(ShimTestCase):
             ONNX_PREDICTOR,
             config={"scale": 3},
             files={"numpy.py": FAKE_NUMPY, "onnxruntime.py": FAKE_ONNXRUNTIME, "model.onnx": MODEL},
-            env={"CORTEX_PREDICTOR_TYPE": "onnx", "CORTEX_MODEL_PATH": "model.onnx"},
+            env={"CORTEX_PREDICTOR_TYPE": "onnx", "CORTEX_MODELS": json.dumps({"model_path": "model.onnx"})},
             api_name="onnx-api",
         )
         cls.shim.wait_ready()
@@ -407,7 +409,7 @@ class TestONNXPredictorProblems(ShimTestCase):
         shim = Shim(
             predictor,
             files=dict({"numpy.py": FAKE_NUMPY, "onnxruntime.py": FAKE_ONNXRUNTIME, "model.onnx": MODEL}, **(files or {})),
-            env={"CORTEX_PREDICTOR_TYPE": "onnx", "CORTEX_MODEL_PATH": model_path},
+            env={"CORTEX_PREDICTOR_TYPE": "onnx", "CORTEX_MODELS": json.dumps({"model_path": model_path})},
         )
         try:
             self.assertEqual(shim.wait_exit(), 3, shim.stderr())
@@ -427,4 +429,4 @@ class TestONNXPredictorProblems(ShimTestCase):
 
     def test_a_missing_model_says_so(self):
         err = self.exits_with(ONNX_PREDICTOR, "nope.onnx")
-        self.assertIn("cortex: error: failed to initialise the predictor: ModelError: model_path nope.onnx", err)
+        self.assertIn("cortex: error: failed to initialise the predictor: ModelError: model (model_path): there is no model at nope.onnx", err)
