@@ -30,6 +30,7 @@ pub const PYTHON_SHIM_FILES: &[(&str, &str)] = &[
     module!("__init__.py"),
     module!("__main__.py"),
     module!("batch.py"),
+    module!("conda_env.py"),
     module!("connection.py"),
     module!("http_wire.py"),
     module!("lifecycle.py"),
@@ -99,6 +100,9 @@ pub struct ReplicaRuntime {
     pub venvs_dir: PathBuf,
     /// The interpreter that runs the shim.
     pub python: String,
+    /// The installer of `conda-packages.txt` packages (`micromamba`, `conda`), if the machine
+    /// has one.
+    pub conda: Option<String>,
 }
 
 /// The python interpreter replicas run: `$CORTEX_PYTHON`, else `python3`.

@@ -20,6 +20,8 @@ pub struct PlanContext {
     pub venvs_dir: PathBuf,
     /// The python interpreter that runs the shim.
     pub python: String,
+    /// The installer of `conda-packages.txt` packages, if the machine has one.
+    pub conda: Option<String>,
     /// The server's own `PYTHONPATH`, which replicas' paths extend.
     pub inherited_pythonpath: Option<String>,
 }
@@ -32,12 +34,14 @@ impl PlanContext {
         shim_path: PathBuf,
         venvs_dir: PathBuf,
         python: String,
+        conda: Option<String>,
     ) -> PlanContext {
         PlanContext {
             server_url,
             shim_path,
             venvs_dir,
             python,
+            conda,
             inherited_pythonpath: std::env::var("PYTHONPATH").ok(),
         }
     }
@@ -118,6 +122,9 @@ pub fn plan(
             venvs_dir.display().to_string(),
         ),
     ]);
+    if let Some(conda) = &ctx.conda {
+        env.push(("CORTEX_CONDA".to_string(), conda.clone()));
+    }
     let mut python_path = vec![project.clone()];
     if let Some(extra) = &predictor.python_path {
         python_path.push(project_dir.join(extra).display().to_string());
@@ -294,6 +301,7 @@ mod tests {
             shim_path: "/shim.py".into(),
             venvs_dir: "/venvs".into(),
             python: "python3".into(),
+            conda: None,
             inherited_pythonpath: None,
         };
         let template = plan(
@@ -367,6 +375,7 @@ mod tests {
             shim_path: "/shim/cortex_shim.py".into(),
             venvs_dir: "/venvs".into(),
             python: "python3".into(),
+            conda: None,
             inherited_pythonpath: None,
         };
         let p = plan(

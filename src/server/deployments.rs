@@ -371,6 +371,7 @@ impl Deployments {
             self.runtime.shim_path.clone(),
             self.runtime.venvs_dir.clone(),
             self.runtime.python.clone(),
+            self.runtime.conda.clone(),
         )
     }
 
@@ -500,7 +501,7 @@ async fn retire(tokens: &Tokens, set: &ReplicaSet) {
 async fn prepares(project_dir: &Path) -> bool {
     let dir = project_dir.to_path_buf();
     tokio::task::spawn_blocking(move || {
-        ["requirements.txt", "dependencies.sh"]
+        ["requirements.txt", "dependencies.sh", "conda-packages.txt"]
             .iter()
             .any(|f| dir.join(f).is_file())
     })

@@ -13,14 +13,17 @@ pub struct Interpreters {
     user: Option<ReplicaUser>,
     /// What the server runs replicas with unless a project asks otherwise.
     pub default: String,
+    /// The installer of other `conda-packages.txt` packages (see `conda_tool`), if any.
+    pub conda: Option<String>,
     found: Mutex<HashMap<String, Option<String>>>,
 }
 
 impl Interpreters {
-    pub fn new(default: String, user: Option<ReplicaUser>) -> Interpreters {
+    pub fn new(default: String, user: Option<ReplicaUser>, conda: Option<String>) -> Interpreters {
         Interpreters {
             user,
             default,
+            conda,
             found: Mutex::default(),
         }
     }
@@ -116,7 +119,7 @@ mod tests {
 
     #[test]
     fn a_version_that_is_not_there_says_where_it_was_looked_for() {
-        let i = Interpreters::new("/usr/bin/python3".into(), None);
+        let i = Interpreters::new("/usr/bin/python3".into(), None, None);
         let why = i.find("2.1").unwrap_err();
         assert!(why.contains("python=2.1"), "{why}");
         assert!(why.contains("pyenv install 2.1"), "{why}");

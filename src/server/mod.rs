@@ -6,6 +6,7 @@ pub mod auth;
 pub mod body_budget;
 pub mod bundle_access;
 pub mod cleanup;
+pub mod conda_tool;
 pub mod connections;
 mod data_check;
 pub mod deadline_body;
@@ -189,6 +190,7 @@ pub async fn run(config: ServerConfig) -> anyhow::Result<()> {
         .revoke_deployment_tokens()
         .await
         .context("cannot revoke the job tokens of the previous server's deployments")?;
+    let conda = conda_tool::find(isolated.user.as_ref());
     let deployments = Arc::new(Deployments::new(
         engine.clone(),
         store.clone(),
@@ -197,10 +199,12 @@ pub async fn run(config: ServerConfig) -> anyhow::Result<()> {
             shim_path: shim.entry,
             venvs_dir: isolated.tree.venvs.clone(),
             python: isolated.python.clone(),
+            conda: conda.clone(),
         },
         Arc::new(interpreters::Interpreters::new(
             isolated.python.clone(),
             isolated.user.clone(),
+            conda,
         )),
     ));
     deployments.set_server_url(url.clone());

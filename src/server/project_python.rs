@@ -1,6 +1,7 @@
 //! The python a project's replicas run: the server's, or the `python=3.X` of its
-//! `conda-packages.txt` (how cortex 0.2x users chose theirs). Other conda packages are refused
-//! with the way forward: this server installs python packages with pip only.
+//! `conda-packages.txt` (how cortex 0.2x users chose theirs). With other conda packages the
+//! machine's conda installer makes an environment (the replica's preparation does, with that
+//! python); without an installer they are refused with the way forward.
 
 use std::path::Path;
 use std::sync::Arc;
@@ -21,8 +22,12 @@ pub async fn resolve(
         };
         let wanted = conda::parse(&text);
         if !wanted.others.is_empty() {
+            if interpreters.conda.is_some() {
+                // The installer makes an environment with them and the python asked for.
+                return Ok(None);
+            }
             return Err(format!(
-                "conda-packages.txt lists {}: this server installs python packages with pip only, from requirements.txt; move them there (a pip package's name may differ from conda's) and keep only a python=3.X line in conda-packages.txt",
+                "conda-packages.txt lists {}, but this server's machine has no conda installer; install micromamba (or conda) on the server's PATH, or set CORTEX_CONDA for `cortex server`, or move them to requirements.txt (a pip package's name may differ from conda's) and keep only a python=3.X line in conda-packages.txt",
                 wanted.others.join(", ")
             ));
         }

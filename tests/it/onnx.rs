@@ -15,7 +15,7 @@ use serde_json::{json, Value};
 use crate::harness::*;
 
 /// pip installs onnxruntime and numpy first: longer than a python API's start.
-const INSTALL_DEADLINE: Duration = Duration::from_secs(600);
+pub(crate) const INSTALL_DEADLINE: Duration = Duration::from_secs(600);
 
 // Protobuf, just what an ONNX model needs.
 fn varint(out: &mut Vec<u8>, mut v: u64) {

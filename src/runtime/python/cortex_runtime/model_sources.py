@@ -159,7 +159,7 @@ class S3Source:
         objects = self._objects()
         if objects and objects[0][0] == "":
             return {UNVERSIONED: _digest(objects)}
-        numbers = set(_versioned(rel.split("/", 1)[0] for rel in objects if "/" in rel))
+        numbers = set(_versioned(rel.split("/", 1)[0] for rel, _, _ in objects if "/" in rel))
         if not numbers:
             return {UNVERSIONED: _digest(sorted(objects))} if objects else {}
         return {

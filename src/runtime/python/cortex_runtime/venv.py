@@ -11,6 +11,7 @@ import subprocess
 import sys
 
 from .log import _flush_output, _log
+from .conda_env import CondaError, conda_packages, conda_prefix, make_conda_env
 from .settings import ENTRY_FILE, model_locations
 
 
@@ -57,7 +58,8 @@ def _environment(settings):
     has_requirements = os.path.isfile(requirements)
     has_dependencies = os.path.isfile(dependencies)
     extra = packages(settings)
-    if not venvs_dir or not (has_requirements or has_dependencies or extra):
+    conda = conda_packages(project_dir)
+    if not venvs_dir or not (has_requirements or has_dependencies or extra or conda):
         return None
     content = _read(requirements) if has_requirements else b""
     identity = ("%s\n%s\n" % (sys.version, os.path.realpath(sys.executable))).encode()
@@ -66,6 +68,8 @@ def _environment(settings):
         digest.update(b"\0dependencies.sh\0" + _read(dependencies))
     if extra:
         digest.update(b"\0packages\0" + " ".join(extra).encode())
+    if conda:
+        digest.update(b"\0conda\0" + " ".join(conda).encode())
     venv = os.path.join(venvs_dir, digest.hexdigest()[:24])
     return {
         "venvs_dir": venvs_dir,
@@ -75,6 +79,7 @@ def _environment(settings):
         "requirements_text": content.decode("utf-8", "replace"),
         "dependencies": dependencies if has_dependencies else None,
         "packages": list(extra),
+        "conda": conda,
         "project_dir": project_dir,
         "api": settings["api_name"],
     }
@@ -86,10 +91,14 @@ def _read(path):
 
 
 def _activated(venv):
-    """The environment with `venv` active: its bin first on PATH, VIRTUAL_ENV set."""
+    """The environment with `venv` active: its bin first on PATH (then its conda
+    environment's, whose programs conda-packages.txt installed), VIRTUAL_ENV set."""
     env = dict(os.environ)
     env["VIRTUAL_ENV"] = venv
-    env["PATH"] = os.path.join(venv, "bin") + os.pathsep + env.get("PATH", os.defpath)
+    paths = [os.path.join(venv, "bin")]
+    if os.path.isdir(os.path.join(conda_prefix(venv), "bin")):
+        paths.append(os.path.join(conda_prefix(venv), "bin"))
+    env["PATH"] = os.pathsep.join(paths + [env.get("PATH", os.defpath)])
     env.pop("PYTHONHOME", None)
     return env
 
@@ -153,17 +162,24 @@ def _run_dependencies(wanted):
 def _create_venv(wanted):
     venv, python, api = wanted["venv"], wanted["python"], wanted["api"]
     shutil.rmtree(venv, ignore_errors=True)
+    base = sys.executable
+    if wanted["conda"]:
+        try:
+            base = make_conda_env(wanted)
+        except CondaError as e:
+            shutil.rmtree(venv, ignore_errors=True)
+            raise RequirementsError(str(e)) from None
     _log("INFO", "%s: making a new virtualenv %s" % (api, venv))
     _flush_output()
     made = subprocess.run(
-        [sys.executable, "-m", "venv", "--system-site-packages", venv],
+        [base, "-m", "venv", "--system-site-packages", venv],
         stdin=subprocess.DEVNULL,
     )
     if made.returncode != 0 or not os.path.exists(python):
         shutil.rmtree(venv, ignore_errors=True)
         raise RequirementsError(
             "`%s -m venv` failed (exit status %d); on Debian or Ubuntu install the python3-venv package"
-            % (sys.executable, made.returncode)
+            % (base, made.returncode)
         )
     args = []
     if wanted["requirements"] and _has_requirements(wanted["requirements_text"]):
