@@ -10,7 +10,7 @@ model is version 1, as cortex had it.
 
 `s3://` uses boto3 (installed into the API's virtualenv when a location is on S3) with the
 standard AWS environment variables of the API (`predictor.env`, `.env`), `AWS_ENDPOINT_URL`
-included, with path-style addressing for such an endpoint."""
+included, with path-style addressing for such an endpoint; without credentials, anonymously."""
 
 import hashlib
 import os
@@ -215,14 +215,23 @@ class S3Source:
 
 
 def _s3_client():
+    """boto3's S3 client with the API's AWS settings; anonymous when it has no credentials (a
+    public bucket, such as cortex's examples', can then be read)."""
     try:
         import boto3
+        from botocore import UNSIGNED
         from botocore.config import Config
     except ImportError:
         raise ModelError("boto3 is not installed in the API's virtualenv (cortex adds it for s3:// models)") from None
+    session = boto3.session.Session()
+    options = {}
     endpoint = os.environ.get("AWS_ENDPOINT_URL_S3") or os.environ.get("AWS_ENDPOINT_URL") or None
-    config = Config(s3={"addressing_style": "path"}) if endpoint else None
-    return boto3.client("s3", endpoint_url=endpoint, config=config)
+    if endpoint:
+        options["s3"] = {"addressing_style": "path"}
+    if session.get_credentials() is None:
+        options["signature_version"] = UNSIGNED
+    region = session.region_name or "us-east-1"
+    return session.client("s3", endpoint_url=endpoint, region_name=region, config=Config(**options))
 
 
 def _head(client, bucket, key):

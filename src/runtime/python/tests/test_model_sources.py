@@ -83,6 +83,15 @@ class TestS3(unittest.TestCase):
         self.assertEqual(sorted(children), ["a", "b"])
         self.assertEqual(list(children["b"].versions()), [3])
 
+    def test_without_credentials_a_public_bucket_is_read_anonymously(self):
+        self.put("public/model.txt", "anyone")
+        for k in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"):
+            del os.environ[k]
+        os.environ["AWS_SHARED_CREDENTIALS_FILE"] = os.path.join(self.venvs, "none")
+        os.environ["AWS_CONFIG_FILE"] = os.path.join(self.venvs, "none")
+        source = S3Source("s3://models/public/")
+        self.assertEqual(list(source.versions()), [1])
+
     def test_a_missing_bucket_is_said_plainly(self):
         from cortex_runtime.models import ModelError
 
