@@ -25,6 +25,7 @@ pub mod limits;
 pub mod live_api;
 pub mod local_ports;
 pub mod metrics;
+pub mod objects;
 pub mod project_python;
 pub mod replica_client;
 pub mod replica_set;
