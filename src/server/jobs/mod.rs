@@ -6,6 +6,7 @@
 mod crew;
 mod enqueue;
 mod feeder;
+mod inputs;
 mod job_log;
 mod outcome;
 mod runner;
@@ -27,6 +28,7 @@ pub use job_log::JobLog;
 
 use super::fetch::Fetcher;
 use super::live_api::LiveApi;
+use super::objects::S3Access;
 use super::tokens::Tokens;
 use crate::api;
 use crate::batch::status::JobStatus;
@@ -47,6 +49,8 @@ pub(crate) struct Shared {
     /// To `delimited_files` URLs: allowed addresses only, and time limits so a source that
     /// stalls fails the job instead of holding it.
     pub fetcher: Fetcher,
+    /// To S3, for `s3_paths`: with the server's own credentials and endpoint.
+    pub objects: S3Access,
     /// The server-wide cap on batch workers running at once.
     pub slots: WorkerSlots,
     server_url: OnceLock<String>,
@@ -229,12 +233,14 @@ fn feeding(spec: &crate::spec::ApiSpec) -> Feeding {
     }
 }
 
-/// Where a job's `delimited_files` may come from.
+/// Where a job's `delimited_files` and `file_path_lister` may come from.
 pub struct Sources {
     /// URLs: fetched from allowed addresses only.
     pub fetcher: Fetcher,
     /// Files: beneath `cortex server --data-root`, if given.
     pub data_root: Option<PathBuf>,
+    /// `s3_paths`: the server's S3 access (none without AWS credentials).
+    pub objects: S3Access,
 }
 
 /// Every job of this server.
@@ -258,13 +264,18 @@ impl Jobs {
         data_dir: &std::path::Path,
         slots: WorkerSlots,
     ) -> Jobs {
-        let Sources { fetcher, data_root } = sources;
+        let Sources {
+            fetcher,
+            data_root,
+            objects,
+        } = sources;
         let shared = Arc::new(Shared {
             store,
             engine,
             tokens,
             http,
             fetcher,
+            objects,
             slots,
             server_url: OnceLock::new(),
             data_root: data_root.clone(),
@@ -341,26 +352,15 @@ impl Jobs {
         }
     }
 
-    /// Checks where a submission's files come from (before anything is stored): local paths
-    /// under the data root, URLs on addresses the server may fetch from.
+    /// Checks where a submission's files come from, before anything is stored (local paths
+    /// under the data root, URLs on addresses the server may fetch from, `s3_paths` listed
+    /// with their `includes` and `excludes`); the files, in order.
     pub async fn check_sources(
         &self,
         sub: &Submission,
     ) -> Result<Vec<sources::Source>, SourceError> {
-        let Input::Files(paths) = &sub.input else {
-            return Ok(Vec::new());
-        };
-        let mut checked = Vec::with_capacity(paths.len());
-        for (i, path) in paths.iter().enumerate() {
-            let source = sources::resolve(i, path, self.data_root.as_deref())?;
-            if let sources::Source::Url(url) = &source {
-                self.shared.fetcher.check(url).await.map_err(|refusal| {
-                    SourceError::Forbidden(format!("delimited_files.paths[{i}]: {url}: {refusal}"))
-                })?;
-            }
-            checked.push(source);
-        }
-        Ok(checked)
+        let readers = (&self.shared.fetcher, &self.shared.objects);
+        inputs::check(readers, self.data_root.as_deref(), sub).await
     }
 
     /// Stores a job and starts it. Items: the job and all its batches in one transaction,
@@ -395,12 +395,23 @@ impl Jobs {
             sub.batch_size,
         );
         let log = self.log_of(&api_name, &id);
-        let (items, batches) = match sub.input {
-            Input::Items(items) => {
+        // A file_path_lister's items are the paths it listed.
+        let items = match sub.input {
+            Input::Items(items) => Some(items),
+            Input::S3(listing) => inputs::listed_paths(&listing, &files),
+            Input::Files(_) => None,
+        };
+        let origin = if items.is_some() && !files.is_empty() {
+            "listed in S3"
+        } else {
+            "found in job submission"
+        };
+        let (items, batches) = match items {
+            Some(items) => {
                 let batches = submission::batches(&items, batch_size);
                 (Some(items.len()), batches)
             }
-            Input::Files(_) => (None, Vec::new()),
+            None => (None, Vec::new()),
         };
         let n_batches = batches.len();
         // A worker without a batch would only start and stop (files: the runner decides once
@@ -433,7 +444,7 @@ impl Jobs {
         match items {
             Some(items) => {
                 log.line(format!(
-                    "partitioning {items} items found in job submission into {n_batches} batches of size {batch_size}"
+                    "partitioning {items} items {origin} into {n_batches} batches of size {batch_size}"
                 ))
                 .await;
                 log.line(format!("validations passed; enqueued {n_batches} batches"))
