@@ -60,18 +60,31 @@ impl ObjectError {
     }
 
     /// `object_store`'s error of a request about `bucket`, as the submitter hears it (the
-    /// store's own words go to the server's log).
+    /// store's own words go to the server's log). S3's error code, in the answer's body, says
+    /// most: listing errors reach here without a kind of their own.
     pub(super) fn from_store(field: &str, bucket: &str, e: &object_store::Error) -> ObjectError {
         let (field, bucket) = (field.to_string(), bucket.to_string());
-        match e {
-            object_store::Error::NotFound { .. } => ObjectError::NoSuchBucket { field, bucket },
-            object_store::Error::PermissionDenied { .. } => {
+        let code = s3_code(e);
+        match (code.as_deref(), e) {
+            (Some("NoSuchBucket"), _) => ObjectError::NoSuchBucket { field, bucket },
+            (Some("AccessDenied" | "AllAccessDisabled"), _)
+            | (None, object_store::Error::PermissionDenied { .. }) => {
                 ObjectError::AccessDenied { field, bucket }
             }
-            object_store::Error::Unauthenticated { .. } => ObjectError::Upstream {
+            (
+                Some(
+                    "InvalidAccessKeyId" | "SignatureDoesNotMatch" | "ExpiredToken"
+                    | "InvalidToken" | "TokenRefreshRequired",
+                ),
+                _,
+            )
+            | (None, object_store::Error::Unauthenticated { .. }) => ObjectError::Upstream {
                 field,
                 why: "the S3 store refused the server's credentials; the server's operator checks AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY and AWS_SESSION_TOKEN".to_string(),
             },
+            (None, object_store::Error::NotFound { .. }) => {
+                ObjectError::NoSuchBucket { field, bucket }
+            }
             _ => ObjectError::Upstream {
                 field,
                 why: format!(
@@ -79,5 +92,54 @@ impl ObjectError {
                 ),
             },
         }
+    }
+}
+
+/// The S3 error code (`<Code>NoSuchBucket</Code>`) in an error's chain, if any.
+fn s3_code(e: &object_store::Error) -> Option<String> {
+    let mut next: Option<&dyn std::error::Error> = Some(e);
+    while let Some(err) = next {
+        let text = err.to_string();
+        if let Some((_, rest)) = text.split_once("<Code>") {
+            if let Some((code, _)) = rest.split_once("</Code>") {
+                return Some(code.trim().to_string());
+            }
+        }
+        next = err.source();
+    }
+    None
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn store_error(body: &str) -> object_store::Error {
+        object_store::Error::Generic {
+            store: "S3",
+            source: format!("Server returned non-2xx status code: 404 Not Found: {body}").into(),
+        }
+    }
+
+    #[test]
+    fn s3s_error_codes_say_what_went_wrong() {
+        let code = |c: &str| {
+            format!("<?xml version=\"1.0\"?><Error><Code>{c}</Code><Message>m</Message></Error>")
+        };
+        let of = |c: &str| ObjectError::from_store("f", "b", &store_error(&code(c)));
+        assert!(matches!(
+            of("NoSuchBucket"),
+            ObjectError::NoSuchBucket { .. }
+        ));
+        assert!(matches!(
+            of("AccessDenied"),
+            ObjectError::AccessDenied { .. }
+        ));
+        let e = of("InvalidAccessKeyId");
+        assert!(e.to_string().contains("AWS_ACCESS_KEY_ID"), "{e}");
+        assert_eq!(e.class(), Class::Upstream);
+        let e = ObjectError::from_store("f", "b", &store_error("connection refused"));
+        assert_eq!(e.class(), Class::Upstream);
+        assert!(e.to_string().starts_with("f: cannot list s3://b/"), "{e}");
     }
 }
