@@ -23,9 +23,11 @@ class PythonPredictor:
             json.dump(payload, f)
 "#;
 
-/// A server that reads S3 from `s3`.
+/// A server that reads S3 from `s3`, two keys per list request (so listings go through
+/// several pages).
 fn server_for(s3: &MotoServer) -> Server {
-    let env = s3.env();
+    let mut env = s3.env();
+    env.push(("CORTEX_S3_LIST_PAGE", "2".to_string()));
     let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
     Server::start_with("127.0.0.1:0", &env)
 }

@@ -32,6 +32,9 @@ const LIST_TIMEOUT: Duration = Duration::from_secs(30);
 const READ_STALL: Duration = Duration::from_secs(60);
 /// Buckets whose clients are kept (each holds its own connection pool).
 const MAX_CLIENTS: usize = 64;
+/// Keys per list request (S3's most); `CORTEX_S3_LIST_PAGE` makes it smaller (the tests
+/// use it to go through several pages).
+const LIST_PAGE: usize = 1000;
 
 /// A stream of an object's bytes.
 pub type ObjectReader = Box<dyn tokio::io::AsyncRead + Unpin + Send>;
@@ -40,6 +43,7 @@ pub type ObjectReader = Box<dyn tokio::io::AsyncRead + Unpin + Send>;
 pub struct S3Access {
     config: Option<S3Config>,
     clients: Mutex<HashMap<String, Arc<AmazonS3>>>,
+    page: usize,
 }
 
 impl S3Access {
@@ -47,12 +51,20 @@ impl S3Access {
         S3Access {
             config,
             clients: Mutex::new(HashMap::new()),
+            page: LIST_PAGE,
         }
     }
 
-    /// From the server's environment (`AWS_*`).
+    /// From the server's environment (`AWS_*`, and `CORTEX_S3_LIST_PAGE`).
     pub fn from_env() -> Result<S3Access, ConfigError> {
-        S3Config::from_vars(|name| std::env::var(name).ok()).map(S3Access::new)
+        let mut access = S3Config::from_vars(|name| std::env::var(name).ok()).map(S3Access::new)?;
+        if let Some(page) = std::env::var("CORTEX_S3_LIST_PAGE")
+            .ok()
+            .and_then(|v| v.parse::<usize>().ok())
+        {
+            access.page = page.clamp(1, LIST_PAGE);
+        }
+        Ok(access)
     }
 
     pub fn config(&self) -> Option<&S3Config> {
@@ -101,7 +113,7 @@ impl S3Access {
         loop {
             let opts = PaginatedListOptions {
                 page_token: page_token.take(),
-                max_keys: Some(1000),
+                max_keys: Some(self.page),
                 ..Default::default()
             };
             let page = tokio::time::timeout(LIST_TIMEOUT, client.list_paginated(prefix, opts))
