@@ -7,7 +7,7 @@ use std::collections::HashSet;
 use std::path::Path;
 
 use super::sources::{self, Source, SourceError};
-use crate::batch::submission::{Input, S3Listing, S3Use, Submission};
+use crate::batch::submission::{batches, Input, S3Listing, S3Use, Submission};
 use crate::server::fetch::Fetcher;
 use crate::server::objects::{Filter, ObjectError, S3Access, S3Path};
 
@@ -88,15 +88,24 @@ async fn list(objects: &S3Access, listing: &S3Listing) -> Result<Vec<Source>, Ob
     Ok(found)
 }
 
-/// The items of a `file_path_lister` job: its files' `s3://bucket/key`.
-pub(super) fn listed_paths(
-    listing: &S3Listing,
+/// The batches stored with the job when it is submitted (`item_list`, and the paths a
+/// `file_path_lister` listed), with how many items and where they were found; `None` for
+/// files read once the job is stored.
+pub(super) fn batches_now(
+    input: Input,
     files: &[Source],
-) -> Option<Vec<serde_json::Value>> {
-    (listing.of == S3Use::FilePathLister).then(|| {
-        files
-            .iter()
-            .map(|f| serde_json::Value::String(f.to_string()))
-            .collect()
-    })
+    batch_size: u32,
+) -> Option<(usize, &'static str, Vec<String>)> {
+    let (items, origin) = match input {
+        Input::Items(items) => (items, "found in job submission"),
+        Input::S3(listing) if listing.of == S3Use::FilePathLister => {
+            let paths = files
+                .iter()
+                .map(|f| serde_json::Value::String(f.to_string()))
+                .collect();
+            (paths, "listed in S3")
+        }
+        Input::S3(_) | Input::Files(_) => return None,
+    };
+    Some((items.len(), origin, batches(&items, batch_size)))
 }

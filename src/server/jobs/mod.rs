@@ -9,15 +9,16 @@ mod feeder;
 mod inputs;
 mod job_log;
 mod outcome;
+mod resume;
 mod runner;
+mod runners;
 mod settler;
 pub mod sources;
 pub mod view;
 
-use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicI64, AtomicU32, Ordering};
-use std::sync::{Arc, Mutex, OnceLock, RwLock};
+use std::sync::{Arc, OnceLock, RwLock};
 
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
@@ -25,17 +26,17 @@ use tokio_util::sync::CancellationToken;
 pub use crew::WorkerSlots;
 pub use feeder::visibility_ms;
 pub use job_log::JobLog;
+use runners::{feeding, Feeding, Runners};
 
 use super::fetch::Fetcher;
 use super::live_api::LiveApi;
 use super::objects::S3Access;
 use super::tokens::Tokens;
 use crate::api;
-use crate::batch::status::JobStatus;
-use crate::batch::submission::{self, Input, Submission};
+use crate::batch::submission::Submission;
 use crate::clock::now_ns;
-use crate::engine::{Engine, Replica, ReplicaPhase, ReplicaPlan};
-use crate::store::jobs::{self, Ending, JobRow, NewJob};
+use crate::engine::{Engine, Replica, ReplicaPhase};
+use crate::store::jobs::{self, Ending, NewJob};
 use crate::store::{Store, StoreError};
 use sources::SourceError;
 
@@ -112,124 +113,6 @@ impl RunningJob {
             }
         }
         stats
-    }
-}
-
-/// Forgets a runner once it ended, however it ended (a panic included).
-struct Forget {
-    id: String,
-    running: Arc<Mutex<HashMap<String, Arc<RunningJob>>>>,
-}
-
-impl Drop for Forget {
-    fn drop(&mut self) {
-        self.running
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .remove(&self.id);
-    }
-}
-
-/// Starts runners and remembers the running ones (cheap to clone into tasks).
-#[derive(Clone)]
-struct Runners {
-    shared: Arc<Shared>,
-    running: Arc<Mutex<HashMap<String, Arc<RunningJob>>>>,
-    tasks: tokio_util::task::TaskTracker,
-    shutdown: CancellationToken,
-}
-
-impl Runners {
-    /// Starts the runner of a stored job.
-    fn start(&self, job: JobRow, template: ReplicaPlan, log: JobLog, feeding: Feeding) {
-        let handle = Arc::new(RunningJob {
-            api: job.api_name.clone(),
-            stop: CancellationToken::new(),
-            workers: RwLock::new(Vec::new()),
-            project: template.cwd.clone(),
-            waiting: AtomicU32::new(0),
-            done: watch::Sender::new(false),
-        });
-        self.running
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .insert(job.id.clone(), handle.clone());
-        let run = runner::Run {
-            shared: self.shared.clone(),
-            job,
-            template,
-            handle,
-            log,
-            in_flight: feeding.in_flight,
-            multi: feeding.multi,
-            shutdown: self.shutdown.clone(),
-        };
-        let forget = Forget {
-            id: run.job.id.clone(),
-            running: self.running.clone(),
-        };
-        self.tasks.spawn(async move {
-            let _forget = forget;
-            run.run().await;
-        });
-    }
-
-    /// Records how the job ended before it ran (the first ending recorded stands).
-    async fn end_unstarted(&self, log: &JobLog, job_id: &str, status: JobStatus, why: String) {
-        let (id, text) = (job_id.to_string(), why.clone());
-        let ended = self
-            .shared
-            .store
-            .call(move |c| {
-                jobs::finish(
-                    c,
-                    &id,
-                    &Ending {
-                        status: status.as_str(),
-                        end_ns: now_ns(),
-                        failure: Some(&text),
-                        workers_succeeded: 0,
-                        workers_failed: 0,
-                    },
-                )
-            })
-            .await;
-        match ended {
-            Ok(true) => {
-                log.line(format!("job {job_id} {}: {why}", status.message()))
-                    .await
-            }
-            Ok(false) => {}
-            Err(e) => tracing::error!("cannot record the end of job {job_id}: {e}"),
-        }
-    }
-}
-
-/// How a job's workers are fed.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-struct Feeding {
-    /// Feeders per worker, each with one request at a time: as many as its predictor runs at
-    /// once; a command worker gets one more, waiting, so that it never idles between batches
-    /// (a stream to the python shim already holds its next batch: `feeder::WINDOW`).
-    in_flight: u32,
-    /// Several batches per request: the python shim takes them as a stream
-    /// (`POST /batches`); a command worker gets one batch per `POST /`, as the contract says.
-    multi: bool,
-}
-
-fn feeding(spec: &crate::spec::ApiSpec) -> Feeding {
-    let (processes, threads, python) = spec.predictor.as_ref().map_or((1, 1, false), |p| {
-        (
-            p.processes_per_replica,
-            p.threads_per_process,
-            p.kind.runs_shim(),
-        )
-    });
-    Feeding {
-        in_flight: processes
-            .saturating_mul(threads)
-            .saturating_add(u32::from(!python)),
-        multi: python,
     }
 }
 
@@ -395,22 +278,8 @@ impl Jobs {
             sub.batch_size,
         );
         let log = self.log_of(&api_name, &id);
-        // A file_path_lister's items are the paths it listed.
-        let items = match sub.input {
-            Input::Items(items) => Some(items),
-            Input::S3(listing) => inputs::listed_paths(&listing, &files),
-            Input::Files(_) => None,
-        };
-        let origin = if items.is_some() && !files.is_empty() {
-            "listed in S3"
-        } else {
-            "found in job submission"
-        };
-        let (items, batches) = match items {
-            Some(items) => {
-                let batches = submission::batches(&items, batch_size);
-                (Some(items.len()), batches)
-            }
+        let (items, batches) = match inputs::batches_now(sub.input, &files, batch_size) {
+            Some((items, origin, batches)) => (Some((items, origin)), batches),
             None => (None, Vec::new()),
         };
         let n_batches = batches.len();
@@ -442,7 +311,7 @@ impl Jobs {
             })
             .await?;
         match items {
-            Some(items) => {
+            Some((items, origin)) => {
                 log.line(format!(
                     "partitioning {items} items {origin} into {n_batches} batches of size {batch_size}"
                 ))
@@ -591,68 +460,6 @@ impl Jobs {
             job.stop.cancel();
             let mut done = job.done.subscribe();
             let _ = done.wait_for(|d| *d).await;
-        }
-    }
-
-    /// Runs again the jobs that had not ended when the server stopped: batches their workers
-    /// held go back to the queue (that delivery is not counted) and new workers start. A job
-    /// whose API no longer runs ends `status_unexpected_error`.
-    pub async fn resume(&self, find: impl Fn(&str) -> Option<Arc<LiveApi>>) {
-        // Ids are made from creation times: never again one that was made before the restart
-        // (the clock may have been set back).
-        match self.shared.store.call(|c| jobs::latest_created_ns(c)).await {
-            Ok(latest) => {
-                self.last_created_ns.fetch_max(latest, Ordering::Relaxed);
-            }
-            Err(e) => tracing::warn!("cannot read the latest job's time: {e}"),
-        }
-        let open = match self.shared.store.call(|c| jobs::unfinished(c)).await {
-            Ok(open) => open,
-            Err(e) => {
-                tracing::error!("cannot list the jobs to resume: {e}");
-                return;
-            }
-        };
-        for job in open {
-            let id = job.id.clone();
-            let released = self
-                .shared
-                .store
-                .call(move |c| jobs::release_all(c, &id))
-                .await
-                .unwrap_or(0);
-            let log = self.log_of(&job.api_name, &job.id);
-            let template = find(&job.api_name)
-                .filter(|_| job.status != crate::batch::status::JobStatus::Enqueuing.as_str())
-                .filter(|live| live.model_id == job.model_id)
-                .and_then(|live| {
-                    let t = live.versions.newest().template().cloned()?;
-                    Some((t, feeding(&live.spec)))
-                });
-            let Some(template) = template else {
-                let (status, why) = if job.status
-                    == crate::batch::status::JobStatus::Enqueuing.as_str()
-                {
-                    (
-                        crate::batch::status::JobStatus::EnqueueFailed,
-                        "the server restarted while the job's files were read; submit the job again".to_string(),
-                    )
-                } else {
-                    (
-                        crate::batch::status::JobStatus::UnexpectedError,
-                        format!("{} is not running after the server restarted", job.api_name),
-                    )
-                };
-                self.runners.end_unstarted(&log, &job.id, status, why).await;
-                continue;
-            };
-            log.line(format!(
-                "the server restarted; resuming job {} ({released} batch(es) in flight go back to the queue)",
-                job.id
-            ))
-            .await;
-            let (template, depth) = template;
-            self.runners.start(job, template, log, depth);
         }
     }
 
