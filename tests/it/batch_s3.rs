@@ -169,6 +169,8 @@ fn bad_s3_inputs_are_refused_naming_the_field_and_what_to_change() {
     let s3 = MotoServer::start();
     s3.create_bucket("cortex-in");
     s3.put("cortex-in", "in/a.jsonl", "1\n");
+    // A folder marker as S3 consoles make them: empty, so skipped.
+    s3.put("cortex-in", "empty/", "");
     let s = server_for(&s3);
     deploy_batch(&s, "s3-bad", SUMMER, "");
     let files = |v: Value| json!({"workers": 1, "delimited_files": v}).to_string();
@@ -198,6 +200,11 @@ fn bad_s3_inputs_are_refused_naming_the_field_and_what_to_change() {
             files(json!({"s3_paths": ["s3://cortex-in/nothing/"], "batch_size": 1})),
             400,
             vec!["delimited_files: no file found under s3_paths"],
+        ),
+        (
+            lister(json!({"s3_paths": ["s3://cortex-in/empty"], "batch_size": 1})),
+            400,
+            vec!["file_path_lister: no file found under s3_paths (empty files are skipped)"],
         ),
         (
             files(json!({"s3_paths": ["s3://cortex-in/in/"], "excludes": ["**{a,b"], "batch_size": 1})),

@@ -78,7 +78,7 @@ async fn list(objects: &S3Access, listing: &S3Listing) -> Result<Vec<Source>, Ob
         let why = if filter.filters() {
             "no file under s3_paths matches includes and excludes; `?dryRun=true` lists the files a submission finds"
         } else {
-            "no file found under s3_paths; an s3:// path is a key or a prefix of keys, e.g. s3://bucket/dir/"
+            "no file found under s3_paths (empty files are skipped); an s3:// path is a key or a prefix of keys, e.g. s3://bucket/dir/"
         };
         return Err(ObjectError::NoMatches {
             parent: parent.to_string(),

@@ -97,8 +97,8 @@ impl S3Access {
         Ok(client)
     }
 
-    /// The keys under `path` (`field` in errors) whose `s3://bucket/key` `filter` keeps, in
-    /// the store's order, page by page; at most `limit` of them (more is
+    /// The keys of the non-empty objects under `path` (`field` in errors) whose
+    /// `s3://bucket/key` `filter` keeps, in the store's order, page by page; at most `limit` of them (more is
     /// [`ObjectError::TooMany`], reported for `parent`).
     pub async fn list(
         &self,
@@ -132,6 +132,11 @@ impl S3Access {
                 })?;
             for object in &page.result.objects {
                 scanned += 1;
+                // Empty objects hold no items, and the folder markers S3 consoles make
+                // (`dir/`, listed without their `/`) cannot be read back: both are skipped.
+                if object.size == 0 {
+                    continue;
+                }
                 let key = object.location.as_ref();
                 if filter.keeps(&format!("s3://{}/{key}", path.bucket)) {
                     if keys.len() == limit {
