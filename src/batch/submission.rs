@@ -2,6 +2,8 @@
 
 use serde_json::Value;
 
+use super::file_inputs;
+
 /// The largest submission body (larger inputs go through `delimited_files`).
 pub const MAX_BODY_BYTES: usize = 10 * 1024 * 1024;
 /// The largest item, as JSON.
@@ -19,6 +21,37 @@ pub enum Input {
     /// `delimited_files.paths`: newline-delimited JSON read by the server, from `http(s)://`
     /// URLs or local paths (which the server checks against its `--data-root`).
     Files(Vec<String>),
+    /// `delimited_files.s3_paths` or `file_path_lister`: objects the server lists in S3.
+    S3(S3Listing),
+}
+
+/// What a job's objects in S3 are to it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum S3Use {
+    /// `delimited_files.s3_paths`: each object is newline-delimited JSON, one item a line.
+    DelimitedFiles,
+    /// `file_path_lister`: each object's `s3://bucket/key` is an item.
+    FilePathLister,
+}
+
+impl S3Use {
+    /// The submission's field.
+    pub fn field(self) -> &'static str {
+        match self {
+            S3Use::DelimitedFiles => "delimited_files",
+            S3Use::FilePathLister => "file_path_lister",
+        }
+    }
+}
+
+/// `s3_paths` with their `includes` and `excludes` (checked as paths and globs by the
+/// server, which lists them).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct S3Listing {
+    pub of: S3Use,
+    pub s3_paths: Vec<String>,
+    pub includes: Vec<String>,
+    pub excludes: Vec<String>,
 }
 
 /// A checked submission.
@@ -43,7 +76,7 @@ pub struct SubmissionError {
     pub message: String,
 }
 
-fn problem(field: &str, message: impl Into<String>) -> SubmissionError {
+pub(super) fn problem(field: &str, message: impl Into<String>) -> SubmissionError {
     SubmissionError {
         field: field.to_string(),
         message: message.into(),
@@ -72,13 +105,14 @@ pub fn check(body: &Value) -> Result<Submission, SubmissionError> {
     let Some(obj) = body.as_object() else {
         return Err(problem(
             "(body)",
-            "expected a JSON object with workers and item_list (or delimited_files)",
+            "expected a JSON object with workers and item_list (or delimited_files, or file_path_lister)",
         ));
     };
-    const KNOWN: [&str; 6] = [
+    const KNOWN: [&str; 7] = [
         "workers",
         "item_list",
         "delimited_files",
+        "file_path_lister",
         "config",
         "timeout",
         "dead_letter",
@@ -100,22 +134,7 @@ pub fn check(body: &Value) -> Result<Submission, SubmissionError> {
                 format!("{workers} is more than a job may have; ask for at most {MAX_WORKERS}"),
             )
         })?;
-    let (input, batch_size) = match (obj.get("item_list"), obj.get("delimited_files")) {
-        (Some(_), Some(_)) => {
-            return Err(problem(
-                "delimited_files",
-                "give item_list or delimited_files, not both",
-            ))
-        }
-        (Some(list), None) => item_list(list)?,
-        (None, Some(files)) => delimited_files(files)?,
-        (None, None) => {
-            return Err(problem(
-                "item_list",
-                "required: {\"items\": [...], \"batch_size\": N} (or delimited_files for inputs over 10 MB)",
-            ))
-        }
-    };
+    let (input, batch_size) = input_of(obj)?;
     let config = match obj.get("config") {
         None | Some(Value::Null) => serde_json::Map::new(),
         Some(Value::Object(m)) => {
@@ -161,6 +180,31 @@ pub fn check(body: &Value) -> Result<Submission, SubmissionError> {
     })
 }
 
+/// The one input of a submission: `item_list`, `delimited_files` or `file_path_lister`.
+fn input_of(obj: &serde_json::Map<String, Value>) -> Result<(Input, u32), SubmissionError> {
+    const INPUTS: [&str; 3] = ["item_list", "delimited_files", "file_path_lister"];
+    let given: Vec<&str> = INPUTS
+        .into_iter()
+        .filter(|k| obj.contains_key(*k))
+        .collect();
+    match given.as_slice() {
+        [] => Err(problem(
+            "item_list",
+            "required: {\"items\": [...], \"batch_size\": N} (or delimited_files or file_path_lister for inputs over 10 MB)",
+        )),
+        ["item_list"] => item_list(&obj["item_list"]),
+        ["delimited_files"] => file_inputs::delimited_files(&obj["delimited_files"]),
+        [_] => file_inputs::file_path_lister(&obj["file_path_lister"]),
+        [.., last] => Err(problem(
+            last,
+            format!(
+                "give one of item_list, delimited_files and file_path_lister, not {}",
+                given.join(" and ")
+            ),
+        )),
+    }
+}
+
 /// `item_list`: its items and batch size.
 fn item_list(list: &Value) -> Result<(Input, u32), SubmissionError> {
     let list = list.as_object().ok_or_else(|| {
@@ -186,55 +230,7 @@ fn item_list(list: &Value) -> Result<(Input, u32), SubmissionError> {
     Ok((Input::Items(items), batch_size))
 }
 
-/// `delimited_files`: its paths and batch size.
-fn delimited_files(files: &Value) -> Result<(Input, u32), SubmissionError> {
-    let files = files.as_object().ok_or_else(|| {
-        problem(
-            "delimited_files",
-            "expected {\"paths\": [\"https://...\" or a path under the server's --data-root], \"batch_size\": N}",
-        )
-    })?;
-    if let Some(unknown) = files
-        .keys()
-        .find(|k| !["paths", "batch_size"].contains(&k.as_str()))
-    {
-        return Err(problem(
-            &format!("delimited_files.{unknown}"),
-            "unknown field; use paths and batch_size",
-        ));
-    }
-    let paths = match files.get("paths") {
-        Some(Value::Array(paths)) if !paths.is_empty() => paths,
-        Some(Value::Array(_)) => {
-            return Err(problem(
-                "delimited_files.paths",
-                "is empty; give at least one file",
-            ))
-        }
-        _ => {
-            return Err(problem(
-                "delimited_files.paths",
-                "required: a list of http(s):// URLs or paths under the server's --data-root",
-            ))
-        }
-    };
-    let mut out = Vec::with_capacity(paths.len());
-    for (i, path) in paths.iter().enumerate() {
-        match path.as_str() {
-            Some(p) if !p.trim().is_empty() => out.push(p.to_string()),
-            _ => {
-                return Err(problem(
-                    &format!("delimited_files.paths[{i}]"),
-                    format!("expected a URL or a path, got {path}"),
-                ))
-            }
-        }
-    }
-    let batch_size = batch_size_of(files, "delimited_files")?;
-    Ok((Input::Files(out), batch_size))
-}
-
-fn batch_size_of(
+pub(super) fn batch_size_of(
     obj: &serde_json::Map<String, Value>,
     parent: &str,
 ) -> Result<u32, SubmissionError> {
@@ -357,9 +353,10 @@ mod tests {
             )
         );
         for (body, field) in [
+            // Upstream's field is s3_paths; the message offers paths too.
             (
                 json!({"workers": 1, "delimited_files": {"batch_size": 1}}),
-                "delimited_files.paths",
+                "delimited_files.s3_paths",
             ),
             (
                 json!({"workers": 1, "delimited_files": {"paths": [], "batch_size": 1}}),

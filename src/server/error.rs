@@ -30,6 +30,9 @@ pub enum ApiError {
     NotReady(String),
     #[error("{0}")]
     BadGateway(String),
+    /// The server cannot do it as it is configured (a 503 that waiting does not cure).
+    #[error("{0}")]
+    Unavailable(String),
     #[error("{0}")]
     InsufficientStorage(String),
     #[error("{0}")]
@@ -49,6 +52,7 @@ impl ApiError {
             ApiError::Unprocessable(_) => (StatusCode::UNPROCESSABLE_ENTITY, "unprocessable"),
             ApiError::NotReady(_) => (StatusCode::SERVICE_UNAVAILABLE, "not_ready"),
             ApiError::BadGateway(_) => (StatusCode::BAD_GATEWAY, "bad_gateway"),
+            ApiError::Unavailable(_) => (StatusCode::SERVICE_UNAVAILABLE, "unavailable"),
             ApiError::InsufficientStorage(_) => {
                 (StatusCode::INSUFFICIENT_STORAGE, "insufficient_storage")
             }

@@ -26,6 +26,7 @@ pub mod limits;
 pub mod live_api;
 pub mod local_ports;
 pub mod metrics;
+pub mod objects;
 pub mod project_python;
 pub mod replica_client;
 pub mod replica_set;
@@ -64,6 +65,20 @@ fn shutdown_grace() -> std::time::Duration {
         .ok()
         .and_then(|v| v.parse().ok())
         .map_or(SHUTDOWN_GRACE, std::time::Duration::from_secs)
+}
+
+/// The server's S3 access for job inputs, from its `AWS_*` variables (said in its log); an
+/// unusable variable stops the server from starting.
+fn s3_access() -> anyhow::Result<objects::S3Access> {
+    let access = objects::S3Access::from_env()
+        .map_err(|e| anyhow::anyhow!("cannot read the S3 configuration: {e}"))?;
+    match access.config() {
+        Some(config) => tracing::info!("{}", config.describe()),
+        None => tracing::info!(
+            "no AWS credentials in the environment: s3:// job inputs are refused (set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY to read them)"
+        ),
+    }
+    Ok(access)
 }
 
 /// How `cortex server` was asked to run.
@@ -221,6 +236,7 @@ pub async fn run(config: ServerConfig) -> anyhow::Result<()> {
         jobs::Sources {
             fetcher: fetch::Fetcher::new(fetch::FetchPolicy::new(config.allow_fetch.clone()))?,
             data_root: config.data_root.clone(),
+            objects: s3_access()?,
         },
         data_dir,
         jobs::WorkerSlots::new(config.max_batch_workers),

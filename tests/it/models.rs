@@ -205,3 +205,42 @@ fn model_locations_are_checked_at_deploy_and_a_predictor_without_load_model_is_t
         "{text}"
     );
 }
+
+#[test]
+fn python_predictor_loads_versions_from_s3_and_picks_up_a_new_one() {
+    let store = crate::s3_store::MotoServer::start();
+    store.create_bucket("cortex-examples");
+    store.put("cortex-examples", "sklearn/mpg/1/model.txt", b"mpg-1");
+    store.put("cortex-examples", "sklearn/mpg/1/data.txt", b"extra file of the version");
+    let s = Server::start();
+    let p = s.project("s3-mpg");
+    write(&p, "predictor.py", PREDICTOR);
+    // The API's own credentials and endpoint, as a user of cortex 0.2x's local environment
+    // gave them.
+    let dotenv: String = store
+        .env()
+        .iter()
+        .map(|(k, v)| format!("{k}={v}\n"))
+        .collect();
+    write(&p, ".env", &dotenv);
+    write(
+        &p,
+        "cortex.yaml",
+        "- name: s3-mpg\n  kind: RealtimeAPI\n  predictor:\n    type: python\n    path: predictor.py\n    \
+         model_path: s3://cortex-examples/sklearn/mpg/\n    env:\n      CORTEX_MODEL_RELOAD_SECONDS: '0.3'\n",
+    );
+    s.ok(&p, &["deploy"]);
+    wait_for("s3-mpg to be live", crate::onnx::INSTALL_DEADLINE, || {
+        let v = s.api_json("s3-mpg")?;
+        assert_ne!(v["status"], "error", "(is PyPI reachable for boto3?) {v:#}");
+        (v["status"] == "live").then_some(())
+    });
+    assert_eq!(prediction(&s, "s3-mpg", ""), json!("mpg-1"));
+    store.put("cortex-examples", "sklearn/mpg/2/model.txt", b"mpg-2");
+    wait_for("version 2 from s3 to be served", DEADLINE, || {
+        (prediction(&s, "s3-mpg", "") == json!("mpg-2")).then_some(())
+    });
+    assert_eq!(prediction(&s, "s3-mpg", "version=1"), json!("mpg-1"));
+    let logs = s.ok(&p, &["logs", "s3-mpg"]);
+    assert!(logs.contains("installing boto3"), "{logs}");
+}

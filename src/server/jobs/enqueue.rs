@@ -22,16 +22,21 @@ pub(super) async fn enqueue(
 ) {
     let shared = runners.shared.clone();
     let job_id = job.id.clone();
-    let read = sources::read_batches(&shared.fetcher, &files, batch_size, |batches| {
-        let (store, id) = (shared.store.clone(), job_id.clone());
-        async move {
-            store
-                .call(move |c| jobs::append_batches(c, &id, &batches))
-                .await
-                .map(|_| ())
-                .map_err(|e| format!("cannot store its batches: {e}"))
-        }
-    });
+    let read = sources::read_batches(
+        (&shared.fetcher, &shared.objects),
+        &files,
+        batch_size,
+        |batches| {
+            let (store, id) = (shared.store.clone(), job_id.clone());
+            async move {
+                store
+                    .call(move |c| jobs::append_batches(c, &id, &batches))
+                    .await
+                    .map(|_| ())
+                    .map_err(|e| format!("cannot store its batches: {e}"))
+            }
+        },
+    );
     let deadline = async {
         match job.timeout_secs {
             Some(t) => {

@@ -6,17 +6,19 @@
 mod crew;
 mod enqueue;
 mod feeder;
+mod inputs;
 mod job_log;
 mod outcome;
+mod resume;
 mod runner;
+mod runners;
 mod settler;
 pub mod sources;
 pub mod view;
 
-use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicI64, AtomicU32, Ordering};
-use std::sync::{Arc, Mutex, OnceLock, RwLock};
+use std::sync::{Arc, OnceLock, RwLock};
 
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
@@ -24,16 +26,17 @@ use tokio_util::sync::CancellationToken;
 pub use crew::WorkerSlots;
 pub use feeder::visibility_ms;
 pub use job_log::JobLog;
+use runners::{feeding, Feeding, Runners};
 
 use super::fetch::Fetcher;
 use super::live_api::LiveApi;
+use super::objects::S3Access;
 use super::tokens::Tokens;
 use crate::api;
-use crate::batch::status::JobStatus;
-use crate::batch::submission::{self, Input, Submission};
+use crate::batch::submission::Submission;
 use crate::clock::now_ns;
-use crate::engine::{Engine, Replica, ReplicaPhase, ReplicaPlan};
-use crate::store::jobs::{self, Ending, JobRow, NewJob};
+use crate::engine::{Engine, Replica, ReplicaPhase};
+use crate::store::jobs::{self, Ending, NewJob};
 use crate::store::{Store, StoreError};
 use sources::SourceError;
 
@@ -47,6 +50,8 @@ pub(crate) struct Shared {
     /// To `delimited_files` URLs: allowed addresses only, and time limits so a source that
     /// stalls fails the job instead of holding it.
     pub fetcher: Fetcher,
+    /// To S3, for `s3_paths`: with the server's own credentials and endpoint.
+    pub objects: S3Access,
     /// The server-wide cap on batch workers running at once.
     pub slots: WorkerSlots,
     server_url: OnceLock<String>,
@@ -111,130 +116,14 @@ impl RunningJob {
     }
 }
 
-/// Forgets a runner once it ended, however it ended (a panic included).
-struct Forget {
-    id: String,
-    running: Arc<Mutex<HashMap<String, Arc<RunningJob>>>>,
-}
-
-impl Drop for Forget {
-    fn drop(&mut self) {
-        self.running
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .remove(&self.id);
-    }
-}
-
-/// Starts runners and remembers the running ones (cheap to clone into tasks).
-#[derive(Clone)]
-struct Runners {
-    shared: Arc<Shared>,
-    running: Arc<Mutex<HashMap<String, Arc<RunningJob>>>>,
-    tasks: tokio_util::task::TaskTracker,
-    shutdown: CancellationToken,
-}
-
-impl Runners {
-    /// Starts the runner of a stored job.
-    fn start(&self, job: JobRow, template: ReplicaPlan, log: JobLog, feeding: Feeding) {
-        let handle = Arc::new(RunningJob {
-            api: job.api_name.clone(),
-            stop: CancellationToken::new(),
-            workers: RwLock::new(Vec::new()),
-            project: template.cwd.clone(),
-            waiting: AtomicU32::new(0),
-            done: watch::Sender::new(false),
-        });
-        self.running
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .insert(job.id.clone(), handle.clone());
-        let run = runner::Run {
-            shared: self.shared.clone(),
-            job,
-            template,
-            handle,
-            log,
-            in_flight: feeding.in_flight,
-            multi: feeding.multi,
-            shutdown: self.shutdown.clone(),
-        };
-        let forget = Forget {
-            id: run.job.id.clone(),
-            running: self.running.clone(),
-        };
-        self.tasks.spawn(async move {
-            let _forget = forget;
-            run.run().await;
-        });
-    }
-
-    /// Records how the job ended before it ran (the first ending recorded stands).
-    async fn end_unstarted(&self, log: &JobLog, job_id: &str, status: JobStatus, why: String) {
-        let (id, text) = (job_id.to_string(), why.clone());
-        let ended = self
-            .shared
-            .store
-            .call(move |c| {
-                jobs::finish(
-                    c,
-                    &id,
-                    &Ending {
-                        status: status.as_str(),
-                        end_ns: now_ns(),
-                        failure: Some(&text),
-                        workers_succeeded: 0,
-                        workers_failed: 0,
-                    },
-                )
-            })
-            .await;
-        match ended {
-            Ok(true) => {
-                log.line(format!("job {job_id} {}: {why}", status.message()))
-                    .await
-            }
-            Ok(false) => {}
-            Err(e) => tracing::error!("cannot record the end of job {job_id}: {e}"),
-        }
-    }
-}
-
-/// How a job's workers are fed.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-struct Feeding {
-    /// Feeders per worker, each with one request at a time: as many as its predictor runs at
-    /// once; a command worker gets one more, waiting, so that it never idles between batches
-    /// (a stream to the python shim already holds its next batch: `feeder::WINDOW`).
-    in_flight: u32,
-    /// Several batches per request: the python shim takes them as a stream
-    /// (`POST /batches`); a command worker gets one batch per `POST /`, as the contract says.
-    multi: bool,
-}
-
-fn feeding(spec: &crate::spec::ApiSpec) -> Feeding {
-    let (processes, threads, python) = spec.predictor.as_ref().map_or((1, 1, false), |p| {
-        (
-            p.processes_per_replica,
-            p.threads_per_process,
-            p.kind.runs_shim(),
-        )
-    });
-    Feeding {
-        in_flight: processes
-            .saturating_mul(threads)
-            .saturating_add(u32::from(!python)),
-        multi: python,
-    }
-}
-
-/// Where a job's `delimited_files` may come from.
+/// Where a job's `delimited_files` and `file_path_lister` may come from.
 pub struct Sources {
     /// URLs: fetched from allowed addresses only.
     pub fetcher: Fetcher,
     /// Files: beneath `cortex server --data-root`, if given.
     pub data_root: Option<PathBuf>,
+    /// `s3_paths`: the server's S3 access (none without AWS credentials).
+    pub objects: S3Access,
 }
 
 /// Every job of this server.
@@ -258,13 +147,18 @@ impl Jobs {
         data_dir: &std::path::Path,
         slots: WorkerSlots,
     ) -> Jobs {
-        let Sources { fetcher, data_root } = sources;
+        let Sources {
+            fetcher,
+            data_root,
+            objects,
+        } = sources;
         let shared = Arc::new(Shared {
             store,
             engine,
             tokens,
             http,
             fetcher,
+            objects,
             slots,
             server_url: OnceLock::new(),
             data_root: data_root.clone(),
@@ -341,26 +235,15 @@ impl Jobs {
         }
     }
 
-    /// Checks where a submission's files come from (before anything is stored): local paths
-    /// under the data root, URLs on addresses the server may fetch from.
+    /// Checks where a submission's files come from, before anything is stored (local paths
+    /// under the data root, URLs on addresses the server may fetch from, `s3_paths` listed
+    /// with their `includes` and `excludes`); the files, in order.
     pub async fn check_sources(
         &self,
         sub: &Submission,
     ) -> Result<Vec<sources::Source>, SourceError> {
-        let Input::Files(paths) = &sub.input else {
-            return Ok(Vec::new());
-        };
-        let mut checked = Vec::with_capacity(paths.len());
-        for (i, path) in paths.iter().enumerate() {
-            let source = sources::resolve(i, path, self.data_root.as_deref())?;
-            if let sources::Source::Url(url) = &source {
-                self.shared.fetcher.check(url).await.map_err(|refusal| {
-                    SourceError::Forbidden(format!("delimited_files.paths[{i}]: {url}: {refusal}"))
-                })?;
-            }
-            checked.push(source);
-        }
-        Ok(checked)
+        let readers = (&self.shared.fetcher, &self.shared.objects);
+        inputs::check(readers, self.data_root.as_deref(), sub).await
     }
 
     /// Stores a job and starts it. Items: the job and all its batches in one transaction,
@@ -395,12 +278,9 @@ impl Jobs {
             sub.batch_size,
         );
         let log = self.log_of(&api_name, &id);
-        let (items, batches) = match sub.input {
-            Input::Items(items) => {
-                let batches = submission::batches(&items, batch_size);
-                (Some(items.len()), batches)
-            }
-            Input::Files(_) => (None, Vec::new()),
+        let (items, batches) = match inputs::batches_now(sub.input, &files, batch_size) {
+            Some((items, origin, batches)) => (Some((items, origin)), batches),
+            None => (None, Vec::new()),
         };
         let n_batches = batches.len();
         // A worker without a batch would only start and stop (files: the runner decides once
@@ -431,9 +311,9 @@ impl Jobs {
             })
             .await?;
         match items {
-            Some(items) => {
+            Some((items, origin)) => {
                 log.line(format!(
-                    "partitioning {items} items found in job submission into {n_batches} batches of size {batch_size}"
+                    "partitioning {items} items {origin} into {n_batches} batches of size {batch_size}"
                 ))
                 .await;
                 log.line(format!("validations passed; enqueued {n_batches} batches"))
@@ -580,68 +460,6 @@ impl Jobs {
             job.stop.cancel();
             let mut done = job.done.subscribe();
             let _ = done.wait_for(|d| *d).await;
-        }
-    }
-
-    /// Runs again the jobs that had not ended when the server stopped: batches their workers
-    /// held go back to the queue (that delivery is not counted) and new workers start. A job
-    /// whose API no longer runs ends `status_unexpected_error`.
-    pub async fn resume(&self, find: impl Fn(&str) -> Option<Arc<LiveApi>>) {
-        // Ids are made from creation times: never again one that was made before the restart
-        // (the clock may have been set back).
-        match self.shared.store.call(|c| jobs::latest_created_ns(c)).await {
-            Ok(latest) => {
-                self.last_created_ns.fetch_max(latest, Ordering::Relaxed);
-            }
-            Err(e) => tracing::warn!("cannot read the latest job's time: {e}"),
-        }
-        let open = match self.shared.store.call(|c| jobs::unfinished(c)).await {
-            Ok(open) => open,
-            Err(e) => {
-                tracing::error!("cannot list the jobs to resume: {e}");
-                return;
-            }
-        };
-        for job in open {
-            let id = job.id.clone();
-            let released = self
-                .shared
-                .store
-                .call(move |c| jobs::release_all(c, &id))
-                .await
-                .unwrap_or(0);
-            let log = self.log_of(&job.api_name, &job.id);
-            let template = find(&job.api_name)
-                .filter(|_| job.status != crate::batch::status::JobStatus::Enqueuing.as_str())
-                .filter(|live| live.model_id == job.model_id)
-                .and_then(|live| {
-                    let t = live.versions.newest().template().cloned()?;
-                    Some((t, feeding(&live.spec)))
-                });
-            let Some(template) = template else {
-                let (status, why) = if job.status
-                    == crate::batch::status::JobStatus::Enqueuing.as_str()
-                {
-                    (
-                        crate::batch::status::JobStatus::EnqueueFailed,
-                        "the server restarted while the job's files were read; submit the job again".to_string(),
-                    )
-                } else {
-                    (
-                        crate::batch::status::JobStatus::UnexpectedError,
-                        format!("{} is not running after the server restarted", job.api_name),
-                    )
-                };
-                self.runners.end_unstarted(&log, &job.id, status, why).await;
-                continue;
-            };
-            log.line(format!(
-                "the server restarted; resuming job {} ({released} batch(es) in flight go back to the queue)",
-                job.id
-            ))
-            .await;
-            let (template, depth) = template;
-            self.runners.start(job, template, log, depth);
         }
     }
 

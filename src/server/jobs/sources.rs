@@ -1,6 +1,6 @@
 //! `delimited_files`: where a job's newline-delimited JSON may come from (`http(s)://` URLs,
-//! or files under the directory the operator allowed with `cortex server --data-root`), and
-//! reading it into batches as it streams in.
+//! files under the directory the operator allowed with `cortex server --data-root`, or
+//! objects in S3 listed from `s3_paths`), and reading it into batches as it streams in.
 
 use std::path::{Component, Path, PathBuf};
 
@@ -12,6 +12,7 @@ use tokio_util::codec::{FramedRead, LinesCodec, LinesCodecError};
 use crate::batch::submission::{check_item, MAX_ITEM_BYTES};
 use crate::open_beneath::{open_beneath, BeneathError};
 use crate::server::fetch::Fetcher;
+use crate::server::objects::{self, ObjectError, S3Access};
 
 /// One file of a job's input.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -22,6 +23,11 @@ pub enum Source {
         root: PathBuf,
         rel: PathBuf,
     },
+    /// An object listed from `s3_paths`, read with the server's S3 credentials.
+    S3 {
+        bucket: String,
+        key: String,
+    },
 }
 
 impl std::fmt::Display for Source {
@@ -29,6 +35,7 @@ impl std::fmt::Display for Source {
         match self {
             Source::Url(u) => write!(f, "{u}"),
             Source::File { rel, .. } => write!(f, "{}", rel.display()),
+            Source::S3 { bucket, key } => write!(f, "s3://{bucket}/{key}"),
         }
     }
 }
@@ -43,6 +50,24 @@ pub enum SourceError {
     /// fetch from (a 403).
     #[error("{0}")]
     Forbidden(String),
+    /// The server has no way to read it (a 503: no S3 access configured).
+    #[error("{0}")]
+    Unavailable(String),
+    /// The store it is in failed or refused the server (a 502).
+    #[error("{0}")]
+    Upstream(String),
+}
+
+impl From<ObjectError> for SourceError {
+    fn from(e: ObjectError) -> SourceError {
+        let text = e.to_string();
+        match e.class() {
+            objects::Class::BadInput => SourceError::Invalid(text),
+            objects::Class::Forbidden => SourceError::Forbidden(text),
+            objects::Class::Unavailable => SourceError::Unavailable(text),
+            objects::Class::Upstream => SourceError::Upstream(text),
+        }
+    }
 }
 
 /// Where `path` (the `i`th of `delimited_files.paths`) is read from. Local paths must be
@@ -54,6 +79,11 @@ pub fn resolve(i: usize, path: &str, data_root: Option<&Path>) -> Result<Source,
         return Url::parse(path).map(Source::Url).map_err(|e| {
             SourceError::Invalid(format!("{field}: {path:?} is not a valid URL: {e}"))
         });
+    }
+    if path.starts_with("s3://") {
+        return Err(SourceError::Invalid(format!(
+            "{field}: {path:?}: give s3:// paths in delimited_files.s3_paths (with includes and excludes if you like), not in paths"
+        )));
     }
     let local = path.strip_prefix("file://").unwrap_or(path);
     if local.contains("://") {
@@ -113,10 +143,11 @@ fn beneath(root: &Path, candidate: &Path) -> Option<PathBuf> {
 
 /// Opens a source for reading; the error is what a tenant may hear.
 async fn open(
-    fetcher: &Fetcher,
+    (fetcher, objects): (&Fetcher, &S3Access),
     source: &Source,
 ) -> Result<Box<dyn tokio::io::AsyncRead + Unpin + Send>, String> {
     match source {
+        Source::S3 { bucket, key } => objects.open(bucket, key).await,
         Source::File { root, rel } => {
             let (root, rel) = (root.clone(), rel.clone());
             let file = tokio::task::spawn_blocking(move || open_beneath(&root, &rel))
@@ -141,7 +172,7 @@ async fn open(
 /// items to `emit` as a batch (the last one may be shorter), `emit` getting up to 100 batches
 /// at a time. Returns how many items were read; an error names the file and line.
 pub async fn read_batches<F, Fut>(
-    fetcher: &Fetcher,
+    readers: (&Fetcher, &S3Access),
     sources: &[Source],
     batch_size: u32,
     mut emit: F,
@@ -153,7 +184,7 @@ where
     let batch_size = batch_size.max(1) as usize;
     let (mut items, mut batches, mut count) = (Vec::new(), Vec::new(), 0u64);
     for source in sources {
-        let reader = open(fetcher, source).await?;
+        let reader = open(readers, source).await?;
         // A line longer than an item may be is refused without being held whole.
         let mut lines =
             FramedRead::new(reader, LinesCodec::new_with_max_length(MAX_ITEM_BYTES + 1));
@@ -164,7 +195,7 @@ where
                 LinesCodecError::MaxLineLengthExceeded => format!(
                     "{source} line {n}: the item is more than {MAX_ITEM_BYTES} bytes (256 KiB)"
                 ),
-                LinesCodecError::Io(_) if matches!(source, Source::Url(_)) => {
+                LinesCodecError::Io(_) if !matches!(source, Source::File { .. }) => {
                     format!("{source} line {n}: the download broke off")
                 }
                 LinesCodecError::Io(e) => format!("{source} line {n}: cannot read it: {e}"),
@@ -250,9 +281,12 @@ mod tests {
         ));
         let e = resolve(5, "s3://bucket/x", r).unwrap_err();
         assert!(
-            e.to_string().starts_with("delimited_files.paths[5]: "),
+            e.to_string().starts_with("delimited_files.paths[5]: ")
+                && e.to_string().contains("delimited_files.s3_paths"),
             "{e}"
         );
+        let e = resolve(5, "gs://bucket/x", r).unwrap_err();
+        assert!(e.to_string().contains("only http(s):// URLs"), "{e}");
         assert!(matches!(
             resolve(6, "missing.jsonl", r),
             Err(SourceError::Invalid(_))

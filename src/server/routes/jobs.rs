@@ -10,12 +10,12 @@ use axum::response::{IntoResponse, Response};
 use axum::Json;
 
 use crate::api::{JobList, JobStatusResponse, MessageResponse};
-use crate::batch::submission::{self, Input, Submission, MAX_BODY_BYTES};
+use crate::batch::submission::{self, Input, S3Use, Submission, MAX_BODY_BYTES};
 use crate::server::access::{self, Access, Level};
 use crate::server::auth::identity_from_headers;
 use crate::server::error::{error_response, ApiError};
 use crate::server::gateway;
-use crate::server::jobs::sources::SourceError;
+use crate::server::jobs::sources::{Source, SourceError};
 use crate::server::live_api::LiveApi;
 use crate::server::state::AppState;
 
@@ -207,9 +207,11 @@ async fn submit(state: &AppState, live: &LiveApi, req: Request) -> Result<Respon
     let files = state.jobs.check_sources(&sub).await.map_err(|e| match e {
         SourceError::Invalid(m) => ApiError::BadRequest(m),
         SourceError::Forbidden(m) => ApiError::Forbidden(m),
+        SourceError::Unavailable(m) => ApiError::Unavailable(m),
+        SourceError::Upstream(m) => ApiError::BadGateway(m),
     })?;
     if dry_run {
-        return Ok(dry_run_answer(&sub));
+        return Ok(dry_run_answer(&sub, &files));
     }
     state.disk.check()?;
     let spec = state.jobs.submit(live, sub, files).await?;
@@ -217,30 +219,40 @@ async fn submit(state: &AppState, live: &LiveApi, req: Request) -> Result<Respon
 }
 
 /// What a job of `sub` would enqueue, in plain text as cortex 0.2x answered a dry run: the
-/// files it would read, one per line (or how many items in how many batches), then
+/// files it would read (or whose paths it would take as items, for `file_path_lister`), one
+/// per line, and what becomes of them (or how many items in how many batches), then
 /// `validations passed`.
-fn dry_run_answer(sub: &Submission) -> Response {
+fn dry_run_answer(sub: &Submission, files: &[Source]) -> Response {
     let mut text = String::new();
+    let for_workers = |items: usize| {
+        let batches = items.div_ceil(sub.batch_size.max(1) as usize);
+        format!(
+            "in {batches} batch(es) of up to {}, for {} worker(s)\n",
+            sub.batch_size,
+            sub.workers.min(batches.max(1) as u32)
+        )
+    };
     match &sub.input {
-        Input::Files(paths) => {
-            for path in paths {
-                text.push_str(path);
+        Input::Files(_) | Input::S3(_) => {
+            for file in files {
+                text.push_str(&file.to_string());
                 text.push('\n');
             }
-            text.push_str(&format!(
-                "{} file(s): their items are read into batches of {} when the job runs\n",
-                paths.len(),
-                sub.batch_size
-            ));
+            let lister = matches!(&sub.input, Input::S3(l) if l.of == S3Use::FilePathLister);
+            if lister {
+                text.push_str(&format!("{} file path(s) ", files.len()));
+                text.push_str(&for_workers(files.len()));
+            } else {
+                text.push_str(&format!(
+                    "{} file(s): their items are read into batches of {} when the job runs\n",
+                    files.len(),
+                    sub.batch_size
+                ));
+            }
         }
         Input::Items(items) => {
-            let batches = items.len().div_ceil(sub.batch_size.max(1) as usize);
-            text.push_str(&format!(
-                "{} item(s) in {batches} batch(es) of up to {}, for {} worker(s)\n",
-                items.len(),
-                sub.batch_size,
-                sub.workers.min(batches.max(1) as u32)
-            ));
+            text.push_str(&format!("{} item(s) ", items.len()));
+            text.push_str(&for_workers(items.len()));
         }
     }
     text.push_str("validations passed");
