@@ -211,7 +211,11 @@ fn python_predictor_loads_versions_from_s3_and_picks_up_a_new_one() {
     let store = crate::s3_store::MotoServer::start();
     store.create_bucket("cortex-examples");
     store.put("cortex-examples", "sklearn/mpg/1/model.txt", b"mpg-1");
-    store.put("cortex-examples", "sklearn/mpg/1/data.txt", b"extra file of the version");
+    store.put(
+        "cortex-examples",
+        "sklearn/mpg/1/data.txt",
+        b"extra file of the version",
+    );
     let s = Server::start();
     let p = s.project("s3-mpg");
     write(&p, "predictor.py", PREDICTOR);
