@@ -20,6 +20,8 @@ pub struct BodyTimedOut(Duration);
 
 pub struct DeadlineBody {
     inner: Body,
+    /// Whatever must live as long as the body (the replica's admission slot).
+    _held: Option<Box<dyn Send + Sync>>,
     deadline: Instant,
     /// Made the first time the body has to wait: an answer that is all there when its head
     /// is (most are) never allocates a timer.
@@ -32,10 +34,21 @@ impl DeadlineBody {
     pub fn new(inner: Body, deadline: Instant, timeout: Duration) -> Self {
         DeadlineBody {
             inner,
+            _held: None,
             deadline,
             sleep: None,
             timeout,
         }
+    }
+}
+
+impl DeadlineBody {
+    /// Keeps `held` until the body is dropped (after its last frame went out, or the caller
+    /// went away). Unlike a frame-mapping wrapper, this keeps the body's size hint, so a
+    /// replica's `Content-Length` answer reaches the client with its length, not in chunks.
+    pub fn holding(mut self, held: impl Send + Sync + 'static) -> Self {
+        self._held = Some(Box::new(held));
+        self
     }
 }
 

@@ -372,11 +372,7 @@ async fn proxy(
     strip_hop_by_hop(&mut parts.headers);
     // The slot is held until the answer has been passed on: the replica is busy until then.
     // The deadline covers the body too: a replica that stalls mid-answer is cut off.
-    let body = http_body_util::BodyExt::map_frame(incoming, move |frame| {
-        let _held = &slot;
-        frame
-    });
-    let body = DeadlineBody::new(Body::new(body), deadline, timeout);
+    let body = DeadlineBody::new(Body::new(incoming), deadline, timeout).holding(slot);
     Response::from_parts(parts, Body::new(body))
 }
 

@@ -128,6 +128,14 @@ class H(http.server.BaseHTTPRequestHandler):
 
     def do_POST(self):
         self.rfile.read(int(self.headers.get("Content-Length") or 0))
+        if self.path.endswith("?stream=1"):
+            self.send_response(200)
+            self.send_header("Transfer-Encoding", "chunked")
+            self.end_headers()
+            for part in (b"one ", b"two"):
+                self.wfile.write(b"%x\r\n%s\r\n" % (len(part), part))
+            self.wfile.write(b"0\r\n\r\n")
+            return
         self.reply(418, b"i am a teapot")
 
 http.server.ThreadingHTTPServer(("127.0.0.1", int(os.environ["CORTEX_PORT"])), H).serve_forever()
@@ -144,7 +152,20 @@ http.server.ThreadingHTTPServer(("127.0.0.1", int(os.environ["CORTEX_PORT"])), H
     assert_eq!(resp.status(), 418);
     assert_eq!(resp.headers()["x-replica"], "yes");
     assert_eq!(resp.headers()["content-type"], "text/plain");
+    // The replica's framing reaches the client as it was sent: its length, not chunks.
+    assert_eq!(resp.headers()["content-length"], "13");
+    assert!(resp.headers().get("transfer-encoding").is_none());
     assert_eq!(resp.text().unwrap(), "i am a teapot");
     let api = s.api_json("teapot").unwrap();
     assert_eq!(api["metrics"]["code_4xx"], 1);
+    // A replica that streams is passed on in chunks.
+    let resp = http()
+        .post(format!("{}/teapot?stream=1", s.url))
+        .body("{}")
+        .send()
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    assert_eq!(resp.headers()["transfer-encoding"], "chunked");
+    assert!(resp.headers().get("content-length").is_none());
+    assert_eq!(resp.text().unwrap(), "one two");
 }
