@@ -27,19 +27,22 @@ if [ "${CORTEX_RAY_IN_NETNS:-}" != "$$" ]; then
   command -v unshare >/dev/null 2>&1 || { echo "ray run: no unshare: run .ci/ray/install.sh" >&2; exit 1; }
   ns_args=(--net --pid --fork --mount-proc --kill-child=TERM)
   [ "$(id -u)" = 0 ] || ns_args+=(--map-root-user)
+  if ! err=$(unshare "${ns_args[@]}" true 2>&1); then
+    echo "ray run: cannot make a network and PID namespace (unshare ${ns_args[*]}): $err" >&2
+    exit 1
+  fi
   # In the new PID namespace the inner script is PID 1: that is how it knows where it is.
   unshare "${ns_args[@]}" env CORTEX_RAY_IN_NETNS=1 bash "$here/run.sh" "$@" &
   ns_pid=$!
-  # unshare ignores SIGTERM and SIGINT while it waits: hand them to the inner script.
+  # unshare ignores SIGTERM and SIGINT while it waits: hand them to the inner script, as
+  # SIGTERM (a background job of a script starts with SIGINT ignored, and keeps it so).
   forward() {
     local inner
     inner=$(cat "/proc/$ns_pid/task/$ns_pid/children" 2>/dev/null || true)
     # shellcheck disable=SC2086
-    [ -z "$inner" ] || kill "-$1" $inner 2>/dev/null || true
+    [ -z "$inner" ] || kill -TERM $inner 2>/dev/null || true
   }
-  trap 'forward TERM' TERM
-  trap 'forward INT' INT
-  trap 'forward HUP' HUP
+  trap forward TERM INT HUP
   while :; do
     status=0
     wait "$ns_pid" || status=$?
@@ -80,9 +83,7 @@ cleanup() {
   exit "$status"
 }
 trap 'status=$?; cleanup' EXIT
-trap 'status=130; exit 130' INT
-trap 'status=143; exit 143' TERM
-trap 'status=129; exit 129' HUP
+trap 'status=143; exit 143' TERM INT HUP
 
 if ! bash "$here/cluster.sh" up "$run_dir"; then
   status=1
