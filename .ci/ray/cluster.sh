@@ -3,26 +3,31 @@
 # ports, temp dir and custom resource ({"head": 1} and {"node2": 1}), token auth on.
 #
 #   bash .ci/ray/cluster.sh up   RUN_DIR   start both nodes, wait until both are ALIVE,
-#                                          write RUN_DIR/ray.env (exit 1, with Ray's log tails)
-#   bash .ci/ray/cluster.sh down RUN_DIR   kill, by PID, every process the cluster started
+#                                          write RUN_DIR/ray.env; on failure exit 1 after
+#                                          printing Ray's log tails (run `down` after it anyway)
+#   bash .ci/ray/cluster.sh down RUN_DIR   kill, by PID, every process of the cluster
 #   bash .ci/ray/cluster.sh logs RUN_DIR   print the tails of Ray's logs
 #
 # `up` must run in a network namespace whose only interface is loopback (.ci/ray/run.sh makes
 # one): elsewhere Ray swaps 127.0.0.1 for the machine's routable address and listens on every
 # interface. The namespace also makes the fixed ports below private to one run.
 #
-# Every process of the cluster (the daemons `ray start` leaves behind, and the workers, job
-# supervisors and drivers they spawn) inherits CORTEX_RAY_RUN=RUN_DIR in its environment;
-# `down` finds them by that entry in /proc/PID/environ and kills them by PID: SIGTERM, then
-# SIGKILL after 2 s (Ray's core processes ignore SIGTERM for about 10 s). It never runs
-# `ray stop`, which would kill every Ray on the machine.
+# RUN_DIR holds everything: the nodes' temp dirs (head/, node2/: Ray's sessions and logs), a
+# private HOME (so that no ~/.ray/auth_token applies) and TMPDIR, the token (token, 0600),
+# `ray start`'s output (head.start.log, node2.start.log), the processes after start-up (pids)
+# and ray.env. `down` finds the cluster's processes by their environment, working directory,
+# output files and parentage (see cluster_pids) and kills them by PID: SIGTERM, then SIGKILL
+# after 2 s (Ray's core processes ignore SIGTERM for about 10 s). It never runs `ray stop`,
+# which would kill every Ray on the machine.
 set -euo pipefail
 
 venv=${CORTEX_RAY_VENV:-$HOME/.cache/cortex-ci/ray-venv}
+case $venv in /*) ;; *) venv=$PWD/$venv ;; esac
 
 # Logical sizes (Ray schedules by them; it does not enforce them). One CPU per node: a job's
-# driver and its JobSupervisor ask for 0 CPUs by default, so the head's CPU is not taken by
-# drivers; an actor asks for 1 CPU at placement unless it says num_cpus=0.
+# JobSupervisor and driver ask for 0 CPUs (and land on the head) unless the job gives
+# entrypoint_num_cpus/_memory/_resources, so drivers do not need a CPU of their own; an actor
+# asks for 1 CPU at placement unless it says num_cpus=0, so one such actor fits per node.
 head_cpus=${CORTEX_RAY_HEAD_CPUS:-1}
 node2_cpus=${CORTEX_RAY_NODE2_CPUS:-1}
 object_store_bytes=100000000   # per node, in /dev/shm (or /tmp when /dev/shm is smaller)
@@ -58,6 +63,8 @@ case $run_dir in
 esac
 run_dir=${run_dir%/}
 marker="CORTEX_RAY_RUN=$run_dir"
+# Out of RUN_DIR: a working directory under it marks the cluster's processes (cluster_pids).
+cd /
 
 # --- processes ---------------------------------------------------------------------------
 # The PIDs of the cluster's live processes (of NODE's only, if given). A process is the
@@ -154,7 +161,7 @@ node_pid() {
 # unrelated process is left alone. SIGTERM, SIGKILL after 2 s, then SIGKILL again until none
 # is left (10 s at most).
 down() {
-  local pids pid deadline round=0
+  local pids pid tick round=0
   pids=$(cluster_pids)
   if [ -z "$pids" ]; then
     say "nothing of $run_dir is running"
@@ -163,11 +170,10 @@ down() {
   say "stopping $(wc -w <<<"$pids") processes: $(tr '\n' ' ' <<<"$pids")"
   # shellcheck disable=SC2086 # one PID per word
   kill -TERM $pids 2>/dev/null || true
-  deadline=$((SECONDS + 2))
-  while [ $SECONDS -lt $deadline ]; do
+  for tick in $(seq 20); do
     pids=$(for pid in $pids; do if alive "$pid"; then echo "$pid"; fi; done)
     [ -n "$pids" ] || break
-    sleep 0.1
+    [ "$tick" = 20 ] || sleep 0.1
   done
   while :; do
     pids=$(cluster_pids)

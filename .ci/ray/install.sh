@@ -13,6 +13,7 @@ set -euo pipefail
 RAY_VERSION=2.60.0
 
 venv=${CORTEX_RAY_VENV:-$HOME/.cache/cortex-ci/ray-venv}
+case $venv in /*) ;; *) venv=$PWD/$venv ;; esac
 marker=$venv/.cortex-ray-venv
 
 say() { printf 'ray install: %s\n' "$*" >&2; }

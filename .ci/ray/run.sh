@@ -53,6 +53,7 @@ if [ "${CORTEX_RAY_IN_NETNS:-}" != "$$" ]; then
 fi
 
 # --- inside ----------------------------------------------------------------------------------
+unset CORTEX_RAY_IN_NETNS   # a run.sh started by the command makes a namespace of its own
 say() { printf 'ray run: %s\n' "$*" >&2; }
 
 ip link set lo up
