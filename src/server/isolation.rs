@@ -64,6 +64,7 @@ pub fn set_up(
         grants,
         user: user.clone(),
         scratch_root: tree.scratch.clone(),
+        pycache_seed: Some(tree.pycache_seed()),
     });
     let report = report(&sandbox);
     match sandbox.landlock_abi() {

@@ -163,6 +163,17 @@ pub async fn run(config: ServerConfig) -> anyhow::Result<()> {
             .share(path, isolated.user.as_ref())
             .context("cannot let replicas read the python predictor shim")?;
     }
+    {
+        let (python, runtime, seed) = (
+            isolated.python.clone(),
+            isolated.tree.runtime.clone(),
+            isolated.tree.pycache_seed(),
+        );
+        tokio::task::spawn_blocking(move || {
+            crate::runtime::compile_runtime(&python, &runtime, &seed)
+        })
+        .await?;
+    }
 
     let listener = match tokio::net::TcpListener::bind(config.listen).await {
         Ok(l) => l,

@@ -28,6 +28,11 @@ pub struct ReplicaTree {
 }
 
 impl ReplicaTree {
+    /// The runtime's bytecode, compiled by the server for each run's cache to start from.
+    pub fn pycache_seed(&self) -> PathBuf {
+        self.root.join("pycache-seed")
+    }
+
     /// Chooses and prepares the tree of the server whose data directory is `data_dir`, for
     /// replicas running as `user` (`None`: the server's own user). Removes scratch
     /// directories a previous server left. Blocking.

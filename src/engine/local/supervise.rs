@@ -548,11 +548,16 @@ enum Answer {
 /// starts again on another one (the replica itself usually exits first: its `bind` failed).
 const STRANGER_GRACE: Duration = Duration::from_secs(3);
 
+/// How often a starting replica's `/healthz` is asked, for how long, before backing off.
+const READY_POLL_FAST: Duration = Duration::from_millis(5);
+const READY_POLL_FAST_FOR: Duration = Duration::from_secs(2);
+
 /// Polls `GET /healthz` until it answers 200 from a process of the replica's group (`pgid`),
 /// or a stranger has held the port for [`STRANGER_GRACE`]. Never returns otherwise.
 async fn wait_ready(http: &reqwest::Client, port: u16, pgid: Option<u32>) -> Answer {
     let url = format!("http://127.0.0.1:{port}/healthz");
-    let mut delay = Duration::from_millis(10);
+    let started = std::time::Instant::now();
+    let mut delay = READY_POLL_FAST;
     let mut stranger_since: Option<std::time::Instant> = None;
     loop {
         let answered = match http.get(&url).send().await {
@@ -577,8 +582,11 @@ async fn wait_ready(http: &reqwest::Client, port: u16, pgid: Option<u32>) -> Ans
             stranger_since = None;
         }
         tokio::time::sleep(delay).await;
-        // Checked often at first: a cold start waits on this.
-        delay = (delay * 2).min(Duration::from_millis(100));
+        // Checked often at first: a cold start waits on this (a refused connection costs
+        // microseconds); a replica that takes longer is asked less and less often.
+        if started.elapsed() >= READY_POLL_FAST_FOR {
+            delay = (delay * 2).min(Duration::from_millis(100));
+        }
     }
 }
 

@@ -100,6 +100,9 @@ pub struct SandboxConfig {
     pub user: Option<ReplicaUser>,
     /// Where each run's scratch directory is made.
     pub scratch_root: PathBuf,
+    /// A bytecode cache made by the server (the runtime compiled, in `PYTHONPYCACHEPREFIX`'s
+    /// layout) that each run's cache starts from, so no replica compiles the runtime again.
+    pub pycache_seed: Option<PathBuf>,
 }
 
 /// How replicas are isolated, as the server reports it.
@@ -147,6 +150,12 @@ impl Sandbox {
         for dir in plan.access.write.iter().chain([&scratch]) {
             self.private_dir(dir)?;
         }
+        if let Some(seed) = self.config.pycache_seed.as_deref().filter(|s| s.is_dir()) {
+            // Best effort: without it the runtime is only compiled again.
+            if let Err(e) = self.seed_pycache(seed, &scratch.join("pycache")) {
+                tracing::debug!("cannot seed {}'s bytecode cache: {e}", plan.replica_id);
+            }
+        }
         let jail = |ruleset| Jail {
             scratch: scratch.clone(),
             ruleset,
@@ -191,6 +200,22 @@ impl Sandbox {
     }
 
     /// `dir` (and its missing parents), 0700, owned by the replica's user.
+    /// Links the files of `seed` into `cache` (copies them across file systems), in
+    /// directories of the replica's own; the files stay the server's, read-only to it.
+    fn seed_pycache(&self, seed: &Path, cache: &Path) -> std::io::Result<()> {
+        self.private_dir(cache)?;
+        for entry in std::fs::read_dir(seed)?.flatten() {
+            let (from, to) = (entry.path(), cache.join(entry.file_name()));
+            let kind = entry.file_type()?;
+            if kind.is_dir() {
+                self.seed_pycache(&from, &to)?;
+            } else if kind.is_file() && std::fs::hard_link(&from, &to).is_err() {
+                std::fs::copy(&from, &to)?;
+            }
+        }
+        Ok(())
+    }
+
     fn private_dir(&self, dir: &Path) -> std::io::Result<()> {
         use std::os::unix::fs::PermissionsExt;
         std::fs::create_dir_all(dir)?;
@@ -342,6 +367,31 @@ mod tests {
         assert!(!"/data".parse::<Grant>().unwrap().write);
         assert!("data".parse::<Grant>().unwrap_err().contains("absolute"));
         assert!("loose".parse::<SandboxMode>().is_err());
+    }
+
+    #[test]
+    fn a_runs_bytecode_cache_starts_from_the_servers_seed() {
+        use std::os::unix::fs::MetadataExt;
+        let dir = tempfile::tempdir().unwrap();
+        let seed = dir.path().join("seed");
+        let compiled = seed.join("srv/runtime/cortex_runtime/__pycache__");
+        std::fs::create_dir_all(&compiled).unwrap();
+        std::fs::write(compiled.join("main.cpython-311.pyc"), b"pyc").unwrap();
+        let sandbox = Sandbox::new(SandboxConfig {
+            mode: SandboxMode::Off,
+            ..Default::default()
+        });
+        let cache = dir.path().join("scratch/pycache");
+        sandbox.seed_pycache(&seed, &cache).unwrap();
+        let linked = cache.join("srv/runtime/cortex_runtime/__pycache__/main.cpython-311.pyc");
+        assert_eq!(std::fs::read(&linked).unwrap(), b"pyc");
+        assert_eq!(
+            std::fs::metadata(&linked).unwrap().ino(),
+            std::fs::metadata(compiled.join("main.cpython-311.pyc"))
+                .unwrap()
+                .ino(),
+            "linked, not copied"
+        );
     }
 
     #[test]
