@@ -1,4 +1,4 @@
-"""A stand-in for a replica program: serves GET /healthz (200) and GET /pid on $CORTEX_PORT
+"""A stand-in for a replica program: serves GET /healthz (200), GET /pid and GET /print?TEXT (prints `printed TEXT`) on $CORTEX_PORT
 (on the socket of fd 3 when CORTEX_LISTEN_FD is set), after printing a line to stdout and one
 to stderr. With TEST_EXIT_CODE set it prints and exits with that status instead."""
 
@@ -16,7 +16,11 @@ if os.environ.get("TEST_EXIT_CODE"):
 
 class Handler(http.server.BaseHTTPRequestHandler):
     def do_GET(self):
+        if self.path.startswith("/print?"):
+            print("printed %s" % self.path.split("?", 1)[1], flush=True)
         body = {"/healthz": b"ok", "/pid": str(os.getpid()).encode()}.get(self.path)
+        if self.path.startswith("/print?"):
+            body = b"printed"
         self.send_response(200 if body is not None else 404)
         body = body or b"not found"
         self.send_header("Content-Length", str(len(body)))

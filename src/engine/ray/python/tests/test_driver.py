@@ -75,6 +75,7 @@ class FakeServer:
         self.answer_status = {}  # group -> an HTTP status to answer instead
         self.syncs = {}  # group -> [body]
         self.output = {}  # (group, id) -> {"stdout": str, "stderr": str}
+        self.refused = {}  # group -> syncs answered with answer_status
         self.bad_auth = 0
         fake = self
 
@@ -91,15 +92,19 @@ class FakeServer:
                     return self.answer(401, {"error": "token"})
                 body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
                 with fake.lock:
-                    fake.syncs.setdefault(group, []).append(body)
-                    for r in body["replicas"]:
-                        out = fake.output.setdefault((group, r["id"]), {"stdout": "", "stderr": ""})
-                        out["stdout"] += r["stdout"]
-                        out["stderr"] += r["stderr"]
                     status = fake.answer_status.get(group)
                     desired = list(fake.desired.get(group, []))
+                    if status:
+                        fake.refused[group] = fake.refused.get(group, 0) + 1
+                    else:
+                        # Output is taken only with a 200: the driver sends it again otherwise.
+                        fake.syncs.setdefault(group, []).append(body)
+                        for r in body["replicas"]:
+                            out = fake.output.setdefault((group, r["id"]), {"stdout": "", "stderr": ""})
+                            out["stdout"] += r["stdout"]
+                            out["stderr"] += r["stderr"]
                 if status:
-                    return self.answer(status, {"error": "gone"})
+                    return self.answer(status, {"error": "refused"})
                 self.answer(200, {"replicas": desired})
 
             def answer(self, status, obj):
@@ -383,6 +388,53 @@ class DriverTest(unittest.TestCase):
         for info in (a, b):
             with self.assertRaises((OSError, urllib.error.URLError)):
                 http_get(info["address"], "/healthz", timeout=1)
+
+    def test_7_actor_death_reported_until_bumped(self):
+        self.server.set_desired(self.group, [replica("a")])
+        self.submit_driver()
+        a1 = self.wait_running("a")
+        [actor1] = self.alive_actor_ids("a")
+        worker_pid = [x for x in self.actor("a") if x["actor_id"] == actor1][0]["pid"]
+        os.kill(worker_pid, signal.SIGKILL)
+        dead = wait_for("a reported dead", lambda: (
+            (self.server.replica(self.group, "a") or {}).get("death_cause")
+            and self.server.replica(self.group, "a")), timeout=30)
+        self.assertEqual((dead["state"], dead["exit_code"], dead["generation"]), ("exited", None, 1))
+
+        def program_gone():
+            try:
+                http_get(a1["address"], "/healthz", timeout=1)
+                return False
+            except (OSError, urllib.error.URLError):
+                return True
+        wait_for("the program died with its actor", program_gone, timeout=10)
+        n = self.server.sync_count(self.group)
+        wait_for("3 more syncs", lambda: self.server.sync_count(self.group) >= n + 3, 20)
+        self.assertEqual(self.server.replica(self.group, "a")["state"], "exited")
+        self.assertEqual(self.alive_actor_ids("a"), [], "no new actor before the bump")
+        self.server.set_desired(self.group, [replica("a", generation=2)])
+        self.wait_running("a", generation=2)
+        [actor2] = self.alive_actor_ids("a")
+        self.assertNotEqual(actor1, actor2)
+
+    def test_8_server_errors_keep_replicas_and_output(self):
+        self.server.set_desired(self.group, [replica("a")])
+        self.submit_driver()
+        a = self.wait_running("a")
+        with self.server.lock:
+            self.server.answer_status[self.group] = 503
+        wait_for("a refused sync", lambda: self.server.refused.get(self.group, 0) >= 1, 10)
+        http_get(a["address"], "/print?during-outage")
+        wait_for("3 more refused syncs", lambda: self.server.refused.get(self.group, 0) >= 4, 20)
+        self.assertEqual(int(http_get(a["address"], "/pid")[1]), a["pid"])
+        with self.server.lock:
+            del self.server.answer_status[self.group]
+        wait_for("the output written during the outage",
+                 lambda: "printed during-outage\n" in self.server.out(self.group, "a")["stdout"], 20)
+        n = self.server.sync_count(self.group)
+        wait_for("2 more syncs", lambda: self.server.sync_count(self.group) >= n + 2, 20)
+        self.assertEqual(self.server.out(self.group, "a")["stdout"].count("printed during-outage"), 1)
+        self.assertEqual(self.server.replica(self.group, "a")["state"], "running")
 
     def test_6_custom_resource_places_on_node2(self):
         self.server.set_desired(self.group, [replica("n2", resources={"node2": 1}),
