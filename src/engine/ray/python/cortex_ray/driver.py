@@ -30,7 +30,8 @@ desired set (an optional `cwd` is honoured too). Then:
 - an actor that dies (or is unreachable, or does not answer a status call for
   STATUS_TIMEOUT seconds after it had answered before): reported `exited` with
   `death_cause` (and `exit_code` null) until the server bumps the generation, then a new actor
-  is made (the dead one's name is freed with `ray.kill` first);
+  is made (the dead one's name is freed with `ray.kill` first), on another node than the one
+  it was lost on when another fits (a soft label rule);
 - 404 or 410: the group is gone: every actor of the group is stopped and killed, exit 0;
   network errors and other answers: retried at the next interval (the actors keep serving);
 - SIGTERM (a Ray job stop): exit at once WITHOUT touching the actors; a new driver of the group
@@ -256,7 +257,18 @@ class Driver:
         )
         if d["memory"]:
             options["memory"] = d["memory"]
-        handle = self.remote_class.options(**options).remote(self.group, r.id)
+        if r.failed_node:
+            # A soft rule: rather not the node where the last actor was lost (Ray may place
+            # new actors on a dying node for 12-15 s), any node when no other fits.
+            options["label_selector"] = {"ray.io/node-id": "!" + r.failed_node}
+            options["fallback_strategy"] = [{"label_selector": {}}]
+        try:
+            handle = self.remote_class.options(**options).remote(self.group, r.id)
+        except (TypeError, ValueError):
+            if "label_selector" not in options:
+                raise
+            del options["label_selector"], options["fallback_strategy"]
+            handle = self.remote_class.options(**options).remote(self.group, r.id)
         actor_id = handle._actor_id.hex()
         if actor_id in r.dead_actor_ids:
             # The name still points at the actor that just failed (Ray has not marked it dead
@@ -268,6 +280,7 @@ class Driver:
             return False
         r.handle = handle
         r.actor_id = actor_id
+        r.failed_node = None
         r.answered = False
         r.asked = None
         r.generation = None

@@ -413,7 +413,8 @@ class DriverTest(unittest.TestCase):
         self.assertEqual(self.server.replica(self.group, "a")["state"], "exited")
         self.assertEqual(self.alive_actor_ids("a"), [], "no new actor before the bump")
         self.server.set_desired(self.group, [replica("a", generation=2)])
-        self.wait_running("a", generation=2)
+        a2 = self.wait_running("a", generation=2)
+        self.assertNotEqual(a2["node"], a1["node"], "the replacement avoids the node it was lost on")
         [actor2] = self.alive_actor_ids("a")
         self.assertNotEqual(actor1, actor2)
 
