@@ -94,7 +94,8 @@ class Replica:
         err, self.stderr = cap_utf8(self.stderr, SYNC_CAP)
         return {
             "id": self.id,
-            "generation": self.generation if self.generation is not None else self.asked,
+            # 0 while unknown: an adopted actor that has not answered yet.
+            "generation": _first_int(self.generation, self.asked, 0),
             "state": self.state,
             "address": self.address,
             "node": self.node,
@@ -108,6 +109,13 @@ class Replica:
         """Puts the output of a sync that failed back in front."""
         self.stdout = _keep_tail(sent["stdout"] + self.stdout)
         self.stderr = _keep_tail(sent["stderr"] + self.stderr)
+
+
+def _first_int(*values):
+    for v in values:
+        if v is not None:
+            return v
+    return 0
 
 
 def _keep_tail(text):

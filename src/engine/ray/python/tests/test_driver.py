@@ -6,6 +6,8 @@ cortex server (http.server in a thread). Run by .ci/ray/test-driver.sh:
 Each test has its own group; its jobs are stopped and its actors killed at the end, even
 when it fails."""
 
+import hashlib
+import io
 import json
 import os
 import signal
@@ -16,6 +18,7 @@ import unittest
 import urllib.error
 import urllib.request
 import uuid
+import zipfile
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -227,17 +230,25 @@ class DriverTest(unittest.TestCase):
 
     # --- helpers ---------------------------------------------------------------------------
 
-    def submit_driver(self, interval="0.3"):
+    def submit_driver(self, interval="0.3", working_dir=None):
+        """Submits the driver as a Ray job: run from this directory (the nodes share the
+        machine's filesystem), or from `working_dir` (a URI Ray unpacks on each node)."""
         job = "cortex-driver-%s-%s" % (self.group, uuid.uuid4().hex[:6])
+        runtime_env = {"env_vars": {
+            "CORTEX_RAY_SERVER": self.server.url,
+            "CORTEX_RAY_GROUP": self.group,
+            "CORTEX_RAY_TOKEN": SERVER_TOKEN,
+            "CORTEX_RAY_INTERVAL": interval,
+        }}
+        if working_dir:
+            runtime_env["working_dir"] = working_dir
+            entrypoint = "exec %s -m cortex_ray" % PYTHON
+        else:
+            entrypoint = "cd %s && exec %s -m cortex_ray" % (PKG_DIR, PYTHON)
         ray_api("POST", "/api/jobs/", {
-            "entrypoint": "cd %s && exec %s -m cortex_ray" % (PKG_DIR, PYTHON),
+            "entrypoint": entrypoint,
             "submission_id": job,
-            "runtime_env": {"env_vars": {
-                "CORTEX_RAY_SERVER": self.server.url,
-                "CORTEX_RAY_GROUP": self.group,
-                "CORTEX_RAY_TOKEN": SERVER_TOKEN,
-                "CORTEX_RAY_INTERVAL": interval,
-            }},
+            "runtime_env": runtime_env,
             "metadata": {"cortex": "driver-test"},
         })
         self.jobs.append(job)
@@ -436,6 +447,26 @@ class DriverTest(unittest.TestCase):
         wait_for("2 more syncs", lambda: self.server.sync_count(self.group) >= n + 2, 20)
         self.assertEqual(self.server.out(self.group, "a")["stdout"].count("printed during-outage"), 1)
         self.assertEqual(self.server.replica(self.group, "a")["state"], "running")
+
+    def test_9_driver_shipped_as_uploaded_working_dir(self):
+        # What the cortex server can do: upload the package (content-addressed name) and
+        # start the driver from it, on a cluster whose nodes do not have the code.
+        buf = io.BytesIO()
+        with zipfile.ZipFile(buf, "w") as z:
+            for name in sorted(os.listdir(os.path.join(PKG_DIR, "cortex_ray"))):
+                if name.endswith(".py"):
+                    z.write(os.path.join(PKG_DIR, "cortex_ray", name), "cortex_ray/" + name)
+        data = buf.getvalue()
+        package = "cortex_ray_%s.zip" % hashlib.sha256(data).hexdigest()[:32]
+        req = urllib.request.Request(RAY + "/api/packages/gcs/" + package, data=data, method="PUT")
+        req.add_header("Authorization", "Bearer " + ray_token())
+        with urllib.request.urlopen(req, timeout=30) as resp:
+            self.assertEqual(resp.status, 200)
+        self.server.set_desired(self.group, [replica("a"), replica("b", resources={"node2": 1})])
+        self.submit_driver(working_dir="gcs://" + package)
+        self.wait_running("a")
+        b = self.wait_running("b")
+        self.assertEqual(b["node"], NODE2)
 
     def test_6_custom_resource_places_on_node2(self):
         self.server.set_desired(self.group, [replica("n2", resources={"node2": 1}),
