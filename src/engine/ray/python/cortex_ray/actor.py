@@ -9,7 +9,8 @@ child drain its stdout and stderr into buffers that `status()` hands over (and c
 The child:
 - gets exactly the environment it is given, plus `CORTEX_PORT` (and `CORTEX_LISTEN_FD=3`
   with a TCP socket bound to 127.0.0.1:$CORTEX_PORT, not listening, on fd 3 when it takes
-  its socket);
+  its socket), and `CUDA_VISIBLE_DEVICES` with the actor's GPUs when it has some and the
+  environment does not set it;
 - runs in its own process group, which a stop signals: SIGTERM, then SIGKILL after the grace
   period;
 - gets SIGKILL when the actor's process dies (PR_SET_PDEATHSIG, Linux), so that killing the
@@ -97,6 +98,12 @@ class ReplicaActor:
         self.group = group
         self.replica_id = replica_id
         self.node = ray.get_runtime_context().get_node_id()
+        # The GPUs Ray gave this actor (num_gpus): the child's environment is only what it is
+        # given, so they are handed over as CUDA_VISIBLE_DEVICES unless the spec sets it.
+        try:
+            self.gpu_ids = [str(g) for g in ray.get_gpu_ids()]
+        except Exception:
+            self.gpu_ids = []
         self.lock = threading.Lock()
         # Guarded by lock: what status() reports.
         self.generation = None  # the generation asked for last
@@ -206,6 +213,8 @@ class ReplicaActor:
             else:
                 port = _free_port()
             env["CORTEX_PORT"] = str(port)
+            if self.gpu_ids and "CUDA_VISIBLE_DEVICES" not in env:
+                env["CUDA_VISIBLE_DEVICES"] = ",".join(self.gpu_ids)
             fd = sock.fileno() if sock is not None else None
             process = subprocess.Popen(
                 spec["argv"],

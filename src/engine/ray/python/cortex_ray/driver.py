@@ -179,14 +179,17 @@ class Driver:
                 r.status_ref = r.handle.status.remote()
                 r.status_since = now
         refs = [r.status_ref for r in self.replicas.values() if r.status_ref is not None]
+        ready = set()
         if refs:
-            self.ray.wait(refs, num_returns=len(refs), timeout=min(1.0, self.interval + 0.5))
+            done, _ = self.ray.wait(
+                refs, num_returns=len(refs), timeout=min(1.0, self.interval + 0.5)
+            )
+            ready = set(done)
         now = time.monotonic()
         for r in self.replicas.values():
             if r.status_ref is None:
                 continue
-            ready, _ = self.ray.wait([r.status_ref], timeout=0)
-            if ready:
+            if r.status_ref in ready:
                 ref, r.status_ref = r.status_ref, None
                 try:
                     status = self.ray.get(ref)
