@@ -5,7 +5,7 @@
 
 use serde_json::{Map, Value};
 
-use super::submission::{batch_size_of, problem, Input, S3Listing, S3Use, SubmissionError};
+use super::input::{batch_size_of, problem, Input, S3Listing, S3Use, SubmissionError};
 
 /// The most `s3_paths` one submission may list.
 pub const MAX_S3_PATHS: usize = 100;

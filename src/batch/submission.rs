@@ -3,6 +3,8 @@
 use serde_json::Value;
 
 use super::file_inputs;
+use super::input::{batch_size_of, positive, problem};
+pub use super::input::{Input, S3Listing, S3Use, SubmissionError};
 
 /// The largest submission body (larger inputs go through `delimited_files`).
 pub const MAX_BODY_BYTES: usize = 10 * 1024 * 1024;
@@ -12,47 +14,6 @@ pub const MAX_ITEM_BYTES: usize = 256 * 1024;
 pub const MAX_WORKERS: u32 = 256;
 /// The largest job `config`, as JSON (it reaches workers through their environment).
 pub const MAX_CONFIG_BYTES: usize = 64 * 1024;
-
-/// Where a job's items come from.
-#[derive(Debug, Clone, PartialEq)]
-pub enum Input {
-    /// `item_list.items`: in the submission itself.
-    Items(Vec<Value>),
-    /// `delimited_files.paths`: newline-delimited JSON read by the server, from `http(s)://`
-    /// URLs or local paths (which the server checks against its `--data-root`).
-    Files(Vec<String>),
-    /// `delimited_files.s3_paths` or `file_path_lister`: objects the server lists in S3.
-    S3(S3Listing),
-}
-
-/// What a job's objects in S3 are to it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum S3Use {
-    /// `delimited_files.s3_paths`: each object is newline-delimited JSON, one item a line.
-    DelimitedFiles,
-    /// `file_path_lister`: each object's `s3://bucket/key` is an item.
-    FilePathLister,
-}
-
-impl S3Use {
-    /// The submission's field.
-    pub fn field(self) -> &'static str {
-        match self {
-            S3Use::DelimitedFiles => "delimited_files",
-            S3Use::FilePathLister => "file_path_lister",
-        }
-    }
-}
-
-/// `s3_paths` with their `includes` and `excludes` (checked as paths and globs by the
-/// server, which lists them).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct S3Listing {
-    pub of: S3Use,
-    pub s3_paths: Vec<String>,
-    pub includes: Vec<String>,
-    pub excludes: Vec<String>,
-}
 
 /// A checked submission.
 #[derive(Debug, Clone, PartialEq)]
@@ -66,38 +27,6 @@ pub struct Submission {
     pub timeout: Option<u64>,
     /// Deliveries of a batch before it counts as failed (1 without `dead_letter`).
     pub max_receive_count: u32,
-}
-
-/// What is wrong with a submission: the field and what to change (a 400).
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("{field}: {message}")]
-pub struct SubmissionError {
-    pub field: String,
-    pub message: String,
-}
-
-pub(super) fn problem(field: &str, message: impl Into<String>) -> SubmissionError {
-    SubmissionError {
-        field: field.to_string(),
-        message: message.into(),
-    }
-}
-
-/// A whole number ≥ 1 at `field` of `obj`, when present.
-fn positive(
-    obj: &serde_json::Map<String, Value>,
-    field: &str,
-) -> Result<Option<u64>, SubmissionError> {
-    match obj.get(field) {
-        None | Some(Value::Null) => Ok(None),
-        Some(v) => match v.as_u64() {
-            Some(n) if n >= 1 => Ok(Some(n)),
-            _ => Err(problem(
-                field,
-                format!("expected a whole number of at least 1, got {v}"),
-            )),
-        },
-    }
 }
 
 /// Checks a submission body (already parsed as JSON).
@@ -228,17 +157,6 @@ fn item_list(list: &Value) -> Result<(Input, u32), SubmissionError> {
         check_item(item).map_err(|message| problem(&format!("item_list.items[{i}]"), message))?;
     }
     Ok((Input::Items(items), batch_size))
-}
-
-pub(super) fn batch_size_of(
-    obj: &serde_json::Map<String, Value>,
-    parent: &str,
-) -> Result<u32, SubmissionError> {
-    let field = format!("{parent}.batch_size");
-    let n = positive(obj, "batch_size")
-        .map_err(|e| problem(&field, e.message))?
-        .ok_or_else(|| problem(&field, "required: items per batch, e.g. 10"))?;
-    u32::try_from(n).map_err(|_| problem(&field, "too large"))
 }
 
 /// An item's size against [`MAX_ITEM_BYTES`]; the message says what is wrong.

@@ -444,5 +444,8 @@ fn a_replicas_bytecode_cache_starts_warm() {
     assert_eq!(resp.status(), 200);
     let got: Value = resp.json().unwrap();
     let warm = json!({"in_scratch": true, "readable": true, "linked": true});
-    assert_eq!(got, json!({"json.decoder": warm, "cortex_runtime.main": warm}));
+    assert_eq!(
+        got,
+        json!({"json.decoder": warm, "cortex_runtime.main": warm})
+    );
 }
