@@ -95,25 +95,31 @@ pub fn install_python_shim(dir: &Path) -> std::io::Result<InstalledShim> {
 /// and with it every standard module the runtime imports: what replicas' bytecode caches start
 /// from. Each run's cache is new and a cache prefix hides the interpreter's own `__pycache__`,
 /// so without this every replica start compiles asyncio, http, email, json... again (about a
-/// quarter of a second here). Best effort: on failure the replicas compile it themselves.
-/// Blocking.
+/// quarter of a second here). Made beside `seed` and renamed into place whole, so it can run
+/// while replicas start (those that start before it is there compile for themselves). Best
+/// effort: on failure the replicas compile it themselves. Blocking (about half a second).
 pub fn compile_runtime(python: &str, dir: &Path, seed: &Path) {
-    let _ = std::fs::remove_dir_all(seed);
+    let made = seed.with_extension("new");
+    let _ = std::fs::remove_dir_all(&made);
     let compiled = std::process::Command::new(python)
         .args(["-c", COMPILE_RUNTIME])
         .arg(dir)
-        .env("PYTHONPYCACHEPREFIX", seed)
+        .env("PYTHONPYCACHEPREFIX", &made)
         .env_remove("PYTHONDONTWRITEBYTECODE")
         .stdin(std::process::Stdio::null())
         .stdout(std::process::Stdio::null())
         .stderr(std::process::Stdio::null())
         .status();
     // Written under the server's umask: every replica's user must be able to read them.
-    if !compiled.is_ok_and(|s| s.success()) || readable_by_all(seed).is_err() {
+    let ready = compiled.is_ok_and(|s| s.success()) && readable_by_all(&made).is_ok() && {
+        let _ = std::fs::remove_dir_all(seed);
+        std::fs::rename(&made, seed).is_ok()
+    };
+    if !ready {
         tracing::warn!(
             "cannot compile the python runtime with {python}: replicas compile it on every start"
         );
-        let _ = std::fs::remove_dir_all(seed);
+        let _ = std::fs::remove_dir_all(&made);
     }
 }
 

@@ -169,10 +169,10 @@ pub async fn run(config: ServerConfig) -> anyhow::Result<()> {
             isolated.tree.runtime.clone(),
             isolated.tree.pycache_seed(),
         );
+        // Off the start's path: the server answers meanwhile.
         tokio::task::spawn_blocking(move || {
             crate::runtime::compile_runtime(&python, &runtime, &seed)
-        })
-        .await?;
+        });
     }
 
     let listener = match tokio::net::TcpListener::bind(config.listen).await {

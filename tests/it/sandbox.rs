@@ -425,6 +425,11 @@ fn the_data_dir_is_closed_to_other_os_users() {
 #[test]
 fn a_replicas_bytecode_cache_starts_warm() {
     let s = Server::start();
+    // Made in the background after the server starts (a replica started before compiles).
+    let seed = s.replica_tree().join("pycache-seed");
+    wait_for("the server's compiled runtime", DEADLINE, || {
+        seed.is_dir().then_some(())
+    });
     let p = s.python_project(
         "warm",
         "RealtimeAPI",

@@ -131,13 +131,14 @@ class S3Source:
         self.location = location
         self.bucket = parts.netloc
         self.prefix = parts.path.lstrip("/")
+        # the prefix as a directory: what the objects of the model are listed under
+        self.base = self.prefix if not self.prefix or self.prefix.endswith("/") else self.prefix + "/"
         if not self.bucket:
             raise ModelError("%s: an s3:// location names a bucket, like s3://my-bucket/models/iris/" % location)
 
     def _objects(self):
         """(key relative to the prefix, etag, size) of every object under the prefix."""
         client = _s3_client()
-        base = self.prefix if not self.prefix or self.prefix.endswith("/") else self.prefix + "/"
         found = []
         try:
             # the prefix may be a single object (a model file)
@@ -145,10 +146,10 @@ class S3Source:
                 single = _head(client, self.bucket, self.prefix)
                 if single is not None:
                     return [("", single["ETag"], single["ContentLength"])]
-            pages = client.get_paginator("list_objects_v2").paginate(Bucket=self.bucket, Prefix=base)
+            pages = client.get_paginator("list_objects_v2").paginate(Bucket=self.bucket, Prefix=self.base)
             for page in pages:
                 for obj in page.get("Contents", []):
-                    rel = obj["Key"][len(base):]
+                    rel = obj["Key"][len(self.base):]
                     if rel and not rel.endswith("/"):
                         found.append((rel, obj.get("ETag", ""), obj.get("Size", 0)))
         except Exception as e:
@@ -182,10 +183,9 @@ class S3Source:
         os.makedirs(parent, exist_ok=True)
         partial = tempfile.mkdtemp(dir=parent, prefix=".download-")
         client = _s3_client()
-        base = self.prefix if not self.prefix or self.prefix.endswith("/") else self.prefix + "/"
         try:
             for rel in wanted:
-                key = self.prefix if single else base + rel
+                key = self.prefix if single else self.base + rel
                 name = os.path.basename(self.prefix) if single else rel[strip:]
                 out = os.path.join(partial, name)
                 os.makedirs(os.path.dirname(out), exist_ok=True)
@@ -200,18 +200,17 @@ class S3Source:
 
     def children(self):
         client = _s3_client()
-        base = self.prefix if not self.prefix or self.prefix.endswith("/") else self.prefix + "/"
         names = []
         try:
-            pages = client.get_paginator("list_objects_v2").paginate(Bucket=self.bucket, Prefix=base, Delimiter="/")
+            pages = client.get_paginator("list_objects_v2").paginate(Bucket=self.bucket, Prefix=self.base, Delimiter="/")
             for page in pages:
                 for common in page.get("CommonPrefixes", []):
-                    name = common["Prefix"][len(base):].rstrip("/")
+                    name = common["Prefix"][len(self.base):].rstrip("/")
                     if name and not name.startswith("."):
                         names.append(name)
         except Exception as e:
             raise ModelError("cannot list %s: %s" % (self.location, _s3_error(e))) from None
-        return {n: S3Source("s3://%s/%s%s/" % (self.bucket, base, n)) for n in sorted(names)}
+        return {n: S3Source("s3://%s/%s%s/" % (self.bucket, self.base, n)) for n in sorted(names)}
 
 
 def _s3_client():

@@ -11,8 +11,3 @@ class PythonClient:
         """The model `model_name` (any name, or none, when the API has one `model_path`) at
         `model_version` (a number, or "latest"/None for the highest there is now)."""
         return self._store.get(model_name, model_version)
-
-    @property
-    def model_names(self):
-        return self._store.names
-
