@@ -233,6 +233,8 @@ fail() {
 # --- up ------------------------------------------------------------------------------------
 # Runs `ray start` for NODE with a private HOME, TMPDIR and the marker, no RAY_* variable from
 # the caller except the token-auth pair, in RUN_DIR/NODE. A subshell: it changes directory.
+# RAY_RUNTIME_ENV_BEARER_TOKEN: the nodes download a cortex server's bundles with the cluster's
+# token (what `cortex server --engine ray` asks for).
 ray_start() (
   local node=$1
   shift
@@ -246,7 +248,8 @@ ray_start() (
   cd "$run_dir/$node"
   timeout 120 env "${unset_ray[@]}" \
     HOME="$run_dir/home" TMPDIR="$run_dir/tmp" PATH="$venv/bin:$PATH" \
-    RAY_AUTH_MODE=token RAY_AUTH_TOKEN="$token" RAY_USAGE_STATS_ENABLED=0 \
+    RAY_AUTH_MODE=token RAY_AUTH_TOKEN="$token" RAY_RUNTIME_ENV_BEARER_TOKEN="$token" \
+    RAY_USAGE_STATS_ENABLED=0 \
     CORTEX_RAY_RUN="$run_dir" CORTEX_RAY_NODE="$node" \
     "$venv/bin/ray" start --disable-usage-stats --temp-dir "$run_dir/$node" \
     --node-ip-address 127.0.0.1 "$@" >"$run_dir/$node.start.log" 2>&1

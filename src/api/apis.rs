@@ -119,6 +119,9 @@ pub struct ReplicaInfo {
     pub pid: Option<u32>,
     pub port: Option<u16>,
     pub restarts: u32,
+    /// The node it runs on, when the server's engine has several (`ray`: the node's id).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub node: Option<String>,
 }
 
 /// Request counters and latency, kept in memory by the gateway.
@@ -157,6 +160,9 @@ pub struct ApiResponse {
     /// A BatchAPI's jobs, in short.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub batch: Option<super::BatchSummary>,
+    /// What runs its replicas, when it is not the server itself (`ray`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub engine: Option<String>,
 }
 
 /// `DELETE /api/v2/apis/{name}` and other plain acknowledgements.

@@ -16,7 +16,7 @@ pub use apis::*;
 pub use bazaar::*;
 pub use config::*;
 pub use error::ErrorBody;
-pub use health::{Health, Isolation};
+pub use health::{EngineInfo, EngineNode, Health, Isolation};
 pub use identity::*;
 pub use jobs::*;
 pub use runtime_file::RuntimeFile;

@@ -224,6 +224,10 @@ fn api_text(api: &ApiResponse) -> String {
         "example curl: curl {} -X POST -H \"Content-Type: application/json\" -d @sample.json\n",
         api.endpoint
     ));
+    if let Some(engine) = &api.engine {
+        out.push('\n');
+        out.push_str(&replicas_text(engine, api));
+    }
     if !api.errors.is_empty() {
         out.push_str("\nerrors:\n");
         for e in &api.errors {
@@ -235,6 +239,32 @@ fn api_text(api: &ApiResponse) -> String {
     }
     out.push_str(&deployment_text(&api.deployment));
     out.push_str(&render::configuration("configuration", &api.spec));
+    out
+}
+
+/// Where the replicas run, when an engine other than the server's own runs them: the engine,
+/// then one line per replica with its node.
+fn replicas_text(engine: &str, api: &ApiResponse) -> String {
+    let mut out = format!("engine: {engine}\n");
+    let rows: Vec<Vec<String>> = api
+        .replicas
+        .iter()
+        .map(|r| {
+            let node = r.node.as_deref().unwrap_or("-");
+            vec![
+                r.id.clone(),
+                serde_json::to_value(r.phase)
+                    .ok()
+                    .and_then(|v| v.as_str().map(str::to_string))
+                    .unwrap_or_default(),
+                node.get(..12).unwrap_or(node).to_string(),
+            ]
+        })
+        .collect();
+    if !rows.is_empty() {
+        out.push_str(&render::table(&["replica", "phase", "node"], &rows));
+        out.push('\n');
+    }
     out
 }
 

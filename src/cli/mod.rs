@@ -69,7 +69,7 @@ pub enum Command {
     #[command(subcommand)]
     Env(EnvCommand),
     /// run the cortex server in the foreground, or manage the local one
-    Server(ServerArgs),
+    Server(Box<ServerArgs>),
     /// manage the users of a server (admins)
     #[command(subcommand)]
     Users(identity::UsersCommand),
@@ -381,6 +381,47 @@ pub struct ServerArgs {
     pub max_batch_workers: u32,
     #[command(flatten)]
     pub isolation: IsolationArgs,
+    #[command(flatten)]
+    pub engine: EngineArgs,
+}
+
+/// What runs replicas and batch workers.
+#[derive(Debug, clap::Args)]
+pub struct EngineArgs {
+    /// what runs replicas and batch workers: local (child processes of the server) or ray
+    /// (actors of the Ray cluster at --ray-address)
+    #[arg(
+        long,
+        value_name = "ENGINE",
+        default_value = "local",
+        env = "CORTEX_ENGINE"
+    )]
+    pub engine: EngineKind,
+    /// the Ray cluster's dashboard address, e.g. http://HEAD:8265 (with --engine ray)
+    #[arg(long, value_name = "URL", env = "CORTEX_RAY_ADDRESS")]
+    pub ray_address: Option<String>,
+    /// a file holding the Ray cluster's token (its nodes' RAY_AUTH_TOKEN)
+    #[arg(long, value_name = "FILE", env = "CORTEX_RAY_TOKEN_FILE")]
+    pub ray_token_file: Option<PathBuf>,
+    /// where the server listens for the Ray drivers and the nodes' bundle downloads
+    /// [default: the --listen address, any free port]
+    #[arg(long, value_name = "ADDR", env = "CORTEX_RAY_LISTEN")]
+    pub ray_listen: Option<std::net::SocketAddr>,
+    /// the python on the Ray nodes that runs cortex's driver (it must import ray)
+    #[arg(
+        long,
+        value_name = "PATH",
+        default_value = "python3",
+        env = "CORTEX_RAY_PYTHON"
+    )]
+    pub ray_python: String,
+}
+
+/// `--engine`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum EngineKind {
+    Local,
+    Ray,
 }
 
 /// How `cortex server` holds its tenants' replicas in.
@@ -454,7 +495,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitStatus> {
             Command::Access(args) => identity::access(args).await,
             Command::Predict(args) => predict::run(args).await,
             Command::Refresh(args) => predict::refresh(args).await,
-            Command::Server(args) => server_cmd::run(args).await,
+            Command::Server(args) => server_cmd::run(*args).await,
             Command::Version(args) => version::run(args).await,
             Command::Completion(_) => Ok(ExitStatus::Success),
         }

@@ -19,7 +19,9 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<ExitStatus> {
                 // is the local server, and the CLI finds it there.
                 None => config_dir()?.join("local"),
             };
+            let engine = engine_choice(&args.engine, args.listen)?;
             server::run(ServerConfig {
+                engine,
                 listen: args.listen,
                 data_dir,
                 port_fallback: args.port_fallback,
@@ -53,6 +55,45 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<ExitStatus> {
     }
 }
 
+/// The engine `--engine` and the `--ray-*` flags describe.
+fn engine_choice(
+    args: &super::EngineArgs,
+    listen: std::net::SocketAddr,
+) -> anyhow::Result<server::EngineChoice> {
+    if args.engine == super::EngineKind::Local {
+        return Ok(server::EngineChoice::Local);
+    }
+    let Some(address) = args.ray_address.clone() else {
+        bail!(
+            "--engine ray needs --ray-address, the Ray cluster's dashboard (e.g. http://HEAD:8265)"
+        );
+    };
+    if !(address.starts_with("http://") || address.starts_with("https://")) {
+        bail!("--ray-address {address} is not an http(s) URL; give the Ray dashboard's, e.g. http://HEAD:8265");
+    }
+    let Some(token_file) = &args.ray_token_file else {
+        bail!("--engine ray needs --ray-token-file: a Ray cluster without token auth runs code for anyone who reaches it; start its nodes with RAY_AUTH_MODE=token and give the token's file");
+    };
+    let token = std::fs::read_to_string(token_file)
+        .with_context(|| format!("cannot read --ray-token-file {}", token_file.display()))?
+        .trim()
+        .to_string();
+    if token.is_empty() {
+        bail!(
+            "--ray-token-file {} is empty; put the cluster's token in it",
+            token_file.display()
+        );
+    }
+    Ok(server::EngineChoice::Ray(crate::engine::ray::RayConfig {
+        address,
+        token,
+        listen: args
+            .ray_listen
+            .unwrap_or_else(|| std::net::SocketAddr::new(listen.ip(), 0)),
+        python: args.ray_python.clone(),
+    }))
+}
+
 fn init_tracing() {
     let filter = tracing_subscriber::EnvFilter::try_from_env("CORTEX_LOG")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
@@ -74,8 +115,13 @@ async fn status() -> anyhow::Result<ExitStatus> {
             println!("data dir: {}", local.data_dir().display());
             println!("log:      {}", local.log_path().display());
             let health = crate::client::Client::new(&url, None).health().await;
-            if let Some(iso) = health.ok().and_then(|h| h.isolation) {
-                println!("replicas: {}", iso.summary);
+            if let Ok(health) = health {
+                if let Some(iso) = health.isolation {
+                    println!("replicas: {}", iso.summary);
+                }
+                if let Some(engine) = health.engine {
+                    println!("engine:   {}", engine.summary());
+                }
             }
             Ok(ExitStatus::Success)
         }

@@ -47,6 +47,7 @@ impl Replica for FakeReplica {
             restarts: 0,
             last_error: None,
             out_of_memory: false,
+            node: None,
         }
     }
 

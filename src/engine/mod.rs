@@ -9,10 +9,13 @@
 pub(crate) mod fake;
 pub mod local;
 mod logs;
+pub mod ray;
 mod replica;
+pub mod restarts;
 
 pub use local::LocalEngine;
 pub use logs::{follow, LogEvent, ReplicaLogs};
+pub use ray::RayEngine;
 pub use replica::{Replica, ReplicaPhase, ReplicaSnapshot};
 
 use std::path::PathBuf;
@@ -117,6 +120,11 @@ pub trait Engine: Send + Sync + 'static {
 
     /// Forgets the logs of every worker of `api` (after the API is deleted).
     fn remove_logs(&self, api: &str) -> BoxFuture<'static, ()>;
+
+    /// What it is and where it runs workers, for `cortex get` and `cortex server status`.
+    fn describe(&self) -> crate::api::EngineInfo {
+        crate::api::EngineInfo::local()
+    }
 }
 
 /// Exit status a worker uses to say "my initialisation failed" (the python shim does). The

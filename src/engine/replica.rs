@@ -37,6 +37,9 @@ pub struct ReplicaSnapshot {
     /// Whether its last run ended because it used more memory than its limit (cleared once it
     /// is ready again).
     pub out_of_memory: bool,
+    /// The machine it runs on, for engines that place workers on several (`None`: the
+    /// server's own).
+    pub node: Option<String>,
 }
 
 /// A running (or restarting) worker, as the engine that started it lets the server see it.

@@ -114,6 +114,17 @@ pub struct ServerConfig {
     pub unpack_limits: crate::store::unpack_limits::UnpackLimits,
     /// Batch workers that may run at once, across jobs (the others wait as `pending`).
     pub max_batch_workers: usize,
+    /// What runs replicas and batch workers.
+    pub engine: EngineChoice,
+}
+
+/// The engine `cortex server --engine` chose.
+#[derive(Debug, Clone)]
+pub enum EngineChoice {
+    /// Child processes of the server.
+    Local,
+    /// Actors of a Ray cluster (`listen`'s port 0: the engine's port is chosen at start).
+    Ray(crate::engine::ray::RayConfig),
 }
 
 /// Runs the server until SIGINT or SIGTERM; stops every replica before returning.
@@ -198,17 +209,39 @@ pub async fn run(config: ServerConfig) -> anyhow::Result<()> {
         .with_projects(isolated.tree.projects.clone())
         .with_limits(config.unpack_limits);
     cleanup::at_start(&store, &bundles).await;
-    let owner = data_dir.canonicalize().unwrap_or_else(|_| data_dir.clone());
-    let engine = Arc::new(LocalEngine::new(
-        &owner.display().to_string(),
-        data_dir.join("logs"),
-        isolated.sandbox.clone(),
-    ));
-    let reaper = engine.clone();
-    let reaped = tokio::task::spawn_blocking(move || reaper.reap_orphans()).await?;
-    if reaped > 0 {
-        eprintln!("stopped {reaped} process(es) a previous server left running");
-    }
+    let engine: Arc<dyn crate::engine::Engine> = match &config.engine {
+        EngineChoice::Local => {
+            let owner = data_dir.canonicalize().unwrap_or_else(|_| data_dir.clone());
+            let local = Arc::new(LocalEngine::new(
+                &owner.display().to_string(),
+                data_dir.join("logs"),
+                isolated.sandbox.clone(),
+            ));
+            let reaper = local.clone();
+            let reaped = tokio::task::spawn_blocking(move || reaper.reap_orphans()).await?;
+            if reaped > 0 {
+                eprintln!("stopped {reaped} process(es) a previous server left running");
+            }
+            local
+        }
+        EngineChoice::Ray(ray) => {
+            let runtime_dir = shim
+                .entry
+                .parent()
+                .map(Path::to_path_buf)
+                .unwrap_or_default();
+            let ray = crate::engine::RayEngine::start(
+                ray.clone(),
+                runtime_dir,
+                data_dir,
+                data_dir.join("logs"),
+            )
+            .await
+            .context("cannot use the Ray cluster (--engine ray)")?;
+            eprintln!("running replicas on the Ray cluster at {}", ray.address());
+            Arc::new(ray)
+        }
+    };
     let tokens = Arc::new(tokens::Tokens::new(store.clone()));
     // The replicas a previous server started are gone, and so are their deployments: their
     // job tokens must not work any more (restored APIs get new ones).
@@ -241,7 +274,7 @@ pub async fn run(config: ServerConfig) -> anyhow::Result<()> {
         .build()?;
     let jobs = Arc::new(jobs::Jobs::new(
         store.clone(),
-        engine,
+        engine.clone(),
         tokens.clone(),
         http.clone(),
         jobs::Sources {
@@ -286,6 +319,7 @@ pub async fn run(config: ServerConfig) -> anyhow::Result<()> {
         shutdown: shutdown.clone(),
         local_ports,
         isolation: Arc::new(isolated.report.clone()),
+        engine: engine.clone(),
         sweeper: sweeper.clone(),
         exporter: Arc::default(),
     };

@@ -35,6 +35,8 @@ pub struct AppState {
     pub shutdown: tokio_util::sync::CancellationToken,
     /// How replicas are isolated (reported by `/healthz`).
     pub isolation: Arc<crate::api::Isolation>,
+    /// What runs the replicas (said by `/healthz`).
+    pub engine: Arc<dyn crate::engine::Engine>,
     /// The loopback ports APIs asked for with `networking.local_port`.
     pub local_ports: Arc<super::local_ports::LocalPorts>,
     /// Answers `GET /metrics`.

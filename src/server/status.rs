@@ -104,6 +104,7 @@ pub fn replicas(api: &LiveApi) -> Vec<ReplicaInfo> {
                     pid: s.pid,
                     port: s.port,
                     restarts: s.restarts,
+                    node: s.node,
                 }
             })
             .collect()

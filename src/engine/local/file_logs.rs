@@ -12,8 +12,8 @@ use crate::engine::ReplicaLogs;
 
 /// One replica's log file, read on blocking threads.
 #[derive(Debug)]
-pub(super) struct FileLogs {
-    pub(super) path: PathBuf,
+pub(crate) struct FileLogs {
+    pub(crate) path: PathBuf,
 }
 
 impl FileLogs {

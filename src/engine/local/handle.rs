@@ -75,6 +75,7 @@ impl LocalReplica {
                 restarts: 0,
                 last_error: None,
                 out_of_memory: false,
+                node: None,
             }),
             ready_port: AtomicU32::new(0),
             phase_tx,

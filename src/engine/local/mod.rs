@@ -9,16 +9,16 @@
 
 mod capacity;
 mod cgroup;
-mod file_logs;
+pub(crate) mod file_logs;
 mod gpus;
 mod handle;
 mod memory;
-mod output;
+pub(crate) mod output;
 mod port_owner;
 mod ports;
 mod prepare;
 pub mod rotating;
-mod run_log;
+pub(crate) mod run_log;
 pub mod sandbox;
 mod spawn;
 mod stopping;

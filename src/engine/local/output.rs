@@ -12,16 +12,16 @@ use tokio::process::Child;
 
 /// The files of one replica's output.
 #[derive(Debug, Clone)]
-pub(super) struct OutputPaths {
+pub(crate) struct OutputPaths {
     /// Both streams and the engine's lines: what `cortex logs` shows.
-    pub(super) combined: PathBuf,
-    pub(super) stdout: PathBuf,
-    pub(super) stderr: PathBuf,
+    pub(crate) combined: PathBuf,
+    pub(crate) stdout: PathBuf,
+    pub(crate) stderr: PathBuf,
 }
 
 impl OutputPaths {
     /// The files beside `<replica>.log`: `<replica>.stdout.log` and `<replica>.stderr.log`.
-    pub(super) fn of(combined: &Path) -> OutputPaths {
+    pub(crate) fn of(combined: &Path) -> OutputPaths {
         OutputPaths {
             combined: combined.to_path_buf(),
             stdout: combined.with_extension("stdout.log"),

@@ -7,7 +7,7 @@ use std::path::Path;
 const ERROR_TAIL_LINES: usize = 12;
 
 /// Appends one of the engine's own lines to a replica's log (on a blocking thread).
-pub(super) async fn append_log(path: &Path, line: &str) {
+pub(crate) async fn append_log(path: &Path, line: &str) {
     let (path, line) = (path.to_path_buf(), line.to_string());
     let _ = tokio::task::spawn_blocking(move || {
         if let Some(dir) = path.parent() {
@@ -20,7 +20,7 @@ pub(super) async fn append_log(path: &Path, line: &str) {
 
 /// The error shown for an exit: the worker's own `cortex: error:` line when it wrote one, then
 /// the last lines of its output (without that line again).
-pub(super) fn describe_exit(log_path: &Path, noun: &str, code_text: &str) -> String {
+pub(crate) fn describe_exit(log_path: &Path, noun: &str, code_text: &str) -> String {
     let tail = super::rotating::tail_lines(log_path, 200);
     // Only this run's output: after the last "starting" line, without the engine's exit lines.
     let starting = format!("cortex: starting {noun} ");

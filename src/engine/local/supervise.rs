@@ -18,15 +18,9 @@ use super::run_log::{append_log, describe_exit};
 use super::sandbox::Sandbox;
 use super::spawn::{signal_group, spawn, terminate, Start};
 use super::stopping::{stop_requested, stopped, wait_or_stop};
+use crate::engine::restarts::{after_exit, backoff, BACKOFF_MAX, CRASH_LOOP_AFTER};
 use crate::engine::{ReplicaPhase, ReplicaPlan, EXIT_INIT_FAILED};
 
-/// Exits before readiness in a row after which a replica is reported as failed.
-const CRASH_LOOP_AFTER: u32 = 2;
-const BACKOFF_START: Duration = Duration::from_millis(250);
-const BACKOFF_MAX: Duration = Duration::from_secs(30);
-/// A replica that stayed ready this long and then exited is not crash-looping: its next start
-/// is immediate-ish and does not count towards `failed`.
-const HEALTHY_RUN: Duration = Duration::from_secs(30);
 /// After this long without an answer to `/healthz`, `cortex get` says so (the replica keeps
 /// its chance: installing requirements or loading a model can take longer). The server's
 /// `CORTEX_READY_WARN_SECS` changes it.
@@ -364,11 +358,7 @@ pub(super) async fn supervise(
                 )
                 .await;
                 // Exiting soon after readiness is crash-looping too; a long healthy run is not.
-                if ready_for.is_some_and(|d| d >= HEALTHY_RUN) {
-                    failures_in_a_row = 0;
-                } else {
-                    failures_in_a_row += 1;
-                }
+                failures_in_a_row = after_exit(failures_in_a_row, ready_for);
                 let init_failed = code == Some(EXIT_INIT_FAILED);
                 let error = {
                     let (path, text) = (log_path.clone(), code_text.clone());
@@ -590,20 +580,9 @@ async fn wait_ready(http: &reqwest::Client, port: u16, pgid: Option<u32>) -> Ans
     }
 }
 
-fn backoff(failures_in_a_row: u32) -> Duration {
-    let factor = 1u32 << failures_in_a_row.min(10);
-    (BACKOFF_START * factor).min(BACKOFF_MAX)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn backoff_grows_and_is_capped() {
-        assert!(backoff(1) < backoff(2));
-        assert_eq!(backoff(40), BACKOFF_MAX);
-    }
 
     #[test]
     fn exit_description_prefers_the_workers_own_error_line() {

@@ -200,5 +200,6 @@ async fn describe(
         errors: summary.errors,
         spec: config,
         deployment,
+        engine: Some(state.engine.describe().kind).filter(|k| k != "local"),
     })
 }

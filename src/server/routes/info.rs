@@ -11,6 +11,7 @@ pub async fn healthz(State(state): State<AppState>) -> Json<Health> {
         version: crate::VERSION.to_string(),
         pid: std::process::id(),
         isolation: Some(state.isolation.as_ref().clone()),
+        engine: Some(state.engine.describe()),
     })
 }
 

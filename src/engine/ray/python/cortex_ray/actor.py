@@ -25,6 +25,7 @@ import queue
 import signal
 import socket
 import subprocess
+import tempfile
 import threading
 import time
 
@@ -33,6 +34,11 @@ import time
 BUFFER_CAP = 1 << 20
 # Most output (bytes of utf-8) one status() hands over per stream.
 STATUS_CAP = 256 << 10
+# In the spec's argv, env values and cwd: the actor's working directory (the replica's bundle,
+# unpacked by Ray on this node) and a directory of this node the replica may write (its
+# virtualenvs). The server cannot know either path.
+WORKING_DIR_MARK = "@CORTEX_RAY_WORKING_DIR@"
+SCRATCH_MARK = "@CORTEX_RAY_SCRATCH@"
 # How long the supervisor waits for a child's pipes to reach EOF after it exited, so that
 # its last output is in the buffers before it is reported `exited`.
 DRAIN_WAIT = 0.5
@@ -202,6 +208,7 @@ class ReplicaActor:
 
     def _start(self, generation, spec):
         sock = None
+        spec = expand_marks(spec)
         env = dict(spec.get("env") or {})
         try:
             if spec.get("takes_socket"):
@@ -289,6 +296,23 @@ class ReplicaActor:
             _kill_group(process.pid, signal.SIGKILL)
             process.wait()
         self._exited(child)
+
+
+def expand_marks(spec):
+    """`spec` with the working directory and scratch marks replaced by this node's paths."""
+    scratch = os.path.join(tempfile.gettempdir(), "cortex-ray")
+    os.makedirs(scratch, mode=0o700, exist_ok=True)
+    here = os.getcwd()
+
+    def expand(text):
+        return text.replace(WORKING_DIR_MARK, here).replace(SCRATCH_MARK, scratch)
+
+    out = dict(spec)
+    out["argv"] = [expand(a) for a in spec["argv"]]
+    out["env"] = {k: expand(v) for k, v in (spec.get("env") or {}).items()}
+    if spec.get("cwd"):
+        out["cwd"] = expand(spec["cwd"])
+    return out
 
 
 def _in_child(fd):

@@ -17,7 +17,10 @@ Every interval the driver polls its actors, then does ONE request,
 (output written since the last successful sync, at most 256 KiB of utf-8 per stream; more
 waits for the next sync), and gets 200 `{"replicas": [{"id", "generation", "argv", "env",
 "num_cpus", "memory", "num_gpus", "resources", "takes_socket", "grace_seconds"}]}`, the
-desired set (an optional `cwd` is honoured too). Then:
+desired set (an optional `cwd` is honoured too, and an optional `working_dir`, a URL Ray
+downloads and unpacks as the actor's working directory; in `argv`, `env` and `cwd` the actor
+replaces `@CORTEX_RAY_WORKING_DIR@` with that directory and `@CORTEX_RAY_SCRATCH@` with a
+directory of its node it may write). Then:
 
 - a desired id without an actor: a named, detached actor `cortex-{group}-{id}` in namespace
   `cortex` (`get_if_exists`, `max_restarts=0`, the given resources) is made and told to run
@@ -33,7 +36,10 @@ desired set (an optional `cwd` is honoured too). Then:
   is made (the dead one's name is freed with `ray.kill` first), on another node than the one
   it was lost on when another fits (a soft label rule);
 - 404 or 410: the group is gone: every actor of the group is stopped and killed, exit 0;
-  network errors and other answers: retried at the next interval (the actors keep serving);
+  network errors and other answers: retried at the next interval (the actors keep serving),
+  for at most CORTEX_RAY_ORPHAN_SECONDS (default 120): a driver whose server has not answered
+  that long takes the group for gone (a server that stopped for good must not leave its
+  replicas running in the cluster);
 - SIGTERM (a Ray job stop): exit at once WITHOUT touching the actors; a new driver of the group
   finds them by name (every live named actor of namespace `cortex` whose identity is this
   group's) and adopts them: the same generation is not started again.
@@ -126,8 +132,10 @@ def _keep_tail(text):
 
 
 class Driver:
-    def __init__(self, ray, server, group, token, interval):
+    def __init__(self, ray, server, group, token, interval, orphan_after=120.0):
         self.ray = ray
+        self.orphan_after = orphan_after
+        self.last_answer = time.monotonic()
         self.server = server
         self.group = group
         self.token = token
@@ -268,7 +276,13 @@ class Driver:
         )
         if d["memory"]:
             options["memory"] = d["memory"]
+        if d.get("working_dir"):
+            options["runtime_env"] = {"working_dir": d["working_dir"]}
+        if not d["resources"]:
+            # Replicas spread over the nodes, so that losing one loses as few as it can.
+            options["scheduling_strategy"] = "SPREAD"
         if r.failed_node:
+            options.pop("scheduling_strategy", None)
             # A soft rule: rather not the node where the last actor was lost (Ray may place
             # new actors on a dying node for 12-15 s), any node when no other fits.
             options["label_selector"] = {"ray.io/node-id": "!" + r.failed_node}
@@ -356,7 +370,13 @@ class Driver:
                 r = self.replicas.get(sent["id"])
                 if r is not None:
                     r.unreport(sent)
+            silent = time.monotonic() - self.last_answer
+            if silent > self.orphan_after:
+                raise sync_mod.GroupGone(
+                    "the server has not answered for %.0f s" % silent
+                ) from None
             return
+        self.last_answer = time.monotonic()
         self.apply(desired)
 
     def group_gone(self):
@@ -411,11 +431,12 @@ def main():
         log("missing environment variable %s" % e)
         return 2
     interval = float(os.environ.get("CORTEX_RAY_INTERVAL") or 0.5)
+    orphan_after = float(os.environ.get("CORTEX_RAY_ORPHAN_SECONDS") or 120)
 
     import ray
 
     ray.init(namespace=NAMESPACE, log_to_driver=False)
-    driver = Driver(ray, server, group, token, interval)
+    driver = Driver(ray, server, group, token, interval, orphan_after)
 
     # After ray.init(), which installs its own handler: a job stop ends the loop and leaves
     # the detached actors serving. A second signal exits at once.

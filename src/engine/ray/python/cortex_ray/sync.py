@@ -77,6 +77,7 @@ def _desired(r):
         "argv": argv,
         "env": env,
         "cwd": r.get("cwd"),
+        "working_dir": r.get("working_dir"),
         "num_cpus": float(r.get("num_cpus") or 0),
         "memory": int(memory) if memory else None,
         "num_gpus": int(r.get("num_gpus") or 0),

@@ -1,0 +1,132 @@
+//! What follows a sync beyond the state change: output and the engine's lines into the
+//! workers' log files (in order, on a blocking thread), the error of a run that ended, and
+//! `/healthz` polling of a program that listens.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use super::groups::Effect;
+use super::handle::RayReplica;
+use super::Shared;
+use crate::engine::local::output::OutputPaths;
+use crate::engine::local::rotating;
+use crate::engine::local::run_log::describe_exit;
+use crate::engine::ReplicaPhase;
+
+/// Does `effects` in order (health checks start at once, the rest in one background task).
+pub(super) fn apply(shared: &Arc<Shared>, effects: Vec<Effect>) {
+    let mut files = Vec::new();
+    for effect in effects {
+        match effect {
+            Effect::CheckHealth {
+                replica,
+                generation,
+                addr,
+            } => {
+                tokio::spawn(check_health(shared.http.clone(), replica, generation, addr));
+            }
+            other => files.push(other),
+        }
+    }
+    if files.is_empty() {
+        return;
+    }
+    tokio::task::spawn_blocking(move || {
+        for effect in files {
+            write(effect);
+        }
+    });
+}
+
+fn write(effect: Effect) {
+    match effect {
+        Effect::Output {
+            replica,
+            stdout,
+            stderr,
+        } => {
+            let paths = OutputPaths::of(&replica.log_path);
+            make_dir(&replica);
+            for (text, own) in [(stdout, &paths.stdout), (stderr, &paths.stderr)] {
+                if !text.is_empty() {
+                    let _ = rotating::append(own, text.as_bytes());
+                    let _ = rotating::append(&paths.combined, text.as_bytes());
+                }
+            }
+        }
+        Effect::Line { replica, line } => {
+            make_dir(&replica);
+            let _ = rotating::append(&replica.log_path, format!("{line}\n").as_bytes());
+        }
+        Effect::Exited {
+            replica,
+            generation,
+            headline,
+            code_text,
+        } => {
+            let described = describe_exit(&replica.log_path, replica.noun, &code_text);
+            let error = match headline {
+                // The actor was lost: its own last words, if any, follow.
+                Some(headline) => match described.split_once('\n') {
+                    Some((_, rest)) => format!("{headline}\n{rest}"),
+                    None => headline,
+                },
+                None => described,
+            };
+            replica.update(|t| {
+                if t.desired.generation == generation || t.exit_taken == Some(generation) {
+                    t.snapshot.last_error = Some(error);
+                }
+            });
+        }
+        Effect::CheckHealth { .. } => {}
+    }
+}
+
+fn make_dir(replica: &RayReplica) {
+    if let Some(dir) = replica.log_path.parent() {
+        let _ = std::fs::create_dir_all(dir);
+    }
+}
+
+/// Polls `GET /healthz` on `addr` until it answers 200 (the replica is then ready), or this
+/// generation is no longer the one that runs.
+async fn check_health(
+    http: reqwest::Client,
+    replica: Arc<RayReplica>,
+    generation: u64,
+    addr: SocketAddr,
+) {
+    let url = format!("http://{addr}/healthz");
+    let started = Instant::now();
+    let mut delay = Duration::from_millis(5);
+    loop {
+        let current = replica.update(|t| {
+            t.stop.is_none()
+                && t.desired.generation == generation
+                && t.exit_taken != Some(generation)
+        });
+        if !current {
+            return;
+        }
+        let answered = matches!(http.get(&url).send().await, Ok(r) if r.status().is_success());
+        if answered {
+            replica.update(|t| {
+                if t.stop.is_none()
+                    && t.desired.generation == generation
+                    && t.exit_taken != Some(generation)
+                {
+                    t.snapshot.phase = ReplicaPhase::Ready;
+                    t.snapshot.last_error = None;
+                    t.ready_since = Some(Instant::now());
+                }
+            });
+            return;
+        }
+        tokio::time::sleep(delay).await;
+        if started.elapsed() >= Duration::from_secs(2) {
+            delay = (delay * 2).min(Duration::from_millis(200));
+        }
+    }
+}

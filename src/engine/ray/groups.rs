@@ -1,0 +1,301 @@
+//! The engine's view of its groups (the workers one driver keeps: a RealtimeAPI's replicas,
+//! or one batch job's workers) and what a driver's sync changes in it.
+//!
+//! A sync reports what the driver's actors do; the engine takes from it each replica's phase
+//! (exits restart after cortex's back-off by raising the generation, or fail the replica),
+//! keeps its output in the same files the local engine writes, and answers the replicas it
+//! wants. A replica being stopped is left out of the answer; once a sync no longer reports
+//! it, it is gone. A group with no replica left is removed, and its driver told so (410).
+
+use std::collections::{BTreeMap, HashMap};
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Instant;
+
+use super::handle::RayReplica;
+use super::protocol::{ReplicaReport, ReportedState, SyncAnswer, SyncReport};
+use crate::engine::restarts::{after_exit, backoff, CRASH_LOOP_AFTER};
+use crate::engine::{ReplicaPhase, EXIT_INIT_FAILED};
+
+/// One group: its replicas and its driver.
+#[derive(Debug)]
+pub(super) struct Group {
+    /// The bearer token its driver syncs with.
+    pub(super) token: String,
+    pub(super) replicas: BTreeMap<String, Arc<RayReplica>>,
+    /// The Ray job of its current driver, once submitted.
+    pub(super) job: Option<String>,
+    pub(super) submitted_at: Option<Instant>,
+    /// When a submission may be tried again after one failed.
+    pub(super) retry_submit_at: Option<Instant>,
+    pub(super) submitting: bool,
+    /// When the job's status was last asked.
+    pub(super) checked_at: Option<Instant>,
+    pub(super) last_sync: Option<Instant>,
+    /// Who synced last (`<pid>@<node>`).
+    pub(super) driver: Option<String>,
+}
+
+impl Group {
+    pub(super) fn new(token: String) -> Group {
+        Group {
+            token,
+            replicas: BTreeMap::new(),
+            job: None,
+            submitted_at: None,
+            retry_submit_at: None,
+            submitting: false,
+            checked_at: None,
+            last_sync: None,
+            driver: None,
+        }
+    }
+}
+
+/// Every group, by name, and the group of each API or job.
+#[derive(Debug, Default)]
+pub(super) struct Groups {
+    pub(super) by_name: HashMap<String, Group>,
+    /// `realtime/<api>` or `job/<job id>` → group name.
+    pub(super) by_key: HashMap<String, String>,
+}
+
+impl Groups {
+    /// Removes a group that has no replica left.
+    pub(super) fn remove_if_empty(&mut self, name: &str) -> bool {
+        if self
+            .by_name
+            .get(name)
+            .is_some_and(|g| g.replicas.is_empty())
+        {
+            self.by_name.remove(name);
+            self.by_key.retain(|_, g| g != name);
+            return true;
+        }
+        false
+    }
+}
+
+/// Why a sync is refused.
+#[derive(Debug, PartialEq, Eq)]
+pub(super) enum Refusal {
+    /// No such group (any more): the driver removes its actors and ends.
+    Gone,
+    Unauthorized,
+}
+
+/// What a sync leads to beyond the state change, done once the groups' lock is released.
+#[derive(Debug)]
+pub(super) enum Effect {
+    /// Output to append to a replica's log files.
+    Output {
+        replica: Arc<RayReplica>,
+        stdout: String,
+        stderr: String,
+    },
+    /// One of the engine's own lines for a replica's log.
+    Line {
+        replica: Arc<RayReplica>,
+        line: String,
+    },
+    /// A run ended: its error is read from the log (`code_text` says how it ended).
+    Exited {
+        replica: Arc<RayReplica>,
+        generation: u64,
+        headline: Option<String>,
+        code_text: String,
+    },
+    /// Its program listens: `/healthz` is to be polled until it answers.
+    CheckHealth {
+        replica: Arc<RayReplica>,
+        generation: u64,
+        addr: SocketAddr,
+    },
+}
+
+/// Takes a driver's report for group `name` and answers the replicas it must keep.
+pub(super) fn sync(
+    groups: &mut Groups,
+    name: &str,
+    token: &str,
+    report: SyncReport,
+    effects: &mut Vec<Effect>,
+) -> Result<SyncAnswer, Refusal> {
+    let group = groups.by_name.get_mut(name).ok_or(Refusal::Gone)?;
+    if !same_secret(&group.token, token) {
+        return Err(Refusal::Unauthorized);
+    }
+    let now = Instant::now();
+    group.last_sync = Some(now);
+    group.driver = Some(report.driver);
+    let mut reported = std::collections::HashSet::new();
+    for r in report.replicas {
+        reported.insert(r.id.clone());
+        if let Some(replica) = group.replicas.get(&r.id) {
+            take_report(replica, r, now, effects);
+        }
+    }
+    // A replica being stopped that the driver no longer reports is gone.
+    let gone: Vec<String> = group
+        .replicas
+        .iter()
+        .filter(|(id, r)| !reported.contains(*id) && r.update(|t| t.stop.is_some()))
+        .map(|(id, _)| id.clone())
+        .collect();
+    for id in gone {
+        if let Some(r) = group.replicas.remove(&id) {
+            r.finish();
+        }
+    }
+    let answer = SyncAnswer {
+        replicas: group
+            .replicas
+            .values()
+            .filter_map(|r| wanted(r, now, effects))
+            .collect(),
+    };
+    if groups.remove_if_empty(name) {
+        return Err(Refusal::Gone);
+    }
+    Ok(answer)
+}
+
+/// What the driver must run of `replica` (None: it is being stopped); a restart that is due
+/// raises its generation.
+fn wanted(
+    replica: &Arc<RayReplica>,
+    now: Instant,
+    effects: &mut Vec<Effect>,
+) -> Option<super::protocol::DesiredReplica> {
+    replica.update(|t| {
+        if t.stop.is_some() || t.desired.working_dir.is_none() {
+            return None; // being stopped, or its bundle is not made yet
+        }
+        if t.restart_at.is_some_and(|at| at <= now) {
+            t.restart_at = None;
+            t.desired.generation += 1;
+            effects.push(Effect::Line {
+                replica: replica.clone(),
+                line: starting_line(replica, t.snapshot.restarts + 1),
+            });
+        }
+        Some(t.desired.clone())
+    })
+}
+
+/// The engine's line when a generation of `replica` is asked for.
+pub(super) fn starting_line(replica: &RayReplica, start: u32) -> String {
+    format!(
+        "cortex: starting {} {} of {} on the Ray cluster (start #{start})",
+        replica.noun, replica.id, replica.api
+    )
+}
+
+/// Takes one replica's report.
+fn take_report(
+    replica: &Arc<RayReplica>,
+    r: ReplicaReport,
+    now: Instant,
+    effects: &mut Vec<Effect>,
+) {
+    if !r.stdout.is_empty() || !r.stderr.is_empty() {
+        effects.push(Effect::Output {
+            replica: replica.clone(),
+            stdout: r.stdout,
+            stderr: r.stderr,
+        });
+    }
+    replica.update(|t| {
+        let generation = t.desired.generation;
+        if t.stop.is_some() || r.generation != generation {
+            return; // a stop under way, or what an older generation did
+        }
+        if r.node.is_some() {
+            t.snapshot.node = r.node.clone();
+        }
+        match r.state {
+            ReportedState::Pending => {
+                t.snapshot.phase = ReplicaPhase::Pending;
+                t.snapshot.last_error = Some(
+                    "waiting for the Ray cluster to place its actor (the resources it asks for are not free on any node)"
+                        .to_string(),
+                );
+            }
+            ReportedState::Starting => {
+                if t.snapshot.phase == ReplicaPhase::Pending {
+                    t.snapshot.phase = ReplicaPhase::Initializing;
+                    t.snapshot.last_error = None;
+                }
+            }
+            ReportedState::Running => {
+                let addr = r.address.as_deref().and_then(|a| a.parse::<SocketAddr>().ok());
+                if let Some(addr) = addr {
+                    if matches!(t.snapshot.phase, ReplicaPhase::Pending) {
+                        t.snapshot.phase = ReplicaPhase::Initializing;
+                        t.snapshot.last_error = None;
+                    }
+                    t.ready_addr = Some(addr);
+                    t.snapshot.port = Some(addr.port());
+                    if t.checking != Some(generation) {
+                        t.checking = Some(generation);
+                        effects.push(Effect::CheckHealth {
+                            replica: replica.clone(),
+                            generation,
+                            addr,
+                        });
+                    }
+                }
+            }
+            ReportedState::Exited => {
+                if t.exit_taken == Some(generation) {
+                    return;
+                }
+                t.exit_taken = Some(generation);
+                let ready_for = t.ready_since.take().map(|s| now - s);
+                t.failures_in_a_row = after_exit(t.failures_in_a_row, ready_for);
+                let init_failed = r.exit_code == Some(EXIT_INIT_FAILED);
+                let failed = init_failed || t.failures_in_a_row >= CRASH_LOOP_AFTER;
+                t.snapshot.restarts += 1;
+                t.snapshot.port = None;
+                t.ready_addr = None;
+                t.snapshot.phase = if failed {
+                    ReplicaPhase::Failed
+                } else {
+                    ReplicaPhase::Restarting
+                };
+                t.restart_at = Some(now + backoff(t.failures_in_a_row));
+                let (line, headline, code_text) = match (&r.death_cause, r.exit_code) {
+                    (Some(cause), _) => (
+                        format!("cortex: {} {}: its Ray actor was lost: {cause}", replica.noun, replica.id),
+                        Some(format!("its Ray actor was lost: {cause}")),
+                        "its actor lost".to_string(),
+                    ),
+                    (None, code) => {
+                        let code_text = code.map_or("a signal".to_string(), |c| format!("status {c}"));
+                        (
+                            format!("cortex: {} {} exited with {code_text}", replica.noun, replica.id),
+                            None,
+                            code_text,
+                        )
+                    }
+                };
+                effects.push(Effect::Line {
+                    replica: replica.clone(),
+                    line,
+                });
+                effects.push(Effect::Exited {
+                    replica: replica.clone(),
+                    generation,
+                    headline,
+                    code_text,
+                });
+            }
+        }
+    });
+}
+
+/// Compares two secrets by their hashes (no early exit on the first differing byte).
+pub(super) fn same_secret(a: &str, b: &str) -> bool {
+    use sha2::{Digest, Sha256};
+    Sha256::digest(a.as_bytes()) == Sha256::digest(b.as_bytes())
+}

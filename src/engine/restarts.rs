@@ -1,0 +1,45 @@
+//! When a worker that exited is restarted, and when it counts as failed: the same for every
+//! engine, so `cortex get` means the same whatever runs the workers.
+
+use std::time::Duration;
+
+/// Exits before readiness in a row after which a worker is reported as failed.
+pub const CRASH_LOOP_AFTER: u32 = 2;
+const BACKOFF_START: Duration = Duration::from_millis(250);
+pub const BACKOFF_MAX: Duration = Duration::from_secs(30);
+/// A worker that stayed ready this long and then exited is not crash-looping: its next start
+/// is immediate-ish and does not count towards `failed`.
+pub const HEALTHY_RUN: Duration = Duration::from_secs(30);
+
+/// How long to wait before the next start after `failures_in_a_row` failed runs.
+pub fn backoff(failures_in_a_row: u32) -> Duration {
+    let factor = 1u32 << failures_in_a_row.min(10);
+    (BACKOFF_START * factor).min(BACKOFF_MAX)
+}
+
+/// The failures in a row after a run that ended having been ready for `ready_for`.
+pub fn after_exit(failures_in_a_row: u32, ready_for: Option<Duration>) -> u32 {
+    if ready_for.is_some_and(|d| d >= HEALTHY_RUN) {
+        0
+    } else {
+        failures_in_a_row + 1
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_grows_and_is_capped() {
+        assert!(backoff(1) < backoff(2));
+        assert_eq!(backoff(40), BACKOFF_MAX);
+    }
+
+    #[test]
+    fn a_long_healthy_run_resets_the_count() {
+        assert_eq!(after_exit(3, Some(HEALTHY_RUN)), 0);
+        assert_eq!(after_exit(3, Some(Duration::from_secs(1))), 4);
+        assert_eq!(after_exit(0, None), 1);
+    }
+}
