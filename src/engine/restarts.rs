@@ -1,5 +1,6 @@
-//! When a worker that exited is restarted, and when it counts as failed: the same for every
-//! engine, so `cortex get` means the same whatever runs the workers.
+//! When a worker that exited is restarted, when it counts as failed, and when a slow start is
+//! worth a word: the same for every engine, so `cortex get` means the same whatever runs the
+//! workers.
 
 use std::time::Duration;
 
@@ -10,6 +11,18 @@ pub const BACKOFF_MAX: Duration = Duration::from_secs(30);
 /// A worker that stayed ready this long and then exited is not crash-looping: its next start
 /// is immediate-ish and does not count towards `failed`.
 pub const HEALTHY_RUN: Duration = Duration::from_secs(30);
+
+/// After this long without an answer to `/healthz`, `cortex get` says so (the worker keeps
+/// its chance: installing requirements or loading a model can take longer). The server's
+/// `CORTEX_READY_WARN_SECS` changes it.
+const READY_WARN_AFTER: Duration = Duration::from_secs(60);
+
+pub fn ready_warn_after() -> Duration {
+    std::env::var("CORTEX_READY_WARN_SECS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .map_or(READY_WARN_AFTER, Duration::from_secs)
+}
 
 /// How long to wait before the next start after `failures_in_a_row` failed runs.
 pub fn backoff(failures_in_a_row: u32) -> Duration {

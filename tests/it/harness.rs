@@ -88,6 +88,31 @@ pub fn example(name: &str) -> PathBuf {
         .join(name)
 }
 
+/// The `cortex server` flags of the engine the tests run on (none: the local engine).
+pub fn engine_args() -> Vec<String> {
+    match std::env::var("CORTEX_TEST_ENGINE").as_deref() {
+        Ok("ray") => {
+            let var = |name: &str| {
+                std::env::var(name).unwrap_or_else(|_| {
+                    panic!(
+                        "CORTEX_TEST_ENGINE=ray needs {name}: run the tests through .ci/ray/run.sh"
+                    )
+                })
+            };
+            vec![
+                "--engine".into(),
+                "ray".into(),
+                "--ray-address".into(),
+                var("CORTEX_TEST_RAY_ADDRESS"),
+                "--ray-token-file".into(),
+                var("CORTEX_TEST_RAY_TOKEN_FILE"),
+            ]
+        }
+        Ok("local") | Ok("") | Err(_) => Vec::new(),
+        Ok(other) => panic!("CORTEX_TEST_ENGINE={other}: give local or ray"),
+    }
+}
+
 /// A running server plus a scratch directory for projects and CLI config.
 pub struct Server {
     pub dir: TempDir,
@@ -115,8 +140,13 @@ impl Server {
         Server::start_with_args(listen, env, &[])
     }
 
-    /// A server with extra environment variables and extra `cortex server` flags.
+    /// A server with extra environment variables and extra `cortex server` flags. With
+    /// `CORTEX_TEST_ENGINE=ray` (set by `.ci/ray/engine-tests.sh` inside `.ci/ray/run.sh`), its
+    /// engine is the Ray cluster of `CORTEX_TEST_RAY_ADDRESS`: the same tests run on both
+    /// engines.
     pub fn start_with_args(listen: &str, env: &[(&str, &str)], args: &[&str]) -> Server {
+        let mut args: Vec<String> = args.iter().map(|a| a.to_string()).collect();
+        args.extend(engine_args());
         let dir = shared_tempdir();
         // The data dir lies under a directory no other user may enter, as under root's home.
         let private = dir.path().join("private");
@@ -128,7 +158,7 @@ impl Server {
                 .iter()
                 .map(|(k, v)| (k.to_string(), v.to_string()))
                 .collect(),
-            server_args: args.iter().map(|a| a.to_string()).collect(),
+            server_args: args,
             listen: listen.to_string(),
             child: None,
             url: String::new(),

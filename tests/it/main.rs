@@ -31,6 +31,7 @@ mod nothing_lost;
 mod onnx;
 mod permissions;
 mod predict_cmd;
+mod ray_engine;
 mod realtime;
 mod redelivery;
 mod requirements;

@@ -223,7 +223,7 @@ fn predictor_env_and_dotenv_reach_the_replica() {
     write(
         &p,
         "predictor.py",
-        "import os\n\nclass PythonPredictor:\n    def __init__(self, config):\n        pass\n\n    def predict(self, payload):\n        return {k: os.environ.get(k) for k in ['FROM_DOTENV', 'FROM_SPEC', 'OVERRIDDEN', 'EXPANDED', 'LITERAL', 'PYTHONPATH']}\n",
+        "import os\n\nclass PythonPredictor:\n    def __init__(self, config):\n        pass\n\n    def predict(self, payload):\n        out = {k: os.environ.get(k) for k in ['FROM_DOTENV', 'FROM_SPEC', 'OVERRIDDEN', 'EXPANDED', 'LITERAL', 'PYTHONPATH']}\n        out['CWD'] = os.getcwd()\n        return out\n",
     );
     write(
         &p,
@@ -242,9 +242,9 @@ fn predictor_env_and_dotenv_reach_the_replica() {
     assert_eq!(v["EXPANDED"], "spec-dot", "$VAR and ${{VAR}} expand");
     assert_eq!(v["LITERAL"], "$FROM_SPEC", "single quotes stay literal");
     let python_path: Vec<&str> = v["PYTHONPATH"].as_str().unwrap().split(':').collect();
-    assert!(
-        python_path[0].contains("projects"),
-        "the project comes first: {python_path:?}"
+    assert_eq!(
+        python_path[0], v["CWD"],
+        "the project (the replica's working directory) comes first: {python_path:?}"
     );
     assert!(
         python_path.contains(&"/opt/extra"),

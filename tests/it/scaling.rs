@@ -168,7 +168,7 @@ fn an_api_with_min_replicas_0_scales_to_zero_and_its_next_request_is_answered() 
         &s,
         "sleepy",
         &slow_predictor(1, 0.0),
-        "  autoscaling:\n    min_replicas: 0\n    max_replicas: 1\n    downscale_stabilization_period: 2s\n",
+        "  autoscaling:\n    min_replicas: 0\n    max_replicas: 1\n    window: 10s\n    downscale_stabilization_period: 2s\n",
     );
     s.ok(&p, &["deploy"]);
     s.wait_status("sleepy", "live");

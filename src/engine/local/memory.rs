@@ -68,7 +68,7 @@ fn parse_stat(stat: &str) -> Option<(u32, u64)> {
 }
 
 /// Bytes in whole MiB, for messages.
-pub(super) fn mib(bytes: u64) -> String {
+pub(crate) fn mib(bytes: u64) -> String {
     format!("{}MiB", bytes.div_ceil(1 << 20))
 }
 

@@ -12,7 +12,7 @@ mod cgroup;
 pub(crate) mod file_logs;
 mod gpus;
 mod handle;
-mod memory;
+pub(crate) mod memory;
 pub(crate) mod output;
 mod port_owner;
 mod ports;

@@ -18,20 +18,10 @@ use super::run_log::{append_log, describe_exit};
 use super::sandbox::Sandbox;
 use super::spawn::{signal_group, spawn, terminate, Start};
 use super::stopping::{stop_requested, stopped, wait_or_stop};
-use crate::engine::restarts::{after_exit, backoff, BACKOFF_MAX, CRASH_LOOP_AFTER};
+use crate::engine::restarts::{
+    after_exit, backoff, ready_warn_after, BACKOFF_MAX, CRASH_LOOP_AFTER,
+};
 use crate::engine::{ReplicaPhase, ReplicaPlan, EXIT_INIT_FAILED};
-
-/// After this long without an answer to `/healthz`, `cortex get` says so (the replica keeps
-/// its chance: installing requirements or loading a model can take longer). The server's
-/// `CORTEX_READY_WARN_SECS` changes it.
-const READY_WARN_AFTER: Duration = Duration::from_secs(60);
-
-fn ready_warn_after() -> Duration {
-    std::env::var("CORTEX_READY_WARN_SECS")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .map_or(READY_WARN_AFTER, Duration::from_secs)
-}
 
 /// How long a replica's group gets after SIGTERM when the engine itself stops it (its port was
 /// taken), or when a stop came without a grace period.

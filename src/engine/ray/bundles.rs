@@ -150,6 +150,15 @@ fn append_dir<W: Write>(
     dir: &Path,
     prefix: &Path,
 ) -> std::io::Result<()> {
+    // The directory itself, so that an empty one (a project of a command) exists on the node.
+    let mut header = tar::Header::new_gnu();
+    header.set_size(0);
+    header.set_mode(0o755);
+    header.set_mtime(0);
+    header.set_uid(0);
+    header.set_gid(0);
+    header.set_entry_type(tar::EntryType::Directory);
+    tar.append_data(&mut header, prefix, std::io::empty())?;
     let mut entries: Vec<_> = std::fs::read_dir(dir)?.collect::<Result<_, _>>()?;
     entries.sort_by_key(|e| e.file_name());
     for entry in entries {
@@ -222,6 +231,16 @@ mod tests {
         let one = bundles.replica(&p1, &rt).unwrap();
         let two = bundles.replica(&p2, &rt).unwrap();
         assert_ne!(one, two, "other bytes, other name");
+        let empty = dir.path().join("empty");
+        std::fs::create_dir(&empty).unwrap();
+        let bare = bundles.replica(&empty, &rt).unwrap();
+        let has_project_dir = tar::Archive::new(flate2::read::GzDecoder::new(
+            std::fs::File::open(bundles.file(&bare).unwrap()).unwrap(),
+        ))
+        .entries()
+        .unwrap()
+        .any(|e| e.unwrap().path().unwrap() == Path::new("project"));
+        assert!(has_project_dir, "an empty project still has its directory");
         let again = Bundles::new(dir.path().join("b2"))
             .unwrap()
             .replica(&p1, &rt)
@@ -240,7 +259,10 @@ mod tests {
         assert_eq!(
             names,
             [
+                "project",
                 "project/predictor.py",
+                "runtime",
+                "runtime/pkg",
                 "runtime/pkg/m.py",
                 "runtime/shim.py"
             ]

@@ -75,6 +75,7 @@ pub(super) fn desired(
         resources: BTreeMap::new(),
         takes_socket: plan.takes_socket,
         grace_seconds: STOP_GRACE_SECONDS,
+        memory_limit: plan.mem_limit,
     }
 }
 

@@ -101,7 +101,22 @@ async fn check_health(
     let url = format!("http://{addr}/healthz");
     let started = Instant::now();
     let mut delay = Duration::from_millis(5);
+    let warn_after = crate::engine::restarts::ready_warn_after();
+    let mut warned = false;
     loop {
+        if !warned && started.elapsed() >= warn_after {
+            warned = true;
+            let why = format!(
+                "the replica has not answered GET /healthz on {addr} for {}s; it is still starting, or it does not serve on $CORTEX_PORT (see `cortex logs {}`)",
+                warn_after.as_secs(),
+                replica.api
+            );
+            replica.update(|t| {
+                if t.desired.generation == generation && t.snapshot.phase != ReplicaPhase::Ready {
+                    t.snapshot.last_error = Some(why);
+                }
+            });
+        }
         let current = replica.update(|t| {
             t.stop.is_none()
                 && t.desired.generation == generation
@@ -119,6 +134,7 @@ async fn check_health(
                 {
                     t.snapshot.phase = ReplicaPhase::Ready;
                     t.snapshot.last_error = None;
+                    t.snapshot.out_of_memory = false;
                     t.ready_since = Some(Instant::now());
                 }
             });

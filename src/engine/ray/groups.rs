@@ -14,8 +14,12 @@ use std::time::Instant;
 
 use super::handle::RayReplica;
 use super::protocol::{ReplicaReport, ReportedState, SyncAnswer, SyncReport};
+use crate::engine::local::memory::mib;
 use crate::engine::restarts::{after_exit, backoff, CRASH_LOOP_AFTER};
 use crate::engine::{ReplicaPhase, EXIT_INIT_FAILED};
+
+/// How long an actor may stay unplaced before its replica is `pending`.
+const PLACEMENT_WAIT: std::time::Duration = std::time::Duration::from_secs(10);
 
 /// One group: its replicas and its driver.
 #[derive(Debug)]
@@ -174,6 +178,7 @@ fn wanted(
         if t.restart_at.is_some_and(|at| at <= now) {
             t.restart_at = None;
             t.desired.generation += 1;
+            t.asked_at = now;
             effects.push(Effect::Line {
                 replica: replica.clone(),
                 line: starting_line(replica, t.snapshot.restarts + 1),
@@ -214,13 +219,16 @@ fn take_report(
             t.snapshot.node = r.node.clone();
         }
         match r.state {
-            ReportedState::Pending => {
+            // An actor takes a second or two to be placed and start: only one that waits
+            // longer is taken to wait for resources.
+            ReportedState::Pending if now - t.asked_at >= PLACEMENT_WAIT => {
                 t.snapshot.phase = ReplicaPhase::Pending;
-                t.snapshot.last_error = Some(
-                    "waiting for the Ray cluster to place its actor (the resources it asks for are not free on any node)"
-                        .to_string(),
-                );
+                t.snapshot.last_error = Some(format!(
+                    "waiting for the Ray cluster to place its actor for {}s (the resources it asks for are not free on any node, or the node is still setting its bundle up)",
+                    (now - t.asked_at).as_secs()
+                ));
             }
+            ReportedState::Pending => {}
             ReportedState::Starting => {
                 if t.snapshot.phase == ReplicaPhase::Pending {
                     t.snapshot.phase = ReplicaPhase::Initializing;
@@ -236,6 +244,7 @@ fn take_report(
                     }
                     t.ready_addr = Some(addr);
                     t.snapshot.port = Some(addr.port());
+                    t.snapshot.pid = r.pid;
                     if t.checking != Some(generation) {
                         t.checking = Some(generation);
                         effects.push(Effect::CheckHealth {
@@ -257,6 +266,7 @@ fn take_report(
                 let failed = init_failed || t.failures_in_a_row >= CRASH_LOOP_AFTER;
                 t.snapshot.restarts += 1;
                 t.snapshot.port = None;
+                t.snapshot.pid = None;
                 t.ready_addr = None;
                 t.snapshot.phase = if failed {
                     ReplicaPhase::Failed
@@ -264,7 +274,19 @@ fn take_report(
                     ReplicaPhase::Restarting
                 };
                 t.restart_at = Some(now + backoff(t.failures_in_a_row));
+                t.snapshot.out_of_memory = r.oom_bytes.is_some();
                 let (line, headline, code_text) = match (&r.death_cause, r.exit_code) {
+                    _ if r.oom_bytes.is_some() => {
+                        let used = r.oom_bytes.unwrap_or_default();
+                        let limit = t.desired.memory_limit.unwrap_or_default();
+                        let error = format!(
+                            "out of memory: the {noun}'s processes used {} while compute.mem allows {}, so it was killed; raise compute.mem in cortex.yaml or make the predictor use less memory",
+                            mib(used),
+                            mib(limit),
+                            noun = replica.noun,
+                        );
+                        (format!("cortex: error: {error}"), Some(error), "memory".to_string())
+                    }
                     (Some(cause), _) => (
                         format!("cortex: {} {}: its Ray actor was lost: {cause}", replica.noun, replica.id),
                         Some(format!("its Ray actor was lost: {cause}")),

@@ -50,6 +50,8 @@ pub(super) struct Tracked {
     pub(super) failures_in_a_row: u32,
     /// Where its program listens (reported by its actor).
     pub(super) ready_addr: Option<SocketAddr>,
+    /// When the current generation was asked for.
+    pub(super) asked_at: Instant,
 }
 
 impl RayReplica {
@@ -62,11 +64,11 @@ impl RayReplica {
     ) -> RayReplica {
         let snapshot = ReplicaSnapshot {
             id: id.clone(),
-            phase: ReplicaPhase::Pending,
+            phase: ReplicaPhase::Initializing,
             pid: None,
             port: None,
             restarts: 0,
-            last_error: Some("waiting for the Ray cluster to place it".to_string()),
+            last_error: None,
             out_of_memory: false,
             node: None,
         };
@@ -88,9 +90,10 @@ impl RayReplica {
                 ready_since: None,
                 failures_in_a_row: 0,
                 ready_addr: None,
+                asked_at: Instant::now(),
             }),
             ready: RwLock::new(None),
-            phase_tx: watch::channel(ReplicaPhase::Pending).0,
+            phase_tx: watch::channel(ReplicaPhase::Initializing).0,
             done_tx: watch::channel(false).0,
         }
     }

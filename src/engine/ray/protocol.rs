@@ -25,6 +25,12 @@ pub struct ReplicaReport {
     /// `host:port` while the program runs.
     #[serde(default)]
     pub address: Option<String>,
+    /// The program's process id on its node, while it runs.
+    #[serde(default)]
+    pub pid: Option<u32>,
+    /// The run was killed for using this many bytes, over its `memory_limit`.
+    #[serde(default)]
+    pub oom_bytes: Option<u64>,
     /// The Ray node id of its actor.
     #[serde(default)]
     pub node: Option<String>,
@@ -78,6 +84,10 @@ pub struct DesiredReplica {
     pub resources: BTreeMap<String, f64>,
     pub takes_socket: bool,
     pub grace_seconds: f64,
+    /// Bytes its processes may have resident together (`compute.mem`); over it the actor
+    /// kills them.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub memory_limit: Option<u64>,
 }
 
 #[cfg(test)]

@@ -9,6 +9,7 @@ use super::cluster_api::JobSubmission;
 use super::groups::Effect;
 use super::handle::RayReplica;
 use super::{effects, Shared};
+use crate::engine::ReplicaPhase;
 
 const TICK: Duration = Duration::from_millis(500);
 /// A driver that has not synced this long is asked about (its job may have ended).
@@ -135,7 +136,10 @@ async fn submit(shared: Arc<Shared>, name: String, job: JobSubmission) {
             tracing::warn!("engine: group {name}: {why}");
             for r in &replicas {
                 r.update(|t| {
-                    if t.snapshot.phase == crate::engine::ReplicaPhase::Pending {
+                    if matches!(
+                        t.snapshot.phase,
+                        ReplicaPhase::Pending | ReplicaPhase::Initializing
+                    ) {
                         t.snapshot.last_error = Some(why.clone());
                     }
                 });
@@ -217,7 +221,10 @@ async fn check_driver(shared: Arc<Shared>, name: String, job: String) {
         );
         for r in &replicas {
             r.update(|t| {
-                if t.snapshot.phase == crate::engine::ReplicaPhase::Pending {
+                if matches!(
+                    t.snapshot.phase,
+                    ReplicaPhase::Pending | ReplicaPhase::Initializing
+                ) {
                     t.snapshot.last_error = Some(why.clone());
                 }
             });

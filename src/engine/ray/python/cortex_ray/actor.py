@@ -39,6 +39,8 @@ STATUS_CAP = 256 << 10
 # virtualenvs). The server cannot know either path.
 WORKING_DIR_MARK = "@CORTEX_RAY_WORKING_DIR@"
 SCRATCH_MARK = "@CORTEX_RAY_SCRATCH@"
+# How often a child with a memory limit has its resident memory summed.
+MEMORY_EVERY = 0.25
 # How long the supervisor waits for a child's pipes to reach EOF after it exited, so that
 # its last output is in the buffers before it is reported `exited`.
 DRAIN_WAIT = 0.5
@@ -115,6 +117,8 @@ class ReplicaActor:
         self.generation = None  # the generation asked for last
         self.state = "starting"  # starting | running | exited | stopped
         self.address = None
+        self.pid = None  # the running child's process id (on this node)
+        self.oom_bytes = None  # the run was killed for using this much memory
         self.exit_code = None
         self.out = {"stdout": _Stream(), "stderr": _Stream()}
         self.shutting_down = False
@@ -147,6 +151,7 @@ class ReplicaActor:
             self.state = "starting"
             self.address = None
             self.exit_code = None
+            self.oom_bytes = None
         self.commands.put(("run", generation, spec))
         return generation
 
@@ -159,13 +164,15 @@ class ReplicaActor:
         return True
 
     def status(self):
-        """{generation, state, address, node, exit_code, stdout, stderr, stopped}: the
+        """{generation, state, address, pid, node, exit_code, stdout, stderr, stopped}: the
         output is what was written since the last call."""
         with self.lock:
             return {
                 "generation": self.generation,
                 "state": "exited" if self.state == "stopped" else self.state,
                 "address": self.address,
+                "pid": self.pid if self.state == "running" else None,
+                "oom_bytes": self.oom_bytes,
                 "node": self.node,
                 "exit_code": self.exit_code,
                 "stdout": self.out["stdout"].take(),
@@ -178,6 +185,8 @@ class ReplicaActor:
     def _supervise(self):
         child = None  # (Popen, generation, drain threads)
         grace = 10.0
+        limit = None  # bytes the child's process group may have resident
+        next_check = 0.0
         while True:
             try:
                 command = self.commands.get(timeout=0.1)
@@ -186,6 +195,17 @@ class ReplicaActor:
             if child is not None and child[0].poll() is not None:
                 self._exited(child)
                 child = None
+            if child is not None and limit and time.monotonic() >= next_check:
+                next_check = time.monotonic() + MEMORY_EVERY
+                used = group_rss(child[0].pid)
+                if used > limit:
+                    _kill_group(child[0].pid, signal.SIGKILL)
+                    child[0].wait()
+                    with self.lock:
+                        if child[1] == self.generation:
+                            self.oom_bytes = used
+                    self._exited(child)
+                    child = None
             if command is None:
                 continue
             if command[0] == "run":
@@ -197,6 +217,7 @@ class ReplicaActor:
                     if self.shutting_down or generation != self.generation:
                         continue  # superseded while the old one stopped
                 grace = float(spec.get("grace_seconds", grace))
+                limit = spec.get("memory_limit")
                 child = self._start(generation, spec)
             elif command[0] == "stop":
                 if child is not None:
@@ -253,6 +274,7 @@ class ReplicaActor:
         with self.lock:
             if generation == self.generation:
                 self.state = "running"
+                self.pid = process.pid
                 # The node's loopback: right while the cortex server and every node share one
                 # machine (the tests). Across machines this must be the node's IP address
                 # (ray.util.get_node_ip_address()), with the program listening on it.
@@ -313,6 +335,26 @@ def expand_marks(spec):
     if spec.get("cwd"):
         out["cwd"] = expand(spec["cwd"])
     return out
+
+
+def group_rss(pgid):
+    """The resident memory of every process of process group `pgid`, in bytes (what the
+    local engine samples: a replica's memory limit holds for what it starts too)."""
+    page = os.sysconf("SC_PAGE_SIZE")
+    total = 0
+    for name in os.listdir("/proc"):
+        if not name.isdigit():
+            continue
+        try:
+            with open("/proc/%s/stat" % name) as f:
+                stat = f.read()
+        except OSError:
+            continue
+        # After the command's closing parenthesis: state, ppid, pgrp, ... rss is field 24.
+        fields = stat[stat.rfind(")") + 2:].split()
+        if len(fields) > 21 and fields[2] == str(pgid):
+            total += int(fields[21]) * page
+    return total
 
 
 def _in_child(fd):

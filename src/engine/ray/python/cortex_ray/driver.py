@@ -10,13 +10,16 @@ Every interval the driver polls its actors, then does ONE request,
 
     {"driver": "<pid>@<node id>",
      "replicas": [{"id", "generation", "state": "pending|starting|running|exited",
-                   "address": "host:port"|null, "node": "<node id>"|null,
+                   "address": "host:port"|null, "pid": int|null, "node": "<node id>"|null,
+                   "oom_bytes": int|null (the run was killed for using more than its
+                   memory_limit),
                    "exit_code": int|null, "death_cause": str|null,
                    "stdout": "...", "stderr": "..."}]}
 
 (output written since the last successful sync, at most 256 KiB of utf-8 per stream; more
 waits for the next sync), and gets 200 `{"replicas": [{"id", "generation", "argv", "env",
-"num_cpus", "memory", "num_gpus", "resources", "takes_socket", "grace_seconds"}]}`, the
+"num_cpus", "memory", "num_gpus", "resources", "takes_socket", "grace_seconds",
+"memory_limit"}]}`, the
 desired set (an optional `cwd` is honoured too, and an optional `working_dir`, a URL Ray
 downloads and unpacks as the actor's working directory; in `argv`, `env` and `cwd` the actor
 replaces `@CORTEX_RAY_WORKING_DIR@` with that directory and `@CORTEX_RAY_SCRATCH@` with a
@@ -84,6 +87,8 @@ class Replica:
         self.asked = None  # the generation last passed to ensure()
         self.state = "pending"
         self.address = None
+        self.pid = None
+        self.oom_bytes = None
         self.node = None
         self.exit_code = None
         self.death_cause = None
@@ -94,6 +99,7 @@ class Replica:
         self.stderr = ""
         self.dead_actor_ids = set()
         self.failed_node = None
+        self.target_node = None  # the node its actor was asked to run on
 
     def report(self):
         out, self.stdout = cap_utf8(self.stdout, SYNC_CAP)
@@ -104,6 +110,8 @@ class Replica:
             "generation": _first_int(self.generation, self.asked, 0),
             "state": self.state,
             "address": self.address,
+            "pid": self.pid,
+            "oom_bytes": self.oom_bytes,
             "node": self.node,
             "exit_code": self.exit_code,
             "death_cause": self.death_cause,
@@ -216,6 +224,8 @@ class Driver:
         r.generation = s["generation"]
         r.state = s["state"]
         r.address = s["address"]
+        r.pid = s.get("pid")
+        r.oom_bytes = s.get("oom_bytes")
         r.node = s["node"]
         r.exit_code = s["exit_code"]
         r.death_cause = None
@@ -237,6 +247,7 @@ class Driver:
         r.status_ref = None
         r.state = "exited"
         r.address = None
+        r.pid = None
         r.exit_code = None
         r.death_cause = cause
         if r.generation is None:
@@ -278,11 +289,17 @@ class Driver:
             options["memory"] = d["memory"]
         if d.get("working_dir"):
             options["runtime_env"] = {"working_dir": d["working_dir"]}
+        target = None
         if not d["resources"]:
-            # Replicas spread over the nodes, so that losing one loses as few as it can.
-            options["scheduling_strategy"] = "SPREAD"
-        if r.failed_node:
-            options.pop("scheduling_strategy", None)
+            # Replicas spread over the nodes, so that losing one loses as few as it can: each
+            # new actor prefers the alive node with the fewest of the group's actors (and not
+            # the node its last actor was lost on), any node when that one cannot take it.
+            # (A label rule: Ray's soft node affinity was seen placing on the driver's node.)
+            target = self.pick_node(avoid=r.failed_node)
+            if target is not None:
+                options["label_selector"] = {"ray.io/node-id": target}
+                options["fallback_strategy"] = [{"label_selector": {}}]
+        elif r.failed_node:
             # A soft rule: rather not the node where the last actor was lost (Ray may place
             # new actors on a dying node for 12-15 s), any node when no other fits.
             options["label_selector"] = {"ray.io/node-id": "!" + r.failed_node}
@@ -305,17 +322,36 @@ class Driver:
             return False
         r.handle = handle
         r.actor_id = actor_id
+        r.target_node = target
         r.failed_node = None
         r.answered = False
         r.asked = None
         r.generation = None
         r.state = "pending"
         r.address = None
+        r.pid = None
         r.node = None
         r.exit_code = None
         r.death_cause = None
-        log("replica %s: actor %s" % (r.id, actor_id))
+        log("replica %s: actor %s%s" % (r.id, actor_id, " for node %s" % target if target else ""))
         return True
+
+    def pick_node(self, avoid):
+        """The alive node with the fewest live actors of the group, other than `avoid` when
+        there is another (None when the nodes cannot be listed)."""
+        try:
+            nodes = sorted(n["NodeID"] for n in self.ray.nodes() if n.get("Alive"))
+        except Exception:
+            return None
+        nodes = [n for n in nodes if n != avoid] or nodes
+        if not nodes:
+            return None
+        load = dict.fromkeys(nodes, 0)
+        for other in self.replicas.values():
+            node = other.node or other.target_node
+            if other.handle is not None and node in load:
+                load[node] += 1
+        return min(nodes, key=lambda n: load[n])
 
     def remove(self, r):
         """Stops a replica no longer desired: a graceful stop of its child, then ray.kill."""
@@ -414,6 +450,7 @@ def _spec(d):
         "cwd": d.get("cwd"),
         "takes_socket": d["takes_socket"],
         "grace_seconds": d["grace_seconds"],
+        "memory_limit": d.get("memory_limit"),
     }
 
 

@@ -84,4 +84,5 @@ def _desired(r):
         "resources": {str(k): float(v) for k, v in (r.get("resources") or {}).items()},
         "takes_socket": bool(r.get("takes_socket", False)),
         "grace_seconds": float(r.get("grace_seconds", 10.0)),
+        "memory_limit": int(r["memory_limit"]) if r.get("memory_limit") else None,
     }
