@@ -35,7 +35,7 @@ shared=(
   lifecycle::a_replica_that_never_answers_healthz_says_so
 )
 if [ "${1:-}" = --node-loss ]; then
-  exec cargo test --offline --test it -- --ignored --exact \
+  exec cargo test --offline --test it -- --ignored --nocapture --exact \
     ray_engine::node_loss_losing_the_second_node_moves_its_replicas_to_the_head_and_the_api_keeps_answering
 fi
 # What holds on the local engine only: on Ray, memory is sampled (a spike between two samples
@@ -46,6 +46,4 @@ if [ $# -gt 0 ]; then shared=("$@"); fi
 cargo test --offline --test it -- --test-threads=2 "${shared[@]}" "${local_only[@]}"
 if [ $# -eq 0 ]; then
   cargo test --offline --test it -- --test-threads=1 --ignored ray_engine:: --skip ray_engine::node_loss
-  # `cortex server status` of a local server that runs on Ray.
-  cargo test --offline --test it -- --ignored --exact ray_engine::server_status_names_the_engine_and_its_cluster
 fi

@@ -38,7 +38,7 @@ IDLE_SWEEP_SECONDS = 30.0
 
 def open_socket(settings):
     """The socket to serve on, bound but not listening: the one handed on
-    CORTEX_LISTEN_FD, or a new one bound to 127.0.0.1:CORTEX_PORT."""
+    CORTEX_LISTEN_FD, or a new one bound to $CORTEX_HOST (default 127.0.0.1):CORTEX_PORT."""
     fd = settings.get("listen_fd")
     if fd is not None:
         sock = socket.socket(fileno=fd)
@@ -49,7 +49,7 @@ def open_socket(settings):
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     try:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        sock.bind(("127.0.0.1", settings["port"]))
+        sock.bind((os.environ.get("CORTEX_HOST") or "127.0.0.1", settings["port"]))
     except OSError:
         sock.close()
         raise

@@ -7,9 +7,9 @@ once: a supervisor thread owned by the actor starts and stops the child, and two
 child drain its stdout and stderr into buffers that `status()` hands over (and clears).
 
 The child:
-- gets exactly the environment it is given, plus `CORTEX_PORT` (and `CORTEX_LISTEN_FD=3`
-  with a TCP socket bound to 127.0.0.1:$CORTEX_PORT, not listening, on fd 3 when it takes
-  its socket), and `CUDA_VISIBLE_DEVICES` with the actor's GPUs when it has some and the
+- gets exactly the environment it is given, plus `CORTEX_HOST` (the node's IP address) and
+  `CORTEX_PORT` (and `CORTEX_LISTEN_FD=3` with a TCP socket bound to
+  $CORTEX_HOST:$CORTEX_PORT, not listening, on fd 3 when it takes its socket), and `CUDA_VISIBLE_DEVICES` with the actor's GPUs when it has some and the
   environment does not set it;
 - runs in its own process group, which a stop signals: SIGTERM, then SIGKILL after the grace
   period;
@@ -106,6 +106,12 @@ class ReplicaActor:
         self.group = group
         self.replica_id = replica_id
         self.node = ray.get_runtime_context().get_node_id()
+        # The address the cortex server reaches this node at (127.0.0.1 in a loopback-only
+        # test cluster): the replica listens there, not on every interface.
+        try:
+            self.ip = ray.util.get_node_ip_address() or "127.0.0.1"
+        except Exception:
+            self.ip = "127.0.0.1"
         # The GPUs Ray gave this actor (num_gpus): the child's environment is only what it is
         # given, so they are handed over as CUDA_VISIBLE_DEVICES unless the spec sets it.
         try:
@@ -235,12 +241,13 @@ class ReplicaActor:
             if spec.get("takes_socket"):
                 sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
                 sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-                sock.bind(("127.0.0.1", 0))
+                sock.bind((self.ip, 0))
                 port = sock.getsockname()[1]
                 env["CORTEX_LISTEN_FD"] = "3"
             else:
-                port = _free_port()
+                port = _free_port(self.ip)
             env["CORTEX_PORT"] = str(port)
+            env["CORTEX_HOST"] = self.ip
             if self.gpu_ids and "CUDA_VISIBLE_DEVICES" not in env:
                 env["CUDA_VISIBLE_DEVICES"] = ",".join(self.gpu_ids)
             fd = sock.fileno() if sock is not None else None
@@ -275,10 +282,7 @@ class ReplicaActor:
             if generation == self.generation:
                 self.state = "running"
                 self.pid = process.pid
-                # The node's loopback: right while the cortex server and every node share one
-                # machine (the tests). Across machines this must be the node's IP address
-                # (ray.util.get_node_ip_address()), with the program listening on it.
-                self.address = "127.0.0.1:%d" % port
+                self.address = "%s:%d" % (self.ip, port)
         return (process, generation, drains)
 
     def _drain(self, pipe, name):
@@ -367,9 +371,9 @@ def _in_child(fd):
         os.dup2(fd, 3)
 
 
-def _free_port():
+def _free_port(ip):
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
+        s.bind((ip, 0))
         return s.getsockname()[1]
 
 
