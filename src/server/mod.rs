@@ -238,7 +238,11 @@ pub async fn run(config: ServerConfig) -> anyhow::Result<()> {
             )
             .await
             .context("cannot use the Ray cluster (--engine ray)")?;
-            eprintln!("running replicas on the Ray cluster at {}", ray.address());
+            eprintln!(
+                "running replicas on the Ray cluster at {}; its drivers and nodes reach this server at {}",
+                ray.address(),
+                ray.url()
+            );
             Arc::new(ray)
         }
     };

@@ -32,6 +32,7 @@ mod onnx;
 mod permissions;
 mod predict_cmd;
 mod ray_engine;
+mod ray_protocol;
 mod realtime;
 mod redelivery;
 mod requirements;

@@ -157,6 +157,11 @@ impl RayEngine {
         self.shared.cluster.address()
     }
 
+    /// The engine's own URL, as the drivers and the nodes reach it.
+    pub fn url(&self) -> &str {
+        &self.shared.url
+    }
+
     /// The cluster's nodes as last listed: (node id, IP, alive).
     pub fn nodes(&self) -> Vec<NodeInfo> {
         self.shared
