@@ -3,12 +3,16 @@
 
     python3 bench/realtime.py [--quick] [--skip-ray] [--only=gateway,python,lifecycle,many]
 
-Needs `wrk` (Debian: apt-get install wrk) and, for the python comparisons, a virtualenv with
+Needs `wrk` (Debian: apt-get install wrk), nginx and HAProxy as reference proxies (apt-get
+install nginx haproxy; they are left out, saying so, when missing) and, for the python
+comparisons, a virtualenv with
 uvicorn, starlette and ray[serve] whose python is given by $BENCH_PYTHON (default: python3).
 Builds the release binary and the no-op command worker first, then measures:
 
-1. gateway overhead: a no-op command worker called directly vs through the gateway, at
-   concurrency 1/8/32/128: p50, p99, req/s, server CPU-seconds per 1,000 requests;
+1. gateway overhead: a no-op command worker called directly vs through the gateway, nginx and
+   HAProxy (each with keep-alive to the worker), at concurrency 1/8/32/128: p50, p99, req/s,
+   the proxy's CPU-seconds per 1,000 requests, the gateway/nginx ratios; then c=1 from a
+   python http.client keep-alive loop;
 2. the python path: a no-op python predictor through the gateway vs the same handler under bare
    uvicorn+starlette, and vs Ray Serve (default proxy, and RAY_SERVE_ENABLE_HA_PROXY=1), one
    replica each, at concurrency 1 and 32;
@@ -245,30 +249,159 @@ def fmt_ms(ms):
     return "%.0f µs" % (ms * 1000) if ms < 1 else "%.2f ms" % ms
 
 
+NGINX_CONF = """
+daemon off;
+master_process on;
+worker_processes auto;
+pid {work}/nginx.pid;
+error_log {work}/nginx.err warn;
+events {{ worker_connections 4096; }}
+http {{
+    access_log off;
+    client_body_temp_path {work}/nginx-body;
+    proxy_temp_path {work}/nginx-proxy;
+    upstream replica {{ server 127.0.0.1:{upstream}; keepalive 256; }}
+    server {{
+        listen 127.0.0.1:{port};
+        location / {{
+            proxy_pass http://replica;
+            proxy_http_version 1.1;
+            proxy_set_header Connection "";
+        }}
+    }}
+}}
+"""
+
+HAPROXY_CONF = """
+global
+    nbthread {threads}
+    maxconn 20000
+defaults
+    mode http
+    timeout connect 5s
+    timeout client 60s
+    timeout server 60s
+    http-reuse always
+frontend gateway
+    bind 127.0.0.1:{port}
+    default_backend replica
+backend replica
+    server r1 127.0.0.1:{upstream}
+"""
+
+
+class ReferenceProxy:
+    """nginx or HAProxy in front of the same replica, as the gateway's reference."""
+
+    def __init__(self, kind, work, upstream):
+        self.kind = kind
+        self.port = free_port()
+        self.url = "http://127.0.0.1:%d/" % self.port
+        conf = os.path.join(work, kind + ".conf")
+        if kind == "nginx":
+            text = NGINX_CONF.format(work=work, upstream=upstream, port=self.port)
+            args = [shutil.which("nginx") or "/usr/sbin/nginx", "-c", conf, "-p", work]
+        else:
+            text = HAPROXY_CONF.format(threads=os.cpu_count(), upstream=upstream, port=self.port)
+            args = [shutil.which("haproxy") or "/usr/sbin/haproxy", "-f", conf]
+        with open(conf, "w") as f:
+            f.write(text)
+        self.proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        poll(kind, lambda: post(self.url) == 200)
+
+    def cpu(self):
+        return tree_cpu_seconds(self.proc.pid)
+
+    def stop(self):
+        self.proc.terminate()
+        self.proc.wait(timeout=10)
+
+
+def tree_cpu_seconds(pid):
+    """CPU-seconds of `pid` and its children (nginx's workers)."""
+    total = cpu_seconds(pid)
+    try:
+        with open("/proc/%d/task/%d/children" % (pid, pid)) as f:
+            total += sum(cpu_seconds(int(c)) for c in f.read().split())
+    except OSError:
+        pass
+    return total
+
+
+def keepalive_loop_us(url, n=2000):
+    """Median microseconds per request of a python http.client keep-alive loop (what a
+    user's own script sees), after 200 untimed."""
+    import http.client
+    from urllib.parse import urlsplit
+
+    u = urlsplit(url)
+    conn = http.client.HTTPConnection(u.hostname, u.port)
+    times = []
+    for i in range(n + 200):
+        start = time.perf_counter()
+        conn.request("POST", u.path or "/", body=b'{"x": 1}', headers={"Content-Type": "application/json"})
+        conn.getresponse().read()
+        if i >= 200:
+            times.append(time.perf_counter() - start)
+    conn.close()
+    return statistics.median(times) * 1e6
+
+
 def gateway_overhead(c, work, worker, lua):
-    print("\n## Gateway overhead: no-op command worker, direct vs through the gateway\n")
+    print("\n## Gateway overhead: no-op command worker, direct vs the gateway vs nginx and HAProxy\n")
     yaml = (
         "- name: noop\n  kind: RealtimeAPI\n  predictor:\n    type: command\n    command: [%s]\n"
         "  autoscaling:\n    min_replicas: 1\n    max_replicas: 1\n" % json.dumps(worker)
     )
     c.cortex("deploy", cwd=project(work, "noop", yaml))
     api = c.wait_live("noop")
-    direct = "http://127.0.0.1:%d/" % api["replicas"][0]["port"]
+    upstream = api["replicas"][0]["port"]
+    direct = "http://127.0.0.1:%d/" % upstream
     gateway = c.url + "/noop"
-    row(["concurrency", "path", "p50", "p99", "req/s", "server CPU-s / 1,000 req", "non-2xx"])
-    row(["---"] * 7)
-    for conns in [1, 8, 32, 128]:
-        d = wrk(direct, conns, lua)
-        before = cpu_seconds(c.proc.pid)
-        g = wrk(gateway, conns, lua)
-        cpu = (cpu_seconds(c.proc.pid) - before) / max(g["requests"], 1) * 1000
-        row([conns, "direct", fmt_ms(d["p50"]), fmt_ms(d["p99"]), "%.0f" % d["rps"], "-", d["non2xx"]])
-        row([conns, "gateway", fmt_ms(g["p50"]), fmt_ms(g["p99"]), "%.0f" % g["rps"], "%.3f" % cpu, g["non2xx"]])
-        print(
-            "<!-- c=%d: gateway adds %s at p50, keeps %.0f%% of direct throughput -->"
-            % (conns, fmt_ms(g["p50"] - d["p50"]), 100 * g["rps"] / d["rps"]),
-            flush=True,
-        )
+    refs = [ReferenceProxy(kind, work, upstream) for kind in ("nginx", "haproxy") if shutil.which(kind)]
+    if len(refs) < 2:
+        print("(nginx and HAProxy are the reference proxies: apt-get install nginx haproxy)")
+    paths = [("gateway", gateway, lambda: cpu_seconds(c.proc.pid))]
+    paths += [(r.kind, r.url, r.cpu) for r in refs]
+    try:
+        row(["concurrency", "path", "p50", "p99", "req/s", "proxy CPU-s / 1,000 req", "non-2xx"])
+        row(["---"] * 7)
+        ratios = []
+        for conns in [1, 8, 32, 128]:
+            d = wrk(direct, conns, lua)
+            row([conns, "direct", fmt_ms(d["p50"]), fmt_ms(d["p99"]), "%.0f" % d["rps"], "-", d["non2xx"]])
+            measured = {}
+            # Two rounds, the second in the opposite order: drift of the machine is shared.
+            for order in (paths, paths[::-1]):
+                for name, url, cpu in order:
+                    before = cpu()
+                    g = wrk(url, conns, lua)
+                    g["cpu"] = (cpu() - before) / max(g["requests"], 1) * 1000
+                    measured.setdefault(name, []).append(g)
+            for name, _, _ in paths:
+                runs = measured[name]
+                m = {k: statistics.mean(r[k] for r in runs) for k in ("p50", "p99", "rps", "cpu")}
+                row([conns, name, fmt_ms(m["p50"]), fmt_ms(m["p99"]), "%.0f" % m["rps"], "%.4f" % m["cpu"], sum(r["non2xx"] for r in runs)])
+                measured[name] = m
+            if "nginx" in measured:
+                g, n = measured["gateway"], measured["nginx"]
+                ratios.append((conns, g["cpu"] / n["cpu"], g["rps"] / n["rps"], (g["p50"] - d["p50"]) * 1000, (n["p50"] - d["p50"]) * 1000))
+        if ratios:
+            print("\n| concurrency | gateway CPU / nginx CPU per request | gateway req/s / nginx req/s | added p50: gateway | added p50: nginx |")
+            print("|---|---|---|---|---|")
+            for conns, cpu, rps, added_g, added_n in ratios:
+                print("| %d | %.2fx | %.2fx | %.0f µs | %.0f µs |" % (conns, cpu, rps, added_g, added_n))
+        print("\nc=1 from a python http.client keep-alive loop (median per request, 2,000 requests):\n")
+        row(["path", "per request", "added"])
+        row(["---"] * 3)
+        base = keepalive_loop_us(direct)
+        row(["direct", "%.0f µs" % base, "-"])
+        for name, url, _ in paths:
+            t = keepalive_loop_us(url)
+            row([name, "%.0f µs" % t, "%+.0f µs" % (t - base)])
+    finally:
+        for r in refs:
+            r.stop()
     c.cortex("delete", "noop", "-y")
 
 

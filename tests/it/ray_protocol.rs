@@ -18,6 +18,8 @@ use crate::harness::{http, shared_tempdir, wait_for, write, Server, DEADLINE};
 struct FakeDashboard {
     url: String,
     jobs: Arc<Mutex<Vec<Value>>>,
+    /// What `GET /api/jobs/{id}` says of every job.
+    status: Arc<Mutex<String>>,
 }
 
 impl FakeDashboard {
@@ -25,7 +27,8 @@ impl FakeDashboard {
         let listener = TcpListener::bind("127.0.0.1:0").unwrap();
         let url = format!("http://{}", listener.local_addr().unwrap());
         let jobs: Arc<Mutex<Vec<Value>>> = Arc::default();
-        let kept = jobs.clone();
+        let status = Arc::new(Mutex::new("RUNNING".to_string()));
+        let (kept, said) = (jobs.clone(), status.clone());
         serve(listener, move |line, body| {
             if line.starts_with("POST /api/jobs/ ") {
                 kept.lock()
@@ -34,11 +37,11 @@ impl FakeDashboard {
             }
             json!({
                 "ray_version": "2.60.0", "submission_id": "fake-job",
-                "status": "RUNNING", "data": {"result": {"result": []}}
+                "status": *said.lock().unwrap(), "data": {"result": {"result": []}}
             })
             .to_string()
         });
-        FakeDashboard { url, jobs }
+        FakeDashboard { url, jobs, status }
     }
 }
 
@@ -296,6 +299,60 @@ fn the_engines_port_answers_only_its_drivers_and_the_clusters_nodes() {
     assert_eq!(gone.status(), 410);
     assert!(deleting.wait().unwrap().success());
     assert!(s.api_json("echo").is_none(), "deleted");
+}
+
+/// A group whose driver is gone when its last replica is deleted still gets a driver, whose
+/// first sync is answered 410: the actors the dead one left are removed, not left running.
+#[test]
+fn a_deleted_api_whose_driver_died_gets_a_driver_that_removes_its_actors() {
+    if !crate::harness::engine_args().is_empty() {
+        return; // this test brings its own engine
+    }
+    let dashboard = FakeDashboard::start();
+    let (s, engine) = server_on(&dashboard);
+    let p = s.python_project(
+        "orphan",
+        "RealtimeAPI",
+        "class PythonPredictor:\n    def __init__(self, config):\n        pass\n\n    def predict(self, payload):\n        return 1\n",
+        "",
+    );
+    s.ok(&p, &["deploy"]);
+    let job = wait_for("the driver's job", DEADLINE, || {
+        dashboard.jobs.lock().unwrap().first().cloned()
+    });
+    let env = &job["runtime_env"]["env_vars"];
+    let (group, token) = (
+        env["CORTEX_RAY_GROUP"].as_str().unwrap().to_string(),
+        env["CORTEX_RAY_TOKEN"].as_str().unwrap().to_string(),
+    );
+    // The driver syncs once (its actor exists), then dies; the API is deleted meanwhile.
+    let first: Value = sync(
+        &engine,
+        &group,
+        &token,
+        json!({"driver": "1@n", "replicas": []}),
+    )
+    .json()
+    .unwrap();
+    let id = first["replicas"][0]["id"].as_str().unwrap().to_string();
+    *dashboard.status.lock().unwrap() = "FAILED".to_string();
+    s.ok(&p, &["delete", "orphan", "-y"]);
+    // Another driver of the same group is submitted, and told the group is gone.
+    let second = wait_for("a driver to clean up", DEADLINE, || {
+        let jobs = dashboard.jobs.lock().unwrap();
+        jobs.iter()
+            .skip(1)
+            .find(|j| j["runtime_env"]["env_vars"]["CORTEX_RAY_GROUP"] == group.as_str())
+            .cloned()
+    });
+    assert_eq!(
+        second["runtime_env"]["env_vars"]["CORTEX_RAY_TOKEN"],
+        token.as_str()
+    );
+    let report =
+        json!({"driver": "2@n", "replicas": [{"id": id, "generation": 1, "state": "running"}]});
+    assert_eq!(sync(&engine, &group, &token, report.clone()).status(), 410);
+    assert_eq!(sync(&engine, &group, &token, report).status(), 410);
 }
 
 #[test]

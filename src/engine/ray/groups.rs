@@ -38,6 +38,10 @@ pub(super) struct Group {
     pub(super) last_sync: Option<Instant>,
     /// Who synced last (`<pid>@<node>`).
     pub(super) driver: Option<String>,
+    /// Since when it has no replica left while no driver has heard so: it is kept (answered
+    /// 410, which removes its actors) until one does, with a driver submitted for that if
+    /// its last one is gone.
+    pub(super) retired_at: Option<Instant>,
 }
 
 impl Group {
@@ -52,6 +56,7 @@ impl Group {
             checked_at: None,
             last_sync: None,
             driver: None,
+            retired_at: None,
         }
     }
 }
@@ -65,7 +70,7 @@ pub(super) struct Groups {
 }
 
 impl Groups {
-    /// Removes a group that has no replica left.
+    /// Removes a group that has no replica left (its driver, which syncs now, is told so).
     pub(super) fn remove_if_empty(&mut self, name: &str) -> bool {
         if self
             .by_name
@@ -77,6 +82,24 @@ impl Groups {
             return true;
         }
         false
+    }
+
+    /// A group left with no replica while no driver was there to hear it: retired, so that
+    /// a driver still removes its actors (one that ran may have made some); removed at once
+    /// when no driver was ever submitted. A new worker of its API starts a new group.
+    pub(super) fn retire_if_empty(&mut self, name: &str, now: Instant) {
+        let Some(group) = self.by_name.get_mut(name) else {
+            return;
+        };
+        if !group.replicas.is_empty() || group.retired_at.is_some() {
+            return;
+        }
+        if group.submitted_at.is_none() && !group.submitting {
+            self.by_name.remove(name);
+        } else {
+            group.retired_at = Some(now);
+        }
+        self.by_key.retain(|_, g| g != name);
     }
 }
 
@@ -128,6 +151,11 @@ pub(super) fn sync(
     let group = groups.by_name.get_mut(name).ok_or(Refusal::Gone)?;
     if !same_secret(&group.token, token) {
         return Err(Refusal::Unauthorized);
+    }
+    if group.retired_at.is_some() {
+        // Its driver hears it now: it removes the group's actors and ends.
+        groups.by_name.remove(name);
+        return Err(Refusal::Gone);
     }
     let now = Instant::now();
     group.last_sync = Some(now);

@@ -19,6 +19,8 @@ const CHECK_EVERY: Duration = Duration::from_secs(3);
 /// After a failed submission.
 const RETRY_SUBMIT: Duration = Duration::from_secs(5);
 const NODES_EVERY: Duration = Duration::from_secs(5);
+/// How long a retired group waits for a driver to remove its actors before it is forgotten.
+const RETIRED_FOR: Duration = Duration::from_secs(300);
 /// Seconds between a driver's syncs.
 const SYNC_INTERVAL: &str = "0.5";
 
@@ -45,7 +47,8 @@ pub(super) async fn run(shared: Arc<Shared>) {
     }
 }
 
-/// Stops whose driver has not confirmed them in time are taken as done.
+/// Stops whose driver has not confirmed them in time are taken as done; a group they leave
+/// empty is retired (a driver must still remove its actors), and forgotten after a while.
 fn end_overdue_stops(shared: &Shared) {
     let now = Instant::now();
     let mut groups = shared.lock();
@@ -64,8 +67,11 @@ fn end_overdue_stops(shared: &Shared) {
                 }
             }
         }
-        groups.remove_if_empty(&name);
+        groups.retire_if_empty(&name, now);
     }
+    groups
+        .by_name
+        .retain(|_, g| g.retired_at.is_none_or(|at| now - at < RETIRED_FOR));
 }
 
 /// The groups that need a driver now: (name, the submission to make).
@@ -74,10 +80,12 @@ fn due_submissions(shared: &Shared) -> Vec<(String, JobSubmission)> {
     let mut due = Vec::new();
     let mut groups = shared.lock();
     for (name, group) in groups.by_name.iter_mut() {
-        let wanted = group
-            .replicas
-            .values()
-            .any(|r| r.update(|t| t.stop.is_none() && t.desired.working_dir.is_some()));
+        // A retired group needs a driver too: to remove the actors its last one left.
+        let wanted = group.retired_at.is_some()
+            || group
+                .replicas
+                .values()
+                .any(|r| r.update(|t| t.stop.is_none() && t.desired.working_dir.is_some()));
         if group.job.is_some()
             || group.submitting
             || !wanted
