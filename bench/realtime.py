@@ -275,7 +275,7 @@ http {{
 HAPROXY_CONF = """
 global
     nbthread {threads}
-    maxconn 20000
+    maxconn 4096
 defaults
     mode http
     timeout connect 5s
