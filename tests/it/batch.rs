@@ -647,9 +647,8 @@ http.server.HTTPServer(("127.0.0.1", int(os.environ["CORTEX_PORT"])), H).serve_f
     wait_job(&s, "cmd-batch", &id, "status_succeeded");
     assert_eq!(read(&results.join(format!("{id}-3"))), "[1,2]");
     assert_eq!(read(&results.join(format!("{id}-7"))), "[3,4]");
-    let log = s.ok(&p, &["logs", "cmd-batch", &id]);
+    let log = s.logs_with(&p, &["cmd-batch", &id], "on_job_complete ran on worker");
     assert_eq!(read(&results.join("complete")), "done\n", "{log}");
-    assert!(log.contains("on_job_complete ran on worker"), "{log}");
 }
 
 /// Serves `body` to every GET on a loopback port (one thread per connection); the URL.

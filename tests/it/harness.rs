@@ -361,6 +361,21 @@ impl Server {
         String::from_utf8(out.stdout).unwrap()
     }
 
+    /// `cortex logs args...` once it holds `needle` (an engine may forward output a moment
+    /// after the fact: the Ray engine's drivers send it every half second).
+    pub fn logs_with(&self, cwd: &Path, args: &[&str], needle: &str) -> String {
+        let mut all = vec!["logs"];
+        all.extend_from_slice(args);
+        wait_for(
+            &format!("{needle:?} in `cortex {}`", all.join(" ")),
+            DEADLINE,
+            || {
+                let logs = self.ok(cwd, &all);
+                logs.contains(needle).then_some(logs)
+            },
+        )
+    }
+
     /// `cortex get <api> -o json`.
     pub fn api_json(&self, api: &str) -> Option<Value> {
         let out = self.run(self.dir.path(), &["get", api, "-o", "json"]);

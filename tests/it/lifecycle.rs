@@ -104,8 +104,7 @@ fn logs_print_the_replica_output_and_follow_new_lines() {
     );
     s.ok(&p, &["deploy"]);
     s.wait_status("talker", "live");
-    let logs = s.ok(&p, &["logs", "talker"]);
-    assert!(logs.contains("loading the model"), "{logs}");
+    s.logs_with(&p, &["talker"], "loading the model");
     let tail = s.ok(&p, &["logs", "talker", "--tail", "1"]);
     assert_eq!(tail.lines().count(), 1, "{tail}");
     assert_eq!(s.ok(&p, &["logs", "talker", "--tail", "0"]), "");

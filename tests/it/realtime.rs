@@ -271,8 +271,7 @@ fn several_processes_per_replica_serve_one_api() {
     let parent = api["replicas"][0]["pid"].as_u64().unwrap();
     let worker: u64 = s.predict("multi", "{}").text().unwrap().parse().unwrap();
     assert_ne!(worker, parent, "predictions run in worker processes");
-    let logs = s.ok(&p, &["logs", "multi"]);
-    assert!(logs.contains("processes_per_replica=2"), "{logs}");
+    s.logs_with(&p, &["multi"], "processes_per_replica=2");
 }
 
 #[test]

@@ -353,15 +353,15 @@ fn logs_of_several_replicas_come_merged_each_line_naming_its_replica() {
         let v = s.api_json("pair")?;
         (v["up_to_date"] == 2).then_some(v)
     });
-    let logs = s.ok(&p, &["logs", "pair"]);
     for replica in api["replicas"].as_array().unwrap() {
         let id = replica["id"].as_str().unwrap();
         let prefix = format!("[{}] ", id.strip_prefix("pair-").unwrap());
-        assert!(
+        wait_for(&format!("{prefix} loaded in the logs"), DEADLINE, || {
+            let logs = s.ok(&p, &["logs", "pair"]);
             logs.lines()
-                .any(|l| l.starts_with(&prefix) && l.contains("loaded in")),
-            "{prefix}: {logs}"
-        );
+                .any(|l| l.starts_with(&prefix) && l.contains("loaded in"))
+                .then_some(())
+        });
     }
     let tail = s.ok(&p, &["logs", "pair", "--tail", "1"]);
     assert_eq!(tail.lines().count(), 2, "one line of each: {tail}");
