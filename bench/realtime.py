@@ -307,7 +307,11 @@ class ReferenceProxy:
         with open(conf, "w") as f:
             f.write(text)
         self.proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        poll(kind, lambda: post(self.url) == 200)
+        try:
+            poll(kind, lambda: post(self.url) == 200)
+        except BaseException:
+            self.stop()  # poll gives up with SystemExit: leave no proxy running
+            raise
 
     def cpu(self):
         return tree_cpu_seconds(self.proc.pid)
@@ -358,7 +362,15 @@ def gateway_overhead(c, work, worker, lua):
     upstream = api["replicas"][0]["port"]
     direct = "http://127.0.0.1:%d/" % upstream
     gateway = c.url + "/noop"
-    refs = [ReferenceProxy(kind, work, upstream) for kind in ("nginx", "haproxy") if shutil.which(kind)]
+    refs = []
+    try:
+        for kind in ("nginx", "haproxy"):
+            if shutil.which(kind):
+                refs.append(ReferenceProxy(kind, work, upstream))
+    except BaseException:
+        for r in refs:
+            r.stop()
+        raise
     if len(refs) < 2:
         print("(nginx and HAProxy are the reference proxies: apt-get install nginx haproxy)")
     paths = [("gateway", gateway, lambda: cpu_seconds(c.proc.pid))]
