@@ -40,14 +40,8 @@ impl Replica for FakeReplica {
 
     fn snapshot(&self) -> ReplicaSnapshot {
         ReplicaSnapshot {
-            id: self.id.clone(),
-            phase: *self.phase.borrow(),
-            pid: None,
             port: Some(self.port),
-            restarts: 0,
-            last_error: None,
-            out_of_memory: false,
-            node: None,
+            ..ReplicaSnapshot::new(self.id.clone(), *self.phase.borrow())
         }
     }
 

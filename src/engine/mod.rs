@@ -127,6 +127,18 @@ pub trait Engine: Send + Sync + 'static {
     }
 }
 
+/// The HTTP client engines check workers' `GET /healthz` with. Readiness checks are a handful
+/// per start: no connection is kept for them (an idle one per worker would stay open for
+/// reqwest's 90 s).
+pub(crate) fn readiness_client() -> reqwest::Client {
+    reqwest::Client::builder()
+        .timeout(std::time::Duration::from_secs(2))
+        .pool_max_idle_per_host(0)
+        .no_proxy()
+        .build()
+        .unwrap_or_default()
+}
+
 /// Exit status a worker uses to say "my initialisation failed" (the python shim does). The
 /// engine then reports the replica as failed at once instead of waiting for a crash loop.
 pub const EXIT_INIT_FAILED: i32 = 3;

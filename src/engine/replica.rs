@@ -42,6 +42,22 @@ pub struct ReplicaSnapshot {
     pub node: Option<String>,
 }
 
+impl ReplicaSnapshot {
+    /// A worker that has just been asked for: no process, no port, no restart yet.
+    pub fn new(id: String, phase: ReplicaPhase) -> ReplicaSnapshot {
+        ReplicaSnapshot {
+            id,
+            phase,
+            pid: None,
+            port: None,
+            restarts: 0,
+            last_error: None,
+            out_of_memory: false,
+            node: None,
+        }
+    }
+}
+
 /// A running (or restarting) worker, as the engine that started it lets the server see it.
 /// See [`super::Engine`] for the contract.
 pub trait Replica: Send + Sync + std::fmt::Debug {

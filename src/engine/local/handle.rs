@@ -67,16 +67,7 @@ impl LocalReplica {
         let (stop_tx, stop_rx) = watch::channel(None);
         let (done_tx, done_rx) = watch::channel(false);
         let shared = Arc::new(ReplicaShared {
-            state: Mutex::new(ReplicaSnapshot {
-                id: id.clone(),
-                phase: ReplicaPhase::Initializing,
-                pid: None,
-                port: None,
-                restarts: 0,
-                last_error: None,
-                out_of_memory: false,
-                node: None,
-            }),
+            state: Mutex::new(ReplicaSnapshot::new(id.clone(), ReplicaPhase::Initializing)),
             ready_port: AtomicU32::new(0),
             phase_tx,
         });

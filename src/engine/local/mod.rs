@@ -26,7 +26,6 @@ mod supervise;
 
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::time::Duration;
 
 use futures_util::future::BoxFuture;
 
@@ -61,16 +60,8 @@ impl LocalEngine {
     /// An engine whose replicas are marked as belonging to `owner` (the server's data dir),
     /// keeping their logs under `log_root`, confined by `sandbox`.
     pub fn new(owner: &str, log_root: PathBuf, sandbox: Arc<sandbox::Sandbox>) -> LocalEngine {
-        // Readiness checks are a handful per replica start: no connection is kept for them
-        // (an idle one per replica would stay open for reqwest's 90 s).
-        let http = reqwest::Client::builder()
-            .timeout(Duration::from_secs(2))
-            .pool_max_idle_per_host(0)
-            .no_proxy()
-            .build()
-            .unwrap_or_default();
         LocalEngine {
-            http,
+            http: super::readiness_client(),
             ports: PortPool::default(),
             owner: owner.to_string(),
             log_root,

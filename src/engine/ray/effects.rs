@@ -117,7 +117,7 @@ async fn check_health(
                 }
             });
         }
-        let current = replica.update(|t| {
+        let current = replica.read(|t| {
             t.stop.is_none()
                 && t.desired.generation == generation
                 && t.exit_taken != Some(generation)

@@ -171,7 +171,7 @@ pub(super) fn sync(
     let gone: Vec<String> = group
         .replicas
         .iter()
-        .filter(|(id, r)| !reported.contains(*id) && r.update(|t| t.stop.is_some()))
+        .filter(|(id, r)| !reported.contains(*id) && r.read(|t| t.stop.is_some()))
         .map(|(id, _)| id.clone())
         .collect();
     for id in gone {

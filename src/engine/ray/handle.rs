@@ -62,16 +62,7 @@ impl RayReplica {
         log_path: PathBuf,
         desired: DesiredReplica,
     ) -> RayReplica {
-        let snapshot = ReplicaSnapshot {
-            id: id.clone(),
-            phase: ReplicaPhase::Initializing,
-            pid: None,
-            port: None,
-            restarts: 0,
-            last_error: None,
-            out_of_memory: false,
-            node: None,
-        };
+        let snapshot = ReplicaSnapshot::new(id.clone(), ReplicaPhase::Initializing);
         RayReplica {
             id,
             api,
@@ -98,8 +89,14 @@ impl RayReplica {
         }
     }
 
+    /// Reads the state under its lock.
+    pub(super) fn read<T>(&self, f: impl FnOnce(&Tracked) -> T) -> T {
+        f(&self.state.lock().unwrap_or_else(|p| p.into_inner()))
+    }
+
     /// Changes the state under its lock; phase watchers hear of a new phase, and the ready
-    /// address follows the phase.
+    /// address follows the phase (written only when it changes: the gateway reads it on
+    /// every request).
     pub(super) fn update<T>(&self, f: impl FnOnce(&mut Tracked) -> T) -> T {
         let (out, phase, ready) = {
             let mut t = self.state.lock().unwrap_or_else(|p| p.into_inner());
@@ -110,7 +107,9 @@ impl RayReplica {
             };
             (out, t.snapshot.phase, ready)
         };
-        *self.ready.write().unwrap_or_else(|p| p.into_inner()) = ready;
+        if *self.ready.read().unwrap_or_else(|p| p.into_inner()) != ready {
+            *self.ready.write().unwrap_or_else(|p| p.into_inner()) = ready;
+        }
         self.phase_tx.send_if_modified(|p| {
             let changed = *p != phase;
             *p = phase;

@@ -25,7 +25,6 @@ mod watchdog;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
 
 use futures_util::future::BoxFuture;
 
@@ -123,12 +122,6 @@ impl RayEngine {
         } else {
             addr
         };
-        let http = reqwest::Client::builder()
-            .timeout(Duration::from_secs(2))
-            .pool_max_idle_per_host(0)
-            .no_proxy()
-            .build()
-            .unwrap_or_default();
         let shared = Arc::new(Shared {
             cluster,
             bundles,
@@ -138,7 +131,7 @@ impl RayEngine {
             python: config.python,
             driver_bundle,
             groups: Mutex::default(),
-            http,
+            http: super::readiness_client(),
             nodes: Mutex::default(),
             closing: tokio_util::sync::CancellationToken::new(),
         });

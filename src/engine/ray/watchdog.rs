@@ -58,7 +58,7 @@ fn end_overdue_stops(shared: &Shared) {
             let overdue: Vec<String> = group
                 .replicas
                 .iter()
-                .filter(|(_, r)| r.update(|t| t.stop.is_some_and(|d| d <= now)))
+                .filter(|(_, r)| r.read(|t| t.stop.is_some_and(|d| d <= now)))
                 .map(|(id, _)| id.clone())
                 .collect();
             for id in overdue {
@@ -85,7 +85,7 @@ fn due_submissions(shared: &Shared) -> Vec<(String, JobSubmission)> {
             || group
                 .replicas
                 .values()
-                .any(|r| r.update(|t| t.stop.is_none() && t.desired.working_dir.is_some()));
+                .any(|r| r.read(|t| t.stop.is_none() && t.desired.working_dir.is_some()));
         if group.job.is_some()
             || group.submitting
             || !wanted
