@@ -14,7 +14,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use axum::body::Body;
-use axum::extract::{Request, State};
+use axum::extract::Request;
 use axum::http::{header, HeaderName, Method, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
@@ -48,7 +48,7 @@ fn is_hop_by_hop(name: &HeaderName) -> bool {
 }
 
 /// Paths under `/api/v<n>/` belong to the control API (no API may take them).
-fn is_control_path(path: &str) -> bool {
+pub(crate) fn is_control_path(path: &str) -> bool {
     let Some(rest) = path.strip_prefix("/api/v") else {
         return false;
     };
@@ -73,7 +73,8 @@ pub(crate) async fn check_caller(
     Ok(())
 }
 
-pub async fn handle(State(state): State<AppState>, req: Request) -> Response {
+/// Answers a request the router's fallback gave to the gateway.
+pub async fn answer(state: &AppState, req: Request) -> Response {
     // Messages name the path as it was given (an API's path is matched without a trailing
     // slash).
     let given = req.uri().path().to_string();
@@ -104,7 +105,7 @@ pub async fn handle(State(state): State<AppState>, req: Request) -> Response {
                 Some(q) => format!("{rest}?{q}"),
                 None => rest.to_string(),
             };
-            if let Err(e) = check_access(&state, &api, req.headers()).await {
+            if let Err(e) = check_access(state, &api, req.headers()).await {
                 return e.into_response();
             }
             return proxy(state, api, route, path_and_query, req).await;
@@ -181,8 +182,8 @@ async fn check_access(
 /// A request to an API's path: `POST` predicts (through a TrafficSplitter's choice, for a
 /// splitter), `GET` says how (an onnx API's replica answers it, with its model's input
 /// signature, as cortex did).
-async fn predict(state: AppState, api: Arc<LiveApi>, path: String, req: Request) -> Response {
-    if let Err(e) = check_access(&state, &api, req.headers()).await {
+async fn predict(state: &AppState, api: Arc<LiveApi>, path: String, req: Request) -> Response {
+    if let Err(e) = check_access(state, &api, req.headers()).await {
         return e.into_response();
     }
     let name = api.spec.name.clone();
@@ -225,12 +226,12 @@ async fn predict(state: AppState, api: Arc<LiveApi>, path: String, req: Request)
             }
         }
     };
-    let Some(api) = route.resolve(&state) else {
+    let Some(api) = route.resolve(state) else {
         return route.gone();
     };
     // A splitter's caller needs what a direct caller of the chosen api needs.
     if matches!(route, Route::Split { .. }) {
-        if let Err(e) = check_access(&state, &api, req.headers()).await {
+        if let Err(e) = check_access(state, &api, req.headers()).await {
             return e.into_response();
         }
     }
@@ -244,7 +245,7 @@ async fn predict(state: AppState, api: Arc<LiveApi>, path: String, req: Request)
 /// Passes `req` (its method, headers and body) to a ready replica of `api` at
 /// `path_and_query`, once admitted, and its answer back.
 async fn proxy(
-    state: AppState,
+    state: &AppState,
     api: Arc<LiveApi>,
     route: Route,
     path_and_query: String,
@@ -318,7 +319,7 @@ async fn proxy(
             // Routed again once the body is in: a slow upload must go to what serves the
             // path now, not to a generation that an update, a restart or a delete has
             // stopped meanwhile.
-            let Some(api) = route.resolve(&state) else {
+            let Some(api) = route.resolve(state) else {
                 return route.gone();
             };
             (Body::from(bytes), held, api)

@@ -16,6 +16,7 @@ pub mod endpoints;
 pub mod error;
 pub mod exposition;
 pub mod fetch;
+pub mod front;
 pub mod gateway;
 pub mod head_guard;
 pub mod interpreters;
@@ -353,12 +354,15 @@ pub async fn run(config: ServerConfig) -> anyhow::Result<()> {
         signals.received().await;
         graceful.cancel();
     });
-    let serve = connections::serve(listener, app, limits, shutdown.clone());
+    let front = front::Front::new(state.clone(), app, tokio::runtime::Handle::current());
+    let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let serve = connections::serve_on_threads(listener, front, threads, limits, shutdown.clone());
     // In-flight requests get a grace period; a prediction that never ends must not keep the
     // server (and every replica) alive forever.
     let grace = shutdown_grace();
+    let mut failed = None;
     tokio::select! {
-        () = serve => {}
+        served = serve => failed = served.err(),
         _ = async {
             shutdown.cancelled().await;
             tokio::time::sleep(grace).await;
@@ -379,7 +383,10 @@ pub async fn run(config: ServerConfig) -> anyhow::Result<()> {
     {
         let _ = std::fs::remove_file(&runtime_file);
     }
-    Ok(())
+    match failed {
+        Some(e) => Err(anyhow::anyhow!("cannot serve connections: {e}")),
+        None => Ok(()),
+    }
 }
 
 /// Takes an exclusive lock on `path` for the life of the server (released when the process

@@ -4,6 +4,8 @@
 //! /<api>/<job_id>` stops it; `?jobID=<job_id>` on `/<api>` is the same as `/<api>/<job_id>`,
 //! as cortex 0.2x wrote it. Everything else goes to the prediction gateway.
 
+use std::sync::Arc;
+
 use axum::extract::{Request, State};
 use axum::http::{Method, StatusCode};
 use axum::response::{IntoResponse, Response};
@@ -19,30 +21,47 @@ use crate::server::jobs::sources::{Source, SourceError};
 use crate::server::live_api::LiveApi;
 use crate::server::state::AppState;
 
+/// What the fallback does with a path.
+pub enum Target {
+    /// A BatchAPI's own path (submit or list its jobs, or one job by `?jobID=`).
+    Batch(Arc<LiveApi>),
+    /// `/<batch-api>/<job_id>`.
+    Job(Arc<LiveApi>, String),
+    /// Anything else: the gateway (a prediction, or its 404).
+    Gateway,
+}
+
+/// Where the fallback sends a request for `path`.
+pub fn target(state: &AppState, path: &str) -> Target {
+    let path = path.trim_end_matches('/');
+    match state.deployments.by_path(path) {
+        Some(live) if live.is_batch() => Target::Batch(live),
+        Some(_) => Target::Gateway,
+        None => match path.rsplit_once('/') {
+            Some((prefix, job_id)) => match state.deployments.by_path(prefix) {
+                Some(live) if live.is_batch() => Target::Job(live, job_id.to_string()),
+                _ => Target::Gateway,
+            },
+            None => Target::Gateway,
+        },
+    }
+}
+
 /// The gateway's fallback: a BatchAPI's routes, or a prediction.
 pub async fn fallback(State(state): State<AppState>, req: Request) -> Response {
-    let path = req.uri().path().trim_end_matches('/');
-    match state.deployments.by_path(path) {
-        Some(live) if live.is_batch() => {
+    match target(&state, req.uri().path()) {
+        Target::Batch(live) => {
             if let Some(job_id) = query_param(req.uri().query(), "jobID") {
                 return job(state, live, job_id, req).await;
             }
-            return guarded(&state, &live, req, |state, live, req| async move {
+            guarded(&state, &live, req, |state, live, req| async move {
                 api_route(state, live, req).await
             })
-            .await;
+            .await
         }
-        Some(_) => {}
-        None => {
-            if let Some((prefix, job_id)) = path.rsplit_once('/') {
-                if let Some(live) = state.deployments.by_path(prefix).filter(|l| l.is_batch()) {
-                    let job_id = job_id.to_string();
-                    return job(state, live, job_id, req).await;
-                }
-            }
-        }
+        Target::Job(live, job_id) => job(state, live, job_id, req).await,
+        Target::Gateway => gateway::answer(&state, req).await,
     }
-    gateway::handle(State(state), req).await
 }
 
 /// One job's routes (its status, or stopping it).

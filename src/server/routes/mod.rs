@@ -8,7 +8,7 @@ mod bazaar;
 mod bundles;
 mod info;
 mod job_logs;
-mod jobs;
+pub(crate) mod jobs;
 mod logs;
 mod merged_logs;
 mod metrics;

@@ -11,23 +11,26 @@ use std::convert::Infallible;
 use std::future::Future;
 use std::io;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
-use std::task::{Context, Poll};
 use std::time::Duration;
 
 use axum::body::Body;
 use axum::Router;
 use hyper::body::Incoming;
 use hyper_util::rt::{TokioIo, TokioTimer};
-use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
-use tokio::net::{TcpListener, TcpStream};
+use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use super::head_guard::{self, HeadGuard};
 use super::limits::MAX_HEADER_FIELDS;
+use tracked::{Activity, Busy, Tracked};
+
+mod threads;
+mod tracked;
+
+pub use threads::serve_on_threads;
 
 /// How the server treats its clients' connections (`cortex server` flags).
 #[derive(Debug, Clone, Copy)]
@@ -70,15 +73,28 @@ pub fn default_max_connections(open_files_limit: u64) -> usize {
         .clamp(16, 1 << 20)
 }
 
-/// Serves `app` on `listener` until `shutdown` is cancelled, then lets every connection
-/// finish its request in flight and returns once all are closed.
-pub async fn serve(
+/// Serves `handler` on `listener` until `shutdown` is cancelled, then lets every connection
+/// finish its request in flight and returns once all are closed. Connections run on the
+/// calling runtime.
+pub async fn serve<H: Handler>(
     listener: TcpListener,
-    app: Router,
+    handler: H,
     limits: ConnectionLimits,
     shutdown: CancellationToken,
 ) {
     let permits = Arc::new(Semaphore::new(limits.max_connections));
+    accept(&listener, &handler, limits, &permits, &shutdown).await;
+}
+
+/// Accepts connections (while `permits` has one to give) and spawns each onto the current
+/// runtime until `shutdown` is cancelled; returns once all have finished and closed.
+async fn accept<H: Handler>(
+    listener: &TcpListener,
+    handler: &H,
+    limits: ConnectionLimits,
+    permits: &Arc<Semaphore>,
+    shutdown: &CancellationToken,
+) {
     let connections = TaskTracker::new();
     let mut http = hyper::server::conn::http1::Builder::new();
     // Half-close: a client's end of input (or the head guard's, at a refused head) does not
@@ -96,7 +112,7 @@ pub async fn serve(
             accepted = listener.accept() => match accepted {
                 Ok((tcp, _)) => tcp,
                 Err(e) => {
-                    accept_failed(e, &shutdown).await;
+                    accept_failed(e, shutdown).await;
                     continue;
                 }
             },
@@ -106,13 +122,9 @@ pub async fn serve(
         // and the client's delayed ACK add ~40 ms to every keep-alive prediction.
         let _ = tcp.set_nodelay(true);
         let activity = Arc::new(Activity::default());
-        let io = TokioIo::new(Tracked {
-            inner: tcp,
-            activity: activity.clone(),
-            guard: HeadGuard::default(),
-        });
+        let io = TokioIo::new(Tracked::new(tcp, activity.clone()));
         let service = Counted {
-            app: app.clone(),
+            handler: handler.clone(),
             activity: activity.clone(),
         };
         let conn = http.serve_connection(io, service);
@@ -144,28 +156,48 @@ async fn accept_failed(e: io::Error, shutdown: &CancellationToken) {
     }
 }
 
-type Connection = hyper::server::conn::http1::Connection<TokioIo<Tracked>, Counted>;
+/// What answers a connection's requests.
+pub trait Handler: Clone + Send + Sync + 'static {
+    fn call(&self, req: hyper::Request<Incoming>) -> ResponseFuture;
+}
 
-/// `app` for one connection, counting the requests it is handling.
+/// A handler's answer to come.
+pub type ResponseFuture = Pin<Box<dyn Future<Output = axum::response::Response> + Send>>;
+
+/// The router answers everything itself.
+impl Handler for Router {
+    fn call(&self, req: hyper::Request<Incoming>) -> ResponseFuture {
+        let mut app = self.clone();
+        Box::pin(async move {
+            match tower_service::Service::call(&mut app, req.map(Body::new)).await {
+                Ok(response) => response,
+                Err(infallible) => match infallible {},
+            }
+        })
+    }
+}
+
+type Connection<H> = hyper::server::conn::http1::Connection<TokioIo<Tracked>, Counted<H>>;
+
+/// `handler` for one connection, counting the requests it is handling.
 #[derive(Clone)]
-struct Counted {
-    app: Router,
+struct Counted<H> {
+    handler: H,
     activity: Arc<Activity>,
 }
 
-impl hyper::service::Service<hyper::Request<Incoming>> for Counted {
+impl<H: Handler> hyper::service::Service<hyper::Request<Incoming>> for Counted<H> {
     type Response = axum::response::Response;
     type Error = Infallible;
     type Future = Pin<Box<dyn Future<Output = Result<Self::Response, Infallible>> + Send>>;
 
     fn call(&self, req: hyper::Request<Incoming>) -> Self::Future {
-        use tower_service::Service;
         let busy = Busy::new(self.activity.clone());
-        let mut app = self.app.clone();
+        let answer = self.handler.call(req);
         Box::pin(async move {
-            let response = app.call(req.map(Body::new)).await;
+            let response = answer.await;
             drop(busy);
-            response
+            Ok(response)
         })
     }
 }
@@ -173,21 +205,18 @@ impl hyper::service::Service<hyper::Request<Incoming>> for Counted {
 /// Runs one connection until it ends: closed gracefully when the server shuts down or when
 /// it has been idle for `idle_timeout`; a head the guard refused is answered once hyper is
 /// done with the connection.
-async fn drive(
-    mut conn: Connection,
+async fn drive<H: Handler>(
+    mut conn: Connection<H>,
     activity: Arc<Activity>,
     idle_timeout: Duration,
     shutdown: CancellationToken,
 ) {
     serve_until_done(&mut conn, activity, idle_timeout, shutdown).await;
-    let mut tracked = conn.into_parts().io.into_inner();
-    if let Some(refusal) = tracked.guard.refusal().cloned() {
-        head_guard::answer(&mut tracked.inner, &refusal).await;
-    }
+    conn.into_parts().io.into_inner().answer_refusal().await;
 }
 
-async fn serve_until_done(
-    conn: &mut Connection,
+async fn serve_until_done<H: Handler>(
+    conn: &mut Connection<H>,
     activity: Arc<Activity>,
     idle_timeout: Duration,
     shutdown: CancellationToken,
@@ -217,107 +246,6 @@ async fn serve_until_done(
                 }
             }
         }
-    }
-}
-
-/// What a connection is doing: reads and writes so far, requests being handled.
-#[derive(Default)]
-struct Activity {
-    io: AtomicU64,
-    requests: AtomicUsize,
-}
-
-/// A request being handled (until its handler answers; its body's writes count as IO).
-struct Busy(Arc<Activity>);
-
-impl Busy {
-    fn new(activity: Arc<Activity>) -> Busy {
-        activity.requests.fetch_add(1, Ordering::Relaxed);
-        Busy(activity)
-    }
-}
-
-impl Drop for Busy {
-    fn drop(&mut self) {
-        self.0.requests.fetch_sub(1, Ordering::Relaxed);
-        self.0.io.fetch_add(1, Ordering::Relaxed);
-    }
-}
-
-/// A TCP stream that counts the reads and writes that moved bytes; its reads pass through
-/// the head guard.
-struct Tracked {
-    inner: TcpStream,
-    activity: Arc<Activity>,
-    guard: HeadGuard,
-}
-
-impl Tracked {
-    fn moved<T>(&self, polled: Poll<io::Result<T>>) -> Poll<io::Result<T>> {
-        if let Poll::Ready(Ok(_)) = &polled {
-            self.activity.io.fetch_add(1, Ordering::Relaxed);
-        }
-        polled
-    }
-}
-
-impl AsyncRead for Tracked {
-    fn poll_read(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &mut ReadBuf<'_>,
-    ) -> Poll<io::Result<()>> {
-        let Tracked {
-            inner,
-            activity,
-            guard,
-        } = self.get_mut();
-        guard.poll_read(cx, buf, &mut |cx, buf| {
-            let polled = Pin::new(&mut *inner).poll_read(cx, buf);
-            if let Poll::Ready(Ok(())) = polled {
-                activity.io.fetch_add(1, Ordering::Relaxed);
-            }
-            polled
-        })
-    }
-}
-
-impl AsyncWrite for Tracked {
-    fn poll_write(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &[u8],
-    ) -> Poll<io::Result<usize>> {
-        let this = self.get_mut();
-        let polled = Pin::new(&mut this.inner).poll_write(cx, buf);
-        this.moved(polled)
-    }
-
-    fn poll_write_vectored(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        bufs: &[io::IoSlice<'_>],
-    ) -> Poll<io::Result<usize>> {
-        let this = self.get_mut();
-        let polled = Pin::new(&mut this.inner).poll_write_vectored(cx, bufs);
-        this.moved(polled)
-    }
-
-    fn is_write_vectored(&self) -> bool {
-        self.inner.is_write_vectored()
-    }
-
-    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.get_mut().inner).poll_flush(cx)
-    }
-
-    /// Left to the connection's driver after a refused head: it answers, then shuts down.
-    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        let this = self.get_mut();
-        if this.guard.refusal().is_some() {
-            return Poll::Ready(Ok(()));
-        }
-        Pin::new(&mut this.inner).poll_shutdown(cx)
     }
 }
 

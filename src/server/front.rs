@@ -1,0 +1,105 @@
+//! Where the server's requests are answered. Its connections live on per-core threads
+//! (`connections::serve_on_threads`). A request the router would give the prediction gateway
+//! is answered right there, on the thread that read it: the gateway touches no database,
+//! blocks nothing and spawns nothing that outlives the request. Every other request (the
+//! control API, `/healthz`, `/metrics`, a BatchAPI's routes) is handed to the main runtime,
+//! where the router's handlers, their background tasks and their blocking work belong; it is
+//! cancelled there if its client goes away, as it would be on the connection's own thread.
+
+use std::sync::Arc;
+
+use axum::body::Body;
+use axum::http::StatusCode;
+use axum::Router;
+use hyper::body::Incoming;
+use tokio::runtime::Handle;
+use tokio_util::task::AbortOnDropHandle;
+
+use super::connections::{Handler, ResponseFuture};
+use super::error::error_response;
+use super::gateway;
+use super::routes::jobs::{target, Target};
+use super::state::AppState;
+
+/// The handler of the server's listener.
+#[derive(Clone)]
+pub struct Front {
+    state: Arc<AppState>,
+    app: Router,
+    main: Handle,
+}
+
+impl Front {
+    /// Answers predictions on the connection's thread and the rest with `app` on `main`.
+    pub fn new(state: AppState, app: Router, main: Handle) -> Front {
+        Front {
+            state: Arc::new(state),
+            app,
+            main,
+        }
+    }
+}
+
+/// True when the router would pass a request for `path` to the gateway: not one of its own
+/// routes (all under `/api/v<n>/`, plus `/healthz` and `/metrics`), nor a BatchAPI's.
+fn goes_to_gateway(state: &AppState, path: &str) -> bool {
+    !gateway::is_control_path(path)
+        && !matches!(path, "/healthz" | "/metrics")
+        && matches!(target(state, path), Target::Gateway)
+}
+
+impl Handler for Front {
+    fn call(&self, req: hyper::Request<Incoming>) -> ResponseFuture {
+        if goes_to_gateway(&self.state, req.uri().path()) {
+            let state = self.state.clone();
+            return Box::pin(async move { gateway::answer(&state, req.map(Body::new)).await });
+        }
+        let task = AbortOnDropHandle::new(self.main.spawn(Handler::call(&self.app, req)));
+        Box::pin(async move {
+            match task.await {
+                Ok(response) => response,
+                Err(e) => {
+                    tracing::error!("a request's handler failed: {e}");
+                    error_response(
+                        StatusCode::INTERNAL_SERVER_ERROR,
+                        "internal",
+                        "the server failed while answering this request; see its log",
+                    )
+                }
+            }
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::gateway::is_control_path;
+
+    #[test]
+    fn the_routers_own_paths_are_not_the_gateways() {
+        // `goes_to_gateway` leans on this: every route of the router but two is a control path.
+        let router_paths = include_str!("routes/mod.rs")
+            .lines()
+            .map(str::trim)
+            .filter_map(|l| {
+                l.strip_prefix(".route(\"")
+                    .or_else(|| l.strip_prefix("\"/"))
+            })
+            .filter_map(|l| l.split('"').next())
+            .map(|l| {
+                if l.starts_with('/') {
+                    l.to_string()
+                } else {
+                    format!("/{l}")
+                }
+            })
+            .collect::<Vec<_>>();
+        assert!(router_paths.len() > 20, "{router_paths:?}");
+        for path in router_paths {
+            assert!(
+                is_control_path(&path) || matches!(path.as_str(), "/healthz" | "/metrics"),
+                "{path} is a route of the router that front.rs would give the gateway"
+            );
+        }
+    }
+}
