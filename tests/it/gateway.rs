@@ -169,3 +169,66 @@ http.server.ThreadingHTTPServer(("127.0.0.1", int(os.environ["CORTEX_PORT"])), H
     assert!(resp.headers().get("content-length").is_none());
     assert_eq!(resp.text().unwrap(), "one two");
 }
+
+#[test]
+fn a_connection_the_replica_closed_while_idle_is_replaced_without_a_failed_request() {
+    let s = Server::start();
+    let p = s.project("closer");
+    // Like uvicorn's keep-alive timeout: an idle connection is closed after a moment.
+    write(
+        &p,
+        "server.py",
+        r#"import http.server, os
+
+class H(http.server.BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    timeout = 0.2
+
+    posts = 0
+
+    def log_message(self, *args):
+        pass
+
+    def do_GET(self):
+        self.send_response(200)
+        self.send_header("Content-Length", "0")
+        self.end_headers()
+
+    def do_POST(self):
+        self.posts += 1
+        self.rfile.read(int(self.headers.get("Content-Length") or 0))
+        self.send_response(200)
+        self.send_header("Content-Length", "2")
+        self.end_headers()
+        self.wfile.write(b"ok")
+
+    def finish(self):
+        super().finish()
+        if self.posts:
+            print("closed a connection that carried a prediction", flush=True)
+
+http.server.ThreadingHTTPServer(("127.0.0.1", int(os.environ["CORTEX_PORT"])), H).serve_forever()
+"#,
+    );
+    write(
+        &p,
+        "cortex.yaml",
+        "- name: closer\n  kind: RealtimeAPI\n  predictor:\n    type: command\n    command: python3 server.py\n",
+    );
+    s.ok(&p, &["deploy"]);
+    s.wait_status("closer", "live");
+    for round in 1..=3 {
+        let resp = s.predict("closer", "{}");
+        assert_eq!(resp.status(), 200, "round {round}: {:?}", resp.text());
+        // Every connection the gateway used is closed by the replica before the next round.
+        wait_for(
+            "the replica to close its idle connections",
+            DEADLINE,
+            || {
+                let logs = s.ok(&p, &["logs", "closer"]);
+                let closed = logs.matches("closed a connection that carried").count();
+                (closed >= round).then_some(())
+            },
+        );
+    }
+}
