@@ -13,9 +13,10 @@ Builds the release binary and the no-op command worker first, then measures:
    HAProxy (each with keep-alive to the worker), at concurrency 1/8/32/128: p50, p99, req/s,
    the proxy's CPU-seconds per 1,000 requests, the gateway/nginx ratios; then c=1 from a
    python http.client keep-alive loop;
-2. the python path: a no-op python predictor through the gateway vs the same handler under bare
-   uvicorn+starlette, and vs Ray Serve (default proxy, and RAY_SERVE_ENABLE_HA_PROXY=1), one
-   replica each, at concurrency 1 and 32;
+2. the python path: a no-op python predictor's replica called directly, through the gateway,
+   nginx and HAProxy (c=1 and 32, with the same ratios); then through the gateway vs the
+   same handler under bare uvicorn+starlette, and vs Ray Serve (default proxy, and
+   RAY_SERVE_ENABLE_HA_PROXY=1), one replica each, at concurrency 1 and 32;
 3. deploy -> first 200, scale-up 1 -> 2 under load, 0 -> 1 cold start;
 4. `cortex get` wall time with 100 APIs; server RSS idle and with 100 APIs.
 """
@@ -351,6 +352,44 @@ def keepalive_loop_us(url, n=2000):
     return statistics.median(times) * 1e6
 
 
+def reference_proxies(work, upstream):
+    """nginx and HAProxy in front of `upstream`, those installed."""
+    refs = reference_proxies(work, upstream)
+    return refs
+
+
+def compare_proxies(direct, paths, concurrencies, lua):
+    """`direct` and each (name, url, cpu) of `paths` with wrk, two rounds in opposite orders;
+    prints the table and the gateway/nginx ratios."""
+    row(["concurrency", "path", "p50", "p99", "req/s", "proxy CPU-s / 1,000 req", "non-2xx"])
+    row(["---"] * 7)
+    ratios = []
+    for conns in concurrencies:
+        d = wrk(direct, conns, lua)
+        row([conns, "direct", fmt_ms(d["p50"]), fmt_ms(d["p99"]), "%.0f" % d["rps"], "-", d["non2xx"]])
+        measured = {}
+        # Two rounds, the second in the opposite order: drift of the machine is shared.
+        for order in (paths, paths[::-1]):
+            for name, url, cpu in order:
+                before = cpu()
+                g = wrk(url, conns, lua)
+                g["cpu"] = (cpu() - before) / max(g["requests"], 1) * 1000
+                measured.setdefault(name, []).append(g)
+        for name, _, _ in paths:
+            runs = measured[name]
+            m = {k: statistics.mean(r[k] for r in runs) for k in ("p50", "p99", "rps", "cpu")}
+            row([conns, name, fmt_ms(m["p50"]), fmt_ms(m["p99"]), "%.0f" % m["rps"], "%.4f" % m["cpu"], sum(r["non2xx"] for r in runs)])
+            measured[name] = m
+        if "nginx" in measured:
+            g, n = measured["gateway"], measured["nginx"]
+            ratios.append((conns, g["cpu"] / n["cpu"], g["rps"] / n["rps"], (g["p50"] - d["p50"]) * 1000, (n["p50"] - d["p50"]) * 1000))
+    if ratios:
+        print("\n| concurrency | gateway CPU / nginx CPU per request | gateway req/s / nginx req/s | added p50: gateway | added p50: nginx |")
+        print("|---|---|---|---|---|")
+        for conns, cpu, rps, added_g, added_n in ratios:
+            print("| %d | %.2fx | %.2fx | %.0f µs | %.0f µs |" % (conns, cpu, rps, added_g, added_n))
+
+
 def gateway_overhead(c, work, worker, lua):
     print("\n## Gateway overhead: no-op command worker, direct vs the gateway vs nginx and HAProxy\n")
     yaml = (
@@ -362,47 +401,11 @@ def gateway_overhead(c, work, worker, lua):
     upstream = api["replicas"][0]["port"]
     direct = "http://127.0.0.1:%d/" % upstream
     gateway = c.url + "/noop"
-    refs = []
-    try:
-        for kind in ("nginx", "haproxy"):
-            if shutil.which(kind):
-                refs.append(ReferenceProxy(kind, work, upstream))
-    except BaseException:
-        for r in refs:
-            r.stop()
-        raise
-    if len(refs) < 2:
-        print("(nginx and HAProxy are the reference proxies: apt-get install nginx haproxy)")
+    refs = reference_proxies(work, upstream)
     paths = [("gateway", gateway, lambda: cpu_seconds(c.proc.pid))]
     paths += [(r.kind, r.url, r.cpu) for r in refs]
     try:
-        row(["concurrency", "path", "p50", "p99", "req/s", "proxy CPU-s / 1,000 req", "non-2xx"])
-        row(["---"] * 7)
-        ratios = []
-        for conns in [1, 8, 32, 128]:
-            d = wrk(direct, conns, lua)
-            row([conns, "direct", fmt_ms(d["p50"]), fmt_ms(d["p99"]), "%.0f" % d["rps"], "-", d["non2xx"]])
-            measured = {}
-            # Two rounds, the second in the opposite order: drift of the machine is shared.
-            for order in (paths, paths[::-1]):
-                for name, url, cpu in order:
-                    before = cpu()
-                    g = wrk(url, conns, lua)
-                    g["cpu"] = (cpu() - before) / max(g["requests"], 1) * 1000
-                    measured.setdefault(name, []).append(g)
-            for name, _, _ in paths:
-                runs = measured[name]
-                m = {k: statistics.mean(r[k] for r in runs) for k in ("p50", "p99", "rps", "cpu")}
-                row([conns, name, fmt_ms(m["p50"]), fmt_ms(m["p99"]), "%.0f" % m["rps"], "%.4f" % m["cpu"], sum(r["non2xx"] for r in runs)])
-                measured[name] = m
-            if "nginx" in measured:
-                g, n = measured["gateway"], measured["nginx"]
-                ratios.append((conns, g["cpu"] / n["cpu"], g["rps"] / n["rps"], (g["p50"] - d["p50"]) * 1000, (n["p50"] - d["p50"]) * 1000))
-        if ratios:
-            print("\n| concurrency | gateway CPU / nginx CPU per request | gateway req/s / nginx req/s | added p50: gateway | added p50: nginx |")
-            print("|---|---|---|---|---|")
-            for conns, cpu, rps, added_g, added_n in ratios:
-                print("| %d | %.2fx | %.2fx | %.0f µs | %.0f µs |" % (conns, cpu, rps, added_g, added_n))
+        compare_proxies(direct, paths, [1, 8, 32, 128], lua)
         print("\nc=1 from a python http.client keep-alive loop (median per request, 2,000 requests):\n")
         row(["path", "per request", "added"])
         row(["---"] * 3)
@@ -425,8 +428,20 @@ def python_path(c, work, lua):
     )
     path = project(work, "pynoop", yaml)
     c.cortex("deploy", cwd=path)
-    c.wait_live("pynoop")
-    targets = [("cortex gateway (python shim)", c.url + "/pynoop", None)]
+    api = c.wait_live("pynoop")
+    gateway = c.url + "/pynoop"
+    upstream = api["replicas"][0]["port"]
+    print("The python replica called directly, through the gateway, nginx and HAProxy:\n")
+    refs = reference_proxies(work, upstream)
+    try:
+        paths = [("gateway", gateway, lambda: cpu_seconds(c.proc.pid))]
+        paths += [(r.kind, r.url, r.cpu) for r in refs]
+        compare_proxies("http://127.0.0.1:%d/" % upstream, paths, [1, 32], lua)
+    finally:
+        for r in refs:
+            r.stop()
+    print("\nThe same predictor under other servers:\n")
+    targets = [("cortex gateway (python shim)", gateway, None)]
 
     procs = []
     have_uvicorn = subprocess.run([BENCH_PYTHON, "-c", "import uvicorn, starlette"]).returncode == 0
