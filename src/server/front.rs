@@ -54,26 +54,66 @@ impl Handler for Front {
             let state = self.state.clone();
             return Box::pin(async move { gateway::answer(&state, req.map(Body::new)).await });
         }
-        let task = AbortOnDropHandle::new(self.main.spawn(Handler::call(&self.app, req)));
-        Box::pin(async move {
-            match task.await {
-                Ok(response) => response,
-                Err(e) => {
-                    tracing::error!("a request's handler failed: {e}");
-                    error_response(
-                        StatusCode::INTERNAL_SERVER_ERROR,
-                        "internal",
-                        "the server failed while answering this request; see its log",
-                    )
-                }
-            }
-        })
+        on(&self.main, Handler::call(&self.app, req))
     }
+}
+
+/// `answer` run on the runtime of `main`; dropping what this returns (hyper does when the
+/// client goes away) aborts it there.
+fn on(main: &Handle, answer: ResponseFuture) -> ResponseFuture {
+    let task = AbortOnDropHandle::new(main.spawn(answer));
+    Box::pin(async move {
+        match task.await {
+            Ok(response) => response,
+            Err(e) => {
+                tracing::error!("a request's handler failed: {e}");
+                error_response(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    "internal",
+                    "the server failed while answering this request; see its log",
+                )
+            }
+        }
+    })
 }
 
 #[cfg(test)]
 mod tests {
+    use std::sync::mpsc;
+    use std::time::Duration;
+
     use super::gateway::is_control_path;
+    use super::on;
+
+    #[test]
+    fn a_request_handed_to_the_main_runtime_ends_there_when_its_client_goes_away() {
+        struct Dropped(mpsc::Sender<()>);
+        impl Drop for Dropped {
+            fn drop(&mut self) {
+                let _ = self.0.send(());
+            }
+        }
+        let main = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .enable_all()
+            .build()
+            .unwrap();
+        let (started_tx, started) = mpsc::channel();
+        let (dropped_tx, dropped) = mpsc::channel();
+        // A handler that never answers (a long poll), holding something until it ends.
+        let answer = Box::pin(async move {
+            let _held = Dropped(dropped_tx);
+            let _ = started_tx.send(());
+            std::future::pending::<axum::response::Response>().await
+        });
+        let waiting = on(main.handle(), answer);
+        started.recv_timeout(Duration::from_secs(10)).unwrap();
+        // The client goes away: hyper drops the request's future.
+        drop(waiting);
+        dropped
+            .recv_timeout(Duration::from_secs(10))
+            .expect("the handler kept running on the main runtime after its client went away");
+    }
 
     #[test]
     fn the_routers_own_paths_are_not_the_gateways() {
