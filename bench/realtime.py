@@ -354,7 +354,17 @@ def keepalive_loop_us(url, n=2000):
 
 def reference_proxies(work, upstream):
     """nginx and HAProxy in front of `upstream`, those installed."""
-    refs = reference_proxies(work, upstream)
+    refs = []
+    try:
+        for kind in ("nginx", "haproxy"):
+            if shutil.which(kind):
+                refs.append(ReferenceProxy(kind, work, upstream))
+    except BaseException:
+        for r in refs:
+            r.stop()
+        raise
+    if len(refs) < 2:
+        print("(nginx and HAProxy are the reference proxies: apt-get install nginx haproxy)")
     return refs
 
 
