@@ -322,7 +322,11 @@ impl Feeder {
         let mut answer = resp.bytes_stream();
         let mut outcomes = Lines::default();
         while *settled < group.len() {
-            let waiting = sent < group.len() && !may_send(sent, &tickets, *committed.borrow());
+            // Every line the commits so far allow goes first; what is still held back waits
+            // for a commit after this look (one between a look and the wait would otherwise
+            // be missed, and the worker, out of lines, would wait for ever).
+            send_allowed(&tickets, *committed.borrow_and_update(), &mut sent);
+            let waiting = sent < group.len();
             tokio::select! {
                 chunk = answer.next() => {
                     let Some(chunk) = chunk.transpose().map_err(|e| e.to_string())? else {
@@ -354,7 +358,6 @@ impl Feeder {
                     }
                 }
             }
-            send_allowed(&tickets, *committed.borrow_and_update(), &mut sent);
         }
         Ok(())
     }
