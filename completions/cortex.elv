@@ -191,6 +191,7 @@ set edit:completion:arg-completer[cortex] = {|@words|
             cand --max-unpacked-mb 'refuse bundles (422) that unpack to more than this (MiB)'
             cand --max-bundle-files 'refuse bundles (422) that hold more files than this'
             cand --max-batch-workers 'batch workers that may run at once across all jobs; the others wait as pending'
+            cand --spare-interpreters 'python interpreters kept started, with the runtime imported, for python replicas to start from (each becomes one replica); 0 starts every replica anew'
             cand --sandbox 'what replicas may reach: standard (everything but the server''s files and other apis''), strict (system paths, their own files and --replica-path directories only), or off'
             cand --replica-path 'a directory every replica may read (or read and write, with :rw) in strict mode (repeatable)'
             cand --replica-user 'the unprivileged user replicas run as when the server runs as root [default: nobody]'

@@ -379,6 +379,15 @@ pub struct ServerArgs {
         value_parser = clap::value_parser!(u32).range(1..)
     )]
     pub max_batch_workers: u32,
+    /// python interpreters kept started, with the runtime imported, for python replicas to
+    /// start from (each becomes one replica); 0 starts every replica anew
+    #[arg(
+        long,
+        value_name = "N",
+        env = "CORTEX_SPARE_INTERPRETERS",
+        default_value_t = 1
+    )]
+    pub spare_interpreters: u32,
     #[command(flatten)]
     pub isolation: IsolationArgs,
     #[command(flatten)]

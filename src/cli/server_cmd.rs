@@ -46,6 +46,7 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<ExitStatus> {
                     max_files: args.max_bundle_files,
                 },
                 max_batch_workers: args.max_batch_workers as usize,
+                spare_interpreters: args.spare_interpreters as usize,
             })
             .await?;
             Ok(ExitStatus::Success)

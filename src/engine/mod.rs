@@ -125,6 +125,11 @@ pub trait Engine: Send + Sync + 'static {
     fn describe(&self) -> crate::api::EngineInfo {
         crate::api::EngineInfo::local()
     }
+
+    /// Spare python interpreters, ready and starting (`None`: the engine keeps none).
+    fn spare_interpreters(&self) -> Option<(usize, usize)> {
+        None
+    }
 }
 
 /// The HTTP client engines check workers' `GET /healthz` with. Readiness checks are a handful

@@ -47,6 +47,7 @@ pub const PYTHON_SHIM_FILES: &[(&str, &str)] = &[
     module!("responses.py"),
     module!("server.py"),
     module!("settings.py"),
+    module!("spare.py"),
     module!("supervisor.py"),
     module!("tracebacks.py"),
     module!("venv.py"),

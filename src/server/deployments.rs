@@ -94,6 +94,11 @@ impl Deployments {
         self.routes.get(name)
     }
 
+    /// Spare python interpreters of the engine, ready and starting (`None`: it keeps none).
+    pub fn spare_interpreters(&self) -> Option<(usize, usize)> {
+        self.engine.spare_interpreters()
+    }
+
     /// Every live API, in no particular order.
     pub fn all(&self) -> Vec<Arc<LiveApi>> {
         self.routes.all()

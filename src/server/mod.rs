@@ -115,6 +115,8 @@ pub struct ServerConfig {
     pub unpack_limits: crate::store::unpack_limits::UnpackLimits,
     /// Batch workers that may run at once, across jobs (the others wait as `pending`).
     pub max_batch_workers: usize,
+    /// Spare python interpreters kept ready for python replicas (local engine; 0: none).
+    pub spare_interpreters: usize,
     /// What runs replicas and batch workers.
     pub engine: EngineChoice,
 }
@@ -175,7 +177,7 @@ pub async fn run(config: ServerConfig) -> anyhow::Result<()> {
             .share(path, isolated.user.as_ref())
             .context("cannot let replicas read the python predictor shim")?;
     }
-    {
+    let seeded = {
         let (python, runtime, seed) = (
             isolated.python.clone(),
             isolated.tree.runtime.clone(),
@@ -184,8 +186,8 @@ pub async fn run(config: ServerConfig) -> anyhow::Result<()> {
         // Off the start's path: the server answers meanwhile.
         tokio::task::spawn_blocking(move || {
             crate::runtime::compile_runtime(&python, &runtime, &seed)
-        });
-    }
+        })
+    };
 
     let listener = match tokio::net::TcpListener::bind(config.listen).await {
         Ok(l) => l,
@@ -213,11 +215,19 @@ pub async fn run(config: ServerConfig) -> anyhow::Result<()> {
     let engine: Arc<dyn crate::engine::Engine> = match &config.engine {
         EngineChoice::Local => {
             let owner = data_dir.canonicalize().unwrap_or_else(|_| data_dir.clone());
-            let local = Arc::new(LocalEngine::new(
-                &owner.display().to_string(),
-                data_dir.join("logs"),
-                isolated.sandbox.clone(),
-            ));
+            let local = Arc::new(
+                LocalEngine::new(
+                    &owner.display().to_string(),
+                    data_dir.join("logs"),
+                    isolated.sandbox.clone(),
+                )
+                // Spares start once the runtime is compiled: they read its bytecode.
+                .with_spares(
+                    (&isolated.python, &shim.entry),
+                    config.spare_interpreters,
+                    seeded,
+                ),
+            );
             let reaper = local.clone();
             let reaped = tokio::task::spawn_blocking(move || reaper.reap_orphans()).await?;
             if reaped > 0 {

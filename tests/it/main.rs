@@ -42,6 +42,7 @@ mod sandbox;
 mod scaling;
 mod secrets;
 mod shim;
+mod spares;
 mod spec_errors;
 mod splitter;
 mod streaming_response;

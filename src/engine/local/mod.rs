@@ -20,6 +20,7 @@ mod prepare;
 pub mod rotating;
 pub(crate) mod run_log;
 pub mod sandbox;
+mod spare;
 mod spawn;
 mod stopping;
 mod supervise;
@@ -51,6 +52,8 @@ pub struct LocalEngine {
     cgroups: Option<Arc<cgroup::Hierarchy>>,
     /// What replicas may reach and who they run as.
     sandbox: Arc<sandbox::Sandbox>,
+    /// Spare interpreters python replicas start from (`None`: each starts anew).
+    spares: Option<Arc<spare::Spares>>,
 }
 
 /// The environment variable that marks a process as started by one server (its data dir).
@@ -68,7 +71,34 @@ impl LocalEngine {
             capacity: capacity::Capacity::of_this_machine(),
             cgroups: memory_cgroups(),
             sandbox,
+            spares: None,
         }
+    }
+
+    /// Keeps `keep` spare interpreters (`python` running the shim at `shim`) ready for python
+    /// replicas (0: none), the first ones started in the background once `after` is done.
+    pub fn with_spares(
+        mut self,
+        (python, shim): (&str, &std::path::Path),
+        keep: usize,
+        after: impl std::future::Future + Send + 'static,
+    ) -> LocalEngine {
+        if keep == 0 {
+            return self;
+        }
+        let spares = spare::Spares::new(
+            python.to_string(),
+            shim.to_path_buf(),
+            (OWNER_VAR.to_string(), self.owner.clone()),
+            self.sandbox.pycache_seed(),
+            keep,
+        );
+        self.spares = Some(spares.clone());
+        tokio::spawn(async move {
+            after.await;
+            spares.fill();
+        });
+        self
     }
 
     fn log_path(&self, api: &str, replica_id: &str) -> PathBuf {
@@ -141,12 +171,13 @@ impl Engine for LocalEngine {
             path: log_path.clone(),
         });
         let (replica, ends) = LocalReplica::new(plan.replica_id.clone(), logs);
-        let (http, ports, capacity, cgroups, sandbox) = (
+        let (http, ports, capacity, cgroups, sandbox, spares) = (
             self.http.clone(),
             self.ports.clone(),
             self.capacity.clone(),
             self.cgroups.clone(),
             self.sandbox.clone(),
+            self.spares.clone(),
         );
         tokio::spawn(async move {
             let resources = supervise::Resources {
@@ -154,6 +185,7 @@ impl Engine for LocalEngine {
                 capacity,
                 cgroups,
                 sandbox,
+                spares,
             };
             supervise::supervise(plan, log_path, ends.shared, ends.stop_rx, http, resources).await;
             ends.done_tx.send_replace(true);
@@ -165,6 +197,10 @@ impl Engine for LocalEngine {
         Arc::new(FileLogs {
             path: self.log_path(api, replica_id),
         })
+    }
+
+    fn spare_interpreters(&self) -> Option<(usize, usize)> {
+        self.spares.as_ref().map(|s| s.counts())
     }
 
     fn remove_logs(&self, api: &str) -> BoxFuture<'static, ()> {

@@ -2,8 +2,10 @@
 //! working directory, in its jail (user, Landlock), its memory cgroup and its own process
 //! group, with its output captured into its log; and ending that group.
 
+use std::collections::BTreeMap;
 use std::path::Path;
 use std::process::Stdio;
+use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::process::{Child, Command};
@@ -12,6 +14,7 @@ use super::cgroup;
 use super::output::{Capture, OutputPaths};
 use super::ports::LISTEN_FD;
 use super::sandbox::Jail;
+use super::spare::{Becoming, Spares};
 use crate::engine::ReplicaPlan;
 
 /// SIGTERM to the process group, then SIGKILL after `grace`.
@@ -45,6 +48,114 @@ pub(super) struct Start<'a> {
     pub cuda_visible: Option<&'a str>,
 }
 
+/// A command run the way every worker process is: in `cwd`, with nothing of the server's
+/// environment (the caller adds what it gets), no stdin, its output piped, in a process group
+/// of its own, killed when its handle is dropped.
+pub(super) fn worker_command(program: impl AsRef<std::ffi::OsStr>, cwd: &Path) -> Command {
+    let mut cmd = Command::new(program);
+    cmd.current_dir(cwd)
+        .env_clear()
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .process_group(0)
+        .kill_on_drop(true);
+    cmd
+}
+
+/// Makes `fd` the child's descriptor `at`, kept across exec (dup2 clears close-on-exec on the
+/// copy; when `fd` already is `at`, it is cleared on `fd` itself).
+///
+/// # Safety
+/// Only between fork and exec; calls only async-signal-safe functions (dup2, fcntl).
+pub(super) unsafe fn hand_over(fd: i32, at: i32) -> std::io::Result<()> {
+    let handed = if fd == at {
+        libc::fcntl(fd, libc::F_SETFD, 0)
+    } else {
+        libc::dup2(fd, at)
+    };
+    if handed == -1 {
+        return Err(std::io::Error::last_os_error());
+    }
+    Ok(())
+}
+
+/// The environment of `plan`'s child: the harmless part of the server's, the jail's, the
+/// plan's, then the run's own (a later one wins).
+fn child_env(plan: &ReplicaPlan, how: &Start<'_>) -> BTreeMap<String, String> {
+    let mut env: BTreeMap<String, String> = super::sandbox::inherited_env().into_iter().collect();
+    env.extend(how.jail.env());
+    env.extend(plan.env.iter().cloned());
+    env.insert("CORTEX_PORT".into(), how.port.to_string());
+    if how.socket_fd.is_some() {
+        env.insert("CORTEX_LISTEN_FD".into(), LISTEN_FD.to_string());
+    }
+    if let Some(devices) = how.cuda_visible {
+        env.insert("CUDA_VISIBLE_DEVICES".into(), devices.to_string());
+    }
+    env
+}
+
+/// Starts `plan`'s child as `how` says: a spare interpreter becomes it when one fits and the
+/// run joins no memory cgroup (a spare's memory so far is counted where it was allocated);
+/// otherwise, or when the spare fails, a new process ([`spawn`]).
+pub(super) async fn start(
+    plan: &ReplicaPlan,
+    log_path: &Path,
+    how: &Start<'_>,
+    cgroup_procs: Option<std::ffi::CString>,
+    spares: Option<&Arc<Spares>>,
+) -> std::io::Result<(Child, Capture)> {
+    let fitting = match (spares, &cgroup_procs) {
+        (Some(spares), None) => {
+            let env = child_env(plan, how);
+            spares.fit(&plan.argv, &env).then_some((spares, env))
+        }
+        _ => None,
+    };
+    let spare = match fitting {
+        Some((spares, env)) => spares.take().await.map(|spare| (spare, env)),
+        None => None,
+    };
+    if let Some((spare, env)) = spare {
+        if let Some(dir) = log_path.parent() {
+            std::fs::create_dir_all(dir)?;
+        }
+        match spare.become_replica(becoming(plan, how, env)).await {
+            Ok(child) => return capture(child, log_path),
+            Err(e) => tracing::warn!(
+                "a spare interpreter could not become {}: {e}; starting it anew",
+                plan.replica_id
+            ),
+        }
+    }
+    spawn(plan, log_path, how, cgroup_procs)
+}
+
+/// What a spare is told to become: what the exec of `plan.argv` in its jail would have been.
+fn becoming(plan: &ReplicaPlan, how: &Start<'_>, env: BTreeMap<String, String>) -> Becoming {
+    let entry = how.jail.entry();
+    let mut fds = Vec::new();
+    let mut index_of = |fd: Option<i32>| {
+        fd.map(|fd| {
+            fds.push(fd);
+            fds.len() - 1
+        })
+    };
+    let listen_fd = index_of(how.socket_fd);
+    let ruleset_fd = index_of(entry.ruleset_fd());
+    let message = serde_json::json!({
+        "argv": plan.argv,
+        "cwd": plan.cwd,
+        "env": env,
+        "user": entry.user().map(|(uid, gid)| [uid, gid]),
+        "parent": std::process::id(),
+        "listen_fd": listen_fd,
+        "ruleset_fd": ruleset_fd,
+    });
+    Becoming { message, fds }
+}
+
 /// Starts `plan`'s child as `how` says, in the memory cgroup whose `cgroup.procs` is
 /// `cgroup_procs`, if any.
 pub(super) fn spawn(
@@ -54,10 +165,7 @@ pub(super) fn spawn(
     cgroup_procs: Option<std::ffi::CString>,
 ) -> std::io::Result<(Child, Capture)> {
     let Start {
-        port,
-        socket_fd,
-        jail,
-        cuda_visible,
+        socket_fd, jail, ..
     } = *how;
     let entry = jail.entry();
     let (program, args) = plan
@@ -67,25 +175,8 @@ pub(super) fn spawn(
     if let Some(dir) = log_path.parent() {
         std::fs::create_dir_all(dir)?;
     }
-    let mut cmd = Command::new(program);
-    cmd.args(args)
-        .current_dir(&plan.cwd)
-        .env_clear()
-        .envs(super::sandbox::inherited_env())
-        .envs(jail.env())
-        .envs(plan.env.iter().map(|(k, v)| (k, v)))
-        .env("CORTEX_PORT", port.to_string())
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .process_group(0)
-        .kill_on_drop(true);
-    if socket_fd.is_some() {
-        cmd.env("CORTEX_LISTEN_FD", LISTEN_FD.to_string());
-    }
-    if let Some(devices) = cuda_visible {
-        cmd.env("CUDA_VISIBLE_DEVICES", devices);
-    }
+    let mut cmd = worker_command(program, &plan.cwd);
+    cmd.args(args).envs(child_env(plan, how));
     // SAFETY: the closure runs in the child between fork and exec and only calls
     // async-signal-safe functions (prctl, getppid, dup2, fcntl, open, write, close, setuid,
     // setgid, setgroups, syscall, _exit).
@@ -101,16 +192,7 @@ pub(super) fn spawn(
                 return Err(std::io::Error::last_os_error());
             }
             if let Some(fd) = socket_fd {
-                // dup2 clears close-on-exec on the copy; when the socket already is fd 3,
-                // clear it on the socket itself.
-                let handed = if fd == LISTEN_FD {
-                    libc::fcntl(fd, libc::F_SETFD, 0)
-                } else {
-                    libc::dup2(fd, LISTEN_FD)
-                };
-                if handed == -1 {
-                    return Err(std::io::Error::last_os_error());
-                }
+                hand_over(fd, LISTEN_FD)?;
             }
             entry.restrict()?;
             // The server may have died between fork and prctl.
@@ -120,7 +202,11 @@ pub(super) fn spawn(
             Ok(())
         });
     }
-    let mut child = cmd.spawn()?;
+    capture(cmd.spawn()?, log_path)
+}
+
+/// Starts copying `child`'s output into the run's log; kills it when that cannot be done.
+fn capture(mut child: Child, log_path: &Path) -> std::io::Result<(Child, Capture)> {
     match Capture::start(&mut child, &OutputPaths::of(log_path)) {
         Ok(capture) => Ok((child, capture)),
         Err(e) => {

@@ -16,7 +16,8 @@ use super::ports::{PortHold, PortPool};
 use super::prepare::{prepare, Prepared};
 use super::run_log::{append_log, describe_exit};
 use super::sandbox::Sandbox;
-use super::spawn::{signal_group, spawn, terminate, Start};
+use super::spare::Spares;
+use super::spawn::{signal_group, spawn, start, terminate, Start};
 use super::stopping::{stop_requested, stopped, wait_or_stop};
 use crate::engine::restarts::{
     after_exit, backoff, ready_warn_after, BACKOFF_MAX, CRASH_LOOP_AFTER,
@@ -64,6 +65,8 @@ pub(super) struct Resources {
     pub capacity: Capacity,
     pub cgroups: Option<std::sync::Arc<Hierarchy>>,
     pub sandbox: std::sync::Arc<Sandbox>,
+    /// Spare interpreters python replicas may start from.
+    pub spares: Option<std::sync::Arc<Spares>>,
 }
 
 /// How a replica's `compute.mem` is enforced.
@@ -129,6 +132,7 @@ pub(super) async fn supervise(
         capacity,
         cgroups,
         sandbox,
+        spares,
     } = resources;
     let need = Need {
         cpu_millis: plan.cpu_millis.unwrap_or(0),
@@ -248,7 +252,7 @@ pub(super) async fn supervise(
             jail: &jail,
             cuda_visible: cuda_visible.as_deref(),
         };
-        let mut spawned = spawn(&plan, &log_path, &how, guard.procs_file());
+        let mut spawned = start(&plan, &log_path, &how, guard.procs_file(), spares.as_ref()).await;
         if let (Err(e), MemoryGuard::Cgroup(cgroup, limit)) = (&spawned, &guard) {
             // It could not join its cgroup: sampled instead, rather than not run at all.
             let limit = *limit;

@@ -13,7 +13,8 @@ use std::time::Instant;
 
 #[cfg(test)]
 use prometheus_client::collector::Collector;
-use prometheus_client::metrics::gauge::ConstGauge;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::{ConstGauge, Gauge};
 use prometheus_client::metrics::info::Info;
 use prometheus_client::registry::{Registry, Unit};
 
@@ -73,6 +74,20 @@ impl Exporter {
             Unit::Seconds,
             ConstGauge::new(self.started.elapsed().as_secs_f64()),
         );
+        if let Some((ready, starting)) = deployments.spare_interpreters() {
+            let spares = Family::<[(&'static str, &'static str); 1], Gauge>::default();
+            spares
+                .get_or_create(&[("state", "ready")])
+                .set(ready as i64);
+            spares
+                .get_or_create(&[("state", "starting")])
+                .set(starting as i64);
+            cortex.register(
+                "spare_interpreters",
+                "Spare python interpreters python replicas start from, by state",
+                spares,
+            );
+        }
         cortex.register_collector(Box::new(RealtimeCollector(apis)));
         cortex.register_collector(Box::new(BatchCollector(batches)));
         registry.register_collector(Box::new(ProcessCollector(process)));

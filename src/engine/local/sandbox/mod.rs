@@ -131,6 +131,11 @@ impl Sandbox {
         self.config.mode
     }
 
+    /// The bytecode cache runs start from, once the server has made it.
+    pub fn pycache_seed(&self) -> Option<&Path> {
+        self.config.pycache_seed.as_deref()
+    }
+
     /// The user replicas run as (the server's own when it is not root).
     pub fn user_name(&self) -> String {
         match &self.config.user {
@@ -272,6 +277,16 @@ impl Jail {
 }
 
 impl Entry {
+    /// The uid and gid the child becomes (`None`: it stays the server's user).
+    pub fn user(&self) -> Option<(u32, u32)> {
+        self.user
+    }
+
+    /// The descriptor of the run's Landlock ruleset, if it has one.
+    pub fn ruleset_fd(&self) -> Option<i32> {
+        self.ruleset_fd
+    }
+
     /// Becomes the replica's user: no supplementary groups, its group, its uid (which drops
     /// every capability). Call in the child between fork and exec, before anything that a
     /// change of credentials resets (`PR_SET_PDEATHSIG`).

@@ -251,7 +251,12 @@ def main():
 
 
 def run():
-    """Runs the shim, then exits the process with its status (never returns)."""
+    """Runs the shim, then exits the process with its status (never returns). A spare
+    interpreter (`--spare`) first waits to be given the replica it becomes."""
+    if sys.argv[1:] == ["--spare"]:
+        from .spare import become_replica
+
+        become_replica()
     try:
         code = main()
     except SystemExit as e:  # a signal before the handlers that do not raise

@@ -1,0 +1,409 @@
+//! Spare interpreters: python processes started before any replica needs one, which have paid
+//! for the interpreter's start and the runtime's imports (most of a python replica's start),
+//! and each become exactly one replica when it starts (`cortex_runtime/spare.py` is the other
+//! side and says how).
+//!
+//! A spare runs as the server's user until it is given a replica; it then enters the same
+//! confinement a replica started the usual way enters between fork and exec (memory cgroup,
+//! user, parent-death signal, no new privileges, the run's Landlock ruleset, which the server
+//! made and hands over as a descriptor), and says so before it takes the replica's
+//! environment and runs user code. No spare is used twice, so replicas never share an
+//! interpreter's memory, address layout or hash seed.
+
+use std::collections::BTreeMap;
+use std::io::{IoSlice, Read};
+use std::mem::MaybeUninit;
+use std::os::fd::{AsRawFd, BorrowedFd, RawFd};
+use std::os::unix::net::UnixStream;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use rustix::net::{SendAncillaryBuffer, SendAncillaryMessage, SendFlags};
+use tokio::process::Child;
+
+use super::spawn::{hand_over, worker_command};
+
+/// The descriptor a spare finds its socket to the server on (fd 3 is the replica's listening
+/// socket, later).
+const CONTROL_FD: RawFd = 4;
+
+/// How long a spare may take to import the runtime and say it is ready.
+const READY_WITHIN: Duration = Duration::from_secs(60);
+
+/// How long a run waits for a starting spare before it starts anew.
+const WAIT_AT_MOST: Duration = Duration::from_secs(2);
+
+/// How long a spare may take to enter a replica's confinement.
+const ENTER_WITHIN: Duration = Duration::from_secs(5);
+
+/// Failed spares in a row after which no more are started.
+const GIVE_UP_AFTER: u32 = 3;
+
+/// The spares of one engine, and how to make more.
+pub(super) struct Spares {
+    /// The interpreter replicas run, and so the spares.
+    python: String,
+    /// The shim's entry file.
+    shim: PathBuf,
+    /// What spares start with: the part of the server's environment replicas get, the
+    /// engine's owner marker, and a bytecode cache to read from.
+    env: Vec<(String, String)>,
+    /// How many are kept ready.
+    keep: usize,
+    slot: Mutex<Slot>,
+    /// Told each time a spare is ready or failed to start.
+    changed: tokio::sync::Notify,
+}
+
+#[derive(Default)]
+struct Slot {
+    ready: Vec<Spare>,
+    starting: usize,
+    /// Runs waiting for a starting spare (each waits for one of its own).
+    waiting: usize,
+    failures: u32,
+}
+
+impl Slot {
+    /// A ready spare that is still alive.
+    fn pop_alive(&mut self) -> Option<Spare> {
+        while let Some(mut spare) = self.ready.pop() {
+            if matches!(spare.child.try_wait(), Ok(None)) {
+                return Some(spare);
+            }
+        }
+        None
+    }
+}
+
+/// One started spare, ready to become a replica.
+pub(super) struct Spare {
+    child: Child,
+    control: UnixStream,
+}
+
+/// What a spare becomes: the run's start, as JSON, and the descriptors it names.
+pub(super) struct Becoming {
+    pub message: serde_json::Value,
+    pub fds: Vec<RawFd>,
+}
+
+impl std::fmt::Debug for Spares {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Spares")
+            .field("python", &self.python)
+            .field("keep", &self.keep)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Spares {
+    /// Spares of `python` running the shim at `shim`, `keep` of them ready at a time.
+    pub(super) fn new(
+        python: String,
+        shim: PathBuf,
+        owner: (String, String),
+        pycache: Option<&Path>,
+        keep: usize,
+    ) -> Arc<Spares> {
+        let mut env = super::sandbox::inherited_env();
+        env.push(owner);
+        env.push(("PYTHONDONTWRITEBYTECODE".into(), "1".into()));
+        if let Some(seed) = pycache {
+            env.push(("PYTHONPYCACHEPREFIX".into(), seed.display().to_string()));
+        }
+        Arc::new(Spares {
+            python,
+            shim,
+            env,
+            keep,
+            slot: Mutex::default(),
+            changed: tokio::sync::Notify::new(),
+        })
+    }
+
+    fn slot(&self) -> std::sync::MutexGuard<'_, Slot> {
+        self.slot.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Whether a spare can become the replica that `argv` with `env` would start: the same
+    /// program, and the same interpreter settings from the environment but for those the
+    /// spare takes on when it becomes the replica.
+    pub(super) fn fit(&self, argv: &[String], env: &BTreeMap<String, String>) -> bool {
+        let program = [self.python.as_str(), "-u", &self.shim.display().to_string()];
+        let settings = |vars: &mut dyn Iterator<Item = (&String, &String)>| {
+            vars.filter(|(k, _)| k.starts_with("PYTHON") && !taken_on_becoming(k))
+                .map(|(k, v)| (k.clone(), v.clone()))
+                .collect::<BTreeMap<_, _>>()
+        };
+        argv == program
+            && settings(&mut env.iter()) == settings(&mut self.env.iter().map(|(k, v)| (k, v)))
+    }
+
+    /// How many are ready, and how many starting.
+    pub(super) fn counts(&self) -> (usize, usize) {
+        let slot = self.slot();
+        (slot.ready.len(), slot.starting)
+    }
+
+    /// Starts spares until `keep` are ready or starting (in the background).
+    pub(super) fn fill(self: &Arc<Self>) {
+        let wanted = {
+            let mut slot = self.slot();
+            if slot.failures >= GIVE_UP_AFTER {
+                return;
+            }
+            let wanted = self.keep.saturating_sub(slot.ready.len() + slot.starting);
+            slot.starting += wanted;
+            wanted
+        };
+        for _ in 0..wanted {
+            let spares = self.clone();
+            tokio::spawn(async move {
+                let made = spares.start().await;
+                let _told = Told(&spares.changed);
+                let mut slot = spares.slot();
+                slot.starting -= 1;
+                match made {
+                    Ok(spare) => {
+                        slot.failures = 0;
+                        slot.ready.push(spare);
+                    }
+                    Err(e) => {
+                        slot.failures += 1;
+                        if slot.failures >= GIVE_UP_AFTER {
+                            tracing::warn!(
+                                "python replicas start without spare interpreters: {} would not start ({e})",
+                                spares.python
+                            );
+                        }
+                    }
+                }
+            });
+        }
+    }
+
+    /// A ready spare that is still alive; else, when one is starting that no other run waits
+    /// for, that one once it is ready (it has a head start on a process started now); else
+    /// none. Another is started in the place of the one taken.
+    pub(super) async fn take(self: &Arc<Self>) -> Option<Spare> {
+        let taken = self.ready_or_starting().await;
+        self.fill();
+        taken
+    }
+
+    async fn ready_or_starting(&self) -> Option<Spare> {
+        let deadline = tokio::time::Instant::now() + WAIT_AT_MOST;
+        let mut waits = false;
+        loop {
+            let changed = self.changed.notified();
+            tokio::pin!(changed);
+            changed.as_mut().enable();
+            {
+                let mut slot = self.slot();
+                if let Some(spare) = slot.pop_alive() {
+                    slot.waiting -= usize::from(waits);
+                    return Some(spare);
+                }
+                if !waits && slot.starting > slot.waiting {
+                    slot.waiting += 1;
+                    waits = true;
+                } else if waits && slot.starting < slot.waiting {
+                    // The one waited for failed to start.
+                    slot.waiting -= 1;
+                    return None;
+                } else if !waits {
+                    return None;
+                }
+            }
+            if tokio::time::timeout_at(deadline, changed).await.is_err() {
+                let mut slot = self.slot();
+                if let Some(spare) = slot.pop_alive() {
+                    slot.waiting -= 1;
+                    return Some(spare);
+                }
+                slot.waiting -= 1;
+                return None;
+            }
+        }
+    }
+
+    /// Starts one spare and waits until it has imported the runtime. Called on the runtime's
+    /// worker threads (which live as long as the server): the parent-death signal is tied to
+    /// the thread that forks.
+    async fn start(&self) -> std::io::Result<Spare> {
+        let (ours, theirs) = UnixStream::pair()?;
+        let handed = theirs.as_raw_fd();
+        let mut cmd = worker_command(&self.python, Path::new("/"));
+        cmd.args(["-s", "-u"])
+            .arg(&self.shim)
+            .arg("--spare")
+            .envs(self.env.iter().map(|(k, v)| (k, v)))
+            .env("CORTEX_SPARE_FD", CONTROL_FD.to_string());
+        // SAFETY: the closure runs in the child between fork and exec and only calls
+        // async-signal-safe functions (prctl, fcntl, dup2, getppid, _exit).
+        unsafe {
+            cmd.pre_exec(move || {
+                if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) != 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
+                hand_over(handed, CONTROL_FD)?;
+                if libc::getppid() == 1 {
+                    libc::_exit(1);
+                }
+                Ok(())
+            });
+        }
+        let child = cmd.spawn()?;
+        drop(theirs);
+        let control = tokio::task::spawn_blocking(move || {
+            expect_byte(&ours, b'R', READY_WITHIN)?;
+            Ok::<_, std::io::Error>(ours)
+        })
+        .await
+        .map_err(std::io::Error::other)??;
+        Ok(Spare { child, control })
+    }
+}
+
+/// Wakes every run waiting for a spare when dropped (after the slot's lock, which is taken
+/// later, is released).
+struct Told<'a>(&'a tokio::sync::Notify);
+
+impl Drop for Told<'_> {
+    fn drop(&mut self) {
+        self.0.notify_waiters();
+    }
+}
+
+/// The interpreter settings a spare takes from the replica's environment when it becomes it.
+fn taken_on_becoming(var: &str) -> bool {
+    matches!(
+        var,
+        "PYTHONPATH" | "PYTHONPYCACHEPREFIX" | "PYTHONDONTWRITEBYTECODE"
+    )
+}
+
+impl Spare {
+    /// Hands the spare its run and waits until it is in the run's confinement; the child is
+    /// then the replica. On failure the spare is killed.
+    pub(super) async fn become_replica(self, run: Becoming) -> std::io::Result<Child> {
+        let Spare { mut child, control } = self;
+        let body = run.message.to_string().into_bytes();
+        let entered = tokio::task::spawn_blocking(move || {
+            send(&control, &body, &run.fds)?;
+            expect_byte(&control, b'A', ENTER_WITHIN)
+        })
+        .await
+        .map_err(std::io::Error::other)
+        .and_then(|r| r);
+        match entered {
+            Ok(()) => Ok(child),
+            Err(e) => {
+                let _ = child.start_kill();
+                let _ = child.wait().await;
+                Err(e)
+            }
+        }
+    }
+}
+
+/// Writes `body` after its 4-byte big-endian length, `fds` attached to the first bytes.
+fn send(control: &UnixStream, body: &[u8], fds: &[RawFd]) -> std::io::Result<()> {
+    let length = u32::try_from(body.len())
+        .map_err(|_| std::io::Error::other("the replica's start is too large"))?
+        .to_be_bytes();
+    // SAFETY: each descriptor is open for the whole call (the caller holds the socket and
+    // the ruleset until the spare has answered).
+    let borrowed: Vec<BorrowedFd<'_>> = fds
+        .iter()
+        .map(|fd| unsafe { BorrowedFd::borrow_raw(*fd) })
+        .collect();
+    let mut space = [MaybeUninit::<u8>::uninit(); rustix::cmsg_space!(ScmRights(2))];
+    let mut ancillary = SendAncillaryBuffer::new(&mut space);
+    if !borrowed.is_empty() && !ancillary.push(SendAncillaryMessage::ScmRights(&borrowed)) {
+        return Err(std::io::Error::other("too many descriptors for a spare"));
+    }
+    let whole = [&length[..], body].concat();
+    let mut sent = rustix::net::sendmsg(
+        control,
+        &[IoSlice::new(&whole)],
+        &mut ancillary,
+        SendFlags::NOSIGNAL,
+    )?;
+    while sent < whole.len() {
+        sent += rustix::net::send(control, &whole[sent..], SendFlags::NOSIGNAL)?;
+    }
+    Ok(())
+}
+
+/// Reads one byte from the spare and checks it is `expected`.
+fn expect_byte(control: &UnixStream, expected: u8, within: Duration) -> std::io::Result<()> {
+    control.set_read_timeout(Some(within))?;
+    let mut byte = [0u8; 1];
+    (&*control).read_exact(&mut byte)?;
+    if byte[0] == expected {
+        Ok(())
+    } else {
+        Err(std::io::Error::other(format!(
+            "the spare said {:?} where {:?} was expected",
+            byte[0] as char, expected as char
+        )))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn spares() -> Arc<Spares> {
+        Spares::new(
+            "/usr/bin/python3".into(),
+            "/rt/cortex_shim.py".into(),
+            ("CORTEX_ENGINE_OWNER".into(), "/data".into()),
+            Some(Path::new("/seed")),
+            1,
+        )
+    }
+
+    /// The environment a replica of the same server would get, with `extra` over it.
+    fn env(spares: &Spares, extra: &[(&str, &str)]) -> BTreeMap<String, String> {
+        let mut env: BTreeMap<String, String> = spares.env.iter().cloned().collect();
+        env.extend(extra.iter().map(|(k, v)| (k.to_string(), v.to_string())));
+        env
+    }
+
+    #[test]
+    fn a_spare_fits_only_the_shim_on_its_interpreter_with_its_interpreter_settings() {
+        let s = spares();
+        let shim = |python: &str| [python, "-u", "/rt/cortex_shim.py"].map(String::from);
+        // What it takes on when it becomes the replica may differ.
+        let run = env(
+            &s,
+            &[
+                ("PYTHONPATH", "/project"),
+                ("PYTHONPYCACHEPREFIX", "/scratch/pycache"),
+                ("PYTHONDONTWRITEBYTECODE", ""),
+                ("CORTEX_PORT", "1234"),
+            ],
+        );
+        assert!(s.fit(&shim("/usr/bin/python3"), &run));
+        // Another interpreter (a project's python=3.X, a virtualenv's), or not the shim.
+        assert!(!s.fit(&shim("/usr/bin/python3.8"), &run));
+        assert!(!s.fit(&["/usr/bin/python3".to_string(), "app.py".into()], &run));
+        let prepare = [shim("/usr/bin/python3").to_vec(), vec!["--prepare".into()]].concat();
+        assert!(!s.fit(&prepare, &run));
+        // Settings the interpreter reads at its start, which a spare has already started with.
+        for (k, v) in [
+            ("PYTHONHASHSEED", "0"),
+            ("PYTHONOPTIMIZE", "1"),
+            ("PYTHONHOME", "/x"),
+        ] {
+            assert!(
+                !s.fit(&shim("/usr/bin/python3"), &env(&s, &[(k, v)])),
+                "{k}"
+            );
+        }
+    }
+}
