@@ -129,6 +129,56 @@ fn a_proxy_meant_for_the_outside_world_does_not_see_local_traffic() {
     assert_eq!(stdout(&out), "no apis are deployed\n");
 }
 
+/// Plain HTTP checks no certificate, so a command never reads the system's CA bundle for it
+/// (which cost every command a few milliseconds): one that is a FIFO nobody writes to, which
+/// blocks whoever opens it, does not stop `cortex get`.
+#[test]
+fn a_command_to_a_plain_http_server_reads_no_ca_bundle() {
+    let s = Server::start();
+    let fifo = s.dir.path().join("ca-bundle");
+    let c = std::ffi::CString::new(fifo.to_str().unwrap()).unwrap();
+    // SAFETY: mkfifo with a valid NUL-terminated path.
+    assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o600) }, 0);
+    let mut child = s
+        .cortex()
+        .current_dir(s.dir.path())
+        .args(["get"])
+        .env("SSL_CERT_FILE", &fifo)
+        .env("SSL_CERT_DIR", s.dir.path().join("no-such-dir"))
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let exited = wait_for_exit(&mut child, DEADLINE);
+    if exited.is_none() {
+        child.kill().unwrap();
+    }
+    let out = child.wait_with_output().unwrap();
+    assert!(
+        exited.is_some(),
+        "`cortex get` blocked on opening the CA bundle"
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(stdout(&out), "no apis are deployed\n");
+}
+
+/// The child's exit status once it exits within `deadline` (`None`: still running).
+fn wait_for_exit(
+    child: &mut std::process::Child,
+    deadline: std::time::Duration,
+) -> Option<std::process::ExitStatus> {
+    let end = std::time::Instant::now() + deadline;
+    loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            return Some(status);
+        }
+        if std::time::Instant::now() > end {
+            return None;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+}
+
 #[test]
 fn job_commands_on_a_realtime_api_or_an_unknown_api_say_why_not() {
     let s = Server::start();

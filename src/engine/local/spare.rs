@@ -147,6 +147,24 @@ impl Spares {
         (slot.ready.len(), slot.starting)
     }
 
+    /// Says a spare became its replica: failures so far were not in a row.
+    pub(super) fn succeeded(&self) {
+        self.slot().failures = 0;
+    }
+
+    /// Counts a spare that would not start or become its replica: after [`GIVE_UP_AFTER`] in a
+    /// row, no more are started.
+    pub(super) fn failed(&self, why: &std::io::Error) {
+        let mut slot = self.slot();
+        slot.failures += 1;
+        if slot.failures == GIVE_UP_AFTER {
+            tracing::warn!(
+                "python replicas start without spare interpreters from now on: spares of {} failed {GIVE_UP_AFTER} times in a row (the last: {why})",
+                self.python
+            );
+        }
+    }
+
     /// Starts spares until `keep` are ready or starting (in the background).
     pub(super) fn fill(self: &Arc<Self>) {
         let wanted = {
@@ -166,18 +184,10 @@ impl Spares {
                 let mut slot = spares.slot();
                 slot.starting -= 1;
                 match made {
-                    Ok(spare) => {
-                        slot.failures = 0;
-                        slot.ready.push(spare);
-                    }
+                    Ok(spare) => slot.ready.push(spare),
                     Err(e) => {
-                        slot.failures += 1;
-                        if slot.failures >= GIVE_UP_AFTER {
-                            tracing::warn!(
-                                "python replicas start without spare interpreters: {} would not start ({e})",
-                                spares.python
-                            );
-                        }
+                        drop(slot);
+                        spares.failed(&e);
                     }
                 }
             });
@@ -186,11 +196,11 @@ impl Spares {
 
     /// A ready spare that is still alive; else, when one is starting that no other run waits
     /// for, that one once it is ready (it has a head start on a process started now); else
-    /// none. Another is started in the place of the one taken.
+    /// none.
+    /// Call [`Spares::fill`] once the spare has become its replica, so that the next one's
+    /// start does not compete with it.
     pub(super) async fn take(self: &Arc<Self>) -> Option<Spare> {
-        let taken = self.ready_or_starting().await;
-        self.fill();
-        taken
+        self.ready_or_starting().await
     }
 
     async fn ready_or_starting(&self) -> Option<Spare> {

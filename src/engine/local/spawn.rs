@@ -113,20 +113,30 @@ pub(super) async fn start(
         }
         _ => None,
     };
-    let spare = match fitting {
-        Some((spares, env)) => spares.take().await.map(|spare| (spare, env)),
-        None => None,
-    };
-    if let Some((spare, env)) = spare {
-        if let Some(dir) = log_path.parent() {
-            std::fs::create_dir_all(dir)?;
+    if let Some((spares, env)) = fitting {
+        let became = match spares.take().await {
+            Some(spare) => Some(spare.become_replica(becoming(plan, how, env)).await),
+            None => None,
+        };
+        match &became {
+            Some(Ok(_)) => spares.succeeded(),
+            Some(Err(e)) => spares.failed(e),
+            None => {}
         }
-        match spare.become_replica(becoming(plan, how, env)).await {
-            Ok(child) => return capture(child, log_path),
-            Err(e) => tracing::warn!(
+        // The next spare starts once this one is the replica (or gone).
+        spares.fill();
+        match became {
+            Some(Ok(child)) => {
+                if let Some(dir) = log_path.parent() {
+                    std::fs::create_dir_all(dir)?;
+                }
+                return capture(child, log_path);
+            }
+            Some(Err(e)) => tracing::warn!(
                 "a spare interpreter could not become {}: {e}; starting it anew",
                 plan.replica_id
             ),
+            None => {}
         }
     }
     spawn(plan, log_path, how, cgroup_procs)

@@ -298,7 +298,7 @@ pub(super) async fn supervise(
         drop(socket);
         let end = run(
             child,
-            (port, &guard),
+            (port, plan.takes_socket, &guard),
             &plan.api,
             &shared,
             &mut stop_rx,
@@ -441,7 +441,7 @@ async fn reserve(
 /// Runs one child until it exits or a stop is requested, marking it ready on the way.
 async fn run(
     mut child: Child,
-    (port, guard): (u16, &MemoryGuard),
+    (port, handed, guard): (u16, bool, &MemoryGuard),
     api: &str,
     shared: &ReplicaShared,
     stop_rx: &mut watch::Receiver<Option<Duration>>,
@@ -449,7 +449,9 @@ async fn run(
 ) -> RunEnd {
     let mut ready_since: Option<std::time::Instant> = None;
     let pid = child.id();
-    let ready = wait_ready(http, port, pid);
+    // A socket the engine bound and handed over cannot have been taken by another program:
+    // who answers on it needs no check.
+    let ready = wait_ready(http, port, pid.filter(|_| !handed));
     tokio::pin!(ready);
     let warn_after = ready_warn_after();
     let slow = tokio::time::sleep(warn_after);
@@ -532,7 +534,10 @@ enum Answer {
 /// starts again on another one (the replica itself usually exits first: its `bind` failed).
 const STRANGER_GRACE: Duration = Duration::from_secs(3);
 
-/// How often a starting replica's `/healthz` is asked, for how long, before backing off.
+/// How often a starting replica's `/healthz` is asked, for how long, before backing off: every
+/// millisecond at first (a replica from a spare interpreter is up in a few), then every 5 ms.
+const READY_POLL_FIRST: Duration = Duration::from_millis(1);
+const READY_POLL_FIRST_FOR: Duration = Duration::from_millis(250);
 const READY_POLL_FAST: Duration = Duration::from_millis(5);
 const READY_POLL_FAST_FOR: Duration = Duration::from_secs(2);
 
@@ -541,7 +546,7 @@ const READY_POLL_FAST_FOR: Duration = Duration::from_secs(2);
 async fn wait_ready(http: &reqwest::Client, port: u16, pgid: Option<u32>) -> Answer {
     let url = format!("http://127.0.0.1:{port}/healthz");
     let started = std::time::Instant::now();
-    let mut delay = READY_POLL_FAST;
+    let mut delay = READY_POLL_FIRST;
     let mut stranger_since: Option<std::time::Instant> = None;
     loop {
         let answered = match http.get(&url).send().await {
@@ -568,8 +573,11 @@ async fn wait_ready(http: &reqwest::Client, port: u16, pgid: Option<u32>) -> Ans
         tokio::time::sleep(delay).await;
         // Checked often at first: a cold start waits on this (a refused connection costs
         // microseconds); a replica that takes longer is asked less and less often.
-        if started.elapsed() >= READY_POLL_FAST_FOR {
+        let elapsed = started.elapsed();
+        if elapsed >= READY_POLL_FAST_FOR {
             delay = (delay * 2).min(Duration::from_millis(100));
+        } else if elapsed >= READY_POLL_FIRST_FOR {
+            delay = READY_POLL_FAST;
         }
     }
 }
