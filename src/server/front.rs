@@ -18,6 +18,7 @@ use tokio_util::task::AbortOnDropHandle;
 use super::connections::{Handler, ResponseFuture};
 use super::error::error_response;
 use super::gateway;
+use super::live_api::LiveApi;
 use super::routes::jobs::{target, Target};
 use super::state::AppState;
 
@@ -42,17 +43,25 @@ impl Front {
 
 /// True when the router would pass a request for `path` to the gateway: not one of its own
 /// routes (all under `/api/v<n>/`, plus `/healthz` and `/metrics`), nor a BatchAPI's.
-fn goes_to_gateway(state: &AppState, path: &str) -> bool {
-    !gateway::is_control_path(path)
-        && !matches!(path, "/healthz" | "/metrics")
-        && matches!(target(state, path), Target::Gateway)
+/// `Some` when the gateway answers a request for `path` on its connection's thread, with the
+/// API deployed at the path if there is one.
+fn goes_to_gateway(state: &AppState, path: &str) -> Option<Option<Arc<LiveApi>>> {
+    if gateway::is_control_path(path) || matches!(path, "/healthz" | "/metrics") {
+        return None;
+    }
+    match target(state, path) {
+        Target::Gateway(found) => Some(found),
+        _ => None,
+    }
 }
 
 impl Handler for Front {
     fn call(&self, req: hyper::Request<Incoming>) -> ResponseFuture {
-        if goes_to_gateway(&self.state, req.uri().path()) {
+        if let Some(found) = goes_to_gateway(&self.state, req.uri().path()) {
             let state = self.state.clone();
-            return Box::pin(async move { gateway::answer(&state, req.map(Body::new)).await });
+            return Box::pin(
+                async move { gateway::answer(&state, req.map(Body::new), found).await },
+            );
         }
         on(&self.main, Handler::call(&self.app, req))
     }

@@ -15,7 +15,7 @@ use std::time::Instant;
 
 use axum::body::Body;
 use axum::extract::Request;
-use axum::http::{header, HeaderName, Method, StatusCode};
+use axum::http::{header, HeaderName, Method, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use http_body_util::BodyExt;
@@ -73,14 +73,16 @@ pub(crate) async fn check_caller(
     Ok(())
 }
 
-/// Answers a request the router's fallback gave to the gateway.
-pub async fn answer(state: &AppState, req: Request) -> Response {
+/// Answers a request the router's fallback gave to the gateway; `found` is the API deployed at
+/// its path ([`crate::server::routes::jobs::target`] looked it up).
+pub async fn answer(state: &AppState, req: Request, found: Option<Arc<LiveApi>>) -> Response {
+    if let Some(api) = found {
+        return predict(state, api, req).await;
+    }
     // Messages name the path as it was given (an API's path is matched without a trailing
     // slash).
     let given = req.uri().path().to_string();
-    let path = given.trim_end_matches('/');
-    let path = if path.is_empty() { "/" } else { path }.to_string();
-    if is_control_path(&path) {
+    if is_control_path(api_path(&given)) {
         let slash = if given.len() > 1 && given.ends_with('/') {
             " (its routes take no trailing slash)"
         } else {
@@ -95,23 +97,40 @@ pub async fn answer(state: &AppState, req: Request) -> Response {
             ),
         );
     }
-    if let Some(api) = state.deployments.by_path(&path) {
-        return predict(state, api, path, req).await;
-    }
     if let Some((segment, rest)) = prefix_of(&given) {
         if let Some(api) = state.deployments.by_prefix(segment) {
             let route = Route::Prefix(segment.to_string());
-            let path_and_query = match req.uri().query() {
-                Some(q) => format!("{rest}?{q}"),
-                None => rest.to_string(),
+            let target = match req.uri().query() {
+                Some(q) => Uri::try_from(format!("{rest}?{q}")),
+                None => Uri::try_from(rest),
+            };
+            let Ok(target) = target else {
+                return unreadable_target(&given);
             };
             if let Err(e) = check_access(state, &api, req.headers()).await {
                 return e.into_response();
             }
-            return proxy(state, api, route, path_and_query, req).await;
+            return proxy(state, api, route, target, req).await;
         }
     }
     not_found(&given)
+}
+
+/// 400: what the request names cannot be passed on.
+fn unreadable_target(given: &str) -> Response {
+    error_response(
+        StatusCode::BAD_REQUEST,
+        "bad_request",
+        format!("{given} cannot be passed on to a replica: it is not a valid path and query"),
+    )
+}
+
+/// The path an API is deployed at, as `given` names it (without a trailing slash).
+fn api_path(given: &str) -> &str {
+    match given.trim_end_matches('/') {
+        "" => "/",
+        path => path,
+    }
 }
 
 /// 404: nothing is deployed at `given`.
@@ -134,8 +153,8 @@ fn prefix_of(path: &str) -> Option<(&str, &str)> {
 /// What a request is routed by, again once its body is in (a deploy may have replaced what
 /// served it meanwhile).
 enum Route {
-    /// An API's path.
-    Path(String),
+    /// An API's path (the request's).
+    Path(Uri),
     /// The API a TrafficSplitter chose.
     Split { splitter: String, chosen: String },
     /// `/<model_id>/...` or `/<deployment_name>/...`.
@@ -145,7 +164,7 @@ enum Route {
 impl Route {
     fn resolve(&self, state: &AppState) -> Option<Arc<LiveApi>> {
         match self {
-            Route::Path(path) => state.deployments.by_path(path),
+            Route::Path(uri) => state.deployments.by_path(api_path(uri.path())),
             Route::Split { chosen, .. } => {
                 state.deployments.get(chosen).filter(|a| a.is_realtime())
             }
@@ -156,7 +175,7 @@ impl Route {
     /// The answer when nothing serves the route any more.
     fn gone(&self) -> Response {
         match self {
-            Route::Path(path) => not_found(path),
+            Route::Path(uri) => not_found(api_path(uri.path())),
             Route::Prefix(segment) => not_found(&format!("/{segment}/")),
             Route::Split { splitter, chosen } => error_response(
                 StatusCode::SERVICE_UNAVAILABLE,
@@ -182,11 +201,10 @@ async fn check_access(
 /// A request to an API's path: `POST` predicts (through a TrafficSplitter's choice, for a
 /// splitter), `GET` says how (an onnx API's replica answers it, with its model's input
 /// signature, as cortex did).
-async fn predict(state: &AppState, api: Arc<LiveApi>, path: String, req: Request) -> Response {
+async fn predict(state: &AppState, api: Arc<LiveApi>, req: Request) -> Response {
     if let Err(e) = check_access(state, &api, req.headers()).await {
         return e.into_response();
     }
-    let name = api.spec.name.clone();
     let replica_answers_get = api
         .spec
         .predictor
@@ -205,14 +223,19 @@ async fn predict(state: &AppState, api: Arc<LiveApi>, path: String, req: Request
             return error_response(
                 StatusCode::METHOD_NOT_ALLOWED,
                 "method_not_allowed",
-                format!("{name} answers POST (predict) and GET (usage); {} is not supported", req.method()),
+                format!(
+                    "{} answers POST (predict) and GET (usage); {} is not supported",
+                    api.spec.name,
+                    req.method()
+                ),
             )
         }
     }
     // A TrafficSplitter passes the request to one of its apis, chosen by weight.
     let route = match &api.splitter {
-        None => Route::Path(path),
+        None => Route::Path(req.uri().clone()),
         Some(splitter) => {
+            let name = &api.spec.name;
             let Some(chosen) = splitter.pick().map(str::to_string) else {
                 return error_response(
                     StatusCode::SERVICE_UNAVAILABLE,
@@ -221,7 +244,7 @@ async fn predict(state: &AppState, api: Arc<LiveApi>, path: String, req: Request
                 );
             };
             Route::Split {
-                splitter: name,
+                splitter: name.clone(),
                 chosen,
             }
         }
@@ -235,11 +258,15 @@ async fn predict(state: &AppState, api: Arc<LiveApi>, path: String, req: Request
             return e.into_response();
         }
     }
-    let path_and_query = match req.uri().query() {
-        Some(q) => format!("/?{q}"),
-        None => "/".to_string(),
+    // The replica serves the API at its root, with the request's query.
+    let target = match req.uri().query() {
+        None => Uri::from_static("/"),
+        Some(q) => match Uri::try_from(format!("/?{q}")) {
+            Ok(target) => target,
+            Err(_) => return unreadable_target(&req.uri().to_string()),
+        },
     };
-    proxy(state, api, route, path_and_query, req).await
+    proxy(state, api, route, target, req).await
 }
 
 /// Passes `req` (its method, headers and body) to a ready replica of `api` at
@@ -248,7 +275,7 @@ async fn proxy(
     state: &AppState,
     api: Arc<LiveApi>,
     route: Route,
-    path_and_query: String,
+    target: Uri,
     req: Request,
 ) -> Response {
     let not_ready = |api: &LiveApi| {
@@ -266,7 +293,7 @@ async fn proxy(
 
     let started = Instant::now();
     let timeout = api.spec.networking.timeout.to_std();
-    let deadline = tokio::time::Instant::now() + timeout;
+    let deadline = tokio::time::Instant::from_std(started) + timeout;
     let max_body =
         usize::try_from(api.spec.networking.max_request_size.bytes).unwrap_or(usize::MAX);
     let (parts, body) = req.into_parts();
@@ -353,7 +380,7 @@ async fn proxy(
     }
     let forward = state
         .replicas
-        .send(parts.method, addr, &path_and_query, headers, body);
+        .send(parts.method, addr, target, headers, body);
     let response = match tokio::time::timeout_at(deadline, forward).await {
         Err(_) => return timed_out(&api, timeout, started),
         Ok(Ok(r)) => r,

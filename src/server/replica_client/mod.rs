@@ -14,15 +14,13 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use axum::body::Body;
-use axum::http::{HeaderMap, Method, Request, Response};
+use axum::http::{HeaderMap, Method, Request, Response, Uri};
 
 pub use pool::ReplicaBody;
 
 /// Why a replica did not answer.
 #[derive(Debug, thiserror::Error)]
 pub enum ReplicaError {
-    #[error("{0}")]
-    Request(#[from] axum::http::Error),
     #[error("cannot connect to {addr}: {source}")]
     Connect {
         addr: SocketAddr,
@@ -43,21 +41,20 @@ impl ReplicaClient {
         ReplicaClient { idle_timeout }
     }
 
-    /// `METHOD <path_and_query>` to the replica at `addr` with `headers` (and `Host: addr`)
-    /// and `body`. A pooled connection the replica closed before the request went out is
+    /// `METHOD <target>` (a path and query) to the replica at `addr` with `headers` (and
+    /// `Host: addr`) and `body`. A pooled connection the replica closed before the request went out is
     /// replaced.
     pub async fn send(
         &self,
         method: Method,
         addr: SocketAddr,
-        path_and_query: &str,
+        target: Uri,
         headers: HeaderMap,
         body: Body,
     ) -> Result<Response<ReplicaBody>, ReplicaError> {
-        let mut request = Request::builder()
-            .method(method)
-            .uri(path_and_query)
-            .body(body)?;
+        let mut request = Request::new(body);
+        *request.method_mut() = method;
+        *request.uri_mut() = target;
         *request.headers_mut() = headers;
         loop {
             let mut conn = match pool::take(addr) {

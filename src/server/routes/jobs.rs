@@ -27,8 +27,9 @@ pub enum Target {
     Batch(Arc<LiveApi>),
     /// `/<batch-api>/<job_id>`.
     Job(Arc<LiveApi>, String),
-    /// Anything else: the gateway (a prediction, or its 404).
-    Gateway,
+    /// Anything else: the gateway (a prediction, or its 404), with the API deployed at the
+    /// path when there is one.
+    Gateway(Option<Arc<LiveApi>>),
 }
 
 /// Where the fallback sends a request for `path`.
@@ -36,13 +37,13 @@ pub fn target(state: &AppState, path: &str) -> Target {
     let path = path.trim_end_matches('/');
     match state.deployments.by_path(path) {
         Some(live) if live.is_batch() => Target::Batch(live),
-        Some(_) => Target::Gateway,
+        found @ Some(_) => Target::Gateway(found),
         None => match path.rsplit_once('/') {
             Some((prefix, job_id)) => match state.deployments.by_path(prefix) {
                 Some(live) if live.is_batch() => Target::Job(live, job_id.to_string()),
-                _ => Target::Gateway,
+                _ => Target::Gateway(None),
             },
-            None => Target::Gateway,
+            None => Target::Gateway(None),
         },
     }
 }
@@ -60,7 +61,7 @@ pub async fn fallback(State(state): State<AppState>, req: Request) -> Response {
             .await
         }
         Target::Job(live, job_id) => job(state, live, job_id, req).await,
-        Target::Gateway => gateway::answer(&state, req).await,
+        Target::Gateway(found) => gateway::answer(&state, req, found).await,
     }
 }
 
