@@ -55,6 +55,9 @@ makes the virtualenv (and downloads an onnx model given by URL) and exits 0
 exits 3 with the stderr line `cortex: error: failed to prepare the virtualenv:
 ...` (or `failed to fetch the model: ...`).
 
+With `--spare` (the server's spare interpreters, see `spare.py`), the process
+first waits for the start of the replica it becomes, then runs as above.
+
 Exit status: 0 after SIGTERM/SIGINT, 2 if the environment above is invalid,
 3 if the predictor could not be imported or initialised (the first stderr line
 is then `cortex: error: failed to initialise the predictor: <Type>: <message>`),

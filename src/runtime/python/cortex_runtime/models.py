@@ -9,7 +9,6 @@ import os
 import shutil
 import tempfile
 import urllib.parse
-import urllib.request
 
 from .log import _flush_output, _log
 
@@ -69,6 +68,8 @@ def download(url, directory):
         _flush_output()
         os.makedirs(directory, exist_ok=True)
         fd, partial = tempfile.mkstemp(dir=directory, prefix=".download-")
+        import urllib.request  # only for a download: its import is a fifth of a replica's start
+
         try:
             with os.fdopen(fd, "wb") as out:
                 request = urllib.request.Request(url, headers={"User-Agent": "cortex"})
@@ -89,6 +90,8 @@ def download(url, directory):
 
 def _opener(url):
     """urllib's opener: the environment's proxies, but none for this machine's own addresses."""
+    import urllib.request
+
     host = (urllib.parse.urlsplit(url).hostname or "").lower()
     if host == "localhost" or host.startswith("127.") or host == "::1":
         return urllib.request.build_opener(urllib.request.ProxyHandler({}))

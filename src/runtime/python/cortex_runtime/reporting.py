@@ -4,11 +4,11 @@ token: deployment logs and statuses, and saving a model."""
 import io
 import json
 import os
-import tarfile
-import urllib.error
-import urllib.request
 
 from .log import _log, _one_line
+
+# urllib.request (with http.client, email and ssl) and tarfile are imported when first used:
+# most replicas never report, and importing them is a fifth of a replica's start.
 
 REPORT_TIMEOUT = 10.0
 # saving waits for the server's deploy lock, which an API being stopped holds for seconds
@@ -22,6 +22,9 @@ class ServerError(Exception):
 def _call_server(method, path, data=None, token=None, content_type="application/json", timeout=REPORT_TIMEOUT):
     """Sends `data` (bytes) to the cortex server's `path` with `token` (default:
     the replica's job token); the parsed JSON answer. Raises ServerError."""
+    import urllib.error
+    import urllib.request
+
     url = os.environ.get("CORTEX_SERVER_URL", "")
     token = token or os.environ.get("CORTEX_JOB_TOKEN", "")
     if not url or not token:
@@ -81,6 +84,8 @@ def save_model(name, directory):
         timeout=SAVE_TIMEOUT,
     )
     new_id, update_token = answer["model_id"], answer["update_token"]
+    import tarfile
+
     buf = io.BytesIO()
     with tarfile.open(fileobj=buf, mode="w:gz") as tar:
         for entry in sorted(os.listdir(directory)):
