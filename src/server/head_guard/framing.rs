@@ -138,6 +138,17 @@ impl Scan {
     /// that ends it, refusing what cannot be an HTTP request and heads past the limit.
     fn scan(&mut self, head: &[u8]) -> Step {
         while self.len < head.len() {
+            // Inside the request line's target or a field line that is not blank, only the
+            // line's end changes the state: go straight to it.
+            if matches!(self.at, Place::Target | Place::Field { blank: false }) {
+                match memchr::memchr(b'\n', &head[self.len..]) {
+                    Some(to_end) => self.len += to_end,
+                    None => {
+                        self.len = head.len();
+                        break;
+                    }
+                }
+            }
             let b = head[self.len];
             self.len += 1;
             self.at = match (self.at, b) {
