@@ -215,25 +215,23 @@ pub async fn run(config: ServerConfig) -> anyhow::Result<()> {
     let engine: Arc<dyn crate::engine::Engine> = match &config.engine {
         EngineChoice::Local => {
             let owner = data_dir.canonicalize().unwrap_or_else(|_| data_dir.clone());
-            let local = Arc::new(
-                LocalEngine::new(
-                    &owner.display().to_string(),
-                    data_dir.join("logs"),
-                    isolated.sandbox.clone(),
-                )
-                // Spares start once the runtime is compiled: they read its bytecode.
-                .with_spares(
-                    (&isolated.python, &shim.entry),
-                    config.spare_interpreters,
-                    seeded,
-                ),
+            let local = LocalEngine::new(
+                &owner.display().to_string(),
+                data_dir.join("logs"),
+                isolated.sandbox.clone(),
             );
             let reaper = local.clone();
             let reaped = tokio::task::spawn_blocking(move || reaper.reap_orphans()).await?;
             if reaped > 0 {
                 eprintln!("stopped {reaped} process(es) a previous server left running");
             }
-            local
+            // After the reaping (spares carry the same owner mark), and started once the
+            // runtime is compiled: they read its bytecode.
+            Arc::new(local.with_spares(
+                (&isolated.python, &shim.entry),
+                config.spare_interpreters,
+                seeded,
+            ))
         }
         EngineChoice::Ray(ray) => {
             let runtime_dir = shim

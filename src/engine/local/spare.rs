@@ -13,7 +13,7 @@
 use std::collections::BTreeMap;
 use std::io::{IoSlice, Read};
 use std::mem::MaybeUninit;
-use std::os::fd::{AsRawFd, BorrowedFd, RawFd};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd, RawFd};
 use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
@@ -83,10 +83,11 @@ pub(super) struct Spare {
     control: UnixStream,
 }
 
-/// What a spare becomes: the run's start, as JSON, and the descriptors it names.
+/// What a spare becomes: the run's start, as JSON, and the descriptors it names (copies,
+/// so that they outlive a start that is given up half-way).
 pub(super) struct Becoming {
     pub message: serde_json::Value,
-    pub fds: Vec<RawFd>,
+    pub fds: Vec<OwnedFd>,
 }
 
 impl std::fmt::Debug for Spares {
@@ -109,7 +110,8 @@ impl Spares {
     ) -> Arc<Spares> {
         let mut env = super::sandbox::inherited_env();
         env.push(owner);
-        env.push(("PYTHONDONTWRITEBYTECODE".into(), "1".into()));
+        // No user site directory, as for a replica (whose HOME is new and empty).
+        env.push(("HOME".into(), "/nonexistent".into()));
         if let Some(seed) = pycache {
             env.push(("PYTHONPYCACHEPREFIX".into(), seed.display().to_string()));
         }
@@ -128,12 +130,13 @@ impl Spares {
     }
 
     /// Whether a spare can become the replica that `argv` with `env` would start: the same
-    /// program, and the same interpreter settings from the environment but for those the
-    /// spare takes on when it becomes the replica.
+    /// program, and the same settings read from the environment when a process starts (by the
+    /// interpreter, the dynamic loader, libc's allocator and locale), but for those the spare
+    /// takes on when it becomes the replica.
     pub(super) fn fit(&self, argv: &[String], env: &BTreeMap<String, String>) -> bool {
         let program = [self.python.as_str(), "-u", &self.shim.display().to_string()];
         let settings = |vars: &mut dyn Iterator<Item = (&String, &String)>| {
-            vars.filter(|(k, _)| k.starts_with("PYTHON") && !taken_on_becoming(k))
+            vars.filter(|(k, _)| read_at_start(k) && !taken_on_becoming(k))
                 .map(|(k, v)| (k.clone(), v.clone()))
                 .collect::<BTreeMap<_, _>>()
         };
@@ -246,7 +249,7 @@ impl Spares {
         let (ours, theirs) = UnixStream::pair()?;
         let handed = theirs.as_raw_fd();
         let mut cmd = worker_command(&self.python, Path::new("/"));
-        cmd.args(["-s", "-u"])
+        cmd.arg("-u")
             .arg(&self.shim)
             .arg("--spare")
             .envs(self.env.iter().map(|(k, v)| (k, v)))
@@ -287,12 +290,18 @@ impl Drop for Told<'_> {
     }
 }
 
-/// The interpreter settings a spare takes from the replica's environment when it becomes it.
+/// Variables a process reads when it starts, whose later change it does not see: the
+/// interpreter's, the dynamic loader's, the allocator's, the locale and the time zone.
+fn read_at_start(var: &str) -> bool {
+    ["PYTHON", "LD_", "MALLOC_", "LC_"]
+        .iter()
+        .any(|p| var.starts_with(p))
+        || matches!(var, "GLIBC_TUNABLES" | "LANG" | "LANGUAGE" | "TZ")
+}
+
+/// The start-time settings a spare takes from the replica's environment when it becomes it.
 fn taken_on_becoming(var: &str) -> bool {
-    matches!(
-        var,
-        "PYTHONPATH" | "PYTHONPYCACHEPREFIX" | "PYTHONDONTWRITEBYTECODE"
-    )
+    matches!(var, "PYTHONPATH" | "PYTHONPYCACHEPREFIX")
 }
 
 impl Spare {
@@ -313,23 +322,39 @@ impl Spare {
             Err(e) => {
                 let _ = child.start_kill();
                 let _ = child.wait().await;
-                Err(e)
+                Err(match last_words(&mut child).await {
+                    Some(line) => std::io::Error::other(line),
+                    None => e,
+                })
             }
         }
     }
 }
 
+/// The last line the spare wrote on stderr (its `cortex: error: ...`), once it is gone.
+async fn last_words(child: &mut Child) -> Option<String> {
+    use tokio::io::AsyncReadExt;
+    let mut stderr = child.stderr.take()?.take(64 * 1024);
+    let mut text = Vec::new();
+    let read = stderr.read_to_end(&mut text);
+    tokio::time::timeout(Duration::from_millis(500), read)
+        .await
+        .ok()?
+        .ok()?;
+    let text = String::from_utf8_lossy(&text);
+    text.lines()
+        .rev()
+        .find(|l| !l.trim().is_empty())
+        .map(str::to_string)
+}
+
 /// Writes `body` after its 4-byte big-endian length, `fds` attached to the first bytes.
-fn send(control: &UnixStream, body: &[u8], fds: &[RawFd]) -> std::io::Result<()> {
+fn send(control: &UnixStream, body: &[u8], fds: &[OwnedFd]) -> std::io::Result<()> {
     let length = u32::try_from(body.len())
         .map_err(|_| std::io::Error::other("the replica's start is too large"))?
         .to_be_bytes();
-    // SAFETY: each descriptor is open for the whole call (the caller holds the socket and
-    // the ruleset until the spare has answered).
-    let borrowed: Vec<BorrowedFd<'_>> = fds
-        .iter()
-        .map(|fd| unsafe { BorrowedFd::borrow_raw(*fd) })
-        .collect();
+    control.set_write_timeout(Some(ENTER_WITHIN))?;
+    let borrowed: Vec<BorrowedFd<'_>> = fds.iter().map(AsFd::as_fd).collect();
     let mut space = [MaybeUninit::<u8>::uninit(); rustix::cmsg_space!(ScmRights(2))];
     let mut ancillary = SendAncillaryBuffer::new(&mut space);
     if !borrowed.is_empty() && !ancillary.push(SendAncillaryMessage::ScmRights(&borrowed)) {
@@ -394,8 +419,9 @@ mod tests {
             &[
                 ("PYTHONPATH", "/project"),
                 ("PYTHONPYCACHEPREFIX", "/scratch/pycache"),
-                ("PYTHONDONTWRITEBYTECODE", ""),
+                ("HOME", "/scratch"),
                 ("CORTEX_PORT", "1234"),
+                ("MODEL_NAME", "iris"),
             ],
         );
         assert!(s.fit(&shim("/usr/bin/python3"), &run));
@@ -404,11 +430,19 @@ mod tests {
         assert!(!s.fit(&["/usr/bin/python3".to_string(), "app.py".into()], &run));
         let prepare = [shim("/usr/bin/python3").to_vec(), vec!["--prepare".into()]].concat();
         assert!(!s.fit(&prepare, &run));
-        // Settings the interpreter reads at its start, which a spare has already started with.
+        // Settings read when a process starts, which a spare has already started with.
         for (k, v) in [
             ("PYTHONHASHSEED", "0"),
             ("PYTHONOPTIMIZE", "1"),
             ("PYTHONHOME", "/x"),
+            ("PYTHONDONTWRITEBYTECODE", "yes"),
+            ("TZ", "EST5EDT"),
+            ("LC_ALL", "C.UTF-8"),
+            ("LANG", "de_DE.UTF-8"),
+            ("LD_LIBRARY_PATH", "/opt/lib"),
+            ("LD_PRELOAD", "/opt/lib/x.so"),
+            ("MALLOC_ARENA_MAX", "2"),
+            ("GLIBC_TUNABLES", "glibc.malloc.check=3"),
         ] {
             assert!(
                 !s.fit(&shim("/usr/bin/python3"), &env(&s, &[(k, v)])),

@@ -3,6 +3,7 @@
 //! group, with its output captured into its log; and ending that group.
 
 use std::collections::BTreeMap;
+use std::os::fd::BorrowedFd;
 use std::path::Path;
 use std::process::Stdio;
 use std::sync::Arc;
@@ -115,7 +116,10 @@ pub(super) async fn start(
     };
     if let Some((spares, env)) = fitting {
         let became = match spares.take().await {
-            Some(spare) => Some(spare.become_replica(becoming(plan, how, env)).await),
+            Some(spare) => Some(match becoming(plan, how, env) {
+                Ok(run) => spare.become_replica(run).await,
+                Err(e) => Err(e),
+            }),
             None => None,
         };
         match &became {
@@ -143,17 +147,23 @@ pub(super) async fn start(
 }
 
 /// What a spare is told to become: what the exec of `plan.argv` in its jail would have been.
-fn becoming(plan: &ReplicaPlan, how: &Start<'_>, env: BTreeMap<String, String>) -> Becoming {
+fn becoming(
+    plan: &ReplicaPlan,
+    how: &Start<'_>,
+    env: BTreeMap<String, String>,
+) -> std::io::Result<Becoming> {
     let entry = how.jail.entry();
     let mut fds = Vec::new();
-    let mut index_of = |fd: Option<i32>| {
-        fd.map(|fd| {
-            fds.push(fd);
-            fds.len() - 1
-        })
+    let mut index_of = |fd: Option<i32>| -> std::io::Result<Option<usize>> {
+        let Some(fd) = fd else {
+            return Ok(None);
+        };
+        // SAFETY: the socket and the ruleset are open while `how` lives; the copy is owned.
+        fds.push(unsafe { BorrowedFd::borrow_raw(fd) }.try_clone_to_owned()?);
+        Ok(Some(fds.len() - 1))
     };
-    let listen_fd = index_of(how.socket_fd);
-    let ruleset_fd = index_of(entry.ruleset_fd());
+    let listen_fd = index_of(how.socket_fd)?;
+    let ruleset_fd = index_of(entry.ruleset_fd())?;
     let message = serde_json::json!({
         "argv": plan.argv,
         "cwd": plan.cwd,
@@ -163,7 +173,7 @@ fn becoming(plan: &ReplicaPlan, how: &Start<'_>, env: BTreeMap<String, String>) 
         "listen_fd": listen_fd,
         "ruleset_fd": ruleset_fd,
     });
-    Becoming { message, fds }
+    Ok(Becoming { message, fds })
 }
 
 /// Starts `plan`'s child as `how` says, in the memory cgroup whose `cgroup.procs` is

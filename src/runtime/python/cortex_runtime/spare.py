@@ -1,9 +1,10 @@
 """A spare interpreter: a python the server starts before any replica needs it, which has
 already paid for its start and the runtime's imports, and becomes exactly one replica.
 
-The server runs `python3 -s -u cortex_shim.py --spare` as its own user, in its own process
-group, with a unix stream socket on the descriptor CORTEX_SPARE_FD and only the harmless part
-of its environment. The spare imports everything a replica imports, writes b"R" on the socket
+The server runs `python3 -u cortex_shim.py --spare` as its own user, in its own process
+group, with a unix stream socket on the descriptor CORTEX_SPARE_FD, only the harmless part of
+its environment (what every replica gets of it) and a HOME that does not exist (so no user
+site directory, as for a replica, whose HOME is new and empty). The spare imports everything a replica imports, writes b"R" on the socket
 and waits. The server then sends one replica's start: a 4-byte big-endian length and that
 many bytes of JSON, with the replica's descriptors (its listening socket, its Landlock
 ruleset) attached to the first bytes (SCM_RIGHTS):
@@ -23,7 +24,9 @@ a process that never held anything the replica may not hold. Anything that goes 
 b"A" exits 1 with a `cortex: error:` line, and the server starts the replica the usual way.
 
 One spare becomes one replica, never more: no two replicas share an interpreter's memory,
-address layout or hash seed.
+address layout or hash seed. What still tells a replica from a spare apart from one started
+anew: its command line (`/proc/self/cmdline`, `sys.orig_argv`) ends in `--spare`, and
+`/proc/self/environ` shows the environment the spare started with.
 """
 
 import array
@@ -39,6 +42,7 @@ import sys
 from . import main as _main  # noqa: F401  (the import is the point)
 
 _PR_SET_PDEATHSIG = 1
+_PR_SET_DUMPABLE = 4
 _PR_SET_NO_NEW_PRIVS = 38
 # landlock_restrict_self: the same number on every architecture (the generic syscall table).
 _SYS_LANDLOCK_RESTRICT_SELF = 446
@@ -105,6 +109,10 @@ def _enter(start, fds):
         return fds[index]
 
     listen_fd, ruleset_fd = fd_at("listen_fd"), fd_at("ruleset_fd")
+    # The user, no-new-privs and the ruleset are set per thread by the kernel (glibc brings
+    # every thread along for the user only): there must be no other thread.
+    if len(os.listdir("/proc/self/task")) != 1:
+        raise SpareError("the spare runs more than one thread")
     user = start.get("user")
     if user:
         uid, gid = user
@@ -139,7 +147,9 @@ def _become(start):
     os.environ.clear()
     os.environ.update(env)
     os.chdir(start["cwd"])
-    # What the interpreter reads from the environment at start, set as it would have set it.
+    # What the interpreter reads from the environment at start, set as it would have set it
+    # (the server gives a spare only a replica whose other start-time settings, PYTHON*, LC_*,
+    # LD_*, TZ..., are the spare's own).
     if hasattr(sys, "pycache_prefix"):
         sys.pycache_prefix = env.get("PYTHONPYCACHEPREFIX") or None
     extra = [p for p in env.get("PYTHONPATH", "").split(os.pathsep) if p]
@@ -164,6 +174,9 @@ def become_replica():
         _enter(start, fds)
         sock.sendall(b"A")
         sock.close()
+        # A change of user leaves the process not dumpable (its /proc entries root's, no
+        # core dumps), where an exec would have made it dumpable again: as a new process.
+        _prctl(_PR_SET_DUMPABLE, 1)
         _become(start)
     except (OSError, ValueError, KeyError, TypeError, SpareError) as e:
         sys.stderr.write("cortex: error: the spare interpreter cannot become the replica: %s\n" % e)

@@ -32,6 +32,8 @@ class PythonPredictor:
             "spare_fd": os.environ.get("CORTEX_SPARE_FD"),
             "answer": os.environ.get("ANSWER"),
             "fds": sorted(int(f) for f in os.listdir("/proc/self/fd")),
+            "ids": [os.getuid(), os.geteuid(), os.getgid(), os.getegid(), os.getgroups()],
+            "proc_is_mine": os.stat("/proc/self/environ").st_uid == os.getuid(),
         }
 """
 
@@ -44,9 +46,14 @@ class Spare:
         with open(os.path.join(self.dir, "predictor.py"), "w") as f:
             f.write(PREDICTOR)
         self.ours, theirs = socket.socketpair()
-        env = {"PATH": os.environ.get("PATH", "/usr/bin"), "CORTEX_SPARE_FD": str(theirs.fileno()), "SPARE_ONLY": "x"}
+        env = {
+            "PATH": os.environ.get("PATH", "/usr/bin"),
+            "CORTEX_SPARE_FD": str(theirs.fileno()),
+            "SPARE_ONLY": "x",
+            "HOME": "/nonexistent",
+        }
         self.proc = subprocess.Popen(
-            [sys.executable, "-s", "-u", SHIM, "--spare"],
+            [sys.executable, "-u", SHIM, "--spare"],
             env=env,
             stdin=subprocess.DEVNULL,
             stdout=subprocess.PIPE,
@@ -123,17 +130,7 @@ class SpareTest(unittest.TestCase):
         spare.expect(b"A")
         self.assertEqual(spare.ours.recv(1), b"", "the spare closes its socket to the server")
 
-        def answered():
-            try:
-                conn = RawConn(port)
-            except OSError:
-                return None
-            conn.send(b"POST / HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 2\r\n\r\n{}")
-            got = conn.response()
-            conn.close()
-            return got
-
-        status, _, body = wait_until(answered, what="the replica's answer")
+        status, _, body = wait_until(lambda: self.ask(port), what="the replica's answer")
         self.assertEqual(status, 200, body)
         got = json.loads(body)
         self.assertEqual(got["config"], {"k": 1})
@@ -150,6 +147,36 @@ class SpareTest(unittest.TestCase):
         self.assertEqual(got["answer"], "42")
         # Its listening socket is on fd 3 (the socket to the server is closed: see the EOF).
         self.assertIn(3, got["fds"])
+
+    @unittest.skipUnless(os.geteuid() == 0, "only root can change a spare's user")
+    def test_a_spare_started_as_root_becomes_the_replicas_user_for_good(self):
+        spare = self.spare()
+        for path in [spare.dir, os.path.join(spare.dir, "predictor.py")]:
+            os.chmod(path, 0o755)
+        spare.expect(b"R")
+        listener = socket.socket()
+        listener.bind(("127.0.0.1", 0))
+        port = listener.getsockname()[1]
+        spare.send(self.start_for(spare, port, user=[65534, 65534]), [listener.fileno()])
+        listener.close()
+        spare.expect(b"A")
+        status, _, body = wait_until(lambda: self.ask(port), what="the replica's answer")
+        self.assertEqual(status, 200, body)
+        got = json.loads(body)
+        self.assertEqual(got["ids"], [65534, 65534, 65534, 65534, []])
+        # Dumpable again, as after an exec: its /proc entries are its user's.
+        self.assertTrue(got["proc_is_mine"])
+
+    @staticmethod
+    def ask(port):
+        try:
+            conn = RawConn(port)
+        except OSError:
+            return None
+        conn.send(b"POST / HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 2\r\n\r\n{}")
+        got = conn.response()
+        conn.close()
+        return got
 
     def test_a_start_the_spare_cannot_use_ends_it_with_an_error_line(self):
         spare = self.spare()
