@@ -200,6 +200,7 @@ impl Spares {
     /// A ready spare that is still alive; else, when one is starting that no other run waits
     /// for, that one once it is ready (it has a head start on a process started now); else
     /// none.
+    ///
     /// Call [`Spares::fill`] once the spare has become its replica, so that the next one's
     /// start does not compete with it.
     pub(super) async fn take(self: &Arc<Self>) -> Option<Spare> {
