@@ -24,13 +24,18 @@ count() {
     work=$(mktemp -d)
     port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
     export CORTEX_CLI_CONFIG_DIR=$work/cli
+    # No spare interpreter to count (older builds have none).
+    local spares=()
+    if "$bin" server --help | grep -- --spare-interpreters > /dev/null; then
+        spares=(--spare-interpreters 0)
+    fi
     CORTEX_LOG=warn valgrind --tool=callgrind --instr-atstart=no --callgrind-out-file="$work/cg.out" \
-        "$bin" server --listen 127.0.0.1:$port --data-dir "$work/data" --spare-interpreters 0 \
+        "$bin" server --listen 127.0.0.1:$port --data-dir "$work/data" "${spares[@]}" \
         > "$work/server.log" 2>&1 &
     vp=$!
     python3 - "$port" <<'PY'
 import sys, time, urllib.request
-end = time.monotonic() + 120
+end = time.monotonic() + 600
 while True:
     try:
         urllib.request.urlopen("http://127.0.0.1:%s/healthz" % sys.argv[1], timeout=5)
@@ -48,7 +53,7 @@ PY
     python3 - "$port" 0 <<'PY'
 import sys, time, http.client
 port, n = int(sys.argv[1]), int(sys.argv[2])
-end = time.monotonic() + 120
+end = time.monotonic() + 600
 while True:
     try:
         c = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
