@@ -49,6 +49,10 @@ pub(super) struct Spares {
     /// What spares start with: the part of the server's environment replicas get, the
     /// engine's owner marker, and a bytecode cache to read from.
     env: Vec<(String, String)>,
+    /// What a replica's command must be for a spare to become it: `python -u <shim>`.
+    argv: [String; 3],
+    /// The start-time settings of `env` a replica's environment must match (see `fit`).
+    settings: BTreeMap<String, String>,
     /// How many are kept ready.
     keep: usize,
     slot: Mutex<Slot>,
@@ -78,7 +82,7 @@ impl Slot {
 }
 
 /// One started spare, ready to become a replica.
-pub(super) struct Spare {
+struct Spare {
     child: Child,
     control: UnixStream,
 }
@@ -115,10 +119,14 @@ impl Spares {
         if let Some(seed) = pycache {
             env.push(("PYTHONPYCACHEPREFIX".into(), seed.display().to_string()));
         }
+        let argv = [python.clone(), "-u".into(), shim.display().to_string()];
+        let settings = start_settings(env.iter().map(|(k, v)| (k, v)));
         Arc::new(Spares {
             python,
             shim,
             env,
+            argv,
+            settings,
             keep,
             slot: Mutex::default(),
             changed: tokio::sync::Notify::new(),
@@ -134,14 +142,7 @@ impl Spares {
     /// interpreter, the dynamic loader, libc's allocator and locale), but for those the spare
     /// takes on when it becomes the replica.
     pub(super) fn fit(&self, argv: &[String], env: &BTreeMap<String, String>) -> bool {
-        let program = [self.python.as_str(), "-u", &self.shim.display().to_string()];
-        let settings = |vars: &mut dyn Iterator<Item = (&String, &String)>| {
-            vars.filter(|(k, _)| read_at_start(k) && !taken_on_becoming(k))
-                .map(|(k, v)| (k.clone(), v.clone()))
-                .collect::<BTreeMap<_, _>>()
-        };
-        argv == program
-            && settings(&mut env.iter()) == settings(&mut self.env.iter().map(|(k, v)| (k, v)))
+        argv == self.argv && start_settings(env.iter()) == self.settings
     }
 
     /// How many are ready, and how many starting.
@@ -150,14 +151,33 @@ impl Spares {
         (slot.ready.len(), slot.starting)
     }
 
-    /// Says a spare became its replica: failures so far were not in a row.
-    pub(super) fn succeeded(&self) {
-        self.slot().failures = 0;
+    /// A spare (see [`Spares::take`]) become the run `run` makes: `None` when there is none.
+    /// Failures are counted, and the next spare starts once this one is the replica (or
+    /// gone), so that its start does not compete with the replica's.
+    pub(super) async fn make_replica(
+        self: &Arc<Self>,
+        run: impl FnOnce() -> std::io::Result<Becoming>,
+    ) -> Option<std::io::Result<Child>> {
+        let became = match self.take().await {
+            Some(spare) => Some(match run() {
+                Ok(run) => spare.become_replica(run).await,
+                Err(e) => Err(e),
+            }),
+            None => None,
+        };
+        match &became {
+            // Failures so far were not in a row.
+            Some(Ok(_)) => self.slot().failures = 0,
+            Some(Err(e)) => self.failed(e),
+            None => {}
+        }
+        self.fill();
+        became
     }
 
     /// Counts a spare that would not start or become its replica: after [`GIVE_UP_AFTER`] in a
     /// row, no more are started.
-    pub(super) fn failed(&self, why: &std::io::Error) {
+    fn failed(&self, why: &std::io::Error) {
         let mut slot = self.slot();
         slot.failures += 1;
         if slot.failures == GIVE_UP_AFTER {
@@ -200,14 +220,7 @@ impl Spares {
     /// A ready spare that is still alive; else, when one is starting that no other run waits
     /// for, that one once it is ready (it has a head start on a process started now); else
     /// none.
-    ///
-    /// Call [`Spares::fill`] once the spare has become its replica, so that the next one's
-    /// start does not compete with it.
-    pub(super) async fn take(self: &Arc<Self>) -> Option<Spare> {
-        self.ready_or_starting().await
-    }
-
-    async fn ready_or_starting(&self) -> Option<Spare> {
+    async fn take(&self) -> Option<Spare> {
         let deadline = tokio::time::Instant::now() + WAIT_AT_MOST;
         let mut waits = false;
         loop {
@@ -291,6 +304,15 @@ impl Drop for Told<'_> {
     }
 }
 
+/// The variables of `vars` that a spare must already have started with.
+fn start_settings<'a>(
+    vars: impl Iterator<Item = (&'a String, &'a String)>,
+) -> BTreeMap<String, String> {
+    vars.filter(|(k, _)| read_at_start(k) && !taken_on_becoming(k))
+        .map(|(k, v)| (k.clone(), v.clone()))
+        .collect()
+}
+
 /// Variables a process reads when it starts, whose later change it does not see: the
 /// interpreter's, the dynamic loader's, the allocator's, the locale and the time zone.
 fn read_at_start(var: &str) -> bool {
@@ -308,7 +330,7 @@ fn taken_on_becoming(var: &str) -> bool {
 impl Spare {
     /// Hands the spare its run and waits until it is in the run's confinement; the child is
     /// then the replica. On failure the spare is killed.
-    pub(super) async fn become_replica(self, run: Becoming) -> std::io::Result<Child> {
+    async fn become_replica(self, run: Becoming) -> std::io::Result<Child> {
         let Spare { mut child, control } = self;
         let body = run.message.to_string().into_bytes();
         let entered = tokio::task::spawn_blocking(move || {

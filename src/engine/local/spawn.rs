@@ -115,21 +115,7 @@ pub(super) async fn start(
         _ => None,
     };
     if let Some((spares, env)) = fitting {
-        let became = match spares.take().await {
-            Some(spare) => Some(match becoming(plan, how, env) {
-                Ok(run) => spare.become_replica(run).await,
-                Err(e) => Err(e),
-            }),
-            None => None,
-        };
-        match &became {
-            Some(Ok(_)) => spares.succeeded(),
-            Some(Err(e)) => spares.failed(e),
-            None => {}
-        }
-        // The next spare starts once this one is the replica (or gone).
-        spares.fill();
-        match became {
+        match spares.make_replica(|| becoming(plan, how, env)).await {
             Some(Ok(child)) => {
                 if let Some(dir) = log_path.parent() {
                     std::fs::create_dir_all(dir)?;
