@@ -370,35 +370,62 @@ def reference_proxies(work, upstream):
 
 
 def compare_proxies(direct, paths, concurrencies, lua):
-    """`direct` and each (name, url, cpu) of `paths` with wrk, two rounds in opposite orders;
-    prints the table and the gateway/nginx ratios."""
+    """`direct` and each (name, url, cpu) of `paths` with wrk, in rounds of alternating order
+    (two, or four at c=1, where the added latency is a few tens of µs and drifts); prints the
+    table and the gateway/nginx ratios. Added latency is each round's proxy p50 less that
+    round's direct p50, averaged: machine drift between rounds cancels out."""
     row(["concurrency", "path", "p50", "p99", "req/s", "proxy CPU-s / 1,000 req", "non-2xx"])
     row(["---"] * 7)
     ratios = []
     for conns in concurrencies:
-        d = wrk(direct, conns, lua)
-        row([conns, "direct", fmt_ms(d["p50"]), fmt_ms(d["p99"]), "%.0f" % d["rps"], "-", d["non2xx"]])
         measured = {}
-        # Two rounds, the second in the opposite order: drift of the machine is shared.
-        for order in (paths, paths[::-1]):
+        added = {}
+        rounds = 4 if conns == 1 else 2
+        for r in range(rounds):
+            order = paths if r % 2 == 0 else paths[::-1]
+            d = wrk(direct, conns, lua)
+            measured.setdefault("direct", []).append(d)
             for name, url, cpu in order:
                 before = cpu()
                 g = wrk(url, conns, lua)
                 g["cpu"] = (cpu() - before) / max(g["requests"], 1) * 1000
                 measured.setdefault(name, []).append(g)
+                added.setdefault(name, []).append(g["p50"] - d["p50"])
+        d = {k: statistics.mean(r[k] for r in measured["direct"]) for k in ("p50", "p99", "rps")}
+        row([conns, "direct", fmt_ms(d["p50"]), fmt_ms(d["p99"]), "%.0f" % d["rps"], "-", sum(r["non2xx"] for r in measured["direct"])])
         for name, _, _ in paths:
             runs = measured[name]
             m = {k: statistics.mean(r[k] for r in runs) for k in ("p50", "p99", "rps", "cpu")}
             row([conns, name, fmt_ms(m["p50"]), fmt_ms(m["p99"]), "%.0f" % m["rps"], "%.4f" % m["cpu"], sum(r["non2xx"] for r in runs)])
+            m["added"] = statistics.mean(added[name])
             measured[name] = m
         if "nginx" in measured:
             g, n = measured["gateway"], measured["nginx"]
-            ratios.append((conns, g["cpu"] / n["cpu"], g["rps"] / n["rps"], (g["p50"] - d["p50"]) * 1000, (n["p50"] - d["p50"]) * 1000))
+            ratios.append((conns, g["cpu"] / n["cpu"], g["rps"] / n["rps"], g["added"] * 1000, n["added"] * 1000))
     if ratios:
         print("\n| concurrency | gateway CPU / nginx CPU per request | gateway req/s / nginx req/s | added p50: gateway | added p50: nginx |")
         print("|---|---|---|---|---|")
         for conns, cpu, rps, added_g, added_n in ratios:
             print("| %d | %.2fx | %.2fx | %.0f µs | %.0f µs |" % (conns, cpu, rps, added_g, added_n))
+
+
+def keepalive_rounds(direct, paths, rounds=3):
+    """The python keep-alive loop against `direct` and each (name, url) of `paths`, in
+    `rounds` rounds of alternating order; per path, the median per request and the median of
+    each round's difference from direct."""
+    times = {}
+    for r in range(rounds):
+        base = keepalive_loop_us(direct)
+        times.setdefault("direct", []).append(base)
+        for name, url in paths if r % 2 == 0 else paths[::-1]:
+            t = keepalive_loop_us(url)
+            times.setdefault(name, []).append(t)
+            times.setdefault(name + " added", []).append(t - base)
+    row(["path", "per request", "added"])
+    row(["---"] * 3)
+    row(["direct", "%.0f µs" % statistics.median(times["direct"]), "-"])
+    for name, _ in paths:
+        row([name, "%.0f µs" % statistics.median(times[name]), "%+.0f µs" % statistics.median(times[name + " added"])])
 
 
 def gateway_overhead(c, work, worker, lua):
@@ -417,14 +444,8 @@ def gateway_overhead(c, work, worker, lua):
     paths += [(r.kind, r.url, r.cpu) for r in refs]
     try:
         compare_proxies(direct, paths, [1, 8, 32, 128], lua)
-        print("\nc=1 from a python http.client keep-alive loop (median per request, 2,000 requests):\n")
-        row(["path", "per request", "added"])
-        row(["---"] * 3)
-        base = keepalive_loop_us(direct)
-        row(["direct", "%.0f µs" % base, "-"])
-        for name, url, _ in paths:
-            t = keepalive_loop_us(url)
-            row([name, "%.0f µs" % t, "%+.0f µs" % (t - base)])
+        print("\nc=1 from a python http.client keep-alive loop (median per request of 2,000 requests; median of 3 alternated rounds):\n")
+        keepalive_rounds(direct, [(name, url) for name, url, _ in paths])
     finally:
         for r in refs:
             r.stop()

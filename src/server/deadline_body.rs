@@ -9,7 +9,7 @@ use std::pin::Pin;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
-use axum::body::{Body, Bytes};
+use axum::body::Bytes;
 use http_body::{Frame, SizeHint};
 use tokio::time::{Instant, Sleep};
 
@@ -18,10 +18,11 @@ use tokio::time::{Instant, Sleep};
 #[error("the replica did not finish its answer within the api's timeout of {}s", .0.as_secs())]
 pub struct BodyTimedOut(Duration);
 
-pub struct DeadlineBody {
-    inner: Body,
-    /// Whatever must live as long as the body (the replica's admission slot).
-    _held: Option<Box<dyn Send + Sync>>,
+/// `B` until its deadline, holding `H` (the replica's admission slot) as long as it lives.
+pub struct DeadlineBody<B, H = ()> {
+    inner: B,
+    /// Whatever must live as long as the body.
+    _held: H,
     deadline: Instant,
     /// Made the first time the body has to wait: an answer that is all there when its head
     /// is (most are) never allocates a timer.
@@ -29,30 +30,38 @@ pub struct DeadlineBody {
     timeout: Duration,
 }
 
-impl DeadlineBody {
+impl<B> DeadlineBody<B> {
     /// `inner` until `deadline`; `timeout` is only for the error's message.
-    pub fn new(inner: Body, deadline: Instant, timeout: Duration) -> Self {
+    pub fn new(inner: B, deadline: Instant, timeout: Duration) -> Self {
         DeadlineBody {
             inner,
-            _held: None,
+            _held: (),
             deadline,
             sleep: None,
             timeout,
         }
     }
-}
 
-impl DeadlineBody {
     /// Keeps `held` until the body is dropped (after its last frame went out, or the caller
     /// went away). Unlike a frame-mapping wrapper, this keeps the body's size hint, so a
     /// replica's `Content-Length` answer reaches the client with its length, not in chunks.
-    pub fn holding(mut self, held: impl Send + Sync + 'static) -> Self {
-        self._held = Some(Box::new(held));
-        self
+    pub fn holding<H>(self, held: H) -> DeadlineBody<B, H> {
+        DeadlineBody {
+            inner: self.inner,
+            _held: held,
+            deadline: self.deadline,
+            sleep: self.sleep,
+            timeout: self.timeout,
+        }
     }
 }
 
-impl http_body::Body for DeadlineBody {
+impl<B, H> http_body::Body for DeadlineBody<B, H>
+where
+    B: http_body::Body<Data = Bytes> + Unpin,
+    B::Error: Into<axum::BoxError>,
+    H: Unpin,
+{
     type Data = Bytes;
     type Error = axum::Error;
 
@@ -68,7 +77,7 @@ impl http_body::Body for DeadlineBody {
             return timed_out();
         }
         if let Poll::Ready(frame) = Pin::new(&mut this.inner).poll_frame(cx) {
-            return Poll::Ready(frame);
+            return Poll::Ready(frame.map(|f| f.map_err(axum::Error::new)));
         }
         let deadline = this.deadline;
         let sleep = this
@@ -92,6 +101,7 @@ impl http_body::Body for DeadlineBody {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use axum::body::Body;
     use http_body_util::BodyExt;
 
     #[tokio::test(start_paused = true)]

@@ -30,21 +30,18 @@ use super::live_api::LiveApi;
 use super::state::AppState;
 use super::status::api_status;
 
-/// Headers that describe one hop, not the message (RFC 9110 §7.6.1), plus the ones we set.
+/// Headers that describe one hop, not the message (RFC 9110 §7.6.1): not passed on. `Host`
+/// and `Content-Length` are not among them: the replica client sets the one (`pool.rs`), and
+/// the other is passed on where the body it describes is (see [`proxy`]).
 fn is_hop_by_hop(name: &HeaderName) -> bool {
-    matches!(
-        name.as_str(),
-        "connection"
-            | "keep-alive"
-            | "proxy-authenticate"
-            | "proxy-authorization"
-            | "te"
-            | "trailer"
-            | "transfer-encoding"
-            | "upgrade"
-            | "host"
-            | "content-length"
-    )
+    name == header::CONNECTION
+        || name == header::TRANSFER_ENCODING
+        || name == header::TE
+        || name == header::TRAILER
+        || name == header::UPGRADE
+        || name == header::PROXY_AUTHENTICATE
+        || name == header::PROXY_AUTHORIZATION
+        || name == "keep-alive"
 }
 
 /// Paths under `/api/v<n>/` belong to the control API (no API may take them).
@@ -153,8 +150,8 @@ fn prefix_of(path: &str) -> Option<(&str, &str)> {
 /// What a request is routed by, again once its body is in (a deploy may have replaced what
 /// served it meanwhile).
 enum Route {
-    /// An API's path (the request's).
-    Path(Uri),
+    /// An API's path: the request's.
+    Path,
     /// The API a TrafficSplitter chose.
     Split { splitter: String, chosen: String },
     /// `/<model_id>/...` or `/<deployment_name>/...`.
@@ -162,9 +159,10 @@ enum Route {
 }
 
 impl Route {
-    fn resolve(&self, state: &AppState) -> Option<Arc<LiveApi>> {
+    /// What serves the route of a request for `uri` now.
+    fn resolve(&self, state: &AppState, uri: &Uri) -> Option<Arc<LiveApi>> {
         match self {
-            Route::Path(uri) => state.deployments.by_path(api_path(uri.path())),
+            Route::Path => state.deployments.by_path(api_path(uri.path())),
             Route::Split { chosen, .. } => {
                 state.deployments.get(chosen).filter(|a| a.is_realtime())
             }
@@ -173,9 +171,9 @@ impl Route {
     }
 
     /// The answer when nothing serves the route any more.
-    fn gone(&self) -> Response {
+    fn gone(&self, uri: &Uri) -> Response {
         match self {
-            Route::Path(uri) => not_found(api_path(uri.path())),
+            Route::Path => not_found(api_path(uri.path())),
             Route::Prefix(segment) => not_found(&format!("/{segment}/")),
             Route::Split { splitter, chosen } => error_response(
                 StatusCode::SERVICE_UNAVAILABLE,
@@ -232,8 +230,8 @@ async fn predict(state: &AppState, api: Arc<LiveApi>, req: Request) -> Response 
         }
     }
     // A TrafficSplitter passes the request to one of its apis, chosen by weight.
-    let route = match &api.splitter {
-        None => Route::Path(req.uri().clone()),
+    let (route, api) = match &api.splitter {
+        None => (Route::Path, api),
         Some(splitter) => {
             let name = &api.spec.name;
             let Some(chosen) = splitter.pick().map(str::to_string) else {
@@ -243,21 +241,20 @@ async fn predict(state: &AppState, api: Arc<LiveApi>, req: Request) -> Response 
                     format!("traffic splitter {name} gives no api any weight; change its weights"),
                 );
             };
-            Route::Split {
+            let route = Route::Split {
                 splitter: name.clone(),
                 chosen,
+            };
+            let Some(chosen) = route.resolve(state, req.uri()) else {
+                return route.gone(req.uri());
+            };
+            // A splitter's caller needs what a direct caller of the chosen api needs.
+            if let Err(e) = check_access(state, &chosen, req.headers()).await {
+                return e.into_response();
             }
+            (route, chosen)
         }
     };
-    let Some(api) = route.resolve(state) else {
-        return route.gone();
-    };
-    // A splitter's caller needs what a direct caller of the chosen api needs.
-    if matches!(route, Route::Split { .. }) {
-        if let Err(e) = check_access(state, &api, req.headers()).await {
-            return e.into_response();
-        }
-    }
     // The replica serves the API at its root, with the request's query.
     let target = match req.uri().query() {
         None => Uri::from_static("/"),
@@ -346,8 +343,8 @@ async fn proxy(
             // Routed again once the body is in: a slow upload must go to what serves the
             // path now, not to a generation that an update, a restart or a delete has
             // stopped meanwhile.
-            let Some(api) = route.resolve(state) else {
-                return route.gone();
+            let Some(api) = route.resolve(state, &parts.uri) else {
+                return route.gone(&parts.uri);
             };
             (Body::from(bytes), held, api)
         }
@@ -371,11 +368,19 @@ async fn proxy(
     let addr = slot.addr();
     let name = &api.spec.name;
     let mut headers = parts.headers;
-    strip_hop_by_hop(&mut headers);
     // The caller's credentials are the server's to check, not the replica's to keep.
-    headers.remove(header::AUTHORIZATION);
-    headers.remove(super::auth::API_KEY);
-    if let Some(length) = declared {
+    strip(&mut headers, |name| {
+        is_hop_by_hop(name) || name == header::AUTHORIZATION || name == super::auth::API_KEY
+    });
+    // The client's Content-Length goes on as it came; several (the head guard saw that they
+    // agree) become one.
+    if let Some(length) = declared.filter(|_| {
+        headers
+            .get_all(header::CONTENT_LENGTH)
+            .iter()
+            .nth(1)
+            .is_some()
+    }) {
         headers.insert(header::CONTENT_LENGTH, length.into());
     }
     let forward = state
@@ -397,10 +402,15 @@ async fn proxy(
     api.metrics
         .record(response.status().as_u16(), started.elapsed());
     let (mut parts, incoming) = response.into_parts();
-    strip_hop_by_hop(&mut parts.headers);
+    // The answer is passed on as the replica framed it: by its Content-Length (the body's size
+    // hint says the same), or in chunks when the replica streamed it.
+    if parts.headers.contains_key(header::TRANSFER_ENCODING) {
+        parts.headers.remove(header::CONTENT_LENGTH);
+    }
+    strip(&mut parts.headers, is_hop_by_hop);
     // The slot is held until the answer has been passed on: the replica is busy until then.
     // The deadline covers the body too: a replica that stalls mid-answer is cut off.
-    let body = DeadlineBody::new(Body::new(incoming), deadline, timeout).holding(slot);
+    let body = DeadlineBody::new(incoming, deadline, timeout).holding(slot);
     Response::from_parts(parts, Body::new(body))
 }
 
@@ -425,14 +435,9 @@ fn unreadable_body(e: impl std::fmt::Display) -> Response {
     )
 }
 
-/// Removes the headers that describe one hop (and the framing, which the next hop sets).
-fn strip_hop_by_hop(headers: &mut axum::http::HeaderMap) {
-    let hop: Vec<HeaderName> = headers
-        .keys()
-        .filter(|k| is_hop_by_hop(k))
-        .cloned()
-        .collect();
-    for name in hop {
+/// Removes the headers named `drop`. Most messages carry none: one look at the names.
+fn strip(headers: &mut axum::http::HeaderMap, drop: impl Fn(&HeaderName) -> bool) {
+    while let Some(name) = headers.keys().find(|k| drop(k)).cloned() {
         headers.remove(name);
     }
 }

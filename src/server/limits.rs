@@ -14,7 +14,9 @@ pub const MAX_URI_BYTES: usize = 16 * 1024;
 /// The most bytes of header fields (names and values) a request may carry; more get a JSON
 /// 431.
 pub const MAX_HEADER_BYTES: usize = 64 * 1024;
-/// The most header fields a request may carry; more get a JSON 431 (hyper is told the same).
+/// The most header fields a request may carry; more get a JSON 431. It is hyper's own default
+/// limit, which the server leaves unset: a limit set explicitly, even the same one, makes hyper
+/// fill a table of that many slots on every request it parses.
 pub const MAX_HEADER_FIELDS: usize = 100;
 /// The largest request head: the target and the fields at their limits, with room for the
 /// method, the version and each field's separators and spaces; larger gets a JSON 431.

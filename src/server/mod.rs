@@ -3,6 +3,7 @@
 pub mod access;
 pub mod admission;
 pub mod auth;
+pub mod beside;
 pub mod body_budget;
 pub mod bundle_access;
 pub mod cleanup;

@@ -1,8 +1,10 @@
 //! The gateway's route table: API name → live API, paths → live API, and first path segments
 //! (`/<segment>/...`, Model Bazaar's prefix routes) → live API. O(1) lookups, no IO; the lock
-//! is held only to clone an `Arc` in or out, never across an await.
+//! is held only to clone an `Arc` in or out, never across an await. The maps hash with
+//! foldhash (seeded per process): their keys are deployed paths and names, and a request's
+//! path is only ever looked up.
 
-use std::collections::HashMap;
+use foldhash::{HashMap, HashMapExt};
 use std::sync::{Arc, RwLock, RwLockReadGuard, RwLockWriteGuard};
 
 /// What the table routes to: something with a name and the paths it serves.

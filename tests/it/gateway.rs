@@ -106,7 +106,7 @@ fn a_replicas_own_answers_pass_through_untouched() {
     write(
         &p,
         "server.py",
-        r#"import http.server, os
+        r#"import http.server, json, os
 
 class H(http.server.BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
@@ -126,8 +126,16 @@ class H(http.server.BaseHTTPRequestHandler):
     def do_GET(self):
         self.reply(200, b"ok")
 
+    def do_HEAD(self):
+        self.send_response(200)
+        self.send_header("Content-Length", "13")
+        self.end_headers()
+
     def do_POST(self):
         self.rfile.read(int(self.headers.get("Content-Length") or 0))
+        if self.path.endswith("?headers=1"):
+            seen = {k.lower(): v for k, v in self.headers.items()}
+            return self.reply(200, json.dumps(seen).encode())
         if self.path.endswith("?stream=1"):
             self.send_response(200)
             self.send_header("Transfer-Encoding", "chunked")
@@ -168,6 +176,41 @@ http.server.ThreadingHTTPServer(("127.0.0.1", int(os.environ["CORTEX_PORT"])), H
     assert_eq!(resp.headers()["transfer-encoding"], "chunked");
     assert!(resp.headers().get("content-length").is_none());
     assert_eq!(resp.text().unwrap(), "one two");
+    // The answer to a HEAD (by a prefix route) keeps the length of what a GET would get.
+    let id = api["model_id"].as_str().unwrap();
+    let resp = http()
+        .head(format!("{}/{id}/anything", s.url))
+        .send()
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    assert_eq!(resp.headers()["content-length"], "13");
+    // What describes the client's hop stays there; the rest of the request goes on, with
+    // the client's Content-Length and the replica's address as its Host.
+    let resp = http()
+        .post(format!("{}/teapot?headers=1", s.url))
+        .header("keep-alive", "timeout=5")
+        .header("te", "trailers")
+        .header("proxy-authorization", "Basic eDp5")
+        .header("x-custom", "kept")
+        .header("content-length", "2")
+        .body("{}")
+        .send()
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    let seen: serde_json::Value = resp.json().unwrap();
+    for hop in [
+        "keep-alive",
+        "te",
+        "proxy-authorization",
+        "connection",
+        "transfer-encoding",
+    ] {
+        assert!(seen.get(hop).is_none(), "{hop} reached the replica: {seen}");
+    }
+    assert_eq!(seen["x-custom"], "kept", "{seen}");
+    assert_eq!(seen["content-length"], "2", "{seen}");
+    let replica = &s.api_json("teapot").unwrap()["replicas"][0]["port"];
+    assert_eq!(seen["host"], format!("127.0.0.1:{replica}"), "{seen}");
 }
 
 #[test]

@@ -207,6 +207,29 @@ fn a_head_past_hypers_limits_gets_a_json_431_or_414_and_the_connection_closes() 
 }
 
 #[test]
+fn a_head_of_exactly_100_fields_is_served_and_one_more_gets_the_json_431() {
+    let s = Server::start();
+    // `host` and `connection` are two of the fields.
+    let fields = |n: usize| -> String {
+        (2..n)
+            .map(|i| format!("x-field-{i}: v\r\n"))
+            .chain(["connection: close\r\n".to_string()])
+            .collect()
+    };
+    let got = exchange(&s, get_with("/healthz", &fields(100)));
+    assert_eq!(got.len(), 1, "{got:?}");
+    assert_eq!(got[0].status_line, "HTTP/1.1 200 OK", "{got:?}");
+    let got = exchange(&s, get_with("/healthz", &fields(101)));
+    assert_eq!(got.len(), 1, "{got:?}");
+    assert_refused_with(
+        &got[0],
+        "HTTP/1.1 431 Request Header Fields Too Large",
+        "headers_too_large",
+        "has 101 header fields, more than the limit of 100",
+    );
+}
+
+#[test]
 fn bytes_that_are_not_http_get_a_json_400_that_says_what_they_looked_like() {
     let s = Server::start();
     let mut tls = b"\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03".to_vec();

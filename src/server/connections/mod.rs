@@ -24,7 +24,7 @@ use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use super::limits::MAX_HEADER_FIELDS;
+use super::beside::{beside, Ended};
 use tracked::{Activity, Busy, Tracked};
 
 mod threads;
@@ -101,8 +101,7 @@ async fn accept<H: Handler>(
     // cancel the answer in flight.
     http.timer(TokioTimer::new())
         .header_read_timeout(limits.header_read_timeout)
-        .half_close(true)
-        .max_headers(MAX_HEADER_FIELDS);
+        .half_close(true);
     loop {
         let permit = tokio::select! {
             p = permits.clone().acquire_owned() => p.expect("the semaphore is never closed"),
@@ -189,16 +188,31 @@ struct Counted<H> {
 impl<H: Handler> hyper::service::Service<hyper::Request<Incoming>> for Counted<H> {
     type Response = axum::response::Response;
     type Error = Infallible;
-    type Future = Pin<Box<dyn Future<Output = Result<Self::Response, Infallible>> + Send>>;
+    type Future = Answering;
 
-    fn call(&self, req: hyper::Request<Incoming>) -> Self::Future {
-        let busy = Busy::new(self.activity.clone());
-        let answer = self.handler.call(req);
-        Box::pin(async move {
-            let response = answer.await;
-            drop(busy);
-            Ok(response)
-        })
+    fn call(&self, req: hyper::Request<Incoming>) -> Answering {
+        Answering {
+            _busy: Busy::new(self.activity.clone()),
+            answer: self.handler.call(req),
+        }
+    }
+}
+
+/// A request's answer to come, counted as being handled until hyper drops it (once it is
+/// ready, or when its client goes away).
+pub struct Answering {
+    _busy: Busy,
+    answer: ResponseFuture,
+}
+
+impl Future for Answering {
+    type Output = Result<axum::response::Response, Infallible>;
+
+    fn poll(
+        mut self: Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Self::Output> {
+        self.answer.as_mut().poll(cx).map(Ok)
     }
 }
 
@@ -222,27 +236,39 @@ async fn serve_until_done<H: Handler>(
     shutdown: CancellationToken,
 ) {
     let mut conn = Pin::new(conn);
+    if let Ended::Side(()) = beside(
+        conn.as_mut(),
+        time_to_close(activity, idle_timeout, shutdown),
+    )
+    .await
+    {
+        // Between requests, this closes the connection at once.
+        conn.as_mut().graceful_shutdown();
+        let _ = conn.await;
+    }
+}
+
+/// Ends when the server shuts down, or when the connection has been idle for `idle_timeout`
+/// (no bytes moved and no request in hand).
+async fn time_to_close(
+    activity: Arc<Activity>,
+    idle_timeout: Duration,
+    shutdown: CancellationToken,
+) {
     let mut tick = tokio::time::interval((idle_timeout / 4).max(Duration::from_millis(10)));
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut seen = activity.io.load(Ordering::Relaxed);
     let mut quiet_since = tokio::time::Instant::now();
-    let mut closing = false;
     loop {
         tokio::select! {
-            _ = conn.as_mut() => return,
-            _ = shutdown.cancelled(), if !closing => {
-                closing = true;
-                conn.as_mut().graceful_shutdown();
-            }
-            _ = tick.tick(), if !closing => {
+            _ = shutdown.cancelled() => return,
+            _ = tick.tick() => {
                 let now = activity.io.load(Ordering::Relaxed);
                 if now != seen || activity.requests.load(Ordering::Relaxed) > 0 {
                     seen = now;
                     quiet_since = tokio::time::Instant::now();
                 } else if quiet_since.elapsed() >= idle_timeout {
-                    // Between requests, this closes the connection at once.
-                    closing = true;
-                    conn.as_mut().graceful_shutdown();
+                    return;
                 }
             }
         }

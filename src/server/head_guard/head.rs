@@ -25,9 +25,9 @@ pub enum Next {
 
 /// Checks `head` (a request line and header fields up to the empty line that ends them).
 pub fn check(head: &[u8]) -> Result<Next, Refusal> {
-    let mut fields = [httparse::EMPTY_HEADER; MAX_HEADER_FIELDS];
-    let mut req = httparse::Request::new(&mut fields);
-    match req.parse(head) {
+    let mut fields = [const { std::mem::MaybeUninit::uninit() }; MAX_HEADER_FIELDS];
+    let mut req = httparse::Request::new(&mut []);
+    match req.parse_with_uninit_headers(head, &mut fields) {
         Ok(httparse::Status::Complete(_)) => {}
         Ok(httparse::Status::Partial) => return Err(bad("the request's head ended early")),
         Err(httparse::Error::TooManyHeaders) => return Err(too_many_fields(head)),

@@ -3,7 +3,6 @@
 //! its connection back once it has been read to the end.
 
 use std::cell::RefCell;
-use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -19,7 +18,10 @@ use hyper::client::conn::http1::{self, SendRequest};
 use hyper_util::rt::TokioIo;
 use tokio::net::TcpStream;
 
+use foldhash::HashMap;
+
 use super::ReplicaError;
+use crate::server::beside::beside;
 
 /// Idle connections kept per replica and thread (more are closed when given back).
 const MAX_IDLE_PER_REPLICA: usize = 256;
@@ -151,16 +153,18 @@ async fn close_when_idle(
     use_: Arc<Use>,
     idle_timeout: Duration,
 ) {
-    tokio::pin!(connection);
+    beside(connection, idle_for(use_, idle_timeout)).await;
+}
+
+/// Ends once the connection has sat in the pool for `idle_timeout`.
+async fn idle_for(use_: Arc<Use>, idle_timeout: Duration) {
     let mut check = tokio::time::Instant::now() + idle_timeout;
     loop {
-        tokio::select! {
-            _ = connection.as_mut() => return,
-            _ = tokio::time::sleep_until(check) => match use_.idle_for() {
-                Some(idle) if idle >= idle_timeout => return,
-                Some(idle) => check += idle_timeout - idle,
-                None => check += idle_timeout,
-            },
+        tokio::time::sleep_until(check).await;
+        match use_.idle_for() {
+            Some(idle) if idle >= idle_timeout => return,
+            Some(idle) => check += idle_timeout - idle,
+            None => check += idle_timeout,
         }
     }
 }

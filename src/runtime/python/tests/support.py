@@ -39,6 +39,20 @@ def wait_until(predicate, timeout=DEADLINE, interval=0.02, what="condition"):
         time.sleep(interval)
 
 
+def wait_until_refused(port):
+    """Waits until nothing accepts connections on `port` (a shim that took its stop signal
+    closes its listener first)."""
+
+    def refused():
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=1).close()
+            return False
+        except OSError:
+            return True
+
+    wait_until(refused, what="the shim to stop accepting")
+
+
 class RawConn:
     """A raw HTTP/1.1 connection: send exact bytes, read responses one by one
     (through one buffered reader, so pipelined responses are not lost)."""

@@ -8,7 +8,7 @@ import tempfile
 import time
 from unittest import mock
 
-from .support import AT_ONCE, ShimTestCase, StreamConn, ndjson, wait_until
+from .support import AT_ONCE, ShimTestCase, StreamConn, ndjson, wait_until, wait_until_refused
 
 
 BATCH = """
@@ -116,6 +116,8 @@ class TestBatchWorker(ShimTestCase):
         conn.send_batch({"batch_id": "j-2", "payload": [2]})
         wait_until(lambda: os.path.exists(os.path.join(out, "started")), what="the first batch to start")
         shim.proc.send_signal(signal.SIGTERM)
+        # The batch may end only once the stop has been taken (the listener is closed then).
+        wait_until_refused(shim.port)
         open(os.path.join(out, "go"), "w").close()
         self.assertEqual(conn.head()[0], 200)
         # The batch in progress finished and said so; the next one never started.

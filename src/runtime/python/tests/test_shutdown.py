@@ -3,7 +3,6 @@
 import json
 import os
 import signal
-import socket
 import threading
 import time
 import unittest
@@ -11,7 +10,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 from cortex_runtime.predictor import shutdown_pool
 
-from .support import AT_ONCE, DEADLINE, ECHO, RawConn, STUCK, ShimTestCase, background_request, marker_pids, wait_until
+from .support import AT_ONCE, DEADLINE, ECHO, RawConn, STUCK, ShimTestCase, background_request, marker_pids, wait_until, wait_until_refused
 
 
 class TestSignals(ShimTestCase):
@@ -57,15 +56,7 @@ class TestSignals(ShimTestCase):
                 self.assertEqual(conn.file.readline(), b"HTTP/1.1 100 Continue\r\n")
                 self.assertEqual(conn.file.readline(), b"\r\n")
                 shim.proc.send_signal(signal.SIGTERM)
-
-                def refused():
-                    try:
-                        socket.create_connection(("127.0.0.1", shim.port), timeout=1).close()
-                        return False
-                    except OSError:
-                        return True
-
-                wait_until(refused, what="the shim to stop accepting")
+                wait_until_refused(shim.port)
                 conn.send(body)
                 status, headers, answer = conn.response()
                 self.assertEqual(status, 200)
