@@ -9,7 +9,6 @@
 //!
 //! Hot path rules: no database, no lock held across an await, replica picked in O(1).
 
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -307,18 +306,14 @@ async fn proxy(
         }
         return too_large(&api);
     }
-    let client_failed = Arc::new(AtomicBool::new(false));
     let (body, _held, api) = match declared {
         // Streamed as it arrives, once admitted (below): a request that waits holds no
         // memory. hyper ends the body at the declared length.
-        Some(_) => {
-            let failed = client_failed.clone();
-            let body = body.map_err(move |e| {
-                failed.store(true, Ordering::Relaxed);
-                e
-            });
-            (Body::new(body), Held::nothing(), api)
-        }
+        Some(_) => (
+            Body::new(body.map_err(ClientBodyFailed)),
+            Held::nothing(),
+            api,
+        ),
         // Read whole (bounded by the limit and the server's budget) so the replica gets a
         // Content-Length: simple HTTP servers often do not read chunked bodies.
         None => {
@@ -389,7 +384,7 @@ async fn proxy(
     let response = match tokio::time::timeout_at(deadline, forward).await {
         Err(_) => return timed_out(&api, timeout, started),
         Ok(Ok(r)) => r,
-        Ok(Err(e)) if client_failed.load(Ordering::Relaxed) => return unreadable_body(e),
+        Ok(Err(e)) if client_body_failed(&e) => return unreadable_body(e),
         Ok(Err(e)) => {
             api.metrics.record(502, started.elapsed());
             return error_response(
@@ -424,6 +419,17 @@ fn too_large(api: &LiveApi) -> Response {
             "the request body is larger than {name}'s limit of {limit}; send less, or raise networking.max_request_size in its cortex.yaml"
         ),
     )
+}
+
+/// The client's body failed while it was being passed on (it ended early, or its connection
+/// went): the request's fault, not the replica's.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+struct ClientBodyFailed(axum::Error);
+
+/// Whether `e` came of the client's body failing ([`ClientBodyFailed`] among its causes).
+fn client_body_failed(e: &(dyn std::error::Error + 'static)) -> bool {
+    std::iter::successors(Some(e), |e| e.source()).any(|e| e.is::<ClientBodyFailed>())
 }
 
 /// 400: the client's body ended before it was all there.

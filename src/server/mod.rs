@@ -134,6 +134,7 @@ pub enum EngineChoice {
 /// Runs the server until SIGINT or SIGTERM; stops every replica before returning.
 pub async fn run(config: ServerConfig) -> anyhow::Result<()> {
     let open_files = connections::raise_open_files_limit();
+    connections::keep_freed_memory();
     let data_dir = &config.data_dir;
     // What the server makes is its own: other OS users read nothing of the data directory.
     // SAFETY: umask(2) only sets the process's file mode mask.

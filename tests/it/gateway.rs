@@ -1,5 +1,7 @@
 //! The gateway: routing, usage messages, readiness and errors.
 
+use std::io::{Read, Write};
+
 use crate::harness::*;
 
 #[test]
@@ -99,9 +101,9 @@ fn an_endpoint_serves_one_api() {
     assert_eq!(s.predict("reverser", r#"{"text": "ok"}"#).status(), 200);
 }
 
-#[test]
-fn a_replicas_own_answers_pass_through_untouched() {
-    let s = Server::start();
+/// Deploys `teapot`: a replica that answers a POST with its own status, headers and length
+/// (418), in chunks (`?stream=1`), or with the headers that reached it (`?headers=1`).
+fn deploy_teapot(s: &Server) {
     let p = s.project("teapot");
     write(
         &p,
@@ -156,6 +158,12 @@ http.server.ThreadingHTTPServer(("127.0.0.1", int(os.environ["CORTEX_PORT"])), H
     );
     s.ok(&p, &["deploy"]);
     s.wait_status("teapot", "live");
+}
+
+#[test]
+fn a_replicas_own_answers_pass_through_untouched() {
+    let s = Server::start();
+    deploy_teapot(&s);
     let resp = s.predict("teapot", "{}");
     assert_eq!(resp.status(), 418);
     assert_eq!(resp.headers()["x-replica"], "yes");
@@ -274,4 +282,25 @@ http.server.ThreadingHTTPServer(("127.0.0.1", int(os.environ["CORTEX_PORT"])), H
             },
         );
     }
+}
+
+#[test]
+fn a_client_whose_body_ends_early_gets_a_400_and_the_replica_is_not_blamed() {
+    let s = Server::start();
+    deploy_teapot(&s);
+    let port: u16 = s.url.rsplit(':').next().unwrap().parse().unwrap();
+    let mut conn = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+    conn.write_all(b"POST /teapot HTTP/1.1\r\nhost: x\r\ncontent-length: 10\r\n\r\n{}")
+        .unwrap();
+    conn.shutdown(std::net::Shutdown::Write).unwrap();
+    conn.set_read_timeout(Some(DEADLINE)).unwrap();
+    let mut answer = String::new();
+    let _ = conn.read_to_string(&mut answer);
+    assert!(answer.starts_with("HTTP/1.1 400 "), "{answer}");
+    assert!(
+        answer.contains("the request body could not be read"),
+        "{answer}"
+    );
+    let api = s.api_json("teapot").unwrap();
+    assert_eq!(api["metrics"]["code_5xx"], 0, "{api}");
 }

@@ -4,6 +4,8 @@
 //! (`replica_client` pools per thread). No request is read on one thread and answered on
 //! another: on a multi-threaded runtime that hand-over costs futex wake-ups and context
 //! switches on every request, and most of the gateway's added latency at low concurrency.
+//! The threads take turns at the listener (`share.rs`), so each holds about as many
+//! connections as the others.
 //!
 //! What a handler does on these threads must not block or outlive the request: the server's
 //! handler (`server/front.rs`) answers predictions here and passes every other request to the
@@ -16,6 +18,7 @@ use tokio::net::TcpListener;
 use tokio::sync::{oneshot, Semaphore};
 use tokio_util::sync::CancellationToken;
 
+use super::share::{Share, Turn};
 use super::{accept, ConnectionLimits, Handler};
 
 /// Serves `handler` on `listener` from `threads` threads (at least one) until `shutdown` is
@@ -30,6 +33,7 @@ pub async fn serve_on_threads<H: Handler>(
 ) -> io::Result<()> {
     let listener = listener.into_std()?;
     let permits = Arc::new(Semaphore::new(limits.max_connections));
+    let share = Share::new(threads.max(1));
     let mut ended = Vec::new();
     for n in 0..threads.max(1) {
         let own = listener.try_clone()?;
@@ -37,6 +41,7 @@ pub async fn serve_on_threads<H: Handler>(
             .enable_all()
             .build()?;
         let (handler, permits, shutdown) = (handler.clone(), permits.clone(), shutdown.clone());
+        let turn = Turn::new(share.clone(), n);
         let (done, end) = oneshot::channel::<()>();
         std::thread::Builder::new()
             .name(format!("cortex-http-{n}"))
@@ -49,7 +54,7 @@ pub async fn serve_on_threads<H: Handler>(
                             return;
                         }
                     };
-                    accept(&listener, &handler, limits, &permits, &shutdown).await;
+                    accept(&listener, &handler, limits, &permits, Some(turn), &shutdown).await;
                 });
                 drop(done);
             })?;
