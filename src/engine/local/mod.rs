@@ -17,6 +17,7 @@ pub(crate) mod output;
 mod port_owner;
 mod ports;
 mod prepare;
+mod process;
 pub mod rotating;
 pub(crate) mod run_log;
 pub mod sandbox;

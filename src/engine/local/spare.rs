@@ -22,7 +22,7 @@ use std::time::Duration;
 use rustix::net::{SendAncillaryBuffer, SendAncillaryMessage, SendFlags};
 use tokio::process::Child;
 
-use super::spawn::{hand_over, worker_command};
+use super::process::{hand_over, worker_command};
 
 /// The descriptor a spare finds its socket to the server on (fd 3 is the replica's listening
 /// socket, later).

@@ -5,39 +5,17 @@
 use std::collections::BTreeMap;
 use std::os::fd::BorrowedFd;
 use std::path::Path;
-use std::process::Stdio;
 use std::sync::Arc;
-use std::time::Duration;
 
-use tokio::process::{Child, Command};
+use tokio::process::Child;
 
 use super::cgroup;
 use super::output::{Capture, OutputPaths};
 use super::ports::LISTEN_FD;
+use super::process::{hand_over, signal_group, worker_command};
 use super::sandbox::Jail;
 use super::spare::{Becoming, Spares};
 use crate::engine::ReplicaPlan;
-
-/// SIGTERM to the process group, then SIGKILL after `grace`.
-pub(super) async fn terminate(child: &mut Child, grace: Duration) {
-    let Some(pid) = child.id() else {
-        return;
-    };
-    signal_group(pid, libc::SIGTERM);
-    if tokio::time::timeout(grace, child.wait()).await.is_err() {
-        signal_group(pid, libc::SIGKILL);
-        let _ = child.wait().await;
-    }
-    // Anything the worker left behind in its group goes too.
-    signal_group(pid, libc::SIGKILL);
-}
-
-pub(super) fn signal_group(pgid: u32, signal: i32) {
-    // SAFETY: kill(2) with a negative pid signals a process group; it touches no memory.
-    unsafe {
-        libc::kill(-(pgid as i32), signal);
-    }
-}
 
 /// How one run starts: its port (and the socket handed on it), and its jail.
 #[derive(Clone, Copy)]
@@ -47,38 +25,6 @@ pub(super) struct Start<'a> {
     pub jail: &'a Jail,
     /// `CUDA_VISIBLE_DEVICES`, when the machine has GPUs.
     pub cuda_visible: Option<&'a str>,
-}
-
-/// A command run the way every worker process is: in `cwd`, with nothing of the server's
-/// environment (the caller adds what it gets), no stdin, its output piped, in a process group
-/// of its own, killed when its handle is dropped.
-pub(super) fn worker_command(program: impl AsRef<std::ffi::OsStr>, cwd: &Path) -> Command {
-    let mut cmd = Command::new(program);
-    cmd.current_dir(cwd)
-        .env_clear()
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .process_group(0)
-        .kill_on_drop(true);
-    cmd
-}
-
-/// Makes `fd` the child's descriptor `at`, kept across exec (dup2 clears close-on-exec on the
-/// copy; when `fd` already is `at`, it is cleared on `fd` itself).
-///
-/// # Safety
-/// Only between fork and exec; calls only async-signal-safe functions (dup2, fcntl).
-pub(super) unsafe fn hand_over(fd: i32, at: i32) -> std::io::Result<()> {
-    let handed = if fd == at {
-        libc::fcntl(fd, libc::F_SETFD, 0)
-    } else {
-        libc::dup2(fd, at)
-    };
-    if handed == -1 {
-        return Err(std::io::Error::last_os_error());
-    }
-    Ok(())
 }
 
 /// The environment of `plan`'s child: the harmless part of the server's, the jail's, the

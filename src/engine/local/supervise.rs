@@ -14,10 +14,11 @@ use super::memory;
 use super::port_owner::{listener_owner, Owner};
 use super::ports::{PortHold, PortPool};
 use super::prepare::{prepare, Prepared};
+use super::process::{signal_group, terminate};
 use super::run_log::{append_log, describe_exit};
 use super::sandbox::Sandbox;
 use super::spare::Spares;
-use super::spawn::{signal_group, spawn, start, terminate, Start};
+use super::spawn::{spawn, start, Start};
 use super::stopping::{stop_requested, stopped, wait_or_stop};
 use crate::engine::restarts::{
     after_exit, backoff, ready_warn_after, BACKOFF_MAX, CRASH_LOOP_AFTER,

@@ -14,7 +14,7 @@ use std::time::Instant;
 
 use axum::body::Body;
 use axum::extract::Request;
-use axum::http::{header, HeaderName, Method, StatusCode, Uri};
+use axum::http::{header, Method, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use http_body_util::BodyExt;
@@ -28,20 +28,14 @@ use super::error::{error_response, ApiError};
 use super::live_api::LiveApi;
 use super::state::AppState;
 use super::status::api_status;
+use headers::{is_hop_by_hop, strip};
+use refusals::{
+    client_body_failed, not_found, timed_out, too_large, unreadable_body, unreadable_target,
+    ClientBodyFailed,
+};
 
-/// Headers that describe one hop, not the message (RFC 9110 §7.6.1): not passed on. `Host`
-/// and `Content-Length` are not among them: the replica client sets the one (`pool.rs`), and
-/// the other is passed on where the body it describes is (see [`proxy`]).
-fn is_hop_by_hop(name: &HeaderName) -> bool {
-    name == header::CONNECTION
-        || name == header::TRANSFER_ENCODING
-        || name == header::TE
-        || name == header::TRAILER
-        || name == header::UPGRADE
-        || name == header::PROXY_AUTHENTICATE
-        || name == header::PROXY_AUTHORIZATION
-        || name == "keep-alive"
-}
+mod headers;
+mod refusals;
 
 /// Paths under `/api/v<n>/` belong to the control API (no API may take them).
 pub(crate) fn is_control_path(path: &str) -> bool {
@@ -112,30 +106,12 @@ pub async fn answer(state: &AppState, req: Request, found: Option<Arc<LiveApi>>)
     not_found(&given)
 }
 
-/// 400: what the request names cannot be passed on.
-fn unreadable_target(given: &str) -> Response {
-    error_response(
-        StatusCode::BAD_REQUEST,
-        "bad_request",
-        format!("{given} cannot be passed on to a replica: it is not a valid path and query"),
-    )
-}
-
 /// The path an API is deployed at, as `given` names it (without a trailing slash).
 fn api_path(given: &str) -> &str {
     match given.trim_end_matches('/') {
         "" => "/",
         path => path,
     }
-}
-
-/// 404: nothing is deployed at `given`.
-fn not_found(given: &str) -> Response {
-    error_response(
-        StatusCode::NOT_FOUND,
-        "not_found",
-        format!("no api is deployed at {given}; run `cortex get` to see the deployed apis"),
-    )
 }
 
 /// `/<segment>/<rest>`: the first segment and the rest (from its `/`), when there is a rest.
@@ -407,59 +383,6 @@ async fn proxy(
     // The deadline covers the body too: a replica that stalls mid-answer is cut off.
     let body = DeadlineBody::new(incoming, deadline, timeout).holding(slot);
     Response::from_parts(parts, Body::new(body))
-}
-
-/// 413: the body is over `api`'s `networking.max_request_size`.
-fn too_large(api: &LiveApi) -> Response {
-    let (name, limit) = (&api.spec.name, &api.spec.networking.max_request_size);
-    error_response(
-        StatusCode::PAYLOAD_TOO_LARGE,
-        "payload_too_large",
-        format!(
-            "the request body is larger than {name}'s limit of {limit}; send less, or raise networking.max_request_size in its cortex.yaml"
-        ),
-    )
-}
-
-/// The client's body failed while it was being passed on (it ended early, or its connection
-/// went): the request's fault, not the replica's.
-#[derive(Debug, thiserror::Error)]
-#[error("{0}")]
-struct ClientBodyFailed(axum::Error);
-
-/// Whether `e` came of the client's body failing ([`ClientBodyFailed`] among its causes).
-fn client_body_failed(e: &(dyn std::error::Error + 'static)) -> bool {
-    std::iter::successors(Some(e), |e| e.source()).any(|e| e.is::<ClientBodyFailed>())
-}
-
-/// 400: the client's body ended before it was all there.
-fn unreadable_body(e: impl std::fmt::Display) -> Response {
-    error_response(
-        StatusCode::BAD_REQUEST,
-        "bad_request",
-        format!("the request body could not be read: {e}"),
-    )
-}
-
-/// Removes the headers named `drop`. Most messages carry none: one look at the names.
-fn strip(headers: &mut axum::http::HeaderMap, drop: impl Fn(&HeaderName) -> bool) {
-    while let Some(name) = headers.keys().find(|k| drop(k)).cloned() {
-        headers.remove(name);
-    }
-}
-
-/// 504: `api` did not answer within its `networking.timeout`.
-fn timed_out(api: &LiveApi, timeout: std::time::Duration, started: Instant) -> Response {
-    api.metrics.record(504, started.elapsed());
-    let name = &api.spec.name;
-    error_response(
-        StatusCode::GATEWAY_TIMEOUT,
-        "timed_out",
-        format!(
-            "{name} did not answer within its timeout of {}s; raise networking.timeout in its cortex.yaml, or see `cortex logs {name}`",
-            timeout.as_secs()
-        ),
-    )
 }
 
 #[cfg(test)]
