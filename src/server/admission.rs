@@ -5,7 +5,7 @@
 //! starting from zero, requests wait for its first replica. Every wait ends at the request's
 //! deadline (`networking.timeout`, then 504).
 //!
-//! No lock is held across an await; a wait is woken when a slot is given back.
+//! No lock is held across an await; a wait is woken when a slot is given back (`freed`).
 
 use std::time::Duration;
 
@@ -39,29 +39,38 @@ pub async fn admit(api: &LiveApi, deadline: Instant) -> Result<Slot, Refusal> {
         .map_or((u32::MAX, crate::spec::DEFAULT_MAX_QUEUE_LENGTH), |a| {
             (a.max_replica_concurrency, a.max_queue_length)
         });
-    let freed = api.versions.freed().clone();
-    let mut waiting = None;
+    // Most requests find room at once: they neither queue nor listen for freed slots.
+    if let Some(found) = look(api, max_in_flight) {
+        return found;
+    }
+    let replicas = api.versions.newest().desired().max(1);
+    // Starting from zero, at least this request waits (it is what wakes a replica).
+    let cap = max_queue_length.saturating_mul(replicas).max(1);
+    let _waiting = api.queue.enter(cap).ok_or(Refusal::Overloaded)?;
+    // Listening before looking again, so a slot given back in between is not missed.
+    let listening = api.versions.freed().listen();
     loop {
-        // Registered before looking, so a slot given back in between is not missed.
-        let notified = freed.notified();
+        let notified = listening.next();
         tokio::pin!(notified);
         notified.as_mut().enable();
-        match api.versions.pick(max_in_flight) {
-            Pick::Slot(slot) => return Ok(slot),
-            Pick::Full => {}
-            Pick::NoneReady if api.versions.newest().holds_requests() => {}
-            Pick::NoneReady => return Err(Refusal::NotReady),
-        }
-        if waiting.is_none() {
-            let replicas = api.versions.newest().desired().max(1);
-            // Starting from zero, at least this request waits (it is what wakes a replica).
-            let cap = max_queue_length.saturating_mul(replicas).max(1);
-            waiting = Some(api.queue.enter(cap).ok_or(Refusal::Overloaded)?);
+        if let Some(found) = look(api, max_in_flight) {
+            return found;
         }
         tokio::select! {
             _ = &mut notified => {}
             _ = tokio::time::sleep(RECHECK) => {}
             _ = tokio::time::sleep_until(deadline) => return Err(Refusal::TimedOut),
         }
+    }
+}
+
+/// A slot if a replica has room, a refusal if none is ready and none is coming; `None` when
+/// the request may wait.
+fn look(api: &LiveApi, max_in_flight: u32) -> Option<Result<Slot, Refusal>> {
+    match api.versions.pick(max_in_flight) {
+        Pick::Slot(slot) => Some(Ok(slot)),
+        Pick::Full => None,
+        Pick::NoneReady if api.versions.newest().holds_requests() => None,
+        Pick::NoneReady => Some(Err(Refusal::NotReady)),
     }
 }

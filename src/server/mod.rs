@@ -17,6 +17,7 @@ pub mod endpoints;
 pub mod error;
 pub mod exposition;
 pub mod fetch;
+pub mod freed;
 pub mod front;
 pub mod gateway;
 pub mod head_guard;

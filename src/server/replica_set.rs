@@ -12,8 +12,9 @@ use std::sync::atomic::{AtomicBool, AtomicU32, AtomicUsize, Ordering};
 use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
 
-use tokio::sync::{watch, Notify};
+use tokio::sync::watch;
 
+use super::freed::Freed;
 use crate::engine::{Engine, Replica, ReplicaPlan};
 
 /// Stops `members` (taken out by [`ReplicaSet::scale_to`]) once their requests have finished,
@@ -48,7 +49,7 @@ pub struct ReplicaSet {
     next_member: AtomicU32,
     members: RwLock<Vec<Arc<Member>>>,
     /// Told whenever a slot is given back (shared by every set of the API).
-    freed: Arc<Notify>,
+    freed: Arc<Freed>,
     /// Started from zero replicas by a request: requests wait for it instead of being
     /// refused as not ready.
     cold_start: AtomicBool,
@@ -78,7 +79,7 @@ impl ReplicaSet {
         version: &str,
         (deployment, job_token): (i64, String),
         template: ReplicaPlan,
-        freed: Arc<Notify>,
+        freed: Arc<Freed>,
     ) -> Self {
         ReplicaSet {
             id: set_id(api, version),
@@ -123,8 +124,10 @@ impl ReplicaSet {
         set.desired.store(members.len() as u32, Ordering::Relaxed);
         set.next_member
             .store(members.len() as u32, Ordering::Relaxed);
-        *set.members.write().unwrap_or_else(|p| p.into_inner()) =
-            members.into_iter().map(Member::new).collect();
+        *set.members.write().unwrap_or_else(|p| p.into_inner()) = members
+            .into_iter()
+            .map(|m| Member::new(m, set.freed.clone()))
+            .collect();
         set
     }
 
@@ -213,7 +216,7 @@ impl ReplicaSet {
                     let number = self.next_member.fetch_add(1, Ordering::Relaxed);
                     let mut plan = template.clone();
                     plan.replica_id = member_id(&self.id, number);
-                    Member::new(engine.start(plan))
+                    Member::new(engine.start(plan), self.freed.clone())
                 })
                 .collect(),
             _ => Vec::new(),
@@ -248,7 +251,11 @@ impl ReplicaSet {
         if n == 0 {
             return Pick::NoneReady;
         }
-        let start = self.next.fetch_add(1, Ordering::Relaxed);
+        // One member needs no turns (and no count shared by the connection threads).
+        let start = match n {
+            1 => 0,
+            _ => self.next.fetch_add(1, Ordering::Relaxed),
+        };
         let mut any_ready = false;
         for i in 0..n {
             let member = &members[(start + i) % n];
@@ -258,7 +265,8 @@ impl ReplicaSet {
             any_ready = true;
             let taken = member
                 .in_flight
-                .fetch_update(Ordering::AcqRel, Ordering::Acquire, |c| {
+                // SeqCst: a request that waits for room looks after it listens (`freed.rs`).
+                .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |c| {
                     (c < max_in_flight).then_some(c + 1)
                 });
             if taken.is_ok() {
@@ -268,7 +276,6 @@ impl ReplicaSet {
                 }
                 return Pick::Slot(Slot {
                     member: member.clone(),
-                    freed: self.freed.clone(),
                     addr,
                 });
             }
@@ -307,13 +314,16 @@ pub enum Pick {
 pub struct Member {
     replica: Arc<dyn Replica>,
     in_flight: AtomicU32,
+    /// Its set's: told when one of its slots is given back.
+    freed: Arc<Freed>,
 }
 
 impl Member {
-    fn new(replica: Arc<dyn Replica>) -> Arc<Member> {
+    fn new(replica: Arc<dyn Replica>, freed: Arc<Freed>) -> Arc<Member> {
         Arc::new(Member {
             replica,
             in_flight: AtomicU32::new(0),
+            freed,
         })
     }
 
@@ -340,7 +350,6 @@ impl Member {
 /// One request in flight on a member, from [`ReplicaSet::pick`] until dropped.
 pub struct Slot {
     member: Arc<Member>,
-    freed: Arc<Notify>,
     addr: SocketAddr,
 }
 
@@ -353,8 +362,8 @@ impl Slot {
 
 impl Drop for Slot {
     fn drop(&mut self) {
-        self.member.in_flight.fetch_sub(1, Ordering::AcqRel);
-        self.freed.notify_one();
+        self.member.in_flight.fetch_sub(1, Ordering::SeqCst);
+        self.member.freed.gave_back();
     }
 }
 
@@ -436,7 +445,7 @@ impl ReplicaSets {
     }
 
     /// Told whenever a slot on any version is given back.
-    pub fn freed(&self) -> &Arc<Notify> {
+    pub fn freed(&self) -> &Arc<Freed> {
         &self.newest.freed
     }
 

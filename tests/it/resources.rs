@@ -46,6 +46,18 @@ fn closed_within(conn: &mut TcpStream, deadline: Duration) -> Option<Duration> {
     None
 }
 
+/// A server whose header and idle timeouts are these many seconds.
+fn with_timeouts(header_read: u64, idle: u64) -> Server {
+    let (header_read, idle) = (header_read.to_string(), idle.to_string());
+    Server::start_with(
+        "127.0.0.1:0",
+        &[
+            ("CORTEX_HEADER_READ_TIMEOUT_SECS", header_read.as_str()),
+            ("CORTEX_IDLE_TIMEOUT_SECS", idle.as_str()),
+        ],
+    )
+}
+
 /// A connection that has sent part of a request's headers and nothing more.
 fn slowloris(s: &Server) -> TcpStream {
     let mut conn = TcpStream::connect(("127.0.0.1", server_port(s))).unwrap();
@@ -56,13 +68,7 @@ fn slowloris(s: &Server) -> TcpStream {
 
 #[test]
 fn a_connection_that_never_finishes_its_headers_is_closed_at_the_header_timeout() {
-    let s = Server::start_with(
-        "127.0.0.1:0",
-        &[
-            ("CORTEX_HEADER_READ_TIMEOUT_SECS", "1"),
-            ("CORTEX_IDLE_TIMEOUT_SECS", "60"),
-        ],
-    );
+    let s = with_timeouts(1, 60);
     let mut conn = slowloris(&s);
     let took = closed_within(&mut conn, Duration::from_secs(15))
         .expect("the server kept a connection that never finished its headers");
@@ -70,14 +76,35 @@ fn a_connection_that_never_finishes_its_headers_is_closed_at_the_header_timeout(
 }
 
 #[test]
+fn a_head_trickled_byte_by_byte_is_closed_at_the_header_timeout() {
+    let s = with_timeouts(1, 60);
+    let mut conn = slowloris(&s);
+    let mut writer = conn.try_clone().unwrap();
+    // A byte of an endless header every 100 ms: the connection is never quiet.
+    let trickle = std::thread::spawn(move || {
+        while writer.write_all(b"y").is_ok() {
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    });
+    let took = closed_within(&mut conn, Duration::from_secs(15))
+        .expect("the server kept a connection that trickled its headers forever");
+    assert!(took < Duration::from_secs(8), "closed after {took:?}");
+    drop(conn);
+    trickle.join().unwrap();
+}
+
+#[test]
+fn a_connection_that_sends_nothing_is_closed_at_the_header_timeout() {
+    let s = with_timeouts(1, 60);
+    let mut conn = TcpStream::connect(("127.0.0.1", server_port(&s))).unwrap();
+    let took = closed_within(&mut conn, Duration::from_secs(15))
+        .expect("the server kept a connection that never sent a head");
+    assert!(took >= Duration::from_millis(500), "closed after {took:?}");
+}
+
+#[test]
 fn an_idle_keep_alive_connection_is_closed_at_the_idle_timeout() {
-    let s = Server::start_with(
-        "127.0.0.1:0",
-        &[
-            ("CORTEX_HEADER_READ_TIMEOUT_SECS", "60"),
-            ("CORTEX_IDLE_TIMEOUT_SECS", "1"),
-        ],
-    );
+    let s = with_timeouts(60, 1);
     let mut conn = TcpStream::connect(("127.0.0.1", server_port(&s))).unwrap();
     conn.write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
         .unwrap();

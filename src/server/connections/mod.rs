@@ -11,14 +11,13 @@ use std::convert::Infallible;
 use std::future::Future;
 use std::io;
 use std::pin::Pin;
-use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 
 use axum::body::Body;
 use axum::Router;
 use hyper::body::Incoming;
-use hyper_util::rt::{TokioIo, TokioTimer};
+use hyper_util::rt::TokioIo;
 use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
@@ -27,10 +26,12 @@ use tokio_util::task::TaskTracker;
 use super::beside::{beside, Ended};
 use share::Turn;
 use tracked::{Activity, Busy, Tracked};
+use watch::time_to_close;
 
 mod share;
 mod threads;
 mod tracked;
+mod watch;
 
 pub use threads::serve_on_threads;
 
@@ -123,9 +124,8 @@ async fn accept<H: Handler>(
     let mut http = hyper::server::conn::http1::Builder::new();
     // Half-close: a client's end of input (or the head guard's, at a refused head) does not
     // cancel the answer in flight.
-    http.timer(TokioTimer::new())
-        .header_read_timeout(limits.header_read_timeout)
-        .half_close(true);
+    // No timer for hyper: the connection's watcher (`watch.rs`) keeps the header timeout.
+    http.half_close(true);
     loop {
         // This thread's turn first (`share.rs`): a thread that waits for it holds no permit.
         if let Some(turn) = &turn {
@@ -159,11 +159,10 @@ async fn accept<H: Handler>(
         };
         let conn = http.serve_connection(io, service);
         let shutdown = shutdown.clone();
-        let idle_timeout = limits.idle_timeout;
         let held = turn.as_ref().map(Turn::took);
         connections.spawn(async move {
             let _held = (permit, held);
-            drive(conn, activity, idle_timeout, shutdown).await;
+            drive(conn, activity, limits, shutdown).await;
         });
     }
     connections.close();
@@ -190,6 +189,11 @@ async fn accept_failed(e: io::Error, shutdown: &CancellationToken) {
 /// What answers a connection's requests.
 pub trait Handler: Clone + Send + Sync + 'static {
     fn call(&self, req: hyper::Request<Incoming>) -> ResponseFuture;
+
+    /// The handler a connection thread serves with (its connections take clones of it).
+    fn for_thread(&self) -> Self {
+        self.clone()
+    }
 }
 
 /// A handler's answer to come.
@@ -249,61 +253,30 @@ impl Future for Answering {
 }
 
 /// Runs one connection until it ends: closed gracefully when the server shuts down or when
-/// it has been idle for `idle_timeout`; a head the guard refused is answered once hyper is
-/// done with the connection.
+/// its time is up (`watch.rs`); a head the guard refused is answered once hyper is done with
+/// the connection.
 async fn drive<H: Handler>(
     mut conn: Connection<H>,
     activity: Arc<Activity>,
-    idle_timeout: Duration,
+    limits: ConnectionLimits,
     shutdown: CancellationToken,
 ) {
-    serve_until_done(&mut conn, activity, idle_timeout, shutdown).await;
+    serve_until_done(&mut conn, activity, limits, shutdown).await;
     conn.into_parts().io.into_inner().answer_refusal().await;
 }
 
 async fn serve_until_done<H: Handler>(
     conn: &mut Connection<H>,
     activity: Arc<Activity>,
-    idle_timeout: Duration,
+    limits: ConnectionLimits,
     shutdown: CancellationToken,
 ) {
     let mut conn = Pin::new(conn);
-    if let Ended::Side(()) = beside(
-        conn.as_mut(),
-        time_to_close(activity, idle_timeout, shutdown),
-    )
-    .await
+    if let Ended::Side(()) = beside(conn.as_mut(), time_to_close(activity, limits, shutdown)).await
     {
         // Between requests, this closes the connection at once.
         conn.as_mut().graceful_shutdown();
         let _ = conn.await;
-    }
-}
-
-/// Ends when the server shuts down, or when the connection has been idle for `idle_timeout`
-/// (no bytes moved and no request in hand).
-async fn time_to_close(
-    activity: Arc<Activity>,
-    idle_timeout: Duration,
-    shutdown: CancellationToken,
-) {
-    let mut tick = tokio::time::interval((idle_timeout / 4).max(Duration::from_millis(10)));
-    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    let mut seen = activity.io.load(Ordering::Relaxed);
-    let mut quiet_since = tokio::time::Instant::now();
-    loop {
-        tokio::select! {
-            _ = shutdown.cancelled() => return,
-            _ = tick.tick() => {
-                let now = activity.io.load(Ordering::Relaxed);
-                if now != seen || activity.requests.load(Ordering::Relaxed) > 0 {
-                    seen = now;
-                    quiet_since = tokio::time::Instant::now();
-                } else if quiet_since.elapsed() >= idle_timeout {
-                    return;
-                }
-            }
-        }
     }
 }
 

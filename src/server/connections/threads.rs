@@ -40,7 +40,8 @@ pub async fn serve_on_threads<H: Handler>(
         let runtime = tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()?;
-        let (handler, permits, shutdown) = (handler.clone(), permits.clone(), shutdown.clone());
+        let (handler, permits, shutdown) =
+            (handler.for_thread(), permits.clone(), shutdown.clone());
         let turn = Turn::new(share.clone(), n);
         let (done, end) = oneshot::channel::<()>();
         std::thread::Builder::new()

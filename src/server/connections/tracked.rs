@@ -1,9 +1,10 @@
 //! One connection's bookkeeping: the reads and writes that moved bytes, the requests being
-//! handled (the idle timeout reads both), and the head guard its reads pass through.
+//! handled, whether a head is half-read (the connection's watcher reads all three), and the
+//! head guard its reads pass through.
 
 use std::io;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::task::{Context, Poll};
 
@@ -17,6 +18,8 @@ use crate::server::head_guard::{self, HeadGuard};
 pub(super) struct Activity {
     pub(super) io: AtomicU64,
     pub(super) requests: AtomicUsize,
+    /// Part of a head has arrived, and not the rest.
+    pub(super) head_pending: AtomicBool,
 }
 
 /// A request being handled (until its handler answers; its body's writes count as IO).
@@ -79,13 +82,17 @@ impl AsyncRead for Tracked {
             activity,
             guard,
         } = self.get_mut();
-        guard.poll_read(cx, buf, &mut |cx, buf| {
+        let polled = guard.poll_read(cx, buf, &mut |cx, buf| {
             let polled = Pin::new(&mut *inner).poll_read(cx, buf);
             if let Poll::Ready(Ok(())) = polled {
                 activity.io.fetch_add(1, Ordering::Relaxed);
             }
             polled
-        })
+        });
+        activity
+            .head_pending
+            .store(guard.head_pending(), Ordering::Relaxed);
+        polled
     }
 }
 

@@ -258,11 +258,6 @@ async fn proxy(
             format!("{name} is not ready (status: {status}); run `cortex get {name}` to see why"),
         )
     };
-    // Refuse early rather than read a large body for nothing.
-    if !api.is_ready() && !api.versions.newest().holds_requests() {
-        return not_ready(&api);
-    }
-
     let started = Instant::now();
     let timeout = api.spec.networking.timeout.to_std();
     let deadline = tokio::time::Instant::from_std(started) + timeout;
@@ -273,6 +268,12 @@ async fn proxy(
         None => None,
         Some(v) => v.to_str().ok().and_then(|v| v.parse::<u64>().ok()),
     };
+    // Refused before a body is read (or refused as too large) for nothing. A body with a
+    // Content-Length that fits is streamed once admitted, and admission refuses it the same.
+    let read_first = declared.is_none_or(|n| n > max_body as u64);
+    if read_first && !api.is_ready() && !api.versions.newest().holds_requests() {
+        return not_ready(&api);
+    }
     if let Some(n) = declared.filter(|n| *n > max_body as u64) {
         api.metrics.record(413, started.elapsed());
         // A body not much over the limit is read and dropped first: a client still sending

@@ -50,23 +50,34 @@ impl Framing {
         let mut head_start = 0;
         loop {
             match &mut self.state {
-                State::Head(scan) => match scan.scan(&window[head_start..]) {
-                    Step::Partial => return Fed::Pass(head_start),
-                    Step::Refused(refusal) => {
-                        self.state = State::Refused;
-                        return Fed::Refuse(head_start, refusal);
-                    }
-                    Step::Complete(len) => {
-                        at = head_start + len;
-                        match head::check(&window[head_start..at]) {
-                            Ok(next) => self.state = State::after_head(next),
-                            Err(refusal) => {
+                State::Head(scan) => {
+                    let bytes = &window[head_start..];
+                    // A head that is all there is parsed once; one that comes in pieces is
+                    // scanned as it arrives, and parsed once it is complete.
+                    let whole = match scan.len {
+                        0 => head::check_whole(bytes),
+                        _ => None,
+                    };
+                    let (len, checked) = match whole {
+                        Some(whole) => whole,
+                        None => match scan.scan(bytes) {
+                            Step::Partial => return Fed::Pass(head_start),
+                            Step::Refused(refusal) => {
                                 self.state = State::Refused;
                                 return Fed::Refuse(head_start, refusal);
                             }
+                            Step::Complete(len) => (len, head::check(&bytes[..len])),
+                        },
+                    };
+                    at = head_start + len;
+                    match checked {
+                        Ok(next) => self.state = State::after_head(next),
+                        Err(refusal) => {
+                            self.state = State::Refused;
+                            return Fed::Refuse(head_start, refusal);
                         }
                     }
-                },
+                }
                 State::Body(left) => {
                     let take = (*left).min((window.len() - at) as u64);
                     at += take as usize;
@@ -174,9 +185,11 @@ impl Scan {
     }
 }
 
-/// A `tchar` of RFC 9110, what a method is made of.
+/// The `tchar`s of RFC 9110, what a method is made of.
+const TOKEN: [bool; 256] = head::byte_set(b"!#$%&'*+-.^_`|~");
+
 fn is_token(b: u8) -> bool {
-    b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b)
+    TOKEN[usize::from(b)]
 }
 
 /// Where a chunked body is (hyper's states: a size line, data, then CRLF; after the last

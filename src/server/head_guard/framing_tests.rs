@@ -117,3 +117,14 @@ fn a_malformed_chunk_or_an_upgrade_passes_everything_after_to_hyper() {
     let connect = b"CONNECT h:1 HTTP/1.1\r\n\r\n\x16\x03\x01";
     at_every_cut(connect, connect, None);
 }
+
+#[test]
+fn heads_with_bare_line_feeds_or_leading_empty_lines_end_where_hyper_ends_them() {
+    let bare = b"GET /lf HTTP/1.1\nhost: x\n\n";
+    let leading = b"\r\n\nPOST /p HTTP/1.1\r\ncontent-length: 2\r\n\r\nok";
+    let stream = cat(&[bare, leading, GET]);
+    at_every_cut(&stream, &stream, None);
+    // A field line hyper cannot parse is refused whether the head comes whole or in pieces.
+    let bad_field = b"GET / HTTP/1.1\r\nno colon here\r\n\r\n";
+    at_every_cut(&cat(&[GET, bad_field]), GET, Some(StatusCode::BAD_REQUEST));
+}

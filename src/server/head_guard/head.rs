@@ -28,11 +28,28 @@ pub fn check(head: &[u8]) -> Result<Next, Refusal> {
     let mut fields = [const { std::mem::MaybeUninit::uninit() }; MAX_HEADER_FIELDS];
     let mut req = httparse::Request::new(&mut []);
     match req.parse_with_uninit_headers(head, &mut fields) {
-        Ok(httparse::Status::Complete(_)) => {}
-        Ok(httparse::Status::Partial) => return Err(bad("the request's head ended early")),
-        Err(httparse::Error::TooManyHeaders) => return Err(too_many_fields(head)),
-        Err(e) => return Err(unparsable(head, req.method.is_some(), e)),
+        Ok(httparse::Status::Complete(_)) => accepted(&req, head),
+        Ok(httparse::Status::Partial) => Err(bad("the request's head ended early")),
+        Err(httparse::Error::TooManyHeaders) => Err(too_many_fields(head)),
+        Err(e) => Err(unparsable(head, req.method.is_some(), e)),
     }
+}
+
+/// When `bytes` start with a whole head that parses (most reads carry one): its length and
+/// what [`check`] says of it, from one parse. `None` otherwise: the caller finds the head's
+/// end itself, and [`check`] says why it is refused.
+pub fn check_whole(bytes: &[u8]) -> Option<(usize, Result<Next, Refusal>)> {
+    let mut fields = [const { std::mem::MaybeUninit::uninit() }; MAX_HEADER_FIELDS];
+    let mut req = httparse::Request::new(&mut []);
+    match req.parse_with_uninit_headers(bytes, &mut fields) {
+        Ok(httparse::Status::Complete(len)) => Some((len, accepted(&req, &bytes[..len]))),
+        _ => None,
+    }
+}
+
+/// A head that parsed, checked against the limits and hyper's rules for its target and
+/// framing.
+fn accepted(req: &httparse::Request, head: &[u8]) -> Result<Next, Refusal> {
     let target = req.path.unwrap_or_default();
     if target.len() > MAX_URI_BYTES {
         return Err(uri_too_long(format!("{} bytes", target.len())));
@@ -51,7 +68,7 @@ pub fn check(head: &[u8]) -> Result<Next, Refusal> {
         return Err(head_too_large());
     }
     check_target(target)?;
-    framing(&req)
+    framing(req)
 }
 
 /// The body's framing, by hyper's rules: Transfer-Encoding (HTTP/1.1 only, ending in
@@ -115,11 +132,30 @@ fn digits(value: &[u8]) -> Option<u64> {
     })
 }
 
+/// The bytes of a target that is taken without a closer look: letters, digits and
+/// `-._~!$&'()*+,;=:@/?%`.
+const PLAIN_IN_TARGET: [bool; 256] = byte_set(b"-._~!$&'()*+,;=:@/?%");
+
+/// A table of the ASCII letters and digits and `extra`, by byte.
+pub const fn byte_set(extra: &[u8]) -> [bool; 256] {
+    let mut set = [false; 256];
+    let mut b = 0;
+    while b < 128 {
+        set[b] = (b as u8).is_ascii_alphanumeric();
+        b += 1;
+    }
+    let mut i = 0;
+    while i < extra.len() {
+        set[extra[i] as usize] = true;
+        i += 1;
+    }
+    set
+}
+
 /// A target hyper would not take as a URI is refused here (a path of common characters
 /// is one; others are checked the way hyper checks them).
 fn check_target(target: &str) -> Result<(), Refusal> {
-    let plain = |b: &u8| b.is_ascii_alphanumeric() || b"-._~!$&'()*+,;=:@/?%".contains(b);
-    if target.starts_with('/') && target.as_bytes().iter().all(plain) {
+    if target.starts_with('/') && target.bytes().all(|b| PLAIN_IN_TARGET[usize::from(b)]) {
         return Ok(());
     }
     Uri::try_from(target).map(|_| ()).map_err(|_| {

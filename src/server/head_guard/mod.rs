@@ -68,6 +68,11 @@ impl HeadGuard {
         self.refusal.as_ref()
     }
 
+    /// Whether part of a head has arrived and is held back until the rest does.
+    pub fn head_pending(&self) -> bool {
+        self.refusal.is_none() && self.stash.len() > self.ready
+    }
+
     /// Reads into `buf` through `read` (the socket's read), giving hyper only accepted
     /// bytes; end of input once a head is refused.
     pub fn poll_read(
