@@ -39,10 +39,28 @@ pub async fn admit(api: &LiveApi, deadline: Instant) -> Result<Slot, Refusal> {
         .map_or((u32::MAX, crate::spec::DEFAULT_MAX_QUEUE_LENGTH), |a| {
             (a.max_replica_concurrency, a.max_queue_length)
         });
-    // Most requests find room at once: they neither queue nor listen for freed slots.
+    // Most requests find room at once: they neither queue nor listen for freed slots (and
+    // the waiting, with its timers, is boxed: a request's future is moved whole, unused
+    // parts too).
     if let Some(found) = look(api, max_in_flight) {
         return found;
     }
+    Box::pin(wait_for_room(
+        api,
+        max_in_flight,
+        max_queue_length,
+        deadline,
+    ))
+    .await
+}
+
+/// Waits in the API's queue (at most `max_queue_length` per replica) for a slot.
+async fn wait_for_room(
+    api: &LiveApi,
+    max_in_flight: u32,
+    max_queue_length: u32,
+    deadline: Instant,
+) -> Result<Slot, Refusal> {
     let replicas = api.versions.newest().desired().max(1);
     // Starting from zero, at least this request waits (it is what wakes a replica).
     let cap = max_queue_length.saturating_mul(replicas).max(1);

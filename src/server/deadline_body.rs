@@ -28,6 +28,9 @@ pub struct DeadlineBody<B, H = ()> {
     /// is (most are) never allocates a timer.
     sleep: Option<Pin<Box<Sleep>>>,
     timeout: Duration,
+    /// Whether a frame was asked for yet (the first comes just after the deadline was seen
+    /// not to have passed: its clock reading is saved).
+    polled: bool,
 }
 
 impl<B> DeadlineBody<B> {
@@ -39,6 +42,7 @@ impl<B> DeadlineBody<B> {
             deadline,
             sleep: None,
             timeout,
+            polled: false,
         }
     }
 
@@ -52,6 +56,7 @@ impl<B> DeadlineBody<B> {
             deadline: self.deadline,
             sleep: self.sleep,
             timeout: self.timeout,
+            polled: self.polled,
         }
     }
 }
@@ -73,9 +78,10 @@ where
         let timeout = this.timeout;
         let timed_out = move || Poll::Ready(Some(Err(axum::Error::new(BodyTimedOut(timeout)))));
         // Checked first as well: a body that always has a frame ready must end too.
-        if Instant::now() >= this.deadline {
+        if this.polled && Instant::now() >= this.deadline {
             return timed_out();
         }
+        this.polled = true;
         if let Poll::Ready(frame) = Pin::new(&mut this.inner).poll_frame(cx) {
             return Poll::Ready(frame.map(|f| f.map_err(axum::Error::new)));
         }

@@ -1,15 +1,18 @@
 //! Replica sets: the replicas of one API version, and the versions of one API that serve.
 //!
 //! A [`ReplicaSet`] holds N replicas started from one plan (one spec and bundle, one job
-//! token) and picks a ready one round-robin: one atomic increment, then the next member that
-//! is ready and has room (members that are not are skipped). A pick is a [`Slot`]: one
+//! token) and picks a ready one round-robin: one atomic increment (none for a single member),
+//! then the next member that is ready and has room (members that are not are skipped). A
+//! pick reads the members' list without a lock. A pick is a [`Slot`]: one
 //! request in flight on that member until it is dropped. [`ReplicaSets`] is what serves one
 //! API: the newest set, and older sets that keep serving while it starts. An update is "grow
 //! the new set, shrink (retire) the old ones".
 
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicUsize, Ordering};
-use std::sync::{Arc, RwLock};
+use std::sync::{Arc, Mutex, RwLock};
+
+use arc_swap::ArcSwap;
 use std::time::{Duration, Instant};
 
 use tokio::sync::watch;
@@ -47,7 +50,10 @@ pub struct ReplicaSet {
     desired: AtomicU32,
     /// The number the next new member gets.
     next_member: AtomicU32,
-    members: RwLock<Vec<Arc<Member>>>,
+    /// Read by every pick without a lock (the connection threads share no lock word); changed
+    /// by swapping in a new list, one change at a time (`changing`).
+    members: ArcSwap<Vec<Arc<Member>>>,
+    changing: Mutex<()>,
     /// Told whenever a slot is given back (shared by every set of the API).
     freed: Arc<Freed>,
     /// Started from zero replicas by a request: requests wait for it instead of being
@@ -89,7 +95,8 @@ impl ReplicaSet {
             template: Some(template),
             desired: AtomicU32::new(0),
             next_member: AtomicU32::new(0),
-            members: RwLock::new(Vec::new()),
+            members: ArcSwap::default(),
+            changing: Mutex::default(),
             freed,
             cold_start: AtomicBool::new(false),
             stopped: AtomicBool::new(false),
@@ -108,7 +115,8 @@ impl ReplicaSet {
             template: None,
             desired: AtomicU32::new(0),
             next_member: AtomicU32::new(0),
-            members: RwLock::new(Vec::new()),
+            members: ArcSwap::default(),
+            changing: Mutex::default(),
             freed: Arc::default(),
             cold_start: AtomicBool::new(false),
             stopped: AtomicBool::new(false),
@@ -124,10 +132,12 @@ impl ReplicaSet {
         set.desired.store(members.len() as u32, Ordering::Relaxed);
         set.next_member
             .store(members.len() as u32, Ordering::Relaxed);
-        *set.members.write().unwrap_or_else(|p| p.into_inner()) = members
-            .into_iter()
-            .map(|m| Member::new(m, set.freed.clone()))
-            .collect();
+        set.members.store(Arc::new(
+            members
+                .into_iter()
+                .map(|m| Member::new(m, set.freed.clone()))
+                .collect(),
+        ));
         set
     }
 
@@ -165,8 +175,7 @@ impl ReplicaSet {
     /// The members, oldest first.
     pub fn members(&self) -> Vec<Arc<dyn Replica>> {
         self.members
-            .read()
-            .unwrap_or_else(|p| p.into_inner())
+            .load()
             .iter()
             .map(|m| m.replica.clone())
             .collect()
@@ -174,12 +183,7 @@ impl ReplicaSet {
 
     /// Requests in flight on its members through the gateway.
     pub fn in_flight(&self) -> u32 {
-        self.members
-            .read()
-            .unwrap_or_else(|p| p.into_inner())
-            .iter()
-            .map(|m| m.in_flight())
-            .sum()
+        self.members.load().iter().map(|m| m.in_flight()).sum()
     }
 
     /// Whether it was stopped for good.
@@ -209,7 +213,7 @@ impl ReplicaSet {
             self.cold_start.store(false, Ordering::Relaxed);
         }
         let n = n as usize;
-        let have = self.members.read().unwrap_or_else(|p| p.into_inner()).len();
+        let have = self.members.load().len();
         let started: Vec<Arc<Member>> = match &self.template {
             Some(template) if have < n => (have..n)
                 .map(|_| {
@@ -222,14 +226,17 @@ impl ReplicaSet {
             _ => Vec::new(),
         };
         let removed = {
-            let mut members = self.members.write().unwrap_or_else(|p| p.into_inner());
+            let _changing = self.changing.lock().unwrap_or_else(|p| p.into_inner());
             if self.is_stopped() {
                 // Stopped meanwhile: what was just started goes back to be stopped.
                 return started;
             }
+            let mut members = Vec::clone(&self.members.load());
             members.extend(started);
             let keep = n.min(members.len());
-            members.split_off(keep)
+            let removed = members.split_off(keep);
+            self.members.store(Arc::new(members));
+            removed
         };
         self.membership.send_modify(|generation| *generation += 1);
         removed
@@ -238,15 +245,14 @@ impl ReplicaSet {
     /// Whether a member is ready (without moving the round-robin on).
     pub fn is_ready(&self) -> bool {
         self.members
-            .read()
-            .unwrap_or_else(|p| p.into_inner())
+            .load()
             .iter()
             .any(|m| m.replica.ready_addr().is_some())
     }
 
     /// A slot on a ready member with fewer than `max_in_flight` requests, round-robin.
     pub fn pick(&self, max_in_flight: u32) -> Pick {
-        let members = self.members.read().unwrap_or_else(|p| p.into_inner());
+        let members = self.members.load();
         let n = members.len();
         if n == 0 {
             return Pick::NoneReady;
@@ -292,11 +298,11 @@ impl ReplicaSet {
     pub async fn stop(&self, grace: Duration) {
         self.stopped.store(true, Ordering::Relaxed);
         self.membership.send_modify(|generation| *generation += 1);
-        let members = self
-            .members
-            .read()
-            .unwrap_or_else(|p| p.into_inner())
-            .clone();
+        // After any change under way: what it started is stopped too.
+        let members = {
+            let _changing = self.changing.lock().unwrap_or_else(|p| p.into_inner());
+            self.members.load_full()
+        };
         futures_util::future::join_all(members.iter().map(|m| m.drain_and_stop(grace, grace)))
             .await;
     }

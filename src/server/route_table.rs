@@ -1,11 +1,14 @@
 //! The gateway's route table: API name → live API, paths → live API, and first path segments
-//! (`/<segment>/...`, Model Bazaar's prefix routes) → live API. O(1) lookups, no IO; the lock
-//! is held only to clone an `Arc` in or out, never across an await. The maps hash with
-//! foldhash (seeded per process): their keys are deployed paths and names, and a request's
-//! path is only ever looked up.
+//! (`/<segment>/...`, Model Bazaar's prefix routes) → live API. O(1) lookups, no IO. A lookup
+//! takes no lock (the connection threads share no lock word): the maps are swapped whole for
+//! new ones, one change at a time, and changes are rare (deploys and deletes). The maps hash
+//! with foldhash (seeded per process): their keys are deployed paths and names, and a
+//! request's path is only ever looked up.
 
+use std::sync::{Arc, Mutex};
+
+use arc_swap::{ArcSwap, Guard};
 use foldhash::{HashMap, HashMapExt};
-use std::sync::{Arc, RwLock, RwLockReadGuard, RwLockWriteGuard};
 
 /// What the table routes to: something with a name and the paths it serves.
 pub trait Routed {
@@ -17,7 +20,8 @@ pub trait Routed {
 
 /// Routes by name and by path; one entry per name, one per path (an entry may have several).
 pub struct RouteTable<T> {
-    inner: RwLock<Inner<T>>,
+    inner: ArcSwap<Inner<T>>,
+    changing: Mutex<()>,
 }
 
 struct Inner<T> {
@@ -35,23 +39,29 @@ pub struct Closed;
 impl<T: Routed> Default for RouteTable<T> {
     fn default() -> Self {
         RouteTable {
-            inner: RwLock::new(Inner {
+            inner: ArcSwap::from_pointee(Inner {
                 by_name: HashMap::new(),
                 by_path: HashMap::new(),
                 by_prefix: HashMap::new(),
                 closed: false,
             }),
+            changing: Mutex::default(),
         }
     }
 }
 
 impl<T: Routed> RouteTable<T> {
-    fn read(&self) -> RwLockReadGuard<'_, Inner<T>> {
-        self.inner.read().unwrap_or_else(|p| p.into_inner())
+    fn read(&self) -> Guard<Arc<Inner<T>>> {
+        self.inner.load()
     }
 
-    fn write(&self) -> RwLockWriteGuard<'_, Inner<T>> {
-        self.inner.write().unwrap_or_else(|p| p.into_inner())
+    /// Applies `change` to a copy of the maps and puts the copy in their place.
+    fn change<R>(&self, change: impl FnOnce(&mut Inner<T>) -> R) -> R {
+        let _changing = self.changing.lock().unwrap_or_else(|p| p.into_inner());
+        let mut routes = Inner::clone(&self.inner.load());
+        let result = change(&mut routes);
+        self.inner.store(Arc::new(routes));
+        result
     }
 
     /// The entry named `name`.
@@ -77,40 +87,54 @@ impl<T: Routed> RouteTable<T> {
     /// Routes `entry`'s name and paths to it; the entry it replaces under that name loses its
     /// paths too (those that still lead to it). Refused once the table is closed.
     pub fn insert(&self, entry: Arc<T>) -> Result<Option<Arc<T>>, Closed> {
-        let mut routes = self.write();
-        if routes.closed {
-            return Err(Closed);
-        }
-        let old = routes
-            .by_name
-            .insert(entry.name().to_string(), entry.clone());
-        if let Some(old) = &old {
-            routes.unroute(old);
-        }
-        for path in entry.paths() {
-            routes.by_path.insert(path.to_string(), entry.clone());
-        }
-        for segment in entry.prefixes() {
-            routes.by_prefix.insert(segment.to_string(), entry.clone());
-        }
-        Ok(old)
+        self.change(|routes| {
+            if routes.closed {
+                return Err(Closed);
+            }
+            let old = routes
+                .by_name
+                .insert(entry.name().to_string(), entry.clone());
+            if let Some(old) = &old {
+                routes.unroute(old);
+            }
+            for path in entry.paths() {
+                routes.by_path.insert(path.to_string(), entry.clone());
+            }
+            for segment in entry.prefixes() {
+                routes.by_prefix.insert(segment.to_string(), entry.clone());
+            }
+            Ok(old)
+        })
     }
 
     /// Takes the entry named `name` out, with its path.
     pub fn remove(&self, name: &str) -> Option<Arc<T>> {
-        let mut routes = self.write();
-        let old = routes.by_name.remove(name)?;
-        routes.unroute(&old);
-        Some(old)
+        self.change(|routes| {
+            let old = routes.by_name.remove(name)?;
+            routes.unroute(&old);
+            Some(old)
+        })
     }
 
     /// Closes the table and takes every entry out.
     pub fn close(&self) -> Vec<Arc<T>> {
-        let mut routes = self.write();
-        routes.closed = true;
-        routes.by_path.clear();
-        routes.by_prefix.clear();
-        routes.by_name.drain().map(|(_, entry)| entry).collect()
+        self.change(|routes| {
+            routes.closed = true;
+            routes.by_path.clear();
+            routes.by_prefix.clear();
+            routes.by_name.drain().map(|(_, entry)| entry).collect()
+        })
+    }
+}
+
+impl<T> Clone for Inner<T> {
+    fn clone(&self) -> Self {
+        Inner {
+            by_name: self.by_name.clone(),
+            by_path: self.by_path.clone(),
+            by_prefix: self.by_prefix.clone(),
+            closed: self.closed,
+        }
     }
 }
 

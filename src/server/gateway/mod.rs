@@ -279,7 +279,7 @@ async fn proxy(
         // A body not much over the limit is read and dropped first: a client still sending
         // it hears the 413 instead of a reset. Larger ones are refused at once.
         if n <= (max_body as u64).saturating_add(DRAINED_PAST_LIMIT as u64) {
-            let _ = tokio::time::timeout_at(deadline, discard(body)).await;
+            let _ = Box::pin(tokio::time::timeout_at(deadline, discard(body))).await;
         }
         return too_large(&api);
     }
@@ -295,7 +295,9 @@ async fn proxy(
         // Content-Length: simple HTTP servers often do not read chunked bodies.
         None => {
             let read = state.bodies.read_whole(body, max_body);
-            let (bytes, held) = match tokio::time::timeout_at(deadline, read).await {
+            // Boxed, as is the wait for a replica with room: the future of every request
+            // is moved whole, the parts it does not use too.
+            let (bytes, held) = match Box::pin(tokio::time::timeout_at(deadline, read)).await {
                 Ok(Ok(read)) => read,
                 Ok(Err(BufferError::TooLarge)) => {
                     api.metrics.record(413, started.elapsed());

@@ -59,7 +59,9 @@ impl ReplicaClient {
         loop {
             let mut conn = match pool::take(addr) {
                 Some(conn) => conn,
-                None => pool::connect(addr, self.idle_timeout).await?,
+                // Boxed: most requests take a pooled connection, and the future of each
+                // request is moved whole.
+                None => Box::pin(pool::connect(addr, self.idle_timeout)).await?,
             };
             match conn.send(request).await {
                 Ok(response) => return Ok(response.map(|body| ReplicaBody::new(body, conn))),
