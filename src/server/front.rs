@@ -8,7 +8,6 @@
 
 use std::sync::Arc;
 
-use axum::body::Body;
 use axum::http::StatusCode;
 use axum::Router;
 use hyper::body::Incoming;
@@ -64,9 +63,7 @@ impl Handler for Front {
     fn call(&self, req: hyper::Request<Incoming>) -> ResponseFuture {
         if let Some(found) = goes_to_gateway(&self.state.0, req.uri().path()) {
             let state = self.state.clone();
-            return Box::pin(
-                async move { gateway::answer(&state.0, req.map(Body::new), found).await },
-            );
+            return Box::pin(async move { gateway::answer(&state.0, req, found).await });
         }
         on(&self.main, Handler::call(&self.app, req))
     }

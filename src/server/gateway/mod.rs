@@ -13,8 +13,8 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use axum::body::Body;
-use axum::extract::Request;
-use axum::http::{header, Method, StatusCode, Uri};
+use axum::body::Bytes;
+use axum::http::{header, Method, Request, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use http_body_util::BodyExt;
@@ -36,6 +36,17 @@ use refusals::{
 
 mod headers;
 mod refusals;
+
+/// What a request's body may be: hyper's as read, or the router's.
+pub trait ClientBody:
+    http_body::Body<Data = Bytes, Error: Into<axum::BoxError>> + Send + Unpin + 'static
+{
+}
+
+impl<B> ClientBody for B where
+    B: http_body::Body<Data = Bytes, Error: Into<axum::BoxError>> + Send + Unpin + 'static
+{
+}
 
 /// Paths under `/api/v<n>/` belong to the control API (no API may take them).
 pub(crate) fn is_control_path(path: &str) -> bool {
@@ -65,7 +76,13 @@ pub(crate) async fn check_caller(
 
 /// Answers a request the router's fallback gave to the gateway; `found` is the API deployed at
 /// its path ([`crate::server::routes::jobs::target`] looked it up).
-pub async fn answer(state: &AppState, req: Request, found: Option<Arc<LiveApi>>) -> Response {
+/// A request's body comes as it was read (hyper's, on a connection thread): it is boxed only
+/// on the paths that read it here.
+pub async fn answer<B: ClientBody>(
+    state: &AppState,
+    req: Request<B>,
+    found: Option<Arc<LiveApi>>,
+) -> Response {
     if let Some(api) = found {
         return predict(state, api, req).await;
     }
@@ -174,7 +191,7 @@ async fn check_access(
 /// A request to an API's path: `POST` predicts (through a TrafficSplitter's choice, for a
 /// splitter), `GET` says how (an onnx API's replica answers it, with its model's input
 /// signature, as cortex did).
-async fn predict(state: &AppState, api: Arc<LiveApi>, req: Request) -> Response {
+async fn predict<B: ClientBody>(state: &AppState, api: Arc<LiveApi>, req: Request<B>) -> Response {
     if let Err(e) = check_access(state, &api, req.headers()).await {
         return e.into_response();
     }
@@ -243,12 +260,12 @@ async fn predict(state: &AppState, api: Arc<LiveApi>, req: Request) -> Response 
 
 /// Passes `req` (its method, headers and body) to a ready replica of `api` at
 /// `path_and_query`, once admitted, and its answer back.
-async fn proxy(
+async fn proxy<B: ClientBody>(
     state: &AppState,
     api: Arc<LiveApi>,
     route: Route,
     target: Uri,
-    req: Request,
+    req: Request<B>,
 ) -> Response {
     let not_ready = |api: &LiveApi| {
         let (name, status) = (&api.spec.name, api_status(api));
@@ -279,7 +296,7 @@ async fn proxy(
         // A body not much over the limit is read and dropped first: a client still sending
         // it hears the 413 instead of a reset. Larger ones are refused at once.
         if n <= (max_body as u64).saturating_add(DRAINED_PAST_LIMIT as u64) {
-            let _ = Box::pin(tokio::time::timeout_at(deadline, discard(body))).await;
+            let _ = Box::pin(tokio::time::timeout_at(deadline, discard(Body::new(body)))).await;
         }
         return too_large(&api);
     }
@@ -287,14 +304,14 @@ async fn proxy(
         // Streamed as it arrives, once admitted (below): a request that waits holds no
         // memory. hyper ends the body at the declared length.
         Some(_) => (
-            Body::new(body.map_err(ClientBodyFailed)),
+            Body::new(body.map_err(|e| ClientBodyFailed(axum::Error::new(e)))),
             Held::nothing(),
             api,
         ),
         // Read whole (bounded by the limit and the server's budget) so the replica gets a
         // Content-Length: simple HTTP servers often do not read chunked bodies.
         None => {
-            let read = state.bodies.read_whole(body, max_body);
+            let read = state.bodies.read_whole(Body::new(body), max_body);
             // Boxed, as is the wait for a replica with room: the future of every request
             // is moved whole, the parts it does not use too.
             let (bytes, held) = match Box::pin(tokio::time::timeout_at(deadline, read)).await {
