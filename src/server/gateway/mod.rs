@@ -76,6 +76,7 @@ pub(crate) async fn check_caller(
 
 /// Answers a request the router's fallback gave to the gateway; `found` is the API deployed at
 /// its path ([`crate::server::routes::jobs::target`] looked it up).
+///
 /// A request's body comes as it was read (hyper's, on a connection thread): it is boxed only
 /// on the paths that read it here.
 pub async fn answer<B: ClientBody>(
@@ -285,8 +286,9 @@ async fn proxy<B: ClientBody>(
         None => None,
         Some(v) => v.to_str().ok().and_then(|v| v.parse::<u64>().ok()),
     };
-    // Refused before a body is read (or refused as too large) for nothing. A body with a
-    // Content-Length that fits is streamed once admitted, and admission refuses it the same.
+    // An API that cannot take the request refuses it before its body is read whole (or
+    // drained, as too large) for nothing. A body with a Content-Length that fits is streamed
+    // once admitted, and admission refuses it with the same answer.
     let read_first = declared.is_none_or(|n| n > max_body as u64);
     if read_first && !api.is_ready() && !api.versions.newest().holds_requests() {
         return not_ready(&api);
