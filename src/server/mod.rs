@@ -41,6 +41,7 @@ pub mod scaler;
 pub mod splitter;
 pub mod state;
 pub mod status;
+pub mod swapped;
 pub mod tokens;
 pub mod upload;
 pub mod versions;

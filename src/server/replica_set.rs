@@ -10,14 +10,13 @@
 
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex, RwLock};
-
-use arc_swap::ArcSwap;
+use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
 
 use tokio::sync::watch;
 
 use super::freed::Freed;
+use super::swapped::Swapped;
 use crate::engine::{Engine, Replica, ReplicaPlan};
 
 /// Stops `members` (taken out by [`ReplicaSet::scale_to`]) once their requests have finished,
@@ -50,10 +49,8 @@ pub struct ReplicaSet {
     desired: AtomicU32,
     /// The number the next new member gets.
     next_member: AtomicU32,
-    /// Read by every pick without a lock (the connection threads share no lock word); changed
-    /// by swapping in a new list, one change at a time (`changing`).
-    members: ArcSwap<Vec<Arc<Member>>>,
-    changing: Mutex<()>,
+    /// Read by every pick without a lock (`swapped.rs`).
+    members: Swapped<Vec<Arc<Member>>>,
     /// Told whenever a slot is given back (shared by every set of the API).
     freed: Arc<Freed>,
     /// Started from zero replicas by a request: requests wait for it instead of being
@@ -95,8 +92,7 @@ impl ReplicaSet {
             template: Some(template),
             desired: AtomicU32::new(0),
             next_member: AtomicU32::new(0),
-            members: ArcSwap::default(),
-            changing: Mutex::default(),
+            members: Swapped::default(),
             freed,
             cold_start: AtomicBool::new(false),
             stopped: AtomicBool::new(false),
@@ -115,8 +111,7 @@ impl ReplicaSet {
             template: None,
             desired: AtomicU32::new(0),
             next_member: AtomicU32::new(0),
-            members: ArcSwap::default(),
-            changing: Mutex::default(),
+            members: Swapped::default(),
             freed: Arc::default(),
             cold_start: AtomicBool::new(false),
             stopped: AtomicBool::new(false),
@@ -132,12 +127,11 @@ impl ReplicaSet {
         set.desired.store(members.len() as u32, Ordering::Relaxed);
         set.next_member
             .store(members.len() as u32, Ordering::Relaxed);
-        set.members.store(Arc::new(
-            members
-                .into_iter()
-                .map(|m| Member::new(m, set.freed.clone()))
-                .collect(),
-        ));
+        let members = members
+            .into_iter()
+            .map(|m| Member::new(m, set.freed.clone()))
+            .collect();
+        set.members.change(|all| *all = members);
         set
     }
 
@@ -225,18 +219,18 @@ impl ReplicaSet {
                 .collect(),
             _ => Vec::new(),
         };
-        let removed = {
-            let _changing = self.changing.lock().unwrap_or_else(|p| p.into_inner());
+        let removed = self.members.change(|members| {
             if self.is_stopped() {
                 // Stopped meanwhile: what was just started goes back to be stopped.
-                return started;
+                return Err(started);
             }
-            let mut members = Vec::clone(&self.members.load());
             members.extend(started);
             let keep = n.min(members.len());
-            let removed = members.split_off(keep);
-            self.members.store(Arc::new(members));
-            removed
+            Ok(members.split_off(keep))
+        });
+        let removed = match removed {
+            Ok(removed) => removed,
+            Err(started) => return started,
         };
         self.membership.send_modify(|generation| *generation += 1);
         removed
@@ -299,10 +293,7 @@ impl ReplicaSet {
         self.stopped.store(true, Ordering::Relaxed);
         self.membership.send_modify(|generation| *generation += 1);
         // After any change under way: what it started is stopped too.
-        let members = {
-            let _changing = self.changing.lock().unwrap_or_else(|p| p.into_inner());
-            self.members.load_full()
-        };
+        let members = self.members.settled();
         futures_util::future::join_all(members.iter().map(|m| m.drain_and_stop(grace, grace)))
             .await;
     }

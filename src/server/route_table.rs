@@ -1,14 +1,16 @@
 //! The gateway's route table: API name → live API, paths → live API, and first path segments
 //! (`/<segment>/...`, Model Bazaar's prefix routes) → live API. O(1) lookups, no IO. A lookup
-//! takes no lock (the connection threads share no lock word): the maps are swapped whole for
-//! new ones, one change at a time, and changes are rare (deploys and deletes). The maps hash
+//! takes no lock (`swapped.rs`): the maps are swapped whole for changed copies, and changes
+//! are rare (deploys and deletes). The maps hash
 //! with foldhash (seeded per process): their keys are deployed paths and names, and a
 //! request's path is only ever looked up.
 
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
-use arc_swap::{ArcSwap, Guard};
+use arc_swap::Guard;
 use foldhash::{HashMap, HashMapExt};
+
+use super::swapped::Swapped;
 
 /// What the table routes to: something with a name and the paths it serves.
 pub trait Routed {
@@ -20,8 +22,7 @@ pub trait Routed {
 
 /// Routes by name and by path; one entry per name, one per path (an entry may have several).
 pub struct RouteTable<T> {
-    inner: ArcSwap<Inner<T>>,
-    changing: Mutex<()>,
+    inner: Swapped<Inner<T>>,
 }
 
 struct Inner<T> {
@@ -39,13 +40,12 @@ pub struct Closed;
 impl<T: Routed> Default for RouteTable<T> {
     fn default() -> Self {
         RouteTable {
-            inner: ArcSwap::from_pointee(Inner {
+            inner: Swapped::new(Inner {
                 by_name: HashMap::new(),
                 by_path: HashMap::new(),
                 by_prefix: HashMap::new(),
                 closed: false,
             }),
-            changing: Mutex::default(),
         }
     }
 }
@@ -53,15 +53,6 @@ impl<T: Routed> Default for RouteTable<T> {
 impl<T: Routed> RouteTable<T> {
     fn read(&self) -> Guard<Arc<Inner<T>>> {
         self.inner.load()
-    }
-
-    /// Applies `change` to a copy of the maps and puts the copy in their place.
-    fn change<R>(&self, change: impl FnOnce(&mut Inner<T>) -> R) -> R {
-        let _changing = self.changing.lock().unwrap_or_else(|p| p.into_inner());
-        let mut routes = Inner::clone(&self.inner.load());
-        let result = change(&mut routes);
-        self.inner.store(Arc::new(routes));
-        result
     }
 
     /// The entry named `name`.
@@ -87,7 +78,7 @@ impl<T: Routed> RouteTable<T> {
     /// Routes `entry`'s name and paths to it; the entry it replaces under that name loses its
     /// paths too (those that still lead to it). Refused once the table is closed.
     pub fn insert(&self, entry: Arc<T>) -> Result<Option<Arc<T>>, Closed> {
-        self.change(|routes| {
+        self.inner.change(|routes| {
             if routes.closed {
                 return Err(Closed);
             }
@@ -109,7 +100,7 @@ impl<T: Routed> RouteTable<T> {
 
     /// Takes the entry named `name` out, with its path.
     pub fn remove(&self, name: &str) -> Option<Arc<T>> {
-        self.change(|routes| {
+        self.inner.change(|routes| {
             let old = routes.by_name.remove(name)?;
             routes.unroute(&old);
             Some(old)
@@ -118,7 +109,7 @@ impl<T: Routed> RouteTable<T> {
 
     /// Closes the table and takes every entry out.
     pub fn close(&self) -> Vec<Arc<T>> {
-        self.change(|routes| {
+        self.inner.change(|routes| {
             routes.closed = true;
             routes.by_path.clear();
             routes.by_prefix.clear();
