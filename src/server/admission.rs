@@ -29,29 +29,30 @@ pub enum Refusal {
     TimedOut,
 }
 
+/// A slot on one of `api`'s replicas if one has room now (most requests find one), a refusal
+/// if none is ready and none is coming; `None` when the request has to [`wait`].
+pub fn now(api: &LiveApi) -> Option<Result<Slot, Refusal>> {
+    look(api, limits(api).0)
+}
+
 /// A slot on one of `api`'s replicas, waiting for one (until `deadline`) when they are busy or
 /// starting from zero.
-pub async fn admit(api: &LiveApi, deadline: Instant) -> Result<Slot, Refusal> {
-    let (max_in_flight, max_queue_length) = api
-        .spec
+pub async fn wait(api: &LiveApi, deadline: Instant) -> Result<Slot, Refusal> {
+    let (max_in_flight, max_queue_length) = limits(api);
+    if let Some(found) = look(api, max_in_flight) {
+        return found;
+    }
+    wait_for_room(api, max_in_flight, max_queue_length, deadline).await
+}
+
+/// `autoscaling.max_replica_concurrency` and `autoscaling.max_queue_length`.
+fn limits(api: &LiveApi) -> (u32, u32) {
+    api.spec
         .autoscaling
         .as_ref()
         .map_or((u32::MAX, crate::spec::DEFAULT_MAX_QUEUE_LENGTH), |a| {
             (a.max_replica_concurrency, a.max_queue_length)
-        });
-    // Most requests find room at once: they neither queue nor listen for freed slots (and
-    // the waiting, with its timers, is boxed: a request's future is moved whole, unused
-    // parts too).
-    if let Some(found) = look(api, max_in_flight) {
-        return found;
-    }
-    Box::pin(wait_for_room(
-        api,
-        max_in_flight,
-        max_queue_length,
-        deadline,
-    ))
-    .await
+        })
 }
 
 /// Waits in the API's queue (at most `max_queue_length` per replica) for a slot.

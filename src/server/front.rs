@@ -62,8 +62,7 @@ fn goes_to_gateway(state: &AppState, path: &str) -> Option<Option<Arc<LiveApi>>>
 impl Handler for Front {
     fn call(&self, req: hyper::Request<Incoming>) -> ResponseFuture {
         if let Some(found) = goes_to_gateway(&self.state.0, req.uri().path()) {
-            let state = self.state.clone();
-            return Box::pin(async move { gateway::answer(&state.0, req, found).await });
+            return Box::pin(gateway::answer(&self.state.0, req, found));
         }
         on(&self.main, Handler::call(&self.app, req))
     }

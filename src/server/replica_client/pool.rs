@@ -3,6 +3,7 @@
 //! its connection back once it has been read to the end.
 
 use std::cell::RefCell;
+use std::future::Future;
 use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -15,6 +16,7 @@ use axum::http::{header, HeaderValue, Request, Response};
 use http_body::{Frame, SizeHint};
 use hyper::body::Incoming;
 use hyper::client::conn::http1::{self, SendRequest};
+use hyper::client::conn::TrySendError;
 use hyper_util::rt::TokioIo;
 use tokio::net::TcpStream;
 
@@ -50,6 +52,10 @@ pub(super) struct Conn {
     pooled: bool,
 }
 
+/// A replica's answer to a request handed to a connection, or why there is none (with the
+/// request, when it never left).
+pub(super) type Answered = Result<Response<Incoming>, TrySendError<Request<Body>>>;
+
 /// A request that did not get an answer: given back when it never left.
 pub(super) struct Failed {
     pub(super) unsent: Option<Request<Body>>,
@@ -60,6 +66,22 @@ impl Conn {
     /// True when the connection came from the pool (the replica may have closed it since).
     pub(super) fn was_pooled(&self) -> bool {
         self.pooled
+    }
+
+    /// Hands `request` to the connection now, if it is ready for one (an idle connection
+    /// whose last answer was read to the end is): what is returned waits for the answer.
+    /// Gives `request` back otherwise (boxed: that is rare).
+    pub(super) fn try_send(
+        &mut self,
+        mut request: Request<Body>,
+    ) -> Result<impl Future<Output = Answered> + Send + use<>, Box<Request<Body>>> {
+        if !self.sender.is_ready() {
+            return Err(Box::new(request));
+        }
+        request
+            .headers_mut()
+            .insert(header::HOST, self.host.clone());
+        Ok(self.sender.try_send_request(request))
     }
 
     /// Sends `request` once the connection is ready for it.

@@ -61,7 +61,7 @@ pub async fn fallback(State(state): State<AppState>, req: Request) -> Response {
             .await
         }
         Target::Job(live, job_id) => job(state, live, job_id, req).await,
-        Target::Gateway(found) => gateway::answer(&state, req, found).await,
+        Target::Gateway(found) => gateway::answer(&Arc::new(state), req, found).await,
     }
 }
 

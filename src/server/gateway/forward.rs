@@ -1,0 +1,222 @@
+//! Passing a prediction on to a replica: its body's limits, admission, the request as the
+//! replica gets it, and the replica's answer as the client gets it. Each step decides at once
+//! when it can; only what has to wait is boxed and awaited (`answer.rs`).
+
+use std::sync::Arc;
+
+use axum::body::Body;
+use axum::http::{header, request, Request, StatusCode, Uri};
+use axum::response::Response;
+use http_body_util::BodyExt;
+
+use super::answer::{Answer, Clock, Forwarding, Sent};
+use super::headers::{is_hop_by_hop, strip};
+use super::refusals::{
+    client_body_failed, timed_out, too_large, unreadable_body, ClientBodyFailed,
+};
+use super::{ClientBody, Route};
+use crate::server::admission::{self, Refusal};
+use crate::server::body_budget::{discard, BufferError, Held, DRAINED_PAST_LIMIT};
+use crate::server::deadline_body::DeadlineBody;
+use crate::server::error::error_response;
+use crate::server::live_api::LiveApi;
+use crate::server::replica_client::{ReplicaBody, ReplicaError};
+use crate::server::state::AppState;
+use crate::server::status::api_status;
+
+/// 503: `api` has no replica ready and none coming.
+fn not_ready(api: &LiveApi) -> Response {
+    let (name, status) = (&api.spec.name, api_status(api));
+    error_response(
+        StatusCode::SERVICE_UNAVAILABLE,
+        "not_ready",
+        format!("{name} is not ready (status: {status}); run `cortex get {name}` to see why"),
+    )
+}
+
+/// Passes `req` (its method, headers and body) to a ready replica of `api` at `target` (a
+/// path and query), once admitted, and its answer back.
+pub(super) fn proxy<B: ClientBody>(
+    state: &Arc<AppState>,
+    api: Arc<LiveApi>,
+    route: Route,
+    target: Uri,
+    req: Request<B>,
+) -> Answer {
+    let clock = Clock::start(&api);
+    let max_body =
+        usize::try_from(api.spec.networking.max_request_size.bytes).unwrap_or(usize::MAX);
+    let (parts, body) = req.into_parts();
+    let declared = match parts.headers.get(header::CONTENT_LENGTH) {
+        None => None,
+        Some(v) => v.to_str().ok().and_then(|v| v.parse::<u64>().ok()),
+    };
+    // An API that cannot take the request refuses it before its body is read whole (or
+    // drained, as too large) for nothing. A body with a Content-Length that fits is streamed
+    // once admitted, and admission refuses it with the same answer.
+    let read_first = declared.is_none_or(|n| n > max_body as u64);
+    if read_first && !api.is_ready() && !api.versions.newest().holds_requests() {
+        return Answer::now(not_ready(&api));
+    }
+    if let Some(n) = declared.filter(|n| *n > max_body as u64) {
+        api.metrics.record(413, clock.started.elapsed());
+        // A body not much over the limit is read and dropped first: a client still sending
+        // it hears the 413 instead of a reset. Larger ones are refused at once.
+        if n <= (max_body as u64).saturating_add(DRAINED_PAST_LIMIT as u64) {
+            return Answer::later(async move {
+                let _ = tokio::time::timeout_at(clock.deadline, discard(Body::new(body))).await;
+                too_large(&api)
+            });
+        }
+        return Answer::now(too_large(&api));
+    }
+    if let Some(length) = declared {
+        // Streamed as it arrives, once admitted: a request that waits holds no memory.
+        // hyper ends the body at the declared length. The client's Content-Length goes on as
+        // it came; several (the head guard saw that they agree) become one.
+        let mut parts = parts;
+        if parts
+            .headers
+            .get_all(header::CONTENT_LENGTH)
+            .iter()
+            .nth(1)
+            .is_some()
+        {
+            parts.headers.insert(header::CONTENT_LENGTH, length.into());
+        }
+        let body = Body::new(body.map_err(|e| ClientBodyFailed(axum::Error::new(e))));
+        return admit(state, api, parts, target, body, Held::nothing(), clock);
+    }
+    // Read whole (bounded by the limit and the server's budget) so the replica gets a
+    // Content-Length: simple HTTP servers often do not read chunked bodies.
+    let state = state.clone();
+    Answer::later(async move {
+        let read = state.bodies.read_whole(Body::new(body), max_body);
+        let (bytes, held) = match tokio::time::timeout_at(clock.deadline, read).await {
+            Ok(Ok(read)) => read,
+            Ok(Err(BufferError::TooLarge)) => {
+                api.metrics.record(413, clock.started.elapsed());
+                return too_large(&api);
+            }
+            Ok(Err(BufferError::OverBudget)) => {
+                api.metrics.record(503, clock.started.elapsed());
+                return error_response(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "overloaded",
+                    "the server holds as many request bodies without a Content-Length as its memory allows; retry later, or send a Content-Length (such bodies are streamed)",
+                );
+            }
+            Ok(Err(BufferError::Read(e))) => return unreadable_body(e),
+            Err(_) => return timed_out(&api, clock.timeout, clock.started),
+        };
+        // Routed again once the body is in: a slow upload must go to what serves the path
+        // now, not to a generation that an update, a restart or a delete has stopped
+        // meanwhile.
+        let Some(api) = route.resolve(&state, &parts.uri) else {
+            return route.gone(&parts.uri);
+        };
+        admit(&state, api, parts, target, Body::from(bytes), held, clock).await
+    })
+}
+
+/// Sends the request once a replica of `api` has room for it: now, or after a wait in the
+/// API's queue.
+fn admit(
+    state: &Arc<AppState>,
+    api: Arc<LiveApi>,
+    parts: request::Parts,
+    target: Uri,
+    body: Body,
+    held: Held,
+    clock: Clock,
+) -> Answer {
+    match admission::now(&api) {
+        Some(Ok(slot)) => {
+            let sent = Sent::new(api, slot, held, clock);
+            send(state, sent, parts, target, body)
+        }
+        Some(Err(refusal)) => Answer::now(refused(&api, refusal, clock)),
+        None => {
+            let state = state.clone();
+            Answer::later(async move {
+                match admission::wait(&api, clock.deadline).await {
+                    Ok(slot) => {
+                        let sent = Sent::new(api, slot, held, clock);
+                        send(&state, sent, parts, target, body).await
+                    }
+                    Err(refusal) => refused(&api, refusal, clock),
+                }
+            })
+        }
+    }
+}
+
+/// Why `api` did not take the request.
+fn refused(api: &LiveApi, refusal: Refusal, clock: Clock) -> Response {
+    match refusal {
+        Refusal::NotReady => not_ready(api),
+        Refusal::TimedOut => timed_out(api, clock.timeout, clock.started),
+        Refusal::Overloaded => {
+            api.metrics.record(503, clock.started.elapsed());
+            let name = &api.spec.name;
+            error_response(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "overloaded",
+                format!(
+                    "{name} is at capacity: every replica has autoscaling.max_replica_concurrency requests in flight and the queue (autoscaling.max_queue_length per replica) is full; retry later, or raise max_replicas"
+                ),
+            )
+        }
+    }
+}
+
+/// Hands the request to the replica it was admitted to, without the headers that are not
+/// the replica's.
+fn send(state: &AppState, sent: Sent, parts: request::Parts, target: Uri, body: Body) -> Answer {
+    let mut headers = parts.headers;
+    // The caller's credentials are the server's to check, not the replica's to keep.
+    strip(&mut headers, |name| {
+        is_hop_by_hop(name) || name == header::AUTHORIZATION || name == super::super::auth::API_KEY
+    });
+    let sending = state
+        .replicas
+        .send(parts.method, sent.slot.addr(), target, headers, body);
+    Answer::forwarding(Forwarding::new(sending, sent))
+}
+
+/// The replica's answer as the client gets it, or why there is none.
+pub(super) fn answered(
+    sent: Sent,
+    answered: Result<Result<Response<ReplicaBody>, ReplicaError>, tokio::time::error::Elapsed>,
+) -> Response {
+    let Sent {
+        api, slot, clock, ..
+    } = sent;
+    let response = match answered {
+        Err(_) => return timed_out(&api, clock.timeout, clock.started),
+        Ok(Ok(r)) => r,
+        Ok(Err(e)) if client_body_failed(&e) => return unreadable_body(e),
+        Ok(Err(e)) => {
+            api.metrics.record(502, clock.started.elapsed());
+            let name = &api.spec.name;
+            return error_response(
+                StatusCode::BAD_GATEWAY,
+                "bad_gateway",
+                format!("{name}'s replica did not answer: {e}; check `cortex logs {name}`"),
+            );
+        }
+    };
+    api.metrics
+        .record(response.status().as_u16(), clock.started.elapsed());
+    let (mut parts, incoming) = response.into_parts();
+    // The answer is passed on as the replica framed it: by its Content-Length (the body's size
+    // hint says the same), or in chunks when the replica streamed it.
+    if parts.headers.contains_key(header::TRANSFER_ENCODING) {
+        parts.headers.remove(header::CONTENT_LENGTH);
+    }
+    strip(&mut parts.headers, is_hop_by_hop);
+    // The slot is held until the answer has been passed on: the replica is busy until then.
+    // The deadline covers the body too: a replica that stalls mid-answer is cut off.
+    let body = DeadlineBody::new(incoming, clock.deadline, clock.timeout).holding(slot);
+    Response::from_parts(parts, Body::new(body))
+}
