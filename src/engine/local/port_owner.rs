@@ -166,17 +166,22 @@ mod tests {
 
     #[test]
     fn a_listener_of_this_process_belongs_to_its_group_and_no_other() {
-        let listener = std::net::TcpListener::bind(("127.0.0.1", 0)).unwrap();
-        let port = listener.local_addr().unwrap().port();
-        // SAFETY: getpgrp(2) only reads the calling process's group id.
-        let own_group = unsafe { libc::getpgrp() } as u32;
         if !Path::new("/proc/net/tcp").exists() {
             return; // not Linux: nothing to check
         }
+        // The port is held (bound) from the start, so no other process can listen on it
+        // while the test looks: first not listening, then listening.
+        let socket =
+            socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
+        let any_port = std::net::SocketAddr::from(([127, 0, 0, 1], 0));
+        socket.bind(&any_port.into()).unwrap();
+        let port = socket.local_addr().unwrap().as_socket().unwrap().port();
+        // SAFETY: getpgrp(2) only reads the calling process's group id.
+        let own_group = unsafe { libc::getpgrp() } as u32;
+        assert_eq!(listener_owner(port, own_group), Owner::Unknown);
+        socket.listen(1).unwrap();
         assert_eq!(listener_owner(port, own_group), Owner::Replica);
         // No process has this group: the listener is a stranger's to it.
         assert_eq!(listener_owner(port, u32::MAX - 1), Owner::Stranger);
-        drop(listener);
-        assert_eq!(listener_owner(port, own_group), Owner::Unknown);
     }
 }
