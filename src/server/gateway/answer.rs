@@ -9,18 +9,12 @@
 
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::Arc;
-use std::task::{ready, Context, Poll};
-use std::time::{Duration, Instant};
+use std::task::{Context, Poll};
 
 use axum::response::Response;
 use pin_project_lite::pin_project;
-use tokio::time::Timeout;
 
-use crate::server::body_budget::Held;
-use crate::server::live_api::LiveApi;
-use crate::server::replica_client::Sending;
-use crate::server::replica_set::Slot;
+use super::forwarding::Forwarding;
 
 pin_project! {
     /// A prediction's answer.
@@ -61,79 +55,6 @@ impl Future for Answer {
             },
             AnswerProj::Forwarding { forwarding } => forwarding.poll(cx),
             AnswerProj::Later { later } => later.as_mut().poll(cx),
-        }
-    }
-}
-
-/// When a request began, and how long it may take (`networking.timeout`).
-#[derive(Clone, Copy)]
-pub(super) struct Clock {
-    pub(super) started: Instant,
-    pub(super) timeout: Duration,
-    pub(super) deadline: tokio::time::Instant,
-}
-
-impl Clock {
-    /// From now, for `api`.
-    pub(super) fn start(api: &LiveApi) -> Clock {
-        let started = Instant::now();
-        let timeout = api.spec.networking.timeout.to_std();
-        Clock {
-            started,
-            timeout,
-            deadline: tokio::time::Instant::from_std(started) + timeout,
-        }
-    }
-}
-
-/// What a request sent to a replica holds until the replica answers.
-pub(super) struct Sent {
-    pub(super) api: Arc<LiveApi>,
-    pub(super) slot: Slot,
-    /// The request body's share of the server's budget, when it was read whole: given back
-    /// once the replica answers.
-    pub(super) _held: Held,
-    pub(super) clock: Clock,
-}
-
-impl Sent {
-    pub(super) fn new(api: Arc<LiveApi>, slot: Slot, held: Held, clock: Clock) -> Sent {
-        Sent {
-            api,
-            slot,
-            _held: held,
-            clock,
-        }
-    }
-}
-
-pin_project! {
-    /// A request handed to a replica, until its answer's head comes or its deadline passes.
-    pub struct Forwarding {
-        #[pin]
-        answer: Timeout<Sending>,
-        sent: Option<Sent>,
-    }
-}
-
-impl Forwarding {
-    pub(super) fn new(sending: Sending, sent: Sent) -> Forwarding {
-        Forwarding {
-            answer: tokio::time::timeout_at(sent.clock.deadline, sending),
-            sent: Some(sent),
-        }
-    }
-}
-
-impl Future for Forwarding {
-    type Output = Response;
-
-    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Response> {
-        let this = self.project();
-        let answered = ready!(this.answer.poll(cx));
-        match this.sent.take() {
-            Some(sent) => Poll::Ready(super::forward::answered(sent, answered)),
-            None => panic!("a forwarded request was polled after it was answered"),
         }
     }
 }

@@ -1,28 +1,36 @@
-//! Passing a prediction on to a replica: its body's limits, admission, the request as the
-//! replica gets it, and the replica's answer as the client gets it. Each step decides at once
-//! when it can; only what has to wait is boxed and awaited (`answer.rs`).
+//! Passing a prediction on to a replica: its body's limits, admission, and the request as the
+//! replica gets it (`forwarding.rs` waits for the answer). Each step decides at once when it
+//! can; only what has to wait is boxed and awaited (`answer.rs`).
 
 use std::sync::Arc;
 
-use axum::body::Body;
+use axum::body::{Body, Bytes};
 use axum::http::{header, request, Request, StatusCode, Uri};
 use axum::response::Response;
 use http_body_util::BodyExt;
 
-use super::answer::{Answer, Clock, Forwarding, Sent};
+use super::answer::Answer;
+use super::forwarding::{Clock, Forwarding, Sent};
 use super::headers::{is_hop_by_hop, strip};
-use super::refusals::{
-    client_body_failed, timed_out, too_large, unreadable_body, ClientBodyFailed,
-};
-use super::{ClientBody, Route};
+use super::refusals::{timed_out, too_large, unreadable_body, ClientBodyFailed};
+use super::route::Route;
 use crate::server::admission::{self, Refusal};
 use crate::server::body_budget::{discard, BufferError, Held, DRAINED_PAST_LIMIT};
-use crate::server::deadline_body::DeadlineBody;
 use crate::server::error::error_response;
 use crate::server::live_api::LiveApi;
-use crate::server::replica_client::{ReplicaBody, ReplicaError};
 use crate::server::state::AppState;
 use crate::server::status::api_status;
+
+/// What a request's body may be: hyper's as read, or the router's.
+pub trait ClientBody:
+    http_body::Body<Data = Bytes, Error: Into<axum::BoxError>> + Send + Unpin + 'static
+{
+}
+
+impl<B> ClientBody for B where
+    B: http_body::Body<Data = Bytes, Error: Into<axum::BoxError>> + Send + Unpin + 'static
+{
+}
 
 /// 503: `api` has no replica ready and none coming.
 fn not_ready(api: &LiveApi) -> Response {
@@ -182,41 +190,4 @@ fn send(state: &AppState, sent: Sent, parts: request::Parts, target: Uri, body: 
         .replicas
         .send(parts.method, sent.slot.addr(), target, headers, body);
     Answer::forwarding(Forwarding::new(sending, sent))
-}
-
-/// The replica's answer as the client gets it, or why there is none.
-pub(super) fn answered(
-    sent: Sent,
-    answered: Result<Result<Response<ReplicaBody>, ReplicaError>, tokio::time::error::Elapsed>,
-) -> Response {
-    let Sent {
-        api, slot, clock, ..
-    } = sent;
-    let response = match answered {
-        Err(_) => return timed_out(&api, clock.timeout, clock.started),
-        Ok(Ok(r)) => r,
-        Ok(Err(e)) if client_body_failed(&e) => return unreadable_body(e),
-        Ok(Err(e)) => {
-            api.metrics.record(502, clock.started.elapsed());
-            let name = &api.spec.name;
-            return error_response(
-                StatusCode::BAD_GATEWAY,
-                "bad_gateway",
-                format!("{name}'s replica did not answer: {e}; check `cortex logs {name}`"),
-            );
-        }
-    };
-    api.metrics
-        .record(response.status().as_u16(), clock.started.elapsed());
-    let (mut parts, incoming) = response.into_parts();
-    // The answer is passed on as the replica framed it: by its Content-Length (the body's size
-    // hint says the same), or in chunks when the replica streamed it.
-    if parts.headers.contains_key(header::TRANSFER_ENCODING) {
-        parts.headers.remove(header::CONTENT_LENGTH);
-    }
-    strip(&mut parts.headers, is_hop_by_hop);
-    // The slot is held until the answer has been passed on: the replica is busy until then.
-    // The deadline covers the body too: a replica that stalls mid-answer is cut off.
-    let body = DeadlineBody::new(incoming, clock.deadline, clock.timeout).holding(slot);
-    Response::from_parts(parts, Body::new(body))
 }

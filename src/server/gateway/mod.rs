@@ -11,9 +11,8 @@
 
 use std::sync::Arc;
 
-use axum::body::Bytes;
 use axum::http::{Method, Request, StatusCode, Uri};
-use axum::response::{IntoResponse, Response};
+use axum::response::IntoResponse;
 use axum::Json;
 
 use super::access::{self, Access, Level};
@@ -22,25 +21,18 @@ use super::error::{error_response, ApiError};
 use super::live_api::LiveApi;
 use super::state::AppState;
 use forward::proxy;
+pub use forward::ClientBody;
 use refusals::{not_found, unreadable_target};
+use route::{api_path, Route};
 
 pub use answer::Answer;
 
 mod answer;
 mod forward;
+mod forwarding;
 mod headers;
 mod refusals;
-
-/// What a request's body may be: hyper's as read, or the router's.
-pub trait ClientBody:
-    http_body::Body<Data = Bytes, Error: Into<axum::BoxError>> + Send + Unpin + 'static
-{
-}
-
-impl<B> ClientBody for B where
-    B: http_body::Body<Data = Bytes, Error: Into<axum::BoxError>> + Send + Unpin + 'static
-{
-}
+mod route;
 
 /// Paths under `/api/v<n>/` belong to the control API (no API may take them).
 pub(crate) fn is_control_path(path: &str) -> bool {
@@ -117,57 +109,12 @@ pub fn answer<B: ClientBody>(
     Answer::now(not_found(&given))
 }
 
-/// The path an API is deployed at, as `given` names it (without a trailing slash).
-fn api_path(given: &str) -> &str {
-    match given.trim_end_matches('/') {
-        "" => "/",
-        path => path,
-    }
-}
-
 /// `/<segment>/<rest>`: the first segment and the rest (from its `/`), when there is a rest.
 fn prefix_of(path: &str) -> Option<(&str, &str)> {
     let tail = path.strip_prefix('/')?;
     let slash = tail.find('/')?;
     let (segment, rest) = tail.split_at(slash);
     (!segment.is_empty()).then_some((segment, rest))
-}
-
-/// What a request is routed by, again once its body is in (a deploy may have replaced what
-/// served it meanwhile).
-enum Route {
-    /// An API's path: the request's.
-    Path,
-    /// The API a TrafficSplitter chose.
-    Split { splitter: String, chosen: String },
-    /// `/<model_id>/...` or `/<deployment_name>/...`.
-    Prefix(String),
-}
-
-impl Route {
-    /// What serves the route of a request for `uri` now.
-    fn resolve(&self, state: &AppState, uri: &Uri) -> Option<Arc<LiveApi>> {
-        match self {
-            Route::Path => state.deployments.by_path(api_path(uri.path())),
-            Route::Split { chosen, .. } => {
-                state.deployments.get(chosen).filter(|a| a.is_realtime())
-            }
-            Route::Prefix(segment) => state.deployments.by_prefix(segment),
-        }
-    }
-
-    /// The answer when nothing serves the route any more.
-    fn gone(&self, uri: &Uri) -> Response {
-        match self {
-            Route::Path => not_found(api_path(uri.path())),
-            Route::Prefix(segment) => not_found(&format!("/{segment}/")),
-            Route::Split { splitter, chosen } => error_response(
-                StatusCode::SERVICE_UNAVAILABLE,
-                "not_ready",
-                format!("{chosen}, one of traffic splitter {splitter}'s apis, is not deployed; deploy it, or change the splitter's apis"),
-            ),
-        }
-    }
 }
 
 /// `then`, once the caller may call `api`: on a server beyond loopback, a non-public API
