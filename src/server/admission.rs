@@ -35,16 +35,6 @@ pub fn now(api: &LiveApi) -> Option<Result<Slot, Refusal>> {
     look(api, limits(api).0)
 }
 
-/// A slot on one of `api`'s replicas, waiting for one (until `deadline`) when they are busy or
-/// starting from zero.
-pub async fn wait(api: &LiveApi, deadline: Instant) -> Result<Slot, Refusal> {
-    let (max_in_flight, max_queue_length) = limits(api);
-    if let Some(found) = look(api, max_in_flight) {
-        return found;
-    }
-    wait_for_room(api, max_in_flight, max_queue_length, deadline).await
-}
-
 /// `autoscaling.max_replica_concurrency` and `autoscaling.max_queue_length`.
 fn limits(api: &LiveApi) -> (u32, u32) {
     api.spec
@@ -55,13 +45,11 @@ fn limits(api: &LiveApi) -> (u32, u32) {
         })
 }
 
-/// Waits in the API's queue (at most `max_queue_length` per replica) for a slot.
-async fn wait_for_room(
-    api: &LiveApi,
-    max_in_flight: u32,
-    max_queue_length: u32,
-    deadline: Instant,
-) -> Result<Slot, Refusal> {
+/// A slot on one of `api`'s replicas, once one has room (until `deadline`), for a request
+/// [`now`] told to wait: they are busy or starting from zero. It waits in the API's queue (at
+/// most `max_queue_length` per replica).
+pub async fn wait(api: &LiveApi, deadline: Instant) -> Result<Slot, Refusal> {
+    let (max_in_flight, max_queue_length) = limits(api);
     let replicas = api.versions.newest().desired().max(1);
     // Starting from zero, at least this request waits (it is what wakes a replica).
     let cap = max_queue_length.saturating_mul(replicas).max(1);

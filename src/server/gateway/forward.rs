@@ -188,6 +188,6 @@ fn send(state: &AppState, sent: Sent, parts: request::Parts, target: Uri, body: 
     });
     let sending = state
         .replicas
-        .send(parts.method, sent.slot.addr(), target, headers, body);
+        .send(parts.method, sent.addr(), target, headers, body);
     Answer::forwarding(Forwarding::new(sending, sent))
 }

@@ -45,12 +45,12 @@ impl Clock {
 
 /// What a request sent to a replica holds until the replica answers.
 pub(super) struct Sent {
-    pub(super) api: Arc<LiveApi>,
-    pub(super) slot: Slot,
+    api: Arc<LiveApi>,
+    slot: Slot,
     /// The request body's share of the server's budget, when it was read whole: given back
     /// once the replica answers.
-    pub(super) _held: Held,
-    pub(super) clock: Clock,
+    _held: Held,
+    clock: Clock,
 }
 
 impl Sent {
@@ -61,6 +61,11 @@ impl Sent {
             _held: held,
             clock,
         }
+    }
+
+    /// The replica the request was admitted to.
+    pub(super) fn addr(&self) -> std::net::SocketAddr {
+        self.slot.addr()
     }
 }
 

@@ -73,21 +73,18 @@ impl Conn {
     /// Gives `request` back otherwise (boxed: that is rare).
     pub(super) fn try_send(
         &mut self,
-        mut request: Request<Body>,
+        request: Request<Body>,
     ) -> Result<impl Future<Output = Answered> + Send + use<>, Box<Request<Body>>> {
         if !self.sender.is_ready() {
             return Err(Box::new(request));
         }
-        request
-            .headers_mut()
-            .insert(header::HOST, self.host.clone());
-        Ok(self.sender.try_send_request(request))
+        Ok(self.hand_over(request))
     }
 
     /// Sends `request` once the connection is ready for it.
     pub(super) async fn send(
         &mut self,
-        mut request: Request<Body>,
+        request: Request<Body>,
     ) -> Result<Response<Incoming>, Failed> {
         if let Err(error) = self.sender.ready().await {
             return Err(Failed {
@@ -95,16 +92,22 @@ impl Conn {
                 error,
             });
         }
+        self.hand_over(request).await.map_err(|mut e| Failed {
+            unsent: e.take_message(),
+            error: e.into_error(),
+        })
+    }
+
+    /// Queues `request` (with `Host: <addr>`) on the connection; what is returned waits for
+    /// the answer.
+    fn hand_over(
+        &mut self,
+        mut request: Request<Body>,
+    ) -> impl Future<Output = Answered> + Send + use<> {
         request
             .headers_mut()
             .insert(header::HOST, self.host.clone());
-        self.sender
-            .try_send_request(request)
-            .await
-            .map_err(|mut e| Failed {
-                unsent: e.take_message(),
-                error: e.into_error(),
-            })
+        self.sender.try_send_request(request)
     }
 }
 
