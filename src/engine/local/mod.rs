@@ -13,6 +13,8 @@ pub(crate) mod file_logs;
 mod gpus;
 mod handle;
 pub(crate) mod memory;
+mod memory_guard;
+mod one_run;
 pub(crate) mod output;
 mod port_owner;
 mod ports;

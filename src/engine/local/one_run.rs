@@ -1,0 +1,183 @@
+//! One run of a replica's child: ready once its `/healthz` answers 200 from its own process
+//! group; over when it exits, uses more memory than its plan allows, leaves its port to a
+//! stranger, or a stop comes.
+
+use std::time::Duration;
+
+use tokio::process::Child;
+use tokio::sync::watch;
+
+use super::handle::ReplicaShared;
+use super::memory;
+use super::memory_guard::MemoryGuard;
+use super::port_owner::{listener_owner, Owner};
+use super::process::{signal_group, terminate};
+use super::stopping::stopped;
+use crate::engine::restarts::ready_warn_after;
+use crate::engine::ReplicaPhase;
+
+/// How long a replica's group gets after SIGTERM when the engine itself stops it (its port was
+/// taken), or when a stop came without a grace period.
+const STRANGER_STOP_GRACE: Duration = Duration::from_secs(5);
+
+/// Why a run of the child ended.
+pub(super) enum RunEnd {
+    /// The child exited; `ready_for` is how long it had been ready (`None`: never).
+    Exited {
+        code: Option<i32>,
+        ready_for: Option<Duration>,
+    },
+    /// `/healthz` kept being answered by a process outside the replica: it was stopped.
+    PortTaken,
+    /// Its processes used more memory than the plan allows (`used` bytes): they were killed,
+    /// by the kernel (`by_kernel`, its cgroup's limit) or by the engine (sampling).
+    OutOfMemory {
+        used: u64,
+        by_kernel: bool,
+    },
+    Stopped,
+}
+
+/// Runs one child until it exits or a stop is requested, marking it ready on the way.
+pub(super) async fn run(
+    mut child: Child,
+    (port, handed, guard): (u16, bool, &MemoryGuard),
+    api: &str,
+    shared: &ReplicaShared,
+    stop_rx: &mut watch::Receiver<Option<Duration>>,
+    http: &reqwest::Client,
+) -> RunEnd {
+    let mut ready_since: Option<std::time::Instant> = None;
+    let pid = child.id();
+    // A socket the engine bound and handed over cannot have been taken by another program:
+    // who answers on it needs no check.
+    let ready = wait_ready(http, port, pid.filter(|_| !handed));
+    tokio::pin!(ready);
+    let warn_after = ready_warn_after();
+    let slow = tokio::time::sleep(warn_after);
+    tokio::pin!(slow);
+    let mut warned = false;
+    let over_memory = async {
+        match (pid, guard) {
+            (Some(pgid), MemoryGuard::Sampled(limit)) => memory::exceeded(pgid, *limit).await,
+            _ => std::future::pending().await,
+        }
+    };
+
+    tokio::pin!(over_memory);
+    loop {
+        tokio::select! {
+            status = child.wait() => {
+                // What the replica started in its group must not outlive it.
+                if let Some(pid) = pid {
+                    signal_group(pid, libc::SIGKILL);
+                }
+                // The kernel killed one of its processes for memory: the replica ended for that.
+                // (The cgroup is this run's own: any kill it counts is this run's.)
+                if let MemoryGuard::Cgroup(cgroup, limit) = guard {
+                    if cgroup.oom_kills() > 0 {
+                        let used = cgroup.peak().unwrap_or(*limit);
+                        return RunEnd::OutOfMemory { used, by_kernel: true };
+                    }
+                }
+                let code = status.ok().and_then(|s| s.code());
+                let ready_for = ready_since.map(|t| t.elapsed());
+                return RunEnd::Exited { code, ready_for };
+            }
+            answer = &mut ready, if ready_since.is_none() => {
+                if answer == Answer::Stranger {
+                    terminate(&mut child, STRANGER_STOP_GRACE).await;
+                    return RunEnd::PortTaken;
+                }
+                ready_since = Some(std::time::Instant::now());
+                shared.update(|s| {
+                    s.phase = ReplicaPhase::Ready;
+                    s.last_error = None;
+                    s.out_of_memory = false;
+                });
+            }
+            _ = &mut slow, if ready_since.is_none() && !warned => {
+                warned = true;
+                let why = format!(
+                    "the replica has not answered GET /healthz on 127.0.0.1:{port} for {}s; it is still starting, or it does not serve on $CORTEX_PORT (see `cortex logs {api}`)",
+                    warn_after.as_secs()
+                );
+                shared.update(|s| s.last_error = Some(why));
+            }
+            used = &mut over_memory => {
+                if let Some(pid) = pid {
+                    signal_group(pid, libc::SIGKILL);
+                }
+                let _ = child.wait().await;
+                return RunEnd::OutOfMemory { used, by_kernel: false };
+            }
+            _ = stopped(stop_rx) => {
+                let grace = stop_rx.borrow().unwrap_or(STRANGER_STOP_GRACE);
+                terminate(&mut child, grace).await;
+                return RunEnd::Stopped;
+            }
+        }
+    }
+}
+
+/// Who answered the replica's `/healthz`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Answer {
+    /// The replica itself (or `/proc` cannot tell otherwise).
+    Replica,
+    /// A process outside the replica's group, for [`STRANGER_GRACE`]: another program took the
+    /// port between its lease and the replica's `bind`, or the replica's listener left the group.
+    Stranger,
+}
+
+/// How long `/healthz` may be answered by a stranger before the replica gives the port up and
+/// starts again on another one (the replica itself usually exits first: its `bind` failed).
+pub(super) const STRANGER_GRACE: Duration = Duration::from_secs(3);
+
+/// How often a starting replica's `/healthz` is asked, for how long, before backing off: every
+/// millisecond at first (a replica from a spare interpreter is up in a few), then every 5 ms.
+const READY_POLL_FIRST: Duration = Duration::from_millis(1);
+const READY_POLL_FIRST_FOR: Duration = Duration::from_millis(250);
+const READY_POLL_FAST: Duration = Duration::from_millis(5);
+const READY_POLL_FAST_FOR: Duration = Duration::from_secs(2);
+
+/// Polls `GET /healthz` until it answers 200 from a process of the replica's group (`pgid`),
+/// or a stranger has held the port for [`STRANGER_GRACE`]. Never returns otherwise.
+async fn wait_ready(http: &reqwest::Client, port: u16, pgid: Option<u32>) -> Answer {
+    let url = format!("http://127.0.0.1:{port}/healthz");
+    let started = std::time::Instant::now();
+    let mut delay = READY_POLL_FIRST;
+    let mut stranger_since: Option<std::time::Instant> = None;
+    loop {
+        let answered = match http.get(&url).send().await {
+            Ok(resp) => resp.status().is_success(),
+            Err(_) => false,
+        };
+        if answered {
+            let owner = match pgid {
+                Some(pgid) => tokio::task::spawn_blocking(move || listener_owner(port, pgid))
+                    .await
+                    .unwrap_or(Owner::Unknown),
+                None => Owner::Unknown,
+            };
+            if owner != Owner::Stranger {
+                return Answer::Replica;
+            }
+            let since = *stranger_since.get_or_insert_with(std::time::Instant::now);
+            if since.elapsed() >= STRANGER_GRACE {
+                return Answer::Stranger;
+            }
+        } else {
+            stranger_since = None;
+        }
+        tokio::time::sleep(delay).await;
+        // Checked often at first: a cold start waits on this (a refused connection costs
+        // microseconds); a replica that takes longer is asked less and less often.
+        let elapsed = started.elapsed();
+        if elapsed >= READY_POLL_FAST_FOR {
+            delay = (delay * 2).min(Duration::from_millis(100));
+        } else if elapsed >= READY_POLL_FIRST_FOR {
+            delay = READY_POLL_FAST;
+        }
+    }
+}
