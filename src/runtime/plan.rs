@@ -79,110 +79,23 @@ pub fn plan(
     replica_id: String,
     purpose: Purpose,
 ) -> ReplicaPlan {
-    let Version {
-        spec,
-        predictor,
-        project_dir,
-        dotenv,
-        python,
-        prepares,
-        version,
-        job_token,
-        model_id,
-    } = version;
-    // The API's `env`, then `.env` over it (as cortex 0.2x sourced it after): `.env` wins.
-    let mut env: Vec<(String, String)> = predictor
-        .env
-        .iter()
-        .map(|(k, v)| (k.clone(), v.clone()))
-        .collect();
-    if let Some(text) = dotenv {
-        let from_file = super::dotenv::parse(text, &env);
-        env.extend(from_file);
-    }
-    let project = project_dir.display().to_string();
-    let venvs_dir = ctx.venvs_dir.join(path_safe(model_id));
-    env.extend([
-        ("CORTEX_API_NAME".to_string(), spec.name.clone()),
-        ("CORTEX_PROJECT_DIR".to_string(), project.clone()),
-        ("CORTEX_JOB_TOKEN".to_string(), job_token.to_string()),
-        ("CORTEX_MODEL_ID".to_string(), model_id.to_string()),
-        ("CORTEX_SERVER_URL".to_string(), ctx.server_url.clone()),
-        ("PYTHONUNBUFFERED".to_string(), "1".to_string()),
-        (
-            "CORTEX_THREADS_PER_PROCESS".to_string(),
-            predictor.threads_per_process.to_string(),
-        ),
-        (
-            "CORTEX_PROCESSES_PER_REPLICA".to_string(),
-            predictor.processes_per_replica.to_string(),
-        ),
-        (
-            "CORTEX_VENVS_DIR".to_string(),
-            venvs_dir.display().to_string(),
-        ),
-    ]);
-    if let Some(conda) = &ctx.conda {
-        env.push(("CORTEX_CONDA".to_string(), conda.clone()));
-    }
-    let mut python_path = vec![project.clone()];
-    if let Some(extra) = &predictor.python_path {
-        python_path.push(project_dir.join(extra).display().to_string());
-    }
-    // A PYTHONPATH from .env or the spec's env extends ours rather than replacing it.
-    let user_paths: Vec<String> = env
-        .iter()
-        .filter(|(k, _)| k == "PYTHONPATH")
-        .map(|(_, v)| v.clone())
-        .collect();
-    env.retain(|(k, _)| k != "PYTHONPATH");
-    python_path.extend(user_paths.into_iter().rev().take(1));
-    if let Some(existing) = &ctx.inherited_pythonpath {
-        python_path.push(existing.clone());
-    }
-    env.push(("PYTHONPATH".to_string(), python_path.join(":")));
+    let (spec, predictor, project_dir) = (version.spec, version.predictor, version.project_dir);
+    let venvs_dir = ctx.venvs_dir.join(path_safe(version.model_id));
+    let mut env = worker_env(ctx, &version, &venvs_dir);
     let mut access = ReplicaAccess {
         read: vec![project_dir.to_path_buf()],
         write: Vec::new(),
     };
     let argv = match predictor.kind {
         PredictorType::Python | PredictorType::Onnx => {
-            if predictor.kind == PredictorType::Onnx {
-                env.push(("CORTEX_PREDICTOR_TYPE".to_string(), "onnx".to_string()));
-            }
-            if let Some(models) = models_env(predictor) {
-                env.push(("CORTEX_MODELS".to_string(), models));
-                env.push(("CORTEX_API_VERSION".to_string(), version.to_string()));
-            }
-            env.push((
-                "CORTEX_PREDICTOR_PATH".to_string(),
-                predictor.path.clone().unwrap_or_default(),
-            ));
-            env.push((
-                "CORTEX_PREDICTOR_CONFIG".to_string(),
-                serde_json::Value::Object(predictor.config.clone()).to_string(),
-            ));
-            access
-                .read
-                .extend(ctx.shim_path.parent().map(Path::to_path_buf));
-            access.write.push(venvs_dir);
-            // A project's own interpreter: its installation may be read (`<prefix>/bin/python`).
-            if let Some(p) = python {
-                let prefix = Path::new(p).parent().and_then(Path::parent);
-                access.read.extend(prefix.map(Path::to_path_buf));
-            }
-            vec![
-                python.map_or_else(|| ctx.python.clone(), str::to_string),
-                "-u".to_string(),
-                ctx.shim_path.display().to_string(),
-            ]
+            shim_worker(ctx, &version, venvs_dir, &mut env, &mut access)
         }
         PredictorType::Command => predictor.command.clone().unwrap_or_default(),
     };
     // onnx: onnxruntime and numpy go into the API's virtualenv (and a URL's model is fetched)
     // before the worker starts, whatever the project has.
     let prepares = match predictor.kind {
-        PredictorType::Python => prepares,
+        PredictorType::Python => version.prepares,
         PredictorType::Onnx => true,
         PredictorType::Command => false,
     };
@@ -206,6 +119,119 @@ pub fn plan(
         prepare,
         access,
     }
+}
+
+/// What every worker of `version` has in its environment: the API's `env`, then `.env` over
+/// it (as cortex 0.2x sourced it after: `.env` wins), the `CORTEX_*` variables, and a
+/// `PYTHONPATH` that starts with the project.
+fn worker_env(ctx: &PlanContext, version: &Version<'_>, venvs_dir: &Path) -> Vec<(String, String)> {
+    let (spec, predictor) = (version.spec, version.predictor);
+    let mut env: Vec<(String, String)> = predictor
+        .env
+        .iter()
+        .map(|(k, v)| (k.clone(), v.clone()))
+        .collect();
+    if let Some(text) = version.dotenv {
+        let from_file = super::dotenv::parse(text, &env);
+        env.extend(from_file);
+    }
+    let project = version.project_dir.display().to_string();
+    env.extend([
+        ("CORTEX_API_NAME".to_string(), spec.name.clone()),
+        ("CORTEX_PROJECT_DIR".to_string(), project),
+        (
+            "CORTEX_JOB_TOKEN".to_string(),
+            version.job_token.to_string(),
+        ),
+        ("CORTEX_MODEL_ID".to_string(), version.model_id.to_string()),
+        ("CORTEX_SERVER_URL".to_string(), ctx.server_url.clone()),
+        ("PYTHONUNBUFFERED".to_string(), "1".to_string()),
+        (
+            "CORTEX_THREADS_PER_PROCESS".to_string(),
+            predictor.threads_per_process.to_string(),
+        ),
+        (
+            "CORTEX_PROCESSES_PER_REPLICA".to_string(),
+            predictor.processes_per_replica.to_string(),
+        ),
+        (
+            "CORTEX_VENVS_DIR".to_string(),
+            venvs_dir.display().to_string(),
+        ),
+    ]);
+    if let Some(conda) = &ctx.conda {
+        env.push(("CORTEX_CONDA".to_string(), conda.clone()));
+    }
+    set_python_path(ctx, version, &mut env);
+    env
+}
+
+/// `PYTHONPATH`: the project, the spec's `python_path`, then one the spec's env or `.env` gave
+/// (it extends ours rather than replacing it; the last one given), then the server's own.
+fn set_python_path(ctx: &PlanContext, version: &Version<'_>, env: &mut Vec<(String, String)>) {
+    let project_dir = version.project_dir;
+    let mut python_path = vec![project_dir.display().to_string()];
+    if let Some(extra) = &version.predictor.python_path {
+        python_path.push(project_dir.join(extra).display().to_string());
+    }
+    let user_paths: Vec<String> = env
+        .iter()
+        .filter(|(k, _)| k == "PYTHONPATH")
+        .map(|(_, v)| v.clone())
+        .collect();
+    env.retain(|(k, _)| k != "PYTHONPATH");
+    python_path.extend(user_paths.into_iter().rev().take(1));
+    if let Some(existing) = &ctx.inherited_pythonpath {
+        python_path.push(existing.clone());
+    }
+    env.push(("PYTHONPATH".to_string(), python_path.join(":")));
+}
+
+/// A python or onnx worker: the shim under the server's python (or the project's own), what
+/// it is told of its predictor and models, and what it may read and write (the shim, the
+/// API's virtualenvs, the project's interpreter's installation).
+fn shim_worker(
+    ctx: &PlanContext,
+    version: &Version<'_>,
+    venvs_dir: PathBuf,
+    env: &mut Vec<(String, String)>,
+    access: &mut ReplicaAccess,
+) -> Vec<String> {
+    let predictor = version.predictor;
+    if predictor.kind == PredictorType::Onnx {
+        env.push(("CORTEX_PREDICTOR_TYPE".to_string(), "onnx".to_string()));
+    }
+    if let Some(models) = models_env(predictor) {
+        env.push(("CORTEX_MODELS".to_string(), models));
+        env.push((
+            "CORTEX_API_VERSION".to_string(),
+            version.version.to_string(),
+        ));
+    }
+    env.push((
+        "CORTEX_PREDICTOR_PATH".to_string(),
+        predictor.path.clone().unwrap_or_default(),
+    ));
+    env.push((
+        "CORTEX_PREDICTOR_CONFIG".to_string(),
+        serde_json::Value::Object(predictor.config.clone()).to_string(),
+    ));
+    access
+        .read
+        .extend(ctx.shim_path.parent().map(Path::to_path_buf));
+    access.write.push(venvs_dir);
+    // A project's own interpreter: its installation may be read (`<prefix>/bin/python`).
+    if let Some(p) = version.python {
+        let prefix = Path::new(p).parent().and_then(Path::parent);
+        access.read.extend(prefix.map(Path::to_path_buf));
+    }
+    vec![
+        version
+            .python
+            .map_or_else(|| ctx.python.clone(), str::to_string),
+        "-u".to_string(),
+        ctx.shim_path.display().to_string(),
+    ]
 }
 
 /// `id` as one path component: anything but `[A-Za-z0-9._-]` becomes `_` (model ids are UUIDs).

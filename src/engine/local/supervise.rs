@@ -284,11 +284,7 @@ impl Supervisor {
         let failed = for_good || self.failures_in_a_row >= CRASH_LOOP_AFTER;
         self.shared.update(|s| {
             s.last_error = Some(error);
-            s.phase = if failed {
-                ReplicaPhase::Failed
-            } else {
-                ReplicaPhase::Restarting
-            };
+            s.phase = restarting_unless(failed);
         });
         Next::Again(backoff(self.failures_in_a_row))
     }
@@ -392,13 +388,18 @@ impl Supervisor {
             s.port = None;
             s.last_error = Some(error);
             s.out_of_memory = out_of_memory;
-            s.phase = if failed {
-                ReplicaPhase::Failed
-            } else {
-                ReplicaPhase::Restarting
-            };
+            s.phase = restarting_unless(failed);
         });
         Next::Again(backoff(self.failures_in_a_row))
+    }
+}
+
+/// A replica's phase after a failed start or run: restarting, or failed for good.
+fn restarting_unless(failed: bool) -> ReplicaPhase {
+    if failed {
+        ReplicaPhase::Failed
+    } else {
+        ReplicaPhase::Restarting
     }
 }
 
