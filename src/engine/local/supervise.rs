@@ -58,13 +58,6 @@ pub(super) async fn supervise(
     http: reqwest::Client,
     resources: Resources,
 ) {
-    let Resources {
-        ports,
-        capacity,
-        cgroups,
-        sandbox,
-        spares,
-    } = resources;
     let need = Need {
         cpu_millis: plan.cpu_millis.unwrap_or(0),
         mem_bytes: plan.mem_limit.unwrap_or(0),
@@ -73,7 +66,7 @@ pub(super) async fn supervise(
     let reservation = if need.is_empty() {
         None
     } else {
-        match reserve(&capacity, need, &shared, &mut stop_rx).await {
+        match reserve(&resources.capacity, need, &shared, &mut stop_rx).await {
             Some(r) => Some(r),
             None => {
                 shared.update(|s| s.phase = ReplicaPhase::Stopped);
@@ -84,7 +77,7 @@ pub(super) async fn supervise(
     // Its GPUs; none visible to a replica that asked for none on a machine that has some.
     let cuda_visible = match &reservation {
         Some(r) if !r.gpus.is_empty() => Some(r.gpus.join(",")),
-        _ => capacity.has_gpus().then(String::new),
+        _ => resources.capacity.has_gpus().then(String::new),
     };
     let mut supervisor = Supervisor {
         plan,
@@ -92,10 +85,7 @@ pub(super) async fn supervise(
         shared,
         stop_rx,
         http,
-        ports,
-        cgroups,
-        sandbox,
-        spares,
+        resources,
         cuda_visible,
         failures_in_a_row: 0,
         attempt: 0,
@@ -135,10 +125,7 @@ struct Supervisor {
     shared: Arc<ReplicaShared>,
     stop_rx: watch::Receiver<Option<Duration>>,
     http: reqwest::Client,
-    ports: PortPool,
-    cgroups: Option<Arc<Hierarchy>>,
-    sandbox: Arc<Sandbox>,
-    spares: Option<Arc<Spares>>,
+    resources: Resources,
     /// `CUDA_VISIBLE_DEVICES`, when the machine has GPUs.
     cuda_visible: Option<String>,
     failures_in_a_row: u32,
@@ -170,7 +157,7 @@ impl Supervisor {
         );
         append_log(&self.log_path, &starting).await;
         let jail = {
-            let (sandbox, plan) = (self.sandbox.clone(), self.plan.clone());
+            let (sandbox, plan) = (self.resources.sandbox.clone(), self.plan.clone());
             tokio::task::spawn_blocking(move || sandbox.prepare(&plan))
                 .await
                 .unwrap_or_else(|e| Err(std::io::Error::other(e)))
@@ -196,8 +183,12 @@ impl Supervisor {
                 }
             }
         }
-        let guard =
-            MemoryGuard::for_plan(&self.plan, self.cgroups.as_deref(), &self.log_path).await;
+        let guard = MemoryGuard::for_plan(
+            &self.plan,
+            self.resources.cgroups.as_deref(),
+            &self.log_path,
+        )
+        .await;
         let how = Start {
             port,
             socket_fd: hold.socket_fd(),
@@ -264,12 +255,15 @@ impl Supervisor {
     /// bind.
     fn hold_port(&self) -> std::io::Result<PortHold> {
         if self.plan.takes_socket {
-            self.ports.bound().map(|(lease, socket)| PortHold {
-                lease,
-                socket: Some(socket),
-            })
+            self.resources
+                .ports
+                .bound()
+                .map(|(lease, socket)| PortHold {
+                    lease,
+                    socket: Some(socket),
+                })
         } else {
-            self.ports.lease().map(|lease| PortHold {
+            self.resources.ports.lease().map(|lease| PortHold {
                 lease,
                 socket: None,
             })
@@ -302,7 +296,7 @@ impl Supervisor {
             log_path,
             how,
             guard.procs_file(),
-            self.spares.as_ref(),
+            self.resources.spares.as_ref(),
         )
         .await;
         match (&spawned, &guard) {
