@@ -13,7 +13,64 @@ const TICK_SECONDS: u64 = 10;
 pub(crate) fn autoscaling(api: &Section, default_target: f64) -> Result<Autoscaling, Problem> {
     let sec = api.section("autoscaling", schema::AUTOSCALING)?;
     let d = Autoscaling::with_target(default_target);
+    let (min_replicas, max_replicas, init_replicas) = replica_counts(&sec, &d)?;
+    let (target_replica_concurrency, max_replica_concurrency) =
+        concurrency(&sec, &d, default_target)?;
+    let window = duration(&sec, "window", d.window)?;
+    if window.0 < TICK_SECONDS || !window.0.is_multiple_of(TICK_SECONDS) {
+        return Err(sec.problem(
+            "window",
+            format!("must be a multiple of 10s (at least 10s), e.g. 60s; got {window}"),
+        ));
+    }
+    let below_one = |v: f64| (0.0..1.0).contains(&v);
+    Ok(Autoscaling {
+        min_replicas,
+        max_replicas,
+        init_replicas,
+        target_replica_concurrency,
+        max_replica_concurrency,
+        window,
+        downscale_stabilization_period: duration(
+            &sec,
+            "downscale_stabilization_period",
+            d.downscale_stabilization_period,
+        )?,
+        upscale_stabilization_period: duration(
+            &sec,
+            "upscale_stabilization_period",
+            d.upscale_stabilization_period,
+        )?,
+        max_downscale_factor: number_where(
+            &sec,
+            ("max_downscale_factor", d.max_downscale_factor),
+            below_one,
+            "must be at least 0 and less than 1",
+        )?,
+        max_upscale_factor: number_where(
+            &sec,
+            ("max_upscale_factor", d.max_upscale_factor),
+            |v| v > 1.0,
+            "must be greater than 1",
+        )?,
+        downscale_tolerance: number_where(
+            &sec,
+            ("downscale_tolerance", d.downscale_tolerance),
+            below_one,
+            "must be at least 0 and less than 1",
+        )?,
+        max_queue_length: sec.whole_u32("max_queue_length", d.max_queue_length, 0, 1 << 20)?,
+        upscale_tolerance: number_where(
+            &sec,
+            ("upscale_tolerance", d.upscale_tolerance),
+            |v| v >= 0.0,
+            "must not be negative",
+        )?,
+    })
+}
 
+/// `min_replicas`, `max_replicas` and `init_replicas`, in order.
+fn replica_counts(sec: &Section, d: &Autoscaling) -> Result<(u32, u32, u32), Problem> {
     // 0 scales to zero when there is no traffic (cortex required at least 1).
     let min = sec.whole_u32("min_replicas", d.min_replicas, 0, u32::MAX)?;
     let max = sec.whole_u32("max_replicas", d.max_replicas, 1, u32::MAX)?;
@@ -42,7 +99,12 @@ pub(crate) fn autoscaling(api: &Section, default_target: f64) -> Result<Autoscal
             format!("must be between min_replicas ({min}) and max_replicas ({max}), got {init}"),
         ));
     }
+    Ok((min, max, init))
+}
 
+/// `target_replica_concurrency` and `max_replica_concurrency`: the target may not be more
+/// than the most a replica takes.
+fn concurrency(sec: &Section, d: &Autoscaling, default_target: f64) -> Result<(f64, u32), Problem> {
     let max_concurrency = sec.whole_u32(
         "max_replica_concurrency",
         d.max_replica_concurrency,
@@ -56,96 +118,47 @@ pub(crate) fn autoscaling(api: &Section, default_target: f64) -> Result<Autoscal
             format!("must be greater than 0, got {target}"),
         ));
     }
-    if target > f64::from(max_concurrency) {
-        return Err(if sec.has("target_replica_concurrency") {
-            sec.problem(
-                "target_replica_concurrency",
-                format!(
-                    "must not be more than max_replica_concurrency ({max_concurrency}), got \
-                     {target}"
-                ),
-            )
+    if target <= f64::from(max_concurrency) {
+        return Ok((target, max_concurrency));
+    }
+    Err(if sec.has("target_replica_concurrency") {
+        sec.problem(
+            "target_replica_concurrency",
+            format!(
+                "must not be more than max_replica_concurrency ({max_concurrency}), got \
+                 {target}"
+            ),
+        )
+    } else {
+        let written = if sec.has("max_replica_concurrency") {
+            ""
         } else {
-            let written = if sec.has("max_replica_concurrency") {
-                ""
-            } else {
-                ", the default"
-            };
-            sec.problem(
-                "max_replica_concurrency",
-                format!(
-                    "must be at least target_replica_concurrency ({target}, which is \
-                     processes_per_replica × threads_per_process by default), got \
-                     {max_concurrency}{written}; lower predictor.threads_per_process or set \
-                     autoscaling.max_replica_concurrency"
-                ),
-            )
-        });
-    }
-
-    let window = duration(&sec, "window", d.window)?;
-    if window.0 < TICK_SECONDS || !window.0.is_multiple_of(TICK_SECONDS) {
-        return Err(sec.problem(
-            "window",
-            format!("must be a multiple of 10s (at least 10s), e.g. 60s; got {window}"),
-        ));
-    }
-    let downscale_stabilization_period = duration(
-        &sec,
-        "downscale_stabilization_period",
-        d.downscale_stabilization_period,
-    )?;
-    let upscale_stabilization_period = duration(
-        &sec,
-        "upscale_stabilization_period",
-        d.upscale_stabilization_period,
-    )?;
-
-    let max_downscale_factor = sec.number("max_downscale_factor", d.max_downscale_factor)?;
-    if !(0.0..1.0).contains(&max_downscale_factor) {
-        return Err(sec.problem(
-            "max_downscale_factor",
-            format!("must be at least 0 and less than 1, got {max_downscale_factor}"),
-        ));
-    }
-    let max_upscale_factor = sec.number("max_upscale_factor", d.max_upscale_factor)?;
-    if max_upscale_factor <= 1.0 {
-        return Err(sec.problem(
-            "max_upscale_factor",
-            format!("must be greater than 1, got {max_upscale_factor}"),
-        ));
-    }
-    let downscale_tolerance = sec.number("downscale_tolerance", d.downscale_tolerance)?;
-    if !(0.0..1.0).contains(&downscale_tolerance) {
-        return Err(sec.problem(
-            "downscale_tolerance",
-            format!("must be at least 0 and less than 1, got {downscale_tolerance}"),
-        ));
-    }
-    let max_queue_length = sec.whole_u32("max_queue_length", d.max_queue_length, 0, 1 << 20)?;
-    let upscale_tolerance = sec.number("upscale_tolerance", d.upscale_tolerance)?;
-    if upscale_tolerance < 0.0 {
-        return Err(sec.problem(
-            "upscale_tolerance",
-            format!("must not be negative, got {upscale_tolerance}"),
-        ));
-    }
-
-    Ok(Autoscaling {
-        min_replicas: min,
-        max_replicas: max,
-        init_replicas: init,
-        target_replica_concurrency: target,
-        max_replica_concurrency: max_concurrency,
-        window,
-        downscale_stabilization_period,
-        upscale_stabilization_period,
-        max_downscale_factor,
-        max_upscale_factor,
-        downscale_tolerance,
-        upscale_tolerance,
-        max_queue_length,
+            ", the default"
+        };
+        sec.problem(
+            "max_replica_concurrency",
+            format!(
+                "must be at least target_replica_concurrency ({target}, which is \
+                 processes_per_replica × threads_per_process by default), got \
+                 {max_concurrency}{written}; lower predictor.threads_per_process or set \
+                 autoscaling.max_replica_concurrency"
+            ),
+        )
     })
+}
+
+/// The number at `key` (or its default), refused with `rule` unless `ok` holds for it.
+fn number_where(
+    sec: &Section,
+    (key, default): (&str, f64),
+    ok: impl Fn(f64) -> bool,
+    rule: &str,
+) -> Result<f64, Problem> {
+    let value = sec.number(key, default)?;
+    if ok(value) {
+        return Ok(value);
+    }
+    Err(sec.problem(key, format!("{rule}, got {value}")))
 }
 
 fn duration(sec: &Section, key: &str, default: Duration) -> Result<Duration, Problem> {

@@ -165,87 +165,94 @@ impl Builder {
                     pos,
                 )?;
             }
-            Event::SequenceEnd | Event::MappingEnd => {
-                let (node, anchor) = match self.stack.pop() {
-                    Some(Frame::Seq { pos, anchor, items }) => (
-                        Node {
-                            pos,
-                            value: Value::Seq(items),
-                        },
-                        anchor,
-                    ),
-                    Some(Frame::Map {
-                        pos,
-                        anchor,
-                        entries,
-                        ..
-                    }) => {
-                        // A block mapping's start event is marked at its first ':'; the mapping
-                        // starts at its first key.
-                        let pos = entries.first().map_or(pos, |e| pos.min(e.key.pos));
-                        (
-                            Node {
-                                pos,
-                                value: Value::Map(merge(entries)?),
-                            },
-                            anchor,
-                        )
-                    }
-                    None => return Ok(false),
-                };
-                self.finish(node, anchor)?;
-            }
-            Event::Alias(id) => {
-                let Some(Anchored {
-                    node,
-                    size,
-                    depth,
-                    bytes,
-                }) = self.anchors.get(&id)
-                else {
-                    return Err(Problem::new(
-                        pos,
-                        "",
-                        "this alias refers to a node that contains it; it cannot be expanded",
-                    ));
-                };
-                // The copy lands at the current depth: count its own depth too, or chained
-                // aliases would nest far deeper than the limit (and overflow the stack).
-                if self.stack.len() + depth > MAX_DEPTH {
-                    return Err(Problem::new(
-                        pos,
-                        "",
-                        format!("the yaml nests more than {MAX_DEPTH} levels deep once its aliases are expanded"),
-                    ));
-                }
-                self.alias_bytes = self.alias_bytes.saturating_add(*bytes);
-                if self.alias_bytes > MAX_ALIAS_BYTES {
-                    return Err(Problem::new(
-                        pos,
-                        "",
-                        format!(
-                            "aliases expand to more than {} MiB of text; the file is too large to read",
-                            MAX_ALIAS_BYTES >> 20
-                        ),
-                    ));
-                }
-                self.alias_nodes = self.alias_nodes.saturating_add(*size);
-                if self.alias_nodes > MAX_ALIAS_NODES {
-                    return Err(Problem::new(
-                        pos,
-                        "",
-                        format!(
-                            "aliases expand to more than {MAX_ALIAS_NODES} values; \
-                             the file is too large to read"
-                        ),
-                    ));
-                }
-                let mut node = node.clone();
-                node.pos = pos;
-                self.finish(node, 0)?;
-            }
+            Event::SequenceEnd | Event::MappingEnd => self.end_collection()?,
+            Event::Alias(id) => self.alias(id, pos)?,
         }
         Ok(false)
+    }
+
+    /// The end of a sequence or mapping: the node it makes, finished.
+    fn end_collection(&mut self) -> Result<(), Problem> {
+        let (node, anchor) = match self.stack.pop() {
+            Some(Frame::Seq { pos, anchor, items }) => (
+                Node {
+                    pos,
+                    value: Value::Seq(items),
+                },
+                anchor,
+            ),
+            Some(Frame::Map {
+                pos,
+                anchor,
+                entries,
+                ..
+            }) => {
+                // A block mapping's start event is marked at its first ':'; the mapping
+                // starts at its first key.
+                let pos = entries.first().map_or(pos, |e| pos.min(e.key.pos));
+                (
+                    Node {
+                        pos,
+                        value: Value::Map(merge(entries)?),
+                    },
+                    anchor,
+                )
+            }
+            None => return Ok(()),
+        };
+        self.finish(node, anchor)
+    }
+
+    /// An alias: a copy of the node its anchor named, within the limits on what aliases
+    /// may expand to.
+    fn alias(&mut self, id: usize, pos: Pos) -> Result<(), Problem> {
+        let Some(Anchored {
+            node,
+            size,
+            depth,
+            bytes,
+        }) = self.anchors.get(&id)
+        else {
+            return Err(Problem::new(
+                pos,
+                "",
+                "this alias refers to a node that contains it; it cannot be expanded",
+            ));
+        };
+        // The copy lands at the current depth: count its own depth too, or chained
+        // aliases would nest far deeper than the limit (and overflow the stack).
+        if self.stack.len() + depth > MAX_DEPTH {
+            return Err(Problem::new(
+                pos,
+                "",
+                format!("the yaml nests more than {MAX_DEPTH} levels deep once its aliases are expanded"),
+            ));
+        }
+        self.alias_bytes = self.alias_bytes.saturating_add(*bytes);
+        if self.alias_bytes > MAX_ALIAS_BYTES {
+            return Err(Problem::new(
+                pos,
+                "",
+                format!(
+                    "aliases expand to more than {} MiB of text; the file is too large to read",
+                    MAX_ALIAS_BYTES >> 20
+                ),
+            ));
+        }
+        self.alias_nodes = self.alias_nodes.saturating_add(*size);
+        if self.alias_nodes > MAX_ALIAS_NODES {
+            return Err(Problem::new(
+                pos,
+                "",
+                format!(
+                    "aliases expand to more than {MAX_ALIAS_NODES} values; \
+                     the file is too large to read"
+                ),
+            ));
+        }
+        let mut node = node.clone();
+        node.pos = pos;
+        self.finish(node, 0)
     }
 
     fn push(&mut self, frame: Frame, pos: Pos) -> Result<(), Problem> {

@@ -37,89 +37,10 @@ pub(crate) fn predictor(api: &Section) -> Result<Predictor, Problem> {
     let sec = Section::new(node, "predictor", schema::PREDICTOR)?;
     let kind = predictor_type(&sec)?;
 
-    let path = match kind {
-        PredictorType::Python | PredictorType::Onnx => {
-            sec.require(
-                "path",
-                &format!(
-                    "set it to the python file that defines {}, e.g. \"path: predictor.py\"",
-                    kind.class_name()
-                ),
-            )?;
-            sec.parsed("path", "a path like \"predictor.py\"", |p| {
-                relative_path(p)?;
-                if !p.ends_with(".py") {
-                    return Err(format!(
-                        "must be a python file (ending in .py), got {}",
-                        quote(p)
-                    ));
-                }
-                Ok(p.to_string())
-            })?
-        }
-        PredictorType::Command => {
-            if sec.has("path") {
-                return Err(sec.problem(
-                    "path",
-                    "is only for python and onnx predictors; a command predictor runs \
-                     predictor.command (remove path, or set \"type: python\")",
-                ));
-            }
-            None
-        }
-    };
-
-    let command = match kind {
-        PredictorType::Command => {
-            let node = sec.require(
-                "command",
-                "set it to the program to run and its arguments, e.g. \
-                 \"command: python serve.py\"",
-            )?;
-            Some(command(node, &sec.field("command"))?)
-        }
-        PredictorType::Python | PredictorType::Onnx => {
-            if sec.has("command") {
-                return Err(sec.problem(
-                    "command",
-                    format!(
-                        "is only for command predictors; {} predictor loads predictor.path \
-                         (remove command, or set \"type: command\")",
-                        if kind == PredictorType::Onnx {
-                            "an onnx"
-                        } else {
-                            "a python"
-                        }
-                    ),
-                ));
-            }
-            None
-        }
-    };
-
+    let path = path(&sec, kind)?;
+    let command = command_of(&sec, kind)?;
     let (model_path, models) = model_locations(&sec, kind)?;
-
-    let config = match sec.get("config") {
-        None => serde_json::Map::new(),
-        Some(node) => {
-            let field = sec.field("config");
-            match node.to_json(&field)? {
-                serde_json::Value::Object(map) => map,
-                _ => {
-                    return Err(Problem::new(
-                        node.pos,
-                        field,
-                        format!(
-                            "expected a mapping of settings for {}.__init__, got {}",
-                            kind.class_name(),
-                            node.describe()
-                        ),
-                    ))
-                }
-            }
-        }
-    };
-
+    let config = config(&sec, kind)?;
     let python_path = sec.parsed("python_path", "a directory path like \"src\"", |p| {
         relative_path(p).map(|()| p.to_string())
     })?;
@@ -153,6 +74,97 @@ pub(crate) fn predictor(api: &Section) -> Result<Predictor, Problem> {
         processes_per_replica,
         threads_per_process,
     })
+}
+
+/// `path`: the python file a python or onnx predictor loads; refused for a command.
+fn path(sec: &Section, kind: PredictorType) -> Result<Option<String>, Problem> {
+    match kind {
+        PredictorType::Python | PredictorType::Onnx => {
+            sec.require(
+                "path",
+                &format!(
+                    "set it to the python file that defines {}, e.g. \"path: predictor.py\"",
+                    kind.class_name()
+                ),
+            )?;
+            sec.parsed("path", "a path like \"predictor.py\"", |p| {
+                relative_path(p)?;
+                if !p.ends_with(".py") {
+                    return Err(format!(
+                        "must be a python file (ending in .py), got {}",
+                        quote(p)
+                    ));
+                }
+                Ok(p.to_string())
+            })
+        }
+        PredictorType::Command => {
+            if sec.has("path") {
+                return Err(sec.problem(
+                    "path",
+                    "is only for python and onnx predictors; a command predictor runs \
+                     predictor.command (remove path, or set \"type: python\")",
+                ));
+            }
+            Ok(None)
+        }
+    }
+}
+
+/// `command`: what a command predictor runs; refused for python and onnx.
+fn command_of(sec: &Section, kind: PredictorType) -> Result<Option<Vec<String>>, Problem> {
+    match kind {
+        PredictorType::Command => {
+            let node = sec.require(
+                "command",
+                "set it to the program to run and its arguments, e.g. \
+                 \"command: python serve.py\"",
+            )?;
+            command(node, &sec.field("command")).map(Some)
+        }
+        PredictorType::Python | PredictorType::Onnx => {
+            if sec.has("command") {
+                return Err(sec.problem(
+                    "command",
+                    format!(
+                        "is only for command predictors; {} predictor loads predictor.path \
+                         (remove command, or set \"type: command\")",
+                        if kind == PredictorType::Onnx {
+                            "an onnx"
+                        } else {
+                            "a python"
+                        }
+                    ),
+                ));
+            }
+            Ok(None)
+        }
+    }
+}
+
+/// `config`: the mapping handed to the predictor's `__init__`.
+fn config(
+    sec: &Section,
+    kind: PredictorType,
+) -> Result<serde_json::Map<String, serde_json::Value>, Problem> {
+    match sec.get("config") {
+        None => Ok(serde_json::Map::new()),
+        Some(node) => {
+            let field = sec.field("config");
+            match node.to_json(&field)? {
+                serde_json::Value::Object(map) => Ok(map),
+                _ => Err(Problem::new(
+                    node.pos,
+                    field,
+                    format!(
+                        "expected a mapping of settings for {}.__init__, got {}",
+                        kind.class_name(),
+                        node.describe()
+                    ),
+                )),
+            }
+        }
+    }
 }
 
 /// The problem with `type: tensorflow`, saying the way forward.

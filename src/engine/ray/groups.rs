@@ -13,13 +13,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use super::handle::RayReplica;
-use super::protocol::{ReplicaReport, ReportedState, SyncAnswer, SyncReport};
-use crate::engine::local::memory::mib;
-use crate::engine::restarts::{after_exit, backoff, CRASH_LOOP_AFTER};
-use crate::engine::{ReplicaPhase, EXIT_INIT_FAILED};
-
-/// How long an actor may stay unplaced before its replica is `pending`.
-const PLACEMENT_WAIT: std::time::Duration = std::time::Duration::from_secs(10);
+use super::protocol::{SyncAnswer, SyncReport};
 
 /// One group: its replicas and its driver.
 #[derive(Debug)]
@@ -164,7 +158,7 @@ pub(super) fn sync(
     for r in report.replicas {
         reported.insert(r.id.clone());
         if let Some(replica) = group.replicas.get(&r.id) {
-            take_report(replica, r, now, effects);
+            super::report::take(replica, r, now, effects);
         }
     }
     // A replica being stopped that the driver no longer reports is gone.
@@ -222,126 +216,6 @@ pub(super) fn starting_line(replica: &RayReplica, start: u32) -> String {
         "cortex: starting {} {} of {} on the Ray cluster (start #{start})",
         replica.noun, replica.id, replica.api
     )
-}
-
-/// Takes one replica's report.
-fn take_report(
-    replica: &Arc<RayReplica>,
-    r: ReplicaReport,
-    now: Instant,
-    effects: &mut Vec<Effect>,
-) {
-    if !r.stdout.is_empty() || !r.stderr.is_empty() {
-        effects.push(Effect::Output {
-            replica: replica.clone(),
-            stdout: r.stdout,
-            stderr: r.stderr,
-        });
-    }
-    replica.update(|t| {
-        let generation = t.desired.generation;
-        if t.stop.is_some() || r.generation != generation {
-            return; // a stop under way, or what an older generation did
-        }
-        if r.node.is_some() {
-            t.snapshot.node = r.node.clone();
-        }
-        match r.state {
-            // An actor takes a second or two to be placed and start: only one that waits
-            // longer is taken to wait for resources.
-            ReportedState::Pending if now - t.asked_at >= PLACEMENT_WAIT => {
-                t.snapshot.phase = ReplicaPhase::Pending;
-                t.snapshot.last_error = Some(format!(
-                    "waiting for the Ray cluster to place its actor for {}s (the resources it asks for are not free on any node, or the node is still setting its bundle up)",
-                    (now - t.asked_at).as_secs()
-                ));
-            }
-            ReportedState::Pending => {}
-            ReportedState::Starting => {
-                if t.snapshot.phase == ReplicaPhase::Pending {
-                    t.snapshot.phase = ReplicaPhase::Initializing;
-                    t.snapshot.last_error = None;
-                }
-            }
-            ReportedState::Running => {
-                let addr = r.address.as_deref().and_then(|a| a.parse::<SocketAddr>().ok());
-                if let Some(addr) = addr {
-                    if matches!(t.snapshot.phase, ReplicaPhase::Pending) {
-                        t.snapshot.phase = ReplicaPhase::Initializing;
-                        t.snapshot.last_error = None;
-                    }
-                    t.ready_addr = Some(addr);
-                    t.snapshot.port = Some(addr.port());
-                    t.snapshot.pid = r.pid;
-                    if t.checking != Some(generation) {
-                        t.checking = Some(generation);
-                        effects.push(Effect::CheckHealth {
-                            replica: replica.clone(),
-                            generation,
-                            addr,
-                        });
-                    }
-                }
-            }
-            ReportedState::Exited => {
-                if t.exit_taken == Some(generation) {
-                    return;
-                }
-                t.exit_taken = Some(generation);
-                let ready_for = t.ready_since.take().map(|s| now - s);
-                t.failures_in_a_row = after_exit(t.failures_in_a_row, ready_for);
-                let init_failed = r.exit_code == Some(EXIT_INIT_FAILED);
-                let failed = init_failed || t.failures_in_a_row >= CRASH_LOOP_AFTER;
-                t.snapshot.restarts += 1;
-                t.snapshot.port = None;
-                t.snapshot.pid = None;
-                t.ready_addr = None;
-                t.snapshot.phase = if failed {
-                    ReplicaPhase::Failed
-                } else {
-                    ReplicaPhase::Restarting
-                };
-                t.restart_at = Some(now + backoff(t.failures_in_a_row));
-                t.snapshot.out_of_memory = r.oom_bytes.is_some();
-                let (line, headline, code_text) = match (&r.death_cause, r.exit_code) {
-                    _ if r.oom_bytes.is_some() => {
-                        let used = r.oom_bytes.unwrap_or_default();
-                        let limit = t.desired.memory_limit.unwrap_or_default();
-                        let error = format!(
-                            "out of memory: the {noun}'s processes used {} while compute.mem allows {}, so it was killed; raise compute.mem in cortex.yaml or make the predictor use less memory",
-                            mib(used),
-                            mib(limit),
-                            noun = replica.noun,
-                        );
-                        (format!("cortex: error: {error}"), Some(error), "memory".to_string())
-                    }
-                    (Some(cause), _) => (
-                        format!("cortex: {} {}: its Ray actor was lost: {cause}", replica.noun, replica.id),
-                        Some(format!("its Ray actor was lost: {cause}")),
-                        "its actor lost".to_string(),
-                    ),
-                    (None, code) => {
-                        let code_text = code.map_or("a signal".to_string(), |c| format!("status {c}"));
-                        (
-                            format!("cortex: {} {} exited with {code_text}", replica.noun, replica.id),
-                            None,
-                            code_text,
-                        )
-                    }
-                };
-                effects.push(Effect::Line {
-                    replica: replica.clone(),
-                    line,
-                });
-                effects.push(Effect::Exited {
-                    replica: replica.clone(),
-                    generation,
-                    headline,
-                    code_text,
-                });
-            }
-        }
-    });
 }
 
 /// Compares two secrets by their hashes (no early exit on the first differing byte).

@@ -20,6 +20,7 @@ mod groups;
 mod handle;
 mod listener;
 pub mod protocol;
+mod report;
 mod watchdog;
 
 use std::net::SocketAddr;

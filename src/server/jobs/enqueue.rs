@@ -20,76 +20,18 @@ pub(super) async fn enqueue(
     (template, how): (ReplicaPlan, Feeding),
     log: JobLog,
 ) {
-    let shared = runners.shared.clone();
-    let job_id = job.id.clone();
-    let read = sources::read_batches(
-        (&shared.fetcher, &shared.objects),
-        &files,
-        batch_size,
-        |batches| {
-            let (store, id) = (shared.store.clone(), job_id.clone());
-            async move {
-                store
-                    .call(move |c| jobs::append_batches(c, &id, &batches))
-                    .await
-                    .map(|_| ())
-                    .map_err(|e| format!("cannot store its batches: {e}"))
-            }
-        },
-    );
-    let deadline = async {
-        match job.timeout_secs {
-            Some(t) => {
-                let end_ns = job.created_ns.saturating_add(
-                    i64::try_from(t)
-                        .unwrap_or(i64::MAX)
-                        .saturating_mul(1_000_000_000),
-                );
-                let left = end_ns.saturating_sub(now_ns()).max(0) as u64;
-                tokio::time::sleep(Duration::from_nanos(left)).await;
-            }
-            None => std::future::pending().await,
-        }
-    };
-    let read = tokio::select! {
-        read = read => read.map_err(|why| (JobStatus::EnqueueFailed, why)),
-        _ = deadline => Err((
-            JobStatus::TimedOut,
-            format!(
-                "the job's files were still being read when its timeout of {}s passed",
-                job.timeout_secs.unwrap_or_default()
-            ),
-        )),
-        _ = runners.shutdown.cancelled() => return,
-    };
-    let id = job_id.clone();
-    let stored = match shared.store.call(move |c| jobs::get(c, &id)).await {
-        Ok(Some(stored)) => stored,
-        // Deleted with its API meanwhile.
-        Ok(None) => return,
-        Err(e) => {
-            runners
-                .end_unstarted(
-                    &log,
-                    &job_id,
-                    JobStatus::UnexpectedError,
-                    format!("cannot read the job: {e}"),
-                )
-                .await;
-            return;
-        }
-    };
-    if stored.end_ns.is_some() {
-        // Stopped while its files were read.
+    let Some(read) = read_files(&runners, &job, &files, batch_size).await else {
         return;
-    }
+    };
+    let Some(stored) = still_wanted(&runners, &log, &job.id).await else {
+        return;
+    };
     match read {
         Ok(0) => {
             let why = "the files hold no items; each line of a file is one JSON item";
             runners
-                .end_unstarted(&log, &job_id, JobStatus::EnqueueFailed, why.to_string())
+                .end_unstarted(&log, &job.id, JobStatus::EnqueueFailed, why.to_string())
                 .await;
-            return;
         }
         Ok(items) => {
             log.line(format!(
@@ -103,14 +45,93 @@ pub(super) async fn enqueue(
                 stored.total_batches
             ))
             .await;
+            start(&runners, &job.id, (template, how), log).await;
         }
-        Err((status, why)) => {
-            runners.end_unstarted(&log, &job_id, status, why).await;
-            return;
+        Err((status, why)) => runners.end_unstarted(&log, &job.id, status, why).await,
+    }
+}
+
+/// How many items `files` hold, their batches stored; why not, with the job's end status,
+/// when a file cannot be read or the job's timeout passes first; `None` when the server
+/// shuts down meanwhile.
+async fn read_files(
+    runners: &Runners,
+    job: &JobRow,
+    files: &[sources::Source],
+    batch_size: u32,
+) -> Option<Result<u64, (JobStatus, String)>> {
+    let shared = &runners.shared;
+    let read = sources::read_batches(
+        (&shared.fetcher, &shared.objects),
+        files,
+        batch_size,
+        |batches| {
+            let (store, id) = (shared.store.clone(), job.id.clone());
+            async move {
+                store
+                    .call(move |c| jobs::append_batches(c, &id, &batches))
+                    .await
+                    .map(|_| ())
+                    .map_err(|e| format!("cannot store its batches: {e}"))
+            }
+        },
+    );
+    tokio::select! {
+        read = read => Some(read.map_err(|why| (JobStatus::EnqueueFailed, why))),
+        _ = timeout(job) => Some(Err((
+            JobStatus::TimedOut,
+            format!(
+                "the job's files were still being read when its timeout of {}s passed",
+                job.timeout_secs.unwrap_or_default()
+            ),
+        ))),
+        _ = runners.shutdown.cancelled() => None,
+    }
+}
+
+/// Ends when `job`'s timeout (counted from its creation) passes; never without one.
+async fn timeout(job: &JobRow) {
+    match job.timeout_secs {
+        Some(t) => {
+            let end_ns = job.created_ns.saturating_add(
+                i64::try_from(t)
+                    .unwrap_or(i64::MAX)
+                    .saturating_mul(1_000_000_000),
+            );
+            let left = end_ns.saturating_sub(now_ns()).max(0) as u64;
+            tokio::time::sleep(Duration::from_nanos(left)).await;
+        }
+        None => std::future::pending().await,
+    }
+}
+
+/// The job as stored now, unless it was deleted with its API or stopped while its files
+/// were read (or cannot be read: then it ends).
+async fn still_wanted(runners: &Runners, log: &JobLog, job_id: &str) -> Option<JobRow> {
+    let id = job_id.to_string();
+    match runners.shared.store.call(move |c| jobs::get(c, &id)).await {
+        Ok(Some(stored)) if stored.end_ns.is_none() => Some(stored),
+        Ok(_) => None,
+        Err(e) => {
+            let why = format!("cannot read the job: {e}");
+            runners
+                .end_unstarted(log, job_id, JobStatus::UnexpectedError, why)
+                .await;
+            None
         }
     }
-    let id = job_id.clone();
-    let started = shared
+}
+
+/// Marks the job running and starts its workers (unless it was stopped just now).
+async fn start(
+    runners: &Runners,
+    job_id: &str,
+    (template, how): (ReplicaPlan, Feeding),
+    log: JobLog,
+) {
+    let id = job_id.to_string();
+    let started = runners
+        .shared
         .store
         .call(move |c| {
             if !jobs::start_running(c, &id, now_ns())? {
@@ -125,7 +146,7 @@ pub(super) async fn enqueue(
         Err(e) => {
             let why = format!("cannot start the job: {e}");
             runners
-                .end_unstarted(&log, &job_id, JobStatus::UnexpectedError, why)
+                .end_unstarted(&log, job_id, JobStatus::UnexpectedError, why)
                 .await;
         }
     }

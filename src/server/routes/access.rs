@@ -10,7 +10,9 @@ use crate::server::access::{self, Access, DefaultPermission, Level, ModelAccess}
 use crate::server::auth::AuthMember;
 use crate::server::error::ApiError;
 use crate::server::state::AppState;
-use crate::store::{models, teams, users, StoreError};
+use crate::store::teams::TeamRow;
+use crate::store::{models, teams, users, ModelRow, StoreError};
+use rusqlite::Connection;
 
 pub async fn set_access(
     State(state): State<AppState>,
@@ -43,74 +45,97 @@ pub async fn set_access(
             "only the owner of {name} (or an admin, or an admin of its team) may change who can use it"
         )));
     }
-    let is_admin = caller.user.admin;
-    let user_id = caller.user.id.clone();
-    let team_name = req.team.clone();
-    let (id, name_) = (row.id.clone(), name.clone());
-    let info = state
+    let sharer = (caller.user.id.clone(), caller.user.admin);
+    let team_name = req.team;
+    let (access, info) = state
         .store
         .call(move |c| {
             let team = match &team_name {
-                Some(t) => {
-                    let team = teams::by_name(c, t)?.ok_or_else(|| {
-                        StoreError::NotFound(format!(
-                            "there is no team named {t:?}; `cortex teams list` shows them"
-                        ))
-                    })?;
-                    let member = teams::memberships(c, &user_id)?
-                        .iter()
-                        .any(|(id, _)| *id == team.id);
-                    if !member && !is_admin {
-                        return Err(StoreError::Forbidden(format!(
-                            "you are not a member of team {t}; only its members (or an admin) may share an api with it"
-                        )));
-                    }
-                    Some(team)
-                }
+                Some(t) => Some(team_to_share_with(c, t, sharer)?),
                 None => None,
             };
             let access = access.unwrap_or(current.access);
-            let team_id = match access {
-                Access::Protected => match (&team, &current.team_id) {
-                    (Some(t), _) => Some(t.id.clone()),
-                    (None, Some(id)) => Some(id.clone()),
-                    (None, None) => {
-                        return Err(StoreError::Unprocessable(
-                            "protected access needs a team: add --team <team>".to_string(),
-                        ))
-                    }
-                },
-                _ => None,
-            };
+            let team_id = team_of(access, team, &current)?;
             let permission = permission.unwrap_or(current.default_permission);
-            models::set_access(c, &id, access.as_str(), team_id.as_deref(), permission.as_str())?;
-            let row = models::get(c, &id)?
-                .ok_or_else(|| StoreError::NotFound(format!("api {name_} vanished")))?;
-            let owner = users::list_users(c)?
-                .into_iter()
-                .find(|u| u.id == row.owner_id)
-                .map_or_else(|| row.owner_id.clone(), |u| u.username);
-            let team = match &row.team_id {
-                Some(id) => teams::list(c)?
-                    .into_iter()
-                    .find(|t| t.id == *id)
-                    .map(|t| t.name),
-                None => None,
-            };
-            Ok((
-                ModelAccess::from(&row),
-                AccessInfo {
-                    api: row.name.clone(),
-                    owner,
-                    access: row.access.clone(),
-                    team,
-                    default_permission: row.default_permission.clone(),
-                },
-            ))
+            let id = &current.model_id;
+            models::set_access(
+                c,
+                id,
+                access.as_str(),
+                team_id.as_deref(),
+                permission.as_str(),
+            )?;
+            let row = models::get(c, id)?
+                .ok_or_else(|| StoreError::NotFound(format!("api {} vanished", row.name)))?;
+            Ok((ModelAccess::from(&row), access_info(c, &row)?))
         })
         .await?;
     if let Some(live) = state.deployments.get(&name) {
-        live.set_access(info.0);
+        live.set_access(access);
     }
-    Ok(Json(info.1))
+    Ok(Json(info))
+}
+
+/// The team named `name`, which `(user_id, is_admin)` may share an API with: an admin
+/// with any, anyone else with their own teams.
+fn team_to_share_with(
+    c: &Connection,
+    name: &str,
+    (user_id, is_admin): (String, bool),
+) -> Result<TeamRow, StoreError> {
+    let team = teams::by_name(c, name)?.ok_or_else(|| {
+        StoreError::NotFound(format!(
+            "there is no team named {name:?}; `cortex teams list` shows them"
+        ))
+    })?;
+    let member = teams::memberships(c, &user_id)?
+        .iter()
+        .any(|(id, _)| *id == team.id);
+    if !member && !is_admin {
+        return Err(StoreError::Forbidden(format!(
+            "you are not a member of team {name}; only its members (or an admin) may share an api with it"
+        )));
+    }
+    Ok(team)
+}
+
+/// The team an API with `access` is shared with: the one given, else the one it had; only
+/// protected access has one, and needs one.
+fn team_of(
+    access: Access,
+    given: Option<TeamRow>,
+    current: &ModelAccess,
+) -> Result<Option<String>, StoreError> {
+    if access != Access::Protected {
+        return Ok(None);
+    }
+    match (given, &current.team_id) {
+        (Some(t), _) => Ok(Some(t.id)),
+        (None, Some(id)) => Ok(Some(id.clone())),
+        (None, None) => Err(StoreError::Unprocessable(
+            "protected access needs a team: add --team <team>".to_string(),
+        )),
+    }
+}
+
+/// Who may use the API stored as `row`, by name.
+fn access_info(c: &Connection, row: &ModelRow) -> Result<AccessInfo, StoreError> {
+    let owner = users::list_users(c)?
+        .into_iter()
+        .find(|u| u.id == row.owner_id)
+        .map_or_else(|| row.owner_id.clone(), |u| u.username);
+    let team = match &row.team_id {
+        Some(id) => teams::list(c)?
+            .into_iter()
+            .find(|t| t.id == *id)
+            .map(|t| t.name),
+        None => None,
+    };
+    Ok(AccessInfo {
+        api: row.name.clone(),
+        owner,
+        access: row.access.clone(),
+        team,
+        default_permission: row.default_permission.clone(),
+    })
 }
