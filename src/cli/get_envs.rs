@@ -41,6 +41,8 @@ pub async fn one(target: &Target, args: &GetArgs) -> anyhow::Result<String> {
 /// With remote environments configured: every environment's APIs, with an `env` column. The
 /// local server is only asked when it runs (or is the default environment).
 pub async fn all(envs: &[String], args: &GetArgs) -> anyhow::Result<String> {
+    // A mistyped timeout is the user's to fix, not each environment's failure to answer.
+    crate::client::timeout_from_env().map_err(failure::Refusal::InvalidRequest)?;
     let mut answers = Vec::new();
     for name in envs {
         let target = match environment::connect_if_running(Some(name)).await {

@@ -34,19 +34,28 @@ pub enum Waiting {
 }
 
 /// Parses a timeout: whole or fractional seconds (`30`, `2.5`) or a humantime duration
-/// (`90s`, `1m30s`, `500ms`); zero is refused.
+/// (`90s`, `1m30s`, `500ms`); zero is refused, and so is more than 100 years (a clock plus
+/// it would overflow).
 pub fn parse(text: &str) -> Result<Duration, String> {
     let text = text.trim();
     let parsed = match text.parse::<f64>() {
-        Ok(secs) if secs.is_finite() && secs > 0.0 => Some(Duration::from_secs_f64(secs)),
+        Ok(secs) if secs.is_finite() && secs > 0.0 => {
+            Some(Duration::try_from_secs_f64(secs).unwrap_or(Duration::MAX))
+        }
         Ok(_) => None,
         Err(_) => humantime::parse_duration(text).ok(),
     };
-    parsed.filter(|d| !d.is_zero()).ok_or_else(|| {
-        format!(
+    let most = Duration::from_secs(crate::spec::Duration::MAX_SECONDS);
+    match parsed.filter(|d| !d.is_zero()) {
+        Some(d) if d <= most => Ok(d),
+        Some(_) => Err(format!(
+            "{VAR}: {text:?} is too long; at most {}h (100 years)",
+            most.as_secs() / 3600
+        )),
+        None => Err(format!(
             "{VAR}: expected a number of seconds (30) or a duration (1m30s, 500ms), got {text:?}"
-        )
-    })
+        )),
+    }
 }
 
 /// The timeout `CORTEX_CLIENT_TIMEOUT` asks for: `Ok(None)` when unset or empty.
@@ -121,6 +130,23 @@ mod tests {
             let e = super::parse(bad).unwrap_err();
             assert!(e.starts_with("CORTEX_CLIENT_TIMEOUT: expected"), "{e}");
         }
+    }
+
+    #[test]
+    fn more_than_a_clock_can_count_is_refused_not_a_panic() {
+        for long in [
+            "99999999999999999999",
+            "1e300",
+            "2562047788015216h",
+            "876001h",
+        ] {
+            let e = super::parse(long).unwrap_err();
+            assert!(e.contains("is too long; at most 876000h"), "{e}");
+        }
+        assert_eq!(
+            super::parse("876000h"),
+            Ok(Duration::from_secs(876_000 * 3600))
+        );
     }
 
     #[tokio::test(start_paused = true)]

@@ -252,6 +252,10 @@ impl<'de> Deserialize<'de> for Mem {
 pub struct Duration(pub u64);
 
 impl Duration {
+    /// The longest duration written: 100 years. A clock plus any duration stays far from
+    /// overflowing.
+    pub const MAX_SECONDS: u64 = 100 * 365 * 24 * 3600;
+
     pub fn seconds(self) -> u64 {
         self.0
     }
@@ -328,8 +332,12 @@ impl FromStr for Duration {
                 .ok()
                 .and_then(|n| n.checked_mul(seconds_per_unit))
                 .and_then(|s| total.checked_add(s))
+                .filter(|s| *s <= Duration::MAX_SECONDS)
             else {
-                return err(format!("\"{text}\" is too long"));
+                return err(format!(
+                    "\"{text}\" is too long; at most {}h (100 years)",
+                    Duration::MAX_SECONDS / 3600
+                ));
             };
             total = seconds;
             rest = next;

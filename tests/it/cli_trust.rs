@@ -97,6 +97,64 @@ fn a_server_that_never_answers_times_out_naming_the_endpoint() {
     error_document(&output_within(cmd, Duration::from_secs(30)), "timed_out");
 }
 
+#[test]
+fn a_mistyped_or_endless_client_timeout_is_the_users_to_fix_in_every_command() {
+    let cfg = tempfile::tempdir().unwrap();
+    let cortex = |timeout: &str, args: &[&str]| {
+        let mut cmd = Command::new(cortex_bin());
+        cmd.env("CORTEX_CLI_CONFIG_DIR", cfg.path())
+            .env("CORTEX_CLIENT_TIMEOUT", timeout)
+            .env_remove("CORTEX_ENV")
+            .env_remove("CORTEX_ENDPOINT")
+            .env_remove("CORTEX_TOKEN")
+            .args(args)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        output_within(cmd, Duration::from_secs(30))
+    };
+    // A remote environment configured (as the default, so no local server starts): `get`
+    // without -e asks every environment, and used to blame each for not answering.
+    let configure = [
+        "env",
+        "configure",
+        "far",
+        "--endpoint",
+        "http://127.0.0.1:9",
+    ];
+    assert!(cortex("", &[&configure[..], &["--token", "t"]].concat())
+        .status
+        .success());
+    assert!(cortex("", &["env", "default", "far"]).status.success());
+    let doc = error_document(&cortex("abc", &["get", "-o", "json"]), "invalid_request");
+    assert!(
+        doc["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("CORTEX_CLIENT_TIMEOUT"),
+        "{doc}"
+    );
+    // More than a clock can count is refused, not a crash (exit 101).
+    for args in [&["get", "-o", "json"][..], &["get", "x", "-o", "json"]] {
+        let out = cortex("99999999999999999999", args);
+        let doc = error_document(&out, "invalid_request");
+        assert!(
+            doc["error"]["message"]
+                .as_str()
+                .unwrap()
+                .contains("is too long"),
+            "{doc}"
+        );
+    }
+    let out = cortex("", &["wait", "x", "--timeout", "2562047788015216h"]);
+    assert_ne!(out.status.code(), Some(101), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("is too long; at most 876000h"),
+        "{}",
+        stderr(&out)
+    );
+}
+
 /// A server that says it has no bundle, then takes an upload's head and never reads its body.
 fn stalling_upload_server() -> String {
     let socket = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();

@@ -88,3 +88,19 @@ fn a_file_with_a_valid_api_and_a_refused_one_changes_nothing() {
     );
     assert_eq!(s.ok(&p, &["get"]), "no apis are deployed\n");
 }
+
+#[test]
+fn a_duration_past_what_a_clock_can_count_is_refused_not_served() {
+    // 2562047788015216h fits in the seconds counted, but not added to the server's clock:
+    // it used to deploy, and every prediction then crashed its request's handler.
+    let text = deploy_error(
+        "- name: slow\n  kind: RealtimeAPI\n  predictor:\n    type: python\n    path: predictor.py\n  networking:\n    timeout: 2562047788015216h\n",
+    );
+    assert!(text.contains("exit: Some(1)"), "{text}");
+    assert!(
+        text.contains(
+            "networking.timeout: \"2562047788015216h\" is too long; at most 876000h (100 years)"
+        ),
+        "{text}"
+    );
+}

@@ -600,3 +600,38 @@ fn an_update_token_expires() {
     );
     assert_eq!(code, 422, "still not deployable: {v}");
 }
+
+#[test]
+fn a_token_expiring_past_any_date_is_refused_not_a_failing_route() {
+    // 999999999999h used to be taken, and the Model Bazaar permissions route then answered
+    // 500: the expiry could not be written as a date.
+    let s = Server::start();
+    let out = s.run(
+        s.dir.path(),
+        &["tokens", "create", "--expires-in", "999999999999h"],
+    );
+    assert_refused(&out, "--expires-in \"999999999999h\"");
+    assert!(
+        stderr(&out).contains("is too long; at most 876000h (100 years)"),
+        "{}",
+        stderr(&out)
+    );
+    let url = format!("{}/api/v2/tokens", s.url);
+    let body = r#"{"name": "far", "expires_in_secs": 3600000000000}"#;
+    let (code, v) = curl("POST", &url, Some(&s.token), Some(body));
+    assert_eq!(
+        (code, v["kind"].as_str()),
+        (422, Some("unprocessable")),
+        "{v}"
+    );
+    assert!(
+        v["message"]
+            .as_str()
+            .unwrap()
+            .contains("is more than 100 years"),
+        "{v}"
+    );
+    // A hundred years is still taken.
+    let long = token(&s, &s.token, &["--expires-in", "876000h"]);
+    assert!(long["token"].as_str().is_some(), "{long}");
+}

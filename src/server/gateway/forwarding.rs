@@ -34,7 +34,9 @@ impl Clock {
     /// From now, for `api`.
     pub(super) fn start(api: &LiveApi) -> Clock {
         let started = Instant::now();
-        let timeout = api.spec.networking.timeout.to_std();
+        // Bounded as a written duration is (a stored spec may predate the bound).
+        let most = std::time::Duration::from_secs(crate::spec::Duration::MAX_SECONDS);
+        let timeout = api.spec.networking.timeout.to_std().min(most);
         Clock {
             started,
             timeout,

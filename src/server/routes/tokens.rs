@@ -62,6 +62,15 @@ pub async fn create(
             "expires_in_secs: 0 would expire at once; give a positive number of seconds".into(),
         ));
     }
+    if let Some(secs) = req
+        .expires_in_secs
+        .filter(|s| *s > crate::spec::Duration::MAX_SECONDS)
+    {
+        return Err(ApiError::Unprocessable(format!(
+            "expires_in_secs: {secs} is more than 100 years ({}); give fewer seconds, or none for a token that does not expire",
+            crate::spec::Duration::MAX_SECONDS
+        )));
+    }
     let expires_at = match req.expires_in_secs {
         Some(secs) => Some(
             i64::try_from(secs)

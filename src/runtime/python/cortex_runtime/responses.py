@@ -153,7 +153,15 @@ def render(result):
                 headers.insert(0, ("Content-Type", media_type))
         return status, bytes(result.body), headers
     try:
-        body = json.dumps(result).encode("utf-8")
-    except (TypeError, ValueError) as e:
+        # NaN and Infinity are not JSON (strict parsers refuse them), as Starlette refused them.
+        body = json.dumps(result, allow_nan=False).encode("utf-8")
+    except ValueError as e:
+        if "Out of range float" not in str(e):
+            raise TypeError("the value returned by predict() is not JSON serialisable: %s" % e) from e
+        raise ValueError(
+            "the value returned by predict() is not JSON serialisable: it holds NaN or Infinity, "
+            "which JSON has no number for; return None or a string in their place"
+        ) from e
+    except TypeError as e:
         raise TypeError("the value returned by predict() is not JSON serialisable: %s" % e) from e
     return 200, body, [("Content-Type", "application/json")]

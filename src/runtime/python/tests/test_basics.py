@@ -24,6 +24,8 @@ class PythonPredictor:
             return None
         if kind == "unserialisable":
             return {"x": object()}
+        if kind == "nan":
+            return {"v": float("nan"), "w": float("inf")}
         return 42
 """
 
@@ -198,6 +200,14 @@ class TestReturnTypes(ShimTestCase):
         self.assertEqual(json.loads(body), {"kind": "internal", "message": "internal server error"})
         err = wait_until(lambda: "not JSON serialisable" in self.shim.stderr() and self.shim.stderr(), what="stderr")
         self.assertIn("TypeError", err)
+
+    def test_nan_is_500_not_invalid_json(self):
+        # NaN and Infinity are not JSON: a strict client could not read a 200 carrying them.
+        status, ctype, body = self.shim.request("POST", "/?kind=nan")
+        self.assertEqual((status, ctype), (500, "application/json"))
+        self.assertEqual(json.loads(body), {"kind": "internal", "message": "internal server error"})
+        err = wait_until(lambda: "NaN" in self.shim.stderr() and self.shim.stderr(), what="stderr")
+        self.assertIn("not JSON serialisable: it holds NaN or Infinity", err)
 
 
 class TestDeclaredArguments(ShimTestCase):

@@ -51,7 +51,8 @@ pub async fn permissions(
     let expires = caller
         .expires_at
         .and_then(|s| u64::try_from(s).ok())
-        .unwrap_or(NEVER);
+        .unwrap_or(NEVER)
+        .min(NEVER);
     let exp = humantime::format_rfc3339_seconds(UNIX_EPOCH + Duration::from_secs(expires));
     Ok(Json(ModelPermissions {
         read: level >= Level::Read,
