@@ -282,6 +282,11 @@ pub struct ServerArgs {
     /// if the port is taken, listen on a free one instead
     #[arg(long, hide = true)]
     pub port_fallback: bool,
+    /// a token on every route, also when listening on loopback only (where predictions, jobs
+    /// and /metrics otherwise take callers without one): for a server behind a reverse proxy,
+    /// or on a machine other people use
+    #[arg(long)]
+    pub require_tokens: bool,
     /// refuse deploys (507) while the data directory's disk has less free space than this (MiB)
     #[arg(
         long,

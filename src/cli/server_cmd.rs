@@ -25,6 +25,7 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<ExitStatus> {
                 listen: args.listen,
                 data_dir,
                 port_fallback: args.port_fallback,
+                require_tokens: args.require_tokens,
                 min_free_disk_mb: args.min_free_disk_mb,
                 log_tail_lines: args.log_tail_lines,
                 data_root: args.data_root,

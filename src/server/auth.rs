@@ -44,6 +44,14 @@ pub fn user_token(headers: &HeaderMap) -> Option<&str> {
     })
 }
 
+/// Whether a request goes on without a caller: the route lets one in without a token
+/// (`allowed`: a server on loopback only, or a public API) and the request presents none. A
+/// token presented is always checked, on every route: a wrong one is refused, never ignored,
+/// and a right one gets what its user may do, not more.
+pub fn anonymous(headers: &HeaderMap, allowed: bool) -> bool {
+    allowed && user_token(headers).is_none()
+}
+
 /// Resolves a user token (bearer or `X-API-Key`) to its user and their teams.
 pub async fn identity_from_headers(
     state: &AppState,

@@ -83,6 +83,8 @@ pub struct ServerConfig {
     pub data_dir: PathBuf,
     /// When `listen`'s port is taken, listen on any free port of the same address instead.
     pub port_fallback: bool,
+    /// Every route needs a token, on loopback too.
+    pub require_tokens: bool,
     /// Deploys are refused while the data directory's disk has less free space (MiB).
     pub min_free_disk_mb: u64,
     /// Lines of each stream the Model Bazaar logs route returns per replica.
@@ -164,7 +166,7 @@ pub async fn run(config: ServerConfig) -> anyhow::Result<()> {
         tokens,
         isolation: Arc::new(isolated.report.clone()),
         local_ports: Arc::new(local_ports::LocalPorts::new(addr, limits, shutdown.clone())),
-        loopback_only: addr.ip().is_loopback(),
+        anonymous_ok: addr.ip().is_loopback() && !config.require_tokens,
         shutdown: shutdown.clone(),
     };
     let state = app_state(&config, parts, &url)?;
@@ -238,7 +240,7 @@ struct Parts {
     tokens: Arc<tokens::Tokens>,
     isolation: Arc<crate::api::Isolation>,
     local_ports: Arc<local_ports::LocalPorts>,
-    loopback_only: bool,
+    anonymous_ok: bool,
     shutdown: tokio_util::sync::CancellationToken,
 }
 
@@ -252,7 +254,7 @@ fn app_state(config: &ServerConfig, parts: Parts, url: &str) -> anyhow::Result<A
         tokens,
         isolation,
         local_ports,
-        loopback_only,
+        anonymous_ok,
         shutdown,
     } = parts;
     let data_dir = &config.data_dir;
@@ -288,7 +290,7 @@ fn app_state(config: &ServerConfig, parts: Parts, url: &str) -> anyhow::Result<A
         bundles,
         deployments,
         jobs,
-        loopback_only,
+        anonymous_ok,
         http,
         replicas: replica_client::ReplicaClient::new(config.replica_idle_timeout),
         bodies: body_budget::BodyBudget::new(config.max_buffered_bodies),

@@ -13,8 +13,10 @@ pub struct AppState {
     pub deployments: Arc<Deployments>,
     /// BatchAPI jobs and their workers.
     pub jobs: Arc<super::jobs::Jobs>,
-    /// True when the server listens on loopback only: predictions may then be anonymous.
-    pub loopback_only: bool,
+    /// True when the server listens on loopback only (and was not told to require tokens):
+    /// predictions, jobs and `/metrics` then take callers without a token, as cortex's local
+    /// mode did.
+    pub anonymous_ok: bool,
     /// Shared client for batch workers and the server's own calls.
     pub http: reqwest::Client,
     /// The gateway's client: pooled keep-alive connections to replicas.

@@ -131,3 +131,55 @@ fn a_restart_keeps_a_valid_admin_token_and_replaces_a_broken_one() {
     let p = s.project("any");
     assert_eq!(s.ok(&p, &["get"]), "no apis are deployed\n");
 }
+
+#[test]
+fn a_prediction_on_loopback_needs_no_token_but_one_sent_is_checked() {
+    let s = Server::start();
+    let p = s.python_project(
+        "echo",
+        "RealtimeAPI",
+        "class PythonPredictor:\n    def __init__(self, config):\n        pass\n    def predict(self, payload):\n        return payload\n",
+        "",
+    );
+    s.ok(&p, &["deploy"]);
+    s.wait_status("echo", "live");
+    let bob = crate::permissions::user(&s, "bob");
+    let predict = |header: Option<(&str, &str)>| {
+        let mut req = http()
+            .post(format!("{}/echo", s.url))
+            .header("content-type", "application/json")
+            .body("{\"x\": 1}");
+        if let Some((name, value)) = header {
+            req = req.header(name, value);
+        }
+        let resp = req.send().unwrap();
+        let code = resp.status().as_u16();
+        (code, resp.json::<serde_json::Value>().unwrap())
+    };
+    assert_eq!(predict(None).0, 200, "no token: cortex's local mode");
+    let bearer_bob = format!("Bearer {bob}");
+    let bearer_admin = format!("Bearer {}", s.token);
+    for (header, code, kind) in [
+        (
+            ("authorization", "Bearer ctx_u_made_up"),
+            401,
+            "unauthorized",
+        ),
+        (("x-api-key", "ctx_u_made_up"), 401, "unauthorized"),
+        (("authorization", bearer_bob.as_str()), 403, "forbidden"),
+        (("x-api-key", bob.as_str()), 403, "forbidden"),
+    ] {
+        let (got, v) = predict(Some(header));
+        assert_eq!(
+            (got, v["kind"].as_str()),
+            (code, Some(kind)),
+            "{header:?}: {v}"
+        );
+    }
+    assert_eq!(predict(Some(("authorization", &bearer_admin))).0, 200);
+    // Another scheme is not a token of ours: it goes on as no token.
+    assert_eq!(
+        predict(Some(("authorization", "Basic dXNlcjpwdw=="))).0,
+        200
+    );
+}

@@ -963,6 +963,69 @@ fn beyond_loopback_anyone_may_submit_to_a_public_batch_api_but_only_writers_stop
 }
 
 #[test]
+fn on_loopback_a_token_sent_is_checked_and_require_tokens_lets_no_one_in_without_one() {
+    let s = Server::start();
+    let p = deploy_batch(&s, "summer", GATED, "");
+    let results = p.join("results");
+    std::fs::create_dir_all(&results).unwrap();
+    let bob = crate::permissions::user(&s, "bob");
+    let body = json!({"workers": 1, "item_list": {"items": [1], "batch_size": 1}, "config": {"results": results}});
+    // Without a token, on loopback, as cortex's local mode: the job is submitted.
+    let id = submit(&s, "summer", body.clone());
+    let call = |method: reqwest::Method, path: &str, token: Option<&str>| {
+        let mut req = http().request(method, format!("{}{path}", s.url));
+        if let Some(t) = token {
+            req = req.bearer_auth(t);
+        }
+        req.send().unwrap().status().as_u16()
+    };
+    // A token sent is never ignored: a wrong one is 401, and bob (no access to the
+    // admin's private API) is 403, wherever he calls it.
+    let stop = format!("/summer/{id}");
+    let by_query = format!("/summer?jobID={id}");
+    for (method, path) in [
+        (reqwest::Method::DELETE, stop.as_str()),
+        (reqwest::Method::DELETE, by_query.as_str()),
+        (reqwest::Method::GET, stop.as_str()),
+        (reqwest::Method::GET, "/summer"),
+        (reqwest::Method::POST, "/summer"),
+    ] {
+        assert_eq!(
+            call(method.clone(), path, Some("ctx_u_made_up")),
+            401,
+            "{method} {path}"
+        );
+        assert_eq!(
+            call(method.clone(), path, Some(&bob)),
+            403,
+            "{method} {path}"
+        );
+    }
+    assert_eq!(job(&s, "summer", &id)["status"], "status_running");
+    assert_eq!(call(reqwest::Method::DELETE, &stop, Some(&s.token)), 200);
+    assert_eq!(job(&s, "summer", &id)["status"], "status_stopped");
+    assert_eq!(
+        call(reqwest::Method::GET, "/metrics", Some("ctx_u_made_up")),
+        401
+    );
+    assert_eq!(call(reqwest::Method::GET, "/metrics", Some(&bob)), 403);
+    assert_eq!(call(reqwest::Method::GET, "/metrics", None), 200);
+
+    // With --require-tokens, a loopback server lets no one in without a token.
+    let strict = Server::start_with_args("127.0.0.1:0", &[], &["--require-tokens"]);
+    let p = deploy_batch(&strict, "summer", GATED, "");
+    let results = p.join("results");
+    std::fs::create_dir_all(&results).unwrap();
+    let body = json!({"workers": 1, "item_list": {"items": [1], "batch_size": 1}, "config": {"results": results}});
+    let (status, v) = submit_raw(&strict, "summer", &body.to_string());
+    assert_eq!(status, 401, "{v}");
+    for path in ["/summer", "/metrics"] {
+        let resp = http().get(format!("{}{path}", strict.url)).send().unwrap();
+        assert_eq!(resp.status(), 401, "GET {path}");
+    }
+}
+
+#[test]
 fn a_worker_that_keeps_crashing_ends_the_job_with_worker_error() {
     let s = Server::start();
     deploy_batch(

@@ -118,15 +118,17 @@ fn prefix_of(path: &str) -> Option<(&str, &str)> {
 }
 
 /// `then`, once the caller may call `api`: on a server beyond loopback, a non-public API
-/// needs a caller with Read on it (see [`check_caller`]). Checked at once where no token is
-/// needed (on loopback, or for a public API); otherwise after the caller's token is.
+/// needs a caller with Read on it (see [`check_caller`]), and a token presented is checked
+/// everywhere. Goes on at once where no token is needed (on loopback, or for a public API)
+/// and none is sent; otherwise after the caller's token is checked.
 fn checked<B: ClientBody>(
     state: &Arc<AppState>,
     api: Arc<LiveApi>,
     req: Request<B>,
     then: impl FnOnce(&Arc<AppState>, Arc<LiveApi>, Request<B>) -> Answer + Send + 'static,
 ) -> Answer {
-    if state.loopback_only || api.access().access == Access::Public {
+    let open = state.anonymous_ok || api.access().access == Access::Public;
+    if crate::server::auth::anonymous(req.headers(), open) {
         return then(state, api, req);
     }
     let state = state.clone();

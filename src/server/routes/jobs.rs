@@ -14,7 +14,7 @@ use axum::Json;
 use crate::api::{JobList, JobStatusResponse, MessageResponse};
 use crate::batch::submission::{self, Input, S3Use, Submission, MAX_BODY_BYTES};
 use crate::server::access::{self, Access, Level};
-use crate::server::auth::identity_from_headers;
+use crate::server::auth::{anonymous, identity_from_headers};
 use crate::server::error::{error_response, ApiError};
 use crate::server::gateway;
 use crate::server::jobs::sources::{Source, SourceError};
@@ -73,8 +73,8 @@ async fn job(
     req: Request,
 ) -> Response {
     // Stopping someone's job takes more than reading: write access, even on a public API (a
-    // server on loopback only lets everyone in, as cortex did).
-    if req.method() == Method::DELETE && !state.loopback_only {
+    // server on loopback only lets a caller without a token in, as cortex did).
+    if req.method() == Method::DELETE && !anonymous(req.headers(), state.anonymous_ok) {
         if let Err(e) = needs_write(&state, &live, req.headers()).await {
             return e.into_response();
         }
@@ -109,7 +109,8 @@ async fn needs_write(
     Ok(())
 }
 
-/// Checks the caller as a prediction is checked, then runs `route`.
+/// Checks the caller as a prediction is checked (a token presented always is), then runs
+/// `route`.
 async fn guarded<F, Fut>(
     state: &AppState,
     live: &std::sync::Arc<LiveApi>,
@@ -120,7 +121,8 @@ where
     F: FnOnce(AppState, std::sync::Arc<LiveApi>, Request) -> Fut,
     Fut: std::future::Future<Output = Result<Response, ApiError>>,
 {
-    if !state.loopback_only && live.access().access != Access::Public {
+    let open = state.anonymous_ok || live.access().access == Access::Public;
+    if !anonymous(req.headers(), open) {
         if let Err(e) = gateway::check_caller(state, live, req.headers()).await {
             return e.into_response();
         }

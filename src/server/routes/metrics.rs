@@ -15,7 +15,7 @@ pub async fn metrics(
     State(state): State<AppState>,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
-    if !state.loopback_only {
+    if !crate::server::auth::anonymous(&headers, state.anonymous_ok) {
         let identity = identity_from_headers(&state, &headers).await?;
         if !identity.user.admin || identity.scope.is_some() {
             return Err(ApiError::Forbidden(format!(
