@@ -80,6 +80,9 @@ pub async fn run(args: DeployArgs) -> anyhow::Result<ExitStatus> {
     // Waiting with -o json|yaml, the documents at the end say what the deploy did and more.
     if args.output == OutputFormat::Pretty {
         print_pretty(&results, &target, specs.len());
+    } else if failed {
+        // Nothing was deployed: the error document, as for any command that failed.
+        return Err(refused(&results).into());
     } else if !wait {
         print_structured(args.output, &results)?;
     }
@@ -168,6 +171,16 @@ async fn upload(target: &Target, b: &Bundle) -> anyhow::Result<()> {
     }
     result?;
     Ok(())
+}
+
+/// A deploy the server refused (nothing of it was deployed): why, API by API.
+fn refused(results: &[DeployResult]) -> Refusal {
+    let why: Vec<&str> = results
+        .iter()
+        .filter(|r| r.action == DeployAction::Failed)
+        .map(|r| r.message.as_str())
+        .collect();
+    Refusal::InvalidConfig(why.join("\n"))
 }
 
 fn print_pretty(results: &[DeployResult], target: &Target, api_count: usize) {

@@ -87,6 +87,21 @@ fn a_file_with_a_valid_api_and_a_refused_one_changes_nothing() {
         "{text}"
     );
     assert_eq!(s.ok(&p, &["get"]), "no apis are deployed\n");
+    // A script gets the error document every failed command prints, with or without --wait.
+    for wait in [&[][..], &["--wait"]] {
+        let out = s.run(&p, &[&["deploy", "-o", "json"][..], wait].concat());
+        assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+        let doc: serde_json::Value = serde_json::from_str(&stdout(&out))
+            .unwrap_or_else(|e| panic!("not one JSON document ({e}): {}", stdout(&out)));
+        assert_eq!(doc["error"]["kind"], "invalid_config", "{doc}");
+        let message = doc["error"]["message"].as_str().unwrap();
+        assert!(
+            message.contains("predictor.path: \"nowhere.py\" is not in the project"),
+            "{message}"
+        );
+        assert!(message.contains("apis[1].name: absent"), "{message}");
+    }
+    assert_eq!(s.ok(&p, &["get"]), "no apis are deployed\n");
 }
 
 #[test]
