@@ -1,7 +1,7 @@
 //! `cortex deploy [CONFIG_FILE]`.
 
 use std::io::IsTerminal;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context};
 
@@ -28,16 +28,7 @@ fn threshold(var: &str, default: u64) -> u64 {
 }
 
 pub async fn run(args: DeployArgs) -> anyhow::Result<ExitStatus> {
-    let config_path = &args.config_file;
-    if !config_path.exists() {
-        if config_path == Path::new("cortex.yaml") {
-            return Err(Refusal::InvalidConfig(
-                "no api config file was specified, and ./cortex.yaml does not exist; create cortex.yaml, or reference an existing config file by running `cortex deploy <config_file_path>`".into()
-            ).into());
-        }
-        let missing = format!("{} does not exist", config_path.display());
-        return Err(Refusal::InvalidConfig(missing).into());
-    }
+    let config_path = &config_file(&args.config_file)?;
     let specs = crate::spec::parse_file(config_path)?;
     let config_text = std::fs::read_to_string(config_path)
         .with_context(|| format!("cannot read {}", config_path.display()))?;
@@ -102,6 +93,32 @@ pub async fn run(args: DeployArgs) -> anyhow::Result<ExitStatus> {
     } else {
         ExitStatus::Success
     })
+}
+
+/// The config file `given` names: the file, or a directory's `cortex.yaml`.
+fn config_file(given: &Path) -> anyhow::Result<PathBuf> {
+    if given.is_dir() {
+        let inside = given.join("cortex.yaml");
+        if !inside.is_file() {
+            let why = format!(
+                "{} is a directory and has no cortex.yaml; give the config file's path, e.g. `cortex deploy {}`",
+                given.display(),
+                given.join("<config file>.yaml").display()
+            );
+            return Err(Refusal::InvalidConfig(why).into());
+        }
+        return Ok(inside);
+    }
+    if !given.exists() {
+        if given == Path::new("cortex.yaml") {
+            return Err(Refusal::InvalidConfig(
+                "no api config file was specified, and ./cortex.yaml does not exist; create cortex.yaml, or reference an existing config file by running `cortex deploy <config_file_path>`".into()
+            ).into());
+        }
+        let missing = format!("{} does not exist", given.display());
+        return Err(Refusal::InvalidConfig(missing).into());
+    }
+    Ok(given.to_path_buf())
 }
 
 fn refuse_dangerous_root(root: &Path) -> anyhow::Result<()> {

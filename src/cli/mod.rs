@@ -100,7 +100,7 @@ pub struct EnvFlag {
 
 #[derive(Debug, Args)]
 pub struct DeployArgs {
-    /// path to the api configuration file
+    /// path to the api configuration file (or a directory holding a cortex.yaml)
     #[arg(value_name = "CONFIG_FILE", default_value = "cortex.yaml")]
     pub config_file: PathBuf,
     #[command(flatten)]

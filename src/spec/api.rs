@@ -203,7 +203,8 @@ pub fn check_api_name(name: &str) -> Result<(), String> {
         return Ok(());
     }
     let suggestion = match suggest_name(name) {
-        Some(fixed) => format!("; try {}", quote(&fixed)),
+        // Whole, to be copied: a valid name has nothing to escape.
+        Some(fixed) => format!("; try \"{fixed}\""),
         None => String::new(),
     };
     Err(format!(
@@ -384,6 +385,10 @@ mod tests {
         assert!(check_api_name("Iris_Classifier")
             .unwrap_err()
             .ends_with("; got \"Iris_Classifier\"; try \"iris-classifier\""));
+        // A suggestion longer than a quote is shown whole.
+        let long = format!("A{}", "b".repeat(41));
+        let expected = format!("; try \"a{}\"", "b".repeat(41));
+        assert!(check_api_name(&long).unwrap_err().ends_with(&expected));
         assert!(check_api_name("123")
             .unwrap_err()
             .ends_with("; got \"123\""));

@@ -119,3 +119,34 @@ fn a_duration_past_what_a_clock_can_count_is_refused_not_served() {
         "{text}"
     );
 }
+
+#[test]
+fn a_long_bad_name_gets_a_suggestion_that_can_be_copied_whole() {
+    let name = format!("A{}", "b".repeat(41));
+    let text = deploy_error(&format!(
+        "- name: {name}\n  kind: RealtimeAPI\n  predictor:\n    type: python\n    path: predictor.py\n"
+    ));
+    assert!(
+        text.contains(&format!("; try \"a{}\"", "b".repeat(41))),
+        "{text}"
+    );
+}
+
+#[test]
+fn deploy_of_a_directory_deploys_its_cortex_yaml() {
+    let s = Server::start();
+    let p = s.project("dir");
+    write(&p, "cortex.yaml", "- name: dir\n  kind: RealtimeAPI\n  predictor:\n    type: python\n    path: predictor.py\n");
+    write(&p, "predictor.py", "class PythonPredictor:\n    def __init__(self, config):\n        pass\n    def predict(self, payload):\n        return payload\n");
+    let out = s.run(s.dir.path(), &["deploy", p.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert!(
+        stdout(&out).contains("creating dir (RealtimeAPI)"),
+        "{}",
+        stdout(&out)
+    );
+    // A directory without one says so.
+    let empty = s.project("empty");
+    let out = s.run(s.dir.path(), &["deploy", empty.to_str().unwrap()]);
+    assert_refused(&out, "has no cortex.yaml");
+}

@@ -635,3 +635,35 @@ fn a_token_expiring_past_any_date_is_refused_not_a_failing_route() {
     let long = token(&s, &s.token, &["--expires-in", "876000h"]);
     assert!(long["token"].as_str().is_some(), "{long}");
 }
+
+#[test]
+fn a_token_scoped_to_an_api_its_user_may_not_use_is_refused() {
+    let s = Server::start();
+    let p = s.python_project(
+        "mine",
+        "RealtimeAPI",
+        "class PythonPredictor:\n    def __init__(self, config):\n        pass\n    def predict(self, payload):\n        return payload\n",
+        "",
+    );
+    s.ok(&p, &["deploy"]);
+    let bob = user(&s, "bob");
+    let out = s
+        .cortex()
+        .env("CORTEX_TOKEN", &bob)
+        .args(["tokens", "create", "--api", "mine"])
+        .output()
+        .unwrap();
+    assert_refused(&out, "user bob may not use api mine");
+    // Nor may an admin make one for him; the admin's own is made.
+    let out = s.run(
+        s.dir.path(),
+        &["tokens", "create", "--api", "mine", "--user", "bob"],
+    );
+    assert_refused(&out, "user bob may not use api mine");
+    let own = token(&s, &s.token, &["--api", "mine"]);
+    assert!(own["token"].as_str().is_some(), "{own}");
+    // Once bob may read it, his is made.
+    s.ok(&p, &["access", "mine", "--access", "public"]);
+    let his = token(&s, &bob, &["--api", "mine"]);
+    assert!(his["token"].as_str().is_some(), "{his}");
+}

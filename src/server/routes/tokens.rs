@@ -8,10 +8,14 @@ use axum::Json;
 use super::parse_json;
 use crate::api::{CreateToken, CreatedToken, MessageResponse, TokenInfo};
 use crate::clock::now;
+use rusqlite::Connection;
+
+use crate::server::access::{self, Caller, Level, ModelAccess};
 use crate::server::auth::AuthUser;
 use crate::server::error::ApiError;
 use crate::server::state::AppState;
-use crate::store::{models, users, StoreError};
+use crate::store::users::UserRow;
+use crate::store::{models, teams, users, StoreError};
 
 pub async fn list(
     State(state): State<AppState>,
@@ -94,15 +98,7 @@ pub async fn create(
                 None => caller.clone(),
             };
             let scope = match &req.api {
-                Some(api) => Some(
-                    models::get_by_name(c, api)?
-                        .ok_or_else(|| {
-                            StoreError::NotFound(format!(
-                                "api {api} is not deployed; run `cortex get` to see the deployed apis"
-                            ))
-                        })?
-                        .id,
-                ),
+                Some(api) => Some(scope_for(c, &owner, api)?),
                 None => None,
             };
             let name = req.name.clone().unwrap_or_else(|| "cli".to_string());
@@ -140,4 +136,27 @@ pub async fn revoke(
     Ok(Json(MessageResponse {
         message: format!("revoked token {id}"),
     }))
+}
+
+/// The model a token of `owner`'s scoped to `api` acts on: one `owner` may use (a token for
+/// one they may not would be refused on every route).
+fn scope_for(c: &Connection, owner: &UserRow, api: &str) -> Result<String, StoreError> {
+    let row = models::get_by_name(c, api)?.ok_or_else(|| {
+        StoreError::NotFound(format!(
+            "api {api} is not deployed; run `cortex get` to see the deployed apis"
+        ))
+    })?;
+    let caller = Caller {
+        user_id: owner.id.clone(),
+        admin: owner.admin,
+        teams: teams::memberships(c, &owner.id)?,
+        scope: None,
+    };
+    if access::level(&caller, &ModelAccess::from(&row)) < Level::Read {
+        return Err(StoreError::Forbidden(format!(
+            "user {} may not use api {api}, so a token scoped to it would be refused everywhere; ask its owner for access first (`cortex access {api} ...`)",
+            owner.username
+        )));
+    }
+    Ok(row.id)
 }
