@@ -3,6 +3,7 @@
 //! Every durable state change is committed here before the server acknowledges it. The async
 //! server calls [`Store::call`], which runs the closure on tokio's blocking pool.
 
+pub mod batches;
 pub mod bundle_sweep;
 pub mod bundle_uploaders;
 pub mod bundles;

@@ -32,7 +32,7 @@ use super::settler::{Settler, Ticket};
 use super::Shared;
 use crate::clock::now_ms;
 use crate::engine::{Replica, ReplicaPhase};
-use crate::store::jobs;
+use crate::store::batches;
 
 /// How long a leased batch stays invisible to other workers unless extended
 /// (`CORTEX_BATCH_VISIBILITY_MS` changes it).
@@ -93,7 +93,7 @@ impl Feeder {
     /// ends.
     pub async fn run(self) {
         let settler = self.settler.clone();
-        let mut held: VecDeque<jobs::Lease> = VecDeque::new();
+        let mut held: VecDeque<batches::Lease> = VecDeque::new();
         loop {
             if self.worker.ready_addr().is_none() && !held.is_empty() {
                 // The worker is restarting (or not up yet): that can take longer than a lease.
@@ -177,8 +177,8 @@ impl Feeder {
     async fn deliver(
         &self,
         addr: SocketAddr,
-        group: &[jobs::Lease],
-        held: &VecDeque<jobs::Lease>,
+        group: &[batches::Lease],
+        held: &VecDeque<batches::Lease>,
         settler: &Settler,
     ) -> usize {
         let started = Instant::now();
@@ -206,7 +206,7 @@ impl Feeder {
                 );
                 // The first was in progress; the others never started.
                 for (i, l) in rest.iter().enumerate() {
-                    settler.settle(jobs::Settle::Release {
+                    settler.settle(batches::Settle::Release {
                         seq: l.seq,
                         lease_id: l.lease_id.clone(),
                         crashed: i == 0,
@@ -227,7 +227,7 @@ impl Feeder {
     async fn send(
         &self,
         addr: SocketAddr,
-        group: &[jobs::Lease],
+        group: &[batches::Lease],
         settler: &Settler,
         settled: &mut usize,
     ) -> Result<(), String> {
@@ -265,7 +265,7 @@ impl Feeder {
     async fn stream(
         &self,
         addr: SocketAddr,
-        group: &[jobs::Lease],
+        group: &[batches::Lease],
         settler: &Settler,
         settled: &mut usize,
     ) -> Result<(), String> {
@@ -334,7 +334,7 @@ impl Feeder {
                         // without an outcome never started, and go back to the queue as
                         // they are.
                         for l in &group[*settled..] {
-                            settler.settle(jobs::Settle::Release {
+                            settler.settle(batches::Settle::Release {
                                 seq: l.seq,
                                 lease_id: l.lease_id.clone(),
                                 crashed: false,
@@ -362,7 +362,7 @@ impl Feeder {
         Ok(())
     }
 
-    fn batch_id(&self, lease: &jobs::Lease) -> String {
+    fn batch_id(&self, lease: &batches::Lease) -> String {
         format!("{}-{}", self.job_id, lease.seq)
     }
 
@@ -376,7 +376,7 @@ impl Feeder {
             let extended = self
                 .shared
                 .store
-                .call(move |c| jobs::extend_all(c, &job_id, &held, now_ms() + visibility))
+                .call(move |c| batches::extend_all(c, &job_id, &held, now_ms() + visibility))
                 .await;
             if let Err(e) = extended {
                 tracing::warn!("cannot extend the leases of job {}: {e}", self.job_id);
@@ -407,7 +407,7 @@ const MAX_GROUP_BYTES: usize = 8 * 1024 * 1024;
 
 /// The next batches to send: one, or (`multi`) as many held ones as fit in
 /// [`MAX_GROUP_BYTES`] (always at least one).
-fn take_group(held: &mut VecDeque<jobs::Lease>, multi: bool) -> Vec<jobs::Lease> {
+fn take_group(held: &mut VecDeque<batches::Lease>, multi: bool) -> Vec<batches::Lease> {
     let mut group = Vec::new();
     let mut bytes = 0;
     while let Some(next) = held.front() {
@@ -451,9 +451,9 @@ fn may_send(k: usize, tickets: &[Ticket], committed: u64) -> bool {
 }
 
 /// Gives every lease in `held` back to the queue, the delivery not counted.
-fn release_all(settler: &Settler, held: &mut VecDeque<jobs::Lease>) {
+fn release_all(settler: &Settler, held: &mut VecDeque<batches::Lease>) {
     for l in held.drain(..) {
-        settler.settle(jobs::Settle::Release {
+        settler.settle(batches::Settle::Release {
             seq: l.seq,
             lease_id: l.lease_id,
             crashed: false,
@@ -462,9 +462,9 @@ fn release_all(settler: &Settler, held: &mut VecDeque<jobs::Lease>) {
 }
 
 /// A batch's settle from its outcome (its milliseconds, or why it failed).
-fn settle(lease: &jobs::Lease, outcome: Result<i64, String>) -> jobs::Settle {
+fn settle(lease: &batches::Lease, outcome: Result<i64, String>) -> batches::Settle {
     match outcome {
-        Ok(ms) => jobs::Settle::Ack {
+        Ok(ms) => batches::Settle::Ack {
             seq: lease.seq,
             lease_id: lease.lease_id.clone(),
             duration_ms: ms,
@@ -473,8 +473,8 @@ fn settle(lease: &jobs::Lease, outcome: Result<i64, String>) -> jobs::Settle {
     }
 }
 
-fn nack(lease: &jobs::Lease, error: String, duration_ms: i64) -> jobs::Settle {
-    jobs::Settle::Nack {
+fn nack(lease: &batches::Lease, error: String, duration_ms: i64) -> batches::Settle {
+    batches::Settle::Nack {
         seq: lease.seq,
         lease_id: lease.lease_id.clone(),
         error,
@@ -534,7 +534,7 @@ mod tests {
     #[test]
     fn groups_are_one_batch_or_as_many_as_fit() {
         use super::{take_group, MAX_GROUP_BYTES};
-        let lease = |seq: i64, size: usize| crate::store::jobs::Lease {
+        let lease = |seq: i64, size: usize| crate::store::batches::Lease {
             seq,
             payload: "x".repeat(size),
             lease_id: seq.to_string(),

@@ -36,6 +36,7 @@ use crate::api;
 use crate::batch::submission::Submission;
 use crate::clock::now_ns;
 use crate::engine::{Engine, Replica, ReplicaPhase};
+use crate::store::batches;
 use crate::store::jobs::{self, Ending, NewJob};
 use crate::store::{Store, StoreError};
 use sources::SourceError;
@@ -352,8 +353,8 @@ impl Jobs {
                 let Some(job) = jobs::get(c, &id)?.filter(|j| j.model_id == model) else {
                     return Ok(None);
                 };
-                let counts = jobs::counts(c, &id)?;
-                let dead = jobs::dead_letters(c, &id, (!all_dead_letters).then_some(100))?;
+                let counts = batches::counts(c, &id)?;
+                let dead = batches::dead_letters(c, &id, (!all_dead_letters).then_some(100))?;
                 Ok(Some((job, counts, dead)))
             })
             .await?;
@@ -383,7 +384,7 @@ impl Jobs {
                 jobs::list(c, &model)?
                     .into_iter()
                     .map(|job| {
-                        let counts = jobs::counts(c, &job.id)?;
+                        let counts = batches::counts(c, &job.id)?;
                         Ok((job, counts))
                     })
                     .collect::<Result<Vec<_>, StoreError>>()

@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use super::{feeding, Jobs};
 use crate::server::live_api::LiveApi;
-use crate::store::jobs;
+use crate::store::{batches, jobs};
 
 impl Jobs {
     /// Runs again the jobs that had not ended when the server stopped: batches their workers
@@ -32,7 +32,7 @@ impl Jobs {
             let released = self
                 .shared
                 .store
-                .call(move |c| jobs::release_all(c, &id))
+                .call(move |c| batches::release_all(c, &id))
                 .await
                 .unwrap_or(0);
             let log = self.log_of(&job.api_name, &job.id);

@@ -17,6 +17,7 @@ use crate::batch::status::{derive, JobFacts, JobStatus};
 use crate::clock::now_ns;
 use crate::engine::{Replica, ReplicaPhase, ReplicaPlan};
 use crate::runtime::plan::{self, JobWorker};
+use crate::store::batches;
 use crate::store::jobs::{self, Ending, JobRow};
 
 /// Tells whoever waits for a runner that it ended, however it ended (a panic included).
@@ -271,7 +272,9 @@ impl Run {
     }
 
     /// The job's row and its batches' counts, as stored (`None`: the job is gone, with its API).
-    async fn recorded(&self) -> Result<Option<(JobRow, jobs::Counts)>, crate::store::StoreError> {
+    async fn recorded(
+        &self,
+    ) -> Result<Option<(JobRow, batches::Counts)>, crate::store::StoreError> {
         let id = self.job.id.clone();
         self.shared
             .store
@@ -279,7 +282,7 @@ impl Run {
                 let Some(row) = jobs::get(c, &id)? else {
                     return Ok(None);
                 };
-                let counts = jobs::counts(c, &id)?;
+                let counts = batches::counts(c, &id)?;
                 Ok(Some((row, counts)))
             })
             .await

@@ -17,7 +17,7 @@ use tokio::sync::{mpsc, oneshot, watch};
 
 use super::Shared;
 use crate::clock::now_ms;
-use crate::store::jobs;
+use crate::store::batches;
 use crate::store::Store;
 
 /// How often a write that failed is tried again before its outcomes are given up (their
@@ -25,11 +25,11 @@ use crate::store::Store;
 const WRITE_ATTEMPTS: u32 = 5;
 
 enum Msg {
-    Settle(jobs::Settle),
+    Settle(batches::Settle),
     Lease {
         n: usize,
         visibility_ms: i64,
-        reply: oneshot::Sender<Result<Vec<jobs::Lease>, String>>,
+        reply: oneshot::Sender<Result<Vec<batches::Lease>, String>>,
     },
     Flush(oneshot::Sender<()>),
 }
@@ -73,7 +73,7 @@ impl Settler {
     }
 
     /// Writes `settle` as soon as the database is free; its ticket.
-    pub fn settle(&self, settle: jobs::Settle) -> Ticket {
+    pub fn settle(&self, settle: batches::Settle) -> Ticket {
         let mut tx = self.tx.lock().unwrap_or_else(|p| p.into_inner());
         let _ = tx.0.send(Msg::Settle(settle));
         tx.1 += 1;
@@ -89,7 +89,7 @@ impl Settler {
 
     /// Leases up to `n` batches, after (and with) every outcome given so far. `Err`: nothing
     /// of the transaction was applied (the outcomes are tried again).
-    pub async fn lease(&self, n: usize, visibility_ms: i64) -> Result<Vec<jobs::Lease>, String> {
+    pub async fn lease(&self, n: usize, visibility_ms: i64) -> Result<Vec<batches::Lease>, String> {
         let (reply, answer) = oneshot::channel();
         let msg = Msg::Lease {
             n,
@@ -120,7 +120,7 @@ fn write_loop(
     mut rx: mpsc::UnboundedReceiver<Msg>,
     written: watch::Sender<u64>,
 ) {
-    let mut settles: Vec<jobs::Settle> = Vec::new();
+    let mut settles: Vec<batches::Settle> = Vec::new();
     let mut failures = 0;
     // Settles taken from the channel so far: once a round ends with none waiting, all of
     // them are written (or given up on).
@@ -148,7 +148,7 @@ fn write_loop(
             let n: usize = leases.iter().map(|(n, _, _)| *n).sum();
             let visibility = leases.iter().map(|(_, v, _)| *v).max().unwrap_or(0);
             let round = store.call_here(|c| {
-                jobs::settle_and_lease(c, &job_id, &settles, now_ms(), visibility, n)
+                batches::settle_and_lease(c, &job_id, &settles, now_ms(), visibility, n)
             });
             match round {
                 Ok((_, leased)) => {

@@ -5,7 +5,8 @@ use crate::api;
 use crate::batch::status::JobStatus;
 use crate::batch::submission::batches_per_worker;
 use crate::clock::rfc3339_nanos;
-use crate::store::jobs::{Counts, DeadLetter, JobRow};
+use crate::store::batches::{Counts, DeadLetter};
+use crate::store::jobs::JobRow;
 
 /// The URL of a job's queue on the server at `server_url`.
 pub fn sqs_url(server_url: &str, job_id: &str) -> String {

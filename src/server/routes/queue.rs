@@ -17,7 +17,7 @@ use crate::server::auth::JobAuth;
 use crate::server::error::ApiError;
 use crate::server::jobs::visibility_ms;
 use crate::server::state::AppState;
-use crate::store::jobs;
+use crate::store::{batches, jobs};
 
 /// The longest long poll.
 const MAX_WAIT_SECONDS: u64 = 20;
@@ -63,7 +63,7 @@ pub async fn receive(
         let id = job_id.clone();
         let lease = state
             .store
-            .call(move |c| jobs::lease(c, &id, now_ms(), visibility))
+            .call(move |c| batches::lease(c, &id, now_ms(), visibility))
             .await?;
         if let Some(lease) = lease {
             return Ok(Json(ReceivedBatch {
@@ -127,14 +127,14 @@ async fn settle(
         Settle::Ack => (
             state
                 .store
-                .call(move |c| jobs::ack(c, &id, seq, &receipt, took))
+                .call(move |c| batches::ack(c, &id, seq, &receipt, took))
                 .await?,
             "acknowledged",
         ),
         Settle::Nack => (
             state
                 .store
-                .call(move |c| jobs::nack(c, &id, seq, &receipt, &error, took))
+                .call(move |c| batches::nack(c, &id, seq, &receipt, &error, took))
                 .await?,
             "returned",
         ),
@@ -143,7 +143,7 @@ async fn settle(
             (
                 state
                     .store
-                    .call(move |c| jobs::extend(c, &id, seq, &receipt, until))
+                    .call(move |c| batches::extend(c, &id, seq, &receipt, until))
                     .await?,
                 "extended",
             )
