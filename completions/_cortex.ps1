@@ -223,6 +223,7 @@ Register-ArgumentCompleter -Native -CommandName 'cortex' -ScriptBlock {
             [CompletionResult]::new('--ray-listen', '--ray-listen', [CompletionResultType]::ParameterName, 'where the server listens for the Ray drivers and the nodes'' bundle downloads [default: the --listen address, any free port]')
             [CompletionResult]::new('--ray-python', '--ray-python', [CompletionResultType]::ParameterName, 'the python on the Ray nodes that runs cortex''s driver (it must import ray)')
             [CompletionResult]::new('--port-fallback', '--port-fallback', [CompletionResultType]::ParameterName, 'if the port is taken, listen on a free one instead')
+            [CompletionResult]::new('--require-tokens', '--require-tokens', [CompletionResultType]::ParameterName, 'a token on every route, also when listening on loopback only (where predictions, jobs and /metrics otherwise take callers without one): for a server behind a reverse proxy, or on a machine other people use')
             [CompletionResult]::new('--allow-unsandboxed-replicas', '--allow-unsandboxed-replicas', [CompletionResultType]::ParameterName, 'listen beyond loopback even when replicas cannot be sandboxed (no Landlock, or --sandbox off)')
             [CompletionResult]::new('-h', '-h', [CompletionResultType]::ParameterName, 'Print help')
             [CompletionResult]::new('--help', '--help', [CompletionResultType]::ParameterName, 'Print help')

@@ -201,6 +201,7 @@ set edit:completion:arg-completer[cortex] = {|@words|
             cand --ray-listen 'where the server listens for the Ray drivers and the nodes'' bundle downloads [default: the --listen address, any free port]'
             cand --ray-python 'the python on the Ray nodes that runs cortex''s driver (it must import ray)'
             cand --port-fallback 'if the port is taken, listen on a free one instead'
+            cand --require-tokens 'a token on every route, also when listening on loopback only (where predictions, jobs and /metrics otherwise take callers without one): for a server behind a reverse proxy, or on a machine other people use'
             cand --allow-unsandboxed-replicas 'listen beyond loopback even when replicas cannot be sandboxed (no Landlock, or --sandbox off)'
             cand -h 'Print help'
             cand --help 'Print help'
