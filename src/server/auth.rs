@@ -4,7 +4,7 @@
 
 use axum::extract::FromRequestParts;
 use axum::http::request::Parts;
-use axum::http::HeaderMap;
+use axum::http::{HeaderMap, HeaderName};
 
 use super::error::ApiError;
 use super::state::AppState;
@@ -29,14 +29,14 @@ pub fn bearer(headers: &HeaderMap) -> Option<&str> {
 }
 
 /// The `X-API-Key` header Model Bazaar's clients may send instead of a bearer token.
-pub const API_KEY: &str = "x-api-key";
+pub const API_KEY: HeaderName = HeaderName::from_static("x-api-key");
 
 /// The user token of a request: its bearer token, or its `X-API-Key` (as Model Bazaar's
 /// clients send an API key).
 pub fn user_token(headers: &HeaderMap) -> Option<&str> {
     bearer(headers).or_else(|| {
         headers
-            .get(API_KEY)?
+            .get(&API_KEY)?
             .to_str()
             .ok()
             .map(str::trim)
