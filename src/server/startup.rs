@@ -10,7 +10,7 @@ use std::sync::Arc;
 use anyhow::Context;
 use tokio::net::TcpListener;
 
-use super::deployments::Deployments;
+use super::deployments::{Deployment, Deployments};
 use super::{data_check, isolation, versions, EngineChoice, ServerConfig};
 use crate::api::RuntimeFile;
 use crate::engine::{Engine, LocalEngine};
@@ -292,24 +292,28 @@ pub(super) async fn restore(store: &Store, bundles: &BundleStore, deployments: &
                 serving: None,
                 ..row.clone()
             };
-            if let Err(e) = start_again(bundles, deployments, &served).await {
+            // It was the deployment before the current one.
+            let older = Deployment::Resumed(row.deployment - 1);
+            if let Err(e) = start_again(bundles, deployments, &served, older).await {
                 tracing::warn!("the generation of {} that served: {e}", row.name);
             }
         }
-        if let Err(msg) = start_again(bundles, deployments, &row).await {
+        let current = Deployment::Resumed(row.deployment);
+        if let Err(msg) = start_again(bundles, deployments, &row, current).await {
             eprintln!("{msg}");
             deployments.restore_failed(&row.name, msg);
         }
     }
 }
 
-/// Starts `row`'s version again; the error says why it could not.
+/// Starts `row`'s version again, as `deployment`; the error says why it could not.
 async fn start_again(
     bundles: &BundleStore,
     deployments: &Deployments,
     row: &models::ModelRow,
+    deployment: Deployment,
 ) -> Result<(), String> {
-    versions::start(bundles, deployments, row)
+    versions::start(bundles, deployments, row, deployment)
         .await
         .map_err(|e| format!("cannot start {} again: {e}", row.name))
 }

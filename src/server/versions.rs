@@ -5,7 +5,7 @@
 
 use sha2::{Digest, Sha256};
 
-use super::deployments::Deployments;
+use super::deployments::{Deployment, Deployments};
 use crate::api::DeployParams;
 use crate::spec::{self, ApiSpec, Mem};
 use crate::store::{BundleStore, ModelRow};
@@ -217,6 +217,7 @@ pub async fn start(
     bundles: &BundleStore,
     deployments: &Deployments,
     row: &ModelRow,
+    deployment: Deployment,
 ) -> Result<(), VersionError> {
     let spec = spec_of(row)?;
     let (b, sha, overlay, with_env) = (
@@ -237,7 +238,7 @@ pub async fn start(
         sha: row.bundle_sha256.clone(),
         why,
     })?;
-    deployments.apply(row, spec, &dir).await?;
+    deployments.apply(row, spec, (&dir, deployment)).await?;
     Ok(())
 }
 
@@ -249,7 +250,7 @@ pub async fn start_or_fail(
     store: &crate::store::Store,
     row: &ModelRow,
 ) -> Result<(), VersionError> {
-    let Err(e) = start(bundles, deployments, row).await else {
+    let Err(e) = start(bundles, deployments, row, Deployment::Next).await else {
         return Ok(());
     };
     let (id, why) = (row.id.clone(), format!("cannot start {}: {e}", row.name));

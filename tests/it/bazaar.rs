@@ -775,3 +775,55 @@ class PythonPredictor:
         json!({"weights": "v1"})
     );
 }
+
+#[test]
+fn a_restart_keeps_the_deployment_and_what_its_job_reported() {
+    let mut s = Server::start();
+    let w = Worker::new(&s, "kept");
+    let id = w.deploy(&s);
+    let number = s.api_json("kept").unwrap()["deployment"]["number"].clone();
+    let job = w.job_token(None);
+    let log = format!("{}/api/v2/deploy/log", s.url);
+    let body = r#"{"level": "warning", "message": "the weights are a day old"}"#;
+    assert_eq!(curl("POST", &log, Some(&job), Some(body)).0, 200);
+    let update = format!("{}/api/v2/deploy/update-status", s.url);
+    let body = r#"{"status": "in_progress", "metadata": {"stage": "warming"}}"#;
+    assert_eq!(curl("POST", &update, Some(&job), Some(body)).0, 200);
+    let expected =
+        json!({"status": "in_progress", "errors": [], "warnings": ["the weights are a day old"]});
+    assert_eq!(wait_deploy_status(&s, &id, "in_progress"), expected);
+
+    // The replicas start again with the server: the same deployment, its job's last word
+    // standing, and a new token for it (the old one went with the replicas).
+    s.restart();
+    let (log, update) = (
+        format!("{}/api/v2/deploy/log", s.url),
+        format!("{}/api/v2/deploy/update-status", s.url),
+    );
+    let again = w.job_token(Some(&job));
+    assert_eq!(s.api_json("kept").unwrap()["deployment"]["number"], number);
+    let (code, v) = curl("GET", &deploy_url(&s, &id, "/status"), Some(&s.token), None);
+    assert_eq!((code, v), (200, expected));
+    assert_eq!(
+        curl(
+            "POST",
+            &log,
+            Some(&job),
+            Some(r#"{"level": "warning", "message": "x"}"#)
+        )
+        .0,
+        401
+    );
+    assert_eq!(
+        curl(
+            "POST",
+            &update,
+            Some(&again),
+            Some(r#"{"status": "complete"}"#)
+        )
+        .0,
+        200
+    );
+    wait_deploy_status(&s, &id, "complete");
+    assert_eq!(s.api_json("kept").unwrap()["deployment"]["number"], number);
+}

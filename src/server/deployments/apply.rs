@@ -27,6 +27,16 @@ struct Planned {
     template: ReplicaPlan,
 }
 
+/// Which deployment a version that starts is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Deployment {
+    /// A deploy: the model's next deployment.
+    Next,
+    /// A version started again by a restart of the server: the deployment it was, which
+    /// goes on (its number, the status its job reported, its messages).
+    Resumed(i64),
+}
+
 /// The replica sets an API serves from once a deploy is live.
 struct Chosen {
     newest: Arc<ReplicaSet>,
@@ -43,13 +53,13 @@ impl Deployments {
         &self,
         row: &ModelRow,
         spec: ApiSpec,
-        project_dir: &Path,
+        (project_dir, deployment): (&Path, Deployment),
     ) -> Result<(), StoreError> {
         let Some(predictor) = spec.predictor.clone() else {
             return self.apply_splitter(row, spec).await;
         };
         let planned = self
-            .plan_version(row, &spec, predictor, project_dir)
+            .plan_version(row, &spec, predictor, (project_dir, deployment))
             .await?;
         let old = self.get(&spec.name);
         let target = desired_replicas(&spec, old.as_deref().map(running_size));
@@ -78,9 +88,12 @@ impl Deployments {
         row: &ModelRow,
         spec: &ApiSpec,
         mut predictor: crate::spec::Predictor,
-        project_dir: &Path,
+        (project_dir, deployment): (&Path, Deployment),
     ) -> Result<Planned, StoreError> {
-        let (deployment, job_token) = self.tokens.issue_job_token(&row.id).await?;
+        let (deployment, job_token) = match deployment {
+            Deployment::Next => self.tokens.issue_job_token(&row.id).await?,
+            Deployment::Resumed(n) => (n, self.tokens.reissue_job_token(&row.id, n).await?),
+        };
         let dotenv = match row.inherits_env {
             true => read_dotenv(project_dir).await,
             false => {

@@ -8,6 +8,7 @@
 //! path: the gateway reads the route table.
 
 mod apply;
+pub use apply::Deployment;
 mod follow;
 
 use std::sync::{Arc, OnceLock};

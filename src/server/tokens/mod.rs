@@ -162,6 +162,19 @@ impl Tokens {
             .await
     }
 
+    /// A job token for deployment `deployment` of `model_id`, started again (by a restart of
+    /// the server): the deployment goes on, its number is not counted again.
+    pub async fn reissue_job_token(
+        &self,
+        model_id: &str,
+        deployment: i64,
+    ) -> Result<String, StoreError> {
+        let model_id = model_id.to_string();
+        self.store
+            .call(move |conn| users::issue_job_token(conn, &model_id, deployment))
+            .await
+    }
+
     /// The model and deployment a job token belongs to.
     pub async fn job(&self, token: &str) -> Result<JobIdentity, TokenError> {
         if token.len() > MAX_TOKEN_LEN {
