@@ -1,14 +1,14 @@
-//! The project bundle: the config file's directory as a deterministic tar.gz.
-//!
-//! Excluded: hidden files and directories (except a top-level `.env`), `*.pyc`, `*.pyo`,
-//! `*.pyd`, `__pycache__`, the config file itself, and whatever `.cortexignore` (gitignore
-//! syntax) matches. Entries are sorted and carry no timestamps or owners, so the same files
-//! always give the same bytes and the same SHA-256.
+//! The project bundle: the config file's directory as a deterministic tar.gz of the files
+//! `project_files.rs` lists (what is left out, what links become). Entries are sorted and
+//! carry no timestamps or owners, so the same files always give the same bytes and the same
+//! SHA-256.
 
 use std::path::{Path, PathBuf};
 
 use anyhow::Context;
 use sha2::{Digest, Sha256};
+
+use super::project_files::project_files;
 
 /// A packed project.
 pub struct Bundle {
@@ -17,55 +17,6 @@ pub struct Bundle {
     pub files: usize,
     /// Total size of the files before compression.
     pub raw_size: u64,
-}
-
-/// The files of a project, relative to `root`, sorted.
-pub fn project_files(root: &Path, config_file: &Path) -> anyhow::Result<Vec<PathBuf>> {
-    let config_file = config_file.canonicalize().ok();
-    let walker = ignore::WalkBuilder::new(root)
-        .hidden(false)
-        .git_ignore(false)
-        .git_global(false)
-        .git_exclude(false)
-        .ignore(false)
-        .parents(false)
-        .follow_links(true)
-        .add_custom_ignore_filename(".cortexignore")
-        .filter_entry(|entry| {
-            let name = entry.file_name().to_string_lossy();
-            if entry.depth() == 0 {
-                return true;
-            }
-            if name.starts_with('.') {
-                return entry.depth() == 1 && name == ".env";
-            }
-            !(name == "__pycache__"
-                || name.ends_with(".pyc")
-                || name.ends_with(".pyo")
-                || name.ends_with(".pyd"))
-        })
-        .build();
-    let mut files = Vec::new();
-    for entry in walker {
-        let entry = entry.context("cannot list the project's files")?;
-        let Some(kind) = entry.file_type() else {
-            continue;
-        };
-        if !kind.is_file() {
-            continue;
-        }
-        if config_file.as_deref() == entry.path().canonicalize().ok().as_deref() {
-            continue;
-        }
-        let rel = entry
-            .path()
-            .strip_prefix(root)
-            .context("a project file is outside the project")?
-            .to_path_buf();
-        files.push(rel);
-    }
-    files.sort();
-    Ok(files)
 }
 
 /// Packs the project at `root` into a deterministic tar.gz. Files are streamed, and packing
@@ -143,57 +94,19 @@ mod tests {
     }
 
     #[test]
-    fn excludes_hidden_compiled_ignored_and_the_config_file() {
+    fn links_inside_the_project_are_packed_with_what_they_name() {
         let dir = tempfile::tempdir().unwrap();
-        let root = dir.path();
-        for f in [
-            "cortex.yaml",
-            "predictor.py",
-            "model/weights.bin",
-            ".env",
-            ".git/config",
-            "sub/.env",
-            "__pycache__/x.cpython-311.pyc",
-            "a.pyc",
-            "data/big.csv",
-            "keep.txt",
-        ] {
-            write(root, f, "x");
-        }
-        write(root, ".cortexignore", "data/\n*.bin\n");
-        let files: Vec<String> = project_files(root, &root.join("cortex.yaml"))
-            .unwrap()
-            .iter()
-            .map(|p| p.display().to_string())
-            .collect();
-        assert_eq!(files, vec![".env", "keep.txt", "predictor.py"]);
-    }
-
-    #[test]
-    fn symlinked_files_are_packed_with_their_content() {
-        let dir = tempfile::tempdir().unwrap();
-        let outside = tempfile::tempdir().unwrap();
-        write(outside.path(), "weights.bin", "w");
         write(dir.path(), "predictor.py", "p");
-        std::os::unix::fs::symlink(
-            outside.path().join("weights.bin"),
-            dir.path().join("model.bin"),
-        )
-        .unwrap();
-        std::os::unix::fs::symlink(dir.path().join("predictor.py"), dir.path().join("alias.py"))
-            .unwrap();
-        let cfg = dir.path().join("cortex.yaml");
-        let files = project_files(dir.path(), &cfg).unwrap();
-        assert_eq!(
-            files,
-            vec![
-                PathBuf::from("alias.py"),
-                PathBuf::from("model.bin"),
-                PathBuf::from("predictor.py")
-            ]
-        );
-        let b = pack(dir.path(), &cfg, u64::MAX).unwrap();
-        assert_eq!(b.raw_size, 3);
+        std::os::unix::fs::symlink("predictor.py", dir.path().join("alias.py")).unwrap();
+        let b = pack(dir.path(), &dir.path().join("cortex.yaml"), u64::MAX).unwrap();
+        assert_eq!((b.files, b.raw_size), (2, 2));
+        let mut archive = tar::Archive::new(flate2::read::GzDecoder::new(&b.bytes[..]));
+        let kinds: Vec<_> = archive
+            .entries()
+            .unwrap()
+            .map(|e| e.unwrap().header().entry_type())
+            .collect();
+        assert_eq!(kinds, vec![tar::EntryType::Regular; 2]);
     }
 
     #[test]

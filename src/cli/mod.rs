@@ -18,6 +18,7 @@ mod local_server;
 mod logs;
 mod output;
 mod predict;
+mod project_files;
 mod prompt;
 mod render;
 mod server_cmd;

@@ -86,6 +86,9 @@ impl From<crate::server::versions::VersionError> for ApiError {
     fn from(e: crate::server::versions::VersionError) -> Self {
         match e {
             crate::server::versions::VersionError::Store(e) => e.into(),
+            crate::server::versions::VersionError::Unpackable(_) => {
+                ApiError::Unprocessable(e.to_string())
+            }
             other => ApiError::Internal(other.to_string()),
         }
     }

@@ -8,7 +8,7 @@ use sha2::{Digest, Sha256};
 use super::deployments::{Deployment, Deployments};
 use crate::api::DeployParams;
 use crate::spec::{self, ApiSpec, Mem};
-use crate::store::{BundleStore, ModelRow};
+use crate::store::{BundleStore, ModelRow, StoreError};
 
 /// Why a stored model cannot be started.
 #[derive(Debug, thiserror::Error)]
@@ -19,6 +19,10 @@ pub enum VersionError {
     Params(String),
     #[error("its project bundle {sha} could not be unpacked ({why}); run `cortex deploy` again to upload it")]
     Bundle { sha: String, why: String },
+    /// Its bundle, or a saved model's files over it, cannot be unpacked safely: uploading the
+    /// same again cannot help (a 422 naming the one at fault).
+    #[error("{0}")]
+    Unpackable(String),
     #[error(transparent)]
     Store(#[from] crate::store::StoreError),
 }
@@ -232,11 +236,16 @@ pub async fn start(
         false => b.unpack_without_env(&sha, overlay.as_deref()),
     })
     .await
-    .map_err(|e| e.to_string())
-    .and_then(|r| r.map_err(|e| e.to_string()))
-    .map_err(|why| VersionError::Bundle {
+    .map_err(|e| VersionError::Bundle {
         sha: row.bundle_sha256.clone(),
-        why,
+        why: e.to_string(),
+    })?
+    .map_err(|e| match e {
+        StoreError::Unprocessable(why) => VersionError::Unpackable(why),
+        other => VersionError::Bundle {
+            sha: row.bundle_sha256.clone(),
+            why: other.to_string(),
+        },
     })?;
     deployments.apply(row, spec, (&dir, deployment)).await?;
     Ok(())

@@ -7,6 +7,7 @@ use std::path::PathBuf;
 use rusqlite::{params, Connection};
 use sha2::{Digest, Sha256};
 
+use super::bundle_tree::Tree;
 use super::unpack_limits::{self, UnpackLimits};
 use super::StoreError;
 use crate::clock::now;
@@ -70,11 +71,26 @@ impl BundleStore {
     }
 
     /// Checks that `bytes` hash to `sha` and unpack safely within the limits (see
-    /// `unpack_limits.rs`), then writes them to disk. Blocking; needs no database, so it runs without
-    /// holding the connection. Record the bundle with [`BundleStore::record`].
-    pub fn write(&self, sha: &str, bytes: &[u8]) -> Result<(), StoreError> {
+    /// `unpack_limits.rs`) over the stored bundles `under` (the bottom one first: a saved
+    /// model's base bundle and the files saved before), then writes them to disk.
+    /// Blocking; needs no database, so it runs without holding the connection. Record the
+    /// bundle with [`BundleStore::record`].
+    pub fn write_over(&self, sha: &str, bytes: &[u8], under: &[&str]) -> Result<(), StoreError> {
         same_sha(&hex::encode(Sha256::digest(bytes)), sha)?;
-        check_archive(bytes, &self.limits)?;
+        let mut tree = self.read_layers(under)?;
+        let top = under.len();
+        unpack_limits::read_into(&mut tree, bytes, &self.limits, top)
+            .map_err(|refused| StoreError::Conflict(refused.to_string()))?;
+        tree.check().map_err(|m| {
+            StoreError::Conflict(match m.layer == top {
+                true => m.refused.to_string(),
+                false => format!(
+                    "{}; that entry is in {}, which these files go over",
+                    m.refused,
+                    layer_name(under, m.layer)
+                ),
+            })
+        })?;
         crate::atomic_file::write(&self.archive_path(sha), bytes)?;
         Ok(())
     }
@@ -197,20 +213,35 @@ impl BundleStore {
         }
     }
 
-    /// Unpacks `layers` (bundles, one over the other) into `dir`, each checked first.
+    /// Reads the stored bundles `layers` (the bottom one first) into one project's shape,
+    /// each within the limits; a refusal names the bundle that holds the entry.
+    fn read_layers(&self, layers: &[&str]) -> Result<Tree, StoreError> {
+        let mut tree = Tree::new(self.limits.max_files);
+        for (i, sha) in layers.iter().enumerate() {
+            let file = io::BufReader::new(fs::File::open(self.archive_path(sha))?);
+            unpack_limits::read_into(&mut tree, file, &self.limits, i)
+                .map_err(|refused| unpackable(layers, i, refused))?;
+        }
+        Ok(tree)
+    }
+
+    /// Unpacks `layers` (bundles, one over the other) into `dir`, once they are checked
+    /// together: what does not unpack safely is refused (422) naming the bundle at fault.
     fn unpack_into(&self, layers: &[&str], dir: &std::path::Path) -> Result<(), StoreError> {
-        for layer in layers {
-            let path = self.archive_path(layer);
-            unpack_limits::check(io::BufReader::new(fs::File::open(&path)?), &self.limits)
-                .map_err(|refused| StoreError::Conflict(refused.to_string()))?;
-            let file = io::BufReader::new(fs::File::open(&path)?);
+        self.read_layers(layers)?
+            .check()
+            .map_err(|m| unpackable(layers, m.layer, m.refused))?;
+        for (i, layer) in layers.iter().enumerate() {
+            let file = io::BufReader::new(fs::File::open(self.archive_path(layer))?);
             let mut archive = tar::Archive::new(flate2::read::GzDecoder::new(file));
             // Only the executable bit is kept: never setuid, setgid or sticky, never writable
             // by others (mode & 0o755).
             archive.set_preserve_permissions(false);
             archive.set_mask(0o022);
             archive.set_overwrite(true);
-            archive.unpack(dir).map_err(bad_archive)?;
+            archive
+                .unpack(dir)
+                .map_err(|e| not_unpacked(layers, i, dir, e))?;
         }
         Ok(())
     }
@@ -294,6 +325,107 @@ fn remove_dotenv(project: &std::path::Path) -> io::Result<()> {
     }
 }
 
-fn bad_archive(e: io::Error) -> StoreError {
-    StoreError::Conflict(format!("the bundle is not a valid tar.gz archive: {e}"))
+/// What layer `i` of `layers` is called in messages: the bottom one is a bundle, the others a
+/// saved model's files.
+fn layer_name(layers: &[&str], i: usize) -> String {
+    let sha = layers.get(i).copied().unwrap_or_default();
+    match i {
+        0 => format!("bundle {sha}"),
+        _ => format!("the saved files {sha}"),
+    }
+}
+
+/// A refusal of layer `i` of the project `layers` make (422).
+fn unpackable(layers: &[&str], i: usize, refused: unpack_limits::Refused) -> StoreError {
+    StoreError::Unprocessable(format!(
+        "{} cannot be unpacked: {refused}",
+        layer_name(layers, i)
+    ))
+}
+
+/// Layer `i` failed to unpack into `dir` although its checks passed: a full disk stays an I/O
+/// error of the server's; anything else is said as the layer's (422), without the server's
+/// paths.
+fn not_unpacked(layers: &[&str], i: usize, dir: &std::path::Path, e: io::Error) -> StoreError {
+    if matches!(
+        e.kind(),
+        io::ErrorKind::StorageFull | io::ErrorKind::QuotaExceeded
+    ) {
+        return StoreError::Io(e);
+    }
+    let mut why = e.to_string();
+    for path in [dir.canonicalize().ok(), Some(dir.to_path_buf())]
+        .into_iter()
+        .flatten()
+    {
+        why = why.replace(&path.display().to_string(), "the project");
+    }
+    StoreError::Unprocessable(format!(
+        "{} cannot be unpacked ({why})",
+        layer_name(layers, i)
+    ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn tar_gz(links: &[(&str, &str)], files: &[&str]) -> (String, Vec<u8>) {
+        let mut b = tar::Builder::new(Vec::new());
+        for (name, target) in links {
+            let mut h = tar::Header::new_gnu();
+            h.set_entry_type(tar::EntryType::Symlink);
+            h.set_size(0);
+            b.append_link(&mut h, name, target).unwrap();
+        }
+        for name in files {
+            let mut h = tar::Header::new_gnu();
+            h.set_size(1);
+            h.set_mode(0o644);
+            b.append_data(&mut h, name, &b"x"[..]).unwrap();
+        }
+        let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+        io::Write::write_all(&mut gz, &b.into_inner().unwrap()).unwrap();
+        let bytes = gz.finish().unwrap();
+        (hex::encode(Sha256::digest(&bytes)), bytes)
+    }
+
+    fn message(e: StoreError) -> String {
+        match e {
+            StoreError::Conflict(m) | StoreError::Unprocessable(m) => m,
+            other => panic!("{other}"),
+        }
+    }
+
+    #[test]
+    fn saved_files_are_checked_over_the_layers_under_them() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = BundleStore::new(dir.path().to_path_buf());
+        let (base, bytes) = tar_gz(&[], &["predictor.py"]);
+        store.write_over(&base, &bytes, &[]).unwrap();
+        let (first, bytes) = tar_gz(&[("m", ".")], &[]);
+        store.write_over(&first, &bytes, &[&base]).unwrap();
+        // Alone, `l -> m/..` stays inside; over `m -> .` it is the project's parent.
+        let (second, bytes) = tar_gz(&[("l", "m/..")], &[]);
+        let refused = message(
+            store
+                .write_over(&second, &bytes, &[&base, &first])
+                .unwrap_err(),
+        );
+        assert!(refused.contains("\"l\" links to \"m/..\""), "{refused}");
+        assert!(!store.archive_path(&second).exists());
+        // A layer kept anyway (by a server before this check) is refused at unpack, by name.
+        store.write_over(&second, &bytes, &[]).unwrap();
+        let overlay = format!("{first},{second}");
+        let refused = message(store.unpack_layers(&base, Some(&overlay)).unwrap_err());
+        assert!(
+            refused.starts_with(&format!("the saved files {second} cannot be unpacked")),
+            "{refused}"
+        );
+        assert!(!store
+            .projects_dir()
+            .join(format!("{base}+{first}+{second}"))
+            .exists());
+        assert!(store.unpack_layers(&base, Some(&first)).is_ok());
+    }
 }

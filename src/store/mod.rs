@@ -5,6 +5,7 @@
 
 pub mod batches;
 pub mod bundle_sweep;
+pub mod bundle_tree;
 pub mod bundle_uploaders;
 pub mod bundles;
 pub mod deploy_logs;

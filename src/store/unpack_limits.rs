@@ -1,13 +1,17 @@
 //! What a bundle may hold to be unpacked: at most so many bytes and files (`cortex server
-//! --max-unpacked-mb`, `--max-bundle-files`), only files, directories and links that stay
-//! inside the project, with relative paths that never climb out. Checked on the stored archive
-//! at upload (so a bad one is refused with 422 before anyone deploys it) and again before each
-//! unpack. Messages name the archive's own entries, never the server's paths.
+//! --max-unpacked-mb`, `--max-bundle-files`), only files, directories and links, with
+//! relative paths that never climb out, links that lead inside the project once its own links
+//! are followed, and nothing under a link (`bundle_tree.rs`). Checked on the stored archive at
+//! upload (so a bad one is refused with 422 before anyone deploys it), over the archives
+//! under it for a saved model's files, and again before each unpack. Messages name the
+//! archive's own entries, never the server's paths.
 
 use std::io::Read;
 use std::path::{Component, Path, PathBuf};
 
 use tar::EntryType;
+
+use super::bundle_tree::{Kind, Tree, MAX_HOPS, MAX_TARGET_BYTES};
 
 /// The limits on what one bundle unpacks to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -26,7 +30,7 @@ impl Default for UnpackLimits {
 }
 
 /// Why an archive cannot be unpacked safely.
-#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+#[derive(Debug, Clone, thiserror::Error, PartialEq, Eq)]
 pub enum Refused {
     #[error("the bundle is not a valid tar.gz archive ({0}); run `cortex deploy` again")]
     NotAnArchive(String),
@@ -36,16 +40,56 @@ pub enum Refused {
     TooManyFiles { limit: u64 },
     #[error("the bundle's entry {0:?} has an absolute path or climbs out of the project with `..`; bundles hold relative paths only")]
     Escapes(String),
-    #[error("the bundle's entry {entry:?} links to {target:?}, outside the project; bundles may only link inside the project")]
-    LinksOut { entry: String, target: String },
+    #[error("the bundle's entry {entry:?} links to {target:?}, which leads outside the project{}; bundles may only link inside the project: point {entry:?} at a path inside it, or replace it with the files it should hold", through(.via))]
+    LinksOut {
+        entry: String,
+        target: String,
+        /// The link of the bundle after which it leads out, when it leads out through one.
+        via: Option<String>,
+    },
+    #[error("the bundle's entry {entry:?} links to {target:?}, which goes through more than {MAX_HOPS} links (a loop of links?); point {entry:?} at a file or directory of the project")]
+    LinkLoop { entry: String, target: String },
+    #[error("the bundle's entry {entry:?} is under {parent:?}, which the bundle holds as a {what}; bundles put entries under real directories only: move {entry:?} to the directory it belongs in, or make {parent:?} a directory")]
+    UnderNonDirectory {
+        entry: String,
+        parent: String,
+        what: &'static str,
+    },
+    #[error("the bundle's entry {entry:?} is a {now} where the project already has a {was} of that name (an earlier entry, or the files it is unpacked over); give one of them another name")]
+    Replaces {
+        entry: String,
+        was: &'static str,
+        now: &'static str,
+    },
+    #[error("the bundle's entry {entry:?} links to a path longer than {MAX_TARGET_BYTES} bytes, more than a link can hold; point it at a shorter path")]
+    LongTarget { entry: String },
+    #[error("the bundle's links name more than {limit} MiB of paths; leave generated links out of the project (.cortexignore)")]
+    TooManyTargets { limit: usize },
+    #[error("the bundle's paths make more than {limit} directories that no entry lists; leave generated files out of the project (.cortexignore)")]
+    TooManyDirectories { limit: u64 },
+    #[error("the bundle's entry {entry:?} is a hard link to {target:?}, which is not a file of the project before it; hard links may only name a file that comes earlier")]
+    HardLinkToNoFile { entry: String, target: String },
     #[error(
         "the bundle's entry {entry:?} is a {kind}; bundles hold only files, directories and links"
     )]
     Unsupported { entry: String, kind: &'static str },
 }
 
-/// Reads the whole archive `gz` and checks every entry against `limits`.
+/// Reads the whole archive `gz` and checks every entry against `limits`, and its links.
 pub fn check(gz: impl Read, limits: &UnpackLimits) -> Result<(), Refused> {
+    let mut tree = Tree::new(limits.max_files);
+    read_into(&mut tree, gz, limits, 0)?;
+    tree.check().map_err(|m| m.refused)
+}
+
+/// Reads the whole archive `gz` as layer `layer` of `tree` (over the layers read before it),
+/// checking every entry against `limits`; [`Tree::check`] then checks the project they make.
+pub fn read_into(
+    tree: &mut Tree,
+    gz: impl Read,
+    limits: &UnpackLimits,
+    layer: usize,
+) -> Result<(), Refused> {
     let bad = |e: std::io::Error| Refused::NotAnArchive(e.to_string());
     let mut archive = tar::Archive::new(flate2::read::GzDecoder::new(gz));
     let (mut bytes, mut files) = (0u64, 0u64);
@@ -60,7 +104,7 @@ pub fn check(gz: impl Read, limits: &UnpackLimits) -> Result<(), Refused> {
         let path = entry.path().map_err(bad)?.into_owned();
         let name = path.display().to_string();
         let inside = relative_inside(&path).ok_or_else(|| Refused::Escapes(name.clone()))?;
-        check_kind(&entry, &name, &inside)?;
+        tree.add(&inside, kind_of(&entry, &name)?, layer)?;
         bytes = bytes.saturating_add(entry.header().size().map_err(bad)?);
         if bytes > limits.max_bytes {
             return Err(Refused::TooBig {
@@ -73,8 +117,9 @@ pub fn check(gz: impl Read, limits: &UnpackLimits) -> Result<(), Refused> {
     Ok(())
 }
 
-/// Files, directories and links that stay inside; nothing else.
-fn check_kind<R: Read>(entry: &tar::Entry<R>, name: &str, inside: &Path) -> Result<(), Refused> {
+/// Files, directories and links; nothing else. A hard link names a path from the top that
+/// stays inside; where a symbolic link leads is for [`Tree::check`].
+fn kind_of<R: Read>(entry: &tar::Entry<R>, name: &str) -> Result<Kind, Refused> {
     let kind = entry.header().entry_type();
     let unsupported = |kind| {
         Err(Refused::Unsupported {
@@ -83,7 +128,8 @@ fn check_kind<R: Read>(entry: &tar::Entry<R>, name: &str, inside: &Path) -> Resu
         })
     };
     match kind {
-        EntryType::Regular | EntryType::Continuous | EntryType::Directory => Ok(()),
+        EntryType::Regular | EntryType::Continuous => Ok(Kind::File),
+        EntryType::Directory => Ok(Kind::Dir),
         EntryType::Symlink | EntryType::Link => {
             let target = entry
                 .link_name()
@@ -91,19 +137,21 @@ fn check_kind<R: Read>(entry: &tar::Entry<R>, name: &str, inside: &Path) -> Resu
                 .flatten()
                 .map(|t| t.into_owned())
                 .unwrap_or_default();
-            // A symbolic link is read from its own directory; a hard link from the top.
-            let from = if kind == EntryType::Symlink {
-                inside.parent().unwrap_or(Path::new("")).join(&target)
-            } else {
-                target.clone()
+            let links_out = || Refused::LinksOut {
+                entry: name.to_string(),
+                target: target.display().to_string(),
+                via: None,
             };
-            if target.as_os_str().is_empty() || relative_inside(&from).is_none() {
-                return Err(Refused::LinksOut {
-                    entry: name.to_string(),
-                    target: target.display().to_string(),
-                });
+            if target.as_os_str().is_empty() {
+                return Err(links_out());
             }
-            Ok(())
+            if kind == EntryType::Symlink {
+                return Ok(Kind::Symlink(target));
+            }
+            relative_inside(&target)
+                .filter(|t| !t.as_os_str().is_empty())
+                .map(Kind::HardLink)
+                .ok_or_else(links_out)
         }
         EntryType::Char => unsupported("character device"),
         EntryType::Block => unsupported("block device"),
@@ -111,6 +159,13 @@ fn check_kind<R: Read>(entry: &tar::Entry<R>, name: &str, inside: &Path) -> Resu
         EntryType::GNUSparse => unsupported("sparse file"),
         _ => unsupported("special entry"),
     }
+}
+
+/// How a link that leads out through another link of the bundle says so.
+fn through(via: &Option<String>) -> String {
+    via.as_ref()
+        .map(|v| format!(" once {v:?}, a link of the bundle, is followed"))
+        .unwrap_or_default()
 }
 
 /// `path` without `.` components, when it is relative and never climbs above where it starts.
@@ -202,6 +257,74 @@ mod tests {
                 "{target}"
             );
         }
+    }
+
+    #[test]
+    fn links_are_followed_through_the_archives_own_links() {
+        let limits = UnpackLimits::default();
+        // `l` reads as inside, but `m` is the top: `l` is its parent. Whatever the order.
+        for order in [["m", "l", "l/x"], ["l/x", "l", "m"]] {
+            let gz = tar_gz(|b| {
+                for name in order {
+                    match name {
+                        "m" => link(b, EntryType::Symlink, "m", "."),
+                        "l" => link(b, EntryType::Symlink, "l", "m/.."),
+                        _ => file(b, name, b"x"),
+                    }
+                }
+            });
+            assert_eq!(
+                check(&gz[..], &limits),
+                Err(Refused::LinksOut {
+                    entry: "l".into(),
+                    target: "m/..".into(),
+                    via: Some("m".into()),
+                }),
+                "{order:?}"
+            );
+        }
+        let said = check(
+            &tar_gz(|b| {
+                link(b, EntryType::Symlink, "m", ".");
+                link(b, EntryType::Symlink, "l", "m/..");
+            })[..],
+            &limits,
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(
+            said.starts_with("the bundle's entry \"l\" links to \"m/..\", which leads outside the project once \"m\", a link of the bundle, is followed; "),
+            "{said}"
+        );
+        let gz = tar_gz(|b| {
+            link(b, EntryType::Symlink, "a", "b");
+            link(b, EntryType::Symlink, "b", "a");
+        });
+        assert!(matches!(
+            check(&gz[..], &limits),
+            Err(Refused::LinkLoop { .. })
+        ));
+        // Through `..`, staying inside, and through a link that stays inside: fine.
+        let gz = tar_gz(|b| {
+            file(b, "models/v1/w.bin", b"w");
+            link(b, EntryType::Symlink, "models/current", "v1");
+            link(
+                b,
+                EntryType::Symlink,
+                "src/w.bin",
+                "../models/current/w.bin",
+            );
+        });
+        assert_eq!(check(&gz[..], &limits), Ok(()));
+        // Nothing is written through a link, even one that stays inside.
+        let gz = tar_gz(|b| {
+            link(b, EntryType::Symlink, "d", "models");
+            file(b, "d/x", b"x");
+        });
+        assert!(matches!(
+            check(&gz[..], &limits),
+            Err(Refused::UnderNonDirectory { .. })
+        ));
     }
 
     #[test]

@@ -31,6 +31,7 @@ mod nothing_lost;
 mod onnx;
 mod permissions;
 mod predict_cmd;
+mod project_files;
 mod ray_engine;
 mod ray_protocol;
 mod realtime;

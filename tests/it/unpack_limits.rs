@@ -7,6 +7,7 @@
 use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
 
+use crate::bazaar::{curl, deploy_url, wait_deploy_status};
 use crate::harness::{http, Server};
 
 const CONFIG: &str =
@@ -268,4 +269,146 @@ fn a_redeployed_apis_old_bundle_and_project_are_removed_once_nothing_runs_from_t
     assert_ne!(new, old);
     assert!(s.replica_tree().join("projects").join(&new[0]).is_dir());
     assert_eq!(s.predict("bits", "{}").status(), 200);
+}
+
+/// What an outsider sent: `m -> .` and `l -> m/..` each name a path inside the project when
+/// read as text, but `l` is the project's parent once `m` is followed, and `l/x` is under it.
+fn a_link_out_through_a_link() -> Archive {
+    Archive::new()
+        .project()
+        .symlink("m", ".")
+        .symlink("l", "m/..")
+        .file("l/x", 0o644, b"x")
+}
+
+/// Deploys a plain project as `bits` and saves a copy of it (`bits-copy`): the copy's model
+/// id and update token.
+fn a_saved_copy(s: &Server) -> (String, String) {
+    let (status, v, base) = upload(s, &Archive::new().project().gz());
+    assert_eq!(status, 200, "{v}");
+    let (status, v) = deploy(s, &base);
+    assert_eq!(status, 200, "{v}");
+    let model = s.api_json("bits").unwrap()["model_id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let (status, v) = curl(
+        "POST",
+        &deploy_url(s, &model, "/save"),
+        Some(&s.token),
+        Some(r#"{"model_name": "bits-copy"}"#),
+    );
+    assert_eq!(status, 200, "{v}");
+    let id = v["model_id"].as_str().unwrap().to_string();
+    (id, v["update_token"].as_str().unwrap().to_string())
+}
+
+/// `PUT /api/v2/deploy/{id}/files` with the saved model's update token.
+fn put_files(s: &Server, id: &str, update: &str, gz: &[u8]) -> (u16, Value, String) {
+    let resp = http()
+        .put(deploy_url(s, id, "/files"))
+        .bearer_auth(update)
+        .body(gz.to_vec())
+        .send()
+        .unwrap();
+    let status = resp.status().as_u16();
+    let sha = hex::encode(Sha256::digest(gz));
+    (status, resp.json().unwrap_or(Value::Null), sha)
+}
+
+/// Marks a save complete (its update token), then deploys the copy through Model Bazaar.
+fn complete_and_deploy(s: &Server, id: &str, update: &str) -> (u16, Value) {
+    let update_status = format!("{}/api/v2/deploy/update-status", s.url);
+    let (status, v) = curl(
+        "POST",
+        &update_status,
+        Some(update),
+        Some(r#"{"status": "complete"}"#),
+    );
+    assert_eq!(status, 200, "{v}");
+    curl("POST", &deploy_url(s, id, ""), Some(&s.token), None)
+}
+
+#[test]
+fn a_link_out_through_another_link_is_refused_at_upload_by_both_routes() {
+    let s = Server::start();
+    let gz = a_link_out_through_a_link().gz();
+    let refused = upload(&s, &gz);
+    let sha = refused.2.clone();
+    assert_refused(&s, refused, "\"l\" links to \"m/..\"");
+    // Never kept, so a deploy never sees it.
+    let (status, v) = deploy(&s, &sha);
+    assert_eq!(
+        (status, v["kind"].as_str()),
+        (404, Some("not_found")),
+        "{v}"
+    );
+
+    let (copy, update) = a_saved_copy(&s);
+    assert_refused(
+        &s,
+        put_files(&s, &copy, &update, &gz),
+        "\"l\" links to \"m/..\"",
+    );
+    // The same in two uploads: each alone stays inside, the second over the first does not.
+    let first = Archive::new().symlink("m", ".").gz();
+    let (status, v, _) = put_files(&s, &copy, &update, &first);
+    assert_eq!(status, 200, "{v}");
+    let second = Archive::new().symlink("l", "m/..").gz();
+    assert_refused(
+        &s,
+        put_files(&s, &copy, &update, &second),
+        "\"l\" links to \"m/..\"",
+    );
+    // The copy deploys with what was kept.
+    assert_eq!(complete_and_deploy(&s, &copy, &update), (200, json!({})));
+    wait_deploy_status(&s, &copy, "complete");
+}
+
+/// Puts `gz` in place of the stored bundle `sha`, as a bundle an older server accepted.
+fn replace_stored(s: &Server, sha: &str, gz: &[u8]) {
+    let path = s.data_dir().join("bundles").join(format!("{sha}.tar.gz"));
+    assert!(path.is_file(), "{}", path.display());
+    std::fs::write(path, gz).unwrap();
+}
+
+#[test]
+fn a_stored_bundle_that_cannot_be_unpacked_safely_is_refused_at_deploy_with_422_naming_it() {
+    let s = Server::start();
+    // A bundle kept before links were followed at upload.
+    let stored = Archive::new().project().file("old", 0o644, b"1").gz();
+    let (status, v, sha) = upload(&s, &stored);
+    assert_eq!(status, 200, "{v}");
+    replace_stored(&s, &sha, &a_link_out_through_a_link().gz());
+    let (status, v) = deploy(&s, &sha);
+    assert_eq!(
+        (status, v["kind"].as_str()),
+        (422, Some("unprocessable")),
+        "{v}"
+    );
+    let message = v["message"].as_str().unwrap();
+    assert!(message.contains(&sha), "{v}");
+    assert!(message.contains("\"l\" links to \"m/..\""), "{v}");
+
+    // A saved model's files: the answer names them, not the base bundle, and the model
+    // says why it failed.
+    let (copy, update) = a_saved_copy(&s);
+    let files = Archive::new().file("weights", 0o644, b"2").gz();
+    let (status, v, layer) = put_files(&s, &copy, &update, &files);
+    assert_eq!(status, 200, "{v}");
+    replace_stored(&s, &layer, &a_link_out_through_a_link().gz());
+    let (status, v) = complete_and_deploy(&s, &copy, &update);
+    assert_eq!(
+        (status, v["kind"].as_str()),
+        (422, Some("unprocessable")),
+        "{v}"
+    );
+    let message = v["message"].as_str().unwrap();
+    assert!(message.contains(&layer), "{v}");
+    assert!(!message.contains("cortex deploy"), "{v}");
+    let status = wait_deploy_status(&s, &copy, "failed");
+    assert!(
+        status["errors"][0].as_str().unwrap().contains(&layer),
+        "{status}"
+    );
 }

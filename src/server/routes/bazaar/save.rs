@@ -14,7 +14,7 @@ use crate::server::error::ApiError;
 use crate::server::state::AppState;
 use crate::server::tokens::Identity;
 use crate::server::versions;
-use crate::store::models;
+use crate::store::{models, ModelRow};
 
 /// How long an update token lives (`CORTEX_UPDATE_TOKEN_SECS` changes it).
 fn update_token_lifetime() -> i64 {
@@ -157,14 +157,19 @@ pub async fn save_files(
     let sha = hex::encode(<sha2::Sha256 as sha2::Digest>::digest(&body));
     let size = body.len() as u64;
     let (bundles, s) = (state.bundles.clone(), sha.clone());
-    // Refused here (422), not at deploy: archives that cannot be unpacked safely.
-    tokio::task::spawn_blocking(move || bundles.write(&s, &body))
-        .await
-        .map_err(|e| ApiError::Internal(e.to_string()))?
-        .map_err(|e| match e {
-            crate::store::StoreError::Conflict(m) => ApiError::Unprocessable(m),
-            other => other.into(),
-        })?;
+    let under = layers(&row);
+    // Refused here (422), not at deploy: archives that cannot be unpacked safely, alone or
+    // over what they go over.
+    tokio::task::spawn_blocking(move || {
+        let under: Vec<&str> = under.iter().map(String::as_str).collect();
+        bundles.write_over(&s, &body, &under)
+    })
+    .await
+    .map_err(|e| ApiError::Internal(e.to_string()))?
+    .map_err(|e| match e {
+        crate::store::StoreError::Conflict(m) => ApiError::Unprocessable(m),
+        other => other.into(),
+    })?;
     // The saved model's owner sent these files (through its update token).
     let (bundles, id, owner) = (state.bundles.clone(), row.id.clone(), row.owner_id.clone());
     state
@@ -176,4 +181,16 @@ pub async fn save_files(
         })
         .await?;
     Ok(empty())
+}
+
+/// The bundles a model's project is made of, the bottom one first: its bundle, then the files
+/// saved over it.
+fn layers(row: &ModelRow) -> Vec<String> {
+    std::iter::once(row.bundle_sha256.clone())
+        .chain(
+            row.overlay_sha256
+                .iter()
+                .flat_map(|o| o.split(',').map(String::from)),
+        )
+        .collect()
 }
