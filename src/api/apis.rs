@@ -41,6 +41,16 @@ pub enum DeployAction {
     Failed,
 }
 
+/// Why a deploy refused an API, in the words of the CLI's error kinds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum DeployRefusal {
+    /// Its file asks for what cannot be (a field, a path, a name, an endpoint taken...).
+    InvalidConfig,
+    /// It clashes with the server's state: an update in progress (`--force` overrides it).
+    Conflict,
+}
+
 /// One element of the `POST /api/v2/apis` answer (and of `cortex deploy -o json`).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -55,6 +65,10 @@ pub struct DeployResult {
     /// Why it failed, when `action` is `failed`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
+    /// Why it was refused, when it was (not when it failed only because another API of the
+    /// file was).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub refused: Option<DeployRefusal>,
     /// Where it answers (the URL as the caller reached the server), once stored.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub endpoint: Option<String>,

@@ -11,7 +11,7 @@ use super::failure::Refusal;
 use super::output::{print_structured, OutputFormat};
 use super::{prompt, render, wait, DeployArgs, ExitStatus};
 use crate::api::ApiKind;
-use crate::api::{DeployAction, DeployRequest, DeployResult};
+use crate::api::{DeployAction, DeployRefusal, DeployRequest, DeployResult};
 
 /// Bundles above this many bytes (compressed) or files ask before uploading.
 const PROMPT_BYTES: u64 = 32 * 1024 * 1024;
@@ -190,14 +190,21 @@ async fn upload(target: &Target, b: &Bundle) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// A deploy the server refused (nothing of it was deployed): why, API by API.
+/// A deploy the server refused (nothing of it was deployed): why, API by API; a conflict
+/// when every API refused clashed with an update in progress, else the config's to fix.
 fn refused(results: &[DeployResult]) -> Refusal {
-    let why: Vec<&str> = results
+    let why = results
         .iter()
         .filter(|r| r.action == DeployAction::Failed)
         .map(|r| r.message.as_str())
-        .collect();
-    Refusal::InvalidConfig(why.join("\n"))
+        .collect::<Vec<_>>()
+        .join("\n");
+    let mut refusals = results.iter().filter_map(|r| r.refused).peekable();
+    let conflict = refusals.peek().is_some() && refusals.all(|r| r == DeployRefusal::Conflict);
+    match conflict {
+        true => Refusal::Conflict(why),
+        false => Refusal::InvalidConfig(why),
+    }
 }
 
 fn print_pretty(results: &[DeployResult], target: &Target, api_count: usize) {

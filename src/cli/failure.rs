@@ -33,6 +33,9 @@ pub enum Refusal {
     /// The command line or the environment asks for something that cannot be done.
     #[error("{0}")]
     InvalidRequest(String),
+    /// What was asked clashes with the server's state (an update in progress).
+    #[error("{0}")]
+    Conflict(String),
 }
 
 /// The kind of `e`: the first cause in its chain that has one, else `failed`.
@@ -47,6 +50,7 @@ pub fn kind(e: &anyhow::Error) -> &'static str {
         match cause.downcast_ref::<Refusal>() {
             Some(Refusal::InvalidConfig(_)) => return "invalid_config",
             Some(Refusal::InvalidRequest(_)) => return "invalid_request",
+            Some(Refusal::Conflict(_)) => return "conflict",
             None => {}
         }
     }

@@ -533,6 +533,8 @@ fn output_format(command: &Command) -> OutputFormat {
         Command::Get(a) => a.output,
         Command::Logs(a) => a.output,
         Command::Delete(a) => a.output,
+        Command::Wait(a) => a.output,
+        Command::Refresh(a) => a.output,
         Command::Env(EnvCommand::List { output }) => *output,
         Command::Users(c) => c.output(),
         Command::Teams(c) => c.output(),

@@ -365,6 +365,11 @@ fn the_old_replica_serves_during_an_update_and_force_overrides_it() {
     write(&p, "cortex.yaml", &config(3));
     let refused = s.run(&p, &["deploy"]);
     assert_refused(&refused, "rolling is updating (override with --force)");
+    // A script is told it is a conflict (not a config to fix).
+    let refused = s.run(&p, &["deploy", "-o", "json"]);
+    assert_eq!(refused.status.code(), Some(1));
+    let doc: serde_json::Value = serde_json::from_str(&stdout(&refused)).unwrap();
+    assert_eq!(doc["error"]["kind"], "conflict", "{doc}");
     assert!(s
         .ok(&p, &["deploy", "--force"])
         .starts_with("updating rolling (RealtimeAPI)"));

@@ -197,6 +197,23 @@ fn json_output_is_the_final_document() {
     failed_with(&out, &["doc is error"]);
     let docs: Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(docs[0]["status"], "error", "{docs:#}");
+    let out = run(&s, &p, &["wait", "doc", "-o", "json"]);
+    let doc: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(doc["status"], "error", "{doc:#}");
+    // A wait that cannot begin prints the error document every command prints.
+    for (args, kind) in [
+        (&["wait", "nosuch", "-o", "json"][..], "not_found"),
+        (
+            &["wait", "doc", "7fffffffffffffff", "-o", "json"],
+            "invalid_request",
+        ),
+    ] {
+        let out = run(&s, &p, args);
+        assert_eq!(out.status.code(), Some(1), "{args:?}: {}", stderr(&out));
+        let doc: Value = serde_json::from_slice(&out.stdout)
+            .unwrap_or_else(|e| panic!("{args:?}: {e}: {:?}", stdout(&out)));
+        assert_eq!(doc["error"]["kind"], kind, "{args:?}: {doc}");
+    }
 }
 
 /// Raises on batches whose first item is odd.

@@ -10,7 +10,7 @@ use axum::Json;
 
 use super::apis::base_url;
 use super::parse_json;
-use crate::api::{ApiStatus, DeployAction, DeployRequest, DeployResult};
+use crate::api::{ApiStatus, DeployAction, DeployRefusal, DeployRequest, DeployResult};
 use crate::server::access::Level;
 use crate::server::auth::AuthMember;
 use crate::server::error::ApiError;
@@ -150,7 +150,11 @@ impl Checks<'_> {
             });
         if let Some(why) = refusal {
             let why = located(self.req, &name, why);
-            return Ok(Checked::Refused(failed(&spec, why)));
+            return Ok(Checked::Refused(refused(
+                &spec,
+                why,
+                DeployRefusal::InvalidConfig,
+            )));
         }
         // A Model Bazaar deploy's parameters stay applied over the new spec.
         let (params, deployment_name) = match &existing {
@@ -176,12 +180,17 @@ impl Checks<'_> {
                     model_id: Some(running.model_id.clone()),
                     message: format!("{name} ({kind}) is already updating"),
                     error: None,
+                    refused: None,
                     endpoint: Some(format!("{}{endpoint}", self.base)),
                 }));
             }
             if updating && !self.req.force {
                 let why = format!("{name} is updating (override with --force)");
-                return Ok(Checked::Refused(failed(&spec, why)));
+                return Ok(Checked::Refused(refused(
+                    &spec,
+                    why,
+                    DeployRefusal::Conflict,
+                )));
             }
         }
         Ok(Checked::Go {
@@ -223,6 +232,14 @@ fn ports_taken(rows: &[ModelRow], specs: &[ApiSpec]) -> Vec<(String, u16)> {
 }
 
 /// A refused API's result.
+fn refused(spec: &ApiSpec, error: String, why: DeployRefusal) -> DeployResult {
+    DeployResult {
+        refused: Some(why),
+        ..failed(spec, error)
+    }
+}
+
+/// The result of an API not deployed (refused, or because another of the file was).
 fn failed(spec: &ApiSpec, error: String) -> DeployResult {
     let (name, kind) = (&spec.name, spec.kind);
     DeployResult {
@@ -232,6 +249,7 @@ fn failed(spec: &ApiSpec, error: String) -> DeployResult {
         model_id: None,
         message: format!("{name} ({kind}): {error}"),
         error: Some(error),
+        refused: None,
         endpoint: None,
     }
 }
@@ -375,6 +393,7 @@ async fn start_one(
         model_id: Some(row.id),
         message,
         error: None,
+        refused: None,
         endpoint: Some(format!("{base}{}", spec.networking.endpoint)),
     })
 }
