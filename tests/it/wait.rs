@@ -305,3 +305,30 @@ fn the_readme_ci_script_deploys_predicts_and_deletes() {
     assert!(text.contains("setosa"), "{text}");
     assert!(s.api_json("iris-classifier").is_none(), "deleted: {text}");
 }
+
+/// Reports an error to its deployment with its job token, then exits 3.
+const REPORTS_AND_EXITS: &str = r#"import json, os, sys, urllib.request
+req = urllib.request.Request(
+    os.environ["CORTEX_SERVER_URL"] + "/api/v2/deploy/log",
+    data=json.dumps({"level": "error", "message": "model file missing"}).encode(),
+    headers={"Authorization": "Bearer " + os.environ["CORTEX_JOB_TOKEN"], "Content-Type": "application/json"},
+)
+urllib.request.urlopen(req).read()
+sys.exit(3)
+"#;
+
+#[test]
+fn a_failed_wait_says_the_errors_its_deployment_reported() {
+    let s = Server::start();
+    let p = s.project("reported");
+    write(&p, "worker.py", REPORTS_AND_EXITS);
+    write(
+        &p,
+        "cortex.yaml",
+        "- name: reported\n  kind: RealtimeAPI\n  predictor:\n    type: command\n    command: python3 worker.py\n",
+    );
+    let out = run(&s, &p, &["deploy", "--wait"]);
+    failed_with(&out, &["model file missing", "exited with status 3"]);
+    let out = run(&s, &p, &["wait", "reported"]);
+    failed_with(&out, &["model file missing"]);
+}

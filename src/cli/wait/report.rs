@@ -56,10 +56,16 @@ pub async fn apis_timed_out(
 }
 
 /// Why an API is not live, one line each: the first lines of its errors (the log below has
-/// the rest), each once.
+/// the rest), then the errors its current deployment reported, each once.
 fn reasons(api: &ApiResponse) -> Vec<String> {
     let mut all: Vec<String> = Vec::new();
-    for e in &api.errors {
+    let reported = api
+        .deployment
+        .history
+        .iter()
+        .filter(|m| m.deployment == api.deployment.number && m.level == "error")
+        .map(|m| &m.message);
+    for e in api.errors.iter().chain(reported) {
         let line = e
             .lines()
             .find(|l| !l.trim().is_empty())
