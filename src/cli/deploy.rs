@@ -57,15 +57,21 @@ pub async fn run(args: DeployArgs) -> anyhow::Result<ExitStatus> {
         .file_name()
         .map(|n| n.to_string_lossy().into_owned())
         .unwrap_or_else(|| "cortex.yaml".to_string());
-    let results = target
-        .client
-        .deploy(&DeployRequest {
-            config_file,
-            config: config_text,
-            bundle: packed.sha256.clone(),
-            force: args.force,
-        })
-        .await?;
+    let request = DeployRequest {
+        config_file,
+        config: config_text,
+        bundle: packed.sha256.clone(),
+        force: args.force,
+    };
+    let results = match target.client.deploy(&request).await {
+        // The bundle went between the look and the deploy (the delete of the last API that
+        // used it removed it): sent again, once.
+        Err(e) if e.kind() == "not_found" => {
+            put(&target, &packed).await?;
+            target.client.deploy(&request).await?
+        }
+        answer => answer?,
+    };
     let failed = results.iter().any(|r| r.action == DeployAction::Failed);
     let wait = args.wait && !failed;
     // Waiting with -o json|yaml, the documents at the end say what the deploy did and more.
@@ -155,10 +161,16 @@ fn ask_before_large_uploads(b: &Bundle, root: &Path, yes: bool) -> anyhow::Resul
 }
 
 /// Uploads the bundle unless the server already has it, with a progress bar on a terminal.
+/// Uploads the project's bundle unless the server has it.
 async fn upload(target: &Target, b: &Bundle) -> anyhow::Result<()> {
     if target.client.has_bundle(&b.sha256).await? {
         return Ok(());
     }
+    put(target, b).await
+}
+
+/// Uploads the project's bundle, with a progress bar on a terminal for a large one.
+async fn put(target: &Target, b: &Bundle) -> anyhow::Result<()> {
     let total = b.bytes.len() as u64;
     let bar = (std::io::stderr().is_terminal() && total > 256 * 1024).then(|| {
         let bar = indicatif::ProgressBar::new(total);

@@ -478,3 +478,80 @@ fn cortex_server_prints_no_escape_codes_with_no_color_or_a_piped_stdout() {
     assert!(piped.contains("INFO"), "{piped}");
     assert!(!piped.contains('\x1b'), "{piped:?}");
 }
+
+/// A server that has the bundle when asked, then answers the first deploy as if it had gone
+/// (the delete of its last API removed it meanwhile), and takes the bundle and the deploy
+/// after that; each request's method and path go to `log`, one per line.
+const BUNDLE_GONE_SERVER: &str = r#"
+import http.server, json, sys
+log, deploys = open(sys.argv[1], "a", buffering=1), []
+class H(http.server.BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    def log_message(self, *a): pass
+    def body(self):
+        if self.headers.get("Transfer-Encoding", "").lower() == "chunked":
+            while True:
+                n = int(self.rfile.readline().split(b";")[0], 16)
+                self.rfile.read(n + 2)
+                if n == 0:
+                    return
+        self.rfile.read(int(self.headers.get("Content-Length") or 0))
+    def answer(self, code, doc):
+        data = json.dumps(doc).encode()
+        self.send_response(code)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
+    def handle_one(self):
+        log.write("%s %s\n" % (self.command, self.path.split("/")[3] if self.path.count("/") > 2 else self.path))
+        self.body()
+        if self.command == "POST" and self.path == "/api/v2/apis":
+            deploys.append(1)
+            if len(deploys) == 1:
+                return self.answer(404, {"kind": "not_found", "message": "bundle x was not uploaded; PUT it to /api/v2/bundles/x first"})
+            return self.answer(200, [{"name": "gone", "kind": "RealtimeAPI", "action": "created", "model_id": "m", "message": "creating gone (RealtimeAPI)"}])
+        if self.command == "PUT":
+            return self.answer(200, {"sha256": self.path.split("/")[-1], "size": 1, "created": True})
+        self.answer(200, {})
+    do_HEAD = do_PUT = do_POST = do_GET = handle_one
+s = http.server.ThreadingHTTPServer(("127.0.0.1", 0), H)
+print(s.server_address[1], flush=True)
+s.serve_forever()
+"#;
+
+#[test]
+fn a_bundle_removed_between_the_look_and_the_deploy_is_sent_again() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("requests");
+    let mut server = KillOnDrop(
+        Command::new("python3")
+            .args(["-c", BUNDLE_GONE_SERVER])
+            .arg(&log)
+            .stdout(Stdio::piped())
+            .spawn()
+            .unwrap(),
+    );
+    let mut port = String::new();
+    std::io::BufRead::read_line(
+        &mut std::io::BufReader::new(server.0.stdout.take().unwrap()),
+        &mut port,
+    )
+    .unwrap();
+    let project = dir.path().join("project");
+    copy_dir(&example("command-realtime"), &project);
+    let mut cmd = cortex_at(dir.path(), &format!("http://127.0.0.1:{}", port.trim()));
+    cmd.current_dir(&project).args(["deploy", "-y"]);
+    let out = output_within(cmd, Duration::from_secs(30));
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert!(
+        stdout(&out).contains("creating gone (RealtimeAPI)"),
+        "{}",
+        stdout(&out)
+    );
+    let requests = std::fs::read_to_string(&log).unwrap();
+    assert_eq!(
+        requests,
+        "HEAD bundles\nPOST apis\nPUT bundles\nPOST apis\n"
+    );
+}
