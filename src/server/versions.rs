@@ -114,6 +114,26 @@ pub fn stored_params(row: &ModelRow) -> Result<DeployParams, VersionError> {
     }
 }
 
+/// The parameters of a Model Bazaar deploy that stay over `new`, a file deployed after
+/// `old`: a field the file now says otherwise is the file's again (the later word wins); the
+/// others stay as the Model Bazaar deploy set them.
+pub fn params_kept(mut params: DeployParams, old: &ApiSpec, new: &ApiSpec) -> DeployParams {
+    if old.compute.mem != new.compute.mem {
+        params.memory = None;
+    }
+    let replicas = |s: &ApiSpec| {
+        s.autoscaling
+            .as_ref()
+            .map(|a| (a.min_replicas, a.max_replicas, a.init_replicas))
+    };
+    if replicas(old) != replicas(new) {
+        params.autoscaling_enabled = None;
+        params.autoscaling_min = None;
+        params.autoscaling_max = None;
+    }
+    params
+}
+
 /// The spec a version runs: `spec` with the deploy's parameters over it. Autoscaling disabled
 /// means exactly one replica; enabled (or a range given) sets the range, keeping the initial
 /// count inside it; memory (MB) replaces `compute.mem`.

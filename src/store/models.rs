@@ -214,6 +214,8 @@ pub struct NewSpec {
     pub spec_hash: String,
     pub bundle_sha256: String,
     pub config_file: String,
+    /// The Model Bazaar deploy parameters that stay over a new spec (`None`: none).
+    pub deploy_params_json: Option<String>,
 }
 
 /// Creates the model or stores a new spec for it, in one transaction. An unchanged spec hash on
@@ -237,6 +239,7 @@ pub fn save_spec(
         spec_hash: spec_hash.to_string(),
         bundle_sha256: bundle_sha256.to_string(),
         config_file: config_file.to_string(),
+        deploy_params_json: None,
     };
     Ok(save_specs(conn, std::slice::from_ref(&new))?.remove(0))
 }
@@ -265,6 +268,7 @@ fn save_one(tx: &Connection, new: &NewSpec) -> Result<(ModelRow, Saved), StoreEr
         spec_hash,
         bundle_sha256,
         config_file,
+        deploy_params_json,
     } = new;
     let existing = get_by_name(tx, name)?;
     let saved = match &existing {
@@ -302,7 +306,7 @@ fn save_one(tx: &Connection, new: &NewSpec) -> Result<(ModelRow, Saved), StoreEr
             tx.execute(
                 "UPDATE models SET spec_json = ?2, spec_hash = ?3, bundle_sha256 = ?4,
                         config_file = ?5, deploy_status = 'starting', updated_at = ?6,
-                        overlay_sha256 = NULL
+                        overlay_sha256 = NULL, deploy_params_json = ?7
                  WHERE id = ?1",
                 params![
                     row.id,
@@ -310,7 +314,8 @@ fn save_one(tx: &Connection, new: &NewSpec) -> Result<(ModelRow, Saved), StoreEr
                     spec_hash,
                     bundle_sha256,
                     config_file,
-                    now()
+                    now(),
+                    deploy_params_json
                 ],
             )?;
             Saved::Updated

@@ -827,3 +827,45 @@ fn a_restart_keeps_the_deployment_and_what_its_job_reported() {
     wait_deploy_status(&s, &id, "complete");
     assert_eq!(s.api_json("kept").unwrap()["deployment"]["number"], number);
 }
+
+#[test]
+fn a_field_the_file_changes_after_a_model_bazaar_deploy_is_the_files_again() {
+    let s = Server::start();
+    let w = Worker::new(&s, "params");
+    // The worker writes its token into the project: left out, the project stays as deployed.
+    write(&w.dir, ".cortexignore", "token\n");
+    let id = w.deploy(&s);
+    let t = Some(s.token.as_str());
+    let body = r#"{"deployment_name": "params-app", "autoscaling_enabled": true, "autoscaling_min": 1, "autoscaling_max": 3, "memory": 300}"#;
+    assert_eq!(curl("POST", &deploy_url(&s, &id, ""), t, Some(body)).0, 200);
+    wait_deploy_status(&s, &id, "complete");
+    let api = s.api_json("params").unwrap();
+    assert_eq!(api["spec"]["compute"]["mem"], "300M", "{api}");
+
+    // The file now sets compute.mem: the later word is the file's. What it did not change
+    // (the replica range, the extra route) stays as the Model Bazaar deploy set it.
+    let yaml = std::fs::read_to_string(w.dir.join("cortex.yaml")).unwrap();
+    write(
+        &w.dir,
+        "cortex.yaml",
+        &format!("{yaml}  compute:\n    mem: 200M\n"),
+    );
+    let out = s.ok(&w.dir, &["deploy", "-y"]);
+    assert!(out.starts_with("updating params (RealtimeAPI)"), "{out}");
+    let api = s.wait_status("params", "live");
+    assert_eq!(api["spec"]["compute"]["mem"], "200M", "{api}");
+    assert_eq!(api["spec"]["autoscaling"]["max_replicas"], 3, "{api}");
+    assert_eq!(api["deployment"]["deployment_name"], "params-app", "{api}");
+    let out = s.ok(&w.dir, &["deploy", "-y"]);
+    assert!(
+        out.starts_with("params (RealtimeAPI) is up to date"),
+        "{out}"
+    );
+    // A Model Bazaar deploy that says nothing of memory leaves the file's.
+    assert_eq!(curl("POST", &deploy_url(&s, &id, ""), t, Some("{}")).0, 200);
+    wait_deploy_status(&s, &id, "complete");
+    assert_eq!(
+        s.api_json("params").unwrap()["spec"]["compute"]["mem"],
+        "200M"
+    );
+}

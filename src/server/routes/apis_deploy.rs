@@ -10,7 +10,9 @@ use axum::Json;
 
 use super::apis::base_url;
 use super::parse_json;
-use crate::api::{ApiStatus, DeployAction, DeployRefusal, DeployRequest, DeployResult};
+use crate::api::{
+    ApiStatus, DeployAction, DeployParams, DeployRefusal, DeployRequest, DeployResult,
+};
 use crate::server::access::Level;
 use crate::server::auth::AuthMember;
 use crate::server::error::ApiError;
@@ -97,6 +99,8 @@ enum Checked {
         spec: Box<ApiSpec>,
         hash: String,
         existing: Option<Box<ModelRow>>,
+        /// The Model Bazaar deploy parameters that stay over it (`None`: none).
+        params_json: Option<String>,
     },
 }
 
@@ -156,10 +160,11 @@ impl Checks<'_> {
                 DeployRefusal::InvalidConfig,
             )));
         }
-        // A Model Bazaar deploy's parameters stay applied over the new spec.
+        // A Model Bazaar deploy's parameters stay applied over the new spec, but for what the
+        // file changed since.
         let (params, deployment_name) = match &existing {
             Some(row) => (
-                versions::stored_params(row).map_err(|e| ApiError::Internal(e.to_string()))?,
+                kept_params(row, &spec).map_err(|e| ApiError::Internal(e.to_string()))?,
                 row.deployment_name.clone(),
             ),
             None => Default::default(),
@@ -193,10 +198,15 @@ impl Checks<'_> {
                 )));
             }
         }
+        let params_json = (params != DeployParams::default())
+            .then(|| serde_json::to_string(&params))
+            .transpose()
+            .map_err(|e| ApiError::Internal(e.to_string()))?;
         Ok(Checked::Go {
             spec: Box::new(spec),
             hash,
             existing: existing.map(Box::new),
+            params_json,
         })
     }
 }
@@ -286,7 +296,13 @@ async fn save_all(
 ) -> Result<Result<Vec<(ModelRow, Saved)>, String>, ApiError> {
     let mut specs = Vec::new();
     for c in checked {
-        if let Checked::Go { spec, hash, .. } = c {
+        if let Checked::Go {
+            spec,
+            hash,
+            params_json,
+            ..
+        } = c
+        {
             specs.push(NewSpec {
                 name: spec.name.clone(),
                 kind: spec.kind.as_str().to_string(),
@@ -296,6 +312,7 @@ async fn save_all(
                 spec_hash: hash.clone(),
                 bundle_sha256: req.bundle.clone(),
                 config_file: req.config_file.clone(),
+                deploy_params_json: params_json.clone(),
             });
         }
     }
@@ -543,4 +560,12 @@ fn check_backends(
         }
     }
     Ok(())
+}
+
+/// The Model Bazaar deploy parameters of `row` that stay over `spec`, the file deployed now.
+fn kept_params(row: &ModelRow, spec: &ApiSpec) -> Result<DeployParams, versions::VersionError> {
+    let stored = versions::stored_params(row)?;
+    let old: ApiSpec = serde_json::from_str(&row.spec_json)
+        .map_err(|e| versions::VersionError::Spec(e.to_string()))?;
+    Ok(versions::params_kept(stored, &old, spec))
 }
