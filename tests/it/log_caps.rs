@@ -1,6 +1,6 @@
 //! Replica logs are capped: past `--log-max-mb` a log file is rotated (one generation kept), so
 //! a replica that prints fast stays under the cap on disk, and `cortex logs` (and `logs -f`)
-//! still show its latest lines.
+//! still show its latest lines. The log takes each stream's output in whole lines.
 
 use std::path::Path;
 use std::process::Stdio;
@@ -108,4 +108,37 @@ fn a_jobs_merged_log_reads_across_rotations() {
         log.len()
     );
     assert!(bytes_under(&s.data_dir().join("logs").join("loud")) <= 6 << 20);
+}
+
+/// Writes half a line on stdout, a whole line on stderr, then the rest of the first line.
+const INTERLEAVED: &str = r#"
+import sys, time
+
+class PythonPredictor:
+    def __init__(self, config):
+        sys.stdout.write("init done"); sys.stdout.flush()
+        sys.stderr.write("a line on stderr\n"); sys.stderr.flush()
+        time.sleep(0.05)
+        sys.stdout.write(" and ready\n"); sys.stdout.flush()
+
+    def predict(self, payload):
+        return "ok"
+"#;
+
+#[test]
+fn a_line_of_one_stream_is_never_cut_by_a_line_of_the_other() {
+    let s = crate::harness::Server::start();
+    let p = s.python_project("interleaved", "RealtimeAPI", INTERLEAVED, "");
+    s.ok(&p, &["deploy"]);
+    s.wait_status("interleaved", "live");
+    let logs = s.logs_with(&p, &["interleaved"], "and ready");
+    let lines: Vec<&str> = logs.lines().collect();
+    assert!(
+        lines.iter().any(|l| l.ends_with("init done and ready")),
+        "{logs}"
+    );
+    assert!(
+        lines.iter().any(|l| l.ends_with("a line on stderr")),
+        "{logs}"
+    );
 }

@@ -1,5 +1,5 @@
 //! Where a replica's output goes: stdout and stderr each to a file of their own, and both, in
-//! the order they arrive, to the replica's log (which also holds the engine's own lines).
+//! the order their lines end, to the replica's log (which also holds the engine's own lines).
 //! Copied by one thread per stream, so the async runtime never writes to disk. Every file is
 //! capped and rotated (`rotating.rs`).
 
@@ -69,26 +69,77 @@ impl Capture {
 
 fn copy_thread(
     stream: &str,
-    mut pipe: File,
-    (own, combined): (PathBuf, PathBuf),
+    pipe: File,
+    files: (PathBuf, PathBuf),
 ) -> std::io::Result<tokio::sync::oneshot::Receiver<()>> {
     let (done_tx, done_rx) = tokio::sync::oneshot::channel();
     std::thread::Builder::new()
         .name(format!("replica-{stream}"))
         .spawn(move || {
-            let mut buf = vec![0u8; 16 * 1024];
-            loop {
-                match pipe.read(&mut buf) {
-                    Ok(0) => break,
-                    Ok(n) => {
-                        let _ = super::rotating::append(&own, &buf[..n]);
-                        let _ = super::rotating::append(&combined, &buf[..n]);
-                    }
-                    Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
-                    Err(_) => break,
-                }
-            }
+            copy(pipe, files);
             let _ = done_tx.send(());
         })?;
     Ok(done_rx)
+}
+
+/// How long a line begun on one stream may wait for its end before the log takes it as it
+/// is (a prompt, a progress bar).
+const LINE_WAIT_MS: i32 = 200;
+
+/// The most of a line begun that is held back for its end.
+const MAX_HELD: usize = 16 * 1024;
+
+/// Copies `pipe` to its own file as it comes, and to the combined log in whole lines: a line
+/// the other stream writes meanwhile goes before or after it, never into it.
+fn copy(mut pipe: File, (own, combined): (PathBuf, PathBuf)) {
+    let mut buf = vec![0u8; 16 * 1024];
+    let mut held: Vec<u8> = Vec::new();
+    loop {
+        if !held.is_empty() && !readable_within(&pipe, LINE_WAIT_MS) {
+            let _ = super::rotating::append(&combined, &held);
+            held.clear();
+            continue;
+        }
+        match pipe.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => {
+                let _ = super::rotating::append(&own, &buf[..n]);
+                held.extend_from_slice(&buf[..n]);
+                let whole = match held.iter().rposition(|&b| b == b'\n') {
+                    Some(last) => last + 1,
+                    None if held.len() >= MAX_HELD => held.len(),
+                    None => 0,
+                };
+                if whole > 0 {
+                    let _ = super::rotating::append(&combined, &held[..whole]);
+                    held.drain(..whole);
+                }
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(_) => break,
+        }
+    }
+    if !held.is_empty() {
+        let _ = super::rotating::append(&combined, &held);
+    }
+}
+
+/// Whether `pipe` has something to read (or has ended) within `ms` milliseconds.
+fn readable_within(pipe: &File, ms: i32) -> bool {
+    use std::os::fd::AsRawFd;
+    let mut fd = libc::pollfd {
+        fd: pipe.as_raw_fd(),
+        events: libc::POLLIN,
+        revents: 0,
+    };
+    loop {
+        // SAFETY: one valid pollfd, for a descriptor `pipe` keeps open.
+        let n = unsafe { libc::poll(&mut fd, 1, ms) };
+        if n >= 0 {
+            return n > 0;
+        }
+        if std::io::Error::last_os_error().kind() != std::io::ErrorKind::Interrupted {
+            return true; // let the read say what is wrong
+        }
+    }
 }
