@@ -130,6 +130,12 @@ pub trait Engine: Send + Sync + 'static {
     fn spare_interpreters(&self) -> Option<(usize, usize)> {
         None
     }
+
+    /// Stops what the engine runs of its own beside workers (the local engine's spare
+    /// interpreters), when the server stops, after its workers.
+    fn shutdown(&self) -> BoxFuture<'static, ()> {
+        Box::pin(async {})
+    }
 }
 
 /// The HTTP client engines check workers' `GET /healthz` with. Readiness checks are a handful

@@ -14,6 +14,7 @@ mod cli_trust;
 mod conda_python;
 mod config_errors;
 mod dependencies;
+mod detached;
 mod fetch_safety;
 mod gateway;
 mod gpus;

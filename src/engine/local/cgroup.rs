@@ -1,12 +1,16 @@
-//! Kernel-enforced memory limits. Each run of a replica with `compute.mem` is in its own memory
-//! cgroup, made under the server's own cgroup: cgroup v2 when the memory controller is already
-//! enabled for the server's children (the server never changes a cgroup it does not own; v2
-//! forbids it for a cgroup that holds processes anyway, unless it is the root), else the v1
-//! memory hierarchy. The kernel then keeps the
-//! replica's processes within the limit and OOM-kills them past it; the cgroup counts those
-//! kills, which is how the engine tells a replica killed for memory from one that crashed.
-//! Where neither can be made (no permission, no memory controller), `memory.rs` samples the
-//! replica's resident memory instead. `CORTEX_MEMORY_LIMITS=sample` chooses sampling anyway.
+//! Per-run cgroups. Each run of a replica or batch worker (and each preparation, and each
+//! spare interpreter waiting to become a replica) is in a cgroup of its own, made under the
+//! server's own memory cgroup: cgroup v2 when the memory controller is already enabled for the
+//! server's children (the server never changes a cgroup it does not own; v2 forbids it for a
+//! cgroup that holds processes anyway, unless it is the root), else the v1 memory hierarchy.
+//! A process cannot leave its cgroup without write access to another one's `cgroup.procs`
+//! (the replicas' user has none), so whatever a run starts, in whatever session or process
+//! group, is found there and killed when the run ends. With `compute.mem`, the cgroup is also
+//! limited: the kernel keeps the run's processes within the limit and OOM-kills them past it,
+//! and counts those kills, which is how the engine tells a replica killed for memory from one
+//! that crashed. Where no cgroup can be made (no permission, no memory controller), runs are
+//! held by their process group only and `memory.rs` samples their resident memory instead.
+//! `CORTEX_MEMORY_LIMITS=sample` makes no cgroup at all, as where none can be made.
 
 use std::ffi::CString;
 use std::os::unix::ffi::OsStrExt;
@@ -94,7 +98,7 @@ impl Hierarchy {
     /// Whether a cgroup with a limit can be made here and a process can join it (tried once
     /// with `true`, then removed).
     fn usable(&self) -> bool {
-        let Ok(cgroup) = self.create("probe", 64 << 20) else {
+        let Ok(cgroup) = self.create("probe", Some(64 << 20)) else {
             return false;
         };
         let mut cmd = std::process::Command::new("true");
@@ -107,8 +111,8 @@ impl Hierarchy {
     }
 
     /// A new cgroup for (a run of) replica `name` whose processes may use at most `limit`
-    /// bytes.
-    pub fn create(&self, name: &str, limit: u64) -> std::io::Result<Cgroup> {
+    /// bytes (`None`: no limit of its own; the cgroup holds the processes).
+    pub fn create(&self, name: &str, limit: Option<u64>) -> std::io::Result<Cgroup> {
         let n = NEXT.fetch_add(1, Ordering::Relaxed);
         let dir = self
             .parent
@@ -118,38 +122,62 @@ impl Hierarchy {
             version: self.version,
             dir,
         };
-        let configured = cgroup.configure(limit);
-        if let Err(e) = configured {
-            cgroup.remove();
-            return Err(e);
+        if let Some(limit) = limit {
+            if let Err(e) = cgroup.configure(limit) {
+                cgroup.remove();
+                return Err(e);
+            }
         }
         Ok(cgroup)
     }
 
-    /// Removes the empty cgroups that servers which are gone left behind.
-    pub fn remove_stale(&self) {
+    /// The cgroups that servers which are gone left behind, with whatever still runs in them
+    /// (what their replicas started, when such a server was killed): each is emptied and
+    /// removed. Returns how many processes were killed. Blocking: a cgroup can be removed only
+    /// once its processes have exited, which is waited for a little while (one still busy is
+    /// left for the next server).
+    pub fn clear_stale(&self) -> usize {
         let Ok(entries) = std::fs::read_dir(&self.parent) else {
-            return;
+            return 0;
         };
-        for entry in entries.flatten() {
-            let name = entry.file_name();
-            let Some(pid) = name
-                .to_str()
-                .and_then(|n| n.strip_prefix("cortex-"))
-                .and_then(|rest| rest.split('-').next())
-                .and_then(|pid| pid.parse::<u32>().ok())
-            else {
-                continue;
-            };
-            if !Path::new(&format!("/proc/{pid}")).exists() {
-                let _ = std::fs::remove_dir(entry.path());
+        let stale: Vec<Cgroup> = entries
+            .flatten()
+            .filter(|entry| left_by_a_gone_server(&entry.file_name()))
+            .map(|entry| Cgroup {
+                version: self.version,
+                dir: entry.path(),
+            })
+            .collect();
+        let killed = stale.iter().map(Cgroup::kill_all).sum();
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(2);
+        let mut left = stale;
+        while !left.is_empty() && std::time::Instant::now() < deadline {
+            left.retain(|cgroup| {
+                cgroup.kill_all();
+                !cgroup.remove()
+            });
+            if !left.is_empty() {
+                std::thread::sleep(std::time::Duration::from_millis(10));
             }
         }
+        killed
     }
 }
 
-/// One replica's memory cgroup.
-#[derive(Debug)]
+/// Whether a directory named `name` is a cgroup a server made (`cortex-<pid>-...`) whose
+/// server is gone.
+fn left_by_a_gone_server(name: &std::ffi::OsStr) -> bool {
+    let pid = name
+        .to_str()
+        .and_then(|n| n.strip_prefix("cortex-"))
+        .and_then(|rest| rest.split('-').next())
+        .and_then(|pid| pid.parse::<u32>().ok());
+    pid.is_some_and(|pid| !Path::new(&format!("/proc/{pid}")).exists())
+}
+
+/// One run's cgroup (or one spare's, until it becomes a run). A handle: cloning it neither
+/// makes nor removes a cgroup.
+#[derive(Debug, Clone)]
 pub struct Cgroup {
     version: Version,
     dir: PathBuf,
@@ -180,6 +208,12 @@ impl Cgroup {
     /// exec, before it allocates anything).
     pub fn procs_file(&self) -> CString {
         CString::new(self.dir.join("cgroup.procs").as_os_str().as_bytes()).unwrap_or_default()
+    }
+
+    /// Moves process `pid` (all its threads) into the cgroup. Blocking: the kernel may wait a
+    /// grace period.
+    pub fn adopt(&self, pid: u32) -> std::io::Result<()> {
+        std::fs::write(self.dir.join("cgroup.procs"), pid.to_string())
     }
 
     /// Runs `cmd` in this cgroup (joined before exec) and waits for it (a blocking call).
@@ -213,9 +247,14 @@ impl Cgroup {
             .ok()
     }
 
-    /// SIGKILLs every process still in the cgroup (those that left the replica's process
-    /// group too); returns how many there were.
+    /// SIGKILLs every process in the cgroup (those that left the run's process group or
+    /// session too), all at once where the kernel can (v2's `cgroup.kill`); returns how many
+    /// were signalled. A process that forks while it is killed may add one the next call finds:
+    /// call again until the cgroup can be removed.
     pub fn kill_all(&self) -> usize {
+        if self.version == Version::V2 {
+            let _ = std::fs::write(self.dir.join("cgroup.kill"), "1");
+        }
         let Ok(text) = std::fs::read_to_string(self.dir.join("cgroup.procs")) else {
             return 0;
         };
@@ -230,11 +269,12 @@ impl Cgroup {
     }
 
     /// Removes the cgroup (once its processes are gone; a failure leaves it for the next
-    /// server's `remove_stale`). True when it is gone.
+    /// server's `clear_stale`). True when it is gone.
     pub fn remove(&self) -> bool {
         std::fs::remove_dir(&self.dir).is_ok() || !self.dir.exists()
     }
 
+    #[cfg(test)]
     pub fn dir(&self) -> &Path {
         &self.dir
     }
@@ -367,7 +407,7 @@ mod tests {
             eprintln!("no memory cgroup can be made here: the sampling fallback is tested instead");
             return;
         };
-        let cgroup = hierarchy.create("unit-test", 32 << 20).unwrap();
+        let cgroup = hierarchy.create("unit-test", Some(32 << 20)).unwrap();
         let mut cmd = std::process::Command::new("python3");
         cmd.args(["-c", "b = bytearray(256 << 20)"]);
         let status = cgroup.status_of(&mut cmd).unwrap();
@@ -382,9 +422,37 @@ mod tests {
         assert!(cgroup.remove());
         assert!(!cgroup.dir().exists());
         // Names never repeat.
-        let a = hierarchy.create("same", 32 << 20).unwrap();
-        let b = hierarchy.create("same", 32 << 20).unwrap();
+        let a = hierarchy.create("same", Some(32 << 20)).unwrap();
+        let b = hierarchy.create("same", None).unwrap();
         assert_ne!(a.dir(), b.dir());
         assert!(a.remove() && b.remove());
+    }
+
+    /// A cgroup without a limit holds what its process started in a session of its own after
+    /// that process exited, and `kill_all` ends it.
+    #[test]
+    fn what_left_its_session_is_held_and_killed() {
+        let Some(hierarchy) = Hierarchy::detect() else {
+            eprintln!("skipped: no cgroup can be made here");
+            return;
+        };
+        let cgroup = hierarchy.create("unit-test-held", None).unwrap();
+        let mut cmd = std::process::Command::new("sh");
+        cmd.args(["-c", "setsid -f sleep 4243"])
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null());
+        assert!(cgroup.status_of(&mut cmd).unwrap().success());
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        let mut killed = 0;
+        while !cgroup.remove() {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the cgroup never emptied"
+            );
+            killed += cgroup.kill_all();
+            std::thread::sleep(std::time::Duration::from_millis(5));
+        }
+        assert!(killed >= 1, "the detached sleep was not in the cgroup");
     }
 }

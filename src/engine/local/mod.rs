@@ -1,11 +1,12 @@
 //! The local engine: each replica is a child process of the server.
 //!
-//! A replica runs in its own process group, gets `PR_SET_PDEATHSIG(SIGKILL)` so it dies with
-//! the server (even when the server is SIGKILLed), appends stdout and stderr to its log file
-//! (read back through `file_logs.rs`), is ready once `GET /healthz` answers 200 from a process
-//! of its own group (`port_owner.rs`), and is restarted with exponential back-off when it exits
-//! (`supervise.rs` does all of that). Ports come from `ports.rs`; `handle.rs` is what the
-//! server holds.
+//! A replica runs in its own process group and, where the server may make cgroups, in a cgroup
+//! of its own that holds whatever it starts (`memory_guard.rs`); it gets
+//! `PR_SET_PDEATHSIG(SIGKILL)` so it dies with the server (even when the server is SIGKILLed),
+//! appends stdout and stderr to its log file (read back through `file_logs.rs`), is ready once
+//! `GET /healthz` answers 200 from a process of its own group (`port_owner.rs`), and is
+//! restarted with exponential back-off when it exits (`supervise.rs` does all of that). Ports
+//! come from `ports.rs`; `handle.rs` is what the server holds.
 
 mod capacity;
 mod cgroup;
@@ -51,7 +52,8 @@ pub struct LocalEngine {
     log_root: PathBuf,
     /// The CPUs and memory replicas that ask for them reserve.
     capacity: capacity::Capacity,
-    /// Where replicas' memory cgroups are made (`None`: memory limits are sampled).
+    /// Where each run's cgroup is made (`None`: runs are held by their process group only,
+    /// and memory limits are sampled).
     cgroups: Option<Arc<cgroup::Hierarchy>>,
     /// What replicas may reach and who they run as.
     sandbox: Arc<sandbox::Sandbox>,
@@ -90,11 +92,11 @@ impl LocalEngine {
             return self;
         }
         let spares = spare::Spares::new(
-            python.to_string(),
-            shim.to_path_buf(),
+            (python.to_string(), shim.to_path_buf()),
             (OWNER_VAR.to_string(), self.owner.clone()),
             self.sandbox.pycache_seed(),
             keep,
+            self.cgroups.clone(),
         );
         self.spares = Some(spares.clone());
         tokio::spawn(async move {
@@ -108,10 +110,18 @@ impl LocalEngine {
         self.log_root.join(api).join(format!("{replica_id}.log"))
     }
 
-    /// Kills processes a previous server with the same owner left behind: a replica's own
-    /// children survive a SIGKILLed server (only the direct child gets PR_SET_PDEATHSIG).
-    /// Call before launching anything. Returns how many were killed. Blocking (reads /proc).
+    /// Kills processes a previous server left behind: a replica's own children survive a
+    /// SIGKILLed server (only the direct child gets PR_SET_PDEATHSIG). Those in the cgroups of
+    /// servers that are gone (whatever their environment), and those marked with this
+    /// server's owner. Call before launching anything. Returns how many were killed. Blocking
+    /// (reads /proc, waits a little for the cgroups to empty).
     pub fn reap_orphans(&self) -> usize {
+        let in_cgroups = self.cgroups.as_ref().map_or(0, |h| h.clear_stale());
+        in_cgroups + self.reap_marked()
+    }
+
+    /// Kills the processes marked with this server's owner (`CORTEX_ENGINE_OWNER`).
+    fn reap_marked(&self) -> usize {
         let marker = format!("{OWNER_VAR}={}", self.owner).into_bytes();
         let me = std::process::id();
         let Ok(entries) = std::fs::read_dir("/proc") else {
@@ -147,21 +157,29 @@ impl LocalEngine {
     }
 }
 
-/// The hierarchy replicas' memory cgroups are made in, said once in the server's log.
+/// The hierarchy each run's cgroup is made in, said once in the server's log.
 fn memory_cgroups() -> Option<Arc<cgroup::Hierarchy>> {
     let found = cgroup::Hierarchy::detect();
     match &found {
         Some(h) => {
-            h.remove_stale();
+            let version = match h.version() {
+                cgroup::Version::V1 => "v1",
+                cgroup::Version::V2 => "v2",
+            };
             tracing::info!(
-                "memory limits (compute.mem) are enforced by the kernel: cgroup {:?} under {}",
-                h.version(),
+                "replicas are held in cgroups: each run of a replica or batch worker is in a cgroup of its own (cgroup {version}, under {}), and whatever it starts is stopped with it",
                 h.parent().display()
             );
+            tracing::info!("memory limits (compute.mem) are enforced by the kernel");
         }
-        None => tracing::info!(
-            "memory limits (compute.mem) are enforced by sampling each replica's memory: no memory cgroup can be made here"
-        ),
+        None => {
+            tracing::warn!(
+                "replicas are held by their process group only (no cgroup can be made here: the server is not root and has no delegated memory cgroup, or CORTEX_MEMORY_LIMITS=sample): a process a replica moves out of its group (setsid) outlives the replica, and the next start of this server kills it only if it kept CORTEX_ENGINE_OWNER in its environment"
+            );
+            tracing::info!(
+                "memory limits (compute.mem) are enforced by sampling each replica's memory: no memory cgroup can be made here"
+            );
+        }
     }
     found.map(Arc::new)
 }
@@ -204,6 +222,15 @@ impl Engine for LocalEngine {
 
     fn spare_interpreters(&self) -> Option<(usize, usize)> {
         self.spares.as_ref().map(|s| s.counts())
+    }
+
+    fn shutdown(&self) -> BoxFuture<'static, ()> {
+        let spares = self.spares.clone();
+        Box::pin(async move {
+            if let Some(spares) = spares {
+                spares.stop().await;
+            }
+        })
     }
 
     fn remove_logs(&self, api: &str) -> BoxFuture<'static, ()> {

@@ -9,7 +9,7 @@ use tokio::sync::watch;
 
 use super::handle::ReplicaShared;
 use super::memory;
-use super::memory_guard::MemoryGuard;
+use super::memory_guard::{Limit, MemoryGuard};
 use super::port_owner::{listener_owner, Owner};
 use super::process::{signal_group, terminate};
 use super::stopping::stopped;
@@ -58,8 +58,8 @@ pub(super) async fn run(
     tokio::pin!(slow);
     let mut warned = false;
     let over_memory = async {
-        match (pid, guard) {
-            (Some(pgid), MemoryGuard::Sampled(limit)) => memory::exceeded(pgid, *limit).await,
+        match (pid, guard.limit) {
+            (Some(pgid), Limit::Sampled(limit)) => memory::exceeded(pgid, limit).await,
             _ => std::future::pending().await,
         }
     };
@@ -68,15 +68,15 @@ pub(super) async fn run(
     loop {
         tokio::select! {
             status = child.wait() => {
-                // What the replica started in its group must not outlive it.
+                // What the replica started must not outlive it: its group now, its cgroup next.
                 if let Some(pid) = pid {
                     signal_group(pid, libc::SIGKILL);
                 }
                 // The kernel killed one of its processes for memory: the replica ended for that.
                 // (The cgroup is this run's own: any kill it counts is this run's.)
-                if let MemoryGuard::Cgroup(cgroup, limit) = guard {
+                if let (Some(cgroup), Limit::Kernel(limit)) = (&guard.cgroup, guard.limit) {
                     if cgroup.oom_kills() > 0 {
-                        let used = cgroup.peak().unwrap_or(*limit);
+                        let used = cgroup.peak().unwrap_or(limit);
                         return RunEnd::OutOfMemory { used, by_kernel: true };
                     }
                 }

@@ -1,15 +1,21 @@
 //! A worker's preparation (`ReplicaPlan::prepare`: the python shim installing
 //! `requirements.txt` and running `dependencies.sh` into the API's virtualenv) runs before the
 //! worker starts, in the same sandbox and as the same user, but outside its memory limit:
-//! `compute.mem` limits the predictor, not `pip install`. Its output is in the worker's log.
+//! `compute.mem` limits the predictor, not `pip install`. It is held in a cgroup of its own
+//! without a limit (where the engine makes cgroups), so whatever it starts ends with it. Its
+//! output is in the worker's log.
 
 use std::path::Path;
 
+use tokio::process::Child;
 use tokio::sync::watch;
 
+use super::cgroup::Hierarchy;
+use super::memory_guard::MemoryGuard;
+use super::output::Capture;
 use super::run_log::{append_log, describe_exit};
 use super::sandbox::Jail;
-use super::spawn::{spawn, Start};
+use super::spawn::{or_outside, spawn, Start};
 use super::stopping::stopped;
 use crate::engine::{ReplicaPlan, EXIT_INIT_FAILED};
 
@@ -24,45 +30,58 @@ pub(super) enum Prepared {
     Failed { error: String, for_good: bool },
 }
 
-/// Runs `plan.prepare`, if any, in `jail`, until it exits or a stop comes.
+/// Runs `plan.prepare`, if any, in `jail` and a cgroup of its own under `cgroups`, until it
+/// exits or a stop comes; whatever it leaves running is killed then.
 pub(super) async fn prepare(
     plan: &ReplicaPlan,
-    log_path: &Path,
+    (log_path, cgroups): (&Path, Option<&Hierarchy>),
     jail: &Jail,
     stop_rx: &mut watch::Receiver<Option<std::time::Duration>>,
 ) -> Prepared {
     let Some(argv) = &plan.prepare else {
         return Prepared::Done;
     };
-    let noun = plan.purpose.noun();
     let run = ReplicaPlan {
         argv: argv.clone(),
         takes_socket: false,
         ..plan.clone()
     };
-    append_log(
-        log_path,
-        &format!(
-            "cortex: starting {noun} {}'s preparation (requirements.txt, dependencies.sh)",
-            plan.replica_id
-        ),
-    )
-    .await;
+    let line = format!(
+        "cortex: starting {} {}'s preparation (requirements.txt, dependencies.sh)",
+        plan.purpose.noun(),
+        plan.replica_id
+    );
+    append_log(log_path, &line).await;
     let how = Start {
         port: 0,
         socket_fd: None,
         jail,
         cuda_visible: None,
     };
-    let (mut child, capture) = match spawn(&run, log_path, &how, None) {
-        Ok(c) => c,
-        Err(e) => {
-            return Prepared::Failed {
-                error: format!("cannot start the preparation `{}`: {e}", argv.join(" ")),
-                for_good: false,
-            }
-        }
+    let name = format!("{}-prepare", plan.replica_id);
+    let guard = MemoryGuard::unlimited(cgroups, &name, log_path).await;
+    let spawned = spawn(&run, log_path, &how, guard.procs_file());
+    let (spawned, guard) = or_outside(spawned, guard, (&run, log_path, &how)).await;
+    let prepared = match spawned {
+        Ok((child, capture)) => wait(child, capture, plan, log_path, stop_rx).await,
+        Err(e) => Prepared::Failed {
+            error: format!("cannot start the preparation `{}`: {e}", argv.join(" ")),
+            for_good: false,
+        },
     };
+    guard.release().await;
+    prepared
+}
+
+/// Waits until the preparation `child` exits (or kills its process group when a stop comes
+/// first); how it went.
+async fn wait(
+    mut child: Child,
+    capture: Capture,
+    plan: &ReplicaPlan,
+    log_path: &Path,
+    stop_rx: &mut watch::Receiver<Option<std::time::Duration>>,
+) -> Prepared {
     let status = tokio::select! {
         status = child.wait() => status,
         _ = stopped(stop_rx) => {
@@ -85,6 +104,7 @@ pub(super) async fn prepare(
             }
         }
     };
+    let noun = plan.purpose.noun();
     let code_text = code.map_or("a signal".to_string(), |c| format!("status {c}"));
     let path = log_path.to_path_buf();
     let error = tokio::task::spawn_blocking(move || describe_exit(&path, noun, &code_text))

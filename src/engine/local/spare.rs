@@ -3,12 +3,15 @@
 //! and each become exactly one replica when it starts (`cortex_runtime/spare.py` is the other
 //! side and says how).
 //!
-//! A spare runs as the server's user until it is given a replica; it then enters the same
-//! confinement a replica started the usual way enters between fork and exec (memory cgroup,
-//! user, parent-death signal, no new privileges, the run's Landlock ruleset, which the server
-//! made and hands over as a descriptor), and says so before it takes the replica's
-//! environment and runs user code. No spare is used twice, so replicas never share an
-//! interpreter's memory, address layout or hash seed.
+//! A spare runs as the server's user until it is given a replica, in a cgroup of its own where
+//! the engine makes cgroups (moved there while it starts, so the replica it becomes pays
+//! nothing for it): that cgroup, without a memory limit, is the run's, and holds whatever the
+//! replica starts. So a spare never becomes a replica whose `compute.mem` is a cgroup's
+//! limit. Given a replica, the spare enters the same confinement a replica started the usual
+//! way enters between fork and exec (user, parent-death signal, no new privileges, the run's
+//! Landlock ruleset, which the server made and hands over as a descriptor), and says so
+//! before it takes the replica's environment and runs user code. No spare is used twice, so
+//! replicas never share an interpreter's memory, address layout or hash seed.
 
 use std::collections::BTreeMap;
 use std::io::{IoSlice, Read};
@@ -22,6 +25,8 @@ use std::time::Duration;
 use rustix::net::{SendAncillaryBuffer, SendAncillaryMessage, SendFlags};
 use tokio::process::Child;
 
+use super::cgroup::{Cgroup, Hierarchy};
+use super::memory_guard::empty_and_remove;
 use super::process::{hand_over, worker_command};
 
 /// The descriptor a spare finds its socket to the server on (fd 3 is the replica's listening
@@ -55,6 +60,8 @@ pub(super) struct Spares {
     settings: BTreeMap<String, String>,
     /// How many are kept ready.
     keep: usize,
+    /// Where each spare's cgroup is made (`None`: spares, like runs, are in none).
+    cgroups: Option<Arc<Hierarchy>>,
     slot: Mutex<Slot>,
     /// Told each time a spare is ready or failed to start.
     changed: tokio::sync::Notify,
@@ -67,14 +74,19 @@ struct Slot {
     /// Runs waiting for a starting spare (each waits for one of its own).
     waiting: usize,
     failures: u32,
+    /// The server is stopping: no more are started.
+    closed: bool,
 }
 
 impl Slot {
-    /// A ready spare that is still alive.
+    /// A ready spare that is still alive (the cgroups of dead ones, empty, are removed).
     fn pop_alive(&mut self) -> Option<Spare> {
         while let Some(mut spare) = self.ready.pop() {
             if matches!(spare.child.try_wait(), Ok(None)) {
                 return Some(spare);
+            }
+            if let Some(cgroup) = spare.cgroup {
+                cgroup.remove();
             }
         }
         None
@@ -85,6 +97,8 @@ impl Slot {
 struct Spare {
     child: Child,
     control: UnixStream,
+    /// Its cgroup, which becomes the run's.
+    cgroup: Option<Cgroup>,
 }
 
 /// What a spare becomes: the run's start, as JSON, and the descriptors it names (copies,
@@ -92,6 +106,12 @@ struct Spare {
 pub(super) struct Becoming {
     pub message: serde_json::Value,
     pub fds: Vec<OwnedFd>,
+}
+
+/// A spare become a replica: its process, and the cgroup it has been in since it started.
+pub(super) struct Became {
+    pub child: Child,
+    pub cgroup: Option<Cgroup>,
 }
 
 impl std::fmt::Debug for Spares {
@@ -104,13 +124,14 @@ impl std::fmt::Debug for Spares {
 }
 
 impl Spares {
-    /// Spares of `python` running the shim at `shim`, `keep` of them ready at a time.
+    /// Spares of `python` running the shim at `shim`, `keep` of them ready at a time, each in
+    /// a cgroup of its own under `cgroups`.
     pub(super) fn new(
-        python: String,
-        shim: PathBuf,
+        (python, shim): (String, PathBuf),
         owner: (String, String),
         pycache: Option<&Path>,
         keep: usize,
+        cgroups: Option<Arc<Hierarchy>>,
     ) -> Arc<Spares> {
         let mut env = super::sandbox::inherited_env();
         env.push(owner);
@@ -128,6 +149,7 @@ impl Spares {
             argv,
             settings,
             keep,
+            cgroups,
             slot: Mutex::default(),
             changed: tokio::sync::Notify::new(),
         })
@@ -157,7 +179,7 @@ impl Spares {
     pub(super) async fn make_replica(
         self: &Arc<Self>,
         run: impl FnOnce() -> std::io::Result<Becoming>,
-    ) -> Option<std::io::Result<Child>> {
+    ) -> Option<std::io::Result<Became>> {
         let became = match self.take().await {
             Some(spare) => Some(match run() {
                 Ok(run) => spare.become_replica(run).await,
@@ -192,7 +214,7 @@ impl Spares {
     pub(super) fn fill(self: &Arc<Self>) {
         let wanted = {
             let mut slot = self.slot();
-            if slot.failures >= GIVE_UP_AFTER {
+            if slot.failures >= GIVE_UP_AFTER || slot.closed {
                 return;
             }
             let wanted = self.keep.saturating_sub(slot.ready.len() + slot.starting);
@@ -214,6 +236,23 @@ impl Spares {
                     }
                 }
             });
+        }
+    }
+
+    /// Stops the ready spares (and removes their cgroups) and starts no more: the server is
+    /// stopping.
+    pub(super) async fn stop(&self) {
+        let ready = {
+            let mut slot = self.slot();
+            slot.closed = true;
+            std::mem::take(&mut slot.ready)
+        };
+        for mut spare in ready {
+            let _ = spare.child.start_kill();
+            let _ = spare.child.wait().await;
+            if let Some(cgroup) = &spare.cgroup {
+                empty_and_remove(cgroup).await;
+            }
         }
     }
 
@@ -256,10 +295,39 @@ impl Spares {
         }
     }
 
-    /// Starts one spare and waits until it has imported the runtime. Called on the runtime's
-    /// worker threads (which live as long as the server): the parent-death signal is tied to
-    /// the thread that forks.
+    /// Starts one spare in a cgroup of its own (where the engine makes them) and waits until it
+    /// has imported the runtime.
     async fn start(&self) -> std::io::Result<Spare> {
+        let cgroup = match self.cgroups.clone() {
+            Some(hierarchy) => Some(
+                tokio::task::spawn_blocking(move || hierarchy.create("spare", None))
+                    .await
+                    .map_err(std::io::Error::other)??,
+            ),
+            None => None,
+        };
+        match self.start_in(cgroup.as_ref()).await {
+            Ok((child, control)) => Ok(Spare {
+                child,
+                control,
+                cgroup,
+            }),
+            Err(e) => {
+                if let Some(cgroup) = &cgroup {
+                    empty_and_remove(cgroup).await;
+                }
+                Err(e)
+            }
+        }
+    }
+
+    /// Starts one spare, moves it into `cgroup` while its interpreter starts (a move costs the
+    /// kernel a grace period, milliseconds no run waits for this way; the spare runs only the
+    /// runtime's imports until it is given a replica) and waits until it has imported the
+    /// runtime (a spare that does not is killed). Called on the runtime's worker threads
+    /// (which live as long as the server): the parent-death signal is tied to the thread that
+    /// forks.
+    async fn start_in(&self, cgroup: Option<&Cgroup>) -> std::io::Result<(Child, UnixStream)> {
         let (ours, theirs) = UnixStream::pair()?;
         let handed = theirs.as_raw_fd();
         let mut cmd = worker_command(&self.python, Path::new("/"));
@@ -284,13 +352,20 @@ impl Spares {
         }
         let child = cmd.spawn()?;
         drop(theirs);
+        let pid = child
+            .id()
+            .ok_or_else(|| std::io::Error::other("the spare exited at once"))?;
+        let cgroup = cgroup.cloned();
         let control = tokio::task::spawn_blocking(move || {
+            if let Some(cgroup) = &cgroup {
+                cgroup.adopt(pid)?;
+            }
             expect_byte(&ours, b'R', READY_WITHIN)?;
             Ok::<_, std::io::Error>(ours)
         })
         .await
         .map_err(std::io::Error::other)??;
-        Ok(Spare { child, control })
+        Ok((child, control))
     }
 }
 
@@ -329,9 +404,13 @@ fn taken_on_becoming(var: &str) -> bool {
 
 impl Spare {
     /// Hands the spare its run and waits until it is in the run's confinement; the child is
-    /// then the replica. On failure the spare is killed.
-    async fn become_replica(self, run: Becoming) -> std::io::Result<Child> {
-        let Spare { mut child, control } = self;
+    /// then the replica. On failure the spare is killed (and its cgroup removed).
+    async fn become_replica(self, run: Becoming) -> std::io::Result<Became> {
+        let Spare {
+            mut child,
+            control,
+            cgroup,
+        } = self;
         let body = run.message.to_string().into_bytes();
         let entered = tokio::task::spawn_blocking(move || {
             send(&control, &body, &run.fds)?;
@@ -341,10 +420,13 @@ impl Spare {
         .map_err(std::io::Error::other)
         .and_then(|r| r);
         match entered {
-            Ok(()) => Ok(child),
+            Ok(()) => Ok(Became { child, cgroup }),
             Err(e) => {
                 let _ = child.start_kill();
                 let _ = child.wait().await;
+                if let Some(cgroup) = &cgroup {
+                    empty_and_remove(cgroup).await;
+                }
                 Err(match last_words(&mut child).await {
                     Some(line) => std::io::Error::other(line),
                     None => e,
@@ -417,11 +499,11 @@ mod tests {
 
     fn spares() -> Arc<Spares> {
         Spares::new(
-            "/usr/bin/python3".into(),
-            "/rt/cortex_shim.py".into(),
+            ("/usr/bin/python3".into(), "/rt/cortex_shim.py".into()),
             ("CORTEX_ENGINE_OWNER".into(), "/data".into()),
             Some(Path::new("/seed")),
             1,
+            None,
         )
     }
 

@@ -1,6 +1,6 @@
 //! Starting one run of a worker: its child process with the plan's argv, environment and
-//! working directory, in its jail (user, Landlock), its memory cgroup and its own process
-//! group, with its output captured into its log; and ending that group.
+//! working directory, in its jail (user, Landlock), its cgroup and its own process group, with
+//! its output captured into its log; and ending that group.
 
 use std::collections::BTreeMap;
 use std::os::fd::BorrowedFd;
@@ -9,7 +9,8 @@ use std::sync::Arc;
 
 use tokio::process::Child;
 
-use super::cgroup;
+use super::cgroup::{self, Hierarchy};
+use super::memory_guard::MemoryGuard;
 use super::output::{Capture, OutputPaths};
 use super::ports::LISTEN_FD;
 use super::process::{hand_over, signal_group, worker_command};
@@ -43,30 +44,31 @@ fn child_env(plan: &ReplicaPlan, how: &Start<'_>) -> BTreeMap<String, String> {
     env
 }
 
-/// Starts `plan`'s child as `how` says: a spare interpreter becomes it when one fits and the
-/// run joins no memory cgroup (a spare's memory so far is counted where it was allocated);
-/// otherwise, or when the spare fails, a new process ([`spawn`]).
+/// Starts `plan`'s child as `how` says and the guard that holds it: a spare interpreter becomes
+/// it when one fits and the plan's memory is not to be limited by a cgroup (a spare's memory
+/// so far is counted elsewhere), the run then held by the spare's own cgroup; otherwise, or
+/// when the spare fails, a new process in a new cgroup under `cgroups` ([`spawn`], and
+/// [`or_outside`] when it cannot join it).
 pub(super) async fn start(
     plan: &ReplicaPlan,
-    log_path: &Path,
-    how: &Start<'_>,
-    cgroup_procs: Option<std::ffi::CString>,
+    (log_path, how): (&Path, &Start<'_>),
+    cgroups: Option<&Hierarchy>,
     spares: Option<&Arc<Spares>>,
-) -> std::io::Result<(Child, Capture)> {
-    let fitting = match (spares, &cgroup_procs) {
-        (Some(spares), None) => {
-            let env = child_env(plan, how);
-            spares.fit(&plan.argv, &env).then_some((spares, env))
-        }
-        _ => None,
-    };
+) -> (std::io::Result<(Child, Capture)>, MemoryGuard) {
+    let kernel_limit = plan.mem_limit.is_some() && cgroups.is_some();
+    let fitting = spares.filter(|_| !kernel_limit).and_then(|spares| {
+        let env = child_env(plan, how);
+        spares.fit(&plan.argv, &env).then_some((spares, env))
+    });
     if let Some((spares, env)) = fitting {
         match spares.make_replica(|| becoming(plan, how, env)).await {
-            Some(Ok(child)) => {
-                if let Some(dir) = log_path.parent() {
-                    std::fs::create_dir_all(dir)?;
-                }
-                return capture(child, log_path);
+            Some(Ok(became)) => {
+                let guard = MemoryGuard::of_spare(plan, became.cgroup);
+                let child = became.child;
+                return (
+                    log_dir(log_path).and_then(|()| capture(child, log_path)),
+                    guard,
+                );
             }
             Some(Err(e)) => tracing::warn!(
                 "a spare interpreter could not become {}: {e}; starting it anew",
@@ -75,7 +77,30 @@ pub(super) async fn start(
             None => {}
         }
     }
-    spawn(plan, log_path, how, cgroup_procs)
+    let guard = MemoryGuard::for_plan(plan, cgroups, log_path).await;
+    let spawned = spawn(plan, log_path, how, guard.procs_file());
+    or_outside(spawned, guard, (plan, log_path, how)).await
+}
+
+/// A run that could not start in `guard`'s cgroup: started again outside it, held by its
+/// process group only (`guard` then without its cgroup, said in the log), rather than not at
+/// all. When it cannot start outside either, the cgroup was not the cause: the first error
+/// stands, and `guard` is left as it was (for its caller to release).
+pub(super) async fn or_outside(
+    spawned: std::io::Result<(Child, Capture)>,
+    guard: MemoryGuard,
+    (plan, log_path, how): (&ReplicaPlan, &Path, &Start<'_>),
+) -> (std::io::Result<(Child, Capture)>, MemoryGuard) {
+    let Err(e) = &spawned else {
+        return (spawned, guard);
+    };
+    if guard.cgroup.is_none() {
+        return (spawned, guard);
+    }
+    match spawn(plan, log_path, how, None) {
+        Err(_) => (spawned, guard),
+        outside => (outside, guard.without_cgroup(log_path, e).await),
+    }
 }
 
 /// What a spare is told to become: what the exec of `plan.argv` in its jail would have been.
@@ -108,8 +133,8 @@ fn becoming(
     Ok(Becoming { message, fds })
 }
 
-/// Starts `plan`'s child as `how` says, in the memory cgroup whose `cgroup.procs` is
-/// `cgroup_procs`, if any.
+/// Starts `plan`'s child as `how` says, in the cgroup whose `cgroup.procs` is `cgroup_procs`,
+/// if any.
 pub(super) fn spawn(
     plan: &ReplicaPlan,
     log_path: &Path,
@@ -124,9 +149,7 @@ pub(super) fn spawn(
         .argv
         .split_first()
         .ok_or_else(|| std::io::Error::other("the command is empty"))?;
-    if let Some(dir) = log_path.parent() {
-        std::fs::create_dir_all(dir)?;
-    }
+    log_dir(log_path)?;
     let mut cmd = worker_command(program, &plan.cwd);
     cmd.args(args).envs(child_env(plan, how));
     // SAFETY: the closure runs in the child between fork and exec and only calls
@@ -134,7 +157,7 @@ pub(super) fn spawn(
     // setgid, setgroups, syscall, _exit).
     unsafe {
         cmd.pre_exec(move || {
-            // Into its memory cgroup before it runs anything: all it starts is counted too.
+            // Into its cgroup before it runs anything: all it starts is held (and counted) too.
             if let Some(procs) = &cgroup_procs {
                 cgroup::join(procs)?;
             }
@@ -155,6 +178,14 @@ pub(super) fn spawn(
         });
     }
     capture(cmd.spawn()?, log_path)
+}
+
+/// Makes the directory of a worker's log.
+fn log_dir(log_path: &Path) -> std::io::Result<()> {
+    match log_path.parent() {
+        Some(dir) => std::fs::create_dir_all(dir),
+        None => Ok(()),
+    }
 }
 
 /// Starts copying `child`'s output into the run's log; kills it when that cannot be done.

@@ -12,7 +12,7 @@ use super::capacity::{Capacity, Need, Reservation};
 use super::cgroup::Hierarchy;
 use super::handle::ReplicaShared;
 use super::memory;
-use super::memory_guard::{remove_cgroup, MemoryGuard};
+use super::memory_guard::MemoryGuard;
 use super::one_run::{run, RunEnd, STRANGER_GRACE};
 use super::output::Capture;
 use super::ports::{PortHold, PortPool};
@@ -20,7 +20,7 @@ use super::prepare::{prepare, Prepared};
 use super::run_log::{append_log, describe_exit};
 use super::sandbox::{Jail, Sandbox};
 use super::spare::Spares;
-use super::spawn::{spawn, start, Start};
+use super::spawn::{start, Start};
 use super::stopping::{stop_requested, stopped, wait_or_stop};
 use crate::engine::restarts::{after_exit, backoff, BACKOFF_MAX, CRASH_LOOP_AFTER};
 use crate::engine::{ReplicaPhase, ReplicaPlan, EXIT_INIT_FAILED};
@@ -38,7 +38,8 @@ fn what(plan: &ReplicaPlan) -> String {
 }
 
 /// What the machine lends a replica: a port per run, and the CPU and memory it asks for;
-/// `cgroups`, where the server may make memory cgroups, to enforce its memory limit.
+/// `cgroups`, where the server may make cgroups, to hold each run (and enforce its memory
+/// limit).
 pub(super) struct Resources {
     pub ports: PortPool,
     pub capacity: Capacity,
@@ -156,60 +157,96 @@ impl Supervisor {
             self.attempt
         );
         append_log(&self.log_path, &starting).await;
-        let jail = {
-            let (sandbox, plan) = (self.resources.sandbox.clone(), self.plan.clone());
-            tokio::task::spawn_blocking(move || sandbox.prepare(&plan))
-                .await
-                .unwrap_or_else(|e| Err(std::io::Error::other(e)))
-        };
-        let jail = match jail {
+        let jail = match self.jail().await {
             Ok(jail) => jail,
+            Err(next) => return next,
+        };
+        if let Err(next) = self.prepared_in(&jail).await {
+            jail.remove().await;
+            return next;
+        }
+        match self.launch(&hold, &jail).await {
+            Ok((child, capture, guard)) => {
+                let end = self.run_child(child, capture, hold, guard, jail).await;
+                self.ended(end, port).await
+            }
+            Err(msg) => {
+                jail.remove().await;
+                self.not_started(msg).await
+            }
+        }
+    }
+
+    /// The run's sandbox, made for it.
+    async fn jail(&mut self) -> Result<Jail, Next> {
+        let (sandbox, plan) = (self.resources.sandbox.clone(), self.plan.clone());
+        let jail = tokio::task::spawn_blocking(move || sandbox.prepare(&plan))
+            .await
+            .unwrap_or_else(|e| Err(std::io::Error::other(e)));
+        match jail {
+            Ok(jail) => Ok(jail),
             Err(e) => {
                 let noun = self.plan.purpose.noun();
                 let msg = format!("cannot prepare the {noun}'s sandbox: {e}");
-                return self.not_started(msg).await;
-            }
-        };
-        if !self.prepared {
-            match prepare(&self.plan, &self.log_path, &jail, &mut self.stop_rx).await {
-                Prepared::Done => self.prepared = true,
-                Prepared::Stopped => {
-                    jail.remove().await;
-                    return Next::Stop;
-                }
-                Prepared::Failed { error, for_good } => {
-                    jail.remove().await;
-                    return self.not_prepared(error, for_good).await;
-                }
+                Err(self.not_started(msg).await)
             }
         }
-        let guard = MemoryGuard::for_plan(
+    }
+
+    /// The project's preparation, run in `jail` the first time only.
+    async fn prepared_in(&mut self, jail: &Jail) -> Result<(), Next> {
+        if self.prepared {
+            return Ok(());
+        }
+        let cgroups = self.resources.cgroups.as_deref();
+        match prepare(
             &self.plan,
-            self.resources.cgroups.as_deref(),
-            &self.log_path,
+            (&self.log_path, cgroups),
+            jail,
+            &mut self.stop_rx,
         )
-        .await;
+        .await
+        {
+            Prepared::Done => {
+                self.prepared = true;
+                Ok(())
+            }
+            Prepared::Stopped => Err(Next::Stop),
+            Prepared::Failed { error, for_good } => Err(self.not_prepared(error, for_good).await),
+        }
+    }
+
+    /// Starts the child on `hold`'s port in `jail`, held by its memory guard (in its cgroup,
+    /// or outside one that it cannot join); why not, when it cannot start.
+    async fn launch(
+        &self,
+        hold: &PortHold,
+        jail: &Jail,
+    ) -> Result<(Child, Capture, MemoryGuard), String> {
+        let (plan, log_path) = (&self.plan, self.log_path.as_path());
         let how = Start {
-            port,
+            port: hold.lease.port,
             socket_fd: hold.socket_fd(),
-            jail: &jail,
+            jail,
             cuda_visible: self.cuda_visible.as_deref(),
         };
-        let (spawned, guard) = self.spawn_guarded(&how, guard).await;
-        let (child, capture) = match spawned {
-            Ok(c) => c,
+        let (cgroups, spares) = (
+            self.resources.cgroups.as_deref(),
+            self.resources.spares.as_ref(),
+        );
+        let (spawned, guard) = start(plan, (log_path, &how), cgroups, spares).await;
+        match spawned {
+            Ok((child, capture)) => Ok((child, capture, guard)),
             Err(e) => {
-                jail.remove().await;
-                let msg = format!("cannot start `{}`: {e}", self.plan.argv.join(" "));
-                return self.not_started(msg).await;
+                guard.release().await;
+                Err(format!("cannot start `{}`: {e}", plan.argv.join(" ")))
             }
-        };
-        let end = self.run_child(child, capture, hold, guard, jail).await;
-        self.ended(end, port).await
+        }
     }
 
     /// Runs the started child on `hold`'s port until it ends; then what the run leaves is
-    /// cleaned up (its cgroup, its port, its sandbox) and its output drained.
+    /// cleaned up (whatever is left in its cgroup, its port, its sandbox) and its output
+    /// drained.
     async fn run_child(
         &mut self,
         child: Child,
@@ -239,11 +276,8 @@ impl Supervisor {
             &self.http,
         )
         .await;
-        if let MemoryGuard::Cgroup(cgroup, _) = &guard {
-            // What left the replica's process group is in its cgroup all the same.
-            cgroup.kill_all();
-            remove_cgroup(cgroup).await;
-        }
+        // What left the replica's process group (or session) is in its cgroup all the same.
+        guard.release().await;
         drop(lease);
         jail.remove().await;
         // The last words of the run are in the log before it is read for the error.
@@ -281,37 +315,6 @@ impl Supervisor {
             s.phase = restarting_unless(failed);
         });
         Next::Again(backoff(self.failures_in_a_row))
-    }
-
-    /// Starts the child as `how` says, in `guard`'s cgroup; one that cannot join its cgroup
-    /// starts with its memory sampled instead, rather than not at all.
-    async fn spawn_guarded(
-        &self,
-        how: &Start<'_>,
-        guard: MemoryGuard,
-    ) -> (std::io::Result<(Child, Capture)>, MemoryGuard) {
-        let (plan, log_path) = (&self.plan, &self.log_path);
-        let spawned = start(
-            plan,
-            log_path,
-            how,
-            guard.procs_file(),
-            self.resources.spares.as_ref(),
-        )
-        .await;
-        match (&spawned, &guard) {
-            (Err(e), MemoryGuard::Cgroup(cgroup, limit)) => {
-                let limit = *limit;
-                let why = format!("cortex: cannot start the replica in its memory cgroup ({e}); its memory is sampled instead");
-                append_log(log_path, &why).await;
-                remove_cgroup(cgroup).await;
-                (
-                    spawn(plan, log_path, how, None),
-                    MemoryGuard::Sampled(limit),
-                )
-            }
-            _ => (spawned, guard),
-        }
     }
 
     /// A start that failed before the child ran: said in the log and the replica's status.

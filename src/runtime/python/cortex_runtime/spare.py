@@ -2,8 +2,8 @@
 already paid for its start and the runtime's imports, and becomes exactly one replica.
 
 The server runs `python3 -u cortex_shim.py --spare` as its own user, in its own process
-group, with a unix stream socket on the descriptor CORTEX_SPARE_FD, only the harmless part of
-its environment (what every replica gets of it) and a HOME that does not exist (so no user
+group (and cgroup, see below), with a unix stream socket on the descriptor CORTEX_SPARE_FD,
+only the harmless part of its environment (what every replica gets of it) and a HOME that does not exist (so no user
 site directory, as for a replica, whose HOME is new and empty). The spare imports everything a replica imports, writes b"R" on the socket
 and waits. The server then sends one replica's start: a 4-byte big-endian length and that
 many bytes of JSON, with the replica's descriptors (its listening socket, its Landlock
@@ -15,8 +15,10 @@ ruleset) attached to the first bytes (SCM_RIGHTS):
      "ruleset_fd": <index in the descriptors> or null}
 
 The spare enters the replica's confinement in the order the server's own start of a replica
-does between fork and exec (a replica that joins a memory cgroup is never given a spare,
-whose memory so far is counted where it was allocated): its user (no supplementary groups, its gid, its
+does between fork and exec. The first step, the cgroup, is behind it: where the server makes
+cgroups, it moves every spare into one of its own before the spare is ready, which becomes
+the replica's run's (so a replica whose compute.mem is a cgroup's limit is never given a
+spare, whose memory so far is counted elsewhere). Then: its user (no supplementary groups, its gid, its
 uid; a root uid must not come back), the parent-death signal, no new privileges and the
 Landlock ruleset. It closes every other descriptor, writes b"A", and only then takes the
 replica's environment, working directory and arguments and runs the shim: user code runs in
