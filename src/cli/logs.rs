@@ -11,6 +11,7 @@ use std::io::{IsTerminal, Write};
 use super::environment;
 use super::output::OutputFormat;
 use super::{ExitStatus, LogsArgs};
+use crate::client::{Client, ClientError};
 
 pub async fn run(args: LogsArgs) -> anyhow::Result<ExitStatus> {
     let target = environment::connect(args.env.env.as_deref()).await?;
@@ -36,17 +37,31 @@ pub async fn run(args: LogsArgs) -> anyhow::Result<ExitStatus> {
         }
     }
     write(&lines.finish())?;
-    if follow && args.job_id.is_none() {
-        // A followed api's stream ends when the api is deleted, or when the server stops.
-        let why = match client.get_api(&args.api).await {
-            Err(e) if e.status() == Some(reqwest::StatusCode::NOT_FOUND) => {
-                format!("{} was deleted: no more logs will come", args.api)
-            }
-            _ => "the server ended the log stream (it stopped or restarted); run the command again to go on".to_string(),
-        };
-        eprintln!("cortex: {why}");
+    if follow {
+        if let Some(why) = stream_ended(client, &args).await {
+            eprintln!("cortex: {why}");
+        }
     }
     Ok(ExitStatus::Success)
+}
+
+/// Why a followed stream ended, unless what it followed is over (a job that ended): its API
+/// was deleted, or the server stopped.
+async fn stream_ended(client: &Client, args: &LogsArgs) -> Option<String> {
+    let gone = |e: &ClientError| e.status() == Some(reqwest::StatusCode::NOT_FOUND);
+    if client.get_api(&args.api).await.is_err_and(|e| gone(&e)) {
+        return Some(format!("{} was deleted: no more logs will come", args.api));
+    }
+    if let Some(job_id) = &args.job_id {
+        let job = client.job_status(&args.api, job_id, false).await;
+        if job.is_ok_and(|j| j.job_status.end_time.is_some()) {
+            return None;
+        }
+    }
+    Some(
+        "the server ended the log stream (it stopped or restarted); run the command again to go on"
+            .to_string(),
+    )
 }
 
 /// Writes to stdout; false when its reader went away.

@@ -931,8 +931,23 @@ fn logs_follow_a_job_until_it_ends_and_deleting_an_api_with_running_jobs_asks_fi
         json!({"workers": 1, "item_list": {"items": [1], "batch_size": 1}, "config": {"results": results}}),
     );
     let (_, pid) = wait_started(&results, &id);
+    let follower = s
+        .cortex()
+        .args(["logs", "stopped-by-delete", &id, "-f"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
     let out = s.ok(s.dir.path(), &["delete", "stopped-by-delete", "-y"]);
     assert_eq!(out, "deleting stopped-by-delete\n");
+    // A follower of its job hears why its stream ended.
+    let followed = follower.wait_with_output().unwrap();
+    assert!(
+        crate::harness::stderr(&followed)
+            .contains("stopped-by-delete was deleted: no more logs will come"),
+        "{}",
+        crate::harness::stderr(&followed)
+    );
     wait_for("the job's worker to be stopped", DEADLINE, || {
         (unsafe { libc::kill(pid, 0) } != 0).then_some(())
     });
