@@ -96,6 +96,7 @@ mod tests {
             created_at: 0,
             updated_at: 0,
             serving: None,
+            current_served: true,
             access: access.into(),
             default_permission: default.into(),
             team_id: team.map(str::to_string),

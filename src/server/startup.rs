@@ -290,6 +290,7 @@ pub(super) async fn restore(store: &Store, bundles: &BundleStore, deployments: &
                 spec_hash: serving.spec_hash.clone(),
                 bundle_sha256: serving.bundle_sha256.clone(),
                 serving: None,
+                current_served: true,
                 ..row.clone()
             };
             // It was the deployment before the current one.

@@ -66,6 +66,8 @@ pub struct ModelRow {
     /// The spec that last became ready, when it is not `spec_hash` (a newer spec that has not
     /// served yet): what a restart starts next to it so predictions keep being answered.
     pub serving: Option<ServingSpec>,
+    /// Whether its current spec served (its replicas became ready) at least once.
+    pub current_served: bool,
     /// `private`, `protected` or `public`.
     pub access: String,
     /// `read` or `write`: what team members (protected) or everyone (public) may do.
@@ -127,9 +129,11 @@ const COLUMNS: &str = "id, name, kind, owner_id, deploy_status, spec_json, spec_
 fn from_row(r: &Row<'_>) -> rusqlite::Result<ModelRow> {
     let status: String = r.get(4)?;
     let spec_hash: String = r.get(6)?;
+    let serving_hash = r.get::<_, Option<String>>(12)?;
+    let current_served = serving_hash.as_ref() == Some(&spec_hash);
     let serving = match (
         r.get::<_, Option<String>>(11)?,
-        r.get::<_, Option<String>>(12)?,
+        serving_hash,
         r.get::<_, Option<String>>(13)?,
     ) {
         (Some(spec_json), Some(serving_hash), Some(bundle_sha256)) if serving_hash != spec_hash => {
@@ -154,6 +158,7 @@ fn from_row(r: &Row<'_>) -> rusqlite::Result<ModelRow> {
         created_at: r.get(9)?,
         updated_at: r.get(10)?,
         serving,
+        current_served,
         access: r.get(14)?,
         default_permission: r.get(15)?,
         team_id: r.get(16)?,

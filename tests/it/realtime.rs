@@ -510,3 +510,34 @@ fn a_slow_upload_during_an_update_reaches_the_new_replica() {
     let v: serde_json::Value = serde_json::from_str(&body).unwrap();
     assert_eq!(v["version"], 2, "{body}");
 }
+
+#[test]
+fn a_first_version_still_starting_is_an_update_in_progress_but_one_a_restart_brings_back_is_not() {
+    let mut s = Server::start();
+    let gate = s.dir.path().join("gate");
+    let p = versioned_project(&s, "first");
+    // Version 2 waits for the gate: the API's first version is still starting.
+    write(&p, "cortex.yaml", &versioned_config("first", 2, &gate));
+    s.ok(&p, &["deploy"]);
+    write(&p, "cortex.yaml", &versioned_config("first", 3, &gate));
+    let refused = s.run(&p, &["deploy"]);
+    assert_refused(&refused, "first is updating (override with --force)");
+    assert!(s
+        .ok(&p, &["deploy", "--force"])
+        .starts_with("updating first (RealtimeAPI)"));
+    std::fs::write(&gate, "").unwrap();
+    s.wait_status("first", "live");
+    // Version 3 served: brought back by a restart (waiting for the gate again), it is not
+    // an update in progress, and a new version goes without --force.
+    std::fs::remove_file(&gate).unwrap();
+    s.restart();
+    assert_eq!(s.api_json("first").unwrap()["status"], "updating");
+    write(&p, "cortex.yaml", &versioned_config("first", 4, &gate));
+    let out = s.ok(&p, &["deploy"]);
+    assert!(out.starts_with("updating first (RealtimeAPI)"), "{out}");
+    std::fs::write(&gate, "").unwrap();
+    wait_for("version 4 to serve", DEADLINE, || {
+        let v: serde_json::Value = s.predict("first", "{}").json().ok()?;
+        (v["version"] == 4).then_some(())
+    });
+}

@@ -175,8 +175,16 @@ impl Checks<'_> {
             &self.req.bundle,
         );
         if let Some(running) = self.state.deployments.get(&name) {
-            let updating =
-                status::api_status(&running) == ApiStatus::Updating && running.has_older();
+            // A version rolling out: an update whose older version still serves, or a first
+            // version that never served yet (not one that served and restarts, nor one a
+            // restart of the server brings back).
+            let served = existing.as_ref().is_some_and(|row| {
+                let older = row.serving.as_ref().map(|s| &s.spec_hash);
+                (row.current_served && row.spec_hash == running.spec_hash)
+                    || older == Some(&running.spec_hash)
+            });
+            let updating = status::api_status(&running) == ApiStatus::Updating
+                && (running.has_older() || !served);
             if updating && running.spec_hash == hash {
                 return Ok(Checked::AlreadyUpdating(DeployResult {
                     name: name.clone(),
