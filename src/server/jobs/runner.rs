@@ -203,7 +203,7 @@ impl Run {
             feeders_stop: CancellationToken::new(),
             per_worker: self.in_flight.max(1) as usize,
             settler: Arc::new(super::settler::Settler::spawn(
-                self.shared.clone(),
+                self.shared.store.clone(),
                 job.id.clone(),
             )),
             lease_ahead: super::feeder::lease_ahead(
