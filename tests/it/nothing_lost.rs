@@ -1,6 +1,6 @@
 //! Nothing is lost silently: a server does not start over on a database that was emptied or
 //! damaged beside an earlier server's data, a delete that cannot be stored stops nothing,
-//! and a disk full for a while in the middle of a job fails no batch.
+//! and a disk full for a while in the middle of a job fails no batch and stalls no job.
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -302,15 +302,18 @@ impl SmallDiskServer {
         self.deploy(&project);
     }
 
-    /// Submits a job of `items` one-item batches to `recorder` on one worker, once it has
-    /// run two of them; its id.
-    fn submit_running(&self, results: &Path, items: usize) -> String {
+    /// Submits a job of `items` one-item batches to `recorder` on one worker (with `timeout`
+    /// seconds, if given), once it has run two of them; its id.
+    fn submit_running(&self, results: &Path, items: usize, timeout: Option<u64>) -> String {
         let items: Vec<usize> = (0..items).collect();
-        let job = json!({
+        let mut job = json!({
             "workers": 1,
             "item_list": {"items": items, "batch_size": 1},
             "config": {"results": results},
         });
+        if let Some(t) = timeout {
+            job["timeout"] = json!(t);
+        }
         let submitted: Value = http()
             .post(format!("{}/recorder", self.url))
             .json(&job)
@@ -369,7 +372,7 @@ fn a_disk_full_for_a_while_mid_job_fails_no_batch() {
     };
     s.deploy_recorder();
     let (_shared, results) = results_dir();
-    let id = s.submit_running(&results, ITEMS);
+    let id = s.submit_running(&results, ITEMS, None);
 
     let filler = s.fill();
     let failing_since = s.logged("cannot write the batches of job");
@@ -395,5 +398,29 @@ fn a_disk_full_for_a_while_mid_job_fails_no_batch() {
         runs(&results).len(),
         ITEMS,
         "no batch ran twice: nothing was lost, not even a lease"
+    );
+}
+
+/// A job whose end comes while the disk is full (here, its timeout) is recorded as ended
+/// once the disk frees, not left running with nothing left to end it.
+#[test]
+fn a_job_that_ends_on_a_full_disk_is_recorded_once_it_frees() {
+    let Some(s) = SmallDiskServer::start_with(40, &[]) else {
+        return;
+    };
+    s.deploy_recorder();
+    let (_shared, results) = results_dir();
+    // Far more batches than the timeout leaves time for.
+    let id = s.submit_running(&results, 400, Some(15));
+
+    let filler = s.fill();
+    s.logged("cannot record the end of job");
+    std::fs::remove_file(filler).unwrap();
+
+    let done = s.ended(&id);
+    assert_eq!(done["status"], "status_timed_out", "{done:#}");
+    assert!(
+        runs(&results).len() < 400,
+        "the job timed out in the middle"
     );
 }
