@@ -90,6 +90,17 @@ pub enum Settle {
     },
 }
 
+impl Settle {
+    /// The batch and the lease it settles.
+    pub fn lease(&self) -> (i64, &str) {
+        match self {
+            Settle::Ack { seq, lease_id, .. }
+            | Settle::Nack { seq, lease_id, .. }
+            | Settle::Release { seq, lease_id, .. } => (*seq, lease_id),
+        }
+    }
+}
+
 /// Settles deliveries and leases up to `n` more batches, in one transaction (a feeder's round
 /// trip to the database per `n` batches). Returns which settles held their lease, and the new
 /// leases.
@@ -101,54 +112,120 @@ pub fn settle_and_lease(
     visibility_ms: i64,
     n: usize,
 ) -> Result<(Vec<bool>, Vec<Lease>), StoreError> {
+    let round = Round {
+        extend: &[],
+        settles,
+        now_ms,
+        visibility_ms,
+        lease: n,
+    };
+    let written = write_round(conn, job_id, &round)?;
+    Ok((written.settled, written.leases))
+}
+
+/// A lease kept alive until `until_ms`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Extension {
+    pub seq: i64,
+    pub lease_id: String,
+    pub until_ms: i64,
+}
+
+/// One transaction of a job's writer (`server/jobs/settler.rs`), in this order: leases kept
+/// alive, deliveries settled, then up to `lease` batches leased until `now_ms +
+/// visibility_ms` (lapsed leases are judged only after the extensions, so a lease its holder
+/// could not extend while the database refused writes is not counted as lapsed).
+pub struct Round<'a> {
+    pub extend: &'a [Extension],
+    pub settles: &'a [Settle],
+    pub now_ms: i64,
+    pub visibility_ms: i64,
+    pub lease: usize,
+}
+
+/// What a [`Round`] did: which extensions and settles held their lease, and the new leases.
+#[derive(Debug, Default)]
+pub struct Written {
+    pub extended: Vec<bool>,
+    pub settled: Vec<bool>,
+    pub leases: Vec<Lease>,
+}
+
+/// Writes `round` in one transaction: all of it, or (an error) nothing.
+pub fn write_round(
+    conn: &mut Connection,
+    job_id: &str,
+    round: &Round<'_>,
+) -> Result<Written, StoreError> {
     let tx = conn.transaction()?;
-    let mut settled = Vec::with_capacity(settles.len());
-    for s in settles {
-        settled.push(match s {
-            Settle::Ack {
-                seq,
-                lease_id,
-                duration_ms,
-            } => ack(&tx, job_id, *seq, lease_id, *duration_ms)?,
-            Settle::Nack {
-                seq,
-                lease_id,
-                error,
-                duration_ms,
-            } => nack(&tx, job_id, *seq, lease_id, error, *duration_ms)?,
-            Settle::Release {
-                seq,
-                lease_id,
-                crashed,
-            } => release(&tx, job_id, *seq, lease_id, *crashed)?,
-        });
+    let mut written = Written::default();
+    for e in round.extend {
+        written
+            .extended
+            .push(extend(&tx, job_id, e.seq, &e.lease_id, e.until_ms)?);
     }
-    let mut leases = Vec::new();
-    if n > 0 {
-        let max: Option<u32> = tx
-            // A job that ended (stopped, timed out) hands out nothing more.
-            .prepare_cached("SELECT max_receive_count FROM jobs WHERE id = ?1 AND end_ns IS NULL")?
-            .query_row([job_id], |r| r.get(0))
-            .optional()?;
-        if let Some(max) = max {
-            tx.prepare_cached(
-                "UPDATE batches SET state = 'failed', lease_id = NULL, lease_until_ms = NULL,
-                        last_error = COALESCE(last_error, 'its lease lapsed ' || receive_count
-                            || ' time(s): the worker that received it did not ack, nack or extend it in time')
-                 WHERE job_id = ?1 AND state = 'leased' AND lease_until_ms <= ?2
-                   AND receive_count >= ?3",
-            )?
-            .execute(params![job_id, now_ms, max])?;
-            while leases.len() < n {
-                match lease_one(&tx, job_id, now_ms, visibility_ms)? {
-                    Some(l) => leases.push(l),
-                    None => break,
-                }
-            }
-        }
+    for s in round.settles {
+        written.settled.push(settle(&tx, job_id, s)?);
+    }
+    if round.lease > 0 {
+        written.leases = lease_round(&tx, job_id, round)?;
     }
     tx.commit()?;
-    Ok((settled, leases))
+    Ok(written)
+}
+
+/// Applies one settle (inside the caller's transaction); false when the lease was not held.
+fn settle(conn: &Connection, job_id: &str, s: &Settle) -> Result<bool, StoreError> {
+    match s {
+        Settle::Ack {
+            seq,
+            lease_id,
+            duration_ms,
+        } => ack(conn, job_id, *seq, lease_id, *duration_ms),
+        Settle::Nack {
+            seq,
+            lease_id,
+            error,
+            duration_ms,
+        } => nack(conn, job_id, *seq, lease_id, error, *duration_ms),
+        Settle::Release {
+            seq,
+            lease_id,
+            crashed,
+        } => release(conn, job_id, *seq, lease_id, *crashed),
+    }
+}
+
+/// Fails the lapsed batches out of deliveries, then leases up to `round.lease` (inside the
+/// caller's transaction). A job that ended (stopped, timed out) hands out nothing more.
+fn lease_round(
+    conn: &Connection,
+    job_id: &str,
+    round: &Round<'_>,
+) -> Result<Vec<Lease>, StoreError> {
+    let max: Option<u32> = conn
+        .prepare_cached("SELECT max_receive_count FROM jobs WHERE id = ?1 AND end_ns IS NULL")?
+        .query_row([job_id], |r| r.get(0))
+        .optional()?;
+    let Some(max) = max else {
+        return Ok(Vec::new());
+    };
+    conn.prepare_cached(
+        "UPDATE batches SET state = 'failed', lease_id = NULL, lease_until_ms = NULL,
+                last_error = COALESCE(last_error, 'its lease lapsed ' || receive_count
+                    || ' time(s): the worker that received it did not ack, nack or extend it in time')
+         WHERE job_id = ?1 AND state = 'leased' AND lease_until_ms <= ?2
+           AND receive_count >= ?3",
+    )?
+    .execute(params![job_id, round.now_ms, max])?;
+    let mut leases = Vec::new();
+    while leases.len() < round.lease {
+        match lease_one(conn, job_id, round.now_ms, round.visibility_ms)? {
+            Some(l) => leases.push(l),
+            None => break,
+        }
+    }
+    Ok(leases)
 }
 
 /// Leases one batch (inside the caller's transaction).
@@ -212,21 +289,6 @@ pub fn extend(
         )?
         .execute(params![job_id, seq, lease_id, until_ms])?;
     Ok(n > 0)
-}
-
-/// Extends every lease in `held` (one transaction).
-pub fn extend_all(
-    conn: &mut Connection,
-    job_id: &str,
-    held: &[(i64, String)],
-    until_ms: i64,
-) -> Result<(), StoreError> {
-    let tx = conn.transaction()?;
-    for (seq, lease_id) in held {
-        extend(&tx, job_id, *seq, lease_id, until_ms)?;
-    }
-    tx.commit()?;
-    Ok(())
 }
 
 /// The batch succeeded; false when the lease was not (or no longer) the worker's.
@@ -476,11 +538,68 @@ mod tests {
             [(1, 2), (2, 1)],
             "the nacked batch is queued again, in order"
         );
-        let held: Vec<(i64, String)> = more.iter().map(|l| (l.seq, l.lease_id.clone())).collect();
-        extend_all(&mut c, "j1", &held, 5000).unwrap();
+        let extend: Vec<Extension> = more
+            .iter()
+            .map(|l| Extension {
+                seq: l.seq,
+                lease_id: l.lease_id.clone(),
+                until_ms: 5000,
+            })
+            .collect();
+        let round = Round {
+            extend: &extend,
+            settles: &[],
+            now_ms: 0,
+            visibility_ms: 0,
+            lease: 0,
+        };
+        assert_eq!(
+            write_round(&mut c, "j1", &round).unwrap().extended,
+            [true, true]
+        );
         assert_eq!(lease(&mut c, "j1", 2000, 10).unwrap(), None, "extended");
         let n = counts(&c, "j1").unwrap();
         assert_eq!((n.succeeded, n.leased), (1, 2));
+    }
+
+    #[test]
+    fn a_lease_extended_in_the_round_that_judges_lapses_has_not_lapsed() {
+        // One delivery each: a lapse would fail the batch.
+        let mut c = db(1, &["[1]", "[2]", "[3]"]);
+        let held = lease(&mut c, "j1", 0, 100).unwrap().unwrap();
+        let done = lease(&mut c, "j1", 0, 100).unwrap().unwrap();
+        // Long past both deadlines (the database refused every write meanwhile), the holder's
+        // first write keeps one lease, settles the other and leases the next batch.
+        let extend = [Extension {
+            seq: held.seq,
+            lease_id: held.lease_id.clone(),
+            until_ms: 10_100,
+        }];
+        let settles = [Settle::Ack {
+            seq: done.seq,
+            lease_id: done.lease_id.clone(),
+            duration_ms: 1,
+        }];
+        let round = Round {
+            extend: &extend,
+            settles: &settles,
+            now_ms: 10_000,
+            visibility_ms: 100,
+            lease: 5,
+        };
+        let written = write_round(&mut c, "j1", &round).unwrap();
+        assert_eq!(
+            (written.extended, written.settled),
+            (vec![true], vec![true])
+        );
+        assert_eq!(
+            written.leases.iter().map(|l| l.seq).collect::<Vec<_>>(),
+            [2],
+            "the held batch is not leased again"
+        );
+        let n = counts(&c, "j1").unwrap();
+        assert_eq!((n.succeeded, n.leased, n.failed), (1, 2, 0));
+        assert!(ack(&c, "j1", held.seq, &held.lease_id, 1).unwrap());
     }
 
     #[test]

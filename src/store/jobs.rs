@@ -261,6 +261,12 @@ pub(crate) mod tests {
     pub(crate) fn db(max_receive_count: u32, batches: &[&str]) -> Connection {
         let mut c = Connection::open_in_memory().unwrap();
         crate::store::migrations::migrate(&mut c).unwrap();
+        seed(&mut c, max_receive_count, batches);
+        c
+    }
+
+    /// Job `j1` of API `sum` with `batches`, in a migrated database.
+    pub(crate) fn seed(c: &mut Connection, max_receive_count: u32, batches: &[&str]) {
         c.execute_batch(
             "INSERT INTO users (id, username, admin, created_at) VALUES ('u', 'u', 1, 0);
              INSERT INTO bundles (sha256, size, created_at) VALUES ('b', 1, 0);
@@ -271,7 +277,7 @@ pub(crate) mod tests {
         .unwrap();
         let batches: Vec<String> = batches.iter().map(|b| b.to_string()).collect();
         create(
-            &mut c,
+            c,
             &NewJob {
                 id: "j1",
                 model_id: "m",
@@ -285,7 +291,6 @@ pub(crate) mod tests {
             &batches,
         )
         .unwrap();
-        c
     }
 
     #[test]

@@ -1,13 +1,17 @@
 //! Nothing is lost silently: a server does not start over on a database that was emptied or
-//! damaged beside an earlier server's data, and a delete that cannot be stored stops nothing.
+//! damaged beside an earlier server's data, a delete that cannot be stored stops nothing,
+//! and a disk full for a while in the middle of a job fails no batch and stalls no job.
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
 
-use serde_json::Value;
+use serde_json::{json, Value};
 
-use crate::harness::{copy_dir, cortex_bin, http, wait_for, KillOnDrop, Server, DEADLINE};
+use crate::harness::{
+    copy_dir, cortex_bin, http, shared_tempdir, wait_for, KillOnDrop, Server, DEADLINE,
+};
 
 /// Starts `cortex server` on `data_dir`, which must refuse to start: its error output.
 fn start_refused(data_dir: &Path) -> String {
@@ -89,9 +93,9 @@ fn a_database_missing_a_table_refuses_to_start_naming_it() {
 
 /// A server whose data directory is a small tmpfs of its own, mounted in a private mount
 /// namespace (so nothing is left mounted however the test ends); the test reaches its files
-/// through `/proc/<pid>/root`.
+/// through `/proc/<pid>/root`. Its output goes to `server.log` beside (not on) that disk.
 struct SmallDiskServer {
-    child: KillOnDrop,
+    _child: KillOnDrop,
     dir: tempfile::TempDir,
     view: PathBuf,
     url: String,
@@ -101,6 +105,11 @@ struct SmallDiskServer {
 impl SmallDiskServer {
     /// `None` when this process may not mount (not root).
     fn start() -> Option<SmallDiskServer> {
+        SmallDiskServer::start_with(24, &[])
+    }
+
+    /// A server on a disk of `size_mb` MiB, with `env` added to its environment.
+    fn start_with(size_mb: u32, env: &[(&str, &str)]) -> Option<SmallDiskServer> {
         // SAFETY: geteuid has no preconditions.
         if unsafe { libc::geteuid() } != 0 {
             eprintln!("skipped: mounting a small tmpfs needs root");
@@ -111,7 +120,9 @@ impl SmallDiskServer {
         std::fs::create_dir_all(&data).unwrap();
         let child = Command::new("unshare")
             .args(["--mount", "--propagation", "private", "sh", "-c"])
-            .arg(r#"mount -t tmpfs -o size=24m cortex-small "$1" && shift && exec "$@""#)
+            .arg(format!(
+                r#"mount -t tmpfs -o size={size_mb}m cortex-small "$1" && shift && exec "$@""#
+            ))
             .arg("sh")
             .arg(&data)
             .arg(cortex_bin())
@@ -122,9 +133,10 @@ impl SmallDiskServer {
             .env("CORTEX_SHUTDOWN_GRACE_SECS", "1")
             // The disk is small on purpose: the free-space guard must not refuse the deploy.
             .env("CORTEX_MIN_FREE_DISK_MB", "0")
+            .envs(env.iter().copied())
             .stdin(Stdio::null())
             .stdout(Stdio::null())
-            .stderr(Stdio::null())
+            .stderr(std::fs::File::create(dir.path().join("server.log")).unwrap())
             .spawn()
             .unwrap();
         let pid = child.id();
@@ -143,7 +155,7 @@ impl SmallDiskServer {
             .trim()
             .to_string();
         Some(SmallDiskServer {
-            child,
+            _child: child,
             dir,
             view,
             url,
@@ -154,9 +166,13 @@ impl SmallDiskServer {
     fn deploy_example(&self, example: &str) {
         let project = self.dir.path().join(example);
         copy_dir(&crate::harness::example(example), &project);
+        self.deploy(&project);
+    }
+
+    fn deploy(&self, project: &Path) {
         let out = Command::new(cortex_bin())
             .arg("deploy")
-            .current_dir(&project)
+            .current_dir(project)
             .env("CORTEX_CLI_CONFIG_DIR", self.dir.path().join("cli"))
             .env("CORTEX_ENDPOINT", &self.url)
             .env("CORTEX_TOKEN", &self.token)
@@ -186,6 +202,11 @@ impl SmallDiskServer {
         (resp.status().as_u16(), resp.json().unwrap_or(Value::Null))
     }
 
+    /// What the server wrote to its standard error so far.
+    fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.path().join("server.log")).unwrap_or_default()
+    }
+
     /// Fills the disk to the last byte; the file to remove to free it again.
     fn fill(&self) -> PathBuf {
         let filler = self.view.join("filler");
@@ -196,6 +217,17 @@ impl SmallDiskServer {
         }
         let _ = f.sync_all();
         filler
+    }
+}
+
+impl Drop for SmallDiskServer {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            eprintln!(
+                "---- server output ----\n{}-----------------------",
+                self.log()
+            );
+        }
     }
 }
 
@@ -230,5 +262,165 @@ fn a_delete_that_cannot_be_stored_on_a_full_disk_stops_nothing() {
         404,
         "deleted once it could be stored"
     );
-    drop(s.child);
+}
+
+/// Appends each batch it runs to `runs`, a few tenths of a second apart, so that a disk
+/// filled mid-job finds outcomes to write.
+const RECORDER: &str = r#"
+import os, time
+
+class PythonPredictor:
+    def __init__(self, config, job_spec):
+        self.runs = os.path.join(config["results"], "runs")
+
+    def predict(self, payload, batch_id):
+        time.sleep(0.3)
+        with open(self.runs, "a") as f:
+            f.write(batch_id + "\n")
+"#;
+
+/// The batches `RECORDER` ran, one per run.
+fn runs(results: &Path) -> Vec<String> {
+    std::fs::read_to_string(results.join("runs"))
+        .unwrap_or_default()
+        .lines()
+        .map(str::to_string)
+        .collect()
+}
+
+impl SmallDiskServer {
+    /// Deploys the BatchAPI `recorder` ([`RECORDER`]).
+    fn deploy_recorder(&self) {
+        let project = self.dir.path().join("recorder");
+        std::fs::create_dir_all(&project).unwrap();
+        crate::harness::write(&project, "predictor.py", RECORDER);
+        crate::harness::write(
+            &project,
+            "cortex.yaml",
+            "- name: recorder\n  kind: BatchAPI\n  predictor:\n    type: python\n    path: predictor.py\n",
+        );
+        self.deploy(&project);
+    }
+
+    /// Submits a job of `items` one-item batches to `recorder` on one worker (with `timeout`
+    /// seconds, if given), once it has run two of them; its id.
+    fn submit_running(&self, results: &Path, items: usize, timeout: Option<u64>) -> String {
+        let items: Vec<usize> = (0..items).collect();
+        let mut job = json!({
+            "workers": 1,
+            "item_list": {"items": items, "batch_size": 1},
+            "config": {"results": results},
+        });
+        if let Some(t) = timeout {
+            job["timeout"] = json!(t);
+        }
+        let submitted: Value = http()
+            .post(format!("{}/recorder", self.url))
+            .json(&job)
+            .send()
+            .unwrap()
+            .json()
+            .unwrap();
+        let id = submitted["job_id"].as_str().expect("a job id").to_string();
+        wait_for("the worker to run batches", DEADLINE, || {
+            (runs(results).len() >= 2).then_some(())
+        });
+        id
+    }
+
+    /// The job's status once it ended.
+    fn ended(&self, id: &str) -> Value {
+        wait_for("the job to end once the disk is free", DEADLINE, || {
+            let j: Value = http()
+                .get(format!("{}/recorder/{id}", self.url))
+                .send()
+                .ok()?
+                .json()
+                .ok()?;
+            let status = &j["job_status"];
+            status.get("end_time").is_some().then(|| status.clone())
+        })
+    }
+
+    /// Waits until the server logged `line`; when it first saw it.
+    fn logged(&self, line: &str) -> Instant {
+        wait_for(&format!("{line:?} in the server's log"), DEADLINE, || {
+            self.log().contains(line).then(Instant::now)
+        })
+    }
+}
+
+/// A directory for `RECORDER`'s runs, which its worker's user may write (the umask of the
+/// tests is 0), off the small disk; the temp dir that holds it.
+fn results_dir() -> (tempfile::TempDir, PathBuf) {
+    let shared = shared_tempdir();
+    let results = shared.path().join("results");
+    std::fs::create_dir(&results).unwrap();
+    (shared, results)
+}
+
+/// How long the disk stays full once the server failed to write a batch's outcome: longer
+/// than the five tries the server once gave an outcome, and than a lease's visibility.
+const OUTAGE: Duration = Duration::from_secs(7);
+
+#[test]
+fn a_disk_full_for_a_while_mid_job_fails_no_batch() {
+    const ITEMS: usize = 12;
+    // Leases lapse during the outage unless the server keeps them.
+    let Some(s) = SmallDiskServer::start_with(40, &[("CORTEX_BATCH_VISIBILITY_MS", "3000")]) else {
+        return;
+    };
+    s.deploy_recorder();
+    let (_shared, results) = results_dir();
+    let id = s.submit_running(&results, ITEMS, None);
+
+    let filler = s.fill();
+    let failing_since = s.logged("cannot write the batches of job");
+    // The outage is the point of the test: it must outlast what the server once put up with.
+    wait_for("the outage to last", DEADLINE, || {
+        (failing_since.elapsed() >= OUTAGE).then_some(())
+    });
+    assert!(
+        runs(&results).len() < ITEMS,
+        "the disk was full in the middle of the job"
+    );
+    std::fs::remove_file(filler).unwrap();
+
+    let done = s.ended(&id);
+    assert_eq!(done["status"], "status_succeeded", "{done:#}");
+    assert_eq!(done["batch_metrics"]["succeeded"], ITEMS, "{done:#}");
+    assert_eq!(done["batch_metrics"]["failed"], 0, "{done:#}");
+    let mut ran = runs(&results);
+    ran.sort();
+    ran.dedup();
+    assert_eq!(ran.len(), ITEMS, "every batch ran");
+    assert_eq!(
+        runs(&results).len(),
+        ITEMS,
+        "no batch ran twice: nothing was lost, not even a lease"
+    );
+}
+
+/// A job whose end comes while the disk is full (here, its timeout) is recorded as ended
+/// once the disk frees, not left running with nothing left to end it.
+#[test]
+fn a_job_that_ends_on_a_full_disk_is_recorded_once_it_frees() {
+    let Some(s) = SmallDiskServer::start_with(40, &[]) else {
+        return;
+    };
+    s.deploy_recorder();
+    let (_shared, results) = results_dir();
+    // Far more batches than the timeout leaves time for.
+    let id = s.submit_running(&results, 400, Some(15));
+
+    let filler = s.fill();
+    s.logged("cannot record the end of job");
+    std::fs::remove_file(filler).unwrap();
+
+    let done = s.ended(&id);
+    assert_eq!(done["status"], "status_timed_out", "{done:#}");
+    assert!(
+        runs(&results).len() < 400,
+        "the job timed out in the middle"
+    );
 }

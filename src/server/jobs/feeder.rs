@@ -1,7 +1,8 @@
 //! One feeder per worker stream of a job: leases batches from the durable queue, delivers
-//! them to the worker, extends the leases while the worker works, and acks or nacks each
-//! batch as its outcome comes. This is the queue's consumer for the workers the server runs
-//! itself; workers elsewhere use the same queue over HTTP (`routes/queue.rs`).
+//! them to the worker, and acks or nacks each batch as its outcome comes (the job's writer,
+//! `settler.rs`, keeps its leases alive until then). This is the queue's consumer for the
+//! workers the server runs itself; workers elsewhere use the same queue over HTTP
+//! (`routes/queue.rs`).
 //!
 //! Two ways to deliver:
 //! - a command worker gets one batch per `POST /` (the batch as a JSON array,
@@ -16,8 +17,9 @@
 //! batches whose outcomes are not committed (the one in progress and the one before it, or,
 //! between batches, the last two), however slow the server (starved of CPU, stopped): a
 //! server SIGKILL runs again at most those two per stream. The window of two keeps the
-//! worker busy meanwhile: it runs batch k+1 while the outcome of k is written. Leasing ahead does not widen the window: a leased batch not yet sent is only
-//! invisible to other workers, and goes back to the queue when its lease lapses.
+//! worker busy meanwhile: it runs batch k+1 while the outcome of k is written. Leasing ahead
+//! does not widen the window: a leased batch not yet sent is only invisible to other workers
+//! until this feeder sends it or gives it back.
 
 use std::collections::VecDeque;
 use std::net::SocketAddr;
@@ -30,7 +32,6 @@ use tokio_util::sync::CancellationToken;
 use super::outcome::{failure_text, stream_outcome, Lines};
 use super::settler::{Settler, Ticket};
 use super::Shared;
-use crate::clock::now_ms;
 use crate::engine::{Replica, ReplicaPhase};
 use crate::store::batches;
 
@@ -89,14 +90,17 @@ impl Feeder {
     /// batch's outcome goes to the database as soon as the worker reports it (a python
     /// worker reports each batch of a group as it ends); leases are taken with the outcomes
     /// still waiting, several at a time on long queues. The leases the feeder holds are kept
-    /// alive while the worker works, and given back before the feeder waits for its worker or
-    /// ends.
+    /// alive by the job's writer until they are settled, and given back before the feeder
+    /// waits for its worker or ends.
     pub async fn run(self) {
         let settler = self.settler.clone();
         let mut held: VecDeque<batches::Lease> = VecDeque::new();
+        // Lease rounds that failed in a row (the job's writer logs why once in a while).
+        let mut failed_rounds = 0u32;
         loop {
             if self.worker.ready_addr().is_none() && !held.is_empty() {
-                // The worker is restarting (or not up yet): that can take longer than a lease.
+                // The worker is restarting (or not up yet), which can take long: other
+                // workers may run these meanwhile.
                 release_all(&settler, &mut held);
             }
             let Some(addr) = self.ready_addr().await else {
@@ -104,10 +108,16 @@ impl Feeder {
             };
             if held.is_empty() {
                 match settler.lease(self.lease_ahead, visibility_ms()).await {
-                    Ok(leases) => held.extend(leases),
+                    Ok(leases) => {
+                        held.extend(leases);
+                        failed_rounds = 0;
+                    }
                     Err(e) => {
                         // Nothing of the transaction was applied: try again.
-                        tracing::warn!("cannot lease batches of job {}: {e}", self.job_id);
+                        failed_rounds += 1;
+                        if failed_rounds == 1 {
+                            tracing::warn!("cannot lease batches of job {}: {e}", self.job_id);
+                        }
                         if self.wait(Duration::from_secs(1)).await {
                             break;
                         }
@@ -125,7 +135,7 @@ impl Feeder {
                 }
             }
             let mut group = take_group(&mut held, self.multi);
-            let settled = self.deliver(addr, &group, &held, &settler).await;
+            let settled = self.deliver(addr, &group, &settler).await;
             if settled < group.len() {
                 // The job stopped meanwhile: what was not settled goes back.
                 for lease in group.drain(settled..).rev() {
@@ -172,25 +182,17 @@ impl Feeder {
 
     /// Posts a group of batches (one, unless the worker takes several per request) and
     /// settles each as its outcome comes; how many of the group it settled (fewer than all
-    /// only when the job stopped meanwhile). The leases in `held` are kept alive too while
-    /// the worker works.
+    /// only when the job stopped meanwhile).
     async fn deliver(
         &self,
         addr: SocketAddr,
         group: &[batches::Lease],
-        held: &VecDeque<batches::Lease>,
         settler: &Settler,
     ) -> usize {
         let started = Instant::now();
-        let all_held: Vec<(i64, String)> = group
-            .iter()
-            .chain(held.iter())
-            .map(|l| (l.seq, l.lease_id.clone()))
-            .collect();
         let mut settled = 0;
         let answer = tokio::select! {
             answer = self.send(addr, group, settler, &mut settled) => answer,
-            _ = self.extend_while_working(all_held) => unreachable!("extending never ends"),
             _ = self.stop.cancelled() => return settled,
         };
         let rest = &group[settled..];
@@ -364,24 +366,6 @@ impl Feeder {
 
     fn batch_id(&self, lease: &batches::Lease) -> String {
         format!("{}-{}", self.job_id, lease.seq)
-    }
-
-    /// Keeps the leases while the worker works.
-    async fn extend_while_working(&self, held: Vec<(i64, String)>) {
-        let visibility = visibility_ms();
-        let every = Duration::from_millis((visibility / 3).max(1) as u64);
-        loop {
-            tokio::time::sleep(every).await;
-            let (job_id, held) = (self.job_id.clone(), held.clone());
-            let extended = self
-                .shared
-                .store
-                .call(move |c| batches::extend_all(c, &job_id, &held, now_ms() + visibility))
-                .await;
-            if let Err(e) = extended {
-                tracing::warn!("cannot extend the leases of job {}: {e}", self.job_id);
-            }
-        }
     }
 
     /// Whether the worker is seen leaving `ready` soon after a dropped connection (it exited or

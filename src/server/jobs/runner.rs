@@ -6,6 +6,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use rusqlite::Connection;
 use tokio::sync::{Notify, OwnedSemaphorePermit};
 use tokio_util::sync::CancellationToken;
 
@@ -19,6 +20,7 @@ use crate::engine::{Replica, ReplicaPhase, ReplicaPlan};
 use crate::runtime::plan::{self, JobWorker};
 use crate::store::batches;
 use crate::store::jobs::{self, Ending, JobRow};
+use crate::store::StoreError;
 
 /// Tells whoever waits for a runner that it ended, however it ended (a panic included).
 struct FinishOnDrop(Arc<RunningJob>);
@@ -37,6 +39,9 @@ const ON_COMPLETE_TIMEOUT: Duration = Duration::from_secs(600);
 
 /// How long the feeders get to write what they hold once the job ends.
 const FEEDERS_STOP_GRACE: Duration = Duration::from_secs(10);
+
+/// How long the runner waits before it tries again a write the database refused.
+const WRITE_RETRY: Duration = Duration::from_secs(1);
 
 /// What watching a job found.
 enum Watched {
@@ -126,44 +131,75 @@ impl Run {
                 status,
                 JobStatus::Succeeded | JobStatus::CompletedWithFailures
             );
-            let ending_status = status.as_str();
-            let (id, why_text) = (self.job.id.clone(), why.clone());
             let workers_succeeded = if succeeded {
                 ran.saturating_sub(failed_workers)
             } else {
                 0
             };
-            let recorded = self
-                .shared
-                .store
-                .call(move |c| {
-                    jobs::finish(
-                        c,
-                        &id,
-                        &Ending {
-                            status: ending_status,
-                            end_ns: now_ns(),
-                            failure: why_text.as_deref(),
-                            workers_succeeded,
-                            workers_failed: failed_workers,
-                        },
-                    )
-                })
+            self.record_end(status, why, workers_succeeded, failed_workers)
                 .await;
-            match recorded {
-                Ok(true) => {
-                    let because = why.map(|w| format!(": {w}")).unwrap_or_default();
-                    self.log
-                        .line(format!("job {} {}{because}", self.job.id, status.message()))
-                        .await;
-                }
-                Ok(false) => {}
-                Err(e) => tracing::error!("cannot record the end of job {}: {e}", self.job.id),
-            }
         }
         if let Ok(token) = token {
             if let Err(e) = self.shared.tokens.revoke_job_token(&token).await {
                 tracing::warn!("cannot revoke the token of job {}: {e}", self.job.id);
+            }
+        }
+    }
+
+    /// Records how the job ended (the first ending recorded stands), and logs it.
+    async fn record_end(
+        &self,
+        status: JobStatus,
+        why: Option<String>,
+        workers_succeeded: u32,
+        workers_failed: u32,
+    ) {
+        let (ending_status, end_ns) = (status.as_str(), now_ns());
+        let (id, why_text) = (self.job.id.clone(), why.clone());
+        let recorded = self
+            .until_stored("record the end", move |c| {
+                jobs::finish(
+                    c,
+                    &id,
+                    &Ending {
+                        status: ending_status,
+                        end_ns,
+                        failure: why_text.as_deref(),
+                        workers_succeeded,
+                        workers_failed,
+                    },
+                )
+            })
+            .await;
+        if recorded == Some(true) {
+            let because = why.map(|w| format!(": {w}")).unwrap_or_default();
+            self.log
+                .line(format!("job {} {}{because}", self.job.id, status.message()))
+                .await;
+        }
+    }
+
+    /// Runs `write` until the database takes it, trying again every [`WRITE_RETRY`] while it
+    /// refuses (a full disk): a job's own writes are not given up, or it would never end.
+    /// `None`: the server shuts down first (the job resumes at its next start).
+    async fn until_stored<F, R>(&self, what: &str, write: F) -> Option<R>
+    where
+        F: Fn(&mut Connection) -> Result<R, StoreError> + Clone + Send + 'static,
+        R: Send + 'static,
+    {
+        let mut logged = false;
+        loop {
+            match self.shared.store.call(write.clone()).await {
+                Ok(done) => return Some(done),
+                Err(e) if !logged => {
+                    tracing::warn!("cannot {what} of job {}: {e}; trying again", self.job.id);
+                    logged = true;
+                }
+                Err(_) => {}
+            }
+            tokio::select! {
+                _ = tokio::time::sleep(WRITE_RETRY) => {}
+                _ = self.shutdown.cancelled() => return None,
             }
         }
     }
@@ -203,7 +239,7 @@ impl Run {
             feeders_stop: CancellationToken::new(),
             per_worker: self.in_flight.max(1) as usize,
             settler: Arc::new(super::settler::Settler::spawn(
-                self.shared.clone(),
+                self.shared.store.clone(),
                 job.id.clone(),
             )),
             lease_ahead: super::feeder::lease_ahead(
@@ -370,11 +406,11 @@ impl Run {
     async fn complete(&self, workers: &[Arc<dyn Replica>]) {
         let id = self.job.id.clone();
         let first = self
-            .shared
-            .store
-            .call(move |c| jobs::start_completion(c, &id))
+            .until_stored("mark on_job_complete started", move |c| {
+                jobs::start_completion(c, &id)
+            })
             .await;
-        if !matches!(first, Ok(true)) {
+        if first != Some(true) {
             return;
         }
         let Some((worker, addr)) = workers

@@ -9,38 +9,56 @@
 //! writer is a thread of its own rather than a task that hands each write to the blocking
 //! pool: an outcome's way to its commit and back to the feeder takes two thread wake-ups
 //! instead of four, and a worker waits for that way between batches.
+//!
+//! The writer keeps alive every lease it handed out until the lease's settle is written (a
+//! batch a worker runs, one leased ahead, one whose outcome waits to be written): a third of
+//! the visibility after the lease or its last extension, it extends it in the next
+//! transaction. A write that fails (a full disk) is never given up while the job's feeders
+//! run: what it held stays in memory (at most two outcomes per worker stream, the window
+//! sees to it) and is tried again, after 50 ms, then twice as long each time up to a second,
+//! with every extension that fell due meanwhile. Extensions come first in a transaction and
+//! lapses are judged after them, so a lease that lapsed only because the server could not
+//! write is not counted as a delivery: the server's own failure is never blamed on a worker.
 
-use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::collections::HashMap;
+use std::sync::mpsc::{self, RecvTimeoutError};
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
 
-use tokio::sync::{mpsc, oneshot, watch};
+use tokio::sync::{oneshot, watch};
 
-use super::Shared;
 use crate::clock::now_ms;
-use crate::store::batches;
+use crate::store::batches::{self, Extension, Lease, Round, Settle, Written};
 use crate::store::Store;
 
-/// How often a write that failed is tried again before its outcomes are given up (their
-/// leases then lapse and the batches are delivered again: at least once still holds).
-const WRITE_ATTEMPTS: u32 = 5;
+/// How long the writer waits before it tries a failed write again, the first time; the wait
+/// doubles after each failure in a row, up to [`RETRY_MAX`].
+const RETRY_FIRST: Duration = Duration::from_millis(50);
+const RETRY_MAX: Duration = Duration::from_secs(1);
+
+/// A write that keeps failing is logged at its first failure, then once per this long.
+const LOG_AGAIN: Duration = Duration::from_secs(30);
+
+/// A feeder's request for up to `n` leases.
+struct LeaseAsk {
+    n: usize,
+    visibility_ms: i64,
+    reply: oneshot::Sender<Result<Vec<Lease>, String>>,
+}
 
 enum Msg {
-    Settle(batches::Settle),
-    Lease {
-        n: usize,
-        visibility_ms: i64,
-        reply: oneshot::Sender<Result<Vec<batches::Lease>, String>>,
-    },
+    Settle(Settle),
+    Lease(LeaseAsk),
     Flush(oneshot::Sender<()>),
 }
 
-/// The handle a job's feeders share; the writing task ends when it is dropped.
+/// The handle a job's feeders share; the writing thread ends when it is dropped.
 pub(super) struct Settler {
     /// The way to the writer, with the settles given so far (the last one's ticket): a
     /// settle's ticket is its place in the channel.
-    tx: Mutex<(mpsc::UnboundedSender<Msg>, u64)>,
-    /// How many of the settles given are written (or given up on): the writer moves it on
-    /// after each transaction.
+    tx: Mutex<(mpsc::Sender<Msg>, u64)>,
+    /// How many of the settles given are written: the writer moves it on after each
+    /// transaction.
     written: watch::Receiver<u64>,
 }
 
@@ -49,16 +67,16 @@ pub(super) struct Settler {
 pub(super) type Ticket = u64;
 
 impl Settler {
-    pub fn spawn(shared: Arc<Shared>, job_id: String) -> Settler {
-        let (tx, rx) = mpsc::unbounded_channel();
+    pub fn spawn(store: Store, job_id: String) -> Settler {
+        let (tx, rx) = mpsc::channel();
         let (written_tx, written) = watch::channel(0);
-        let store = shared.store.clone();
         let spawned = std::thread::Builder::new()
             .name("cortex-job-writer".to_string())
-            .spawn(move || write_loop(store, job_id, rx, written_tx));
+            .spawn(move || Writer::new(store, job_id, written_tx).run(rx));
         if let Err(e) = spawned {
             // The channel's receiver is gone with the closure: leases and flushes answer at
-            // once, outcomes are not written (their leases lapse; at least once holds).
+            // once, outcomes are not written (the batches stay leased until the server's
+            // next start gives them back; at least once holds).
             tracing::error!("cannot start a job's writer thread: {e}");
         }
         Settler {
@@ -72,31 +90,32 @@ impl Settler {
         tx.0.send(msg).map_err(|_| ())
     }
 
-    /// Writes `settle` as soon as the database is free; its ticket.
-    pub fn settle(&self, settle: batches::Settle) -> Ticket {
+    /// Writes `settle` as soon as the database takes it; its ticket.
+    pub fn settle(&self, settle: Settle) -> Ticket {
         let mut tx = self.tx.lock().unwrap_or_else(|p| p.into_inner());
         let _ = tx.0.send(Msg::Settle(settle));
         tx.1 += 1;
         tx.1
     }
 
-    /// How many of the settles given so far are written (or given up on after
-    /// `WRITE_ATTEMPTS` tries: their leases lapse and the batches run again), to wait on
-    /// with `changed()`. Settles are written in the order they are given.
+    /// How many of the settles given so far are written, to wait on with `changed()`.
+    /// Settles are written in the order they are given; one the database refuses holds
+    /// back the count until it is written.
     pub fn committed(&self) -> watch::Receiver<u64> {
         self.written.clone()
     }
 
-    /// Leases up to `n` batches, after (and with) every outcome given so far. `Err`: nothing
-    /// of the transaction was applied (the outcomes are tried again).
-    pub async fn lease(&self, n: usize, visibility_ms: i64) -> Result<Vec<batches::Lease>, String> {
+    /// Leases up to `n` batches, after (and with) every outcome given so far; the writer
+    /// keeps them alive until they are settled. `Err`: nothing of the transaction was
+    /// applied (the outcomes are tried again; ask again).
+    pub async fn lease(&self, n: usize, visibility_ms: i64) -> Result<Vec<Lease>, String> {
         let (reply, answer) = oneshot::channel();
-        let msg = Msg::Lease {
+        let ask = LeaseAsk {
             n,
             visibility_ms,
             reply,
         };
-        if self.send(msg).is_err() {
+        if self.send(Msg::Lease(ask)).is_err() {
             return Err("the job's writer ended".to_string());
         }
         answer
@@ -104,7 +123,7 @@ impl Settler {
             .unwrap_or_else(|_| Err("the job's writer ended".to_string()))
     }
 
-    /// Waits until every outcome given so far is written (or given up).
+    /// Waits until every outcome given so far is written.
     pub async fn flushed(&self) {
         let (done, wait) = oneshot::channel();
         if self.send(Msg::Flush(done)).is_ok() {
@@ -113,75 +132,372 @@ impl Settler {
     }
 }
 
-/// Writes what the feeder sends, everything waiting in one transaction at a time.
-fn write_loop(
+/// The writing thread's state: what waits for the next transaction, and the leases it keeps.
+struct Writer {
     store: Store,
     job_id: String,
-    mut rx: mpsc::UnboundedReceiver<Msg>,
     written: watch::Sender<u64>,
-) {
-    let mut settles: Vec<batches::Settle> = Vec::new();
-    let mut failures = 0;
-    // Settles taken from the channel so far: once a round ends with none waiting, all of
-    // them are written (or given up on).
-    let mut taken: u64 = 0;
-    while let Some(first) = rx.blocking_recv() {
-        let (mut leases, mut flushes) = (Vec::new(), Vec::new());
-        let mut take = |msg| match msg {
-            Msg::Settle(s) => {
-                settles.push(s);
-                taken += 1;
-            }
-            Msg::Lease {
-                n,
-                visibility_ms,
-                reply,
-            } => leases.push((n, visibility_ms, reply)),
-            Msg::Flush(done) => flushes.push(done),
-        };
-        take(first);
-        while let Ok(msg) = rx.try_recv() {
-            take(msg);
+    /// Settles taken from the channel so far: once none waits, all of them are written.
+    taken: u64,
+    settles: Vec<Settle>,
+    asks: Vec<LeaseAsk>,
+    flushes: Vec<oneshot::Sender<()>>,
+    kept: Kept,
+    /// Failed transactions in a row, and when the next may be tried.
+    failures: u32,
+    retry_at: Option<Instant>,
+    logged_at: Option<Instant>,
+}
+
+impl Writer {
+    fn new(store: Store, job_id: String, written: watch::Sender<u64>) -> Writer {
+        Writer {
+            store,
+            job_id,
+            written,
+            taken: 0,
+            settles: Vec::new(),
+            asks: Vec::new(),
+            flushes: Vec::new(),
+            kept: Kept::default(),
+            failures: 0,
+            retry_at: None,
+            logged_at: None,
         }
+    }
+
+    /// Writes what the feeders send, everything waiting in one transaction at a time, and
+    /// the extensions as they fall due, until the handle is dropped.
+    fn run(mut self, rx: mpsc::Receiver<Msg>) {
         loop {
-            // Every feeder asking gets its share of one round's leases, in the order asked.
-            let n: usize = leases.iter().map(|(n, _, _)| *n).sum();
-            let visibility = leases.iter().map(|(_, v, _)| *v).max().unwrap_or(0);
-            let round = store.call_here(|c| {
-                batches::settle_and_lease(c, &job_id, &settles, now_ms(), visibility, n)
-            });
-            match round {
-                Ok((_, leased)) => {
-                    settles.clear();
-                    failures = 0;
-                    let mut leased = leased.into_iter();
-                    for (n, _, reply) in leases.drain(..) {
-                        let _ = reply.send(Ok(leased.by_ref().take(n).collect()));
+            let received = match self.next_round() {
+                None => rx.recv().map_err(|_| RecvTimeoutError::Disconnected),
+                Some(at) => rx.recv_timeout(at.saturating_duration_since(Instant::now())),
+            };
+            match received {
+                Ok(msg) => {
+                    self.take(msg);
+                    while let Ok(msg) = rx.try_recv() {
+                        self.take(msg);
                     }
-                    break;
                 }
-                Err(e) => {
-                    tracing::warn!("cannot write the batches of job {job_id}: {e}");
-                    failures += 1;
-                    for (_, _, reply) in leases.drain(..) {
-                        let _ = reply.send(Err(e.to_string()));
-                    }
-                    if failures >= WRITE_ATTEMPTS {
-                        settles.clear();
-                        failures = 0;
-                        break;
-                    }
-                    if settles.is_empty() {
-                        break;
-                    }
-                    std::thread::sleep(Duration::from_secs(1));
-                }
+                Err(RecvTimeoutError::Timeout) => {}
+                Err(RecvTimeoutError::Disconnected) => return self.last_write(),
+            }
+            if self.next_round().is_some_and(|at| at <= Instant::now()) {
+                self.write();
             }
         }
-        // Nothing taken is left waiting: written, or given up on.
-        written.send_replace(taken);
-        for done in flushes {
+    }
+
+    fn take(&mut self, msg: Msg) {
+        match msg {
+            Msg::Settle(s) => {
+                self.settles.push(s);
+                self.taken += 1;
+            }
+            Msg::Lease(ask) => self.asks.push(ask),
+            Msg::Flush(done) if self.settles.is_empty() => {
+                let _ = done.send(());
+            }
+            Msg::Flush(done) => self.flushes.push(done),
+        }
+    }
+
+    /// When the next transaction is due: at once when settles or asks wait, else at the next
+    /// extension; never before the back-off of a failed one ends. `None`: nothing to write.
+    fn next_round(&self) -> Option<Instant> {
+        let due = if self.settles.is_empty() && self.asks.is_empty() {
+            self.kept.next_renewal()?
+        } else {
+            Instant::now()
+        };
+        Some(self.retry_at.map_or(due, |retry| due.max(retry)))
+    }
+
+    /// One transaction: the extensions due, every settle waiting, the leases asked for.
+    fn write(&mut self) {
+        let (now, at_ms) = (Instant::now(), now_ms());
+        let extend = self.kept.due(now, at_ms);
+        let visibility_ms = self.asks.iter().map(|a| a.visibility_ms).max();
+        let round = Round {
+            extend: &extend,
+            settles: &self.settles,
+            now_ms: at_ms,
+            visibility_ms: visibility_ms.unwrap_or(0),
+            lease: self.asks.iter().map(|a| a.n).sum(),
+        };
+        let job_id = &self.job_id;
+        match self
+            .store
+            .call_here(|c| batches::write_round(c, job_id, &round))
+        {
+            Ok(written) => self.wrote(written, &extend, visibility_ms.unwrap_or(0), now),
+            Err(e) => self.failed(&e.to_string(), now),
+        }
+    }
+
+    fn wrote(&mut self, written: Written, extend: &[Extension], visibility_ms: i64, now: Instant) {
+        if self.failures > 0 {
+            tracing::info!(
+                "wrote the batches of job {} again after {} failed tries",
+                self.job_id,
+                self.failures
+            );
+        }
+        (self.failures, self.retry_at, self.logged_at) = (0, None, None);
+        self.kept.extended(extend, &written.extended, now);
+        self.kept.settled(&self.settles);
+        self.settles.clear();
+        self.hand_out(written.leases, visibility_ms, now);
+        // Every settle taken is written (releases of leases nobody took are not counted).
+        self.written.send_replace(self.taken);
+        for done in self.flushes.drain(..) {
             let _ = done.send(());
         }
+    }
+
+    /// Gives each feeder that asked its share of the leases, in the order asked. The leases
+    /// of a feeder that is gone go back to the queue, their delivery not counted.
+    fn hand_out(&mut self, leases: Vec<Lease>, visibility_ms: i64, now: Instant) {
+        let mut leases = leases.into_iter();
+        for ask in std::mem::take(&mut self.asks) {
+            let share: Vec<Lease> = leases.by_ref().take(ask.n).collect();
+            for l in &share {
+                self.kept.hold(l.seq, &l.lease_id, visibility_ms, now);
+            }
+            if let Err(Ok(share)) = ask.reply.send(Ok(share)) {
+                self.settles
+                    .extend(share.into_iter().map(|l| Settle::Release {
+                        seq: l.seq,
+                        lease_id: l.lease_id,
+                        crashed: false,
+                    }));
+            }
+        }
+    }
+
+    /// Nothing of the transaction was applied: what it held waits for the next try.
+    fn failed(&mut self, error: &str, now: Instant) {
+        self.failures += 1;
+        for ask in self.asks.drain(..) {
+            let _ = ask.reply.send(Err(error.to_string()));
+        }
+        self.retry_at = Some(now + retry_after(self.failures));
+        if self
+            .logged_at
+            .is_none_or(|at| now.duration_since(at) >= LOG_AGAIN)
+        {
+            tracing::warn!(
+                "cannot write the batches of job {} ({} outcome(s) wait in memory, tried {} time(s); trying again): {error}",
+                self.job_id,
+                self.settles.len(),
+                self.failures
+            );
+            self.logged_at = Some(now);
+        }
+    }
+
+    /// The handle is gone (the job ended, or the server stops): what still waits is tried
+    /// once more, then given up. Its batches stay leased: a job that ended hands nothing
+    /// out any more, and a server's next start gives a running job's leases back.
+    fn last_write(&mut self) {
+        if self.settles.is_empty() {
+            return;
+        }
+        self.retry_at = None;
+        self.write();
+        if !self.settles.is_empty() {
+            tracing::error!(
+                "gave up writing {} outcome(s) of job {}: the job ended while the database refused writes",
+                self.settles.len(),
+                self.job_id
+            );
+        }
+    }
+}
+
+/// The wait before try `failures + 1` of a write that failed `failures` times in a row.
+fn retry_after(failures: u32) -> Duration {
+    let doublings = failures.saturating_sub(1).min(16);
+    RETRY_FIRST.saturating_mul(1 << doublings).min(RETRY_MAX)
+}
+
+/// The leases a job's feeders hold (handed out by its writer and not yet settled), by
+/// batch, kept alive until their settles are written.
+#[derive(Default)]
+struct Kept(HashMap<i64, KeptLease>);
+
+struct KeptLease {
+    lease_id: String,
+    visibility_ms: i64,
+    /// When it is extended next.
+    renew_at: Instant,
+}
+
+/// How long after a lease (or its extension) it is extended again: a third of its
+/// visibility, so that two extensions may fail before it lapses.
+fn renewal(visibility_ms: i64) -> Duration {
+    Duration::from_millis((visibility_ms / 3).max(1) as u64)
+}
+
+impl Kept {
+    /// A lease handed out (or extended) at `now`.
+    fn hold(&mut self, seq: i64, lease_id: &str, visibility_ms: i64, now: Instant) {
+        let kept = KeptLease {
+            lease_id: lease_id.to_string(),
+            visibility_ms,
+            renew_at: now + renewal(visibility_ms),
+        };
+        self.0.insert(seq, kept);
+    }
+
+    /// The extensions due at `now` (wall clock `now_ms`), each for its visibility.
+    fn due(&self, now: Instant, now_ms: i64) -> Vec<Extension> {
+        let mut due: Vec<Extension> = self
+            .0
+            .iter()
+            .filter(|(_, k)| k.renew_at <= now)
+            .map(|(seq, k)| Extension {
+                seq: *seq,
+                lease_id: k.lease_id.clone(),
+                until_ms: now_ms + k.visibility_ms,
+            })
+            .collect();
+        due.sort_by_key(|e| e.seq);
+        due
+    }
+
+    /// `extend` was written at `now` (`held[i]`: extension i found its lease): those
+    /// extended fall due again later, those whose lease was lost are let go.
+    fn extended(&mut self, extend: &[Extension], held: &[bool], now: Instant) {
+        for (e, held) in extend.iter().zip(held) {
+            let Some(k) = self.0.get_mut(&e.seq).filter(|k| k.lease_id == e.lease_id) else {
+                continue;
+            };
+            if *held {
+                k.renew_at = now + renewal(k.visibility_ms);
+            } else {
+                self.0.remove(&e.seq);
+            }
+        }
+    }
+
+    /// `settles` were written: their leases are let go.
+    fn settled(&mut self, settles: &[Settle]) {
+        for s in settles {
+            let (seq, lease_id) = s.lease();
+            if self.0.get(&seq).is_some_and(|k| k.lease_id == lease_id) {
+                self.0.remove(&seq);
+            }
+        }
+    }
+
+    /// When the next extension falls due.
+    fn next_renewal(&self) -> Option<Instant> {
+        self.0.values().map(|k| k.renew_at).min()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ms(n: u64) -> Duration {
+        Duration::from_millis(n)
+    }
+
+    #[test]
+    fn a_failed_write_is_tried_again_sooner_first_then_every_second() {
+        let waits: Vec<u128> = (1..=7).map(|n| retry_after(n).as_millis()).collect();
+        assert_eq!(waits, [50, 100, 200, 400, 800, 1000, 1000]);
+        assert_eq!(retry_after(u32::MAX), RETRY_MAX);
+    }
+
+    #[test]
+    fn a_kept_lease_is_extended_every_third_of_its_visibility_until_settled_or_lost() {
+        let t0 = Instant::now();
+        let mut kept = Kept::default();
+        kept.hold(1, "a", 300, t0);
+        kept.hold(2, "b", 300, t0);
+        assert!(kept.due(t0, 0).is_empty());
+        assert_eq!(kept.next_renewal(), Some(t0 + ms(100)));
+        let t1 = t0 + ms(100);
+        let due = kept.due(t1, 5_000);
+        let extension = |seq, lease_id: &str| Extension {
+            seq,
+            lease_id: lease_id.to_string(),
+            until_ms: 5_300,
+        };
+        assert_eq!(due, [extension(1, "a"), extension(2, "b")]);
+        // Batch 2's lease was lost (it lapsed and another worker has it): let go.
+        kept.extended(&due, &[true, false], t1);
+        assert_eq!(kept.next_renewal(), Some(t1 + ms(100)));
+        assert_eq!(kept.due(t1 + ms(100), 5_100).len(), 1);
+        // A settle of another delivery of batch 1 leaves its lease; its own lets it go.
+        let other = Settle::Release {
+            seq: 1,
+            lease_id: "old".to_string(),
+            crashed: false,
+        };
+        kept.settled(&[other]);
+        assert!(kept.next_renewal().is_some());
+        let own = Settle::Ack {
+            seq: 1,
+            lease_id: "a".to_string(),
+            duration_ms: 1,
+        };
+        kept.settled(&[own]);
+        assert_eq!(kept.next_renewal(), None);
+    }
+
+    /// Far more failed writes than the five an outcome was once given, and longer than a
+    /// lease's visibility: the outcome waits and is written once the database takes writes
+    /// again, and the batch still being run keeps its lease.
+    #[tokio::test]
+    async fn an_outcome_waits_out_failing_writes_and_no_lease_lapses_meanwhile() {
+        const VISIBILITY_MS: i64 = 1_000;
+        let store = Store::open_in_memory().unwrap();
+        store
+            .call_here(|c| {
+                crate::store::jobs::tests::seed(c, 1, &["[1]", "[2]", "[3]"]);
+                Ok(())
+            })
+            .unwrap();
+        let settler = Settler::spawn(store.clone(), "j1".to_string());
+        let leases = settler.lease(2, VISIBILITY_MS).await.unwrap();
+        let leased_at = now_ms();
+        // From now on the database refuses every change of a batch, as a full disk does.
+        store
+            .call_here(|c| {
+                Ok(c.execute_batch(
+                    "CREATE TRIGGER full BEFORE UPDATE ON batches
+                     BEGIN SELECT RAISE(ABORT, 'database or disk is full'); END",
+                )?)
+            })
+            .unwrap();
+        let ticket = settler.settle(Settle::Ack {
+            seq: leases[0].seq,
+            lease_id: leases[0].lease_id.clone(),
+            duration_ms: 1,
+        });
+        // Each lease asked for is answered by one more try of the writer's transaction.
+        let mut tries = 0;
+        while tries < 6 || now_ms() < leased_at + 2 * VISIBILITY_MS {
+            assert!(settler.lease(1, VISIBILITY_MS).await.is_err());
+            tries += 1;
+        }
+        assert_eq!(*settler.committed().borrow(), 0, "the outcome still waits");
+
+        store
+            .call_here(|c| Ok(c.execute_batch("DROP TRIGGER full")?))
+            .unwrap();
+        settler.flushed().await;
+        assert!(*settler.committed().borrow() >= ticket);
+        // The next lease round judges lapses: batch 1, still being run, is not one.
+        let next = settler.lease(1, VISIBILITY_MS).await.unwrap();
+        assert_eq!(next.iter().map(|l| l.seq).collect::<Vec<_>>(), [2]);
+        let counts = store.call_here(|c| batches::counts(c, "j1")).unwrap();
+        assert_eq!((counts.succeeded, counts.leased, counts.failed), (1, 2, 0));
     }
 }
