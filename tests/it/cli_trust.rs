@@ -502,7 +502,8 @@ class H(http.server.BaseHTTPRequestHandler):
         self.send_header("Content-Type", "application/json")
         self.send_header("Content-Length", str(len(data)))
         self.end_headers()
-        self.wfile.write(data)
+        if self.command != "HEAD":
+            self.wfile.write(data)
     def handle_one(self):
         log.write("%s %s\n" % (self.command, self.path.split("/")[3] if self.path.count("/") > 2 else self.path))
         self.body()
