@@ -19,13 +19,8 @@ use std::collections::HashMap;
 use std::ffi::{OsStr, OsString};
 use std::path::{Component, Path, PathBuf};
 
-use super::unpack_limits::Refused;
-
-/// The most links one path may go through, as Linux's `MAXSYMLINKS`.
-pub const MAX_HOPS: u32 = 40;
-
-/// The longest target a link may have (Linux's `PATH_MAX`, less its final NUL).
-pub const MAX_TARGET_BYTES: usize = 4095;
+use super::bundle_refusals::Refused;
+pub use super::bundle_refusals::{MAX_HOPS, MAX_TARGET_BYTES};
 
 /// The most bytes the targets of a project's links may add up to.
 pub const MAX_ALL_TARGETS_BYTES: usize = 64 << 20;

@@ -336,7 +336,7 @@ fn layer_name(layers: &[&str], i: usize) -> String {
 }
 
 /// A refusal of layer `i` of the project `layers` make (422).
-fn unpackable(layers: &[&str], i: usize, refused: unpack_limits::Refused) -> StoreError {
+fn unpackable(layers: &[&str], i: usize, refused: super::bundle_refusals::Refused) -> StoreError {
     StoreError::Unprocessable(format!(
         "{} cannot be unpacked: {refused}",
         layer_name(layers, i)

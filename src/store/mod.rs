@@ -4,6 +4,7 @@
 //! server calls [`Store::call`], which runs the closure on tokio's blocking pool.
 
 pub mod batches;
+pub mod bundle_refusals;
 pub mod bundle_sweep;
 pub mod bundle_tree;
 pub mod bundle_uploaders;

@@ -6,13 +6,41 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use super::groups::Effect;
 use super::handle::RayReplica;
 use super::Shared;
 use crate::engine::local::output::OutputPaths;
 use crate::engine::local::rotating;
 use crate::engine::local::run_log::describe_exit;
 use crate::engine::ReplicaPhase;
+
+/// What a sync leads to beyond the state change, done once the groups' lock is released.
+#[derive(Debug)]
+pub(super) enum Effect {
+    /// Output to append to a replica's log files.
+    Output {
+        replica: Arc<RayReplica>,
+        stdout: String,
+        stderr: String,
+    },
+    /// One of the engine's own lines for a replica's log.
+    Line {
+        replica: Arc<RayReplica>,
+        line: String,
+    },
+    /// A run ended: its error is read from the log (`code_text` says how it ended).
+    Exited {
+        replica: Arc<RayReplica>,
+        generation: u64,
+        headline: Option<String>,
+        code_text: String,
+    },
+    /// Its program listens: `/healthz` is to be polled until it answers.
+    CheckHealth {
+        replica: Arc<RayReplica>,
+        generation: u64,
+        addr: SocketAddr,
+    },
+}
 
 /// Does `effects` in order (health checks start at once, the rest in one background task).
 pub(super) fn apply(shared: &Arc<Shared>, effects: Vec<Effect>) {

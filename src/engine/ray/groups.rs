@@ -8,10 +8,10 @@
 //! it, it is gone. A group with no replica left is removed, and its driver told so (410).
 
 use std::collections::{BTreeMap, HashMap};
-use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Instant;
 
+use super::effects::Effect;
 use super::handle::RayReplica;
 use super::protocol::{SyncAnswer, SyncReport};
 
@@ -103,35 +103,6 @@ pub(super) enum Refusal {
     /// No such group (any more): the driver removes its actors and ends.
     Gone,
     Unauthorized,
-}
-
-/// What a sync leads to beyond the state change, done once the groups' lock is released.
-#[derive(Debug)]
-pub(super) enum Effect {
-    /// Output to append to a replica's log files.
-    Output {
-        replica: Arc<RayReplica>,
-        stdout: String,
-        stderr: String,
-    },
-    /// One of the engine's own lines for a replica's log.
-    Line {
-        replica: Arc<RayReplica>,
-        line: String,
-    },
-    /// A run ended: its error is read from the log (`code_text` says how it ended).
-    Exited {
-        replica: Arc<RayReplica>,
-        generation: u64,
-        headline: Option<String>,
-        code_text: String,
-    },
-    /// Its program listens: `/healthz` is to be polled until it answers.
-    CheckHealth {
-        replica: Arc<RayReplica>,
-        generation: u64,
-        addr: SocketAddr,
-    },
 }
 
 /// Takes a driver's report for group `name` and answers the replicas it must keep.

@@ -236,7 +236,7 @@ impl Engine for RayEngine {
                     let url = shared.bundle_url(&name);
                     r.update(|t| t.desired.working_dir = Some(url));
                     let line = groups::starting_line(&r, 1);
-                    effects::apply(&shared, vec![groups::Effect::Line { replica: r, line }]);
+                    effects::apply(&shared, vec![effects::Effect::Line { replica: r, line }]);
                 }
                 Err(e) => r.update(|t| {
                     t.snapshot.phase = super::ReplicaPhase::Failed;

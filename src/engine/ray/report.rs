@@ -6,7 +6,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Instant;
 
-use super::groups::Effect;
+use super::effects::Effect;
 use super::handle::{RayReplica, Tracked};
 use super::protocol::{ReplicaReport, ReportedState};
 use crate::engine::local::memory::mib;

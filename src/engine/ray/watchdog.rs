@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use super::cluster_api::JobSubmission;
-use super::groups::Effect;
+use super::effects::Effect;
 use super::handle::RayReplica;
 use super::{effects, Shared};
 use crate::engine::ReplicaPhase;
