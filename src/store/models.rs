@@ -306,7 +306,16 @@ fn save_one(tx: &Connection, new: &NewSpec) -> Result<(ModelRow, Saved), StoreEr
         }
         // Decided by the hash alone: a failing API with the same spec keeps retrying on its
         // own (with back-off), so redeploying it unchanged changes nothing.
-        Some(row) if row.spec_hash == *spec_hash => Saved::Unchanged,
+        Some(row) if row.spec_hash == *spec_hash => {
+            // What runs is the same, but the file and the parameters kept over it are the
+            // newest word: what a later deploy compares against.
+            tx.execute(
+                "UPDATE models SET spec_json = ?2, deploy_params_json = ?3
+                 WHERE id = ?1 AND (spec_json IS NOT ?2 OR deploy_params_json IS NOT ?3)",
+                params![row.id, spec_json, deploy_params_json],
+            )?;
+            Saved::Unchanged
+        }
         Some(row) => {
             tx.execute(
                 "UPDATE models SET spec_json = ?2, spec_hash = ?3, bundle_sha256 = ?4,

@@ -868,4 +868,21 @@ fn a_field_the_file_changes_after_a_model_bazaar_deploy_is_the_files_again() {
         s.api_json("params").unwrap()["spec"]["compute"]["mem"],
         "200M"
     );
+    // The file catching up with a parameter (250M both) changes nothing that runs, but is
+    // the newest word: going back to 200M in the file is 200M again.
+    let body = r#"{"deployment_name": "params-app", "memory": 250}"#;
+    assert_eq!(curl("POST", &deploy_url(&s, &id, ""), t, Some(body)).0, 200);
+    wait_deploy_status(&s, &id, "complete");
+    let with_mem = |mem: &str| format!("{yaml}  compute:\n    mem: {mem}\n");
+    write(&w.dir, "cortex.yaml", &with_mem("250M"));
+    let out = s.ok(&w.dir, &["deploy", "-y"]);
+    assert!(
+        out.starts_with("params (RealtimeAPI) is up to date"),
+        "{out}"
+    );
+    write(&w.dir, "cortex.yaml", &with_mem("200M"));
+    let out = s.ok(&w.dir, &["deploy", "-y"]);
+    assert!(out.starts_with("updating params (RealtimeAPI)"), "{out}");
+    let api = s.wait_status("params", "live");
+    assert_eq!(api["spec"]["compute"]["mem"], "200M", "{api}");
 }

@@ -142,3 +142,31 @@ fn a_line_of_one_stream_is_never_cut_by_a_line_of_the_other() {
         "{logs}"
     );
 }
+
+/// Draws a progress bar of dots for a few seconds before it ends its line.
+const PROGRESS: &str = r#"
+import sys, time
+
+class PythonPredictor:
+    def __init__(self, config):
+        for _ in range(100):
+            sys.stdout.write("."); sys.stdout.flush()
+            time.sleep(0.05)
+        sys.stdout.write(" loaded\n"); sys.stdout.flush()
+
+    def predict(self, payload):
+        return "ok"
+"#;
+
+#[test]
+fn a_line_that_keeps_growing_shows_before_it_ends() {
+    let s = crate::harness::Server::start();
+    let p = s.python_project("progress", "RealtimeAPI", PROGRESS, "");
+    s.ok(&p, &["deploy"]);
+    // The dots come every 50 ms for 5 s: the log shows them while the line is still open.
+    let logs = s.logs_with(&p, &["progress", "--no-follow"], ".....");
+    assert!(
+        !logs.contains("loaded"),
+        "the dots waited for the line's end:\n{logs}"
+    );
+}

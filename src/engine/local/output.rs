@@ -84,7 +84,7 @@ fn copy_thread(
 
 /// How long a line begun on one stream may wait for its end before the log takes it as it
 /// is (a prompt, a progress bar).
-const LINE_WAIT_MS: i32 = 200;
+const LINE_WAIT: Duration = Duration::from_millis(200);
 
 /// The most of a line begun that is held back for its end.
 const MAX_HELD: usize = 16 * 1024;
@@ -94,16 +94,24 @@ const MAX_HELD: usize = 16 * 1024;
 fn copy(mut pipe: File, (own, combined): (PathBuf, PathBuf)) {
     let mut buf = vec![0u8; 16 * 1024];
     let mut held: Vec<u8> = Vec::new();
+    // When the line held began: it waits for its end at most LINE_WAIT in all.
+    let mut held_since = std::time::Instant::now();
     loop {
-        if !held.is_empty() && !readable_within(&pipe, LINE_WAIT_MS) {
-            let _ = super::rotating::append(&combined, &held);
-            held.clear();
-            continue;
+        if !held.is_empty() {
+            let left = LINE_WAIT.saturating_sub(held_since.elapsed());
+            if left.is_zero() || !readable_within(&pipe, left) {
+                let _ = super::rotating::append(&combined, &held);
+                held.clear();
+                continue;
+            }
         }
         match pipe.read(&mut buf) {
             Ok(0) => break,
             Ok(n) => {
                 let _ = super::rotating::append(&own, &buf[..n]);
+                if held.is_empty() {
+                    held_since = std::time::Instant::now();
+                }
                 held.extend_from_slice(&buf[..n]);
                 let whole = match held.iter().rposition(|&b| b == b'\n') {
                     Some(last) => last + 1,
@@ -113,6 +121,7 @@ fn copy(mut pipe: File, (own, combined): (PathBuf, PathBuf)) {
                 if whole > 0 {
                     let _ = super::rotating::append(&combined, &held[..whole]);
                     held.drain(..whole);
+                    held_since = std::time::Instant::now();
                 }
             }
             Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
@@ -124,9 +133,10 @@ fn copy(mut pipe: File, (own, combined): (PathBuf, PathBuf)) {
     }
 }
 
-/// Whether `pipe` has something to read (or has ended) within `ms` milliseconds.
-fn readable_within(pipe: &File, ms: i32) -> bool {
+/// Whether `pipe` has something to read (or has ended) within `wait`.
+fn readable_within(pipe: &File, wait: Duration) -> bool {
     use std::os::fd::AsRawFd;
+    let ms = i32::try_from(wait.as_millis().max(1)).unwrap_or(i32::MAX);
     let mut fd = libc::pollfd {
         fd: pipe.as_raw_fd(),
         events: libc::POLLIN,

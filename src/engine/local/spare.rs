@@ -79,13 +79,14 @@ struct Slot {
 }
 
 impl Slot {
-    /// A ready spare that is still alive (the cgroups of dead ones, empty, are removed).
+    /// A ready spare that is still alive (the cgroups of dead ones are emptied and removed).
     fn pop_alive(&mut self) -> Option<Spare> {
         while let Some(mut spare) = self.ready.pop() {
             if matches!(spare.child.try_wait(), Ok(None)) {
                 return Some(spare);
             }
             if let Some(cgroup) = spare.cgroup {
+                cgroup.kill_all();
                 cgroup.remove();
             }
         }

@@ -571,9 +571,18 @@ fn check_backends(
 }
 
 /// The Model Bazaar deploy parameters of `row` that stay over `spec`, the file deployed now.
+/// A stored spec that no longer reads (written by an older server) keeps only the route: the
+/// file is the word on everything else.
 fn kept_params(row: &ModelRow, spec: &ApiSpec) -> Result<DeployParams, versions::VersionError> {
     let stored = versions::stored_params(row)?;
-    let old: ApiSpec = serde_json::from_str(&row.spec_json)
-        .map_err(|e| versions::VersionError::Spec(e.to_string()))?;
-    Ok(versions::params_kept(stored, &old, spec))
+    if stored == DeployParams::default() {
+        return Ok(stored);
+    }
+    Ok(match serde_json::from_str::<ApiSpec>(&row.spec_json) {
+        Ok(old) => versions::params_kept(stored, &old, spec),
+        Err(_) => DeployParams {
+            deployment_name: stored.deployment_name,
+            ..DeployParams::default()
+        },
+    })
 }
