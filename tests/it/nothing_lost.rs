@@ -12,6 +12,7 @@ use serde_json::{json, Value};
 use crate::harness::{
     copy_dir, cortex_bin, http, shared_tempdir, wait_for, KillOnDrop, Server, DEADLINE,
 };
+use crate::redelivery::{recorder, runs};
 
 /// Starts `cortex server` on `data_dir`, which must refuse to start: its error output.
 fn start_refused(data_dir: &Path) -> String {
@@ -264,36 +265,13 @@ fn a_delete_that_cannot_be_stored_on_a_full_disk_stops_nothing() {
     );
 }
 
-/// Appends each batch it runs to `runs`, a few tenths of a second apart, so that a disk
-/// filled mid-job finds outcomes to write.
-const RECORDER: &str = r#"
-import os, time
-
-class PythonPredictor:
-    def __init__(self, config, job_spec):
-        self.runs = os.path.join(config["results"], "runs")
-
-    def predict(self, payload, batch_id):
-        time.sleep(0.3)
-        with open(self.runs, "a") as f:
-            f.write(batch_id + "\n")
-"#;
-
-/// The batches `RECORDER` ran, one per run.
-fn runs(results: &Path) -> Vec<String> {
-    std::fs::read_to_string(results.join("runs"))
-        .unwrap_or_default()
-        .lines()
-        .map(str::to_string)
-        .collect()
-}
-
 impl SmallDiskServer {
-    /// Deploys the BatchAPI `recorder` ([`RECORDER`]).
+    /// Deploys the BatchAPI `recorder` (`redelivery::recorder`, a few tenths of a second a
+    /// batch, so that a disk filled mid-job finds outcomes to write).
     fn deploy_recorder(&self) {
         let project = self.dir.path().join("recorder");
         std::fs::create_dir_all(&project).unwrap();
-        crate::harness::write(&project, "predictor.py", RECORDER);
+        crate::harness::write(&project, "predictor.py", &recorder(0.3));
         crate::harness::write(
             &project,
             "cortex.yaml",
@@ -350,7 +328,7 @@ impl SmallDiskServer {
     }
 }
 
-/// A directory for `RECORDER`'s runs, which its worker's user may write (the umask of the
+/// A directory for the recorder's runs, which its worker's user may write (the umask of the
 /// tests is 0), off the small disk; the temp dir that holds it.
 fn results_dir() -> (tempfile::TempDir, PathBuf) {
     let shared = shared_tempdir();

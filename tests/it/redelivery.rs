@@ -8,9 +8,11 @@ use serde_json::{json, Value};
 
 use crate::harness::{http, wait_for, Server, DEADLINE};
 
-/// Appends each batch it ran to `runs` (one line per run), slowly enough that a kill lands
-/// in the middle of a worker's work.
-const RECORDER: &str = r#"
+/// A BatchAPI predictor that appends each batch it ran to `runs` (one line per run), after
+/// sleeping `seconds`: long enough that a kill, or a disk filled, lands mid-job.
+pub(crate) fn recorder(seconds: f64) -> String {
+    format!(
+        r#"
 import os, time
 
 class PythonPredictor:
@@ -18,12 +20,15 @@ class PythonPredictor:
         self.runs = os.path.join(config["results"], "runs")
 
     def predict(self, payload, batch_id):
-        time.sleep(0.04)
+        time.sleep({seconds})
         with open(self.runs, "a") as f:
             f.write(batch_id + "\n")
-"#;
+"#
+    )
+}
 
-fn runs(results: &Path) -> Vec<String> {
+/// The batches [`recorder`] ran, one per run.
+pub(crate) fn runs(results: &Path) -> Vec<String> {
     std::fs::read_to_string(results.join("runs"))
         .unwrap_or_default()
         .lines()
@@ -68,7 +73,7 @@ fn a_server_killed_mid_job_re_runs_at_most_two_batches_per_worker() {
     let mut s = Server::start();
     // The results live in a directory the test owns, outside the server's data directory.
     let results = tempfile::tempdir().unwrap();
-    let p = s.python_project("recorder", "BatchAPI", RECORDER, "");
+    let p = s.python_project("recorder", "BatchAPI", &recorder(0.04), "");
     s.ok(&p, &["deploy"]);
     s.wait_status("recorder", "live");
     let id = submit(&s, results.path(), ITEMS, WORKERS);
@@ -114,7 +119,7 @@ fn a_stopped_server_lets_each_worker_run_at_most_two_batches_past_its_last_commi
     const ITEMS: usize = 800;
     let mut s = Server::start();
     let results = tempfile::tempdir().unwrap();
-    let p = s.python_project("recorder", "BatchAPI", RECORDER, "");
+    let p = s.python_project("recorder", "BatchAPI", &recorder(0.04), "");
     s.ok(&p, &["deploy"]);
     s.wait_status("recorder", "live");
     let id = submit(&s, results.path(), ITEMS, WORKERS);
