@@ -931,13 +931,16 @@ fn logs_follow_a_job_until_it_ends_and_deleting_an_api_with_running_jobs_asks_fi
         json!({"workers": 1, "item_list": {"items": [1], "batch_size": 1}, "config": {"results": results}}),
     );
     let (_, pid) = wait_started(&results, &id);
-    let follower = s
+    let mut follower = s
         .cortex()
         .args(["logs", "stopped-by-delete", &id, "-f"])
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::piped())
         .spawn()
         .unwrap();
+    // Deleted once the follower streams (not before its request reaches the server).
+    let lines = crate::harness::line_channel(follower.stdout.take().unwrap());
+    crate::harness::wait_line(&lines, "partitioning");
     let out = s.ok(s.dir.path(), &["delete", "stopped-by-delete", "-y"]);
     assert_eq!(out, "deleting stopped-by-delete\n");
     // A follower of its job hears why its stream ended.
