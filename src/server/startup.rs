@@ -293,8 +293,9 @@ pub(super) async fn restore(store: &Store, bundles: &BundleStore, deployments: &
                 current_served: true,
                 ..row.clone()
             };
-            // It was the deployment before the current one.
-            let older = Deployment::Resumed(row.deployment - 1);
+            // A database from before the serving deployment was kept: the one before the
+            // current one is the best guess.
+            let older = Deployment::Resumed(serving.deployment.unwrap_or(row.deployment - 1));
             if let Err(e) = start_again(bundles, deployments, &served, older).await {
                 tracing::warn!("the generation of {} that served: {e}", row.name);
             }

@@ -227,7 +227,7 @@ pub async fn record(store: &Store, api: &LiveApi, status: DeployStatus) {
     let result = store
         .call(move |conn| {
             if status == DeployStatus::Complete {
-                models::mark_serving(conn, &id, &hash)?;
+                models::mark_serving(conn, &id, &hash, deployment)?;
             }
             models::observe_status(conn, &id, deployment, status)
         })

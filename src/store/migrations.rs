@@ -203,6 +203,11 @@ const MIGRATIONS: &[&str] = &[
     CREATE UNIQUE INDEX models_given_name ON models(given_name) WHERE given_name IS NOT NULL;
     ALTER TABLE models ADD COLUMN reported_deployment INTEGER;
     "#,
+    // 9: the deployment of the spec that serves, so that a restart resumes it as itself (not as
+    // the deployment before the current one, which another version may have been).
+    r#"
+    ALTER TABLE models ADD COLUMN serving_deployment INTEGER;
+    "#,
 ];
 
 pub(super) fn migrate(conn: &mut Connection) -> Result<(), StoreError> {

@@ -116,6 +116,8 @@ pub struct ServingSpec {
     pub spec_json: String,
     pub spec_hash: String,
     pub bundle_sha256: String,
+    /// Its deployment's number (unknown for a spec that served before the server kept it).
+    pub deployment: Option<i64>,
 }
 
 const COLUMNS: &str = "id, name, kind, owner_id, deploy_status, spec_json, spec_hash, \
@@ -124,7 +126,7 @@ const COLUMNS: &str = "id, name, kind, owner_id, deploy_status, spec_json, spec_
                        access, default_permission, team_id, deployment_name, \
                        deploy_params_json, metadata_json, deployment, base_model_id, \
                        save_pending, overlay_sha256, inherits_env, given_name, \
-                       reported_deployment";
+                       reported_deployment, serving_deployment";
 
 fn from_row(r: &Row<'_>) -> rusqlite::Result<ModelRow> {
     let status: String = r.get(4)?;
@@ -141,6 +143,7 @@ fn from_row(r: &Row<'_>) -> rusqlite::Result<ModelRow> {
                 spec_json,
                 spec_hash: serving_hash,
                 bundle_sha256,
+                deployment: r.get(27)?,
             })
         }
         _ => None,
@@ -577,14 +580,19 @@ pub fn compare_and_set_status(
     Ok(n > 0)
 }
 
-/// Records that the spec `spec_hash` serves (its replicas became ready), while it is still the
-/// model's spec.
-pub fn mark_serving(conn: &Connection, id: &str, spec_hash: &str) -> Result<(), StoreError> {
+/// Records that the spec `spec_hash`, deployment `deployment`, serves (its replicas became
+/// ready), while it is still the model's spec.
+pub fn mark_serving(
+    conn: &Connection,
+    id: &str,
+    spec_hash: &str,
+    deployment: i64,
+) -> Result<(), StoreError> {
     conn.execute(
         "UPDATE models SET serving_spec_json = spec_json, serving_spec_hash = spec_hash,
-                serving_bundle_sha256 = bundle_sha256
+                serving_bundle_sha256 = bundle_sha256, serving_deployment = ?3
          WHERE id = ?1 AND spec_hash = ?2",
-        params![id, spec_hash],
+        params![id, spec_hash, deployment],
     )?;
     Ok(())
 }
@@ -649,7 +657,7 @@ mod tests {
         };
         let a = save(&mut c, "{\"v\":1}", "h1", "b1");
         assert_eq!(a.serving, None, "nothing served yet");
-        mark_serving(&c, &a.id, "h1").unwrap();
+        mark_serving(&c, &a.id, "h1", 1).unwrap();
         assert_eq!(
             get(&c, &a.id).unwrap().unwrap().serving,
             None,
@@ -662,12 +670,13 @@ mod tests {
                 spec_json: "{\"v\":1}".into(),
                 spec_hash: "h1".into(),
                 bundle_sha256: "b1".into(),
+                deployment: Some(1),
             })
         );
         // A generation that is no longer the spec cannot claim to serve it.
-        mark_serving(&c, &a.id, "h1").unwrap();
+        mark_serving(&c, &a.id, "h1", 1).unwrap();
         assert_eq!(get(&c, &a.id).unwrap().unwrap().serving, b.serving);
-        mark_serving(&c, &a.id, "h2").unwrap();
+        mark_serving(&c, &a.id, "h2", 2).unwrap();
         assert_eq!(get(&c, &a.id).unwrap().unwrap().serving, None);
     }
 }

@@ -524,6 +524,48 @@ fn a_restart_keeps_the_generation_that_served_next_to_a_failed_update() {
     assert_eq!(version(&s), Some(3));
 }
 
+/// A serves, B and C fail to start: after a restart A comes back as the deployment it was
+/// (not as the one before C, which is B's), so going back to A shows A's number.
+#[test]
+fn a_restart_brings_back_the_serving_generation_as_its_own_deployment() {
+    let mut s = Server::start();
+    let p = s.project("returner");
+    write(
+        &p,
+        "predictor.py",
+        "class PythonPredictor:\n    def __init__(self, config):\n        if config['version'] > 1:\n            raise RuntimeError(f\"version {config['version']} cannot load its model\")\n\n    def predict(self, payload):\n        return 'one'\n",
+    );
+    let config = |v: u32| {
+        format!("- name: returner\n  kind: RealtimeAPI\n  predictor:\n    type: python\n    path: predictor.py\n    config:\n      version: {v}\n")
+    };
+    write(&p, "cortex.yaml", &config(1));
+    s.ok(&p, &["deploy"]);
+    let first = s.wait_status("returner", "live")["deployment"]["number"].clone();
+    for v in [2, 3] {
+        write(&p, "cortex.yaml", &config(v));
+        s.ok(&p, &["deploy"]);
+        let reason = format!("version {v} cannot load");
+        wait_for(&format!("version {v} to fail"), DEADLINE, || {
+            let api = s.api_json("returner")?;
+            (api["status"] == "error" && api["errors"].to_string().contains(&reason)).then_some(())
+        });
+    }
+
+    s.restart();
+    wait_for("version 1 to answer again", DEADLINE, || {
+        (s.predict("returner", "{}").text().ok()? == "one").then_some(())
+    });
+    write(&p, "cortex.yaml", &config(1));
+    s.ok(&p, &["deploy"]);
+    let api = wait_for("version 1 to be the api again", DEADLINE, || {
+        s.api_json("returner").filter(|v| {
+            v["status"] == "live" && v["replicas"].as_array().is_some_and(|r| r.len() == 1)
+        })
+    });
+    assert_eq!(api["deployment"]["number"], first, "{api}");
+    assert_eq!(api["deployment"]["status"], "complete", "{api}");
+}
+
 #[test]
 fn logs_follow_says_when_its_api_is_deleted() {
     let s = Server::start();
