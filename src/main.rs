@@ -4,7 +4,17 @@ use clap::Parser;
 use cortex::cli::{self, ExitStatus};
 
 fn main() -> ExitCode {
-    let args = cli::Cli::parse();
+    let raw: Vec<std::ffi::OsString> = std::env::args_os().collect();
+    let args = match cli::Cli::try_parse_from(&raw) {
+        Ok(args) => args,
+        Err(e) => {
+            // A script asking for `-o json` reads a refused command line as a document too.
+            if let Some(doc) = cli::usage_document(&raw, &e) {
+                print!("{doc}");
+            }
+            e.exit()
+        }
+    };
     if !matches!(args.command, cli::Command::Server(_)) {
         // Like other command-line tools, end quietly when the reader of our output goes away
         // (`cortex get | head -1`). Sockets are unaffected (Rust sends with MSG_NOSIGNAL); the

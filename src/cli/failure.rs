@@ -83,9 +83,73 @@ pub fn document(format: OutputFormat, e: &anyhow::Error) -> Option<String> {
     }
 }
 
+/// The error document for a command line clap refused (an unknown flag, a missing argument),
+/// when `args` ask for `-o json|yaml`: kind `invalid_request`, clap's reason as the message.
+/// `None` for help and version output, and when no document was asked for.
+pub fn usage_document(args: &[std::ffi::OsString], e: &clap::Error) -> Option<String> {
+    if !e.use_stderr() {
+        return None;
+    }
+    let format = requested_format(args)?;
+    // clap's first paragraph, on one line: the reason without the usage and tips.
+    let rendered = e.render().to_string();
+    let reason = rendered
+        .lines()
+        .take_while(|line| !line.trim().is_empty())
+        .map(str::trim)
+        .collect::<Vec<_>>()
+        .join(" ");
+    let reason = reason.strip_prefix("error: ").unwrap_or(&reason);
+    let message = format!("{reason}; `cortex help` lists the commands and their flags");
+    let e = anyhow::Error::new(Refusal::InvalidRequest(message));
+    document(format, &e)
+}
+
+/// The output format a raw command line asks for (`-o json`, `-ojson`, `-o=json`,
+/// `--output json`, `--output=json`; the last one counts, as with clap), read without clap:
+/// for a command line clap refused.
+fn requested_format(args: &[std::ffi::OsString]) -> Option<OutputFormat> {
+    use clap::ValueEnum;
+    let mut format = None;
+    let mut words = args.iter().skip(1).filter_map(|a| a.to_str());
+    while let Some(word) = words.next() {
+        let value = match word {
+            "--" => break,
+            "-o" | "--output" => words.next(),
+            _ => word
+                .strip_prefix("--output=")
+                .or_else(|| word.strip_prefix("-o").filter(|_| !word.starts_with("--")))
+                .map(|v| v.strip_prefix('=').unwrap_or(v)),
+        };
+        if let Some(f) = value.and_then(|v| OutputFormat::from_str(v, false).ok()) {
+            format = Some(f);
+        }
+    }
+    format.filter(|f| *f != OutputFormat::Pretty)
+}
+
 #[cfg(test)]
 mod tests {
-    use super::{kind, Refusal, KINDS};
+    use super::{kind, requested_format, Refusal, KINDS};
+    use crate::cli::OutputFormat;
+
+    #[test]
+    fn the_format_a_refused_command_line_asks_for() {
+        let asks = |line: &str| {
+            let args: Vec<std::ffi::OsString> = line.split(' ').map(Into::into).collect();
+            requested_format(&args)
+        };
+        assert_eq!(asks("cortex get -o json --bogus"), Some(OutputFormat::Json));
+        assert_eq!(asks("cortex get -ojson"), Some(OutputFormat::Json));
+        assert_eq!(asks("cortex get -o=yaml x"), Some(OutputFormat::Yaml));
+        assert_eq!(asks("cortex get --output json"), Some(OutputFormat::Json));
+        assert_eq!(asks("cortex get --output=yaml"), Some(OutputFormat::Yaml));
+        assert_eq!(asks("cortex get -o json -o pretty"), None);
+        assert_eq!(asks("cortex get --bogus"), None);
+        assert_eq!(asks("cortex get -o xml"), None);
+        assert_eq!(asks("cortex predict x -- -o json"), None);
+        assert_eq!(asks("cortex get --other=json"), None);
+    }
 
     #[test]
     fn kinds_come_from_the_chain_and_are_documented() {

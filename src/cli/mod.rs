@@ -30,6 +30,7 @@ use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand};
 
+pub use failure::usage_document;
 pub use output::OutputFormat;
 
 /// How a command ended, for the process exit code.

@@ -296,6 +296,44 @@ fn with_output_json_or_yaml_errors_are_documents_on_stdout() {
     assert!(s.run(here, &["get", "nope"]).stdout.is_empty());
 }
 
+/// A command line the CLI refuses before running (an unknown flag, a missing argument, a
+/// mistyped command) is a document too, with clap's exit status 2 and its usage on stderr.
+#[test]
+fn with_output_json_a_refused_command_line_is_a_document() {
+    let cfg = tempfile::tempdir().unwrap();
+    let run = |args: &[&str]| {
+        Command::new(cortex_bin())
+            .env("CORTEX_CLI_CONFIG_DIR", cfg.path())
+            .args(args)
+            .output()
+            .unwrap()
+    };
+    for (args, reason) in [
+        (&["get", "-o", "json", "--bogus"][..], "--bogus"),
+        (&["wait", "--output=json"][..], "<API>"),
+        (&["depoly", "-ojson"][..], "depoly"),
+    ] {
+        let out = run(args);
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {}", stderr(&out));
+        let doc: Value = serde_json::from_str(&stdout(&out))
+            .unwrap_or_else(|e| panic!("{args:?}: stdout is not one document ({e})"));
+        assert_eq!(doc["error"]["kind"], "invalid_request", "{doc}");
+        assert!(
+            doc["error"]["message"].as_str().unwrap().contains(reason),
+            "{doc}"
+        );
+        assert!(stderr(&out).contains("Usage:"), "{}", stderr(&out));
+    }
+    let yaml = run(&["get", "--bogus", "-o", "yaml"]);
+    let doc: Value = serde_yaml::from_slice(&yaml.stdout).unwrap();
+    assert_eq!(doc["error"]["kind"], "invalid_request", "{doc}");
+    // Without -o, and for help, stdout is what it was.
+    assert!(run(&["get", "--bogus"]).stdout.is_empty());
+    let help = run(&["get", "--help", "-o", "json"]);
+    assert_eq!(help.status.code(), Some(0));
+    assert!(stdout(&help).contains("Usage:"), "{}", stdout(&help));
+}
+
 #[test]
 fn logs_with_output_json_are_json_lines() {
     let s = Server::start();
