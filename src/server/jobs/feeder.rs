@@ -29,6 +29,7 @@ use std::time::{Duration, Instant};
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
+use super::kept::Holding;
 use super::outcome::{failure_text, stream_outcome, Lines};
 use super::settler::{Settler, Ticket};
 use super::Shared;
@@ -94,6 +95,8 @@ impl Feeder {
     /// waits for its worker or ends.
     pub async fn run(self) {
         let settler = self.settler.clone();
+        // Dropped with this task, however it ends: what it still holds then goes back.
+        let holding = Holding::new();
         let mut held: VecDeque<batches::Lease> = VecDeque::new();
         // Lease rounds that failed in a row (the job's writer logs why once in a while).
         let mut failed_rounds = 0u32;
@@ -107,7 +110,10 @@ impl Feeder {
                 break;
             };
             if held.is_empty() {
-                match settler.lease(self.lease_ahead, visibility_ms()).await {
+                match settler
+                    .lease(self.lease_ahead, visibility_ms(), &holding)
+                    .await
+                {
                     Ok(leases) => {
                         held.extend(leases);
                         failed_rounds = 0;

@@ -8,6 +8,7 @@ mod enqueue;
 mod feeder;
 mod inputs;
 mod job_log;
+mod kept;
 mod outcome;
 mod resume;
 mod runner;

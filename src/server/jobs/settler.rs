@@ -20,13 +20,13 @@
 //! lapses are judged after them, so a lease that lapsed only because the server could not
 //! write is not counted as a delivery: the server's own failure is never blamed on a worker.
 
-use std::collections::HashMap;
 use std::sync::mpsc::{self, RecvTimeoutError};
-use std::sync::Mutex;
+use std::sync::{Mutex, Weak};
 use std::time::{Duration, Instant};
 
 use tokio::sync::{oneshot, watch};
 
+use super::kept::{Holding, Kept};
 use crate::clock::now_ms;
 use crate::store::batches::{self, Extension, Lease, Round, Settle, Written};
 use crate::store::Store;
@@ -43,6 +43,7 @@ const LOG_AGAIN: Duration = Duration::from_secs(30);
 struct LeaseAsk {
     n: usize,
     visibility_ms: i64,
+    holder: Weak<()>,
     reply: oneshot::Sender<Result<Vec<Lease>, String>>,
 }
 
@@ -106,13 +107,20 @@ impl Settler {
     }
 
     /// Leases up to `n` batches, after (and with) every outcome given so far; the writer
-    /// keeps them alive until they are settled. `Err`: nothing of the transaction was
-    /// applied (the outcomes are tried again; ask again).
-    pub async fn lease(&self, n: usize, visibility_ms: i64) -> Result<Vec<Lease>, String> {
+    /// keeps them alive until they are settled, or given back once `holding` is dropped.
+    /// `Err`: nothing of the transaction was applied (the outcomes are tried again; ask
+    /// again).
+    pub async fn lease(
+        &self,
+        n: usize,
+        visibility_ms: i64,
+        holding: &Holding,
+    ) -> Result<Vec<Lease>, String> {
         let (reply, answer) = oneshot::channel();
         let ask = LeaseAsk {
             n,
             visibility_ms,
+            holder: holding.watch(),
             reply,
         };
         if self.send(Msg::Lease(ask)).is_err() {
@@ -215,8 +223,11 @@ impl Writer {
         Some(self.retry_at.map_or(due, |retry| due.max(retry)))
     }
 
-    /// One transaction: the extensions due, every settle waiting, the leases asked for.
+    /// One transaction: the leases of feeders that are gone given back, the extensions
+    /// due, every settle waiting, the leases asked for.
     fn write(&mut self) {
+        let abandoned = self.kept.abandoned();
+        self.settles.extend(abandoned);
         let (now, at_ms) = (Instant::now(), now_ms());
         let extend = self.kept.due(now, at_ms);
         let visibility_ms = self.asks.iter().map(|a| a.visibility_ms).max();
@@ -264,7 +275,9 @@ impl Writer {
         for ask in std::mem::take(&mut self.asks) {
             let share: Vec<Lease> = leases.by_ref().take(ask.n).collect();
             for l in &share {
-                self.kept.hold(l.seq, &l.lease_id, visibility_ms, now);
+                let holder = ask.holder.clone();
+                self.kept
+                    .hold((l.seq, &l.lease_id), visibility_ms, holder, now);
             }
             if let Err(Ok(share)) = ask.reply.send(Ok(share)) {
                 self.settles
@@ -323,88 +336,20 @@ fn retry_after(failures: u32) -> Duration {
     RETRY_FIRST.saturating_mul(1 << doublings).min(RETRY_MAX)
 }
 
-/// The leases a job's feeders hold (handed out by its writer and not yet settled), by
-/// batch, kept alive until their settles are written.
-#[derive(Default)]
-struct Kept(HashMap<i64, KeptLease>);
-
-struct KeptLease {
-    lease_id: String,
-    visibility_ms: i64,
-    /// When it is extended next.
-    renew_at: Instant,
-}
-
-/// How long after a lease (or its extension) it is extended again: a third of its
-/// visibility, so that two extensions may fail before it lapses.
-fn renewal(visibility_ms: i64) -> Duration {
-    Duration::from_millis((visibility_ms / 3).max(1) as u64)
-}
-
-impl Kept {
-    /// A lease handed out (or extended) at `now`.
-    fn hold(&mut self, seq: i64, lease_id: &str, visibility_ms: i64, now: Instant) {
-        let kept = KeptLease {
-            lease_id: lease_id.to_string(),
-            visibility_ms,
-            renew_at: now + renewal(visibility_ms),
-        };
-        self.0.insert(seq, kept);
-    }
-
-    /// The extensions due at `now` (wall clock `now_ms`), each for its visibility.
-    fn due(&self, now: Instant, now_ms: i64) -> Vec<Extension> {
-        let mut due: Vec<Extension> = self
-            .0
-            .iter()
-            .filter(|(_, k)| k.renew_at <= now)
-            .map(|(seq, k)| Extension {
-                seq: *seq,
-                lease_id: k.lease_id.clone(),
-                until_ms: now_ms + k.visibility_ms,
-            })
-            .collect();
-        due.sort_by_key(|e| e.seq);
-        due
-    }
-
-    /// `extend` was written at `now` (`held[i]`: extension i found its lease): those
-    /// extended fall due again later, those whose lease was lost are let go.
-    fn extended(&mut self, extend: &[Extension], held: &[bool], now: Instant) {
-        for (e, held) in extend.iter().zip(held) {
-            let Some(k) = self.0.get_mut(&e.seq).filter(|k| k.lease_id == e.lease_id) else {
-                continue;
-            };
-            if *held {
-                k.renew_at = now + renewal(k.visibility_ms);
-            } else {
-                self.0.remove(&e.seq);
-            }
-        }
-    }
-
-    /// `settles` were written: their leases are let go.
-    fn settled(&mut self, settles: &[Settle]) {
-        for s in settles {
-            let (seq, lease_id) = s.lease();
-            if self.0.get(&seq).is_some_and(|k| k.lease_id == lease_id) {
-                self.0.remove(&seq);
-            }
-        }
-    }
-
-    /// When the next extension falls due.
-    fn next_renewal(&self) -> Option<Instant> {
-        self.0.values().map(|k| k.renew_at).min()
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    fn ms(n: u64) -> Duration {
-        Duration::from_millis(n)
+    /// A store with job `j1` of three batches, none leased.
+    fn three_batches() -> Store {
+        let store = Store::open_in_memory().unwrap();
+        store
+            .call_here(|c| {
+                crate::store::jobs::tests::seed(c, 1, &["[1]", "[2]", "[3]"]);
+                Ok(())
+            })
+            .unwrap();
+        store
     }
 
     #[test]
@@ -414,58 +359,18 @@ mod tests {
         assert_eq!(retry_after(u32::MAX), RETRY_MAX);
     }
 
-    #[test]
-    fn a_kept_lease_is_extended_every_third_of_its_visibility_until_settled_or_lost() {
-        let t0 = Instant::now();
-        let mut kept = Kept::default();
-        kept.hold(1, "a", 300, t0);
-        kept.hold(2, "b", 300, t0);
-        assert!(kept.due(t0, 0).is_empty());
-        assert_eq!(kept.next_renewal(), Some(t0 + ms(100)));
-        let t1 = t0 + ms(100);
-        let due = kept.due(t1, 5_000);
-        let extension = |seq, lease_id: &str| Extension {
-            seq,
-            lease_id: lease_id.to_string(),
-            until_ms: 5_300,
-        };
-        assert_eq!(due, [extension(1, "a"), extension(2, "b")]);
-        // Batch 2's lease was lost (it lapsed and another worker has it): let go.
-        kept.extended(&due, &[true, false], t1);
-        assert_eq!(kept.next_renewal(), Some(t1 + ms(100)));
-        assert_eq!(kept.due(t1 + ms(100), 5_100).len(), 1);
-        // A settle of another delivery of batch 1 leaves its lease; its own lets it go.
-        let other = Settle::Release {
-            seq: 1,
-            lease_id: "old".to_string(),
-            crashed: false,
-        };
-        kept.settled(&[other]);
-        assert!(kept.next_renewal().is_some());
-        let own = Settle::Ack {
-            seq: 1,
-            lease_id: "a".to_string(),
-            duration_ms: 1,
-        };
-        kept.settled(&[own]);
-        assert_eq!(kept.next_renewal(), None);
-    }
-
     /// Far more failed writes than the five an outcome was once given, and longer than a
     /// lease's visibility: the outcome waits and is written once the database takes writes
     /// again, and the batch still being run keeps its lease.
     #[tokio::test]
     async fn an_outcome_waits_out_failing_writes_and_no_lease_lapses_meanwhile() {
         const VISIBILITY_MS: i64 = 1_000;
-        let store = Store::open_in_memory().unwrap();
-        store
-            .call_here(|c| {
-                crate::store::jobs::tests::seed(c, 1, &["[1]", "[2]", "[3]"]);
-                Ok(())
-            })
-            .unwrap();
-        let settler = Settler::spawn(store.clone(), "j1".to_string());
-        let leases = settler.lease(2, VISIBILITY_MS).await.unwrap();
+        let store = three_batches();
+        let (settler, feeder) = (
+            Settler::spawn(store.clone(), "j1".to_string()),
+            Holding::new(),
+        );
+        let leases = settler.lease(2, VISIBILITY_MS, &feeder).await.unwrap();
         let leased_at = now_ms();
         // From now on the database refuses every change of a batch, as a full disk does.
         store
@@ -484,7 +389,7 @@ mod tests {
         // Each lease asked for is answered by one more try of the writer's transaction.
         let mut tries = 0;
         while tries < 6 || now_ms() < leased_at + 2 * VISIBILITY_MS {
-            assert!(settler.lease(1, VISIBILITY_MS).await.is_err());
+            assert!(settler.lease(1, VISIBILITY_MS, &feeder).await.is_err());
             tries += 1;
         }
         assert_eq!(*settler.committed().borrow(), 0, "the outcome still waits");
@@ -495,9 +400,51 @@ mod tests {
         settler.flushed().await;
         assert!(*settler.committed().borrow() >= ticket);
         // The next lease round judges lapses: batch 1, still being run, is not one.
-        let next = settler.lease(1, VISIBILITY_MS).await.unwrap();
+        let next = settler.lease(1, VISIBILITY_MS, &feeder).await.unwrap();
         assert_eq!(next.iter().map(|l| l.seq).collect::<Vec<_>>(), [2]);
         let counts = store.call_here(|c| batches::counts(c, "j1")).unwrap();
         assert_eq!((counts.succeeded, counts.leased, counts.failed), (1, 2, 0));
+    }
+
+    /// A feeder's task that ends holding leases without giving them back (it panicked, or
+    /// was cancelled): its leases go back to the queue at the writer's next round, their
+    /// delivery not counted, instead of being kept alive until the job's timeout.
+    #[tokio::test]
+    async fn the_leases_of_a_feeder_gone_without_giving_them_back_return_to_the_queue() {
+        const VISIBILITY_MS: i64 = 300;
+        let store = three_batches();
+        let settler = Settler::spawn(store.clone(), "j1".to_string());
+        let (lives, ends) = (Holding::new(), Holding::new());
+        let held = settler.lease(1, VISIBILITY_MS, &lives).await.unwrap();
+        assert_eq!(
+            settler.lease(2, VISIBILITY_MS, &ends).await.unwrap().len(),
+            2
+        );
+        drop(ends);
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            let counts = store.call_here(|c| batches::counts(c, "j1")).unwrap();
+            if (counts.leased, counts.queued) == (1, 2) {
+                break;
+            }
+            assert!(Instant::now() < deadline, "still leased: {counts:?}");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        let received: i64 = store
+            .call_here(|c| {
+                Ok(c.query_row(
+                    "SELECT SUM(receive_count) FROM batches WHERE job_id = 'j1' AND state = 'queued'",
+                    [],
+                    |r| r.get(0),
+                )?)
+            })
+            .unwrap();
+        assert_eq!(received, 0, "their delivery is not counted");
+        // The batch of the feeder that lives is still kept alive past its visibility.
+        tokio::time::sleep(Duration::from_millis(2 * VISIBILITY_MS as u64)).await;
+        let again = settler.lease(3, VISIBILITY_MS, &lives).await.unwrap();
+        let seqs: Vec<i64> = again.iter().map(|l| l.seq).collect();
+        assert!(!seqs.contains(&held[0].seq), "{seqs:?}");
+        assert_eq!(seqs.len(), 2);
     }
 }
