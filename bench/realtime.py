@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """RealtimeAPI benchmarks, side by side in one run (see BENCHMARKS.md).
 
-    python3 bench/realtime.py [--quick] [--skip-ray] [--only=gateway,python,lifecycle,many]
+    python3 bench/realtime.py [--quick] [--skip-ray] [--only=gateway,python,lifecycle,fresh,many]
 
 Needs `wrk` (Debian: apt-get install wrk), nginx and HAProxy as reference proxies (apt-get
 install nginx haproxy; they are left out, saying so, when missing) and, for the python
@@ -19,7 +19,9 @@ Builds the release binary and the no-op command worker first, then measures:
    RAY_SERVE_ENABLE_HA_PROXY=1), one replica each, at concurrency 1 and 32;
 3. deploy -> first 200 (on a settled server: a spare interpreter ready, as /metrics says; and
    deploys back to back), scale-up 1 -> 2 under load, 0 -> 1 cold start (settled);
-4. `cortex get` wall time with 100 APIs; server RSS idle and with 100 APIs.
+4. deploy -> first 200 of a command predictor (a fresh start), each run in a cgroup vs a
+   server making none, alternated;
+5. `cortex get` wall time with 100 APIs; server RSS idle and with 100 APIs.
 """
 
 import json
@@ -180,19 +182,19 @@ def wrk(url, connections, lua, duration=DURATION):
 
 
 class Cortex:
-    def __init__(self, bin_path, work):
+    def __init__(self, bin_path, work, name="server", env=None):
         self.bin = bin_path
         self.work = work
         self.port = free_port()
         self.url = "http://127.0.0.1:%d" % self.port
-        self.data = os.path.join(work, "server")
-        self.cli = os.path.join(work, "cli")
-        log = open(os.path.join(work, "server.log"), "w")
+        self.data = os.path.join(work, name)
+        self.cli = os.path.join(work, name + "-cli")
+        log = open(os.path.join(work, name + ".log"), "w")
         self.proc = subprocess.Popen(
             [bin_path, "server", "--listen", "127.0.0.1:%d" % self.port, "--data-dir", self.data],
             stdout=log,
             stderr=log,
-            env=dict(os.environ, CORTEX_LOG="warn"),
+            env=dict(os.environ, CORTEX_LOG="warn", **(env or {})),
         )
         poll("the server", lambda: urllib.request.urlopen(self.url + "/healthz").status == 200)
         token = open(os.path.join(self.data, "admin.token")).read().strip()
@@ -614,6 +616,41 @@ def lifecycle(c, work, lua):
     c.cortex("delete", "sleepy", "-y")
 
 
+def fresh_starts(c, work, worker):
+    """deploy -> first 200 of a command predictor (every start is fresh: no spare), on the
+    server (each run in a cgroup of its own) and, alternated with it, on a second server
+    started with CORTEX_MEMORY_LIMITS=sample (no cgroup): the difference is the join's cost."""
+    print("\n## Fresh replica starts: a cgroup per run vs none\n")
+    bare = Cortex(c.bin, work, name="nocgroup", env={"CORTEX_MEMORY_LIMITS": "sample"})
+    times = {"cgroup": [], "none": []}
+    try:
+        for i in range(-1, 7):
+            for label, server in (("cgroup", c), ("none", bare)):
+                name = "fresh%s%d" % (label, i + 1)
+                yaml = "- name: %s\n  kind: RealtimeAPI\n  predictor:\n    type: command\n    command: [%s]\n" % (
+                    name,
+                    json.dumps(worker),
+                )
+                path = project(work, name, yaml)
+                start = time.monotonic()
+                server.cortex("deploy", cwd=path)
+                poll("first 200", lambda: post(server.url + "/" + name, timeout=5) == 200, every=0.002)
+                if i >= 0:
+                    times[label].append(time.monotonic() - start)
+                server.cortex("delete", name, "-y")
+    finally:
+        bare.stop()
+    row(["measure (median of 7, rounds alternated)", "each run in a cgroup", "no cgroup (`CORTEX_MEMORY_LIMITS=sample`)"])
+    row(["---", "---", "---"])
+    row(
+        [
+            "deploy -> first 200, command predictor (a fresh start)",
+            "%.1f ms" % (statistics.median(times["cgroup"]) * 1000),
+            "%.1f ms" % (statistics.median(times["none"]) * 1000),
+        ]
+    )
+
+
 def many_apis(c, work, worker):
     print("\n## 100 APIs\n")
     idle = rss_mib(c.proc.pid)
@@ -663,6 +700,7 @@ def main():
                 "gateway": lambda: gateway_overhead(c, work, worker, lua),
                 "python": lambda: python_path(c, work, lua),
                 "lifecycle": lambda: lifecycle(c, work, lua),
+                "fresh": lambda: fresh_starts(c, work, worker),
                 "many": lambda: many_apis(c, work, worker),
             }
             for name, run in sections.items():
