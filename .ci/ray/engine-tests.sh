@@ -30,6 +30,7 @@ shared=(
   batch::
   lifecycle::apis_come_back_live_after_a_server_restart
   lifecycle::delete_stops_the_replica_frees_its_port_and_forgets_the_api
+  lifecycle::delete_returns_once_a_replica_slow_to_stop_has_stopped
   lifecycle::logs_print_the_replica_output_and_follow_new_lines
   lifecycle::logs_follow_says_when_its_api_is_deleted
   lifecycle::a_replica_that_never_answers_healthz_says_so

@@ -86,6 +86,31 @@ fn delete_stops_the_replica_frees_its_port_and_forgets_the_api() {
     assert_eq!(json, serde_json::json!({"message": "deleting reverser"}));
 }
 
+/// A replica that takes a moment to finish after SIGTERM (it closes its listener last, as a
+/// server draining its requests does) is gone when `cortex delete` returns, on every engine.
+#[test]
+fn delete_returns_once_a_replica_slow_to_stop_has_stopped() {
+    let s = Server::start();
+    let p = s.project("lingerer");
+    write(
+        &p,
+        "server.py",
+        "import http.server, os, signal, sys, time\n\nclass H(http.server.BaseHTTPRequestHandler):\n    def do_GET(self):\n        self.send_response(200)\n        self.send_header('Content-Length', '0')\n        self.end_headers()\n    do_POST = do_GET\n\nserver = http.server.HTTPServer(('127.0.0.1', int(os.environ['CORTEX_PORT'])), H)\n\ndef drain(*_):\n    time.sleep(1.5)\n    os._exit(0)\n\nsignal.signal(signal.SIGTERM, drain)\nserver.serve_forever()\n",
+    );
+    write(
+        &p,
+        "cortex.yaml",
+        "- name: lingerer\n  kind: RealtimeAPI\n  predictor:\n    type: command\n    command: python3 server.py\n",
+    );
+    s.ok(&p, &["deploy"]);
+    let port = port_of(&s.wait_status("lingerer", "live"));
+    s.ok(&p, &["delete", "lingerer", "-y"]);
+    assert!(
+        TcpStream::connect(("127.0.0.1", port)).is_err(),
+        "port {port} still open after the delete returned"
+    );
+}
+
 #[test]
 fn logs_print_the_replica_output_and_follow_new_lines() {
     // The follower must see the stream end cleanly, not the server give up on it: a grace

@@ -132,7 +132,8 @@ pub(super) fn sync(
             super::report::take(replica, r, now, effects);
         }
     }
-    // A replica being stopped that the driver no longer reports is gone.
+    // A replica being stopped that the driver neither reports nor is still stopping is gone.
+    reported.extend(report.stopping);
     let gone: Vec<String> = group
         .replicas
         .iter()

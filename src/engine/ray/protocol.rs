@@ -13,6 +13,9 @@ pub struct SyncReport {
     pub driver: String,
     #[serde(default)]
     pub replicas: Vec<ReplicaReport>,
+    /// The replicas no longer desired whose program the driver is still stopping.
+    #[serde(default)]
+    pub stopping: Vec<String>,
 }
 
 /// One replica in a report.

@@ -363,14 +363,14 @@ class Driver:
         except Exception:
             pass
         log("replica %s: stopping" % r.id)
-        self.stopping.append([r.handle, None, time.monotonic() + grace + STOP_SLACK])
+        self.stopping.append([r.handle, None, time.monotonic() + grace + STOP_SLACK, r.id])
 
     def reap(self):
         """Kills the removed actors whose child has stopped (or whose time is up)."""
         now = time.monotonic()
         left = []
         for entry in self.stopping:
-            handle, ref, deadline = entry
+            handle, ref, deadline, _ = entry
             done = now >= deadline
             if not done:
                 if ref is None:
@@ -395,7 +395,10 @@ class Driver:
         self.poll()
         self.reap()
         reports = [r.report() for r in self.replicas.values()]
-        body = {"driver": self.name, "replicas": reports}
+        # A replica whose program is still stopping is named until it is gone: the server's
+        # stop (a delete, a scale-down) returns only then.
+        stopping = [entry[3] for entry in self.stopping]
+        body = {"driver": self.name, "replicas": reports, "stopping": stopping}
         try:
             desired = sync_mod.sync(
                 self.server, self.group, self.token, body, timeout=max(5.0, 4 * self.interval)

@@ -1,17 +1,28 @@
 """A stand-in for a replica program: serves GET /healthz (200), GET /pid and GET /print?TEXT (prints `printed TEXT`) on $CORTEX_PORT
 (on the socket of fd 3 when CORTEX_LISTEN_FD is set), after printing a line to stdout and one
-to stderr. With TEST_EXIT_CODE set it prints and exits with that status instead."""
+to stderr. With TEST_EXIT_CODE set it prints and exits with that status instead. With
+TEST_LINGER set it takes that many seconds to exit after SIGTERM, its port still open (as a
+server draining its requests does)."""
 
 import http.server
 import os
+import signal
 import socket
 import sys
+import time
 
 rid = os.environ.get("TEST_REPLICA", "?")
 print("hello stdout from %s pid %d" % (rid, os.getpid()), flush=True)
 print("hello stderr from %s pid %d" % (rid, os.getpid()), file=sys.stderr, flush=True)
 if os.environ.get("TEST_EXIT_CODE"):
     sys.exit(int(os.environ["TEST_EXIT_CODE"]))
+if os.environ.get("TEST_LINGER"):
+
+    def linger(*_):
+        time.sleep(float(os.environ["TEST_LINGER"]))
+        os._exit(0)
+
+    signal.signal(signal.SIGTERM, linger)
 
 
 class Handler(http.server.BaseHTTPRequestHandler):

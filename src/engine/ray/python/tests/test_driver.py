@@ -312,12 +312,13 @@ class DriverTest(unittest.TestCase):
         self.assertEqual(self.server.bad_auth, 0)
 
     def test_2_generation_bump_and_removal(self):
-        self.server.set_desired(self.group, [replica("a"), replica("b")])
+        lingers = {"TEST_LINGER": "1.5"}  # b takes a while to stop (its grace is 2 s)
+        self.server.set_desired(self.group, [replica("a"), replica("b", env=lingers)])
         self.submit_driver()
         a1 = self.wait_running("a")
         b1 = self.wait_running("b")
         actor_a = self.alive_actor_ids("a")
-        self.server.set_desired(self.group, [replica("a", generation=2), replica("b")])
+        self.server.set_desired(self.group, [replica("a", generation=2), replica("b", env=lingers)])
         a2 = self.wait_running("a", generation=2)
         self.assertNotEqual(a1["pid"], a2["pid"])
         wait_for("the old process gone", lambda: not os.path.exists("/proc/%d" % a1["pid"])
@@ -326,18 +327,25 @@ class DriverTest(unittest.TestCase):
         # b untouched
         self.assertEqual(int(http_get(b1["address"], "/pid")[1]), b1["pid"])
 
-        self.server.set_desired(self.group, [replica("a", generation=2)])
-        wait_for("b gone from the syncs", lambda: self.server.replica(self.group, "b") is None
-                 and self.server.replica(self.group, "a") is not None, timeout=20)
-        wait_for("b's actor dead", lambda: self.alive_actor_ids("b") == [], timeout=30)
-
         def b_stopped():
             try:
                 http_get(b1["address"], "/healthz", timeout=1)
                 return False
             except (OSError, urllib.error.URLError):
                 return True
-        wait_for("b's program stopped", b_stopped, timeout=10)
+
+        def b_unnamed():
+            # Named as a replica, or as one whose program is still stopping.
+            body = self.server.last_sync(self.group) or {}
+            named = [r["id"] for r in body.get("replicas", [])] + body.get("stopping", [])
+            return "b" not in named and "a" in named
+
+        self.server.set_desired(self.group, [replica("a", generation=2)])
+        wait_for("b gone from the syncs", b_unnamed, timeout=20)
+        # The server takes a stop as done once no sync names the replica: its program is
+        # gone by then (a delete returns only then).
+        self.assertTrue(b_stopped(), "a sync stopped naming b while its program still ran")
+        wait_for("b's actor dead", lambda: self.alive_actor_ids("b") == [], timeout=30)
         self.assertEqual(int(http_get(a2["address"], "/pid")[1]), a2["pid"])
 
     def test_3_exit_code_reported_not_restarted(self):
