@@ -47,6 +47,8 @@ pub enum Refused {
     TooManyDirectories { limit: u64 },
     #[error("the bundle's entry {entry:?} is a hard link to {target:?}, which is not a file of the project before it; hard links may only name a file that comes earlier")]
     HardLinkToNoFile { entry: String, target: String },
+    #[error("the bundle's entry {0:?} is a hard link to .env, which a copy saved without the base's secrets does not have; remove {0:?}")]
+    HardLinkToSecrets(String),
     #[error(
         "the bundle's entry {entry:?} is a {kind}; bundles hold only files, directories and links"
     )]

@@ -7,6 +7,7 @@ use std::path::PathBuf;
 use rusqlite::{params, Connection};
 use sha2::{Digest, Sha256};
 
+use super::bundle_refusals::Refused;
 use super::bundle_tree::Tree;
 use super::unpack_limits::{self, UnpackLimits};
 use super::StoreError;
@@ -195,7 +196,7 @@ impl BundleStore {
         let layers: Vec<&str> = std::iter::once(sha)
             .chain(overlay.into_iter().flat_map(|o| o.split(',')))
             .collect();
-        if let Err(e) = self.unpack_into(&layers, &tmp) {
+        if let Err(e) = self.unpack_into(&layers, &tmp, with_env) {
             let _ = fs::remove_dir_all(&tmp);
             return Err(e);
         }
@@ -227,10 +228,18 @@ impl BundleStore {
 
     /// Unpacks `layers` (bundles, one over the other) into `dir`, once they are checked
     /// together: what does not unpack safely is refused (422) naming the bundle at fault.
-    fn unpack_into(&self, layers: &[&str], dir: &std::path::Path) -> Result<(), StoreError> {
+    /// Unpacks `layers` into `dir`; without `with_env`, no layer's `.env` is unpacked, and a
+    /// hard link to it is refused (it would carry the secrets over under another name).
+    fn unpack_into(
+        &self,
+        layers: &[&str],
+        dir: &std::path::Path,
+        with_env: bool,
+    ) -> Result<(), StoreError> {
         self.read_layers(layers)?
             .check()
             .map_err(|m| unpackable(layers, m.layer, m.refused))?;
+        fs::create_dir_all(dir)?;
         for (i, layer) in layers.iter().enumerate() {
             let file = io::BufReader::new(fs::File::open(self.archive_path(layer))?);
             let mut archive = tar::Archive::new(flate2::read::GzDecoder::new(file));
@@ -239,9 +248,26 @@ impl BundleStore {
             archive.set_preserve_permissions(false);
             archive.set_mask(0o022);
             archive.set_overwrite(true);
-            archive
-                .unpack(dir)
-                .map_err(|e| not_unpacked(layers, i, dir, e))?;
+            let failed = |e| not_unpacked(layers, i, dir, e);
+            for entry in archive.entries().map_err(failed)? {
+                let mut entry = entry.map_err(failed)?;
+                if !with_env {
+                    let path = entry.path().map_err(failed)?;
+                    if is_dotenv(&path) {
+                        continue;
+                    }
+                    let name = path.display().to_string();
+                    let links_to_env = entry.header().entry_type().is_hard_link()
+                        && entry
+                            .link_name()
+                            .map_err(failed)?
+                            .is_some_and(|t| is_dotenv(&t));
+                    if links_to_env {
+                        return Err(unpackable(layers, i, Refused::HardLinkToSecrets(name)));
+                    }
+                }
+                entry.unpack_in(dir).map_err(failed)?;
+            }
         }
         Ok(())
     }
@@ -315,6 +341,17 @@ fn check_archive(archive: impl io::Read, limits: &UnpackLimits) -> Result<(), St
 }
 
 /// Removes a project's top-level `.env`, whatever the archive made it (file, link, directory).
+/// Whether an archive's `path` is the project's `.env`.
+fn is_dotenv(path: &std::path::Path) -> bool {
+    let mut parts = path
+        .components()
+        .filter(|c| !matches!(c, std::path::Component::CurDir));
+    matches!(
+        (parts.next(), parts.next()),
+        (Some(std::path::Component::Normal(name)), None) if name == ".env"
+    )
+}
+
 fn remove_dotenv(project: &std::path::Path) -> io::Result<()> {
     let path = project.join(".env");
     match fs::symlink_metadata(&path) {
@@ -336,7 +373,7 @@ fn layer_name(layers: &[&str], i: usize) -> String {
 }
 
 /// A refusal of layer `i` of the project `layers` make (422).
-fn unpackable(layers: &[&str], i: usize, refused: super::bundle_refusals::Refused) -> StoreError {
+fn unpackable(layers: &[&str], i: usize, refused: Refused) -> StoreError {
     StoreError::Unprocessable(format!(
         "{} cannot be unpacked: {refused}",
         layer_name(layers, i)

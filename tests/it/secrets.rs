@@ -265,6 +265,92 @@ fn a_reader_who_saves_overlays_a_spy_and_deploys_gets_none_of_the_owners_secrets
     assert_eq!(owners["environ"]["API_KEY"], ENV_SECRET, "{owners}");
 }
 
+/// A reader's saved files that hard-link the base's `.env` under another name: the copy is
+/// unpacked without `.env`, so the link is refused (it carried the secret over, since the
+/// `.env` it named was removed only after the link was made).
+#[test]
+fn a_hard_link_to_the_bases_dotenv_in_a_readers_saved_files_is_refused() {
+    let s = Server::start();
+    let olive = user(&s, "olive");
+    let sam = user(&s, "sam");
+    let dir = secret_project(&s, "vault");
+    let base = deploy_dir(&s, &olive, &dir, "vault");
+    let (copy, update) = saved_by_reader(&s, &olive, &sam, &base);
+    // spy.py reads `leak`, a hard link to the `.env` of the layer below.
+    let spy = SPY.replace("\".env\"", "\"leak\"");
+    let mut files = tar::Builder::new(flate2::write::GzEncoder::new(
+        Vec::new(),
+        flate2::Compression::fast(),
+    ));
+    let mut header = tar::Header::new_gnu();
+    header.set_size(spy.len() as u64);
+    header.set_mode(0o644);
+    files
+        .append_data(&mut header, "spy.py", spy.as_bytes())
+        .unwrap();
+    let mut link = tar::Header::new_gnu();
+    link.set_entry_type(tar::EntryType::Link);
+    link.set_size(0);
+    files.append_link(&mut link, "leak", ".env").unwrap();
+    let overlay = files.into_inner().unwrap().finish().unwrap();
+    let resp = http()
+        .put(deploy_url(&s, &copy, "/files"))
+        .bearer_auth(&update)
+        .body(overlay)
+        .send()
+        .unwrap();
+    let uploaded = resp.status().as_u16();
+    let done = format!("{}/api/v2/deploy/update-status", s.url);
+    curl(
+        "POST",
+        &done,
+        Some(&update),
+        Some(r#"{"status": "complete"}"#),
+    );
+    let (code, v) = curl("POST", &deploy_url(&s, &copy, ""), Some(&sam), None);
+    assert_eq!((uploaded, code), (200, 422), "{v}");
+    assert!(
+        v["message"]
+            .as_str()
+            .unwrap()
+            .contains("\"leak\" is a hard link to .env"),
+        "{v}"
+    );
+    // Nothing of the copy answers with the secret, and the base keeps it.
+    let resp = http()
+        .post(format!("{}/sams-copy", s.url))
+        .bearer_auth(&sam)
+        .body("{}")
+        .send()
+        .unwrap();
+    assert!(
+        !resp.text().unwrap().contains(DOTENV_SECRET),
+        "the base's .env leaked"
+    );
+    let owners = spy_on(&s, "vault", &olive);
+    assert_eq!(owners["environ"]["DB_PASSWORD"], DOTENV_SECRET, "{owners}");
+}
+
+/// `olive` makes `vault` (model `base`) public and `sam` saves a copy of it, `sams-copy`: its
+/// model id and update token.
+fn saved_by_reader(s: &Server, olive: &str, sam: &str, base: &str) -> (String, String) {
+    cortex_as(
+        s,
+        olive,
+        s.dir.path(),
+        &["access", "vault", "--access", "public"],
+    );
+    let (code, v) = curl(
+        "POST",
+        &deploy_url(s, base, "/save"),
+        Some(sam),
+        Some(r#"{"model_name": "sams-copy"}"#),
+    );
+    assert_eq!(code, 200, "{v}");
+    let copy = v["model_id"].as_str().unwrap().to_string();
+    (copy, v["update_token"].as_str().unwrap().to_string())
+}
+
 /// The SHA-256 of the one bundle the server stores.
 fn the_stored_bundle(s: &Server) -> (String, Vec<u8>) {
     let bundles: Vec<PathBuf> = std::fs::read_dir(s.data_dir().join("bundles"))
@@ -358,19 +444,7 @@ fn a_bundle_serves_only_who_uploaded_it_and_another_users_looks_absent() {
     assert_eq!(head_bundle(&s, &s.token, &sha), 200);
 
     // A copy saved by a reader does not make its bundle the reader's.
-    cortex_as(
-        &s,
-        &olive,
-        s.dir.path(),
-        &["access", "vault", "--access", "public"],
-    );
-    let (code, v) = curl(
-        "POST",
-        &deploy_url(&s, &base, "/save"),
-        Some(&sam),
-        Some(r#"{"model_name": "sams-copy"}"#),
-    );
-    assert_eq!(code, 200, "{v}");
+    saved_by_reader(&s, &olive, &sam, &base);
     assert_eq!(head_bundle(&s, &sam, &sha), 404);
     assert_eq!(deploy_bundle(&s, &sam, "stolen", &sha).0, 404);
 
