@@ -45,7 +45,7 @@ fn describe(status: StatusCode, detail: &str) -> (&'static str, String) {
         ),
         StatusCode::PAYLOAD_TOO_LARGE => (
             "payload_too_large",
-            with_detail("the request body is too large (bundles up to 512 MiB, other requests up to 64 MiB)"),
+            with_detail("the request body is too large (bundles and saved files up to 512 MiB, predictions up to 64 MiB, job submissions up to 10 MiB, other control requests up to 1 MiB)"),
         ),
         StatusCode::UNSUPPORTED_MEDIA_TYPE => (
             "unsupported_media_type",

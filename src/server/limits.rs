@@ -4,6 +4,10 @@
 pub const MAX_BUNDLE_BYTES: usize = 512 * 1024 * 1024;
 /// The largest prediction request body the gateway accepts.
 pub const MAX_PREDICTION_BYTES: usize = 64 * 1024 * 1024;
+/// The largest body of a control request that is not an upload (a deploy's `cortex.yaml`,
+/// users, tokens, access, Model Bazaar routes, queue acknowledgements): each is read whole
+/// and parsed, so it stays small (upstream's configs are a few KiB).
+pub const MAX_CONTROL_BYTES: usize = 1024 * 1024;
 // The limits on a request's head, enforced by `head_guard` before hyper sees the head. Each
 // is below hyper's own (a target of 65,534 bytes, a head of about 408 KiB, 100 fields),
 // which would answer a bare status with no body.

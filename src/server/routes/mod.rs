@@ -23,7 +23,7 @@ use axum::routing::{delete, get, post, put};
 use axum::Router;
 
 use super::json_errors;
-use super::limits::{MAX_BUNDLE_BYTES, MAX_PREDICTION_BYTES};
+use super::limits::{MAX_BUNDLE_BYTES, MAX_CONTROL_BYTES, MAX_PREDICTION_BYTES};
 use super::state::AppState;
 
 pub fn router(state: AppState) -> Router {
@@ -31,12 +31,6 @@ pub fn router(state: AppState) -> Router {
         .route("/healthz", get(info::healthz))
         .route("/metrics", get(metrics::metrics))
         .route("/api/v2/info", get(info::info))
-        .route(
-            "/api/v2/bundles/{sha256}",
-            put(bundles::put_bundle)
-                .head(bundles::head_bundle)
-                .layer(DefaultBodyLimit::max(MAX_BUNDLE_BYTES)),
-        )
         .route("/api/v2/apis", get(apis::list).post(apis_deploy::deploy))
         .route(
             "/api/v2/apis/{name}",
@@ -94,14 +88,22 @@ pub fn router(state: AppState) -> Router {
             get(bazaar::status_internal_of),
         )
         .route("/api/v2/deploy/{model_id}/save", post(bazaar::save))
-        .route(
-            "/api/v2/deploy/{model_id}/files",
-            put(bazaar::save_files).layer(DefaultBodyLimit::max(MAX_BUNDLE_BYTES)),
-        )
         .route("/api/v2/queues/{job_id}/receive", post(queue::receive))
         .route("/api/v2/queues/{job_id}/ack", post(queue::ack))
         .route("/api/v2/queues/{job_id}/nack", post(queue::nack))
         .route("/api/v2/queues/{job_id}/extend", post(queue::extend))
+        // Every route above reads its body whole; the uploads below stream theirs to disk.
+        .layer(DefaultBodyLimit::max(MAX_CONTROL_BYTES))
+        .route(
+            "/api/v2/bundles/{sha256}",
+            put(bundles::put_bundle)
+                .head(bundles::head_bundle)
+                .layer(DefaultBodyLimit::max(MAX_BUNDLE_BYTES)),
+        )
+        .route(
+            "/api/v2/deploy/{model_id}/files",
+            put(bazaar::save_files).layer(DefaultBodyLimit::max(MAX_BUNDLE_BYTES)),
+        )
         .method_not_allowed_fallback(json_errors::method_not_allowed)
         // Only the routes above: the gateway (added after) passes replicas' answers through.
         .layer(axum::middleware::map_response(json_errors::ensure_json))
