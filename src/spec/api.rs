@@ -219,10 +219,20 @@ pub fn check_api_name(name: &str) -> Result<(), String> {
 pub const MAX_GIVEN_NAME_LEN: usize = 256;
 
 /// Checks a free-form model name (Model Bazaar's `model_name`): 1 to 256 characters, no
-/// control characters, not `.` or `..`.
+/// control characters, no invisible or text-direction characters and no space at either end
+/// (a name must not pass for another in a listing), not `.` or `..`.
 pub fn check_given_name(name: &str) -> Result<(), String> {
     if name.trim().is_empty() {
         return Err("must not be empty".to_string());
+    }
+    if name.trim() != name {
+        return Err("must not have a space at either end".to_string());
+    }
+    if let Some(c) = name.chars().find(|c| is_invisible(*c)) {
+        return Err(format!(
+            "must not contain invisible or text-direction characters (it holds U+{:04X})",
+            u32::from(c)
+        ));
     }
     if name.chars().count() > MAX_GIVEN_NAME_LEN {
         return Err(format!("is longer than {MAX_GIVEN_NAME_LEN} characters"));
@@ -236,6 +246,18 @@ pub fn check_given_name(name: &str) -> Result<(), String> {
         ));
     }
     Ok(())
+}
+
+/// Characters that show as nothing, or turn the text around them (Unicode's format
+/// characters in use, and the other invisible fillers): a name holding one can look like
+/// another.
+fn is_invisible(c: char) -> bool {
+    matches!(
+        u32::from(c),
+        0x00AD | 0x034F | 0x061C | 0x115F | 0x1160 | 0x17B4 | 0x17B5 | 0x180B..=0x180F
+            | 0x200B..=0x200F | 0x202A..=0x202E | 0x2060..=0x206F | 0x3164 | 0xFE00..=0xFE0F
+            | 0xFEFF | 0xFFA0 | 0xFFF0..=0xFFFB | 0xE0000..=0xE0FFF
+    )
 }
 
 /// The name a model named `given` is routed by (`/<name>`): `given` itself when it is a valid
@@ -344,6 +366,16 @@ mod tests {
         assert!(check_given_name(" ").is_err());
         assert!(check_given_name("a\nb").is_err());
         assert!(check_given_name("..").is_err());
+        // Look-alikes of another name in a listing.
+        for name in [
+            "alice-api\u{202e}\u{200b}",
+            "alice-batch ",
+            " alice",
+            "a\u{feff}b",
+        ] {
+            assert!(check_given_name(name).is_err(), "{name:?}");
+        }
+        assert!(check_given_name("modèle de Zoë").is_ok());
     }
 
     fn parse(yaml: &str) -> Result<ApiSpec, Problem> {

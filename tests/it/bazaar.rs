@@ -699,6 +699,17 @@ class PythonPredictor:
         json!({"weights": "v1"})
     );
 
+    // A name that would pass for another one in a listing is refused, saying why.
+    for (name, why) in [
+        ("trainer\u{202e}\u{200b}", "invisible or text-direction"),
+        ("trainer ", "space at either end"),
+    ] {
+        let body = json!({ "model_name": name }).to_string();
+        let (code, v) = curl("POST", &deploy_url(&s, &base, "/save"), t, Some(&body));
+        assert_eq!(code, 422, "{v}");
+        assert!(v["message"].as_str().unwrap().contains(why), "{v}");
+    }
+
     // The same through the API as a user: not deployable until its update token completes it,
     // and the update token touches nothing else.
     let (code, v) = curl(
