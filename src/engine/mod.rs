@@ -8,6 +8,7 @@
 #[cfg(test)]
 pub(crate) mod fake;
 pub mod local;
+mod log_files;
 mod logs;
 pub mod ray;
 mod replica;
@@ -120,6 +121,11 @@ pub trait Engine: Send + Sync + 'static {
 
     /// Forgets the logs of every worker of `api` (after the API is deleted).
     fn remove_logs(&self, api: &str) -> BoxFuture<'static, ()>;
+
+    /// Forgets the logs of every worker of `api` but those of the replica sets `sets` (the
+    /// versions it still runs; a replica's id is its set's id, a dash and a number): an API's
+    /// earlier versions do not pile their logs up.
+    fn prune_logs(&self, api: &str, sets: Vec<String>) -> BoxFuture<'static, ()>;
 
     /// What it is and where it runs workers, for `cortex get` and `cortex server status`.
     fn describe(&self) -> crate::api::EngineInfo {

@@ -111,6 +111,59 @@ fn delete_returns_once_a_replica_slow_to_stop_has_stopped() {
     );
 }
 
+/// Each new version of an API logs to files of its own: those of versions it no longer runs
+/// are removed when another version is deployed, so redeploying cannot fill the disk.
+#[test]
+fn the_logs_of_versions_an_api_no_longer_runs_are_removed() {
+    let s = Server::start();
+    let p = s.project("chatty");
+    write(
+        &p,
+        "predictor.py",
+        "class PythonPredictor:\n    def __init__(self, config):\n        print('version', config['v'], 'x' * 4096, flush=True)\n\n    def predict(self, payload):\n        return 'ok'\n",
+    );
+    let logs = s.data_dir().join("logs").join("chatty");
+    let files_of = |set: &str| -> usize {
+        std::fs::read_dir(&logs)
+            .map(|d| {
+                d.flatten()
+                    .filter(|e| {
+                        e.file_name()
+                            .to_string_lossy()
+                            .starts_with(&format!("{set}-"))
+                    })
+                    .count()
+            })
+            .unwrap_or(0)
+    };
+    let mut sets = Vec::new();
+    for v in 1..=3 {
+        write(
+            &p,
+            "cortex.yaml",
+            &format!("- name: chatty\n  kind: RealtimeAPI\n  predictor:\n    type: python\n    path: predictor.py\n    config:\n      v: {v}\n"),
+        );
+        s.ok(&p, &["deploy"]);
+        let api = wait_for(&format!("version {v} alone"), DEADLINE, || {
+            s.api_json("chatty").filter(|a| {
+                a["status"] == "live" && a["replicas"].as_array().is_some_and(|r| r.len() == 1)
+            })
+        });
+        let id = api["replicas"][0]["id"].as_str().unwrap().to_string();
+        let set = id.rsplit_once('-').unwrap().0.to_string();
+        wait_for(&format!("version {v}'s log"), DEADLINE, || {
+            (files_of(&set) > 0).then_some(())
+        });
+        sets.push(set);
+    }
+    // Version 1 went when version 3 was deployed (version 2 still served then); `cortex logs`
+    // shows what runs.
+    assert_eq!(files_of(&sets[0]), 0, "{:?}", std::fs::read_dir(&logs));
+    assert!(files_of(&sets[2]) > 0);
+    let out = s.ok(&p, &["logs", "chatty"]);
+    assert!(out.contains("version 3"), "{out}");
+}
+
 #[test]
 fn logs_print_the_replica_output_and_follow_new_lines() {
     // The follower must see the stream end cleanly, not the server give up on it: a grace

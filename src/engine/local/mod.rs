@@ -239,4 +239,13 @@ impl Engine for LocalEngine {
             let _ = tokio::task::spawn_blocking(move || std::fs::remove_dir_all(dir)).await;
         })
     }
+
+    fn prune_logs(&self, api: &str, sets: Vec<String>) -> BoxFuture<'static, ()> {
+        let dir = self.log_root.join(api);
+        Box::pin(async move {
+            let sets = sets.into_iter().collect();
+            let prune = move || crate::engine::log_files::prune(&dir, &sets);
+            let _ = tokio::task::spawn_blocking(prune).await;
+        })
+    }
 }

@@ -73,6 +73,14 @@ impl Deployments {
         self.switch_route(&live).await?;
         self.restore_errors.clear(&live.spec.name);
         record_replicas(&self.store, &live).await;
+        if !live.is_batch() {
+            // Job workers' logs are the jobs' (kept until the API goes); a realtime API keeps
+            // those of the versions it runs.
+            let mut sets = live.versions.older();
+            sets.push(live.versions.newest().clone());
+            let sets = sets.iter().map(|s| s.id().to_string()).collect();
+            self.engine.prune_logs(&live.spec.name, sets).await;
+        }
         if let Some(token) = chosen.unused_token {
             self.keep_deployment(row, &live, &token).await;
         }
