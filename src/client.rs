@@ -14,7 +14,13 @@ use crate::api::{
 mod error;
 mod timeout;
 
+use error::quoted;
 pub use error::ClientError;
+
+/// The most of an answer the client reads (a JSON answer, or an error's body): far more than
+/// any cortex answer (a list of thousands of APIs), far less than a machine's memory. A log
+/// stream is not read whole and has no bound.
+pub const MAX_ANSWER_BYTES: usize = 64 << 20;
 pub use timeout::{
     from_env as timeout_from_env, Waiting, CONNECT as CONNECT_TIMEOUT, DEFAULT as DEFAULT_TIMEOUT,
     VAR as TIMEOUT_VAR,
@@ -143,15 +149,19 @@ impl Client {
             return Ok(resp);
         }
         let status = resp.status();
-        let body = self.body(resp, what).await.unwrap_or_default();
+        let body = match self.body(resp, what).await {
+            Ok(body) => body,
+            Err(e @ ClientError::TooLarge { .. }) => return Err(e),
+            Err(_) => Vec::new(),
+        };
         Err(match serde_json::from_slice::<ErrorBody>(&body) {
             Ok(e) => ClientError::Api {
                 status,
                 kind: e.kind,
-                message: e.message,
+                message: quoted(&e.message),
             },
             Err(_) => {
-                let text = String::from_utf8_lossy(&body).trim().to_string();
+                let text = quoted(String::from_utf8_lossy(&body).trim());
                 let message = if text.is_empty() {
                     format!("the server answered {status} to {what}")
                 } else {
@@ -166,10 +176,25 @@ impl Client {
         })
     }
 
-    /// A whole body, each read within the timeout (a body that keeps coming is never cut).
+    /// A whole body, each read within the timeout (a body that keeps coming is not cut for
+    /// its time), and refused past [`MAX_ANSWER_BYTES`] without reading on.
     async fn body(&self, mut resp: Response, what: &str) -> Result<Vec<u8>, ClientError> {
+        let too_large = || ClientError::TooLarge {
+            url: self.base.clone(),
+            what: what.to_string(),
+            limit: MAX_ANSWER_BYTES,
+        };
+        if resp
+            .content_length()
+            .is_some_and(|n| n > MAX_ANSWER_BYTES as u64)
+        {
+            return Err(too_large());
+        }
         let mut out = Vec::new();
         while let Some(chunk) = self.next_chunk(&mut resp, what).await? {
+            if out.len() + chunk.len() > MAX_ANSWER_BYTES {
+                return Err(too_large());
+            }
             out.extend_from_slice(&chunk);
         }
         Ok(out)
@@ -198,9 +223,10 @@ impl Client {
         what: &str,
     ) -> Result<T, ClientError> {
         let bytes = self.body(resp, what).await?;
+        // serde's message may quote the answer (a string where a number belongs).
         serde_json::from_slice(&bytes).map_err(|e| ClientError::Protocol {
             url: self.base.clone(),
-            detail: e.to_string(),
+            detail: quoted(&e.to_string()),
         })
     }
 

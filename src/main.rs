@@ -35,7 +35,8 @@ fn main() -> ExitCode {
             }) {
                 return ExitCode::SUCCESS;
             }
-            eprintln!("error: {e:#}");
+            // The message may quote the server: nothing in it may drive the terminal.
+            eprintln!("error: {}", cli::style::printable(&format!("{e:#}")));
             ExitCode::from(1)
         }
     }

@@ -3,6 +3,7 @@
 use super::environment;
 use super::output::print_structured;
 use super::prompt::confirm;
+use super::style::printable;
 use super::{DeleteArgs, ExitStatus};
 
 pub async fn run(args: DeleteArgs) -> anyhow::Result<ExitStatus> {
@@ -10,7 +11,7 @@ pub async fn run(args: DeleteArgs) -> anyhow::Result<ExitStatus> {
     if let Some(job_id) = &args.job_id {
         let resp = target.client.stop_job(&args.api, job_id).await?;
         if !print_structured(args.output, &resp)? {
-            println!("{}", resp.message);
+            println!("{}", printable(&resp.message));
         }
         return Ok(ExitStatus::Success);
     }
@@ -42,7 +43,7 @@ pub async fn run(args: DeleteArgs) -> anyhow::Result<ExitStatus> {
         .delete_api(&args.api, args.force, args.keep_cache)
         .await?;
     if !print_structured(args.output, &resp)? {
-        println!("{}", resp.message);
+        println!("{}", printable(&resp.message));
     }
     Ok(ExitStatus::Success)
 }

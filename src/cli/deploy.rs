@@ -9,6 +9,7 @@ use super::bundle::{self, Bundle};
 use super::environment::{self, Target};
 use super::failure::Refusal;
 use super::output::{print_structured, OutputFormat};
+use super::style::printable;
 use super::{prompt, render, wait, DeployArgs, ExitStatus};
 use crate::api::ApiKind;
 use crate::api::{DeployAction, DeployRefusal, DeployRequest, DeployResult};
@@ -224,9 +225,9 @@ fn print_pretty(results: &[DeployResult], target: &Target, api_count: usize) {
         .iter()
         .partition(|r| r.action != DeployAction::Failed);
     for r in &ok {
-        println!("{}", r.message);
+        println!("{}", printable(&r.message));
         if let Some(endpoint) = &r.endpoint {
-            println!("endpoint: {endpoint}");
+            println!("endpoint: {}", printable(endpoint));
         }
     }
     if !errors.is_empty() {
@@ -234,7 +235,7 @@ fn print_pretty(results: &[DeployResult], target: &Target, api_count: usize) {
             eprintln!();
         }
         for r in &errors {
-            eprintln!("error: {}", r.message);
+            eprintln!("error: {}", printable(&r.message));
         }
     }
     if ok.is_empty() {

@@ -7,7 +7,7 @@ use super::environment::{self, Target};
 use super::failure::{self, Refusal};
 use super::get_tables::realtime_table;
 use super::output::{structured, OutputFormat};
-use super::{get_batch, get_envs, get_splitter, render, ExitStatus, GetArgs};
+use super::{get_batch, get_envs, get_splitter, render, style, ExitStatus, GetArgs};
 use crate::api::{ApiKind, ApiResponse};
 use crate::clock::now;
 
@@ -18,10 +18,19 @@ pub async fn run(args: GetArgs) -> anyhow::Result<ExitStatus> {
     };
     if !args.watch {
         let text = render_once(&source, &args).await?;
-        print!("{text}");
+        print!("{}", shown(args.output, &text));
         return Ok(ExitStatus::Success);
     }
     watch(&source, &args).await
+}
+
+/// What `cortex get` prints: for people, its text made printable (it is made of what the
+/// server sent); documents as they are (JSON and YAML escape what they hold).
+fn shown(format: OutputFormat, text: &str) -> std::borrow::Cow<'_, str> {
+    match format {
+        OutputFormat::Pretty => style::printable(text),
+        _ => std::borrow::Cow::Borrowed(text),
+    }
 }
 
 /// Where `cortex get` reads from: one environment, or every configured one.
@@ -47,6 +56,7 @@ async fn watch(source: &Source, args: &GetArgs) -> anyhow::Result<ExitStatus> {
             Ok(text) => text,
             Err(e) => format!("error: {e}\n"),
         };
+        let body = style::printable(&body);
         let header = format!("$ cortex {}    {}\n\n", command.join(" "), clock());
         let mut out = std::io::stdout().lock();
         if tty {

@@ -178,7 +178,7 @@ fn show<T: serde::Serialize>(
     text: String,
 ) -> anyhow::Result<ExitStatus> {
     if !print_structured(common.output, value)? {
-        print!("{text}");
+        print!("{}", super::style::printable(&text));
     }
     Ok(ExitStatus::Success)
 }

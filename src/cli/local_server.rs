@@ -78,7 +78,7 @@ impl LocalServer {
         if health.version != crate::VERSION {
             eprintln!(
                 "warning: the local cortex server runs version {}, but this cli is {}; restart it with `cortex server stop` (it starts again on the next command)",
-                health.version,
+                super::style::printable(&health.version),
                 crate::VERSION
             );
         }

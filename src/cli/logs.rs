@@ -5,24 +5,30 @@
 //! Without following, a stream that stalls for the client's timeout fails; when following, the
 //! stream may stay quiet as long as the server keeps it open (TCP keep-alive notices a vanished
 //! server).
+//!
+//! On a terminal the log is made safe to show first ([`TerminalLog`]: colours pass, other
+//! escape sequences and control characters are shown escaped); piped, its bytes pass as they
+//! are, for files and `grep`.
 
 use std::io::{IsTerminal, Write};
 
 use super::environment;
 use super::output::OutputFormat;
+use super::terminal_log::TerminalLog;
 use super::{ExitStatus, LogsArgs};
 use crate::client::{Client, ClientError};
 
 pub async fn run(args: LogsArgs) -> anyhow::Result<ExitStatus> {
     let target = environment::connect(args.env.env.as_deref()).await?;
-    let follow = args.follow || (!args.no_follow && std::io::stdout().is_terminal());
+    let terminal = std::io::stdout().is_terminal();
+    let follow = args.follow || (!args.no_follow && terminal);
     let client = &target.client;
     let mut resp = match &args.job_id {
         Some(job_id) => client.job_logs(&args.api, job_id, follow).await?,
         None => client.logs(&args.api, follow, args.tail).await?,
     };
     let what = format!("GET {}", resp.url().path());
-    let mut lines = Lines::new(args.output);
+    let mut lines = Lines::new(args.output, terminal);
     loop {
         let next = if follow {
             resp.chunk()
@@ -77,10 +83,13 @@ fn write(bytes: &[u8]) -> anyhow::Result<bool> {
     }
 }
 
-/// The log as it is (`pretty`), or one `{"line": ...}` document per line.
+/// The log as it is (`pretty`; made safe on a terminal), or one `{"line": ...}` document per
+/// line.
 struct Lines {
     format: OutputFormat,
     partial: Vec<u8>,
+    /// For a terminal (`pretty` only).
+    terminal: Option<TerminalLog>,
 }
 
 #[derive(serde::Serialize)]
@@ -89,15 +98,20 @@ struct Line<'a> {
 }
 
 impl Lines {
-    fn new(format: OutputFormat) -> Lines {
+    fn new(format: OutputFormat, terminal: bool) -> Lines {
         Lines {
             format,
             partial: Vec::new(),
+            terminal: (terminal && format == OutputFormat::Pretty).then(TerminalLog::new),
         }
     }
 
-    /// What to print for `chunk`: itself, or the documents of the lines it completes.
+    /// What to print for `chunk`: itself (made safe for a terminal), or the documents of the
+    /// lines it completes.
     fn take(&mut self, chunk: &[u8]) -> Vec<u8> {
+        if let Some(terminal) = &mut self.terminal {
+            return terminal.take(chunk);
+        }
         if self.format == OutputFormat::Pretty {
             return chunk.to_vec();
         }
@@ -116,6 +130,9 @@ impl Lines {
 
     /// The document of an unterminated last line.
     fn finish(&mut self) -> Vec<u8> {
+        if let Some(terminal) = &mut self.terminal {
+            return terminal.finish();
+        }
         if self.partial.is_empty() || self.format == OutputFormat::Pretty {
             return Vec::new();
         }
@@ -140,11 +157,21 @@ mod tests {
 
     #[test]
     fn json_lines_wait_for_the_end_of_a_line() {
-        let mut l = Lines::new(OutputFormat::Json);
+        let mut l = Lines::new(OutputFormat::Json, true);
         assert_eq!(l.take(b"one\ntw"), b"{\"line\":\"one\"}\n");
         assert_eq!(l.take(b"o\n"), b"{\"line\":\"two\"}\n");
         assert_eq!(l.take(b"three"), b"");
         assert_eq!(l.finish(), b"{\"line\":\"three\"}\n");
-        assert_eq!(Lines::new(OutputFormat::Pretty).take(b"x"), b"x");
+        assert_eq!(Lines::new(OutputFormat::Pretty, false).take(b"x"), b"x");
+    }
+
+    #[test]
+    fn escapes_reach_a_pipe_as_they_are_and_a_terminal_escaped() {
+        let raw = b"\x1b]0;PWNED\x07\x1b[2J\n";
+        assert_eq!(Lines::new(OutputFormat::Pretty, false).take(raw), raw);
+        assert_eq!(
+            Lines::new(OutputFormat::Pretty, true).take(raw),
+            b"\\u{1b}]0;PWNED\\u{7}\\u{1b}[2J\n"
+        );
     }
 }

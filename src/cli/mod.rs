@@ -22,7 +22,8 @@ mod project_files;
 mod prompt;
 mod render;
 mod server_cmd;
-mod style;
+pub mod style;
+mod terminal_log;
 mod version;
 mod wait;
 

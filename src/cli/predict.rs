@@ -48,7 +48,7 @@ pub async fn refresh(args: RefreshArgs) -> anyhow::Result<ExitStatus> {
     let target = environment::connect(args.env.env.as_deref()).await?;
     let resp = target.client.refresh_api(&args.api).await?;
     if !print_structured(args.output, &resp)? {
-        println!("{}", resp.message);
+        println!("{}", super::style::printable(&resp.message));
     }
     Ok(ExitStatus::Success)
 }

@@ -2,13 +2,17 @@
 
 use comfy_table::{presets, CellAlignment, Table};
 
-/// A borderless table with columns three spaces apart, as cortex prints them.
+use super::style;
+
+/// A borderless table with columns three spaces apart, as cortex prints them. Cells are made
+/// printable ([`style::printable`]) before the columns are measured: they hold the server's
+/// names and messages.
 pub fn table(headers: &[&str], rows: &[Vec<String>]) -> String {
     let mut t = Table::new();
     t.load_preset(presets::NOTHING);
     t.set_header(headers.iter().copied());
     for row in rows {
-        t.add_row(row.iter().cloned());
+        t.add_row(row.iter().map(|cell| style::printable(cell).into_owned()));
     }
     let last = headers.len().saturating_sub(1);
     for (i, column) in t.column_iter_mut().enumerate() {
@@ -80,6 +84,12 @@ mod tests {
     fn tables_are_three_spaces_apart() {
         let t = table(&["a", "long header"], &[vec!["xyz".into(), "1".into()]]);
         assert_eq!(t, "a     long header\nxyz   1");
+    }
+
+    #[test]
+    fn a_cell_with_control_characters_is_escaped_and_measured_as_shown() {
+        let t = table(&["name", "x"], &[vec!["a\x1b[2J".into(), "1".into()]]);
+        assert_eq!(t, "name         x\na\\u{1b}[2J   1");
     }
 
     #[test]

@@ -13,6 +13,6 @@ pub async fn run(args: VersionArgs) -> anyhow::Result<ExitStatus> {
         Ok(None) => "not running (it starts on the first command that needs it)".to_string(),
         Err(e) => format!("unknown ({e})"),
     };
-    println!("server version: {server}");
+    println!("server version: {}", super::style::printable(&server));
     Ok(ExitStatus::Success)
 }

@@ -594,3 +594,135 @@ fn a_bundle_removed_between_the_look_and_the_deploy_is_sent_again() {
         "HEAD bundles\nPOST apis\nPUT bundles\nPOST apis\n"
     );
 }
+
+/// A server that answers every request with `status` and a JSON body of about `mib` MiB,
+/// streamed in chunks (never held whole): one long string, or with `error` the
+/// `{"kind","message"}` of an error whose message is that long. With `length` it says the
+/// body's length up front; without, the body is chunked.
+fn huge_answer_server(status: &str, mib: usize, error: bool, length: bool) -> String {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    let status = status.to_string();
+    std::thread::spawn(move || {
+        for conn in listener.incoming().flatten() {
+            let status = status.clone();
+            std::thread::spawn(move || answer_huge(conn, &status, mib, error, length));
+        }
+    });
+    url
+}
+
+fn answer_huge(mut conn: TcpStream, status: &str, mib: usize, error: bool, length: bool) {
+    // The request's head (its body, if any, is never read: the answer comes first).
+    let mut head = Vec::new();
+    let mut byte = [0u8; 1];
+    while !head.ends_with(b"\r\n\r\n") {
+        match conn.read(&mut byte) {
+            Ok(1) => head.push(byte[0]),
+            _ => return,
+        }
+    }
+    let (open, close): (&[u8], &[u8]) = if error {
+        (br#"{"kind":"internal","message":""#, br#""}"#)
+    } else {
+        (b"\"", b"\"")
+    };
+    let total = open.len() + (mib << 20) + close.len();
+    let framing = if length {
+        format!("Content-Length: {total}")
+    } else {
+        "Transfer-Encoding: chunked".to_string()
+    };
+    let head = format!(
+        "HTTP/1.1 {status}\r\nContent-Type: application/json\r\n{framing}\r\nConnection: close\r\n\r\n"
+    );
+    if conn.write_all(head.as_bytes()).is_err() {
+        return;
+    }
+    // The client may go away once it has read enough: then a write fails, and that is all.
+    let _ = send_huge_body(&mut conn, (open, close), mib, length);
+}
+
+/// `open`, `mib` MiB of `y`, then `close`, each piece as a chunk unless `length` was said.
+fn send_huge_body(
+    conn: &mut TcpStream,
+    (open, close): (&[u8], &[u8]),
+    mib: usize,
+    length: bool,
+) -> std::io::Result<()> {
+    let piece = vec![b'y'; 1 << 20];
+    let mut send = |data: &[u8]| -> std::io::Result<()> {
+        if length {
+            return conn.write_all(data);
+        }
+        conn.write_all(format!("{:x}\r\n", data.len()).as_bytes())?;
+        conn.write_all(data)?;
+        conn.write_all(b"\r\n")
+    };
+    send(open)?;
+    for _ in 0..mib {
+        send(&piece)?;
+    }
+    send(close)?;
+    if !length {
+        send(b"")?;
+    }
+    Ok(())
+}
+
+/// Runs `cortex args...` against `url` with time enough to read a large answer.
+fn cortex_against(url: &str, args: &[&str]) -> Output {
+    let cfg = tempfile::tempdir().unwrap();
+    let mut cmd = cortex_at(cfg.path(), url);
+    cmd.env("CORTEX_CLIENT_TIMEOUT", "30").args(args);
+    output_within(cmd, Duration::from_secs(120))
+}
+
+#[test]
+fn an_answer_larger_than_any_cortex_answer_is_refused_not_read_whole() {
+    // 80 MiB of answer: said up front, and streamed without a length.
+    for length in [true, false] {
+        let url = huge_answer_server("200 OK", 80, false, length);
+        for args in [&["get", "x"][..], &["get", "x", "-o", "json"]] {
+            let out = cortex_against(&url, args);
+            let err = stderr(&out);
+            assert_eq!(out.status.code(), Some(1), "{args:?}: {}", err.len());
+            assert!(err.len() < 1024, "{args:?}: {} bytes of stderr", err.len());
+            assert!(
+                err.contains("is larger than 64 MiB") && err.contains(&url),
+                "{args:?}: {err}"
+            );
+            if args.contains(&"json") {
+                error_document(&out, "protocol");
+            }
+        }
+    }
+}
+
+#[test]
+fn a_servers_long_error_message_is_quoted_cut_short() {
+    // A 1 MiB message in an error document.
+    let url = huge_answer_server("500 Internal Server Error", 1, true, true);
+    for args in [&["get", "x"][..], &["get", "x", "-o", "json"]] {
+        let out = cortex_against(&url, args);
+        let err = stderr(&out);
+        assert_eq!(out.status.code(), Some(1), "{args:?}");
+        assert!(err.len() < 8192, "{args:?}: {} bytes of stderr", err.len());
+        assert!(
+            err.contains(&format!("… ({} more bytes)", (1 << 20) - 4096)),
+            "{args:?}: {}",
+            err.get(err.len().saturating_sub(200)..).unwrap_or(&err)
+        );
+        if args.contains(&"json") {
+            let doc = error_document(&out, "server_error");
+            assert!(doc.to_string().len() < 8192);
+        }
+    }
+    // A 1 MiB string where the answer is an object: serde's message quotes it, short too.
+    let url = huge_answer_server("200 OK", 1, false, true);
+    let out = cortex_against(&url, &["get", "x", "-o", "json"]);
+    let err = stderr(&out);
+    assert!(err.len() < 8192, "{} bytes of stderr", err.len());
+    assert!(err.contains("more bytes)"), "{err}");
+    error_document(&out, "protocol");
+}

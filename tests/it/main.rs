@@ -48,6 +48,7 @@ mod spares;
 mod spec_errors;
 mod splitter;
 mod streaming_response;
+mod terminal_safety;
 mod unpack_limits;
 mod wait;
 mod worker_caps;

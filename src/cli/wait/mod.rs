@@ -11,6 +11,7 @@ use std::time::{Duration, Instant};
 
 use super::environment::{self, Target};
 use super::output::{print_structured, OutputFormat};
+use super::style::printable;
 use super::{ExitStatus, WaitArgs};
 use crate::api::{ApiResponse, DeployAction, DeployResult, JobStatusResponse};
 use crate::client::{Client, ClientError};
@@ -221,13 +222,14 @@ pub async fn apis(
         None => {
             if !printed {
                 for api in &docs {
-                    println!("{} is live: {}", api.name, api.endpoint);
+                    let live = format!("{} is live: {}", api.name, api.endpoint);
+                    println!("{}", printable(&live));
                 }
             }
             Ok(ExitStatus::Success)
         }
         Some(text) => {
-            eprint!("{text}");
+            eprint!("{}", printable(&text));
             Ok(ExitStatus::Failure)
         }
     }
@@ -275,12 +277,12 @@ async fn job(
         None => {
             if !printed {
                 println!("job {job_id} of {api} succeeded");
-                print!("{}", report::job_counts(job));
+                print!("{}", printable(&report::job_counts(job)));
             }
             Ok(ExitStatus::Success)
         }
         Some(text) => {
-            eprint!("{text}");
+            eprint!("{}", printable(&text));
             Ok(ExitStatus::Failure)
         }
     }

@@ -28,6 +28,8 @@ impl Progress {
 
     /// Shows `line` (e.g. `iris: updating: 0 of 1 replicas ready`).
     pub fn show(&mut self, line: &str) {
+        let line = super::super::style::printable(line);
+        let line: &str = &line;
         if line == self.last {
             return;
         }
