@@ -25,8 +25,9 @@ fn decide(
 
 /// `text` as it may be shown on a terminal: what the server sent (names, messages, a
 /// replica's words) must not drive the terminal. Newlines and tabs stay; every other control
-/// character (C0, DEL, C1), and the bidirectional overrides and isolates that reorder what is
-/// shown, are written visibly as `\u{1b}` (the code point in hex), a carriage return as `\r`.
+/// character (C0, DEL, C1), the direction marks, overrides and isolates that reorder what is
+/// shown, and the line and paragraph separators, are written visibly as `\u{1b}` (the code
+/// point in hex), a carriage return as `\r`.
 pub fn printable(text: &str) -> Cow<'_, str> {
     if !text.chars().any(is_unsafe) {
         return Cow::Borrowed(text);
@@ -50,7 +51,8 @@ pub fn push_printable(out: &mut String, c: char) {
 /// Whether a terminal would act on `c` rather than show it.
 fn is_unsafe(c: char) -> bool {
     matches!(c,
-        '\0'..='\x08' | '\x0b'..='\x1f' | '\x7f'..='\u{9f}' | '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}')
+        '\0'..='\x08' | '\x0b'..='\x1f' | '\x7f'..='\u{9f}' | '\u{200e}' | '\u{200f}' | '\u{061c}'
+            | '\u{2028}'..='\u{202e}' | '\u{2066}'..='\u{2069}')
 }
 
 #[cfg(test)]
@@ -87,6 +89,7 @@ mod tests {
             "\\u{202e}cod.exe\\u{2066}\\u{2069}\\u{202a}"
         );
         // What an escape looks like is itself safe: escaping twice changes nothing more.
+        assert_eq!(printable("a\u{200f}b\u{2028}c"), "a\\u{200f}b\\u{2028}c");
         let once = printable("\x1b[31m").into_owned();
         assert_eq!(printable(&once), once);
     }
