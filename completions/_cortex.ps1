@@ -518,6 +518,8 @@ Register-ArgumentCompleter -Native -CommandName 'cortex' -ScriptBlock {
             [CompletionResult]::new('--env', '--env', [CompletionResultType]::ParameterName, 'environment to use (default: the configured default, usually "local")')
             [CompletionResult]::new('-o', '-o', [CompletionResultType]::ParameterName, 'output format')
             [CompletionResult]::new('--output', '--output', [CompletionResultType]::ParameterName, 'output format')
+            [CompletionResult]::new('-f', '-f', [CompletionResultType]::ParameterName, 'override the in-progress api update')
+            [CompletionResult]::new('--force', '--force', [CompletionResultType]::ParameterName, 'override the in-progress api update')
             [CompletionResult]::new('-h', '-h', [CompletionResultType]::ParameterName, 'Print help')
             [CompletionResult]::new('--help', '--help', [CompletionResultType]::ParameterName, 'Print help')
             [CompletionResult]::new('-V', '-V ', [CompletionResultType]::ParameterName, 'Print version')

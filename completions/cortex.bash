@@ -1219,7 +1219,7 @@ _cortex() {
             return 0
             ;;
         cortex__subcmd__refresh)
-            opts="-e -o -h -V --env --output --help --version"
+            opts="-f -e -o -h -V --force --env --output --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0

@@ -456,6 +456,8 @@ set edit:completion:arg-completer[cortex] = {|@words|
             cand --env 'environment to use (default: the configured default, usually "local")'
             cand -o 'output format'
             cand --output 'output format'
+            cand -f 'override the in-progress api update'
+            cand --force 'override the in-progress api update'
             cand -h 'Print help'
             cand --help 'Print help'
             cand -V 'Print version'

@@ -279,6 +279,7 @@ complete -c cortex -n "__fish_cortex_using_subcommand refresh" -s e -l env -d 'e
 complete -c cortex -n "__fish_cortex_using_subcommand refresh" -s o -l output -d 'output format' -r -f -a "pretty\t''
 json\t''
 yaml\t''"
+complete -c cortex -n "__fish_cortex_using_subcommand refresh" -s f -l force -d 'override the in-progress api update'
 complete -c cortex -n "__fish_cortex_using_subcommand refresh" -s h -l help -d 'Print help'
 complete -c cortex -n "__fish_cortex_using_subcommand refresh" -s V -l version -d 'Print version'
 complete -c cortex -n "__fish_cortex_using_subcommand completion" -s h -l help -d 'Print help'

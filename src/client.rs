@@ -326,12 +326,15 @@ impl Client {
     }
 
     /// Starts every replica of a RealtimeAPI again, with a rolling update.
-    pub async fn refresh_api(&self, name: &str) -> Result<MessageResponse, ClientError> {
-        self.json(self.request(
-            Method::POST,
-            &format!("/api/v2/apis/{}/refresh", segment(name)),
-        ))
-        .await
+    /// Restarts an API's replicas; `force` also while an update is in progress.
+    pub async fn refresh_api(
+        &self,
+        name: &str,
+        force: bool,
+    ) -> Result<MessageResponse, ClientError> {
+        let path = format!("/api/v2/apis/{}/refresh", segment(name));
+        self.json(self.request(Method::POST, &path).query(&[("force", force)]))
+            .await
     }
 
     pub async fn get_api(&self, name: &str) -> Result<ApiResponse, ClientError> {

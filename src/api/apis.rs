@@ -206,6 +206,15 @@ pub struct LogsQuery {
     pub tail: Option<usize>,
 }
 
+/// `POST /api/v2/apis/{name}/refresh?force=true`: refresh even while an update is in progress
+/// (upstream's `cortex refresh -f`): the replicas of the spec start again, the older version
+/// serving until they are ready, as a deploy with `--force` does.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct RefreshQuery {
+    #[serde(default)]
+    pub force: bool,
+}
+
 /// `DELETE /api/v2/apis/{name}?force=true`: delete even when a TrafficSplitter uses it.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub struct DeleteQuery {

@@ -201,6 +201,9 @@ pub struct RefreshArgs {
     /// the RealtimeAPI whose replicas to restart
     #[arg(value_parser = api_name)]
     pub api: String,
+    /// override the in-progress api update
+    #[arg(short, long)]
+    pub force: bool,
     #[command(flatten)]
     pub env: EnvFlag,
     /// output format

@@ -46,7 +46,7 @@ pub async fn run(args: PredictArgs) -> anyhow::Result<ExitStatus> {
 
 pub async fn refresh(args: RefreshArgs) -> anyhow::Result<ExitStatus> {
     let target = environment::connect(args.env.env.as_deref()).await?;
-    let resp = target.client.refresh_api(&args.api).await?;
+    let resp = target.client.refresh_api(&args.api, args.force).await?;
     if !print_structured(args.output, &resp)? {
         println!("{}", super::style::printable(&resp.message));
     }

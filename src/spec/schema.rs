@@ -81,11 +81,16 @@ const SECTIONS: &[(&str, &[&str])] = &[
 const NO_TENSORFLOW: &str = "is only for the tensorflow predictor, which is not supported; use \
                              \"type: python\" and load the model in PythonPredictor.__init__";
 
+const NO_BATCHING: &str = "is only for the tensorflow predictor, which is not supported; \
+                           remove it: a python predictor gets one request per predict() call \
+                           (raise threads_per_process or processes_per_replica to serve several \
+                           at once)";
+
 /// Keys of cortex v0.2x that this cortex does not support, with what to do instead.
 const UNSUPPORTED: &[(&str, &str, &str)] = &[
     ("predictor.models", "signature_key", NO_TENSORFLOW),
     ("predictor", "signature_key", NO_TENSORFLOW),
-    ("predictor", "server_side_batching", NO_TENSORFLOW),
+    ("predictor", "server_side_batching", NO_BATCHING),
     ("predictor", "tensorflow_serving_image", NO_TENSORFLOW),
 ];
 
@@ -154,5 +159,9 @@ mod tests {
         assert!(unknown_key("predictor.models", "signature_key", MODELS)
             .starts_with("is only for the tensorflow predictor"));
         assert!(unknown_key("predictor", "signature_key", PREDICTOR).contains("tensorflow"));
+        // Said of a python predictor too: not "use type: python".
+        let batching = unknown_key("predictor", "server_side_batching", PREDICTOR);
+        assert!(batching.contains("remove it"), "{batching}");
+        assert!(!batching.contains("type: python"), "{batching}");
     }
 }

@@ -633,6 +633,8 @@ fn a_restart_brings_back_the_serving_generation_as_its_own_deployment() {
     wait_for("version 1 to answer again", DEADLINE, || {
         (s.predict("returner", "{}").text().ok()? == "one").then_some(())
     });
+    // Version 3 starts again with the server: an update in progress until it fails again.
+    s.wait_status("returner", "error");
     write(&p, "cortex.yaml", &config(1));
     s.ok(&p, &["deploy"]);
     let api = wait_for("version 1 to be the api again", DEADLINE, || {

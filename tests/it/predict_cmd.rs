@@ -118,4 +118,71 @@ fn refresh_replaces_every_replica_while_predictions_keep_succeeding() {
         &s.run(&b, &["refresh", "jobs"]),
         "only a RealtimeAPI's replicas are refreshed",
     );
+    // Nor logs of its own: each job has them.
+    assert_refused(
+        &s.run(&b, &["logs", "jobs"]),
+        "`cortex logs jobs JOB_ID` shows one",
+    );
+}
+
+/// An update still starting holds a refresh back (409, saying how to override it);
+/// `--force` refreshes the spec anyway, the version that serves serving until it is ready, as
+/// upstream's `cortex refresh -f` does.
+#[test]
+fn refresh_force_overrides_an_update_in_progress() {
+    let s = Server::start();
+    let p = s.project("gated");
+    let gate = s.dir.path().join("gate");
+    write(
+        &p,
+        "predictor.py",
+        "import os, time\n\nclass PythonPredictor:\n    def __init__(self, config):\n        while config['v'] > 1 and not os.path.exists(config['gate']):\n            time.sleep(0.05)\n        self.v = config['v']\n\n    def predict(self, payload):\n        return {'v': self.v}\n",
+    );
+    let config = |v: u32| {
+        format!(
+            "- name: gated\n  kind: RealtimeAPI\n  predictor:\n    type: python\n    path: predictor.py\n    config:\n      v: {v}\n      gate: {}\n",
+            gate.display()
+        )
+    };
+    write(&p, "cortex.yaml", &config(1));
+    s.ok(&p, &["deploy"]);
+    s.wait_status("gated", "live");
+    write(&p, "cortex.yaml", &config(2));
+    s.ok(&p, &["deploy"]);
+    let updating = s.wait_status("gated", "updating");
+    let stuck: Vec<String> = updating["replicas"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|r| r["up_to_date"] == true)
+        .map(|r| r["id"].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(stuck.len(), 1, "{updating}");
+    assert_refused(
+        &s.run(&p, &["refresh", "gated"]),
+        "cortex refresh gated --force",
+    );
+
+    let out = s.ok(&p, &["refresh", "gated", "--force"]);
+    assert!(out.contains("refreshing gated"), "{out}");
+    assert_eq!(
+        s.predict("gated", "{}")
+            .json::<serde_json::Value>()
+            .unwrap()["v"],
+        1
+    );
+    std::fs::write(&gate, "").unwrap();
+    let api = wait_for("the refreshed version to serve alone", DEADLINE, || {
+        s.api_json("gated").filter(|a| {
+            a["status"] == "live" && a["replicas"].as_array().is_some_and(|r| r.len() == 1)
+        })
+    });
+    let id = api["replicas"][0]["id"].as_str().unwrap();
+    assert!(!stuck.iter().any(|s| s == id), "{api}");
+    assert_eq!(
+        s.predict("gated", "{}")
+            .json::<serde_json::Value>()
+            .unwrap()["v"],
+        2
+    );
 }

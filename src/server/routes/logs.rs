@@ -48,6 +48,11 @@ pub async fn logs(
             "{name} is a TrafficSplitter: it runs nothing, so it has no logs; `cortex get {name}` lists its apis, whose logs `cortex logs <api>` shows"
         )));
     }
+    if row.kind == crate::spec::ApiKind::BatchAPI.as_str() {
+        return Err(ApiError::Unprocessable(format!(
+            "{name} is a BatchAPI: its logs are each job's; `cortex logs {name} JOB_ID` shows one (`cortex get {name}` lists its jobs)"
+        )));
+    }
     let live = state.deployments.get(&name);
     if let Some(live) = live.clone().filter(|live| merges_replicas(live)) {
         return Ok(replicas_merged(&state, live, query).await);

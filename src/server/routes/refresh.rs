@@ -2,12 +2,13 @@
 //! started again with a rolling update, as for a new version of it: the old replicas serve
 //! until the new ones are ready, so no request fails.
 
-use axum::extract::{Path, State};
+use axum::extract::rejection::QueryRejection;
+use axum::extract::{Path, Query, State};
 use axum::Json;
 use sha2::{Digest, Sha256};
 
 use super::apis::find;
-use crate::api::{ApiStatus, MessageResponse};
+use crate::api::{ApiStatus, MessageResponse, RefreshQuery};
 use crate::server::access::Level;
 use crate::server::auth::AuthMember;
 use crate::server::error::ApiError;
@@ -19,7 +20,10 @@ pub async fn refresh(
     State(state): State<AppState>,
     AuthMember(caller): AuthMember,
     Path(name): Path<String>,
+    query: Result<Query<RefreshQuery>, QueryRejection>,
 ) -> Result<Json<MessageResponse>, ApiError> {
+    let Query(query) = query
+        .map_err(|e| ApiError::BadRequest(format!("{}; use force=true|false", e.body_text())))?;
     let _changing = state.changes.lock().await;
     let row = find(&state, &name).await?;
     super::require(&caller, &row, Level::Owner)?;
@@ -36,9 +40,9 @@ pub async fn refresh(
             row.deploy_status.as_str()
         )));
     };
-    if status::api_status(&live) == ApiStatus::Updating && live.has_older() {
+    if !query.force && status::api_status(&live) == ApiStatus::Updating && live.has_older() {
         return Err(ApiError::Conflict(format!(
-            "{name} is updating; refresh it once the update is done (`cortex get {name}`)"
+            "{name} is updating; refresh it once the update is done (`cortex get {name}`), or override the update with `cortex refresh {name} --force`"
         )));
     }
     // The same spec as a new version: a hash of its own, so its replicas are new ones.
