@@ -114,3 +114,38 @@ fn dependencies_sh_runs_before_requirements_txt_is_installed() {
         "dependencies.sh runs first: {logs}"
     );
 }
+
+#[test]
+fn a_failed_preparation_is_in_the_log_once_with_a_hint_when_it_needed_root() {
+    let s = Server::start();
+    let p = s.python_project("needsroot", "RealtimeAPI", WHERE, "");
+    // cortex 0.2x's system-packages example: a replica's user is not root here.
+    write(
+        &p,
+        "dependencies.sh",
+        "echo 'installing tree'\napt-get update && apt-get install -y tree\n",
+    );
+    s.ok(&p, &["deploy"]);
+    let api = s.wait_status("needsroot", "error");
+    let errors = api["errors"].to_string();
+    assert!(
+        errors.contains("dependencies.sh runs as the replica's unprivileged user"),
+        "{api}"
+    );
+    // The first attempt, up to the next one (it keeps being retried).
+    let logs = s.ok(&p, &["logs", "needsroot", "--no-follow"]);
+    let starting = "'s preparation (";
+    let first = logs.split(starting).nth(1).unwrap_or_default();
+    assert_eq!(first.matches("installing tree").count(), 1, "{logs}");
+    assert_eq!(
+        first
+            .matches("cortex: error: failed to prepare the virtualenv")
+            .count(),
+        1,
+        "{logs}"
+    );
+    assert!(
+        first.contains("'s preparation exited with status 3"),
+        "{logs}"
+    );
+}
