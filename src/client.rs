@@ -457,13 +457,18 @@ impl Client {
         api: &str,
         job_id: &str,
         follow: bool,
+        tail: Option<usize>,
     ) -> Result<Response, ClientError> {
+        let mut query: Vec<(&str, String)> = vec![("follow", follow.to_string())];
+        if let Some(n) = tail {
+            query.push(("tail", n.to_string()));
+        }
         self.send(
             self.request(
                 Method::GET,
                 &format!("/api/v2/apis/{}/jobs/{job_id}/logs", segment(api)),
             )
-            .query(&[("follow", follow)]),
+            .query(&query),
         )
         .await
     }

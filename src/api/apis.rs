@@ -149,6 +149,10 @@ pub struct ApiMetrics {
     pub latency_ms_avg: Option<f64>,
 }
 
+/// Said in an API's `errors` of a replica that asks for more compute than the machine has:
+/// its `compute unavailable` will not pass by itself, so a wait fails on it at once.
+pub const NEVER_FITS: &str = "it can never start here";
+
 /// One API as `GET /api/v2/apis` and `GET /api/v2/apis/{name}` describe it.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]

@@ -24,7 +24,11 @@ pub async fn run(args: LogsArgs) -> anyhow::Result<ExitStatus> {
     let follow = args.follow || (!args.no_follow && terminal);
     let client = &target.client;
     let mut resp = match &args.job_id {
-        Some(job_id) => client.job_logs(&args.api, job_id, follow).await?,
+        Some(job_id) => {
+            client
+                .job_logs(&args.api, job_id, follow, args.tail)
+                .await?
+        }
         None => client.logs(&args.api, follow, args.tail).await?,
     };
     let what = format!("GET {}", resp.url().path());

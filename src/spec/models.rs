@@ -1,6 +1,7 @@
 //! Where a predictor's models are (cortex 0.22): `predictor.model_path` (one model) or
 //! `predictor.models` (`paths: [{name, model_path}]` or `dir`, with `cache_size` and
-//! `disk_cache_size`), for python and onnx predictors.
+//! `disk_cache_size`), for python and onnx predictors. cortex 0.20 and 0.21's `models`, a list
+//! of `{name, model_path}`, is read as `models.paths`.
 //!
 //! A location is a path in the project, `file:///<absolute path>`, an `http(s)://` URL (one
 //! file: it cannot be listed, so it has no versions and is not a `models.dir`) or
@@ -24,6 +25,18 @@ pub(crate) fn models(predictor: &Section) -> Result<Option<ModelsConfig>, Proble
         return Ok(None);
     }
     let field = predictor.field("models");
+    if let Some(node) = predictor
+        .get("models")
+        .filter(|n| matches!(n.value, Value::Seq(_)))
+    {
+        // cortex 0.20 and 0.21: a list of {name, model_path}, which 0.22 calls models.paths.
+        return Ok(Some(ModelsConfig {
+            paths: named_paths(node, &field)?,
+            dir: None,
+            cache_size: None,
+            disk_cache_size: None,
+        }));
+    }
     let sec = predictor.section("models", schema::MODELS)?;
     let dir = sec.parsed("dir", "a location like \"s3://bucket/models/\"", |d| {
         if d.split_once("://")

@@ -583,6 +583,48 @@ mod tests {
     }
 
     #[test]
+    fn a_cortex_0_21_models_list_is_models_paths() {
+        for kind in ["python", "onnx"] {
+            let list = parse(&format!(
+                "predictor: {{type: {kind}, path: a.py, models: [{{name: a, model_path: a/}}, \
+                 {{name: b, model_path: 's3://bucket/b/'}}]}}"
+            ))
+            .unwrap();
+            let paths = parse(&format!(
+                "predictor: {{type: {kind}, path: a.py, models: {{paths: [{{name: a, \
+                 model_path: a/}}, {{name: b, model_path: 's3://bucket/b/'}}]}}}}"
+            ))
+            .unwrap();
+            assert_eq!(list.models, paths.models, "{kind}");
+        }
+        for (yaml, expected) in [
+            (
+                "{type: python, path: a.py, models: [{name: a}]}",
+                "predictor.models[0].model_path: is required",
+            ),
+            (
+                "{type: onnx, path: a.py, models: [{name: a, model_path: a}, {name: a, model_path: b}]}",
+                "predictor.models[1].name: \"a\" is listed twice",
+            ),
+            (
+                "{type: onnx, path: a.py, models: []}",
+                "predictor.models: must list at least one model",
+            ),
+            (
+                "{type: onnx, path: a.py, model_path: m, models: [{name: a, model_path: a}]}",
+                "predictor.models: cannot be given with predictor.model_path",
+            ),
+            (
+                "{type: command, command: x, models: [{name: a, model_path: a}]}",
+                "predictor.models: is only for python and onnx predictors",
+            ),
+        ] {
+            let text = message(&format!("predictor: {yaml}"));
+            assert!(text.starts_with(expected), "{yaml}: {text}");
+        }
+    }
+
+    #[test]
     fn models_problems() {
         for (yaml, expected) in [
             (

@@ -113,6 +113,61 @@ fn cortex_0_22_iris_example_parses_unchanged() {
     assert_eq!(api.update_strategy, Some(UpdateStrategy::default()));
 }
 
+/// examples/onnx/multi-model-classifier/cortex.yaml at cortex v0.21.0, unchanged.
+const MULTI_MODEL_0_21: &str = "\
+# this is an example for cortex release 0.21 and may not deploy correctly on other releases of cortex
+
+- name: multi-model-classifier
+  kind: RealtimeAPI
+  predictor:
+    type: onnx
+    path: predictor.py
+    models:
+      - name: resnet50
+        model_path: s3://cortex-examples/onnx/resnet50/resnet50-v2-7.onnx
+      - name: mobilenet
+        model_path: s3://cortex-examples/onnx/mobilenet/mobilenetv2-7.onnx
+      - name: shufflenet
+        model_path: s3://cortex-examples/onnx/shufflenet/shufflenet-v2-10.onnx
+    config:
+      image-classifier-classes: https://s3.amazonaws.com/deep-learning-models/image-models/imagenet_class_index.json
+      image-resize: 224
+  compute:
+    mem: 2G
+";
+
+#[test]
+fn cortex_0_21_models_list_is_read_as_models_paths() {
+    let apis = parse(MULTI_MODEL_0_21).unwrap();
+    let models = apis[0].predictor.as_ref().unwrap().models.clone().unwrap();
+    let paths: Vec<(&str, &str)> = models
+        .paths
+        .iter()
+        .map(|m| (m.name.as_str(), m.model_path.as_str()))
+        .collect();
+    assert_eq!(
+        paths,
+        [
+            (
+                "resnet50",
+                "s3://cortex-examples/onnx/resnet50/resnet50-v2-7.onnx"
+            ),
+            (
+                "mobilenet",
+                "s3://cortex-examples/onnx/mobilenet/mobilenetv2-7.onnx"
+            ),
+            (
+                "shufflenet",
+                "s3://cortex-examples/onnx/shufflenet/shufflenet-v2-10.onnx"
+            ),
+        ]
+    );
+    assert_eq!(
+        (models.dir, models.cache_size, models.disk_cache_size),
+        (None, None, None)
+    );
+}
+
 #[test]
 fn explicit_sections_are_kept() {
     let apis = parse(EXPLICIT).unwrap();

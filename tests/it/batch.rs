@@ -959,6 +959,41 @@ fn logs_follow_a_job_until_it_ends_and_deleting_an_api_with_running_jobs_asks_fi
 }
 
 #[test]
+fn logs_of_a_job_with_tail_give_the_last_lines_of_each_source() {
+    let s = Server::start();
+    deploy_batch(
+        &s,
+        "tailed",
+        "class PythonPredictor:\n    def __init__(self, config):\n        pass\n\n    def predict(self, payload, batch_id):\n        for i in range(5):\n            print('batch', payload, 'line', i)\n",
+        "",
+    );
+    let id = submit(
+        &s,
+        "tailed",
+        json!({"workers": 1, "item_list": {"items": [1, 2, 3], "batch_size": 1}}),
+    );
+    wait_job(&s, "tailed", &id, "status_succeeded");
+    let split = |log: &str| -> (Vec<String>, Vec<String>) {
+        let (worker, server): (Vec<&str>, Vec<&str>) =
+            log.lines().partition(|l| l.starts_with("[w0] "));
+        let owned = |v: Vec<&str>| v.into_iter().map(str::to_string).collect();
+        (owned(server), owned(worker))
+    };
+    let last = |v: &[String], n: usize| v[v.len().saturating_sub(n)..].to_vec();
+    // The worker may still be writing its last lines as it stops: compared until it is quiet.
+    wait_for("the last 2 lines of each source", DEADLINE, || {
+        let full = s.ok(s.dir.path(), &["logs", "tailed", &id]);
+        let tail = s.ok(s.dir.path(), &["logs", "tailed", &id, "--tail", "2"]);
+        let (server, worker) = split(&full);
+        assert!(server.len() > 2 && worker.len() > 2, "{full}");
+        let (tail_server, tail_worker) = split(&tail);
+        (tail_server == last(&server, 2) && tail_worker == last(&worker, 2)).then_some(())
+    });
+    let tail = s.ok(s.dir.path(), &["logs", "tailed", &id, "--tail", "2"]);
+    assert!(!tail.contains("batch 1 line 0"), "{tail}");
+}
+
+#[test]
 fn beyond_loopback_anyone_may_submit_to_a_public_batch_api_but_only_writers_stop_jobs() {
     let s = Server::start_on("0.0.0.0:0");
     let p = deploy_batch(&s, "open", GATED, "");

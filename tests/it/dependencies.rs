@@ -62,3 +62,90 @@ fn a_failing_dependencies_sh_makes_the_api_error_with_its_last_lines() {
         "bash -e stops at the failure: {api}"
     );
 }
+
+/// Writes a pure-python wheel `hello_cortex-0.1-py3-none-any.whl` into `sys.argv[1]`.
+const BUILD_WHEEL: &str = r#"import base64, hashlib, os, sys, zipfile
+files = {
+    "hello_cortex/__init__.py": b"GREETING = 'built by dependencies.sh'\n",
+    "hello_cortex-0.1.dist-info/METADATA": b"Metadata-Version: 2.1\nName: hello-cortex\nVersion: 0.1\n",
+    "hello_cortex-0.1.dist-info/WHEEL": b"Wheel-Version: 1.0\nGenerator: cortex-tests\nRoot-Is-Purelib: true\nTag: py3-none-any\n",
+}
+record = []
+with zipfile.ZipFile(os.path.join(sys.argv[1], "hello_cortex-0.1-py3-none-any.whl"), "w") as z:
+    for name, data in files.items():
+        z.writestr(name, data)
+        digest = base64.urlsafe_b64encode(hashlib.sha256(data).digest()).rstrip(b"=").decode()
+        record.append("%s,sha256=%s,%d" % (name, digest, len(data)))
+    record.append("hello_cortex-0.1.dist-info/RECORD,,")
+    z.writestr("hello_cortex-0.1.dist-info/RECORD", "\n".join(record) + "\n")
+print("dependencies.sh built the wheel")
+"#;
+
+#[test]
+fn dependencies_sh_runs_before_requirements_txt_is_installed() {
+    let s = Server::start();
+    let p = s.python_project(
+        "buildfirst",
+        "RealtimeAPI",
+        "import hello_cortex\n\nclass PythonPredictor:\n    def __init__(self, config):\n        pass\n\n    def predict(self, payload):\n        return hello_cortex.GREETING\n",
+        "",
+    );
+    write(&p, "build_wheel.py", BUILD_WHEEL);
+    // What pip installs exists only once dependencies.sh has run (offline: a local wheel).
+    write(
+        &p,
+        "dependencies.sh",
+        "python build_wheel.py \"$VIRTUAL_ENV\"\n",
+    );
+    write(
+        &p,
+        "requirements.txt",
+        "${VIRTUAL_ENV}/hello_cortex-0.1-py3-none-any.whl\n",
+    );
+    s.ok(&p, &["deploy"]);
+    s.wait_status("buildfirst", "live");
+    let answer = s.predict("buildfirst", "{}").text().unwrap();
+    assert_eq!(answer, "built by dependencies.sh");
+    let logs = s.ok(&p, &["logs", "buildfirst", "--no-follow"]);
+    let built = logs.find("dependencies.sh built the wheel");
+    let installed = logs.find("installing requirements.txt");
+    assert!(
+        built.is_some() && installed.is_some() && built < installed,
+        "dependencies.sh runs first: {logs}"
+    );
+}
+
+#[test]
+fn a_failed_preparation_is_in_the_log_once_with_a_hint_when_it_needed_root() {
+    let s = Server::start();
+    let p = s.python_project("needsroot", "RealtimeAPI", WHERE, "");
+    // cortex 0.2x's system-packages example: a replica's user is not root here.
+    write(
+        &p,
+        "dependencies.sh",
+        "echo 'installing tree'\napt-get update && apt-get install -y tree\n",
+    );
+    s.ok(&p, &["deploy"]);
+    let api = s.wait_status("needsroot", "error");
+    let errors = api["errors"].to_string();
+    assert!(
+        errors.contains("dependencies.sh runs as the replica's unprivileged user"),
+        "{api}"
+    );
+    // The first attempt, up to the next one (it keeps being retried).
+    let logs = s.ok(&p, &["logs", "needsroot", "--no-follow"]);
+    let starting = "'s preparation (";
+    let first = logs.split(starting).nth(1).unwrap_or_default();
+    assert_eq!(first.matches("installing tree").count(), 1, "{logs}");
+    assert_eq!(
+        first
+            .matches("cortex: error: failed to prepare the virtualenv")
+            .count(),
+        1,
+        "{logs}"
+    );
+    assert!(
+        first.contains("'s preparation exited with status 3"),
+        "{logs}"
+    );
+}

@@ -248,3 +248,33 @@ fn python_predictor_loads_versions_from_s3_and_picks_up_a_new_one() {
     let logs = s.ok(&p, &["logs", "s3-mpg"]);
     assert!(logs.contains("installing boto3"), "{logs}");
 }
+
+#[test]
+fn a_cortex_0_21_models_list_serves_its_models_as_models_paths() {
+    let s = Server::start();
+    let p = s.project("listed");
+    write(&p, "predictor.py", PREDICTOR);
+    put(&p, "models/iris/model.txt", "iris");
+    put(&p, "models/wine/2/model.txt", "wine-2");
+    let yaml = |wine: &str| {
+        format!(
+            "- name: listed\n  kind: RealtimeAPI\n  predictor:\n    type: python\n    path: predictor.py\n    \
+             models:\n      - name: iris\n        model_path: models/iris\n      \
+             - name: wine\n        model_path: {wine}\n"
+        )
+    };
+    // A missing path is named as it is written: the list's entry, at its line.
+    write(&p, "cortex.yaml", &yaml("models/rose"));
+    let out = s.run(&p, &["deploy"]);
+    assert_refused(
+        &out,
+        "cortex.yaml:10:21: predictor.models[1].model_path: \"models/rose\" is not in the project",
+    );
+    write(&p, "cortex.yaml", &yaml("models/wine"));
+    s.ok(&p, &["deploy"]);
+    s.wait_status("listed", "live");
+    assert_eq!(prediction(&s, "listed", "model=iris"), json!("iris"));
+    assert_eq!(prediction(&s, "listed", "model=wine"), json!("wine-2"));
+    let (status, body) = ask(&s, "listed", "model=rose");
+    assert_eq!(status, 404, "{body}");
+}

@@ -139,6 +139,28 @@ fn a_replica_killed_for_memory_fails_the_wait() {
 }
 
 #[test]
+fn compute_the_machine_can_never_give_fails_the_wait_at_once() {
+    // A machine without GPUs, whatever this one has.
+    let s = Server::start_with("127.0.0.1:0", &[("CORTEX_ENGINE_GPUS", "0")]);
+    let p = s.python_project("gpu-only", "RealtimeAPI", LEAN, "  compute:\n    gpu: 1\n");
+    // Far within the default --timeout (10m): `run` gives up after the tests' deadline.
+    let out = run(&s, &p, &["deploy", "--wait"]);
+    let err = failed_with(
+        &out,
+        &[
+            "error: gpu-only is compute unavailable (deployment 1)",
+            "it needs 1 gpu (compute.gpu) while 0 of this machine's 0 are free",
+            "it can never start here; lower compute in cortex.yaml",
+        ],
+    );
+    assert!(!err.contains("timed out"), "{err}");
+    let out = run(&s, &p, &["wait", "gpu-only", "-o", "json"]);
+    failed_with(&out, &["error: gpu-only is compute unavailable"]);
+    let doc: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(doc["status"], "compute_unavailable", "{doc:#}");
+}
+
+#[test]
 fn a_broken_redeploy_fails_the_wait_while_the_old_version_still_serves() {
     let s = Server::start();
     let p = s.python_project("greeter", "RealtimeAPI", LEAN, "");

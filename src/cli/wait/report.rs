@@ -174,7 +174,7 @@ pub async fn job_failed(client: &Client, api: &str, job: &JobStatus, status: &st
             ));
         }
     }
-    let lines = match client.job_logs(api, &job.spec.job_id, false).await {
+    let lines = match client.job_logs(api, &job.spec.job_id, false, None).await {
         Ok(resp) => last_lines(resp).await,
         Err(_) => Vec::new(),
     };

@@ -9,10 +9,11 @@
 //! is a change all the same. It fails at once when it is `error`, `error (out of memory)` or
 //! `stopped`: a failed `__init__` (a python exception, a command exiting 3), a crash loop or a
 //! memory kill will not mend themselves. `updating` and `compute unavailable` are waited on
-//! (compute may free up) until the timeout. A job is done when it ended: `status_succeeded`
+//! (compute may free up) until the timeout, except a `compute unavailable` whose errors say
+//! a replica asks for more than the machine has ([`NEVER_FITS`]): that fails at once. A job is done when it ended: `status_succeeded`
 //! is success, every other end (`status_completed_with_failures` included) is a failure.
 
-use crate::api::{ApiKind, ApiResponse, ApiStatus, JobStatus, ReplicaPhase};
+use crate::api::{ApiKind, ApiResponse, ApiStatus, JobStatus, ReplicaPhase, NEVER_FITS};
 use crate::batch::status::JobStatus as Status;
 
 /// Where a wait stands after one answer.
@@ -38,6 +39,9 @@ pub fn api(api: &ApiResponse, before: Option<i64>) -> Verdict {
             "updating: {} of {} replicas ready",
             api.up_to_date, api.requested
         )),
+        ApiStatus::ComputeUnavailable if api.errors.iter().any(|e| e.contains(NEVER_FITS)) => {
+            Verdict::Failed(api.status.message().to_string())
+        }
         ApiStatus::ComputeUnavailable => Verdict::Waiting(
             "compute unavailable: its replicas wait for free cpu or memory on the server"
                 .to_string(),
@@ -139,6 +143,20 @@ mod tests {
             api(&realtime(ApiStatus::ComputeUnavailable, 2, false), None),
             Verdict::Waiting(w) if w.starts_with("compute unavailable")
         ));
+    }
+
+    #[test]
+    fn compute_the_machine_can_never_give_fails_at_once() {
+        let mut wants = realtime(ApiStatus::ComputeUnavailable, 2, false);
+        wants.errors = vec![
+            "waiting for compute: it needs 1 gpu (compute.gpu) while 0 of this machine's 0 are \
+             free; it can never start here; lower compute in cortex.yaml"
+                .to_string(),
+        ];
+        assert_eq!(
+            api(&wants, Some(1)),
+            Verdict::Failed("compute unavailable".to_string())
+        );
     }
 
     #[test]

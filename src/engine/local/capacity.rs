@@ -8,6 +8,7 @@
 
 use std::sync::{Arc, Mutex};
 
+use crate::api::NEVER_FITS;
 use tokio::sync::Notify;
 
 /// A reservation request: millicores, bytes and whole GPUs.
@@ -149,9 +150,9 @@ impl Capacity {
             || need.mem_bytes > total.mem_bytes
             || need.gpus > total.gpus;
         let fix = if never {
-            "it can never start here; lower compute in cortex.yaml"
+            format!("{NEVER_FITS}; lower compute in cortex.yaml")
         } else {
-            "it starts when other replicas give theirs back; delete or scale down an api, or lower compute in cortex.yaml"
+            "it starts when other replicas give theirs back; delete or scale down an api, or lower compute in cortex.yaml".to_string()
         };
         Err(format!(
             "waiting for compute: it needs {}; {fix}",

@@ -1,9 +1,10 @@
-//! A worker's preparation (`ReplicaPlan::prepare`: the python shim installing
-//! `requirements.txt` and running `dependencies.sh` into the API's virtualenv) runs before the
+//! A worker's preparation (`ReplicaPlan::prepare`: the python shim running `dependencies.sh`
+//! and installing `requirements.txt` into the API's virtualenv) runs before the
 //! worker starts, in the same sandbox and as the same user, but outside its memory limit:
 //! `compute.mem` limits the predictor, not `pip install`. It is held in a cgroup of its own
 //! without a limit (where the engine makes cgroups), so whatever it starts ends with it. Its
-//! output is in the worker's log.
+//! output is in the worker's log, followed by how it ended (once: the error the replica shows
+//! repeats its last lines, the log does not).
 
 use std::path::Path;
 
@@ -47,7 +48,7 @@ pub(super) async fn prepare(
         ..plan.clone()
     };
     let line = format!(
-        "cortex: starting {} {}'s preparation (requirements.txt, dependencies.sh)",
+        "cortex: starting {} {}'s preparation (dependencies.sh, requirements.txt)",
         plan.purpose.noun(),
         plan.replica_id
     );
@@ -64,10 +65,14 @@ pub(super) async fn prepare(
     let (spawned, guard) = or_outside(spawned, guard, (&run, log_path, &how)).await;
     let prepared = match spawned {
         Ok((child, capture)) => wait(child, capture, plan, log_path, stop_rx).await,
-        Err(e) => Prepared::Failed {
-            error: format!("cannot start the preparation `{}`: {e}", argv.join(" ")),
-            for_good: false,
-        },
+        Err(e) => {
+            let error = format!("cannot start the preparation `{}`: {e}", argv.join(" "));
+            append_log(log_path, &format!("cortex: error: {error}")).await;
+            Prepared::Failed {
+                error,
+                for_good: false,
+            }
+        }
     };
     guard.release().await;
     prepared
@@ -98,20 +103,78 @@ async fn wait(
         Ok(s) if s.success() => return Prepared::Done,
         Ok(s) => s.code(),
         Err(e) => {
+            let error = format!("cannot wait for the preparation: {e}");
+            append_log(log_path, &format!("cortex: error: {error}")).await;
             return Prepared::Failed {
-                error: format!("cannot wait for the preparation: {e}"),
+                error,
                 for_good: false,
-            }
+            };
         }
     };
     let noun = plan.purpose.noun();
     let code_text = code.map_or("a signal".to_string(), |c| format!("status {c}"));
+    // Its output (and its own `cortex: error:` line) is in the log already: only the exit is
+    // added, and the error shown by `cortex get` repeats its last lines.
+    let exited = format!(
+        "cortex: {noun} {}'s preparation exited with {code_text}",
+        plan.replica_id
+    );
+    append_log(log_path, &exited).await;
     let path = log_path.to_path_buf();
     let error = tokio::task::spawn_blocking(move || describe_exit(&path, noun, &code_text))
         .await
         .unwrap_or_else(|_| "the preparation failed".to_string());
     Prepared::Failed {
-        error,
+        error: with_hint(error),
         for_good: code == Some(EXIT_INIT_FAILED),
+    }
+}
+
+/// `error` (a headline, then the output's last lines), with a hint after the headline when
+/// dependencies.sh failed on a permission: it runs as the replica's unprivileged user.
+fn with_hint(error: String) -> String {
+    let (headline, output) = error.split_once('\n').unwrap_or((&error, ""));
+    let lower = output.to_ascii_lowercase();
+    let refused = lower.contains("permission denied")
+        || lower.contains("are you root")
+        || lower.contains("operation not permitted");
+    if !headline.contains("dependencies.sh") || !refused {
+        return error;
+    }
+    format!(
+        "{headline}; dependencies.sh runs as the replica's unprivileged user, so it cannot \
+         install system packages (apt-get) or write outside the API's virtualenv: install \
+         them on the server's machine\n{output}"
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::with_hint;
+
+    #[test]
+    fn a_permission_error_in_dependencies_sh_says_who_it_runs_as() {
+        let apt = "failed to prepare the virtualenv: dependencies.sh exited with status 100; its \
+                   output is above (cortex logs a)\nE: Could not open lock file \
+                   /var/lib/apt/lists/lock - open (13: Permission denied)";
+        let hinted = with_hint(apt.to_string());
+        let (headline, output) = hinted.split_once('\n').unwrap();
+        assert!(
+            headline.ends_with(
+                "runs as the replica's unprivileged user, so it cannot install \
+                 system packages (apt-get) or write outside the API's virtualenv: install them on \
+                 the server's machine"
+            ),
+            "{hinted}"
+        );
+        assert!(output.contains("Permission denied"), "{hinted}");
+        for unchanged in [
+            "failed to prepare the virtualenv: dependencies.sh exited with status 1; its output \
+             is above (cortex logs a)\nno such file",
+            "failed to prepare the virtualenv: pip exited with status 1; its output is above \
+             (cortex logs a)\nPermission denied",
+        ] {
+            assert_eq!(with_hint(unchanged.to_string()), unchanged);
+        }
     }
 }

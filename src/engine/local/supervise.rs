@@ -305,10 +305,9 @@ impl Supervisor {
     }
 
     /// The project's preparation failed: restarting, or failed for good (or once it
-    /// crash-loops).
+    /// crash-loops). The preparation has said in the log how it ended.
     async fn not_prepared(&mut self, error: String, for_good: bool) -> Next {
         self.failures_in_a_row += 1;
-        append_log(&self.log_path, &format!("cortex: error: {error}")).await;
         let failed = for_good || self.failures_in_a_row >= CRASH_LOOP_AFTER;
         self.shared.update(|s| {
             s.last_error = Some(error);

@@ -227,11 +227,19 @@ fn located(req: &DeployRequest, api: &str, why: String) -> String {
         && field
             .chars()
             .all(|c| c.is_ascii_alphanumeric() || "_.[]".contains(c));
-    match is_field
-        .then(|| spec::locate(&req.config, api, field))
-        .flatten()
-    {
-        Some((line, column)) => format!("{}:{line}:{column}: {why}", req.config_file),
+    if !is_field {
+        return why;
+    }
+    // cortex 0.21's `models:` list is read as models.paths: name the field as it is written.
+    let listed = field.replacen("predictor.models.paths[", "predictor.models[", 1);
+    let found = spec::locate(&req.config, api, field)
+        .map(|at| (at, why.clone()))
+        .or_else(|| {
+            let at = spec::locate(&req.config, api, &listed)?;
+            Some((at, format!("{listed}{}", &why[field.len()..])))
+        });
+    match found {
+        Some(((line, column), why)) => format!("{}:{line}:{column}: {why}", req.config_file),
         None => why,
     }
 }

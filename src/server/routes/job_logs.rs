@@ -1,7 +1,8 @@
 //! `GET /api/v2/apis/{name}/jobs/{job_id}/logs`: a job's log: the server's lines about it
 //! (`cortex: partitioning ...`), then every worker's lines, each with a short prefix naming
-//! the worker (`[w0] `). With `follow=true` the lines come as they are written, interleaved,
-//! until the job ends.
+//! the worker (`[w0] `). With `tail=N`, only the last N lines of each of them (as an API's
+//! log gives the last N of each replica). With `follow=true` the lines come as they are
+//! written, interleaved, until the job ends.
 
 use axum::body::Body;
 use axum::extract::rejection::QueryRejection;
@@ -27,8 +28,12 @@ pub async fn job_logs(
     Path((name, job_id)): Path<(String, String)>,
     query: Result<Query<LogsQuery>, QueryRejection>,
 ) -> Result<Response, ApiError> {
-    let Query(query) = query
-        .map_err(|e| ApiError::BadRequest(format!("{}; use follow=true|false", e.body_text())))?;
+    let Query(query) = query.map_err(|e| {
+        ApiError::BadRequest(format!(
+            "{}; use follow=true|false and tail=<number of lines>",
+            e.body_text()
+        ))
+    })?;
     let row = find(&state, &name).await?;
     // A model's given name finds it too; from here on, the name it is routed by.
     let name = row.name.clone();
@@ -50,18 +55,28 @@ pub async fn job_logs(
                 "{name} has no job {job_id}; `cortex get {name}` lists its jobs"
             ))
         })?;
-    let mut sources = vec![Source::new(
-        Origin::Server(state.jobs.log_of(&name, &job.id).path().to_path_buf()),
+    let server_log = state.jobs.log_of(&name, &job.id).path().to_path_buf();
+    let start = match query.tail {
+        Some(n) => file_tail_offset(server_log.clone(), n).await,
+        None => 0,
+    };
+    let mut sources = vec![Source::from_offset(
+        Origin::Server(server_log),
         String::new(),
+        start,
     )];
     for index in 0..job.workers {
-        sources.push(Source::new(
-            Origin::Worker(
-                state
-                    .deployments
-                    .replica_logs(&name, &worker_id(&job.id, index)),
-            ),
+        let logs = state
+            .deployments
+            .replica_logs(&name, &worker_id(&job.id, index));
+        let start = match query.tail {
+            Some(n) => logs.tail_offset(n).await,
+            None => 0,
+        };
+        sources.push(Source::from_offset(
+            Origin::Worker(logs),
             format!("[w{index}] "),
+            start,
         ));
     }
     let follow = query.follow && job.end_ns.is_none();
@@ -77,6 +92,13 @@ pub async fn job_logs(
         Body::from_stream(stream.map(Ok::<_, std::io::Error>)),
     )
         .into_response())
+}
+
+/// Where the last `n` lines of the server's log of a job start.
+async fn file_tail_offset(path: std::path::PathBuf, n: usize) -> u64 {
+    tokio::task::spawn_blocking(move || crate::tail::tail_offset(&path, n))
+        .await
+        .unwrap_or(0)
 }
 
 /// A job's log is over once the job has ended.

@@ -43,11 +43,6 @@ pub(super) struct Source {
 }
 
 impl Source {
-    /// `origin` read from its start, each line after `prefix`.
-    pub(super) fn new(origin: Origin, prefix: String) -> Source {
-        Source::from_offset(origin, prefix, 0)
-    }
-
     /// `origin` read from `offset` (the start of a line), each line after `prefix`.
     pub(super) fn from_offset(origin: Origin, prefix: String, offset: u64) -> Source {
         Source {
@@ -231,7 +226,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("log");
         std::fs::write(&path, vec![b'.'; MAX_LINE + 10]).unwrap();
-        let mut source = Source::new(Origin::Server(path), "[s] ".to_string());
+        let mut source = Source::from_offset(Origin::Server(path), "[s] ".to_string(), 0);
         let (out, more) = source.new_lines().await;
         assert!(!more);
         assert_eq!(out.len(), "[s] ".len() + MAX_LINE + 10 + 1);
@@ -241,7 +236,7 @@ mod tests {
 
     #[test]
     fn a_retired_source_expires_only_after_its_grace() {
-        let mut source = Source::new(Origin::Server("x".into()), String::new());
+        let mut source = Source::from_offset(Origin::Server("x".into()), String::new(), 0);
         assert!(!source.expired());
         source.retire(Duration::from_secs(30));
         assert!(!source.expired());

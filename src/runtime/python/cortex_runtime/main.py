@@ -45,8 +45,8 @@ with the project directory as the working directory and these variables:
 requirements.txt and dependencies.sh: when the project has either and
 CORTEX_VENVS_DIR is set, the shim makes a virtualenv under CORTEX_VENVS_DIR
 named by the hash of both files and of this Python, created with
---system-site-packages, installs requirements.txt (pip) and runs
-dependencies.sh (`bash -e`, in the project directory) in it, once for every
+--system-site-packages, runs dependencies.sh (`bash -e`, in the project
+directory) and then installs requirements.txt (pip) in it, once for every
 replica with the same files, then re-executes itself with that virtualenv
 activated (its bin first on PATH, VIRTUAL_ENV set). An onnx predictor always
 has one, with onnxruntime and numpy installed too. With `--prepare` it only

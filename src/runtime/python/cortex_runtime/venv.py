@@ -1,4 +1,4 @@
-"""The API's virtualenv: requirements.txt installed and dependencies.sh run into a cached
+"""The API's virtualenv: dependencies.sh run, then requirements.txt installed, in a cached
 virtualenv (by the server's `--prepare` run, outside the replica's memory limit, or else by the
 replica itself), in which the shim then runs again, activated (its python and pip first on
 PATH, VIRTUAL_ENV set)."""
@@ -104,8 +104,9 @@ def _activated(venv):
 
 
 def prepare(settings):
-    """Makes the API's virtualenv if it is not made yet: requirements.txt installed, then
-    dependencies.sh run in it (`bash -e`, in the project directory). Returns it, or None.
+    """Makes the API's virtualenv if it is not made yet, in cortex's order: dependencies.sh run
+    in it (`bash -e`, in the project directory), then requirements.txt installed (so the script
+    may install what pip's builds need). Returns it, or None.
     Raises RequirementsError when a step fails (the virtualenv is then removed)."""
     wanted = _environment(settings)
     if wanted is None:
@@ -121,6 +122,7 @@ def prepare(settings):
         _create_venv(wanted)
         if wanted["dependencies"]:
             _run_dependencies(wanted)
+        _install_requirements(wanted)
         with open(ready, "w") as f:
             f.write(wanted["requirements_text"])
     return wanted
@@ -181,6 +183,11 @@ def _create_venv(wanted):
             "`%s -m venv` failed (exit status %d); on Debian or Ubuntu install the python3-venv package"
             % (base, made.returncode)
         )
+
+
+def _install_requirements(wanted):
+    """requirements.txt and the predictor type's packages, in one pip run."""
+    venv, python, api = wanted["venv"], wanted["python"], wanted["api"]
     args = []
     if wanted["requirements"] and _has_requirements(wanted["requirements_text"]):
         args += ["-r", wanted["requirements"]]
