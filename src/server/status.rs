@@ -123,7 +123,7 @@ pub fn errors(api: &LiveApi) -> Vec<String> {
         let s = member.snapshot();
         if let (false, Some(e)) = (s.phase == ReplicaPhase::Ready, s.last_error) {
             if !out.contains(&e) {
-                let hint = missing_module_hint(&e);
+                let hint = error_hint(&e);
                 out.push(e);
                 out.extend(hint.filter(|h| !out.contains(h)));
             }
@@ -133,8 +133,15 @@ pub fn errors(api: &LiveApi) -> Vec<String> {
 }
 
 /// For an error that is a `ModuleNotFoundError`, what to do about it: cortex 0.2x images came
-/// with packages that a project here must list itself.
-fn missing_module_hint(error: &str) -> Option<String> {
+/// with packages that a project here must list itself. A module missing while pip builds a
+/// package is the build's (an old pin with no wheel for this Python), not the predictor's.
+fn error_hint(error: &str) -> Option<String> {
+    if error.contains("pip exited with status") {
+        return Some(
+            "hint: pip could not install requirements.txt (its output is in `cortex logs`); a package with no wheel for this python that fails to build (an old pin) needs unpinning, or `python=3.X` in conda-packages.txt (README, Python predictors)"
+                .to_string(),
+        );
+    }
     let at = error.rfind("ModuleNotFoundError: No module named ")?;
     let rest = &error[at + "ModuleNotFoundError: No module named ".len()..];
     let module = rest
@@ -322,10 +329,15 @@ mod tests {
     #[test]
     fn a_missing_module_gets_the_hint_naming_its_top_package() {
         let e = "Traceback (most recent call last):\n  File \"predictor.py\", line 1\nModuleNotFoundError: No module named 'sklearn.linear_model'";
-        let hint = super::missing_module_hint(e).unwrap();
+        let hint = super::error_hint(e).unwrap();
         assert!(hint.contains("\"sklearn\""), "{hint}");
         assert!(hint.contains("requirements.txt"), "{hint}");
-        assert_eq!(super::missing_module_hint("ValueError: no"), None);
+        assert_eq!(super::error_hint("ValueError: no"), None);
+        // Cython missing while pip builds scikit-learn==0.21.3: the build's, not the predictor's.
+        let pip = "failed to prepare the virtualenv: pip exited with status 1; its output is above\n  ModuleNotFoundError: No module named 'Cython'";
+        let hint = super::error_hint(pip).unwrap();
+        assert!(hint.contains("pip could not install"), "{hint}");
+        assert!(!hint.contains("the predictor imports"), "{hint}");
     }
 
     use super::*;

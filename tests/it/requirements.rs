@@ -102,4 +102,7 @@ fn a_failed_install_makes_the_api_error_with_pips_output() {
         error.contains("no-such-dir"),
         "pip's own words are shown: {error}"
     );
+    // The hint is pip's, never that the predictor imports a module pip's build lacked.
+    let hint = api["errors"][1].as_str().unwrap();
+    assert!(hint.starts_with("hint: pip could not install requirements.txt"), "{api}");
 }
