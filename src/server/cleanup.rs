@@ -133,8 +133,9 @@ impl Sweeper {
     }
 }
 
-/// At start, before anything unpacks or runs: partial unpacks and upload leftovers, then
-/// unused bundles past the grace period.
+/// At start, before anything unpacks or runs: partial unpacks and upload leftovers, the
+/// projects of copies without their base's secrets (unpacked again under this server's
+/// rules), then unused bundles past the grace period.
 pub async fn at_start(store: &Store, bundles: &BundleStore) {
     let b = bundles.clone();
     if let Ok(n) = tokio::task::spawn_blocking(move || b.clean_partial()).await {
@@ -142,6 +143,8 @@ pub async fn at_start(store: &Store, bundles: &BundleStore) {
             eprintln!("removed {n} partial unpack(s) or upload(s) a previous server left");
         }
     }
+    let b = bundles.clone();
+    let _ = tokio::task::spawn_blocking(move || b.forget_copies_unpacked()).await;
     let (none, keep) = (HashSet::new(), HashSet::new());
     let forgotten = store
         .call(move |c| bundle_sweep::forget_unreferenced(c, &none, &keep, GRACE_SECS))

@@ -272,6 +272,23 @@ impl BundleStore {
         Ok(())
     }
 
+    /// Removes the projects of copies saved without their base's secrets (`*-noenv`) that an
+    /// earlier server unpacked, so that each is unpacked again under this server's rules
+    /// (those before it let a hard link keep the base's `.env`). Call it at start, while
+    /// nothing runs. Blocking; returns how many it removed.
+    pub fn forget_copies_unpacked(&self) -> usize {
+        let Ok(entries) = fs::read_dir(&self.projects) else {
+            return 0;
+        };
+        let copies = entries
+            .flatten()
+            .filter(|e| e.file_name().to_string_lossy().ends_with("-noenv"))
+            .filter(|e| e.file_type().is_ok_and(|t| t.is_dir()));
+        copies
+            .filter(|e| fs::remove_dir_all(e.path()).is_ok())
+            .count()
+    }
+
     /// Removes what a server that stopped in the middle left behind: partial unpacks
     /// (`projects/.<name>.<pid>`) and temporary files of uploads (`bundles/.*`). Call it at
     /// start, while no unpack or upload runs. Blocking; returns how many it removed.
@@ -464,5 +481,22 @@ mod tests {
             .join(format!("{base}+{first}+{second}"))
             .exists());
         assert!(store.unpack_layers(&base, Some(&first)).is_ok());
+    }
+
+    #[test]
+    fn copies_without_secrets_are_unpacked_again_by_each_server() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = BundleStore::new(dir.path().to_path_buf());
+        let (base, bytes) = tar_gz(&[], &["predictor.py", ".env"]);
+        store.write_over(&base, &bytes, &[]).unwrap();
+        let with = store.unpack_layers(&base, None).unwrap();
+        let without = store.unpack_without_env(&base, None).unwrap();
+        assert!(with.join(".env").exists() && !without.join(".env").exists());
+        // As a server before the hard-link check may have left one.
+        fs::write(without.join("leak"), "SECRET").unwrap();
+        assert_eq!(store.forget_copies_unpacked(), 1);
+        assert!(with.exists() && !without.exists());
+        let again = store.unpack_without_env(&base, None).unwrap();
+        assert!(!again.join("leak").exists() && again.join("predictor.py").exists());
     }
 }

@@ -104,5 +104,8 @@ fn a_failed_install_makes_the_api_error_with_pips_output() {
     );
     // The hint is pip's, never that the predictor imports a module pip's build lacked.
     let hint = api["errors"][1].as_str().unwrap();
-    assert!(hint.starts_with("hint: pip could not install requirements.txt"), "{api}");
+    assert!(
+        hint.starts_with("hint: pip could not install requirements.txt"),
+        "{api}"
+    );
 }
