@@ -3,7 +3,24 @@
 //! API no longer runs.
 
 use std::collections::HashSet;
-use std::path::Path;
+use std::path::{Path, PathBuf};
+
+use futures_util::future::BoxFuture;
+
+/// Removes one API's log directory `dir` on a blocking thread (its delete).
+pub fn remove_dir(dir: PathBuf) -> BoxFuture<'static, ()> {
+    Box::pin(async move {
+        let _ = tokio::task::spawn_blocking(move || std::fs::remove_dir_all(dir)).await;
+    })
+}
+
+/// [`prune`] on a blocking thread.
+pub fn prune_dir(dir: PathBuf, sets: Vec<String>) -> BoxFuture<'static, ()> {
+    Box::pin(async move {
+        let sets = sets.into_iter().collect();
+        let _ = tokio::task::spawn_blocking(move || prune(&dir, &sets)).await;
+    })
+}
 
 /// Removes from `dir` (one API's logs) the files of every replica not of a set in `sets` (a
 /// replica's id is its set's id, a dash and its number); returns how many. Blocking.

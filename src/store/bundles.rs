@@ -256,13 +256,13 @@ impl BundleStore {
                     if is_dotenv(&path) {
                         continue;
                     }
-                    let name = path.display().to_string();
                     let links_to_env = entry.header().entry_type().is_hard_link()
                         && entry
                             .link_name()
                             .map_err(failed)?
                             .is_some_and(|t| is_dotenv(&t));
                     if links_to_env {
+                        let name = path.display().to_string();
                         return Err(unpackable(layers, i, Refused::HardLinkToSecrets(name)));
                     }
                 }

@@ -272,18 +272,10 @@ impl Engine for RayEngine {
     }
 
     fn remove_logs(&self, api: &str) -> BoxFuture<'static, ()> {
-        let dir = self.shared.log_root.join(api);
-        Box::pin(async move {
-            let _ = tokio::task::spawn_blocking(move || std::fs::remove_dir_all(dir)).await;
-        })
+        crate::engine::log_files::remove_dir(self.shared.log_root.join(api))
     }
 
     fn prune_logs(&self, api: &str, sets: Vec<String>) -> BoxFuture<'static, ()> {
-        let dir = self.shared.log_root.join(api);
-        Box::pin(async move {
-            let sets = sets.into_iter().collect();
-            let prune = move || crate::engine::log_files::prune(&dir, &sets);
-            let _ = tokio::task::spawn_blocking(prune).await;
-        })
+        crate::engine::log_files::prune_dir(self.shared.log_root.join(api), sets)
     }
 }
