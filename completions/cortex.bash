@@ -1249,7 +1249,7 @@ _cortex() {
             return 0
             ;;
         cortex__subcmd__server)
-            opts="-h -V --listen --data-dir --port-fallback --require-tokens --min-free-disk-mb --log-tail-lines --data-root --allow-fetch --max-connections --header-read-timeout --idle-timeout --replica-idle-timeout --max-buffered-bodies-mb --log-max-mb --max-unpacked-mb --max-bundle-files --max-batch-workers --spare-interpreters --sandbox --replica-path --replica-user --allow-unsandboxed-replicas --engine --ray-address --ray-token-file --ray-listen --ray-python --help --version status stop help"
+            opts="-h -V --listen --data-dir --port-fallback --require-tokens --min-free-disk-mb --log-tail-lines --data-root --allow-fetch --max-connections --header-read-timeout --idle-timeout --replica-idle-timeout --max-buffered-bodies-mb --log-max-mb --max-unpacked-mb --max-bundle-files --max-batch-workers --spare-interpreters --sandbox --replica-path --replica-user --allow-unsandboxed-replicas --max-replica-pids --engine --ray-address --ray-token-file --ray-listen --ray-python --help --version status stop help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -1328,6 +1328,10 @@ _cortex() {
                     return 0
                     ;;
                 --replica-user)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --max-replica-pids)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;

@@ -195,6 +195,7 @@ set edit:completion:arg-completer[cortex] = {|@words|
             cand --sandbox 'what replicas may reach: standard (everything but the server''s files and other apis''), strict (system paths, their own files and --replica-path directories only), or off'
             cand --replica-path 'a directory every replica may read (or read and write, with :rw) in strict mode (repeatable)'
             cand --replica-user 'the unprivileged user replicas run as when the server runs as root [default: nobody]'
+            cand --max-replica-pids 'processes and threads each run of a replica, batch worker or preparation may have (a fork or thread start past it fails); 0: no limit. Needs the pids cgroup controller'
             cand --engine 'what runs replicas and batch workers: local (child processes of the server) or ray (actors of the Ray cluster at --ray-address)'
             cand --ray-address 'the Ray cluster''s dashboard address, e.g. http://HEAD:8265 (with --engine ray)'
             cand --ray-token-file 'a file holding the Ray cluster''s token (its nodes'' RAY_AUTH_TOKEN)'

@@ -462,6 +462,15 @@ pub struct IsolationArgs {
     /// --sandbox off)
     #[arg(long)]
     pub allow_unsandboxed_replicas: bool,
+    /// processes and threads each run of a replica, batch worker or preparation may have
+    /// (a fork or thread start past it fails); 0: no limit. Needs the pids cgroup controller
+    #[arg(
+        long,
+        value_name = "N",
+        env = "CORTEX_MAX_REPLICA_PIDS",
+        default_value_t = 2048
+    )]
+    pub max_replica_pids: u64,
 }
 
 #[derive(Debug, Subcommand)]

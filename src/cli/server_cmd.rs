@@ -34,6 +34,7 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<ExitStatus> {
                     replica_paths: args.isolation.replica_paths,
                     replica_user: args.isolation.replica_user,
                     allow_unsandboxed: args.isolation.allow_unsandboxed_replicas,
+                    max_replica_pids: Some(args.isolation.max_replica_pids).filter(|&n| n > 0),
                 },
                 allow_fetch: args.allow_fetch,
                 max_connections: args.max_connections.map(|n| n.max(1)),

@@ -20,6 +20,9 @@ pub struct IsolationConfig {
     pub replica_user: Option<String>,
     /// Start even when replicas cannot be sandboxed on a server reachable beyond loopback.
     pub allow_unsandboxed: bool,
+    /// Processes and threads each run of a replica, batch worker or preparation may have
+    /// (`None`: no limit), where the server can make pids cgroups.
+    pub max_replica_pids: Option<u64>,
 }
 
 /// The isolation in force.

@@ -155,6 +155,7 @@ pub(super) async fn start_engine(
                 &owner.display().to_string(),
                 data_dir.join("logs"),
                 isolated.sandbox.clone(),
+                config.isolation.max_replica_pids,
             );
             let reaper = local.clone();
             let reaped = tokio::task::spawn_blocking(move || reaper.reap_orphans()).await?;

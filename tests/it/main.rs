@@ -32,6 +32,7 @@ mod nothing_lost;
 mod onnx;
 mod permissions;
 mod predict_cmd;
+mod process_limit;
 mod project_files;
 mod ray_engine;
 mod ray_protocol;

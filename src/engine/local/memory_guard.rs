@@ -29,9 +29,12 @@ pub(super) struct MemoryGuard {
 }
 
 impl MemoryGuard {
-    /// The `cgroup.procs` file a child joins its cgroup through.
-    pub(super) fn procs_file(&self) -> Option<std::ffi::CString> {
-        self.cgroup.as_ref().map(Cgroup::procs_file)
+    /// The `cgroup.procs` files a child joins its cgroup through (none without one).
+    pub(super) fn procs_files(&self) -> Vec<std::ffi::CString> {
+        self.cgroup
+            .as_ref()
+            .map(Cgroup::procs_files)
+            .unwrap_or_default()
     }
 
     /// A new cgroup for a run of `plan` where one can be made, limited to its `compute.mem`;

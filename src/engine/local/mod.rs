@@ -66,15 +66,21 @@ const OWNER_VAR: &str = "CORTEX_ENGINE_OWNER";
 
 impl LocalEngine {
     /// An engine whose replicas are marked as belonging to `owner` (the server's data dir),
-    /// keeping their logs under `log_root`, confined by `sandbox`.
-    pub fn new(owner: &str, log_root: PathBuf, sandbox: Arc<sandbox::Sandbox>) -> LocalEngine {
+    /// keeping their logs under `log_root`, confined by `sandbox`, each run limited to
+    /// `max_pids` processes and threads where the kernel can hold it to that.
+    pub fn new(
+        owner: &str,
+        log_root: PathBuf,
+        sandbox: Arc<sandbox::Sandbox>,
+        max_pids: Option<u64>,
+    ) -> LocalEngine {
         LocalEngine {
             http: super::readiness_client(),
             ports: PortPool::default(),
             owner: owner.to_string(),
             log_root,
             capacity: capacity::Capacity::of_this_machine(),
-            cgroups: memory_cgroups(),
+            cgroups: run_cgroups(max_pids),
             sandbox,
             spares: None,
         }
@@ -157,9 +163,10 @@ impl LocalEngine {
     }
 }
 
-/// The hierarchy each run's cgroup is made in, said once in the server's log.
-fn memory_cgroups() -> Option<Arc<cgroup::Hierarchy>> {
-    let found = cgroup::Hierarchy::detect();
+/// The hierarchy each run's cgroup is made in, said once in the server's log with the limit
+/// on each run's processes and threads.
+fn run_cgroups(max_pids: Option<u64>) -> Option<Arc<cgroup::Hierarchy>> {
+    let found = cgroup::Hierarchy::detect(max_pids);
     match &found {
         Some(h) => {
             let version = match h.version() {
@@ -171,6 +178,17 @@ fn memory_cgroups() -> Option<Arc<cgroup::Hierarchy>> {
                 h.parent().display()
             );
             tracing::info!("memory limits (compute.mem) are enforced by the kernel");
+            match (h.max_pids(), max_pids) {
+                (Some(max), _) => tracing::info!(
+                    "each run may have at most {max} processes and threads (--max-replica-pids)"
+                ),
+                (None, Some(_)) => tracing::warn!(
+                    "runs' processes and threads are not limited in number: no pids cgroup can be made here (--max-replica-pids needs the pids controller, delegated to the server's cgroup on cgroup v2)"
+                ),
+                (None, None) => tracing::info!(
+                    "runs' processes and threads are not limited in number (--max-replica-pids 0)"
+                ),
+            }
         }
         None => {
             tracing::warn!(
@@ -179,6 +197,9 @@ fn memory_cgroups() -> Option<Arc<cgroup::Hierarchy>> {
             tracing::info!(
                 "memory limits (compute.mem) are enforced by sampling each replica's memory: no memory cgroup can be made here"
             );
+            if max_pids.is_some() {
+                tracing::warn!("runs' processes and threads are not limited in number: --max-replica-pids needs the cgroups this server cannot make");
+            }
         }
     }
     found.map(Arc::new)

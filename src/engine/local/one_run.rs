@@ -26,6 +26,9 @@ pub(super) enum RunEnd {
     Exited {
         code: Option<i32>,
         ready_for: Option<Duration>,
+        /// Forks or thread starts refused for the run's limit on its number of processes and
+        /// threads, and that limit.
+        pids_refused: Option<(u64, u64)>,
     },
     /// `/healthz` kept being answered by a process outside the replica: it was stopped.
     PortTaken,
@@ -82,7 +85,8 @@ pub(super) async fn run(
                 }
                 let code = status.ok().and_then(|s| s.code());
                 let ready_for = ready_since.map(|t| t.elapsed());
-                return RunEnd::Exited { code, ready_for };
+                let pids_refused = guard.cgroup.as_ref().and_then(|c| c.pids_refused());
+                return RunEnd::Exited { code, ready_for, pids_refused };
             }
             answer = &mut ready, if ready_since.is_none() => {
                 if answer == Answer::Stranger {

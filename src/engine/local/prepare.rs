@@ -61,7 +61,7 @@ pub(super) async fn prepare(
     };
     let name = format!("{}-prepare", plan.replica_id);
     let guard = MemoryGuard::unlimited(cgroups, &name, log_path).await;
-    let spawned = spawn(&run, log_path, &how, guard.procs_file());
+    let spawned = spawn(&run, log_path, &how, guard.procs_files());
     let (spawned, guard) = or_outside(spawned, guard, (&run, log_path, &how)).await;
     let prepared = match spawned {
         Ok((child, capture)) => wait(child, capture, plan, log_path, stop_rx).await,

@@ -78,7 +78,7 @@ pub(super) async fn start(
         }
     }
     let guard = MemoryGuard::for_plan(plan, cgroups, log_path).await;
-    let spawned = spawn(plan, log_path, how, guard.procs_file());
+    let spawned = spawn(plan, log_path, how, guard.procs_files());
     or_outside(spawned, guard, (plan, log_path, how)).await
 }
 
@@ -97,7 +97,7 @@ pub(super) async fn or_outside(
     if guard.cgroup.is_none() {
         return (spawned, guard);
     }
-    match spawn(plan, log_path, how, None) {
+    match spawn(plan, log_path, how, Vec::new()) {
         Err(_) => (spawned, guard),
         outside => (outside, guard.without_cgroup(log_path, e).await),
     }
@@ -133,13 +133,13 @@ fn becoming(
     Ok(Becoming { message, fds })
 }
 
-/// Starts `plan`'s child as `how` says, in the cgroup whose `cgroup.procs` is `cgroup_procs`,
-/// if any.
+/// Starts `plan`'s child as `how` says, in the cgroup whose `cgroup.procs` files are
+/// `cgroup_procs` (none: outside any).
 pub(super) fn spawn(
     plan: &ReplicaPlan,
     log_path: &Path,
     how: &Start<'_>,
-    cgroup_procs: Option<std::ffi::CString>,
+    cgroup_procs: Vec<std::ffi::CString>,
 ) -> std::io::Result<(Child, Capture)> {
     let Start {
         socket_fd, jail, ..
@@ -158,9 +158,7 @@ pub(super) fn spawn(
     unsafe {
         cmd.pre_exec(move || {
             // Into its cgroup before it runs anything: all it starts is held (and counted) too.
-            if let Some(procs) = &cgroup_procs {
-                cgroup::join(procs)?;
-            }
+            cgroup::join(&cgroup_procs)?;
             // A change of user resets the parent-death signal: first the user, then the signal.
             entry.drop_user()?;
             if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) != 0 {

@@ -359,10 +359,17 @@ impl Supervisor {
                 append_log(&self.log_path, &format!("cortex: error: {error}")).await;
                 (error, self.failures_in_a_row >= CRASH_LOOP_AFTER)
             }
-            RunEnd::Exited { code, ready_for } => {
+            RunEnd::Exited {
+                code,
+                ready_for,
+                pids_refused,
+            } => {
                 let code_text = code.map_or("a signal".to_string(), |c| format!("status {c}"));
                 let exited = format!("cortex: {noun} {} exited with {code_text}", plan.replica_id);
                 append_log(&self.log_path, &exited).await;
+                if let Some(line) = pids_refused.map(|refused| too_many_pids(noun, refused)) {
+                    append_log(&self.log_path, &line).await;
+                }
                 // Exiting soon after readiness is crash-looping too; a long healthy run is not.
                 self.failures_in_a_row = after_exit(self.failures_in_a_row, ready_for);
                 let init_failed = code == Some(EXIT_INIT_FAILED);
@@ -388,6 +395,14 @@ impl Supervisor {
         });
         Next::Again(backoff(self.failures_in_a_row))
     }
+}
+
+/// What the log says of a run that was refused `times` forks or thread starts for its limit
+/// of `max` processes and threads.
+fn too_many_pids(noun: &str, (times, max): (u64, u64)) -> String {
+    format!(
+        "cortex: error: the {noun}'s processes were refused {times} fork(s) or new thread(s): they reached the server's limit of {max} processes and threads per run (cortex server --max-replica-pids); start fewer, or ask the server's operator for a higher limit"
+    )
 }
 
 /// A replica's phase after a failed start or run: restarting, or failed for good.

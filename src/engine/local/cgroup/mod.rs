@@ -8,7 +8,10 @@
 //! group, is found there and killed when the run ends. With `compute.mem`, the cgroup is also
 //! limited: the kernel keeps the run's processes within the limit and OOM-kills them past it,
 //! and counts those kills, which is how the engine tells a replica killed for memory from one
-//! that crashed. Where no cgroup can be made (no permission, no memory controller), runs are
+//! that crashed. Each is also limited to `--max-replica-pids` processes and threads where the
+//! pids controller is there to use (v2: delegated to the server's cgroup; v1: a second cgroup
+//! of the same name in the pids hierarchy, which a run joins with the memory one), whose
+//! refused forks it counts. Where no cgroup can be made (no permission, no memory controller), runs are
 //! held by their process group only and `memory.rs` samples their resident memory instead.
 //! `CORTEX_MEMORY_LIMITS=sample` makes no cgroup at all, as where none can be made.
 
@@ -16,6 +19,10 @@ use std::ffi::CString;
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
+
+use mounts::own_dir;
+
+mod mounts;
 
 /// Makes every cgroup name this server uses unique (replica ids may repeat).
 static NEXT: AtomicU64 = AtomicU64::new(0);
@@ -55,30 +62,71 @@ impl Version {
 pub struct Hierarchy {
     version: Version,
     parent: PathBuf,
+    /// How many processes and threads each cgroup made here may hold, where the kernel can
+    /// be told (`--max-replica-pids`).
+    pids: Option<PidsLimit>,
+}
+
+/// Where a run's number of processes and threads is limited.
+#[derive(Debug, Clone)]
+struct PidsLimit {
+    /// v1: the server's own directory in the pids hierarchy, where each run gets a second
+    /// cgroup of the same name; v2: `None`, the run's one cgroup is limited.
+    parent: Option<PathBuf>,
+    max: u64,
 }
 
 impl Hierarchy {
     /// The hierarchy this server may make memory cgroups in, if any (`None` also when
-    /// `CORTEX_MEMORY_LIMITS=sample`).
-    pub fn detect() -> Option<Hierarchy> {
+    /// `CORTEX_MEMORY_LIMITS=sample`), each cgroup limited to `max_pids` processes and threads
+    /// where the pids controller is there for the server to use (see [`Hierarchy::max_pids`]).
+    pub fn detect(max_pids: Option<u64>) -> Option<Hierarchy> {
         if std::env::var("CORTEX_MEMORY_LIMITS").is_ok_and(|v| v == "sample") {
             return None;
         }
         let mountinfo = std::fs::read_to_string("/proc/self/mountinfo").ok()?;
         let cgroups = std::fs::read_to_string("/proc/self/cgroup").ok()?;
-        let v2 = own_dir(&mountinfo, &cgroups, Version::V2)
+        let v2 = own_dir(&mountinfo, &cgroups, Version::V2, "memory")
             .map(|parent| Hierarchy {
                 version: Version::V2,
                 parent,
+                pids: None,
             })
-            .filter(|h| h.v2_delegates_memory());
-        let found = v2.or_else(|| {
-            own_dir(&mountinfo, &cgroups, Version::V1).map(|parent| Hierarchy {
+            .filter(|h| h.v2_delegates("memory"));
+        let mut found = v2.or_else(|| {
+            own_dir(&mountinfo, &cgroups, Version::V1, "memory").map(|parent| Hierarchy {
                 version: Version::V1,
                 parent,
+                pids: None,
             })
         })?;
+        if let Some(max) = max_pids {
+            let pids = match found.version {
+                Version::V2 => found
+                    .v2_delegates("pids")
+                    .then_some(PidsLimit { parent: None, max }),
+                Version::V1 => {
+                    own_dir(&mountinfo, &cgroups, Version::V1, "pids").map(|dir| PidsLimit {
+                        parent: Some(dir),
+                        max,
+                    })
+                }
+            };
+            let limited = Hierarchy {
+                pids,
+                ..found.clone()
+            };
+            if limited.pids.is_some() && limited.usable() {
+                return Some(limited);
+            }
+        }
+        found.pids = None;
         found.usable().then_some(found)
+    }
+
+    /// The processes and threads each run may have, where the kernel holds it to that.
+    pub fn max_pids(&self) -> Option<u64> {
+        self.pids.as_ref().map(|p| p.max)
     }
 
     pub fn version(&self) -> Version {
@@ -89,10 +137,10 @@ impl Hierarchy {
         &self.parent
     }
 
-    /// v2: whether children of the server's cgroup get the memory controller.
-    fn v2_delegates_memory(&self) -> bool {
+    /// v2: whether children of the server's cgroup get `controller`.
+    fn v2_delegates(&self, controller: &str) -> bool {
         std::fs::read_to_string(self.parent.join("cgroup.subtree_control"))
-            .is_ok_and(|text| text.split_whitespace().any(|c| c == "memory"))
+            .is_ok_and(|text| text.split_whitespace().any(|c| c == controller))
     }
 
     /// Whether a cgroup with a limit can be made here and a process can join it (tried once
@@ -111,22 +159,39 @@ impl Hierarchy {
     }
 
     /// A new cgroup for (a run of) replica `name` whose processes may use at most `limit`
-    /// bytes (`None`: no limit of its own; the cgroup holds the processes).
+    /// bytes (`None`: no limit of its own; the cgroup holds the processes), and at most the
+    /// hierarchy's number of processes and threads.
     pub fn create(&self, name: &str, limit: Option<u64>) -> std::io::Result<Cgroup> {
         let n = NEXT.fetch_add(1, Ordering::Relaxed);
-        let dir = self
-            .parent
-            .join(format!("cortex-{}-{n}-{name}", std::process::id()));
+        let name = format!("cortex-{}-{n}-{name}", std::process::id());
+        let dir = self.parent.join(&name);
         std::fs::create_dir(&dir)?;
-        let cgroup = Cgroup {
+        let mut cgroup = Cgroup {
             version: self.version,
             dir,
+            pids: None,
         };
-        if let Some(limit) = limit {
-            if let Err(e) = cgroup.configure(limit) {
-                cgroup.remove();
-                return Err(e);
+        let configured = (|| {
+            if let Some(limit) = limit {
+                cgroup.configure(limit)?;
             }
+            if let Some(pids) = &self.pids {
+                let dir = match &pids.parent {
+                    Some(parent) => {
+                        let dir = parent.join(&name);
+                        std::fs::create_dir(&dir)?;
+                        dir
+                    }
+                    None => cgroup.dir.clone(),
+                };
+                cgroup.pids = Some(dir.clone());
+                std::fs::write(dir.join("pids.max"), pids.max.to_string())?;
+            }
+            Ok(())
+        })();
+        if let Err(e) = configured {
+            cgroup.remove();
+            return Err(e);
         }
         Ok(cgroup)
     }
@@ -137,15 +202,22 @@ impl Hierarchy {
     /// once its processes have exited, which is waited for a little while (one still busy is
     /// left for the next server).
     pub fn clear_stale(&self) -> usize {
-        let Ok(entries) = std::fs::read_dir(&self.parent) else {
-            return 0;
-        };
-        let stale: Vec<Cgroup> = entries
+        let v1_pids = self.pids.as_ref().and_then(|p| p.parent.as_deref());
+        let mut names: Vec<std::ffi::OsString> = [Some(self.parent.as_path()), v1_pids]
+            .into_iter()
             .flatten()
-            .filter(|entry| left_by_a_gone_server(&entry.file_name()))
-            .map(|entry| Cgroup {
+            .filter_map(|dir| std::fs::read_dir(dir).ok())
+            .flat_map(|entries| entries.flatten().map(|entry| entry.file_name()))
+            .filter(|name| left_by_a_gone_server(name))
+            .collect();
+        names.sort();
+        names.dedup();
+        let stale: Vec<Cgroup> = names
+            .iter()
+            .map(|name| Cgroup {
                 version: self.version,
-                dir: entry.path(),
+                dir: self.parent.join(name),
+                pids: v1_pids.map(|dir| dir.join(name)),
             })
             .collect();
         let killed = stale.iter().map(Cgroup::kill_all).sum();
@@ -181,6 +253,9 @@ fn left_by_a_gone_server(name: &std::ffi::OsStr) -> bool {
 pub struct Cgroup {
     version: Version,
     dir: PathBuf,
+    /// Where its `pids.*` files are: `dir` itself (v2), a directory of the same name in the
+    /// pids hierarchy (v1), or `None` where its processes are not counted.
+    pids: Option<PathBuf>,
 }
 
 impl Cgroup {
@@ -204,16 +279,30 @@ impl Cgroup {
         Ok(())
     }
 
-    /// The file a process joins the cgroup by writing `0` to (for a child between fork and
-    /// exec, before it allocates anything).
-    pub fn procs_file(&self) -> CString {
-        CString::new(self.dir.join("cgroup.procs").as_os_str().as_bytes()).unwrap_or_default()
+    /// The directories a process is in when it is in this cgroup: its own, and on v1 the one
+    /// of the same name in the pids hierarchy.
+    fn dirs(&self) -> impl Iterator<Item = &Path> {
+        let beside = self.pids.as_deref().filter(|p| *p != self.dir);
+        std::iter::once(self.dir.as_path()).chain(beside)
+    }
+
+    /// The files a process joins the cgroup by writing `0` to (for a child between fork and
+    /// exec, before it allocates anything: see [`join`]).
+    pub fn procs_files(&self) -> Vec<CString> {
+        self.dirs()
+            .map(|dir| {
+                CString::new(dir.join("cgroup.procs").as_os_str().as_bytes()).unwrap_or_default()
+            })
+            .collect()
     }
 
     /// Moves process `pid` (all its threads) into the cgroup. Blocking: the kernel may wait a
     /// grace period.
     pub fn adopt(&self, pid: u32) -> std::io::Result<()> {
-        std::fs::write(self.dir.join("cgroup.procs"), pid.to_string())
+        for dir in self.dirs() {
+            std::fs::write(dir.join("cgroup.procs"), pid.to_string())?;
+        }
+        Ok(())
     }
 
     /// Runs `cmd` in this cgroup (joined before exec) and waits for it (a blocking call).
@@ -221,8 +310,8 @@ impl Cgroup {
         &self,
         cmd: &mut std::process::Command,
     ) -> std::io::Result<std::process::ExitStatus> {
-        let procs = self.procs_file();
-        // SAFETY: `join` only makes async-signal-safe calls; the path was made before the fork.
+        let procs = self.procs_files();
+        // SAFETY: `join` only makes async-signal-safe calls; the paths were made before the fork.
         unsafe {
             use std::os::unix::process::CommandExt;
             cmd.pre_exec(move || join(&procs));
@@ -233,8 +322,18 @@ impl Cgroup {
     /// How many times the kernel OOM-killed a process of this cgroup.
     pub fn oom_kills(&self) -> u64 {
         std::fs::read_to_string(self.dir.join(self.version.events_file()))
-            .map(|text| oom_kill_count(&text))
+            .map(|text| counter(&text, "oom_kill"))
             .unwrap_or(0)
+    }
+
+    /// Whether a fork or a new thread of its processes was refused for the cgroup's limit on
+    /// their number: how many times, and that limit.
+    pub fn pids_refused(&self) -> Option<(u64, u64)> {
+        let dir = self.pids.as_ref()?;
+        let events = std::fs::read_to_string(dir.join("pids.events")).ok()?;
+        let max = std::fs::read_to_string(dir.join("pids.max")).ok()?;
+        let times = counter(&events, "max");
+        (times > 0).then(|| (times, max.trim().parse().unwrap_or(0)))
     }
 
     /// The most memory its processes used at once, in bytes, where the kernel says (v2 before
@@ -255,10 +354,18 @@ impl Cgroup {
         if self.version == Version::V2 {
             let _ = std::fs::write(self.dir.join("cgroup.kill"), "1");
         }
-        let Ok(text) = std::fs::read_to_string(self.dir.join("cgroup.procs")) else {
-            return 0;
-        };
-        let pids: Vec<i32> = text.lines().filter_map(|l| l.trim().parse().ok()).collect();
+        // Each of its processes is in both directories, unless one of them is gone already.
+        let mut pids: Vec<i32> = self
+            .dirs()
+            .filter_map(|dir| std::fs::read_to_string(dir.join("cgroup.procs")).ok())
+            .flat_map(|text| {
+                text.lines()
+                    .filter_map(|l| l.trim().parse().ok())
+                    .collect::<Vec<i32>>()
+            })
+            .collect();
+        pids.sort_unstable();
+        pids.dedup();
         for pid in &pids {
             // SAFETY: kill(2) sends a signal; it touches no memory.
             unsafe {
@@ -268,10 +375,14 @@ impl Cgroup {
         pids.len()
     }
 
-    /// Removes the cgroup (once its processes are gone; a failure leaves it for the next
-    /// server's `clear_stale`). True when it is gone.
+    /// Removes the cgroup, from each hierarchy it is in (once its processes are gone; a
+    /// failure leaves it for the next server's `clear_stale`). True when it is gone.
     pub fn remove(&self) -> bool {
-        std::fs::remove_dir(&self.dir).is_ok() || !self.dir.exists()
+        self.dirs()
+            .map(|dir| std::fs::remove_dir(dir).is_ok() || !dir.exists())
+            .filter(|&gone| !gone)
+            .count()
+            == 0
     }
 
     #[cfg(test)]
@@ -280,67 +391,31 @@ impl Cgroup {
     }
 }
 
-/// The `oom_kill N` line of `memory.events` (v2) or `memory.oom_control` (v1).
-fn oom_kill_count(text: &str) -> u64 {
+/// The count on the `name N` line of a flat keyed file such as `memory.events` (v2),
+/// `memory.oom_control` (v1) or `pids.events`.
+fn counter(text: &str, name: &str) -> u64 {
     text.lines()
-        .find_map(|line| line.strip_prefix("oom_kill "))
+        .find_map(|line| line.strip_prefix(name)?.strip_prefix(' '))
         .and_then(|n| n.trim().parse().ok())
         .unwrap_or(0)
 }
 
-/// The directory of this process's cgroup in the hierarchy of `version` (the memory one for
-/// v1), from `/proc/self/mountinfo` and `/proc/self/cgroup`.
-fn own_dir(mountinfo: &str, cgroups: &str, version: Version) -> Option<PathBuf> {
-    let own_path = cgroups.lines().find_map(|line| {
-        let mut parts = line.splitn(3, ':');
-        let (id, controllers, path) = (parts.next()?, parts.next()?, parts.next()?);
-        let matches = match version {
-            Version::V2 => id == "0" && controllers.is_empty(),
-            Version::V1 => controllers.split(',').any(|c| c == "memory"),
-        };
-        matches.then(|| path.to_string())
-    })?;
-    mountinfo.lines().find_map(|line| {
-        let (mount, fs) = line.split_once(" - ")?;
-        let mut fs_fields = fs.split_whitespace();
-        let fstype = fs_fields.next()?;
-        let super_options = fs_fields.nth(1).unwrap_or("");
-        let matches = match version {
-            Version::V2 => fstype == "cgroup2",
-            Version::V1 => fstype == "cgroup" && super_options.split(',').any(|o| o == "memory"),
-        };
-        if !matches {
-            return None;
-        }
-        let fields: Vec<&str> = mount.split_whitespace().collect();
-        let (root, mount_point) = (*fields.get(3)?, *fields.get(4)?);
-        // The mount may show a subtree (a container's view): the path is relative to it.
-        let relative = if root == "/" {
-            own_path.as_str()
-        } else {
-            own_path
-                .strip_prefix(root)
-                .filter(|rest| rest.is_empty() || rest.starts_with('/'))?
-        };
-        let dir = Path::new(mount_point).join(relative.trim_start_matches('/'));
-        dir.is_dir().then_some(dir)
-    })
-}
-
-/// Moves the calling process into the cgroup whose `cgroup.procs` is `procs` (for a child
-/// between fork and exec: only async-signal-safe calls).
-pub fn join(procs: &CString) -> std::io::Result<()> {
-    // SAFETY: open, write and close on a NUL-terminated path and a static buffer.
-    unsafe {
-        let fd = libc::open(procs.as_ptr(), libc::O_WRONLY | libc::O_CLOEXEC);
-        if fd < 0 {
-            return Err(std::io::Error::last_os_error());
-        }
-        let written = libc::write(fd, b"0".as_ptr().cast(), 1);
-        let err = std::io::Error::last_os_error();
-        libc::close(fd);
-        if written != 1 {
-            return Err(err);
+/// Moves the calling process into the cgroup whose `cgroup.procs` files are `procs` (for a
+/// child between fork and exec: only async-signal-safe calls, no allocation).
+pub fn join(procs: &[CString]) -> std::io::Result<()> {
+    for file in procs {
+        // SAFETY: open, write and close on a NUL-terminated path and a static buffer.
+        unsafe {
+            let fd = libc::open(file.as_ptr(), libc::O_WRONLY | libc::O_CLOEXEC);
+            if fd < 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            let written = libc::write(fd, b"0".as_ptr().cast(), 1);
+            let err = std::io::Error::last_os_error();
+            libc::close(fd);
+            if written != 1 {
+                return Err(err);
+            }
         }
     }
     Ok(())
@@ -350,60 +425,28 @@ pub fn join(procs: &CString) -> std::io::Result<()> {
 mod tests {
     use super::*;
 
-    const MOUNTINFO: &str = "\
-31 23 0:28 / /sys/fs/cgroup rw,relatime - tmpfs tmpfs rw,mode=755
-32 31 0:29 / /sys/fs/cgroup/cpu rw,relatime - cgroup cgroup rw,cpu
-35 31 0:32 / /sys/fs/cgroup/memory rw,relatime - cgroup cgroup rw,memory
-41 31 0:38 / /sys/fs/cgroup/unified rw,relatime - cgroup2 cgroup2 rw
-";
-
-    #[test]
-    fn the_servers_own_cgroup_is_found_per_version() {
-        let cgroups = "4:memory:/\n1:cpu:/\n0::/\n";
-        assert_eq!(
-            own_dir(MOUNTINFO, cgroups, Version::V1),
-            Some(PathBuf::from("/sys/fs/cgroup/memory"))
-        );
-        // Only found where the directory exists on this machine: the parsing is what is
-        // tested here, so the v2 mount is checked through a path every machine has.
-        let mounted_at_root = "41 31 0:38 / / rw - cgroup2 cgroup2 rw\n";
-        assert_eq!(
-            own_dir(mounted_at_root, "0::/tmp\n", Version::V2),
-            Some(PathBuf::from("/tmp"))
-        );
-        assert_eq!(own_dir(mounted_at_root, "0::/tmp\n", Version::V1), None);
-        assert_eq!(own_dir("", cgroups, Version::V1), None);
-    }
-
-    #[test]
-    fn a_mount_of_a_subtree_is_followed() {
-        let mountinfo = "41 31 0:38 /outer / rw - cgroup2 cgroup2 rw\n";
-        assert_eq!(
-            own_dir(mountinfo, "0::/outer/tmp\n", Version::V2),
-            Some(PathBuf::from("/tmp"))
-        );
-        assert_eq!(own_dir(mountinfo, "0::/elsewhere\n", Version::V2), None);
-        assert_eq!(own_dir(mountinfo, "0::/outerx/tmp\n", Version::V2), None);
-    }
-
     #[test]
     fn oom_kills_are_read_from_either_file() {
         assert_eq!(
-            oom_kill_count("oom_kill_disable 0\nunder_oom 0\noom_kill 3\n"),
+            counter("oom_kill_disable 0\nunder_oom 0\noom_kill 3\n", "oom_kill"),
             3
         );
         assert_eq!(
-            oom_kill_count("low 0\nhigh 0\nmax 5\noom 1\noom_kill 1\noom_group_kill 1\n"),
+            counter(
+                "low 0\nhigh 0\nmax 5\noom 1\noom_kill 1\noom_group_kill 1\n",
+                "oom_kill"
+            ),
             1
         );
-        assert_eq!(oom_kill_count(""), 0);
+        assert_eq!(counter("", "oom_kill"), 0);
+        assert_eq!(counter("max 7\n", "max"), 7);
     }
 
     /// On a machine where the server may make memory cgroups, a process over the limit is
     /// killed by the kernel and the kill is counted. Elsewhere there is nothing to run.
     #[test]
     fn a_process_over_the_limit_is_oom_killed_and_counted() {
-        let Some(hierarchy) = Hierarchy::detect() else {
+        let Some(hierarchy) = Hierarchy::detect(None) else {
             eprintln!("no memory cgroup can be made here: the sampling fallback is tested instead");
             return;
         };
@@ -432,7 +475,7 @@ mod tests {
     /// that process exited, and `kill_all` ends it.
     #[test]
     fn what_left_its_session_is_held_and_killed() {
-        let Some(hierarchy) = Hierarchy::detect() else {
+        let Some(hierarchy) = Hierarchy::detect(None) else {
             eprintln!("skipped: no cgroup can be made here");
             return;
         };
@@ -454,5 +497,47 @@ mod tests {
             std::thread::sleep(std::time::Duration::from_millis(5));
         }
         assert!(killed >= 1, "the detached sleep was not in the cgroup");
+    }
+
+    /// Where the pids controller is there to use, a run's cgroup counts its processes in both
+    /// hierarchies (v1), refuses a fork past its limit and says so; a leftover of a gone server
+    /// is removed from each hierarchy, also one only the pids hierarchy still has.
+    #[test]
+    fn forks_past_the_pids_limit_are_refused_and_counted() {
+        let Some(hierarchy) = Hierarchy::detect(Some(8)).filter(|h| h.max_pids().is_some()) else {
+            eprintln!("skipped: no pids cgroup can be made here");
+            return;
+        };
+        let cgroup = hierarchy.create("unit-test-pids", None).unwrap();
+        let mut cmd = std::process::Command::new("sh");
+        cmd.args([
+            "-c",
+            "for i in 1 2 3 4 5 6 7 8 9 10 11 12; do sleep 0.2 & done; wait",
+        ])
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null());
+        let _ = cgroup.status_of(&mut cmd).unwrap();
+        let (times, max) = cgroup.pids_refused().expect("no fork was refused");
+        assert!(times >= 1 && max == 8, "{times} {max}");
+        // sh gave up at the refused fork, leaving the sleeps it started.
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        while !cgroup.remove() {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the cgroup never emptied"
+            );
+            cgroup.kill_all();
+            std::thread::sleep(std::time::Duration::from_millis(5));
+        }
+        assert!(cgroup.dirs().all(|dir| !dir.exists()));
+
+        // A pids directory left by a server that is gone (pid 0 is never a process's).
+        if let Some(parent) = hierarchy.pids.as_ref().and_then(|p| p.parent.clone()) {
+            let leftover = parent.join("cortex-999999999-0-unit-test-left");
+            std::fs::create_dir(&leftover).unwrap();
+            hierarchy.clear_stale();
+            assert!(!leftover.exists());
+        }
     }
 }
