@@ -2,13 +2,15 @@
 //! are ([`ReplicaTree`]), which Landlock sandbox confines them, and reports it.
 
 use std::net::SocketAddr;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use anyhow::bail;
 
 use super::replica_tree::{self, ReplicaTree};
-use crate::engine::local::sandbox::{Grant, ReplicaUser, Sandbox, SandboxConfig, SandboxMode};
+use crate::engine::local::sandbox::{
+    Grant, ReplicaUser, Sandbox, SandboxConfig, SandboxMode, SharedDirs,
+};
 
 /// What the operator asked for (`cortex server --sandbox ... --replica-user ...`).
 #[derive(Debug, Clone, Default)]
@@ -61,6 +63,18 @@ pub fn set_up(
     if tree.root != hidden[0] {
         hidden.extend(tree.root.parent().map(Path::to_path_buf));
     }
+    // What a private /tmp (or another of the machine's shared directories) must not hide.
+    let needed: Vec<PathBuf> = hidden
+        .iter()
+        .cloned()
+        .chain(grants.iter().map(|g| g.path.clone()))
+        .chain([
+            tree.root.clone(),
+            tree.scratch.clone(),
+            PathBuf::from(&python),
+        ])
+        .collect();
+    let shared_dirs = user.as_ref().and_then(|_| SharedDirs::detect(&needed));
     let sandbox = Sandbox::new(SandboxConfig {
         mode: config.sandbox,
         hidden,
@@ -68,6 +82,7 @@ pub fn set_up(
         user: user.clone(),
         scratch_root: tree.scratch.clone(),
         pycache_seed: Some(tree.pycache_seed()),
+        shared_dirs,
     });
     let report = report(&sandbox);
     match sandbox.landlock_abi() {
@@ -135,6 +150,13 @@ fn report(sandbox: &Sandbox) -> crate::api::Isolation {
             "not sandboxed ({}): replicas run as user {user} and can read whatever that user can, the server's data directory included when it is the server's own user",
             why_unsandboxed(sandbox.mode())
         ),
+    };
+    let summary = match sandbox.shared_dirs() {
+        Some(dirs) => format!(
+            "{summary}; each run has its own empty {} and System V IPC",
+            dirs.describe()
+        ),
+        None => summary,
     };
     crate::api::Isolation {
         sandbox: sandbox.mode().as_str().to_string(),

@@ -44,6 +44,7 @@ mod s3_store;
 mod sandbox;
 mod scaling;
 mod secrets;
+mod shared_dirs;
 mod shim;
 mod spares;
 mod spec_errors;

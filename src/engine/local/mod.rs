@@ -100,7 +100,7 @@ impl LocalEngine {
         let spares = spare::Spares::new(
             (python.to_string(), shim.to_path_buf()),
             (OWNER_VAR.to_string(), self.owner.clone()),
-            self.sandbox.pycache_seed(),
+            &self.sandbox,
             keep,
             self.cgroups.clone(),
         );

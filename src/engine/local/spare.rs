@@ -28,6 +28,8 @@ use tokio::process::Child;
 use super::cgroup::{Cgroup, Hierarchy};
 use super::memory_guard::empty_and_remove;
 use super::process::{hand_over, worker_command};
+use super::sandbox::{Sandbox, SharedDirs};
+use crate::engine::ReplicaAccess;
 
 /// The descriptor a spare finds its socket to the server on (fd 3 is the replica's listening
 /// socket, later).
@@ -58,6 +60,8 @@ pub(super) struct Spares {
     argv: [String; 3],
     /// The start-time settings of `env` a replica's environment must match (see `fit`).
     settings: BTreeMap<String, String>,
+    /// The machine's shared directories each spare gets its own of (see `SharedDirs`).
+    shared_dirs: Option<SharedDirs>,
     /// How many are kept ready.
     keep: usize,
     /// Where each spare's cgroup is made (`None`: spares, like runs, are in none).
@@ -126,11 +130,12 @@ impl std::fmt::Debug for Spares {
 
 impl Spares {
     /// Spares of `python` running the shim at `shim`, `keep` of them ready at a time, each in
-    /// a cgroup of its own under `cgroups`.
+    /// a cgroup of its own under `cgroups`, reading `sandbox`'s bytecode cache and with its
+    /// own shared directories.
     pub(super) fn new(
         (python, shim): (String, PathBuf),
         owner: (String, String),
-        pycache: Option<&Path>,
+        sandbox: &Sandbox,
         keep: usize,
         cgroups: Option<Arc<Hierarchy>>,
     ) -> Arc<Spares> {
@@ -138,7 +143,7 @@ impl Spares {
         env.push(owner);
         // No user site directory, as for a replica (whose HOME is new and empty).
         env.push(("HOME".into(), "/nonexistent".into()));
-        if let Some(seed) = pycache {
+        if let Some(seed) = sandbox.pycache_seed() {
             env.push(("PYTHONPYCACHEPREFIX".into(), seed.display().to_string()));
         }
         let argv = [python.clone(), "-u".into(), shim.display().to_string()];
@@ -149,6 +154,7 @@ impl Spares {
             env,
             argv,
             settings,
+            shared_dirs: sandbox.shared_dirs().cloned(),
             keep,
             cgroups,
             slot: Mutex::default(),
@@ -166,6 +172,15 @@ impl Spares {
     /// takes on when it becomes the replica.
     pub(super) fn fit(&self, argv: &[String], env: &BTreeMap<String, String>) -> bool {
         argv == self.argv && start_settings(env.iter()) == self.settings
+    }
+
+    /// Whether a spare's own shared directories (`/tmp`...) hide none of what a run with
+    /// `access` must reach (a `--data-root` under `/tmp`): else the run starts anew, keeping
+    /// the machine's.
+    pub(super) fn reaches(&self, access: &ReplicaAccess) -> bool {
+        self.shared_dirs
+            .as_ref()
+            .is_none_or(|dirs| !dirs.hide_any(access.read.iter().chain(access.write.iter())))
     }
 
     /// How many are ready, and how many starting.
@@ -337,10 +352,15 @@ impl Spares {
             .arg("--spare")
             .envs(self.env.iter().map(|(k, v)| (k, v)))
             .env("CORTEX_SPARE_FD", CONTROL_FD.to_string());
+        let shared_dirs = self.shared_dirs.clone();
         // SAFETY: the closure runs in the child between fork and exec and only calls
-        // async-signal-safe functions (prctl, fcntl, dup2, getppid, _exit).
+        // async-signal-safe functions (unshare, mount, prctl, fcntl, dup2, getppid, _exit).
         unsafe {
             cmd.pre_exec(move || {
+                // Its own /dev/shm, /tmp...: the replica it becomes keeps them.
+                if let Some(dirs) = &shared_dirs {
+                    dirs.enter()?;
+                }
                 if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) != 0 {
                     return Err(std::io::Error::last_os_error());
                 }
@@ -502,7 +522,10 @@ mod tests {
         Spares::new(
             ("/usr/bin/python3".into(), "/rt/cortex_shim.py".into()),
             ("CORTEX_ENGINE_OWNER".into(), "/data".into()),
-            Some(Path::new("/seed")),
+            &Sandbox::new(crate::engine::local::sandbox::SandboxConfig {
+                pycache_seed: Some("/seed".into()),
+                ..Default::default()
+            }),
             1,
             None,
         )

@@ -58,7 +58,7 @@ pub(super) async fn start(
     let kernel_limit = plan.mem_limit.is_some() && cgroups.is_some();
     let fitting = spares.filter(|_| !kernel_limit).and_then(|spares| {
         let env = child_env(plan, how);
-        spares.fit(&plan.argv, &env).then_some((spares, env))
+        (spares.fit(&plan.argv, &env) && spares.reaches(&plan.access)).then_some((spares, env))
     });
     if let Some((spares, env)) = fitting {
         match spares.make_replica(|| becoming(plan, how, env)).await {
@@ -145,6 +145,7 @@ pub(super) fn spawn(
         socket_fd, jail, ..
     } = *how;
     let entry = jail.entry();
+    let shared_dirs = jail.shared_dirs().cloned();
     let (program, args) = plan
         .argv
         .split_first()
@@ -154,11 +155,15 @@ pub(super) fn spawn(
     cmd.args(args).envs(child_env(plan, how));
     // SAFETY: the closure runs in the child between fork and exec and only calls
     // async-signal-safe functions (prctl, getppid, dup2, fcntl, open, write, close, setuid,
-    // setgid, setgroups, syscall, _exit).
+    // setgid, setgroups, unshare, mount, syscall, _exit).
     unsafe {
         cmd.pre_exec(move || {
             // Into its cgroup before it runs anything: all it starts is held (and counted) too.
             cgroup::join(&cgroup_procs)?;
+            // Its own /dev/shm, /tmp... while it may still mount.
+            if let Some(dirs) = &shared_dirs {
+                dirs.enter()?;
+            }
             // A change of user resets the parent-death signal: first the user, then the signal.
             entry.drop_user()?;
             if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) != 0 {

@@ -7,6 +7,7 @@
 //! child enters it between fork and exec with async-signal-safe calls only.
 
 mod ruleset;
+mod shared_dirs;
 pub mod user;
 
 use std::os::fd::{AsRawFd, OwnedFd};
@@ -14,6 +15,7 @@ use std::path::{Path, PathBuf};
 use std::str::FromStr;
 
 pub use ruleset::kernel_abi;
+pub use shared_dirs::SharedDirs;
 pub use user::{can_reach, Need, ReplicaUser};
 
 use crate::engine::ReplicaPlan;
@@ -103,6 +105,9 @@ pub struct SandboxConfig {
     /// A bytecode cache made by the server (the runtime compiled, in `PYTHONPYCACHEPREFIX`'s
     /// layout) that each run's cache starts from, so no replica compiles the runtime again.
     pub pycache_seed: Option<PathBuf>,
+    /// The machine's shared directories (and System V IPC) each run gets its own of (`None`:
+    /// runs share the machine's).
+    pub shared_dirs: Option<SharedDirs>,
 }
 
 /// How replicas are isolated, as the server reports it.
@@ -136,6 +141,11 @@ impl Sandbox {
         self.config.pycache_seed.as_deref()
     }
 
+    /// The shared directories each run gets its own of, if any.
+    pub fn shared_dirs(&self) -> Option<&SharedDirs> {
+        self.config.shared_dirs.as_ref()
+    }
+
     /// The user replicas run as (the server's own when it is not root).
     pub fn user_name(&self) -> String {
         match &self.config.user {
@@ -165,6 +175,10 @@ impl Sandbox {
             scratch: scratch.clone(),
             ruleset,
             user: self.config.user.as_ref().map(|u| (u.uid, u.gid)),
+            shared_dirs: self.config.shared_dirs.as_ref().map(|dirs| {
+                let access = &plan.access;
+                dirs.without(access.read.iter().chain(access.write.iter()))
+            }),
         };
         let Some(abi) = self.abi else {
             return Ok(jail(None));
@@ -238,6 +252,7 @@ pub struct Jail {
     scratch: PathBuf,
     ruleset: Option<OwnedFd>,
     user: Option<(u32, u32)>,
+    shared_dirs: Option<SharedDirs>,
 }
 
 /// What the child does between fork and exec to enter its jail: plain data, so the closure
@@ -260,6 +275,12 @@ impl Jail {
                 format!("{scratch}/pycache"),
             ),
         ]
+    }
+
+    /// The shared directories the run gets its own of, entered first (see
+    /// [`SharedDirs::enter`]).
+    pub fn shared_dirs(&self) -> Option<&SharedDirs> {
+        self.shared_dirs.as_ref()
     }
 
     pub fn entry(&self) -> Entry {
