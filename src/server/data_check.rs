@@ -1,5 +1,5 @@
-//! Start-up checks of the data directory: an empty or missing database beside an earlier
-//! server's data is damage, not a fresh install. Starting on it would forget every API, user,
+//! Start-up checks of the data directory: an empty or missing database, or one without a
+//! schema, beside an earlier server's data is damage, not a fresh install. Starting on it would forget every API, user,
 //! token and job and replace the admin token, so the server refuses and says what to do.
 
 use std::path::Path;
@@ -9,8 +9,8 @@ use anyhow::bail;
 /// What an earlier server leaves beside its database.
 const EARLIER_DATA: &[&str] = &["admin.token", "bundles", "projects"];
 
-/// Refuses to start when the database is missing or empty (no byte in it, none waiting in
-/// its write-ahead log) while `data_dir` holds an earlier server's data.
+/// Refuses to start when the database is missing, empty (no byte in it, none waiting in its
+/// write-ahead log) or without a schema while `data_dir` holds an earlier server's data.
 pub fn check_database(data_dir: &Path, db_name: &str) -> anyhow::Result<()> {
     let db = data_dir.join(db_name);
     let size = |p: &Path| std::fs::metadata(p).ok().map(|m| m.len());
@@ -18,6 +18,7 @@ pub fn check_database(data_dir: &Path, db_name: &str) -> anyhow::Result<()> {
     let state = match size(&db) {
         None => Database::Missing,
         Some(0) if wal == 0 => Database::Empty,
+        Some(_) if schema_version(&db) == Some(0) => Database::NoSchema,
         Some(_) => Database::Present,
     };
     let earlier: Vec<&str> = EARLIER_DATA
@@ -27,7 +28,7 @@ pub fn check_database(data_dir: &Path, db_name: &str) -> anyhow::Result<()> {
         .collect();
     if let Some(why) = verdict(state, &earlier) {
         bail!(
-            "{} {why}, but {} holds an earlier server's data ({}): starting would forget every api, user, token and job, and replace the admin token. Restore {db_name} from a backup; or, to start afresh on purpose, move the data directory aside",
+            "{} {why}, but {} holds an earlier server's data ({}): starting would forget every api, user, token and job, and replace the admin token. Restore {db_name} from a backup (with its {db_name}-wal when it was copied from a running server); or, to start afresh on purpose, move the data directory aside",
             db.display(),
             data_dir.display(),
             earlier.join(", ")
@@ -40,7 +41,18 @@ pub fn check_database(data_dir: &Path, db_name: &str) -> anyhow::Result<()> {
 enum Database {
     Missing,
     Empty,
+    /// A database file without a schema: a copy of a running server's database whose
+    /// write-ahead log (where recent changes wait) was left behind, or a damaged log.
+    NoSchema,
     Present,
+}
+
+/// The schema version the database at `path` holds (with its write-ahead log), where it can be
+/// read (`None`: the open that follows says why it cannot).
+fn schema_version(path: &Path) -> Option<i64> {
+    let conn = rusqlite::Connection::open(path).ok()?;
+    conn.pragma_query_value(None, "user_version", |row| row.get(0))
+        .ok()
 }
 
 /// Why the database cannot be started on (its state beside the earlier data found), or
@@ -52,6 +64,9 @@ fn verdict(db: Database, earlier: &[&str]) -> Option<&'static str> {
     match db {
         Database::Missing => Some("is missing"),
         Database::Empty => Some("is empty"),
+        Database::NoSchema => {
+            Some("holds no data (no schema: was it copied without its write-ahead log?)")
+        }
         Database::Present => None,
     }
 }
@@ -86,6 +101,8 @@ mod tests {
             verdict(Database::Missing, &["projects"]),
             Some("is missing")
         );
+        assert!(verdict(Database::NoSchema, &["bundles"]).is_some());
+        assert_eq!(verdict(Database::NoSchema, &[]), None);
     }
 
     #[test]

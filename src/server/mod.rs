@@ -197,6 +197,7 @@ pub async fn run(config: ServerConfig) -> anyhow::Result<()> {
     state.jobs.shutdown().await;
     state.deployments.shutdown().await;
     state.engine.shutdown().await;
+    state.store.checkpoint().await;
     remove_runtime_file(&data);
     match failed {
         Some(e) => Err(anyhow::anyhow!("cannot serve connections: {e}")),

@@ -70,6 +70,25 @@ impl Store {
         })
     }
 
+    /// Moves every change waiting in the write-ahead log into the database file and empties
+    /// the log, so that the file alone holds all (on a clean stop: a copy of `cortex.db` is then
+    /// a whole backup). A failure is said, not fatal: the log keeps the changes.
+    pub async fn checkpoint(&self) {
+        let done = self
+            .call(|c| {
+                c.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |row| {
+                    row.get::<_, i64>(0)
+                })
+                .map_err(StoreError::from)
+            })
+            .await;
+        match done {
+            Ok(0) => {}
+            Ok(_) => tracing::warn!("the database's write-ahead log could not be emptied at stop (a reader held it); it is read again at the next start"),
+            Err(e) => tracing::warn!("cannot empty the database's write-ahead log at stop ({e}); it is read again at the next start"),
+        }
+    }
+
     /// An in-memory database, for unit tests.
     pub fn open_in_memory() -> Result<Store, StoreError> {
         let mut conn = Connection::open_in_memory()?;

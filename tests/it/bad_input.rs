@@ -128,6 +128,26 @@ fn a_crash_looping_command_shows_error_with_its_output() {
     });
 }
 
+/// A replica ended by a signal says which (an operator's `kill -9`, a segfault), not only
+/// that it was one.
+#[test]
+fn a_replica_killed_by_a_signal_names_it() {
+    let s = Server::start();
+    let p = s.project("segv");
+    write(
+        &p,
+        "cortex.yaml",
+        "- name: segv\n  kind: RealtimeAPI\n  predictor:\n    type: command\n    command: [sh, -c, 'kill -SEGV $$']\n",
+    );
+    s.ok(&p, &["deploy"]);
+    let api = s.wait_status("segv", "error");
+    let errors = api["errors"][0].as_str().unwrap();
+    assert!(
+        errors.starts_with("the replica exited with signal SIGSEGV"),
+        "{errors}"
+    );
+}
+
 #[test]
 fn a_missing_command_is_an_error_that_names_it() {
     let s = Server::start();

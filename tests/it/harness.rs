@@ -181,6 +181,13 @@ impl Server {
         self.dir.path().join("private").join("server")
     }
 
+    /// The server's process id, as its `server.json` says.
+    pub fn pid(&self) -> u32 {
+        let bytes = std::fs::read(self.data_dir().join("server.json")).unwrap();
+        let v: serde_json::Value = serde_json::from_slice(&bytes).unwrap();
+        v["pid"].as_u64().unwrap() as u32
+    }
+
     /// Where the server keeps replicas' files (`projects/`, `venvs/`, `scratch/`): its data
     /// dir, or, when replicas run as a user who cannot reach it, its tree in the temp dir.
     pub fn replica_tree(&self) -> PathBuf {

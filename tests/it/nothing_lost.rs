@@ -77,6 +77,54 @@ fn an_empty_database_beside_an_earlier_servers_data_refuses_to_start() {
     );
 }
 
+/// The bug an operator's backup met: a clean stop left the latest changes in `cortex.db-wal`
+/// only (SQLite moves them into the file once the log passes about 4 MB), so a copy of
+/// `cortex.db` alone, the file the refusals say to restore, held no api. A stopped server's
+/// database file now holds everything, its log emptied.
+#[test]
+fn a_stopped_servers_database_file_alone_holds_every_api() {
+    let s = stopped_server_with_data();
+    let data = s.data_dir();
+    let wal = std::fs::metadata(data.join("cortex.db-wal")).map_or(0, |m| m.len());
+    assert_eq!(wal, 0, "the write-ahead log still holds changes");
+    let copy = tempfile::tempdir().unwrap();
+    std::fs::copy(data.join("cortex.db"), copy.path().join("cortex.db")).unwrap();
+    let db = rusqlite::Connection::open(copy.path().join("cortex.db")).unwrap();
+    let names: Vec<String> = db
+        .prepare("SELECT name FROM models")
+        .unwrap()
+        .query_map([], |row| row.get(0))
+        .unwrap()
+        .map(Result::unwrap)
+        .collect();
+    assert_eq!(names, ["reverser"]);
+}
+
+/// A copy of a running server's `cortex.db` without its write-ahead log holds no schema yet:
+/// beside the earlier server's files, the server refuses it, as it does an empty one, instead
+/// of starting over (and replacing the admin token).
+#[test]
+fn a_database_copied_without_its_write_ahead_log_refuses_to_start() {
+    let s = Server::start();
+    let p = s.example_project("command-realtime");
+    s.ok(&p, &["deploy"]);
+    s.wait_status("reverser", "live");
+    let data = s.data_dir();
+    let restored = tempfile::tempdir().unwrap();
+    for name in ["cortex.db", "admin.token"] {
+        std::fs::copy(data.join(name), restored.path().join(name)).unwrap();
+    }
+    copy_dir(&data.join("bundles"), &restored.path().join("bundles"));
+    let err = start_refused(restored.path());
+    assert!(err.contains("cortex.db holds no data (no schema"), "{err}");
+    assert!(err.contains("with its cortex.db-wal"), "{err}");
+    assert_eq!(
+        std::fs::read(restored.path().join("admin.token")).unwrap(),
+        std::fs::read(data.join("admin.token")).unwrap(),
+        "the admin token is kept"
+    );
+}
+
 #[test]
 fn a_database_missing_a_table_refuses_to_start_naming_it() {
     let s = stopped_server_with_data();

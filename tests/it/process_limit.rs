@@ -1,6 +1,7 @@
-//! Each run's processes and threads are limited in number (`cortex server
-//! --max-replica-pids`): a tenant's fork or thread bomb stops at its own run's limit, not at
-//! the machine's, and the replica's error says which limit it met.
+//! What bounds a run's processes: their number (`cortex server --max-replica-pids`), so a
+//! tenant's fork or thread bomb stops at its own run's limit, not at the machine's, and the
+//! replica's error says which limit it met; and the kernel's choice when the machine runs out
+//! of memory, which falls on a replica before the server.
 
 use crate::harness::*;
 
@@ -90,4 +91,38 @@ fn a_command_replica_refused_a_thread_says_which_limit_it_met() {
     );
     // Python's own word for it is in the output below.
     assert!(error.contains("can't start new thread"), "{error}");
+}
+
+/// Reads `oom_score_adj` of the predictor's process and of a process it starts.
+const OOM_SCORES: &str = r#"
+import subprocess
+
+class PythonPredictor:
+    def __init__(self, config):
+        pass
+
+    def predict(self, payload):
+        own = open("/proc/self/oom_score_adj").read().strip()
+        child = subprocess.run(["cat", "/proc/self/oom_score_adj"], capture_output=True, text=True).stdout.strip()
+        return {"own": own, "child": child}
+"#;
+
+/// The bug: a replica growing without `compute.mem` on a server whose memory ran out could
+/// have the kernel kill the server (an equal `oom_score_adj`, and the server the bigger
+/// process); now every replica (and what it starts) is the kernel's first choice.
+#[test]
+fn a_replica_is_killed_before_the_server_when_memory_runs_out() {
+    let s = Server::start();
+    let p = s.python_project("scores", "RealtimeAPI", OOM_SCORES, "");
+    s.ok(&p, &["deploy", "-y"]);
+    s.wait_status("scores", "live");
+    let answer: serde_json::Value = s.predict("scores", "{}").json().unwrap();
+    assert_eq!(answer["own"], "500", "{answer}");
+    assert_eq!(answer["child"], "500", "{answer}");
+    let server: i32 = std::fs::read_to_string(format!("/proc/{}/oom_score_adj", s.pid()))
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
+    assert!(server < 500, "{server}");
 }

@@ -8,12 +8,6 @@ use std::time::{Duration, Instant};
 
 use crate::harness::*;
 
-fn server_pid(s: &Server) -> u32 {
-    let bytes = std::fs::read(s.data_dir().join("server.json")).unwrap();
-    let v: serde_json::Value = serde_json::from_slice(&bytes).unwrap();
-    v["pid"].as_u64().unwrap() as u32
-}
-
 fn server_port(s: &Server) -> u16 {
     s.url.rsplit(':').next().unwrap().parse().unwrap()
 }
@@ -128,7 +122,7 @@ fn slow_connections_past_the_cap_do_not_lock_a_normal_client_out() {
         ],
     );
     // The server gets few file descriptors: more slow connections than it has left.
-    let pid = server_pid(&s);
+    let pid = s.pid();
     let open = std::fs::read_dir(format!("/proc/{pid}/fd"))
         .unwrap()
         .count() as u64;
@@ -229,7 +223,7 @@ fn post_chunked(url: &str, len: u64) -> (u16, serde_json::Value) {
 fn many_large_bodies_at_once_keep_the_servers_memory_bounded() {
     let s = Server::start();
     deploy_counter(&s);
-    let pid = server_pid(&s);
+    let pid = s.pid();
     let before = status_kib(pid, "VmHWM");
     const BODIES: u64 = 12;
     const SIZE: u64 = 32 << 20;
@@ -331,7 +325,7 @@ fn outgoing_connections(pid: u32, own_port: u16) -> usize {
 fn the_gateways_idle_connections_to_replicas_are_closed_after_a_burst() {
     let s = Server::start_with("127.0.0.1:0", &[("CORTEX_REPLICA_IDLE_TIMEOUT_SECS", "3")]);
     deploy_counter(&s);
-    let (pid, port) = (server_pid(&s), server_port(&s));
+    let (pid, port) = (s.pid(), server_port(&s));
     // The engine's own readiness checks may keep a connection of their own.
     let before = outgoing_connections(pid, port);
     let url = format!("{}/counter", s.url);
@@ -402,7 +396,7 @@ fn head_bundle(s: &Server, sha: &str) -> u16 {
 #[test]
 fn a_large_bundle_upload_goes_to_disk_not_memory_and_a_wrong_sha_stores_nothing() {
     let s = Server::start();
-    let pid = server_pid(&s);
+    let pid = s.pid();
     let file = s.dir.path().join("big.tar.gz");
     let sha = write_bundle(&file, 160 << 20);
     let before = status_kib(pid, "VmHWM");

@@ -11,7 +11,7 @@ use super::handle::ReplicaShared;
 use super::memory;
 use super::memory_guard::{Limit, MemoryGuard};
 use super::port_owner::{listener_owner, Owner};
-use super::process::{signal_group, terminate};
+use super::process::{exit_text, signal_group, terminate};
 use super::stopping::stopped;
 use crate::engine::restarts::ready_warn_after;
 use crate::engine::ReplicaPhase;
@@ -25,6 +25,8 @@ pub(super) enum RunEnd {
     /// The child exited; `ready_for` is how long it had been ready (`None`: never).
     Exited {
         code: Option<i32>,
+        /// How it ended, for people (`status 7`, `signal SIGKILL`).
+        how: String,
         ready_for: Option<Duration>,
         /// Forks or thread starts refused for the run's limit on its number of processes and
         /// threads, and that limit.
@@ -83,10 +85,11 @@ pub(super) async fn run(
                         return RunEnd::OutOfMemory { used, by_kernel: true };
                     }
                 }
-                let code = status.ok().and_then(|s| s.code());
+                let code = status.as_ref().ok().and_then(|s| s.code());
+                let how = status.as_ref().map_or_else(|e| format!("an unknown status ({e})"), exit_text);
                 let ready_for = ready_since.map(|t| t.elapsed());
                 let pids_refused = guard.cgroup.as_ref().and_then(|c| c.pids_refused());
-                return RunEnd::Exited { code, ready_for, pids_refused };
+                return RunEnd::Exited { code, how, ready_for, pids_refused };
             }
             answer = &mut ready, if ready_since.is_none() => {
                 if answer == Answer::Stranger {

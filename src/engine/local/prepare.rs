@@ -14,6 +14,7 @@ use tokio::sync::watch;
 use super::cgroup::Hierarchy;
 use super::memory_guard::MemoryGuard;
 use super::output::Capture;
+use super::process::exit_text;
 use super::run_log::{append_log, describe_exit};
 use super::sandbox::Jail;
 use super::spawn::{or_outside, spawn, Start};
@@ -99,9 +100,9 @@ async fn wait(
         }
     };
     capture.drained().await;
-    let code = match status {
+    let (code, code_text) = match status {
         Ok(s) if s.success() => return Prepared::Done,
-        Ok(s) => s.code(),
+        Ok(s) => (s.code(), exit_text(&s)),
         Err(e) => {
             let error = format!("cannot wait for the preparation: {e}");
             append_log(log_path, &format!("cortex: error: {error}")).await;
@@ -112,7 +113,6 @@ async fn wait(
         }
     };
     let noun = plan.purpose.noun();
-    let code_text = code.map_or("a signal".to_string(), |c| format!("status {c}"));
     // Its output (and its own `cortex: error:` line) is in the log already: only the exit is
     // added, and the error shown by `cortex get` repeats its last lines.
     let exited = format!(

@@ -37,7 +37,7 @@ pub(crate) fn describe_exit(log_path: &Path, noun: &str, code_text: &str) -> Str
         .iter()
         .find_map(|l| l.strip_prefix("cortex: error: "))
         .map(str::to_string)
-        .unwrap_or_else(|| format!("the replica exited with {code_text}"));
+        .unwrap_or_else(|| format!("the {noun} exited with {code_text}"));
     // The headline is said once: not again in the output below it.
     let own_line = format!("cortex: error: {headline}");
     let output: Vec<&str> = run

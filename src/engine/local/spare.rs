@@ -27,7 +27,7 @@ use tokio::process::Child;
 
 use super::cgroup::{Cgroup, Hierarchy};
 use super::memory_guard::empty_and_remove;
-use super::process::{hand_over, worker_command};
+use super::process::{hand_over, killed_first_for_memory, worker_command};
 use super::sandbox::{Sandbox, SharedDirs};
 use crate::engine::ReplicaAccess;
 
@@ -354,9 +354,11 @@ impl Spares {
             .env("CORTEX_SPARE_FD", CONTROL_FD.to_string());
         let shared_dirs = self.shared_dirs.clone();
         // SAFETY: the closure runs in the child between fork and exec and only calls
-        // async-signal-safe functions (unshare, mount, prctl, fcntl, dup2, getppid, _exit).
+        // async-signal-safe functions (open, write, close, unshare, mount, prctl, fcntl, dup2,
+        // getppid, _exit).
         unsafe {
             cmd.pre_exec(move || {
+                killed_first_for_memory();
                 // Its own /dev/shm, /tmp...: the replica it becomes keeps them.
                 if let Some(dirs) = &shared_dirs {
                     dirs.enter()?;

@@ -13,7 +13,7 @@ use super::cgroup::{self, Hierarchy};
 use super::memory_guard::MemoryGuard;
 use super::output::{Capture, OutputPaths};
 use super::ports::LISTEN_FD;
-use super::process::{hand_over, signal_group, worker_command};
+use super::process::{hand_over, killed_first_for_memory, signal_group, worker_command};
 use super::sandbox::Jail;
 use super::spare::{Becoming, Spares};
 use crate::engine::ReplicaPlan;
@@ -160,6 +160,7 @@ pub(super) fn spawn(
         cmd.pre_exec(move || {
             // Into its cgroup before it runs anything: all it starts is held (and counted) too.
             cgroup::join(&cgroup_procs)?;
+            killed_first_for_memory();
             // Its own /dev/shm, /tmp... while it may still mount.
             if let Some(dirs) = &shared_dirs {
                 dirs.enter()?;

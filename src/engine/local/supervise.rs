@@ -361,10 +361,10 @@ impl Supervisor {
             }
             RunEnd::Exited {
                 code,
+                how: code_text,
                 ready_for,
                 pids_refused,
             } => {
-                let code_text = code.map_or("a signal".to_string(), |c| format!("status {c}"));
                 let exited = format!("cortex: {noun} {} exited with {code_text}", plan.replica_id);
                 append_log(&self.log_path, &exited).await;
                 if let Some(line) = pids_refused.map(|refused| too_many_pids(noun, refused)) {
@@ -377,7 +377,7 @@ impl Supervisor {
                     let (path, text) = (self.log_path.clone(), code_text.clone());
                     tokio::task::spawn_blocking(move || describe_exit(&path, noun, &text))
                         .await
-                        .unwrap_or_else(|_| format!("the replica exited with {code_text}"))
+                        .unwrap_or_else(|_| format!("the {noun} exited with {code_text}"))
                 };
                 (
                     error,
