@@ -52,5 +52,6 @@ mod splitter;
 mod streaming_response;
 mod terminal_safety;
 mod unpack_limits;
+mod unresponsive;
 mod wait;
 mod worker_caps;

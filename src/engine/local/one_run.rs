@@ -1,6 +1,6 @@
 //! One run of a replica's child: ready once its `/healthz` answers 200 from its own process
 //! group; over when it exits, uses more memory than its plan allows, leaves its port to a
-//! stranger, or a stop comes.
+//! stranger, stops answering for long (`health_watch.rs`), or a stop comes.
 
 use std::time::Duration;
 
@@ -8,13 +8,14 @@ use tokio::process::Child;
 use tokio::sync::watch;
 
 use super::handle::ReplicaShared;
+use super::health_watch;
 use super::memory;
 use super::memory_guard::{Limit, MemoryGuard};
 use super::port_owner::{listener_owner, Owner};
 use super::process::{exit_text, signal_group, terminate};
 use super::stopping::stopped;
 use crate::engine::restarts::ready_warn_after;
-use crate::engine::ReplicaPhase;
+use crate::engine::{Purpose, ReplicaPhase, ReplicaPlan};
 
 /// How long a replica's group gets after SIGTERM when the engine itself stops it (its port was
 /// taken), or when a stop came without a grace period.
@@ -40,20 +41,30 @@ pub(super) enum RunEnd {
         used: u64,
         by_kernel: bool,
     },
+    /// A ready replica went this long without answering `/healthz`: it was stopped.
+    Unresponsive {
+        silent: Duration,
+    },
     Stopped,
 }
 
 /// Runs one child until it exits or a stop is requested, marking it ready on the way.
 pub(super) async fn run(
     mut child: Child,
-    (port, handed, guard): (u16, bool, &MemoryGuard),
-    api: &str,
+    (port, guard): (u16, &MemoryGuard),
+    plan: &ReplicaPlan,
     shared: &ReplicaShared,
     stop_rx: &mut watch::Receiver<Option<Duration>>,
     http: &reqwest::Client,
 ) -> RunEnd {
+    let (api, handed) = (plan.api.as_str(), plan.takes_socket);
     let mut ready_since: Option<std::time::Instant> = None;
     let pid = child.id();
+    // Once ready, a replica of a RealtimeAPI keeps being asked (a job's worker is watched by
+    // its job: a batch may take long on a worker that answers one request at a time).
+    let watched = plan.purpose == Purpose::Realtime;
+    let unresponsive = health_watch::unresponsive_for(http, port, api, shared);
+    tokio::pin!(unresponsive);
     // A socket the engine bound and handed over cannot have been taken by another program:
     // who answers on it needs no check.
     let ready = wait_ready(http, port, pid.filter(|_| !handed));
@@ -110,6 +121,10 @@ pub(super) async fn run(
                     warn_after.as_secs()
                 );
                 shared.update(|s| s.last_error = Some(why));
+            }
+            silent = &mut unresponsive, if watched && ready_since.is_some() => {
+                terminate(&mut child, STRANGER_STOP_GRACE).await;
+                return RunEnd::Unresponsive { silent };
             }
             used = &mut over_memory => {
                 if let Some(pid) = pid {

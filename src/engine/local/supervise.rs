@@ -269,8 +269,8 @@ impl Supervisor {
         drop(socket);
         let end = run(
             child,
-            (port, self.plan.takes_socket, &guard),
-            &self.plan.api,
+            (port, &guard),
+            &self.plan,
             &self.shared,
             &mut self.stop_rx,
             &self.http,
@@ -346,6 +346,15 @@ impl Supervisor {
                     memory::mib(used),
                     memory::mib(limit),
                     if by_kernel { "the kernel killed them" } else { "it was killed" },
+                );
+                append_log(&self.log_path, &format!("cortex: error: {error}")).await;
+                (error, self.failures_in_a_row >= CRASH_LOOP_AFTER)
+            }
+            RunEnd::Unresponsive { silent } => {
+                self.failures_in_a_row += 1;
+                let error = format!(
+                    "the {noun} did not answer GET /healthz for {}s (stopped by a signal, or wedged): it was stopped and starts again",
+                    silent.as_secs()
                 );
                 append_log(&self.log_path, &format!("cortex: error: {error}")).await;
                 (error, self.failures_in_a_row >= CRASH_LOOP_AFTER)
