@@ -10,6 +10,7 @@ pub mod cli;
 pub mod client;
 pub mod clock;
 pub mod engine;
+pub mod free_space;
 pub mod open_beneath;
 pub mod runtime;
 pub mod server;

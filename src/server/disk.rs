@@ -21,7 +21,7 @@ impl DiskGuard {
 
     /// 507 when the disk is below the threshold (a disk that cannot be asked passes).
     pub fn check(&self) -> Result<(), ApiError> {
-        let Some(free) = free_bytes(&self.dir) else {
+        let Some(free) = crate::free_space::free_bytes(&self.dir) else {
             return Ok(());
         };
         if free >= self.min_free_bytes {
@@ -33,21 +33,6 @@ impl DiskGuard {
             self.min_free_bytes / (1024 * 1024)
         )))
     }
-}
-
-/// Bytes available to this process on the file system holding `dir`.
-fn free_bytes(dir: &std::path::Path) -> Option<u64> {
-    use std::os::unix::ffi::OsStrExt;
-    let path = std::ffi::CString::new(dir.as_os_str().as_bytes()).ok()?;
-    // SAFETY: statvfs writes only into the struct we pass, and `path` is NUL-terminated.
-    let stat = unsafe {
-        let mut stat: libc::statvfs = std::mem::zeroed();
-        if libc::statvfs(path.as_ptr(), &mut stat) != 0 {
-            return None;
-        }
-        stat
-    };
-    Some((stat.f_bavail as u64).saturating_mul(stat.f_frsize as u64))
 }
 
 #[cfg(test)]

@@ -136,6 +136,7 @@ pub async fn run(config: ServerConfig) -> anyhow::Result<()> {
     let (isolated, shim, seeded) = startup::replica_runtime(&config).await?;
     let (listener, addr, url) = startup::listen(&config).await?;
     crate::engine::local::rotating::set_cap(config.log_max_bytes);
+    crate::engine::local::rotating::set_floor(config.min_free_disk_mb.saturating_mul(1 << 20));
     let bundles = BundleStore::new(config.data_dir.clone())
         .with_projects(isolated.tree.projects.clone())
         .with_limits(config.unpack_limits);

@@ -489,3 +489,16 @@ pub fn cells(line: &str) -> Vec<&str> {
         .filter(|c| !c.is_empty())
         .collect()
 }
+
+/// Whether the last 256 KiB of the file at `path` hold `needle`.
+pub fn tail_contains(path: &Path, needle: &str) -> bool {
+    use std::io::{Read, Seek, SeekFrom};
+    let Ok(mut f) = std::fs::File::open(path) else {
+        return false;
+    };
+    let len = f.metadata().map_or(0, |m| m.len());
+    let _ = f.seek(SeekFrom::Start(len.saturating_sub(256 << 10)));
+    let mut tail = Vec::new();
+    let _ = f.read_to_end(&mut tail);
+    String::from_utf8_lossy(&tail).contains(needle)
+}

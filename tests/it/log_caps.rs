@@ -1,6 +1,8 @@
 //! Replica logs are capped: past `--log-max-mb` a log file is rotated (one generation kept), so
 //! a replica that prints fast stays under the cap on disk, and `cortex logs` (and `logs -f`)
-//! still show its latest lines. The log takes each stream's output in whole lines.
+//! still show its latest lines. The log takes each stream's output in whole lines. Output that
+//! would leave the disk with less free space than the server keeps (`--min-free-disk-mb`) is
+//! dropped, saying so.
 
 use std::path::Path;
 use std::process::Stdio;
@@ -169,4 +171,70 @@ fn a_line_that_keeps_growing_shows_before_it_ends() {
         !logs.contains("loaded"),
         "the dots waited for the line's end:\n{logs}"
     );
+}
+
+/// Prints 1 MB lines as fast as it can, beside a `/healthz` that answers.
+const SPAMMER: &str = r#"
+import http.server, os, sys, threading
+
+class Health(http.server.BaseHTTPRequestHandler):
+    def do_GET(self):
+        self.send_response(200)
+        self.send_header("Content-Length", "2")
+        self.end_headers()
+        self.wfile.write(b"ok")
+
+server = http.server.HTTPServer(("127.0.0.1", int(os.environ["CORTEX_PORT"])), Health)
+threading.Thread(target=server.serve_forever, daemon=True).start()
+line = "x" * (1 << 20) + "\n"
+while True:
+    sys.stdout.write(line)
+    sys.stdout.flush()
+"#;
+
+/// The bug: three replicas printing fast filled a small disk with their logs (each caps
+/// three files of its own at `--log-max-mb`, not the disk), and then the database could not
+/// store the api's delete. Now output that would take the room the server keeps free is
+/// dropped, the log says so, and the delete goes through.
+#[test]
+fn replica_output_leaves_the_room_the_server_keeps_free() {
+    let Some(s) = crate::nothing_lost::SmallDiskServer::start_with(
+        48,
+        &[
+            ("CORTEX_MIN_FREE_DISK_MB", "16"),
+            ("CORTEX_LOG_MAX_MB", "20"),
+        ],
+    ) else {
+        return;
+    };
+    let project = s.dir.path().join("spam");
+    std::fs::create_dir_all(&project).unwrap();
+    write(&project, "spam.py", SPAMMER);
+    write(
+        &project,
+        "cortex.yaml",
+        "- name: spam\n  kind: RealtimeAPI\n  predictor:\n    type: command\n    command: python3 spam.py\n",
+    );
+    s.deploy(&project);
+    let logs = s.view.join("logs").join("spam");
+    crate::harness::wait_for(
+        "the log to say output is dropped",
+        crate::harness::DEADLINE,
+        || {
+            let entries = std::fs::read_dir(&logs).ok()?;
+            entries.flatten().find(|e| {
+                let name = e.file_name().to_string_lossy().into_owned();
+                name.ends_with(".log")
+                    && !name.contains(".std")
+                    && crate::harness::tail_contains(
+                        &e.path(),
+                        "output is dropped until there is room again",
+                    )
+            })
+        },
+    );
+    let free = cortex::free_space::free_bytes(&s.view).unwrap();
+    assert!(free >= 15 << 20, "{} MiB free", free >> 20);
+    let (status, v) = s.delete("spam");
+    assert_eq!(status, 200, "{v}");
 }

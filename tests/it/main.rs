@@ -28,7 +28,7 @@ mod log_caps;
 mod metrics;
 mod missing_module;
 mod models;
-mod nothing_lost;
+pub(crate) mod nothing_lost;
 mod onnx;
 mod permissions;
 mod predict_cmd;

@@ -143,10 +143,11 @@ fn a_database_missing_a_table_refuses_to_start_naming_it() {
 /// A server whose data directory is a small tmpfs of its own, mounted in a private mount
 /// namespace (so nothing is left mounted however the test ends); the test reaches its files
 /// through `/proc/<pid>/root`. Its output goes to `server.log` beside (not on) that disk.
-struct SmallDiskServer {
+pub(crate) struct SmallDiskServer {
     _child: KillOnDrop,
-    dir: tempfile::TempDir,
-    view: PathBuf,
+    pub(crate) dir: tempfile::TempDir,
+    /// The data directory, as this test sees it (through the server's mount namespace).
+    pub(crate) view: PathBuf,
     url: String,
     token: String,
 }
@@ -158,7 +159,7 @@ impl SmallDiskServer {
     }
 
     /// A server on a disk of `size_mb` MiB, with `env` added to its environment.
-    fn start_with(size_mb: u32, env: &[(&str, &str)]) -> Option<SmallDiskServer> {
+    pub(crate) fn start_with(size_mb: u32, env: &[(&str, &str)]) -> Option<SmallDiskServer> {
         // SAFETY: geteuid has no preconditions.
         if unsafe { libc::geteuid() } != 0 {
             eprintln!("skipped: mounting a small tmpfs needs root");
@@ -218,7 +219,7 @@ impl SmallDiskServer {
         self.deploy(&project);
     }
 
-    fn deploy(&self, project: &Path) {
+    pub(crate) fn deploy(&self, project: &Path) {
         let out = Command::new(cortex_bin())
             .arg("deploy")
             .current_dir(project)
@@ -242,7 +243,7 @@ impl SmallDiskServer {
             .unwrap_or(0)
     }
 
-    fn delete(&self, api: &str) -> (u16, Value) {
+    pub(crate) fn delete(&self, api: &str) -> (u16, Value) {
         let resp = http()
             .delete(format!("{}/api/v2/apis/{api}", self.url))
             .bearer_auth(&self.token)

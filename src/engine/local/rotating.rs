@@ -1,8 +1,10 @@
 //! Replica log files with a size cap: a file that would pass the cap (`cortex server
-//! --log-max-mb`) is renamed to `<file>.1` (replacing the one before) and a new one begun, so a
-//! replica's output never fills the disk. Readers see one log whose offsets only grow: the
-//! offset where the current file begins is kept beside it in `<file>.base`, and what was rotated
-//! away twice is skipped. Blocking: call it from blocking threads.
+//! --log-max-mb`) is renamed to `<file>.1` (replacing the one before) and a new one begun.
+//! Readers see one log whose offsets only grow: the offset where the current file begins is
+//! kept beside it in `<file>.base`, and what was rotated away twice is skipped. Output that
+//! would leave the disk with less free space than the server keeps (`--min-free-disk-mb`) is
+//! dropped, said in the log, so replicas' logs together never take the room the database
+//! needs. Blocking: call it from blocking threads.
 
 use std::fs::{self, OpenOptions};
 use std::io::Write;
@@ -30,6 +32,19 @@ fn lock_of(path: &Path) -> &'static Mutex<()> {
     let mut h = std::collections::hash_map::DefaultHasher::new();
     path.hash(&mut h);
     &WRITING[(h.finish() % WRITING.len() as u64) as usize]
+}
+
+/// The free space replica logs leave on their disk (`--min-free-disk-mb`; 0: none kept).
+static FLOOR: AtomicU64 = AtomicU64::new(0);
+
+/// The logs dropping output for want of room, and how many bytes each has dropped.
+static DROPPING: Mutex<Vec<(PathBuf, u64)>> = Mutex::new(Vec::new());
+
+/// Sets the free space every replica log leaves on its disk (once, at server start): output
+/// that would go below it is dropped, said in the log, so that no replica's output takes the
+/// room the database needs.
+pub fn set_floor(bytes: u64) {
+    FLOOR.store(bytes, Ordering::Relaxed);
 }
 
 /// Sets the cap of every replica log file (once, at server start).
@@ -67,9 +82,59 @@ fn base(path: &Path) -> u64 {
         .unwrap_or(0)
 }
 
-/// Appends `data` to the log at `path`, rotating it first when it would pass the cap.
+/// Appends `data` to the log at `path`, rotating it first when it would pass the cap; drops it
+/// when the disk's free space would go below the floor (saying so in the log when it begins,
+/// and how much was dropped when it ends).
 pub fn append(path: &Path, data: &[u8]) -> std::io::Result<()> {
     let _one_at_a_time = lock_of(path).lock().unwrap_or_else(|p| p.into_inner());
+    match room_for(path, data.len() as u64) {
+        Room::Enough => write(path, data),
+        Room::Resumed(dropped) => {
+            let line = format!("cortex: {dropped} bytes of output were dropped while the disk had less free space than the server keeps (--min-free-disk-mb)\n");
+            write(path, line.as_bytes())?;
+            write(path, data)
+        }
+        Room::BeginsDropping => {
+            let line = format!("cortex: the disk has less free space than the server keeps (--min-free-disk-mb {} MiB): output is dropped until there is room again\n", FLOOR.load(Ordering::Relaxed) >> 20);
+            write(path, line.as_bytes())
+        }
+        Room::Dropping => Ok(()),
+    }
+}
+
+/// Whether `len` more bytes of the log at `path` leave the disk its floor.
+enum Room {
+    Enough,
+    /// There is room again, after this many bytes were dropped.
+    Resumed(u64),
+    /// The first bytes dropped.
+    BeginsDropping,
+    Dropping,
+}
+
+fn room_for(path: &Path, len: u64) -> Room {
+    let floor = FLOOR.load(Ordering::Relaxed);
+    let dir = path.parent().unwrap_or(Path::new("."));
+    let enough = floor == 0
+        || crate::free_space::free_bytes(dir).is_none_or(|free| free >= floor.saturating_add(len));
+    let mut dropping = DROPPING.lock().unwrap_or_else(|p| p.into_inner());
+    let at = dropping.iter().position(|(p, _)| p == path);
+    match (enough, at) {
+        (true, None) => Room::Enough,
+        (true, Some(i)) => Room::Resumed(dropping.swap_remove(i).1),
+        (false, Some(i)) => {
+            dropping[i].1 += len;
+            Room::Dropping
+        }
+        (false, None) => {
+            dropping.push((path.to_path_buf(), len));
+            Room::BeginsDropping
+        }
+    }
+}
+
+/// Appends `data` to the log at `path`, rotating it first when it would pass the cap.
+fn write(path: &Path, data: &[u8]) -> std::io::Result<()> {
     let now = len(path);
     if now > 0 && now.saturating_add(data.len() as u64) > cap() {
         let next_base = base(path) + now;
