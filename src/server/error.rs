@@ -74,12 +74,40 @@ impl From<StoreError> for ApiError {
                     "the server's disk is full ({e}); nothing was stored: free some space and try again"
                 ))
             }
+            StoreError::Sqlite(e) if damaged(&e) => {
+                tracing::error!("store: {e}");
+                ApiError::Internal(format!(
+                    "the server's database (cortex.db in its data directory) is damaged ({e}); nothing was stored: the server's operator must stop it and restore cortex.db from a backup (sqlite3's .recover saves what is still readable)"
+                ))
+            }
+            StoreError::Sqlite(e) if unwritable(&e) => {
+                tracing::error!("store: {e}");
+                ApiError::Internal(format!(
+                    "the server cannot write its database ({e}); nothing was stored: its data directory is read-only or its disk is failing, which the server's operator must mend"
+                ))
+            }
             other => {
                 tracing::error!("store: {other}");
                 ApiError::Internal(other.to_string())
             }
         }
     }
+}
+
+fn damaged(e: &rusqlite::Error) -> bool {
+    use rusqlite::ErrorCode;
+    matches!(
+        e.sqlite_error_code(),
+        Some(ErrorCode::DatabaseCorrupt | ErrorCode::NotADatabase)
+    )
+}
+
+fn unwritable(e: &rusqlite::Error) -> bool {
+    use rusqlite::ErrorCode;
+    matches!(
+        e.sqlite_error_code(),
+        Some(ErrorCode::ReadOnly | ErrorCode::SystemIoFailure | ErrorCode::CannotOpen)
+    )
 }
 
 impl From<crate::server::versions::VersionError> for ApiError {
@@ -110,5 +138,39 @@ impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let (status, kind) = self.status_and_kind();
         error_response(status, kind, self.to_string())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sqlite(code: i32) -> StoreError {
+        StoreError::Sqlite(rusqlite::Error::SqliteFailure(
+            rusqlite::ffi::Error::new(code),
+            None,
+        ))
+    }
+
+    #[test]
+    fn a_damaged_or_unwritable_database_says_what_the_operator_must_do() {
+        let ApiError::Internal(m) = ApiError::from(sqlite(rusqlite::ffi::SQLITE_CORRUPT)) else {
+            panic!("not internal");
+        };
+        assert!(
+            m.contains("is damaged") && m.contains("restore cortex.db from a backup"),
+            "{m}"
+        );
+        let ApiError::Internal(m) = ApiError::from(sqlite(rusqlite::ffi::SQLITE_READONLY)) else {
+            panic!("not internal");
+        };
+        assert!(
+            m.contains("cannot write its database") && m.contains("nothing was stored"),
+            "{m}"
+        );
+        assert!(matches!(
+            ApiError::from(sqlite(rusqlite::ffi::SQLITE_FULL)),
+            ApiError::InsufficientStorage(_)
+        ));
     }
 }

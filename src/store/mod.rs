@@ -48,6 +48,29 @@ pub enum StoreError {
     Join(String),
 }
 
+/// Databases up to this size are read whole at start (`PRAGMA quick_check`, tens of
+/// milliseconds here), so damage is found before the server serves on it.
+const QUICK_CHECK_UP_TO: u64 = 256 << 20;
+
+/// Refuses a database SQLite finds damaged (pages that are not what their tables need).
+fn quick_check(conn: &Connection) -> Result<(), StoreError> {
+    let checked: rusqlite::Result<Vec<String>> = conn
+        .prepare("PRAGMA quick_check(5)")
+        .and_then(|mut stmt| stmt.query_map([], |row| row.get(0))?.collect());
+    let found = match checked {
+        Ok(found) if found.len() == 1 && found[0] == "ok" => return Ok(()),
+        Ok(found) => found.join("; "),
+        // A page it cannot even read.
+        Err(e) if e.sqlite_error_code() == Some(rusqlite::ErrorCode::DatabaseCorrupt) => {
+            e.to_string()
+        }
+        Err(e) => return Err(e.into()),
+    };
+    Err(StoreError::Corrupt(format!(
+        "the database is damaged (SQLite's quick_check: {found})"
+    )))
+}
+
 /// The server's database handle; cheap to clone.
 #[derive(Clone)]
 pub struct Store {
@@ -65,6 +88,10 @@ impl Store {
         conn.busy_timeout(std::time::Duration::from_secs(5))?;
         migrations::migrate(&mut conn)?;
         migrations::verify(&conn)?;
+        let size = std::fs::metadata(path).map_or(0, |m| m.len());
+        if size <= QUICK_CHECK_UP_TO {
+            quick_check(&conn)?;
+        }
         Ok(Store {
             conn: Arc::new(Mutex::new(conn)),
         })

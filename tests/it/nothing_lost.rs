@@ -125,6 +125,40 @@ fn a_database_copied_without_its_write_ahead_log_refuses_to_start() {
     );
 }
 
+/// The bug: a database with a damaged page started, and every command then failed with
+/// "database error: database disk image is malformed", naming neither the file nor a way out.
+#[test]
+fn a_database_with_a_damaged_page_refuses_to_start_saying_so() {
+    let s = stopped_server_with_data();
+    let db = s.data_dir().join("cortex.db");
+    let (page, page_size) = {
+        let c = rusqlite::Connection::open(&db).unwrap();
+        let page: i64 = c
+            .query_row(
+                "SELECT rootpage FROM sqlite_master WHERE name = 'models'",
+                [],
+                |r| r.get(0),
+            )
+            .unwrap();
+        let size: i64 = c.query_row("PRAGMA page_size", [], |r| r.get(0)).unwrap();
+        (page as u64, size as u64)
+    };
+    let mut bytes = std::fs::read(&db).unwrap();
+    let at = ((page - 1) * page_size) as usize;
+    bytes[at..at + page_size as usize].fill(0xa5);
+    std::fs::write(&db, bytes).unwrap();
+    let err = start_refused(&s.data_dir());
+    assert!(
+        err.contains(&format!("cannot open the database {}", db.display())),
+        "{err}"
+    );
+    assert!(
+        err.contains("the database is damaged (SQLite's quick_check"),
+        "{err}"
+    );
+    assert!(err.contains("restore it from a backup"), "{err}");
+}
+
 #[test]
 fn a_database_missing_a_table_refuses_to_start_naming_it() {
     let s = stopped_server_with_data();
