@@ -161,11 +161,14 @@ impl Client {
                 message: quoted(&e.message),
             },
             Err(_) => {
-                let text = quoted(String::from_utf8_lossy(&body).trim());
-                let message = if text.is_empty() {
-                    format!("the server answered {status} to {what}")
-                } else {
-                    format!("the server answered {status} to {what}: {text}")
+                let text = String::from_utf8_lossy(&body);
+                let message = match first_words(&text) {
+                    None => format!("the server answered {status} to {what}"),
+                    // Every answer of a cortex server's control API has cortex's error body.
+                    Some(words) => format!(
+                        "{} answered {status} to {what} without a cortex error: it is not a cortex server, or a proxy in front of it answered; check the endpoint (`cortex env list`). It said: {words}",
+                        self.base
+                    ),
                 };
                 ClientError::Api {
                     status,
@@ -515,6 +518,18 @@ fn segment(name: &str) -> String {
         .pop_if_empty()
         .push(name);
     url.path()[1..].to_string()
+}
+
+/// The start of a text that is not cortex's (an HTML error page): its first non-empty line,
+/// at most 200 bytes, quoted as an error message may (`None`: no text).
+fn first_words(text: &str) -> Option<String> {
+    let line = text.lines().map(str::trim).find(|l| !l.is_empty())?;
+    let mut end = line.len().min(200);
+    while !line.is_char_boundary(end) {
+        end -= 1;
+    }
+    let cut = if end < line.len() { "..." } else { "" };
+    Some(format!("{}{cut}", quoted(&line[..end])))
 }
 
 #[cfg(test)]

@@ -57,6 +57,44 @@ fn silent_server() -> String {
     url
 }
 
+/// A web server that is not cortex: every request gets an HTML 404 page.
+fn html_server() -> String {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    std::thread::spawn(move || {
+        for mut conn in listener.incoming().flatten() {
+            let mut buf = [0u8; 4096];
+            let _ = conn.read(&mut buf);
+            let page = format!("<!DOCTYPE HTML>\n<html><head><title>Error response</title></head>\n<body>{}</body></html>\n", "<p>Nothing matches the given URI</p>".repeat(200));
+            let _ = write!(
+                conn,
+                "HTTP/1.1 404 File not found\r\nContent-Type: text/html\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{page}",
+                page.len()
+            );
+        }
+    });
+    url
+}
+
+/// The bug: pointed at a web server that is not cortex, `get` printed its whole HTML page
+/// as the error and nothing said the endpoint was wrong.
+#[test]
+fn a_server_that_is_not_cortex_is_named_as_such_without_its_whole_page() {
+    let config = tempfile::tempdir().unwrap();
+    let url = html_server();
+    let mut cmd = cortex_at(config.path(), &url);
+    cmd.arg("get");
+    let out = output_within(cmd, DEADLINE);
+    assert_eq!(out.status.code(), Some(1));
+    let err = stderr(&out);
+    assert!(
+        err.contains(&format!("{url} answered 404 Not Found to GET /api/v2/apis without a cortex error: it is not a cortex server")),
+        "{err}"
+    );
+    assert!(err.contains("It said: <!DOCTYPE HTML>"), "{err}");
+    assert!(!err.contains("Nothing matches"), "the whole page: {err}");
+}
+
 /// The error document on stdout (one JSON line), with the human line still on stderr.
 #[track_caller]
 fn error_document(out: &Output, kind: &str) -> Value {
