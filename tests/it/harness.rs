@@ -181,6 +181,16 @@ impl Server {
         self.dir.path().join("private").join("server")
     }
 
+    /// `GET /healthz`'s answer.
+    pub fn health(&self) -> Value {
+        http()
+            .get(format!("{}/healthz", self.url))
+            .send()
+            .unwrap()
+            .json()
+            .unwrap()
+    }
+
     /// The server's process id, as its `server.json` says.
     pub fn pid(&self) -> u32 {
         let bytes = std::fs::read(self.data_dir().join("server.json")).unwrap();

@@ -159,12 +159,7 @@ fn replicas_spread_over_both_nodes_and_get_and_healthz_say_where() {
         text.contains(&head[..12]) && text.contains(&node2[..12]),
         "{text}"
     );
-    let health: Value = http()
-        .get(format!("{}/healthz", s.url))
-        .send()
-        .unwrap()
-        .json()
-        .unwrap();
+    let health: Value = s.health();
     assert_eq!(health["engine"]["kind"], "ray", "{health}");
     assert_eq!(
         health["engine"]["cluster"],

@@ -272,12 +272,7 @@ fn a_setuid_program_in_a_bundle_runs_without_privileges() {
 #[test]
 fn healthz_reports_the_isolation_in_force() {
     let s = Server::start();
-    let health: Value = http()
-        .get(format!("{}/healthz", s.url))
-        .send()
-        .unwrap()
-        .json()
-        .unwrap();
+    let health: Value = s.health();
     let iso = &health["isolation"];
     assert_eq!(iso["sandbox"], "standard", "{health}");
     assert!(iso["landlock_abi"].as_i64().unwrap_or(0) >= 1, "{health}");
@@ -353,12 +348,7 @@ fn a_strict_sandbox_reaches_only_system_paths_its_own_files_and_granted_director
         &[],
         &["--sandbox", "strict", "--replica-path", &grant],
     );
-    let health: Value = http()
-        .get(format!("{}/healthz", s.url))
-        .send()
-        .unwrap()
-        .json()
-        .unwrap();
+    let health: Value = s.health();
     assert_eq!(health["isolation"]["sandbox"], "strict", "{health}");
     let p = probe_project(&s, "strict");
     s.ok(&p, &["deploy", "-y"]);

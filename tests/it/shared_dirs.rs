@@ -70,12 +70,7 @@ fn look(s: &Server, api: &str) -> Value {
 #[test]
 fn what_one_replica_leaves_in_dev_shm_and_var_tmp_no_other_sees() {
     let s = Server::start();
-    let health: Value = http()
-        .get(format!("{}/healthz", s.url))
-        .send()
-        .unwrap()
-        .json()
-        .unwrap();
+    let health: Value = s.health();
     let summary = health["isolation"]["summary"].as_str().unwrap().to_string();
     // SAFETY: geteuid has no preconditions.
     if unsafe { libc::geteuid() } != 0 {

@@ -39,25 +39,23 @@ impl SharedDirs {
     }
 
     /// Whether a private copy would hide one of `paths` (which a run then cannot have).
-    pub fn hide_any<'a>(&self, mut paths: impl Iterator<Item = &'a PathBuf>) -> bool {
-        paths.any(|p| self.paths().any(|dir| holds(dir, p)))
+    pub fn hide_any<'a>(&self, paths: impl Iterator<Item = &'a PathBuf>) -> bool {
+        self.without(paths).dirs.len() != self.dirs.len()
     }
 
     /// These without the directories that hold one of `paths` (a run's own files, its
     /// `--data-root`).
-    pub fn without<'a>(&self, paths: impl Iterator<Item = &'a PathBuf> + Clone) -> SharedDirs {
-        if !self.hide_any(paths.clone()) {
+    pub fn without<'a>(&self, paths: impl Iterator<Item = &'a PathBuf>) -> SharedDirs {
+        let paths: Vec<PathBuf> = paths.map(|p| canonical(p)).collect();
+        let kept: Vec<CString> = self
+            .paths()
+            .zip(self.dirs.iter())
+            .filter(|(dir, _)| !paths.iter().any(|p| p.starts_with(dir)))
+            .map(|(_, c)| c.clone())
+            .collect();
+        if kept.len() == self.dirs.len() {
             return self.clone();
         }
-        let kept: Vec<CString> = self
-            .dirs
-            .iter()
-            .filter(|dir| {
-                let dir = Path::new(std::ffi::OsStr::from_bytes(dir.to_bytes()));
-                !paths.clone().any(|p| holds(dir, p))
-            })
-            .cloned()
-            .collect();
         SharedDirs { dirs: kept.into() }
     }
 
@@ -126,8 +124,12 @@ impl SharedDirs {
 
 /// Whether `dir` is `path` or one of its ancestors (a mount on it would hide `path`).
 fn holds(dir: &Path, path: &Path) -> bool {
-    let path = path.canonicalize().unwrap_or_else(|_| path.to_path_buf());
-    path.starts_with(dir)
+    canonical(path).starts_with(dir)
+}
+
+/// `path` with its links followed, where it exists.
+fn canonical(path: &Path) -> PathBuf {
+    path.canonicalize().unwrap_or_else(|_| path.to_path_buf())
 }
 
 #[cfg(test)]
