@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """RealtimeAPI benchmarks, side by side in one run (see BENCHMARKS.md).
 
-    python3 bench/realtime.py [--quick] [--skip-ray] [--only=gateway,python,lifecycle,fresh,many]
+    python3 bench/realtime.py [--quick] [--skip-ray] [--only=gateway,hop,python,lifecycle,fresh,many]
 
 Needs `wrk` (Debian: apt-get install wrk), nginx and HAProxy as reference proxies (apt-get
 install nginx haproxy; they are left out, saying so, when missing) and, for the python
@@ -13,15 +13,17 @@ Builds the release binary and the no-op command worker first, then measures:
    HAProxy (each with keep-alive to the worker), at concurrency 1/8/32/128: p50, p99, req/s,
    the proxy's CPU-seconds per 1,000 requests, the gateway/nginx ratios; then c=1 from a
    python http.client keep-alive loop;
-2. the python path: a no-op python predictor's replica called directly, through the gateway,
+2. one proxy hop at c=1: the whole machine's user and kernel CPU per request, direct and
+   through each proxy (the kernel's share of a hop is a floor under the latency it adds);
+3. the python path: a no-op python predictor's replica called directly, through the gateway,
    nginx and HAProxy (c=1 and 32, with the same ratios); then through the gateway vs the
    same handler under bare uvicorn+starlette, and vs Ray Serve (default proxy, and
    RAY_SERVE_ENABLE_HA_PROXY=1), one replica each, at concurrency 1 and 32;
-3. deploy -> first 200 (on a settled server: a spare interpreter ready, as /metrics says; and
+4. deploy -> first 200 (on a settled server: a spare interpreter ready, as /metrics says; and
    deploys back to back), scale-up 1 -> 2 under load, 0 -> 1 cold start (settled);
-4. deploy -> first 200 of a command predictor (a fresh start), each run in a cgroup vs a
+5. deploy -> first 200 of a command predictor (a fresh start), each run in a cgroup vs a
    server making none, alternated;
-5. `cortex get` wall time with 100 APIs; server RSS idle and with 100 APIs.
+6. `cortex get` wall time with 100 APIs; server RSS idle and with 100 APIs.
 """
 
 import json
@@ -430,15 +432,19 @@ def keepalive_rounds(direct, paths, rounds=3):
         row([name, "%.0f µs" % statistics.median(times[name]), "%+.0f µs" % statistics.median(times[name + " added"])])
 
 
-def gateway_overhead(c, work, worker, lua):
-    print("\n## Gateway overhead: no-op command worker, direct vs the gateway vs nginx and HAProxy\n")
+def noop_upstream(c, work, worker):
+    """Deploys the no-op command worker as API `noop` (one replica); its replica's port."""
     yaml = (
         "- name: noop\n  kind: RealtimeAPI\n  predictor:\n    type: command\n    command: [%s]\n"
         "  autoscaling:\n    min_replicas: 1\n    max_replicas: 1\n" % json.dumps(worker)
     )
     c.cortex("deploy", cwd=project(work, "noop", yaml))
-    api = c.wait_live("noop")
-    upstream = api["replicas"][0]["port"]
+    return c.wait_live("noop")["replicas"][0]["port"]
+
+
+def gateway_overhead(c, work, worker, lua):
+    print("\n## Gateway overhead: no-op command worker, direct vs the gateway vs nginx and HAProxy\n")
+    upstream = noop_upstream(c, work, worker)
     direct = "http://127.0.0.1:%d/" % upstream
     gateway = c.url + "/noop"
     refs = reference_proxies(work, upstream)
@@ -452,6 +458,48 @@ def gateway_overhead(c, work, worker, lua):
         for r in refs:
             r.stop()
     c.cortex("delete", "noop", "-y")
+
+
+def machine_cpu():
+    """The whole machine's CPU-seconds so far: (user, kernel), kernel being system time,
+    interrupts and softirqs (where loopback TCP is processed)."""
+    with open("/proc/stat") as f:
+        v = [int(x) for x in f.readline().split()[1:]]
+    tick = os.sysconf("SC_CLK_TCK")
+    return (v[0] + v[1]) / tick, (v[2] + v[5] + v[6]) / tick
+
+
+def hop_cost(c, work, worker, lua, rounds=3):
+    """c=1 with wrk, direct and through each proxy, in alternated rounds: the whole machine's
+    user and kernel CPU per request (every step of a request at c=1 is on its critical path,
+    so what a proxy hop adds in the kernel is a floor under the latency it adds)."""
+    print("\n## One proxy hop at c=1: the whole machine's CPU per request (median of %d alternated rounds)\n" % rounds)
+    upstream = noop_upstream(c, work, worker)
+    refs = reference_proxies(work, upstream)
+    paths = [("direct", "http://127.0.0.1:%d/" % upstream), ("gateway", c.url + "/noop")]
+    paths += [(r.kind, r.url) for r in refs]
+    seen = {}
+    try:
+        for r in range(rounds):
+            for name, url in paths if r % 2 == 0 else paths[::-1]:
+                u0, k0 = machine_cpu()
+                m = wrk(url, 1, lua)
+                u1, k1 = machine_cpu()
+                n = max(m["requests"], 1)
+                seen.setdefault(name, []).append((m["p50"] * 1000, (u1 - u0) / n * 1e6, (k1 - k0) / n * 1e6))
+    finally:
+        for r in refs:
+            r.stop()
+    c.cortex("delete", "noop", "-y")
+    med = {name: [statistics.median(x[i] for x in runs) for i in range(3)] for name, runs in seen.items()}
+    row(["path", "p50", "added p50", "user µs / request", "kernel µs / request", "kernel added"])
+    row(["---"] * 6)
+    d = med["direct"]
+    for name, _ in paths:
+        p50, user, kernel = med[name]
+        added = "-" if name == "direct" else "%+.0f µs" % (p50 - d[0])
+        kadded = "-" if name == "direct" else "%+.1f µs" % (kernel - d[2])
+        row([name, "%.0f µs" % p50, added, "%.1f" % user, "%.1f" % kernel, kadded])
 
 
 def python_path(c, work, lua):
@@ -698,6 +746,7 @@ def main():
         try:
             sections = {
                 "gateway": lambda: gateway_overhead(c, work, worker, lua),
+                "hop": lambda: hop_cost(c, work, worker, lua),
                 "python": lambda: python_path(c, work, lua),
                 "lifecycle": lambda: lifecycle(c, work, lua),
                 "fresh": lambda: fresh_starts(c, work, worker),
