@@ -62,6 +62,8 @@ impl Replica for FakeReplica {
     fn logs(&self) -> Arc<dyn ReplicaLogs> {
         Arc::new(NoLogs)
     }
+
+    fn did_work(&self) {}
 }
 
 struct NoLogs;

@@ -80,4 +80,9 @@ pub trait Replica: Send + Sync + std::fmt::Debug {
 
     /// Its output.
     fn logs(&self) -> std::sync::Arc<dyn ReplicaLogs>;
+
+    /// The server saw it finish work it was given (a batch answered, whatever the outcome):
+    /// when its current run ends, that end does not count towards a crash loop, however soon
+    /// after the start it comes.
+    fn did_work(&self);
 }

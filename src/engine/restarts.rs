@@ -30,9 +30,12 @@ pub fn backoff(failures_in_a_row: u32) -> Duration {
     (BACKOFF_START * factor).min(BACKOFF_MAX)
 }
 
-/// The failures in a row after a run that ended having been ready for `ready_for`.
-pub fn after_exit(failures_in_a_row: u32, ready_for: Option<Duration>) -> u32 {
-    if ready_for.is_some_and(|d| d >= HEALTHY_RUN) {
+/// The failures in a row after a run that ended having been ready for `ready_for`, and
+/// having finished work the server gave it (`worked`: a batch answered) or not. A run that
+/// did work is not crash-looping, however soon it ended: a batch worker killed between
+/// batches, or by an operator, is restarted rather than failing its job.
+pub fn after_exit(failures_in_a_row: u32, ready_for: Option<Duration>, worked: bool) -> u32 {
+    if worked || ready_for.is_some_and(|d| d >= HEALTHY_RUN) {
         0
     } else {
         failures_in_a_row + 1
@@ -51,8 +54,13 @@ mod tests {
 
     #[test]
     fn a_long_healthy_run_resets_the_count() {
-        assert_eq!(after_exit(3, Some(HEALTHY_RUN)), 0);
-        assert_eq!(after_exit(3, Some(Duration::from_secs(1))), 4);
-        assert_eq!(after_exit(0, None), 1);
+        assert_eq!(after_exit(3, Some(HEALTHY_RUN), false), 0);
+        assert_eq!(after_exit(3, Some(Duration::from_secs(1)), false), 4);
+        assert_eq!(after_exit(0, None, false), 1);
+    }
+
+    #[test]
+    fn a_run_that_did_work_resets_the_count_however_short() {
+        assert_eq!(after_exit(1, Some(Duration::from_secs(1)), true), 0);
     }
 }

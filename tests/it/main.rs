@@ -55,3 +55,4 @@ mod unpack_limits;
 mod unresponsive;
 mod wait;
 mod worker_caps;
+mod worker_restarts;

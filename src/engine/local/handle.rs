@@ -2,7 +2,7 @@
 //! the state) and the server (which reads it).
 
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -20,9 +20,16 @@ pub(super) struct ReplicaShared {
     /// lock.
     ready_port: AtomicU32,
     phase_tx: watch::Sender<ReplicaPhase>,
+    /// The server saw the current run finish work ([`Replica::did_work`]).
+    worked: AtomicBool,
 }
 
 impl ReplicaShared {
+    /// Whether the run that just ended finished work; the next run starts without.
+    pub(super) fn take_worked(&self) -> bool {
+        self.worked.swap(false, Ordering::AcqRel)
+    }
+
     /// Changes the state; phase watchers hear of a new phase.
     pub(super) fn update(&self, f: impl FnOnce(&mut ReplicaSnapshot)) {
         let phase = {
@@ -70,6 +77,7 @@ impl LocalReplica {
             state: Mutex::new(ReplicaSnapshot::new(id.clone(), ReplicaPhase::Initializing)),
             ready_port: AtomicU32::new(0),
             phase_tx,
+            worked: AtomicBool::new(false),
         });
         let replica = LocalReplica {
             id,
@@ -128,5 +136,9 @@ impl Replica for LocalReplica {
 
     fn logs(&self) -> Arc<dyn ReplicaLogs> {
         self.logs.clone()
+    }
+
+    fn did_work(&self) {
+        self.shared.worked.store(true, Ordering::Release);
     }
 }

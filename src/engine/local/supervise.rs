@@ -334,6 +334,7 @@ impl Supervisor {
     async fn ended(&mut self, end: RunEnd, port: u16) -> Next {
         let plan = &self.plan;
         let noun = plan.purpose.noun();
+        let worked = self.shared.take_worked();
         let mut out_of_memory = false;
         let (error, failed) = match end {
             RunEnd::Stopped => return Next::Stop,
@@ -380,7 +381,7 @@ impl Supervisor {
                     append_log(&self.log_path, &line).await;
                 }
                 // Exiting soon after readiness is crash-looping too; a long healthy run is not.
-                self.failures_in_a_row = after_exit(self.failures_in_a_row, ready_for);
+                self.failures_in_a_row = after_exit(self.failures_in_a_row, ready_for, worked);
                 let init_failed = code == Some(EXIT_INIT_FAILED);
                 let error = {
                     let (path, text) = (self.log_path.clone(), code_text.clone());

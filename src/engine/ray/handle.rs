@@ -52,6 +52,8 @@ pub(super) struct Tracked {
     pub(super) ready_addr: Option<SocketAddr>,
     /// When the current generation was asked for.
     pub(super) asked_at: Instant,
+    /// The generation the server last saw finish work ([`Replica::did_work`]).
+    pub(super) worked: Option<u64>,
 }
 
 impl RayReplica {
@@ -82,6 +84,7 @@ impl RayReplica {
                 failures_in_a_row: 0,
                 ready_addr: None,
                 asked_at: Instant::now(),
+                worked: None,
             }),
             ready: RwLock::new(None),
             phase_tx: watch::channel(ReplicaPhase::Initializing).0,
@@ -170,6 +173,10 @@ impl Replica for RayReplica {
 
     fn logs(&self) -> Arc<dyn ReplicaLogs> {
         self.logs.clone()
+    }
+
+    fn did_work(&self) {
+        self.update(|t| t.worked = Some(t.desired.generation));
     }
 }
 

@@ -106,7 +106,8 @@ fn exited(
     }
     t.exit_taken = Some(generation);
     let ready_for = t.ready_since.take().map(|s| now - s);
-    t.failures_in_a_row = after_exit(t.failures_in_a_row, ready_for);
+    let worked = t.worked == Some(generation);
+    t.failures_in_a_row = after_exit(t.failures_in_a_row, ready_for, worked);
     let init_failed = r.exit_code == Some(EXIT_INIT_FAILED);
     let failed = init_failed || t.failures_in_a_row >= CRASH_LOOP_AFTER;
     t.snapshot.restarts += 1;

@@ -264,6 +264,7 @@ impl Feeder {
             let body = String::from_utf8_lossy(&body);
             nack(l, failure_text(status.as_u16(), &body), took)
         });
+        self.worker.did_work();
         *settled = 1;
         Ok(())
     }
@@ -324,6 +325,7 @@ impl Feeder {
                 settler.settle(nack(l, why.clone(), took));
                 *settled += 1;
             }
+            self.worker.did_work();
             return Ok(());
         }
         // One line per batch, in order, each as its batch ends.
@@ -357,6 +359,7 @@ impl Feeder {
                         };
                         let outcome = stream_outcome(&line, &self.batch_id(lease));
                         tickets.push(settler.settle(settle(lease, outcome)));
+                        self.worker.did_work();
                         *settled += 1;
                     }
                 }
