@@ -35,9 +35,18 @@ pub async fn run(args: LogsArgs) -> anyhow::Result<ExitStatus> {
     let mut lines = Lines::new(args.output, terminal);
     loop {
         let next = if follow {
-            resp.chunk()
-                .await
-                .map_err(|e| anyhow::anyhow!("the log stream broke: {e}"))?
+            match resp.chunk().await {
+                Ok(next) => next,
+                Err(_) => {
+                    // What came whole is shown; the cut is the server's going (killed, or
+                    // its machine), or the network's, not a fault in the log.
+                    write(&lines.finish())?;
+                    anyhow::bail!(
+                        "the connection to {} broke while following the log (the server was killed or its machine stopped, or the network dropped); run the command again once the server is back",
+                        client.base_url()
+                    );
+                }
+            }
         } else {
             client.next_chunk(&mut resp, &what).await?
         };

@@ -647,6 +647,38 @@ fn a_restart_brings_back_the_serving_generation_as_its_own_deployment() {
 }
 
 #[test]
+fn logs_follow_says_the_connection_broke_when_the_server_is_killed() {
+    let mut s = Server::start();
+    let p = s.python_project(
+        "orphaned",
+        "RealtimeAPI",
+        "class PythonPredictor:\n    def __init__(self, config):\n        print('up', flush=True)\n\n    def predict(self, payload):\n        return 'ok'\n",
+        "",
+    );
+    s.ok(&p, &["deploy"]);
+    s.wait_status("orphaned", "live");
+    let mut follow = s
+        .cortex()
+        .args(["logs", "orphaned", "-f"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let lines = line_channel(follow.stdout.take().unwrap());
+    wait_line(&lines, "up");
+    s.kill();
+    let out = follow.wait_with_output().unwrap();
+    let err = stderr(&out);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(
+        err.contains("broke while following the log")
+            && err.contains("run the command again once the server is back"),
+        "{err}"
+    );
+    assert!(!err.contains("decoding"), "{err}");
+}
+
+#[test]
 fn logs_follow_says_when_its_api_is_deleted() {
     let s = Server::start();
     let p = s.python_project(
