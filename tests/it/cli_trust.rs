@@ -95,6 +95,24 @@ fn a_server_that_is_not_cortex_is_named_as_such_without_its_whole_page() {
     assert!(!err.contains("Nothing matches"), "the whole page: {err}");
 }
 
+#[test]
+fn an_endpoint_given_as_an_apis_url_is_named_as_the_path_too_many() {
+    let s = Server::start();
+    let out = s
+        .cortex()
+        .env("CORTEX_ENDPOINT", format!("{}/iris", s.url))
+        .args(["get"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let err = stderr(&out);
+    assert!(
+        err.contains("has an endpoint with \"/iris\" too many")
+            && err.contains("set its endpoint to the server's base url"),
+        "{err}"
+    );
+}
+
 /// The error document on stdout (one JSON line), with the human line still on stderr.
 #[track_caller]
 fn error_document(out: &Output, kind: &str) -> Value {

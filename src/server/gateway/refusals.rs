@@ -20,11 +20,23 @@ pub(super) fn unreadable_target(given: &str) -> Response {
 
 /// 404: nothing is deployed at `given`.
 pub(super) fn not_found(given: &str) -> Response {
-    error_response(
-        StatusCode::NOT_FOUND,
-        "not_found",
-        format!("no api is deployed at {given}; run `cortex get` to see the deployed apis"),
-    )
+    error_response(StatusCode::NOT_FOUND, "not_found", not_found_text(given))
+}
+
+/// What a 404 says: which apis there are to see, or, for the server's own API behind a path
+/// (`/iris/api/v2/apis`: a CLI whose endpoint was given as an api's url), which endpoint to
+/// use instead.
+fn not_found_text(given: &str) -> String {
+    let path = given.split('?').next().unwrap_or(given);
+    match path.find("/api/v2/") {
+        Some(at) if at > 0 => {
+            let extra = &path[..at];
+            format!(
+                "no api is deployed at {given}: the server's own API is at /api/v2/, so whatever sent this has an endpoint with {extra:?} too many; set its endpoint to the server's base url, without {extra:?}"
+            )
+        }
+        _ => format!("no api is deployed at {given}; run `cortex get` to see the deployed apis"),
+    }
 }
 
 /// 413: the body is over `api`'s `networking.max_request_size`.
@@ -71,4 +83,17 @@ pub(super) fn timed_out(api: &LiveApi, timeout: Duration, started: Instant) -> R
             timeout.as_secs()
         ),
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::not_found_text;
+
+    #[test]
+    fn the_servers_own_api_behind_a_path_names_the_path_too_many() {
+        let text = not_found_text("/iris/api/v2/apis?x=1");
+        assert!(text.contains("\"/iris\" too many"), "{text}");
+        let text = not_found_text("/iris");
+        assert!(text.contains("run `cortex get`"), "{text}");
+    }
 }
