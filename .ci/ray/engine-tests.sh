@@ -34,6 +34,8 @@ shared=(
   lifecycle::logs_print_the_replica_output_and_follow_new_lines
   lifecycle::logs_follow_says_when_its_api_is_deleted
   lifecycle::a_replica_that_never_answers_healthz_says_so
+  unresponsive::
+  worker_restarts::
 )
 if [ "${1:-}" = --node-loss ]; then
   exec cargo test --offline --test it -- --ignored --nocapture --exact \

@@ -7,6 +7,7 @@
 
 #[cfg(test)]
 pub(crate) mod fake;
+pub(crate) mod health_watch;
 pub mod local;
 mod log_files;
 mod logs;
@@ -24,8 +25,9 @@ use std::sync::Arc;
 
 use futures_util::future::BoxFuture;
 
-/// What a worker is for. The engine runs every worker the same way; it only uses this to say
-/// what it starts in the worker's log.
+/// What a worker is for. The engine runs every worker the same way, but for the health watch
+/// that keeps asking a RealtimeAPI's ready replica (`health_watch.rs`); it also names what it
+/// starts in the worker's log.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Purpose {
     /// A replica of a RealtimeAPI: serves predictions on `$CORTEX_PORT`.

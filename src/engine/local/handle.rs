@@ -24,6 +24,23 @@ pub(super) struct ReplicaShared {
     worked: AtomicBool,
 }
 
+/// The health watch takes a ready replica out of rotation, and puts it back, here.
+impl crate::engine::health_watch::Rotation for ReplicaShared {
+    fn leave(&self, why: String) {
+        self.update(|s| {
+            s.phase = ReplicaPhase::Initializing;
+            s.last_error = Some(why);
+        });
+    }
+
+    fn rejoin(&self) {
+        self.update(|s| {
+            s.phase = ReplicaPhase::Ready;
+            s.last_error = None;
+        });
+    }
+}
+
 impl ReplicaShared {
     /// Whether the run that just ended finished work; the next run starts without.
     pub(super) fn take_worked(&self) -> bool {

@@ -13,7 +13,6 @@ mod cgroup;
 pub(crate) mod file_logs;
 mod gpus;
 mod handle;
-mod health_watch;
 pub(crate) mod memory;
 mod memory_guard;
 mod one_run;

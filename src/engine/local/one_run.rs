@@ -8,12 +8,12 @@ use tokio::process::Child;
 use tokio::sync::watch;
 
 use super::handle::ReplicaShared;
-use super::health_watch;
 use super::memory;
 use super::memory_guard::{Limit, MemoryGuard};
 use super::port_owner::{listener_owner, Owner};
 use super::process::{exit_text, signal_group, terminate};
 use super::stopping::stopped;
+use crate::engine::health_watch;
 use crate::engine::restarts::ready_warn_after;
 use crate::engine::{Purpose, ReplicaPhase, ReplicaPlan};
 
@@ -63,7 +63,8 @@ pub(super) async fn run(
     // Once ready, a replica of a RealtimeAPI keeps being asked (a job's worker is watched by
     // its job: a batch may take long on a worker that answers one request at a time).
     let watched = plan.purpose == Purpose::Realtime;
-    let unresponsive = health_watch::unresponsive_for(http, port, api, shared);
+    let addr = std::net::SocketAddr::from(([127, 0, 0, 1], port));
+    let unresponsive = health_watch::unresponsive_for(http, addr, api, shared);
     tokio::pin!(unresponsive);
     // A socket the engine bound and handed over cannot have been taken by another program:
     // who answers on it needs no check.
@@ -123,6 +124,8 @@ pub(super) async fn run(
                 shared.update(|s| s.last_error = Some(why));
             }
             silent = &mut unresponsive, if watched && ready_since.is_some() => {
+                // A local run is current until this loop returns.
+                let silent = silent.unwrap_or_default();
                 terminate(&mut child, STRANGER_STOP_GRACE).await;
                 return RunEnd::Unresponsive { silent };
             }

@@ -353,10 +353,7 @@ impl Supervisor {
             }
             RunEnd::Unresponsive { silent } => {
                 self.failures_in_a_row += 1;
-                let error = format!(
-                    "the {noun} did not answer GET /healthz for {}s (stopped by a signal, or wedged): it was stopped and starts again",
-                    silent.as_secs()
-                );
+                let error = crate::engine::health_watch::restarted_text(noun, silent);
                 append_log(&self.log_path, &format!("cortex: error: {error}")).await;
                 (error, self.failures_in_a_row >= CRASH_LOOP_AFTER)
             }

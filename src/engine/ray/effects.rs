@@ -1,17 +1,15 @@
 //! What follows a sync beyond the state change: output and the engine's lines into the
 //! workers' log files (in order, on a blocking thread), the error of a run that ended, and
-//! `/healthz` polling of a program that listens.
+//! the health checks of a program that listens (`health.rs`).
 
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
 
 use super::handle::RayReplica;
-use super::Shared;
+use super::{health, Shared};
 use crate::engine::local::output::OutputPaths;
 use crate::engine::local::rotating;
 use crate::engine::local::run_log::describe_exit;
-use crate::engine::ReplicaPhase;
 
 /// What a sync leads to beyond the state change, done once the groups' lock is released.
 #[derive(Debug)]
@@ -52,7 +50,12 @@ pub(super) fn apply(shared: &Arc<Shared>, effects: Vec<Effect>) {
                 generation,
                 addr,
             } => {
-                tokio::spawn(check_health(shared.http.clone(), replica, generation, addr));
+                tokio::spawn(health::check(
+                    shared.http.clone(),
+                    replica,
+                    generation,
+                    addr,
+                ));
             }
             other => files.push(other),
         }
@@ -115,62 +118,5 @@ fn write(effect: Effect) {
 fn make_dir(replica: &RayReplica) {
     if let Some(dir) = replica.log_path.parent() {
         let _ = std::fs::create_dir_all(dir);
-    }
-}
-
-/// Polls `GET /healthz` on `addr` until it answers 200 (the replica is then ready), or this
-/// generation is no longer the one that runs.
-async fn check_health(
-    http: reqwest::Client,
-    replica: Arc<RayReplica>,
-    generation: u64,
-    addr: SocketAddr,
-) {
-    let url = format!("http://{addr}/healthz");
-    let started = Instant::now();
-    let mut delay = Duration::from_millis(5);
-    let warn_after = crate::engine::restarts::ready_warn_after();
-    let mut warned = false;
-    loop {
-        if !warned && started.elapsed() >= warn_after {
-            warned = true;
-            let why = format!(
-                "the replica has not answered GET /healthz on {addr} for {}s; it is still starting, or it does not serve on $CORTEX_PORT (see `cortex logs {}`)",
-                warn_after.as_secs(),
-                replica.api
-            );
-            replica.update(|t| {
-                if t.desired.generation == generation && t.snapshot.phase != ReplicaPhase::Ready {
-                    t.snapshot.last_error = Some(why);
-                }
-            });
-        }
-        let current = replica.read(|t| {
-            t.stop.is_none()
-                && t.desired.generation == generation
-                && t.exit_taken != Some(generation)
-        });
-        if !current {
-            return;
-        }
-        let answered = matches!(http.get(&url).send().await, Ok(r) if r.status().is_success());
-        if answered {
-            replica.update(|t| {
-                if t.stop.is_none()
-                    && t.desired.generation == generation
-                    && t.exit_taken != Some(generation)
-                {
-                    t.snapshot.phase = ReplicaPhase::Ready;
-                    t.snapshot.last_error = None;
-                    t.snapshot.out_of_memory = false;
-                    t.ready_since = Some(Instant::now());
-                }
-            });
-            return;
-        }
-        tokio::time::sleep(delay).await;
-        if started.elapsed() >= Duration::from_secs(2) {
-            delay = (delay * 2).min(Duration::from_millis(200));
-        }
     }
 }

@@ -11,7 +11,7 @@ use tokio::sync::watch;
 
 use super::protocol::DesiredReplica;
 use crate::engine::local::file_logs::FileLogs;
-use crate::engine::{Replica, ReplicaLogs, ReplicaPhase, ReplicaSnapshot};
+use crate::engine::{Purpose, Replica, ReplicaLogs, ReplicaPhase, ReplicaSnapshot};
 
 /// What the engine keeps of one replica.
 #[derive(Debug)]
@@ -20,6 +20,9 @@ pub(super) struct RayReplica {
     pub(super) api: String,
     /// `replica` or `worker`, for log lines.
     pub(super) noun: &'static str,
+    /// Its `/healthz` keeps being asked once it is ready (a RealtimeAPI's replica: see
+    /// `engine/health_watch.rs`).
+    pub(super) watched: bool,
     /// Its log (`<log root>/<api>/<id>.log`, with `.stdout.log` and `.stderr.log` beside).
     pub(super) log_path: PathBuf,
     pub(super) state: Mutex<Tracked>,
@@ -56,11 +59,20 @@ pub(super) struct Tracked {
     pub(super) worked: Option<u64>,
 }
 
+impl Tracked {
+    /// Whether `generation` is the one that runs: not stopped, not replaced, not ended.
+    pub(super) fn runs(&self, generation: u64) -> bool {
+        self.stop.is_none()
+            && self.desired.generation == generation
+            && self.exit_taken != Some(generation)
+    }
+}
+
 impl RayReplica {
     pub(super) fn new(
         id: String,
         api: String,
-        noun: &'static str,
+        purpose: &Purpose,
         log_path: PathBuf,
         desired: DesiredReplica,
     ) -> RayReplica {
@@ -68,7 +80,8 @@ impl RayReplica {
         RayReplica {
             id,
             api,
-            noun,
+            noun: purpose.noun(),
+            watched: *purpose == Purpose::Realtime,
             logs: Arc::new(FileLogs {
                 path: log_path.clone(),
             }),

@@ -18,6 +18,7 @@ mod desired;
 mod effects;
 mod groups;
 mod handle;
+mod health;
 mod listener;
 pub mod protocol;
 mod report;
@@ -200,7 +201,7 @@ impl Engine for RayEngine {
         let replica = Arc::new(RayReplica::new(
             plan.replica_id.clone(),
             plan.api.clone(),
-            plan.purpose.noun(),
+            &plan.purpose,
             log_path,
             desired,
         ));

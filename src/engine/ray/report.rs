@@ -67,6 +67,9 @@ fn running(
     r: &ReplicaReport,
     effects: &mut Vec<Effect>,
 ) {
+    if t.exit_taken == Some(t.desired.generation) {
+        return; // ended here (silent too long): the actor stops it when its successor is asked for
+    }
     let Some(addr) = r
         .address
         .as_deref()

@@ -7,12 +7,12 @@
 //! The python runtime answers `/healthz` while it answers predictions; a command predictor
 //! that does not (one request at a time) is out of rotation while it answers a long one, which
 //! changes nothing for that request, and is restarted only past [`restart_after`].
+//!
+//! The same for every engine: each says through [`Rotation`] what leaving and rejoining the
+//! rotation does to its replica's state, and restarts the replica when the watch returns.
 
+use std::net::SocketAddr;
 use std::time::{Duration, Instant};
-
-use crate::engine::ReplicaPhase;
-
-use super::handle::ReplicaShared;
 
 /// How often a ready replica is asked, and how long an answer may take.
 const CHECK_EVERY: Duration = Duration::from_secs(5);
@@ -38,21 +38,36 @@ fn secs_from_env(var: &str) -> Option<Duration> {
     (secs > 0).then(|| Duration::from_secs(secs))
 }
 
-/// Asks the replica on `port` for `/healthz` until it has not answered for the restart delay:
-/// returns how long it went without an answer (the caller restarts it). On the way, takes it
-/// out of rotation in `shared` after missed checks and puts it back when it answers.
-pub(super) async fn unresponsive_for(
+/// What the watch does to a replica: out of the gateway's rotation (phase `initializing`,
+/// saying why), or back in (`ready`); and whether the run it watches is still the current one.
+pub(crate) trait Rotation {
+    fn leave(&self, why: String);
+    fn rejoin(&self);
+    /// False once the run it watches ended or was replaced: the watch then ends.
+    fn current(&self) -> bool {
+        true
+    }
+}
+
+/// Asks the replica at `addr` for `/healthz` until it has not answered for the restart delay:
+/// returns how long it went without an answer (the caller restarts it), or `None` once the
+/// run is no longer current. On the way, takes it out of rotation after missed checks and
+/// puts it back when it answers.
+pub(crate) async fn unresponsive_for(
     http: &reqwest::Client,
-    port: u16,
+    addr: SocketAddr,
     api: &str,
-    shared: &ReplicaShared,
-) -> Duration {
+    rotation: &impl Rotation,
+) -> Option<Duration> {
     let (every, restart) = (check_every(), restart_after());
-    let url = format!("http://127.0.0.1:{port}/healthz");
+    let url = format!("http://{addr}/healthz");
     let mut last_answer = Instant::now();
     let mut missed = 0u32;
     loop {
         tokio::time::sleep(every).await;
+        if !rotation.current() {
+            return None;
+        }
         let answered = http
             .get(&url)
             .timeout(every)
@@ -62,10 +77,7 @@ pub(super) async fn unresponsive_for(
         if answered {
             last_answer = Instant::now();
             if missed >= MISSED_BEFORE_UNREADY {
-                shared.update(|s| {
-                    s.phase = ReplicaPhase::Ready;
-                    s.last_error = None;
-                });
+                rotation.rejoin();
             }
             missed = 0;
             continue;
@@ -73,18 +85,22 @@ pub(super) async fn unresponsive_for(
         missed += 1;
         let silent = last_answer.elapsed();
         if silent >= restart {
-            return silent;
+            return Some(silent);
         }
         if missed == MISSED_BEFORE_UNREADY {
-            let why = format!(
-                "the replica stopped answering GET /healthz on 127.0.0.1:{port} ({missed} checks in a row, {}s): it gets no new predictions until it answers again, and is restarted if it has not answered after {}s (see `cortex logs {api}`)",
+            rotation.leave(format!(
+                "the replica stopped answering GET /healthz on {addr} ({missed} checks in a row, {}s): it gets no new predictions until it answers again, and is restarted if it has not answered after {}s (see `cortex logs {api}`)",
                 silent.as_secs(),
                 restart.as_secs()
-            );
-            shared.update(|s| {
-                s.phase = ReplicaPhase::Initializing;
-                s.last_error = Some(why);
-            });
+            ));
         }
     }
+}
+
+/// The line and error of a replica restarted for its silence.
+pub(crate) fn restarted_text(noun: &str, silent: Duration) -> String {
+    format!(
+        "the {noun} did not answer GET /healthz for {}s (stopped by a signal, or wedged): it was stopped and starts again",
+        silent.as_secs()
+    )
 }
