@@ -278,7 +278,7 @@ pub(super) async fn restore(store: &Store, bundles: &BundleStore, deployments: &
     for row in rows {
         if matches!(
             row.deploy_status,
-            models::DeployStatus::Stopped | models::DeployStatus::NotStarted
+            crate::store::DeployStatus::Stopped | crate::store::DeployStatus::NotStarted
         ) {
             continue;
         }

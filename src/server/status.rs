@@ -8,7 +8,8 @@ use super::live_api::LiveApi;
 use super::replica_set::ReplicaSet;
 use crate::api::{ApiStatus, DeploymentInfo, DeploymentMessage, DeploymentStatus, ReplicaInfo};
 use crate::engine::ReplicaPhase;
-use crate::store::{deploy_logs, models, DeployStatus, ModelRow, Store, StoreError};
+use crate::store::model_status;
+use crate::store::{deploy_logs, DeployStatus, ModelRow, Store, StoreError};
 
 /// What a set's members say together: stopped once it is stopped, ready when one member is
 /// (or when it is scaled to zero: it serves by starting one), failed when none is ready and
@@ -234,9 +235,9 @@ pub async fn record(store: &Store, api: &LiveApi, status: DeployStatus) {
     let result = store
         .call(move |conn| {
             if status == DeployStatus::Complete {
-                models::mark_serving(conn, &id, &hash, deployment)?;
+                model_status::mark_serving(conn, &id, &hash, deployment)?;
             }
-            models::observe_status(conn, &id, deployment, status)
+            model_status::observe_status(conn, &id, deployment, status)
         })
         .await;
     if let Err(e) = result {

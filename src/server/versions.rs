@@ -8,6 +8,7 @@ use sha2::{Digest, Sha256};
 use super::deployments::{Deployment, Deployments};
 use crate::api::DeployParams;
 use crate::spec::{self, ApiSpec, Mem};
+use crate::store::model_status;
 use crate::store::{BundleStore, ModelRow, StoreError};
 
 /// Why a stored model cannot be started.
@@ -293,7 +294,7 @@ pub async fn start_or_fail(
                 crate::store::deploy_logs::Level::Error,
                 &why,
             )?;
-            crate::store::models::set_status(c, &id, crate::store::DeployStatus::Failed)
+            model_status::set_status(c, &id, crate::store::DeployStatus::Failed)
         })
         .await;
     if let Err(store_error) = recorded {

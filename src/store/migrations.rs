@@ -339,7 +339,7 @@ mod upgrade_tests {
         migrate(&mut c).unwrap();
 
         let row = models::get(&c, "m1").unwrap().unwrap();
-        assert_eq!(row.deploy_status, models::DeployStatus::Complete);
+        assert_eq!(row.deploy_status, crate::store::DeployStatus::Complete);
         assert_eq!(
             (row.access.as_str(), row.default_permission.as_str()),
             ("private", "read")
@@ -359,7 +359,10 @@ mod upgrade_tests {
             users::lookup_token(&c, &user_token).unwrap().is_some(),
             "user tokens stay"
         );
-        assert_eq!(models::next_deployment(&c, "m1").unwrap(), 1);
+        assert_eq!(
+            crate::store::model_status::next_deployment(&c, "m1").unwrap(),
+            1
+        );
     }
 
     /// The owners of the apis that ran a bundle before uploads were bound to their uploaders

@@ -13,14 +13,17 @@ pub mod deploy_logs;
 pub mod job_stats;
 pub mod jobs;
 mod migrations;
+pub mod model_status;
 pub mod models;
 pub mod replicas;
+pub mod saved_models;
 pub mod teams;
 pub mod unpack_limits;
 pub mod users;
 
 pub use bundles::BundleStore;
-pub use models::{DeployStatus, ModelRow};
+pub use model_status::DeployStatus;
+pub use models::ModelRow;
 pub use users::{TokenKind, TokenRow, UserRow};
 
 use std::path::Path;

@@ -2,53 +2,9 @@
 
 use rusqlite::{params, Connection, OptionalExtension, Row};
 
+use super::model_status::DeployStatus;
 use super::StoreError;
 use crate::clock::now;
-
-/// Model Bazaar deploy statuses, exact strings.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum DeployStatus {
-    NotStarted,
-    Starting,
-    InProgress,
-    Complete,
-    Stopped,
-    Failed,
-}
-
-impl DeployStatus {
-    pub const ALL: [DeployStatus; 6] = [
-        DeployStatus::NotStarted,
-        DeployStatus::Starting,
-        DeployStatus::InProgress,
-        DeployStatus::Complete,
-        DeployStatus::Stopped,
-        DeployStatus::Failed,
-    ];
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            DeployStatus::NotStarted => "not_started",
-            DeployStatus::Starting => "starting",
-            DeployStatus::InProgress => "in_progress",
-            DeployStatus::Complete => "complete",
-            DeployStatus::Stopped => "stopped",
-            DeployStatus::Failed => "failed",
-        }
-    }
-
-    pub fn parse(s: &str) -> Option<DeployStatus> {
-        DeployStatus::ALL.into_iter().find(|d| d.as_str() == s)
-    }
-
-    /// Whether replicas should be running for a model in this status.
-    pub fn is_active(self) -> bool {
-        matches!(
-            self,
-            DeployStatus::Starting | DeployStatus::InProgress | DeployStatus::Complete
-        )
-    }
-}
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ModelRow {
@@ -343,14 +299,6 @@ fn save_one(tx: &Connection, new: &NewSpec) -> Result<(ModelRow, Saved), StoreEr
     Ok((row, saved))
 }
 
-pub fn set_status(conn: &Connection, id: &str, status: DeployStatus) -> Result<(), StoreError> {
-    conn.execute(
-        "UPDATE models SET deploy_status = ?2 WHERE id = ?1",
-        params![id, status.as_str()],
-    )?;
-    Ok(())
-}
-
 /// Sets who may see the model beyond its owner.
 pub fn set_access(
     conn: &Connection,
@@ -395,108 +343,6 @@ pub fn set_deploy_params(
     Ok(())
 }
 
-/// Makes `spec_hash` the model's version (its parameters changed) and marks it starting.
-pub fn set_version(conn: &Connection, id: &str, spec_hash: &str) -> Result<(), StoreError> {
-    conn.execute(
-        "UPDATE models SET spec_hash = ?2, deploy_status = 'starting', updated_at = ?3
-         WHERE id = ?1",
-        params![id, spec_hash, now()],
-    )?;
-    Ok(())
-}
-
-/// Creates a saved model from `base`: `spec_json` (the base's, renamed), the base's bundle and
-/// saved files, owned by `owner_id`, private, not started, and pending until its files are
-/// complete. Without `inherits_env` its replicas do not load the project's `.env`. A name
-/// already taken is a conflict.
-pub fn create_saved(
-    conn: &Connection,
-    base: &ModelRow,
-    name: &str,
-    given_name: Option<&str>,
-    owner_id: &str,
-    spec_json: &str,
-    inherits_env: bool,
-) -> Result<ModelRow, StoreError> {
-    let id = uuid::Uuid::new_v4().to_string();
-    let t = now();
-    let inserted = conn.execute(
-        "INSERT INTO models (id, name, kind, owner_id, deploy_status, spec_json, spec_hash,
-                             bundle_sha256, config_file, created_at, updated_at,
-                             base_model_id, save_pending, overlay_sha256, inherits_env,
-                             given_name)
-         VALUES (?1, ?2, ?3, ?4, 'not_started', ?5, '', ?6, ?7, ?8, ?8, ?9, 1, ?10, ?11, ?12)
-         ON CONFLICT DO NOTHING",
-        params![
-            id,
-            name,
-            base.kind,
-            owner_id,
-            spec_json,
-            base.bundle_sha256,
-            base.config_file,
-            t,
-            base.id,
-            base.overlay_sha256,
-            inherits_env && base.inherits_env,
-            given_name,
-        ],
-    )?;
-    if inserted == 0 {
-        return Err(StoreError::Conflict(format!(
-            "a model named {:?} already exists; choose another model_name",
-            given_name.unwrap_or(name)
-        )));
-    }
-    get(conn, &id)?.ok_or_else(|| StoreError::Corrupt(format!("model {id} vanished")))
-}
-
-/// Puts `overlay_sha256` (a saved model's files) over the model's bundle and over the files
-/// it already has (a model saved from a saved model keeps both), while the save is pending.
-pub fn set_overlay(conn: &Connection, id: &str, overlay_sha256: &str) -> Result<(), StoreError> {
-    let n = conn.execute(
-        "UPDATE models SET overlay_sha256 = CASE WHEN overlay_sha256 IS NULL THEN ?2
-                                             ELSE overlay_sha256 || ',' || ?2 END
-         WHERE id = ?1 AND save_pending = 1",
-        params![id, overlay_sha256],
-    )?;
-    if n == 0 {
-        return Err(StoreError::Conflict(format!(
-            "model {id} is not being saved any more; its files cannot change"
-        )));
-    }
-    Ok(())
-}
-
-/// A saved model's files are complete: it can be deployed. Its update token stays valid until
-/// it expires (Model Bazaar's save job may say `complete` more than once); it uploads no more
-/// files once the save is complete.
-pub fn finish_save(conn: &Connection, id: &str) -> Result<(), StoreError> {
-    conn.execute("UPDATE models SET save_pending = 0 WHERE id = ?1", [id])?;
-    Ok(())
-}
-
-/// Counts a new deployment of the model and returns its number.
-pub fn next_deployment(conn: &Connection, id: &str) -> Result<i64, StoreError> {
-    conn.query_row(
-        "UPDATE models SET deployment = deployment + 1 WHERE id = ?1 RETURNING deployment",
-        [id],
-        |r| r.get(0),
-    )
-    .optional()?
-    .ok_or_else(|| StoreError::NotFound(format!("model {id} does not exist")))
-}
-
-/// Makes `deployment` the model's current one again (a deploy went back to a version that
-/// still serves).
-pub fn set_deployment(conn: &Connection, id: &str, deployment: i64) -> Result<(), StoreError> {
-    conn.execute(
-        "UPDATE models SET deployment = ?2 WHERE id = ?1",
-        params![id, deployment],
-    )?;
-    Ok(())
-}
-
 /// Stores what the deployment reported about itself.
 pub fn set_metadata(conn: &Connection, id: &str, metadata_json: &str) -> Result<(), StoreError> {
     conn.execute(
@@ -518,88 +364,10 @@ pub fn delete(conn: &mut Connection, id: &str) -> Result<(), StoreError> {
     Ok(())
 }
 
-/// Records what the server observed of deployment `deployment`, while it is still the model's
-/// current one and the model is not stopped (a newer deploy, or an undeploy, wins). A
-/// deployment whose job reported its own status keeps it, but for `failed` (a crash loop).
-/// True when it was written.
-pub fn observe_status(
-    conn: &Connection,
-    id: &str,
-    deployment: i64,
-    status: DeployStatus,
-) -> Result<bool, StoreError> {
-    let n = conn.execute(
-        "UPDATE models SET deploy_status = ?3
-         WHERE id = ?1 AND deployment = ?2 AND deploy_status <> 'stopped'
-           AND (?3 = 'failed' OR reported_deployment IS NOT ?2)",
-        params![id, deployment, status.as_str()],
-    )?;
-    Ok(n > 0)
-}
-
-/// Records the status deployment `deployment`'s job reported, while it is the model's current
-/// one and was not undeployed (a job may report `stopped` itself and go on). True when it was
-/// written.
-pub fn report_status(
-    conn: &Connection,
-    id: &str,
-    deployment: i64,
-    status: DeployStatus,
-) -> Result<bool, StoreError> {
-    let n = conn.execute(
-        "UPDATE models SET deploy_status = ?3, reported_deployment = ?2
-         WHERE id = ?1 AND deployment = ?2
-           AND (deploy_status <> 'stopped' OR reported_deployment IS ?2)",
-        params![id, deployment, status.as_str()],
-    )?;
-    Ok(n > 0)
-}
-
-/// Undeploys the model: `stopped`, and no job of its may report again.
-pub fn undeploy(conn: &Connection, id: &str) -> Result<(), StoreError> {
-    conn.execute(
-        "UPDATE models SET deploy_status = 'stopped', reported_deployment = NULL WHERE id = ?1",
-        [id],
-    )?;
-    Ok(())
-}
-
-/// Changes the status from `from` to `to`, only if it still is `from` for that deployment.
-pub fn compare_and_set_status(
-    conn: &Connection,
-    id: &str,
-    deployment: i64,
-    from: DeployStatus,
-    to: DeployStatus,
-) -> Result<bool, StoreError> {
-    let n = conn.execute(
-        "UPDATE models SET deploy_status = ?4
-         WHERE id = ?1 AND deployment = ?2 AND deploy_status = ?3",
-        params![id, deployment, from.as_str(), to.as_str()],
-    )?;
-    Ok(n > 0)
-}
-
-/// Records that the spec `spec_hash`, deployment `deployment`, serves (its replicas became
-/// ready), while it is still the model's spec.
-pub fn mark_serving(
-    conn: &Connection,
-    id: &str,
-    spec_hash: &str,
-    deployment: i64,
-) -> Result<(), StoreError> {
-    conn.execute(
-        "UPDATE models SET serving_spec_json = spec_json, serving_spec_hash = spec_hash,
-                serving_bundle_sha256 = bundle_sha256, serving_deployment = ?3
-         WHERE id = ?1 AND spec_hash = ?2",
-        params![id, spec_hash, deployment],
-    )?;
-    Ok(())
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::store::model_status::mark_serving;
     use crate::store::{migrations::migrate, users};
 
     #[test]

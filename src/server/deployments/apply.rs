@@ -18,7 +18,8 @@ use crate::server::replica_set::{drain_in_background, ReplicaSet, ReplicaSets};
 use crate::server::splitter::Splitter;
 use crate::server::{rollout, scaler, status};
 use crate::spec::ApiSpec;
-use crate::store::{models, ModelRow, StoreError};
+use crate::store::model_status;
+use crate::store::{ModelRow, StoreError};
 
 /// A new version, planned: its deployment number, its job token and what its replicas run.
 struct Planned {
@@ -214,7 +215,7 @@ impl Deployments {
         let (id, reused) = (row.id.clone(), live.versions.newest().deployment());
         let result = self
             .store
-            .call(move |conn| models::set_deployment(conn, &id, reused))
+            .call(move |conn| model_status::set_deployment(conn, &id, reused))
             .await
             .and(self.tokens.revoke_job_token(unused_token).await);
         if let Err(e) = result {

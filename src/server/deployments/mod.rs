@@ -20,6 +20,7 @@ use super::route_table::RouteTable;
 use super::status::{self, RestoreErrors};
 use super::tokens::Tokens;
 use crate::engine::{Engine, ReplicaLogs};
+use crate::store::model_status;
 use crate::store::{models, Store, StoreError};
 
 /// How long a replica gets to finish in-flight work after it is asked to stop.
@@ -179,7 +180,7 @@ impl Deployments {
                 let (id, deployment, from) = (row.id.clone(), row.deployment, row.deploy_status);
                 self.store
                     .call(move |c| {
-                        models::compare_and_set_status(c, &id, deployment, from, repaired)
+                        model_status::compare_and_set_status(c, &id, deployment, from, repaired)
                     })
                     .await?;
             }

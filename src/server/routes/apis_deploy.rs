@@ -20,6 +20,7 @@ use crate::server::state::AppState;
 use crate::server::tokens::Identity;
 use crate::server::{endpoints, status, versions};
 use crate::spec::{self, ApiSpec};
+use crate::store::model_status;
 use crate::store::models::{self, NewSpec, Saved};
 use crate::store::{ModelRow, StoreError};
 
@@ -403,7 +404,9 @@ async fn start_one(
             let id = row.id.clone();
             state
                 .store
-                .call(move |c| models::set_status(c, &id, crate::store::DeployStatus::Starting))
+                .call(move |c| {
+                    model_status::set_status(c, &id, crate::store::DeployStatus::Starting)
+                })
                 .await?;
         }
         versions::start_or_fail(&state.bundles, &state.deployments, &state.store, &row).await?;

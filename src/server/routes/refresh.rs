@@ -14,6 +14,7 @@ use crate::server::auth::AuthMember;
 use crate::server::error::ApiError;
 use crate::server::state::AppState;
 use crate::server::{status, versions};
+use crate::store::model_status;
 use crate::store::models;
 
 pub async fn refresh(
@@ -54,7 +55,7 @@ pub async fn refresh(
     let id = row.id.clone();
     state
         .store
-        .call(move |c| models::set_version(c, &id, &hash))
+        .call(move |c| model_status::set_version(c, &id, &hash))
         .await?;
     let id = row.id.clone();
     let row = state

@@ -14,6 +14,7 @@ use anyhow::Context;
 
 use crate::api::RuntimeFile;
 use crate::server::access::Caller;
+use crate::store::model_status;
 use crate::store::{models, teams, users, Store, StoreError, TokenKind, UserRow};
 use cache::TokenCache;
 
@@ -138,7 +139,7 @@ impl Tokens {
         self.store
             .call(move |conn| {
                 let tx = conn.transaction()?;
-                let deployment = models::next_deployment(&tx, &model_id)?;
+                let deployment = model_status::next_deployment(&tx, &model_id)?;
                 let token = users::issue_job_token(&tx, &model_id, deployment)?;
                 tx.commit()?;
                 Ok((deployment, token))

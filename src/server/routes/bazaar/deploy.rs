@@ -12,6 +12,7 @@ use crate::server::auth::AuthCaller;
 use crate::server::error::ApiError;
 use crate::server::state::AppState;
 use crate::server::versions;
+use crate::store::model_status;
 use crate::store::models;
 
 /// `POST /api/v2/deploy/{model_id}` (Owner).
@@ -87,7 +88,7 @@ pub async fn deploy(
     let h = hash.clone();
     state
         .store
-        .call(move |c| models::set_version(c, &id, &h))
+        .call(move |c| model_status::set_version(c, &id, &h))
         .await?;
     let row = load_model(&state, &row.id).await?;
     versions::start_or_fail(&state.bundles, &state.deployments, &state.store, &row).await?;
@@ -105,7 +106,10 @@ pub async fn undeploy(
     let _changing = state.changes.lock().await;
     // Stopped first: from now on nothing the replicas report changes it.
     let id = row.id.clone();
-    state.store.call(move |c| models::undeploy(c, &id)).await?;
+    state
+        .store
+        .call(move |c| model_status::undeploy(c, &id))
+        .await?;
     state.deployments.remove(&row.name).await;
     Ok(empty())
 }

@@ -11,6 +11,8 @@ use crate::api::{DeploymentStatus, JobLog, UpdateStatus};
 use crate::server::auth::JobAuth;
 use crate::server::error::ApiError;
 use crate::server::state::AppState;
+use crate::store::model_status;
+use crate::store::saved_models;
 use crate::store::{deploy_logs, models, DeployStatus, ModelRow};
 
 /// `GET /api/v2/deploy/status-internal` (job token).
@@ -68,7 +70,7 @@ pub async fn update_status(
     let written = state
         .store
         .call(move |c| {
-            if !models::report_status(c, &id, deployment, status)? {
+            if !model_status::report_status(c, &id, deployment, status)? {
                 return Ok(false);
             }
             if let Some(m) = &metadata {
@@ -146,7 +148,7 @@ async fn finish_save(
             let id = row.id.clone();
             state
                 .store
-                .call(move |c| models::finish_save(c, &id))
+                .call(move |c| saved_models::finish_save(c, &id))
                 .await?;
             Ok(empty())
         }

@@ -14,6 +14,7 @@ use crate::server::error::ApiError;
 use crate::server::state::AppState;
 use crate::server::tokens::Identity;
 use crate::server::versions;
+use crate::store::saved_models;
 use crate::store::{models, ModelRow};
 
 /// How long an update token lives (`CORTEX_UPDATE_TOKEN_SECS` changes it).
@@ -119,7 +120,7 @@ pub async fn save(
     let answer = state
         .store
         .call(move |c| {
-            let saved = models::create_saved(
+            let saved = saved_models::create_saved(
                 c,
                 &base,
                 &name,
@@ -177,7 +178,7 @@ pub async fn save_files(
         .call(move |c| {
             bundles.record(c, &sha, size)?;
             crate::store::bundle_uploaders::add(c, &sha, &owner)?;
-            models::set_overlay(c, &id, &sha)
+            saved_models::set_overlay(c, &id, &sha)
         })
         .await?;
     Ok(empty())
