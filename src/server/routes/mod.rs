@@ -12,6 +12,7 @@ pub(crate) mod jobs;
 mod logs;
 mod merged_logs;
 mod metrics;
+mod project_check;
 mod queue;
 mod refresh;
 mod teams;
