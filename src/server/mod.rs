@@ -43,6 +43,7 @@ mod startup;
 pub mod state;
 pub mod status;
 pub mod swapped;
+mod temp_cleaners;
 pub mod tokens;
 pub mod upload;
 pub mod versions;

@@ -25,6 +25,8 @@ pub struct ReplicaTree {
     pub venvs: PathBuf,
     pub runtime: PathBuf,
     pub scratch: PathBuf,
+    /// A shared lock on `root`, which keeps temp cleaners out (`temp_cleaners.rs`).
+    _kept: Option<std::sync::Arc<std::fs::File>>,
 }
 
 impl ReplicaTree {
@@ -49,6 +51,7 @@ impl ReplicaTree {
             venvs: root.join("venvs"),
             runtime: root.join("runtime"),
             scratch: root.join("scratch"),
+            _kept: super::temp_cleaners::hold(&root).map(std::sync::Arc::new),
             root,
         };
         for dir in [&tree.projects, &tree.venvs, &tree.runtime, &tree.scratch] {

@@ -34,6 +34,8 @@ pub(super) struct DataDir {
     /// Where the server says its pid, port and URL (`RuntimeFile`) once it listens.
     pub(super) runtime_file: PathBuf,
     _lock: std::fs::File,
+    /// A shared lock on the directory, which keeps temp cleaners out (`temp_cleaners.rs`).
+    _kept: Option<std::fs::File>,
 }
 
 /// Takes `config.data_dir` (made if missing, readable by no other OS user, locked against
@@ -72,6 +74,7 @@ pub(super) async fn open_data_dir(config: &ServerConfig) -> anyhow::Result<DataD
         store,
         runtime_file,
         _lock: lock,
+        _kept: super::temp_cleaners::hold(data_dir),
     })
 }
 

@@ -50,6 +50,7 @@ mod spares;
 mod spec_errors;
 mod splitter;
 mod streaming_response;
+mod temp_cleaners;
 mod terminal_safety;
 mod unpack_limits;
 mod unresponsive;
