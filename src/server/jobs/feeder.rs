@@ -11,7 +11,7 @@
 //!   request body carries one batch per line, the answer one outcome per line as each batch
 //!   ends (`cortex_runtime/batch.py`, `BatchStream`).
 //!
-//! At least once, with a window of [`WINDOW`]: the line of batch k+2 is written only once
+//! At least once, with a window of [`group_stream::WINDOW`]: the line of batch k+2 is written only once
 //! the outcome of batch k is committed, so the worker starts batch k+2 only then. A worker
 //! runs a stream's batches one after the other, so at any moment a stream has at most two
 //! batches whose outcomes are not committed (the one in progress and the one before it, or,
@@ -29,9 +29,10 @@ use std::time::{Duration, Instant};
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
+use super::group_stream::{self, Delivery};
 use super::kept::Holding;
-use super::outcome::{failure_text, stream_outcome, Lines};
-use super::settler::{Settler, Ticket};
+use super::outcome::{failure_text, nack, settle};
+use super::settler::Settler;
 use super::Shared;
 use crate::engine::{Replica, ReplicaPhase};
 use crate::store::batches;
@@ -56,10 +57,6 @@ const EXIT_NOTICE: Duration = Duration::from_secs(2);
 /// (`settler.rs`).
 pub const LEASE_AHEAD: usize = 4;
 pub const LEASE_AHEAD_MULTI: usize = 16;
-
-/// Batches of a stream sent to the worker whose outcome is not committed: the line of batch
-/// k+WINDOW is written once the outcome of batch k is committed.
-pub const WINDOW: usize = 2;
 
 /// How many batches each of `feeders` feeders leases at once for a job of `total` batches (at
 /// most `max`): several only when there are many batches per feeder, so that no worker holds
@@ -240,7 +237,13 @@ impl Feeder {
         settled: &mut usize,
     ) -> Result<(), String> {
         if self.multi {
-            return self.stream(addr, group, settler, settled).await;
+            let delivery = Delivery {
+                http: &self.shared.http,
+                job_id: &self.job_id,
+                worker: self.worker.as_ref(),
+                settler,
+            };
+            return group_stream::stream(&delivery, addr, group, settled).await;
         }
         let started = Instant::now();
         let l = &group[0];
@@ -269,112 +272,8 @@ impl Feeder {
         Ok(())
     }
 
-    /// A group as one streamed `POST /batches`: a batch per line of the body, written as the
-    /// window allows ([`may_send`]); an outcome per line of the answer, settled as it comes.
-    async fn stream(
-        &self,
-        addr: SocketAddr,
-        group: &[batches::Lease],
-        settler: &Settler,
-        settled: &mut usize,
-    ) -> Result<(), String> {
-        use futures_util::StreamExt;
-        let started = Instant::now();
-        let (lines, body) =
-            tokio::sync::mpsc::unbounded_channel::<Result<Vec<u8>, std::io::Error>>();
-        let mut lines = Some(lines);
-        let mut body = body;
-        let body = futures_util::stream::poll_fn(move |cx| body.poll_recv(cx));
-        let mut committed = settler.committed();
-        // The ticket of each settled batch's outcome.
-        let mut tickets: Vec<Ticket> = Vec::with_capacity(group.len());
-        let mut sent = 0;
-        // Writes every line the window allows (in one chunk), and ends the body after the
-        // last one.
-        let mut send_allowed = |tickets: &[Ticket], committed: u64, sent: &mut usize| {
-            let mut chunk = Vec::new();
-            while *sent < group.len() && may_send(*sent, tickets, committed) {
-                let l = &group[*sent];
-                batch_line(&self.batch_id(l), &l.payload, &mut chunk);
-                *sent += 1;
-            }
-            if let (Some(tx), false) = (&lines, chunk.is_empty()) {
-                let _ = tx.send(Ok(chunk));
-            }
-            if *sent == group.len() {
-                lines = None;
-            }
-        };
-        send_allowed(&tickets, *committed.borrow_and_update(), &mut sent);
-        let resp = self
-            .shared
-            .http
-            .post(format!("http://{addr}/batches"))
-            .header("x-cortex-job-id", &self.job_id)
-            .header("content-type", "application/x-ndjson")
-            .body(reqwest::Body::wrap_stream(body))
-            .send()
-            .await
-            .map_err(|e| e.to_string())?;
-        let status = resp.status();
-        if !status.is_success() {
-            let body = resp.text().await.map_err(|e| e.to_string())?;
-            let why = failure_text(status.as_u16(), &body);
-            let took = started.elapsed().as_millis() as i64;
-            for l in group {
-                settler.settle(nack(l, why.clone(), took));
-                *settled += 1;
-            }
-            self.worker.did_work();
-            return Ok(());
-        }
-        // One line per batch, in order, each as its batch ends.
-        let mut answer = resp.bytes_stream();
-        let mut outcomes = Lines::default();
-        while *settled < group.len() {
-            // Every line the commits so far allow goes first; what is still held back waits
-            // for a commit after this look (one between a look and the wait would otherwise
-            // be missed, and the worker, out of lines, would wait for ever).
-            send_allowed(&tickets, *committed.borrow_and_update(), &mut sent);
-            let waiting = sent < group.len();
-            tokio::select! {
-                chunk = answer.next() => {
-                    let Some(chunk) = chunk.transpose().map_err(|e| e.to_string())? else {
-                        // The worker ended its answer early (it is stopping): the batches
-                        // without an outcome never started, and go back to the queue as
-                        // they are.
-                        for l in &group[*settled..] {
-                            settler.settle(batches::Settle::Release {
-                                seq: l.seq,
-                                lease_id: l.lease_id.clone(),
-                                crashed: false,
-                            });
-                        }
-                        *settled = group.len();
-                        return Ok(());
-                    };
-                    for line in outcomes.push(&chunk) {
-                        let Some(lease) = group.get(*settled) else {
-                            break;
-                        };
-                        let outcome = stream_outcome(&line, &self.batch_id(lease));
-                        tickets.push(settler.settle(settle(lease, outcome)));
-                        self.worker.did_work();
-                        *settled += 1;
-                    }
-                }
-                changed = committed.changed(), if waiting => {
-                    if changed.is_err() {
-                        return Err("the job's writer ended".to_string());
-                    }
-                }
-            }
-        }
-        Ok(())
-    }
-
     fn batch_id(&self, lease: &batches::Lease) -> String {
-        format!("{}-{}", self.job_id, lease.seq)
+        group_stream::batch_id(&self.job_id, lease)
     }
 
     /// Whether the worker is seen leaving `ready` soon after a dropped connection (it exited or
@@ -414,35 +313,6 @@ fn take_group(held: &mut VecDeque<batches::Lease>, multi: bool) -> Vec<batches::
     group
 }
 
-/// Appends a batch's line of a `POST /batches` body to `out`. The payload is JSON
-/// already: spliced in, not parsed again (a raw line break in JSON can only be
-/// whitespace, so it becomes a space).
-fn batch_line(batch_id: &str, payload: &str, out: &mut Vec<u8>) {
-    out.extend_from_slice(b"{\"batch_id\":\"");
-    out.extend_from_slice(batch_id.as_bytes());
-    out.extend_from_slice(b"\",\"payload\":");
-    let start = out.len();
-    out.extend_from_slice(payload.as_bytes());
-    for b in &mut out[start..] {
-        if *b == b'\n' || *b == b'\r' {
-            *b = b' ';
-        }
-    }
-    out.extend_from_slice(b"}\n");
-}
-
-/// Whether the line of batch `k` of a stream may be written, given the tickets of the
-/// outcomes settled so far (batch i's at `tickets[i]`) and how many settles are committed:
-/// the first [`WINDOW`] at once, then batch k once the outcome of batch k-WINDOW is
-/// committed. With a worker that runs its batches in order, one at a time, that leaves at
-/// most WINDOW batches run or running whose outcomes are not committed.
-fn may_send(k: usize, tickets: &[Ticket], committed: u64) -> bool {
-    k < WINDOW
-        || tickets
-            .get(k - WINDOW)
-            .is_some_and(|ticket| *ticket <= committed)
-}
-
 /// Gives every lease in `held` back to the queue, the delivery not counted.
 fn release_all(settler: &Settler, held: &mut VecDeque<batches::Lease>) {
     for l in held.drain(..) {
@@ -451,27 +321,6 @@ fn release_all(settler: &Settler, held: &mut VecDeque<batches::Lease>) {
             lease_id: l.lease_id,
             crashed: false,
         });
-    }
-}
-
-/// A batch's settle from its outcome (its milliseconds, or why it failed).
-fn settle(lease: &batches::Lease, outcome: Result<i64, String>) -> batches::Settle {
-    match outcome {
-        Ok(ms) => batches::Settle::Ack {
-            seq: lease.seq,
-            lease_id: lease.lease_id.clone(),
-            duration_ms: ms,
-        },
-        Err(error) => nack(lease, error, 0),
-    }
-}
-
-fn nack(lease: &batches::Lease, error: String, duration_ms: i64) -> batches::Settle {
-    batches::Settle::Nack {
-        seq: lease.seq,
-        lease_id: lease.lease_id.clone(),
-        error,
-        duration_ms,
     }
 }
 
@@ -485,43 +334,6 @@ mod tests {
         assert_eq!(lease_ahead(10_000, 8, 4), 4);
         assert_eq!(lease_ahead(10_000, 8, 16), 16);
         assert_eq!(lease_ahead(0, 0, 4), 1);
-    }
-
-    #[test]
-    fn a_stream_sends_a_batch_once_the_outcome_two_before_it_is_committed() {
-        use super::may_send;
-        // Nothing settled: the first two go, the third waits.
-        assert!(may_send(0, &[], 0) && may_send(1, &[], 0));
-        assert!(!may_send(2, &[], 0));
-        // Batch 0 ended (its outcome is settle 1) but is not committed: batch 2 waits...
-        assert!(!may_send(2, &[1], 0));
-        // ... until it is; batch 3 waits for batch 1's.
-        assert!(may_send(2, &[1], 1));
-        assert!(!may_send(3, &[1], 1));
-        assert!(!may_send(3, &[1, 2], 1));
-        assert!(may_send(3, &[1, 2], 2));
-        // Tickets count every settle of the feeder (releases of other groups too).
-        assert!(!may_send(3, &[7, 9], 8));
-        assert!(may_send(3, &[7, 9], 9));
-    }
-
-    #[test]
-    fn a_batch_line_is_one_line_whatever_its_payload() {
-        let mut out = Vec::new();
-        super::batch_line("j-0", "[1,\n 2]", &mut out);
-        super::batch_line("j-1", "[\"a\\nb\"]\r\n", &mut out);
-        let text = String::from_utf8(out).unwrap();
-        let lines: Vec<serde_json::Value> = text
-            .lines()
-            .map(|l| serde_json::from_str(l).unwrap())
-            .collect();
-        assert_eq!(
-            lines,
-            [
-                serde_json::json!({"batch_id": "j-0", "payload": [1, 2]}),
-                serde_json::json!({"batch_id": "j-1", "payload": ["a\nb"]}),
-            ]
-        );
     }
 
     #[test]

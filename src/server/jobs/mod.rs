@@ -6,6 +6,7 @@
 mod crew;
 mod enqueue;
 mod feeder;
+mod group_stream;
 mod inputs;
 mod job_log;
 mod kept;

@@ -1,5 +1,8 @@
 //! What a worker's answer says about its batches: the outcome lines a python worker streams
-//! for a group (`POST /batches`), and the text a failed batch is remembered with. Pure.
+//! for a group (`POST /batches`), the text a failed batch is remembered with, and the settle
+//! each outcome makes. Pure.
+
+use crate::store::batches::{Lease, Settle};
 
 /// The longest error text kept for a failed batch.
 const MAX_ERROR_CHARS: usize = 2000;
@@ -74,6 +77,27 @@ pub(super) fn failure_text(status: u16, body: &str) -> String {
         text.extend(body.chars().take(MAX_ERROR_CHARS));
     }
     text
+}
+
+/// A batch's settle from its outcome (its milliseconds, or why it failed).
+pub(super) fn settle(lease: &Lease, outcome: Result<i64, String>) -> Settle {
+    match outcome {
+        Ok(ms) => Settle::Ack {
+            seq: lease.seq,
+            lease_id: lease.lease_id.clone(),
+            duration_ms: ms,
+        },
+        Err(error) => nack(lease, error, 0),
+    }
+}
+
+pub(super) fn nack(lease: &Lease, error: String, duration_ms: i64) -> Settle {
+    Settle::Nack {
+        seq: lease.seq,
+        lease_id: lease.lease_id.clone(),
+        error,
+        duration_ms,
+    }
 }
 
 #[cfg(test)]

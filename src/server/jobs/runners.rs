@@ -114,7 +114,7 @@ impl Runners {
 pub(super) struct Feeding {
     /// Feeders per worker, each with one request at a time: as many as its predictor runs at
     /// once; a command worker gets one more, waiting, so that it never idles between batches
-    /// (a stream to the python shim already holds its next batch: `feeder::WINDOW`).
+    /// (a stream to the python shim already holds its next batch: `group_stream::WINDOW`).
     pub(super) in_flight: u32,
     /// Several batches per request: the python shim takes them as a stream
     /// (`POST /batches`); a command worker gets one batch per `POST /`, as the contract says.
