@@ -80,7 +80,7 @@ pub fn plan(
     purpose: Purpose,
 ) -> ReplicaPlan {
     let (spec, predictor, project_dir) = (version.spec, version.predictor, version.project_dir);
-    let venvs_dir = ctx.venvs_dir.join(path_safe(version.model_id));
+    let venvs_dir = model_venvs(&ctx.venvs_dir, version.model_id);
     let mut env = worker_env(ctx, &version, &venvs_dir);
     let mut access = ReplicaAccess {
         read: vec![project_dir.to_path_buf()],
@@ -232,6 +232,11 @@ fn shim_worker(
         "-u".to_string(),
         ctx.shim_path.display().to_string(),
     ]
+}
+
+/// Where a model's virtualenvs (and its downloaded models) are, under the server's `venvs`.
+pub fn model_venvs(venvs: &Path, model_id: &str) -> PathBuf {
+    venvs.join(path_safe(model_id))
 }
 
 /// `id` as one path component: anything but `[A-Za-z0-9._-]` becomes `_` (model ids are UUIDs).

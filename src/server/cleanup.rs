@@ -1,16 +1,20 @@
 //! What the server cleans on disk: bundles and unpacked projects no API references any more,
-//! and what an interrupted server left half written (at start). A bundle an API stopped using
+//! virtualenvs nothing uses (`venv_sweep.rs`), and what an interrupted server left half
+//! written (at start). A bundle an API stopped using
 //! (delete, redeploy) is removed at the next sweep once nothing runs from it (a version still
 //! serving during an update, a job's workers); one uploaded but never deployed gets an hour.
 //! Sweeps run after a delete and every 10 minutes (`CORTEX_SWEEP_SECS`), holding the lock of
 //! API changes, so a deploy never loses the bundle it is unpacking.
 
 use std::collections::HashSet;
+use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use super::deployments::Deployments;
 use super::jobs::Jobs;
+use super::venv_sweep;
+use crate::runtime::plan::model_venvs;
 use crate::store::bundle_sweep::{self, GRACE_SECS};
 use crate::store::{models, BundleStore, ModelRow, Store};
 
@@ -33,6 +37,8 @@ pub struct Sweeper {
     changes: Arc<tokio::sync::Mutex<()>>,
     /// Bundles an API stopped using: no grace period for them.
     released: Mutex<HashSet<String>>,
+    /// Where the models' virtualenvs are (`venv_sweep.rs`).
+    venvs: PathBuf,
 }
 
 impl Sweeper {
@@ -42,6 +48,7 @@ impl Sweeper {
         deployments: Arc<Deployments>,
         jobs: Arc<Jobs>,
         changes: Arc<tokio::sync::Mutex<()>>,
+        venvs: PathBuf,
     ) -> Sweeper {
         Sweeper {
             store,
@@ -50,6 +57,7 @@ impl Sweeper {
             jobs,
             changes,
             released: Mutex::default(),
+            venvs,
         }
     }
 
@@ -112,6 +120,44 @@ impl Sweeper {
         if let Ok((b, p)) = removed {
             if b + p > 0 {
                 tracing::info!("removed {b} unused bundle(s) and {p} unpacked project(s)");
+            }
+        }
+        self.sweep_venvs().await;
+    }
+
+    /// The virtualenvs of models that are gone, and those of live models no replica started
+    /// from for a while (`CORTEX_VENV_UNUSED_SECS`, an hour). Never without the list of the
+    /// models that exist.
+    async fn sweep_venvs(&self) {
+        let rows = match self.store.call(|c| models::list(c)).await {
+            Ok(rows) => rows,
+            Err(e) => {
+                tracing::warn!("cannot sweep unused virtualenvs: {e}");
+                return;
+            }
+        };
+        let live: HashSet<String> = rows
+            .iter()
+            .filter_map(|r| {
+                let dir = model_venvs(&self.venvs, &r.id);
+                dir.file_name()?.to_str().map(str::to_string)
+            })
+            .collect();
+        let venvs = self.venvs.clone();
+        let unused_for = std::env::var("CORTEX_VENV_UNUSED_SECS")
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .map_or(venv_sweep::UNUSED_FOR, Duration::from_secs);
+        let removed =
+            tokio::task::spawn_blocking(move || venv_sweep::sweep(&venvs, &live, unused_for)).await;
+        if let Ok(r) = removed {
+            if r.models + r.venvs > 0 {
+                tracing::info!(
+                    "removed the virtualenvs of {} deleted api(s) and {} virtualenv(s) unused for {}s",
+                    r.models,
+                    r.venvs,
+                    unused_for.as_secs()
+                );
             }
         }
     }

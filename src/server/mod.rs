@@ -46,6 +46,7 @@ pub mod swapped;
 mod temp_cleaners;
 pub mod tokens;
 pub mod upload;
+pub mod venv_sweep;
 pub mod versions;
 pub mod waiting;
 mod wire;
@@ -170,6 +171,7 @@ pub async fn run(config: ServerConfig) -> anyhow::Result<()> {
         local_ports: Arc::new(local_ports::LocalPorts::new(addr, limits, shutdown.clone())),
         anonymous_ok: addr.ip().is_loopback() && !config.require_tokens,
         shutdown: shutdown.clone(),
+        venvs: isolated.tree.venvs.clone(),
     };
     let state = app_state(&config, parts, &url)?;
     startup::restore(&state.store, &state.bundles, &state.deployments).await;
@@ -246,6 +248,8 @@ struct Parts {
     local_ports: Arc<local_ports::LocalPorts>,
     anonymous_ok: bool,
     shutdown: tokio_util::sync::CancellationToken,
+    /// Where the models' virtualenvs are.
+    venvs: std::path::PathBuf,
 }
 
 /// The handlers' state: `parts`, and the jobs, the sweeper and the clients they use.
@@ -260,6 +264,7 @@ fn app_state(config: &ServerConfig, parts: Parts, url: &str) -> anyhow::Result<A
         local_ports,
         anonymous_ok,
         shutdown,
+        venvs,
     } = parts;
     let data_dir = &config.data_dir;
     let http = reqwest::Client::builder()
@@ -288,6 +293,7 @@ fn app_state(config: &ServerConfig, parts: Parts, url: &str) -> anyhow::Result<A
         deployments.clone(),
         jobs.clone(),
         changes.clone(),
+        venvs,
     ));
     Ok(AppState {
         store,

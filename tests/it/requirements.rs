@@ -109,3 +109,53 @@ fn a_failed_install_makes_the_api_error_with_pips_output() {
         "{api}"
     );
 }
+
+#[test]
+fn virtualenvs_nothing_uses_are_removed_but_never_under_a_running_replica() {
+    // Sweeps every second, and a virtualenv no replica holds counts as unused at once.
+    let s = Server::start_with_args(
+        "127.0.0.1:0",
+        &[("CORTEX_SWEEP_SECS", "1"), ("CORTEX_VENV_UNUSED_SECS", "0")],
+        &[],
+    );
+    let p = s.project("sweptdeps");
+    build_wheel(&p);
+    let requirements =
+        |version: u32| format!("# version {version}\n./hello_cortex-0.1-py3-none-any.whl\n");
+    write(&p, "requirements.txt", &requirements(1));
+    write(&p, "predictor.py", PREDICTOR);
+    write(&p, "cortex.yaml", &config("swept"));
+    s.ok(&p, &["deploy"]);
+    s.wait_status("swept", "live");
+    let prefix = || -> Option<String> {
+        let v: serde_json::Value = s.predict("swept", "{}").json().ok()?;
+        Some(v["prefix"].as_str()?.to_string())
+    };
+    let first = prefix().unwrap();
+    // Other requirements: a virtualenv of its own; the first goes once its replica stopped.
+    write(&p, "requirements.txt", &requirements(2));
+    s.ok(&p, &["deploy"]);
+    let second = wait_for("the second version to answer", DEADLINE, || {
+        prefix().filter(|p| *p != first)
+    });
+    wait_for("the first virtualenv to be removed", DEADLINE, || {
+        (!Path::new(&first).exists()).then_some(())
+    });
+    // A sweep goes through the models by name: one that removes a decoy model named to come
+    // last went through this model first, and found the running replica's virtualenv unused
+    // too (at once), yet left it.
+    let venvs = Path::new(&second).parent().unwrap().parent().unwrap();
+    let decoy = venvs.join("zzzz-a-deleted-model");
+    std::fs::create_dir(&decoy).unwrap();
+    wait_for("a sweep after that", DEADLINE, || {
+        (!decoy.exists()).then_some(())
+    });
+    assert!(Path::new(&second).join("bin").is_dir(), "{second} went");
+    assert_eq!(prefix().as_deref(), Some(second.as_str()));
+    // A delete takes the model's whole directory, its virtualenvs and lock files.
+    let model_dir = Path::new(&second).parent().unwrap().to_path_buf();
+    s.ok(&p, &["delete", "swept", "-y"]);
+    wait_for("the model's virtualenvs to be removed", DEADLINE, || {
+        (!model_dir.exists()).then_some(())
+    });
+}

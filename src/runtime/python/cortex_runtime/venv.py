@@ -114,18 +114,28 @@ def prepare(settings):
     venv = wanted["venv"]
     ready = os.path.join(venv, ".cortex-ready")
     os.makedirs(wanted["venvs_dir"], exist_ok=True)
-    with open(venv + ".lock", "w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
-        if os.path.exists(ready):
-            _log("INFO", "%s: using the virtualenv %s" % (wanted["api"], venv))
-            return wanted
-        _create_venv(wanted)
-        if wanted["dependencies"]:
-            _run_dependencies(wanted)
-        _install_requirements(wanted)
-        with open(ready, "w") as f:
-            f.write(wanted["requirements_text"])
+    # A made one is shared (replicas running in it hold the lock shared: see _hold); only a
+    # build takes it for itself.
+    for mode in (fcntl.LOCK_SH, fcntl.LOCK_EX):
+        with open(venv + ".lock", "a") as lock:
+            fcntl.flock(lock, mode)
+            if os.path.exists(ready):
+                _log("INFO", "%s: using the virtualenv %s" % (wanted["api"], venv))
+                return wanted
+            if mode == fcntl.LOCK_SH:
+                continue
+            _build(wanted, ready)
     return wanted
+
+
+def _build(wanted, ready):
+    """Makes the virtualenv (its lock held exclusively)."""
+    _create_venv(wanted)
+    if wanted["dependencies"]:
+        _run_dependencies(wanted)
+    _install_requirements(wanted)
+    with open(ready, "w") as f:
+        f.write(wanted["requirements_text"])
 
 
 def use_requirements(settings):
@@ -134,14 +144,34 @@ def use_requirements(settings):
     dependencies.sh, no CORTEX_VENVS_DIR, or already running inside the virtualenv)."""
     if os.environ.get(_IN_VENV) == "1":
         return
-    wanted = prepare(settings)
-    if wanted is None:
-        return
+    while True:
+        wanted = prepare(settings)
+        if wanted is None:
+            return
+        if _hold(wanted["venv"]):
+            break
     _flush_output()
     env = _activated(wanted["venv"])
     env[_IN_VENV] = "1"
     python = wanted["python"]
     os.execve(python, [python, "-u", ENTRY_FILE] + sys.argv[1:], env)
+
+
+def _hold(venv):
+    """Marks the virtualenv in use for as long as this replica runs: a shared lock on its lock
+    file, kept open across the exec into it and by every process it forks, and its last use
+    (the time of its `.cortex-ready`). The server removes a virtualenv only once it can take
+    that lock for itself and no replica has started from it for a while. False when it was
+    removed before the lock was taken (it is then made again)."""
+    fd = os.open(venv + ".lock", os.O_RDWR | os.O_CREAT, 0o600)
+    fcntl.flock(fd, fcntl.LOCK_SH)
+    try:
+        os.utime(os.path.join(venv, ".cortex-ready"))
+    except OSError:
+        os.close(fd)
+        return False
+    os.set_inheritable(fd, True)
+    return True
 
 
 def _run_dependencies(wanted):
