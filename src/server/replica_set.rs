@@ -244,6 +244,18 @@ impl ReplicaSet {
             .any(|m| m.replica.ready_addr().is_some())
     }
 
+    /// Whether a member may still become ready: starting, restarting, or waiting for room
+    /// (none has failed for good or stopped).
+    pub fn is_coming(&self) -> bool {
+        use crate::engine::ReplicaPhase::{Initializing, Pending, Restarting};
+        self.members.load().iter().any(|m| {
+            matches!(
+                m.replica.snapshot().phase,
+                Initializing | Pending | Restarting
+            )
+        })
+    }
+
     /// A slot on a ready member with fewer than `max_in_flight` requests, round-robin.
     pub fn pick(&self, max_in_flight: u32) -> Pick {
         let members = self.members.load();

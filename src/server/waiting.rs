@@ -2,8 +2,11 @@
 //! and a signal for the autoscaler when one starts waiting.
 
 use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::Arc;
 
 use tokio::sync::Notify;
+
+use super::live_api::LiveApi;
 
 /// The waiting requests of one API.
 #[derive(Debug, Default)]
@@ -25,23 +28,37 @@ impl Queue {
         self.demand.notified().await
     }
 
-    /// A place in the queue if it has fewer than `cap` waiting.
-    pub(super) fn enter(&self, cap: u32) -> Option<Waiting<'_>> {
-        self.waiting
+    fn try_enter(&self, cap: u32) -> bool {
+        let entered = self
+            .waiting
             .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| {
                 (n < cap).then_some(n + 1)
             })
-            .ok()?;
-        self.demand.notify_waiters();
-        Some(Waiting(self))
+            .is_ok();
+        if entered {
+            self.demand.notify_waiters();
+        }
+        entered
     }
 }
 
-/// A place in the queue, given up when dropped.
-pub(super) struct Waiting<'a>(&'a Queue);
+/// A place in an API's queue, given up when dropped.
+pub(super) struct Waiting(Arc<LiveApi>);
 
-impl Drop for Waiting<'_> {
+impl Waiting {
+    /// A place in `api`'s queue if it has fewer than `cap` waiting.
+    pub(super) fn enter(api: &Arc<LiveApi>, cap: u32) -> Option<Waiting> {
+        api.queue.try_enter(cap).then(|| Waiting(api.clone()))
+    }
+
+    /// The API whose queue it is in.
+    pub(super) fn api(&self) -> &Arc<LiveApi> {
+        &self.0
+    }
+}
+
+impl Drop for Waiting {
     fn drop(&mut self) {
-        self.0.waiting.fetch_sub(1, Ordering::AcqRel);
+        self.0.queue.waiting.fetch_sub(1, Ordering::AcqRel);
     }
 }

@@ -34,6 +34,7 @@ mod permissions;
 mod predict_cmd;
 mod process_limit;
 mod project_files;
+mod queued_requests;
 mod ray_engine;
 mod ray_protocol;
 mod realtime;

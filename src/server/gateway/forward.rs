@@ -12,7 +12,7 @@ use http_body_util::BodyExt;
 use super::answer::Answer;
 use super::forwarding::{Clock, Forwarding, Sent};
 use super::headers::{is_hop_by_hop, strip};
-use super::refusals::{timed_out, too_large, unreadable_body, ClientBodyFailed};
+use super::refusals::{not_found, timed_out, too_large, unreadable_body, ClientBodyFailed};
 use super::route::Route;
 use crate::server::admission::{self, Refusal};
 use crate::server::body_budget::{discard, BufferError, Held, DRAINED_PAST_LIMIT};
@@ -93,7 +93,14 @@ pub(super) fn proxy<B: ClientBody>(
             parts.headers.insert(header::CONTENT_LENGTH, length.into());
         }
         let body = Body::new(body.map_err(|e| ClientBodyFailed(axum::Error::new(e))));
-        return admit(state, api, parts, target, body, Held::nothing(), clock);
+        let request = Admitting {
+            parts,
+            target,
+            body,
+            held: Held::nothing(),
+            route,
+        };
+        return admit(state, api, request, clock);
     }
     // Read whole (bounded by the limit and the server's budget) so the replica gets a
     // Content-Length: simple HTTP servers often do not read chunked bodies.
@@ -123,21 +130,38 @@ pub(super) fn proxy<B: ClientBody>(
         let Some(api) = route.resolve(&state, &parts.uri) else {
             return route.gone(&parts.uri);
         };
-        admit(&state, api, parts, target, Body::from(bytes), held, clock).await
+        let body = Body::from(bytes);
+        let request = Admitting {
+            parts,
+            target,
+            body,
+            held,
+            route,
+        };
+        admit(&state, api, request, clock).await
     })
 }
 
-/// Sends the request once a replica of `api` has room for it: now, or after a wait in the
-/// API's queue.
-fn admit(
-    state: &Arc<AppState>,
-    api: Arc<LiveApi>,
+/// A request on its way to admission: what it is sent as, and what it is routed by.
+struct Admitting {
     parts: request::Parts,
     target: Uri,
     body: Body,
     held: Held,
-    clock: Clock,
-) -> Answer {
+    route: Route,
+}
+
+/// Sends the request once a replica of `api` has room for it: now, or after a wait in the
+/// API's queue (following its route to what serves it, should a deploy or a delete replace
+/// `api` meanwhile).
+fn admit(state: &Arc<AppState>, api: Arc<LiveApi>, request: Admitting, clock: Clock) -> Answer {
+    let Admitting {
+        parts,
+        target,
+        body,
+        held,
+        route,
+    } = request;
     match admission::now(&api) {
         Some(Ok(slot)) => {
             let sent = Sent::new(api, slot, held, clock);
@@ -147,11 +171,13 @@ fn admit(
         None => {
             let state = state.clone();
             Answer::later(async move {
-                match admission::wait(&api, clock.deadline).await {
-                    Ok(slot) => {
+                let serving = || route.resolve(&state, &parts.uri);
+                match admission::wait(api.clone(), clock.deadline, serving).await {
+                    Ok((api, slot)) => {
                         let sent = Sent::new(api, slot, held, clock);
                         send(&state, sent, parts, target, body).await
                     }
+                    Err(Refusal::Gone) => route.gone(&parts.uri),
                     Err(refusal) => refused(&api, refusal, clock),
                 }
             })
@@ -164,6 +190,7 @@ fn refused(api: &LiveApi, refusal: Refusal, clock: Clock) -> Response {
     match refusal {
         Refusal::NotReady => not_ready(api),
         Refusal::TimedOut => timed_out(api, clock.timeout, clock.started),
+        Refusal::Gone => not_found(&api.spec.networking.endpoint),
         Refusal::Overloaded => {
             api.metrics.record(503, clock.started.elapsed());
             let name = &api.spec.name;
