@@ -15,7 +15,10 @@ fn main() -> ExitCode {
             e.exit()
         }
     };
-    if !matches!(args.command, cli::Command::Server(_)) {
+    // Only the server itself keeps ignoring SIGPIPE (`cortex server status` prints like any
+    // other command).
+    let runs_the_server = matches!(&args.command, cli::Command::Server(s) if s.command.is_none());
+    if !runs_the_server {
         // Like other command-line tools, end quietly when the reader of our output goes away
         // (`cortex get | head -1`). Sockets are unaffected (Rust sends with MSG_NOSIGNAL); the
         // server keeps ignoring SIGPIPE.

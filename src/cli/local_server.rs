@@ -273,5 +273,15 @@ pub fn process_alive(pid: u32) -> bool {
         return false;
     };
     // SAFETY: kill(2) with signal 0 only checks for existence.
-    unsafe { libc::kill(pid, 0) == 0 }
+    let exists = unsafe { libc::kill(pid, 0) == 0 };
+    // One that exited and waits for its parent to reap it (a zombie) runs no more.
+    exists && !is_zombie(pid)
+}
+
+/// Whether `pid` has exited and waits to be reaped (state `Z` in `/proc/<pid>/stat`).
+fn is_zombie(pid: i32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|stat| {
+        stat.rsplit_once(')')
+            .is_some_and(|(_, rest)| rest.trim_start().starts_with('Z'))
+    })
 }

@@ -157,11 +157,14 @@ async fn stop() -> anyhow::Result<ExitStatus> {
             std::io::Error::last_os_error()
         );
     }
+    // Stopped means exited: the lock goes a little before the process does, and a backup of
+    // the data directory must not start before the process has written its last.
     let deadline = Instant::now() + Duration::from_secs(30);
-    while local.lock_held() && Instant::now() < deadline {
+    let running = || local.lock_held() || process_alive(rt.pid);
+    while running() && Instant::now() < deadline {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    if local.lock_held() {
+    if running() {
         bail!("the local cortex server (pid {pid}) did not stop within 30s; stop it with `kill -9 {pid}`");
     }
     println!("stopped the local cortex server (pid {pid})");

@@ -67,6 +67,15 @@ fn two_concurrent_first_calls_start_one_server() {
         stdout(&status)
     );
 
+    // Its reader gone (`| true`), `server status` ends quietly, as every command does.
+    let piped = Command::new("sh")
+        .env("CORTEX", cortex_bin())
+        .env("CORTEX_CLI_CONFIG_DIR", &cfg)
+        .args(["-c", "\"$CORTEX\" server status | true"])
+        .output()
+        .unwrap();
+    assert!(!stderr(&piped).contains("panicked"), "{}", stderr(&piped));
+
     let stop = local_cortex(&cfg)
         .args(["server", "stop"])
         .output()
@@ -75,6 +84,16 @@ fn two_concurrent_first_calls_start_one_server() {
         stdout(&stop).starts_with("stopped the local cortex server"),
         "{}",
         stdout(&stop)
+    );
+    // Stopped means exited: a backup may begin.
+    let pid = rt["pid"].as_u64().unwrap();
+    let state = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    let state = state
+        .rsplit_once(')')
+        .map_or("", |(_, rest)| rest.trim_start());
+    assert!(
+        state.is_empty() || state.starts_with('Z'),
+        "pid {pid} still runs: {state}"
     );
     let status = local_cortex(&cfg)
         .args(["server", "status"])
