@@ -16,7 +16,7 @@ use super::environment;
 use super::output::OutputFormat;
 use super::terminal_log::TerminalLog;
 use super::{ExitStatus, LogsArgs};
-use crate::client::{Client, ClientError};
+use crate::client::Client;
 
 pub async fn run(args: LogsArgs) -> anyhow::Result<ExitStatus> {
     let target = environment::connect(args.env.env.as_deref()).await?;
@@ -67,9 +67,21 @@ pub async fn run(args: LogsArgs) -> anyhow::Result<ExitStatus> {
 /// Why a followed stream ended, unless what it followed is over (a job that ended): its API
 /// was deleted, or the server stopped.
 async fn stream_ended(client: &Client, args: &LogsArgs) -> Option<String> {
-    let gone = |e: &ClientError| e.status() == Some(reqwest::StatusCode::NOT_FOUND);
-    if client.get_api(&args.api).await.is_err_and(|e| gone(&e)) {
-        return Some(format!("{} was deleted: no more logs will come", args.api));
+    use reqwest::StatusCode;
+    match client.get_api(&args.api).await {
+        Err(e) if e.status() == Some(StatusCode::NOT_FOUND) => {
+            return Some(format!("{} was deleted: no more logs will come", args.api));
+        }
+        // The caller's token was revoked, or its access taken away: the stream ends then.
+        Err(e)
+            if matches!(
+                e.status(),
+                Some(StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN)
+            ) =>
+        {
+            return Some(format!("the server ended the log stream: {e}"));
+        }
+        _ => {}
     }
     if let Some(job_id) = &args.job_id {
         let job = client.job_status(&args.api, job_id, false).await;

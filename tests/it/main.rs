@@ -41,6 +41,7 @@ mod realtime;
 mod redelivery;
 mod requirements;
 mod resources;
+mod revoked_streams;
 mod s3_store;
 mod sandbox;
 mod scaling;

@@ -7,11 +7,12 @@
 use axum::body::Body;
 use axum::extract::rejection::QueryRejection;
 use axum::extract::{Path, Query, State};
-use axum::http::header;
+use axum::http::{header, HeaderMap};
 use axum::response::{IntoResponse, Response};
 use futures_util::future::BoxFuture;
 use futures_util::StreamExt;
 
+use super::access_lost::access_lost;
 use super::apis::find;
 use super::merged_logs::{merged, Check, Feed, Origin, Source};
 use crate::api::LogsQuery;
@@ -25,6 +26,7 @@ use crate::store::jobs;
 pub async fn job_logs(
     State(state): State<AppState>,
     AuthMember(caller): AuthMember,
+    headers: HeaderMap,
     Path((name, job_id)): Path<(String, String)>,
     query: Result<Query<LogsQuery>, QueryRejection>,
 ) -> Result<Response, ApiError> {
@@ -85,8 +87,10 @@ pub async fn job_logs(
         job_id: job.id.clone(),
     };
     let shutdown = state.shutdown.clone();
-    let stream =
-        merged(sources, follow, feed).take_until(async move { shutdown.cancelled().await });
+    let lost = access_lost(state.clone(), headers, row.id.clone());
+    let stream = merged(sources, follow, feed)
+        .take_until(async move { shutdown.cancelled().await })
+        .take_until(lost);
     Ok((
         [(header::CONTENT_TYPE, "text/plain; charset=utf-8")],
         Body::from_stream(stream.map(Ok::<_, std::io::Error>)),

@@ -7,12 +7,13 @@ use std::time::Duration;
 use axum::body::{Body, Bytes};
 use axum::extract::rejection::QueryRejection;
 use axum::extract::{Path, Query, State};
-use axum::http::header;
+use axum::http::{header, HeaderMap};
 use axum::response::{IntoResponse, Response};
 use futures_util::future::BoxFuture;
 use futures_util::stream::BoxStream;
 use futures_util::StreamExt;
 
+use super::access_lost::access_lost;
 use super::apis::find;
 use super::merged_logs::{merged, Check, Feed, Origin, Source};
 use crate::api::LogsQuery;
@@ -30,6 +31,7 @@ const FOLLOW_POLL: Duration = Duration::from_millis(200);
 pub async fn logs(
     State(state): State<AppState>,
     AuthMember(caller): AuthMember,
+    headers: HeaderMap,
     Path(name): Path<String>,
     query: Result<Query<LogsQuery>, QueryRejection>,
 ) -> Result<Response, ApiError> {
@@ -54,8 +56,9 @@ pub async fn logs(
         )));
     }
     let live = state.deployments.get(&name);
+    let lost = access_lost(state.clone(), headers, row.id.clone());
     if let Some(live) = live.clone().filter(|live| merges_replicas(live)) {
-        return Ok(replicas_merged(&state, live, query).await);
+        return Ok(replicas_merged(&state, live, query, lost).await);
     }
     let (replica_id, logs) = match live.as_ref().and_then(|live| followed_replica(live)) {
         Some(replica) => (replica.id().to_string(), replica.logs()),
@@ -92,7 +95,9 @@ pub async fn logs(
         .into_stream(),
         None => up_to(logs, start, end),
     };
-    let body = body.take_until(async move { shutdown.cancelled().await });
+    let body = body
+        .take_until(async move { shutdown.cancelled().await })
+        .take_until(lost);
     Ok((
         [(header::CONTENT_TYPE, "text/plain; charset=utf-8")],
         Body::from_stream(body.map(Ok::<_, std::io::Error>)),
@@ -133,7 +138,12 @@ fn replica_prefix(api: &str, replica_id: &str) -> String {
 
 /// The merged log of every replica of `live` (the last `tail` lines of each); following, it
 /// takes in replicas as they start and ends when the API is deleted.
-async fn replicas_merged(state: &AppState, live: Arc<LiveApi>, query: LogsQuery) -> Response {
+async fn replicas_merged(
+    state: &AppState,
+    live: Arc<LiveApi>,
+    query: LogsQuery,
+    lost: impl std::future::Future<Output = ()> + Send + 'static,
+) -> Response {
     let name = live.spec.name.clone();
     let mut sources = Vec::new();
     for replica in serving_replicas(&live) {
@@ -155,8 +165,9 @@ async fn replicas_merged(state: &AppState, live: Arc<LiveApi>, query: LogsQuery)
         followed: sources.iter().map(|s| s.prefix().to_string()).collect(),
     };
     let shutdown = state.shutdown.clone();
-    let body =
-        merged(sources, query.follow, feed).take_until(async move { shutdown.cancelled().await });
+    let body = merged(sources, query.follow, feed)
+        .take_until(async move { shutdown.cancelled().await })
+        .take_until(lost);
     (
         [(header::CONTENT_TYPE, "text/plain; charset=utf-8")],
         Body::from_stream(body.map(Ok::<_, std::io::Error>)),

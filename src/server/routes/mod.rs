@@ -1,6 +1,7 @@
 //! The HTTP surface: control API (`/api/v2/...`), health, and the gateway as the fallback.
 
 mod access;
+mod access_lost;
 mod api_jobs;
 mod apis;
 mod apis_deploy;
