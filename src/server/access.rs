@@ -114,6 +114,15 @@ impl From<&crate::store::ModelRow> for ModelAccess {
     }
 }
 
+/// Why a token scoped to another model than `model_id` has no access to it, when it is: the
+/// refusal says so, rather than that its user lacks access.
+pub fn out_of_scope(caller: &Caller, model_id: &str, api: &str) -> Option<String> {
+    let scope = caller.scope.as_ref().filter(|s| *s != model_id)?;
+    Some(format!(
+        "this token is scoped to another api (model {scope}): it works on that api only, not on {api}; use an unscoped token, or one made with `cortex tokens create --api {api}`"
+    ))
+}
+
 /// The caller's level on the model: a global admin or the owner is Owner; a public model gives
 /// everyone its default permission; a protected model gives its team's admins Owner and its
 /// members the default permission; anything else is None. A token scoped to another model

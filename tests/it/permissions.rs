@@ -667,3 +667,39 @@ fn a_token_scoped_to_an_api_its_user_may_not_use_is_refused() {
     let his = token(&s, &bob, &["--api", "mine"]);
     assert!(his["token"].as_str().is_some(), "{his}");
 }
+
+#[test]
+fn a_token_scoped_to_one_api_says_so_on_its_owners_other_apis() {
+    let s = Server::start();
+    let echo = "class PythonPredictor:\n    def __init__(self, config):\n        pass\n    def predict(self, payload):\n        return payload\n";
+    for name in ["mine", "other"] {
+        let p = s.python_project(name, "RealtimeAPI", echo, "");
+        s.ok(&p, &["deploy"]);
+        s.wait_status(name, "live");
+    }
+    let scoped = token(&s, &s.token, &["--api", "mine"]);
+    let scoped = scoped["token"].as_str().unwrap();
+    let other_id = s.api_json("other").unwrap()["model_id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    for (method, url, body) in [
+        ("POST", format!("{}/other", s.url), Some("{}")),
+        (
+            "GET",
+            format!("{}/api/v2/deploy/{other_id}/status", s.url),
+            None,
+        ),
+    ] {
+        let (code, answer) = curl(method, &url, Some(scoped), body);
+        let answer = answer.to_string();
+        assert_eq!(code, 403, "{method} {url}: {answer}");
+        assert!(
+            answer.contains("this token is scoped to another api")
+                && answer.contains("not on other"),
+            "{method} {url}: {answer}"
+        );
+    }
+    let (code, _) = curl("POST", &format!("{}/mine", s.url), Some(scoped), Some("{}"));
+    assert_eq!(code, 200);
+}

@@ -52,6 +52,9 @@ pub(crate) async fn check_caller(
     let identity = identity_from_headers(state, headers).await?;
     let level = access::level(&identity.caller(), &api.access());
     if level < Level::Read {
+        if let Some(why) = access::out_of_scope(&identity.caller(), &api.model_id, &api.spec.name) {
+            return Err(ApiError::Forbidden(why));
+        }
         return Err(ApiError::Forbidden(format!(
             "user {} may not call {}: it needs read access to the model (ask its owner, e.g. `cortex access {} --access protected --team <team>`)",
             identity.user.username, api.spec.name, api.spec.name

@@ -101,6 +101,10 @@ async fn needs_write(
 ) -> Result<(), ApiError> {
     let identity = identity_from_headers(state, headers).await?;
     if access::level(&identity.caller(), &live.access()) < Level::Write {
+        if let Some(why) = access::out_of_scope(&identity.caller(), &live.model_id, &live.spec.name)
+        {
+            return Err(ApiError::Forbidden(why));
+        }
         return Err(ApiError::Forbidden(format!(
             "user {} may not stop jobs of {}: it needs write access to the model",
             identity.user.username, live.spec.name

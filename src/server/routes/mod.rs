@@ -125,6 +125,9 @@ pub(crate) fn require(
     if level >= needed {
         return Ok(());
     }
+    if let Some(why) = crate::server::access::out_of_scope(&caller.caller(), &row.id, &row.name) {
+        return Err(super::error::ApiError::Forbidden(why));
+    }
     Err(super::error::ApiError::Forbidden(format!(
         "user {} does not have the permission this needs on api {} (model {}): it needs {}, and has {}",
         caller.user.username,
