@@ -354,3 +354,38 @@ fn a_failed_wait_says_the_errors_its_deployment_reported() {
     let out = run(&s, &p, &["wait", "reported"]);
     failed_with(&out, &["model file missing"]);
 }
+
+#[test]
+fn a_wait_whose_deploy_another_one_undid_fails_at_once() {
+    let s = Server::start();
+    let gate = s.dir.path().join("gate");
+    // Version b waits for a gate that never opens; version a starts at once.
+    let slow = format!(
+        "import os, time\n\nclass PythonPredictor:\n    def __init__(self, config):\n        while not os.path.exists({gate:?}):\n            time.sleep(0.05)\n\n    def predict(self, payload):\n        return 'b'\n",
+        gate = gate.display().to_string()
+    );
+    let p = s.python_project("flip", "RealtimeAPI", LEAN, "");
+    let out = run(&s, &p, &["deploy", "--wait"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    write(&p, "predictor.py", &slow);
+    let mut first = s.cortex();
+    first
+        .current_dir(&p)
+        .args(["deploy", "--wait", "-y"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    let mut first = first.spawn().unwrap();
+    // Once its wait saw version b updating, a second deploy puts version a back.
+    let progress = crate::harness::line_channel(first.stderr.take().unwrap());
+    let seen = crate::harness::wait_line(&progress, "updating");
+    write(&p, "predictor.py", LEAN);
+    let out = run(&s, &p, &["deploy", "--force", "-y"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let status = crate::harness::wait_for("the first wait to end", DEADLINE, || {
+        first.try_wait().ok().flatten()
+    });
+    let rest: Vec<String> = progress.iter().collect();
+    let err = [seen, rest].concat().join("\n");
+    assert_eq!(status.code(), Some(1), "{err}");
+    assert!(err.contains("is replaced by another deploy"), "{err}");
+}

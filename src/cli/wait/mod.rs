@@ -31,6 +31,8 @@ pub const DEFAULT_TIMEOUT: &str = "10m";
 pub struct Awaited {
     pub name: String,
     pub before: Option<i64>,
+    /// An answer had another number than `before`: the deploy took effect.
+    pub moved: std::cell::Cell<bool>,
 }
 
 /// Every API's deployment number, before a deploy (to know its new version when it shows).
@@ -54,6 +56,7 @@ pub fn awaited(results: &[DeployResult], before: &HashMap<String, i64>) -> Vec<A
                 DeployAction::UpToDate => None,
                 _ => before.get(&r.name).copied(),
             },
+            moved: Default::default(),
         })
         .collect()
 }
@@ -75,6 +78,7 @@ pub async fn run(args: WaitArgs) -> anyhow::Result<ExitStatus> {
             let awaited = [Awaited {
                 name: args.api.clone(),
                 before: None,
+                moved: Default::default(),
             }];
             apis(&target, &awaited, args.timeout, args.output, Shape::One).await
         }
@@ -157,7 +161,10 @@ async fn round(
     let (mut waiting, mut failed) = (Vec::new(), None);
     for (i, a) in awaited.iter().enumerate() {
         let api = ask(deadline, progress, || client.get_api(&a.name)).await?;
-        match verdict::api(&api, a.before) {
+        if a.before.is_some_and(|n| api.deployment.number != n) {
+            a.moved.set(true);
+        }
+        match verdict::api(&api, a.before, a.moved.get()) {
             Verdict::Done => {}
             Verdict::Waiting(now) => waiting.push((i, now)),
             Verdict::Failed(status) => {

@@ -6,7 +6,8 @@
 //! configuration, and an API whose number is still that one is still the old version
 //! (whatever it says). The number usually counts one up; a deploy that goes back to the
 //! version still serving during an update makes that version's number current again, which
-//! is a change all the same. It fails at once when it is `error`, `error (out of memory)` or
+//! is a change all the same; seen after the deploy took effect, the number from before means
+//! another deploy replaced this one (it fails then). It fails at once when it is `error`, `error (out of memory)` or
 //! `stopped`: a failed `__init__` (a python exception, a command exiting 3), a crash loop or a
 //! memory kill will not mend themselves. `updating` and `compute unavailable` are waited on
 //! (compute may free up) until the timeout, except a `compute unavailable` whose errors say
@@ -28,10 +29,17 @@ pub enum Verdict {
 }
 
 /// An API's verdict; `before`: the deployment number it had before the deploy being waited
-/// for (`None`: whatever version it runs).
-pub fn api(api: &ApiResponse, before: Option<i64>) -> Verdict {
+/// for (`None`: whatever version it runs); `moved`: an earlier answer had another number (the
+/// deploy took effect), so `before` again means another deploy put that version back.
+pub fn api(api: &ApiResponse, before: Option<i64>, moved: bool) -> Verdict {
     if before.is_some_and(|n| api.deployment.number == n) {
-        return Verdict::Waiting("the new version is not in place yet".to_string());
+        if moved {
+            return Verdict::Failed(
+                "replaced by another deploy, which put back the version that served before this one"
+                    .to_string(),
+            );
+        }
+        return Verdict::Waiting("still the version from before this deploy".to_string());
     }
     match api.status {
         ApiStatus::Live if serves(api) => Verdict::Done,
@@ -104,25 +112,30 @@ mod tests {
     #[test]
     fn an_api_is_done_when_the_new_version_is_live() {
         assert_eq!(
-            api(&realtime(ApiStatus::Live, 2, true), Some(1)),
+            api(&realtime(ApiStatus::Live, 2, true), Some(1), false),
             Verdict::Done
         );
         assert_eq!(
-            api(&realtime(ApiStatus::Live, 2, true), None),
+            api(&realtime(ApiStatus::Live, 2, true), None, false),
             Verdict::Done
         );
         // The old version is still what the server describes.
         assert!(matches!(
-            api(&realtime(ApiStatus::Live, 1, true), Some(1)),
+            api(&realtime(ApiStatus::Live, 1, true), Some(1), false),
             Verdict::Waiting(_)
+        ));
+        // ... but once another number was seen, another deploy has put it back.
+        assert!(matches!(
+            api(&realtime(ApiStatus::Live, 1, true), Some(1), true),
+            Verdict::Failed(why) if why.starts_with("replaced by another deploy")
         ));
         // Back to the version that still served during an update (2 was the update).
         assert_eq!(
-            api(&realtime(ApiStatus::Live, 1, true), Some(2)),
+            api(&realtime(ApiStatus::Live, 1, true), Some(2), false),
             Verdict::Done
         );
         assert_eq!(
-            api(&realtime(ApiStatus::Updating, 2, false), Some(1)),
+            api(&realtime(ApiStatus::Updating, 2, false), Some(1), false),
             Verdict::Waiting("updating: 0 of 1 replicas ready".to_string())
         );
     }
@@ -135,12 +148,12 @@ mod tests {
             (ApiStatus::Stopped, "stopped"),
         ] {
             assert_eq!(
-                api(&realtime(status, 2, false), Some(1)),
+                api(&realtime(status, 2, false), Some(1), false),
                 Verdict::Failed(words.to_string())
             );
         }
         assert!(matches!(
-            api(&realtime(ApiStatus::ComputeUnavailable, 2, false), None),
+            api(&realtime(ApiStatus::ComputeUnavailable, 2, false), None, false),
             Verdict::Waiting(w) if w.starts_with("compute unavailable")
         ));
     }
@@ -154,7 +167,7 @@ mod tests {
                 .to_string(),
         ];
         assert_eq!(
-            api(&wants, Some(1)),
+            api(&wants, Some(1), false),
             Verdict::Failed("compute unavailable".to_string())
         );
     }
