@@ -137,6 +137,13 @@ pub fn error_response(status: StatusCode, kind: &str, message: impl Into<String>
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let (status, kind) = self.status_and_kind();
+        // What the operator must act on is in the server's log too, not only the client's.
+        if matches!(
+            self,
+            ApiError::InsufficientStorage(_) | ApiError::Internal(_)
+        ) {
+            tracing::warn!("answered {}: {self}", status.as_u16());
+        }
         error_response(status, kind, self.to_string())
     }
 }

@@ -203,6 +203,7 @@ pub async fn run(config: ServerConfig) -> anyhow::Result<()> {
     state.engine.shutdown().await;
     state.store.checkpoint().await;
     remove_runtime_file(&data);
+    eprintln!("cortex server stopped");
     match failed {
         Some(e) => Err(anyhow::anyhow!("cannot serve connections: {e}")),
         None => Ok(()),

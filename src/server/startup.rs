@@ -51,9 +51,15 @@ pub(super) async fn open_data_dir(config: &ServerConfig) -> anyhow::Result<DataD
         .with_context(|| format!("cannot create the data directory {}", data_dir.display()))?;
     // One server per data directory: a second one would run every replica twice.
     let lock = lock_data_dir(&data_dir.join("server.lock")).await?;
-    // Whatever runtime file is here belongs to a server that is gone.
+    // Whatever runtime file is here belongs to a server that is gone; a server that stops
+    // cleanly removes its own, so one left means it did not.
     let runtime_file = data_dir.join(RuntimeFile::NAME);
-    let _ = std::fs::remove_file(&runtime_file);
+    if std::fs::remove_file(&runtime_file).is_ok() {
+        eprintln!(
+            "the previous server on {} did not stop cleanly (killed, or its machine stopped): its apis start again and its jobs resume",
+            data_dir.display()
+        );
+    }
     data_check::check_database(data_dir, "cortex.db")?;
     let db = data_dir.join("cortex.db");
     let store = Store::open(&db).with_context(|| {
@@ -262,10 +268,11 @@ impl ShutdownSignals {
                 None => std::future::pending().await,
             }
         }
-        tokio::select! {
-            _ = recv(&mut self.term) => {}
-            _ = recv(&mut self.int) => {}
-        }
+        let which = tokio::select! {
+            _ = recv(&mut self.term) => "SIGTERM",
+            _ = recv(&mut self.int) => "SIGINT",
+        };
+        eprintln!("cortex server stopping ({which}): requests in flight finish, replicas stop");
     }
 }
 

@@ -532,6 +532,20 @@ fn a_server_killed_mid_job_resumes_it_and_counts_every_batch_once() {
     }
     let log = s.ok(s.dir.path(), &["logs", "durable", &id]);
     assert!(log.contains("the server restarted; resuming job"), "{log}");
+    // The server's own log tells a crash from a clean stop.
+    let server_log = std::fs::read_to_string(s.dir.path().join("server.log")).unwrap();
+    assert!(
+        server_log.contains("did not stop cleanly")
+            && !server_log.contains("cortex server stopped"),
+        "{server_log}"
+    );
+    assert!(s.stop());
+    let server_log = std::fs::read_to_string(s.dir.path().join("server.log")).unwrap();
+    assert!(
+        server_log.contains("cortex server stopping (SIGTERM)")
+            && server_log.contains("cortex server stopped\n"),
+        "{server_log}"
+    );
 }
 
 #[test]

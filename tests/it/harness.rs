@@ -256,7 +256,6 @@ impl Server {
 
     fn boot(&mut self) {
         let data = self.data_dir();
-        let _ = std::fs::remove_file(data.join("server.json"));
         let child = Command::new(cortex_bin())
             .args(["server", "--listen", &self.listen, "--data-dir"])
             .arg(&data)

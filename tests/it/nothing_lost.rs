@@ -330,6 +330,8 @@ fn a_delete_that_cannot_be_stored_on_a_full_disk_stops_nothing() {
     assert_eq!(status, 507, "{v}");
     assert_eq!(v["kind"], "insufficient_storage", "{v}");
     assert_eq!(s.predict("reverser"), 200, "the api still answers: {v}");
+    // The operator sees it in the server's log, not only the client.
+    assert!(s.log().contains("answered 507: "), "{}", s.log());
     assert!(
         v["message"]
             .as_str()
