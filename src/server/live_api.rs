@@ -8,7 +8,7 @@ use super::metrics::Metrics;
 use super::replica_set::ReplicaSets;
 use super::route_table::Routed;
 use super::splitter::Splitter;
-use super::waiting::Queue;
+use super::waiting::{Queue, Queued};
 use crate::spec::ApiSpec;
 
 pub struct LiveApi {
@@ -68,6 +68,12 @@ impl LiveApi {
     /// Whether an older version still serves while the latest one starts.
     pub fn has_older(&self) -> bool {
         !self.versions.older().is_empty()
+    }
+}
+
+impl Queued for LiveApi {
+    fn queue(&self) -> &Queue {
+        &self.queue
     }
 }
 

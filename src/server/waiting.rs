@@ -6,8 +6,6 @@ use std::sync::Arc;
 
 use tokio::sync::Notify;
 
-use super::live_api::LiveApi;
-
 /// The waiting requests of one API.
 #[derive(Debug, Default)]
 pub struct Queue {
@@ -42,23 +40,28 @@ impl Queue {
     }
 }
 
-/// A place in an API's queue, given up when dropped.
-pub(super) struct Waiting(Arc<LiveApi>);
+/// What has a queue of waiting requests (an API as the server runs it).
+pub trait Queued {
+    fn queue(&self) -> &Queue;
+}
 
-impl Waiting {
+/// A place in an API's queue, given up when dropped.
+pub(super) struct Waiting<A: Queued>(Arc<A>);
+
+impl<A: Queued> Waiting<A> {
     /// A place in `api`'s queue if it has fewer than `cap` waiting.
-    pub(super) fn enter(api: &Arc<LiveApi>, cap: u32) -> Option<Waiting> {
-        api.queue.try_enter(cap).then(|| Waiting(api.clone()))
+    pub(super) fn enter(api: &Arc<A>, cap: u32) -> Option<Waiting<A>> {
+        api.queue().try_enter(cap).then(|| Waiting(api.clone()))
     }
 
     /// The API whose queue it is in.
-    pub(super) fn api(&self) -> &Arc<LiveApi> {
+    pub(super) fn api(&self) -> &Arc<A> {
         &self.0
     }
 }
 
-impl Drop for Waiting {
+impl<A: Queued> Drop for Waiting<A> {
     fn drop(&mut self) {
-        self.0.queue.waiting.fetch_sub(1, Ordering::AcqRel);
+        self.0.queue().waiting.fetch_sub(1, Ordering::AcqRel);
     }
 }
