@@ -646,26 +646,41 @@ fn a_restart_brings_back_the_serving_generation_as_its_own_deployment() {
     assert_eq!(api["deployment"]["status"], "complete", "{api}");
 }
 
-#[test]
-fn logs_follow_says_the_connection_broke_when_the_server_is_killed() {
-    let mut s = Server::start();
+/// Deploys `name`, a python API that prints `up`, and follows its log (`cortex logs -f`) until
+/// that line shows: its project, the follower, and the lines that come next (kept, so the
+/// follower's output has a reader).
+fn following(
+    s: &Server,
+    name: &str,
+) -> (
+    std::path::PathBuf,
+    std::process::Child,
+    std::sync::mpsc::Receiver<String>,
+) {
     let p = s.python_project(
-        "orphaned",
+        name,
         "RealtimeAPI",
         "class PythonPredictor:\n    def __init__(self, config):\n        print('up', flush=True)\n\n    def predict(self, payload):\n        return 'ok'\n",
         "",
     );
     s.ok(&p, &["deploy"]);
-    s.wait_status("orphaned", "live");
+    s.wait_status(name, "live");
     let mut follow = s
         .cortex()
-        .args(["logs", "orphaned", "-f"])
+        .args(["logs", name, "-f"])
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
     let lines = line_channel(follow.stdout.take().unwrap());
     wait_line(&lines, "up");
+    (p, follow, lines)
+}
+
+#[test]
+fn logs_follow_says_the_connection_broke_when_the_server_is_killed() {
+    let mut s = Server::start();
+    let (_, follow, _lines) = following(&s, "orphaned");
     s.kill();
     let out = follow.wait_with_output().unwrap();
     let err = stderr(&out);
@@ -681,23 +696,7 @@ fn logs_follow_says_the_connection_broke_when_the_server_is_killed() {
 #[test]
 fn logs_follow_says_when_its_api_is_deleted() {
     let s = Server::start();
-    let p = s.python_project(
-        "brief",
-        "RealtimeAPI",
-        "class PythonPredictor:\n    def __init__(self, config):\n        print('up', flush=True)\n\n    def predict(self, payload):\n        return 'ok'\n",
-        "",
-    );
-    s.ok(&p, &["deploy"]);
-    s.wait_status("brief", "live");
-    let mut follow = s
-        .cortex()
-        .args(["logs", "brief", "-f"])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let lines = line_channel(follow.stdout.take().unwrap());
-    wait_line(&lines, "up");
+    let (p, follow, _lines) = following(&s, "brief");
     s.ok(&p, &["delete", "brief", "-y"]);
     let out = follow.wait_with_output().unwrap();
     assert!(out.status.success());
