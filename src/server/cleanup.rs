@@ -16,7 +16,7 @@ use super::jobs::Jobs;
 use super::venv_sweep;
 use crate::runtime::plan::model_venvs;
 use crate::store::bundle_sweep::{self, GRACE_SECS};
-use crate::store::{models, BundleStore, ModelRow, Store};
+use crate::store::{models, BundleStore, ModelRow, Store, StoreError};
 
 /// The bundles a model uses: its bundle, the one that served last and its saved files.
 pub fn layers_of(row: &ModelRow) -> Vec<String> {
@@ -70,12 +70,7 @@ impl Sweeper {
     }
 
     /// Bundles something runs from: every serving version of every API, and running jobs.
-    async fn in_use(&self) -> HashSet<String> {
-        let rows = self
-            .store
-            .call(|c| models::list(c))
-            .await
-            .unwrap_or_default();
+    fn in_use(&self, rows: &[ModelRow]) -> HashSet<String> {
         let mut dirs = self.jobs.projects_in_use();
         for live in rows.iter().filter_map(|r| self.deployments.get(&r.name)) {
             let sets = std::iter::once(live.versions.newest().clone()).chain(live.versions.older());
@@ -90,7 +85,9 @@ impl Sweeper {
     /// One sweep; the caller holds the lock of API changes. A failure is logged: nothing
     /// depends on it.
     pub async fn sweep_locked(&self) {
-        let in_use = self.in_use().await;
+        // One list of the models for the whole sweep.
+        let rows = self.store.call(|c| models::list(c)).await;
+        let in_use = self.in_use(rows.as_deref().unwrap_or_default());
         let released = self
             .released
             .lock()
@@ -122,14 +119,14 @@ impl Sweeper {
                 tracing::info!("removed {b} unused bundle(s) and {p} unpacked project(s)");
             }
         }
-        self.sweep_venvs().await;
+        self.sweep_venvs(rows).await;
     }
 
     /// The virtualenvs of models that are gone, and those of live models no replica started
     /// from for a while (`CORTEX_VENV_UNUSED_SECS`, an hour). Never without the list of the
     /// models that exist.
-    async fn sweep_venvs(&self) {
-        let rows = match self.store.call(|c| models::list(c)).await {
+    async fn sweep_venvs(&self, rows: Result<Vec<ModelRow>, StoreError>) {
+        let rows = match rows {
             Ok(rows) => rows,
             Err(e) => {
                 tracing::warn!("cannot sweep unused virtualenvs: {e}");
