@@ -86,10 +86,7 @@ fn write(effect: Effect) {
                 }
             }
         }
-        Effect::Line { replica, line } => {
-            make_dir(&replica);
-            let _ = rotating::append(&replica.log_path, format!("{line}\n").as_bytes());
-        }
+        Effect::Line { replica, line } => append_line(&replica, &line),
         Effect::Exited {
             replica,
             generation,
@@ -113,6 +110,12 @@ fn write(effect: Effect) {
         }
         Effect::CheckHealth { .. } => {}
     }
+}
+
+/// Appends one of the engine's own lines to `replica`'s log. Blocking.
+pub(super) fn append_line(replica: &RayReplica, line: &str) {
+    make_dir(replica);
+    let _ = rotating::append(&replica.log_path, format!("{line}\n").as_bytes());
 }
 
 fn make_dir(replica: &RayReplica) {

@@ -7,9 +7,9 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use super::effects::append_line;
 use super::handle::RayReplica;
 use crate::engine::health_watch::{restarted_text, unresponsive_for, Rotation};
-use crate::engine::local::rotating;
 use crate::engine::restarts::{backoff, CRASH_LOOP_AFTER};
 use crate::engine::ReplicaPhase;
 
@@ -84,7 +84,7 @@ async fn until_ready(
 
 /// One generation of a replica, as the health watch sees it.
 struct Run<'a> {
-    replica: &'a RayReplica,
+    replica: &'a Arc<RayReplica>,
     generation: u64,
 }
 
@@ -138,13 +138,9 @@ impl Run<'_> {
             true
         });
         if taken {
-            let (dir, path) = (self.replica.log_path.parent(), &self.replica.log_path);
-            let (dir, path) = (dir.map(|d| d.to_path_buf()), path.clone());
+            let replica = self.replica.clone();
             tokio::task::spawn_blocking(move || {
-                if let Some(dir) = dir {
-                    let _ = std::fs::create_dir_all(dir);
-                }
-                let _ = rotating::append(&path, format!("cortex: error: {error}\n").as_bytes());
+                append_line(&replica, &format!("cortex: error: {error}"));
             });
         }
     }
